@@ -1,0 +1,90 @@
+//! bosun's domain model.
+//!
+//! **Architecture Invariant:** this crate does no IO and knows neither wire (protobuf) nor
+//! SQL types. It is the vocabulary every other crate speaks; the API crate converts to and
+//! from the wire, the store crate to and from rows.
+//!
+//! Layout:
+//! - [`time`]: [`Timestamp`] (microsecond UTC) and the injectable [`Clock`].
+//! - [`ids`]: validated identifiers ([`NodeId`], [`InstanceId`], [`CommandId`], [`PoolName`])
+//!   and record [`Revision`]s.
+//! - [`labels`]: [`Labels`] and equality [`LabelSelector`]s.
+//! - [`lifecycle`]: the node, instance and command state machines, the only place
+//!   transitions are decided.
+//! - [`node`], [`instance`], [`command`], [`health`], [`metrics`], [`pool`], [`bootstrap`]:
+//!   the fleet's resources.
+//! - [`change`]: change records (history, audit, watch) and [`Actor`]s.
+//! - [`validation`]: field-naming validation errors shared by every entry point.
+
+/// Declares a closed enum whose wire, storage and display form is a fixed name per
+/// variant, parsed back case-insensitively.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident, field = $field:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
+        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The name used on the wire, in storage and in output.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::validation::ValidationError;
+            /// Accepts the name in any case.
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.as_str().eq_ignore_ascii_case(text.trim()))
+                    .ok_or_else(|| {
+                        let names: Vec<_> = $name::ALL.iter().map(|v| v.as_str()).collect();
+                        $crate::validation::ValidationError::new(
+                            $field,
+                            format_args!("{text:?} is not one of {}", names.join(", ")),
+                        )
+                    })
+            }
+        }
+    };
+}
+
+pub mod bootstrap;
+pub mod change;
+pub mod command;
+pub mod health;
+pub mod ids;
+pub mod instance;
+pub mod labels;
+pub mod lifecycle;
+pub mod metrics;
+pub mod node;
+pub mod pool;
+pub mod time;
+pub mod validation;
+
+pub use bootstrap::{BootstrapCommandLog, BootstrapLog};
+pub use change::{Actor, ChangeOp, ChangeRecord, ResourceKind};
+pub use command::{Command, CommandEvent, CommandKind};
+pub use health::{CheckResult, ClassifiedEvent, EventType, Health, HealthEvent, HealthReport, HealthSystem, Verdict};
+pub use ids::{CommandId, InstanceId, NodeId, PoolName, Revision};
+pub use instance::Instance;
+pub use labels::{LabelSelector, Labels};
+pub use lifecycle::{
+    CommandState, CommandTrigger, InstanceState, InstanceTrigger, NodeStatus, NodeTrigger, TransitionError,
+};
+pub use metrics::{GpuSample, Heartbeat, MetricSample};
+pub use node::{Gpu, Node, NodeMetadata, NodeRegistration};
+pub use pool::{Pool, PoolSpec, PoolStatus};
+pub use time::{Clock, FakeClock, SystemClock, Timestamp};
+pub use validation::ValidationError;

@@ -1,0 +1,154 @@
+//! The behavioural suite every backend must pass (Quickwit's metastore pattern).
+//!
+//! Each case is a generic async function over a [`Ctx`]; [`store_conformance!`] stamps one
+//! `#[tokio::test]` per case onto a backend, so a test is named
+//! `conformance::<backend>::<case>`. A backend is done when the whole suite passes on it.
+
+mod batches;
+mod changes;
+mod commands;
+mod fixtures;
+mod instances;
+mod maintenance;
+mod nodes;
+mod pools;
+mod soft_state;
+
+use std::sync::Arc;
+
+use bosun_core::FakeClock;
+
+use crate::store::SharedStore;
+use crate::testing::TestStore;
+
+pub(crate) use fixtures::*;
+
+/// What every case gets: a fresh, empty store and the fake clock it reads.
+pub(crate) struct Ctx {
+    pub store: SharedStore,
+    pub clock: Arc<FakeClock>,
+    _test_store: TestStore,
+}
+
+impl Ctx {
+    pub async fn open(backend: crate::Backend) -> Option<Ctx> {
+        let test_store = TestStore::open(backend).await?;
+        Some(Ctx { store: test_store.store.clone(), clock: test_store.clock.clone(), _test_store: test_store })
+    }
+}
+
+macro_rules! conformance_cases {
+    ($backend:expr; $($module:ident :: $case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(ctx) = crate::conformance::Ctx::open($backend).await else { return };
+                crate::conformance::$module::$case(&ctx).await;
+            }
+        )+
+    };
+}
+
+/// Stamps the whole suite onto a backend.
+macro_rules! store_conformance {
+    ($backend:expr) => {
+        conformance_cases!($backend;
+            nodes::create_then_get_round_trips_every_field,
+            nodes::create_duplicate_is_already_exists,
+            nodes::get_missing_is_not_found,
+            nodes::update_bumps_revision_and_persists,
+            nodes::update_with_stale_revision_is_conflict_and_writes_nothing,
+            nodes::update_missing_is_not_found,
+            nodes::illegal_status_change_is_invalid_transition,
+            nodes::legal_status_path_to_terminated,
+            nodes::registered_at_cannot_change,
+            nodes::invalid_field_is_rejected,
+            nodes::delete_cascades_commands_and_history,
+            nodes::delete_with_stale_revision_is_conflict,
+            nodes::delete_of_linked_node_needs_explicit_unlink,
+            nodes::update_never_touches_last_heartbeat,
+            nodes::list_is_ordered_by_id,
+            nodes::list_pages_neither_skip_nor_repeat,
+            nodes::list_filters_by_status,
+            nodes::list_filters_by_pool_provider_and_region,
+            nodes::list_filters_by_label_equality,
+            nodes::list_combines_filters,
+            nodes::list_rejects_foreign_or_garbage_cursors,
+            nodes::list_rejects_bad_page_sizes,
+            nodes::pagination_under_concurrent_inserts,
+            nodes::concurrent_compare_and_set_updaters_lose_nothing,
+            nodes::concurrent_creates_of_one_id_have_one_winner,
+            instances::create_then_get_round_trips,
+            instances::duplicate_id_is_already_exists,
+            instances::provider_instance_id_is_unique_per_provider,
+            instances::lifecycle_is_enforced,
+            instances::link_to_missing_node_is_not_found,
+            instances::registration_links_instance_atomically,
+            instances::list_filters,
+            instances::instance_for_node_finds_by_link_id_or_provider_id,
+            instances::delete_removes_and_records,
+            commands::create_requires_existing_node,
+            commands::create_then_get_with_first_event,
+            commands::state_changes_and_redeliveries_add_events,
+            commands::updates_without_state_change_add_no_event,
+            commands::illegal_transition_is_rejected,
+            commands::node_and_kind_cannot_change,
+            commands::list_in_issue_order_with_state_filter,
+            commands::list_by_node_and_kind,
+            commands::events_of_missing_command_is_not_found,
+            commands::custom_kind_round_trips,
+            pools::create_get_update_delete,
+            pools::invalid_spec_is_rejected,
+            pools::status_round_trips,
+            pools::list_is_sorted_by_name,
+            batches::failed_batch_leaves_no_rows_and_no_change_records,
+            batches::conflict_midway_rolls_back_earlier_writes,
+            batches::outcomes_report_revisions_and_sequences,
+            batches::same_record_twice_in_one_batch,
+            batches::empty_batch_is_a_no_op,
+            changes::records_create_update_delete_with_actor_reason_and_snapshot,
+            changes::sequence_is_strictly_increasing,
+            changes::history_of_one_resource,
+            changes::sequence_ranges_and_limits,
+            changes::by_actor,
+            changes::snapshots_exclude_soft_state,
+            changes::time_comes_from_the_injected_clock,
+            changes::concurrent_writers_leave_a_complete_ordered_log,
+            maintenance::retention_keeps_latest_state_of_live_resources,
+            maintenance::retention_drops_old_history_of_deleted_resources,
+            maintenance::retention_keeps_recent_changes,
+            maintenance::retention_prunes_expired_samples,
+            maintenance::health_history_is_newest_first_and_bounded,
+            maintenance::health_report_for_missing_node_is_not_found,
+            maintenance::bootstrap_logs_are_bounded_and_newest_first,
+            maintenance::integrity_is_clean_after_a_mixed_workload,
+            maintenance::counts_reflect_contents,
+            maintenance::ping_and_close,
+            soft_state::heartbeats_update_last_heartbeat,
+            soft_state::heartbeats_never_move_backwards,
+            soft_state::heartbeats_of_unknown_nodes_are_skipped,
+            soft_state::duplicate_heartbeats_in_a_batch_keep_the_latest,
+            soft_state::heartbeats_change_no_revision_and_write_no_change_record,
+            soft_state::metric_samples_round_trip_oldest_first,
+            soft_state::metric_samples_are_bounded_per_node,
+            soft_state::metric_samples_outside_the_window_are_not_returned,
+            soft_state::metric_samples_of_unknown_nodes_are_skipped,
+            soft_state::large_soft_state_batches,
+        );
+    };
+}
+
+#[cfg(test)]
+mod memory {
+    store_conformance!(crate::Backend::Memory);
+}
+
+#[cfg(test)]
+mod sqlite {
+    store_conformance!(crate::Backend::Sqlite);
+}
+
+#[cfg(test)]
+mod postgres {
+    store_conformance!(crate::Backend::Postgres);
+}

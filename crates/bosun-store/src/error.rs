@@ -1,0 +1,78 @@
+//! The store's typed errors. Every backend maps its failures onto these, so the API can map
+//! them to RPC codes in one place and callers can retry exactly what is retryable.
+
+use bosun_core::{ResourceKind, Revision, TransitionError, ValidationError};
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{kind} {id} not found")]
+    NotFound { kind: ResourceKind, id: String },
+
+    #[error("{kind} {id} already exists")]
+    AlreadyExists { kind: ResourceKind, id: String },
+
+    /// Compare-and-set failed: someone else changed the record since it was read.
+    #[error(
+        "{kind} {id} was changed concurrently (expected revision {expected}, found {actual}); read it again and retry"
+    )]
+    Conflict { kind: ResourceKind, id: String, expected: Revision, actual: Revision },
+
+    /// The write asks for a status change its lifecycle does not allow.
+    #[error("{id}: {transition}")]
+    InvalidTransition { id: String, transition: TransitionError },
+
+    /// The request itself is wrong (a field value, a cursor, an immutable field changed).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+
+    /// The store cannot be reached or is overloaded; the operation may be retried.
+    #[error("store unavailable: {message}")]
+    Unavailable { message: String },
+
+    /// Stored data cannot be decoded: it was written by something other than bosun, or
+    /// by an incompatible version. Never retried.
+    #[error("stored {what} is corrupt: {problem}")]
+    Corrupt { what: String, problem: String },
+}
+
+impl StoreError {
+    pub fn not_found(kind: ResourceKind, id: impl ToString) -> Self {
+        StoreError::NotFound { kind, id: id.to_string() }
+    }
+
+    pub fn already_exists(kind: ResourceKind, id: impl ToString) -> Self {
+        StoreError::AlreadyExists { kind, id: id.to_string() }
+    }
+
+    pub fn invalid(field: &str, problem: impl std::fmt::Display) -> Self {
+        StoreError::Invalid(ValidationError::new(field, problem))
+    }
+
+    pub fn corrupt(what: impl Into<String>, problem: impl std::fmt::Display) -> Self {
+        StoreError::Corrupt { what: what.into(), problem: problem.to_string() }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        StoreError::Unavailable { message: message.into() }
+    }
+
+    /// True for errors a caller may retry as is (the store was unreachable or busy).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+
+    /// A short, stable label for metrics (`not_found`, `conflict`...).
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            StoreError::NotFound { .. } => "not_found",
+            StoreError::AlreadyExists { .. } => "already_exists",
+            StoreError::Conflict { .. } => "conflict",
+            StoreError::InvalidTransition { .. } => "invalid_transition",
+            StoreError::Invalid(_) => "invalid",
+            StoreError::Unavailable { .. } => "unavailable",
+            StoreError::Corrupt { .. } => "corrupt",
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! bosun's durable state store.
+//!
+//! **Architecture Invariant:** this crate knows nothing of the API or the server. It stores
+//! `bosun_core` types and nothing else; backends never call each other.
+//!
+//! Layout:
+//! - [`store`]: the [`Store`] trait, the contract every backend implements.
+//! - [`write`]: atomic [`WriteBatch`]es, the only way hard state changes.
+//! - [`query`]: filters and keyset pagination.
+//! - [`error`]: typed [`StoreError`]s.
+//! - [`location`]: store URLs (`sqlite://`, `postgres://`, `memory://`) and their selection.
+//! - [`open`]: opening a store and managing its schema ([`Database`], migrations).
+//! - `rules`, `integrity`: checks every backend applies the same way.
+//! - `memory`, `sqlite`, `postgres`: the backends.
+//! - `conformance` (tests only): the behavioural suite every backend passes.
+
+pub mod error;
+mod integrity;
+pub mod location;
+mod memory;
+pub mod open;
+pub mod query;
+mod rules;
+mod sql;
+pub mod store;
+pub mod write;
+
+mod postgres;
+mod sqlite;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+#[cfg(test)]
+mod conformance;
+
+pub use error::{Result, StoreError};
+pub use location::{DEFAULT_STORE_URL, LocationError, StoreLocation, redact_url};
+pub use memory::MemoryStore;
+pub use open::{ConnectSettings, Database, MigrationInfo, MigrationStatus, OpenError, open_store};
+pub use query::{ChangeFilter, CommandFilter, Cursor, InstanceFilter, NodeFilter, Page, PageRequest};
+pub use sqlite::SqliteDurability;
+pub use store::{
+    Backend, IntegrityFinding, PoolStats, RetentionPolicy, RetentionReport, SampleRetention, SharedStore, Store,
+    StoreCounts, StoreOptions,
+};
+pub use write::{Committed, StoredHealthReport, Write, WriteBatch, WriteOutcome};

@@ -1,0 +1,863 @@
+//! The in-memory backend: the reference implementation of the contract, for tests, demos
+//! and the simulator. Nothing survives the process.
+//!
+//! All state sits behind one mutex. A commit applies its writes in place and records an
+//! undo action for each; if any write fails, the undo log runs backwards and the state is
+//! exactly as before, which gives the same all-or-nothing behaviour as a SQL transaction.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use bosun_core::{
+    BootstrapLog, ChangeOp, ChangeRecord, Command, CommandEvent, CommandId, Heartbeat, Instance, InstanceId,
+    InstanceState, MetricSample, Node, NodeId, Pool, PoolName, ResourceKind, Revision, Timestamp,
+};
+
+use crate::error::{Result, StoreError};
+use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest};
+use crate::rules;
+use crate::store::{Backend, IntegrityFinding, RetentionPolicy, RetentionReport, Store, StoreCounts, StoreOptions};
+use crate::write::{Committed, StoredHealthReport, Write, WriteBatch, WriteOutcome};
+
+#[derive(Debug, Default, Clone)]
+struct State {
+    nodes: BTreeMap<NodeId, Node>,
+    instances: BTreeMap<InstanceId, Instance>,
+    commands: BTreeMap<CommandId, Command>,
+    command_events: HashMap<CommandId, Vec<CommandEvent>>,
+    pools: BTreeMap<PoolName, Pool>,
+    health: HashMap<NodeId, VecDeque<StoredHealthReport>>,
+    bootstrap: HashMap<NodeId, VecDeque<BootstrapLog>>,
+    /// Per node: ring slot -> sample.
+    samples: HashMap<NodeId, BTreeMap<u32, MetricSample>>,
+    changes: BTreeMap<u64, ChangeRecord>,
+    last_change_seq: u64,
+    last_health_id: u64,
+    last_bootstrap_id: u64,
+    closed: bool,
+}
+
+type Undo = Box<dyn FnOnce(&mut State) + Send>;
+
+/// The in-memory store.
+#[derive(Debug)]
+pub struct MemoryStore {
+    options: StoreOptions,
+    // std Mutex: every critical section is synchronous and short; nothing awaits under it.
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    pub fn new(options: StoreOptions) -> Self {
+        Self { options, state: Mutex::new(State::default()) }
+    }
+
+    pub fn shared(options: StoreOptions) -> Arc<Self> {
+        Arc::new(Self::new(options))
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, State>> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.closed {
+            return Err(StoreError::unavailable("the memory store is closed"));
+        }
+        Ok(state)
+    }
+}
+
+/// Applies one batch against `state`, pushing an undo action per mutation.
+struct Tx<'a> {
+    state: &'a mut State,
+    undo: Vec<Undo>,
+    options: &'a StoreOptions,
+    now: Timestamp,
+}
+
+impl Tx<'_> {
+    fn rollback(mut self) {
+        while let Some(undo) = self.undo.pop() {
+            undo(self.state);
+        }
+    }
+
+    fn record_change(
+        &mut self,
+        batch: &WriteBatch,
+        kind: ResourceKind,
+        id: String,
+        op: ChangeOp,
+        revision: Revision,
+        resource: serde_json::Value,
+    ) -> u64 {
+        let previous = self.state.last_change_seq;
+        let seq = previous + 1;
+        self.state.last_change_seq = seq;
+        self.state.changes.insert(
+            seq,
+            ChangeRecord {
+                seq,
+                at: self.now,
+                kind,
+                resource_id: id,
+                op,
+                revision,
+                actor: batch.actor.clone(),
+                reason: batch.reason.clone(),
+                resource,
+            },
+        );
+        self.undo.push(Box::new(move |s| {
+            s.changes.remove(&seq);
+            s.last_change_seq = previous;
+        }));
+        seq
+    }
+
+    fn put_node(&mut self, id: NodeId, node: Option<Node>) {
+        let old = match node {
+            Some(node) => self.state.nodes.insert(id.clone(), node),
+            None => self.state.nodes.remove(&id),
+        };
+        self.undo.push(Box::new(move |s| {
+            match old {
+                Some(old) => s.nodes.insert(id, old),
+                None => s.nodes.remove(&id),
+            };
+        }));
+    }
+
+    fn put_instance(&mut self, id: InstanceId, instance: Option<Instance>) {
+        let old = match instance {
+            Some(i) => self.state.instances.insert(id.clone(), i),
+            None => self.state.instances.remove(&id),
+        };
+        self.undo.push(Box::new(move |s| {
+            match old {
+                Some(old) => s.instances.insert(id, old),
+                None => s.instances.remove(&id),
+            };
+        }));
+    }
+
+    fn put_command(&mut self, id: CommandId, command: Option<Command>) {
+        let old = match command {
+            Some(c) => self.state.commands.insert(id, c),
+            None => self.state.commands.remove(&id),
+        };
+        self.undo.push(Box::new(move |s| {
+            match old {
+                Some(old) => s.commands.insert(id, old),
+                None => s.commands.remove(&id),
+            };
+        }));
+    }
+
+    fn put_pool(&mut self, name: PoolName, pool: Option<Pool>) {
+        let old = match pool {
+            Some(p) => self.state.pools.insert(name.clone(), p),
+            None => self.state.pools.remove(&name),
+        };
+        self.undo.push(Box::new(move |s| {
+            match old {
+                Some(old) => s.pools.insert(name, old),
+                None => s.pools.remove(&name),
+            };
+        }));
+    }
+
+    fn append_command_event(&mut self, batch: &WriteBatch, command: &Command) {
+        let events = self.state.command_events.entry(command.id).or_default();
+        let seq = events.len() as u32 + 1;
+        events.push(CommandEvent {
+            command_id: command.id,
+            seq,
+            at: self.now,
+            state: command.state,
+            actor: batch.actor.clone(),
+            message: batch.reason.clone(),
+        });
+        let id = command.id;
+        self.undo.push(Box::new(move |s| {
+            if let Some(events) = s.command_events.get_mut(&id) {
+                events.pop();
+                if events.is_empty() {
+                    s.command_events.remove(&id);
+                }
+            }
+        }));
+    }
+
+    /// Drops a node's health history and metric samples (bootstrap logs are kept: they
+    /// explain failed boots of machines that never became nodes).
+    fn take_side_tables(&mut self, id: &NodeId) {
+        let health = self.state.health.remove(id);
+        let samples = self.state.samples.remove(id);
+        let id = id.clone();
+        self.undo.push(Box::new(move |s| {
+            if let Some(h) = health {
+                s.health.insert(id.clone(), h);
+            }
+            if let Some(m) = samples {
+                s.samples.insert(id, m);
+            }
+        }));
+    }
+
+    fn ensure_node_exists(&self, id: &NodeId) -> Result<()> {
+        if self.state.nodes.contains_key(id) { Ok(()) } else { Err(StoreError::not_found(ResourceKind::Node, id)) }
+    }
+
+    fn ensure_unique_provider_id(&self, instance: &Instance) -> Result<()> {
+        let Some(pid) = &instance.provider_instance_id else {
+            return Ok(());
+        };
+        let clash = self.state.instances.values().any(|other| {
+            other.id != instance.id
+                && other.provider == instance.provider
+                && other.provider_instance_id.as_ref() == Some(pid)
+        });
+        if clash {
+            return Err(StoreError::already_exists(ResourceKind::Instance, format!("{}/{pid}", instance.provider)));
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, batch: &WriteBatch, write: &Write) -> Result<WriteOutcome> {
+        match write {
+            Write::CreateNode(node) => {
+                rules::check_node_create(node)?;
+                if self.state.nodes.contains_key(&node.id) {
+                    return Err(StoreError::already_exists(ResourceKind::Node, &node.id));
+                }
+                let mut node = (**node).clone();
+                node.revision = Revision::FIRST;
+                node.last_heartbeat = None;
+                let seq = self.record_change(
+                    batch,
+                    ResourceKind::Node,
+                    node.id.to_string(),
+                    ChangeOp::Created,
+                    node.revision,
+                    rules::snapshot(&node),
+                );
+                let revision = node.revision;
+                self.put_node(node.id.clone(), Some(node));
+                Ok(WriteOutcome::Resource { revision, change_seq: seq })
+            }
+            Write::UpdateNode { node, expected } => {
+                let stored = self
+                    .state
+                    .nodes
+                    .get(&node.id)
+                    .ok_or_else(|| StoreError::not_found(ResourceKind::Node, &node.id))?;
+                rules::check_node_update(&stored.into(), node, *expected)?;
+                let mut node = (**node).clone();
+                node.last_heartbeat = stored.last_heartbeat;
+                node.revision = expected.next();
+                let seq = self.record_change(
+                    batch,
+                    ResourceKind::Node,
+                    node.id.to_string(),
+                    ChangeOp::Updated,
+                    node.revision,
+                    rules::snapshot(&node),
+                );
+                let revision = node.revision;
+                self.put_node(node.id.clone(), Some(node));
+                Ok(WriteOutcome::Resource { revision, change_seq: seq })
+            }
+            Write::DeleteNode { id, expected } => {
+                let stored =
+                    self.state.nodes.get(id).cloned().ok_or_else(|| StoreError::not_found(ResourceKind::Node, id))?;
+                if let Some(expected) = expected {
+                    rules::check_expected(ResourceKind::Node, id.as_str(), stored.revision, *expected)?;
+                }
+                if let Some(instance) = self.state.instances.values().find(|i| i.node_id.as_ref() == Some(id)) {
+                    return Err(linked_instance_error(id, &instance.id));
+                }
+                let commands: Vec<Command> =
+                    self.state.commands.values().filter(|c| &c.node_id == id).cloned().collect();
+                for command in commands {
+                    self.record_change(
+                        batch,
+                        ResourceKind::Command,
+                        rules::command_id_text(&command.id),
+                        ChangeOp::Deleted,
+                        command.revision,
+                        rules::snapshot(&command),
+                    );
+                    self.put_command(command.id, None);
+                    if let Some(events) = self.state.command_events.remove(&command.id) {
+                        let command_id = command.id;
+                        self.undo.push(Box::new(move |s| {
+                            s.command_events.insert(command_id, events);
+                        }));
+                    }
+                }
+                self.take_side_tables(id);
+                let seq = self.record_change(
+                    batch,
+                    ResourceKind::Node,
+                    id.to_string(),
+                    ChangeOp::Deleted,
+                    stored.revision,
+                    rules::snapshot(&stored),
+                );
+                self.put_node(id.clone(), None);
+                Ok(WriteOutcome::Resource { revision: stored.revision, change_seq: seq })
+            }
+            Write::CreateInstance(instance) => {
+                rules::check_instance_create(instance)?;
+                if self.state.instances.contains_key(&instance.id) {
+                    return Err(StoreError::already_exists(ResourceKind::Instance, &instance.id));
+                }
+                if let Some(node) = &instance.node_id {
+                    self.ensure_node_exists(node)?;
+                }
+                self.ensure_unique_provider_id(instance)?;
+                let mut instance = (**instance).clone();
+                instance.revision = Revision::FIRST;
+                let seq = self.record_change(
+                    batch,
+                    ResourceKind::Instance,
+                    instance.id.to_string(),
+                    ChangeOp::Created,
+                    instance.revision,
+                    rules::snapshot(&instance),
+                );
+                self.put_instance(instance.id.clone(), Some(instance));
+                Ok(WriteOutcome::Resource { revision: Revision::FIRST, change_seq: seq })
+            }
+            Write::UpdateInstance { instance, expected } => {
+                let stored = self
+                    .state
+                    .instances
+                    .get(&instance.id)
+                    .ok_or_else(|| StoreError::not_found(ResourceKind::Instance, &instance.id))?;
+                rules::check_instance_update(&stored.into(), instance, *expected)?;
+                if let Some(node) = &instance.node_id {
+                    self.ensure_node_exists(node)?;
+                }
+                self.ensure_unique_provider_id(instance)?;
+                let mut instance = (**instance).clone();
+                instance.revision = expected.next();
+                let revision = instance.revision;
+                let seq = self.record_change(
+                    batch,
+                    ResourceKind::Instance,
+                    instance.id.to_string(),
+                    ChangeOp::Updated,
+                    revision,
+                    rules::snapshot(&instance),
+                );
+                self.put_instance(instance.id.clone(), Some(instance));
+                Ok(WriteOutcome::Resource { revision, change_seq: seq })
+            }
+            Write::DeleteInstance { id, expected } => {
+                let stored = self
+                    .state
+                    .instances
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| StoreError::not_found(ResourceKind::Instance, id))?;
+                if let Some(expected) = expected {
+                    rules::check_expected(ResourceKind::Instance, id.as_str(), stored.revision, *expected)?;
+                }
+                let seq = self.record_change(
+                    batch,
+                    ResourceKind::Instance,
+                    id.to_string(),
+                    ChangeOp::Deleted,
+                    stored.revision,
+                    rules::snapshot(&stored),
+                );
+                self.put_instance(id.clone(), None);
+                Ok(WriteOutcome::Resource { revision: stored.revision, change_seq: seq })
+            }
+            Write::CreateCommand(command) => {
+                rules::check_command_create(command)?;
+                self.ensure_node_exists(&command.node_id)?;
+                if self.state.commands.contains_key(&command.id) {
+                    return Err(StoreError::already_exists(ResourceKind::Command, command.id));
+                }
+                let mut command = (**command).clone();
+                command.revision = Revision::FIRST;
+                let seq = self.record_change(
+                    batch,
+                    ResourceKind::Command,
+                    rules::command_id_text(&command.id),
+                    ChangeOp::Created,
+                    command.revision,
+                    rules::snapshot(&command),
+                );
+                self.append_command_event(batch, &command);
+                self.put_command(command.id, Some(command));
+                Ok(WriteOutcome::Resource { revision: Revision::FIRST, change_seq: seq })
+            }
+            Write::UpdateCommand { command, expected } => {
+                let stored = self
+                    .state
+                    .commands
+                    .get(&command.id)
+                    .ok_or_else(|| StoreError::not_found(ResourceKind::Command, command.id))?;
+                let adds_event = rules::check_command_update(&stored.into(), command, *expected)?;
+                let mut command = (**command).clone();
+                command.revision = expected.next();
+                let revision = command.revision;
+                let seq = self.record_change(
+                    batch,
+                    ResourceKind::Command,
+                    rules::command_id_text(&command.id),
+                    ChangeOp::Updated,
+                    revision,
+                    rules::snapshot(&command),
+                );
+                if adds_event {
+                    self.append_command_event(batch, &command);
+                }
+                self.put_command(command.id, Some(command));
+                Ok(WriteOutcome::Resource { revision, change_seq: seq })
+            }
+            Write::CreatePool(pool) => {
+                rules::check_pool(pool)?;
+                if self.state.pools.contains_key(&pool.name) {
+                    return Err(StoreError::already_exists(ResourceKind::Pool, &pool.name));
+                }
+                let mut pool = (**pool).clone();
+                pool.revision = Revision::FIRST;
+                let seq = self.record_change(
+                    batch,
+                    ResourceKind::Pool,
+                    pool.name.to_string(),
+                    ChangeOp::Created,
+                    pool.revision,
+                    rules::snapshot(&pool),
+                );
+                self.put_pool(pool.name.clone(), Some(pool));
+                Ok(WriteOutcome::Resource { revision: Revision::FIRST, change_seq: seq })
+            }
+            Write::UpdatePool { pool, expected } => {
+                let stored = self
+                    .state
+                    .pools
+                    .get(&pool.name)
+                    .ok_or_else(|| StoreError::not_found(ResourceKind::Pool, &pool.name))?;
+                rules::check_expected(ResourceKind::Pool, pool.name.as_str(), stored.revision, *expected)?;
+                rules::check_pool(pool)?;
+                let mut pool = (**pool).clone();
+                pool.revision = expected.next();
+                let revision = pool.revision;
+                let seq = self.record_change(
+                    batch,
+                    ResourceKind::Pool,
+                    pool.name.to_string(),
+                    ChangeOp::Updated,
+                    revision,
+                    rules::snapshot(&pool),
+                );
+                self.put_pool(pool.name.clone(), Some(pool));
+                Ok(WriteOutcome::Resource { revision, change_seq: seq })
+            }
+            Write::DeletePool { name, expected } => {
+                let stored = self
+                    .state
+                    .pools
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| StoreError::not_found(ResourceKind::Pool, name))?;
+                if let Some(expected) = expected {
+                    rules::check_expected(ResourceKind::Pool, name.as_str(), stored.revision, *expected)?;
+                }
+                let seq = self.record_change(
+                    batch,
+                    ResourceKind::Pool,
+                    name.to_string(),
+                    ChangeOp::Deleted,
+                    stored.revision,
+                    rules::snapshot(&stored),
+                );
+                self.put_pool(name.clone(), None);
+                Ok(WriteOutcome::Resource { revision: stored.revision, change_seq: seq })
+            }
+            Write::AppendHealthReport(report) => {
+                self.ensure_node_exists(&report.node_id)?;
+                let previous_id = self.state.last_health_id;
+                let id = previous_id + 1;
+                self.state.last_health_id = id;
+                let node = report.node_id.clone();
+                let history = self.state.health.entry(node.clone()).or_default();
+                let before = history.clone();
+                history.push_back(StoredHealthReport { id, report: (**report).clone() });
+                while history.len() > self.options.health_history_per_node as usize {
+                    history.pop_front();
+                }
+                self.undo.push(Box::new(move |s| {
+                    s.last_health_id = previous_id;
+                    if before.is_empty() {
+                        s.health.remove(&node);
+                    } else {
+                        s.health.insert(node, before);
+                    }
+                }));
+                Ok(WriteOutcome::Appended { id })
+            }
+            Write::AppendBootstrapLog(log) => {
+                let previous_id = self.state.last_bootstrap_id;
+                let id = previous_id + 1;
+                self.state.last_bootstrap_id = id;
+                let node = log.node_id.clone();
+                let logs = self.state.bootstrap.entry(node.clone()).or_default();
+                let before = logs.clone();
+                let mut log = (**log).clone();
+                log.id = id;
+                logs.push_back(log);
+                while logs.len() > self.options.bootstrap_logs_per_node as usize {
+                    logs.pop_front();
+                }
+                self.undo.push(Box::new(move |s| {
+                    s.last_bootstrap_id = previous_id;
+                    if before.is_empty() {
+                        s.bootstrap.remove(&node);
+                    } else {
+                        s.bootstrap.insert(node, before);
+                    }
+                }));
+                Ok(WriteOutcome::Appended { id })
+            }
+        }
+    }
+}
+
+/// Deleting a node that an instance still points at would silently rewrite the instance;
+/// callers unlink it explicitly (in the same batch) instead.
+pub(crate) fn linked_instance_error(node: &NodeId, instance: &InstanceId) -> StoreError {
+    StoreError::invalid(
+        "node_id",
+        format_args!("node {node} is still linked to instance {instance}; unlink the instance in the same batch first"),
+    )
+}
+
+fn is_gone(state: InstanceState) -> bool {
+    matches!(state, InstanceState::Terminated | InstanceState::Failed)
+}
+
+/// Keeps the latest heartbeat per node, as the SQL backends must (one upsert per row).
+pub(crate) fn dedupe_heartbeats(batch: &[Heartbeat]) -> Vec<Heartbeat> {
+    let mut latest: HashMap<&NodeId, Timestamp> = HashMap::with_capacity(batch.len());
+    for hb in batch {
+        latest.entry(&hb.node_id).and_modify(|at| *at = (*at).max(hb.at)).or_insert(hb.at);
+    }
+    latest.into_iter().map(|(node_id, at)| Heartbeat { node_id: node_id.clone(), at }).collect()
+}
+
+/// Keeps the latest sample per (node, ring slot), as the SQL backends must.
+pub(crate) fn dedupe_samples<'a>(
+    batch: &'a [MetricSample],
+    retention: &crate::store::SampleRetention,
+) -> Vec<(u32, &'a MetricSample)> {
+    let mut latest: HashMap<(&NodeId, u32), &MetricSample> = HashMap::with_capacity(batch.len());
+    for sample in batch {
+        let key = (&sample.node_id, retention.slot(sample.at));
+        latest
+            .entry(key)
+            .and_modify(|kept| {
+                if sample.at >= kept.at {
+                    *kept = sample;
+                }
+            })
+            .or_insert(sample);
+    }
+    latest.into_iter().map(|((_, slot), sample)| (slot, sample)).collect()
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn backend(&self) -> Backend {
+        Backend::Memory
+    }
+
+    async fn commit(&self, batch: WriteBatch) -> Result<Committed> {
+        let now = self.options.clock.now();
+        let mut state = self.lock()?;
+        let mut tx = Tx { state: &mut state, undo: Vec::new(), options: &self.options, now };
+        let mut outcomes = Vec::with_capacity(batch.writes.len());
+        for write in &batch.writes {
+            match tx.apply(&batch, write) {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(error) => {
+                    tx.rollback();
+                    return Err(error);
+                }
+            }
+        }
+        Ok(Committed { outcomes })
+    }
+
+    async fn node(&self, id: &NodeId) -> Result<Node> {
+        self.lock()?.nodes.get(id).cloned().ok_or_else(|| StoreError::not_found(ResourceKind::Node, id))
+    }
+
+    async fn list_nodes(&self, filter: &NodeFilter, page: &PageRequest) -> Result<Page<Node>> {
+        let limit = page.checked_limit()?;
+        let after = page.start_after(ResourceKind::Node)?;
+        let state = self.lock()?;
+        let start = match &after {
+            Some(key) => Bound::Excluded(NodeId::new(key.as_str())?),
+            None => Bound::Unbounded,
+        };
+        let rows: Vec<Node> = state
+            .nodes
+            .range((start, Bound::Unbounded))
+            .map(|(_, n)| n)
+            .filter(|n| filter.matches(n))
+            .take(limit as usize + 1)
+            .cloned()
+            .collect();
+        Ok(Page::from_rows(rows, limit, ResourceKind::Node, |n| n.id.to_string()))
+    }
+
+    async fn instance(&self, id: &InstanceId) -> Result<Instance> {
+        self.lock()?.instances.get(id).cloned().ok_or_else(|| StoreError::not_found(ResourceKind::Instance, id))
+    }
+
+    async fn list_instances(&self, filter: &InstanceFilter, page: &PageRequest) -> Result<Page<Instance>> {
+        let limit = page.checked_limit()?;
+        let after = page.start_after(ResourceKind::Instance)?;
+        let state = self.lock()?;
+        let start = match &after {
+            Some(key) => Bound::Excluded(InstanceId::new(key.as_str())?),
+            None => Bound::Unbounded,
+        };
+        let rows: Vec<Instance> = state
+            .instances
+            .range((start, Bound::Unbounded))
+            .map(|(_, i)| i)
+            .filter(|i| filter.matches(i))
+            .take(limit as usize + 1)
+            .cloned()
+            .collect();
+        Ok(Page::from_rows(rows, limit, ResourceKind::Instance, |i| i.id.to_string()))
+    }
+
+    async fn instance_for_node(&self, node: &NodeId) -> Result<Option<Instance>> {
+        let state = self.lock()?;
+        let mut candidates: Vec<&Instance> = state
+            .instances
+            .values()
+            .filter(|i| {
+                i.node_id.as_ref() == Some(node)
+                    || i.id.as_str() == node.as_str()
+                    || i.provider_instance_id.as_deref() == Some(node.as_str())
+            })
+            .collect();
+        candidates.sort_by(|a, b| {
+            is_gone(a.state).cmp(&is_gone(b.state)).then(b.created_at.cmp(&a.created_at)).then(a.id.cmp(&b.id))
+        });
+        Ok(candidates.first().map(|i| (*i).clone()))
+    }
+
+    async fn command(&self, id: &CommandId) -> Result<Command> {
+        self.lock()?.commands.get(id).cloned().ok_or_else(|| StoreError::not_found(ResourceKind::Command, id))
+    }
+
+    async fn list_commands(&self, filter: &CommandFilter, page: &PageRequest) -> Result<Page<Command>> {
+        let limit = page.checked_limit()?;
+        let after = page.start_after(ResourceKind::Command)?;
+        let state = self.lock()?;
+        let start = match &after {
+            Some(key) => Bound::Excluded(key.parse::<CommandId>()?),
+            None => Bound::Unbounded,
+        };
+        let rows: Vec<Command> = state
+            .commands
+            .range((start, Bound::Unbounded))
+            .map(|(_, c)| c)
+            .filter(|c| filter.matches(c))
+            .take(limit as usize + 1)
+            .cloned()
+            .collect();
+        Ok(Page::from_rows(rows, limit, ResourceKind::Command, |c| crate::query::command_key(&c.id)))
+    }
+
+    async fn command_events(&self, id: &CommandId) -> Result<Vec<CommandEvent>> {
+        let state = self.lock()?;
+        if !state.commands.contains_key(id) {
+            return Err(StoreError::not_found(ResourceKind::Command, id));
+        }
+        Ok(state.command_events.get(id).cloned().unwrap_or_default())
+    }
+
+    async fn pool(&self, name: &PoolName) -> Result<Pool> {
+        self.lock()?.pools.get(name).cloned().ok_or_else(|| StoreError::not_found(ResourceKind::Pool, name))
+    }
+
+    async fn list_pools(&self) -> Result<Vec<Pool>> {
+        Ok(self.lock()?.pools.values().cloned().collect())
+    }
+
+    async fn health_history(&self, node: &NodeId, limit: u32) -> Result<Vec<StoredHealthReport>> {
+        let state = self.lock()?;
+        if !state.nodes.contains_key(node) {
+            return Err(StoreError::not_found(ResourceKind::Node, node));
+        }
+        Ok(state.health.get(node).map(|h| h.iter().rev().take(limit as usize).cloned().collect()).unwrap_or_default())
+    }
+
+    async fn bootstrap_logs(&self, node: &NodeId, limit: u32) -> Result<Vec<BootstrapLog>> {
+        let state = self.lock()?;
+        Ok(state
+            .bootstrap
+            .get(node)
+            .map(|logs| logs.iter().rev().take(limit as usize).cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn list_changes(&self, filter: &ChangeFilter, limit: u32) -> Result<Vec<ChangeRecord>> {
+        let state = self.lock()?;
+        let upper = filter.up_to_seq.map_or(Bound::Unbounded, Bound::Included);
+        Ok(state
+            .changes
+            .range((Bound::Excluded(filter.after_seq), upper))
+            .map(|(_, c)| c)
+            .filter(|c| filter.matches(c))
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn last_change_seq(&self) -> Result<u64> {
+        Ok(self.lock()?.last_change_seq)
+    }
+
+    async fn record_heartbeats(&self, batch: &[Heartbeat]) -> Result<u64> {
+        let mut state = self.lock()?;
+        let mut applied = 0;
+        for hb in dedupe_heartbeats(batch) {
+            if let Some(node) = state.nodes.get_mut(&hb.node_id) {
+                node.last_heartbeat = Some(node.last_heartbeat.map_or(hb.at, |at| at.max(hb.at)));
+                applied += 1;
+            }
+        }
+        Ok(applied)
+    }
+
+    async fn record_metric_samples(&self, batch: &[MetricSample]) -> Result<u64> {
+        let retention = self.options.samples;
+        let mut state = self.lock()?;
+        let mut stored = 0;
+        for (slot, sample) in dedupe_samples(batch, &retention) {
+            if !state.nodes.contains_key(&sample.node_id) {
+                continue;
+            }
+            let ring = state.samples.entry(sample.node_id.clone()).or_default();
+            let newer = ring.get(&slot).is_none_or(|kept| sample.at >= kept.at);
+            if newer {
+                ring.insert(slot, sample.clone());
+                stored += 1;
+            }
+        }
+        Ok(stored)
+    }
+
+    async fn metric_samples(&self, node: &NodeId, since: Timestamp) -> Result<Vec<MetricSample>> {
+        let cutoff = since.max(self.options.clock.now() - self.options.samples.window);
+        let state = self.lock()?;
+        if !state.nodes.contains_key(node) {
+            return Err(StoreError::not_found(ResourceKind::Node, node));
+        }
+        let mut samples: Vec<MetricSample> = state
+            .samples
+            .get(node)
+            .map(|ring| ring.values().filter(|s| s.at >= cutoff).cloned().collect())
+            .unwrap_or_default();
+        samples.sort_by_key(|s| s.at);
+        Ok(samples)
+    }
+
+    async fn apply_retention(&self, policy: &RetentionPolicy) -> Result<RetentionReport> {
+        let now = self.options.clock.now();
+        let cutoff = now - policy.changes_older_than;
+        let sample_cutoff = now - self.options.samples.window;
+        let mut state = self.lock()?;
+        let mut latest: HashMap<(ResourceKind, &str), u64> = HashMap::new();
+        for change in state.changes.values() {
+            latest.insert((change.kind, change.resource_id.as_str()), change.seq);
+        }
+        let doomed: Vec<u64> = state
+            .changes
+            .values()
+            .filter(|c| c.at < cutoff)
+            .filter(|c| c.op == ChangeOp::Deleted || latest.get(&(c.kind, c.resource_id.as_str())) != Some(&c.seq))
+            .map(|c| c.seq)
+            .collect();
+        for seq in &doomed {
+            state.changes.remove(seq);
+        }
+        let mut samples_deleted = 0;
+        for ring in state.samples.values_mut() {
+            let before = ring.len();
+            ring.retain(|_, s| s.at >= sample_cutoff);
+            samples_deleted += (before - ring.len()) as u64;
+        }
+        state.samples.retain(|_, ring| !ring.is_empty());
+        Ok(RetentionReport { changes_deleted: doomed.len() as u64, samples_deleted })
+    }
+
+    async fn check_integrity(&self) -> Result<Vec<IntegrityFinding>> {
+        let state = self.lock()?;
+        let mut findings = Vec::new();
+        // The memory store keeps no foreign keys of its own; check every reference.
+        for command in state.commands.values() {
+            if !state.nodes.contains_key(&command.node_id) {
+                findings.push(IntegrityFinding {
+                    check: "orphans",
+                    subject: format!("command {}", command.id),
+                    problem: format!("refers to missing node {}", command.node_id),
+                });
+            }
+        }
+        for instance in state.instances.values() {
+            if let Some(node) = &instance.node_id
+                && !state.nodes.contains_key(node)
+            {
+                findings.push(IntegrityFinding {
+                    check: "orphans",
+                    subject: format!("instance {}", instance.id),
+                    problem: format!("refers to missing node {node}"),
+                });
+            }
+        }
+        let current: HashMap<(ResourceKind, String), Revision> = state
+            .nodes
+            .values()
+            .map(|n| ((ResourceKind::Node, n.id.to_string()), n.revision))
+            .chain(state.instances.values().map(|i| ((ResourceKind::Instance, i.id.to_string()), i.revision)))
+            .chain(state.commands.values().map(|c| ((ResourceKind::Command, c.id.to_string()), c.revision)))
+            .chain(state.pools.values().map(|p| ((ResourceKind::Pool, p.name.to_string()), p.revision)))
+            .collect();
+        findings.extend(crate::integrity::check_change_log(state.changes.values(), &current));
+        findings.extend(crate::integrity::check_states(state.instances.values(), state.commands.values()));
+        Ok(findings)
+    }
+
+    async fn counts(&self) -> Result<StoreCounts> {
+        let state = self.lock()?;
+        Ok(StoreCounts {
+            nodes: state.nodes.len() as u64,
+            instances: state.instances.len() as u64,
+            commands: state.commands.len() as u64,
+            pools: state.pools.len() as u64,
+            changes: state.changes.len() as u64,
+        })
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.lock().map(|_| ())
+    }
+
+    async fn close(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+    }
+}

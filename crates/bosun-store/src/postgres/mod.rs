@@ -1,0 +1,574 @@
+//! The PostgreSQL backend: for production and for several control-plane replicas.
+//!
+//! Pooled connections; compare-and-set reads lock their row (`FOR UPDATE`); change records
+//! are appended at the end of each transaction under a transaction-level advisory lock, so
+//! the change log's sequence order is commit order and readers never see a later record
+//! before an earlier one. Soft-state batches commit with `synchronous_commit = off`: a
+//! crash may lose the last flush of heartbeats, never hard state.
+
+mod commit;
+mod maintenance;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bosun_core::{
+    BootstrapLog, ChangeRecord, Command, CommandEvent, CommandId, Heartbeat, Instance, InstanceId, MetricSample, Node,
+    NodeId, Pool, PoolName, ResourceKind, Timestamp,
+};
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::types::Json;
+use sqlx::{ConnectOptions, Postgres, QueryBuilder};
+
+use crate::error::{Result, StoreError};
+use crate::memory::{dedupe_heartbeats, dedupe_samples};
+use crate::open::ConnectSettings;
+use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest, command_key};
+use crate::sql::rows::{
+    BootstrapLogRow, ChangeRow, CommandEventRow, CommandRow, HealthReportRow, InstanceRow, NodeRow, PoolRow, SampleRow,
+};
+use crate::sql::{SlowLog, map_err};
+use crate::store::{
+    Backend, IntegrityFinding, PoolStats, RetentionPolicy, RetentionReport, Store, StoreCounts, StoreOptions,
+};
+use crate::write::{Committed, StoredHealthReport, WriteBatch};
+
+macro_rules! select_node {
+    () => {
+        "SELECT n.node_id, n.provider, n.region, n.zone, n.instance_type, n.pool, n.status, n.status_reason, \
+         n.status_changed_at, n.health, n.unhealthy_streak, n.labels, n.gpus, n.metadata, n.registered_at, \
+         n.last_health_report, n.revision, l.last_heartbeat \
+         FROM nodes n LEFT JOIN node_liveness l ON l.node_id = n.node_id "
+    };
+}
+macro_rules! select_instance {
+    () => {
+        "SELECT instance_id, provider, provider_instance_id, region, zone, instance_type, pool, state, \
+         status_message, node_id, labels, created_at, state_changed_at, ready_at, terminated_at, revision \
+         FROM instances "
+    };
+}
+macro_rules! select_command {
+    () => {
+        "SELECT command_id::text AS command_id, node_id, kind, custom_name, parameters, state, issued_by, reason, \
+         issued_at, deadline, delivered_at, delivery_count, acked_at, finished_at, outcome_message, result, revision \
+         FROM commands "
+    };
+}
+macro_rules! select_change {
+    () => {
+        "SELECT seq, at, kind, resource_id, op, revision, actor, reason, resource FROM changes "
+    };
+}
+pub(crate) use {select_command, select_instance, select_node};
+
+pub(crate) async fn connect(url: &url::Url, settings: &ConnectSettings) -> std::result::Result<PgPool, sqlx::Error> {
+    let options = PgConnectOptions::from_url(url)?
+        .application_name("bosun")
+        // Statement text is logged by our own slow-statement log, by name only.
+        .log_statements(tracing::log::LevelFilter::Off)
+        .log_slow_statements(tracing::log::LevelFilter::Off, Duration::ZERO);
+    PgPoolOptions::new()
+        .max_connections(settings.postgres_max_connections)
+        .acquire_timeout(settings.postgres_acquire_timeout)
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .connect_with(options)
+        .await
+}
+
+/// The PostgreSQL store.
+#[derive(Debug)]
+pub(crate) struct PostgresStore {
+    pool: PgPool,
+    options: StoreOptions,
+    slow: SlowLog,
+}
+
+impl PostgresStore {
+    pub(crate) fn new(pool: PgPool, options: StoreOptions) -> Self {
+        let slow = SlowLog { threshold: options.slow_statement };
+        Self { pool, options, slow }
+    }
+
+    async fn node_exists(&self, id: &NodeId) -> Result<bool> {
+        let row: Option<i32> = self
+            .slow
+            .run(
+                "nodes.exists",
+                sqlx::query_scalar("SELECT 1 FROM nodes WHERE node_id = $1")
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        Ok(row.is_some())
+    }
+}
+
+pub(crate) fn time(t: Timestamp) -> DateTime<Utc> {
+    t.as_datetime()
+}
+
+fn limit_param(limit: u32) -> i64 {
+    i64::from(limit) + 1
+}
+
+fn labels_containing(terms: &bosun_core::LabelSelector) -> Json<&bosun_core::Labels> {
+    Json(terms.as_labels())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn commit(&self, batch: WriteBatch) -> Result<Committed> {
+        commit::commit(&self.pool, &self.options, self.slow, batch).await
+    }
+
+    async fn node(&self, id: &NodeId) -> Result<Node> {
+        let row: Option<NodeRow<DateTime<Utc>>> = self
+            .slow
+            .run(
+                "nodes.get",
+                sqlx::query_as(concat!(select_node!(), "WHERE n.node_id = $1"))
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        row.ok_or_else(|| StoreError::not_found(ResourceKind::Node, id))?.into_node()
+    }
+
+    async fn list_nodes(&self, filter: &NodeFilter, page: &PageRequest) -> Result<Page<Node>> {
+        let limit = page.checked_limit()?;
+        let after = page.start_after(ResourceKind::Node)?;
+        let mut q = QueryBuilder::<Postgres>::new(concat!(select_node!(), "WHERE TRUE"));
+        if let Some(after) = after {
+            q.push(" AND n.node_id > ").push_bind(after);
+        }
+        if let Some(status) = filter.status {
+            q.push(" AND n.status = ").push_bind(status.as_str());
+        }
+        if let Some(pool) = &filter.pool {
+            q.push(" AND n.pool = ").push_bind(pool.to_string());
+        }
+        if let Some(provider) = &filter.provider {
+            q.push(" AND n.provider = ").push_bind(provider.clone());
+        }
+        if let Some(region) = &filter.region {
+            q.push(" AND n.region = ").push_bind(region.clone());
+        }
+        if !filter.labels.is_empty() {
+            q.push(" AND n.labels @> ").push_bind(labels_containing(&filter.labels));
+        }
+        q.push(" ORDER BY n.node_id LIMIT ").push_bind(limit_param(limit));
+        let rows: Vec<NodeRow<DateTime<Utc>>> = self
+            .slow
+            .run("nodes.list", q.build_query_as().fetch_all(&self.pool))
+            .await
+            .map_err(|e| map_err(e, None))?;
+        let nodes = rows.into_iter().map(NodeRow::into_node).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(nodes, limit, ResourceKind::Node, |n| n.id.to_string()))
+    }
+
+    async fn instance(&self, id: &InstanceId) -> Result<Instance> {
+        let row: Option<InstanceRow<DateTime<Utc>>> = self
+            .slow
+            .run(
+                "instances.get",
+                sqlx::query_as(concat!(select_instance!(), "WHERE instance_id = $1"))
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        row.ok_or_else(|| StoreError::not_found(ResourceKind::Instance, id))?.into_instance()
+    }
+
+    async fn list_instances(&self, filter: &InstanceFilter, page: &PageRequest) -> Result<Page<Instance>> {
+        let limit = page.checked_limit()?;
+        let after = page.start_after(ResourceKind::Instance)?;
+        let mut q = QueryBuilder::<Postgres>::new(concat!(select_instance!(), "WHERE TRUE"));
+        if let Some(after) = after {
+            q.push(" AND instance_id > ").push_bind(after);
+        }
+        if !filter.states.is_empty() {
+            let states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
+            q.push(" AND state = ANY(").push_bind(states).push(")");
+        }
+        if let Some(pool) = &filter.pool {
+            q.push(" AND pool = ").push_bind(pool.to_string());
+        }
+        if let Some(provider) = &filter.provider {
+            q.push(" AND provider = ").push_bind(provider.clone());
+        }
+        if let Some(region) = &filter.region {
+            q.push(" AND region = ").push_bind(region.clone());
+        }
+        if let Some(node) = &filter.node_id {
+            q.push(" AND node_id = ").push_bind(node.to_string());
+        }
+        if !filter.labels.is_empty() {
+            q.push(" AND labels @> ").push_bind(labels_containing(&filter.labels));
+        }
+        q.push(" ORDER BY instance_id LIMIT ").push_bind(limit_param(limit));
+        let rows: Vec<InstanceRow<DateTime<Utc>>> = self
+            .slow
+            .run("instances.list", q.build_query_as().fetch_all(&self.pool))
+            .await
+            .map_err(|e| map_err(e, None))?;
+        let instances = rows.into_iter().map(InstanceRow::into_instance).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(instances, limit, ResourceKind::Instance, |i| i.id.to_string()))
+    }
+
+    async fn instance_for_node(&self, node: &NodeId) -> Result<Option<Instance>> {
+        let row: Option<InstanceRow<DateTime<Utc>>> = self
+            .slow
+            .run(
+                "instances.for_node",
+                sqlx::query_as(concat!(
+                    select_instance!(),
+                    "WHERE node_id = $1 OR instance_id = $1 OR provider_instance_id = $1 \
+                     ORDER BY state IN ('TERMINATED', 'FAILED'), created_at DESC, instance_id LIMIT 1"
+                ))
+                .bind(node.as_str())
+                .fetch_optional(&self.pool),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        row.map(InstanceRow::into_instance).transpose()
+    }
+
+    async fn command(&self, id: &CommandId) -> Result<Command> {
+        let row: Option<CommandRow<DateTime<Utc>>> = self
+            .slow
+            .run(
+                "commands.get",
+                sqlx::query_as(concat!(select_command!(), "WHERE command_id = $1"))
+                    .bind(id.as_uuid())
+                    .fetch_optional(&self.pool),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        row.ok_or_else(|| StoreError::not_found(ResourceKind::Command, id))?.into_command()
+    }
+
+    async fn list_commands(&self, filter: &CommandFilter, page: &PageRequest) -> Result<Page<Command>> {
+        let limit = page.checked_limit()?;
+        let after = page.start_after(ResourceKind::Command)?;
+        let mut q = QueryBuilder::<Postgres>::new(concat!(select_command!(), "WHERE TRUE"));
+        if let Some(after) = after {
+            let after: CommandId = after.parse()?;
+            q.push(" AND command_id > ").push_bind(after.as_uuid());
+        }
+        if let Some(node) = &filter.node_id {
+            q.push(" AND node_id = ").push_bind(node.to_string());
+        }
+        if !filter.states.is_empty() {
+            let states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
+            q.push(" AND state = ANY(").push_bind(states).push(")");
+        }
+        if let Some(kind) = &filter.kind {
+            q.push(" AND kind = ").push_bind(kind.kind_name());
+            if let Some(name) = kind.custom_name() {
+                q.push(" AND custom_name = ").push_bind(name.to_owned());
+            }
+        }
+        q.push(" ORDER BY command_id LIMIT ").push_bind(limit_param(limit));
+        let rows: Vec<CommandRow<DateTime<Utc>>> = self
+            .slow
+            .run("commands.list", q.build_query_as().fetch_all(&self.pool))
+            .await
+            .map_err(|e| map_err(e, None))?;
+        let commands = rows.into_iter().map(CommandRow::into_command).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(commands, limit, ResourceKind::Command, |c| command_key(&c.id)))
+    }
+
+    async fn command_events(&self, id: &CommandId) -> Result<Vec<CommandEvent>> {
+        self.command(id).await?;
+        let rows: Vec<CommandEventRow<DateTime<Utc>>> = self
+            .slow
+            .run(
+                "command_events.list",
+                sqlx::query_as(
+                    "SELECT command_id::text AS command_id, seq, at, state, actor, message FROM command_events \
+                     WHERE command_id = $1 ORDER BY seq",
+                )
+                .bind(id.as_uuid())
+                .fetch_all(&self.pool),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        rows.into_iter().map(CommandEventRow::into_event).collect()
+    }
+
+    async fn pool(&self, name: &PoolName) -> Result<Pool> {
+        let row: Option<PoolRow<DateTime<Utc>>> = self
+            .slow
+            .run(
+                "pools.get",
+                sqlx::query_as(
+                    "SELECT name, spec, last_scale_at, provider_backoff, last_decision, revision FROM pools WHERE name = $1",
+                )
+                .bind(name.as_str())
+                .fetch_optional(&self.pool),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        row.ok_or_else(|| StoreError::not_found(ResourceKind::Pool, name))?.into_pool()
+    }
+
+    async fn list_pools(&self) -> Result<Vec<Pool>> {
+        let rows: Vec<PoolRow<DateTime<Utc>>> = self
+            .slow
+            .run(
+                "pools.list",
+                sqlx::query_as(
+                    "SELECT name, spec, last_scale_at, provider_backoff, last_decision, revision FROM pools ORDER BY name",
+                )
+                .fetch_all(&self.pool),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        rows.into_iter().map(PoolRow::into_pool).collect()
+    }
+
+    async fn health_history(&self, node: &NodeId, limit: u32) -> Result<Vec<StoredHealthReport>> {
+        if !self.node_exists(node).await? {
+            return Err(StoreError::not_found(ResourceKind::Node, node));
+        }
+        let rows: Vec<HealthReportRow<DateTime<Utc>>> = self
+            .slow
+            .run(
+                "health_reports.list",
+                sqlx::query_as(
+                    "SELECT id, node_id, received_at, health, results, events FROM health_reports \
+                     WHERE node_id = $1 ORDER BY id DESC LIMIT $2",
+                )
+                .bind(node.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        rows.into_iter().map(HealthReportRow::into_report).collect()
+    }
+
+    async fn bootstrap_logs(&self, node: &NodeId, limit: u32) -> Result<Vec<BootstrapLog>> {
+        let rows: Vec<BootstrapLogRow<DateTime<Utc>>> = self
+            .slow
+            .run(
+                "bootstrap_logs.list",
+                sqlx::query_as(
+                    "SELECT id, node_id, instance_id, pool, started_at, duration_ms, success, error, commands \
+                     FROM bootstrap_logs WHERE node_id = $1 ORDER BY id DESC LIMIT $2",
+                )
+                .bind(node.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        rows.into_iter().map(BootstrapLogRow::into_log).collect()
+    }
+
+    async fn list_changes(&self, filter: &ChangeFilter, limit: u32) -> Result<Vec<ChangeRecord>> {
+        let mut q = QueryBuilder::<Postgres>::new(concat!(select_change!(), "WHERE seq > "));
+        q.push_bind(i64::try_from(filter.after_seq).unwrap_or(i64::MAX));
+        if let Some(up_to) = filter.up_to_seq {
+            q.push(" AND seq <= ").push_bind(i64::try_from(up_to).unwrap_or(i64::MAX));
+        }
+        if let Some(kind) = filter.kind {
+            q.push(" AND kind = ").push_bind(kind.as_str());
+        }
+        if let Some(id) = &filter.resource_id {
+            q.push(" AND resource_id = ").push_bind(id.clone());
+        }
+        if let Some(actor) = &filter.actor {
+            q.push(" AND actor = ").push_bind(actor.to_string());
+        }
+        q.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit));
+        let rows: Vec<ChangeRow<DateTime<Utc>>> = self
+            .slow
+            .run("changes.list", q.build_query_as().fetch_all(&self.pool))
+            .await
+            .map_err(|e| map_err(e, None))?;
+        rows.into_iter().map(ChangeRow::into_change).collect()
+    }
+
+    async fn last_change_seq(&self) -> Result<u64> {
+        let seq: i64 = self
+            .slow
+            .run(
+                "changes.last_seq",
+                sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM changes").fetch_one(&self.pool),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        Ok(u64::try_from(seq).unwrap_or(0))
+    }
+
+    async fn record_heartbeats(&self, batch: &[Heartbeat]) -> Result<u64> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let latest = dedupe_heartbeats(batch);
+        let ids: Vec<&str> = latest.iter().map(|hb| hb.node_id.as_str()).collect();
+        let times: Vec<DateTime<Utc>> = latest.iter().map(|hb| time(hb.at)).collect();
+        let mut tx = self.pool.begin().await.map_err(|e| map_err(e, None))?;
+        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await.map_err(|e| map_err(e, None))?;
+        let result = self
+            .slow
+            .run(
+                "node_liveness.upsert_batch",
+                sqlx::query(
+                    "INSERT INTO node_liveness (node_id, last_heartbeat) \
+                     SELECT u.node_id, u.at FROM UNNEST($1::text[], $2::timestamptz[]) AS u (node_id, at) \
+                     JOIN nodes n ON n.node_id = u.node_id \
+                     ON CONFLICT (node_id) DO UPDATE \
+                     SET last_heartbeat = GREATEST(node_liveness.last_heartbeat, EXCLUDED.last_heartbeat)",
+                )
+                .bind(ids)
+                .bind(times)
+                .execute(&mut *tx),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        tx.commit().await.map_err(|e| map_err(e, None))?;
+        Ok(result.rows_affected())
+    }
+
+    async fn record_metric_samples(&self, batch: &[MetricSample]) -> Result<u64> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let rows = dedupe_samples(batch, &self.options.samples);
+        let ids: Vec<&str> = rows.iter().map(|(_, s)| s.node_id.as_str()).collect();
+        let slots: Vec<i32> = rows.iter().map(|(slot, _)| i32::try_from(*slot).unwrap_or(i32::MAX)).collect();
+        let times: Vec<DateTime<Utc>> = rows.iter().map(|(_, s)| time(s.at)).collect();
+        let cpu: Vec<f64> = rows.iter().map(|(_, s)| s.cpu_percent).collect();
+        let memory: Vec<f64> = rows.iter().map(|(_, s)| s.memory_percent).collect();
+        let gpus: Vec<Json<&Vec<bosun_core::GpuSample>>> = rows.iter().map(|(_, s)| Json(&s.gpus)).collect();
+        let mut tx = self.pool.begin().await.map_err(|e| map_err(e, None))?;
+        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await.map_err(|e| map_err(e, None))?;
+        let result = self
+            .slow
+            .run(
+                "metric_samples.upsert_batch",
+                sqlx::query(
+                    "INSERT INTO metric_samples (node_id, slot, at, cpu_percent, memory_percent, gpus) \
+                     SELECT u.node_id, u.slot, u.at, u.cpu, u.memory, u.gpus \
+                     FROM UNNEST($1::text[], $2::int4[], $3::timestamptz[], $4::float8[], $5::float8[], $6::jsonb[]) \
+                     AS u (node_id, slot, at, cpu, memory, gpus) \
+                     JOIN nodes n ON n.node_id = u.node_id \
+                     ON CONFLICT (node_id, slot) DO UPDATE SET at = EXCLUDED.at, cpu_percent = EXCLUDED.cpu_percent, \
+                     memory_percent = EXCLUDED.memory_percent, gpus = EXCLUDED.gpus \
+                     WHERE EXCLUDED.at >= metric_samples.at",
+                )
+                .bind(ids)
+                .bind(slots)
+                .bind(times)
+                .bind(cpu)
+                .bind(memory)
+                .bind(gpus)
+                .execute(&mut *tx),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        tx.commit().await.map_err(|e| map_err(e, None))?;
+        Ok(result.rows_affected())
+    }
+
+    async fn metric_samples(&self, node: &NodeId, since: Timestamp) -> Result<Vec<MetricSample>> {
+        if !self.node_exists(node).await? {
+            return Err(StoreError::not_found(ResourceKind::Node, node));
+        }
+        let cutoff = since.max(self.options.clock.now() - self.options.samples.window);
+        let rows: Vec<SampleRow<DateTime<Utc>>> = self
+            .slow
+            .run(
+                "metric_samples.list",
+                sqlx::query_as(
+                    "SELECT node_id, at, cpu_percent, memory_percent, gpus FROM metric_samples \
+                     WHERE node_id = $1 AND at >= $2 ORDER BY at",
+                )
+                .bind(node.as_str())
+                .bind(time(cutoff))
+                .fetch_all(&self.pool),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        rows.into_iter().map(SampleRow::into_sample).collect()
+    }
+
+    async fn apply_retention(&self, policy: &RetentionPolicy) -> Result<RetentionReport> {
+        maintenance::apply_retention(&self.pool, &self.options, self.slow, policy).await
+    }
+
+    async fn check_integrity(&self) -> Result<Vec<IntegrityFinding>> {
+        maintenance::check_integrity(&self.pool).await
+    }
+
+    async fn counts(&self) -> Result<StoreCounts> {
+        maintenance::counts(&self.pool).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&self.pool).await.map_err(|e| map_err(e, None))?;
+        Ok(())
+    }
+
+    fn pool_stats(&self) -> Option<PoolStats> {
+        Some(PoolStats {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max_size: self.pool.options().get_max_connections(),
+        })
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+// Schema management helpers used by `open`.
+
+/// Applied migrations as `(version, applied at, checksum)`; empty before the first one.
+pub(crate) async fn applied_migrations(pool: &PgPool) -> std::result::Result<Vec<(i64, String, Vec<u8>)>, sqlx::Error> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('schema_migrations') IS NOT NULL").fetch_one(pool).await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as("SELECT version, installed_on::text, checksum FROM schema_migrations WHERE success ORDER BY version")
+        .fetch_all(pool)
+        .await
+}
+
+/// Every column, constraint and index of the public schema except the migrations
+/// bookkeeping, as sorted lines.
+pub(crate) async fn schema_fingerprint(pool: &PgPool) -> std::result::Result<Vec<String>, sqlx::Error> {
+    let mut lines: Vec<String> = sqlx::query_scalar(
+        "SELECT format('column %s.%s %s %s null=%s default=%s', table_name, column_name, data_type, \
+                COALESCE(collation_name, ''), is_nullable, COALESCE(column_default, '')) \
+         FROM information_schema.columns WHERE table_schema = 'public' AND table_name <> 'schema_migrations' \
+         UNION ALL \
+         SELECT format('constraint %s %s: %s', conrelid::regclass, conname, pg_get_constraintdef(oid)) \
+         FROM pg_constraint WHERE connamespace = 'public'::regnamespace \
+           AND conrelid::regclass::text <> 'schema_migrations' \
+         UNION ALL \
+         SELECT format('index %s', indexdef) FROM pg_indexes \
+         WHERE schemaname = 'public' AND tablename <> 'schema_migrations' \
+         UNION ALL \
+         SELECT format('table %s options=%s', c.relname, COALESCE(array_to_string(c.reloptions, ','), '')) \
+         FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' \
+           AND c.relname <> 'schema_migrations'",
+    )
+    .fetch_all(pool)
+    .await?;
+    lines.sort();
+    Ok(lines)
+}

@@ -1,0 +1,243 @@
+//! Filters and cursor pagination for list operations.
+//!
+//! Lists are ordered by each resource's stable key and paginated by key ("keyset"
+//! pagination): a page ends at a key and the next page starts strictly after it. Under
+//! concurrent inserts a record present when listing started is returned exactly once; no
+//! page skips or repeats records because of rows added elsewhere.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bosun_core::{
+    Actor, CommandId, CommandKind, CommandState, InstanceState, LabelSelector, NodeId, NodeStatus, PoolName,
+    ResourceKind,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StoreError};
+
+/// Default number of items per page.
+pub const DEFAULT_PAGE_SIZE: u32 = 500;
+/// Largest page a single call returns.
+pub const MAX_PAGE_SIZE: u32 = 10_000;
+
+/// Where a page starts and how long it may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub after: Option<Cursor>,
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        Self { limit: DEFAULT_PAGE_SIZE, after: None }
+    }
+}
+
+impl PageRequest {
+    pub fn first(limit: u32) -> Self {
+        Self { limit, after: None }
+    }
+
+    pub fn after(limit: u32, cursor: Cursor) -> Self {
+        Self { limit, after: Some(cursor) }
+    }
+
+    /// The page size, checked against the bounds.
+    pub fn checked_limit(&self) -> Result<u32> {
+        if self.limit == 0 || self.limit > MAX_PAGE_SIZE {
+            return Err(StoreError::invalid(
+                "page_size",
+                format_args!("{} is outside 1..={MAX_PAGE_SIZE}", self.limit),
+            ));
+        }
+        Ok(self.limit)
+    }
+
+    /// The key the page starts after, checked to belong to a list of `kind`.
+    pub fn start_after(&self, kind: ResourceKind) -> Result<Option<String>> {
+        self.after.as_ref().map(|c| c.key_for(kind)).transpose()
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from up to `limit + 1` rows fetched in key order: the extra row only
+    /// tells whether another page exists.
+    pub fn from_rows(mut rows: Vec<T>, limit: u32, kind: ResourceKind, key: impl Fn(&T) -> String) -> Self {
+        let limit = limit as usize;
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|last| Cursor::new(kind, key(last)))
+        } else {
+            None
+        };
+        Page { items: rows, next }
+    }
+}
+
+/// An opaque position in a list. Clients pass it back unchanged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Cursor(String);
+
+#[derive(Serialize, Deserialize)]
+struct CursorBody {
+    k: ResourceKind,
+    a: String,
+}
+
+impl Cursor {
+    fn new(kind: ResourceKind, after_key: String) -> Self {
+        let body = serde_json::to_vec(&CursorBody { k: kind, a: after_key }).unwrap_or_default();
+        Cursor(URL_SAFE_NO_PAD.encode(body))
+    }
+
+    /// Accepts a cursor received from a client; it is checked when used.
+    pub fn from_token(token: impl Into<String>) -> Self {
+        Cursor(token.into())
+    }
+
+    pub fn as_token(&self) -> &str {
+        &self.0
+    }
+
+    fn key_for(&self, kind: ResourceKind) -> Result<String> {
+        let invalid = || StoreError::invalid("page_token", "is not a token returned by this list");
+        let bytes = URL_SAFE_NO_PAD.decode(&self.0).map_err(|_| invalid())?;
+        let body: CursorBody = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+        if body.k != kind {
+            return Err(invalid());
+        }
+        Ok(body.a)
+    }
+}
+
+impl std::fmt::Debug for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cursor({})", self.0)
+    }
+}
+
+/// Which nodes to list. Empty fields do not filter; set fields are AND-ed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeFilter {
+    pub status: Option<NodeStatus>,
+    pub pool: Option<PoolName>,
+    pub provider: Option<String>,
+    pub region: Option<String>,
+    pub labels: LabelSelector,
+}
+
+impl NodeFilter {
+    pub fn matches(&self, node: &bosun_core::Node) -> bool {
+        self.status.is_none_or(|s| node.status == s)
+            && self.pool.as_ref().is_none_or(|p| node.pool.as_ref() == Some(p))
+            && self.provider.as_ref().is_none_or(|p| &node.provider == p)
+            && self.region.as_ref().is_none_or(|r| &node.region == r)
+            && node.labels.matches(&self.labels)
+    }
+}
+
+/// Which instances to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceFilter {
+    /// Any of these states (empty: all).
+    pub states: Vec<InstanceState>,
+    pub pool: Option<PoolName>,
+    pub provider: Option<String>,
+    pub region: Option<String>,
+    pub node_id: Option<NodeId>,
+    pub labels: LabelSelector,
+}
+
+impl InstanceFilter {
+    pub fn matches(&self, instance: &bosun_core::Instance) -> bool {
+        (self.states.is_empty() || self.states.contains(&instance.state))
+            && self.pool.as_ref().is_none_or(|p| instance.pool.as_ref() == Some(p))
+            && self.provider.as_ref().is_none_or(|p| &instance.provider == p)
+            && self.region.as_ref().is_none_or(|r| &instance.region == r)
+            && self.node_id.as_ref().is_none_or(|n| instance.node_id.as_ref() == Some(n))
+            && instance.labels.matches(&self.labels)
+    }
+}
+
+/// Which commands to list. Commands are listed in issue order (their ids are UUIDv7).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommandFilter {
+    pub node_id: Option<NodeId>,
+    /// Any of these states (empty: all).
+    pub states: Vec<CommandState>,
+    pub kind: Option<CommandKind>,
+}
+
+impl CommandFilter {
+    pub fn matches(&self, command: &bosun_core::Command) -> bool {
+        self.node_id.as_ref().is_none_or(|n| &command.node_id == n)
+            && (self.states.is_empty() || self.states.contains(&command.state))
+            && self.kind.as_ref().is_none_or(|k| &command.kind == k)
+    }
+}
+
+/// Which change records to read: a sequence range, optionally narrowed to one resource,
+/// one kind or one actor. Returned in sequence order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChangeFilter {
+    /// Only records with a sequence number greater than this.
+    pub after_seq: u64,
+    /// Only records with a sequence number up to and including this.
+    pub up_to_seq: Option<u64>,
+    pub kind: Option<ResourceKind>,
+    /// With `kind`, one resource's history.
+    pub resource_id: Option<String>,
+    pub actor: Option<Actor>,
+}
+
+impl ChangeFilter {
+    pub fn resource(kind: ResourceKind, id: impl ToString) -> Self {
+        Self { kind: Some(kind), resource_id: Some(id.to_string()), ..Self::default() }
+    }
+
+    pub fn matches(&self, change: &bosun_core::ChangeRecord) -> bool {
+        change.seq > self.after_seq
+            && self.up_to_seq.is_none_or(|up| change.seq <= up)
+            && self.kind.is_none_or(|k| change.kind == k)
+            && self.resource_id.as_ref().is_none_or(|id| &change.resource_id == id)
+            && self.actor.as_ref().is_none_or(|a| &change.actor == a)
+    }
+}
+
+/// The command id as a list key: its hyphenated text sorts like the UUID's bytes.
+pub(crate) fn command_key(id: &CommandId) -> String {
+    id.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_are_bound_to_their_list() {
+        let page = Page::from_rows(vec![1, 2, 3], 2, ResourceKind::Node, |n: &i32| format!("n{n}"));
+        assert_eq!(page.items, [1, 2]);
+        let next = page.next.expect("more rows");
+        let request = PageRequest::after(2, next);
+        assert_eq!(request.start_after(ResourceKind::Node).expect("valid"), Some("n2".to_owned()));
+        assert!(request.start_after(ResourceKind::Instance).is_err());
+        assert!(PageRequest::after(2, Cursor::from_token("garbage!")).start_after(ResourceKind::Node).is_err());
+        let last = Page::from_rows(vec![1, 2], 2, ResourceKind::Node, |n: &i32| n.to_string());
+        assert_eq!(last.next, None);
+    }
+
+    #[test]
+    fn page_size_bounds() {
+        assert!(PageRequest::first(0).checked_limit().is_err());
+        assert!(PageRequest::first(MAX_PAGE_SIZE + 1).checked_limit().is_err());
+        assert_eq!(PageRequest::first(MAX_PAGE_SIZE).checked_limit().expect("ok"), MAX_PAGE_SIZE);
+    }
+}

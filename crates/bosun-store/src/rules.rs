@@ -1,0 +1,156 @@
+//! Checks every backend applies inside its commit transaction, after reading the stored
+//! record and before writing: revisions (compare-and-set), lifecycle transitions, fields
+//! that never change, and field validation. Kept here so all backends enforce exactly the
+//! same contract.
+
+use bosun_core::{
+    Command, CommandId, CommandKind, CommandState, Instance, InstanceState, Node, NodeId, NodeStatus, Pool,
+    ResourceKind, Revision, Timestamp,
+};
+
+use crate::error::{Result, StoreError};
+
+/// The parts of a stored node the rules need.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NodeHeader {
+    pub revision: Revision,
+    pub status: NodeStatus,
+    pub registered_at: Timestamp,
+}
+
+impl From<&Node> for NodeHeader {
+    fn from(n: &Node) -> Self {
+        Self { revision: n.revision, status: n.status, registered_at: n.registered_at }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct InstanceHeader {
+    pub revision: Revision,
+    pub state: InstanceState,
+    pub provider: String,
+    pub created_at: Timestamp,
+}
+
+impl From<&Instance> for InstanceHeader {
+    fn from(i: &Instance) -> Self {
+        Self { revision: i.revision, state: i.state, provider: i.provider.clone(), created_at: i.created_at }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CommandHeader {
+    pub revision: Revision,
+    pub state: CommandState,
+    pub node_id: NodeId,
+    pub kind: CommandKind,
+    pub issued_at: Timestamp,
+    pub delivery_count: u32,
+}
+
+impl From<&Command> for CommandHeader {
+    fn from(c: &Command) -> Self {
+        Self {
+            revision: c.revision,
+            state: c.state,
+            node_id: c.node_id.clone(),
+            kind: c.kind.clone(),
+            issued_at: c.issued_at,
+            delivery_count: c.delivery_count,
+        }
+    }
+}
+
+pub(crate) fn check_expected(kind: ResourceKind, id: &str, stored: Revision, expected: Revision) -> Result<()> {
+    if stored != expected {
+        return Err(StoreError::Conflict { kind, id: id.to_owned(), expected, actual: stored });
+    }
+    Ok(())
+}
+
+fn unchanged<T: PartialEq>(kind: ResourceKind, id: &str, field: &str, stored: &T, new: &T) -> Result<()> {
+    if stored != new {
+        return Err(StoreError::invalid(field, format_args!("{kind} {id}: {field} cannot change after creation")));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_node_create(node: &Node) -> Result<()> {
+    // Every node starts by registering (see `Node::register`); any later status is reached
+    // through updates, so the change log shows how.
+    if node.status != NodeStatus::Active {
+        return Err(StoreError::invalid("status", "a new node must be ACTIVE"));
+    }
+    node.validate()?;
+    Ok(())
+}
+
+pub(crate) fn check_node_update(stored: &NodeHeader, node: &Node, expected: Revision) -> Result<()> {
+    let id = node.id.as_str();
+    check_expected(ResourceKind::Node, id, stored.revision, expected)?;
+    unchanged(ResourceKind::Node, id, "registered_at", &stored.registered_at, &node.registered_at)?;
+    stored
+        .status
+        .check_change(node.status)
+        .map_err(|transition| StoreError::InvalidTransition { id: format!("node {id}"), transition })?;
+    node.validate()?;
+    Ok(())
+}
+
+pub(crate) fn check_instance_create(instance: &Instance) -> Result<()> {
+    instance.validate()?;
+    Ok(())
+}
+
+pub(crate) fn check_instance_update(stored: &InstanceHeader, instance: &Instance, expected: Revision) -> Result<()> {
+    let id = instance.id.as_str();
+    check_expected(ResourceKind::Instance, id, stored.revision, expected)?;
+    unchanged(ResourceKind::Instance, id, "provider", &stored.provider, &instance.provider)?;
+    unchanged(ResourceKind::Instance, id, "created_at", &stored.created_at, &instance.created_at)?;
+    stored
+        .state
+        .check_change(instance.state)
+        .map_err(|transition| StoreError::InvalidTransition { id: format!("instance {id}"), transition })?;
+    instance.validate()?;
+    Ok(())
+}
+
+pub(crate) fn check_command_create(command: &Command) -> Result<()> {
+    if command.state != CommandState::Pending {
+        return Err(StoreError::invalid("state", "a new command must be PENDING"));
+    }
+    command.validate()?;
+    Ok(())
+}
+
+/// Checks a command update and tells whether it adds a history event (a state change or
+/// a redelivery).
+pub(crate) fn check_command_update(stored: &CommandHeader, command: &Command, expected: Revision) -> Result<bool> {
+    let id = command.id.to_string();
+    check_expected(ResourceKind::Command, &id, stored.revision, expected)?;
+    unchanged(ResourceKind::Command, &id, "node_id", &stored.node_id, &command.node_id)?;
+    unchanged(ResourceKind::Command, &id, "kind", &stored.kind, &command.kind)?;
+    unchanged(ResourceKind::Command, &id, "issued_at", &stored.issued_at, &command.issued_at)?;
+    stored
+        .state
+        .check_change(command.state)
+        .map_err(|transition| StoreError::InvalidTransition { id: format!("command {id}"), transition })?;
+    command.validate()?;
+    Ok(stored.state != command.state || command.delivery_count > stored.delivery_count)
+}
+
+pub(crate) fn check_pool(pool: &Pool) -> Result<()> {
+    pool.spec.validate().map_err(|e| StoreError::Invalid(e.within("spec")))
+}
+
+/// The JSON snapshot stored in a change record.
+pub(crate) fn snapshot<T: serde::Serialize>(resource: &T) -> serde_json::Value {
+    // Serializing our own domain types cannot fail: they hold only strings, numbers,
+    // maps with string keys and sequences.
+    serde_json::to_value(resource).unwrap_or(serde_json::Value::Null)
+}
+
+/// A command id as the resource id of change records.
+pub(crate) fn command_id_text(id: &CommandId) -> String {
+    id.to_string()
+}

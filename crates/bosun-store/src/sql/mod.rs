@@ -1,0 +1,105 @@
+//! Helpers shared by the SQL backends: JSON column codecs, error mapping and slow-statement
+//! logging. Nothing here knows a particular database.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use bosun_core::ResourceKind;
+use serde::Serialize;
+
+use crate::error::StoreError;
+
+/// Encodes a value for a JSON column.
+pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
+    // Domain types hold only strings, numbers, bools, maps with string keys and
+    // sequences: serializing them cannot fail.
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
+}
+
+/// Parses a stored enum or id, naming the column on failure.
+pub(crate) fn parse<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse().map_err(|e| StoreError::corrupt(what, e))
+}
+
+/// Reads an optional stored value.
+pub(crate) fn parse_opt<T: std::str::FromStr>(what: &str, text: Option<&str>) -> Result<Option<T>, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    text.map(|t| parse(what, t)).transpose()
+}
+
+/// Converts a non-negative stored integer.
+pub(crate) fn unsigned<T: TryFrom<i64>>(what: &str, value: i64) -> Result<T, StoreError> {
+    T::try_from(value).map_err(|_| StoreError::corrupt(what, format_args!("{value} is out of range")))
+}
+
+/// Maps a driver error to the store's typed errors. `context` names the resource a
+/// uniqueness violation is about, when the caller knows it.
+pub(crate) fn map_err(error: sqlx::Error, context: Option<(ResourceKind, &str)>) -> StoreError {
+    use sqlx::error::ErrorKind;
+    match error {
+        sqlx::Error::Database(db) => {
+            let message = db.message().to_owned();
+            match db.kind() {
+                ErrorKind::UniqueViolation => match context {
+                    Some((kind, id)) => StoreError::already_exists(kind, id),
+                    None => StoreError::invalid("record", format_args!("duplicate key: {message}")),
+                },
+                ErrorKind::ForeignKeyViolation => {
+                    StoreError::invalid("reference", format_args!("refers to a missing record: {message}"))
+                }
+                ErrorKind::CheckViolation | ErrorKind::NotNullViolation => {
+                    StoreError::invalid("record", format_args!("violates a schema constraint: {message}"))
+                }
+                _ if is_busy(db.code().as_deref()) => StoreError::unavailable(format!("database busy: {message}")),
+                _ => StoreError::unavailable(format!("database error: {message}")),
+            }
+        }
+        sqlx::Error::RowNotFound => match context {
+            Some((kind, id)) => StoreError::not_found(kind, id),
+            None => StoreError::corrupt("row", "expected row is missing"),
+        },
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::TypeNotFound { .. } => StoreError::corrupt("row", error),
+        sqlx::Error::PoolClosed => StoreError::unavailable("the store is closed"),
+        other => StoreError::unavailable(other.to_string()),
+    }
+}
+
+/// SQLite busy/locked, PostgreSQL serialization failures and deadlocks: retry later.
+fn is_busy(code: Option<&str>) -> bool {
+    matches!(code, Some("5" | "6" | "517" | "261" | "40001" | "40P01" | "55P03"))
+}
+
+/// Logs statements slower than a threshold at WARN, by name only: parameters can carry
+/// tokens or personal data and never reach the log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SlowLog {
+    pub threshold: Duration,
+}
+
+impl SlowLog {
+    pub async fn run<T>(&self, statement: &'static str, work: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let result = work.await;
+        let elapsed = started.elapsed();
+        if elapsed >= self.threshold {
+            tracing::warn!(statement, elapsed_ms = elapsed.as_millis() as u64, "slow store statement");
+        }
+        result
+    }
+}
+
+/// Formats a JSON path selecting one label (`$."gpu"`). Label keys are validated to
+/// `[A-Za-z0-9._/-]`, so they never need escaping inside the quotes.
+pub(crate) fn label_path(key: &str) -> String {
+    format!("$.\"{key}\"")
+}
+
+pub(crate) mod rows;

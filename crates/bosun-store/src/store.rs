@@ -1,0 +1,228 @@
+//! The [`Store`] contract every backend implements (SPEC 4.2).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bosun_core::{
+    BootstrapLog, ChangeRecord, Clock, Command, CommandEvent, CommandId, Heartbeat, Instance, InstanceId, MetricSample,
+    Node, NodeId, Pool, PoolName, Timestamp,
+};
+
+use crate::error::Result;
+use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest};
+use crate::write::{Committed, StoredHealthReport, WriteBatch};
+
+/// Which engine is behind a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    Memory,
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Tuning shared by every backend.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The time source for change records and retention.
+    pub clock: Arc<dyn Clock>,
+    /// Health reports kept per node (oldest dropped first).
+    pub health_history_per_node: u32,
+    /// Bootstrap logs kept per node.
+    pub bootstrap_logs_per_node: u32,
+    pub samples: SampleRetention,
+    /// Statements slower than this are logged at WARN with their name (never their
+    /// parameters).
+    pub slow_statement: Duration,
+}
+
+impl StoreOptions {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            clock,
+            health_history_per_node: 100,
+            bootstrap_logs_per_node: 50,
+            samples: SampleRetention::default(),
+            slow_statement: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Bounds on the metric samples kept per node: at most `max_per_node` samples spanning at
+/// most `window`.
+///
+/// Samples live in a per-node ring of `max_per_node` slots, each covering
+/// `window / max_per_node` of time (slot = time bucket modulo ring size). A new sample
+/// overwrites its slot, so the count bound holds by construction, needs no per-node
+/// bookkeeping, and survives restarts; several samples within one bucket keep only the
+/// latest. Samples older than `window` are ignored by reads and deleted by retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleRetention {
+    pub window: Duration,
+    pub max_per_node: u32,
+}
+
+impl Default for SampleRetention {
+    /// 60 samples over 10 minutes: one per 10 s bucket.
+    fn default() -> Self {
+        Self { window: Duration::from_secs(600), max_per_node: 60 }
+    }
+}
+
+impl SampleRetention {
+    /// The ring slot a sample taken at `at` occupies.
+    pub fn slot(&self, at: Timestamp) -> u32 {
+        let bucket_micros = (self.window.as_micros() / u128::from(self.max_per_node.max(1))).max(1);
+        let bucket = (at.unix_micros().max(0) as u128) / bucket_micros;
+        (bucket % u128::from(self.max_per_node.max(1))) as u32
+    }
+}
+
+/// What retention may delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Change records older than this are compacted away, except the latest record of each
+    /// live resource, which is always kept.
+    pub changes_older_than: Duration,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        Self { changes_older_than: Duration::from_secs(7 * 24 * 3600) }
+    }
+}
+
+/// What one retention pass deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub changes_deleted: u64,
+    pub samples_deleted: u64,
+}
+
+/// One problem `check_integrity` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntegrityFinding {
+    /// Which check: `foreign_keys`, `orphans`, `revisions`, `states`.
+    pub check: &'static str,
+    /// The record concerned, e.g. `command 0193...` or `node n1`.
+    pub subject: String,
+    pub problem: String,
+}
+
+impl fmt::Display for IntegrityFinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] {}: {}", self.check, self.subject, self.problem)
+    }
+}
+
+/// Connection-pool figures, for backends that pool connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+    pub max_size: u32,
+}
+
+/// Counts of live records, for gauges and quick sanity checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    pub nodes: u64,
+    pub instances: u64,
+    pub commands: u64,
+    pub pools: u64,
+    pub changes: u64,
+}
+
+/// bosun's durable state.
+///
+/// **Contract** (proven for every backend by the conformance suite):
+/// - Hard state changes only through [`Store::commit`], atomically, with one change record
+///   per created, updated or deleted resource in the same transaction.
+/// - Updates carry the revision they were computed from; a mismatch is `Conflict`, so
+///   concurrent writers never lose an update. Status changes that the lifecycles in
+///   `bosun_core` do not allow are `InvalidTransition`.
+/// - Lists are in stable key order with keyset cursors.
+/// - Soft state (heartbeats, metric samples) is written in batches, one transaction per
+///   call, and never takes part in compare-and-set.
+/// - Time comes from the injected clock.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    fn backend(&self) -> Backend;
+
+    /// Applies every write of `batch` or none of them.
+    async fn commit(&self, batch: WriteBatch) -> Result<Committed>;
+
+    async fn node(&self, id: &NodeId) -> Result<Node>;
+    async fn list_nodes(&self, filter: &NodeFilter, page: &PageRequest) -> Result<Page<Node>>;
+
+    async fn instance(&self, id: &InstanceId) -> Result<Instance>;
+    async fn list_instances(&self, filter: &InstanceFilter, page: &PageRequest) -> Result<Page<Instance>>;
+    /// The instance a registering node belongs to: the one linked to it, else the one
+    /// whose id or provider instance id equals the node id. Prefers instances that are not
+    /// TERMINATED or FAILED.
+    async fn instance_for_node(&self, node: &NodeId) -> Result<Option<Instance>>;
+
+    async fn command(&self, id: &CommandId) -> Result<Command>;
+    async fn list_commands(&self, filter: &CommandFilter, page: &PageRequest) -> Result<Page<Command>>;
+    /// The command's history, oldest first.
+    async fn command_events(&self, id: &CommandId) -> Result<Vec<CommandEvent>>;
+
+    async fn pool(&self, name: &PoolName) -> Result<Pool>;
+    async fn list_pools(&self) -> Result<Vec<Pool>>;
+
+    /// A node's most recent health reports, newest first.
+    async fn health_history(&self, node: &NodeId, limit: u32) -> Result<Vec<StoredHealthReport>>;
+    /// A node's bootstrap logs, newest first.
+    async fn bootstrap_logs(&self, node: &NodeId, limit: u32) -> Result<Vec<BootstrapLog>>;
+
+    /// Change records matching `filter`, in sequence order, at most `limit`.
+    async fn list_changes(&self, filter: &ChangeFilter, limit: u32) -> Result<Vec<ChangeRecord>>;
+    /// The highest change sequence number written so far (0 for an empty log).
+    async fn last_change_seq(&self) -> Result<u64>;
+
+    /// Records heartbeats in one transaction. Heartbeats of unknown nodes are skipped, a
+    /// node's last heartbeat never moves backwards, and the number of nodes updated is
+    /// returned.
+    async fn record_heartbeats(&self, batch: &[Heartbeat]) -> Result<u64>;
+    /// Records metric samples in one transaction, bounded per node by
+    /// [`SampleRetention`]. Samples of unknown nodes are skipped; the number stored is
+    /// returned.
+    async fn record_metric_samples(&self, batch: &[MetricSample]) -> Result<u64>;
+    /// A node's samples taken at or after `since` (and within the retention window), oldest
+    /// first.
+    async fn metric_samples(&self, node: &NodeId, since: Timestamp) -> Result<Vec<MetricSample>>;
+
+    /// Compacts the change log and deletes expired metric samples, in bounded batches.
+    async fn apply_retention(&self, policy: &RetentionPolicy) -> Result<RetentionReport>;
+    /// Looks for broken references, revision anomalies and impossible states.
+    async fn check_integrity(&self) -> Result<Vec<IntegrityFinding>>;
+    async fn counts(&self) -> Result<StoreCounts>;
+
+    /// Cheap reachability check (`SELECT 1` on SQL backends).
+    async fn ping(&self) -> Result<()>;
+    fn pool_stats(&self) -> Option<PoolStats> {
+        None
+    }
+    /// Closes connections; further calls fail with `Unavailable`.
+    async fn close(&self);
+}
+
+/// The store as shared by the rest of bosun.
+pub type SharedStore = Arc<dyn Store>;

@@ -1,0 +1,137 @@
+//! Test harness: opens a fresh, migrated store of each backend with a fake clock.
+//!
+//! PostgreSQL tests create a throw-away database on the server named by
+//! `BOSUN_TEST_POSTGRES_URL` (an admin URL; `scripts/test` starts such a server). Without
+//! it they are skipped with a message, unless `BOSUN_TEST_REQUIRE_ALL_BACKENDS` or `CI` is
+//! set, in which case a missing database is a test failure: CI never skips a backend
+//! silently.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bosun_core::{Clock, FakeClock};
+
+use crate::store::{SampleRetention, SharedStore, StoreOptions};
+use crate::{Backend, StoreLocation, open_store};
+
+/// Environment variable holding an admin URL of a PostgreSQL server for tests.
+pub const POSTGRES_URL_ENV: &str = "BOSUN_TEST_POSTGRES_URL";
+
+/// A store opened for one test, and whatever keeps its data alive.
+pub struct TestStore {
+    pub store: SharedStore,
+    pub clock: Arc<FakeClock>,
+    pub location: StoreLocation,
+    _cleanup: Cleanup,
+}
+
+impl std::fmt::Debug for TestStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestStore").field("location", &self.location).finish()
+    }
+}
+
+enum Cleanup {
+    None,
+    TempDir(#[allow(dead_code)] tempfile::TempDir),
+    PostgresDatabase { admin_url: String, name: String },
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Cleanup::PostgresDatabase { admin_url, name } = self {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs outside any runtime guarantee (and possibly while panicking), so
+            // the database is dropped from a plain thread with its own small runtime.
+            let _ = std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                    return;
+                };
+                rt.block_on(async move {
+                    use sqlx::Connection as _;
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// The options every test store uses: small history bounds so tests can reach them.
+pub fn test_options(clock: Arc<dyn Clock>) -> StoreOptions {
+    StoreOptions {
+        health_history_per_node: 5,
+        bootstrap_logs_per_node: 3,
+        samples: SampleRetention { window: Duration::from_secs(60), max_per_node: 6 },
+        ..StoreOptions::new(clock)
+    }
+}
+
+/// True when tests must not skip a backend whose database is missing.
+pub fn all_backends_required() -> bool {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    set("BOSUN_TEST_REQUIRE_ALL_BACKENDS") || set("CI")
+}
+
+/// The PostgreSQL admin URL for tests, or `None` (after saying why) when tests may skip.
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var(POSTGRES_URL_ENV) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if all_backends_required() => panic!(
+            "{POSTGRES_URL_ENV} is not set but every backend is required here (CI or \
+             BOSUN_TEST_REQUIRE_ALL_BACKENDS); run the suite with scripts/test, which starts PostgreSQL"
+        ),
+        _ => {
+            eprintln!("skipping PostgreSQL test: set {POSTGRES_URL_ENV} or run scripts/test");
+            None
+        }
+    }
+}
+
+impl TestStore {
+    /// Opens a fresh store of `backend`, or `None` if that backend is unavailable and may
+    /// be skipped.
+    pub async fn open(backend: Backend) -> Option<TestStore> {
+        Self::open_with(backend, test_options).await
+    }
+
+    pub async fn open_with(
+        backend: Backend,
+        options: impl FnOnce(Arc<dyn Clock>) -> StoreOptions,
+    ) -> Option<TestStore> {
+        let clock = Arc::new(FakeClock::at_default_epoch());
+        let options = options(clock.clone());
+        let (location, cleanup) = match backend {
+            Backend::Memory => (StoreLocation::Memory, Cleanup::None),
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("create a temporary directory");
+                let path = dir.path().join("bosun.db");
+                (StoreLocation::Sqlite { path }, Cleanup::TempDir(dir))
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url()?;
+                let name = create_postgres_database(&admin_url).await;
+                let mut url = url::Url::parse(&admin_url).expect("valid admin URL");
+                url.set_path(&format!("/{name}"));
+                (StoreLocation::Postgres { url }, Cleanup::PostgresDatabase { admin_url, name })
+            }
+        };
+        let store = open_store(&location, options).await.unwrap_or_else(|e| panic!("open {location}: {e}"));
+        Some(TestStore { store, clock, location, _cleanup: cleanup })
+    }
+}
+
+/// Creates an empty database with a unique name on the server at `admin_url`.
+pub async fn create_postgres_database(admin_url: &str) -> String {
+    use sqlx::Connection as _;
+    let name = format!("bosun_test_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("connect to the test PostgreSQL server ({POSTGRES_URL_ENV}): {e}"));
+    let sql = format!("CREATE DATABASE \"{name}\"");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.expect("create a test database");
+    name
+}

@@ -1,0 +1,221 @@
+//! Atomic write batches.
+//!
+//! Every hard-state mutation reaches the store as a [`WriteBatch`]: an ordered list of
+//! creates, compare-and-set updates and deletes that commits entirely or not at all,
+//! together with one change record per created, updated or deleted resource, written in
+//! the same transaction. Callers compute new states with `bosun_core`'s lifecycles; the
+//! store re-checks every status change and every expected revision before committing.
+
+use bosun_core::{
+    Actor, BootstrapLog, Command, HealthReport, Instance, InstanceId, Node, NodeId, Pool, PoolName, ResourceKind,
+    Revision,
+};
+
+/// One write inside a batch.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Inserts a node at revision 1; fails with AlreadyExists if the id is taken.
+    CreateNode(Box<Node>),
+    /// Replaces a node's hard state if its stored revision is `expected`. Soft state
+    /// (the last heartbeat) is never written by an update.
+    UpdateNode {
+        node: Box<Node>,
+        expected: Revision,
+    },
+    /// Deletes a node and everything that hangs off it (commands, health history, metric
+    /// samples); instances that pointed at it keep their record without the link.
+    DeleteNode {
+        id: NodeId,
+        expected: Option<Revision>,
+    },
+    CreateInstance(Box<Instance>),
+    UpdateInstance {
+        instance: Box<Instance>,
+        expected: Revision,
+    },
+    DeleteInstance {
+        id: InstanceId,
+        expected: Option<Revision>,
+    },
+    /// Inserts a command for an existing node; its history starts with one event.
+    CreateCommand(Box<Command>),
+    /// Replaces a command's state and bookkeeping; a state change or a redelivery adds an
+    /// event to its history.
+    UpdateCommand {
+        command: Box<Command>,
+        expected: Revision,
+    },
+    CreatePool(Box<Pool>),
+    UpdatePool {
+        pool: Box<Pool>,
+        expected: Revision,
+    },
+    DeletePool {
+        name: PoolName,
+        expected: Option<Revision>,
+    },
+    /// Appends to the node's bounded health history (no change record: history is the
+    /// record).
+    AppendHealthReport(Box<HealthReport>),
+    /// Appends to the node's bounded bootstrap log history.
+    AppendBootstrapLog(Box<BootstrapLog>),
+}
+
+impl Write {
+    /// The resource this write creates, updates or deletes, if it is one with revisions.
+    pub fn target(&self) -> Option<(ResourceKind, String)> {
+        match self {
+            Write::CreateNode(n) | Write::UpdateNode { node: n, .. } => Some((ResourceKind::Node, n.id.to_string())),
+            Write::DeleteNode { id, .. } => Some((ResourceKind::Node, id.to_string())),
+            Write::CreateInstance(i) | Write::UpdateInstance { instance: i, .. } => {
+                Some((ResourceKind::Instance, i.id.to_string()))
+            }
+            Write::DeleteInstance { id, .. } => Some((ResourceKind::Instance, id.to_string())),
+            Write::CreateCommand(c) | Write::UpdateCommand { command: c, .. } => {
+                Some((ResourceKind::Command, c.id.to_string()))
+            }
+            Write::CreatePool(p) | Write::UpdatePool { pool: p, .. } => Some((ResourceKind::Pool, p.name.to_string())),
+            Write::DeletePool { name, .. } => Some((ResourceKind::Pool, name.to_string())),
+            Write::AppendHealthReport(_) | Write::AppendBootstrapLog(_) => None,
+        }
+    }
+}
+
+/// An ordered, atomic set of writes made by one actor for one reason.
+#[derive(Debug, Clone)]
+pub struct WriteBatch {
+    pub actor: Actor,
+    /// Why: recorded in each change record and command event.
+    pub reason: String,
+    pub writes: Vec<Write>,
+}
+
+impl WriteBatch {
+    pub fn new(actor: Actor, reason: impl Into<String>) -> Self {
+        Self { actor, reason: reason.into(), writes: Vec::new() }
+    }
+
+    pub fn push(&mut self, write: Write) -> &mut Self {
+        self.writes.push(write);
+        self
+    }
+
+    pub fn create_node(mut self, node: Node) -> Self {
+        self.writes.push(Write::CreateNode(Box::new(node)));
+        self
+    }
+
+    pub fn update_node(mut self, node: Node) -> Self {
+        let expected = node.revision;
+        self.writes.push(Write::UpdateNode { node: Box::new(node), expected });
+        self
+    }
+
+    pub fn delete_node(mut self, id: NodeId, expected: Option<Revision>) -> Self {
+        self.writes.push(Write::DeleteNode { id, expected });
+        self
+    }
+
+    pub fn create_instance(mut self, instance: Instance) -> Self {
+        self.writes.push(Write::CreateInstance(Box::new(instance)));
+        self
+    }
+
+    pub fn update_instance(mut self, instance: Instance) -> Self {
+        let expected = instance.revision;
+        self.writes.push(Write::UpdateInstance { instance: Box::new(instance), expected });
+        self
+    }
+
+    pub fn delete_instance(mut self, id: InstanceId, expected: Option<Revision>) -> Self {
+        self.writes.push(Write::DeleteInstance { id, expected });
+        self
+    }
+
+    pub fn create_command(mut self, command: Command) -> Self {
+        self.writes.push(Write::CreateCommand(Box::new(command)));
+        self
+    }
+
+    pub fn update_command(mut self, command: Command) -> Self {
+        let expected = command.revision;
+        self.writes.push(Write::UpdateCommand { command: Box::new(command), expected });
+        self
+    }
+
+    pub fn create_pool(mut self, pool: Pool) -> Self {
+        self.writes.push(Write::CreatePool(Box::new(pool)));
+        self
+    }
+
+    pub fn update_pool(mut self, pool: Pool) -> Self {
+        let expected = pool.revision;
+        self.writes.push(Write::UpdatePool { pool: Box::new(pool), expected });
+        self
+    }
+
+    pub fn delete_pool(mut self, name: PoolName, expected: Option<Revision>) -> Self {
+        self.writes.push(Write::DeletePool { name, expected });
+        self
+    }
+
+    pub fn append_health_report(mut self, report: HealthReport) -> Self {
+        self.writes.push(Write::AppendHealthReport(Box::new(report)));
+        self
+    }
+
+    pub fn append_bootstrap_log(mut self, log: BootstrapLog) -> Self {
+        self.writes.push(Write::AppendBootstrapLog(Box::new(log)));
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+}
+
+/// What a committed batch produced, one entry per write in batch order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub outcomes: Vec<WriteOutcome>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The resource's revision after the write (its last revision for a delete), and the
+    /// sequence number of the change record written for it.
+    Resource { revision: Revision, change_seq: u64 },
+    /// The id assigned to an appended history entry.
+    Appended { id: u64 },
+}
+
+impl Committed {
+    /// The new revision of the write at `index` (panics on a non-resource write: a caller
+    /// bug, not a runtime condition).
+    pub fn revision(&self, index: usize) -> Revision {
+        match self.outcomes[index] {
+            WriteOutcome::Resource { revision, .. } => revision,
+            WriteOutcome::Appended { .. } => {
+                panic!("write {index} is an append and has no revision")
+            }
+        }
+    }
+
+    /// The highest change sequence number this batch wrote, if it wrote any.
+    pub fn last_change_seq(&self) -> Option<u64> {
+        self.outcomes
+            .iter()
+            .filter_map(|o| match o {
+                WriteOutcome::Resource { change_seq, .. } => Some(*change_seq),
+                WriteOutcome::Appended { .. } => None,
+            })
+            .max()
+    }
+}
+
+/// A stored health report with its position in the node's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredHealthReport {
+    pub id: u64,
+    pub report: HealthReport,
+}

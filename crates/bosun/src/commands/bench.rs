@@ -1,0 +1,263 @@
+//! `bosun bench store`: throughput of the store's hot paths, one JSON line per operation:
+//! `{"backend", "op", "rows", "seconds", "rows_per_s"}`.
+//!
+//! A benchmark, never a test: numbers depend on the machine and are compared against the
+//! targets in SPEC section 10 by a person, not asserted.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use bosun_core::command::CommandRequest;
+use bosun_core::instance::InstanceRequest;
+use bosun_core::node::Gpu;
+use bosun_core::{
+    Actor, Clock as _, Command, CommandKind, CommandTrigger, GpuSample, Heartbeat, Instance, InstanceId,
+    InstanceTrigger, Labels, MetricSample, Node, NodeId, NodeMetadata, NodeRegistration, PoolName, SystemClock,
+};
+use bosun_store::{Database, NodeFilter, PageRequest, SharedStore, StoreLocation, StoreOptions, WriteBatch};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use crate::output;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    target: BenchTarget,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchTarget {
+    /// Store throughput: register, heartbeat_flush, metrics_flush, list_nodes, command_cycle.
+    Store(StoreBench),
+}
+
+#[derive(Debug, Args)]
+struct StoreBench {
+    /// Fleet size. Registration writes this many nodes, one transaction each.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    nodes: u32,
+    /// Concurrent writers for the one-transaction-per-item operations.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
+    concurrency: u32,
+    /// Rows per soft-state flush.
+    #[arg(long, default_value_t = 10_000)]
+    batch: usize,
+}
+
+/// One result line.
+#[derive(Debug, Serialize)]
+struct Measurement {
+    backend: &'static str,
+    op: &'static str,
+    rows: u64,
+    seconds: f64,
+    rows_per_s: f64,
+}
+
+fn report(backend: &'static str, op: &'static str, rows: u64, elapsed: Duration) {
+    let seconds = elapsed.as_secs_f64();
+    let line =
+        Measurement { backend, op, rows, seconds, rows_per_s: if seconds > 0.0 { rows as f64 / seconds } else { 0.0 } };
+    // Serializing a struct of numbers and static strings cannot fail.
+    println!("{}", serde_json::to_string(&line).unwrap_or_default());
+}
+
+/// Runs the benchmark on `location`, or on a throw-away SQLite file when the user chose no
+/// store (so the default `bosun.db` is never filled with benchmark rows).
+pub async fn run(location: &StoreLocation, chosen: bool, args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let BenchTarget::Store(bench) = &args.target;
+    let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+    let location =
+        if chosen { location.clone() } else { StoreLocation::Sqlite { path: scratch.path().join("bench.db") } };
+    let database = Database::connect(&location).await?;
+    database.migrate_up().await.or_else(|e| match e {
+        bosun_store::OpenError::NoSchema { .. } => Ok(Vec::new()),
+        other => Err(other),
+    })?;
+    let store = database.into_store(StoreOptions::new(Arc::new(SystemClock)));
+    if store.counts().await?.nodes > 0 {
+        bail!("{location} already holds nodes; benchmark an empty store (e.g. --store sqlite:///tmp/bench.db)");
+    }
+    let backend = store.backend().as_str();
+    eprintln!("benchmarking {location} with {} nodes", bench.nodes);
+
+    let ids: Vec<NodeId> = (0..bench.nodes).map(|i| NodeId::new(format!("bench-{i:07}"))).collect::<Result<_, _>>()?;
+
+    let started = Instant::now();
+    parallel(&store, &ids, bench.concurrency, "register", register_one).await?;
+    report(backend, "register", ids.len() as u64, started.elapsed());
+
+    let rounds = 3;
+    let started = Instant::now();
+    for round in 0..rounds {
+        let now = SystemClock.now() + Duration::from_millis(round);
+        for chunk in ids.chunks(bench.batch) {
+            let beats: Vec<Heartbeat> = chunk.iter().map(|id| Heartbeat { node_id: id.clone(), at: now }).collect();
+            store.record_heartbeats(&beats).await?;
+        }
+    }
+    report(backend, "heartbeat_flush", ids.len() as u64 * rounds, started.elapsed());
+
+    let mut samples_written = 0;
+    let started = Instant::now();
+    for round in 0..rounds {
+        let now = SystemClock.now() + Duration::from_secs(10 * round);
+        for chunk in ids.chunks(bench.batch) {
+            let samples: Vec<MetricSample> = chunk.iter().map(|id| sample(id, now)).collect();
+            store.record_metric_samples(&samples).await?;
+            samples_written += samples.len() as u64;
+        }
+    }
+    report(backend, "metrics_flush", samples_written, started.elapsed());
+
+    let started = Instant::now();
+    let listed = list_all(&store).await?;
+    report(backend, "list_nodes", listed, started.elapsed());
+
+    let cycles = ids.len().min(10_000);
+    let started = Instant::now();
+    parallel(&store, &ids[..cycles], bench.concurrency, "commands", command_cycle).await?;
+    report(backend, "command_cycle", cycles as u64, started.elapsed());
+
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `work` once per id with `concurrency` tasks, showing progress on a terminal.
+async fn parallel<F, Fut>(
+    store: &SharedStore,
+    ids: &[NodeId],
+    concurrency: u32,
+    what: &str,
+    work: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(SharedStore, NodeId) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let bar = output::progress_bar(ids.len() as u64, what);
+    let chunks: Vec<Vec<NodeId>> =
+        ids.chunks(ids.len().div_ceil(concurrency as usize).max(1)).map(<[NodeId]>::to_vec).collect();
+    let mut tasks = Vec::new();
+    for chunk in chunks {
+        let store = store.clone();
+        let bar = bar.clone();
+        tasks.push(tokio::spawn(async move {
+            for id in chunk {
+                work(store.clone(), id).await?;
+                bar.inc(1);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await.context("benchmark task panicked")??;
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+fn registration(id: &NodeId) -> NodeRegistration {
+    NodeRegistration {
+        node_id: id.clone(),
+        provider: "fake".into(),
+        region: "local".into(),
+        zone: "local-a".into(),
+        instance_type: "h100-8x".into(),
+        pool: PoolName::new("bench").ok(),
+        labels: Labels::new(),
+        gpus: (0..8)
+            .map(|i| Gpu {
+                index: i,
+                uuid: format!("GPU-{id}-{i}"),
+                name: "NVIDIA H100 80GB HBM3".into(),
+                pci_bus_id: format!("00000000:{:02X}:00.0", 0x18 + i),
+                memory_bytes: 85_520_809_984,
+                driver_version: "550.90.07".into(),
+                cuda_version: "12.4".into(),
+            })
+            .collect(),
+        metadata: NodeMetadata { hostname: id.to_string(), agent_version: "bench".into(), ..NodeMetadata::default() },
+    }
+}
+
+/// A registration as the server performs it: the node and its RUNNING instance, in one
+/// transaction.
+async fn register_one(store: SharedStore, id: NodeId) -> anyhow::Result<()> {
+    let now = SystemClock.now();
+    let node = Node::register(registration(&id), now)?;
+    let mut instance = Instance::start_provisioning(
+        InstanceRequest {
+            id: InstanceId::new(id.as_str())?,
+            provider: "fake".into(),
+            region: "local".into(),
+            zone: "local-a".into(),
+            instance_type: "h100-8x".into(),
+            pool: node.pool.clone(),
+            labels: Labels::new(),
+        },
+        now,
+    )?;
+    instance.node_id = Some(id.clone());
+    instance.apply(InstanceTrigger::AgentRegistered, "node registered", now)?;
+    let batch = WriteBatch::new(Actor::Node(id), "registered").create_node(node).create_instance(instance);
+    store.commit(batch).await?;
+    Ok(())
+}
+
+/// Issue, deliver and acknowledge one command: three transactions, as in production.
+async fn command_cycle(store: SharedStore, id: NodeId) -> anyhow::Result<()> {
+    let request = CommandRequest {
+        node_id: id.clone(),
+        kind: CommandKind::RunDiagnostic,
+        parameters: BTreeMap::from([("test".to_owned(), "quick".to_owned())]),
+        reason: "bench".into(),
+        time_to_live: Duration::from_secs(600),
+    };
+    let mut command = Command::issue(request, Actor::operator("bench"), SystemClock.now())?;
+    let committed =
+        store.commit(WriteBatch::new(Actor::operator("bench"), "issue").create_command(command.clone())).await?;
+    command.revision = committed.revision(0);
+    command.apply(CommandTrigger::Deliver, SystemClock.now())?;
+    let committed =
+        store.commit(WriteBatch::new(Actor::Node(id.clone()), "delivered").update_command(command.clone())).await?;
+    command.revision = committed.revision(0);
+    command.apply(CommandTrigger::Succeed, SystemClock.now())?;
+    store.commit(WriteBatch::new(Actor::Node(id), "acknowledged").update_command(command)).await?;
+    Ok(())
+}
+
+fn sample(id: &NodeId, at: bosun_core::Timestamp) -> MetricSample {
+    MetricSample {
+        node_id: id.clone(),
+        at,
+        cpu_percent: 23.5,
+        memory_percent: 41.0,
+        gpus: (0..8)
+            .map(|index| GpuSample {
+                index,
+                temperature_c: 61.0,
+                power_w: 512.0,
+                utilization_percent: 87.5,
+                memory_used_bytes: 40 << 30,
+            })
+            .collect(),
+    }
+}
+
+async fn list_all(store: &SharedStore) -> anyhow::Result<u64> {
+    let mut listed = 0;
+    let mut page = PageRequest::first(bosun_store::query::MAX_PAGE_SIZE);
+    loop {
+        let result = store.list_nodes(&NodeFilter::default(), &page).await?;
+        listed += result.items.len() as u64;
+        match result.next {
+            Some(cursor) => page = PageRequest::after(bosun_store::query::MAX_PAGE_SIZE, cursor),
+            None => return Ok(listed),
+        }
+    }
+}
