@@ -90,6 +90,10 @@ impl NodeRegistration {
 }
 
 /// A registered node.
+///
+/// The per-GPU inventory is not part of it (lists of a hundred thousand nodes would carry
+/// eight hundred thousand GPU records): a node records how many GPUs it has and of which
+/// model, and stores keep the inventory beside it, written with the registration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     pub id: NodeId,
@@ -99,7 +103,9 @@ pub struct Node {
     pub instance_type: String,
     pub pool: Option<PoolName>,
     pub labels: Labels,
-    pub gpus: Vec<Gpu>,
+    pub gpu_count: u32,
+    /// The GPUs' model name, `mixed` when they differ, empty without GPUs.
+    pub gpu_model: String,
     pub metadata: NodeMetadata,
     /// Change only through [`Node::apply`]; stores refuse illegal changes.
     pub status: NodeStatus,
@@ -120,21 +126,22 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node registering for the first time: ACTIVE, health not yet known.
-    pub fn register(registration: NodeRegistration, now: Timestamp) -> Result<Node, TransitionError> {
+    /// A node registering for the first time: ACTIVE, health not yet known. Its GPU
+    /// inventory is `registration.gpus`, stored beside it.
+    pub fn register(registration: &NodeRegistration, now: Timestamp) -> Result<Node, TransitionError> {
         let status = NodeStatus::apply(None, NodeTrigger::Register)?;
-        let NodeRegistration { node_id, provider, region, zone, instance_type, pool, labels, gpus, metadata } =
-            registration;
+        let r = registration.clone();
         Ok(Node {
-            id: node_id,
-            provider,
-            region,
-            zone,
-            instance_type,
-            pool,
-            labels,
-            gpus,
-            metadata,
+            id: r.node_id,
+            provider: r.provider,
+            region: r.region,
+            zone: r.zone,
+            instance_type: r.instance_type,
+            pool: r.pool,
+            labels: r.labels,
+            gpu_count: gpu_count(&r.gpus),
+            gpu_model: gpu_model(&r.gpus),
+            metadata: r.metadata,
             status,
             status_reason: "registered".to_owned(),
             status_changed_at: now,
@@ -149,17 +156,17 @@ impl Node {
 
     /// A known node registering again (agent restart): facts are refreshed, but status and
     /// health are kept, so a re-registration never launders an UNHEALTHY node.
-    pub fn refresh_registration(&mut self, registration: NodeRegistration) {
-        let NodeRegistration { node_id: _, provider, region, zone, instance_type, pool, labels, gpus, metadata } =
-            registration;
-        self.provider = provider;
-        self.region = region;
-        self.zone = zone;
-        self.instance_type = instance_type;
-        self.pool = pool;
-        self.labels = labels;
-        self.gpus = gpus;
-        self.metadata = metadata;
+    pub fn refresh_registration(&mut self, registration: &NodeRegistration) {
+        let r = registration.clone();
+        self.provider = r.provider;
+        self.region = r.region;
+        self.zone = r.zone;
+        self.instance_type = r.instance_type;
+        self.pool = r.pool;
+        self.labels = r.labels;
+        self.gpu_count = gpu_count(&r.gpus);
+        self.gpu_model = gpu_model(&r.gpus);
+        self.metadata = r.metadata;
     }
 
     /// Applies a lifecycle trigger, recording why and when.
@@ -181,7 +188,39 @@ impl Node {
 
     /// Checks fields a caller may have edited before persisting.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        check_text("status_reason", &self.status_reason)
+        check_text("status_reason", &self.status_reason)?;
+        check_name("gpu_model", &self.gpu_model)
+    }
+
+    /// Checks that `gpus` is this node's inventory: as many GPUs as it says it has.
+    pub fn check_inventory(&self, gpus: &[Gpu]) -> Result<(), ValidationError> {
+        if gpu_count(gpus) != self.gpu_count || gpu_model(gpus) != self.gpu_model {
+            return Err(ValidationError::new(
+                "gpus",
+                format_args!(
+                    "node {} says {} x {:?} but its inventory has {} x {:?}",
+                    self.id,
+                    self.gpu_count,
+                    self.gpu_model,
+                    gpus.len(),
+                    gpu_model(gpus)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn gpu_count(gpus: &[Gpu]) -> u32 {
+    u32::try_from(gpus.len()).unwrap_or(u32::MAX)
+}
+
+/// The common model name of `gpus`, `mixed` if they differ, empty for none.
+fn gpu_model(gpus: &[Gpu]) -> String {
+    match gpus.split_first() {
+        None => String::new(),
+        Some((first, rest)) if rest.iter().all(|g| g.name == first.name) => first.name.clone(),
+        Some(_) => "mixed".to_owned(),
     }
 }
 
@@ -222,12 +261,15 @@ mod tests {
     #[test]
     fn registration_starts_active_and_re_registration_keeps_status() {
         let t0 = Timestamp::UNIX_EPOCH;
-        let mut node = Node::register(registration("n1"), t0).expect("new node");
+        let mut node = Node::register(&registration("n1"), t0).expect("new node");
         assert_eq!((node.status, node.health), (NodeStatus::Active, Health::Unknown));
+        assert_eq!((node.gpu_count, node.gpu_model.as_str()), (8, "NVIDIA H100 80GB HBM3"));
         node.apply(NodeTrigger::MarkUnhealthy, "fatal XID 79", t0).expect("legal");
         let mut again = registration("n1");
         again.metadata.agent_version = "2.0".into();
-        node.refresh_registration(again);
+        again.gpus.truncate(7);
+        node.refresh_registration(&again);
+        assert_eq!(node.gpu_count, 7);
         assert_eq!(node.status, NodeStatus::Unhealthy, "re-registration must not launder UNHEALTHY");
         assert_eq!(node.metadata.agent_version, "2.0");
     }
@@ -235,11 +277,23 @@ mod tests {
     #[test]
     fn liveness_is_judged_from_registration_until_the_first_heartbeat() {
         let t0 = Timestamp::UNIX_EPOCH;
-        let mut node = Node::register(registration("n1"), t0).expect("new node");
+        let mut node = Node::register(&registration("n1"), t0).expect("new node");
         assert_eq!(node.last_seen(), t0);
         let later = t0 + std::time::Duration::from_secs(5);
         node.last_heartbeat = Some(later);
         assert_eq!(node.last_seen(), later);
+    }
+
+    #[test]
+    fn inventory_must_match_the_summary() {
+        let reg = registration("n1");
+        let node = Node::register(&reg, Timestamp::UNIX_EPOCH).expect("new node");
+        assert!(node.check_inventory(&reg.gpus).is_ok());
+        assert!(node.check_inventory(&reg.gpus[..4]).is_err());
+        let mut mixed = reg.gpus.clone();
+        mixed[0].name = "NVIDIA A100".into();
+        assert_eq!(super::gpu_model(&mixed), "mixed");
+        assert_eq!(super::gpu_model(&[]), "");
     }
 
     #[test]

@@ -130,6 +130,12 @@ pub(crate) fn instance_state_problem(
     }
 }
 
+/// A node whose GPU inventory disagrees with its summary.
+pub(crate) fn inventory_problem(gpu_count: u32, inventory: usize) -> Option<String> {
+    (u32::try_from(inventory).ok() != Some(gpu_count))
+        .then(|| format!("says it has {gpu_count} GPUs but its inventory lists {inventory}"))
+}
+
 /// A command whose bookkeeping contradicts its state.
 pub(crate) fn command_state_problem(
     state: CommandState,

@@ -33,11 +33,13 @@ pub mod testing;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod migration_tests;
 
 pub use error::{Result, StoreError};
 pub use location::{DEFAULT_STORE_URL, LocationError, StoreLocation, redact_url};
 pub use memory::MemoryStore;
-pub use open::{ConnectSettings, Database, MigrationInfo, MigrationStatus, OpenError, open_store};
+pub use open::{ConnectSettings, Database, MigrationInfo, MigrationSource, MigrationStatus, OpenError, open_store};
 pub use query::{ChangeFilter, CommandFilter, Cursor, InstanceFilter, NodeFilter, Page, PageRequest};
 pub use sqlite::SqliteDurability;
 pub use store::{

@@ -10,6 +10,7 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use bosun_core::node::Gpu;
 use bosun_core::{
     BootstrapLog, ChangeOp, ChangeRecord, Command, CommandEvent, CommandId, Heartbeat, Instance, InstanceId,
     InstanceState, MetricSample, Node, NodeId, Pool, PoolName, ResourceKind, Revision, Timestamp,
@@ -24,6 +25,7 @@ use crate::write::{Committed, StoredHealthReport, Write, WriteBatch, WriteOutcom
 #[derive(Debug, Default, Clone)]
 struct State {
     nodes: BTreeMap<NodeId, Node>,
+    gpus: HashMap<NodeId, Vec<Gpu>>,
     instances: BTreeMap<InstanceId, Instance>,
     commands: BTreeMap<CommandId, Command>,
     command_events: HashMap<CommandId, Vec<CommandEvent>>,
@@ -189,9 +191,23 @@ impl Tx<'_> {
         }));
     }
 
-    /// Drops a node's health history and metric samples (bootstrap logs are kept: they
-    /// explain failed boots of machines that never became nodes).
+    fn put_gpus(&mut self, id: NodeId, gpus: Option<Vec<Gpu>>) {
+        let old = match gpus {
+            Some(g) => self.state.gpus.insert(id.clone(), g),
+            None => self.state.gpus.remove(&id),
+        };
+        self.undo.push(Box::new(move |s| {
+            match old {
+                Some(old) => s.gpus.insert(id, old),
+                None => s.gpus.remove(&id),
+            };
+        }));
+    }
+
+    /// Drops a node's GPU inventory, health history and metric samples (bootstrap logs
+    /// are kept: they explain failed boots of machines that never became nodes).
     fn take_side_tables(&mut self, id: &NodeId) {
+        self.put_gpus(id.clone(), None);
         let health = self.state.health.remove(id);
         let samples = self.state.samples.remove(id);
         let id = id.clone();
@@ -226,8 +242,8 @@ impl Tx<'_> {
 
     fn apply(&mut self, batch: &WriteBatch, write: &Write) -> Result<WriteOutcome> {
         match write {
-            Write::CreateNode(node) => {
-                rules::check_node_create(node)?;
+            Write::CreateNode { node, gpus } => {
+                rules::check_node_create(node, gpus)?;
                 if self.state.nodes.contains_key(&node.id) {
                     return Err(StoreError::already_exists(ResourceKind::Node, &node.id));
                 }
@@ -243,16 +259,17 @@ impl Tx<'_> {
                     rules::snapshot(&node),
                 );
                 let revision = node.revision;
+                self.put_gpus(node.id.clone(), Some(gpus.clone()));
                 self.put_node(node.id.clone(), Some(node));
                 Ok(WriteOutcome::Resource { revision, change_seq: seq })
             }
-            Write::UpdateNode { node, expected } => {
+            Write::UpdateNode { node, expected, gpus } => {
                 let stored = self
                     .state
                     .nodes
                     .get(&node.id)
                     .ok_or_else(|| StoreError::not_found(ResourceKind::Node, &node.id))?;
-                rules::check_node_update(&stored.into(), node, *expected)?;
+                rules::check_node_update(&stored.into(), node, *expected, gpus.as_deref())?;
                 let mut node = (**node).clone();
                 node.last_heartbeat = stored.last_heartbeat;
                 node.revision = expected.next();
@@ -265,6 +282,9 @@ impl Tx<'_> {
                     rules::snapshot(&node),
                 );
                 let revision = node.revision;
+                if let Some(gpus) = gpus {
+                    self.put_gpus(node.id.clone(), Some(gpus.clone()));
+                }
                 self.put_node(node.id.clone(), Some(node));
                 Ok(WriteOutcome::Resource { revision, change_seq: seq })
             }
@@ -543,13 +563,17 @@ fn is_gone(state: InstanceState) -> bool {
     matches!(state, InstanceState::Terminated | InstanceState::Failed)
 }
 
-/// Keeps the latest heartbeat per node, as the SQL backends must (one upsert per row).
+/// Keeps the latest heartbeat per node, as the SQL backends must (one upsert per row), in
+/// node order so the database walks its index front to back.
 pub(crate) fn dedupe_heartbeats(batch: &[Heartbeat]) -> Vec<Heartbeat> {
     let mut latest: HashMap<&NodeId, Timestamp> = HashMap::with_capacity(batch.len());
     for hb in batch {
         latest.entry(&hb.node_id).and_modify(|at| *at = (*at).max(hb.at)).or_insert(hb.at);
     }
-    latest.into_iter().map(|(node_id, at)| Heartbeat { node_id: node_id.clone(), at }).collect()
+    let mut deduped: Vec<Heartbeat> =
+        latest.into_iter().map(|(node_id, at)| Heartbeat { node_id: node_id.clone(), at }).collect();
+    deduped.sort_unstable_by(|a, b| a.node_id.cmp(&b.node_id));
+    deduped
 }
 
 /// Keeps the latest sample per (node, ring slot), as the SQL backends must.
@@ -597,6 +621,14 @@ impl Store for MemoryStore {
 
     async fn node(&self, id: &NodeId) -> Result<Node> {
         self.lock()?.nodes.get(id).cloned().ok_or_else(|| StoreError::not_found(ResourceKind::Node, id))
+    }
+
+    async fn node_gpus(&self, id: &NodeId) -> Result<Vec<Gpu>> {
+        let state = self.lock()?;
+        if !state.nodes.contains_key(id) {
+            return Err(StoreError::not_found(ResourceKind::Node, id));
+        }
+        Ok(state.gpus.get(id).cloned().unwrap_or_default())
     }
 
     async fn list_nodes(&self, filter: &NodeFilter, page: &PageRequest) -> Result<Page<Node>> {
@@ -837,6 +869,12 @@ impl Store for MemoryStore {
             .chain(state.commands.values().map(|c| ((ResourceKind::Command, c.id.to_string()), c.revision)))
             .chain(state.pools.values().map(|p| ((ResourceKind::Pool, p.name.to_string()), p.revision)))
             .collect();
+        for node in state.nodes.values() {
+            let inventory = state.gpus.get(&node.id).map_or(0, Vec::len);
+            if let Some(problem) = crate::integrity::inventory_problem(node.gpu_count, inventory) {
+                findings.push(IntegrityFinding { check: "states", subject: format!("node {}", node.id), problem });
+            }
+        }
         findings.extend(crate::integrity::check_change_log(state.changes.values(), &current));
         findings.extend(crate::integrity::check_states(state.instances.values(), state.commands.values()));
         Ok(findings)

@@ -56,6 +56,17 @@ pub enum OpenError {
     BadTarget { location: String, target: i64, problem: String },
 }
 
+/// Where migrations come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum MigrationSource {
+    /// The migrations compiled into this binary (always, in production).
+    #[default]
+    Embedded,
+    /// A directory of `NNNN_name.up.sql` / `.down.sql` files for this backend: for testing
+    /// a migration under development, or for simulating an older or newer bosun.
+    Directory(PathBuf),
+}
+
 /// How to connect, beyond the URL.
 #[derive(Debug, Clone)]
 pub struct ConnectSettings {
@@ -64,6 +75,7 @@ pub struct ConnectSettings {
     /// How long to wait for a PostgreSQL connection (also bounds the first connect).
     pub postgres_acquire_timeout: Duration,
     pub sqlite_durability: SqliteDurability,
+    pub migrations: MigrationSource,
 }
 
 impl Default for ConnectSettings {
@@ -72,6 +84,7 @@ impl Default for ConnectSettings {
             postgres_max_connections: 16,
             postgres_acquire_timeout: Duration::from_secs(5),
             sqlite_durability: SqliteDurability::Full,
+            migrations: MigrationSource::Embedded,
         }
     }
 }
@@ -116,7 +129,7 @@ impl MigrationStatus {
 
 enum Connection {
     Memory,
-    Sqlite(SqlitePools),
+    Sqlite { pools: SqlitePools, path: PathBuf, durability: SqliteDurability },
     Postgres(sqlx::PgPool),
 }
 
@@ -125,6 +138,8 @@ enum Connection {
 pub struct Database {
     location: StoreLocation,
     connection: Connection,
+    /// `None` for the memory store, which keeps no schema.
+    migrator: Option<Migrator>,
 }
 
 impl std::fmt::Debug for Database {
@@ -133,14 +148,20 @@ impl std::fmt::Debug for Database {
     }
 }
 
-fn migrator(location: &StoreLocation) -> Option<Migrator> {
-    let mut migrator = match location {
-        StoreLocation::Memory => return None,
-        StoreLocation::Sqlite { .. } => sqlx::migrate!("./migrations/sqlite"),
-        StoreLocation::Postgres { .. } => sqlx::migrate!("./migrations/postgres"),
+async fn migrator(location: &StoreLocation, source: &MigrationSource) -> Result<Option<Migrator>, OpenError> {
+    let mut migrator = match (location, source) {
+        (StoreLocation::Memory, _) => return Ok(None),
+        (StoreLocation::Sqlite { .. }, MigrationSource::Embedded) => sqlx::migrate!("./migrations/sqlite"),
+        (StoreLocation::Postgres { .. }, MigrationSource::Embedded) => sqlx::migrate!("./migrations/postgres"),
+        (_, MigrationSource::Directory(dir)) => {
+            Migrator::new(dir.as_path()).await.map_err(|e| OpenError::Migration {
+                location: location.to_string(),
+                cause: format!("cannot read migrations from {}: {e}", dir.display()),
+            })?
+        }
     };
     migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-    Some(migrator)
+    Ok(Some(migrator))
 }
 
 /// Describes a connection failure in words an operator can act on.
@@ -175,7 +196,11 @@ impl Database {
                 if !dir.is_dir() {
                     return Err(OpenError::MissingDirectory { location: location.to_string(), dir: dir.to_owned() });
                 }
-                Connection::Sqlite(sqlite::connect(path, settings.sqlite_durability).await.map_err(connect_error)?)
+                Connection::Sqlite {
+                    pools: sqlite::connect(path).await.map_err(connect_error)?,
+                    path: path.clone(),
+                    durability: settings.sqlite_durability,
+                }
             }
             StoreLocation::Postgres { url } => {
                 let pool = tokio::time::timeout(
@@ -194,7 +219,8 @@ impl Database {
                 Connection::Postgres(pool)
             }
         };
-        Ok(Database { location: location.clone(), connection })
+        let migrator = migrator(location, &settings.migrations).await?;
+        Ok(Database { location: location.clone(), connection, migrator })
     }
 
     pub fn location(&self) -> &StoreLocation {
@@ -217,15 +243,19 @@ impl Database {
     }
 
     fn latest_known(&self) -> i64 {
-        migrator(&self.location).map_or(0, |m| m.iter().map(|m| m.version).max().unwrap_or(0))
+        self.migrator.as_ref().map_or(0, |m| m.iter().map(|m| m.version).max().unwrap_or(0))
+    }
+
+    fn migrator(&self) -> Result<&Migrator, OpenError> {
+        self.migrator.as_ref().ok_or_else(|| self.no_schema())
     }
 
     /// Compares the database's applied migrations with this binary's.
     pub async fn status(&self) -> Result<MigrationStatus, OpenError> {
-        let migrator = migrator(&self.location).ok_or_else(|| self.no_schema())?;
+        let migrator = self.migrator()?;
         let applied: Vec<(i64, String, Vec<u8>)> = match &self.connection {
             Connection::Memory => return Err(self.no_schema()),
-            Connection::Sqlite(pools) => sqlite::applied_migrations(&pools.writer).await,
+            Connection::Sqlite { pools, .. } => sqlite::applied_migrations(&pools.writer).await,
             Connection::Postgres(pool) => postgres::applied_migrations(pool).await,
         }
         .map_err(|e| OpenError::Migration { location: self.location.to_string(), cause: e.to_string() })?;
@@ -275,13 +305,11 @@ impl Database {
         if pending.is_empty() {
             return Ok(Vec::new());
         }
-        let migrator = migrator(&self.location).ok_or_else(|| self.no_schema())?;
+        let migrator = self.migrator()?;
         match &self.connection {
             Connection::Memory => return Err(self.no_schema()),
-            Connection::Sqlite(pools) => {
-                if let StoreLocation::Sqlite { path } = &self.location
-                    && sqlite::holds_tables(&pools.writer).await.unwrap_or(true)
-                {
+            Connection::Sqlite { pools, path, .. } => {
+                if sqlite::holds_tables(&pools.writer).await.unwrap_or(true) {
                     self.backup_sqlite(pools, path, before.current_version()).await?;
                 }
                 migrator.run(&pools.writer).await.map_err(|e| self.migration_error(e))?;
@@ -323,10 +351,10 @@ impl Database {
                 problem: format!("choose a version between 0 and {}", before.latest_version()),
             });
         }
-        let migrator = migrator(&self.location).ok_or_else(|| self.no_schema())?;
+        let migrator = self.migrator()?;
         match &self.connection {
             Connection::Memory => return Err(self.no_schema()),
-            Connection::Sqlite(pools) => migrator.undo(&pools.writer, target).await,
+            Connection::Sqlite { pools, .. } => migrator.undo(&pools.writer, target).await,
             Connection::Postgres(pool) => migrator.undo(pool, target).await,
         }
         .map_err(|e| self.migration_error(e))?;
@@ -359,12 +387,18 @@ impl Database {
 
     /// The store over this database. Call [`Database::ensure_current`] or
     /// [`Database::migrate_up`] first.
-    pub fn into_store(self, options: StoreOptions) -> SharedStore {
-        match self.connection {
+    pub async fn into_store(self, options: StoreOptions) -> Result<SharedStore, OpenError> {
+        Ok(match self.connection {
             Connection::Memory => Arc::new(MemoryStore::new(options)),
-            Connection::Sqlite(pools) => Arc::new(SqliteStore::new(pools, options)),
+            Connection::Sqlite { pools, path, durability } => {
+                // The store opens connections of its own; the schema connection is done.
+                pools.writer.close().await;
+                let store = SqliteStore::open(&path, durability, options)
+                    .map_err(|e| OpenError::Connect { location: self.location.to_string(), cause: e.to_string() })?;
+                Arc::new(store)
+            }
             Connection::Postgres(pool) => Arc::new(PostgresStore::new(pool, options)),
-        }
+        })
     }
 
     /// A description of every table, column and index, for comparing schemas (tests of
@@ -372,7 +406,7 @@ impl Database {
     pub async fn schema_fingerprint(&self) -> Result<Vec<String>, OpenError> {
         match &self.connection {
             Connection::Memory => return Err(self.no_schema()),
-            Connection::Sqlite(pools) => sqlite::schema_fingerprint(&pools.writer).await,
+            Connection::Sqlite { pools, .. } => sqlite::schema_fingerprint(&pools.writer).await,
             Connection::Postgres(pool) => postgres::schema_fingerprint(pool).await,
         }
         .map_err(|e| OpenError::Migration { location: self.location.to_string(), cause: e.to_string() })
@@ -381,10 +415,7 @@ impl Database {
     pub async fn close(&self) {
         match &self.connection {
             Connection::Memory => {}
-            Connection::Sqlite(pools) => {
-                pools.writer.close().await;
-                pools.readers.close().await;
-            }
+            Connection::Sqlite { pools, .. } => pools.writer.close().await,
             Connection::Postgres(pool) => pool.close().await,
         }
     }
@@ -398,5 +429,5 @@ pub async fn open_store(location: &StoreLocation, options: StoreOptions) -> Resu
         OpenError::NoSchema { .. } => Ok(Vec::new()),
         other => Err(other),
     })?;
-    Ok(database.into_store(options))
+    database.into_store(options).await
 }

@@ -3,6 +3,7 @@
 //! that never change, and field validation. Kept here so all backends enforce exactly the
 //! same contract.
 
+use bosun_core::node::Gpu;
 use bosun_core::{
     Command, CommandId, CommandKind, CommandState, Instance, InstanceState, Node, NodeId, NodeStatus, Pool,
     ResourceKind, Revision, Timestamp,
@@ -11,16 +12,24 @@ use bosun_core::{
 use crate::error::{Result, StoreError};
 
 /// The parts of a stored node the rules need.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct NodeHeader {
     pub revision: Revision,
     pub status: NodeStatus,
     pub registered_at: Timestamp,
+    pub gpu_count: u32,
+    pub gpu_model: String,
 }
 
 impl From<&Node> for NodeHeader {
     fn from(n: &Node) -> Self {
-        Self { revision: n.revision, status: n.status, registered_at: n.registered_at }
+        Self {
+            revision: n.revision,
+            status: n.status,
+            registered_at: n.registered_at,
+            gpu_count: n.gpu_count,
+            gpu_model: n.gpu_model.clone(),
+        }
     }
 }
 
@@ -75,17 +84,24 @@ fn unchanged<T: PartialEq>(kind: ResourceKind, id: &str, field: &str, stored: &T
     Ok(())
 }
 
-pub(crate) fn check_node_create(node: &Node) -> Result<()> {
+pub(crate) fn check_node_create(node: &Node, gpus: &[Gpu]) -> Result<()> {
     // Every node starts by registering (see `Node::register`); any later status is reached
     // through updates, so the change log shows how.
     if node.status != NodeStatus::Active {
         return Err(StoreError::invalid("status", "a new node must be ACTIVE"));
     }
     node.validate()?;
+    node.check_inventory(gpus)?;
     Ok(())
 }
 
-pub(crate) fn check_node_update(stored: &NodeHeader, node: &Node, expected: Revision) -> Result<()> {
+/// Checks a node update; `gpus` is the new inventory, if the update replaces it.
+pub(crate) fn check_node_update(
+    stored: &NodeHeader,
+    node: &Node,
+    expected: Revision,
+    gpus: Option<&[Gpu]>,
+) -> Result<()> {
     let id = node.id.as_str();
     check_expected(ResourceKind::Node, id, stored.revision, expected)?;
     unchanged(ResourceKind::Node, id, "registered_at", &stored.registered_at, &node.registered_at)?;
@@ -94,6 +110,16 @@ pub(crate) fn check_node_update(stored: &NodeHeader, node: &Node, expected: Revi
         .check_change(node.status)
         .map_err(|transition| StoreError::InvalidTransition { id: format!("node {id}"), transition })?;
     node.validate()?;
+    match gpus {
+        Some(gpus) => node.check_inventory(gpus)?,
+        None if stored.gpu_count != node.gpu_count || stored.gpu_model != node.gpu_model => {
+            return Err(StoreError::invalid(
+                "gpus",
+                format_args!("node {id}: the GPU summary changes only together with a new GPU inventory"),
+            ));
+        }
+        None => {}
+    }
     Ok(())
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bosun_core::node::Gpu;
 use bosun_core::{
     BootstrapLog, ChangeRecord, Clock, Command, CommandEvent, CommandId, Heartbeat, Instance, InstanceId, MetricSample,
     Node, NodeId, Pool, PoolName, Timestamp,
@@ -170,6 +171,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn commit(&self, batch: WriteBatch) -> Result<Committed>;
 
     async fn node(&self, id: &NodeId) -> Result<Node>;
+    /// A node's GPU inventory, by GPU index.
+    async fn node_gpus(&self, id: &NodeId) -> Result<Vec<Gpu>>;
     async fn list_nodes(&self, filter: &NodeFilter, page: &PageRequest) -> Result<Page<Node>>;
 
     async fn instance(&self, id: &InstanceId) -> Result<Instance>;
@@ -214,6 +217,14 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Looks for broken references, revision anomalies and impossible states.
     async fn check_integrity(&self) -> Result<Vec<IntegrityFinding>>;
     async fn counts(&self) -> Result<StoreCounts>;
+
+    /// Flushes the write-ahead log into the main database files (SQLite: a truncating WAL
+    /// checkpoint; PostgreSQL: `CHECKPOINT`, which needs a superuser or the
+    /// `pg_checkpoint` role). Useful before copying a database file, and between benchmark
+    /// phases so one phase's writes do not slow the next.
+    async fn checkpoint(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Cheap reachability check (`SELECT 1` on SQL backends).
     async fn ping(&self) -> Result<()>;

@@ -33,7 +33,7 @@ impl std::fmt::Debug for TestStore {
 
 enum Cleanup {
     None,
-    TempDir(#[allow(dead_code)] tempfile::TempDir),
+    TempDir(tempfile::TempDir),
     PostgresDatabase { admin_url: String, name: String },
 }
 
@@ -91,19 +91,21 @@ pub fn postgres_admin_url() -> Option<String> {
     }
 }
 
-impl TestStore {
-    /// Opens a fresh store of `backend`, or `None` if that backend is unavailable and may
-    /// be skipped.
-    pub async fn open(backend: Backend) -> Option<TestStore> {
-        Self::open_with(backend, test_options).await
-    }
+/// An empty, unmigrated database of one backend, removed when dropped.
+pub struct TestLocation {
+    pub location: StoreLocation,
+    cleanup: Cleanup,
+}
 
-    pub async fn open_with(
-        backend: Backend,
-        options: impl FnOnce(Arc<dyn Clock>) -> StoreOptions,
-    ) -> Option<TestStore> {
-        let clock = Arc::new(FakeClock::at_default_epoch());
-        let options = options(clock.clone());
+impl std::fmt::Debug for TestLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestLocation").field("location", &self.location).finish()
+    }
+}
+
+impl TestLocation {
+    /// A fresh location, or `None` if that backend is unavailable and may be skipped.
+    pub async fn new(backend: Backend) -> Option<TestLocation> {
         let (location, cleanup) = match backend {
             Backend::Memory => (StoreLocation::Memory, Cleanup::None),
             Backend::Sqlite => {
@@ -119,6 +121,32 @@ impl TestStore {
                 (StoreLocation::Postgres { url }, Cleanup::PostgresDatabase { admin_url, name })
             }
         };
+        Some(TestLocation { location, cleanup })
+    }
+
+    /// The directory holding a SQLite test database.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        match &self.cleanup {
+            Cleanup::TempDir(dir) => Some(dir.path()),
+            _ => None,
+        }
+    }
+}
+
+impl TestStore {
+    /// Opens a fresh, migrated store of `backend`, or `None` if that backend is
+    /// unavailable and may be skipped.
+    pub async fn open(backend: Backend) -> Option<TestStore> {
+        Self::open_with(backend, test_options).await
+    }
+
+    pub async fn open_with(
+        backend: Backend,
+        options: impl FnOnce(Arc<dyn Clock>) -> StoreOptions,
+    ) -> Option<TestStore> {
+        let clock = Arc::new(FakeClock::at_default_epoch());
+        let options = options(clock.clone());
+        let TestLocation { location, cleanup } = TestLocation::new(backend).await?;
         let store = open_store(&location, options).await.unwrap_or_else(|e| panic!("open {location}: {e}"));
         Some(TestStore { store, clock, location, _cleanup: cleanup })
     }

@@ -6,6 +6,7 @@
 //! the same transaction. Callers compute new states with `bosun_core`'s lifecycles; the
 //! store re-checks every status change and every expected revision before committing.
 
+use bosun_core::node::Gpu;
 use bosun_core::{
     Actor, BootstrapLog, Command, HealthReport, Instance, InstanceId, Node, NodeId, Pool, PoolName, ResourceKind,
     Revision,
@@ -14,16 +15,23 @@ use bosun_core::{
 /// One write inside a batch.
 #[derive(Debug, Clone)]
 pub enum Write {
-    /// Inserts a node at revision 1; fails with AlreadyExists if the id is taken.
-    CreateNode(Box<Node>),
-    /// Replaces a node's hard state if its stored revision is `expected`. Soft state
-    /// (the last heartbeat) is never written by an update.
+    /// Inserts a node at revision 1 with its GPU inventory; fails with AlreadyExists if
+    /// the id is taken.
+    CreateNode {
+        node: Box<Node>,
+        gpus: Vec<Gpu>,
+    },
+    /// Replaces a node's hard state if its stored revision is `expected`, and its GPU
+    /// inventory when `gpus` is given (a re-registration). Soft state (the last heartbeat)
+    /// is never written by an update.
     UpdateNode {
         node: Box<Node>,
         expected: Revision,
+        gpus: Option<Vec<Gpu>>,
     },
-    /// Deletes a node and everything that hangs off it (commands, health history, metric
-    /// samples); instances that pointed at it keep their record without the link.
+    /// Deletes a node and everything that hangs off it (GPU inventory, commands, health
+    /// history, metric samples). Refused while an instance still links to the node: unlink
+    /// it in the same batch first.
     DeleteNode {
         id: NodeId,
         expected: Option<Revision>,
@@ -65,7 +73,9 @@ impl Write {
     /// The resource this write creates, updates or deletes, if it is one with revisions.
     pub fn target(&self) -> Option<(ResourceKind, String)> {
         match self {
-            Write::CreateNode(n) | Write::UpdateNode { node: n, .. } => Some((ResourceKind::Node, n.id.to_string())),
+            Write::CreateNode { node: n, .. } | Write::UpdateNode { node: n, .. } => {
+                Some((ResourceKind::Node, n.id.to_string()))
+            }
             Write::DeleteNode { id, .. } => Some((ResourceKind::Node, id.to_string())),
             Write::CreateInstance(i) | Write::UpdateInstance { instance: i, .. } => {
                 Some((ResourceKind::Instance, i.id.to_string()))
@@ -100,14 +110,22 @@ impl WriteBatch {
         self
     }
 
-    pub fn create_node(mut self, node: Node) -> Self {
-        self.writes.push(Write::CreateNode(Box::new(node)));
+    pub fn create_node(mut self, node: Node, gpus: Vec<Gpu>) -> Self {
+        self.writes.push(Write::CreateNode { node: Box::new(node), gpus });
         self
     }
 
+    /// Updates a node's hard state, leaving its GPU inventory as it is.
     pub fn update_node(mut self, node: Node) -> Self {
         let expected = node.revision;
-        self.writes.push(Write::UpdateNode { node: Box::new(node), expected });
+        self.writes.push(Write::UpdateNode { node: Box::new(node), expected, gpus: None });
+        self
+    }
+
+    /// Updates a node and replaces its GPU inventory (a re-registration).
+    pub fn refresh_node(mut self, node: Node, gpus: Vec<Gpu>) -> Self {
+        let expected = node.revision;
+        self.writes.push(Write::UpdateNode { node: Box::new(node), expected, gpus: Some(gpus) });
         self
     }
 

@@ -12,6 +12,12 @@
 mod commands;
 mod output;
 
+/// mimalloc rather than the system allocator: bosun allocates records on one thread and
+/// frees them on another all day long (store reads run on blocking threads), a pattern
+/// glibc's allocator handles poorly. Measured: listing 100,000 nodes takes half the time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use anyhow::Context as _;

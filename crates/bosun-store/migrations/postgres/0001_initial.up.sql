@@ -15,16 +15,31 @@ CREATE TABLE nodes (
     health              TEXT NOT NULL CHECK (health IN ('UNKNOWN', 'HEALTHY', 'DEGRADED', 'UNHEALTHY')),
     unhealthy_streak    BIGINT NOT NULL CHECK (unhealthy_streak >= 0),
     labels              JSONB NOT NULL,
-    gpus                JSONB NOT NULL,
+    gpu_count           BIGINT NOT NULL CHECK (gpu_count >= 0),
+    gpu_model           TEXT NOT NULL,
     metadata            JSONB NOT NULL,
     registered_at       TIMESTAMPTZ NOT NULL,
     last_health_report  TIMESTAMPTZ,
     revision            BIGINT NOT NULL CHECK (revision > 0)
 );
+-- Status filters are selective (UNHEALTHY, CORDONED nodes are few). Pool, provider and
+-- region filters return large fractions of the fleet and are served by a scan: an index
+-- per filter would cost every registration a random page write each.
 CREATE INDEX nodes_by_status ON nodes (status, node_id);
-CREATE INDEX nodes_by_pool ON nodes (pool, node_id);
-CREATE INDEX nodes_by_provider_region ON nodes (provider, region, node_id);
 CREATE INDEX nodes_by_labels ON nodes USING GIN (labels jsonb_path_ops);
+
+-- The GPU inventory, apart from the node row so that listing nodes stays cheap.
+CREATE TABLE node_gpus (
+    node_id         TEXT COLLATE "C" NOT NULL REFERENCES nodes (node_id) ON DELETE CASCADE,
+    gpu_index       BIGINT NOT NULL CHECK (gpu_index >= 0),
+    uuid            TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    pci_bus_id      TEXT NOT NULL,
+    memory_bytes    BIGINT NOT NULL CHECK (memory_bytes >= 0),
+    driver_version  TEXT NOT NULL,
+    cuda_version    TEXT NOT NULL,
+    PRIMARY KEY (node_id, gpu_index)
+);
 
 -- Soft state: a narrow, unindexed-value table with room on each page, so batched
 -- heartbeat updates are HOT updates that touch no index.
@@ -149,8 +164,8 @@ CREATE TABLE changes (
     reason       TEXT NOT NULL,
     resource     JSONB NOT NULL
 );
+-- Per-resource history is read constantly; audits by actor are rare and scan.
 CREATE INDEX changes_by_resource ON changes (kind, resource_id, seq);
-CREATE INDEX changes_by_actor ON changes (actor, seq);
 CREATE INDEX changes_by_time ON changes (at);
 
 -- Leader election for several control-plane replicas.

@@ -9,4 +9,5 @@ DROP TABLE command_events;
 DROP TABLE commands;
 DROP TABLE instances;
 DROP TABLE node_liveness;
+DROP TABLE node_gpus;
 DROP TABLE nodes;

@@ -2,6 +2,8 @@
 -- Times are INTEGER microseconds since the Unix epoch, UTC. JSON columns hold only
 -- extensible maps and documents; everything the server filters on is a real column.
 
+-- Clustered by node id (WITHOUT ROWID): lists walk the table in key order with no
+-- second lookup per row. Rows stay small because the GPU inventory lives in node_gpus.
 CREATE TABLE nodes (
     node_id             TEXT PRIMARY KEY NOT NULL,
     provider            TEXT NOT NULL,
@@ -15,15 +17,30 @@ CREATE TABLE nodes (
     health              TEXT NOT NULL CHECK (health IN ('UNKNOWN', 'HEALTHY', 'DEGRADED', 'UNHEALTHY')),
     unhealthy_streak    INTEGER NOT NULL CHECK (unhealthy_streak >= 0),
     labels              TEXT NOT NULL CHECK (json_valid(labels)),
-    gpus                TEXT NOT NULL CHECK (json_valid(gpus)),
+    gpu_count           INTEGER NOT NULL CHECK (gpu_count >= 0),
+    gpu_model           TEXT NOT NULL,
     metadata            TEXT NOT NULL CHECK (json_valid(metadata)),
     registered_at       INTEGER NOT NULL,
     last_health_report  INTEGER,
     revision            INTEGER NOT NULL CHECK (revision > 0)
-) STRICT;
+) STRICT, WITHOUT ROWID;
+-- Status filters are selective (UNHEALTHY, CORDONED nodes are few). Pool, provider and
+-- region filters return large fractions of the fleet and are served by a scan: an index
+-- per filter would cost every registration a random page write each.
 CREATE INDEX nodes_by_status ON nodes (status, node_id);
-CREATE INDEX nodes_by_pool ON nodes (pool, node_id);
-CREATE INDEX nodes_by_provider_region ON nodes (provider, region, node_id);
+
+-- The GPU inventory, apart from the node row so that listing nodes stays cheap.
+CREATE TABLE node_gpus (
+    node_id         TEXT NOT NULL REFERENCES nodes (node_id) ON DELETE CASCADE,
+    gpu_index       INTEGER NOT NULL CHECK (gpu_index >= 0),
+    uuid            TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    pci_bus_id      TEXT NOT NULL,
+    memory_bytes    INTEGER NOT NULL CHECK (memory_bytes >= 0),
+    driver_version  TEXT NOT NULL,
+    cuda_version    TEXT NOT NULL,
+    PRIMARY KEY (node_id, gpu_index)
+) STRICT, WITHOUT ROWID;
 
 -- Soft state: a narrow table so that batched heartbeat updates touch little data.
 CREATE TABLE node_liveness (
@@ -147,10 +164,12 @@ CREATE TABLE changes (
     revision     INTEGER NOT NULL CHECK (revision > 0),
     actor        TEXT NOT NULL,
     reason       TEXT NOT NULL,
-    resource     TEXT NOT NULL CHECK (json_valid(resource))
+    -- Written only by bosun's serializer; validating a kilobyte of JSON per change on the
+    -- hottest insert path buys nothing.
+    resource     TEXT NOT NULL
 ) STRICT;
+-- Per-resource history is read constantly; audits by actor are rare and scan.
 CREATE INDEX changes_by_resource ON changes (kind, resource_id, seq);
-CREATE INDEX changes_by_actor ON changes (actor, seq);
 CREATE INDEX changes_by_time ON changes (at);
 
 -- Leader election for several control-plane replicas (used on PostgreSQL; present here so

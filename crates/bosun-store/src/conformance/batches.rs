@@ -2,7 +2,7 @@
 
 use bosun_core::{Health, NodeStatus, Revision};
 
-use super::{Ctx, E, assert_err, batch, new_node, node_id};
+use super::{Ctx, E, RegisterExt, assert_err, batch, new_node, node_id};
 use crate::query::{ChangeFilter, NodeFilter};
 use crate::write::WriteOutcome;
 
@@ -13,12 +13,12 @@ pub(crate) async fn failed_batch_leaves_no_rows_and_no_change_records(ctx: &Ctx)
     let mut invalid = new_node("n3", ctx.now());
     invalid.status_reason = "\u{7}".into();
     let failing = batch("register three")
-        .create_node(new_node("n1", ctx.now()))
-        .create_node(new_node("n2", ctx.now()))
+        .register(new_node("n1", ctx.now()))
+        .register(new_node("n2", ctx.now()))
         .create_instance(
             bosun_core::Instance::start_provisioning(super::instance_request("i1"), ctx.now()).expect("new"),
         )
-        .create_node(invalid);
+        .register(invalid);
     assert_err!(ctx.store.commit(failing).await, E::Invalid(_));
     assert_eq!(ctx.node_ids(&NodeFilter::default()).await, ["existing"]);
     assert_eq!(ctx.store.counts().await.expect("counts"), counts_before);
@@ -26,7 +26,7 @@ pub(crate) async fn failed_batch_leaves_no_rows_and_no_change_records(ctx: &Ctx)
     let changes = ctx.store.list_changes(&ChangeFilter { after_seq: seq_before, ..Default::default() }, 10).await;
     assert!(changes.expect("log").is_empty());
     // The store is still writable and sequence numbers carry on without reuse problems.
-    ctx.store.commit(batch("retry").create_node(new_node("n1", ctx.now()))).await.expect("retry");
+    ctx.store.commit(batch("retry").register(new_node("n1", ctx.now()))).await.expect("retry");
     assert!(ctx.store.last_change_seq().await.expect("seq") > seq_before);
 }
 
@@ -50,11 +50,8 @@ pub(crate) async fn outcomes_report_revisions_and_sequences(ctx: &Ctx) {
     let mut node = ctx.create_node("n1").await;
     node.apply(bosun_core::NodeTrigger::Cordon, "maintenance", ctx.now()).expect("legal");
     let seq_before = ctx.store.last_change_seq().await.expect("seq");
-    let committed = ctx
-        .store
-        .commit(batch("mixed").update_node(node).create_node(new_node("n2", ctx.now())))
-        .await
-        .expect("commit");
+    let committed =
+        ctx.store.commit(batch("mixed").update_node(node).register(new_node("n2", ctx.now()))).await.expect("commit");
     match committed.outcomes.as_slice() {
         [
             WriteOutcome::Resource { revision: r1, change_seq: s1 },
@@ -86,4 +83,28 @@ pub(crate) async fn empty_batch_is_a_no_op(ctx: &Ctx) {
     let committed = ctx.store.commit(batch("nothing")).await.expect("commit");
     assert!(committed.outcomes.is_empty());
     assert_eq!(ctx.store.last_change_seq().await.expect("seq"), 0);
+}
+
+pub(crate) async fn concurrent_failing_batches_do_not_affect_others(ctx: &Ctx) {
+    // Stores may commit concurrent batches together (SQLite's group commit); a failing
+    // batch must still fail alone.
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let store = std::sync::Arc::clone(&ctx.store);
+        let mut node = new_node(&format!("n{i:02}"), ctx.now());
+        if i % 3 == 0 {
+            node.status_reason = "\u{7}".into();
+        }
+        tasks.push(tokio::spawn(async move { (i, store.commit(batch("concurrent").register(node)).await) }));
+    }
+    for task in tasks {
+        let (i, result) = task.await.expect("task");
+        match (i % 3 == 0, result) {
+            (true, Err(crate::StoreError::Invalid(_))) | (false, Ok(_)) => {}
+            (bad, other) => panic!("batch {i} (invalid: {bad}) got {other:?}"),
+        }
+    }
+    assert_eq!(ctx.store.counts().await.expect("counts").nodes, 16);
+    assert_eq!(ctx.store.list_changes(&ChangeFilter::default(), 100).await.expect("log").len(), 16);
+    assert!(ctx.store.check_integrity().await.expect("check").is_empty());
 }

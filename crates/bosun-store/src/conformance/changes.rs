@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use bosun_core::{Actor, ChangeOp, Health, Heartbeat, NodeTrigger, ResourceKind};
 
-use super::{Ctx, batch, new_node};
+use super::{Ctx, RegisterExt, batch, new_node};
 use crate::query::ChangeFilter;
 use crate::write::WriteBatch;
 
 pub(crate) async fn records_create_update_delete_with_actor_reason_and_snapshot(ctx: &Ctx) {
     let node = new_node("n1", ctx.now());
     let agent = Actor::Node(node.id.clone());
-    ctx.store.commit(WriteBatch::new(agent.clone(), "registered").create_node(node.clone())).await.expect("create");
+    ctx.store.commit(WriteBatch::new(agent.clone(), "registered").register(node.clone())).await.expect("create");
     let mut node = ctx.store.node(&node.id).await.expect("get");
     node.apply(NodeTrigger::Cordon, "kernel upgrade", ctx.now()).expect("legal");
     let operator = Actor::operator("alice");
@@ -40,7 +40,7 @@ pub(crate) async fn records_create_update_delete_with_actor_reason_and_snapshot(
     );
     assert_eq!(log[1].resource["status"], "CORDONED");
     assert_eq!(log[1].resource["revision"], 2);
-    assert_eq!(log[1].resource["gpus"].as_array().map(Vec::len), Some(8));
+    assert_eq!(log[1].resource["gpu_count"], 8);
     let restored: bosun_core::Node = serde_json::from_value(log[1].resource.clone()).expect("snapshot is a node");
     assert_eq!(restored.status, bosun_core::NodeStatus::Cordoned);
 }
@@ -107,7 +107,7 @@ pub(crate) async fn by_actor(ctx: &Ctx) {
     let bob = Actor::operator("bob");
     for (i, who) in [&alice, &bob, &alice].into_iter().enumerate() {
         let node = new_node(&format!("n{i}"), ctx.now());
-        ctx.store.commit(WriteBatch::new(who.clone(), "provision").create_node(node)).await.expect("create");
+        ctx.store.commit(WriteBatch::new(who.clone(), "provision").register(node)).await.expect("create");
     }
     let by_alice =
         ctx.store.list_changes(&ChangeFilter { actor: Some(alice), ..Default::default() }, 100).await.expect("audit");
@@ -144,7 +144,7 @@ pub(crate) async fn concurrent_writers_leave_a_complete_ordered_log(ctx: &Ctx) {
         tasks.push(tokio::spawn(async move {
             for i in 0..NODES_EACH {
                 let node = new_node(&format!("w{w}-n{i}"), now);
-                store.commit(batch("concurrent").create_node(node)).await.expect("create");
+                store.commit(batch("concurrent").register(node)).await.expect("create");
             }
         }));
     }

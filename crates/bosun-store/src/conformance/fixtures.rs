@@ -49,7 +49,19 @@ pub(crate) fn registration(id: &str) -> NodeRegistration {
 }
 
 pub(crate) fn new_node(id: &str, at: Timestamp) -> Node {
-    Node::register(registration(id), at).expect("new node")
+    Node::register(&registration(id), at).expect("new node")
+}
+
+/// Creates fixture nodes with their fixture GPU inventory.
+pub(crate) trait RegisterExt {
+    fn register(self, node: Node) -> Self;
+}
+
+impl RegisterExt for WriteBatch {
+    fn register(self, node: Node) -> Self {
+        let gpus = registration(node.id.as_str()).gpus;
+        self.create_node(node, gpus)
+    }
 }
 
 pub(crate) fn actor() -> Actor {
@@ -99,7 +111,7 @@ impl Ctx {
     /// Stores a new node and returns it as stored (revision 1).
     pub async fn create_node(&self, id: &str) -> Node {
         let node = new_node(id, self.now());
-        self.store.commit(batch("create node").create_node(node)).await.expect("create node");
+        self.store.commit(batch("create node").register(node)).await.expect("create node");
         self.store.node(&node_id(id)).await.expect("read back node")
     }
 

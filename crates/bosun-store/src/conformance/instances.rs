@@ -2,7 +2,7 @@
 
 use bosun_core::{Instance, InstanceState, InstanceTrigger, NodeTrigger, PoolName, ResourceKind};
 
-use super::{Ctx, E, assert_err, batch, instance_request, new_node, node_id};
+use super::{Ctx, E, RegisterExt, assert_err, batch, instance_request, new_node, node_id};
 use crate::query::{ChangeFilter, InstanceFilter, PageRequest};
 
 async fn ids(ctx: &Ctx, filter: &InstanceFilter) -> Vec<String> {
@@ -72,7 +72,7 @@ pub(crate) async fn registration_links_instance_atomically(ctx: &Ctx) {
     let seq_before = ctx.store.last_change_seq().await.expect("seq");
     let committed = ctx
         .store
-        .commit(batch("register").create_node(node.clone()).update_instance(instance.clone()))
+        .commit(batch("register").register(node.clone()).update_instance(instance.clone()))
         .await
         .expect("register and link");
     assert_eq!(committed.outcomes.len(), 2);

@@ -54,6 +54,7 @@ macro_rules! store_conformance {
     ($backend:expr) => {
         conformance_cases!($backend;
             nodes::create_then_get_round_trips_every_field,
+            nodes::gpu_inventory_is_stored_beside_the_node,
             nodes::create_duplicate_is_already_exists,
             nodes::get_missing_is_not_found,
             nodes::update_bumps_revision_and_persists,
@@ -106,6 +107,7 @@ macro_rules! store_conformance {
             batches::outcomes_report_revisions_and_sequences,
             batches::same_record_twice_in_one_batch,
             batches::empty_batch_is_a_no_op,
+            batches::concurrent_failing_batches_do_not_affect_others,
             changes::records_create_update_delete_with_actor_reason_and_snapshot,
             changes::sequence_is_strictly_increasing,
             changes::history_of_one_resource,

@@ -9,23 +9,51 @@ use bosun_core::{
     ResourceKind, Revision,
 };
 
-use super::{Ctx, E, assert_err, batch, new_node, node_id};
+use super::{Ctx, E, RegisterExt, assert_err, batch, new_node, node_id, registration};
 use crate::query::{ChangeFilter, Cursor, NodeFilter, PageRequest};
 
 pub(crate) async fn create_then_get_round_trips_every_field(ctx: &Ctx) {
     let node = new_node("n1", ctx.now());
-    let committed = ctx.store.commit(batch("register").create_node(node.clone())).await.expect("create");
+    let committed = ctx.store.commit(batch("register").register(node.clone())).await.expect("create");
     assert_eq!(committed.revision(0), Revision::FIRST);
     let stored = ctx.store.node(&node.id).await.expect("get");
     assert_eq!(stored, node, "every field must survive the round trip");
-    assert_eq!(stored.gpus.len(), 8);
+    assert_eq!((stored.gpu_count, stored.gpu_model.as_str()), (8, "NVIDIA H100 80GB HBM3"));
     assert_eq!(stored.last_heartbeat, None);
+    assert_eq!(ctx.store.node_gpus(&node.id).await.expect("inventory"), registration("n1").gpus);
+}
+
+pub(crate) async fn gpu_inventory_is_stored_beside_the_node(ctx: &Ctx) {
+    let node = ctx.create_node("n1").await;
+    let message = assert_err!(ctx.store.node_gpus(&node_id("ghost")).await, E::NotFound { .. });
+    assert_eq!(message, "node ghost not found");
+
+    // A re-registration replaces the inventory together with the summary.
+    let mut fewer = registration("n1");
+    fewer.gpus.truncate(6);
+    let mut refreshed = node.clone();
+    refreshed.refresh_registration(&fewer);
+    ctx.store.commit(batch("re-registered").refresh_node(refreshed, fewer.gpus.clone())).await.expect("refresh");
+    assert_eq!(ctx.store.node(&node.id).await.expect("get").gpu_count, 6);
+    assert_eq!(ctx.store.node_gpus(&node.id).await.expect("inventory"), fewer.gpus);
+
+    // The summary cannot drift from the inventory, in either direction.
+    let mut stale = ctx.store.node(&node.id).await.expect("get");
+    stale.gpu_count = 8;
+    let message = assert_err!(ctx.store.commit(batch("edit").update_node(stale.clone())).await, E::Invalid(_));
+    assert!(message.contains("changes only together with a new GPU inventory"), "{message}");
+    let message =
+        assert_err!(ctx.store.commit(batch("edit").refresh_node(stale, fewer.gpus.clone())).await, E::Invalid(_));
+    assert!(message.contains("says 8 x"), "{message}");
+    let mut wrong = new_node("n2", ctx.now());
+    wrong.gpu_count = 3;
+    assert_err!(ctx.store.commit(batch("create").create_node(wrong, Vec::new())).await, E::Invalid(_));
 }
 
 pub(crate) async fn create_duplicate_is_already_exists(ctx: &Ctx) {
     ctx.create_node("n1").await;
     let again = new_node("n1", ctx.now());
-    let message = assert_err!(ctx.store.commit(batch("again").create_node(again)).await, E::AlreadyExists { .. });
+    let message = assert_err!(ctx.store.commit(batch("again").register(again)).await, E::AlreadyExists { .. });
     assert_eq!(message, "node n1 already exists");
 }
 
@@ -109,7 +137,7 @@ pub(crate) async fn invalid_field_is_rejected(ctx: &Ctx) {
     assert!(message.starts_with("invalid status_reason"), "{message}");
     let mut born_cordoned = new_node("n2", ctx.now());
     born_cordoned.status = NodeStatus::Cordoned;
-    let message = assert_err!(ctx.store.commit(batch("create").create_node(born_cordoned)).await, E::Invalid(_));
+    let message = assert_err!(ctx.store.commit(batch("create").register(born_cordoned)).await, E::Invalid(_));
     assert_eq!(message, "invalid status: a new node must be ACTIVE");
 }
 
@@ -197,7 +225,7 @@ pub(crate) async fn list_pages_neither_skip_nor_repeat(ctx: &Ctx) {
     let ids: Vec<String> = (0..23).map(|i| format!("node-{i:03}")).collect();
     let mut b = batch("bulk");
     for id in &ids {
-        b = b.create_node(new_node(id, ctx.now()));
+        b = b.register(new_node(id, ctx.now()));
     }
     ctx.store.commit(b).await.expect("bulk create");
     let mut seen = Vec::new();
@@ -242,7 +270,7 @@ pub(crate) async fn list_filters_by_pool_provider_and_region(ctx: &Ctx) {
         node.pool = Some(PoolName::new(pool).expect("valid"));
         node.provider = provider.into();
         node.region = region.into();
-        b = b.create_node(node);
+        b = b.register(node);
     }
     ctx.store.commit(b).await.expect("create");
     let by_pool = NodeFilter { pool: Some(PoolName::new("training").expect("valid")), ..NodeFilter::default() };
@@ -259,7 +287,7 @@ pub(crate) async fn list_filters_by_label_equality(ctx: &Ctx) {
         let mut node = new_node(id, ctx.now());
         node.labels.insert("gpu", gpu).expect("valid");
         node.labels.insert("topology.bosun.dev/rack", rack).expect("valid");
-        b = b.create_node(node);
+        b = b.register(node);
     }
     ctx.store.commit(b).await.expect("create");
     let h100: LabelSelector = "gpu=h100".parse().expect("valid");
@@ -278,7 +306,7 @@ pub(crate) async fn list_combines_filters(ctx: &Ctx) {
         let mut node = new_node(id, ctx.now());
         node.provider = provider.into();
         node.labels.insert("gpu", gpu).expect("valid");
-        b = b.create_node(node);
+        b = b.register(node);
     }
     ctx.store.commit(b).await.expect("create");
     let filter = NodeFilter {
@@ -334,7 +362,7 @@ pub(crate) async fn pagination_under_concurrent_inserts(ctx: &Ctx) {
     let originals: Vec<String> = (0..40).map(|i| format!("n-{:03}", i * 2)).collect();
     let mut b = batch("bulk");
     for id in &originals {
-        b = b.create_node(new_node(id, ctx.now()));
+        b = b.register(new_node(id, ctx.now()));
     }
     ctx.store.commit(b).await.expect("bulk create");
 
@@ -344,7 +372,7 @@ pub(crate) async fn pagination_under_concurrent_inserts(ctx: &Ctx) {
     let inserter = tokio::spawn(async move {
         for i in 0..40 {
             let id = format!("n-{:03}", i * 2 + 1);
-            store.commit(batch("concurrent").create_node(new_node(&id, now))).await.expect("insert");
+            store.commit(batch("concurrent").register(new_node(&id, now))).await.expect("insert");
             tokio::task::yield_now().await;
         }
     });
@@ -411,7 +439,7 @@ pub(crate) async fn concurrent_creates_of_one_id_have_one_winner(ctx: &Ctx) {
     for _ in 0..8 {
         let store = Arc::clone(&ctx.store);
         let node = new_node("contested", ctx.now());
-        tasks.push(tokio::spawn(async move { store.commit(batch("race").create_node(node)).await }));
+        tasks.push(tokio::spawn(async move { store.commit(batch("race").register(node)).await }));
     }
     let mut wins = 0;
     for task in tasks {

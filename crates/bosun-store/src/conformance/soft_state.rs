@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bosun_core::{GpuSample, Heartbeat, MetricSample, NodeId, Timestamp};
 
-use super::{Ctx, batch, new_node, node_id};
+use super::{Ctx, RegisterExt, batch, new_node, node_id};
 use crate::query::{NodeFilter, PageRequest};
 
 pub(crate) fn sample(node: &NodeId, at: Timestamp) -> MetricSample {
@@ -133,7 +133,7 @@ pub(crate) async fn large_soft_state_batches(ctx: &Ctx) {
     const NODES: usize = 1000;
     let mut b = batch("bulk");
     for i in 0..NODES {
-        b = b.create_node(new_node(&format!("n{i:04}"), ctx.now()));
+        b = b.register(new_node(&format!("n{i:04}"), ctx.now()));
     }
     ctx.store.commit(b).await.expect("bulk register");
     let t0 = ctx.now();

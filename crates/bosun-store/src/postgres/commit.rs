@@ -6,6 +6,7 @@
 //! numbers, so readers only ever see a gap-free prefix of the log in commit order, and the
 //! lock is held only for the append and the commit.
 
+use bosun_core::node::Gpu;
 use bosun_core::{BootstrapLog, ChangeOp, Command, HealthReport, Instance, Node, NodeId, Pool, ResourceKind, Revision};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, PgConnection};
@@ -162,27 +163,38 @@ fn int(value: u64) -> i64 {
 
 async fn apply(tx: &mut PgConnection, cx: &Cx<'_>, write: &Write) -> Result<Applied> {
     match write {
-        Write::CreateNode(node) => {
-            rules::check_node_create(node)?;
+        Write::CreateNode { node, gpus } => {
+            rules::check_node_create(node, gpus)?;
             let id = node.id.as_str();
             cx.slow
                 .run("nodes.insert", bind_node(sqlx::query(INSERT_NODE), node, Revision::FIRST).execute(&mut *tx))
                 .await
                 .map_err(|e| map_err(e, Some((ResourceKind::Node, id))))?;
+            insert_gpus(tx, cx, &node.id, gpus).await?;
             let mut stored = (**node).clone();
             stored.revision = Revision::FIRST;
             stored.last_heartbeat = None;
             Ok(Applied::resource(ResourceKind::Node, id, ChangeOp::Created, Revision::FIRST, &stored))
         }
-        Write::UpdateNode { node, expected } => {
+        Write::UpdateNode { node, expected, gpus } => {
             let id = node.id.as_str();
             let header = node_header(tx, cx, &node.id).await?;
-            rules::check_node_update(&header, node, *expected)?;
+            rules::check_node_update(&header, node, *expected, gpus.as_deref())?;
             let revision = expected.next();
             cx.slow
                 .run("nodes.update", bind_node(sqlx::query(UPDATE_NODE), node, revision).execute(&mut *tx))
                 .await
                 .map_err(|e| map_err(e, None))?;
+            if let Some(gpus) = gpus {
+                cx.slow
+                    .run(
+                        "node_gpus.delete",
+                        sqlx::query("DELETE FROM node_gpus WHERE node_id = $1").bind(id).execute(&mut *tx),
+                    )
+                    .await
+                    .map_err(|e| map_err(e, None))?;
+                insert_gpus(tx, cx, &node.id, gpus).await?;
+            }
             let mut stored = (**node).clone();
             stored.revision = revision;
             Ok(Applied::resource(ResourceKind::Node, id, ChangeOp::Updated, revision, &stored))
@@ -358,23 +370,51 @@ async fn ensure_node(tx: &mut PgConnection, cx: &Cx<'_>, id: &NodeId) -> Result<
 }
 
 async fn node_header(tx: &mut PgConnection, cx: &Cx<'_>, id: &NodeId) -> Result<NodeHeader> {
-    let row: Option<(i64, String, DateTime<Utc>)> = cx
+    let row: Option<(i64, String, DateTime<Utc>, i64, String)> = cx
         .slow
         .run(
             "nodes.header",
-            sqlx::query_as("SELECT revision, status, registered_at FROM nodes WHERE node_id = $1 FOR UPDATE")
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx),
+            sqlx::query_as(
+                "SELECT revision, status, registered_at, gpu_count, gpu_model FROM nodes WHERE node_id = $1 FOR UPDATE",
+            )
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx),
         )
         .await
         .map_err(|e| map_err(e, None))?;
-    let (revision, status, registered_at) = row.ok_or_else(|| StoreError::not_found(ResourceKind::Node, id))?;
+    let (revision, status, registered_at, gpu_count, gpu_model) =
+        row.ok_or_else(|| StoreError::not_found(ResourceKind::Node, id))?;
     Ok(NodeHeader {
         revision: Revision::new(unsigned("nodes.revision", revision)?)
             .ok_or_else(|| StoreError::corrupt("nodes.revision", "0"))?,
         status: parse("nodes.status", &status)?,
         registered_at: bosun_core::Timestamp::from_datetime(registered_at),
+        gpu_count: unsigned("nodes.gpu_count", gpu_count)?,
+        gpu_model,
     })
+}
+
+/// Writes a node's GPU inventory in one statement.
+async fn insert_gpus(tx: &mut PgConnection, cx: &Cx<'_>, node: &NodeId, gpus: &[Gpu]) -> Result<()> {
+    if gpus.is_empty() {
+        return Ok(());
+    }
+    cx.slow
+        .run(
+            "node_gpus.insert",
+            sqlx::query(
+                "INSERT INTO node_gpus (node_id, gpu_index, uuid, name, pci_bus_id, memory_bytes, driver_version, \
+                 cuda_version) SELECT $1, g.\"index\", g.uuid, g.name, g.pci_bus_id, g.memory_bytes, \
+                 g.driver_version, g.cuda_version FROM jsonb_to_recordset($2::jsonb) AS g (\"index\" bigint, \
+                 uuid text, name text, pci_bus_id text, memory_bytes bigint, driver_version text, cuda_version text)",
+            )
+            .bind(node.as_str())
+            .bind(Json(gpus))
+            .execute(&mut *tx),
+        )
+        .await
+        .map_err(|e| map_err(e, None))?;
+    Ok(())
 }
 
 async fn instance_header(tx: &mut PgConnection, cx: &Cx<'_>, id: &str) -> Result<InstanceHeader> {
@@ -604,11 +644,13 @@ async fn append_bootstrap_log(tx: &mut PgConnection, cx: &Cx<'_>, log: &Bootstra
 }
 
 const INSERT_NODE: &str = "INSERT INTO nodes (node_id, provider, region, zone, instance_type, pool, status, \
-    status_reason, status_changed_at, health, unhealthy_streak, labels, gpus, metadata, registered_at, \
-    last_health_report, revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+    status_reason, status_changed_at, health, unhealthy_streak, labels, gpu_count, gpu_model, metadata, \
+    registered_at, last_health_report, revision) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
 const UPDATE_NODE: &str = "UPDATE nodes SET provider = $2, region = $3, zone = $4, instance_type = $5, pool = $6, \
     status = $7, status_reason = $8, status_changed_at = $9, health = $10, unhealthy_streak = $11, labels = $12, \
-    gpus = $13, metadata = $14, registered_at = $15, last_health_report = $16, revision = $17 WHERE node_id = $1";
+    gpu_count = $13, gpu_model = $14, metadata = $15, registered_at = $16, last_health_report = $17, revision = $18 \
+    WHERE node_id = $1";
 
 fn bind_node<'q>(q: Query<'q>, n: &'q Node, revision: Revision) -> Query<'q> {
     q.bind(n.id.as_str())
@@ -623,7 +665,8 @@ fn bind_node<'q>(q: Query<'q>, n: &'q Node, revision: Revision) -> Query<'q> {
         .bind(n.health.as_str())
         .bind(i64::from(n.unhealthy_streak))
         .bind(Json(&n.labels))
-        .bind(Json(&n.gpus))
+        .bind(i64::from(n.gpu_count))
+        .bind(n.gpu_model.as_str())
         .bind(Json(&n.metadata))
         .bind(time(n.registered_at))
         .bind(n.last_health_report.map(time))

@@ -99,6 +99,11 @@ const ORPHAN_QUERIES: &[(&str, &str)] = &[
          (SELECT 1 FROM nodes n WHERE n.node_id = s.node_id) LIMIT 100",
     ),
     (
+        "GPU of",
+        "SELECT g.node_id || '#' || g.gpu_index, g.node_id FROM node_gpus g WHERE NOT EXISTS \
+         (SELECT 1 FROM nodes n WHERE n.node_id = g.node_id) LIMIT 100",
+    ),
+    (
         "liveness of",
         "SELECT l.node_id, l.node_id FROM node_liveness l WHERE NOT EXISTS \
          (SELECT 1 FROM nodes n WHERE n.node_id = l.node_id) LIMIT 100",

@@ -12,23 +12,25 @@ mod maintenance;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bosun_core::node::Gpu;
 use bosun_core::{
-    BootstrapLog, ChangeRecord, Command, CommandEvent, CommandId, Heartbeat, Instance, InstanceId, MetricSample, Node,
-    NodeId, Pool, PoolName, ResourceKind, Timestamp,
+    BootstrapLog, ChangeRecord, Command, CommandEvent, CommandId, Heartbeat, Instance, InstanceId, Labels,
+    MetricSample, Node, NodeId, NodeMetadata, Pool, PoolName, ResourceKind, Revision, Timestamp,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::types::Json;
-use sqlx::{ConnectOptions, Postgres, QueryBuilder};
+use sqlx::{ConnectOptions, Connection as _, Postgres, QueryBuilder};
 
 use crate::error::{Result, StoreError};
 use crate::memory::{dedupe_heartbeats, dedupe_samples};
 use crate::open::ConnectSettings;
 use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest, command_key};
 use crate::sql::rows::{
-    BootstrapLogRow, ChangeRow, CommandEventRow, CommandRow, HealthReportRow, InstanceRow, NodeRow, PoolRow, SampleRow,
+    BootstrapLogRow, ChangeRow, CommandEventRow, CommandRow, GpuRow, HealthReportRow, InstanceRow, NodeRow, PoolRow,
+    SampleRow,
 };
-use crate::sql::{SlowLog, map_err};
+use crate::sql::{SlowLog, map_err, parse, parse_opt, unsigned};
 use crate::store::{
     Backend, IntegrityFinding, PoolStats, RetentionPolicy, RetentionReport, Store, StoreCounts, StoreOptions,
 };
@@ -37,7 +39,8 @@ use crate::write::{Committed, StoredHealthReport, WriteBatch};
 macro_rules! select_node {
     () => {
         "SELECT n.node_id, n.provider, n.region, n.zone, n.instance_type, n.pool, n.status, n.status_reason, \
-         n.status_changed_at, n.health, n.unhealthy_streak, n.labels, n.gpus, n.metadata, n.registered_at, \
+         n.status_changed_at, n.health, n.unhealthy_streak, n.labels, n.gpu_count, n.gpu_model, n.metadata, \
+         n.registered_at, \
          n.last_health_report, n.revision, l.last_heartbeat \
          FROM nodes n LEFT JOIN node_liveness l ON l.node_id = n.node_id "
     };
@@ -69,6 +72,10 @@ pub(crate) async fn connect(url: &url::Url, settings: &ConnectSettings) -> std::
         // Statement text is logged by our own slow-statement log, by name only.
         .log_statements(tracing::log::LevelFilter::Off)
         .log_slow_statements(tracing::log::LevelFilter::Off, Duration::ZERO);
+    // One direct connection first: a pool retries failed connects until its acquire
+    // timeout and then reports only "timed out", hiding "connection refused" or
+    // "authentication failed", which the operator needs to see.
+    options.connect().await?.close().await?;
     PgPoolOptions::new()
         .max_connections(settings.postgres_max_connections)
         .acquire_timeout(settings.postgres_acquire_timeout)
@@ -104,6 +111,38 @@ impl PostgresStore {
             .map_err(|e| map_err(e, None))?;
         Ok(row.is_some())
     }
+}
+
+/// Decodes a row of `select_node!` by position, without the driver's per-row type checks
+/// (the query is ours and its column types are fixed): lists decode a hundred thousand of
+/// these, and by-name, checked decoding costs several times more.
+fn node_from_row(row: &sqlx::postgres::PgRow) -> Result<Node> {
+    use sqlx::Row as _;
+    fn get<'r, T: sqlx::Decode<'r, Postgres>>(row: &'r sqlx::postgres::PgRow, index: usize) -> Result<T> {
+        row.try_get_unchecked(index).map_err(|e| map_err(e, None))
+    }
+    Ok(Node {
+        id: parse("nodes.node_id", get::<&str>(row, 0)?)?,
+        provider: get(row, 1)?,
+        region: get(row, 2)?,
+        zone: get(row, 3)?,
+        instance_type: get(row, 4)?,
+        pool: parse_opt("nodes.pool", get::<Option<&str>>(row, 5)?)?,
+        status: parse("nodes.status", get::<&str>(row, 6)?)?,
+        status_reason: get(row, 7)?,
+        status_changed_at: Timestamp::from_datetime(get(row, 8)?),
+        health: parse("nodes.health", get::<&str>(row, 9)?)?,
+        unhealthy_streak: unsigned("nodes.unhealthy_streak", get(row, 10)?)?,
+        labels: get::<Json<Labels>>(row, 11)?.0,
+        gpu_count: unsigned("nodes.gpu_count", get(row, 12)?)?,
+        gpu_model: get(row, 13)?,
+        metadata: get::<Json<NodeMetadata>>(row, 14)?.0,
+        registered_at: Timestamp::from_datetime(get(row, 15)?),
+        last_health_report: get::<Option<DateTime<Utc>>>(row, 16)?.map(Timestamp::from_datetime),
+        revision: Revision::new(unsigned("nodes.revision", get(row, 17)?)?)
+            .ok_or_else(|| StoreError::corrupt("nodes.revision", "revision 0"))?,
+        last_heartbeat: get::<Option<DateTime<Utc>>>(row, 18)?.map(Timestamp::from_datetime),
+    })
 }
 
 pub(crate) fn time(t: Timestamp) -> DateTime<Utc> {
@@ -142,6 +181,26 @@ impl Store for PostgresStore {
         row.ok_or_else(|| StoreError::not_found(ResourceKind::Node, id))?.into_node()
     }
 
+    async fn node_gpus(&self, id: &NodeId) -> Result<Vec<Gpu>> {
+        if !self.node_exists(id).await? {
+            return Err(StoreError::not_found(ResourceKind::Node, id));
+        }
+        let rows: Vec<GpuRow> = self
+            .slow
+            .run(
+                "node_gpus.list",
+                sqlx::query_as(
+                    "SELECT gpu_index, uuid, name, pci_bus_id, memory_bytes, driver_version, cuda_version \
+                     FROM node_gpus WHERE node_id = $1 ORDER BY gpu_index",
+                )
+                .bind(id.as_str())
+                .fetch_all(&self.pool),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        rows.into_iter().map(GpuRow::into_gpu).collect()
+    }
+
     async fn list_nodes(&self, filter: &NodeFilter, page: &PageRequest) -> Result<Page<Node>> {
         let limit = page.checked_limit()?;
         let after = page.start_after(ResourceKind::Node)?;
@@ -165,12 +224,8 @@ impl Store for PostgresStore {
             q.push(" AND n.labels @> ").push_bind(labels_containing(&filter.labels));
         }
         q.push(" ORDER BY n.node_id LIMIT ").push_bind(limit_param(limit));
-        let rows: Vec<NodeRow<DateTime<Utc>>> = self
-            .slow
-            .run("nodes.list", q.build_query_as().fetch_all(&self.pool))
-            .await
-            .map_err(|e| map_err(e, None))?;
-        let nodes = rows.into_iter().map(NodeRow::into_node).collect::<Result<Vec<_>>>()?;
+        let rows = self.slow.run("nodes.list", q.build().fetch_all(&self.pool)).await.map_err(|e| map_err(e, None))?;
+        let nodes = rows.iter().map(node_from_row).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(nodes, limit, ResourceKind::Node, |n| n.id.to_string()))
     }
 
@@ -420,25 +475,48 @@ impl Store for PostgresStore {
         let times: Vec<DateTime<Utc>> = latest.iter().map(|hb| time(hb.at)).collect();
         let mut tx = self.pool.begin().await.map_err(|e| map_err(e, None))?;
         sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await.map_err(|e| map_err(e, None))?;
-        let result = self
+        // Nearly every heartbeat is for a node heard from before: a plain join-update is
+        // several times cheaper than an upsert (no speculative insert per row). Nodes seen
+        // for the first time get their row from the insert that follows.
+        let updated = self
             .slow
             .run(
-                "node_liveness.upsert_batch",
+                "node_liveness.update_batch",
                 sqlx::query(
-                    "INSERT INTO node_liveness (node_id, last_heartbeat) \
-                     SELECT u.node_id, u.at FROM UNNEST($1::text[], $2::timestamptz[]) AS u (node_id, at) \
-                     JOIN nodes n ON n.node_id = u.node_id \
-                     ON CONFLICT (node_id) DO UPDATE \
-                     SET last_heartbeat = GREATEST(node_liveness.last_heartbeat, EXCLUDED.last_heartbeat)",
+                    "UPDATE node_liveness AS l SET last_heartbeat = GREATEST(l.last_heartbeat, u.at) \
+                     FROM UNNEST($1::text[], $2::timestamptz[]) AS u (node_id, at) WHERE l.node_id = u.node_id",
                 )
-                .bind(ids)
-                .bind(times)
+                .bind(&ids)
+                .bind(&times)
                 .execute(&mut *tx),
             )
             .await
-            .map_err(|e| map_err(e, None))?;
+            .map_err(|e| map_err(e, None))?
+            .rows_affected();
+        let inserted = if updated as usize == ids.len() {
+            0
+        } else {
+            self.slow
+                .run(
+                    "node_liveness.insert_batch",
+                    sqlx::query(
+                        "INSERT INTO node_liveness (node_id, last_heartbeat) \
+                         SELECT u.node_id, u.at FROM UNNEST($1::text[], $2::timestamptz[]) AS u (node_id, at) \
+                         JOIN nodes n ON n.node_id = u.node_id \
+                         WHERE NOT EXISTS (SELECT 1 FROM node_liveness l WHERE l.node_id = u.node_id) \
+                         ON CONFLICT (node_id) DO UPDATE \
+                         SET last_heartbeat = GREATEST(node_liveness.last_heartbeat, EXCLUDED.last_heartbeat)",
+                    )
+                    .bind(&ids)
+                    .bind(&times)
+                    .execute(&mut *tx),
+                )
+                .await
+                .map_err(|e| map_err(e, None))?
+                .rows_affected()
+        };
         tx.commit().await.map_err(|e| map_err(e, None))?;
-        Ok(result.rows_affected())
+        Ok(updated + inserted)
     }
 
     async fn record_metric_samples(&self, batch: &[MetricSample]) -> Result<u64> {
@@ -514,6 +592,11 @@ impl Store for PostgresStore {
 
     async fn counts(&self) -> Result<StoreCounts> {
         maintenance::counts(&self.pool).await
+    }
+
+    async fn checkpoint(&self) -> Result<()> {
+        sqlx::query("CHECKPOINT").execute(&self.pool).await.map_err(|e| map_err(e, None))?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<()> {

@@ -88,11 +88,15 @@ impl SlowLog {
     pub async fn run<T>(&self, statement: &'static str, work: impl Future<Output = T>) -> T {
         let started = Instant::now();
         let result = work.await;
-        let elapsed = started.elapsed();
+        self.observe(statement, started.elapsed());
+        result
+    }
+
+    /// Records how long `statement` took, warning if that was too long.
+    pub fn observe(&self, statement: &'static str, elapsed: Duration) {
         if elapsed >= self.threshold {
             tracing::warn!(statement, elapsed_ms = elapsed.as_millis() as u64, "slow store statement");
         }
-        result
     }
 }
 

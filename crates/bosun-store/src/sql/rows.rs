@@ -53,7 +53,8 @@ pub(crate) struct NodeRow<T> {
     pub health: String,
     pub unhealthy_streak: i64,
     pub labels: Json<Labels>,
-    pub gpus: Json<Vec<Gpu>>,
+    pub gpu_count: i64,
+    pub gpu_model: String,
     pub metadata: Json<NodeMetadata>,
     pub registered_at: T,
     pub last_health_report: Option<T>,
@@ -71,7 +72,8 @@ impl<T: SqlTime> NodeRow<T> {
             instance_type: self.instance_type,
             pool: parse_opt("nodes.pool", self.pool.as_deref())?,
             labels: self.labels.0,
-            gpus: self.gpus.0,
+            gpu_count: unsigned("nodes.gpu_count", self.gpu_count)?,
+            gpu_model: self.gpu_model,
             metadata: self.metadata.0,
             status: parse("nodes.status", &self.status)?,
             status_reason: self.status_reason,
@@ -82,6 +84,31 @@ impl<T: SqlTime> NodeRow<T> {
             last_heartbeat: self.last_heartbeat.map(SqlTime::timestamp),
             last_health_report: self.last_health_report.map(SqlTime::timestamp),
             revision: revision("nodes.revision", self.revision)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct GpuRow {
+    pub gpu_index: i64,
+    pub uuid: String,
+    pub name: String,
+    pub pci_bus_id: String,
+    pub memory_bytes: i64,
+    pub driver_version: String,
+    pub cuda_version: String,
+}
+
+impl GpuRow {
+    pub fn into_gpu(self) -> Result<Gpu> {
+        Ok(Gpu {
+            index: unsigned("node_gpus.gpu_index", self.gpu_index)?,
+            uuid: self.uuid,
+            name: self.name,
+            pci_bus_id: self.pci_bus_id,
+            memory_bytes: unsigned("node_gpus.memory_bytes", self.memory_bytes)?,
+            driver_version: self.driver_version,
+            cuda_version: self.cuda_version,
         })
     }
 }

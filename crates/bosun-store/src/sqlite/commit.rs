@@ -1,47 +1,35 @@
-//! Applying a write batch in one `BEGIN IMMEDIATE` transaction on the writer connection.
+//! Applying one write batch on the writer connection, inside the savepoint the group
+//! committer (`writer.rs`) opened for it.
 
-use bosun_core::{BootstrapLog, ChangeOp, Command, HealthReport, Instance, Node, NodeId, Pool, ResourceKind, Revision};
-use sqlx::sqlite::{SqliteArguments, SqliteConnection};
-use sqlx::types::Json;
-use sqlx::{Sqlite, SqlitePool};
+use bosun_core::node::Gpu;
+use bosun_core::{
+    BootstrapLog, ChangeOp, Command, HealthReport, Instance, InstanceId, Node, NodeId, Pool, ResourceKind, Revision,
+};
+use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::micros;
+use super::{map_error, micros, read};
 use crate::error::{Result, StoreError};
 use crate::rules::{self, CommandHeader, InstanceHeader, NodeHeader};
-use crate::sql::rows::{CommandRow, NodeRow};
-use crate::sql::{SlowLog, map_err, parse, unsigned};
+use crate::sql::{parse, to_json, unsigned};
 use crate::store::StoreOptions;
 use crate::write::{Committed, Write, WriteBatch, WriteOutcome};
 
-type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
-
-/// Everything one commit needs besides the connection.
+/// Everything one batch needs besides the connection.
 struct Cx<'a> {
     batch: &'a WriteBatch,
     actor: String,
     now: i64,
     options: &'a StoreOptions,
-    slow: SlowLog,
 }
 
-pub(super) async fn commit(
-    writer: &SqlitePool,
-    options: &StoreOptions,
-    slow: SlowLog,
-    batch: WriteBatch,
-) -> Result<Committed> {
-    if batch.is_empty() {
-        return Ok(Committed { outcomes: Vec::new() });
-    }
-    let cx = Cx { batch: &batch, actor: batch.actor.to_string(), now: micros(options.clock.now()), options, slow };
-    let mut tx = slow.run("begin", writer.begin_with("BEGIN IMMEDIATE")).await.map_err(|e| map_err(e, None))?;
+/// Applies every write of `batch`. On error the caller rolls the savepoint back: no
+/// partial rows, no change records.
+pub(super) fn apply_batch(conn: &Connection, options: &StoreOptions, batch: &WriteBatch) -> Result<Committed> {
+    let cx = Cx { batch, actor: batch.actor.to_string(), now: micros(options.clock.now()), options };
     let mut outcomes = Vec::with_capacity(batch.writes.len());
     for write in &batch.writes {
-        // An error drops `tx`, which rolls everything back: no partial rows, no change
-        // records.
-        outcomes.push(apply(&mut tx, &cx, write).await?);
+        outcomes.push(apply(conn, &cx, write)?);
     }
-    slow.run("commit", tx.commit()).await.map_err(|e| map_err(e, None))?;
     Ok(Committed { outcomes })
 }
 
@@ -49,181 +37,134 @@ fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-async fn apply(tx: &mut SqliteConnection, cx: &Cx<'_>, write: &Write) -> Result<WriteOutcome> {
+fn revision(what: &str, value: i64) -> Result<Revision> {
+    Revision::new(unsigned(what, value)?).ok_or_else(|| StoreError::corrupt(what, "revision 0"))
+}
+
+fn apply(conn: &Connection, cx: &Cx<'_>, write: &Write) -> Result<WriteOutcome> {
     match write {
-        Write::CreateNode(node) => {
-            rules::check_node_create(node)?;
+        Write::CreateNode { node, gpus } => {
+            rules::check_node_create(node, gpus)?;
             let id = node.id.as_str();
-            cx.slow
-                .run("nodes.insert", bind_node(sqlx::query(INSERT_NODE), node, Revision::FIRST).execute(&mut *tx))
-                .await
-                .map_err(|e| map_err(e, Some((ResourceKind::Node, id))))?;
+            write_node(conn, INSERT_NODE, node, Revision::FIRST)
+                .map_err(|e| map_error(e, Some((ResourceKind::Node, id))))?;
+            insert_gpus(conn, &node.id, gpus)?;
             let mut stored = (**node).clone();
             stored.revision = Revision::FIRST;
             stored.last_heartbeat = None;
-            change(tx, cx, ResourceKind::Node, id, ChangeOp::Created, Revision::FIRST, &stored).await
+            change(conn, cx, ResourceKind::Node, id, ChangeOp::Created, Revision::FIRST, &stored)
         }
-        Write::UpdateNode { node, expected } => {
+        Write::UpdateNode { node, expected, gpus } => {
             let id = node.id.as_str();
-            let header = node_header(tx, cx, &node.id).await?;
-            rules::check_node_update(&header, node, *expected)?;
+            let header = node_header(conn, &node.id)?;
+            rules::check_node_update(&header, node, *expected, gpus.as_deref())?;
             let revision = expected.next();
-            cx.slow
-                .run("nodes.update", bind_node(sqlx::query(UPDATE_NODE), node, revision).execute(&mut *tx))
-                .await
-                .map_err(|e| map_err(e, None))?;
+            write_node(conn, UPDATE_NODE, node, revision)?;
+            if let Some(gpus) = gpus {
+                conn.prepare_cached("DELETE FROM node_gpus WHERE node_id = ?1")?.execute([id])?;
+                insert_gpus(conn, &node.id, gpus)?;
+            }
             let mut stored = (**node).clone();
             stored.revision = revision;
-            change(tx, cx, ResourceKind::Node, id, ChangeOp::Updated, revision, &stored).await
+            change(conn, cx, ResourceKind::Node, id, ChangeOp::Updated, revision, &stored)
         }
-        Write::DeleteNode { id, expected } => delete_node(tx, cx, id, *expected).await,
+        Write::DeleteNode { id, expected } => delete_node(conn, cx, id, *expected),
         Write::CreateInstance(instance) => {
             rules::check_instance_create(instance)?;
-            check_instance_refs(tx, cx, instance).await?;
+            check_instance_refs(conn, instance)?;
             let id = instance.id.as_str();
-            cx.slow
-                .run(
-                    "instances.insert",
-                    bind_instance(sqlx::query(INSERT_INSTANCE), instance, Revision::FIRST).execute(&mut *tx),
-                )
-                .await
-                .map_err(|e| map_err(e, Some((ResourceKind::Instance, id))))?;
+            write_instance(conn, INSERT_INSTANCE, instance, Revision::FIRST)
+                .map_err(|e| map_error(e, Some((ResourceKind::Instance, id))))?;
             let mut stored = (**instance).clone();
             stored.revision = Revision::FIRST;
-            change(tx, cx, ResourceKind::Instance, id, ChangeOp::Created, Revision::FIRST, &stored).await
+            change(conn, cx, ResourceKind::Instance, id, ChangeOp::Created, Revision::FIRST, &stored)
         }
         Write::UpdateInstance { instance, expected } => {
             let id = instance.id.as_str();
-            let header = instance_header(tx, cx, id).await?;
+            let header = instance_header(conn, &instance.id)?;
             rules::check_instance_update(&header, instance, *expected)?;
-            check_instance_refs(tx, cx, instance).await?;
+            check_instance_refs(conn, instance)?;
             let revision = expected.next();
-            cx.slow
-                .run(
-                    "instances.update",
-                    bind_instance(sqlx::query(UPDATE_INSTANCE), instance, revision).execute(&mut *tx),
-                )
-                .await
-                .map_err(|e| map_err(e, None))?;
+            write_instance(conn, UPDATE_INSTANCE, instance, revision)?;
             let mut stored = (**instance).clone();
             stored.revision = revision;
-            change(tx, cx, ResourceKind::Instance, id, ChangeOp::Updated, revision, &stored).await
+            change(conn, cx, ResourceKind::Instance, id, ChangeOp::Updated, revision, &stored)
         }
         Write::DeleteInstance { id, expected } => {
-            let row: Option<crate::sql::rows::InstanceRow<i64>> = cx
-                .slow
-                .run(
-                    "instances.get_for_delete",
-                    sqlx::query_as(concat!(super::select_instance!(), "WHERE instance_id = ?"))
-                        .bind(id.as_str())
-                        .fetch_optional(&mut *tx),
-                )
-                .await
-                .map_err(|e| map_err(e, None))?;
-            let stored = row.ok_or_else(|| StoreError::not_found(ResourceKind::Instance, id))?.into_instance()?;
+            let stored =
+                read::instance(conn, id.as_str())?.ok_or_else(|| StoreError::not_found(ResourceKind::Instance, id))?;
             if let Some(expected) = expected {
                 rules::check_expected(ResourceKind::Instance, id.as_str(), stored.revision, *expected)?;
             }
-            cx.slow
-                .run(
-                    "instances.delete",
-                    sqlx::query("DELETE FROM instances WHERE instance_id = ?").bind(id.as_str()).execute(&mut *tx),
-                )
-                .await
-                .map_err(|e| map_err(e, None))?;
-            change(tx, cx, ResourceKind::Instance, id.as_str(), ChangeOp::Deleted, stored.revision, &stored).await
+            conn.prepare_cached("DELETE FROM instances WHERE instance_id = ?1")?.execute([id.as_str()])?;
+            change(conn, cx, ResourceKind::Instance, id.as_str(), ChangeOp::Deleted, stored.revision, &stored)
         }
         Write::CreateCommand(command) => {
             rules::check_command_create(command)?;
-            ensure_node(tx, cx, &command.node_id).await?;
+            ensure_node(conn, &command.node_id)?;
             let id = command.id.to_string();
-            cx.slow
-                .run(
-                    "commands.insert",
-                    bind_command(sqlx::query(INSERT_COMMAND), command, Revision::FIRST).execute(&mut *tx),
-                )
-                .await
-                .map_err(|e| map_err(e, Some((ResourceKind::Command, &id))))?;
+            write_command(conn, INSERT_COMMAND, command, Revision::FIRST)
+                .map_err(|e| map_error(e, Some((ResourceKind::Command, &id))))?;
             let mut stored = (**command).clone();
             stored.revision = Revision::FIRST;
-            command_event(tx, cx, &stored).await?;
-            change(tx, cx, ResourceKind::Command, &id, ChangeOp::Created, Revision::FIRST, &stored).await
+            command_event(conn, cx, &stored)?;
+            change(conn, cx, ResourceKind::Command, &id, ChangeOp::Created, Revision::FIRST, &stored)
         }
         Write::UpdateCommand { command, expected } => {
             let id = command.id.to_string();
-            let header = command_header(tx, cx, &id).await?;
-            let adds_event = rules::check_command_update(&header, command, *expected)?;
+            let stored =
+                read::command(conn, &command.id)?.ok_or_else(|| StoreError::not_found(ResourceKind::Command, &id))?;
+            let adds_event = rules::check_command_update(&CommandHeader::from(&stored), command, *expected)?;
             let revision = expected.next();
-            cx.slow
-                .run("commands.update", bind_command(sqlx::query(UPDATE_COMMAND), command, revision).execute(&mut *tx))
-                .await
-                .map_err(|e| map_err(e, None))?;
+            write_command(conn, UPDATE_COMMAND, command, revision)?;
             let mut stored = (**command).clone();
             stored.revision = revision;
             if adds_event {
-                command_event(tx, cx, &stored).await?;
+                command_event(conn, cx, &stored)?;
             }
-            change(tx, cx, ResourceKind::Command, &id, ChangeOp::Updated, revision, &stored).await
+            change(conn, cx, ResourceKind::Command, &id, ChangeOp::Updated, revision, &stored)
         }
         Write::CreatePool(pool) => {
             rules::check_pool(pool)?;
             let name = pool.name.as_str();
-            cx.slow
-                .run("pools.insert", bind_pool(sqlx::query(INSERT_POOL), pool, Revision::FIRST).execute(&mut *tx))
-                .await
-                .map_err(|e| map_err(e, Some((ResourceKind::Pool, name))))?;
+            write_pool(conn, INSERT_POOL, pool, Revision::FIRST)
+                .map_err(|e| map_error(e, Some((ResourceKind::Pool, name))))?;
             let mut stored = (**pool).clone();
             stored.revision = Revision::FIRST;
-            change(tx, cx, ResourceKind::Pool, name, ChangeOp::Created, Revision::FIRST, &stored).await
+            change(conn, cx, ResourceKind::Pool, name, ChangeOp::Created, Revision::FIRST, &stored)
         }
         Write::UpdatePool { pool, expected } => {
             let name = pool.name.as_str();
-            let stored_revision = pool_revision(tx, cx, name).await?;
-            rules::check_expected(ResourceKind::Pool, name, stored_revision, *expected)?;
+            let stored: Option<i64> = conn
+                .prepare_cached("SELECT revision FROM pools WHERE name = ?1")?
+                .query_row([name], |row| row.get(0))
+                .optional()?;
+            let stored = stored.ok_or_else(|| StoreError::not_found(ResourceKind::Pool, name))?;
+            rules::check_expected(ResourceKind::Pool, name, revision("pools.revision", stored)?, *expected)?;
             rules::check_pool(pool)?;
             let revision = expected.next();
-            cx.slow
-                .run("pools.update", bind_pool(sqlx::query(UPDATE_POOL), pool, revision).execute(&mut *tx))
-                .await
-                .map_err(|e| map_err(e, None))?;
+            write_pool(conn, UPDATE_POOL, pool, revision)?;
             let mut stored = (**pool).clone();
             stored.revision = revision;
-            change(tx, cx, ResourceKind::Pool, name, ChangeOp::Updated, revision, &stored).await
+            change(conn, cx, ResourceKind::Pool, name, ChangeOp::Updated, revision, &stored)
         }
         Write::DeletePool { name, expected } => {
-            let row: Option<crate::sql::rows::PoolRow<i64>> = cx
-                .slow
-                .run(
-                    "pools.get_for_delete",
-                    sqlx::query_as(
-                        "SELECT name, spec, last_scale_at, provider_backoff, last_decision, revision FROM pools WHERE name = ?",
-                    )
-                    .bind(name.as_str())
-                    .fetch_optional(&mut *tx),
-                )
-                .await
-                .map_err(|e| map_err(e, None))?;
-            let stored = row.ok_or_else(|| StoreError::not_found(ResourceKind::Pool, name))?.into_pool()?;
+            let stored =
+                read::pool(conn, name.as_str())?.ok_or_else(|| StoreError::not_found(ResourceKind::Pool, name))?;
             if let Some(expected) = expected {
                 rules::check_expected(ResourceKind::Pool, name.as_str(), stored.revision, *expected)?;
             }
-            cx.slow
-                .run(
-                    "pools.delete",
-                    sqlx::query("DELETE FROM pools WHERE name = ?").bind(name.as_str()).execute(&mut *tx),
-                )
-                .await
-                .map_err(|e| map_err(e, None))?;
-            change(tx, cx, ResourceKind::Pool, name.as_str(), ChangeOp::Deleted, stored.revision, &stored).await
+            conn.prepare_cached("DELETE FROM pools WHERE name = ?1")?.execute([name.as_str()])?;
+            change(conn, cx, ResourceKind::Pool, name.as_str(), ChangeOp::Deleted, stored.revision, &stored)
         }
-        Write::AppendHealthReport(report) => append_health_report(tx, cx, report).await,
-        Write::AppendBootstrapLog(log) => append_bootstrap_log(tx, cx, log).await,
+        Write::AppendHealthReport(report) => append_health_report(conn, cx, report),
+        Write::AppendBootstrapLog(log) => append_bootstrap_log(conn, cx, log),
     }
 }
 
 /// Appends the change record of a write; its sequence number is the write's outcome.
-async fn change<T: serde::Serialize>(
-    tx: &mut SqliteConnection,
+fn change<T: serde::Serialize>(
+    conn: &Connection,
     cx: &Cx<'_>,
     kind: ResourceKind,
     id: &str,
@@ -231,130 +172,84 @@ async fn change<T: serde::Serialize>(
     revision: Revision,
     resource: &T,
 ) -> Result<WriteOutcome> {
-    let seq: i64 = cx
-        .slow
-        .run(
-            "changes.insert",
-            sqlx::query_scalar(
-                "INSERT INTO changes (at, kind, resource_id, op, revision, actor, reason, resource) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-            )
-            .bind(cx.now)
-            .bind(kind.as_str())
-            .bind(id)
-            .bind(op.as_str())
-            .bind(int(revision.get()))
-            .bind(cx.actor.as_str())
-            .bind(cx.batch.reason.as_str())
-            .bind(Json(resource))
-            .fetch_one(&mut *tx),
-        )
-        .await
-        .map_err(|e| map_err(e, None))?;
+    let seq: i64 = conn
+        .prepare_cached(
+            "INSERT INTO changes (at, kind, resource_id, op, revision, actor, reason, resource) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING seq",
+        )?
+        .query_row(
+            params![
+                cx.now,
+                kind.as_str(),
+                id,
+                op.as_str(),
+                int(revision.get()),
+                cx.actor,
+                cx.batch.reason,
+                to_json(resource)
+            ],
+            |row| row.get(0),
+        )?;
     Ok(WriteOutcome::Resource { revision, change_seq: unsigned("changes.seq", seq)? })
 }
 
-async fn ensure_node(tx: &mut SqliteConnection, cx: &Cx<'_>, id: &NodeId) -> Result<()> {
-    let found: Option<i64> = cx
-        .slow
-        .run(
-            "nodes.exists",
-            sqlx::query_scalar("SELECT 1 FROM nodes WHERE node_id = ?").bind(id.as_str()).fetch_optional(&mut *tx),
-        )
-        .await
-        .map_err(|e| map_err(e, None))?;
-    found.map(|_| ()).ok_or_else(|| StoreError::not_found(ResourceKind::Node, id))
+fn ensure_node(conn: &Connection, id: &NodeId) -> Result<()> {
+    if read::node_exists(conn, id)? { Ok(()) } else { Err(StoreError::not_found(ResourceKind::Node, id)) }
 }
 
-async fn node_header(tx: &mut SqliteConnection, cx: &Cx<'_>, id: &NodeId) -> Result<NodeHeader> {
-    let row: Option<(i64, String, i64)> = cx
-        .slow
-        .run(
-            "nodes.header",
-            sqlx::query_as("SELECT revision, status, registered_at FROM nodes WHERE node_id = ?")
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx),
-        )
-        .await
-        .map_err(|e| map_err(e, None))?;
-    let (revision, status, registered_at) = row.ok_or_else(|| StoreError::not_found(ResourceKind::Node, id))?;
+fn node_header(conn: &Connection, id: &NodeId) -> Result<NodeHeader> {
+    let row = conn
+        .prepare_cached("SELECT revision, status, registered_at, gpu_count, gpu_model FROM nodes WHERE node_id = ?1")?
+        .query_row([id.as_str()], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get(4)?,
+            ))
+        })
+        .optional()?;
+    let (rev, status, registered_at, gpu_count, gpu_model) =
+        row.ok_or_else(|| StoreError::not_found(ResourceKind::Node, id))?;
     Ok(NodeHeader {
-        revision: Revision::new(unsigned("nodes.revision", revision)?)
-            .ok_or_else(|| StoreError::corrupt("nodes.revision", "0"))?,
+        revision: revision("nodes.revision", rev)?,
         status: parse("nodes.status", &status)?,
         registered_at: bosun_core::Timestamp::from_unix_micros(registered_at),
+        gpu_count: unsigned("nodes.gpu_count", gpu_count)?,
+        gpu_model,
     })
 }
 
-async fn instance_header(tx: &mut SqliteConnection, cx: &Cx<'_>, id: &str) -> Result<InstanceHeader> {
-    let row: Option<(i64, String, String, i64)> = cx
-        .slow
-        .run(
-            "instances.header",
-            sqlx::query_as("SELECT revision, state, provider, created_at FROM instances WHERE instance_id = ?")
-                .bind(id)
-                .fetch_optional(&mut *tx),
-        )
-        .await
-        .map_err(|e| map_err(e, None))?;
-    let (revision, state, provider, created_at) =
-        row.ok_or_else(|| StoreError::not_found(ResourceKind::Instance, id))?;
+fn instance_header(conn: &Connection, id: &InstanceId) -> Result<InstanceHeader> {
+    let row = conn
+        .prepare_cached("SELECT revision, state, provider, created_at FROM instances WHERE instance_id = ?1")?
+        .query_row([id.as_str()], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, i64>(3)?))
+        })
+        .optional()?;
+    let (rev, state, provider, created_at) = row.ok_or_else(|| StoreError::not_found(ResourceKind::Instance, id))?;
     Ok(InstanceHeader {
-        revision: Revision::new(unsigned("instances.revision", revision)?)
-            .ok_or_else(|| StoreError::corrupt("instances.revision", "0"))?,
+        revision: revision("instances.revision", rev)?,
         state: parse("instances.state", &state)?,
         provider,
         created_at: bosun_core::Timestamp::from_unix_micros(created_at),
     })
 }
 
-async fn command_header(tx: &mut SqliteConnection, cx: &Cx<'_>, id: &str) -> Result<CommandHeader> {
-    let row: Option<CommandRow<i64>> = cx
-        .slow
-        .run(
-            "commands.header",
-            sqlx::query_as(concat!(super::select_command!(), "WHERE command_id = ?")).bind(id).fetch_optional(&mut *tx),
-        )
-        .await
-        .map_err(|e| map_err(e, None))?;
-    let command = row.ok_or_else(|| StoreError::not_found(ResourceKind::Command, id))?.into_command()?;
-    Ok(CommandHeader::from(&command))
-}
-
-async fn pool_revision(tx: &mut SqliteConnection, cx: &Cx<'_>, name: &str) -> Result<Revision> {
-    let row: Option<i64> = cx
-        .slow
-        .run(
-            "pools.revision",
-            sqlx::query_scalar("SELECT revision FROM pools WHERE name = ?").bind(name).fetch_optional(&mut *tx),
-        )
-        .await
-        .map_err(|e| map_err(e, None))?;
-    let revision = row.ok_or_else(|| StoreError::not_found(ResourceKind::Pool, name))?;
-    Revision::new(unsigned("pools.revision", revision)?).ok_or_else(|| StoreError::corrupt("pools.revision", "0"))
-}
-
 /// An instance's node must exist and its provider id must be unique per provider.
-async fn check_instance_refs(tx: &mut SqliteConnection, cx: &Cx<'_>, instance: &Instance) -> Result<()> {
+fn check_instance_refs(conn: &Connection, instance: &Instance) -> Result<()> {
     if let Some(node) = &instance.node_id {
-        ensure_node(tx, cx, node).await?;
+        ensure_node(conn, node)?;
     }
     if let Some(pid) = &instance.provider_instance_id {
-        let clash: Option<String> = cx
-            .slow
-            .run(
-                "instances.provider_id_clash",
-                sqlx::query_scalar(
-                    "SELECT instance_id FROM instances WHERE provider = ? AND provider_instance_id = ? \
-                     AND instance_id <> ? LIMIT 1",
-                )
-                .bind(&instance.provider)
-                .bind(pid)
-                .bind(instance.id.as_str())
-                .fetch_optional(&mut *tx),
-            )
-            .await
-            .map_err(|e| map_err(e, None))?;
+        let clash: Option<String> = conn
+            .prepare_cached(
+                "SELECT instance_id FROM instances WHERE provider = ?1 AND provider_instance_id = ?2 \
+                 AND instance_id <> ?3 LIMIT 1",
+            )?
+            .query_row(params![instance.provider, pid, instance.id.as_str()], |row| row.get(0))
+            .optional()?;
         if clash.is_some() {
             return Err(StoreError::already_exists(ResourceKind::Instance, format!("{}/{pid}", instance.provider)));
         }
@@ -362,184 +257,162 @@ async fn check_instance_refs(tx: &mut SqliteConnection, cx: &Cx<'_>, instance: &
     Ok(())
 }
 
-async fn delete_node(
-    tx: &mut SqliteConnection,
-    cx: &Cx<'_>,
-    id: &NodeId,
-    expected: Option<Revision>,
-) -> Result<WriteOutcome> {
-    let row: Option<NodeRow<i64>> = cx
-        .slow
-        .run(
-            "nodes.get_for_delete",
-            sqlx::query_as(concat!(super::select_node!(), "WHERE n.node_id = ?"))
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx),
-        )
-        .await
-        .map_err(|e| map_err(e, None))?;
-    let mut stored: Node = row.ok_or_else(|| StoreError::not_found(ResourceKind::Node, id))?.into_node()?;
+/// Writes a node's GPU inventory, one prepared insert per GPU (cheaper than unpacking a
+/// JSON array inside SQLite).
+fn insert_gpus(conn: &Connection, node: &NodeId, gpus: &[Gpu]) -> Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO node_gpus (node_id, gpu_index, uuid, name, pci_bus_id, memory_bytes, driver_version, cuda_version) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for gpu in gpus {
+        insert.execute(params![
+            node.as_str(),
+            gpu.index,
+            gpu.uuid,
+            gpu.name,
+            gpu.pci_bus_id,
+            int(gpu.memory_bytes),
+            gpu.driver_version,
+            gpu.cuda_version
+        ])?;
+    }
+    Ok(())
+}
+
+fn delete_node(conn: &Connection, cx: &Cx<'_>, id: &NodeId, expected: Option<Revision>) -> Result<WriteOutcome> {
+    let mut stored = read::node(conn, id)?;
     if let Some(expected) = expected {
         rules::check_expected(ResourceKind::Node, id.as_str(), stored.revision, expected)?;
     }
-    let linked: Option<String> = cx
-        .slow
-        .run(
-            "instances.linked_to_node",
-            sqlx::query_scalar("SELECT instance_id FROM instances WHERE node_id = ? ORDER BY instance_id LIMIT 1")
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx),
-        )
-        .await
-        .map_err(|e| map_err(e, None))?;
+    let linked: Option<String> = conn
+        .prepare_cached("SELECT instance_id FROM instances WHERE node_id = ?1 ORDER BY instance_id LIMIT 1")?
+        .query_row([id.as_str()], |row| row.get(0))
+        .optional()?;
     if let Some(instance) = linked {
         return Err(crate::memory::linked_instance_error(id, &parse("instances.instance_id", &instance)?));
     }
     // The node's commands go with it (ON DELETE CASCADE); record their deletion so the
     // change log stays a complete account of what exists.
-    let commands: Vec<CommandRow<i64>> = cx
-        .slow
-        .run(
-            "commands.of_node",
-            sqlx::query_as(concat!(super::select_command!(), "WHERE node_id = ? ORDER BY command_id"))
-                .bind(id.as_str())
-                .fetch_all(&mut *tx),
-        )
-        .await
-        .map_err(|e| map_err(e, None))?;
-    for row in commands {
-        let command: Command = row.into_command()?;
-        change(tx, cx, ResourceKind::Command, &command.id.to_string(), ChangeOp::Deleted, command.revision, &command)
-            .await?;
+    let commands = {
+        let mut statement =
+            conn.prepare_cached(&format!("SELECT {} WHERE node_id = ?1 ORDER BY command_id", read::COMMAND_COLUMNS))?;
+        let mut rows = statement.query([id.as_str()])?;
+        let mut commands = Vec::new();
+        while let Some(row) = rows.next()? {
+            commands.push(read::command_row(row)?);
+        }
+        commands
+    };
+    for command in commands {
+        change(
+            conn,
+            cx,
+            ResourceKind::Command,
+            &command.id.to_string(),
+            ChangeOp::Deleted,
+            command.revision,
+            &command,
+        )?;
     }
-    cx.slow
-        .run("nodes.delete", sqlx::query("DELETE FROM nodes WHERE node_id = ?").bind(id.as_str()).execute(&mut *tx))
-        .await
-        .map_err(|e| map_err(e, None))?;
+    conn.prepare_cached("DELETE FROM nodes WHERE node_id = ?1")?.execute([id.as_str()])?;
     stored.last_heartbeat = None;
-    change(tx, cx, ResourceKind::Node, id.as_str(), ChangeOp::Deleted, stored.revision, &stored).await
+    change(conn, cx, ResourceKind::Node, id.as_str(), ChangeOp::Deleted, stored.revision, &stored)
 }
 
-async fn command_event(tx: &mut SqliteConnection, cx: &Cx<'_>, command: &Command) -> Result<()> {
-    cx.slow
-        .run(
-            "command_events.insert",
-            sqlx::query(
-                "INSERT INTO command_events (command_id, seq, at, state, actor, message) \
-                 SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5 FROM command_events WHERE command_id = ?1",
-            )
-            .bind(command.id.to_string())
-            .bind(cx.now)
-            .bind(command.state.as_str())
-            .bind(cx.actor.as_str())
-            .bind(cx.batch.reason.as_str())
-            .execute(&mut *tx),
-        )
-        .await
-        .map_err(|e| map_err(e, None))?;
+fn command_event(conn: &Connection, cx: &Cx<'_>, command: &Command) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO command_events (command_id, seq, at, state, actor, message) \
+         SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5 FROM command_events WHERE command_id = ?1",
+    )?
+    .execute(params![command.id.to_string(), cx.now, command.state.as_str(), cx.actor, cx.batch.reason])?;
     Ok(())
 }
 
-async fn append_health_report(tx: &mut SqliteConnection, cx: &Cx<'_>, report: &HealthReport) -> Result<WriteOutcome> {
-    ensure_node(tx, cx, &report.node_id).await?;
-    let id: i64 = cx
-        .slow
-        .run(
-            "health_reports.insert",
-            sqlx::query_scalar(
-                "INSERT INTO health_reports (node_id, received_at, health, results, events) \
-                 VALUES (?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(report.node_id.as_str())
-            .bind(micros(report.received_at))
-            .bind(report.health.as_str())
-            .bind(Json(&report.results))
-            .bind(Json(&report.events))
-            .fetch_one(&mut *tx),
-        )
-        .await
-        .map_err(|e| map_err(e, None))?;
-    cx.slow
-        .run(
-            "health_reports.trim",
-            sqlx::query(
-                "DELETE FROM health_reports WHERE node_id = ?1 AND id <= \
-                 (SELECT id FROM health_reports WHERE node_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-            )
-            .bind(report.node_id.as_str())
-            .bind(i64::from(cx.options.health_history_per_node))
-            .execute(&mut *tx),
-        )
-        .await
-        .map_err(|e| map_err(e, None))?;
+fn append_health_report(conn: &Connection, cx: &Cx<'_>, report: &HealthReport) -> Result<WriteOutcome> {
+    ensure_node(conn, &report.node_id)?;
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO health_reports (node_id, received_at, health, results, events) \
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+        )?
+        .query_row(
+            params![
+                report.node_id.as_str(),
+                micros(report.received_at),
+                report.health.as_str(),
+                to_json(&report.results),
+                to_json(&report.events)
+            ],
+            |row| row.get(0),
+        )?;
+    conn.prepare_cached(
+        "DELETE FROM health_reports WHERE node_id = ?1 AND id <= \
+         (SELECT id FROM health_reports WHERE node_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+    )?
+    .execute(params![report.node_id.as_str(), i64::from(cx.options.health_history_per_node)])?;
     Ok(WriteOutcome::Appended { id: unsigned("health_reports.id", id)? })
 }
 
-async fn append_bootstrap_log(tx: &mut SqliteConnection, cx: &Cx<'_>, log: &BootstrapLog) -> Result<WriteOutcome> {
-    let id: i64 = cx
-        .slow
-        .run(
-            "bootstrap_logs.insert",
-            sqlx::query_scalar(
-                "INSERT INTO bootstrap_logs (node_id, instance_id, pool, started_at, duration_ms, success, error, commands) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(log.node_id.as_str())
-            .bind(log.instance_id.as_ref().map(|i| i.to_string()))
-            .bind(log.pool.as_ref().map(|p| p.to_string()))
-            .bind(micros(log.started_at))
-            .bind(int(log.duration_ms))
-            .bind(log.success)
-            .bind(log.error.as_str())
-            .bind(Json(&log.commands))
-            .fetch_one(&mut *tx),
-        )
-        .await
-        .map_err(|e| map_err(e, None))?;
-    cx.slow
-        .run(
-            "bootstrap_logs.trim",
-            sqlx::query(
-                "DELETE FROM bootstrap_logs WHERE node_id = ?1 AND id <= \
-                 (SELECT id FROM bootstrap_logs WHERE node_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-            )
-            .bind(log.node_id.as_str())
-            .bind(i64::from(cx.options.bootstrap_logs_per_node))
-            .execute(&mut *tx),
-        )
-        .await
-        .map_err(|e| map_err(e, None))?;
+fn append_bootstrap_log(conn: &Connection, cx: &Cx<'_>, log: &BootstrapLog) -> Result<WriteOutcome> {
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO bootstrap_logs (node_id, instance_id, pool, started_at, duration_ms, success, error, commands) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+        )?
+        .query_row(
+            params![
+                log.node_id.as_str(),
+                log.instance_id.as_ref().map(|i| i.as_str()),
+                log.pool.as_ref().map(|p| p.as_str()),
+                micros(log.started_at),
+                int(log.duration_ms),
+                log.success,
+                log.error,
+                to_json(&log.commands)
+            ],
+            |row| row.get(0),
+        )?;
+    conn.prepare_cached(
+        "DELETE FROM bootstrap_logs WHERE node_id = ?1 AND id <= \
+         (SELECT id FROM bootstrap_logs WHERE node_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+    )?
+    .execute(params![log.node_id.as_str(), i64::from(cx.options.bootstrap_logs_per_node)])?;
     Ok(WriteOutcome::Appended { id: unsigned("bootstrap_logs.id", id)? })
 }
 
 // Parameters are numbered so the INSERT and the UPDATE of each table share one binding
-// order (the `bind_*` functions below).
+// order (the `write_*` functions below).
 
 const INSERT_NODE: &str = "INSERT INTO nodes (node_id, provider, region, zone, instance_type, pool, status, \
-    status_reason, status_changed_at, health, unhealthy_streak, labels, gpus, metadata, registered_at, \
-    last_health_report, revision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+    status_reason, status_changed_at, health, unhealthy_streak, labels, gpu_count, gpu_model, metadata, \
+    registered_at, last_health_report, revision) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 const UPDATE_NODE: &str = "UPDATE nodes SET provider = ?2, region = ?3, zone = ?4, instance_type = ?5, pool = ?6, \
     status = ?7, status_reason = ?8, status_changed_at = ?9, health = ?10, unhealthy_streak = ?11, labels = ?12, \
-    gpus = ?13, metadata = ?14, registered_at = ?15, last_health_report = ?16, revision = ?17 WHERE node_id = ?1";
+    gpu_count = ?13, gpu_model = ?14, metadata = ?15, registered_at = ?16, last_health_report = ?17, revision = ?18 \
+    WHERE node_id = ?1";
 
-fn bind_node<'q>(q: Query<'q>, n: &'q Node, revision: Revision) -> Query<'q> {
-    q.bind(n.id.as_str())
-        .bind(n.provider.as_str())
-        .bind(n.region.as_str())
-        .bind(n.zone.as_str())
-        .bind(n.instance_type.as_str())
-        .bind(n.pool.as_ref().map(|p| p.as_str()))
-        .bind(n.status.as_str())
-        .bind(n.status_reason.as_str())
-        .bind(micros(n.status_changed_at))
-        .bind(n.health.as_str())
-        .bind(i64::from(n.unhealthy_streak))
-        .bind(Json(&n.labels))
-        .bind(Json(&n.gpus))
-        .bind(Json(&n.metadata))
-        .bind(micros(n.registered_at))
-        .bind(n.last_health_report.map(micros))
-        .bind(int(revision.get()))
+fn write_node(conn: &Connection, sql: &str, n: &Node, revision: Revision) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params![
+        n.id.as_str(),
+        n.provider,
+        n.region,
+        n.zone,
+        n.instance_type,
+        n.pool.as_ref().map(|p| p.as_str()),
+        n.status.as_str(),
+        n.status_reason,
+        micros(n.status_changed_at),
+        n.health.as_str(),
+        i64::from(n.unhealthy_streak),
+        to_json(&n.labels),
+        i64::from(n.gpu_count),
+        n.gpu_model,
+        to_json(&n.metadata),
+        micros(n.registered_at),
+        n.last_health_report.map(micros),
+        int(revision.get()),
+    ])
 }
 
 const INSERT_INSTANCE: &str = "INSERT INTO instances (instance_id, provider, provider_instance_id, region, zone, \
@@ -550,23 +423,25 @@ const UPDATE_INSTANCE: &str = "UPDATE instances SET provider = ?2, provider_inst
     created_at = ?12, state_changed_at = ?13, ready_at = ?14, terminated_at = ?15, revision = ?16 \
     WHERE instance_id = ?1";
 
-fn bind_instance<'q>(q: Query<'q>, i: &'q Instance, revision: Revision) -> Query<'q> {
-    q.bind(i.id.as_str())
-        .bind(i.provider.as_str())
-        .bind(i.provider_instance_id.as_deref())
-        .bind(i.region.as_str())
-        .bind(i.zone.as_str())
-        .bind(i.instance_type.as_str())
-        .bind(i.pool.as_ref().map(|p| p.as_str()))
-        .bind(i.state.as_str())
-        .bind(i.status_message.as_str())
-        .bind(i.node_id.as_ref().map(|n| n.as_str()))
-        .bind(Json(&i.labels))
-        .bind(micros(i.created_at))
-        .bind(micros(i.state_changed_at))
-        .bind(i.ready_at.map(micros))
-        .bind(i.terminated_at.map(micros))
-        .bind(int(revision.get()))
+fn write_instance(conn: &Connection, sql: &str, i: &Instance, revision: Revision) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params![
+        i.id.as_str(),
+        i.provider,
+        i.provider_instance_id,
+        i.region,
+        i.zone,
+        i.instance_type,
+        i.pool.as_ref().map(|p| p.as_str()),
+        i.state.as_str(),
+        i.status_message,
+        i.node_id.as_ref().map(|n| n.as_str()),
+        to_json(&i.labels),
+        micros(i.created_at),
+        micros(i.state_changed_at),
+        i.ready_at.map(micros),
+        i.terminated_at.map(micros),
+        int(revision.get()),
+    ])
 }
 
 const INSERT_COMMAND: &str = "INSERT INTO commands (command_id, node_id, kind, custom_name, parameters, state, \
@@ -577,24 +452,26 @@ const UPDATE_COMMAND: &str = "UPDATE commands SET node_id = ?2, kind = ?3, custo
     delivery_count = ?12, acked_at = ?13, finished_at = ?14, outcome_message = ?15, result = ?16, revision = ?17 \
     WHERE command_id = ?1";
 
-fn bind_command<'q>(q: Query<'q>, c: &'q Command, revision: Revision) -> Query<'q> {
-    q.bind(c.id.to_string())
-        .bind(c.node_id.as_str())
-        .bind(c.kind.kind_name())
-        .bind(c.kind.custom_name())
-        .bind(Json(&c.parameters))
-        .bind(c.state.as_str())
-        .bind(c.issued_by.to_string())
-        .bind(c.reason.as_str())
-        .bind(micros(c.issued_at))
-        .bind(micros(c.deadline))
-        .bind(c.delivered_at.map(micros))
-        .bind(i64::from(c.delivery_count))
-        .bind(c.acked_at.map(micros))
-        .bind(c.finished_at.map(micros))
-        .bind(c.outcome_message.as_str())
-        .bind(Json(&c.result))
-        .bind(int(revision.get()))
+fn write_command(conn: &Connection, sql: &str, c: &Command, revision: Revision) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params![
+        c.id.to_string(),
+        c.node_id.as_str(),
+        c.kind.kind_name(),
+        c.kind.custom_name(),
+        to_json(&c.parameters),
+        c.state.as_str(),
+        c.issued_by.to_string(),
+        c.reason,
+        micros(c.issued_at),
+        micros(c.deadline),
+        c.delivered_at.map(micros),
+        i64::from(c.delivery_count),
+        c.acked_at.map(micros),
+        c.finished_at.map(micros),
+        c.outcome_message,
+        to_json(&c.result),
+        int(revision.get()),
+    ])
 }
 
 const INSERT_POOL: &str = "INSERT INTO pools (name, spec, last_scale_at, provider_backoff, last_decision, revision) \
@@ -602,11 +479,13 @@ const INSERT_POOL: &str = "INSERT INTO pools (name, spec, last_scale_at, provide
 const UPDATE_POOL: &str = "UPDATE pools SET spec = ?2, last_scale_at = ?3, provider_backoff = ?4, \
     last_decision = ?5, revision = ?6 WHERE name = ?1";
 
-fn bind_pool<'q>(q: Query<'q>, p: &'q Pool, revision: Revision) -> Query<'q> {
-    q.bind(p.name.as_str())
-        .bind(Json(&p.spec))
-        .bind(p.status.last_scale_at.map(micros))
-        .bind(Json(&p.status.provider_backoff))
-        .bind(p.status.last_decision.as_ref().map(Json))
-        .bind(int(revision.get()))
+fn write_pool(conn: &Connection, sql: &str, p: &Pool, revision: Revision) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params![
+        p.name.as_str(),
+        to_json(&p.spec),
+        p.status.last_scale_at.map(micros),
+        to_json(&p.status.provider_backoff),
+        p.status.last_decision.as_ref().map(to_json),
+        int(revision.get()),
+    ])
 }

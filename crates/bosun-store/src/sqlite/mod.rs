@@ -1,64 +1,41 @@
 //! The SQLite backend: the embedded default.
 //!
-//! One writer connection (every write transaction is `BEGIN IMMEDIATE` on it, so writers
-//! queue in the pool instead of failing with `SQLITE_BUSY`) and a small pool of readers,
-//! which WAL mode lets run beside the writer. Foreign keys are on; commits are durable
-//! against process crashes and, with `synchronous=FULL` (the default), power loss.
+//! One writer thread owns the only write connection and group-commits hard-state batches
+//! (`writer.rs`); reads run on a small pool of reader connections, which WAL mode lets run
+//! beside the writer (`conn.rs`). Both use rusqlite directly: a statement costs a function
+//! call rather than a round trip to a driver thread. Foreign keys are on; commits are
+//! durable against process crashes and, with `synchronous=FULL` (the default), power loss.
+//! Times are integer microseconds. Schema migrations run through sqlx's migrator
+//! (`schema.rs`), before the store opens.
 
 mod commit;
+mod conn;
 mod maintenance;
-
-use std::path::Path;
-use std::time::Duration;
+mod read;
+mod schema;
+mod writer;
 
 use async_trait::async_trait;
+use bosun_core::node::Gpu;
 use bosun_core::{
     BootstrapLog, ChangeRecord, Command, CommandEvent, CommandId, Heartbeat, Instance, InstanceId, MetricSample, Node,
     NodeId, Pool, PoolName, ResourceKind, Timestamp,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, QueryBuilder, Sqlite};
+use rusqlite::{TransactionBehavior, params};
 
+use self::conn::{Opener, ReaderPool};
+pub(crate) use self::schema::{
+    SqlitePools, applied_migrations, connect, holds_tables, schema_fingerprint, vacuum_into,
+};
+use self::writer::Writer;
 use crate::error::{Result, StoreError};
 use crate::memory::{dedupe_heartbeats, dedupe_samples};
 use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest, command_key};
-use crate::sql::rows::{
-    BootstrapLogRow, ChangeRow, CommandEventRow, CommandRow, HealthReportRow, InstanceRow, NodeRow, PoolRow, SampleRow,
-};
-use crate::sql::{SlowLog, label_path, map_err, to_json};
+use crate::sql::{SlowLog, to_json};
 use crate::store::{
     Backend, IntegrityFinding, PoolStats, RetentionPolicy, RetentionReport, Store, StoreCounts, StoreOptions,
 };
 use crate::write::{Committed, StoredHealthReport, WriteBatch};
-
-/// `SELECT` of a full node row; the `WHERE` clause is appended.
-macro_rules! select_node {
-    () => {
-        "SELECT n.node_id, n.provider, n.region, n.zone, n.instance_type, n.pool, n.status, n.status_reason, \
-         n.status_changed_at, n.health, n.unhealthy_streak, n.labels, n.gpus, n.metadata, n.registered_at, \
-         n.last_health_report, n.revision, l.last_heartbeat \
-         FROM nodes n LEFT JOIN node_liveness l ON l.node_id = n.node_id "
-    };
-}
-macro_rules! select_instance {
-    () => {
-        "SELECT instance_id, provider, provider_instance_id, region, zone, instance_type, pool, state, \
-         status_message, node_id, labels, created_at, state_changed_at, ready_at, terminated_at, revision \
-         FROM instances "
-    };
-}
-macro_rules! select_command {
-    () => {
-        "SELECT command_id, node_id, kind, custom_name, parameters, state, issued_by, reason, issued_at, deadline, \
-         delivered_at, delivery_count, acked_at, finished_at, outcome_message, result, revision FROM commands "
-    };
-}
-macro_rules! select_change {
-    () => {
-        "SELECT seq, at, kind, resource_id, op, revision, actor, reason, resource FROM changes "
-    };
-}
-pub(crate) use {select_command, select_instance, select_node};
 
 /// How durable each commit is. FULL fsyncs the WAL on every commit (no acknowledged write
 /// lost even on power loss); NORMAL only at checkpoints (safe against process crashes).
@@ -69,76 +46,50 @@ pub enum SqliteDurability {
     Normal,
 }
 
-/// The two pools of one SQLite database.
-#[derive(Debug, Clone)]
-pub(crate) struct SqlitePools {
-    /// Exactly one connection: SQLite allows one writer at a time.
-    pub writer: SqlitePool,
-    pub readers: SqlitePool,
-}
-
+/// Reader connections per store.
 const READERS: u32 = 4;
 
-/// Opens (creating if needed) the database file at `path`.
-pub(crate) async fn connect(
-    path: &Path,
-    durability: SqliteDurability,
-) -> std::result::Result<SqlitePools, sqlx::Error> {
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(match durability {
-            SqliteDurability::Full => SqliteSynchronous::Full,
-            SqliteDurability::Normal => SqliteSynchronous::Normal,
-        })
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(30))
-        .pragma("temp_store", "memory")
-        // Statement text is logged by our own slow-statement log, by name only.
-        .log_statements(tracing::log::LevelFilter::Off)
-        .log_slow_statements(tracing::log::LevelFilter::Off, Duration::ZERO);
-    let writer = SqlitePoolOptions::new()
-        .max_connections(1)
-        .min_connections(1)
-        .acquire_timeout(Duration::from_secs(60))
-        .idle_timeout(None)
-        .connect_with(options.clone())
-        .await?;
-    let readers = SqlitePoolOptions::new()
-        .max_connections(READERS)
-        .acquire_timeout(Duration::from_secs(30))
-        .connect_with(options)
-        .await?;
-    Ok(SqlitePools { writer, readers })
-}
-
-/// The SQLite store.
-#[derive(Debug)]
-pub(crate) struct SqliteStore {
-    pools: SqlitePools,
-    options: StoreOptions,
-    slow: SlowLog,
-}
-
-impl SqliteStore {
-    pub(crate) fn new(pools: SqlitePools, options: StoreOptions) -> Self {
-        let slow = SlowLog { threshold: options.slow_statement };
-        Self { pools, options, slow }
+/// Maps a SQLite error to the store's typed errors. `context` names the resource a
+/// uniqueness violation is about, when the caller knows it.
+pub(crate) fn map_error(error: rusqlite::Error, context: Option<(ResourceKind, &str)>) -> StoreError {
+    use rusqlite::ffi::ErrorCode;
+    match error {
+        rusqlite::Error::SqliteFailure(failure, message) => {
+            let message = message.unwrap_or_else(|| failure.to_string());
+            match (failure.code, failure.extended_code) {
+                // SQLITE_CONSTRAINT_UNIQUE and SQLITE_CONSTRAINT_PRIMARYKEY.
+                (ErrorCode::ConstraintViolation, 2067 | 1555) => match context {
+                    Some((kind, id)) => StoreError::already_exists(kind, id),
+                    None => StoreError::invalid("record", format_args!("duplicate key: {message}")),
+                },
+                // SQLITE_CONSTRAINT_FOREIGNKEY.
+                (ErrorCode::ConstraintViolation, 787) => {
+                    StoreError::invalid("reference", format_args!("refers to a missing record: {message}"))
+                }
+                (ErrorCode::ConstraintViolation, _) => {
+                    StoreError::invalid("record", format_args!("violates a schema constraint: {message}"))
+                }
+                (ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked, _) => {
+                    StoreError::unavailable(format!("database busy: {message}"))
+                }
+                _ => StoreError::unavailable(format!("database error: {message}")),
+            }
+        }
+        rusqlite::Error::QueryReturnedNoRows => match context {
+            Some((kind, id)) => StoreError::not_found(kind, id),
+            None => StoreError::corrupt("row", "expected row is missing"),
+        },
+        error @ (rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::Utf8Error(..)
+        | rusqlite::Error::InvalidColumnType(..)) => StoreError::corrupt("row", error),
+        other => StoreError::unavailable(other.to_string()),
     }
+}
 
-    async fn node_exists(&self, id: &NodeId) -> Result<bool> {
-        let row: Option<i64> = self
-            .slow
-            .run(
-                "nodes.exists",
-                sqlx::query_scalar("SELECT 1 FROM nodes WHERE node_id = ?")
-                    .bind(id.as_str())
-                    .fetch_optional(&self.pools.readers),
-            )
-            .await
-            .map_err(|e| map_err(e, None))?;
-        Ok(row.is_some())
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        map_error(error, None)
     }
 }
 
@@ -150,6 +101,36 @@ fn limit_param(limit: u32) -> i64 {
     i64::from(limit) + 1
 }
 
+/// The SQLite store.
+#[derive(Debug)]
+pub(crate) struct SqliteStore {
+    writer: Writer,
+    readers: ReaderPool,
+    options: StoreOptions,
+    slow: SlowLog,
+}
+
+impl SqliteStore {
+    /// Opens the writer and reader connections. Must be called within a Tokio runtime.
+    pub(crate) fn open(path: &std::path::Path, durability: SqliteDurability, options: StoreOptions) -> Result<Self> {
+        let opener = Opener { path: path.to_owned(), durability };
+        let writer = Writer::start(opener.open(conn::WRITER_CACHE_KIB)?, options.clone())
+            .map_err(|e| StoreError::unavailable(format!("cannot start the SQLite writer: {e}")))?;
+        let readers = ReaderPool::open(&opener, READERS)?;
+        let slow = SlowLog { threshold: options.slow_statement };
+        Ok(Self { writer, readers, options, slow })
+    }
+
+    /// Runs `read` on a reader connection, warning if it is slow.
+    async fn read<T: Send + 'static>(
+        &self,
+        statement: &'static str,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.slow.run(statement, self.readers.run(read)).await
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> Backend {
@@ -157,326 +138,126 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, batch: WriteBatch) -> Result<Committed> {
-        commit::commit(&self.pools.writer, &self.options, self.slow, batch).await
+        self.writer.commit(batch).await
     }
 
     async fn node(&self, id: &NodeId) -> Result<Node> {
-        let row: Option<NodeRow<i64>> = self
-            .slow
-            .run(
-                "nodes.get",
-                sqlx::query_as(concat!(select_node!(), "WHERE n.node_id = ?"))
-                    .bind(id.as_str())
-                    .fetch_optional(&self.pools.readers),
-            )
-            .await
-            .map_err(|e| map_err(e, None))?;
-        row.ok_or_else(|| StoreError::not_found(ResourceKind::Node, id))?.into_node()
+        let id = id.clone();
+        self.read("nodes.get", move |conn| read::node(conn, &id)).await
+    }
+
+    async fn node_gpus(&self, id: &NodeId) -> Result<Vec<Gpu>> {
+        let id = id.clone();
+        self.read("node_gpus.list", move |conn| read::node_gpus(conn, &id)).await
     }
 
     async fn list_nodes(&self, filter: &NodeFilter, page: &PageRequest) -> Result<Page<Node>> {
         let limit = page.checked_limit()?;
         let after = page.start_after(ResourceKind::Node)?;
-        let mut q = QueryBuilder::<Sqlite>::new(concat!(select_node!(), "WHERE 1 = 1"));
-        if let Some(after) = after {
-            q.push(" AND n.node_id > ").push_bind(after);
-        }
-        if let Some(status) = filter.status {
-            q.push(" AND n.status = ").push_bind(status.as_str());
-        }
-        if let Some(pool) = &filter.pool {
-            q.push(" AND n.pool = ").push_bind(pool.to_string());
-        }
-        if let Some(provider) = &filter.provider {
-            q.push(" AND n.provider = ").push_bind(provider.clone());
-        }
-        if let Some(region) = &filter.region {
-            q.push(" AND n.region = ").push_bind(region.clone());
-        }
-        for (key, value) in filter.labels.terms() {
-            q.push(" AND json_extract(n.labels, ").push_bind(label_path(key)).push(") = ").push_bind(value.to_owned());
-        }
-        q.push(" ORDER BY n.node_id LIMIT ").push_bind(limit_param(limit));
-        let rows: Vec<NodeRow<i64>> = self
-            .slow
-            .run("nodes.list", q.build_query_as().fetch_all(&self.pools.readers))
-            .await
-            .map_err(|e| map_err(e, None))?;
-        let nodes = rows.into_iter().map(NodeRow::into_node).collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_rows(nodes, limit, ResourceKind::Node, |n| n.id.to_string()))
+        let filter = filter.clone();
+        let rows =
+            self.read("nodes.list", move |conn| read::list_nodes(conn, &filter, after, limit_param(limit))).await?;
+        Ok(Page::from_rows(rows, limit, ResourceKind::Node, |n| n.id.to_string()))
     }
 
     async fn instance(&self, id: &InstanceId) -> Result<Instance> {
-        let row: Option<InstanceRow<i64>> = self
-            .slow
-            .run(
-                "instances.get",
-                sqlx::query_as(concat!(select_instance!(), "WHERE instance_id = ?"))
-                    .bind(id.as_str())
-                    .fetch_optional(&self.pools.readers),
-            )
-            .await
-            .map_err(|e| map_err(e, None))?;
-        row.ok_or_else(|| StoreError::not_found(ResourceKind::Instance, id))?.into_instance()
+        let key = id.to_string();
+        self.read("instances.get", move |conn| read::instance(conn, &key))
+            .await?
+            .ok_or_else(|| StoreError::not_found(ResourceKind::Instance, id))
     }
 
     async fn list_instances(&self, filter: &InstanceFilter, page: &PageRequest) -> Result<Page<Instance>> {
         let limit = page.checked_limit()?;
         let after = page.start_after(ResourceKind::Instance)?;
-        let mut q = QueryBuilder::<Sqlite>::new(concat!(select_instance!(), "WHERE 1 = 1"));
-        if let Some(after) = after {
-            q.push(" AND instance_id > ").push_bind(after);
-        }
-        if !filter.states.is_empty() {
-            q.push(" AND state IN (");
-            let mut states = q.separated(", ");
-            for state in &filter.states {
-                states.push_bind(state.as_str());
-            }
-            q.push(")");
-        }
-        if let Some(pool) = &filter.pool {
-            q.push(" AND pool = ").push_bind(pool.to_string());
-        }
-        if let Some(provider) = &filter.provider {
-            q.push(" AND provider = ").push_bind(provider.clone());
-        }
-        if let Some(region) = &filter.region {
-            q.push(" AND region = ").push_bind(region.clone());
-        }
-        if let Some(node) = &filter.node_id {
-            q.push(" AND node_id = ").push_bind(node.to_string());
-        }
-        for (key, value) in filter.labels.terms() {
-            q.push(" AND json_extract(labels, ").push_bind(label_path(key)).push(") = ").push_bind(value.to_owned());
-        }
-        q.push(" ORDER BY instance_id LIMIT ").push_bind(limit_param(limit));
-        let rows: Vec<InstanceRow<i64>> = self
-            .slow
-            .run("instances.list", q.build_query_as().fetch_all(&self.pools.readers))
-            .await
-            .map_err(|e| map_err(e, None))?;
-        let instances = rows.into_iter().map(InstanceRow::into_instance).collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_rows(instances, limit, ResourceKind::Instance, |i| i.id.to_string()))
+        let filter = filter.clone();
+        let rows = self
+            .read("instances.list", move |conn| read::list_instances(conn, &filter, after, limit_param(limit)))
+            .await?;
+        Ok(Page::from_rows(rows, limit, ResourceKind::Instance, |i| i.id.to_string()))
     }
 
     async fn instance_for_node(&self, node: &NodeId) -> Result<Option<Instance>> {
-        let row: Option<InstanceRow<i64>> = self
-            .slow
-            .run(
-                "instances.for_node",
-                sqlx::query_as(concat!(
-                    select_instance!(),
-                    "WHERE node_id = ?1 OR instance_id = ?1 OR provider_instance_id = ?1 \
-                     ORDER BY state IN ('TERMINATED', 'FAILED'), created_at DESC, instance_id LIMIT 1"
-                ))
-                .bind(node.as_str())
-                .fetch_optional(&self.pools.readers),
-            )
-            .await
-            .map_err(|e| map_err(e, None))?;
-        row.map(InstanceRow::into_instance).transpose()
+        let node = node.clone();
+        self.read("instances.for_node", move |conn| read::instance_for_node(conn, &node)).await
     }
 
     async fn command(&self, id: &CommandId) -> Result<Command> {
-        let row: Option<CommandRow<i64>> = self
-            .slow
-            .run(
-                "commands.get",
-                sqlx::query_as(concat!(select_command!(), "WHERE command_id = ?"))
-                    .bind(id.to_string())
-                    .fetch_optional(&self.pools.readers),
-            )
-            .await
-            .map_err(|e| map_err(e, None))?;
-        row.ok_or_else(|| StoreError::not_found(ResourceKind::Command, id))?.into_command()
+        let key = *id;
+        self.read("commands.get", move |conn| read::command(conn, &key))
+            .await?
+            .ok_or_else(|| StoreError::not_found(ResourceKind::Command, id))
     }
 
     async fn list_commands(&self, filter: &CommandFilter, page: &PageRequest) -> Result<Page<Command>> {
         let limit = page.checked_limit()?;
         let after = page.start_after(ResourceKind::Command)?;
-        let mut q = QueryBuilder::<Sqlite>::new(concat!(select_command!(), "WHERE 1 = 1"));
-        if let Some(after) = after {
-            q.push(" AND command_id > ").push_bind(after);
-        }
-        if let Some(node) = &filter.node_id {
-            q.push(" AND node_id = ").push_bind(node.to_string());
-        }
-        if !filter.states.is_empty() {
-            q.push(" AND state IN (");
-            let mut states = q.separated(", ");
-            for state in &filter.states {
-                states.push_bind(state.as_str());
-            }
-            q.push(")");
-        }
-        if let Some(kind) = &filter.kind {
-            q.push(" AND kind = ").push_bind(kind.kind_name());
-            if let Some(name) = kind.custom_name() {
-                q.push(" AND custom_name = ").push_bind(name.to_owned());
-            }
-        }
-        q.push(" ORDER BY command_id LIMIT ").push_bind(limit_param(limit));
-        let rows: Vec<CommandRow<i64>> = self
-            .slow
-            .run("commands.list", q.build_query_as().fetch_all(&self.pools.readers))
-            .await
-            .map_err(|e| map_err(e, None))?;
-        let commands = rows.into_iter().map(CommandRow::into_command).collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_rows(commands, limit, ResourceKind::Command, |c| command_key(&c.id)))
+        let filter = filter.clone();
+        let rows = self
+            .read("commands.list", move |conn| read::list_commands(conn, &filter, after, limit_param(limit)))
+            .await?;
+        Ok(Page::from_rows(rows, limit, ResourceKind::Command, |c| command_key(&c.id)))
     }
 
     async fn command_events(&self, id: &CommandId) -> Result<Vec<CommandEvent>> {
-        self.command(id).await?;
-        let rows: Vec<CommandEventRow<i64>> = self
-            .slow
-            .run(
-                "command_events.list",
-                sqlx::query_as(
-                    "SELECT command_id, seq, at, state, actor, message FROM command_events \
-                     WHERE command_id = ? ORDER BY seq",
-                )
-                .bind(id.to_string())
-                .fetch_all(&self.pools.readers),
-            )
-            .await
-            .map_err(|e| map_err(e, None))?;
-        rows.into_iter().map(CommandEventRow::into_event).collect()
+        let id = *id;
+        self.read("command_events.list", move |conn| read::command_events(conn, &id)).await
     }
 
     async fn pool(&self, name: &PoolName) -> Result<Pool> {
-        let row: Option<PoolRow<i64>> = self
-            .slow
-            .run(
-                "pools.get",
-                sqlx::query_as(
-                    "SELECT name, spec, last_scale_at, provider_backoff, last_decision, revision FROM pools WHERE name = ?",
-                )
-                .bind(name.as_str())
-                .fetch_optional(&self.pools.readers),
-            )
-            .await
-            .map_err(|e| map_err(e, None))?;
-        row.ok_or_else(|| StoreError::not_found(ResourceKind::Pool, name))?.into_pool()
+        let key = name.to_string();
+        self.read("pools.get", move |conn| read::pool(conn, &key))
+            .await?
+            .ok_or_else(|| StoreError::not_found(ResourceKind::Pool, name))
     }
 
     async fn list_pools(&self) -> Result<Vec<Pool>> {
-        let rows: Vec<PoolRow<i64>> = self
-            .slow
-            .run(
-                "pools.list",
-                sqlx::query_as(
-                    "SELECT name, spec, last_scale_at, provider_backoff, last_decision, revision FROM pools ORDER BY name",
-                )
-                .fetch_all(&self.pools.readers),
-            )
-            .await
-            .map_err(|e| map_err(e, None))?;
-        rows.into_iter().map(PoolRow::into_pool).collect()
+        self.read("pools.list", read::list_pools).await
     }
 
     async fn health_history(&self, node: &NodeId, limit: u32) -> Result<Vec<StoredHealthReport>> {
-        if !self.node_exists(node).await? {
-            return Err(StoreError::not_found(ResourceKind::Node, node));
-        }
-        let rows: Vec<HealthReportRow<i64>> = self
-            .slow
-            .run(
-                "health_reports.list",
-                sqlx::query_as(
-                    "SELECT id, node_id, received_at, health, results, events FROM health_reports \
-                     WHERE node_id = ? ORDER BY id DESC LIMIT ?",
-                )
-                .bind(node.as_str())
-                .bind(i64::from(limit))
-                .fetch_all(&self.pools.readers),
-            )
-            .await
-            .map_err(|e| map_err(e, None))?;
-        rows.into_iter().map(HealthReportRow::into_report).collect()
+        let node = node.clone();
+        self.read("health_reports.list", move |conn| read::health_history(conn, &node, limit)).await
     }
 
     async fn bootstrap_logs(&self, node: &NodeId, limit: u32) -> Result<Vec<BootstrapLog>> {
-        let rows: Vec<BootstrapLogRow<i64>> = self
-            .slow
-            .run(
-                "bootstrap_logs.list",
-                sqlx::query_as(
-                    "SELECT id, node_id, instance_id, pool, started_at, duration_ms, success, error, commands \
-                     FROM bootstrap_logs WHERE node_id = ? ORDER BY id DESC LIMIT ?",
-                )
-                .bind(node.as_str())
-                .bind(i64::from(limit))
-                .fetch_all(&self.pools.readers),
-            )
-            .await
-            .map_err(|e| map_err(e, None))?;
-        rows.into_iter().map(BootstrapLogRow::into_log).collect()
+        let node = node.clone();
+        self.read("bootstrap_logs.list", move |conn| read::bootstrap_logs(conn, &node, limit)).await
     }
 
     async fn list_changes(&self, filter: &ChangeFilter, limit: u32) -> Result<Vec<ChangeRecord>> {
-        let mut q = QueryBuilder::<Sqlite>::new(concat!(select_change!(), "WHERE seq > "));
-        q.push_bind(i64::try_from(filter.after_seq).unwrap_or(i64::MAX));
-        if let Some(up_to) = filter.up_to_seq {
-            q.push(" AND seq <= ").push_bind(i64::try_from(up_to).unwrap_or(i64::MAX));
-        }
-        if let Some(kind) = filter.kind {
-            q.push(" AND kind = ").push_bind(kind.as_str());
-        }
-        if let Some(id) = &filter.resource_id {
-            q.push(" AND resource_id = ").push_bind(id.clone());
-        }
-        if let Some(actor) = &filter.actor {
-            q.push(" AND actor = ").push_bind(actor.to_string());
-        }
-        q.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit));
-        let rows: Vec<ChangeRow<i64>> = self
-            .slow
-            .run("changes.list", q.build_query_as().fetch_all(&self.pools.readers))
-            .await
-            .map_err(|e| map_err(e, None))?;
-        rows.into_iter().map(ChangeRow::into_change).collect()
+        let filter = filter.clone();
+        self.read("changes.list", move |conn| read::list_changes(conn, &filter, limit)).await
     }
 
     async fn last_change_seq(&self) -> Result<u64> {
-        // sqlite_sequence remembers the highest seq ever issued, even if compacted away.
-        let seq: Option<i64> = self
-            .slow
-            .run(
-                "changes.last_seq",
-                sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'changes'")
-                    .fetch_optional(&self.pools.readers),
-            )
-            .await
-            .map_err(|e| map_err(e, None))?;
-        Ok(seq.map_or(0, |s| u64::try_from(s).unwrap_or(0)))
+        self.read("changes.last_seq", read::last_change_seq).await
     }
 
     async fn record_heartbeats(&self, batch: &[Heartbeat]) -> Result<u64> {
         if batch.is_empty() {
             return Ok(0);
         }
-        let latest = dedupe_heartbeats(batch);
-        let rows: Vec<(&str, i64)> = latest.iter().map(|hb| (hb.node_id.as_str(), micros(hb.at))).collect();
+        let rows: Vec<(String, i64)> =
+            dedupe_heartbeats(batch).into_iter().map(|hb| (String::from(hb.node_id), micros(hb.at))).collect();
         let payload = to_json(&rows);
-        let mut tx = self.pools.writer.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err(e, None))?;
-        let result = self
-            .slow
-            .run(
-                "node_liveness.upsert_batch",
-                sqlx::query(
+        let slow = self.slow;
+        self.writer
+            .run(move |conn| {
+                let started = std::time::Instant::now();
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let applied = tx.execute(
                     "INSERT INTO node_liveness (node_id, last_heartbeat) \
                      SELECT j.value ->> 0, j.value ->> 1 FROM json_each(?1) AS j \
                      JOIN nodes n ON n.node_id = (j.value ->> 0) WHERE true \
                      ON CONFLICT (node_id) DO UPDATE SET last_heartbeat = MAX(last_heartbeat, excluded.last_heartbeat)",
-                )
-                .bind(payload)
-                .execute(&mut *tx),
-            )
+                    params![payload],
+                )?;
+                tx.commit()?;
+                slow.observe("node_liveness.upsert_batch", started.elapsed());
+                Ok(applied as u64)
+            })
             .await
-            .map_err(|e| map_err(e, None))?;
-        tx.commit().await.map_err(|e| map_err(e, None))?;
-        Ok(result.rows_affected())
     }
 
     async fn record_metric_samples(&self, batch: &[MetricSample]) -> Result<u64> {
@@ -488,121 +269,78 @@ impl Store for SqliteStore {
             .map(|(slot, s)| (s.node_id.as_str(), slot, micros(s.at), s.cpu_percent, s.memory_percent, &s.gpus))
             .collect();
         let payload = to_json(&rows);
-        let mut tx = self.pools.writer.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err(e, None))?;
-        let result = self
-            .slow
-            .run(
-                "metric_samples.upsert_batch",
-                sqlx::query(
+        let slow = self.slow;
+        self.writer
+            .run(move |conn| {
+                let started = std::time::Instant::now();
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let stored = tx.execute(
                     "INSERT INTO metric_samples (node_id, slot, at, cpu_percent, memory_percent, gpus) \
                      SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value -> 5 \
                      FROM json_each(?1) AS j JOIN nodes n ON n.node_id = (j.value ->> 0) WHERE true \
                      ON CONFLICT (node_id, slot) DO UPDATE SET at = excluded.at, cpu_percent = excluded.cpu_percent, \
                      memory_percent = excluded.memory_percent, gpus = excluded.gpus \
                      WHERE excluded.at >= metric_samples.at",
-                )
-                .bind(payload)
-                .execute(&mut *tx),
-            )
+                    params![payload],
+                )?;
+                tx.commit()?;
+                slow.observe("metric_samples.upsert_batch", started.elapsed());
+                Ok(stored as u64)
+            })
             .await
-            .map_err(|e| map_err(e, None))?;
-        tx.commit().await.map_err(|e| map_err(e, None))?;
-        Ok(result.rows_affected())
     }
 
     async fn metric_samples(&self, node: &NodeId, since: Timestamp) -> Result<Vec<MetricSample>> {
-        if !self.node_exists(node).await? {
-            return Err(StoreError::not_found(ResourceKind::Node, node));
-        }
-        let cutoff = since.max(self.options.clock.now() - self.options.samples.window);
-        let rows: Vec<SampleRow<i64>> = self
-            .slow
-            .run(
-                "metric_samples.list",
-                sqlx::query_as(
-                    "SELECT node_id, at, cpu_percent, memory_percent, gpus FROM metric_samples \
-                     WHERE node_id = ? AND at >= ? ORDER BY at",
-                )
-                .bind(node.as_str())
-                .bind(micros(cutoff))
-                .fetch_all(&self.pools.readers),
-            )
-            .await
-            .map_err(|e| map_err(e, None))?;
-        rows.into_iter().map(SampleRow::into_sample).collect()
+        let cutoff = micros(since.max(self.options.clock.now() - self.options.samples.window));
+        let node = node.clone();
+        self.read("metric_samples.list", move |conn| read::metric_samples(conn, &node, cutoff)).await
     }
 
     async fn apply_retention(&self, policy: &RetentionPolicy) -> Result<RetentionReport> {
-        maintenance::apply_retention(&self.pools, &self.options, self.slow, policy).await
+        let now = self.options.clock.now();
+        let change_cutoff = micros(now - policy.changes_older_than);
+        let sample_cutoff = micros(now - self.options.samples.window);
+        let mut report = RetentionReport::default();
+        // One bounded transaction per batch, each its own writer job, so commits interleave.
+        loop {
+            let deleted = self.writer.run(move |conn| maintenance::compact_changes(conn, change_cutoff)).await?;
+            report.changes_deleted += deleted;
+            if deleted < maintenance::RETENTION_BATCH as u64 {
+                break;
+            }
+        }
+        loop {
+            let deleted = self.writer.run(move |conn| maintenance::expire_samples(conn, sample_cutoff)).await?;
+            report.samples_deleted += deleted;
+            if deleted < maintenance::RETENTION_BATCH as u64 {
+                break;
+            }
+        }
+        Ok(report)
     }
 
     async fn check_integrity(&self) -> Result<Vec<IntegrityFinding>> {
-        maintenance::check_integrity(&self.pools.readers).await
+        self.read("integrity", maintenance::check_integrity).await
     }
 
     async fn counts(&self) -> Result<StoreCounts> {
-        maintenance::counts(&self.pools.readers).await
+        self.read("counts", maintenance::counts).await
+    }
+
+    async fn checkpoint(&self) -> Result<()> {
+        self.writer.run(|conn| Ok(conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?)).await
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(&self.pools.readers).await.map_err(|e| map_err(e, None))?;
-        Ok(())
+        self.read("ping", |conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
     }
 
     fn pool_stats(&self) -> Option<PoolStats> {
-        Some(PoolStats {
-            size: self.pools.readers.size() + self.pools.writer.size(),
-            idle: (self.pools.readers.num_idle() + self.pools.writer.num_idle()) as u32,
-            max_size: READERS + 1,
-        })
+        Some(PoolStats { size: self.readers.size() + 1, idle: self.readers.idle(), max_size: READERS + 1 })
     }
 
     async fn close(&self) {
-        self.pools.writer.close().await;
-        self.pools.readers.close().await;
+        self.writer.close().await;
+        self.readers.close();
     }
-}
-
-// Schema management helpers used by `open`.
-
-/// Applied migrations as `(version, applied at, checksum)`; empty before the first one.
-pub(crate) async fn applied_migrations(
-    pool: &SqlitePool,
-) -> std::result::Result<Vec<(i64, String, Vec<u8>)>, sqlx::Error> {
-    let exists: Option<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
-            .fetch_optional(pool)
-            .await?;
-    if exists.is_none() {
-        return Ok(Vec::new());
-    }
-    sqlx::query_as(
-        "SELECT version, CAST(installed_on AS TEXT), checksum FROM schema_migrations WHERE success ORDER BY version",
-    )
-    .fetch_all(pool)
-    .await
-}
-
-/// Whether the file already holds any table (so a migration would change existing data).
-pub(crate) async fn holds_tables(pool: &SqlitePool) -> std::result::Result<bool, sqlx::Error> {
-    let count: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetch_one(pool).await?;
-    Ok(count > 0)
-}
-
-/// Writes a consistent copy of the database to `target` (safe while in WAL mode).
-pub(crate) async fn vacuum_into(pool: &SqlitePool, target: &Path) -> std::result::Result<(), sqlx::Error> {
-    sqlx::query("VACUUM INTO ?").bind(target.to_string_lossy().into_owned()).execute(pool).await?;
-    Ok(())
-}
-
-/// Every schema object except the migrations bookkeeping, as `type name: sql` lines.
-pub(crate) async fn schema_fingerprint(pool: &SqlitePool) -> std::result::Result<Vec<String>, sqlx::Error> {
-    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
-        "SELECT type, name, sql FROM sqlite_master WHERE name NOT IN ('schema_migrations', 'sqlite_sequence') \
-         AND name NOT LIKE 'sqlite_autoindex_%' ORDER BY type, name",
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(|(kind, name, sql)| format!("{kind} {name}: {}", sql.unwrap_or_default())).collect())
 }

@@ -1,6 +1,17 @@
 //! `bosun bench store`: throughput of the store's hot paths, one JSON line per operation:
 //! `{"backend", "op", "rows", "seconds", "rows_per_s"}`.
 //!
+//! - `register`: one transaction per node (node, GPU inventory, RUNNING instance, change
+//!   records), issued by `--concurrency` concurrent writers.
+//! - `heartbeat_flush`: one heartbeat per node in batches of `--batch` rows, one
+//!   transaction per batch; the median of five rounds, after an untimed first round
+//!   (steady state: every node has heartbeated before).
+//! - `metrics_flush`: one sample (eight GPUs) per node in batches of `--batch`; the median
+//!   of five rounds.
+//! - `list_nodes`: the whole fleet in pages of 10,000; the median of five runs.
+//! - `command_cycle`: issue, deliver and acknowledge (three transactions) for up to 10,000
+//!   commands.
+//!
 //! A benchmark, never a test: numbers depend on the machine and are compared against the
 //! targets in SPEC section 10 by a person, not asserted.
 
@@ -40,12 +51,30 @@ struct StoreBench {
     /// Fleet size. Registration writes this many nodes, one transaction each.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     nodes: u32,
-    /// Concurrent writers for the one-transaction-per-item operations.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
+    /// Concurrent writers for the one-transaction-per-item operations (a registration
+    /// storm: agents of a fleet coming up together).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1024))]
     concurrency: u32,
     /// Rows per soft-state flush.
     #[arg(long, default_value_t = 10_000)]
     batch: usize,
+    /// Operations to measure (registration always runs: the others need its nodes).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "register,heartbeat_flush,metrics_flush,list_nodes,command_cycle"
+    )]
+    ops: Vec<Op>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum Op {
+    Register,
+    HeartbeatFlush,
+    MetricsFlush,
+    ListNodes,
+    CommandCycle,
 }
 
 /// One result line.
@@ -78,7 +107,7 @@ pub async fn run(location: &StoreLocation, chosen: bool, args: &BenchArgs) -> an
         bosun_store::OpenError::NoSchema { .. } => Ok(Vec::new()),
         other => Err(other),
     })?;
-    let store = database.into_store(StoreOptions::new(Arc::new(SystemClock)));
+    let store = database.into_store(StoreOptions::new(Arc::new(SystemClock))).await?;
     if store.counts().await?.nodes > 0 {
         bail!("{location} already holds nodes; benchmark an empty store (e.g. --store sqlite:///tmp/bench.db)");
     }
@@ -91,40 +120,101 @@ pub async fn run(location: &StoreLocation, chosen: bool, args: &BenchArgs) -> an
     parallel(&store, &ids, bench.concurrency, "register", register_one).await?;
     report(backend, "register", ids.len() as u64, started.elapsed());
 
-    let rounds = 3;
-    let started = Instant::now();
-    for round in 0..rounds {
-        let now = SystemClock.now() + Duration::from_millis(round);
-        for chunk in ids.chunks(bench.batch) {
+    let rounds = 5;
+    settle(&store).await;
+    if bench.ops.contains(&Op::HeartbeatFlush) {
+        heartbeat_flush(&store, backend, &ids, bench.batch, rounds).await?;
+    }
+    if bench.ops.contains(&Op::MetricsFlush) {
+        settle(&store).await;
+        metrics_flush(&store, backend, &ids, bench.batch, rounds).await?;
+    }
+    if bench.ops.contains(&Op::ListNodes) {
+        settle(&store).await;
+        // The median of five full lists: the first warms the store's page cache.
+        let mut runs = Vec::new();
+        let mut listed = 0;
+        for _ in 0..5 {
+            let started = Instant::now();
+            listed = list_all(&store).await?;
+            runs.push(started.elapsed());
+        }
+        report(backend, "list_nodes", listed, median(runs));
+    }
+    if bench.ops.contains(&Op::CommandCycle) {
+        settle(&store).await;
+        let cycles = ids.len().min(10_000);
+        let started = Instant::now();
+        parallel(&store, &ids[..cycles], bench.concurrency, "commands", command_cycle).await?;
+        report(backend, "command_cycle", cycles as u64, started.elapsed());
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Flushes the previous phase's writes so they do not slow the next measurement.
+async fn settle(store: &SharedStore) {
+    if let Err(error) = store.checkpoint().await {
+        eprintln!(
+            "note: could not checkpoint between phases ({error}); numbers may include the previous phase's writes"
+        );
+    }
+}
+
+/// Steady-state heartbeat flushes: one untimed round first gives every node its liveness
+/// row (a node's first heartbeat happens once in its life); then the median of `rounds`
+/// timed rounds over the whole fleet.
+async fn heartbeat_flush(
+    store: &SharedStore,
+    backend: &'static str,
+    ids: &[NodeId],
+    batch: usize,
+    rounds: u64,
+) -> anyhow::Result<()> {
+    let flush_round = |offset: u64| async move {
+        let now = SystemClock.now() + Duration::from_millis(offset);
+        let started = Instant::now();
+        for chunk in ids.chunks(batch) {
             let beats: Vec<Heartbeat> = chunk.iter().map(|id| Heartbeat { node_id: id.clone(), at: now }).collect();
             store.record_heartbeats(&beats).await?;
         }
+        anyhow::Ok(started.elapsed())
+    };
+    flush_round(0).await?;
+    let mut times = Vec::new();
+    for round in 1..=rounds {
+        times.push(flush_round(round).await?);
     }
-    report(backend, "heartbeat_flush", ids.len() as u64 * rounds, started.elapsed());
+    report(backend, "heartbeat_flush", ids.len() as u64, median(times));
+    Ok(())
+}
 
-    let mut samples_written = 0;
-    let started = Instant::now();
+/// The median of `rounds` rounds of samples (eight GPUs each) over the whole fleet, ten
+/// seconds apart.
+async fn metrics_flush(
+    store: &SharedStore,
+    backend: &'static str,
+    ids: &[NodeId],
+    batch: usize,
+    rounds: u64,
+) -> anyhow::Result<()> {
+    let mut times = Vec::new();
     for round in 0..rounds {
         let now = SystemClock.now() + Duration::from_secs(10 * round);
-        for chunk in ids.chunks(bench.batch) {
+        let started = Instant::now();
+        for chunk in ids.chunks(batch) {
             let samples: Vec<MetricSample> = chunk.iter().map(|id| sample(id, now)).collect();
             store.record_metric_samples(&samples).await?;
-            samples_written += samples.len() as u64;
         }
+        times.push(started.elapsed());
     }
-    report(backend, "metrics_flush", samples_written, started.elapsed());
+    report(backend, "metrics_flush", ids.len() as u64, median(times));
+    Ok(())
+}
 
-    let started = Instant::now();
-    let listed = list_all(&store).await?;
-    report(backend, "list_nodes", listed, started.elapsed());
-
-    let cycles = ids.len().min(10_000);
-    let started = Instant::now();
-    parallel(&store, &ids[..cycles], bench.concurrency, "commands", command_cycle).await?;
-    report(backend, "command_cycle", cycles as u64, started.elapsed());
-
-    store.close().await;
-    Ok(ExitCode::SUCCESS)
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times.get(times.len() / 2).copied().unwrap_or_default()
 }
 
 /// Runs `work` once per id with `concurrency` tasks, showing progress on a terminal.
@@ -189,7 +279,8 @@ fn registration(id: &NodeId) -> NodeRegistration {
 /// transaction.
 async fn register_one(store: SharedStore, id: NodeId) -> anyhow::Result<()> {
     let now = SystemClock.now();
-    let node = Node::register(registration(&id), now)?;
+    let registration = registration(&id);
+    let node = Node::register(&registration, now)?;
     let mut instance = Instance::start_provisioning(
         InstanceRequest {
             id: InstanceId::new(id.as_str())?,
@@ -204,7 +295,8 @@ async fn register_one(store: SharedStore, id: NodeId) -> anyhow::Result<()> {
     )?;
     instance.node_id = Some(id.clone());
     instance.apply(InstanceTrigger::AgentRegistered, "node registered", now)?;
-    let batch = WriteBatch::new(Actor::Node(id), "registered").create_node(node).create_instance(instance);
+    let batch =
+        WriteBatch::new(Actor::Node(id), "registered").create_node(node, registration.gpus).create_instance(instance);
     store.commit(batch).await?;
     Ok(())
 }

@@ -55,7 +55,7 @@ pub async fn run(location: &StoreLocation, args: &DbArgs) -> anyhow::Result<Exit
         DbCommand::Migrate { action } => migrate(location, action).await,
         DbCommand::Seed(args) => {
             let database = connect_current(location).await?;
-            let store = database.into_store(StoreOptions::new(Arc::new(SystemClock)));
+            let store = database.into_store(StoreOptions::new(Arc::new(SystemClock))).await?;
             let summary = seed::seed(&store, args).await?;
             println!("{summary}");
             store.close().await;
@@ -160,7 +160,7 @@ fn truncate(text: &str, max: usize) -> &str {
 
 async fn check(location: &StoreLocation) -> anyhow::Result<ExitCode> {
     let database = connect_current(location).await?;
-    let store = database.into_store(StoreOptions::new(Arc::new(SystemClock)));
+    let store = database.into_store(StoreOptions::new(Arc::new(SystemClock))).await?;
     let findings = store.check_integrity().await.context("checking integrity")?;
     let counts = store.counts().await?;
     store.close().await;

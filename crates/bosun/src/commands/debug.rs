@@ -44,14 +44,14 @@ pub async fn run(location: &StoreLocation, args: &DebugArgs) -> anyhow::Result<E
 async fn crash_writer(location: &StoreLocation, prefix: &str) -> anyhow::Result<ExitCode> {
     let database = Database::connect(location).await?;
     database.ensure_current().await?;
-    let store = database.into_store(StoreOptions::new(Arc::new(SystemClock)));
+    let store = database.into_store(StoreOptions::new(Arc::new(SystemClock))).await?;
     let mut stdout = std::io::stdout().lock();
     let mut previous: Option<Node> = None;
     for i in 0u64.. {
         let now = SystemClock.now();
         let id = NodeId::new(format!("{prefix}-{i:06}"))?;
         let node = Node::register(
-            NodeRegistration {
+            &NodeRegistration {
                 node_id: id.clone(),
                 provider: "fake".into(),
                 region: "local".into(),
@@ -90,7 +90,7 @@ async fn crash_writer(location: &StoreLocation, prefix: &str) -> anyhow::Result<
             now,
         )?;
         let mut batch = WriteBatch::new(Actor::system("crash-writer"), "crash test")
-            .create_node(node)
+            .create_node(node, Vec::new())
             .create_instance(instance)
             .create_command(command);
         // Also update the previous node, so updates are interrupted too.

@@ -298,7 +298,7 @@ impl FleetNode {
         now: Timestamp,
         rng: &mut SmallRng,
     ) -> anyhow::Result<()> {
-        let registered = Node::register(self.registration.clone(), self.registered_at)?;
+        let registered = Node::register(&self.registration, self.registered_at)?;
         let mut node = registered.clone();
         // Each status change is its own update, as the server would have written it.
         let mut history: Vec<Node> = Vec::new();
@@ -431,10 +431,10 @@ impl FleetNode {
 
         // The node as registered, then its later history as updates.
         history.push(node.clone());
-        batch.push(bosun_store::Write::CreateNode(Box::new(registered)));
+        batch.push(bosun_store::Write::CreateNode { node: Box::new(registered), gpus: self.registration.gpus.clone() });
         let mut revision = Revision::FIRST;
         for snapshot in history {
-            batch.push(bosun_store::Write::UpdateNode { node: Box::new(snapshot), expected: revision });
+            batch.push(bosun_store::Write::UpdateNode { node: Box::new(snapshot), expected: revision, gpus: None });
             revision = revision.next();
         }
         batch.push(bosun_store::Write::CreateInstance(Box::new(instance)));
