@@ -35,6 +35,8 @@ pub mod testing;
 mod conformance;
 #[cfg(test)]
 mod migration_tests;
+#[cfg(test)]
+mod slow_log_tests;
 
 pub use error::{Result, StoreError};
 pub use location::{DEFAULT_STORE_URL, LocationError, StoreLocation, redact_url};
