@@ -72,6 +72,7 @@ pub mod node;
 pub mod pool;
 pub mod time;
 pub mod validation;
+pub mod xid;
 
 pub use bootstrap::{BootstrapCommandLog, BootstrapLog};
 pub use change::{Actor, ChangeOp, ChangeRecord, ResourceKind};
