@@ -17,6 +17,7 @@ named_enum!(
         Instance => "instance",
         Command => "command",
         Pool => "pool",
+        Policy => "policy",
     }
 );
 

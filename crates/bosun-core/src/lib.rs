@@ -11,8 +11,8 @@
 //! - [`labels`]: [`Labels`] and equality [`LabelSelector`]s.
 //! - [`lifecycle`]: the node, instance and command state machines, the only place
 //!   transitions are decided.
-//! - [`node`], [`instance`], [`command`], [`health`], [`metrics`], [`pool`], [`bootstrap`]:
-//!   the fleet's resources.
+//! - [`node`], [`instance`], [`command`], [`health`], [`metrics`], [`pool`], [`bootstrap`],
+//!   [`policy`]: the fleet's resources.
 //! - [`change`]: change records (history, audit, watch) and [`Actor`]s.
 //! - [`validation`]: field-naming validation errors shared by every entry point.
 
@@ -69,6 +69,7 @@ pub mod labels;
 pub mod lifecycle;
 pub mod metrics;
 pub mod node;
+pub mod policy;
 pub mod pool;
 pub mod time;
 pub mod validation;
@@ -86,6 +87,7 @@ pub use lifecycle::{
 };
 pub use metrics::{GpuSample, Heartbeat, MetricSample};
 pub use node::{Gpu, Node, NodeMetadata, NodeRegistration};
+pub use policy::StoredPolicy;
 pub use pool::{Pool, PoolSpec, PoolStatus};
 pub use time::{Clock, FakeClock, SystemClock, Timestamp};
 pub use validation::ValidationError;

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use bosun_core::node::Gpu;
 use bosun_core::{
     BootstrapLog, ChangeOp, ChangeRecord, Command, CommandEvent, CommandId, Heartbeat, Instance, InstanceId,
-    InstanceState, MetricSample, Node, NodeId, Pool, PoolName, ResourceKind, Revision, Timestamp,
+    InstanceState, MetricSample, Node, NodeId, Pool, PoolName, ResourceKind, Revision, StoredPolicy, Timestamp,
 };
 
 use crate::error::{Result, StoreError};
@@ -30,6 +30,7 @@ struct State {
     commands: BTreeMap<CommandId, Command>,
     command_events: HashMap<CommandId, Vec<CommandEvent>>,
     pools: BTreeMap<PoolName, Pool>,
+    policy: Option<StoredPolicy>,
     health: HashMap<NodeId, VecDeque<StoredHealthReport>>,
     bootstrap: HashMap<NodeId, VecDeque<BootstrapLog>>,
     /// Per node: ring slot -> sample.
@@ -167,6 +168,11 @@ impl Tx<'_> {
                 None => s.pools.remove(&name),
             };
         }));
+    }
+
+    fn put_policy(&mut self, policy: Option<StoredPolicy>) {
+        let old = std::mem::replace(&mut self.state.policy, policy);
+        self.undo.push(Box::new(move |s| s.policy = old));
     }
 
     fn append_command_event(&mut self, batch: &WriteBatch, command: &Command) {
@@ -501,6 +507,50 @@ impl Tx<'_> {
                 self.put_pool(name.clone(), None);
                 Ok(WriteOutcome::Resource { revision: stored.revision, change_seq: seq })
             }
+            Write::PutPolicy { policy, expected } => {
+                rules::check_policy(policy)?;
+                let id = StoredPolicy::RESOURCE_ID;
+                let (op, revision) = match (&self.state.policy, expected) {
+                    (None, None) => (ChangeOp::Created, Revision::FIRST),
+                    (None, Some(_)) => return Err(StoreError::not_found(ResourceKind::Policy, id)),
+                    (Some(stored), expected) => {
+                        if let Some(expected) = expected {
+                            rules::check_expected(ResourceKind::Policy, id, stored.revision, *expected)?;
+                        }
+                        (ChangeOp::Updated, stored.revision.next())
+                    }
+                };
+                let mut policy = (**policy).clone();
+                policy.revision = revision;
+                let seq = self.record_change(
+                    batch,
+                    ResourceKind::Policy,
+                    id.to_owned(),
+                    op,
+                    revision,
+                    rules::snapshot(&policy),
+                );
+                self.put_policy(Some(policy));
+                Ok(WriteOutcome::Resource { revision, change_seq: seq })
+            }
+            Write::DeletePolicy { expected } => {
+                let id = StoredPolicy::RESOURCE_ID;
+                let stored =
+                    self.state.policy.clone().ok_or_else(|| StoreError::not_found(ResourceKind::Policy, id))?;
+                if let Some(expected) = expected {
+                    rules::check_expected(ResourceKind::Policy, id, stored.revision, *expected)?;
+                }
+                let seq = self.record_change(
+                    batch,
+                    ResourceKind::Policy,
+                    id.to_owned(),
+                    ChangeOp::Deleted,
+                    stored.revision,
+                    rules::snapshot(&stored),
+                );
+                self.put_policy(None);
+                Ok(WriteOutcome::Resource { revision: stored.revision, change_seq: seq })
+            }
             Write::AppendHealthReport(report) => {
                 self.ensure_node_exists(&report.node_id)?;
                 let previous_id = self.state.last_health_id;
@@ -729,6 +779,10 @@ impl Store for MemoryStore {
         Ok(self.lock()?.pools.values().cloned().collect())
     }
 
+    async fn policy(&self) -> Result<Option<StoredPolicy>> {
+        Ok(self.lock()?.policy.clone())
+    }
+
     async fn health_history(&self, node: &NodeId, limit: u32) -> Result<Vec<StoredHealthReport>> {
         let state = self.lock()?;
         if !state.nodes.contains_key(node) {
@@ -868,6 +922,9 @@ impl Store for MemoryStore {
             .chain(state.instances.values().map(|i| ((ResourceKind::Instance, i.id.to_string()), i.revision)))
             .chain(state.commands.values().map(|c| ((ResourceKind::Command, c.id.to_string()), c.revision)))
             .chain(state.pools.values().map(|p| ((ResourceKind::Pool, p.name.to_string()), p.revision)))
+            .chain(
+                state.policy.iter().map(|p| ((ResourceKind::Policy, StoredPolicy::RESOURCE_ID.to_owned()), p.revision)),
+            )
             .collect();
         for node in state.nodes.values() {
             let inventory = state.gpus.get(&node.id).map_or(0, Vec::len);

@@ -13,17 +13,41 @@ use crate::open::{ConnectSettings, MigrationSource};
 use crate::testing::{TestLocation, test_options};
 use crate::{Backend, Database, OpenError, StoreLocation, WriteBatch};
 
-/// This binary's migrations for `backend` plus `0002_probe`, in a temporary directory.
-fn newer_migrations(backend: Backend) -> tempfile::TempDir {
+fn migrations_dir(backend: Backend) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend.as_str())
+}
+
+/// The newest schema version this binary ships for `backend`.
+fn latest(backend: Backend) -> i64 {
+    let ups = std::fs::read_dir(migrations_dir(backend))
+        .expect("migrations directory")
+        .filter(|e| e.as_ref().expect("entry").file_name().to_string_lossy().ends_with(".up.sql"))
+        .count();
+    i64::try_from(ups).expect("a few migrations")
+}
+
+/// This binary's migrations for `backend` up to `version`, in a temporary directory.
+fn migrations_up_to(backend: Backend, version: i64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend.as_str());
-    for entry in std::fs::read_dir(&source).expect("migrations directory") {
+    for entry in std::fs::read_dir(migrations_dir(backend)).expect("migrations directory") {
         let path = entry.expect("entry").path();
-        std::fs::copy(&path, dir.path().join(path.file_name().expect("file name"))).expect("copy migration");
+        let name = path.file_name().expect("file name").to_string_lossy().into_owned();
+        let file_version: i64 = name[..4].parse().expect("numbered migration");
+        if file_version <= version {
+            std::fs::copy(&path, dir.path().join(&name)).expect("copy migration");
+        }
     }
-    std::fs::write(dir.path().join("0002_probe.up.sql"), "CREATE TABLE probe (id BIGINT PRIMARY KEY);\n")
+    dir
+}
+
+/// This binary's migrations for `backend` plus one more (a probe table), as a newer bosun
+/// would ship them.
+fn newer_migrations(backend: Backend) -> tempfile::TempDir {
+    let dir = migrations_up_to(backend, latest(backend));
+    let probe = format!("{:04}_probe", latest(backend) + 1);
+    std::fs::write(dir.path().join(format!("{probe}.up.sql")), "CREATE TABLE probe (id BIGINT PRIMARY KEY);\n")
         .expect("write migration");
-    std::fs::write(dir.path().join("0002_probe.down.sql"), "DROP TABLE probe;\n").expect("write migration");
+    std::fs::write(dir.path().join(format!("{probe}.down.sql")), "DROP TABLE probe;\n").expect("write migration");
     dir
 }
 
@@ -35,13 +59,14 @@ async fn connect_with(location: &StoreLocation, migrations: MigrationSource) -> 
 async fn up_down_up_gives_identical_schema(backend: Backend) {
     let Some(test) = TestLocation::new(backend).await else { return };
     let database = Database::connect(&test.location).await.expect("connect");
+    let latest = latest(backend);
     let applied = database.migrate_up().await.expect("up");
-    assert_eq!(applied.iter().map(|m| m.version).collect::<Vec<_>>(), [1]);
+    assert_eq!(applied.iter().map(|m| m.version).collect::<Vec<_>>(), (1..=latest).collect::<Vec<_>>());
     let first = database.schema_fingerprint().await.expect("fingerprint");
     assert!(first.iter().any(|line| line.contains("nodes")), "{first:?}");
 
     let reverted = database.migrate_down(0).await.expect("down");
-    assert_eq!(reverted.iter().map(|m| m.version).collect::<Vec<_>>(), [1]);
+    assert_eq!(reverted.iter().map(|m| m.version).collect::<Vec<_>>(), (1..=latest).rev().collect::<Vec<_>>());
     assert_eq!(database.status().await.expect("status").current_version(), 0);
     assert!(database.schema_fingerprint().await.expect("fingerprint").is_empty(), "down removes every table");
 
@@ -49,11 +74,23 @@ async fn up_down_up_gives_identical_schema(backend: Backend) {
     assert_eq!(database.schema_fingerprint().await.expect("fingerprint"), first);
     assert!(database.migrate_up().await.expect("idempotent").is_empty());
 
-    // The same through a newer migration set: 2 -> 1 restores exactly version 1.
+    // Every step down restores exactly the schema of the version below it.
+    for version in (1..latest).rev() {
+        let older = migrations_up_to(backend, version);
+        let fresh = TestLocation::new(backend).await.expect("same backend");
+        let reference = connect_with(&fresh.location, MigrationSource::Directory(older.path().into())).await;
+        reference.migrate_up().await.expect("up to the older version");
+        let expected = reference.schema_fingerprint().await.expect("fingerprint");
+        database.migrate_down(version).await.expect("one step down");
+        assert_eq!(database.schema_fingerprint().await.expect("fingerprint"), expected, "version {version}");
+    }
+    database.migrate_up().await.expect("back up");
+
+    // The same through a newer migration set: latest+1 -> latest restores exactly latest.
     let newer = newer_migrations(backend);
     let database = connect_with(&test.location, MigrationSource::Directory(newer.path().into())).await;
-    database.migrate_up().await.expect("up to 2");
-    database.migrate_down(1).await.expect("down to 1");
+    database.migrate_up().await.expect("up to the newer version");
+    database.migrate_down(latest).await.expect("down to this binary's version");
     assert_eq!(database.schema_fingerprint().await.expect("fingerprint"), first);
 }
 
@@ -64,19 +101,19 @@ async fn a_database_newer_than_the_binary_is_refused(backend: Backend) {
 
     let database = Database::connect(&test.location).await.expect("connect");
     let status = database.status().await.expect("status");
-    assert_eq!(status.unknown_applied, [2]);
+    let latest = latest(backend);
+    assert_eq!(status.unknown_applied, [latest + 1]);
     for result in [database.migrate_up().await.map(|_| ()), database.ensure_current().await] {
         let message = match result {
             Err(e @ OpenError::SchemaTooNew { .. }) => e.to_string(),
             other => panic!("expected SchemaTooNew, got {other:?}"),
         };
-        assert!(
-            message.ends_with(
-                "has schema version 2, newer than this bosun binary understands (1); \
-                 run a bosun release at least as new as the one that migrated it"
-            ),
-            "{message}"
+        let expected = format!(
+            "has schema version {}, newer than this bosun binary understands ({latest}); \
+             run a bosun release at least as new as the one that migrated it",
+            latest + 1
         );
+        assert!(message.ends_with(&expected), "{message}");
     }
     assert!(matches!(database.migrate_down(0).await, Err(OpenError::SchemaTooNew { .. })));
 }
@@ -86,9 +123,14 @@ async fn an_edited_migration_is_refused(backend: Backend) {
     let database = Database::connect(&test.location).await.expect("connect");
     database.migrate_up().await.expect("up");
     let dir = tempfile::tempdir().expect("temporary directory");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend.as_str());
-    for name in ["0001_initial.up.sql", "0001_initial.down.sql"] {
-        let mut sql = std::fs::read_to_string(source.join(name)).expect("read");
+    let source = migrations_dir(backend);
+    for entry in std::fs::read_dir(&source).expect("migrations directory") {
+        let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
+        if !name.starts_with("0001_") {
+            std::fs::copy(source.join(&name), dir.path().join(&name)).expect("copy");
+            continue;
+        }
+        let mut sql = std::fs::read_to_string(source.join(&name)).expect("read");
         sql.push_str("\n-- edited after release\n");
         std::fs::write(dir.path().join(name), sql).expect("write");
     }
@@ -101,11 +143,70 @@ async fn an_edited_migration_is_refused(backend: Backend) {
     }
 }
 
+/// Version 2 rebuilds SQLite's change log to admit policy records: every record survives,
+/// and no sequence number is handed out twice, even past records retention removed.
+async fn version_2_keeps_the_change_log_and_its_sequence(backend: Backend) {
+    let Some(test) = TestLocation::new(backend).await else { return };
+    let clock = Arc::new(FakeClock::at_default_epoch());
+    let version_1 = migrations_up_to(backend, 1);
+    let database = connect_with(&test.location, MigrationSource::Directory(version_1.path().into())).await;
+    database.migrate_up().await.expect("up to 1");
+    let store = database.into_store(test_options(clock.clone())).await.expect("open store");
+    let system = || bosun_core::Actor::system("test");
+    for name in ["kept", "gone"] {
+        let mut registration = crate::conformance::registration(name);
+        registration.gpus.clear();
+        let node = bosun_core::Node::register(&registration, bosun_core::Clock::now(clock.as_ref())).expect("node");
+        store.commit(WriteBatch::new(system(), "data").create_node(node, Vec::new())).await.expect("write");
+    }
+    let gone = "gone".parse().expect("valid");
+    store.commit(WriteBatch::new(system(), "bye").delete_node(gone, None)).await.expect("delete");
+    clock.advance(std::time::Duration::from_secs(30 * 24 * 3600));
+    let retention = crate::RetentionPolicy { changes_older_than: std::time::Duration::from_secs(3600) };
+    assert_eq!(store.apply_retention(&retention).await.expect("retention").changes_deleted, 2);
+    let left = store.list_changes(&crate::ChangeFilter::default(), 10).await.expect("log");
+    assert_eq!(left.iter().map(|c| c.seq).collect::<Vec<_>>(), [1], "only the live node's record is left");
+    assert_eq!(store.last_change_seq().await.expect("seq"), 3);
+    store.close().await;
+
+    let database = Database::connect(&test.location).await.expect("connect");
+    database.migrate_up().await.expect("up to the latest version");
+    let store = database.into_store(test_options(clock.clone())).await.expect("open store");
+    let policy = bosun_core::StoredPolicy {
+        name: "strict".into(),
+        document: "rules: []".into(),
+        updated_at: bosun_core::Clock::now(clock.as_ref()),
+        revision: bosun_core::Revision::FIRST,
+    };
+    let committed = store.commit(WriteBatch::new(system(), "policy").put_policy(policy)).await.expect("put policy");
+    let seqs: Vec<u64> =
+        store.list_changes(&crate::ChangeFilter::default(), 10).await.expect("log").iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, [1, 4], "record 1 survived; 2 and 3 are never reused");
+    assert!(matches!(committed.outcomes[0], crate::WriteOutcome::Resource { change_seq: 4, .. }));
+
+    // Down to 1 forgets the policy and its history, and keeps everything else.
+    store.close().await;
+    let database = Database::connect(&test.location).await.expect("connect");
+    database.migrate_down(1).await.expect("down to 1");
+    let database = connect_with(&test.location, MigrationSource::Directory(version_1.path().into())).await;
+    let store = database.into_store(test_options(clock)).await.expect("open store");
+    let kinds: Vec<String> = store
+        .list_changes(&crate::ChangeFilter::default(), 10)
+        .await
+        .expect("log")
+        .iter()
+        .map(|c| c.kind.to_string())
+        .collect();
+    assert_eq!(kinds, ["node"]);
+}
+
 async fn an_unmigrated_database_is_named_outdated(backend: Backend) {
     let Some(test) = TestLocation::new(backend).await else { return };
     let database = Database::connect(&test.location).await.expect("connect");
     match database.ensure_current().await {
-        Err(e @ OpenError::SchemaOutdated { database_version: 0, binary_version: 1, .. }) => {
+        Err(e @ OpenError::SchemaOutdated { database_version: 0, binary_version, .. })
+            if binary_version == latest(backend) =>
+        {
             assert!(e.to_string().contains("run `bosun db migrate up`"), "{e}");
         }
         other => panic!("expected SchemaOutdated, got {other:?}"),
@@ -146,16 +247,16 @@ async fn sqlite_backs_up_an_existing_file_before_migrating_it() {
     store.close().await;
     let newer = newer_migrations(Backend::Sqlite);
     let database = connect_with(&test.location, MigrationSource::Directory(newer.path().into())).await;
-    database.migrate_up().await.expect("up to 2");
+    database.migrate_up().await.expect("up to the newer version");
     database.close().await;
 
     let written = backups(&dir);
     assert_eq!(written.len(), 1, "{written:?}");
     let name = written[0].file_name().and_then(|n| n.to_str()).expect("name");
-    assert!(name.starts_with("bosun.db.bak-v1-"), "{name}");
+    assert!(name.starts_with(&format!("bosun.db.bak-v{}-", latest(Backend::Sqlite))), "{name}");
     // The copy is a working store at the old version with the old data.
     let backup = Database::connect(&StoreLocation::Sqlite { path: written[0].clone() }).await.expect("open backup");
-    backup.ensure_current().await.expect("the backup is at version 1");
+    backup.ensure_current().await.expect("the backup is at this binary's version");
     let store = backup.into_store(test_options(clock)).await.expect("open backup store");
     assert_eq!(store.node(&"precious".parse().expect("valid")).await.expect("node survived").id.as_str(), "precious");
 }
@@ -178,7 +279,7 @@ async fn postgres_concurrent_migrators_are_serialized() {
     }
     let database = Database::connect(&test.location).await.expect("connect");
     let status = database.status().await.expect("status");
-    assert_eq!(status.current_version(), 1);
+    assert_eq!(status.current_version(), latest(Backend::Postgres));
     assert!(status.pending().is_empty() && status.unknown_applied.is_empty());
     database.ensure_current().await.expect("current");
 }
@@ -235,4 +336,5 @@ on_sql_backends!(
     a_database_newer_than_the_binary_is_refused,
     an_edited_migration_is_refused,
     an_unmigrated_database_is_named_outdated,
+    version_2_keeps_the_change_log_and_its_sequence,
 );

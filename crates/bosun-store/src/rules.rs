@@ -6,7 +6,7 @@
 use bosun_core::node::Gpu;
 use bosun_core::{
     Command, CommandId, CommandKind, CommandState, Instance, InstanceState, Node, NodeId, NodeStatus, Pool,
-    ResourceKind, Revision, Timestamp,
+    ResourceKind, Revision, StoredPolicy, Timestamp,
 };
 
 use crate::error::{Result, StoreError};
@@ -167,6 +167,10 @@ pub(crate) fn check_command_update(stored: &CommandHeader, command: &Command, ex
 
 pub(crate) fn check_pool(pool: &Pool) -> Result<()> {
     pool.spec.validate().map_err(|e| StoreError::Invalid(e.within("spec")))
+}
+
+pub(crate) fn check_policy(policy: &StoredPolicy) -> Result<()> {
+    policy.validate().map_err(|e| StoreError::Invalid(e.within("policy")))
 }
 
 /// The JSON snapshot stored in a change record.

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bosun_core::node::Gpu;
 use bosun_core::{
     BootstrapLog, ChangeRecord, Clock, Command, CommandEvent, CommandId, Heartbeat, Instance, InstanceId, MetricSample,
-    Node, NodeId, Pool, PoolName, Timestamp,
+    Node, NodeId, Pool, PoolName, StoredPolicy, Timestamp,
 };
 
 use crate::error::Result;
@@ -190,6 +190,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn pool(&self, name: &PoolName) -> Result<Pool>;
     async fn list_pools(&self) -> Result<Vec<Pool>>;
 
+    /// The health policy document stored through the API, if any.
+    async fn policy(&self) -> Result<Option<StoredPolicy>>;
+
     /// A node's most recent health reports, newest first.
     async fn health_history(&self, node: &NodeId, limit: u32) -> Result<Vec<StoredHealthReport>>;
     /// A node's bootstrap logs, newest first.
@@ -197,7 +200,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Change records matching `filter`, in sequence order, at most `limit`.
     async fn list_changes(&self, filter: &ChangeFilter, limit: u32) -> Result<Vec<ChangeRecord>>;
-    /// The highest change sequence number written so far (0 for an empty log).
+    /// The highest change sequence number handed out so far (0 for an empty log), even if
+    /// retention has since removed that record: a watcher starting here misses nothing
+    /// and never sees a number twice.
     async fn last_change_seq(&self) -> Result<u64>;
 
     /// Records heartbeats in one transaction. Heartbeats of unknown nodes are skipped, a

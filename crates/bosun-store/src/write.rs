@@ -9,7 +9,7 @@
 use bosun_core::node::Gpu;
 use bosun_core::{
     Actor, BootstrapLog, Command, HealthReport, Instance, InstanceId, Node, NodeId, Pool, PoolName, ResourceKind,
-    Revision,
+    Revision, StoredPolicy,
 };
 
 /// One write inside a batch.
@@ -62,6 +62,16 @@ pub enum Write {
         name: PoolName,
         expected: Option<Revision>,
     },
+    /// Stores the health policy document: creates it (revision 1) when none is stored,
+    /// replaces it otherwise. With `expected`, only if the stored one is at that revision.
+    PutPolicy {
+        policy: Box<StoredPolicy>,
+        expected: Option<Revision>,
+    },
+    /// Removes the stored policy document, so the built-in policy applies again.
+    DeletePolicy {
+        expected: Option<Revision>,
+    },
     /// Appends to the node's bounded health history (no change record: history is the
     /// record).
     AppendHealthReport(Box<HealthReport>),
@@ -86,6 +96,9 @@ impl Write {
             }
             Write::CreatePool(p) | Write::UpdatePool { pool: p, .. } => Some((ResourceKind::Pool, p.name.to_string())),
             Write::DeletePool { name, .. } => Some((ResourceKind::Pool, name.to_string())),
+            Write::PutPolicy { .. } | Write::DeletePolicy { .. } => {
+                Some((ResourceKind::Policy, StoredPolicy::RESOURCE_ID.to_owned()))
+            }
             Write::AppendHealthReport(_) | Write::AppendBootstrapLog(_) => None,
         }
     }
@@ -174,6 +187,17 @@ impl WriteBatch {
 
     pub fn delete_pool(mut self, name: PoolName, expected: Option<Revision>) -> Self {
         self.writes.push(Write::DeletePool { name, expected });
+        self
+    }
+
+    /// Stores `policy`, replacing what is stored whatever its revision.
+    pub fn put_policy(mut self, policy: StoredPolicy) -> Self {
+        self.writes.push(Write::PutPolicy { policy: Box::new(policy), expected: None });
+        self
+    }
+
+    pub fn delete_policy(mut self, expected: Option<Revision>) -> Self {
+        self.writes.push(Write::DeletePolicy { expected });
         self
     }
 

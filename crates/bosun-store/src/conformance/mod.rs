@@ -11,6 +11,7 @@ mod fixtures;
 mod instances;
 mod maintenance;
 mod nodes;
+mod policies;
 mod pools;
 mod soft_state;
 
@@ -102,6 +103,9 @@ macro_rules! store_conformance {
             pools::invalid_spec_is_rejected,
             pools::status_round_trips,
             pools::list_is_sorted_by_name,
+            policies::put_replace_and_delete,
+            policies::expected_revision_is_checked,
+            policies::invalid_document_is_rejected,
             batches::failed_batch_leaves_no_rows_and_no_change_records,
             batches::conflict_midway_rolls_back_earlier_writes,
             batches::outcomes_report_revisions_and_sequences,

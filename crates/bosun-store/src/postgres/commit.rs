@@ -7,7 +7,9 @@
 //! lock is held only for the append and the commit.
 
 use bosun_core::node::Gpu;
-use bosun_core::{BootstrapLog, ChangeOp, Command, HealthReport, Instance, Node, NodeId, Pool, ResourceKind, Revision};
+use bosun_core::{
+    BootstrapLog, ChangeOp, Command, HealthReport, Instance, Node, NodeId, Pool, ResourceKind, Revision, StoredPolicy,
+};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, PgConnection};
 use sqlx::types::Json;
@@ -16,7 +18,7 @@ use sqlx::{PgPool, Postgres};
 use super::time;
 use crate::error::{Result, StoreError};
 use crate::rules::{self, CommandHeader, InstanceHeader, NodeHeader};
-use crate::sql::rows::{CommandRow, InstanceRow, NodeRow, PoolRow};
+use crate::sql::rows::{CommandRow, InstanceRow, NodeRow, PolicyRow, PoolRow};
 use crate::sql::{SlowLog, map_err, parse, to_json, unsigned};
 use crate::store::StoreOptions;
 use crate::write::{Committed, Write, WriteBatch, WriteOutcome};
@@ -24,7 +26,7 @@ use crate::write::{Committed, Write, WriteBatch, WriteOutcome};
 type Query<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
 
 /// Key of the advisory lock that orders change-log appends ("bosun-ch" in ASCII).
-const CHANGE_LOG_LOCK: i64 = 0x626f_7375_6e2d_6368;
+pub(super) const CHANGE_LOG_LOCK: i64 = 0x626f_7375_6e2d_6368;
 
 /// A change record waiting for the end of the transaction.
 struct PendingChange {
@@ -352,9 +354,99 @@ async fn apply(tx: &mut PgConnection, cx: &Cx<'_>, write: &Write) -> Result<Appl
                 .map_err(|e| map_err(e, None))?;
             Ok(Applied::resource(ResourceKind::Pool, name.as_str(), ChangeOp::Deleted, stored.revision, &stored))
         }
+        Write::PutPolicy { policy, expected } => put_policy(tx, cx, policy, *expected).await,
+        Write::DeletePolicy { expected } => {
+            let id = StoredPolicy::RESOURCE_ID;
+            let stored = stored_policy(tx, cx).await?.ok_or_else(|| StoreError::not_found(ResourceKind::Policy, id))?;
+            if let Some(expected) = expected {
+                rules::check_expected(ResourceKind::Policy, id, stored.revision, *expected)?;
+            }
+            cx.slow
+                .run("policies.delete", sqlx::query("DELETE FROM policies WHERE id = $1").bind(id).execute(&mut *tx))
+                .await
+                .map_err(|e| map_err(e, None))?;
+            Ok(Applied::resource(ResourceKind::Policy, id, ChangeOp::Deleted, stored.revision, &stored))
+        }
         Write::AppendHealthReport(report) => append_health_report(tx, cx, report).await,
         Write::AppendBootstrapLog(log) => append_bootstrap_log(tx, cx, log).await,
     }
+}
+
+/// The stored policy, locked for the rest of the transaction.
+async fn stored_policy(tx: &mut PgConnection, cx: &Cx<'_>) -> Result<Option<StoredPolicy>> {
+    let row: Option<PolicyRow<DateTime<Utc>>> = cx
+        .slow
+        .run(
+            "policies.get_for_update",
+            sqlx::query_as("SELECT name, document, updated_at, revision FROM policies WHERE id = $1 FOR UPDATE")
+                .bind(StoredPolicy::RESOURCE_ID)
+                .fetch_optional(&mut *tx),
+        )
+        .await
+        .map_err(|e| map_err(e, None))?;
+    row.map(PolicyRow::into_policy).transpose()
+}
+
+async fn put_policy(
+    tx: &mut PgConnection,
+    cx: &Cx<'_>,
+    policy: &StoredPolicy,
+    expected: Option<Revision>,
+) -> Result<Applied> {
+    rules::check_policy(policy)?;
+    let id = StoredPolicy::RESOURCE_ID;
+    let write = |sql: &'static str, revision: Revision| {
+        sqlx::query(sql)
+            .bind(id)
+            .bind(&policy.name)
+            .bind(&policy.document)
+            .bind(time(policy.updated_at))
+            .bind(int(revision.get()))
+    };
+    let stored = match stored_policy(tx, cx).await? {
+        Some(stored) => stored,
+        None if expected.is_some() => return Err(StoreError::not_found(ResourceKind::Policy, id)),
+        None => {
+            // A concurrent first put may win the insert; then this one replaces its policy.
+            let inserted = cx
+                .slow
+                .run(
+                    "policies.insert",
+                    write(
+                        "INSERT INTO policies (id, name, document, updated_at, revision)                          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                        Revision::FIRST,
+                    )
+                    .execute(&mut *tx),
+                )
+                .await
+                .map_err(|e| map_err(e, None))?
+                .rows_affected();
+            if inserted == 1 {
+                let mut stored = policy.clone();
+                stored.revision = Revision::FIRST;
+                return Ok(Applied::resource(ResourceKind::Policy, id, ChangeOp::Created, Revision::FIRST, &stored));
+            }
+            stored_policy(tx, cx).await?.ok_or_else(|| StoreError::not_found(ResourceKind::Policy, id))?
+        }
+    };
+    if let Some(expected) = expected {
+        rules::check_expected(ResourceKind::Policy, id, stored.revision, expected)?;
+    }
+    let revision = stored.revision.next();
+    cx.slow
+        .run(
+            "policies.update",
+            write(
+                "UPDATE policies SET name = $2, document = $3, updated_at = $4, revision = $5 WHERE id = $1",
+                revision,
+            )
+            .execute(&mut *tx),
+        )
+        .await
+        .map_err(|e| map_err(e, None))?;
+    let mut stored = policy.clone();
+    stored.revision = revision;
+    Ok(Applied::resource(ResourceKind::Policy, id, ChangeOp::Updated, revision, &stored))
 }
 
 async fn ensure_node(tx: &mut PgConnection, cx: &Cx<'_>, id: &NodeId) -> Result<()> {

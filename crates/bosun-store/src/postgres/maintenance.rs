@@ -142,7 +142,8 @@ pub(super) async fn check_integrity(pool: &PgPool) -> Result<Vec<IntegrityFindin
         "SELECT 'node', node_id, revision FROM nodes UNION ALL \
          SELECT 'instance', instance_id, revision FROM instances UNION ALL \
          SELECT 'command', command_id::text, revision FROM commands UNION ALL \
-         SELECT 'pool', name, revision FROM pools",
+         SELECT 'pool', name, revision FROM pools UNION ALL \
+         SELECT 'policy', id, revision FROM policies",
     )
     .fetch_all(pool)
     .await

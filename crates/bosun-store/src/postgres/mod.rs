@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use bosun_core::node::Gpu;
 use bosun_core::{
     BootstrapLog, ChangeRecord, Command, CommandEvent, CommandId, Heartbeat, Instance, InstanceId, Labels,
-    MetricSample, Node, NodeId, NodeMetadata, Pool, PoolName, ResourceKind, Revision, Timestamp,
+    MetricSample, Node, NodeId, NodeMetadata, Pool, PoolName, ResourceKind, Revision, StoredPolicy, Timestamp,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -27,8 +27,8 @@ use crate::memory::{dedupe_heartbeats, dedupe_samples};
 use crate::open::ConnectSettings;
 use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest, command_key};
 use crate::sql::rows::{
-    BootstrapLogRow, ChangeRow, CommandEventRow, CommandRow, GpuRow, HealthReportRow, InstanceRow, NodeRow, PoolRow,
-    SampleRow,
+    BootstrapLogRow, ChangeRow, CommandEventRow, CommandRow, GpuRow, HealthReportRow, InstanceRow, NodeRow, PolicyRow,
+    PoolRow, SampleRow,
 };
 use crate::sql::{SlowLog, map_err, parse, parse_opt, unsigned};
 use crate::store::{
@@ -391,6 +391,20 @@ impl Store for PostgresStore {
         rows.into_iter().map(PoolRow::into_pool).collect()
     }
 
+    async fn policy(&self) -> Result<Option<StoredPolicy>> {
+        let row: Option<PolicyRow<DateTime<Utc>>> = self
+            .slow
+            .run(
+                "policies.get",
+                sqlx::query_as("SELECT name, document, updated_at, revision FROM policies WHERE id = $1")
+                    .bind(StoredPolicy::RESOURCE_ID)
+                    .fetch_optional(&self.pool),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        row.map(PolicyRow::into_policy).transpose()
+    }
+
     async fn health_history(&self, node: &NodeId, limit: u32) -> Result<Vec<StoredHealthReport>> {
         if !self.node_exists(node).await? {
             return Err(StoreError::not_found(ResourceKind::Node, node));
@@ -455,15 +469,33 @@ impl Store for PostgresStore {
     }
 
     async fn last_change_seq(&self) -> Result<u64> {
-        let seq: i64 = self
-            .slow
+        // Writers draw sequence numbers and commit while holding the change-log lock: with
+        // it (shared), every number the sequence handed out is committed or rolled back, so
+        // nothing below the answer can still appear. The sequence, not MAX(seq), because
+        // retention may have removed the newest records.
+        let mut tx = self.slow.run("begin", self.pool.begin()).await.map_err(|e| map_err(e, None))?;
+        self.slow
             .run(
-                "changes.last_seq",
-                sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM changes").fetch_one(&self.pool),
+                "changes.lock_shared",
+                sqlx::query("SELECT pg_advisory_xact_lock_shared($1)").bind(commit::CHANGE_LOG_LOCK).execute(&mut *tx),
             )
             .await
             .map_err(|e| map_err(e, None))?;
-        Ok(u64::try_from(seq).unwrap_or(0))
+        let seq: Option<i64> = self
+            .slow
+            .run(
+                "changes.last_seq",
+                sqlx::query_scalar(
+                    "SELECT last_value FROM pg_sequences \
+                     WHERE schemaname = current_schema() AND sequencename = 'changes_seq_seq'",
+                )
+                .fetch_optional(&mut *tx),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?
+            .flatten();
+        self.slow.run("commit", tx.commit()).await.map_err(|e| map_err(e, None))?;
+        Ok(seq.map_or(0, |s| u64::try_from(s).unwrap_or(0)))
     }
 
     async fn record_heartbeats(&self, batch: &[Heartbeat]) -> Result<u64> {

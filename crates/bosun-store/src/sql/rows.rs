@@ -9,7 +9,7 @@ use bosun_core::pool::{PoolSpec, PoolStatus, ProviderBackoff, ScalingDecision};
 use bosun_core::{
     Actor, BootstrapCommandLog, BootstrapLog, ChangeRecord, CheckResult, ClassifiedEvent, Command, CommandEvent,
     CommandKind, GpuSample, HealthReport, Instance, Labels, MetricSample, Node, NodeMetadata, Pool, Revision,
-    Timestamp,
+    StoredPolicy, Timestamp,
 };
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -245,6 +245,25 @@ impl<T: SqlTime> PoolRow<T> {
                 last_decision: self.last_decision.map(|d| d.0),
             },
             revision: revision("pools.revision", self.revision)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct PolicyRow<T> {
+    pub name: String,
+    pub document: String,
+    pub updated_at: T,
+    pub revision: i64,
+}
+
+impl<T: SqlTime> PolicyRow<T> {
+    pub fn into_policy(self) -> Result<StoredPolicy> {
+        Ok(StoredPolicy {
+            name: self.name,
+            document: self.document,
+            updated_at: self.updated_at.timestamp(),
+            revision: revision("policies.revision", self.revision)?,
         })
     }
 }

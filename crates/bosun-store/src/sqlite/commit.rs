@@ -4,6 +4,7 @@
 use bosun_core::node::Gpu;
 use bosun_core::{
     BootstrapLog, ChangeOp, Command, HealthReport, Instance, InstanceId, Node, NodeId, Pool, ResourceKind, Revision,
+    StoredPolicy,
 };
 use rusqlite::{Connection, OptionalExtension as _, params};
 
@@ -156,6 +157,37 @@ fn apply(conn: &Connection, cx: &Cx<'_>, write: &Write) -> Result<WriteOutcome> 
             }
             conn.prepare_cached("DELETE FROM pools WHERE name = ?1")?.execute([name.as_str()])?;
             change(conn, cx, ResourceKind::Pool, name.as_str(), ChangeOp::Deleted, stored.revision, &stored)
+        }
+        Write::PutPolicy { policy, expected } => {
+            rules::check_policy(policy)?;
+            let id = StoredPolicy::RESOURCE_ID;
+            let stored = read::policy(conn)?;
+            let (op, revision) = match (&stored, expected) {
+                (None, None) => (ChangeOp::Created, Revision::FIRST),
+                (None, Some(_)) => return Err(StoreError::not_found(ResourceKind::Policy, id)),
+                (Some(stored), expected) => {
+                    if let Some(expected) = expected {
+                        rules::check_expected(ResourceKind::Policy, id, stored.revision, *expected)?;
+                    }
+                    (ChangeOp::Updated, stored.revision.next())
+                }
+            };
+            conn.prepare_cached(
+                "INSERT INTO policies (id, name, document, updated_at, revision) VALUES (?1, ?2, ?3, ?4, ?5)                  ON CONFLICT (id) DO UPDATE SET name = excluded.name, document = excluded.document,                  updated_at = excluded.updated_at, revision = excluded.revision",
+            )?
+            .execute(params![id, policy.name, policy.document, micros(policy.updated_at), int(revision.get())])?;
+            let mut stored = (**policy).clone();
+            stored.revision = revision;
+            change(conn, cx, ResourceKind::Policy, id, op, revision, &stored)
+        }
+        Write::DeletePolicy { expected } => {
+            let id = StoredPolicy::RESOURCE_ID;
+            let stored = read::policy(conn)?.ok_or_else(|| StoreError::not_found(ResourceKind::Policy, id))?;
+            if let Some(expected) = expected {
+                rules::check_expected(ResourceKind::Policy, id, stored.revision, *expected)?;
+            }
+            conn.prepare_cached("DELETE FROM policies WHERE id = ?1")?.execute([id])?;
+            change(conn, cx, ResourceKind::Policy, id, ChangeOp::Deleted, stored.revision, &stored)
         }
         Write::AppendHealthReport(report) => append_health_report(conn, cx, report),
         Write::AppendBootstrapLog(log) => append_bootstrap_log(conn, cx, log),

@@ -132,7 +132,8 @@ pub(super) fn check_integrity(conn: &Connection) -> Result<Vec<IntegrityFinding>
         "SELECT 'node', node_id, revision FROM nodes UNION ALL \
          SELECT 'instance', instance_id, revision FROM instances UNION ALL \
          SELECT 'command', command_id, revision FROM commands UNION ALL \
-         SELECT 'pool', name, revision FROM pools",
+         SELECT 'pool', name, revision FROM pools UNION ALL \
+         SELECT 'policy', id, revision FROM policies",
         |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)),
     )?
     .into_iter()

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use bosun_core::node::Gpu;
 use bosun_core::{
     BootstrapLog, ChangeRecord, Command, CommandEvent, CommandId, Heartbeat, Instance, InstanceId, MetricSample, Node,
-    NodeId, Pool, PoolName, ResourceKind, Timestamp,
+    NodeId, Pool, PoolName, ResourceKind, StoredPolicy, Timestamp,
 };
 use rusqlite::{TransactionBehavior, params};
 
@@ -213,6 +213,10 @@ impl Store for SqliteStore {
 
     async fn list_pools(&self) -> Result<Vec<Pool>> {
         self.read("pools.list", read::list_pools).await
+    }
+
+    async fn policy(&self) -> Result<Option<StoredPolicy>> {
+        self.read("policies.get", read::policy).await
     }
 
     async fn health_history(&self, node: &NodeId, limit: u32) -> Result<Vec<StoredHealthReport>> {

@@ -4,7 +4,7 @@
 use bosun_core::node::Gpu;
 use bosun_core::{
     BootstrapLog, ChangeRecord, Command, CommandEvent, CommandId, Instance, MetricSample, Node, NodeId, Pool,
-    ResourceKind, Revision, Timestamp,
+    ResourceKind, Revision, StoredPolicy, Timestamp,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension as _, Row, params_from_iter};
@@ -14,7 +14,8 @@ use sqlx::types::Json;
 use crate::error::{Result, StoreError};
 use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter};
 use crate::sql::rows::{
-    BootstrapLogRow, ChangeRow, CommandEventRow, CommandRow, GpuRow, HealthReportRow, InstanceRow, PoolRow, SampleRow,
+    BootstrapLogRow, ChangeRow, CommandEventRow, CommandRow, GpuRow, HealthReportRow, InstanceRow, PolicyRow, PoolRow,
+    SampleRow,
 };
 use crate::sql::{label_path, parse, parse_opt, unsigned};
 use crate::write::StoredHealthReport;
@@ -387,6 +388,13 @@ pub(super) fn command_events(conn: &Connection, id: &CommandId) -> Result<Vec<Co
 
 pub(super) fn pool(conn: &Connection, name: &str) -> Result<Option<Pool>> {
     one(conn, &format!("SELECT {POOL_COLUMNS} WHERE name = ?1"), &[text(name)], pool_row)
+}
+
+pub(super) fn policy(conn: &Connection) -> Result<Option<StoredPolicy>> {
+    one(conn, "SELECT name, document, updated_at, revision FROM policies WHERE id = 'active'", &[], |row| {
+        PolicyRow::<i64> { name: row.get(0)?, document: row.get(1)?, updated_at: row.get(2)?, revision: row.get(3)? }
+            .into_policy()
+    })
 }
 
 pub(super) fn list_pools(conn: &Connection) -> Result<Vec<Pool>> {

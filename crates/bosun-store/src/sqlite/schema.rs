@@ -57,7 +57,8 @@ pub(crate) async fn vacuum_into(pool: &SqlitePool, target: &Path) -> Result<(), 
     Ok(())
 }
 
-/// Every schema object except the migrations bookkeeping, as `type name: sql` lines.
+/// Every schema object except the migrations bookkeeping, as `type name: sql` lines with
+/// the SQL normalized (see [`normalize_sql`]).
 pub(crate) async fn schema_fingerprint(pool: &SqlitePool) -> Result<Vec<String>, sqlx::Error> {
     let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
         "SELECT type, name, sql FROM sqlite_master WHERE name NOT IN ('schema_migrations', 'sqlite_sequence') \
@@ -65,5 +66,33 @@ pub(crate) async fn schema_fingerprint(pool: &SqlitePool) -> Result<Vec<String>,
     )
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(|(kind, name, sql)| format!("{kind} {name}: {}", sql.unwrap_or_default())).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(kind, name, sql)| format!("{kind} {name}: {}", normalize_sql(&sql.unwrap_or_default(), &name)))
+        .collect())
+}
+
+/// SQLite keeps each object's SQL as written, and a table rebuilt by a migration
+/// (`CREATE TABLE x_new ...; ALTER TABLE x_new RENAME TO x`) keeps the rebuild's text with
+/// the name quoted. Comments, layout and that quoting say nothing about the schema, so
+/// they are dropped before schemas are compared.
+fn normalize_sql(sql: &str, name: &str) -> String {
+    let without_comments: Vec<&str> =
+        sql.lines().map(|line| line.split_once("--").map_or(line, |(code, _)| code)).collect();
+    let collapsed = without_comments.join(" ").split_whitespace().collect::<Vec<_>>().join(" ");
+    collapsed.replacen(&format!("\"{name}\""), name, 1).replace("( ", "(").replace(" )", ")")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_sql;
+
+    #[test]
+    fn normalized_sql_ignores_comments_layout_and_a_quoted_rebuilt_name() {
+        let written = "CREATE TABLE changes (\n    seq INTEGER, -- the order\n    -- why\n    at INTEGER\n) STRICT";
+        let rebuilt = "CREATE TABLE \"changes\" (\n    seq INTEGER,\n    at INTEGER\n) STRICT";
+        assert_eq!(normalize_sql(written, "changes"), normalize_sql(rebuilt, "changes"));
+        assert_eq!(normalize_sql(written, "changes"), "CREATE TABLE changes (seq INTEGER, at INTEGER) STRICT");
+        assert_ne!(normalize_sql("CREATE TABLE t (a TEXT)", "t"), normalize_sql("CREATE TABLE t (a INTEGER)", "t"));
+    }
 }
