@@ -1,0 +1,15 @@
+//! bosun's wire contract.
+//!
+//! **API Boundary.** **Architecture Invariant:** this is the only crate that knows wire
+//! types. Everything else speaks `bosun_core`; [`convert`] translates in both directions
+//! and validates what comes in, naming the offending field.
+
+/// Generated from `proto/bosun/v1/*.proto` by build.rs.
+#[allow(clippy::all, missing_debug_implementations)]
+pub mod proto {
+    connectrpc::include_generated!();
+}
+
+pub mod convert;
+
+pub use proto::bosun::v1;
