@@ -1,0 +1,170 @@
+//! `bosun policy check`: events files in, tables and JSON out.
+
+use bosun_core::{EventType, HealthSystem, Timestamp};
+use bosun_policy::check::{parse_events, render_errors, render_json, render_rules, render_table};
+use bosun_policy::{DocumentKind, Policy, PolicyError};
+
+fn now() -> Timestamp {
+    Timestamp::from_unix_micros(1_780_000_000_000_000)
+}
+
+const EVENTS_YAML: &str = r#"
+- event_type: xid
+  system: driver
+  gpu_index: 2
+  gpu_uuid: GPU-2
+  message: fallen off the bus
+  metrics: {xid_code: 79}
+- event_type: THERMAL
+  metrics:
+    temperature: 88.0
+- event_type: ecc_sbe
+  system: DCGM_HEALTH_WATCH_MEM
+  metrics: {ecc_sbe_count: "12", uncorrected: false}
+  timestamp: 2026-11-23T13:26:00Z
+- event_type: unknown
+"#;
+
+#[test]
+fn yaml_events_file() {
+    let events = parse_events(EVENTS_YAML, now()).unwrap();
+    assert_eq!(events.len(), 4);
+    let first = &events[0];
+    assert_eq!((first.event_type, first.system), (EventType::Xid, HealthSystem::Driver));
+    assert_eq!((first.gpu_index, first.gpu_uuid.as_str(), first.message.as_str()), (2, "GPU-2", "fallen off the bus"));
+    assert_eq!(first.metrics["xid_code"], "79");
+    assert_eq!(first.timestamp, now());
+    assert_eq!(events[1].event_type, EventType::Thermal);
+    assert_eq!(events[1].metrics["temperature"], "88.0", "a float keeps its fraction, so it stays a double");
+    assert_eq!(events[2].system, HealthSystem::Mem);
+    assert_eq!(events[2].metrics["ecc_sbe_count"], "12");
+    assert_eq!(events[2].metrics["uncorrected"], "false");
+    assert_eq!(events[2].timestamp, "2026-11-23T13:26:00Z".parse().unwrap());
+    let defaults = &events[3];
+    assert_eq!((defaults.system, defaults.gpu_index), (HealthSystem::Unknown, -1));
+    assert!(defaults.gpu_uuid.is_empty() && defaults.message.is_empty() && defaults.metrics.is_empty());
+}
+
+#[test]
+fn json_events_file_reads_the_same() {
+    let json = r#"[
+        {"event_type": "xid", "system": "DRIVER", "gpu_index": 2, "gpu_uuid": "GPU-2",
+         "message": "fallen off the bus", "metrics": {"xid_code": 79}},
+        {"event_type": "THERMAL", "metrics": {"temperature": 88.0}},
+        {"event_type": "ecc_sbe", "system": "mem", "metrics": {"ecc_sbe_count": "12", "uncorrected": false},
+         "timestamp": "2026-11-23T13:26:00Z"},
+        {"event_type": "unknown"}
+    ]"#;
+    assert_eq!(parse_events(json, now()).unwrap(), parse_events(EVENTS_YAML, now()).unwrap());
+    assert_eq!(parse_events("[]", now()).unwrap(), []);
+}
+
+#[test]
+fn bad_events_files_name_the_field() {
+    let cases = [
+        ("- system: MEM\n", "invalid events file at events[0]: missing field `event_type`"),
+        (
+            "- event_type: xid\n- event_type: xdi\n",
+            "invalid events file at events[1].event_type: \"xdi\" is not one of xid, thermal, power, memory, nvlink, \
+             pcie, driver_error, ecc_sbe, ecc_dbe, unknown",
+        ),
+        (
+            "- event_type: xid\n  system: MEMORY\n",
+            "invalid events file at events[0].system: \"MEMORY\" is not a system; use one of PCIE, NVLINK, PMU, MCU, \
+             MEM, SM, INFOROM, THERMAL, POWER, DRIVER, NVSWITCH, UNKNOWN (or DCGM_HEALTH_WATCH_...)",
+        ),
+        ("- event_type: xid\n  gpu: 3\n", "invalid events file at events[0].gpu: unknown field `gpu`"),
+        (
+            "- event_type: xid\n  metrics: {xid_code: [79]}\n",
+            "invalid events file at events[0].metrics.xid_code: invalid type: sequence, expected a string, number or bool",
+        ),
+        (
+            "- event_type: xid\n  gpu_index: -2\n",
+            "invalid events file at events[0].gpu_index: must be -1 (node level) or a GPU index",
+        ),
+        (
+            "- event_type: xid\n  timestamp: yesterday\n",
+            "invalid events file at events[0].timestamp: not an RFC 3339 timestamp",
+        ),
+        ("event_type: xid\n", "invalid events file: invalid type: map, expected a sequence"),
+        ("[{\"event_type\": \"xid\",}", "invalid events file: "),
+    ];
+    for (text, message) in cases {
+        let error = parse_events(text, now()).expect_err(text);
+        assert!(error.to_string().starts_with(message), "{text:?}: {error}");
+        assert!(matches!(error, PolicyError::Document { document: DocumentKind::Events, .. }));
+    }
+}
+
+fn classified() -> Vec<bosun_core::ClassifiedEvent> {
+    let policy = Policy::from_yaml(
+        "rules:\n\
+         - {name: fatal, condition: 'event.event_type == \"xid\" && event.metrics.xid_code == 79', result: unhealthy}\n\
+         - {name: hot, condition: 'event.metrics.temperature >= 85', result: degraded}\n",
+    )
+    .unwrap();
+    policy.classify_all(parse_events(EVENTS_YAML, now()).unwrap())
+}
+
+#[test]
+fn json_output_is_exactly_result_and_rule_per_event() {
+    let json = render_json(&classified());
+    assert_eq!(
+        json,
+        r#"[
+  {
+    "result": "unhealthy",
+    "rule": "fatal"
+  },
+  {
+    "result": "degraded",
+    "rule": "hot"
+  },
+  {
+    "result": "healthy",
+    "rule": null
+  },
+  {
+    "result": "healthy",
+    "rule": null
+  }
+]"#
+    );
+    assert_eq!(render_json(&[]), "[]");
+}
+
+#[test]
+fn rule_errors_go_to_their_own_text() {
+    let events = classified();
+    assert_eq!(
+        render_errors(&events),
+        "event 3: rule \"hot\": No such key: temperature\nevent 4: rule \"hot\": No such key: temperature\n"
+    );
+    assert!(!render_json(&events).contains("temperature"));
+    assert_eq!(render_errors(&events[..2]), "");
+}
+
+#[test]
+fn table_output() {
+    assert_eq!(
+        render_table(&classified()),
+        "#  TYPE     GPU   RESULT     RULE   ERRORS\n\
+         1  xid      2     unhealthy  fatal  -\n\
+         2  thermal  node  degraded   hot    -\n\
+         3  ecc_sbe  node  healthy    -      rule \"hot\": No such key: temperature\n\
+         4  unknown  node  healthy    -      rule \"hot\": No such key: temperature\n"
+    );
+}
+
+#[test]
+fn rules_listing() {
+    let listing = render_rules(&Policy::builtin().unwrap());
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), 11);
+    assert!(lines[0].starts_with("#   RULE              RESULT     CONDITION"), "{listing}");
+    assert!(
+        lines[1]
+            .starts_with("1   fatal-xid         unhealthy  event.event_type == \"xid\" && has(event.metrics.xid_code)")
+    );
+    assert_eq!(lines[10], "10  default           healthy    true");
+}
