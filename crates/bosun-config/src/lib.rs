@@ -1,1 +1,52 @@
-//! Placeholder; see the crate's issue.
+//! bosun's configuration file.
+//!
+//! The schema is Navarch's (`server`, `providers`, `pools`, `defaults`), so a Navarch
+//! configuration loads unchanged with the same meaning, extended with `store`, `auth`,
+//! `api` and bosun's pool keys. Loading is strict: an unknown key anywhere is an error
+//! naming its path, `${VAR}` is expanded from the environment first, and durations carry
+//! units (`30s`, `5m`, `1h30m`).
+//!
+//! **Architecture Invariant:** this crate turns text into typed settings and back; it
+//! starts nothing and connects to nothing. Pools come out as bosun-core [`PoolSpec`]s.
+//!
+//! Layout:
+//! - `config`: [`Config`], the entry point: `load`, `from_yaml_str`, `to_redacted_yaml`.
+//! - `expand`: `${VAR}` expansion of the raw text (`$${` for a literal `${`).
+//! - `parse`, `schema`: the file's shape (every key optional, unknown keys denied) and
+//!   errors that name key paths.
+//! - `server`, `notifier`, `store`, `auth`, `api`, `provider`, `pool`, `autoscaling`: each
+//!   section resolved into effective settings with defaults, validated, and rendered back
+//!   into the schema.
+//! - [`duration`]: Go-style duration strings (`parse`, `format`), also for command-line flags.
+//! - `redact`: [`Secret`] and [`SensitiveUrl`], which never print what they hold, and the
+//!   name-based redaction of rendered output.
+//! - `error`: [`ConfigError`], one line naming file, key and problem.
+//!
+//! [`PoolSpec`]: bosun_core::PoolSpec
+
+mod api;
+mod auth;
+mod autoscaling;
+mod config;
+pub mod duration;
+mod error;
+mod expand;
+mod notifier;
+mod parse;
+mod pool;
+mod provider;
+mod redact;
+mod schema;
+mod server;
+mod store;
+
+pub use api::ApiConfig;
+pub use auth::{AuthConfig, AuthToken, Role, TokenSource};
+pub use config::Config;
+pub use error::{ConfigError, ConfigErrorKind};
+pub use notifier::{NotifierConfig, WebhookConfig};
+pub use pool::{PoolConfig, SshConfig};
+pub use provider::{ProviderConfig, ProviderType};
+pub use redact::{Secret, SensitiveUrl};
+pub use server::ServerConfig;
+pub use store::StoreConfig;

@@ -1,0 +1,312 @@
+//! The `pools` and `defaults` sections, converted into bosun-core's [`PoolSpec`].
+//!
+//! Defaults come from bosun-core ([`PoolSpec::single_provider`], [`PoolHealthSpec`]), so a
+//! pool configured here and one built in code agree; `autoscaling` blocks are resolved in
+//! their own module. Navarch's meaning is kept except where it was a bug: a `health` block
+//! without `auto_replace` keeps replacement on, because each health key falls back to
+//! `defaults.health`, then to the built-in value, one by one.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use bosun_core::pool::{PoolHealthSpec, PoolProvider};
+use bosun_core::{Labels, PoolName, PoolSpec};
+
+use crate::ConfigError;
+use crate::autoscaling::{autoscaling_to_schema, resolve_autoscaling};
+use crate::duration::{ConfigDuration, given_or, require_positive};
+use crate::provider::ProviderConfig;
+use crate::schema;
+
+const DEFAULT_SSH_USER: &str = "ubuntu";
+/// The label every pool's instances carry; pool membership is decided by it.
+const POOL_LABEL: &str = "pool";
+
+/// How bosun reaches a pool's machines over SSH: for `setup_commands`, and for providers
+/// (such as Lambda) that install named SSH keys at provisioning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshConfig {
+    /// Key names (Lambda) or public keys (GCP) to install on new machines.
+    pub keys: Vec<String>,
+    pub user: String,
+    /// Needed to run `setup_commands`; a leading `~/` is the bootstrapper's to expand.
+    pub private_key_path: Option<PathBuf>,
+}
+
+/// One pool with every default applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    pub spec: PoolSpec,
+    pub ssh: SshConfig,
+}
+
+impl PoolConfig {
+    pub(crate) fn resolve(
+        name: &str,
+        raw: &schema::Pool,
+        defaults: &schema::Defaults,
+        providers: &BTreeMap<String, ProviderConfig>,
+    ) -> Result<(PoolName, Self), ConfigError> {
+        let key = format!("pools.{name}");
+        let pool_name = PoolName::new(name).map_err(|e| ConfigError::invalid(&key, e.problem))?;
+        // bosun-core's defaults for everything the file leaves out.
+        let base = PoolSpec::single_provider("", "", 0, 0);
+
+        let pool_providers = resolve_providers(&key, raw, providers)?;
+        let autoscaling =
+            raw.autoscaling.as_ref().map(|a| resolve_autoscaling(&format!("{key}.autoscaling"), a)).transpose()?;
+        let health = resolve_health(&key, raw.health.as_ref(), defaults.health.as_ref())?;
+        let ssh = SshConfig {
+            // As in Navarch, an empty list takes the defaults too.
+            keys: raw
+                .ssh_keys
+                .clone()
+                .filter(|keys| !keys.is_empty())
+                .or_else(|| defaults.ssh_keys.clone())
+                .unwrap_or_default(),
+            user: raw
+                .ssh_user
+                .clone()
+                .or_else(|| defaults.ssh_user.clone())
+                .unwrap_or_else(|| DEFAULT_SSH_USER.to_owned()),
+            private_key_path: raw.ssh_private_key_path.clone().or_else(|| defaults.ssh_private_key_path.clone()),
+        };
+        if ssh.user.is_empty() {
+            return Err(ConfigError::invalid(format!("{key}.ssh_user"), "is empty"));
+        }
+        let setup_commands = raw.setup_commands.clone().unwrap_or_default();
+        if !setup_commands.is_empty() && ssh.private_key_path.is_none() {
+            return Err(ConfigError::invalid(
+                format!("{key}.setup_commands"),
+                "need an SSH key to run: set ssh_private_key_path on the pool or under defaults",
+            ));
+        }
+        let timezone = raw.timezone.clone().unwrap_or(base.timezone);
+        check_timezone(&format!("{key}.timezone"), &timezone)?;
+        let replacement_window = given_or(raw.replacement_window, base.replacement_window);
+        require_positive(&format!("{key}.replacement_window"), replacement_window)?;
+
+        let spec = PoolSpec {
+            providers: pool_providers,
+            strategy: raw.strategy.unwrap_or(base.strategy),
+            instance_type: raw.instance_type.clone().unwrap_or_default(),
+            region: raw.region.clone().unwrap_or_default(),
+            zones: raw.zones.clone().unwrap_or_default(),
+            min_nodes: raw.min_nodes.unwrap_or(0),
+            max_nodes: raw.max_nodes.unwrap_or(0),
+            cooldown: given_or(raw.cooldown, base.cooldown),
+            autoscaling,
+            health,
+            drain_timeout: given_or(raw.drain_timeout, base.drain_timeout),
+            max_unhealthy_replacement_fraction: raw
+                .max_unhealthy_replacement_fraction
+                .unwrap_or(base.max_unhealthy_replacement_fraction),
+            replacement_window,
+            timezone,
+            labels: resolve_labels(&key, name, raw.labels.as_ref())?,
+            setup_commands,
+        };
+        spec.validate().map_err(|e| ConfigError::from_validation(&key, e))?;
+        Ok((pool_name, Self { spec, ssh }))
+    }
+
+    pub(crate) fn to_schema(&self) -> schema::Pool {
+        let spec = &self.spec;
+        let (provider, providers) = match spec.providers.as_slice() {
+            [only]
+                if only.priority == 0
+                    && only.weight == 1
+                    && only.regions.is_empty()
+                    && only.instance_type.is_none() =>
+            {
+                (Some(only.name.clone()), None)
+            }
+            several => (None, Some(several.iter().map(provider_to_schema).collect())),
+        };
+        schema::Pool {
+            provider,
+            providers,
+            strategy: Some(spec.strategy),
+            instance_type: Some(spec.instance_type.clone()),
+            region: Some(spec.region.clone()).filter(|region| !region.is_empty()),
+            zones: Some(spec.zones.clone()),
+            ssh_keys: Some(self.ssh.keys.clone()),
+            min_nodes: Some(spec.min_nodes),
+            max_nodes: Some(spec.max_nodes),
+            cooldown: Some(ConfigDuration(spec.cooldown)),
+            autoscaling: spec.autoscaling.as_ref().map(autoscaling_to_schema),
+            health: Some(schema::Health {
+                unhealthy_after: Some(spec.health.unhealthy_after),
+                auto_replace: Some(spec.health.auto_replace),
+                recover_after: spec.health.recover_after.map(ConfigDuration),
+            }),
+            labels: Some(spec.labels.as_map().clone()),
+            setup_commands: Some(spec.setup_commands.clone()),
+            ssh_user: Some(self.ssh.user.clone()),
+            ssh_private_key_path: self.ssh.private_key_path.clone(),
+            drain_timeout: Some(ConfigDuration(spec.drain_timeout)),
+            max_unhealthy_replacement_fraction: Some(spec.max_unhealthy_replacement_fraction),
+            replacement_window: Some(ConfigDuration(spec.replacement_window)),
+            timezone: Some(spec.timezone.clone()),
+        }
+    }
+}
+
+/// Checks `defaults` on their own, so a bad default is reported under `defaults` rather
+/// than under the first pool that inherits it.
+pub(crate) fn check_defaults(defaults: &schema::Defaults) -> Result<(), ConfigError> {
+    if let Some(health) = &defaults.health {
+        if health.unhealthy_after == Some(0) {
+            return Err(ConfigError::invalid("defaults.health.unhealthy_after", "must be at least 1"));
+        }
+        if let Some(ConfigDuration(recover_after)) = health.recover_after {
+            require_positive("defaults.health.recover_after", recover_after)?;
+        }
+    }
+    if defaults.ssh_user.as_deref() == Some("") {
+        return Err(ConfigError::invalid("defaults.ssh_user", "is empty"));
+    }
+    Ok(())
+}
+
+/// `provider: NAME` or `providers: [...]`, exactly one, naming defined providers.
+fn resolve_providers(
+    key: &str,
+    raw: &schema::Pool,
+    providers: &BTreeMap<String, ProviderConfig>,
+) -> Result<Vec<PoolProvider>, ConfigError> {
+    match (&raw.provider, &raw.providers) {
+        (Some(_), Some(_)) => {
+            Err(ConfigError::invalid(format!("{key}.providers"), "set either provider or providers, not both"))
+        }
+        (None, None) => {
+            Err(ConfigError::invalid(format!("{key}.provider"), "is required (or list several under providers)"))
+        }
+        (Some(name), None) => {
+            check_defined(&format!("{key}.provider"), name, providers)?;
+            Ok(vec![PoolProvider {
+                name: name.clone(),
+                priority: 0,
+                weight: 1,
+                regions: Vec::new(),
+                instance_type: None,
+            }])
+        }
+        (None, Some(entries)) => {
+            if entries.is_empty() {
+                return Err(ConfigError::invalid(format!("{key}.providers"), "needs at least one entry"));
+            }
+            let mut resolved: Vec<PoolProvider> = Vec::with_capacity(entries.len());
+            for (index, entry) in entries.iter().enumerate() {
+                let entry_key = format!("{key}.providers[{index}]");
+                let name = entry
+                    .name
+                    .clone()
+                    .ok_or_else(|| ConfigError::invalid(format!("{entry_key}.name"), "is required"))?;
+                check_defined(&format!("{entry_key}.name"), &name, providers)?;
+                if resolved.iter().any(|p| p.name == name) {
+                    return Err(ConfigError::invalid(
+                        format!("{entry_key}.name"),
+                        format_args!("{name:?} is listed twice"),
+                    ));
+                }
+                let weight = entry.weight.unwrap_or(1);
+                if weight == 0 {
+                    return Err(ConfigError::invalid(
+                        format!("{entry_key}.weight"),
+                        "must be at least 1; remove the entry to stop using the provider",
+                    ));
+                }
+                if entry.instance_type.as_deref() == Some("") {
+                    return Err(ConfigError::invalid(format!("{entry_key}.instance_type"), "is empty"));
+                }
+                resolved.push(PoolProvider {
+                    name,
+                    priority: entry.priority.unwrap_or(0),
+                    weight,
+                    regions: entry.regions.clone().unwrap_or_default(),
+                    instance_type: entry.instance_type.clone(),
+                });
+            }
+            Ok(resolved)
+        }
+    }
+}
+
+fn check_defined(key: &str, name: &str, providers: &BTreeMap<String, ProviderConfig>) -> Result<(), ConfigError> {
+    if providers.contains_key(name) {
+        return Ok(());
+    }
+    let defined: Vec<&str> = providers.keys().map(String::as_str).collect();
+    let hint = if defined.is_empty() {
+        "no providers are defined".to_owned()
+    } else {
+        format!("defined: {}", defined.join(", "))
+    };
+    Err(ConfigError::invalid(key, format_args!("{name:?} is not defined under providers ({hint})")))
+}
+
+fn provider_to_schema(provider: &PoolProvider) -> schema::PoolProvider {
+    schema::PoolProvider {
+        name: Some(provider.name.clone()),
+        priority: Some(provider.priority),
+        weight: Some(provider.weight),
+        regions: Some(provider.regions.clone()),
+        instance_type: provider.instance_type.clone(),
+    }
+}
+
+/// Each key from the pool's `health`, else from `defaults.health`, else built in.
+fn resolve_health(
+    key: &str,
+    pool: Option<&schema::Health>,
+    defaults: Option<&schema::Health>,
+) -> Result<PoolHealthSpec, ConfigError> {
+    let layers = [pool, defaults];
+    let layered = || layers.iter().flatten();
+    let built_in = PoolHealthSpec::default();
+    let health = PoolHealthSpec {
+        unhealthy_after: layered().find_map(|h| h.unhealthy_after).unwrap_or(built_in.unhealthy_after),
+        auto_replace: layered().find_map(|h| h.auto_replace).unwrap_or(built_in.auto_replace),
+        recover_after: layered().find_map(|h| h.recover_after).map(|ConfigDuration(d)| d).or(built_in.recover_after),
+    };
+    if let Some(recover_after) = health.recover_after {
+        require_positive(&format!("{key}.health.recover_after"), recover_after)?;
+    }
+    Ok(health)
+}
+
+/// The pool's labels plus `pool=<name>`, which bosun relies on to tell which pool an
+/// instance belongs to; a file may repeat it but not contradict it.
+fn resolve_labels(key: &str, name: &str, raw: Option<&BTreeMap<String, String>>) -> Result<Labels, ConfigError> {
+    let mut labels =
+        Labels::try_from(raw.cloned().unwrap_or_default()).map_err(|e| ConfigError::from_validation(key, e))?;
+    if let Some(other) = labels.get(POOL_LABEL).filter(|value| *value != name) {
+        return Err(ConfigError::invalid(
+            format!("{key}.labels.{POOL_LABEL}"),
+            format_args!("is {other:?}, but bosun sets it to the pool's name {name:?}; remove it"),
+        ));
+    }
+    labels.insert(POOL_LABEL, name).map_err(|e| ConfigError::from_validation(key, e))?;
+    Ok(labels)
+}
+
+/// IANA names are `Area/Location` built from letters, digits, `_`, `-` and `+` (`UTC`,
+/// `Europe/Berlin`, `Etc/GMT+5`). Whether the zone exists is for the time zone database of
+/// whoever evaluates schedules; this catches typos of the shape.
+fn check_timezone(key: &str, timezone: &str) -> Result<(), ConfigError> {
+    let well_formed = !timezone.is_empty()
+        && timezone.len() <= 64
+        && timezone.split('/').all(|part| {
+            part.starts_with(|c: char| c.is_ascii_alphabetic())
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
+        });
+    if well_formed {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format_args!("{timezone:?} is not an IANA time zone name such as UTC or Europe/Berlin"),
+        ))
+    }
+}
