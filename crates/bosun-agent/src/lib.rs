@@ -1,1 +1,59 @@
-//! Placeholder; see the crate's issue.
+//! bosun's node agent, as a library: the `bosun agent` command runs one per GPU machine,
+//! and the simulator runs a hundred thousand in one process against fake GPUs.
+//!
+//! **Architecture Invariant:** the agent knows neither the wire protocol nor the server.
+//! It talks to a [`ControlPlane`] trait (the RPC client implements it elsewhere) and reads
+//! GPUs through a [`GpuSource`] trait. It judges nothing the server's policy judges: raw
+//! events go up unclassified.
+//!
+//! Module map:
+//! - `runtime`: [`Agent`] — register with retry, then heartbeat, health and command-poll
+//!   loops; re-register on `not_found`; stop on cancellation or TERMINATE.
+//! - `control_plane`: the [`ControlPlane`] trait and the types it carries; `network`: a
+//!   [`NetworkSwitch`] that cuts an agent off for the simulator's `network` fault.
+//! - [`gpu`]: the [`GpuSource`] trait; [`gpu::fake`] ([`FakeGpus`], injectable faults),
+//!   [`gpu::nvml`] ([`Nvml`], real GPUs), and the kernel-log XID parser.
+//! - `checks`: the `boot`, `nvml` and `gpu` health checks.
+//! - `commands` and `hooks`: running delivered commands once each, with site [`Hooks`].
+//! - [`procfs`]: host CPU and memory from `/proc`.
+//! - `backoff`: exponential backoff with jitter, seeded per node.
+//!
+//! Running an agent against fake GPUs:
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use bosun_agent::*;
+//! # async fn example(control: Arc<dyn ControlPlane>) -> Result<(), AgentError> {
+//! let gpus = Arc::new(FakeGpus::new(8).with_seed(7));
+//! let options = AgentOptions::new("node-7".parse().expect("valid node id"));
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! let agent = Agent::new(options, gpus.clone(), control);
+//! let running = tokio::spawn(agent.run(shutdown.clone()));
+//! gpus.inject(Fault::Xid { gpu: 3, code: 79 }).expect("GPU 3 exists");
+//! shutdown.cancel();
+//! # let _ = running.await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod backoff;
+mod checks;
+mod commands;
+mod control_plane;
+mod error;
+pub mod gpu;
+mod hooks;
+mod network;
+pub mod procfs;
+mod runtime;
+
+pub use commands::NodeFlags;
+pub use control_plane::{AckOutcome, AgentConfig, CommandAck, ControlPlane, DeliveredCommand, RpcError};
+pub use error::AgentError;
+pub use gpu::fake::{FakeGpus, Fault, FaultError, FaultKind, GpuModel};
+pub use gpu::nvml::Nvml;
+pub use gpu::{DeviceError, DiagnosticReport, GpuError, GpuSource};
+pub use hooks::{Hook, HookContext, HookFuture, Hooks};
+pub use network::NetworkSwitch;
+pub use procfs::{HostMetrics, HostSample};
+pub use runtime::{Agent, AgentOptions, AgentOutcome};

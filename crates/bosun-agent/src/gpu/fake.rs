@@ -1,0 +1,651 @@
+//! Fake GPUs with injectable faults, for tests and the simulator.
+//!
+//! The simulator runs a hundred thousand agents in one process, so a [`FakeGpus`] is a few
+//! hundred bytes: the inventory and the readings are computed from a seed and the clock
+//! when asked for rather than stored, and the only mutable state is the list of active
+//! faults behind one short-lived lock. Readings vary over time like a busy machine's
+//! (the autoscaler reads them) and are deterministic for a given seed and clock.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::f64::consts::TAU;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use bosun_core::{Clock, Gpu, GpuSample, HealthEvent, SystemClock};
+
+use super::events::{self, GpuRef};
+use super::{DeviceError, DiagnosticReport, GpuError, GpuSource};
+
+/// What a fake GPU claims to be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuModel {
+    pub name: Cow<'static, str>,
+    pub memory_bytes: u64,
+    pub idle_power_w: f64,
+    pub max_power_w: f64,
+}
+
+const MIB: u64 = 1 << 20;
+
+impl GpuModel {
+    pub const H100_80GB: GpuModel = GpuModel {
+        name: Cow::Borrowed("NVIDIA H100 80GB HBM3"),
+        memory_bytes: 81_559 * MIB,
+        idle_power_w: 70.0,
+        max_power_w: 700.0,
+    };
+    pub const A100_80GB: GpuModel = GpuModel {
+        name: Cow::Borrowed("NVIDIA A100-SXM4-80GB"),
+        memory_bytes: 81_920 * MIB,
+        idle_power_w: 55.0,
+        max_power_w: 400.0,
+    };
+    pub const L4: GpuModel = GpuModel {
+        name: Cow::Borrowed("NVIDIA L4"),
+        memory_bytes: 23_034 * MIB,
+        idle_power_w: 16.0,
+        max_power_w: 72.0,
+    };
+
+    /// The model a scenario's `gpu_type` names: a known model when the name mentions one
+    /// (`h100`, `NVIDIA A100-SXM4-80GB`, `l4`), else an H100-like GPU with that name.
+    pub fn named(name: &str) -> GpuModel {
+        let lower = name.to_ascii_lowercase();
+        let known = [("h100", GpuModel::H100_80GB), ("a100", GpuModel::A100_80GB), ("l4", GpuModel::L4)];
+        match known.into_iter().find(|(key, _)| lower.contains(key)) {
+            Some((_, model)) => model,
+            None => GpuModel { name: Cow::Owned(name.to_owned()), ..GpuModel::H100_80GB },
+        }
+    }
+}
+
+/// A fault to inject into fake GPUs.
+///
+/// One-shot faults (XID, ECC, NVLink, PCIe, power) produce their event once, at the next
+/// collection; conditions (thermal, device, backend and boot failures) show on every call
+/// until recovered. Either kind stays active, failing diagnostics, until recovered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    Xid {
+        gpu: u32,
+        code: u32,
+    },
+    /// One GPU, or every GPU when `gpu` is `None`, runs at `celsius`.
+    Thermal {
+        gpu: Option<u32>,
+        celsius: f64,
+    },
+    /// Corrected ECC errors; `count` is the counter value to report.
+    EccSingleBit {
+        gpu: u32,
+        count: u64,
+    },
+    /// An uncorrectable ECC error (the simulator's `memory_error`).
+    EccDoubleBit {
+        gpu: u32,
+    },
+    Nvlink {
+        gpu: u32,
+        link: u32,
+    },
+    Pcie {
+        gpu: u32,
+    },
+    PowerBrake {
+        gpu: u32,
+    },
+    /// Every call about this GPU fails.
+    DeviceError {
+        gpu: u32,
+    },
+    /// Every GPU call fails, as when NVML stops answering.
+    BackendFailure,
+    /// GPU initialisation fails: the agent cannot register while this lasts.
+    BootFailure,
+}
+
+impl Fault {
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            Fault::Xid { .. } => FaultKind::Xid,
+            Fault::Thermal { .. } => FaultKind::Thermal,
+            Fault::EccSingleBit { .. } => FaultKind::EccSingleBit,
+            Fault::EccDoubleBit { .. } => FaultKind::EccDoubleBit,
+            Fault::Nvlink { .. } => FaultKind::Nvlink,
+            Fault::Pcie { .. } => FaultKind::Pcie,
+            Fault::PowerBrake { .. } => FaultKind::Power,
+            Fault::DeviceError { .. } => FaultKind::DeviceError,
+            Fault::BackendFailure => FaultKind::BackendFailure,
+            Fault::BootFailure => FaultKind::BootFailure,
+        }
+    }
+
+    fn gpu(&self) -> Option<u32> {
+        match *self {
+            Fault::Xid { gpu, .. }
+            | Fault::EccSingleBit { gpu, .. }
+            | Fault::EccDoubleBit { gpu }
+            | Fault::Nvlink { gpu, .. }
+            | Fault::Pcie { gpu }
+            | Fault::PowerBrake { gpu }
+            | Fault::DeviceError { gpu } => Some(gpu),
+            Fault::Thermal { gpu, .. } => gpu,
+            Fault::BackendFailure | Fault::BootFailure => None,
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Xid { gpu, code } => write!(f, "XID {code} on GPU {gpu}"),
+            Fault::Thermal { gpu: Some(gpu), celsius } => write!(f, "GPU {gpu} at {celsius:.0} C"),
+            Fault::Thermal { gpu: None, celsius } => write!(f, "all GPUs at {celsius:.0} C"),
+            Fault::EccSingleBit { gpu, count } => write!(f, "{count} corrected ECC errors on GPU {gpu}"),
+            Fault::EccDoubleBit { gpu } => write!(f, "uncorrectable ECC error on GPU {gpu}"),
+            Fault::Nvlink { gpu, link } => write!(f, "NVLink {link} errors on GPU {gpu}"),
+            Fault::Pcie { gpu } => write!(f, "PCIe replays on GPU {gpu}"),
+            Fault::PowerBrake { gpu } => write!(f, "power brake on GPU {gpu}"),
+            Fault::DeviceError { gpu } => write!(f, "device error on GPU {gpu}"),
+            Fault::BackendFailure => f.write_str("NVML failure"),
+            Fault::BootFailure => f.write_str("boot failure"),
+        }
+    }
+}
+
+/// A family of faults, as scenarios name them in `failure_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    Xid,
+    Thermal,
+    EccSingleBit,
+    EccDoubleBit,
+    Nvlink,
+    Pcie,
+    Power,
+    DeviceError,
+    BackendFailure,
+    BootFailure,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 10] = [
+        FaultKind::Xid,
+        FaultKind::Thermal,
+        FaultKind::EccSingleBit,
+        FaultKind::EccDoubleBit,
+        FaultKind::Nvlink,
+        FaultKind::Pcie,
+        FaultKind::Power,
+        FaultKind::DeviceError,
+        FaultKind::BackendFailure,
+        FaultKind::BootFailure,
+    ];
+
+    /// The scenario name first (Navarch's, where it has one), then accepted aliases.
+    fn names(self) -> &'static [&'static str] {
+        match self {
+            FaultKind::Xid => &["xid_error", "xid"],
+            FaultKind::Thermal => &["temperature", "thermal"],
+            FaultKind::EccSingleBit => &["ecc_sbe", "ecc_sbe_error"],
+            FaultKind::EccDoubleBit => &["memory_error", "ecc_dbe"],
+            FaultKind::Nvlink => &["nvlink_error", "nvlink"],
+            FaultKind::Pcie => &["pcie_error", "pcie"],
+            FaultKind::Power => &["power_error", "power"],
+            FaultKind::DeviceError => &["device_error"],
+            FaultKind::BackendFailure => &["nvml_failure", "backend_error"],
+            FaultKind::BootFailure => &["boot_failure"],
+        }
+    }
+
+    /// The scenario name (`xid_error`, `temperature`, `memory_error`...).
+    pub fn as_str(self) -> &'static str {
+        self.names()[0]
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for FaultKind {
+    type Err = FaultError;
+    /// Parses a scenario `failure_type` in any case. The `network` failure is not a GPU
+    /// fault: the simulator cuts the agent's connection with a
+    /// [`NetworkSwitch`](crate::NetworkSwitch) instead.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let wanted = text.trim();
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.names().iter().any(|name| name.eq_ignore_ascii_case(wanted)))
+            .ok_or_else(|| FaultError::UnknownKind(text.to_owned()))
+    }
+}
+
+/// A fault could not be injected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FaultError {
+    #[error("GPU {gpu} does not exist: this machine has {count} GPUs")]
+    UnknownGpu { gpu: u32, count: u32 },
+    #[error("temperature {0} is not a number of degrees")]
+    InvalidTemperature(f64),
+    #[error(
+        "unknown failure type {0:?}: expected xid_error, temperature, ecc_sbe, memory_error, nvlink_error, \
+         pcie_error, power_error, device_error, nvml_failure (backend_error) or boot_failure"
+    )]
+    UnknownKind(String),
+}
+
+/// A machine's worth of fake GPUs. Share it (`Arc<FakeGpus>`) between the agent and
+/// whatever injects faults; every method takes `&self`.
+#[derive(Debug)]
+pub struct FakeGpus {
+    count: u32,
+    model: GpuModel,
+    seed: u64,
+    clock: Arc<dyn Clock>,
+    // A std Mutex is right here: every critical section is a few vector operations and
+    // none spans an await point.
+    state: Mutex<FakeState>,
+}
+
+#[derive(Debug, Default)]
+struct FakeState {
+    faults: Vec<Fault>,
+    /// One-shot events not collected yet, with the kind that produced them so that
+    /// recovering a fault before the next collection also withdraws its event.
+    pending: Vec<(FaultKind, HealthEvent)>,
+    /// Utilization pinned by [`FakeGpus::set_utilization`].
+    utilization: Option<f64>,
+}
+
+/// PCI buses of the eight GPUs on an HGX H100 board, in NVML's index order.
+const HGX_BUSES: [u32; 8] = [0x18, 0x2a, 0x3a, 0x5d, 0x9a, 0xab, 0xba, 0xdb];
+
+impl FakeGpus {
+    /// `count` healthy H100s, seed 0, on the system clock.
+    pub fn new(count: u32) -> Self {
+        Self {
+            count,
+            model: GpuModel::H100_80GB,
+            seed: 0,
+            clock: Arc::new(SystemClock),
+            state: Mutex::new(FakeState::default()),
+        }
+    }
+
+    pub fn with_model(mut self, model: GpuModel) -> Self {
+        self.model = model;
+        self
+    }
+
+    /// Seeds UUIDs and readings; give each simulated machine its own.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The clock that stamps events and drives how readings vary over time.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Starts a fault. One-shot faults queue their event for the next collection.
+    pub fn inject(&self, fault: Fault) -> Result<(), FaultError> {
+        if let Some(gpu) = fault.gpu().filter(|gpu| *gpu >= self.count) {
+            return Err(FaultError::UnknownGpu { gpu, count: self.count });
+        }
+        if let Fault::Thermal { celsius, .. } = fault
+            && !celsius.is_finite()
+        {
+            return Err(FaultError::InvalidTemperature(celsius));
+        }
+        let now = self.clock.now();
+        let event = match fault {
+            Fault::Xid { gpu, code } => Some(events::xid(now, self.gpu_ref(gpu).as_ref(), Some(code), "")),
+            Fault::EccSingleBit { gpu, count } => Some(events::ecc_single_bit(now, self.gpu_ref(gpu).as_ref(), count)),
+            Fault::EccDoubleBit { gpu } => Some(events::ecc_double_bit(now, self.gpu_ref(gpu).as_ref(), 1)),
+            Fault::Nvlink { gpu, link } => Some(events::nvlink(now, self.gpu_ref(gpu).as_ref(), link, 1)),
+            Fault::Pcie { gpu } => Some(events::pcie(now, self.gpu_ref(gpu).as_ref(), 1)),
+            Fault::PowerBrake { gpu } => Some(events::power_brake(now, self.gpu_ref(gpu).as_ref())),
+            Fault::Thermal { .. } | Fault::DeviceError { .. } | Fault::BackendFailure | Fault::BootFailure => None,
+        };
+        let mut state = self.lock();
+        if let Some(event) = event {
+            state.pending.push((fault.kind(), event));
+        }
+        state.faults.push(fault);
+        Ok(())
+    }
+
+    /// Ends every fault of `kind`, withdrawing events not collected yet.
+    pub fn recover(&self, kind: FaultKind) {
+        let mut state = self.lock();
+        state.faults.retain(|f| f.kind() != kind);
+        state.pending.retain(|(k, _)| *k != kind);
+    }
+
+    /// Ends every fault.
+    pub fn recover_all(&self) {
+        let mut state = self.lock();
+        state.faults.clear();
+        state.pending.clear();
+    }
+
+    pub fn active_faults(&self) -> Vec<Fault> {
+        self.lock().faults.clone()
+    }
+
+    /// Pins mean GPU utilization near `percent` (readings still vary by a few points), or
+    /// with `None` returns to the machine's own pattern.
+    pub fn set_utilization(&self, percent: Option<f64>) {
+        self.lock().utilization = percent.filter(|p| p.is_finite()).map(|p| p.clamp(0.0, 100.0));
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FakeState> {
+        // Poisoning only means an injecting thread panicked between two vector operations;
+        // the fault list is still a valid list.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The failure every call reports while the backend or initialisation is broken.
+    fn backend_error(faults: &[Fault]) -> Option<GpuError> {
+        faults.iter().find_map(|f| match f {
+            Fault::BackendFailure => Some(GpuError::Backend("NVML call failed: Unknown Error (injected)".into())),
+            Fault::BootFailure => Some(GpuError::Init("no GPU initialised at boot (injected)".into())),
+            _ => None,
+        })
+    }
+
+    fn uuid(&self, index: u32) -> String {
+        let a = mix(self.seed, u64::from(index), 1);
+        let b = mix(self.seed, u64::from(index), 2);
+        format!(
+            "GPU-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xffff,
+            b >> 48,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
+    fn gpu_ref(&self, index: u32) -> OwnedGpuRef {
+        OwnedGpuRef { index: i32::try_from(index).unwrap_or(i32::MAX), uuid: self.uuid(index) }
+    }
+
+    fn gpu(&self, index: u32) -> Gpu {
+        let slot = usize::try_from(index).unwrap_or(0) % HGX_BUSES.len();
+        Gpu {
+            index,
+            uuid: self.uuid(index),
+            name: self.model.name.clone().into_owned(),
+            pci_bus_id: format!("{:08X}:{:02X}:00.0", index / 8, HGX_BUSES[slot]),
+            memory_bytes: self.model.memory_bytes,
+            driver_version: "550.54.15".into(),
+            cuda_version: "12.4".into(),
+        }
+    }
+
+    /// Readings for `index` at `seconds` since the epoch: utilization drifts on a
+    /// ten-minute cycle plus noise that changes every ten seconds; temperature, power and
+    /// memory follow utilization.
+    fn reading(&self, index: u32, seconds: f64, pinned: Option<f64>, hot: Option<f64>) -> GpuSample {
+        let gpu = u64::from(index);
+        let (center, amplitude, noise) = match pinned {
+            Some(level) => (level, 3.0, 4.0),
+            None => (25.0 + unit(mix(self.seed, u64::MAX, 0)) * 50.0, 10.0, 8.0),
+        };
+        let phase = unit(mix(self.seed, gpu, 3)) * TAU;
+        let bucket = (seconds / 10.0).floor() as u64;
+        let utilization = (center
+            + amplitude * (TAU * seconds / 600.0 + phase).sin()
+            + noise * (unit(mix(self.seed, gpu, bucket.wrapping_add(4))) - 0.5))
+            .clamp(0.0, 100.0);
+        let load = utilization / 100.0;
+        let model = &self.model;
+        GpuSample {
+            index,
+            temperature_c: hot.unwrap_or_else(|| (32.0 + 48.0 * load).round()),
+            power_w: (model.idle_power_w + (model.max_power_w - model.idle_power_w) * load).round(),
+            utilization_percent: utilization.round(),
+            memory_used_bytes: (model.memory_bytes as f64 * (0.02 + 0.9 * load)) as u64,
+        }
+    }
+}
+
+struct OwnedGpuRef {
+    index: i32,
+    uuid: String,
+}
+
+impl OwnedGpuRef {
+    fn as_ref(&self) -> GpuRef<'_> {
+        GpuRef { index: self.index, uuid: &self.uuid }
+    }
+}
+
+/// The temperature a thermal fault forces on `index`, if any (the latest injection wins).
+fn forced_temperature(faults: &[Fault], index: u32) -> Option<f64> {
+    faults.iter().rev().find_map(|f| match *f {
+        Fault::Thermal { gpu, celsius } if gpu.is_none_or(|g| g == index) => Some(celsius),
+        _ => None,
+    })
+}
+
+#[async_trait]
+impl GpuSource for FakeGpus {
+    async fn discover(&self) -> Result<Vec<Gpu>, GpuError> {
+        if let Some(error) = Self::backend_error(&self.lock().faults) {
+            return Err(error);
+        }
+        Ok((0..self.count).map(|i| self.gpu(i)).collect())
+    }
+
+    async fn device_count(&self) -> Result<u32, GpuError> {
+        match Self::backend_error(&self.lock().faults) {
+            Some(error) => Err(error),
+            None => Ok(self.count),
+        }
+    }
+
+    async fn read_devices(&self) -> Result<Vec<Result<GpuSample, DeviceError>>, GpuError> {
+        let seconds = self.clock.now().unix_micros() as f64 / 1e6;
+        let state = self.lock();
+        if let Some(error) = Self::backend_error(&state.faults) {
+            return Err(error);
+        }
+        Ok((0..self.count)
+            .map(|index| {
+                if state.faults.contains(&Fault::DeviceError { gpu: index }) {
+                    return Err(DeviceError { index, message: "NVML call failed: GPU is lost (injected)".into() });
+                }
+                let hot = forced_temperature(&state.faults, index);
+                Ok(self.reading(index, seconds, state.utilization, hot))
+            })
+            .collect())
+    }
+
+    async fn collect_events(&self) -> Result<Vec<HealthEvent>, GpuError> {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        if let Some(error) = Self::backend_error(&state.faults) {
+            return Err(error);
+        }
+        let mut collected: Vec<HealthEvent> = state.pending.drain(..).map(|(_, event)| event).collect();
+        for index in 0..self.count {
+            if let Some(celsius) = forced_temperature(&state.faults, index) {
+                collected.push(events::thermal(now, self.gpu_ref(index).as_ref(), celsius));
+            }
+        }
+        Ok(collected)
+    }
+
+    async fn run_diagnostic(&self, test: &str) -> DiagnosticReport {
+        let faults = self.active_faults();
+        let mut details = BTreeMap::from([("test".to_owned(), test.to_owned())]);
+        if let Some(error) = Self::backend_error(&faults) {
+            return DiagnosticReport { passed: false, message: error.to_string(), details };
+        }
+        details.insert("gpus_checked".into(), self.count.to_string());
+        if faults.is_empty() {
+            let message = format!("{test}: all {} GPUs passed", self.count);
+            return DiagnosticReport { passed: true, message, details };
+        }
+        let mut failed_gpus: Vec<u32> = faults.iter().filter_map(Fault::gpu).collect();
+        failed_gpus.sort_unstable();
+        failed_gpus.dedup();
+        let failed_gpus: Vec<String> = failed_gpus.iter().map(u32::to_string).collect();
+        let described: Vec<String> = faults.iter().map(Fault::to_string).collect();
+        details.insert("faults".into(), described.join("; "));
+        details.insert("failed_gpus".into(), failed_gpus.join(","));
+        DiagnosticReport { passed: false, message: format!("{test}: {} active fault(s)", faults.len()), details }
+    }
+}
+
+/// SplitMix64 over three words: cheap, stateless, well-mixed pseudo-randomness.
+fn mix(seed: u64, a: u64, b: u64) -> u64 {
+    let mut z = seed ^ a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b.wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// `bits` mapped to `[0, 1)`.
+fn unit(bits: u64) -> f64 {
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bosun_core::{EventType, FakeClock};
+
+    use super::*;
+
+    fn fake() -> (Arc<FakeClock>, FakeGpus) {
+        let clock = Arc::new(FakeClock::at_default_epoch());
+        (clock.clone(), FakeGpus::new(8).with_seed(42).with_clock(clock))
+    }
+
+    #[tokio::test]
+    async fn inventory_looks_like_an_hgx_h100_board() {
+        let (_, gpus) = fake();
+        let inventory = gpus.discover().await.expect("healthy");
+        assert_eq!(inventory.len(), 8);
+        assert_eq!(inventory[0].pci_bus_id, "00000000:18:00.0");
+        assert_eq!(inventory[0].name, "NVIDIA H100 80GB HBM3");
+        let uuid = &inventory[3].uuid;
+        assert!(uuid.starts_with("GPU-") && uuid.len() == 40, "{uuid}");
+        let unique: std::collections::BTreeSet<_> = inventory.iter().map(|g| &g.uuid).collect();
+        assert_eq!(unique.len(), 8);
+        assert_eq!(inventory, FakeGpus::new(8).with_seed(42).discover().await.expect("healthy"), "seeded");
+        assert_eq!(GpuModel::named("a100").name, "NVIDIA A100-SXM4-80GB");
+        assert_eq!(GpuModel::named("B200").name, "B200");
+    }
+
+    #[tokio::test]
+    async fn readings_vary_over_time_deterministically_and_follow_a_pinned_level() {
+        let (clock, gpus) = fake();
+        let mut series = Vec::new();
+        for _ in 0..30 {
+            let readings = gpus.read_devices().await.expect("healthy");
+            let sample = readings[0].clone().expect("healthy");
+            assert!((0.0..=100.0).contains(&sample.utilization_percent));
+            assert!(sample.temperature_c < 85.0 && sample.power_w >= 70.0);
+            series.push(sample.utilization_percent);
+            clock.advance(Duration::from_secs(30));
+        }
+        assert!(series.iter().any(|u| *u != series[0]), "utilization should vary: {series:?}");
+
+        gpus.set_utilization(Some(90.0));
+        let readings = gpus.read_devices().await.expect("healthy");
+        let mean = readings.iter().map(|r| r.as_ref().expect("healthy").utilization_percent).sum::<f64>() / 8.0;
+        assert!((84.0..=96.0).contains(&mean), "{mean}");
+    }
+
+    #[tokio::test]
+    async fn one_shot_faults_report_once_and_conditions_until_recovered() {
+        let (_, gpus) = fake();
+        gpus.inject(Fault::Xid { gpu: 3, code: 79 }).expect("valid");
+        gpus.inject(Fault::Thermal { gpu: Some(1), celsius: 95.0 }).expect("valid");
+        let first = gpus.collect_events().await.expect("healthy");
+        let kinds: Vec<_> = first.iter().map(|e| (e.event_type, e.gpu_index)).collect();
+        assert_eq!(kinds, [(EventType::Xid, 3), (EventType::Thermal, 1)]);
+        let second = gpus.collect_events().await.expect("healthy");
+        assert_eq!(second.len(), 1, "only the thermal condition repeats");
+        let readings = gpus.read_devices().await.expect("healthy");
+        assert_eq!(readings[1].as_ref().expect("healthy").temperature_c, 95.0);
+
+        gpus.recover(FaultKind::Thermal);
+        assert!(gpus.collect_events().await.expect("healthy").is_empty());
+        assert_eq!(gpus.active_faults(), [Fault::Xid { gpu: 3, code: 79 }]);
+        gpus.recover_all();
+        assert!(gpus.run_diagnostic("quick").await.passed);
+    }
+
+    #[tokio::test]
+    async fn recovering_before_collection_withdraws_the_event() {
+        let (_, gpus) = fake();
+        gpus.inject(Fault::EccDoubleBit { gpu: 0 }).expect("valid");
+        gpus.recover(FaultKind::EccDoubleBit);
+        assert!(gpus.collect_events().await.expect("healthy").is_empty());
+    }
+
+    #[tokio::test]
+    async fn device_backend_and_boot_failures() {
+        let (_, gpus) = fake();
+        gpus.inject(Fault::DeviceError { gpu: 2 }).expect("valid");
+        let readings = gpus.read_devices().await.expect("backend fine");
+        assert_eq!(readings.iter().filter(|r| r.is_err()).count(), 1);
+        assert_eq!(readings[2].as_ref().unwrap_err().index, 2);
+        let report = gpus.run_diagnostic("all").await;
+        assert!(!report.passed);
+        assert_eq!(report.details["failed_gpus"], "2");
+
+        gpus.inject(Fault::BackendFailure).expect("valid");
+        assert!(matches!(gpus.read_devices().await, Err(GpuError::Backend(_))));
+        assert!(gpus.device_count().await.is_err() && gpus.collect_events().await.is_err());
+        gpus.recover_all();
+        gpus.inject(Fault::BootFailure).expect("valid");
+        assert!(matches!(gpus.discover().await, Err(GpuError::Init(_))));
+    }
+
+    #[test]
+    fn rejects_faults_on_missing_gpus_and_parses_scenario_names() {
+        let gpus = FakeGpus::new(4);
+        assert_eq!(
+            gpus.inject(Fault::Xid { gpu: 7, code: 79 }).unwrap_err().to_string(),
+            "GPU 7 does not exist: this machine has 4 GPUs"
+        );
+        assert!(gpus.inject(Fault::Thermal { gpu: None, celsius: f64::NAN }).is_err());
+        for (name, kind) in [
+            ("xid_error", FaultKind::Xid),
+            ("temperature", FaultKind::Thermal),
+            ("nvml_failure", FaultKind::BackendFailure),
+            ("BACKEND_ERROR", FaultKind::BackendFailure),
+            ("boot_failure", FaultKind::BootFailure),
+            ("device_error", FaultKind::DeviceError),
+            ("memory_error", FaultKind::EccDoubleBit),
+            ("nvlink_error", FaultKind::Nvlink),
+        ] {
+            assert_eq!(name.parse::<FaultKind>(), Ok(kind));
+        }
+        assert_eq!(FaultKind::EccDoubleBit.to_string(), "memory_error");
+        for kind in FaultKind::ALL {
+            assert_eq!(kind.as_str().parse::<FaultKind>(), Ok(kind), "names round-trip");
+        }
+        assert!("network".parse::<FaultKind>().is_err());
+    }
+}
