@@ -41,7 +41,10 @@ mod slow_log_tests;
 pub use error::{Result, StoreError};
 pub use location::{DEFAULT_STORE_URL, LocationError, StoreLocation, redact_url};
 pub use memory::MemoryStore;
-pub use open::{ConnectSettings, Database, MigrationInfo, MigrationSource, MigrationStatus, OpenError, open_store};
+pub use open::{
+    ConnectSettings, Database, MigrationInfo, MigrationSource, MigrationStatus, OpenError, embedded_schema_version,
+    open_store,
+};
 pub use query::{ChangeFilter, CommandFilter, Cursor, InstanceFilter, NodeFilter, Page, PageRequest};
 pub use sqlite::SqliteDurability;
 pub use store::{

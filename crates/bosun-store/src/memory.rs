@@ -952,6 +952,10 @@ impl Store for MemoryStore {
         self.lock().map(|_| ())
     }
 
+    async fn schema_version(&self) -> Result<Option<i64>> {
+        self.lock().map(|_| None)
+    }
+
     async fn close(&self) {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
     }

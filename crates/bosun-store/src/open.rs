@@ -17,7 +17,7 @@ use crate::location::{LocationError, StoreLocation};
 use crate::memory::MemoryStore;
 use crate::postgres::{self, PostgresStore};
 use crate::sqlite::{self, SqliteDurability, SqlitePools, SqliteStore};
-use crate::store::{SharedStore, StoreOptions};
+use crate::store::{Backend, SharedStore, StoreOptions};
 
 /// Name of the table recording applied migrations.
 pub const MIGRATIONS_TABLE: &str = "schema_migrations";
@@ -131,6 +131,17 @@ enum Connection {
     Memory,
     Sqlite { pools: SqlitePools, path: PathBuf, durability: SqliteDurability },
     Postgres(sqlx::PgPool),
+}
+
+/// The newest schema version this binary's embedded migrations create on `backend`
+/// (`None` for the memory store, which keeps no schema).
+pub fn embedded_schema_version(backend: Backend) -> Option<i64> {
+    let migrator = match backend {
+        Backend::Memory => return None,
+        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+        Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+    };
+    migrator.iter().map(|m| m.version).max()
 }
 
 /// A connected database whose schema can be inspected and migrated, and which can then be

@@ -233,6 +233,10 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Cheap reachability check (`SELECT 1` on SQL backends).
     async fn ping(&self) -> Result<()>;
+    /// The newest schema migration applied to the database (`None` for the memory store,
+    /// which has no schema). Compare with [`crate::embedded_schema_version`] to tell
+    /// whether another bosun migrated the database since this one started.
+    async fn schema_version(&self) -> Result<Option<i64>>;
     fn pool_stats(&self) -> Option<PoolStats> {
         None
     }

@@ -169,6 +169,8 @@ pub(crate) async fn counts_reflect_contents(ctx: &Ctx) {
 
 pub(crate) async fn ping_and_close(ctx: &Ctx) {
     ctx.store.ping().await.expect("reachable");
+    let version = ctx.store.schema_version().await.expect("schema version");
+    assert_eq!(version, crate::embedded_schema_version(ctx.store.backend()), "the store is at this binary's schema");
     ctx.store.close().await;
     assert_err!(ctx.store.ping().await, E::Unavailable { .. });
     assert_err!(ctx.store.node(&node_id("n1")).await, E::Unavailable { .. });

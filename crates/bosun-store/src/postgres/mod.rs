@@ -636,6 +636,16 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn schema_version(&self) -> Result<Option<i64>> {
+        self.slow
+            .run(
+                "schema.version",
+                sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations WHERE success").fetch_one(&self.pool),
+            )
+            .await
+            .map_err(|e| map_err(e, None))
+    }
+
     fn pool_stats(&self) -> Option<PoolStats> {
         Some(PoolStats {
             size: self.pool.size(),

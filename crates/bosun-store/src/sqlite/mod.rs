@@ -339,6 +339,13 @@ impl Store for SqliteStore {
         self.read("ping", |conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
     }
 
+    async fn schema_version(&self) -> Result<Option<i64>> {
+        self.read("schema.version", |conn| {
+            Ok(conn.query_row("SELECT MAX(version) FROM schema_migrations WHERE success", [], |row| row.get(0))?)
+        })
+        .await
+    }
+
     fn pool_stats(&self) -> Option<PoolStats> {
         Some(PoolStats { size: self.readers.size() + 1, idle: self.readers.idle(), max_size: READERS + 1 })
     }
