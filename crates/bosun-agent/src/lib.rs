@@ -50,7 +50,7 @@ mod runtime;
 pub use commands::NodeFlags;
 pub use control_plane::{AckOutcome, AgentConfig, CommandAck, ControlPlane, DeliveredCommand, RpcError};
 pub use error::AgentError;
-pub use gpu::fake::{FakeGpus, Fault, FaultError, FaultKind, GpuModel};
+pub use gpu::fake::{FAULT_COMMAND, FakeGpus, Fault, FaultError, FaultKind, GpuModel, RECOVER_COMMAND, fault_hooks};
 pub use gpu::nvml::Nvml;
 pub use gpu::{DeviceError, DiagnosticReport, GpuError, GpuSource};
 pub use hooks::{Hook, HookContext, HookFuture, Hooks};

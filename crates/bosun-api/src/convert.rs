@@ -9,9 +9,10 @@ use std::hash::BuildHasher;
 
 use bosun_core::node::Gpu;
 use bosun_core::{
-    ChangeRecord, CheckResult, ClassifiedEvent, Command, CommandEvent, CommandKind, CommandState, EventType, GpuSample,
-    Health, HealthEvent, HealthReport, HealthSystem, Instance, InstanceState, LabelSelector, Labels, MetricSample,
-    Node, NodeId, NodeMetadata, NodeRegistration, NodeStatus, PoolName, Timestamp, ValidationError, Verdict,
+    ChangeRecord, CheckResult, ClassifiedEvent, Command, CommandEvent, CommandId, CommandKind, CommandState, EventType,
+    GpuSample, Health, HealthEvent, HealthReport, HealthSystem, Instance, InstanceState, LabelSelector, Labels,
+    MetricSample, Node, NodeId, NodeMetadata, NodeRegistration, NodeStatus, PoolName, Timestamp, ValidationError,
+    Verdict,
 };
 use buffa::{EnumValue, MessageField};
 use buffa_types::google::protobuf::Timestamp as WireTimestamp;
@@ -615,6 +616,62 @@ pub fn check_results_from(field: &str, results: &[v1::HealthCheckResult]) -> Res
             Ok(result)
         })
         .collect()
+}
+
+/// A registration as the agent sends it.
+pub fn register_request(registration: &NodeRegistration, instance_id: Option<&str>) -> v1::RegisterRequest {
+    v1::RegisterRequest {
+        node_id: registration.node_id.to_string(),
+        provider: registration.provider.clone(),
+        region: registration.region.clone(),
+        zone: registration.zone.clone(),
+        instance_type: registration.instance_type.clone(),
+        pool: registration.pool.as_ref().map(ToString::to_string).unwrap_or_default(),
+        labels: map(registration.labels.as_map()),
+        gpus: registration.gpus.iter().map(gpu).collect(),
+        metadata: MessageField::some(metadata(&registration.metadata)),
+        instance_id: instance_id.unwrap_or_default().to_owned(),
+        ..Default::default()
+    }
+}
+
+/// A metric sample as heartbeat metrics (the server stamps the time).
+pub fn node_metrics(sample: &MetricSample) -> v1::NodeMetrics {
+    v1::NodeMetrics {
+        cpu_usage_percent: sample.cpu_percent,
+        memory_usage_percent: sample.memory_percent,
+        gpu_metrics: sample
+            .gpus
+            .iter()
+            .map(|g| v1::GpuMetrics {
+                gpu_index: g.index,
+                temperature: g.temperature_c,
+                power_usage: g.power_w,
+                utilization_percent: g.utilization_percent,
+                memory_used: g.memory_used_bytes,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// A command handed to an agent, as the agent reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedCommand {
+    pub id: CommandId,
+    pub kind: CommandKind,
+    pub parameters: BTreeMap<String, String>,
+    pub deadline: Option<Timestamp>,
+}
+
+pub fn node_command_from(command: &v1::NodeCommand) -> Result<ReceivedCommand, ValidationError> {
+    Ok(ReceivedCommand {
+        id: command.command_id.parse().map_err(|e: ValidationError| ValidationError::new("command_id", e.problem))?,
+        kind: command_kind_from(command.r#type, &command.custom_name)?,
+        parameters: sorted(&command.parameters),
+        deadline: command.deadline.as_option().map(from_timestamp),
+    })
 }
 
 /// Classified events as a domain list (for tests and tools that read reports back).

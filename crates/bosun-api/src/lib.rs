@@ -2,7 +2,8 @@
 //!
 //! **API Boundary.** **Architecture Invariant:** this is the only crate that knows wire
 //! types. Everything else speaks `bosun_core`; [`convert`] translates in both directions
-//! and validates what comes in, naming the offending field.
+//! and validates what comes in, naming the offending field. [`agent_client`] is the
+//! agent's `ControlPlane` over the network.
 
 /// Generated from `proto/bosun/v1/*.proto` by build.rs.
 #[allow(clippy::all, missing_debug_implementations)]
@@ -10,6 +11,9 @@ pub mod proto {
     connectrpc::include_generated!();
 }
 
+pub mod agent_client;
 pub mod convert;
+
+pub use agent_client::AgentClient;
 
 pub use proto::bosun::v1;

@@ -18,6 +18,7 @@ use bosun_core::{Clock, Gpu, GpuSample, HealthEvent, SystemClock};
 
 use super::events::{self, GpuRef};
 use super::{DeviceError, DiagnosticReport, GpuError, GpuSource};
+use crate::hooks::{Hook, HookContext};
 
 /// What a fake GPU claims to be.
 #[derive(Debug, Clone, PartialEq)]
@@ -239,6 +240,78 @@ pub enum FaultError {
          pcie_error, power_error, device_error, nvml_failure (backend_error) or boot_failure"
     )]
     UnknownKind(String),
+    #[error("parameter {name}: {problem}")]
+    BadParameter { name: &'static str, problem: String },
+}
+
+impl Fault {
+    /// A fault described by command parameters, as the `fake-fault` command carries it:
+    /// `fault` (a [`FaultKind`] name, default `xid_error`), `gpu` (default 0), and per kind
+    /// `code` (XID, default 79), `celsius` (thermal, default 95; without `gpu` every GPU),
+    /// `count` (corrected ECC, default 101) or `link` (NVLink, default 0).
+    pub fn from_parameters(parameters: &BTreeMap<String, String>) -> Result<Fault, FaultError> {
+        fn number<T: FromStr>(
+            parameters: &BTreeMap<String, String>,
+            name: &'static str,
+            default: T,
+        ) -> Result<T, FaultError> {
+            match parameters.get(name) {
+                None => Ok(default),
+                Some(text) => text
+                    .trim()
+                    .parse()
+                    .map_err(|_| FaultError::BadParameter { name, problem: format!("{text:?} is not a valid number") }),
+            }
+        }
+        let kind: FaultKind = parameters.get("fault").map_or(Ok(FaultKind::Xid), |k| k.parse())?;
+        let gpu = number(parameters, "gpu", 0u32)?;
+        Ok(match kind {
+            FaultKind::Xid => Fault::Xid { gpu, code: number(parameters, "code", 79)? },
+            FaultKind::Thermal => Fault::Thermal {
+                gpu: parameters.contains_key("gpu").then_some(gpu),
+                celsius: number(parameters, "celsius", 95.0)?,
+            },
+            FaultKind::EccSingleBit => Fault::EccSingleBit { gpu, count: number(parameters, "count", 101)? },
+            FaultKind::EccDoubleBit => Fault::EccDoubleBit { gpu },
+            FaultKind::Nvlink => Fault::Nvlink { gpu, link: number(parameters, "link", 0)? },
+            FaultKind::Pcie => Fault::Pcie { gpu },
+            FaultKind::Power => Fault::PowerBrake { gpu },
+            FaultKind::DeviceError => Fault::DeviceError { gpu },
+            FaultKind::BackendFailure => Fault::BackendFailure,
+            FaultKind::BootFailure => Fault::BootFailure,
+        })
+    }
+}
+
+/// The custom command that injects a fault into an agent's fake GPUs (demos and tests).
+pub const FAULT_COMMAND: &str = "fake-fault";
+/// The custom command that recovers every injected fault.
+pub const RECOVER_COMMAND: &str = "fake-recover";
+
+/// Hooks for [`FAULT_COMMAND`] and [`RECOVER_COMMAND`] on `gpus`; register them as custom
+/// hooks of an agent running on fake GPUs.
+pub fn fault_hooks(gpus: &Arc<FakeGpus>) -> [(String, Hook); 2] {
+    let inject = Arc::clone(gpus);
+    let recover = Arc::clone(gpus);
+    [
+        (
+            FAULT_COMMAND.to_owned(),
+            Hook::function(move |context: HookContext| {
+                let result = Fault::from_parameters(&context.parameters).and_then(|fault| {
+                    let described = fault.to_string();
+                    inject.inject(fault).map(|()| format!("injected {described}"))
+                });
+                async move { result.map_err(|e| e.to_string()) }
+            }),
+        ),
+        (
+            RECOVER_COMMAND.to_owned(),
+            Hook::function(move |_context: HookContext| {
+                recover.recover_all();
+                async { Ok("recovered every fault".to_owned()) }
+            }),
+        ),
+    ]
 }
 
 /// A machine's worth of fake GPUs. Share it (`Arc<FakeGpus>`) between the agent and
@@ -647,5 +720,30 @@ mod tests {
             assert_eq!(kind.as_str().parse::<FaultKind>(), Ok(kind), "names round-trip");
         }
         assert!("network".parse::<FaultKind>().is_err());
+    }
+
+    #[test]
+    fn faults_are_described_by_command_parameters() {
+        let params = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        };
+        assert_eq!(Fault::from_parameters(&params(&[])), Ok(Fault::Xid { gpu: 0, code: 79 }));
+        assert_eq!(
+            Fault::from_parameters(&params(&[("fault", "xid"), ("gpu", "3"), ("code", "48")])),
+            Ok(Fault::Xid { gpu: 3, code: 48 })
+        );
+        assert_eq!(
+            Fault::from_parameters(&params(&[("fault", "temperature")])),
+            Ok(Fault::Thermal { gpu: None, celsius: 95.0 })
+        );
+        assert_eq!(
+            Fault::from_parameters(&params(&[("fault", "ecc_sbe"), ("gpu", "1")])),
+            Ok(Fault::EccSingleBit { gpu: 1, count: 101 })
+        );
+        assert_eq!(
+            Fault::from_parameters(&params(&[("gpu", "x")])).unwrap_err().to_string(),
+            "parameter gpu: \"x\" is not a valid number"
+        );
+        assert!(matches!(Fault::from_parameters(&params(&[("fault", "meteor")])), Err(FaultError::UnknownKind(_))));
     }
 }

@@ -1,0 +1,120 @@
+//! The state every handler and loop shares.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bosun_core::{Clock, NodeId, Timestamp};
+use bosun_store::{NodeFilter, PageRequest, SharedStore, StoreError};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+use crate::fleet::Fleet;
+use crate::metrics::Metrics;
+use crate::observed_store::{ObservedStore, Sight};
+use crate::policy::Policies;
+use crate::settings::Settings;
+
+#[derive(Debug)]
+pub(crate) struct App {
+    pub store: SharedStore,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
+    pub auth: Authenticator,
+    pub fleet: Fleet,
+    pub policies: Policies,
+    pub metrics: Arc<Metrics>,
+    pub sight: Arc<Sight>,
+    /// Woken after every commit this server makes (WatchEvents waits on it).
+    pub committed: Arc<Notify>,
+    pub waiters: CommandWaiters,
+    /// Cancelled when the server shuts down: long polls and watches return at once.
+    pub shutdown: CancellationToken,
+}
+
+impl App {
+    pub(crate) async fn start(
+        store: SharedStore,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<App>, crate::StartError> {
+        let metrics = Arc::new(Metrics::new());
+        let now = clock.now();
+        let sight = Arc::new(Sight::new(now, settings.startup_grace));
+        let committed = Arc::new(Notify::new());
+        let store: SharedStore = Arc::new(ObservedStore::new(
+            store,
+            Arc::clone(&metrics),
+            Arc::clone(&sight),
+            Arc::clone(&clock),
+            Arc::clone(&committed),
+        ));
+        let policies = Policies::load(settings.health_policy.clone(), &store).await?;
+        let auth = Authenticator::new(settings.auth.clone());
+        if auth.is_open() {
+            tracing::warn!("no auth tokens are configured: every caller may do everything (configure auth.tokens)");
+        }
+        let app = Arc::new(App {
+            store,
+            clock,
+            auth,
+            fleet: Fleet::default(),
+            policies,
+            metrics,
+            sight,
+            committed,
+            waiters: CommandWaiters::default(),
+            shutdown,
+            settings,
+        });
+        app.reload_fleet().await.map_err(crate::StartError::Store)?;
+        tracing::info!(nodes = app.fleet.len(), "fleet loaded");
+        Ok(app)
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Re-reads every node into the fleet view.
+    pub(crate) async fn reload_fleet(&self) -> Result<(), StoreError> {
+        let mut nodes = Vec::new();
+        let mut page = PageRequest::first(bosun_store::query::MAX_PAGE_SIZE);
+        loop {
+            let batch = self.store.list_nodes(&NodeFilter::default(), &page).await?;
+            nodes.extend(batch.items);
+            match batch.next {
+                Some(cursor) => page = PageRequest::after(page.limit, cursor),
+                None => break,
+            }
+        }
+        self.fleet.load(&nodes);
+        Ok(())
+    }
+}
+
+/// Per-node wake-ups for long-polling agents.
+#[derive(Debug, Default)]
+pub(crate) struct CommandWaiters {
+    nodes: Mutex<HashMap<NodeId, Arc<Notify>>>,
+}
+
+impl CommandWaiters {
+    pub(crate) fn get(&self, node: &NodeId) -> Arc<Notify> {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(nodes.entry(node.clone()).or_default())
+    }
+
+    /// Wakes the node's waiting poll, if any.
+    pub(crate) fn wake(&self, node: &NodeId) {
+        let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(notify) = nodes.get(node) {
+            notify.notify_waiters();
+        }
+    }
+
+    pub(crate) fn forget(&self, node: &NodeId) {
+        self.nodes.lock().unwrap_or_else(|p| p.into_inner()).remove(node);
+    }
+}

@@ -1,0 +1,288 @@
+//! The in-memory view of the fleet: every node's liveness, status and health, plus the
+//! heartbeats and metric samples not yet written.
+//!
+//! **Architecture Invariant:** this is a cache the server can rebuild from the store at
+//! any time ([`Fleet::load`]); nothing here is the only copy of hard state. Heartbeats
+//! are soft state: the newest one per node waits here until the flusher writes it, so a
+//! heartbeat costs a map insert, and memory stays bounded by the fleet's size even while
+//! the store is down.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use bosun_core::{Health, Heartbeat, MetricSample, Node, NodeId, NodeStatus, Timestamp};
+
+/// What the server knows about one node without asking the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NodeView {
+    /// The newest sign of life: heartbeat or registration, by the server's clock.
+    pub last_seen: Timestamp,
+    pub last_heartbeat: Option<Timestamp>,
+    pub status: NodeStatus,
+    pub health: Health,
+}
+
+impl NodeView {
+    fn of(node: &Node) -> Self {
+        Self {
+            last_seen: node.last_seen(),
+            last_heartbeat: node.last_heartbeat,
+            status: node.status,
+            health: node.health,
+        }
+    }
+
+    /// Whether liveness judges this node: gone, going or already UNHEALTHY nodes are not.
+    pub(crate) fn is_judged(&self) -> bool {
+        matches!(self.status, NodeStatus::Active | NodeStatus::Cordoned | NodeStatus::Draining)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    nodes: HashMap<NodeId, NodeView>,
+    /// The newest unwritten heartbeat per node, with its metrics if it carried any.
+    pending: HashMap<NodeId, (Timestamp, Option<MetricSample>)>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Fleet {
+    inner: Mutex<Inner>,
+}
+
+/// Heartbeats and samples taken out of the buffer for one flush.
+#[derive(Debug, Default)]
+pub(crate) struct SoftBatch {
+    pub heartbeats: Vec<Heartbeat>,
+    pub samples: Vec<MetricSample>,
+}
+
+impl SoftBatch {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.heartbeats.is_empty()
+    }
+}
+
+/// The spread of heartbeat ages across judged nodes, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct AgeSummary {
+    pub median: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl Fleet {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every critical section is a few map operations that cannot panic halfway; a
+        // poisoned lock still guards consistent data.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Replaces the view with `nodes` (a full read of the store). Signs of life seen here
+    /// and newer than the store's stay.
+    pub(crate) fn load<'a>(&self, nodes: impl IntoIterator<Item = &'a Node>) {
+        let mut inner = self.lock();
+        let mut fresh: HashMap<NodeId, NodeView> = HashMap::new();
+        for node in nodes {
+            let mut view = NodeView::of(node);
+            if let Some(known) = inner.nodes.get(&node.id) {
+                view.last_seen = view.last_seen.max(known.last_seen);
+                view.last_heartbeat = view.last_heartbeat.max(known.last_heartbeat);
+            }
+            fresh.insert(node.id.clone(), view);
+        }
+        inner.nodes = fresh;
+        let known = &inner.nodes;
+        let stale: Vec<NodeId> = inner.pending.keys().filter(|id| !known.contains_key(*id)).cloned().collect();
+        for id in stale {
+            inner.pending.remove(&id);
+        }
+    }
+
+    /// Records a node as committed to the store (created, or its status or health changed).
+    pub(crate) fn upsert(&self, node: &Node) {
+        let mut inner = self.lock();
+        let view = NodeView::of(node);
+        inner
+            .nodes
+            .entry(node.id.clone())
+            .and_modify(|known| {
+                known.status = view.status;
+                known.health = view.health;
+                known.last_seen = known.last_seen.max(view.last_seen);
+                known.last_heartbeat = known.last_heartbeat.max(view.last_heartbeat);
+            })
+            .or_insert(view);
+    }
+
+    pub(crate) fn remove(&self, id: &NodeId) {
+        let mut inner = self.lock();
+        inner.nodes.remove(id);
+        inner.pending.remove(id);
+    }
+
+    pub(crate) fn get(&self, id: &NodeId) -> Option<NodeView> {
+        self.lock().nodes.get(id).copied()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().nodes.len()
+    }
+
+    /// A sign of life that is not a heartbeat (a registration).
+    pub(crate) fn seen(&self, id: &NodeId, at: Timestamp) {
+        if let Some(view) = self.lock().nodes.get_mut(id) {
+            view.last_seen = view.last_seen.max(at);
+        }
+    }
+
+    /// Buffers a heartbeat; false when the node is unknown here.
+    pub(crate) fn heartbeat(&self, id: &NodeId, at: Timestamp, sample: Option<MetricSample>) -> bool {
+        let mut inner = self.lock();
+        let Some(view) = inner.nodes.get_mut(id) else { return false };
+        view.last_seen = view.last_seen.max(at);
+        view.last_heartbeat = Some(view.last_heartbeat.map_or(at, |t| t.max(at)));
+        inner.pending.insert(id.clone(), (at, sample));
+        true
+    }
+
+    /// Takes every buffered heartbeat and sample for a flush.
+    pub(crate) fn take_pending(&self) -> SoftBatch {
+        let pending = std::mem::take(&mut self.lock().pending);
+        let mut batch =
+            SoftBatch { heartbeats: Vec::with_capacity(pending.len()), samples: Vec::with_capacity(pending.len()) };
+        for (node_id, (at, sample)) in pending {
+            batch.heartbeats.push(Heartbeat { node_id, at });
+            batch.samples.extend(sample);
+        }
+        batch
+    }
+
+    /// Puts back a batch whose flush failed, under anything newer that arrived meanwhile.
+    pub(crate) fn restore_pending(&self, batch: SoftBatch) {
+        let mut inner = self.lock();
+        let mut samples: HashMap<NodeId, MetricSample> =
+            batch.samples.into_iter().map(|s| (s.node_id.clone(), s)).collect();
+        for heartbeat in batch.heartbeats {
+            if !inner.nodes.contains_key(&heartbeat.node_id) {
+                continue;
+            }
+            let sample = samples.remove(&heartbeat.node_id);
+            inner.pending.entry(heartbeat.node_id).or_insert((heartbeat.at, sample));
+        }
+    }
+
+    pub(crate) fn pending_len(&self) -> usize {
+        self.lock().pending.len()
+    }
+
+    /// Judged nodes with no sign of life since `cutoff`.
+    pub(crate) fn silent_since(&self, cutoff: Timestamp) -> Vec<NodeId> {
+        let inner = self.lock();
+        let mut silent: Vec<NodeId> = inner
+            .nodes
+            .iter()
+            .filter(|(_, view)| view.is_judged() && view.last_seen < cutoff)
+            .map(|(id, _)| id.clone())
+            .collect();
+        silent.sort();
+        silent
+    }
+
+    /// Nodes per (status, health).
+    pub(crate) fn counts(&self) -> HashMap<(NodeStatus, Health), u64> {
+        let mut counts = HashMap::new();
+        for view in self.lock().nodes.values() {
+            *counts.entry((view.status, view.health)).or_default() += 1;
+        }
+        counts
+    }
+
+    /// How long ago judged nodes were last seen.
+    pub(crate) fn heartbeat_ages(&self, now: Timestamp) -> AgeSummary {
+        let mut ages: Vec<Duration> = self
+            .lock()
+            .nodes
+            .values()
+            .filter(|view| view.is_judged())
+            .map(|view| now.saturating_since(view.last_seen))
+            .collect();
+        if ages.is_empty() {
+            return AgeSummary::default();
+        }
+        ages.sort_unstable();
+        let at = |q: f64| ages[((ages.len() - 1) as f64 * q).round() as usize];
+        AgeSummary { median: at(0.5), p99: at(0.99), max: at(1.0) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bosun_core::NodeRegistration;
+
+    use super::*;
+
+    fn node(id: &str, at: Timestamp) -> Node {
+        let registration = NodeRegistration {
+            node_id: NodeId::new(id).expect("valid id"),
+            provider: "fake".into(),
+            region: String::new(),
+            zone: String::new(),
+            instance_type: String::new(),
+            pool: None,
+            labels: Default::default(),
+            gpus: Vec::new(),
+            metadata: Default::default(),
+        };
+        Node::register(&registration, at).expect("new node")
+    }
+
+    fn t(seconds: i64) -> Timestamp {
+        Timestamp::from_unix_micros(seconds * 1_000_000)
+    }
+
+    #[test]
+    fn heartbeats_buffer_the_newest_per_node_and_unknown_nodes_are_refused() {
+        let fleet = Fleet::default();
+        fleet.load([&node("a", t(0)), &node("b", t(0))]);
+        assert!(fleet.heartbeat(&NodeId::new("a").expect("id"), t(5), None));
+        assert!(fleet.heartbeat(&NodeId::new("a").expect("id"), t(7), None));
+        assert!(!fleet.heartbeat(&NodeId::new("zz").expect("id"), t(7), None));
+        let batch = fleet.take_pending();
+        assert_eq!(batch.heartbeats.len(), 1);
+        assert_eq!(batch.heartbeats[0].at, t(7));
+        assert_eq!(fleet.pending_len(), 0);
+
+        // A failed flush goes back, under newer heartbeats.
+        assert!(fleet.heartbeat(&NodeId::new("a").expect("id"), t(9), None));
+        fleet.restore_pending(batch);
+        let again = fleet.take_pending();
+        assert_eq!(again.heartbeats[0].at, t(9));
+    }
+
+    #[test]
+    fn silence_is_judged_only_for_live_statuses() {
+        let fleet = Fleet::default();
+        let mut gone = node("gone", t(0));
+        gone.status = NodeStatus::Terminating;
+        fleet.load([&node("quiet", t(0)), &node("chatty", t(0)), &gone]);
+        fleet.heartbeat(&NodeId::new("chatty").expect("id"), t(100), None);
+        let silent: Vec<String> = fleet.silent_since(t(50)).iter().map(ToString::to_string).collect();
+        assert_eq!(silent, ["quiet"]);
+        assert_eq!(fleet.heartbeat_ages(t(100)).max, Duration::from_secs(100));
+    }
+
+    #[test]
+    fn reload_keeps_newer_signs_of_life() {
+        let fleet = Fleet::default();
+        let n = node("n", t(0));
+        fleet.load([&n]);
+        fleet.heartbeat(&n.id, t(30), None);
+        fleet.load([&n]);
+        assert_eq!(fleet.get(&n.id).expect("known").last_seen, t(30));
+        fleet.load(std::iter::empty());
+        assert_eq!(fleet.get(&n.id), None);
+        assert_eq!(fleet.pending_len(), 0, "a node gone from the store takes its buffered heartbeat with it");
+    }
+}

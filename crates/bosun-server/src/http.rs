@@ -1,0 +1,70 @@
+//! The one HTTP port: `GET /healthz`, `/readyz` and `/metrics` beside both services, which
+//! answer Connect (JSON and binary protobuf), gRPC and gRPC-Web over HTTP/1.1 and h2c.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use connectrpc::{ConnectRpcService, Limits};
+
+use crate::app::App;
+use crate::metrics::RpcMetrics;
+use crate::rpc::Authenticate;
+use crate::rpc::admin::AdminApi;
+use crate::rpc::agent::AgentApi;
+
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let services = connectrpc::Router::new()
+        .add_service(Arc::new(AgentApi::new(Arc::clone(&app))))
+        .add_service(Arc::new(AdminApi::new(Arc::clone(&app))));
+    let limit = app.settings.max_request_bytes;
+    // Interceptors run in the order added: every call is counted, refused ones included.
+    let connect = ConnectRpcService::new(services)
+        .with_limits(Limits::default().with_max_request_body_size(limit).with_max_message_size(limit))
+        .with_interceptor(RpcMetrics(Arc::clone(&app.metrics)))
+        .with_interceptor(Authenticate(Arc::new(app.auth.clone())));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback_service(connect)
+        .with_state(app)
+}
+
+/// The process is up and serving.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// The server can do its work: the store answers and its schema is the one this binary
+/// was built for (another bosun may have migrated it since this one started).
+async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, String) {
+    if let Err(error) = app.store.ping().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("store unreachable: {error}\n"));
+    }
+    let expected = bosun_store::embedded_schema_version(app.store.backend());
+    match app.store.schema_version().await {
+        Ok(applied) if applied == expected => (StatusCode::OK, "ready\n".to_owned()),
+        Ok(applied) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "store schema is at version {} but this bosun needs {}; run `bosun db migrate status`\n",
+                version(applied),
+                version(expected)
+            ),
+        ),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("cannot read the store's schema version: {error}\n")),
+    }
+}
+
+fn version(v: Option<i64>) -> String {
+    v.map_or_else(|| "none".to_owned(), |v| v.to_string())
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    let body = app.metrics.render(&app.fleet, app.now());
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+}

@@ -1,0 +1,116 @@
+//! Background work: flushing soft state, judging liveness, expiring commands, failing
+//! unregistered instances, retention, and re-reading the policy and the fleet.
+//!
+//! Each pass is a plain async function of the shared state, so tests run passes directly
+//! against a fake clock; the loops only call them on a timer. A pass that fails (the store
+//! is down) logs and waits for its next turn: nothing here gives up.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bosun_store::RetentionPolicy;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::error::ApiResult;
+use crate::{commands, instances, nodes};
+
+/// Writes buffered heartbeats and metric samples. A failed write puts them back for the
+/// next flush.
+pub(crate) async fn flush_soft_state(app: &App) -> ApiResult<usize> {
+    let batch = app.fleet.take_pending();
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let started = Instant::now();
+    let written = async {
+        app.store.record_heartbeats(&batch.heartbeats).await?;
+        if !batch.samples.is_empty() {
+            app.store.record_metric_samples(&batch.samples).await?;
+        }
+        Ok::<_, bosun_store::StoreError>(batch.heartbeats.len())
+    }
+    .await;
+    app.metrics.flush(written.is_ok(), started.elapsed());
+    match written {
+        Ok(count) => Ok(count),
+        Err(error) => {
+            app.fleet.restore_pending(batch);
+            Err(error.into())
+        }
+    }
+}
+
+/// Expires overdue commands, fails instances whose agent never registered, and picks up a
+/// policy stored by another replica.
+pub(crate) async fn janitor(app: &App) -> ApiResult<()> {
+    let expired = commands::expire_overdue(app).await?;
+    let failed = instances::fail_unregistered(app).await?;
+    if expired + failed > 0 {
+        tracing::info!(expired_commands = expired, failed_instances = failed, "janitor pass");
+    }
+    app.policies.refresh(&app.store).await?;
+    Ok(())
+}
+
+/// Deletes expired TERMINATED nodes and finished instances, compacts the change log, and
+/// re-reads the fleet view from the store.
+pub(crate) async fn retention(app: &App) -> ApiResult<()> {
+    let nodes = nodes::purge_terminated(app).await?;
+    let instances = instances::purge_finished(app).await?;
+    let report =
+        app.store.apply_retention(&RetentionPolicy { changes_older_than: app.settings.change_retention }).await?;
+    if nodes + instances > 0 || report.changes_deleted > 0 {
+        tracing::info!(
+            nodes,
+            instances,
+            changes = report.changes_deleted,
+            samples = report.samples_deleted,
+            "retention pass"
+        );
+    }
+    app.reload_fleet().await?;
+    Ok(())
+}
+
+/// Starts every loop; they stop when `shutdown` is cancelled.
+pub(crate) fn spawn(app: &Arc<App>, shutdown: &CancellationToken, tasks: &mut JoinSet<()>) {
+    let s = &app.settings;
+    every(tasks, shutdown, app, "flush", s.flush_interval, |app| async move { flush_soft_state(&app).await.map(drop) });
+    every(tasks, shutdown, app, "liveness", s.liveness_interval, |app| async move {
+        nodes::judge_liveness(&app).await.map(drop)
+    });
+    every(tasks, shutdown, app, "janitor", s.janitor_interval, |app| async move { janitor(&app).await });
+    every(tasks, shutdown, app, "retention", s.retention_interval, |app| async move { retention(&app).await });
+}
+
+fn every<F, Fut>(
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+    app: &Arc<App>,
+    name: &'static str,
+    period: Duration,
+    pass: F,
+) where
+    F: Fn(Arc<App>) -> Fut + Send + 'static,
+    Fut: Future<Output = ApiResult<()>> + Send,
+{
+    let app = Arc::clone(app);
+    let shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            if let Err(error) = pass(Arc::clone(&app)).await {
+                tracing::warn!(%error, "{name} pass failed; retrying next interval");
+            }
+        }
+    });
+}

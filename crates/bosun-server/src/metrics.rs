@@ -1,0 +1,200 @@
+//! Prometheus metrics: what `/metrics` serves.
+//!
+//! Fleet gauges (nodes by status and health, heartbeat ages) are computed from the
+//! in-memory fleet view at scrape time; RPC and store latencies are histograms recorded
+//! as requests run; policy evaluations are counted by matched rule. Label values come
+//! from closed sets (methods, codes, store operations, rule names of the active policy),
+//! never from node ids, so cardinality stays bounded at any fleet size.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bosun_core::{Health, NodeStatus, Timestamp};
+use connectrpc::interceptor::{StreamRequest, StreamResponse, UnaryRequest, UnaryResponse};
+use connectrpc::{ConnectError, Interceptor, Next, NextStream, PayloadStream};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::fleet::Fleet;
+
+type Labels1 = [(&'static str, String); 1];
+type Labels2 = [(&'static str, String); 2];
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~26 s.
+    Histogram::new(exponential_buckets(0.0001, 2.5, 14))
+}
+
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    nodes: Family<Labels2, Gauge>,
+    heartbeat_age: Family<Labels1, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pending_heartbeats: Gauge,
+    rpc_requests: Family<Labels2, Counter>,
+    rpc_duration: HistogramFamily<Labels2>,
+    store_duration: HistogramFamily<Labels1>,
+    store_errors: Family<Labels2, Counter>,
+    policy_evaluations: Family<Labels2, Counter>,
+    policy_rule_errors: Counter,
+    heartbeats: Counter,
+    heartbeat_flushes: HistogramFamily<Labels1>,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("bosun");
+        let nodes = Family::<Labels2, Gauge>::default();
+        registry.register("nodes", "Nodes by status and health", nodes.clone());
+        let heartbeat_age = Family::<Labels1, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "node_heartbeat_age_seconds",
+            "Time since judged nodes were last seen, by quantile (0.5, 0.99, 1)",
+            heartbeat_age.clone(),
+        );
+        let pending_heartbeats = Gauge::default();
+        registry.register("heartbeats_pending", "Heartbeats received and not yet written", pending_heartbeats.clone());
+        let rpc_requests = Family::<Labels2, Counter>::default();
+        registry.register("rpc_requests", "RPCs answered, by method and code", rpc_requests.clone());
+        let rpc_duration = HistogramFamily::<Labels2>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register("rpc_duration_seconds", "RPC latency, by method and code", rpc_duration.clone());
+        let store_duration = HistogramFamily::<Labels1>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "store_operation_duration_seconds",
+            "Store call latency, by operation",
+            store_duration.clone(),
+        );
+        let store_errors = Family::<Labels2, Counter>::default();
+        registry.register("store_errors", "Failed store calls, by operation and error", store_errors.clone());
+        let policy_evaluations = Family::<Labels2, Counter>::default();
+        registry.register(
+            "policy_evaluations",
+            "Health events classified, by matched rule (none: no rule matched) and result",
+            policy_evaluations.clone(),
+        );
+        let policy_rule_errors = Counter::default();
+        registry.register("policy_rule_errors", "Rule evaluations that failed on an event", policy_rule_errors.clone());
+        let heartbeats = Counter::default();
+        registry.register("heartbeats", "Heartbeats accepted", heartbeats.clone());
+        let heartbeat_flushes =
+            HistogramFamily::<Labels1>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "soft_state_flush_duration_seconds",
+            "Time to write buffered heartbeats and samples, by outcome",
+            heartbeat_flushes.clone(),
+        );
+        Self {
+            registry,
+            nodes,
+            heartbeat_age,
+            pending_heartbeats,
+            rpc_requests,
+            rpc_duration,
+            store_duration,
+            store_errors,
+            policy_evaluations,
+            policy_rule_errors,
+            heartbeats,
+            heartbeat_flushes,
+        }
+    }
+
+    pub(crate) fn rpc(&self, method: &str, code: &str, elapsed: Duration) {
+        let labels = [("method", method.to_owned()), ("code", code.to_owned())];
+        self.rpc_requests.get_or_create(&labels).inc();
+        self.rpc_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    pub(crate) fn store_call(&self, operation: &'static str, elapsed: Duration, error: Option<&'static str>) {
+        self.store_duration.get_or_create(&[("operation", operation.to_owned())]).observe(elapsed.as_secs_f64());
+        if let Some(error) = error {
+            self.store_errors.get_or_create(&[("operation", operation.to_owned()), ("error", error.to_owned())]).inc();
+        }
+    }
+
+    pub(crate) fn policy_evaluation(&self, rule: Option<&str>, result: Health, errors: usize) {
+        let labels = [("rule", rule.unwrap_or("none").to_owned()), ("result", result.as_str().to_ascii_lowercase())];
+        self.policy_evaluations.get_or_create(&labels).inc();
+        if errors > 0 {
+            self.policy_rule_errors.inc_by(errors as u64);
+        }
+    }
+
+    pub(crate) fn heartbeat(&self) {
+        self.heartbeats.inc();
+    }
+
+    pub(crate) fn flush(&self, ok: bool, elapsed: Duration) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.heartbeat_flushes.get_or_create(&[("outcome", outcome.to_owned())]).observe(elapsed.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition, with fleet gauges computed now.
+    pub(crate) fn render(&self, fleet: &Fleet, now: Timestamp) -> String {
+        self.nodes.clear();
+        for status in NodeStatus::ALL {
+            for health in Health::ALL {
+                let labels = [("status", status.as_str().to_owned()), ("health", health.as_str().to_owned())];
+                self.nodes.get_or_create(&labels).set(0);
+            }
+        }
+        for ((status, health), count) in fleet.counts() {
+            let labels = [("status", status.as_str().to_owned()), ("health", health.as_str().to_owned())];
+            self.nodes.get_or_create(&labels).set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        let ages = fleet.heartbeat_ages(now);
+        for (quantile, age) in [("0.5", ages.median), ("0.99", ages.p99), ("1", ages.max)] {
+            self.heartbeat_age.get_or_create(&[("quantile", quantile.to_owned())]).set(age.as_secs_f64());
+        }
+        self.pending_heartbeats.set(i64::try_from(fleet.pending_len()).unwrap_or(i64::MAX));
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// Records every RPC's method, outcome code and latency.
+#[derive(Debug)]
+pub(crate) struct RpcMetrics(pub Arc<Metrics>);
+
+/// `/bosun.v1.AgentService/Heartbeat` -> `Heartbeat`.
+fn method_name(path: Option<&str>) -> String {
+    path.and_then(|p| p.rsplit('/').next()).filter(|m| !m.is_empty()).unwrap_or("unknown").to_owned()
+}
+
+fn code_of(error: &ConnectError) -> &'static str {
+    error.code.as_str()
+}
+
+#[connectrpc::async_trait]
+impl Interceptor for RpcMetrics {
+    async fn intercept_unary(&self, req: UnaryRequest, next: Next<'_>) -> Result<UnaryResponse, ConnectError> {
+        let method = method_name(req.ctx.path());
+        let started = std::time::Instant::now();
+        let response = next.run(req).await;
+        let code = response.as_ref().err().map_or("ok", code_of);
+        self.0.rpc(&method, code, started.elapsed());
+        response
+    }
+
+    async fn intercept_streaming(
+        &self,
+        req: StreamRequest,
+        inbound: PayloadStream,
+        next: NextStream<'_>,
+    ) -> Result<StreamResponse, ConnectError> {
+        // A stream is counted when it is established; its lifetime is not a latency.
+        let method = method_name(req.ctx.path());
+        let started = std::time::Instant::now();
+        let response = next.run(req, inbound).await;
+        let code = response.as_ref().err().map_or("ok", code_of);
+        self.0.rpc(&method, code, started.elapsed());
+        response
+    }
+}

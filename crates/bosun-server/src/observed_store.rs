@@ -1,0 +1,254 @@
+//! The store as the server uses it: every call timed into `/metrics`, outages noticed so
+//! liveness knows when the control plane was blind, and commits announced to watchers.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bosun_core::node::Gpu;
+use bosun_core::{
+    BootstrapLog, ChangeRecord, Clock, Command, CommandEvent, CommandId, Heartbeat, Instance, InstanceId, MetricSample,
+    Node, NodeId, Pool, PoolName, StoredPolicy, Timestamp,
+};
+use bosun_store::{
+    Backend, ChangeFilter, CommandFilter, Committed, InstanceFilter, IntegrityFinding, NodeFilter, Page, PageRequest,
+    PoolStats, Result, RetentionPolicy, RetentionReport, Store, StoreCounts, StoreError, StoredHealthReport,
+    WriteBatch,
+};
+use tokio::sync::Notify;
+
+use crate::metrics::Metrics;
+
+/// Whether the control plane could see its fleet: false during a store outage and for a
+/// grace period after it (and after start), while heartbeats that could not be written
+/// or read are still missing from what liveness would judge.
+#[derive(Debug)]
+pub(crate) struct Sight {
+    state: Mutex<SightState>,
+    grace: Duration,
+}
+
+#[derive(Debug)]
+struct SightState {
+    blind_until: Timestamp,
+    in_outage: bool,
+}
+
+impl Sight {
+    pub(crate) fn new(started_at: Timestamp, grace: Duration) -> Self {
+        Self { state: Mutex::new(SightState { blind_until: started_at + grace, in_outage: false }), grace }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SightState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn store_failed(&self) {
+        let mut state = self.lock();
+        if !state.in_outage {
+            tracing::warn!(
+                "the store is unavailable; liveness judges nothing until it is back and a grace period passed"
+            );
+        }
+        state.in_outage = true;
+    }
+
+    pub(crate) fn store_ok(&self, now: Timestamp) {
+        let mut state = self.lock();
+        if state.in_outage {
+            state.in_outage = false;
+            state.blind_until = state.blind_until.max(now + self.grace);
+            tracing::info!(grace = ?self.grace, "the store is reachable again");
+        }
+    }
+
+    /// True while liveness must not mark anything.
+    pub(crate) fn is_blind(&self, now: Timestamp) -> bool {
+        let state = self.lock();
+        state.in_outage || now < state.blind_until
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct ObservedStore {
+    inner: bosun_store::SharedStore,
+    metrics: Arc<Metrics>,
+    sight: Arc<Sight>,
+    clock: Arc<dyn Clock>,
+    /// Woken after every successful commit (for WatchEvents).
+    committed: Arc<Notify>,
+}
+
+impl ObservedStore {
+    pub(crate) fn new(
+        inner: bosun_store::SharedStore,
+        metrics: Arc<Metrics>,
+        sight: Arc<Sight>,
+        clock: Arc<dyn Clock>,
+        committed: Arc<Notify>,
+    ) -> Self {
+        Self { inner, metrics, sight, clock, committed }
+    }
+
+    async fn observe<T>(&self, operation: &'static str, call: impl Future<Output = Result<T>>) -> Result<T> {
+        let started = Instant::now();
+        let result = call.await;
+        let error = result.as_ref().err().map(error_label);
+        self.metrics.store_call(operation, started.elapsed(), error);
+        match &result {
+            Err(StoreError::Unavailable { .. }) => self.sight.store_failed(),
+            _ => self.sight.store_ok(self.clock.now()),
+        }
+        result
+    }
+}
+
+fn error_label(error: &StoreError) -> &'static str {
+    match error {
+        StoreError::NotFound { .. } => "not_found",
+        StoreError::AlreadyExists { .. } => "already_exists",
+        StoreError::Conflict { .. } => "conflict",
+        StoreError::InvalidTransition { .. } => "invalid_transition",
+        StoreError::Invalid(_) => "invalid",
+        StoreError::Unavailable { .. } => "unavailable",
+        StoreError::Corrupt { .. } => "corrupt",
+    }
+}
+
+#[async_trait]
+impl Store for ObservedStore {
+    fn backend(&self) -> Backend {
+        self.inner.backend()
+    }
+
+    async fn commit(&self, batch: WriteBatch) -> Result<Committed> {
+        let committed = self.observe("commit", self.inner.commit(batch)).await?;
+        self.committed.notify_waiters();
+        Ok(committed)
+    }
+
+    async fn node(&self, id: &NodeId) -> Result<Node> {
+        self.observe("node", self.inner.node(id)).await
+    }
+
+    async fn node_gpus(&self, id: &NodeId) -> Result<Vec<Gpu>> {
+        self.observe("node_gpus", self.inner.node_gpus(id)).await
+    }
+
+    async fn list_nodes(&self, filter: &NodeFilter, page: &PageRequest) -> Result<Page<Node>> {
+        self.observe("list_nodes", self.inner.list_nodes(filter, page)).await
+    }
+
+    async fn instance(&self, id: &InstanceId) -> Result<Instance> {
+        self.observe("instance", self.inner.instance(id)).await
+    }
+
+    async fn list_instances(&self, filter: &InstanceFilter, page: &PageRequest) -> Result<Page<Instance>> {
+        self.observe("list_instances", self.inner.list_instances(filter, page)).await
+    }
+
+    async fn instance_for_node(&self, node: &NodeId) -> Result<Option<Instance>> {
+        self.observe("instance_for_node", self.inner.instance_for_node(node)).await
+    }
+
+    async fn command(&self, id: &CommandId) -> Result<Command> {
+        self.observe("command", self.inner.command(id)).await
+    }
+
+    async fn list_commands(&self, filter: &CommandFilter, page: &PageRequest) -> Result<Page<Command>> {
+        self.observe("list_commands", self.inner.list_commands(filter, page)).await
+    }
+
+    async fn command_events(&self, id: &CommandId) -> Result<Vec<CommandEvent>> {
+        self.observe("command_events", self.inner.command_events(id)).await
+    }
+
+    async fn pool(&self, name: &PoolName) -> Result<Pool> {
+        self.observe("pool", self.inner.pool(name)).await
+    }
+
+    async fn list_pools(&self) -> Result<Vec<Pool>> {
+        self.observe("list_pools", self.inner.list_pools()).await
+    }
+
+    async fn policy(&self) -> Result<Option<StoredPolicy>> {
+        self.observe("policy", self.inner.policy()).await
+    }
+
+    async fn health_history(&self, node: &NodeId, limit: u32) -> Result<Vec<StoredHealthReport>> {
+        self.observe("health_history", self.inner.health_history(node, limit)).await
+    }
+
+    async fn bootstrap_logs(&self, node: &NodeId, limit: u32) -> Result<Vec<BootstrapLog>> {
+        self.observe("bootstrap_logs", self.inner.bootstrap_logs(node, limit)).await
+    }
+
+    async fn list_changes(&self, filter: &ChangeFilter, limit: u32) -> Result<Vec<ChangeRecord>> {
+        self.observe("list_changes", self.inner.list_changes(filter, limit)).await
+    }
+
+    async fn last_change_seq(&self) -> Result<u64> {
+        self.observe("last_change_seq", self.inner.last_change_seq()).await
+    }
+
+    async fn record_heartbeats(&self, batch: &[Heartbeat]) -> Result<u64> {
+        self.observe("record_heartbeats", self.inner.record_heartbeats(batch)).await
+    }
+
+    async fn record_metric_samples(&self, batch: &[MetricSample]) -> Result<u64> {
+        self.observe("record_metric_samples", self.inner.record_metric_samples(batch)).await
+    }
+
+    async fn metric_samples(&self, node: &NodeId, since: Timestamp) -> Result<Vec<MetricSample>> {
+        self.observe("metric_samples", self.inner.metric_samples(node, since)).await
+    }
+
+    async fn apply_retention(&self, policy: &RetentionPolicy) -> Result<RetentionReport> {
+        self.observe("apply_retention", self.inner.apply_retention(policy)).await
+    }
+
+    async fn check_integrity(&self) -> Result<Vec<IntegrityFinding>> {
+        self.observe("check_integrity", self.inner.check_integrity()).await
+    }
+
+    async fn counts(&self) -> Result<StoreCounts> {
+        self.observe("counts", self.inner.counts()).await
+    }
+
+    async fn checkpoint(&self) -> Result<()> {
+        self.observe("checkpoint", self.inner.checkpoint()).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.observe("ping", self.inner.ping()).await
+    }
+
+    async fn schema_version(&self) -> Result<Option<i64>> {
+        self.observe("schema_version", self.inner.schema_version()).await
+    }
+
+    fn pool_stats(&self) -> Option<PoolStats> {
+        self.inner.pool_stats()
+    }
+
+    async fn close(&self) {
+        self.inner.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sight_is_lost_during_an_outage_and_for_a_grace_period_after_it() {
+        let t = |s: i64| Timestamp::from_unix_micros(s * 1_000_000);
+        let sight = Sight::new(t(0), Duration::from_secs(90));
+        assert!(sight.is_blind(t(89)), "blind for the grace period after start");
+        assert!(!sight.is_blind(t(90)));
+        sight.store_failed();
+        assert!(sight.is_blind(t(500)), "blind while the store is down");
+        sight.store_ok(t(600));
+        assert!(sight.is_blind(t(689)) && !sight.is_blind(t(690)), "and for a grace period after");
+    }
+}

@@ -1,0 +1,170 @@
+//! The active health policy: where it comes from and how it is replaced.
+//!
+//! Precedence: the file named by `server.health_policy` (edit it and restart), else the
+//! policy stored through SetPolicy, else the built-in one. A replacement is compiled
+//! before it is stored and swapped in; a policy that does not compile is refused and the
+//! active one stays. Other replicas pick up a stored replacement on their next janitor
+//! pass.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bosun_core::{Actor, Revision, StoredPolicy, Timestamp};
+use bosun_policy::{Policy, PolicyError};
+use bosun_store::{SharedStore, WriteBatch};
+
+use crate::error::{ApiError, ApiResult};
+
+/// Where the active policy came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PolicySource {
+    BuiltIn,
+    File(PathBuf),
+    /// Stored through SetPolicy, at this revision.
+    Api(Revision),
+}
+
+impl fmt::Display for PolicySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicySource::BuiltIn => f.write_str("built-in"),
+            PolicySource::File(path) => write!(f, "file:{}", path.display()),
+            PolicySource::Api(revision) => write!(f, "api (revision {revision})"),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct ActivePolicy {
+    pub policy: Policy,
+    pub source: PolicySource,
+}
+
+/// Why the server cannot start with the configured policy.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyLoadError {
+    #[error("cannot read the health policy {}: {cause}", path.display())]
+    Read { path: PathBuf, cause: std::io::Error },
+    #[error("the health policy {} is invalid: {cause}", path.display())]
+    Invalid { path: PathBuf, cause: PolicyError },
+    #[error("the built-in health policy does not compile (a bug in bosun): {0}")]
+    BuiltIn(PolicyError),
+    #[error("cannot read the stored health policy: {0}")]
+    Store(bosun_store::StoreError),
+}
+
+#[derive(Debug)]
+pub(crate) struct Policies {
+    active: ArcSwap<ActivePolicy>,
+    /// Set when the configuration names a policy file: then the API cannot replace it.
+    file: Option<PathBuf>,
+}
+
+impl Policies {
+    /// Loads the active policy by precedence. A stored policy that no longer compiles
+    /// (written by another bosun version) is logged and the built-in one used instead.
+    pub(crate) async fn load(file: Option<PathBuf>, store: &SharedStore) -> Result<Self, PolicyLoadError> {
+        let active = match &file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|cause| PolicyLoadError::Read { path: path.clone(), cause })?;
+                let policy =
+                    Policy::from_yaml(&text).map_err(|cause| PolicyLoadError::Invalid { path: path.clone(), cause })?;
+                ActivePolicy { policy, source: PolicySource::File(path.clone()) }
+            }
+            None => match store.policy().await.map_err(PolicyLoadError::Store)? {
+                Some(stored) => match Policy::from_yaml(&stored.document) {
+                    Ok(policy) => ActivePolicy { policy, source: PolicySource::Api(stored.revision) },
+                    Err(error) => {
+                        tracing::error!(%error, revision = %stored.revision,
+                            "the stored health policy does not compile; using the built-in policy until a valid one is set");
+                        builtin()?
+                    }
+                },
+                None => builtin()?,
+            },
+        };
+        tracing::info!(name = active.policy.name(), source = %active.source, rules = active.policy.rules().len(),
+            "health policy loaded");
+        Ok(Self { active: ArcSwap::from_pointee(active), file })
+    }
+
+    pub(crate) fn current(&self) -> Arc<ActivePolicy> {
+        self.active.load_full()
+    }
+
+    /// Validates `yaml`, stores it and makes it active.
+    pub(crate) async fn set(
+        &self,
+        store: &SharedStore,
+        yaml: &str,
+        actor: Actor,
+        now: Timestamp,
+    ) -> ApiResult<Arc<ActivePolicy>> {
+        if let Some(path) = &self.file {
+            return Err(ApiError::FailedPrecondition(format!(
+                "the health policy comes from {} (server.health_policy); edit that file and restart the server, \
+                 or remove the setting to manage the policy through the API",
+                path.display()
+            )));
+        }
+        let policy = compile(yaml)?;
+        let stored = StoredPolicy {
+            name: policy.name().to_owned(),
+            document: yaml.to_owned(),
+            updated_at: now,
+            revision: Revision::FIRST,
+        };
+        let reason = format!("policy {:?} set", policy.name());
+        let committed = store.commit(WriteBatch::new(actor, reason).put_policy(stored)).await?;
+        let active = Arc::new(ActivePolicy { policy, source: PolicySource::Api(committed.revision(0)) });
+        self.active.store(Arc::clone(&active));
+        Ok(active)
+    }
+
+    /// Picks up a policy another replica stored. Keeps the active policy on any error.
+    pub(crate) async fn refresh(&self, store: &SharedStore) -> Result<(), bosun_store::StoreError> {
+        if self.file.is_some() {
+            return Ok(());
+        }
+        let stored = store.policy().await?;
+        let current = self.current();
+        match (stored, &current.source) {
+            (Some(stored), PolicySource::Api(revision)) if stored.revision == *revision => {}
+            (Some(stored), _) => match Policy::from_yaml(&stored.document) {
+                Ok(policy) => {
+                    tracing::info!(name = policy.name(), revision = %stored.revision, "health policy replaced");
+                    self.active.store(Arc::new(ActivePolicy { policy, source: PolicySource::Api(stored.revision) }));
+                }
+                Err(error) => tracing::error!(%error, revision = %stored.revision,
+                    "the stored health policy does not compile; keeping the active one"),
+            },
+            (None, PolicySource::Api(_)) => {
+                if let Ok(active) = builtin() {
+                    self.active.store(Arc::new(active));
+                }
+            }
+            (None, _) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Compiles an operator's policy, or explains what is wrong with it.
+pub(crate) fn compile(yaml: &str) -> ApiResult<Policy> {
+    if yaml.len() > StoredPolicy::MAX_DOCUMENT_BYTES {
+        return Err(ApiError::invalid(
+            "yaml",
+            format_args!("is {} bytes; a policy may have at most {}", yaml.len(), StoredPolicy::MAX_DOCUMENT_BYTES),
+        ));
+    }
+    Policy::from_yaml(yaml).map_err(|error| {
+        if error.is_invalid_input() { ApiError::invalid("yaml", error) } else { ApiError::Internal(error.to_string()) }
+    })
+}
+
+fn builtin() -> Result<ActivePolicy, PolicyLoadError> {
+    Ok(ActivePolicy { policy: Policy::builtin().map_err(PolicyLoadError::BuiltIn)?, source: PolicySource::BuiltIn })
+}

@@ -1,0 +1,84 @@
+//! The control plane's runtime settings, resolved from the configuration file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bosun_config::{AuthConfig, Config};
+
+/// Everything the services and loops need to know, with every default applied.
+///
+/// Built from a [`Config`] by [`Settings::from_config`]; tests start from
+/// [`Settings::default`] (the defaults of an empty configuration file) and adjust fields.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Sent to agents at registration.
+    pub heartbeat_interval: Duration,
+    /// A node silent this long becomes UNHEALTHY (`heartbeat timeout`).
+    pub heartbeat_timeout: Duration,
+    /// Sent to agents: how often they run their health checks.
+    pub health_check_interval: Duration,
+    /// Liveness judges nothing this long after a start or a store outage.
+    pub startup_grace: Duration,
+    /// How long TERMINATED nodes, and TERMINATED or FAILED instances, stay queryable.
+    pub terminated_retention: Duration,
+    /// An instance whose agent has not registered this long after provisioning FAILs.
+    pub instance_registration_timeout: Duration,
+    /// Change records older than this are compacted (the latest state of every live
+    /// resource is always kept).
+    pub change_retention: Duration,
+    /// Request bodies larger than this are refused.
+    pub max_request_bytes: usize,
+    /// The longest a PollCommands call waits for a command.
+    pub command_poll_wait: Duration,
+    /// A delivered command not acknowledged within this is handed out again.
+    pub command_redelivery: Duration,
+    /// How long a command may wait for delivery and acknowledgement unless its issuer says.
+    pub command_ttl: Duration,
+    /// A CEL health policy file that overrides the stored and built-in policies.
+    pub health_policy: Option<PathBuf>,
+    pub auth: AuthConfig,
+    /// How often buffered heartbeats and metric samples are written.
+    pub flush_interval: Duration,
+    /// How often liveness is judged.
+    pub liveness_interval: Duration,
+    /// How often commands expire, instances time out and the stored policy is re-read.
+    pub janitor_interval: Duration,
+    /// How often retention runs and the fleet cache is re-read from the store.
+    pub retention_interval: Duration,
+    /// How long shutdown waits for in-flight requests before it stops serving anyway.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self::from_config(&Config::default())
+    }
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Self {
+        let server = &config.server;
+        Self {
+            heartbeat_interval: server.heartbeat_interval,
+            heartbeat_timeout: server.heartbeat_timeout,
+            health_check_interval: server.health_check_interval,
+            startup_grace: server.startup_grace,
+            terminated_retention: server.terminated_retention,
+            instance_registration_timeout: server.instance_registration_timeout,
+            change_retention: Duration::from_secs(7 * 24 * 3600),
+            max_request_bytes: config.api.max_request_bytes,
+            command_poll_wait: config.api.command_poll_wait,
+            command_redelivery: config.api.command_redelivery,
+            command_ttl: config.api.command_ttl,
+            health_policy: server.health_policy.clone(),
+            auth: config.auth.clone(),
+            flush_interval: Duration::from_secs(1),
+            // Detection within heartbeat_timeout plus one check interval (SPEC 10): check
+            // often enough that the extra interval is small beside the timeout.
+            liveness_interval: (server.heartbeat_interval / 2).clamp(Duration::from_secs(1), Duration::from_secs(10)),
+            janitor_interval: Duration::from_secs(5),
+            retention_interval: Duration::from_secs(300),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}

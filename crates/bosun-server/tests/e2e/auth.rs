@@ -1,0 +1,113 @@
+//! Bearer tokens and roles (SPEC 5): once registered, a node acts only for itself.
+
+use bosun_agent::ControlPlane;
+use bosun_api::v1;
+use bosun_store::Backend;
+use connectrpc::ErrorCode;
+
+use crate::harness::*;
+
+on_sql_backends!(a_node_cannot_act_for_another, roles_limit_what_callers_may_do);
+
+async fn a_node_cannot_act_for_another(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let bootstrap = h.raw_agent(Some(AGENTS));
+    let register = |node: &str| v1::RegisterRequest { node_id: node.to_owned(), ..Default::default() };
+    let a = bootstrap.register_node(register("node-a")).await.expect("register a").into_owned();
+    bootstrap.register_node(register("node-b")).await.expect("register b");
+    assert!(a.node_token.starts_with("bosun-node.node-a."), "registration hands out a node token");
+    let as_a = h.raw_agent(Some(&a.node_token));
+
+    // A works as A.
+    as_a.heartbeat(v1::HeartbeatRequest { node_id: "node-a".into(), ..Default::default() })
+        .await
+        .expect("own heartbeat");
+
+    // ...and cannot heartbeat, report or ack as B.
+    let seq = h.change_count().await;
+    let heartbeat = as_a.heartbeat(v1::HeartbeatRequest { node_id: "node-b".into(), ..Default::default() }).await;
+    let report = as_a.report_health(v1::ReportHealthRequest { node_id: "node-b".into(), ..Default::default() }).await;
+    let ack = as_a
+        .ack_command(v1::AckCommandRequest {
+            node_id: "node-b".into(),
+            command_id: "0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6071".into(),
+            outcome: v1::AckOutcome::ACK_OUTCOME_SUCCEEDED.into(),
+            ..Default::default()
+        })
+        .await;
+    let poll = as_a.poll_commands(v1::PollCommandsRequest { node_id: "node-b".into(), ..Default::default() }).await;
+    for (call, (code, message)) in
+        [("heartbeat", refused(heartbeat)), ("report", refused(report)), ("ack", refused(ack)), ("poll", refused(poll))]
+    {
+        assert_eq!(code, ErrorCode::PermissionDenied, "{call}: {message}");
+        assert!(message.contains("cannot act for node node-b"), "{call}: {message}");
+    }
+    // Nor re-register as B, which would let it take B over.
+    let (code, _) = refused(as_a.register_node(register("node-b")).await);
+    assert_eq!(code, ErrorCode::PermissionDenied);
+    assert_eq!(h.change_count().await, seq, "nothing was written");
+
+    // The shared bootstrap token only registers: it cannot heartbeat for a node.
+    let (code, message) =
+        refused(bootstrap.heartbeat(v1::HeartbeatRequest { node_id: "node-a".into(), ..Default::default() }).await);
+    assert_eq!(code, ErrorCode::PermissionDenied, "{message}");
+
+    // A token pinned to n9 acts for n9 alone, registration included.
+    let pinned = h.raw_agent(Some(PINNED_N9));
+    pinned.register_node(register("n9")).await.expect("pinned token registers its node");
+    let (code, _) = refused(pinned.register_node(register("node-c")).await);
+    assert_eq!(code, ErrorCode::PermissionDenied);
+
+    // The agent client re-registers on its own when its node token is refused.
+    let client = h.agent_client();
+    client.register(&registration("node-d"), None).await.expect("register d");
+    client
+        .heartbeat(&bosun_core::MetricSample {
+            node_id: node_id("node-d"),
+            at: bosun_core::Timestamp::from_unix_micros(0),
+            cpu_percent: 1.0,
+            memory_percent: 1.0,
+            gpus: vec![],
+        })
+        .await
+        .expect("heartbeat with the node token");
+    h.stop().await;
+}
+
+async fn roles_limit_what_callers_may_do(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    h.agent_client().register(&registration("n1"), None).await.expect("register");
+    let list = v1::ListNodesRequest::default;
+
+    let (code, message) = refused(h.admin(None).list_nodes(list()).await);
+    assert_eq!(code, ErrorCode::Unauthenticated, "{message}");
+    let (code, message) = refused(h.admin(Some("wrong")).list_nodes(list()).await);
+    assert_eq!(code, ErrorCode::Unauthenticated, "{message}");
+    let (code, message) = refused(h.admin(Some(AGENTS)).list_nodes(list()).await);
+    assert_eq!(code, ErrorCode::PermissionDenied, "agents cannot read the fleet: {message}");
+
+    let operator = h.admin(Some(OPERATOR));
+    assert_eq!(operator.list_nodes(list()).await.expect("operators read").into_owned().nodes.len(), 1);
+    let cordon = v1::IssueCommandRequest {
+        node_id: "n1".into(),
+        r#type: v1::CommandType::COMMAND_TYPE_CORDON.into(),
+        ..Default::default()
+    };
+    let issued = operator.issue_command(cordon).await.expect("operators command").into_owned();
+    assert_eq!(issued.command.as_option().expect("command").issued_by, "operator:oncall", "attributed to the token");
+    let (code, message) =
+        refused(operator.set_policy(v1::SetPolicyRequest { yaml: "x".into(), ..Default::default() }).await);
+    assert_eq!(code, ErrorCode::PermissionDenied, "{message}");
+    assert!(message.contains("admin token"), "{message}");
+    let (code, _) = refused(
+        operator.delete_node(v1::DeleteNodeRequest { node_id: "n1".into(), force: true, ..Default::default() }).await,
+    );
+    assert_eq!(code, ErrorCode::PermissionDenied);
+    let (code, _) = refused(
+        h.raw_agent(Some(OPERATOR))
+            .register_node(v1::RegisterRequest { node_id: "n2".into(), ..Default::default() })
+            .await,
+    );
+    assert_eq!(code, ErrorCode::PermissionDenied, "operators do not speak for nodes");
+    h.stop().await;
+}

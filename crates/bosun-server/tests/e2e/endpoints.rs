@@ -1,0 +1,81 @@
+//! The plain HTTP endpoints and the Connect JSON protocol, as curl would use them.
+
+use bosun_agent::ControlPlane;
+use bosun_store::Backend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::*;
+
+on_sql_backends!(health_readiness_metrics_and_connect_json);
+
+/// One HTTP/1.0 request (no chunked answers to decode) over a fresh connection; returns the status code and body.
+async fn http(h: &Harness, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let address = h.url().trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let mut request = format!(
+        "{method} {path} HTTP/1.0\r\nhost: {address}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+async fn health_readiness_metrics_and_connect_json(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    h.agent_client().register(&registration("n1"), None).await.expect("register");
+
+    assert_eq!(http(&h, "GET", "/healthz", &[], "").await.0, 200, "open without a token");
+    let (status, body) = http(&h, "GET", "/readyz", &[], "").await;
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+
+    let bearer = format!("Bearer {ADMIN}");
+    let (status, body) = http(
+        &h,
+        "POST",
+        "/bosun.v1.AdminService/ListNodes",
+        &[("content-type", "application/json"), ("authorization", &bearer)],
+        "{}",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(json["nodes"][0]["nodeId"], "n1");
+    assert_eq!(json["nodes"][0]["status"], "NODE_STATUS_ACTIVE");
+
+    let (status, body) = http(
+        &h,
+        "POST",
+        "/bosun.v1.AdminService/GetNode",
+        &[("content-type", "application/json"), ("authorization", &bearer)],
+        r#"{"nodeId": "bad id!"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON error");
+    assert_eq!(json["code"], "invalid_argument");
+    assert!(json["message"].as_str().expect("message").contains("node_id"), "{body}");
+
+    let (status, metrics) = http(&h, "GET", "/metrics", &[], "").await;
+    assert_eq!(status, 200);
+    for needle in [
+        // Registered, no health report yet.
+        "bosun_nodes{status=\"ACTIVE\",health=\"UNKNOWN\"} 1",
+        "bosun_rpc_requests_total{method=\"ListNodes\",code=\"ok\"} 1",
+        "bosun_rpc_requests_total{method=\"GetNode\",code=\"invalid_argument\"} 1",
+        "bosun_rpc_duration_seconds_bucket",
+        "bosun_store_operation_duration_seconds_bucket",
+        "bosun_node_heartbeat_age_seconds",
+    ] {
+        assert!(metrics.contains(needle), "/metrics lacks {needle}:\n{metrics}");
+    }
+    h.stop().await;
+}

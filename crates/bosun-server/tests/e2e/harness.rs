@@ -1,0 +1,273 @@
+//! A real server on 127.0.0.1:0 over a real store, a fake clock, real clients.
+//!
+//! Time-driven behaviour (liveness, expiry, redelivery) is tested by advancing the fake
+//! clock and running the server's passes through its handle; the background loops are
+//! off. Event-driven behaviour (registration, long polls) runs at network speed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bosun_agent::{Agent, AgentOptions, AgentOutcome, ControlPlane, FakeGpus, HostMetrics, fault_hooks};
+use bosun_api::{AgentClient, v1};
+use bosun_config::Config;
+use bosun_core::{Clock, FakeClock, NodeId, NodeRegistration};
+use bosun_server::{Server, ServerHandle, Settings};
+use bosun_store::testing::{TestLocation, test_options};
+use bosun_store::{Backend, SharedStore, open_store};
+use connectrpc::client::{ClientConfig, HttpClient};
+use connectrpc::{ConnectError, ErrorCode};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Runs `$name(backend)` as one test per SQL backend.
+macro_rules! on_sql_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(bosun_store::Backend::Sqlite).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(bosun_store::Backend::Postgres).await;
+                }
+            )+
+        }
+    };
+}
+pub(crate) use on_sql_backends;
+
+pub const ADMIN: &str = "admin-secret";
+pub const OPERATOR: &str = "operator-secret";
+pub const AGENTS: &str = "agents-secret";
+pub const PINNED_N9: &str = "n9-secret";
+
+/// The auth section every harness server runs with.
+fn auth_config() -> bosun_config::AuthConfig {
+    let text = format!(
+        "auth:
+  tokens:
+    - {{name: root, token: {ADMIN}, role: admin}}
+    - {{name: oncall, token: {OPERATOR}, role: operator}}
+    - {{name: fleet, token: {AGENTS}, role: agent}}
+    - {{name: n9, token: {PINNED_N9}, role: agent, node: n9}}
+"
+    );
+    Config::from_yaml_str(&text, |_| None).expect("valid auth config").auth
+}
+
+pub fn settings() -> Settings {
+    Settings {
+        auth: auth_config(),
+        heartbeat_interval: Duration::from_secs(1),
+        health_check_interval: Duration::from_secs(1),
+        command_poll_wait: Duration::from_secs(5),
+        shutdown_timeout: Duration::from_secs(5),
+        ..Settings::default()
+    }
+}
+
+pub struct Harness {
+    pub clock: Arc<FakeClock>,
+    pub settings: Settings,
+    location: TestLocation,
+    server: Option<ServerHandle>,
+    address: std::net::SocketAddr,
+}
+
+impl Harness {
+    /// A server on a fresh database of `backend`, or `None` when the backend may be
+    /// skipped here.
+    pub async fn start(backend: Backend) -> Option<Harness> {
+        Self::start_with(backend, settings()).await
+    }
+
+    pub async fn start_with(backend: Backend, settings: Settings) -> Option<Harness> {
+        let location = TestLocation::new(backend).await?;
+        let clock = Arc::new(FakeClock::at_default_epoch());
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let mut harness = Harness { clock, settings, location, server: None, address };
+        harness.serve(listener).await;
+        Some(harness)
+    }
+
+    async fn open_store(&self) -> SharedStore {
+        let clock: Arc<dyn Clock> = self.clock.clone();
+        let location = &self.location.location;
+        let database = bosun_store::Database::connect(location).await.expect("connect");
+        database.migrate_up().await.expect("migrate");
+        database.close().await;
+        open_store(location, test_options(clock)).await.expect("open store")
+    }
+
+    async fn serve(&mut self, listener: TcpListener) {
+        let store = self.open_store().await;
+        let clock: Arc<dyn Clock> = self.clock.clone();
+        let server = Server::start(listener, store, clock, self.settings.clone(), false).await.expect("server starts");
+        self.server = Some(server);
+    }
+
+    pub fn server(&self) -> &ServerHandle {
+        self.server.as_ref().expect("server running")
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Shuts the server down (flushing soft state) and starts a new one on the same
+    /// database and address, as an operator restarting it would.
+    pub async fn restart(&mut self) {
+        self.restart_after(Duration::ZERO).await;
+    }
+
+    /// [`Harness::restart`], with the server down for `downtime` of fake time.
+    pub async fn restart_after(&mut self, downtime: Duration) {
+        let server = self.server.take().expect("server running");
+        let report = server.shutdown().await;
+        assert!(!report.timed_out, "shutdown finished in time");
+        self.clock.advance(downtime);
+        let listener = TcpListener::bind(self.address).await.expect("rebind the same address");
+        self.serve(listener).await;
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+
+    pub fn admin(&self, token: Option<&str>) -> v1::AdminServiceClient<HttpClient> {
+        let mut config = ClientConfig::new(self.url().parse().expect("uri"));
+        if let Some(token) = token {
+            config = config.with_default_header("authorization", format!("Bearer {token}"));
+        }
+        v1::AdminServiceClient::new(HttpClient::plaintext(), config)
+    }
+
+    /// The admin client with the admin token.
+    pub fn root(&self) -> v1::AdminServiceClient<HttpClient> {
+        self.admin(Some(ADMIN))
+    }
+
+    /// A raw AgentService client presenting `token`.
+    pub fn raw_agent(&self, token: Option<&str>) -> v1::AgentServiceClient<HttpClient> {
+        let mut config = ClientConfig::new(self.url().parse().expect("uri"));
+        if let Some(token) = token {
+            config = config.with_default_header("authorization", format!("Bearer {token}"));
+        }
+        v1::AgentServiceClient::new(HttpClient::plaintext(), config)
+    }
+
+    /// The agent-side client, bootstrapping with the shared agent token.
+    pub fn agent_client(&self) -> Arc<AgentClient> {
+        Arc::new(AgentClient::new(&self.url(), Some(AGENTS.to_owned())).expect("client"))
+    }
+
+    /// Runs a real agent for `node` on `gpus` fake GPUs, with the fault-injection hooks.
+    pub fn spawn_agent(&self, node: &str, gpus: u32) -> RunningAgent {
+        let gpus = Arc::new(FakeGpus::new(gpus).with_seed(node.len() as u64).with_clock(self.clock.clone()));
+        let mut options = AgentOptions::new(node.parse().expect("node id"));
+        options.provider = "fake".to_owned();
+        options.region = "local".to_owned();
+        options.host_metrics = HostMetrics::fixed(20.0, 30.0);
+        // Command deadlines are stamped by the server's (fake) clock.
+        options.clock = self.clock.clone();
+        options.hooks.custom.extend(fault_hooks(&gpus));
+        let control: Arc<dyn ControlPlane> = self.agent_client();
+        let shutdown = CancellationToken::new();
+        let agent = Agent::new(options, gpus.clone(), control);
+        let flags = agent.flags();
+        let task = tokio::spawn(agent.run(shutdown.clone()));
+        RunningAgent { flags, shutdown, task }
+    }
+
+    pub async fn node(&self, id: &str) -> v1::Node {
+        let request = v1::GetNodeRequest { node_id: id.to_owned(), ..Default::default() };
+        self.root().get_node(request).await.expect("get node").into_owned().node.as_option().cloned().expect("node")
+    }
+
+    /// Waits (at network speed, bounded) until `node` satisfies `condition`.
+    pub async fn wait_for_node(&self, id: &str, what: &str, condition: impl Fn(&v1::Node) -> bool) -> v1::Node {
+        for _ in 0..400 {
+            let request = v1::GetNodeRequest { node_id: id.to_owned(), ..Default::default() };
+            if let Ok(response) = self.root().get_node(request).await
+                && let Some(node) = response.into_owned().node.as_option()
+                && condition(node)
+            {
+                return node.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("node {id} never became {what}: {:?}", self.node(id).await);
+    }
+
+    pub async fn change_count(&self) -> u64 {
+        let request = v1::ListEventsRequest { limit: 1, ..Default::default() };
+        self.root().list_events(request).await.expect("events").into_owned().last_seq
+    }
+}
+
+pub struct RunningAgent {
+    /// The node's local cordon and drain flags, as the agent set them.
+    pub flags: bosun_agent::NodeFlags,
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<Result<AgentOutcome, bosun_agent::AgentError>>,
+}
+
+impl RunningAgent {
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+pub fn registration(node: &str) -> NodeRegistration {
+    let gpus = (0..8)
+        .map(|i| bosun_core::Gpu {
+            index: i,
+            uuid: format!("GPU-{node}-{i}"),
+            name: "NVIDIA H100 80GB HBM3".to_owned(),
+            pci_bus_id: format!("00000000:{:02x}:00.0", 0x18 + i),
+            memory_bytes: 80 << 30,
+            driver_version: "550.54.15".to_owned(),
+            cuda_version: "12.4".to_owned(),
+        })
+        .collect();
+    NodeRegistration {
+        node_id: node.parse().expect("node id"),
+        provider: "fake".to_owned(),
+        region: "local".to_owned(),
+        zone: "local-a".to_owned(),
+        instance_type: "h100-8x".to_owned(),
+        pool: None,
+        labels: Default::default(),
+        gpus,
+        metadata: Default::default(),
+    }
+}
+
+pub fn node_id(id: &str) -> NodeId {
+    id.parse().expect("node id")
+}
+
+/// The code and message of a failed call.
+pub fn refused<T: std::fmt::Debug>(result: Result<T, ConnectError>) -> (ErrorCode, String) {
+    let error = result.expect_err("the call is refused");
+    (error.code, error.message.unwrap_or_default())
+}
+
+pub fn status_of(node: &v1::Node) -> v1::NodeStatus {
+    node.status.as_known().expect("known status")
+}
+
+pub fn health_of(node: &v1::Node) -> v1::HealthStatus {
+    node.health.as_known().expect("known health")
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests: a real server on loopback over SQLite and PostgreSQL, real agents
+//! in-process, real clients. See `harness` for how time is controlled.
+
+mod harness;
+
+mod auth;
+mod bad_input;
+mod commands;
+mod endpoints;
+mod lifecycle;
+mod liveness;
+mod restart;
