@@ -4,13 +4,20 @@
 //! Behaviour lives in the library crates it calls.
 //!
 //! Layout:
+//! - [`commands::server`] and [`commands::agent`]: the two long-running processes.
+//! - [`commands::nodes`], [`commands::node_commands`], [`commands::instances`],
+//!   [`commands::events`], [`commands::policy`]: operator commands over AdminService
+//!   (`commands::remote` holds what they share: --server, --token, -o, errors).
+//! - [`commands::config`]: configuration checks.
 //! - [`commands::db`]: schema migrations, seeding and integrity checks on a store.
-//! - [`commands::bench`]: store benchmarks that print one JSON line per operation.
+//! - [`commands::bench`]: store and policy benchmarks that print one JSON line each.
 //! - [`commands::debug`]: hidden helpers for tests (the crash-durability writer).
-//! - [`output`]: progress bars that stay out of logs and pipes.
+//! - [`views`]: wire messages as rows (JSON/YAML with snake_case keys, tables).
+//! - [`output`]: formats, tables, and progress bars that stay out of logs and pipes.
 
 mod commands;
 mod output;
+mod views;
 
 /// mimalloc rather than the system allocator: bosun allocates records on one thread and
 /// frees them on another all day long (store reads run on blocking threads), a pattern
@@ -33,9 +40,9 @@ struct Cli {
     #[arg(long, global = true, env = "BOSUN_STORE", value_name = "URL", hide_env_values = true)]
     store: Option<String>,
 
-    /// Log filter, e.g. `info` or `bosun_store=debug`.
-    #[arg(long, global = true, env = "BOSUN_LOG", default_value = "warn", value_name = "FILTER")]
-    log: String,
+    /// Log filter, e.g. `info` or `bosun_store=debug` (default: info for server and agent, warn otherwise).
+    #[arg(long, global = true, env = "BOSUN_LOG", value_name = "FILTER")]
+    log: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -43,6 +50,24 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the control plane.
+    Server(commands::server::ServerArgs),
+    /// Run the node agent (one per machine).
+    Agent(commands::agent::AgentArgs),
+    /// List, inspect and act on nodes.
+    Nodes(commands::nodes::NodesArgs),
+    /// Commands issued to nodes: list, inspect, cancel, issue.
+    Commands(commands::node_commands::CommandsArgs),
+    /// Machines bosun provisioned.
+    Instances(commands::instances::InstancesArgs),
+    /// The change log: history, audit trail, live changes (--follow).
+    Events(commands::events::EventsArgs),
+    /// Node health history.
+    Health(commands::nodes::HealthArgs),
+    /// Check, get, set and test the CEL health policy.
+    Policy(commands::policy::PolicyArgs),
+    /// Check configuration files.
+    Config(commands::config::ConfigArgs),
     /// Manage the store: schema migrations, demo data, integrity checks.
     Db(commands::db::DbArgs),
     /// Measure bosun's hot paths.
@@ -62,13 +87,30 @@ impl Cli {
 fn init_logging(filter: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .with_context(|| format!("--log {filter:?} is not a valid log filter"))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // Colours only on a terminal: logs redirected to a file stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi)
+        .init();
     Ok(())
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    init_logging(&cli.log)?;
+    let long_running = matches!(cli.command, Command::Server(_) | Command::Agent(_));
+    init_logging(cli.log.as_deref().unwrap_or(if long_running { "info" } else { "warn" }))?;
     match &cli.command {
+        Command::Server(args) => commands::server::run(cli.store.as_deref(), args).await,
+        Command::Agent(args) => commands::agent::run(args).await,
+        Command::Nodes(args) => commands::nodes::run(args).await,
+        Command::Commands(args) => commands::node_commands::run(args).await,
+        Command::Instances(args) => commands::instances::run(args).await,
+        Command::Events(args) => commands::events::run(args).await,
+        Command::Health(args) => commands::nodes::run_health(args).await,
+        Command::Policy(args) => commands::policy::run(args).await,
+        Command::Config(args) => commands::config::run(args),
         Command::Db(args) => commands::db::run(&cli.store_location()?, args).await,
         Command::Bench(args) => {
             let chosen = cli.store.is_some() || std::env::var_os("STORE_TYPE").is_some();

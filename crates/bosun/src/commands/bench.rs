@@ -44,6 +44,40 @@ pub struct BenchArgs {
 enum BenchTarget {
     /// Store throughput: register, heartbeat_flush, metrics_flush, list_nodes, command_cycle.
     Store(StoreBench),
+    /// Health policy evaluation on one core: prints events/s for a realistic event mix.
+    Policy(PolicyBench),
+}
+
+#[derive(Debug, Args)]
+struct PolicyBench {
+    /// A policy file; the built-in default policy when absent.
+    #[arg(long, value_name = "FILE")]
+    file: Option<std::path::PathBuf>,
+    /// Classify this many events.
+    #[arg(long, conflicts_with = "duration")]
+    events: Option<u64>,
+    /// Classify events for this long (default 3s).
+    #[arg(long, value_parser = super::remote::parse_duration)]
+    duration: Option<std::time::Duration>,
+}
+
+fn bench_policy(bench: &PolicyBench) -> anyhow::Result<ExitCode> {
+    let policy = match &bench.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            bosun_policy::Policy::from_yaml(&text)
+                .with_context(|| format!("{} is not a valid policy", path.display()))?
+        }
+        None => bosun_policy::Policy::builtin()?,
+    };
+    let length = match (bench.events, bench.duration) {
+        (Some(events), _) => bosun_policy::bench::BenchLength::Events(events),
+        (None, duration) => {
+            bosun_policy::bench::BenchLength::Duration(duration.unwrap_or(std::time::Duration::from_secs(3)))
+        }
+    };
+    println!("{}", bosun_policy::bench::run(&policy, length).to_json_line());
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Args)]
@@ -98,7 +132,10 @@ fn report(backend: &'static str, op: &'static str, rows: u64, elapsed: Duration)
 /// Runs the benchmark on `location`, or on a throw-away SQLite file when the user chose no
 /// store (so the default `bosun.db` is never filled with benchmark rows).
 pub async fn run(location: &StoreLocation, chosen: bool, args: &BenchArgs) -> anyhow::Result<ExitCode> {
-    let BenchTarget::Store(bench) = &args.target;
+    let bench = match &args.target {
+        BenchTarget::Store(bench) => bench,
+        BenchTarget::Policy(bench) => return bench_policy(bench),
+    };
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let location =
         if chosen { location.clone() } else { StoreLocation::Sqlite { path: scratch.path().join("bench.db") } };

@@ -1,6 +1,15 @@
 //! One module per top-level subcommand.
 
+pub mod agent;
 pub mod bench;
+pub mod config;
 pub mod db;
 pub mod debug;
+pub mod events;
+pub mod instances;
+pub mod node_commands;
+pub mod nodes;
+pub mod policy;
+mod remote;
 mod seed;
+pub mod server;

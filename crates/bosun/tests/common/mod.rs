@@ -7,7 +7,16 @@ use std::process::{Command, Output};
 /// The `bosun` binary with a clean environment: no store chosen by the caller's shell.
 pub fn bosun() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_bosun"));
-    for var in ["BOSUN_STORE", "STORE_TYPE", "DATABASE_URL", "BOSUN_LOG", "RUST_LOG"] {
+    for var in [
+        "BOSUN_STORE",
+        "STORE_TYPE",
+        "DATABASE_URL",
+        "BOSUN_LOG",
+        "RUST_LOG",
+        "BOSUN_SERVER",
+        "BOSUN_TOKEN",
+        "BOSUN_CONFIG",
+    ] {
         command.env_remove(var);
     }
     command

@@ -1,0 +1,213 @@
+//! `bosun nodes`: list, inspect and act on nodes.
+
+use std::process::ExitCode;
+
+use bosun_api::v1;
+use bosun_core::NodeStatus;
+use clap::{Args, Subcommand};
+
+use super::remote::{Admin, Remote, call};
+use crate::output;
+use crate::views::{self, CommandRow, HealthReportRow, NodeRow};
+
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    #[command(flatten)]
+    remote: Remote,
+    #[command(subcommand)]
+    command: NodesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum NodesCommand {
+    /// List nodes (every page).
+    List(ListArgs),
+    /// Show one node with its GPUs.
+    Get { node: String },
+    /// Stop scheduling onto a node.
+    Cordon(ActionArgs),
+    /// Return a cordoned, draining or unhealthy node to service.
+    Uncordon(ActionArgs),
+    /// Cordon a node and evict its work.
+    Drain(ActionArgs),
+    /// Terminate a node: the agent runs its shutdown hook and the node becomes TERMINATED.
+    Terminate(ActionArgs),
+    /// Run a GPU diagnostic on the node.
+    Diagnose {
+        #[command(flatten)]
+        action: ActionArgs,
+        /// Which diagnostic: quick, medium or long.
+        #[arg(long, default_value = "quick")]
+        test: String,
+    },
+    /// Forget a node and its history (TERMINATED nodes; others with --force).
+    Delete {
+        node: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Delete a node that is not TERMINATED.
+        #[arg(long)]
+        force: bool,
+    },
+    /// A node's health reports, newest first.
+    History {
+        node: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Only nodes in this status (ACTIVE, CORDONED, DRAINING, UNHEALTHY, TERMINATING, TERMINATED).
+    #[arg(long, value_parser = parse_status)]
+    status: Option<NodeStatus>,
+    #[arg(long)]
+    pool: Option<String>,
+    #[arg(long)]
+    provider: Option<String>,
+    #[arg(long)]
+    region: Option<String>,
+    /// Label equality selector: key=value[,key=value...].
+    #[arg(long, short = 'l')]
+    selector: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ActionArgs {
+    pub node: String,
+    /// Why: recorded with the command and in the change log.
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+fn parse_status(text: &str) -> Result<NodeStatus, String> {
+    text.parse().map_err(|e: bosun_core::ValidationError| e.problem)
+}
+
+pub async fn run(args: &NodesArgs) -> anyhow::Result<ExitCode> {
+    let admin = args.remote.admin()?;
+    let format = args.remote.output;
+    let text = match &args.command {
+        NodesCommand::List(list) => {
+            let nodes: Vec<NodeRow> = list_all(&admin, list).await?.iter().map(NodeRow::from_wire).collect();
+            output::render(format, &nodes, || views::node_table(&nodes).render())?
+        }
+        NodesCommand::Get { node } => {
+            let request = v1::GetNodeRequest { node_id: node.clone(), ..Default::default() };
+            let response = call!(admin, get_node, request);
+            let node = NodeRow::from_wire(response.node.as_option().unwrap_or(&v1::Node::default()));
+            output::render(format, &node, || views::node_detail(&node))?
+        }
+        NodesCommand::Cordon(action) => issue(&admin, format, action, v1::CommandType::COMMAND_TYPE_CORDON, []).await?,
+        NodesCommand::Uncordon(action) => {
+            issue(&admin, format, action, v1::CommandType::COMMAND_TYPE_UNCORDON, []).await?
+        }
+        NodesCommand::Drain(action) => issue(&admin, format, action, v1::CommandType::COMMAND_TYPE_DRAIN, []).await?,
+        NodesCommand::Terminate(action) => {
+            issue(&admin, format, action, v1::CommandType::COMMAND_TYPE_TERMINATE, []).await?
+        }
+        NodesCommand::Diagnose { action, test } => {
+            let params = [("test".to_owned(), test.clone())];
+            issue(&admin, format, action, v1::CommandType::COMMAND_TYPE_RUN_DIAGNOSTIC, params).await?
+        }
+        NodesCommand::Delete { node, reason, force } => {
+            let request = v1::DeleteNodeRequest {
+                node_id: node.clone(),
+                reason: reason.clone(),
+                force: *force,
+                ..Default::default()
+            };
+            let _deleted = call!(admin, delete_node, request);
+            format!("node {node} deleted\n")
+        }
+        NodesCommand::History { node, limit } => {
+            let request = v1::GetHealthHistoryRequest { node_id: node.clone(), limit: *limit, ..Default::default() };
+            let response = call!(admin, get_health_history, request);
+            let reports: Vec<HealthReportRow> = response.reports.iter().map(HealthReportRow::from_wire).collect();
+            output::render(format, &reports, || views::health_table(&reports).render())?
+        }
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list_all(admin: &Admin, list: &ListArgs) -> anyhow::Result<Vec<v1::Node>> {
+    let status = list.status.map_or(v1::NodeStatus::NODE_STATUS_UNSPECIFIED, bosun_api::convert::node_status);
+    let mut nodes = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = v1::ListNodesRequest {
+            status: status.into(),
+            pool: list.pool.clone().unwrap_or_default(),
+            provider: list.provider.clone().unwrap_or_default(),
+            region: list.region.clone().unwrap_or_default(),
+            label_selector: list.selector.clone().unwrap_or_default(),
+            page_size: 0,
+            page_token,
+            ..Default::default()
+        };
+        let page = call!(admin, list_nodes, request);
+        nodes.extend(page.nodes);
+        if page.next_page_token.is_empty() {
+            return Ok(nodes);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Issues a command and prints it (in a table, one line saying what happened).
+pub(crate) async fn issue<const N: usize>(
+    admin: &Admin,
+    format: output::Format,
+    action: &ActionArgs,
+    kind: v1::CommandType,
+    parameters: [(String, String); N],
+) -> anyhow::Result<String> {
+    let request = v1::IssueCommandRequest {
+        node_id: action.node.clone(),
+        r#type: kind.into(),
+        parameters: parameters.into_iter().collect(),
+        reason: action.reason.clone(),
+        ..Default::default()
+    };
+    let response = call!(admin, issue_command, request);
+    let command = CommandRow::from_wire(response.command.as_option().unwrap_or(&v1::Command::default()), &[]);
+    output::render(format, &command, || {
+        format!("{} {}: command {} {}\n", command.kind, command.node_id, command.command_id, command.state)
+    })
+}
+
+/// Parses `key=value` command parameters.
+pub(crate) fn parse_param(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?} is not key=value")),
+    }
+}
+
+/// `bosun health`: node health as the control plane judged it.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    #[command(flatten)]
+    remote: Remote,
+    #[command(subcommand)]
+    command: HealthCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum HealthCommand {
+    /// A node's health reports, newest first, with the rule that classified each event.
+    History {
+        node: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+}
+
+pub async fn run_health(args: &HealthArgs) -> anyhow::Result<ExitCode> {
+    let HealthCommand::History { node, limit } = &args.command;
+    let nodes =
+        NodesArgs { remote: args.remote.clone(), command: NodesCommand::History { node: node.clone(), limit: *limit } };
+    run(&nodes).await
+}

@@ -1,0 +1,90 @@
+//! `bosun server`: the control plane.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use bosun_config::Config;
+use bosun_core::SystemClock;
+use bosun_server::{Server, Settings};
+use bosun_store::{Database, StoreLocation, StoreOptions};
+use clap::Args;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Configuration file (Navarch's format plus bosun's sections); defaults apply without one.
+    #[arg(long, short, env = "BOSUN_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen address, e.g. 127.0.0.1:50051 (default: server.address from the configuration, :50051).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Refuse to start on an out-of-date schema instead of migrating it.
+    #[arg(long)]
+    no_migrate: bool,
+}
+
+/// Where the server keeps its state: `--store`/`BOSUN_STORE`, then the configuration's
+/// `store.url`, then `STORE_TYPE` + `DATABASE_URL`, then the default SQLite file.
+fn store_location(flag: Option<&str>, config: &Config) -> anyhow::Result<StoreLocation> {
+    let env = |name: &str| std::env::var(name).ok();
+    Ok(match (flag, &config.store.url) {
+        (Some(url), _) => StoreLocation::select(Some(url), env)?,
+        (None, Some(url)) => StoreLocation::parse(url.expose()).context("store.url in the configuration")?,
+        (None, None) => StoreLocation::select(None, env)?,
+    })
+}
+
+pub async fn run(store_flag: Option<&str>, args: &ServerArgs) -> anyhow::Result<ExitCode> {
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let location = store_location(store_flag, &config)?;
+    let database = Database::connect(&location).await?;
+    if args.no_migrate {
+        database.ensure_current().await?;
+    } else {
+        let applied = database.migrate_up().await?;
+        if !applied.is_empty() {
+            tracing::info!(migrations = applied.len(), store = %location, "schema migrated");
+        }
+    }
+    let store = database.into_store(StoreOptions::new(Arc::new(SystemClock))).await?;
+    let address = args.listen.clone().unwrap_or_else(|| config.server.listen_address());
+    let listener = TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("cannot listen on {address} (in use? choose another with --listen)"))?;
+    let settings = Settings::from_config(&config);
+    let server = Server::start(listener, store, Arc::new(SystemClock), settings, true).await?;
+    eprintln!("bosun server listening on {} with store {location}", server.url());
+    shutdown_signal().await;
+    eprintln!("shutting down: finishing requests and flushing heartbeats");
+    let report = server.shutdown().await;
+    Ok(if report.timed_out { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; stop with Ctrl-C");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,542 @@
+//! What the operator commands print: wire messages turned into rows with snake_case keys
+//! (JSON, YAML) and aligned columns (tables).
+//!
+//! Enum values print as their upper-case word (`ACTIVE`, `HEALTHY`), timestamps as RFC
+//! 3339 in UTC, absent values as `null` in JSON and `-` in tables.
+
+use std::collections::BTreeMap;
+
+use bosun_api::{convert, v1};
+use buffa::{EnumValue, MessageField};
+use buffa_types::google::protobuf::Timestamp as WireTimestamp;
+use serde::Serialize;
+
+use crate::output::Table;
+
+fn time<P: buffa::ProtoBox<WireTimestamp>>(at: &MessageField<WireTimestamp, P>) -> Option<String> {
+    at.as_option().map(|t| convert::from_timestamp(t).to_rfc3339())
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+fn sorted<S: std::hash::BuildHasher>(map: &std::collections::HashMap<String, String, S>) -> BTreeMap<String, String> {
+    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn dash(value: Option<&str>) -> String {
+    value.filter(|v| !v.is_empty()).unwrap_or("-").to_owned()
+}
+
+pub fn node_status(status: EnumValue<v1::NodeStatus>) -> String {
+    match convert::node_status_filter("status", status) {
+        Ok(Some(status)) => status.as_str().to_owned(),
+        _ => "UNKNOWN".to_owned(),
+    }
+}
+
+pub fn health(health: EnumValue<v1::HealthStatus>) -> String {
+    convert::health_from("health", health).map_or_else(|_| "UNKNOWN".to_owned(), |h| h.as_str().to_owned())
+}
+
+fn command_state(state: EnumValue<v1::CommandState>) -> String {
+    convert::command_states_from("state", &[state])
+        .ok()
+        .and_then(|s| s.first().map(|s| s.as_str().to_owned()))
+        .unwrap_or_else(|| "UNKNOWN".to_owned())
+}
+
+fn instance_state(state: EnumValue<v1::InstanceState>) -> String {
+    convert::instance_states_from("state", &[state])
+        .ok()
+        .and_then(|s| s.first().map(|s| s.as_str().to_owned()))
+        .unwrap_or_else(|| "UNKNOWN".to_owned())
+}
+
+fn command_type(kind: EnumValue<v1::CommandType>, custom_name: &str) -> String {
+    convert::command_kind_from(kind, custom_name).map_or_else(|_| "UNKNOWN".to_owned(), |k| k.to_string())
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeRow {
+    pub node_id: String,
+    pub status: String,
+    pub health: String,
+    pub pool: Option<String>,
+    pub provider: String,
+    pub region: String,
+    pub zone: String,
+    pub instance_type: String,
+    pub gpu_count: u32,
+    pub gpu_model: String,
+    pub status_reason: String,
+    pub unhealthy_streak: u32,
+    pub labels: BTreeMap<String, String>,
+    pub registered_at: Option<String>,
+    pub last_heartbeat: Option<String>,
+    pub last_health_report: Option<String>,
+    /// Only in `nodes get`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<GpuRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GpuRow {
+    pub index: u32,
+    pub uuid: String,
+    pub name: String,
+    pub pci_bus_id: String,
+    pub memory_bytes: u64,
+}
+
+impl NodeRow {
+    pub fn from_wire(node: &v1::Node) -> Self {
+        NodeRow {
+            node_id: node.node_id.clone(),
+            status: node_status(node.status),
+            health: health(node.health),
+            pool: non_empty(&node.pool),
+            provider: node.provider.clone(),
+            region: node.region.clone(),
+            zone: node.zone.clone(),
+            instance_type: node.instance_type.clone(),
+            gpu_count: node.gpu_count,
+            gpu_model: node.gpu_model.clone(),
+            status_reason: node.status_reason.clone(),
+            unhealthy_streak: node.unhealthy_streak,
+            labels: sorted(&node.labels),
+            registered_at: time(&node.registered_at),
+            last_heartbeat: time(&node.last_heartbeat),
+            last_health_report: time(&node.last_health_report),
+            gpus: node
+                .gpus
+                .iter()
+                .map(|g| GpuRow {
+                    index: g.index,
+                    uuid: g.uuid.clone(),
+                    name: g.name.clone(),
+                    pci_bus_id: g.pci_bus_id.clone(),
+                    memory_bytes: g.memory_bytes,
+                })
+                .collect(),
+        }
+    }
+}
+
+pub fn node_table(nodes: &[NodeRow]) -> Table {
+    let mut table = Table::new(["NODE", "STATUS", "HEALTH", "POOL", "PROVIDER", "REGION", "GPUS", "LAST HEARTBEAT"]);
+    for n in nodes {
+        table.row([
+            n.node_id.clone(),
+            n.status.clone(),
+            n.health.clone(),
+            dash(n.pool.as_deref()),
+            dash(Some(&n.provider)),
+            dash(Some(&n.region)),
+            n.gpu_count.to_string(),
+            dash(n.last_heartbeat.as_deref()),
+        ]);
+    }
+    table
+}
+
+/// `nodes get`: the row's fields one per line, then the GPUs.
+pub fn node_detail(node: &NodeRow) -> String {
+    let mut out = Table::new(["FIELD", "VALUE"]).headless();
+    let labels: Vec<String> = node.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    for (field, value) in [
+        ("node", node.node_id.clone()),
+        ("status", node.status.clone()),
+        ("status reason", dash(Some(&node.status_reason))),
+        ("health", node.health.clone()),
+        ("unhealthy streak", node.unhealthy_streak.to_string()),
+        ("pool", dash(node.pool.as_deref())),
+        ("provider", dash(Some(&node.provider))),
+        ("region", dash(Some(&node.region))),
+        ("zone", dash(Some(&node.zone))),
+        ("instance type", dash(Some(&node.instance_type))),
+        ("labels", dash(Some(&labels.join(",")))),
+        ("gpus", format!("{} x {}", node.gpu_count, dash(Some(&node.gpu_model)))),
+        ("registered", dash(node.registered_at.as_deref())),
+        ("last heartbeat", dash(node.last_heartbeat.as_deref())),
+        ("last health report", dash(node.last_health_report.as_deref())),
+    ] {
+        out.row([format!("{field}:"), value]);
+    }
+    let mut text = out.render();
+    if !node.gpus.is_empty() {
+        let mut gpus = Table::new(["GPU", "UUID", "NAME", "PCI BUS"]);
+        for g in &node.gpus {
+            gpus.row([g.index.to_string(), g.uuid.clone(), g.name.clone(), g.pci_bus_id.clone()]);
+        }
+        text.push('\n');
+        text.push_str(&gpus.render());
+    }
+    text
+}
+
+#[derive(Debug, Serialize)]
+pub struct CommandRow {
+    pub command_id: String,
+    pub node_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub state: String,
+    pub parameters: BTreeMap<String, String>,
+    pub issued_by: String,
+    pub reason: String,
+    pub issued_at: Option<String>,
+    pub deadline: Option<String>,
+    pub delivery_count: u32,
+    pub finished_at: Option<String>,
+    pub outcome_message: String,
+    pub result: BTreeMap<String, String>,
+    /// Only in `commands get`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<CommandEventRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CommandEventRow {
+    pub at: Option<String>,
+    pub state: String,
+    pub actor: String,
+    pub message: String,
+}
+
+impl CommandRow {
+    pub fn from_wire(command: &v1::Command, events: &[v1::CommandEvent]) -> Self {
+        CommandRow {
+            command_id: command.command_id.clone(),
+            node_id: command.node_id.clone(),
+            kind: command_type(command.r#type, &command.custom_name),
+            state: command_state(command.state),
+            parameters: sorted(&command.parameters),
+            issued_by: command.issued_by.clone(),
+            reason: command.reason.clone(),
+            issued_at: time(&command.issued_at),
+            deadline: time(&command.deadline),
+            delivery_count: command.delivery_count,
+            finished_at: time(&command.finished_at),
+            outcome_message: command.outcome_message.clone(),
+            result: sorted(&command.result),
+            events: events
+                .iter()
+                .map(|e| CommandEventRow {
+                    at: time(&e.at),
+                    state: command_state(e.state),
+                    actor: e.actor.clone(),
+                    message: e.message.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+pub fn command_table(commands: &[CommandRow]) -> Table {
+    let mut table = Table::new(["COMMAND", "NODE", "TYPE", "STATE", "ISSUED BY", "ISSUED AT"]);
+    for c in commands {
+        table.row([
+            c.command_id.clone(),
+            c.node_id.clone(),
+            c.kind.clone(),
+            c.state.clone(),
+            c.issued_by.clone(),
+            dash(c.issued_at.as_deref()),
+        ]);
+    }
+    table
+}
+
+pub fn command_detail(command: &CommandRow) -> String {
+    let mut out = Table::new(["FIELD", "VALUE"]).headless();
+    let pairs = |map: &BTreeMap<String, String>| {
+        dash(Some(&map.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")))
+    };
+    for (field, value) in [
+        ("command", command.command_id.clone()),
+        ("node", command.node_id.clone()),
+        ("type", command.kind.clone()),
+        ("state", command.state.clone()),
+        ("parameters", pairs(&command.parameters)),
+        ("issued by", command.issued_by.clone()),
+        ("reason", dash(Some(&command.reason))),
+        ("issued", dash(command.issued_at.as_deref())),
+        ("deadline", dash(command.deadline.as_deref())),
+        ("deliveries", command.delivery_count.to_string()),
+        ("finished", dash(command.finished_at.as_deref())),
+        ("outcome", dash(Some(&command.outcome_message))),
+        ("result", pairs(&command.result)),
+    ] {
+        out.row([format!("{field}:"), value]);
+    }
+    let mut text = out.render();
+    if !command.events.is_empty() {
+        let mut events = Table::new(["AT", "STATE", "ACTOR", "MESSAGE"]);
+        for e in &command.events {
+            events.row([dash(e.at.as_deref()), e.state.clone(), e.actor.clone(), dash(Some(&e.message))]);
+        }
+        text.push('\n');
+        text.push_str(&events.render());
+    }
+    text
+}
+
+#[derive(Debug, Serialize)]
+pub struct InstanceRow {
+    pub instance_id: String,
+    pub state: String,
+    pub status_message: String,
+    pub provider: String,
+    pub provider_instance_id: String,
+    pub region: String,
+    pub zone: String,
+    pub instance_type: String,
+    pub pool: Option<String>,
+    pub node_id: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub created_at: Option<String>,
+    pub state_changed_at: Option<String>,
+    pub ready_at: Option<String>,
+    pub terminated_at: Option<String>,
+}
+
+impl InstanceRow {
+    pub fn from_wire(instance: &v1::Instance) -> Self {
+        InstanceRow {
+            instance_id: instance.instance_id.clone(),
+            state: instance_state(instance.state),
+            status_message: instance.status_message.clone(),
+            provider: instance.provider.clone(),
+            provider_instance_id: instance.provider_instance_id.clone(),
+            region: instance.region.clone(),
+            zone: instance.zone.clone(),
+            instance_type: instance.instance_type.clone(),
+            pool: non_empty(&instance.pool),
+            node_id: non_empty(&instance.node_id),
+            labels: sorted(&instance.labels),
+            created_at: time(&instance.created_at),
+            state_changed_at: time(&instance.state_changed_at),
+            ready_at: time(&instance.ready_at),
+            terminated_at: time(&instance.terminated_at),
+        }
+    }
+}
+
+pub fn instance_table(instances: &[InstanceRow]) -> Table {
+    let mut table = Table::new(["INSTANCE", "STATE", "POOL", "PROVIDER", "TYPE", "NODE", "CREATED"]);
+    for i in instances {
+        table.row([
+            i.instance_id.clone(),
+            i.state.clone(),
+            dash(i.pool.as_deref()),
+            dash(Some(&i.provider)),
+            dash(Some(&i.instance_type)),
+            dash(i.node_id.as_deref()),
+            dash(i.created_at.as_deref()),
+        ]);
+    }
+    table
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventRow {
+    pub seq: u64,
+    pub at: Option<String>,
+    pub kind: String,
+    pub resource_id: String,
+    pub op: String,
+    pub revision: u64,
+    pub actor: String,
+    pub reason: String,
+    /// The resource after the change (before it, for a delete).
+    pub resource: Option<serde_json::Value>,
+}
+
+impl EventRow {
+    pub fn from_wire(event: &v1::ChangeEvent) -> Self {
+        EventRow {
+            seq: event.seq,
+            at: time(&event.at),
+            kind: event.kind.clone(),
+            resource_id: event.resource_id.clone(),
+            op: event.op.clone(),
+            revision: event.revision,
+            actor: event.actor.clone(),
+            reason: event.reason.clone(),
+            resource: serde_json::from_str(&event.resource_json).ok(),
+        }
+    }
+}
+
+pub fn event_table(events: &[EventRow]) -> Table {
+    let mut table = Table::new(["SEQ", "AT", "KIND", "RESOURCE", "OP", "ACTOR", "REASON"]);
+    for e in events {
+        table.row([
+            e.seq.to_string(),
+            dash(e.at.as_deref()),
+            e.kind.clone(),
+            e.resource_id.clone(),
+            e.op.clone(),
+            e.actor.clone(),
+            dash(Some(&e.reason)),
+        ]);
+    }
+    table
+}
+
+#[derive(Debug, Serialize)]
+pub struct HealthReportRow {
+    pub id: u64,
+    pub received_at: Option<String>,
+    pub health: String,
+    pub events: Vec<HealthEventRow>,
+    pub checks: Vec<CheckRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HealthEventRow {
+    pub event_type: String,
+    pub gpu_index: i32,
+    pub message: String,
+    pub result: String,
+    pub rule: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckRow {
+    pub name: String,
+    pub status: String,
+    pub message: String,
+}
+
+impl HealthReportRow {
+    pub fn from_wire(report: &v1::HealthReport) -> Self {
+        let received =
+            report.received_at.as_option().map_or(bosun_core::Timestamp::from_unix_micros(0), convert::from_timestamp);
+        HealthReportRow {
+            id: report.id,
+            received_at: time(&report.received_at),
+            health: health(report.health),
+            events: report
+                .events
+                .iter()
+                .filter_map(|e| {
+                    let event = convert::health_event_from(e.event.as_option()?, received).ok()?;
+                    let verdict = e.verdict.as_option();
+                    Some(HealthEventRow {
+                        event_type: event.event_type.as_str().to_owned(),
+                        gpu_index: event.gpu_index,
+                        message: event.message,
+                        result: verdict.map_or_else(|| "HEALTHY".to_owned(), |v| health(v.result)),
+                        rule: verdict.and_then(|v| v.rule.clone()),
+                    })
+                })
+                .collect(),
+            checks: report
+                .results
+                .iter()
+                .map(|r| CheckRow { name: r.check_name.clone(), status: health(r.status), message: r.message.clone() })
+                .collect(),
+        }
+    }
+}
+
+pub fn health_table(reports: &[HealthReportRow]) -> Table {
+    let mut table = Table::new(["REPORT", "RECEIVED", "HEALTH", "FINDING"]);
+    for r in reports {
+        let worst = r.events.iter().find(|e| e.result == r.health && e.rule.is_some());
+        let finding = match worst {
+            Some(e) => format!("{} (GPU {}): {}", e.rule.as_deref().unwrap_or("-"), e.gpu_index, e.message),
+            None => r
+                .checks
+                .iter()
+                .find(|c| c.status == r.health)
+                .map_or("-".to_owned(), |c| format!("check {}: {}", c.name, c.message)),
+        };
+        table.row([r.id.to_string(), dash(r.received_at.as_deref()), r.health.clone(), finding]);
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use bosun_core::Timestamp;
+
+    use super::*;
+
+    fn at(text: &str) -> MessageField<WireTimestamp, buffa::Inline<WireTimestamp>> {
+        MessageField::some(convert::timestamp(text.parse::<Timestamp>().expect("timestamp")))
+    }
+
+    fn node(id: &str, status: v1::NodeStatus, health: v1::HealthStatus, pool: &str, heartbeat: bool) -> v1::Node {
+        v1::Node {
+            node_id: id.into(),
+            provider: "gcp".into(),
+            region: "us-central1".into(),
+            zone: "us-central1-a".into(),
+            instance_type: "a3-highgpu-8g".into(),
+            pool: pool.into(),
+            labels: [("team".to_owned(), "ml".to_owned())].into_iter().collect(),
+            gpu_count: 8,
+            gpu_model: "NVIDIA H100 80GB HBM3".into(),
+            status: status.into(),
+            status_reason: "registered".into(),
+            health: health.into(),
+            registered_at: at("2026-11-23T10:00:00Z"),
+            last_heartbeat: if heartbeat { at("2026-11-23T10:05:30.250Z") } else { MessageField::none() },
+            ..Default::default()
+        }
+    }
+
+    fn fleet() -> Vec<NodeRow> {
+        use v1::HealthStatus as H;
+        use v1::NodeStatus as S;
+        [
+            node("gpu-node-01", S::NODE_STATUS_ACTIVE, H::HEALTH_STATUS_HEALTHY, "training", true),
+            node("gpu-node-02", S::NODE_STATUS_UNHEALTHY, H::HEALTH_STATUS_UNHEALTHY, "training", true),
+            node("gpu-node-03", S::NODE_STATUS_CORDONED, H::HEALTH_STATUS_UNKNOWN, "", false),
+        ]
+        .iter()
+        .map(NodeRow::from_wire)
+        .collect()
+    }
+
+    #[test]
+    fn node_list_as_a_table() {
+        insta::assert_snapshot!(node_table(&fleet()).render());
+    }
+
+    #[test]
+    fn node_list_as_json() {
+        insta::assert_snapshot!(
+            crate::output::render(crate::output::Format::Json, &fleet(), String::new).expect("json")
+        );
+    }
+
+    #[test]
+    fn command_list_as_table_and_json() {
+        let command = v1::Command {
+            command_id: "019b76da-a800-7312-8d86-cc6df4ff6f3d".into(),
+            node_id: "gpu-node-02".into(),
+            r#type: v1::CommandType::COMMAND_TYPE_RUN_DIAGNOSTIC.into(),
+            parameters: [("test".to_owned(), "quick".to_owned())].into_iter().collect(),
+            state: v1::CommandState::COMMAND_STATE_SUCCEEDED.into(),
+            issued_by: "operator:oncall".into(),
+            reason: "XID 79 on GPU 3".into(),
+            issued_at: at("2026-11-23T10:06:00Z"),
+            deadline: at("2026-11-23T11:06:00Z"),
+            delivery_count: 1,
+            finished_at: at("2026-11-23T10:06:04Z"),
+            outcome_message: "diagnostic quick passed".into(),
+            ..Default::default()
+        };
+        let rows = vec![CommandRow::from_wire(&command, &[])];
+        insta::assert_snapshot!("command_table", command_table(&rows).render());
+        insta::assert_snapshot!(
+            "command_json",
+            crate::output::render(crate::output::Format::Json, &rows, String::new).expect("json")
+        );
+    }
+}

@@ -1,0 +1,167 @@
+//! The operator CLI against real `bosun server` and `bosun agent` processes: the README's
+//! quick start, output formats, exit codes, graceful shutdown and restart.
+
+mod common;
+
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// A process killed when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+fn server(store: &str, port: u16) -> Running {
+    let child = bosun()
+        .args(["server", "--store", store, "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start server");
+    Running(child)
+}
+
+fn agent(url: &str, node: &str) -> Running {
+    let child = bosun()
+        .args(["agent", "--server", url, "--node-id", node, "--fake-gpus", "8"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start agent");
+    Running(child)
+}
+
+/// Runs `bosun ARGS --server URL` until it succeeds (the server may still be starting).
+fn eventually(url: &str, args: &[&str], done: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    for _ in 0..200 {
+        let output = run(bosun().args(args).args(["--server", url]));
+        last = format!("{}{}", stdout(&output), stderr(&output));
+        if output.status.success() && done(&stdout(&output)) {
+            return stdout(&output);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("bosun {args:?} never gave the expected answer; last: {last}");
+}
+
+fn sigterm(process: &Running) {
+    let status = Command::new("kill").args(["-TERM", &process.0.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+}
+
+#[test]
+fn quick_start_fleet_cli_and_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = format!("sqlite://{}", dir.path().join("bosun.db").display());
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut first = server(&store, port);
+    let _agents: Vec<_> = ["n1", "n2", "n3"].iter().map(|n| agent(&url, n)).collect();
+
+    let json = eventually(&url, &["nodes", "list", "-o", "json"], |out| out.matches("\"node_id\"").count() == 3);
+    let nodes: serde_json::Value = serde_json::from_str(&json).expect("a JSON array");
+    for (i, node) in nodes.as_array().expect("array").iter().enumerate() {
+        assert_eq!(node["node_id"], format!("n{}", i + 1));
+        assert_eq!(node["status"], "ACTIVE");
+        assert!(node["last_heartbeat"].is_string() || node["last_heartbeat"].is_null());
+        for key in ["health", "pool", "provider", "region"] {
+            assert!(node.get(key).is_some(), "{key} is present");
+        }
+    }
+    let table = ok(bosun().args(["nodes", "list", "--server", &url]));
+    assert!(table.starts_with("NODE  "), "{table}");
+    let yaml = ok(bosun().args(["nodes", "get", "n1", "-o", "yaml", "--server", &url]));
+    assert!(yaml.contains("node_id: n1"), "{yaml}");
+
+    let cordoned = ok(bosun().args(["nodes", "cordon", "n1", "--reason", "maintenance", "--server", &url]));
+    assert!(cordoned.starts_with("CORDON n1: command "), "{cordoned}");
+    eventually(&url, &["commands", "list", "--node", "n1", "-o", "json"], |out| out.contains("\"SUCCEEDED\""));
+    let events = ok(bosun().args(["events", "--kind", "node", "--resource", "n1", "-o", "json", "--server", &url]));
+    assert!(events.contains("maintenance"), "the reason is in the change log: {events}");
+
+    // Bad input and unknown ids: exit 1 and one clear line.
+    let line = fails_with_one_line(bosun().args(["nodes", "get", "ghost", "--server", &url]));
+    assert!(line.contains("not_found") && line.contains("ghost"), "{line}");
+    let line = fails_with_one_line(bosun().args(["nodes", "cordon", "bad id!", "--server", &url]));
+    assert!(line.contains("invalid_argument") && line.contains("node_id"), "{line}");
+
+    // SIGTERM: a clean stop; a new server on the same file knows everything.
+    sigterm(&first);
+    let status = first.0.wait().expect("server exits");
+    assert!(status.success(), "graceful shutdown exits 0: {status}");
+    let _second = server(&store, port);
+    let json = eventually(&url, &["nodes", "list", "-o", "json"], |out| out.contains("CORDONED"));
+    assert_eq!(json.matches("\"node_id\"").count(), 3, "every node survives the restart");
+    // The agents carry on: a command issued now is acknowledged.
+    ok(bosun().args(["nodes", "drain", "n2", "--server", &url]));
+    eventually(&url, &["commands", "list", "--node", "n2", "-o", "json"], |out| out.contains("\"SUCCEEDED\""));
+}
+
+#[test]
+fn an_unreachable_server_is_one_clear_line() {
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let line = fails_with_one_line(bosun().args(["nodes", "list", "--server", &url]));
+    assert!(line.contains("cannot reach the bosun server") && line.contains(&url), "{line}");
+    let line = fails_with_one_line(bosun().args(["nodes", "list", "--server", "ftp://x"]));
+    assert!(line.contains("http://"), "{line}");
+}
+
+#[test]
+fn policy_check_prints_exactly_the_json_array() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let events = dir.path().join("events.yaml");
+    std::fs::File::create(&events)
+        .and_then(|mut f| {
+            f.write_all(
+                b"- {event_type: xid, metrics: {xid_code: 79}, gpu_index: 3}\n\
+                  - {event_type: xid, metrics: {xid_code: 8}}\n\
+                  - {event_type: thermal, metrics: {temperature: 50}}\n",
+            )
+        })
+        .expect("write events");
+    let out = ok(bosun().args(["policy", "check", "--default", "--events"]).arg(&events).args(["-o", "json"]));
+    let parsed: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        parsed,
+        serde_json::json!([
+            {"result": "unhealthy", "rule": "fatal-xid"},
+            {"result": "degraded", "rule": "recoverable-xid"},
+            {"result": "healthy", "rule": "default"},
+        ])
+    );
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "version: v1\nrules:\n  - name: oops\n    condition: 'event.+'\n    result: unhealthy\n")
+        .expect("write");
+    let line = fails_with_one_line(bosun().args(["policy", "check"]).arg(&broken));
+    assert!(line.contains("oops"), "the error names the rule: {line}");
+}
+
+#[test]
+fn config_check_redacts_secrets() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("bosun.yaml");
+    std::fs::write(
+        &file,
+        "server:\n  address: \":6000\"\nauth:\n  tokens:\n    - {name: ops, token: s3cret-value, role: admin}\n",
+    )
+    .expect("write");
+    let out = ok(bosun().args(["config", "check"]).arg(&file));
+    assert!(out.contains(":6000") && !out.contains("s3cret-value"), "{out}");
+    std::fs::write(&file, "server:\n  adress: \":6000\"\n").expect("write");
+    let line = fails_with_one_line(bosun().args(["config", "check"]).arg(&file));
+    assert!(line.contains("server.adress"), "{line}");
+}
