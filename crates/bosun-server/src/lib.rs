@@ -188,6 +188,12 @@ impl ServerHandle {
         Ok(loops::retention(&self.app).await?)
     }
 
+    /// The store the server writes through (for embedders and tests that seed records the
+    /// API does not create, such as instances before the pools reconciler exists).
+    pub fn store(&self) -> SharedStore {
+        std::sync::Arc::clone(&self.app.store)
+    }
+
     /// The shutdown timeout, so callers can bound their own wait.
     pub fn shutdown_timeout(&self) -> Duration {
         self.app.settings.shutdown_timeout
