@@ -10,4 +10,5 @@ mod endpoints;
 mod instances;
 mod lifecycle;
 mod liveness;
+mod policy;
 mod restart;
