@@ -79,6 +79,7 @@ impl App {
 
     /// Re-reads every node into the fleet view.
     pub(crate) async fn reload_fleet(&self) -> Result<(), StoreError> {
+        let mark = self.fleet.mark();
         let mut nodes = Vec::new();
         let mut page = PageRequest::first(bosun_store::query::MAX_PAGE_SIZE);
         loop {
@@ -89,7 +90,7 @@ impl App {
                 None => break,
             }
         }
-        self.fleet.load(&nodes);
+        self.fleet.load(&nodes, mark);
         Ok(())
     }
 }

@@ -57,7 +57,10 @@ pub(crate) async fn issue(app: &App, request: CommandRequest, actor: &Actor) -> 
                 "node {node_id} is TERMINATED and takes no more commands"
             )));
         }
-        if let Some(trigger) = trigger {
+        // TERMINATE may be issued again to a TERMINATING node whose first one was lost
+        // (cancelled, expired, failed): the status stays, the new command is delivered.
+        let retried_termination = trigger == Some(NodeTrigger::Terminate) && node.status == NodeStatus::Terminating;
+        if let Some(trigger) = trigger.filter(|_| !retried_termination) {
             node.apply(trigger, &reason, now).map_err(|e| ApiError::transition(&node_id, e))?;
         }
         Ok(Edit::Commit { writes: vec![Write::CreateCommand(Box::new(command.clone()))], value: command.clone() })
@@ -105,12 +108,13 @@ async fn deliver_due(app: &App, node: &NodeId) -> ApiResult<(Vec<Command>, Optio
     let redelivery = app.settings.command_redelivery;
     for _ in 0..3 {
         let now = app.now();
-        let filter = CommandFilter {
-            node_id: Some(node.clone()),
-            states: vec![CommandState::Pending, CommandState::Delivered],
-            kind: None,
-        };
-        let outstanding = app.store.list_commands(&filter, &PageRequest::first(MAX_PER_POLL)).await?.items;
+        // New commands and ones awaiting redelivery are read separately, so a backlog of
+        // delivered-but-unacknowledged commands never hides a new one.
+        let mut outstanding = Vec::new();
+        for state in [CommandState::Pending, CommandState::Delivered] {
+            let filter = CommandFilter { node_id: Some(node.clone()), states: vec![state], kind: None };
+            outstanding.extend(app.store.list_commands(&filter, &PageRequest::first(MAX_PER_POLL)).await?.items);
+        }
         let mut due = Vec::new();
         let mut next_due: Option<Duration> = None;
         for mut command in outstanding {
@@ -251,7 +255,8 @@ async fn finish_termination(app: &App, command: &Command) -> ApiResult<Option<Wr
 }
 
 /// Withdraws a command the agent has not acknowledged yet. The status change a cordon,
-/// drain or terminate made is not undone: uncordon for that.
+/// drain or terminate made is not undone: uncordon a cordoned or draining node; a
+/// TERMINATING node takes TERMINATE again.
 pub(crate) async fn cancel(app: &App, id: &CommandId, reason: &str, actor: &Actor) -> ApiResult<Command> {
     for _ in 0..ATTEMPTS {
         let mut command = app.store.command(id).await?;

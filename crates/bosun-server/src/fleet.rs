@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use bosun_core::{Health, Heartbeat, MetricSample, Node, NodeId, NodeStatus, Timestamp};
+use bosun_core::{Health, Heartbeat, MetricSample, Node, NodeId, NodeStatus, Revision, Timestamp};
 
 /// What the server knows about one node without asking the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +21,13 @@ pub(crate) struct NodeView {
     pub last_heartbeat: Option<Timestamp>,
     pub status: NodeStatus,
     pub health: Health,
+    /// The node record's revision that `status` and `health` come from: an older read
+    /// (a concurrent edit's "before", a snapshot taken before a commit) never overwrites
+    /// a newer one.
+    pub revision: Revision,
+    /// Tells a node apart from an earlier one with the same id (deleted, then registered
+    /// again), whose revisions restart at 1.
+    pub registered_at: Timestamp,
 }
 
 impl NodeView {
@@ -30,7 +37,25 @@ impl NodeView {
             last_heartbeat: node.last_heartbeat,
             status: node.status,
             health: node.health,
+            revision: node.revision,
+            registered_at: node.registered_at,
         }
+    }
+
+    /// Takes `newer`'s status and health if it is at least as recent, and the latest signs
+    /// of life of both.
+    fn merge(&mut self, newer: NodeView) {
+        if newer.registered_at > self.registered_at {
+            *self = newer;
+            return;
+        }
+        if newer.registered_at == self.registered_at && newer.revision >= self.revision {
+            self.status = newer.status;
+            self.health = newer.health;
+            self.revision = newer.revision;
+        }
+        self.last_seen = self.last_seen.max(newer.last_seen);
+        self.last_heartbeat = self.last_heartbeat.max(newer.last_heartbeat);
     }
 
     /// Whether liveness judges this node: gone, going or already UNHEALTHY nodes are not.
@@ -42,6 +67,10 @@ impl NodeView {
 #[derive(Debug, Default)]
 struct Inner {
     nodes: HashMap<NodeId, NodeView>,
+    /// When each node was last written into the view, on a counter that [`Fleet::mark`]
+    /// reads: a reload forgets only nodes untouched since it began.
+    touched: HashMap<NodeId, u64>,
+    clock: u64,
     /// The newest unwritten heartbeat per node, with its metrics if it carried any.
     pending: HashMap<NodeId, (Timestamp, Option<MetricSample>)>,
 }
@@ -79,46 +108,44 @@ impl Fleet {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Replaces the view with `nodes` (a full read of the store). Signs of life seen here
-    /// and newer than the store's stay.
-    pub(crate) fn load<'a>(&self, nodes: impl IntoIterator<Item = &'a Node>) {
+    /// A point to pass to [`Fleet::load`]: take it before reading the store.
+    pub(crate) fn mark(&self) -> u64 {
         let mut inner = self.lock();
-        let mut fresh: HashMap<NodeId, NodeView> = HashMap::new();
-        for node in nodes {
-            let mut view = NodeView::of(node);
-            if let Some(known) = inner.nodes.get(&node.id) {
-                view.last_seen = view.last_seen.max(known.last_seen);
-                view.last_heartbeat = view.last_heartbeat.max(known.last_heartbeat);
-            }
-            fresh.insert(node.id.clone(), view);
-        }
-        inner.nodes = fresh;
-        let known = &inner.nodes;
-        let stale: Vec<NodeId> = inner.pending.keys().filter(|id| !known.contains_key(*id)).cloned().collect();
-        for id in stale {
-            inner.pending.remove(&id);
-        }
+        inner.clock += 1;
+        inner.clock
     }
 
-    /// Records a node as committed to the store (created, or its status or health changed).
-    pub(crate) fn upsert(&self, node: &Node) {
+    /// Merges a full read of the store, begun at `mark`, into the view. Status and health
+    /// newer than the snapshot, and signs of life seen here, stay. A node missing from the
+    /// snapshot is forgotten (with its buffered heartbeat) unless it was written here
+    /// after `mark`: it registered while the snapshot was read.
+    pub(crate) fn load<'a>(&self, nodes: impl IntoIterator<Item = &'a Node>, mark: u64) {
         let mut inner = self.lock();
+        let mut listed = std::collections::HashSet::new();
+        for node in nodes {
+            let view = NodeView::of(node);
+            inner.nodes.entry(node.id.clone()).and_modify(|known| known.merge(view)).or_insert(view);
+            listed.insert(node.id.clone());
+        }
+        let Inner { nodes, touched, pending, .. } = &mut *inner;
+        nodes.retain(|id, _| listed.contains(id) || touched.get(id).is_some_and(|&t| t >= mark));
+        touched.retain(|id, _| nodes.contains_key(id));
+        pending.retain(|id, _| nodes.contains_key(id));
+    }
+
+    /// Records a node as read from or committed to the store.
+    pub(crate) fn upsert(&self, node: &Node) {
         let view = NodeView::of(node);
-        inner
-            .nodes
-            .entry(node.id.clone())
-            .and_modify(|known| {
-                known.status = view.status;
-                known.health = view.health;
-                known.last_seen = known.last_seen.max(view.last_seen);
-                known.last_heartbeat = known.last_heartbeat.max(view.last_heartbeat);
-            })
-            .or_insert(view);
+        let mut inner = self.lock();
+        inner.nodes.entry(node.id.clone()).and_modify(|known| known.merge(view)).or_insert(view);
+        let now = inner.clock;
+        inner.touched.insert(node.id.clone(), now);
     }
 
     pub(crate) fn remove(&self, id: &NodeId) {
         let mut inner = self.lock();
         inner.nodes.remove(id);
+        inner.touched.remove(id);
         inner.pending.remove(id);
     }
 
@@ -190,6 +217,19 @@ impl Fleet {
         silent
     }
 
+    /// UNHEALTHY nodes with no sign of life since `cutoff`, with their last sign of life.
+    pub(crate) fn silent_unhealthy(&self, cutoff: Timestamp) -> Vec<(NodeId, Timestamp)> {
+        let inner = self.lock();
+        let mut silent: Vec<(NodeId, Timestamp)> = inner
+            .nodes
+            .iter()
+            .filter(|(_, view)| view.status == NodeStatus::Unhealthy && view.last_seen < cutoff)
+            .map(|(id, view)| (id.clone(), view.last_seen))
+            .collect();
+        silent.sort();
+        silent
+    }
+
     /// Nodes per (status, health).
     pub(crate) fn counts(&self) -> HashMap<(NodeStatus, Health), u64> {
         let mut counts = HashMap::new();
@@ -245,7 +285,7 @@ mod tests {
     #[test]
     fn heartbeats_buffer_the_newest_per_node_and_unknown_nodes_are_refused() {
         let fleet = Fleet::default();
-        fleet.load([&node("a", t(0)), &node("b", t(0))]);
+        fleet.load([&node("a", t(0)), &node("b", t(0))], fleet.mark());
         assert!(fleet.heartbeat(&NodeId::new("a").expect("id"), t(5), None));
         assert!(fleet.heartbeat(&NodeId::new("a").expect("id"), t(7), None));
         assert!(!fleet.heartbeat(&NodeId::new("zz").expect("id"), t(7), None));
@@ -266,7 +306,7 @@ mod tests {
         let fleet = Fleet::default();
         let mut gone = node("gone", t(0));
         gone.status = NodeStatus::Terminating;
-        fleet.load([&node("quiet", t(0)), &node("chatty", t(0)), &gone]);
+        fleet.load([&node("quiet", t(0)), &node("chatty", t(0)), &gone], fleet.mark());
         fleet.heartbeat(&NodeId::new("chatty").expect("id"), t(100), None);
         let silent: Vec<String> = fleet.silent_since(t(50)).iter().map(ToString::to_string).collect();
         assert_eq!(silent, ["quiet"]);
@@ -277,12 +317,30 @@ mod tests {
     fn reload_keeps_newer_signs_of_life() {
         let fleet = Fleet::default();
         let n = node("n", t(0));
-        fleet.load([&n]);
+        fleet.load([&n], fleet.mark());
         fleet.heartbeat(&n.id, t(30), None);
-        fleet.load([&n]);
+        fleet.load([&n], fleet.mark());
         assert_eq!(fleet.get(&n.id).expect("known").last_seen, t(30));
-        fleet.load(std::iter::empty());
+        fleet.load(std::iter::empty(), fleet.mark());
         assert_eq!(fleet.get(&n.id), None);
         assert_eq!(fleet.pending_len(), 0, "a node gone from the store takes its buffered heartbeat with it");
+    }
+
+    #[test]
+    fn a_reload_neither_regresses_status_nor_forgets_a_node_registered_meanwhile() {
+        let fleet = Fleet::default();
+        let old = node("n", t(0));
+        let mut newer = old.clone();
+        newer.status = NodeStatus::Cordoned;
+        newer.revision = newer.revision.next();
+        fleet.upsert(&newer);
+        // A snapshot read before the cordon committed, and a stale "before" of an edit.
+        let mark = fleet.mark();
+        let late = node("late", t(5));
+        fleet.upsert(&late);
+        fleet.load([&old], mark);
+        fleet.upsert(&old);
+        assert_eq!(fleet.get(&old.id).expect("known").status, NodeStatus::Cordoned);
+        assert!(fleet.get(&late.id).is_some(), "registered while the snapshot was read");
     }
 }

@@ -1,5 +1,5 @@
 //! Instance housekeeping without providers (the pools reconciler adds those): instances
-//! whose agent never registered fail, and finished instances are forgotten after the
+//! whose agent never registered fail, and terminated instances are forgotten after the
 //! retention period.
 
 use bosun_core::{Actor, InstanceState, InstanceTrigger};
@@ -32,11 +32,15 @@ pub(crate) async fn fail_unregistered(app: &App) -> ApiResult<usize> {
     Ok(failed)
 }
 
-/// Deletes TERMINATED and FAILED instances that finished longer ago than the retention
-/// period. Returns how many.
+/// Deletes TERMINATED instances that finished longer ago than the retention period.
+/// Returns how many.
+///
+/// FAILED instances are kept: their VM may exist and bill, and the record is bosun's only
+/// handle on it. The pools reconciler terminates them through their provider first (FAILED
+/// -> TERMINATING -> TERMINATED), after which retention applies.
 pub(crate) async fn purge_finished(app: &App) -> ApiResult<usize> {
     let cutoff = app.now() - app.settings.terminated_retention;
-    let finished = list(app, vec![InstanceState::Terminated, InstanceState::Failed]).await?;
+    let finished = list(app, vec![InstanceState::Terminated]).await?;
     let actor = Actor::system("retention");
     let mut deleted = 0;
     for instance in finished.into_iter().filter(|i| i.state_changed_at < cutoff) {

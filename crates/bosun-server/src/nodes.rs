@@ -293,7 +293,33 @@ pub(crate) async fn judge_liveness(app: &App) -> ApiResult<Vec<NodeId>> {
             Err(error) => return Err(error),
         }
     }
+    count_continued_silence(app, cutoff, now).await?;
     Ok(marked)
+}
+
+/// Counts each further heartbeat timeout of silence of an UNHEALTHY node in its unhealthy
+/// streak: a dead agent sends no reports, and replacement (`unhealthy_after`, default 2)
+/// must still fire for it. A node silent for k timeouts has a streak of at least k.
+async fn count_continued_silence(app: &App, cutoff: Timestamp, now: Timestamp) -> ApiResult<()> {
+    let timeout = app.settings.heartbeat_timeout.as_micros().max(1);
+    let actor = Actor::system("liveness");
+    for (id, seen) in app.fleet.silent_unhealthy(cutoff) {
+        let timeouts = u32::try_from(now.saturating_since(seen).as_micros() / timeout).unwrap_or(u32::MAX);
+        let result = edit_node(app, &id, &actor, "still silent", |node| {
+            if node.status != NodeStatus::Unhealthy || node.unhealthy_streak >= timeouts || node.last_seen() >= cutoff {
+                return Ok(Edit::Keep(()));
+            }
+            node.unhealthy_streak = timeouts;
+            Ok(Edit::Commit { writes: Vec::new(), value: () })
+        })
+        .await;
+        match result {
+            Ok(_) => {}
+            Err(ApiError::Store(StoreError::NotFound { .. })) => app.fleet.remove(&id),
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 /// Forgets a node and its history. Only TERMINATED nodes, unless `force`; never a node

@@ -128,8 +128,6 @@ impl AdminApi {
             time_to_live,
         };
         let command = commands::issue(&self.app, command_request, &caller.actor()).await?;
-        tracing::info!(command = %command.id, node = %command.node_id, kind = %command.kind, actor = %command.issued_by,
-            "command issued");
         Ok(v1::IssueCommandResponse { command: MessageField::some(convert::command(&command)), ..Default::default() })
     }
 

@@ -159,6 +159,9 @@ impl AgentApi {
         request: v1::AckCommandRequest,
     ) -> ApiResult<v1::AckCommandResponse> {
         let (_, node) = Self::node_for(ctx, &request.node_id)?;
+        if request.command_id.is_empty() {
+            return Err(ApiError::invalid("command_id", "is required"));
+        }
         let id: CommandId =
             request.command_id.parse().map_err(|e: ValidationError| ValidationError::new("command_id", e.problem))?;
         let outcome = match request.outcome.as_known() {
@@ -169,7 +172,15 @@ impl AgentApi {
             None => return Err(ApiError::invalid("outcome", format_args!("{} is not a known value", request.outcome))),
         };
         let details = request.details.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let state = commands::ack(&self.app, &node, &id, outcome, &request.message, details).await?;
+        let state =
+            commands::ack(&self.app, &node, &id, outcome, &request.message, details).await.map_err(|e| match e {
+                // The command names these after its own fields; the caller sent `message` and `details`.
+                ApiError::Invalid(e) => ApiError::Invalid(ValidationError {
+                    field: e.field.replacen("outcome_message", "message", 1).replacen("result", "details", 1),
+                    ..e
+                }),
+                other => other,
+            })?;
         Ok(v1::AckCommandResponse { state: convert::command_state(state).into(), ..Default::default() })
     }
 }

@@ -11,6 +11,7 @@ use connectrpc::ErrorCode;
 use crate::harness::*;
 
 on_sql_backends!(
+    a_lost_terminate_can_be_issued_again,
     status_commands_change_status_at_once_and_reach_the_agent,
     undelivered_commands_are_redelivered_and_acks_are_idempotent,
     commands_are_cancelled_and_expire,
@@ -195,5 +196,31 @@ async fn diagnostics_run_on_the_agent_and_report_back(backend: Backend) {
     let done = wait_for_command(&h, &diagnose.command_id, v1::CommandState::COMMAND_STATE_SUCCEEDED).await;
     assert!(!done.result.is_empty(), "the diagnostic's findings come back: {done:?}");
     agent.stop().await;
+    h.stop().await;
+}
+
+async fn a_lost_terminate_can_be_issued_again(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let client = h.agent_client();
+    client.register(&registration("n1"), None).await.expect("register");
+    let first = issued(&h, issue("n1", v1::CommandType::COMMAND_TYPE_TERMINATE)).await;
+    h.root()
+        .cancel_command(v1::CancelCommandRequest { command_id: first.command_id, ..Default::default() })
+        .await
+        .expect("cancel");
+    assert_eq!(status_of(&h.node("n1").await), v1::NodeStatus::NODE_STATUS_TERMINATING, "cancelling undoes nothing");
+    // The node is not stuck: TERMINATE again, and this time the agent confirms it.
+    let again = issued(&h, issue("n1", v1::CommandType::COMMAND_TYPE_TERMINATE)).await;
+    let n1 = node_id("n1");
+    let delivered = client.poll_commands(&n1, Duration::ZERO).await.expect("poll");
+    assert_eq!(delivered.iter().map(|c| c.id.to_string()).collect::<Vec<_>>(), [again.command_id]);
+    let ack = CommandAck {
+        command_id: delivered[0].id,
+        outcome: AckOutcome::Succeeded,
+        message: "bye".into(),
+        details: Default::default(),
+    };
+    client.ack_command(&n1, &ack).await.expect("ack");
+    assert_eq!(status_of(&h.node("n1").await), v1::NodeStatus::NODE_STATUS_TERMINATED);
     h.stop().await;
 }

@@ -45,6 +45,15 @@ async fn silent_nodes_become_unhealthy_after_the_grace(backend: Backend) {
     assert_eq!(status_of(&alive), v1::NodeStatus::NODE_STATUS_ACTIVE);
     assert!(alive.last_heartbeat.is_set(), "the newest heartbeat is visible before it is flushed");
     assert!(h.server().judge_liveness().await.expect("judge").is_empty(), "judged once");
+    assert_eq!(h.node("silent").await.unhealthy_streak, 1);
+
+    // Each further timeout of silence counts in the streak, so replacement
+    // (unhealthy_after: 2) fires for a dead agent that sends no reports.
+    h.clock.advance(timeout);
+    client.heartbeat(&sample(&h, "alive")).await.expect("heartbeat");
+    assert!(h.server().judge_liveness().await.expect("judge").is_empty());
+    assert_eq!(h.node("silent").await.unhealthy_streak, 2);
+    assert_eq!(h.node("alive").await.unhealthy_streak, 0);
 
     // Heartbeats reach the store at the next flush: the newest of each node.
     assert_eq!(h.server().flush().await.expect("flush"), 2);
