@@ -13,6 +13,8 @@
 //!   transitions are decided.
 //! - [`node`], [`instance`], [`command`], [`health`], [`metrics`], [`pool`], [`bootstrap`],
 //!   [`policy`]: the fleet's resources.
+//! - [`autoscale`]: the autoscaler math: a pool's target size and why, within its bounds
+//!   and cooldown (SPEC 3.6).
 //! - [`change`]: change records (history, audit, watch) and [`Actor`]s.
 //! - [`validation`]: field-naming validation errors shared by every entry point.
 
@@ -59,6 +61,7 @@ macro_rules! named_enum {
     };
 }
 
+pub mod autoscale;
 pub mod bootstrap;
 pub mod change;
 pub mod command;
