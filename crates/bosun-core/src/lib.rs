@@ -15,6 +15,7 @@
 //!   [`policy`]: the fleet's resources.
 //! - [`autoscale`]: the autoscaler math: a pool's target size and why, within its bounds
 //!   and cooldown (SPEC 3.6).
+//! - [`selection`]: which provider a pool provisions from next, and provider backoff.
 //! - [`change`]: change records (history, audit, watch) and [`Actor`]s.
 //! - [`validation`]: field-naming validation errors shared by every entry point.
 
@@ -74,6 +75,7 @@ pub mod metrics;
 pub mod node;
 pub mod policy;
 pub mod pool;
+pub mod selection;
 pub mod time;
 pub mod validation;
 pub mod xid;

@@ -13,8 +13,10 @@
 //! Layout:
 //! - [`catalog`]: abstract instance types (`h100-8x`) and what each provider calls them.
 //! - `provider.rs`: the trait and the types it carries.
+//! - [`fake`]: in-process agents on fake GPUs (demos, tests, the simulator).
 
 pub mod catalog;
+pub mod fake;
 mod provider;
 
 pub use catalog::{InstanceTypeSpec, resolve_instance_type};

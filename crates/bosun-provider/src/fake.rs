@@ -1,0 +1,365 @@
+//! The `fake` provider: each machine is an in-process agent on fake GPUs.
+//!
+//! For demos, tests and the simulator. Machines "boot" for a configurable delay, then their
+//! agent registers with the server named in the bootstrap; faults can be injected into a
+//! machine's GPUs; provisioning can be scripted to fail, and capacity limited, to exercise
+//! the reconciler's backoff and provider selection.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bosun_agent::{Agent, AgentOptions, AgentOutcome, ControlPlane, FakeGpus, HostMetrics, fault_hooks};
+use bosun_config::ProviderType;
+use bosun_core::{Clock, InstanceId, NodeId};
+use tokio_util::sync::CancellationToken;
+
+use crate::provider::{
+    Provider, ProviderError, ProviderInstance, ProviderInstanceState, ProvisionRequest, Provisioned,
+};
+
+/// How the fake cloud behaves.
+#[derive(Debug, Clone)]
+pub struct FakeSettings {
+    pub gpu_count: u32,
+    /// How long a machine takes between provisioning and its agent starting.
+    pub boot_delay: Duration,
+    /// Machines that may exist at once (not counting terminated ones); `None`: unlimited.
+    pub capacity: Option<u32>,
+    pub region: String,
+    pub zone: String,
+}
+
+impl Default for FakeSettings {
+    fn default() -> Self {
+        Self {
+            gpu_count: 8,
+            boot_delay: Duration::ZERO,
+            capacity: None,
+            region: "local".into(),
+            zone: "local-a".into(),
+        }
+    }
+}
+
+/// Builds the control-plane client an agent of a new machine uses (the network client in
+/// production; tests may hand agents a client of their choosing).
+pub type ControlPlaneFactory = Arc<dyn Fn(&ProvisionRequest) -> Result<Arc<dyn ControlPlane>, String> + Send + Sync>;
+
+struct Machine {
+    instance_id: InstanceId,
+    node_id: NodeId,
+    state: ProviderInstanceState,
+    instance_type: String,
+    gpus: Arc<FakeGpus>,
+    shutdown: CancellationToken,
+}
+
+#[derive(Default)]
+struct State {
+    machines: BTreeMap<String, Machine>,
+    /// Errors the next provision calls return, in order.
+    scripted_failures: VecDeque<ProviderError>,
+    /// Machines whose agent will never start (the simulator's `boot_failure`).
+    boot_failures: u32,
+}
+
+/// An in-process cloud of agents on fake GPUs.
+pub struct FakeProvider {
+    name: String,
+    settings: FakeSettings,
+    clock: Arc<dyn Clock>,
+    control: ControlPlaneFactory,
+    state: Arc<Mutex<State>>,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for FakeProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeProvider").field("name", &self.name).field("settings", &self.settings).finish()
+    }
+}
+
+impl FakeProvider {
+    pub fn new(name: &str, settings: FakeSettings, clock: Arc<dyn Clock>, control: ControlPlaneFactory) -> Self {
+        Self {
+            name: name.to_owned(),
+            settings,
+            clock,
+            control,
+            state: Arc::new(Mutex::new(State::default())),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next `count` provision calls fail with `error` (before any capacity check).
+    pub fn fail_next(&self, count: usize, error: ProviderError) {
+        let mut state = self.lock();
+        state.scripted_failures.extend(std::iter::repeat_n(error, count));
+    }
+
+    /// The next `count` machines provision fine but never start their agent.
+    pub fn fail_boot_next(&self, count: u32) {
+        self.lock().boot_failures += count;
+    }
+
+    /// The fake GPUs of the machine that runs `node`, to inject faults into.
+    pub fn gpus_of(&self, node: &NodeId) -> Option<Arc<FakeGpus>> {
+        self.lock()
+            .machines
+            .values()
+            .find(|m| &m.node_id == node && m.state != ProviderInstanceState::Terminated)
+            .map(|m| Arc::clone(&m.gpus))
+    }
+
+    /// Machines not terminated.
+    pub fn live_count(&self) -> usize {
+        self.lock().machines.values().filter(|m| m.state != ProviderInstanceState::Terminated).count()
+    }
+
+    fn error(&self, make: impl FnOnce(String) -> ProviderError) -> ProviderError {
+        make(self.name.clone())
+    }
+}
+
+#[async_trait]
+impl Provider for FakeProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> ProviderType {
+        ProviderType::Fake
+    }
+
+    async fn provision(&self, request: &ProvisionRequest) -> Result<Provisioned, ProviderError> {
+        let (id, node_id, gpus, shutdown, boots) = {
+            let mut state = self.lock();
+            if let Some(error) = state.scripted_failures.pop_front() {
+                return Err(error);
+            }
+            let live = state.machines.values().filter(|m| m.state != ProviderInstanceState::Terminated).count();
+            if let Some(capacity) = self.settings.capacity
+                && live >= capacity as usize
+            {
+                return Err(self.error(|provider| ProviderError::Capacity {
+                    provider,
+                    message: format!("all {capacity} machines are in use"),
+                }));
+            }
+            let number = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let id = format!("{}-{number}", self.name);
+            let node_id: NodeId = id.parse().map_err(|e: bosun_core::ValidationError| {
+                self.error(|provider| ProviderError::Invalid { provider, message: e.to_string() })
+            })?;
+            let gpus =
+                Arc::new(FakeGpus::new(self.settings.gpu_count).with_seed(number).with_clock(Arc::clone(&self.clock)));
+            let boots = if state.boot_failures > 0 {
+                state.boot_failures -= 1;
+                false
+            } else {
+                true
+            };
+            let shutdown = CancellationToken::new();
+            state.machines.insert(
+                id.clone(),
+                Machine {
+                    instance_id: request.instance_id.clone(),
+                    node_id: node_id.clone(),
+                    state: ProviderInstanceState::Pending,
+                    instance_type: request.instance_type.clone(),
+                    gpus: Arc::clone(&gpus),
+                    shutdown: shutdown.clone(),
+                },
+            );
+            (id, node_id, gpus, shutdown, boots)
+        };
+        if boots {
+            let control = (self.control)(request)
+                .map_err(|message| self.error(|provider| ProviderError::Invalid { provider, message }))?;
+            let mut options = AgentOptions::new(node_id);
+            options.provider = self.name.clone();
+            options.region = self.settings.region.clone();
+            options.zone = self.settings.zone.clone();
+            options.instance_type = request.instance_type.clone();
+            options.pool = request.pool.clone();
+            options.labels = request.labels.clone();
+            options.instance_id = Some(request.instance_id.to_string());
+            options.host_metrics = HostMetrics::fixed(20.0, 30.0);
+            options.clock = Arc::clone(&self.clock);
+            options.hooks.custom.extend(fault_hooks(&gpus));
+            let agent = Agent::new(options, gpus, control);
+            let state = Arc::clone(&self.state);
+            let machine = id.clone();
+            let delay = self.settings.boot_delay;
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                set_state(&state, &machine, ProviderInstanceState::Running);
+                // A TERMINATE the agent carried out powers the machine off.
+                if let Ok(AgentOutcome::Terminated) = agent.run(shutdown).await {
+                    set_state(&state, &machine, ProviderInstanceState::Terminated);
+                }
+            });
+        } else {
+            set_state(&self.state, &id, ProviderInstanceState::Running);
+        }
+        Ok(Provisioned {
+            provider_instance_id: id,
+            region: self.settings.region.clone(),
+            zone: self.settings.zone.clone(),
+        })
+    }
+
+    async fn terminate(&self, provider_instance_id: &str) -> Result<(), ProviderError> {
+        let mut state = self.lock();
+        match state.machines.get_mut(provider_instance_id) {
+            Some(machine) => {
+                machine.shutdown.cancel();
+                machine.state = ProviderInstanceState::Terminated;
+                Ok(())
+            }
+            // Already gone: terminating it is done.
+            None => Ok(()),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<ProviderInstance>, ProviderError> {
+        Ok(self
+            .lock()
+            .machines
+            .iter()
+            .map(|(id, m)| ProviderInstance {
+                provider_instance_id: id.clone(),
+                instance_id: Some(m.instance_id.clone()),
+                state: m.state,
+                instance_type: m.instance_type.clone(),
+                region: self.settings.region.clone(),
+                zone: self.settings.zone.clone(),
+            })
+            .collect())
+    }
+}
+
+fn set_state(state: &Mutex<State>, machine: &str, to: ProviderInstanceState) {
+    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(m) = state.machines.get_mut(machine)
+        && m.state != ProviderInstanceState::Terminated
+    {
+        m.state = to;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+
+    use bosun_agent::{AgentConfig, CommandAck, DeliveredCommand, RpcError};
+    use bosun_core::{CheckResult, FakeClock, HealthEvent, MetricSample, NodeRegistration};
+
+    use super::*;
+    use crate::provider::Bootstrap;
+
+    /// Records registrations; answers everything else with nothing to do.
+    #[derive(Default)]
+    struct Recorder {
+        registered: StdMutex<Vec<(NodeId, Option<String>)>>,
+        registrations: tokio::sync::Notify,
+    }
+
+    #[async_trait]
+    impl ControlPlane for Recorder {
+        async fn register(&self, r: &NodeRegistration, instance: Option<&str>) -> Result<AgentConfig, RpcError> {
+            self.registered.lock().expect("lock").push((r.node_id.clone(), instance.map(str::to_owned)));
+            self.registrations.notify_waiters();
+            Ok(AgentConfig::default())
+        }
+        async fn heartbeat(&self, _: &MetricSample) -> Result<(), RpcError> {
+            Ok(())
+        }
+        async fn report_health(&self, _: &NodeId, _: &[CheckResult], _: &[HealthEvent]) -> Result<(), RpcError> {
+            Ok(())
+        }
+        async fn poll_commands(&self, _: &NodeId, wait: Duration) -> Result<Vec<DeliveredCommand>, RpcError> {
+            tokio::time::sleep(wait).await;
+            Ok(Vec::new())
+        }
+        async fn ack_command(&self, _: &NodeId, _: &CommandAck) -> Result<(), RpcError> {
+            Ok(())
+        }
+    }
+
+    fn cloud(settings: FakeSettings) -> (FakeProvider, Arc<Recorder>) {
+        let recorder = Arc::new(Recorder::default());
+        let control = Arc::clone(&recorder);
+        let factory: ControlPlaneFactory = Arc::new(move |_| Ok(Arc::clone(&control) as Arc<dyn ControlPlane>));
+        let clock = Arc::new(FakeClock::at_default_epoch());
+        (FakeProvider::new("fake", settings, clock, factory), recorder)
+    }
+
+    fn request(id: &str) -> ProvisionRequest {
+        ProvisionRequest {
+            instance_id: id.parse().expect("instance id"),
+            pool: None,
+            instance_type: "h100-8x".into(),
+            region: "local".into(),
+            zone: String::new(),
+            labels: Default::default(),
+            bootstrap: Bootstrap { server_url: "http://127.0.0.1:1".into(), token: None },
+        }
+    }
+
+    #[tokio::test]
+    async fn machines_boot_register_with_their_instance_and_terminate() {
+        let (cloud, recorder) = cloud(FakeSettings::default());
+        let registered = recorder.registrations.notified();
+        let provisioned = cloud.provision(&request("i-1")).await.expect("provision");
+        registered.await;
+        let (node, instance) = recorder.registered.lock().expect("lock")[0].clone();
+        assert_eq!(node.as_str(), provisioned.provider_instance_id);
+        assert_eq!(instance.as_deref(), Some("i-1"), "the agent names its instance");
+        let listed = cloud.list().await.expect("list");
+        assert_eq!(listed[0].instance_id.as_ref().map(InstanceId::as_str), Some("i-1"));
+        assert!(cloud.gpus_of(&node).is_some());
+        cloud.terminate(&provisioned.provider_instance_id).await.expect("terminate");
+        cloud.terminate(&provisioned.provider_instance_id).await.expect("terminating twice is fine");
+        cloud.terminate("never-existed").await.expect("terminating an unknown machine is fine");
+        assert_eq!(cloud.list().await.expect("list")[0].state, ProviderInstanceState::Terminated);
+        assert_eq!(cloud.live_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn scripted_failures_then_capacity_limits() {
+        let (cloud, _) = cloud(FakeSettings { capacity: Some(1), ..FakeSettings::default() });
+        cloud.fail_next(2, ProviderError::Unavailable { provider: "fake".into(), message: "503".into() });
+        for _ in 0..2 {
+            assert!(matches!(cloud.provision(&request("i-1")).await, Err(ProviderError::Unavailable { .. })));
+        }
+        let first = cloud.provision(&request("i-1")).await.expect("third attempt succeeds");
+        assert!(matches!(cloud.provision(&request("i-2")).await, Err(ProviderError::Capacity { .. })));
+        cloud.terminate(&first.provider_instance_id).await.expect("terminate");
+        cloud.provision(&request("i-2")).await.expect("capacity freed");
+    }
+
+    #[tokio::test]
+    async fn a_boot_failure_never_registers() {
+        let (cloud, recorder) = cloud(FakeSettings::default());
+        cloud.fail_boot_next(1);
+        cloud.provision(&request("i-1")).await.expect("provision");
+        tokio::task::yield_now().await;
+        assert!(recorder.registered.lock().expect("lock").is_empty());
+        assert_eq!(
+            cloud.list().await.expect("list")[0].state,
+            ProviderInstanceState::Running,
+            "the VM runs; its agent does not"
+        );
+    }
+}
