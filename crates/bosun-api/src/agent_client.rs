@@ -7,6 +7,7 @@
 //! answers `not_found`, which makes the agent register again.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -28,6 +29,8 @@ pub struct AgentClient {
     client: v1::AgentServiceClient<HttpClient>,
     bootstrap_token: Option<String>,
     node_tokens: Mutex<HashMap<NodeId, String>>,
+    /// Where node tokens are kept across restarts (`<dir>/<node>.token`), if anywhere.
+    state_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for AgentClient {
@@ -67,7 +70,48 @@ impl AgentClient {
             client: v1::AgentServiceClient::new(HttpClient::plaintext(), config),
             bootstrap_token: token.filter(|t| !t.is_empty()),
             node_tokens: Mutex::new(HashMap::new()),
+            state_dir: None,
         })
+    }
+
+    /// Keeps node tokens in `dir`, so an agent that restarts can register its node again
+    /// (a server with `auth.node_token_key` refuses the shared token for that).
+    pub fn with_state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    fn token_file(&self, node: &NodeId) -> Option<PathBuf> {
+        self.state_dir.as_ref().map(|dir| dir.join(format!("{node}.token")))
+    }
+
+    /// The node token for `node`: in memory, else from the state directory.
+    fn node_token(&self, node: &NodeId) -> Option<String> {
+        if let Some(token) = self.tokens().get(node) {
+            return Some(token.clone());
+        }
+        let stored = std::fs::read_to_string(self.token_file(node)?).ok()?.trim().to_owned();
+        if stored.is_empty() {
+            return None;
+        }
+        self.tokens().insert(node.clone(), stored.clone());
+        Some(stored)
+    }
+
+    fn remember(&self, node: &NodeId, token: &str) {
+        self.tokens().insert(node.clone(), token.to_owned());
+        if let Some(path) = self.token_file(node)
+            && let Err(error) = write_private(&path, token)
+        {
+            tracing::warn!(%error, path = %path.display(), "cannot keep the node token; a restarted agent may need the node deleted to register again");
+        }
+    }
+
+    fn forget(&self, node: &NodeId) {
+        self.tokens().remove(node);
+        if let Some(path) = self.token_file(node) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     fn tokens(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, String>> {
@@ -85,8 +129,7 @@ impl AgentClient {
     /// Call options for `node`: its node token if it has one, else the bootstrap token.
     /// Returns whether a node token is used.
     fn node_options(&self, node: &NodeId, timeout: Duration) -> (CallOptions, bool) {
-        let node_token = self.tokens().get(node).cloned();
-        match node_token {
+        match self.node_token(node) {
             Some(token) => (self.options(Some(&token), timeout), true),
             None => (self.options(self.bootstrap_token.as_deref(), timeout), false),
         }
@@ -96,7 +139,7 @@ impl AgentClient {
     /// so the agent registers again and receives a fresh one.
     fn failed(&self, node: &NodeId, used_node_token: bool, error: ConnectError) -> RpcError {
         if used_node_token && error.code == ErrorCode::Unauthenticated {
-            self.tokens().remove(node);
+            self.forget(node);
             return RpcError::NotFound(format!("the server refused node {node}'s token; registering again"));
         }
         rpc_error(error)
@@ -130,14 +173,25 @@ impl ControlPlane for AgentClient {
     ) -> Result<AgentConfig, RpcError> {
         let node = &registration.node_id;
         let request = convert::register_request(registration, instance_id);
-        // Registration always presents the bootstrap token: a stale node token must not
-        // lock a node out.
-        let options = self.options(self.bootstrap_token.as_deref(), CALL_TIMEOUT);
-        let response = self.client.register_node_with_options(request, options).await.map_err(rpc_error)?.into_owned();
-        if response.node_token.is_empty() {
-            self.tokens().remove(node);
-        } else {
-            self.tokens().insert(node.clone(), response.node_token.clone());
+        // A node that has a token registers with it: a server with a node token key lets
+        // only the node itself register it again. A refused token (the key changed) is
+        // dropped and the shared token tried.
+        let (options, with_node_token) = self.node_options(node, CALL_TIMEOUT);
+        let response = match self.client.register_node_with_options(request.clone(), options).await {
+            Err(error) if with_node_token && error.code == ErrorCode::Unauthenticated => {
+                self.forget(node);
+                let options = self.options(self.bootstrap_token.as_deref(), CALL_TIMEOUT);
+                self.client.register_node_with_options(request, options).await
+            }
+            other => other,
+        }
+        .map_err(rpc_error)?
+        .into_owned();
+        if !response.node_token.is_empty() {
+            self.remember(node, &response.node_token);
+        } else if !with_node_token {
+            // Pinned tokens and open servers hand out none.
+            self.forget(node);
         }
         let config = response.config.as_option().cloned().unwrap_or_default();
         let seconds = |s: u32| Duration::from_secs(u64::from(s));
@@ -238,6 +292,24 @@ impl ControlPlane for AgentClient {
             .map_err(|e| self.failed(node, with_node_token, e))?;
         Ok(())
     }
+}
+
+/// Writes a secret readable by its owner only.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let temporary = path.with_extension("token.new");
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&temporary)?;
+        std::io::Write::write_all(&mut file, contents.as_bytes())?;
+        file.sync_all()?;
+    }
+    std::fs::rename(temporary, path)
 }
 
 #[cfg(test)]

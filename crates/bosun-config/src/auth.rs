@@ -75,11 +75,23 @@ pub struct AuthConfig {
     /// configured. True by default, as in Navarch, so a bare `bosun server` works; always
     /// false once a token is configured.
     pub allow_unauthenticated: bool,
+    /// The server-side key node tokens are minted with. Without it they derive from the
+    /// shared agent token, so whoever holds that token can act for any node; with it, a
+    /// registered node's token is known only to that node, and registering an existing
+    /// node again needs it.
+    pub node_token_key: Option<NodeTokenKey>,
+}
+
+/// `auth.node_token_key` with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeTokenKey {
+    pub secret: Secret,
+    pub source: TokenSource,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { tokens: Vec::new(), allow_unauthenticated: true }
+        Self { tokens: Vec::new(), allow_unauthenticated: true, node_token_key: None }
     }
 }
 
@@ -129,7 +141,8 @@ impl AuthConfig {
             (allow, true) => allow.unwrap_or(true),
             (_, false) => false,
         };
-        Ok(Self { tokens, allow_unauthenticated })
+        let node_token_key = resolve_node_token_key(raw, env)?;
+        Ok(Self { tokens, allow_unauthenticated, node_token_key })
     }
 
     pub(crate) fn to_schema(&self) -> schema::Auth {
@@ -152,8 +165,58 @@ impl AuthConfig {
                 }
             })
             .collect();
-        schema::Auth { tokens: Some(tokens), allow_unauthenticated: Some(self.allow_unauthenticated) }
+        let (node_token_key, node_token_key_env, node_token_key_file) = match &self.node_token_key {
+            None => (None, None, None),
+            Some(NodeTokenKey { secret, source: TokenSource::Inline }) => (Some(secret.clone()), None, None),
+            Some(NodeTokenKey { source: TokenSource::Env(name), .. }) => (None, Some(name.clone()), None),
+            Some(NodeTokenKey { source: TokenSource::File(path), .. }) => (None, None, Some(path.clone())),
+        };
+        schema::Auth {
+            tokens: Some(tokens),
+            allow_unauthenticated: Some(self.allow_unauthenticated),
+            node_token_key,
+            node_token_key_env,
+            node_token_key_file,
+        }
     }
+}
+
+/// The shortest node token key: it is an HMAC key, and a short one can be guessed.
+const MIN_NODE_TOKEN_KEY_LEN: usize = 32;
+
+fn resolve_node_token_key(
+    raw: &schema::Auth,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<NodeTokenKey>, ConfigError> {
+    let key = "auth.node_token_key";
+    let (field, secret, source) = match (&raw.node_token_key, &raw.node_token_key_env, &raw.node_token_key_file) {
+        (None, None, None) => return Ok(None),
+        (Some(secret), None, None) => (key.to_owned(), secret.expose().trim().to_owned(), TokenSource::Inline),
+        (None, Some(variable), None) => {
+            let field = format!("{key}_env");
+            let value = env(variable).ok_or_else(|| {
+                ConfigError::invalid(&field, format_args!("environment variable {variable} is not set"))
+            })?;
+            (field, value.trim().to_owned(), TokenSource::Env(variable.clone()))
+        }
+        (None, None, Some(path)) => {
+            let field = format!("{key}_file");
+            (field.clone(), read_token_file(&field, path)?, TokenSource::File(path.clone()))
+        }
+        _ => {
+            return Err(ConfigError::invalid(
+                key,
+                "set only one of node_token_key, node_token_key_env and node_token_key_file",
+            ));
+        }
+    };
+    if secret.len() < MIN_NODE_TOKEN_KEY_LEN {
+        return Err(ConfigError::invalid(
+            field,
+            format_args!("is {} characters; use at least {MIN_NODE_TOKEN_KEY_LEN} random ones", secret.len()),
+        ));
+    }
+    Ok(Some(NodeTokenKey { secret: Secret::new(secret), source }))
 }
 
 /// Longest token name; names end up in audit records as the actor.

@@ -41,7 +41,7 @@ mod server;
 mod store;
 
 pub use api::ApiConfig;
-pub use auth::{AuthConfig, AuthToken, Role, TokenSource};
+pub use auth::{AuthConfig, AuthToken, NodeTokenKey, Role, TokenSource};
 pub use config::Config;
 pub use error::{ConfigError, ConfigErrorKind};
 pub use notifier::{NotifierConfig, WebhookConfig};

@@ -87,6 +87,9 @@ pub(crate) struct Store {
 pub(crate) struct Auth {
     pub tokens: Option<Vec<Token>>,
     pub allow_unauthenticated: Option<bool>,
+    pub node_token_key: Option<Secret>,
+    pub node_token_key_env: Option<String>,
+    pub node_token_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -55,6 +55,14 @@ impl App {
         if auth.is_open() {
             tracing::warn!("no auth tokens are configured: every caller may do everything (configure auth.tokens)");
         }
+        let shared_agent_tokens =
+            settings.auth.tokens.iter().any(|t| t.role == bosun_config::Role::Agent && t.node.is_none());
+        if shared_agent_tokens && !auth.guards_reregistration() {
+            tracing::warn!(
+                "node tokens derive from the shared agent token: whoever holds it can act for any node; \
+                 set auth.node_token_key so a registered node alone can act for itself"
+            );
+        }
         let app = Arc::new(App {
             store,
             clock,

@@ -164,12 +164,29 @@ impl Authenticator {
 
     /// The node token for `node`, when `caller` registered it with an unpinned agent
     /// token; empty otherwise (pinned tokens, operators and open servers need none).
+    ///
+    /// With `auth.node_token_key` the token is minted with that server-side key, so only
+    /// the node it was handed to knows it; without, it derives from the agent token.
+    /// A node that re-registers with its own node token gets the same token back.
     pub(crate) fn node_token(&self, caller: &Caller, node: &NodeId) -> String {
-        let Caller::Agent { name, node: None } = caller else { return String::new() };
-        let Some(token) = self.config.tokens.iter().find(|t| &t.name == name) else { return String::new() };
-        let Some(mac) = node_mac(token.secret.expose(), node) else { return String::new() };
+        let key = match (caller, &self.config.node_token_key) {
+            (Caller::Agent { node: None, .. } | Caller::Node(_), Some(key)) => key.secret.expose(),
+            (Caller::Agent { name, node: None }, None) => match self.config.tokens.iter().find(|t| &t.name == name) {
+                Some(token) => token.secret.expose(),
+                None => return String::new(),
+            },
+            _ => return String::new(),
+        };
+        let Some(mac) = node_mac(key, node) else { return String::new() };
         let mac = URL_SAFE.encode(mac.finalize().into_bytes());
         format!("{NODE_TOKEN_PREFIX}{node}.{mac}")
+    }
+
+    /// Whether registering a node that already exists needs that node's own token (or a
+    /// token pinned to it): true once a server-side node token key is configured. Without
+    /// the key a node token is derivable from the shared agent token anyway.
+    pub(crate) fn guards_reregistration(&self) -> bool {
+        self.config.node_token_key.is_some()
     }
 
     fn verify_node_token(&self, token: &str) -> Option<NodeId> {
@@ -177,6 +194,9 @@ impl Authenticator {
         let (node, mac) = body.rsplit_once('.')?;
         let node = NodeId::new(node).ok()?;
         let mac = URL_SAFE.decode(mac).ok()?;
+        if let Some(key) = &self.config.node_token_key {
+            return node_mac(key.secret.expose(), &node).is_some_and(|m| m.verify_slice(&mac).is_ok()).then_some(node);
+        }
         let agent_tokens = self.config.tokens.iter().filter(|t| t.role == Role::Agent && t.node.is_none());
         // Every candidate key is tried, each comparison in constant time.
         let mut valid = false;

@@ -82,11 +82,21 @@ pub(crate) struct Registered {
 /// Registers a new node, or refreshes a known one's facts keeping its status and health:
 /// re-registration never returns an UNHEALTHY machine to service. Links the node's
 /// instance (the one named, or the one the store associates with the node id).
+/// Whether a registration may refresh a node that already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reregistration {
+    Allowed,
+    /// The caller holds only the shared agent token: it may create nodes, not take over
+    /// existing ones.
+    Refused,
+}
+
 pub(crate) async fn register(
     app: &App,
     registration: &NodeRegistration,
     instance_id: Option<&InstanceId>,
     actor: &Actor,
+    existing: Reregistration,
 ) -> ApiResult<Registered> {
     let id = &registration.node_id;
     for _ in 0..ATTEMPTS {
@@ -101,6 +111,13 @@ pub(crate) async fn register(
             }
             Err(error) => return Err(error.into()),
             Ok(known) => {
+                if existing == Reregistration::Refused {
+                    return Err(ApiError::PermissionDenied(format!(
+                        "node {id} is already registered; only its own agent may register it again, presenting \
+                         the node token it was given (`bosun agent --state-dir` keeps it across restarts), \
+                         or delete the node first (`bosun nodes delete {id} --force`)"
+                    )));
+                }
                 if known.status == NodeStatus::Terminated {
                     return Err(ApiError::FailedPrecondition(format!(
                         "node {id} is TERMINATED and cannot register again; give the machine a new node id, \

@@ -62,3 +62,23 @@ fn unauthenticated_access_without_tokens() {
     assert!(!closed.allow_unauthenticated);
     assert!(closed.tokens.is_empty());
 }
+
+#[test]
+fn the_node_token_key_comes_from_one_source_is_long_and_is_redacted() {
+    let long = "k".repeat(40);
+    let text = "auth:\n  tokens: [{name: fleet, token: t-agent, role: agent}]\n  node_token_key_env: NODE_KEY\n";
+    let auth = Config::from_yaml_str(text, env_of(&[("NODE_KEY", long.as_str())])).expect("valid").auth;
+    let key = auth.node_token_key.expect("set");
+    assert_eq!(key.secret.expose(), long);
+    assert_eq!(key.source, TokenSource::Env("NODE_KEY".into()));
+
+    let inline = format!("auth:\n  node_token_key: {long}\n");
+    let config = Config::from_yaml_str(&inline, env_of(&[])).expect("valid");
+    assert!(!config.to_redacted_yaml().contains(&long), "the key never appears in config check");
+
+    let short = Config::from_yaml_str("auth:\n  node_token_key: short\n", env_of(&[])).unwrap_err().to_string();
+    assert!(short.contains("auth.node_token_key") && short.contains("at least 32"), "{short}");
+    let both = format!("auth:\n  node_token_key: {long}\n  node_token_key_env: X\n");
+    let both = Config::from_yaml_str(&both, env_of(&[("X", long.as_str())])).unwrap_err().to_string();
+    assert!(both.contains("only one of"), "{both}");
+}

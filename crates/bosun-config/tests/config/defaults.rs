@@ -24,7 +24,7 @@ fn no_file_means_the_defaults() {
     assert_eq!(server.instance_registration_timeout, Duration::from_secs(600));
     assert_eq!(server.startup_grace, server.heartbeat_timeout);
     assert_eq!(config.store, StoreConfig { url: None });
-    assert_eq!(config.auth, AuthConfig { tokens: vec![], allow_unauthenticated: true });
+    assert_eq!(config.auth, AuthConfig { tokens: vec![], allow_unauthenticated: true, node_token_key: None });
     assert_eq!(
         config.api,
         ApiConfig {

@@ -67,7 +67,11 @@ impl AgentApi {
             id => Some(InstanceId::new(id).map_err(|e| ValidationError::new("instance_id", e.problem))?),
         };
         let actor = Actor::Node(registration.node_id.clone());
-        let registered = nodes::register(&self.app, &registration, instance.as_ref(), &actor).await?;
+        let existing = match caller {
+            Caller::Agent { node: None, .. } if self.app.auth.guards_reregistration() => nodes::Reregistration::Refused,
+            _ => nodes::Reregistration::Allowed,
+        };
+        let registered = nodes::register(&self.app, &registration, instance.as_ref(), &actor, existing).await?;
         let settings = &self.app.settings;
         let node = &registered.node;
         if registered.created {

@@ -7,7 +7,11 @@ use connectrpc::ErrorCode;
 
 use crate::harness::*;
 
-on_sql_backends!(a_node_cannot_act_for_another, roles_limit_what_callers_may_do);
+on_sql_backends!(
+    a_node_cannot_act_for_another,
+    roles_limit_what_callers_may_do,
+    with_a_node_token_key_the_shared_token_cannot_take_over_a_node,
+);
 
 async fn a_node_cannot_act_for_another(backend: Backend) {
     let Some(h) = Harness::start(backend).await else { return };
@@ -109,5 +113,57 @@ async fn roles_limit_what_callers_may_do(backend: Backend) {
             .await,
     );
     assert_eq!(code, ErrorCode::PermissionDenied, "operators do not speak for nodes");
+    h.stop().await;
+}
+
+async fn with_a_node_token_key_the_shared_token_cannot_take_over_a_node(backend: Backend) {
+    let Some(h) = Harness::start_with(backend, settings_with_node_token_key()).await else { return };
+    let state = tempfile::tempdir().expect("state dir");
+    let agent = || {
+        std::sync::Arc::new(
+            bosun_api::AgentClient::new(&h.url(), Some(AGENTS.to_owned()))
+                .expect("client")
+                .with_state_dir(state.path()),
+        )
+    };
+    agent().register(&registration("n1"), None).await.expect("first registration with the shared token");
+    assert!(state.path().join("n1.token").exists(), "the node token is kept for restarts");
+
+    // Whoever holds the shared token cannot register n1 again and so never learns its token.
+    let bootstrap = h.raw_agent(Some(AGENTS));
+    let (code, message) =
+        refused(bootstrap.register_node(v1::RegisterRequest { node_id: "n1".into(), ..Default::default() }).await);
+    assert_eq!(code, ErrorCode::PermissionDenied, "{message}");
+    assert!(message.contains("already registered"), "{message}");
+    // Nor forge one from the shared token, as it could without the key.
+    let forged = {
+        use base64::Engine as _;
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(AGENTS.as_bytes()).expect("key");
+        mac.update(b"bosun node token v1\0n1");
+        format!("bosun-node.n1.{}", base64::engine::general_purpose::URL_SAFE.encode(mac.finalize().into_bytes()))
+    };
+    let (code, _) = refused(
+        h.raw_agent(Some(&forged)).heartbeat(v1::HeartbeatRequest { node_id: "n1".into(), ..Default::default() }).await,
+    );
+    assert_eq!(code, ErrorCode::Unauthenticated);
+
+    // The agent itself, restarted with its state directory, registers again and carries on.
+    let restarted = agent();
+    restarted.register(&registration("n1"), None).await.expect("re-registration with the kept node token");
+    restarted
+        .heartbeat(&bosun_core::MetricSample {
+            node_id: node_id("n1"),
+            at: bosun_core::Timestamp::from_unix_micros(0),
+            cpu_percent: 1.0,
+            memory_percent: 1.0,
+            gpus: vec![],
+        })
+        .await
+        .expect("heartbeat");
+    // An agent that lost its token is told what to do.
+    let amnesiac = h.agent_client();
+    let error = amnesiac.register(&registration("n1"), None).await.expect_err("refused");
+    assert!(error.to_string().contains("delete the node"), "{error}");
     h.stop().await;
 }

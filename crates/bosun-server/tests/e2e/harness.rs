@@ -48,8 +48,20 @@ pub const OPERATOR: &str = "operator-secret";
 pub const AGENTS: &str = "agents-secret";
 pub const PINNED_N9: &str = "n9-secret";
 
+/// A server-side key for node tokens (at least 32 characters).
+pub const NODE_TOKEN_KEY: &str = "node-token-key-0123456789abcdef0123456789";
+
 /// The auth section every harness server runs with.
 fn auth_config() -> bosun_config::AuthConfig {
+    auth_config_with("")
+}
+
+/// [`settings`] with node tokens minted under [`NODE_TOKEN_KEY`].
+pub fn settings_with_node_token_key() -> Settings {
+    Settings { auth: auth_config_with(&format!("  node_token_key: {NODE_TOKEN_KEY}\n")), ..settings() }
+}
+
+fn auth_config_with(extra: &str) -> bosun_config::AuthConfig {
     let text = format!(
         "auth:
   tokens:
@@ -57,7 +69,7 @@ fn auth_config() -> bosun_config::AuthConfig {
     - {{name: oncall, token: {OPERATOR}, role: operator}}
     - {{name: fleet, token: {AGENTS}, role: agent}}
     - {{name: n9, token: {PINNED_N9}, role: agent, node: n9}}
-"
+{extra}"
     );
     Config::from_yaml_str(&text, |_| None).expect("valid auth config").auth
 }

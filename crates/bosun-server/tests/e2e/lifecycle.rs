@@ -32,7 +32,8 @@ async fn three_agents_register_and_a_fatal_xid_makes_one_unhealthy(backend: Back
     let Some(h) = Harness::start(backend).await else { return };
     let agents: Vec<_> = ["n1", "n2", "n3"].iter().map(|n| h.spawn_agent(n, 8)).collect();
     for node in ["n1", "n2", "n3"] {
-        h.wait_for_node(node, "registered", |_| true).await;
+        // Registered, and its first health report (the boot check) is in.
+        h.wait_for_node(node, "HEALTHY", |n| health_of(n) == v1::HealthStatus::HEALTH_STATUS_HEALTHY).await;
     }
     let listed = h.root().list_nodes(v1::ListNodesRequest::default()).await.expect("list").into_owned();
     let summary: Vec<_> =

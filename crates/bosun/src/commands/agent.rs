@@ -28,6 +28,10 @@ pub struct AgentArgs {
     /// Read the agent token from this file.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// Where the node token the server hands out is kept, so a restarted agent can register
+    /// its node again (default: $XDG_STATE_HOME/bosun/agent or ~/.local/state/bosun/agent).
+    #[arg(long, env = "BOSUN_AGENT_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Simulate N GPUs instead of reading NVML; faults can then be injected with the
     /// custom command `fake-fault` (bosun commands issue NODE --type custom:fake-fault -p fault=xid -p code=79).
     #[arg(long, value_name = "N")]
@@ -69,7 +73,12 @@ pub async fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
         ),
         None => args.token.clone(),
     };
-    let client = Arc::new(AgentClient::new(&args.server, token)?);
+    let mut client = AgentClient::new(&args.server, token)?;
+    match args.state_dir.clone().or_else(default_state_dir) {
+        Some(dir) => client = client.with_state_dir(dir),
+        None => tracing::warn!("no state directory (set --state-dir): the node token is not kept across restarts"),
+    }
+    let client = Arc::new(client);
     let mut options = AgentOptions::new(node_id.clone());
     options.provider = args.provider.clone();
     options.region = args.region.clone();
@@ -113,6 +122,14 @@ pub async fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
         AgentOutcome::Terminated => eprintln!("node {node_id} terminated by the control plane; agent exiting"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn default_state_dir() -> Option<PathBuf> {
+    let base = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?).join(".local/state"),
+    };
+    Some(base.join("bosun").join("agent"))
 }
 
 /// A stable seed per node, so a node's fake GPUs keep their UUIDs across restarts.
