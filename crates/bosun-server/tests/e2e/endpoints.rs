@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
 
-on_sql_backends!(health_readiness_metrics_and_connect_json, grpc_over_h2c_on_the_same_port);
+on_sql_backends!(health_readiness_metrics_and_connect_json, grpc_and_connect_over_h2c_on_the_same_port);
 
 /// One HTTP/1.0 request (no chunked answers to decode) over a fresh connection; returns the status code and body.
 async fn http(h: &Harness, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
@@ -80,7 +80,7 @@ async fn health_readiness_metrics_and_connect_json(backend: Backend) {
     h.stop().await;
 }
 
-async fn grpc_over_h2c_on_the_same_port(backend: Backend) {
+async fn grpc_and_connect_over_h2c_on_the_same_port(backend: Backend) {
     use connectrpc::Protocol;
     use connectrpc::client::{ClientConfig, Http2Connection};
     let Some(h) = Harness::start(backend).await else { return };
@@ -99,5 +99,16 @@ async fn grpc_over_h2c_on_the_same_port(backend: Backend) {
         .await
         .expect_err("unknown node");
     assert_eq!(error.code, connectrpc::ErrorCode::NotFound, "gRPC status codes match Connect's");
+
+    // Connect itself over the same h2c connection kind.
+    let uri: http::Uri = h.url().parse().expect("uri");
+    let connection = Http2Connection::connect_plaintext(uri.clone()).await.expect("h2c").shared(8);
+    let config = ClientConfig::new(uri)
+        .with_protocol(Protocol::Connect)
+        .with_default_header("authorization", format!("Bearer {ADMIN}"));
+    let client = bosun_api::v1::AdminServiceClient::new(connection, config);
+    let nodes =
+        client.list_nodes(bosun_api::v1::ListNodesRequest::default()).await.expect("Connect over h2c").into_owned();
+    assert_eq!(nodes.nodes.len(), 1);
     h.stop().await;
 }
