@@ -9,6 +9,7 @@
 //!   [`commands::events`], [`commands::policy`]: operator commands over AdminService
 //!   (`commands::remote` holds what they share: --server, --token, -o, errors).
 //! - [`commands::config`]: configuration checks.
+//! - [`commands::sim`]: the simulator and the heartbeat-ingest load generator.
 //! - [`commands::db`]: schema migrations, seeding and integrity checks on a store.
 //! - [`commands::bench`]: store and policy benchmarks that print one JSON line each.
 //! - [`commands::debug`]: hidden helpers for tests (the crash-durability writer).
@@ -68,6 +69,8 @@ enum Command {
     Policy(commands::policy::PolicyArgs),
     /// Check configuration files.
     Config(commands::config::ConfigArgs),
+    /// The simulator and load generator.
+    Sim(commands::sim::SimArgs),
     /// Manage the store: schema migrations, demo data, integrity checks.
     Db(commands::db::DbArgs),
     /// Measure bosun's hot paths.
@@ -111,6 +114,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Health(args) => commands::nodes::run_health(args).await,
         Command::Policy(args) => commands::policy::run(args).await,
         Command::Config(args) => commands::config::run(args),
+        Command::Sim(args) => commands::sim::run(cli.store.as_deref(), args).await,
         Command::Db(args) => commands::db::run(&cli.store_location()?, args).await,
         Command::Bench(args) => {
             let chosen = cli.store.is_some() || std::env::var_os("STORE_TYPE").is_some();

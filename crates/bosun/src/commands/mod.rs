@@ -13,3 +13,4 @@ pub mod policy;
 mod remote;
 mod seed;
 pub mod server;
+pub mod sim;

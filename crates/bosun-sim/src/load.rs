@@ -1,0 +1,337 @@
+//! `bosun sim load`: N simulated agents register, then heartbeat with metrics at a fixed
+//! interval against a server, and the latency of every heartbeat is measured.
+//!
+//! Heartbeats are paced open-loop: heartbeat k of the run is due at `start + k / rate`,
+//! whatever happened to the ones before, so a slow server shows up as latency and as a
+//! rate below target rather than being politely waited for. Every simulated agent sends
+//! one heartbeat per interval, spread evenly across it.
+//!
+//! The report is one JSON line (see [`LoadReport`]). With an in-process server the CPU and
+//! RSS figures are the whole process's (server and load generator together; the
+//! generator's share is small beside the server's); against `--server` they are absent.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bosun_api::v1;
+use bosun_core::SystemClock;
+use bosun_server::{Server, Settings};
+use bosun_store::SharedStore;
+use connectrpc::client::{CallOptions, ClientConfig, Http2Connection, SharedHttp2Connection};
+use serde::Serialize;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub nodes: u32,
+    pub heartbeat_interval: Duration,
+    pub duration: Duration,
+    /// Requests in flight at most (registration and heartbeats).
+    pub concurrency: usize,
+    /// HTTP/2 connections the load is spread over.
+    pub connections: usize,
+    pub token: Option<String>,
+}
+
+/// Where the load goes.
+#[derive(Debug)]
+pub enum Target {
+    /// Start a server in this process on `store`.
+    InProcess { store: SharedStore, settings: Box<Settings> },
+    /// A running server.
+    Remote { url: String },
+}
+
+/// The result line.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    pub backend: String,
+    pub nodes: u32,
+    pub heartbeat_interval_s: f64,
+    pub duration_s: f64,
+    pub heartbeats: u64,
+    /// Heartbeats answered per second over the measured phase.
+    pub rps: f64,
+    pub target_rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub errors: u64,
+    pub register_per_s: f64,
+    pub server_cpu_pct: Option<f64>,
+    pub server_rss_mb: Option<f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot start the server: {0}")]
+    Start(String),
+    #[error("cannot connect to {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("registration failed for {failed} of {nodes} nodes; first error: {first}")]
+    Register { failed: u64, nodes: u32, first: String },
+    #[error("invalid options: {0}")]
+    Invalid(String),
+}
+
+type Client = v1::AgentServiceClient<SharedHttp2Connection>;
+
+pub async fn run(options: &LoadOptions, target: Target) -> Result<LoadReport, LoadError> {
+    if options.nodes == 0 || options.heartbeat_interval.is_zero() || options.duration.is_zero() {
+        return Err(LoadError::Invalid("nodes, heartbeat interval and duration must be above zero".into()));
+    }
+    let (url, server, backend) = match target {
+        Target::Remote { url } => (url, None, "remote".to_owned()),
+        Target::InProcess { store, settings } => {
+            let backend = store.backend().to_string();
+            let listener =
+                tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| LoadError::Start(e.to_string()))?;
+            let server = Server::start(listener, store, Arc::new(SystemClock), *settings, true)
+                .await
+                .map_err(|e| LoadError::Start(e.to_string()))?;
+            (server.url(), Some(server), backend)
+        }
+    };
+    let clients = connect(&url, options).await?;
+    let register_per_s = register_all(&clients, options).await?;
+    let cpu_before = process_cpu();
+    let measured = heartbeat_phase(&clients, options).await;
+    let cpu_after = process_cpu();
+    let wall = measured.elapsed.as_secs_f64();
+    let server_cpu_pct = match (server.is_some(), cpu_before, cpu_after) {
+        (true, Some(before), Some(after)) => Some(100.0 * (after - before) / wall),
+        _ => None,
+    };
+    let server_rss_mb = server.as_ref().and_then(|_| process_rss_mb());
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
+    let mut latencies = measured.latencies_us;
+    latencies.sort_unstable();
+    let percentile = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let rank = ((p * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
+        latencies[rank - 1] as f64 / 1000.0
+    };
+    Ok(LoadReport {
+        backend,
+        nodes: options.nodes,
+        heartbeat_interval_s: options.heartbeat_interval.as_secs_f64(),
+        duration_s: wall,
+        heartbeats: latencies.len() as u64,
+        rps: latencies.len() as f64 / wall,
+        target_rps: f64::from(options.nodes) / options.heartbeat_interval.as_secs_f64(),
+        p50_ms: percentile(0.50),
+        p99_ms: percentile(0.99),
+        max_ms: percentile(1.0),
+        errors: measured.errors,
+        register_per_s,
+        server_cpu_pct,
+        server_rss_mb,
+    })
+}
+
+async fn connect(url: &str, options: &LoadOptions) -> Result<Vec<Client>, LoadError> {
+    let uri = bosun_api::agent_client::server_uri(url)
+        .map_err(|e| LoadError::Connect { url: url.into(), message: e.to_string() })?;
+    let mut clients = Vec::new();
+    for _ in 0..options.connections.max(1) {
+        let connection = Http2Connection::connect_plaintext(uri.clone())
+            .await
+            .map_err(|e| LoadError::Connect { url: url.into(), message: e.to_string() })?
+            .shared(1024);
+        let mut config = ClientConfig::new(uri.clone());
+        if let Some(token) = &options.token {
+            config = config.with_default_header("authorization", format!("Bearer {token}"));
+        }
+        clients.push(v1::AgentServiceClient::new(connection, config));
+    }
+    Ok(clients)
+}
+
+fn node_name(i: u32) -> String {
+    format!("load-{i:06}")
+}
+
+/// Registers every node with 8 GPUs, `concurrency` at a time. Returns registrations/s.
+async fn register_all(clients: &[Client], options: &LoadOptions) -> Result<f64, LoadError> {
+    let started = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..options.concurrency.max(1) {
+        let client = clients[worker % clients.len()].clone();
+        let (next, failed, first_error) = (Arc::clone(&next), Arc::clone(&failed), Arc::clone(&first_error));
+        let nodes = u64::from(options.nodes);
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= nodes {
+                    return;
+                }
+                let request = registration(i as u32);
+                if let Err(error) = client.register_node(request).await {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| error.to_string());
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let failed = failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        let first = first_error.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default();
+        return Err(LoadError::Register { failed, nodes: options.nodes, first });
+    }
+    Ok(f64::from(options.nodes) / started.elapsed().as_secs_f64())
+}
+
+fn registration(i: u32) -> v1::RegisterRequest {
+    let node = node_name(i);
+    v1::RegisterRequest {
+        node_id: node.clone(),
+        provider: "sim".into(),
+        region: "sim-1".into(),
+        zone: "sim-1a".into(),
+        instance_type: "h100-8x".into(),
+        gpus: (0..8)
+            .map(|g| v1::GpuInfo {
+                index: g,
+                uuid: format!("GPU-{node}-{g}"),
+                name: "NVIDIA H100 80GB HBM3".into(),
+                memory_bytes: 80 << 30,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn heartbeat(i: u32, k: u64) -> v1::HeartbeatRequest {
+    // Readings vary a little so the server does real work on them.
+    let wobble = ((u64::from(i) * 31 + k * 17) % 40) as f64;
+    v1::HeartbeatRequest {
+        node_id: node_name(i),
+        metrics: buffa::MessageField::some(v1::NodeMetrics {
+            cpu_usage_percent: 20.0 + wobble,
+            memory_usage_percent: 40.0,
+            gpu_metrics: (0..8)
+                .map(|g| v1::GpuMetrics {
+                    gpu_index: g,
+                    temperature: 55.0 + wobble / 4.0,
+                    power_usage: 450.0,
+                    utilization_percent: 50.0 + wobble,
+                    memory_used: 40 << 30,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+struct Measured {
+    latencies_us: Vec<u32>,
+    errors: u64,
+    elapsed: Duration,
+}
+
+async fn heartbeat_phase(clients: &[Client], options: &LoadOptions) -> Measured {
+    let nodes = u64::from(options.nodes);
+    let interval = options.heartbeat_interval.as_secs_f64();
+    let total = ((options.duration.as_secs_f64() / interval) * nodes as f64).round().max(1.0) as u64;
+    let spacing = interval / nodes as f64;
+    let next = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..options.concurrency.max(1) {
+        let client = clients[worker % clients.len()].clone();
+        let (next, errors) = (Arc::clone(&next), Arc::clone(&errors));
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= total {
+                    return latencies;
+                }
+                tokio::time::sleep_until(start + Duration::from_secs_f64(k as f64 * spacing)).await;
+                let node = (k % nodes) as u32;
+                let sent = Instant::now();
+                let options = CallOptions::default().with_timeout(Duration::from_secs(10));
+                match client.heartbeat_with_options(heartbeat(node, k / nodes), options).await {
+                    Ok(_) => latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX)),
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+    }
+    let mut latencies_us = Vec::with_capacity(total as usize);
+    while let Some(done) = tasks.join_next().await {
+        latencies_us.extend(done.unwrap_or_default());
+    }
+    Measured { latencies_us, errors: errors.load(Ordering::Relaxed), elapsed: start.elapsed() }
+}
+
+/// CPU seconds this process has used (user + system), from /proc.
+fn process_cpu() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Linux reports clock ticks; USER_HZ is 100 on every platform Rust targets here.
+    Some((utime + stime) / 100.0)
+}
+
+/// Resident memory of this process in MiB, from /proc.
+fn process_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_load_against_an_in_process_server_reports_every_heartbeat() {
+        let Some(test) = bosun_store::testing::TestStore::open(bosun_store::Backend::Sqlite).await else { return };
+        let options = LoadOptions {
+            nodes: 50,
+            heartbeat_interval: Duration::from_millis(50),
+            duration: Duration::from_millis(100),
+            concurrency: 8,
+            connections: 1,
+            token: None,
+        };
+        let target = Target::InProcess { store: test.store.clone(), settings: Box::default() };
+        let report = run(&options, target).await.expect("load runs");
+        assert_eq!(report.errors, 0);
+        assert_eq!(report.heartbeats, 100, "two rounds of 50 nodes");
+        assert!(report.p50_ms <= report.p99_ms && report.p99_ms <= report.max_ms);
+        assert!(report.server_rss_mb.is_some());
+        let line = serde_json::to_string(&report).expect("json");
+        for key in [
+            "\"nodes\"",
+            "\"rps\"",
+            "\"p50_ms\"",
+            "\"p99_ms\"",
+            "\"max_ms\"",
+            "\"errors\"",
+            "\"server_cpu_pct\"",
+            "\"server_rss_mb\"",
+        ] {
+            assert!(line.contains(key), "{key} in {line}");
+        }
+    }
+}
