@@ -14,10 +14,23 @@
 //! - [`catalog`]: abstract instance types (`h100-8x`) and what each provider calls them.
 //! - `provider.rs`: the trait and the types it carries.
 //! - [`fake`]: in-process agents on fake GPUs (demos, tests, the simulator).
+//! - [`lambda`], [`gcp`], [`aws`]: REST clients (EC2's signed with SigV4 in `aws/sigv4.rs`),
+//!   built from configuration by [`cloud::from_config`]; credentials come from the
+//!   environment. `http.rs` is their shared client (rustls on ring, timeouts, bounded
+//!   bodies); `startup.rs` the boot script that installs and starts `bosun agent`.
+//! - `mock.rs` (tests): a local HTTP mock that records requests and replays answers.
 
+pub mod aws;
 pub mod catalog;
+pub mod cloud;
 pub mod fake;
+pub mod gcp;
+mod http;
+pub mod lambda;
+#[cfg(test)]
+mod mock;
 mod provider;
+mod startup;
 
 pub use catalog::{InstanceTypeSpec, resolve_instance_type};
 pub use provider::{
