@@ -223,21 +223,28 @@ pub(crate) async fn report_health(
         if node.status == NodeStatus::Terminated {
             return Ok(Edit::Keep(()));
         }
+        // UNHEALTHY is sticky: every report while the node stays UNHEALTHY, even a quiet
+        // one (a fatal XID is reported once), counts toward the streak that replacement
+        // (`unhealthy_after`) reads. Otherwise only reports that say something are written.
+        let stays_unhealthy = node.status == NodeStatus::Unhealthy;
         let says_something = !report.events.is_empty()
             || !matches!(report.health, Health::Healthy | Health::Unknown)
-            || report.health != node.health;
+            || report.health != node.health
+            || stays_unhealthy;
         if !says_something {
             return Ok(Edit::Keep(()));
         }
         node.health = report.health;
         node.last_health_report = Some(now);
-        if report.health == Health::Unhealthy {
+        if report.health == Health::Unhealthy || stays_unhealthy {
             node.unhealthy_streak = node.unhealthy_streak.saturating_add(1);
-            if matches!(node.status, NodeStatus::Active | NodeStatus::Cordoned | NodeStatus::Draining) {
-                node.apply(NodeTrigger::MarkUnhealthy, &reason, now).map_err(|e| ApiError::transition(node_id, e))?;
-            }
         } else {
             node.unhealthy_streak = 0;
+        }
+        if report.health == Health::Unhealthy
+            && matches!(node.status, NodeStatus::Active | NodeStatus::Cordoned | NodeStatus::Draining)
+        {
+            node.apply(NodeTrigger::MarkUnhealthy, &reason, now).map_err(|e| ApiError::transition(node_id, e))?;
         }
         Ok(Edit::Commit { writes: vec![Write::AppendHealthReport(Box::new(report.clone()))], value: () })
     })

@@ -59,6 +59,12 @@ async fn three_agents_register_and_a_fatal_xid_makes_one_unhealthy(backend: Back
     for healthy in ["n1", "n3"] {
         assert_eq!(status_of(&h.node(healthy).await), v1::NodeStatus::NODE_STATUS_ACTIVE);
     }
+    // The XID is reported once, yet every later report counts while n2 stays UNHEALTHY, so
+    // replacement (unhealthy_after: 2 by default) will fire for it.
+    h.wait_for_node("n2", "unhealthy for two reports", |n| {
+        n.unhealthy_streak >= 2 && status_of(n) == v1::NodeStatus::NODE_STATUS_UNHEALTHY
+    })
+    .await;
 
     let history = h
         .root()
@@ -66,8 +72,12 @@ async fn three_agents_register_and_a_fatal_xid_makes_one_unhealthy(backend: Back
         .await
         .expect("history")
         .into_owned();
-    let worst = &history.reports[0];
-    assert_eq!(worst.health.as_known(), Some(v1::HealthStatus::HEALTH_STATUS_UNHEALTHY));
+    // Newest first: the reports after the XID (still UNHEALTHY, so kept), then the XID's.
+    let worst = history
+        .reports
+        .iter()
+        .find(|r| r.health.as_known() == Some(v1::HealthStatus::HEALTH_STATUS_UNHEALTHY))
+        .expect("the report that carried the XID");
     let rules: Vec<_> = worst.events.iter().filter_map(|e| e.verdict.as_option()?.rule.clone()).collect();
     assert_eq!(rules, ["fatal-xid"]);
 
