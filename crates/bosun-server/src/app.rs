@@ -30,6 +30,8 @@ pub(crate) struct App {
     pub waiters: CommandWaiters,
     /// Cancelled when the server shuts down: long polls and watches return at once.
     pub shutdown: CancellationToken,
+    /// Pools and their providers, when the server manages any.
+    pub pools: Option<crate::pools::PoolsConfig>,
 }
 
 impl App {
@@ -38,6 +40,7 @@ impl App {
         clock: Arc<dyn Clock>,
         settings: Settings,
         shutdown: CancellationToken,
+        pools: Option<crate::pools::PoolsConfig>,
     ) -> Result<Arc<App>, crate::StartError> {
         let metrics = Arc::new(Metrics::new());
         let now = clock.now();
@@ -75,9 +78,13 @@ impl App {
             waiters: CommandWaiters::default(),
             shutdown,
             settings,
+            pools,
         });
         app.reload_fleet().await.map_err(crate::StartError::Store)?;
         tracing::info!(nodes = app.fleet.len(), "fleet loaded");
+        if let Some(pools) = &app.pools {
+            crate::pools::sync_specs(&app, pools).await.map_err(crate::StartError::Store)?;
+        }
         Ok(app)
     }
 

@@ -41,10 +41,12 @@ mod metrics;
 mod nodes;
 mod observed_store;
 mod policy;
+mod pools;
 mod rpc;
 mod settings;
 
 pub use policy::PolicyLoadError;
+pub use pools::{AlwaysLeader, Leadership, PoolsConfig};
 pub use settings::Settings;
 
 /// Why the server did not start.
@@ -93,11 +95,23 @@ impl Server {
         settings: Settings,
         background_loops: bool,
     ) -> Result<ServerHandle, StartError> {
+        Self::start_with_pools(listener, store, clock, settings, background_loops, None).await
+    }
+
+    /// [`Server::start`] managing `pools` through their providers.
+    pub async fn start_with_pools(
+        listener: TcpListener,
+        store: SharedStore,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        background_loops: bool,
+        pools: Option<PoolsConfig>,
+    ) -> Result<ServerHandle, StartError> {
         let local_addr = listener
             .local_addr()
             .map_err(|cause| StartError::Listen { address: "the given listener".to_owned(), cause })?;
         let shutdown = CancellationToken::new();
-        let app = app::App::start(store, clock, settings, shutdown.clone()).await?;
+        let app = app::App::start(store, clock, settings, shutdown.clone(), pools).await?;
         let mut loops = JoinSet::new();
         if background_loops {
             loops::spawn(&app, &shutdown, &mut loops);
@@ -181,6 +195,11 @@ impl ServerHandle {
     /// Expires commands, fails unregistered instances and re-reads the stored policy now.
     pub async fn janitor(&self) -> Result<(), PassError> {
         Ok(loops::janitor(&self.app).await?)
+    }
+
+    /// Reconciles every pool now (when this replica leads).
+    pub async fn reconcile_pools(&self) -> Result<(), PassError> {
+        Ok(pools::reconcile_all(&self.app).await?)
     }
 
     /// Applies retention and re-reads the fleet now.

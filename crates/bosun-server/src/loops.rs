@@ -84,6 +84,11 @@ pub(crate) fn spawn(app: &Arc<App>, shutdown: &CancellationToken, tasks: &mut Jo
     });
     every(tasks, shutdown, app, "janitor", s.janitor_interval, |app| async move { janitor(&app).await });
     every(tasks, shutdown, app, "retention", s.retention_interval, |app| async move { retention(&app).await });
+    if app.pools.is_some() {
+        every(tasks, shutdown, app, "pools", s.autoscale_interval, |app| async move {
+            crate::pools::reconcile_all(&app).await
+        });
+    }
 }
 
 fn every<F, Fut>(

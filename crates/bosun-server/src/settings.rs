@@ -45,6 +45,8 @@ pub struct Settings {
     pub janitor_interval: Duration,
     /// How often retention runs and the fleet cache is re-read from the store.
     pub retention_interval: Duration,
+    /// How often pools are reconciled (`server.autoscale_interval`).
+    pub autoscale_interval: Duration,
     /// How long shutdown waits for in-flight requests before it stops serving anyway.
     pub shutdown_timeout: Duration,
 }
@@ -78,6 +80,7 @@ impl Settings {
             liveness_interval: (server.heartbeat_interval / 2).clamp(Duration::from_secs(1), Duration::from_secs(10)),
             janitor_interval: Duration::from_secs(5),
             retention_interval: Duration::from_secs(300),
+            autoscale_interval: server.autoscale_interval,
             shutdown_timeout: Duration::from_secs(10),
         }
     }

@@ -10,8 +10,11 @@ use std::time::Duration;
 use bosun_agent::{Agent, AgentOptions, AgentOutcome, ControlPlane, FakeGpus, HostMetrics, fault_hooks};
 use bosun_api::{AgentClient, v1};
 use bosun_config::Config;
+use bosun_core::PoolSpec;
 use bosun_core::{Clock, FakeClock, NodeId, NodeRegistration};
-use bosun_server::{Server, ServerHandle, Settings};
+use bosun_provider::fake::{ControlPlaneFactory, FakeProvider, FakeSettings};
+use bosun_provider::{Bootstrap, Provider, ProvisionRequest};
+use bosun_server::{AlwaysLeader, PoolsConfig, Server, ServerHandle, Settings};
 use bosun_store::testing::{TestLocation, test_options};
 use bosun_store::{Backend, SharedStore, open_store};
 use connectrpc::client::{ClientConfig, HttpClient};
@@ -91,6 +94,7 @@ pub struct Harness {
     location: TestLocation,
     server: Option<ServerHandle>,
     address: std::net::SocketAddr,
+    pools: Option<PoolsConfig>,
 }
 
 impl Harness {
@@ -105,9 +109,38 @@ impl Harness {
         let clock = Arc::new(FakeClock::at_default_epoch());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
-        let mut harness = Harness { clock, settings, location, server: None, address };
+        let mut harness = Harness { clock, settings, location, server: None, address, pools: None };
         harness.serve(listener).await;
         Some(harness)
+    }
+
+    /// A server managing one pool `pool` (its spec from `spec`) on a fake provider named
+    /// `fake`, whose machines are in-process agents that register with this server.
+    pub async fn start_with_fake_pool(
+        backend: Backend,
+        pool: &str,
+        spec: PoolSpec,
+        fake: FakeSettings,
+    ) -> Option<(Harness, Arc<FakeProvider>)> {
+        let location = TestLocation::new(backend).await?;
+        let clock = Arc::new(FakeClock::at_default_epoch());
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let factory: ControlPlaneFactory = Arc::new(|request: &ProvisionRequest| {
+            let client = AgentClient::new(&request.bootstrap.server_url, request.bootstrap.token.clone())
+                .map_err(|e| e.to_string())?;
+            Ok(Arc::new(client) as Arc<dyn ControlPlane>)
+        });
+        let provider = Arc::new(FakeProvider::new("fake", fake, clock.clone(), factory));
+        let pools = PoolsConfig {
+            pools: vec![(pool.parse().expect("pool name"), spec)],
+            providers: [("fake".to_owned(), provider.clone() as Arc<dyn Provider>)].into_iter().collect(),
+            bootstrap: Bootstrap { server_url: format!("http://{address}"), token: Some(AGENTS.to_owned()) },
+            leadership: Arc::new(AlwaysLeader),
+        };
+        let mut harness = Harness { clock, settings: settings(), location, server: None, address, pools: Some(pools) };
+        harness.serve(listener).await;
+        Some((harness, provider))
     }
 
     async fn open_store(&self) -> SharedStore {
@@ -122,7 +155,9 @@ impl Harness {
     async fn serve(&mut self, listener: TcpListener) {
         let store = self.open_store().await;
         let clock: Arc<dyn Clock> = self.clock.clone();
-        let server = Server::start(listener, store, clock, self.settings.clone(), false).await.expect("server starts");
+        let server = Server::start_with_pools(listener, store, clock, self.settings.clone(), false, self.pools.clone())
+            .await
+            .expect("server starts");
         self.server = Some(server);
     }
 

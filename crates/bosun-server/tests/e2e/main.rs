@@ -11,4 +11,5 @@ mod instances;
 mod lifecycle;
 mod liveness;
 mod policy;
+mod pools;
 mod restart;

@@ -1,0 +1,313 @@
+//! Pools: keeping each pool at the size its spec and autoscaler ask for (SPEC 3.6).
+//!
+//! This is the first slice of the reconciler: pool specs are synced into the store, the
+//! target comes from `bosun_core::autoscale::plan`, and missing instances are provisioned
+//! through the providers `bosun_core::selection` picks, with per-provider backoff. Each
+//! instance is recorded (PROVISIONING) *before* its provider is called, so a server that
+//! dies mid-call finds the record on restart instead of provisioning the machine twice.
+//! Scale-down, replacement and provider reconciliation come next.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bosun_core::autoscale::{self, Autoscaler, NodeBounds, ScaleInput};
+use bosun_core::instance::InstanceRequest;
+use bosun_core::pool::{ProviderBackoff, ScalingDecision};
+use bosun_core::selection::{self, Candidate, Offer};
+use bosun_core::{
+    Actor, Instance, InstanceId, InstanceState, InstanceTrigger, NodeStatus, Pool, PoolName, PoolSpec, Timestamp,
+};
+use bosun_provider::{Bootstrap, Provider, ProvisionRequest, resolve_instance_type};
+use bosun_store::{InstanceFilter, NodeFilter, PageRequest, StoreError, WriteBatch};
+
+use crate::app::App;
+use crate::error::{ApiError, ApiResult};
+
+/// Who decides: one replica acts on providers at a time. A single process is always the
+/// leader; multi-replica election plugs in here without touching the reconciler.
+pub trait Leadership: Send + Sync + std::fmt::Debug {
+    fn is_leader(&self) -> bool;
+}
+
+/// The single-process leadership: always the leader.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AlwaysLeader;
+
+impl Leadership for AlwaysLeader {
+    fn is_leader(&self) -> bool {
+        true
+    }
+}
+
+/// The pools a server manages and the providers they provision from.
+#[derive(Debug, Clone)]
+pub struct PoolsConfig {
+    pub pools: Vec<(PoolName, PoolSpec)>,
+    pub providers: BTreeMap<String, Arc<dyn Provider>>,
+    /// What new machines' agents are told: the server URL and their registration token.
+    pub bootstrap: Bootstrap,
+    pub leadership: Arc<dyn Leadership>,
+}
+
+const ACTOR: &str = "pool-reconciler";
+/// Instances one reconciliation provisions per pool at most: a pool far below its target
+/// grows over a few passes rather than in one burst against the provider.
+const MAX_PROVISION_PER_PASS: u32 = 50;
+
+/// Stores each configured pool's spec, keeping the status of pools that already exist.
+pub(crate) async fn sync_specs(app: &App, config: &PoolsConfig) -> Result<(), StoreError> {
+    for (name, spec) in &config.pools {
+        let actor = Actor::system(ACTOR);
+        match app.store.pool(name).await {
+            Err(StoreError::NotFound { .. }) => {
+                let batch =
+                    WriteBatch::new(actor, "pool configured").create_pool(Pool::new(name.clone(), spec.clone()));
+                app.store.commit(batch).await?;
+            }
+            Ok(mut pool) if &pool.spec != spec => {
+                pool.spec = spec.clone();
+                app.store.commit(WriteBatch::new(actor, "pool configuration changed").update_pool(pool)).await?;
+            }
+            Ok(_) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// Reconciles every pool once. Does nothing unless this replica leads.
+pub(crate) async fn reconcile_all(app: &App) -> ApiResult<()> {
+    let Some(config) = &app.pools else { return Ok(()) };
+    if !config.leadership.is_leader() {
+        return Ok(());
+    }
+    for (name, _) in &config.pools {
+        if let Err(error) = reconcile(app, config, name).await {
+            tracing::warn!(pool = %name, %error, "pool reconciliation failed; retrying next interval");
+        }
+    }
+    Ok(())
+}
+
+async fn live_instances(app: &App, pool: &PoolName) -> ApiResult<Vec<Instance>> {
+    let filter = InstanceFilter {
+        states: vec![InstanceState::Provisioning, InstanceState::PendingRegistration, InstanceState::Running],
+        pool: Some(pool.clone()),
+        ..InstanceFilter::default()
+    };
+    let mut all = Vec::new();
+    let mut page = PageRequest::first(bosun_store::query::MAX_PAGE_SIZE);
+    loop {
+        let batch = app.store.list_instances(&filter, &page).await?;
+        all.extend(batch.items);
+        match batch.next {
+            Some(cursor) => page = PageRequest::after(page.limit, cursor),
+            None => return Ok(all),
+        }
+    }
+}
+
+async fn active_nodes(app: &App, pool: &PoolName) -> ApiResult<u32> {
+    let filter = NodeFilter { status: Some(NodeStatus::Active), pool: Some(pool.clone()), ..NodeFilter::default() };
+    let mut count = 0u32;
+    let mut page = PageRequest::first(bosun_store::query::MAX_PAGE_SIZE);
+    loop {
+        let batch = app.store.list_nodes(&filter, &page).await?;
+        count = count.saturating_add(u32::try_from(batch.items.len()).unwrap_or(u32::MAX));
+        match batch.next {
+            Some(cursor) => page = PageRequest::after(page.limit, cursor),
+            None => return Ok(count),
+        }
+    }
+}
+
+/// One pass over one pool: decide the target, provision what is missing, store the
+/// decision.
+pub(crate) async fn reconcile(app: &App, config: &PoolsConfig, name: &PoolName) -> ApiResult<ScalingDecision> {
+    let now = app.now();
+    let mut pool = app.store.pool(name).await?;
+    let instances = live_instances(app, name).await?;
+    let current = u32::try_from(instances.len()).unwrap_or(u32::MAX);
+    let booting = instances.iter().filter(|i| i.state != InstanceState::Running).count();
+    let healthy = active_nodes(app, name).await?;
+    let spec = &pool.spec;
+    let bounds = NodeBounds::new(spec.min_nodes, spec.max_nodes)?;
+    let autoscaler = spec.autoscaling.as_ref().map(|a| Autoscaler::from_spec(a, autoscale::UTC)).transpose()?;
+    let input = ScaleInput {
+        now,
+        current,
+        booting: u32::try_from(booting).unwrap_or(u32::MAX),
+        healthy,
+        bounds,
+        mean_gpu_utilization: None,
+        demand: None,
+        history: &[],
+    };
+    let plan = autoscale::plan(autoscaler.as_ref(), &input, spec.cooldown, pool.status.last_scale_at);
+    let mut provisioned = 0u32;
+    let mut failures = Vec::new();
+    if plan.target > current {
+        let mut live_per_provider: BTreeMap<String, u32> = BTreeMap::new();
+        for instance in &instances {
+            *live_per_provider.entry(instance.provider.clone()).or_default() += 1;
+        }
+        for _ in 0..(plan.target - current).min(MAX_PROVISION_PER_PASS) {
+            match provision_one(app, config, &mut pool, &mut live_per_provider, now).await? {
+                Ok(provider) => {
+                    provisioned += 1;
+                    *live_per_provider.entry(provider).or_default() += 1;
+                }
+                Err(why) => {
+                    failures.push(why);
+                    break;
+                }
+            }
+        }
+    }
+    let mut reason = plan.reason.clone();
+    if provisioned > 0 {
+        reason.push_str(&format!("; provisioned {provisioned}"));
+    }
+    if let Some(why) = failures.first() {
+        reason.push_str(&format!("; could not provision: {why}"));
+    }
+    let inputs = BTreeMap::from([
+        ("current".to_owned(), current.to_string()),
+        ("booting".to_owned(), booting.to_string()),
+        ("healthy".to_owned(), healthy.to_string()),
+        ("min_nodes".to_owned(), pool.spec.min_nodes.to_string()),
+        ("max_nodes".to_owned(), pool.spec.max_nodes.to_string()),
+    ]);
+    let decision = ScalingDecision { at: now, current, target: plan.target, reason, inputs };
+    let changed = pool.status.last_decision.as_ref().is_none_or(|last| {
+        (last.current, last.target, &last.reason) != (decision.current, decision.target, &decision.reason)
+    });
+    if provisioned > 0 {
+        pool.status.last_scale_at = Some(now);
+    }
+    if changed || provisioned > 0 {
+        pool.status.last_decision = Some(decision.clone());
+        let why = decision.reason.clone();
+        match app.store.commit(WriteBatch::new(Actor::system(ACTOR), why).update_pool(pool)).await {
+            // Another writer (an operator's scale, another pass) got there first: the next
+            // pass recomputes from what it wrote.
+            Ok(_) | Err(StoreError::Conflict { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(decision)
+}
+
+/// Provisions one instance from the best provider that accepts it, recording failures as
+/// backoff on the pool. `Ok(Err(why))` when no provider could.
+async fn provision_one(
+    app: &App,
+    config: &PoolsConfig,
+    pool: &mut Pool,
+    live_per_provider: &mut BTreeMap<String, u32>,
+    now: Timestamp,
+) -> ApiResult<Result<String, String>> {
+    let candidates: Vec<Candidate<'_>> = pool
+        .spec
+        .providers
+        .iter()
+        .map(|p| Candidate {
+            provider: p,
+            live_instances: live_per_provider.get(&p.name).copied().unwrap_or(0),
+            offer: Offer::default(),
+        })
+        .collect();
+    let selection = selection::select(pool.spec.strategy, &candidates, &pool.status.provider_backoff, now);
+    if selection.order.is_empty() {
+        let why: Vec<String> = selection.skipped.iter().map(|(name, why)| format!("{name}: {why}")).collect();
+        return Ok(Err(format!("no provider available ({})", why.join("; "))));
+    }
+    let mut last_error = String::new();
+    for name in selection.order {
+        let Some(provider) = config.providers.get(&name) else {
+            last_error = format!("provider {name} is not configured");
+            continue;
+        };
+        let entry = pool.spec.providers.iter().find(|p| p.name == name);
+        let requested = entry.and_then(|p| p.instance_type.clone()).unwrap_or_else(|| pool.spec.instance_type.clone());
+        let instance_type = match resolve_instance_type(provider.kind(), &requested) {
+            Ok(instance_type) => instance_type,
+            Err(why) => {
+                last_error = why;
+                continue;
+            }
+        };
+        let region = entry.and_then(|p| p.regions.first().cloned()).unwrap_or_else(|| pool.spec.region.clone());
+        let id = InstanceId::new(format!("i-{}", uuid::Uuid::now_v7().simple()))?;
+        let request = InstanceRequest {
+            id: id.clone(),
+            provider: name.clone(),
+            region: region.clone(),
+            zone: pool.spec.zones.first().cloned().unwrap_or_default(),
+            instance_type: instance_type.clone(),
+            pool: Some(pool.name.clone()),
+            labels: pool.spec.labels.clone(),
+        };
+        let mut instance = Instance::start_provisioning(request, now).map_err(|e| ApiError::transition(&id, e))?;
+        // Recorded before the provider is called: a crash mid-call leaves a record that the
+        // next start matches against the provider, never a second machine.
+        let created = app
+            .store
+            .commit(WriteBatch::new(Actor::system(ACTOR), "provisioning").create_instance(instance.clone()))
+            .await?;
+        instance.revision = created.revision(0);
+        let provision = ProvisionRequest {
+            instance_id: id.clone(),
+            pool: Some(pool.name.clone()),
+            instance_type,
+            region,
+            zone: instance.zone.clone(),
+            labels: pool.spec.labels.clone(),
+            bootstrap: config.bootstrap.clone(),
+        };
+        match provider.provision(&provision).await {
+            Ok(accepted) => {
+                instance.provider_instance_id = Some(accepted.provider_instance_id.clone());
+                instance.zone = accepted.zone;
+                instance
+                    .apply(InstanceTrigger::Provisioned, "waiting for the agent to register", app.now())
+                    .map_err(|e| ApiError::transition(&id, e))?;
+                commit_instance(app, instance, "provisioned").await?;
+                pool.status.provider_backoff.remove(&name);
+                tracing::info!(pool = %pool.name, provider = %name, instance = %id,
+                    machine = %accepted.provider_instance_id, "instance provisioned");
+                return Ok(Ok(name));
+            }
+            Err(error) => {
+                let message = error.to_string();
+                instance.apply(InstanceTrigger::Fail, &message, app.now()).map_err(|e| ApiError::transition(&id, e))?;
+                commit_instance(app, instance, "provisioning failed").await?;
+                let backoff = ProviderBackoff::after_failure(pool.status.provider_backoff.get(&name), now, &message);
+                tracing::warn!(pool = %pool.name, provider = %name, %error, retry_after = %backoff.retry_after,
+                    "provisioning failed; backing the provider off");
+                pool.status.provider_backoff.insert(name.clone(), backoff);
+                last_error = message;
+            }
+        }
+    }
+    Ok(Err(last_error))
+}
+
+/// Writes an instance whose record this pass created, retrying once when its agent
+/// registered in between (the registration moved it on; the provider's answer still
+/// belongs on it).
+async fn commit_instance(app: &App, mut instance: Instance, reason: &str) -> ApiResult<()> {
+    let batch = WriteBatch::new(Actor::system(ACTOR), reason).update_instance(instance.clone());
+    match app.store.commit(batch).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::Conflict { .. }) => {
+            let mut stored = app.store.instance(&instance.id).await?;
+            if stored.provider_instance_id.is_none() {
+                stored.provider_instance_id = instance.provider_instance_id.take();
+                app.store.commit(WriteBatch::new(Actor::system(ACTOR), reason).update_instance(stored)).await?;
+            }
+            Ok(())
+        }
+        Err(error) => Err(error.into()),
+    }
+}
