@@ -5,7 +5,8 @@
 //! through the providers `bosun_core::selection` picks, with per-provider backoff. Each
 //! instance is recorded (PROVISIONING) *before* its provider is called, so a server that
 //! dies mid-call finds the record on restart instead of provisioning the machine twice.
-//! Scale-down, replacement and provider reconciliation come next.
+//! Unhealthy nodes are replaced within a budget (SPEC 3.2). Scale-down and provider
+//! reconciliation come next.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,13 +16,15 @@ use bosun_core::instance::InstanceRequest;
 use bosun_core::pool::{ProviderBackoff, ScalingDecision};
 use bosun_core::selection::{self, Candidate, Offer};
 use bosun_core::{
-    Actor, Instance, InstanceId, InstanceState, InstanceTrigger, NodeStatus, Pool, PoolName, PoolSpec, Timestamp,
+    Actor, Instance, InstanceId, InstanceState, InstanceTrigger, Node, NodeStatus, NodeTrigger, Pool, PoolName,
+    PoolSpec, Timestamp,
 };
 use bosun_provider::{Bootstrap, Provider, ProvisionRequest, resolve_instance_type};
-use bosun_store::{InstanceFilter, NodeFilter, PageRequest, StoreError, WriteBatch};
+use bosun_store::{InstanceFilter, NodeFilter, PageRequest, StoreError, Write, WriteBatch};
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
+use crate::nodes::{self, Edit};
 
 /// Who decides: one replica acts on providers at a time. A single process is always the
 /// leader; multi-replica election plugs in here without touching the reconciler.
@@ -81,20 +84,28 @@ pub(crate) async fn reconcile_all(app: &App) -> ApiResult<()> {
     if !config.leadership.is_leader() {
         return Ok(());
     }
+    // One pool's failure does not stop the others; the first is reported.
+    let mut first_error = None;
     for (name, _) in &config.pools {
         if let Err(error) = reconcile(app, config, name).await {
             tracing::warn!(pool = %name, %error, "pool reconciliation failed; retrying next interval");
+            first_error.get_or_insert(error);
         }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 async fn live_instances(app: &App, pool: &PoolName) -> ApiResult<Vec<Instance>> {
-    let filter = InstanceFilter {
-        states: vec![InstanceState::Provisioning, InstanceState::PendingRegistration, InstanceState::Running],
-        pool: Some(pool.clone()),
-        ..InstanceFilter::default()
-    };
+    instances_in(
+        app,
+        pool,
+        vec![InstanceState::Provisioning, InstanceState::PendingRegistration, InstanceState::Running],
+    )
+    .await
+}
+
+async fn instances_in(app: &App, pool: &PoolName, states: Vec<InstanceState>) -> ApiResult<Vec<Instance>> {
+    let filter = InstanceFilter { states, pool: Some(pool.clone()), ..InstanceFilter::default() };
     let mut all = Vec::new();
     let mut page = PageRequest::first(bosun_store::query::MAX_PAGE_SIZE);
     loop {
@@ -107,18 +118,148 @@ async fn live_instances(app: &App, pool: &PoolName) -> ApiResult<Vec<Instance>> 
     }
 }
 
-async fn active_nodes(app: &App, pool: &PoolName) -> ApiResult<u32> {
-    let filter = NodeFilter { status: Some(NodeStatus::Active), pool: Some(pool.clone()), ..NodeFilter::default() };
-    let mut count = 0u32;
+async fn nodes_in(app: &App, pool: &PoolName, status: NodeStatus) -> ApiResult<Vec<Node>> {
+    let filter = NodeFilter { status: Some(status), pool: Some(pool.clone()), ..NodeFilter::default() };
+    let mut all = Vec::new();
     let mut page = PageRequest::first(bosun_store::query::MAX_PAGE_SIZE);
     loop {
         let batch = app.store.list_nodes(&filter, &page).await?;
-        count = count.saturating_add(u32::try_from(batch.items.len()).unwrap_or(u32::MAX));
+        all.extend(batch.items);
         match batch.next {
             Some(cursor) => page = PageRequest::after(page.limit, cursor),
-            None => return Ok(count),
+            None => return Ok(all),
         }
     }
+}
+
+/// The status message of an instance terminated to replace its node; replacements within
+/// the window are counted from these, so the budget survives restarts without state.
+const REPLACED: &str = "replaced: ";
+
+/// Replaces the pool's nodes that have been UNHEALTHY for `unhealthy_after` consecutive
+/// reports or liveness checks, at most as many per `replacement_window` as
+/// `max_unhealthy_replacement_fraction` of the pool allows (at least one): a correlated
+/// failure must not wipe the pool. Returns how many were replaced and, when the budget
+/// held some back, why.
+async fn replace_unhealthy(
+    app: &App,
+    config: &PoolsConfig,
+    pool: &Pool,
+    live: usize,
+    now: Timestamp,
+) -> ApiResult<(u32, Option<String>)> {
+    let health = &pool.spec.health;
+    if !health.auto_replace {
+        return Ok((0, None));
+    }
+    let due: Vec<Node> = nodes_in(app, &pool.name, NodeStatus::Unhealthy)
+        .await?
+        .into_iter()
+        .filter(|n| n.unhealthy_streak >= health.unhealthy_after)
+        .collect();
+    if due.is_empty() {
+        return Ok((0, None));
+    }
+    let window_start = now - pool.spec.replacement_window;
+    let recent = instances_in(app, &pool.name, vec![InstanceState::Terminating, InstanceState::Terminated])
+        .await?
+        .iter()
+        .filter(|i| i.status_message.starts_with(REPLACED) && i.state_changed_at >= window_start)
+        .count();
+    let size = live.max(pool.spec.min_nodes as usize);
+    let budget = ((pool.spec.max_unhealthy_replacement_fraction * size as f64).floor() as usize).max(1);
+    let allowed = budget.saturating_sub(recent);
+    let mut replaced = 0u32;
+    for node in due.iter().take(allowed) {
+        if replace(app, config, pool, node, now).await? {
+            replaced += 1;
+        }
+    }
+    let held = due.len().saturating_sub(allowed);
+    let note = (held > 0).then(|| {
+        format!(
+            "replacement budget reached: {} of {budget} replacements in the last {} ({} of {size} nodes); \
+             {held} UNHEALTHY node(s) wait for an operator or the next window",
+            recent + replaced as usize,
+            bosun_config::duration::format(pool.spec.replacement_window),
+            pool.spec.max_unhealthy_replacement_fraction,
+        )
+    });
+    Ok((replaced, note))
+}
+
+/// Starts replacing `node`: the node and its instance become TERMINATING in one batch, then
+/// the machine is terminated ([`finish_terminations`]). `false` when the node has no
+/// instance bosun manages.
+async fn replace(app: &App, config: &PoolsConfig, pool: &Pool, node: &Node, now: Timestamp) -> ApiResult<bool> {
+    let Some(mut instance) = app.store.instance_for_node(&node.id).await? else {
+        tracing::warn!(pool = %pool.name, node = %node.id, "UNHEALTHY node has no instance bosun manages; not replaced");
+        return Ok(false);
+    };
+    let reason =
+        format!("{REPLACED}node {} UNHEALTHY for {} reports: {}", node.id, node.unhealthy_streak, node.status_reason);
+    instance.apply(InstanceTrigger::Terminate, &reason, now).map_err(|e| ApiError::transition(&instance.id, e))?;
+    let expected = instance.revision;
+    let actor = Actor::system(ACTOR);
+    let (_, started) = nodes::edit_node(app, &node.id, &actor, &reason, |n| {
+        if n.status != NodeStatus::Unhealthy {
+            // An operator acted on it meanwhile: leave it to them.
+            return Ok(Edit::Keep(false));
+        }
+        n.apply(NodeTrigger::Terminate, &reason, now).map_err(|e| ApiError::transition(&n.id, e))?;
+        Ok(Edit::Commit {
+            writes: vec![Write::UpdateInstance { instance: Box::new(instance.clone()), expected }],
+            value: true,
+        })
+    })
+    .await?;
+    if started {
+        tracing::warn!(pool = %pool.name, node = %node.id, instance = %instance.id, "replacing an UNHEALTHY node");
+        finish_terminations(app, config, &pool.name).await?;
+    }
+    Ok(started)
+}
+
+/// Terminates through their provider the pool's machines whose instance is TERMINATING
+/// (a replacement, or a termination a crash interrupted) and records them, and their
+/// nodes, as TERMINATED. A provider that fails is tried again next pass.
+async fn finish_terminations(app: &App, config: &PoolsConfig, pool: &PoolName) -> ApiResult<()> {
+    let actor = Actor::system(ACTOR);
+    for mut instance in instances_in(app, pool, vec![InstanceState::Terminating]).await? {
+        let Some(provider) = config.providers.get(&instance.provider) else {
+            tracing::warn!(%pool, instance = %instance.id, provider = %instance.provider,
+                "cannot terminate: the provider is not configured");
+            continue;
+        };
+        if let Some(machine) = &instance.provider_instance_id
+            && let Err(error) = provider.terminate(machine).await
+        {
+            tracing::warn!(%pool, instance = %instance.id, %error, "terminating the machine failed; retrying next pass");
+            continue;
+        }
+        let now = app.now();
+        let reason = instance.status_message.clone();
+        instance.apply(InstanceTrigger::Gone, &reason, now).map_err(|e| ApiError::transition(&instance.id, e))?;
+        let write = Write::UpdateInstance { instance: Box::new(instance.clone()), expected: instance.revision };
+        match &instance.node_id {
+            Some(node) => {
+                nodes::edit_node(app, node, &actor, &reason, |n| {
+                    if n.status == NodeStatus::Terminating {
+                        n.apply(NodeTrigger::TerminationConfirmed, &reason, now)
+                            .map_err(|e| ApiError::transition(&n.id, e))?;
+                    }
+                    Ok(Edit::Commit { writes: vec![write.clone()], value: () })
+                })
+                .await?;
+            }
+            None => {
+                let mut batch = WriteBatch::new(actor.clone(), reason);
+                batch.push(write);
+                app.store.commit(batch).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One pass over one pool: decide the target, provision what is missing, store the
@@ -126,10 +267,13 @@ async fn active_nodes(app: &App, pool: &PoolName) -> ApiResult<u32> {
 pub(crate) async fn reconcile(app: &App, config: &PoolsConfig, name: &PoolName) -> ApiResult<ScalingDecision> {
     let now = app.now();
     let mut pool = app.store.pool(name).await?;
+    finish_terminations(app, config, name).await?;
+    let before = live_instances(app, name).await?.len();
+    let (replaced, budget_note) = replace_unhealthy(app, config, &pool, before, now).await?;
     let instances = live_instances(app, name).await?;
     let current = u32::try_from(instances.len()).unwrap_or(u32::MAX);
     let booting = instances.iter().filter(|i| i.state != InstanceState::Running).count();
-    let healthy = active_nodes(app, name).await?;
+    let healthy = u32::try_from(nodes_in(app, name, NodeStatus::Active).await?.len()).unwrap_or(u32::MAX);
     let spec = &pool.spec;
     let bounds = NodeBounds::new(spec.min_nodes, spec.max_nodes)?;
     let autoscaler = spec.autoscaling.as_ref().map(|a| Autoscaler::from_spec(a, autoscale::UTC)).transpose()?;
@@ -165,6 +309,12 @@ pub(crate) async fn reconcile(app: &App, config: &PoolsConfig, name: &PoolName) 
         }
     }
     let mut reason = plan.reason.clone();
+    if replaced > 0 {
+        reason.push_str(&format!("; replaced {replaced} UNHEALTHY node(s)"));
+    }
+    if let Some(note) = &budget_note {
+        reason.push_str(&format!("; {note}"));
+    }
     if provisioned > 0 {
         reason.push_str(&format!("; provisioned {provisioned}"));
     }

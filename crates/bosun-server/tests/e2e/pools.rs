@@ -11,7 +11,12 @@ use bosun_store::{Backend, InstanceFilter, PageRequest};
 
 use crate::harness::*;
 
-on_sql_backends!(a_pool_reaches_min_nodes_without_over_provisioning, a_failing_provider_is_backed_off_then_used);
+on_sql_backends!(
+    a_pool_reaches_min_nodes_without_over_provisioning,
+    a_failing_provider_is_backed_off_then_used,
+    a_fatal_xid_leads_to_exactly_one_replacement,
+    a_correlated_failure_is_replaced_only_up_to_the_budget,
+);
 
 fn spec(min: u32) -> PoolSpec {
     let mut spec = PoolSpec::single_provider("fake", "h100-8x", min, 10);
@@ -92,4 +97,123 @@ async fn a_failing_provider_is_backed_off_then_used(backend: Backend) {
     let pool = h.server().store().pool(&name).await.expect("pool");
     assert!(pool.status.provider_backoff.is_empty(), "a success resets the backoff");
     h.stop().await;
+}
+
+/// Waits until every instance of the pool is RUNNING and `count` of them exist.
+async fn wait_running(h: &Harness, count: usize) -> Vec<v1::Instance> {
+    let mut running = Vec::new();
+    for _ in 0..400 {
+        let request = v1::ListInstancesRequest {
+            states: vec![v1::InstanceState::INSTANCE_STATE_RUNNING.into()],
+            ..Default::default()
+        };
+        running = h.root().list_instances(request).await.expect("list").into_owned().instances;
+        if running.len() == count && running.iter().all(|i| !i.node_id.is_empty()) {
+            return running;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{count} RUNNING instances expected, got {running:?}");
+}
+
+fn xid(node: &str) -> v1::IssueCommandRequest {
+    v1::IssueCommandRequest {
+        node_id: node.into(),
+        r#type: v1::CommandType::COMMAND_TYPE_CUSTOM.into(),
+        custom_name: bosun_agent::FAULT_COMMAND.into(),
+        parameters: [("fault".to_owned(), "xid".to_owned()), ("code".to_owned(), "79".to_owned())]
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Injects a fatal XID into `node` and waits until it has been UNHEALTHY for two reports.
+async fn break_node(h: &Harness, node: &str) {
+    h.root().issue_command(xid(node)).await.expect("inject");
+    h.wait_for_node(node, "UNHEALTHY for two reports", |n| {
+        status_of(n) == v1::NodeStatus::NODE_STATUS_UNHEALTHY && n.unhealthy_streak >= 2
+    })
+    .await;
+}
+
+async fn a_fatal_xid_leads_to_exactly_one_replacement(backend: Backend) {
+    let Some((h, cloud)) = Harness::start_with_fake_pool(backend, "training", spec(3), FakeSettings::default()).await
+    else {
+        return;
+    };
+    h.server().reconcile_pools().await.expect("reconcile");
+    let first = wait_running(&h, 3).await;
+    let victim = first[1].node_id.clone();
+    break_node(&h, &victim).await;
+
+    h.server().reconcile_pools().await.expect("reconcile");
+    assert_eq!(status_of(&h.node(&victim).await), v1::NodeStatus::NODE_STATUS_TERMINATED);
+    let old = h
+        .root()
+        .get_instance(v1::GetInstanceRequest { instance_id: first[1].instance_id.clone(), ..Default::default() })
+        .await
+        .expect("old instance")
+        .into_owned();
+    assert_eq!(
+        old.instance.as_option().expect("instance").state.as_known(),
+        Some(v1::InstanceState::INSTANCE_STATE_TERMINATED)
+    );
+    let now_running = wait_running(&h, 3).await;
+    assert!(now_running.iter().all(|i| i.node_id != victim), "the replacement is a new node");
+    for _ in 0..3 {
+        h.server().reconcile_pools().await.expect("reconcile");
+    }
+    assert_eq!(cloud.live_count(), 3, "exactly one replacement");
+    let all = h.root().list_instances(v1::ListInstancesRequest::default()).await.expect("list").into_owned().instances;
+    assert_eq!(all.len(), 4, "three live and the replaced one");
+    h.stop().await;
+}
+
+async fn a_correlated_failure_is_replaced_only_up_to_the_budget(backend: Backend) {
+    // Four nodes, 20 % budget: one replacement per window (at least one is always allowed).
+    let Some((h, cloud)) = Harness::start_with_fake_pool(backend, "training", spec(4), FakeSettings::default()).await
+    else {
+        return;
+    };
+    h.server().reconcile_pools().await.expect("reconcile");
+    let first = wait_running(&h, 4).await;
+    for instance in &first[..2] {
+        break_node(&h, &instance.node_id).await;
+    }
+    h.server().reconcile_pools().await.expect("reconcile");
+    let unhealthy = v1::ListNodesRequest { status: v1::NodeStatus::NODE_STATUS_UNHEALTHY.into(), ..Default::default() };
+    let still = h.root().list_nodes(unhealthy.clone()).await.expect("list").into_owned().nodes;
+    assert_eq!(still.len(), 1, "only one replaced within the window");
+    let pool = h.server().store().pool(&"training".parse().expect("name")).await.expect("pool");
+    let reason = pool.status.last_decision.expect("decision").reason;
+    assert!(reason.contains("replacement budget reached"), "the pool's decision says why: {reason}");
+    let events = h
+        .root()
+        .list_events(v1::ListEventsRequest {
+            kind: "pool".into(),
+            resource_id: "training".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("events")
+        .into_owned();
+    assert!(
+        events.events.iter().any(|e| e.reason.contains("replacement budget reached")),
+        "and so does the change log"
+    );
+
+    // The first replacement boots (four RUNNING: it, two healthy, one waiting); the next
+    // window replaces the other one.
+    wait_running(&h, 4).await;
+    h.clock.advance(pool_window());
+    h.server().reconcile_pools().await.expect("reconcile");
+    assert!(h.root().list_nodes(unhealthy).await.expect("list").into_owned().nodes.is_empty());
+    wait_running(&h, 4).await;
+    assert_eq!(cloud.live_count(), 4);
+    h.stop().await;
+}
+
+fn pool_window() -> Duration {
+    spec(1).replacement_window + Duration::from_secs(1)
 }
