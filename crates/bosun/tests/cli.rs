@@ -165,3 +165,26 @@ fn config_check_redacts_secrets() {
     let line = fails_with_one_line(bosun().args(["config", "check"]).arg(&file));
     assert!(line.contains("server.adress"), "{line}");
 }
+
+#[test]
+fn the_quickstart_config_brings_up_a_pool_of_three() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = format!("sqlite://{}", dir.path().join("bosun.db").display());
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/quickstart.yaml");
+    let child = bosun()
+        .args(["server", "--config", config, "--store", &store, "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start server");
+    let _server = Running(child);
+    let json = eventually(&url, &["nodes", "list", "--pool", "demo", "-o", "json"], |out| {
+        out.matches("\"ACTIVE\"").count() == 3
+    });
+    let nodes: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert!(nodes.as_array().expect("array").iter().all(|n| n["pool"] == "demo" && n["provider"] == "local"));
+    let instances = ok(bosun().args(["instances", "list", "-o", "json", "--server", &url]));
+    assert_eq!(instances.matches("\"RUNNING\"").count(), 3, "{instances}");
+}

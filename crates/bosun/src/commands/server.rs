@@ -5,9 +5,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use bosun_config::Config;
+use bosun_agent::ControlPlane;
+use bosun_api::AgentClient;
+use bosun_config::{Config, ProviderConfig, Role};
 use bosun_core::SystemClock;
-use bosun_server::{Server, Settings};
+use bosun_provider::fake::{ControlPlaneFactory, FakeProvider, FakeSettings};
+use bosun_provider::{Bootstrap, Provider};
+use bosun_server::{AlwaysLeader, PoolsConfig, Server, Settings};
 use bosun_store::{Database, StoreLocation, StoreOptions};
 use clap::Args;
 use tokio::net::TcpListener;
@@ -56,13 +60,66 @@ pub async fn run(store_flag: Option<&str>, args: &ServerArgs) -> anyhow::Result<
     let listener = TcpListener::bind(&address)
         .await
         .with_context(|| format!("cannot listen on {address} (in use? choose another with --listen)"))?;
+    let local = listener.local_addr().context("reading the listen address")?;
+    let pools = pools_config(&config, &format!("http://127.0.0.1:{}", local.port()))?;
     let settings = Settings::from_config(&config);
-    let server = Server::start(listener, store, Arc::new(SystemClock), settings, true).await?;
+    let server = Server::start_with_pools(listener, store, Arc::new(SystemClock), settings, true, pools).await?;
     eprintln!("bosun server listening on {} with store {location}", server.url());
     shutdown_signal().await;
     eprintln!("shutting down: finishing requests and flushing heartbeats");
     let report = server.shutdown().await;
     Ok(if report.timed_out { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// The pools of the configuration and the providers they use, or `None` without pools.
+/// Fake machines run in this process and register over loopback (`local_url`); cloud
+/// machines are told `server.external_address`.
+fn pools_config(config: &Config, local_url: &str) -> anyhow::Result<Option<PoolsConfig>> {
+    if config.pools.is_empty() {
+        return Ok(None);
+    }
+    let token = config
+        .auth
+        .tokens
+        .iter()
+        .find(|t| t.role == Role::Agent && t.node.is_none())
+        .map(|t| t.secret.expose().to_owned());
+    if token.is_none() && !config.auth.tokens.is_empty() {
+        anyhow::bail!(
+            "pools need an agent token (auth.tokens with role: agent and no node) for their machines to register"
+        );
+    }
+    let mut providers: std::collections::BTreeMap<String, Arc<dyn Provider>> = std::collections::BTreeMap::new();
+    for (name, provider) in &config.providers {
+        let built: Arc<dyn Provider> = match provider {
+            ProviderConfig::Fake { gpu_count } => {
+                let url = local_url.to_owned();
+                let token = token.clone();
+                let factory: ControlPlaneFactory = Arc::new(move |_| {
+                    let client = AgentClient::new(&url, token.clone()).map_err(|e| e.to_string())?;
+                    Ok(Arc::new(client) as Arc<dyn ControlPlane>)
+                });
+                let settings = FakeSettings { gpu_count: *gpu_count, ..FakeSettings::default() };
+                Arc::new(FakeProvider::new(name, settings, Arc::new(SystemClock), factory))
+            }
+            ProviderConfig::Process { .. } => {
+                anyhow::bail!(
+                    "providers.{name}: the process provider is not available yet; use type: fake for local machines"
+                )
+            }
+            cloud => Arc::from(
+                bosun_provider::cloud::from_config(name, cloud, |var| std::env::var(var).ok())
+                    .with_context(|| format!("providers.{name}"))?,
+            ),
+        };
+        providers.insert(name.clone(), built);
+    }
+    Ok(Some(PoolsConfig {
+        pools: config.pool_specs(),
+        providers,
+        bootstrap: Bootstrap { server_url: config.server.external_address.clone(), token },
+        leadership: Arc::new(AlwaysLeader),
+    }))
 }
 
 /// SIGINT or SIGTERM.
