@@ -262,11 +262,81 @@ async fn finish_terminations(app: &App, config: &PoolsConfig, pool: &PoolName) -
     Ok(())
 }
 
+/// Repairs drift between the pool's instances and what their providers report: an
+/// instance recorded PROVISIONING whose provider call never returned (the server died
+/// mid-call) is adopted when the provider lists a machine tagged with its id; a FAILED
+/// instance whose machine exists is terminated, so no VM bills unseen.
+async fn repair_drift(app: &App, config: &PoolsConfig, pool: &PoolName) -> ApiResult<()> {
+    let unsure = instances_in(app, pool, vec![InstanceState::Provisioning, InstanceState::Failed]).await?;
+    let unsure: Vec<Instance> =
+        unsure.into_iter().filter(|i| i.state == InstanceState::Failed || i.provider_instance_id.is_none()).collect();
+    if unsure.is_empty() {
+        return Ok(());
+    }
+    let mut listings: BTreeMap<String, Vec<bosun_provider::ProviderInstance>> = BTreeMap::new();
+    for mut instance in unsure {
+        let Some(provider) = config.providers.get(&instance.provider) else { continue };
+        if !listings.contains_key(&instance.provider) {
+            match provider.list().await {
+                Ok(listed) => {
+                    listings.insert(instance.provider.clone(), listed);
+                }
+                Err(error) => {
+                    tracing::warn!(%pool, provider = %instance.provider, %error, "cannot list the provider's machines; retrying next pass");
+                    continue;
+                }
+            }
+        }
+        let machine = listings.get(&instance.provider).and_then(|listed| {
+            listed.iter().find(|m| {
+                m.instance_id.as_ref() == Some(&instance.id)
+                    && m.state != bosun_provider::ProviderInstanceState::Terminated
+            })
+        });
+        let now = app.now();
+        let Some(machine) = machine else {
+            // No machine: a FAILED instance is over once the provider has had ample time to
+            // list a machine a lost call may still have created.
+            let settled = now.saturating_since(instance.state_changed_at) > app.settings.instance_registration_timeout;
+            if instance.state == InstanceState::Failed && settled {
+                let reason = format!("no machine at the provider: {}", instance.status_message);
+                instance
+                    .apply(InstanceTrigger::Terminate, &reason, now)
+                    .map_err(|e| ApiError::transition(&instance.id, e))?;
+                instance
+                    .apply(InstanceTrigger::Gone, &reason, now)
+                    .map_err(|e| ApiError::transition(&instance.id, e))?;
+                commit_instance(app, instance, "failed instance has no machine").await?;
+            }
+            continue;
+        };
+        if instance.state == InstanceState::Provisioning {
+            instance.provider_instance_id = Some(machine.provider_instance_id.clone());
+            instance
+                .apply(InstanceTrigger::Provisioned, "adopted: the provider has its machine", now)
+                .map_err(|e| ApiError::transition(&instance.id, e))?;
+            tracing::info!(%pool, instance = %instance.id, machine = %machine.provider_instance_id,
+                "adopted a machine whose provisioning call did not return");
+            commit_instance(app, instance, "adopted").await?;
+        } else {
+            // FAILED, yet the machine exists: terminate it (finished by finish_terminations).
+            instance.provider_instance_id.get_or_insert_with(|| machine.provider_instance_id.clone());
+            let reason = format!("terminating the machine of a failed instance: {}", instance.status_message);
+            instance
+                .apply(InstanceTrigger::Terminate, &reason, now)
+                .map_err(|e| ApiError::transition(&instance.id, e))?;
+            commit_instance(app, instance, "terminating a failed instance's machine").await?;
+        }
+    }
+    Ok(())
+}
+
 /// One pass over one pool: decide the target, provision what is missing, store the
 /// decision.
 pub(crate) async fn reconcile(app: &App, config: &PoolsConfig, name: &PoolName) -> ApiResult<ScalingDecision> {
     let now = app.now();
     let mut pool = app.store.pool(name).await?;
+    repair_drift(app, config, name).await?;
     finish_terminations(app, config, name).await?;
     let before = live_instances(app, name).await?.len();
     let (replaced, budget_note) = replace_unhealthy(app, config, &pool, before, now).await?;

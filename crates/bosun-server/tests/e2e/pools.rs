@@ -16,6 +16,8 @@ on_sql_backends!(
     a_failing_provider_is_backed_off_then_used,
     a_fatal_xid_leads_to_exactly_one_replacement,
     a_correlated_failure_is_replaced_only_up_to_the_budget,
+    a_restart_while_machines_boot_provisions_nothing_twice,
+    machines_of_lost_calls_are_adopted_or_terminated,
 );
 
 fn spec(min: u32) -> PoolSpec {
@@ -216,4 +218,75 @@ async fn a_correlated_failure_is_replaced_only_up_to_the_budget(backend: Backend
 
 fn pool_window() -> Duration {
     spec(1).replacement_window + Duration::from_secs(1)
+}
+
+async fn a_restart_while_machines_boot_provisions_nothing_twice(backend: Backend) {
+    // Machines that take an hour to boot: their agents never register during the test.
+    let slow = FakeSettings { boot_delay: Duration::from_secs(3600), ..FakeSettings::default() };
+    let Some((mut h, cloud)) = Harness::start_with_fake_pool(backend, "training", spec(3), slow).await else {
+        return;
+    };
+    h.server().reconcile_pools().await.expect("reconcile");
+    assert_eq!(cloud.live_count(), 3);
+    h.restart().await;
+    for _ in 0..3 {
+        h.server().reconcile_pools().await.expect("reconcile after the restart");
+    }
+    assert_eq!(cloud.live_count(), 3, "the booting machines are known from the store: none provisioned twice");
+    let states = instance_states(&h).await;
+    assert_eq!(states, [v1::InstanceState::INSTANCE_STATE_PENDING_REGISTRATION; 3]);
+    h.stop().await;
+}
+
+async fn machines_of_lost_calls_are_adopted_or_terminated(backend: Backend) {
+    use bosun_core::instance::InstanceRequest;
+    use bosun_core::{Actor, Clock, Instance, InstanceTrigger};
+    use bosun_provider::{Bootstrap, Provider, ProvisionRequest};
+    use bosun_store::WriteBatch;
+
+    let slow = FakeSettings { boot_delay: Duration::from_secs(3600), ..FakeSettings::default() };
+    let Some((h, cloud)) = Harness::start_with_fake_pool(backend, "training", spec(1), slow).await else {
+        return;
+    };
+    // Two provisioning calls whose answers were lost: one recorded PROVISIONING, one
+    // recorded FAILED (a timeout), each with a machine the cloud did create.
+    let store = h.server().store();
+    let mut machines = Vec::new();
+    for (id, failed) in [("i-lost-answer", false), ("i-timed-out", true)] {
+        let request = InstanceRequest {
+            id: id.parse().expect("id"),
+            provider: "fake".into(),
+            region: "local".into(),
+            zone: String::new(),
+            instance_type: "h100-8x".into(),
+            pool: Some("training".parse().expect("pool")),
+            labels: Default::default(),
+        };
+        let mut instance = Instance::start_provisioning(request, h.clock.now()).expect("provisioning");
+        if failed {
+            instance.apply(InstanceTrigger::Fail, "provider call timed out", h.clock.now()).expect("fail");
+        }
+        store.commit(WriteBatch::new(Actor::system("test"), "setup").create_instance(instance)).await.expect("create");
+        let provision = ProvisionRequest {
+            instance_id: id.parse().expect("id"),
+            pool: None,
+            instance_type: "h100-8x".into(),
+            region: "local".into(),
+            zone: String::new(),
+            labels: Default::default(),
+            bootstrap: Bootstrap { server_url: h.url(), token: None },
+        };
+        machines.push(cloud.provision(&provision).await.expect("machine").provider_instance_id);
+    }
+    h.server().reconcile_pools().await.expect("reconcile");
+    let adopted = store.instance(&"i-lost-answer".parse().expect("id")).await.expect("instance");
+    assert_eq!(adopted.provider_instance_id.as_deref(), Some(machines[0].as_str()), "adopted, not provisioned again");
+    assert_eq!(adopted.state, bosun_core::InstanceState::PendingRegistration);
+    let failed = store.instance(&"i-timed-out".parse().expect("id")).await.expect("instance");
+    assert_eq!(failed.state, bosun_core::InstanceState::Terminated, "the failed instance's machine is terminated");
+    let listed = cloud.list().await.expect("list");
+    let timed_out = listed.iter().find(|m| m.provider_instance_id == machines[1]).expect("machine");
+    assert_eq!(timed_out.state, bosun_provider::ProviderInstanceState::Terminated);
+    assert_eq!(cloud.live_count(), 1, "min 1 is met by the adopted machine");
+    h.stop().await;
 }
