@@ -618,6 +618,56 @@ pub fn check_results_from(field: &str, results: &[v1::HealthCheckResult]) -> Res
         .collect()
 }
 
+/// A pool on the wire.
+pub fn pool(pool: &bosun_core::Pool) -> v1::Pool {
+    let spec = &pool.spec;
+    let status = &pool.status;
+    let autoscaling = spec.autoscaling.as_ref().map(|a| {
+        use bosun_core::pool::AutoscalingSpec as A;
+        match a {
+            A::Reactive { .. } => "reactive",
+            A::Queue { .. } => "queue",
+            A::Scheduled { .. } => "scheduled",
+            A::Predictive { .. } => "predictive",
+            A::Composite { .. } => "composite",
+        }
+    });
+    v1::Pool {
+        name: pool.name.to_string(),
+        min_nodes: spec.min_nodes,
+        max_nodes: spec.max_nodes,
+        instance_type: spec.instance_type.clone(),
+        providers: spec.providers.iter().map(|p| p.name.clone()).collect(),
+        strategy: spec.strategy.as_str().to_owned(),
+        autoscaling: autoscaling.unwrap_or_default().to_owned(),
+        cooldown_seconds: u32::try_from(spec.cooldown.as_secs()).unwrap_or(u32::MAX),
+        last_scale_at: opt_stamp(status.last_scale_at),
+        last_decision: status.last_decision.as_ref().map_or_else(MessageField::none, |d| {
+            MessageField::some(v1::ScalingDecision {
+                at: stamp(d.at),
+                current: d.current,
+                target: d.target,
+                reason: d.reason.clone(),
+                inputs: map(&d.inputs),
+                ..Default::default()
+            })
+        }),
+        provider_backoff: status
+            .provider_backoff
+            .iter()
+            .map(|(provider, b)| v1::ProviderBackoff {
+                provider: provider.clone(),
+                consecutive_failures: b.consecutive_failures,
+                retry_after: stamp(b.retry_after),
+                last_error: b.last_error.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        revision: pool.revision.get(),
+        ..Default::default()
+    }
+}
+
 /// A registration as the agent sends it.
 pub fn register_request(registration: &NodeRegistration, instance_id: Option<&str>) -> v1::RegisterRequest {
     v1::RegisterRequest {

@@ -32,6 +32,8 @@ pub(crate) struct App {
     pub shutdown: CancellationToken,
     /// Pools and their providers, when the server manages any.
     pub pools: Option<crate::pools::PoolsConfig>,
+    /// Pool demand reported by schedulers.
+    pub demand: crate::pools::DemandBoard,
 }
 
 impl App {
@@ -79,6 +81,7 @@ impl App {
             shutdown,
             settings,
             pools,
+            demand: crate::pools::DemandBoard::default(),
         });
         app.reload_fleet().await.map_err(crate::StartError::Store)?;
         tracing::info!(nodes = app.fleet.len(), "fleet loaded");

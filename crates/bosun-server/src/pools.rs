@@ -42,6 +42,31 @@ impl Leadership for AlwaysLeader {
     }
 }
 
+/// The latest demand each pool's scheduler reported (soft state: schedulers report it
+/// again every interval, so a restart loses nothing that matters).
+#[derive(Debug, Default)]
+pub(crate) struct DemandBoard {
+    latest: std::sync::Mutex<BTreeMap<PoolName, autoscale::Demand>>,
+}
+
+impl DemandBoard {
+    pub(crate) fn report(&self, pool: PoolName, demand: autoscale::Demand) {
+        self.latest.lock().unwrap_or_else(|p| p.into_inner()).insert(pool, demand);
+    }
+
+    /// The latest report, unless it is older than `max_age` (a scheduler that stopped
+    /// reporting must not pin the pool's size).
+    pub(crate) fn current(
+        &self,
+        pool: &PoolName,
+        now: Timestamp,
+        max_age: std::time::Duration,
+    ) -> Option<autoscale::Demand> {
+        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        latest.get(pool).copied().filter(|d| now.saturating_since(d.reported_at) <= max_age)
+    }
+}
+
 /// The pools a server manages and the providers they provision from.
 #[derive(Debug, Clone)]
 pub struct PoolsConfig {
@@ -354,7 +379,7 @@ pub(crate) async fn reconcile(app: &App, config: &PoolsConfig, name: &PoolName) 
         healthy,
         bounds,
         mean_gpu_utilization: None,
-        demand: None,
+        demand: app.demand.current(name, now, app.settings.autoscale_interval * 5),
         history: &[],
     };
     let plan = autoscale::plan(autoscaler.as_ref(), &input, spec.cooldown, pool.status.last_scale_at);

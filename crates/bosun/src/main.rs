@@ -6,7 +6,7 @@
 //! Layout:
 //! - [`commands::server`] and [`commands::agent`]: the two long-running processes.
 //! - [`commands::nodes`], [`commands::node_commands`], [`commands::instances`],
-//!   [`commands::events`], [`commands::policy`]: operator commands over AdminService
+//!   [`commands::events`], [`commands::policy`], [`commands::pools`]: operator commands over AdminService
 //!   (`commands::remote` holds what they share: --server, --token, -o, errors).
 //! - [`commands::config`]: configuration checks.
 //! - [`commands::sim`]: the simulator and the heartbeat-ingest load generator.
@@ -59,6 +59,8 @@ enum Command {
     Nodes(commands::nodes::NodesArgs),
     /// Commands issued to nodes: list, inspect, cancel, issue.
     Commands(commands::node_commands::CommandsArgs),
+    /// Pools: size, scaling decisions, demand.
+    Pools(commands::pools::PoolsArgs),
     /// Machines bosun provisioned.
     Instances(commands::instances::InstancesArgs),
     /// The change log: history, audit trail, live changes (--follow).
@@ -110,6 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Nodes(args) => commands::nodes::run(args).await,
         Command::Commands(args) => commands::node_commands::run(args).await,
         Command::Instances(args) => commands::instances::run(args).await,
+        Command::Pools(args) => commands::pools::run(args).await,
         Command::Events(args) => commands::events::run(args).await,
         Command::Health(args) => commands::nodes::run_health(args).await,
         Command::Policy(args) => commands::policy::run(args).await,

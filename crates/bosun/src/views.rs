@@ -460,6 +460,127 @@ pub fn health_table(reports: &[HealthReportRow]) -> Table {
     table
 }
 
+#[derive(Debug, Serialize)]
+pub struct PoolRow {
+    pub name: String,
+    pub min_nodes: u32,
+    pub max_nodes: u32,
+    pub instance_type: String,
+    pub providers: Vec<String>,
+    pub strategy: String,
+    pub autoscaling: Option<String>,
+    pub cooldown_seconds: u32,
+    pub last_scale_at: Option<String>,
+    pub last_decision: Option<DecisionRow>,
+    pub provider_backoff: Vec<BackoffRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DecisionRow {
+    pub at: Option<String>,
+    pub current: u32,
+    pub target: u32,
+    pub reason: String,
+    pub inputs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackoffRow {
+    pub provider: String,
+    pub consecutive_failures: u32,
+    pub retry_after: Option<String>,
+    pub last_error: String,
+}
+
+impl PoolRow {
+    pub fn from_wire(pool: &v1::Pool) -> Self {
+        PoolRow {
+            name: pool.name.clone(),
+            min_nodes: pool.min_nodes,
+            max_nodes: pool.max_nodes,
+            instance_type: pool.instance_type.clone(),
+            providers: pool.providers.clone(),
+            strategy: pool.strategy.clone(),
+            autoscaling: non_empty(&pool.autoscaling),
+            cooldown_seconds: pool.cooldown_seconds,
+            last_scale_at: time(&pool.last_scale_at),
+            last_decision: pool.last_decision.as_option().map(|d| DecisionRow {
+                at: time(&d.at),
+                current: d.current,
+                target: d.target,
+                reason: d.reason.clone(),
+                inputs: sorted(&d.inputs),
+            }),
+            provider_backoff: pool
+                .provider_backoff
+                .iter()
+                .map(|b| BackoffRow {
+                    provider: b.provider.clone(),
+                    consecutive_failures: b.consecutive_failures,
+                    retry_after: time(&b.retry_after),
+                    last_error: b.last_error.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+pub fn pool_table(pools: &[PoolRow]) -> Table {
+    let mut table = Table::new(["POOL", "MIN", "MAX", "CURRENT", "TARGET", "AUTOSCALING", "PROVIDERS", "LAST SCALE"]);
+    for p in pools {
+        let (current, target) = p
+            .last_decision
+            .as_ref()
+            .map_or(("-".to_owned(), "-".to_owned()), |d| (d.current.to_string(), d.target.to_string()));
+        table.row([
+            p.name.clone(),
+            p.min_nodes.to_string(),
+            p.max_nodes.to_string(),
+            current,
+            target,
+            dash(p.autoscaling.as_deref()),
+            p.providers.join(","),
+            dash(p.last_scale_at.as_deref()),
+        ]);
+    }
+    table
+}
+
+/// `pools get`: the pool, its last decision with the inputs behind it, and backoffs.
+pub fn pool_detail(pool: &PoolRow) -> String {
+    let mut out = Table::new(["FIELD", "VALUE"]).headless();
+    for (field, value) in [
+        ("pool", pool.name.clone()),
+        ("size", format!("{}..{}", pool.min_nodes, pool.max_nodes)),
+        ("instance type", pool.instance_type.clone()),
+        ("providers", format!("{} ({})", pool.providers.join(", "), pool.strategy)),
+        ("autoscaling", dash(pool.autoscaling.as_deref())),
+        ("cooldown", format!("{}s", pool.cooldown_seconds)),
+        ("last scale", dash(pool.last_scale_at.as_deref())),
+    ] {
+        out.row([format!("{field}:"), value]);
+    }
+    if let Some(d) = &pool.last_decision {
+        let inputs: Vec<String> = d.inputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.row(["decision:".to_owned(), format!("{} -> {} at {}", d.current, d.target, dash(d.at.as_deref()))]);
+        out.row(["reason:".to_owned(), d.reason.clone()]);
+        out.row(["inputs:".to_owned(), dash(Some(&inputs.join(", ")))]);
+    }
+    for b in &pool.provider_backoff {
+        out.row([
+            "backoff:".to_owned(),
+            format!(
+                "{} after {} failure(s) until {}: {}",
+                b.provider,
+                b.consecutive_failures,
+                dash(b.retry_after.as_deref()),
+                b.last_error
+            ),
+        ]);
+    }
+    out.render()
+}
+
 #[cfg(test)]
 mod tests {
     use bosun_core::Timestamp;

@@ -238,6 +238,86 @@ impl AdminApi {
         Ok(filter)
     }
 
+    async fn list_pools(&self) -> ApiResult<v1::ListPoolsResponse> {
+        let pools = self.app.store.list_pools().await?;
+        Ok(v1::ListPoolsResponse { pools: pools.iter().map(convert::pool).collect(), ..Default::default() })
+    }
+
+    async fn get_pool(&self, request: v1::GetPoolRequest) -> ApiResult<v1::GetPoolResponse> {
+        let name = pool_name(&request.name)?;
+        let pool = self.app.store.pool(&name).await?;
+        Ok(v1::GetPoolResponse { pool: MessageField::some(convert::pool(&pool)), ..Default::default() })
+    }
+
+    async fn report_pool_demand(
+        &self,
+        request: v1::ReportPoolDemandRequest,
+    ) -> ApiResult<v1::ReportPoolDemandResponse> {
+        let name = pool_name(&request.pool)?;
+        // Unknown pools are not_found, not silently remembered.
+        self.app.store.pool(&name).await?;
+        let demand = bosun_core::autoscale::Demand {
+            pending_jobs: request.pending_jobs,
+            queue_depth: request.queue_depth,
+            reported_at: self.app.now(),
+        };
+        self.app.demand.report(name, demand);
+        Ok(v1::ReportPoolDemandResponse::default())
+    }
+
+    async fn inject_fault(
+        &self,
+        caller: &Caller,
+        request: v1::InjectFaultRequest,
+    ) -> ApiResult<v1::InjectFaultResponse> {
+        let node_id = convert::node_id("node_id", &request.node_id)?;
+        if request.fault.is_empty() {
+            return Err(ApiError::invalid("fault", "is required (xid_error, temperature, ecc_sbe, memory_error, ...)"));
+        }
+        let mut parameters: std::collections::BTreeMap<String, String> =
+            request.parameters.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        parameters.insert("fault".to_owned(), request.fault.clone());
+        if let Some(gpu) = request.gpu {
+            parameters.insert("gpu".to_owned(), gpu.to_string());
+        }
+        bosun_agent::Fault::from_parameters(&parameters).map_err(|e| match e {
+            bosun_agent::FaultError::BadParameter { name, problem } => {
+                ApiError::invalid(&format!("parameters.{name}"), problem)
+            }
+            other => ApiError::invalid("fault", other),
+        })?;
+        // The node must run on a machine this server provisioned from a fake provider: what
+        // an agent says about its provider is not proof.
+        self.app.store.node(&node_id).await?;
+        let instance = self.app.store.instance_for_node(&node_id).await?;
+        let provider_name = instance.as_ref().map(|i| i.provider.clone());
+        let fake = provider_name
+            .as_ref()
+            .and_then(|name| self.app.pools.as_ref()?.providers.get(name))
+            .is_some_and(|p| p.kind() == bosun_config::ProviderType::Fake);
+        if !fake {
+            let provider = match &provider_name {
+                Some(name) => format!("a machine of provider {name:?}"),
+                None => "a machine this server did not provision".to_owned(),
+            };
+            return Err(ApiError::FailedPrecondition(format!(
+                "node {node_id} runs on {provider}, not on a fake provider of this server: faults can only be injected \
+                 into fake machines (an agent started with --fake-gpus takes `bosun commands issue {node_id} --type \
+                 custom:{}` instead)",
+                bosun_agent::FAULT_COMMAND
+            )));
+        }
+        let command_request = CommandRequest {
+            node_id,
+            kind: bosun_core::CommandKind::custom(bosun_agent::FAULT_COMMAND)?,
+            parameters,
+            reason: format!("fault injection: {}", request.fault),
+            time_to_live: self.app.settings.command_ttl,
+        };
+        let command = commands::issue(&self.app, command_request, &caller.actor()).await?;
+        Ok(v1::InjectFaultResponse { command: MessageField::some(convert::command(&command)), ..Default::default() })
+    }
+
     fn get_policy(&self) -> v1::GetPolicyResponse {
         let active = self.app.policies.current();
         v1::GetPolicyResponse {
@@ -297,6 +377,13 @@ impl AdminApi {
             ..Default::default()
         })
     }
+}
+
+fn pool_name(text: &str) -> ApiResult<bosun_core::PoolName> {
+    if text.is_empty() {
+        return Err(ApiError::invalid("name", "is required"));
+    }
+    text.parse().map_err(|e: ValidationError| ApiError::Invalid(ValidationError::new("name", e.problem)))
 }
 
 fn rule_count(policy: &bosun_policy::Policy) -> u32 {
@@ -428,6 +515,42 @@ impl v1::AdminService for AdminApi {
         allowed(&ctx, Permission::Read)?;
         let filter = self.watch_filter(&request.to_owned_message()).await?;
         Response::stream_ok(Box::pin(super::events::watch(Arc::clone(&self.app), filter)))
+    }
+
+    async fn list_pools(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, v1::ListPoolsRequest>,
+    ) -> ServiceResult<v1::ListPoolsResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(AdminApi::list_pools(self).await?))
+    }
+
+    async fn get_pool(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::GetPoolRequest>,
+    ) -> ServiceResult<v1::GetPoolResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(AdminApi::get_pool(self, request.to_owned_message()).await?))
+    }
+
+    async fn report_pool_demand(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::ReportPoolDemandRequest>,
+    ) -> ServiceResult<v1::ReportPoolDemandResponse> {
+        allowed(&ctx, Permission::Command)?;
+        Ok(Response::new(AdminApi::report_pool_demand(self, request.to_owned_message()).await?))
+    }
+
+    async fn inject_fault(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::InjectFaultRequest>,
+    ) -> ServiceResult<v1::InjectFaultResponse> {
+        let caller = allowed(&ctx, Permission::Command)?;
+        Ok(Response::new(AdminApi::inject_fault(self, caller, request.to_owned_message()).await?))
     }
 
     async fn get_policy(

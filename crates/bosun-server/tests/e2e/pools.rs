@@ -18,6 +18,8 @@ on_sql_backends!(
     a_correlated_failure_is_replaced_only_up_to_the_budget,
     a_restart_while_machines_boot_provisions_nothing_twice,
     machines_of_lost_calls_are_adopted_or_terminated,
+    pools_are_listed_with_their_decisions_and_demand_drives_the_queue_autoscaler,
+    faults_are_injected_into_fake_machines_only,
 );
 
 fn spec(min: u32) -> PoolSpec {
@@ -288,5 +290,65 @@ async fn machines_of_lost_calls_are_adopted_or_terminated(backend: Backend) {
     let timed_out = listed.iter().find(|m| m.provider_instance_id == machines[1]).expect("machine");
     assert_eq!(timed_out.state, bosun_provider::ProviderInstanceState::Terminated);
     assert_eq!(cloud.live_count(), 1, "min 1 is met by the adopted machine");
+    h.stop().await;
+}
+
+async fn pools_are_listed_with_their_decisions_and_demand_drives_the_queue_autoscaler(backend: Backend) {
+    let mut queue = spec(1);
+    queue.max_nodes = 5;
+    queue.autoscaling = Some(bosun_core::pool::AutoscalingSpec::Queue { jobs_per_node: 10 });
+    let slow = FakeSettings { boot_delay: Duration::from_secs(3600), ..FakeSettings::default() };
+    let Some((h, cloud)) = Harness::start_with_fake_pool(backend, "batch", queue, slow).await else {
+        return;
+    };
+    let demand = |queue_depth| v1::ReportPoolDemandRequest { pool: "batch".into(), queue_depth, ..Default::default() };
+    h.root().report_pool_demand(demand(35)).await.expect("report");
+    let (code, _) = refused(
+        h.root().report_pool_demand(v1::ReportPoolDemandRequest { pool: "nope".into(), ..Default::default() }).await,
+    );
+    assert_eq!(code, connectrpc::ErrorCode::NotFound);
+    h.server().reconcile_pools().await.expect("reconcile");
+    assert_eq!(cloud.live_count(), 4, "35 queued jobs at 10 per node");
+
+    let pools = h.root().list_pools(v1::ListPoolsRequest::default()).await.expect("list").into_owned().pools;
+    assert_eq!(pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["batch"]);
+    let pool = h.root().get_pool(v1::GetPoolRequest { name: "batch".into(), ..Default::default() }).await;
+    let pool = pool.expect("get").into_owned().pool.as_option().expect("pool").clone();
+    assert_eq!(pool.autoscaling, "queue");
+    let decision = pool.last_decision.as_option().expect("decision");
+    assert_eq!((decision.current, decision.target), (0, 4));
+    assert!(decision.reason.contains("provisioned 4"), "{}", decision.reason);
+    assert_eq!(decision.inputs.get("booting").map(String::as_str), Some("0"));
+    let (code, _) = refused(h.root().get_pool(v1::GetPoolRequest { name: "nope".into(), ..Default::default() }).await);
+    assert_eq!(code, connectrpc::ErrorCode::NotFound);
+    let (code, message) = refused(h.root().get_pool(v1::GetPoolRequest::default()).await);
+    assert_eq!(code, connectrpc::ErrorCode::InvalidArgument, "{message}");
+    h.stop().await;
+}
+
+async fn faults_are_injected_into_fake_machines_only(backend: Backend) {
+    let Some((h, _cloud)) = Harness::start_with_fake_pool(backend, "training", spec(1), FakeSettings::default()).await
+    else {
+        return;
+    };
+    h.server().reconcile_pools().await.expect("reconcile");
+    let machine = wait_running(&h, 1).await[0].node_id.clone();
+    let inject = |node: &str, fault: &str| v1::InjectFaultRequest {
+        node_id: node.into(),
+        fault: fault.into(),
+        parameters: [("code".to_owned(), "79".to_owned())].into_iter().collect(),
+        ..Default::default()
+    };
+    h.root().inject_fault(inject(&machine, "xid_error")).await.expect("inject into a fake machine");
+    h.wait_for_node(&machine, "UNHEALTHY", |n| status_of(n) == v1::NodeStatus::NODE_STATUS_UNHEALTHY).await;
+
+    // A node that is not a fake provider's machine is refused with a clear message.
+    bosun_agent::ControlPlane::register(&*h.agent_client(), &registration("real-1"), None).await.expect("register");
+    let (code, message) = refused(h.root().inject_fault(inject("real-1", "xid_error")).await);
+    assert_eq!(code, connectrpc::ErrorCode::FailedPrecondition);
+    assert!(message.contains("not on a fake provider"), "{message}");
+    let (code, message) = refused(h.root().inject_fault(inject(&machine, "meteor")).await);
+    assert_eq!(code, connectrpc::ErrorCode::InvalidArgument);
+    assert!(message.contains("fault"), "{message}");
     h.stop().await;
 }

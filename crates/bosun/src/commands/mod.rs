@@ -10,6 +10,7 @@ pub mod instances;
 pub mod node_commands;
 pub mod nodes;
 pub mod policy;
+pub mod pools;
 mod remote;
 mod seed;
 pub mod server;

@@ -49,6 +49,8 @@ enum NodesCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Inject a GPU fault into a machine of a fake provider (demos and tests).
+    InjectFault(FaultArgs),
     /// A node's health reports, newest first.
     History {
         node: String,
@@ -71,6 +73,51 @@ struct ListArgs {
     /// Label equality selector: key=value[,key=value...].
     #[arg(long, short = 'l')]
     selector: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[group(skip)]
+#[command(group(clap::ArgGroup::new("kind").required(true).multiple(false).args(["xid", "thermal", "ecc", "ecc_dbe", "nvlink"])))]
+struct FaultArgs {
+    node: String,
+    /// An XID error with this code (79: GPU fell off the bus).
+    #[arg(long, value_name = "CODE")]
+    xid: Option<u32>,
+    /// The GPU (every GPU without --gpu) runs this hot.
+    #[arg(long, value_name = "CELSIUS")]
+    thermal: Option<f64>,
+    /// This many corrected (single-bit) ECC errors.
+    #[arg(long, value_name = "COUNT")]
+    ecc: Option<u64>,
+    /// An uncorrectable (double-bit) ECC error.
+    #[arg(long)]
+    ecc_dbe: bool,
+    /// NVLink errors on this link.
+    #[arg(long, value_name = "LINK")]
+    nvlink: Option<u32>,
+    #[arg(long)]
+    gpu: Option<u32>,
+}
+
+impl FaultArgs {
+    fn request(&self) -> anyhow::Result<v1::InjectFaultRequest> {
+        let (fault, parameters): (&str, Vec<(&str, String)>) =
+            match (self.xid, self.thermal, self.ecc, self.ecc_dbe, self.nvlink) {
+                (Some(code), ..) => ("xid_error", vec![("code", code.to_string())]),
+                (_, Some(celsius), ..) => ("temperature", vec![("celsius", celsius.to_string())]),
+                (_, _, Some(count), ..) => ("ecc_sbe", vec![("count", count.to_string())]),
+                (_, _, _, true, _) => ("memory_error", vec![]),
+                (_, _, _, _, Some(link)) => ("nvlink_error", vec![("link", link.to_string())]),
+                _ => anyhow::bail!("choose a fault: --xid, --thermal, --ecc, --ecc-dbe or --nvlink"),
+            };
+        Ok(v1::InjectFaultRequest {
+            node_id: self.node.clone(),
+            fault: fault.to_owned(),
+            gpu: self.gpu,
+            parameters: parameters.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +167,13 @@ pub async fn run(args: &NodesArgs) -> anyhow::Result<ExitCode> {
             };
             let _deleted = call!(admin, delete_node, request);
             format!("node {node} deleted\n")
+        }
+        NodesCommand::InjectFault(fault) => {
+            let response = call!(admin, inject_fault, fault.request()?);
+            let command = CommandRow::from_wire(response.command.as_option().unwrap_or(&v1::Command::default()), &[]);
+            output::render(format, &command, || {
+                format!("fault sent to {}: command {} {}\n", command.node_id, command.command_id, command.state)
+            })?
         }
         NodesCommand::History { node, limit } => {
             let request = v1::GetHealthHistoryRequest { node_id: node.clone(), limit: *limit, ..Default::default() };
@@ -210,4 +264,33 @@ pub async fn run_health(args: &HealthArgs) -> anyhow::Result<ExitCode> {
     let nodes =
         NodesArgs { remote: args.remote.clone(), command: NodesCommand::History { node: node.clone(), limit: *limit } };
     run(&nodes).await
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        fault: FaultArgs,
+    }
+
+    #[test]
+    fn inject_fault_flags_choose_exactly_one_fault() {
+        let parse =
+            |args: &[&str]| Wrapper::try_parse_from(std::iter::once("inject-fault").chain(args.iter().copied()));
+        let xid = parse(&["n1", "--xid", "79", "--gpu", "3"]).expect("valid").fault.request().expect("request");
+        assert_eq!(
+            (xid.fault.as_str(), xid.gpu, xid.parameters.get("code").map(String::as_str)),
+            ("xid_error", Some(3), Some("79"))
+        );
+        let hot = parse(&["n1", "--thermal", "96"]).expect("valid").fault.request().expect("request");
+        assert_eq!(hot.fault, "temperature");
+        assert_eq!(parse(&["n1", "--ecc-dbe"]).expect("valid").fault.request().expect("request").fault, "memory_error");
+        assert!(parse(&["n1"]).is_err(), "a fault is required");
+        assert!(parse(&["n1", "--xid", "79", "--nvlink", "2"]).is_err(), "one fault at a time");
+    }
 }
