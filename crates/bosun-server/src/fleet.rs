@@ -71,6 +71,9 @@ struct Inner {
     /// reads: a reload forgets only nodes untouched since it began.
     touched: HashMap<NodeId, u64>,
     clock: u64,
+    /// Mean GPU utilization of each node's newest heartbeat that carried metrics, for the
+    /// autoscalers (soft state: the next heartbeat brings it back after a restart).
+    utilization: HashMap<NodeId, f64>,
     /// The newest unwritten heartbeat per node, with its metrics if it carried any.
     pending: HashMap<NodeId, (Timestamp, Option<MetricSample>)>,
 }
@@ -127,10 +130,11 @@ impl Fleet {
             inner.nodes.entry(node.id.clone()).and_modify(|known| known.merge(view)).or_insert(view);
             listed.insert(node.id.clone());
         }
-        let Inner { nodes, touched, pending, .. } = &mut *inner;
+        let Inner { nodes, touched, pending, utilization, .. } = &mut *inner;
         nodes.retain(|id, _| listed.contains(id) || touched.get(id).is_some_and(|&t| t >= mark));
         touched.retain(|id, _| nodes.contains_key(id));
         pending.retain(|id, _| nodes.contains_key(id));
+        utilization.retain(|id, _| nodes.contains_key(id));
     }
 
     /// Records a node as read from or committed to the store.
@@ -146,6 +150,7 @@ impl Fleet {
         let mut inner = self.lock();
         inner.nodes.remove(id);
         inner.touched.remove(id);
+        inner.utilization.remove(id);
         inner.pending.remove(id);
     }
 
@@ -170,6 +175,9 @@ impl Fleet {
         let Some(view) = inner.nodes.get_mut(id) else { return false };
         view.last_seen = view.last_seen.max(at);
         view.last_heartbeat = Some(view.last_heartbeat.map_or(at, |t| t.max(at)));
+        if let Some(mean) = sample.as_ref().and_then(MetricSample::mean_gpu_utilization) {
+            inner.utilization.insert(id.clone(), mean);
+        }
         inner.pending.insert(id.clone(), (at, sample));
         true
     }
@@ -228,6 +236,16 @@ impl Fleet {
             .collect();
         silent.sort();
         silent
+    }
+
+    /// The mean of `nodes`' latest GPU utilization, over those that reported one.
+    pub(crate) fn mean_utilization<'a>(&self, nodes: impl IntoIterator<Item = &'a NodeId>) -> Option<f64> {
+        let inner = self.lock();
+        let (sum, count) = nodes
+            .into_iter()
+            .filter_map(|id| inner.utilization.get(id))
+            .fold((0.0, 0u32), |(sum, count), u| (sum + u, count + 1));
+        (count > 0).then(|| sum / f64::from(count))
     }
 
     /// Nodes per (status, health).

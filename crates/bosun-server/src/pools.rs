@@ -42,14 +42,38 @@ impl Leadership for AlwaysLeader {
     }
 }
 
-/// The latest demand each pool's scheduler reported (soft state: schedulers report it
-/// again every interval, so a restart loses nothing that matters).
+/// What autoscalers read besides the store, kept in memory (soft state): the latest demand
+/// each pool's scheduler reported (they report again every interval) and each pool's
+/// utilization samples, one per reconcile, for the predictive autoscaler (a restart
+/// starts a new history, which the predictive autoscaler treats as too little data).
 #[derive(Debug, Default)]
 pub(crate) struct DemandBoard {
     latest: std::sync::Mutex<BTreeMap<PoolName, autoscale::Demand>>,
+    history: std::sync::Mutex<BTreeMap<PoolName, std::collections::VecDeque<autoscale::PoolSample>>>,
 }
 
+/// Utilization samples kept per pool.
+const HISTORY: usize = 100;
+
 impl DemandBoard {
+    /// Appends one utilization sample and returns the pool's history, oldest first.
+    pub(crate) fn sample(
+        &self,
+        pool: &PoolName,
+        at: Timestamp,
+        utilization: Option<f64>,
+    ) -> Vec<autoscale::PoolSample> {
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let samples = history.entry(pool.clone()).or_default();
+        if let Some(utilization) = utilization.filter(|u| u.is_finite()) {
+            samples.push_back(autoscale::PoolSample { at, utilization });
+            while samples.len() > HISTORY {
+                samples.pop_front();
+            }
+        }
+        samples.iter().copied().collect()
+    }
+
     pub(crate) fn report(&self, pool: PoolName, demand: autoscale::Demand) {
         self.latest.lock().unwrap_or_else(|p| p.into_inner()).insert(pool, demand);
     }
@@ -368,7 +392,10 @@ pub(crate) async fn reconcile(app: &App, config: &PoolsConfig, name: &PoolName) 
     let instances = live_instances(app, name).await?;
     let current = u32::try_from(instances.len()).unwrap_or(u32::MAX);
     let booting = instances.iter().filter(|i| i.state != InstanceState::Running).count();
-    let healthy = u32::try_from(nodes_in(app, name, NodeStatus::Active).await?.len()).unwrap_or(u32::MAX);
+    let active = nodes_in(app, name, NodeStatus::Active).await?;
+    let healthy = u32::try_from(active.len()).unwrap_or(u32::MAX);
+    let utilization = app.fleet.mean_utilization(active.iter().map(|n| &n.id));
+    let history = app.demand.sample(name, now, utilization);
     let spec = &pool.spec;
     let bounds = NodeBounds::new(spec.min_nodes, spec.max_nodes)?;
     let autoscaler = spec.autoscaling.as_ref().map(|a| Autoscaler::from_spec(a, autoscale::UTC)).transpose()?;
@@ -378,9 +405,9 @@ pub(crate) async fn reconcile(app: &App, config: &PoolsConfig, name: &PoolName) 
         booting: u32::try_from(booting).unwrap_or(u32::MAX),
         healthy,
         bounds,
-        mean_gpu_utilization: None,
+        mean_gpu_utilization: utilization,
         demand: app.demand.current(name, now, app.settings.autoscale_interval * 5),
-        history: &[],
+        history: &history,
     };
     let plan = autoscale::plan(autoscaler.as_ref(), &input, spec.cooldown, pool.status.last_scale_at);
     let mut provisioned = 0u32;
@@ -420,6 +447,7 @@ pub(crate) async fn reconcile(app: &App, config: &PoolsConfig, name: &PoolName) 
         ("current".to_owned(), current.to_string()),
         ("booting".to_owned(), booting.to_string()),
         ("healthy".to_owned(), healthy.to_string()),
+        ("mean_gpu_utilization".to_owned(), utilization.map_or_else(|| "unknown".to_owned(), |u| format!("{u:.1}"))),
         ("min_nodes".to_owned(), pool.spec.min_nodes.to_string()),
         ("max_nodes".to_owned(), pool.spec.max_nodes.to_string()),
     ]);

@@ -20,6 +20,7 @@ on_sql_backends!(
     machines_of_lost_calls_are_adopted_or_terminated,
     pools_are_listed_with_their_decisions_and_demand_drives_the_queue_autoscaler,
     faults_are_injected_into_fake_machines_only,
+    a_reactive_pool_grows_on_busy_gpus_from_heartbeats,
 );
 
 fn spec(min: u32) -> PoolSpec {
@@ -350,5 +351,34 @@ async fn faults_are_injected_into_fake_machines_only(backend: Backend) {
     let (code, message) = refused(h.root().inject_fault(inject(&machine, "meteor")).await);
     assert_eq!(code, connectrpc::ErrorCode::InvalidArgument);
     assert!(message.contains("fault"), "{message}");
+    h.stop().await;
+}
+
+async fn a_reactive_pool_grows_on_busy_gpus_from_heartbeats(backend: Backend) {
+    let mut reactive = spec(1);
+    reactive.max_nodes = 3;
+    reactive.autoscaling = Some(bosun_core::pool::AutoscalingSpec::Reactive { scale_up_at: 80.0, scale_down_at: 20.0 });
+    let Some((h, cloud)) = Harness::start_with_fake_pool(backend, "training", reactive, FakeSettings::default()).await
+    else {
+        return;
+    };
+    h.server().reconcile_pools().await.expect("reconcile");
+    let machine = wait_running(&h, 1).await[0].node_id.clone();
+    cloud.gpus_of(&node_id(&machine)).expect("fake GPUs").set_utilization(Some(95.0));
+    // Past the cooldown of the first scale-up; heartbeats (every second) bring the load in.
+    h.clock.advance(Duration::from_secs(301));
+    for _ in 0..200 {
+        h.server().reconcile_pools().await.expect("reconcile");
+        if cloud.live_count() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(cloud.live_count(), 2, "95 % GPU utilization >= scale_up_at 80 %: one more");
+    let pool = h.server().store().pool(&"training".parse().expect("name")).await.expect("pool");
+    let decision = pool.status.last_decision.expect("decision");
+    assert!(decision.reason.contains("utilization"), "{}", decision.reason);
+    h.server().reconcile_pools().await.expect("reconcile");
+    assert_eq!(cloud.live_count(), 2, "the cooldown holds the next step");
     h.stop().await;
 }
