@@ -5,8 +5,9 @@
 //! through the providers `bosun_core::selection` picks, with per-provider backoff. Each
 //! instance is recorded (PROVISIONING) *before* its provider is called, so a server that
 //! dies mid-call finds the record on restart instead of provisioning the machine twice.
-//! Unhealthy nodes are replaced within a budget (SPEC 3.2). Scale-down and provider
-//! reconciliation come next.
+//! Unhealthy nodes are replaced within a budget (SPEC 3.2). Scale-down drains its victims
+//! (UNHEALTHY first, then CORDONED, then least utilized, then newest) and terminates each
+//! once its drain finished or `drain_timeout` passed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use bosun_core::{
     PoolSpec, Timestamp,
 };
 use bosun_provider::{Bootstrap, Provider, ProvisionRequest, resolve_instance_type};
-use bosun_store::{InstanceFilter, NodeFilter, PageRequest, StoreError, Write, WriteBatch};
+use bosun_store::{CommandFilter, InstanceFilter, NodeFilter, PageRequest, StoreError, Write, WriteBatch};
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
@@ -380,17 +381,136 @@ async fn repair_drift(app: &App, config: &PoolsConfig, pool: &PoolName) -> ApiRe
     Ok(())
 }
 
+/// The status reason of a node drained for a scale-down.
+const SCALE_DOWN: &str = "scale-down: ";
+
+/// Moves the pool's scale-down victims on: a node whose drain finished (or ran past
+/// `drain_timeout`) is terminated with its instance. Returns the nodes still draining.
+async fn progress_scale_down(app: &App, pool: &Pool, now: Timestamp) -> ApiResult<Vec<bosun_core::NodeId>> {
+    let mut still_draining = Vec::new();
+    let actor = Actor::system(ACTOR);
+    for node in nodes_in(app, &pool.name, NodeStatus::Draining).await? {
+        if !node.status_reason.starts_with(SCALE_DOWN) {
+            continue;
+        }
+        let filter = CommandFilter {
+            node_id: Some(node.id.clone()),
+            states: vec![bosun_core::CommandState::Succeeded, bosun_core::CommandState::Failed],
+            kind: Some(bosun_core::CommandKind::Drain),
+        };
+        let finished = app
+            .store
+            .list_commands(&filter, &PageRequest::first(100))
+            .await?
+            .items
+            .iter()
+            .any(|c| c.issued_at >= node.status_changed_at);
+        let timed_out = now.saturating_since(node.status_changed_at) >= pool.spec.drain_timeout;
+        if !finished && !timed_out {
+            still_draining.push(node.id.clone());
+            continue;
+        }
+        let Some(mut instance) = app.store.instance_for_node(&node.id).await? else { continue };
+        let reason = format!("{SCALE_DOWN}{}", if finished { "drained" } else { "drain timed out" });
+        instance.apply(InstanceTrigger::Terminate, &reason, now).map_err(|e| ApiError::transition(&instance.id, e))?;
+        let expected = instance.revision;
+        nodes::edit_node(app, &node.id, &actor, &reason, |n| {
+            if n.status != NodeStatus::Draining {
+                return Ok(Edit::Keep(()));
+            }
+            n.apply(NodeTrigger::Drained, &reason, now).map_err(|e| ApiError::transition(&n.id, e))?;
+            Ok(Edit::Commit {
+                writes: vec![Write::UpdateInstance { instance: Box::new(instance.clone()), expected }],
+                value: (),
+            })
+        })
+        .await?;
+    }
+    Ok(still_draining)
+}
+
+/// Starts removing `count` instances: victims UNHEALTHY first, then CORDONED, then the
+/// least utilized, then the newest. A victim with a node is drained (terminated by a later
+/// pass); one still booting is terminated at once. Returns how many were started.
+async fn scale_down(
+    app: &App,
+    config: &PoolsConfig,
+    pool: &Pool,
+    instances: &[Instance],
+    draining: &[bosun_core::NodeId],
+    count: u32,
+    target: u32,
+) -> ApiResult<u32> {
+    let now = app.now();
+    let mut candidates = Vec::new();
+    for instance in instances {
+        let node = match &instance.node_id {
+            Some(id) if draining.contains(id) => continue,
+            Some(id) => match app.store.node(id).await {
+                Ok(node) => Some(node),
+                Err(StoreError::NotFound { .. }) => None,
+                Err(error) => return Err(error.into()),
+            },
+            None => None,
+        };
+        let rank = match node.as_ref().map(|n| n.status) {
+            Some(NodeStatus::Unhealthy) => 0,
+            Some(NodeStatus::Cordoned) => 1,
+            _ => 2,
+        };
+        let utilization = node.as_ref().and_then(|n| app.fleet.mean_utilization([&n.id])).unwrap_or(0.0);
+        candidates.push((rank, utilization, std::cmp::Reverse(instance.created_at), instance, node));
+    }
+    candidates.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let reason = format!("{SCALE_DOWN}pool {} to {target}", pool.name);
+    let mut started = 0;
+    for (_, _, _, instance, node) in candidates.into_iter().take(count as usize) {
+        match node {
+            Some(node) if node.status != NodeStatus::Terminating => {
+                let request = bosun_core::command::CommandRequest {
+                    node_id: node.id.clone(),
+                    kind: bosun_core::CommandKind::Drain,
+                    parameters: Default::default(),
+                    reason: reason.clone(),
+                    time_to_live: pool.spec.drain_timeout,
+                };
+                match crate::commands::issue(app, request, &Actor::system(ACTOR)).await {
+                    Ok(_) => started += 1,
+                    Err(ApiError::FailedPrecondition(why)) => {
+                        tracing::info!(pool = %pool.name, node = %node.id, %why, "scale-down victim skipped");
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            Some(_) => {}
+            None => {
+                let mut instance = instance.clone();
+                instance
+                    .apply(InstanceTrigger::Terminate, &reason, now)
+                    .map_err(|e| ApiError::transition(&instance.id, e))?;
+                commit_instance(app, instance, &reason).await?;
+                started += 1;
+            }
+        }
+    }
+    finish_terminations(app, config, &pool.name).await?;
+    Ok(started)
+}
+
 /// One pass over one pool: decide the target, provision what is missing, store the
 /// decision.
 pub(crate) async fn reconcile(app: &App, config: &PoolsConfig, name: &PoolName) -> ApiResult<ScalingDecision> {
     let now = app.now();
     let mut pool = app.store.pool(name).await?;
     repair_drift(app, config, name).await?;
+    let draining = progress_scale_down(app, &pool, now).await?;
     finish_terminations(app, config, name).await?;
     let before = live_instances(app, name).await?.len();
     let (replaced, budget_note) = replace_unhealthy(app, config, &pool, before, now).await?;
     let instances = live_instances(app, name).await?;
-    let current = u32::try_from(instances.len()).unwrap_or(u32::MAX);
+    // Machines being drained away are already on their way out.
+    let leaving = instances.iter().filter(|i| i.node_id.as_ref().is_some_and(|n| draining.contains(n))).count();
+    let current = u32::try_from(instances.len() - leaving).unwrap_or(u32::MAX);
     let booting = instances.iter().filter(|i| i.state != InstanceState::Running).count();
     let active = nodes_in(app, name, NodeStatus::Active).await?;
     let healthy = u32::try_from(active.len()).unwrap_or(u32::MAX);
@@ -430,7 +550,14 @@ pub(crate) async fn reconcile(app: &App, config: &PoolsConfig, name: &PoolName) 
             }
         }
     }
+    let mut removing = 0u32;
+    if plan.target < current {
+        removing = scale_down(app, config, &pool, &instances, &draining, current - plan.target, plan.target).await?;
+    }
     let mut reason = plan.reason.clone();
+    if removing > 0 {
+        reason.push_str(&format!("; draining {removing} for removal"));
+    }
     if replaced > 0 {
         reason.push_str(&format!("; replaced {replaced} UNHEALTHY node(s)"));
     }
@@ -446,6 +573,7 @@ pub(crate) async fn reconcile(app: &App, config: &PoolsConfig, name: &PoolName) 
     let inputs = BTreeMap::from([
         ("current".to_owned(), current.to_string()),
         ("booting".to_owned(), booting.to_string()),
+        ("leaving".to_owned(), leaving.to_string()),
         ("healthy".to_owned(), healthy.to_string()),
         ("mean_gpu_utilization".to_owned(), utilization.map_or_else(|| "unknown".to_owned(), |u| format!("{u:.1}"))),
         ("min_nodes".to_owned(), pool.spec.min_nodes.to_string()),
@@ -455,10 +583,10 @@ pub(crate) async fn reconcile(app: &App, config: &PoolsConfig, name: &PoolName) 
     let changed = pool.status.last_decision.as_ref().is_none_or(|last| {
         (last.current, last.target, &last.reason) != (decision.current, decision.target, &decision.reason)
     });
-    if provisioned > 0 {
+    if provisioned > 0 || removing > 0 {
         pool.status.last_scale_at = Some(now);
     }
-    if changed || provisioned > 0 {
+    if changed || provisioned > 0 || removing > 0 {
         pool.status.last_decision = Some(decision.clone());
         let why = decision.reason.clone();
         match app.store.commit(WriteBatch::new(Actor::system(ACTOR), why).update_pool(pool)).await {

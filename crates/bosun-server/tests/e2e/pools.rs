@@ -21,6 +21,7 @@ on_sql_backends!(
     pools_are_listed_with_their_decisions_and_demand_drives_the_queue_autoscaler,
     faults_are_injected_into_fake_machines_only,
     a_reactive_pool_grows_on_busy_gpus_from_heartbeats,
+    scale_down_drains_the_cordoned_node_first_and_then_terminates,
 );
 
 fn spec(min: u32) -> PoolSpec {
@@ -380,5 +381,66 @@ async fn a_reactive_pool_grows_on_busy_gpus_from_heartbeats(backend: Backend) {
     assert!(decision.reason.contains("utilization"), "{}", decision.reason);
     h.server().reconcile_pools().await.expect("reconcile");
     assert_eq!(cloud.live_count(), 2, "the cooldown holds the next step");
+    h.stop().await;
+}
+
+async fn scale_down_drains_the_cordoned_node_first_and_then_terminates(backend: Backend) {
+    let mut queue = spec(1);
+    queue.max_nodes = 5;
+    queue.autoscaling = Some(bosun_core::pool::AutoscalingSpec::Queue { jobs_per_node: 10 });
+    let Some((h, cloud)) = Harness::start_with_fake_pool(backend, "batch", queue, FakeSettings::default()).await else {
+        return;
+    };
+    let demand = |queue_depth| v1::ReportPoolDemandRequest { pool: "batch".into(), queue_depth, ..Default::default() };
+    h.root().report_pool_demand(demand(30)).await.expect("report");
+    h.server().reconcile_pools().await.expect("reconcile");
+    let running = wait_running(&h, 3).await;
+    let cordoned = running[2].node_id.clone();
+    let cordon = v1::IssueCommandRequest {
+        node_id: cordoned.clone(),
+        r#type: v1::CommandType::COMMAND_TYPE_CORDON.into(),
+        ..Default::default()
+    };
+    h.root().issue_command(cordon).await.expect("cordon");
+
+    // Demand falls to one node's worth; past the cooldown the pool shrinks by two.
+    h.clock.advance(Duration::from_secs(301));
+    h.root().report_pool_demand(demand(5)).await.expect("report");
+    h.server().reconcile_pools().await.expect("reconcile");
+    let node = h.node(&cordoned).await;
+    assert_eq!(status_of(&node), v1::NodeStatus::NODE_STATUS_DRAINING, "the cordoned node goes first: {node:?}");
+    assert_eq!(cloud.live_count(), 3, "nothing is terminated before its drain");
+
+    // The agents drain and acknowledge; the next passes terminate the drained machines.
+    let mut live = 3;
+    for _ in 0..200 {
+        h.server().reconcile_pools().await.expect("reconcile");
+        live = cloud.live_count();
+        if live == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(live, 1, "two machines removed");
+    assert_eq!(status_of(&h.node(&cordoned).await), v1::NodeStatus::NODE_STATUS_TERMINATED);
+    let drains = h
+        .root()
+        .list_commands(v1::ListCommandsRequest {
+            node_id: cordoned.clone(),
+            states: vec![v1::CommandState::COMMAND_STATE_SUCCEEDED.into()],
+            ..Default::default()
+        })
+        .await
+        .expect("commands")
+        .into_owned()
+        .commands;
+    assert!(
+        drains.iter().any(|c| c.r#type.as_known() == Some(v1::CommandType::COMMAND_TYPE_DRAIN)),
+        "drained before it was terminated"
+    );
+    for _ in 0..3 {
+        h.server().reconcile_pools().await.expect("reconcile");
+    }
+    assert_eq!(cloud.live_count(), 1, "and no flapping back up");
     h.stop().await;
 }
