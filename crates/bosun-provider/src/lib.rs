@@ -14,6 +14,7 @@
 //! - [`catalog`]: abstract instance types (`h100-8x`) and what each provider calls them.
 //! - `provider.rs`: the trait and the types it carries.
 //! - [`fake`]: in-process agents on fake GPUs (demos, tests, the simulator).
+//! - [`process`]: each machine a local `bosun agent --fake-gpus N` process.
 //! - [`lambda`], [`gcp`], [`aws`]: REST clients (EC2's signed with SigV4 in `aws/sigv4.rs`),
 //!   built from configuration by [`cloud::from_config`]; credentials come from the
 //!   environment. `http.rs` is their shared client (rustls on ring, timeouts, bounded
@@ -29,6 +30,8 @@ mod http;
 pub mod lambda;
 #[cfg(test)]
 mod mock;
+#[cfg(unix)]
+pub mod process;
 mod provider;
 mod startup;
 

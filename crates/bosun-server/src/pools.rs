@@ -381,6 +381,24 @@ async fn repair_drift(app: &App, config: &PoolsConfig, pool: &PoolName) -> ApiRe
     Ok(())
 }
 
+/// Terminates through their provider the machines of the pool's nodes an operator (or a
+/// TERMINATE command) put in TERMINATING: the node's status says it is going, the machine
+/// must follow. [`finish_terminations`] then records both as TERMINATED.
+async fn follow_terminating_nodes(app: &App, pool: &PoolName) -> ApiResult<()> {
+    for node in nodes_in(app, pool, NodeStatus::Terminating).await? {
+        let Some(mut instance) = app.store.instance_for_node(&node.id).await? else { continue };
+        if instance.state.is_final() || instance.state == InstanceState::Terminating {
+            continue;
+        }
+        let reason = format!("node {} is TERMINATING: {}", node.id, node.status_reason);
+        instance
+            .apply(InstanceTrigger::Terminate, &reason, app.now())
+            .map_err(|e| ApiError::transition(&instance.id, e))?;
+        commit_instance(app, instance, &reason).await?;
+    }
+    Ok(())
+}
+
 /// The status reason of a node drained for a scale-down.
 const SCALE_DOWN: &str = "scale-down: ";
 
@@ -504,6 +522,7 @@ pub(crate) async fn reconcile(app: &App, config: &PoolsConfig, name: &PoolName) 
     let mut pool = app.store.pool(name).await?;
     repair_drift(app, config, name).await?;
     let draining = progress_scale_down(app, &pool, now).await?;
+    follow_terminating_nodes(app, name).await?;
     finish_terminations(app, config, name).await?;
     let before = live_instances(app, name).await?.len();
     let (replaced, budget_note) = replace_unhealthy(app, config, &pool, before, now).await?;

@@ -188,3 +188,45 @@ fn the_quickstart_config_brings_up_a_pool_of_three() {
     let instances = ok(bosun().args(["instances", "list", "-o", "json", "--server", &url]));
     assert_eq!(instances.matches("\"RUNNING\"").count(), 3, "{instances}");
 }
+
+#[test]
+fn the_process_provider_runs_a_pool_of_real_agent_processes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("bosun.yaml");
+    std::fs::write(
+        &config,
+        "server:\n  autoscale_interval: 1s\n  health_check_interval: 1s\nproviders:\n  local:\n    type: process\n    gpu_count: 2\n\
+         pools:\n  procs:\n    provider: local\n    instance_type: h100-8x\n    region: local\n    min_nodes: 3\n    max_nodes: 3\n",
+    )
+    .expect("write config");
+    let store = format!("sqlite://{}", dir.path().join("bosun.db").display());
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let child = bosun()
+        .args(["server", "--config"])
+        .arg(&config)
+        .args(["--store", &store, "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start server");
+    let server = Running(child);
+    let json = eventually(&url, &["nodes", "list", "--pool", "procs", "-o", "json"], |out| {
+        out.matches("\"ACTIVE\"").count() == 3
+    });
+    let nodes: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let ids: Vec<&str> = nodes.as_array().expect("array").iter().filter_map(|n| n["node_id"].as_str()).collect();
+    assert_eq!(ids.len(), 3);
+    // Each node is a separate `bosun agent` process, a child of the server.
+    let children = Command::new("pgrep").args(["-P", &server.0.id().to_string(), "-f", "bosun agent"]).output();
+    if let Ok(children) = children {
+        let count = String::from_utf8_lossy(&children.stdout).lines().count();
+        assert_eq!(count, 3, "three agent processes");
+    }
+    // Terminating a node stops its process; the pool replaces the machine.
+    ok(bosun().args(["nodes", "terminate", ids[0], "--server", &url]));
+    eventually(&url, &["nodes", "list", "--pool", "procs", "-o", "json"], |out| {
+        out.matches("\"ACTIVE\"").count() == 3 && out.contains("\"TERMINATED\"")
+    });
+    sigterm(&server);
+}

@@ -72,8 +72,8 @@ pub async fn run(store_flag: Option<&str>, args: &ServerArgs) -> anyhow::Result<
 }
 
 /// The pools of the configuration and the providers they use, or `None` without pools.
-/// Fake machines run in this process and register over loopback (`local_url`); cloud
-/// machines are told `server.external_address`.
+/// Fake machines (in this process) and process machines (children of it) register over
+/// loopback (`local_url`); cloud machines are told `server.external_address`.
 fn pools_config(config: &Config, local_url: &str) -> anyhow::Result<Option<PoolsConfig>> {
     if config.pools.is_empty() {
         return Ok(None);
@@ -102,9 +102,10 @@ fn pools_config(config: &Config, local_url: &str) -> anyhow::Result<Option<Pools
                 let settings = FakeSettings { gpu_count: *gpu_count, ..FakeSettings::default() };
                 Arc::new(FakeProvider::new(name, settings, Arc::new(SystemClock), factory))
             }
-            ProviderConfig::Process { .. } => {
-                anyhow::bail!(
-                    "providers.{name}: the process provider is not available yet; use type: fake for local machines"
+            ProviderConfig::Process { gpu_count } => {
+                let binary = std::env::current_exe().context("finding the bosun binary for the process provider")?;
+                Arc::new(
+                    bosun_provider::process::ProcessProvider::new(name, binary, *gpu_count).with_server_url(local_url),
                 )
             }
             cloud => Arc::from(
