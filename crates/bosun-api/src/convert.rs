@@ -618,6 +618,18 @@ pub fn check_results_from(field: &str, results: &[v1::HealthCheckResult]) -> Res
         .collect()
 }
 
+/// A scaling decision on the wire.
+pub fn scaling_decision(d: &bosun_core::pool::ScalingDecision) -> v1::ScalingDecision {
+    v1::ScalingDecision {
+        at: stamp(d.at),
+        current: d.current,
+        target: d.target,
+        reason: d.reason.clone(),
+        inputs: map(&d.inputs),
+        ..Default::default()
+    }
+}
+
 /// A pool on the wire.
 pub fn pool(pool: &bosun_core::Pool) -> v1::Pool {
     let spec = &pool.spec;
@@ -642,16 +654,10 @@ pub fn pool(pool: &bosun_core::Pool) -> v1::Pool {
         autoscaling: autoscaling.unwrap_or_default().to_owned(),
         cooldown_seconds: u32::try_from(spec.cooldown.as_secs()).unwrap_or(u32::MAX),
         last_scale_at: opt_stamp(status.last_scale_at),
-        last_decision: status.last_decision.as_ref().map_or_else(MessageField::none, |d| {
-            MessageField::some(v1::ScalingDecision {
-                at: stamp(d.at),
-                current: d.current,
-                target: d.target,
-                reason: d.reason.clone(),
-                inputs: map(&d.inputs),
-                ..Default::default()
-            })
-        }),
+        last_decision: status
+            .last_decision
+            .as_ref()
+            .map_or_else(MessageField::none, |d| MessageField::some(scaling_decision(d))),
         provider_backoff: status
             .provider_backoff
             .iter()

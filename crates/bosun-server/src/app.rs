@@ -34,6 +34,9 @@ pub(crate) struct App {
     pub pools: Option<crate::pools::PoolsConfig>,
     /// Pool demand reported by schedulers.
     pub demand: crate::pools::DemandBoard,
+    /// One pool pass at a time: a background pass and an operator's scale must not both
+    /// provision for the same gap.
+    pub pool_pass: tokio::sync::Mutex<()>,
 }
 
 impl App {
@@ -82,6 +85,7 @@ impl App {
             settings,
             pools,
             demand: crate::pools::DemandBoard::default(),
+            pool_pass: tokio::sync::Mutex::new(()),
         });
         app.reload_fleet().await.map_err(crate::StartError::Store)?;
         tracing::info!(nodes = app.fleet.len(), "fleet loaded");

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use bosun_core::autoscale::{self, Autoscaler, NodeBounds, ScaleInput};
 use bosun_core::instance::InstanceRequest;
+use bosun_core::pool::SelectionStrategy;
 use bosun_core::pool::{ProviderBackoff, ScalingDecision};
 use bosun_core::selection::{self, Candidate, Offer};
 use bosun_core::{
@@ -518,6 +519,41 @@ async fn scale_down(
 /// One pass over one pool: decide the target, provision what is missing, store the
 /// decision.
 pub(crate) async fn reconcile(app: &App, config: &PoolsConfig, name: &PoolName) -> ApiResult<ScalingDecision> {
+    reconcile_to(app, config, name, None).await
+}
+
+/// An operator's `pools scale NAME N`: moves the pool to `target` now (within its bounds).
+/// The scale time is stored, so an autoscaler takes over again only after the cooldown.
+pub(crate) async fn scale(app: &App, name: &PoolName, target: u32, actor: &Actor) -> ApiResult<ScalingDecision> {
+    let Some(config) = &app.pools else {
+        return Err(ApiError::FailedPrecondition(
+            "this server manages no pools (configure pools and providers)".into(),
+        ));
+    };
+    if !config.pools.iter().any(|(n, _)| n == name) {
+        return Err(ApiError::NotFound(format!("pool {name} is not managed by this server")));
+    }
+    if !config.leadership.is_leader() {
+        return Err(ApiError::FailedPrecondition("this replica does not lead; send the request to the leader".into()));
+    }
+    let pool = app.store.pool(name).await?;
+    if target < pool.spec.min_nodes || target > pool.spec.max_nodes {
+        return Err(ApiError::invalid(
+            "target",
+            format_args!("{target} is outside the pool's {}..={} nodes", pool.spec.min_nodes, pool.spec.max_nodes),
+        ));
+    }
+    tracing::info!(pool = %name, target, %actor, "pool scaled by an operator");
+    reconcile_to(app, config, name, Some((target, actor.clone()))).await
+}
+
+async fn reconcile_to(
+    app: &App,
+    config: &PoolsConfig,
+    name: &PoolName,
+    requested: Option<(u32, Actor)>,
+) -> ApiResult<ScalingDecision> {
+    let _one_pass_at_a_time = app.pool_pass.lock().await;
     let now = app.now();
     let mut pool = app.store.pool(name).await?;
     repair_drift(app, config, name).await?;
@@ -548,7 +584,12 @@ pub(crate) async fn reconcile(app: &App, config: &PoolsConfig, name: &PoolName) 
         demand: app.demand.current(name, now, app.settings.autoscale_interval * 5),
         history: &history,
     };
-    let plan = autoscale::plan(autoscaler.as_ref(), &input, spec.cooldown, pool.status.last_scale_at);
+    let plan = match &requested {
+        Some((target, actor)) => {
+            autoscale::Decision { target: *target, reason: format!("scaled by {actor}: {current} -> {target}") }
+        }
+        None => autoscale::plan(autoscaler.as_ref(), &input, spec.cooldown, pool.status.last_scale_at),
+    };
     let mut provisioned = 0u32;
     let mut failures = Vec::new();
     if plan.target > current {
@@ -627,6 +668,14 @@ async fn provision_one(
     live_per_provider: &mut BTreeMap<String, u32>,
     now: Timestamp,
 ) -> ApiResult<Result<String, String>> {
+    let mut offers = BTreeMap::new();
+    if matches!(pool.spec.strategy, SelectionStrategy::Availability | SelectionStrategy::Cost) {
+        for entry in &pool.spec.providers {
+            if let Some(provider) = config.providers.get(&entry.name) {
+                offers.insert(entry.name.clone(), offer(provider.as_ref(), &pool.spec, entry).await);
+            }
+        }
+    }
     let candidates: Vec<Candidate<'_>> = pool
         .spec
         .providers
@@ -634,7 +683,7 @@ async fn provision_one(
         .map(|p| Candidate {
             provider: p,
             live_instances: live_per_provider.get(&p.name).copied().unwrap_or(0),
-            offer: Offer::default(),
+            offer: offers.get(&p.name).copied().unwrap_or_default(),
         })
         .collect();
     let selection = selection::select(pool.spec.strategy, &candidates, &pool.status.provider_backoff, now);
@@ -711,6 +760,25 @@ async fn provision_one(
         }
     }
     Ok(Err(last_error))
+}
+
+/// What `provider` says about the pool's instance type now: price, and capacity in the
+/// pool's region. Unknown when the provider does not publish it or cannot be asked.
+async fn offer(provider: &dyn Provider, spec: &PoolSpec, entry: &bosun_core::pool::PoolProvider) -> Offer {
+    let requested = entry.instance_type.clone().unwrap_or_else(|| spec.instance_type.clone());
+    let Ok(wanted) = resolve_instance_type(provider.kind(), &requested) else { return Offer::default() };
+    let region = entry.regions.first().cloned().unwrap_or_else(|| spec.region.clone());
+    match provider.instance_types().await {
+        Ok(types) => types.iter().find(|t| t.name == wanted).map_or(Offer::default(), |t| Offer {
+            price_per_hour: t.price_per_hour,
+            has_capacity: (!t.regions_with_capacity.is_empty())
+                .then(|| region.is_empty() || t.regions_with_capacity.contains(&region)),
+        }),
+        Err(error) => {
+            tracing::warn!(provider = provider.name(), %error, "cannot read instance types; treating price and capacity as unknown");
+            Offer::default()
+        }
+    }
 }
 
 /// Writes an instance whose record this pass created, retrying once when its agent

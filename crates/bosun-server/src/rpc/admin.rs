@@ -249,6 +249,15 @@ impl AdminApi {
         Ok(v1::GetPoolResponse { pool: MessageField::some(convert::pool(&pool)), ..Default::default() })
     }
 
+    async fn scale_pool(&self, caller: &Caller, request: v1::ScalePoolRequest) -> ApiResult<v1::ScalePoolResponse> {
+        let name = pool_name(&request.name)?;
+        let decision = crate::pools::scale(&self.app, &name, request.target, &caller.actor()).await?;
+        Ok(v1::ScalePoolResponse {
+            decision: MessageField::some(convert::scaling_decision(&decision)),
+            ..Default::default()
+        })
+    }
+
     async fn report_pool_demand(
         &self,
         request: v1::ReportPoolDemandRequest,
@@ -533,6 +542,15 @@ impl v1::AdminService for AdminApi {
     ) -> ServiceResult<v1::GetPoolResponse> {
         allowed(&ctx, Permission::Read)?;
         Ok(Response::new(AdminApi::get_pool(self, request.to_owned_message()).await?))
+    }
+
+    async fn scale_pool(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::ScalePoolRequest>,
+    ) -> ServiceResult<v1::ScalePoolResponse> {
+        let caller = allowed(&ctx, Permission::Command)?;
+        Ok(Response::new(AdminApi::scale_pool(self, caller, request.to_owned_message()).await?))
     }
 
     async fn report_pool_demand(

@@ -22,6 +22,7 @@ on_sql_backends!(
     faults_are_injected_into_fake_machines_only,
     a_reactive_pool_grows_on_busy_gpus_from_heartbeats,
     scale_down_drains_the_cordoned_node_first_and_then_terminates,
+    an_operator_scales_a_pool_and_the_unhealthy_node_goes_first,
 );
 
 fn spec(min: u32) -> PoolSpec {
@@ -442,5 +443,47 @@ async fn scale_down_drains_the_cordoned_node_first_and_then_terminates(backend: 
         h.server().reconcile_pools().await.expect("reconcile");
     }
     assert_eq!(cloud.live_count(), 1, "and no flapping back up");
+    h.stop().await;
+}
+
+async fn an_operator_scales_a_pool_and_the_unhealthy_node_goes_first(backend: Backend) {
+    let mut manual = spec(1);
+    manual.max_nodes = 4;
+    manual.health.auto_replace = false;
+    let Some((h, cloud)) = Harness::start_with_fake_pool(backend, "manual", manual, FakeSettings::default()).await
+    else {
+        return;
+    };
+    let scale = |target| v1::ScalePoolRequest { name: "manual".into(), target, ..Default::default() };
+    let scaled = h.root().scale_pool(scale(3)).await.expect("scale").into_owned();
+    let decision = scaled.decision.as_option().expect("decision");
+    assert!(decision.reason.starts_with("scaled by operator:root"), "{}", decision.reason);
+    assert_eq!(cloud.live_count(), 3);
+    let (code, message) = refused(h.root().scale_pool(scale(5)).await);
+    assert_eq!(code, connectrpc::ErrorCode::InvalidArgument);
+    assert!(message.contains("target") && message.contains("1..=4"), "{message}");
+    let (code, _) = refused(
+        h.root().scale_pool(v1::ScalePoolRequest { name: "other".into(), target: 1, ..Default::default() }).await,
+    );
+    assert_eq!(code, connectrpc::ErrorCode::NotFound);
+
+    let running = wait_running(&h, 3).await;
+    let sick = running[0].node_id.clone();
+    break_node(&h, &sick).await;
+    h.root().scale_pool(scale(2)).await.expect("scale down");
+    assert_eq!(
+        status_of(&h.node(&sick).await),
+        v1::NodeStatus::NODE_STATUS_DRAINING,
+        "the UNHEALTHY node is the first victim"
+    );
+    for _ in 0..200 {
+        h.server().reconcile_pools().await.expect("reconcile");
+        if cloud.live_count() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(cloud.live_count(), 2);
+    assert_eq!(status_of(&h.node(&sick).await), v1::NodeStatus::NODE_STATUS_TERMINATED);
     h.stop().await;
 }

@@ -23,6 +23,8 @@ enum PoolsCommand {
     List,
     /// One pool: spec, last scaling decision with its inputs and reason, provider backoff.
     Get { name: String },
+    /// Move a pool to N nodes now (within min..max); an autoscaler resumes after the cooldown.
+    Scale { name: String, target: u32 },
     /// Report a scheduler's demand for a pool (read by the queue autoscaler).
     Demand {
         name: String,
@@ -46,6 +48,12 @@ pub async fn run(args: &PoolsArgs) -> anyhow::Result<ExitCode> {
             let got = call!(admin, get_pool, v1::GetPoolRequest { name: name.clone(), ..Default::default() });
             let pool = PoolRow::from_wire(got.pool.as_option().unwrap_or(&v1::Pool::default()));
             output::render(format, &pool, || views::pool_detail(&pool))?
+        }
+        PoolsCommand::Scale { name, target } => {
+            let request = v1::ScalePoolRequest { name: name.clone(), target: *target, ..Default::default() };
+            let scaled = call!(admin, scale_pool, request);
+            let reason = scaled.decision.as_option().map(|d| d.reason.clone()).unwrap_or_default();
+            format!("pool {name}: {reason}\n")
         }
         PoolsCommand::Demand { name, pending_jobs, queue_depth } => {
             let request = v1::ReportPoolDemandRequest {
