@@ -78,17 +78,37 @@ pub(crate) async fn retention(app: &App) -> ApiResult<()> {
 /// Starts every loop; they stop when `shutdown` is cancelled.
 pub(crate) fn spawn(app: &Arc<App>, shutdown: &CancellationToken, tasks: &mut JoinSet<()>) {
     let s = &app.settings;
-    every(tasks, shutdown, app, "flush", s.flush_interval, |app| async move { flush_soft_state(&app).await.map(drop) });
-    every(tasks, shutdown, app, "liveness", s.liveness_interval, |app| async move {
+    every(tasks, shutdown, app, "flush", s.flush_interval, Start::AfterPeriod, |app| async move {
+        flush_soft_state(&app).await.map(drop)
+    });
+    every(tasks, shutdown, app, "liveness", s.liveness_interval, Start::AfterPeriod, |app| async move {
         nodes::judge_liveness(&app).await.map(drop)
     });
-    every(tasks, shutdown, app, "janitor", s.janitor_interval, |app| async move { janitor(&app).await });
-    every(tasks, shutdown, app, "retention", s.retention_interval, |app| async move { retention(&app).await });
+    every(
+        tasks,
+        shutdown,
+        app,
+        "janitor",
+        s.janitor_interval,
+        Start::AfterPeriod,
+        |app| async move { janitor(&app).await },
+    );
+    every(tasks, shutdown, app, "retention", s.retention_interval, Start::AfterPeriod, |app| async move {
+        retention(&app).await
+    });
     if app.pools.is_some() {
-        every(tasks, shutdown, app, "pools", s.autoscale_interval, |app| async move {
+        // At once: drift with the providers is repaired and min_nodes met at start.
+        every(tasks, shutdown, app, "pools", s.autoscale_interval, Start::Now, |app| async move {
             crate::pools::reconcile_all(&app).await
         });
     }
+}
+
+/// When a loop's first pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    Now,
+    AfterPeriod,
 }
 
 fn every<F, Fut>(
@@ -97,6 +117,7 @@ fn every<F, Fut>(
     app: &Arc<App>,
     name: &'static str,
     period: Duration,
+    start: Start,
     pass: F,
 ) where
     F: Fn(Arc<App>) -> Fut + Send + 'static,
@@ -107,7 +128,9 @@ fn every<F, Fut>(
     tasks.spawn(async move {
         let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
+        if start == Start::AfterPeriod {
+            ticker.tick().await;
+        }
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}

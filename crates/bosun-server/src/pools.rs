@@ -573,7 +573,8 @@ async fn reconcile_to(
     let history = app.demand.sample(name, now, utilization);
     let spec = &pool.spec;
     let bounds = NodeBounds::new(spec.min_nodes, spec.max_nodes)?;
-    let autoscaler = spec.autoscaling.as_ref().map(|a| Autoscaler::from_spec(a, autoscale::UTC)).transpose()?;
+    let offset = utc_offset(&spec.timezone, now)?;
+    let autoscaler = spec.autoscaling.as_ref().map(|a| Autoscaler::from_spec(a, offset)).transpose()?;
     let input = ScaleInput {
         now,
         current,
@@ -762,6 +763,20 @@ async fn provision_one(
     Ok(Err(last_error))
 }
 
+/// The pool's time zone's offset from UTC at `now` (daylight saving included), for the
+/// scheduled autoscaler's windows.
+fn utc_offset(timezone: &str, now: Timestamp) -> ApiResult<chrono::FixedOffset> {
+    use chrono::Offset as _;
+    use chrono::TimeZone as _;
+    let zone: chrono_tz::Tz = timezone.parse().map_err(|_| {
+        ApiError::invalid(
+            "timezone",
+            format_args!("{timezone:?} is not in the time zone database (e.g. UTC, Europe/Berlin)"),
+        )
+    })?;
+    Ok(zone.offset_from_utc_datetime(&now.as_datetime().naive_utc()).fix())
+}
+
 /// What `provider` says about the pool's instance type now: price, and capacity in the
 /// pool's region. Unknown when the provider does not publish it or cannot be asked.
 async fn offer(provider: &dyn Provider, spec: &PoolSpec, entry: &bosun_core::pool::PoolProvider) -> Offer {
@@ -797,5 +812,23 @@ async fn commit_instance(app: &App, mut instance: Instance, reason: &str) -> Api
             Ok(())
         }
         Err(error) => Err(error.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_zones_resolve_to_the_offset_in_force_including_daylight_saving() {
+        let winter: Timestamp = "2026-01-15T12:00:00Z".parse().expect("time");
+        let summer: Timestamp = "2026-07-15T12:00:00Z".parse().expect("time");
+        let hours = |tz: &str, at| utc_offset(tz, at).expect("known zone").local_minus_utc() / 3600;
+        assert_eq!(hours("Europe/Berlin", winter), 1);
+        assert_eq!(hours("Europe/Berlin", summer), 2);
+        assert_eq!(hours("America/Los_Angeles", summer), -7);
+        assert_eq!(hours("UTC", summer), 0);
+        let error = utc_offset("Mars/Olympus_Mons", winter).unwrap_err().to_string();
+        assert!(error.contains("timezone") && error.contains("Mars/Olympus_Mons"), "{error}");
     }
 }
