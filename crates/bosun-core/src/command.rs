@@ -225,7 +225,9 @@ impl Command {
     }
 }
 
-fn check_map(field: &str, map: &BTreeMap<String, String>) -> Result<(), ValidationError> {
+/// Checks command parameters or results: bounded count, identifier keys, printable values.
+/// Entry points call it with the field name their caller used.
+pub fn check_map(field: &str, map: &BTreeMap<String, String>) -> Result<(), ValidationError> {
     if map.len() > MAX_COMMAND_PARAMETERS {
         return Err(ValidationError::new(field, format_args!("more than {MAX_COMMAND_PARAMETERS} entries")));
     }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bosun_core::{Clock, NodeId, Timestamp};
-use bosun_store::{NodeFilter, PageRequest, SharedStore, StoreError};
+use bosun_store::{NodeFilter, SharedStore, StoreError, all_pages};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -102,16 +102,9 @@ impl App {
     /// Re-reads every node into the fleet view.
     pub(crate) async fn reload_fleet(&self) -> Result<(), StoreError> {
         let mark = self.fleet.mark();
-        let mut nodes = Vec::new();
-        let mut page = PageRequest::first(bosun_store::query::MAX_PAGE_SIZE);
-        loop {
-            let batch = self.store.list_nodes(&NodeFilter::default(), &page).await?;
-            nodes.extend(batch.items);
-            match batch.next {
-                Some(cursor) => page = PageRequest::after(page.limit, cursor),
-                None => break,
-            }
-        }
+        let filter = &NodeFilter::default();
+        let store = &self.store;
+        let nodes = all_pages(|page| async move { store.list_nodes(filter, &page).await }).await?;
         self.fleet.load(&nodes, mark);
         Ok(())
     }

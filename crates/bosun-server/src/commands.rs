@@ -14,7 +14,7 @@ use bosun_core::{
     Actor, Command, CommandId, CommandKind, CommandState, CommandTrigger, InstanceState, NodeId, NodeStatus,
     NodeTrigger, ResourceKind,
 };
-use bosun_store::{CommandFilter, PageRequest, StoreError, Write, WriteBatch};
+use bosun_store::{CommandFilter, PageRequest, StoreError, Write, WriteBatch, all_pages};
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
@@ -281,17 +281,10 @@ pub(crate) async fn cancel(app: &App, id: &CommandId, reason: &str, actor: &Acto
 pub(crate) async fn expire_overdue(app: &App) -> ApiResult<usize> {
     let now = app.now();
     let filter =
-        CommandFilter { node_id: None, states: vec![CommandState::Pending, CommandState::Delivered], kind: None };
-    let mut overdue = Vec::new();
-    let mut page = PageRequest::first(1000);
-    loop {
-        let batch = app.store.list_commands(&filter, &page).await?;
-        overdue.extend(batch.items.into_iter().filter(|c| c.deadline <= now));
-        match batch.next {
-            Some(cursor) => page = PageRequest::after(page.limit, cursor),
-            None => break,
-        }
-    }
+        &CommandFilter { node_id: None, states: vec![CommandState::Pending, CommandState::Delivered], kind: None };
+    let store = &app.store;
+    let outstanding = all_pages(|page| async move { store.list_commands(filter, &page).await }).await?;
+    let overdue: Vec<Command> = outstanding.into_iter().filter(|c| c.deadline <= now).collect();
     let actor = Actor::system("commands");
     let mut expired = 0;
     for mut command in overdue {

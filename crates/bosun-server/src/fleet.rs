@@ -169,17 +169,23 @@ impl Fleet {
         }
     }
 
-    /// Buffers a heartbeat; false when the node is unknown here.
-    pub(crate) fn heartbeat(&self, id: &NodeId, at: Timestamp, sample: Option<MetricSample>) -> bool {
+    /// Buffers a heartbeat. A node unknown here gets its sample back (`Err`), so the caller
+    /// can look the node up and try again without copying the sample on every heartbeat.
+    pub(crate) fn heartbeat(
+        &self,
+        id: &NodeId,
+        at: Timestamp,
+        sample: Option<MetricSample>,
+    ) -> Result<(), Option<MetricSample>> {
         let mut inner = self.lock();
-        let Some(view) = inner.nodes.get_mut(id) else { return false };
+        let Some(view) = inner.nodes.get_mut(id) else { return Err(sample) };
         view.last_seen = view.last_seen.max(at);
         view.last_heartbeat = Some(view.last_heartbeat.map_or(at, |t| t.max(at)));
         if let Some(mean) = sample.as_ref().and_then(MetricSample::mean_gpu_utilization) {
             inner.utilization.insert(id.clone(), mean);
         }
         inner.pending.insert(id.clone(), (at, sample));
-        true
+        Ok(())
     }
 
     /// Takes every buffered heartbeat and sample for a flush.
@@ -304,16 +310,16 @@ mod tests {
     fn heartbeats_buffer_the_newest_per_node_and_unknown_nodes_are_refused() {
         let fleet = Fleet::default();
         fleet.load([&node("a", t(0)), &node("b", t(0))], fleet.mark());
-        assert!(fleet.heartbeat(&NodeId::new("a").expect("id"), t(5), None));
-        assert!(fleet.heartbeat(&NodeId::new("a").expect("id"), t(7), None));
-        assert!(!fleet.heartbeat(&NodeId::new("zz").expect("id"), t(7), None));
+        assert!(fleet.heartbeat(&NodeId::new("a").expect("id"), t(5), None).is_ok());
+        assert!(fleet.heartbeat(&NodeId::new("a").expect("id"), t(7), None).is_ok());
+        assert!(fleet.heartbeat(&NodeId::new("zz").expect("id"), t(7), None).is_err());
         let batch = fleet.take_pending();
         assert_eq!(batch.heartbeats.len(), 1);
         assert_eq!(batch.heartbeats[0].at, t(7));
         assert_eq!(fleet.pending_len(), 0);
 
         // A failed flush goes back, under newer heartbeats.
-        assert!(fleet.heartbeat(&NodeId::new("a").expect("id"), t(9), None));
+        assert!(fleet.heartbeat(&NodeId::new("a").expect("id"), t(9), None).is_ok());
         fleet.restore_pending(batch);
         let again = fleet.take_pending();
         assert_eq!(again.heartbeats[0].at, t(9));
@@ -325,7 +331,7 @@ mod tests {
         let mut gone = node("gone", t(0));
         gone.status = NodeStatus::Terminating;
         fleet.load([&node("quiet", t(0)), &node("chatty", t(0)), &gone], fleet.mark());
-        fleet.heartbeat(&NodeId::new("chatty").expect("id"), t(100), None);
+        fleet.heartbeat(&NodeId::new("chatty").expect("id"), t(100), None).expect("known");
         let silent: Vec<String> = fleet.silent_since(t(50)).iter().map(ToString::to_string).collect();
         assert_eq!(silent, ["quiet"]);
         assert_eq!(fleet.heartbeat_ages(t(100)).max, Duration::from_secs(100));
@@ -336,7 +342,7 @@ mod tests {
         let fleet = Fleet::default();
         let n = node("n", t(0));
         fleet.load([&n], fleet.mark());
-        fleet.heartbeat(&n.id, t(30), None);
+        fleet.heartbeat(&n.id, t(30), None).expect("known");
         fleet.load([&n], fleet.mark());
         assert_eq!(fleet.get(&n.id).expect("known").last_seen, t(30));
         fleet.load(std::iter::empty(), fleet.mark());

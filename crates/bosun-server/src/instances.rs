@@ -3,7 +3,7 @@
 //! retention period.
 
 use bosun_core::{Actor, InstanceState, InstanceTrigger};
-use bosun_store::{InstanceFilter, PageRequest, StoreError, WriteBatch};
+use bosun_store::{InstanceFilter, StoreError, WriteBatch, all_pages};
 
 use crate::app::App;
 use crate::error::ApiResult;
@@ -56,15 +56,7 @@ pub(crate) async fn purge_finished(app: &App) -> ApiResult<usize> {
 }
 
 async fn list(app: &App, states: Vec<InstanceState>) -> ApiResult<Vec<bosun_core::Instance>> {
-    let filter = InstanceFilter { states, ..Default::default() };
-    let mut all = Vec::new();
-    let mut page = PageRequest::first(1000);
-    loop {
-        let batch = app.store.list_instances(&filter, &page).await?;
-        all.extend(batch.items);
-        match batch.next {
-            Some(cursor) => page = PageRequest::after(page.limit, cursor),
-            None => return Ok(all),
-        }
-    }
+    let filter = &InstanceFilter { states, ..Default::default() };
+    let store = &app.store;
+    Ok(all_pages(|page| async move { store.list_instances(filter, &page).await }).await?)
 }

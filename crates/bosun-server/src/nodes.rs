@@ -11,7 +11,7 @@ use bosun_core::{
     Actor, ClassifiedEvent, Health, HealthReport, Instance, InstanceId, InstanceState, InstanceTrigger, Node, NodeId,
     NodeRegistration, NodeStatus, NodeTrigger, ResourceKind, Timestamp, Verdict,
 };
-use bosun_store::{InstanceFilter, NodeFilter, PageRequest, StoreError, Write, WriteBatch};
+use bosun_store::{InstanceFilter, NodeFilter, PageRequest, StoreError, Write, WriteBatch, all_pages};
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
@@ -394,17 +394,10 @@ async fn unlink_instances(app: &App, node: &NodeId, mut batch: WriteBatch) -> Ap
 /// Deletes TERMINATED nodes older than the retention period. Returns how many.
 pub(crate) async fn purge_terminated(app: &App) -> ApiResult<usize> {
     let cutoff: Timestamp = app.now() - app.settings.terminated_retention;
-    let filter = NodeFilter { status: Some(NodeStatus::Terminated), ..Default::default() };
-    let mut expired = Vec::new();
-    let mut page = PageRequest::first(1000);
-    loop {
-        let batch = app.store.list_nodes(&filter, &page).await?;
-        expired.extend(batch.items.into_iter().filter(|n| n.status_changed_at < cutoff).map(|n| n.id));
-        match batch.next {
-            Some(cursor) => page = PageRequest::after(page.limit, cursor),
-            None => break,
-        }
-    }
+    let filter = &NodeFilter { status: Some(NodeStatus::Terminated), ..Default::default() };
+    let store = &app.store;
+    let terminated = all_pages(|page| async move { store.list_nodes(filter, &page).await }).await?;
+    let expired: Vec<NodeId> = terminated.into_iter().filter(|n| n.status_changed_at < cutoff).map(|n| n.id).collect();
     let actor = Actor::system("retention");
     let mut deleted = 0;
     for id in expired {

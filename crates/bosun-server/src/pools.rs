@@ -22,7 +22,7 @@ use bosun_core::{
     PoolSpec, Timestamp,
 };
 use bosun_provider::{Bootstrap, Provider, ProvisionRequest, resolve_instance_type};
-use bosun_store::{CommandFilter, InstanceFilter, NodeFilter, PageRequest, StoreError, Write, WriteBatch};
+use bosun_store::{CommandFilter, InstanceFilter, NodeFilter, PageRequest, StoreError, Write, WriteBatch, all_pages};
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
@@ -156,31 +156,15 @@ async fn live_instances(app: &App, pool: &PoolName) -> ApiResult<Vec<Instance>> 
 }
 
 async fn instances_in(app: &App, pool: &PoolName, states: Vec<InstanceState>) -> ApiResult<Vec<Instance>> {
-    let filter = InstanceFilter { states, pool: Some(pool.clone()), ..InstanceFilter::default() };
-    let mut all = Vec::new();
-    let mut page = PageRequest::first(bosun_store::query::MAX_PAGE_SIZE);
-    loop {
-        let batch = app.store.list_instances(&filter, &page).await?;
-        all.extend(batch.items);
-        match batch.next {
-            Some(cursor) => page = PageRequest::after(page.limit, cursor),
-            None => return Ok(all),
-        }
-    }
+    let filter = &InstanceFilter { states, pool: Some(pool.clone()), ..InstanceFilter::default() };
+    let store = &app.store;
+    Ok(all_pages(|page| async move { store.list_instances(filter, &page).await }).await?)
 }
 
 async fn nodes_in(app: &App, pool: &PoolName, status: NodeStatus) -> ApiResult<Vec<Node>> {
-    let filter = NodeFilter { status: Some(status), pool: Some(pool.clone()), ..NodeFilter::default() };
-    let mut all = Vec::new();
-    let mut page = PageRequest::first(bosun_store::query::MAX_PAGE_SIZE);
-    loop {
-        let batch = app.store.list_nodes(&filter, &page).await?;
-        all.extend(batch.items);
-        match batch.next {
-            Some(cursor) => page = PageRequest::after(page.limit, cursor),
-            None => return Ok(all),
-        }
-    }
+    let filter = &NodeFilter { status: Some(status), pool: Some(pool.clone()), ..NodeFilter::default() };
+    let store = &app.store;
+    Ok(all_pages(|page| async move { store.list_nodes(filter, &page).await }).await?)
 }
 
 /// The status message of an instance terminated to replace its node; replacements within
@@ -461,15 +445,20 @@ async fn scale_down(
     target: u32,
 ) -> ApiResult<u32> {
     let now = app.now();
+    // The pool's nodes in one read rather than one per victim candidate.
+    let filter = &NodeFilter { pool: Some(pool.name.clone()), ..NodeFilter::default() };
+    let store = &app.store;
+    let mut nodes: BTreeMap<bosun_core::NodeId, Node> =
+        all_pages(|page| async move { store.list_nodes(filter, &page).await })
+            .await?
+            .into_iter()
+            .map(|n| (n.id.clone(), n))
+            .collect();
     let mut candidates = Vec::new();
     for instance in instances {
         let node = match &instance.node_id {
             Some(id) if draining.contains(id) => continue,
-            Some(id) => match app.store.node(id).await {
-                Ok(node) => Some(node),
-                Err(StoreError::NotFound { .. }) => None,
-                Err(error) => return Err(error.into()),
-            },
+            Some(id) => nodes.remove(id),
             None => None,
         };
         let rank = match node.as_ref().map(|n| n.status) {

@@ -45,7 +45,7 @@ pub use open::{
     ConnectSettings, Database, MigrationInfo, MigrationSource, MigrationStatus, OpenError, embedded_schema_version,
     open_store,
 };
-pub use query::{ChangeFilter, CommandFilter, Cursor, InstanceFilter, NodeFilter, Page, PageRequest};
+pub use query::{ChangeFilter, CommandFilter, Cursor, InstanceFilter, NodeFilter, Page, PageRequest, all_pages};
 pub use sqlite::SqliteDurability;
 pub use store::{
     Backend, IntegrityFinding, PoolStats, RetentionPolicy, RetentionReport, SampleRetention, SharedStore, Store,

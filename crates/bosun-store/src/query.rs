@@ -82,6 +82,25 @@ impl<T> Page<T> {
     }
 }
 
+/// Every item of a list, read `MAX_PAGE_SIZE` at a time by `read` (one store list call
+/// per page), following cursors to the last page.
+pub async fn all_pages<T, F, Fut>(mut read: F) -> Result<Vec<T>>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>>>,
+{
+    let mut items = Vec::new();
+    let mut page = PageRequest::first(MAX_PAGE_SIZE);
+    loop {
+        let batch = read(page).await?;
+        items.extend(batch.items);
+        match batch.next {
+            Some(cursor) => page = PageRequest::after(MAX_PAGE_SIZE, cursor),
+            None => return Ok(items),
+        }
+    }
+}
+
 /// An opaque position in a list. Clients pass it back unchanged.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Cursor(String);

@@ -58,6 +58,22 @@ fn eventually(url: &str, args: &[&str], done: impl Fn(&str) -> bool) -> String {
     panic!("bosun {args:?} never gave the expected answer; last: {last}");
 }
 
+/// Child processes of `parent` running `bosun agent`, read from /proc.
+fn agent_children(parent: u32) -> usize {
+    let entries = std::fs::read_dir("/proc").expect("/proc");
+    entries
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| {
+            let dir = entry.path();
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+            // The parent pid is the second field after the command name in parentheses.
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+            ppid == Some(parent) && cmdline.split(|b| *b == 0).nth(1) == Some(b"agent".as_slice())
+        })
+        .count()
+}
+
 fn sigterm(process: &Running) {
     let status = Command::new("kill").args(["-TERM", &process.0.id().to_string()]).status().expect("kill");
     assert!(status.success());
@@ -218,11 +234,7 @@ fn the_process_provider_runs_a_pool_of_real_agent_processes() {
     let ids: Vec<&str> = nodes.as_array().expect("array").iter().filter_map(|n| n["node_id"].as_str()).collect();
     assert_eq!(ids.len(), 3);
     // Each node is a separate `bosun agent` process, a child of the server.
-    let children = Command::new("pgrep").args(["-P", &server.0.id().to_string(), "-f", "bosun agent"]).output();
-    if let Ok(children) = children {
-        let count = String::from_utf8_lossy(&children.stdout).lines().count();
-        assert_eq!(count, 3, "three agent processes");
-    }
+    assert_eq!(agent_children(server.0.id()), 3, "three agent processes");
     // Terminating a node stops its process; the pool replaces the machine.
     ok(bosun().args(["nodes", "terminate", ids[0], "--server", &url]));
     eventually(&url, &["nodes", "list", "--pool", "procs", "-o", "json"], |out| {

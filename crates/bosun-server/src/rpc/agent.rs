@@ -99,9 +99,10 @@ impl AgentApi {
         let now = self.app.now();
         // The server's clock stamps heartbeats and samples: an agent's clock is not trusted.
         let sample = request.metrics.as_option().map(|m| convert::metric_sample(node.clone(), now, m)).transpose()?;
-        if !self.app.fleet.heartbeat(&node, now, sample.clone()) {
+        if let Err(sample) = self.app.fleet.heartbeat(&node, now, sample) {
+            // Registered through another replica, or before a reload: look it up once.
             self.known(&node).await?;
-            if !self.app.fleet.heartbeat(&node, now, sample) {
+            if self.app.fleet.heartbeat(&node, now, sample).is_err() {
                 return Err(Self::unknown(&node));
             }
         }
@@ -175,16 +176,12 @@ impl AgentApi {
             Some(v1::AckOutcome::ACK_OUTCOME_UNSPECIFIED) => return Err(ApiError::invalid("outcome", "is required")),
             None => return Err(ApiError::invalid("outcome", format_args!("{} is not a known value", request.outcome))),
         };
+        // Checked here under the names the caller sent; the command stores them as its
+        // outcome message and result.
+        bosun_core::validation::check_text("message", &request.message)?;
         let details = request.details.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let state =
-            commands::ack(&self.app, &node, &id, outcome, &request.message, details).await.map_err(|e| match e {
-                // The command names these after its own fields; the caller sent `message` and `details`.
-                ApiError::Invalid(e) => ApiError::Invalid(ValidationError {
-                    field: e.field.replacen("outcome_message", "message", 1).replacen("result", "details", 1),
-                    ..e
-                }),
-                other => other,
-            })?;
+        bosun_core::command::check_map("details", &details)?;
+        let state = commands::ack(&self.app, &node, &id, outcome, &request.message, details).await?;
         Ok(v1::AckCommandResponse { state: convert::command_state(state).into(), ..Default::default() })
     }
 }

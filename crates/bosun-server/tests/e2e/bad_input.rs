@@ -80,6 +80,12 @@ async fn every_rpc_names_the_bad_field_and_writes_nothing(backend: Backend) {
         "outcome",
     );
     check("ack unknown command", agent.ack_command(ack(UNKNOWN_COMMAND, succeeded)).await, NotFound, UNKNOWN_COMMAND);
+    let mut bad_details = ack(UNKNOWN_COMMAND, succeeded);
+    bad_details.details.insert("not an identifier!".into(), "x".into());
+    check("ack bad details", agent.ack_command(bad_details).await, Invalid, "details");
+    let mut bad_message = ack(UNKNOWN_COMMAND, succeeded);
+    bad_message.message = "bell\u{7}".into();
+    check("ack bad message", agent.ack_command(bad_message).await, Invalid, "message");
 
     // AdminService.
     check(
