@@ -31,6 +31,8 @@ pub struct AgentClient {
     node_tokens: Mutex<HashMap<NodeId, String>>,
     /// Where node tokens are kept across restarts (`<dir>/<node>.token`), if anywhere.
     state_dir: Option<PathBuf>,
+    /// Whether calls carry client-side deadlines.
+    deadlines: bool,
 }
 
 impl std::fmt::Debug for AgentClient {
@@ -71,7 +73,29 @@ impl AgentClient {
             bootstrap_token: token.filter(|t| !t.is_empty()),
             node_tokens: Mutex::new(HashMap::new()),
             state_dir: None,
+            deadlines: true,
         })
+    }
+
+    /// Like [`AgentClient::new`], multiplexing every call over one HTTP/2 (h2c) connection
+    /// instead of a pool of HTTP/1.1 connections: the simulator runs thousands of agents,
+    /// each holding a long poll open, and one connection per poll would exhaust file
+    /// descriptors. One connection carries at most the server's stream limit (200 in
+    /// hyper) at once, so give each client a few dozen agents.
+    pub fn new_http2_only(url: &str, token: Option<String>) -> Result<Self, BadServerUrl> {
+        let mut client = Self::new(url, token)?;
+        let config = client.client.config().clone();
+        client.client = v1::AgentServiceClient::new(HttpClient::plaintext_http2_only(), config);
+        Ok(client)
+    }
+
+    /// Calls without client-side deadlines, for a caller whose tokio clock is not the wall
+    /// clock: connectrpc measures deadlines against `std::time::Instant` but waits for them
+    /// on tokio's clock, so under the simulator's paused clock (which runs ahead of real
+    /// time) every call would soon time out at once. The simulator bounds calls itself.
+    pub fn without_deadlines(mut self) -> Self {
+        self.deadlines = false;
+        self
     }
 
     /// Keeps node tokens in `dir`, so an agent that restarts can register its node again
@@ -119,7 +143,8 @@ impl AgentClient {
     }
 
     fn options(&self, token: Option<&str>, timeout: Duration) -> CallOptions {
-        let options = CallOptions::default().with_timeout(timeout);
+        let options =
+            if self.deadlines { CallOptions::default().with_timeout(timeout) } else { CallOptions::default() };
         match token {
             Some(token) => options.with_header("authorization", format!("Bearer {token}")),
             None => options,

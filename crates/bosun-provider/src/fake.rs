@@ -64,6 +64,8 @@ struct State {
     scripted_failures: VecDeque<ProviderError>,
     /// Machines whose agent will never start (the simulator's `boot_failure`).
     boot_failures: u32,
+    /// While set, every provision call fails with this (a provider outage).
+    outage: Option<ProviderError>,
 }
 
 /// An in-process cloud of agents on fake GPUs.
@@ -109,6 +111,16 @@ impl FakeProvider {
         self.lock().boot_failures += count;
     }
 
+    /// Every provision call fails with `error` until [`FakeProvider::end_outage`]; machines
+    /// already running carry on (the simulator's provider outage).
+    pub fn begin_outage(&self, error: ProviderError) {
+        self.lock().outage = Some(error);
+    }
+
+    pub fn end_outage(&self) {
+        self.lock().outage = None;
+    }
+
     /// The fake GPUs of the machine that runs `node`, to inject faults into.
     pub fn gpus_of(&self, node: &NodeId) -> Option<Arc<FakeGpus>> {
         self.lock()
@@ -116,6 +128,15 @@ impl FakeProvider {
             .values()
             .find(|m| &m.node_id == node && m.state != ProviderInstanceState::Terminated)
             .map(|m| Arc::clone(&m.gpus))
+    }
+
+    /// bosun's instance id of the machine that runs `node`.
+    pub fn instance_of(&self, node: &NodeId) -> Option<InstanceId> {
+        self.lock()
+            .machines
+            .values()
+            .find(|m| &m.node_id == node && m.state != ProviderInstanceState::Terminated)
+            .map(|m| m.instance_id.clone())
     }
 
     /// Machines not terminated.
@@ -141,7 +162,7 @@ impl Provider for FakeProvider {
     async fn provision(&self, request: &ProvisionRequest) -> Result<Provisioned, ProviderError> {
         let (id, node_id, gpus, shutdown, boots) = {
             let mut state = self.lock();
-            if let Some(error) = state.scripted_failures.pop_front() {
+            if let Some(error) = state.scripted_failures.pop_front().or_else(|| state.outage.clone()) {
                 return Err(error);
             }
             let live = state.machines.values().filter(|m| m.state != ProviderInstanceState::Terminated).count();
@@ -347,6 +368,17 @@ mod tests {
         assert!(matches!(cloud.provision(&request("i-2")).await, Err(ProviderError::Capacity { .. })));
         cloud.terminate(&first.provider_instance_id).await.expect("terminate");
         cloud.provision(&request("i-2")).await.expect("capacity freed");
+    }
+
+    #[tokio::test]
+    async fn an_outage_fails_every_provision_until_it_ends() {
+        let (cloud, _) = cloud(FakeSettings::default());
+        cloud.begin_outage(ProviderError::Unavailable { provider: "fake".into(), message: "region down".into() });
+        for _ in 0..3 {
+            assert!(matches!(cloud.provision(&request("i-1")).await, Err(ProviderError::Unavailable { .. })));
+        }
+        cloud.end_outage();
+        cloud.provision(&request("i-1")).await.expect("the outage is over");
     }
 
     #[tokio::test]

@@ -117,6 +117,15 @@ impl Server {
             loops::spawn(&app, &shutdown, &mut loops);
         }
         let router = http::router(Arc::clone(&app));
+        // TCP_NODELAY: a response written in more than one segment (HTTP/2 headers, data,
+        // trailers) otherwise waits for the client's delayed ACK, 40 ms on Linux, on every
+        // call whose answer spans segments (measured by the simulator: ReportHealth p50
+        // 43 ms before, under 1 ms after).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+            }
+        });
         let stop = shutdown.clone();
         let serving =
             tokio::spawn(

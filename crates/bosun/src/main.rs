@@ -105,7 +105,14 @@ fn init_logging(filter: &str) -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let long_running = matches!(cli.command, Command::Server(_) | Command::Agent(_));
-    init_logging(cli.log.as_deref().unwrap_or(if long_running { "info" } else { "warn" }))?;
+    // Simulated agents retry through every injected failure; their warnings would drown
+    // the simulator's output.
+    let default_filter = match &cli.command {
+        _ if long_running => "info",
+        Command::Sim(_) => "warn,bosun_agent=error",
+        _ => "warn",
+    };
+    init_logging(cli.log.as_deref().unwrap_or(default_filter))?;
     match &cli.command {
         Command::Server(args) => commands::server::run(cli.store.as_deref(), args).await,
         Command::Agent(args) => commands::agent::run(args).await,

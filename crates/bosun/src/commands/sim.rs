@@ -1,5 +1,6 @@
 //! `bosun sim`: the simulator and load generator.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use anyhow::Context as _;
 use bosun_core::SystemClock;
 use bosun_server::Settings;
 use bosun_sim::load::{self, LoadOptions, Target};
+use bosun_sim::{Pace, RunOptions, Scenario};
 use bosun_store::{Database, StoreLocation, StoreOptions};
 use clap::{Args, Subcommand};
 
@@ -21,9 +23,41 @@ pub struct SimArgs {
 
 #[derive(Debug, Subcommand)]
 enum SimCommand {
+    /// Run a scenario (Navarch's format) against the whole control plane with simulated
+    /// agents; writes report.json and report.html; exits 1 when an event or assertion fails.
+    Run(RunArgs),
+    /// Check a scenario file and print what it will do.
+    Validate(ValidateArgs),
     /// Heartbeat-ingest benchmark: N agents register, then heartbeat with metrics; prints
     /// one JSON line (nodes, rps, p50_ms, p99_ms, max_ms, errors, server_cpu_pct, server_rss_mb).
     Load(LoadArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The scenario file.
+    scenario: PathBuf,
+    /// Seed for every random choice (overrides the scenario's `stress.seed`).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run simulated time as fast as the work allows (a 30-minute scenario in seconds).
+    #[arg(long, conflicts_with = "time_scale")]
+    virtual_time: bool,
+    /// Run simulated time at X times real time (default 1: real time).
+    #[arg(long, value_name = "X")]
+    time_scale: Option<f64>,
+    /// Where report.json, report.html and a copy of the scenario go
+    /// (default sim-runs/<scenario>-<time>).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Simulated time per step of the simulation.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    step: Duration,
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    scenario: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -50,7 +84,117 @@ struct LoadArgs {
 }
 
 pub async fn run(store_flag: Option<&str>, args: &SimArgs) -> anyhow::Result<ExitCode> {
-    let SimCommand::Load(load) = &args.command;
+    match &args.command {
+        SimCommand::Load(load) => run_load(store_flag, load).await,
+        SimCommand::Run(run) => run_scenario(store_flag, run).await,
+        SimCommand::Validate(validate) => {
+            let scenario = read_scenario(&validate.scenario)?;
+            print!("{}", describe(&scenario));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn read_scenario(path: &Path) -> anyhow::Result<Scenario> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Scenario::parse(&text).with_context(|| format!("{} is not a valid scenario", path.display()))
+}
+
+fn describe(scenario: &Scenario) -> String {
+    let mut out = format!(
+        "scenario {}: {} fleet nodes, {} events, {} assertions",
+        scenario.name,
+        scenario.fleet.len(),
+        scenario.events.len(),
+        scenario.assertions.len()
+    );
+    if let Some(stress) = &scenario.stress {
+        let nodes = stress.fleet_gen.as_ref().map_or(0, |f| f.total_nodes);
+        let rate = stress.chaos.as_ref().filter(|c| c.enabled).map_or(0.0, |c| c.failure_rate);
+        out.push_str(&format!("; stress: {nodes} generated nodes, {rate} failures/min/1000 nodes"));
+    }
+    if scenario.config.is_some() {
+        out.push_str("; with a control-plane config");
+    }
+    out.push('\n');
+    for event in scenario.timeline() {
+        out.push_str(&format!(
+            "  {:>8} {:?} {}\n",
+            bosun_config::duration::format(event.at.0),
+            event.action,
+            event.target
+        ));
+    }
+    out
+}
+
+async fn run_scenario(store_flag: Option<&str>, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let scenario = read_scenario(&args.scenario)?;
+    let pace = match (args.virtual_time, args.time_scale) {
+        (true, _) => Pace::Virtual,
+        (false, Some(x)) if x.is_finite() && x > 0.0 => Pace::Scaled(x),
+        (false, Some(x)) => anyhow::bail!("--time-scale {x} must be a number above 0"),
+        (false, None) => Pace::Scaled(1.0),
+    };
+    if args.step.is_zero() {
+        anyhow::bail!("--step must be above 0");
+    }
+    let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+    // A fresh store: the default is a scratch SQLite file, never ./bosun.db.
+    let location = match store_flag {
+        Some(url) => StoreLocation::select(Some(url), |name| std::env::var(name).ok())?,
+        None => StoreLocation::Sqlite { path: scratch.path().join("sim.db") },
+    };
+    let out = match &args.out {
+        Some(dir) => dir.clone(),
+        None => {
+            let stem = args.scenario.file_stem().and_then(|s| s.to_str()).unwrap_or("scenario");
+            // 2026-11-23T101500: sortable and free of characters file systems dislike.
+            let now: String =
+                bosun_core::Clock::now(&SystemClock).to_rfc3339().chars().take(19).filter(|c| *c != ':').collect();
+            PathBuf::from("sim-runs").join(format!("{stem}-{now}"))
+        }
+    };
+    let options = RunOptions { pace, seed: args.seed, step: args.step };
+    // The simulation owns its runtime (a paused clock on one thread): run it on a thread
+    // of its own, outside this one.
+    let report = {
+        let scenario = scenario.clone();
+        std::thread::Builder::new()
+            .name("bosun-sim".into())
+            .spawn(move || run_scenario_blocking(&scenario, &location, &options))
+            .context("starting the simulation thread")?
+            .join()
+            .map_err(|_| anyhow::anyhow!("the simulation panicked"))??
+    };
+    report.write_to(&out).with_context(|| format!("writing the report to {}", out.display()))?;
+    std::fs::copy(&args.scenario, out.join("scenario.yaml")).ok();
+    if let Some(stress) = &scenario.stress {
+        if let Some(path) = &stress.report_file {
+            std::fs::write(path, report.to_json()).with_context(|| format!("writing stress.report_file {path}"))?;
+        }
+        if let Some(path) = &stress.html_report_file {
+            std::fs::copy(out.join("report.html"), path)
+                .with_context(|| format!("writing stress.html_report_file {path}"))?;
+        }
+        if stress.log_file.is_some() {
+            eprintln!("note: stress.log_file is not written; use --log debug and redirect stderr");
+        }
+    }
+    print!("{}", bosun_sim::report::console_summary(&report));
+    println!("  report: {}", out.join("report.html").display());
+    Ok(if report.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn run_scenario_blocking(
+    scenario: &Scenario,
+    location: &StoreLocation,
+    options: &RunOptions,
+) -> anyhow::Result<bosun_sim::Report> {
+    Ok(bosun_sim::run_scenario(scenario, location, options)?)
+}
+
+async fn run_load(store_flag: Option<&str>, load: &LoadArgs) -> anyhow::Result<ExitCode> {
     let options = LoadOptions {
         nodes: load.nodes,
         heartbeat_interval: load.heartbeat_interval,

@@ -1,0 +1,724 @@
+//! Scenario files: Navarch's format (reference/navarch.md 9.2-9.3), read strictly.
+//!
+//! Every key Navarch knows is accepted with its meaning; a key nobody knows is an error
+//! naming its path (`events[2].params.xid: unknown key`), where Navarch silently dropped it.
+//! bosun adds a few keys, all optional, so Navarch files parse unchanged:
+//! - `config`: a bosun configuration document (server settings, fake providers, pools,
+//!   health policy) for the embedded control plane;
+//! - the action `scale_pool` (`target` pool, `params.count`), `params.count` for provider
+//!   failures, and the failure type `provider_outage`;
+//! - `node_count` assertions compare with `==`, `>=`, `<=`, `>` or `<`, and a `target` of
+//!   `pool:NAME`, a status or a health narrows what is counted.
+//!
+//! Parsing checks shape; [`Scenario::validate`] checks meaning (known failure types,
+//! targets that exist, weights above zero), so every mistake is reported before anything
+//! starts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use bosun_agent::FaultKind;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A problem with a scenario file, naming where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", location(path, *line))]
+pub struct ScenarioError {
+    /// The key path (`events[2].params`), when the problem has one.
+    pub path: Option<String>,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+fn location(path: &Option<String>, line: Option<usize>) -> String {
+    match (path, line) {
+        (Some(path), Some(line)) => format!("{path} (line {line}): "),
+        (Some(path), None) => format!("{path}: "),
+        (None, Some(line)) => format!("line {line}: "),
+        (None, None) => String::new(),
+    }
+}
+
+impl ScenarioError {
+    fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { path: Some(path.into()), line: None, message: message.into() }
+    }
+}
+
+/// A duration as scenarios write it (`5s`, `2m`, `500ms`, `1h30m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct SimDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for SimDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_yaml::Value::deserialize(deserializer)?;
+        let text = match &value {
+            serde_yaml::Value::String(text) => text.clone(),
+            serde_yaml::Value::Number(n) if n.as_u64() == Some(0) => "0".to_owned(),
+            serde_yaml::Value::Number(n) => {
+                return Err(serde::de::Error::custom(format!("a duration needs a unit: write {n}s, {n}m or {n}ms")));
+            }
+            _ => return Err(serde::de::Error::custom("expected a duration such as 30s")),
+        };
+        bosun_config::duration::parse(&text).map(SimDuration).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for SimDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&bosun_config::duration::format(self.0))
+    }
+}
+
+/// A whole scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub fleet: Vec<FleetNode>,
+    #[serde(default)]
+    pub events: Vec<Event>,
+    #[serde(default)]
+    pub assertions: Vec<Assertion>,
+    /// Its presence switches to stress mode.
+    pub stress: Option<Stress>,
+    /// bosun: the embedded control plane's configuration document.
+    pub config: Option<serde_yaml::Value>,
+}
+
+/// One simulated machine of a fixed fleet.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetNode {
+    pub id: String,
+    #[serde(default)]
+    pub provider: String,
+    #[serde(default)]
+    pub region: String,
+    #[serde(default)]
+    pub zone: String,
+    #[serde(default)]
+    pub instance_type: String,
+    pub gpu_count: Option<u32>,
+    #[serde(default)]
+    pub gpu_type: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What an event does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    StartFleet,
+    StopFleet,
+    InjectFailure,
+    RecoverFailure,
+    IssueCommand,
+    WaitForStatus,
+    Wait,
+    Log,
+    Assert,
+    /// bosun: set a pool's size through the API (`target` pool, `params.count`).
+    ScalePool,
+}
+
+/// A timed step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// Since the scenario's start.
+    pub at: SimDuration,
+    pub action: Action,
+    #[serde(default)]
+    pub target: String,
+    #[serde(default)]
+    pub params: EventParams,
+}
+
+/// Every parameter any action takes (Navarch's set, plus `count`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventParams {
+    pub failure_type: Option<String>,
+    pub xid_code: Option<u32>,
+    /// A GPU, or below zero for every GPU (temperature only).
+    pub gpu_index: Option<i64>,
+    pub message: Option<String>,
+    pub command_type: Option<String>,
+    #[serde(default)]
+    pub command_args: BTreeMap<String, serde_yaml::Value>,
+    pub expected_status: Option<String>,
+    pub timeout: Option<SimDuration>,
+    pub log_message: Option<String>,
+    /// bosun: machines a provider-level `boot_failure` affects; a pool's size for `scale_pool`.
+    pub count: Option<u32>,
+}
+
+/// A check on the control plane's state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Assertion {
+    #[serde(rename = "type", default)]
+    pub kind: AssertionKind,
+    #[serde(default)]
+    pub target: String,
+    pub expected: ScalarText,
+}
+
+/// What an assertion checks. An empty type is `node_status`, as in Navarch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssertionKind {
+    #[default]
+    #[serde(alias = "")]
+    NodeStatus,
+    HealthStatus,
+    NodeCount,
+}
+
+impl fmt::Display for AssertionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AssertionKind::NodeStatus => "node_status",
+            AssertionKind::HealthStatus => "health_status",
+            AssertionKind::NodeCount => "node_count",
+        })
+    }
+}
+
+/// A YAML scalar read as text (`expected: 800` and `expected: "800"` are the same).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScalarText(pub String);
+
+impl<'de> Deserialize<'de> for ScalarText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match serde_yaml::Value::deserialize(deserializer)? {
+            serde_yaml::Value::String(s) => Ok(ScalarText(s)),
+            serde_yaml::Value::Number(n) => Ok(ScalarText(n.to_string())),
+            serde_yaml::Value::Bool(b) => Ok(ScalarText(b.to_string())),
+            _ => Err(serde::de::Error::custom("expected a single value (text or number)")),
+        }
+    }
+}
+
+/// `node_count`'s expectation: a comparison and a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountExpectation {
+    pub comparison: Comparison,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    Equal,
+    AtLeast,
+    AtMost,
+    Above,
+    Below,
+}
+
+impl CountExpectation {
+    pub fn holds(self, actual: u64) -> bool {
+        match self.comparison {
+            Comparison::Equal => actual == self.count,
+            Comparison::AtLeast => actual >= self.count,
+            Comparison::AtMost => actual <= self.count,
+            Comparison::Above => actual > self.count,
+            Comparison::Below => actual < self.count,
+        }
+    }
+}
+
+impl fmt::Display for CountExpectation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = match self.comparison {
+            Comparison::Equal => "==",
+            Comparison::AtLeast => ">=",
+            Comparison::AtMost => "<=",
+            Comparison::Above => ">",
+            Comparison::Below => "<",
+        };
+        write!(f, "{op} {}", self.count)
+    }
+}
+
+impl FromStr for CountExpectation {
+    type Err = String;
+    /// `==3`, `>= 800`, `<5`... A bare number is a floor (`>=`): Navarch's stress files
+    /// write `expected: "800"` for "at least 800 of the 1000 nodes".
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (comparison, number) = [
+            ("==", Comparison::Equal),
+            (">=", Comparison::AtLeast),
+            ("<=", Comparison::AtMost),
+            (">", Comparison::Above),
+            ("<", Comparison::Below),
+            ("=", Comparison::Equal),
+        ]
+        .into_iter()
+        .find_map(|(prefix, comparison)| text.strip_prefix(prefix).map(|rest| (comparison, rest)))
+        .unwrap_or((Comparison::AtLeast, text));
+        let count = number.trim().parse().map_err(|_| {
+            format!("{text:?} is not a node count: write a number, or ==N, >=N, <=N, >N, <N (a bare number means >=)")
+        })?;
+        Ok(CountExpectation { comparison, count })
+    }
+}
+
+/// Stress mode: a generated fleet under random failures.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stress {
+    pub duration: Option<SimDuration>,
+    pub metrics_interval: Option<SimDuration>,
+    /// 0: from the time of day (not reproducible).
+    #[serde(default)]
+    pub seed: u64,
+    pub report_file: Option<String>,
+    pub html_report_file: Option<String>,
+    pub log_file: Option<String>,
+    pub fleet_gen: Option<FleetGen>,
+    pub chaos: Option<Chaos>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetGen {
+    pub total_nodes: u32,
+    #[serde(default)]
+    pub templates: Vec<Template>,
+    #[serde(default)]
+    pub providers: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub regions: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub zones: BTreeMap<String, Vec<String>>,
+    pub startup: Option<Startup>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    pub name: String,
+    pub weight: u32,
+    pub gpu_count: u32,
+    #[serde(default)]
+    pub gpu_type: String,
+    #[serde(default)]
+    pub instance_type: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartupPattern {
+    Instant,
+    #[default]
+    Linear,
+    Exponential,
+    Wave,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Startup {
+    pub pattern: Option<StartupPattern>,
+    pub duration: Option<SimDuration>,
+    pub batch_size: Option<u32>,
+    pub jitter_percent: Option<f64>,
+    pub cold_start_min: Option<SimDuration>,
+    pub cold_start_max: Option<SimDuration>,
+    pub cold_start_mean: Option<SimDuration>,
+    pub cold_start_stddev: Option<SimDuration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chaos {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Failures per minute per 1000 nodes.
+    #[serde(default)]
+    pub failure_rate: f64,
+    #[serde(default)]
+    pub xid_distribution: BTreeMap<u32, u32>,
+    #[serde(default)]
+    pub failure_types: Vec<WeightedFailure>,
+    pub cascading: Option<Cascading>,
+    pub recovery: Option<Recovery>,
+    #[serde(default)]
+    pub scheduled_outages: Vec<Outage>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedFailure {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    Rack,
+    Zone,
+    Region,
+    Provider,
+    Random,
+    Percentage,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cascading {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub probability: f64,
+    pub max_depth: Option<u32>,
+    pub min_delay: Option<SimDuration>,
+    pub max_delay: Option<SimDuration>,
+    pub scope: Option<Scope>,
+    pub max_affected_percent: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recovery {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub probability: f64,
+    pub mean_time: Option<SimDuration>,
+    pub std_dev: Option<SimDuration>,
+    #[serde(default)]
+    pub replace_fatal: bool,
+    pub replace_cold_start: Option<SimDuration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outage {
+    pub name: String,
+    pub start_time: SimDuration,
+    pub duration: SimDuration,
+    pub scope: Scope,
+    #[serde(default)]
+    pub target: String,
+    pub failure_type: String,
+}
+
+/// A failure the simulator can cause: a GPU fault, or the node's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureType {
+    Gpu(FaultKind),
+    /// The agent stops reaching the control plane.
+    Network,
+    /// bosun: every provision call of a fake provider fails.
+    ProviderOutage,
+}
+
+impl FromStr for FailureType {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "network" => Ok(FailureType::Network),
+            "provider_outage" => Ok(FailureType::ProviderOutage),
+            other => other
+                .parse()
+                .map(FailureType::Gpu)
+                .map_err(|e: bosun_agent::FaultError| format!("{e}, network or provider_outage")),
+        }
+    }
+}
+
+impl fmt::Display for FailureType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureType::Gpu(kind) => kind.fmt(f),
+            FailureType::Network => f.write_str("network"),
+            FailureType::ProviderOutage => f.write_str("provider_outage"),
+        }
+    }
+}
+
+/// Commands `issue_command` sends, in Navarch's names and bosun's.
+pub const COMMAND_TYPES: &[&str] = &["cordon", "uncordon", "drain", "terminate", "run_diagnostic", "diagnose"];
+
+impl Scenario {
+    /// Reads a scenario file's text.
+    pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        serde_yaml::from_str::<serde_yaml::Value>(text).map_err(|e| ScenarioError {
+            path: None,
+            line: e.location().map(|l| l.line()),
+            message: format!("not valid YAML: {e}"),
+        })?;
+        let scenario: Scenario =
+            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)).map_err(|error| {
+                let path = error.path().to_string();
+                let inner = error.inner();
+                let mut message = inner.to_string();
+                if let Some(l) = inner.location() {
+                    let suffix = format!(" at line {} column {}", l.line(), l.column());
+                    if let Some(stripped) = message.strip_suffix(&suffix) {
+                        message = stripped.to_owned();
+                    }
+                }
+                // serde_yaml prefixes the failing key, or for an unknown key the mapping
+                // holding it: drop whichever ancestor of the path it named.
+                let cuts = path.char_indices().filter(|(_, c)| matches!(c, '.' | '[')).map(|(at, _)| at).rev();
+                if let Some(rest) = std::iter::once(path.as_str())
+                    .chain(cuts.map(|at| &path[..at]))
+                    .find_map(|prefix| message.strip_prefix(&format!("{prefix}: ")))
+                {
+                    message = rest.to_owned();
+                }
+                if let Some(rest) = message.strip_prefix("unknown field `") {
+                    message = match rest.split_once("`, expected ") {
+                        Some((key, expected)) => format!("unknown key `{key}`; expected {expected}"),
+                        None => format!("unknown key `{}`", rest.trim_end_matches('`')),
+                    };
+                }
+                ScenarioError { path: (path != ".").then_some(path), line: inner.location().map(|l| l.line()), message }
+            })?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// Checks what the schema cannot: names, known types, targets and weights.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        if self.name.trim().is_empty() {
+            return Err(ScenarioError::at("name", "a scenario needs a name"));
+        }
+        let mut ids = BTreeSet::new();
+        for (i, node) in self.fleet.iter().enumerate() {
+            let path = format!("fleet[{i}].id");
+            node.id.parse::<bosun_core::NodeId>().map_err(|e| ScenarioError::at(&path, e.to_string()))?;
+            if !ids.insert(node.id.as_str()) {
+                return Err(ScenarioError::at(path, format!("node {:?} is listed twice", node.id)));
+            }
+            bosun_core::Labels::try_from(node.labels.clone())
+                .map_err(|e| ScenarioError::at(format!("fleet[{i}].labels"), e.to_string()))?;
+            if node.gpu_count == Some(0) {
+                return Err(ScenarioError::at(format!("fleet[{i}].gpu_count"), "a node needs at least one GPU"));
+            }
+        }
+        for (i, event) in self.events.iter().enumerate() {
+            validate_event(&format!("events[{i}]"), event)?;
+        }
+        for (i, assertion) in self.assertions.iter().enumerate() {
+            validate_assertion(&format!("assertions[{i}]"), assertion.kind, &assertion.expected.0)?;
+        }
+        if let Some(stress) = &self.stress {
+            validate_stress(stress)?;
+        }
+        Ok(())
+    }
+
+    /// The events in the order they run: by `at`, file order among equal times.
+    pub fn timeline(&self) -> Vec<&Event> {
+        let mut events: Vec<&Event> = self.events.iter().collect();
+        events.sort_by_key(|e| e.at); // stable: equal times keep file order
+        events
+    }
+}
+
+fn require<'a>(path: &str, key: &str, value: Option<&'a str>, why: &str) -> Result<&'a str, ScenarioError> {
+    match value.map(str::trim) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(ScenarioError::at(format!("{path}.{key}"), why.to_owned())),
+    }
+}
+
+fn validate_event(path: &str, event: &Event) -> Result<(), ScenarioError> {
+    let p = &event.params;
+    let target = (!event.target.trim().is_empty()).then_some(event.target.as_str());
+    match event.action {
+        Action::InjectFailure | Action::RecoverFailure => {
+            let needs = if event.action == Action::InjectFailure { "inject_failure" } else { "recover_failure" };
+            require(path, "target", target, &format!("{needs} needs the node (or fake provider) it acts on"))?;
+            if let Some(kind) = &p.failure_type {
+                kind.parse::<FailureType>().map_err(|e| ScenarioError::at(format!("{path}.params.failure_type"), e))?;
+            } else if event.action == Action::InjectFailure {
+                return Err(ScenarioError::at(
+                    format!("{path}.params.failure_type"),
+                    "inject_failure needs a failure_type (xid_error, temperature, memory_error, network...)",
+                ));
+            }
+        }
+        Action::IssueCommand => {
+            require(path, "target", target, "issue_command needs the node to command")?;
+            let kind =
+                require(path, "params.command_type", p.command_type.as_deref(), "issue_command needs a command_type")?;
+            if !COMMAND_TYPES.contains(&kind.to_ascii_lowercase().as_str()) && !kind.starts_with("custom:") {
+                return Err(ScenarioError::at(
+                    format!("{path}.params.command_type"),
+                    format!("unknown command {kind:?}: expected one of {} or custom:NAME", COMMAND_TYPES.join(", ")),
+                ));
+            }
+            for (key, value) in &p.command_args {
+                scalar_text(value).ok_or_else(|| {
+                    ScenarioError::at(format!("{path}.params.command_args.{key}"), "expected a single value")
+                })?;
+            }
+        }
+        Action::WaitForStatus => {
+            require(path, "target", target, "wait_for_status needs the node to watch")?;
+            let expected = require(
+                path,
+                "params.expected_status",
+                p.expected_status.as_deref(),
+                "wait_for_status needs an expected_status",
+            )?;
+            expected
+                .parse::<ExpectedStatus>()
+                .map_err(|e| ScenarioError::at(format!("{path}.params.expected_status"), e))?;
+        }
+        Action::Assert => {
+            let kind: AssertionKind = match p.failure_type.as_deref().map(str::trim) {
+                None | Some("") => AssertionKind::NodeStatus,
+                Some(text) => serde_yaml::from_str(text).map_err(|_| {
+                    ScenarioError::at(
+                        format!("{path}.params.failure_type"),
+                        format!("unknown assertion {text:?}: expected node_status, health_status or node_count"),
+                    )
+                })?,
+            };
+            let expected = require(
+                path,
+                "params.expected_status",
+                p.expected_status.as_deref(),
+                "assert needs an expected_status",
+            )?;
+            validate_assertion(&format!("{path}.params"), kind, expected)?;
+        }
+        Action::ScalePool => {
+            require(path, "target", target, "scale_pool needs the pool to scale")?;
+            if p.count.is_none() {
+                return Err(ScenarioError::at(format!("{path}.params.count"), "scale_pool needs the pool's new size"));
+            }
+        }
+        Action::StartFleet | Action::StopFleet | Action::Wait | Action::Log => {}
+    }
+    Ok(())
+}
+
+fn validate_assertion(path: &str, kind: AssertionKind, expected: &str) -> Result<(), ScenarioError> {
+    let result = match kind {
+        AssertionKind::NodeCount => expected.parse::<CountExpectation>().map(drop),
+        AssertionKind::NodeStatus | AssertionKind::HealthStatus => expected.parse::<ExpectedStatus>().map(drop),
+    };
+    result.map_err(|e| ScenarioError::at(format!("{path}.expected"), e))
+}
+
+fn validate_stress(stress: &Stress) -> Result<(), ScenarioError> {
+    let Some(fleet) = &stress.fleet_gen else {
+        return Err(ScenarioError::at("stress.fleet_gen", "stress mode needs fleet_gen to generate its fleet"));
+    };
+    if fleet.total_nodes == 0 {
+        return Err(ScenarioError::at("stress.fleet_gen.total_nodes", "must be at least 1"));
+    }
+    for (i, t) in fleet.templates.iter().enumerate() {
+        if t.weight == 0 {
+            return Err(ScenarioError::at(format!("stress.fleet_gen.templates[{i}].weight"), "must be above 0"));
+        }
+        bosun_core::Labels::try_from(t.labels.clone())
+            .map_err(|e| ScenarioError::at(format!("stress.fleet_gen.templates[{i}].labels"), e.to_string()))?;
+        if t.gpu_count == 0 {
+            return Err(ScenarioError::at(format!("stress.fleet_gen.templates[{i}].gpu_count"), "must be above 0"));
+        }
+    }
+    for (key, map) in [("providers", &fleet.providers), ("regions", &fleet.regions)] {
+        if !map.is_empty() && map.values().all(|w| *w == 0) {
+            return Err(ScenarioError::at(format!("stress.fleet_gen.{key}"), "every weight is 0"));
+        }
+    }
+    if let Some(chaos) = &stress.chaos {
+        if !chaos.failure_rate.is_finite() || chaos.failure_rate < 0.0 {
+            return Err(ScenarioError::at("stress.chaos.failure_rate", "must be a number of failures >= 0"));
+        }
+        for (i, f) in chaos.failure_types.iter().enumerate() {
+            let failure: FailureType =
+                f.kind.parse().map_err(|e| ScenarioError::at(format!("stress.chaos.failure_types[{i}].type"), e))?;
+            if failure == FailureType::ProviderOutage {
+                return Err(ScenarioError::at(
+                    format!("stress.chaos.failure_types[{i}].type"),
+                    "provider_outage is an event for pools, not a node failure",
+                ));
+            }
+        }
+        for (key, p) in [
+            ("cascading.probability", chaos.cascading.as_ref().map(|c| c.probability)),
+            ("recovery.probability", chaos.recovery.as_ref().map(|r| r.probability)),
+        ] {
+            if let Some(p) = p
+                && !(0.0..=1.0).contains(&p)
+            {
+                return Err(ScenarioError::at(format!("stress.chaos.{key}"), "must be between 0 and 1"));
+            }
+        }
+        for (i, outage) in chaos.scheduled_outages.iter().enumerate() {
+            outage
+                .failure_type
+                .parse::<FailureType>()
+                .map_err(|e| ScenarioError::at(format!("stress.chaos.scheduled_outages[{i}].failure_type"), e))?;
+            if outage.scope == Scope::Percentage {
+                outage.target.trim().trim_end_matches('%').parse::<f64>().map_err(|_| {
+                    ScenarioError::at(
+                        format!("stress.chaos.scheduled_outages[{i}].target"),
+                        "a percentage outage needs a target such as 10 or 10%",
+                    )
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A status or health a node is expected to have (`active`, `unhealthy`, `healthy`...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedStatus {
+    Status(bosun_core::NodeStatus),
+    Health(bosun_core::Health),
+}
+
+impl FromStr for ExpectedStatus {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        use bosun_core::{Health, NodeStatus};
+        let wanted = text.trim().to_ascii_uppercase();
+        let wanted =
+            wanted.strip_prefix("NODE_STATUS_").or_else(|| wanted.strip_prefix("HEALTH_STATUS_")).unwrap_or(&wanted);
+        if let Some(status) = NodeStatus::ALL.iter().find(|s| s.as_str() == wanted) {
+            return Ok(ExpectedStatus::Status(*status));
+        }
+        Health::ALL.iter().find(|h| h.as_str() == wanted).map(|h| ExpectedStatus::Health(*h)).ok_or_else(|| {
+            format!(
+                "unknown status {text:?}: expected active, cordoned, draining, unhealthy, terminating, \
+                     terminated, or a health (healthy, degraded, unknown)"
+            )
+        })
+    }
+}
+
+/// A YAML scalar as text (numbers and booleans as written).
+pub fn scalar_text(value: &serde_yaml::Value) -> Option<String> {
+    match value {
+        serde_yaml::Value::String(s) => Some(s.clone()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
