@@ -191,6 +191,8 @@ pub struct SimNode {
     pub gpus: Arc<FakeGpus>,
     pub switch: Option<NetworkSwitch>,
     running: Option<CancellationToken>,
+    /// Times the machine was powered on.
+    pub boots: u32,
 }
 
 impl SimNode {
@@ -199,7 +201,7 @@ impl SimNode {
         if !spec.gpu_type.is_empty() {
             gpus = gpus.with_model(GpuModel::named(&spec.gpu_type));
         }
-        Self { spec, gpus: Arc::new(gpus), switch: None, running: None }
+        Self { spec, gpus: Arc::new(gpus), switch: None, running: None, boots: 0 }
     }
 
     pub fn is_running(&self) -> bool {
@@ -241,6 +243,7 @@ impl SimNode {
         });
         self.running = Some(shutdown);
         self.switch = Some(switch);
+        self.boots += 1;
         Ok(())
     }
 

@@ -63,11 +63,13 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// Simulated time per step.
     pub step: Duration,
+    /// Print a line on stderr each simulated minute.
+    pub progress: bool,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { pace: Pace::Virtual, seed: None, step: Duration::from_millis(100) }
+        Self { pace: Pace::Virtual, seed: None, step: Duration::from_millis(100), progress: false }
     }
 }
 
@@ -149,7 +151,6 @@ struct Sim {
     timeline: Vec<Sample>,
     tally: FailureTally,
     decisions: BTreeMap<String, Vec<Decision>>,
-    nodes_started: u64,
     wall_start: std::time::Instant,
 }
 
@@ -312,7 +313,6 @@ impl Sim {
             timeline: Vec::new(),
             tally: FailureTally::default(),
             decisions: BTreeMap::new(),
-            nodes_started: 0,
             wall_start,
         })
     }
@@ -378,6 +378,7 @@ impl Sim {
             node.stop();
         }
         let rpc = rpc_summary(&self.stats.snapshot());
+        let nodes_started = self.nodes.values().filter(|n| n.boots > 0).count() as u64;
         let Sim {
             scenario,
             seed,
@@ -388,7 +389,6 @@ impl Sim {
             timeline,
             tally,
             decisions,
-            nodes_started,
             wall_start,
             driver,
             ..
@@ -464,9 +464,8 @@ impl Sim {
             if node.is_running() {
                 return;
             }
-            match node.start(&self.clients, clock) {
-                Ok(()) => self.nodes_started += 1,
-                Err(error) => tracing::warn!(%error, node = %id, "cannot start the simulated node"),
+            if let Err(error) = node.start(&self.clients, clock) {
+                tracing::warn!(%error, node = %id, "cannot start the simulated node");
             }
         }
     }
@@ -829,6 +828,20 @@ impl Sim {
         }
         sample.failures_injected = self.tally.total;
         sample.recoveries = self.tally.recoveries;
+        if self.options.progress
+            && self.timeline.last().is_none_or(|last| sample.t_s.div_euclid(60.0) > last.t_s.div_euclid(60.0))
+        {
+            let count = |name: &str| sample.by_status.get(name).copied().unwrap_or(0);
+            eprintln!(
+                "[{:>7.0}s] {} nodes: {} active, {} unhealthy; {} failures injected ({:.0} s wall)",
+                sample.t_s,
+                sample.nodes,
+                count("ACTIVE"),
+                count("UNHEALTHY"),
+                sample.failures_injected,
+                self.wall_start.elapsed().as_secs_f64()
+            );
+        }
         self.timeline.push(sample);
         if let Ok(response) = self.admin.list_pools(v1::ListPoolsRequest::default()).await {
             for pool in response.into_owned().pools {

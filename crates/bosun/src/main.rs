@@ -109,7 +109,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // the simulator's output.
     let default_filter = match &cli.command {
         _ if long_running => "info",
-        Command::Sim(_) => "warn,bosun_agent=error",
+        // The control plane's own warnings (nodes timed out, replacements) are what a
+        // scenario provokes; the report has them.
+        Command::Sim(_) => "warn,bosun_agent=error,bosun_server=error",
         _ => "warn",
     };
     init_logging(cli.log.as_deref().unwrap_or(default_filter))?;

@@ -155,7 +155,7 @@ async fn run_scenario(store_flag: Option<&str>, args: &RunArgs) -> anyhow::Resul
             PathBuf::from("sim-runs").join(format!("{stem}-{now}"))
         }
     };
-    let options = RunOptions { pace, seed: args.seed, step: args.step };
+    let options = RunOptions { pace, seed: args.seed, step: args.step, progress: true };
     // The simulation owns its runtime (a paused clock on one thread): run it on a thread
     // of its own, outside this one.
     let report = {
