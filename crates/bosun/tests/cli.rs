@@ -242,3 +242,41 @@ fn the_process_provider_runs_a_pool_of_real_agent_processes() {
     });
     sigterm(&server);
 }
+
+#[test]
+fn sim_run_writes_reports_and_exits_non_zero_naming_the_failed_assertion() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = dir.path().join("wrong.yaml");
+    std::fs::write(
+        &scenario,
+        "name: wrong\nfleet: [{id: node-1}]\nevents: [{at: 0s, action: start_fleet}, {at: 5s, action: wait}]\n\
+         assertions: [{type: node_status, target: node-1, expected: cordoned}]\n",
+    )
+    .expect("write scenario");
+    let out = dir.path().join("run");
+    let output = run(bosun().args(["sim", "run"]).arg(&scenario).arg("--virtual-time").arg("--out").arg(&out));
+    assert_eq!(output.status.code(), Some(1), "stderr: {}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("FAILED wrong"), "{text}");
+    assert!(text.contains("assertion node_status node-1 expected cordoned but was active"), "{text}");
+    for file in ["report.json", "report.html", "scenario.yaml"] {
+        assert!(out.join(file).exists(), "{file}");
+    }
+
+    let output =
+        run(bosun().args(["sim", "run", "../../scenarios/basic-fleet.yaml", "--virtual-time", "--out"]).arg(&out));
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+}
+
+#[test]
+fn sim_validate_names_the_bad_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = dir.path().join("bad.yaml");
+    std::fs::write(&scenario, "name: bad\nevents:\n  - at: 1s\n    action: inject_failure\n    target: n\n    params: {failure_type: xid_error, xid: 79}\n")
+        .expect("write scenario");
+    let line = fails_with_one_line(bosun().args(["sim", "validate"]).arg(&scenario));
+    assert!(line.contains("events[0].params.xid") && line.contains("unknown key `xid`"), "{line}");
+    let output = run(bosun().args(["sim", "validate", "../../scenarios/stress/1000-node-chaos.yaml"]));
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("1000 generated nodes"));
+}
