@@ -61,6 +61,8 @@ enum Scheduled {
 
 pub struct ChaosEngine {
     chaos: Chaos,
+    /// `chaos.failure_types`, parsed once (validated with the scenario).
+    failure_types: Vec<(FailureType, u32)>,
     startup: Startup,
     rng: SmallRng,
     next_second: Duration,
@@ -72,7 +74,10 @@ pub struct ChaosEngine {
 
 impl ChaosEngine {
     pub fn new(chaos: Chaos, startup: Startup, seed: u64) -> Self {
+        let failure_types =
+            chaos.failure_types.iter().filter_map(|f| f.kind.parse().ok().map(|k| (k, f.weight))).collect();
         let mut engine = Self {
+            failure_types,
             chaos,
             startup,
             rng: SmallRng::seed_from_u64(seed),
@@ -90,6 +95,11 @@ impl ChaosEngine {
     fn schedule(&mut self, at: Duration, what: Scheduled) {
         self.sequence += 1;
         self.queue.insert((at, self.sequence), what);
+    }
+
+    /// Whether [`ChaosEngine::tick`] has anything to do at `now`.
+    pub fn is_due(&self, now: Duration) -> bool {
+        now >= self.next_second || self.queue.first_key_value().is_some_and(|((at, _), _)| *at <= now)
     }
 
     /// Decides what happens at `now`; `live` are the running nodes, in id order.
@@ -155,9 +165,9 @@ impl ChaosEngine {
     }
 
     fn pick_failure(&mut self) -> FailureType {
-        let types: Vec<(FailureType, u32)> =
-            self.chaos.failure_types.iter().filter_map(|f| f.kind.parse().ok().map(|k| (k, f.weight))).collect();
-        weighted(types.iter().map(|(k, w)| (k, *w)), &mut self.rng).copied().unwrap_or(FailureType::Gpu(FaultKind::Xid))
+        weighted(self.failure_types.iter().map(|(k, w)| (k, *w)), &mut self.rng)
+            .copied()
+            .unwrap_or(FailureType::Gpu(FaultKind::Xid))
     }
 
     fn pick_xid(&mut self) -> u32 {

@@ -109,13 +109,7 @@ pub async fn run(options: &LoadOptions, target: Target) -> Result<LoadReport, Lo
     }
     let mut latencies = measured.latencies_us;
     latencies.sort_unstable();
-    let percentile = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return 0.0;
-        }
-        let rank = ((p * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
-        latencies[rank - 1] as f64 / 1000.0
-    };
+    let percentile = |p: f64| crate::report::percentile_ms(&latencies, p);
     Ok(LoadReport {
         backend,
         nodes: options.nodes,

@@ -262,13 +262,7 @@ pub(crate) fn rpc_summary(stats: &BTreeMap<&'static str, MethodStats>) -> Vec<Rp
         .map(|(method, s)| {
             let mut sorted = s.latencies_us.clone();
             sorted.sort_unstable();
-            let percentile = |p: f64| -> f64 {
-                if sorted.is_empty() {
-                    return 0.0;
-                }
-                let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-                f64::from(sorted[rank - 1]) / 1000.0
-            };
+            let percentile = |p: f64| percentile_ms(&sorted, p);
             RpcMethod {
                 method: (*method).to_owned(),
                 calls: s.calls,
@@ -281,6 +275,15 @@ pub(crate) fn rpc_summary(stats: &BTreeMap<&'static str, MethodStats>) -> Vec<Rp
             }
         })
         .collect()
+}
+
+/// The `p` quantile (nearest rank) of sorted microsecond latencies, in milliseconds.
+pub(crate) fn percentile_ms<T: Copy + Into<u64>>(sorted: &[T], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1].into() as f64 / 1000.0
 }
 
 /// The control plane's policy counters, from its `/metrics`.

@@ -445,7 +445,11 @@ impl Sim {
             let (_, id) = self.startups.pop_front().expect("checked");
             self.start_node(&id);
         }
-        if let Some(mut chaos) = self.chaos.take() {
+        // The live list is only built when chaos has something due (once a second, or a
+        // scheduled cascade, recovery or outage), not on every step.
+        if self.chaos.as_ref().is_some_and(|c| c.is_due(now))
+            && let Some(mut chaos) = self.chaos.take()
+        {
             let live: Vec<&SimNode> = self.nodes.values().filter(|n| n.is_running()).collect();
             let actions = chaos.tick(now, &live, &self.nodes);
             self.chaos = Some(chaos);
@@ -500,8 +504,7 @@ impl Sim {
                 Ok(format!("stopped {} nodes", ids.len()))
             }
             Action::InjectFailure => {
-                let failure: FailureType =
-                    p.failure_type.as_deref().unwrap_or_default().parse().map_err(|e: String| e)?;
+                let failure: FailureType = p.failure_type.as_deref().unwrap_or_default().parse::<FailureType>()?;
                 self.inject(target, failure, p.gpu_index, p.xid_code, p.count, false).await
             }
             Action::RecoverFailure => {
@@ -514,7 +517,7 @@ impl Sim {
             Action::IssueCommand => self.issue_command(target, event).await,
             Action::WaitForStatus => {
                 let expected: ExpectedStatus =
-                    p.expected_status.as_deref().unwrap_or_default().parse().map_err(|e: String| e)?;
+                    p.expected_status.as_deref().unwrap_or_default().parse::<ExpectedStatus>()?;
                 let timeout = p.timeout.map_or(DEFAULT_WAIT_TIMEOUT, |t| t.0);
                 let deadline = self.driver.now() + timeout;
                 loop {
