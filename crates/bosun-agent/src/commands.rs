@@ -207,7 +207,20 @@ impl CommandExecutor {
                         .run_hook("reboot", hook, command, None, &mut details)
                         .await
                         .map(|()| "reboot started".into()),
-                    None => Err("no reboot hook configured".into()),
+                    None => self.gpus.reboot_without_hook().await,
+                };
+                Outcome::new(result, details)
+            }
+            CommandKind::ResetGpu => {
+                let result = match command.parameters.get("gpu").and_then(|gpu| gpu.trim().parse::<u32>().ok()) {
+                    None => Err("RESET_GPU needs the parameter gpu=<index>".into()),
+                    Some(index) => match &self.hooks.reset_gpu {
+                        Some(hook) => self
+                            .run_hook("reset_gpu", hook, command, None, &mut details)
+                            .await
+                            .map(|()| format!("GPU {index} reset")),
+                        None => self.gpus.reset_gpu(index).await,
+                    },
                 };
                 Outcome::new(result, details)
             }

@@ -153,8 +153,9 @@ impl fmt::Debug for Hook {
 }
 
 /// The hooks an agent runs for commands. A missing hook means the agent has nothing
-/// site-specific to do: CORDON, UNCORDON and DRAIN still succeed, REBOOT and custom
-/// commands fail.
+/// site-specific to do: CORDON, UNCORDON and DRAIN still succeed, RESET_GPU asks the GPU
+/// source (`nvidia-smi --gpu-reset` on NVML), REBOOT asks the GPU source too (which fails
+/// on real machines and is simulated on fake ones), custom commands fail.
 #[derive(Debug, Clone, Default)]
 pub struct Hooks {
     pub cordon: Option<Hook>,
@@ -164,6 +165,8 @@ pub struct Hooks {
     /// Runs on TERMINATE after the drain, before the agent stops.
     pub shutdown: Option<Hook>,
     pub reboot: Option<Hook>,
+    /// Resets the GPU of a RESET_GPU command (parameter `gpu`, `BOSUN_PARAM_GPU` in shell).
+    pub reset_gpu: Option<Hook>,
     /// Handlers for `custom:<name>` commands, by name.
     pub custom: BTreeMap<String, Hook>,
 }

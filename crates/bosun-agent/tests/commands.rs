@@ -144,7 +144,10 @@ async fn commands_without_a_handler_and_builtin_defaults() {
     let h = Harness::running();
     let cases = [
         (command("custom:flash-bios", &[]), AckOutcome::Failed, "no handler for custom:flash-bios"),
-        (command("REBOOT", &[]), AckOutcome::Failed, "no reboot hook configured"),
+        (command("REBOOT", &[]), AckOutcome::Succeeded, "rebooted (simulated): every fault cleared"),
+        (command("RESET_GPU", &[("gpu", "3")]), AckOutcome::Succeeded, "GPU 3 reset"),
+        (command("RESET_GPU", &[("gpu", "9")]), AckOutcome::Failed, "GPU 9 does not exist: this machine has 8 GPUs"),
+        (command("RESET_GPU", &[]), AckOutcome::Failed, "RESET_GPU needs the parameter gpu=<index>"),
         (command("DRAIN", &[]), AckOutcome::Succeeded, "nothing to drain: no drain hook configured"),
         (
             command("DRAIN", &[("timeout", "soon")]),
@@ -225,4 +228,28 @@ async fn shutdown_abandons_a_running_hook() {
     let control = h.control.clone();
     assert_eq!(h.stop().await, Ok(AgentOutcome::Cancelled));
     assert_eq!(control.acks().len(), 1, "no result for an abandoned command");
+}
+
+/// Remediation steps on fake machines: a GPU reset ends that GPU's faults, a simulated
+/// reboot ends every fault but a boot failure.
+#[tokio::test(start_paused = true)]
+async fn reset_gpu_and_reboot_clear_fake_faults() {
+    use bosun_agent::gpu::fake::Fault;
+    let h = Harness::running();
+    h.gpus.inject(Fault::Thermal { gpu: Some(3), celsius: 97.0 }).expect("inject");
+    h.gpus.inject(Fault::DeviceError { gpu: 5 }).expect("inject");
+    let acks = run(&h, command("RESET_GPU", &[("gpu", "3")]), 2).await;
+    assert_eq!(outcomes(&acks)[1], (AckOutcome::Succeeded, "GPU 3 reset"));
+    assert_eq!(h.gpus.active_faults(), [Fault::DeviceError { gpu: 5 }], "only GPU 3's fault ended");
+    let acks = run(&h, command("REBOOT", &[]), 2).await;
+    assert_eq!(outcomes(&acks)[1], (AckOutcome::Succeeded, "rebooted (simulated): every fault cleared"));
+    assert!(h.gpus.active_faults().is_empty());
+
+    h.gpus.inject(Fault::BackendFailure).expect("inject");
+    let acks = run(&h, command("RESET_GPU", &[("gpu", "1")]), 2).await;
+    assert_eq!(
+        outcomes(&acks)[1],
+        (AckOutcome::Failed, "cannot reset GPU 1: GPU backend failed: NVML call failed: Unknown Error (injected)")
+    );
+    h.stop().await.expect("stops cleanly");
 }

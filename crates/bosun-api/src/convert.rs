@@ -11,8 +11,8 @@ use bosun_core::node::Gpu;
 use bosun_core::{
     ChangeRecord, CheckResult, ClassifiedEvent, Command, CommandEvent, CommandId, CommandKind, CommandState, EventType,
     GpuSample, Health, HealthEvent, HealthReport, HealthSystem, Instance, InstanceState, LabelSelector, Labels,
-    MetricSample, Node, NodeId, NodeMetadata, NodeRegistration, NodeStatus, PoolName, Timestamp, ValidationError,
-    Verdict,
+    MetricSample, Node, NodeId, NodeMetadata, NodeRegistration, NodeStatus, PoolName, Remediation, RemediationAction,
+    Timestamp, ValidationError, Verdict,
 };
 use buffa::{EnumValue, MessageField};
 use buffa_types::google::protobuf::Timestamp as WireTimestamp;
@@ -252,6 +252,7 @@ pub fn command_type(kind: &CommandKind) -> (v1::CommandType, String) {
         CommandKind::Terminate => W::COMMAND_TYPE_TERMINATE,
         CommandKind::RunDiagnostic => W::COMMAND_TYPE_RUN_DIAGNOSTIC,
         CommandKind::Reboot => W::COMMAND_TYPE_REBOOT,
+        CommandKind::ResetGpu => W::COMMAND_TYPE_RESET_GPU,
         CommandKind::Custom(_) => W::COMMAND_TYPE_CUSTOM,
     };
     (wire, kind.custom_name().unwrap_or_default().to_owned())
@@ -274,10 +275,36 @@ pub fn command_kind_from(kind: EnumValue<v1::CommandType>, custom_name: &str) ->
         W::COMMAND_TYPE_TERMINATE => builtin(CommandKind::Terminate),
         W::COMMAND_TYPE_RUN_DIAGNOSTIC => builtin(CommandKind::RunDiagnostic),
         W::COMMAND_TYPE_REBOOT => builtin(CommandKind::Reboot),
+        W::COMMAND_TYPE_RESET_GPU => builtin(CommandKind::ResetGpu),
         W::COMMAND_TYPE_CUSTOM => {
             CommandKind::custom(custom_name).map_err(|e| ValidationError::new("custom_name", e.problem))
         }
     }
+}
+
+pub fn remediation_action(action: RemediationAction) -> v1::RemediationAction {
+    use v1::RemediationAction as W;
+    match action {
+        RemediationAction::None => W::REMEDIATION_ACTION_NONE,
+        RemediationAction::RestartApp => W::REMEDIATION_ACTION_RESTART_APP,
+        RemediationAction::ResetGpu => W::REMEDIATION_ACTION_RESET_GPU,
+        RemediationAction::Reboot => W::REMEDIATION_ACTION_REBOOT,
+        RemediationAction::Replace => W::REMEDIATION_ACTION_REPLACE,
+    }
+}
+
+pub fn remediation_action_from(
+    field: &str,
+    action: EnumValue<v1::RemediationAction>,
+) -> Result<RemediationAction, ValidationError> {
+    use v1::RemediationAction as W;
+    Ok(match known(field, action)? {
+        W::REMEDIATION_ACTION_NONE => RemediationAction::None,
+        W::REMEDIATION_ACTION_RESTART_APP => RemediationAction::RestartApp,
+        W::REMEDIATION_ACTION_RESET_GPU => RemediationAction::ResetGpu,
+        W::REMEDIATION_ACTION_REBOOT => RemediationAction::Reboot,
+        W::REMEDIATION_ACTION_REPLACE => RemediationAction::Replace,
+    })
 }
 
 /// The enum value, or an error naming `field` when the number is not one this server
@@ -337,6 +364,22 @@ pub fn node(node: &Node, gpus: &[Gpu]) -> v1::Node {
         last_heartbeat: opt_stamp(node.last_heartbeat),
         last_health_report: opt_stamp(node.last_health_report),
         revision: node.revision.get(),
+        remediation: node.remediation.as_ref().map(remediation_step).into(),
+        ..Default::default()
+    }
+}
+
+pub fn remediation_step(step: &Remediation) -> v1::RemediationStep {
+    v1::RemediationStep {
+        step: remediation_action(step.step).into(),
+        state: step.state.to_string(),
+        fault: step.fault.clone(),
+        gpu_index: step.gpu_index,
+        command_id: step.command_id.map(|id| id.to_string()).unwrap_or_default(),
+        started_at: stamp(step.started_at),
+        deadline: stamp(step.deadline),
+        finished_at: opt_stamp(step.finished_at),
+        message: step.message.clone(),
         ..Default::default()
     }
 }
@@ -431,6 +474,7 @@ pub fn verdict(verdict: &Verdict) -> v1::EventVerdict {
         result: health(verdict.health).into(),
         rule: verdict.rule.clone(),
         errors: verdict.errors.clone(),
+        action: remediation_action(verdict.action).into(),
         ..Default::default()
     }
 }
@@ -626,6 +670,16 @@ pub fn scaling_decision(d: &bosun_core::pool::ScalingDecision) -> v1::ScalingDec
         target: d.target,
         reason: d.reason.clone(),
         inputs: map(&d.inputs),
+        conditions: d
+            .conditions
+            .iter()
+            .map(|c| v1::PoolCondition {
+                kind: c.kind.to_string(),
+                message: c.message.clone(),
+                since: stamp(c.since),
+                ..Default::default()
+            })
+            .collect(),
         ..Default::default()
     }
 }
@@ -745,6 +799,8 @@ pub fn classified_events(
                 verdict: Verdict {
                     health: verdict.map_or(Ok(Health::Healthy), |v| health_from("verdict.result", v.result))?,
                     rule: verdict.and_then(|v| v.rule.clone()),
+                    action: verdict
+                        .map_or(Ok(RemediationAction::None), |v| remediation_action_from("verdict.action", v.action))?,
                     errors: verdict.map(|v| v.errors.clone()).unwrap_or_default(),
                 },
             })

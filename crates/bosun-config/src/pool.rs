@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use bosun_core::pool::{PoolHealthSpec, PoolProvider};
-use bosun_core::{Labels, PoolName, PoolSpec};
+use bosun_core::{Labels, PoolName, PoolSpec, RemediationSpec};
 
 use crate::ConfigError;
 use crate::autoscaling::{autoscaling_to_schema, resolve_autoscaling};
@@ -56,6 +56,7 @@ impl PoolConfig {
         let autoscaling =
             raw.autoscaling.as_ref().map(|a| resolve_autoscaling(&format!("{key}.autoscaling"), a)).transpose()?;
         let health = resolve_health(&key, raw.health.as_ref(), defaults.health.as_ref())?;
+        let remediation = resolve_remediation(raw.remediation.as_ref(), defaults.remediation.as_ref());
         let ssh = SshConfig {
             // As in Navarch, an empty list takes the defaults too.
             keys: raw
@@ -102,6 +103,8 @@ impl PoolConfig {
                 .max_unhealthy_replacement_fraction
                 .unwrap_or(base.max_unhealthy_replacement_fraction),
             replacement_window,
+            mass_failure_fraction: raw.mass_failure_fraction.unwrap_or(base.mass_failure_fraction),
+            remediation,
             timezone,
             labels: resolve_labels(&key, name, raw.labels.as_ref())?,
             setup_commands,
@@ -147,6 +150,14 @@ impl PoolConfig {
             drain_timeout: Some(ConfigDuration(spec.drain_timeout)),
             max_unhealthy_replacement_fraction: Some(spec.max_unhealthy_replacement_fraction),
             replacement_window: Some(ConfigDuration(spec.replacement_window)),
+            mass_failure_fraction: Some(spec.mass_failure_fraction),
+            remediation: Some(schema::Remediation {
+                steps: Some(spec.remediation.steps.clone()),
+                window: Some(ConfigDuration(spec.remediation.window)),
+                step_timeout: Some(ConfigDuration(spec.remediation.step_timeout)),
+                repeat_limit: Some(spec.remediation.repeat_limit),
+                repeat_window: Some(ConfigDuration(spec.remediation.repeat_window)),
+            }),
             timezone: Some(spec.timezone.clone()),
         }
     }
@@ -155,6 +166,11 @@ impl PoolConfig {
 /// Checks `defaults` on their own, so a bad default is reported under `defaults` rather
 /// than under the first pool that inherits it.
 pub(crate) fn check_defaults(defaults: &schema::Defaults) -> Result<(), ConfigError> {
+    if defaults.remediation.is_some() {
+        resolve_remediation(None, defaults.remediation.as_ref())
+            .validate()
+            .map_err(|e| ConfigError::from_validation("defaults.remediation", e))?;
+    }
     if let Some(health) = &defaults.health {
         if health.unhealthy_after == Some(0) {
             return Err(ConfigError::invalid("defaults.health.unhealthy_after", "must be at least 1"));
@@ -274,6 +290,22 @@ fn resolve_health(
         require_positive(&format!("{key}.health.recover_after"), recover_after)?;
     }
     Ok(health)
+}
+
+/// Each key from the pool's `remediation`, else from `defaults.remediation`, else built
+/// in. The result is validated with the pool's spec (its errors name
+/// `pools.NAME.remediation.KEY`).
+fn resolve_remediation(pool: Option<&schema::Remediation>, defaults: Option<&schema::Remediation>) -> RemediationSpec {
+    let layers = [pool, defaults];
+    let layered = || layers.iter().flatten();
+    let built_in = RemediationSpec::default();
+    RemediationSpec {
+        steps: layered().find_map(|r| r.steps.clone()).unwrap_or(built_in.steps),
+        window: layered().find_map(|r| r.window).map_or(built_in.window, |ConfigDuration(d)| d),
+        step_timeout: layered().find_map(|r| r.step_timeout).map_or(built_in.step_timeout, |ConfigDuration(d)| d),
+        repeat_limit: layered().find_map(|r| r.repeat_limit).unwrap_or(built_in.repeat_limit),
+        repeat_window: layered().find_map(|r| r.repeat_window).map_or(built_in.repeat_window, |ConfigDuration(d)| d),
+    }
 }
 
 /// The pool's labels plus `pool=<name>`, which bosun relies on to tell which pool an

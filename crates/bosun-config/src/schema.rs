@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use bosun_core::RemediationAction;
 use bosun_core::pool::{CompositeMode, SelectionStrategy};
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +49,7 @@ pub(crate) struct Server {
     pub terminated_retention: Option<ConfigDuration>,
     pub instance_registration_timeout: Option<ConfigDuration>,
     pub startup_grace: Option<ConfigDuration>,
+    pub lost_machine_grace: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -146,7 +148,20 @@ pub(crate) struct Pool {
     pub drain_timeout: Option<ConfigDuration>,
     pub max_unhealthy_replacement_fraction: Option<f64>,
     pub replacement_window: Option<ConfigDuration>,
+    pub mass_failure_fraction: Option<f64>,
+    pub remediation: Option<Remediation>,
     pub timezone: Option<String>,
+}
+
+/// A pool's remediation ladder (`remediation:`), each key falling back to `defaults`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Remediation {
+    pub steps: Option<Vec<RemediationAction>>,
+    pub window: Option<ConfigDuration>,
+    pub step_timeout: Option<ConfigDuration>,
+    pub repeat_limit: Option<u32>,
+    pub repeat_window: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -209,6 +224,7 @@ pub(crate) struct Health {
 pub(crate) struct Defaults {
     pub ssh_keys: Option<Vec<String>>,
     pub health: Option<Health>,
+    pub remediation: Option<Remediation>,
     pub ssh_user: Option<String>,
     pub ssh_private_key_path: Option<PathBuf>,
 }

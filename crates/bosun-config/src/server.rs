@@ -46,7 +46,16 @@ pub struct ServerConfig {
     /// After a start, leader change or store outage the control plane was blind, not the
     /// fleet: liveness judges nothing for this long. Defaults to the heartbeat timeout.
     pub startup_grace: Duration,
+    /// A machine its provider stops listing (preempted, deleted outside bosun, lost with
+    /// its process) is declared lost after this long: its instance and node become
+    /// TERMINATED and the pool replaces it. Listings lag after a provisioning call, so a
+    /// machine is not judged before it is this old either.
+    pub lost_machine_grace: Duration,
 }
+
+/// The default [`ServerConfig::lost_machine_grace`]: cloud listings catch up within a
+/// minute or two of a provisioning call.
+const DEFAULT_LOST_MACHINE_GRACE: Duration = Duration::from_secs(120);
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -63,6 +72,7 @@ impl Default for ServerConfig {
             terminated_retention: DEFAULT_TERMINATED_RETENTION,
             instance_registration_timeout: DEFAULT_INSTANCE_REGISTRATION_TIMEOUT,
             startup_grace: heartbeat_timeout,
+            lost_machine_grace: DEFAULT_LOST_MACHINE_GRACE,
         }
     }
 }
@@ -108,6 +118,7 @@ impl ServerConfig {
                 defaults.instance_registration_timeout,
             ),
             startup_grace: given_or(raw.startup_grace, heartbeat_timeout),
+            lost_machine_grace: given_or(raw.lost_machine_grace, defaults.lost_machine_grace),
         };
         server.validate()?;
         Ok(server)
@@ -136,6 +147,7 @@ impl ServerConfig {
         }
         require_positive("server.autoscale_interval", self.autoscale_interval)?;
         require_positive("server.instance_registration_timeout", self.instance_registration_timeout)?;
+        require_positive("server.lost_machine_grace", self.lost_machine_grace)?;
         if self.health_policy.as_ref().is_some_and(|path| path.as_os_str().is_empty()) {
             return Err(ConfigError::invalid("server.health_policy", "is empty; omit it to use the built-in policy"));
         }
@@ -155,6 +167,7 @@ impl ServerConfig {
             terminated_retention: Some(ConfigDuration(self.terminated_retention)),
             instance_registration_timeout: Some(ConfigDuration(self.instance_registration_timeout)),
             startup_grace: Some(ConfigDuration(self.startup_grace)),
+            lost_machine_grace: Some(ConfigDuration(self.lost_machine_grace)),
         }
     }
 }

@@ -25,18 +25,21 @@ pub enum CommandKind {
     /// Parameter `test` names the diagnostic.
     RunDiagnostic,
     Reboot,
+    /// Parameter `gpu` names the GPU index to reset (a remediation step).
+    ResetGpu,
     /// A site-specific command the agent has a handler for.
     Custom(String),
 }
 
 impl CommandKind {
-    const BUILTIN: [(CommandKind, &'static str); 6] = [
+    const BUILTIN: [(CommandKind, &'static str); 7] = [
         (CommandKind::Cordon, "CORDON"),
         (CommandKind::Uncordon, "UNCORDON"),
         (CommandKind::Drain, "DRAIN"),
         (CommandKind::Terminate, "TERMINATE"),
         (CommandKind::RunDiagnostic, "RUN_DIAGNOSTIC"),
         (CommandKind::Reboot, "REBOOT"),
+        (CommandKind::ResetGpu, "RESET_GPU"),
     ];
 
     /// The stored kind name: the builtin's name, or `CUSTOM` (the name is kept apart).
@@ -98,7 +101,7 @@ impl FromStr for CommandKind {
                 ValidationError::new(
                     "kind",
                     format_args!(
-                        "{text:?} is not one of CORDON, UNCORDON, DRAIN, TERMINATE, RUN_DIAGNOSTIC, REBOOT or custom:<name>"
+                        "{text:?} is not one of CORDON, UNCORDON, DRAIN, TERMINATE, RUN_DIAGNOSTIC, REBOOT, RESET_GPU or custom:<name>"
                     ),
                 )
             },
@@ -163,6 +166,11 @@ impl Command {
         check_text("reason", &request.reason)?;
         if request.kind == CommandKind::RunDiagnostic && !request.parameters.contains_key("test") {
             return Err(ValidationError::new("parameters.test", "RUN_DIAGNOSTIC needs the diagnostic to run").into());
+        }
+        if request.kind == CommandKind::ResetGpu
+            && request.parameters.get("gpu").is_none_or(|gpu| gpu.trim().parse::<u32>().is_err())
+        {
+            return Err(ValidationError::new("parameters.gpu", "RESET_GPU needs the index of the GPU to reset").into());
         }
         Ok(Command {
             id: CommandId::new_at(now),

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::remediation::RemediationAction;
 use crate::validation::{ValidationError, check_name, check_text};
 use crate::{NodeId, Timestamp};
 
@@ -103,6 +104,14 @@ impl HealthEvent {
         }
         Ok(())
     }
+
+    /// The XID code of an XID event, when it carries a readable one.
+    pub fn xid_code(&self) -> Option<u32> {
+        if self.event_type != EventType::Xid {
+            return None;
+        }
+        self.metrics.get("xid_code").and_then(|code| code.trim().parse().ok())
+    }
 }
 
 /// The policy's verdict on one event.
@@ -112,6 +121,10 @@ pub struct Verdict {
     pub health: Health,
     /// The rule that matched, if any (no match means healthy).
     pub rule: Option<String>,
+    /// What the event asks of the machine (the matching rule's `action`). Reports stored
+    /// before actions existed read as `none`.
+    #[serde(default = "no_action")]
+    pub action: RemediationAction,
     /// Rules that failed to evaluate on this event, with the error; reported rather than
     /// silently skipped.
     pub errors: Vec<String>,
@@ -119,8 +132,12 @@ pub struct Verdict {
 
 impl Verdict {
     pub fn healthy() -> Self {
-        Self { health: Health::Healthy, rule: None, errors: Vec::new() }
+        Self { health: Health::Healthy, rule: None, action: RemediationAction::None, errors: Vec::new() }
     }
+}
+
+fn no_action() -> RemediationAction {
+    RemediationAction::None
 }
 
 /// An event together with its classification, as stored in health history.
@@ -180,6 +197,15 @@ impl HealthReport {
             .chain(events.iter().map(|e| e.verdict.health))
             .fold(Health::Healthy, Health::worst);
         Self { node_id, received_at, results, events, health }
+    }
+
+    /// The hardest action any of the report's events asks for, with that event.
+    pub fn strongest_action(&self) -> Option<&ClassifiedEvent> {
+        self.events
+            .iter()
+            .rev()
+            .filter(|e| e.verdict.action != RemediationAction::None)
+            .max_by_key(|e| e.verdict.action)
     }
 }
 

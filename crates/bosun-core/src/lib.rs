@@ -13,6 +13,8 @@
 //!   transitions are decided.
 //! - [`node`], [`instance`], [`command`], [`health`], [`metrics`], [`pool`], [`bootstrap`],
 //!   [`policy`]: the fleet's resources.
+//! - [`remediation`]: graded remediation: the action a fault asks for and the ladder a
+//!   node climbs (reset GPU, reboot, replace); [`xid`]: the XID catalog it reads.
 //! - [`autoscale`]: the autoscaler math: a pool's target size and why, within its bounds
 //!   and cooldown (SPEC 3.6).
 //! - [`selection`]: which provider a pool provisions from next, and provider backoff.
@@ -75,7 +77,9 @@ pub mod metrics;
 pub mod node;
 pub mod policy;
 pub mod pool;
+pub mod remediation;
 pub mod selection;
+mod serde_secs;
 pub mod time;
 pub mod validation;
 pub mod xid;
@@ -94,5 +98,6 @@ pub use metrics::{GpuSample, Heartbeat, MetricSample};
 pub use node::{Gpu, Node, NodeMetadata, NodeRegistration};
 pub use policy::StoredPolicy;
 pub use pool::{Pool, PoolSpec, PoolStatus};
+pub use remediation::{Remediation, RemediationAction, RemediationSpec};
 pub use time::{Clock, FakeClock, SystemClock, Timestamp};
 pub use validation::ValidationError;

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lifecycle::TransitionError;
 use crate::validation::{ValidationError, check_name, check_text};
-use crate::{Health, Labels, NodeId, NodeStatus, NodeTrigger, PoolName, Revision, Timestamp};
+use crate::{Health, Labels, NodeId, NodeStatus, NodeTrigger, PoolName, Remediation, Revision, Timestamp};
 
 /// Most GPUs one node may report.
 pub const MAX_GPUS: usize = 64;
@@ -116,6 +116,8 @@ pub struct Node {
     /// Consecutive UNHEALTHY health reports or failed liveness checks; replacement is
     /// decided from this count (`unhealthy_after`), not from a single transition.
     pub unhealthy_streak: u32,
+    /// The node's last remediation step (reset GPU, reboot, replace), if it ever needed one.
+    pub remediation: Option<Remediation>,
     pub registered_at: Timestamp,
     /// Soft state, written in batches: may lag by one flush interval and is never part of
     /// compare-and-set or of change records.
@@ -147,6 +149,7 @@ impl Node {
             status_changed_at: now,
             health: Health::Unknown,
             unhealthy_streak: 0,
+            remediation: None,
             registered_at: now,
             last_heartbeat: None,
             last_health_report: None,
@@ -189,6 +192,10 @@ impl Node {
     /// Checks fields a caller may have edited before persisting.
     pub fn validate(&self) -> Result<(), ValidationError> {
         check_text("status_reason", &self.status_reason)?;
+        if let Some(remediation) = &self.remediation {
+            check_text("remediation.fault", &remediation.fault)?;
+            check_text("remediation.message", &remediation.message)?;
+        }
         check_name("gpu_model", &self.gpu_model)
     }
 

@@ -9,40 +9,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::remediation::RemediationSpec;
+use crate::serde_secs::{opt_secs, secs};
 use crate::validation::{ValidationError, check_name};
 use crate::{Labels, PoolName, Revision, Timestamp};
-
-/// Durations inside stored documents are whole seconds.
-mod secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_secs())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_secs)
-    }
-}
-
-mod opt_secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_some(&d.as_secs()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Option::<u64>::deserialize(d).map(|o| o.map(Duration::from_secs))
-    }
-}
 
 named_enum!(
     /// How a pool with several providers picks one to provision from.
@@ -138,6 +108,14 @@ pub struct PoolSpec {
     pub max_unhealthy_replacement_fraction: f64,
     #[serde(with = "secs")]
     pub replacement_window: Duration,
+    /// When more than this fraction of the pool turns UNHEALTHY within one
+    /// `replacement_window`, bosun stops terminating its machines (a bad policy or a shared
+    /// cause is likelier than that many broken machines) and keeps provisioning.
+    #[serde(default = "default_mass_failure_fraction")]
+    pub mass_failure_fraction: f64,
+    /// The remediation ladder of the pool's nodes.
+    #[serde(default)]
+    pub remediation: RemediationSpec,
     /// IANA zone name for scheduled autoscaling.
     pub timezone: String,
     pub labels: Labels,
@@ -167,6 +145,8 @@ impl PoolSpec {
             drain_timeout: Duration::from_secs(600),
             max_unhealthy_replacement_fraction: 0.2,
             replacement_window: Duration::from_secs(600),
+            mass_failure_fraction: default_mass_failure_fraction(),
+            remediation: RemediationSpec::default(),
             timezone: "UTC".to_owned(),
             labels: Labels::new(),
             setup_commands: Vec::new(),
@@ -202,8 +182,18 @@ impl PoolSpec {
         if self.health.unhealthy_after == 0 {
             return Err(ValidationError::new("health.unhealthy_after", "must be at least 1"));
         }
-        Ok(())
+        if !(self.mass_failure_fraction > 0.0 && self.mass_failure_fraction <= 1.0) {
+            return Err(ValidationError::new(
+                "mass_failure_fraction",
+                format_args!("{} is outside (0, 1]", self.mass_failure_fraction),
+            ));
+        }
+        self.remediation.validate().map_err(|e| e.within("remediation"))
     }
+}
+
+fn default_mass_failure_fraction() -> f64 {
+    0.5
 }
 
 /// A provider's backoff after provisioning failures: 30 s doubling to 10 min, reset on
@@ -219,10 +209,34 @@ pub struct ProviderBackoff {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScalingDecision {
     pub at: Timestamp,
+    /// Usable capacity: ACTIVE nodes plus machines still booting.
     pub current: u32,
     pub target: u32,
     pub reason: String,
     pub inputs: BTreeMap<String, String>,
+    /// What the operator should know about the pool, as of this decision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<PoolCondition>,
+}
+
+named_enum!(
+    /// Something about a pool an operator should know.
+    ///
+    /// `awaiting_replacement`: UNHEALTHY nodes wait because the replacement budget is
+    /// spent. `mass_failure`: too much of the pool failed at once, terminations are held.
+    PoolConditionKind, field = "condition" {
+        AwaitingReplacement => "awaiting_replacement",
+        MassFailure => "mass_failure",
+    }
+);
+
+/// One condition of a pool, with the explanation the operator reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolCondition {
+    pub kind: PoolConditionKind,
+    pub message: String,
+    /// When the condition was first raised (kept while it holds).
+    pub since: Timestamp,
 }
 
 /// What a pool remembers between reconciliations.

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use bosun_core::xid::XidCatalog;
 use bosun_core::{ClassifiedEvent, EventType, Health, HealthEvent, HealthSystem, Timestamp, ValidationError};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
@@ -68,7 +69,7 @@ pub fn parse_events(text: &str, now: Timestamp) -> Result<Vec<HealthEvent>, Poli
         .collect()
 }
 
-/// A table with one row per event: number (from 1), type, GPU, result, rule, errors.
+/// A table with one row per event: number (from 1), type, GPU, result, action, rule, errors.
 pub fn render_table(events: &[ClassifiedEvent]) -> String {
     let rows = events.iter().enumerate().map(|(index, classified)| {
         let ClassifiedEvent { event, verdict } = classified;
@@ -77,28 +78,57 @@ pub fn render_table(events: &[ClassifiedEvent]) -> String {
             event.event_type.to_string(),
             if event.gpu_index < 0 { "node".to_owned() } else { event.gpu_index.to_string() },
             result_word(verdict.health).to_owned(),
+            verdict.action.to_string(),
             verdict.rule.clone().unwrap_or_else(|| "-".to_owned()),
             if verdict.errors.is_empty() { "-".to_owned() } else { verdict.errors.join("; ") },
         ]
     });
-    table(["#", "TYPE", "GPU", "RESULT", "RULE", "ERRORS"], rows)
+    table(["#", "TYPE", "GPU", "RESULT", "ACTION", "RULE", "ERRORS"], rows)
 }
 
-/// The rules of `policy`, in evaluation order: number, name, result, condition.
+/// The rules of `policy`, in evaluation order: number, name, result, action, condition.
 pub fn render_rules(policy: &Policy) -> String {
     let rows = policy.rules().iter().enumerate().map(|(index, rule)| {
         [
             (index + 1).to_string(),
             rule.name().to_owned(),
             result_word(rule.result()).to_owned(),
+            rule.action().to_string(),
             rule.condition().split_whitespace().collect::<Vec<_>>().join(" "),
         ]
     });
-    table(["#", "RULE", "RESULT", "CONDITION"], rows)
+    table(["#", "RULE", "RESULT", "ACTION", "CONDITION"], rows)
+}
+
+/// The XID catalog `policy` classifies with (`bosun policy xids`): code, action, whether a
+/// hardware fault, name, source.
+pub fn render_xids(catalog: &XidCatalog) -> String {
+    let rows = catalog.entries().map(|xid| {
+        [
+            xid.code.to_string(),
+            xid.action.to_string(),
+            if xid.hardware { "yes" } else { "no" }.to_owned(),
+            xid.name.clone(),
+            xid.source.clone(),
+        ]
+    });
+    table(["XID", "ACTION", "HARDWARE", "NAME", "SOURCE"], rows)
+}
+
+/// The catalog as JSON: `{"version": ..., "xids": [{code, name, action, hardware, source}]}`.
+pub fn render_xids_json(catalog: &XidCatalog) -> String {
+    #[derive(Serialize)]
+    struct Catalog<'a> {
+        version: &'a str,
+        xids: Vec<&'a bosun_core::xid::Xid>,
+    }
+    let catalog = Catalog { version: catalog.version(), xids: catalog.entries().collect() };
+    // Strings, numbers and bools always serialize.
+    serde_json::to_string_pretty(&catalog).unwrap_or_default()
 }
 
 /// A JSON array with one object per event, in input order:
-/// `{"result": "healthy" | "degraded" | "unhealthy", "rule": NAME | null}`.
+/// `{"result": "healthy" | "degraded" | "unhealthy", "action": ACTION, "rule": NAME | null}`.
 ///
 /// Rule errors are deliberately left out, so scripts can rely on this exact shape; they
 /// belong on stderr ([`render_errors`]).
@@ -106,12 +136,14 @@ pub fn render_json(events: &[ClassifiedEvent]) -> String {
     #[derive(Serialize)]
     struct Row<'a> {
         result: &'static str,
+        action: &'static str,
         rule: Option<&'a str>,
     }
     let rows: Vec<Row<'_>> = events
         .iter()
         .map(|classified| Row {
             result: result_word(classified.verdict.health),
+            action: classified.verdict.action.as_str(),
             rule: classified.verdict.rule.as_deref(),
         })
         .collect();

@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bosun_core::HealthEvent;
+use bosun_core::xid::{Xid, XidCatalog};
+use bosun_core::{HealthEvent, RemediationAction};
 use cel::common::ast::{CallExpr, EntryExpr, Expr, IdedExpr};
 use cel::common::types::{CelBool, CelDouble, CelInt, CelMap, CelMapKey, CelString, DYN_TYPE, Type};
 use cel::common::value::{CowVal, StaticVal, Val};
@@ -86,10 +87,11 @@ impl Engine {
         Ok(Condition { expression, metered })
     }
 
-    /// Binds `event` for the evaluation of any number of conditions.
-    pub(crate) fn activate<'a>(&'a self, event: &'a HealthEvent) -> Activation<'a> {
+    /// Binds `event` for the evaluation of any number of conditions. An XID event with a
+    /// readable code also carries its `catalog` entry as `event.xid`.
+    pub(crate) fn activate<'a>(&'a self, event: &'a HealthEvent, catalog: &'a XidCatalog) -> Activation<'a> {
         let mut scope = self.root.new_inner_scope();
-        scope.add_variable_as_val(EVENT_VARIABLE, Box::new(event_value(event)));
+        scope.add_variable_as_val(EVENT_VARIABLE, Box::new(event_value(event, catalog)));
         Activation { scope }
     }
 }
@@ -136,9 +138,39 @@ fn one_line(text: &str) -> String {
 }
 
 /// `event` as conditions see it: a map whose strings borrow from the event.
-fn event_value(event: &HealthEvent) -> CelMap<'_> {
+///
+/// `event.xid` (XID events with a readable `xid_code` only): `code` (int), `name`,
+/// `action` (`none`, `restart_app`, `reset_gpu`, `reboot`, `replace`), `hardware` (bool)
+/// and `known` (whether the catalog has the code; unknown codes ask for `none`).
+fn event_value<'a>(event: &'a HealthEvent, catalog: &'a XidCatalog) -> CelMap<'a> {
     let metrics: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> =
         event.metrics.iter().map(|(key, text)| (key_of(key), metric_value(text))).collect();
+    let mut map = event_fields(event, metrics);
+    if let Some(code) = event.xid_code() {
+        map.insert(key_of("xid"), Box::new(xid_value(code, catalog.get(code))));
+    }
+    CelMap::from(map)
+}
+
+fn xid_value(code: u32, entry: Option<&Xid>) -> CelMap<'_> {
+    let (name, action, hardware) = match entry {
+        Some(xid) => (xid.name.as_str(), xid.action, xid.hardware),
+        None => ("unknown XID", RemediationAction::None, false),
+    };
+    let fields: [(&'static str, Box<dyn Val + '_>); 5] = [
+        ("code", Box::new(CelInt::from(i64::from(code)))),
+        ("name", Box::new(CelString::from(name))),
+        ("action", Box::new(CelString::from(action.as_str()))),
+        ("hardware", Box::new(CelBool::from(hardware))),
+        ("known", Box::new(CelBool::from(entry.is_some()))),
+    ];
+    CelMap::from(fields.into_iter().map(|(key, value)| (key_of(key), value)).collect::<HashMap<_, _>>())
+}
+
+fn event_fields<'a>(
+    event: &'a HealthEvent,
+    metrics: HashMap<CelMapKey<'a>, Box<dyn Val + 'a>>,
+) -> HashMap<CelMapKey<'a>, Box<dyn Val + 'a>> {
     let fields: [(&'static str, Box<dyn Val + '_>); 7] = [
         ("event_type", Box::new(CelString::from(event.event_type.as_str()))),
         ("system", Box::new(CelString::from(event.system.as_str()))),
@@ -148,7 +180,7 @@ fn event_value(event: &HealthEvent) -> CelMap<'_> {
         ("timestamp", Box::new(CelString::from(event.timestamp.to_rfc3339()))),
         ("metrics", Box::new(CelMap::from(metrics))),
     ];
-    CelMap::from(fields.into_iter().map(|(key, value)| (key_of(key), value)).collect::<HashMap<_, _>>())
+    fields.into_iter().map(|(key, value)| (key_of(key), value)).collect()
 }
 
 fn key_of(key: &str) -> CelMapKey<'_> {

@@ -53,6 +53,9 @@ pub enum PolicyError {
         name: String,
         problem: String,
     },
+    /// The `xids` section does not make a valid catalog (a bad entry, a code twice).
+    #[error("invalid policy: {0}")]
+    Xids(String),
     /// The CEL environment could not be set up. A bug in bosun, never bad input.
     #[error("internal error: the CEL environment could not be set up: {0}")]
     Engine(String),

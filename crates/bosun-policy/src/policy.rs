@@ -1,6 +1,9 @@
 //! [`Policy`]: a compiled health policy, and event classification with it (SPEC 3.2).
 
-use bosun_core::{CheckResult, ClassifiedEvent, Health, HealthEvent, HealthReport, NodeId, Timestamp, Verdict};
+use bosun_core::xid::XidCatalog;
+use bosun_core::{
+    CheckResult, ClassifiedEvent, Health, HealthEvent, HealthReport, NodeId, RemediationAction, Timestamp, Verdict,
+};
 
 use crate::document::{self, RuleSpec};
 use crate::engine::{Budget, Condition, Engine};
@@ -21,6 +24,8 @@ pub struct Policy {
     source: String,
     budget: Budget,
     engine: Engine,
+    /// The built-in XID catalog with this policy's `xids` overrides.
+    catalog: XidCatalog,
 }
 
 /// One rule of a compiled policy.
@@ -48,6 +53,11 @@ impl Rule {
     pub fn result(&self) -> Health {
         self.spec.result
     }
+
+    /// What an event matching this rule asks of its machine.
+    pub fn action(&self) -> RemediationAction {
+        self.spec.action
+    }
 }
 
 impl Policy {
@@ -57,6 +67,7 @@ impl Policy {
     /// or duplicate name, missing condition, bad result), or a rule's CEL syntax error.
     pub fn from_yaml(yaml: &str) -> Result<Self, PolicyError> {
         let spec = document::parse(yaml)?;
+        let catalog = XidCatalog::builtin().with_overrides(spec.xids).map_err(|e| PolicyError::Xids(e.to_string()))?;
         let engine = Engine::new().map_err(PolicyError::Engine)?;
         let rules = spec
             .rules
@@ -77,6 +88,7 @@ impl Policy {
             source: yaml.to_owned(),
             budget: Budget::default(),
             engine,
+            catalog,
         })
     }
 
@@ -111,6 +123,12 @@ impl Policy {
         &self.source
     }
 
+    /// The XID catalog the policy classifies with: the built-in one and the policy's
+    /// `xids` overrides.
+    pub fn xid_catalog(&self) -> &XidCatalog {
+        &self.catalog
+    }
+
     /// Classifies one event: the first rule whose condition is true decides, and no match
     /// means healthy.
     ///
@@ -118,16 +136,23 @@ impl Policy {
     /// result that is not a bool, an exhausted budget) is listed in
     /// [`Verdict::errors`] with the problem, and the next rule is tried.
     pub fn classify(&self, event: &HealthEvent) -> Verdict {
-        let mut activation = self.engine.activate(event);
+        let mut activation = self.engine.activate(event, &self.catalog);
         let mut errors = Vec::new();
         for rule in &self.rules {
             match activation.evaluate(&rule.condition, self.budget) {
-                Ok(true) => return Verdict { health: rule.result(), rule: Some(rule.spec.name.clone()), errors },
+                Ok(true) => {
+                    return Verdict {
+                        health: rule.result(),
+                        rule: Some(rule.spec.name.clone()),
+                        action: rule.action(),
+                        errors,
+                    };
+                }
                 Ok(false) => {}
                 Err(problem) => errors.push(format!("rule {:?}: {problem}", rule.spec.name)),
             }
         }
-        Verdict { health: Health::Healthy, rule: None, errors }
+        Verdict { health: Health::Healthy, rule: None, action: RemediationAction::None, errors }
     }
 
     /// Classifies each event, keeping their order.

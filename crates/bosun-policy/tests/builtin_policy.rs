@@ -4,7 +4,7 @@ mod support;
 
 use std::sync::Arc;
 
-use bosun_core::{CheckResult, EventType as T, Health, HealthSystem as S, NodeId, xid};
+use bosun_core::{CheckResult, EventType as T, Health, HealthSystem as S, NodeId, RemediationAction as A, xid};
 use bosun_policy::{BUILTIN_POLICY_YAML, Policy};
 use support::event;
 
@@ -22,35 +22,79 @@ fn assert_cases(cases: &[(bosun_core::HealthEvent, Health, Option<&str>)]) {
     }
 }
 
+/// Each XID class of the catalog -> result, rule and action.
 #[test]
-fn every_fatal_xid_is_unhealthy() {
-    let cases: Vec<_> = xid::fatal_codes()
-        .map(|code| {
-            (event(T::Xid, S::Driver, &[("xid_code", &code.to_string())]), Health::Unhealthy, Some("fatal-xid"))
-        })
-        .collect();
-    assert_eq!(cases.len(), 20);
-    assert_cases(&cases);
+fn xids_are_classified_by_the_catalog() {
+    let catalog = xid::XidCatalog::builtin();
+    let policy = builtin();
+    let mut classes = std::collections::BTreeMap::new();
+    for entry in catalog.entries() {
+        let verdict = policy.classify(&event(T::Xid, S::Driver, &[("xid_code", &entry.code.to_string())]));
+        let expected = match entry.action {
+            A::Replace => (Health::Unhealthy, "fatal-xid"),
+            A::Reboot => (Health::Degraded, "xid-reboot"),
+            A::ResetGpu => (Health::Degraded, "xid-reset-gpu"),
+            A::RestartApp => (Health::Degraded, "application-xid"),
+            A::None => (Health::Degraded, "recoverable-xid"),
+        };
+        assert_eq!((verdict.health, verdict.rule.as_deref().unwrap_or("-")), expected, "XID {}", entry.code);
+        assert_eq!(verdict.action, entry.action, "XID {}", entry.code);
+        assert!(verdict.errors.is_empty(), "XID {}: {:?}", entry.code, verdict.errors);
+        *classes.entry(entry.action).or_insert(0) += 1;
+    }
+    assert_eq!(classes.len(), 5, "every class has an XID: {classes:?}");
+}
+
+/// SPEC 3.2: application faults never cost a machine; hardware faults are replaced.
+#[test]
+fn application_xids_are_degraded_and_hardware_xids_replace() {
+    let policy = builtin();
+    let verdict = |code: &str| policy.classify(&event(T::Xid, S::Driver, &[("xid_code", code)]));
+    for code in ["13", "31", "43", "45"] {
+        let v = verdict(code);
+        assert_eq!((v.health, v.action), (Health::Degraded, A::RestartApp), "XID {code}");
+    }
+    for code in ["48", "63", "64", "74", "79", "95"] {
+        let v = verdict(code);
+        assert_eq!((v.health, v.action), (Health::Unhealthy, A::Replace), "XID {code}");
+    }
 }
 
 #[test]
-fn other_xids_are_degraded() {
+fn unknown_and_unreadable_xids_are_degraded_without_action() {
     let recoverable =
         |metrics: &[(&str, &str)]| (event(T::Xid, S::Driver, metrics), Health::Degraded, Some("recoverable-xid"));
-    let mut cases = vec![
-        recoverable(&[("xid_code", "8")]),
+    let cases = vec![
         recoverable(&[("xid_code", "999")]),
         recoverable(&[("xid_code", "not-a-number")]),
+        recoverable(&[("xid_code", "-5")]),
         recoverable(&[]),
     ];
-    cases.extend(
-        xid::XIDS
-            .iter()
-            .filter(|x| !x.fatal)
-            .map(|x| recoverable(&[("xid_code", &x.code.to_string())]))
-            .collect::<Vec<_>>(),
-    );
     assert_cases(&cases);
+    for (event, _, _) in &cases {
+        assert_eq!(builtin().classify(event).action, A::None);
+    }
+}
+
+/// A policy may override catalog entries; the built-in rules then follow the override.
+#[test]
+fn a_policy_overrides_the_catalog() {
+    let yaml = BUILTIN_POLICY_YAML.replace(
+        "rules:\n",
+        "xids:\n  - {code: 13, name: site says reboot, action: reboot}\n  - {code: 999, name: vendor XID, action: replace, hardware: true}\nrules:\n",
+    );
+    let policy = Policy::from_yaml(&yaml).expect("compiles");
+    let verdict = |code: &str| policy.classify(&event(T::Xid, S::Driver, &[("xid_code", code)]));
+    assert_eq!((verdict("13").action, verdict("13").rule.as_deref()), (A::Reboot, Some("xid-reboot")));
+    assert_eq!((verdict("999").health, verdict("999").action), (Health::Unhealthy, A::Replace));
+    assert_eq!(policy.xid_catalog().version(), "2026.12+policy");
+    assert_eq!(policy.xid_catalog().get(999).map(|x| x.source.as_str()), Some("policy"));
+    let twice = BUILTIN_POLICY_YAML
+        .replace("rules:\n", "xids: [{code: 5, name: a, action: none}, {code: 5, name: b, action: none}]\nrules:\n");
+    assert_eq!(
+        Policy::from_yaml(&twice).unwrap_err().to_string(),
+        "invalid policy: invalid xids[1].code: XID 5 is listed twice"
+    );
 }
 
 #[test]
@@ -106,38 +150,27 @@ fn everything_else_is_healthy() {
     ]);
 }
 
-/// One XID table for everything: the policy's fatal list is the core table's.
-#[test]
-fn the_fatal_xid_list_is_the_core_table() {
-    let policy = builtin();
-    let fatal = policy.rules().iter().find(|rule| rule.name() == "fatal-xid").expect("a fatal-xid rule");
-    let condition = fatal.condition();
-    let list = condition
-        .split_once('[')
-        .and_then(|(_, rest)| rest.split_once(']'))
-        .map(|(list, _)| list)
-        .expect("the condition holds one list literal");
-    let codes: Vec<u32> = list.split(',').map(|code| code.trim().parse().expect("a code")).collect();
-    assert_eq!(codes, xid::fatal_codes().collect::<Vec<_>>());
-}
-
 #[test]
 fn rules_come_in_the_specified_order() {
     let policy = builtin();
-    let rules: Vec<(&str, Health)> = policy.rules().iter().map(|rule| (rule.name(), rule.result())).collect();
+    let rules: Vec<(&str, Health, A)> =
+        policy.rules().iter().map(|rule| (rule.name(), rule.result(), rule.action())).collect();
     assert_eq!(
         rules,
         [
-            ("fatal-xid", Health::Unhealthy),
-            ("recoverable-xid", Health::Degraded),
-            ("ecc-dbe", Health::Unhealthy),
-            ("ecc-sbe-high", Health::Degraded),
-            ("thermal-critical", Health::Unhealthy),
-            ("thermal-warning", Health::Degraded),
-            ("nvlink-error", Health::Degraded),
-            ("pcie-error", Health::Degraded),
-            ("power-warning", Health::Degraded),
-            ("default", Health::Healthy),
+            ("fatal-xid", Health::Unhealthy, A::Replace),
+            ("xid-reboot", Health::Degraded, A::Reboot),
+            ("xid-reset-gpu", Health::Degraded, A::ResetGpu),
+            ("application-xid", Health::Degraded, A::RestartApp),
+            ("recoverable-xid", Health::Degraded, A::None),
+            ("ecc-dbe", Health::Unhealthy, A::Replace),
+            ("ecc-sbe-high", Health::Degraded, A::None),
+            ("thermal-critical", Health::Unhealthy, A::Replace),
+            ("thermal-warning", Health::Degraded, A::None),
+            ("nvlink-error", Health::Degraded, A::None),
+            ("pcie-error", Health::Degraded, A::None),
+            ("power-warning", Health::Degraded, A::None),
+            ("default", Health::Healthy, A::None),
         ]
     );
     assert_eq!(policy.name(), "default");

@@ -1,7 +1,9 @@
 //! `bosun policy check`: events files in, tables and JSON out.
 
 use bosun_core::{EventType, HealthSystem, Timestamp};
-use bosun_policy::check::{parse_events, render_errors, render_json, render_rules, render_table};
+use bosun_policy::check::{
+    parse_events, render_errors, render_json, render_rules, render_table, render_xids, render_xids_json,
+};
 use bosun_policy::{DocumentKind, Policy, PolicyError};
 
 fn now() -> Timestamp {
@@ -107,25 +109,29 @@ fn classified() -> Vec<bosun_core::ClassifiedEvent> {
 }
 
 #[test]
-fn json_output_is_exactly_result_and_rule_per_event() {
+fn json_output_is_exactly_result_action_and_rule_per_event() {
     let json = render_json(&classified());
     assert_eq!(
         json,
         r#"[
   {
     "result": "unhealthy",
+    "action": "replace",
     "rule": "fatal"
   },
   {
     "result": "degraded",
+    "action": "none",
     "rule": "hot"
   },
   {
     "result": "healthy",
+    "action": "none",
     "rule": null
   },
   {
     "result": "healthy",
+    "action": "none",
     "rule": null
   }
 ]"#
@@ -148,11 +154,11 @@ fn rule_errors_go_to_their_own_text() {
 fn table_output() {
     assert_eq!(
         render_table(&classified()),
-        "#  TYPE     GPU   RESULT     RULE   ERRORS\n\
-         1  xid      2     unhealthy  fatal  -\n\
-         2  thermal  node  degraded   hot    -\n\
-         3  ecc_sbe  node  healthy    -      rule \"hot\": No such key: temperature\n\
-         4  unknown  node  healthy    -      rule \"hot\": No such key: temperature\n"
+        "#  TYPE     GPU   RESULT     ACTION   RULE   ERRORS\n\
+         1  xid      2     unhealthy  replace  fatal  -\n\
+         2  thermal  node  degraded   none     hot    -\n\
+         3  ecc_sbe  node  healthy    none     -      rule \"hot\": No such key: temperature\n\
+         4  unknown  node  healthy    none     -      rule \"hot\": No such key: temperature\n"
     );
 }
 
@@ -160,11 +166,29 @@ fn table_output() {
 fn rules_listing() {
     let listing = render_rules(&Policy::builtin().unwrap());
     let lines: Vec<&str> = listing.lines().collect();
-    assert_eq!(lines.len(), 11);
-    assert!(lines[0].starts_with("#   RULE              RESULT     CONDITION"), "{listing}");
+    assert_eq!(lines.len(), 14);
+    assert!(lines[0].starts_with("#   RULE              RESULT     ACTION       CONDITION"), "{listing}");
     assert!(
         lines[1]
-            .starts_with("1   fatal-xid         unhealthy  event.event_type == \"xid\" && has(event.metrics.xid_code)")
+            .starts_with("1   fatal-xid         unhealthy  replace      event.event_type == \"xid\" && has(event.xid)"),
+        "{listing}"
     );
-    assert_eq!(lines[10], "10  default           healthy    true");
+    assert_eq!(lines[13], "13  default           healthy    none         true");
+}
+
+#[test]
+fn xid_listing() {
+    let catalog = bosun_core::xid::XidCatalog::builtin();
+    let listing = render_xids(catalog);
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), catalog.entries().count() + 1);
+    assert!(lines[0].starts_with("XID  ACTION       HARDWARE  NAME"), "{listing}");
+    assert!(listing.contains("\n79   replace      yes       GPU has fallen off the bus"), "{listing}");
+    let json: serde_json::Value = serde_json::from_str(&render_xids_json(catalog)).unwrap();
+    assert_eq!(json["version"], "2026.12");
+    assert_eq!(
+        json["xids"][2],
+        serde_json::json!({"code": 13, "name": "Graphics engine exception",
+        "action": "restart_app", "hardware": false, "source": "nvidia-xid-catalog"})
+    );
 }

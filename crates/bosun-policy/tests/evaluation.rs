@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use bosun_core::{EventType as T, Health, HealthSystem as S, Verdict};
+use bosun_core::{EventType as T, Health, HealthSystem as S, RemediationAction, Verdict};
 use bosun_policy::{Budget, Policy, PolicyError};
 use support::event;
 
@@ -23,7 +23,14 @@ fn yaml(rules: &[(&str, &str, &str)]) -> String {
 }
 
 fn verdict(health: Health, rule: Option<&str>, errors: &[&str]) -> Verdict {
-    Verdict { health, rule: rule.map(str::to_owned), errors: errors.iter().map(|error| (*error).to_owned()).collect() }
+    // A rule without `action`: unhealthy means replace, anything milder asks nothing.
+    let action = if health == Health::Unhealthy { RemediationAction::Replace } else { RemediationAction::None };
+    Verdict {
+        health,
+        rule: rule.map(str::to_owned),
+        action,
+        errors: errors.iter().map(|error| (*error).to_owned()).collect(),
+    }
 }
 
 #[test]

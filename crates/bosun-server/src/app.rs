@@ -34,6 +34,8 @@ pub(crate) struct App {
     pub pools: Option<crate::pools::PoolsConfig>,
     /// Pool demand reported by schedulers.
     pub demand: crate::pools::DemandBoard,
+    /// Machines their providers stopped listing, since when (soft state).
+    pub missing_machines: crate::pools::MissingMachines,
     /// One pool pass at a time: a background pass and an operator's scale must not both
     /// provision for the same gap.
     pub pool_pass: tokio::sync::Mutex<()>,
@@ -85,6 +87,7 @@ impl App {
             settings,
             pools,
             demand: crate::pools::DemandBoard::default(),
+            missing_machines: crate::pools::MissingMachines::default(),
             pool_pass: tokio::sync::Mutex::new(()),
         });
         app.reload_fleet().await.map_err(crate::StartError::Store)?;

@@ -215,12 +215,14 @@ pub(crate) async fn ack(
         if let Some(write) = finish_termination(app, &command).await? {
             batch.push(write);
         }
+        let remediation = crate::remediation::on_command_finished(app, &command).await?;
+        let remediation_node = remediation.is_some();
+        batch.writes.extend(remediation);
         match app.store.commit(batch).await {
             Ok(_) => {
-                if command.kind == CommandKind::Terminate
-                    && command.state == CommandState::Succeeded
-                    && let Ok(node) = app.store.node(node).await
-                {
+                let changed_node = (command.kind == CommandKind::Terminate && command.state == CommandState::Succeeded)
+                    || remediation_node;
+                if changed_node && let Ok(node) = app.store.node(node).await {
                     app.fleet.upsert(&node);
                 }
                 return Ok(command.state);

@@ -28,6 +28,8 @@ pub(crate) struct NodeView {
     /// Tells a node apart from an earlier one with the same id (deleted, then registered
     /// again), whose revisions restart at 1.
     pub registered_at: Timestamp,
+    /// The deadline of the node's running remediation step, if one runs.
+    pub remediation_deadline: Option<Timestamp>,
 }
 
 impl NodeView {
@@ -39,6 +41,11 @@ impl NodeView {
             health: node.health,
             revision: node.revision,
             registered_at: node.registered_at,
+            remediation_deadline: node
+                .remediation
+                .as_ref()
+                .filter(|r| r.state == bosun_core::remediation::StepState::Running)
+                .map(|r| r.deadline),
         }
     }
 
@@ -53,6 +60,7 @@ impl NodeView {
             self.status = newer.status;
             self.health = newer.health;
             self.revision = newer.revision;
+            self.remediation_deadline = newer.remediation_deadline;
         }
         self.last_seen = self.last_seen.max(newer.last_seen);
         self.last_heartbeat = self.last_heartbeat.max(newer.last_heartbeat);
@@ -229,6 +237,19 @@ impl Fleet {
             .collect();
         silent.sort();
         silent
+    }
+
+    /// Nodes whose running remediation step has outlived its deadline.
+    pub(crate) fn overdue_remediations(&self, now: Timestamp) -> Vec<NodeId> {
+        let inner = self.lock();
+        let mut overdue: Vec<NodeId> = inner
+            .nodes
+            .iter()
+            .filter(|(_, view)| view.remediation_deadline.is_some_and(|deadline| deadline <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        overdue.sort();
+        overdue
     }
 
     /// UNHEALTHY nodes with no sign of life since `cutoff`, with their last sign of life.

@@ -42,6 +42,7 @@ mod nodes;
 mod observed_store;
 mod policy;
 mod pools;
+mod remediation;
 mod rpc;
 mod settings;
 

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::error::ApiResult;
-use crate::{commands, instances, nodes};
+use crate::{commands, instances, nodes, remediation};
 
 /// Writes buffered heartbeats and metric samples. A failed write puts them back for the
 /// next flush.
@@ -43,13 +43,19 @@ pub(crate) async fn flush_soft_state(app: &App) -> ApiResult<usize> {
     }
 }
 
-/// Expires overdue commands, fails instances whose agent never registered, and picks up a
-/// policy stored by another replica.
+/// Expires overdue commands, fails instances whose agent never registered, escalates
+/// remediation steps past their deadline, and picks up a policy stored by another replica.
 pub(crate) async fn janitor(app: &App) -> ApiResult<()> {
     let expired = commands::expire_overdue(app).await?;
     let failed = instances::fail_unregistered(app).await?;
-    if expired + failed > 0 {
-        tracing::info!(expired_commands = expired, failed_instances = failed, "janitor pass");
+    let escalated = remediation::escalate_overdue(app).await?.len();
+    if expired + failed + escalated > 0 {
+        tracing::info!(
+            expired_commands = expired,
+            failed_instances = failed,
+            timed_out_remediations = escalated,
+            "janitor pass"
+        );
     }
     app.policies.refresh(&app.store).await?;
     Ok(())

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bosun_core::{Health, NodeStatus, Timestamp};
+use bosun_core::{Health, NodeStatus, RemediationAction, Timestamp};
 use connectrpc::interceptor::{StreamRequest, StreamResponse, UnaryRequest, UnaryResponse};
 use connectrpc::{ConnectError, Interceptor, Next, NextStream, PayloadStream};
 use prometheus_client::encoding::text::encode;
@@ -44,6 +44,21 @@ pub(crate) struct Metrics {
     policy_rule_errors: Counter,
     heartbeats: Counter,
     heartbeat_flushes: HistogramFamily<Labels1>,
+    xid_events: Family<Labels2, Counter>,
+    remediation_steps: Family<Labels1, Counter>,
+    pool_usable: Family<Labels1, Gauge>,
+    pool_target: Family<Labels1, Gauge>,
+    pool_awaiting_replacement: Family<Labels1, Gauge>,
+    pool_mass_failure: Family<Labels1, Gauge>,
+}
+
+/// What one reconcile pass concluded about a pool, for its gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PoolGauges {
+    pub usable: u32,
+    pub target: u32,
+    pub awaiting_replacement: u32,
+    pub mass_failure: bool,
 }
 
 impl Metrics {
@@ -88,6 +103,39 @@ impl Metrics {
             "Time to write buffered heartbeats and samples, by outcome",
             heartbeat_flushes.clone(),
         );
+        let xid_events = Family::<Labels2, Counter>::default();
+        registry.register(
+            "xid_events",
+            "XID events reported, by XID (unknown: not in the catalog) and the action the policy gave",
+            xid_events.clone(),
+        );
+        let remediation_steps = Family::<Labels1, Counter>::default();
+        registry.register(
+            "remediation_steps",
+            "Remediation steps started (reset_gpu, reboot, replace), by the ladder or an operator",
+            remediation_steps.clone(),
+        );
+        let pool_usable = Family::<Labels1, Gauge>::default();
+        registry.register(
+            "pool_usable_nodes",
+            "Usable capacity of each pool at its last pass: ACTIVE nodes plus machines still booting",
+            pool_usable.clone(),
+        );
+        let pool_target = Family::<Labels1, Gauge>::default();
+        registry.register("pool_target_nodes", "Each pool's target size at its last pass", pool_target.clone());
+        let pool_awaiting_replacement = Family::<Labels1, Gauge>::default();
+        registry.register(
+            "pool_nodes_awaiting_replacement",
+            "UNHEALTHY nodes due for replacement whose termination the replacement budget or the mass-failure \
+             guard holds back",
+            pool_awaiting_replacement.clone(),
+        );
+        let pool_mass_failure = Family::<Labels1, Gauge>::default();
+        registry.register(
+            "pool_mass_failure",
+            "1 while a pool's mass-failure guard holds its terminations, else 0",
+            pool_mass_failure.clone(),
+        );
         Self {
             registry,
             nodes,
@@ -101,7 +149,32 @@ impl Metrics {
             policy_rule_errors,
             heartbeats,
             heartbeat_flushes,
+            xid_events,
+            remediation_steps,
+            pool_usable,
+            pool_target,
+            pool_awaiting_replacement,
+            pool_mass_failure,
         }
+    }
+
+    /// Counts one XID event. Codes outside the catalog share the label `unknown`, so an
+    /// agent cannot grow the label set.
+    pub(crate) fn xid_event(&self, known_code: Option<u32>, action: RemediationAction) {
+        let xid = known_code.map_or_else(|| "unknown".to_owned(), |code| code.to_string());
+        self.xid_events.get_or_create(&[("xid", xid), ("action", action.as_str().to_owned())]).inc();
+    }
+
+    pub(crate) fn remediation_step(&self, step: RemediationAction) {
+        self.remediation_steps.get_or_create(&[("step", step.as_str().to_owned())]).inc();
+    }
+
+    pub(crate) fn pool(&self, pool: &str, gauges: PoolGauges) {
+        let labels = [("pool", pool.to_owned())];
+        self.pool_usable.get_or_create(&labels).set(i64::from(gauges.usable));
+        self.pool_target.get_or_create(&labels).set(i64::from(gauges.target));
+        self.pool_awaiting_replacement.get_or_create(&labels).set(i64::from(gauges.awaiting_replacement));
+        self.pool_mass_failure.get_or_create(&labels).set(i64::from(gauges.mass_failure));
     }
 
     pub(crate) fn rpc(&self, method: &str, code: &str, elapsed: Duration) {

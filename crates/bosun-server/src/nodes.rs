@@ -15,6 +15,7 @@ use bosun_store::{InstanceFilter, NodeFilter, PageRequest, StoreError, Write, Wr
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
+use crate::remediation;
 
 /// How often a change is recomputed after losing a compare-and-set race before the caller
 /// is told to retry.
@@ -215,13 +216,19 @@ pub(crate) async fn report_health(
     for classified in &report.events {
         let verdict = &classified.verdict;
         app.metrics.policy_evaluation(verdict.rule.as_deref(), verdict.health, verdict.errors.len());
+        if let Some(code) = classified.event.xid_code() {
+            let known = active.policy.xid_catalog().get(code).is_some();
+            app.metrics.xid_event(known.then_some(code), verdict.action);
+        }
     }
     let verdicts: Vec<Verdict> = report.events.iter().map(|e| e.verdict.clone()).collect();
     let actor = Actor::Node(node_id.clone());
     let reason = describe_report(&report);
-    let (node, ()) = edit_node(app, node_id, &actor, &reason, |node| {
+    let demand = remediation::demand(app, node_id, &report, now).await?;
+    let ladder_actor = Actor::system("remediation");
+    let (node, step) = edit_node(app, node_id, &actor, &reason, |node| {
         if node.status == NodeStatus::Terminated {
-            return Ok(Edit::Keep(()));
+            return Ok(Edit::Keep(None));
         }
         // UNHEALTHY is sticky: every report while the node stays UNHEALTHY, even a quiet
         // one (a fatal XID is reported once), counts toward the streak that replacement
@@ -232,7 +239,7 @@ pub(crate) async fn report_health(
             || report.health != node.health
             || stays_unhealthy;
         if !says_something {
-            return Ok(Edit::Keep(()));
+            return Ok(Edit::Keep(None));
         }
         node.health = report.health;
         node.last_health_report = Some(now);
@@ -246,9 +253,23 @@ pub(crate) async fn report_health(
         {
             node.apply(NodeTrigger::MarkUnhealthy, &reason, now).map_err(|e| ApiError::transition(node_id, e))?;
         }
-        Ok(Edit::Commit { writes: vec![Write::AppendHealthReport(Box::new(report.clone()))], value: () })
+        let mut writes = vec![Write::AppendHealthReport(Box::new(report.clone()))];
+        let mut step = None;
+        if let Some((spec, demand)) = &demand {
+            let before = node.remediation.clone();
+            let command = remediation::climb(node, spec, demand, now, &ladder_actor)?;
+            if node.remediation != before {
+                step = node.remediation.as_ref().map(|r| r.step);
+            }
+            writes.extend(command.map(|c| Write::CreateCommand(Box::new(c))));
+        }
+        Ok(Edit::Commit { writes, value: step })
     })
     .await?;
+    if let Some(step) = step {
+        app.metrics.remediation_step(step);
+        app.waiters.wake(node_id);
+    }
     Ok(ReportOutcome { node, verdicts })
 }
 
@@ -297,7 +318,7 @@ pub(crate) async fn judge_liveness(app: &App) -> ApiResult<Vec<NodeId>> {
             let cached = app.fleet.get(&node.id).map(|v| v.last_seen);
             let seen = node.last_seen().max(cached.unwrap_or(node.last_seen()));
             let judged = matches!(node.status, NodeStatus::Active | NodeStatus::Cordoned | NodeStatus::Draining);
-            if !judged || seen >= cutoff {
+            if !judged || seen >= cutoff || remediation::rebooting(node, now) {
                 return Ok(Edit::Keep(false));
             }
             node.apply(NodeTrigger::MarkUnhealthy, "heartbeat timeout", now)

@@ -23,6 +23,8 @@ pub struct Settings {
     pub terminated_retention: Duration,
     /// An instance whose agent has not registered this long after provisioning FAILs.
     pub instance_registration_timeout: Duration,
+    /// A machine its provider has not listed for this long (and at least this old) is lost.
+    pub lost_machine_grace: Duration,
     /// Change records older than this are compacted (the latest state of every live
     /// resource is always kept).
     pub change_retention: Duration,
@@ -67,6 +69,7 @@ impl Settings {
             startup_grace: server.startup_grace,
             terminated_retention: server.terminated_retention,
             instance_registration_timeout: server.instance_registration_timeout,
+            lost_machine_grace: server.lost_machine_grace,
             change_retention: Duration::from_secs(7 * 24 * 3600),
             max_request_bytes: config.api.max_request_bytes,
             command_poll_wait: config.api.command_poll_wait,

@@ -188,7 +188,9 @@ impl ChaosEngine {
     ) {
         let xid = (failure == FailureType::Gpu(FaultKind::Xid)).then(|| self.pick_xid());
         actions.push(ChaosAction::Inject { node: node.spec.id.clone(), failure, xid, cascading });
-        let recovers = xid.is_none_or(|code| !bosun_core::xid::is_fatal(code));
+        // Application-class faults clear on their own; hardware-class XIDs stay until the
+        // control plane acts (a GPU reset, a reboot, a replacement), as the catalog says.
+        let recovers = xid.is_none_or(|code| !bosun_core::xid::is_hardware(code));
         if let Some(r) = self.chaos.recovery.as_ref().filter(|r| r.enabled)
             && recovers
             && self.rng.random::<f64>() < r.probability

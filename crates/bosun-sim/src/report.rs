@@ -116,7 +116,10 @@ pub struct RpcMethod {
 pub struct XidCount {
     pub code: u32,
     pub name: String,
+    /// A hardware-class fault, by the XID catalog (the control plane must act on it).
     pub fatal: bool,
+    /// The catalog's immediate action for it.
+    pub action: String,
     pub count: u64,
 }
 
@@ -214,7 +217,8 @@ impl Report {
             .map(|(code, count)| XidCount {
                 code: *code,
                 name: bosun_core::xid::name(*code).to_owned(),
-                fatal: bosun_core::xid::is_fatal(*code),
+                fatal: bosun_core::xid::is_hardware(*code),
+                action: bosun_core::xid::XidCatalog::builtin().action(*code).to_string(),
                 count: *count,
             })
             .collect();

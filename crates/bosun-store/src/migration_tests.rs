@@ -144,34 +144,34 @@ async fn an_edited_migration_is_refused(backend: Backend) {
 }
 
 /// Version 2 rebuilds SQLite's change log to admit policy records: every record survives,
-/// and no sequence number is handed out twice, even past records retention removed.
+/// and no sequence number is handed out twice, even past records retention removed. The
+/// version-1 records are written as rows: this binary's store speaks only the newest
+/// schema.
 async fn version_2_keeps_the_change_log_and_its_sequence(backend: Backend) {
     let Some(test) = TestLocation::new(backend).await else { return };
     let clock = Arc::new(FakeClock::at_default_epoch());
     let version_1 = migrations_up_to(backend, 1);
     let database = connect_with(&test.location, MigrationSource::Directory(version_1.path().into())).await;
     database.migrate_up().await.expect("up to 1");
-    let store = database.into_store(test_options(clock.clone())).await.expect("open store");
-    let system = || bosun_core::Actor::system("test");
-    for name in ["kept", "gone"] {
-        let mut registration = crate::conformance::registration(name);
-        registration.gpus.clear();
-        let node = bosun_core::Node::register(&registration, bosun_core::Clock::now(clock.as_ref())).expect("node");
-        store.commit(WriteBatch::new(system(), "data").create_node(node, Vec::new())).await.expect("write");
+    let at = match backend {
+        Backend::Postgres => "now()",
+        _ => "0",
+    };
+    for name in ["kept", "gone", "gone"] {
+        let insert = format!(
+            "INSERT INTO changes (at, kind, resource_id, op, revision, actor, reason, resource) \
+             VALUES ({at}, 'node', '{name}', 'created', 1, 'system:test', 'data', '{{}}')"
+        );
+        database.execute_raw(&insert).await.expect("write a version-1 change record");
     }
-    let gone = "gone".parse().expect("valid");
-    store.commit(WriteBatch::new(system(), "bye").delete_node(gone, None)).await.expect("delete");
-    clock.advance(std::time::Duration::from_secs(30 * 24 * 3600));
-    let retention = crate::RetentionPolicy { changes_older_than: std::time::Duration::from_secs(3600) };
-    assert_eq!(store.apply_retention(&retention).await.expect("retention").changes_deleted, 2);
-    let left = store.list_changes(&crate::ChangeFilter::default(), 10).await.expect("log");
-    assert_eq!(left.iter().map(|c| c.seq).collect::<Vec<_>>(), [1], "only the live node's record is left");
-    assert_eq!(store.last_change_seq().await.expect("seq"), 3);
-    store.close().await;
+    // What retention leaves: the newest records gone, their sequence numbers spent.
+    assert_eq!(database.execute_raw("DELETE FROM changes WHERE resource_id = 'gone'").await.expect("delete"), 2);
+    database.close().await;
 
     let database = Database::connect(&test.location).await.expect("connect");
     database.migrate_up().await.expect("up to the latest version");
     let store = database.into_store(test_options(clock.clone())).await.expect("open store");
+    let system = || bosun_core::Actor::system("test");
     let policy = bosun_core::StoredPolicy {
         name: "strict".into(),
         document: "rules: []".into(),
@@ -188,16 +188,57 @@ async fn version_2_keeps_the_change_log_and_its_sequence(backend: Backend) {
     store.close().await;
     let database = Database::connect(&test.location).await.expect("connect");
     database.migrate_down(1).await.expect("down to 1");
-    let database = connect_with(&test.location, MigrationSource::Directory(version_1.path().into())).await;
-    let store = database.into_store(test_options(clock)).await.expect("open store");
-    let kinds: Vec<String> = store
-        .list_changes(&crate::ChangeFilter::default(), 10)
+    let kinds = database.count_raw("SELECT COUNT(*) FROM changes WHERE kind = 'node'").await.expect("count");
+    let all = database.count_raw("SELECT COUNT(*) FROM changes").await.expect("count");
+    assert_eq!((kinds, all), (1, 1));
+}
+
+/// Version 3 rebuilds SQLite's commands table to admit RESET_GPU: every command keeps its
+/// events through the rebuild, both up and down, and nodes keep their remediation step.
+async fn version_3_keeps_commands_and_their_events(backend: Backend) {
+    let Some(test) = TestLocation::new(backend).await else { return };
+    let clock = Arc::new(FakeClock::at_default_epoch());
+    let store = crate::open_store(&test.location, test_options(clock.clone())).await.expect("open store");
+    let system = || bosun_core::Actor::system("test");
+    let mut registration = crate::conformance::registration("n1");
+    registration.gpus.clear();
+    let now = bosun_core::Clock::now(clock.as_ref());
+    let mut node = bosun_core::Node::register(&registration, now).expect("node");
+    node.remediation = Some(bosun_core::Remediation::start(
+        bosun_core::RemediationAction::ResetGpu,
+        "XID 94 on GPU 3",
+        Some(3),
+        None,
+        now,
+        std::time::Duration::from_secs(600),
+    ));
+    store.commit(WriteBatch::new(system(), "data").create_node(node, Vec::new())).await.expect("write");
+    let request = |kind| bosun_core::command::CommandRequest {
+        node_id: "n1".parse().expect("valid"),
+        kind,
+        parameters: [("gpu".to_owned(), "3".to_owned())].into(),
+        reason: "test".into(),
+        time_to_live: std::time::Duration::from_secs(600),
+    };
+    let reboot = bosun_core::Command::issue(request(bosun_core::CommandKind::Reboot), system(), now).expect("command");
+    let reset = bosun_core::Command::issue(request(bosun_core::CommandKind::ResetGpu), system(), now).expect("command");
+    let (reboot_id, reset_id) = (reboot.id, reset.id);
+    store
+        .commit(WriteBatch::new(system(), "commands").create_command(reboot).create_command(reset))
         .await
-        .expect("log")
-        .iter()
-        .map(|c| c.kind.to_string())
-        .collect();
-    assert_eq!(kinds, ["node"]);
+        .expect("write commands");
+    assert_eq!(store.command_events(&reboot_id).await.expect("events").len(), 1);
+    store.close().await;
+
+    let database = Database::connect(&test.location).await.expect("connect");
+    database.migrate_down(2).await.expect("down to 2");
+    assert_eq!(database.count_raw("SELECT COUNT(*) FROM commands").await.expect("count"), 1, "RESET_GPU is gone");
+    assert_eq!(database.count_raw("SELECT COUNT(*) FROM command_events").await.expect("count"), 1);
+    database.migrate_up().await.expect("up again");
+    let store = database.into_store(test_options(clock)).await.expect("open store");
+    assert_eq!(store.command_events(&reboot_id).await.expect("events").len(), 1, "events survive the rebuilds");
+    assert!(matches!(store.command(&reset_id).await, Err(crate::StoreError::NotFound { .. })));
+    assert_eq!(store.node(&"n1".parse().expect("valid")).await.expect("node").remediation, None);
 }
 
 async fn an_unmigrated_database_is_named_outdated(backend: Backend) {
@@ -337,4 +378,5 @@ on_sql_backends!(
     an_edited_migration_is_refused,
     an_unmigrated_database_is_named_outdated,
     version_2_keeps_the_change_log_and_its_sequence,
+    version_3_keeps_commands_and_their_events,
 );

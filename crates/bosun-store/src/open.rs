@@ -432,6 +432,35 @@ impl Database {
     }
 }
 
+#[cfg(test)]
+impl Database {
+    /// Runs one statement as it is, for migration tests that must write rows an older
+    /// schema holds (this binary's store speaks only the newest schema). Returns the rows
+    /// affected.
+    pub(crate) async fn execute_raw(&self, sql: &str) -> Result<u64, sqlx::Error> {
+        match &self.connection {
+            Connection::Memory => Ok(0),
+            Connection::Sqlite { pools, .. } => {
+                Ok(sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&pools.writer).await?.rows_affected())
+            }
+            Connection::Postgres(pool) => {
+                Ok(sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(pool).await?.rows_affected())
+            }
+        }
+    }
+
+    /// The value of a `SELECT COUNT(*) ...`.
+    pub(crate) async fn count_raw(&self, sql: &str) -> Result<i64, sqlx::Error> {
+        match &self.connection {
+            Connection::Memory => Ok(0),
+            Connection::Sqlite { pools, .. } => {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(&pools.writer).await
+            }
+            Connection::Postgres(pool) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(pool).await,
+        }
+    }
+}
+
 /// Connects, applies pending migrations, and returns the store: what the server and tests
 /// do by default.
 pub async fn open_store(location: &StoreLocation, options: StoreOptions) -> Result<SharedStore, OpenError> {

@@ -76,9 +76,57 @@ pub struct NodeRow {
     pub registered_at: Option<String>,
     pub last_heartbeat: Option<String>,
     pub last_health_report: Option<String>,
+    /// The node's last remediation step, if it ever needed one.
+    pub remediation: Option<RemediationRow>,
     /// Only in `nodes get`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gpus: Vec<GpuRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RemediationRow {
+    pub step: String,
+    pub state: String,
+    pub fault: String,
+    pub gpu_index: Option<u32>,
+    pub command_id: Option<String>,
+    pub started_at: Option<String>,
+    pub deadline: Option<String>,
+    pub finished_at: Option<String>,
+    pub message: String,
+}
+
+impl RemediationRow {
+    fn from_wire(step: &v1::RemediationStep) -> Self {
+        RemediationRow {
+            step: convert::remediation_action_from("step", step.step)
+                .map_or_else(|_| "unknown".to_owned(), |s| s.to_string()),
+            state: step.state.clone(),
+            fault: step.fault.clone(),
+            gpu_index: step.gpu_index,
+            command_id: non_empty(&step.command_id),
+            started_at: time(&step.started_at),
+            deadline: time(&step.deadline),
+            finished_at: time(&step.finished_at),
+            message: step.message.clone(),
+        }
+    }
+
+    /// One line: `reset_gpu succeeded for XID 94 on GPU 3 (command ..., started ...)`.
+    fn summary(&self) -> String {
+        let mut text = format!("{} {} for {}", self.step, self.state, self.fault);
+        if !self.message.is_empty() {
+            text.push_str(&format!(": {}", self.message));
+        }
+        if let Some(command) = &self.command_id {
+            text.push_str(&format!(" (command {command})"));
+        }
+        text.push_str(&format!(", started {}", dash(self.started_at.as_deref())));
+        if self.state == "running" {
+            text.push_str(&format!(", deadline {}", dash(self.deadline.as_deref())));
+        }
+        text
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -109,6 +157,7 @@ impl NodeRow {
             registered_at: time(&node.registered_at),
             last_heartbeat: time(&node.last_heartbeat),
             last_health_report: time(&node.last_health_report),
+            remediation: node.remediation.as_option().map(RemediationRow::from_wire),
             gpus: node
                 .gpus
                 .iter()
@@ -161,6 +210,7 @@ pub fn node_detail(node: &NodeRow) -> String {
         ("registered", dash(node.registered_at.as_deref())),
         ("last heartbeat", dash(node.last_heartbeat.as_deref())),
         ("last health report", dash(node.last_health_report.as_deref())),
+        ("remediation", node.remediation.as_ref().map_or_else(|| "-".to_owned(), RemediationRow::summary)),
     ] {
         out.row([format!("{field}:"), value]);
     }
@@ -482,6 +532,14 @@ pub struct DecisionRow {
     pub target: u32,
     pub reason: String,
     pub inputs: BTreeMap<String, String>,
+    pub conditions: Vec<ConditionRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConditionRow {
+    pub kind: String,
+    pub message: String,
+    pub since: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -510,6 +568,11 @@ impl PoolRow {
                 target: d.target,
                 reason: d.reason.clone(),
                 inputs: sorted(&d.inputs),
+                conditions: d
+                    .conditions
+                    .iter()
+                    .map(|c| ConditionRow { kind: c.kind.clone(), message: c.message.clone(), since: time(&c.since) })
+                    .collect(),
             }),
             provider_backoff: pool
                 .provider_backoff
@@ -565,6 +628,9 @@ pub fn pool_detail(pool: &PoolRow) -> String {
         out.row(["decision:".to_owned(), format!("{} -> {} at {}", d.current, d.target, dash(d.at.as_deref()))]);
         out.row(["reason:".to_owned(), d.reason.clone()]);
         out.row(["inputs:".to_owned(), dash(Some(&inputs.join(", ")))]);
+        for c in &d.conditions {
+            out.row(["condition:".to_owned(), format!("{} since {}: {}", c.kind, dash(c.since.as_deref()), c.message)]);
+        }
     }
     for b in &pool.provider_backoff {
         out.row([

@@ -154,9 +154,9 @@ fn policy_check_prints_exactly_the_json_array() {
     assert_eq!(
         parsed,
         serde_json::json!([
-            {"result": "unhealthy", "rule": "fatal-xid"},
-            {"result": "degraded", "rule": "recoverable-xid"},
-            {"result": "healthy", "rule": "default"},
+            {"result": "unhealthy", "action": "replace", "rule": "fatal-xid"},
+            {"result": "degraded", "action": "restart_app", "rule": "application-xid"},
+            {"result": "healthy", "action": "none", "rule": "default"},
         ])
     );
     let broken = dir.path().join("broken.yaml");
@@ -164,6 +164,31 @@ fn policy_check_prints_exactly_the_json_array() {
         .expect("write");
     let line = fails_with_one_line(bosun().args(["policy", "check"]).arg(&broken));
     assert!(line.contains("oops"), "the error names the rule: {line}");
+}
+
+#[test]
+fn policy_xids_prints_the_catalog_and_a_policy_overrides_it() {
+    let table = ok(bosun().args(["policy", "xids"]));
+    assert!(table.starts_with("# XID catalog 2026.12\nXID  ACTION"), "{table}");
+    assert!(table.contains("\n13   restart_app  no        Graphics engine exception"), "{table}");
+    assert!(table.contains("\n79   replace      yes       GPU has fallen off the bus"), "{table}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let policy = dir.path().join("site.yaml");
+    std::fs::write(
+        &policy,
+        "xids: [{code: 13, name: our kernels never do this, action: reset_gpu, hardware: true}]\n\
+         rules: [{name: all, condition: 'true', result: healthy}]\n",
+    )
+    .expect("write");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(bosun().args(["policy", "xids", "-o", "json", "--file"]).arg(&policy))).expect("JSON");
+    assert_eq!(json["version"], "2026.12+policy");
+    let xid_13 = json["xids"].as_array().expect("list").iter().find(|x| x["code"] == 13).expect("XID 13").clone();
+    assert_eq!(
+        xid_13,
+        serde_json::json!({"code": 13, "name": "our kernels never do this", "action": "reset_gpu",
+            "hardware": true, "source": "policy"})
+    );
 }
 
 #[test]

@@ -408,6 +408,16 @@ impl FakeGpus {
         state.pending.retain(|(k, _)| *k != kind);
     }
 
+    /// Resets GPU `index`: its faults end, as a GPU reset clears what the GPU carried.
+    /// Events already queued are still reported.
+    pub fn reset_gpu(&self, index: u32) -> Result<(), FaultError> {
+        if index >= self.count {
+            return Err(FaultError::UnknownGpu { gpu: index, count: self.count });
+        }
+        self.lock().faults.retain(|f| f.gpu() != Some(index));
+        Ok(())
+    }
+
     /// Ends every fault.
     pub fn recover_all(&self) {
         let mut state = self.lock();
@@ -583,6 +593,25 @@ impl GpuSource for FakeGpus {
         details.insert("faults".into(), described.join("; "));
         details.insert("failed_gpus".into(), failed_gpus.join(","));
         DiagnosticReport { passed: false, message: format!("{test}: {} active fault(s)", faults.len()), details }
+    }
+
+    async fn reset_gpu(&self, index: u32) -> Result<String, String> {
+        if let Some(error) = Self::backend_error(&self.lock().faults) {
+            return Err(format!("cannot reset GPU {index}: {error}"));
+        }
+        FakeGpus::reset_gpu(self, index).map_err(|error| error.to_string())?;
+        Ok(format!("GPU {index} reset"))
+    }
+
+    /// A simulated reboot: every fault ends but a boot failure, which a reboot does not fix.
+    async fn reboot_without_hook(&self) -> Result<String, String> {
+        let mut state = self.lock();
+        state.faults.retain(|f| *f == Fault::BootFailure);
+        if state.faults.is_empty() {
+            Ok("rebooted (simulated): every fault cleared".into())
+        } else {
+            Err("rebooted (simulated), but the GPUs still fail to initialise".into())
+        }
     }
 }
 

@@ -39,6 +39,17 @@ pub trait GpuSource: Send + Sync + fmt::Debug {
 
     /// Runs the diagnostic named by a RUN_DIAGNOSTIC command's `test` parameter.
     async fn run_diagnostic(&self, test: &str) -> DiagnosticReport;
+
+    /// Resets GPU `index` (a RESET_GPU remediation step, when no `reset_gpu` hook is
+    /// configured): `Ok` with what was done, `Err` with why not.
+    async fn reset_gpu(&self, index: u32) -> Result<String, String>;
+
+    /// What a REBOOT does when no reboot hook is configured. A real machine cannot reboot
+    /// itself through its GPU library, so by default this fails; fake machines simulate
+    /// the reboot.
+    async fn reboot_without_hook(&self) -> Result<String, String> {
+        Err("no reboot hook configured".into())
+    }
 }
 
 /// The GPU backend as a whole failed.

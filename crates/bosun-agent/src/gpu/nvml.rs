@@ -141,7 +141,29 @@ impl GpuSource for Nvml {
             details: BTreeMap::from([("test".to_owned(), test)]),
         })
     }
+
+    /// NVML has no reset call; `nvidia-smi --gpu-reset` resets through the driver. It
+    /// refuses while processes use the GPU, which is the answer an operator needs to see.
+    async fn reset_gpu(&self, index: u32) -> Result<String, String> {
+        let mut command = tokio::process::Command::new("nvidia-smi");
+        command.args(["--gpu-reset", "-i", &index.to_string()]).kill_on_drop(true);
+        let output = match tokio::time::timeout(GPU_RESET_TIMEOUT, command.output()).await {
+            Err(_) => return Err(format!("nvidia-smi --gpu-reset -i {index} took longer than {GPU_RESET_TIMEOUT:?}")),
+            Ok(Err(error)) => return Err(format!("cannot run nvidia-smi to reset GPU {index}: {error}")),
+            Ok(Ok(output)) => output,
+        };
+        let text = String::from_utf8_lossy(if output.status.success() { &output.stdout } else { &output.stderr });
+        let text = text.trim();
+        if output.status.success() {
+            Ok(if text.is_empty() { format!("GPU {index} reset") } else { text.to_owned() })
+        } else {
+            Err(format!("nvidia-smi could not reset GPU {index} ({}): {text}", output.status))
+        }
+    }
 }
+
+/// How long a GPU reset may take before the agent gives up on it.
+const GPU_RESET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Where XIDs come from on this machine.
 enum XidSource<'n> {

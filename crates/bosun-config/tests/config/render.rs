@@ -130,6 +130,7 @@ server:
   terminated_retention: 24h
   instance_registration_timeout: 10m
   startup_grace: 1m30s
+  lost_machine_grace: 2m
 store: {}
 auth:
   tokens: []
@@ -177,6 +178,16 @@ pools:
     drain_timeout: 10m
     max_unhealthy_replacement_fraction: 0.2
     replacement_window: 10m
+    mass_failure_fraction: 0.5
+    remediation:
+      steps:
+      - reset_gpu
+      - reboot
+      - replace
+      window: 1h
+      step_timeout: 10m
+      repeat_limit: 3
+      repeat_window: 1h
     timezone: UTC
 "
     );

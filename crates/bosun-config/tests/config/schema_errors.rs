@@ -7,7 +7,8 @@ use crate::{error, no_env, parse, with_pool};
 
 const POOL_KEYS: &str = "provider, providers, strategy, instance_type, region, zones, ssh_keys, min_nodes, \
      max_nodes, cooldown, autoscaling, health, labels, setup_commands, ssh_user, ssh_private_key_path, \
-     drain_timeout, max_unhealthy_replacement_fraction, replacement_window, timezone";
+     drain_timeout, max_unhealthy_replacement_fraction, replacement_window, mass_failure_fraction, remediation, \
+     timezone";
 
 const AUTOSCALING_KEYS: &str = "type, scale_up_at, scale_down_at, jobs_per_node, schedule, fallback, \
      lookback_window, growth_factor, mode, autoscalers";
@@ -22,7 +23,7 @@ fn unknown_keys_name_their_full_path_at_every_depth() {
             "server.adress",
             "address, external_address, heartbeat_interval, heartbeat_timeout, health_check_interval, \
              autoscale_interval, health_policy, notifier, terminated_retention, instance_registration_timeout, \
-             startup_grace"
+             startup_grace, lost_machine_grace"
                 .to_owned(),
         ),
         (
@@ -72,7 +73,7 @@ fn unknown_keys_name_their_full_path_at_every_depth() {
         (
             "defaults:\n  cooldown: 5m\n".to_owned(),
             "defaults.cooldown",
-            "ssh_keys, health, ssh_user, ssh_private_key_path".to_owned(),
+            "ssh_keys, health, remediation, ssh_user, ssh_private_key_path".to_owned(),
         ),
         (
             "auth:\n  tokens:\n    - name: a\n      secret: x\n".to_owned(),

@@ -1,6 +1,9 @@
 //! Every semantic check, with the message an operator sees.
 
+use std::time::Duration;
+
 use bosun_config::{Config, ConfigErrorKind};
+use bosun_core::RemediationAction;
 
 use crate::{FAKE_PROVIDER, env_of, error, with_pool};
 
@@ -372,4 +375,48 @@ fn an_empty_token_from_the_environment_is_refused() {
     let text = "auth:\n  tokens: [{name: a, token_env: T, role: admin}]\n";
     let err = Config::from_yaml_str(text, env_of(&[("T", "")])).unwrap_err();
     assert_eq!(err.to_string(), "auth.tokens[0].token_env: the token is empty");
+}
+
+#[test]
+fn remediation_ladders_layer_over_defaults_and_are_checked() {
+    let base = "providers: {fake: {type: fake}}\n";
+    let config = crate::parse(&format!(
+        "{base}defaults:\n  remediation: {{steps: [reboot, replace], window: 30m}}\npools:\n  a: {{provider: fake, instance_type: t, max_nodes: 2, remediation: {{step_timeout: 2m}}}}\n  b: {{provider: fake, instance_type: t, max_nodes: 2, remediation: {{steps: [replace]}}, mass_failure_fraction: 0.3}}\n"
+    ))
+    .expect("valid");
+    let spec = |name: &str| crate::pool(&config, name).spec.clone();
+    let a = spec("a");
+    assert_eq!(a.remediation.steps, [RemediationAction::Reboot, RemediationAction::Replace]);
+    assert_eq!(
+        (a.remediation.window, a.remediation.step_timeout),
+        (Duration::from_secs(1800), Duration::from_secs(120))
+    );
+    assert_eq!(a.mass_failure_fraction, 0.5);
+    let b = spec("b");
+    assert_eq!(b.remediation.steps, [RemediationAction::Replace]);
+    assert_eq!(b.mass_failure_fraction, 0.3);
+
+    let cases = [
+        (
+            "pools:\n  a: {provider: fake, instance_type: t, max_nodes: 2, remediation: {steps: [reset_gpu, reboot]}}\n",
+            "pools.a.remediation.steps: must end with replace (to keep broken machines instead, set health.auto_replace: false)",
+        ),
+        (
+            "pools:\n  a: {provider: fake, instance_type: t, max_nodes: 2, remediation: {steps: [restart_app, replace]}}\n",
+            "pools.a.remediation.steps[0]: restart_app is not a ladder step (reset_gpu, reboot or replace)",
+        ),
+        ("defaults:\n  remediation: {repeat_limit: 0}\n", "defaults.remediation.repeat_limit: must be at least 1"),
+        (
+            "pools:\n  a: {provider: fake, instance_type: t, max_nodes: 2, mass_failure_fraction: 0}\n",
+            "pools.a.mass_failure_fraction: 0 is outside (0, 1]",
+        ),
+        (
+            "pools:\n  a: {provider: fake, instance_type: t, max_nodes: 2, remediation: {steps: [reboot, fix]}}\n",
+            "pools.a.remediation.steps[1]: unknown value \"fix\"; expected one of none, restart_app, reset_gpu, reboot, replace",
+        ),
+    ];
+    for (yaml, message) in cases {
+        let error = crate::error(&format!("{base}{yaml}")).to_string();
+        assert!(error.contains(message), "{yaml}: {error}");
+    }
 }

@@ -15,7 +15,7 @@ use crate::app::App;
 use crate::auth::{self, Caller, Permission};
 use crate::commands::{self, MAX_TTL};
 use crate::error::{ApiError, ApiResult};
-use crate::{nodes, policy};
+use crate::{nodes, policy, remediation};
 
 /// Health reports returned by one GetHealthHistory call, at most.
 const MAX_HISTORY: u32 = 1000;
@@ -98,6 +98,24 @@ impl AdminApi {
         nodes::delete_node(&self.app, &id, request.force, &why, &caller.actor()).await?;
         tracing::info!(node = %id, actor = %caller.actor(), force = request.force, "node deleted");
         Ok(v1::DeleteNodeResponse::default())
+    }
+
+    async fn remediate_node(
+        &self,
+        caller: &Caller,
+        request: v1::RemediateNodeRequest,
+    ) -> ApiResult<v1::RemediateNodeResponse> {
+        let id = convert::node_id("node_id", &request.node_id)?;
+        let action = convert::remediation_action_from("action", request.action)?;
+        let why = reason(&request.reason)?;
+        let actor = caller.actor();
+        let (node, command) = remediation::remediate(&self.app, &id, action, request.gpu_index, &why, &actor).await?;
+        tracing::warn!(node = %id, %action, %actor, "remediation requested by an operator");
+        Ok(v1::RemediateNodeResponse {
+            node: MessageField::some(convert::node(&self.with_live_heartbeat(node), &[])),
+            command_id: command.map(|id| id.to_string()),
+            ..Default::default()
+        })
     }
 
     async fn issue_command(
@@ -442,6 +460,15 @@ impl v1::AdminService for AdminApi {
     ) -> ServiceResult<v1::DeleteNodeResponse> {
         let caller = allowed(&ctx, Permission::Admin)?;
         Ok(Response::new(AdminApi::delete_node(self, caller, request.to_owned_message()).await?))
+    }
+
+    async fn remediate_node(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::RemediateNodeRequest>,
+    ) -> ServiceResult<v1::RemediateNodeResponse> {
+        let caller = allowed(&ctx, Permission::Command)?;
+        Ok(Response::new(AdminApi::remediate_node(self, caller, request.to_owned_message()).await?))
     }
 
     async fn issue_command(

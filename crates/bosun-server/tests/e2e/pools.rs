@@ -210,14 +210,28 @@ async fn a_correlated_failure_is_replaced_only_up_to_the_budget(backend: Backend
         "and so does the change log"
     );
 
-    // The first replacement boots (four RUNNING: it, two healthy, one waiting); the next
-    // window replaces the other one.
-    wait_running(&h, 4).await;
+    // The budget limits what is taken away, not what is added: both replacements were
+    // provisioned in that pass (five RUNNING: two new, two healthy, one waiting).
+    assert_eq!(cloud.live_count(), 5, "surge: a replacement for each broken node at once");
+    let pool = h.server().store().pool(&"training".parse().expect("name")).await.expect("pool");
+    let decision = pool.status.last_decision.expect("decision");
+    assert_eq!(decision.inputs["awaiting_replacement"], "1");
+    assert_eq!(decision.conditions.len(), 1, "{:?}", decision.conditions);
+    assert_eq!(decision.conditions[0].kind, bosun_core::pool::PoolConditionKind::AwaitingReplacement);
+    let metrics = h.get_text("/metrics").await;
+    assert!(metrics.contains("bosun_pool_nodes_awaiting_replacement{pool=\"training\"} 1"), "{metrics}");
+    wait_running(&h, 5).await;
+    h.server().reconcile_pools().await.expect("reconcile");
+    assert_eq!(cloud.live_count(), 5, "nothing more is provisioned while the broken node waits");
+
+    // The next window terminates the other broken machine; usable capacity was never short.
     h.clock.advance(pool_window());
     h.server().reconcile_pools().await.expect("reconcile");
     assert!(h.root().list_nodes(unhealthy).await.expect("list").into_owned().nodes.is_empty());
     wait_running(&h, 4).await;
     assert_eq!(cloud.live_count(), 4);
+    let decision = h.server().store().pool(&"training".parse().expect("name")).await.expect("pool");
+    assert!(decision.status.last_decision.expect("decision").conditions.is_empty());
     h.stop().await;
 }
 

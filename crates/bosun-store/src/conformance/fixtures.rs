@@ -89,6 +89,9 @@ pub(crate) fn command_request(node: &str, kind: CommandKind) -> CommandRequest {
     if kind == CommandKind::RunDiagnostic {
         parameters.insert("test".to_owned(), "nvbandwidth".to_owned());
     }
+    if kind == CommandKind::ResetGpu {
+        parameters.insert("gpu".to_owned(), "3".to_owned());
+    }
     CommandRequest {
         node_id: node_id(node),
         kind,

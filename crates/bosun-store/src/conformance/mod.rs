@@ -59,6 +59,7 @@ macro_rules! store_conformance {
             nodes::create_duplicate_is_already_exists,
             nodes::get_missing_is_not_found,
             nodes::update_bumps_revision_and_persists,
+            nodes::remediation_step_round_trips,
             nodes::update_with_stale_revision_is_conflict_and_writes_nothing,
             nodes::update_missing_is_not_found,
             nodes::illegal_status_change_is_invalid_transition,

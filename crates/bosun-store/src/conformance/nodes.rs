@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bosun_core::{
-    CommandKind, Health, HealthReport, Heartbeat, InstanceTrigger, LabelSelector, NodeStatus, NodeTrigger, PoolName,
-    ResourceKind, Revision,
+    Command, CommandKind, Health, HealthReport, Heartbeat, InstanceTrigger, LabelSelector, NodeStatus, NodeTrigger,
+    PoolName, Remediation, RemediationAction, ResourceKind, Revision,
 };
 
-use super::{Ctx, E, RegisterExt, assert_err, batch, new_node, node_id, registration};
+use super::{Ctx, E, RegisterExt, assert_err, batch, command_request, new_node, node_id, registration};
 use crate::query::{ChangeFilter, Cursor, NodeFilter, PageRequest};
 
 pub(crate) async fn create_then_get_round_trips_every_field(ctx: &Ctx) {
@@ -72,6 +72,36 @@ pub(crate) async fn update_bumps_revision_and_persists(ctx: &Ctx) {
     assert_eq!(stored.revision.get(), 2);
     assert_eq!(stored.health, Health::Degraded);
     assert_eq!(stored.labels.get("team"), Some("vision"));
+}
+
+pub(crate) async fn remediation_step_round_trips(ctx: &Ctx) {
+    let mut node = ctx.create_node("n1").await;
+    assert_eq!(node.remediation, None);
+    let command =
+        Command::issue(command_request("n1", CommandKind::ResetGpu), super::actor(), ctx.now()).expect("valid");
+    let mut step = Remediation::start(
+        RemediationAction::ResetGpu,
+        "XID 94 on GPU 3",
+        Some(3),
+        Some(command.id),
+        ctx.now(),
+        Duration::from_secs(600),
+    );
+    node.remediation = Some(step.clone());
+    ctx.store
+        .commit(batch("remediate").update_node(node.clone()).create_command(command.clone()))
+        .await
+        .expect("update");
+    assert_eq!(ctx.store.node(&node.id).await.expect("get").remediation.as_ref(), Some(&step));
+    assert_eq!(ctx.store.command(&command.id).await.expect("get").kind, CommandKind::ResetGpu);
+    node = ctx.store.node(&node.id).await.expect("get");
+    step.finish(false, "nvidia-smi: GPU is busy", ctx.now());
+    node.remediation = Some(step.clone());
+    ctx.store.commit(batch("step failed").update_node(node.clone())).await.expect("update");
+    let stored = ctx.store.node(&node.id).await.expect("get");
+    assert_eq!(stored.remediation, Some(step));
+    let listed = ctx.store.list_nodes(&NodeFilter::default(), &PageRequest::first(10)).await.expect("list");
+    assert_eq!(listed.items[0].remediation, stored.remediation, "lists carry the step too");
 }
 
 pub(crate) async fn update_with_stale_revision_is_conflict_and_writes_nothing(ctx: &Ctx) {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use bosun_core::pool::{ProviderBackoff, ScalingDecision};
+use bosun_core::pool::{PoolCondition, PoolConditionKind, ProviderBackoff, ScalingDecision};
 use bosun_core::{PoolName, ResourceKind};
 
 use super::{Ctx, E, assert_err, batch, pool};
@@ -56,6 +56,11 @@ pub(crate) async fn status_round_trips(ctx: &Ctx) {
         target: 4,
         reason: "utilization 91% above 80%".into(),
         inputs: BTreeMap::from([("utilization".to_owned(), "91".to_owned())]),
+        conditions: vec![PoolCondition {
+            kind: PoolConditionKind::MassFailure,
+            message: "4 of 6 nodes turned UNHEALTHY within 10m".into(),
+            since: ctx.now(),
+        }],
     });
     ctx.store.commit(batch("reconcile").update_pool(p.clone())).await.expect("update");
     let stored = ctx.store.pool(&p.name).await.expect("get");

@@ -737,12 +737,12 @@ async fn append_bootstrap_log(tx: &mut PgConnection, cx: &Cx<'_>, log: &Bootstra
 
 const INSERT_NODE: &str = "INSERT INTO nodes (node_id, provider, region, zone, instance_type, pool, status, \
     status_reason, status_changed_at, health, unhealthy_streak, labels, gpu_count, gpu_model, metadata, \
-    registered_at, last_health_report, revision) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+    registered_at, last_health_report, revision, remediation) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
 const UPDATE_NODE: &str = "UPDATE nodes SET provider = $2, region = $3, zone = $4, instance_type = $5, pool = $6, \
     status = $7, status_reason = $8, status_changed_at = $9, health = $10, unhealthy_streak = $11, labels = $12, \
-    gpu_count = $13, gpu_model = $14, metadata = $15, registered_at = $16, last_health_report = $17, revision = $18 \
-    WHERE node_id = $1";
+    gpu_count = $13, gpu_model = $14, metadata = $15, registered_at = $16, last_health_report = $17, revision = $18, \
+    remediation = $19 WHERE node_id = $1";
 
 fn bind_node<'q>(q: Query<'q>, n: &'q Node, revision: Revision) -> Query<'q> {
     q.bind(n.id.as_str())
@@ -763,6 +763,7 @@ fn bind_node<'q>(q: Query<'q>, n: &'q Node, revision: Revision) -> Query<'q> {
         .bind(time(n.registered_at))
         .bind(n.last_health_report.map(time))
         .bind(int(revision.get()))
+        .bind(n.remediation.as_ref().map(Json))
 }
 
 const INSERT_INSTANCE: &str = "INSERT INTO instances (instance_id, provider, provider_instance_id, region, zone, \

@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use bosun_core::node::Gpu;
 use bosun_core::{
     BootstrapLog, ChangeRecord, Command, CommandEvent, CommandId, Heartbeat, Instance, InstanceId, Labels,
-    MetricSample, Node, NodeId, NodeMetadata, Pool, PoolName, ResourceKind, Revision, StoredPolicy, Timestamp,
+    MetricSample, Node, NodeId, NodeMetadata, Pool, PoolName, Remediation, ResourceKind, Revision, StoredPolicy,
+    Timestamp,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -41,7 +42,7 @@ macro_rules! select_node {
         "SELECT n.node_id, n.provider, n.region, n.zone, n.instance_type, n.pool, n.status, n.status_reason, \
          n.status_changed_at, n.health, n.unhealthy_streak, n.labels, n.gpu_count, n.gpu_model, n.metadata, \
          n.registered_at, \
-         n.last_health_report, n.revision, l.last_heartbeat \
+         n.last_health_report, n.revision, l.last_heartbeat, n.remediation \
          FROM nodes n LEFT JOIN node_liveness l ON l.node_id = n.node_id "
     };
 }
@@ -133,6 +134,7 @@ fn node_from_row(row: &sqlx::postgres::PgRow) -> Result<Node> {
         status_changed_at: Timestamp::from_datetime(get(row, 8)?),
         health: parse("nodes.health", get::<&str>(row, 9)?)?,
         unhealthy_streak: unsigned("nodes.unhealthy_streak", get(row, 10)?)?,
+        remediation: get::<Option<Json<Remediation>>>(row, 19)?.map(|json| json.0),
         labels: get::<Json<Labels>>(row, 11)?.0,
         gpu_count: unsigned("nodes.gpu_count", get(row, 12)?)?,
         gpu_model: get(row, 13)?,

@@ -8,8 +8,8 @@ use bosun_core::node::Gpu;
 use bosun_core::pool::{PoolSpec, PoolStatus, ProviderBackoff, ScalingDecision};
 use bosun_core::{
     Actor, BootstrapCommandLog, BootstrapLog, ChangeRecord, CheckResult, ClassifiedEvent, Command, CommandEvent,
-    CommandKind, GpuSample, HealthReport, Instance, Labels, MetricSample, Node, NodeMetadata, Pool, Revision,
-    StoredPolicy, Timestamp,
+    CommandKind, GpuSample, HealthReport, Instance, Labels, MetricSample, Node, NodeMetadata, Pool, Remediation,
+    Revision, StoredPolicy, Timestamp,
 };
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -60,6 +60,7 @@ pub(crate) struct NodeRow<T> {
     pub last_health_report: Option<T>,
     pub revision: i64,
     pub last_heartbeat: Option<T>,
+    pub remediation: Option<Json<Remediation>>,
 }
 
 impl<T: SqlTime> NodeRow<T> {
@@ -80,6 +81,7 @@ impl<T: SqlTime> NodeRow<T> {
             status_changed_at: self.status_changed_at.timestamp(),
             health: parse("nodes.health", &self.health)?,
             unhealthy_streak: unsigned("nodes.unhealthy_streak", self.unhealthy_streak)?,
+            remediation: self.remediation.map(|json| json.0),
             registered_at: self.registered_at.timestamp(),
             last_heartbeat: self.last_heartbeat.map(SqlTime::timestamp),
             last_health_report: self.last_health_report.map(SqlTime::timestamp),

@@ -417,12 +417,12 @@ fn append_bootstrap_log(conn: &Connection, cx: &Cx<'_>, log: &BootstrapLog) -> R
 
 const INSERT_NODE: &str = "INSERT INTO nodes (node_id, provider, region, zone, instance_type, pool, status, \
     status_reason, status_changed_at, health, unhealthy_streak, labels, gpu_count, gpu_model, metadata, \
-    registered_at, last_health_report, revision) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+    registered_at, last_health_report, revision, remediation) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
 const UPDATE_NODE: &str = "UPDATE nodes SET provider = ?2, region = ?3, zone = ?4, instance_type = ?5, pool = ?6, \
     status = ?7, status_reason = ?8, status_changed_at = ?9, health = ?10, unhealthy_streak = ?11, labels = ?12, \
-    gpu_count = ?13, gpu_model = ?14, metadata = ?15, registered_at = ?16, last_health_report = ?17, revision = ?18 \
-    WHERE node_id = ?1";
+    gpu_count = ?13, gpu_model = ?14, metadata = ?15, registered_at = ?16, last_health_report = ?17, revision = ?18, \
+    remediation = ?19 WHERE node_id = ?1";
 
 fn write_node(conn: &Connection, sql: &str, n: &Node, revision: Revision) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute(params![
@@ -444,6 +444,7 @@ fn write_node(conn: &Connection, sql: &str, n: &Node, revision: Revision) -> rus
         micros(n.registered_at),
         n.last_health_report.map(micros),
         int(revision.get()),
+        n.remediation.as_ref().map(to_json),
     ])
 }
 

@@ -35,7 +35,7 @@ fn opt_json<T: DeserializeOwned>(row: &Row<'_>, index: usize, what: &str) -> Res
 
 pub(super) const NODE_COLUMNS: &str = "n.node_id, n.provider, n.region, n.zone, n.instance_type, n.pool, n.status, \
     n.status_reason, n.status_changed_at, n.health, n.unhealthy_streak, n.labels, n.gpu_count, n.gpu_model, \
-    n.metadata, n.registered_at, n.last_health_report, n.revision, l.last_heartbeat \
+    n.metadata, n.registered_at, n.last_health_report, n.revision, l.last_heartbeat, n.remediation \
     FROM nodes n LEFT JOIN node_liveness l ON l.node_id = n.node_id";
 
 /// Decodes a node row. Enum columns are parsed from borrowed text rather than through an
@@ -59,6 +59,7 @@ pub(super) fn node_row(row: &Row<'_>) -> Result<Node> {
         status_changed_at: Timestamp::from_unix_micros(row.get(8)?),
         health: parse("nodes.health", borrowed(9, "nodes.health")?)?,
         unhealthy_streak: unsigned("nodes.unhealthy_streak", row.get(10)?)?,
+        remediation: opt_json(row, 19, "nodes.remediation")?.map(|json| json.0),
         labels: json(row, 11, "nodes.labels")?.0,
         gpu_count: unsigned("nodes.gpu_count", row.get(12)?)?,
         gpu_model: row.get(13)?,

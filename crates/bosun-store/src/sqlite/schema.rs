@@ -68,19 +68,42 @@ pub(crate) async fn schema_fingerprint(pool: &SqlitePool) -> Result<Vec<String>,
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(kind, name, sql)| format!("{kind} {name}: {}", normalize_sql(&sql.unwrap_or_default(), &name)))
+        .map(|(kind, name, sql)| format!("{kind} {name}: {}", normalize_sql(&sql.unwrap_or_default())))
         .collect())
 }
 
 /// SQLite keeps each object's SQL as written, and a table rebuilt by a migration
 /// (`CREATE TABLE x_new ...; ALTER TABLE x_new RENAME TO x`) keeps the rebuild's text with
-/// the name quoted. Comments, layout and that quoting say nothing about the schema, so
-/// they are dropped before schemas are compared.
-fn normalize_sql(sql: &str, name: &str) -> String {
+/// the name quoted, as are references to it from other tables. Comments, layout and that
+/// quoting say nothing about the schema, so they are dropped before schemas are compared.
+fn normalize_sql(sql: &str) -> String {
     let without_comments: Vec<&str> =
         sql.lines().map(|line| line.split_once("--").map_or(line, |(code, _)| code)).collect();
     let collapsed = without_comments.join(" ").split_whitespace().collect::<Vec<_>>().join(" ");
-    collapsed.replacen(&format!("\"{name}\""), name, 1).replace("( ", "(").replace(" )", ")")
+    unquote_plain_identifiers(&collapsed).replace("( ", "(").replace(" )", ")")
+}
+
+/// `"name"` -> `name` wherever the quoted text is a plain identifier (letters, digits and
+/// `_`), which means the same with or without quotes.
+fn unquote_plain_identifiers(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(open) = rest.find('"') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find('"') {
+            Some(close) if close > 0 && after[..close].chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+                out.push_str(&after[..close]);
+                rest = &after[close + 1..];
+            }
+            _ => {
+                out.push('"');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -91,8 +114,12 @@ mod tests {
     fn normalized_sql_ignores_comments_layout_and_a_quoted_rebuilt_name() {
         let written = "CREATE TABLE changes (\n    seq INTEGER, -- the order\n    -- why\n    at INTEGER\n) STRICT";
         let rebuilt = "CREATE TABLE \"changes\" (\n    seq INTEGER,\n    at INTEGER\n) STRICT";
-        assert_eq!(normalize_sql(written, "changes"), normalize_sql(rebuilt, "changes"));
-        assert_eq!(normalize_sql(written, "changes"), "CREATE TABLE changes (seq INTEGER, at INTEGER) STRICT");
-        assert_ne!(normalize_sql("CREATE TABLE t (a TEXT)", "t"), normalize_sql("CREATE TABLE t (a INTEGER)", "t"));
+        assert_eq!(normalize_sql(written), normalize_sql(rebuilt));
+        assert_eq!(normalize_sql(written), "CREATE TABLE changes (seq INTEGER, at INTEGER) STRICT");
+        assert_ne!(normalize_sql("CREATE TABLE t (a TEXT)"), normalize_sql("CREATE TABLE t (a INTEGER)"));
+        assert_eq!(
+            normalize_sql("CREATE TABLE e (id TEXT REFERENCES \"commands\" (id), note TEXT DEFAULT '\"a b\"')"),
+            "CREATE TABLE e (id TEXT REFERENCES commands (id), note TEXT DEFAULT '\"a b\"')"
+        );
     }
 }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use bosun_api::v1;
-use bosun_core::NodeStatus;
+use bosun_core::{NodeStatus, RemediationAction};
 use clap::{Args, Subcommand};
 
 use super::remote::{Admin, Remote, call};
@@ -39,6 +39,18 @@ enum NodesCommand {
         /// Which diagnostic: quick, medium or long.
         #[arg(long, default_value = "quick")]
         test: String,
+    },
+    /// Take a remediation step now, skipping the ladder: reset a GPU, reboot, or replace
+    /// (the node leaves service and its pool replaces it within the replacement budget).
+    Remediate {
+        #[command(flatten)]
+        action: ActionArgs,
+        /// The step: reset_gpu (needs --gpu), reboot or replace.
+        #[arg(long = "action", value_parser = parse_step)]
+        step: RemediationAction,
+        /// The GPU to reset.
+        #[arg(long)]
+        gpu: Option<u32>,
     },
     /// Forget a node and its history (TERMINATED nodes; others with --force).
     Delete {
@@ -132,6 +144,15 @@ fn parse_status(text: &str) -> Result<NodeStatus, String> {
     text.parse().map_err(|e: bosun_core::ValidationError| e.problem)
 }
 
+fn parse_step(text: &str) -> Result<RemediationAction, String> {
+    let step: RemediationAction = text.parse().map_err(|e: bosun_core::ValidationError| e.problem)?;
+    if step.acts_on_machine() {
+        Ok(step)
+    } else {
+        Err(format!("{step} is not a remediation step; use reset_gpu, reboot or replace"))
+    }
+}
+
 pub async fn run(args: &NodesArgs) -> anyhow::Result<ExitCode> {
     let admin = args.remote.admin()?;
     let format = args.remote.output;
@@ -157,6 +178,21 @@ pub async fn run(args: &NodesArgs) -> anyhow::Result<ExitCode> {
         NodesCommand::Diagnose { action, test } => {
             let params = [("test".to_owned(), test.clone())];
             issue(&admin, format, action, v1::CommandType::COMMAND_TYPE_RUN_DIAGNOSTIC, params).await?
+        }
+        NodesCommand::Remediate { action, step, gpu } => {
+            let request = v1::RemediateNodeRequest {
+                node_id: action.node.clone(),
+                action: bosun_api::convert::remediation_action(*step).into(),
+                gpu_index: *gpu,
+                reason: action.reason.clone(),
+                ..Default::default()
+            };
+            let response = call!(admin, remediate_node, request);
+            let node = NodeRow::from_wire(response.node.as_option().unwrap_or(&v1::Node::default()));
+            output::render(format, &node, || match &response.command_id {
+                Some(command) => format!("{step} {}: command {command}\n", node.node_id),
+                None => format!("{step} {}: {} ({})\n", node.node_id, node.status, node.status_reason),
+            })?
         }
         NodesCommand::Delete { node, reason, force } => {
             let request = v1::DeleteNodeRequest {

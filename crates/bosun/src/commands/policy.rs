@@ -46,6 +46,14 @@ enum PolicyCommand {
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
     },
+    /// Print the XID catalog (no server needed): each XID's name, the immediate action
+    /// bosun takes (none, restart_app, reset_gpu, reboot, replace), whether it is a
+    /// hardware fault, and the classification's source.
+    Xids {
+        /// Show the catalog as this policy's `xids` section overrides it.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
 }
 
 fn read(path: &Path, what: &str) -> anyhow::Result<String> {
@@ -57,6 +65,28 @@ pub async fn run(args: &PolicyArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         PolicyCommand::Check { file, default, events } => {
             check_locally(file.as_deref(), *default, events.as_deref(), format)
+        }
+        PolicyCommand::Xids { file } => {
+            let policy = match file {
+                Some(path) => {
+                    let text = read(path, "policy")?;
+                    Policy::from_yaml(&text).with_context(|| format!("{} is not a valid policy", path.display()))?
+                }
+                None => Policy::builtin()?,
+            };
+            let catalog = policy.xid_catalog();
+            match format {
+                Format::Table => {
+                    println!("# XID catalog {}", catalog.version());
+                    print!("{}", check::render_xids(catalog));
+                }
+                _ => {
+                    let value: serde_json::Value =
+                        serde_json::from_str(&check::render_xids_json(catalog)).unwrap_or_default();
+                    print!("{}", output::render(format, &value, String::new)?);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Get => {
             let admin = args.remote.admin()?;
@@ -106,6 +136,8 @@ pub async fn run(args: &PolicyArgs) -> anyhow::Result<ExitCode> {
                         health: bosun_api::convert::health_from("result", v.result)
                             .unwrap_or(bosun_core::Health::Unknown),
                         rule: v.rule.clone(),
+                        action: bosun_api::convert::remediation_action_from("action", v.action)
+                            .unwrap_or(bosun_core::RemediationAction::None),
                         errors: v.errors.clone(),
                     },
                 })
@@ -143,7 +175,7 @@ fn check_locally(
                 let rules: Vec<_> = policy
                     .rules()
                     .iter()
-                    .map(|r| serde_json::json!({"name": r.name(), "condition": r.condition(), "result": r.result().as_str().to_ascii_lowercase()}))
+                    .map(|r| serde_json::json!({"name": r.name(), "condition": r.condition(), "result": r.result().as_str().to_ascii_lowercase(), "action": r.action().as_str()}))
                     .collect();
                 let summary = serde_json::json!({"name": policy.name(), "valid": true, "rules": rules});
                 print!("{}", output::render(format, &summary, String::new)?);

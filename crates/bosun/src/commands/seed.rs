@@ -18,7 +18,7 @@ use bosun_core::{
     Actor, CheckResult, ClassifiedEvent, Clock as _, Command, CommandKind, CommandTrigger, EventType, GpuSample,
     Health, HealthEvent, HealthReport, HealthSystem, Heartbeat, Instance, InstanceId, InstanceTrigger, Labels,
     MetricSample, Node, NodeId, NodeMetadata, NodeRegistration, NodeStatus, NodeTrigger, Pool, PoolName, PoolSpec,
-    Revision, SystemClock, Timestamp, Verdict,
+    RemediationAction, Revision, SystemClock, Timestamp, Verdict,
 };
 use bosun_store::{SharedStore, StoreError, WriteBatch};
 use clap::Args;
@@ -526,7 +526,12 @@ fn event<const N: usize>(
             metrics: metrics.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             message: message.to_owned(),
         },
-        verdict: Verdict { health, rule: Some(rule.to_owned()), errors: Vec::new() },
+        verdict: Verdict {
+            health,
+            rule: Some(rule.to_owned()),
+            action: if health == Health::Unhealthy { RemediationAction::Replace } else { RemediationAction::None },
+            errors: Vec::new(),
+        },
     }
 }
 
