@@ -139,6 +139,16 @@ impl FakeProvider {
             .map(|m| m.instance_id.clone())
     }
 
+    /// Every machine vanishes without a trace, as when the process that hosted them dies:
+    /// their agents stop and the provider no longer lists them.
+    pub fn vanish_all(&self) {
+        let mut state = self.lock();
+        for machine in state.machines.values() {
+            machine.shutdown.cancel();
+        }
+        state.machines.clear();
+    }
+
     /// Machines not terminated.
     pub fn live_count(&self) -> usize {
         self.lock().machines.values().filter(|m| m.state != ProviderInstanceState::Terminated).count()
@@ -175,7 +185,13 @@ impl Provider for FakeProvider {
                 }));
             }
             let number = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let id = format!("{}-{number}", self.name);
+            // Unique across processes, as a cloud's machine ids are: a fake cloud that
+            // numbered from 1 again after a restart would hand a new machine the node id of
+            // one the store still remembers.
+            let mut id = format!("{}-{}", self.name, machine_suffix(&request.instance_id));
+            if state.machines.contains_key(&id) {
+                id = format!("{id}-{number}");
+            }
             let node_id: NodeId = id.parse().map_err(|e: bosun_core::ValidationError| {
                 self.error(|provider| ProviderError::Invalid { provider, message: e.to_string() })
             })?;
@@ -268,6 +284,14 @@ impl Provider for FakeProvider {
             })
             .collect())
     }
+}
+
+/// The last eight characters of bosun's instance id (`i-` and a UUIDv7 whose tail is
+/// random): short, and unique enough for a fleet.
+fn machine_suffix(instance: &InstanceId) -> String {
+    let text = instance.as_str();
+    let start = text.len().saturating_sub(8);
+    text.get(start..).unwrap_or(text).to_ascii_lowercase()
 }
 
 fn set_state(state: &Mutex<State>, machine: &str, to: ProviderInstanceState) {

@@ -169,22 +169,21 @@ async fn write_off_lost(app: &App, listings: &mut Listings<'_>, pool: &PoolName)
     Ok(())
 }
 
-/// Records `instance` and its node as TERMINATED for `reason`, in one batch.
+/// Starts writing `instance` off: it and its node become TERMINATING for `reason` in one
+/// batch, and [`finish_terminations`](super::replacement::finish_terminations) (later in
+/// the same pass) asks the provider to terminate the machine, which every provider
+/// answers for a machine it no longer has, and records both as TERMINATED. Going through
+/// the provider once more means a machine a flaky listing missed is not left billing.
 async fn write_off(app: &App, mut instance: Instance, reason: &str, now: Timestamp) -> ApiResult<()> {
     let id = instance.id.clone();
     instance.apply(InstanceTrigger::Terminate, reason, now).map_err(|e| ApiError::transition(&id, e))?;
-    instance.apply(InstanceTrigger::Gone, reason, now).map_err(|e| ApiError::transition(&id, e))?;
     let write = Write::UpdateInstance { instance: Box::new(instance.clone()), expected: instance.revision };
     let actor = Actor::system(ACTOR);
     match &instance.node_id {
         Some(node) => {
             let result = nodes::edit_node(app, node, &actor, reason, |n| {
-                if n.status != NodeStatus::Terminated {
-                    if n.status != NodeStatus::Terminating {
-                        n.apply(NodeTrigger::Terminate, reason, now).map_err(|e| ApiError::transition(&n.id, e))?;
-                    }
-                    n.apply(NodeTrigger::TerminationConfirmed, reason, now)
-                        .map_err(|e| ApiError::transition(&n.id, e))?;
+                if !n.status.is_leaving() {
+                    n.apply(NodeTrigger::Terminate, reason, now).map_err(|e| ApiError::transition(&n.id, e))?;
                 }
                 Ok(Edit::Commit { writes: vec![write.clone()], value: () })
             })

@@ -126,12 +126,7 @@ impl Harness {
         let clock = Arc::new(FakeClock::at_default_epoch());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
-        let factory: ControlPlaneFactory = Arc::new(|request: &ProvisionRequest| {
-            let client = AgentClient::new(&request.bootstrap.server_url, request.bootstrap.token.clone())
-                .map_err(|e| e.to_string())?;
-            Ok(Arc::new(client) as Arc<dyn ControlPlane>)
-        });
-        let provider = Arc::new(FakeProvider::new("fake", fake, clock.clone(), factory));
+        let provider = fake_provider(fake, &clock);
         let pools = PoolsConfig {
             pools: vec![(pool.parse().expect("pool name"), spec)],
             providers: [("fake".to_owned(), provider.clone() as Arc<dyn Provider>)].into_iter().collect(),
@@ -180,6 +175,25 @@ impl Harness {
     /// database and address, as an operator restarting it would.
     pub async fn restart(&mut self) {
         self.restart_after(Duration::ZERO).await;
+    }
+
+    /// Restarts the server as a new process would start it: its fake provider is new and
+    /// knows nothing of the old one's machines, which vanish (their agents stop). Returns
+    /// the new provider.
+    pub async fn restart_with_fresh_provider(
+        &mut self,
+        old: &FakeProvider,
+        settings: FakeSettings,
+    ) -> Arc<FakeProvider> {
+        let server = self.server.take().expect("server running");
+        server.shutdown().await;
+        old.vanish_all();
+        let provider = fake_provider(settings, &self.clock);
+        let pools = self.pools.as_mut().expect("a pool harness");
+        pools.providers.insert("fake".to_owned(), provider.clone() as Arc<dyn Provider>);
+        let listener = TcpListener::bind(self.address).await.expect("rebind the same address");
+        self.serve(listener).await;
+        provider
     }
 
     /// [`Harness::restart`], with the server down for `downtime` of fake time.
@@ -281,6 +295,17 @@ impl RunningAgent {
         self.shutdown.cancel();
         let _ = self.task.await;
     }
+}
+
+/// A fake cloud named `fake` whose machines' agents register over the network with the
+/// server named in their bootstrap.
+fn fake_provider(settings: FakeSettings, clock: &Arc<FakeClock>) -> Arc<FakeProvider> {
+    let factory: ControlPlaneFactory = Arc::new(|request: &ProvisionRequest| {
+        let client = AgentClient::new(&request.bootstrap.server_url, request.bootstrap.token.clone())
+            .map_err(|e| e.to_string())?;
+        Ok(Arc::new(client) as Arc<dyn ControlPlane>)
+    });
+    Arc::new(FakeProvider::new("fake", settings, clock.clone(), factory))
 }
 
 pub fn registration(node: &str) -> NodeRegistration {

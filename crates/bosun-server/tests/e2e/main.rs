@@ -12,4 +12,5 @@ mod lifecycle;
 mod liveness;
 mod policy;
 mod pools;
+mod remediation;
 mod restart;

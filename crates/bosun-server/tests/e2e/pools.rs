@@ -23,6 +23,9 @@ on_sql_backends!(
     a_reactive_pool_grows_on_busy_gpus_from_heartbeats,
     scale_down_drains_the_cordoned_node_first_and_then_terminates,
     an_operator_scales_a_pool_and_the_unhealthy_node_goes_first,
+    the_ladder_runs_on_fake_machines_and_ends_in_a_replacement,
+    a_restart_with_the_machines_gone_restores_capacity_at_once,
+    a_mass_failure_holds_terminations_and_says_why,
 );
 
 fn spec(min: u32) -> PoolSpec {
@@ -124,13 +127,22 @@ async fn wait_running(h: &Harness, count: usize) -> Vec<v1::Instance> {
 }
 
 fn xid(node: &str) -> v1::IssueCommandRequest {
+    xid_code(node, 79)
+}
+
+/// A `fake-fault` command that makes the machine's GPU 3 report XID `code`.
+fn xid_code(node: &str, code: u32) -> v1::IssueCommandRequest {
     v1::IssueCommandRequest {
         node_id: node.into(),
         r#type: v1::CommandType::COMMAND_TYPE_CUSTOM.into(),
         custom_name: bosun_agent::FAULT_COMMAND.into(),
-        parameters: [("fault".to_owned(), "xid".to_owned()), ("code".to_owned(), "79".to_owned())]
-            .into_iter()
-            .collect(),
+        parameters: [
+            ("fault".to_owned(), "xid".to_owned()),
+            ("code".to_owned(), code.to_string()),
+            ("gpu".to_owned(), "3".to_owned()),
+        ]
+        .into_iter()
+        .collect(),
         ..Default::default()
     }
 }
@@ -499,5 +511,185 @@ async fn an_operator_scales_a_pool_and_the_unhealthy_node_goes_first(backend: Ba
     }
     assert_eq!(cloud.live_count(), 2);
     assert_eq!(status_of(&h.node(&sick).await), v1::NodeStatus::NODE_STATUS_TERMINATED);
+    h.stop().await;
+}
+
+fn remediation_of(node: &v1::Node) -> Option<(v1::RemediationAction, String)> {
+    node.remediation.as_option().map(|r| (r.step.as_known().expect("known step"), r.state.clone()))
+}
+
+/// On real (fake) machines: an application XID costs nothing; a hardware XID the catalog
+/// answers with a GPU reset is reset by the agent, its recurrence rebooted, and its second
+/// recurrence replaced through the pool, which provisions the replacement at once.
+async fn the_ladder_runs_on_fake_machines_and_ends_in_a_replacement(backend: Backend) {
+    use v1::RemediationAction as Step;
+    let Some((h, cloud)) = Harness::start_with_fake_pool(backend, "training", spec(2), FakeSettings::default()).await
+    else {
+        return;
+    };
+    h.server().reconcile_pools().await.expect("reconcile");
+    let running = wait_running(&h, 2).await;
+    let victim = running[0].node_id.clone();
+
+    h.root().issue_command(xid_code(&victim, 13)).await.expect("inject");
+    h.wait_for_node(&victim, "DEGRADED", |n| health_of(n) == v1::HealthStatus::HEALTH_STATUS_DEGRADED).await;
+    h.server().reconcile_pools().await.expect("reconcile");
+    assert_eq!(cloud.live_count(), 2, "no machine replaced for an application fault");
+    assert_eq!(remediation_of(&h.node(&victim).await), None);
+
+    for (round, step) in [(1, Step::REMEDIATION_ACTION_RESET_GPU), (2, Step::REMEDIATION_ACTION_REBOOT)] {
+        h.root().issue_command(xid_code(&victim, 94)).await.expect("inject");
+        h.wait_for_node(&victim, &format!("{step:?} done (round {round})"), |n| {
+            remediation_of(n) == Some((step, "succeeded".to_owned()))
+        })
+        .await;
+        assert_eq!(status_of(&h.node(&victim).await), v1::NodeStatus::NODE_STATUS_ACTIVE);
+    }
+    h.root().issue_command(xid_code(&victim, 94)).await.expect("inject");
+    let node = h
+        .wait_for_node(&victim, "taken out for replacement", |n| {
+            remediation_of(n).is_some_and(|(step, _)| step == Step::REMEDIATION_ACTION_REPLACE)
+        })
+        .await;
+    assert_eq!(status_of(&node), v1::NodeStatus::NODE_STATUS_UNHEALTHY);
+
+    // The pool replaces it at once, without waiting for more reports.
+    h.server().reconcile_pools().await.expect("reconcile");
+    assert_eq!(status_of(&h.node(&victim).await), v1::NodeStatus::NODE_STATUS_TERMINATED);
+    let running = wait_running(&h, 2).await;
+    assert!(running.iter().all(|i| i.node_id != victim));
+    assert_eq!(cloud.live_count(), 2);
+    h.stop().await;
+}
+
+/// The quick start's restart: the fake machines died with the old process. The pool
+/// provisions replacements for all of them at once (max_nodes allows it), terminates
+/// nothing while they are merely silent (three of three at once: the mass-failure guard),
+/// and writes the lost machines off once their provider has not listed them for the
+/// grace, which costs no replacement budget.
+async fn a_restart_with_the_machines_gone_restores_capacity_at_once(backend: Backend) {
+    let mut quickstart = spec(3);
+    quickstart.max_nodes = 6;
+    let Some((mut h, old_cloud)) =
+        Harness::start_with_fake_pool(backend, "demo", quickstart, FakeSettings::default()).await
+    else {
+        return;
+    };
+    h.server().reconcile_pools().await.expect("reconcile");
+    let before: Vec<String> = wait_running(&h, 3).await.into_iter().map(|i| i.node_id).collect();
+    let cloud = h.restart_with_fresh_provider(&old_cloud, FakeSettings::default()).await;
+    assert_eq!(old_cloud.live_count(), 0);
+
+    // Past the start-up grace and a heartbeat timeout the silent nodes are UNHEALTHY.
+    h.clock.advance(h.settings.startup_grace + h.settings.heartbeat_timeout + Duration::from_secs(1));
+    h.server().judge_liveness().await.expect("liveness");
+    for node in &before {
+        assert_eq!(status_of(&h.node(node).await), v1::NodeStatus::NODE_STATUS_UNHEALTHY);
+    }
+    h.server().reconcile_pools().await.expect("reconcile");
+    assert_eq!(cloud.live_count(), 3, "three replacements provisioned in one pass");
+    let name = "demo".parse().expect("name");
+    let decision = h.server().store().pool(&name).await.expect("pool").status.last_decision.expect("decision");
+    assert_eq!((decision.current, decision.target), (0, 3), "{}", decision.reason);
+    assert!(decision.reason.contains("provisioned 3"), "{}", decision.reason);
+    for node in &before {
+        assert_eq!(status_of(&h.node(node).await), v1::NodeStatus::NODE_STATUS_UNHEALTHY, "nothing terminated");
+    }
+    // The old instances are still RUNNING in the store (nobody has seen them go yet).
+    let replacements: Vec<String> =
+        wait_running(&h, 6).await.into_iter().map(|i| i.node_id).filter(|n| !before.contains(n)).collect();
+    assert_eq!(replacements.len(), 3, "new machines, new node ids: {replacements:?}");
+
+    // The old machines are not listed by any provider: written off after the grace.
+    h.clock.advance(h.settings.lost_machine_grace + Duration::from_secs(1));
+    h.server().reconcile_pools().await.expect("reconcile");
+    for node in &before {
+        let node = h.node(node).await;
+        assert_eq!(status_of(&node), v1::NodeStatus::NODE_STATUS_TERMINATED);
+        assert!(node.status_reason.starts_with("machine lost"), "{}", node.status_reason);
+    }
+    let replaced = h
+        .server()
+        .store()
+        .list_instances(&InstanceFilter::default(), &PageRequest::first(100))
+        .await
+        .expect("instances")
+        .items
+        .into_iter()
+        .filter(|i| i.status_message.starts_with("replaced: "))
+        .count();
+    assert_eq!(replaced, 0, "writing off lost machines spends no replacement budget");
+    let decision = h.server().store().pool(&name).await.expect("pool").status.last_decision.expect("decision");
+    assert_eq!((decision.current, decision.target), (3, 3), "{}", decision.reason);
+    assert!(decision.conditions.is_empty(), "{:?}", decision.conditions);
+    assert_eq!(cloud.live_count(), 3);
+    h.stop().await;
+}
+
+/// Three of five nodes fail at once: likelier a bad policy or a shared cause than three
+/// broken machines. Terminations stop, capacity is still restored, the pool says why; the
+/// guard lifts once an operator has dealt with enough of them.
+async fn a_mass_failure_holds_terminations_and_says_why(backend: Backend) {
+    let Some((h, cloud)) = Harness::start_with_fake_pool(backend, "training", spec(5), FakeSettings::default()).await
+    else {
+        return;
+    };
+    h.server().reconcile_pools().await.expect("reconcile");
+    let running = wait_running(&h, 5).await;
+    let broken: Vec<String> = running[..3].iter().map(|i| i.node_id.clone()).collect();
+    for node in &broken {
+        break_node(&h, node).await;
+    }
+    h.server().reconcile_pools().await.expect("reconcile");
+    for node in &broken {
+        assert_eq!(status_of(&h.node(node).await), v1::NodeStatus::NODE_STATUS_UNHEALTHY, "not terminated");
+    }
+    assert_eq!(cloud.live_count(), 8, "the five machines stay and three replacements come");
+    let name = "training".parse().expect("name");
+    let decision = h.server().store().pool(&name).await.expect("pool").status.last_decision.expect("decision");
+    let guard = decision
+        .conditions
+        .iter()
+        .find(|c| c.kind == bosun_core::pool::PoolConditionKind::MassFailure)
+        .expect("a mass-failure condition");
+    assert!(guard.message.contains("3 of 5 nodes are UNHEALTHY"), "{}", guard.message);
+    assert!(decision.reason.contains("no machine is terminated"), "{}", decision.reason);
+    let events = h
+        .root()
+        .list_events(v1::ListEventsRequest {
+            kind: "pool".into(),
+            resource_id: "training".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("events")
+        .into_owned();
+    assert!(events.events.iter().any(|e| e.reason.contains("mass failure")), "the change log tells the operator");
+    let metrics = h.get_text("/metrics").await;
+    assert!(metrics.contains("bosun_pool_mass_failure{pool=\"training\"} 1"), "{metrics}");
+    assert!(metrics.contains("bosun_pool_nodes_awaiting_replacement{pool=\"training\"} 3"), "{metrics}");
+
+    // Later passes hold too, however long ago the nodes failed.
+    h.clock.advance(pool_window());
+    h.server().reconcile_pools().await.expect("reconcile");
+    assert_eq!(cloud.live_count(), 8);
+
+    // The operator terminates one: two of five left, not more than half; the guard lifts
+    // and the budget takes over (one replacement per window).
+    let terminate = v1::IssueCommandRequest {
+        node_id: broken[0].clone(),
+        r#type: v1::CommandType::COMMAND_TYPE_TERMINATE.into(),
+        ..Default::default()
+    };
+    h.root().issue_command(terminate).await.expect("terminate");
+    h.server().reconcile_pools().await.expect("reconcile");
+    let decision = h.server().store().pool(&name).await.expect("pool").status.last_decision.expect("decision");
+    assert!(
+        decision.conditions.iter().all(|c| c.kind != bosun_core::pool::PoolConditionKind::MassFailure),
+        "{:?}",
+        decision.conditions
+    );
+    let unhealthy = v1::ListNodesRequest { status: v1::NodeStatus::NODE_STATUS_UNHEALTHY.into(), ..Default::default() };
+    assert_eq!(h.root().list_nodes(unhealthy).await.expect("list").into_owned().nodes.len(), 1, "one replaced");
     h.stop().await;
 }
