@@ -30,6 +30,19 @@ pub struct FakeSettings {
     pub capacity: Option<u32>,
     pub region: String,
     pub zone: String,
+    pub names: MachineNames,
+}
+
+/// How the fake cloud names its machines (and so their nodes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MachineNames {
+    /// `<provider>-<last 8 characters of bosun's instance id>`: unique across processes,
+    /// as a real cloud's ids are, so a restarted server never hands a new machine the node
+    /// id of one its store remembers.
+    FromInstanceId,
+    /// `<provider>-<n>` counting from `first`: readable and reproducible, for the
+    /// simulator, which knows every machine it ever made.
+    Sequential { first: u64 },
 }
 
 impl Default for FakeSettings {
@@ -40,6 +53,7 @@ impl Default for FakeSettings {
             capacity: None,
             region: "local".into(),
             zone: "local-a".into(),
+            names: MachineNames::FromInstanceId,
         }
     }
 }
@@ -86,13 +100,17 @@ impl std::fmt::Debug for FakeProvider {
 
 impl FakeProvider {
     pub fn new(name: &str, settings: FakeSettings, clock: Arc<dyn Clock>, control: ControlPlaneFactory) -> Self {
+        let first = match settings.names {
+            MachineNames::Sequential { first } => first,
+            MachineNames::FromInstanceId => 1,
+        };
         Self {
             name: name.to_owned(),
             settings,
             clock,
             control,
             state: Arc::new(Mutex::new(State::default())),
-            next_id: AtomicU64::new(1),
+            next_id: AtomicU64::new(first),
         }
     }
 
@@ -149,6 +167,12 @@ impl FakeProvider {
         state.machines.clear();
     }
 
+    /// The number the next sequentially named machine gets (to carry numbering over to
+    /// the provider of a restarted server).
+    pub fn next_number(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed)
+    }
+
     /// Machines not terminated.
     pub fn live_count(&self) -> usize {
         self.lock().machines.values().filter(|m| m.state != ProviderInstanceState::Terminated).count()
@@ -185,10 +209,10 @@ impl Provider for FakeProvider {
                 }));
             }
             let number = self.next_id.fetch_add(1, Ordering::Relaxed);
-            // Unique across processes, as a cloud's machine ids are: a fake cloud that
-            // numbered from 1 again after a restart would hand a new machine the node id of
-            // one the store still remembers.
-            let mut id = format!("{}-{}", self.name, machine_suffix(&request.instance_id));
+            let mut id = match self.settings.names {
+                MachineNames::FromInstanceId => format!("{}-{}", self.name, machine_suffix(&request.instance_id)),
+                MachineNames::Sequential { .. } => format!("{}-{number}", self.name),
+            };
             if state.machines.contains_key(&id) {
                 id = format!("{id}-{number}");
             }

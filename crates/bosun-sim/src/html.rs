@@ -255,9 +255,39 @@ table{{border-collapse:collapse;margin:8px 0}} td,th{{border:1px solid #ddd;padd
         .failures
         .by_xid
         .iter()
-        .map(|x| (format!("XID {} {}{}", x.code, x.name, if x.fatal { " (fatal)" } else { "" }), x.count as f64))
+        .map(|x| (format!("XID {} {}{}", x.code, x.name, if x.fatal { " (hardware)" } else { "" }), x.count as f64))
         .collect();
     html.push_str(&bar_chart("Failures by XID", &xids, "#bc4c00", ""));
+
+    html.push_str("<h2>Remediation</h2>");
+    let rem = &r.remediation;
+    let seconds = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} s"));
+    let steps: Vec<String> = rem.steps.iter().map(|(step, n)| format!("{step}: {n}")).collect();
+    html.push_str(&table(
+        &["measure", "value"],
+        [
+            vec!["wrong replacements (application-class XIDs only)".to_owned(), rem.wrong_replacements.to_string()],
+            vec!["remediation steps".to_owned(), if steps.is_empty() { "-".to_owned() } else { steps.join(", ") }],
+            vec!["replace-class XIDs in pool machines".to_owned(), rem.replace_class_failures.to_string()],
+            vec!["followed by a replacement serving".to_owned(), rem.replacements_measured.to_string()],
+            vec!["time to replacement p50".to_owned(), seconds(rem.time_to_replacement_p50_s)],
+            vec!["time to replacement max".to_owned(), seconds(rem.time_to_replacement_max_s)],
+        ],
+    ));
+    if !rem.pools.is_empty() {
+        html.push_str(&table(
+            &["pool", "min_nodes", "longest below min (usable)", "in all", "boot"],
+            rem.pools.iter().map(|(pool, c)| {
+                vec![
+                    pool.clone(),
+                    c.min_nodes.to_string(),
+                    format!("{:.0} s", c.longest_below_min_s),
+                    format!("{:.0} s", c.total_below_min_s),
+                    format!("{:.0} s", c.boot_s),
+                ]
+            }),
+        ));
+    }
 
     html.push_str("<h2>Policy rule hits (control plane counters)</h2>");
     let hits: Vec<(String, f64)> =

@@ -19,6 +19,7 @@ mod agents;
 mod chaos;
 mod html;
 pub mod load;
+mod remediation;
 pub mod report;
 pub mod run;
 pub mod scenario;

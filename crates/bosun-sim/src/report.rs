@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::agents::MethodStats;
+pub use crate::remediation::{PoolCapacity, RemediationReport};
 use crate::scenario::{Action, AssertionKind, Scenario};
 use crate::time::Pace;
 
@@ -167,6 +168,7 @@ pub struct Report {
     pub timeline: Vec<Sample>,
     pub policy_rule_hits: Vec<RuleHit>,
     pub pools: BTreeMap<String, Vec<Decision>>,
+    pub remediation: RemediationReport,
     pub rpc: Vec<RpcMethod>,
 }
 
@@ -184,6 +186,7 @@ pub(crate) struct ReportInput<'a> {
     pub tally: FailureTally,
     pub rule_hits: Vec<RuleHit>,
     pub decisions: BTreeMap<String, Vec<Decision>>,
+    pub remediation: RemediationReport,
     pub rpc: Vec<RpcMethod>,
     pub nodes_started: u64,
     pub stuck_settles: u64,
@@ -244,6 +247,7 @@ impl Report {
             timeline: input.timeline,
             policy_rule_hits: input.rule_hits,
             pools: input.decisions,
+            remediation: input.remediation,
             rpc: input.rpc,
         }
     }
@@ -291,14 +295,24 @@ pub(crate) fn percentile_ms<T: Copy + Into<u64>>(sorted: &[T], p: f64) -> f64 {
 }
 
 /// The control plane's policy counters, from its `/metrics`.
-pub(crate) async fn scrape_rule_hits(url: &str, token: Option<&str>) -> Vec<RuleHit> {
-    match fetch_metrics(url, token).await {
-        Ok(text) => parse_rule_hits(&text),
-        Err(error) => {
-            tracing::warn!(%error, "cannot read the control plane's metrics; the report has no rule hits");
-            Vec::new()
-        }
+/// The control plane's `/metrics` text; empty (with a warning) when it cannot be read, so
+/// the report goes without the counters rather than failing.
+pub(crate) async fn scrape_metrics(url: &str, token: Option<&str>) -> String {
+    fetch_metrics(url, token).await.unwrap_or_else(|error| {
+        tracing::warn!(%error, "cannot read the control plane's metrics; the report has no counters from it");
+        String::new()
+    })
+}
+
+/// `bosun_remediation_steps_total` by step.
+pub(crate) fn parse_remediation_steps(text: &str) -> BTreeMap<String, u64> {
+    let mut steps = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("bosun_remediation_steps_total{step=\"") else { continue };
+        let Some((step, value)) = rest.split_once("\"} ") else { continue };
+        steps.insert(step.to_owned(), value.trim().parse::<f64>().unwrap_or(0.0) as u64);
     }
+    steps
 }
 
 async fn fetch_metrics(url: &str, token: Option<&str>) -> std::io::Result<String> {
@@ -316,7 +330,7 @@ async fn fetch_metrics(url: &str, token: Option<&str>) -> std::io::Result<String
     Ok(body.to_owned())
 }
 
-fn parse_rule_hits(text: &str) -> Vec<RuleHit> {
+pub(crate) fn parse_rule_hits(text: &str) -> Vec<RuleHit> {
     let mut hits = Vec::new();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("bosun_policy_evaluations_total{") else { continue };
@@ -365,6 +379,27 @@ pub fn console_summary(report: &Report) -> String {
         s.outages,
         s.replacements
     );
+    let r = &report.remediation;
+    let steps: Vec<String> = r.steps.iter().map(|(step, n)| format!("{step} {n}")).collect();
+    let seconds = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} s"));
+    let _ = writeln!(
+        out,
+        "  remediation: wrong replacements {} (application-class XIDs); steps [{}]; replace-class XIDs in pools {}, \
+         replaced {} (p50 {}, max {})",
+        r.wrong_replacements,
+        steps.join(", "),
+        r.replace_class_failures,
+        r.replacements_measured,
+        seconds(r.time_to_replacement_p50_s),
+        seconds(r.time_to_replacement_max_s),
+    );
+    for (pool, c) in &r.pools {
+        let _ = writeln!(
+            out,
+            "  pool {pool}: below min_nodes {} usable for at most {:.0} s ({:.0} s in all); boot {:.0} s",
+            c.min_nodes, c.longest_below_min_s, c.total_below_min_s, c.boot_s
+        );
+    }
     for a in &report.assertions {
         let _ = writeln!(
             out,

@@ -19,7 +19,7 @@ use bosun_api::{convert, v1};
 use bosun_config::{Config, ProviderConfig, Role};
 use bosun_core::{Clock, Health, NodeId, NodeStatus, Timestamp};
 use bosun_provider::Provider;
-use bosun_provider::fake::{FakeProvider, FakeSettings};
+use bosun_provider::fake::{FakeProvider, FakeSettings, MachineNames};
 use bosun_provider::{Bootstrap, ProviderError};
 use bosun_server::{AlwaysLeader, PoolsConfig, Server, ServerHandle, Settings};
 use bosun_store::{Database, StoreLocation, StoreOptions};
@@ -29,11 +29,14 @@ use rand::{Rng, SeedableRng};
 
 use crate::agents::{ClientPool, NodeSpec, RpcStats, SimNode};
 use crate::chaos::{ChaosAction, ChaosEngine};
+use crate::remediation::RemediationTracker;
 use crate::report::{
-    AssertionResult, Decision, EventResult, FailureTally, Report, Sample, rpc_summary, scrape_rule_hits,
+    AssertionResult, Decision, EventResult, FailureTally, Report, Sample, parse_remediation_steps, parse_rule_hits,
+    rpc_summary, scrape_metrics,
 };
 use crate::scenario::{
-    Action, AssertionKind, CountExpectation, Event, ExpectedStatus, FailureType, Scenario, scalar_text,
+    Action, AssertionKind, CountExpectation, Event, ExpectedStatus, FailureType, RemediationExpectation, Scenario,
+    scalar_text,
 };
 use crate::stress;
 use crate::time::{InFlight, Pace, SimClock, TimeDriver};
@@ -52,6 +55,9 @@ const DEFAULT_STRESS_DURATION: Duration = Duration::from_secs(600);
 /// The Navarch simulator's agent intervals, used when the scenario's `config` sets none.
 const SIM_HEARTBEAT_INTERVAL: &str = "3s";
 const SIM_HEALTH_CHECK_INTERVAL: &str = "5s";
+/// How long `restart_server` waits in real time for the old control plane to stop before
+/// it lets simulated time move (for a shutdown that waits on its timeout).
+const RESTART_REAL_WAIT: Duration = Duration::from_secs(5);
 /// Thermal failures run GPUs at Navarch's fixed 95 °C.
 const FAILURE_CELSIUS: f64 = 95.0;
 
@@ -128,6 +134,83 @@ enum Pass {
     Pools,
 }
 
+/// Everything a control-plane start needs beyond the providers.
+struct RestartPlan {
+    location: StoreLocation,
+    config: Config,
+    settings: Settings,
+    address: std::net::SocketAddr,
+    agent_token: Option<String>,
+}
+
+impl RestartPlan {
+    /// Opens the store and starts the server on `listener` with `providers`' pools.
+    async fn start(
+        &self,
+        listener: tokio::net::TcpListener,
+        clock: &Arc<SimClock>,
+        providers: &BTreeMap<String, Arc<FakeProvider>>,
+    ) -> Result<ServerHandle, SimError> {
+        let database = Database::connect(&self.location).await.map_err(|e| SimError::Store(e.to_string()))?;
+        database.migrate_up().await.map_err(|e| SimError::Store(e.to_string()))?;
+        let store = database
+            .into_store(StoreOptions::new(Arc::clone(clock) as Arc<dyn Clock>))
+            .await
+            .map_err(|e| SimError::Store(e.to_string()))?;
+        let built: BTreeMap<String, Arc<dyn Provider>> =
+            providers.iter().map(|(name, p)| (name.clone(), Arc::clone(p) as Arc<dyn Provider>)).collect();
+        let pools = (!self.config.pools.is_empty()).then(|| PoolsConfig {
+            pools: self.config.pool_specs(),
+            providers: built,
+            bootstrap: Bootstrap { server_url: format!("http://{}", self.address), token: self.agent_token.clone() },
+            leadership: Arc::new(AlwaysLeader),
+        });
+        Server::start_with_pools(
+            listener,
+            store,
+            Arc::clone(clock) as Arc<dyn Clock>,
+            self.settings.clone(),
+            false,
+            pools,
+        )
+        .await
+        .map_err(|e| SimError::Start(e.to_string()))
+    }
+
+    /// A fake provider per configured provider, numbering machines after `previous`'s.
+    fn providers(
+        &self,
+        clock: &Arc<SimClock>,
+        clients: &ClientPool,
+        previous: &BTreeMap<String, Arc<FakeProvider>>,
+    ) -> Result<BTreeMap<String, Arc<FakeProvider>>, SimError> {
+        let mut providers = BTreeMap::new();
+        for (name, provider) in &self.config.providers {
+            let ProviderConfig::Fake { gpu_count } = provider else {
+                return Err(SimError::Config(format!(
+                    "providers.{name} is a {} provider; the simulator runs fake providers only",
+                    provider.provider_type()
+                )));
+            };
+            let first = previous.get(name).map_or(1, |p| p.next_number());
+            let fake = Arc::new(FakeProvider::new(
+                name,
+                FakeSettings {
+                    gpu_count: *gpu_count,
+                    region: "sim".into(),
+                    zone: "sim-a".into(),
+                    names: MachineNames::Sequential { first },
+                    ..FakeSettings::default()
+                },
+                Arc::clone(clock) as Arc<dyn Clock>,
+                clients.factory(),
+            ));
+            providers.insert(name.clone(), fake);
+        }
+        Ok(providers)
+    }
+}
+
 struct Sim {
     scenario: Scenario,
     seed: u64,
@@ -136,7 +219,10 @@ struct Sim {
     backend: String,
     driver: TimeDriver,
     clock: Arc<SimClock>,
-    server: ServerHandle,
+    /// The control plane; `None` only while `restart_server` swaps it.
+    server: Option<ServerHandle>,
+    /// What it takes to start the control plane again (`restart_server`).
+    restart: RestartPlan,
     admin: v1::AdminServiceClient<HttpClient>,
     admin_token: Option<String>,
     clients: ClientPool,
@@ -151,6 +237,7 @@ struct Sim {
     timeline: Vec<Sample>,
     tally: FailureTally,
     decisions: BTreeMap<String, Vec<Decision>>,
+    remediation: RemediationTracker,
     wall_start: std::time::Instant,
 }
 
@@ -170,23 +257,28 @@ impl Sim {
         let mut settings = Settings::from_config(&config);
         settings.health_policy = config.server.health_policy.clone();
 
-        let database = Database::connect(location).await.map_err(|e| SimError::Store(e.to_string()))?;
-        database.migrate_up().await.map_err(|e| SimError::Store(e.to_string()))?;
-        let store = database
-            .into_store(StoreOptions::new(Arc::clone(&clock) as Arc<dyn Clock>))
-            .await
-            .map_err(|e| SimError::Store(e.to_string()))?;
-        let counts = store.counts().await.map_err(|e| SimError::Store(e.to_string()))?;
-        if counts.nodes > 0 || counts.instances > 0 {
-            return Err(SimError::Store(format!(
-                "{location} already holds {} nodes and {} instances; the simulator needs an empty store",
-                counts.nodes, counts.instances
-            )));
+        // The simulator needs an empty store: what it reports was caused in this run.
+        {
+            let database = Database::connect(location).await.map_err(|e| SimError::Store(e.to_string()))?;
+            database.migrate_up().await.map_err(|e| SimError::Store(e.to_string()))?;
+            let store = database
+                .into_store(StoreOptions::new(Arc::clone(&clock) as Arc<dyn Clock>))
+                .await
+                .map_err(|e| SimError::Store(e.to_string()))?;
+            let counts = store.counts().await.map_err(|e| SimError::Store(e.to_string()))?;
+            store.close().await;
+            if counts.nodes > 0 || counts.instances > 0 {
+                return Err(SimError::Store(format!(
+                    "{location} already holds {} nodes and {} instances; the simulator needs an empty store",
+                    counts.nodes, counts.instances
+                )));
+            }
         }
-        let backend = store.backend().to_string();
+        let backend = location.backend().to_string();
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
+        let address = listener.local_addr()?;
+        let url = format!("http://{address}");
         let token_of = |role: Role| {
             config.auth.tokens.iter().find(|t| t.role == role && t.node.is_none()).map(|t| t.secret.expose().to_owned())
         };
@@ -199,46 +291,15 @@ impl Sim {
         }
         let stats = Arc::new(RpcStats::default());
         let clients = ClientPool::new(&url, agent_token.clone(), Arc::clone(&stats), in_flight.clone());
-
-        let mut providers = BTreeMap::new();
-        let mut built: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
-        for (name, provider) in &config.providers {
-            let ProviderConfig::Fake { gpu_count } = provider else {
-                return Err(SimError::Config(format!(
-                    "providers.{name} is a {} provider; the simulator runs fake providers only",
-                    provider.provider_type()
-                )));
-            };
-            let fake = Arc::new(FakeProvider::new(
-                name,
-                FakeSettings {
-                    gpu_count: *gpu_count,
-                    region: "sim".into(),
-                    zone: "sim-a".into(),
-                    ..FakeSettings::default()
-                },
-                Arc::clone(&clock) as Arc<dyn Clock>,
-                clients.factory(),
-            ));
-            built.insert(name.clone(), Arc::clone(&fake) as Arc<dyn Provider>);
-            providers.insert(name.clone(), fake);
-        }
-        let pools = (!config.pools.is_empty()).then(|| PoolsConfig {
-            pools: config.pool_specs(),
-            providers: built,
-            bootstrap: Bootstrap { server_url: url.clone(), token: agent_token },
-            leadership: Arc::new(AlwaysLeader),
-        });
-        let server = Server::start_with_pools(
-            listener,
-            store,
-            Arc::clone(&clock) as Arc<dyn Clock>,
-            settings.clone(),
-            false,
-            pools,
-        )
-        .await
-        .map_err(|e| SimError::Start(e.to_string()))?;
+        let restart = RestartPlan {
+            location: location.clone(),
+            config: config.clone(),
+            settings: settings.clone(),
+            address,
+            agent_token,
+        };
+        let providers = restart.providers(&clock, &clients, &BTreeMap::new())?;
+        let server = restart.start(listener, &clock, &providers).await?;
 
         let mut admin_config = ClientConfig::new(url.parse().map_err(|e| SimError::Start(format!("{e}")))?);
         if let Some(token) = &admin_token {
@@ -298,7 +359,8 @@ impl Sim {
             backend,
             driver,
             clock,
-            server,
+            server: Some(server),
+            restart,
             admin,
             admin_token,
             clients,
@@ -313,6 +375,7 @@ impl Sim {
             timeline: Vec::new(),
             tally: FailureTally::default(),
             decisions: BTreeMap::new(),
+            remediation: RemediationTracker::default(),
             wall_start,
         })
     }
@@ -371,7 +434,8 @@ impl Sim {
             }
         }
         self.sample().await;
-        let rule_hits = scrape_rule_hits(&self.server.url(), self.admin_token.as_deref()).await;
+        let metrics = scrape_metrics(&self.server().url(), self.admin_token.as_deref()).await;
+        let rule_hits = parse_rule_hits(&metrics);
         let simulated = self.driver.now();
         let stuck_settles = self.driver.stuck_settles;
         for node in self.nodes.values_mut() {
@@ -391,12 +455,16 @@ impl Sim {
             decisions,
             wall_start,
             driver,
+            remediation,
             ..
         } = self;
+        let remediation = remediation.finish(simulated.as_secs_f64(), parse_remediation_steps(&metrics));
         // Shutting down waits on timers (in-flight requests, the shutdown timeout): let
         // tokio move the paused clock by itself again.
         drop(driver);
-        server.shutdown().await;
+        if let Some(server) = server {
+            server.shutdown().await;
+        }
         Report::build(crate::report::ReportInput {
             scenario: &scenario,
             seed,
@@ -411,6 +479,7 @@ impl Sim {
             tally,
             rule_hits,
             decisions,
+            remediation,
             rpc,
             nodes_started,
             stuck_settles,
@@ -431,11 +500,11 @@ impl Sim {
             self.passes.iter_mut().filter_map(|(pass, every)| every.due(now).then_some(*pass)).collect();
         for pass in due {
             let result = match pass {
-                Pass::Flush => self.server.flush().await.map(drop),
-                Pass::Liveness => self.server.judge_liveness().await.map(drop),
-                Pass::Janitor => self.server.janitor().await,
-                Pass::Retention => self.server.retention().await,
-                Pass::Pools => self.server.reconcile_pools().await,
+                Pass::Flush => self.server().flush().await.map(drop),
+                Pass::Liveness => self.server().judge_liveness().await.map(drop),
+                Pass::Janitor => self.server().janitor().await,
+                Pass::Retention => self.server().retention().await,
+                Pass::Pools => self.server().reconcile_pools().await,
             };
             if let Err(error) = result {
                 tracing::warn!(%error, ?pass, "server pass failed");
@@ -476,7 +545,7 @@ impl Sim {
 
     async fn flush(&mut self) {
         self.driver.settle().await;
-        if let Err(error) = self.server.flush().await {
+        if let Err(error) = self.server().flush().await {
             tracing::warn!(%error, "flush failed");
         }
     }
@@ -556,6 +625,7 @@ impl Sim {
                     Err(format!("{kind} {target} expected {} but was {}", result.expected, result.actual))
                 }
             }
+            Action::RestartServer => self.restart_server().await,
             Action::ScalePool => {
                 let count = p.count.unwrap_or_default();
                 let request = v1::ScalePoolRequest { name: target.to_owned(), target: count, ..Default::default() };
@@ -563,6 +633,58 @@ impl Sim {
                 Ok(format!("pool {target} set to {count}"))
             }
         }
+    }
+
+    /// Stops the control plane (it flushes what it buffered) and starts a new one on the
+    /// same store and address with new fake providers: their machines lived in the old
+    /// process and vanish with it, as in the quick start.
+    async fn restart_server(&mut self) -> Result<String, String> {
+        if self.restart.location.backend() == bosun_store::Backend::Memory {
+            return Err("restart_server needs a store that outlives the server: run with --store sqlite://... or \
+                        postgres://..."
+                .into());
+        }
+        let providers = self
+            .restart
+            .providers(&self.clock, &self.clients, &self.providers)
+            .map_err(|e| format!("restart_server: {e}"))?;
+        let old = std::mem::replace(&mut self.providers, providers);
+        let lost: usize = old.values().map(|p| p.live_count()).sum();
+        let Some(server) = self.server.take() else { return Err("restart_server: no control plane runs".into()) };
+        // The fake machines live in the server's process: they go down with it.
+        for provider in old.values() {
+            provider.vanish_all();
+        }
+        // Shutting down closes connections and the store, which takes real time, not
+        // simulated time: wait for it in real time. Only if it hangs on a timer (the
+        // shutdown timeout) does simulated time move on.
+        let shutting_down = tokio::spawn(server.shutdown());
+        let waited = std::time::Instant::now();
+        while !shutting_down.is_finished() {
+            if waited.elapsed() < RESTART_REAL_WAIT {
+                crate::time::real_pause(Duration::from_millis(1)).await;
+            } else {
+                let next = self.driver.now() + self.driver.step();
+                self.driver.step_towards(next).await;
+            }
+        }
+        if let Err(error) = shutting_down.await {
+            return Err(format!("restart_server: the old control plane did not stop cleanly: {error}"));
+        }
+        let listener = tokio::net::TcpListener::bind(self.restart.address)
+            .await
+            .map_err(|e| format!("restart_server: cannot listen on {} again: {e}", self.restart.address))?;
+        let server = self
+            .restart
+            .start(listener, &self.clock, &self.providers)
+            .await
+            .map_err(|e| format!("restart_server: {e}"))?;
+        self.server = Some(server);
+        Ok(format!("control plane restarted; {lost} fake-provider machines were lost with the old process"))
+    }
+
+    fn server(&self) -> &ServerHandle {
+        self.server.as_ref().expect("the control plane runs except inside restart_server")
     }
 
     /// `start_fleet`/`stop_fleet` act on one node when given a target, else on the fleet.
@@ -670,6 +792,8 @@ impl Sim {
         }
         let xid_code = matches!(fault, Some(Fault::Xid { .. })).then(|| xid.unwrap_or(79));
         self.tally.record(&failure.to_string(), xid_code, cascading);
+        let pool_machine = target.parse::<NodeId>().is_ok_and(|id| !self.nodes.contains_key(&id));
+        self.remediation.injected(target, xid_code, self.clock.now(), pool_machine);
         Ok(match fault {
             Some(fault) => format!("{target}: {fault}"),
             None => format!("{target}: network down"),
@@ -748,6 +872,38 @@ impl Sim {
         })
     }
 
+    /// The pools' instances that count toward their size (every page).
+    async fn live_instances(&self) -> Vec<v1::Instance> {
+        let states = [
+            v1::InstanceState::INSTANCE_STATE_PROVISIONING,
+            v1::InstanceState::INSTANCE_STATE_PENDING_REGISTRATION,
+            v1::InstanceState::INSTANCE_STATE_RUNNING,
+        ];
+        let mut instances = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = v1::ListInstancesRequest {
+                states: states.iter().map(|s| (*s).into()).collect(),
+                page_token,
+                ..Default::default()
+            };
+            match self.admin.list_instances(request).await {
+                Ok(page) => {
+                    let page = page.into_owned();
+                    instances.extend(page.instances);
+                    if page.next_page_token.is_empty() {
+                        return instances;
+                    }
+                    page_token = page.next_page_token;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "listing the instances failed");
+                    return instances;
+                }
+            }
+        }
+    }
+
     async fn list_nodes(&self) -> Result<Vec<v1::Node>, String> {
         let mut nodes = Vec::new();
         let mut page_token = String::new();
@@ -785,6 +941,32 @@ impl Sim {
                         result(passed, describe(Some(status), health))
                     }
                     Ok((None, _)) => result(false, "not registered".into()),
+                    Err(e) => result(false, e),
+                }
+            }
+            AssertionKind::Remediation => {
+                let wanted = match expected.parse::<RemediationExpectation>() {
+                    Ok(w) => w,
+                    Err(e) => return result(false, e),
+                };
+                match self.get_node(target).await {
+                    Ok(Some(node)) => {
+                        let step = node.remediation.as_option().map(|r| {
+                            let action = convert::remediation_action_from("step", r.step)
+                                .unwrap_or(bosun_core::RemediationAction::None);
+                            (action, r.state.clone())
+                        });
+                        let passed = match (wanted, &step) {
+                            (RemediationExpectation::None, None) => true,
+                            (RemediationExpectation::Step(want, state), Some((action, actual))) => {
+                                want == *action && state.is_none_or(|s| s.as_str() == actual)
+                            }
+                            _ => false,
+                        };
+                        let actual = step.map_or_else(|| "none".to_owned(), |(a, s)| format!("{a} {s}"));
+                        result(passed, actual)
+                    }
+                    Ok(None) => result(false, "not registered".into()),
                     Err(e) => result(false, e),
                 }
             }
@@ -846,18 +1028,25 @@ impl Sim {
             );
         }
         self.timeline.push(sample);
-        if let Ok(response) = self.admin.list_pools(v1::ListPoolsRequest::default()).await {
-            for pool in response.into_owned().pools {
-                if let Some(d) = pool.last_decision.as_option() {
-                    let at = d.at.as_option().map(convert::from_timestamp).unwrap_or(sim_epoch());
-                    let t_s = at.saturating_since(sim_epoch()).as_secs_f64();
-                    let list = self.decisions.entry(pool.name.clone()).or_default();
-                    if list.last().is_none_or(|last: &Decision| last.t_s != t_s) {
-                        list.push(Decision { t_s, current: d.current, target: d.target, reason: d.reason.clone() });
-                    }
+        let pools = match self.admin.list_pools(v1::ListPoolsRequest::default()).await {
+            Ok(response) => response.into_owned().pools,
+            Err(error) => {
+                tracing::warn!(%error, "listing the pools failed");
+                Vec::new()
+            }
+        };
+        for pool in &pools {
+            if let Some(d) = pool.last_decision.as_option() {
+                let at = d.at.as_option().map(convert::from_timestamp).unwrap_or(sim_epoch());
+                let t_s = at.saturating_since(sim_epoch()).as_secs_f64();
+                let list = self.decisions.entry(pool.name.clone()).or_default();
+                if list.last().is_none_or(|last: &Decision| last.t_s != t_s) {
+                    list.push(Decision { t_s, current: d.current, target: d.target, reason: d.reason.clone() });
                 }
             }
         }
+        let instances = if pools.is_empty() { Vec::new() } else { self.live_instances().await };
+        self.remediation.observe(self.driver.now().as_secs_f64(), &nodes, &instances, &pools);
         // replace_fatal: an UNHEALTHY node (as the control plane judged it) is powered off
         // and a successor boots after a cold start.
         if let Some(chaos) = self.chaos.as_mut() {

@@ -126,6 +126,10 @@ pub enum Action {
     Assert,
     /// bosun: set a pool's size through the API (`target` pool, `params.count`).
     ScalePool,
+    /// bosun: stop the control plane and start it again on the same store, as an operator
+    /// restarting `bosun server` would. Fake-provider machines lived in the old process and
+    /// are gone; fleet nodes (machines with agents of their own) carry on.
+    RestartServer,
 }
 
 /// A timed step.
@@ -180,6 +184,9 @@ pub enum AssertionKind {
     NodeStatus,
     HealthStatus,
     NodeCount,
+    /// bosun: the node's last remediation step, `none` or `STEP [STATE]`
+    /// (`reset_gpu succeeded`, `replace`).
+    Remediation,
 }
 
 impl fmt::Display for AssertionKind {
@@ -188,7 +195,35 @@ impl fmt::Display for AssertionKind {
             AssertionKind::NodeStatus => "node_status",
             AssertionKind::HealthStatus => "health_status",
             AssertionKind::NodeCount => "node_count",
+            AssertionKind::Remediation => "remediation",
         })
+    }
+}
+
+/// `remediation`'s expectation: no step at all, or a step and optionally its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemediationExpectation {
+    None,
+    Step(bosun_core::RemediationAction, Option<bosun_core::remediation::StepState>),
+}
+
+impl std::str::FromStr for RemediationExpectation {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut words = text.split_whitespace();
+        let step = words.next().unwrap_or_default();
+        if step.eq_ignore_ascii_case("none") && words.next().is_none() {
+            return Ok(RemediationExpectation::None);
+        }
+        let step: bosun_core::RemediationAction = step.parse().map_err(|e: bosun_core::ValidationError| e.problem)?;
+        if !step.acts_on_machine() {
+            return Err(format!("{step} is not a remediation step (reset_gpu, reboot, replace) or none"));
+        }
+        let state = words.next().map(str::parse).transpose().map_err(|e: bosun_core::ValidationError| e.problem)?;
+        if let Some(extra) = words.next() {
+            return Err(format!("unexpected {extra:?}: expected STEP [running|succeeded|failed] or none"));
+        }
+        Ok(RemediationExpectation::Step(step, state))
     }
 }
 
@@ -589,7 +624,10 @@ fn validate_event(path: &str, event: &Event) -> Result<(), ScenarioError> {
                 Some(text) => serde_yaml::from_str(text).map_err(|_| {
                     ScenarioError::at(
                         format!("{path}.params.failure_type"),
-                        format!("unknown assertion {text:?}: expected node_status, health_status or node_count"),
+                        format!(
+                            "unknown assertion {text:?}: expected node_status, health_status, node_count or \
+                             remediation"
+                        ),
                     )
                 })?,
             };
@@ -607,7 +645,7 @@ fn validate_event(path: &str, event: &Event) -> Result<(), ScenarioError> {
                 return Err(ScenarioError::at(format!("{path}.params.count"), "scale_pool needs the pool's new size"));
             }
         }
-        Action::StartFleet | Action::StopFleet | Action::Wait | Action::Log => {}
+        Action::StartFleet | Action::StopFleet | Action::Wait | Action::Log | Action::RestartServer => {}
     }
     Ok(())
 }
@@ -616,6 +654,7 @@ fn validate_assertion(path: &str, kind: AssertionKind, expected: &str) -> Result
     let result = match kind {
         AssertionKind::NodeCount => expected.parse::<CountExpectation>().map(drop),
         AssertionKind::NodeStatus | AssertionKind::HealthStatus => expected.parse::<ExpectedStatus>().map(drop),
+        AssertionKind::Remediation => expected.parse::<RemediationExpectation>().map(drop),
     };
     result.map_err(|e| ScenarioError::at(format!("{path}.expected"), e))
 }

@@ -63,6 +63,8 @@ scenario_tests! {
     gpu_failure_replacement: "gpu-failure-replacement.yaml" on [Sqlite, Postgres];
     provider_outage: "provider-outage.yaml" on [Sqlite];
     replacement_budget: "replacement-budget.yaml" on [Sqlite];
+    remediation_ladder: "remediation-ladder.yaml" on [Sqlite, Postgres];
+    restart_capacity: "restart-capacity.yaml" on [Sqlite, Postgres];
 }
 
 #[test]

@@ -332,8 +332,9 @@ async fn reconcile_to(
     if replacements.replaced > 0 {
         reason.push_str(&format!("; replaced {} UNHEALTHY node(s)", replacements.replaced));
     }
-    if let Some(held) = &replacements.held {
-        reason.push_str(&format!("; {}", held.message));
+    let budget_held = replacements.held.filter(|held| held.kind == PoolConditionKind::AwaitingReplacement);
+    for condition in guard.iter().chain(&budget_held) {
+        reason.push_str(&format!("; {}", condition.message));
     }
     if provisioned > 0 {
         reason.push_str(&format!("; provisioned {provisioned}"));
@@ -356,7 +357,7 @@ async fn reconcile_to(
         ("max_nodes".to_owned(), pool.spec.max_nodes.to_string()),
     ]);
     let mut conditions: Vec<PoolCondition> = guard.into_iter().collect();
-    conditions.extend(replacements.held.filter(|held| held.kind == PoolConditionKind::AwaitingReplacement));
+    conditions.extend(budget_held);
     app.metrics.pool(
         name.as_str(),
         PoolGauges {
