@@ -44,6 +44,7 @@ mod error;
 pub mod gpu;
 mod hooks;
 mod network;
+mod pending;
 pub mod procfs;
 mod runtime;
 

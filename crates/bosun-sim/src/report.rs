@@ -139,6 +139,10 @@ pub struct Summary {
     pub replacements: u64,
     /// Steps where agent calls were still unanswered after 30 s of real time.
     pub stuck_settles: u64,
+    /// What the generated fleet cost while powered on, from its templates'
+    /// `price_per_hour` (absent when no template has a price).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_cost_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -190,6 +194,7 @@ pub(crate) struct ReportInput<'a> {
     pub rpc: Vec<RpcMethod>,
     pub nodes_started: u64,
     pub stuck_settles: u64,
+    pub estimated_cost_usd: Option<f64>,
 }
 
 impl Report {
@@ -213,6 +218,7 @@ impl Report {
             outages: t.outages,
             replacements: t.replacements,
             stuck_settles: input.stuck_settles,
+            estimated_cost_usd: input.estimated_cost_usd,
         };
         let mut by_xid: Vec<XidCount> = t
             .by_xid
@@ -379,6 +385,9 @@ pub fn console_summary(report: &Report) -> String {
         s.outages,
         s.replacements
     );
+    if let Some(cost) = s.estimated_cost_usd {
+        let _ = writeln!(out, "  estimated fleet cost: ${cost:.2} (templates' price_per_hour x time powered on)");
+    }
     let r = &report.remediation;
     let steps: Vec<String> = r.steps.iter().map(|(step, n)| format!("{step} {n}")).collect();
     let seconds = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} s"));

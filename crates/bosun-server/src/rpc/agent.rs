@@ -15,9 +15,7 @@ use crate::commands::{self, AckOutcome};
 use crate::error::{ApiError, ApiResult};
 use crate::nodes;
 
-/// At most this many events and check results per report.
-const MAX_EVENTS: usize = 1000;
-const MAX_RESULTS: usize = 100;
+use bosun_core::health::{MAX_REPORT_EVENTS as MAX_EVENTS, MAX_REPORT_RESULTS as MAX_RESULTS};
 
 #[derive(Debug, Clone)]
 pub(crate) struct AgentApi {
