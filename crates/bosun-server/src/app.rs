@@ -39,6 +39,8 @@ pub(crate) struct App {
     /// One pool pass at a time: a background pass and an operator's scale must not both
     /// provision for the same gap.
     pub pool_pass: tokio::sync::Mutex<()>,
+    /// Tells a workload scheduler about cordons, uncordons and drains.
+    pub notifier: crate::notifier::Notifier,
 }
 
 impl App {
@@ -73,6 +75,8 @@ impl App {
                  set auth.node_token_key so a registered node alone can act for itself"
             );
         }
+        let notifier = crate::notifier::Notifier::new(&settings.notifier, settings.notifier_retry)
+            .map_err(crate::StartError::Notifier)?;
         let app = Arc::new(App {
             store,
             clock,
@@ -89,6 +93,7 @@ impl App {
             demand: crate::pools::DemandBoard::default(),
             missing_machines: crate::pools::MissingMachines::default(),
             pool_pass: tokio::sync::Mutex::new(()),
+            notifier,
         });
         app.reload_fleet().await.map_err(crate::StartError::Store)?;
         tracing::info!(nodes = app.fleet.len(), "fleet loaded");

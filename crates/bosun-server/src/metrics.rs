@@ -46,6 +46,7 @@ pub(crate) struct Metrics {
     heartbeat_flushes: HistogramFamily<Labels1>,
     xid_events: Family<Labels2, Counter>,
     remediation_steps: Family<Labels1, Counter>,
+    notifier_deliveries: Family<Labels2, Counter>,
     pool_usable: Family<Labels1, Gauge>,
     pool_target: Family<Labels1, Gauge>,
     pool_awaiting_replacement: Family<Labels1, Gauge>,
@@ -115,6 +116,12 @@ impl Metrics {
             "Remediation steps started (reset_gpu, reboot, replace), by the ladder or an operator",
             remediation_steps.clone(),
         );
+        let notifier_deliveries = Family::<Labels2, Counter>::default();
+        registry.register(
+            "notifier_deliveries",
+            "Cordons, uncordons and drains sent to the webhook notifier, by event and outcome (delivered, given up)",
+            notifier_deliveries.clone(),
+        );
         let pool_usable = Family::<Labels1, Gauge>::default();
         registry.register(
             "pool_usable_nodes",
@@ -151,6 +158,7 @@ impl Metrics {
             heartbeat_flushes,
             xid_events,
             remediation_steps,
+            notifier_deliveries,
             pool_usable,
             pool_target,
             pool_awaiting_replacement,
@@ -167,6 +175,11 @@ impl Metrics {
 
     pub(crate) fn remediation_step(&self, step: RemediationAction) {
         self.remediation_steps.get_or_create(&[("step", step.as_str().to_owned())]).inc();
+    }
+
+    pub(crate) fn notifier_delivery(&self, event: &str, delivered: bool) {
+        let outcome = if delivered { "delivered" } else { "given_up" };
+        self.notifier_deliveries.get_or_create(&[("event", event.to_owned()), ("outcome", outcome.to_owned())]).inc();
     }
 
     pub(crate) fn pool(&self, pool: &str, gauges: PoolGauges) {

@@ -122,6 +122,17 @@ impl Harness {
         spec: PoolSpec,
         fake: FakeSettings,
     ) -> Option<(Harness, Arc<FakeProvider>)> {
+        Self::start_with_fake_pool_and_settings(backend, pool, spec, fake, settings()).await
+    }
+
+    /// [`Harness::start_with_fake_pool`] with the server's `settings`.
+    pub async fn start_with_fake_pool_and_settings(
+        backend: Backend,
+        pool: &str,
+        spec: PoolSpec,
+        fake: FakeSettings,
+        settings: Settings,
+    ) -> Option<(Harness, Arc<FakeProvider>)> {
         let location = TestLocation::new(backend).await?;
         let clock = Arc::new(FakeClock::at_default_epoch());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -133,7 +144,7 @@ impl Harness {
             bootstrap: Bootstrap { server_url: format!("http://{address}"), token: Some(AGENTS.to_owned()) },
             leadership: Arc::new(AlwaysLeader),
         };
-        let mut harness = Harness { clock, settings: settings(), location, server: None, address, pools: Some(pools) };
+        let mut harness = Harness { clock, settings, location, server: None, address, pools: Some(pools) };
         harness.serve(listener).await;
         Some((harness, provider))
     }
@@ -306,6 +317,23 @@ fn fake_provider(settings: FakeSettings, clock: &Arc<FakeClock>) -> Arc<FakeProv
         Ok(Arc::new(client) as Arc<dyn ControlPlane>)
     });
     Arc::new(FakeProvider::new("fake", settings, clock.clone(), factory))
+}
+
+/// Waits until exactly `count` instances are RUNNING with their nodes registered.
+pub async fn wait_running(h: &Harness, count: usize) -> Vec<v1::Instance> {
+    let mut running = Vec::new();
+    for _ in 0..400 {
+        let request = v1::ListInstancesRequest {
+            states: vec![v1::InstanceState::INSTANCE_STATE_RUNNING.into()],
+            ..Default::default()
+        };
+        running = h.root().list_instances(request).await.expect("list").into_owned().instances;
+        if running.len() == count && running.iter().all(|i| !i.node_id.is_empty()) {
+            return running;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{count} RUNNING instances expected, got {running:?}");
 }
 
 pub fn registration(node: &str) -> NodeRegistration {
