@@ -1,4 +1,5 @@
-//! The one HTTP port: `GET /healthz`, `/readyz` and `/metrics` beside both services, which
+//! The one HTTP port: `GET /healthz`, `/readyz` and `/metrics` beside the services
+//! (bosun.v1's AgentService and AdminService, Navarch's ControlPlaneService), which
 //! answer Connect (JSON and binary protobuf), gRPC and gRPC-Web over HTTP/1.1 and h2c.
 
 use std::sync::Arc;
@@ -15,11 +16,13 @@ use crate::metrics::RpcMetrics;
 use crate::rpc::Authenticate;
 use crate::rpc::admin::AdminApi;
 use crate::rpc::agent::AgentApi;
+use crate::rpc::navarch::NavarchApi;
 
 pub(crate) fn router(app: Arc<App>) -> Router {
     let services = connectrpc::Router::new()
         .add_service(Arc::new(AgentApi::new(Arc::clone(&app))))
-        .add_service(Arc::new(AdminApi::new(Arc::clone(&app))));
+        .add_service(Arc::new(AdminApi::new(Arc::clone(&app))))
+        .add_service(Arc::new(NavarchApi::new(Arc::clone(&app))));
     let limit = app.settings.max_request_bytes;
     // Interceptors run in the order added: every call is counted, refused ones included.
     let connect = ConnectRpcService::new(services)

@@ -61,7 +61,7 @@ impl AdminApi {
         node
     }
 
-    async fn list_nodes(&self, request: v1::ListNodesRequest) -> ApiResult<v1::ListNodesResponse> {
+    pub(crate) async fn list_nodes(&self, request: v1::ListNodesRequest) -> ApiResult<v1::ListNodesResponse> {
         let filter = NodeFilter {
             status: convert::node_status_filter("status", request.status)?,
             pool: convert::pool_filter(&request.pool)?,
@@ -79,7 +79,7 @@ impl AdminApi {
         })
     }
 
-    async fn get_node(&self, request: v1::GetNodeRequest) -> ApiResult<v1::GetNodeResponse> {
+    pub(crate) async fn get_node(&self, request: v1::GetNodeRequest) -> ApiResult<v1::GetNodeResponse> {
         let id = convert::node_id("node_id", &request.node_id)?;
         let node = self.app.store.node(&id).await?;
         let gpus = self.app.store.node_gpus(&id).await?;
@@ -118,7 +118,7 @@ impl AdminApi {
         })
     }
 
-    async fn issue_command(
+    pub(crate) async fn issue_command(
         &self,
         caller: &Caller,
         request: v1::IssueCommandRequest,
@@ -187,7 +187,10 @@ impl AdminApi {
         Ok(v1::CancelCommandResponse { command: MessageField::some(convert::command(&command)), ..Default::default() })
     }
 
-    async fn list_instances(&self, request: v1::ListInstancesRequest) -> ApiResult<v1::ListInstancesResponse> {
+    pub(crate) async fn list_instances(
+        &self,
+        request: v1::ListInstancesRequest,
+    ) -> ApiResult<v1::ListInstancesResponse> {
         let filter = InstanceFilter {
             states: convert::instance_states_from("states", &request.states)?,
             pool: convert::pool_filter(&request.pool)?,
@@ -206,7 +209,7 @@ impl AdminApi {
         })
     }
 
-    async fn get_instance(&self, request: v1::GetInstanceRequest) -> ApiResult<v1::GetInstanceResponse> {
+    pub(crate) async fn get_instance(&self, request: v1::GetInstanceRequest) -> ApiResult<v1::GetInstanceResponse> {
         if request.instance_id.is_empty() {
             return Err(ApiError::invalid("instance_id", "is required"));
         }

@@ -36,13 +36,13 @@ impl AgentApi {
     }
 
     /// Errors for a node this server does not know, phrased so the agent registers again.
-    fn unknown(node: &NodeId) -> ApiError {
+    pub(crate) fn unknown(node: &NodeId) -> ApiError {
         ApiError::NotFound(format!("node {node} is not registered; register it again"))
     }
 
     /// Makes sure the fleet view knows `node` (it may have registered through another
     /// replica).
-    async fn known(&self, node: &NodeId) -> ApiResult<()> {
+    pub(crate) async fn known(&self, node: &NodeId) -> ApiResult<()> {
         if self.app.fleet.get(node).is_some() {
             return Ok(());
         }
@@ -56,7 +56,11 @@ impl AgentApi {
         }
     }
 
-    async fn register(&self, ctx: &RequestContext, request: v1::RegisterRequest) -> ApiResult<v1::RegisterResponse> {
+    pub(crate) async fn register(
+        &self,
+        ctx: &RequestContext,
+        request: v1::RegisterRequest,
+    ) -> ApiResult<v1::RegisterResponse> {
         let caller = auth::caller(ctx)?;
         let registration = convert::registration(&request)?;
         caller.act_for(&registration.node_id, true)?;
@@ -92,7 +96,11 @@ impl AgentApi {
         })
     }
 
-    async fn heartbeat(&self, ctx: &RequestContext, request: v1::HeartbeatRequest) -> ApiResult<v1::HeartbeatResponse> {
+    pub(crate) async fn heartbeat(
+        &self,
+        ctx: &RequestContext,
+        request: v1::HeartbeatRequest,
+    ) -> ApiResult<v1::HeartbeatResponse> {
         let (_, node) = Self::node_for(ctx, &request.node_id)?;
         let now = self.app.now();
         // The server's clock stamps heartbeats and samples: an agent's clock is not trusted.
@@ -108,7 +116,7 @@ impl AgentApi {
         Ok(v1::HeartbeatResponse { server_time: MessageField::some(convert::timestamp(now)), ..Default::default() })
     }
 
-    async fn report_health(
+    pub(crate) async fn report_health(
         &self,
         ctx: &RequestContext,
         request: v1::ReportHealthRequest,

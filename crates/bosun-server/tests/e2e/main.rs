@@ -10,6 +10,7 @@ mod endpoints;
 mod instances;
 mod lifecycle;
 mod liveness;
+mod navarch;
 mod notifier;
 mod policy;
 mod pools;
