@@ -68,6 +68,7 @@ pub mod autoscale;
 pub mod bootstrap;
 pub mod change;
 pub mod command;
+pub mod fault;
 pub mod health;
 pub mod ids;
 pub mod instance;

@@ -310,8 +310,8 @@ impl AdminApi {
         if let Some(gpu) = request.gpu {
             parameters.insert("gpu".to_owned(), gpu.to_string());
         }
-        bosun_agent::Fault::from_parameters(&parameters).map_err(|e| match e {
-            bosun_agent::FaultError::BadParameter { name, problem } => {
+        bosun_core::fault::Fault::from_parameters(&parameters).map_err(|e| match e {
+            bosun_core::fault::FaultError::BadParameter { name, problem } => {
                 ApiError::invalid(&format!("parameters.{name}"), problem)
             }
             other => ApiError::invalid("fault", other),
@@ -334,12 +334,12 @@ impl AdminApi {
                 "node {node_id} runs on {provider}, not on a fake provider of this server: faults can only be injected \
                  into fake machines (an agent started with --fake-gpus takes `bosun commands issue {node_id} --type \
                  custom:{}` instead)",
-                bosun_agent::FAULT_COMMAND
+                bosun_core::fault::FAULT_COMMAND
             )));
         }
         let command_request = CommandRequest {
             node_id,
-            kind: bosun_core::CommandKind::custom(bosun_agent::FAULT_COMMAND)?,
+            kind: bosun_core::CommandKind::custom(bosun_core::fault::FAULT_COMMAND)?,
             parameters,
             reason: format!("fault injection: {}", request.fault),
             time_to_live: self.app.settings.command_ttl,
