@@ -33,6 +33,7 @@ mod app;
 mod auth;
 mod commands;
 mod error;
+mod exposition;
 mod fleet;
 mod http;
 mod instances;

@@ -70,7 +70,7 @@ impl Metrics {
         let heartbeat_age = Family::<Labels1, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         registry.register(
             "node_heartbeat_age_seconds",
-            "Time since judged nodes were last seen, by quantile (0.5, 0.99, 1)",
+            "Time since judged nodes were last seen: stat median, p99 or max",
             heartbeat_age.clone(),
         );
         let pending_heartbeats = Gauge::default();
@@ -234,8 +234,9 @@ impl Metrics {
             self.nodes.get_or_create(&labels).set(i64::try_from(count).unwrap_or(i64::MAX));
         }
         let ages = fleet.heartbeat_ages(now);
-        for (quantile, age) in [("0.5", ages.median), ("0.99", ages.p99), ("1", ages.max)] {
-            self.heartbeat_age.get_or_create(&[("quantile", quantile.to_owned())]).set(age.as_secs_f64());
+        // A gauge per statistic: `quantile` is reserved for summaries.
+        for (stat, age) in [("median", ages.median), ("p99", ages.p99), ("max", ages.max)] {
+            self.heartbeat_age.get_or_create(&[("stat", stat.to_owned())]).set(age.as_secs_f64());
         }
         self.pending_heartbeats.set(i64::try_from(fleet.pending_len()).unwrap_or(i64::MAX));
         let mut text = String::new();
