@@ -81,6 +81,7 @@ pub mod pool;
 pub mod remediation;
 pub mod selection;
 mod serde_secs;
+pub mod stats;
 pub mod time;
 pub mod validation;
 pub mod xid;

@@ -290,13 +290,10 @@ pub(crate) fn rpc_summary(stats: &BTreeMap<&'static str, MethodStats>) -> Vec<Rp
         .collect()
 }
 
-/// The `p` quantile (nearest rank) of sorted microsecond latencies, in milliseconds.
+/// The `p` quantile ([`bosun_core::stats::percentile`]) of sorted microsecond latencies,
+/// in milliseconds; 0 when there are none.
 pub(crate) fn percentile_ms<T: Copy + Into<u64>>(sorted: &[T], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1].into() as f64 / 1000.0
+    bosun_core::stats::percentile(sorted, p).map_or(0.0, |micros| micros.into() as f64 / 1000.0)
 }
 
 /// The control plane's policy counters, from its `/metrics`.
