@@ -154,9 +154,15 @@ fn policy_check_prints_exactly_the_json_array() {
     assert_eq!(
         parsed,
         serde_json::json!([
-            {"result": "unhealthy", "action": "replace", "rule": "fatal-xid"},
-            {"result": "degraded", "action": "restart_app", "rule": "application-xid"},
-            {"result": "healthy", "action": "none", "rule": "default"},
+            {"event": {"event_type": "xid", "gpu_index": 3, "gpu_uuid": "", "system": "DCGM_HEALTH_WATCH_UNKNOWN",
+                       "metrics": {"xid_code": "79"}, "message": ""},
+             "result": "unhealthy", "action": "replace", "rule": "fatal-xid"},
+            {"event": {"event_type": "xid", "gpu_index": null, "gpu_uuid": "", "system": "DCGM_HEALTH_WATCH_UNKNOWN",
+                       "metrics": {"xid_code": "8"}, "message": ""},
+             "result": "degraded", "action": "restart_app", "rule": "application-xid"},
+            {"event": {"event_type": "thermal", "gpu_index": null, "gpu_uuid": "", "system": "DCGM_HEALTH_WATCH_UNKNOWN",
+                       "metrics": {"temperature": "50"}, "message": ""},
+             "result": "healthy", "action": "none", "rule": "default"},
         ])
     );
     let broken = dir.path().join("broken.yaml");
