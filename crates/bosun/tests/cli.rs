@@ -214,6 +214,24 @@ fn config_check_redacts_secrets() {
 }
 
 #[test]
+fn config_check_reads_and_compiles_the_health_policy_it_names() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("bosun.yaml");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&file, format!("server:\n  health_policy: {}\n", policy.display())).expect("write");
+    let line = fails_with_one_line(bosun().args(["config", "check"]).arg(&file));
+    assert!(line.contains("server.health_policy") && line.contains("cannot read"), "{line}");
+    std::fs::write(&policy, "rules:\n  - {name: broken, condition: 'event.', result: unhealthy}\n").expect("write");
+    let line = fails_with_one_line(bosun().args(["config", "check"]).arg(&file));
+    assert!(line.contains("not a valid policy") && line.contains("broken"), "{line}");
+    std::fs::write(&policy, "rules:\n  - {name: all, condition: 'true', result: healthy}\n").expect("write");
+    ok(bosun().args(["config", "check"]).arg(&file));
+    std::fs::write(&file, "pools:\n  p: {provider: fake, instance_type: t, max_nodes: 1, timezone: Mars/Base}\nproviders:\n  fake: {type: fake}\n").expect("write");
+    let line = fails_with_one_line(bosun().args(["config", "check"]).arg(&file));
+    assert!(line.contains("pools.p.timezone"), "{line}");
+}
+
+#[test]
 fn the_quickstart_config_brings_up_a_pool_of_three() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = format!("sqlite://{}", dir.path().join("bosun.db").display());
