@@ -20,18 +20,48 @@ impl Drop for Running {
     }
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on (for "unreachable" checks only: servers bind port 0 and say
+/// where they listen, so no test races another for a port).
+fn unused_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
 }
 
-fn server(store: &str, port: u16) -> Running {
-    let child = bosun()
-        .args(["server", "--store", store, "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start server");
-    Running(child)
+/// Starts `bosun server ARGS --listen LISTEN` and returns it with its URL, read from the
+/// line it prints once it listens. A fixed address still held by a previous run (a
+/// restart) is retried.
+fn start_server(args: &[&std::ffi::OsStr], listen: &str) -> (Running, String) {
+    use std::io::BufRead as _;
+    for _ in 0..50 {
+        let mut child = bosun()
+            .arg("server")
+            .args(args)
+            .args(["--listen", listen])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start server");
+        let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut seen = String::new();
+        let url = lines.by_ref().map_while(Result::ok).find_map(|line| {
+            seen.push_str(&line);
+            seen.push('\n');
+            line.split_once("bosun server listening on ")
+                .map(|(_, rest)| rest.split(' ').next().unwrap_or("").to_owned())
+        });
+        if let Some(url) = url {
+            // Keep reading so the server never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            return (Running(child), url);
+        }
+        let _ = child.wait();
+        assert!(seen.contains("in use"), "the server did not start:\n{seen}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{listen} stayed in use");
+}
+
+fn server(store: &str) -> (Running, String) {
+    start_server(&["--store".as_ref(), store.as_ref()], "127.0.0.1:0")
 }
 
 fn agent(url: &str, node: &str) -> Running {
@@ -83,9 +113,7 @@ fn sigterm(process: &Running) {
 fn quick_start_fleet_cli_and_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = format!("sqlite://{}", dir.path().join("bosun.db").display());
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut first = server(&store, port);
+    let (mut first, url) = server(&store);
     let _agents: Vec<_> = ["n1", "n2", "n3"].iter().map(|n| agent(&url, n)).collect();
 
     let json = eventually(&url, &["nodes", "list", "-o", "json"], |out| out.matches("\"node_id\"").count() == 3);
@@ -119,7 +147,8 @@ fn quick_start_fleet_cli_and_restart() {
     sigterm(&first);
     let status = first.0.wait().expect("server exits");
     assert!(status.success(), "graceful shutdown exits 0: {status}");
-    let _second = server(&store, port);
+    let address = url.trim_start_matches("http://");
+    let (_second, _) = start_server(&["--store".as_ref(), store.as_ref()], address);
     let json = eventually(&url, &["nodes", "list", "-o", "json"], |out| out.contains("CORDONED"));
     assert_eq!(json.matches("\"node_id\"").count(), 3, "every node survives the restart");
     // The agents carry on: a command issued now is acknowledged.
@@ -129,7 +158,7 @@ fn quick_start_fleet_cli_and_restart() {
 
 #[test]
 fn an_unreachable_server_is_one_clear_line() {
-    let url = format!("http://127.0.0.1:{}", free_port());
+    let url = format!("http://127.0.0.1:{}", unused_port());
     let line = fails_with_one_line(bosun().args(["nodes", "list", "--server", &url]));
     assert!(line.contains("cannot reach the bosun server") && line.contains(&url), "{line}");
     let line = fails_with_one_line(bosun().args(["nodes", "list", "--server", "ftp://x"]));
@@ -235,16 +264,9 @@ fn config_check_reads_and_compiles_the_health_policy_it_names() {
 fn the_quickstart_config_brings_up_a_pool_of_three() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = format!("sqlite://{}", dir.path().join("bosun.db").display());
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/quickstart.yaml");
-    let child = bosun()
-        .args(["server", "--config", config, "--store", &store, "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start server");
-    let _server = Running(child);
+    let (_server, url) =
+        start_server(&["--config".as_ref(), config.as_ref(), "--store".as_ref(), store.as_ref()], "127.0.0.1:0");
     let json = eventually(&url, &["nodes", "list", "--pool", "demo", "-o", "json"], |out| {
         out.matches("\"ACTIVE\"").count() == 3
     });
@@ -265,17 +287,8 @@ fn the_process_provider_runs_a_pool_of_real_agent_processes() {
     )
     .expect("write config");
     let store = format!("sqlite://{}", dir.path().join("bosun.db").display());
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let child = bosun()
-        .args(["server", "--config"])
-        .arg(&config)
-        .args(["--store", &store, "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start server");
-    let server = Running(child);
+    let (server, url) =
+        start_server(&["--config".as_ref(), config.as_os_str(), "--store".as_ref(), store.as_ref()], "127.0.0.1:0");
     let json = eventually(&url, &["nodes", "list", "--pool", "procs", "-o", "json"], |out| {
         out.matches("\"ACTIVE\"").count() == 3
     });
@@ -328,4 +341,11 @@ fn sim_validate_names_the_bad_key() {
     let output = run(bosun().args(["sim", "validate", "../../scenarios/stress/1000-node-chaos.yaml"]));
     assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("1000 generated nodes"));
+}
+
+#[test]
+fn a_memory_store_needs_no_migration_flag() {
+    let (_server, url) = start_server(&["--store".as_ref(), "memory://".as_ref()], "127.0.0.1:0");
+    let out = eventually(&url, &["nodes", "list", "-o", "json"], |_| true);
+    assert_eq!(out.trim(), "[]");
 }

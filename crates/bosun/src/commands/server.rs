@@ -47,7 +47,8 @@ pub async fn run(store_flag: Option<&str>, args: &ServerArgs) -> anyhow::Result<
     };
     let location = store_location(store_flag, &config)?;
     let database = Database::connect(&location).await?;
-    if args.no_migrate {
+    // The memory store has no schema to migrate: it starts empty and current.
+    if args.no_migrate || location.backend() == bosun_store::Backend::Memory {
         database.ensure_current().await?;
     } else {
         let applied = database.migrate_up().await?;
