@@ -128,6 +128,13 @@ fn quick_start_fleet_cli_and_restart() {
     }
     let table = ok(bosun().args(["nodes", "list", "--server", &url]));
     assert!(table.starts_with("NODE  "), "{table}");
+    // Navarch's habits: -s, the wire's status names, and a word when nothing matches.
+    let active = ok(bosun().args(["nodes", "list", "--status", "NODE_STATUS_ACTIVE", "-s", &url]));
+    assert_eq!(active.lines().count(), 4, "{active}");
+    let none = ok(bosun().args(["nodes", "list", "--status", "cordoned", "-s", &url]));
+    assert_eq!(none, "No nodes found.\n");
+    assert_eq!(ok(bosun().args(["nodes", "list", "-l", "owner", "-s", &url])), "No nodes found.\n");
+    assert_eq!(ok(bosun().args(["nodes", "list", "-l", "owner", "-o", "json", "-s", &url])).trim(), "[]");
     let yaml = ok(bosun().args(["nodes", "get", "n1", "-o", "yaml", "--server", &url]));
     assert!(yaml.contains("node_id: n1"), "{yaml}");
 
@@ -348,4 +355,17 @@ fn a_memory_store_needs_no_migration_flag() {
     let (_server, url) = start_server(&["--store".as_ref(), "memory://".as_ref()], "127.0.0.1:0");
     let out = eventually(&url, &["nodes", "list", "-o", "json"], |_| true);
     assert_eq!(out.trim(), "[]");
+}
+
+#[test]
+fn version_and_help_stay_to_the_point() {
+    let version = ok(bosun().arg("version"));
+    assert!(version.starts_with(&format!("bosun {} (", env!("CARGO_PKG_VERSION"))), "{version}");
+    let help = ok(bosun().args(["nodes", "get", "--help"]));
+    assert!(help.contains("Usage: bosun nodes get [OPTIONS] <NODE>"), "{help}");
+    assert!(
+        !help.contains("--store") && !help.contains("--log"),
+        "client commands do not offer store or log flags: {help}"
+    );
+    assert!(ok(bosun().args(["db", "--help"])).contains("--store"));
 }

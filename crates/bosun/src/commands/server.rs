@@ -18,6 +18,8 @@ use tokio::net::TcpListener;
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
+    #[command(flatten)]
+    pub store: super::StoreArg,
     /// Configuration file (Navarch's format plus bosun's sections); defaults apply without one.
     #[arg(long, short, env = "BOSUN_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
