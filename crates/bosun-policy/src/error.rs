@@ -68,6 +68,26 @@ impl PolicyError {
         !matches!(self, PolicyError::Engine(_))
     }
 
+    /// The error as a field error of the policy a caller sent (`policy.rules[0]: rule
+    /// "broken": condition does not compile: ...`), for answers to a request; `None` for
+    /// bosun's own failures.
+    pub fn as_validation_error(&self) -> Option<bosun_core::ValidationError> {
+        use bosun_core::ValidationError;
+        let field = |path: &str| if path.is_empty() { "policy".to_owned() } else { format!("policy.{path}") };
+        Some(match self {
+            PolicyError::Document { path, problem, .. } => ValidationError::new(field(path), problem),
+            PolicyError::NoRules => ValidationError::new("policy.rules", "at least one rule is required"),
+            PolicyError::Rule { index, name, problem } if name.trim().is_empty() => {
+                ValidationError::new(format!("policy.rules[{index}]"), problem)
+            }
+            PolicyError::Rule { index, name, problem } => {
+                ValidationError::new(format!("policy.rules[{index}]"), format_args!("rule {name:?}: {problem}"))
+            }
+            PolicyError::Xids(problem) => ValidationError::new("policy.xids", problem),
+            PolicyError::Engine(_) => return None,
+        })
+    }
+
     pub(crate) fn rule(index: usize, name: &str, problem: impl fmt::Display) -> Self {
         PolicyError::Rule { index, name: name.to_owned(), problem: problem.to_string() }
     }

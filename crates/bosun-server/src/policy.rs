@@ -160,8 +160,9 @@ pub(crate) fn compile(yaml: &str) -> ApiResult<Policy> {
             format_args!("is {} bytes; a policy may have at most {}", yaml.len(), StoredPolicy::MAX_DOCUMENT_BYTES),
         ));
     }
-    Policy::from_yaml(yaml).map_err(|error| {
-        if error.is_invalid_input() { ApiError::invalid("yaml", error) } else { ApiError::Internal(error.to_string()) }
+    Policy::from_yaml(yaml).map_err(|error| match error.as_validation_error() {
+        Some(invalid) => ApiError::Invalid(invalid),
+        None => ApiError::Internal(error.to_string()),
     })
 }
 
