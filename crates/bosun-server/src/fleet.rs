@@ -14,7 +14,7 @@ use std::time::Duration;
 use bosun_core::{Health, Heartbeat, MetricSample, Node, NodeId, NodeStatus, Revision, Timestamp};
 
 /// What the server knows about one node without asking the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct NodeView {
     /// The newest sign of life: heartbeat or registration, by the server's clock.
     pub last_seen: Timestamp,
@@ -30,6 +30,8 @@ pub(crate) struct NodeView {
     pub registered_at: Timestamp,
     /// The deadline of the node's running remediation step, if one runs.
     pub remediation_deadline: Option<Timestamp>,
+    /// The pool the node serves, if any (pools never change for a node).
+    pub pool: Option<bosun_core::PoolName>,
 }
 
 impl NodeView {
@@ -46,6 +48,7 @@ impl NodeView {
                 .as_ref()
                 .filter(|r| r.state == bosun_core::remediation::StepState::Running)
                 .map(|r| r.deadline),
+            pool: node.pool.clone(),
         }
     }
 
@@ -135,7 +138,12 @@ impl Fleet {
         let mut listed = std::collections::HashSet::new();
         for node in nodes {
             let view = NodeView::of(node);
-            inner.nodes.entry(node.id.clone()).and_modify(|known| known.merge(view)).or_insert(view);
+            match inner.nodes.entry(node.id.clone()) {
+                std::collections::hash_map::Entry::Occupied(mut known) => known.get_mut().merge(view),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(view);
+                }
+            }
             listed.insert(node.id.clone());
         }
         let Inner { nodes, touched, pending, utilization, .. } = &mut *inner;
@@ -149,7 +157,12 @@ impl Fleet {
     pub(crate) fn upsert(&self, node: &Node) {
         let view = NodeView::of(node);
         let mut inner = self.lock();
-        inner.nodes.entry(node.id.clone()).and_modify(|known| known.merge(view)).or_insert(view);
+        match inner.nodes.entry(node.id.clone()) {
+            std::collections::hash_map::Entry::Occupied(mut known) => known.get_mut().merge(view),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(view);
+            }
+        }
         let now = inner.clock;
         inner.touched.insert(node.id.clone(), now);
     }
@@ -163,7 +176,7 @@ impl Fleet {
     }
 
     pub(crate) fn get(&self, id: &NodeId) -> Option<NodeView> {
-        self.lock().nodes.get(id).copied()
+        self.lock().nodes.get(id).cloned()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -276,6 +289,15 @@ impl Fleet {
     }
 
     /// Nodes per (status, health).
+    /// How many of `pool`'s nodes are in each status.
+    pub(crate) fn pool_statuses(&self, pool: &bosun_core::PoolName) -> HashMap<NodeStatus, u32> {
+        let mut counts = HashMap::new();
+        for view in self.lock().nodes.values().filter(|view| view.pool.as_ref() == Some(pool)) {
+            *counts.entry(view.status).or_default() += 1;
+        }
+        counts
+    }
+
     pub(crate) fn counts(&self) -> HashMap<(NodeStatus, Health), u64> {
         let mut counts = HashMap::new();
         for view in self.lock().nodes.values() {

@@ -551,6 +551,16 @@ pub struct PoolRow {
     pub last_scale_at: Option<String>,
     pub last_decision: Option<DecisionRow>,
     pub provider_backoff: Vec<BackoffRow>,
+    /// The pool now.
+    pub usage: Option<UsageRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UsageRow {
+    pub usable: u32,
+    pub booting: u32,
+    pub serving: u32,
+    pub unhealthy: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -612,23 +622,42 @@ impl PoolRow {
                     last_error: non_empty(&b.last_error),
                 })
                 .collect(),
+            usage: pool.usage.as_option().map(|u| UsageRow {
+                usable: u.usable,
+                booting: u.booting,
+                serving: u.serving,
+                unhealthy: u.unhealthy,
+            }),
         }
     }
 }
 
 pub fn pool_table(pools: &[PoolRow]) -> Table {
-    let mut table = Table::new(["POOL", "MIN", "MAX", "CURRENT", "TARGET", "AUTOSCALING", "PROVIDERS", "LAST SCALE"]);
+    let mut table = Table::new([
+        "POOL",
+        "MIN",
+        "MAX",
+        "CURRENT",
+        "TARGET",
+        "BOOTING",
+        "UNHEALTHY",
+        "AUTOSCALING",
+        "PROVIDERS",
+        "LAST SCALE",
+    ]);
     for p in pools {
-        let (current, target) = p
-            .last_decision
-            .as_ref()
-            .map_or(("-".to_owned(), "-".to_owned()), |d| (d.current.to_string(), d.target.to_string()));
+        // CURRENT is the usable capacity now; the decision's own count is as of its pass.
+        let current = p.usage.as_ref().map(|u| u.usable).or(p.last_decision.as_ref().map(|d| d.current));
+        let target = p.last_decision.as_ref().map(|d| d.target.to_string());
+        let count = |n: Option<u32>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
         table.row([
             p.name.clone(),
             p.min_nodes.to_string(),
             p.max_nodes.to_string(),
-            current,
-            target,
+            count(current),
+            dash(target.as_deref()),
+            count(p.usage.as_ref().map(|u| u.booting)),
+            count(p.usage.as_ref().map(|u| u.unhealthy)),
             dash(p.autoscaling.as_deref()),
             p.providers.join(","),
             dash(p.last_scale_at.as_deref()),
@@ -643,6 +672,18 @@ pub fn pool_detail(pool: &PoolRow) -> String {
     for (field, value) in [
         ("pool", pool.name.clone()),
         ("size", format!("{}..{}", pool.min_nodes, pool.max_nodes)),
+        (
+            "now",
+            pool.usage.as_ref().map_or_else(
+                || "-".to_owned(),
+                |u| {
+                    format!(
+                        "{} usable: {} serving, {} booting, {} unhealthy",
+                        u.usable, u.serving, u.booting, u.unhealthy
+                    )
+                },
+            ),
+        ),
         ("instance type", pool.instance_type.clone()),
         ("providers", format!("{} ({})", pool.providers.join(", "), pool.strategy)),
         ("autoscaling", dash(pool.autoscaling.as_deref())),

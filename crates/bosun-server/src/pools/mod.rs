@@ -235,11 +235,7 @@ async fn reconcile_to(
     // cordoned or drained is still the pool's (taking it out of scheduling is no reason to
     // buy another machine); an UNHEALTHY node (silent ones included) is not, unless the
     // pool keeps broken machines (`auto_replace: false`) and so never replaces them.
-    let counts = |status: NodeStatus| match status {
-        NodeStatus::Active | NodeStatus::Cordoned | NodeStatus::Draining => true,
-        NodeStatus::Unhealthy => !pool.spec.health.auto_replace,
-        NodeStatus::Terminating | NodeStatus::Terminated => false,
-    };
+    let counts = |status: NodeStatus| counts_as_usable(status, &pool.spec);
     let usable: Vec<Instance> = instances
         .iter()
         .filter(|i| !leaving(i))
@@ -398,4 +394,48 @@ async fn pool_nodes(app: &App, pool: &PoolName) -> ApiResult<Vec<Node>> {
     let filter = &NodeFilter { pool: Some(pool.clone()), ..NodeFilter::default() };
     let store = &app.store;
     Ok(all_pages(|page| async move { store.list_nodes(filter, &page).await }).await?)
+}
+
+/// Whether a node in `status` is usable capacity of a pool with `spec`: nodes in service
+/// are (an operator's cordon or drain is no reason to buy another machine); an UNHEALTHY
+/// one (silent ones included) is not, unless the pool keeps broken machines
+/// (`auto_replace: false`) and so never replaces them.
+pub(crate) fn counts_as_usable(status: NodeStatus, spec: &PoolSpec) -> bool {
+    match status {
+        NodeStatus::Active | NodeStatus::Cordoned | NodeStatus::Draining => true,
+        NodeStatus::Unhealthy => !spec.health.auto_replace,
+        NodeStatus::Terminating | NodeStatus::Terminated => false,
+    }
+}
+
+/// A pool's capacity now: booting machines from the store, nodes from the fleet view.
+pub(crate) async fn usage(app: &App, pool: &Pool) -> ApiResult<PoolUsage> {
+    let filter = &InstanceFilter {
+        pool: Some(pool.name.clone()),
+        states: vec![InstanceState::Provisioning, InstanceState::PendingRegistration],
+        ..InstanceFilter::default()
+    };
+    let store = &app.store;
+    let booting = all_pages(|page| async move { store.list_instances(filter, &page).await }).await?.len();
+    let booting = u32::try_from(booting).unwrap_or(u32::MAX);
+    let statuses = app.fleet.pool_statuses(&pool.name);
+    let count =
+        |wanted: fn(NodeStatus) -> bool| statuses.iter().filter(|(s, _)| wanted(**s)).map(|(_, n)| *n).sum::<u32>();
+    let usable_nodes: u32 =
+        statuses.iter().filter(|(status, _)| counts_as_usable(**status, &pool.spec)).map(|(_, n)| *n).sum();
+    Ok(PoolUsage {
+        usable: booting.saturating_add(usable_nodes),
+        booting,
+        serving: count(|s| matches!(s, NodeStatus::Active | NodeStatus::Cordoned | NodeStatus::Draining)),
+        unhealthy: count(|s| s == NodeStatus::Unhealthy),
+    })
+}
+
+/// [`usage`]'s answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PoolUsage {
+    pub usable: u32,
+    pub booting: u32,
+    pub serving: u32,
+    pub unhealthy: u32,
 }

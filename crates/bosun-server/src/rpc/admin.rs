@@ -260,14 +260,31 @@ impl AdminApi {
     }
 
     async fn list_pools(&self) -> ApiResult<v1::ListPoolsResponse> {
-        let pools = self.app.store.list_pools().await?;
-        Ok(v1::ListPoolsResponse { pools: pools.iter().map(convert::pool).collect(), ..Default::default() })
+        let mut pools = Vec::new();
+        for pool in self.app.store.list_pools().await? {
+            pools.push(self.pool_now(&pool).await?);
+        }
+        Ok(v1::ListPoolsResponse { pools, ..Default::default() })
     }
 
     async fn get_pool(&self, request: v1::GetPoolRequest) -> ApiResult<v1::GetPoolResponse> {
         let name = pool_name(&request.name)?;
         let pool = self.app.store.pool(&name).await?;
-        Ok(v1::GetPoolResponse { pool: MessageField::some(convert::pool(&pool)), ..Default::default() })
+        Ok(v1::GetPoolResponse { pool: MessageField::some(self.pool_now(&pool).await?), ..Default::default() })
+    }
+
+    /// A pool with its capacity now (its decision is as of the pass that made it).
+    async fn pool_now(&self, pool: &bosun_core::Pool) -> ApiResult<v1::Pool> {
+        let usage = crate::pools::usage(&self.app, pool).await?;
+        let mut wire = convert::pool(pool);
+        wire.usage = MessageField::some(v1::PoolUsage {
+            usable: usage.usable,
+            booting: usage.booting,
+            serving: usage.serving,
+            unhealthy: usage.unhealthy,
+            ..Default::default()
+        });
+        Ok(wire)
     }
 
     async fn scale_pool(&self, caller: &Caller, request: v1::ScalePoolRequest) -> ApiResult<v1::ScalePoolResponse> {

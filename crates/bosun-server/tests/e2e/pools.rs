@@ -60,6 +60,10 @@ async fn a_pool_reaches_min_nodes_without_over_provisioning(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(states, [v1::InstanceState::INSTANCE_STATE_RUNNING; 3], "each agent registered and linked");
+    // The pool's capacity now, before any further pass: three serving, none booting.
+    let listed = h.root().list_pools(v1::ListPoolsRequest::default()).await.expect("pools").into_owned();
+    let usage = listed.pools[0].usage.as_option().expect("usage").clone();
+    assert_eq!((usage.usable, usage.serving, usage.booting, usage.unhealthy), (3, 3, 0, 0));
     let nodes = h.root().list_nodes(v1::ListNodesRequest { pool: "training".into(), ..Default::default() }).await;
     assert_eq!(nodes.expect("nodes").into_owned().nodes.len(), 3);
     h.server().reconcile_pools().await.expect("reconcile");
