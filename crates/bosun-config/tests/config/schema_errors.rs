@@ -247,3 +247,10 @@ fn durations() {
         assert_eq!(err.line(), Some(2), "{text}");
     }
 }
+
+#[test]
+fn deeply_nested_documents_are_refused_before_parsing() {
+    let text = format!("server: {}{}\n", "{a: ".repeat(50_000), "}".repeat(50_000));
+    let error = Config::from_yaml_str(&text, |_| None).unwrap_err().to_string();
+    assert!(error.contains("the document nests more than 64 levels deep at line 1"), "{error}");
+}
