@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod commands;
 mod endpoints;
+mod hostile;
 mod instances;
 mod lifecycle;
 mod liveness;
