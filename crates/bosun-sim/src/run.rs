@@ -849,7 +849,8 @@ impl Sim {
         if let Ok(response) = self.admin.list_pools(v1::ListPoolsRequest::default()).await {
             for pool in response.into_owned().pools {
                 if let Some(d) = pool.last_decision.as_option() {
-                    let at = d.at.as_option().map(convert::from_timestamp).unwrap_or(sim_epoch());
+                    let at =
+                        d.at.as_option().and_then(|at| convert::from_timestamp("at", at).ok()).unwrap_or(sim_epoch());
                     let t_s = at.saturating_since(sim_epoch()).as_secs_f64();
                     let list = self.decisions.entry(pool.name.clone()).or_default();
                     if list.last().is_none_or(|last: &Decision| last.t_s != t_s) {

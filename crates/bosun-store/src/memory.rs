@@ -552,6 +552,7 @@ impl Tx<'_> {
                 Ok(WriteOutcome::Resource { revision: stored.revision, change_seq: seq })
             }
             Write::AppendHealthReport(report) => {
+                rules::check_health_report(report)?;
                 self.ensure_node_exists(&report.node_id)?;
                 let previous_id = self.state.last_health_id;
                 let id = previous_id + 1;
@@ -830,6 +831,7 @@ impl Store for MemoryStore {
     }
 
     async fn record_metric_samples(&self, batch: &[MetricSample]) -> Result<u64> {
+        crate::rules::check_samples(batch)?;
         let retention = self.options.samples;
         let mut state = self.lock()?;
         let mut stored = 0;

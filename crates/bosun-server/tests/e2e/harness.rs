@@ -46,6 +46,22 @@ macro_rules! on_sql_backends {
 }
 pub(crate) use on_sql_backends;
 
+/// Runs `$name(backend)` as one test per backend, the memory store included.
+macro_rules! on_every_backend {
+    ($($name:ident),+ $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(bosun_store::Backend::Memory).await;
+                }
+            )+
+        }
+        crate::harness::on_sql_backends!($($name),+);
+    };
+}
+pub(crate) use on_every_backend;
+
 pub const ADMIN: &str = "admin-secret";
 pub const OPERATOR: &str = "operator-secret";
 pub const AGENTS: &str = "agents-secret";
@@ -146,9 +162,11 @@ impl Harness {
     async fn open_store(&self) -> SharedStore {
         let clock: Arc<dyn Clock> = self.clock.clone();
         let location = &self.location.location;
-        let database = bosun_store::Database::connect(location).await.expect("connect");
-        database.migrate_up().await.expect("migrate");
-        database.close().await;
+        if *location != bosun_store::StoreLocation::Memory {
+            let database = bosun_store::Database::connect(location).await.expect("connect");
+            database.migrate_up().await.expect("migrate");
+            database.close().await;
+        }
         open_store(location, test_options(clock)).await.expect("open store")
     }
 

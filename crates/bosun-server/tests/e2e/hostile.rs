@@ -10,6 +10,14 @@ use crate::harness::*;
 
 on_sql_backends!(nested_policy_documents_are_refused_and_the_server_stays_responsive);
 
+mod values {
+    use super::*;
+    on_every_backend!(
+        numbers_beyond_the_store_are_invalid_and_liveness_keeps_judging,
+        times_beyond_year_9999_are_refused
+    );
+}
+
 /// A 400 KB flow mapping nested 100,000 deep: libyaml needs minutes of CPU for it.
 fn nested_policy() -> String {
     format!("rules: {}{}\n", "{a: ".repeat(100_000), "}".repeat(100_000))
@@ -44,5 +52,49 @@ async fn nested_policy_documents_are_refused_and_the_server_stays_responsive(bac
     let (code, message) = refused(admin.test_policy(v1::TestPolicyRequest { yaml: chain, ..Default::default() }).await);
     assert_eq!(code, ErrorCode::InvalidArgument, "{message}");
     assert!(message.contains("the limit is 32"), "{message}");
+    h.stop().await;
+}
+
+async fn numbers_beyond_the_store_are_invalid_and_liveness_keeps_judging(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let agent = h.raw_agent(Some(ADMIN));
+    agent.register_node(v1::RegisterRequest { node_id: "quiet".into(), ..Default::default() }).await.expect("register");
+    h.clock.advance(h.settings.startup_grace + h.settings.heartbeat_timeout);
+
+    // PostgreSQL used to answer `unavailable` (bigint out of range), which made the
+    // server blind for a grace period: repeated, it kept a dead node ACTIVE.
+    let mut huge = v1::RegisterRequest { node_id: "huge".into(), ..Default::default() };
+    huge.gpus.push(v1::GpuInfo { index: 0, memory_bytes: u64::MAX, ..Default::default() });
+    let (code, message) = refused(agent.register_node(huge).await);
+    assert_eq!(code, ErrorCode::InvalidArgument, "{message}");
+    assert!(message.contains("gpus[0].memory_bytes"), "{message}");
+    let mut metrics = v1::HeartbeatRequest { node_id: "quiet".into(), ..Default::default() };
+    metrics.metrics = buffa::MessageField::some(v1::NodeMetrics {
+        gpu_metrics: vec![v1::GpuMetrics { memory_used: u64::MAX, ..Default::default() }],
+        ..Default::default()
+    });
+    let (code, message) = refused(agent.heartbeat(metrics).await);
+    assert_eq!(code, ErrorCode::InvalidArgument, "{message}");
+    assert!(message.contains("metrics.gpus[0].memory_used_bytes"), "{message}");
+
+    assert_eq!(h.server().judge_liveness().await.expect("judge"), [node_id("quiet")], "liveness still judges");
+    h.stop().await;
+}
+
+async fn times_beyond_year_9999_are_refused(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let agent = h.raw_agent(Some(ADMIN));
+    agent.register_node(v1::RegisterRequest { node_id: "n1".into(), ..Default::default() }).await.expect("register");
+    for (seconds, nanos) in [(i64::MAX, 0), (253_402_300_800, 0), (-62_135_596_801, 0), (0, -5)] {
+        let at = buffa_types::google::protobuf::Timestamp { seconds, nanos, ..Default::default() };
+        let event = v1::HealthEvent { timestamp: buffa::MessageField::some(at), ..Default::default() };
+        let report = v1::ReportHealthRequest { node_id: "n1".into(), events: vec![event], ..Default::default() };
+        let (code, message) = refused(agent.report_health(report).await);
+        assert_eq!(code, ErrorCode::InvalidArgument, "{seconds}s: {message}");
+        assert!(message.contains("events[0].timestamp"), "{message}");
+    }
+    let root = h.root();
+    let history = root.get_health_history(v1::GetHealthHistoryRequest { node_id: "n1".into(), ..Default::default() });
+    assert!(history.await.expect("history").into_owned().reports.is_empty(), "nothing was stored as 1970");
     h.stop().await;
 }

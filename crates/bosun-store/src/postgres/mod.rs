@@ -552,6 +552,7 @@ impl Store for PostgresStore {
     }
 
     async fn record_metric_samples(&self, batch: &[MetricSample]) -> Result<u64> {
+        crate::rules::check_samples(batch)?;
         if batch.is_empty() {
             return Ok(0);
         }

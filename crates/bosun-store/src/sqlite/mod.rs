@@ -72,6 +72,11 @@ pub(crate) fn map_error(error: rusqlite::Error, context: Option<(ResourceKind, &
                 (ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked, _) => {
                     StoreError::unavailable(format!("database busy: {message}"))
                 }
+                // A value larger than SQLite stores, or of a type a STRICT column refuses:
+                // caused by the request, never an outage.
+                (ErrorCode::TooBig | ErrorCode::TypeMismatch, _) => {
+                    StoreError::invalid("record", format_args!("holds a value the database cannot store: {message}"))
+                }
                 _ => StoreError::unavailable(format!("database error: {message}")),
             }
         }
@@ -79,6 +84,9 @@ pub(crate) fn map_error(error: rusqlite::Error, context: Option<(ResourceKind, &
             Some((kind, id)) => StoreError::not_found(kind, id),
             None => StoreError::corrupt("row", "expected row is missing"),
         },
+        error @ rusqlite::Error::ToSqlConversionFailure(_) => {
+            StoreError::invalid("record", format_args!("holds a value the database cannot store: {error}"))
+        }
         error @ (rusqlite::Error::FromSqlConversionFailure(..)
         | rusqlite::Error::IntegralValueOutOfRange(..)
         | rusqlite::Error::Utf8Error(..)
@@ -265,6 +273,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_metric_samples(&self, batch: &[MetricSample]) -> Result<u64> {
+        crate::rules::check_samples(batch)?;
         if batch.is_empty() {
             return Ok(0);
         }
