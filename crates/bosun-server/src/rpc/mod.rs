@@ -14,6 +14,7 @@ use crate::error::{ApiError, ApiResult};
 pub(crate) mod admin;
 pub(crate) mod agent;
 mod events;
+pub(crate) mod shape;
 
 /// Authenticates every RPC and attaches the [`Caller`](crate::auth::Caller) for the
 /// handler, which checks what the caller may do with what it asked.

@@ -2,32 +2,10 @@
 
 use bosun_agent::ControlPlane;
 use bosun_store::Backend;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
 
 on_sql_backends!(health_readiness_metrics_and_connect_json, grpc_and_connect_over_h2c_on_the_same_port);
-
-/// One HTTP/1.0 request (no chunked answers to decode) over a fresh connection; returns the status code and body.
-async fn http(h: &Harness, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
-    let address = h.url().trim_start_matches("http://").to_owned();
-    let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
-    let mut request = format!(
-        "{method} {path} HTTP/1.0\r\nhost: {address}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
-}
 
 async fn health_readiness_metrics_and_connect_json(backend: Backend) {
     let Some(h) = Harness::start(backend).await else { return };

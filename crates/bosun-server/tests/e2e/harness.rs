@@ -336,3 +336,24 @@ pub fn status_of(node: &v1::Node) -> v1::NodeStatus {
 pub fn health_of(node: &v1::Node) -> v1::HealthStatus {
     node.health.as_known().expect("known health")
 }
+
+/// One HTTP/1.0 request (no chunked answers to decode) over a fresh connection; returns the status code and body.
+pub async fn http(h: &Harness, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let address = h.url().trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let mut request = format!(
+        "{method} {path} HTTP/1.0\r\nhost: {address}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response).await.expect("read");
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}

@@ -10,6 +10,11 @@ use crate::harness::*;
 
 on_sql_backends!(nested_policy_documents_are_refused_and_the_server_stays_responsive);
 
+mod bodies {
+    use super::*;
+    on_every_backend!(json_bodies_must_be_objects, streaming_methods_with_a_unary_content_type_answer_415);
+}
+
 mod values {
     use super::*;
     on_every_backend!(
@@ -96,5 +101,37 @@ async fn times_beyond_year_9999_are_refused(backend: Backend) {
     let root = h.root();
     let history = root.get_health_history(v1::GetHealthHistoryRequest { node_id: "n1".into(), ..Default::default() });
     assert!(history.await.expect("history").into_owned().reports.is_empty(), "nothing was stored as 1970");
+    h.stop().await;
+}
+
+async fn json_bodies_must_be_objects(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let bearer = format!("Bearer {ADMIN}");
+    let headers = [("content-type", "application/json"), ("authorization", bearer.as_str())];
+    // Decoded by position, `["n1"]` used to register node n1.
+    for body in [r#"["n1"]"#, r#""n1""#, "42", "null", "  "] {
+        let (status, answer) = http(&h, "POST", "/bosun.v1.AgentService/RegisterNode", &headers, body).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        let json: serde_json::Value = serde_json::from_str(&answer).expect("a Connect error");
+        assert_eq!(json["code"], "invalid_argument", "{body}: {answer}");
+    }
+    let root = h.root();
+    let nodes = root.list_nodes(v1::ListNodesRequest::default()).await.expect("list").into_owned().nodes;
+    assert!(nodes.is_empty(), "nothing registered");
+    let (status, answer) =
+        http(&h, "POST", "/bosun.v1.AgentService/RegisterNode", &headers, r#" {"nodeId": "n1"}"#).await;
+    assert_eq!(status, 200, "{answer}");
+    h.stop().await;
+}
+
+async fn streaming_methods_with_a_unary_content_type_answer_415(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let bearer = format!("Bearer {ADMIN}");
+    for content_type in ["application/json", "application/proto", "application/json; charset=utf-8"] {
+        let headers = [("content-type", content_type), ("authorization", bearer.as_str())];
+        let (status, answer) = http(&h, "POST", "/bosun.v1.AdminService/WatchEvents", &headers, "{}").await;
+        assert_eq!(status, 415, "{content_type}: {answer}");
+        assert!(answer.contains("application/connect+json"), "{answer}");
+    }
     h.stop().await;
 }
