@@ -13,7 +13,9 @@ pub mod proto {
 
 pub mod agent_client;
 pub mod convert;
+pub mod transport;
 
 pub use agent_client::AgentClient;
+pub use transport::{ClientTls, Transport};
 
 pub use proto::bosun::v1;

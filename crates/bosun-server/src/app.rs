@@ -37,6 +37,11 @@ pub(crate) struct App {
     /// One pool pass at a time: a background pass and an operator's scale must not both
     /// provision for the same gap.
     pub pool_pass: tokio::sync::Mutex<()>,
+    /// The API port's TLS, when configured (the interceptors need to know whether agents
+    /// must present client certificates).
+    pub tls: Option<Arc<crate::transport::tls::ReloadableTls>>,
+    /// Failed authentications per peer address.
+    pub auth_limit: crate::auth_limit::FailedAuthLimiter,
 }
 
 impl App {
@@ -46,6 +51,7 @@ impl App {
         settings: Settings,
         shutdown: CancellationToken,
         pools: Option<crate::pools::PoolsConfig>,
+        tls: Option<Arc<crate::transport::tls::ReloadableTls>>,
     ) -> Result<Arc<App>, crate::StartError> {
         let metrics = Arc::new(Metrics::new());
         let now = clock.now();
@@ -73,7 +79,7 @@ impl App {
         }
         let app = Arc::new(App {
             store,
-            clock,
+            clock: Arc::clone(&clock),
             auth,
             fleet: Fleet::default(),
             policies,
@@ -86,6 +92,8 @@ impl App {
             pools,
             demand: crate::pools::DemandBoard::default(),
             pool_pass: tokio::sync::Mutex::new(()),
+            tls,
+            auth_limit: crate::auth_limit::FailedAuthLimiter::new(Arc::clone(&clock)),
         });
         app.reload_fleet().await.map_err(crate::StartError::Store)?;
         tracing::info!(nodes = app.fleet.len(), "fleet loaded");

@@ -15,6 +15,7 @@ use crate::metrics::RpcMetrics;
 use crate::rpc::Authenticate;
 use crate::rpc::admin::AdminApi;
 use crate::rpc::agent::AgentApi;
+use crate::rpc::body::{BodyLimits, bounded_body};
 use crate::rpc::shape::{JsonObjectsOnly, streaming_content_type};
 
 pub(crate) fn router(app: Arc<App>) -> Router {
@@ -26,9 +27,14 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     let connect = ConnectRpcService::new(services)
         .with_limits(Limits::default().with_max_request_body_size(limit).with_max_message_size(limit))
         .with_interceptor(RpcMetrics(Arc::clone(&app.metrics)))
-        .with_interceptor(Authenticate(Arc::new(app.auth.clone())))
+        .with_interceptor(Authenticate(Arc::clone(&app)))
         .with_interceptor(JsonObjectsOnly);
-    let rpc = Router::new().fallback_service(connect).layer(axum::middleware::from_fn(streaming_content_type));
+    let body_limits = BodyLimits { max_bytes: limit, timeout: app.settings.request_body_timeout };
+    // Layers run outside in: the content type is checked before the body is read.
+    let rpc = Router::new()
+        .fallback_service(connect)
+        .layer(axum::middleware::from_fn_with_state(body_limits, bounded_body))
+        .layer(axum::middleware::from_fn(streaming_content_type));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

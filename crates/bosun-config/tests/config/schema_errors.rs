@@ -82,7 +82,7 @@ fn unknown_keys_name_their_full_path_at_every_depth() {
         (
             "api: {max_body: 1}\n".to_owned(),
             "api.max_body",
-            "max_request_bytes, command_poll_wait, command_redelivery, command_ttl".to_owned(),
+            "max_request_bytes, command_poll_wait, command_redelivery, command_ttl, tls, max_connections, header_read_timeout, idle_timeout, request_body_timeout, max_concurrent_streams".to_owned(),
         ),
         ("store: {uri: x}\n".to_owned(), "store.uri", "url".to_owned()),
     ];

@@ -373,3 +373,21 @@ fn an_empty_token_from_the_environment_is_refused() {
     let err = Config::from_yaml_str(text, env_of(&[("T", "")])).unwrap_err();
     assert_eq!(err.to_string(), "auth.tokens[0].token_env: the token is empty");
 }
+
+#[test]
+fn tls_needs_a_certificate_and_its_key() {
+    let config =
+        crate::parse("api:\n  tls: {cert_file: /etc/bosun/tls.crt, key_file: /etc/bosun/tls.key}\n").expect("valid");
+    let tls = config.api.tls.expect("tls");
+    assert_eq!(tls.cert_file, std::path::PathBuf::from("/etc/bosun/tls.crt"));
+    assert_eq!(tls.client_ca_file, None);
+    for (text, key) in [
+        ("api:\n  tls: {cert_file: /a}\n", "api.tls.key_file"),
+        ("api:\n  tls: {key_file: /a}\n", "api.tls.cert_file"),
+        ("api: {max_connections: 0}\n", "api.max_connections"),
+        ("api: {idle_timeout: 0s}\n", "api.idle_timeout"),
+    ] {
+        let error = crate::error(text);
+        assert_eq!(error.key(), Some(key), "{text}: {error}");
+    }
+}

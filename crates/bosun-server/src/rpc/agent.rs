@@ -89,7 +89,7 @@ impl AgentApi {
             status: convert::node_status(node.status).into(),
             health: convert::health(node.health).into(),
             created: registered.created,
-            node_token: self.app.auth.node_token(caller, &node.id),
+            node_token: self.app.auth.node_token(caller, &node.id, node.registered_at),
             ..Default::default()
         })
     }

@@ -1,12 +1,13 @@
 //! What every command that talks to a running server shares: where it is, the token, the
 //! output format, and errors phrased for the operator.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use bosun_api::v1;
+use bosun_api::{ClientTls, Transport, v1};
 use clap::Args;
-use connectrpc::client::{CallOptions, ClientConfig, HttpClient};
+use connectrpc::client::{CallOptions, ClientConfig};
 use connectrpc::{ConnectError, ErrorCode};
 
 use crate::output::Format;
@@ -27,6 +28,41 @@ pub struct Remote {
     /// Output format.
     #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// How a client verifies an `https://` server and proves itself to it.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// Trust only the CA certificates in this PEM file for an https:// server (default: the
+    /// system's roots).
+    #[arg(long, global = true, env = "BOSUN_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any server certificate. For testing only: anyone on the network path can
+    /// then read the traffic, tokens included.
+    #[arg(long, global = true, env = "BOSUN_INSECURE_SKIP_VERIFY")]
+    pub insecure_skip_verify: bool,
+    /// PEM client certificate, for a server with api.tls.client_ca_file.
+    #[arg(long, global = true, env = "BOSUN_CLIENT_CERT", value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, global = true, env = "BOSUN_CLIENT_KEY", value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    pub fn client_tls(&self) -> ClientTls {
+        if self.insecure_skip_verify {
+            tracing::warn!("--insecure-skip-verify: the server's certificate is not checked");
+        }
+        ClientTls {
+            ca_file: self.ca_file.clone(),
+            insecure_skip_verify: self.insecure_skip_verify,
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+        }
+    }
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -44,13 +80,15 @@ impl Remote {
     }
 
     pub fn admin(&self) -> anyhow::Result<Admin> {
-        Ok(Admin { client: v1::AdminServiceClient::new(HttpClient::plaintext(), self.config()?), remote: self.clone() })
+        let config = self.config()?;
+        let transport = Transport::new(config.base_uri(), &self.tls.client_tls(), false)?;
+        Ok(Admin { client: v1::AdminServiceClient::new(transport, config), remote: self.clone() })
     }
 }
 
 /// The AdminService client, with errors turned into operator messages.
 pub struct Admin {
-    pub client: v1::AdminServiceClient<HttpClient>,
+    pub client: v1::AdminServiceClient<Transport>,
     remote: Remote,
 }
 
