@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Authenticator;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
-use crate::observed_store::{ObservedStore, Sight};
+use crate::observed_store::{Fatal, ObservedStore, Sight};
 use crate::policy::Policies;
 use crate::settings::Settings;
 
@@ -25,6 +25,8 @@ pub(crate) struct App {
     pub policies: Policies,
     pub metrics: Arc<Metrics>,
     pub sight: Arc<Sight>,
+    /// Raised when the server cannot go on (its store was lost).
+    pub fatal: Arc<Fatal>,
     /// Woken after every commit this server makes (WatchEvents waits on it).
     pub committed: Arc<Notify>,
     pub waiters: CommandWaiters,
@@ -57,12 +59,14 @@ impl App {
         let now = clock.now();
         let sight = Arc::new(Sight::new(now, settings.startup_grace));
         let committed = Arc::new(Notify::new());
+        let fatal = Arc::new(Fatal::default());
         let store: SharedStore = Arc::new(ObservedStore::new(
             store,
             Arc::clone(&metrics),
             Arc::clone(&sight),
             Arc::clone(&clock),
             Arc::clone(&committed),
+            Arc::clone(&fatal),
         ));
         let policies = Policies::load(settings.health_policy.clone(), &store).await?;
         let auth = Authenticator::new(settings.auth.clone());
@@ -85,6 +89,7 @@ impl App {
             policies,
             metrics,
             sight,
+            fatal,
             committed,
             waiters: CommandWaiters::default(),
             shutdown,

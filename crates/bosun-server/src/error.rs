@@ -58,7 +58,7 @@ impl ApiError {
                 StoreError::Conflict { .. } => ErrorCode::Aborted,
                 StoreError::InvalidTransition { .. } => ErrorCode::FailedPrecondition,
                 StoreError::Invalid(_) => ErrorCode::InvalidArgument,
-                StoreError::Unavailable { .. } => ErrorCode::Unavailable,
+                StoreError::Unavailable { .. } | StoreError::Lost { .. } => ErrorCode::Unavailable,
                 StoreError::Corrupt { .. } => ErrorCode::Internal,
             },
         }

@@ -48,15 +48,19 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The server can do its work: the store answers and its schema is the one this binary
-/// was built for (another bosun may have migrated it since this one started).
+/// The server can do its work: the store answers, its schema is the one this binary was
+/// built for (another bosun may have migrated it since this one started), and it takes
+/// writes (see `Store::check_writable`).
 async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, String) {
     if let Err(error) = app.store.ping().await {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("store unreachable: {error}\n"));
     }
     let expected = bosun_store::embedded_schema_version(app.store.backend());
     match app.store.schema_version().await {
-        Ok(applied) if applied == expected => (StatusCode::OK, "ready\n".to_owned()),
+        Ok(applied) if applied == expected => match app.store.check_writable().await {
+            Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+            Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("the store cannot take writes: {error}\n")),
+        },
         Ok(applied) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(

@@ -227,6 +227,12 @@ impl ServerHandle {
         ShutdownReport { timed_out, flushed_heartbeats }
     }
 
+    /// Resolves, with the reason, when the server cannot go on: its store was lost (the
+    /// SQLite file deleted or replaced). The caller should shut it down and exit non-zero.
+    pub async fn failed(&self) -> String {
+        self.app.fatal.wait().await
+    }
+
     /// Re-reads the TLS certificate, key and client CA now (as SIGHUP does). Without TLS
     /// there is nothing to reload.
     pub fn reload_tls(&self) -> Result<(), TlsError> {

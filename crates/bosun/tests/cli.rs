@@ -280,3 +280,49 @@ fn sim_validate_names_the_bad_key() {
     assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("1000 generated nodes"));
 }
+
+#[test]
+fn a_server_whose_database_file_is_deleted_stops_with_an_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("bosun.db");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut server = Running(
+        bosun()
+            .args([
+                "server",
+                "--store",
+                &format!("sqlite://{}", db.display()),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start server"),
+    );
+    eventually(&url, &["nodes", "list"], |_| true);
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&db).expect("db").permissions().mode() & 0o777, 0o600, "created owner-only");
+
+    std::fs::remove_file(&db).expect("delete the database under the server");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, "rules:\n  - {name: r, condition: 'false', result: degraded}\n").expect("policy");
+    let line = fails_with_one_line(bosun().args(["policy", "set", policy.to_str().expect("path"), "--server", &url]));
+    assert!(line.contains("answered 503") && line.contains("was deleted"), "{line}");
+
+    // The server stops by itself, non-zero, saying why.
+    let mut status = None;
+    for _ in 0..100 {
+        status = server.0.try_wait().expect("wait");
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = status.expect("the server exited");
+    assert!(!status.success(), "{status}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(server.0.stderr.as_mut().expect("stderr"), &mut stderr).expect("stderr");
+    assert!(stderr.contains("error: the server stopped: the database file"), "{stderr}");
+}

@@ -191,6 +191,14 @@ impl Harness {
         self.server = Some(server);
     }
 
+    /// The SQLite database file, for a SQLite harness.
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        match &self.location.location {
+            bosun_store::StoreLocation::Sqlite { path } => Some(path.clone()),
+            _ => None,
+        }
+    }
+
     pub fn server(&self) -> &ServerHandle {
         self.server.as_ref().expect("server running")
     }

@@ -15,6 +15,13 @@ mod bodies {
     on_every_backend!(json_bodies_must_be_objects, streaming_methods_with_a_unary_content_type_answer_415);
 }
 
+mod store {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deleted_sqlite_file_fails_readiness_refuses_writes_and_stops_the_server() {
+        super::a_deleted_sqlite_file_fails_readiness_refuses_writes_and_stops_the_server().await;
+    }
+}
+
 mod values {
     use super::*;
     on_every_backend!(
@@ -133,5 +140,25 @@ async fn streaming_methods_with_a_unary_content_type_answer_415(backend: Backend
         assert_eq!(status, 415, "{content_type}: {answer}");
         assert!(answer.contains("application/connect+json"), "{answer}");
     }
+    h.stop().await;
+}
+
+async fn a_deleted_sqlite_file_fails_readiness_refuses_writes_and_stops_the_server() {
+    let Some(h) = Harness::start(Backend::Sqlite).await else { return };
+    assert_eq!(http(&h, "GET", "/readyz", &[], "").await, (200, "ready\n".to_owned()));
+    let path = h.sqlite_path().expect("a SQLite file");
+    std::fs::remove_file(&path).expect("delete the database under the server");
+
+    let (status, body) = http(&h, "GET", "/readyz", &[], "").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("was deleted"), "{body}");
+    // Writes are refused, not acknowledged into the unlinked file.
+    let register = v1::RegisterRequest { node_id: "n1".into(), ..Default::default() };
+    let (code, message) = refused(h.raw_agent(Some(ADMIN)).register_node(register).await);
+    assert_eq!(code, ErrorCode::Unavailable, "{message}");
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    // The server reports it cannot go on (the binary then exits non-zero).
+    let reason = tokio::time::timeout(std::time::Duration::from_secs(10), h.server().failed()).await.expect("failed");
+    assert!(reason.contains("was deleted"), "{reason}");
     h.stop().await;
 }

@@ -10,6 +10,7 @@
 
 mod commit;
 mod conn;
+pub(crate) mod file;
 mod maintenance;
 mod read;
 mod schema;
@@ -122,7 +123,12 @@ impl SqliteStore {
     /// Opens the writer and reader connections. Must be called within a Tokio runtime.
     pub(crate) fn open(path: &std::path::Path, durability: SqliteDurability, options: StoreOptions) -> Result<Self> {
         let opener = Opener { path: path.to_owned(), durability };
-        let writer = Writer::start(opener.open(conn::WRITER_CACHE_KIB)?, options.clone())
+        file::create_private(path)
+            .map_err(|e| StoreError::unavailable(format!("cannot create {}: {e}", path.display())))?;
+        let conn = opener.open(conn::WRITER_CACHE_KIB)?;
+        let identity = file::FileIdentity::of(path)
+            .map_err(|e| StoreError::unavailable(format!("cannot examine {}: {e}", path.display())))?;
+        let writer = Writer::start(conn, identity, options.clone())
             .map_err(|e| StoreError::unavailable(format!("cannot start the SQLite writer: {e}")))?;
         let readers = ReaderPool::open(&opener, READERS)?;
         let slow = SlowLog { threshold: options.slow_statement };
@@ -342,6 +348,21 @@ impl Store for SqliteStore {
 
     async fn checkpoint(&self) -> Result<()> {
         self.writer.run(|conn| Ok(conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?)).await
+    }
+
+    async fn check_writable(&self) -> Result<()> {
+        // A real write, with no effect: the header's user_version (unused by bosun) is
+        // written back unchanged in a committed transaction, through the writer, which
+        // first checks that the file is still the one at its path.
+        self.writer
+            .run(|conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+                tx.pragma_update(None, "user_version", version)?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await
     }
 
     async fn ping(&self) -> Result<()> {
