@@ -803,6 +803,11 @@ impl Store for MemoryStore {
 
     async fn list_changes(&self, filter: &ChangeFilter, limit: u32) -> Result<Vec<ChangeRecord>> {
         let state = self.lock()?;
+        // An empty range (after the upper bound) selects nothing; BTreeMap::range would
+        // panic on it.
+        if filter.up_to_seq.is_some_and(|up_to| up_to <= filter.after_seq) {
+            return Ok(Vec::new());
+        }
         let upper = filter.up_to_seq.map_or(Bound::Unbounded, Bound::Included);
         Ok(state
             .changes

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use futures::FutureExt as _;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -144,6 +145,14 @@ pub(crate) async fn serve(
     Ok(())
 }
 
+/// The answer to a request whose handler panicked.
+fn internal_error() -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let body = r#"{"code":"internal","message":"the server failed to answer this request (a bug in bosun, logged)"}"#;
+    (axum::http::StatusCode::INTERNAL_SERVER_ERROR, [(axum::http::header::CONTENT_TYPE, "application/json")], body)
+        .into_response()
+}
+
 /// Logs that the connection limit was reached, at most once a minute.
 #[derive(Debug, Default)]
 struct RejectionLog {
@@ -213,7 +222,15 @@ impl Connection {
             let in_flight = requests.start();
             let router = router.clone();
             async move {
-                let response = router.oneshot(request.map(axum::body::Body::new)).await;
+                // A panic is a bug in bosun; it answers 500 (internal) rather than dropping
+                // the connection and every request multiplexed on it.
+                let response = std::panic::AssertUnwindSafe(router.oneshot(request.map(axum::body::Body::new)))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| {
+                        tracing::error!("a request handler panicked (a bug in bosun); answered 500");
+                        Ok(internal_error())
+                    });
                 drop(in_flight);
                 response
             }

@@ -44,6 +44,12 @@ pub(crate) async fn the_largest_storable_integers_round_trip_and_larger_ones_are
     assert!(ctx.store.list_changes(&beyond, 10).await.expect("list").is_empty());
     let all = ChangeFilter { up_to_seq: Some(u64::MAX), ..ChangeFilter::default() };
     assert!(!ctx.store.list_changes(&all, 10).await.expect("list").is_empty());
+    // After the upper bound (ListEvents bounds every read by the last sequence number):
+    // nothing, where the memory store used to panic.
+    let inverted = ChangeFilter { after_seq: u64::MAX, up_to_seq: Some(1), ..ChangeFilter::default() };
+    assert!(ctx.store.list_changes(&inverted, 10).await.expect("list").is_empty());
+    let equal = ChangeFilter { after_seq: 1, up_to_seq: Some(1), ..ChangeFilter::default() };
+    assert!(ctx.store.list_changes(&equal, 10).await.expect("list").is_empty());
 }
 
 fn event_at(at: Timestamp) -> ClassifiedEvent {
