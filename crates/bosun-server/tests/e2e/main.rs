@@ -15,5 +15,6 @@ mod liveness;
 mod pki;
 mod policy;
 mod pools;
+mod properties;
 mod restart;
 mod tls;
