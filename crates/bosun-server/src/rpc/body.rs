@@ -31,7 +31,7 @@ pub(crate) async fn bounded_body(State(limits): State<BodyLimits>, request: Requ
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
             let message = format!("the request body is larger than {} bytes (api.max_request_bytes)", limits.max_bytes);
-            return error_response(&parts.headers, ErrorCode::ResourceExhausted, &message);
+            return closing(parts.version, error_response(&parts.headers, ErrorCode::ResourceExhausted, &message));
         }
         Ok(Err(error)) => {
             let message = format!("the request body could not be read: {error}");
@@ -42,10 +42,21 @@ pub(crate) async fn bounded_body(State(limits): State<BodyLimits>, request: Requ
                 "the request body did not arrive within {} s (api.request_body_timeout)",
                 limits.timeout.as_secs_f64()
             );
-            return error_response(&parts.headers, ErrorCode::DeadlineExceeded, &message);
+            return closing(parts.version, error_response(&parts.headers, ErrorCode::DeadlineExceeded, &message));
         }
     };
     next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+/// A response sent before the request's body was read in full. An HTTP/1.x connection
+/// then cannot carry another request: `Connection: close` tells the client so, or it may
+/// send its next request into the closing connection. (HTTP/2 resets just the stream, and
+/// forbids the header.)
+pub(crate) fn closing(version: axum::http::Version, mut response: Response) -> Response {
+    if version < axum::http::Version::HTTP_2 {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// An error as the caller's protocol expects it: gRPC (trailers-only), Connect streaming

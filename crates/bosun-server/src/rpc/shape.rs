@@ -72,7 +72,9 @@ pub(crate) async fn streaming_content_type(request: Request, next: Next) -> Resp
             );
             let accepted =
                 HeaderValue::from_static("application/connect+json, application/connect+proto, application/grpc");
-            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, [(header::ACCEPT, accepted)], message).into_response();
+            let response = (StatusCode::UNSUPPORTED_MEDIA_TYPE, [(header::ACCEPT, accepted)], message).into_response();
+            // Answered before the body was read.
+            return super::body::closing(request.version(), response);
         }
     }
     next.run(request).await

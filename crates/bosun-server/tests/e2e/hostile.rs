@@ -140,6 +140,18 @@ async fn streaming_methods_with_a_unary_content_type_answer_415(backend: Backend
         assert_eq!(status, 415, "{content_type}: {answer}");
         assert!(answer.contains("application/connect+json"), "{answer}");
     }
+    // Answered before its body is read, an HTTP/1.1 connection is closed, and says so: a
+    // client must not send its next request into it.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(h.server().local_addr()).await.expect("connect");
+    let request = format!(
+        "POST /bosun.v1.AdminService/WatchEvents HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         authorization: {bearer}\r\ncontent-length: 2\r\n\r\n{{}}"
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read until closed");
+    assert!(answer.starts_with("HTTP/1.1 415") && answer.contains("connection: close"), "{answer}");
     h.stop().await;
 }
 

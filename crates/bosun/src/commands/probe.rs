@@ -227,6 +227,8 @@ async fn bad_requests(server: &str, count: u32, seed: u64) -> anyhow::Result<ser
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut by_status = std::collections::BTreeMap::<u16, u64>::new();
     let mut transport_failures = 0u64;
+    let mut failure_examples = Vec::new();
+    let mut previous = String::new();
     let started = Instant::now();
     for _ in 0..count {
         let method = RPCS[rng.random_range(0..RPCS.len())];
@@ -236,10 +238,23 @@ async fn bad_requests(server: &str, count: u32, seed: u64) -> anyhow::Result<ser
             .body(Full::new(Bytes::from(body)))?;
         match tokio::time::timeout(Duration::from_secs(30), client.request(request)).await {
             Ok(Ok(response)) => {
-                *by_status.entry(response.status().as_u16()).or_default() += 1;
+                let status = response.status().as_u16();
+                *by_status.entry(status).or_default() += 1;
                 let _ = response.into_body().collect().await;
+                previous = format!("{method} ({content_type}) answered {status}");
             }
-            _ => transport_failures += 1,
+            Ok(Err(error)) => {
+                transport_failures += 1;
+                if failure_examples.len() < 3 {
+                    failure_examples.push(format!("{method} ({content_type}) after {previous}: {error:?}"));
+                }
+            }
+            Err(_) => {
+                transport_failures += 1;
+                if failure_examples.len() < 3 {
+                    failure_examples.push(format!("{method} ({content_type}): no answer within 30 s"));
+                }
+            }
         }
     }
     let server_errors: u64 = by_status.iter().filter(|(status, _)| **status >= 500).map(|(_, n)| n).sum();
@@ -251,6 +266,7 @@ async fn bad_requests(server: &str, count: u32, seed: u64) -> anyhow::Result<ser
         "by_status": by_status,
         "server_errors_5xx": server_errors,
         "transport_failures": transport_failures,
+        "transport_failure_examples": failure_examples,
         "healthz_after": healthy,
     }))
 }
