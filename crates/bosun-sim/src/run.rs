@@ -169,6 +169,13 @@ impl Sim {
         let config = control_plane_config(scenario)?;
         let mut settings = Settings::from_config(&config);
         settings.health_policy = config.server.health_policy.clone();
+        // The API port's timeouts guard a real server against stalled peers on the wall
+        // clock. Here tokio's clock is simulated and jumps a whole step at a time, so they
+        // would close the simulated agents' connections (and expire HTTP/2 pings before
+        // they are answered) at simulated speed.
+        settings.header_read_timeout = CONNECTION_TIMEOUTS_OFF;
+        settings.idle_timeout = CONNECTION_TIMEOUTS_OFF;
+        settings.request_body_timeout = CONNECTION_TIMEOUTS_OFF;
 
         let database = Database::connect(location).await.map_err(|e| SimError::Store(e.to_string()))?;
         database.migrate_up().await.map_err(|e| SimError::Store(e.to_string()))?;
@@ -942,6 +949,9 @@ fn count_matching(nodes: &[v1::Node], target: &str) -> Result<u64, String> {
     };
     Ok(count as u64)
 }
+
+/// Longer than any scenario: connection timeouts that never fire.
+const CONNECTION_TIMEOUTS_OFF: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The control plane's configuration: the scenario's `config` document, with the
 /// Navarch simulator's agent intervals where it sets none.
