@@ -14,9 +14,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bosun_agent::{AckOutcome, AgentConfig, CommandAck, ControlPlane, DeliveredCommand, RpcError};
 use bosun_core::{CheckResult, HealthEvent, MetricSample, NodeId, NodeRegistration};
-use connectrpc::client::{CallOptions, ClientConfig, HttpClient};
+use connectrpc::client::{CallOptions, ClientConfig};
 use connectrpc::{ConnectError, ErrorCode};
 
+use crate::transport::{ClientTls, Transport};
 use crate::{convert, v1};
 
 /// How long a unary call may take before the agent treats the server as unavailable.
@@ -26,7 +27,7 @@ const POLL_SLACK: Duration = Duration::from_secs(10);
 
 /// AgentService over HTTP (Connect, binary protobuf).
 pub struct AgentClient {
-    client: v1::AgentServiceClient<HttpClient>,
+    client: v1::AgentServiceClient<Transport>,
     bootstrap_token: Option<String>,
     node_tokens: Mutex<HashMap<NodeId, String>>,
     /// Where node tokens are kept across restarts (`<dir>/<node>.token`), if anywhere.
@@ -43,20 +44,28 @@ impl std::fmt::Debug for AgentClient {
 
 /// Why a client could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid server URL {url:?}: {problem} (expected e.g. http://localhost:50051)")]
+#[error("invalid server URL {url:?}: {problem} (expected e.g. http://localhost:50051 or https://bosun.example:50051)")]
 pub struct BadServerUrl {
     pub url: String,
     pub problem: String,
 }
 
-/// Parses a server URL (`http://host:port`).
+/// Why an agent client could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientSetupError {
+    #[error(transparent)]
+    Url(#[from] BadServerUrl),
+    #[error(transparent)]
+    Tls(#[from] crate::transport::TlsSetupError),
+}
+
+/// Parses a server URL (`http://host:port` or `https://host:port`).
 pub fn server_uri(url: &str) -> Result<http::Uri, BadServerUrl> {
     let bad = |problem: &str| BadServerUrl { url: url.to_owned(), problem: problem.to_owned() };
     let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err(bad("https is not supported yet; put a TLS-terminating proxy in front")),
-        _ => return Err(bad("it needs the http:// scheme")),
+        Some("http" | "https") => {}
+        _ => return Err(bad("it needs the http:// or https:// scheme")),
     }
     if uri.host().is_none() {
         return Err(bad("it has no host"));
@@ -65,11 +74,23 @@ pub fn server_uri(url: &str) -> Result<http::Uri, BadServerUrl> {
 }
 
 impl AgentClient {
-    /// A client for the server at `url`, authenticating registrations with `token`.
-    pub fn new(url: &str, token: Option<String>) -> Result<Self, BadServerUrl> {
-        let config = ClientConfig::new(server_uri(url)?);
+    /// A client for the server at `url` (plain HTTP), authenticating registrations with
+    /// `token`.
+    pub fn new(url: &str, token: Option<String>) -> Result<Self, ClientSetupError> {
+        Self::with_tls(url, token, &ClientTls::default())
+    }
+
+    /// A client for the server at `url`, over TLS when it is `https://`.
+    pub fn with_tls(url: &str, token: Option<String>, tls: &ClientTls) -> Result<Self, ClientSetupError> {
+        Self::build(url, token, tls, false)
+    }
+
+    fn build(url: &str, token: Option<String>, tls: &ClientTls, http2_only: bool) -> Result<Self, ClientSetupError> {
+        let uri = server_uri(url)?;
+        let transport = Transport::new(&uri, tls, http2_only)?;
+        let config = ClientConfig::new(uri);
         Ok(Self {
-            client: v1::AgentServiceClient::new(HttpClient::plaintext(), config),
+            client: v1::AgentServiceClient::new(transport, config),
             bootstrap_token: token.filter(|t| !t.is_empty()),
             node_tokens: Mutex::new(HashMap::new()),
             state_dir: None,
@@ -82,11 +103,8 @@ impl AgentClient {
     /// each holding a long poll open, and one connection per poll would exhaust file
     /// descriptors. One connection carries at most the server's stream limit (200 in
     /// hyper) at once, so give each client a few dozen agents.
-    pub fn new_http2_only(url: &str, token: Option<String>) -> Result<Self, BadServerUrl> {
-        let mut client = Self::new(url, token)?;
-        let config = client.client.config().clone();
-        client.client = v1::AgentServiceClient::new(HttpClient::plaintext_http2_only(), config);
-        Ok(client)
+    pub fn new_http2_only(url: &str, token: Option<String>, tls: &ClientTls) -> Result<Self, ClientSetupError> {
+        Self::build(url, token, tls, true)
     }
 
     /// Calls without client-side deadlines, for a caller whose tokio clock is not the wall
@@ -344,9 +362,20 @@ mod tests {
     #[test]
     fn server_urls_need_http_and_a_host() {
         assert!(server_uri("http://localhost:50051").is_ok());
-        assert!(server_uri("https://x").unwrap_err().to_string().contains("https is not supported"));
+        assert!(server_uri("https://bosun.example:50051").is_ok());
+        assert!(server_uri("ftp://x").unwrap_err().to_string().contains("http://"));
         assert!(server_uri("localhost:50051").unwrap_err().to_string().contains("http://"));
         assert!(server_uri("http://").is_err());
+    }
+
+    #[test]
+    fn tls_options_need_an_https_url() {
+        let tls = ClientTls { insecure_skip_verify: true, ..ClientTls::default() };
+        let error = AgentClient::with_tls("http://localhost:50051", None, &tls).unwrap_err();
+        assert!(error.to_string().contains("need an https:// server URL"), "{error}");
+        let half = ClientTls { client_cert: Some("c.pem".into()), ..ClientTls::default() };
+        let error = AgentClient::with_tls("https://localhost:50051", None, &half).unwrap_err();
+        assert!(error.to_string().contains("--client-cert and --client-key go together"), "{error}");
     }
 
     #[test]

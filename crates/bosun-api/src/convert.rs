@@ -37,10 +37,19 @@ fn opt_stamp<P: buffa::ProtoBox<WireTimestamp>>(at: Option<Timestamp>) -> Messag
     at.map_or_else(MessageField::none, stamp)
 }
 
-/// A wire timestamp as a domain one (truncated to microseconds).
-pub fn from_timestamp(at: &WireTimestamp) -> Timestamp {
-    let micros = at.seconds.saturating_mul(1_000_000).saturating_add(i64::from(at.nanos) / 1000);
-    Timestamp::from_unix_micros(micros)
+/// A wire timestamp as a domain one (truncated to microseconds), naming `field` when it is
+/// not a valid time between the years 0001 and 9999: refused, never clamped.
+pub fn from_timestamp(field: &str, at: &WireTimestamp) -> Result<Timestamp, ValidationError> {
+    if !(0..1_000_000_000).contains(&at.nanos) {
+        return Err(ValidationError::new(field, format_args!("nanos {} is outside 0..999999999", at.nanos)));
+    }
+    at.seconds
+        .checked_mul(1_000_000)
+        .and_then(|micros| micros.checked_add(i64::from(at.nanos) / 1000))
+        .and_then(Timestamp::checked_from_unix_micros)
+        .ok_or_else(|| {
+            ValidationError::new(field, format_args!("{} seconds is outside the years 0001 to 9999", at.seconds))
+        })
 }
 
 /// The wire's map type (buffa uses its own hasher), from a domain map.
@@ -616,7 +625,10 @@ pub fn metric_sample(node: NodeId, at: Timestamp, metrics: &v1::NodeMetrics) -> 
 /// A health event; an event without a timestamp is stamped `received_at`.
 pub fn health_event_from(event: &v1::HealthEvent, received_at: Timestamp) -> Result<HealthEvent, ValidationError> {
     let event = HealthEvent {
-        timestamp: event.timestamp.as_option().map_or(received_at, from_timestamp),
+        timestamp: match event.timestamp.as_option() {
+            Some(at) => from_timestamp("timestamp", at)?,
+            None => received_at,
+        },
         gpu_index: event.gpu_index,
         gpu_uuid: event.gpu_uuid.clone(),
         system: system_from(event.system),
@@ -780,7 +792,7 @@ pub fn node_command_from(command: &v1::NodeCommand) -> Result<ReceivedCommand, V
         id: command.command_id.parse().map_err(|e: ValidationError| ValidationError::new("command_id", e.problem))?,
         kind: command_kind_from(command.r#type, &command.custom_name)?,
         parameters: sorted(&command.parameters),
-        deadline: command.deadline.as_option().map(from_timestamp),
+        deadline: command.deadline.as_option().map(|at| from_timestamp("deadline", at)).transpose()?,
     })
 }
 
@@ -815,9 +827,25 @@ mod tests {
     #[test]
     fn timestamps_round_trip_at_microsecond_precision() {
         let at: Timestamp = "2026-11-23T13:26:00.123456Z".parse().expect("valid");
-        assert_eq!(from_timestamp(&timestamp(at)), at);
+        assert_eq!(from_timestamp("at", &timestamp(at)), Ok(at));
         let before_epoch = Timestamp::from_unix_micros(-1_500_000);
-        assert_eq!(from_timestamp(&timestamp(before_epoch)), before_epoch);
+        assert_eq!(from_timestamp("at", &timestamp(before_epoch)), Ok(before_epoch));
+    }
+
+    #[test]
+    fn out_of_range_timestamps_are_refused_naming_the_field() {
+        for (seconds, nanos) in
+            [(i64::MAX, 0), (i64::MIN, 0), (253_402_300_800, 0), (-62_135_596_801, 0), (0, -1), (0, 1_000_000_000)]
+        {
+            let wire = WireTimestamp { seconds, nanos, ..Default::default() };
+            let error = from_timestamp("events[0].timestamp", &wire).unwrap_err();
+            assert_eq!(error.field, "events[0].timestamp", "{seconds}s {nanos}ns");
+        }
+        let last = WireTimestamp { seconds: 253_402_300_799, nanos: 999_999_999, ..Default::default() };
+        assert_eq!(
+            from_timestamp("at", &last).map(Timestamp::to_rfc3339).as_deref(),
+            Ok("9999-12-31T23:59:59.999999Z")
+        );
     }
 
     #[test]

@@ -14,8 +14,10 @@ pub mod proto {
 pub mod agent_client;
 pub mod convert;
 pub mod navarch_wire;
+pub mod transport;
 
 pub use agent_client::AgentClient;
+pub use transport::{ClientTls, Transport};
 
 pub use proto::bosun::v1;
 /// Navarch's control-plane API (`navarch.ControlPlaneService`), served for agents and CLIs

@@ -40,7 +40,7 @@ mod schema;
 mod server;
 mod store;
 
-pub use api::ApiConfig;
+pub use api::{ApiConfig, TlsFiles};
 pub use auth::{AuthConfig, AuthToken, NodeTokenKey, Role, TokenSource};
 pub use config::Config;
 pub use error::{ConfigError, ConfigErrorKind};

@@ -4,47 +4,15 @@
 use crate::ConfigError;
 use crate::schema;
 
-/// Parses expanded configuration text.
-///
-/// The text is read twice: first as plain YAML, so that a syntax error is reported as one
-/// (the typed pass reads lazily and could first trip over a key it does not know), then
-/// into the schema through `serde_path_to_error`, which records the key path of any
-/// error. The typed pass reads the text, not the parsed tree, because only the text
-/// deserializer knows line numbers and reads `tier: 1` into a string-valued label as `"1"`,
-/// as Navarch's YAML library does.
+/// Parses expanded configuration text through bosun's one YAML decoder: bounded, strict,
+/// with the key path and line of any error.
 pub(crate) fn parse(text: &str) -> Result<schema::Document, ConfigError> {
-    serde_yaml::from_str::<serde_yaml::Value>(text).map_err(ConfigError::syntax)?;
-    serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)).map_err(|error| {
-        let path = error.path().to_string();
-        let key = (path != ".").then_some(path);
-        let line = error.inner().location().map(|location| location.line());
-        ConfigError::schema(key.clone(), line, describe(error.inner(), key.as_deref()))
-    })
-}
-
-/// The problem alone: serde_yaml's message without the location and key path it adds
-/// itself (both are reported separately), in the configuration's vocabulary.
-fn describe(error: &serde_yaml::Error, key: Option<&str>) -> String {
-    let mut message = error.to_string();
-    if let Some(location) = error.location() {
-        let suffix = format!(" at line {} column {}", location.line(), location.column());
-        if let Some(stripped) = message.strip_suffix(&suffix) {
-            message = stripped.to_owned();
+    bosun_yaml::from_str(text, &bosun_yaml::Limits::FILE).map_err(|error| match error {
+        bosun_yaml::Error::Schema { path, location, problem, .. } => {
+            ConfigError::schema(path, location.map(|(line, _)| line), reword(&problem))
         }
-    }
-    // serde_yaml names the failing key, or for an unknown key the mapping holding it.
-    if let Some(key) = key
-        && let Some(rest) = ancestors(key).find_map(|prefix| message.strip_prefix(&format!("{prefix}: ")))
-    {
-        message = rest.to_owned();
-    }
-    reword(&message)
-}
-
-/// `a.b[0].c`, `a.b[0]`, `a.b`, `a`.
-fn ancestors(key: &str) -> impl Iterator<Item = &str> {
-    let cuts = key.char_indices().filter(|(_, c)| matches!(c, '.' | '[')).map(|(at, _)| at).rev();
-    std::iter::once(key).chain(cuts.map(|at| &key[..at]))
+        other => ConfigError::syntax(other),
+    })
 }
 
 /// Turns serde's `unknown field`/`unknown variant` messages and Rust type names into the
@@ -89,12 +57,6 @@ fn one_of(expected: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ancestors_from_longest() {
-        let all: Vec<&str> = ancestors("pools.a.providers[0].name").collect();
-        assert_eq!(all, ["pools.a.providers[0].name", "pools.a.providers[0]", "pools.a.providers", "pools.a", "pools"]);
-    }
 
     #[test]
     fn rewords_serde_messages() {

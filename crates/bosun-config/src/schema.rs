@@ -112,6 +112,22 @@ pub(crate) struct Api {
     pub command_poll_wait: Option<ConfigDuration>,
     pub command_redelivery: Option<ConfigDuration>,
     pub command_ttl: Option<ConfigDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+    pub max_connections: Option<usize>,
+    pub header_read_timeout: Option<ConfigDuration>,
+    pub idle_timeout: Option<ConfigDuration>,
+    pub request_body_timeout: Option<ConfigDuration>,
+    pub max_concurrent_streams: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Tls {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -99,6 +99,7 @@ impl HealthEvent {
         if self.gpu_index < -1 {
             return Err(ValidationError::new("gpu_index", "must be -1 (node level) or a GPU index"));
         }
+        crate::validation::check_timestamp("timestamp", self.timestamp)?;
         check_name("gpu_uuid", &self.gpu_uuid)?;
         check_text("message", &self.message)?;
         if self.metrics.len() > MAX_EVENT_METRICS {

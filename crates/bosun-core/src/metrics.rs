@@ -53,6 +53,7 @@ impl MetricSample {
             check_percent("utilization_percent", gpu.utilization_percent).map_err(at)?;
             check_finite("temperature_c", gpu.temperature_c).map_err(at)?;
             check_finite("power_w", gpu.power_w).map_err(at)?;
+            crate::validation::check_stored_int("memory_used_bytes", gpu.memory_used_bytes).map_err(at)?;
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::lifecycle::TransitionError;
-use crate::validation::{ValidationError, check_name, check_text};
+use crate::validation::{ValidationError, check_name, check_stored_int, check_text};
 use crate::{Health, Labels, NodeId, NodeStatus, NodeTrigger, PoolName, Remediation, Revision, Timestamp};
 
 /// Most GPUs one node may report.
@@ -19,6 +19,22 @@ pub struct Gpu {
     pub memory_bytes: u64,
     pub driver_version: String,
     pub cuda_version: String,
+}
+
+impl Gpu {
+    /// Checks every field, naming the first bad one.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        for (field, value) in [
+            ("uuid", &self.uuid),
+            ("name", &self.name),
+            ("pci_bus_id", &self.pci_bus_id),
+            ("driver_version", &self.driver_version),
+            ("cuda_version", &self.cuda_version),
+        ] {
+            check_name(field, value)?;
+        }
+        check_stored_int("memory_bytes", self.memory_bytes)
+    }
 }
 
 /// Facts about the machine beyond its GPUs.
@@ -65,15 +81,7 @@ impl NodeRegistration {
             if !seen.insert(gpu.index) {
                 return Err(at(ValidationError::new("index", format_args!("GPU index {} appears twice", gpu.index))));
             }
-            for (field, value) in [
-                ("uuid", &gpu.uuid),
-                ("name", &gpu.name),
-                ("pci_bus_id", &gpu.pci_bus_id),
-                ("driver_version", &gpu.driver_version),
-                ("cuda_version", &gpu.cuda_version),
-            ] {
-                check_name(field, value).map_err(at)?;
-            }
+            gpu.validate().map_err(at)?;
         }
         let m = &self.metadata;
         for (field, value) in [

@@ -35,6 +35,23 @@ impl Timestamp {
         Self(DateTime::from_timestamp_micros(micros).unwrap_or(DateTime::UNIX_EPOCH))
     }
 
+    /// The span of time bosun accepts from callers: the range of protobuf's
+    /// `google.protobuf.Timestamp` (0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z),
+    /// which every store backend holds exactly and RFC 3339 can write.
+    pub const ACCEPTED_MICROS: std::ops::RangeInclusive<i64> = -62_135_596_800_000_000..=253_402_300_799_999_999;
+
+    /// A timestamp from microseconds since the Unix epoch, or `None` outside
+    /// [`Timestamp::ACCEPTED_MICROS`]. Use this for times a caller sent: out-of-range
+    /// values are refused, never clamped.
+    pub fn checked_from_unix_micros(micros: i64) -> Option<Self> {
+        Self::ACCEPTED_MICROS.contains(&micros).then(|| Self::from_unix_micros(micros))
+    }
+
+    /// Whether this timestamp lies within [`Timestamp::ACCEPTED_MICROS`].
+    pub fn is_accepted(self) -> bool {
+        Self::ACCEPTED_MICROS.contains(&self.unix_micros())
+    }
+
     /// Microseconds since the Unix epoch: the representation SQLite stores.
     pub fn unix_micros(self) -> i64 {
         self.0.timestamp_micros()
@@ -203,6 +220,17 @@ mod tests {
         clock.advance(Duration::from_secs(90));
         assert_eq!(clock.now().saturating_since(start), Duration::from_secs(90));
         assert_eq!(start.saturating_since(clock.now()), Duration::ZERO);
+    }
+
+    #[test]
+    fn accepted_range_is_protobufs() {
+        let earliest = Timestamp::checked_from_unix_micros(*Timestamp::ACCEPTED_MICROS.start()).expect("in range");
+        let latest = Timestamp::checked_from_unix_micros(*Timestamp::ACCEPTED_MICROS.end()).expect("in range");
+        assert_eq!(earliest.to_rfc3339(), "0001-01-01T00:00:00.000000Z");
+        assert_eq!(latest.to_rfc3339(), "9999-12-31T23:59:59.999999Z");
+        assert_eq!(Timestamp::checked_from_unix_micros(*Timestamp::ACCEPTED_MICROS.end() + 1), None);
+        assert_eq!(Timestamp::checked_from_unix_micros(i64::MIN), None);
+        assert!(latest.is_accepted() && !Timestamp::from_unix_micros(i64::MAX / 4).is_accepted());
     }
 
     #[test]

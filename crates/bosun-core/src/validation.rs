@@ -37,6 +37,30 @@ pub const MAX_TEXT_LEN: usize = 4096;
 /// Longest short name bosun accepts (provider, region, zone, instance type, GPU name...).
 pub const MAX_NAME_LEN: usize = 256;
 
+/// The largest integer bosun stores: SQLite and PostgreSQL hold signed 64-bit integers, so
+/// a larger unsigned value from the wire would be clamped by one backend and refused by
+/// another. Every backend refuses it the same way instead, naming the field.
+pub const MAX_STORED_INT: u64 = i64::MAX as u64;
+
+/// Checks an unsigned integer bosun will store.
+pub fn check_stored_int(field: &str, value: u64) -> Result<(), ValidationError> {
+    if value > MAX_STORED_INT {
+        return Err(ValidationError::new(
+            field,
+            format_args!("{value} is above the largest storable value, {MAX_STORED_INT}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a time a caller sent: within the years 0001 to 9999 (refused, never clamped).
+pub fn check_timestamp(field: &str, value: crate::Timestamp) -> Result<(), ValidationError> {
+    if !value.is_accepted() {
+        return Err(ValidationError::new(field, format_args!("{value} is outside the years 0001 to 9999")));
+    }
+    Ok(())
+}
+
 /// Checks a free-form short string: bounded length, no control characters.
 pub fn check_name(field: &str, value: &str) -> Result<(), ValidationError> {
     check_text_bounded(field, value, MAX_NAME_LEN)

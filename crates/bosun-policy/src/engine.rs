@@ -81,8 +81,18 @@ impl Engine {
     }
 
     /// Compiles a condition, or explains in one line why it does not compile.
+    ///
+    /// Run it on a thread with a [`COMPILE_STACK`]-sized stack: cel's parser recurses once
+    /// per operator of a chain such as `1 + 1 + ... + 1`.
     pub(crate) fn compile(&self, source: &str) -> Result<Condition, String> {
         let mut expression = self.env.parser().parse(source).map_err(|errors| describe_parse_errors(&errors))?;
+        let depth = depth(&expression);
+        if depth > MAX_EXPRESSION_DEPTH {
+            return Err(format!(
+                "the expression nests {depth} levels deep; the limit is {MAX_EXPRESSION_DEPTH} (split it into simpler \
+                 conditions or rules)"
+            ));
+        }
         let metered = meter_comprehensions(&mut expression);
         Ok(Condition { expression, metered })
     }
@@ -205,6 +215,50 @@ fn describe_parse_errors(errors: &ParseErrors) -> String {
         .map(|error| format!("line {}, column {}: {}", error.pos.0, error.pos.1, error.msg))
         .collect();
     lines.join("; ")
+}
+
+/// The deepest a compiled condition may nest. cel's evaluator recurses once per level
+/// (each costing kilobytes of stack in a debug build), and conditions are evaluated on the
+/// server's async workers: a chain of 100 additions overflowed a 1 MiB stack. Real health
+/// predicates nest a handful of levels (`&&` and `||` chains are balanced by the parser).
+pub const MAX_EXPRESSION_DEPTH: usize = 32;
+
+/// Stack of the thread conditions are compiled on: cel's parser needs about 4 KiB per
+/// operator of a chain, and a condition of `MAX_CONDITION_LEN` bytes holds thousands.
+pub(crate) const COMPILE_STACK: usize = 64 * 1024 * 1024;
+
+/// How deeply `expression` nests, counted without recursion (the tree may be far deeper
+/// than the limit it is checked against).
+fn depth(expression: &IdedExpr) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(expression, 1)];
+    while let Some((expression, level)) = pending.pop() {
+        deepest = deepest.max(level);
+        pending.extend(children(expression).into_iter().map(|child| (child, level + 1)));
+    }
+    deepest
+}
+
+fn entry_values(entry: &EntryExpr) -> Vec<&IdedExpr> {
+    match entry {
+        EntryExpr::MapEntry(entry) => vec![&entry.key, &entry.value],
+        EntryExpr::StructField(field) => vec![&field.value],
+    }
+}
+
+fn children(expression: &IdedExpr) -> Vec<&IdedExpr> {
+    match &expression.expr {
+        Expr::Call(call) => call.target.iter().map(|t| &**t).chain(call.args.iter()).collect(),
+        Expr::Comprehension(comprehension) => {
+            let loop_ = &**comprehension;
+            vec![&loop_.iter_range, &loop_.accu_init, &loop_.loop_cond, &loop_.loop_step, &loop_.result]
+        }
+        Expr::List(list) => list.elements.iter().collect(),
+        Expr::Map(map) => map.entries.iter().flat_map(|e| entry_values(&e.expr)).collect(),
+        Expr::Struct(object) => object.entries.iter().flat_map(|e| entry_values(&e.expr)).collect(),
+        Expr::Select(select) => vec![&select.operand],
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => Vec::new(),
+    }
 }
 
 /// Wraps the range of every comprehension in `expression` in a call to the metering

@@ -54,6 +54,7 @@ mod strict;
 
 pub use builtin::BUILTIN_POLICY_YAML;
 pub use document::MAX_CONDITION_LEN;
-pub use engine::Budget;
+pub use engine::{Budget, MAX_EXPRESSION_DEPTH};
 pub use error::{DocumentKind, PolicyError};
 pub use policy::{Policy, Rule};
+pub use strict::POLICY_LIMITS;

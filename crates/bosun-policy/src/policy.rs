@@ -6,7 +6,7 @@ use bosun_core::{
 };
 
 use crate::document::{self, RuleSpec};
-use crate::engine::{Budget, Condition, Engine};
+use crate::engine::{Budget, COMPILE_STACK, Condition, Engine};
 use crate::error::PolicyError;
 
 /// A health policy whose every condition compiled.
@@ -65,8 +65,23 @@ impl Policy {
     ///
     /// Fails naming the problem: a YAML path (unknown key, wrong type), a rule (missing
     /// or duplicate name, missing condition, bad result), or a rule's CEL syntax error.
+    ///
+    /// The work runs on a thread of its own with a large stack (cel's parser recurses
+    /// deeply on long operator chains), so any caller's thread is safe; callers on an async
+    /// runtime should still call it from a blocking thread, as it costs milliseconds.
     pub fn from_yaml(yaml: &str) -> Result<Self, PolicyError> {
-        let spec = document::parse(yaml)?;
+        let yaml = yaml.to_owned();
+        std::thread::Builder::new()
+            .name("bosun-policy-compile".to_owned())
+            .stack_size(COMPILE_STACK)
+            .spawn(move || Self::compile(yaml))
+            .map_err(|error| PolicyError::Engine(format!("cannot start the compiler thread: {error}")))?
+            .join()
+            .map_err(|_| PolicyError::Engine("the policy compiler panicked".to_owned()))?
+    }
+
+    fn compile(yaml: String) -> Result<Self, PolicyError> {
+        let spec = document::parse(&yaml)?;
         let catalog = XidCatalog::builtin().with_overrides(spec.xids).map_err(|e| PolicyError::Xids(e.to_string()))?;
         let engine = Engine::new().map_err(PolicyError::Engine)?;
         let rules = spec
@@ -85,7 +100,7 @@ impl Policy {
             name: spec.name,
             description: spec.description,
             rules,
-            source: yaml.to_owned(),
+            source: yaml,
             budget: Budget::default(),
             engine,
             catalog,

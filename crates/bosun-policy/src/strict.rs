@@ -1,9 +1,17 @@
-//! Strict decoding of YAML (and JSON, which YAML reads too): unknown keys are errors, and
-//! every error carries the path of the offending value.
+//! Policy and events documents through bosun's one YAML decoder (`bosun-yaml`): strict,
+//! bounded, every error carrying the path of the offending value.
 
 use serde::de::DeserializeOwned;
 
 use crate::error::{DocumentKind, PolicyError};
+
+/// Bounds on a policy document: a policy is a few kilobytes of rules; the limits leave
+/// room for hundreds of rules while keeping the parse of anything a caller sends short.
+pub const POLICY_LIMITS: bosun_yaml::Limits = bosun_yaml::Limits {
+    max_bytes: bosun_core::StoredPolicy::MAX_DOCUMENT_BYTES,
+    max_depth: 32,
+    max_flow_openers: 4096,
+};
 
 /// Decodes `text` as a `T`, naming the path of the first problem.
 ///
@@ -11,27 +19,24 @@ use crate::error::{DocumentKind, PolicyError};
 /// keys to be rejected. `root` prefixes paths into a top-level list (`events[2].system`
 /// reads better than `[2].system`).
 pub(crate) fn from_yaml<T: DeserializeOwned>(text: &str, document: DocumentKind, root: &str) -> Result<T, PolicyError> {
-    serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)).map_err(|error| {
-        let path = error.path().to_string();
-        let problem = error.into_inner().to_string();
-        // yaml_serde starts its messages with the path of the enclosing value
-        // ("rules[0]: unknown field ...", ".[1]: ..." in a top-level list); ours is more
-        // precise, so drop the duplicate.
-        let problem = match problem.split_once(": ") {
-            Some((prefix, rest)) if is_path_prefix(prefix.trim_start_matches('.'), &path) => rest.to_owned(),
-            _ => problem,
-        };
-        let path = match path.as_str() {
-            "." => String::new(),
-            list if list.starts_with('[') => format!("{root}{list}"),
-            _ => path,
+    let limits = match document {
+        DocumentKind::Policy => POLICY_LIMITS,
+        DocumentKind::Events => bosun_yaml::Limits::FILE,
+    };
+    bosun_yaml::from_str(text, &limits).map_err(|error| {
+        let (path, problem) = match error {
+            bosun_yaml::Error::Schema { path, message, .. } => {
+                let path = match path {
+                    Some(list) if list.starts_with('[') => format!("{root}{list}"),
+                    Some(path) => path,
+                    None => String::new(),
+                };
+                (path, message)
+            }
+            other => (String::new(), other.to_string()),
         };
         PolicyError::Document { document, path, problem }
     })
-}
-
-fn is_path_prefix(prefix: &str, path: &str) -> bool {
-    !prefix.is_empty() && path.starts_with(prefix)
 }
 
 #[cfg(test)]
@@ -59,5 +64,13 @@ mod tests {
         );
         assert_eq!(error("name: a\n"), "invalid events file: invalid type: map, expected a sequence");
         assert!(error("[\n").starts_with("invalid events file: did not find expected node content"));
+    }
+
+    #[test]
+    fn deeply_nested_documents_are_refused_before_parsing() {
+        let nested = format!("rules: {}{}\n", "{a: ".repeat(100_000), "}".repeat(100_000));
+        // Parsing it would take minutes of CPU; the scan refuses it first.
+        let error = from_yaml::<bosun_yaml::Value>(&nested, DocumentKind::Policy, "").unwrap_err().to_string();
+        assert_eq!(error, "invalid policy: the document nests more than 32 levels deep at line 1");
     }
 }

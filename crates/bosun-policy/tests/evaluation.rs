@@ -277,3 +277,29 @@ fn odd_conditions_give_verdicts_not_panics() {
         assert_eq!(outcome, expected, "{condition}: {verdict:?}");
     }
 }
+
+#[test]
+fn a_condition_nesting_too_deeply_is_refused_instead_of_overflowing_the_stack() {
+    // Before the limit, 4,000 additions overflowed the compiler's stack and 100 the
+    // evaluator's: either aborted the whole server.
+    let chain = format!("{}1 > 0", "1 + ".repeat(4000));
+    let error = Policy::from_yaml(&yaml(&[("deep", &chain, "unhealthy")])).unwrap_err();
+    assert!(error.is_invalid_input(), "{error}");
+    assert!(error.to_string().contains(&format!("the limit is {}", bosun_policy::MAX_EXPRESSION_DEPTH)), "{error}");
+}
+
+#[test]
+fn conditions_at_the_depth_limit_evaluate_on_a_small_stack() {
+    // Deepest accepted chain: each `+` adds one level under the `>` and the comparison.
+    let terms = bosun_policy::MAX_EXPRESSION_DEPTH - 2;
+    let chain = format!("{}1 > 0", "1 + ".repeat(terms));
+    let policy = policy(&[("deep", &chain, "unhealthy")]);
+    // Half a tokio worker's stack, with room to spare in a debug build.
+    let verdict = std::thread::Builder::new()
+        .stack_size(1024 * 1024)
+        .spawn(move || policy.classify(&event(T::Xid, S::Unknown, &[])))
+        .expect("thread starts")
+        .join()
+        .expect("no stack overflow");
+    assert_eq!(verdict.health, Health::Unhealthy);
+}

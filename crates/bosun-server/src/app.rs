@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Authenticator;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
-use crate::observed_store::{ObservedStore, Sight};
+use crate::observed_store::{Fatal, ObservedStore, Sight};
 use crate::policy::Policies;
 use crate::settings::Settings;
 
@@ -25,6 +25,8 @@ pub(crate) struct App {
     pub policies: Policies,
     pub metrics: Arc<Metrics>,
     pub sight: Arc<Sight>,
+    /// Raised when the server cannot go on (its store was lost).
+    pub fatal: Arc<Fatal>,
     /// Woken after every commit this server makes (WatchEvents waits on it).
     pub committed: Arc<Notify>,
     pub waiters: CommandWaiters,
@@ -41,6 +43,11 @@ pub(crate) struct App {
     pub pool_pass: tokio::sync::Mutex<()>,
     /// Tells a workload scheduler about cordons, uncordons and drains.
     pub notifier: crate::notifier::Notifier,
+    /// The API port's TLS, when configured (the interceptors need to know whether agents
+    /// must present client certificates).
+    pub tls: Option<Arc<crate::transport::tls::ReloadableTls>>,
+    /// Failed authentications per peer address.
+    pub auth_limit: crate::auth_limit::FailedAuthLimiter,
 }
 
 impl App {
@@ -50,17 +57,20 @@ impl App {
         settings: Settings,
         shutdown: CancellationToken,
         pools: Option<crate::pools::PoolsConfig>,
+        tls: Option<Arc<crate::transport::tls::ReloadableTls>>,
     ) -> Result<Arc<App>, crate::StartError> {
         let metrics = Arc::new(Metrics::new());
         let now = clock.now();
         let sight = Arc::new(Sight::new(now, settings.startup_grace));
         let committed = Arc::new(Notify::new());
+        let fatal = Arc::new(Fatal::default());
         let store: SharedStore = Arc::new(ObservedStore::new(
             store,
             Arc::clone(&metrics),
             Arc::clone(&sight),
             Arc::clone(&clock),
             Arc::clone(&committed),
+            Arc::clone(&fatal),
         ));
         let policies = Policies::load(settings.health_policy.clone(), &store).await?;
         let auth = Authenticator::new(settings.auth.clone());
@@ -79,12 +89,13 @@ impl App {
             .map_err(crate::StartError::Notifier)?;
         let app = Arc::new(App {
             store,
-            clock,
+            clock: Arc::clone(&clock),
             auth,
             fleet: Fleet::default(),
             policies,
             metrics,
             sight,
+            fatal,
             committed,
             waiters: CommandWaiters::default(),
             shutdown,
@@ -94,6 +105,8 @@ impl App {
             missing_machines: crate::pools::MissingMachines::default(),
             pool_pass: tokio::sync::Mutex::new(()),
             notifier,
+            tls,
+            auth_limit: crate::auth_limit::FailedAuthLimiter::new(Arc::clone(&clock)),
         });
         app.reload_fleet().await.map_err(crate::StartError::Store)?;
         tracing::info!(nodes = app.fleet.len(), "fleet loaded");

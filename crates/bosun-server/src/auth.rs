@@ -5,11 +5,13 @@
 //!   one node if the token names one), `operator` (reads the fleet and issues commands) or
 //!   `admin` (everything, including DeleteNode and SetPolicy);
 //! - a **node token**, handed out by RegisterNode to an agent that registered with an
-//!   unpinned agent token: `bosun-node.<node_id>.<mac>`, where the MAC is HMAC-SHA256 of
-//!   the node id keyed with that agent token. It acts for that node alone, so a fleet
+//!   unpinned agent token: `bosun-node.<node_id>.<registered_at>.<mac>`, where the MAC is
+//!   HMAC-SHA256 of the node id and its registration time (Unix microseconds) keyed with
+//!   `auth.node_token_key` or that agent token. It acts for that node alone, so a fleet
 //!   sharing one bootstrap token still cannot speak for each other's nodes once
-//!   registered. Node tokens need no storage and survive restarts; replacing the agent
-//!   token revokes every node token derived from it.
+//!   registered. Node tokens need no storage and survive restarts; they are bound to one
+//!   registration of the node, so deleting the node revokes its token (registered again,
+//!   it is a new node with a new token), and replacing the key revokes them all.
 //!
 //! With no token configured the server runs open (every caller has every right) and says
 //! so in its log at start.
@@ -17,7 +19,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as URL_SAFE;
 use bosun_config::{AuthConfig, AuthToken, Role};
-use bosun_core::{Actor, NodeId};
+use bosun_core::{Actor, NodeId, Timestamp};
 use connectrpc::RequestContext;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -120,6 +122,19 @@ impl Caller {
     }
 }
 
+/// What a bearer token proved, before a node token is checked against the node's current
+/// registration (which needs the fleet view or the store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Credential {
+    Caller(Caller),
+    /// A node token with a valid MAC, for the registration of `node` made at
+    /// `registered_at`.
+    NodeToken {
+        node: NodeId,
+        registered_at: Timestamp,
+    },
+}
+
 /// Resolves bearer tokens into callers.
 #[derive(Debug, Clone)]
 pub(crate) struct Authenticator {
@@ -136,11 +151,11 @@ impl Authenticator {
         self.config.tokens.is_empty() && self.config.allow_unauthenticated
     }
 
-    /// The caller presenting `authorization` (the header's value, if any).
-    pub(crate) fn authenticate(&self, authorization: Option<&[u8]>) -> ApiResult<Caller> {
+    /// What `authorization` (the header's value, if any) proves.
+    pub(crate) fn authenticate(&self, authorization: Option<&[u8]>) -> ApiResult<Credential> {
         let Some(header) = authorization else {
             if self.is_open() {
-                return Ok(Caller::Anonymous);
+                return Ok(Credential::Caller(Caller::Anonymous));
             }
             return Err(ApiError::Unauthenticated(
                 "no bearer token; send `Authorization: Bearer TOKEN` (the CLI's --token or BOSUN_TOKEN)".to_owned(),
@@ -152,12 +167,12 @@ impl Authenticator {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::Unauthenticated("the Authorization header must be `Bearer TOKEN`".to_owned()))?;
-        if let Some(node) = self.verify_node_token(token) {
-            return Ok(Caller::Node(node));
+        if let Some((node, registered_at)) = self.verify_node_token(token) {
+            return Ok(Credential::NodeToken { node, registered_at });
         }
         match self.config.find_token(token) {
-            Some(found) => Ok(caller_for(found)),
-            None if self.is_open() => Ok(Caller::Anonymous),
+            Some(found) => Ok(Credential::Caller(caller_for(found))),
+            None if self.is_open() => Ok(Credential::Caller(Caller::Anonymous)),
             None => Err(ApiError::Unauthenticated("the bearer token is not valid here".to_owned())),
         }
     }
@@ -167,8 +182,9 @@ impl Authenticator {
     ///
     /// With `auth.node_token_key` the token is minted with that server-side key, so only
     /// the node it was handed to knows it; without, it derives from the agent token.
-    /// A node that re-registers with its own node token gets the same token back.
-    pub(crate) fn node_token(&self, caller: &Caller, node: &NodeId) -> String {
+    /// A node that re-registers with its own node token gets the same token back; the
+    /// token names the registration (`registered_at`) it is good for.
+    pub(crate) fn node_token(&self, caller: &Caller, node: &NodeId, registered_at: Timestamp) -> String {
         let key = match (caller, &self.config.node_token_key) {
             (Caller::Agent { node: None, .. } | Caller::Node(_), Some(key)) => key.secret.expose(),
             (Caller::Agent { name, node: None }, None) => match self.config.tokens.iter().find(|t| &t.name == name) {
@@ -177,9 +193,9 @@ impl Authenticator {
             },
             _ => return String::new(),
         };
-        let Some(mac) = node_mac(key, node) else { return String::new() };
+        let Some(mac) = node_mac(key, node, registered_at) else { return String::new() };
         let mac = URL_SAFE.encode(mac.finalize().into_bytes());
-        format!("{NODE_TOKEN_PREFIX}{node}.{mac}")
+        format!("{NODE_TOKEN_PREFIX}{node}.{}.{mac}", registered_at.unix_micros())
     }
 
     /// Whether registering a node that already exists needs that node's own token (or a
@@ -189,29 +205,34 @@ impl Authenticator {
         self.config.node_token_key.is_some()
     }
 
-    fn verify_node_token(&self, token: &str) -> Option<NodeId> {
+    fn verify_node_token(&self, token: &str) -> Option<(NodeId, Timestamp)> {
         let body = token.strip_prefix(NODE_TOKEN_PREFIX)?;
-        let (node, mac) = body.rsplit_once('.')?;
+        let (rest, mac) = body.rsplit_once('.')?;
+        let (node, registered_at) = rest.rsplit_once('.')?;
         let node = NodeId::new(node).ok()?;
+        let registered_at = Timestamp::checked_from_unix_micros(registered_at.parse().ok()?)?;
         let mac = URL_SAFE.decode(mac).ok()?;
+        let verifies = |key: &str| node_mac(key, &node, registered_at).is_some_and(|m| m.verify_slice(&mac).is_ok());
         if let Some(key) = &self.config.node_token_key {
-            return node_mac(key.secret.expose(), &node).is_some_and(|m| m.verify_slice(&mac).is_ok()).then_some(node);
+            return verifies(key.secret.expose()).then_some((node, registered_at));
         }
         let agent_tokens = self.config.tokens.iter().filter(|t| t.role == Role::Agent && t.node.is_none());
         // Every candidate key is tried, each comparison in constant time.
         let mut valid = false;
         for agent in agent_tokens {
-            valid |= node_mac(agent.secret.expose(), &node).is_some_and(|m| m.verify_slice(&mac).is_ok());
+            valid |= verifies(agent.secret.expose());
         }
-        valid.then_some(node)
+        valid.then_some((node, registered_at))
     }
 }
 
 /// The MAC of a node token (HMAC accepts keys of any length, so this is always `Some`).
-fn node_mac(key: &str, node: &NodeId) -> Option<Hmac<Sha256>> {
+fn node_mac(key: &str, node: &NodeId, registered_at: Timestamp) -> Option<Hmac<Sha256>> {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes()).ok()?;
-    mac.update(b"bosun node token v1\0");
+    mac.update(b"bosun node token v2\0");
     mac.update(node.as_str().as_bytes());
+    mac.update(b"\0");
+    mac.update(&registered_at.unix_micros().to_be_bytes());
     Some(mac)
 }
 
@@ -256,18 +277,21 @@ auth:
         NodeId::new(id).expect("valid")
     }
 
+    fn caller(auth: &Authenticator, token: &str) -> Caller {
+        match auth.authenticate(Some(&bearer(token))).expect("valid") {
+            Credential::Caller(caller) => caller,
+            Credential::NodeToken { node, .. } => Caller::Node(node),
+        }
+    }
+
+    const REGISTERED: Timestamp = Timestamp::UNIX_EPOCH;
+
     #[test]
     fn roles_resolve_and_bad_credentials_are_refused() {
         let auth = authenticator();
         assert!(!auth.is_open());
-        assert_eq!(
-            auth.authenticate(Some(&bearer("alice-secret"))).expect("valid"),
-            Caller::Operator { name: "alice".into() }
-        );
-        assert_eq!(
-            auth.authenticate(Some(&bearer("pinned-secret"))).expect("valid"),
-            Caller::Agent { name: "pinned".into(), node: Some(node("n9")) }
-        );
+        assert_eq!(caller(&auth, "alice-secret"), Caller::Operator { name: "alice".into() });
+        assert_eq!(caller(&auth, "pinned-secret"), Caller::Agent { name: "pinned".into(), node: Some(node("n9")) });
         for bad in [None, Some(b"Basic abc".to_vec()), Some(bearer("")), Some(bearer("guess"))] {
             let error = auth.authenticate(bad.as_deref()).unwrap_err();
             assert_eq!(error.code(), connectrpc::ErrorCode::Unauthenticated, "{error}");
@@ -277,14 +301,23 @@ auth:
     #[test]
     fn a_node_token_acts_for_its_node_alone() {
         let auth = authenticator();
-        let fleet = auth.authenticate(Some(&bearer("fleet-secret"))).expect("valid");
+        let fleet = caller(&auth, "fleet-secret");
         assert!(fleet.act_for(&node("n1"), true).is_ok(), "the fleet token registers any node");
         assert!(fleet.act_for(&node("n1"), false).is_err(), "but does nothing else");
 
-        let token = auth.node_token(&fleet, &node("n1"));
-        assert!(token.starts_with("bosun-node.n1."), "{token}");
-        let n1 = auth.authenticate(Some(&bearer(&token))).expect("valid node token");
+        let token = auth.node_token(&fleet, &node("n1"), REGISTERED);
+        assert!(token.starts_with("bosun-node.n1.0."), "{token}");
+        assert_eq!(
+            auth.authenticate(Some(&bearer(&token))).expect("valid node token"),
+            Credential::NodeToken { node: node("n1"), registered_at: REGISTERED }
+        );
+        let n1 = caller(&auth, &token);
         assert_eq!(n1, Caller::Node(node("n1")));
+        // Another registration of n1 is another token.
+        let later = auth.node_token(&fleet, &node("n1"), REGISTERED + std::time::Duration::from_secs(1));
+        assert_ne!(later, token);
+        let replayed = token.replacen("bosun-node.n1.0.", "bosun-node.n1.1000000.", 1);
+        assert!(auth.authenticate(Some(&bearer(&replayed))).is_err(), "the MAC covers the registration time");
         assert!(n1.act_for(&node("n1"), false).is_ok());
         assert!(n1.act_for(&node("n2"), false).is_err());
         assert!(n1.require(Permission::Read).is_err());
@@ -301,18 +334,18 @@ auth:
     #[test]
     fn pinned_agents_operators_and_admins() {
         let auth = authenticator();
-        let pinned = auth.authenticate(Some(&bearer("pinned-secret"))).expect("valid");
+        let pinned = caller(&auth, "pinned-secret");
         assert!(pinned.act_for(&node("n9"), false).is_ok());
         assert!(pinned.act_for(&node("n1"), true).is_err(), "a pinned token registers only its node");
-        assert_eq!(auth.node_token(&pinned, &node("n9")), "", "pinned tokens need no node token");
+        assert_eq!(auth.node_token(&pinned, &node("n9"), REGISTERED), "", "pinned tokens need no node token");
 
-        let alice = auth.authenticate(Some(&bearer("alice-secret"))).expect("valid");
+        let alice = caller(&auth, "alice-secret");
         assert!(alice.require(Permission::Command).is_ok());
         let denied = alice.require(Permission::Admin).unwrap_err().to_string();
         assert_eq!(denied, "operator token \"alice\" cannot do this; it needs an admin token");
         assert!(alice.act_for(&node("n1"), false).is_err());
 
-        let root = auth.authenticate(Some(&bearer("root-secret"))).expect("valid");
+        let root = caller(&auth, "root-secret");
         assert!(root.require(Permission::Admin).is_ok() && root.act_for(&node("n1"), false).is_ok());
     }
 
@@ -320,7 +353,7 @@ auth:
     fn without_tokens_the_server_is_open() {
         let auth = Authenticator::new(AuthConfig::default());
         assert!(auth.is_open());
-        let caller = auth.authenticate(None).expect("open");
+        let Credential::Caller(caller) = auth.authenticate(None).expect("open") else { panic!("not a caller") };
         assert_eq!(caller, Caller::Anonymous);
         assert!(caller.require(Permission::Admin).is_ok());
         assert_eq!(caller.actor().to_string(), "operator:anonymous");

@@ -25,6 +25,9 @@ pub(crate) enum ApiError {
     PermissionDenied(String),
     #[error("{0}")]
     Aborted(String),
+    /// The server will not take more of this kind of work now; retry later.
+    #[error("{0}")]
+    ResourceExhausted(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -47,6 +50,7 @@ impl ApiError {
             ApiError::Unauthenticated(_) => ErrorCode::Unauthenticated,
             ApiError::PermissionDenied(_) => ErrorCode::PermissionDenied,
             ApiError::Aborted(_) => ErrorCode::Aborted,
+            ApiError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
             ApiError::Internal(_) => ErrorCode::Internal,
             ApiError::Store(error) => match error {
                 StoreError::NotFound { .. } => ErrorCode::NotFound,
@@ -54,7 +58,7 @@ impl ApiError {
                 StoreError::Conflict { .. } => ErrorCode::Aborted,
                 StoreError::InvalidTransition { .. } => ErrorCode::FailedPrecondition,
                 StoreError::Invalid(_) => ErrorCode::InvalidArgument,
-                StoreError::Unavailable { .. } => ErrorCode::Unavailable,
+                StoreError::Unavailable { .. } | StoreError::Lost { .. } => ErrorCode::Unavailable,
                 StoreError::Corrupt { .. } => ErrorCode::Internal,
             },
         }

@@ -179,6 +179,16 @@ impl Fleet {
         self.lock().nodes.get(id).cloned()
     }
 
+    /// When the node the fleet knows as `id` registered (for node-token checks, on every
+    /// agent call: no copy of the view).
+    pub(crate) fn registered_at(&self, id: &NodeId) -> Option<Timestamp> {
+        self.lock().nodes.get(id).map(|view| view.registered_at)
+    }
+
+    pub(crate) fn contains(&self, id: &NodeId) -> bool {
+        self.lock().nodes.contains_key(id)
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.lock().nodes.len()
     }

@@ -17,7 +17,9 @@ use crate::metrics::RpcMetrics;
 use crate::rpc::Authenticate;
 use crate::rpc::admin::AdminApi;
 use crate::rpc::agent::AgentApi;
+use crate::rpc::body::{BodyLimits, bounded_body};
 use crate::rpc::navarch::NavarchApi;
+use crate::rpc::shape::{JsonObjectsOnly, streaming_content_type};
 
 pub(crate) fn router(app: Arc<App>) -> Router {
     let services = connectrpc::Router::new()
@@ -29,13 +31,20 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     let connect = ConnectRpcService::new(services)
         .with_limits(Limits::default().with_max_request_body_size(limit).with_max_message_size(limit))
         .with_interceptor(RpcMetrics(Arc::clone(&app.metrics)))
-        .with_interceptor(Authenticate(Arc::new(app.auth.clone())));
+        .with_interceptor(Authenticate(Arc::clone(&app)))
+        .with_interceptor(JsonObjectsOnly);
+    let body_limits = BodyLimits { max_bytes: limit, timeout: app.settings.request_body_timeout };
+    // Layers run outside in: the content type is checked before the body is read.
+    let rpc = Router::new()
+        .fallback_service(connect)
+        .layer(axum::middleware::from_fn_with_state(body_limits, bounded_body))
+        .layer(axum::middleware::from_fn(streaming_content_type));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .fallback_service(connect)
         .with_state(app)
+        .merge(rpc)
 }
 
 /// The process is up and serving.
@@ -43,15 +52,19 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The server can do its work: the store answers and its schema is the one this binary
-/// was built for (another bosun may have migrated it since this one started).
+/// The server can do its work: the store answers, its schema is the one this binary was
+/// built for (another bosun may have migrated it since this one started), and it takes
+/// writes (see `Store::check_writable`).
 async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, String) {
     if let Err(error) = app.store.ping().await {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("store unreachable: {error}\n"));
     }
     let expected = bosun_store::embedded_schema_version(app.store.backend());
     match app.store.schema_version().await {
-        Ok(applied) if applied == expected => (StatusCode::OK, "ready\n".to_owned()),
+        Ok(applied) if applied == expected => match app.store.check_writable().await {
+            Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+            Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("the store cannot take writes: {error}\n")),
+        },
         Ok(applied) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 mod app;
 mod auth;
+mod auth_limit;
 mod commands;
 mod error;
 mod exposition;
@@ -47,11 +48,13 @@ mod pools;
 mod remediation;
 mod rpc;
 mod settings;
+mod transport;
 
 pub use notifier::RetryPolicy as NotifierRetry;
 pub use policy::PolicyLoadError;
 pub use pools::{AlwaysLeader, Leadership, PoolsConfig};
 pub use settings::Settings;
+pub use transport::tls::TlsError;
 
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +67,8 @@ pub enum StartError {
     Listen { address: String, cause: std::io::Error },
     #[error("cannot set up the notifier: {0}")]
     Notifier(String),
+    #[error("cannot set up TLS (api.tls): {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// A periodic pass that failed (run by hand through [`ServerHandle`]).
@@ -117,28 +122,45 @@ impl Server {
             .local_addr()
             .map_err(|cause| StartError::Listen { address: "the given listener".to_owned(), cause })?;
         let shutdown = CancellationToken::new();
-        let app = app::App::start(store, clock, settings, shutdown.clone(), pools).await?;
+        let tls = settings.tls.clone().map(transport::tls::ReloadableTls::load).transpose()?.map(Arc::new);
+        let app = app::App::start(store, clock, settings, shutdown.clone(), pools, tls.clone()).await?;
         let mut loops = JoinSet::new();
         if background_loops {
             loops::spawn(&app, &shutdown, &mut loops);
         }
+        if let Some(tls) = &tls {
+            loops.spawn({
+                let watch = Arc::clone(tls).watch(shutdown.clone());
+                async move {
+                    let _ = watch.await;
+                }
+            });
+        }
+        warn_about_plain_http(&app, local_addr);
+        let file_limit = transport::raise_file_limit();
+        let transport = transport::Transport {
+            tls,
+            max_connections: transport::effective_max_connections(app.settings.max_connections, file_limit),
+            header_read_timeout: app.settings.header_read_timeout,
+            idle_timeout: app.settings.idle_timeout,
+            max_concurrent_streams: app.settings.max_concurrent_streams,
+        };
         let router = http::router(Arc::clone(&app));
-        // TCP_NODELAY: a response written in more than one segment (HTTP/2 headers, data,
-        // trailers) otherwise waits for the client's delayed ACK, 40 ms on Linux, on every
-        // call whose answer spans segments (measured by the simulator: ReportHealth p50
-        // 43 ms before, under 1 ms after).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
-            }
-        });
-        let stop = shutdown.clone();
-        let serving =
-            tokio::spawn(
-                async move { axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await },
-            );
-        tracing::info!(address = %local_addr, backend = %app.store.backend(), "bosun server listening");
-        Ok(ServerHandle { local_addr, app, shutdown, serving, loops })
+        let serving = tokio::spawn(transport::serve(
+            listener,
+            router,
+            transport.clone(),
+            Arc::clone(&app.metrics),
+            shutdown.clone(),
+        ));
+        tracing::info!(
+            address = %local_addr,
+            backend = %app.store.backend(),
+            tls = transport.tls.is_some(),
+            max_connections = transport.max_connections,
+            "bosun server listening"
+        );
+        Ok(ServerHandle { local_addr, app, shutdown, serving, loops, tls: transport.tls.is_some() })
     }
 }
 
@@ -150,6 +172,19 @@ pub struct ServerHandle {
     shutdown: CancellationToken,
     serving: JoinHandle<std::io::Result<()>>,
     loops: JoinSet<()>,
+    tls: bool,
+}
+
+/// Bearer tokens over plain HTTP can be read by anyone on the network path: say so when
+/// the server has tokens, no TLS, and listens beyond loopback.
+fn warn_about_plain_http(app: &app::App, address: SocketAddr) {
+    if app.settings.tls.is_none() && !app.auth.is_open() && !address.ip().is_loopback() {
+        tracing::warn!(
+            %address,
+            "serving bearer tokens over plain HTTP on a non-loopback address: anyone on the network path can read \
+             them; configure api.tls (cert_file, key_file)"
+        );
+    }
 }
 
 impl ServerHandle {
@@ -157,9 +192,10 @@ impl ServerHandle {
         self.local_addr
     }
 
-    /// `http://<address>`, for clients.
+    /// `http://<address>` (or `https://`), for clients.
     pub fn url(&self) -> String {
-        format!("http://{}", self.local_addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
     }
 
     /// Stops accepting requests, lets in-flight ones finish (long polls and watches return
@@ -195,6 +231,21 @@ impl ServerHandle {
         self.app.store.close().await;
         tracing::info!(flushed_heartbeats, "bosun server stopped");
         ShutdownReport { timed_out, flushed_heartbeats }
+    }
+
+    /// Resolves, with the reason, when the server cannot go on: its store was lost (the
+    /// SQLite file deleted or replaced). The caller should shut it down and exit non-zero.
+    pub async fn failed(&self) -> String {
+        self.app.fatal.wait().await
+    }
+
+    /// Re-reads the TLS certificate, key and client CA now (as SIGHUP does). Without TLS
+    /// there is nothing to reload.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        match &self.app.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }
     }
 
     /// Writes buffered heartbeats and metric samples now. Returns how many heartbeats.

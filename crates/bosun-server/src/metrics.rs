@@ -51,6 +51,10 @@ pub(crate) struct Metrics {
     pool_target: Family<Labels1, Gauge>,
     pool_awaiting_replacement: Family<Labels1, Gauge>,
     pool_mass_failure: Family<Labels1, Gauge>,
+    connections_open: Gauge,
+    connections_rejected: Counter,
+    auth_failures: Counter,
+    auth_throttled: Counter,
 }
 
 /// What one reconcile pass concluded about a pool, for its gauges.
@@ -60,6 +64,16 @@ pub(crate) struct PoolGauges {
     pub target: u32,
     pub awaiting_replacement: u32,
     pub mass_failure: bool,
+}
+
+/// An open connection, counted in `bosun_connections_open` until dropped.
+#[derive(Debug)]
+pub(crate) struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Metrics {
@@ -143,7 +157,31 @@ impl Metrics {
             "1 while a pool's mass-failure guard holds its terminations, else 0",
             pool_mass_failure.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register("connections_open", "Connections to the API port being served", connections_open.clone());
+        let connections_rejected = Counter::default();
+        registry.register(
+            "connections_rejected",
+            "Connections closed on arrival because api.max_connections were open",
+            connections_rejected.clone(),
+        );
+        let auth_failures = Counter::default();
+        registry.register(
+            "auth_failures",
+            "Requests refused for a missing or wrong bearer token",
+            auth_failures.clone(),
+        );
+        let auth_throttled = Counter::default();
+        registry.register(
+            "auth_throttled",
+            "Requests answered 429 because their peer failed authentication too often",
+            auth_throttled.clone(),
+        );
         Self {
+            connections_open,
+            connections_rejected,
+            auth_failures,
+            auth_throttled,
             registry,
             nodes,
             heartbeat_age,
@@ -209,6 +247,23 @@ impl Metrics {
         if errors > 0 {
             self.policy_rule_errors.inc_by(errors as u64);
         }
+    }
+
+    pub(crate) fn connection_opened(&self) -> OpenConnection {
+        self.connections_open.inc();
+        OpenConnection(self.connections_open.clone())
+    }
+
+    pub(crate) fn connection_rejected(&self) {
+        self.connections_rejected.inc();
+    }
+
+    pub(crate) fn auth_failed(&self) {
+        self.auth_failures.inc();
+    }
+
+    pub(crate) fn auth_throttled(&self) {
+        self.auth_throttled.inc();
     }
 
     pub(crate) fn heartbeat(&self) {

@@ -69,11 +69,35 @@ impl Sight {
     }
 }
 
+/// A condition the server cannot serve through (its store was lost). The first reason is
+/// kept; the server's handle reports it so the process can stop with a non-zero status.
+#[derive(Debug, Default)]
+pub(crate) struct Fatal {
+    raised: tokio_util::sync::CancellationToken,
+    reason: std::sync::OnceLock<String>,
+}
+
+impl Fatal {
+    pub(crate) fn raise(&self, reason: &str) {
+        if self.reason.set(reason.to_owned()).is_ok() {
+            tracing::error!(reason, "the server cannot go on");
+        }
+        self.raised.cancel();
+    }
+
+    /// Resolves with the reason once something fatal happened.
+    pub(crate) async fn wait(&self) -> String {
+        self.raised.cancelled().await;
+        self.reason.get().cloned().unwrap_or_default()
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct ObservedStore {
     inner: bosun_store::SharedStore,
     metrics: Arc<Metrics>,
     sight: Arc<Sight>,
+    fatal: Arc<Fatal>,
     clock: Arc<dyn Clock>,
     /// Woken after every successful commit (for WatchEvents).
     committed: Arc<Notify>,
@@ -86,32 +110,26 @@ impl ObservedStore {
         sight: Arc<Sight>,
         clock: Arc<dyn Clock>,
         committed: Arc<Notify>,
+        fatal: Arc<Fatal>,
     ) -> Self {
-        Self { inner, metrics, sight, clock, committed }
+        Self { inner, metrics, sight, fatal, clock, committed }
     }
 
     async fn observe<T>(&self, operation: &'static str, call: impl Future<Output = Result<T>>) -> Result<T> {
         let started = Instant::now();
         let result = call.await;
-        let error = result.as_ref().err().map(error_label);
+        let error = result.as_ref().err().map(StoreError::metric_label);
         self.metrics.store_call(operation, started.elapsed(), error);
         match &result {
+            // Only an outage blinds liveness: an error caused by a value is the caller's.
             Err(StoreError::Unavailable { .. }) => self.sight.store_failed(),
+            Err(StoreError::Lost { message }) => {
+                self.sight.store_failed();
+                self.fatal.raise(message);
+            }
             _ => self.sight.store_ok(self.clock.now()),
         }
         result
-    }
-}
-
-fn error_label(error: &StoreError) -> &'static str {
-    match error {
-        StoreError::NotFound { .. } => "not_found",
-        StoreError::AlreadyExists { .. } => "already_exists",
-        StoreError::Conflict { .. } => "conflict",
-        StoreError::InvalidTransition { .. } => "invalid_transition",
-        StoreError::Invalid(_) => "invalid",
-        StoreError::Unavailable { .. } => "unavailable",
-        StoreError::Corrupt { .. } => "corrupt",
     }
 }
 
@@ -221,6 +239,10 @@ impl Store for ObservedStore {
 
     async fn ping(&self) -> Result<()> {
         self.observe("ping", self.inner.ping()).await
+    }
+
+    async fn check_writable(&self) -> Result<()> {
+        self.observe("check_writable", self.inner.check_writable()).await
     }
 
     async fn schema_version(&self) -> Result<Option<i64>> {

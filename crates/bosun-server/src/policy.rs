@@ -9,6 +9,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bosun_core::{Actor, Revision, StoredPolicy, Timestamp};
@@ -60,6 +61,56 @@ pub(crate) struct Policies {
     active: ArcSwap<ActivePolicy>,
     /// Set when the configuration names a policy file: then the API cannot replace it.
     file: Option<PathBuf>,
+    /// Policy work callers ask for (SetPolicy, TestPolicy) runs one at a time off the
+    /// async workers.
+    work: PolicyWork,
+}
+
+/// Runs callers' policy work (compiling a document, classifying sample events) on the
+/// blocking pool, one job at a time, within a time limit.
+///
+/// A policy document is bounded (`bosun_policy::POLICY_LIMITS`, conditions by size and
+/// depth), but compiling a large one still costs CPU: done on an async worker it stalls
+/// every request that worker serves (two nested documents once made `/healthz` take 42 s).
+/// One permit leaves the other core to the async workers however many callers send
+/// documents; a caller that cannot get its turn within the time limit is told to retry.
+#[derive(Debug)]
+pub(crate) struct PolicyWork {
+    permits: Arc<tokio::sync::Semaphore>,
+    time_limit: Duration,
+}
+
+impl PolicyWork {
+    /// Jobs running at once.
+    const PARALLEL: usize = 1;
+    /// The longest a caller waits for its turn and its result.
+    const TIME_LIMIT: Duration = Duration::from_secs(10);
+
+    fn new() -> Self {
+        Self { permits: Arc::new(tokio::sync::Semaphore::new(Self::PARALLEL)), time_limit: Self::TIME_LIMIT }
+    }
+
+    /// Runs `job` on the blocking pool when a permit is free.
+    pub(crate) async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
+        let permits = Arc::clone(&self.permits);
+        let work = async move {
+            let permit = permits.acquire_owned().await.map_err(|_| ApiError::Internal("policy work stopped".into()))?;
+            // The permit moves into the job: a caller that gives up does not free it while
+            // the job still runs, so abandoned jobs cannot pile up.
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                job()
+            })
+            .await
+            .map_err(|error| ApiError::Internal(format!("policy work failed: {error}")))
+        };
+        tokio::time::timeout(self.time_limit, work).await.map_err(|_| {
+            ApiError::ResourceExhausted(format!(
+                "the server is busy with other policy documents and could not take this one within {} s; try again",
+                self.time_limit.as_secs()
+            ))
+        })?
+    }
 }
 
 impl Policies {
@@ -88,11 +139,23 @@ impl Policies {
         };
         tracing::info!(name = active.policy.name(), source = %active.source, rules = active.policy.rules().len(),
             "health policy loaded");
-        Ok(Self { active: ArcSwap::from_pointee(active), file })
+        Ok(Self { active: ArcSwap::from_pointee(active), file, work: PolicyWork::new() })
     }
 
     pub(crate) fn current(&self) -> Arc<ActivePolicy> {
         self.active.load_full()
+    }
+
+    /// Compiles a caller's policy off the async workers, or explains what is wrong with it.
+    pub(crate) async fn compile(&self, yaml: &str) -> ApiResult<Policy> {
+        check_size(yaml)?;
+        let yaml = yaml.to_owned();
+        self.work.run(move || compile(&yaml)).await?
+    }
+
+    /// Runs other policy work (such as classifying a caller's sample events) the same way.
+    pub(crate) async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
+        self.work.run(job).await
     }
 
     /// Validates `yaml`, stores it and makes it active.
@@ -110,7 +173,7 @@ impl Policies {
                 path.display()
             )));
         }
-        let policy = compile(yaml)?;
+        let policy = self.compile(yaml).await?;
         let stored = StoredPolicy {
             name: policy.name().to_owned(),
             document: yaml.to_owned(),
@@ -133,7 +196,7 @@ impl Policies {
         let current = self.current();
         match (stored, &current.source) {
             (Some(stored), PolicySource::Api(revision)) if stored.revision == *revision => {}
-            (Some(stored), _) => match Policy::from_yaml(&stored.document) {
+            (Some(stored), _) => match compile_stored(stored.document.clone()).await {
                 Ok(policy) => {
                     tracing::info!(name = policy.name(), revision = %stored.revision, "health policy replaced");
                     self.active.store(Arc::new(ActivePolicy { policy, source: PolicySource::Api(stored.revision) }));
@@ -152,14 +215,27 @@ impl Policies {
     }
 }
 
-/// Compiles an operator's policy, or explains what is wrong with it.
-pub(crate) fn compile(yaml: &str) -> ApiResult<Policy> {
+/// Compiles a stored policy on the blocking pool (the janitor runs on an async worker).
+async fn compile_stored(document: String) -> Result<Policy, PolicyError> {
+    tokio::task::spawn_blocking(move || Policy::from_yaml(&document))
+        .await
+        .unwrap_or_else(|error| Err(PolicyError::Engine(format!("policy compilation failed: {error}"))))
+}
+
+fn check_size(yaml: &str) -> ApiResult<()> {
     if yaml.len() > StoredPolicy::MAX_DOCUMENT_BYTES {
         return Err(ApiError::invalid(
             "yaml",
             format_args!("is {} bytes; a policy may have at most {}", yaml.len(), StoredPolicy::MAX_DOCUMENT_BYTES),
         ));
     }
+    Ok(())
+}
+
+/// Compiles an operator's policy, or explains what is wrong with it. CPU-bound: call it
+/// through [`Policies::compile`] from async code.
+fn compile(yaml: &str) -> ApiResult<Policy> {
+    check_size(yaml)?;
     Policy::from_yaml(yaml).map_err(|error| match error.as_validation_error() {
         Some(invalid) => ApiError::Invalid(invalid),
         None => ApiError::Internal(error.to_string()),

@@ -30,6 +30,18 @@ pub struct Settings {
     pub change_retention: Duration,
     /// Request bodies larger than this are refused.
     pub max_request_bytes: usize,
+    /// TLS on the API port (`api.tls`); plain HTTP without.
+    pub tls: Option<bosun_config::TlsFiles>,
+    /// Connections served at once (`api.max_connections`), further bounded by the file limit.
+    pub max_connections: usize,
+    /// A connection must send a request's headers (or finish its TLS handshake) within this.
+    pub header_read_timeout: Duration,
+    /// A connection without a request in flight this long is closed.
+    pub idle_timeout: Duration,
+    /// A request's body must arrive within this after its headers.
+    pub request_body_timeout: Duration,
+    /// Concurrent requests per HTTP/2 connection.
+    pub max_concurrent_streams: u32,
     /// The longest a PollCommands call waits for a command.
     pub command_poll_wait: Duration,
     /// A delivered command not acknowledged within this is handed out again.
@@ -76,6 +88,12 @@ impl Settings {
             lost_machine_grace: server.lost_machine_grace,
             change_retention: Duration::from_secs(7 * 24 * 3600),
             max_request_bytes: config.api.max_request_bytes,
+            tls: config.api.tls.clone(),
+            max_connections: config.api.max_connections,
+            header_read_timeout: config.api.header_read_timeout,
+            idle_timeout: config.api.idle_timeout,
+            request_body_timeout: config.api.request_body_timeout,
+            max_concurrent_streams: config.api.max_concurrent_streams,
             command_poll_wait: config.api.command_poll_wait,
             command_redelivery: config.api.command_redelivery,
             command_ttl: config.api.command_ttl,

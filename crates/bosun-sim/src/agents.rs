@@ -141,9 +141,10 @@ impl ClientPool {
         let client = {
             let mut state = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             if state.handed_out.is_multiple_of(AGENTS_PER_CONNECTION) || state.current.is_none() {
-                let client = AgentClient::new_http2_only(&self.url, self.token.clone())
-                    .map_err(|e| e.to_string())?
-                    .without_deadlines();
+                let client =
+                    AgentClient::new_http2_only(&self.url, self.token.clone(), &bosun_api::ClientTls::default())
+                        .map_err(|e| e.to_string())?
+                        .without_deadlines();
                 state.current = Some(Arc::new(client));
             }
             state.handed_out += 1;

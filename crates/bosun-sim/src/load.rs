@@ -32,6 +32,8 @@ pub struct LoadOptions {
     /// HTTP/2 connections the load is spread over.
     pub connections: usize,
     pub token: Option<String>,
+    /// TLS options for an `https://` server.
+    pub tls: bosun_api::ClientTls,
 }
 
 /// Where the load goes.
@@ -133,10 +135,15 @@ async fn connect(url: &str, options: &LoadOptions) -> Result<Vec<Client>, LoadEr
         .map_err(|e| LoadError::Connect { url: url.into(), message: e.to_string() })?;
     let mut clients = Vec::new();
     for _ in 0..options.connections.max(1) {
-        let connection = Http2Connection::connect_plaintext(uri.clone())
-            .await
-            .map_err(|e| LoadError::Connect { url: url.into(), message: e.to_string() })?
-            .shared(1024);
+        let connection = if uri.scheme_str() == Some("https") {
+            let connector = bosun_api::transport::https_connector(&options.tls, true)
+                .map_err(|e| LoadError::Connect { url: url.into(), message: e.to_string() })?;
+            Http2Connection::connect_with_connector(connector, uri.clone()).await
+        } else {
+            Http2Connection::connect_plaintext(uri.clone()).await
+        }
+        .map_err(|e| LoadError::Connect { url: url.into(), message: e.to_string() })?
+        .shared(1024);
         let mut config = ClientConfig::new(uri.clone());
         if let Some(token) = &options.token {
             config = config.with_default_header("authorization", format!("Bearer {token}"));
@@ -307,6 +314,7 @@ mod tests {
             concurrency: 8,
             connections: 1,
             token: None,
+            tls: bosun_api::ClientTls::default(),
         };
         let target = Target::InProcess { store: test.store.clone(), settings: Box::default() };
         let report = run(&options, target).await.expect("load runs");

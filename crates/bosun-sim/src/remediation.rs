@@ -121,7 +121,7 @@ impl RemediationTracker {
                 .iter()
                 .filter(|n| n.pool == *pool && n.node_id != failed && !self.claimed.contains(&n.node_id))
                 .filter(|n| convert::node_status_filter("status", n.status).ok().flatten() == Some(NodeStatus::Active))
-                .filter_map(|n| n.registered_at.as_option().map(|r| (convert::from_timestamp(r), n)))
+                .filter_map(|n| Some((convert::from_timestamp("registered_at", n.registered_at.as_option()?).ok()?, n)))
                 .filter(|(registered, _)| *registered > at)
                 .min_by_key(|(registered, _)| *registered);
             match replacement {
@@ -163,9 +163,11 @@ impl RemediationTracker {
             let track = self.pools.entry(pool.name.clone()).or_default();
             track.min_nodes = pool.min_nodes;
             for instance in instances.iter().filter(|i| i.pool == pool.name) {
-                if let (Some(created), Some(ready)) = (instance.created_at.as_option(), instance.ready_at.as_option()) {
-                    let boot = convert::from_timestamp(ready).saturating_since(convert::from_timestamp(created));
-                    track.boot = track.boot.max(boot.as_secs_f64());
+                let at = |field, wire: Option<&_>| wire.and_then(|t| convert::from_timestamp(field, t).ok());
+                let created = at("created_at", instance.created_at.as_option());
+                let ready = at("ready_at", instance.ready_at.as_option());
+                if let (Some(created), Some(ready)) = (created, ready) {
+                    track.boot = track.boot.max(ready.saturating_since(created).as_secs_f64());
                 }
             }
             if usable < pool.min_nodes {

@@ -256,6 +256,13 @@ impl Sim {
         let config = control_plane_config(scenario)?;
         let mut settings = Settings::from_config(&config);
         settings.health_policy = config.server.health_policy.clone();
+        // The API port's timeouts guard a real server against stalled peers on the wall
+        // clock. Here tokio's clock is simulated and jumps a whole step at a time, so they
+        // would close the simulated agents' connections (and expire HTTP/2 pings before
+        // they are answered) at simulated speed.
+        settings.header_read_timeout = CONNECTION_TIMEOUTS_OFF;
+        settings.idle_timeout = CONNECTION_TIMEOUTS_OFF;
+        settings.request_body_timeout = CONNECTION_TIMEOUTS_OFF;
 
         // The simulator needs an empty store: what it reports was caused in this run.
         {
@@ -1046,7 +1053,7 @@ impl Sim {
         };
         for pool in &pools {
             if let Some(d) = pool.last_decision.as_option() {
-                let at = d.at.as_option().map(convert::from_timestamp).unwrap_or(sim_epoch());
+                let at = d.at.as_option().and_then(|at| convert::from_timestamp("at", at).ok()).unwrap_or(sim_epoch());
                 let t_s = at.saturating_since(sim_epoch()).as_secs_f64();
                 let list = self.decisions.entry(pool.name.clone()).or_default();
                 if list.last().is_none_or(|last: &Decision| last.t_s != t_s) {
@@ -1139,6 +1146,9 @@ fn count_matching(nodes: &[v1::Node], target: &str) -> Result<u64, String> {
     };
     Ok(count as u64)
 }
+
+/// Longer than any scenario: connection timeouts that never fire.
+const CONNECTION_TIMEOUTS_OFF: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The control plane's configuration: the scenario's `config` document, with the
 /// Navarch simulator's agent intervals where it sets none.

@@ -541,38 +541,22 @@ pub const COMMAND_TYPES: &[&str] = &["cordon", "uncordon", "drain", "terminate",
 impl Scenario {
     /// Reads a scenario file's text.
     pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
-        serde_yaml::from_str::<serde_yaml::Value>(text).map_err(|e| ScenarioError {
-            path: None,
-            line: e.location().map(|l| l.line()),
-            message: format!("not valid YAML: {e}"),
-        })?;
         let scenario: Scenario =
-            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)).map_err(|error| {
-                let path = error.path().to_string();
-                let inner = error.inner();
-                let mut message = inner.to_string();
-                if let Some(l) = inner.location() {
-                    let suffix = format!(" at line {} column {}", l.line(), l.column());
-                    if let Some(stripped) = message.strip_suffix(&suffix) {
-                        message = stripped.to_owned();
-                    }
-                }
-                // serde_yaml prefixes the failing key, or for an unknown key the mapping
-                // holding it: drop whichever ancestor of the path it named.
-                let cuts = path.char_indices().filter(|(_, c)| matches!(c, '.' | '[')).map(|(at, _)| at).rev();
-                if let Some(rest) = std::iter::once(path.as_str())
-                    .chain(cuts.map(|at| &path[..at]))
-                    .find_map(|prefix| message.strip_prefix(&format!("{prefix}: ")))
-                {
-                    message = rest.to_owned();
-                }
-                if let Some(rest) = message.strip_prefix("unknown field `") {
-                    message = match rest.split_once("`, expected ") {
-                        Some((key, expected)) => format!("unknown key `{key}`; expected {expected}"),
-                        None => format!("unknown key `{}`", rest.trim_end_matches('`')),
+            bosun_yaml::from_str(text, &bosun_yaml::Limits::FILE).map_err(|error| match error {
+                bosun_yaml::Error::Schema { path, location, problem, .. } => {
+                    let message = match problem.strip_prefix("unknown field `") {
+                        Some(rest) => match rest.split_once("`, expected ") {
+                            Some((key, expected)) => format!("unknown key `{key}`; expected {expected}"),
+                            None => format!("unknown key `{}`", rest.trim_end_matches('`')),
+                        },
+                        None => problem,
                     };
+                    ScenarioError { path, line: location.map(|(line, _)| line), message }
                 }
-                ScenarioError { path: (path != ".").then_some(path), line: inner.location().map(|l| l.line()), message }
+                syntax @ bosun_yaml::Error::Syntax { .. } => {
+                    ScenarioError { path: None, line: syntax.line(), message: format!("not valid YAML: {syntax}") }
+                }
+                bosun_yaml::Error::Limit(limit) => ScenarioError { path: None, line: None, message: limit.to_string() },
             })?;
         scenario.validate()?;
         Ok(scenario)

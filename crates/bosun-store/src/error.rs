@@ -5,7 +5,7 @@ use bosun_core::{ResourceKind, Revision, TransitionError, ValidationError};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("{kind} {id} not found")]
     NotFound { kind: ResourceKind, id: String },
@@ -30,6 +30,11 @@ pub enum StoreError {
     /// The store cannot be reached or is overloaded; the operation may be retried.
     #[error("store unavailable: {message}")]
     Unavailable { message: String },
+
+    /// The store can no longer write where it was opened (its SQLite file was deleted or
+    /// replaced). Not retryable: the process must stop and be restarted on a sound store.
+    #[error("store lost: {message}")]
+    Lost { message: String },
 
     /// Stored data cannot be decoded: it was written by something other than bosun, or
     /// by an incompatible version. Never retried.
@@ -72,6 +77,7 @@ impl StoreError {
             StoreError::InvalidTransition { .. } => "invalid_transition",
             StoreError::Invalid(_) => "invalid",
             StoreError::Unavailable { .. } => "unavailable",
+            StoreError::Lost { .. } => "lost",
             StoreError::Corrupt { .. } => "corrupt",
         }
     }

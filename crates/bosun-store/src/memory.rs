@@ -552,6 +552,7 @@ impl Tx<'_> {
                 Ok(WriteOutcome::Resource { revision: stored.revision, change_seq: seq })
             }
             Write::AppendHealthReport(report) => {
+                rules::check_health_report(report)?;
                 self.ensure_node_exists(&report.node_id)?;
                 let previous_id = self.state.last_health_id;
                 let id = previous_id + 1;
@@ -802,6 +803,11 @@ impl Store for MemoryStore {
 
     async fn list_changes(&self, filter: &ChangeFilter, limit: u32) -> Result<Vec<ChangeRecord>> {
         let state = self.lock()?;
+        // An empty range (after the upper bound) selects nothing; BTreeMap::range would
+        // panic on it.
+        if filter.up_to_seq.is_some_and(|up_to| up_to <= filter.after_seq) {
+            return Ok(Vec::new());
+        }
         let upper = filter.up_to_seq.map_or(Bound::Unbounded, Bound::Included);
         Ok(state
             .changes
@@ -830,6 +836,7 @@ impl Store for MemoryStore {
     }
 
     async fn record_metric_samples(&self, batch: &[MetricSample]) -> Result<u64> {
+        crate::rules::check_samples(batch)?;
         let retention = self.options.samples;
         let mut state = self.lock()?;
         let mut stored = 0;

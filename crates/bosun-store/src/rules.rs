@@ -91,7 +91,35 @@ pub(crate) fn check_node_create(node: &Node, gpus: &[Gpu]) -> Result<()> {
         return Err(StoreError::invalid("status", "a new node must be ACTIVE"));
     }
     node.validate()?;
+    check_gpus(gpus)?;
     node.check_inventory(gpus)?;
+    Ok(())
+}
+
+/// A GPU inventory as the store will hold it: every value storable by every backend.
+fn check_gpus(gpus: &[Gpu]) -> Result<()> {
+    for (index, gpu) in gpus.iter().enumerate() {
+        gpu.validate().map_err(|e| StoreError::Invalid(e.within(&format!("[{index}]")).within("gpus")))?;
+    }
+    Ok(())
+}
+
+/// A health report as the store will hold it: every event valid, its time included.
+pub(crate) fn check_health_report(report: &bosun_core::HealthReport) -> Result<()> {
+    for (index, classified) in report.events.iter().enumerate() {
+        classified
+            .event
+            .validate()
+            .map_err(|e| StoreError::Invalid(e.within(&format!("[{index}]")).within("events")))?;
+    }
+    Ok(())
+}
+
+/// Metric samples as the store will hold them: readings every backend stores alike.
+pub(crate) fn check_samples(samples: &[bosun_core::MetricSample]) -> Result<()> {
+    for (index, sample) in samples.iter().enumerate() {
+        sample.validate().map_err(|e| StoreError::Invalid(e.within(&format!("[{index}]")).within("samples")))?;
+    }
     Ok(())
 }
 
@@ -111,7 +139,10 @@ pub(crate) fn check_node_update(
         .map_err(|transition| StoreError::InvalidTransition { id: format!("node {id}"), transition })?;
     node.validate()?;
     match gpus {
-        Some(gpus) => node.check_inventory(gpus)?,
+        Some(gpus) => {
+            check_gpus(gpus)?;
+            node.check_inventory(gpus)?;
+        }
         None if stored.gpu_count != node.gpu_count || stored.gpu_model != node.gpu_model => {
             return Err(StoreError::invalid(
                 "gpus",

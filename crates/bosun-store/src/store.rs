@@ -233,6 +233,12 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Cheap reachability check (`SELECT 1` on SQL backends).
     async fn ping(&self) -> Result<()>;
+    /// Whether a write would be accepted and kept: SQLite writes its header in a
+    /// transaction after checking its file is still the one at its path; PostgreSQL checks
+    /// the server is neither a standby in recovery nor read-only.
+    async fn check_writable(&self) -> Result<()> {
+        Ok(())
+    }
     /// The newest schema migration applied to the database (`None` for the memory store,
     /// which has no schema). Compare with [`crate::embedded_schema_version`] to tell
     /// whether another bosun migrated the database since this one started.

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::output::Table;
 
 fn time<P: buffa::ProtoBox<WireTimestamp>>(at: &MessageField<WireTimestamp, P>) -> Option<String> {
-    at.as_option().map(|t| convert::from_timestamp(t).to_rfc3339())
+    at.as_option().and_then(|t| convert::from_timestamp("at", t).ok()).map(bosun_core::Timestamp::to_rfc3339)
 }
 
 fn non_empty(text: &str) -> Option<String> {
@@ -485,8 +485,11 @@ pub struct CheckRow {
 
 impl HealthReportRow {
     pub fn from_wire(report: &v1::HealthReport) -> Self {
-        let received =
-            report.received_at.as_option().map_or(bosun_core::Timestamp::from_unix_micros(0), convert::from_timestamp);
+        let received = report
+            .received_at
+            .as_option()
+            .and_then(|at| convert::from_timestamp("received_at", at).ok())
+            .unwrap_or(bosun_core::Timestamp::UNIX_EPOCH);
         HealthReportRow {
             id: report.id,
             received_at: time(&report.received_at),

@@ -11,12 +11,32 @@ use std::time::Duration;
 use common::*;
 
 /// A process killed when the test ends, however it ends.
-struct Running(Child);
+struct Running {
+    child: Child,
+    /// What a server wrote to stderr, collected by `reader` in the background.
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    fn new(child: Child) -> Self {
+        Running { child, stderr: Default::default(), reader: None }
+    }
+
+    /// Everything the process wrote to stderr; call it once the process exited.
+    fn stderr(&mut self) -> String {
+        // The reader ends when the exited process's pipe closes.
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("stderr reader");
+        }
+        self.stderr.lock().expect("stderr").clone()
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -50,8 +70,16 @@ fn start_server(args: &[&std::ffi::OsStr], listen: &str) -> (Running, String) {
         });
         if let Some(url) = url {
             // Keep reading so the server never blocks on a full pipe.
-            std::thread::spawn(move || lines.for_each(drop));
-            return (Running(child), url);
+            let mut running = Running::new(child);
+            let collected = std::sync::Arc::clone(&running.stderr);
+            running.reader = Some(std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    let mut text = collected.lock().expect("stderr");
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            }));
+            return (running, url);
         }
         let _ = child.wait();
         assert!(seen.contains("in use"), "the server did not start:\n{seen}");
@@ -71,7 +99,7 @@ fn agent(url: &str, node: &str) -> Running {
         .stderr(Stdio::null())
         .spawn()
         .expect("start agent");
-    Running(child)
+    Running::new(child)
 }
 
 /// Runs `bosun ARGS --server URL` until it succeeds (the server may still be starting).
@@ -105,7 +133,7 @@ fn agent_children(parent: u32) -> usize {
 }
 
 fn sigterm(process: &Running) {
-    let status = Command::new("kill").args(["-TERM", &process.0.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill").args(["-TERM", &process.child.id().to_string()]).status().expect("kill");
     assert!(status.success());
 }
 
@@ -152,7 +180,7 @@ fn quick_start_fleet_cli_and_restart() {
 
     // SIGTERM: a clean stop; a new server on the same file knows everything.
     sigterm(&first);
-    let status = first.0.wait().expect("server exits");
+    let status = first.child.wait().expect("server exits");
     assert!(status.success(), "graceful shutdown exits 0: {status}");
     let address = url.trim_start_matches("http://");
     let (_second, _) = start_server(&["--store".as_ref(), store.as_ref()], address);
@@ -303,7 +331,7 @@ fn the_process_provider_runs_a_pool_of_real_agent_processes() {
     let ids: Vec<&str> = nodes.as_array().expect("array").iter().filter_map(|n| n["node_id"].as_str()).collect();
     assert_eq!(ids.len(), 3);
     // Each node is a separate `bosun agent` process, a child of the server.
-    assert_eq!(agent_children(server.0.id()), 3, "three agent processes");
+    assert_eq!(agent_children(server.child.id()), 3, "three agent processes");
     // Terminating a node stops its process; the pool replaces the machine.
     ok(bosun().args(["nodes", "terminate", ids[0], "--server", &url]));
     eventually(&url, &["nodes", "list", "--pool", "procs", "-o", "json"], |out| {
@@ -368,4 +396,35 @@ fn version_and_help_stay_to_the_point() {
         "client commands do not offer store or log flags: {help}"
     );
     assert!(ok(bosun().args(["db", "--help"])).contains("--store"));
+}
+
+#[test]
+fn a_server_whose_database_file_is_deleted_stops_with_an_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("bosun.db");
+    let store = format!("sqlite://{}", db.display());
+    let (mut server, url) = start_server(&["--store".as_ref(), store.as_ref()], "127.0.0.1:0");
+    eventually(&url, &["nodes", "list"], |_| true);
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&db).expect("db").permissions().mode() & 0o777, 0o600, "created owner-only");
+
+    std::fs::remove_file(&db).expect("delete the database under the server");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, "rules:\n  - {name: r, condition: 'false', result: degraded}\n").expect("policy");
+    let line = fails_with_one_line(bosun().args(["policy", "set", policy.to_str().expect("path"), "--server", &url]));
+    assert!(line.contains("answered 503") && line.contains("was deleted"), "{line}");
+
+    // The server stops by itself, non-zero, saying why.
+    let mut status = None;
+    for _ in 0..100 {
+        status = server.child.try_wait().expect("wait");
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = status.expect("the server exited");
+    assert!(!status.success(), "{status}");
+    let stderr = server.stderr();
+    assert!(stderr.contains("error: the server stopped: the database file"), "{stderr}");
 }

@@ -32,6 +32,12 @@ fn no_file_means_the_defaults() {
             command_poll_wait: Duration::from_secs(30),
             command_redelivery: Duration::from_secs(60),
             command_ttl: Duration::from_secs(3600),
+            tls: None,
+            max_connections: 16_384,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            request_body_timeout: Duration::from_secs(30),
+            max_concurrent_streams: 256,
         }
     );
     assert!(config.providers.is_empty());

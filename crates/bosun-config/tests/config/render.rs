@@ -140,6 +140,11 @@ api:
   command_poll_wait: 30s
   command_redelivery: 1m
   command_ttl: 1h
+  max_connections: 16384
+  header_read_timeout: 10s
+  idle_timeout: 2m
+  request_body_timeout: 30s
+  max_concurrent_streams: 256
 providers: {}
 pools: {}
 "

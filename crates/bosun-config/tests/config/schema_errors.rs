@@ -83,7 +83,7 @@ fn unknown_keys_name_their_full_path_at_every_depth() {
         (
             "api: {max_body: 1}\n".to_owned(),
             "api.max_body",
-            "max_request_bytes, command_poll_wait, command_redelivery, command_ttl".to_owned(),
+            "max_request_bytes, command_poll_wait, command_redelivery, command_ttl, tls, max_connections, header_read_timeout, idle_timeout, request_body_timeout, max_concurrent_streams".to_owned(),
         ),
         ("store: {uri: x}\n".to_owned(), "store.uri", "url".to_owned()),
     ];
@@ -247,4 +247,11 @@ fn durations() {
         assert_eq!(err.problem(), problem, "{text}");
         assert_eq!(err.line(), Some(2), "{text}");
     }
+}
+
+#[test]
+fn deeply_nested_documents_are_refused_before_parsing() {
+    let text = format!("server: {}{}\n", "{a: ".repeat(50_000), "}".repeat(50_000));
+    let error = Config::from_yaml_str(&text, |_| None).unwrap_err().to_string();
+    assert!(error.contains("the document nests more than 64 levels deep at line 1"), "{error}");
 }

@@ -425,3 +425,21 @@ fn remediation_ladders_layer_over_defaults_and_are_checked() {
         assert!(error.contains(message), "{yaml}: {error}");
     }
 }
+
+#[test]
+fn tls_needs_a_certificate_and_its_key() {
+    let config =
+        crate::parse("api:\n  tls: {cert_file: /etc/bosun/tls.crt, key_file: /etc/bosun/tls.key}\n").expect("valid");
+    let tls = config.api.tls.expect("tls");
+    assert_eq!(tls.cert_file, std::path::PathBuf::from("/etc/bosun/tls.crt"));
+    assert_eq!(tls.client_ca_file, None);
+    for (text, key) in [
+        ("api:\n  tls: {cert_file: /a}\n", "api.tls.key_file"),
+        ("api:\n  tls: {key_file: /a}\n", "api.tls.cert_file"),
+        ("api: {max_connections: 0}\n", "api.max_connections"),
+        ("api: {idle_timeout: 0s}\n", "api.idle_timeout"),
+    ] {
+        let error = crate::error(text);
+        assert_eq!(error.key(), Some(key), "{text}: {error}");
+    }
+}

@@ -15,7 +15,7 @@ use crate::app::App;
 use crate::auth::{self, Caller, Permission};
 use crate::commands::{self, MAX_TTL};
 use crate::error::{ApiError, ApiResult};
-use crate::{nodes, policy, remediation};
+use crate::{nodes, remediation};
 
 /// Health reports returned by one GetHealthHistory call, at most.
 const MAX_HISTORY: u32 = 1000;
@@ -399,7 +399,7 @@ impl AdminApi {
         })
     }
 
-    fn test_policy(&self, request: v1::TestPolicyRequest) -> ApiResult<v1::TestPolicyResponse> {
+    async fn test_policy(&self, request: v1::TestPolicyRequest) -> ApiResult<v1::TestPolicyResponse> {
         if request.events.len() > MAX_TEST_EVENTS {
             return Err(ApiError::invalid(
                 "events",
@@ -407,16 +407,15 @@ impl AdminApi {
             ));
         }
         let events = convert::health_events_from("events", &request.events, self.app.now())?;
-        let given;
-        let active;
-        let policy = if request.yaml.trim().is_empty() {
-            active = self.app.policies.current();
-            &active.policy
+        // Compiling a document and classifying thousands of events are CPU work: both run
+        // off the async workers, one caller at a time.
+        let classified = if request.yaml.trim().is_empty() {
+            let active = self.app.policies.current();
+            self.app.policies.run(move || active.policy.classify_all(events)).await?
         } else {
-            given = policy::compile(&request.yaml)?;
-            &given
+            let given = self.app.policies.compile(&request.yaml).await?;
+            self.app.policies.run(move || given.classify_all(events)).await?
         };
-        let classified = policy.classify_all(events);
         let overall = classified.iter().fold(Health::Healthy, |worst, c| worst.worst(c.verdict.health));
         Ok(v1::TestPolicyResponse {
             verdicts: classified.iter().map(|c| convert::verdict(&c.verdict)).collect(),
@@ -642,6 +641,6 @@ impl v1::AdminService for AdminApi {
         request: ServiceRequest<'_, v1::TestPolicyRequest>,
     ) -> ServiceResult<v1::TestPolicyResponse> {
         allowed(&ctx, Permission::Read)?;
-        Ok(Response::new(self.test_policy(request.to_owned_message())?))
+        Ok(Response::new(AdminApi::test_policy(self, request.to_owned_message()).await?))
     }
 }

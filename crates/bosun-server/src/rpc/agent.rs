@@ -43,7 +43,7 @@ impl AgentApi {
     /// Makes sure the fleet view knows `node` (it may have registered through another
     /// replica).
     pub(crate) async fn known(&self, node: &NodeId) -> ApiResult<()> {
-        if self.app.fleet.get(node).is_some() {
+        if self.app.fleet.contains(node) {
             return Ok(());
         }
         match self.app.store.node(node).await {
@@ -91,7 +91,7 @@ impl AgentApi {
             status: convert::node_status(node.status).into(),
             health: convert::health(node.health).into(),
             created: registered.created,
-            node_token: self.app.auth.node_token(caller, &node.id),
+            node_token: self.app.auth.node_token(caller, &node.id, node.registered_at),
             ..Default::default()
         })
     }

@@ -11,6 +11,8 @@ on_sql_backends!(
     a_node_cannot_act_for_another,
     roles_limit_what_callers_may_do,
     with_a_node_token_key_the_shared_token_cannot_take_over_a_node,
+    deleting_a_node_revokes_its_token,
+    failed_authentications_are_limited_per_peer,
 );
 
 async fn a_node_cannot_act_for_another(backend: Backend) {
@@ -165,5 +167,73 @@ async fn with_a_node_token_key_the_shared_token_cannot_take_over_a_node(backend:
     let amnesiac = h.agent_client();
     let error = amnesiac.register(&registration("n1"), None).await.expect_err("refused");
     assert!(error.to_string().contains("delete the node"), "{error}");
+    h.stop().await;
+}
+
+async fn deleting_a_node_revokes_its_token(backend: Backend) {
+    let Some(h) = Harness::start_with(backend, settings_with_node_token_key()).await else { return };
+    let bootstrap = h.raw_agent(Some(AGENTS));
+    let register = || v1::RegisterRequest { node_id: "n1".to_owned(), ..Default::default() };
+    let first = bootstrap.register_node(register()).await.expect("register").into_owned();
+    let as_n1 = h.raw_agent(Some(&first.node_token));
+    let heartbeat = || v1::HeartbeatRequest { node_id: "n1".into(), ..Default::default() };
+    as_n1.heartbeat(heartbeat()).await.expect("the node token works");
+
+    h.root()
+        .delete_node(v1::DeleteNodeRequest { node_id: "n1".into(), force: true, ..Default::default() })
+        .await
+        .expect("delete");
+    // A deleted node's token registered it again before; now it is refused everywhere.
+    let (code, message) = refused(as_n1.register_node(register()).await);
+    assert_eq!(code, ErrorCode::Unauthenticated, "{message}");
+    assert!(message.contains("revoked"), "{message}");
+    assert_eq!(refused(as_n1.heartbeat(heartbeat()).await).0, ErrorCode::Unauthenticated);
+
+    // The agent token registers it again, later, as a new node with a new token (the
+    // token names the registration's time).
+    h.clock.advance(std::time::Duration::from_secs(1));
+    let second = bootstrap.register_node(register()).await.expect("register again").into_owned();
+    assert!(second.created, "a new node");
+    assert_ne!(second.node_token, first.node_token);
+    h.raw_agent(Some(&second.node_token)).heartbeat(heartbeat()).await.expect("the new token works");
+    let (code, message) = refused(as_n1.heartbeat(heartbeat()).await);
+    assert_eq!(code, ErrorCode::Unauthenticated, "the old token stays revoked: {message}");
+    h.stop().await;
+}
+
+/// The raw answer (head and body) to one request with `token`.
+async fn raw_answer(h: &Harness, token: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(h.server().local_addr()).await.expect("connect");
+    let request = format!(
+        "POST /bosun.v1.AdminService/ListNodes HTTP/1.0\r\ncontent-type: application/json\r\n\
+         authorization: Bearer {token}\r\ncontent-length: 2\r\n\r\n{{}}"
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read");
+    answer.to_ascii_lowercase()
+}
+
+async fn failed_authentications_are_limited_per_peer(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    for guess in 0..20 {
+        let answer = raw_answer(&h, &format!("guess-{guess}")).await;
+        assert!(answer.starts_with("http/1.0 401"), "{answer}");
+    }
+    // The 21st failure in a row is not even looked at: 429, and when to come back.
+    let answer = raw_answer(&h, "guess-20").await;
+    assert!(answer.starts_with("http/1.0 429"), "{answer}");
+    assert!(answer.contains("retry-after: 3"), "{answer}");
+    assert!(answer.contains("resource_exhausted"), "{answer}");
+    // During the penalty even a valid token from that peer waits.
+    assert!(raw_answer(&h, ADMIN).await.starts_with("http/1.0 429"));
+
+    // Once a failure is forgiven the peer is served again.
+    h.clock.advance(std::time::Duration::from_secs(3));
+    assert!(raw_answer(&h, ADMIN).await.starts_with("http/1.0 200"));
+    let (_, metrics) = http(&h, "GET", "/metrics", &[], "").await;
+    let throttled = metrics.lines().find(|l| l.starts_with("bosun_auth_throttled_total")).unwrap_or("");
+    assert_eq!(throttled, "bosun_auth_throttled_total 2", "{metrics}");
     h.stop().await;
 }

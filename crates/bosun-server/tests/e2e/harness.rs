@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bosun_agent::{Agent, AgentOptions, AgentOutcome, ControlPlane, FakeGpus, HostMetrics, fault_hooks};
 use bosun_api::{AgentClient, v1};
+use bosun_api::{ClientTls, Transport};
 use bosun_config::Config;
 use bosun_core::PoolSpec;
 use bosun_core::{Clock, FakeClock, NodeId, NodeRegistration};
@@ -17,7 +18,7 @@ use bosun_provider::{Bootstrap, Provider, ProvisionRequest};
 use bosun_server::{AlwaysLeader, PoolsConfig, Server, ServerHandle, Settings};
 use bosun_store::testing::{TestLocation, test_options};
 use bosun_store::{Backend, SharedStore, open_store};
-use connectrpc::client::{ClientConfig, HttpClient};
+use connectrpc::client::ClientConfig;
 use connectrpc::{ConnectError, ErrorCode};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -45,6 +46,22 @@ macro_rules! on_sql_backends {
     };
 }
 pub(crate) use on_sql_backends;
+
+/// Runs `$name(backend)` as one test per backend, the memory store included.
+macro_rules! on_every_backend {
+    ($($name:ident),+ $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(bosun_store::Backend::Memory).await;
+                }
+            )+
+        }
+        crate::harness::on_sql_backends!($($name),+);
+    };
+}
+pub(crate) use on_every_backend;
 
 pub const ADMIN: &str = "admin-secret";
 pub const OPERATOR: &str = "operator-secret";
@@ -91,6 +108,8 @@ pub fn settings() -> Settings {
 pub struct Harness {
     pub clock: Arc<FakeClock>,
     pub settings: Settings,
+    /// How this harness's clients verify (and present certificates to) a TLS server.
+    pub client_tls: ClientTls,
     location: TestLocation,
     server: Option<ServerHandle>,
     address: std::net::SocketAddr,
@@ -109,7 +128,8 @@ impl Harness {
         let clock = Arc::new(FakeClock::at_default_epoch());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
-        let mut harness = Harness { clock, settings, location, server: None, address, pools: None };
+        let mut harness =
+            Harness { clock, settings, client_tls: ClientTls::default(), location, server: None, address, pools: None };
         harness.serve(listener).await;
         Some(harness)
     }
@@ -144,7 +164,15 @@ impl Harness {
             bootstrap: Bootstrap { server_url: format!("http://{address}"), token: Some(AGENTS.to_owned()) },
             leadership: Arc::new(AlwaysLeader),
         };
-        let mut harness = Harness { clock, settings, location, server: None, address, pools: Some(pools) };
+        let mut harness = Harness {
+            clock,
+            settings,
+            client_tls: ClientTls::default(),
+            location,
+            server: None,
+            address,
+            pools: Some(pools),
+        };
         harness.serve(listener).await;
         Some((harness, provider))
     }
@@ -152,9 +180,11 @@ impl Harness {
     async fn open_store(&self) -> SharedStore {
         let clock: Arc<dyn Clock> = self.clock.clone();
         let location = &self.location.location;
-        let database = bosun_store::Database::connect(location).await.expect("connect");
-        database.migrate_up().await.expect("migrate");
-        database.close().await;
+        if *location != bosun_store::StoreLocation::Memory {
+            let database = bosun_store::Database::connect(location).await.expect("connect");
+            database.migrate_up().await.expect("migrate");
+            database.close().await;
+        }
         open_store(location, test_options(clock)).await.expect("open store")
     }
 
@@ -165,6 +195,14 @@ impl Harness {
             .await
             .expect("server starts");
         self.server = Some(server);
+    }
+
+    /// The SQLite database file, for a SQLite harness.
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        match &self.location.location {
+            bosun_store::StoreLocation::Sqlite { path } => Some(path.clone()),
+            _ => None,
+        }
     }
 
     pub fn server(&self) -> &ServerHandle {
@@ -179,7 +217,8 @@ impl Harness {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        let scheme = if self.settings.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.address)
     }
 
     /// Shuts the server down (flushing soft state) and starts a new one on the same
@@ -223,31 +262,37 @@ impl Harness {
         }
     }
 
-    pub fn admin(&self, token: Option<&str>) -> v1::AdminServiceClient<HttpClient> {
+    /// A client transport to this server: TLS with [`Harness::client_tls`] when the
+    /// server serves TLS.
+    pub fn transport(&self) -> Transport {
+        Transport::new(&self.url().parse().expect("uri"), &self.client_tls, false).expect("transport")
+    }
+
+    pub fn admin(&self, token: Option<&str>) -> v1::AdminServiceClient<Transport> {
         let mut config = ClientConfig::new(self.url().parse().expect("uri"));
         if let Some(token) = token {
             config = config.with_default_header("authorization", format!("Bearer {token}"));
         }
-        v1::AdminServiceClient::new(HttpClient::plaintext(), config)
+        v1::AdminServiceClient::new(self.transport(), config)
     }
 
     /// The admin client with the admin token.
-    pub fn root(&self) -> v1::AdminServiceClient<HttpClient> {
+    pub fn root(&self) -> v1::AdminServiceClient<Transport> {
         self.admin(Some(ADMIN))
     }
 
     /// A raw AgentService client presenting `token`.
-    pub fn raw_agent(&self, token: Option<&str>) -> v1::AgentServiceClient<HttpClient> {
+    pub fn raw_agent(&self, token: Option<&str>) -> v1::AgentServiceClient<Transport> {
         let mut config = ClientConfig::new(self.url().parse().expect("uri"));
         if let Some(token) = token {
             config = config.with_default_header("authorization", format!("Bearer {token}"));
         }
-        v1::AgentServiceClient::new(HttpClient::plaintext(), config)
+        v1::AgentServiceClient::new(self.transport(), config)
     }
 
     /// The agent-side client, bootstrapping with the shared agent token.
     pub fn agent_client(&self) -> Arc<AgentClient> {
-        Arc::new(AgentClient::new(&self.url(), Some(AGENTS.to_owned())).expect("client"))
+        Arc::new(AgentClient::with_tls(&self.url(), Some(AGENTS.to_owned()), &self.client_tls).expect("client"))
     }
 
     /// Runs a real agent for `node` on `gpus` fake GPUs, with the fault-injection hooks.
@@ -381,8 +426,18 @@ pub fn health_of(node: &v1::Node) -> v1::HealthStatus {
 
 /// One HTTP/1.0 request (no chunked answers to decode) over a fresh connection; returns the status code and body.
 pub async fn http(h: &Harness, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let address = h.url().trim_start_matches("http://").to_owned();
+    try_http(h, method, path, headers, body).await.expect("an HTTP answer")
+}
+
+/// [`http`], or `None` when the server closes the connection without an answer.
+pub async fn try_http(
+    h: &Harness,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<(u16, String)> {
+    let address = h.server().local_addr().to_string();
     let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
     let mut request = format!(
         "{method} {path} HTTP/1.0\r\nhost: {address}\r\nconnection: close\r\ncontent-length: {}\r\n",
@@ -393,10 +448,10 @@ pub async fn http(h: &Harness, method: &str, path: &str, headers: &[(&str, &str)
     }
     request.push_str("\r\n");
     request.push_str(body);
-    stream.write_all(request.as_bytes()).await.expect("send");
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.ok()?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response).await.ok()?;
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok())?;
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
+    Some((status, body))
 }

@@ -169,6 +169,7 @@ pub(crate) async fn counts_reflect_contents(ctx: &Ctx) {
 
 pub(crate) async fn ping_and_close(ctx: &Ctx) {
     ctx.store.ping().await.expect("reachable");
+    ctx.store.check_writable().await.expect("a fresh store takes writes");
     let version = ctx.store.schema_version().await.expect("schema version");
     assert_eq!(version, crate::embedded_schema_version(ctx.store.backend()), "the store is at this binary's schema");
     ctx.store.close().await;

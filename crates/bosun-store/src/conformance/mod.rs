@@ -7,6 +7,7 @@
 mod batches;
 mod changes;
 mod commands;
+mod extremes;
 mod fixtures;
 mod instances;
 mod maintenance;
@@ -141,6 +142,8 @@ macro_rules! store_conformance {
             soft_state::metric_samples_outside_the_window_are_not_returned,
             soft_state::metric_samples_of_unknown_nodes_are_skipped,
             soft_state::large_soft_state_batches,
+            extremes::the_largest_storable_integers_round_trip_and_larger_ones_are_invalid,
+            extremes::the_earliest_and_latest_times_round_trip_and_others_are_invalid,
         );
     };
 }

@@ -664,6 +664,7 @@ async fn command_event(tx: &mut PgConnection, cx: &Cx<'_>, command: &Command) ->
 }
 
 async fn append_health_report(tx: &mut PgConnection, cx: &Cx<'_>, report: &HealthReport) -> Result<Applied> {
+    rules::check_health_report(report)?;
     ensure_node(tx, cx, &report.node_id).await?;
     let id: i64 = cx
         .slow

@@ -560,6 +560,7 @@ impl Store for PostgresStore {
     }
 
     async fn record_metric_samples(&self, batch: &[MetricSample]) -> Result<u64> {
+        crate::rules::check_samples(batch)?;
         if batch.is_empty() {
             return Ok(0);
         }
@@ -641,6 +642,25 @@ impl Store for PostgresStore {
 
     async fn ping(&self) -> Result<()> {
         sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&self.pool).await.map_err(|e| map_err(e, None))?;
+        Ok(())
+    }
+
+    async fn check_writable(&self) -> Result<()> {
+        let (recovering, read_only): (bool, bool) =
+            sqlx::query_as("SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| map_err(e, None))?;
+        if recovering {
+            return Err(StoreError::unavailable(
+                "the PostgreSQL server is a standby in recovery and takes no writes; point store.url at the primary",
+            ));
+        }
+        if read_only {
+            return Err(StoreError::unavailable(
+                "the PostgreSQL session is read-only (default_transaction_read_only); the store takes no writes",
+            ));
+        }
         Ok(())
     }
 

@@ -56,6 +56,9 @@ pub(crate) fn map_err(error: sqlx::Error, context: Option<(ResourceKind, &str)>)
                     StoreError::invalid("record", format_args!("violates a schema constraint: {message}"))
                 }
                 _ if is_busy(db.code().as_deref()) => StoreError::unavailable(format!("database busy: {message}")),
+                _ if is_bad_value(db.code().as_deref()) => {
+                    StoreError::invalid("record", format_args!("holds a value the database cannot store: {message}"))
+                }
                 _ => StoreError::unavailable(format!("database error: {message}")),
             }
         }
@@ -70,6 +73,13 @@ pub(crate) fn map_err(error: sqlx::Error, context: Option<(ResourceKind, &str)>)
         sqlx::Error::PoolClosed => StoreError::unavailable("the store is closed"),
         other => StoreError::unavailable(other.to_string()),
     }
+}
+
+/// PostgreSQL data exceptions (class 22: a number out of range, a NUL byte in text, a bad
+/// date) and program limits (class 54: a value too large to index): caused by a value in
+/// the request, so bad input, never an outage.
+fn is_bad_value(code: Option<&str>) -> bool {
+    code.is_some_and(|code| code.starts_with("22") || code.starts_with("54"))
 }
 
 /// SQLite busy/locked, PostgreSQL serialization failures and deadlocks: retry later.
@@ -107,3 +117,36 @@ pub(crate) fn label_path(key: &str) -> String {
 }
 
 pub(crate) mod rows;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value the database refuses is the request's fault: `Invalid`, which callers
+    /// answer as invalid_argument, never `Unavailable`, which would count as an outage.
+    #[tokio::test]
+    async fn postgres_value_errors_are_invalid_not_unavailable() {
+        use sqlx::Connection as _;
+        let Some(url) = crate::testing::postgres_admin_url() else { return };
+        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+        for statement in [
+            "SELECT 9223372036854775807::bigint + 1",
+            "SELECT 'infinity'::timestamptz + interval '1 day' - '300000-01-01'::timestamptz",
+            "SELECT make_date(300000, 1, 1)::timestamptz",
+            "SELECT convert_from('\\x00'::bytea, 'UTF8')",
+        ] {
+            let error = sqlx::query(statement).execute(&mut conn).await.expect_err(statement);
+            let mapped = map_err(error, None);
+            assert!(matches!(mapped, StoreError::Invalid(_)), "{statement}: {mapped:?}");
+        }
+    }
+
+    #[test]
+    fn sqlite_value_errors_are_invalid_not_unavailable() {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        // Larger than SQLITE_MAX_LENGTH.
+        let error = conn.query_row("SELECT zeroblob(2000000000)", [], |_| Ok(())).expect_err("too large");
+        let mapped = crate::sqlite::map_error(error, None);
+        assert!(matches!(mapped, StoreError::Invalid(_)), "{mapped:?}");
+    }
+}

@@ -361,6 +361,7 @@ fn command_event(conn: &Connection, cx: &Cx<'_>, command: &Command) -> Result<()
 }
 
 fn append_health_report(conn: &Connection, cx: &Cx<'_>, report: &HealthReport) -> Result<WriteOutcome> {
+    rules::check_health_report(report)?;
     ensure_node(conn, &report.node_id)?;
     let id: i64 = conn
         .prepare_cached(

@@ -10,6 +10,7 @@
 
 mod commit;
 mod conn;
+pub(crate) mod file;
 mod maintenance;
 mod read;
 mod schema;
@@ -72,6 +73,11 @@ pub(crate) fn map_error(error: rusqlite::Error, context: Option<(ResourceKind, &
                 (ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked, _) => {
                     StoreError::unavailable(format!("database busy: {message}"))
                 }
+                // A value larger than SQLite stores, or of a type a STRICT column refuses:
+                // caused by the request, never an outage.
+                (ErrorCode::TooBig | ErrorCode::TypeMismatch, _) => {
+                    StoreError::invalid("record", format_args!("holds a value the database cannot store: {message}"))
+                }
                 _ => StoreError::unavailable(format!("database error: {message}")),
             }
         }
@@ -79,6 +85,9 @@ pub(crate) fn map_error(error: rusqlite::Error, context: Option<(ResourceKind, &
             Some((kind, id)) => StoreError::not_found(kind, id),
             None => StoreError::corrupt("row", "expected row is missing"),
         },
+        error @ rusqlite::Error::ToSqlConversionFailure(_) => {
+            StoreError::invalid("record", format_args!("holds a value the database cannot store: {error}"))
+        }
         error @ (rusqlite::Error::FromSqlConversionFailure(..)
         | rusqlite::Error::IntegralValueOutOfRange(..)
         | rusqlite::Error::Utf8Error(..)
@@ -114,7 +123,12 @@ impl SqliteStore {
     /// Opens the writer and reader connections. Must be called within a Tokio runtime.
     pub(crate) fn open(path: &std::path::Path, durability: SqliteDurability, options: StoreOptions) -> Result<Self> {
         let opener = Opener { path: path.to_owned(), durability };
-        let writer = Writer::start(opener.open(conn::WRITER_CACHE_KIB)?, options.clone())
+        file::create_private(path)
+            .map_err(|e| StoreError::unavailable(format!("cannot create {}: {e}", path.display())))?;
+        let conn = opener.open(conn::WRITER_CACHE_KIB)?;
+        let identity = file::FileIdentity::of(path)
+            .map_err(|e| StoreError::unavailable(format!("cannot examine {}: {e}", path.display())))?;
+        let writer = Writer::start(conn, identity, options.clone())
             .map_err(|e| StoreError::unavailable(format!("cannot start the SQLite writer: {e}")))?;
         let readers = ReaderPool::open(&opener, READERS)?;
         let slow = SlowLog { threshold: options.slow_statement };
@@ -265,6 +279,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_metric_samples(&self, batch: &[MetricSample]) -> Result<u64> {
+        crate::rules::check_samples(batch)?;
         if batch.is_empty() {
             return Ok(0);
         }
@@ -333,6 +348,21 @@ impl Store for SqliteStore {
 
     async fn checkpoint(&self) -> Result<()> {
         self.writer.run(|conn| Ok(conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?)).await
+    }
+
+    async fn check_writable(&self) -> Result<()> {
+        // A real write, with no effect: the header's user_version (unused by bosun) is
+        // written back unchanged in a committed transaction, through the writer, which
+        // first checks that the file is still the one at its path.
+        self.writer
+            .run(|conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+                tx.pragma_update(None, "user_version", version)?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await
     }
 
     async fn ping(&self) -> Result<()> {

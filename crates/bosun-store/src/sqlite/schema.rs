@@ -15,6 +15,7 @@ pub(crate) struct SqlitePools {
 
 /// Opens (creating if needed) the database file at `path` for schema management.
 pub(crate) async fn connect(path: &Path) -> Result<SqlitePools, sqlx::Error> {
+    super::file::create_private(path)?;
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -54,6 +55,8 @@ pub(crate) async fn holds_tables(pool: &SqlitePool) -> Result<bool, sqlx::Error>
 /// Writes a consistent copy of the database to `target` (safe while in WAL mode).
 pub(crate) async fn vacuum_into(pool: &SqlitePool, target: &Path) -> Result<(), sqlx::Error> {
     sqlx::query("VACUUM INTO ?").bind(target.to_string_lossy().into_owned()).execute(pool).await?;
+    // A backup holds everything the database does, tokens' effects included: owner only.
+    super::file::make_private(target)?;
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::commit::apply_batch;
+use super::file::FileIdentity;
 use crate::error::{Result, StoreError};
 use crate::sql::SlowLog;
 use crate::store::StoreOptions;
@@ -29,10 +30,12 @@ const MAX_GROUP: usize = 256;
 const QUEUE: usize = 1024;
 
 type Reply = oneshot::Sender<Result<Committed>>;
+/// Work on the write connection, given the identity of the file it must still write to.
+type WriteJob = Box<dyn FnOnce(&mut Connection, &FileIdentity) + Send>;
 
 enum Job {
     Commit(WriteBatch, Reply),
-    Run(Box<dyn FnOnce(&mut Connection) + Send>),
+    Run(WriteJob),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -47,12 +50,12 @@ fn stopped() -> StoreError {
 }
 
 impl Writer {
-    pub fn start(conn: Connection, options: StoreOptions) -> std::io::Result<Self> {
+    pub fn start(conn: Connection, identity: FileIdentity, options: StoreOptions) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let slow = SlowLog { threshold: options.slow_statement };
         std::thread::Builder::new()
             .name("bosun-sqlite-writer".to_owned())
-            .spawn(move || run(conn, queue, &options, slow))?;
+            .spawn(move || run(conn, &identity, queue, &options, slow))?;
         Ok(Self { jobs })
     }
 
@@ -66,14 +69,15 @@ impl Writer {
         result.await.map_err(|_| stopped())?
     }
 
-    /// Runs `work` on the write connection, between commit groups.
+    /// Runs `work` on the write connection, between commit groups, once the database
+    /// file is known to still be the one at its path.
     pub async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (reply, result) = oneshot::channel();
-        let job = Job::Run(Box::new(move |conn| {
-            let _ = reply.send(work(conn));
+        let job = Job::Run(Box::new(move |conn, identity| {
+            let _ = reply.send(identity.check().and_then(|()| work(conn)));
         }));
         self.jobs.send(job).await.map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())?
@@ -88,7 +92,13 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, options: &StoreOptions, slow: SlowLog) {
+fn run(
+    mut conn: Connection,
+    identity: &FileIdentity,
+    mut queue: mpsc::Receiver<Job>,
+    options: &StoreOptions,
+    slow: SlowLog,
+) {
     let mut next: Option<Job> = None;
     loop {
         let job = match next.take() {
@@ -111,6 +121,14 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, options: &StoreOpti
                         Err(_) => break,
                     }
                 }
+                // Checked once per group (a stat, microseconds): nothing is acknowledged
+                // into a file that was deleted or replaced.
+                if let Err(lost) = identity.check() {
+                    for (_, reply) in group {
+                        let _ = reply.send(Err(lost.clone()));
+                    }
+                    continue;
+                }
                 let started = Instant::now();
                 // A panic would be a bug in bosun; it drops the group's replies (their
                 // callers see Unavailable) and rolls the transaction back, but must not
@@ -121,7 +139,7 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, options: &StoreOpti
                 slow.observe("commit_group", started.elapsed());
             }
             Job::Run(work) => {
-                if catch_unwind(AssertUnwindSafe(|| work(&mut conn))).is_err() {
+                if catch_unwind(AssertUnwindSafe(|| work(&mut conn, identity))).is_err() {
                     tracing::error!("the SQLite writer recovered from a panic in a write job");
                 }
             }

@@ -22,12 +22,15 @@ pub struct AgentArgs {
     /// This node's id (default: the hostname).
     #[arg(long, env = "BOSUN_NODE_ID")]
     node_id: Option<String>,
-    /// Agent token for registration.
+    /// Agent token for registration. Prefer --token-file or BOSUN_TOKEN: a command-line
+    /// argument is visible to every user of the machine.
     #[arg(long, env = "BOSUN_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
     token: Option<String>,
     /// Read the agent token from this file.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    #[command(flatten)]
+    tls: super::remote::TlsArgs,
     /// Where the node token the server hands out is kept, so a restarted agent can register
     /// its node again (default: $XDG_STATE_HOME/bosun/agent or ~/.local/state/bosun/agent).
     #[arg(long, env = "BOSUN_AGENT_STATE_DIR", value_name = "DIR")]
@@ -71,9 +74,16 @@ pub async fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
                 .trim()
                 .to_owned(),
         ),
-        None => args.token.clone(),
+        None => {
+            if args.token.is_some() && std::env::var("BOSUN_TOKEN").ok() != args.token {
+                tracing::warn!(
+                    "--token is visible to every user of this machine (ps, /proc); use --token-file or BOSUN_TOKEN"
+                );
+            }
+            args.token.clone()
+        }
     };
-    let mut client = AgentClient::new(&args.server, token)?;
+    let mut client = AgentClient::with_tls(&args.server, token, &args.tls.client_tls())?;
     match args.state_dir.clone().or_else(default_state_dir) {
         Some(dir) => client = client.with_state_dir(dir),
         None => tracing::warn!("no state directory (set --state-dir): the node token is not kept across restarts"),

@@ -28,6 +28,8 @@ pub struct DebugArgs {
 
 #[derive(Debug, Subcommand)]
 enum DebugCommand {
+    /// The client half of scripts/probe: measurements against a running server.
+    Probe(super::probe::ProbeArgs),
     /// Write nodes, instances and commands until killed, printing `ack <node id>` after each
     /// commit.
     CrashWriter {
@@ -40,6 +42,7 @@ enum DebugCommand {
 pub async fn run(location: &StoreLocation, args: &DebugArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         DebugCommand::CrashWriter { prefix } => crash_writer(location, prefix).await,
+        DebugCommand::Probe(args) => super::probe::run(args).await.map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod node_commands;
 pub mod nodes;
 pub mod policy;
 pub mod pools;
+pub mod probe;
 mod remote;
 mod seed;
 pub mod server;

@@ -263,10 +263,11 @@ async fn warn_if_unhealthy(admin: &Admin, node: &str) {
              and its next report judges it again"
         );
     }
-    let silent_for = found.last_heartbeat.as_option().map(|at| {
-        let last = bosun_api::convert::from_timestamp(at);
-        bosun_core::Clock::now(&bosun_core::SystemClock).saturating_since(last)
-    });
+    let silent_for = found
+        .last_heartbeat
+        .as_option()
+        .and_then(|at| bosun_api::convert::from_timestamp("last_heartbeat", at).ok())
+        .map(|last| bosun_core::Clock::now(&bosun_core::SystemClock).saturating_since(last));
     if silent_for.is_none_or(|silent| silent > std::time::Duration::from_secs(120)) {
         eprintln!("warning: node {node} has not sent a heartbeat for over two minutes; it may be offline");
     }

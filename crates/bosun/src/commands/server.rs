@@ -68,9 +68,15 @@ pub async fn run(store_flag: Option<&str>, args: &ServerArgs) -> anyhow::Result<
     let settings = Settings::from_config(&config);
     let server = Server::start_with_pools(listener, store, Arc::new(SystemClock), settings, true, pools).await?;
     eprintln!("bosun server listening on {} with store {location}", server.url());
-    shutdown_signal().await;
+    let failure = tokio::select! {
+        () = shutdown_signal() => None,
+        reason = server.failed() => Some(reason),
+    };
     eprintln!("shutting down: finishing requests and flushing heartbeats");
     let report = server.shutdown().await;
+    if let Some(reason) = failure {
+        anyhow::bail!("the server stopped: {reason}");
+    }
     Ok(if report.timed_out { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 

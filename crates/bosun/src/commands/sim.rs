@@ -86,6 +86,8 @@ struct LoadArgs {
     /// HTTP/2 connections the load is spread over.
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    #[command(flatten)]
+    tls: super::remote::TlsArgs,
 }
 
 pub async fn run(store_flag: Option<&str>, args: &SimArgs) -> anyhow::Result<ExitCode> {
@@ -207,6 +209,7 @@ async fn run_load(store_flag: Option<&str>, load: &LoadArgs) -> anyhow::Result<E
         concurrency: load.concurrency,
         connections: load.connections,
         token: load.token.clone(),
+        tls: load.tls.client_tls(),
     };
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let target = match &load.server {
