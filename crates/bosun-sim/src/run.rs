@@ -954,7 +954,15 @@ impl Sim {
                             (AssertionKind::HealthStatus, ExpectedStatus::Health(h)) => health == Some(h),
                             _ => matches_expected(wanted, status, health),
                         };
-                        result(passed, describe(Some(status), health))
+                        // The property asserted: a health for health_status (or an
+                        // expected health), else the status.
+                        let actual = match (kind, wanted) {
+                            (AssertionKind::HealthStatus, _) | (_, ExpectedStatus::Health(_)) => {
+                                health.map_or("unknown", |h| h.as_str()).to_ascii_lowercase()
+                            }
+                            _ => status.as_str().to_ascii_lowercase(),
+                        };
+                        result(passed, actual)
                     }
                     Ok((None, _)) => result(false, "not registered".into()),
                     Err(e) => result(false, e),

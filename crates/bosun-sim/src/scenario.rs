@@ -164,6 +164,35 @@ pub struct EventParams {
     pub count: Option<u32>,
 }
 
+impl EventParams {
+    /// The parameters that are set, as `name=value` in declaration order (`sim validate`).
+    pub fn describe(&self) -> Vec<String> {
+        let mut set = Vec::new();
+        let mut put = |name: &str, value: Option<String>| {
+            if let Some(value) = value {
+                set.push(format!("{name}={value}"));
+            }
+        };
+        put("failure_type", self.failure_type.clone());
+        put("xid_code", self.xid_code.map(|c| c.to_string()));
+        put("gpu_index", self.gpu_index.map(|g| g.to_string()));
+        put("message", self.message.as_ref().map(|m| format!("{m:?}")));
+        put("command_type", self.command_type.clone());
+        for (name, value) in &self.command_args {
+            let text = match value {
+                serde_yaml::Value::String(text) => text.clone(),
+                other => serde_yaml::to_string(other).unwrap_or_default().trim().to_owned(),
+            };
+            put(&format!("command_args.{name}"), Some(text));
+        }
+        put("expected_status", self.expected_status.clone());
+        put("timeout", self.timeout.as_ref().map(|t| bosun_config::duration::format(t.0)));
+        put("log_message", self.log_message.as_ref().map(|m| format!("{m:?}")));
+        put("count", self.count.map(|c| c.to_string()));
+        set
+    }
+}
+
 /// A check on the control plane's state.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -693,6 +722,18 @@ fn validate_assertion(path: &str, kind: AssertionKind, expected: &str) -> Result
 }
 
 fn validate_stress(stress: &Stress) -> Result<(), ScenarioError> {
+    // Report files are written inside the run's directory (`--out`).
+    for (key, name) in [("report_file", &stress.report_file), ("html_report_file", &stress.html_report_file)] {
+        let Some(name) = name else { continue };
+        let path = std::path::Path::new(name);
+        let inside = path.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        if name.is_empty() || !inside {
+            return Err(ScenarioError::at(
+                format!("stress.{key}"),
+                format!("{name:?} must be a relative file name: reports are written inside the run's --out directory"),
+            ));
+        }
+    }
     let Some(fleet) = &stress.fleet_gen else {
         return Err(ScenarioError::at("stress.fleet_gen", "stress mode needs fleet_gen to generate its fleet"));
     };

@@ -373,6 +373,13 @@ fn sim_validate_names_the_bad_key() {
         .expect("write scenario");
     let line = fails_with_one_line(bosun().args(["sim", "validate"]).arg(&scenario));
     assert!(line.contains("events[0].params.xid") && line.contains("unknown key `xid`"), "{line}");
+    std::fs::write(&scenario, "name: ok\nfleet: [{id: n}]\nevents:\n  - at: 1s\n    action: inject_failure\n    target: n\n    params: {failure_type: xid_error, xid_code: 79}\n")
+        .expect("write scenario");
+    let listed = ok(bosun().args(["sim", "validate"]).arg(&scenario));
+    assert!(
+        listed.contains("InjectFailure n failure_type=xid_error xid_code=79"),
+        "each event with its parameters: {listed}"
+    );
     let output = run(bosun().args(["sim", "validate", "../../scenarios/stress/1000-node-chaos.yaml"]));
     assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("1000 generated nodes"));

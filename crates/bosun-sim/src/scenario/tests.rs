@@ -81,6 +81,16 @@ fn meaning_is_checked_before_anything_runs() {
             "stress.chaos.failure_rate",
             ">= 0",
         ),
+        (
+            "name: x\nstress: {fleet_gen: {total_nodes: 5}, report_file: /tmp/report.json}\n",
+            "stress.report_file",
+            "inside the run's --out directory",
+        ),
+        (
+            "name: x\nstress: {fleet_gen: {total_nodes: 5}, html_report_file: ../report.html}\n",
+            "stress.html_report_file",
+            "relative file name",
+        ),
     ] {
         let e = error_of(text);
         assert_eq!(e.path.as_deref(), Some(path), "{text}: {e}");
@@ -96,4 +106,19 @@ fn node_counts_compare_as_written_and_a_bare_number_is_a_floor() {
     assert!(c("==3").holds(3) && !c("==3").holds(4));
     assert!(c("800").holds(1000) && !c("800").holds(799));
     assert!(c("<= 2").holds(2) && c(">1").holds(2) && c("<1").holds(0));
+}
+
+#[test]
+fn event_parameters_are_described_as_written() {
+    let scenario = Scenario::parse(
+        "name: x\nevents:\n  - {at: 1s, action: inject_failure, target: n, params: {failure_type: xid_error, xid_code: 79, gpu_index: 3}}\n  \
+         - {at: 2s, action: issue_command, target: n, params: {command_type: run_diagnostic, command_args: {test: quick}}}\n  \
+         - {at: 3s, action: wait_for_status, target: n, params: {expected_status: unhealthy, timeout: 30s}}\n  - {at: 4s, action: wait}\n",
+    )
+    .expect("parses");
+    let described: Vec<Vec<String>> = scenario.events.iter().map(|e| e.params.describe()).collect();
+    assert_eq!(described[0], ["failure_type=xid_error", "xid_code=79", "gpu_index=3"]);
+    assert_eq!(described[1], ["command_type=run_diagnostic", "command_args.test=quick"]);
+    assert_eq!(described[2], ["expected_status=unhealthy", "timeout=30s"]);
+    assert!(described[3].is_empty());
 }

@@ -125,12 +125,14 @@ fn describe(scenario: &Scenario) -> String {
     }
     out.push('\n');
     for event in scenario.timeline() {
-        out.push_str(&format!(
-            "  {:>8} {:?} {}\n",
-            bosun_config::duration::format(event.at.0),
-            event.action,
-            event.target
-        ));
+        let line = format!("  {:>8} {:?} {}", bosun_config::duration::format(event.at.0), event.action, event.target);
+        let params = event.params.describe();
+        if params.is_empty() {
+            out.push_str(line.trim_end());
+        } else {
+            out.push_str(&format!("{} {}", line.trim_end(), params.join(" ")));
+        }
+        out.push('\n');
     }
     out
 }
@@ -177,12 +179,17 @@ async fn run_scenario(store_flag: Option<&str>, args: &RunArgs) -> anyhow::Resul
     report.write_to(&out).with_context(|| format!("writing the report to {}", out.display()))?;
     std::fs::copy(&args.scenario, out.join("scenario.yaml")).ok();
     if let Some(stress) = &scenario.stress {
+        // The scenario's own report names land in the run's directory (relative names, as
+        // Navarch's scenarios write them) so that a run never writes outside --out.
         if let Some(path) = &stress.report_file {
-            std::fs::write(path, report.to_json()).with_context(|| format!("writing stress.report_file {path}"))?;
+            let path = out.join(path);
+            std::fs::write(&path, report.to_json())
+                .with_context(|| format!("writing stress.report_file {}", path.display()))?;
         }
         if let Some(path) = &stress.html_report_file {
-            std::fs::copy(out.join("report.html"), path)
-                .with_context(|| format!("writing stress.html_report_file {path}"))?;
+            let path = out.join(path);
+            std::fs::copy(out.join("report.html"), &path)
+                .with_context(|| format!("writing stress.html_report_file {}", path.display()))?;
         }
         if stress.log_file.is_some() {
             eprintln!("note: stress.log_file is not written; use --log debug and redirect stderr");
