@@ -46,7 +46,10 @@ pub use config::Config;
 pub use error::{ConfigError, ConfigErrorKind};
 pub use notifier::{NotifierConfig, WebhookConfig};
 pub use pool::{PoolConfig, SshConfig};
-pub use provider::{ProviderConfig, ProviderType};
+pub use provider::{
+    AWS_RESERVED_TAGS, AwsConfig, DEFAULT_AWS_IMAGE, DEFAULT_GCP_DISK_SIZE_GB, DEFAULT_GCP_IMAGE, DEFAULT_GCP_NETWORK,
+    GcpConfig, LambdaConfig, ProviderConfig, ProviderType,
+};
 pub use redact::{Secret, SensitiveUrl};
 pub use server::ServerConfig;
 pub use store::StoreConfig;

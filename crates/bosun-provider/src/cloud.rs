@@ -18,9 +18,9 @@ pub fn from_config(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Box<dyn Provider>, ProviderError> {
     Ok(match config {
-        ProviderConfig::Lambda { .. } => Box::new(LambdaProvider::from_config(name, config, env)?),
-        ProviderConfig::Gcp { .. } => Box::new(GcpProvider::from_config(name, config, env)?),
-        ProviderConfig::Aws { .. } => Box::new(AwsProvider::from_config(name, config, env)?),
+        ProviderConfig::Lambda(lambda) => Box::new(LambdaProvider::from_config(name, lambda, env)?),
+        ProviderConfig::Gcp(gcp) => Box::new(GcpProvider::from_config(name, gcp, env)?),
+        ProviderConfig::Aws(aws) => Box::new(AwsProvider::from_config(name, aws, env)?),
         ProviderConfig::Fake { .. } | ProviderConfig::Process { .. } => {
             return Err(
                 Failure::Invalid.error(name, format!("{} providers are not cloud providers", config.provider_type()))
@@ -34,14 +34,15 @@ mod tests {
     use bosun_config::ProviderType;
 
     use super::*;
+    use crate::mock::provider_config;
 
     #[test]
     fn builds_each_cloud_and_refuses_local_kinds() {
         let env = |_: &str| Some("value".to_owned());
         let configs = [
-            (ProviderConfig::Lambda { api_key_env: "K".into() }, ProviderType::Lambda),
-            (ProviderConfig::Gcp { project: "p".into(), zone: "us-central1-a".into() }, ProviderType::Gcp),
-            (ProviderConfig::Aws { region: Some("us-east-1".into()) }, ProviderType::Aws),
+            (provider_config("{type: lambda, api_key_env: K}"), ProviderType::Lambda),
+            (provider_config("{type: gcp, project: p}"), ProviderType::Gcp),
+            (provider_config("{type: aws, region: us-east-1}"), ProviderType::Aws),
         ];
         for (config, kind) in configs {
             let provider = from_config("cloud", &config, env).unwrap();

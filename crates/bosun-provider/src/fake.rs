@@ -383,6 +383,8 @@ mod tests {
             zone: String::new(),
             labels: Default::default(),
             bootstrap: Bootstrap { server_url: "http://127.0.0.1:1".into(), token: None },
+            image: None,
+            ssh: Default::default(),
         }
     }
 

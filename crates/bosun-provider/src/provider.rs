@@ -24,6 +24,22 @@ impl fmt::Debug for Bootstrap {
     }
 }
 
+/// The SSH access a pool asks for on its machines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshAccess {
+    /// The login user (`ssh_user`): GCE creates it for the keys in the metadata.
+    pub user: String,
+    /// `ssh_keys`: key names (Lambda, EC2 key pairs) or public keys (GCE). Empty: the
+    /// provider's own setting applies.
+    pub keys: Vec<String>,
+}
+
+impl Default for SshAccess {
+    fn default() -> Self {
+        Self { user: "ubuntu".to_owned(), keys: Vec::new() }
+    }
+}
+
 /// One machine to create.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProvisionRequest {
@@ -37,6 +53,9 @@ pub struct ProvisionRequest {
     pub zone: String,
     pub labels: Labels,
     pub bootstrap: Bootstrap,
+    /// The pool's boot image, replacing the provider's (aws and gcp only).
+    pub image: Option<String>,
+    pub ssh: SshAccess,
 }
 
 /// What the provider says about a machine it accepted.

@@ -47,7 +47,7 @@ mod rpc;
 mod settings;
 
 pub use policy::PolicyLoadError;
-pub use pools::{AlwaysLeader, Leadership, PoolsConfig};
+pub use pools::{AlwaysLeader, Leadership, PoolMachines, PoolsConfig};
 pub use settings::Settings;
 
 /// Why the server did not start.

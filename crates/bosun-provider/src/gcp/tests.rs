@@ -1,14 +1,14 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::mock::{MockApi, Reply, closed_address, provision_request};
+use crate::mock::{MockApi, Reply, closed_address, gcp_config, provision_request};
 
 const INSERT: &str = "POST /projects/proj-1/zones/us-central1-a/instances";
 const WAIT: &str = "POST /projects/proj-1/zones/us-central1-a/operations/op-1/wait";
 const LIST: &str = "GET /projects/proj-1/aggregated/instances";
 
-fn config() -> ProviderConfig {
-    ProviderConfig::Gcp { project: "proj-1".into(), zone: "us-central1-a".into() }
+fn config() -> GcpConfig {
+    gcp_config("{type: gcp, project: proj-1, zone: us-central1-a}")
 }
 
 fn provider(url: &str) -> GcpProvider {
@@ -81,7 +81,11 @@ async fn provision_inserts_a_labelled_instance_with_the_bootstrap_and_waits() {
     assert_eq!(body["machineType"], "zones/us-central1-a/machineTypes/a3-highgpu-8g");
     assert_eq!(body["labels"], json!({"bosun-instance-id": "inst-1", "bosun-pool": "training", "team": "ml"}));
     assert_eq!(body["scheduling"], json!({"onHostMaintenance": "TERMINATE", "automaticRestart": false}));
-    assert_eq!(body["disks"][0]["initializeParams"]["sourceImage"], DEFAULT_IMAGE);
+    assert_eq!(body["disks"][0]["initializeParams"]["sourceImage"], bosun_config::DEFAULT_GCP_IMAGE);
+    assert_eq!(body["disks"][0]["initializeParams"]["diskSizeGb"], "200");
+    assert_eq!(body["networkInterfaces"][0]["network"], "global/networks/default");
+    assert!(body.get("serviceAccounts").is_none(), "no service account unless configured");
+    assert!(metadata_value(&body, "ssh-keys").is_none());
     assert_eq!(body["networkInterfaces"][0]["accessConfigs"][0]["type"], "ONE_TO_ONE_NAT");
     assert_eq!(metadata_value(&body, "bosun-instance-id").as_deref(), Some("inst-1"));
     assert_eq!(metadata_value(&body, "bosun-server-url").as_deref(), Some("https://bosun.example:6443"));
@@ -91,6 +95,60 @@ async fn provision_inserts_a_labelled_instance_with_the_bootstrap_and_waits() {
     assert!(script.contains("--provider \"gcp\" --region \"us-central1\" --zone \"us-central1-a\""), "{script}");
     assert!(!script.contains("agent-token-123"), "the token lives in one metadata key only");
     assert_eq!(mock.requests_to(WAIT).len(), 1);
+}
+
+/// Every option of the configuration entry reaches `instances.insert`.
+#[tokio::test]
+async fn configured_options_reach_the_insert() {
+    let mock = MockApi::start().await;
+    mock.on(INSERT, operation("DONE"));
+    let config = gcp_config(&format!(
+        "{{type: gcp, project: proj-1, endpoint: '{}', image: projects/my-images/global/images/family/gpu-base, \
+         network: research, subnetwork: research-us-central1, \
+         service_account: nodes@proj-1.iam.gserviceaccount.com, disk_size_gb: 500}}",
+        mock.url
+    ));
+    let env = |var: &str| (var == TOKEN_ENV).then(|| "ya29.secret-token".to_owned());
+    let gcp = GcpProvider::from_config("gcp-main", &config, env).unwrap();
+    let mut request = provision_request("inst-1", "a3-highgpu-8g", "", "");
+    request.ssh = SshAccess {
+        user: "ops".into(),
+        keys: vec!["ssh-ed25519 AAAAC3Nza ops@laptop".into(), "alice:ssh-rsa AAAAB3Nza alice".into()],
+    };
+    gcp.provision(&request).await.unwrap();
+    let body = mock.requests_to(INSERT)[0].json();
+    let disk = &body["disks"][0]["initializeParams"];
+    assert_eq!(disk["sourceImage"], "projects/my-images/global/images/family/gpu-base");
+    assert_eq!(disk["diskSizeGb"], "500");
+    let interface = &body["networkInterfaces"][0];
+    assert_eq!(interface["network"], "global/networks/research", "a bare name is a network of the project");
+    assert_eq!(interface["subnetwork"], "regions/us-central1/subnetworks/research-us-central1");
+    assert_eq!(
+        body["serviceAccounts"],
+        json!([{"email": "nodes@proj-1.iam.gserviceaccount.com",
+                "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}])
+    );
+    assert_eq!(
+        metadata_value(&body, "ssh-keys").as_deref(),
+        Some("ops:ssh-ed25519 AAAAC3Nza ops@laptop\nalice:ssh-rsa AAAAB3Nza alice")
+    );
+
+    // A pool's image replaces the provider's; partial URLs are sent as written.
+    let mock = MockApi::start().await;
+    mock.on(INSERT, operation("DONE"));
+    let config = gcp_config(&format!(
+        "{{type: gcp, project: proj-1, endpoint: '{}', network: projects/shared/global/networks/vpc, \
+         subnetwork: projects/shared/regions/us-central1/subnetworks/gpu}}",
+        mock.url
+    ));
+    let gcp = GcpProvider::from_config("gcp-main", &config, env).unwrap();
+    let mut request = provision_request("inst-2", "a3-highgpu-8g", "", "");
+    request.image = Some("projects/p/global/images/gpu-2026-01".into());
+    gcp.provision(&request).await.unwrap();
+    let body = mock.requests_to(INSERT)[0].json();
+    assert_eq!(body["disks"][0]["initializeParams"]["sourceImage"], "projects/p/global/images/gpu-2026-01");
+    assert_eq!(body["networkInterfaces"][0]["network"], "projects/shared/global/networks/vpc");
+    assert_eq!(body["networkInterfaces"][0]["subnetwork"], "projects/shared/regions/us-central1/subnetworks/gpu");
 }
 
 #[tokio::test]
@@ -388,10 +446,7 @@ fn from_config_names_the_missing_credentials_and_debug_hides_the_token() {
     assert_eq!(kind(&err), "unauthorized", "{err}");
     assert!(err.to_string().contains(TOKEN_ENV) && err.to_string().contains(TOKEN_FILE_ENV), "{err}");
 
-    let wrong =
-        GcpProvider::from_config("x", &ProviderConfig::Lambda { api_key_env: "K".into() }, |_| None).unwrap_err();
-    assert_eq!(kind(&wrong), "invalid", "{wrong}");
-    let bad_zone = ProviderConfig::Gcp { project: "proj-1".into(), zone: "us/central".into() };
+    let bad_zone = gcp_config("{type: gcp, project: proj-1, zone: us/central}");
     let err = GcpProvider::from_config("x", &bad_zone, |_| Some("t".into())).unwrap_err();
     assert_eq!(kind(&err), "invalid", "{err}");
 

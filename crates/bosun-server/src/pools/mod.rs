@@ -24,11 +24,13 @@ use crate::error::{ApiError, ApiResult};
 use crate::metrics::PoolGauges;
 
 mod drift;
+mod machines;
 mod provision;
 mod replacement;
 mod scale_down;
 
 pub(crate) use drift::MissingMachines;
+pub use machines::PoolMachines;
 use provision::commit_instance;
 
 /// Who decides: one replica acts on providers at a time. A single process is always the
@@ -103,6 +105,9 @@ pub struct PoolsConfig {
     pub providers: BTreeMap<String, Arc<dyn Provider>>,
     /// What new machines' agents are told: the server URL and their registration token.
     pub bootstrap: Bootstrap,
+    /// Each pool's image and SSH access ([`PoolMachines::from_config`]); a pool without an
+    /// entry gets the providers' defaults.
+    pub machines: BTreeMap<PoolName, PoolMachines>,
     pub leadership: Arc<dyn Leadership>,
 }
 

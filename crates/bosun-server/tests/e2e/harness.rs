@@ -131,6 +131,7 @@ impl Harness {
             pools: vec![(pool.parse().expect("pool name"), spec)],
             providers: [("fake".to_owned(), provider.clone() as Arc<dyn Provider>)].into_iter().collect(),
             bootstrap: Bootstrap { server_url: format!("http://{address}"), token: Some(AGENTS.to_owned()) },
+            machines: Default::default(),
             leadership: Arc::new(AlwaysLeader),
         };
         let mut harness = Harness { clock, settings: settings(), location, server: None, address, pools: Some(pools) };
