@@ -8,16 +8,16 @@
 //! - terminate: `TerminateInstances`; an id EC2 does not know is already gone.
 //! - list: `DescribeInstances`, every page; the tag maps back to bosun's instance id.
 //!
-//! One provider serves one region (the configured one, else `AWS_REGION`, else
-//! `AWS_DEFAULT_REGION`): EC2 endpoints and signatures are per region.
+//! One provider serves one region: EC2 endpoints and signatures are per region.
 //!
-//! Credentials: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and, for temporary
-//! credentials, `AWS_SESSION_TOKEN`, read once at start. Instance roles, profiles and SSO
-//! are not read; temporary credentials need a restart when they expire.
+//! Credentials: the environment, a shared profile's static keys, or the instance role
+//! through IMDSv2, in the AWS SDKs' order (the `credentials` module). The region: the
+//! configured one, else `AWS_REGION`, `AWS_DEFAULT_REGION`, or the profile's `region`.
 //!
 //! The default image is resolved by EC2 from AWS's public SSM parameter for the Deep
 //! Learning Base AMI, which needs `ssm:GetParameters` besides the EC2 permissions.
 
+mod credentials;
 mod sigv4;
 
 use async_trait::async_trait;
@@ -32,8 +32,10 @@ use roxmltree::{Document, Node};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use self::sigv4::{Credentials, Signable};
-use crate::http::{self, Failure, HttpClient, Response, Secret};
+use self::credentials::AwsCredentials;
+pub use self::credentials::{ACCESS_KEY_ENV, PROFILE_ENV, SECRET_KEY_ENV, SESSION_TOKEN_ENV};
+use self::sigv4::Signable;
+use crate::http::{self, Failure, HttpClient, Response};
 use crate::provider::{
     Provider, ProviderError, ProviderInstance, ProviderInstanceState, ProvisionRequest, Provisioned,
 };
@@ -44,9 +46,6 @@ pub const API_VERSION: &str = "2016-11-15";
 /// The tag carrying bosun's instance id.
 pub const TAG_INSTANCE_ID: &str = "bosun-instance-id";
 const TAG_POOL: &str = "bosun-pool";
-pub const ACCESS_KEY_ENV: &str = "AWS_ACCESS_KEY_ID";
-pub const SECRET_KEY_ENV: &str = "AWS_SECRET_ACCESS_KEY";
-pub const SESSION_TOKEN_ENV: &str = "AWS_SESSION_TOKEN";
 const CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
 /// Pages of `DescribeInstances` read at most (1,000 instances each).
 const MAX_PAGES: usize = 200;
@@ -113,7 +112,7 @@ pub struct AwsProvider {
     name: String,
     region: String,
     endpoint: Url,
-    credentials: Credentials,
+    credentials: AwsCredentials,
     options: Ec2Options,
     http: HttpClient,
 }
@@ -127,22 +126,22 @@ impl AwsProvider {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
         let set = |var: &str| env(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let region =
-            config.region.clone().or_else(|| set("AWS_REGION")).or_else(|| set("AWS_DEFAULT_REGION")).ok_or_else(
-                || Failure::Invalid.error(name, format!("no AWS region: set providers.{name}.region, or AWS_REGION")),
-            )?;
+        let resolved = AwsCredentials::resolve(name, &env)?;
+        let region = config
+            .region
+            .clone()
+            .or_else(|| set("AWS_REGION"))
+            .or_else(|| set("AWS_DEFAULT_REGION"))
+            .or(resolved.profile_region)
+            .ok_or_else(|| {
+                Failure::Invalid.error(
+                    name,
+                    format!("no AWS region: set providers.{name}.region, AWS_REGION, or region in the profile"),
+                )
+            })?;
         if !region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
             return Err(Failure::Invalid.error(name, format!("{region:?} is not an AWS region")));
         }
-        let (Some(access_key_id), Some(secret)) = (set(ACCESS_KEY_ENV), set(SECRET_KEY_ENV)) else {
-            return Err(Failure::Unauthorized.error(
-                name,
-                format!(
-                    "no AWS credentials: set {ACCESS_KEY_ENV} and {SECRET_KEY_ENV} (and {SESSION_TOKEN_ENV} for \
-                     temporary credentials); instance roles and profiles are not read"
-                ),
-            ));
-        };
         let default_endpoint = format!("https://ec2.{region}.amazonaws.com/");
         let endpoint = http::parse_base_url(name, config.endpoint.as_deref().unwrap_or(&default_endpoint))?;
         Ok(Self {
@@ -150,13 +149,14 @@ impl AwsProvider {
             region,
             http: HttpClient::new(name, &endpoint)?,
             endpoint,
-            credentials: Credentials {
-                access_key_id,
-                secret_access_key: Secret::new(secret),
-                session_token: set(SESSION_TOKEN_ENV).map(Secret::new),
-            },
+            credentials: resolved.credentials,
             options: Ec2Options::from_config(config),
         })
+    }
+
+    /// Where the credentials come from, in words (never the secret).
+    pub fn credential_source(&self) -> String {
+        self.credentials.describe()
     }
 
     /// Talks to `url` instead of the configured endpoint (tests). Requests are still
@@ -178,6 +178,7 @@ impl AwsProvider {
             }
             form.finish()
         };
+        let credentials = self.credentials.current().await?;
         let now = Utc::now();
         let amz_date = now.format(sigv4::AMZ_DATE).to_string();
         // reqwest sends the URL's authority as `Host` (the port only when not the
@@ -189,7 +190,7 @@ impl AwsProvider {
         };
         let mut headers =
             vec![("content-type", CONTENT_TYPE), ("host", host.as_str()), ("x-amz-date", amz_date.as_str())];
-        if let Some(token) = &self.credentials.session_token {
+        if let Some(token) = &credentials.session_token {
             headers.push(("x-amz-security-token", token.expose()));
         }
         let signable = Signable {
@@ -199,7 +200,7 @@ impl AwsProvider {
             headers: &headers,
             payload: body.as_bytes(),
         };
-        let authorization = sigv4::authorization(&self.credentials, &self.region, "ec2", &signable, now);
+        let authorization = sigv4::authorization(&credentials, &self.region, "ec2", &signable, now);
 
         let mut request = self
             .http
@@ -207,7 +208,7 @@ impl AwsProvider {
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
             .header("x-amz-date", &amz_date)
             .header(reqwest::header::AUTHORIZATION, authorization);
-        if let Some(token) = &self.credentials.session_token {
+        if let Some(token) = &credentials.session_token {
             request = request.header("x-amz-security-token", token.expose());
         }
         tracing::debug!(provider = %self.name, action, "EC2 API call");
@@ -222,7 +223,8 @@ impl AwsProvider {
         };
         if failure == Failure::Unauthorized {
             message.push_str(&format!(
-                "; check the credentials in {ACCESS_KEY_ENV}/{SECRET_KEY_ENV}, their permissions in {}, and the clock",
+                "; {}, their permissions in {}, and the clock",
+                self.credentials.fix_hint(),
                 self.region
             ));
         }

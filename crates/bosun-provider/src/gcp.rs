@@ -13,17 +13,14 @@
 //!   with unreachable zones is an error, not a shorter list: the reconciler would otherwise
 //!   mark the machines in those zones terminated.
 //!
-//! Credentials: an OAuth access token from `GOOGLE_OAUTH_ACCESS_TOKEN` (for example
-//! `gcloud auth print-access-token`), or from the file named by
-//! `GOOGLE_OAUTH_ACCESS_TOKEN_FILE`, read again on every call so a refresher can replace it.
-//! Access tokens expire after about an hour: a long-running server needs the file form.
-//! Service-account key signing and the GCE metadata server are not implemented.
+//! Credentials: an access token (`GOOGLE_OAUTH_ACCESS_TOKEN`, or a file a refresher keeps
+//! current), Application Default Credentials (a service-account key or gcloud's user
+//! credentials), or the GCE metadata server, in that order (the `credentials` module).
 //!
 //! Machine types must come with their GPUs attached (A2, A3, A4, G2 families); N1 with
 //! `guestAccelerators` is not supported.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -35,7 +32,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::http::{self, Failure, HttpClient, Response, Secret};
+use self::credentials::GcpCredentials;
+pub use self::credentials::{APPLICATION_CREDENTIALS_ENV, TOKEN_ENV, TOKEN_FILE_ENV};
+use crate::http::{self, Failure, HttpClient, Response};
 use crate::provider::{
     Provider, ProviderError, ProviderInstance, ProviderInstanceState, ProvisionRequest, Provisioned, SshAccess,
 };
@@ -43,10 +42,6 @@ use crate::startup::{self, Placement, Source};
 
 /// Compute Engine's API.
 pub const DEFAULT_BASE_URL: &str = "https://compute.googleapis.com/compute/v1";
-/// The variable holding an OAuth access token.
-pub const TOKEN_ENV: &str = "GOOGLE_OAUTH_ACCESS_TOKEN";
-/// The variable naming a file holding an OAuth access token.
-pub const TOKEN_FILE_ENV: &str = "GOOGLE_OAUTH_ACCESS_TOKEN_FILE";
 /// The label (and metadata key) carrying bosun's instance id.
 pub const LABEL_INSTANCE_ID: &str = "bosun-instance-id";
 const LABEL_POOL: &str = "bosun-pool";
@@ -109,12 +104,6 @@ impl GceOptions {
     }
 }
 
-#[derive(Debug)]
-enum Token {
-    Static(Secret),
-    File(PathBuf),
-}
-
 /// One Google Cloud project, provisioning in one default zone.
 #[derive(Debug)]
 pub struct GcpProvider {
@@ -122,13 +111,13 @@ pub struct GcpProvider {
     project: String,
     zone: String,
     base_url: Url,
-    token: Token,
+    credentials: GcpCredentials,
     options: GceOptions,
     http: HttpClient,
 }
 
 impl GcpProvider {
-    fn build(name: &str, config: &GcpConfig, token: Token) -> Result<Self, ProviderError> {
+    fn build(name: &str, config: &GcpConfig, credentials: GcpCredentials) -> Result<Self, ProviderError> {
         for (what, value) in [("project", &config.project), ("zone", &config.zone)] {
             if !http::is_path_segment(value) {
                 return Err(Failure::Invalid.error(name, format!("{value:?} is not a valid GCP {what}")));
@@ -141,34 +130,24 @@ impl GcpProvider {
             zone: config.zone.clone(),
             http: HttpClient::new(name, &base_url)?,
             base_url,
-            token,
+            credentials,
             options: GceOptions::from_config(config),
         })
     }
 
     /// The provider for a `type: gcp` entry of the configuration; credentials come from
-    /// [`TOKEN_ENV`] or [`TOKEN_FILE_ENV`] through `env`.
+    /// the chain of the `credentials` module, read through `env`.
     pub fn from_config(
         name: &str,
         config: &GcpConfig,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
-        let set = |var: &str| env(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let token = if let Some(token) = set(TOKEN_ENV) {
-            Token::Static(Secret::new(token))
-        } else if let Some(path) = set(TOKEN_FILE_ENV) {
-            Token::File(PathBuf::from(path))
-        } else {
-            return Err(Failure::Unauthorized.error(
-                name,
-                format!(
-                    "no Google Cloud credentials: set {TOKEN_ENV} to an OAuth access token \
-                     (`gcloud auth print-access-token`; it expires after about an hour), or \
-                     {TOKEN_FILE_ENV} to a file that a refresher keeps current"
-                ),
-            ));
-        };
-        Self::build(name, config, token)
+        Self::build(name, config, GcpCredentials::resolve(name, &env)?)
+    }
+
+    /// Where the access tokens come from, in words (never the secret).
+    pub fn credential_source(&self) -> String {
+        self.credentials.describe()
     }
 
     /// Talks to `url` instead of the configured endpoint (tests).
@@ -176,27 +155,6 @@ impl GcpProvider {
         self.base_url = http::parse_base_url(&self.name, url)?;
         self.http = HttpClient::new(&self.name, &self.base_url)?;
         Ok(self)
-    }
-
-    async fn token(&self) -> Result<Secret, ProviderError> {
-        match &self.token {
-            Token::Static(token) => Ok(token.clone()),
-            Token::File(path) => {
-                let text = tokio::fs::read_to_string(path).await.map_err(|e| {
-                    Failure::Unauthorized.error(
-                        &self.name,
-                        format!("cannot read the access token file {} ({TOKEN_FILE_ENV}): {e}", path.display()),
-                    )
-                })?;
-                match text.trim() {
-                    "" => Err(Failure::Unauthorized.error(
-                        &self.name,
-                        format!("the access token file {} ({TOKEN_FILE_ENV}) is empty", path.display()),
-                    )),
-                    token => Ok(Secret::new(token)),
-                }
-            }
-        }
     }
 
     /// Calls `path` under `projects/{project}`.
@@ -213,7 +171,7 @@ impl GcpProvider {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
-        let token = self.token().await?;
+        let token = self.credentials.token().await?;
         let mut request = self.http.request(method, url).bearer_auth(token.expose());
         if let Some(body) = body {
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_string());
@@ -244,8 +202,8 @@ impl GcpProvider {
         };
         if failure == Failure::Unauthorized {
             message.push_str(&format!(
-                "; check that the access token ({TOKEN_ENV} or {TOKEN_FILE_ENV}) is current and may manage \
-                 instances in project {}",
+                "; check that the credentials ({}) are current and may manage instances in project {}",
+                self.credentials.describe(),
                 self.project
             ));
         }
@@ -723,5 +681,6 @@ struct MetadataItem {
     value: Option<String>,
 }
 
+mod credentials;
 #[cfg(test)]
 mod tests;

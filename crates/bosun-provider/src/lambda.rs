@@ -81,6 +81,11 @@ impl LambdaProvider {
         })
     }
 
+    /// Where the API key comes from (never the key).
+    pub fn credential_source(&self) -> String {
+        format!("the API key in {}", self.api_key_env)
+    }
+
     /// Talks to `url` instead of the configured endpoint (tests).
     pub fn with_base_url(mut self, url: &str) -> Result<Self, ProviderError> {
         self.base_url = http::parse_base_url(&self.name, url)?;

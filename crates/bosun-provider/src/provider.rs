@@ -126,6 +126,18 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// The message without the provider's name and the kind of failure, for wrapping
+    /// into another error about the same provider.
+    pub(crate) fn detail(&self) -> String {
+        match self {
+            ProviderError::Capacity { message, .. }
+            | ProviderError::Unavailable { message, .. }
+            | ProviderError::Unauthorized { message, .. }
+            | ProviderError::Invalid { message, .. } => message.clone(),
+            ProviderError::NotFound { id, .. } => format!("instance {id} not found"),
+        }
+    }
+
     /// Whether the same call may succeed later without anyone changing anything.
     pub fn is_transient(&self) -> bool {
         matches!(self, ProviderError::Capacity { .. } | ProviderError::Unavailable { .. })

@@ -2,7 +2,9 @@ use std::collections::BTreeMap;
 
 use chrono::{NaiveDateTime, TimeZone};
 
+use super::sigv4::Credentials;
 use super::*;
+use crate::http::Secret;
 use crate::mock::{MockApi, Recorded, Reply, aws_config, closed_address, provision_request};
 
 const RUN: &str = "POST / RunInstances";
@@ -435,9 +437,12 @@ fn from_config_reads_region_and_credentials_and_names_what_is_missing() {
     assert_eq!(aws.region, "us-west-2");
 
     let config = aws_config("{type: aws, region: us-east-1}");
-    let err = AwsProvider::from_config("aws-main", &config, |_| None).unwrap_err();
+    let aws = AwsProvider::from_config("aws-main", &config, |_| None).unwrap();
+    assert!(aws.credential_source().starts_with("the instance role"), "without keys: {}", aws.credential_source());
+    let err =
+        AwsProvider::from_config("aws-main", &config, |var| (var == PROFILE_ENV).then(|| "prod".into())).unwrap_err();
     assert_eq!(kind(&err), "unauthorized", "{err}");
-    assert!(err.to_string().contains(ACCESS_KEY_ENV) && err.to_string().contains(SECRET_KEY_ENV), "{err}");
+    assert!(err.to_string().contains("profile prod"), "{err}");
 
     let bad = aws_config("{type: aws, region: us-east-1/../x}");
     assert_eq!(kind(&AwsProvider::from_config("a", &bad, env_with(&[])).unwrap_err()), "invalid");
@@ -450,6 +455,35 @@ fn from_config_reads_region_and_credentials_and_names_what_is_missing() {
     let debug = format!("{aws:?}");
     assert!(!debug.contains("wJalrXUtnFEMI") && !debug.contains("FwoGZXIvYXdzEXAMPLE"), "{debug}");
     assert_eq!(aws.kind(), ProviderType::Aws);
+}
+
+/// On EC2 without keys, calls are signed with the instance role's temporary credentials.
+#[tokio::test]
+async fn instance_role_credentials_sign_the_calls() {
+    let imds = MockApi::start().await;
+    imds.on("PUT /latest/api/token", Reply::text(200, "imds-token"));
+    imds.on("GET /latest/meta-data/iam/security-credentials/", Reply::text(200, "bosun-node"));
+    imds.on(
+        "GET /latest/meta-data/iam/security-credentials/bosun-node",
+        Reply::json(
+            200,
+            serde_json::json!({"Code": "Success", "AccessKeyId": "AKIDEXAMPLE",
+                "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "Token": "role-token",
+                "Expiration": "2999-01-01T00:00:00Z"}),
+        ),
+    );
+    let ec2 = MockApi::start().await;
+    ec2.on(TERMINATE, Reply::xml(200, "<TerminateInstancesResponse/>"));
+    let config = aws_config(&format!("{{type: aws, region: us-east-1, endpoint: '{}'}}", ec2.url));
+    let endpoint = imds.url.clone();
+    let env = move |var: &str| (var == "AWS_EC2_METADATA_SERVICE_ENDPOINT").then(|| endpoint.clone());
+    let aws = AwsProvider::from_config("aws-main", &config, env).unwrap();
+    aws.terminate("i-1").await.unwrap();
+    aws.terminate("i-2").await.unwrap();
+    for sent in ec2.requests_to(TERMINATE) {
+        assert_signed(&sent, Some("role-token"));
+    }
+    assert_eq!(imds.requests_to("PUT /latest/api/token").len(), 1, "the role's credentials are reused");
 }
 
 #[test]

@@ -441,10 +441,15 @@ async fn a_token_file_is_read_on_every_call() {
 }
 
 #[test]
-fn from_config_names_the_missing_credentials_and_debug_hides_the_token() {
-    let err = GcpProvider::from_config("gcp-main", &config(), |_| None).unwrap_err();
+fn from_config_reads_the_credential_chain_and_debug_hides_the_token() {
+    let gcp = GcpProvider::from_config("gcp-main", &config(), |_| None).unwrap();
+    assert!(gcp.credential_source().contains("GCE metadata server"), "{}", gcp.credential_source());
+    let err = GcpProvider::from_config("gcp-main", &config(), |var| {
+        (var == APPLICATION_CREDENTIALS_ENV).then(|| "/nonexistent/key.json".into())
+    })
+    .unwrap_err();
     assert_eq!(kind(&err), "unauthorized", "{err}");
-    assert!(err.to_string().contains(TOKEN_ENV) && err.to_string().contains(TOKEN_FILE_ENV), "{err}");
+    assert!(err.to_string().contains("/nonexistent/key.json (GOOGLE_APPLICATION_CREDENTIALS)"), "{err}");
 
     let bad_zone = gcp_config("{type: gcp, project: proj-1, zone: us/central}");
     let err = GcpProvider::from_config("x", &bad_zone, |_| Some("t".into())).unwrap_err();
@@ -454,6 +459,28 @@ fn from_config_names_the_missing_credentials_and_debug_hides_the_token() {
     let debug = format!("{gcp:?}");
     assert!(!debug.contains("secret-token"), "{debug}");
     assert_eq!(gcp.kind(), ProviderType::Gcp);
+}
+
+/// A service-account key from `GOOGLE_APPLICATION_CREDENTIALS` authenticates every call.
+#[tokio::test]
+async fn a_service_account_key_authenticates_the_calls() {
+    let mock = MockApi::start().await;
+    mock.on("POST /token", Reply::json(200, json!({"access_token": "ya29.from-jwt", "expires_in": 3600})));
+    mock.on(LIST, Reply::json(200, json!({"items": {}})));
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("sa.json");
+    let file = json!({"type": "service_account", "private_key_id": "k1", "client_email": "bosun@proj-1.iam.gserviceaccount.com",
+                      "private_key": include_str!("testdata/test-service-account-key.pem"),
+                      "token_uri": format!("{}/token", mock.url)});
+    std::fs::write(&key, file.to_string()).unwrap();
+    let env = |var: &str| (var == APPLICATION_CREDENTIALS_ENV).then(|| key.display().to_string());
+    let gcp = GcpProvider::from_config("gcp-main", &config(), env).unwrap().with_base_url(&mock.url).unwrap();
+    gcp.list().await.unwrap();
+    gcp.list().await.unwrap();
+    let auth: Vec<Option<String>> =
+        mock.requests_to(LIST).iter().map(|r| r.header("authorization").map(str::to_owned)).collect();
+    assert_eq!(auth, [Some("Bearer ya29.from-jwt".to_owned()), Some("Bearer ya29.from-jwt".to_owned())]);
+    assert_eq!(mock.requests_to("POST /token").len(), 1, "the token is reused");
 }
 
 #[test]
