@@ -37,7 +37,7 @@ pub use self::credentials::{ACCESS_KEY_ENV, PROFILE_ENV, SECRET_KEY_ENV, SESSION
 use self::sigv4::Signable;
 use crate::http::{self, Failure, HttpClient, Response};
 use crate::provider::{
-    Provider, ProviderError, ProviderInstance, ProviderInstanceState, ProvisionRequest, Provisioned,
+    self, Provider, ProviderError, ProviderInstance, ProviderInstanceState, ProvisionRequest, Provisioned,
 };
 use crate::startup::{self, Placement, Source};
 
@@ -449,6 +449,10 @@ impl Provider for AwsProvider {
                     instance_type: child_text(item, "instanceType").unwrap_or_default().to_owned(),
                     region: self.region.clone(),
                     zone: zone.to_owned(),
+                    ssh_address: provider::ssh_address(
+                        child_text(item, "ipAddress"),
+                        child_text(item, "privateIpAddress"),
+                    ),
                 });
             }
             let token = doc

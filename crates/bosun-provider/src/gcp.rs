@@ -36,7 +36,7 @@ use self::credentials::GcpCredentials;
 pub use self::credentials::{APPLICATION_CREDENTIALS_ENV, TOKEN_ENV, TOKEN_FILE_ENV};
 use crate::http::{self, Failure, HttpClient, Response};
 use crate::provider::{
-    Provider, ProviderError, ProviderInstance, ProviderInstanceState, ProvisionRequest, Provisioned, SshAccess,
+    self, Provider, ProviderError, ProviderInstance, ProviderInstanceState, ProvisionRequest, Provisioned, SshAccess,
 };
 use crate::startup::{self, Placement, Source};
 
@@ -551,6 +551,7 @@ impl Provider for GcpProvider {
                 for instance in scoped.instances {
                     let zone = last_segment(&instance.zone).to_owned();
                     instances.push(ProviderInstance {
+                        ssh_address: instance.ssh_address(),
                         instance_id: instance.bosun_id(),
                         state: state(&instance.status),
                         instance_type: last_segment(&instance.machine_type).to_owned(),
@@ -648,9 +649,35 @@ struct Instance {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     metadata: Option<Metadata>,
+    #[serde(default)]
+    network_interfaces: Vec<NetworkInterface>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NetworkInterface {
+    /// The private IP.
+    #[serde(default, rename = "networkIP")]
+    network_ip: Option<String>,
+    #[serde(default)]
+    access_configs: Vec<AccessConfig>,
+}
+
+#[derive(Deserialize)]
+struct AccessConfig {
+    /// The public IP of a ONE_TO_ONE_NAT access config.
+    #[serde(default, rename = "natIP")]
+    nat_ip: Option<String>,
 }
 
 impl Instance {
+    /// The first interface's public IP, else its private one.
+    fn ssh_address(&self) -> Option<std::net::SocketAddr> {
+        let interface = self.network_interfaces.first()?;
+        let public = interface.access_configs.iter().find_map(|c| c.nat_ip.as_deref());
+        provider::ssh_address(public, interface.network_ip.as_deref())
+    }
+
     /// bosun's instance id: exact from the metadata; from the label when the metadata was
     /// stripped and the label holds the id unchanged.
     fn bosun_id(&self) -> Option<InstanceId> {

@@ -26,7 +26,8 @@ use url::Url;
 
 use crate::http::{self, Failure, HttpClient, Response, Secret};
 use crate::provider::{
-    InstanceTypeOffer, Provider, ProviderError, ProviderInstance, ProviderInstanceState, ProvisionRequest, Provisioned,
+    self, InstanceTypeOffer, Provider, ProviderError, ProviderInstance, ProviderInstanceState, ProvisionRequest,
+    Provisioned,
 };
 use crate::startup::{self, Placement, Source};
 
@@ -281,6 +282,7 @@ impl Provider for LambdaProvider {
                 instance_type: i.instance_type.map(|t| t.name).unwrap_or_default(),
                 region: i.region.map(|r| r.name).unwrap_or_default(),
                 zone: String::new(),
+                ssh_address: provider::ssh_address(i.ip.as_deref(), i.private_ip.as_deref()),
                 provider_instance_id: i.id,
             })
             .collect())
@@ -358,6 +360,11 @@ struct Instance {
     region: Option<Named>,
     #[serde(default)]
     instance_type: Option<Named>,
+    /// Public IPv4, once the machine has one.
+    #[serde(default)]
+    ip: Option<String>,
+    #[serde(default)]
+    private_ip: Option<String>,
 }
 
 #[derive(Deserialize)]

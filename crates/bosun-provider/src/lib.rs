@@ -41,5 +41,5 @@ mod startup;
 pub use catalog::{InstanceTypeSpec, resolve_instance_type};
 pub use provider::{
     Bootstrap, InstanceTypeOffer, Provider, ProviderError, ProviderInstance, ProviderInstanceState, ProvisionRequest,
-    Provisioned, SshAccess,
+    Provisioned, SSH_PORT, SshAccess,
 };

@@ -1,6 +1,7 @@
 //! The provider trait and what it carries.
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 
 use async_trait::async_trait;
 use bosun_config::ProviderType;
@@ -89,6 +90,10 @@ pub struct ProviderInstance {
     pub instance_type: String,
     pub region: String,
     pub zone: String,
+    /// Where the machine's SSH server listens, when the provider knows: a cloud's public
+    /// IP (else its private one) on port 22. `None` (local providers, machines without an
+    /// address yet): the machine cannot be bootstrapped over SSH.
+    pub ssh_address: Option<SocketAddr>,
 }
 
 /// An instance type a provider offers, for the cost and availability strategies.
@@ -102,6 +107,16 @@ pub struct InstanceTypeOffer {
     pub price_per_hour: Option<f64>,
     /// Regions with capacity now (empty when unknown).
     pub regions_with_capacity: Vec<String>,
+}
+
+/// The port SSH servers listen on.
+pub const SSH_PORT: u16 = 22;
+
+/// The SSH address of a cloud machine: its public IP when it has one (bosun may run
+/// outside the machine's network), else its private one.
+pub(crate) fn ssh_address(public: Option<&str>, private: Option<&str>) -> Option<SocketAddr> {
+    let parse = |ip: Option<&str>| ip.and_then(|ip| ip.trim().parse::<IpAddr>().ok());
+    parse(public).or_else(|| parse(private)).map(|ip| SocketAddr::new(ip, SSH_PORT))
 }
 
 /// Why a provider call failed, in terms the reconciler acts on.

@@ -411,6 +411,33 @@ async fn list_reads_every_page_and_maps_tags_and_states() {
 }
 
 #[tokio::test]
+async fn list_reports_the_public_else_private_ip_for_ssh() {
+    let with_ips = |id: &str, public: Option<&str>, private: Option<&str>| {
+        let ips = format!(
+            "{}{}",
+            private.map(|ip| format!("<privateIpAddress>{ip}</privateIpAddress>")).unwrap_or_default(),
+            public.map(|ip| format!("<ipAddress>{ip}</ipAddress>")).unwrap_or_default()
+        );
+        instance_xml(id, "running", "us-east-1a", &[]).replace("<tagSet>", &format!("{ips}<tagSet>"))
+    };
+    let mock = MockApi::start().await;
+    mock.on(
+        DESCRIBE,
+        describe_reply(
+            &[&[
+                with_ips("i-1", Some("203.0.113.7"), Some("10.0.0.7")),
+                with_ips("i-2", None, Some("10.0.0.8")),
+                with_ips("i-3", None, None),
+            ]],
+            None,
+        ),
+    );
+    let listed = provider(&mock.url).list().await.unwrap();
+    let addresses: Vec<Option<String>> = listed.iter().map(|i| i.ssh_address.map(|a| a.to_string())).collect();
+    assert_eq!(addresses, [Some("203.0.113.7:22".to_owned()), Some("10.0.0.8:22".to_owned()), None]);
+}
+
+#[tokio::test]
 async fn list_errors_and_repeated_tokens_are_errors_not_short_lists() {
     let mock = MockApi::start().await;
     mock.on(DESCRIBE, describe_reply(&[], Some("same")));

@@ -355,11 +355,26 @@ async fn list_reads_every_zone_and_page_and_maps_ids_and_states() {
     );
     assert_eq!(listed[0].instance_type, "a3-highgpu-8g");
     assert_eq!(listed[0].zone, "us-central1-a");
+    assert_eq!(listed[0].ssh_address, None, "no interfaces listed");
 
     let pages = mock.requests_to(LIST);
     assert_eq!(pages.len(), 2);
     assert_eq!(pages[0].query.as_deref(), Some("maxResults=500"));
     assert_eq!(pages[1].query.as_deref(), Some("maxResults=500&pageToken=page-2"));
+}
+
+#[tokio::test]
+async fn list_reports_the_nat_ip_else_the_private_ip_for_ssh() {
+    let mock = MockApi::start().await;
+    let mut public = instance("bosun-a", "us-central1-a", "RUNNING", json!({}), Some("a"));
+    public["networkInterfaces"] = json!([{"networkIP": "10.128.0.2",
+        "accessConfigs": [{"type": "ONE_TO_ONE_NAT", "name": "External NAT", "natIP": "34.1.2.3"}]}]);
+    let mut private = instance("bosun-b", "us-central1-a", "RUNNING", json!({}), Some("b"));
+    private["networkInterfaces"] = json!([{"networkIP": "10.128.0.3", "accessConfigs": []}]);
+    mock.on(LIST, Reply::json(200, json!({"items": {"zones/us-central1-a": {"instances": [public, private]}}})));
+    let listed = provider(&mock.url).list().await.unwrap();
+    let addresses: Vec<Option<String>> = listed.iter().map(|i| i.ssh_address.map(|a| a.to_string())).collect();
+    assert_eq!(addresses, [Some("34.1.2.3:22".to_owned()), Some("10.128.0.3:22".to_owned())]);
 }
 
 #[tokio::test]

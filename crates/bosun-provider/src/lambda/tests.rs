@@ -285,6 +285,7 @@ async fn list_maps_names_back_to_instance_ids_and_states() {
     );
     assert_eq!(listed[0].region, "us-east-1");
     assert_eq!(listed[0].instance_type, "gpu_8x_h100_sxm5");
+    assert_eq!(listed[0].ssh_address, Some("198.51.100.2:22".parse().unwrap()));
 }
 
 #[tokio::test]
@@ -297,6 +298,7 @@ async fn list_round_trips_the_name_provision_sent() {
     mock.on(INSTANCES, Reply::json(200, json!({"data": [{"id": "x1", "name": name, "status": "booting"}]})));
     let listed = lambda.list().await.unwrap();
     assert_eq!(listed[0].instance_id.as_ref().map(InstanceId::as_str), Some("pool-a.7:x_1"));
+    assert_eq!(listed[0].ssh_address, None, "a booting machine has no IP yet");
 }
 
 #[tokio::test]
