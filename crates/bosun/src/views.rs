@@ -13,6 +13,10 @@ use serde::Serialize;
 
 use crate::output::Table;
 
+mod bootstrap_log;
+
+pub use bootstrap_log::{BootstrapLogRow, bootstrap_logs};
+
 fn time<P: buffa::ProtoBox<WireTimestamp>>(at: &MessageField<WireTimestamp, P>) -> Option<String> {
     at.as_option().map(|t| convert::from_timestamp(t).to_rfc3339())
 }

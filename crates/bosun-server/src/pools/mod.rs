@@ -23,6 +23,7 @@ use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::PoolGauges;
 
+pub(crate) mod bootstrap;
 mod drift;
 mod machines;
 mod provision;

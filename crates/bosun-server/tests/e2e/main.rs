@@ -4,6 +4,7 @@
 mod harness;
 
 mod auth;
+mod bootstrap;
 mod bad_input;
 mod commands;
 mod endpoints;
