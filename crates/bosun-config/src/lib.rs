@@ -17,6 +17,8 @@
 //! - `server`, `notifier`, `store`, `auth`, `api`, `provider`, `pool`, `autoscaling`: each
 //!   section resolved into effective settings with defaults, validated, and rendered back
 //!   into the schema.
+//! - `setup`: the placeholders of `setup_commands` and their syntax, shared with the SSH
+//!   bootstrap that fills them in.
 //! - [`duration`]: Go-style duration strings (`parse`, `format`), also for command-line flags.
 //! - `redact`: [`Secret`] and [`SensitiveUrl`], which never print what they hold, and the
 //!   name-based redaction of rendered output.
@@ -38,6 +40,7 @@ mod provider;
 mod redact;
 mod schema;
 mod server;
+mod setup;
 mod store;
 
 pub use api::ApiConfig;
@@ -52,4 +55,5 @@ pub use provider::{
 };
 pub use redact::{Secret, SensitiveUrl};
 pub use server::ServerConfig;
+pub use setup::{Placeholder, SETUP_PLACEHOLDERS, SetupPart, parse_setup_command};
 pub use store::StoreConfig;

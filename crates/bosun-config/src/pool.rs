@@ -17,6 +17,7 @@ use crate::autoscaling::{autoscaling_to_schema, resolve_autoscaling};
 use crate::duration::{ConfigDuration, given_or, require_positive};
 use crate::provider::{ProviderConfig, ProviderType, check_aws_image};
 use crate::schema;
+use crate::setup::parse_setup_command;
 
 const DEFAULT_SSH_USER: &str = "ubuntu";
 /// The label every pool's instances carry; pool membership is decided by it.
@@ -88,6 +89,13 @@ impl PoolConfig {
         check_ssh_keys(&key, &ssh, &pool_providers, providers)?;
         let image = resolve_image(&key, raw.image.as_deref(), &pool_providers, providers)?;
         let setup_commands = raw.setup_commands.clone().unwrap_or_default();
+        for (i, command) in setup_commands.iter().enumerate() {
+            let index_key = format!("{key}.setup_commands[{i}]");
+            if command.trim().is_empty() {
+                return Err(ConfigError::invalid(index_key, "is empty"));
+            }
+            parse_setup_command(command).map_err(|problem| ConfigError::invalid(index_key, problem))?;
+        }
         if !setup_commands.is_empty() && ssh.private_key_path.is_none() {
             return Err(ConfigError::invalid(
                 format!("{key}.setup_commands"),

@@ -212,6 +212,11 @@ impl ServerHandle {
         Ok(pools::reconcile_all(&self.app).await?)
     }
 
+    /// Waits until the SSH bootstrap attempts started by past pool passes have finished.
+    pub async fn bootstrap_settled(&self) {
+        self.app.bootstraps.settled().await;
+    }
+
     /// Applies retention and re-reads the fleet now.
     pub async fn retention(&self) -> Result<(), PassError> {
         Ok(loops::retention(&self.app).await?)

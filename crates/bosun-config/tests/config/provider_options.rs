@@ -184,3 +184,19 @@ fn ec2_takes_one_key_pair_per_machine() {
     let err = error(text);
     assert!(err.to_string().starts_with("pools.p.ssh_keys: lists 2 keys (or inherits them from defaults)"), "{err}");
 }
+
+/// The README's provider and SSH bootstrap examples are configurations bosun accepts.
+#[test]
+fn the_readme_examples_load() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).expect("README");
+    let block_after = |heading: &str| -> String {
+        let section = readme.split(heading).nth(1).unwrap_or_else(|| panic!("{heading} in the README"));
+        section.split("```yaml\n").nth(1).and_then(|b| b.split("```").next()).expect("a yaml block").to_owned()
+    };
+    let providers = block_after("## Providers");
+    let config = parse(&providers).unwrap_or_else(|e| panic!("{e}\n{providers}"));
+    assert_eq!(config.providers.len(), 3);
+    let bootstrap = format!("providers:\n  lambda: {{type: lambda}}\n{}", block_after("### SSH bootstrap"));
+    let config = parse(&bootstrap).unwrap_or_else(|e| panic!("{e}\n{bootstrap}"));
+    assert_eq!(pool(&config, "lambda-h100").spec.setup_commands.len(), 2);
+}

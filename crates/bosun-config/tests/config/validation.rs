@@ -121,6 +121,13 @@ fn pool_shape() {
             "pools.p.setup_commands: need an SSH key to run: set ssh_private_key_path on the pool or under defaults",
         ),
         (
+            pool("setup_commands: ['echo {{.ControlPlane}}', 'curl {{.Tokn}}']\nssh_private_key_path: /k"),
+            "pools.p.setup_commands[1]: {{.Tokn}} is not a placeholder bosun fills in (only these are: \
+             {{.ControlPlane}}, {{.Token}}, {{.NodeID}}, {{.InstanceID}}, {{.Pool}}, {{.Provider}}, {{.Region}}, \
+             {{.Zone}}, {{.InstanceType}})",
+        ),
+        (pool("setup_commands: ['  ']\nssh_private_key_path: /k"), "pools.p.setup_commands[0]: is empty"),
+        (
             pool("labels: {pool: other}"),
             "pools.p.labels.pool: is \"other\", but bosun sets it to the pool's name \"p\"; remove it",
         ),

@@ -217,6 +217,7 @@ async fn reconcile_to(
     let now = app.now();
     let mut pool = app.store.pool(name).await?;
     drift::repair_drift(app, config, name).await?;
+    bootstrap::bootstrap_machines(app, config, &pool).await?;
     let draining = scale_down::progress_scale_down(app, &pool, now).await?;
     drift::follow_terminating_nodes(app, name).await?;
     replacement::finish_terminations(app, config, name).await?;

@@ -4,8 +4,8 @@
 mod harness;
 
 mod auth;
-mod bootstrap;
 mod bad_input;
+mod bootstrap;
 mod commands;
 mod endpoints;
 mod instances;
@@ -15,3 +15,4 @@ mod policy;
 mod pools;
 mod remediation;
 mod restart;
+mod ssh_server;
