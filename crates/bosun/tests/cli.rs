@@ -114,6 +114,11 @@ fn quick_start_fleet_cli_and_restart() {
     assert!(line.contains("not_found") && line.contains("ghost"), "{line}");
     let line = fails_with_one_line(bosun().args(["nodes", "cordon", "bad id!", "--server", &url]));
     assert!(line.contains("invalid_argument") && line.contains("node_id"), "{line}");
+    // No bootstrap ran on n1's machine (it has none); an unknown id is not found.
+    let logs = ok(bosun().args(["nodes", "bootstrap-log", "n1", "--server", &url]));
+    assert!(logs.starts_with("No bootstrap logs for n1"), "{logs}");
+    let line = fails_with_one_line(bosun().args(["nodes", "bootstrap-log", "ghost", "--server", &url]));
+    assert!(line.contains("not_found") && line.contains("ghost"), "{line}");
 
     // SIGTERM: a clean stop; a new server on the same file knows everything.
     sigterm(&first);

@@ -394,8 +394,9 @@ impl Attempt {
             };
             let exit_code = ran.exit_code.map_or(-1, |code| i32::try_from(code).unwrap_or(i32::MAX));
             logs.push(BootstrapCommandLog {
-                // As configured: placeholders unfilled, so no secret is stored.
-                command: command.clone(),
+                // As configured: placeholders unfilled, so no secret is stored (and a token
+                // written into the command itself through ${VAR} is blanked).
+                command: self.values.scrub(command),
                 stdout: self.values.scrub(&ran.stdout),
                 stderr: self.values.scrub(&ran.stderr),
                 exit_code,
