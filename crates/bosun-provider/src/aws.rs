@@ -20,10 +20,10 @@
 mod credentials;
 mod sigv4;
 
-use async_trait::async_trait;
-use base64::Engine as _;
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
+use base64::Engine as _;
 use bosun_config::{AwsConfig, ProviderType};
 use bosun_core::InstanceId;
 use chrono::Utc;
