@@ -1,11 +1,17 @@
-//! Generates the bosun.v1 code without `protoc`: protox (pure Rust) compiles the .proto
+//! Generates the bosun.v1 (and navarch) code without `protoc`: protox (pure Rust) compiles the .proto
 //! files into a descriptor set, which connectrpc-build turns into buffa messages, service
 //! traits and clients.
 
 use std::path::PathBuf;
 
 const PROTO_ROOT: &str = "proto";
-const FILES: &[&str] = &["bosun/v1/types.proto", "bosun/v1/agent.proto", "bosun/v1/admin.proto"];
+const FILES: &[&str] = &[
+    "bosun/v1/types.proto",
+    "bosun/v1/agent.proto",
+    "bosun/v1/admin.proto",
+    // Navarch's wire API, served beside bosun.v1 for agents and CLIs still on Navarch.
+    "navarch/control_plane.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);

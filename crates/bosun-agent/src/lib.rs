@@ -44,13 +44,15 @@ mod error;
 pub mod gpu;
 mod hooks;
 mod network;
+mod pending;
 pub mod procfs;
 mod runtime;
 
+pub use bosun_core::fault::{FAULT_COMMAND, Fault, FaultError, FaultKind, RECOVER_COMMAND};
 pub use commands::NodeFlags;
 pub use control_plane::{AckOutcome, AgentConfig, CommandAck, ControlPlane, DeliveredCommand, RpcError};
 pub use error::AgentError;
-pub use gpu::fake::{FAULT_COMMAND, FakeGpus, Fault, FaultError, FaultKind, GpuModel, RECOVER_COMMAND, fault_hooks};
+pub use gpu::fake::{FakeGpus, GpuModel, fault_hooks};
 pub use gpu::nvml::Nvml;
 pub use gpu::{DeviceError, DiagnosticReport, GpuError, GpuSource};
 pub use hooks::{Hook, HookContext, HookFuture, Hooks};

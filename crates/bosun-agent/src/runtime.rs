@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bosun_core::{
-    Clock, HealthEvent, Labels, MetricSample, NodeId, NodeMetadata, NodeRegistration, PoolName, SystemClock,
+    CheckResult, Clock, Labels, MetricSample, NodeId, NodeMetadata, NodeRegistration, PoolName, SystemClock,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until};
@@ -32,15 +32,12 @@ use crate::control_plane::{AgentConfig, ControlPlane, DeliveredCommand, RpcError
 use crate::error::AgentError;
 use crate::gpu::GpuSource;
 use crate::hooks::Hooks;
+use crate::pending::PendingEvents;
 use crate::procfs::{AGENT_VERSION, HostMetrics};
 
 /// Empty polls are spaced at least this far apart, so a server that answers a long poll
 /// at once cannot turn every agent into a busy loop.
 const MIN_POLL_SPACING: Duration = Duration::from_secs(1);
-
-/// Health events kept for a report the control plane has not accepted yet; beyond this
-/// the oldest are dropped.
-const MAX_PENDING_EVENTS: usize = 1024;
 
 /// Commands polled but not yet started.
 const COMMAND_QUEUE: usize = 32;
@@ -142,7 +139,7 @@ impl Agent {
             flags,
             seed,
         );
-        let sessions = Sessions { ctx: Ctx { gpus, control }, options, pending_events: Vec::new(), seed };
+        let sessions = Sessions { ctx: Ctx { gpus, control }, options, pending_events: PendingEvents::default(), seed };
         // The two halves are built here and boxed once each, rather than inside an async
         // fn: its state would keep its arguments beside the futures they were moved into,
         // doubling an agent's footprint (about 4.5 KiB this way), and the simulator runs a
@@ -174,7 +171,7 @@ struct Ctx {
 struct Sessions {
     ctx: Ctx,
     options: AgentOptions,
-    pending_events: Vec<HealthEvent>,
+    pending_events: PendingEvents,
     seed: u64,
 }
 
@@ -357,11 +354,13 @@ async fn metric_sample(ctx: &Ctx, node_id: &NodeId, clock: &dyn Clock, host: &mu
 
 /// Runs the checks and reports them with the events collected since the last accepted
 /// report, at once and then every health interval. Events the server has not accepted
-/// are sent again with the next report, so a network blip cannot swallow an XID.
+/// are sent again with the next report, so a network blip cannot swallow an XID; more
+/// events than one report may carry go as several reports; events the server refused as
+/// invalid are dropped (and counted), never sent again.
 async fn health_loop(
     ctx: &Ctx,
     node_id: &NodeId,
-    pending: &mut Vec<HealthEvent>,
+    pending: &mut PendingEvents,
     checks: CheckSet,
     config: &AgentConfig,
     session: &CancellationToken,
@@ -374,15 +373,11 @@ async fn health_loop(
         let report = async {
             let results = checks::run(&*ctx.gpus, checks).await;
             match ctx.gpus.collect_events().await {
-                Ok(events) => queue_events(pending, events),
+                Ok(events) => pending.push(events),
                 // The nvml check reports the backend failure; events wait for recovery.
                 Err(error) => debug!(%error, "no health events collected"),
             }
-            let sent = ctx.control.report_health(node_id, &results, pending).await;
-            if sent.is_ok() {
-                pending.clear();
-            }
-            sent
+            send_reports(ctx, node_id, results, pending).await
         };
         let Some(result) = session.run_until_cancelled(report).await else { return };
         let wake = match result {
@@ -401,12 +396,35 @@ async fn health_loop(
     }
 }
 
-fn queue_events(pending: &mut Vec<HealthEvent>, events: Vec<HealthEvent>) {
-    pending.extend(events);
-    if pending.len() > MAX_PENDING_EVENTS {
-        let dropped = pending.len() - MAX_PENDING_EVENTS;
-        warn!(dropped, "too many unsent health events; dropping the oldest");
-        pending.drain(..dropped);
+/// Sends this round's check results with the pending events, in as many reports as the
+/// events need. A report refused as invalid drops its events and the round goes on.
+async fn send_reports(
+    ctx: &Ctx,
+    node_id: &NodeId,
+    mut results: Vec<CheckResult>,
+    pending: &mut PendingEvents,
+) -> Result<(), RpcError> {
+    results.extend(pending.dropped_check());
+    loop {
+        let batch = pending.next_report();
+        let count = batch.len();
+        match ctx.control.report_health(node_id, &results, batch).await {
+            Ok(()) => pending.accepted(count),
+            Err(error @ RpcError::InvalidArgument(_)) if count > 0 => {
+                error!(%error, events = count, "the control plane refused these health events; they are dropped, not sent again");
+                pending.refused(count);
+                // The next report says how many were dropped, this refusal included.
+                results.retain(|r| r.name != crate::pending::DROPPED_CHECK);
+                results.extend(pending.dropped_check());
+                continue;
+            }
+            Err(error) => return Err(error),
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        // The check results went with the first report.
+        results.clear();
     }
 }
 

@@ -263,6 +263,47 @@ async fn events_of_a_failed_report_are_sent_with_the_next_one() {
     h.stop().await.expect("stops cleanly");
 }
 
+/// A machine spewing XIDs: more events than a report may carry go as several reports in
+/// the same round; more than the agent holds are dropped oldest first and counted in the
+/// next report; a report the server refuses as invalid is never sent again.
+#[tokio::test(start_paused = true)]
+async fn an_xid_storm_is_split_bounded_and_never_resent_when_refused() {
+    use bosun_core::health::MAX_REPORT_EVENTS;
+    let h = Harness::running();
+    h.control.wait_for_health_reports(1).await;
+    // 4,500 XIDs between two reports while the server is away (two failed reports).
+    h.control.fail_health([RpcError::Unavailable("network".into()), RpcError::Unavailable("network".into())]);
+    for i in 0..4_500u32 {
+        h.gpus.inject(Fault::Xid { gpu: i % 8, code: 13 }).expect("valid");
+        if i == 2_000 {
+            h.control.wait_for_health_reports(2).await;
+        }
+    }
+    h.control.wait_for_health_reports(8).await;
+    let reports = h.control.health_reports();
+    let sizes: Vec<usize> = reports.iter().map(|(_, events)| events.len()).collect();
+    assert!(sizes.iter().all(|n| *n <= MAX_REPORT_EVENTS), "{sizes:?}");
+    let delivered: usize = reports[3..].iter().map(|(_, events)| events.len()).sum();
+    assert_eq!(delivered, 4_000, "the agent holds at most 4,000 and sends them all: {sizes:?}");
+    let dropped = reports[3..]
+        .iter()
+        .flat_map(|(results, _)| results)
+        .find(|r| r.name == "events")
+        .expect("the dropped count goes with the next accepted report");
+    assert_eq!((dropped.status, dropped.details["dropped"].as_str()), (Health::Degraded, "500"));
+
+    // Refused as invalid: dropped and counted, not sent again.
+    let before = h.control.health_reports().len();
+    h.control.fail_health([RpcError::InvalidArgument("events[0].metrics: bad".into())]);
+    h.gpus.inject(Fault::Xid { gpu: 1, code: 48 }).expect("valid");
+    h.control.wait_for_health_reports(before + 3).await;
+    let later = &h.control.health_reports()[before..];
+    let carrying: Vec<usize> = later.iter().map(|(_, events)| events.len()).collect();
+    assert_eq!(&carrying[..2], &[1, 0], "sent once, refused, then the round goes on without it: {carrying:?}");
+    assert_eq!(check(&later[1].0, "events").details["dropped"], "1");
+    h.stop().await.expect("stops cleanly");
+}
+
 #[tokio::test(start_paused = true)]
 async fn cancellation_stops_every_loop_promptly() {
     let h = Harness::running();

@@ -234,7 +234,7 @@ async fn shutdown_abandons_a_running_hook() {
 /// reboot ends every fault but a boot failure.
 #[tokio::test(start_paused = true)]
 async fn reset_gpu_and_reboot_clear_fake_faults() {
-    use bosun_agent::gpu::fake::Fault;
+    use bosun_core::fault::Fault;
     let h = Harness::running();
     h.gpus.inject(Fault::Thermal { gpu: Some(3), celsius: 97.0 }).expect("inject");
     h.gpus.inject(Fault::DeviceError { gpu: 5 }).expect("inject");

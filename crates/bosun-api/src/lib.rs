@@ -5,7 +5,7 @@
 //! and validates what comes in, naming the offending field. [`agent_client`] is the
 //! agent's `ControlPlane` over the network.
 
-/// Generated from `proto/bosun/v1/*.proto` by build.rs.
+/// Generated from `proto/bosun/v1/*.proto` and `proto/navarch/*.proto` by build.rs.
 #[allow(clippy::all, missing_debug_implementations)]
 pub mod proto {
     connectrpc::include_generated!();
@@ -13,7 +13,11 @@ pub mod proto {
 
 pub mod agent_client;
 pub mod convert;
+pub mod navarch_wire;
 
 pub use agent_client::AgentClient;
 
 pub use proto::bosun::v1;
+/// Navarch's control-plane API (`navarch.ControlPlaneService`), served for agents and CLIs
+/// that still speak it.
+pub use proto::navarch;

@@ -32,9 +32,8 @@ impl Secret {
     /// Compares with a presented credential in time that depends only on the lengths, so
     /// response timing does not reveal how much of a guess was right.
     pub fn matches(&self, candidate: &str) -> bool {
-        let (ours, theirs) = (self.0.as_bytes(), candidate.as_bytes());
-        let differing = ours.iter().zip(theirs).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        ours.len() == theirs.len() && differing == 0
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(candidate.as_bytes()).into()
     }
 }
 

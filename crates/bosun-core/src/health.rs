@@ -73,6 +73,12 @@ named_enum!(
 /// Most metrics one event may carry.
 pub const MAX_EVENT_METRICS: usize = 64;
 
+/// Most events one health report may carry; agents send more as several reports.
+pub const MAX_REPORT_EVENTS: usize = 1000;
+
+/// Most check results one health report may carry.
+pub const MAX_REPORT_RESULTS: usize = 100;
+
 /// A raw hardware event from an agent, before classification.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthEvent {

@@ -1,6 +1,6 @@
 //! Key/value labels on nodes, instances and pools, and equality selectors over them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -60,9 +60,10 @@ impl Labels {
         self.0.is_empty()
     }
 
-    /// True when every selector term matches one of these labels exactly.
+    /// True when every selector term matches: `key=value` exactly, `key` by presence.
     pub fn matches(&self, selector: &LabelSelector) -> bool {
         selector.terms().all(|(k, v)| self.get(k) == Some(v))
+            && selector.required_keys().all(|k| self.0.contains_key(k))
     }
 
     pub fn as_map(&self) -> &BTreeMap<String, String> {
@@ -143,9 +144,13 @@ fn check_label_value(key: &str, value: &str) -> Result<(), ValidationError> {
     check_text(&format!("labels.{key}"), value)
 }
 
-/// Equality selector: `k1=v1,k2=v2`. Every term must match.
+/// A label selector: `k1=v1,k2` matches what has label `k1` equal to `v1` and a label
+/// `k2` with any value. Every term must match; an empty selector matches everything.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LabelSelector(Labels);
+pub struct LabelSelector {
+    equal: Labels,
+    present: BTreeSet<String>,
+}
 
 impl LabelSelector {
     pub fn new() -> Self {
@@ -154,39 +159,62 @@ impl LabelSelector {
 
     /// Adds a term `key=value`.
     pub fn with(mut self, key: &str, value: &str) -> Result<Self, ValidationError> {
-        self.0.insert(key, value)?;
+        self.equal.insert(key, value)?;
         Ok(self)
     }
 
+    /// Adds a term `key`: the label is set, to any value.
+    pub fn with_key(mut self, key: &str) -> Result<Self, ValidationError> {
+        check_label_key(key)?;
+        if self.present.len() + self.equal.len() >= MAX_LABELS {
+            return Err(ValidationError::new("labels", format_args!("more than {MAX_LABELS} terms")));
+        }
+        self.present.insert(key.to_owned());
+        Ok(self)
+    }
+
+    /// The `key=value` terms.
     pub fn terms(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter()
+        self.equal.iter()
+    }
+
+    /// The keys that must be present, with any value.
+    pub fn required_keys(&self) -> impl Iterator<Item = &str> {
+        self.present.iter().map(String::as_str)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.equal.is_empty() && self.present.is_empty()
     }
 
+    /// The `key=value` terms as labels (a subset an object's labels must contain).
     pub fn as_labels(&self) -> &Labels {
-        &self.0
+        &self.equal
     }
 }
 
 impl From<Labels> for LabelSelector {
     fn from(labels: Labels) -> Self {
-        Self(labels)
+        Self { equal: labels, present: BTreeSet::new() }
     }
 }
 
 impl FromStr for LabelSelector {
     type Err = ValidationError;
-    /// Parses `k=v[,k=v...]`; an empty string selects everything.
+    /// Parses `k=v[,k[,...]]`; an empty string selects everything.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let mut selector = LabelSelector::new();
         for term in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let (key, value) = term.split_once('=').ok_or_else(|| {
-                ValidationError::new("label selector", format_args!("{term:?} is not of the form key=value"))
-            })?;
-            selector = selector.with(key.trim(), value.trim())?;
+            selector = match term.split_once('=') {
+                Some((key, value)) if !key.trim().is_empty() => selector.with(key.trim(), value.trim())?,
+                Some(_) => {
+                    return Err(ValidationError::new(
+                        "label selector",
+                        format_args!("{term:?} has no key; write key=value or key"),
+                    ));
+                }
+                None => selector.with_key(term)?,
+            };
         }
         Ok(selector)
     }
@@ -194,21 +222,15 @@ impl FromStr for LabelSelector {
 
 impl fmt::Debug for LabelSelector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
+        write!(f, "LabelSelector({self})")
     }
 }
 
 impl fmt::Display for LabelSelector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for (k, v) in self.terms() {
-            if !first {
-                f.write_str(",")?;
-            }
-            first = false;
-            write!(f, "{k}={v}")?;
-        }
-        Ok(())
+        let equal = self.terms().map(|(k, v)| format!("{k}={v}"));
+        let terms: Vec<String> = equal.chain(self.present.iter().cloned()).collect();
+        f.write_str(&terms.join(","))
     }
 }
 
@@ -239,10 +261,15 @@ mod tests {
         assert!(!other.matches(&selector));
         assert!(labels.matches(&LabelSelector::new()));
         assert_eq!(selector.to_string(), "gpu=h100,tier=prod");
+        let present: LabelSelector = "tier, gpu=h100".parse().expect("parses");
+        assert!(labels.matches(&present));
+        assert!(!Labels::try_from([("gpu", "h100")]).expect("valid").matches(&present), "tier is missing");
+        assert_eq!(present.to_string(), "gpu=h100,tier");
         assert_eq!(
-            "gpu".parse::<LabelSelector>().unwrap_err().to_string(),
-            "invalid label selector: \"gpu\" is not of the form key=value"
+            "=x".parse::<LabelSelector>().unwrap_err().to_string(),
+            "invalid label selector: \"=x\" has no key; write key=value or key"
         );
+        assert!("bad key".parse::<LabelSelector>().is_err());
     }
 
     #[test]

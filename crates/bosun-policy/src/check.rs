@@ -2,8 +2,8 @@
 //!
 //! The CLI loads the policy ([`Policy::from_yaml`] or [`Policy::builtin`]), reads sample
 //! events with [`parse_events`], classifies them with [`Policy::classify_all`] and prints
-//! [`render_table`] or [`render_json`] on stdout and [`render_errors`] on stderr. Without
-//! events, [`render_rules`] shows what was loaded.
+//! [`event_rows`] as a table or [`render_json`] on stdout and [`render_errors`] on stderr.
+//! Without events, [`rule_rows`] shows what was loaded. Tables are laid out by the CLI.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -69,8 +69,15 @@ pub fn parse_events(text: &str, now: Timestamp) -> Result<Vec<HealthEvent>, Poli
         .collect()
 }
 
-/// A table with one row per event: number (from 1), type, GPU, result, action, rule, errors.
-pub fn render_table(events: &[ClassifiedEvent]) -> String {
+/// Rows of a listing: a header and cells, for the CLI to lay out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rows<const N: usize> {
+    pub header: [&'static str; N],
+    pub rows: Vec<[String; N]>,
+}
+
+/// One row per event: number (from 1), type, GPU, result, action, rule, errors.
+pub fn event_rows(events: &[ClassifiedEvent]) -> Rows<7> {
     let rows = events.iter().enumerate().map(|(index, classified)| {
         let ClassifiedEvent { event, verdict } = classified;
         [
@@ -83,11 +90,11 @@ pub fn render_table(events: &[ClassifiedEvent]) -> String {
             if verdict.errors.is_empty() { "-".to_owned() } else { verdict.errors.join("; ") },
         ]
     });
-    table(["#", "TYPE", "GPU", "RESULT", "ACTION", "RULE", "ERRORS"], rows)
+    Rows { header: ["#", "TYPE", "GPU", "RESULT", "ACTION", "RULE", "ERRORS"], rows: rows.collect() }
 }
 
 /// The rules of `policy`, in evaluation order: number, name, result, action, condition.
-pub fn render_rules(policy: &Policy) -> String {
+pub fn rule_rows(policy: &Policy) -> Rows<5> {
     let rows = policy.rules().iter().enumerate().map(|(index, rule)| {
         [
             (index + 1).to_string(),
@@ -97,12 +104,12 @@ pub fn render_rules(policy: &Policy) -> String {
             rule.condition().split_whitespace().collect::<Vec<_>>().join(" "),
         ]
     });
-    table(["#", "RULE", "RESULT", "ACTION", "CONDITION"], rows)
+    Rows { header: ["#", "RULE", "RESULT", "ACTION", "CONDITION"], rows: rows.collect() }
 }
 
 /// The XID catalog `policy` classifies with (`bosun policy xids`): code, action, whether a
 /// hardware fault, name, source.
-pub fn render_xids(catalog: &XidCatalog) -> String {
+pub fn xid_rows(catalog: &XidCatalog) -> Rows<5> {
     let rows = catalog.entries().map(|xid| {
         [
             xid.code.to_string(),
@@ -112,7 +119,7 @@ pub fn render_xids(catalog: &XidCatalog) -> String {
             xid.source.clone(),
         ]
     });
-    table(["XID", "ACTION", "HARDWARE", "NAME", "SOURCE"], rows)
+    Rows { header: ["XID", "ACTION", "HARDWARE", "NAME", "SOURCE"], rows: rows.collect() }
 }
 
 /// The catalog as JSON: `{"version": ..., "xids": [{code, name, action, hardware, source}]}`.
@@ -127,27 +134,47 @@ pub fn render_xids_json(catalog: &XidCatalog) -> String {
     serde_json::to_string_pretty(&catalog).unwrap_or_default()
 }
 
-/// A JSON array with one object per event, in input order:
-/// `{"result": "healthy" | "degraded" | "unhealthy", "action": ACTION, "rule": NAME | null}`.
+/// A JSON array with one object per event, in input order: the event as read (`event`:
+/// `event_type`, `gpu_index` (null for the node), `gpu_uuid`, `system`, `metrics`,
+/// `message`) and its verdict (`result`: `healthy` | `degraded` |
+/// `unhealthy`, `action`, `rule`: NAME | null).
 ///
 /// Rule errors are deliberately left out, so scripts can rely on this exact shape; they
 /// belong on stderr ([`render_errors`]).
 pub fn render_json(events: &[ClassifiedEvent]) -> String {
     #[derive(Serialize)]
+    struct Event<'a> {
+        event_type: String,
+        gpu_index: Option<i32>,
+        gpu_uuid: &'a str,
+        system: String,
+        metrics: &'a BTreeMap<String, String>,
+        message: &'a str,
+    }
+    #[derive(Serialize)]
     struct Row<'a> {
+        event: Event<'a>,
         result: &'static str,
         action: &'static str,
         rule: Option<&'a str>,
     }
     let rows: Vec<Row<'_>> = events
         .iter()
-        .map(|classified| Row {
-            result: result_word(classified.verdict.health),
-            action: classified.verdict.action.as_str(),
-            rule: classified.verdict.rule.as_deref(),
+        .map(|ClassifiedEvent { event, verdict }| Row {
+            event: Event {
+                event_type: event.event_type.to_string(),
+                gpu_index: (event.gpu_index >= 0).then_some(event.gpu_index),
+                gpu_uuid: &event.gpu_uuid,
+                system: event.system.to_string(),
+                metrics: &event.metrics,
+                message: &event.message,
+            },
+            result: result_word(verdict.health),
+            action: verdict.action.as_str(),
+            rule: verdict.rule.as_deref(),
         })
         .collect();
-    // A list of static strings and string slices always serializes.
+    // Strings, numbers and string maps always serialize.
     serde_json::to_string_pretty(&rows).unwrap_or_default()
 }
 
@@ -171,31 +198,6 @@ fn result_word(health: Health) -> &'static str {
         Health::Unhealthy => "unhealthy",
         Health::Healthy | Health::Unknown => "healthy",
     }
-}
-
-/// Left-aligned columns two spaces apart, header first, no trailing spaces.
-fn table<const N: usize>(header: [&str; N], rows: impl Iterator<Item = [String; N]>) -> String {
-    let rows: Vec<[String; N]> = std::iter::once(header.map(str::to_owned)).chain(rows).collect();
-    let mut widths = [0; N];
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (column, (cell, width)) in row.iter().zip(widths).enumerate() {
-            if column + 1 < N {
-                line.push_str(&format!("{cell:<width$}  "));
-            } else {
-                line.push_str(cell);
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 fn event_type<'de, D: Deserializer<'de>>(deserializer: D) -> Result<EventType, D::Error> {

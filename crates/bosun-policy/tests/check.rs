@@ -2,7 +2,7 @@
 
 use bosun_core::{EventType, HealthSystem, Timestamp};
 use bosun_policy::check::{
-    parse_events, render_errors, render_json, render_rules, render_table, render_xids, render_xids_json,
+    event_rows, parse_events, render_errors, render_json, render_xids_json, rule_rows, xid_rows,
 };
 use bosun_policy::{DocumentKind, Policy, PolicyError};
 
@@ -109,33 +109,23 @@ fn classified() -> Vec<bosun_core::ClassifiedEvent> {
 }
 
 #[test]
-fn json_output_is_exactly_result_action_and_rule_per_event() {
-    let json = render_json(&classified());
+fn json_output_is_each_event_with_its_result_action_and_rule() {
+    let json: serde_json::Value = serde_json::from_str(&render_json(&classified())).unwrap();
+    let rows = json.as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for row in rows {
+        let keys: Vec<&str> = row.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["action", "event", "result", "rule"], "exactly these keys");
+    }
     assert_eq!(
-        json,
-        r#"[
-  {
-    "result": "unhealthy",
-    "action": "replace",
-    "rule": "fatal"
-  },
-  {
-    "result": "degraded",
-    "action": "none",
-    "rule": "hot"
-  },
-  {
-    "result": "healthy",
-    "action": "none",
-    "rule": null
-  },
-  {
-    "result": "healthy",
-    "action": "none",
-    "rule": null
-  }
-]"#
+        (rows[0]["result"].as_str(), rows[0]["action"].as_str(), rows[0]["rule"].as_str()),
+        (Some("unhealthy"), Some("replace"), Some("fatal"))
     );
+    assert_eq!(rows[0]["event"]["event_type"], "xid");
+    assert_eq!(rows[0]["event"]["gpu_index"], 2);
+    assert_eq!(rows[0]["event"]["metrics"]["xid_code"], "79");
+    assert_eq!(rows[1]["event"]["gpu_index"], serde_json::Value::Null, "node-level");
+    assert_eq!((rows[2]["result"].as_str(), rows[2]["rule"].as_str()), (Some("healthy"), None));
     assert_eq!(render_json(&[]), "[]");
 }
 
@@ -146,44 +136,37 @@ fn rule_errors_go_to_their_own_text() {
         render_errors(&events),
         "event 3: rule \"hot\": No such key: temperature\nevent 4: rule \"hot\": No such key: temperature\n"
     );
-    assert!(!render_json(&events).contains("temperature"));
+    assert!(!render_json(&events).contains("No such key"), "errors stay out of the JSON");
     assert_eq!(render_errors(&events[..2]), "");
 }
 
 #[test]
-fn table_output() {
-    assert_eq!(
-        render_table(&classified()),
-        "#  TYPE     GPU   RESULT     ACTION   RULE   ERRORS\n\
-         1  xid      2     unhealthy  replace  fatal  -\n\
-         2  thermal  node  degraded   none     hot    -\n\
-         3  ecc_sbe  node  healthy    none     -      rule \"hot\": No such key: temperature\n\
-         4  unknown  node  healthy    none     -      rule \"hot\": No such key: temperature\n"
-    );
+fn event_rows_give_type_gpu_result_action_rule_and_errors() {
+    let rows = event_rows(&classified());
+    assert_eq!(rows.header, ["#", "TYPE", "GPU", "RESULT", "ACTION", "RULE", "ERRORS"]);
+    assert_eq!(rows.rows[0], ["1", "xid", "2", "unhealthy", "replace", "fatal", "-"].map(String::from));
+    assert_eq!(rows.rows[1], ["2", "thermal", "node", "degraded", "none", "hot", "-"].map(String::from));
+    assert_eq!(rows.rows[2][6], "rule \"hot\": No such key: temperature");
 }
 
 #[test]
 fn rules_listing() {
-    let listing = render_rules(&Policy::builtin().unwrap());
-    let lines: Vec<&str> = listing.lines().collect();
-    assert_eq!(lines.len(), 14);
-    assert!(lines[0].starts_with("#   RULE              RESULT     ACTION       CONDITION"), "{listing}");
-    assert!(
-        lines[1]
-            .starts_with("1   fatal-xid         unhealthy  replace      event.event_type == \"xid\" && has(event.xid)"),
-        "{listing}"
-    );
-    assert_eq!(lines[13], "13  default           healthy    none         true");
+    let rows = rule_rows(&Policy::builtin().unwrap());
+    assert_eq!(rows.header, ["#", "RULE", "RESULT", "ACTION", "CONDITION"]);
+    assert_eq!(rows.rows.len(), 13);
+    assert_eq!(&rows.rows[0][..4], ["1", "fatal-xid", "unhealthy", "replace"].map(String::from));
+    assert!(rows.rows[0][4].starts_with("event.event_type == \"xid\" && has(event.xid)"), "{:?}", rows.rows[0]);
+    assert_eq!(rows.rows[12], ["13", "default", "healthy", "none", "true"].map(String::from));
 }
 
 #[test]
 fn xid_listing() {
     let catalog = bosun_core::xid::XidCatalog::builtin();
-    let listing = render_xids(catalog);
-    let lines: Vec<&str> = listing.lines().collect();
-    assert_eq!(lines.len(), catalog.entries().count() + 1);
-    assert!(lines[0].starts_with("XID  ACTION       HARDWARE  NAME"), "{listing}");
-    assert!(listing.contains("\n79   replace      yes       GPU has fallen off the bus"), "{listing}");
+    let rows = xid_rows(catalog);
+    assert_eq!(rows.header, ["XID", "ACTION", "HARDWARE", "NAME", "SOURCE"]);
+    assert_eq!(rows.rows.len(), catalog.entries().count());
+    let fallen_off = rows.rows.iter().find(|row| row[0] == "79").expect("XID 79");
+    assert_eq!(&fallen_off[..4], ["79", "replace", "yes", "GPU has fallen off the bus"].map(String::from));
     let json: serde_json::Value = serde_json::from_str(&render_xids_json(catalog)).unwrap();
     assert_eq!(json["version"], "2026.12");
     assert_eq!(

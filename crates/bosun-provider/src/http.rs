@@ -132,19 +132,7 @@ impl HttpClient {
     /// A client for `provider` talking to `base_url`.
     pub(crate) fn new(provider: &str, base_url: &Url) -> Result<Self, ProviderError> {
         let invalid = |message: String| Failure::Invalid.error(provider, message);
-        let tls = tls_config().map_err(|e| {
-            invalid(format!(
-                "cannot set up TLS: {e} (are the system's CA certificates, e.g. ca-certificates, installed?)"
-            ))
-        })?;
-        let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            // A cloud API has no reason to redirect; following one could send a signed
-            // request somewhere we did not choose.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("bosun/", env!("CARGO_PKG_VERSION")));
+        let mut builder = https_client_builder().map_err(invalid)?.timeout(REQUEST_TIMEOUT);
         // Proxies from HTTPS_PROXY etc. apply to real clouds, but a loopback endpoint (a
         // local emulator, the tests' mock) and the clouds' metadata services (link-local,
         // answering only from the machine itself) are reached directly.
@@ -187,6 +175,22 @@ impl HttpClient {
     }
 }
 
+/// A client builder with bosun's HTTP defaults, for every HTTP client of the control plane
+/// (cloud APIs, the webhook notifier): TLS through rustls with *ring* and the system's CA
+/// roots, a connect timeout, no redirects (an API has no reason to redirect, and following
+/// one could send a signed request somewhere nobody chose), bosun's user agent. Callers set
+/// their own request timeout.
+pub fn https_client_builder() -> Result<reqwest::ClientBuilder, String> {
+    let tls = tls_config().map_err(|e| {
+        format!("cannot set up TLS: {e} (are the system's CA certificates, e.g. ca-certificates, installed?)")
+    })?;
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("bosun/", env!("CARGO_PKG_VERSION"))))
+}
+
 fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
@@ -209,7 +213,8 @@ fn is_local(url: &Url) -> bool {
 
 /// A transport error in words an operator can act on. The URL is left out (the caller
 /// names the call), and the cause chain is kept: "connection refused" is the useful part.
-fn transport_message(error: reqwest::Error) -> String {
+/// A transport error in a sentence, without its URL (which may carry credentials).
+pub fn transport_message(error: reqwest::Error) -> String {
     if error.is_timeout() {
         // The deadline is the call's own (30 s, longer for GCE's operation wait).
         return "timed out waiting for an answer".to_owned();

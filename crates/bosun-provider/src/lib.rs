@@ -39,6 +39,7 @@ mod provider;
 mod startup;
 
 pub use catalog::{InstanceTypeSpec, resolve_instance_type};
+pub use http::{https_client_builder, transport_message};
 pub use provider::{
     Bootstrap, InstanceTypeOffer, Provider, ProviderError, ProviderInstance, ProviderInstanceState, ProvisionRequest,
     Provisioned, SSH_PORT, SshAccess,

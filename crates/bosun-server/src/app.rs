@@ -41,6 +41,8 @@ pub(crate) struct App {
     /// One pool pass at a time: a background pass and an operator's scale must not both
     /// provision for the same gap.
     pub pool_pass: tokio::sync::Mutex<()>,
+    /// Tells a workload scheduler about cordons, uncordons and drains.
+    pub notifier: crate::notifier::Notifier,
 }
 
 impl App {
@@ -75,6 +77,8 @@ impl App {
                  set auth.node_token_key so a registered node alone can act for itself"
             );
         }
+        let notifier = crate::notifier::Notifier::new(&settings.notifier, settings.notifier_retry)
+            .map_err(crate::StartError::Notifier)?;
         let app = Arc::new(App {
             store,
             clock,
@@ -92,6 +96,7 @@ impl App {
             missing_machines: crate::pools::MissingMachines::default(),
             bootstraps: Arc::default(),
             pool_pass: tokio::sync::Mutex::new(()),
+            notifier,
         });
         app.reload_fleet().await.map_err(crate::StartError::Store)?;
         tracing::info!(nodes = app.fleet.len(), "fleet loaded");

@@ -67,6 +67,7 @@ pub(crate) async fn issue(app: &App, request: CommandRequest, actor: &Actor) -> 
     })
     .await?;
     app.waiters.wake(&node_id);
+    app.notifier.notify(&command, &app.store, &app.metrics);
     tracing::info!(node = %node_id, command = %command.id, kind = %command.kind, %actor, "command issued");
     Ok(command)
 }
@@ -206,7 +207,15 @@ pub(crate) async fn ack(
         command.apply(trigger, now).map_err(|e| ApiError::transition(id, e))?;
         command.outcome_message = message.to_owned();
         if !details.is_empty() {
+            // The notifier's delivery outcome stays beside what the agent reports.
+            let notified = command.result.remove(crate::notifier::RESULT_KEY);
             command.result = details.clone();
+            if let Some(notified) = notified {
+                while command.result.len() >= bosun_core::command::MAX_COMMAND_PARAMETERS {
+                    command.result.pop_last();
+                }
+                command.result.insert(crate::notifier::RESULT_KEY.to_owned(), notified);
+            }
         }
         command.validate()?;
         let reason = if message.is_empty() { format!("agent reported {}", command.state) } else { message.to_owned() };

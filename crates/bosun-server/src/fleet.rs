@@ -297,7 +297,7 @@ impl Fleet {
             return AgeSummary::default();
         }
         ages.sort_unstable();
-        let at = |q: f64| ages[((ages.len() - 1) as f64 * q).round() as usize];
+        let at = |q: f64| bosun_core::stats::percentile(&ages, q).unwrap_or_default();
         AgeSummary { median: at(0.5), p99: at(0.99), max: at(1.0) }
     }
 }

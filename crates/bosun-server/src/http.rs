@@ -1,4 +1,5 @@
-//! The one HTTP port: `GET /healthz`, `/readyz` and `/metrics` beside both services, which
+//! The one HTTP port: `GET /healthz`, `/readyz` and `/metrics` beside the services
+//! (bosun.v1's AgentService and AdminService, Navarch's ControlPlaneService), which
 //! answer Connect (JSON and binary protobuf), gRPC and gRPC-Web over HTTP/1.1 and h2c.
 
 use std::sync::Arc;
@@ -11,15 +12,18 @@ use axum::routing::get;
 use connectrpc::{ConnectRpcService, Limits};
 
 use crate::app::App;
+use crate::exposition;
 use crate::metrics::RpcMetrics;
 use crate::rpc::Authenticate;
 use crate::rpc::admin::AdminApi;
 use crate::rpc::agent::AgentApi;
+use crate::rpc::navarch::NavarchApi;
 
 pub(crate) fn router(app: Arc<App>) -> Router {
     let services = connectrpc::Router::new()
         .add_service(Arc::new(AgentApi::new(Arc::clone(&app))))
-        .add_service(Arc::new(AdminApi::new(Arc::clone(&app))));
+        .add_service(Arc::new(AdminApi::new(Arc::clone(&app))))
+        .add_service(Arc::new(NavarchApi::new(Arc::clone(&app))));
     let limit = app.settings.max_request_bytes;
     // Interceptors run in the order added: every call is counted, refused ones included.
     let connect = ConnectRpcService::new(services)
@@ -64,7 +68,14 @@ fn version(v: Option<i64>) -> String {
     v.map_or_else(|| "none".to_owned(), |v| v.to_string())
 }
 
-async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
-    let body = app.metrics.render(&app.fleet, app.now());
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+/// OpenMetrics when the scraper asks for it (Prometheus does), else the classic text
+/// format (curl, promtool); see `exposition`.
+async fn metrics(State(app): State<Arc<App>>, headers: axum::http::HeaderMap) -> impl IntoResponse {
+    let text = exposition::sorted(&app.metrics.render(&app.fleet, app.now()));
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if exposition::wants_openmetrics(accept) {
+        ([(header::CONTENT_TYPE, exposition::OPENMETRICS)], text)
+    } else {
+        ([(header::CONTENT_TYPE, exposition::PROMETHEUS_TEXT)], exposition::to_prometheus_text(&text))
+    }
 }

@@ -33,12 +33,14 @@ mod app;
 mod auth;
 mod commands;
 mod error;
+mod exposition;
 mod fleet;
 mod http;
 mod instances;
 mod loops;
 mod metrics;
 mod nodes;
+mod notifier;
 mod observed_store;
 mod policy;
 mod pools;
@@ -46,6 +48,7 @@ mod remediation;
 mod rpc;
 mod settings;
 
+pub use notifier::RetryPolicy as NotifierRetry;
 pub use policy::PolicyLoadError;
 pub use pools::{AlwaysLeader, Leadership, PoolMachines, PoolsConfig};
 pub use settings::Settings;
@@ -59,6 +62,8 @@ pub enum StartError {
     Store(StoreError),
     #[error("cannot serve on {address}: {cause}")]
     Listen { address: String, cause: std::io::Error },
+    #[error("cannot set up the notifier: {0}")]
+    Notifier(String),
 }
 
 /// A periodic pass that failed (run by hand through [`ServerHandle`]).

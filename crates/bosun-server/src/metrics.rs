@@ -46,6 +46,7 @@ pub(crate) struct Metrics {
     heartbeat_flushes: HistogramFamily<Labels1>,
     xid_events: Family<Labels2, Counter>,
     remediation_steps: Family<Labels1, Counter>,
+    notifier_deliveries: Family<Labels2, Counter>,
     pool_usable: Family<Labels1, Gauge>,
     pool_target: Family<Labels1, Gauge>,
     pool_awaiting_replacement: Family<Labels1, Gauge>,
@@ -69,7 +70,7 @@ impl Metrics {
         let heartbeat_age = Family::<Labels1, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         registry.register(
             "node_heartbeat_age_seconds",
-            "Time since judged nodes were last seen, by quantile (0.5, 0.99, 1)",
+            "Time since judged nodes were last seen: stat median, p99 or max",
             heartbeat_age.clone(),
         );
         let pending_heartbeats = Gauge::default();
@@ -115,6 +116,12 @@ impl Metrics {
             "Remediation steps started (reset_gpu, reboot, replace), by the ladder or an operator",
             remediation_steps.clone(),
         );
+        let notifier_deliveries = Family::<Labels2, Counter>::default();
+        registry.register(
+            "notifier_deliveries",
+            "Cordons, uncordons and drains sent to the webhook notifier, by event and outcome (delivered, given up)",
+            notifier_deliveries.clone(),
+        );
         let pool_usable = Family::<Labels1, Gauge>::default();
         registry.register(
             "pool_usable_nodes",
@@ -151,6 +158,7 @@ impl Metrics {
             heartbeat_flushes,
             xid_events,
             remediation_steps,
+            notifier_deliveries,
             pool_usable,
             pool_target,
             pool_awaiting_replacement,
@@ -167,6 +175,11 @@ impl Metrics {
 
     pub(crate) fn remediation_step(&self, step: RemediationAction) {
         self.remediation_steps.get_or_create(&[("step", step.as_str().to_owned())]).inc();
+    }
+
+    pub(crate) fn notifier_delivery(&self, event: &str, delivered: bool) {
+        let outcome = if delivered { "delivered" } else { "given_up" };
+        self.notifier_deliveries.get_or_create(&[("event", event.to_owned()), ("outcome", outcome.to_owned())]).inc();
     }
 
     pub(crate) fn pool(&self, pool: &str, gauges: PoolGauges) {
@@ -221,8 +234,9 @@ impl Metrics {
             self.nodes.get_or_create(&labels).set(i64::try_from(count).unwrap_or(i64::MAX));
         }
         let ages = fleet.heartbeat_ages(now);
-        for (quantile, age) in [("0.5", ages.median), ("0.99", ages.p99), ("1", ages.max)] {
-            self.heartbeat_age.get_or_create(&[("quantile", quantile.to_owned())]).set(age.as_secs_f64());
+        // A gauge per statistic: `quantile` is reserved for summaries.
+        for (stat, age) in [("median", ages.median), ("p99", ages.p99), ("max", ages.max)] {
+            self.heartbeat_age.get_or_create(&[("stat", stat.to_owned())]).set(age.as_secs_f64());
         }
         self.pending_heartbeats.set(i64::try_from(fleet.pending_len()).unwrap_or(i64::MAX));
         let mut text = String::new();

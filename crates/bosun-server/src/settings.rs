@@ -51,6 +51,10 @@ pub struct Settings {
     pub autoscale_interval: Duration,
     /// How long shutdown waits for in-flight requests before it stops serving anyway.
     pub shutdown_timeout: Duration,
+    /// Who hears about cordons, uncordons and drains (`server.notifier`).
+    pub notifier: bosun_config::NotifierConfig,
+    /// How notifier deliveries are retried.
+    pub notifier_retry: crate::notifier::RetryPolicy,
 }
 
 impl Default for Settings {
@@ -85,6 +89,8 @@ impl Settings {
             retention_interval: Duration::from_secs(300),
             autoscale_interval: server.autoscale_interval,
             shutdown_timeout: Duration::from_secs(10),
+            notifier: server.notifier.clone(),
+            notifier_retry: crate::notifier::RetryPolicy::default(),
         }
     }
 }

@@ -183,6 +183,8 @@ pub struct NodeSpec {
     pub gpu_count: u32,
     pub gpu_type: String,
     pub labels: Labels,
+    /// US dollars per hour the machine costs while it runs, when known.
+    pub price_per_hour: Option<f64>,
 }
 
 /// One simulated machine and its agent, when running.
@@ -193,15 +195,35 @@ pub struct SimNode {
     running: Option<CancellationToken>,
     /// Times the machine was powered on.
     pub boots: u32,
+    clock: Arc<dyn Clock>,
+    /// Since when it runs, and how long it ran before: what it cost.
+    up_since: Option<bosun_core::Timestamp>,
+    up_before: std::time::Duration,
 }
 
 impl SimNode {
     pub fn new(spec: NodeSpec, seed: u64, clock: Arc<dyn Clock>) -> Self {
-        let mut gpus = FakeGpus::new(spec.gpu_count).with_seed(seed).with_clock(clock);
+        let mut gpus = FakeGpus::new(spec.gpu_count).with_seed(seed).with_clock(Arc::clone(&clock));
         if !spec.gpu_type.is_empty() {
             gpus = gpus.with_model(GpuModel::named(&spec.gpu_type));
         }
-        Self { spec, gpus: Arc::new(gpus), switch: None, running: None, boots: 0 }
+        Self {
+            spec,
+            gpus: Arc::new(gpus),
+            switch: None,
+            running: None,
+            boots: 0,
+            clock,
+            up_since: None,
+            up_before: std::time::Duration::ZERO,
+        }
+    }
+
+    /// How long the machine has been powered on in all (a machine a TERMINATE command
+    /// powered off counts until it is stopped or the run ends).
+    pub fn uptime(&self) -> std::time::Duration {
+        let current = self.up_since.map_or(std::time::Duration::ZERO, |since| self.clock.now().saturating_since(since));
+        self.up_before + current
     }
 
     pub fn is_running(&self) -> bool {
@@ -244,13 +266,23 @@ impl SimNode {
         self.running = Some(shutdown);
         self.switch = Some(switch);
         self.boots += 1;
+        self.up_since = Some(self.clock.now());
         Ok(())
+    }
+
+    /// Marks the machine running without an agent, for tests of the chaos engine.
+    #[cfg(test)]
+    pub(crate) fn pretend_running(&mut self) {
+        self.running = Some(CancellationToken::new());
     }
 
     /// Powers the machine off (its agent stops at once).
     pub fn stop(&mut self) {
         if let Some(token) = self.running.take() {
             token.cancel();
+        }
+        if let Some(since) = self.up_since.take() {
+            self.up_before += self.clock.now().saturating_since(since);
         }
     }
 }

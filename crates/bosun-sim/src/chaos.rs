@@ -9,6 +9,11 @@
 //! second). Scopes match on the nodes' zone, region, provider and rack, not on id
 //! prefixes (which made Navarch's "zone" mean provider plus region). Every draw comes from
 //! one generator seeded from the scenario's seed.
+//!
+//! Cascades are bounded as a whole: one cascade (a failure and everything it sets off, to
+//! `max_depth`) hits at most `max_affected_percent` of the scope it started in, and no node
+//! twice, so even a high probability cannot run away. Correlated failures (Navarch's
+//! `correlated_failures`) set off one further failure each and never chain.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -19,7 +24,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::agents::SimNode;
-use crate::scenario::{Chaos, FailureType, Outage, Scope, Startup};
+use crate::scenario::{Chaos, CorrelationScope, FailureType, Outage, Scope, Startup, Trigger};
 use crate::stress::{cold_start, normal, weighted};
 
 /// Navarch's default XID mix: uniform over these.
@@ -52,11 +57,28 @@ pub enum ChaosAction {
 
 #[derive(Debug, Clone)]
 enum Scheduled {
-    CascadeHit { node: NodeId, depth: u32 },
-    Recover { node: NodeId, failure: FailureType },
+    CascadeHit {
+        node: NodeId,
+        depth: u32,
+        cascade: u64,
+    },
+    /// A correlated failure set off by another.
+    Correlated {
+        node: NodeId,
+        failure: FailureType,
+    },
+    Recover {
+        node: NodeId,
+        failure: FailureType,
+    },
     OutageStart(usize),
-    OutageEnd { nodes: Vec<NodeId> },
-    Replace { old: NodeId, new: NodeId },
+    OutageEnd {
+        nodes: Vec<NodeId>,
+    },
+    Replace {
+        old: NodeId,
+        new: NodeId,
+    },
 }
 
 pub struct ChaosEngine {
@@ -70,14 +92,52 @@ pub struct ChaosEngine {
     queue: BTreeMap<(Duration, u64), Scheduled>,
     sequence: u64,
     replaced: BTreeSet<NodeId>,
+    /// `chaos.correlated_failures`, parsed once (validated with the scenario).
+    correlations: Vec<Correlation>,
+    /// Live cascades: the hits each may still make, and the nodes it hit.
+    cascades: BTreeMap<u64, Cascade>,
+    next_cascade: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Correlation {
+    trigger: Trigger,
+    response: FailureType,
+    probability: f64,
+    delay: Duration,
+    scope: CorrelationScope,
+}
+
+#[derive(Debug, Default)]
+struct Cascade {
+    remaining: usize,
+    hit: BTreeSet<NodeId>,
+    /// Hits scheduled and not yet made: the cascade is forgotten when none are left.
+    outstanding: usize,
 }
 
 impl ChaosEngine {
     pub fn new(chaos: Chaos, startup: Startup, seed: u64) -> Self {
         let failure_types =
             chaos.failure_types.iter().filter_map(|f| f.kind.parse().ok().map(|k| (k, f.weight))).collect();
+        let correlations = chaos
+            .correlated_failures
+            .iter()
+            .filter_map(|rule| {
+                Some(Correlation {
+                    trigger: rule.trigger.0.parse().ok()?,
+                    response: rule.response.parse().ok()?,
+                    probability: rule.probability,
+                    delay: rule.delay.map_or(Duration::ZERO, |d| d.0),
+                    scope: rule.scope,
+                })
+            })
+            .collect();
         let mut engine = Self {
             failure_types,
+            correlations,
+            cascades: BTreeMap::new(),
+            next_cascade: 0,
             chaos,
             startup,
             rng: SmallRng::seed_from_u64(seed),
@@ -118,11 +178,13 @@ impl ChaosEngine {
             for _ in 0..count {
                 let node = live[self.rng.random_range(0..live.len())];
                 let failure = self.pick_failure();
-                self.fail(now, node, failure, false, &mut actions);
+                self.fail(now, node, failure, false, live, &mut actions);
                 if let Some(c) = self.chaos.cascading.as_ref().filter(|c| c.enabled)
                     && self.rng.random::<f64>() < c.probability
                 {
-                    self.cascade_from(now, node, 1, live);
+                    let cascade = self.start_cascade(node, live);
+                    self.cascade_from(now, node, 1, cascade, live);
+                    self.forget_finished(cascade);
                 }
             }
         }
@@ -131,14 +193,25 @@ impl ChaosEngine {
                 break;
             }
             match entry.remove() {
-                Scheduled::CascadeHit { node, depth } => {
-                    let Some(sim) = all.get(&node).filter(|n| n.is_running()) else { continue };
-                    self.fail(now, sim, FailureType::Gpu(FaultKind::Xid), true, &mut actions);
+                Scheduled::CascadeHit { node, depth, cascade } => {
+                    if let Some(c) = self.cascades.get_mut(&cascade) {
+                        c.outstanding = c.outstanding.saturating_sub(1);
+                    }
+                    let Some(sim) = all.get(&node).filter(|n| n.is_running()) else {
+                        self.forget_finished(cascade);
+                        continue;
+                    };
+                    self.fail(now, sim, FailureType::Gpu(FaultKind::Xid), true, live, &mut actions);
                     let max_depth = self.chaos.cascading.as_ref().and_then(|c| c.max_depth).unwrap_or(3);
                     let p = self.chaos.cascading.as_ref().map_or(0.0, |c| c.probability);
                     if depth < max_depth && self.rng.random::<f64>() < p {
-                        self.cascade_from(now, sim, depth + 1, live);
+                        self.cascade_from(now, sim, depth + 1, cascade, live);
                     }
+                    self.forget_finished(cascade);
+                }
+                Scheduled::Correlated { node, failure } => {
+                    let Some(sim) = all.get(&node).filter(|n| n.is_running()) else { continue };
+                    self.inject(now, sim, failure, true, &mut actions);
                 }
                 Scheduled::Recover { node, failure } => {
                     actions.push(ChaosAction::Recover { node, failure: Some(failure) })
@@ -177,15 +250,30 @@ impl ChaosEngine {
         weighted(self.chaos.xid_distribution.iter().map(|(k, w)| (k, *w)), &mut self.rng).copied().unwrap_or(79)
     }
 
-    /// One failure on `node`, and its recovery if it is one that recovers.
+    /// One failure on `node`, its recovery if it is one that recovers, and the correlated
+    /// failures it sets off.
     fn fail(
         &mut self,
         now: Duration,
         node: &SimNode,
         failure: FailureType,
         cascading: bool,
+        live: &[&SimNode],
         actions: &mut Vec<ChaosAction>,
     ) {
+        let xid = self.inject(now, node, failure, cascading, actions);
+        self.correlate(now, node, failure, xid, live);
+    }
+
+    /// Injects one failure and schedules its recovery; returns the XID it drew, if any.
+    fn inject(
+        &mut self,
+        now: Duration,
+        node: &SimNode,
+        failure: FailureType,
+        cascading: bool,
+        actions: &mut Vec<ChaosAction>,
+    ) -> Option<u32> {
         let xid = (failure == FailureType::Gpu(FaultKind::Xid)).then(|| self.pick_xid());
         actions.push(ChaosAction::Inject { node: node.spec.id.clone(), failure, xid, cascading });
         // Application-class faults clear on their own; hardware-class XIDs stay until the
@@ -201,29 +289,107 @@ impl ChaosEngine {
                 .max(MIN_RECOVERY);
             self.schedule(now + after, Scheduled::Recover { node: node.spec.id.clone(), failure });
         }
+        xid
     }
 
-    fn cascade_from(&mut self, now: Duration, origin: &SimNode, depth: u32, live: &[&SimNode]) {
+    /// Schedules the correlated failures `failure` (with `xid`) on `origin` sets off.
+    fn correlate(
+        &mut self,
+        now: Duration,
+        origin: &SimNode,
+        failure: FailureType,
+        xid: Option<u32>,
+        live: &[&SimNode],
+    ) {
+        for rule in self.correlations.clone() {
+            let triggered = match rule.trigger {
+                Trigger::Xid(code) => xid == Some(code),
+                Trigger::Failure(kind) => kind == failure,
+            };
+            if !triggered || self.rng.random::<f64>() >= rule.probability {
+                continue;
+            }
+            let candidates: Vec<&SimNode> = match rule.scope {
+                CorrelationScope::SameNode => vec![origin],
+                CorrelationScope::SameRack => live
+                    .iter()
+                    .copied()
+                    .filter(|n| n.spec.id != origin.spec.id && same_scope(Scope::Rack, origin, n))
+                    .collect(),
+                CorrelationScope::SameZone => live
+                    .iter()
+                    .copied()
+                    .filter(|n| n.spec.id != origin.spec.id && same_scope(Scope::Zone, origin, n))
+                    .collect(),
+                CorrelationScope::Random => live.to_vec(),
+            };
+            if candidates.is_empty() {
+                continue;
+            }
+            let target = candidates[self.rng.random_range(0..candidates.len())].spec.id.clone();
+            self.schedule(now + rule.delay, Scheduled::Correlated { node: target, failure: rule.response });
+        }
+    }
+
+    /// A new cascade from `origin`: it may hit `max_affected_percent` of `origin`'s scope.
+    fn start_cascade(&mut self, origin: &SimNode, live: &[&SimNode]) -> u64 {
+        let scope_size = match self.chaos.cascading.as_ref() {
+            Some(c) => {
+                let scope = c.scope.unwrap_or(Scope::Zone);
+                live.iter().filter(|n| n.spec.id != origin.spec.id && same_scope(scope, origin, n)).count()
+            }
+            None => 0,
+        };
+        let fraction = self
+            .chaos
+            .cascading
+            .as_ref()
+            .and_then(|c| c.max_affected_percent)
+            .map_or(0.1, |p| if p > 1.0 { p / 100.0 } else { p });
+        let remaining = ((scope_size as f64 * fraction).floor() as usize).max(1);
+        self.next_cascade += 1;
+        let mut cascade = Cascade { remaining, hit: BTreeSet::new(), outstanding: 0 };
+        cascade.hit.insert(origin.spec.id.clone());
+        self.cascades.insert(self.next_cascade, cascade);
+        self.next_cascade
+    }
+
+    /// Drops a cascade that has no hit left to make.
+    fn forget_finished(&mut self, cascade: u64) {
+        if self.cascades.get(&cascade).is_some_and(|c| c.outstanding == 0) {
+            self.cascades.remove(&cascade);
+        }
+    }
+
+    fn cascade_from(&mut self, now: Duration, origin: &SimNode, depth: u32, cascade: u64, live: &[&SimNode]) {
         let Some(c) = self.chaos.cascading.clone() else { return };
+        let Some(budget) = self.cascades.get(&cascade) else { return };
+        if budget.remaining == 0 {
+            return;
+        }
         let scope = c.scope.unwrap_or(Scope::Zone);
         let peers: Vec<&SimNode> =
-            live.iter().copied().filter(|n| n.spec.id != origin.spec.id && same_scope(scope, origin, n)).collect();
+            live.iter().copied().filter(|n| !budget.hit.contains(&n.spec.id) && same_scope(scope, origin, n)).collect();
         if peers.is_empty() {
             return;
         }
-        let fraction = c.max_affected_percent.map_or(0.1, |p| if p > 1.0 { p / 100.0 } else { p });
-        let most = ((peers.len() as f64 * fraction).floor() as usize).max(1);
-        let count = self.rng.random_range(1..=most);
+        let count = self.rng.random_range(1..=budget.remaining.min(peers.len()));
         let min = c.min_delay.map_or(Duration::from_secs(1), |d| d.0);
         let max = c.max_delay.map_or(min + Duration::from_secs(9), |d| d.0).max(min);
         for _ in 0..count {
-            let peer = peers[self.rng.random_range(0..peers.len())];
+            let peer = peers[self.rng.random_range(0..peers.len())].spec.id.clone();
+            let Some(budget) = self.cascades.get_mut(&cascade) else { return };
+            if !budget.hit.insert(peer.clone()) {
+                continue;
+            }
+            budget.remaining -= 1;
+            budget.outstanding += 1;
             let delay = if max > min {
                 Duration::from_secs_f64(self.rng.random_range(min.as_secs_f64()..max.as_secs_f64()))
             } else {
                 min
             };
-            self.schedule(now + delay, Scheduled::CascadeHit { node: peer.spec.id.clone(), depth });
+            self.schedule(now + delay, Scheduled::CascadeHit { node: peer, depth, cascade });
         }
     }
 
@@ -273,5 +439,105 @@ fn same_scope(scope: Scope, a: &SimNode, b: &SimNode) -> bool {
         Scope::Region => a.spec.region == b.spec.region,
         Scope::Provider => a.spec.provider == b.spec.provider,
         Scope::Random | Scope::Percentage => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bosun_core::{Labels, SystemClock};
+
+    use super::*;
+    use crate::agents::NodeSpec;
+    use crate::scenario::Scenario;
+
+    /// `count` running nodes in one zone.
+    fn fleet(count: usize) -> BTreeMap<NodeId, SimNode> {
+        (0..count)
+            .map(|i| {
+                let spec = NodeSpec {
+                    id: format!("node-{i:03}").parse().expect("id"),
+                    provider: "gcp".into(),
+                    region: "us-central1".into(),
+                    zone: "us-central1-a".into(),
+                    instance_type: "a3-highgpu-8g".into(),
+                    gpu_count: 8,
+                    gpu_type: String::new(),
+                    labels: Labels::new(),
+                    price_per_hour: None,
+                };
+                let mut node = SimNode::new(spec, i as u64, Arc::new(SystemClock));
+                node.pretend_running();
+                (node.spec.id.clone(), node)
+            })
+            .collect()
+    }
+
+    fn chaos(yaml: &str) -> Chaos {
+        let text = format!(
+            "name: t\nstress:\n  fleet_gen: {{total_nodes: 1, templates: [{{name: a, weight: 1, gpu_count: 8}}]}}\n  chaos:\n{yaml}"
+        );
+        let scenario = Scenario::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        scenario.stress.and_then(|s| s.chaos).expect("chaos")
+    }
+
+    /// Runs the engine second by second up to `until` seconds.
+    fn run(engine: &mut ChaosEngine, all: &BTreeMap<NodeId, SimNode>, until: u64) -> Vec<ChaosAction> {
+        let live: Vec<&SimNode> = all.values().collect();
+        (1..=until).flat_map(|s| engine.tick(Duration::from_secs(s), &live, all)).collect()
+    }
+
+    fn injects(actions: &[ChaosAction], cascading: bool) -> Vec<(NodeId, FailureType)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                ChaosAction::Inject { node, failure, cascading: c, .. } if *c == cascading => {
+                    Some((node.clone(), *failure))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_correlated_failure_follows_its_trigger_on_the_same_node() {
+        let all = fleet(20);
+        let rules = "    correlated_failures:\n      - {name: nvlink, trigger: '74', response: temperature, probability: 1.0, delay: 2s, scope: same_node}\n";
+        let config = chaos(&format!(
+            "    enabled: true\n    failure_rate: 3000\n    xid_distribution: {{74: 1}}\n    failure_types: [{{type: xid_error, weight: 1}}]\n{rules}"
+        ));
+        let mut engine = ChaosEngine::new(config, Startup::default(), 7);
+        let first = run(&mut engine, &all, 10);
+        let live: Vec<&SimNode> = all.values().collect();
+        // Two more seconds: every correlated failure of the first ten has come due.
+        let later: Vec<ChaosAction> =
+            (11..=12).flat_map(|s| engine.tick(Duration::from_secs(s), &live, &all)).collect();
+        let roots = injects(&first, false);
+        let correlated: Vec<_> = injects(&first, true).into_iter().chain(injects(&later, true)).collect();
+        assert!(!roots.is_empty());
+        assert_eq!(correlated.len(), roots.len(), "probability 1: one for each XID 74");
+        assert!(correlated.iter().all(|(_, f)| *f == FailureType::Gpu(FaultKind::Thermal)));
+        let mut on_roots: Vec<&NodeId> = roots.iter().map(|r| &r.0).collect();
+        let mut on_correlated: Vec<&NodeId> = correlated.iter().map(|c| &c.0).collect();
+        on_roots.sort();
+        on_correlated.sort();
+        assert_eq!(on_roots, on_correlated, "on the node that failed");
+    }
+
+    #[test]
+    fn a_cascade_stays_within_its_share_of_the_scope_however_likely() {
+        let all = fleet(100);
+        let config = chaos(
+            "    enabled: true\n    failure_rate: 600\n    failure_types: [{type: xid_error, weight: 1}]\n    \
+             cascading: {enabled: true, probability: 1.0, max_depth: 10, min_delay: 1s, max_delay: 2s, scope: zone, max_affected_percent: 0.3}\n",
+        );
+        let mut engine = ChaosEngine::new(config, Startup::default(), 11);
+        let actions = run(&mut engine, &all, 30);
+        let roots = injects(&actions, false).len();
+        let hits = injects(&actions, true).len();
+        // Each cascade hits at most 30 % of the 99 other nodes, whatever its depth.
+        assert!(roots > 0 && hits <= roots * 29, "{roots} roots, {hits} cascade hits");
+        assert!(engine.cascades.len() <= roots, "finished cascades are forgotten");
     }
 }

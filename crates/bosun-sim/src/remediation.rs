@@ -193,7 +193,7 @@ impl RemediationTracker {
             steps,
             replace_class_failures: self.replace_class,
             replacements_measured: latencies.len() as u64,
-            time_to_replacement_p50_s: latencies.get(latencies.len().saturating_sub(1) / 2).copied(),
+            time_to_replacement_p50_s: bosun_core::stats::percentile(&latencies, 0.5),
             time_to_replacement_max_s: latencies.last().copied(),
             pools: self
                 .pools

@@ -12,7 +12,6 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::agents::MethodStats;
 pub use crate::remediation::{PoolCapacity, RemediationReport};
@@ -139,6 +138,10 @@ pub struct Summary {
     pub replacements: u64,
     /// Steps where agent calls were still unanswered after 30 s of real time.
     pub stuck_settles: u64,
+    /// What the generated fleet cost while powered on, from its templates'
+    /// `price_per_hour` (absent when no template has a price).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_cost_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -190,6 +193,7 @@ pub(crate) struct ReportInput<'a> {
     pub rpc: Vec<RpcMethod>,
     pub nodes_started: u64,
     pub stuck_settles: u64,
+    pub estimated_cost_usd: Option<f64>,
 }
 
 impl Report {
@@ -213,6 +217,7 @@ impl Report {
             outages: t.outages,
             replacements: t.replacements,
             stuck_settles: input.stuck_settles,
+            estimated_cost_usd: input.estimated_cost_usd,
         };
         let mut by_xid: Vec<XidCount> = t
             .by_xid
@@ -285,13 +290,10 @@ pub(crate) fn rpc_summary(stats: &BTreeMap<&'static str, MethodStats>) -> Vec<Rp
         .collect()
 }
 
-/// The `p` quantile (nearest rank) of sorted microsecond latencies, in milliseconds.
+/// The `p` quantile ([`bosun_core::stats::percentile`]) of sorted microsecond latencies,
+/// in milliseconds; 0 when there are none.
 pub(crate) fn percentile_ms<T: Copy + Into<u64>>(sorted: &[T], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1].into() as f64 / 1000.0
+    bosun_core::stats::percentile(sorted, p).map_or(0.0, |micros| micros.into() as f64 / 1000.0)
 }
 
 /// The control plane's policy counters, from its `/metrics`.
@@ -306,46 +308,56 @@ pub(crate) async fn scrape_metrics(url: &str, token: Option<&str>) -> String {
 
 /// `bosun_remediation_steps_total` by step.
 pub(crate) fn parse_remediation_steps(text: &str) -> BTreeMap<String, u64> {
-    let mut steps = BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("bosun_remediation_steps_total{step=\"") else { continue };
-        let Some((step, value)) = rest.split_once("\"} ") else { continue };
-        steps.insert(step.to_owned(), value.trim().parse::<f64>().unwrap_or(0.0) as u64);
-    }
-    steps
+    counters(text, "bosun_remediation_steps_total")
+        .filter_map(|(labels, count)| Some((labels.get("step")?.to_owned(), count)))
+        .collect()
 }
 
-async fn fetch_metrics(url: &str, token: Option<&str>) -> std::io::Result<String> {
-    let address = url.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(address).await?;
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let request = format!("GET /metrics HTTP/1.0\r\nHost: {address}\r\n{auth}Connection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        return Err(std::io::Error::other(format!("/metrics answered {}", head.lines().next().unwrap_or(""))));
+/// GETs the control plane's `/metrics` (the classic text format, which it serves
+/// without an OpenMetrics `Accept`). No request timeout: timers run on simulated time,
+/// which stands still while the run waits for this.
+async fn fetch_metrics(url: &str, token: Option<&str>) -> Result<String, String> {
+    let client = bosun_provider::https_client_builder()?
+        .no_proxy()
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+    let mut request = client.get(format!("{}/metrics", url.trim_end_matches('/')));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
     }
-    Ok(body.to_owned())
+    let response = request.send().await.map_err(|e| format!("GET /metrics: {e}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("/metrics answered HTTP {status}"));
+    }
+    response.text().await.map_err(|e| format!("GET /metrics: {e}"))
+}
+
+/// The samples of counter `name` in Prometheus `text`, with their labels.
+fn counters<'a>(text: &str, name: &'a str) -> impl Iterator<Item = (prometheus_parse::Labels, u64)> + 'a {
+    let lines = text.lines().map(|line| Ok(line.to_owned()));
+    let samples = match prometheus_parse::Scrape::parse(lines) {
+        Ok(scrape) => scrape.samples,
+        Err(error) => {
+            tracing::warn!(%error, "cannot parse the control plane's metrics");
+            Vec::new()
+        }
+    };
+    samples.into_iter().filter(move |sample| sample.metric == name).filter_map(|sample| match sample.value {
+        prometheus_parse::Value::Counter(value) | prometheus_parse::Value::Untyped(value) => {
+            // Counters are whole numbers the server counted.
+            Some((sample.labels, value as u64))
+        }
+        _ => None,
+    })
 }
 
 pub(crate) fn parse_rule_hits(text: &str) -> Vec<RuleHit> {
-    let mut hits = Vec::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("bosun_policy_evaluations_total{") else { continue };
-        let Some((labels, value)) = rest.split_once("} ") else { continue };
-        let label = |name: &str| {
-            labels.split(',').find_map(|pair| {
-                let (k, v) = pair.split_once('=')?;
-                (k.trim() == name).then(|| v.trim().trim_matches('"').to_owned())
-            })
-        };
-        let count = value.trim().parse::<f64>().unwrap_or(0.0) as u64;
-        if let (Some(rule), Some(result)) = (label("rule"), label("result")) {
-            hits.push(RuleHit { rule, result, count });
-        }
-    }
+    let mut hits: Vec<RuleHit> = counters(text, "bosun_policy_evaluations_total")
+        .filter_map(|(labels, count)| {
+            Some(RuleHit { rule: labels.get("rule")?.to_owned(), result: labels.get("result")?.to_owned(), count })
+        })
+        .collect();
     hits.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.rule.cmp(&b.rule)));
     hits
 }
@@ -379,6 +391,9 @@ pub fn console_summary(report: &Report) -> String {
         s.outages,
         s.replacements
     );
+    if let Some(cost) = s.estimated_cost_usd {
+        let _ = writeln!(out, "  estimated fleet cost: ${cost:.2} (templates' price_per_hour x time powered on)");
+    }
     let r = &report.remediation;
     let steps: Vec<String> = r.steps.iter().map(|(step, n)| format!("{step} {n}")).collect();
     let seconds = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} s"));

@@ -335,6 +335,7 @@ impl Sim {
                 gpu_type: node.gpu_type.clone(),
                 labels: bosun_core::Labels::try_from(node.labels.clone())
                     .map_err(|e| SimError::Config(format!("fleet node {}: {e}", node.id)))?,
+                price_per_hour: None,
             };
             nodes.insert(spec.id.clone(), SimNode::new(spec, rng.random(), Arc::clone(&clock) as Arc<dyn Clock>));
         }
@@ -444,6 +445,13 @@ impl Sim {
         }
         let rpc = rpc_summary(&self.stats.snapshot());
         let nodes_started = self.nodes.values().filter(|n| n.boots > 0).count() as u64;
+        // Machines whose template has a price: what they cost while powered on.
+        let priced: Vec<f64> = self
+            .nodes
+            .values()
+            .filter_map(|n| n.spec.price_per_hour.map(|price| price * n.uptime().as_secs_f64() / 3600.0))
+            .collect();
+        let estimated_cost_usd = (!priced.is_empty()).then(|| priced.iter().sum::<f64>());
         let Sim {
             scenario,
             seed,
@@ -484,6 +492,7 @@ impl Sim {
             rpc,
             nodes_started,
             stuck_settles,
+            estimated_cost_usd,
         })
     }
 

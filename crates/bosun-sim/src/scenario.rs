@@ -350,6 +350,8 @@ pub struct Template {
     pub instance_type: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// US dollars per machine-hour: the report estimates what the fleet cost.
+    pub price_per_hour: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -391,6 +393,53 @@ pub struct Chaos {
     pub recovery: Option<Recovery>,
     #[serde(default)]
     pub scheduled_outages: Vec<Outage>,
+    /// Navarch's correlated failures: a failure (`trigger`, an XID code or a failure type)
+    /// sets off another (`response`) with a probability, after a delay, in a scope.
+    #[serde(default)]
+    pub correlated_failures: Vec<CorrelatedFailure>,
+}
+
+/// One correlation rule, as Navarch's stress-testing guide writes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorrelatedFailure {
+    #[serde(default)]
+    pub name: String,
+    /// An XID code (`"74"`) or a failure type (`temperature`).
+    pub trigger: ScalarText,
+    /// The failure type set off.
+    pub response: String,
+    #[serde(default)]
+    pub probability: f64,
+    pub delay: Option<SimDuration>,
+    pub scope: CorrelationScope,
+}
+
+/// Where a correlated failure lands, relative to the failure that set it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CorrelationScope {
+    SameNode,
+    SameRack,
+    SameZone,
+    Random,
+}
+
+/// What sets a correlation rule off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Xid(u32),
+    Failure(FailureType),
+}
+
+impl FromStr for Trigger {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim().parse::<u32>() {
+            Ok(code) => Ok(Trigger::Xid(code)),
+            Err(_) => text.parse().map(Trigger::Failure).map_err(|e| format!("{e}, or an XID code")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -675,6 +724,12 @@ fn validate_stress(stress: &Stress) -> Result<(), ScenarioError> {
         if t.gpu_count == 0 {
             return Err(ScenarioError::at(format!("stress.fleet_gen.templates[{i}].gpu_count"), "must be above 0"));
         }
+        if t.price_per_hour.is_some_and(|p| !p.is_finite() || p < 0.0) {
+            return Err(ScenarioError::at(
+                format!("stress.fleet_gen.templates[{i}].price_per_hour"),
+                "must be a price in US dollars >= 0",
+            ));
+        }
     }
     for (key, map) in [("providers", &fleet.providers), ("regions", &fleet.regions)] {
         if !map.is_empty() && map.values().all(|w| *w == 0) {
@@ -693,6 +748,20 @@ fn validate_stress(stress: &Stress) -> Result<(), ScenarioError> {
                     format!("stress.chaos.failure_types[{i}].type"),
                     "provider_outage is an event for pools, not a node failure",
                 ));
+            }
+        }
+        for (i, rule) in chaos.correlated_failures.iter().enumerate() {
+            let at = |key: &str| format!("stress.chaos.correlated_failures[{i}].{key}");
+            rule.trigger.0.parse::<Trigger>().map_err(|e| ScenarioError::at(at("trigger"), e))?;
+            let response: FailureType = rule.response.parse().map_err(|e| ScenarioError::at(at("response"), e))?;
+            if response == FailureType::ProviderOutage {
+                return Err(ScenarioError::at(
+                    at("response"),
+                    "provider_outage is an event for pools, not a node failure",
+                ));
+            }
+            if !(0.0..=1.0).contains(&rule.probability) {
+                return Err(ScenarioError::at(at("probability"), "must be between 0 and 1"));
             }
         }
         for (key, p) in [

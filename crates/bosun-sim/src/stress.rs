@@ -34,6 +34,7 @@ fn default_templates() -> Vec<Template> {
         gpu_type: "NVIDIA H100 80GB HBM3".into(),
         instance_type: String::new(),
         labels: BTreeMap::new(),
+        price_per_hour: None,
     }]
 }
 
@@ -121,6 +122,7 @@ pub fn generate(fleet: &FleetGen, rng: &mut SmallRng) -> Vec<Planned> {
                 gpu_count: template.gpu_count,
                 gpu_type: template.gpu_type.clone(),
                 labels,
+                price_per_hour: template.price_per_hour,
             },
             start_at: start_at + cold_start(&startup, rng),
         });

@@ -200,3 +200,53 @@ fn stress_chaos_is_honoured_at_its_rate_reproducible_from_the_seed_and_reported(
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).expect("json")).expect("valid");
     assert_eq!(json["name"], "small-stress");
 }
+
+/// Navarch's stress guide's keys that its cascading-failures and 5000-node-extreme files
+/// use: correlated failures and template prices. A cascade with certainty at every depth
+/// stays within its share of the zone, correlations fire, and the run finishes.
+const CORRELATED_STRESS: &str = "
+name: correlated-stress
+stress:
+  duration: 2m
+  metrics_interval: 10s
+  fleet_gen:
+    total_nodes: 60
+    templates:
+      - {name: nvlink, weight: 1, gpu_count: 8, instance_type: a3-megagpu-8g, price_per_hour: 32.0}
+    regions: {us-central1: 1}
+    zones: {us-central1: [us-central1-a]}
+    startup: {pattern: instant}
+  chaos:
+    enabled: true
+    failure_rate: 200
+    xid_distribution: {74: 1, 13: 1}
+    failure_types: [{type: xid_error, weight: 70}, {type: temperature, weight: 30}]
+    cascading: {enabled: true, probability: 1.0, max_depth: 6, min_delay: 500ms, max_delay: 2s, scope: zone, max_affected_percent: 0.3}
+    recovery: {enabled: true, probability: 0.5, mean_time: 30s, std_dev: 10s}
+    correlated_failures:
+      - {name: nvlink-cascade, trigger: '74', response: xid_error, probability: 1.0, delay: 1s, scope: same_node}
+      - {name: thermal-propagation, trigger: temperature, response: temperature, probability: 1.0, delay: 2s, scope: same_rack}
+";
+
+#[test]
+fn correlated_failures_fire_cascades_stay_bounded_and_the_fleet_has_a_cost() {
+    let scenario = inline(CORRELATED_STRESS);
+    let report = run_on(Backend::Sqlite, &scenario, 5).expect("sqlite");
+    assert!(report.passed, "{:?}", report.failure);
+    let s = &report.summary;
+    let roots = s.failures_injected - s.cascading_failures;
+    assert!(roots > 0 && s.cascading_failures > 0, "{s:?}");
+    // Each root may cascade to 30 % of the 59 other nodes (17), and it and each hit may set
+    // off one correlated failure: never more, however likely.
+    assert!(s.cascading_failures <= roots * (17 * 2 + 1), "{s:?}");
+    // 60 machines at $32/h for the two minutes they ran: $64.
+    let cost = s.estimated_cost_usd.expect("priced templates");
+    assert!((cost - 64.0).abs() < 1.0, "{cost}");
+
+    let invalid = Scenario::parse(&CORRELATED_STRESS.replace("trigger: temperature", "trigger: meteor"))
+        .expect_err("unknown trigger");
+    assert!(invalid.to_string().contains("stress.chaos.correlated_failures[1].trigger"), "{invalid}");
+    let invalid = Scenario::parse(&CORRELATED_STRESS.replace("price_per_hour: 32.0", "price_per_hour: -1"))
+        .expect_err("negative price");
+    assert!(invalid.to_string().contains("price_per_hour"), "{invalid}");
+}

@@ -29,20 +29,21 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use bosun_store::StoreLocation;
 use clap::{Parser, Subcommand};
 
 /// A control plane for GPU and compute fleets.
 #[derive(Debug, Parser)]
-#[command(name = "bosun", version, about, propagate_version = true)]
+#[command(
+    name = "bosun",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Logging: every command takes --log FILTER (or BOSUN_LOG), e.g. --log debug or \
+                  --log bosun_store=debug; the default is info for server and agent, warn otherwise."
+)]
 struct Cli {
-    /// Where bosun keeps its state: sqlite://PATH (default sqlite://bosun.db), postgres://USER:PASSWORD@HOST:PORT/DB
-    /// or memory://. STORE_TYPE with DATABASE_URL is also honoured.
-    #[arg(long, global = true, env = "BOSUN_STORE", value_name = "URL", hide_env_values = true)]
-    store: Option<String>,
-
-    /// Log filter, e.g. `info` or `bosun_store=debug` (default: info for server and agent, warn otherwise).
-    #[arg(long, global = true, env = "BOSUN_LOG", value_name = "FILTER")]
+    /// Log filter (see the end of `bosun --help`); kept out of each command's help.
+    #[arg(long, global = true, hide = true, env = "BOSUN_LOG", value_name = "FILTER")]
     log: Option<String>,
 
     #[command(subcommand)]
@@ -77,16 +78,10 @@ enum Command {
     Db(commands::db::DbArgs),
     /// Measure bosun's hot paths.
     Bench(commands::bench::BenchArgs),
+    /// Print bosun's version and platform.
+    Version,
     #[command(hide = true)]
     Debug(commands::debug::DebugArgs),
-}
-
-impl Cli {
-    /// The store chosen by `--store`, `BOSUN_STORE`, `STORE_TYPE` + `DATABASE_URL`, or the
-    /// default SQLite file, in that order.
-    fn store_location(&self) -> anyhow::Result<StoreLocation> {
-        Ok(StoreLocation::select(self.store.as_deref(), |name| std::env::var(name).ok())?)
-    }
 }
 
 fn init_logging(filter: &str) -> anyhow::Result<()> {
@@ -116,7 +111,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     init_logging(cli.log.as_deref().unwrap_or(default_filter))?;
     match &cli.command {
-        Command::Server(args) => commands::server::run(cli.store.as_deref(), args).await,
+        Command::Server(args) => commands::server::run(args.store.store.as_deref(), args).await,
         Command::Agent(args) => commands::agent::run(args).await,
         Command::Nodes(args) => commands::nodes::run(args).await,
         Command::Commands(args) => commands::node_commands::run(args).await,
@@ -126,13 +121,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Health(args) => commands::nodes::run_health(args).await,
         Command::Policy(args) => commands::policy::run(args).await,
         Command::Config(args) => commands::config::run(args),
-        Command::Sim(args) => commands::sim::run(cli.store.as_deref(), args).await,
-        Command::Db(args) => commands::db::run(&cli.store_location()?, args).await,
-        Command::Bench(args) => {
-            let chosen = cli.store.is_some() || std::env::var_os("STORE_TYPE").is_some();
-            commands::bench::run(&cli.store_location()?, chosen, args).await
+        Command::Sim(args) => commands::sim::run(args.store.store.as_deref(), args).await,
+        Command::Db(args) => commands::db::run(&args.store.location()?, args).await,
+        Command::Bench(args) => commands::bench::run(&args.store.location()?, args.store.chosen(), args).await,
+        Command::Version => {
+            println!("bosun {} ({} {})", env!("CARGO_PKG_VERSION"), std::env::consts::OS, std::env::consts::ARCH);
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Debug(args) => commands::debug::run(&cli.store_location()?, args).await,
+        Command::Debug(args) => commands::debug::run(&args.store.location()?, args).await,
     }
 }
 

@@ -68,15 +68,19 @@ pub struct NodeRow {
     pub status: String,
     pub health: String,
     pub pool: Option<String>,
-    pub provider: String,
-    pub region: String,
-    pub zone: String,
-    pub instance_type: String,
+    pub provider: Option<String>,
+    pub region: Option<String>,
+    pub zone: Option<String>,
+    pub instance_type: Option<String>,
     pub gpu_count: u32,
-    pub gpu_model: String,
-    pub status_reason: String,
+    pub gpu_model: Option<String>,
+    pub status_reason: Option<String>,
     pub unhealthy_streak: u32,
     pub labels: BTreeMap<String, String>,
+    pub hostname: Option<String>,
+    pub internal_ip: Option<String>,
+    pub external_ip: Option<String>,
+    pub agent_version: Option<String>,
     pub registered_at: Option<String>,
     pub last_heartbeat: Option<String>,
     pub last_health_report: Option<String>,
@@ -91,13 +95,13 @@ pub struct NodeRow {
 pub struct RemediationRow {
     pub step: String,
     pub state: String,
-    pub fault: String,
+    pub fault: Option<String>,
     pub gpu_index: Option<u32>,
     pub command_id: Option<String>,
     pub started_at: Option<String>,
     pub deadline: Option<String>,
     pub finished_at: Option<String>,
-    pub message: String,
+    pub message: Option<String>,
 }
 
 impl RemediationRow {
@@ -106,21 +110,21 @@ impl RemediationRow {
             step: convert::remediation_action_from("step", step.step)
                 .map_or_else(|_| "unknown".to_owned(), |s| s.to_string()),
             state: step.state.clone(),
-            fault: step.fault.clone(),
+            fault: non_empty(&step.fault),
             gpu_index: step.gpu_index,
             command_id: non_empty(&step.command_id),
             started_at: time(&step.started_at),
             deadline: time(&step.deadline),
             finished_at: time(&step.finished_at),
-            message: step.message.clone(),
+            message: non_empty(&step.message),
         }
     }
 
     /// One line: `reset_gpu succeeded for XID 94 on GPU 3 (command ..., started ...)`.
     fn summary(&self) -> String {
-        let mut text = format!("{} {} for {}", self.step, self.state, self.fault);
-        if !self.message.is_empty() {
-            text.push_str(&format!(": {}", self.message));
+        let mut text = format!("{} {} for {}", self.step, self.state, dash(self.fault.as_deref()));
+        if let Some(message) = &self.message {
+            text.push_str(&format!(": {message}"));
         }
         if let Some(command) = &self.command_id {
             text.push_str(&format!(" (command {command})"));
@@ -149,15 +153,19 @@ impl NodeRow {
             status: node_status(node.status),
             health: health(node.health),
             pool: non_empty(&node.pool),
-            provider: node.provider.clone(),
-            region: node.region.clone(),
-            zone: node.zone.clone(),
-            instance_type: node.instance_type.clone(),
+            provider: non_empty(&node.provider),
+            region: non_empty(&node.region),
+            zone: non_empty(&node.zone),
+            instance_type: non_empty(&node.instance_type),
             gpu_count: node.gpu_count,
-            gpu_model: node.gpu_model.clone(),
-            status_reason: node.status_reason.clone(),
+            gpu_model: non_empty(&node.gpu_model),
+            status_reason: non_empty(&node.status_reason),
             unhealthy_streak: node.unhealthy_streak,
             labels: sorted(&node.labels),
+            hostname: node.metadata.as_option().and_then(|m| non_empty(&m.hostname)),
+            internal_ip: node.metadata.as_option().and_then(|m| non_empty(&m.internal_ip)),
+            external_ip: node.metadata.as_option().and_then(|m| non_empty(&m.external_ip)),
+            agent_version: node.metadata.as_option().and_then(|m| non_empty(&m.agent_version)),
             registered_at: time(&node.registered_at),
             last_heartbeat: time(&node.last_heartbeat),
             last_health_report: time(&node.last_health_report),
@@ -185,8 +193,8 @@ pub fn node_table(nodes: &[NodeRow]) -> Table {
             n.status.clone(),
             n.health.clone(),
             dash(n.pool.as_deref()),
-            dash(Some(&n.provider)),
-            dash(Some(&n.region)),
+            dash(n.provider.as_deref()),
+            dash(n.region.as_deref()),
             n.gpu_count.to_string(),
             dash(n.last_heartbeat.as_deref()),
         ]);
@@ -201,16 +209,20 @@ pub fn node_detail(node: &NodeRow) -> String {
     for (field, value) in [
         ("node", node.node_id.clone()),
         ("status", node.status.clone()),
-        ("status reason", dash(Some(&node.status_reason))),
+        ("status reason", dash(node.status_reason.as_deref())),
         ("health", node.health.clone()),
         ("unhealthy streak", node.unhealthy_streak.to_string()),
         ("pool", dash(node.pool.as_deref())),
-        ("provider", dash(Some(&node.provider))),
-        ("region", dash(Some(&node.region))),
-        ("zone", dash(Some(&node.zone))),
-        ("instance type", dash(Some(&node.instance_type))),
+        ("provider", dash(node.provider.as_deref())),
+        ("region", dash(node.region.as_deref())),
+        ("zone", dash(node.zone.as_deref())),
+        ("instance type", dash(node.instance_type.as_deref())),
         ("labels", dash(Some(&labels.join(",")))),
-        ("gpus", format!("{} x {}", node.gpu_count, dash(Some(&node.gpu_model)))),
+        ("hostname", dash(node.hostname.as_deref())),
+        ("internal ip", dash(node.internal_ip.as_deref())),
+        ("external ip", dash(node.external_ip.as_deref())),
+        ("agent", dash(node.agent_version.as_deref())),
+        ("gpus", format!("{} x {}", node.gpu_count, dash(node.gpu_model.as_deref()))),
         ("registered", dash(node.registered_at.as_deref())),
         ("last heartbeat", dash(node.last_heartbeat.as_deref())),
         ("last health report", dash(node.last_health_report.as_deref())),
@@ -239,12 +251,12 @@ pub struct CommandRow {
     pub state: String,
     pub parameters: BTreeMap<String, String>,
     pub issued_by: String,
-    pub reason: String,
+    pub reason: Option<String>,
     pub issued_at: Option<String>,
     pub deadline: Option<String>,
     pub delivery_count: u32,
     pub finished_at: Option<String>,
-    pub outcome_message: String,
+    pub outcome_message: Option<String>,
     pub result: BTreeMap<String, String>,
     /// Only in `commands get`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -256,7 +268,7 @@ pub struct CommandEventRow {
     pub at: Option<String>,
     pub state: String,
     pub actor: String,
-    pub message: String,
+    pub message: Option<String>,
 }
 
 impl CommandRow {
@@ -268,12 +280,12 @@ impl CommandRow {
             state: command_state(command.state),
             parameters: sorted(&command.parameters),
             issued_by: command.issued_by.clone(),
-            reason: command.reason.clone(),
+            reason: non_empty(&command.reason),
             issued_at: time(&command.issued_at),
             deadline: time(&command.deadline),
             delivery_count: command.delivery_count,
             finished_at: time(&command.finished_at),
-            outcome_message: command.outcome_message.clone(),
+            outcome_message: non_empty(&command.outcome_message),
             result: sorted(&command.result),
             events: events
                 .iter()
@@ -281,7 +293,7 @@ impl CommandRow {
                     at: time(&e.at),
                     state: command_state(e.state),
                     actor: e.actor.clone(),
-                    message: e.message.clone(),
+                    message: non_empty(&e.message),
                 })
                 .collect(),
         }
@@ -315,12 +327,12 @@ pub fn command_detail(command: &CommandRow) -> String {
         ("state", command.state.clone()),
         ("parameters", pairs(&command.parameters)),
         ("issued by", command.issued_by.clone()),
-        ("reason", dash(Some(&command.reason))),
+        ("reason", dash(command.reason.as_deref())),
         ("issued", dash(command.issued_at.as_deref())),
         ("deadline", dash(command.deadline.as_deref())),
         ("deliveries", command.delivery_count.to_string()),
         ("finished", dash(command.finished_at.as_deref())),
-        ("outcome", dash(Some(&command.outcome_message))),
+        ("outcome", dash(command.outcome_message.as_deref())),
         ("result", pairs(&command.result)),
     ] {
         out.row([format!("{field}:"), value]);
@@ -329,7 +341,7 @@ pub fn command_detail(command: &CommandRow) -> String {
     if !command.events.is_empty() {
         let mut events = Table::new(["AT", "STATE", "ACTOR", "MESSAGE"]);
         for e in &command.events {
-            events.row([dash(e.at.as_deref()), e.state.clone(), e.actor.clone(), dash(Some(&e.message))]);
+            events.row([dash(e.at.as_deref()), e.state.clone(), e.actor.clone(), dash(e.message.as_deref())]);
         }
         text.push('\n');
         text.push_str(&events.render());
@@ -341,12 +353,12 @@ pub fn command_detail(command: &CommandRow) -> String {
 pub struct InstanceRow {
     pub instance_id: String,
     pub state: String,
-    pub status_message: String,
-    pub provider: String,
-    pub provider_instance_id: String,
-    pub region: String,
-    pub zone: String,
-    pub instance_type: String,
+    pub status_message: Option<String>,
+    pub provider: Option<String>,
+    pub provider_instance_id: Option<String>,
+    pub region: Option<String>,
+    pub zone: Option<String>,
+    pub instance_type: Option<String>,
     pub pool: Option<String>,
     pub node_id: Option<String>,
     pub labels: BTreeMap<String, String>,
@@ -361,12 +373,12 @@ impl InstanceRow {
         InstanceRow {
             instance_id: instance.instance_id.clone(),
             state: instance_state(instance.state),
-            status_message: instance.status_message.clone(),
-            provider: instance.provider.clone(),
-            provider_instance_id: instance.provider_instance_id.clone(),
-            region: instance.region.clone(),
-            zone: instance.zone.clone(),
-            instance_type: instance.instance_type.clone(),
+            status_message: non_empty(&instance.status_message),
+            provider: non_empty(&instance.provider),
+            provider_instance_id: non_empty(&instance.provider_instance_id),
+            region: non_empty(&instance.region),
+            zone: non_empty(&instance.zone),
+            instance_type: non_empty(&instance.instance_type),
             pool: non_empty(&instance.pool),
             node_id: non_empty(&instance.node_id),
             labels: sorted(&instance.labels),
@@ -385,8 +397,8 @@ pub fn instance_table(instances: &[InstanceRow]) -> Table {
             i.instance_id.clone(),
             i.state.clone(),
             dash(i.pool.as_deref()),
-            dash(Some(&i.provider)),
-            dash(Some(&i.instance_type)),
+            dash(i.provider.as_deref()),
+            dash(i.instance_type.as_deref()),
             dash(i.node_id.as_deref()),
             dash(i.created_at.as_deref()),
         ]);
@@ -403,7 +415,7 @@ pub struct EventRow {
     pub op: String,
     pub revision: u64,
     pub actor: String,
-    pub reason: String,
+    pub reason: Option<String>,
     /// The resource after the change (before it, for a delete).
     pub resource: Option<serde_json::Value>,
 }
@@ -418,14 +430,23 @@ impl EventRow {
             op: event.op.clone(),
             revision: event.revision,
             actor: event.actor.clone(),
-            reason: event.reason.clone(),
+            reason: non_empty(&event.reason),
             resource: serde_json::from_str(&event.resource_json).ok(),
         }
     }
 }
 
+impl EventRow {
+    /// The status (nodes) or state (instances, commands) the change left the resource in,
+    /// so that consecutive updates of one resource read apart.
+    pub fn state(&self) -> Option<&str> {
+        let resource = self.resource.as_ref()?;
+        resource.get("status").or_else(|| resource.get("state"))?.as_str()
+    }
+}
+
 pub fn event_table(events: &[EventRow]) -> Table {
-    let mut table = Table::new(["SEQ", "AT", "KIND", "RESOURCE", "OP", "ACTOR", "REASON"]);
+    let mut table = Table::new(["SEQ", "AT", "KIND", "RESOURCE", "OP", "STATE", "ACTOR", "REASON"]);
     for e in events {
         table.row([
             e.seq.to_string(),
@@ -433,8 +454,9 @@ pub fn event_table(events: &[EventRow]) -> Table {
             e.kind.clone(),
             e.resource_id.clone(),
             e.op.clone(),
+            dash(e.state()),
             e.actor.clone(),
-            dash(Some(&e.reason)),
+            dash(e.reason.as_deref()),
         ]);
     }
     table
@@ -453,7 +475,7 @@ pub struct HealthReportRow {
 pub struct HealthEventRow {
     pub event_type: String,
     pub gpu_index: i32,
-    pub message: String,
+    pub message: Option<String>,
     pub result: String,
     pub rule: Option<String>,
 }
@@ -462,7 +484,7 @@ pub struct HealthEventRow {
 pub struct CheckRow {
     pub name: String,
     pub status: String,
-    pub message: String,
+    pub message: Option<String>,
 }
 
 impl HealthReportRow {
@@ -482,7 +504,7 @@ impl HealthReportRow {
                     Some(HealthEventRow {
                         event_type: event.event_type.as_str().to_owned(),
                         gpu_index: event.gpu_index,
-                        message: event.message,
+                        message: non_empty(&event.message),
                         result: verdict.map_or_else(|| "HEALTHY".to_owned(), |v| health(v.result)),
                         rule: verdict.and_then(|v| v.rule.clone()),
                     })
@@ -491,7 +513,11 @@ impl HealthReportRow {
             checks: report
                 .results
                 .iter()
-                .map(|r| CheckRow { name: r.check_name.clone(), status: health(r.status), message: r.message.clone() })
+                .map(|r| CheckRow {
+                    name: r.check_name.clone(),
+                    status: health(r.status),
+                    message: non_empty(&r.message),
+                })
                 .collect(),
         }
     }
@@ -502,12 +528,14 @@ pub fn health_table(reports: &[HealthReportRow]) -> Table {
     for r in reports {
         let worst = r.events.iter().find(|e| e.result == r.health && e.rule.is_some());
         let finding = match worst {
-            Some(e) => format!("{} (GPU {}): {}", e.rule.as_deref().unwrap_or("-"), e.gpu_index, e.message),
+            Some(e) => {
+                format!("{} (GPU {}): {}", e.rule.as_deref().unwrap_or("-"), e.gpu_index, dash(e.message.as_deref()))
+            }
             None => r
                 .checks
                 .iter()
                 .find(|c| c.status == r.health)
-                .map_or("-".to_owned(), |c| format!("check {}: {}", c.name, c.message)),
+                .map_or("-".to_owned(), |c| format!("check {}: {}", c.name, dash(c.message.as_deref()))),
         };
         table.row([r.id.to_string(), dash(r.received_at.as_deref()), r.health.clone(), finding]);
     }
@@ -551,7 +579,7 @@ pub struct BackoffRow {
     pub provider: String,
     pub consecutive_failures: u32,
     pub retry_after: Option<String>,
-    pub last_error: String,
+    pub last_error: Option<String>,
 }
 
 impl PoolRow {
@@ -585,7 +613,7 @@ impl PoolRow {
                     provider: b.provider.clone(),
                     consecutive_failures: b.consecutive_failures,
                     retry_after: time(&b.retry_after),
-                    last_error: b.last_error.clone(),
+                    last_error: non_empty(&b.last_error),
                 })
                 .collect(),
         }
@@ -644,7 +672,7 @@ pub fn pool_detail(pool: &PoolRow) -> String {
                 b.provider,
                 b.consecutive_failures,
                 dash(b.retry_after.as_deref()),
-                b.last_error
+                dash(b.last_error.as_deref())
             ),
         ]);
     }

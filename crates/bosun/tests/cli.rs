@@ -20,18 +20,48 @@ impl Drop for Running {
     }
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on (for "unreachable" checks only: servers bind port 0 and say
+/// where they listen, so no test races another for a port).
+fn unused_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
 }
 
-fn server(store: &str, port: u16) -> Running {
-    let child = bosun()
-        .args(["server", "--store", store, "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start server");
-    Running(child)
+/// Starts `bosun server ARGS --listen LISTEN` and returns it with its URL, read from the
+/// line it prints once it listens. A fixed address still held by a previous run (a
+/// restart) is retried.
+fn start_server(args: &[&std::ffi::OsStr], listen: &str) -> (Running, String) {
+    use std::io::BufRead as _;
+    for _ in 0..50 {
+        let mut child = bosun()
+            .arg("server")
+            .args(args)
+            .args(["--listen", listen])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start server");
+        let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut seen = String::new();
+        let url = lines.by_ref().map_while(Result::ok).find_map(|line| {
+            seen.push_str(&line);
+            seen.push('\n');
+            line.split_once("bosun server listening on ")
+                .map(|(_, rest)| rest.split(' ').next().unwrap_or("").to_owned())
+        });
+        if let Some(url) = url {
+            // Keep reading so the server never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            return (Running(child), url);
+        }
+        let _ = child.wait();
+        assert!(seen.contains("in use"), "the server did not start:\n{seen}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{listen} stayed in use");
+}
+
+fn server(store: &str) -> (Running, String) {
+    start_server(&["--store".as_ref(), store.as_ref()], "127.0.0.1:0")
 }
 
 fn agent(url: &str, node: &str) -> Running {
@@ -83,9 +113,7 @@ fn sigterm(process: &Running) {
 fn quick_start_fleet_cli_and_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = format!("sqlite://{}", dir.path().join("bosun.db").display());
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut first = server(&store, port);
+    let (mut first, url) = server(&store);
     let _agents: Vec<_> = ["n1", "n2", "n3"].iter().map(|n| agent(&url, n)).collect();
 
     let json = eventually(&url, &["nodes", "list", "-o", "json"], |out| out.matches("\"node_id\"").count() == 3);
@@ -100,6 +128,13 @@ fn quick_start_fleet_cli_and_restart() {
     }
     let table = ok(bosun().args(["nodes", "list", "--server", &url]));
     assert!(table.starts_with("NODE  "), "{table}");
+    // Navarch's habits: -s, the wire's status names, and a word when nothing matches.
+    let active = ok(bosun().args(["nodes", "list", "--status", "NODE_STATUS_ACTIVE", "-s", &url]));
+    assert_eq!(active.lines().count(), 4, "{active}");
+    let none = ok(bosun().args(["nodes", "list", "--status", "cordoned", "-s", &url]));
+    assert_eq!(none, "No nodes found.\n");
+    assert_eq!(ok(bosun().args(["nodes", "list", "-l", "owner", "-s", &url])), "No nodes found.\n");
+    assert_eq!(ok(bosun().args(["nodes", "list", "-l", "owner", "-o", "json", "-s", &url])).trim(), "[]");
     let yaml = ok(bosun().args(["nodes", "get", "n1", "-o", "yaml", "--server", &url]));
     assert!(yaml.contains("node_id: n1"), "{yaml}");
 
@@ -124,7 +159,8 @@ fn quick_start_fleet_cli_and_restart() {
     sigterm(&first);
     let status = first.0.wait().expect("server exits");
     assert!(status.success(), "graceful shutdown exits 0: {status}");
-    let _second = server(&store, port);
+    let address = url.trim_start_matches("http://");
+    let (_second, _) = start_server(&["--store".as_ref(), store.as_ref()], address);
     let json = eventually(&url, &["nodes", "list", "-o", "json"], |out| out.contains("CORDONED"));
     assert_eq!(json.matches("\"node_id\"").count(), 3, "every node survives the restart");
     // The agents carry on: a command issued now is acknowledged.
@@ -134,7 +170,7 @@ fn quick_start_fleet_cli_and_restart() {
 
 #[test]
 fn an_unreachable_server_is_one_clear_line() {
-    let url = format!("http://127.0.0.1:{}", free_port());
+    let url = format!("http://127.0.0.1:{}", unused_port());
     let line = fails_with_one_line(bosun().args(["nodes", "list", "--server", &url]));
     assert!(line.contains("cannot reach the bosun server") && line.contains(&url), "{line}");
     let line = fails_with_one_line(bosun().args(["nodes", "list", "--server", "ftp://x"]));
@@ -159,9 +195,15 @@ fn policy_check_prints_exactly_the_json_array() {
     assert_eq!(
         parsed,
         serde_json::json!([
-            {"result": "unhealthy", "action": "replace", "rule": "fatal-xid"},
-            {"result": "degraded", "action": "restart_app", "rule": "application-xid"},
-            {"result": "healthy", "action": "none", "rule": "default"},
+            {"event": {"event_type": "xid", "gpu_index": 3, "gpu_uuid": "", "system": "DCGM_HEALTH_WATCH_UNKNOWN",
+                       "metrics": {"xid_code": "79"}, "message": ""},
+             "result": "unhealthy", "action": "replace", "rule": "fatal-xid"},
+            {"event": {"event_type": "xid", "gpu_index": null, "gpu_uuid": "", "system": "DCGM_HEALTH_WATCH_UNKNOWN",
+                       "metrics": {"xid_code": "8"}, "message": ""},
+             "result": "degraded", "action": "restart_app", "rule": "application-xid"},
+            {"event": {"event_type": "thermal", "gpu_index": null, "gpu_uuid": "", "system": "DCGM_HEALTH_WATCH_UNKNOWN",
+                       "metrics": {"temperature": "50"}, "message": ""},
+             "result": "healthy", "action": "none", "rule": "default"},
         ])
     );
     let broken = dir.path().join("broken.yaml");
@@ -245,19 +287,30 @@ fn config_check_says_where_credentials_come_from_without_them() {
 }
 
 #[test]
+fn config_check_reads_and_compiles_the_health_policy_it_names() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("bosun.yaml");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&file, format!("server:\n  health_policy: {}\n", policy.display())).expect("write");
+    let line = fails_with_one_line(bosun().args(["config", "check"]).arg(&file));
+    assert!(line.contains("server.health_policy") && line.contains("cannot read"), "{line}");
+    std::fs::write(&policy, "rules:\n  - {name: broken, condition: 'event.', result: unhealthy}\n").expect("write");
+    let line = fails_with_one_line(bosun().args(["config", "check"]).arg(&file));
+    assert!(line.contains("not a valid policy") && line.contains("broken"), "{line}");
+    std::fs::write(&policy, "rules:\n  - {name: all, condition: 'true', result: healthy}\n").expect("write");
+    ok(bosun().args(["config", "check"]).arg(&file));
+    std::fs::write(&file, "pools:\n  p: {provider: fake, instance_type: t, max_nodes: 1, timezone: Mars/Base}\nproviders:\n  fake: {type: fake}\n").expect("write");
+    let line = fails_with_one_line(bosun().args(["config", "check"]).arg(&file));
+    assert!(line.contains("pools.p.timezone"), "{line}");
+}
+
+#[test]
 fn the_quickstart_config_brings_up_a_pool_of_three() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = format!("sqlite://{}", dir.path().join("bosun.db").display());
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/quickstart.yaml");
-    let child = bosun()
-        .args(["server", "--config", config, "--store", &store, "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start server");
-    let _server = Running(child);
+    let (_server, url) =
+        start_server(&["--config".as_ref(), config.as_ref(), "--store".as_ref(), store.as_ref()], "127.0.0.1:0");
     let json = eventually(&url, &["nodes", "list", "--pool", "demo", "-o", "json"], |out| {
         out.matches("\"ACTIVE\"").count() == 3
     });
@@ -278,17 +331,8 @@ fn the_process_provider_runs_a_pool_of_real_agent_processes() {
     )
     .expect("write config");
     let store = format!("sqlite://{}", dir.path().join("bosun.db").display());
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let child = bosun()
-        .args(["server", "--config"])
-        .arg(&config)
-        .args(["--store", &store, "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start server");
-    let server = Running(child);
+    let (server, url) =
+        start_server(&["--config".as_ref(), config.as_os_str(), "--store".as_ref(), store.as_ref()], "127.0.0.1:0");
     let json = eventually(&url, &["nodes", "list", "--pool", "procs", "-o", "json"], |out| {
         out.matches("\"ACTIVE\"").count() == 3
     });
@@ -341,4 +385,24 @@ fn sim_validate_names_the_bad_key() {
     let output = run(bosun().args(["sim", "validate", "../../scenarios/stress/1000-node-chaos.yaml"]));
     assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("1000 generated nodes"));
+}
+
+#[test]
+fn a_memory_store_needs_no_migration_flag() {
+    let (_server, url) = start_server(&["--store".as_ref(), "memory://".as_ref()], "127.0.0.1:0");
+    let out = eventually(&url, &["nodes", "list", "-o", "json"], |_| true);
+    assert_eq!(out.trim(), "[]");
+}
+
+#[test]
+fn version_and_help_stay_to_the_point() {
+    let version = ok(bosun().arg("version"));
+    assert!(version.starts_with(&format!("bosun {} (", env!("CARGO_PKG_VERSION"))), "{version}");
+    let help = ok(bosun().args(["nodes", "get", "--help"]));
+    assert!(help.contains("Usage: bosun nodes get [OPTIONS] <NODE>"), "{help}");
+    assert!(
+        !help.contains("--store") && !help.contains("--log"),
+        "client commands do not offer store or log flags: {help}"
+    );
+    assert!(ok(bosun().args(["db", "--help"])).contains("--store"));
 }

@@ -31,7 +31,7 @@ fn url(location: &StoreLocation) -> String {
 /// Returns every id it acknowledged (it may get one or two more out before the signal).
 fn write_then_kill(store: &str, prefix: &str, acks: usize) -> Vec<NodeId> {
     let mut child = bosun()
-        .args(["--store", store, "debug", "crash-writer", "--prefix", prefix])
+        .args(["debug", "--store", store, "crash-writer", "--prefix", prefix])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -63,7 +63,7 @@ fn write_then_kill(store: &str, prefix: &str, acks: usize) -> Vec<NodeId> {
 async fn survives_repeated_sigkill(backend: Backend) {
     let Some(test) = TestLocation::new(backend).await else { return };
     let store_url = url(&test.location);
-    ok(bosun().args(["--store", &store_url, "db", "migrate", "up"]));
+    ok(bosun().args(["db", "--store", &store_url, "migrate", "up"]));
 
     let seed = rand::random::<u64>();
     eprintln!("crash test seed {seed}");
@@ -89,7 +89,7 @@ async fn survives_repeated_sigkill(backend: Backend) {
     let findings = store.check_integrity().await.expect("check");
     assert!(findings.is_empty(), "integrity problems after crashes: {findings:?}");
     store.close().await;
-    let report = ok(bosun().args(["--store", &store_url, "db", "check"]));
+    let report = ok(bosun().args(["db", "--store", &store_url, "check"]));
     assert!(report.contains("consistent"), "{report}");
     assert!(acknowledged.len() >= ROUNDS);
 }

@@ -10,7 +10,7 @@ use common::{bosun, fails_with_one_line, ok, run, stderr, stdout};
 #[test]
 fn an_unsupported_scheme_is_one_line_without_the_password() {
     let line =
-        fails_with_one_line(bosun().args(["--store", "mysql://root:hunter2@db/fleet", "db", "migrate", "status"]));
+        fails_with_one_line(bosun().args(["db", "--store", "mysql://root:hunter2@db/fleet", "migrate", "status"]));
     assert_eq!(
         line,
         "error: unsupported store URL scheme \"mysql\" in mysql://root:***@db/fleet: \
@@ -18,14 +18,14 @@ fn an_unsupported_scheme_is_one_line_without_the_password() {
     );
     let line = fails_with_one_line(bosun().args(["db", "check"]).env("BOSUN_STORE", "redis://:hunter2@cache"));
     assert!(line.contains("\"redis\"") && !line.contains("hunter2"), "{line}");
-    let line = fails_with_one_line(bosun().args(["--store", "bosun.db", "db", "check"]));
+    let line = fails_with_one_line(bosun().args(["db", "--store", "bosun.db", "check"]));
     assert!(line.contains("store URL bosun.db is malformed"), "{line}");
 }
 
 #[test]
 fn an_unreachable_server_is_one_line_without_the_password() {
     let line =
-        fails_with_one_line(bosun().args(["--store", "postgres://bosun:hunter2@127.0.0.1:1/fleet", "db", "check"]));
+        fails_with_one_line(bosun().args(["db", "--store", "postgres://bosun:hunter2@127.0.0.1:1/fleet", "check"]));
     assert_eq!(
         line,
         "error: cannot connect to postgres://bosun:***@127.0.0.1:1/fleet: connection refused; \
@@ -38,14 +38,14 @@ fn a_wrong_password_is_one_line_without_the_password() {
     let Some(admin) = postgres_admin_url() else { return };
     let mut url = url::Url::parse(&admin).expect("valid url");
     url.set_password(Some("not-the-password")).expect("settable");
-    let line = fails_with_one_line(bosun().args(["--store", url.as_str(), "db", "migrate", "status"]));
+    let line = fails_with_one_line(bosun().args(["db", "--store", url.as_str(), "migrate", "status"]));
     assert!(line.contains("authentication failed"), "{line}");
     assert!(!line.contains("not-the-password"), "{line}");
 }
 
 #[test]
 fn a_missing_directory_is_one_line() {
-    let line = fails_with_one_line(bosun().args(["--store", "sqlite:///no/such/dir/bosun.db", "db", "migrate", "up"]));
+    let line = fails_with_one_line(bosun().args(["db", "--store", "sqlite:///no/such/dir/bosun.db", "migrate", "up"]));
     assert_eq!(
         line,
         "error: cannot open sqlite:///no/such/dir/bosun.db: directory /no/such/dir does not exist; \
@@ -81,10 +81,10 @@ fn usage_errors_exit_2() {
 fn reset_needs_confirmation() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = format!("sqlite://{}", dir.path().join("bosun.db").display());
-    ok(bosun().args(["--store", &store, "db", "migrate", "up"]));
-    let line = fails_with_one_line(bosun().args(["--store", &store, "db", "migrate", "reset"]));
+    ok(bosun().args(["db", "--store", &store, "migrate", "up"]));
+    let line = fails_with_one_line(bosun().args(["db", "--store", &store, "migrate", "reset"]));
     assert!(line.contains("refusing to reset") && line.contains("--yes"), "{line}");
-    let out = ok(bosun().args(["--store", &store, "db", "migrate", "reset", "--yes"]));
+    let out = ok(bosun().args(["db", "--store", &store, "migrate", "reset", "--yes"]));
     assert!(out.contains(&format!("reset; schema is at version {}", latest_version())), "{out}");
 }
 
@@ -101,20 +101,20 @@ fn latest_version() -> usize {
 fn workflow(location: &StoreLocation) {
     let store = location_url(location);
     let latest = latest_version();
-    let status = ok(bosun().args(["--store", &store, "db", "migrate", "status"]));
+    let status = ok(bosun().args(["db", "--store", &store, "migrate", "status"]));
     assert!(status.contains(&format!("version 0 of {latest}")) && status.contains("pending"), "{status}");
-    let line = fails_with_one_line(bosun().args(["--store", &store, "db", "seed", "--nodes", "10"]));
+    let line = fails_with_one_line(bosun().args(["db", "--store", &store, "seed", "--nodes", "10"]));
     assert!(line.contains("run `bosun db migrate up`"), "{line}");
 
-    let up = ok(bosun().args(["--store", &store, "db", "migrate", "up"]));
+    let up = ok(bosun().args(["db", "--store", &store, "migrate", "up"]));
     assert!(up.contains("applied 1 initial"), "{up}");
-    let seeded = ok(bosun().args(["--store", &store, "db", "seed", "--nodes", "300"]));
+    let seeded = ok(bosun().args(["db", "--store", &store, "seed", "--nodes", "300"]));
     assert!(seeded.starts_with("seeded 300 nodes"), "{seeded}");
-    let checked = ok(bosun().args(["--store", &store, "db", "check"]));
+    let checked = ok(bosun().args(["db", "--store", &store, "check"]));
     assert!(checked.contains("consistent (300 nodes, 300 instances"), "{checked}");
-    let again = fails_with_one_line(bosun().args(["--store", &store, "db", "seed", "--nodes", "5"]));
+    let again = fails_with_one_line(bosun().args(["db", "--store", &store, "seed", "--nodes", "5"]));
     assert!(again.contains("already holds a seeded fleet"), "{again}");
-    let status = ok(bosun().args(["--store", &store, "db", "migrate", "status"]));
+    let status = ok(bosun().args(["db", "--store", &store, "migrate", "status"]));
     assert!(status.contains(&format!("version {latest} of {latest} (up to date)")), "{status}");
 }
 
@@ -142,10 +142,10 @@ async fn workflow_on_postgres() {
 async fn check_reports_corruption(backend: Backend, corrupt: &[&'static str]) {
     let Some(test) = TestLocation::new(backend).await else { return };
     let store = location_url(&test.location);
-    ok(bosun().args(["--store", &store, "db", "migrate", "up"]));
-    ok(bosun().args(["--store", &store, "db", "seed", "--nodes", "50"]));
+    ok(bosun().args(["db", "--store", &store, "migrate", "up"]));
+    ok(bosun().args(["db", "--store", &store, "seed", "--nodes", "50"]));
     execute(&test.location, corrupt).await;
-    let output = run(bosun().args(["--store", &store, "db", "check"]));
+    let output = run(bosun().args(["db", "--store", &store, "check"]));
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let report = stdout(&output);
     assert!(report.contains("[orphans] instance training-00001: refers to missing training-00001"), "{report}");

@@ -140,6 +140,11 @@ fn pool_shape() {
             "pools.p.timezone: \"Europe/Berlin Time\" is not an IANA time zone name such as UTC or Europe/Berlin",
         ),
         (
+            // Well formed, but no such zone: the server could not evaluate the schedule.
+            pool("timezone: Mars/Olympus_Mons"),
+            "pools.p.timezone: \"Mars/Olympus_Mons\" is not an IANA time zone name such as UTC or Europe/Berlin",
+        ),
+        (
             format!("{FAKE_PROVIDER}pools:\n  'gpu pool': {{provider: fake, instance_type: t, max_nodes: 1}}\n"),
             "pools.gpu pool: \"gpu pool\" contains ' '; use letters, digits, '.', '_', ':' or '-'",
         ),

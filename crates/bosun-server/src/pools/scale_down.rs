@@ -37,6 +37,9 @@ pub(super) async fn progress_scale_down(app: &App, pool: &Pool, now: Timestamp) 
             .iter()
             .any(|c| c.issued_at >= node.status_changed_at);
         let timed_out = now.saturating_since(node.status_changed_at) >= pool.spec.drain_timeout;
+        // The agent's acknowledgement says the node drained; a scheduler polled through
+        // `drain_status_url` must agree (its workloads may still be moving off).
+        let finished = finished && scheduler_drained(app, pool.name.as_str(), &node.id).await;
         if !finished && !timed_out {
             still_draining.push(node.id.clone());
             continue;
@@ -58,6 +61,19 @@ pub(super) async fn progress_scale_down(app: &App, pool: &Pool, now: Timestamp) 
         .await?;
     }
     Ok(still_draining)
+}
+
+/// Whether the scheduler behind the notifier says `node` is drained (yes when none is
+/// asked). An unreachable scheduler is a no: the drain then ends at `drain_timeout`.
+async fn scheduler_drained(app: &App, pool: &str, node: &bosun_core::NodeId) -> bool {
+    match app.notifier.drained(node).await {
+        None | Some(Ok(true)) => true,
+        Some(Ok(false)) => false,
+        Some(Err(error)) => {
+            tracing::warn!(pool, node = %node, %error, "cannot ask the scheduler whether the node is drained");
+            false
+        }
+    }
 }
 
 /// Starts removing `count` instances: victims UNHEALTHY first, then CORDONED, then the

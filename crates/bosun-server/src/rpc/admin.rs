@@ -64,7 +64,7 @@ impl AdminApi {
         node
     }
 
-    async fn list_nodes(&self, request: v1::ListNodesRequest) -> ApiResult<v1::ListNodesResponse> {
+    pub(crate) async fn list_nodes(&self, request: v1::ListNodesRequest) -> ApiResult<v1::ListNodesResponse> {
         let filter = NodeFilter {
             status: convert::node_status_filter("status", request.status)?,
             pool: convert::pool_filter(&request.pool)?,
@@ -82,7 +82,7 @@ impl AdminApi {
         })
     }
 
-    async fn get_node(&self, request: v1::GetNodeRequest) -> ApiResult<v1::GetNodeResponse> {
+    pub(crate) async fn get_node(&self, request: v1::GetNodeRequest) -> ApiResult<v1::GetNodeResponse> {
         let id = convert::node_id("node_id", &request.node_id)?;
         let node = self.app.store.node(&id).await?;
         let gpus = self.app.store.node_gpus(&id).await?;
@@ -121,7 +121,7 @@ impl AdminApi {
         })
     }
 
-    async fn issue_command(
+    pub(crate) async fn issue_command(
         &self,
         caller: &Caller,
         request: v1::IssueCommandRequest,
@@ -190,7 +190,10 @@ impl AdminApi {
         Ok(v1::CancelCommandResponse { command: MessageField::some(convert::command(&command)), ..Default::default() })
     }
 
-    async fn list_instances(&self, request: v1::ListInstancesRequest) -> ApiResult<v1::ListInstancesResponse> {
+    pub(crate) async fn list_instances(
+        &self,
+        request: v1::ListInstancesRequest,
+    ) -> ApiResult<v1::ListInstancesResponse> {
         let filter = InstanceFilter {
             states: convert::instance_states_from("states", &request.states)?,
             pool: convert::pool_filter(&request.pool)?,
@@ -209,7 +212,7 @@ impl AdminApi {
         })
     }
 
-    async fn get_instance(&self, request: v1::GetInstanceRequest) -> ApiResult<v1::GetInstanceResponse> {
+    pub(crate) async fn get_instance(&self, request: v1::GetInstanceRequest) -> ApiResult<v1::GetInstanceResponse> {
         if request.instance_id.is_empty() {
             return Err(ApiError::invalid("instance_id", "is required"));
         }
@@ -323,8 +326,8 @@ impl AdminApi {
         if let Some(gpu) = request.gpu {
             parameters.insert("gpu".to_owned(), gpu.to_string());
         }
-        bosun_agent::Fault::from_parameters(&parameters).map_err(|e| match e {
-            bosun_agent::FaultError::BadParameter { name, problem } => {
+        bosun_core::fault::Fault::from_parameters(&parameters).map_err(|e| match e {
+            bosun_core::fault::FaultError::BadParameter { name, problem } => {
                 ApiError::invalid(&format!("parameters.{name}"), problem)
             }
             other => ApiError::invalid("fault", other),
@@ -347,12 +350,12 @@ impl AdminApi {
                 "node {node_id} runs on {provider}, not on a fake provider of this server: faults can only be injected \
                  into fake machines (an agent started with --fake-gpus takes `bosun commands issue {node_id} --type \
                  custom:{}` instead)",
-                bosun_agent::FAULT_COMMAND
+                bosun_core::fault::FAULT_COMMAND
             )));
         }
         let command_request = CommandRequest {
             node_id,
-            kind: bosun_core::CommandKind::custom(bosun_agent::FAULT_COMMAND)?,
+            kind: bosun_core::CommandKind::custom(bosun_core::fault::FAULT_COMMAND)?,
             parameters,
             reason: format!("fault injection: {}", request.fault),
             time_to_live: self.app.settings.command_ttl,

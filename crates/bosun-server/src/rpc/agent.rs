@@ -15,9 +15,7 @@ use crate::commands::{self, AckOutcome};
 use crate::error::{ApiError, ApiResult};
 use crate::nodes;
 
-/// At most this many events and check results per report.
-const MAX_EVENTS: usize = 1000;
-const MAX_RESULTS: usize = 100;
+use bosun_core::health::{MAX_REPORT_EVENTS as MAX_EVENTS, MAX_REPORT_RESULTS as MAX_RESULTS};
 
 #[derive(Debug, Clone)]
 pub(crate) struct AgentApi {
@@ -38,13 +36,13 @@ impl AgentApi {
     }
 
     /// Errors for a node this server does not know, phrased so the agent registers again.
-    fn unknown(node: &NodeId) -> ApiError {
+    pub(crate) fn unknown(node: &NodeId) -> ApiError {
         ApiError::NotFound(format!("node {node} is not registered; register it again"))
     }
 
     /// Makes sure the fleet view knows `node` (it may have registered through another
     /// replica).
-    async fn known(&self, node: &NodeId) -> ApiResult<()> {
+    pub(crate) async fn known(&self, node: &NodeId) -> ApiResult<()> {
         if self.app.fleet.get(node).is_some() {
             return Ok(());
         }
@@ -58,7 +56,11 @@ impl AgentApi {
         }
     }
 
-    async fn register(&self, ctx: &RequestContext, request: v1::RegisterRequest) -> ApiResult<v1::RegisterResponse> {
+    pub(crate) async fn register(
+        &self,
+        ctx: &RequestContext,
+        request: v1::RegisterRequest,
+    ) -> ApiResult<v1::RegisterResponse> {
         let caller = auth::caller(ctx)?;
         let registration = convert::registration(&request)?;
         caller.act_for(&registration.node_id, true)?;
@@ -94,7 +96,11 @@ impl AgentApi {
         })
     }
 
-    async fn heartbeat(&self, ctx: &RequestContext, request: v1::HeartbeatRequest) -> ApiResult<v1::HeartbeatResponse> {
+    pub(crate) async fn heartbeat(
+        &self,
+        ctx: &RequestContext,
+        request: v1::HeartbeatRequest,
+    ) -> ApiResult<v1::HeartbeatResponse> {
         let (_, node) = Self::node_for(ctx, &request.node_id)?;
         let now = self.app.now();
         // The server's clock stamps heartbeats and samples: an agent's clock is not trusted.
@@ -110,7 +116,7 @@ impl AgentApi {
         Ok(v1::HeartbeatResponse { server_time: MessageField::some(convert::timestamp(now)), ..Default::default() })
     }
 
-    async fn report_health(
+    pub(crate) async fn report_health(
         &self,
         ctx: &RequestContext,
         request: v1::ReportHealthRequest,

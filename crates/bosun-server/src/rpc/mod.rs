@@ -1,4 +1,4 @@
-//! The AgentService and AdminService handlers: thin layers that authenticate, convert and
+//! The AgentService and AdminService handlers (and Navarch's service, mapped onto them): thin layers that authenticate, convert and
 //! validate wire messages (bosun-api), call the operations in `nodes`, `commands` and
 //! friends, and convert the answers back.
 
@@ -14,6 +14,7 @@ use crate::error::{ApiError, ApiResult};
 pub(crate) mod admin;
 pub(crate) mod agent;
 mod events;
+pub(crate) mod navarch;
 
 /// Authenticates every RPC and attaches the [`Caller`](crate::auth::Caller) for the
 /// handler, which checks what the caller may do with what it asked.

@@ -122,7 +122,18 @@ impl Harness {
         spec: PoolSpec,
         fake: FakeSettings,
     ) -> Option<(Harness, Arc<FakeProvider>)> {
-        Self::start_with_fake_pool_machines(backend, pool, spec, fake, PoolMachines::default()).await
+        Self::start_with_fake_pool_and_settings(backend, pool, spec, fake, settings()).await
+    }
+
+    /// [`Harness::start_with_fake_pool`] with the server's `settings`.
+    pub async fn start_with_fake_pool_and_settings(
+        backend: Backend,
+        pool: &str,
+        spec: PoolSpec,
+        fake: FakeSettings,
+        settings: Settings,
+    ) -> Option<(Harness, Arc<FakeProvider>)> {
+        Self::start_fake_pool(backend, pool, spec, fake, settings, PoolMachines::default()).await
     }
 
     /// [`Harness::start_with_fake_pool`] with the pool's machine settings (image, SSH).
@@ -131,6 +142,17 @@ impl Harness {
         pool: &str,
         spec: PoolSpec,
         fake: FakeSettings,
+        machines: PoolMachines,
+    ) -> Option<(Harness, Arc<FakeProvider>)> {
+        Self::start_fake_pool(backend, pool, spec, fake, settings(), machines).await
+    }
+
+    async fn start_fake_pool(
+        backend: Backend,
+        pool: &str,
+        spec: PoolSpec,
+        fake: FakeSettings,
+        settings: Settings,
         machines: PoolMachines,
     ) -> Option<(Harness, Arc<FakeProvider>)> {
         let location = TestLocation::new(backend).await?;
@@ -146,7 +168,7 @@ impl Harness {
             machines: [(pool, machines)].into_iter().collect(),
             leadership: Arc::new(AlwaysLeader),
         };
-        let mut harness = Harness { clock, settings: settings(), location, server: None, address, pools: Some(pools) };
+        let mut harness = Harness { clock, settings, location, server: None, address, pools: Some(pools) };
         harness.serve(listener).await;
         Some((harness, provider))
     }
@@ -319,6 +341,23 @@ fn fake_provider(settings: FakeSettings, clock: &Arc<FakeClock>) -> Arc<FakeProv
         Ok(Arc::new(client) as Arc<dyn ControlPlane>)
     });
     Arc::new(FakeProvider::new("fake", settings, clock.clone(), factory))
+}
+
+/// Waits until exactly `count` instances are RUNNING with their nodes registered.
+pub async fn wait_running(h: &Harness, count: usize) -> Vec<v1::Instance> {
+    let mut running = Vec::new();
+    for _ in 0..400 {
+        let request = v1::ListInstancesRequest {
+            states: vec![v1::InstanceState::INSTANCE_STATE_RUNNING.into()],
+            ..Default::default()
+        };
+        running = h.root().list_instances(request).await.expect("list").into_owned().instances;
+        if running.len() == count && running.iter().all(|i| !i.node_id.is_empty()) {
+            return running;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{count} RUNNING instances expected, got {running:?}");
 }
 
 pub fn registration(node: &str) -> NodeRegistration {

@@ -11,6 +11,8 @@ mod endpoints;
 mod instances;
 mod lifecycle;
 mod liveness;
+mod navarch;
+mod notifier;
 mod policy;
 mod pools;
 mod remediation;

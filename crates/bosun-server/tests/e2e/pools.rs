@@ -110,22 +110,6 @@ async fn a_failing_provider_is_backed_off_then_used(backend: Backend) {
 }
 
 /// Waits until every instance of the pool is RUNNING and `count` of them exist.
-async fn wait_running(h: &Harness, count: usize) -> Vec<v1::Instance> {
-    let mut running = Vec::new();
-    for _ in 0..400 {
-        let request = v1::ListInstancesRequest {
-            states: vec![v1::InstanceState::INSTANCE_STATE_RUNNING.into()],
-            ..Default::default()
-        };
-        running = h.root().list_instances(request).await.expect("list").into_owned().instances;
-        if running.len() == count && running.iter().all(|i| !i.node_id.is_empty()) {
-            return running;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{count} RUNNING instances expected, got {running:?}");
-}
-
 fn xid(node: &str) -> v1::IssueCommandRequest {
     xid_code(node, 79)
 }

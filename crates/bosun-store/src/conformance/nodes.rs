@@ -328,6 +328,13 @@ pub(crate) async fn list_filters_by_label_equality(ctx: &Ctx) {
     assert!(ctx.node_ids(&NodeFilter { labels: none, ..NodeFilter::default() }).await.is_empty());
     let missing_key: LabelSelector = "owner=x".parse().expect("valid");
     assert!(ctx.node_ids(&NodeFilter { labels: missing_key, ..NodeFilter::default() }).await.is_empty());
+    // A bare key selects by presence, alone or with equality terms.
+    let racked: LabelSelector = "topology.bosun.dev/rack".parse().expect("valid");
+    assert_eq!(ctx.node_ids(&NodeFilter { labels: racked, ..NodeFilter::default() }).await, ["a", "b", "c"]);
+    let h100_racked: LabelSelector = "gpu=h100,topology.bosun.dev/rack".parse().expect("valid");
+    assert_eq!(ctx.node_ids(&NodeFilter { labels: h100_racked, ..NodeFilter::default() }).await, ["a", "c"]);
+    let owned: LabelSelector = "owner".parse().expect("valid");
+    assert!(ctx.node_ids(&NodeFilter { labels: owned, ..NodeFilter::default() }).await.is_empty());
 }
 
 pub(crate) async fn list_combines_filters(ctx: &Ctx) {

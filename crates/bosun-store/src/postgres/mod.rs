@@ -222,8 +222,11 @@ impl Store for PostgresStore {
         if let Some(region) = &filter.region {
             q.push(" AND n.region = ").push_bind(region.clone());
         }
-        if !filter.labels.is_empty() {
+        if filter.labels.terms().next().is_some() {
             q.push(" AND n.labels @> ").push_bind(labels_containing(&filter.labels));
+        }
+        for key in filter.labels.required_keys() {
+            q.push(" AND jsonb_exists(n.labels, ").push_bind(key.to_owned()).push(")");
         }
         q.push(" ORDER BY n.node_id LIMIT ").push_bind(limit_param(limit));
         let rows = self.slow.run("nodes.list", q.build().fetch_all(&self.pool)).await.map_err(|e| map_err(e, None))?;
@@ -268,8 +271,11 @@ impl Store for PostgresStore {
         if let Some(node) = &filter.node_id {
             q.push(" AND node_id = ").push_bind(node.to_string());
         }
-        if !filter.labels.is_empty() {
+        if filter.labels.terms().next().is_some() {
             q.push(" AND labels @> ").push_bind(labels_containing(&filter.labels));
+        }
+        for key in filter.labels.required_keys() {
+            q.push(" AND jsonb_exists(labels, ").push_bind(key.to_owned()).push(")");
         }
         q.push(" ORDER BY instance_id LIMIT ").push_bind(limit_param(limit));
         let rows: Vec<InstanceRow<DateTime<Utc>>> = self

@@ -252,6 +252,10 @@ pub(super) fn list_nodes(
         params.push(text(value));
         sql.push_str(&format!(" AND json_extract(n.labels, ?{}) = ?{}", params.len() - 1, params.len()));
     }
+    for key in filter.labels.required_keys() {
+        params.push(text(label_path(key)));
+        sql.push_str(&format!(" AND json_type(n.labels, ?{}) IS NOT NULL", params.len()));
+    }
     params.push(Value::Integer(limit));
     sql.push_str(&format!(" ORDER BY n.node_id LIMIT ?{}", params.len()));
     collect(conn, &sql, &params, node_row)
@@ -303,6 +307,10 @@ pub(super) fn list_instances(
         params.push(text(label_path(key)));
         params.push(text(value));
         sql.push_str(&format!(" AND json_extract(labels, ?{}) = ?{}", params.len() - 1, params.len()));
+    }
+    for key in filter.labels.required_keys() {
+        params.push(text(label_path(key)));
+        sql.push_str(&format!(" AND json_type(labels, ?{}) IS NOT NULL", params.len()));
     }
     params.push(Value::Integer(limit));
     sql.push_str(&format!(" ORDER BY instance_id LIMIT ?{}", params.len()));

@@ -36,6 +36,8 @@ use crate::output;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    #[command(flatten)]
+    pub store: super::StoreArg,
     #[command(subcommand)]
     target: BenchTarget,
 }

@@ -14,6 +14,8 @@ use crate::output;
 
 #[derive(Debug, Args)]
 pub struct DbArgs {
+    #[command(flatten)]
+    pub store: super::StoreArg,
     #[command(subcommand)]
     command: DbCommand,
 }
@@ -39,6 +41,7 @@ enum MigrateAction {
     Up,
     /// Revert migrations newer than version N (0 reverts everything).
     Down {
+        /// The version to keep (0: none).
         #[arg(long, value_name = "N")]
         to: i64,
     },

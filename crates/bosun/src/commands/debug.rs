@@ -20,6 +20,8 @@ use clap::{Args, Subcommand};
 
 #[derive(Debug, Args)]
 pub struct DebugArgs {
+    #[command(flatten)]
+    pub store: super::StoreArg,
     #[command(subcommand)]
     command: DebugCommand,
 }

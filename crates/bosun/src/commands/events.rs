@@ -85,14 +85,15 @@ fn print_line(format: Format, row: &EventRow) -> anyhow::Result<()> {
         Format::Json => println!("{}", serde_json::to_string(row)?),
         Format::Yaml => print!("---\n{}", serde_yaml::to_string(row)?),
         Format::Table => println!(
-            "{:>6}  {}  {:<8} {:<24} {:<8} {:<24} {}",
+            "{:>6}  {}  {:<8} {:<24} {:<8} {:<12} {:<24} {}",
             row.seq,
             row.at.as_deref().unwrap_or("-"),
             row.kind,
             row.resource_id,
             row.op,
+            row.state().unwrap_or("-"),
             row.actor,
-            row.reason
+            row.reason.as_deref().unwrap_or("-")
         ),
     }
     Ok(())

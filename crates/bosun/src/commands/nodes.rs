@@ -23,7 +23,10 @@ enum NodesCommand {
     /// List nodes (every page).
     List(ListArgs),
     /// Show one node with its GPUs.
-    Get { node: String },
+    Get {
+        /// The node's id.
+        node: String,
+    },
     /// Stop scheduling onto a node.
     Cordon(ActionArgs),
     /// Return a cordoned, draining or unhealthy node to service.
@@ -54,7 +57,9 @@ enum NodesCommand {
     },
     /// Forget a node and its history (TERMINATED nodes; others with --force).
     Delete {
+        /// The node's id.
         node: String,
+        /// Why: recorded in the change log.
         #[arg(long, default_value = "")]
         reason: String,
         /// Delete a node that is not TERMINATED.
@@ -65,7 +70,9 @@ enum NodesCommand {
     InjectFault(FaultArgs),
     /// A node's health reports, newest first.
     History {
+        /// The node's id.
         node: String,
+        /// How many reports, newest first.
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
@@ -81,17 +88,21 @@ enum NodesCommand {
 
 #[derive(Debug, Args)]
 struct ListArgs {
-    /// Only nodes in this status (ACTIVE, CORDONED, DRAINING, UNHEALTHY, TERMINATING, TERMINATED).
+    /// Only nodes in this status: active, cordoned, draining, unhealthy, terminating or
+    /// terminated (any case; NODE_STATUS_ACTIVE works too).
     #[arg(long, value_parser = parse_status)]
     status: Option<NodeStatus>,
+    /// Only nodes of this pool.
     #[arg(long)]
     pool: Option<String>,
+    /// Only nodes of this provider (fake, process, lambda, gcp, aws...).
     #[arg(long)]
     provider: Option<String>,
+    /// Only nodes in this region.
     #[arg(long)]
     region: Option<String>,
-    /// Label equality selector: key=value[,key=value...].
-    #[arg(long, short = 'l')]
+    /// Label selector: key=value terms and bare keys (label present), comma-separated.
+    #[arg(long, short = 'l', value_name = "SELECTOR")]
     selector: Option<String>,
 }
 
@@ -99,6 +110,7 @@ struct ListArgs {
 #[group(skip)]
 #[command(group(clap::ArgGroup::new("kind").required(true).multiple(false).args(["xid", "thermal", "ecc", "ecc_dbe", "nvlink"])))]
 struct FaultArgs {
+    /// The node's id.
     node: String,
     /// An XID error with this code (79: GPU fell off the bus).
     #[arg(long, value_name = "CODE")]
@@ -115,6 +127,7 @@ struct FaultArgs {
     /// NVLink errors on this link.
     #[arg(long, value_name = "LINK")]
     nvlink: Option<u32>,
+    /// The GPU to fault (default 0; for --thermal, every GPU).
     #[arg(long)]
     gpu: Option<u32>,
 }
@@ -142,14 +155,20 @@ impl FaultArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ActionArgs {
+    /// The node's id.
     pub node: String,
     /// Why: recorded with the command and in the change log.
     #[arg(long, default_value = "")]
     pub reason: String,
 }
 
+/// A node status in any case, with or without the wire's `NODE_STATUS_` prefix.
 fn parse_status(text: &str) -> Result<NodeStatus, String> {
-    text.parse().map_err(|e: bosun_core::ValidationError| e.problem)
+    let upper = text.trim().to_ascii_uppercase();
+    let word = upper.strip_prefix("NODE_STATUS_").unwrap_or(&upper);
+    word.parse().map_err(|_| {
+        format!("{text:?} is not a node status; use active, cordoned, draining, unhealthy, terminating or terminated")
+    })
 }
 
 fn parse_step(text: &str) -> Result<RemediationAction, String> {
@@ -167,7 +186,9 @@ pub async fn run(args: &NodesArgs) -> anyhow::Result<ExitCode> {
     let text = match &args.command {
         NodesCommand::List(list) => {
             let nodes: Vec<NodeRow> = list_all(&admin, list).await?.iter().map(NodeRow::from_wire).collect();
-            output::render(format, &nodes, || views::node_table(&nodes).render())?
+            output::render(format, &nodes, || {
+                if nodes.is_empty() { "No nodes found.\n".to_owned() } else { views::node_table(&nodes).render() }
+            })?
         }
         NodesCommand::Get { node } => {
             let request = v1::GetNodeRequest { node_id: node.clone(), ..Default::default() };
@@ -177,6 +198,7 @@ pub async fn run(args: &NodesArgs) -> anyhow::Result<ExitCode> {
         }
         NodesCommand::Cordon(action) => issue(&admin, format, action, v1::CommandType::COMMAND_TYPE_CORDON, []).await?,
         NodesCommand::Uncordon(action) => {
+            warn_if_unhealthy(&admin, &action.node).await;
             issue(&admin, format, action, v1::CommandType::COMMAND_TYPE_UNCORDON, []).await?
         }
         NodesCommand::Drain(action) => issue(&admin, format, action, v1::CommandType::COMMAND_TYPE_DRAIN, []).await?,
@@ -199,7 +221,12 @@ pub async fn run(args: &NodesArgs) -> anyhow::Result<ExitCode> {
             let node = NodeRow::from_wire(response.node.as_option().unwrap_or(&v1::Node::default()));
             output::render(format, &node, || match &response.command_id {
                 Some(command) => format!("{step} {}: command {command}\n", node.node_id),
-                None => format!("{step} {}: {} ({})\n", node.node_id, node.status, node.status_reason),
+                None => format!(
+                    "{step} {}: {} ({})\n",
+                    node.node_id,
+                    node.status,
+                    node.status_reason.as_deref().unwrap_or("-")
+                ),
             })?
         }
         NodesCommand::Delete { node, reason, force } => {
@@ -234,6 +261,29 @@ pub async fn run(args: &NodesArgs) -> anyhow::Result<ExitCode> {
     };
     print!("{text}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Uncordoning returns a node to service whatever its health: say so when its last
+/// report was UNHEALTHY, or when it has not been heard from lately (as Navarch's CLI
+/// does), before doing it.
+async fn warn_if_unhealthy(admin: &Admin, node: &str) {
+    let request = v1::GetNodeRequest { node_id: node.to_owned(), ..Default::default() };
+    // The uncordon itself reports a missing node or an unreachable server.
+    let Ok(response) = admin.client.get_node(request).await else { return };
+    let Some(found) = response.into_owned().node.into_option() else { return };
+    if found.health.as_known() == Some(v1::HealthStatus::HEALTH_STATUS_UNHEALTHY) {
+        eprintln!(
+            "warning: node {node} is UNHEALTHY by its last health report; uncordoning returns it to service, \
+             and its next report judges it again"
+        );
+    }
+    let silent_for = found.last_heartbeat.as_option().map(|at| {
+        let last = bosun_api::convert::from_timestamp(at);
+        bosun_core::Clock::now(&bosun_core::SystemClock).saturating_since(last)
+    });
+    if silent_for.is_none_or(|silent| silent > std::time::Duration::from_secs(120)) {
+        eprintln!("warning: node {node} has not sent a heartbeat for over two minutes; it may be offline");
+    }
 }
 
 async fn list_all(admin: &Admin, list: &ListArgs) -> anyhow::Result<Vec<v1::Node>> {

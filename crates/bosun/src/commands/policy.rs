@@ -78,7 +78,7 @@ pub async fn run(args: &PolicyArgs) -> anyhow::Result<ExitCode> {
             match format {
                 Format::Table => {
                     println!("# XID catalog {}", catalog.version());
-                    print!("{}", check::render_xids(catalog));
+                    print!("{}", table(check::xid_rows(catalog)));
                 }
                 _ => {
                     let value: serde_json::Value =
@@ -170,7 +170,7 @@ fn check_locally(
     };
     let Some(events) = events else {
         match format {
-            Format::Table => print!("{}", check::render_rules(&policy)),
+            Format::Table => print!("{}", table(check::rule_rows(&policy))),
             _ => {
                 let rules: Vec<_> = policy
                     .rules()
@@ -204,7 +204,16 @@ fn print_classified(classified: &[bosun_core::ClassifiedEvent], format: Format) 
             let rows: serde_json::Value = serde_json::from_str(&check::render_json(classified)).unwrap_or_default();
             print!("{}", serde_yaml::to_string(&rows).unwrap_or_default());
         }
-        Format::Table => print!("{}", check::render_table(classified)),
+        Format::Table => print!("{}", table(check::event_rows(classified))),
     }
     eprint!("{}", check::render_errors(classified));
+}
+
+/// Lays out a policy listing with the CLI's table.
+fn table<const N: usize>(rows: check::Rows<N>) -> String {
+    let mut table = output::Table::new(rows.header);
+    for row in rows.rows {
+        table.row(row);
+    }
+    table.render()
 }

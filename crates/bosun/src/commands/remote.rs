@@ -16,7 +16,7 @@ pub const DEFAULT_SERVER: &str = "http://localhost:50051";
 #[derive(Debug, Clone, Args)]
 pub struct Remote {
     /// The bosun server.
-    #[arg(long, global = true, env = "BOSUN_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
+    #[arg(short, long, global = true, env = "BOSUN_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
     pub server: String,
     /// Bearer token (operator or admin).
     #[arg(long, global = true, env = "BOSUN_TOKEN", hide_env_values = true, value_name = "TOKEN")]

@@ -18,6 +18,8 @@ use tokio::net::TcpListener;
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
+    #[command(flatten)]
+    pub store: super::StoreArg,
     /// Configuration file (Navarch's format plus bosun's sections); defaults apply without one.
     #[arg(long, short, env = "BOSUN_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
@@ -47,7 +49,8 @@ pub async fn run(store_flag: Option<&str>, args: &ServerArgs) -> anyhow::Result<
     };
     let location = store_location(store_flag, &config)?;
     let database = Database::connect(&location).await?;
-    if args.no_migrate {
+    // The memory store has no schema to migrate: it starts empty and current.
+    if args.no_migrate || location.backend() == bosun_store::Backend::Memory {
         database.ensure_current().await?;
     } else {
         let applied = database.migrate_up().await?;

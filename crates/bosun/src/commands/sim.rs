@@ -17,6 +17,8 @@ use super::remote::parse_duration;
 
 #[derive(Debug, Args)]
 pub struct SimArgs {
+    #[command(flatten)]
+    pub store: super::StoreArg,
     #[command(subcommand)]
     command: SimCommand,
 }
@@ -57,13 +59,16 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct ValidateArgs {
+    /// The scenario file.
     scenario: PathBuf,
 }
 
 #[derive(Debug, Args)]
 struct LoadArgs {
+    /// Simulated agents.
     #[arg(long, default_value_t = 10_000)]
     nodes: u32,
+    /// How often each agent heartbeats.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     heartbeat_interval: Duration,
     /// How long heartbeats are measured (after every node registered).
