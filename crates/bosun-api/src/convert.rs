@@ -9,10 +9,10 @@ use std::hash::BuildHasher;
 
 use bosun_core::node::Gpu;
 use bosun_core::{
-    ChangeRecord, CheckResult, ClassifiedEvent, Command, CommandEvent, CommandId, CommandKind, CommandState, EventType,
-    GpuSample, Health, HealthEvent, HealthReport, HealthSystem, Instance, InstanceState, LabelSelector, Labels,
-    MetricSample, Node, NodeId, NodeMetadata, NodeRegistration, NodeStatus, PoolName, Remediation, RemediationAction,
-    Timestamp, ValidationError, Verdict,
+    BootstrapLog, ChangeRecord, CheckResult, ClassifiedEvent, Command, CommandEvent, CommandId, CommandKind,
+    CommandState, EventType, GpuSample, Health, HealthEvent, HealthReport, HealthSystem, Instance, InstanceState,
+    LabelSelector, Labels, MetricSample, Node, NodeId, NodeMetadata, NodeRegistration, NodeStatus, PoolName,
+    Remediation, RemediationAction, Timestamp, ValidationError, Verdict,
 };
 use buffa::{EnumValue, MessageField};
 use buffa_types::google::protobuf::Timestamp as WireTimestamp;
@@ -512,6 +512,32 @@ pub fn health_report(id: u64, report: &HealthReport) -> v1::HealthReport {
             .map(|e| v1::ClassifiedEvent {
                 event: MessageField::some(health_event(&e.event)),
                 verdict: MessageField::some(verdict(&e.verdict)),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+pub fn bootstrap_log(log: &BootstrapLog) -> v1::BootstrapLog {
+    v1::BootstrapLog {
+        id: log.id,
+        node_id: log.node_id.to_string(),
+        instance_id: log.instance_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+        pool: log.pool.as_ref().map(ToString::to_string).unwrap_or_default(),
+        started_at: stamp(log.started_at),
+        duration_ms: log.duration_ms,
+        success: log.success,
+        error: log.error.clone(),
+        commands: log
+            .commands
+            .iter()
+            .map(|c| v1::BootstrapCommandLog {
+                command: c.command.clone(),
+                stdout: c.stdout.clone(),
+                stderr: c.stderr.clone(),
+                exit_code: c.exit_code,
+                duration_ms: c.duration_ms,
                 ..Default::default()
             })
             .collect(),

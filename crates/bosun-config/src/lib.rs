@@ -17,6 +17,8 @@
 //! - `server`, `notifier`, `store`, `auth`, `api`, `provider`, `pool`, `autoscaling`: each
 //!   section resolved into effective settings with defaults, validated, and rendered back
 //!   into the schema.
+//! - `setup`: the placeholders of `setup_commands` and their syntax, shared with the SSH
+//!   bootstrap that fills them in.
 //! - [`duration`]: Go-style duration strings (`parse`, `format`), also for command-line flags.
 //! - `redact`: [`Secret`] and [`SensitiveUrl`], which never print what they hold, and the
 //!   name-based redaction of rendered output.
@@ -38,6 +40,7 @@ mod provider;
 mod redact;
 mod schema;
 mod server;
+mod setup;
 mod store;
 
 pub use api::{ApiConfig, TlsFiles};
@@ -46,7 +49,11 @@ pub use config::Config;
 pub use error::{ConfigError, ConfigErrorKind};
 pub use notifier::{NotifierConfig, WebhookConfig};
 pub use pool::{PoolConfig, SshConfig};
-pub use provider::{ProviderConfig, ProviderType};
+pub use provider::{
+    AWS_RESERVED_TAGS, AwsConfig, DEFAULT_AWS_IMAGE, DEFAULT_GCP_DISK_SIZE_GB, DEFAULT_GCP_IMAGE, DEFAULT_GCP_NETWORK,
+    GcpConfig, LambdaConfig, ProviderConfig, ProviderType,
+};
 pub use redact::{Secret, SensitiveUrl};
 pub use server::ServerConfig;
+pub use setup::{Placeholder, SETUP_PLACEHOLDERS, SetupPart, parse_setup_command};
 pub use store::StoreConfig;

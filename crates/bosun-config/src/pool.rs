@@ -15,8 +15,9 @@ use bosun_core::{Labels, PoolName, PoolSpec, RemediationSpec};
 use crate::ConfigError;
 use crate::autoscaling::{autoscaling_to_schema, resolve_autoscaling};
 use crate::duration::{ConfigDuration, given_or, require_positive};
-use crate::provider::ProviderConfig;
+use crate::provider::{ProviderConfig, ProviderType, check_aws_image};
 use crate::schema;
+use crate::setup::parse_setup_command;
 
 const DEFAULT_SSH_USER: &str = "ubuntu";
 /// The label every pool's instances carry; pool membership is decided by it.
@@ -33,11 +34,21 @@ pub struct SshConfig {
     pub private_key_path: Option<PathBuf>,
 }
 
+impl Default for SshConfig {
+    /// No keys, Navarch's default user, no private key (so no setup commands).
+    fn default() -> Self {
+        Self { keys: Vec::new(), user: DEFAULT_SSH_USER.to_owned(), private_key_path: None }
+    }
+}
+
 /// One pool with every default applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolConfig {
     pub spec: PoolSpec,
     pub ssh: SshConfig,
+    /// The boot image for this pool's machines, replacing its providers' `image` or
+    /// `image_id` (only for pools whose providers are all aws, or all gcp).
+    pub image: Option<String>,
 }
 
 impl PoolConfig {
@@ -75,7 +86,16 @@ impl PoolConfig {
         if ssh.user.is_empty() {
             return Err(ConfigError::invalid(format!("{key}.ssh_user"), "is empty"));
         }
+        check_ssh_keys(&key, &ssh, &pool_providers, providers)?;
+        let image = resolve_image(&key, raw.image.as_deref(), &pool_providers, providers)?;
         let setup_commands = raw.setup_commands.clone().unwrap_or_default();
+        for (i, command) in setup_commands.iter().enumerate() {
+            let index_key = format!("{key}.setup_commands[{i}]");
+            if command.trim().is_empty() {
+                return Err(ConfigError::invalid(index_key, "is empty"));
+            }
+            parse_setup_command(command).map_err(|problem| ConfigError::invalid(index_key, problem))?;
+        }
         if !setup_commands.is_empty() && ssh.private_key_path.is_none() {
             return Err(ConfigError::invalid(
                 format!("{key}.setup_commands"),
@@ -110,7 +130,7 @@ impl PoolConfig {
             setup_commands,
         };
         spec.validate().map_err(|e| ConfigError::from_validation(&key, e))?;
-        Ok((pool_name, Self { spec, ssh }))
+        Ok((pool_name, Self { spec, ssh, image }))
     }
 
     pub(crate) fn to_schema(&self) -> schema::Pool {
@@ -131,6 +151,7 @@ impl PoolConfig {
             providers,
             strategy: Some(spec.strategy),
             instance_type: Some(spec.instance_type.clone()),
+            image: self.image.clone(),
             region: Some(spec.region.clone()).filter(|region| !region.is_empty()),
             zones: Some(spec.zones.clone()),
             ssh_keys: Some(self.ssh.keys.clone()),
@@ -247,6 +268,65 @@ fn resolve_providers(
             Ok(resolved)
         }
     }
+}
+
+/// A pool's `image`: one image id means something to one kind of cloud only, so every
+/// provider of the pool must be of one type that boots from images.
+fn resolve_image(
+    key: &str,
+    image: Option<&str>,
+    pool_providers: &[PoolProvider],
+    providers: &BTreeMap<String, ProviderConfig>,
+) -> Result<Option<String>, ConfigError> {
+    let Some(image) = image else { return Ok(None) };
+    let key = format!("{key}.image");
+    if image.trim().is_empty() {
+        return Err(ConfigError::invalid(key, "is empty"));
+    }
+    let mut types: Vec<ProviderType> =
+        pool_providers.iter().filter_map(|p| providers.get(&p.name)).map(ProviderConfig::provider_type).collect();
+    types.dedup();
+    match types.as_slice() {
+        [ProviderType::Aws] => check_aws_image(&key, image.to_owned()).map(Some),
+        [only] if only.takes_image() => Ok(Some(image.to_owned())),
+        [only] => Err(ConfigError::invalid(
+            key,
+            format_args!("providers of type {only} boot no image bosun chooses; remove the key"),
+        )),
+        several => {
+            let names: Vec<&str> = several.iter().map(|t| t.as_str()).collect();
+            Err(ConfigError::invalid(
+                key,
+                format_args!(
+                    "one image cannot serve providers of types {}; set image/image_id on each provider instead",
+                    names.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+/// EC2 installs one key pair per machine, so a pool with an aws provider names at most
+/// one in `ssh_keys` (it replaces the provider's `key_name`).
+fn check_ssh_keys(
+    key: &str,
+    ssh: &SshConfig,
+    pool_providers: &[PoolProvider],
+    providers: &BTreeMap<String, ProviderConfig>,
+) -> Result<(), ConfigError> {
+    let has_aws =
+        pool_providers.iter().filter_map(|p| providers.get(&p.name)).any(|p| p.provider_type() == ProviderType::Aws);
+    if has_aws && ssh.keys.len() > 1 {
+        return Err(ConfigError::invalid(
+            format!("{key}.ssh_keys"),
+            format_args!(
+                "lists {} keys (or inherits them from defaults), but EC2 installs one key pair per machine; \
+                 name one key pair",
+                ssh.keys.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_defined(key: &str, name: &str, providers: &BTreeMap<String, ProviderConfig>) -> Result<(), ConfigError> {

@@ -1,5 +1,12 @@
 //! The `providers` section: the clouds (and local stand-ins) pools provision from.
+//!
+//! Each type takes its own keys; a key another type takes is refused with the list of
+//! keys this one accepts, so nothing is accepted that does nothing. Every cloud takes
+//! `endpoint` (its API base URL: a VPC endpoint, a proxy, an emulator, an API-compatible
+//! cloud). The defaults of the machine options (image, disk, network) live here, so
+//! `bosun config check` shows the values a provider will really send.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use bosun_core::validation::check_identifier;
@@ -36,10 +43,26 @@ impl ProviderType {
     fn keys(self) -> &'static [&'static str] {
         match self {
             ProviderType::Fake | ProviderType::Process => &["gpu_count"],
-            ProviderType::Lambda => &["api_key_env"],
-            ProviderType::Gcp => &["project", "zone"],
-            ProviderType::Aws => &["region"],
+            ProviderType::Lambda => &["api_key_env", "endpoint", "ssh_key_names", "file_system_names"],
+            ProviderType::Gcp => {
+                &["project", "zone", "endpoint", "image", "network", "subnetwork", "service_account", "disk_size_gb"]
+            }
+            ProviderType::Aws => &[
+                "region",
+                "endpoint",
+                "image_id",
+                "subnet_id",
+                "security_group_ids",
+                "key_name",
+                "instance_profile",
+                "tags",
+            ],
         }
+    }
+
+    /// Whether machines of this type boot from an image a pool may choose (`pools.*.image`).
+    pub fn takes_image(self) -> bool {
+        matches!(self, ProviderType::Gcp | ProviderType::Aws)
     }
 }
 
@@ -55,28 +78,86 @@ const DEFAULT_GCP_ZONE: &str = "us-central1-a";
 /// Longest provider name; names are stored on every instance and node.
 const MAX_PROVIDER_NAME_LEN: usize = 63;
 
+/// AWS's Deep Learning Base AMI (NVIDIA driver, CUDA, Docker), resolved by EC2 at launch
+/// from AWS's public SSM parameter (which needs `ssm:GetParameters` besides the EC2
+/// permissions).
+pub const DEFAULT_AWS_IMAGE: &str =
+    "resolve:ssm:/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id";
+/// Google's Deep Learning VM image family with CUDA and the NVIDIA driver.
+pub const DEFAULT_GCP_IMAGE: &str =
+    "projects/deeplearning-platform-release/global/images/family/common-cu128-ubuntu-2204-nvidia-570";
+pub const DEFAULT_GCP_NETWORK: &str = "global/networks/default";
+pub const DEFAULT_GCP_DISK_SIZE_GB: u32 = 200;
+/// Compute Engine's smallest boot disk.
+const MIN_GCP_DISK_SIZE_GB: u32 = 10;
+/// The tags bosun writes itself on every EC2 machine; a configuration may not set them.
+pub const AWS_RESERVED_TAGS: [&str; 2] = ["bosun-instance-id", "bosun-pool"];
+
+/// A `type: lambda` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LambdaConfig {
+    /// The environment variable holding the Lambda Cloud API key.
+    pub api_key_env: String,
+    /// The API base URL, instead of Lambda Cloud's.
+    pub endpoint: Option<String>,
+    /// SSH keys (their names in the Lambda account) installed on new machines; a pool's
+    /// `ssh_keys` replace them for its machines.
+    pub ssh_key_names: Vec<String>,
+    /// Persistent file systems (by name) attached to new machines.
+    pub file_system_names: Vec<String>,
+}
+
+/// A `type: gcp` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcpConfig {
+    pub project: String,
+    /// Where machines go unless a pool names zones.
+    pub zone: String,
+    /// The API base URL, instead of Compute Engine's.
+    pub endpoint: Option<String>,
+    /// Boot image or image family (`projects/P/global/images/family/F`); pools may override it.
+    pub image: String,
+    /// The VPC network: a name or a partial URL (`global/networks/NAME`).
+    pub network: String,
+    /// The subnetwork (needed on custom-mode networks): a name (in the machine's region)
+    /// or a partial URL.
+    pub subnetwork: Option<String>,
+    /// The service account machines run as (its email, or `default`), with the
+    /// `cloud-platform` scope; without one they run with none.
+    pub service_account: Option<String>,
+    pub disk_size_gb: u32,
+}
+
+/// A `type: aws` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsConfig {
+    /// Without one, `AWS_REGION`, `AWS_DEFAULT_REGION`, then the profile's `region`.
+    pub region: Option<String>,
+    /// The EC2 API base URL, instead of `https://ec2.REGION.amazonaws.com/` (a VPC endpoint).
+    pub endpoint: Option<String>,
+    /// An AMI id, or `resolve:ssm:PARAMETER`; pools may override it.
+    pub image_id: String,
+    /// Without one, EC2 uses the default subnet of the default VPC.
+    pub subnet_id: Option<String>,
+    pub security_group_ids: Vec<String>,
+    /// The EC2 key pair installed for SSH (a pool's single `ssh_keys` entry replaces it).
+    pub key_name: Option<String>,
+    /// An IAM instance profile, by name or ARN.
+    pub instance_profile: Option<String>,
+    /// Extra tags on every machine and volume.
+    pub tags: BTreeMap<String, String>,
+}
+
 /// One entry of `providers`, with its type's defaults applied. Credentials are not part of
-/// the configuration: cloud providers read them (e.g. the variable named by
-/// `api_key_env`) when they start.
+/// the configuration: cloud providers read them (the variable named by `api_key_env`, the
+/// cloud's credential chain) when they start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProviderConfig {
-    Fake {
-        gpu_count: u32,
-    },
-    Process {
-        gpu_count: u32,
-    },
-    Lambda {
-        /// The environment variable holding the Lambda Cloud API key.
-        api_key_env: String,
-    },
-    Gcp {
-        project: String,
-        zone: String,
-    },
-    Aws {
-        region: Option<String>,
-    },
+    Fake { gpu_count: u32 },
+    Process { gpu_count: u32 },
+    Lambda(LambdaConfig),
+    Gcp(GcpConfig),
+    Aws(AwsConfig),
 }
 
 impl ProviderConfig {
@@ -84,9 +165,9 @@ impl ProviderConfig {
         match self {
             ProviderConfig::Fake { .. } => ProviderType::Fake,
             ProviderConfig::Process { .. } => ProviderType::Process,
-            ProviderConfig::Lambda { .. } => ProviderType::Lambda,
-            ProviderConfig::Gcp { .. } => ProviderType::Gcp,
-            ProviderConfig::Aws { .. } => ProviderType::Aws,
+            ProviderConfig::Lambda(_) => ProviderType::Lambda,
+            ProviderConfig::Gcp(_) => ProviderType::Gcp,
+            ProviderConfig::Aws(_) => ProviderType::Aws,
         }
     }
 
@@ -96,51 +177,227 @@ impl ProviderConfig {
         let kind = raw.kind.ok_or_else(|| {
             ConfigError::invalid(format!("{key}.type"), "is required: one of fake, process, lambda, gcp, aws")
         })?;
-        let given = [
-            ("api_key_env", raw.api_key_env.is_some()),
-            ("project", raw.project.is_some()),
-            ("zone", raw.zone.is_some()),
-            ("region", raw.region.is_some()),
-            ("gpu_count", raw.gpu_count.is_some()),
-        ];
-        if let Some((unused, _)) = given.iter().find(|(k, set)| *set && !kind.keys().contains(k)) {
+        if let Some(unused) = given_keys(raw).into_iter().find(|k| !kind.keys().contains(k)) {
             return Err(ConfigError::invalid(
                 format!("{key}.{unused}"),
                 format_args!("is not used by providers of type {kind} (they take {})", kind.keys().join(", ")),
             ));
         }
-        let non_empty = |field: &str, value: &Option<String>| match value.as_deref() {
-            Some("") => Err(ConfigError::invalid(format!("{key}.{field}"), "is empty")),
-            other => Ok(other.map(str::to_owned)),
-        };
+        let field = Field { key: &key };
         Ok(match kind {
             ProviderType::Fake => Self::Fake { gpu_count: raw.gpu_count.unwrap_or(DEFAULT_GPU_COUNT) },
             ProviderType::Process => Self::Process { gpu_count: raw.gpu_count.unwrap_or(DEFAULT_GPU_COUNT) },
-            ProviderType::Lambda => Self::Lambda {
-                api_key_env: non_empty("api_key_env", &raw.api_key_env)?
+            ProviderType::Lambda => Self::Lambda(LambdaConfig {
+                api_key_env: field
+                    .text("api_key_env", &raw.api_key_env)?
                     .unwrap_or_else(|| DEFAULT_LAMBDA_API_KEY_ENV.to_owned()),
-            },
-            ProviderType::Gcp => Self::Gcp {
-                project: non_empty("project", &raw.project)?.ok_or_else(|| {
+                endpoint: field.endpoint(&raw.endpoint)?,
+                ssh_key_names: field.names("ssh_key_names", &raw.ssh_key_names)?,
+                file_system_names: field.names("file_system_names", &raw.file_system_names)?,
+            }),
+            ProviderType::Gcp => Self::Gcp(GcpConfig {
+                project: field.text("project", &raw.project)?.ok_or_else(|| {
                     ConfigError::invalid(format!("{key}.project"), "is required for providers of type gcp")
                 })?,
-                zone: non_empty("zone", &raw.zone)?.unwrap_or_else(|| DEFAULT_GCP_ZONE.to_owned()),
-            },
-            ProviderType::Aws => Self::Aws { region: non_empty("region", &raw.region)? },
+                zone: field.text("zone", &raw.zone)?.unwrap_or_else(|| DEFAULT_GCP_ZONE.to_owned()),
+                endpoint: field.endpoint(&raw.endpoint)?,
+                image: field.text("image", &raw.image)?.unwrap_or_else(|| DEFAULT_GCP_IMAGE.to_owned()),
+                network: field.text("network", &raw.network)?.unwrap_or_else(|| DEFAULT_GCP_NETWORK.to_owned()),
+                subnetwork: field.text("subnetwork", &raw.subnetwork)?,
+                service_account: field.service_account(&raw.service_account)?,
+                disk_size_gb: match raw.disk_size_gb {
+                    Some(size) if size < MIN_GCP_DISK_SIZE_GB => {
+                        return Err(ConfigError::invalid(
+                            format!("{key}.disk_size_gb"),
+                            format_args!("is {size}; Compute Engine boot disks are at least {MIN_GCP_DISK_SIZE_GB} GB"),
+                        ));
+                    }
+                    Some(size) => size,
+                    None => DEFAULT_GCP_DISK_SIZE_GB,
+                },
+            }),
+            ProviderType::Aws => Self::Aws(AwsConfig {
+                region: field.text("region", &raw.region)?,
+                endpoint: field.endpoint(&raw.endpoint)?,
+                image_id: match field.text("image_id", &raw.image_id)? {
+                    Some(image) => check_aws_image(&format!("{key}.image_id"), image)?,
+                    None => DEFAULT_AWS_IMAGE.to_owned(),
+                },
+                subnet_id: field.prefixed("subnet_id", &raw.subnet_id, "subnet-")?,
+                security_group_ids: field.ids("security_group_ids", &raw.security_group_ids, "sg-")?,
+                key_name: field.text("key_name", &raw.key_name)?,
+                instance_profile: field.text("instance_profile", &raw.instance_profile)?,
+                tags: field.aws_tags(raw.tags.as_ref())?,
+            }),
         })
     }
 
     pub(crate) fn to_schema(&self) -> schema::Provider {
         let mut raw = schema::Provider { kind: Some(self.provider_type()), ..schema::Provider::default() };
+        let list = |items: &Vec<String>| (!items.is_empty()).then(|| items.clone());
         match self {
             Self::Fake { gpu_count } | Self::Process { gpu_count } => raw.gpu_count = Some(*gpu_count),
-            Self::Lambda { api_key_env } => raw.api_key_env = Some(api_key_env.clone()),
-            Self::Gcp { project, zone } => {
-                raw.project = Some(project.clone());
-                raw.zone = Some(zone.clone());
+            Self::Lambda(lambda) => {
+                raw.api_key_env = Some(lambda.api_key_env.clone());
+                raw.endpoint = lambda.endpoint.clone();
+                raw.ssh_key_names = list(&lambda.ssh_key_names);
+                raw.file_system_names = list(&lambda.file_system_names);
             }
-            Self::Aws { region } => raw.region = region.clone(),
+            Self::Gcp(gcp) => {
+                raw.project = Some(gcp.project.clone());
+                raw.zone = Some(gcp.zone.clone());
+                raw.endpoint = gcp.endpoint.clone();
+                raw.image = Some(gcp.image.clone());
+                raw.network = Some(gcp.network.clone());
+                raw.subnetwork = gcp.subnetwork.clone();
+                raw.service_account = gcp.service_account.clone();
+                raw.disk_size_gb = Some(gcp.disk_size_gb);
+            }
+            Self::Aws(aws) => {
+                raw.region = aws.region.clone();
+                raw.endpoint = aws.endpoint.clone();
+                raw.image_id = Some(aws.image_id.clone());
+                raw.subnet_id = aws.subnet_id.clone();
+                raw.security_group_ids = list(&aws.security_group_ids);
+                raw.key_name = aws.key_name.clone();
+                raw.instance_profile = aws.instance_profile.clone();
+                raw.tags = (!aws.tags.is_empty()).then(|| aws.tags.clone());
+            }
         }
         raw
+    }
+}
+
+/// The type-specific keys set in `raw`.
+fn given_keys(raw: &schema::Provider) -> Vec<&'static str> {
+    let set = [
+        ("api_key_env", raw.api_key_env.is_some()),
+        ("project", raw.project.is_some()),
+        ("zone", raw.zone.is_some()),
+        ("region", raw.region.is_some()),
+        ("gpu_count", raw.gpu_count.is_some()),
+        ("endpoint", raw.endpoint.is_some()),
+        ("image_id", raw.image_id.is_some()),
+        ("subnet_id", raw.subnet_id.is_some()),
+        ("security_group_ids", raw.security_group_ids.is_some()),
+        ("key_name", raw.key_name.is_some()),
+        ("instance_profile", raw.instance_profile.is_some()),
+        ("tags", raw.tags.is_some()),
+        ("ssh_key_names", raw.ssh_key_names.is_some()),
+        ("file_system_names", raw.file_system_names.is_some()),
+        ("image", raw.image.is_some()),
+        ("network", raw.network.is_some()),
+        ("subnetwork", raw.subnetwork.is_some()),
+        ("service_account", raw.service_account.is_some()),
+        ("disk_size_gb", raw.disk_size_gb.is_some()),
+    ];
+    set.into_iter().filter(|(_, given)| *given).map(|(key, _)| key).collect()
+}
+
+/// Checks of one provider entry's values; errors name `providers.NAME.KEY`.
+struct Field<'a> {
+    key: &'a str,
+}
+
+impl Field<'_> {
+    fn invalid(&self, field: &str, problem: impl fmt::Display) -> ConfigError {
+        ConfigError::invalid(format!("{}.{field}", self.key), problem)
+    }
+
+    /// A text value, refused when empty.
+    fn text(&self, field: &str, value: &Option<String>) -> Result<Option<String>, ConfigError> {
+        match value.as_deref() {
+            Some(text) if text.trim().is_empty() => Err(self.invalid(field, "is empty")),
+            other => Ok(other.map(str::to_owned)),
+        }
+    }
+
+    /// A list of names, none empty.
+    fn names(&self, field: &str, values: &Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+        let values = values.clone().unwrap_or_default();
+        if let Some(i) = values.iter().position(|v| v.trim().is_empty()) {
+            return Err(self.invalid(&format!("{field}[{i}]"), "is empty"));
+        }
+        Ok(values)
+    }
+
+    /// An API base URL: `http(s)://host[:port][/path]`.
+    fn endpoint(&self, value: &Option<String>) -> Result<Option<String>, ConfigError> {
+        let Some(endpoint) = self.text("endpoint", value)? else { return Ok(None) };
+        match url::Url::parse(&endpoint) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(Some(endpoint)),
+            Ok(_) => {
+                Err(self.invalid("endpoint", format_args!("{endpoint:?} must be an http(s)://host[:port][/path] URL")))
+            }
+            Err(e) => Err(self.invalid("endpoint", format_args!("{endpoint:?} is not a URL: {e}"))),
+        }
+    }
+
+    /// An AWS resource id with its type's prefix (`subnet-`, `sg-`).
+    fn prefixed(&self, field: &str, value: &Option<String>, prefix: &str) -> Result<Option<String>, ConfigError> {
+        match self.text(field, value)? {
+            Some(id) if !is_aws_id(&id, prefix) => {
+                Err(self.invalid(field, format_args!("{id:?} is not an id of the form {prefix}0123abcd")))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// A list of AWS resource ids with their type's prefix.
+    fn ids(&self, field: &str, values: &Option<Vec<String>>, prefix: &str) -> Result<Vec<String>, ConfigError> {
+        let ids = self.names(field, values)?;
+        for (i, id) in ids.iter().enumerate() {
+            self.prefixed(&format!("{field}[{i}]"), &Some(id.clone()), prefix)?;
+        }
+        Ok(ids)
+    }
+
+    fn service_account(&self, value: &Option<String>) -> Result<Option<String>, ConfigError> {
+        match self.text("service_account", value)? {
+            Some(account) if account != "default" && !account.contains('@') => Err(self.invalid(
+                "service_account",
+                format_args!("{account:?} is neither a service account email nor `default`"),
+            )),
+            other => Ok(other),
+        }
+    }
+
+    /// EC2 tag rules (keys up to 128 characters, values up to 256, no `aws:` prefix), and
+    /// none of the tags bosun sets itself.
+    fn aws_tags(&self, tags: Option<&BTreeMap<String, String>>) -> Result<BTreeMap<String, String>, ConfigError> {
+        let tags = tags.cloned().unwrap_or_default();
+        for (tag, value) in &tags {
+            let field = format!("tags.{tag}");
+            if tag.trim().is_empty() || tag.chars().count() > 128 {
+                return Err(self.invalid(&field, "tag keys are 1 to 128 characters"));
+            }
+            if tag.to_ascii_lowercase().starts_with("aws:") {
+                return Err(self.invalid(&field, "the aws: prefix is reserved by AWS"));
+            }
+            if AWS_RESERVED_TAGS.contains(&tag.as_str()) {
+                return Err(self.invalid(&field, "is set by bosun on every machine; choose another key"));
+            }
+            if value.chars().count() > 256 {
+                return Err(self.invalid(&field, "tag values are at most 256 characters"));
+            }
+        }
+        Ok(tags)
+    }
+}
+
+fn is_aws_id(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// An AMI id (`ami-0123abcd`) or `resolve:ssm:PARAMETER`, which EC2 resolves at launch.
+pub(crate) fn check_aws_image(key: &str, image: String) -> Result<String, ConfigError> {
+    let ssm = image.strip_prefix("resolve:ssm:").is_some_and(|parameter| !parameter.trim().is_empty());
+    if ssm || is_aws_id(&image, "ami-") {
+        Ok(image)
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format_args!("{image:?} is neither an AMI id (ami-0123abcd) nor resolve:ssm:PARAMETER"),
+        ))
     }
 }

@@ -140,6 +140,20 @@ pub(crate) struct Provider {
     pub zone: Option<String>,
     pub region: Option<String>,
     pub gpu_count: Option<u32>,
+    pub endpoint: Option<String>,
+    pub image_id: Option<String>,
+    pub subnet_id: Option<String>,
+    pub security_group_ids: Option<Vec<String>>,
+    pub key_name: Option<String>,
+    pub instance_profile: Option<String>,
+    pub tags: Option<BTreeMap<String, String>>,
+    pub ssh_key_names: Option<Vec<String>>,
+    pub file_system_names: Option<Vec<String>>,
+    pub image: Option<String>,
+    pub network: Option<String>,
+    pub subnetwork: Option<String>,
+    pub service_account: Option<String>,
+    pub disk_size_gb: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -149,6 +163,7 @@ pub(crate) struct Pool {
     pub providers: Option<Vec<PoolProvider>>,
     pub strategy: Option<SelectionStrategy>,
     pub instance_type: Option<String>,
+    pub image: Option<String>,
     pub region: Option<String>,
     pub zones: Option<Vec<String>>,
     pub ssh_keys: Option<Vec<String>>,

@@ -8,21 +8,23 @@
 //! - terminate: `TerminateInstances`; an id EC2 does not know is already gone.
 //! - list: `DescribeInstances`, every page; the tag maps back to bosun's instance id.
 //!
-//! One provider serves one region (the configured one, else `AWS_REGION`, else
-//! `AWS_DEFAULT_REGION`): EC2 endpoints and signatures are per region.
+//! One provider serves one region: EC2 endpoints and signatures are per region.
 //!
-//! Credentials: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and, for temporary
-//! credentials, `AWS_SESSION_TOKEN`, read once at start. Instance roles, profiles and SSO
-//! are not read; temporary credentials need a restart when they expire.
+//! Credentials: the environment, a shared profile's static keys, or the instance role
+//! through IMDSv2, in the AWS SDKs' order (the `credentials` module). The region: the
+//! configured one, else `AWS_REGION`, `AWS_DEFAULT_REGION`, or the profile's `region`.
 //!
 //! The default image is resolved by EC2 from AWS's public SSM parameter for the Deep
 //! Learning Base AMI, which needs `ssm:GetParameters` besides the EC2 permissions.
 
+mod credentials;
 mod sigv4;
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use bosun_config::{ProviderConfig, ProviderType};
+use bosun_config::{AwsConfig, ProviderType};
 use bosun_core::InstanceId;
 use chrono::Utc;
 use reqwest::Method;
@@ -30,10 +32,12 @@ use roxmltree::{Document, Node};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use self::sigv4::{Credentials, Signable};
-use crate::http::{self, Failure, HttpClient, Response, Secret};
+use self::credentials::AwsCredentials;
+pub use self::credentials::{ACCESS_KEY_ENV, PROFILE_ENV, SECRET_KEY_ENV, SESSION_TOKEN_ENV};
+use self::sigv4::Signable;
+use crate::http::{self, Failure, HttpClient, Response};
 use crate::provider::{
-    Provider, ProviderError, ProviderInstance, ProviderInstanceState, ProvisionRequest, Provisioned,
+    self, Provider, ProviderError, ProviderInstance, ProviderInstanceState, ProvisionRequest, Provisioned,
 };
 use crate::startup::{self, Placement, Source};
 
@@ -42,12 +46,6 @@ pub const API_VERSION: &str = "2016-11-15";
 /// The tag carrying bosun's instance id.
 pub const TAG_INSTANCE_ID: &str = "bosun-instance-id";
 const TAG_POOL: &str = "bosun-pool";
-/// AWS's Deep Learning Base AMI (NVIDIA driver, CUDA, Docker), resolved at launch.
-pub const DEFAULT_IMAGE: &str =
-    "resolve:ssm:/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id";
-pub const ACCESS_KEY_ENV: &str = "AWS_ACCESS_KEY_ID";
-pub const SECRET_KEY_ENV: &str = "AWS_SECRET_ACCESS_KEY";
-pub const SESSION_TOKEN_ENV: &str = "AWS_SESSION_TOKEN";
 const CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
 /// Pages of `DescribeInstances` read at most (1,000 instances each).
 const MAX_PAGES: usize = 200;
@@ -79,21 +77,32 @@ const UNAUTHORIZED_CODES: &[&str] = &[
 const UNAVAILABLE_CODES: &[&str] =
     &["RequestLimitExceeded", "Throttling", "InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable"];
 
-/// How new machines are built.
+/// How new machines are built: the provider's options from its configuration entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ec2Options {
-    /// An AMI id, or `resolve:ssm:PARAMETER`.
-    pub image_id: String,
-    /// An EC2 key pair for SSH.
-    pub key_name: Option<String>,
+struct Ec2Options {
+    /// An AMI id, or `resolve:ssm:PARAMETER`; a pool's `image` replaces it.
+    image_id: String,
+    /// An EC2 key pair for SSH; a pool's single `ssh_keys` entry replaces it.
+    key_name: Option<String>,
     /// Without one, EC2 uses the default VPC's default subnet of the zone.
-    pub subnet_id: Option<String>,
-    pub security_group_ids: Vec<String>,
+    subnet_id: Option<String>,
+    security_group_ids: Vec<String>,
+    /// An IAM instance profile: an ARN, else a name.
+    instance_profile: Option<String>,
+    /// Extra tags on every machine and its volumes.
+    tags: BTreeMap<String, String>,
 }
 
-impl Default for Ec2Options {
-    fn default() -> Self {
-        Self { image_id: DEFAULT_IMAGE.to_owned(), key_name: None, subnet_id: None, security_group_ids: Vec::new() }
+impl Ec2Options {
+    fn from_config(config: &AwsConfig) -> Self {
+        Self {
+            image_id: config.image_id.clone(),
+            key_name: config.key_name.clone(),
+            subnet_id: config.subnet_id.clone(),
+            security_group_ids: config.security_group_ids.clone(),
+            instance_profile: config.instance_profile.clone(),
+            tags: config.tags.clone(),
+        }
     }
 }
 
@@ -103,76 +112,59 @@ pub struct AwsProvider {
     name: String,
     region: String,
     endpoint: Url,
-    credentials: Credentials,
+    credentials: AwsCredentials,
     options: Ec2Options,
     http: HttpClient,
 }
 
 impl AwsProvider {
-    /// A provider for `region` with static credentials.
-    pub fn new(
-        name: &str,
-        region: &str,
-        access_key_id: &str,
-        secret_access_key: &str,
-        session_token: Option<&str>,
-    ) -> Result<Self, ProviderError> {
-        if region.is_empty() || !region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-            return Err(Failure::Invalid.error(name, format!("{region:?} is not an AWS region")));
-        }
-        let endpoint = http::parse_base_url(name, &format!("https://ec2.{region}.amazonaws.com/"))?;
-        Ok(Self {
-            name: name.to_owned(),
-            region: region.to_owned(),
-            http: HttpClient::new(name, &endpoint)?,
-            endpoint,
-            credentials: Credentials {
-                access_key_id: access_key_id.to_owned(),
-                secret_access_key: Secret::new(secret_access_key),
-                session_token: session_token.map(Secret::new),
-            },
-            options: Ec2Options::default(),
-        })
-    }
-
     /// The provider for a `type: aws` entry of the configuration, reading the region
     /// (when the entry has none) and the credentials through `env`.
     pub fn from_config(
         name: &str,
-        config: &ProviderConfig,
+        config: &AwsConfig,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
-        let ProviderConfig::Aws { region } = config else {
-            return Err(Failure::Invalid.error(name, format!("is a {} provider, not aws", config.provider_type())));
-        };
         let set = |var: &str| env(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let region =
-            region.clone().or_else(|| set("AWS_REGION")).or_else(|| set("AWS_DEFAULT_REGION")).ok_or_else(|| {
-                Failure::Invalid.error(name, format!("no AWS region: set providers.{name}.region, or AWS_REGION"))
+        let resolved = AwsCredentials::resolve(name, &env)?;
+        let region = config
+            .region
+            .clone()
+            .or_else(|| set("AWS_REGION"))
+            .or_else(|| set("AWS_DEFAULT_REGION"))
+            .or(resolved.profile_region)
+            .ok_or_else(|| {
+                Failure::Invalid.error(
+                    name,
+                    format!("no AWS region: set providers.{name}.region, AWS_REGION, or region in the profile"),
+                )
             })?;
-        let (Some(access_key_id), Some(secret)) = (set(ACCESS_KEY_ENV), set(SECRET_KEY_ENV)) else {
-            return Err(Failure::Unauthorized.error(
-                name,
-                format!(
-                    "no AWS credentials: set {ACCESS_KEY_ENV} and {SECRET_KEY_ENV} (and {SESSION_TOKEN_ENV} for \
-                     temporary credentials); instance roles and profiles are not read"
-                ),
-            ));
-        };
-        Self::new(name, &region, &access_key_id, &secret, set(SESSION_TOKEN_ENV).as_deref())
+        if !region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            return Err(Failure::Invalid.error(name, format!("{region:?} is not an AWS region")));
+        }
+        let default_endpoint = format!("https://ec2.{region}.amazonaws.com/");
+        let endpoint = http::parse_base_url(name, config.endpoint.as_deref().unwrap_or(&default_endpoint))?;
+        Ok(Self {
+            name: name.to_owned(),
+            region,
+            http: HttpClient::new(name, &endpoint)?,
+            endpoint,
+            credentials: resolved.credentials,
+            options: Ec2Options::from_config(config),
+        })
     }
 
-    /// Talks to `url` instead of EC2's regional endpoint (tests, VPC endpoints).
-    /// Requests are still signed for the provider's region.
+    /// Where the credentials come from, in words (never the secret).
+    pub fn credential_source(&self) -> String {
+        self.credentials.describe()
+    }
+
+    /// Talks to `url` instead of the configured endpoint (tests). Requests are still
+    /// signed for the provider's region.
     pub fn with_base_url(mut self, url: &str) -> Result<Self, ProviderError> {
         self.endpoint = http::parse_base_url(&self.name, url)?;
         self.http = HttpClient::new(&self.name, &self.endpoint)?;
         Ok(self)
-    }
-
-    pub fn with_options(mut self, options: Ec2Options) -> Self {
-        self.options = options;
-        self
     }
 
     /// Sends one signed Query API call.
@@ -186,6 +178,7 @@ impl AwsProvider {
             }
             form.finish()
         };
+        let credentials = self.credentials.current().await?;
         let now = Utc::now();
         let amz_date = now.format(sigv4::AMZ_DATE).to_string();
         // reqwest sends the URL's authority as `Host` (the port only when not the
@@ -197,7 +190,7 @@ impl AwsProvider {
         };
         let mut headers =
             vec![("content-type", CONTENT_TYPE), ("host", host.as_str()), ("x-amz-date", amz_date.as_str())];
-        if let Some(token) = &self.credentials.session_token {
+        if let Some(token) = &credentials.session_token {
             headers.push(("x-amz-security-token", token.expose()));
         }
         let signable = Signable {
@@ -207,7 +200,7 @@ impl AwsProvider {
             headers: &headers,
             payload: body.as_bytes(),
         };
-        let authorization = sigv4::authorization(&self.credentials, &self.region, "ec2", &signable, now);
+        let authorization = sigv4::authorization(&credentials, &self.region, "ec2", &signable, now);
 
         let mut request = self
             .http
@@ -215,7 +208,7 @@ impl AwsProvider {
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
             .header("x-amz-date", &amz_date)
             .header(reqwest::header::AUTHORIZATION, authorization);
-        if let Some(token) = &self.credentials.session_token {
+        if let Some(token) = &credentials.session_token {
             request = request.header("x-amz-security-token", token.expose());
         }
         tracing::debug!(provider = %self.name, action, "EC2 API call");
@@ -230,7 +223,8 @@ impl AwsProvider {
         };
         if failure == Failure::Unauthorized {
             message.push_str(&format!(
-                "; check the credentials in {ACCESS_KEY_ENV}/{SECRET_KEY_ENV}, their permissions in {}, and the clock",
+                "; {}, their permissions in {}, and the clock",
+                self.credentials.fix_hint(),
                 self.region
             ));
         }
@@ -249,8 +243,9 @@ impl AwsProvider {
     fn run_params(&self, request: &ProvisionRequest) -> Vec<(String, String)> {
         let placement = Placement { provider: ProviderType::Aws, region: &self.region, zone: &request.zone };
         let user_data = startup::agent_script(request, placement, Source::Embedded);
+        let image = request.image.as_ref().unwrap_or(&self.options.image_id);
         let mut params: Vec<(String, String)> = vec![
-            ("ImageId".into(), self.options.image_id.clone()),
+            ("ImageId".into(), image.clone()),
             ("InstanceType".into(), request.instance_type.clone()),
             ("MinCount".into(), "1".into()),
             ("MaxCount".into(), "1".into()),
@@ -265,8 +260,13 @@ impl AwsProvider {
         if !request.zone.is_empty() {
             params.push(("Placement.AvailabilityZone".into(), request.zone.clone()));
         }
-        if let Some(key) = &self.options.key_name {
+        // The pool's key pair, else the provider's (configuration allows a pool one).
+        if let Some(key) = request.ssh.keys.first().or(self.options.key_name.as_ref()) {
             params.push(("KeyName".into(), key.clone()));
+        }
+        if let Some(profile) = &self.options.instance_profile {
+            let field = if profile.starts_with("arn:") { "IamInstanceProfile.Arn" } else { "IamInstanceProfile.Name" };
+            params.push((field.into(), profile.clone()));
         }
         if let Some(subnet) = &self.options.subnet_id {
             params.push(("SubnetId".into(), subnet.clone()));
@@ -280,6 +280,13 @@ impl AwsProvider {
         ];
         if let Some(pool) = &request.pool {
             tags.push((TAG_POOL.into(), pool.to_string()));
+        }
+        // The configured tags (which may rename the machine), then the pool's labels.
+        for (key, value) in &self.options.tags {
+            match tags.iter_mut().find(|(k, _)| k == key) {
+                Some(tag) => tag.1.clone_from(value),
+                None => tags.push((key.clone(), value.clone())),
+            }
         }
         for (key, value) in request.labels.iter() {
             if !tags.iter().any(|(k, _)| k == key) {
@@ -442,6 +449,10 @@ impl Provider for AwsProvider {
                     instance_type: child_text(item, "instanceType").unwrap_or_default().to_owned(),
                     region: self.region.clone(),
                     zone: zone.to_owned(),
+                    ssh_address: provider::ssh_address(
+                        child_text(item, "ipAddress"),
+                        child_text(item, "privateIpAddress"),
+                    ),
                 });
             }
             let token = doc

@@ -6,6 +6,7 @@
 //! the reconciler's backoff and provider selection.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -31,6 +32,9 @@ pub struct FakeSettings {
     pub region: String,
     pub zone: String,
     pub names: MachineNames,
+    /// The SSH address every machine reports (a test's SSH server); `None`: machines have
+    /// none, so bosun never bootstraps them over SSH (their agents start by themselves).
+    pub ssh_address: Option<SocketAddr>,
 }
 
 /// How the fake cloud names its machines (and so their nodes).
@@ -54,6 +58,7 @@ impl Default for FakeSettings {
             region: "local".into(),
             zone: "local-a".into(),
             names: MachineNames::FromInstanceId,
+            ssh_address: None,
         }
     }
 }
@@ -305,6 +310,7 @@ impl Provider for FakeProvider {
                 instance_type: m.instance_type.clone(),
                 region: self.settings.region.clone(),
                 zone: self.settings.zone.clone(),
+                ssh_address: self.settings.ssh_address,
             })
             .collect())
     }
@@ -383,6 +389,8 @@ mod tests {
             zone: String::new(),
             labels: Default::default(),
             bootstrap: Bootstrap { server_url: "http://127.0.0.1:1".into(), token: None },
+            image: None,
+            ssh: Default::default(),
         }
     }
 
@@ -397,6 +405,7 @@ mod tests {
         assert_eq!(instance.as_deref(), Some("i-1"), "the agent names its instance");
         let listed = cloud.list().await.expect("list");
         assert_eq!(listed[0].instance_id.as_ref().map(InstanceId::as_str), Some("i-1"));
+        assert_eq!(listed[0].ssh_address, None, "fake machines are reached by no SSH unless a test says so");
         assert!(cloud.gpus_of(&node).is_some());
         cloud.terminate(&provisioned.provider_instance_id).await.expect("terminate");
         cloud.terminate(&provisioned.provider_instance_id).await.expect("terminating twice is fine");

@@ -13,21 +13,18 @@
 //!   with unreachable zones is an error, not a shorter list: the reconciler would otherwise
 //!   mark the machines in those zones terminated.
 //!
-//! Credentials: an OAuth access token from `GOOGLE_OAUTH_ACCESS_TOKEN` (for example
-//! `gcloud auth print-access-token`), or from the file named by
-//! `GOOGLE_OAUTH_ACCESS_TOKEN_FILE`, read again on every call so a refresher can replace it.
-//! Access tokens expire after about an hour: a long-running server needs the file form.
-//! Service-account key signing and the GCE metadata server are not implemented.
+//! Credentials: an access token (`GOOGLE_OAUTH_ACCESS_TOKEN`, or a file a refresher keeps
+//! current), Application Default Credentials (a service-account key or gcloud's user
+//! credentials), or the GCE metadata server, in that order (the `credentials` module).
 //!
 //! Machine types must come with their GPUs attached (A2, A3, A4, G2 families); N1 with
 //! `guestAccelerators` is not supported.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bosun_config::{ProviderConfig, ProviderType};
+use bosun_config::{GcpConfig, ProviderType};
 use bosun_core::InstanceId;
 use reqwest::Method;
 use serde::Deserialize;
@@ -35,64 +32,76 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::http::{self, Failure, HttpClient, Response, Secret};
+use self::credentials::GcpCredentials;
+pub use self::credentials::{APPLICATION_CREDENTIALS_ENV, TOKEN_ENV, TOKEN_FILE_ENV};
+use crate::http::{self, Failure, HttpClient, Response};
 use crate::provider::{
-    Provider, ProviderError, ProviderInstance, ProviderInstanceState, ProvisionRequest, Provisioned,
+    self, Provider, ProviderError, ProviderInstance, ProviderInstanceState, ProvisionRequest, Provisioned, SshAccess,
 };
 use crate::startup::{self, Placement, Source};
 
 /// Compute Engine's API.
 pub const DEFAULT_BASE_URL: &str = "https://compute.googleapis.com/compute/v1";
-/// The variable holding an OAuth access token.
-pub const TOKEN_ENV: &str = "GOOGLE_OAUTH_ACCESS_TOKEN";
-/// The variable naming a file holding an OAuth access token.
-pub const TOKEN_FILE_ENV: &str = "GOOGLE_OAUTH_ACCESS_TOKEN_FILE";
-/// The boot image: Google's Deep Learning VM image with CUDA and the NVIDIA driver.
-pub const DEFAULT_IMAGE: &str =
-    "projects/deeplearning-platform-release/global/images/family/common-cu128-ubuntu-2204-nvidia-570";
 /// The label (and metadata key) carrying bosun's instance id.
 pub const LABEL_INSTANCE_ID: &str = "bosun-instance-id";
 const LABEL_POOL: &str = "bosun-pool";
+/// The scope a machine's service account gets: what it may do is then decided by its
+/// IAM roles alone, as Google recommends.
+const MACHINE_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// `zoneOperations.wait` answers when the operation is done or after about two minutes.
 const OPERATION_WAIT: Duration = Duration::from_secs(130);
 /// Pages of `aggregatedList` read at most (500 instances each): a guard against an API
 /// that keeps returning page tokens.
 const MAX_PAGES: usize = 200;
 
-/// How new machines are built.
+/// How new machines are built: the provider's options from its configuration entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GceOptions {
-    /// Boot image or image family, as a partial URL (`projects/P/global/images/family/F`).
-    pub image: String,
-    pub boot_disk_gb: u32,
+struct GceOptions {
+    /// Boot image or image family, as a partial URL (`projects/P/global/images/family/F`);
+    /// a pool's `image` replaces it.
+    image: String,
+    boot_disk_gb: u32,
     /// `pd-balanced` suits A2, A3 High/Mega and G2; A3 Ultra and A4 take only Hyperdisk
     /// (`hyperdisk-balanced`).
-    pub boot_disk_type: String,
-    /// The VPC network, as a partial URL.
-    pub network: String,
-    /// The subnetwork (required for custom-mode networks), as a partial URL.
-    pub subnetwork: Option<String>,
+    boot_disk_type: String,
+    /// The VPC network: a name or a partial URL.
+    network: String,
+    /// The subnetwork (required for custom-mode networks): a name or a partial URL.
+    subnetwork: Option<String>,
+    /// The service account machines run as.
+    service_account: Option<String>,
     /// Whether machines get an ephemeral public IP (the default network has no NAT).
-    pub external_ip: bool,
+    external_ip: bool,
 }
 
-impl Default for GceOptions {
-    fn default() -> Self {
+impl GceOptions {
+    fn from_config(config: &GcpConfig) -> Self {
         Self {
-            image: DEFAULT_IMAGE.to_owned(),
-            boot_disk_gb: 200,
+            image: config.image.clone(),
+            boot_disk_gb: config.disk_size_gb,
             boot_disk_type: "pd-balanced".to_owned(),
-            network: "global/networks/default".to_owned(),
-            subnetwork: None,
+            network: config.network.clone(),
+            subnetwork: config.subnetwork.clone(),
+            service_account: config.service_account.clone(),
             external_ip: true,
         }
     }
-}
 
-#[derive(Debug)]
-enum Token {
-    Static(Secret),
-    File(PathBuf),
+    /// The network as the API wants it: a bare name is a global network of the project.
+    fn network_url(&self) -> String {
+        if self.network.contains('/') { self.network.clone() } else { format!("global/networks/{}", self.network) }
+    }
+
+    /// The subnetwork as the API wants it: a bare name is one of the machine's region.
+    fn subnetwork_url(&self, region: &str) -> Option<String> {
+        self.subnetwork.as_ref().map(|subnetwork| {
+            if subnetwork.contains('/') {
+                subnetwork.clone()
+            } else {
+                format!("regions/{region}/subnetworks/{subnetwork}")
+            }
+        })
+    }
 }
 
 /// One Google Cloud project, provisioning in one default zone.
@@ -102,95 +111,50 @@ pub struct GcpProvider {
     project: String,
     zone: String,
     base_url: Url,
-    token: Token,
+    credentials: GcpCredentials,
     options: GceOptions,
     http: HttpClient,
 }
 
 impl GcpProvider {
-    /// A provider named `name` for `project`, provisioning in `zone` unless a request names
-    /// another, authenticating with the access token `token`.
-    pub fn new(name: &str, project: &str, zone: &str, token: impl Into<String>) -> Result<Self, ProviderError> {
-        Self::build(name, project, zone, Token::Static(Secret::new(token)))
-    }
-
-    fn build(name: &str, project: &str, zone: &str, token: Token) -> Result<Self, ProviderError> {
-        for (what, value) in [("project", project), ("zone", zone)] {
+    fn build(name: &str, config: &GcpConfig, credentials: GcpCredentials) -> Result<Self, ProviderError> {
+        for (what, value) in [("project", &config.project), ("zone", &config.zone)] {
             if !http::is_path_segment(value) {
                 return Err(Failure::Invalid.error(name, format!("{value:?} is not a valid GCP {what}")));
             }
         }
-        let base_url = http::parse_base_url(name, DEFAULT_BASE_URL)?;
+        let base_url = http::parse_base_url(name, config.endpoint.as_deref().unwrap_or(DEFAULT_BASE_URL))?;
         Ok(Self {
             name: name.to_owned(),
-            project: project.to_owned(),
-            zone: zone.to_owned(),
+            project: config.project.clone(),
+            zone: config.zone.clone(),
             http: HttpClient::new(name, &base_url)?,
             base_url,
-            token,
-            options: GceOptions::default(),
+            credentials,
+            options: GceOptions::from_config(config),
         })
     }
 
     /// The provider for a `type: gcp` entry of the configuration; credentials come from
-    /// [`TOKEN_ENV`] or [`TOKEN_FILE_ENV`] through `env`.
+    /// the chain of the `credentials` module, read through `env`.
     pub fn from_config(
         name: &str,
-        config: &ProviderConfig,
+        config: &GcpConfig,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
-        let ProviderConfig::Gcp { project, zone } = config else {
-            return Err(Failure::Invalid.error(name, format!("is a {} provider, not gcp", config.provider_type())));
-        };
-        let set = |var: &str| env(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let token = if let Some(token) = set(TOKEN_ENV) {
-            Token::Static(Secret::new(token))
-        } else if let Some(path) = set(TOKEN_FILE_ENV) {
-            Token::File(PathBuf::from(path))
-        } else {
-            return Err(Failure::Unauthorized.error(
-                name,
-                format!(
-                    "no Google Cloud credentials: set {TOKEN_ENV} to an OAuth access token \
-                     (`gcloud auth print-access-token`; it expires after about an hour), or \
-                     {TOKEN_FILE_ENV} to a file that a refresher keeps current"
-                ),
-            ));
-        };
-        Self::build(name, project, zone, token)
+        Self::build(name, config, GcpCredentials::resolve(name, &env)?)
     }
 
-    /// Talks to `url` instead of Compute Engine (tests, private endpoints).
+    /// Where the access tokens come from, in words (never the secret).
+    pub fn credential_source(&self) -> String {
+        self.credentials.describe()
+    }
+
+    /// Talks to `url` instead of the configured endpoint (tests).
     pub fn with_base_url(mut self, url: &str) -> Result<Self, ProviderError> {
         self.base_url = http::parse_base_url(&self.name, url)?;
         self.http = HttpClient::new(&self.name, &self.base_url)?;
         Ok(self)
-    }
-
-    pub fn with_options(mut self, options: GceOptions) -> Self {
-        self.options = options;
-        self
-    }
-
-    async fn token(&self) -> Result<Secret, ProviderError> {
-        match &self.token {
-            Token::Static(token) => Ok(token.clone()),
-            Token::File(path) => {
-                let text = tokio::fs::read_to_string(path).await.map_err(|e| {
-                    Failure::Unauthorized.error(
-                        &self.name,
-                        format!("cannot read the access token file {} ({TOKEN_FILE_ENV}): {e}", path.display()),
-                    )
-                })?;
-                match text.trim() {
-                    "" => Err(Failure::Unauthorized.error(
-                        &self.name,
-                        format!("the access token file {} ({TOKEN_FILE_ENV}) is empty", path.display()),
-                    )),
-                    token => Ok(Secret::new(token)),
-                }
-            }
-        }
     }
 
     /// Calls `path` under `projects/{project}`.
@@ -207,7 +171,7 @@ impl GcpProvider {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
-        let token = self.token().await?;
+        let token = self.credentials.token().await?;
         let mut request = self.http.request(method, url).bearer_auth(token.expose());
         if let Some(body) = body {
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_string());
@@ -238,8 +202,8 @@ impl GcpProvider {
         };
         if failure == Failure::Unauthorized {
             message.push_str(&format!(
-                "; check that the access token ({TOKEN_ENV} or {TOKEN_FILE_ENV}) is current and may manage \
-                 instances in project {}",
+                "; check that the credentials ({}) are current and may manage instances in project {}",
+                self.credentials.describe(),
                 self.project
             ));
         }
@@ -342,15 +306,19 @@ impl GcpProvider {
         if let Some(token) = &request.bootstrap.token {
             metadata.push(json!({"key": startup::META_TOKEN, "value": token}));
         }
+        if !request.ssh.keys.is_empty() {
+            metadata.push(json!({"key": "ssh-keys", "value": ssh_keys_metadata(&request.ssh)}));
+        }
         let options = &self.options;
-        let mut interface = json!({"network": options.network});
-        if let Some(subnetwork) = &options.subnetwork {
+        let mut interface = json!({"network": options.network_url()});
+        if let Some(subnetwork) = options.subnetwork_url(region_of(zone)) {
             interface["subnetwork"] = json!(subnetwork);
         }
         if options.external_ip {
             interface["accessConfigs"] = json!([{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]);
         }
-        json!({
+        let image = request.image.as_ref().unwrap_or(&options.image);
+        let mut body = json!({
             "name": name,
             "machineType": format!("zones/{zone}/machineTypes/{}", request.instance_type),
             "labels": labels,
@@ -359,7 +327,7 @@ impl GcpProvider {
                 "boot": true,
                 "autoDelete": true,
                 "initializeParams": {
-                    "sourceImage": options.image,
+                    "sourceImage": image,
                     "diskSizeGb": options.boot_disk_gb.to_string(),
                     "diskType": format!("zones/{zone}/diskTypes/{}", options.boot_disk_type),
                 },
@@ -368,8 +336,32 @@ impl GcpProvider {
             // GPU machines cannot live-migrate; and a machine that stops should stay
             // stopped, so the reconciler replaces it rather than GCE restarting it unseen.
             "scheduling": {"onHostMaintenance": "TERMINATE", "automaticRestart": false},
-        })
+        });
+        if let Some(account) = &options.service_account {
+            body["serviceAccounts"] = json!([{"email": account, "scopes": [MACHINE_SCOPE]}]);
+        }
+        body
     }
+}
+
+/// GCE's `ssh-keys` metadata: one `USER:PUBLIC-KEY` line per key. A public key
+/// (`ssh-ed25519 AAAA...`) gets the pool's user; a line already written as
+/// `user:ssh-...` keeps its own.
+fn ssh_keys_metadata(ssh: &SshAccess) -> String {
+    const KEY_TYPES: [&str; 3] = ["ssh-", "ecdsa-", "sk-"];
+    let lines: Vec<String> = ssh
+        .keys
+        .iter()
+        .map(|key| key.trim())
+        .map(|key| {
+            if KEY_TYPES.iter().any(|prefix| key.starts_with(prefix)) {
+                format!("{}:{key}", ssh.user)
+            } else {
+                key.to_owned()
+            }
+        })
+        .collect();
+    lines.join("\n")
 }
 
 fn is_capacity(code: &str) -> bool {
@@ -559,6 +551,7 @@ impl Provider for GcpProvider {
                 for instance in scoped.instances {
                     let zone = last_segment(&instance.zone).to_owned();
                     instances.push(ProviderInstance {
+                        ssh_address: instance.ssh_address(),
                         instance_id: instance.bosun_id(),
                         state: state(&instance.status),
                         instance_type: last_segment(&instance.machine_type).to_owned(),
@@ -656,9 +649,35 @@ struct Instance {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     metadata: Option<Metadata>,
+    #[serde(default)]
+    network_interfaces: Vec<NetworkInterface>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NetworkInterface {
+    /// The private IP.
+    #[serde(default, rename = "networkIP")]
+    network_ip: Option<String>,
+    #[serde(default)]
+    access_configs: Vec<AccessConfig>,
+}
+
+#[derive(Deserialize)]
+struct AccessConfig {
+    /// The public IP of a ONE_TO_ONE_NAT access config.
+    #[serde(default, rename = "natIP")]
+    nat_ip: Option<String>,
 }
 
 impl Instance {
+    /// The first interface's public IP, else its private one.
+    fn ssh_address(&self) -> Option<std::net::SocketAddr> {
+        let interface = self.network_interfaces.first()?;
+        let public = interface.access_configs.iter().find_map(|c| c.nat_ip.as_deref());
+        provider::ssh_address(public, interface.network_ip.as_deref())
+    }
+
     /// bosun's instance id: exact from the metadata; from the label when the metadata was
     /// stripped and the label holds the id unchanged.
     fn bosun_id(&self) -> Option<InstanceId> {
@@ -689,5 +708,6 @@ struct MetadataItem {
     value: Option<String>,
 }
 
+mod credentials;
 #[cfg(test)]
 mod tests;

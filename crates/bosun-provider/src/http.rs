@@ -134,8 +134,9 @@ impl HttpClient {
         let invalid = |message: String| Failure::Invalid.error(provider, message);
         let mut builder = https_client_builder().map_err(invalid)?.timeout(REQUEST_TIMEOUT);
         // Proxies from HTTPS_PROXY etc. apply to real clouds, but a loopback endpoint (a
-        // local emulator, the tests' mock) is reached directly.
-        if is_loopback(base_url) {
+        // local emulator, the tests' mock) and the clouds' metadata services (link-local,
+        // answering only from the machine itself) are reached directly.
+        if is_local(base_url) {
             builder = builder.no_proxy();
         }
         let client = builder.build().map_err(|e| invalid(format!("cannot build the HTTP client: {}", chain(&e))))?;
@@ -198,11 +199,14 @@ fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
         .with_no_client_auth())
 }
 
-fn is_loopback(url: &Url) -> bool {
+/// Loopback, link-local, or a cloud's metadata host name.
+fn is_local(url: &Url) -> bool {
     match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_link_local(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.is_unicast_link_local(),
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost") || name.eq_ignore_ascii_case("metadata.google.internal")
+        }
         None => false,
     }
 }
@@ -310,8 +314,11 @@ mod tests {
         assert_eq!(join(&base, "/instances").as_str(), "https://cloud.example/api/v1/instances");
         let root = parse_base_url("p", "http://127.0.0.1:9").unwrap();
         assert_eq!(join(&root, "/x").as_str(), "http://127.0.0.1:9/x");
-        assert!(is_loopback(&root));
-        assert!(!is_loopback(&base));
+        assert!(is_local(&root));
+        assert!(!is_local(&base));
+        for metadata in ["http://169.254.169.254", "http://metadata.google.internal/computeMetadata/v1"] {
+            assert!(is_local(&parse_base_url("p", metadata).unwrap()), "{metadata}");
+        }
     }
 
     #[test]

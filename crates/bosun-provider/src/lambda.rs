@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use bosun_config::{ProviderConfig, ProviderType};
+use bosun_config::{LambdaConfig, ProviderType};
 use bosun_core::InstanceId;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -26,7 +26,8 @@ use url::Url;
 
 use crate::http::{self, Failure, HttpClient, Response, Secret};
 use crate::provider::{
-    InstanceTypeOffer, Provider, ProviderError, ProviderInstance, ProviderInstanceState, ProvisionRequest, Provisioned,
+    self, InstanceTypeOffer, Provider, ProviderError, ProviderInstance, ProviderInstanceState, ProvisionRequest,
+    Provisioned,
 };
 use crate::startup::{self, Placement, Source};
 
@@ -44,35 +45,22 @@ pub struct LambdaProvider {
     base_url: Url,
     api_key: Secret,
     /// The variable the key came from, for error messages that say what to fix.
-    api_key_env: Option<String>,
+    api_key_env: String,
+    /// Key names installed on new machines unless the pool names its own.
     ssh_key_names: Vec<String>,
+    file_system_names: Vec<String>,
     http: HttpClient,
 }
 
 impl LambdaProvider {
-    /// A provider named `name` using `api_key`.
-    pub fn new(name: &str, api_key: impl Into<String>) -> Result<Self, ProviderError> {
-        let base_url = http::parse_base_url(name, DEFAULT_BASE_URL)?;
-        Ok(Self {
-            name: name.to_owned(),
-            http: HttpClient::new(name, &base_url)?,
-            base_url,
-            api_key: Secret::new(api_key),
-            api_key_env: None,
-            ssh_key_names: Vec::new(),
-        })
-    }
-
     /// The provider for a `type: lambda` entry of the configuration, reading the API key from
     /// the variable named by `api_key_env` through `env`.
     pub fn from_config(
         name: &str,
-        config: &ProviderConfig,
+        config: &LambdaConfig,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
-        let ProviderConfig::Lambda { api_key_env } = config else {
-            return Err(Failure::Invalid.error(name, format!("is a {} provider, not lambda", config.provider_type())));
-        };
+        let api_key_env = &config.api_key_env;
         let api_key = env(api_key_env).filter(|key| !key.trim().is_empty()).ok_or_else(|| {
             Failure::Unauthorized.error(
                 name,
@@ -82,23 +70,28 @@ impl LambdaProvider {
                 ),
             )
         })?;
-        let mut provider = Self::new(name, api_key.trim())?;
-        provider.api_key_env = Some(api_key_env.clone());
-        Ok(provider)
+        let base_url = http::parse_base_url(name, config.endpoint.as_deref().unwrap_or(DEFAULT_BASE_URL))?;
+        Ok(Self {
+            name: name.to_owned(),
+            http: HttpClient::new(name, &base_url)?,
+            base_url,
+            api_key: Secret::new(api_key.trim()),
+            api_key_env: api_key_env.clone(),
+            ssh_key_names: config.ssh_key_names.clone(),
+            file_system_names: config.file_system_names.clone(),
+        })
     }
 
-    /// Talks to `url` instead of Lambda Cloud (tests, proxies).
+    /// Where the API key comes from (never the key).
+    pub fn credential_source(&self) -> String {
+        format!("the API key in {}", self.api_key_env)
+    }
+
+    /// Talks to `url` instead of the configured endpoint (tests).
     pub fn with_base_url(mut self, url: &str) -> Result<Self, ProviderError> {
         self.base_url = http::parse_base_url(&self.name, url)?;
         self.http = HttpClient::new(&self.name, &self.base_url)?;
         Ok(self)
-    }
-
-    /// SSH keys (by their name in the Lambda account) installed on new machines. Lambda
-    /// requires one for launches; without it, launches fail with Lambda's own explanation.
-    pub fn with_ssh_key_names(mut self, names: Vec<String>) -> Self {
-        self.ssh_key_names = names;
-        self
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Response, ProviderError> {
@@ -126,9 +119,7 @@ impl LambdaProvider {
         }
         let failure = classify(response.status.as_u16(), code, &message);
         if failure == Failure::Unauthorized {
-            let source =
-                self.api_key_env.as_deref().map_or("the API key".to_owned(), |var| format!("the API key in {var}"));
-            message.push_str(&format!("; check {source}"));
+            message.push_str(&format!("; check the API key in {}", self.api_key_env));
         }
         failure.error(&self.name, format!("{what}: {message}"))
     }
@@ -238,7 +229,9 @@ impl Provider for LambdaProvider {
         let body = LaunchRequest {
             region_name: &region,
             instance_type_name: &request.instance_type,
-            ssh_key_names: &self.ssh_key_names,
+            // The pool's keys, else the provider's; Lambda requires one.
+            ssh_key_names: if request.ssh.keys.is_empty() { &self.ssh_key_names } else { &request.ssh.keys },
+            file_system_names: &self.file_system_names,
             quantity: 1,
             name,
             user_data: startup::agent_script(request, placement, Source::Embedded),
@@ -289,6 +282,7 @@ impl Provider for LambdaProvider {
                 instance_type: i.instance_type.map(|t| t.name).unwrap_or_default(),
                 region: i.region.map(|r| r.name).unwrap_or_default(),
                 zone: String::new(),
+                ssh_address: provider::ssh_address(i.ip.as_deref(), i.private_ip.as_deref()),
                 provider_instance_id: i.id,
             })
             .collect())
@@ -328,6 +322,8 @@ struct LaunchRequest<'a> {
     instance_type_name: &'a str,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     ssh_key_names: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    file_system_names: &'a [String],
     quantity: u32,
     name: String,
     user_data: String,
@@ -364,6 +360,11 @@ struct Instance {
     region: Option<Named>,
     #[serde(default)]
     instance_type: Option<Named>,
+    /// Public IPv4, once the machine has one.
+    #[serde(default)]
+    ip: Option<String>,
+    #[serde(default)]
+    private_ip: Option<String>,
 }
 
 #[derive(Deserialize)]

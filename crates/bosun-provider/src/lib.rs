@@ -16,9 +16,12 @@
 //! - [`fake`]: in-process agents on fake GPUs (demos, tests, the simulator).
 //! - [`process`]: each machine a local `bosun agent --fake-gpus N` process.
 //! - [`lambda`], [`gcp`], [`aws`]: REST clients (EC2's signed with SigV4 in `aws/sigv4.rs`),
-//!   built from configuration by [`cloud::from_config`]; credentials come from the
-//!   environment. `http.rs` is their shared client (rustls on ring, timeouts, bounded
-//!   bodies); `startup.rs` the boot script that installs and starts `bosun agent`.
+//!   built from configuration by [`cloud::from_config`]. Credentials come from each
+//!   cloud's chain (`aws/credentials.rs`: environment, shared profile, IMDSv2 instance
+//!   role; `gcp/credentials.rs`: token variables, service-account or gcloud user
+//!   credentials, the GCE metadata server), which [`cloud::credential_source`] names for
+//!   `bosun config check`. `http.rs` is their shared client (rustls on ring, timeouts,
+//!   bounded bodies); `startup.rs` the boot script that installs and starts `bosun agent`.
 //! - `mock.rs` (tests): a local HTTP mock that records requests and replays answers.
 
 pub mod aws;
@@ -39,5 +42,5 @@ pub use catalog::{InstanceTypeSpec, resolve_instance_type};
 pub use http::{https_client_builder, transport_message};
 pub use provider::{
     Bootstrap, InstanceTypeOffer, Provider, ProviderError, ProviderInstance, ProviderInstanceState, ProvisionRequest,
-    Provisioned,
+    Provisioned, SSH_PORT, SshAccess,
 };

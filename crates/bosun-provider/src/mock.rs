@@ -155,6 +155,35 @@ pub(crate) async fn closed_address() -> String {
     format!("http://{address}")
 }
 
+/// The provider entry `entry` (flow YAML, e.g. `{type: aws, region: us-east-1}`) as the
+/// configuration resolves it, defaults and validation included.
+pub(crate) fn provider_config(entry: &str) -> bosun_config::ProviderConfig {
+    let config = bosun_config::Config::from_yaml_str(&format!("providers:\n  p: {entry}\n"), |_| None)
+        .unwrap_or_else(|e| panic!("{entry}: {e}"));
+    config.providers["p"].clone()
+}
+
+pub(crate) fn aws_config(entry: &str) -> bosun_config::AwsConfig {
+    match provider_config(entry) {
+        bosun_config::ProviderConfig::Aws(aws) => aws,
+        other => panic!("{entry} is {other:?}"),
+    }
+}
+
+pub(crate) fn gcp_config(entry: &str) -> bosun_config::GcpConfig {
+    match provider_config(entry) {
+        bosun_config::ProviderConfig::Gcp(gcp) => gcp,
+        other => panic!("{entry} is {other:?}"),
+    }
+}
+
+pub(crate) fn lambda_config(entry: &str) -> bosun_config::LambdaConfig {
+    match provider_config(entry) {
+        bosun_config::ProviderConfig::Lambda(lambda) => lambda,
+        other => panic!("{entry} is {other:?}"),
+    }
+}
+
 /// A provisioning request for `id` with a bootstrap token the tests look for.
 pub(crate) fn provision_request(id: &str, instance_type: &str, region: &str, zone: &str) -> crate::ProvisionRequest {
     let mut labels = bosun_core::Labels::new();
@@ -170,5 +199,7 @@ pub(crate) fn provision_request(id: &str, instance_type: &str, region: &str, zon
             server_url: "https://bosun.example:6443".to_owned(),
             token: Some("agent-token-123".to_owned()),
         },
+        image: None,
+        ssh: crate::SshAccess::default(),
     }
 }

@@ -174,6 +174,7 @@ impl Provider for ProcessProvider {
                     instance_type: m.instance_type.clone(),
                     region: String::new(),
                     zone: String::new(),
+                    ssh_address: None,
                 }
             })
             .collect())

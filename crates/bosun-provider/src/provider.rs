@@ -1,6 +1,7 @@
 //! The provider trait and what it carries.
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 
 use async_trait::async_trait;
 use bosun_config::ProviderType;
@@ -24,6 +25,22 @@ impl fmt::Debug for Bootstrap {
     }
 }
 
+/// The SSH access a pool asks for on its machines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshAccess {
+    /// The login user (`ssh_user`): GCE creates it for the keys in the metadata.
+    pub user: String,
+    /// `ssh_keys`: key names (Lambda, EC2 key pairs) or public keys (GCE). Empty: the
+    /// provider's own setting applies.
+    pub keys: Vec<String>,
+}
+
+impl Default for SshAccess {
+    fn default() -> Self {
+        Self { user: "ubuntu".to_owned(), keys: Vec::new() }
+    }
+}
+
 /// One machine to create.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProvisionRequest {
@@ -37,6 +54,9 @@ pub struct ProvisionRequest {
     pub zone: String,
     pub labels: Labels,
     pub bootstrap: Bootstrap,
+    /// The pool's boot image, replacing the provider's (aws and gcp only).
+    pub image: Option<String>,
+    pub ssh: SshAccess,
 }
 
 /// What the provider says about a machine it accepted.
@@ -70,6 +90,10 @@ pub struct ProviderInstance {
     pub instance_type: String,
     pub region: String,
     pub zone: String,
+    /// Where the machine's SSH server listens, when the provider knows: a cloud's public
+    /// IP (else its private one) on port 22. `None` (local providers, machines without an
+    /// address yet): the machine cannot be bootstrapped over SSH.
+    pub ssh_address: Option<SocketAddr>,
 }
 
 /// An instance type a provider offers, for the cost and availability strategies.
@@ -83,6 +107,16 @@ pub struct InstanceTypeOffer {
     pub price_per_hour: Option<f64>,
     /// Regions with capacity now (empty when unknown).
     pub regions_with_capacity: Vec<String>,
+}
+
+/// The port SSH servers listen on.
+pub const SSH_PORT: u16 = 22;
+
+/// The SSH address of a cloud machine: its public IP when it has one (bosun may run
+/// outside the machine's network), else its private one.
+pub(crate) fn ssh_address(public: Option<&str>, private: Option<&str>) -> Option<SocketAddr> {
+    let parse = |ip: Option<&str>| ip.and_then(|ip| ip.trim().parse::<IpAddr>().ok());
+    parse(public).or_else(|| parse(private)).map(|ip| SocketAddr::new(ip, SSH_PORT))
 }
 
 /// Why a provider call failed, in terms the reconciler acts on.
@@ -107,6 +141,18 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// The message without the provider's name and the kind of failure, for wrapping
+    /// into another error about the same provider.
+    pub(crate) fn detail(&self) -> String {
+        match self {
+            ProviderError::Capacity { message, .. }
+            | ProviderError::Unavailable { message, .. }
+            | ProviderError::Unauthorized { message, .. }
+            | ProviderError::Invalid { message, .. } => message.clone(),
+            ProviderError::NotFound { id, .. } => format!("instance {id} not found"),
+        }
+    }
+
     /// Whether the same call may succeed later without anyone changing anything.
     pub fn is_transient(&self) -> bool {
         matches!(self, ProviderError::Capacity { .. } | ProviderError::Unavailable { .. })

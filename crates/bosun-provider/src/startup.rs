@@ -176,6 +176,8 @@ mod tests {
             zone: String::new(),
             labels: Labels::new(),
             bootstrap: Bootstrap { server_url: "https://bosun.example:6443".into(), token: token.map(str::to_owned) },
+            image: None,
+            ssh: Default::default(),
         }
     }
 

@@ -38,6 +38,8 @@ pub(crate) struct App {
     pub demand: crate::pools::DemandBoard,
     /// Machines their providers stopped listing, since when (soft state).
     pub missing_machines: crate::pools::MissingMachines,
+    /// Where each machine's SSH bootstrap stands (soft state).
+    pub bootstraps: Arc<crate::pools::bootstrap::Bootstraps>,
     /// One pool pass at a time: a background pass and an operator's scale must not both
     /// provision for the same gap.
     pub pool_pass: tokio::sync::Mutex<()>,
@@ -103,6 +105,7 @@ impl App {
             pools,
             demand: crate::pools::DemandBoard::default(),
             missing_machines: crate::pools::MissingMachines::default(),
+            bootstraps: Arc::default(),
             pool_pass: tokio::sync::Mutex::new(()),
             notifier,
             tls,

@@ -52,7 +52,7 @@ mod transport;
 
 pub use notifier::RetryPolicy as NotifierRetry;
 pub use policy::PolicyLoadError;
-pub use pools::{AlwaysLeader, Leadership, PoolsConfig};
+pub use pools::{AlwaysLeader, Leadership, PoolMachines, PoolsConfig};
 pub use settings::Settings;
 pub use transport::tls::TlsError;
 
@@ -266,6 +266,11 @@ impl ServerHandle {
     /// Reconciles every pool now (when this replica leads).
     pub async fn reconcile_pools(&self) -> Result<(), PassError> {
         Ok(pools::reconcile_all(&self.app).await?)
+    }
+
+    /// Waits until the SSH bootstrap attempts started by past pool passes have finished.
+    pub async fn bootstrap_settled(&self) {
+        self.app.bootstraps.settled().await;
     }
 
     /// Applies retention and re-reads the fleet now.

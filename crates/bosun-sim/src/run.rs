@@ -21,7 +21,7 @@ use bosun_core::{Clock, Health, NodeId, NodeStatus, Timestamp};
 use bosun_provider::Provider;
 use bosun_provider::fake::{FakeProvider, FakeSettings, MachineNames};
 use bosun_provider::{Bootstrap, ProviderError};
-use bosun_server::{AlwaysLeader, PoolsConfig, Server, ServerHandle, Settings};
+use bosun_server::{AlwaysLeader, PoolMachines, PoolsConfig, Server, ServerHandle, Settings};
 use bosun_store::{Database, StoreLocation, StoreOptions};
 use connectrpc::client::{ClientConfig, HttpClient};
 use rand::rngs::SmallRng;
@@ -163,6 +163,7 @@ impl RestartPlan {
             pools: self.config.pool_specs(),
             providers: built,
             bootstrap: Bootstrap { server_url: format!("http://{}", self.address), token: self.agent_token.clone() },
+            machines: PoolMachines::from_config(&self.config),
             leadership: Arc::new(AlwaysLeader),
         });
         Server::start_with_pools(

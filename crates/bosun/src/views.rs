@@ -13,6 +13,10 @@ use serde::Serialize;
 
 use crate::output::Table;
 
+mod bootstrap_log;
+
+pub use bootstrap_log::{BootstrapLogRow, bootstrap_logs};
+
 fn time<P: buffa::ProtoBox<WireTimestamp>>(at: &MessageField<WireTimestamp, P>) -> Option<String> {
     at.as_option().and_then(|t| convert::from_timestamp("at", t).ok()).map(bosun_core::Timestamp::to_rfc3339)
 }

@@ -177,6 +177,11 @@ fn quick_start_fleet_cli_and_restart() {
     assert!(line.contains("not_found") && line.contains("ghost"), "{line}");
     let line = fails_with_one_line(bosun().args(["nodes", "cordon", "bad id!", "--server", &url]));
     assert!(line.contains("invalid_argument") && line.contains("node_id"), "{line}");
+    // No bootstrap ran on n1's machine (it has none); an unknown id is not found.
+    let logs = ok(bosun().args(["nodes", "bootstrap-log", "n1", "--server", &url]));
+    assert!(logs.starts_with("No bootstrap logs for n1"), "{logs}");
+    let line = fails_with_one_line(bosun().args(["nodes", "bootstrap-log", "ghost", "--server", &url]));
+    assert!(line.contains("not_found") && line.contains("ghost"), "{line}");
 
     // SIGTERM: a clean stop; a new server on the same file knows everything.
     sigterm(&first);
@@ -275,6 +280,38 @@ fn config_check_redacts_secrets() {
     std::fs::write(&file, "server:\n  adress: \":6000\"\n").expect("write");
     let line = fails_with_one_line(bosun().args(["config", "check"]).arg(&file));
     assert!(line.contains("server.adress"), "{line}");
+}
+
+#[test]
+fn config_check_says_where_credentials_come_from_without_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("bosun.yaml");
+    std::fs::write(
+        &file,
+        "providers:\n  east: {type: aws, region: us-east-1, image_id: ami-0123abcd}\n  \
+         lambda: {type: lambda, api_key_env: MY_LAMBDA_KEY}\n",
+    )
+    .expect("write");
+    let aws = dir.path().join("credentials");
+    std::fs::write(&aws, "[ci]\naws_access_key_id = AKIDCI\naws_secret_access_key = very-secret\n").expect("write");
+    let output = bosun()
+        .args(["config", "check"])
+        .arg(&file)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &aws)
+        .env("AWS_PROFILE", "ci")
+        .env("HOME", dir.path())
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("MY_LAMBDA_KEY")
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "{output:?}");
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(out.contains("image_id: ami-0123abcd"), "{out}");
+    assert!(out.contains(&format!("#   east: profile ci in {}", aws.display())), "{out}");
+    assert!(out.contains("#   lambda: none usable here") && out.contains("MY_LAMBDA_KEY"), "{out}");
+    assert!(!out.contains("very-secret") && !out.contains("AKIDCI"), "{out}");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("warning: providers.lambda:"), "{err}");
 }
 
 #[test]

@@ -157,14 +157,48 @@ fn autoscaler_defaults() {
 
 #[test]
 fn provider_defaults() {
-    use bosun_config::ProviderConfig;
+    use bosun_config::{
+        AwsConfig, DEFAULT_AWS_IMAGE, DEFAULT_GCP_IMAGE, DEFAULT_GCP_NETWORK, GcpConfig, LambdaConfig, ProviderConfig,
+    };
     let config = parse(
         "providers:\n  l: {type: lambda}\n  g: {type: gcp, project: p}\n  f: {type: fake}\n  x: {type: process}\n  a: {type: aws}\n",
     )
     .expect("valid");
-    assert_eq!(config.providers["l"], ProviderConfig::Lambda { api_key_env: "LAMBDA_API_KEY".into() });
-    assert_eq!(config.providers["g"], ProviderConfig::Gcp { project: "p".into(), zone: "us-central1-a".into() });
+    assert_eq!(
+        config.providers["l"],
+        ProviderConfig::Lambda(LambdaConfig {
+            api_key_env: "LAMBDA_API_KEY".into(),
+            endpoint: None,
+            ssh_key_names: vec![],
+            file_system_names: vec![],
+        })
+    );
+    assert_eq!(
+        config.providers["g"],
+        ProviderConfig::Gcp(GcpConfig {
+            project: "p".into(),
+            zone: "us-central1-a".into(),
+            endpoint: None,
+            image: DEFAULT_GCP_IMAGE.into(),
+            network: DEFAULT_GCP_NETWORK.into(),
+            subnetwork: None,
+            service_account: None,
+            disk_size_gb: 200,
+        })
+    );
     assert_eq!(config.providers["f"], ProviderConfig::Fake { gpu_count: 8 });
     assert_eq!(config.providers["x"], ProviderConfig::Process { gpu_count: 8 });
-    assert_eq!(config.providers["a"], ProviderConfig::Aws { region: None });
+    assert_eq!(
+        config.providers["a"],
+        ProviderConfig::Aws(AwsConfig {
+            region: None,
+            endpoint: None,
+            image_id: DEFAULT_AWS_IMAGE.into(),
+            subnet_id: None,
+            security_group_ids: vec![],
+            key_name: None,
+            instance_profile: None,
+            tags: Default::default(),
+        })
+    );
 }

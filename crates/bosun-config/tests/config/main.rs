@@ -4,6 +4,7 @@ mod auth;
 mod defaults;
 mod env;
 mod navarch;
+mod provider_options;
 mod render;
 mod schema_errors;
 mod validation;

@@ -35,11 +35,10 @@ fn server_settings() {
 #[test]
 fn providers() {
     let providers = load().providers;
-    assert_eq!(providers["lambda"], ProviderConfig::Lambda { api_key_env: "LAMBDA_API_KEY".into() });
-    assert_eq!(
-        providers["gcp"],
-        ProviderConfig::Gcp { project: "my-gcp-project".into(), zone: "us-central1-a".into() }
-    );
+    let ProviderConfig::Lambda(lambda) = &providers["lambda"] else { panic!("lambda") };
+    assert_eq!(lambda.api_key_env, "LAMBDA_API_KEY");
+    let ProviderConfig::Gcp(gcp) = &providers["gcp"] else { panic!("gcp") };
+    assert_eq!((gcp.project.as_str(), gcp.zone.as_str()), ("my-gcp-project", "us-central1-a"));
     assert_eq!(providers["fake"], ProviderConfig::Fake { gpu_count: 8 });
 }
 

@@ -5,7 +5,7 @@ use bosun_config::{Config, ConfigErrorKind};
 
 use crate::{error, no_env, parse, with_pool};
 
-const POOL_KEYS: &str = "provider, providers, strategy, instance_type, region, zones, ssh_keys, min_nodes, \
+const POOL_KEYS: &str = "provider, providers, strategy, instance_type, image, region, zones, ssh_keys, min_nodes, \
      max_nodes, cooldown, autoscaling, health, labels, setup_commands, ssh_user, ssh_private_key_path, \
      drain_timeout, max_unhealthy_replacement_fraction, replacement_window, mass_failure_fraction, remediation, \
      timezone";
@@ -34,7 +34,10 @@ fn unknown_keys_name_their_full_path_at_every_depth() {
         (
             "providers:\n  l: {type: lambda, apikey: X}\n".to_owned(),
             "providers.l.apikey",
-            "type, api_key_env, project, zone, region, gpu_count".to_owned(),
+            "type, api_key_env, project, zone, region, gpu_count, endpoint, image_id, subnet_id, security_group_ids, \
+             key_name, instance_profile, tags, ssh_key_names, file_system_names, image, network, subnetwork, \
+             service_account, disk_size_gb"
+                .to_owned(),
         ),
         (pool("autoscalng: {type: queue}"), "pools.p.autoscalng", POOL_KEYS.to_owned()),
         (

@@ -33,11 +33,13 @@ fn providers() {
         ),
         (
             "providers:\n  g: {type: gcp, project: p, gpu_count: 8}\n".into(),
-            "providers.g.gpu_count: is not used by providers of type gcp (they take project, zone)",
+            "providers.g.gpu_count: is not used by providers of type gcp (they take project, zone, endpoint, image, \
+             network, subnetwork, service_account, disk_size_gb)",
         ),
         (
             "providers:\n  l: {type: lambda, region: us-east-1}\n".into(),
-            "providers.l.region: is not used by providers of type lambda (they take api_key_env)",
+            "providers.l.region: is not used by providers of type lambda (they take api_key_env, endpoint, \
+             ssh_key_names, file_system_names)",
         ),
         ("providers:\n  g: {type: gcp}\n".into(), "providers.g.project: is required for providers of type gcp"),
         ("providers:\n  g: {type: gcp, project: ''}\n".into(), "providers.g.project: is empty"),
@@ -118,6 +120,13 @@ fn pool_shape() {
             pool("setup_commands: [echo hi]"),
             "pools.p.setup_commands: need an SSH key to run: set ssh_private_key_path on the pool or under defaults",
         ),
+        (
+            pool("setup_commands: ['echo {{.ControlPlane}}', 'curl {{.Tokn}}']\nssh_private_key_path: /k"),
+            "pools.p.setup_commands[1]: {{.Tokn}} is not a placeholder bosun fills in (only these are: \
+             {{.ControlPlane}}, {{.Token}}, {{.NodeID}}, {{.InstanceID}}, {{.Pool}}, {{.Provider}}, {{.Region}}, \
+             {{.Zone}}, {{.InstanceType}})",
+        ),
+        (pool("setup_commands: ['  ']\nssh_private_key_path: /k"), "pools.p.setup_commands[0]: is empty"),
         (
             pool("labels: {pool: other}"),
             "pools.p.labels.pool: is \"other\", but bosun sets it to the pool's name \"p\"; remove it",

@@ -2,8 +2,10 @@ use std::collections::BTreeMap;
 
 use chrono::{NaiveDateTime, TimeZone};
 
+use super::sigv4::Credentials;
 use super::*;
-use crate::mock::{MockApi, Recorded, Reply, closed_address, provision_request};
+use crate::http::Secret;
+use crate::mock::{MockApi, Recorded, Reply, aws_config, closed_address, provision_request};
 
 const RUN: &str = "POST / RunInstances";
 const TERMINATE: &str = "POST / TerminateInstances";
@@ -17,7 +19,7 @@ fn env_with(extra: &[(&'static str, &'static str)]) -> impl Fn(&str) -> Option<S
 }
 
 fn provider_with(url: &str, extra: &[(&'static str, &'static str)]) -> AwsProvider {
-    let config = ProviderConfig::Aws { region: Some("us-east-1".into()) };
+    let config = aws_config("{type: aws, region: us-east-1}");
     AwsProvider::from_config("aws-main", &config, env_with(extra)).unwrap().with_base_url(url).unwrap()
 }
 
@@ -141,7 +143,7 @@ async fn provision_runs_one_tagged_instance_with_a_valid_signature() {
     let form = sent.form();
     let field = |k: &str| form.get(k).map(String::as_str);
     assert_eq!(field("Version"), Some(API_VERSION));
-    assert_eq!(field("ImageId"), Some(DEFAULT_IMAGE));
+    assert_eq!(field("ImageId"), Some(bosun_config::DEFAULT_AWS_IMAGE));
     assert_eq!(field("InstanceType"), Some("p5.48xlarge"));
     assert_eq!((field("MinCount"), field("MaxCount")), (Some("1"), Some("1")));
     assert_eq!(field("ClientToken"), Some("inst-1"));
@@ -172,25 +174,81 @@ async fn provision_runs_one_tagged_instance_with_a_valid_signature() {
 }
 
 #[tokio::test]
-async fn session_tokens_are_sent_and_signed_and_options_apply() {
+async fn session_tokens_are_sent_and_signed() {
     let mock = MockApi::start().await;
     mock.on(RUN, run_reply("i-1", "us-east-1a"));
-    let aws = provider_with(&mock.url, &[(SESSION_TOKEN_ENV, "FwoGZXIvYXdzEXAMPLE")]).with_options(Ec2Options {
-        image_id: "ami-0abcdef1234567890".into(),
-        key_name: Some("ops".into()),
-        subnet_id: Some("subnet-1".into()),
-        security_group_ids: vec!["sg-1".into(), "sg-2".into()],
-    });
+    let aws = provider_with(&mock.url, &[(SESSION_TOKEN_ENV, "FwoGZXIvYXdzEXAMPLE")]);
     aws.provision(&provision_request("inst-1", "g5.xlarge", "", "us-east-1a")).await.unwrap();
     let sent = &mock.requests_to(RUN)[0];
     assert_signed(sent, Some("FwoGZXIvYXdzEXAMPLE"));
+    assert_eq!(sent.form().get("Placement.AvailabilityZone").map(String::as_str), Some("us-east-1a"));
+}
+
+/// Every option of the configuration entry reaches RunInstances.
+#[tokio::test]
+async fn configured_options_reach_run_instances() {
+    let mock = MockApi::start().await;
+    mock.on(RUN, run_reply("i-1", "us-east-1a"));
+    let config = aws_config(&format!(
+        "{{type: aws, region: us-east-1, endpoint: '{}', image_id: ami-0abcdef1234567890, subnet_id: subnet-1, \
+         security_group_ids: [sg-1, sg-2], key_name: ops, instance_profile: bosun-node, \
+         tags: {{team: research, Name: gpu-box}}}}",
+        mock.url
+    ));
+    let aws = AwsProvider::from_config("aws-main", &config, env_with(&[])).unwrap();
+    aws.provision(&provision_request("inst-1", "g5.xlarge", "", "")).await.unwrap();
+    let sent = &mock.requests_to(RUN)[0];
+    assert_signed(sent, None);
     let form = sent.form();
     let field = |k: &str| form.get(k).map(String::as_str);
     assert_eq!(field("ImageId"), Some("ami-0abcdef1234567890"));
     assert_eq!(field("KeyName"), Some("ops"));
     assert_eq!(field("SubnetId"), Some("subnet-1"));
     assert_eq!((field("SecurityGroupId.1"), field("SecurityGroupId.2")), (Some("sg-1"), Some("sg-2")));
-    assert_eq!(field("Placement.AvailabilityZone"), Some("us-east-1a"));
+    assert_eq!(field("IamInstanceProfile.Name"), Some("bosun-node"));
+    let tags: BTreeMap<&str, &str> = (1..=6)
+        .filter_map(|i| {
+            Some((
+                field(&format!("TagSpecification.1.Tag.{i}.Key"))?,
+                field(&format!("TagSpecification.1.Tag.{i}.Value"))?,
+            ))
+        })
+        .collect();
+    assert_eq!(
+        tags,
+        BTreeMap::from([
+            ("bosun-instance-id", "inst-1"),
+            ("Name", "gpu-box"),
+            ("bosun-pool", "training"),
+            ("team", "research"),
+        ]),
+        "configured tags rename the machine and win over labels"
+    );
+    for reserved in bosun_config::AWS_RESERVED_TAGS {
+        assert!([TAG_INSTANCE_ID, TAG_POOL].contains(&reserved), "the configuration reserves bosun's own tags");
+    }
+}
+
+/// A pool's image and key pair replace the provider's; an instance profile ARN is sent as one.
+#[tokio::test]
+async fn the_pool_image_and_key_pair_win() {
+    let mock = MockApi::start().await;
+    mock.on(RUN, run_reply("i-1", "us-east-1a"));
+    let config = aws_config(
+        "{type: aws, region: us-east-1, key_name: ops, \
+         instance_profile: 'arn:aws:iam::123456789012:instance-profile/bosun'}",
+    );
+    let aws = AwsProvider::from_config("aws-main", &config, env_with(&[])).unwrap().with_base_url(&mock.url).unwrap();
+    let mut request = provision_request("inst-1", "g5.xlarge", "", "");
+    request.image = Some("resolve:ssm:/team/gpu-ami".into());
+    request.ssh.keys = vec!["team-key".into()];
+    aws.provision(&request).await.unwrap();
+    let form = mock.requests_to(RUN)[0].form();
+    let field = |k: &str| form.get(k).map(String::as_str);
+    assert_eq!(field("ImageId"), Some("resolve:ssm:/team/gpu-ami"));
+    assert_eq!(field("KeyName"), Some("team-key"));
+    assert_eq!(field("IamInstanceProfile.Arn"), Some("arn:aws:iam::123456789012:instance-profile/bosun"));
+    assert_eq!(field("IamInstanceProfile.Name"), None);
 }
 
 #[tokio::test]
@@ -353,6 +411,33 @@ async fn list_reads_every_page_and_maps_tags_and_states() {
 }
 
 #[tokio::test]
+async fn list_reports_the_public_else_private_ip_for_ssh() {
+    let with_ips = |id: &str, public: Option<&str>, private: Option<&str>| {
+        let ips = format!(
+            "{}{}",
+            private.map(|ip| format!("<privateIpAddress>{ip}</privateIpAddress>")).unwrap_or_default(),
+            public.map(|ip| format!("<ipAddress>{ip}</ipAddress>")).unwrap_or_default()
+        );
+        instance_xml(id, "running", "us-east-1a", &[]).replace("<tagSet>", &format!("{ips}<tagSet>"))
+    };
+    let mock = MockApi::start().await;
+    mock.on(
+        DESCRIBE,
+        describe_reply(
+            &[&[
+                with_ips("i-1", Some("203.0.113.7"), Some("10.0.0.7")),
+                with_ips("i-2", None, Some("10.0.0.8")),
+                with_ips("i-3", None, None),
+            ]],
+            None,
+        ),
+    );
+    let listed = provider(&mock.url).list().await.unwrap();
+    let addresses: Vec<Option<String>> = listed.iter().map(|i| i.ssh_address.map(|a| a.to_string())).collect();
+    assert_eq!(addresses, [Some("203.0.113.7:22".to_owned()), Some("10.0.0.8:22".to_owned()), None]);
+}
+
+#[tokio::test]
 async fn list_errors_and_repeated_tokens_are_errors_not_short_lists() {
     let mock = MockApi::start().await;
     mock.on(DESCRIBE, describe_reply(&[], Some("same")));
@@ -367,7 +452,7 @@ async fn list_errors_and_repeated_tokens_are_errors_not_short_lists() {
 
 #[test]
 fn from_config_reads_region_and_credentials_and_names_what_is_missing() {
-    let none = ProviderConfig::Aws { region: None };
+    let none = aws_config("{type: aws}");
     let err = AwsProvider::from_config("aws-main", &none, env_with(&[])).unwrap_err();
     assert_eq!(kind(&err), "invalid", "{err}");
     assert!(err.to_string().contains("AWS_REGION"), "{err}");
@@ -378,21 +463,54 @@ fn from_config_reads_region_and_credentials_and_names_what_is_missing() {
     let aws = AwsProvider::from_config("aws-main", &none, env_with(&[("AWS_DEFAULT_REGION", "us-west-2")])).unwrap();
     assert_eq!(aws.region, "us-west-2");
 
-    let config = ProviderConfig::Aws { region: Some("us-east-1".into()) };
-    let err = AwsProvider::from_config("aws-main", &config, |_| None).unwrap_err();
+    let config = aws_config("{type: aws, region: us-east-1}");
+    let aws = AwsProvider::from_config("aws-main", &config, |_| None).unwrap();
+    assert!(aws.credential_source().starts_with("the instance role"), "without keys: {}", aws.credential_source());
+    let err =
+        AwsProvider::from_config("aws-main", &config, |var| (var == PROFILE_ENV).then(|| "prod".into())).unwrap_err();
     assert_eq!(kind(&err), "unauthorized", "{err}");
-    assert!(err.to_string().contains(ACCESS_KEY_ENV) && err.to_string().contains(SECRET_KEY_ENV), "{err}");
+    assert!(err.to_string().contains("profile prod"), "{err}");
 
-    let bad = ProviderConfig::Aws { region: Some("us-east-1/../x".into()) };
+    let bad = aws_config("{type: aws, region: us-east-1/../x}");
     assert_eq!(kind(&AwsProvider::from_config("a", &bad, env_with(&[])).unwrap_err()), "invalid");
-    let wrong = AwsProvider::from_config("a", &ProviderConfig::Fake { gpu_count: 1 }, env_with(&[])).unwrap_err();
-    assert_eq!(kind(&wrong), "invalid");
+    let endpoint = aws_config("{type: aws, region: eu-west-1, endpoint: 'https://ec2.vpce.example/'}");
+    let aws = AwsProvider::from_config("a", &endpoint, env_with(&[])).unwrap();
+    assert_eq!((aws.endpoint.as_str(), aws.region.as_str()), ("https://ec2.vpce.example/", "eu-west-1"));
 
     let aws =
         AwsProvider::from_config("aws-main", &config, env_with(&[(SESSION_TOKEN_ENV, "FwoGZXIvYXdzEXAMPLE")])).unwrap();
     let debug = format!("{aws:?}");
     assert!(!debug.contains("wJalrXUtnFEMI") && !debug.contains("FwoGZXIvYXdzEXAMPLE"), "{debug}");
     assert_eq!(aws.kind(), ProviderType::Aws);
+}
+
+/// On EC2 without keys, calls are signed with the instance role's temporary credentials.
+#[tokio::test]
+async fn instance_role_credentials_sign_the_calls() {
+    let imds = MockApi::start().await;
+    imds.on("PUT /latest/api/token", Reply::text(200, "imds-token"));
+    imds.on("GET /latest/meta-data/iam/security-credentials/", Reply::text(200, "bosun-node"));
+    imds.on(
+        "GET /latest/meta-data/iam/security-credentials/bosun-node",
+        Reply::json(
+            200,
+            serde_json::json!({"Code": "Success", "AccessKeyId": "AKIDEXAMPLE",
+                "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "Token": "role-token",
+                "Expiration": "2999-01-01T00:00:00Z"}),
+        ),
+    );
+    let ec2 = MockApi::start().await;
+    ec2.on(TERMINATE, Reply::xml(200, "<TerminateInstancesResponse/>"));
+    let config = aws_config(&format!("{{type: aws, region: us-east-1, endpoint: '{}'}}", ec2.url));
+    let endpoint = imds.url.clone();
+    let env = move |var: &str| (var == "AWS_EC2_METADATA_SERVICE_ENDPOINT").then(|| endpoint.clone());
+    let aws = AwsProvider::from_config("aws-main", &config, env).unwrap();
+    aws.terminate("i-1").await.unwrap();
+    aws.terminate("i-2").await.unwrap();
+    for sent in ec2.requests_to(TERMINATE) {
+        assert_signed(&sent, Some("role-token"));
+    }
+    assert_eq!(imds.requests_to("PUT /latest/api/token").len(), 1, "the role's credentials are reused");
 }
 
 #[test]

@@ -1,14 +1,14 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::mock::{MockApi, Reply, closed_address, provision_request};
+use crate::mock::{MockApi, Reply, closed_address, gcp_config, provision_request};
 
 const INSERT: &str = "POST /projects/proj-1/zones/us-central1-a/instances";
 const WAIT: &str = "POST /projects/proj-1/zones/us-central1-a/operations/op-1/wait";
 const LIST: &str = "GET /projects/proj-1/aggregated/instances";
 
-fn config() -> ProviderConfig {
-    ProviderConfig::Gcp { project: "proj-1".into(), zone: "us-central1-a".into() }
+fn config() -> GcpConfig {
+    gcp_config("{type: gcp, project: proj-1, zone: us-central1-a}")
 }
 
 fn provider(url: &str) -> GcpProvider {
@@ -81,7 +81,11 @@ async fn provision_inserts_a_labelled_instance_with_the_bootstrap_and_waits() {
     assert_eq!(body["machineType"], "zones/us-central1-a/machineTypes/a3-highgpu-8g");
     assert_eq!(body["labels"], json!({"bosun-instance-id": "inst-1", "bosun-pool": "training", "team": "ml"}));
     assert_eq!(body["scheduling"], json!({"onHostMaintenance": "TERMINATE", "automaticRestart": false}));
-    assert_eq!(body["disks"][0]["initializeParams"]["sourceImage"], DEFAULT_IMAGE);
+    assert_eq!(body["disks"][0]["initializeParams"]["sourceImage"], bosun_config::DEFAULT_GCP_IMAGE);
+    assert_eq!(body["disks"][0]["initializeParams"]["diskSizeGb"], "200");
+    assert_eq!(body["networkInterfaces"][0]["network"], "global/networks/default");
+    assert!(body.get("serviceAccounts").is_none(), "no service account unless configured");
+    assert!(metadata_value(&body, "ssh-keys").is_none());
     assert_eq!(body["networkInterfaces"][0]["accessConfigs"][0]["type"], "ONE_TO_ONE_NAT");
     assert_eq!(metadata_value(&body, "bosun-instance-id").as_deref(), Some("inst-1"));
     assert_eq!(metadata_value(&body, "bosun-server-url").as_deref(), Some("https://bosun.example:6443"));
@@ -91,6 +95,60 @@ async fn provision_inserts_a_labelled_instance_with_the_bootstrap_and_waits() {
     assert!(script.contains("--provider \"gcp\" --region \"us-central1\" --zone \"us-central1-a\""), "{script}");
     assert!(!script.contains("agent-token-123"), "the token lives in one metadata key only");
     assert_eq!(mock.requests_to(WAIT).len(), 1);
+}
+
+/// Every option of the configuration entry reaches `instances.insert`.
+#[tokio::test]
+async fn configured_options_reach_the_insert() {
+    let mock = MockApi::start().await;
+    mock.on(INSERT, operation("DONE"));
+    let config = gcp_config(&format!(
+        "{{type: gcp, project: proj-1, endpoint: '{}', image: projects/my-images/global/images/family/gpu-base, \
+         network: research, subnetwork: research-us-central1, \
+         service_account: nodes@proj-1.iam.gserviceaccount.com, disk_size_gb: 500}}",
+        mock.url
+    ));
+    let env = |var: &str| (var == TOKEN_ENV).then(|| "ya29.secret-token".to_owned());
+    let gcp = GcpProvider::from_config("gcp-main", &config, env).unwrap();
+    let mut request = provision_request("inst-1", "a3-highgpu-8g", "", "");
+    request.ssh = SshAccess {
+        user: "ops".into(),
+        keys: vec!["ssh-ed25519 AAAAC3Nza ops@laptop".into(), "alice:ssh-rsa AAAAB3Nza alice".into()],
+    };
+    gcp.provision(&request).await.unwrap();
+    let body = mock.requests_to(INSERT)[0].json();
+    let disk = &body["disks"][0]["initializeParams"];
+    assert_eq!(disk["sourceImage"], "projects/my-images/global/images/family/gpu-base");
+    assert_eq!(disk["diskSizeGb"], "500");
+    let interface = &body["networkInterfaces"][0];
+    assert_eq!(interface["network"], "global/networks/research", "a bare name is a network of the project");
+    assert_eq!(interface["subnetwork"], "regions/us-central1/subnetworks/research-us-central1");
+    assert_eq!(
+        body["serviceAccounts"],
+        json!([{"email": "nodes@proj-1.iam.gserviceaccount.com",
+                "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}])
+    );
+    assert_eq!(
+        metadata_value(&body, "ssh-keys").as_deref(),
+        Some("ops:ssh-ed25519 AAAAC3Nza ops@laptop\nalice:ssh-rsa AAAAB3Nza alice")
+    );
+
+    // A pool's image replaces the provider's; partial URLs are sent as written.
+    let mock = MockApi::start().await;
+    mock.on(INSERT, operation("DONE"));
+    let config = gcp_config(&format!(
+        "{{type: gcp, project: proj-1, endpoint: '{}', network: projects/shared/global/networks/vpc, \
+         subnetwork: projects/shared/regions/us-central1/subnetworks/gpu}}",
+        mock.url
+    ));
+    let gcp = GcpProvider::from_config("gcp-main", &config, env).unwrap();
+    let mut request = provision_request("inst-2", "a3-highgpu-8g", "", "");
+    request.image = Some("projects/p/global/images/gpu-2026-01".into());
+    gcp.provision(&request).await.unwrap();
+    let body = mock.requests_to(INSERT)[0].json();
+    assert_eq!(body["disks"][0]["initializeParams"]["sourceImage"], "projects/p/global/images/gpu-2026-01");
+    assert_eq!(body["networkInterfaces"][0]["network"], "projects/shared/global/networks/vpc");
+    assert_eq!(body["networkInterfaces"][0]["subnetwork"], "projects/shared/regions/us-central1/subnetworks/gpu");
 }
 
 #[tokio::test]
@@ -297,11 +355,26 @@ async fn list_reads_every_zone_and_page_and_maps_ids_and_states() {
     );
     assert_eq!(listed[0].instance_type, "a3-highgpu-8g");
     assert_eq!(listed[0].zone, "us-central1-a");
+    assert_eq!(listed[0].ssh_address, None, "no interfaces listed");
 
     let pages = mock.requests_to(LIST);
     assert_eq!(pages.len(), 2);
     assert_eq!(pages[0].query.as_deref(), Some("maxResults=500"));
     assert_eq!(pages[1].query.as_deref(), Some("maxResults=500&pageToken=page-2"));
+}
+
+#[tokio::test]
+async fn list_reports_the_nat_ip_else_the_private_ip_for_ssh() {
+    let mock = MockApi::start().await;
+    let mut public = instance("bosun-a", "us-central1-a", "RUNNING", json!({}), Some("a"));
+    public["networkInterfaces"] = json!([{"networkIP": "10.128.0.2",
+        "accessConfigs": [{"type": "ONE_TO_ONE_NAT", "name": "External NAT", "natIP": "34.1.2.3"}]}]);
+    let mut private = instance("bosun-b", "us-central1-a", "RUNNING", json!({}), Some("b"));
+    private["networkInterfaces"] = json!([{"networkIP": "10.128.0.3", "accessConfigs": []}]);
+    mock.on(LIST, Reply::json(200, json!({"items": {"zones/us-central1-a": {"instances": [public, private]}}})));
+    let listed = provider(&mock.url).list().await.unwrap();
+    let addresses: Vec<Option<String>> = listed.iter().map(|i| i.ssh_address.map(|a| a.to_string())).collect();
+    assert_eq!(addresses, [Some("34.1.2.3:22".to_owned()), Some("10.128.0.3:22".to_owned())]);
 }
 
 #[tokio::test]
@@ -383,15 +456,17 @@ async fn a_token_file_is_read_on_every_call() {
 }
 
 #[test]
-fn from_config_names_the_missing_credentials_and_debug_hides_the_token() {
-    let err = GcpProvider::from_config("gcp-main", &config(), |_| None).unwrap_err();
+fn from_config_reads_the_credential_chain_and_debug_hides_the_token() {
+    let gcp = GcpProvider::from_config("gcp-main", &config(), |_| None).unwrap();
+    assert!(gcp.credential_source().contains("GCE metadata server"), "{}", gcp.credential_source());
+    let err = GcpProvider::from_config("gcp-main", &config(), |var| {
+        (var == APPLICATION_CREDENTIALS_ENV).then(|| "/nonexistent/key.json".into())
+    })
+    .unwrap_err();
     assert_eq!(kind(&err), "unauthorized", "{err}");
-    assert!(err.to_string().contains(TOKEN_ENV) && err.to_string().contains(TOKEN_FILE_ENV), "{err}");
+    assert!(err.to_string().contains("/nonexistent/key.json (GOOGLE_APPLICATION_CREDENTIALS)"), "{err}");
 
-    let wrong =
-        GcpProvider::from_config("x", &ProviderConfig::Lambda { api_key_env: "K".into() }, |_| None).unwrap_err();
-    assert_eq!(kind(&wrong), "invalid", "{wrong}");
-    let bad_zone = ProviderConfig::Gcp { project: "proj-1".into(), zone: "us/central".into() };
+    let bad_zone = gcp_config("{type: gcp, project: proj-1, zone: us/central}");
     let err = GcpProvider::from_config("x", &bad_zone, |_| Some("t".into())).unwrap_err();
     assert_eq!(kind(&err), "invalid", "{err}");
 
@@ -399,6 +474,28 @@ fn from_config_names_the_missing_credentials_and_debug_hides_the_token() {
     let debug = format!("{gcp:?}");
     assert!(!debug.contains("secret-token"), "{debug}");
     assert_eq!(gcp.kind(), ProviderType::Gcp);
+}
+
+/// A service-account key from `GOOGLE_APPLICATION_CREDENTIALS` authenticates every call.
+#[tokio::test]
+async fn a_service_account_key_authenticates_the_calls() {
+    let mock = MockApi::start().await;
+    mock.on("POST /token", Reply::json(200, json!({"access_token": "ya29.from-jwt", "expires_in": 3600})));
+    mock.on(LIST, Reply::json(200, json!({"items": {}})));
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("sa.json");
+    let file = json!({"type": "service_account", "private_key_id": "k1", "client_email": "bosun@proj-1.iam.gserviceaccount.com",
+                      "private_key": include_str!("testdata/test-service-account-key.pem"),
+                      "token_uri": format!("{}/token", mock.url)});
+    std::fs::write(&key, file.to_string()).unwrap();
+    let env = |var: &str| (var == APPLICATION_CREDENTIALS_ENV).then(|| key.display().to_string());
+    let gcp = GcpProvider::from_config("gcp-main", &config(), env).unwrap().with_base_url(&mock.url).unwrap();
+    gcp.list().await.unwrap();
+    gcp.list().await.unwrap();
+    let auth: Vec<Option<String>> =
+        mock.requests_to(LIST).iter().map(|r| r.header("authorization").map(str::to_owned)).collect();
+    assert_eq!(auth, [Some("Bearer ya29.from-jwt".to_owned()), Some("Bearer ya29.from-jwt".to_owned())]);
+    assert_eq!(mock.requests_to("POST /token").len(), 1, "the token is reused");
 }
 
 #[test]

@@ -1,17 +1,21 @@
 use serde_json::json;
 
 use super::*;
-use crate::mock::{MockApi, Reply, closed_address, provision_request};
+use crate::mock::{MockApi, Reply, closed_address, lambda_config, provision_request};
 
 const LAUNCH: &str = "POST /instance-operations/launch";
 const TERMINATE: &str = "POST /instance-operations/terminate";
 const INSTANCES: &str = "GET /instances";
 const TYPES: &str = "GET /instance-types";
 
-fn provider(url: &str) -> LambdaProvider {
+fn provider_with(url: &str, options: &str) -> LambdaProvider {
     let env = |var: &str| (var == "LAMBDA_KEY").then(|| "secret-api-key".to_owned());
-    let config = ProviderConfig::Lambda { api_key_env: "LAMBDA_KEY".into() };
-    LambdaProvider::from_config("lambda-main", &config, env).unwrap().with_base_url(url).unwrap()
+    let config = lambda_config(&format!("{{type: lambda, api_key_env: LAMBDA_KEY, endpoint: '{url}'{options}}}"));
+    LambdaProvider::from_config("lambda-main", &config, env).unwrap()
+}
+
+fn provider(url: &str) -> LambdaProvider {
+    provider_with(url, "")
 }
 
 fn error(status: u16, code: &str, message: &str) -> Reply {
@@ -47,7 +51,7 @@ fn types_reply() -> Reply {
 async fn provision_launches_one_named_instance_carrying_the_bootstrap() {
     let mock = MockApi::start().await;
     mock.on(LAUNCH, Reply::json(200, json!({"data": {"instance_ids": ["0920582c7ff041399e34823a0be62549"]}})));
-    let lambda = provider(&mock.url).with_ssh_key_names(vec!["ops".into()]);
+    let lambda = provider_with(&mock.url, ", ssh_key_names: [ops], file_system_names: [datasets]");
 
     let request = provision_request("inst-1", "gpu_8x_h100_sxm5", "us-east-1", "");
     let provisioned = lambda.provision(&request).await.unwrap();
@@ -70,6 +74,7 @@ async fn provision_launches_one_named_instance_carrying_the_bootstrap() {
     assert_eq!(body["quantity"], 1);
     assert_eq!(body["name"], "bosun-inst-1");
     assert_eq!(body["ssh_key_names"], json!(["ops"]));
+    assert_eq!(body["file_system_names"], json!(["datasets"]));
     let user_data = body["user_data"].as_str().unwrap();
     assert!(user_data.contains("BOSUN_TOKEN=\"agent-token-123\""), "{user_data}");
     assert!(user_data.contains("BOSUN_INSTANCE_ID=\"inst-1\""), "{user_data}");
@@ -81,7 +86,18 @@ async fn provision_without_ssh_keys_leaves_the_field_out() {
     let mock = MockApi::start().await;
     mock.on(LAUNCH, Reply::json(200, json!({"data": {"instance_ids": ["i1"]}})));
     provider(&mock.url).provision(&provision_request("inst-1", "gpu_1x_a10", "us-east-1", "")).await.unwrap();
-    assert!(mock.requests_to(LAUNCH)[0].json().get("ssh_key_names").is_none());
+    let body = mock.requests_to(LAUNCH)[0].json();
+    assert!(body.get("ssh_key_names").is_none() && body.get("file_system_names").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn the_pool_ssh_keys_replace_the_providers() {
+    let mock = MockApi::start().await;
+    mock.on(LAUNCH, Reply::json(200, json!({"data": {"instance_ids": ["i1"]}})));
+    let mut request = provision_request("inst-1", "gpu_1x_a10", "us-east-1", "");
+    request.ssh.keys = vec!["team".into()];
+    provider_with(&mock.url, ", ssh_key_names: [ops]").provision(&request).await.unwrap();
+    assert_eq!(mock.requests_to(LAUNCH)[0].json()["ssh_key_names"], json!(["team"]));
 }
 
 #[tokio::test]
@@ -269,6 +285,7 @@ async fn list_maps_names_back_to_instance_ids_and_states() {
     );
     assert_eq!(listed[0].region, "us-east-1");
     assert_eq!(listed[0].instance_type, "gpu_8x_h100_sxm5");
+    assert_eq!(listed[0].ssh_address, Some("198.51.100.2:22".parse().unwrap()));
 }
 
 #[tokio::test]
@@ -281,6 +298,7 @@ async fn list_round_trips_the_name_provision_sent() {
     mock.on(INSTANCES, Reply::json(200, json!({"data": [{"id": "x1", "name": name, "status": "booting"}]})));
     let listed = lambda.list().await.unwrap();
     assert_eq!(listed[0].instance_id.as_ref().map(InstanceId::as_str), Some("pool-a.7:x_1"));
+    assert_eq!(listed[0].ssh_address, None, "a booting machine has no IP yet");
 }
 
 #[tokio::test]
@@ -320,15 +338,12 @@ async fn an_unreachable_api_is_unavailable() {
 
 #[test]
 fn from_config_names_the_missing_variable_and_debug_hides_the_key() {
-    let config = ProviderConfig::Lambda { api_key_env: "MY_LAMBDA_KEY".into() };
+    let config = lambda_config("{type: lambda, api_key_env: MY_LAMBDA_KEY}");
     let err = LambdaProvider::from_config("lambda-main", &config, |_| None).unwrap_err();
     assert!(matches!(err, ProviderError::Unauthorized { .. }), "{err}");
     assert!(err.to_string().contains("MY_LAMBDA_KEY"), "{err}");
     let blank = LambdaProvider::from_config("lambda-main", &config, |_| Some("  ".into())).unwrap_err();
     assert!(matches!(blank, ProviderError::Unauthorized { .. }), "{blank}");
-
-    let wrong = LambdaProvider::from_config("x", &ProviderConfig::Aws { region: None }, |_| None).unwrap_err();
-    assert!(matches!(wrong, ProviderError::Invalid { .. }), "{wrong}");
 
     let lambda = LambdaProvider::from_config("lambda-main", &config, |_| Some("secret-api-key".into())).unwrap();
     let debug = format!("{lambda:?}");
@@ -341,7 +356,7 @@ fn from_config_names_the_missing_variable_and_debug_hides_the_key() {
 #[test]
 fn bad_base_urls_are_invalid() {
     for url in ["not a url", "ftp://example.com", "file:///tmp/x"] {
-        let err = LambdaProvider::new("l", "k").unwrap().with_base_url(url).unwrap_err();
+        let err = provider("http://127.0.0.1:9").with_base_url(url).unwrap_err();
         assert!(matches!(err, ProviderError::Invalid { .. }), "{url}: {err}");
     }
 }

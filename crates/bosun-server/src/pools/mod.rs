@@ -23,12 +23,15 @@ use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::PoolGauges;
 
+pub(crate) mod bootstrap;
 mod drift;
+mod machines;
 mod provision;
 mod replacement;
 mod scale_down;
 
 pub(crate) use drift::MissingMachines;
+pub use machines::PoolMachines;
 use provision::commit_instance;
 
 /// Who decides: one replica acts on providers at a time. A single process is always the
@@ -103,6 +106,9 @@ pub struct PoolsConfig {
     pub providers: BTreeMap<String, Arc<dyn Provider>>,
     /// What new machines' agents are told: the server URL and their registration token.
     pub bootstrap: Bootstrap,
+    /// Each pool's image and SSH access ([`PoolMachines::from_config`]); a pool without an
+    /// entry gets the providers' defaults.
+    pub machines: BTreeMap<PoolName, PoolMachines>,
     pub leadership: Arc<dyn Leadership>,
 }
 
@@ -211,6 +217,7 @@ async fn reconcile_to(
     let now = app.now();
     let mut pool = app.store.pool(name).await?;
     drift::repair_drift(app, config, name).await?;
+    bootstrap::bootstrap_machines(app, config, &pool).await?;
     let draining = scale_down::progress_scale_down(app, &pool, now).await?;
     drift::follow_terminating_nodes(app, name).await?;
     replacement::finish_terminations(app, config, name).await?;

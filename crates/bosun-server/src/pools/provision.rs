@@ -79,6 +79,7 @@ pub(super) async fn provision_one(
             .commit(WriteBatch::new(Actor::system(ACTOR), "provisioning").create_instance(instance.clone()))
             .await?;
         instance.revision = created.revision(0);
+        let machines = config.machines.get(&pool.name).cloned().unwrap_or_default();
         let provision = ProvisionRequest {
             instance_id: id.clone(),
             pool: Some(pool.name.clone()),
@@ -87,6 +88,8 @@ pub(super) async fn provision_one(
             zone: instance.zone.clone(),
             labels: pool.spec.labels.clone(),
             bootstrap: config.bootstrap.clone(),
+            ssh: machines.ssh_access(),
+            image: machines.image,
         };
         match provider.provision(&provision).await {
             Ok(accepted) => {

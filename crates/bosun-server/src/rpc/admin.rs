@@ -20,6 +20,9 @@ use crate::{nodes, remediation};
 /// Health reports returned by one GetHealthHistory call, at most.
 const MAX_HISTORY: u32 = 1000;
 const DEFAULT_HISTORY: u32 = 20;
+/// Bootstrap logs returned by one GetBootstrapLogs call: the store keeps 50 per machine.
+const MAX_BOOTSTRAP_LOGS: u32 = 50;
+const DEFAULT_BOOTSTRAP_LOGS: u32 = 10;
 const DEFAULT_EVENTS: u32 = 100;
 const MAX_EVENTS: u32 = 10_000;
 /// Events one TestPolicy call classifies, at most.
@@ -229,6 +232,19 @@ impl AdminApi {
         let reports = self.app.store.health_history(&id, limit).await?;
         Ok(v1::GetHealthHistoryResponse {
             reports: reports.iter().map(|r| convert::health_report(r.id, &r.report)).collect(),
+            ..Default::default()
+        })
+    }
+
+    async fn get_bootstrap_logs(
+        &self,
+        request: v1::GetBootstrapLogsRequest,
+    ) -> ApiResult<v1::GetBootstrapLogsResponse> {
+        let id = convert::node_id("node_id", &request.node_id)?;
+        let limit = page_size("limit", request.limit, DEFAULT_BOOTSTRAP_LOGS, MAX_BOOTSTRAP_LOGS)?;
+        let logs = crate::pools::bootstrap::bootstrap_logs(&self.app, &id, limit).await?;
+        Ok(v1::GetBootstrapLogsResponse {
+            logs: logs.iter().map(convert::bootstrap_log).collect(),
             ..Default::default()
         })
     }
@@ -551,6 +567,15 @@ impl v1::AdminService for AdminApi {
     ) -> ServiceResult<v1::GetHealthHistoryResponse> {
         allowed(&ctx, Permission::Read)?;
         Ok(Response::new(AdminApi::get_health_history(self, request.to_owned_message()).await?))
+    }
+
+    async fn get_bootstrap_logs(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::GetBootstrapLogsRequest>,
+    ) -> ServiceResult<v1::GetBootstrapLogsResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(AdminApi::get_bootstrap_logs(self, request.to_owned_message()).await?))
     }
 
     async fn list_events(

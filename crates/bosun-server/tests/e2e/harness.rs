@@ -15,7 +15,7 @@ use bosun_core::PoolSpec;
 use bosun_core::{Clock, FakeClock, NodeId, NodeRegistration};
 use bosun_provider::fake::{ControlPlaneFactory, FakeProvider, FakeSettings};
 use bosun_provider::{Bootstrap, Provider, ProvisionRequest};
-use bosun_server::{AlwaysLeader, PoolsConfig, Server, ServerHandle, Settings};
+use bosun_server::{AlwaysLeader, PoolMachines, PoolsConfig, Server, ServerHandle, Settings};
 use bosun_store::testing::{TestLocation, test_options};
 use bosun_store::{Backend, SharedStore, open_store};
 use connectrpc::client::ClientConfig;
@@ -153,15 +153,39 @@ impl Harness {
         fake: FakeSettings,
         settings: Settings,
     ) -> Option<(Harness, Arc<FakeProvider>)> {
+        Self::start_fake_pool(backend, pool, spec, fake, settings, PoolMachines::default()).await
+    }
+
+    /// [`Harness::start_with_fake_pool`] with the pool's machine settings (image, SSH).
+    pub async fn start_with_fake_pool_machines(
+        backend: Backend,
+        pool: &str,
+        spec: PoolSpec,
+        fake: FakeSettings,
+        machines: PoolMachines,
+    ) -> Option<(Harness, Arc<FakeProvider>)> {
+        Self::start_fake_pool(backend, pool, spec, fake, settings(), machines).await
+    }
+
+    async fn start_fake_pool(
+        backend: Backend,
+        pool: &str,
+        spec: PoolSpec,
+        fake: FakeSettings,
+        settings: Settings,
+        machines: PoolMachines,
+    ) -> Option<(Harness, Arc<FakeProvider>)> {
         let location = TestLocation::new(backend).await?;
         let clock = Arc::new(FakeClock::at_default_epoch());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let provider = fake_provider(fake, &clock);
+        let pool: bosun_core::PoolName = pool.parse().expect("pool name");
         let pools = PoolsConfig {
-            pools: vec![(pool.parse().expect("pool name"), spec)],
+            pools: vec![(pool.clone(), spec)],
             providers: [("fake".to_owned(), provider.clone() as Arc<dyn Provider>)].into_iter().collect(),
             bootstrap: Bootstrap { server_url: format!("http://{address}"), token: Some(AGENTS.to_owned()) },
+            machines: [(pool, machines)].into_iter().collect(),
             leadership: Arc::new(AlwaysLeader),
         };
         let mut harness = Harness {

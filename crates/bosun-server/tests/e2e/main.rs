@@ -5,6 +5,7 @@ mod harness;
 
 mod auth;
 mod bad_input;
+mod bootstrap;
 mod commands;
 mod connections;
 mod endpoints;
@@ -20,4 +21,5 @@ mod pools;
 mod properties;
 mod remediation;
 mod restart;
+mod ssh_server;
 mod tls;

@@ -294,6 +294,8 @@ async fn machines_of_lost_calls_are_adopted_or_terminated(backend: Backend) {
             zone: String::new(),
             labels: Default::default(),
             bootstrap: Bootstrap { server_url: h.url(), token: None },
+            image: None,
+            ssh: Default::default(),
         };
         machines.push(cloud.provision(&provision).await.expect("machine").provider_instance_id);
     }

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::remote::{Admin, Remote, call};
 use crate::output;
-use crate::views::{self, CommandRow, HealthReportRow, NodeRow};
+use crate::views::{self, BootstrapLogRow, CommandRow, HealthReportRow, NodeRow};
 
 #[derive(Debug, Args)]
 pub struct NodesArgs {
@@ -74,6 +74,14 @@ enum NodesCommand {
         node: String,
         /// How many reports, newest first.
         #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// What bosun's SSH bootstrap ran on a node's machine and what it printed, newest
+    /// attempt first (NODE may also be an instance id, for machines that never registered).
+    BootstrapLog {
+        node: String,
+        /// Attempts to show, newest first (at most 50).
+        #[arg(long, default_value_t = 10)]
         limit: u32,
     },
 }
@@ -243,6 +251,12 @@ pub async fn run(args: &NodesArgs) -> anyhow::Result<ExitCode> {
             let response = call!(admin, get_health_history, request);
             let reports: Vec<HealthReportRow> = response.reports.iter().map(HealthReportRow::from_wire).collect();
             output::render(format, &reports, || views::health_table(&reports).render())?
+        }
+        NodesCommand::BootstrapLog { node, limit } => {
+            let request = v1::GetBootstrapLogsRequest { node_id: node.clone(), limit: *limit, ..Default::default() };
+            let response = call!(admin, get_bootstrap_logs, request);
+            let logs: Vec<BootstrapLogRow> = response.logs.iter().map(BootstrapLogRow::from_wire).collect();
+            output::render(format, &logs, || views::bootstrap_logs(node, &logs))?
         }
     };
     print!("{text}");

@@ -11,7 +11,7 @@ use bosun_config::{Config, ProviderConfig, Role};
 use bosun_core::SystemClock;
 use bosun_provider::fake::{ControlPlaneFactory, FakeProvider, FakeSettings};
 use bosun_provider::{Bootstrap, Provider};
-use bosun_server::{AlwaysLeader, PoolsConfig, Server, Settings};
+use bosun_server::{AlwaysLeader, PoolMachines, PoolsConfig, Server, Settings};
 use bosun_store::{Database, StoreLocation, StoreOptions};
 use clap::Args;
 use tokio::net::TcpListener;
@@ -128,6 +128,7 @@ fn pools_config(config: &Config, local_url: &str) -> anyhow::Result<Option<Pools
         pools: config.pool_specs(),
         providers,
         bootstrap: Bootstrap { server_url: config.server.external_address.clone(), token },
+        machines: PoolMachines::from_config(config),
         leadership: Arc::new(AlwaysLeader),
     }))
 }
