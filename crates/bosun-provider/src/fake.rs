@@ -29,6 +29,8 @@ pub struct FakeSettings {
     pub boot_delay: Duration,
     /// Machines that may exist at once (not counting terminated ones); `None`: unlimited.
     pub capacity: Option<u32>,
+    /// Where machines run when the request names no region (or zone): a fake cloud serves
+    /// whatever region a pool asks for, so its nodes and instances agree.
     pub region: String,
     pub zone: String,
     pub names: MachineNames,
@@ -72,6 +74,8 @@ struct Machine {
     node_id: NodeId,
     state: ProviderInstanceState,
     instance_type: String,
+    region: String,
+    zone: String,
     gpus: Arc<FakeGpus>,
     shutdown: CancellationToken,
 }
@@ -199,6 +203,9 @@ impl Provider for FakeProvider {
     }
 
     async fn provision(&self, request: &ProvisionRequest) -> Result<Provisioned, ProviderError> {
+        let or_default = |asked: &str, default: &str| if asked.is_empty() { default } else { asked }.to_owned();
+        let region = or_default(&request.region, &self.settings.region);
+        let zone = or_default(&request.zone, &self.settings.zone);
         let (id, node_id, gpus, shutdown, boots) = {
             let mut state = self.lock();
             if let Some(error) = state.scripted_failures.pop_front().or_else(|| state.outage.clone()) {
@@ -238,6 +245,8 @@ impl Provider for FakeProvider {
                 Machine {
                     instance_id: request.instance_id.clone(),
                     node_id: node_id.clone(),
+                    region: region.clone(),
+                    zone: zone.clone(),
                     state: ProviderInstanceState::Pending,
                     instance_type: request.instance_type.clone(),
                     gpus: Arc::clone(&gpus),
@@ -251,8 +260,8 @@ impl Provider for FakeProvider {
                 .map_err(|message| self.error(|provider| ProviderError::Invalid { provider, message }))?;
             let mut options = AgentOptions::new(node_id);
             options.provider = self.name.clone();
-            options.region = self.settings.region.clone();
-            options.zone = self.settings.zone.clone();
+            options.region = region.clone();
+            options.zone = zone.clone();
             options.instance_type = request.instance_type.clone();
             options.pool = request.pool.clone();
             options.labels = request.labels.clone();
@@ -278,11 +287,7 @@ impl Provider for FakeProvider {
         } else {
             set_state(&self.state, &id, ProviderInstanceState::Running);
         }
-        Ok(Provisioned {
-            provider_instance_id: id,
-            region: self.settings.region.clone(),
-            zone: self.settings.zone.clone(),
-        })
+        Ok(Provisioned { provider_instance_id: id, region, zone })
     }
 
     async fn terminate(&self, provider_instance_id: &str) -> Result<(), ProviderError> {
@@ -308,8 +313,8 @@ impl Provider for FakeProvider {
                 instance_id: Some(m.instance_id.clone()),
                 state: m.state,
                 instance_type: m.instance_type.clone(),
-                region: self.settings.region.clone(),
-                zone: self.settings.zone.clone(),
+                region: m.region.clone(),
+                zone: m.zone.clone(),
                 ssh_address: self.settings.ssh_address,
             })
             .collect())
@@ -347,6 +352,8 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         registered: StdMutex<Vec<(NodeId, Option<String>)>>,
+        /// Each registration's region and zone.
+        places: StdMutex<Vec<(String, String)>>,
         registrations: tokio::sync::Notify,
     }
 
@@ -354,6 +361,7 @@ mod tests {
     impl ControlPlane for Recorder {
         async fn register(&self, r: &NodeRegistration, instance: Option<&str>) -> Result<AgentConfig, RpcError> {
             self.registered.lock().expect("lock").push((r.node_id.clone(), instance.map(str::to_owned)));
+            self.places.lock().expect("lock").push((r.region.clone(), r.zone.clone()));
             self.registrations.notify_waiters();
             Ok(AgentConfig::default())
         }
@@ -412,6 +420,27 @@ mod tests {
         cloud.terminate("never-existed").await.expect("terminating an unknown machine is fine");
         assert_eq!(cloud.list().await.expect("list")[0].state, ProviderInstanceState::Terminated);
         assert_eq!(cloud.live_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_machine_runs_where_it_was_asked_and_its_node_says_so() {
+        let (cloud, recorder) = cloud(FakeSettings::default());
+        let registered = recorder.registrations.notified();
+        let mut asked = request("i-2");
+        asked.region = "us-east-1".into();
+        asked.zone = "us-east-1b".into();
+        let provisioned = cloud.provision(&asked).await.expect("provision");
+        registered.await;
+        assert_eq!((provisioned.region.as_str(), provisioned.zone.as_str()), ("us-east-1", "us-east-1b"));
+        let listed = cloud.list().await.expect("list");
+        assert_eq!((listed[0].region.as_str(), listed[0].zone.as_str()), ("us-east-1", "us-east-1b"));
+        let places = recorder.places.lock().expect("lock").clone();
+        assert_eq!(places, [("us-east-1".to_owned(), "us-east-1b".to_owned())], "the agent registers there too");
+        // A request naming no place gets the provider's.
+        let mut unplaced = request("i-3");
+        unplaced.region = String::new();
+        let provisioned = cloud.provision(&unplaced).await.expect("provision");
+        assert_eq!((provisioned.region.as_str(), provisioned.zone.as_str()), ("local", "local-a"));
     }
 
     #[tokio::test]
