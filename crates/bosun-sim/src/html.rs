@@ -347,7 +347,7 @@ table{{border-collapse:collapse;margin:8px 0}} td,th{{border:1px solid #ddd;padd
         r.events.iter().map(|e| {
             vec![
                 format!("{:.1}s", e.at_s),
-                format!("{:?}", e.action).to_lowercase(),
+                e.action.to_string(),
                 e.target.clone(),
                 format!("{} {}", if e.ok { "ok" } else { "FAILED" }, e.detail),
             ]

@@ -132,6 +132,15 @@ pub enum Action {
     RestartServer,
 }
 
+impl std::fmt::Display for Action {
+    /// The action as scenarios write it (`inject_failure`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A unit variant always serializes to its name.
+        let name = serde_yaml::to_string(self).unwrap_or_default();
+        f.write_str(name.trim())
+    }
+}
+
 /// A timed step.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

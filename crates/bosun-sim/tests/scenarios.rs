@@ -105,7 +105,7 @@ fn a_failing_event_stops_the_run_and_names_the_event() {
     );
     let report = run_on(Backend::Sqlite, &scenario, 1).expect("sqlite");
     let failure = report.failure.clone().expect("failed");
-    assert!(failure.contains("WaitForStatus node-1 at 1s failed"), "{failure}");
+    assert!(failure.contains("wait_for_status node-1 at 1s failed"), "{failure}");
     assert!(failure.contains("did not become cordoned within 5s"), "{failure}");
     assert_eq!(report.events.len(), 2, "the run stopped at the failed event");
     assert!(report.simulated_s < 10.0);

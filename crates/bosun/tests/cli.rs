@@ -414,7 +414,7 @@ fn sim_validate_names_the_bad_key() {
         .expect("write scenario");
     let listed = ok(bosun().args(["sim", "validate"]).arg(&scenario));
     assert!(
-        listed.contains("InjectFailure n failure_type=xid_error xid_code=79"),
+        listed.contains("inject_failure n failure_type=xid_error xid_code=79"),
         "each event with its parameters: {listed}"
     );
     let output = run(bosun().args(["sim", "validate", "../../scenarios/stress/1000-node-chaos.yaml"]));

@@ -345,7 +345,7 @@ impl Sim {
             });
             if let Err(problem) = outcome {
                 failure = Some(format!(
-                    "event {:?} {} at {} failed: {problem}",
+                    "event {} {} at {} failed: {problem}",
                     event.action,
                     event.target,
                     bosun_config::duration::format(event.at.0)

@@ -125,7 +125,7 @@ fn describe(scenario: &Scenario) -> String {
     }
     out.push('\n');
     for event in scenario.timeline() {
-        let line = format!("  {:>8} {:?} {}", bosun_config::duration::format(event.at.0), event.action, event.target);
+        let line = format!("  {:>8} {} {}", bosun_config::duration::format(event.at.0), event.action, event.target);
         let params = event.params.describe();
         if params.is_empty() {
             out.push_str(line.trim_end());
