@@ -19,6 +19,8 @@ use bosun_core::{
 use crate::error::{Result, StoreError};
 use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest};
 use crate::rules;
+use crate::rules::linked_instance_error;
+use crate::soft_state::{dedupe_heartbeats, dedupe_samples};
 use crate::store::{Backend, IntegrityFinding, RetentionPolicy, RetentionReport, Store, StoreCounts, StoreOptions};
 use crate::write::{Committed, StoredHealthReport, Write, WriteBatch, WriteOutcome};
 
@@ -601,50 +603,8 @@ impl Tx<'_> {
     }
 }
 
-/// Deleting a node that an instance still points at would silently rewrite the instance;
-/// callers unlink it explicitly (in the same batch) instead.
-pub(crate) fn linked_instance_error(node: &NodeId, instance: &InstanceId) -> StoreError {
-    StoreError::invalid(
-        "node_id",
-        format_args!("node {node} is still linked to instance {instance}; unlink the instance in the same batch first"),
-    )
-}
-
 fn is_gone(state: InstanceState) -> bool {
     matches!(state, InstanceState::Terminated | InstanceState::Failed)
-}
-
-/// Keeps the latest heartbeat per node, as the SQL backends must (one upsert per row), in
-/// node order so the database walks its index front to back.
-pub(crate) fn dedupe_heartbeats(batch: &[Heartbeat]) -> Vec<Heartbeat> {
-    let mut latest: HashMap<&NodeId, Timestamp> = HashMap::with_capacity(batch.len());
-    for hb in batch {
-        latest.entry(&hb.node_id).and_modify(|at| *at = (*at).max(hb.at)).or_insert(hb.at);
-    }
-    let mut deduped: Vec<Heartbeat> =
-        latest.into_iter().map(|(node_id, at)| Heartbeat { node_id: node_id.clone(), at }).collect();
-    deduped.sort_unstable_by(|a, b| a.node_id.cmp(&b.node_id));
-    deduped
-}
-
-/// Keeps the latest sample per (node, ring slot), as the SQL backends must.
-pub(crate) fn dedupe_samples<'a>(
-    batch: &'a [MetricSample],
-    retention: &crate::store::SampleRetention,
-) -> Vec<(u32, &'a MetricSample)> {
-    let mut latest: HashMap<(&NodeId, u32), &MetricSample> = HashMap::with_capacity(batch.len());
-    for sample in batch {
-        let key = (&sample.node_id, retention.slot(sample.at));
-        latest
-            .entry(key)
-            .and_modify(|kept| {
-                if sample.at >= kept.at {
-                    *kept = sample;
-                }
-            })
-            .or_insert(sample);
-    }
-    latest.into_iter().map(|((_, slot), sample)| (slot, sample)).collect()
 }
 
 #[async_trait]

@@ -215,3 +215,12 @@ pub(crate) fn snapshot<T: serde::Serialize>(resource: &T) -> serde_json::Value {
 pub(crate) fn command_id_text(id: &CommandId) -> String {
     id.to_string()
 }
+
+/// Deleting a node that an instance still points at would silently rewrite the instance;
+/// callers unlink it explicitly (in the same batch) instead.
+pub(crate) fn linked_instance_error(node: &NodeId, instance: &bosun_core::InstanceId) -> StoreError {
+    StoreError::invalid(
+        "node_id",
+        format_args!("node {node} is still linked to instance {instance}; unlink the instance in the same batch first"),
+    )
+}

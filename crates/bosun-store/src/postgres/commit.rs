@@ -601,7 +601,7 @@ async fn delete_node(tx: &mut PgConnection, cx: &Cx<'_>, id: &NodeId, expected: 
         .await
         .map_err(|e| map_err(e, None))?;
     if let Some(instance) = linked {
-        return Err(crate::memory::linked_instance_error(id, &parse("instances.instance_id", &instance)?));
+        return Err(crate::rules::linked_instance_error(id, &parse("instances.instance_id", &instance)?));
     }
     // The node's commands go with it (ON DELETE CASCADE); record their deletion so the
     // change log stays a complete account of what exists.

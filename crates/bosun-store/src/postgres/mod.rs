@@ -24,9 +24,9 @@ use sqlx::types::Json;
 use sqlx::{ConnectOptions, Connection as _, Postgres, QueryBuilder};
 
 use crate::error::{Result, StoreError};
-use crate::memory::{dedupe_heartbeats, dedupe_samples};
 use crate::open::ConnectSettings;
 use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest, command_key};
+use crate::soft_state::{dedupe_heartbeats, dedupe_samples};
 use crate::sql::rows::{
     BootstrapLogRow, ChangeRow, CommandEventRow, CommandRow, GpuRow, HealthReportRow, InstanceRow, NodeRow, PolicyRow,
     PoolRow, SampleRow,

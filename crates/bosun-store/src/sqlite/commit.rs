@@ -321,7 +321,7 @@ fn delete_node(conn: &Connection, cx: &Cx<'_>, id: &NodeId, expected: Option<Rev
         .query_row([id.as_str()], |row| row.get(0))
         .optional()?;
     if let Some(instance) = linked {
-        return Err(crate::memory::linked_instance_error(id, &parse("instances.instance_id", &instance)?));
+        return Err(crate::rules::linked_instance_error(id, &parse("instances.instance_id", &instance)?));
     }
     // The node's commands go with it (ON DELETE CASCADE); record their deletion so the
     // change log stays a complete account of what exists.

@@ -30,8 +30,8 @@ pub(crate) use self::schema::{
 };
 use self::writer::Writer;
 use crate::error::{Result, StoreError};
-use crate::memory::{dedupe_heartbeats, dedupe_samples};
 use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest, command_key};
+use crate::soft_state::{dedupe_heartbeats, dedupe_samples};
 use crate::sql::{SlowLog, to_json};
 use crate::store::{
     Backend, IntegrityFinding, PoolStats, RetentionPolicy, RetentionReport, Store, StoreCounts, StoreOptions,
