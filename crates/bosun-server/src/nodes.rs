@@ -6,6 +6,8 @@
 //! and an operator's cordon racing on one node all land, each on the state the previous
 //! one left, and none is lost.
 
+use std::sync::Arc;
+
 use bosun_core::node::Gpu;
 use bosun_core::{
     Actor, ClassifiedEvent, Health, HealthReport, Instance, InstanceId, InstanceState, InstanceTrigger, Node, NodeId,
@@ -201,6 +203,9 @@ pub(crate) struct ReportOutcome {
     pub verdicts: Vec<Verdict>,
 }
 
+/// Reports with at most this many events are classified on the async worker itself.
+const INLINE_CLASSIFICATION: usize = 32;
+
 /// Applies a health report: classifies its events with the active policy, stores it when
 /// it says something (events, a problem, or a change of health), updates the node's
 /// health, and moves the node to UNHEALTHY when the report is.
@@ -212,7 +217,16 @@ pub(crate) async fn report_health(
 ) -> ApiResult<ReportOutcome> {
     let now = app.now();
     let active = app.policies.current();
-    let report = active.policy.report(node_id.clone(), now, results, events);
+    // A few events classify in microseconds; a full report (up to 1,000) takes tens of
+    // milliseconds of CEL, which would stall an async worker's other requests.
+    let report = if events.len() <= INLINE_CLASSIFICATION {
+        active.policy.report(node_id.clone(), now, results, events)
+    } else {
+        let (policy, node) = (Arc::clone(&active), node_id.clone());
+        tokio::task::spawn_blocking(move || policy.policy.report(node, now, results, events))
+            .await
+            .map_err(|e| ApiError::Internal(format!("classifying the report failed: {e}")))?
+    };
     for classified in &report.events {
         let verdict = &classified.verdict;
         app.metrics.policy_evaluation(verdict.rule.as_deref(), verdict.health, verdict.errors.len());

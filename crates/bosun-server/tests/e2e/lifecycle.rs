@@ -12,6 +12,7 @@ on_sql_backends!(
     three_agents_register_and_a_fatal_xid_makes_one_unhealthy,
     registration_is_idempotent_and_does_not_launder_unhealthy,
     terminated_nodes_are_kept_then_deleted,
+    a_large_report_is_judged_event_by_event,
 );
 
 fn command(node: &str, kind: v1::CommandType) -> v1::IssueCommandRequest {
@@ -155,5 +156,40 @@ async fn terminated_nodes_are_kept_then_deleted(backend: Backend) {
     h.server().retention().await.expect("retention");
     let (code, _) = refused(h.root().get_node(v1::GetNodeRequest { node_id: "n1".into(), ..Default::default() }).await);
     assert_eq!(code, ErrorCode::NotFound);
+    h.stop().await;
+}
+
+/// Reports above a few dozen events are classified on the blocking pool; the verdict must
+/// be the same as for a small report: every event judged, the worst one decides.
+async fn a_large_report_is_judged_event_by_event(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let client = h.agent_client();
+    client.register(&registration("n1"), None).await.expect("register");
+    let event = |index: usize, xid: &str| bosun_core::HealthEvent {
+        timestamp: h.clock.now(),
+        gpu_index: (index % 8) as i32,
+        gpu_uuid: format!("GPU-n1-{}", index % 8),
+        system: bosun_core::HealthSystem::Driver,
+        event_type: bosun_core::EventType::Xid,
+        metrics: [("xid_code".to_owned(), xid.to_owned())].into(),
+        message: format!("Xid {xid}"),
+    };
+    // 199 application-class XIDs (restart the app: DEGRADED) and one XID 48 (double-bit ECC).
+    let mut events: Vec<_> = (0..199).map(|i| event(i, "13")).collect();
+    events.insert(120, event(120, "48"));
+    client.report_health(&node_id("n1"), &[], &events).await.expect("report");
+
+    let node = h.node("n1").await;
+    assert_eq!(status_of(&node), v1::NodeStatus::NODE_STATUS_UNHEALTHY, "the one fatal event decides");
+    let history = h
+        .root()
+        .get_health_history(v1::GetHealthHistoryRequest { node_id: "n1".into(), ..Default::default() })
+        .await
+        .expect("history")
+        .into_owned();
+    let report = history.reports.first().expect("the report is stored");
+    assert_eq!(report.events.len(), 200, "every event is kept");
+    let judged = report.events.iter().filter(|e| e.verdict.as_option().is_some()).count();
+    assert_eq!(judged, 200, "and every event carries its verdict");
     h.stop().await;
 }
