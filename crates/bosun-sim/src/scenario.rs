@@ -573,6 +573,10 @@ impl fmt::Display for FailureType {
     }
 }
 
+/// The Navarch simulator's agent intervals, used when the scenario's `config` sets none.
+const SIM_HEARTBEAT_INTERVAL: &str = "3s";
+const SIM_HEALTH_CHECK_INTERVAL: &str = "5s";
+
 /// Commands `issue_command` sends, in Navarch's names and bosun's.
 pub const COMMAND_TYPES: &[&str] = &["cordon", "uncordon", "drain", "terminate", "run_diagnostic", "diagnose"];
 
@@ -627,7 +631,50 @@ impl Scenario {
         if let Some(stress) = &self.stress {
             validate_stress(stress)?;
         }
+        if self.config.is_some() {
+            self.control_plane_config()?;
+        }
         Ok(())
+    }
+
+    /// The embedded control plane's configuration: the `config` document, with the Navarch
+    /// simulator's agent intervals where it sets none. Errors name the key under `config`;
+    /// providers must be fake (the simulator provisions no real machines).
+    pub fn control_plane_config(&self) -> Result<bosun_config::Config, ScenarioError> {
+        let mut document = self.config.clone().unwrap_or(serde_yaml::Value::Mapping(Default::default()));
+        let serde_yaml::Value::Mapping(root) = &mut document else {
+            return Err(ScenarioError::at("config", "must be a mapping (a bosun configuration document)"));
+        };
+        let server = root
+            .entry(serde_yaml::Value::String("server".into()))
+            .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+        let serde_yaml::Value::Mapping(server) = server else {
+            return Err(ScenarioError::at("config.server", "must be a mapping"));
+        };
+        for (key, value) in
+            [("heartbeat_interval", SIM_HEARTBEAT_INTERVAL), ("health_check_interval", SIM_HEALTH_CHECK_INTERVAL)]
+        {
+            server
+                .entry(serde_yaml::Value::String(key.into()))
+                .or_insert_with(|| serde_yaml::Value::String(value.into()));
+        }
+        let text = serde_yaml::to_string(&document).map_err(|e| ScenarioError::at("config", e.to_string()))?;
+        // Lines would count in the re-written document, not the scenario: name keys only.
+        let config =
+            bosun_config::Config::from_yaml_str(&text, |name| std::env::var(name).ok()).map_err(|e| ScenarioError {
+                path: Some(e.key().map_or_else(|| "config".to_owned(), |key| format!("config.{key}"))),
+                line: None,
+                message: e.problem().to_owned(),
+            })?;
+        for (name, provider) in &config.providers {
+            if provider.provider_type() != bosun_config::ProviderType::Fake {
+                return Err(ScenarioError::at(
+                    format!("config.providers.{name}.type"),
+                    format!("is {}; the simulator runs fake providers only", provider.provider_type()),
+                ));
+            }
+        }
+        Ok(config)
     }
 
     /// The events in the order they run: by `at`, file order among equal times.
@@ -724,7 +771,12 @@ fn validate_event(path: &str, event: &Event) -> Result<(), ScenarioError> {
 fn validate_assertion(path: &str, kind: AssertionKind, expected: &str) -> Result<(), ScenarioError> {
     let result = match kind {
         AssertionKind::NodeCount => expected.parse::<CountExpectation>().map(drop),
-        AssertionKind::NodeStatus | AssertionKind::HealthStatus => expected.parse::<ExpectedStatus>().map(drop),
+        AssertionKind::NodeStatus => expected.parse::<ExpectedStatus>().map(drop),
+        AssertionKind::HealthStatus => expected.parse::<ExpectedStatus>().and_then(|wanted| {
+            wanted.health().map(drop).ok_or_else(|| {
+                format!("health_status compares a health: healthy, degraded, unhealthy or unknown, not {expected:?}")
+            })
+        }),
         AssertionKind::Remediation => expected.parse::<RemediationExpectation>().map(drop),
     };
     result.map_err(|e| ScenarioError::at(format!("{path}.expected"), e))
@@ -849,6 +901,18 @@ impl FromStr for ExpectedStatus {
                      terminated, or a health (healthy, degraded, unknown)"
             )
         })
+    }
+}
+
+impl ExpectedStatus {
+    /// The health a `health_status` check compares. `unhealthy` names a status and a
+    /// health alike; there it means the health.
+    pub fn health(self) -> Option<bosun_core::Health> {
+        match self {
+            ExpectedStatus::Health(health) => Some(health),
+            ExpectedStatus::Status(bosun_core::NodeStatus::Unhealthy) => Some(bosun_core::Health::Unhealthy),
+            ExpectedStatus::Status(_) => None,
+        }
     }
 }
 

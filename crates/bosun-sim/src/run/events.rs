@@ -236,13 +236,19 @@ impl Sim {
         };
         let kind = kind.map_err(|e| e.to_string())?;
         let (wire, custom_name) = convert::command_type(&kind);
+        // Navarch handed `command_args.reason` on as the command's reason (to the notifier).
+        let reason = p
+            .command_args
+            .get("reason")
+            .and_then(scalar_text)
+            .unwrap_or_else(|| format!("scenario {}", self.scenario.name));
         let parameters = p.command_args.iter().filter_map(|(k, v)| scalar_text(v).map(|v| (k.clone(), v))).collect();
         let request = v1::IssueCommandRequest {
             node_id: target.to_owned(),
             r#type: wire.into(),
             custom_name,
             parameters,
-            reason: format!("scenario {}", self.scenario.name),
+            reason,
             ..Default::default()
         };
         let response =

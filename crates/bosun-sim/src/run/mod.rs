@@ -62,9 +62,6 @@ const WAIT_POLL: Duration = Duration::from_millis(500);
 const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_STRESS_DURATION: Duration = Duration::from_secs(600);
-/// The Navarch simulator's agent intervals, used when the scenario's `config` sets none.
-const SIM_HEARTBEAT_INTERVAL: &str = "3s";
-const SIM_HEALTH_CHECK_INTERVAL: &str = "5s";
 /// How long `restart_server` waits in real time for the old control plane to stop before
 /// it lets simulated time move (for a shutdown that waits on its timeout).
 const RESTART_REAL_WAIT: Duration = Duration::from_secs(5);
@@ -186,7 +183,7 @@ impl Sim {
         // First of all: from here on simulated time moves only when the driver moves it
         // (connecting to the store must not see its timeouts fire in simulated time).
         let driver = TimeDriver::new(options.pace, options.step, in_flight.clone(), (*clock).clone());
-        let config = control_plane_config(scenario)?;
+        let config = scenario.control_plane_config().map_err(|e| SimError::Config(e.to_string()))?;
         let mut settings = Settings::from_config(&config);
         settings.health_policy = config.server.health_policy.clone();
         // The API port's timeouts guard a real server against stalled peers on the wall
@@ -510,28 +507,6 @@ impl Sim {
 
 /// Longer than any scenario: connection timeouts that never fire.
 const CONNECTION_TIMEOUTS_OFF: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// The control plane's configuration: the scenario's `config` document, with the
-/// Navarch simulator's agent intervals where it sets none.
-fn control_plane_config(scenario: &Scenario) -> Result<Config, SimError> {
-    let mut document = scenario.config.clone().unwrap_or(serde_yaml::Value::Mapping(Default::default()));
-    let serde_yaml::Value::Mapping(root) = &mut document else {
-        return Err(SimError::Config("config must be a mapping (a bosun configuration document)".into()));
-    };
-    let server = root
-        .entry(serde_yaml::Value::String("server".into()))
-        .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
-    let serde_yaml::Value::Mapping(server) = server else {
-        return Err(SimError::Config("config.server must be a mapping".into()));
-    };
-    for (key, value) in
-        [("heartbeat_interval", SIM_HEARTBEAT_INTERVAL), ("health_check_interval", SIM_HEALTH_CHECK_INTERVAL)]
-    {
-        server.entry(serde_yaml::Value::String(key.into())).or_insert_with(|| serde_yaml::Value::String(value.into()));
-    }
-    let text = serde_yaml::to_string(&document).map_err(|e| SimError::Config(e.to_string()))?;
-    Config::from_yaml_str(&text, |name| std::env::var(name).ok()).map_err(|e| SimError::Config(e.to_string()))
-}
 
 /// A seed from the time of day, for scenarios that ask for none (reported, so the run
 /// can be repeated).
