@@ -4,25 +4,18 @@
 //! plain `#[test]`s. The small scenarios run on SQLite, and the ones that exercise the
 //! store hardest also on PostgreSQL (skipped without it, a failure under CI).
 
+mod common;
+
 use std::path::PathBuf;
 
-use bosun_sim::{Pace, Report, RunOptions, Scenario, run_scenario};
+use bosun_sim::{Pace, RunOptions, Scenario};
 use bosun_store::Backend;
-use bosun_store::testing::TestLocation;
+use common::{inline, run_on, run_with};
 
 fn scenario_file(name: &str) -> Scenario {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scenarios").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     Scenario::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn run_on(backend: Backend, scenario: &Scenario, seed: u64) -> Option<Report> {
-    run_with(backend, scenario, RunOptions { pace: Pace::Virtual, seed: Some(seed), ..RunOptions::default() })
-}
-
-fn run_with(backend: Backend, scenario: &Scenario, options: RunOptions) -> Option<Report> {
-    let location = tokio::runtime::Runtime::new().expect("runtime").block_on(TestLocation::new(backend))?;
-    Some(run_scenario(scenario, &location.location, &options).expect("the simulation runs"))
 }
 
 fn assert_passes(backend: Backend, file: &str) {
@@ -77,10 +70,6 @@ fn scheduled_scaling_follows_its_window() {
     let decisions = &report.pools["training"];
     assert!(decisions.iter().any(|d| d.target == 5), "scaled up in the window");
     assert_eq!(decisions.last().map(|d| d.target), Some(2), "back to the floor after it");
-}
-
-fn inline(text: &str) -> Scenario {
-    Scenario::parse(text).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
