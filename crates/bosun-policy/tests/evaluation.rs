@@ -116,6 +116,47 @@ fn the_event_variable_has_every_field() {
     assert_eq!(policy.classify(&dbe), verdict(Health::Unhealthy, Some("fields"), &[]));
 }
 
+/// Conditions compare `event.system` with the DCGM names and `event.event_type` with the
+/// lower-case type names, as Navarch's policies write them; every value of each is
+/// distinguished, including the types the default policy leaves healthy.
+#[test]
+fn system_and_event_type_strings_are_compared_as_navarch_writes_them() {
+    let systems: Vec<(String, String, String)> = S::ALL
+        .iter()
+        .map(|s| (format!("system-{}", s.as_str()), format!("event.system == '{}'", s.as_str()), "degraded".to_owned()))
+        .collect();
+    let rules: Vec<(&str, &str, &str)> = systems.iter().map(|(n, c, r)| (n.as_str(), c.as_str(), r.as_str())).collect();
+    let by_system = policy(&rules);
+    for system in S::ALL {
+        let classified = by_system.classify(&event(T::Unknown, *system, &[]));
+        assert_eq!(classified.rule, Some(format!("system-{}", system.as_str())), "{system:?}");
+    }
+    assert_eq!(S::Unknown.as_str(), "DCGM_HEALTH_WATCH_UNKNOWN");
+    assert_eq!(S::Nvswitch.as_str(), "DCGM_HEALTH_WATCH_NVSWITCH");
+
+    let by_type = policy(&[
+        ("memory", "event.event_type == 'memory'", "degraded"),
+        ("driver", "event.event_type == 'driver_error'", "unhealthy"),
+        ("unknown", "event.event_type == 'unknown'", "degraded"),
+        (
+            "the-rest",
+            "event.event_type in ['xid', 'thermal', 'power', 'nvlink', 'pcie', 'ecc_sbe', 'ecc_dbe']",
+            "healthy",
+        ),
+    ]);
+    let expected = |t: T| match t {
+        T::Memory => (Health::Degraded, "memory"),
+        T::DriverError => (Health::Unhealthy, "driver"),
+        T::Unknown => (Health::Degraded, "unknown"),
+        _ => (Health::Healthy, "the-rest"),
+    };
+    for event_type in T::ALL {
+        let classified = by_type.classify(&event(*event_type, S::Unknown, &[]));
+        let (health, rule) = expected(*event_type);
+        assert_eq!((classified.health, classified.rule.as_deref()), (health, Some(rule)), "{event_type:?}");
+    }
+}
+
 #[test]
 fn conditions_see_only_the_event() {
     let policy = policy(&[("typo", "evnt.event_type == 'xid'", "unhealthy")]);
