@@ -7,6 +7,7 @@ use std::time::Duration;
 use bosun_api::{navarch, v1};
 use bosun_core::PoolSpec;
 use bosun_provider::fake::FakeSettings;
+use bosun_server::Settings;
 use bosun_store::Backend;
 use connectrpc::ErrorCode;
 use connectrpc::client::{ClientConfig, HttpClient};
@@ -18,6 +19,7 @@ on_sql_backends!(
     navarch_speaks_connect_json_and_grpc_beside_bosun,
     a_shared_token_acts_for_navarch_nodes_only_without_a_node_token_key,
     navarch_lists_a_pools_instances,
+    navarchs_register_answer_carries_the_servers_intervals,
 );
 
 fn client(h: &Harness, token: &str) -> navarch::ControlPlaneServiceClient<HttpClient> {
@@ -347,5 +349,20 @@ async fn navarch_lists_a_pools_instances(backend: Backend) {
     assert!(instance.created_at.is_set() && instance.ready_at.is_set() && !instance.terminated_at.is_set());
     let missing = navarch::GetInstanceRequest { instance_id: "nope".into(), ..Default::default() };
     assert_eq!(refused(cli.get_instance(missing).await).0, ErrorCode::NotFound);
+    h.stop().await;
+}
+
+/// navarch-node adopts both intervals from RegisterNode's answer (NodeConfig): each must
+/// be the server's own setting, in whole seconds.
+async fn navarchs_register_answer_carries_the_servers_intervals(backend: Backend) {
+    let settings = Settings {
+        heartbeat_interval: Duration::from_secs(3),
+        health_check_interval: Duration::from_secs(7),
+        ..settings()
+    };
+    let Some(h) = Harness::start_with(backend, settings).await else { return };
+    let registered = client(&h, AGENTS).register_node(registration_of("n1")).await.expect("RegisterNode").into_owned();
+    let config = registered.config.as_option().expect("config");
+    assert_eq!((config.heartbeat_interval_seconds, config.health_check_interval_seconds), (3, 7));
     h.stop().await;
 }

@@ -22,6 +22,7 @@ on_sql_backends!(
     cordon_uncordon_and_drain_reach_the_scheduler_in_order_and_are_retried,
     a_scheduler_that_never_answers_is_reported_and_blocks_nothing,
     a_scale_down_waits_for_the_scheduler_to_say_drained,
+    a_scheduler_that_hangs_is_cut_off_at_the_webhook_timeout,
 );
 
 /// What the stand-in scheduler received.
@@ -99,6 +100,11 @@ async fn on_drain_status(
 /// Harness settings with the webhook notifier pointed at `base`, retrying `attempts`
 /// times with short delays.
 fn settings_for(base: &str, attempts: u32) -> Settings {
+    settings_with_timeout(base, attempts, "5s")
+}
+
+/// [`settings_for`] with the webhook's `timeout`.
+fn settings_with_timeout(base: &str, attempts: u32, timeout: &str) -> Settings {
     let text = format!(
         "server:
   notifier:
@@ -108,7 +114,7 @@ fn settings_for(base: &str, attempts: u32) -> Settings {
       uncordon_url: {base}/events/uncordon
       drain_url: {base}/events/drain
       drain_status_url: {base}/drained
-      timeout: 5s
+      timeout: {timeout}
       headers:
         Authorization: Bearer scheduler-secret
 "
@@ -281,5 +287,43 @@ async fn a_scale_down_waits_for_the_scheduler_to_say_drained(backend: Backend) {
         matches!(status, v1::NodeStatus::NODE_STATUS_TERMINATING | v1::NodeStatus::NODE_STATUS_TERMINATED),
         "{status:?}"
     );
+    h.stop().await;
+}
+
+/// A scheduler that accepts connections and never answers; counts the connections.
+async fn hanging_scheduler() -> (Arc<AtomicU32>, String) {
+    let accepted = Arc::new(AtomicU32::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            // Read the request and hold the connection open without a word.
+            tokio::spawn(async move {
+                let mut sink = Vec::new();
+                let _ = tokio::io::AsyncReadExt::read_to_end(&mut socket, &mut sink).await;
+            });
+        }
+    });
+    (accepted, format!("http://{address}"))
+}
+
+/// The webhook's `timeout` bounds each attempt: a scheduler that never answers costs the
+/// configured time per attempt, then the delivery is given up and said so on the command.
+async fn a_scheduler_that_hangs_is_cut_off_at_the_webhook_timeout(backend: Backend) {
+    let (accepted, base) = hanging_scheduler().await;
+    let settings = settings_with_timeout(&base, 2, "250ms");
+    let bosun_config::NotifierConfig::Webhook(webhook) = &settings.notifier else { panic!("a webhook") };
+    assert_eq!(webhook.timeout, Duration::from_millis(250));
+    let Some(h) = Harness::start_with(backend, settings).await else { return };
+    h.agent_client().register(&registration("n1"), None).await.expect("register");
+    let cordon = issued(&h, "n1", v1::CommandType::COMMAND_TYPE_CORDON).await;
+    assert_eq!(status_of(&h.node("n1").await), v1::NodeStatus::NODE_STATUS_CORDONED, "the status never waits");
+    let outcome = notifier_result(&h, &cordon).await;
+    assert_eq!(outcome, "cordon not delivered after 2 attempts: timed out waiting for an answer");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "one connection per attempt");
+    let metrics = h.get_text("/metrics").await;
+    assert!(metrics.contains(r#"bosun_notifier_deliveries_total{event="cordon",outcome="given_up"} 1"#), "{metrics}");
     h.stop().await;
 }
