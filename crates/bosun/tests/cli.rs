@@ -402,6 +402,50 @@ fn sim_run_writes_reports_and_exits_non_zero_naming_the_failed_assertion() {
     assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
 }
 
+/// `stress.report_file` and `stress.html_report_file` land inside `--out`; `stress.seed`
+/// decides unless `--seed` is given.
+#[test]
+fn sim_run_writes_the_stress_report_files_and_honours_the_seeds() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = dir.path().join("stress.yaml");
+    std::fs::write(
+        &scenario,
+        "name: small-stress
+stress:
+  duration: 20s
+  seed: 5
+  report_file: stress-report.json
+  html_report_file: stress-report.html
+  fleet_gen: {total_nodes: 3, startup: {pattern: instant}}
+",
+    )
+    .expect("write scenario");
+    let seed_of = |out: &std::path::Path| {
+        let text = std::fs::read_to_string(out.join("stress-report.json")).expect("stress.report_file written");
+        let json: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(json["name"], "small-stress");
+        json["seed"].as_u64().expect("seed")
+    };
+
+    let out = dir.path().join("scenario-seed");
+    let output = run(bosun().args(["sim", "run"]).arg(&scenario).arg("--virtual-time").arg("--out").arg(&out));
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    assert_eq!(seed_of(&out), 5, "stress.seed");
+    let html = std::fs::read_to_string(out.join("stress-report.html")).expect("stress.html_report_file written");
+    assert_eq!(html, std::fs::read_to_string(out.join("report.html")).expect("report.html"));
+
+    let out = dir.path().join("flag-seed");
+    let output =
+        run(bosun().args(["sim", "run"]).arg(&scenario).args(["--virtual-time", "--seed", "9", "--out"]).arg(&out));
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    assert_eq!(seed_of(&out), 9, "--seed overrides stress.seed");
+    let files: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!files.iter().any(|f| f.starts_with("stress-report")), "nothing written outside --out: {files:?}");
+}
+
 #[test]
 fn sim_validate_names_the_bad_key() {
     let dir = tempfile::tempdir().expect("temp dir");
