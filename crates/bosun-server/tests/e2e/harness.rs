@@ -178,12 +178,44 @@ impl Harness {
         let location = TestLocation::new(backend).await?;
         let clock = Arc::new(FakeClock::at_default_epoch());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("address");
         let provider = fake_provider(fake, &clock);
+        let providers = vec![("fake".to_owned(), provider.clone() as Arc<dyn Provider>)];
+        let harness = Self::serve_pool(location, clock, listener, pool, spec, providers, settings, machines).await;
+        Some((harness, provider))
+    }
+
+    /// A server managing one pool `pool` on the given `providers` (by name).
+    pub async fn start_with_pool_providers(
+        backend: Backend,
+        pool: &str,
+        spec: PoolSpec,
+        providers: Vec<(String, Arc<dyn Provider>)>,
+    ) -> Option<Harness> {
+        let location = TestLocation::new(backend).await?;
+        let clock = Arc::new(FakeClock::at_default_epoch());
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Some(
+            Self::serve_pool(location, clock, listener, pool, spec, providers, settings(), PoolMachines::default())
+                .await,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn serve_pool(
+        location: TestLocation,
+        clock: Arc<FakeClock>,
+        listener: TcpListener,
+        pool: &str,
+        spec: PoolSpec,
+        providers: Vec<(String, Arc<dyn Provider>)>,
+        settings: Settings,
+        machines: PoolMachines,
+    ) -> Harness {
+        let address = listener.local_addr().expect("address");
         let pool: bosun_core::PoolName = pool.parse().expect("pool name");
         let pools = PoolsConfig {
             pools: vec![(pool.clone(), spec)],
-            providers: [("fake".to_owned(), provider.clone() as Arc<dyn Provider>)].into_iter().collect(),
+            providers: providers.into_iter().collect(),
             bootstrap: Bootstrap { server_url: format!("http://{address}"), token: Some(AGENTS.to_owned()) },
             machines: [(pool, machines)].into_iter().collect(),
             leadership: Arc::new(AlwaysLeader),
@@ -198,7 +230,7 @@ impl Harness {
             pools: Some(pools),
         };
         harness.serve(listener).await;
-        Some((harness, provider))
+        harness
     }
 
     async fn open_store(&self) -> SharedStore {

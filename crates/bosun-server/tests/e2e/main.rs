@@ -21,5 +21,6 @@ mod pools;
 mod properties;
 mod remediation;
 mod restart;
+mod selection;
 mod ssh_server;
 mod tls;

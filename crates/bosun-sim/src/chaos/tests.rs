@@ -412,3 +412,38 @@ fn replace_fatal_boots_a_successor_after_the_replacement_cold_start() {
     engine.replace_later(&node, Duration::ZERO);
     assert!(engine.tick(Duration::from_secs(3600), &live, &all).is_empty());
 }
+
+#[test]
+fn the_same_seed_draws_the_same_failures_in_the_same_order() {
+    let all = mixed_fleet();
+    let config = chaos(
+        "    enabled: true\n    failure_rate: 3000\n    xid_distribution: {79: 1, 13: 1, 74: 1}\n    \
+         failure_types: [{type: xid_error, weight: 2}, {type: temperature, weight: 1}, {type: nvlink_error, weight: 1}]\n    \
+         cascading: {enabled: true, probability: 0.5, max_depth: 3, min_delay: 1s, max_delay: 5s, scope: zone, max_affected_percent: 10}\n    \
+         recovery: {enabled: true, probability: 0.5, mean_time: 10s, std_dev: 3s}\n    \
+         correlated_failures:\n      - {name: c, trigger: '74', response: temperature, probability: 0.5, delay: 2s, scope: same_zone}\n",
+    );
+    let actions = |seed: u64| {
+        let mut engine = ChaosEngine::new(config.clone(), Startup::default(), seed);
+        let live: Vec<&SimNode> = all.values().collect();
+        (1..=60).map(|s| engine.tick(Duration::from_secs(s), &live, &all)).collect::<Vec<_>>()
+    };
+    let first = actions(21);
+    let kinds = |a: &[Vec<ChaosAction>]| {
+        let flat: Vec<&ChaosAction> = a.iter().flatten().collect();
+        let count = |f: fn(&ChaosAction) -> bool| flat.iter().filter(|a| f(a)).count();
+        (
+            count(|a| matches!(a, ChaosAction::Inject { cascading: false, .. })),
+            count(|a| matches!(a, ChaosAction::Inject { cascading: true, .. })),
+            count(|a| matches!(a, ChaosAction::Recover { .. })),
+        )
+    };
+    let (roots, cascades, recoveries) = kinds(&first);
+    assert!(
+        roots > 50 && cascades > 0 && recoveries > 0,
+        "{roots} roots, {cascades} cascade hits, {recoveries} recoveries"
+    );
+    // Second by second, the same nodes, failures, XIDs and recoveries.
+    assert_eq!(first, actions(21), "the same seed, the same sequence");
+    assert_ne!(first, actions(22), "another seed, another sequence");
+}
