@@ -32,6 +32,7 @@ on_sql_backends!(
     every_navarch_action_runs_against_the_control_plane,
     unhealthy_after_one_replaces_at_the_first_unhealthy_report,
     unhealthy_after_two_waits_for_the_second_report,
+    unhealthy_after_counts_heartbeat_timeouts_of_a_silent_node,
     auto_replace_off_never_replaces,
     pool_keys_reach_the_machines_and_their_nodes,
 );
@@ -196,16 +197,53 @@ fn health_status_unhealthy_compares_the_health_not_the_status() {
 /// A fake pool of two whose nodes report health every 10 s; XID 79 on `cloud-1` at 20 s,
 /// then the run waits for `cloud-1` to be TERMINATED (replaced) and its successor ACTIVE.
 fn replacement_after(health: &str) -> String {
+    replacement_on(health, "{failure_type: xid_error, xid_code: 79}")
+}
+
+/// [`replacement_after`] with `failure` (an `inject_failure`'s params) on `cloud-1`.
+fn replacement_on(health: &str, failure: &str) -> String {
     format!(
-        "name: replacement\nconfig:\n  server: {{autoscale_interval: 1s, health_check_interval: 10s}}\n  \
+        "name: replacement\nconfig:\n  server: {{autoscale_interval: 1s, health_check_interval: 10s, heartbeat_timeout: 9s}}\n  \
          providers: {{cloud: {{type: fake}}}}\n  \
          pools: {{p: {{provider: cloud, instance_type: h100-8x, min_nodes: 2, max_nodes: 3, health: {health}}}}}\n\
          events:\n  \
-         - {{at: 20s, action: inject_failure, target: cloud-1, params: {{failure_type: xid_error, xid_code: 79}}}}\n  \
+         - {{at: 20s, action: inject_failure, target: cloud-1, params: {failure}}}\n  \
          - {{at: 20s, action: wait_for_status, target: cloud-1, params: {{expected_status: terminated, timeout: 40s}}}}\n  \
          - {{at: 60s, action: wait_for_status, target: cloud-3, params: {{expected_status: active, timeout: 30s}}}}\n\
          assertions: [{{type: node_count, target: 'pool:p', expected: '==2'}}]\n"
     )
+}
+
+/// Seconds from `cloud-1`'s last heartbeat to its instance's termination.
+fn silence_until_replacement(run: &Finished) -> f64 {
+    run.read(async |store| {
+        let last_seen = store.node(&node("cloud-1")).await.expect("cloud-1").last_seen();
+        let instances =
+            store.list_instances(&InstanceFilter::default(), &PageRequest::first(100)).await.expect("instances").items;
+        let replaced = instances
+            .iter()
+            .find(|i| i.node_id.as_ref() == Some(&node("cloud-1")))
+            .and_then(|i| i.terminated_at)
+            .expect("cloud-1's instance was terminated");
+        replaced.saturating_since(last_seen).as_secs_f64()
+    })
+}
+
+/// A node gone silent (its network cut) misses one heartbeat timeout (9 s) after another;
+/// each counts toward `unhealthy_after` like an UNHEALTHY report.
+fn unhealthy_after_counts_heartbeat_timeouts_of_a_silent_node(backend: Backend) {
+    let network = "{failure_type: network}";
+    let scenario = inline(&replacement_on("{unhealthy_after: 1}", network));
+    let Some(run) = Finished::seeded(backend, &scenario, 2) else { return };
+    assert_passed(&run.report);
+    let one = silence_until_replacement(&run);
+    assert!((9.0..=12.0).contains(&one), "replaced at the first timeout: {one} s of silence");
+
+    let scenario = inline(&replacement_on("{unhealthy_after: 2}", network));
+    let Some(run) = Finished::seeded(backend, &scenario, 2) else { return };
+    assert_passed(&run.report);
+    let two = silence_until_replacement(&run);
+    assert!((18.0..=21.0).contains(&two), "replaced at the second timeout: {two} s of silence");
 }
 
 /// Seconds from `cloud-1`'s first UNHEALTHY health report to its instance's termination,
