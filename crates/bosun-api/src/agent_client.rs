@@ -5,6 +5,12 @@
 //! token and returns a node token that every later call of that node uses. When the server
 //! no longer accepts a node token (its keys changed), the token is dropped and the call
 //! answers `not_found`, which makes the agent register again.
+//!
+//! Given several servers (replicas on one PostgreSQL), the client stays on the one that
+//! last answered and moves to the next when a call fails for the server's sake
+//! ([`Failover::Repeatable`]: every agent call may be repeated). Node tokens are valid on
+//! every replica (they are minted from the configuration the replicas share), so the move
+//! needs no new registration.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +23,7 @@ use bosun_core::{CheckResult, HealthEvent, MetricSample, NodeId, NodeRegistratio
 use connectrpc::client::{CallOptions, ClientConfig};
 use connectrpc::{ConnectError, ErrorCode};
 
+use crate::servers::{Failover, Servers, server_uris};
 use crate::transport::{ClientTls, Transport};
 use crate::{convert, v1};
 
@@ -27,7 +34,7 @@ const POLL_SLACK: Duration = Duration::from_secs(10);
 
 /// AgentService over HTTP (Connect, binary protobuf).
 pub struct AgentClient {
-    client: v1::AgentServiceClient<Transport>,
+    servers: Servers<v1::AgentServiceClient<Transport>>,
     bootstrap_token: Option<String>,
     node_tokens: Mutex<HashMap<NodeId, String>>,
     /// Where node tokens are kept across restarts (`<dir>/<node>.token`), if anywhere.
@@ -38,7 +45,7 @@ pub struct AgentClient {
 
 impl std::fmt::Debug for AgentClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentClient").field("server", &self.client.config().base_uri()).finish_non_exhaustive()
+        f.debug_struct("AgentClient").field("servers", &self.servers.describe()).finish_non_exhaustive()
     }
 }
 
@@ -74,8 +81,8 @@ pub fn server_uri(url: &str) -> Result<http::Uri, BadServerUrl> {
 }
 
 impl AgentClient {
-    /// A client for the server at `url` (plain HTTP), authenticating registrations with
-    /// `token`.
+    /// A client for the server at `url` (plain HTTP; several servers separated by commas),
+    /// authenticating registrations with `token`.
     pub fn new(url: &str, token: Option<String>) -> Result<Self, ClientSetupError> {
         Self::with_tls(url, token, &ClientTls::default())
     }
@@ -86,11 +93,14 @@ impl AgentClient {
     }
 
     fn build(url: &str, token: Option<String>, tls: &ClientTls, http2_only: bool) -> Result<Self, ClientSetupError> {
-        let uri = server_uri(url)?;
-        let transport = Transport::new(&uri, tls, http2_only)?;
-        let config = ClientConfig::new(uri);
+        let mut servers = Vec::new();
+        for uri in server_uris(url)? {
+            let transport = Transport::new(&uri, tls, http2_only)?;
+            let name = uri.to_string().trim_end_matches('/').to_owned();
+            servers.push((name, v1::AgentServiceClient::new(transport, ClientConfig::new(uri))));
+        }
         Ok(Self {
-            client: v1::AgentServiceClient::new(transport, config),
+            servers: Servers::new(servers, Failover::Repeatable),
             bootstrap_token: token.filter(|t| !t.is_empty()),
             node_tokens: Mutex::new(HashMap::new()),
             state_dir: None,
@@ -220,11 +230,14 @@ impl ControlPlane for AgentClient {
         // only the node itself register it again. A refused token (the key changed) is
         // dropped and the shared token tried.
         let (options, with_node_token) = self.node_options(node, CALL_TIMEOUT);
-        let response = match self.client.register_node_with_options(request.clone(), options).await {
+        let register = |options: CallOptions| {
+            let request = &request;
+            self.servers.call(move |client| client.register_node_with_options(request.clone(), options.clone()))
+        };
+        let response = match register(options).await {
             Err(error) if with_node_token && error.code == ErrorCode::Unauthenticated => {
                 self.forget(node);
-                let options = self.options(self.bootstrap_token.as_deref(), CALL_TIMEOUT);
-                self.client.register_node_with_options(request, options).await
+                register(self.options(self.bootstrap_token.as_deref(), CALL_TIMEOUT)).await
             }
             other => other,
         }
@@ -264,8 +277,8 @@ impl ControlPlane for AgentClient {
             metrics: buffa::MessageField::some(convert::node_metrics(sample)),
             ..Default::default()
         };
-        self.client
-            .heartbeat_with_options(request, options)
+        self.servers
+            .call(|client| client.heartbeat_with_options(request.clone(), options.clone()))
             .await
             .map_err(|e| self.failed(node, with_node_token, e))?;
         Ok(())
@@ -284,8 +297,8 @@ impl ControlPlane for AgentClient {
             events: events.iter().map(convert::health_event).collect(),
             ..Default::default()
         };
-        self.client
-            .report_health_with_options(request, options)
+        self.servers
+            .call(|client| client.report_health_with_options(request.clone(), options.clone()))
             .await
             .map_err(|e| self.failed(node, with_node_token, e))?;
         Ok(())
@@ -299,8 +312,8 @@ impl ControlPlane for AgentClient {
             ..Default::default()
         };
         let response = self
-            .client
-            .poll_commands_with_options(request, options)
+            .servers
+            .call(|client| client.poll_commands_with_options(request.clone(), options.clone()))
             .await
             .map_err(|e| self.failed(node, with_node_token, e))?
             .into_owned();
@@ -329,8 +342,8 @@ impl ControlPlane for AgentClient {
             details: ack.details.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             ..Default::default()
         };
-        self.client
-            .ack_command_with_options(request, options)
+        self.servers
+            .call(|client| client.ack_command_with_options(request.clone(), options.clone()))
             .await
             .map_err(|e| self.failed(node, with_node_token, e))?;
         Ok(())

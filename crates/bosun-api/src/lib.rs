@@ -14,6 +14,7 @@ pub mod proto {
 pub mod agent_client;
 pub mod convert;
 pub mod navarch_wire;
+pub mod servers;
 pub mod transport;
 
 pub use agent_client::AgentClient;

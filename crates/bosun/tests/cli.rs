@@ -205,6 +205,31 @@ fn an_unreachable_server_is_one_clear_line() {
     assert!(line.contains("http://"), "{line}");
 }
 
+/// Replicas: `--server` takes a list; the agent and the CLI move past a server that is
+/// down (nothing listens there: the connection is refused) to one that answers.
+#[test]
+fn a_server_list_moves_past_a_server_that_is_down() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = format!("sqlite://{}", dir.path().join("bosun.db").display());
+    let (_server, url) = server(&store);
+    let down = format!("http://127.0.0.1:{}", unused_port());
+    let list = format!("{down},{url}");
+    let _agent = agent(&list, "n1");
+
+    let json = eventually(&list, &["nodes", "list", "-o", "json"], |out| out.contains("\"ACTIVE\""));
+    assert_eq!(json.matches("\"node_id\"").count(), 1, "{json}");
+    let cordoned = ok(bosun().args(["nodes", "cordon", "n1", "--server", &list]));
+    assert!(cordoned.starts_with("CORDON n1: command "), "{cordoned}");
+    // The agent, heard through the live server only, acknowledges it.
+    eventually(&list, &["commands", "list", "--node", "n1", "-o", "json"], |out| out.contains("\"SUCCEEDED\""));
+
+    let both_down = format!("{down},http://127.0.0.1:{}", unused_port());
+    let line = fails_with_one_line(bosun().args(["nodes", "list", "--server", &both_down]));
+    assert!(line.contains("cannot reach the bosun server"), "{line}");
+    let line = fails_with_one_line(bosun().args(["nodes", "list", "--server", &format!("{url},localhost:1")]));
+    assert!(line.contains("\"localhost:1\"") && line.contains("http://"), "a bad entry is named: {line}");
+}
+
 #[test]
 fn policy_check_prints_exactly_the_json_array() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -16,8 +16,9 @@ use super::server::shutdown_signal;
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// The bosun server.
-    #[arg(long, env = "BOSUN_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
+    /// The bosun server; several replicas separated by commas (the agent stays on one that
+    /// answers and moves to the next when it cannot be reached or answers unavailable).
+    #[arg(long, env = "BOSUN_SERVER", default_value = DEFAULT_SERVER, value_name = "URL[,URL...]")]
     server: String,
     /// This node's id (default: the hostname).
     #[arg(long, env = "BOSUN_NODE_ID")]

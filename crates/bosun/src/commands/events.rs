@@ -64,9 +64,10 @@ pub async fn run(args: &EventsArgs) -> anyhow::Result<ExitCode> {
         actor: args.actor.clone().unwrap_or_default(),
         ..Default::default()
     };
+    let options = admin.streaming_options();
     let mut stream = admin
-        .client
-        .watch_events_with_options(request, admin.streaming_options())
+        .servers
+        .call(|client| client.watch_events_with_options(request.clone(), options.clone()))
         .await
         .map_err(|e| admin.explain(e))?;
     loop {

@@ -269,7 +269,7 @@ pub async fn run(args: &NodesArgs) -> anyhow::Result<ExitCode> {
 async fn warn_if_unhealthy(admin: &Admin, node: &str) {
     let request = v1::GetNodeRequest { node_id: node.to_owned(), ..Default::default() };
     // The uncordon itself reports a missing node or an unreachable server.
-    let Ok(response) = admin.client.get_node(request).await else { return };
+    let Ok(response) = admin.servers.call(|client| client.get_node(request.clone())).await else { return };
     let Some(found) = response.into_owned().node.into_option() else { return };
     if found.health.as_known() == Some(v1::HealthStatus::HEALTH_STATUS_UNHEALTHY) {
         eprintln!(

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::anyhow;
+use bosun_api::servers::{Failover, Servers, server_uris};
 use bosun_api::{ClientTls, Transport, v1};
 use clap::Args;
 use connectrpc::client::{CallOptions, ClientConfig};
@@ -16,8 +17,9 @@ pub const DEFAULT_SERVER: &str = "http://localhost:50051";
 
 #[derive(Debug, Clone, Args)]
 pub struct Remote {
-    /// The bosun server.
-    #[arg(short, long, global = true, env = "BOSUN_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
+    /// The bosun server; several replicas separated by commas (tried in turn when one cannot
+    /// be reached or answers unavailable).
+    #[arg(short, long, global = true, env = "BOSUN_SERVER", default_value = DEFAULT_SERVER, value_name = "URL[,URL...]")]
     pub server: String,
     /// Bearer token (operator or admin).
     #[arg(long, global = true, env = "BOSUN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
@@ -70,25 +72,30 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl Remote {
-    fn config(&self) -> anyhow::Result<ClientConfig> {
-        let uri = bosun_api::agent_client::server_uri(&self.server)?;
+    fn config(&self, uri: http::Uri) -> ClientConfig {
         let mut config = ClientConfig::new(uri).with_default_timeout(self.timeout);
         if let Some(token) = self.token.as_deref().filter(|t| !t.is_empty()) {
             config = config.with_default_header("authorization", format!("Bearer {token}"));
         }
-        Ok(config)
+        config
     }
 
     pub fn admin(&self) -> anyhow::Result<Admin> {
-        let config = self.config()?;
-        let transport = Transport::new(config.base_uri(), &self.tls.client_tls(), false)?;
-        Ok(Admin { client: v1::AdminServiceClient::new(transport, config), remote: self.clone() })
+        let tls = self.tls.client_tls();
+        let mut servers = Vec::new();
+        for uri in server_uris(&self.server)? {
+            let transport = Transport::new(&uri, &tls, false)?;
+            let name = uri.to_string().trim_end_matches('/').to_owned();
+            servers.push((name, v1::AdminServiceClient::new(transport, self.config(uri))));
+        }
+        // Some operator calls are not safe to repeat: move on only when nothing was done.
+        Ok(Admin { servers: Servers::new(servers, Failover::Unsent), remote: self.clone() })
     }
 }
 
 /// The AdminService client, with errors turned into operator messages.
 pub struct Admin {
-    pub client: v1::AdminServiceClient<Transport>,
+    pub servers: Servers<v1::AdminServiceClient<Transport>>,
     remote: Remote,
 }
 
@@ -143,9 +150,10 @@ fn is_transport(message: &str) -> bool {
 
 /// Calls `$method` on the admin client and explains a failure.
 macro_rules! call {
-    ($admin:expr, $method:ident, $request:expr) => {
-        $admin.client.$method($request).await.map_err(|e| $admin.explain(e))?.into_owned()
-    };
+    ($admin:expr, $method:ident, $request:expr) => {{
+        let request = $request;
+        $admin.servers.call(|client| client.$method(request.clone())).await.map_err(|e| $admin.explain(e))?.into_owned()
+    }};
 }
 pub(crate) use call;
 
