@@ -21,6 +21,7 @@ mod memory;
 pub mod open;
 pub mod query;
 mod rules;
+pub mod server_lock;
 mod soft_state;
 mod sql;
 pub mod store;

@@ -230,6 +230,20 @@ fn a_server_list_moves_past_a_server_that_is_down() {
     assert!(line.contains("\"localhost:1\"") && line.contains("http://"), "a bad entry is named: {line}");
 }
 
+/// SQLite cannot elect a leader: a second server on the same file is refused, naming the
+/// file and the holder, before it migrates or reconciles anything.
+#[test]
+fn a_second_server_on_one_sqlite_file_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("bosun.db");
+    let store = format!("sqlite://{}", file.display());
+    let (first, _url) = server(&store);
+    let line = fails_with_one_line(bosun().args(["server", "--store", &store, "--listen", "127.0.0.1:0"]));
+    assert!(line.contains(&file.display().to_string()), "{line}");
+    assert!(line.contains(&format!("pid {}", first.child.id())), "names the holder: {line}");
+    assert!(line.contains("PostgreSQL serves several replicas"), "{line}");
+}
+
 #[test]
 fn policy_check_prints_exactly_the_json_array() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -12,6 +12,7 @@ use bosun_core::SystemClock;
 use bosun_provider::fake::{ControlPlaneFactory, FakeProvider, FakeSettings};
 use bosun_provider::{Bootstrap, Provider};
 use bosun_server::{AlwaysLeader, PoolMachines, PoolsConfig, Server, Settings};
+use bosun_store::server_lock::ServerLock;
 use bosun_store::{Database, StoreLocation, StoreOptions};
 use clap::Args;
 use tokio::net::TcpListener;
@@ -48,7 +49,17 @@ pub async fn run(store_flag: Option<&str>, args: &ServerArgs) -> anyhow::Result<
         None => Config::default(),
     };
     let location = store_location(store_flag, &config)?;
+    let address = args.listen.clone().unwrap_or_else(|| config.server.listen_address());
     let database = Database::connect(&location).await?;
+    // Before migrations or any pass touch the file: one server per SQLite store.
+    let _serving_alone = match location.sqlite_path() {
+        Some(path) => {
+            let host = bosun_agent::procfs::detect_metadata().hostname;
+            let holder = format!("pid {} on {host}, address {address}", std::process::id());
+            Some(ServerLock::acquire(path, &holder)?)
+        }
+        None => None,
+    };
     // The memory store has no schema to migrate: it starts empty and current.
     if args.no_migrate || location.backend() == bosun_store::Backend::Memory {
         database.ensure_current().await?;
@@ -59,7 +70,6 @@ pub async fn run(store_flag: Option<&str>, args: &ServerArgs) -> anyhow::Result<
         }
     }
     let store = database.into_store(StoreOptions::new(Arc::new(SystemClock))).await?;
-    let address = args.listen.clone().unwrap_or_else(|| config.server.listen_address());
     let listener = TcpListener::bind(&address)
         .await
         .with_context(|| format!("cannot listen on {address} (in use? choose another with --listen)"))?;

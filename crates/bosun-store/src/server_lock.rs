@@ -1,0 +1,111 @@
+//! One `bosun server` per SQLite file.
+//!
+//! Two servers on one SQLite file would both reconcile every pool (each provisions the
+//! missing machines) and both judge liveness from their own heartbeats only; SQLite has no
+//! way to elect one of them. PostgreSQL is the store for several replicas. A server on a
+//! SQLite store therefore holds an exclusive lock on `<file>.server-lock` for its lifetime
+//! (an OS file lock: released by the kernel when the process ends, however it ends, so a
+//! crash never leaves a stale lock), and writes who holds it into the file for the next
+//! one's error message.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+
+/// The lock a running server holds; released when dropped (or when the process ends).
+#[derive(Debug)]
+pub struct ServerLock {
+    file: File,
+    path: PathBuf,
+}
+
+/// Why a server cannot take the lock.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerLockError {
+    #[error(
+        "another bosun server ({holder}) already serves the SQLite store {store}; one server per SQLite file \
+         (PostgreSQL serves several replicas): stop the other one or use another --store"
+    )]
+    Held { store: PathBuf, holder: String },
+    #[error("cannot lock {path} to serve the SQLite store alone: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
+}
+
+impl ServerLock {
+    /// The lock file for the SQLite store at `database`.
+    pub fn path_for(database: &Path) -> PathBuf {
+        let mut name = database.as_os_str().to_owned();
+        name.push(".server-lock");
+        PathBuf::from(name)
+    }
+
+    /// Takes the lock for the SQLite store at `database`, describing this server as
+    /// `holder` (e.g. `pid 4242 on gpu-ctl-1, listening on 10.0.0.5:50051`).
+    pub fn acquire(database: &Path, holder: &str) -> Result<Self, ServerLockError> {
+        let path = Self::path_for(database);
+        let io = |cause| ServerLockError::Io { path: path.clone(), cause };
+        let mut file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                // Bounded: a holder line is short; anything else is not ours.
+                let _ = (&file).take(1024).read_to_string(&mut text);
+                let holder = match text.trim() {
+                    "" => "holder unknown".to_owned(),
+                    line => line.to_owned(),
+                };
+                return Err(ServerLockError::Held { store: database.to_owned(), holder });
+            }
+            Err(TryLockError::Error(cause)) => return Err(io(cause)),
+        }
+        file.set_len(0).map_err(io)?;
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        file.write_all(format!("{holder}\n").as_bytes()).map_err(io)?;
+        Ok(Self { file, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ServerLock {
+    fn drop(&mut self) {
+        // Unlocking happens when the file closes anyway; emptying it keeps a stopped
+        // server's description from being shown for the next holder that crashes early.
+        let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_server_is_refused_naming_the_store_and_the_holder() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = dir.path().join("bosun.db");
+        let first = ServerLock::acquire(&database, "pid 1 on ctl-a").expect("first server");
+        assert_eq!(first.path(), dir.path().join("bosun.db.server-lock"));
+
+        let error = ServerLock::acquire(&database, "pid 2 on ctl-b").unwrap_err().to_string();
+        assert!(error.contains("(pid 1 on ctl-a)"), "{error}");
+        assert!(error.contains(&database.display().to_string()), "{error}");
+        assert!(error.contains("PostgreSQL serves several replicas"), "{error}");
+
+        drop(first);
+        let again = ServerLock::acquire(&database, "pid 3 on ctl-c").expect("free once the first stops");
+        let text = std::fs::read_to_string(again.path()).expect("lock file");
+        assert_eq!(text, "pid 3 on ctl-c\n");
+    }
+
+    #[test]
+    fn another_store_is_another_lock() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let _a = ServerLock::acquire(&dir.path().join("a.db"), "a").expect("a");
+        let _b = ServerLock::acquire(&dir.path().join("b.db"), "b").expect("b");
+    }
+}
