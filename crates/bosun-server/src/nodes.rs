@@ -203,9 +203,6 @@ pub(crate) struct ReportOutcome {
     pub verdicts: Vec<Verdict>,
 }
 
-/// Reports with at most this many events are classified on the async worker itself.
-const INLINE_CLASSIFICATION: usize = 32;
-
 /// Applies a health report: classifies its events with the active policy, stores it when
 /// it says something (events, a problem, or a change of health), updates the node's
 /// health, and moves the node to UNHEALTHY when the report is.
@@ -217,16 +214,7 @@ pub(crate) async fn report_health(
 ) -> ApiResult<ReportOutcome> {
     let now = app.now();
     let active = app.policies.current();
-    // A few events classify in microseconds; a full report (up to 1,000) takes tens of
-    // milliseconds of CEL, which would stall an async worker's other requests.
-    let report = if events.len() <= INLINE_CLASSIFICATION {
-        active.policy.report(node_id.clone(), now, results, events)
-    } else {
-        let (policy, node) = (Arc::clone(&active), node_id.clone());
-        tokio::task::spawn_blocking(move || policy.policy.report(node, now, results, events))
-            .await
-            .map_err(|e| ApiError::Internal(format!("classifying the report failed: {e}")))?
-    };
+    let report = app.policies.classify(Arc::clone(&active), node_id.clone(), now, results, events).await?;
     for classified in &report.events {
         let verdict = &classified.verdict;
         app.metrics.policy_evaluation(verdict.rule.as_deref(), verdict.health, verdict.errors.len());

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use bosun_core::{Actor, Revision, StoredPolicy, Timestamp};
+use bosun_core::{Actor, CheckResult, HealthEvent, HealthReport, NodeId, Revision, StoredPolicy, Timestamp};
 use bosun_policy::{Policy, PolicyError};
 use bosun_store::{SharedStore, WriteBatch};
 
@@ -64,7 +64,14 @@ pub(crate) struct Policies {
     /// Policy work callers ask for (SetPolicy, TestPolicy) runs one at a time off the
     /// async workers.
     work: PolicyWork,
+    /// Large agent reports are classified off the async workers, a few at a time.
+    classification: Arc<tokio::sync::Semaphore>,
 }
+
+/// Reports with at most this many events are classified on the async worker itself: a few
+/// events take microseconds, while a full report (up to 1,000) takes tens of milliseconds
+/// of CEL, which would stall the worker's other requests.
+const INLINE_CLASSIFICATION: usize = 32;
 
 /// Runs callers' policy work (compiling a document, classifying sample events) on the
 /// blocking pool, one job at a time, within a time limit.
@@ -139,11 +146,41 @@ impl Policies {
         };
         tracing::info!(name = active.policy.name(), source = %active.source, rules = active.policy.rules().len(),
             "health policy loaded");
-        Ok(Self { active: ArcSwap::from_pointee(active), file, work: PolicyWork::new() })
+        // One core stays with the async workers when a fleet-wide event makes every node
+        // send a full report at once; the rest wait for a permit (backpressure).
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let classification = Arc::new(tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1)));
+        Ok(Self { active: ArcSwap::from_pointee(active), file, work: PolicyWork::new(), classification })
     }
 
     pub(crate) fn current(&self) -> Arc<ActivePolicy> {
         self.active.load_full()
+    }
+
+    /// Classifies an agent's report with `active` (the caller's [`Policies::current`]):
+    /// small reports inline, large ones on the blocking pool with at most `cores - 1` at
+    /// once.
+    pub(crate) async fn classify(
+        &self,
+        active: Arc<ActivePolicy>,
+        node: NodeId,
+        now: Timestamp,
+        results: Vec<CheckResult>,
+        events: Vec<HealthEvent>,
+    ) -> ApiResult<HealthReport> {
+        if events.len() <= INLINE_CLASSIFICATION {
+            return Ok(active.policy.report(node, now, results, events));
+        }
+        let permit = Arc::clone(&self.classification)
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::Internal("report classification stopped".into()))?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            active.policy.report(node, now, results, events)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("classifying the report failed: {e}")))
     }
 
     /// Compiles a caller's policy off the async workers, or explains what is wrong with it.
