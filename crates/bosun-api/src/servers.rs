@@ -11,8 +11,7 @@ use crate::agent_client::{BadServerUrl, server_uri};
 
 /// Parses `--server`: one URL or several separated by commas (`http://a:50051,http://b:50051`).
 pub fn server_uris(list: &str) -> Result<Vec<http::Uri>, BadServerUrl> {
-    let uris: Vec<_> = list.split(',').map(str::trim).map(server_uri).collect::<Result<_, _>>()?;
-    Ok(uris)
+    list.split(',').map(str::trim).map(server_uri).collect()
 }
 
 /// When a failed call is tried on the next server.
@@ -22,10 +21,11 @@ pub enum Failover {
     /// at least once), so any failure of the server or the path to it moves on: no
     /// connection, a connection lost mid-call, no answer in time, or `unavailable`.
     Repeatable,
-    /// An operator's calls, some of which are not safe to repeat (issuing a command): only
-    /// failures that prove nothing was done move on: no connection could be made, or the
-    /// server answered `unavailable`. A connection lost after the request went out is
-    /// reported, not retried elsewhere.
+    /// An operator's calls, some of which are not safe to repeat (issuing a command): only a
+    /// connection that could not be made moves on, as then the request never left. Any
+    /// answer, `unavailable` included, is the caller's to read: a server whose store lost
+    /// its connection during a commit answers `unavailable` although the write may have
+    /// landed, and a command issued again on the next server would be issued twice.
     Unsent,
 }
 
@@ -36,13 +36,7 @@ impl Failover {
             Failover::Repeatable => {
                 transport || matches!(error.code, ErrorCode::Unavailable | ErrorCode::DeadlineExceeded)
             }
-            Failover::Unsent => {
-                if transport {
-                    never_connected(error)
-                } else {
-                    error.code == ErrorCode::Unavailable
-                }
-            }
+            Failover::Unsent => transport && never_connected(error),
         }
     }
 }
@@ -86,7 +80,7 @@ impl<C> Servers<C> {
 
     /// The URL of the server in use.
     pub fn current_url(&self) -> &str {
-        &self.servers[self.current.load(Ordering::Relaxed) % self.servers.len()].0
+        &self.servers[self.current.load(Ordering::Relaxed)].0
     }
 
     /// Runs `call` on the server in use; when that server cannot serve it (see
@@ -98,20 +92,24 @@ impl<C> Servers<C> {
         Fut: Future<Output = Result<T, ConnectError>> + 'a,
     {
         let count = self.servers.len();
-        let start = self.current.load(Ordering::Relaxed) % count;
-        let mut last_failure = None;
-        for step in 0..count {
+        let start = self.current.load(Ordering::Relaxed);
+        let mut step = 0;
+        loop {
             let index = (start + step) % count;
             let (url, client) = &self.servers[index];
-            match call(client).await {
-                Err(error) if count > 1 && self.failover.moves_on(&error) => {
+            let answered = call(client).await;
+            step += 1;
+            match answered {
+                Err(error) if step < count && self.failover.moves_on(&error) => {
                     let next = &self.servers[(index + 1) % count].0;
-                    // Info: an agent (logging at info) says so; a CLI command (at warn) stays one line.
-                    tracing::info!(server = %url, %next, error = %error, "server cannot serve the call; trying the next one");
-                    last_failure = Some(error);
+                    // Info: an agent (logging at info) says so; a CLI command (at warn)
+                    // stays one line.
+                    tracing::info!(server = %url, %next, %error, "server cannot serve the call; trying the next one");
                 }
                 answered => {
-                    if step > 0 {
+                    // A server that answered (even "no such node") is working: stay on it.
+                    let served = answered.as_ref().err().is_none_or(|e| !self.failover.moves_on(e));
+                    if index != start && served {
                         self.current.store(index, Ordering::Relaxed);
                         tracing::info!(server = %url, "now using this server");
                     }
@@ -119,7 +117,6 @@ impl<C> Servers<C> {
                 }
             }
         }
-        Err(last_failure.expect("a failure for each of at least one server"))
     }
 }
 
@@ -173,13 +170,28 @@ mod tests {
     #[tokio::test]
     async fn the_caller_stays_on_the_server_that_answered() {
         let servers =
-            Servers::new(vec![fake("a", Some(refused())), fake("b", None), fake("c", None)], Failover::Unsent);
+            Servers::new(vec![fake("a", Some(refused())), fake("b", None), fake("c", None)], Failover::Repeatable);
         assert_eq!(ask(&servers).await, Ok("b"), "a refuses connections: b answers");
         assert_eq!(servers.current_url(), "b");
         *servers.servers[0].1.answer.lock().unwrap() = None;
         assert_eq!(ask(&servers).await, Ok("b"), "b stays in use although a is back");
         *servers.servers[1].1.answer.lock().unwrap() = Some(ConnectError::unavailable("store unavailable: x"));
-        assert_eq!(ask(&servers).await, Ok("c"), "an unavailable answer moves on");
+        assert_eq!(ask(&servers).await, Ok("c"), "an unavailable answer moves a repeatable call on");
+        assert_eq!(servers.current_url(), "c");
+    }
+
+    #[tokio::test]
+    async fn an_operator_call_moves_on_only_when_it_never_left() {
+        let servers = Servers::new(vec![fake("a", Some(refused())), fake("b", None)], Failover::Unsent);
+        assert_eq!(ask(&servers).await, Ok("b"), "a refused the connection: nothing was sent");
+        // A store that lost its connection during a commit answers unavailable although
+        // the write may have landed: that answer is the caller's, never retried elsewhere.
+        let servers = Servers::new(
+            vec![fake("a", Some(ConnectError::unavailable("store unavailable: x"))), fake("b", None)],
+            Failover::Unsent,
+        );
+        assert_eq!(ask(&servers).await, Err(ErrorCode::Unavailable));
+        assert_eq!(servers.current_url(), "a");
     }
 
     #[tokio::test]
@@ -207,10 +219,12 @@ mod tests {
     #[tokio::test]
     async fn when_no_server_answers_the_last_failure_is_reported() {
         let servers = Servers::new(
-            vec![fake("a", Some(refused())), fake("b", Some(ConnectError::unavailable("store unavailable")))],
-            Failover::Unsent,
+            vec![fake("a", Some(ConnectError::unavailable("store unavailable"))), fake("b", Some(refused()))],
+            Failover::Repeatable,
         );
-        assert_eq!(ask(&servers).await, Err(ErrorCode::Unavailable));
+        let failure = servers.call(|fake| async move { Err::<(), _>(fake.answer.lock().unwrap().clone().unwrap()) });
+        let error = failure.await.unwrap_err();
+        assert!(std::error::Error::source(&error).is_some(), "b's refused connection is the last failure");
         assert_eq!(servers.current_url(), "a", "no server answered: the one in use stays");
     }
 }

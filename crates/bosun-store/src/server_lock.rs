@@ -32,9 +32,11 @@ pub enum ServerLockError {
 }
 
 impl ServerLock {
-    /// The lock file for the SQLite store at `database`.
+    /// The lock file for the SQLite store at `database`: next to the file it names after
+    /// symbolic links are followed, so two paths to one file share one lock.
     pub fn path_for(database: &Path) -> PathBuf {
-        let mut name = database.as_os_str().to_owned();
+        let database = std::fs::canonicalize(database).unwrap_or_else(|_| database.to_owned());
+        let mut name = database.into_os_string();
         name.push(".server-lock");
         PathBuf::from(name)
     }
@@ -44,8 +46,7 @@ impl ServerLock {
     pub fn acquire(database: &Path, holder: &str) -> Result<Self, ServerLockError> {
         let path = Self::path_for(database);
         let io = |cause| ServerLockError::Io { path: path.clone(), cause };
-        let mut file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -60,10 +61,16 @@ impl ServerLock {
             }
             Err(TryLockError::Error(cause)) => return Err(io(cause)),
         }
-        file.set_len(0).map_err(io)?;
-        file.seek(SeekFrom::Start(0)).map_err(io)?;
-        file.write_all(format!("{holder}\n").as_bytes()).map_err(io)?;
-        Ok(Self { file, path })
+        let mut lock = Self { file, path: path.clone() };
+        lock.describe(holder).map_err(io)?;
+        Ok(lock)
+    }
+
+    /// Replaces the description of the holder (once the server knows its bound address).
+    pub fn describe(&mut self, holder: &str) -> std::io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.seek(SeekFrom::Start(0))?;
+        self.file.write_all(format!("{holder}\n").as_bytes())
     }
 
     pub fn path(&self) -> &Path {
@@ -97,9 +104,26 @@ mod tests {
         assert!(error.contains("PostgreSQL serves several replicas"), "{error}");
 
         drop(first);
-        let again = ServerLock::acquire(&database, "pid 3 on ctl-c").expect("free once the first stops");
-        let text = std::fs::read_to_string(again.path()).expect("lock file");
-        assert_eq!(text, "pid 3 on ctl-c\n");
+        let mut again = ServerLock::acquire(&database, "pid 3 on ctl-c").expect("free once the first stops");
+        assert_eq!(std::fs::read_to_string(again.path()).expect("lock file"), "pid 3 on ctl-c\n");
+        again.describe("pid 3 on ctl-c, address 127.0.0.1:41000").expect("describe");
+        assert_eq!(
+            std::fs::read_to_string(again.path()).expect("lock file"),
+            "pid 3 on ctl-c, address 127.0.0.1:41000\n"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symbolic_link_to_the_file_is_the_same_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = dir.path().join("bosun.db");
+        std::fs::write(&database, b"").expect("database file");
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&database, &link).expect("symlink");
+        let _first = ServerLock::acquire(&database, "first").expect("first");
+        let error = ServerLock::acquire(&link, "second").unwrap_err().to_string();
+        assert!(error.contains("(first)"), "{error}");
     }
 
     #[test]

@@ -237,11 +237,36 @@ fn a_second_server_on_one_sqlite_file_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("bosun.db");
     let store = format!("sqlite://{}", file.display());
-    let (first, _url) = server(&store);
-    let line = fails_with_one_line(bosun().args(["server", "--store", &store, "--listen", "127.0.0.1:0"]));
-    assert!(line.contains(&file.display().to_string()), "{line}");
-    assert!(line.contains(&format!("pid {}", first.child.id())), "names the holder: {line}");
-    assert!(line.contains("PostgreSQL serves several replicas"), "{line}");
+    let (first, url) = server(&store);
+    // Were the lock broken, the second server would run: stop it after a minute and fail.
+    let mut second = bosun()
+        .args(["server", "--store", &store, "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the second server");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = second.kill();
+            panic!("a second server on {} kept running", file.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().expect("stderr"), &mut stderr).expect("stderr");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(&file.display().to_string()), "{stderr}");
+    let address = url.trim_start_matches("http://");
+    assert!(
+        stderr.contains(&format!("pid {}", first.child.id())) && stderr.contains(address),
+        "names the holder and where it listens: {stderr}"
+    );
+    assert!(stderr.contains("PostgreSQL serves several replicas"), "{stderr}");
 }
 
 #[test]

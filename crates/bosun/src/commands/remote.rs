@@ -17,8 +17,8 @@ pub const DEFAULT_SERVER: &str = "http://localhost:50051";
 
 #[derive(Debug, Clone, Args)]
 pub struct Remote {
-    /// The bosun server; several replicas separated by commas (tried in turn when one cannot
-    /// be reached or answers unavailable).
+    /// The bosun server; several replicas separated by commas (the next is tried when no
+    /// connection can be made to one).
     #[arg(short, long, global = true, env = "BOSUN_SERVER", default_value = DEFAULT_SERVER, value_name = "URL[,URL...]")]
     pub server: String,
     /// Bearer token (operator or admin).
@@ -88,7 +88,7 @@ impl Remote {
             let name = uri.to_string().trim_end_matches('/').to_owned();
             servers.push((name, v1::AdminServiceClient::new(transport, self.config(uri))));
         }
-        // Some operator calls are not safe to repeat: move on only when nothing was done.
+        // Some operator calls are not safe to repeat: move on only when nothing was sent.
         Ok(Admin { servers: Servers::new(servers, Failover::Unsent), remote: self.clone() })
     }
 }

@@ -51,13 +51,11 @@ pub async fn run(store_flag: Option<&str>, args: &ServerArgs) -> anyhow::Result<
     let location = store_location(store_flag, &config)?;
     let address = args.listen.clone().unwrap_or_else(|| config.server.listen_address());
     let database = Database::connect(&location).await?;
-    // Before migrations or any pass touch the file: one server per SQLite store.
-    let _serving_alone = match location.sqlite_path() {
-        Some(path) => {
-            let host = bosun_agent::procfs::detect_metadata().hostname;
-            let holder = format!("pid {} on {host}, address {address}", std::process::id());
-            Some(ServerLock::acquire(path, &holder)?)
-        }
+    // One server per SQLite store, taken before migrations or any pass write to the file
+    // (connecting has only opened it and set its journal mode).
+    let host = bosun_agent::procfs::detect_metadata().hostname;
+    let mut serving_alone = match location.sqlite_path() {
+        Some(path) => Some(ServerLock::acquire(path, &format!("pid {} on {host}", std::process::id()))?),
         None => None,
     };
     // The memory store has no schema to migrate: it starts empty and current.
@@ -74,6 +72,11 @@ pub async fn run(store_flag: Option<&str>, args: &ServerArgs) -> anyhow::Result<
         .await
         .with_context(|| format!("cannot listen on {address} (in use? choose another with --listen)"))?;
     let local = listener.local_addr().context("reading the listen address")?;
+    if let Some(lock) = serving_alone.as_mut()
+        && let Err(error) = lock.describe(&format!("pid {} on {host}, listening on {local}", std::process::id()))
+    {
+        tracing::warn!(%error, path = %lock.path().display(), "cannot describe this server in its lock file");
+    }
     let pools = pools_config(&config, &format!("http://127.0.0.1:{}", local.port()))?;
     let settings = Settings::from_config(&config);
     let server = Server::start_with_pools(listener, store, Arc::new(SystemClock), settings, true, pools).await?;
