@@ -237,6 +237,18 @@ impl Store for ObservedStore {
         self.observe("checkpoint", self.inner.checkpoint()).await
     }
 
+    async fn dump(&self, sink: tokio::sync::mpsc::Sender<bosun_store::transfer::DumpMessage>) -> Result<()> {
+        self.observe("dump", self.inner.dump(sink)).await
+    }
+
+    async fn load(
+        &self,
+        source: tokio::sync::mpsc::Receiver<bosun_store::transfer::LoadMessage>,
+        target: bosun_store::transfer::Target,
+    ) -> Result<()> {
+        self.observe("load", self.inner.load(source, target)).await
+    }
+
     async fn ping(&self) -> Result<()> {
         self.observe("ping", self.inner.ping()).await
     }

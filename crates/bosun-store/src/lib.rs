@@ -10,6 +10,7 @@
 //! - [`error`]: typed [`StoreError`]s.
 //! - [`location`]: store URLs (`sqlite://`, `postgres://`, `memory://`) and their selection.
 //! - [`open`]: opening a store and managing its schema ([`Database`], migrations).
+//! - [`transfer`]: export, import and copy between stores (the file format, checksums).
 //! - `rules`, `integrity`: checks every backend applies the same way.
 //! - `memory`, `sqlite`, `postgres`: the backends.
 //! - `conformance` (tests only): the behavioural suite every backend passes.
@@ -25,6 +26,7 @@ pub mod server_lock;
 mod soft_state;
 mod sql;
 pub mod store;
+pub mod transfer;
 pub mod write;
 
 mod postgres;

@@ -22,6 +22,10 @@ use crate::rules;
 use crate::rules::linked_instance_error;
 use crate::soft_state::{dedupe_heartbeats, dedupe_samples};
 use crate::store::{Backend, IntegrityFinding, RetentionPolicy, RetentionReport, Store, StoreCounts, StoreOptions};
+use crate::transfer::{
+    Batcher, CommandRecord, DumpMessage, LoadMessage, NodeRecord, Record, RecordKind, Sequences, Snapshot, Target,
+    load_abandoned, target_not_empty,
+};
 use crate::write::{Committed, StoredHealthReport, Write, WriteBatch, WriteOutcome};
 
 #[derive(Debug, Default, Clone)]
@@ -42,6 +46,146 @@ struct State {
     last_health_id: u64,
     last_bootstrap_id: u64,
     closed: bool,
+}
+
+impl State {
+    fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+            && self.instances.is_empty()
+            && self.commands.is_empty()
+            && self.pools.is_empty()
+            && self.policy.is_none()
+            && self.changes.is_empty()
+            && self.bootstrap.is_empty()
+    }
+
+    /// Adds one loaded record as it is, refusing what a SQL schema would refuse
+    /// (duplicate keys, references to missing nodes).
+    fn load(&mut self, record: Record) -> Result<()> {
+        let missing_node = |id: &NodeId| StoreError::invalid("reference", format_args!("refers to missing node {id}"));
+        match record {
+            Record::Policy(policy) => {
+                if self.policy.replace(policy).is_some() {
+                    return Err(StoreError::already_exists(ResourceKind::Policy, StoredPolicy::RESOURCE_ID));
+                }
+            }
+            Record::Pool(pool) => {
+                if self.pools.contains_key(&pool.name) {
+                    return Err(StoreError::already_exists(ResourceKind::Pool, &pool.name));
+                }
+                self.pools.insert(pool.name.clone(), *pool);
+            }
+            Record::Node(record) => {
+                let NodeRecord { mut node, mut gpus, last_heartbeat } = *record;
+                if self.nodes.contains_key(&node.id) {
+                    return Err(StoreError::already_exists(ResourceKind::Node, &node.id));
+                }
+                gpus.sort_by_key(|g| g.index);
+                node.last_heartbeat = last_heartbeat;
+                self.gpus.insert(node.id.clone(), gpus);
+                self.nodes.insert(node.id.clone(), node);
+            }
+            Record::Instance(instance) => {
+                if self.instances.contains_key(&instance.id) {
+                    return Err(StoreError::already_exists(ResourceKind::Instance, &instance.id));
+                }
+                if let Some(node) = &instance.node_id
+                    && !self.nodes.contains_key(node)
+                {
+                    return Err(missing_node(node));
+                }
+                self.instances.insert(instance.id.clone(), *instance);
+            }
+            Record::Command(record) => {
+                let CommandRecord { command, events } = *record;
+                if self.commands.contains_key(&command.id) {
+                    return Err(StoreError::already_exists(ResourceKind::Command, command.id));
+                }
+                if !self.nodes.contains_key(&command.node_id) {
+                    return Err(missing_node(&command.node_id));
+                }
+                if !events.is_empty() {
+                    self.command_events.insert(command.id, events);
+                }
+                self.commands.insert(command.id, command);
+            }
+            Record::HealthReport(report) => {
+                if !self.nodes.contains_key(&report.report.node_id) {
+                    return Err(missing_node(&report.report.node_id));
+                }
+                self.last_health_id = self.last_health_id.max(report.id);
+                self.health.entry(report.report.node_id.clone()).or_default().push_back(*report);
+            }
+            Record::BootstrapLog(log) => {
+                self.last_bootstrap_id = self.last_bootstrap_id.max(log.id);
+                self.bootstrap.entry(log.node_id.clone()).or_default().push_back(*log);
+            }
+            Record::Change(change) => {
+                if self.changes.contains_key(&change.seq) {
+                    return Err(StoreError::invalid("changes.seq", format_args!("{} appears twice", change.seq)));
+                }
+                self.last_change_seq = self.last_change_seq.max(change.seq);
+                self.changes.insert(change.seq, *change);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends a copy of `state` to a dump, as the [`Store::dump`] contract orders it.
+async fn dump_state(mut state: State, sink: &tokio::sync::mpsc::Sender<DumpMessage>) -> Result<()> {
+    let mut health: Vec<StoredHealthReport> = state.health.into_values().flatten().collect();
+    health.sort_by_key(|r| r.id);
+    let mut bootstrap: Vec<BootstrapLog> = state.bootstrap.into_values().flatten().collect();
+    bootstrap.sort_by_key(|l| l.id);
+    let counts = [
+        (RecordKind::Policy, u64::from(state.policy.is_some())),
+        (RecordKind::Pool, state.pools.len() as u64),
+        (RecordKind::Node, state.nodes.len() as u64),
+        (RecordKind::Instance, state.instances.len() as u64),
+        (RecordKind::Command, state.commands.len() as u64),
+        (RecordKind::HealthReport, health.len() as u64),
+        (RecordKind::BootstrapLog, bootstrap.len() as u64),
+        (RecordKind::Change, state.changes.len() as u64),
+    ]
+    .into_iter()
+    .collect();
+    let sequences = Sequences {
+        change_seq: state.last_change_seq,
+        health_report_id: state.last_health_id,
+        bootstrap_log_id: state.last_bootstrap_id,
+    };
+    let mut out = Batcher::new(sink);
+    out.start(Snapshot { counts, sequences }).await?;
+    if let Some(policy) = state.policy {
+        out.push(Record::Policy(policy)).await?;
+    }
+    for pool in state.pools.into_values() {
+        out.push(Record::Pool(Box::new(pool))).await?;
+    }
+    for mut node in state.nodes.into_values() {
+        let mut gpus = state.gpus.remove(&node.id).unwrap_or_default();
+        gpus.sort_by_key(|g| g.index);
+        let last_heartbeat = node.last_heartbeat.take();
+        out.push(Record::Node(Box::new(NodeRecord { node, gpus, last_heartbeat }))).await?;
+    }
+    for instance in state.instances.into_values() {
+        out.push(Record::Instance(Box::new(instance))).await?;
+    }
+    for command in state.commands.into_values() {
+        let events = state.command_events.remove(&command.id).unwrap_or_default();
+        out.push(Record::Command(Box::new(CommandRecord { command, events }))).await?;
+    }
+    for report in health {
+        out.push(Record::HealthReport(Box::new(report))).await?;
+    }
+    for log in bootstrap {
+        out.push(Record::BootstrapLog(Box::new(log))).await?;
+    }
+    for change in state.changes.into_values() {
+        out.push(Record::Change(Box::new(change))).await?;
+    }
+    out.flush().await
 }
 
 type Undo = Box<dyn FnOnce(&mut State) + Send>;
@@ -913,6 +1057,38 @@ impl Store for MemoryStore {
             pools: state.pools.len() as u64,
             changes: state.changes.len() as u64,
         })
+    }
+
+    async fn dump(&self, sink: tokio::sync::mpsc::Sender<DumpMessage>) -> Result<()> {
+        // A copy is the snapshot: the lock is held only while copying.
+        let state = self.lock()?.clone();
+        dump_state(state, &sink).await
+    }
+
+    async fn load(&self, mut source: tokio::sync::mpsc::Receiver<LoadMessage>, target: Target) -> Result<()> {
+        // Staged apart and swapped in whole: nothing is visible until the commit.
+        let mut staged = State::default();
+        loop {
+            match source.recv().await {
+                None => return Err(load_abandoned()),
+                Some(LoadMessage::Records(records)) => {
+                    for record in records {
+                        staged.load(record)?;
+                    }
+                }
+                Some(LoadMessage::Commit(sequences)) => {
+                    let mut state = self.lock()?;
+                    if target == Target::MustBeEmpty && !state.is_empty() {
+                        return Err(target_not_empty());
+                    }
+                    staged.last_change_seq = staged.last_change_seq.max(sequences.change_seq);
+                    staged.last_health_id = staged.last_health_id.max(sequences.health_report_id);
+                    staged.last_bootstrap_id = staged.last_bootstrap_id.max(sequences.bootstrap_log_id);
+                    *state = staged;
+                    return Ok(());
+                }
+            }
+        }
     }
 
     async fn ping(&self) -> Result<()> {

@@ -13,6 +13,7 @@ use bosun_core::{
 
 use crate::error::Result;
 use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest};
+use crate::transfer::{DumpMessage, LoadMessage, Target};
 use crate::write::{Committed, StoredHealthReport, WriteBatch};
 
 /// Which engine is behind a store.
@@ -230,6 +231,20 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn checkpoint(&self) -> Result<()> {
         Ok(())
     }
+
+    /// Streams every record the store holds, read from one consistent snapshot, into
+    /// `sink`: one [`DumpMessage::Start`] with the snapshot's counts and sequences, then
+    /// the records in [`crate::transfer::RecordKind`] order, keys ascending within a kind,
+    /// in batches. Stops (with an error) if the receiver goes away.
+    async fn dump(&self, sink: tokio::sync::mpsc::Sender<DumpMessage>) -> Result<()>;
+
+    /// Writes the records received from `source` verbatim (revisions, change sequence
+    /// numbers and history ids as they are; no rules re-applied) in one transaction that
+    /// commits on [`LoadMessage::Commit`], which also raises the store's sequences to at
+    /// least the ones given. If `source` closes before `Commit`, or any record is refused,
+    /// nothing is written. [`Target::MustBeEmpty`] fails if the store holds anything;
+    /// [`Target::Replace`] deletes everything first, in the same transaction.
+    async fn load(&self, source: tokio::sync::mpsc::Receiver<LoadMessage>, target: Target) -> Result<()>;
 
     /// Cheap reachability check (`SELECT 1` on SQL backends).
     async fn ping(&self) -> Result<()>;

@@ -256,7 +256,7 @@ impl Committed {
 }
 
 /// A stored health report with its position in the node's history.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StoredHealthReport {
     pub id: u64,
     pub report: HealthReport,

@@ -8,6 +8,7 @@
 
 mod commit;
 mod maintenance;
+mod transfer;
 
 use std::time::Duration;
 
@@ -117,7 +118,7 @@ impl PostgresStore {
 /// Decodes a row of `select_node!` by position, without the driver's per-row type checks
 /// (the query is ours and its column types are fixed): lists decode a hundred thousand of
 /// these, and by-name, checked decoding costs several times more.
-fn node_from_row(row: &sqlx::postgres::PgRow) -> Result<Node> {
+pub(super) fn node_from_row(row: &sqlx::postgres::PgRow) -> Result<Node> {
     use sqlx::Row as _;
     fn get<'r, T: sqlx::Decode<'r, Postgres>>(row: &'r sqlx::postgres::PgRow, index: usize) -> Result<T> {
         row.try_get_unchecked(index).map_err(|e| map_err(e, None))
@@ -638,6 +639,18 @@ impl Store for PostgresStore {
     async fn checkpoint(&self) -> Result<()> {
         sqlx::query("CHECKPOINT").execute(&self.pool).await.map_err(|e| map_err(e, None))?;
         Ok(())
+    }
+
+    async fn dump(&self, sink: tokio::sync::mpsc::Sender<crate::transfer::DumpMessage>) -> Result<()> {
+        transfer::dump(&self.pool, &sink).await
+    }
+
+    async fn load(
+        &self,
+        source: tokio::sync::mpsc::Receiver<crate::transfer::LoadMessage>,
+        target: crate::transfer::Target,
+    ) -> Result<()> {
+        transfer::load(&self.pool, source, target).await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -291,7 +291,7 @@ fn check_instance_refs(conn: &Connection, instance: &Instance) -> Result<()> {
 
 /// Writes a node's GPU inventory, one prepared insert per GPU (cheaper than unpacking a
 /// JSON array inside SQLite).
-fn insert_gpus(conn: &Connection, node: &NodeId, gpus: &[Gpu]) -> Result<()> {
+pub(super) fn insert_gpus(conn: &Connection, node: &NodeId, gpus: &[Gpu]) -> Result<()> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO node_gpus (node_id, gpu_index, uuid, name, pci_bus_id, memory_bytes, driver_version, cuda_version) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -416,7 +416,7 @@ fn append_bootstrap_log(conn: &Connection, cx: &Cx<'_>, log: &BootstrapLog) -> R
 // Parameters are numbered so the INSERT and the UPDATE of each table share one binding
 // order (the `write_*` functions below).
 
-const INSERT_NODE: &str = "INSERT INTO nodes (node_id, provider, region, zone, instance_type, pool, status, \
+pub(super) const INSERT_NODE: &str = "INSERT INTO nodes (node_id, provider, region, zone, instance_type, pool, status, \
     status_reason, status_changed_at, health, unhealthy_streak, labels, gpu_count, gpu_model, metadata, \
     registered_at, last_health_report, revision, remediation) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
@@ -425,7 +425,7 @@ const UPDATE_NODE: &str = "UPDATE nodes SET provider = ?2, region = ?3, zone = ?
     gpu_count = ?13, gpu_model = ?14, metadata = ?15, registered_at = ?16, last_health_report = ?17, revision = ?18, \
     remediation = ?19 WHERE node_id = ?1";
 
-fn write_node(conn: &Connection, sql: &str, n: &Node, revision: Revision) -> rusqlite::Result<usize> {
+pub(super) fn write_node(conn: &Connection, sql: &str, n: &Node, revision: Revision) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute(params![
         n.id.as_str(),
         n.provider,
@@ -449,7 +449,7 @@ fn write_node(conn: &Connection, sql: &str, n: &Node, revision: Revision) -> rus
     ])
 }
 
-const INSERT_INSTANCE: &str = "INSERT INTO instances (instance_id, provider, provider_instance_id, region, zone, \
+pub(super) const INSERT_INSTANCE: &str = "INSERT INTO instances (instance_id, provider, provider_instance_id, region, zone, \
     instance_type, pool, state, status_message, node_id, labels, created_at, state_changed_at, ready_at, \
     terminated_at, revision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 const UPDATE_INSTANCE: &str = "UPDATE instances SET provider = ?2, provider_instance_id = ?3, region = ?4, \
@@ -457,7 +457,12 @@ const UPDATE_INSTANCE: &str = "UPDATE instances SET provider = ?2, provider_inst
     created_at = ?12, state_changed_at = ?13, ready_at = ?14, terminated_at = ?15, revision = ?16 \
     WHERE instance_id = ?1";
 
-fn write_instance(conn: &Connection, sql: &str, i: &Instance, revision: Revision) -> rusqlite::Result<usize> {
+pub(super) fn write_instance(
+    conn: &Connection,
+    sql: &str,
+    i: &Instance,
+    revision: Revision,
+) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute(params![
         i.id.as_str(),
         i.provider,
@@ -478,7 +483,7 @@ fn write_instance(conn: &Connection, sql: &str, i: &Instance, revision: Revision
     ])
 }
 
-const INSERT_COMMAND: &str = "INSERT INTO commands (command_id, node_id, kind, custom_name, parameters, state, \
+pub(super) const INSERT_COMMAND: &str = "INSERT INTO commands (command_id, node_id, kind, custom_name, parameters, state, \
     issued_by, reason, issued_at, deadline, delivered_at, delivery_count, acked_at, finished_at, outcome_message, \
     result, revision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
 const UPDATE_COMMAND: &str = "UPDATE commands SET node_id = ?2, kind = ?3, custom_name = ?4, parameters = ?5, \
@@ -486,7 +491,7 @@ const UPDATE_COMMAND: &str = "UPDATE commands SET node_id = ?2, kind = ?3, custo
     delivery_count = ?12, acked_at = ?13, finished_at = ?14, outcome_message = ?15, result = ?16, revision = ?17 \
     WHERE command_id = ?1";
 
-fn write_command(conn: &Connection, sql: &str, c: &Command, revision: Revision) -> rusqlite::Result<usize> {
+pub(super) fn write_command(conn: &Connection, sql: &str, c: &Command, revision: Revision) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute(params![
         c.id.to_string(),
         c.node_id.as_str(),
@@ -508,12 +513,12 @@ fn write_command(conn: &Connection, sql: &str, c: &Command, revision: Revision) 
     ])
 }
 
-const INSERT_POOL: &str = "INSERT INTO pools (name, spec, last_scale_at, provider_backoff, last_decision, revision) \
+pub(super) const INSERT_POOL: &str = "INSERT INTO pools (name, spec, last_scale_at, provider_backoff, last_decision, revision) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 const UPDATE_POOL: &str = "UPDATE pools SET spec = ?2, last_scale_at = ?3, provider_backoff = ?4, \
     last_decision = ?5, revision = ?6 WHERE name = ?1";
 
-fn write_pool(conn: &Connection, sql: &str, p: &Pool, revision: Revision) -> rusqlite::Result<usize> {
+pub(super) fn write_pool(conn: &Connection, sql: &str, p: &Pool, revision: Revision) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute(params![
         p.name.as_str(),
         to_json(&p.spec),

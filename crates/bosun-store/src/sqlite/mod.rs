@@ -14,6 +14,7 @@ pub(crate) mod file;
 mod maintenance;
 mod read;
 mod schema;
+mod transfer;
 mod writer;
 
 use async_trait::async_trait;
@@ -363,6 +364,19 @@ impl Store for SqliteStore {
                 Ok(())
             })
             .await
+    }
+
+    async fn dump(&self, sink: tokio::sync::mpsc::Sender<crate::transfer::DumpMessage>) -> Result<()> {
+        // Not through `read`: a dump is long by nature, not a slow statement.
+        self.readers.run(move |conn| transfer::dump(conn, &sink)).await
+    }
+
+    async fn load(
+        &self,
+        source: tokio::sync::mpsc::Receiver<crate::transfer::LoadMessage>,
+        target: crate::transfer::Target,
+    ) -> Result<()> {
+        self.writer.run(move |conn| transfer::load(conn, source, target)).await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -21,12 +21,12 @@ use crate::sql::{label_path, parse, parse_opt, unsigned};
 use crate::write::StoredHealthReport;
 
 /// A JSON column decoded in place, naming the column if it is not what bosun wrote.
-fn json<T: DeserializeOwned>(row: &Row<'_>, index: usize, what: &str) -> Result<Json<T>> {
+pub(super) fn json<T: DeserializeOwned>(row: &Row<'_>, index: usize, what: &str) -> Result<Json<T>> {
     let text = row.get_ref(index)?.as_str().map_err(|e| StoreError::corrupt(what, e))?;
     serde_json::from_str(text).map(Json).map_err(|e| StoreError::corrupt(what, e))
 }
 
-fn opt_json<T: DeserializeOwned>(row: &Row<'_>, index: usize, what: &str) -> Result<Option<Json<T>>> {
+pub(super) fn opt_json<T: DeserializeOwned>(row: &Row<'_>, index: usize, what: &str) -> Result<Option<Json<T>>> {
     match row.get_ref(index)? {
         rusqlite::types::ValueRef::Null => Ok(None),
         _ => json(row, index, what).map(Some),
@@ -139,7 +139,7 @@ pub(super) fn pool_row(row: &Row<'_>) -> Result<Pool> {
     .into_pool()
 }
 
-fn change_row(row: &Row<'_>) -> Result<ChangeRecord> {
+pub(super) fn change_row(row: &Row<'_>) -> Result<ChangeRecord> {
     ChangeRow::<i64> {
         seq: row.get(0)?,
         at: row.get(1)?,

@@ -1,0 +1,369 @@
+//! Dump and bulk load for SQLite (see `crate::transfer`).
+//!
+//! A dump runs on one reader connection inside one read transaction (a WAL snapshot), each
+//! table read by one statement stepped row by row, so memory holds a batch, not a table.
+//! A load runs as one job on the writer thread: one IMMEDIATE transaction, prepared
+//! inserts, committed when the `Commit` message arrives; other writers wait meanwhile.
+
+use bosun_core::node::Gpu;
+use bosun_core::{CommandEvent, ResourceKind};
+use rusqlite::{Connection, OptionalExtension as _, Row, TransactionBehavior, params};
+use tokio::sync::mpsc;
+
+use super::commit::{
+    INSERT_COMMAND, INSERT_INSTANCE, INSERT_NODE, INSERT_POOL, insert_gpus, write_command, write_instance, write_node,
+    write_pool,
+};
+use super::read::{self, COMMAND_COLUMNS, INSTANCE_COLUMNS, NODE_COLUMNS, POOL_COLUMNS, json};
+use super::{map_error, micros};
+use crate::error::Result;
+use crate::sql::rows::{BootstrapLogRow, CommandEventRow, GpuRow, HealthReportRow};
+use crate::sql::{to_json, unsigned};
+use crate::transfer::{
+    Batcher, CommandRecord, DumpMessage, LoadMessage, NodeRecord, Record, RecordKind, Sequences, Snapshot, Target,
+    load_abandoned, target_not_empty,
+};
+
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn count(conn: &Connection, table: &str) -> Result<u64> {
+    let n: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| row.get(0))?;
+    unsigned("count", n)
+}
+
+fn sequence(conn: &Connection, table: &str) -> Result<u64> {
+    let seq: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = ?1")?
+        .query_row([table], |row| row.get(0))
+        .optional()?;
+    Ok(seq.map_or(0, |s| u64::try_from(s).unwrap_or(0)))
+}
+
+/// Steps `sql` and hands every decoded row to `each`.
+fn each_row<T>(
+    conn: &Connection,
+    sql: &str,
+    decode: impl Fn(&Row<'_>) -> Result<T>,
+    mut each: impl FnMut(T) -> Result<()>,
+) -> Result<()> {
+    let mut statement = conn.prepare(sql)?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        each(decode(row)?)?;
+    }
+    Ok(())
+}
+
+/// Rows of a child table ordered by parent key, consumed alongside the parent's rows.
+struct Children<'s, T> {
+    rows: rusqlite::Rows<'s>,
+    decode: fn(&Row<'_>) -> Result<(String, T)>,
+    pending: Option<(String, T)>,
+}
+
+impl<T> Children<'_, T> {
+    /// The children of `parent`, which must be asked for in ascending order.
+    fn of(&mut self, parent: &str) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        loop {
+            if self.pending.is_none() {
+                match self.rows.next()? {
+                    Some(row) => self.pending = Some((self.decode)(row)?),
+                    None => return Ok(out),
+                }
+            }
+            match &self.pending {
+                Some((key, _)) if key.as_str() < parent => self.pending = None,
+                Some((key, _)) if key == parent => {
+                    if let Some((_, child)) = self.pending.take() {
+                        out.push(child);
+                    }
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+fn gpu_row(row: &Row<'_>) -> Result<(String, Gpu)> {
+    let gpu = GpuRow {
+        gpu_index: row.get(1)?,
+        uuid: row.get(2)?,
+        name: row.get(3)?,
+        pci_bus_id: row.get(4)?,
+        memory_bytes: row.get(5)?,
+        driver_version: row.get(6)?,
+        cuda_version: row.get(7)?,
+    }
+    .into_gpu()?;
+    Ok((row.get(0)?, gpu))
+}
+
+fn event_row(row: &Row<'_>) -> Result<(String, CommandEvent)> {
+    let event = CommandEventRow::<i64> {
+        command_id: row.get(0)?,
+        seq: row.get(1)?,
+        at: row.get(2)?,
+        state: row.get(3)?,
+        actor: row.get(4)?,
+        message: row.get(5)?,
+    }
+    .into_event()?;
+    Ok((row.get(0)?, event))
+}
+
+/// Streams the whole database into `sink` from one read transaction.
+pub(super) fn dump(conn: &Connection, sink: &mpsc::Sender<DumpMessage>) -> Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    let counts = [
+        (RecordKind::Policy, count(&tx, "policies")?),
+        (RecordKind::Pool, count(&tx, "pools")?),
+        (RecordKind::Node, count(&tx, "nodes")?),
+        (RecordKind::Instance, count(&tx, "instances")?),
+        (RecordKind::Command, count(&tx, "commands")?),
+        (RecordKind::HealthReport, count(&tx, "health_reports")?),
+        (RecordKind::BootstrapLog, count(&tx, "bootstrap_logs")?),
+        (RecordKind::Change, count(&tx, "changes")?),
+    ]
+    .into_iter()
+    .collect();
+    let sequences = Sequences {
+        change_seq: sequence(&tx, "changes")?,
+        health_report_id: sequence(&tx, "health_reports")?,
+        bootstrap_log_id: sequence(&tx, "bootstrap_logs")?,
+    };
+    let mut out = Batcher::new(sink);
+    out.blocking_start(Snapshot { counts, sequences })?;
+
+    if let Some(policy) = read::policy(&tx)? {
+        out.blocking_push(Record::Policy(policy))?;
+    }
+    each_row(&tx, &format!("SELECT {POOL_COLUMNS} ORDER BY name"), read::pool_row, |pool| {
+        out.blocking_push(Record::Pool(Box::new(pool)))
+    })?;
+    {
+        let mut gpu_statement = tx.prepare(
+            "SELECT node_id, gpu_index, uuid, name, pci_bus_id, memory_bytes, driver_version, cuda_version \
+             FROM node_gpus ORDER BY node_id, gpu_index",
+        )?;
+        let mut gpus = Children { rows: gpu_statement.query([])?, decode: gpu_row, pending: None };
+        each_row(&tx, &format!("SELECT {NODE_COLUMNS} ORDER BY n.node_id"), read::node_row, |mut node| {
+            let gpus = gpus.of(node.id.as_str())?;
+            let last_heartbeat = node.last_heartbeat.take();
+            out.blocking_push(Record::Node(Box::new(NodeRecord { node, gpus, last_heartbeat })))
+        })?;
+    }
+    each_row(&tx, &format!("SELECT {INSTANCE_COLUMNS} ORDER BY instance_id"), read::instance_row, |instance| {
+        out.blocking_push(Record::Instance(Box::new(instance)))
+    })?;
+    {
+        let mut event_statement = tx.prepare(
+            "SELECT command_id, seq, at, state, actor, message FROM command_events ORDER BY command_id, seq",
+        )?;
+        let mut events = Children { rows: event_statement.query([])?, decode: event_row, pending: None };
+        each_row(&tx, &format!("SELECT {COMMAND_COLUMNS} ORDER BY command_id"), read::command_row, |command| {
+            let events = events.of(&command.id.to_string())?;
+            out.blocking_push(Record::Command(Box::new(CommandRecord { command, events })))
+        })?;
+    }
+    each_row(
+        &tx,
+        "SELECT id, node_id, received_at, health, results, events FROM health_reports ORDER BY id",
+        |row| {
+            HealthReportRow::<i64> {
+                id: row.get(0)?,
+                node_id: row.get(1)?,
+                received_at: row.get(2)?,
+                health: row.get(3)?,
+                results: json(row, 4, "health_reports.results")?,
+                events: json(row, 5, "health_reports.events")?,
+            }
+            .into_report()
+        },
+        |report| out.blocking_push(Record::HealthReport(Box::new(report))),
+    )?;
+    each_row(
+        &tx,
+        "SELECT id, node_id, instance_id, pool, started_at, duration_ms, success, error, commands \
+         FROM bootstrap_logs ORDER BY id",
+        |row| {
+            BootstrapLogRow::<i64> {
+                id: row.get(0)?,
+                node_id: row.get(1)?,
+                instance_id: row.get(2)?,
+                pool: row.get(3)?,
+                started_at: row.get(4)?,
+                duration_ms: row.get(5)?,
+                success: row.get(6)?,
+                error: row.get(7)?,
+                commands: json(row, 8, "bootstrap_logs.commands")?,
+            }
+            .into_log()
+        },
+        |log| out.blocking_push(Record::BootstrapLog(Box::new(log))),
+    )?;
+    each_row(
+        &tx,
+        "SELECT seq, at, kind, resource_id, op, revision, actor, reason, resource FROM changes ORDER BY seq",
+        read::change_row,
+        |change| out.blocking_push(Record::Change(Box::new(change))),
+    )?;
+    out.blocking_flush()?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Tables emptied by a replacing load, children before parents.
+const REPLACED_TABLES: [&str; 8] =
+    ["instances", "metric_samples", "health_reports", "nodes", "bootstrap_logs", "pools", "policies", "changes"];
+
+fn holds_anything(conn: &Connection) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM nodes) OR EXISTS (SELECT 1 FROM instances) OR EXISTS (SELECT 1 FROM pools) \
+         OR EXISTS (SELECT 1 FROM policies) OR EXISTS (SELECT 1 FROM changes) OR EXISTS (SELECT 1 FROM bootstrap_logs)",
+        [],
+        |row| row.get(0),
+    )?)
+}
+
+/// Loads records from `source` in one transaction on the writer connection.
+pub(super) fn load(conn: &mut Connection, mut source: mpsc::Receiver<LoadMessage>, target: Target) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    match target {
+        Target::MustBeEmpty if holds_anything(&tx)? => return Err(target_not_empty()),
+        Target::MustBeEmpty => {}
+        Target::Replace => {
+            for table in REPLACED_TABLES {
+                tx.execute(&format!("DELETE FROM {table}"), [])?;
+            }
+        }
+    }
+    loop {
+        match source.blocking_recv() {
+            None => return Err(load_abandoned()),
+            Some(LoadMessage::Records(records)) => {
+                for record in &records {
+                    insert(&tx, record)?;
+                }
+            }
+            Some(LoadMessage::Commit(sequences)) => {
+                for (table, value) in [
+                    ("changes", sequences.change_seq),
+                    ("health_reports", sequences.health_report_id),
+                    ("bootstrap_logs", sequences.bootstrap_log_id),
+                ] {
+                    tx.execute(
+                        "INSERT INTO sqlite_sequence (name, seq) SELECT ?1, ?2 \
+                         WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ?1)",
+                        params![table, int(value)],
+                    )?;
+                    tx.execute(
+                        "UPDATE sqlite_sequence SET seq = MAX(seq, ?2) WHERE name = ?1",
+                        params![table, int(value)],
+                    )?;
+                }
+                tx.commit()?;
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn insert(conn: &Connection, record: &Record) -> Result<()> {
+    fn duplicate(kind: ResourceKind, id: &str) -> impl FnOnce(rusqlite::Error) -> crate::StoreError + '_ {
+        move |e| map_error(e, Some((kind, id)))
+    }
+    match record {
+        Record::Policy(p) => {
+            conn.prepare_cached(
+                "INSERT INTO policies (id, name, document, updated_at, revision) VALUES ('active', ?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![p.name, p.document, micros(p.updated_at), int(p.revision.get())])?;
+        }
+        Record::Pool(p) => {
+            write_pool(conn, INSERT_POOL, p, p.revision).map_err(duplicate(ResourceKind::Pool, p.name.as_str()))?;
+        }
+        Record::Node(r) => {
+            let id = r.node.id.as_str();
+            write_node(conn, INSERT_NODE, &r.node, r.node.revision).map_err(duplicate(ResourceKind::Node, id))?;
+            insert_gpus(conn, &r.node.id, &r.gpus)?;
+            if let Some(at) = r.last_heartbeat {
+                conn.prepare_cached("INSERT INTO node_liveness (node_id, last_heartbeat) VALUES (?1, ?2)")?
+                    .execute(params![id, micros(at)])?;
+            }
+        }
+        Record::Instance(i) => {
+            write_instance(conn, INSERT_INSTANCE, i, i.revision)
+                .map_err(duplicate(ResourceKind::Instance, i.id.as_str()))?;
+        }
+        Record::Command(r) => {
+            let id = r.command.id.to_string();
+            write_command(conn, INSERT_COMMAND, &r.command, r.command.revision)
+                .map_err(duplicate(ResourceKind::Command, &id))?;
+            let mut statement = conn.prepare_cached(
+                "INSERT INTO command_events (command_id, seq, at, state, actor, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for e in &r.events {
+                statement.execute(params![
+                    e.command_id.to_string(),
+                    e.seq,
+                    micros(e.at),
+                    e.state.as_str(),
+                    e.actor.to_string(),
+                    e.message
+                ])?;
+            }
+        }
+        Record::HealthReport(r) => {
+            conn.prepare_cached(
+                "INSERT INTO health_reports (id, node_id, received_at, health, results, events) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                int(r.id),
+                r.report.node_id.as_str(),
+                micros(r.report.received_at),
+                r.report.health.as_str(),
+                to_json(&r.report.results),
+                to_json(&r.report.events)
+            ])?;
+        }
+        Record::BootstrapLog(l) => {
+            conn.prepare_cached(
+                "INSERT INTO bootstrap_logs (id, node_id, instance_id, pool, started_at, duration_ms, success, error, \
+                 commands) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                int(l.id),
+                l.node_id.as_str(),
+                l.instance_id.as_ref().map(|i| i.as_str()),
+                l.pool.as_ref().map(|p| p.as_str()),
+                micros(l.started_at),
+                int(l.duration_ms),
+                l.success,
+                l.error,
+                to_json(&l.commands)
+            ])?;
+        }
+        Record::Change(c) => {
+            conn.prepare_cached(
+                "INSERT INTO changes (seq, at, kind, resource_id, op, revision, actor, reason, resource) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                int(c.seq),
+                micros(c.at),
+                c.kind.as_str(),
+                c.resource_id,
+                c.op.as_str(),
+                int(c.revision.get()),
+                c.actor.to_string(),
+                c.reason,
+                to_json(&c.resource)
+            ])?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,382 @@
+//! Moving a store's contents between stores: export to a file, import from one, copy from
+//! one store into another (SPEC 3.9, issue 12).
+//!
+//! Every backend does two things of its own: [`Store::dump`] streams its records from one
+//! consistent snapshot, and [`Store::load`] writes records verbatim (revisions, change
+//! sequence numbers and history ids kept, no lifecycle rules re-applied) in one
+//! transaction that commits only when told to. Everything else lives here, once: the file
+//! format (`format.rs`), counting and checksums, the refusal of a non-empty target, and
+//! the verification of a copy.
+//!
+//! **Atomic, not resumable.** An import or copy commits in one transaction at the very end,
+//! after the file's counts and checksums (or the source's counts) are verified: a bad line,
+//! a short file or an interruption leaves the target exactly as it was, and the operation
+//! is simply run again.
+//!
+//! **What moves.** All hard state (policy, pools, nodes with their GPU inventories,
+//! instances, commands with their events, health history, bootstrap logs, the change log)
+//! and, of soft state, each node's last heartbeat. Metric samples do not move: they are
+//! kept for minutes and the next heartbeats refill them. Leases (leader election) do not
+//! move: a restored store elects anew.
+
+mod format;
+mod record;
+
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+
+use bosun_core::Timestamp;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::mpsc;
+
+pub use self::format::{FORMAT_NAME, FORMAT_VERSION, Header, KindDigest, MAX_LINE_BYTES, Trailer};
+pub use self::record::{
+    BATCH, CommandRecord, DumpMessage, KindCounts, LoadMessage, NodeRecord, Record, RecordKind, Sequences, Snapshot,
+};
+pub(crate) use self::record::{Batcher, load_abandoned, reader_gone, target_not_empty};
+use crate::error::StoreError;
+use crate::store::Store;
+
+/// Messages in flight between a dump, the format and a load: bounds memory to a few
+/// batches whatever the store's size.
+const CHANNEL: usize = 4;
+
+/// Why an export, import or copy failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+
+    /// A line of an export file is not what it must be; nothing was written.
+    #[error("line {line}: {problem}; nothing was imported")]
+    BadLine { line: u64, problem: String },
+
+    /// The target already holds data and the caller did not ask to replace it.
+    #[error("the store is not empty ({contents})")]
+    NotEmpty { contents: String },
+
+    /// The export was written by a newer bosun.
+    #[error(
+        "the export has {what} {found}, newer than this bosun knows ({known}); import it with a bosun at least as new as the one that wrote it"
+    )]
+    Newer { what: &'static str, found: i64, known: i64 },
+
+    /// A copy's target does not hold what its source sent.
+    #[error("the copy does not match its source: {0}")]
+    Mismatch(String),
+}
+
+/// Progress reports, for a bar or a periodic line; all methods default to nothing.
+pub trait Progress: Send + Sync {
+    /// A phase (`exporting`, `importing`, `copying`, `verifying`) of `total` records begins.
+    fn begin(&self, _phase: &str, _total: u64) {}
+    /// `records` more are done.
+    fn advance(&self, _records: u64) {}
+}
+
+impl Progress for () {}
+
+/// What an export wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportSummary {
+    pub counts: KindCounts,
+    pub records: u64,
+    /// The file's checksum, as its trailer records it.
+    pub sha256: String,
+}
+
+/// What an import loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub counts: KindCounts,
+    pub records: u64,
+    /// The schema version the export was written with.
+    pub schema_version: i64,
+}
+
+/// What a copy moved and verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySummary {
+    pub counts: KindCounts,
+    pub records: u64,
+}
+
+/// Whether a target may be written: `Replace` deletes what it holds, in the load's
+/// transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Target {
+    #[default]
+    MustBeEmpty,
+    Replace,
+}
+
+/// Describes what a store holds, or `None` if it holds nothing.
+pub async fn contents(store: &dyn Store) -> Result<Option<String>, StoreError> {
+    let counts = store.counts().await?;
+    let policy = store.policy().await?.is_some();
+    let mut parts = Vec::new();
+    for (n, what) in [
+        (counts.nodes, "nodes"),
+        (counts.instances, "instances"),
+        (counts.commands, "commands"),
+        (counts.pools, "pools"),
+        (counts.changes, "change records"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{} {what}", thousands(n)));
+        }
+    }
+    if policy {
+        parts.push("a stored policy".to_owned());
+    }
+    Ok(if parts.is_empty() { None } else { Some(parts.join(", ")) })
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+async fn ensure_writable(store: &dyn Store, target: Target) -> Result<(), TransferError> {
+    if target == Target::MustBeEmpty
+        && let Some(contents) = contents(store).await?
+    {
+        return Err(TransferError::NotEmpty { contents });
+    }
+    Ok(())
+}
+
+/// The schema version this binary writes and reads.
+pub fn known_schema_version() -> i64 {
+    crate::open::embedded_schema_version(crate::Backend::Sqlite).unwrap_or(0)
+}
+
+/// Writes every record of `store` to `out`, from one consistent snapshot of it.
+pub async fn export<W: Write + Send + 'static>(
+    store: &dyn Store,
+    out: W,
+    now: Timestamp,
+    progress: Arc<dyn Progress>,
+) -> Result<ExportSummary, TransferError> {
+    let schema_version = store.schema_version().await?.unwrap_or_else(known_schema_version);
+    let source = store.backend().to_string();
+    let (sink, dumped) = mpsc::channel(CHANNEL);
+    let writer = tokio::task::spawn_blocking(move || {
+        format::write(dumped, out, format::HeaderInfo { schema_version, created_at: now, source }, &*progress)
+    });
+    let (dumped, written) = tokio::join!(store.dump(sink), writer);
+    let written = written.map_err(|e| StoreError::unavailable(format!("the export writer failed: {e}")))?;
+    match (dumped, written) {
+        (Err(error), _) if !is_reader_gone(&error) => Err(error.into()),
+        (_, written) => written,
+    }
+}
+
+/// Loads the export read from `input` into `store`, in one transaction that commits only
+/// after the whole file checked out (header, order, counts, checksums).
+pub async fn import<R: BufRead + Send + 'static>(
+    store: &dyn Store,
+    input: R,
+    target: Target,
+    progress: Arc<dyn Progress>,
+) -> Result<ImportSummary, TransferError> {
+    ensure_writable(store, target).await?;
+    let (sink, source) = mpsc::channel(CHANNEL);
+    let known = known_schema_version();
+    let reader = tokio::task::spawn_blocking(move || format::read(input, sink, known, &*progress));
+    let (loaded, read) = tokio::join!(store.load(source, target), reader);
+    let read = read.map_err(|e| StoreError::unavailable(format!("the import reader failed: {e}")))?;
+    match (loaded, read) {
+        // The file's fault first: the load only failed because its sender stopped.
+        (_, Err(error)) if !matches!(&error, TransferError::Store(e) if is_load_gone(e)) => Err(error),
+        (Err(error), _) => Err(error.into()),
+        (Ok(()), read) => read,
+    }
+}
+
+/// Copies every record of `from` into `to` in one transaction, then reads `to` back and
+/// compares counts and per-kind checksums with what was sent.
+pub async fn copy(
+    from: &dyn Store,
+    to: &dyn Store,
+    target: Target,
+    progress: Arc<dyn Progress>,
+) -> Result<CopySummary, TransferError> {
+    ensure_writable(to, target).await?;
+    let (sink, dumped) = mpsc::channel(CHANNEL);
+    let (load_sink, load_source) = mpsc::channel(CHANNEL);
+    let relay_progress = Arc::clone(&progress);
+    let relay = tokio::task::spawn_blocking(move || relay(dumped, load_sink, &*relay_progress));
+    let (dumped, loaded, relayed) = tokio::join!(from.dump(sink), to.load(load_source, target), relay);
+    let relayed = relayed.map_err(|e| StoreError::unavailable(format!("the copy failed: {e}")))?;
+    if let Err(error) = dumped
+        && !is_reader_gone(&error)
+    {
+        return Err(error.into());
+    }
+    loaded?;
+    let sent = relayed?;
+    let received = digest_store(to, &*progress).await?;
+    let differences = describe_differences(&sent, &received);
+    if !differences.is_empty() {
+        return Err(TransferError::Mismatch(differences.join("; ")));
+    }
+    let counts: KindCounts = sent.iter().map(|(kind, d)| (*kind, d.count)).collect();
+    Ok(CopySummary { records: counts.values().sum(), counts })
+}
+
+fn is_reader_gone(error: &StoreError) -> bool {
+    error.to_string() == reader_gone().to_string()
+}
+
+fn is_load_gone(error: &StoreError) -> bool {
+    error.to_string() == load_abandoned().to_string()
+}
+
+/// Per-kind counts and checksums of a stream of records, each hashed as its line in an
+/// export file.
+#[derive(Default)]
+pub(crate) struct Digests {
+    kinds: std::collections::BTreeMap<RecordKind, (u64, Sha256)>,
+}
+
+impl Digests {
+    pub fn add(&mut self, kind: RecordKind, line: &[u8]) {
+        let (count, hash) = self.kinds.entry(kind).or_default();
+        *count += 1;
+        hash.update(line);
+    }
+
+    pub fn count(&self, kind: RecordKind) -> u64 {
+        self.kinds.get(&kind).map_or(0, |(n, _)| *n)
+    }
+
+    /// Every kind, including those with no records.
+    pub fn finish(self) -> std::collections::BTreeMap<RecordKind, KindDigest> {
+        let mut kinds = self.kinds;
+        RecordKind::ALL
+            .iter()
+            .map(|kind| {
+                let (count, hash) = kinds.remove(kind).unwrap_or_default();
+                (*kind, KindDigest { count, sha256: hex(&hash.finalize()) })
+            })
+            .collect()
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Passes a dump on to a load, hashing each record; commits only if the dump delivered
+/// every record its snapshot announced.
+fn relay(
+    mut dumped: mpsc::Receiver<DumpMessage>,
+    sink: mpsc::Sender<LoadMessage>,
+    progress: &dyn Progress,
+) -> Result<std::collections::BTreeMap<RecordKind, KindDigest>, TransferError> {
+    let mut snapshot = None;
+    let mut digests = Digests::default();
+    let mut seen = Sequences::default();
+    let mut line = Vec::new();
+    while let Some(message) = dumped.blocking_recv() {
+        match message {
+            DumpMessage::Start(start) => {
+                progress.begin("copying", start.counts.values().sum());
+                snapshot = Some(start);
+            }
+            DumpMessage::Records(records) => {
+                for record in &records {
+                    line.clear();
+                    format::encode(record, &mut line);
+                    digests.add(record.kind(), &line);
+                    seen.cover(record);
+                }
+                progress.advance(records.len() as u64);
+                sink.blocking_send(LoadMessage::Records(records)).map_err(|_| load_abandoned())?;
+            }
+        }
+    }
+    let snapshot = snapshot.ok_or_else(|| StoreError::unavailable("the source ended before its snapshot began"))?;
+    for kind in RecordKind::ALL {
+        let announced = snapshot.counts.get(&kind).copied().unwrap_or(0);
+        if digests.count(kind) != announced {
+            return Err(StoreError::unavailable(format!(
+                "the source sent {} {kind} records of the {announced} it announced",
+                digests.count(kind)
+            ))
+            .into());
+        }
+    }
+    sink.blocking_send(LoadMessage::Commit(snapshot.sequences.max(seen))).map_err(|_| load_abandoned())?;
+    Ok(digests.finish())
+}
+
+/// Reads a whole store and returns its per-kind counts and checksums.
+pub async fn digest_store(
+    store: &dyn Store,
+    progress: &dyn Progress,
+) -> Result<std::collections::BTreeMap<RecordKind, KindDigest>, StoreError> {
+    let (sink, mut dumped) = mpsc::channel(CHANNEL);
+    let hashing = async {
+        let mut digests = Digests::default();
+        let mut line = Vec::new();
+        while let Some(message) = dumped.recv().await {
+            match message {
+                DumpMessage::Start(start) => progress.begin("verifying", start.counts.values().sum()),
+                DumpMessage::Records(records) => {
+                    for record in &records {
+                        line.clear();
+                        format::encode(record, &mut line);
+                        digests.add(record.kind(), &line);
+                    }
+                    progress.advance(records.len() as u64);
+                }
+            }
+        }
+        digests
+    };
+    let (dumped, digests) = tokio::join!(store.dump(sink), hashing);
+    dumped?;
+    Ok(digests.finish())
+}
+
+fn describe_differences(
+    sent: &std::collections::BTreeMap<RecordKind, KindDigest>,
+    received: &std::collections::BTreeMap<RecordKind, KindDigest>,
+) -> Vec<String> {
+    RecordKind::ALL
+        .iter()
+        .filter_map(|kind| {
+            let (a, b) = (sent.get(kind), received.get(kind));
+            match (a, b) {
+                (Some(a), Some(b)) if a.count != b.count => {
+                    Some(format!("{kind}: {} sent, {} stored", thousands(a.count), thousands(b.count)))
+                }
+                (Some(a), Some(b)) if a.sha256 != b.sha256 => {
+                    Some(format!("{kind}: the {} records stored differ from those sent", thousands(a.count)))
+                }
+                (Some(_), Some(_)) => None,
+                _ => Some(format!("{kind}: missing")),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,235 @@
+//! What moves between stores: every stored resource as a backend-neutral record, in the
+//! order a loader can write them (referenced before referencing), and the messages that
+//! carry them between a backend's dump, the file format and another backend's load.
+
+use std::collections::BTreeMap;
+
+use bosun_core::node::Gpu;
+use bosun_core::{BootstrapLog, ChangeRecord, Command, CommandEvent, Instance, Node, Pool, StoredPolicy, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::write::StoredHealthReport;
+
+/// Records a dump sends, or a load receives, per message.
+pub const BATCH: usize = 1_000;
+
+/// The kinds of record, in load order: a kind only refers to kinds before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    Policy,
+    Pool,
+    Node,
+    Instance,
+    Command,
+    HealthReport,
+    BootstrapLog,
+    Change,
+}
+
+impl RecordKind {
+    pub const ALL: [RecordKind; 8] = [
+        RecordKind::Policy,
+        RecordKind::Pool,
+        RecordKind::Node,
+        RecordKind::Instance,
+        RecordKind::Command,
+        RecordKind::HealthReport,
+        RecordKind::BootstrapLog,
+        RecordKind::Change,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Policy => "policy",
+            RecordKind::Pool => "pool",
+            RecordKind::Node => "node",
+            RecordKind::Instance => "instance",
+            RecordKind::Command => "command",
+            RecordKind::HealthReport => "health_report",
+            RecordKind::BootstrapLog => "bootstrap_log",
+            RecordKind::Change => "change",
+        }
+    }
+}
+
+impl std::fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A node with what a store keeps beside it: its GPU inventory (by index) and its last
+/// heartbeat, the one piece of soft state that moves (metric samples do not: they expire
+/// within minutes and the next heartbeats refill them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub node: Node,
+    pub gpus: Vec<Gpu>,
+    pub last_heartbeat: Option<Timestamp>,
+}
+
+/// A command with its full history, oldest event first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandRecord {
+    pub command: Command,
+    pub events: Vec<CommandEvent>,
+}
+
+/// One stored resource, exactly as stored: revisions, change sequence numbers and the ids
+/// of history entries are kept, so a load writes it verbatim and applies no rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Record {
+    Policy(StoredPolicy),
+    Pool(Box<Pool>),
+    Node(Box<NodeRecord>),
+    Instance(Box<Instance>),
+    Command(Box<CommandRecord>),
+    HealthReport(Box<StoredHealthReport>),
+    BootstrapLog(Box<BootstrapLog>),
+    Change(Box<ChangeRecord>),
+}
+
+impl Record {
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            Record::Policy(_) => RecordKind::Policy,
+            Record::Pool(_) => RecordKind::Pool,
+            Record::Node(_) => RecordKind::Node,
+            Record::Instance(_) => RecordKind::Instance,
+            Record::Command(_) => RecordKind::Command,
+            Record::HealthReport(_) => RecordKind::HealthReport,
+            Record::BootstrapLog(_) => RecordKind::BootstrapLog,
+            Record::Change(_) => RecordKind::Change,
+        }
+    }
+}
+
+/// The highest numbers a store has handed out, kept even when retention removed the
+/// records that carried them: a loaded store continues after them and never hands out a
+/// number twice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sequences {
+    pub change_seq: u64,
+    pub health_report_id: u64,
+    pub bootstrap_log_id: u64,
+}
+
+impl Sequences {
+    /// The larger of each number.
+    pub fn max(self, other: Sequences) -> Sequences {
+        Sequences {
+            change_seq: self.change_seq.max(other.change_seq),
+            health_report_id: self.health_report_id.max(other.health_report_id),
+            bootstrap_log_id: self.bootstrap_log_id.max(other.bootstrap_log_id),
+        }
+    }
+
+    /// Raises each number to cover `record`'s.
+    pub fn cover(&mut self, record: &Record) {
+        match record {
+            Record::HealthReport(r) => self.health_report_id = self.health_report_id.max(r.id),
+            Record::BootstrapLog(l) => self.bootstrap_log_id = self.bootstrap_log_id.max(l.id),
+            Record::Change(c) => self.change_seq = self.change_seq.max(c.seq),
+            _ => {}
+        }
+    }
+}
+
+/// Records per kind.
+pub type KindCounts = BTreeMap<RecordKind, u64>;
+
+/// What a dump announces before its records, read in the same snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub counts: KindCounts,
+    pub sequences: Sequences,
+}
+
+/// What [`crate::Store::dump`] sends: one `Start`, then records in [`RecordKind`] order and
+/// key order within a kind.
+#[derive(Debug)]
+pub enum DumpMessage {
+    Start(Snapshot),
+    Records(Vec<Record>),
+}
+
+/// What [`crate::Store::load`] receives: records in [`RecordKind`] order, then `Commit`.
+/// A load that sees its channel close before `Commit` rolls back.
+#[derive(Debug)]
+pub enum LoadMessage {
+    Records(Vec<Record>),
+    Commit(Sequences),
+}
+
+/// The error a dump returns when whoever reads it has gone away.
+pub(crate) fn reader_gone() -> crate::StoreError {
+    crate::StoreError::unavailable("the export was cancelled by its reader")
+}
+
+/// The error a load returns when its sender went away without `Commit`.
+pub(crate) fn load_abandoned() -> crate::StoreError {
+    crate::StoreError::unavailable("the load was abandoned before it was complete; nothing was written")
+}
+
+/// Collects records into batches for a dump.
+pub(crate) struct Batcher<'a> {
+    sink: &'a tokio::sync::mpsc::Sender<DumpMessage>,
+    batch: Vec<Record>,
+}
+
+impl<'a> Batcher<'a> {
+    pub fn new(sink: &'a tokio::sync::mpsc::Sender<DumpMessage>) -> Self {
+        Self { sink, batch: Vec::with_capacity(BATCH) }
+    }
+
+    pub async fn start(&self, snapshot: Snapshot) -> crate::Result<()> {
+        self.sink.send(DumpMessage::Start(snapshot)).await.map_err(|_| reader_gone())
+    }
+
+    pub async fn push(&mut self, record: Record) -> crate::Result<()> {
+        self.batch.push(record);
+        if self.batch.len() >= BATCH {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> crate::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        self.sink.send(DumpMessage::Records(batch)).await.map_err(|_| reader_gone())
+    }
+
+    /// The same, from a thread outside the runtime (SQLite's readers).
+    pub fn blocking_start(&self, snapshot: Snapshot) -> crate::Result<()> {
+        self.sink.blocking_send(DumpMessage::Start(snapshot)).map_err(|_| reader_gone())
+    }
+
+    pub fn blocking_push(&mut self, record: Record) -> crate::Result<()> {
+        self.batch.push(record);
+        if self.batch.len() >= BATCH {
+            self.blocking_flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn blocking_flush(&mut self) -> crate::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        self.sink.blocking_send(DumpMessage::Records(batch)).map_err(|_| reader_gone())
+    }
+}
+
+/// The error a load returns when its target turned out not to be empty.
+pub(crate) fn target_not_empty() -> crate::StoreError {
+    crate::StoreError::invalid(
+        "target",
+        "the store is not empty (something wrote to it since the transfer began); nothing was written",
+    )
+}

@@ -1,0 +1,338 @@
+//! Export, import and copy between every ordered pair of backends, and bad input.
+
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bosun_core::{
+    Actor, BootstrapCommandLog, BootstrapLog, CheckResult, CommandKind, CommandTrigger, Health, HealthReport,
+    Heartbeat, NodeTrigger, Revision, StoredPolicy,
+};
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::conformance::{Ctx, batch, node_id, pool};
+use crate::write::WriteBatch;
+use crate::{Backend, SharedStore};
+
+const BACKENDS: [Backend; 3] = [Backend::Memory, Backend::Sqlite, Backend::Postgres];
+
+/// An in-memory file for exports.
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SharedBuf {
+    fn bytes(&self) -> Vec<u8> {
+        self.0.lock().expect("lock").clone()
+    }
+}
+
+/// Fills a store with every kind of record, with histories: updated revisions, a deleted
+/// node (its change records stay), commands with several events, health history,
+/// bootstrap logs, heartbeats.
+async fn fill(ctx: &Ctx) {
+    let store = &ctx.store;
+    store.commit(batch("pool").create_pool(pool("training"))).await.expect("pool");
+    let mut training = store.pool(&"training".parse().expect("valid")).await.expect("pool");
+    training.status.last_scale_at = Some(ctx.now());
+    store.commit(batch("scaled").update_pool(training)).await.expect("update pool");
+    let policy = StoredPolicy {
+        name: "strict".into(),
+        document: "# strict\nmetadata:\n  name: strict\nrules: []\n".into(),
+        updated_at: ctx.now(),
+        revision: Revision::FIRST,
+    };
+    store.commit(batch("policy").put_policy(policy)).await.expect("policy");
+    for id in ["n1", "n2", "n3", "gone"] {
+        ctx.create_node(id).await;
+    }
+    let mut n2 = store.node(&node_id("n2")).await.expect("n2");
+    n2.apply(NodeTrigger::Cordon, "maintenance\twith a tab\nand a newline \\ backslash", ctx.now()).expect("legal");
+    store.commit(batch("cordon").update_node(n2)).await.expect("cordon");
+    let instance = ctx.create_instance("i1").await;
+    let mut command = ctx.issue_command("n1", CommandKind::Reboot).await;
+    for trigger in [CommandTrigger::Deliver, CommandTrigger::Ack] {
+        ctx.clock.advance(Duration::from_secs(5));
+        command.apply(trigger, ctx.now()).expect("legal");
+        store
+            .commit(WriteBatch::new(Actor::Node(node_id("n1")), "agent").update_command(command.clone()))
+            .await
+            .expect("command");
+        command = store.command(&command.id).await.expect("command");
+    }
+    ctx.issue_command("n3", CommandKind::Cordon).await;
+    ctx.issue_command("gone", CommandKind::Drain).await;
+    for (i, node) in ["n1", "n1", "n3"].into_iter().enumerate() {
+        let check = CheckResult {
+            name: "gpu".into(),
+            status: if i == 1 { Health::Degraded } else { Health::Healthy },
+            message: format!("report {i}"),
+            details: Default::default(),
+        };
+        let report = HealthReport::new(node_id(node), ctx.now(), vec![check], vec![]);
+        store.commit(batch("health").append_health_report(report)).await.expect("health");
+    }
+    for (i, node) in ["n1", "never-registered"].into_iter().enumerate() {
+        let log = BootstrapLog {
+            id: 0,
+            node_id: node_id(node),
+            instance_id: Some(instance.id.clone()),
+            pool: Some("training".parse().expect("valid")),
+            started_at: ctx.now(),
+            duration_ms: 1200 + i as u64,
+            success: i == 0,
+            error: if i == 0 { String::new() } else { "exit 1".into() },
+            commands: vec![BootstrapCommandLog {
+                command: "install-agent".into(),
+                stdout: "ok".into(),
+                stderr: String::new(),
+                exit_code: 0,
+                duration_ms: 10,
+            }],
+        };
+        store.commit(batch("bootstrap").append_bootstrap_log(log)).await.expect("bootstrap");
+    }
+    store.commit(batch("delete").delete_node(node_id("gone"), None)).await.expect("delete");
+    ctx.clock.advance(Duration::from_secs(1));
+    let beats =
+        [Heartbeat { node_id: node_id("n1"), at: ctx.now() }, Heartbeat { node_id: node_id("n3"), at: ctx.now() }];
+    store.record_heartbeats(&beats).await.expect("heartbeats");
+}
+
+/// Everything a store holds, through its dump.
+async fn contents_of(store: &dyn Store) -> (Snapshot, Vec<Record>) {
+    let (sink, mut dumped) = mpsc::channel(4);
+    let collect = async {
+        let mut snapshot = None;
+        let mut records = Vec::new();
+        while let Some(message) = dumped.recv().await {
+            match message {
+                DumpMessage::Start(s) => snapshot = Some(s),
+                DumpMessage::Records(r) => records.extend(r),
+            }
+        }
+        (snapshot.expect("a snapshot"), records)
+    };
+    let (dumped, contents) = tokio::join!(store.dump(sink), collect);
+    dumped.expect("dump");
+    contents
+}
+
+async fn export_bytes(store: &dyn Store) -> Vec<u8> {
+    let buf = SharedBuf::default();
+    export(store, buf.clone(), bosun_core::Timestamp::UNIX_EPOCH, Arc::new(())).await.expect("export");
+    buf.bytes()
+}
+
+async fn import_bytes(store: &dyn Store, bytes: Vec<u8>, target: Target) -> Result<ImportSummary, TransferError> {
+    import(store, std::io::Cursor::new(bytes), target, Arc::new(())).await
+}
+
+async fn assert_same(source: &SharedStore, target: &SharedStore, what: &str) {
+    let (source_snapshot, source_records) = contents_of(&**source).await;
+    let (target_snapshot, target_records) = contents_of(&**target).await;
+    assert_eq!(source_records.len(), target_records.len(), "{what}: record counts");
+    for (a, b) in source_records.iter().zip(&target_records) {
+        assert_eq!(a, b, "{what}");
+    }
+    assert_eq!(source_snapshot, target_snapshot, "{what}: counts and sequences");
+    assert_eq!(target.check_integrity().await.expect("check"), vec![], "{what}: db check");
+    assert_eq!(target.last_change_seq().await.expect("seq"), source.last_change_seq().await.expect("seq"), "{what}");
+}
+
+#[tokio::test]
+async fn export_import_and_copy_between_every_pair_of_backends() {
+    for from in BACKENDS {
+        let Some(source) = Ctx::open(from).await else { continue };
+        fill(&source).await;
+        let (snapshot, records) = contents_of(&*source.store).await;
+        for kind in RecordKind::ALL {
+            assert!(snapshot.counts[&kind] > 0, "{from}: the fixture has no {kind} records");
+        }
+        assert!(records.iter().any(|r| matches!(r, Record::Node(n) if n.last_heartbeat.is_some())));
+        let file = export_bytes(&*source.store).await;
+        for to in BACKENDS {
+            let Some(imported) = Ctx::open(to).await else { continue };
+            let summary = import_bytes(&*imported.store, file.clone(), Target::MustBeEmpty).await.expect("import");
+            assert_eq!(summary.records, records.len() as u64);
+            assert_same(&source.store, &imported.store, &format!("export {from} -> import {to}")).await;
+
+            let Some(copied) = Ctx::open(to).await else { continue };
+            let summary = copy(&*source.store, &*copied.store, Target::MustBeEmpty, Arc::new(()))
+                .await
+                .unwrap_or_else(|e| panic!("copy {from} -> {to}: {e}"));
+            assert_eq!(summary.counts, snapshot.counts);
+            assert_same(&source.store, &copied.store, &format!("copy {from} -> {to}")).await;
+
+            // The copy goes on where the source left off: no sequence number twice.
+            let committed = copied.store.commit(batch("after").create_pool(pool("next"))).await.expect("write");
+            assert!(committed.last_change_seq().expect("seq") > source.store.last_change_seq().await.expect("seq"));
+        }
+    }
+}
+
+/// Exports the fixture store as lines of text.
+async fn fixture_lines() -> Vec<String> {
+    let source = Ctx::open(Backend::Memory).await.expect("memory");
+    fill(&source).await;
+    String::from_utf8(export_bytes(&*source.store).await).expect("utf-8").lines().map(str::to_owned).collect()
+}
+
+fn join(lines: &[String]) -> Vec<u8> {
+    let mut out = lines.join("\n").into_bytes();
+    out.push(b'\n');
+    out
+}
+
+async fn refused(backend: Backend, bytes: Vec<u8>) -> Option<String> {
+    let target = Ctx::open(backend).await?;
+    let error = import_bytes(&*target.store, bytes, Target::MustBeEmpty).await.expect_err("refused");
+    assert_eq!(contents(&*target.store).await.expect("contents"), None, "{backend}: nothing is committed: {error}");
+    Some(error.to_string())
+}
+
+#[tokio::test]
+async fn bad_exports_are_refused_with_their_line_and_nothing_is_committed() {
+    let lines = fixture_lines().await;
+    let last = lines.len();
+    let mut cases: Vec<(&str, Vec<u8>, String)> = Vec::new();
+    cases.push(("truncated at a line end", join(&lines[..last - 1]), format!("line {}: the file ends here", last - 1)));
+    let mut cut = join(&lines[..last - 1]);
+    cut.truncate(cut.len() - 20);
+    cases.push(("truncated mid-line", cut, format!("line {}: not a valid record", last - 1)));
+    let mut altered = lines.clone();
+    altered[last - 1] = altered[last - 1].replacen("\"sha256\":\"", "\"sha256\":\"0", 1);
+    let trailer_sum = altered[last - 1].rfind("\"sha256\":\"").expect("file checksum");
+    altered[last - 1].replace_range(trailer_sum + 10..trailer_sum + 11, "f");
+    cases.push(("altered checksum", join(&altered), format!("line {last}: checksum mismatch")));
+    let mut edited = lines.clone();
+    let node_line = edited.iter().position(|l| l.starts_with("{\"node\"")).expect("a node");
+    edited[node_line] = edited[node_line].replace("us-central1-a", "us-central1-b");
+    cases.push(("an edited record", join(&edited), format!("line {last}: checksum mismatch")));
+    let mut garbage = lines.clone();
+    garbage[2] = "{\"node\": not json".into();
+    cases.push(("a bad line", join(&garbage), "line 3: not a valid record".into()));
+    let mut reordered = lines.clone();
+    reordered.swap(1, node_line);
+    cases.push(("out of order", join(&reordered), "line ".into()));
+    let mut newer = lines.clone();
+    newer[0] = newer[0].replacen("\"schema_version\":", "\"schema_version\":99", 1);
+    cases.push(("newer schema", join(&newer), "schema version 99".into()));
+    cases.push(("empty", Vec::new(), "line 1: the file is empty".into()));
+    cases.push(("not an export", b"hello\n".to_vec(), "line 1: not a bosun export header".into()));
+    let mut long = join(&lines[..1]);
+    long.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES + 1));
+    cases.push(("a line too long", long, "line 2: the line is longer than".into()));
+    let mut after = lines.clone();
+    after.push(lines[1].clone());
+    cases.push(("data after the trailer", join(&after), format!("line {}: data after the trailer", last + 1)));
+
+    for backend in BACKENDS {
+        for (name, bytes, expected) in &cases {
+            let Some(message) = refused(backend, bytes.clone()).await else { continue };
+            assert!(message.contains(expected.as_str()), "{backend}, {name}: {message}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn newer_schema_names_both_versions() {
+    let mut lines = fixture_lines().await;
+    lines[0] = lines[0].replacen("\"schema_version\":", "\"schema_version\":1", 1);
+    let message = refused(Backend::Memory, join(&lines)).await.expect("memory");
+    let found = format!("1{}", known_schema_version());
+    assert!(message.contains(&format!("schema version {found}")), "{message}");
+    assert!(message.contains(&format!("({})", known_schema_version())), "{message}");
+}
+
+#[tokio::test]
+async fn an_export_of_an_older_schema_is_read_forward() {
+    let source = Ctx::open(Backend::Memory).await.expect("memory");
+    fill(&source).await;
+    let text = String::from_utf8(export_bytes(&*source.store).await).expect("utf-8");
+    // Schema 1 had no remediation on nodes and no stored policy: strip both, and write the
+    // trailer again as a bosun of that time would have.
+    let records: Vec<&str> =
+        text.lines().skip(1).filter(|l| !l.starts_with("{\"trailer\"") && !l.starts_with("{\"policy\"")).collect();
+    let mut header: serde_json::Value = serde_json::from_str(text.lines().next().expect("header")).expect("json");
+    header["header"]["schema_version"] = 1.into();
+    header["header"]["counts"]["policy"] = 0.into();
+    let mut out = Vec::new();
+    writeln!(out, "{header}").expect("write");
+    let mut digests = Digests::default();
+    for line in records {
+        let mut value: serde_json::Value = serde_json::from_str(line).expect("json");
+        if let Some(node) = value.get_mut("node").and_then(|n| n.get_mut("node")) {
+            node.as_object_mut().expect("object").remove("remediation");
+        }
+        let record: Record = serde_json::from_value(value.clone()).expect("an older record reads");
+        let mut canonical = Vec::new();
+        format::encode(&record, &mut canonical);
+        digests.add(record.kind(), &canonical);
+        writeln!(out, "{value}").expect("write");
+    }
+    let sha256 = hex(&Sha256::digest(&out));
+    let trailer = serde_json::json!({"trailer": {"kinds": digests.finish(), "sha256": sha256}});
+    writeln!(out, "{trailer}").expect("write");
+
+    let target = Ctx::open(Backend::Sqlite).await.expect("sqlite");
+    let summary = import_bytes(&*target.store, out, Target::MustBeEmpty).await.expect("import");
+    assert_eq!(summary.schema_version, 1);
+    assert_eq!(target.store.counts().await.expect("counts"), source.store.counts().await.expect("counts"));
+    assert_eq!(target.store.policy().await.expect("policy"), None);
+}
+
+#[tokio::test]
+async fn a_non_empty_target_is_refused_before_anything_is_written_unless_replaced() {
+    let source = Ctx::open(Backend::Memory).await.expect("memory");
+    fill(&source).await;
+    let file = export_bytes(&*source.store).await;
+    for backend in BACKENDS {
+        let Some(target) = Ctx::open(backend).await else { continue };
+        target.create_node("already-here").await;
+        let before = contents_of(&*target.store).await;
+        let error = import_bytes(&*target.store, file.clone(), Target::MustBeEmpty).await.expect_err("refused");
+        assert!(matches!(error, TransferError::NotEmpty { .. }), "{backend}: {error}");
+        assert_eq!(error.to_string(), "the store is not empty (1 nodes, 1 change records)", "{backend}");
+        let error = copy(&*source.store, &*target.store, Target::MustBeEmpty, Arc::new(())).await.expect_err("refused");
+        assert!(matches!(error, TransferError::NotEmpty { .. }), "{backend}: {error}");
+        assert_eq!(contents_of(&*target.store).await, before, "{backend}: untouched");
+
+        copy(&*source.store, &*target.store, Target::Replace, Arc::new(())).await.expect("replace");
+        assert_same(&source.store, &target.store, &format!("replace {backend}")).await;
+    }
+}
+
+#[tokio::test]
+async fn an_abandoned_load_writes_nothing() {
+    for backend in BACKENDS {
+        let Some(target) = Ctx::open(backend).await else { continue };
+        let source = Ctx::open(Backend::Memory).await.expect("memory");
+        fill(&source).await;
+        let (_, records) = contents_of(&*source.store).await;
+        let (sink, loaded) = mpsc::channel(4);
+        sink.send(LoadMessage::Records(records)).await.expect("send");
+        drop(sink);
+        let error = target.store.load(loaded, Target::MustBeEmpty).await.expect_err("abandoned");
+        assert!(error.to_string().contains("abandoned"), "{backend}: {error}");
+        assert_eq!(contents(&*target.store).await.expect("contents"), None, "{backend}");
+    }
+}
+
+#[test]
+fn thousands_separates_groups() {
+    let cases = [(0, "0"), (999, "999"), (1_000, "1,000"), (1_234_567, "1,234,567")];
+    for (n, text) in cases {
+        assert_eq!(thousands(n), text);
+    }
+}
