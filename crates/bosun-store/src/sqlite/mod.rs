@@ -8,6 +8,7 @@
 //! Times are integer microseconds. Schema migrations run through sqlx's migrator
 //! (`schema.rs`), before the store opens.
 
+mod backup;
 mod commit;
 mod conn;
 pub(crate) mod file;
@@ -25,6 +26,7 @@ use bosun_core::{
 };
 use rusqlite::{TransactionBehavior, params};
 
+pub(crate) use self::backup::online_backup;
 use self::conn::{Opener, ReaderPool};
 pub(crate) use self::schema::{
     SqlitePools, applied_migrations, connect, holds_tables, schema_fingerprint, vacuum_into,

@@ -236,6 +236,21 @@ pub async fn copy(
     Ok(CopySummary { records: counts.values().sum(), counts })
 }
 
+/// Backs up the SQLite database at `source` into the new file `out` through SQLite's online
+/// backup API (consistent, and safe while a server writes to it). Returns the pages copied.
+pub async fn sqlite_backup(source: &std::path::Path, out: &std::path::Path) -> Result<u64, StoreError> {
+    let (source, out) = (source.to_owned(), out.to_owned());
+    tokio::task::spawn_blocking(move || crate::sqlite::online_backup(&source, &out))
+        .await
+        .map_err(|e| StoreError::unavailable(format!("the backup failed: {e}")))?
+}
+
+/// True if `prefix` (a file's first bytes) is a SQLite database's header: what
+/// [`sqlite_backup`] writes, as opposed to an export.
+pub fn is_sqlite_file(prefix: &[u8]) -> bool {
+    prefix.starts_with(b"SQLite format 3\0")
+}
+
 fn is_reader_gone(error: &StoreError) -> bool {
     error.to_string() == reader_gone().to_string()
 }

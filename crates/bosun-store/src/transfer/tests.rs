@@ -1,6 +1,7 @@
 //! Export, import and copy between every ordered pair of backends, and bad input.
 
 use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -335,4 +336,60 @@ fn thousands_separates_groups() {
     for (n, text) in cases {
         assert_eq!(thousands(n), text);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_backup_taken_under_write_load_restores_clean_everywhere() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let source = crate::testing::TestStore::open(Backend::Sqlite).await.expect("sqlite");
+    let path = source.location.sqlite_path().expect("a file").to_owned();
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let (started, mut enough) = mpsc::channel::<()>(1);
+    let load = {
+        let (store, clock, stop, written) = (source.store.clone(), source.clock.clone(), stop.clone(), written.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                use bosun_core::Clock as _;
+                let node = crate::conformance::new_node(&format!("load-{i:05}"), clock.now());
+                let gpus = crate::conformance::registration(node.id.as_str()).gpus;
+                store.commit(batch("load").create_node(node, gpus)).await.expect("write under load");
+                let beat = Heartbeat { node_id: node_id(&format!("load-{i:05}")), at: clock.now() };
+                store.record_heartbeats(&[beat]).await.expect("heartbeat");
+                i += 1;
+                written.store(i, Ordering::Relaxed);
+                if i == 50 {
+                    let _ = started.try_send(());
+                }
+            }
+        })
+    };
+    enough.recv().await.expect("the load started");
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("backup.db");
+    let pages = sqlite_backup(&path, &out).await.expect("backup");
+    let during = written.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    load.await.expect("load task");
+    assert!(pages > 0);
+    assert!(written.load(Ordering::Relaxed) >= during);
+    assert_eq!(std::fs::metadata(&out).expect("backup").permissions().mode() & 0o777, 0o600);
+    assert!(is_sqlite_file(&std::fs::read(&out).expect("read")[..16]));
+
+    let backup_location = crate::StoreLocation::Sqlite { path: out.clone() };
+    let backup = crate::open_store(&backup_location, crate::testing::test_options(source.clock.clone()))
+        .await
+        .expect("open the backup");
+    assert_eq!(backup.check_integrity().await.expect("check"), vec![]);
+    let nodes = backup.counts().await.expect("counts").nodes;
+    assert!(nodes >= 50, "the backup holds {nodes} nodes");
+    for to in BACKENDS {
+        let Some(restored) = Ctx::open(to).await else { continue };
+        copy(&*backup, &*restored.store, Target::MustBeEmpty, Arc::new(())).await.expect("restore");
+        assert_same(&backup, &restored.store, &format!("restore into {to}")).await;
+    }
+    let error = sqlite_backup(&path, &out).await.expect_err("never overwrites");
+    assert!(error.to_string().contains("cannot create"), "{error}");
 }
