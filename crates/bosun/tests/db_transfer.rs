@@ -1,0 +1,101 @@
+//! `bosun db export|import|copy|backup|restore` end to end: a seeded SQLite store moved to
+//! PostgreSQL and back, backups restored, and the refusals an operator sees.
+
+mod common;
+
+use bosun_store::testing::TestLocation;
+use bosun_store::{Backend, StoreLocation};
+use common::{bosun, fails_with_one_line, ok};
+
+fn url(location: &StoreLocation) -> String {
+    match location {
+        StoreLocation::Sqlite { path } => format!("sqlite://{}", path.display()),
+        other => other.to_string(),
+    }
+}
+
+fn postgres_url(location: &StoreLocation) -> String {
+    match location {
+        StoreLocation::Postgres { url } => url.to_string(),
+        other => url(other),
+    }
+}
+
+/// `db check`'s line, without the store's name.
+fn check(store: &str) -> String {
+    let line = ok(bosun().args(["db", "--store", store, "check"]));
+    assert!(line.contains("consistent"), "{line}");
+    line[line.find("consistent").expect("consistent")..].to_owned()
+}
+
+#[tokio::test]
+async fn export_import_copy_backup_and_restore_through_the_cli() {
+    let source = TestLocation::new(Backend::Sqlite).await.expect("sqlite");
+    let dir = source.dir().expect("dir").to_owned();
+    let store = url(&source.location);
+    ok(bosun().args(["db", "--store", &store, "migrate", "up"]));
+    ok(bosun().args(["db", "--store", &store, "seed", "--nodes", "40"]));
+    let seeded = check(&store);
+
+    // Export to a file, import into a new SQLite file.
+    let file = dir.join("fleet.jsonl");
+    let line = ok(bosun().args(["db", "--store", &store, "export", "--out", file.to_str().expect("utf-8")]));
+    assert!(line.contains("exported") && line.contains("40 node"), "{line}");
+    let imported = format!("sqlite://{}", dir.join("imported.db").display());
+    let line = ok(bosun().args(["db", "--store", &imported, "import", file.to_str().expect("utf-8")]));
+    assert!(line.contains("imported"), "{line}");
+    assert_eq!(check(&imported), seeded);
+
+    // Import again: refused, nothing written; --force replaces.
+    let line = fails_with_one_line(bosun().args(["db", "--store", &imported, "import", file.to_str().expect("utf-8")]));
+    assert!(line.contains("is not empty (40 nodes") && line.contains("pass --force"), "{line}");
+    ok(bosun().args(["db", "--store", &imported, "import", "--force", file.to_str().expect("utf-8")]));
+    assert_eq!(check(&imported), seeded);
+
+    // A truncated file names its line.
+    let text = std::fs::read_to_string(&file).expect("read");
+    let lines = text.lines().count();
+    let truncated = dir.join("truncated.jsonl");
+    std::fs::write(&truncated, text.lines().take(lines - 1).collect::<Vec<_>>().join("\n") + "\n").expect("write");
+    let fresh = format!("sqlite://{}", dir.join("fresh.db").display());
+    let line =
+        fails_with_one_line(bosun().args(["db", "--store", &fresh, "import", truncated.to_str().expect("utf-8")]));
+    assert!(line.contains(&format!("line {}: the file ends here", lines - 1)), "{line}");
+    assert!(line.contains("nothing was imported"), "{line}");
+
+    // Copy SQLite -> PostgreSQL -> SQLite.
+    if let Some(postgres) = TestLocation::new(Backend::Postgres).await {
+        let pg = postgres_url(&postgres.location);
+        let line = ok(bosun().args(["db", "copy", "--from", &store, "--to", &pg]));
+        assert!(line.contains("verified"), "{line}");
+        assert_eq!(check(&pg), seeded);
+        let line = fails_with_one_line(bosun().args(["db", "copy", "--from", &store, "--to", &pg]));
+        assert!(line.contains("is not empty") && line.contains("--force"), "{line}");
+        let back = format!("sqlite://{}", dir.join("back.db").display());
+        ok(bosun().args(["db", "copy", "--from", &pg, "--to", &back]));
+        assert_eq!(check(&back), seeded);
+        // A PostgreSQL backup is an export; restore imports it.
+        let pg_backup = dir.join("pg-backup.jsonl");
+        ok(bosun().args(["db", "--store", &pg, "backup", "--out", pg_backup.to_str().expect("utf-8")]));
+        let restored = format!("sqlite://{}", dir.join("from-pg.db").display());
+        ok(bosun().args(["db", "--store", &restored, "restore", pg_backup.to_str().expect("utf-8")]));
+        assert_eq!(check(&restored), seeded);
+    }
+
+    // A SQLite backup through the online backup API, restored into a new store.
+    let backup = dir.join("backup.db");
+    let line = ok(bosun().args(["db", "--store", &store, "backup", "--out", backup.to_str().expect("utf-8")]));
+    assert!(line.contains("SQLite online backup"), "{line}");
+    let line = fails_with_one_line(bosun().args([
+        "db",
+        "--store",
+        &store,
+        "backup",
+        "--out",
+        backup.to_str().expect("utf-8"),
+    ]));
+    assert!(line.contains("already exists"), "{line}");
+    let restored = format!("sqlite://{}", dir.join("restored.db").display());
+    ok(bosun().args(["db", "--store", &restored, "restore", backup.to_str().expect("utf-8")]));
+    assert_eq!(check(&restored), seeded);
+}
