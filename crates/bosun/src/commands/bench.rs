@@ -98,9 +98,12 @@ struct StoreBench {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "register,heartbeat_flush,metrics_flush,list_nodes,command_cycle"
+        default_value = "register,heartbeat_flush,metrics_flush,list_nodes,command_cycle,export,copy"
     )]
     ops: Vec<Op>,
+    /// An empty store the `copy` operation copies into (default: a scratch SQLite file).
+    #[arg(long, value_name = "URL")]
+    copy_to: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -111,19 +114,23 @@ enum Op {
     MetricsFlush,
     ListNodes,
     CommandCycle,
+    /// Export every record (nodes, change log, ...) to a discarded file.
+    Export,
+    /// Copy every record into `--copy-to`, verification included.
+    Copy,
 }
 
 /// One result line.
 #[derive(Debug, Serialize)]
-struct Measurement {
-    backend: &'static str,
+struct Measurement<'a> {
+    backend: &'a str,
     op: &'static str,
     rows: u64,
     seconds: f64,
     rows_per_s: f64,
 }
 
-fn report(backend: &'static str, op: &'static str, rows: u64, elapsed: Duration) {
+fn report(backend: &str, op: &'static str, rows: u64, elapsed: Duration) {
     let seconds = elapsed.as_secs_f64();
     let line =
         Measurement { backend, op, rows, seconds, rows_per_s: if seconds > 0.0 { rows as f64 / seconds } else { 0.0 } };
@@ -186,6 +193,39 @@ pub async fn run(location: &StoreLocation, chosen: bool, args: &BenchArgs) -> an
         let started = Instant::now();
         parallel(&store, &ids[..cycles], bench.concurrency, "commands", command_cycle).await?;
         report(backend, "command_cycle", cycles as u64, started.elapsed());
+    }
+    if bench.ops.contains(&Op::Export) {
+        settle(&store).await;
+        let started = Instant::now();
+        let now = bosun_core::Clock::now(&SystemClock);
+        let exported = bosun_store::transfer::export(&*store, std::io::sink(), now, Arc::new(())).await?;
+        report(backend, "export", exported.records, started.elapsed());
+    }
+    if bench.ops.contains(&Op::Copy) {
+        settle(&store).await;
+        let target = match &bench.copy_to {
+            Some(url) => StoreLocation::parse(url)?,
+            None => StoreLocation::Sqlite { path: scratch.path().join("copy.db") },
+        };
+        let database = Database::connect(&target).await?;
+        database.migrate_up().await.or_else(|e| match e {
+            bosun_store::OpenError::NoSchema { .. } => Ok(Vec::new()),
+            other => Err(other),
+        })?;
+        let target_store = database.into_store(StoreOptions::new(Arc::new(SystemClock))).await?;
+        let started = Instant::now();
+        let copied = bosun_store::transfer::copy(
+            &*store,
+            &*target_store,
+            bosun_store::transfer::Target::MustBeEmpty,
+            Arc::new(()),
+        )
+        .await
+        .with_context(|| format!("copying into {target}"))?;
+        let elapsed = started.elapsed();
+        target_store.close().await;
+        // The line names the pair: `sqlite->postgres`.
+        report(&format!("{backend}->{}", target.backend()), "copy", copied.records, elapsed);
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)
