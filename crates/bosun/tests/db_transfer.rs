@@ -96,6 +96,9 @@ async fn export_import_copy_backup_and_restore_through_the_cli() {
     ]));
     assert!(line.contains("already exists"), "{line}");
     let restored = format!("sqlite://{}", dir.join("restored.db").display());
+    let before = std::fs::read(&backup).expect("backup");
     ok(bosun().args(["db", "--store", &restored, "restore", backup.to_str().expect("utf-8")]));
     assert_eq!(check(&restored), seeded);
+    assert!(std::fs::read(&backup).expect("backup") == before, "restoring leaves the backup file as it was");
+    assert!(!dir.join("backup.db-wal").exists(), "and puts no WAL file beside it");
 }

@@ -298,7 +298,13 @@ async fn restore(location: &StoreLocation, file: &Path, force: bool) -> anyhow::
         .and_then(|mut f| std::io::Read::read(&mut f, &mut prefix))
         .with_context(|| format!("cannot open {}", file.display()))?;
     if transfer::is_sqlite_file(&prefix[..read]) {
-        let backup = StoreLocation::Sqlite { path: file.to_owned() };
+        // Read a scratch copy: a backup from an older bosun is migrated forward there, and
+        // the backup file itself is never opened for writing.
+        let scratch = tempfile::tempdir().context("cannot create a scratch directory for the restore")?;
+        let path = scratch.path().join("backup.db");
+        std::fs::copy(file, &path).with_context(|| format!("cannot read {}", file.display()))?;
+        let backup = StoreLocation::Sqlite { path };
+        Database::connect(&backup).await?.migrate_up().await?;
         return copy(&backup, location, force).await;
     }
     import(location, file, force).await
