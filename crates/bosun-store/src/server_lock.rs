@@ -2,7 +2,8 @@
 //!
 //! Two servers on one SQLite file would both reconcile every pool (each provisions the
 //! missing machines) and both judge liveness from their own heartbeats only; SQLite has no
-//! way to elect one of them. PostgreSQL is the store for several replicas. A server on a
+//! way to elect one of them (several replicas are meant for PostgreSQL, once leader election
+//! lands; until then every store takes one server). A server on a
 //! SQLite store therefore holds an exclusive lock on `<file>.server-lock` for its lifetime
 //! (an OS file lock: released by the kernel when the process ends, however it ends, so a
 //! crash never leaves a stale lock), and writes who holds it into the file for the next
@@ -24,7 +25,8 @@ pub struct ServerLock {
 pub enum ServerLockError {
     #[error(
         "another bosun server ({holder}) already serves the SQLite store {store}; one server per SQLite file \
-         (PostgreSQL serves several replicas): stop the other one or use another --store"
+         (several servers on one store are not safe: each would reconcile every pool): stop the other one or use \
+         another --store"
     )]
     Held { store: PathBuf, holder: String },
     #[error("cannot lock {path} to serve the SQLite store alone: {cause}")]
@@ -101,7 +103,7 @@ mod tests {
         let error = ServerLock::acquire(&database, "pid 2 on ctl-b").unwrap_err().to_string();
         assert!(error.contains("(pid 1 on ctl-a)"), "{error}");
         assert!(error.contains(&database.display().to_string()), "{error}");
-        assert!(error.contains("PostgreSQL serves several replicas"), "{error}");
+        assert!(error.contains("stop the other one"), "{error}");
 
         drop(first);
         let mut again = ServerLock::acquire(&database, "pid 3 on ctl-c").expect("free once the first stops");

@@ -16,7 +16,7 @@ use super::server::shutdown_signal;
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// The bosun server; several replicas separated by commas (the agent stays on one that
+    /// The bosun server; several servers separated by commas (the agent stays on one that
     /// answers and moves to the next when that one fails).
     #[arg(long, env = "BOSUN_SERVER", default_value = DEFAULT_SERVER, value_name = "URL[,URL...]")]
     server: String,

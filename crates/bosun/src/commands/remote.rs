@@ -17,7 +17,7 @@ pub const DEFAULT_SERVER: &str = "http://localhost:50051";
 
 #[derive(Debug, Clone, Args)]
 pub struct Remote {
-    /// The bosun server; several replicas separated by commas (the next is tried when no
+    /// The bosun server; several servers separated by commas (the next is tried when no
     /// connection can be made to one).
     #[arg(short, long, global = true, env = "BOSUN_SERVER", default_value = DEFAULT_SERVER, value_name = "URL[,URL...]")]
     pub server: String,
