@@ -24,3 +24,46 @@ pub use proto::bosun::v1;
 /// Navarch's control-plane API (`navarch.ControlPlaneService`), served for agents and CLIs
 /// that still speak it.
 pub use proto::navarch;
+
+/// Every bosun.v1 method's path (`/bosun.v1.AgentService/Heartbeat`...), from the generated
+/// services: for tools that exercise the whole API (the fuzzer, `bosun debug probe`).
+pub const V1_METHODS: &[&str] = &[
+    v1::AGENT_SERVICE_REGISTER_NODE_SPEC.procedure,
+    v1::AGENT_SERVICE_HEARTBEAT_SPEC.procedure,
+    v1::AGENT_SERVICE_REPORT_HEALTH_SPEC.procedure,
+    v1::AGENT_SERVICE_POLL_COMMANDS_SPEC.procedure,
+    v1::AGENT_SERVICE_ACK_COMMAND_SPEC.procedure,
+    v1::ADMIN_SERVICE_LIST_NODES_SPEC.procedure,
+    v1::ADMIN_SERVICE_GET_NODE_SPEC.procedure,
+    v1::ADMIN_SERVICE_DELETE_NODE_SPEC.procedure,
+    v1::ADMIN_SERVICE_REMEDIATE_NODE_SPEC.procedure,
+    v1::ADMIN_SERVICE_ISSUE_COMMAND_SPEC.procedure,
+    v1::ADMIN_SERVICE_LIST_COMMANDS_SPEC.procedure,
+    v1::ADMIN_SERVICE_GET_COMMAND_SPEC.procedure,
+    v1::ADMIN_SERVICE_CANCEL_COMMAND_SPEC.procedure,
+    v1::ADMIN_SERVICE_LIST_INSTANCES_SPEC.procedure,
+    v1::ADMIN_SERVICE_GET_INSTANCE_SPEC.procedure,
+    v1::ADMIN_SERVICE_GET_HEALTH_HISTORY_SPEC.procedure,
+    v1::ADMIN_SERVICE_GET_BOOTSTRAP_LOGS_SPEC.procedure,
+    v1::ADMIN_SERVICE_LIST_EVENTS_SPEC.procedure,
+    v1::ADMIN_SERVICE_WATCH_EVENTS_SPEC.procedure,
+    v1::ADMIN_SERVICE_LIST_POOLS_SPEC.procedure,
+    v1::ADMIN_SERVICE_GET_POOL_SPEC.procedure,
+    v1::ADMIN_SERVICE_SCALE_POOL_SPEC.procedure,
+    v1::ADMIN_SERVICE_REPORT_POOL_DEMAND_SPEC.procedure,
+    v1::ADMIN_SERVICE_INJECT_FAULT_SPEC.procedure,
+    v1::ADMIN_SERVICE_GET_POLICY_SPEC.procedure,
+    v1::ADMIN_SERVICE_SET_POLICY_SPEC.procedure,
+    v1::ADMIN_SERVICE_TEST_POLICY_SPEC.procedure,
+];
+
+#[cfg(test)]
+mod tests {
+    /// A method added to the protos must be added to [`super::V1_METHODS`] too.
+    #[test]
+    fn every_method_of_the_protos_is_listed() {
+        let protos = [include_str!("../proto/bosun/v1/agent.proto"), include_str!("../proto/bosun/v1/admin.proto")];
+        let declared = protos.iter().flat_map(|p| p.lines()).filter(|l| l.trim_start().starts_with("rpc ")).count();
+        assert_eq!(super::V1_METHODS.len(), declared);
+    }
+}

@@ -1,4 +1,4 @@
-//! RPC targets: the input's first byte picks one of the 25 methods, the rest is the request
+//! RPC targets: the input's first byte picks one of the bosun.v1 methods, the rest is the request
 //! body, sent as Connect JSON or binary protobuf to a real server (memory store, no tokens,
 //! so every request reaches its handler) over loopback. Any 5xx answer is a failure.
 
@@ -11,33 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
 /// Every method of AgentService and AdminService.
-pub const RPCS: &[&str] = &[
-    "/bosun.v1.AgentService/RegisterNode",
-    "/bosun.v1.AgentService/Heartbeat",
-    "/bosun.v1.AgentService/ReportHealth",
-    "/bosun.v1.AgentService/PollCommands",
-    "/bosun.v1.AgentService/AckCommand",
-    "/bosun.v1.AdminService/ListNodes",
-    "/bosun.v1.AdminService/GetNode",
-    "/bosun.v1.AdminService/DeleteNode",
-    "/bosun.v1.AdminService/IssueCommand",
-    "/bosun.v1.AdminService/ListCommands",
-    "/bosun.v1.AdminService/GetCommand",
-    "/bosun.v1.AdminService/CancelCommand",
-    "/bosun.v1.AdminService/ListInstances",
-    "/bosun.v1.AdminService/GetInstance",
-    "/bosun.v1.AdminService/GetHealthHistory",
-    "/bosun.v1.AdminService/ListEvents",
-    "/bosun.v1.AdminService/WatchEvents",
-    "/bosun.v1.AdminService/ListPools",
-    "/bosun.v1.AdminService/GetPool",
-    "/bosun.v1.AdminService/ScalePool",
-    "/bosun.v1.AdminService/ReportPoolDemand",
-    "/bosun.v1.AdminService/InjectFault",
-    "/bosun.v1.AdminService/GetPolicy",
-    "/bosun.v1.AdminService/SetPolicy",
-    "/bosun.v1.AdminService/TestPolicy",
-];
+pub use bosun_api::V1_METHODS as RPCS;
 
 /// A server on loopback for the whole process, with its own runtime.
 struct Target {

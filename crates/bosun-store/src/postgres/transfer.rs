@@ -45,6 +45,33 @@ where
     sqlx::query(AssertSqlSafe(sql)).bind(bound).bind(PAGE).fetch_all(&mut *conn).await.map_err(db)
 }
 
+/// Streams a table without child rows: every row of `select` in keyset pages by `key`
+/// (from `start`); `decode` gives each row's key, for the next page, and its record.
+async fn each_row<K>(
+    conn: &mut PgConnection,
+    out: &mut Batcher<'_>,
+    select: &str,
+    key: &str,
+    start: K,
+    decode: impl Fn(&PgRow) -> Result<(K, Record)>,
+) -> Result<()>
+where
+    K: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Clone,
+{
+    let mut after = None;
+    loop {
+        let rows = page(conn, select, key, start.clone(), after.take()).await?;
+        for row in &rows {
+            let (row_key, record) = decode(row)?;
+            after = Some(row_key);
+            out.push(record).await?;
+        }
+        if (rows.len() as i64) < PAGE {
+            return Ok(());
+        }
+    }
+}
+
 /// The last value a table's identity sequence handed out (0 if none).
 async fn sequence(conn: &mut PgConnection, name: &str) -> Result<u64> {
     let value: Option<i64> = sqlx::query_scalar(
@@ -99,25 +126,12 @@ pub(super) async fn dump(pool: &PgPool, sink: &mpsc::Sender<DumpMessage>) -> Res
         out.push(Record::Policy(policy.into_policy()?)).await?;
     }
 
-    let mut after: Option<String> = None;
-    loop {
-        let rows = page(
-            &mut tx,
-            "SELECT name, spec, last_scale_at, provider_backoff, last_decision, revision FROM pools",
-            "name",
-            String::new(),
-            after.take(),
-        )
-        .await?;
-        for row in &rows {
-            let pool = PoolRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_pool()?;
-            after = Some(pool.name.to_string());
-            out.push(Record::Pool(Box::new(pool))).await?;
-        }
-        if (rows.len() as i64) < PAGE {
-            break;
-        }
-    }
+    let pools = "SELECT name, spec, last_scale_at, provider_backoff, last_decision, revision FROM pools";
+    each_row(&mut tx, &mut out, pools, "name", String::new(), |row| {
+        let pool = PoolRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_pool()?;
+        Ok((pool.name.to_string(), Record::Pool(Box::new(pool))))
+    })
+    .await?;
 
     let mut after: Option<String> = None;
     loop {
@@ -153,18 +167,11 @@ pub(super) async fn dump(pool: &PgPool, sink: &mpsc::Sender<DumpMessage>) -> Res
         }
     }
 
-    let mut after: Option<String> = None;
-    loop {
-        let rows = page(&mut tx, super::select_instance!(), "instance_id", String::new(), after.take()).await?;
-        for row in &rows {
-            let instance = InstanceRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_instance()?;
-            after = Some(instance.id.to_string());
-            out.push(Record::Instance(Box::new(instance))).await?;
-        }
-        if (rows.len() as i64) < PAGE {
-            break;
-        }
-    }
+    each_row(&mut tx, &mut out, super::select_instance!(), "instance_id", String::new(), |row| {
+        let instance = InstanceRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_instance()?;
+        Ok((instance.id.to_string(), Record::Instance(Box::new(instance))))
+    })
+    .await?;
 
     let mut after: Option<uuid::Uuid> = None;
     loop {
@@ -200,66 +207,27 @@ pub(super) async fn dump(pool: &PgPool, sink: &mpsc::Sender<DumpMessage>) -> Res
         }
     }
 
-    let mut after: Option<i64> = None;
-    loop {
-        let rows = page(
-            &mut tx,
-            "SELECT id, node_id, received_at, health, results, events FROM health_reports",
-            "id",
-            0,
-            after.take(),
-        )
-        .await?;
-        for row in &rows {
-            let report = HealthReportRow::<DateTime<Utc>>::from_row(row).map_err(db)?;
-            after = Some(report.id);
-            out.push(Record::HealthReport(Box::new(report.into_report()?))).await?;
-        }
-        if (rows.len() as i64) < PAGE {
-            break;
-        }
-    }
+    let reports = "SELECT id, node_id, received_at, health, results, events FROM health_reports";
+    each_row(&mut tx, &mut out, reports, "id", 0, |row| {
+        let report = HealthReportRow::<DateTime<Utc>>::from_row(row).map_err(db)?;
+        Ok((report.id, Record::HealthReport(Box::new(report.into_report()?))))
+    })
+    .await?;
 
-    let mut after: Option<i64> = None;
-    loop {
-        let rows = page(
-            &mut tx,
-            "SELECT id, node_id, instance_id, pool, started_at, duration_ms, success, error, commands \
-             FROM bootstrap_logs",
-            "id",
-            0,
-            after.take(),
-        )
-        .await?;
-        for row in &rows {
-            let log = BootstrapLogRow::<DateTime<Utc>>::from_row(row).map_err(db)?;
-            after = Some(log.id);
-            out.push(Record::BootstrapLog(Box::new(log.into_log()?))).await?;
-        }
-        if (rows.len() as i64) < PAGE {
-            break;
-        }
-    }
+    let logs = "SELECT id, node_id, instance_id, pool, started_at, duration_ms, success, error, commands \
+                FROM bootstrap_logs";
+    each_row(&mut tx, &mut out, logs, "id", 0, |row| {
+        let log = BootstrapLogRow::<DateTime<Utc>>::from_row(row).map_err(db)?;
+        Ok((log.id, Record::BootstrapLog(Box::new(log.into_log()?))))
+    })
+    .await?;
 
-    let mut after: Option<i64> = None;
-    loop {
-        let rows = page(
-            &mut tx,
-            "SELECT seq, at, kind, resource_id, op, revision, actor, reason, resource FROM changes",
-            "seq",
-            0,
-            after.take(),
-        )
-        .await?;
-        for row in &rows {
-            let change = ChangeRow::<DateTime<Utc>>::from_row(row).map_err(db)?;
-            after = Some(change.seq);
-            out.push(Record::Change(Box::new(change.into_change()?))).await?;
-        }
-        if (rows.len() as i64) < PAGE {
-            break;
-        }
-    }
+    let changes = "SELECT seq, at, kind, resource_id, op, revision, actor, reason, resource FROM changes";
+    each_row(&mut tx, &mut out, changes, "seq", 0, |row| {
+        let change = ChangeRow::<DateTime<Utc>>::from_row(row).map_err(db)?;
+        Ok((change.seq, Record::Change(Box::new(change.into_change()?))))
+    })
+    .await?;
     out.flush().await?;
     tx.commit().await.map_err(db)?;
     Ok(())

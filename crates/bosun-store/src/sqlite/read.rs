@@ -201,22 +201,26 @@ pub(super) fn node_gpus(conn: &Connection, id: &NodeId) -> Result<Vec<Gpu>> {
     require_node(conn, id)?;
     collect(
         conn,
-        "SELECT gpu_index, uuid, name, pci_bus_id, memory_bytes, driver_version, cuda_version \
-         FROM node_gpus WHERE node_id = ?1 ORDER BY gpu_index",
+        &format!("SELECT {GPU_COLUMNS} FROM node_gpus WHERE node_id = ?1 ORDER BY gpu_index"),
         &[text(id.as_str())],
-        |row| {
-            GpuRow {
-                gpu_index: row.get(0)?,
-                uuid: row.get(1)?,
-                name: row.get(2)?,
-                pci_bus_id: row.get(3)?,
-                memory_bytes: row.get(4)?,
-                driver_version: row.get(5)?,
-                cuda_version: row.get(6)?,
-            }
-            .into_gpu()
-        },
+        gpu_row,
     )
+}
+
+/// The columns [`gpu_row`] reads, first in a SELECT.
+pub(super) const GPU_COLUMNS: &str = "gpu_index, uuid, name, pci_bus_id, memory_bytes, driver_version, cuda_version";
+
+pub(super) fn gpu_row(row: &Row<'_>) -> Result<Gpu> {
+    GpuRow {
+        gpu_index: row.get(0)?,
+        uuid: row.get(1)?,
+        name: row.get(2)?,
+        pci_bus_id: row.get(3)?,
+        memory_bytes: row.get(4)?,
+        driver_version: row.get(5)?,
+        cuda_version: row.get(6)?,
+    }
+    .into_gpu()
 }
 
 /// Up to `limit` nodes after `after` in key order, matching `filter`.
@@ -379,20 +383,25 @@ pub(super) fn command_events(conn: &Connection, id: &CommandId) -> Result<Vec<Co
     }
     collect(
         conn,
-        "SELECT command_id, seq, at, state, actor, message FROM command_events WHERE command_id = ?1 ORDER BY seq",
+        &format!("SELECT {COMMAND_EVENT_COLUMNS} FROM command_events WHERE command_id = ?1 ORDER BY seq"),
         &[text(id.to_string())],
-        |row| {
-            CommandEventRow::<i64> {
-                command_id: row.get(0)?,
-                seq: row.get(1)?,
-                at: row.get(2)?,
-                state: row.get(3)?,
-                actor: row.get(4)?,
-                message: row.get(5)?,
-            }
-            .into_event()
-        },
+        command_event_row,
     )
+}
+
+/// The columns [`command_event_row`] reads, first in a SELECT.
+pub(super) const COMMAND_EVENT_COLUMNS: &str = "command_id, seq, at, state, actor, message";
+
+pub(super) fn command_event_row(row: &Row<'_>) -> Result<CommandEvent> {
+    CommandEventRow::<i64> {
+        command_id: row.get(0)?,
+        seq: row.get(1)?,
+        at: row.get(2)?,
+        state: row.get(3)?,
+        actor: row.get(4)?,
+        message: row.get(5)?,
+    }
+    .into_event()
 }
 
 pub(super) fn pool(conn: &Connection, name: &str) -> Result<Option<Pool>> {
@@ -414,44 +423,53 @@ pub(super) fn health_history(conn: &Connection, node: &NodeId, limit: u32) -> Re
     require_node(conn, node)?;
     collect(
         conn,
-        "SELECT id, node_id, received_at, health, results, events FROM health_reports \
-         WHERE node_id = ?1 ORDER BY id DESC LIMIT ?2",
+        &format!("SELECT {HEALTH_REPORT_COLUMNS} FROM health_reports WHERE node_id = ?1 ORDER BY id DESC LIMIT ?2"),
         &[text(node.as_str()), Value::Integer(i64::from(limit))],
-        |row| {
-            HealthReportRow::<i64> {
-                id: row.get(0)?,
-                node_id: row.get(1)?,
-                received_at: row.get(2)?,
-                health: row.get(3)?,
-                results: json(row, 4, "health_reports.results")?,
-                events: json(row, 5, "health_reports.events")?,
-            }
-            .into_report()
-        },
+        health_report_row,
     )
+}
+
+/// The columns [`health_report_row`] reads, first in a SELECT.
+pub(super) const HEALTH_REPORT_COLUMNS: &str = "id, node_id, received_at, health, results, events";
+
+pub(super) fn health_report_row(row: &Row<'_>) -> Result<StoredHealthReport> {
+    HealthReportRow::<i64> {
+        id: row.get(0)?,
+        node_id: row.get(1)?,
+        received_at: row.get(2)?,
+        health: row.get(3)?,
+        results: json(row, 4, "health_reports.results")?,
+        events: json(row, 5, "health_reports.events")?,
+    }
+    .into_report()
 }
 
 pub(super) fn bootstrap_logs(conn: &Connection, node: &NodeId, limit: u32) -> Result<Vec<BootstrapLog>> {
     collect(
         conn,
-        "SELECT id, node_id, instance_id, pool, started_at, duration_ms, success, error, commands \
-         FROM bootstrap_logs WHERE node_id = ?1 ORDER BY id DESC LIMIT ?2",
+        &format!("SELECT {BOOTSTRAP_LOG_COLUMNS} FROM bootstrap_logs WHERE node_id = ?1 ORDER BY id DESC LIMIT ?2"),
         &[text(node.as_str()), Value::Integer(i64::from(limit))],
-        |row| {
-            BootstrapLogRow::<i64> {
-                id: row.get(0)?,
-                node_id: row.get(1)?,
-                instance_id: row.get(2)?,
-                pool: row.get(3)?,
-                started_at: row.get(4)?,
-                duration_ms: row.get(5)?,
-                success: row.get(6)?,
-                error: row.get(7)?,
-                commands: json(row, 8, "bootstrap_logs.commands")?,
-            }
-            .into_log()
-        },
+        bootstrap_log_row,
     )
+}
+
+/// The columns [`bootstrap_log_row`] reads, first in a SELECT.
+pub(super) const BOOTSTRAP_LOG_COLUMNS: &str =
+    "id, node_id, instance_id, pool, started_at, duration_ms, success, error, commands";
+
+pub(super) fn bootstrap_log_row(row: &Row<'_>) -> Result<BootstrapLog> {
+    BootstrapLogRow::<i64> {
+        id: row.get(0)?,
+        node_id: row.get(1)?,
+        instance_id: row.get(2)?,
+        pool: row.get(3)?,
+        started_at: row.get(4)?,
+        duration_ms: row.get(5)?,
+        success: row.get(6)?,
+        error: row.get(7)?,
+        commands: json(row, 8, "bootstrap_logs.commands")?,
+    }
+    .into_log()
 }
 
 pub(super) fn list_changes(conn: &Connection, filter: &ChangeFilter, limit: u32) -> Result<Vec<ChangeRecord>> {

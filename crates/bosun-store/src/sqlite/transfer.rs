@@ -14,10 +14,9 @@ use super::commit::{
     INSERT_COMMAND, INSERT_INSTANCE, INSERT_NODE, INSERT_POOL, insert_gpus, write_command, write_instance, write_node,
     write_pool,
 };
-use super::read::{self, COMMAND_COLUMNS, INSTANCE_COLUMNS, NODE_COLUMNS, POOL_COLUMNS, json};
+use super::read::{self, COMMAND_COLUMNS, INSTANCE_COLUMNS, NODE_COLUMNS, POOL_COLUMNS};
 use super::{map_error, micros};
 use crate::error::Result;
-use crate::sql::rows::{BootstrapLogRow, CommandEventRow, GpuRow, HealthReportRow};
 use crate::sql::{to_json, unsigned};
 use crate::transfer::{
     Batcher, CommandRecord, DumpMessage, LoadMessage, NodeRecord, Record, RecordKind, Sequences, Snapshot, Target,
@@ -87,30 +86,14 @@ impl<T> Children<'_, T> {
     }
 }
 
+/// A GPU and its node's id (selected after the GPU's columns).
 fn gpu_row(row: &Row<'_>) -> Result<(String, Gpu)> {
-    let gpu = GpuRow {
-        gpu_index: row.get(1)?,
-        uuid: row.get(2)?,
-        name: row.get(3)?,
-        pci_bus_id: row.get(4)?,
-        memory_bytes: row.get(5)?,
-        driver_version: row.get(6)?,
-        cuda_version: row.get(7)?,
-    }
-    .into_gpu()?;
-    Ok((row.get(0)?, gpu))
+    let gpu = read::gpu_row(row)?;
+    Ok((row.get(7)?, gpu))
 }
 
 fn event_row(row: &Row<'_>) -> Result<(String, CommandEvent)> {
-    let event = CommandEventRow::<i64> {
-        command_id: row.get(0)?,
-        seq: row.get(1)?,
-        at: row.get(2)?,
-        state: row.get(3)?,
-        actor: row.get(4)?,
-        message: row.get(5)?,
-    }
-    .into_event()?;
+    let event = read::command_event_row(row)?;
     Ok((row.get(0)?, event))
 }
 
@@ -144,10 +127,8 @@ pub(super) fn dump(conn: &Connection, sink: &mpsc::Sender<DumpMessage>) -> Resul
         out.blocking_push(Record::Pool(Box::new(pool)))
     })?;
     {
-        let mut gpu_statement = tx.prepare(
-            "SELECT node_id, gpu_index, uuid, name, pci_bus_id, memory_bytes, driver_version, cuda_version \
-             FROM node_gpus ORDER BY node_id, gpu_index",
-        )?;
+        let mut gpu_statement =
+            tx.prepare(&format!("SELECT {}, node_id FROM node_gpus ORDER BY node_id, gpu_index", read::GPU_COLUMNS))?;
         let mut gpus = Children { rows: gpu_statement.query([])?, decode: gpu_row, pending: None };
         each_row(&tx, &format!("SELECT {NODE_COLUMNS} ORDER BY n.node_id"), read::node_row, |mut node| {
             let gpus = gpus.of(node.id.as_str())?;
@@ -159,9 +140,8 @@ pub(super) fn dump(conn: &Connection, sink: &mpsc::Sender<DumpMessage>) -> Resul
         out.blocking_push(Record::Instance(Box::new(instance)))
     })?;
     {
-        let mut event_statement = tx.prepare(
-            "SELECT command_id, seq, at, state, actor, message FROM command_events ORDER BY command_id, seq",
-        )?;
+        let mut event_statement = tx
+            .prepare(&format!("SELECT {} FROM command_events ORDER BY command_id, seq", read::COMMAND_EVENT_COLUMNS))?;
         let mut events = Children { rows: event_statement.query([])?, decode: event_row, pending: None };
         each_row(&tx, &format!("SELECT {COMMAND_COLUMNS} ORDER BY command_id"), read::command_row, |command| {
             let events = events.of(&command.id.to_string())?;
@@ -170,38 +150,14 @@ pub(super) fn dump(conn: &Connection, sink: &mpsc::Sender<DumpMessage>) -> Resul
     }
     each_row(
         &tx,
-        "SELECT id, node_id, received_at, health, results, events FROM health_reports ORDER BY id",
-        |row| {
-            HealthReportRow::<i64> {
-                id: row.get(0)?,
-                node_id: row.get(1)?,
-                received_at: row.get(2)?,
-                health: row.get(3)?,
-                results: json(row, 4, "health_reports.results")?,
-                events: json(row, 5, "health_reports.events")?,
-            }
-            .into_report()
-        },
+        &format!("SELECT {} FROM health_reports ORDER BY id", read::HEALTH_REPORT_COLUMNS),
+        read::health_report_row,
         |report| out.blocking_push(Record::HealthReport(Box::new(report))),
     )?;
     each_row(
         &tx,
-        "SELECT id, node_id, instance_id, pool, started_at, duration_ms, success, error, commands \
-         FROM bootstrap_logs ORDER BY id",
-        |row| {
-            BootstrapLogRow::<i64> {
-                id: row.get(0)?,
-                node_id: row.get(1)?,
-                instance_id: row.get(2)?,
-                pool: row.get(3)?,
-                started_at: row.get(4)?,
-                duration_ms: row.get(5)?,
-                success: row.get(6)?,
-                error: row.get(7)?,
-                commands: json(row, 8, "bootstrap_logs.commands")?,
-            }
-            .into_log()
-        },
+        &format!("SELECT {} FROM bootstrap_logs ORDER BY id", read::BOOTSTRAP_LOG_COLUMNS),
+        read::bootstrap_log_row,
         |log| out.blocking_push(Record::BootstrapLog(Box::new(log))),
     )?;
     each_row(

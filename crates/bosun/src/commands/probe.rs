@@ -92,33 +92,7 @@ fn plain_client() -> Plain {
     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
 }
 
-const RPCS: &[&str] = &[
-    "/bosun.v1.AgentService/RegisterNode",
-    "/bosun.v1.AgentService/Heartbeat",
-    "/bosun.v1.AgentService/ReportHealth",
-    "/bosun.v1.AgentService/PollCommands",
-    "/bosun.v1.AgentService/AckCommand",
-    "/bosun.v1.AdminService/ListNodes",
-    "/bosun.v1.AdminService/GetNode",
-    "/bosun.v1.AdminService/DeleteNode",
-    "/bosun.v1.AdminService/IssueCommand",
-    "/bosun.v1.AdminService/ListCommands",
-    "/bosun.v1.AdminService/GetCommand",
-    "/bosun.v1.AdminService/CancelCommand",
-    "/bosun.v1.AdminService/ListInstances",
-    "/bosun.v1.AdminService/GetInstance",
-    "/bosun.v1.AdminService/GetHealthHistory",
-    "/bosun.v1.AdminService/ListEvents",
-    "/bosun.v1.AdminService/WatchEvents",
-    "/bosun.v1.AdminService/ListPools",
-    "/bosun.v1.AdminService/GetPool",
-    "/bosun.v1.AdminService/ScalePool",
-    "/bosun.v1.AdminService/ReportPoolDemand",
-    "/bosun.v1.AdminService/InjectFault",
-    "/bosun.v1.AdminService/GetPolicy",
-    "/bosun.v1.AdminService/SetPolicy",
-    "/bosun.v1.AdminService/TestPolicy",
-];
+use bosun_api::V1_METHODS as RPCS;
 
 /// Values that break parsers and stores, as JSON text.
 const EXTREMES: &[&str] = &[
