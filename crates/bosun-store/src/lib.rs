@@ -11,10 +11,13 @@
 //! - [`location`]: store URLs (`sqlite://`, `postgres://`, `memory://`) and their selection.
 //! - [`open`]: opening a store and managing its schema ([`Database`], migrations).
 //! - [`transfer`]: export, import and copy between stores (the file format, checksums).
+//! - `apply`: the rules of every write, once; backends implement its `Transaction` (reads and
+//!   row operations in their dialect) and decide nothing.
 //! - `rules`, `integrity`: checks every backend applies the same way.
 //! - `memory`, `sqlite`, `postgres`: the backends.
 //! - `conformance` (tests only): the behavioural suite every backend passes.
 
+mod apply;
 pub mod error;
 mod integrity;
 pub mod location;

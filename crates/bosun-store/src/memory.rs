@@ -1,9 +1,9 @@
-//! The in-memory backend: the reference implementation of the contract, for tests, demos
-//! and the simulator. Nothing survives the process.
+//! The in-memory backend, for tests, demos and the simulator. Nothing survives the process.
 //!
-//! All state sits behind one mutex. A commit applies its writes in place and records an
-//! undo action for each; if any write fails, the undo log runs backwards and the state is
-//! exactly as before, which gives the same all-or-nothing behaviour as a SQL transaction.
+//! All state sits behind one mutex. A commit runs the shared rules (`crate::apply`) over
+//! this module's `Transaction`: the rows change in place and each mutation records an undo
+//! action; if any write fails, the undo log runs backwards and the state is exactly as
+//! before, which gives the same all-or-nothing behaviour as a SQL transaction.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
@@ -12,21 +12,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use bosun_core::node::Gpu;
 use bosun_core::{
-    BootstrapLog, ChangeOp, ChangeRecord, Command, CommandEvent, CommandId, Heartbeat, Instance, InstanceId,
-    InstanceState, MetricSample, Node, NodeId, Pool, PoolName, ResourceKind, Revision, StoredPolicy, Timestamp,
+    BootstrapLog, ChangeOp, ChangeRecord, Command, CommandEvent, CommandId, HealthReport, Heartbeat, Instance,
+    InstanceId, InstanceState, MetricSample, Node, NodeId, Pool, PoolName, ResourceKind, Revision, StoredPolicy,
+    Timestamp,
 };
 
+use crate::apply::{self, ChangeDraft, Insert, Stamp, Transaction, run_ready};
 use crate::error::{Result, StoreError};
 use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest};
-use crate::rules;
-use crate::rules::linked_instance_error;
+use crate::rules::{InstanceHeader, NodeHeader};
 use crate::soft_state::{dedupe_heartbeats, dedupe_samples};
 use crate::store::{Backend, IntegrityFinding, RetentionPolicy, RetentionReport, Store, StoreCounts, StoreOptions};
 use crate::transfer::{
     Batcher, CommandRecord, DumpMessage, LoadMessage, NodeRecord, Record, RecordKind, Sequences, Snapshot, Target,
     load_abandoned, target_not_empty,
 };
-use crate::write::{Committed, StoredHealthReport, Write, WriteBatch, WriteOutcome};
+use crate::write::{Committed, StoredHealthReport, WriteBatch};
 
 #[derive(Debug, Default, Clone)]
 struct State {
@@ -220,8 +221,6 @@ impl MemoryStore {
 struct Tx<'a> {
     state: &'a mut State,
     undo: Vec<Undo>,
-    options: &'a StoreOptions,
-    now: Timestamp,
 }
 
 impl Tx<'_> {
@@ -231,15 +230,9 @@ impl Tx<'_> {
         }
     }
 
-    fn record_change(
-        &mut self,
-        batch: &WriteBatch,
-        kind: ResourceKind,
-        id: String,
-        op: ChangeOp,
-        revision: Revision,
-        resource: serde_json::Value,
-    ) -> u64 {
+    fn record_change(&mut self, stamp: Stamp<'_>, change: &ChangeDraft) -> Result<u64> {
+        let resource = serde_json::from_str(&change.resource)
+            .map_err(|e| StoreError::corrupt("changes.resource", format_args!("not JSON: {e}")))?;
         let previous = self.state.last_change_seq;
         let seq = previous + 1;
         self.state.last_change_seq = seq;
@@ -247,13 +240,13 @@ impl Tx<'_> {
             seq,
             ChangeRecord {
                 seq,
-                at: self.now,
-                kind,
-                resource_id: id,
-                op,
-                revision,
-                actor: batch.actor.clone(),
-                reason: batch.reason.clone(),
+                at: stamp.at,
+                kind: change.kind,
+                resource_id: change.resource_id.clone(),
+                op: change.op,
+                revision: change.revision,
+                actor: stamp.actor.clone(),
+                reason: stamp.reason.to_owned(),
                 resource,
             },
         );
@@ -261,7 +254,7 @@ impl Tx<'_> {
             s.changes.remove(&seq);
             s.last_change_seq = previous;
         }));
-        seq
+        Ok(seq)
     }
 
     fn put_node(&mut self, id: NodeId, node: Option<Node>) {
@@ -321,28 +314,6 @@ impl Tx<'_> {
         self.undo.push(Box::new(move |s| s.policy = old));
     }
 
-    fn append_command_event(&mut self, batch: &WriteBatch, command: &Command) {
-        let events = self.state.command_events.entry(command.id).or_default();
-        let seq = events.len() as u32 + 1;
-        events.push(CommandEvent {
-            command_id: command.id,
-            seq,
-            at: self.now,
-            state: command.state,
-            actor: batch.actor.clone(),
-            message: batch.reason.clone(),
-        });
-        let id = command.id;
-        self.undo.push(Box::new(move |s| {
-            if let Some(events) = s.command_events.get_mut(&id) {
-                events.pop();
-                if events.is_empty() {
-                    s.command_events.remove(&id);
-                }
-            }
-        }));
-    }
-
     fn put_gpus(&mut self, id: NodeId, gpus: Option<Vec<Gpu>>) {
         let old = match gpus {
             Some(g) => self.state.gpus.insert(id.clone(), g),
@@ -372,378 +343,248 @@ impl Tx<'_> {
             }
         }));
     }
+}
 
-    fn ensure_node_exists(&self, id: &NodeId) -> Result<()> {
-        if self.state.nodes.contains_key(id) { Ok(()) } else { Err(StoreError::not_found(ResourceKind::Node, id)) }
+impl Transaction for Tx<'_> {
+    async fn node_header(&mut self, id: &NodeId) -> Result<Option<NodeHeader>> {
+        Ok(self.state.nodes.get(id).map(NodeHeader::from))
     }
 
-    fn ensure_unique_provider_id(&self, instance: &Instance) -> Result<()> {
-        let Some(pid) = &instance.provider_instance_id else {
-            return Ok(());
-        };
-        let clash = self.state.instances.values().any(|other| {
-            other.id != instance.id
-                && other.provider == instance.provider
-                && other.provider_instance_id.as_ref() == Some(pid)
-        });
-        if clash {
-            return Err(StoreError::already_exists(ResourceKind::Instance, format!("{}/{pid}", instance.provider)));
+    async fn node(&mut self, id: &NodeId) -> Result<Option<Node>> {
+        Ok(self.state.nodes.get(id).cloned())
+    }
+
+    async fn node_exists(&mut self, id: &NodeId) -> Result<bool> {
+        Ok(self.state.nodes.contains_key(id))
+    }
+
+    async fn instance_header(&mut self, id: &InstanceId) -> Result<Option<InstanceHeader>> {
+        Ok(self.state.instances.get(id).map(InstanceHeader::from))
+    }
+
+    async fn instance(&mut self, id: &InstanceId) -> Result<Option<Instance>> {
+        Ok(self.state.instances.get(id).cloned())
+    }
+
+    async fn instance_of_node(&mut self, node: &NodeId) -> Result<Option<InstanceId>> {
+        // In id order, as the map is.
+        Ok(self.state.instances.values().find(|i| i.node_id.as_ref() == Some(node)).map(|i| i.id.clone()))
+    }
+
+    async fn instance_with_provider_id(
+        &mut self,
+        provider: &str,
+        provider_instance_id: &str,
+        except: &InstanceId,
+    ) -> Result<Option<InstanceId>> {
+        Ok(self
+            .state
+            .instances
+            .values()
+            .find(|i| {
+                &i.id != except
+                    && i.provider == provider
+                    && i.provider_instance_id.as_deref() == Some(provider_instance_id)
+            })
+            .map(|i| i.id.clone()))
+    }
+
+    async fn command(&mut self, id: &CommandId) -> Result<Option<Command>> {
+        Ok(self.state.commands.get(id).cloned())
+    }
+
+    async fn commands_of_node(&mut self, node: &NodeId) -> Result<Vec<Command>> {
+        Ok(self.state.commands.values().filter(|c| &c.node_id == node).cloned().collect())
+    }
+
+    async fn pool_revision(&mut self, name: &PoolName) -> Result<Option<Revision>> {
+        Ok(self.state.pools.get(name).map(|p| p.revision))
+    }
+
+    async fn pool(&mut self, name: &PoolName) -> Result<Option<Pool>> {
+        Ok(self.state.pools.get(name).cloned())
+    }
+
+    async fn policy(&mut self) -> Result<Option<StoredPolicy>> {
+        Ok(self.state.policy.clone())
+    }
+
+    async fn insert_node(&mut self, node: &Node, gpus: &[Gpu]) -> Result<Insert> {
+        if self.state.nodes.contains_key(&node.id) {
+            return Ok(Insert::KeyTaken);
         }
+        self.put_gpus(node.id.clone(), Some(gpus.to_vec()));
+        self.put_node(node.id.clone(), Some(node.clone()));
+        Ok(Insert::Done)
+    }
+
+    async fn update_node(&mut self, node: &Node) -> Result<()> {
+        let mut node = node.clone();
+        // Soft state lives beside hard state in this backend; an update never writes it.
+        node.last_heartbeat = self.state.nodes.get(&node.id).and_then(|n| n.last_heartbeat);
+        self.put_node(node.id.clone(), Some(node));
         Ok(())
     }
 
-    fn apply(&mut self, batch: &WriteBatch, write: &Write) -> Result<WriteOutcome> {
-        match write {
-            Write::CreateNode { node, gpus } => {
-                rules::check_node_create(node, gpus)?;
-                if self.state.nodes.contains_key(&node.id) {
-                    return Err(StoreError::already_exists(ResourceKind::Node, &node.id));
-                }
-                let mut node = (**node).clone();
-                node.revision = Revision::FIRST;
-                node.last_heartbeat = None;
-                let seq = self.record_change(
-                    batch,
-                    ResourceKind::Node,
-                    node.id.to_string(),
-                    ChangeOp::Created,
-                    node.revision,
-                    rules::snapshot(&node),
-                );
-                let revision = node.revision;
-                self.put_gpus(node.id.clone(), Some(gpus.clone()));
-                self.put_node(node.id.clone(), Some(node));
-                Ok(WriteOutcome::Resource { revision, change_seq: seq })
-            }
-            Write::UpdateNode { node, expected, gpus } => {
-                let stored = self
-                    .state
-                    .nodes
-                    .get(&node.id)
-                    .ok_or_else(|| StoreError::not_found(ResourceKind::Node, &node.id))?;
-                rules::check_node_update(&stored.into(), node, *expected, gpus.as_deref())?;
-                let mut node = (**node).clone();
-                node.last_heartbeat = stored.last_heartbeat;
-                node.revision = expected.next();
-                let seq = self.record_change(
-                    batch,
-                    ResourceKind::Node,
-                    node.id.to_string(),
-                    ChangeOp::Updated,
-                    node.revision,
-                    rules::snapshot(&node),
-                );
-                let revision = node.revision;
-                if let Some(gpus) = gpus {
-                    self.put_gpus(node.id.clone(), Some(gpus.clone()));
-                }
-                self.put_node(node.id.clone(), Some(node));
-                Ok(WriteOutcome::Resource { revision, change_seq: seq })
-            }
-            Write::DeleteNode { id, expected } => {
-                let stored =
-                    self.state.nodes.get(id).cloned().ok_or_else(|| StoreError::not_found(ResourceKind::Node, id))?;
-                if let Some(expected) = expected {
-                    rules::check_expected(ResourceKind::Node, id.as_str(), stored.revision, *expected)?;
-                }
-                if let Some(instance) = self.state.instances.values().find(|i| i.node_id.as_ref() == Some(id)) {
-                    return Err(linked_instance_error(id, &instance.id));
-                }
-                let commands: Vec<Command> =
-                    self.state.commands.values().filter(|c| &c.node_id == id).cloned().collect();
-                for command in commands {
-                    self.record_change(
-                        batch,
-                        ResourceKind::Command,
-                        rules::command_id_text(&command.id),
-                        ChangeOp::Deleted,
-                        command.revision,
-                        rules::snapshot(&command),
-                    );
-                    self.put_command(command.id, None);
-                    if let Some(events) = self.state.command_events.remove(&command.id) {
-                        let command_id = command.id;
-                        self.undo.push(Box::new(move |s| {
-                            s.command_events.insert(command_id, events);
-                        }));
-                    }
-                }
-                self.take_side_tables(id);
-                let seq = self.record_change(
-                    batch,
-                    ResourceKind::Node,
-                    id.to_string(),
-                    ChangeOp::Deleted,
-                    stored.revision,
-                    rules::snapshot(&stored),
-                );
-                self.put_node(id.clone(), None);
-                Ok(WriteOutcome::Resource { revision: stored.revision, change_seq: seq })
-            }
-            Write::CreateInstance(instance) => {
-                rules::check_instance_create(instance)?;
-                if self.state.instances.contains_key(&instance.id) {
-                    return Err(StoreError::already_exists(ResourceKind::Instance, &instance.id));
-                }
-                if let Some(node) = &instance.node_id {
-                    self.ensure_node_exists(node)?;
-                }
-                self.ensure_unique_provider_id(instance)?;
-                let mut instance = (**instance).clone();
-                instance.revision = Revision::FIRST;
-                let seq = self.record_change(
-                    batch,
-                    ResourceKind::Instance,
-                    instance.id.to_string(),
-                    ChangeOp::Created,
-                    instance.revision,
-                    rules::snapshot(&instance),
-                );
-                self.put_instance(instance.id.clone(), Some(instance));
-                Ok(WriteOutcome::Resource { revision: Revision::FIRST, change_seq: seq })
-            }
-            Write::UpdateInstance { instance, expected } => {
-                let stored = self
-                    .state
-                    .instances
-                    .get(&instance.id)
-                    .ok_or_else(|| StoreError::not_found(ResourceKind::Instance, &instance.id))?;
-                rules::check_instance_update(&stored.into(), instance, *expected)?;
-                if let Some(node) = &instance.node_id {
-                    self.ensure_node_exists(node)?;
-                }
-                self.ensure_unique_provider_id(instance)?;
-                let mut instance = (**instance).clone();
-                instance.revision = expected.next();
-                let revision = instance.revision;
-                let seq = self.record_change(
-                    batch,
-                    ResourceKind::Instance,
-                    instance.id.to_string(),
-                    ChangeOp::Updated,
-                    revision,
-                    rules::snapshot(&instance),
-                );
-                self.put_instance(instance.id.clone(), Some(instance));
-                Ok(WriteOutcome::Resource { revision, change_seq: seq })
-            }
-            Write::DeleteInstance { id, expected } => {
-                let stored = self
-                    .state
-                    .instances
-                    .get(id)
-                    .cloned()
-                    .ok_or_else(|| StoreError::not_found(ResourceKind::Instance, id))?;
-                if let Some(expected) = expected {
-                    rules::check_expected(ResourceKind::Instance, id.as_str(), stored.revision, *expected)?;
-                }
-                let seq = self.record_change(
-                    batch,
-                    ResourceKind::Instance,
-                    id.to_string(),
-                    ChangeOp::Deleted,
-                    stored.revision,
-                    rules::snapshot(&stored),
-                );
-                self.put_instance(id.clone(), None);
-                Ok(WriteOutcome::Resource { revision: stored.revision, change_seq: seq })
-            }
-            Write::CreateCommand(command) => {
-                rules::check_command_create(command)?;
-                self.ensure_node_exists(&command.node_id)?;
-                if self.state.commands.contains_key(&command.id) {
-                    return Err(StoreError::already_exists(ResourceKind::Command, command.id));
-                }
-                let mut command = (**command).clone();
-                command.revision = Revision::FIRST;
-                let seq = self.record_change(
-                    batch,
-                    ResourceKind::Command,
-                    rules::command_id_text(&command.id),
-                    ChangeOp::Created,
-                    command.revision,
-                    rules::snapshot(&command),
-                );
-                self.append_command_event(batch, &command);
-                self.put_command(command.id, Some(command));
-                Ok(WriteOutcome::Resource { revision: Revision::FIRST, change_seq: seq })
-            }
-            Write::UpdateCommand { command, expected } => {
-                let stored = self
-                    .state
-                    .commands
-                    .get(&command.id)
-                    .ok_or_else(|| StoreError::not_found(ResourceKind::Command, command.id))?;
-                let adds_event = rules::check_command_update(&stored.into(), command, *expected)?;
-                let mut command = (**command).clone();
-                command.revision = expected.next();
-                let revision = command.revision;
-                let seq = self.record_change(
-                    batch,
-                    ResourceKind::Command,
-                    rules::command_id_text(&command.id),
-                    ChangeOp::Updated,
-                    revision,
-                    rules::snapshot(&command),
-                );
-                if adds_event {
-                    self.append_command_event(batch, &command);
-                }
-                self.put_command(command.id, Some(command));
-                Ok(WriteOutcome::Resource { revision, change_seq: seq })
-            }
-            Write::CreatePool(pool) => {
-                rules::check_pool(pool)?;
-                if self.state.pools.contains_key(&pool.name) {
-                    return Err(StoreError::already_exists(ResourceKind::Pool, &pool.name));
-                }
-                let mut pool = (**pool).clone();
-                pool.revision = Revision::FIRST;
-                let seq = self.record_change(
-                    batch,
-                    ResourceKind::Pool,
-                    pool.name.to_string(),
-                    ChangeOp::Created,
-                    pool.revision,
-                    rules::snapshot(&pool),
-                );
-                self.put_pool(pool.name.clone(), Some(pool));
-                Ok(WriteOutcome::Resource { revision: Revision::FIRST, change_seq: seq })
-            }
-            Write::UpdatePool { pool, expected } => {
-                let stored = self
-                    .state
-                    .pools
-                    .get(&pool.name)
-                    .ok_or_else(|| StoreError::not_found(ResourceKind::Pool, &pool.name))?;
-                rules::check_expected(ResourceKind::Pool, pool.name.as_str(), stored.revision, *expected)?;
-                rules::check_pool(pool)?;
-                let mut pool = (**pool).clone();
-                pool.revision = expected.next();
-                let revision = pool.revision;
-                let seq = self.record_change(
-                    batch,
-                    ResourceKind::Pool,
-                    pool.name.to_string(),
-                    ChangeOp::Updated,
-                    revision,
-                    rules::snapshot(&pool),
-                );
-                self.put_pool(pool.name.clone(), Some(pool));
-                Ok(WriteOutcome::Resource { revision, change_seq: seq })
-            }
-            Write::DeletePool { name, expected } => {
-                let stored = self
-                    .state
-                    .pools
-                    .get(name)
-                    .cloned()
-                    .ok_or_else(|| StoreError::not_found(ResourceKind::Pool, name))?;
-                if let Some(expected) = expected {
-                    rules::check_expected(ResourceKind::Pool, name.as_str(), stored.revision, *expected)?;
-                }
-                let seq = self.record_change(
-                    batch,
-                    ResourceKind::Pool,
-                    name.to_string(),
-                    ChangeOp::Deleted,
-                    stored.revision,
-                    rules::snapshot(&stored),
-                );
-                self.put_pool(name.clone(), None);
-                Ok(WriteOutcome::Resource { revision: stored.revision, change_seq: seq })
-            }
-            Write::PutPolicy { policy, expected } => {
-                rules::check_policy(policy)?;
-                let id = StoredPolicy::RESOURCE_ID;
-                let (op, revision) = match (&self.state.policy, expected) {
-                    (None, None) => (ChangeOp::Created, Revision::FIRST),
-                    (None, Some(_)) => return Err(StoreError::not_found(ResourceKind::Policy, id)),
-                    (Some(stored), expected) => {
-                        if let Some(expected) = expected {
-                            rules::check_expected(ResourceKind::Policy, id, stored.revision, *expected)?;
-                        }
-                        (ChangeOp::Updated, stored.revision.next())
-                    }
-                };
-                let mut policy = (**policy).clone();
-                policy.revision = revision;
-                let seq = self.record_change(
-                    batch,
-                    ResourceKind::Policy,
-                    id.to_owned(),
-                    op,
-                    revision,
-                    rules::snapshot(&policy),
-                );
-                self.put_policy(Some(policy));
-                Ok(WriteOutcome::Resource { revision, change_seq: seq })
-            }
-            Write::DeletePolicy { expected } => {
-                let id = StoredPolicy::RESOURCE_ID;
-                let stored =
-                    self.state.policy.clone().ok_or_else(|| StoreError::not_found(ResourceKind::Policy, id))?;
-                if let Some(expected) = expected {
-                    rules::check_expected(ResourceKind::Policy, id, stored.revision, *expected)?;
-                }
-                let seq = self.record_change(
-                    batch,
-                    ResourceKind::Policy,
-                    id.to_owned(),
-                    ChangeOp::Deleted,
-                    stored.revision,
-                    rules::snapshot(&stored),
-                );
-                self.put_policy(None);
-                Ok(WriteOutcome::Resource { revision: stored.revision, change_seq: seq })
-            }
-            Write::AppendHealthReport(report) => {
-                rules::check_health_report(report)?;
-                self.ensure_node_exists(&report.node_id)?;
-                let previous_id = self.state.last_health_id;
-                let id = previous_id + 1;
-                self.state.last_health_id = id;
-                let node = report.node_id.clone();
-                let history = self.state.health.entry(node.clone()).or_default();
-                let before = history.clone();
-                history.push_back(StoredHealthReport { id, report: (**report).clone() });
-                while history.len() > self.options.health_history_per_node as usize {
-                    history.pop_front();
-                }
+    async fn replace_gpus(&mut self, node: &NodeId, gpus: &[Gpu]) -> Result<()> {
+        self.put_gpus(node.clone(), Some(gpus.to_vec()));
+        Ok(())
+    }
+
+    async fn delete_node(&mut self, id: &NodeId) -> Result<()> {
+        let commands: Vec<CommandId> =
+            self.state.commands.values().filter(|c| &c.node_id == id).map(|c| c.id).collect();
+        for command in commands {
+            self.put_command(command, None);
+            if let Some(events) = self.state.command_events.remove(&command) {
                 self.undo.push(Box::new(move |s| {
-                    s.last_health_id = previous_id;
-                    if before.is_empty() {
-                        s.health.remove(&node);
-                    } else {
-                        s.health.insert(node, before);
-                    }
+                    s.command_events.insert(command, events);
                 }));
-                Ok(WriteOutcome::Appended { id })
-            }
-            Write::AppendBootstrapLog(log) => {
-                let previous_id = self.state.last_bootstrap_id;
-                let id = previous_id + 1;
-                self.state.last_bootstrap_id = id;
-                let node = log.node_id.clone();
-                let logs = self.state.bootstrap.entry(node.clone()).or_default();
-                let before = logs.clone();
-                let mut log = (**log).clone();
-                log.id = id;
-                logs.push_back(log);
-                while logs.len() > self.options.bootstrap_logs_per_node as usize {
-                    logs.pop_front();
-                }
-                self.undo.push(Box::new(move |s| {
-                    s.last_bootstrap_id = previous_id;
-                    if before.is_empty() {
-                        s.bootstrap.remove(&node);
-                    } else {
-                        s.bootstrap.insert(node, before);
-                    }
-                }));
-                Ok(WriteOutcome::Appended { id })
             }
         }
+        self.take_side_tables(id);
+        self.put_node(id.clone(), None);
+        Ok(())
+    }
+
+    async fn insert_instance(&mut self, instance: &Instance) -> Result<Insert> {
+        if self.state.instances.contains_key(&instance.id) {
+            return Ok(Insert::KeyTaken);
+        }
+        self.put_instance(instance.id.clone(), Some(instance.clone()));
+        Ok(Insert::Done)
+    }
+
+    async fn update_instance(&mut self, instance: &Instance) -> Result<()> {
+        self.put_instance(instance.id.clone(), Some(instance.clone()));
+        Ok(())
+    }
+
+    async fn delete_instance(&mut self, id: &InstanceId) -> Result<()> {
+        self.put_instance(id.clone(), None);
+        Ok(())
+    }
+
+    async fn insert_command(&mut self, command: &Command) -> Result<Insert> {
+        if self.state.commands.contains_key(&command.id) {
+            return Ok(Insert::KeyTaken);
+        }
+        self.put_command(command.id, Some(command.clone()));
+        Ok(Insert::Done)
+    }
+
+    async fn update_command(&mut self, command: &Command) -> Result<()> {
+        self.put_command(command.id, Some(command.clone()));
+        Ok(())
+    }
+
+    async fn append_command_event(&mut self, stamp: Stamp<'_>, command: &Command) -> Result<()> {
+        let events = self.state.command_events.entry(command.id).or_default();
+        let seq = u32::try_from(events.len()).unwrap_or(u32::MAX).saturating_add(1);
+        events.push(CommandEvent {
+            command_id: command.id,
+            seq,
+            at: stamp.at,
+            state: command.state,
+            actor: stamp.actor.clone(),
+            message: stamp.reason.to_owned(),
+        });
+        let id = command.id;
+        self.undo.push(Box::new(move |s| {
+            if let Some(events) = s.command_events.get_mut(&id) {
+                events.pop();
+                if events.is_empty() {
+                    s.command_events.remove(&id);
+                }
+            }
+        }));
+        Ok(())
+    }
+
+    async fn insert_pool(&mut self, pool: &Pool) -> Result<Insert> {
+        if self.state.pools.contains_key(&pool.name) {
+            return Ok(Insert::KeyTaken);
+        }
+        self.put_pool(pool.name.clone(), Some(pool.clone()));
+        Ok(Insert::Done)
+    }
+
+    async fn update_pool(&mut self, pool: &Pool) -> Result<()> {
+        self.put_pool(pool.name.clone(), Some(pool.clone()));
+        Ok(())
+    }
+
+    async fn delete_pool(&mut self, name: &PoolName) -> Result<()> {
+        self.put_pool(name.clone(), None);
+        Ok(())
+    }
+
+    async fn insert_policy(&mut self, policy: &StoredPolicy) -> Result<Insert> {
+        if self.state.policy.is_some() {
+            return Ok(Insert::KeyTaken);
+        }
+        self.put_policy(Some(policy.clone()));
+        Ok(Insert::Done)
+    }
+
+    async fn update_policy(&mut self, policy: &StoredPolicy) -> Result<()> {
+        self.put_policy(Some(policy.clone()));
+        Ok(())
+    }
+
+    async fn delete_policy(&mut self) -> Result<()> {
+        self.put_policy(None);
+        Ok(())
+    }
+
+    async fn append_health_report(&mut self, report: &HealthReport, keep: u32) -> Result<u64> {
+        let previous_id = self.state.last_health_id;
+        let id = previous_id + 1;
+        self.state.last_health_id = id;
+        let node = report.node_id.clone();
+        let history = self.state.health.entry(node.clone()).or_default();
+        let before = history.clone();
+        history.push_back(StoredHealthReport { id, report: report.clone() });
+        while history.len() > keep as usize {
+            history.pop_front();
+        }
+        self.undo.push(Box::new(move |s| {
+            s.last_health_id = previous_id;
+            if before.is_empty() {
+                s.health.remove(&node);
+            } else {
+                s.health.insert(node, before);
+            }
+        }));
+        Ok(id)
+    }
+
+    async fn append_bootstrap_log(&mut self, log: &BootstrapLog, keep: u32) -> Result<u64> {
+        let previous_id = self.state.last_bootstrap_id;
+        let id = previous_id + 1;
+        self.state.last_bootstrap_id = id;
+        let node = log.node_id.clone();
+        let logs = self.state.bootstrap.entry(node.clone()).or_default();
+        let before = logs.clone();
+        let mut log = log.clone();
+        log.id = id;
+        logs.push_back(log);
+        while logs.len() > keep as usize {
+            logs.pop_front();
+        }
+        self.undo.push(Box::new(move |s| {
+            s.last_bootstrap_id = previous_id;
+            if before.is_empty() {
+                s.bootstrap.remove(&node);
+            } else {
+                s.bootstrap.insert(node, before);
+            }
+        }));
+        Ok(id)
+    }
+
+    async fn append_changes(&mut self, stamp: Stamp<'_>, changes: &[ChangeDraft]) -> Result<Vec<u64>> {
+        changes.iter().map(|change| self.record_change(stamp, change)).collect()
     }
 }
 
@@ -760,18 +601,12 @@ impl Store for MemoryStore {
     async fn commit(&self, batch: WriteBatch) -> Result<Committed> {
         let now = self.options.clock.now();
         let mut state = self.lock()?;
-        let mut tx = Tx { state: &mut state, undo: Vec::new(), options: &self.options, now };
-        let mut outcomes = Vec::with_capacity(batch.writes.len());
-        for write in &batch.writes {
-            match tx.apply(&batch, write) {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(error) => {
-                    tx.rollback();
-                    return Err(error);
-                }
-            }
+        let mut tx = Tx { state: &mut state, undo: Vec::new() };
+        let applied = run_ready(apply::apply_batch(&mut tx, &self.options, now, &batch));
+        if applied.is_err() {
+            tx.rollback();
         }
-        Ok(Committed { outcomes })
+        applied
     }
 
     async fn node(&self, id: &NodeId) -> Result<Node> {

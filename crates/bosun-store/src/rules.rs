@@ -204,13 +204,6 @@ pub(crate) fn check_policy(policy: &StoredPolicy) -> Result<()> {
     policy.validate().map_err(|e| StoreError::Invalid(e.within("policy")))
 }
 
-/// The JSON snapshot stored in a change record.
-pub(crate) fn snapshot<T: serde::Serialize>(resource: &T) -> serde_json::Value {
-    // Serializing our own domain types cannot fail: they hold only strings, numbers,
-    // maps with string keys and sequences.
-    serde_json::to_value(resource).unwrap_or(serde_json::Value::Null)
-}
-
 /// A command id as the resource id of change records.
 pub(crate) fn command_id_text(id: &CommandId) -> String {
     id.to_string()

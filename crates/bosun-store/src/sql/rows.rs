@@ -373,3 +373,49 @@ impl<T: SqlTime> SampleRow<T> {
         })
     }
 }
+
+/// The columns of a node the write rules check (`rules::NodeHeader`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct NodeHeaderRow<T> {
+    pub revision: i64,
+    pub status: String,
+    pub registered_at: T,
+    pub gpu_count: i64,
+    pub gpu_model: String,
+}
+
+impl<T: SqlTime> NodeHeaderRow<T> {
+    pub const COLUMNS: &'static str = "revision, status, registered_at, gpu_count, gpu_model";
+
+    pub fn into_header(self) -> Result<crate::rules::NodeHeader> {
+        Ok(crate::rules::NodeHeader {
+            revision: revision("nodes.revision", self.revision)?,
+            status: parse("nodes.status", &self.status)?,
+            registered_at: self.registered_at.timestamp(),
+            gpu_count: unsigned("nodes.gpu_count", self.gpu_count)?,
+            gpu_model: self.gpu_model,
+        })
+    }
+}
+
+/// The columns of an instance the write rules check (`rules::InstanceHeader`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct InstanceHeaderRow<T> {
+    pub revision: i64,
+    pub state: String,
+    pub provider: String,
+    pub created_at: T,
+}
+
+impl<T: SqlTime> InstanceHeaderRow<T> {
+    pub const COLUMNS: &'static str = "revision, state, provider, created_at";
+
+    pub fn into_header(self) -> Result<crate::rules::InstanceHeader> {
+        Ok(crate::rules::InstanceHeader {
+            revision: revision("instances.revision", self.revision)?,
+            state: parse("instances.state", &self.state)?,
+            provider: self.provider,
+            created_at: self.created_at.timestamp(),
+        })
+    }
+}

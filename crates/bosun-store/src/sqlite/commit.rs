@@ -1,37 +1,27 @@
-//! Applying one write batch on the writer connection, inside the savepoint the group
-//! committer (`writer.rs`) opened for it.
+//! SQLite's [`Transaction`]: the reads and row operations the shared rules (`crate::apply`)
+//! run on the writer connection, inside the savepoint the group committer (`writer.rs`)
+//! opened for a batch.
 
 use bosun_core::node::Gpu;
 use bosun_core::{
-    BootstrapLog, ChangeOp, Command, HealthReport, Instance, InstanceId, Node, NodeId, Pool, ResourceKind, Revision,
+    BootstrapLog, Command, CommandId, HealthReport, Instance, InstanceId, Node, NodeId, Pool, PoolName, Revision,
     StoredPolicy,
 };
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::{map_error, micros, read};
+use crate::apply::{self, ChangeDraft, Insert, Stamp, Transaction, run_ready};
 use crate::error::{Result, StoreError};
-use crate::rules::{self, CommandHeader, InstanceHeader, NodeHeader};
+use crate::rules::{InstanceHeader, NodeHeader};
+use crate::sql::rows::{InstanceHeaderRow, NodeHeaderRow};
 use crate::sql::{parse, to_json, unsigned};
 use crate::store::StoreOptions;
-use crate::write::{Committed, Write, WriteBatch, WriteOutcome};
+use crate::write::{Committed, WriteBatch};
 
-/// Everything one batch needs besides the connection.
-struct Cx<'a> {
-    batch: &'a WriteBatch,
-    actor: String,
-    now: i64,
-    options: &'a StoreOptions,
-}
-
-/// Applies every write of `batch`. On error the caller rolls the savepoint back: no
-/// partial rows, no change records.
+/// Applies every write of `batch` through the shared rules. On error the caller rolls the
+/// savepoint back: no partial rows, no change records.
 pub(super) fn apply_batch(conn: &Connection, options: &StoreOptions, batch: &WriteBatch) -> Result<Committed> {
-    let cx = Cx { batch, actor: batch.actor.to_string(), now: micros(options.clock.now()), options };
-    let mut outcomes = Vec::with_capacity(batch.writes.len());
-    for write in &batch.writes {
-        outcomes.push(apply(conn, &cx, write)?);
-    }
-    Ok(Committed { outcomes })
+    run_ready(apply::apply_batch(&mut SqliteTx { conn }, options, options.clock.now(), batch))
 }
 
 fn int(value: u64) -> i64 {
@@ -42,251 +32,319 @@ fn revision(what: &str, value: i64) -> Result<Revision> {
     Revision::new(unsigned(what, value)?).ok_or_else(|| StoreError::corrupt(what, "revision 0"))
 }
 
-fn apply(conn: &Connection, cx: &Cx<'_>, write: &Write) -> Result<WriteOutcome> {
-    match write {
-        Write::CreateNode { node, gpus } => {
-            rules::check_node_create(node, gpus)?;
-            let id = node.id.as_str();
-            write_node(conn, INSERT_NODE, node, Revision::FIRST)
-                .map_err(|e| map_error(e, Some((ResourceKind::Node, id))))?;
-            insert_gpus(conn, &node.id, gpus)?;
-            let mut stored = (**node).clone();
-            stored.revision = Revision::FIRST;
-            stored.last_heartbeat = None;
-            change(conn, cx, ResourceKind::Node, id, ChangeOp::Created, Revision::FIRST, &stored)
+/// A unique-key violation is a taken key; the rules name the resource.
+fn insert(result: rusqlite::Result<usize>) -> Result<Insert> {
+    use rusqlite::ffi::ErrorCode;
+    match result {
+        Ok(_) => Ok(Insert::Done),
+        // SQLITE_CONSTRAINT_UNIQUE and SQLITE_CONSTRAINT_PRIMARYKEY.
+        Err(rusqlite::Error::SqliteFailure(failure, _))
+            if failure.code == ErrorCode::ConstraintViolation && matches!(failure.extended_code, 2067 | 1555) =>
+        {
+            Ok(Insert::KeyTaken)
         }
-        Write::UpdateNode { node, expected, gpus } => {
-            let id = node.id.as_str();
-            let header = node_header(conn, &node.id)?;
-            rules::check_node_update(&header, node, *expected, gpus.as_deref())?;
-            let revision = expected.next();
-            write_node(conn, UPDATE_NODE, node, revision)?;
-            if let Some(gpus) = gpus {
-                conn.prepare_cached("DELETE FROM node_gpus WHERE node_id = ?1")?.execute([id])?;
-                insert_gpus(conn, &node.id, gpus)?;
-            }
-            let mut stored = (**node).clone();
-            stored.revision = revision;
-            change(conn, cx, ResourceKind::Node, id, ChangeOp::Updated, revision, &stored)
-        }
-        Write::DeleteNode { id, expected } => delete_node(conn, cx, id, *expected),
-        Write::CreateInstance(instance) => {
-            rules::check_instance_create(instance)?;
-            check_instance_refs(conn, instance)?;
-            let id = instance.id.as_str();
-            write_instance(conn, INSERT_INSTANCE, instance, Revision::FIRST)
-                .map_err(|e| map_error(e, Some((ResourceKind::Instance, id))))?;
-            let mut stored = (**instance).clone();
-            stored.revision = Revision::FIRST;
-            change(conn, cx, ResourceKind::Instance, id, ChangeOp::Created, Revision::FIRST, &stored)
-        }
-        Write::UpdateInstance { instance, expected } => {
-            let id = instance.id.as_str();
-            let header = instance_header(conn, &instance.id)?;
-            rules::check_instance_update(&header, instance, *expected)?;
-            check_instance_refs(conn, instance)?;
-            let revision = expected.next();
-            write_instance(conn, UPDATE_INSTANCE, instance, revision)?;
-            let mut stored = (**instance).clone();
-            stored.revision = revision;
-            change(conn, cx, ResourceKind::Instance, id, ChangeOp::Updated, revision, &stored)
-        }
-        Write::DeleteInstance { id, expected } => {
-            let stored =
-                read::instance(conn, id.as_str())?.ok_or_else(|| StoreError::not_found(ResourceKind::Instance, id))?;
-            if let Some(expected) = expected {
-                rules::check_expected(ResourceKind::Instance, id.as_str(), stored.revision, *expected)?;
-            }
-            conn.prepare_cached("DELETE FROM instances WHERE instance_id = ?1")?.execute([id.as_str()])?;
-            change(conn, cx, ResourceKind::Instance, id.as_str(), ChangeOp::Deleted, stored.revision, &stored)
-        }
-        Write::CreateCommand(command) => {
-            rules::check_command_create(command)?;
-            ensure_node(conn, &command.node_id)?;
-            let id = command.id.to_string();
-            write_command(conn, INSERT_COMMAND, command, Revision::FIRST)
-                .map_err(|e| map_error(e, Some((ResourceKind::Command, &id))))?;
-            let mut stored = (**command).clone();
-            stored.revision = Revision::FIRST;
-            command_event(conn, cx, &stored)?;
-            change(conn, cx, ResourceKind::Command, &id, ChangeOp::Created, Revision::FIRST, &stored)
-        }
-        Write::UpdateCommand { command, expected } => {
-            let id = command.id.to_string();
-            let stored =
-                read::command(conn, &command.id)?.ok_or_else(|| StoreError::not_found(ResourceKind::Command, &id))?;
-            let adds_event = rules::check_command_update(&CommandHeader::from(&stored), command, *expected)?;
-            let revision = expected.next();
-            write_command(conn, UPDATE_COMMAND, command, revision)?;
-            let mut stored = (**command).clone();
-            stored.revision = revision;
-            if adds_event {
-                command_event(conn, cx, &stored)?;
-            }
-            change(conn, cx, ResourceKind::Command, &id, ChangeOp::Updated, revision, &stored)
-        }
-        Write::CreatePool(pool) => {
-            rules::check_pool(pool)?;
-            let name = pool.name.as_str();
-            write_pool(conn, INSERT_POOL, pool, Revision::FIRST)
-                .map_err(|e| map_error(e, Some((ResourceKind::Pool, name))))?;
-            let mut stored = (**pool).clone();
-            stored.revision = Revision::FIRST;
-            change(conn, cx, ResourceKind::Pool, name, ChangeOp::Created, Revision::FIRST, &stored)
-        }
-        Write::UpdatePool { pool, expected } => {
-            let name = pool.name.as_str();
-            let stored: Option<i64> = conn
-                .prepare_cached("SELECT revision FROM pools WHERE name = ?1")?
-                .query_row([name], |row| row.get(0))
-                .optional()?;
-            let stored = stored.ok_or_else(|| StoreError::not_found(ResourceKind::Pool, name))?;
-            rules::check_expected(ResourceKind::Pool, name, revision("pools.revision", stored)?, *expected)?;
-            rules::check_pool(pool)?;
-            let revision = expected.next();
-            write_pool(conn, UPDATE_POOL, pool, revision)?;
-            let mut stored = (**pool).clone();
-            stored.revision = revision;
-            change(conn, cx, ResourceKind::Pool, name, ChangeOp::Updated, revision, &stored)
-        }
-        Write::DeletePool { name, expected } => {
-            let stored =
-                read::pool(conn, name.as_str())?.ok_or_else(|| StoreError::not_found(ResourceKind::Pool, name))?;
-            if let Some(expected) = expected {
-                rules::check_expected(ResourceKind::Pool, name.as_str(), stored.revision, *expected)?;
-            }
-            conn.prepare_cached("DELETE FROM pools WHERE name = ?1")?.execute([name.as_str()])?;
-            change(conn, cx, ResourceKind::Pool, name.as_str(), ChangeOp::Deleted, stored.revision, &stored)
-        }
-        Write::PutPolicy { policy, expected } => {
-            rules::check_policy(policy)?;
-            let id = StoredPolicy::RESOURCE_ID;
-            let stored = read::policy(conn)?;
-            let (op, revision) = match (&stored, expected) {
-                (None, None) => (ChangeOp::Created, Revision::FIRST),
-                (None, Some(_)) => return Err(StoreError::not_found(ResourceKind::Policy, id)),
-                (Some(stored), expected) => {
-                    if let Some(expected) = expected {
-                        rules::check_expected(ResourceKind::Policy, id, stored.revision, *expected)?;
-                    }
-                    (ChangeOp::Updated, stored.revision.next())
-                }
-            };
-            conn.prepare_cached(
-                "INSERT INTO policies (id, name, document, updated_at, revision) VALUES (?1, ?2, ?3, ?4, ?5)                  ON CONFLICT (id) DO UPDATE SET name = excluded.name, document = excluded.document,                  updated_at = excluded.updated_at, revision = excluded.revision",
-            )?
-            .execute(params![id, policy.name, policy.document, micros(policy.updated_at), int(revision.get())])?;
-            let mut stored = (**policy).clone();
-            stored.revision = revision;
-            change(conn, cx, ResourceKind::Policy, id, op, revision, &stored)
-        }
-        Write::DeletePolicy { expected } => {
-            let id = StoredPolicy::RESOURCE_ID;
-            let stored = read::policy(conn)?.ok_or_else(|| StoreError::not_found(ResourceKind::Policy, id))?;
-            if let Some(expected) = expected {
-                rules::check_expected(ResourceKind::Policy, id, stored.revision, *expected)?;
-            }
-            conn.prepare_cached("DELETE FROM policies WHERE id = ?1")?.execute([id])?;
-            change(conn, cx, ResourceKind::Policy, id, ChangeOp::Deleted, stored.revision, &stored)
-        }
-        Write::AppendHealthReport(report) => append_health_report(conn, cx, report),
-        Write::AppendBootstrapLog(log) => append_bootstrap_log(conn, cx, log),
+        Err(error) => Err(map_error(error, None)),
     }
 }
 
-/// Appends the change record of a write; its sequence number is the write's outcome.
-fn change<T: serde::Serialize>(
-    conn: &Connection,
-    cx: &Cx<'_>,
-    kind: ResourceKind,
-    id: &str,
-    op: ChangeOp,
-    revision: Revision,
-    resource: &T,
-) -> Result<WriteOutcome> {
-    let seq: i64 = conn
-        .prepare_cached(
-            "INSERT INTO changes (at, kind, resource_id, op, revision, actor, reason, resource) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING seq",
-        )?
-        .query_row(
-            params![
-                cx.now,
-                kind.as_str(),
-                id,
-                op.as_str(),
-                int(revision.get()),
-                cx.actor,
-                cx.batch.reason,
-                to_json(resource)
-            ],
-            |row| row.get(0),
-        )?;
-    Ok(WriteOutcome::Resource { revision, change_seq: unsigned("changes.seq", seq)? })
+/// The writer connection inside a batch's savepoint. Synchronous: every method's future is
+/// ready at once.
+struct SqliteTx<'c> {
+    conn: &'c Connection,
 }
 
-fn ensure_node(conn: &Connection, id: &NodeId) -> Result<()> {
-    if read::node_exists(conn, id)? { Ok(()) } else { Err(StoreError::not_found(ResourceKind::Node, id)) }
-}
-
-fn node_header(conn: &Connection, id: &NodeId) -> Result<NodeHeader> {
-    let row = conn
-        .prepare_cached("SELECT revision, status, registered_at, gpu_count, gpu_model FROM nodes WHERE node_id = ?1")?
-        .query_row([id.as_str()], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)?,
-                row.get::<_, i64>(3)?,
-                row.get(4)?,
-            ))
-        })
-        .optional()?;
-    let (rev, status, registered_at, gpu_count, gpu_model) =
-        row.ok_or_else(|| StoreError::not_found(ResourceKind::Node, id))?;
-    Ok(NodeHeader {
-        revision: revision("nodes.revision", rev)?,
-        status: parse("nodes.status", &status)?,
-        registered_at: bosun_core::Timestamp::from_unix_micros(registered_at),
-        gpu_count: unsigned("nodes.gpu_count", gpu_count)?,
-        gpu_model,
-    })
-}
-
-fn instance_header(conn: &Connection, id: &InstanceId) -> Result<InstanceHeader> {
-    let row = conn
-        .prepare_cached("SELECT revision, state, provider, created_at FROM instances WHERE instance_id = ?1")?
-        .query_row([id.as_str()], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, i64>(3)?))
-        })
-        .optional()?;
-    let (rev, state, provider, created_at) = row.ok_or_else(|| StoreError::not_found(ResourceKind::Instance, id))?;
-    Ok(InstanceHeader {
-        revision: revision("instances.revision", rev)?,
-        state: parse("instances.state", &state)?,
-        provider,
-        created_at: bosun_core::Timestamp::from_unix_micros(created_at),
-    })
-}
-
-/// An instance's node must exist and its provider id must be unique per provider.
-fn check_instance_refs(conn: &Connection, instance: &Instance) -> Result<()> {
-    if let Some(node) = &instance.node_id {
-        ensure_node(conn, node)?;
+impl Transaction for SqliteTx<'_> {
+    async fn node_header(&mut self, id: &NodeId) -> Result<Option<NodeHeader>> {
+        let row = self
+            .conn
+            .prepare_cached(&format!("SELECT {} FROM nodes WHERE node_id = ?1", NodeHeaderRow::<i64>::COLUMNS))?
+            .query_row([id.as_str()], |row| {
+                Ok(NodeHeaderRow::<i64> {
+                    revision: row.get(0)?,
+                    status: row.get(1)?,
+                    registered_at: row.get(2)?,
+                    gpu_count: row.get(3)?,
+                    gpu_model: row.get(4)?,
+                })
+            })
+            .optional()?;
+        row.map(NodeHeaderRow::into_header).transpose()
     }
-    if let Some(pid) = &instance.provider_instance_id {
-        let clash: Option<String> = conn
+
+    async fn node(&mut self, id: &NodeId) -> Result<Option<Node>> {
+        match read::node(self.conn, id) {
+            Ok(node) => Ok(Some(node)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn node_exists(&mut self, id: &NodeId) -> Result<bool> {
+        read::node_exists(self.conn, id)
+    }
+
+    async fn instance_header(&mut self, id: &InstanceId) -> Result<Option<InstanceHeader>> {
+        let row = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {} FROM instances WHERE instance_id = ?1",
+                InstanceHeaderRow::<i64>::COLUMNS
+            ))?
+            .query_row([id.as_str()], |row| {
+                Ok(InstanceHeaderRow::<i64> {
+                    revision: row.get(0)?,
+                    state: row.get(1)?,
+                    provider: row.get(2)?,
+                    created_at: row.get(3)?,
+                })
+            })
+            .optional()?;
+        row.map(InstanceHeaderRow::into_header).transpose()
+    }
+
+    async fn instance(&mut self, id: &InstanceId) -> Result<Option<Instance>> {
+        read::instance(self.conn, id.as_str())
+    }
+
+    async fn instance_of_node(&mut self, node: &NodeId) -> Result<Option<InstanceId>> {
+        let linked: Option<String> = self
+            .conn
+            .prepare_cached("SELECT instance_id FROM instances WHERE node_id = ?1 ORDER BY instance_id LIMIT 1")?
+            .query_row([node.as_str()], |row| row.get(0))
+            .optional()?;
+        linked.map(|id| parse("instances.instance_id", &id)).transpose()
+    }
+
+    async fn instance_with_provider_id(
+        &mut self,
+        provider: &str,
+        provider_instance_id: &str,
+        except: &InstanceId,
+    ) -> Result<Option<InstanceId>> {
+        let clash: Option<String> = self
+            .conn
             .prepare_cached(
                 "SELECT instance_id FROM instances WHERE provider = ?1 AND provider_instance_id = ?2 \
                  AND instance_id <> ?3 LIMIT 1",
             )?
-            .query_row(params![instance.provider, pid, instance.id.as_str()], |row| row.get(0))
+            .query_row(params![provider, provider_instance_id, except.as_str()], |row| row.get(0))
             .optional()?;
-        if clash.is_some() {
-            return Err(StoreError::already_exists(ResourceKind::Instance, format!("{}/{pid}", instance.provider)));
-        }
+        clash.map(|id| parse("instances.instance_id", &id)).transpose()
     }
-    Ok(())
+
+    async fn command(&mut self, id: &CommandId) -> Result<Option<Command>> {
+        read::command(self.conn, id)
+    }
+
+    async fn commands_of_node(&mut self, node: &NodeId) -> Result<Vec<Command>> {
+        let mut statement = self
+            .conn
+            .prepare_cached(&format!("SELECT {} WHERE node_id = ?1 ORDER BY command_id", read::COMMAND_COLUMNS))?;
+        let mut rows = statement.query([node.as_str()])?;
+        let mut commands = Vec::new();
+        while let Some(row) = rows.next()? {
+            commands.push(read::command_row(row)?);
+        }
+        Ok(commands)
+    }
+
+    async fn pool_revision(&mut self, name: &PoolName) -> Result<Option<Revision>> {
+        let stored: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT revision FROM pools WHERE name = ?1")?
+            .query_row([name.as_str()], |row| row.get(0))
+            .optional()?;
+        stored.map(|r| revision("pools.revision", r)).transpose()
+    }
+
+    async fn pool(&mut self, name: &PoolName) -> Result<Option<Pool>> {
+        read::pool(self.conn, name.as_str())
+    }
+
+    async fn policy(&mut self) -> Result<Option<StoredPolicy>> {
+        read::policy(self.conn)
+    }
+
+    async fn insert_node(&mut self, node: &Node, gpus: &[Gpu]) -> Result<Insert> {
+        let inserted = insert(write_node(self.conn, INSERT_NODE, node, node.revision))?;
+        if inserted == Insert::Done {
+            insert_gpus(self.conn, &node.id, gpus)?;
+        }
+        Ok(inserted)
+    }
+
+    async fn update_node(&mut self, node: &Node) -> Result<()> {
+        write_node(self.conn, UPDATE_NODE, node, node.revision)?;
+        Ok(())
+    }
+
+    async fn replace_gpus(&mut self, node: &NodeId, gpus: &[Gpu]) -> Result<()> {
+        self.conn.prepare_cached("DELETE FROM node_gpus WHERE node_id = ?1")?.execute([node.as_str()])?;
+        insert_gpus(self.conn, node, gpus)
+    }
+
+    async fn delete_node(&mut self, id: &NodeId) -> Result<()> {
+        // Everything hanging off the node goes with it: ON DELETE CASCADE.
+        self.conn.prepare_cached("DELETE FROM nodes WHERE node_id = ?1")?.execute([id.as_str()])?;
+        Ok(())
+    }
+
+    async fn insert_instance(&mut self, instance: &Instance) -> Result<Insert> {
+        insert(write_instance(self.conn, INSERT_INSTANCE, instance, instance.revision))
+    }
+
+    async fn update_instance(&mut self, instance: &Instance) -> Result<()> {
+        write_instance(self.conn, UPDATE_INSTANCE, instance, instance.revision)?;
+        Ok(())
+    }
+
+    async fn delete_instance(&mut self, id: &InstanceId) -> Result<()> {
+        self.conn.prepare_cached("DELETE FROM instances WHERE instance_id = ?1")?.execute([id.as_str()])?;
+        Ok(())
+    }
+
+    async fn insert_command(&mut self, command: &Command) -> Result<Insert> {
+        insert(write_command(self.conn, INSERT_COMMAND, command, command.revision))
+    }
+
+    async fn update_command(&mut self, command: &Command) -> Result<()> {
+        write_command(self.conn, UPDATE_COMMAND, command, command.revision)?;
+        Ok(())
+    }
+
+    async fn append_command_event(&mut self, stamp: Stamp<'_>, command: &Command) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO command_events (command_id, seq, at, state, actor, message) \
+                 SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5 FROM command_events WHERE command_id = ?1",
+            )?
+            .execute(params![
+                command.id.to_string(),
+                micros(stamp.at),
+                command.state.as_str(),
+                stamp.actor.to_string(),
+                stamp.reason
+            ])?;
+        Ok(())
+    }
+
+    async fn insert_pool(&mut self, pool: &Pool) -> Result<Insert> {
+        insert(write_pool(self.conn, INSERT_POOL, pool, pool.revision))
+    }
+
+    async fn update_pool(&mut self, pool: &Pool) -> Result<()> {
+        write_pool(self.conn, UPDATE_POOL, pool, pool.revision)?;
+        Ok(())
+    }
+
+    async fn delete_pool(&mut self, name: &PoolName) -> Result<()> {
+        self.conn.prepare_cached("DELETE FROM pools WHERE name = ?1")?.execute([name.as_str()])?;
+        Ok(())
+    }
+
+    async fn insert_policy(&mut self, policy: &StoredPolicy) -> Result<Insert> {
+        insert(write_policy(
+            self.conn,
+            "INSERT INTO policies (id, name, document, updated_at, revision) VALUES (?1, ?2, ?3, ?4, ?5)",
+            policy,
+        ))
+    }
+
+    async fn update_policy(&mut self, policy: &StoredPolicy) -> Result<()> {
+        write_policy(
+            self.conn,
+            "UPDATE policies SET name = ?2, document = ?3, updated_at = ?4, revision = ?5 WHERE id = ?1",
+            policy,
+        )?;
+        Ok(())
+    }
+
+    async fn delete_policy(&mut self) -> Result<()> {
+        self.conn.prepare_cached("DELETE FROM policies WHERE id = ?1")?.execute([StoredPolicy::RESOURCE_ID])?;
+        Ok(())
+    }
+
+    async fn append_health_report(&mut self, report: &HealthReport, keep: u32) -> Result<u64> {
+        let id: i64 = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO health_reports (node_id, received_at, health, results, events) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+            )?
+            .query_row(
+                params![
+                    report.node_id.as_str(),
+                    micros(report.received_at),
+                    report.health.as_str(),
+                    to_json(&report.results),
+                    to_json(&report.events)
+                ],
+                |row| row.get(0),
+            )?;
+        self.conn
+            .prepare_cached(
+                "DELETE FROM health_reports WHERE node_id = ?1 AND id <= \
+                 (SELECT id FROM health_reports WHERE node_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            )?
+            .execute(params![report.node_id.as_str(), i64::from(keep)])?;
+        unsigned("health_reports.id", id)
+    }
+
+    async fn append_bootstrap_log(&mut self, log: &BootstrapLog, keep: u32) -> Result<u64> {
+        let id: i64 = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO bootstrap_logs (node_id, instance_id, pool, started_at, duration_ms, success, error, \
+                 commands) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+            )?
+            .query_row(
+                params![
+                    log.node_id.as_str(),
+                    log.instance_id.as_ref().map(|i| i.as_str()),
+                    log.pool.as_ref().map(|p| p.as_str()),
+                    micros(log.started_at),
+                    int(log.duration_ms),
+                    log.success,
+                    log.error,
+                    to_json(&log.commands)
+                ],
+                |row| row.get(0),
+            )?;
+        self.conn
+            .prepare_cached(
+                "DELETE FROM bootstrap_logs WHERE node_id = ?1 AND id <= \
+                 (SELECT id FROM bootstrap_logs WHERE node_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            )?
+            .execute(params![log.node_id.as_str(), i64::from(keep)])?;
+        unsigned("bootstrap_logs.id", id)
+    }
+
+    async fn append_changes(&mut self, stamp: Stamp<'_>, changes: &[ChangeDraft]) -> Result<Vec<u64>> {
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO changes (at, kind, resource_id, op, revision, actor, reason, resource) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING seq",
+        )?;
+        let at = micros(stamp.at);
+        let actor = stamp.actor.to_string();
+        let mut seqs = Vec::with_capacity(changes.len());
+        for change in changes {
+            let seq: i64 = insert.query_row(
+                params![
+                    at,
+                    change.kind.as_str(),
+                    change.resource_id,
+                    change.op.as_str(),
+                    int(change.revision.get()),
+                    actor,
+                    stamp.reason,
+                    change.resource
+                ],
+                |row| row.get(0),
+            )?;
+            seqs.push(unsigned("changes.seq", seq)?);
+        }
+        Ok(seqs)
+    }
 }
 
 /// Writes a node's GPU inventory, one prepared insert per GPU (cheaper than unpacking a
@@ -311,106 +369,14 @@ pub(super) fn insert_gpus(conn: &Connection, node: &NodeId, gpus: &[Gpu]) -> Res
     Ok(())
 }
 
-fn delete_node(conn: &Connection, cx: &Cx<'_>, id: &NodeId, expected: Option<Revision>) -> Result<WriteOutcome> {
-    let mut stored = read::node(conn, id)?;
-    if let Some(expected) = expected {
-        rules::check_expected(ResourceKind::Node, id.as_str(), stored.revision, expected)?;
-    }
-    let linked: Option<String> = conn
-        .prepare_cached("SELECT instance_id FROM instances WHERE node_id = ?1 ORDER BY instance_id LIMIT 1")?
-        .query_row([id.as_str()], |row| row.get(0))
-        .optional()?;
-    if let Some(instance) = linked {
-        return Err(crate::rules::linked_instance_error(id, &parse("instances.instance_id", &instance)?));
-    }
-    // The node's commands go with it (ON DELETE CASCADE); record their deletion so the
-    // change log stays a complete account of what exists.
-    let commands = {
-        let mut statement =
-            conn.prepare_cached(&format!("SELECT {} WHERE node_id = ?1 ORDER BY command_id", read::COMMAND_COLUMNS))?;
-        let mut rows = statement.query([id.as_str()])?;
-        let mut commands = Vec::new();
-        while let Some(row) = rows.next()? {
-            commands.push(read::command_row(row)?);
-        }
-        commands
-    };
-    for command in commands {
-        change(
-            conn,
-            cx,
-            ResourceKind::Command,
-            &command.id.to_string(),
-            ChangeOp::Deleted,
-            command.revision,
-            &command,
-        )?;
-    }
-    conn.prepare_cached("DELETE FROM nodes WHERE node_id = ?1")?.execute([id.as_str()])?;
-    stored.last_heartbeat = None;
-    change(conn, cx, ResourceKind::Node, id.as_str(), ChangeOp::Deleted, stored.revision, &stored)
-}
-
-fn command_event(conn: &Connection, cx: &Cx<'_>, command: &Command) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO command_events (command_id, seq, at, state, actor, message) \
-         SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5 FROM command_events WHERE command_id = ?1",
-    )?
-    .execute(params![command.id.to_string(), cx.now, command.state.as_str(), cx.actor, cx.batch.reason])?;
-    Ok(())
-}
-
-fn append_health_report(conn: &Connection, cx: &Cx<'_>, report: &HealthReport) -> Result<WriteOutcome> {
-    rules::check_health_report(report)?;
-    ensure_node(conn, &report.node_id)?;
-    let id: i64 = conn
-        .prepare_cached(
-            "INSERT INTO health_reports (node_id, received_at, health, results, events) \
-             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-        )?
-        .query_row(
-            params![
-                report.node_id.as_str(),
-                micros(report.received_at),
-                report.health.as_str(),
-                to_json(&report.results),
-                to_json(&report.events)
-            ],
-            |row| row.get(0),
-        )?;
-    conn.prepare_cached(
-        "DELETE FROM health_reports WHERE node_id = ?1 AND id <= \
-         (SELECT id FROM health_reports WHERE node_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-    )?
-    .execute(params![report.node_id.as_str(), i64::from(cx.options.health_history_per_node)])?;
-    Ok(WriteOutcome::Appended { id: unsigned("health_reports.id", id)? })
-}
-
-fn append_bootstrap_log(conn: &Connection, cx: &Cx<'_>, log: &BootstrapLog) -> Result<WriteOutcome> {
-    let id: i64 = conn
-        .prepare_cached(
-            "INSERT INTO bootstrap_logs (node_id, instance_id, pool, started_at, duration_ms, success, error, commands) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
-        )?
-        .query_row(
-            params![
-                log.node_id.as_str(),
-                log.instance_id.as_ref().map(|i| i.as_str()),
-                log.pool.as_ref().map(|p| p.as_str()),
-                micros(log.started_at),
-                int(log.duration_ms),
-                log.success,
-                log.error,
-                to_json(&log.commands)
-            ],
-            |row| row.get(0),
-        )?;
-    conn.prepare_cached(
-        "DELETE FROM bootstrap_logs WHERE node_id = ?1 AND id <= \
-         (SELECT id FROM bootstrap_logs WHERE node_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-    )?
-    .execute(params![log.node_id.as_str(), i64::from(cx.options.bootstrap_logs_per_node)])?;
-    Ok(WriteOutcome::Appended { id: unsigned("bootstrap_logs.id", id)? })
+fn write_policy(conn: &Connection, sql: &str, p: &StoredPolicy) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params![
+        StoredPolicy::RESOURCE_ID,
+        p.name,
+        p.document,
+        micros(p.updated_at),
+        int(p.revision.get())
+    ])
 }
 
 // Parameters are numbered so the INSERT and the UPDATE of each table share one binding

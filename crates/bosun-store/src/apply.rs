@@ -1,0 +1,412 @@
+//! The store's rules for a write batch, written once.
+//!
+//! For every [`Write`] this module decides what is read, what is checked (revisions,
+//! lifecycle transitions, fields that never change, references, uniqueness), which rows
+//! change, which change records and command events are written, and which typed error a
+//! caller gets. A backend implements [`Transaction`]: the reads and row operations of one
+//! open transaction in its own dialect, with no decisions of its own. Adding a resource kind
+//! therefore costs a migration per SQL dialect, row codecs behind new `Transaction` methods
+//! and conformance cases; its rules are written here, once.
+//!
+//! The trait's methods are `async` because PostgreSQL's driver is; SQLite (on its writer
+//! thread) and memory implement them synchronously and drive [`apply_batch`] with
+//! [`run_ready`].
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use bosun_core::node::Gpu;
+use bosun_core::{
+    Actor, BootstrapLog, ChangeOp, Command, CommandId, HealthReport, Instance, InstanceId, Node, NodeId, Pool,
+    PoolName, ResourceKind, Revision, StoredPolicy, Timestamp,
+};
+
+use crate::error::{Result, StoreError};
+use crate::rules::{self, CommandHeader, InstanceHeader, NodeHeader};
+use crate::sql::to_json;
+use crate::store::StoreOptions;
+use crate::write::{Committed, Write, WriteBatch, WriteOutcome};
+
+/// What an insert found: a free key (the row is written) or a taken one (nothing written;
+/// the rules turn it into `AlreadyExists`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Insert {
+    Done,
+    KeyTaken,
+}
+
+/// Who wrote a batch, when and why: stamped on its change records and command events.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stamp<'a> {
+    pub at: Timestamp,
+    pub actor: &'a Actor,
+    pub reason: &'a str,
+}
+
+/// A change record as the rules build it; the backend assigns its sequence number.
+#[derive(Debug, Clone)]
+pub(crate) struct ChangeDraft {
+    pub kind: ResourceKind,
+    pub resource_id: String,
+    pub op: ChangeOp,
+    pub revision: Revision,
+    /// The resource's JSON snapshot.
+    pub resource: String,
+}
+
+/// One open transaction of a backend: reads of stored hard state and row operations, in the
+/// backend's dialect. Reads lock what they return against concurrent writers until the
+/// transaction ends (PostgreSQL: `FOR UPDATE`; SQLite and memory have one writer).
+/// Implementations decide nothing: every check and every choice of error is made by
+/// [`apply_batch`].
+#[allow(async_fn_in_trait)] // crate-private; each caller uses one concrete backend
+pub(crate) trait Transaction {
+    async fn node_header(&mut self, id: &NodeId) -> Result<Option<NodeHeader>>;
+    /// A node's hard state (its last heartbeat may be included; the rules drop it).
+    async fn node(&mut self, id: &NodeId) -> Result<Option<Node>>;
+    async fn node_exists(&mut self, id: &NodeId) -> Result<bool>;
+    async fn instance_header(&mut self, id: &InstanceId) -> Result<Option<InstanceHeader>>;
+    async fn instance(&mut self, id: &InstanceId) -> Result<Option<Instance>>;
+    /// An instance linked to `node`, if any (the lowest id, so errors are stable).
+    async fn instance_of_node(&mut self, node: &NodeId) -> Result<Option<InstanceId>>;
+    /// Another instance than `except` with this provider and provider instance id.
+    async fn instance_with_provider_id(
+        &mut self,
+        provider: &str,
+        provider_instance_id: &str,
+        except: &InstanceId,
+    ) -> Result<Option<InstanceId>>;
+    async fn command(&mut self, id: &CommandId) -> Result<Option<Command>>;
+    /// Every command of `node`, in id order.
+    async fn commands_of_node(&mut self, node: &NodeId) -> Result<Vec<Command>>;
+    async fn pool_revision(&mut self, name: &PoolName) -> Result<Option<Revision>>;
+    async fn pool(&mut self, name: &PoolName) -> Result<Option<Pool>>;
+    async fn policy(&mut self) -> Result<Option<StoredPolicy>>;
+
+    /// Inserts a node (at `node.revision`, without soft state) and its GPU inventory.
+    async fn insert_node(&mut self, node: &Node, gpus: &[Gpu]) -> Result<Insert>;
+    /// Replaces a node's hard state; its soft state (last heartbeat) stays as stored.
+    async fn update_node(&mut self, node: &Node) -> Result<()>;
+    async fn replace_gpus(&mut self, node: &NodeId, gpus: &[Gpu]) -> Result<()>;
+    /// Removes a node and what hangs off it: GPU inventory, commands with their events,
+    /// health history, metric samples, liveness. Bootstrap logs stay: they explain failed
+    /// boots of machines that never became nodes.
+    async fn delete_node(&mut self, id: &NodeId) -> Result<()>;
+    async fn insert_instance(&mut self, instance: &Instance) -> Result<Insert>;
+    async fn update_instance(&mut self, instance: &Instance) -> Result<()>;
+    async fn delete_instance(&mut self, id: &InstanceId) -> Result<()>;
+    async fn insert_command(&mut self, command: &Command) -> Result<Insert>;
+    async fn update_command(&mut self, command: &Command) -> Result<()>;
+    /// Appends an event in `command`'s current state to its history, numbered after the
+    /// last one.
+    async fn append_command_event(&mut self, stamp: Stamp<'_>, command: &Command) -> Result<()>;
+    async fn insert_pool(&mut self, pool: &Pool) -> Result<Insert>;
+    async fn update_pool(&mut self, pool: &Pool) -> Result<()>;
+    async fn delete_pool(&mut self, name: &PoolName) -> Result<()>;
+    /// Inserts the policy document; a taken key is reported, never an error, so a
+    /// concurrent first put can be retried as an update.
+    async fn insert_policy(&mut self, policy: &StoredPolicy) -> Result<Insert>;
+    async fn update_policy(&mut self, policy: &StoredPolicy) -> Result<()>;
+    async fn delete_policy(&mut self) -> Result<()>;
+    /// Appends a health report and drops the node's oldest beyond `keep`; returns its id.
+    async fn append_health_report(&mut self, report: &HealthReport, keep: u32) -> Result<u64>;
+    /// Appends a bootstrap log and drops the node's oldest beyond `keep`; returns its id.
+    async fn append_bootstrap_log(&mut self, log: &BootstrapLog, keep: u32) -> Result<u64>;
+    /// Appends change records in order; returns their sequence numbers, in the same order.
+    async fn append_changes(&mut self, stamp: Stamp<'_>, changes: &[ChangeDraft]) -> Result<Vec<u64>>;
+}
+
+/// Applies every write of `batch` through `tx`. On error the caller rolls the transaction
+/// back: the rules leave nothing half-done they would have to undo themselves.
+pub(crate) async fn apply_batch<T: Transaction>(
+    tx: &mut T,
+    options: &StoreOptions,
+    now: Timestamp,
+    batch: &WriteBatch,
+) -> Result<Committed> {
+    let stamp = Stamp { at: now, actor: &batch.actor, reason: &batch.reason };
+    let mut outcomes = Vec::with_capacity(batch.writes.len());
+    let mut changes = Vec::new();
+    // For each change record, the outcome whose `change_seq` it provides.
+    let mut provides = Vec::new();
+    for write in &batch.writes {
+        let applied = apply(tx, options, stamp, write).await?;
+        let last = applied.changes.len().checked_sub(1);
+        for (i, change) in applied.changes.into_iter().enumerate() {
+            provides.push((Some(i) == last).then_some(outcomes.len()));
+            changes.push(change);
+        }
+        outcomes.push(applied.outcome);
+    }
+    if !changes.is_empty() {
+        let seqs = tx.append_changes(stamp, &changes).await?;
+        if seqs.len() != changes.len() {
+            return Err(StoreError::corrupt("changes.seq", "the backend assigned fewer numbers than records"));
+        }
+        for (outcome, seq) in provides.into_iter().zip(seqs) {
+            if let Some(index) = outcome
+                && let WriteOutcome::Resource { change_seq, .. } = &mut outcomes[index]
+            {
+                *change_seq = seq;
+            }
+        }
+    }
+    Ok(Committed { outcomes })
+}
+
+/// Polls a future that never waits: [`apply_batch`] over a synchronous [`Transaction`].
+pub(crate) fn run_ready<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        // Only synchronous transactions are driven this way; their methods never await
+        // anything that can be pending.
+        Poll::Pending => unreachable!("a synchronous store transaction waited"),
+    }
+}
+
+/// What one write produced: its outcome and its change records (the last one provides the
+/// outcome's sequence number).
+struct Applied {
+    outcome: WriteOutcome,
+    changes: Vec<ChangeDraft>,
+}
+
+impl Applied {
+    fn appended(id: u64) -> Self {
+        Applied { outcome: WriteOutcome::Appended { id }, changes: Vec::new() }
+    }
+
+    fn resource<T: serde::Serialize>(
+        kind: ResourceKind,
+        id: &str,
+        op: ChangeOp,
+        revision: Revision,
+        value: &T,
+    ) -> Self {
+        Applied {
+            outcome: WriteOutcome::Resource { revision, change_seq: 0 },
+            changes: vec![draft(kind, id, op, revision, value)],
+        }
+    }
+}
+
+fn draft<T: serde::Serialize>(
+    kind: ResourceKind,
+    id: &str,
+    op: ChangeOp,
+    revision: Revision,
+    value: &T,
+) -> ChangeDraft {
+    ChangeDraft { kind, resource_id: id.to_owned(), op, revision, resource: to_json(value) }
+}
+
+fn created(insert: Insert, kind: ResourceKind, id: &str) -> Result<()> {
+    match insert {
+        Insert::Done => Ok(()),
+        Insert::KeyTaken => Err(StoreError::already_exists(kind, id)),
+    }
+}
+
+fn check_expected(kind: ResourceKind, id: &str, stored: Revision, expected: Option<Revision>) -> Result<()> {
+    expected.map_or(Ok(()), |expected| rules::check_expected(kind, id, stored, expected))
+}
+
+async fn apply<T: Transaction>(tx: &mut T, options: &StoreOptions, stamp: Stamp<'_>, write: &Write) -> Result<Applied> {
+    match write {
+        Write::CreateNode { node, gpus } => {
+            rules::check_node_create(node, gpus)?;
+            let mut stored = (**node).clone();
+            stored.revision = Revision::FIRST;
+            stored.last_heartbeat = None;
+            created(tx.insert_node(&stored, gpus).await?, ResourceKind::Node, node.id.as_str())?;
+            Ok(Applied::resource(ResourceKind::Node, node.id.as_str(), ChangeOp::Created, stored.revision, &stored))
+        }
+        Write::UpdateNode { node, expected, gpus } => {
+            let id = node.id.as_str();
+            let header =
+                tx.node_header(&node.id).await?.ok_or_else(|| StoreError::not_found(ResourceKind::Node, id))?;
+            rules::check_node_update(&header, node, *expected, gpus.as_deref())?;
+            let mut stored = (**node).clone();
+            stored.revision = expected.next();
+            tx.update_node(&stored).await?;
+            if let Some(gpus) = gpus {
+                tx.replace_gpus(&node.id, gpus).await?;
+            }
+            Ok(Applied::resource(ResourceKind::Node, id, ChangeOp::Updated, stored.revision, &stored))
+        }
+        Write::DeleteNode { id, expected } => delete_node(tx, id, *expected).await,
+        Write::CreateInstance(instance) => {
+            rules::check_instance_create(instance)?;
+            check_instance_refs(tx, instance).await?;
+            let mut stored = (**instance).clone();
+            stored.revision = Revision::FIRST;
+            let id = instance.id.as_str();
+            created(tx.insert_instance(&stored).await?, ResourceKind::Instance, id)?;
+            Ok(Applied::resource(ResourceKind::Instance, id, ChangeOp::Created, stored.revision, &stored))
+        }
+        Write::UpdateInstance { instance, expected } => {
+            let id = instance.id.as_str();
+            let header = tx
+                .instance_header(&instance.id)
+                .await?
+                .ok_or_else(|| StoreError::not_found(ResourceKind::Instance, id))?;
+            rules::check_instance_update(&header, instance, *expected)?;
+            check_instance_refs(tx, instance).await?;
+            let mut stored = (**instance).clone();
+            stored.revision = expected.next();
+            tx.update_instance(&stored).await?;
+            Ok(Applied::resource(ResourceKind::Instance, id, ChangeOp::Updated, stored.revision, &stored))
+        }
+        Write::DeleteInstance { id, expected } => {
+            let stored = tx.instance(id).await?.ok_or_else(|| StoreError::not_found(ResourceKind::Instance, id))?;
+            check_expected(ResourceKind::Instance, id.as_str(), stored.revision, *expected)?;
+            tx.delete_instance(id).await?;
+            Ok(Applied::resource(ResourceKind::Instance, id.as_str(), ChangeOp::Deleted, stored.revision, &stored))
+        }
+        Write::CreateCommand(command) => {
+            rules::check_command_create(command)?;
+            if !tx.node_exists(&command.node_id).await? {
+                return Err(StoreError::not_found(ResourceKind::Node, &command.node_id));
+            }
+            let mut stored = (**command).clone();
+            stored.revision = Revision::FIRST;
+            let id = rules::command_id_text(&command.id);
+            created(tx.insert_command(&stored).await?, ResourceKind::Command, &id)?;
+            tx.append_command_event(stamp, &stored).await?;
+            Ok(Applied::resource(ResourceKind::Command, &id, ChangeOp::Created, stored.revision, &stored))
+        }
+        Write::UpdateCommand { command, expected } => {
+            let id = rules::command_id_text(&command.id);
+            let current =
+                tx.command(&command.id).await?.ok_or_else(|| StoreError::not_found(ResourceKind::Command, &id))?;
+            let adds_event = rules::check_command_update(&CommandHeader::from(&current), command, *expected)?;
+            let mut stored = (**command).clone();
+            stored.revision = expected.next();
+            tx.update_command(&stored).await?;
+            if adds_event {
+                tx.append_command_event(stamp, &stored).await?;
+            }
+            Ok(Applied::resource(ResourceKind::Command, &id, ChangeOp::Updated, stored.revision, &stored))
+        }
+        Write::CreatePool(pool) => {
+            rules::check_pool(pool)?;
+            let mut stored = (**pool).clone();
+            stored.revision = Revision::FIRST;
+            let name = pool.name.as_str();
+            created(tx.insert_pool(&stored).await?, ResourceKind::Pool, name)?;
+            Ok(Applied::resource(ResourceKind::Pool, name, ChangeOp::Created, stored.revision, &stored))
+        }
+        Write::UpdatePool { pool, expected } => {
+            let name = pool.name.as_str();
+            let current =
+                tx.pool_revision(&pool.name).await?.ok_or_else(|| StoreError::not_found(ResourceKind::Pool, name))?;
+            rules::check_expected(ResourceKind::Pool, name, current, *expected)?;
+            rules::check_pool(pool)?;
+            let mut stored = (**pool).clone();
+            stored.revision = expected.next();
+            tx.update_pool(&stored).await?;
+            Ok(Applied::resource(ResourceKind::Pool, name, ChangeOp::Updated, stored.revision, &stored))
+        }
+        Write::DeletePool { name, expected } => {
+            let stored = tx.pool(name).await?.ok_or_else(|| StoreError::not_found(ResourceKind::Pool, name))?;
+            check_expected(ResourceKind::Pool, name.as_str(), stored.revision, *expected)?;
+            tx.delete_pool(name).await?;
+            Ok(Applied::resource(ResourceKind::Pool, name.as_str(), ChangeOp::Deleted, stored.revision, &stored))
+        }
+        Write::PutPolicy { policy, expected } => put_policy(tx, policy, *expected).await,
+        Write::DeletePolicy { expected } => {
+            let id = StoredPolicy::RESOURCE_ID;
+            let stored = tx.policy().await?.ok_or_else(|| StoreError::not_found(ResourceKind::Policy, id))?;
+            check_expected(ResourceKind::Policy, id, stored.revision, *expected)?;
+            tx.delete_policy().await?;
+            Ok(Applied::resource(ResourceKind::Policy, id, ChangeOp::Deleted, stored.revision, &stored))
+        }
+        Write::AppendHealthReport(report) => {
+            rules::check_health_report(report)?;
+            if !tx.node_exists(&report.node_id).await? {
+                return Err(StoreError::not_found(ResourceKind::Node, &report.node_id));
+            }
+            Ok(Applied::appended(tx.append_health_report(report, options.health_history_per_node).await?))
+        }
+        Write::AppendBootstrapLog(log) => {
+            Ok(Applied::appended(tx.append_bootstrap_log(log, options.bootstrap_logs_per_node).await?))
+        }
+    }
+}
+
+/// Deletes a node. Refused while an instance links to it (deleting would silently rewrite
+/// the instance); its commands go with it, each with a change record, so the change log
+/// stays a complete account of what exists.
+async fn delete_node<T: Transaction>(tx: &mut T, id: &NodeId, expected: Option<Revision>) -> Result<Applied> {
+    let mut stored = tx.node(id).await?.ok_or_else(|| StoreError::not_found(ResourceKind::Node, id))?;
+    check_expected(ResourceKind::Node, id.as_str(), stored.revision, expected)?;
+    if let Some(instance) = tx.instance_of_node(id).await? {
+        return Err(rules::linked_instance_error(id, &instance));
+    }
+    let mut changes: Vec<ChangeDraft> = tx
+        .commands_of_node(id)
+        .await?
+        .iter()
+        .map(|c| draft(ResourceKind::Command, &rules::command_id_text(&c.id), ChangeOp::Deleted, c.revision, c))
+        .collect();
+    tx.delete_node(id).await?;
+    // Change records hold hard state only.
+    stored.last_heartbeat = None;
+    changes.push(draft(ResourceKind::Node, id.as_str(), ChangeOp::Deleted, stored.revision, &stored));
+    Ok(Applied { outcome: WriteOutcome::Resource { revision: stored.revision, change_seq: 0 }, changes })
+}
+
+/// An instance's node must exist and its provider instance id must be unique per provider.
+async fn check_instance_refs<T: Transaction>(tx: &mut T, instance: &Instance) -> Result<()> {
+    if let Some(node) = &instance.node_id
+        && !tx.node_exists(node).await?
+    {
+        return Err(StoreError::not_found(ResourceKind::Node, node));
+    }
+    if let Some(pid) = &instance.provider_instance_id
+        && tx.instance_with_provider_id(&instance.provider, pid, &instance.id).await?.is_some()
+    {
+        return Err(StoreError::already_exists(ResourceKind::Instance, format!("{}/{pid}", instance.provider)));
+    }
+    Ok(())
+}
+
+/// Stores the policy document: created when none is stored, replaced otherwise (with
+/// `expected`, only at that revision).
+async fn put_policy<T: Transaction>(tx: &mut T, policy: &StoredPolicy, expected: Option<Revision>) -> Result<Applied> {
+    rules::check_policy(policy)?;
+    let id = StoredPolicy::RESOURCE_ID;
+    let current = match tx.policy().await? {
+        Some(current) => current,
+        None if expected.is_some() => return Err(StoreError::not_found(ResourceKind::Policy, id)),
+        None => {
+            let mut stored = policy.clone();
+            stored.revision = Revision::FIRST;
+            match tx.insert_policy(&stored).await? {
+                Insert::Done => {
+                    return Ok(Applied::resource(
+                        ResourceKind::Policy,
+                        id,
+                        ChangeOp::Created,
+                        stored.revision,
+                        &stored,
+                    ));
+                }
+                // A concurrent first put committed in between (PostgreSQL): replace its
+                // document, as a put after it would.
+                Insert::KeyTaken => tx
+                    .policy()
+                    .await?
+                    .ok_or_else(|| StoreError::unavailable("the policy was created and deleted concurrently; retry"))?,
+            }
+        }
+    };
+    check_expected(ResourceKind::Policy, id, current.revision, expected)?;
+    let mut stored = policy.clone();
+    stored.revision = current.revision.next();
+    tx.update_policy(&stored).await?;
+    Ok(Applied::resource(ResourceKind::Policy, id, ChangeOp::Updated, stored.revision, &stored))
+}
