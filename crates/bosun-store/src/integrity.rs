@@ -1,16 +1,196 @@
-//! Integrity rules for `bosun db check`, shared by every backend so all judge the same way.
-//! Backends feed rows in (streamed from SQL, or straight from memory); the checkers here
-//! decide what is wrong.
+//! `bosun db check`, written once: the list of checks every backend runs and how each
+//! judges. A backend implements [`IntegritySource`], which answers plain questions about
+//! its rows (which references point nowhere, the change log in order, revisions, GPU
+//! inventories, state fields); [`check`] asks them all and decides what is wrong.
+//!
+//! The checks:
+//! - `orphans`: every [`Reference`] between rows (a SQL schema enforces them with foreign
+//!   keys; rows written around them, or memory's maps, are checked here).
+//! - `revisions`: each resource's revisions only grow along the change log (restarting
+//!   after a delete), and every live record is at the revision its latest change says.
+//! - `sequence`: every change sequence number above the retention mark is present.
+//! - `states`: fields that contradict a state (a RUNNING instance without a node, a final
+//!   command without `finished_at`), and GPU inventories that disagree with their node.
 
 use std::collections::HashMap;
 
-use bosun_core::{ChangeOp, ChangeRecord, Command, CommandState, Instance, InstanceState, ResourceKind, Revision};
+use bosun_core::{ChangeOp, CommandState, InstanceState, ResourceKind};
 
+use crate::error::Result;
+use crate::sql::{parse, unsigned};
 use crate::store::IntegrityFinding;
 
 /// Stop collecting after this many findings: a broken database would otherwise print
 /// millions of lines.
 pub(crate) const MAX_FINDINGS: usize = 1000;
+
+/// Orphans reported per reference at most.
+pub(crate) const ORPHANS_PER_REFERENCE: usize = 100;
+
+/// A reference from one kind of row to its parent, verified by every backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reference {
+    CommandToNode,
+    CommandEventToCommand,
+    InstanceToNode,
+    HealthReportToNode,
+    MetricSampleToNode,
+    GpuToNode,
+    LivenessToNode,
+}
+
+impl Reference {
+    pub const ALL: [Reference; 7] = [
+        Reference::CommandToNode,
+        Reference::CommandEventToCommand,
+        Reference::InstanceToNode,
+        Reference::HealthReportToNode,
+        Reference::MetricSampleToNode,
+        Reference::GpuToNode,
+        Reference::LivenessToNode,
+    ];
+
+    /// The SQL tables of the child and the parent (every foreign key of the schemas is one
+    /// of these; a test keeps the list complete).
+    #[cfg(test)]
+    pub fn tables(self) -> (&'static str, &'static str) {
+        match self {
+            Reference::CommandToNode => ("commands", "nodes"),
+            Reference::CommandEventToCommand => ("command_events", "commands"),
+            Reference::InstanceToNode => ("instances", "nodes"),
+            Reference::HealthReportToNode => ("health_reports", "nodes"),
+            Reference::MetricSampleToNode => ("metric_samples", "nodes"),
+            Reference::GpuToNode => ("node_gpus", "nodes"),
+            Reference::LivenessToNode => ("node_liveness", "nodes"),
+        }
+    }
+
+    /// How a finding names the child row.
+    fn child(self) -> &'static str {
+        match self {
+            Reference::CommandToNode => "command",
+            Reference::CommandEventToCommand => "command event of",
+            Reference::InstanceToNode => "instance",
+            Reference::HealthReportToNode => "health report",
+            Reference::MetricSampleToNode => "metric sample of",
+            Reference::GpuToNode => "GPU of",
+            Reference::LivenessToNode => "liveness of",
+        }
+    }
+}
+
+/// A row whose parent is missing: its key and the parent key it names.
+#[derive(Debug, Clone)]
+pub(crate) struct Orphan {
+    pub child: String,
+    pub parent: String,
+}
+
+/// A node's GPU summary and how many GPUs its inventory lists.
+#[derive(Debug, Clone)]
+pub(crate) struct Inventory {
+    pub node: String,
+    pub gpu_count: u32,
+    pub listed: u64,
+}
+
+/// The fields of an instance its state constrains.
+#[derive(Debug, Clone)]
+pub(crate) struct InstanceFacts {
+    pub id: String,
+    pub state: InstanceState,
+    pub has_node: bool,
+    pub has_terminated_at: bool,
+}
+
+/// The fields of a command its state constrains.
+#[derive(Debug, Clone)]
+pub(crate) struct CommandFacts {
+    pub id: String,
+    pub state: CommandState,
+    pub has_delivered_at: bool,
+    pub has_finished_at: bool,
+}
+
+impl Inventory {
+    /// From SQL columns: node id, `gpu_count`, number of `node_gpus` rows.
+    pub fn from_sql((node, gpu_count, listed): (String, i64, i64)) -> Result<Self> {
+        Ok(Inventory { node, gpu_count: unsigned("nodes.gpu_count", gpu_count)?, listed: unsigned("count", listed)? })
+    }
+}
+
+impl InstanceFacts {
+    /// From SQL columns: id, state, `node_id IS NOT NULL`, `terminated_at IS NOT NULL`.
+    pub fn from_sql((id, state, has_node, has_terminated_at): (String, String, bool, bool)) -> Result<Self> {
+        Ok(InstanceFacts { id, state: parse("instances.state", &state)?, has_node, has_terminated_at })
+    }
+}
+
+impl CommandFacts {
+    /// From SQL columns: id, state, `delivered_at IS NOT NULL`, `finished_at IS NOT NULL`.
+    pub fn from_sql((id, state, has_delivered_at, has_finished_at): (String, String, bool, bool)) -> Result<Self> {
+        Ok(CommandFacts { id, state: parse("commands.state", &state)?, has_delivered_at, has_finished_at })
+    }
+}
+
+/// What a backend answers for `db check`. Like `apply::Transaction`, its methods are
+/// `async` for PostgreSQL; SQLite and memory answer synchronously.
+#[allow(async_fn_in_trait)] // crate-private; each caller uses one concrete backend
+pub(crate) trait IntegritySource {
+    /// Up to `limit` rows of `reference`'s child whose parent is missing.
+    async fn orphans(&mut self, reference: Reference, limit: usize) -> Result<Vec<Orphan>>;
+    /// How far retention has compacted the change log.
+    async fn compacted_through(&mut self) -> Result<u64>;
+    /// Hands every change record's head to `checker`, in sequence order.
+    async fn feed_changes(&mut self, checker: &mut ChangeLogChecker) -> Result<()>;
+    /// Every live resource with revisions: kind, id, revision.
+    async fn live_revisions(&mut self) -> Result<Vec<(ResourceKind, String, u64)>>;
+    async fn inventories(&mut self) -> Result<Vec<Inventory>>;
+    async fn instance_facts(&mut self) -> Result<Vec<InstanceFacts>>;
+    async fn command_facts(&mut self) -> Result<Vec<CommandFacts>>;
+}
+
+/// Runs every check against `source`.
+pub(crate) async fn check<S: IntegritySource>(source: &mut S) -> Result<Vec<IntegrityFinding>> {
+    let mut findings = Vec::new();
+    for reference in Reference::ALL {
+        for orphan in source.orphans(reference, ORPHANS_PER_REFERENCE).await? {
+            findings.push(IntegrityFinding {
+                check: "orphans",
+                subject: format!("{} {}", reference.child(), orphan.child),
+                problem: format!("refers to missing {}", orphan.parent),
+            });
+        }
+    }
+    let mut checker = ChangeLogChecker::new(source.compacted_through().await?);
+    source.feed_changes(&mut checker).await?;
+    findings.extend(checker.finish(source.live_revisions().await?));
+    for inventory in source.inventories().await? {
+        if let Some(problem) = inventory_problem(inventory.gpu_count, inventory.listed) {
+            findings.push(IntegrityFinding { check: "states", subject: format!("node {}", inventory.node), problem });
+        }
+    }
+    for i in source.instance_facts().await? {
+        if let Some(problem) = instance_state_problem(i.state, i.has_node, i.has_terminated_at) {
+            findings.push(IntegrityFinding {
+                check: "states",
+                subject: format!("instance {}", i.id),
+                problem: problem.into(),
+            });
+        }
+    }
+    for c in source.command_facts().await? {
+        if let Some(problem) = command_state_problem(c.state, c.has_delivered_at, c.has_finished_at) {
+            findings.push(IntegrityFinding {
+                check: "states",
+                subject: format!("command {}", c.id),
+                problem: problem.into(),
+            });
+        }
+    }
+    findings.truncate(MAX_FINDINGS);
+    Ok(findings)
+}
 
 #[derive(Debug, Clone, Copy)]
 struct LastChange {
@@ -25,17 +205,41 @@ struct LastChange {
 pub(crate) struct ChangeLogChecker {
     last: HashMap<(ResourceKind, String), LastChange>,
     previous_seq: u64,
+    /// Below this, missing numbers are records retention removed on purpose.
+    compacted_through: u64,
     findings: Vec<IntegrityFinding>,
 }
 
 impl ChangeLogChecker {
+    pub fn new(compacted_through: u64) -> Self {
+        Self { compacted_through, ..Self::default() }
+    }
+
     pub fn observe(&mut self, kind: ResourceKind, resource_id: &str, seq: u64, revision: u64, op: ChangeOp) {
         if seq <= self.previous_seq {
             self.report(
-                "revisions",
+                "sequence",
                 format!("change {seq}"),
                 format!("sequence numbers are not increasing (after {})", self.previous_seq),
             );
+        } else {
+            let first_missing = (self.previous_seq + 1).max(self.compacted_through + 1);
+            if first_missing < seq {
+                let missing = if first_missing + 1 == seq {
+                    format!("change {first_missing} is missing")
+                } else {
+                    format!("changes {first_missing} to {} are missing", seq - 1)
+                };
+                self.report(
+                    "sequence",
+                    format!("change {seq}"),
+                    format!(
+                        "{missing} (retention only removes records up to {}): a write's record was lost or \
+                         deleted by hand",
+                        self.compacted_through
+                    ),
+                );
+            }
         }
         self.previous_seq = seq;
         let key = (kind, resource_id.to_owned());
@@ -118,11 +322,7 @@ impl ChangeLogChecker {
 }
 
 /// An instance whose fields contradict its state.
-pub(crate) fn instance_state_problem(
-    state: InstanceState,
-    has_node: bool,
-    has_terminated_at: bool,
-) -> Option<&'static str> {
+fn instance_state_problem(state: InstanceState, has_node: bool, has_terminated_at: bool) -> Option<&'static str> {
     match state {
         InstanceState::Running if !has_node => Some("is RUNNING but linked to no node"),
         InstanceState::Terminated if !has_terminated_at => Some("is TERMINATED but has no terminated_at"),
@@ -131,17 +331,13 @@ pub(crate) fn instance_state_problem(
 }
 
 /// A node whose GPU inventory disagrees with its summary.
-pub(crate) fn inventory_problem(gpu_count: u32, inventory: usize) -> Option<String> {
-    (u32::try_from(inventory).ok() != Some(gpu_count))
+fn inventory_problem(gpu_count: u32, inventory: u64) -> Option<String> {
+    (inventory != u64::from(gpu_count))
         .then(|| format!("says it has {gpu_count} GPUs but its inventory lists {inventory}"))
 }
 
 /// A command whose bookkeeping contradicts its state.
-pub(crate) fn command_state_problem(
-    state: CommandState,
-    has_delivered_at: bool,
-    has_finished_at: bool,
-) -> Option<&'static str> {
+fn command_state_problem(state: CommandState, has_delivered_at: bool, has_finished_at: bool) -> Option<&'static str> {
     if state.is_final() && !has_finished_at {
         return Some("is final but has no finished_at");
     }
@@ -149,45 +345,6 @@ pub(crate) fn command_state_problem(
         return Some("was delivered but has no delivered_at");
     }
     None
-}
-
-/// Convenience for the memory backend: runs both checkers over in-memory records.
-pub(crate) fn check_change_log<'a>(
-    changes: impl Iterator<Item = &'a ChangeRecord>,
-    live: &HashMap<(ResourceKind, String), Revision>,
-) -> Vec<IntegrityFinding> {
-    let mut checker = ChangeLogChecker::default();
-    for c in changes {
-        checker.observe(c.kind, &c.resource_id, c.seq, c.revision.get(), c.op);
-    }
-    checker.finish(live.iter().map(|((kind, id), rev)| (*kind, id.clone(), rev.get())))
-}
-
-pub(crate) fn check_states<'a>(
-    instances: impl Iterator<Item = &'a Instance>,
-    commands: impl Iterator<Item = &'a Command>,
-) -> Vec<IntegrityFinding> {
-    let mut findings = Vec::new();
-    for i in instances {
-        if let Some(problem) = instance_state_problem(i.state, i.node_id.is_some(), i.terminated_at.is_some()) {
-            findings.push(IntegrityFinding {
-                check: "states",
-                subject: format!("instance {}", i.id),
-                problem: problem.into(),
-            });
-        }
-    }
-    for c in commands {
-        if let Some(problem) = command_state_problem(c.state, c.delivered_at.is_some(), c.finished_at.is_some()) {
-            findings.push(IntegrityFinding {
-                check: "states",
-                subject: format!("command {}", c.id),
-                problem: problem.into(),
-            });
-        }
-    }
-    findings.truncate(MAX_FINDINGS);
-    findings
 }
 
 #[cfg(test)]
@@ -235,6 +392,33 @@ mod tests {
                 "[revisions] pool unlogged: has no change record; every mutation must write one",
             ]
         );
+    }
+
+    #[test]
+    fn a_missing_sequence_number_above_the_retention_mark_is_a_gap() {
+        let observe_all = |checker: &mut ChangeLogChecker, seqs: &[u64]| {
+            for (i, seq) in seqs.iter().enumerate() {
+                checker.observe(ResourceKind::Pool, &format!("p{i}"), *seq, 1, ChangeOp::Created);
+            }
+        };
+        let mut checker = ChangeLogChecker::new(0);
+        observe_all(&mut checker, &[1, 2, 4, 8]);
+        let problems: Vec<String> = checker.findings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            problems,
+            [
+                "[sequence] change 4: change 3 is missing (retention only removes records up to 0): a write's \
+                 record was lost or deleted by hand",
+                "[sequence] change 8: changes 5 to 7 are missing (retention only removes records up to 0): a \
+                 write's record was lost or deleted by hand",
+            ]
+        );
+        // Retention removed everything up to 6: only 7 is unexplained.
+        let mut checker = ChangeLogChecker::new(6);
+        observe_all(&mut checker, &[3, 5, 8, 9]);
+        let problems: Vec<&str> = checker.findings.iter().map(|f| f.subject.as_str()).collect();
+        assert_eq!(problems, ["change 8"]);
+        assert!(checker.findings[0].problem.starts_with("change 7 is missing"));
     }
 
     #[test]

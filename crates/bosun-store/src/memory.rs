@@ -19,6 +19,9 @@ use bosun_core::{
 
 use crate::apply::{self, ChangeDraft, Insert, Stamp, Transaction, run_ready};
 use crate::error::{Result, StoreError};
+use crate::integrity::{
+    self, ChangeLogChecker, CommandFacts, InstanceFacts, IntegritySource, Inventory, Orphan, Reference,
+};
 use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest};
 use crate::rules::{InstanceHeader, NodeHeader};
 use crate::soft_state::{dedupe_heartbeats, dedupe_samples};
@@ -44,6 +47,8 @@ struct State {
     samples: HashMap<NodeId, BTreeMap<u32, MetricSample>>,
     changes: BTreeMap<u64, ChangeRecord>,
     last_change_seq: u64,
+    /// How far retention has compacted the change log (see `integrity`).
+    changes_compacted_through: u64,
     last_health_id: u64,
     last_bootstrap_id: u64,
     closed: bool,
@@ -155,6 +160,7 @@ async fn dump_state(mut state: State, sink: &tokio::sync::mpsc::Sender<DumpMessa
         change_seq: state.last_change_seq,
         health_report_id: state.last_health_id,
         bootstrap_log_id: state.last_bootstrap_id,
+        changes_compacted_through: state.changes_compacted_through,
     };
     let mut out = Batcher::new(sink);
     out.start(Snapshot { counts, sequences }).await?;
@@ -592,6 +598,174 @@ fn is_gone(state: InstanceState) -> bool {
     matches!(state, InstanceState::Terminated | InstanceState::Failed)
 }
 
+/// Memory's answers to the integrity checks. It keeps no foreign keys of its own, so the
+/// reference checks are real checks here.
+struct Check<'s> {
+    state: &'s State,
+}
+
+impl Check<'_> {
+    fn missing_node(&self, node: &NodeId) -> bool {
+        !self.state.nodes.contains_key(node)
+    }
+}
+
+impl IntegritySource for Check<'_> {
+    async fn orphans(&mut self, reference: Reference, limit: usize) -> Result<Vec<Orphan>> {
+        let state = self.state;
+        let orphan = |child: String, parent: &dyn std::fmt::Display| Orphan { child, parent: parent.to_string() };
+        let orphans: Vec<Orphan> = match reference {
+            Reference::CommandToNode => state
+                .commands
+                .values()
+                .filter(|c| self.missing_node(&c.node_id))
+                .map(|c| orphan(c.id.to_string(), &c.node_id))
+                .take(limit)
+                .collect(),
+            Reference::CommandEventToCommand => state
+                .command_events
+                .iter()
+                .filter(|(id, _)| !state.commands.contains_key(id))
+                .flat_map(|(id, events)| events.iter().map(move |e| (id, e.seq)))
+                .map(|(id, seq)| orphan(format!("{id}#{seq}"), id))
+                .take(limit)
+                .collect(),
+            Reference::InstanceToNode => state
+                .instances
+                .values()
+                .filter_map(|i| {
+                    i.node_id.as_ref().filter(|n| self.missing_node(n)).map(|n| orphan(i.id.to_string(), n))
+                })
+                .take(limit)
+                .collect(),
+            Reference::HealthReportToNode => state
+                .health
+                .iter()
+                .filter(|(node, _)| self.missing_node(node))
+                .flat_map(|(node, reports)| reports.iter().map(move |r| orphan(r.id.to_string(), node)))
+                .take(limit)
+                .collect(),
+            Reference::MetricSampleToNode => state
+                .samples
+                .iter()
+                .filter(|(node, _)| self.missing_node(node))
+                .flat_map(|(node, ring)| ring.keys().map(move |slot| orphan(format!("{node}#{slot}"), node)))
+                .take(limit)
+                .collect(),
+            Reference::GpuToNode => state
+                .gpus
+                .iter()
+                .filter(|(node, _)| self.missing_node(node))
+                .flat_map(|(node, gpus)| gpus.iter().map(move |g| orphan(format!("{node}#{}", g.index), node)))
+                .take(limit)
+                .collect(),
+            // A node's last heartbeat lives in the node itself: it cannot outlive it.
+            Reference::LivenessToNode => Vec::new(),
+        };
+        Ok(orphans)
+    }
+
+    async fn compacted_through(&mut self) -> Result<u64> {
+        Ok(self.state.changes_compacted_through)
+    }
+
+    async fn feed_changes(&mut self, checker: &mut ChangeLogChecker) -> Result<()> {
+        for c in self.state.changes.values() {
+            checker.observe(c.kind, &c.resource_id, c.seq, c.revision.get(), c.op);
+        }
+        Ok(())
+    }
+
+    async fn live_revisions(&mut self) -> Result<Vec<(ResourceKind, String, u64)>> {
+        let state = self.state;
+        Ok(state
+            .nodes
+            .values()
+            .map(|n| (ResourceKind::Node, n.id.to_string(), n.revision.get()))
+            .chain(state.instances.values().map(|i| (ResourceKind::Instance, i.id.to_string(), i.revision.get())))
+            .chain(state.commands.values().map(|c| (ResourceKind::Command, c.id.to_string(), c.revision.get())))
+            .chain(state.pools.values().map(|p| (ResourceKind::Pool, p.name.to_string(), p.revision.get())))
+            .chain(
+                state
+                    .policy
+                    .iter()
+                    .map(|p| (ResourceKind::Policy, StoredPolicy::RESOURCE_ID.to_owned(), p.revision.get())),
+            )
+            .collect())
+    }
+
+    async fn inventories(&mut self) -> Result<Vec<Inventory>> {
+        Ok(self
+            .state
+            .nodes
+            .values()
+            .map(|n| Inventory {
+                node: n.id.to_string(),
+                gpu_count: n.gpu_count,
+                listed: self.state.gpus.get(&n.id).map_or(0, |g| g.len() as u64),
+            })
+            .collect())
+    }
+
+    async fn instance_facts(&mut self) -> Result<Vec<InstanceFacts>> {
+        Ok(self
+            .state
+            .instances
+            .values()
+            .map(|i| InstanceFacts {
+                id: i.id.to_string(),
+                state: i.state,
+                has_node: i.node_id.is_some(),
+                has_terminated_at: i.terminated_at.is_some(),
+            })
+            .collect())
+    }
+
+    async fn command_facts(&mut self) -> Result<Vec<CommandFacts>> {
+        Ok(self
+            .state
+            .commands
+            .values()
+            .map(|c| CommandFacts {
+                id: c.id.to_string(),
+                state: c.state,
+                has_delivered_at: c.delivered_at.is_some(),
+                has_finished_at: c.finished_at.is_some(),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+impl MemoryStore {
+    /// Breaks the store behind its rules, for the integrity conformance cases.
+    pub(crate) fn plant(&self, corruption: &crate::conformance::Corruption) {
+        use crate::conformance::Corruption;
+        let mut state = self.lock().expect("open");
+        let node: NodeId = "n1".parse().expect("valid");
+        let instance: InstanceId = "i1".parse().expect("valid");
+        match corruption {
+            Corruption::OrphanInstance => {
+                state.instances.get_mut(&instance).expect("i1").node_id = Some("ghost".parse().expect("valid"));
+            }
+            Corruption::RevisionWithoutChange => {
+                state.nodes.get_mut(&node).expect("n1").revision = Revision::new(9).expect("positive");
+            }
+            Corruption::TerminatedWithoutTime => {
+                let instance = state.instances.get_mut(&instance).expect("i1");
+                instance.state = InstanceState::Terminated;
+                instance.terminated_at = None;
+            }
+            Corruption::GpuMissing => {
+                state.gpus.get_mut(&node).expect("n1's GPUs").pop();
+            }
+            Corruption::ChangeMissing(seq) => {
+                state.changes.remove(seq);
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Store for MemoryStore {
     fn backend(&self) -> Backend {
@@ -827,6 +1001,9 @@ impl Store for MemoryStore {
         for seq in &doomed {
             state.changes.remove(seq);
         }
+        if let Some(&highest) = doomed.iter().max() {
+            state.changes_compacted_through = state.changes_compacted_through.max(highest);
+        }
         let mut samples_deleted = 0;
         for ring in state.samples.values_mut() {
             let before = ring.len();
@@ -839,48 +1016,7 @@ impl Store for MemoryStore {
 
     async fn check_integrity(&self) -> Result<Vec<IntegrityFinding>> {
         let state = self.lock()?;
-        let mut findings = Vec::new();
-        // The memory store keeps no foreign keys of its own; check every reference.
-        for command in state.commands.values() {
-            if !state.nodes.contains_key(&command.node_id) {
-                findings.push(IntegrityFinding {
-                    check: "orphans",
-                    subject: format!("command {}", command.id),
-                    problem: format!("refers to missing node {}", command.node_id),
-                });
-            }
-        }
-        for instance in state.instances.values() {
-            if let Some(node) = &instance.node_id
-                && !state.nodes.contains_key(node)
-            {
-                findings.push(IntegrityFinding {
-                    check: "orphans",
-                    subject: format!("instance {}", instance.id),
-                    problem: format!("refers to missing node {node}"),
-                });
-            }
-        }
-        let current: HashMap<(ResourceKind, String), Revision> = state
-            .nodes
-            .values()
-            .map(|n| ((ResourceKind::Node, n.id.to_string()), n.revision))
-            .chain(state.instances.values().map(|i| ((ResourceKind::Instance, i.id.to_string()), i.revision)))
-            .chain(state.commands.values().map(|c| ((ResourceKind::Command, c.id.to_string()), c.revision)))
-            .chain(state.pools.values().map(|p| ((ResourceKind::Pool, p.name.to_string()), p.revision)))
-            .chain(
-                state.policy.iter().map(|p| ((ResourceKind::Policy, StoredPolicy::RESOURCE_ID.to_owned()), p.revision)),
-            )
-            .collect();
-        for node in state.nodes.values() {
-            let inventory = state.gpus.get(&node.id).map_or(0, Vec::len);
-            if let Some(problem) = crate::integrity::inventory_problem(node.gpu_count, inventory) {
-                findings.push(IntegrityFinding { check: "states", subject: format!("node {}", node.id), problem });
-            }
-        }
-        findings.extend(crate::integrity::check_change_log(state.changes.values(), &current));
-        findings.extend(crate::integrity::check_states(state.instances.values(), state.commands.values()));
-        Ok(findings)
+        run_ready(integrity::check(&mut Check { state: &state }))
     }
 
     async fn counts(&self) -> Result<StoreCounts> {
@@ -919,6 +1055,8 @@ impl Store for MemoryStore {
                     staged.last_change_seq = staged.last_change_seq.max(sequences.change_seq);
                     staged.last_health_id = staged.last_health_id.max(sequences.health_report_id);
                     staged.last_bootstrap_id = staged.last_bootstrap_id.max(sequences.bootstrap_log_id);
+                    staged.changes_compacted_through =
+                        staged.changes_compacted_through.max(sequences.changes_compacted_through);
                     *state = staged;
                     return Ok(());
                 }

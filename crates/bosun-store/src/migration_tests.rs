@@ -351,6 +351,96 @@ async fn a_missing_directory_is_named() {
     );
 }
 
+/// Version 4 takes a compacted history as it is (no gap findings for numbers retention
+/// removed before it existed) and keeps numbering after the last number handed out.
+async fn version_4_takes_a_compacted_history_as_it_is(backend: Backend) {
+    let Some(test) = TestLocation::new(backend).await else { return };
+    let clock = Arc::new(FakeClock::at_default_epoch());
+    let version_3 = migrations_up_to(backend, 3);
+    let database = connect_with(&test.location, MigrationSource::Directory(version_3.path().into())).await;
+    database.migrate_up().await.expect("up to 3");
+    let at = match backend {
+        Backend::Postgres => "now()",
+        _ => "0",
+    };
+    for (name, op) in [("x", "created"), ("x", "deleted"), ("y", "created"), ("y", "deleted")] {
+        let insert = format!(
+            "INSERT INTO changes (at, kind, resource_id, op, revision, actor, reason, resource) \
+             VALUES ({at}, 'pool', '{name}', '{op}', 1, 'system:test', 'data', '{{}}')"
+        );
+        database.execute_raw(&insert).await.expect("write a version-3 change record");
+    }
+    // What retention leaves of two pools deleted long ago: their deletes (2 and 4).
+    database.execute_raw("DELETE FROM changes WHERE op = 'created'").await.expect("compact");
+    database.close().await;
+
+    let database = Database::connect(&test.location).await.expect("connect");
+    database.migrate_up().await.expect("up to the latest version");
+    let store = database.into_store(test_options(clock.clone())).await.expect("open store");
+    assert_eq!(store.check_integrity().await.expect("check"), [], "an old compacted history is no gap");
+    let committed = store
+        .commit(WriteBatch::new(bosun_core::Actor::system("test"), "pool").create_pool(crate::conformance::pool("p")))
+        .await
+        .expect("create pool");
+    assert!(matches!(committed.outcomes[0], crate::WriteOutcome::Resource { change_seq: 5, .. }));
+    assert_eq!(store.last_change_seq().await.expect("last"), 5);
+    assert_eq!(store.check_integrity().await.expect("check"), []);
+    store.close().await;
+
+    let database = Database::connect(&test.location).await.expect("connect");
+    database.migrate_down(3).await.expect("down to 3");
+    database
+        .execute_raw(&format!(
+            "INSERT INTO changes (at, kind, resource_id, op, revision, actor, reason, resource) \
+         VALUES ({at}, 'pool', 'q', 'created', 1, 'system:test', 'data', '{{}}')"
+        ))
+        .await
+        .expect("version 3 numbers on after the last number handed out");
+    assert_eq!(database.count_raw("SELECT MAX(seq) FROM changes").await.expect("max"), 6);
+}
+
+/// Every foreign key of the schema is a reference `db check` verifies for orphans.
+async fn every_foreign_key_is_checked_for_orphans(backend: Backend) {
+    let Some(test) = crate::testing::TestStore::open(backend).await else { return };
+    let declared: std::collections::BTreeSet<(String, String)> = match &test.location {
+        StoreLocation::Sqlite { path } => {
+            let conn = rusqlite::Connection::open(path).expect("open");
+            let mut statement = conn
+                .prepare(
+                    "SELECT m.name, f.\"table\" FROM sqlite_master m, pragma_foreign_key_list(m.name) f \
+                     WHERE m.type = 'table'",
+                )
+                .expect("prepare");
+            statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .expect("query")
+                .map(|r| r.expect("row"))
+                .collect()
+        }
+        StoreLocation::Postgres { url } => {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::PgConnection::connect(url.as_str()).await.expect("connect");
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint WHERE contype = 'f'",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .expect("foreign keys");
+            rows.into_iter().collect()
+        }
+        StoreLocation::Memory => unreachable!("an SQL backend"),
+    };
+    let checked = crate::integrity::Reference::ALL
+        .into_iter()
+        .map(|r| {
+            let (child, parent) = r.tables();
+            (child.to_owned(), parent.to_owned())
+        })
+        .collect();
+    assert_eq!(declared, checked, "a foreign key without an orphan check, or a check without a key");
+    test.store.close().await;
+}
+
 macro_rules! on_sql_backends {
     ($($case:ident),+ $(,)?) => {
         mod sqlite {
@@ -379,4 +469,6 @@ on_sql_backends!(
     an_unmigrated_database_is_named_outdated,
     version_2_keeps_the_change_log_and_its_sequence,
     version_3_keeps_commands_and_their_events,
+    version_4_takes_a_compacted_history_as_it_is,
+    every_foreign_key_is_checked_for_orphans,
 );

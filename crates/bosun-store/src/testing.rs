@@ -22,6 +22,10 @@ pub struct TestStore {
     pub store: SharedStore,
     pub clock: Arc<FakeClock>,
     pub location: StoreLocation,
+    /// The memory backend's store itself, so tests can reach under its rules (SQL tests
+    /// do that through a connection of their own).
+    #[cfg(test)]
+    pub(crate) memory: Option<Arc<crate::MemoryStore>>,
     _cleanup: Cleanup,
 }
 
@@ -147,8 +151,21 @@ impl TestStore {
         let clock = Arc::new(FakeClock::at_default_epoch());
         let options = options(clock.clone());
         let TestLocation { location, cleanup } = TestLocation::new(backend).await?;
+        #[cfg(test)]
+        if backend == Backend::Memory {
+            let memory = crate::MemoryStore::shared(options);
+            let store: SharedStore = memory.clone();
+            return Some(TestStore { store, clock, location, memory: Some(memory), _cleanup: cleanup });
+        }
         let store = open_store(&location, options).await.unwrap_or_else(|e| panic!("open {location}: {e}"));
-        Some(TestStore { store, clock, location, _cleanup: cleanup })
+        Some(TestStore {
+            store,
+            clock,
+            location,
+            #[cfg(test)]
+            memory: None,
+            _cleanup: cleanup,
+        })
     }
 }
 

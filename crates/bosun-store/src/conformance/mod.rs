@@ -10,6 +10,7 @@ mod commands;
 mod extremes;
 mod fixtures;
 mod instances;
+mod integrity;
 mod maintenance;
 mod nodes;
 mod policies;
@@ -24,6 +25,7 @@ use crate::store::SharedStore;
 use crate::testing::TestStore;
 
 pub(crate) use fixtures::*;
+pub(crate) use integrity::Corruption;
 
 /// What every case gets: a fresh, empty store and the fake clock it reads.
 pub(crate) struct Ctx {
@@ -33,6 +35,10 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    fn test_store(&self) -> &TestStore {
+        &self._test_store
+    }
+
     pub async fn open(backend: crate::Backend) -> Option<Ctx> {
         let test_store = TestStore::open(backend).await?;
         Some(Ctx { store: test_store.store.clone(), clock: test_store.clock.clone(), _test_store: test_store })
@@ -55,6 +61,12 @@ macro_rules! conformance_cases {
 macro_rules! store_conformance {
     ($backend:expr) => {
         conformance_cases!($backend;
+            integrity::integrity_reports_an_orphan_instance,
+            integrity::integrity_reports_a_broken_revision_history,
+            integrity::integrity_reports_an_illegal_state,
+            integrity::integrity_reports_an_inventory_mismatch,
+            integrity::integrity_reports_a_gap_in_the_change_sequence,
+            integrity::retention_leaves_no_gap_for_the_check,
             nodes::create_then_get_round_trips_every_field,
             nodes::gpu_inventory_is_stored_beside_the_node,
             nodes::create_duplicate_is_already_exists,

@@ -2,10 +2,10 @@
 //! (`crate::apply`) run for a write batch, in one PostgreSQL transaction.
 //!
 //! Reads lock their rows (`FOR UPDATE`). The change records of a batch are appended last,
-//! in one statement, under a transaction-level advisory lock: only one transaction at a
-//! time can hold unassigned-but-uncommitted sequence numbers, so readers only ever see a
-//! gap-free prefix of the log in commit order, and the lock is held only for the append and
-//! the commit.
+//! in one statement that draws their sequence numbers from the `change_log` row: its row
+//! lock, held from the append to the commit, lets only one transaction at a time hold
+//! uncommitted numbers, so readers only ever see a gap-free prefix of the log in commit
+//! order, and a transaction that rolls back gives its numbers back.
 
 use bosun_core::node::Gpu;
 use bosun_core::{
@@ -27,9 +27,6 @@ use crate::store::StoreOptions;
 use crate::write::{Committed, WriteBatch};
 
 type Query<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
-
-/// Key of the advisory lock that orders change-log appends ("bosun-ch" in ASCII).
-pub(super) const CHANGE_LOG_LOCK: i64 = 0x626f_7375_6e2d_6368;
 
 pub(super) async fn commit(
     pool: &PgPool,
@@ -450,22 +447,23 @@ impl Transaction for PgTx<'_> {
     }
 
     async fn append_changes(&mut self, stamp: Stamp<'_>, changes: &[ChangeDraft]) -> Result<Vec<u64>> {
-        self.execute("changes.lock", sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHANGE_LOG_LOCK)).await?;
         let kinds: Vec<&str> = changes.iter().map(|c| c.kind.as_str()).collect();
         let ids: Vec<&str> = changes.iter().map(|c| c.resource_id.as_str()).collect();
         let ops: Vec<&str> = changes.iter().map(|c| c.op.as_str()).collect();
         let revisions: Vec<i64> = changes.iter().map(|c| int(c.revision.get())).collect();
         let resources: Vec<&str> = changes.iter().map(|c| c.resource.as_str()).collect();
+        let count = i64::try_from(changes.len()).unwrap_or(i64::MAX);
         let mut seqs: Vec<i64> = self
             .slow
             .run(
                 "changes.insert",
                 sqlx::query_scalar(
-                    "INSERT INTO changes (at, kind, resource_id, op, revision, actor, reason, resource) \
-                     SELECT $1, u.kind, u.resource_id, u.op, u.revision, $2, $3, u.resource::jsonb \
-                     FROM UNNEST($4::text[], $5::text[], $6::text[], $7::int8[], $8::text[]) \
-                     WITH ORDINALITY AS u (kind, resource_id, op, revision, resource, ord) \
-                     ORDER BY u.ord RETURNING seq",
+                    "WITH drawn AS (UPDATE change_log SET last_seq = last_seq + $9 WHERE id = 1 \
+                     RETURNING last_seq - $9 AS base) \
+                     INSERT INTO changes (seq, at, kind, resource_id, op, revision, actor, reason, resource) \
+                     SELECT drawn.base + u.ord, $1, u.kind, u.resource_id, u.op, u.revision, $2, $3, u.resource::jsonb \
+                     FROM drawn, UNNEST($4::text[], $5::text[], $6::text[], $7::int8[], $8::text[]) \
+                     WITH ORDINALITY AS u (kind, resource_id, op, revision, resource, ord) RETURNING seq",
                 )
                 .bind(time(stamp.at))
                 .bind(stamp.actor.to_string())
@@ -475,12 +473,12 @@ impl Transaction for PgTx<'_> {
                 .bind(ops)
                 .bind(revisions)
                 .bind(resources)
+                .bind(count)
                 .fetch_all(&mut *self.conn),
             )
             .await
             .map_err(|e| map_err(e, None))?;
-        // Identity values are drawn in row order, and nobody else draws while we hold the
-        // lock: sorted, they line up with `changes`.
+        // Numbered by ordinality: sorted, they line up with `changes`.
         seqs.sort_unstable();
         seqs.into_iter().map(|seq| unsigned("changes.seq", seq)).collect()
     }

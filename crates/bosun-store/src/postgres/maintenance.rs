@@ -1,13 +1,15 @@
 //! Retention, integrity checks and counts for PostgreSQL.
 
-use bosun_core::{CommandState, InstanceState};
+use bosun_core::ResourceKind;
 use futures::TryStreamExt as _;
 use sqlx::PgPool;
 
 use super::time;
 use crate::error::Result;
-use crate::integrity::{ChangeLogChecker, MAX_FINDINGS, command_state_problem, instance_state_problem};
-use crate::sql::{SlowLog, map_err, parse};
+use crate::integrity::{
+    self, ChangeLogChecker, CommandFacts, InstanceFacts, IntegritySource, Inventory, Orphan, Reference,
+};
+use crate::sql::{SlowLog, map_err, parse, unsigned};
 use crate::store::{IntegrityFinding, RetentionPolicy, RetentionReport, StoreCounts, StoreOptions};
 
 /// Rows deleted per transaction, so retention never holds locks for long.
@@ -26,21 +28,27 @@ pub(super) async fn apply_retention(
     loop {
         // A record goes when it is old and either superseded by a newer record of the same
         // resource or a delete: the latest state of a live resource always stays.
-        let deleted = slow
+        // One statement, so the mark moves with the records it accounts for.
+        let deleted: i64 = slow
             .run(
                 "changes.compact",
-                sqlx::query(
-                    "DELETE FROM changes WHERE seq IN (SELECT c.seq FROM changes c WHERE c.at < $1 AND \
-                     (c.op = 'deleted' OR EXISTS (SELECT 1 FROM changes newer WHERE newer.kind = c.kind \
-                     AND newer.resource_id = c.resource_id AND newer.seq > c.seq)) LIMIT $2)",
+                sqlx::query_scalar(
+                    "WITH doomed AS (DELETE FROM changes WHERE seq IN (SELECT c.seq FROM changes c \
+                     WHERE c.at < $1 AND (c.op = 'deleted' OR EXISTS (SELECT 1 FROM changes newer \
+                     WHERE newer.kind = c.kind AND newer.resource_id = c.resource_id AND newer.seq > c.seq)) \
+                     LIMIT $2) RETURNING seq), \
+                     marked AS (UPDATE change_log SET compacted_through = \
+                     GREATEST(compacted_through, (SELECT MAX(seq) FROM doomed)) \
+                     WHERE id = 1 AND EXISTS (SELECT 1 FROM doomed)) \
+                     SELECT COUNT(*) FROM doomed",
                 )
                 .bind(change_cutoff)
                 .bind(RETENTION_BATCH)
-                .execute(pool),
+                .fetch_one(pool),
             )
             .await
-            .map_err(|e| map_err(e, None))?
-            .rows_affected();
+            .map_err(|e| map_err(e, None))?;
+        let deleted = u64::try_from(deleted).unwrap_or(0);
         report.changes_deleted += deleted;
         if deleted < RETENTION_BATCH as u64 {
             break;
@@ -69,124 +77,132 @@ pub(super) async fn apply_retention(
     Ok(report)
 }
 
-/// References `check_integrity` verifies, as `(what, query returning the orphan's key and
-/// the missing parent)`. PostgreSQL enforces these foreign keys itself; the queries catch
-/// data loaded around them (e.g. a restore with triggers disabled).
-const ORPHAN_QUERIES: &[(&str, &str)] = &[
-    (
-        "command",
-        "SELECT c.command_id::text, c.node_id FROM commands c WHERE NOT EXISTS \
-         (SELECT 1 FROM nodes n WHERE n.node_id = c.node_id) LIMIT 100",
-    ),
-    (
-        "command event of",
-        "SELECT e.command_id::text || '#' || e.seq, e.command_id::text FROM command_events e WHERE NOT EXISTS \
-         (SELECT 1 FROM commands c WHERE c.command_id = e.command_id) LIMIT 100",
-    ),
-    (
-        "instance",
-        "SELECT i.instance_id, i.node_id FROM instances i WHERE i.node_id IS NOT NULL AND NOT EXISTS \
-         (SELECT 1 FROM nodes n WHERE n.node_id = i.node_id) LIMIT 100",
-    ),
-    (
-        "health report",
-        "SELECT h.id::text, h.node_id FROM health_reports h WHERE NOT EXISTS \
-         (SELECT 1 FROM nodes n WHERE n.node_id = h.node_id) LIMIT 100",
-    ),
-    (
-        "metric sample of",
-        "SELECT s.node_id || '#' || s.slot, s.node_id FROM metric_samples s WHERE NOT EXISTS \
-         (SELECT 1 FROM nodes n WHERE n.node_id = s.node_id) LIMIT 100",
-    ),
-    (
-        "GPU of",
-        "SELECT g.node_id || '#' || g.gpu_index, g.node_id FROM node_gpus g WHERE NOT EXISTS \
-         (SELECT 1 FROM nodes n WHERE n.node_id = g.node_id) LIMIT 100",
-    ),
-    (
-        "liveness of",
-        "SELECT l.node_id, l.node_id FROM node_liveness l WHERE NOT EXISTS \
-         (SELECT 1 FROM nodes n WHERE n.node_id = l.node_id) LIMIT 100",
-    ),
-];
-
-pub(super) async fn check_integrity(pool: &PgPool) -> Result<Vec<IntegrityFinding>> {
-    let mut findings = Vec::new();
-    for (what, sql) in ORPHAN_QUERIES {
-        let rows: Vec<(String, String)> = sqlx::query_as(*sql).fetch_all(pool).await.map_err(|e| map_err(e, None))?;
-        for (child, parent) in rows {
-            findings.push(IntegrityFinding {
-                check: "orphans",
-                subject: format!("{what} {child}"),
-                problem: format!("refers to missing {parent}"),
-            });
+/// The query finding orphans of `reference`: the orphan's key and the missing parent.
+/// PostgreSQL enforces these foreign keys itself; the queries catch rows loaded around
+/// them (a restore with triggers disabled).
+fn orphan_query(reference: Reference) -> &'static str {
+    match reference {
+        Reference::CommandToNode => {
+            "SELECT c.command_id::text, c.node_id FROM commands c WHERE NOT EXISTS \
+             (SELECT 1 FROM nodes n WHERE n.node_id = c.node_id) LIMIT $1"
+        }
+        Reference::CommandEventToCommand => {
+            "SELECT e.command_id::text || '#' || e.seq, e.command_id::text FROM command_events e WHERE NOT EXISTS \
+             (SELECT 1 FROM commands c WHERE c.command_id = e.command_id) LIMIT $1"
+        }
+        Reference::InstanceToNode => {
+            "SELECT i.instance_id, i.node_id FROM instances i WHERE i.node_id IS NOT NULL AND NOT EXISTS \
+             (SELECT 1 FROM nodes n WHERE n.node_id = i.node_id) LIMIT $1"
+        }
+        Reference::HealthReportToNode => {
+            "SELECT h.id::text, h.node_id FROM health_reports h WHERE NOT EXISTS \
+             (SELECT 1 FROM nodes n WHERE n.node_id = h.node_id) LIMIT $1"
+        }
+        Reference::MetricSampleToNode => {
+            "SELECT s.node_id || '#' || s.slot, s.node_id FROM metric_samples s WHERE NOT EXISTS \
+             (SELECT 1 FROM nodes n WHERE n.node_id = s.node_id) LIMIT $1"
+        }
+        Reference::GpuToNode => {
+            "SELECT g.node_id || '#' || g.gpu_index, g.node_id FROM node_gpus g WHERE NOT EXISTS \
+             (SELECT 1 FROM nodes n WHERE n.node_id = g.node_id) LIMIT $1"
+        }
+        Reference::LivenessToNode => {
+            "SELECT l.node_id, l.node_id FROM node_liveness l WHERE NOT EXISTS \
+             (SELECT 1 FROM nodes n WHERE n.node_id = l.node_id) LIMIT $1"
         }
     }
+}
 
-    let mut checker = ChangeLogChecker::default();
-    let mut changes = sqlx::query_as::<_, (String, String, i64, i64, String)>(
-        "SELECT kind, resource_id, seq, revision, op FROM changes ORDER BY seq",
-    )
-    .fetch(pool);
-    while let Some((kind, id, seq, revision, op)) = changes.try_next().await.map_err(|e| map_err(e, None))? {
-        checker.observe(
-            parse("changes.kind", &kind)?,
-            &id,
-            u64::try_from(seq).unwrap_or(0),
-            u64::try_from(revision).unwrap_or(0),
-            parse("changes.op", &op)?,
-        );
-    }
-    drop(changes);
-    let live: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT 'node', node_id, revision FROM nodes UNION ALL \
-         SELECT 'instance', instance_id, revision FROM instances UNION ALL \
-         SELECT 'command', command_id::text, revision FROM commands UNION ALL \
-         SELECT 'pool', name, revision FROM pools UNION ALL \
-         SELECT 'policy', id, revision FROM policies",
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(|e| map_err(e, None))?;
-    let live = live
-        .into_iter()
-        .map(|(kind, id, revision)| Ok((parse("changes.kind", &kind)?, id, u64::try_from(revision).unwrap_or(0))))
-        .collect::<Result<Vec<_>>>()?;
-    findings.extend(checker.finish(live));
+/// Runs `bosun db check`'s checks (`crate::integrity`).
+pub(super) async fn check_integrity(pool: &PgPool) -> Result<Vec<IntegrityFinding>> {
+    integrity::check(&mut Check { pool }).await
+}
 
-    let instances: Vec<(String, String, bool, bool)> =
-        sqlx::query_as("SELECT instance_id, state, node_id IS NOT NULL, terminated_at IS NOT NULL FROM instances")
-            .fetch_all(pool)
+/// PostgreSQL's answers to the integrity checks.
+struct Check<'p> {
+    pool: &'p PgPool,
+}
+
+impl IntegritySource for Check<'_> {
+    async fn orphans(&mut self, reference: Reference, limit: usize) -> Result<Vec<Orphan>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(orphan_query(reference)))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(self.pool)
             .await
             .map_err(|e| map_err(e, None))?;
-    for (id, state, has_node, has_terminated_at) in instances {
-        let state: InstanceState = parse("instances.state", &state)?;
-        if let Some(problem) = instance_state_problem(state, has_node, has_terminated_at) {
-            findings.push(IntegrityFinding {
-                check: "states",
-                subject: format!("instance {id}"),
-                problem: problem.into(),
-            });
-        }
+        Ok(rows.into_iter().map(|(child, parent)| Orphan { child, parent }).collect())
     }
-    let commands: Vec<(String, String, bool, bool)> = sqlx::query_as(
-        "SELECT command_id::text, state, delivered_at IS NOT NULL, finished_at IS NOT NULL FROM commands",
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(|e| map_err(e, None))?;
-    for (id, state, delivered, finished) in commands {
-        let state: CommandState = parse("commands.state", &state)?;
-        if let Some(problem) = command_state_problem(state, delivered, finished) {
-            findings.push(IntegrityFinding {
-                check: "states",
-                subject: format!("command {id}"),
-                problem: problem.into(),
-            });
-        }
+
+    async fn compacted_through(&mut self) -> Result<u64> {
+        let value: i64 = sqlx::query_scalar("SELECT compacted_through FROM change_log WHERE id = 1")
+            .fetch_one(self.pool)
+            .await
+            .map_err(|e| map_err(e, None))?;
+        unsigned("change_log.compacted_through", value)
     }
-    findings.truncate(MAX_FINDINGS);
-    Ok(findings)
+
+    async fn feed_changes(&mut self, checker: &mut ChangeLogChecker) -> Result<()> {
+        let mut changes = sqlx::query_as::<_, (String, String, i64, i64, String)>(
+            "SELECT kind, resource_id, seq, revision, op FROM changes ORDER BY seq",
+        )
+        .fetch(self.pool);
+        while let Some((kind, id, seq, revision, op)) = changes.try_next().await.map_err(|e| map_err(e, None))? {
+            checker.observe(
+                parse("changes.kind", &kind)?,
+                &id,
+                unsigned("changes.seq", seq)?,
+                unsigned("changes.revision", revision)?,
+                parse("changes.op", &op)?,
+            );
+        }
+        Ok(())
+    }
+
+    async fn live_revisions(&mut self) -> Result<Vec<(ResourceKind, String, u64)>> {
+        let live: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT 'node', node_id, revision FROM nodes UNION ALL \
+             SELECT 'instance', instance_id, revision FROM instances UNION ALL \
+             SELECT 'command', command_id::text, revision FROM commands UNION ALL \
+             SELECT 'pool', name, revision FROM pools UNION ALL \
+             SELECT 'policy', id, revision FROM policies",
+        )
+        .fetch_all(self.pool)
+        .await
+        .map_err(|e| map_err(e, None))?;
+        live.into_iter()
+            .map(|(kind, id, revision)| Ok((parse("changes.kind", &kind)?, id, unsigned("revision", revision)?)))
+            .collect()
+    }
+
+    async fn inventories(&mut self) -> Result<Vec<Inventory>> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT n.node_id, n.gpu_count, (SELECT COUNT(*) FROM node_gpus g WHERE g.node_id = n.node_id) \
+             FROM nodes n",
+        )
+        .fetch_all(self.pool)
+        .await
+        .map_err(|e| map_err(e, None))?;
+        rows.into_iter().map(Inventory::from_sql).collect()
+    }
+
+    async fn instance_facts(&mut self) -> Result<Vec<InstanceFacts>> {
+        let rows: Vec<(String, String, bool, bool)> =
+            sqlx::query_as("SELECT instance_id, state, node_id IS NOT NULL, terminated_at IS NOT NULL FROM instances")
+                .fetch_all(self.pool)
+                .await
+                .map_err(|e| map_err(e, None))?;
+        rows.into_iter().map(InstanceFacts::from_sql).collect()
+    }
+
+    async fn command_facts(&mut self) -> Result<Vec<CommandFacts>> {
+        let rows: Vec<(String, String, bool, bool)> = sqlx::query_as(
+            "SELECT command_id::text, state, delivered_at IS NOT NULL, finished_at IS NOT NULL FROM commands",
+        )
+        .fetch_all(self.pool)
+        .await
+        .map_err(|e| map_err(e, None))?;
+        rows.into_iter().map(CommandFacts::from_sql).collect()
+    }
 }
 
 pub(super) async fn counts(pool: &PgPool) -> Result<StoreCounts> {

@@ -478,33 +478,18 @@ impl Store for PostgresStore {
     }
 
     async fn last_change_seq(&self) -> Result<u64> {
-        // Writers draw sequence numbers and commit while holding the change-log lock: with
-        // it (shared), every number the sequence handed out is committed or rolled back, so
-        // nothing below the answer can still appear. The sequence, not MAX(seq), because
-        // retention may have removed the newest records.
-        let mut tx = self.slow.run("begin", self.pool.begin()).await.map_err(|e| map_err(e, None))?;
-        self.slow
-            .run(
-                "changes.lock_shared",
-                sqlx::query("SELECT pg_advisory_xact_lock_shared($1)").bind(commit::CHANGE_LOG_LOCK).execute(&mut *tx),
-            )
-            .await
-            .map_err(|e| map_err(e, None))?;
-        let seq: Option<i64> = self
+        // Writers draw numbers from this row and hold its lock until they commit, so the
+        // committed value is never below a number that can still appear. The counter, not
+        // MAX(seq), because retention may have removed the newest records.
+        let seq: i64 = self
             .slow
             .run(
                 "changes.last_seq",
-                sqlx::query_scalar(
-                    "SELECT last_value FROM pg_sequences \
-                     WHERE schemaname = current_schema() AND sequencename = 'changes_seq_seq'",
-                )
-                .fetch_optional(&mut *tx),
+                sqlx::query_scalar("SELECT last_seq FROM change_log WHERE id = 1").fetch_one(&self.pool),
             )
             .await
-            .map_err(|e| map_err(e, None))?
-            .flatten();
-        self.slow.run("commit", tx.commit()).await.map_err(|e| map_err(e, None))?;
-        Ok(seq.map_or(0, |s| u64::try_from(s).unwrap_or(0)))
+            .map_err(|e| map_err(e, None))?;
+        unsigned("change_log.last_seq", seq)
     }
 
     async fn record_heartbeats(&self, batch: &[Heartbeat]) -> Result<u64> {

@@ -109,10 +109,16 @@ pub(super) async fn dump(pool: &PgPool, sink: &mpsc::Sender<DumpMessage>) -> Res
     for (index, kind) in RecordKind::ALL.into_iter().enumerate() {
         counts.insert(kind, unsigned("count", row.try_get::<i64, _>(index).map_err(db)?)?);
     }
+    let (last_seq, compacted_through): (i64, i64) =
+        sqlx::query_as("SELECT last_seq, compacted_through FROM change_log WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
     let sequences = Sequences {
-        change_seq: sequence(&mut tx, "changes_seq_seq").await?,
+        change_seq: unsigned("change_log.last_seq", last_seq)?,
         health_report_id: sequence(&mut tx, "health_reports_id_seq").await?,
         bootstrap_log_id: sequence(&mut tx, "bootstrap_logs_id_seq").await?,
+        changes_compacted_through: unsigned("change_log.compacted_through", compacted_through)?,
     };
     let mut out = Batcher::new(sink);
     out.start(Snapshot { counts, sequences }).await?;
@@ -580,8 +586,16 @@ pub(super) async fn load(pool: &PgPool, mut source: mpsc::Receiver<LoadMessage>,
             None => return Err(load_abandoned()),
             Some(LoadMessage::Records(records)) => copy_batch(&mut tx, &records).await?,
             Some(LoadMessage::Commit(sequences)) => {
+                sqlx::query(
+                    "UPDATE change_log SET last_seq = GREATEST(last_seq, $1), \
+                     compacted_through = GREATEST(compacted_through, $2) WHERE id = 1",
+                )
+                .bind(i64::try_from(sequences.change_seq).unwrap_or(i64::MAX))
+                .bind(i64::try_from(sequences.changes_compacted_through).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
                 for (table, column, sequence_name, value) in [
-                    ("changes", "seq", "changes_seq_seq", sequences.change_seq),
                     ("health_reports", "id", "health_reports_id_seq", sequences.health_report_id),
                     ("bootstrap_logs", "id", "bootstrap_logs_id_seq", sequences.bootstrap_log_id),
                 ] {

@@ -116,6 +116,7 @@ pub(super) fn dump(conn: &Connection, sink: &mpsc::Sender<DumpMessage>) -> Resul
         change_seq: sequence(&tx, "changes")?,
         health_report_id: sequence(&tx, "health_reports")?,
         bootstrap_log_id: sequence(&tx, "bootstrap_logs")?,
+        changes_compacted_through: super::maintenance::compacted_through(&tx)?,
     };
     let mut out = Batcher::new(sink);
     out.blocking_start(Snapshot { counts, sequences })?;
@@ -220,6 +221,10 @@ pub(super) fn load(conn: &mut Connection, mut source: mpsc::Receiver<LoadMessage
                         params![table, int(value)],
                     )?;
                 }
+                tx.execute(
+                    "UPDATE change_log SET compacted_through = MAX(compacted_through, ?1) WHERE id = 1",
+                    [int(sequences.changes_compacted_through)],
+                )?;
                 tx.commit()?;
                 return Ok(());
             }

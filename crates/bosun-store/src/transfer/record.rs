@@ -114,6 +114,10 @@ pub struct Sequences {
     pub change_seq: u64,
     pub health_report_id: u64,
     pub bootstrap_log_id: u64,
+    /// How far retention had compacted the change log: the gap check of `db check` starts
+    /// above it. (0 when reading an export written before this field existed.)
+    #[serde(default)]
+    pub changes_compacted_through: u64,
 }
 
 impl Sequences {
@@ -123,6 +127,7 @@ impl Sequences {
             change_seq: self.change_seq.max(other.change_seq),
             health_report_id: self.health_report_id.max(other.health_report_id),
             bootstrap_log_id: self.bootstrap_log_id.max(other.bootstrap_log_id),
+            changes_compacted_through: self.changes_compacted_through.max(other.changes_compacted_through),
         }
     }
 

@@ -1,0 +1,2 @@
+-- Reverts version 4.
+DROP TABLE change_log;
