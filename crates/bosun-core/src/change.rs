@@ -18,6 +18,7 @@ named_enum!(
         Command => "command",
         Pool => "pool",
         Policy => "policy",
+        Lease => "lease",
     }
 );
 

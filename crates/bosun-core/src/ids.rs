@@ -86,6 +86,14 @@ string_id!(
     /// A pool's name, as written in the configuration file.
     PoolName, field = "pool", max = 63
 );
+string_id!(
+    /// One control-plane replica (`bosun server --replica-id`).
+    ReplicaId, field = "replica_id", max = 128
+);
+string_id!(
+    /// A lease replicas compete for (bosun's leader lease is `leader`).
+    LeaseName, field = "lease", max = 63
+);
 
 /// A command's id: a UUIDv7, so ids sort in issue order.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -73,6 +73,7 @@ pub mod health;
 pub mod ids;
 pub mod instance;
 pub mod labels;
+pub mod lease;
 pub mod lifecycle;
 pub mod metrics;
 pub mod node;
@@ -90,9 +91,10 @@ pub use bootstrap::{BootstrapCommandLog, BootstrapLog};
 pub use change::{Actor, ChangeOp, ChangeRecord, ResourceKind};
 pub use command::{Command, CommandEvent, CommandKind};
 pub use health::{CheckResult, ClassifiedEvent, EventType, Health, HealthEvent, HealthReport, HealthSystem, Verdict};
-pub use ids::{CommandId, InstanceId, NodeId, PoolName, Revision};
+pub use ids::{CommandId, InstanceId, LeaseName, NodeId, PoolName, ReplicaId, Revision};
 pub use instance::Instance;
 pub use labels::{LabelSelector, Labels};
+pub use lease::{Fence, Lease, LeaseObservation};
 pub use lifecycle::{
     CommandState, CommandTrigger, InstanceState, InstanceTrigger, NodeStatus, NodeTrigger, TransitionError,
 };

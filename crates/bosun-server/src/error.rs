@@ -55,7 +55,10 @@ impl ApiError {
             ApiError::Store(error) => match error {
                 StoreError::NotFound { .. } => ErrorCode::NotFound,
                 StoreError::AlreadyExists { .. } => ErrorCode::AlreadyExists,
-                StoreError::Conflict { .. } => ErrorCode::Aborted,
+                StoreError::Conflict { .. } | StoreError::LeaseHeld { .. } => ErrorCode::Aborted,
+                // A replica that lost its leadership mid-request: the caller may retry,
+                // reaching the new leader's work.
+                StoreError::Fenced { .. } => ErrorCode::Unavailable,
                 StoreError::InvalidTransition { .. } => ErrorCode::FailedPrecondition,
                 StoreError::Invalid(_) => ErrorCode::InvalidArgument,
                 StoreError::Unavailable { .. } | StoreError::Lost { .. } => ErrorCode::Unavailable,

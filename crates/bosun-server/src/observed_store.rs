@@ -193,6 +193,10 @@ impl Store for ObservedStore {
         self.observe("policy", self.inner.policy()).await
     }
 
+    async fn lease(&self, name: &bosun_core::LeaseName) -> Result<Option<bosun_core::Lease>> {
+        self.observe("lease", self.inner.lease(name)).await
+    }
+
     async fn health_history(&self, node: &NodeId, limit: u32) -> Result<Vec<StoredHealthReport>> {
         self.observe("health_history", self.inner.health_history(node, limit)).await
     }

@@ -18,8 +18,8 @@ use std::task::{Context, Poll, Waker};
 
 use bosun_core::node::Gpu;
 use bosun_core::{
-    Actor, BootstrapLog, ChangeOp, Command, CommandId, HealthReport, Instance, InstanceId, Node, NodeId, Pool,
-    PoolName, ResourceKind, Revision, StoredPolicy, Timestamp,
+    Actor, BootstrapLog, ChangeOp, Command, CommandId, Fence, HealthReport, Instance, InstanceId, Lease, LeaseName,
+    LeaseObservation, Node, NodeId, Pool, PoolName, ReplicaId, ResourceKind, Revision, StoredPolicy, Timestamp,
 };
 
 use crate::error::{Result, StoreError};
@@ -35,6 +35,16 @@ use crate::write::{Committed, Write, WriteBatch, WriteOutcome};
 pub(crate) enum Insert {
     Done,
     KeyTaken,
+}
+
+/// How a lease read locks its row until the transaction ends (PostgreSQL; one writer
+/// elsewhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LeaseLock {
+    /// A fence check: many fenced writers at once, but no take-over in between.
+    Share,
+    /// A take-over, renewal or release.
+    Update,
 }
 
 /// Who wrote a batch, when and why: stamped on its change records and command events.
@@ -84,6 +94,7 @@ pub(crate) trait Transaction {
     async fn pool_revision(&mut self, name: &PoolName) -> Result<Option<Revision>>;
     async fn pool(&mut self, name: &PoolName) -> Result<Option<Pool>>;
     async fn policy(&mut self) -> Result<Option<StoredPolicy>>;
+    async fn lease(&mut self, name: &LeaseName, lock: LeaseLock) -> Result<Option<Lease>>;
 
     /// Inserts a node (at `node.revision`, without soft state) and its GPU inventory.
     async fn insert_node(&mut self, node: &Node, gpus: &[Gpu]) -> Result<Insert>;
@@ -110,6 +121,8 @@ pub(crate) trait Transaction {
     async fn insert_policy(&mut self, policy: &StoredPolicy) -> Result<Insert>;
     async fn update_policy(&mut self, policy: &StoredPolicy) -> Result<()>;
     async fn delete_policy(&mut self) -> Result<()>;
+    async fn insert_lease(&mut self, lease: &Lease) -> Result<Insert>;
+    async fn update_lease(&mut self, lease: &Lease) -> Result<()>;
     /// Appends a health report and drops the node's oldest beyond `keep`; returns its id.
     async fn append_health_report(&mut self, report: &HealthReport, keep: u32) -> Result<u64>;
     /// Appends a bootstrap log and drops the node's oldest beyond `keep`; returns its id.
@@ -127,6 +140,9 @@ pub(crate) async fn apply_batch<T: Transaction>(
     batch: &WriteBatch,
 ) -> Result<Committed> {
     let stamp = Stamp { at: now, actor: &batch.actor, reason: &batch.reason };
+    if let Some(fence) = &batch.fence {
+        check_fence(tx, fence, LeaseLock::Share).await?;
+    }
     let mut outcomes = Vec::with_capacity(batch.writes.len());
     let mut changes = Vec::new();
     // For each change record, the outcome whose `change_seq` it provides.
@@ -334,7 +350,91 @@ async fn apply<T: Transaction>(tx: &mut T, options: &StoreOptions, stamp: Stamp<
         Write::AppendBootstrapLog(log) => {
             Ok(Applied::appended(tx.append_bootstrap_log(log, options.bootstrap_logs_per_node).await?))
         }
+        Write::AcquireLease { lease, holder, observed } => {
+            acquire_lease(tx, stamp, lease, holder, observed.as_ref()).await
+        }
+        Write::RenewLease(fence) => {
+            let mut lease = check_fence(tx, fence, LeaseLock::Update).await?;
+            lease.renewals += 1;
+            lease.renewed_at = stamp.at;
+            tx.update_lease(&lease).await?;
+            Ok(Applied {
+                outcome: WriteOutcome::Renewed { revision: lease.revision, renewals: lease.renewals },
+                changes: Vec::new(),
+            })
+        }
+        Write::ReleaseLease(fence) => {
+            let mut lease = check_fence(tx, fence, LeaseLock::Update).await?;
+            lease.holder = None;
+            lease.revision = lease.revision.next();
+            lease.renewed_at = stamp.at;
+            tx.update_lease(&lease).await?;
+            Ok(Applied::resource(ResourceKind::Lease, lease.name.as_str(), ChangeOp::Updated, lease.revision, &lease))
+        }
     }
+}
+
+/// The lease as stored, if `fence` is its current holder and epoch; `Fenced` otherwise.
+async fn check_fence<T: Transaction>(tx: &mut T, fence: &Fence, lock: LeaseLock) -> Result<Lease> {
+    let lease = tx.lease(&fence.lease, lock).await?;
+    match lease {
+        Some(lease) if lease.holder.as_ref() == Some(&fence.holder) && lease.epoch == fence.epoch => Ok(lease),
+        other => {
+            let current = match other {
+                None => "the lease does not exist".to_owned(),
+                Some(Lease { holder: None, epoch, .. }) => format!("released in epoch {epoch}"),
+                Some(Lease { holder: Some(holder), epoch, .. }) => format!("epoch {epoch} is held by {holder}"),
+            };
+            Err(StoreError::Fenced { fence: fence.clone(), current })
+        }
+    }
+}
+
+/// Takes a lease: new, released, held by the taker itself (it restarted), or unchanged
+/// since `observed` (its holder stopped renewing, as the taker judged on its own clock).
+async fn acquire_lease<T: Transaction>(
+    tx: &mut T,
+    stamp: Stamp<'_>,
+    name: &LeaseName,
+    holder: &ReplicaId,
+    observed: Option<&LeaseObservation>,
+) -> Result<Applied> {
+    let taken = |epoch: u64, revision: Revision| Lease {
+        name: name.clone(),
+        holder: Some(holder.clone()),
+        epoch,
+        revision,
+        renewals: 0,
+        acquired_at: stamp.at,
+        renewed_at: stamp.at,
+    };
+    let Some(current) = tx.lease(name, LeaseLock::Update).await? else {
+        let lease = taken(1, Revision::FIRST);
+        return match tx.insert_lease(&lease).await? {
+            Insert::Done => {
+                Ok(Applied::resource(ResourceKind::Lease, name.as_str(), ChangeOp::Created, lease.revision, &lease))
+            }
+            // Another replica created it first (PostgreSQL): it holds it now.
+            Insert::KeyTaken => {
+                Err(StoreError::LeaseHeld { lease: name.clone(), holder: "another replica".into(), epoch: 1 })
+            }
+        };
+    };
+    let free = match &current.holder {
+        None => true,
+        Some(h) if h == holder => true,
+        Some(_) => observed == Some(&current.observation()),
+    };
+    if !free {
+        return Err(StoreError::LeaseHeld {
+            lease: name.clone(),
+            holder: current.holder.as_ref().map_or_else(String::new, ToString::to_string),
+            epoch: current.epoch,
+        });
+    }
+    let lease = taken(current.epoch + 1, current.revision.next());
+    tx.update_lease(&lease).await?;
+    Ok(Applied::resource(ResourceKind::Lease, name.as_str(), ChangeOp::Updated, lease.revision, &lease))
 }
 
 /// Deletes a node. Refused while an instance links to it (deleting would silently rewrite

@@ -1,7 +1,7 @@
 //! The store's typed errors. Every backend maps its failures onto these, so the API can map
 //! them to RPC codes in one place and callers can retry exactly what is retryable.
 
-use bosun_core::{ResourceKind, Revision, TransitionError, ValidationError};
+use bosun_core::{Fence, LeaseName, ResourceKind, Revision, TransitionError, ValidationError};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -26,6 +26,16 @@ pub enum StoreError {
     /// The request itself is wrong (a field value, a cursor, an immutable field changed).
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+
+    /// A write made for a lease's holder in an epoch that is over: the writer is no longer
+    /// the leader. Nothing was written; never retried as is.
+    #[error("fenced: {fence} is no longer current ({current}); this replica is not the leader")]
+    Fenced { fence: Fence, current: String },
+
+    /// A candidate tried to take a lease that is held and has changed since it observed it
+    /// (renewed, or taken by another replica).
+    #[error("lease {lease} is held by {holder} (epoch {epoch}) and changed since it was observed")]
+    LeaseHeld { lease: LeaseName, holder: String, epoch: u64 },
 
     /// The store cannot be reached or is overloaded; the operation may be retried.
     #[error("store unavailable: {message}")]
@@ -74,6 +84,8 @@ impl StoreError {
             StoreError::NotFound { .. } => "not_found",
             StoreError::AlreadyExists { .. } => "already_exists",
             StoreError::Conflict { .. } => "conflict",
+            StoreError::Fenced { .. } => "fenced",
+            StoreError::LeaseHeld { .. } => "lease_held",
             StoreError::InvalidTransition { .. } => "invalid_transition",
             StoreError::Invalid(_) => "invalid",
             StoreError::Unavailable { .. } => "unavailable",

@@ -13,11 +13,11 @@ use async_trait::async_trait;
 use bosun_core::node::Gpu;
 use bosun_core::{
     BootstrapLog, ChangeOp, ChangeRecord, Command, CommandEvent, CommandId, HealthReport, Heartbeat, Instance,
-    InstanceId, InstanceState, MetricSample, Node, NodeId, Pool, PoolName, ResourceKind, Revision, StoredPolicy,
-    Timestamp,
+    InstanceId, InstanceState, Lease, LeaseName, MetricSample, Node, NodeId, Pool, PoolName, ResourceKind, Revision,
+    StoredPolicy, Timestamp,
 };
 
-use crate::apply::{self, ChangeDraft, Insert, Stamp, Transaction, run_ready};
+use crate::apply::{self, ChangeDraft, Insert, LeaseLock, Stamp, Transaction, run_ready};
 use crate::error::{Result, StoreError};
 use crate::integrity::{
     self, ChangeLogChecker, CommandFacts, InstanceFacts, IntegritySource, Inventory, Orphan, Reference,
@@ -41,6 +41,7 @@ struct State {
     command_events: HashMap<CommandId, Vec<CommandEvent>>,
     pools: BTreeMap<PoolName, Pool>,
     policy: Option<StoredPolicy>,
+    leases: BTreeMap<LeaseName, Lease>,
     health: HashMap<NodeId, VecDeque<StoredHealthReport>>,
     bootstrap: HashMap<NodeId, VecDeque<BootstrapLog>>,
     /// Per node: ring slot -> sample.
@@ -61,6 +62,7 @@ impl State {
             && self.commands.is_empty()
             && self.pools.is_empty()
             && self.policy.is_none()
+            && self.leases.is_empty()
             && self.changes.is_empty()
             && self.bootstrap.is_empty()
     }
@@ -74,6 +76,12 @@ impl State {
                 if self.policy.replace(policy).is_some() {
                     return Err(StoreError::already_exists(ResourceKind::Policy, StoredPolicy::RESOURCE_ID));
                 }
+            }
+            Record::Lease(lease) => {
+                if self.leases.contains_key(&lease.name) {
+                    return Err(StoreError::already_exists(ResourceKind::Lease, &lease.name));
+                }
+                self.leases.insert(lease.name.clone(), *lease);
             }
             Record::Pool(pool) => {
                 if self.pools.contains_key(&pool.name) {
@@ -146,6 +154,7 @@ async fn dump_state(mut state: State, sink: &tokio::sync::mpsc::Sender<DumpMessa
     bootstrap.sort_by_key(|l| l.id);
     let counts = [
         (RecordKind::Policy, u64::from(state.policy.is_some())),
+        (RecordKind::Lease, state.leases.len() as u64),
         (RecordKind::Pool, state.pools.len() as u64),
         (RecordKind::Node, state.nodes.len() as u64),
         (RecordKind::Instance, state.instances.len() as u64),
@@ -166,6 +175,9 @@ async fn dump_state(mut state: State, sink: &tokio::sync::mpsc::Sender<DumpMessa
     out.start(Snapshot { counts, sequences }).await?;
     if let Some(policy) = state.policy {
         out.push(Record::Policy(policy)).await?;
+    }
+    for lease in std::mem::take(&mut state.leases).into_values() {
+        out.push(Record::Lease(Box::new(lease))).await?;
     }
     for pool in state.pools.into_values() {
         out.push(Record::Pool(Box::new(pool))).await?;
@@ -315,6 +327,17 @@ impl Tx<'_> {
         }));
     }
 
+    fn put_lease(&mut self, lease: Lease) {
+        let name = lease.name.clone();
+        let old = self.state.leases.insert(name.clone(), lease);
+        self.undo.push(Box::new(move |s| {
+            match old {
+                Some(old) => s.leases.insert(name, old),
+                None => s.leases.remove(&name),
+            };
+        }));
+    }
+
     fn put_policy(&mut self, policy: Option<StoredPolicy>) {
         let old = std::mem::replace(&mut self.state.policy, policy);
         self.undo.push(Box::new(move |s| s.policy = old));
@@ -413,6 +436,23 @@ impl Transaction for Tx<'_> {
 
     async fn policy(&mut self) -> Result<Option<StoredPolicy>> {
         Ok(self.state.policy.clone())
+    }
+
+    async fn lease(&mut self, name: &LeaseName, _lock: LeaseLock) -> Result<Option<Lease>> {
+        Ok(self.state.leases.get(name).cloned())
+    }
+
+    async fn insert_lease(&mut self, lease: &Lease) -> Result<Insert> {
+        if self.state.leases.contains_key(&lease.name) {
+            return Ok(Insert::KeyTaken);
+        }
+        self.put_lease(lease.clone());
+        Ok(Insert::Done)
+    }
+
+    async fn update_lease(&mut self, lease: &Lease) -> Result<()> {
+        self.put_lease(lease.clone());
+        Ok(())
     }
 
     async fn insert_node(&mut self, node: &Node, gpus: &[Gpu]) -> Result<Insert> {
@@ -691,6 +731,7 @@ impl IntegritySource for Check<'_> {
                     .iter()
                     .map(|p| (ResourceKind::Policy, StoredPolicy::RESOURCE_ID.to_owned(), p.revision.get())),
             )
+            .chain(state.leases.values().map(|l| (ResourceKind::Lease, l.name.to_string(), l.revision.get())))
             .collect())
     }
 
@@ -895,6 +936,10 @@ impl Store for MemoryStore {
 
     async fn policy(&self) -> Result<Option<StoredPolicy>> {
         Ok(self.lock()?.policy.clone())
+    }
+
+    async fn lease(&self, name: &LeaseName) -> Result<Option<Lease>> {
+        Ok(self.lock()?.leases.get(name).cloned())
     }
 
     async fn health_history(&self, node: &NodeId, limit: u32) -> Result<Vec<StoredHealthReport>> {

@@ -194,6 +194,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The health policy document stored through the API, if any.
     async fn policy(&self) -> Result<Option<StoredPolicy>>;
 
+    /// A lease as stored (taken, renewed and released through [`Store::commit`]).
+    async fn lease(&self, name: &bosun_core::LeaseName) -> Result<Option<bosun_core::Lease>>;
+
     /// A node's most recent health reports, newest first.
     async fn health_history(&self, node: &NodeId, limit: u32) -> Result<Vec<StoredHealthReport>>;
     /// A node's bootstrap logs, newest first.

@@ -8,8 +8,8 @@
 
 use bosun_core::node::Gpu;
 use bosun_core::{
-    Actor, BootstrapLog, Command, HealthReport, Instance, InstanceId, Node, NodeId, Pool, PoolName, ResourceKind,
-    Revision, StoredPolicy,
+    Actor, BootstrapLog, Command, Fence, HealthReport, Instance, InstanceId, LeaseName, LeaseObservation, Node, NodeId,
+    Pool, PoolName, ReplicaId, ResourceKind, Revision, StoredPolicy,
 };
 
 /// One write inside a batch.
@@ -77,6 +77,20 @@ pub enum Write {
     AppendHealthReport(Box<HealthReport>),
     /// Appends to the node's bounded bootstrap log history.
     AppendBootstrapLog(Box<BootstrapLog>),
+    /// Takes `lease` for `holder`: creates it at epoch 1 when none is stored; takes it at
+    /// the next epoch when it is released, held by `holder` itself (a restart), or still
+    /// exactly as `observed` (its holder stopped renewing); otherwise `LeaseHeld`.
+    AcquireLease {
+        lease: LeaseName,
+        holder: ReplicaId,
+        observed: Option<LeaseObservation>,
+    },
+    /// The holder renews its lease (no change record: renewals are not changes of
+    /// leadership). `Fenced` unless the fence is current.
+    RenewLease(Fence),
+    /// The holder gives its lease up, so a follower can take over at once. `Fenced` unless
+    /// the fence is current.
+    ReleaseLease(Fence),
 }
 
 impl Write {
@@ -99,6 +113,10 @@ impl Write {
             Write::PutPolicy { .. } | Write::DeletePolicy { .. } => {
                 Some((ResourceKind::Policy, StoredPolicy::RESOURCE_ID.to_owned()))
             }
+            Write::AcquireLease { lease, .. } => Some((ResourceKind::Lease, lease.to_string())),
+            Write::RenewLease(fence) | Write::ReleaseLease(fence) => {
+                Some((ResourceKind::Lease, fence.lease.to_string()))
+            }
             Write::AppendHealthReport(_) | Write::AppendBootstrapLog(_) => None,
         }
     }
@@ -111,11 +129,21 @@ pub struct WriteBatch {
     /// Why: recorded in each change record and command event.
     pub reason: String,
     pub writes: Vec<Write>,
+    /// Set on writes of leader-only work: the batch commits only while this fence is the
+    /// lease's current holder and epoch, checked in the same transaction (`Fenced`
+    /// otherwise, with nothing written).
+    pub fence: Option<Fence>,
 }
 
 impl WriteBatch {
     pub fn new(actor: Actor, reason: impl Into<String>) -> Self {
-        Self { actor, reason: reason.into(), writes: Vec::new() }
+        Self { actor, reason: reason.into(), writes: Vec::new(), fence: None }
+    }
+
+    /// Commits only while `fence` is current (see [`WriteBatch::fence`]).
+    pub fn fenced(mut self, fence: Fence) -> Self {
+        self.fence = Some(fence);
+        self
     }
 
     pub fn push(&mut self, write: Write) -> &mut Self {
@@ -211,6 +239,21 @@ impl WriteBatch {
         self
     }
 
+    pub fn acquire_lease(mut self, lease: LeaseName, holder: ReplicaId, observed: Option<LeaseObservation>) -> Self {
+        self.writes.push(Write::AcquireLease { lease, holder, observed });
+        self
+    }
+
+    pub fn renew_lease(mut self, fence: Fence) -> Self {
+        self.writes.push(Write::RenewLease(fence));
+        self
+    }
+
+    pub fn release_lease(mut self, fence: Fence) -> Self {
+        self.writes.push(Write::ReleaseLease(fence));
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
     }
@@ -229,6 +272,8 @@ pub enum WriteOutcome {
     Resource { revision: Revision, change_seq: u64 },
     /// The id assigned to an appended history entry.
     Appended { id: u64 },
+    /// A lease renewed: its revision (unchanged) and how many renewals it now counts.
+    Renewed { revision: Revision, renewals: u64 },
 }
 
 impl Committed {
@@ -236,7 +281,7 @@ impl Committed {
     /// bug, not a runtime condition).
     pub fn revision(&self, index: usize) -> Revision {
         match self.outcomes[index] {
-            WriteOutcome::Resource { revision, .. } => revision,
+            WriteOutcome::Resource { revision, .. } | WriteOutcome::Renewed { revision, .. } => revision,
             WriteOutcome::Appended { .. } => {
                 panic!("write {index} is an append and has no revision")
             }
@@ -249,7 +294,7 @@ impl Committed {
             .iter()
             .filter_map(|o| match o {
                 WriteOutcome::Resource { change_seq, .. } => Some(*change_seq),
-                WriteOutcome::Appended { .. } => None,
+                WriteOutcome::Appended { .. } | WriteOutcome::Renewed { .. } => None,
             })
             .max()
     }

@@ -11,6 +11,7 @@ mod extremes;
 mod fixtures;
 mod instances;
 mod integrity;
+mod leases;
 mod maintenance;
 mod nodes;
 mod policies;
@@ -61,6 +62,11 @@ macro_rules! conformance_cases {
 macro_rules! store_conformance {
     ($backend:expr) => {
         conformance_cases!($backend;
+            leases::the_first_candidate_takes_a_new_lease_at_epoch_1,
+            leases::a_held_lease_is_taken_only_when_observed_unchanged,
+            leases::a_deposed_leader_is_fenced_and_writes_nothing,
+            leases::a_released_lease_is_taken_at_once,
+            leases::a_restarted_holder_takes_its_lease_back_at_the_next_epoch,
             integrity::integrity_reports_an_orphan_instance,
             integrity::integrity_reports_a_broken_revision_history,
             integrity::integrity_reports_an_illegal_state,

@@ -9,8 +9,8 @@
 
 use bosun_core::node::Gpu;
 use bosun_core::{
-    BootstrapLog, Command, CommandId, HealthReport, Instance, InstanceId, Node, NodeId, Pool, PoolName, Revision,
-    StoredPolicy,
+    BootstrapLog, Command, CommandId, HealthReport, Instance, InstanceId, Lease, LeaseName, Node, NodeId, Pool,
+    PoolName, Revision, StoredPolicy,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, PgConnection};
@@ -18,10 +18,12 @@ use sqlx::types::Json;
 use sqlx::{PgPool, Postgres};
 
 use super::time;
-use crate::apply::{self, ChangeDraft, Insert, Stamp, Transaction};
+use crate::apply::{self, ChangeDraft, Insert, LeaseLock, Stamp, Transaction};
 use crate::error::{Result, StoreError};
 use crate::rules::{InstanceHeader, NodeHeader};
-use crate::sql::rows::{CommandRow, InstanceHeaderRow, InstanceRow, NodeHeaderRow, NodeRow, PolicyRow, PoolRow};
+use crate::sql::rows::{
+    CommandRow, InstanceHeaderRow, InstanceRow, LeaseRow, NodeHeaderRow, NodeRow, PolicyRow, PoolRow,
+};
 use crate::sql::{SlowLog, map_err, parse, unsigned};
 use crate::store::StoreOptions;
 use crate::write::{Committed, WriteBatch};
@@ -266,6 +268,63 @@ impl Transaction for PgTx<'_> {
         row.map(PolicyRow::into_policy).transpose()
     }
 
+    async fn lease(&mut self, name: &LeaseName, lock: LeaseLock) -> Result<Option<Lease>> {
+        let (statement, sql) = match lock {
+            LeaseLock::Share => (
+                "leases.get_for_share",
+                "SELECT name, holder, epoch, revision, renewals, acquired_at, \
+                 renewed_at FROM leases WHERE name = $1 FOR SHARE",
+            ),
+            LeaseLock::Update => (
+                "leases.get_for_update",
+                "SELECT name, holder, epoch, revision, renewals, acquired_at, \
+                 renewed_at FROM leases WHERE name = $1 FOR UPDATE",
+            ),
+        };
+        let row: Option<LeaseRow<DateTime<Utc>>> = self
+            .slow
+            .run(statement, sqlx::query_as(sql).bind(name.as_str()).fetch_optional(&mut *self.conn))
+            .await
+            .map_err(|e| map_err(e, None))?;
+        row.map(LeaseRow::into_lease).transpose()
+    }
+
+    async fn insert_lease(&mut self, lease: &Lease) -> Result<Insert> {
+        // DO NOTHING instead of an error: a concurrent first acquire must not abort this
+        // transaction's other writes before the rules answer.
+        let inserted = self
+            .slow
+            .run(
+                "leases.insert",
+                bind_lease(
+                    sqlx::query(
+                        "INSERT INTO leases (name, holder, epoch, revision, renewals, acquired_at, renewed_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING",
+                    ),
+                    lease,
+                )
+                .execute(&mut *self.conn),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?
+            .rows_affected();
+        Ok(if inserted == 1 { Insert::Done } else { Insert::KeyTaken })
+    }
+
+    async fn update_lease(&mut self, lease: &Lease) -> Result<()> {
+        self.execute(
+            "leases.update",
+            bind_lease(
+                sqlx::query(
+                    "UPDATE leases SET holder = $2, epoch = $3, revision = $4, renewals = $5, acquired_at = $6, \
+                     renewed_at = $7 WHERE name = $1",
+                ),
+                lease,
+            ),
+        )
+        .await
+    }
+
     async fn insert_node(&mut self, node: &Node, gpus: &[Gpu]) -> Result<Insert> {
         let inserted = self.insert("nodes.insert", bind_node(sqlx::query(INSERT_NODE), node)).await?;
         if inserted == Insert::Done {
@@ -503,6 +562,16 @@ impl PgTx<'_> {
         )
         .await
     }
+}
+
+fn bind_lease<'q>(q: Query<'q>, l: &'q Lease) -> Query<'q> {
+    q.bind(l.name.as_str())
+        .bind(l.holder.as_ref().map(|h| h.as_str()))
+        .bind(int(l.epoch))
+        .bind(int(l.revision.get()))
+        .bind(int(l.renewals))
+        .bind(time(l.acquired_at))
+        .bind(time(l.renewed_at))
 }
 
 fn bind_policy<'q>(q: Query<'q>, p: &'q StoredPolicy) -> Query<'q> {

@@ -164,7 +164,8 @@ impl IntegritySource for Check<'_> {
              SELECT 'instance', instance_id, revision FROM instances UNION ALL \
              SELECT 'command', command_id::text, revision FROM commands UNION ALL \
              SELECT 'pool', name, revision FROM pools UNION ALL \
-             SELECT 'policy', id, revision FROM policies",
+             SELECT 'policy', id, revision FROM policies UNION ALL \
+             SELECT 'lease', name, revision FROM leases",
         )
         .fetch_all(self.pool)
         .await

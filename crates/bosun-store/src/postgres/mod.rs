@@ -400,6 +400,22 @@ impl Store for PostgresStore {
         rows.into_iter().map(PoolRow::into_pool).collect()
     }
 
+    async fn lease(&self, name: &bosun_core::LeaseName) -> Result<Option<bosun_core::Lease>> {
+        let row: Option<crate::sql::rows::LeaseRow<DateTime<Utc>>> = self
+            .slow
+            .run(
+                "leases.get",
+                sqlx::query_as(
+                    "SELECT name, holder, epoch, revision, renewals, acquired_at, renewed_at FROM leases WHERE name = $1",
+                )
+                .bind(name.as_str())
+                .fetch_optional(&self.pool),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        row.map(crate::sql::rows::LeaseRow::into_lease).transpose()
+    }
+
     async fn policy(&self) -> Result<Option<StoredPolicy>> {
         let row: Option<PolicyRow<DateTime<Utc>>> = self
             .slow

@@ -16,7 +16,8 @@ use tokio::sync::mpsc;
 use super::node_from_row;
 use crate::error::{Result, StoreError};
 use crate::sql::rows::{
-    BootstrapLogRow, ChangeRow, CommandEventRow, CommandRow, GpuRow, HealthReportRow, InstanceRow, PolicyRow, PoolRow,
+    BootstrapLogRow, ChangeRow, CommandEventRow, CommandRow, GpuRow, HealthReportRow, InstanceRow, LeaseRow, PolicyRow,
+    PoolRow,
 };
 use crate::sql::{map_err, unsigned};
 use crate::transfer::{
@@ -98,8 +99,8 @@ pub(super) async fn dump(pool: &PgPool, sink: &mpsc::Sender<DumpMessage>) -> Res
     let mut tx = pool.begin().await.map_err(db)?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await.map_err(db)?;
     let row = sqlx::query(
-        "SELECT (SELECT COUNT(*) FROM policies), (SELECT COUNT(*) FROM pools), (SELECT COUNT(*) FROM nodes), \
-         (SELECT COUNT(*) FROM instances), (SELECT COUNT(*) FROM commands), (SELECT COUNT(*) FROM health_reports), \
+        "SELECT (SELECT COUNT(*) FROM policies), (SELECT COUNT(*) FROM leases), (SELECT COUNT(*) FROM pools), \
+         (SELECT COUNT(*) FROM nodes), (SELECT COUNT(*) FROM instances), (SELECT COUNT(*) FROM commands), (SELECT COUNT(*) FROM health_reports), \
          (SELECT COUNT(*) FROM bootstrap_logs), (SELECT COUNT(*) FROM changes)",
     )
     .fetch_one(&mut *tx)
@@ -131,6 +132,13 @@ pub(super) async fn dump(pool: &PgPool, sink: &mpsc::Sender<DumpMessage>) -> Res
     if let Some(policy) = policy {
         out.push(Record::Policy(policy.into_policy()?)).await?;
     }
+
+    let leases = "SELECT name, holder, epoch, revision, renewals, acquired_at, renewed_at FROM leases";
+    each_row(&mut tx, &mut out, leases, "name", String::new(), |row| {
+        let lease = LeaseRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_lease()?;
+        Ok((lease.name.to_string(), Record::Lease(Box::new(lease))))
+    })
+    .await?;
 
     let pools = "SELECT name, spec, last_scale_at, provider_backoff, last_decision, revision FROM pools";
     each_row(&mut tx, &mut out, pools, "name", String::new(), |row| {
@@ -338,6 +346,8 @@ struct Tables {
 impl Tables {
     fn add(&mut self, record: &Record) {
         match record {
+            // Not copied: `copy_batch` inserts the few leases there are one by one.
+            Record::Lease(_) => {}
             Record::Policy(p) => {
                 self.policies
                     .text("active")
@@ -541,7 +551,11 @@ impl Tables {
 async fn copy_batch(conn: &mut PgConnection, records: &[Record]) -> Result<()> {
     let mut tables = Tables::default();
     for record in records {
-        tables.add(record);
+        match record {
+            // A handful at most: one statement each.
+            Record::Lease(lease) => insert_lease(conn, lease).await?,
+            record => tables.add(record),
+        }
     }
     for (statement, rows) in tables.statements() {
         if rows.buf.is_empty() {
@@ -551,6 +565,24 @@ async fn copy_batch(conn: &mut PgConnection, records: &[Record]) -> Result<()> {
         copy.send(rows.buf.as_slice()).await.map_err(db)?;
         copy.finish().await.map_err(db)?;
     }
+    Ok(())
+}
+
+async fn insert_lease(conn: &mut PgConnection, l: &bosun_core::Lease) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO leases (name, holder, epoch, revision, renewals, acquired_at, renewed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(l.name.as_str())
+    .bind(l.holder.as_ref().map(|h| h.as_str()))
+    .bind(i64::try_from(l.epoch).unwrap_or(i64::MAX))
+    .bind(i64::try_from(l.revision.get()).unwrap_or(i64::MAX))
+    .bind(i64::try_from(l.renewals).unwrap_or(i64::MAX))
+    .bind(super::time(l.acquired_at))
+    .bind(super::time(l.renewed_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
     Ok(())
 }
 
@@ -572,7 +604,7 @@ pub(super) async fn load(pool: &PgPool, mut source: mpsc::Receiver<LoadMessage>,
         }
         Target::Replace => {
             sqlx::query(
-                "TRUNCATE nodes, node_gpus, node_liveness, instances, commands, command_events, pools, policies, \
+                "TRUNCATE nodes, node_gpus, node_liveness, instances, commands, command_events, pools, policies, leases, \
                  health_reports, bootstrap_logs, metric_samples, changes",
             )
             .execute(&mut *tx)

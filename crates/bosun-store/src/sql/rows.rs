@@ -419,3 +419,30 @@ impl<T: SqlTime> InstanceHeaderRow<T> {
         })
     }
 }
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct LeaseRow<T> {
+    pub name: String,
+    pub holder: Option<String>,
+    pub epoch: i64,
+    pub revision: i64,
+    pub renewals: i64,
+    pub acquired_at: T,
+    pub renewed_at: T,
+}
+
+impl<T: SqlTime> LeaseRow<T> {
+    pub const COLUMNS: &'static str = "name, holder, epoch, revision, renewals, acquired_at, renewed_at";
+
+    pub fn into_lease(self) -> Result<bosun_core::Lease> {
+        Ok(bosun_core::Lease {
+            name: parse("leases.name", &self.name)?,
+            holder: parse_opt("leases.holder", self.holder.as_deref())?,
+            epoch: unsigned("leases.epoch", self.epoch)?,
+            revision: revision("leases.revision", self.revision)?,
+            renewals: unsigned("leases.renewals", self.renewals)?,
+            acquired_at: self.acquired_at.timestamp(),
+            renewed_at: self.renewed_at.timestamp(),
+        })
+    }
+}

@@ -4,13 +4,13 @@
 
 use bosun_core::node::Gpu;
 use bosun_core::{
-    BootstrapLog, Command, CommandId, HealthReport, Instance, InstanceId, Node, NodeId, Pool, PoolName, Revision,
-    StoredPolicy,
+    BootstrapLog, Command, CommandId, HealthReport, Instance, InstanceId, Lease, LeaseName, Node, NodeId, Pool,
+    PoolName, Revision, StoredPolicy,
 };
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::{map_error, micros, read};
-use crate::apply::{self, ChangeDraft, Insert, Stamp, Transaction, run_ready};
+use crate::apply::{self, ChangeDraft, Insert, LeaseLock, Stamp, Transaction, run_ready};
 use crate::error::{Result, StoreError};
 use crate::rules::{InstanceHeader, NodeHeader};
 use crate::sql::rows::{InstanceHeaderRow, NodeHeaderRow};
@@ -163,6 +163,24 @@ impl Transaction for SqliteTx<'_> {
 
     async fn policy(&mut self) -> Result<Option<StoredPolicy>> {
         read::policy(self.conn)
+    }
+
+    async fn lease(&mut self, name: &LeaseName, _lock: LeaseLock) -> Result<Option<Lease>> {
+        read::lease(self.conn, name)
+    }
+
+    async fn insert_lease(&mut self, lease: &Lease) -> Result<Insert> {
+        insert(write_lease(self.conn, INSERT_LEASE, lease))
+    }
+
+    async fn update_lease(&mut self, lease: &Lease) -> Result<()> {
+        write_lease(
+            self.conn,
+            "UPDATE leases SET holder = ?2, epoch = ?3, revision = ?4, renewals = ?5, acquired_at = ?6, \
+             renewed_at = ?7 WHERE name = ?1",
+            lease,
+        )?;
+        Ok(())
     }
 
     async fn insert_node(&mut self, node: &Node, gpus: &[Gpu]) -> Result<Insert> {
@@ -367,6 +385,21 @@ pub(super) fn insert_gpus(conn: &Connection, node: &NodeId, gpus: &[Gpu]) -> Res
         ])?;
     }
     Ok(())
+}
+
+pub(super) const INSERT_LEASE: &str = "INSERT INTO leases (name, holder, epoch, revision, renewals, acquired_at, \
+    renewed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+pub(super) fn write_lease(conn: &Connection, sql: &str, l: &Lease) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params![
+        l.name.as_str(),
+        l.holder.as_ref().map(|h| h.as_str()),
+        int(l.epoch),
+        int(l.revision.get()),
+        int(l.renewals),
+        micros(l.acquired_at),
+        micros(l.renewed_at)
+    ])
 }
 
 fn write_policy(conn: &Connection, sql: &str, p: &StoredPolicy) -> rusqlite::Result<usize> {

@@ -141,7 +141,8 @@ impl IntegritySource for Check<'_> {
              SELECT 'instance', instance_id, revision FROM instances UNION ALL \
              SELECT 'command', command_id, revision FROM commands UNION ALL \
              SELECT 'pool', name, revision FROM pools UNION ALL \
-             SELECT 'policy', id, revision FROM policies",
+             SELECT 'policy', id, revision FROM policies UNION ALL \
+             SELECT 'lease', name, revision FROM leases",
             |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)),
         )?
         .into_iter()

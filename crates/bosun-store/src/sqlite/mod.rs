@@ -236,6 +236,11 @@ impl Store for SqliteStore {
         self.read("policies.get", read::policy).await
     }
 
+    async fn lease(&self, name: &bosun_core::LeaseName) -> Result<Option<bosun_core::Lease>> {
+        let name = name.clone();
+        self.read("leases.get", move |conn| read::lease(conn, &name)).await
+    }
+
     async fn health_history(&self, node: &NodeId, limit: u32) -> Result<Vec<StoredHealthReport>> {
         let node = node.clone();
         self.read("health_reports.list", move |conn| read::health_history(conn, &node, limit)).await

@@ -14,8 +14,8 @@ use sqlx::types::Json;
 use crate::error::{Result, StoreError};
 use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter};
 use crate::sql::rows::{
-    BootstrapLogRow, ChangeRow, CommandEventRow, CommandRow, GpuRow, HealthReportRow, InstanceRow, PolicyRow, PoolRow,
-    SampleRow,
+    BootstrapLogRow, ChangeRow, CommandEventRow, CommandRow, GpuRow, HealthReportRow, InstanceRow, LeaseRow, PolicyRow,
+    PoolRow, SampleRow,
 };
 use crate::sql::{label_path, parse, parse_opt, unsigned};
 use crate::write::StoredHealthReport;
@@ -413,6 +413,25 @@ pub(super) fn policy(conn: &Connection) -> Result<Option<StoredPolicy>> {
         PolicyRow::<i64> { name: row.get(0)?, document: row.get(1)?, updated_at: row.get(2)?, revision: row.get(3)? }
             .into_policy()
     })
+}
+
+pub(super) fn lease(conn: &Connection, name: &bosun_core::LeaseName) -> Result<Option<bosun_core::Lease>> {
+    let sql = format!("SELECT {} FROM leases WHERE name = ?1", LeaseRow::<i64>::COLUMNS);
+    one(conn, &sql, &[text(name.as_str())], lease_row)
+}
+
+/// A row of `LeaseRow::COLUMNS`.
+pub(super) fn lease_row(row: &Row<'_>) -> Result<bosun_core::Lease> {
+    LeaseRow::<i64> {
+        name: row.get(0)?,
+        holder: row.get(1)?,
+        epoch: row.get(2)?,
+        revision: row.get(3)?,
+        renewals: row.get(4)?,
+        acquired_at: row.get(5)?,
+        renewed_at: row.get(6)?,
+    }
+    .into_lease()
 }
 
 pub(super) fn list_pools(conn: &Connection) -> Result<Vec<Pool>> {

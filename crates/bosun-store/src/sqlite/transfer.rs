@@ -11,12 +11,13 @@ use rusqlite::{Connection, OptionalExtension as _, Row, TransactionBehavior, par
 use tokio::sync::mpsc;
 
 use super::commit::{
-    INSERT_COMMAND, INSERT_INSTANCE, INSERT_NODE, INSERT_POOL, insert_gpus, write_command, write_instance, write_node,
-    write_pool,
+    INSERT_COMMAND, INSERT_INSTANCE, INSERT_LEASE, INSERT_NODE, INSERT_POOL, insert_gpus, write_command,
+    write_instance, write_lease, write_node, write_pool,
 };
 use super::read::{self, COMMAND_COLUMNS, INSTANCE_COLUMNS, NODE_COLUMNS, POOL_COLUMNS};
 use super::{map_error, micros};
 use crate::error::Result;
+use crate::sql::rows::LeaseRow;
 use crate::sql::{to_json, unsigned};
 use crate::transfer::{
     Batcher, CommandRecord, DumpMessage, LoadMessage, NodeRecord, Record, RecordKind, Sequences, Snapshot, Target,
@@ -102,6 +103,7 @@ pub(super) fn dump(conn: &Connection, sink: &mpsc::Sender<DumpMessage>) -> Resul
     let tx = conn.unchecked_transaction()?;
     let counts = [
         (RecordKind::Policy, count(&tx, "policies")?),
+        (RecordKind::Lease, count(&tx, "leases")?),
         (RecordKind::Pool, count(&tx, "pools")?),
         (RecordKind::Node, count(&tx, "nodes")?),
         (RecordKind::Instance, count(&tx, "instances")?),
@@ -124,6 +126,12 @@ pub(super) fn dump(conn: &Connection, sink: &mpsc::Sender<DumpMessage>) -> Resul
     if let Some(policy) = read::policy(&tx)? {
         out.blocking_push(Record::Policy(policy))?;
     }
+    each_row(
+        &tx,
+        &format!("SELECT {} FROM leases ORDER BY name", LeaseRow::<i64>::COLUMNS),
+        read::lease_row,
+        |lease| out.blocking_push(Record::Lease(Box::new(lease))),
+    )?;
     each_row(&tx, &format!("SELECT {POOL_COLUMNS} ORDER BY name"), read::pool_row, |pool| {
         out.blocking_push(Record::Pool(Box::new(pool)))
     })?;
@@ -173,8 +181,17 @@ pub(super) fn dump(conn: &Connection, sink: &mpsc::Sender<DumpMessage>) -> Resul
 }
 
 /// Tables emptied by a replacing load, children before parents.
-const REPLACED_TABLES: [&str; 8] =
-    ["instances", "metric_samples", "health_reports", "nodes", "bootstrap_logs", "pools", "policies", "changes"];
+const REPLACED_TABLES: [&str; 9] = [
+    "instances",
+    "metric_samples",
+    "health_reports",
+    "nodes",
+    "bootstrap_logs",
+    "pools",
+    "policies",
+    "leases",
+    "changes",
+];
 
 fn holds_anything(conn: &Connection) -> Result<bool> {
     Ok(conn.query_row(
@@ -242,6 +259,9 @@ fn insert(conn: &Connection, record: &Record) -> Result<()> {
                 "INSERT INTO policies (id, name, document, updated_at, revision) VALUES ('active', ?1, ?2, ?3, ?4)",
             )?
             .execute(params![p.name, p.document, micros(p.updated_at), int(p.revision.get())])?;
+        }
+        Record::Lease(l) => {
+            write_lease(conn, INSERT_LEASE, l).map_err(duplicate(ResourceKind::Lease, l.name.as_str()))?;
         }
         Record::Pool(p) => {
             write_pool(conn, INSERT_POOL, p, p.revision).map_err(duplicate(ResourceKind::Pool, p.name.as_str()))?;

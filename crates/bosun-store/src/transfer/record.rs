@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use bosun_core::node::Gpu;
-use bosun_core::{BootstrapLog, ChangeRecord, Command, CommandEvent, Instance, Node, Pool, StoredPolicy, Timestamp};
+use bosun_core::{
+    BootstrapLog, ChangeRecord, Command, CommandEvent, Instance, Lease, Node, Pool, StoredPolicy, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::write::StoredHealthReport;
@@ -18,6 +20,7 @@ pub const BATCH: usize = 1_000;
 #[serde(rename_all = "snake_case")]
 pub enum RecordKind {
     Policy,
+    Lease,
     Pool,
     Node,
     Instance,
@@ -28,8 +31,9 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 8] = [
+    pub const ALL: [RecordKind; 9] = [
         RecordKind::Policy,
+        RecordKind::Lease,
         RecordKind::Pool,
         RecordKind::Node,
         RecordKind::Instance,
@@ -42,6 +46,7 @@ impl RecordKind {
     pub fn as_str(self) -> &'static str {
         match self {
             RecordKind::Policy => "policy",
+            RecordKind::Lease => "lease",
             RecordKind::Pool => "pool",
             RecordKind::Node => "node",
             RecordKind::Instance => "instance",
@@ -82,6 +87,7 @@ pub struct CommandRecord {
 #[serde(rename_all = "snake_case")]
 pub enum Record {
     Policy(StoredPolicy),
+    Lease(Box<Lease>),
     Pool(Box<Pool>),
     Node(Box<NodeRecord>),
     Instance(Box<Instance>),
@@ -95,6 +101,7 @@ impl Record {
     pub fn kind(&self) -> RecordKind {
         match self {
             Record::Policy(_) => RecordKind::Policy,
+            Record::Lease(_) => RecordKind::Lease,
             Record::Pool(_) => RecordKind::Pool,
             Record::Node(_) => RecordKind::Node,
             Record::Instance(_) => RecordKind::Instance,

@@ -54,6 +54,15 @@ async fn fill(ctx: &Ctx) {
         revision: Revision::FIRST,
     };
     store.commit(batch("policy").put_policy(policy)).await.expect("policy");
+    // A lease taken over once and renewed.
+    let leader: bosun_core::LeaseName = "leader".parse().expect("valid");
+    let (a, b): (bosun_core::ReplicaId, bosun_core::ReplicaId) =
+        ("a".parse().expect("valid"), "b".parse().expect("valid"));
+    store.commit(batch("elect").acquire_lease(leader.clone(), a, None)).await.expect("acquire");
+    let seen = store.lease(&leader).await.expect("lease").expect("held").observation();
+    store.commit(batch("take over").acquire_lease(leader.clone(), b.clone(), Some(seen))).await.expect("take over");
+    let fence = store.lease(&leader).await.expect("lease").expect("held").fence().expect("held");
+    store.commit(batch("renew").renew_lease(fence)).await.expect("renew");
     for id in ["n1", "n2", "n3", "gone"] {
         ctx.create_node(id).await;
     }
