@@ -50,6 +50,62 @@ pub(crate) struct App {
     pub tls: Option<Arc<crate::transport::tls::ReloadableTls>>,
     /// Failed authentications per peer address.
     pub auth_limit: crate::auth_limit::FailedAuthLimiter,
+    /// Whether this replica may do leader-only work.
+    pub leadership: Leadership,
+}
+
+/// Who does leader-only work: pool reconciliation, liveness judgement, timeouts,
+/// retention.
+#[derive(Debug)]
+pub(crate) enum Leadership {
+    /// The only server there is, without a lease (tests and the simulator).
+    Sole,
+    /// Elected through the store's leader lease.
+    Elected(Arc<crate::election::Elector>),
+}
+
+impl App {
+    /// True while this replica may do leader-only work.
+    pub(crate) fn is_leader(&self) -> bool {
+        match &self.leadership {
+            Leadership::Sole => true,
+            Leadership::Elected(elector) => elector.fence(self.now()).is_some(),
+        }
+    }
+
+    /// The fence leader-only work carries (none for a sole server).
+    pub(crate) fn fence(&self) -> Option<bosun_core::Fence> {
+        match &self.leadership {
+            Leadership::Sole => None,
+            Leadership::Elected(elector) => elector.fence(self.now()),
+        }
+    }
+
+    /// Runs leader-only `work` if this replica leads, with its writes fenced; `None` if it
+    /// does not lead.
+    pub(crate) async fn as_leader<F: Future>(&self, work: F) -> Option<F::Output> {
+        if !self.is_leader() {
+            return None;
+        }
+        Some(crate::election::with_fence(self.fence(), work).await)
+    }
+
+    /// Whether other replicas may share the store (they register nodes and flush
+    /// heartbeats this replica's fleet view has not seen).
+    pub(crate) fn has_peers(&self) -> bool {
+        matches!(&self.leadership, Leadership::Elected(elector) if !elector.exclusive())
+    }
+
+    /// True until an elected leader has led for `wait` (a sole server never waits).
+    pub(crate) fn newly_elected(&self, wait: std::time::Duration) -> bool {
+        match &self.leadership {
+            Leadership::Sole => false,
+            Leadership::Elected(elector) => {
+                let now = self.now();
+                elector.leading_since(now).is_none_or(|since| now.saturating_since(since) < wait)
+            }
+        }
+    }
 }
 
 impl App {
@@ -89,6 +145,10 @@ impl App {
         }
         let notifier = crate::notifier::Notifier::new(&settings.notifier, settings.notifier_retry)
             .map_err(crate::StartError::Notifier)?;
+        let leadership = match &settings.election {
+            None => Leadership::Sole,
+            Some(election) => Leadership::Elected(Arc::new(crate::election::Elector::new(election.clone()))),
+        };
         let app = Arc::new(App {
             store,
             clock: Arc::clone(&clock),
@@ -110,6 +170,7 @@ impl App {
             notifier,
             tls,
             auth_limit: crate::auth_limit::FailedAuthLimiter::new(Arc::clone(&clock)),
+            leadership,
         });
         app.reload_fleet().await.map_err(crate::StartError::Store)?;
         tracing::info!(nodes = app.fleet.len(), "fleet loaded");

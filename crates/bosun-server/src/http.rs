@@ -52,6 +52,15 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// What a ready replica says: a sole server just "ready"; an elected one whether it leads.
+fn readiness(app: &App) -> String {
+    match &app.leadership {
+        crate::app::Leadership::Sole => "ready\n".to_owned(),
+        crate::app::Leadership::Elected(_) if app.is_leader() => "ready: leader\n".to_owned(),
+        crate::app::Leadership::Elected(_) => "ready: follower\n".to_owned(),
+    }
+}
+
 /// The server can do its work: the store answers, its schema is the one this binary was
 /// built for (another bosun may have migrated it since this one started), and it takes
 /// writes (see `Store::check_writable`).
@@ -62,7 +71,7 @@ async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, String) {
     let expected = bosun_store::embedded_schema_version(app.store.backend());
     match app.store.schema_version().await {
         Ok(applied) if applied == expected => match app.store.check_writable().await {
-            Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+            Ok(()) => (StatusCode::OK, readiness(&app)),
             Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("the store cannot take writes: {error}\n")),
         },
         Ok(applied) => (

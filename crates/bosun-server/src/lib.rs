@@ -33,6 +33,7 @@ mod app;
 mod auth;
 mod auth_limit;
 mod commands;
+mod election;
 mod error;
 mod exposition;
 mod fleet;
@@ -50,9 +51,10 @@ mod rpc;
 mod settings;
 mod transport;
 
+pub use election::{ElectionSettings, Transition};
 pub use notifier::RetryPolicy as NotifierRetry;
 pub use policy::PolicyLoadError;
-pub use pools::{AlwaysLeader, Leadership, PoolMachines, PoolsConfig};
+pub use pools::{PoolMachines, PoolsConfig};
 pub use settings::Settings;
 pub use transport::tls::TlsError;
 
@@ -228,6 +230,11 @@ impl ServerHandle {
                 0
             }
         };
+        // Last: the leader's work of this epoch is written; a follower takes over at its
+        // next look instead of waiting out the lease.
+        if let app::Leadership::Elected(elector) = &self.app.leadership {
+            elector.release(&self.app.store).await;
+        }
         self.app.store.close().await;
         tracing::info!(flushed_heartbeats, "bosun server stopped");
         ShutdownReport { timed_out, flushed_heartbeats }
@@ -253,9 +260,20 @@ impl ServerHandle {
         Ok(loops::flush_soft_state(&self.app).await?)
     }
 
-    /// Judges liveness now. Returns the nodes marked UNHEALTHY.
+    /// One election step (tests drive elections with a fake clock); `None` for a sole
+    /// server.
+    pub async fn elect(&self) -> Option<Transition> {
+        loops::elect(&self.app).await
+    }
+
+    /// Whether this replica may do leader-only work now.
+    pub fn is_leader(&self) -> bool {
+        self.app.is_leader()
+    }
+
+    /// Judges liveness now, if this replica leads. Returns the nodes marked UNHEALTHY.
     pub async fn judge_liveness(&self) -> Result<Vec<NodeId>, PassError> {
-        Ok(nodes::judge_liveness(&self.app).await?)
+        Ok(self.app.as_leader(nodes::judge_liveness(&self.app)).await.unwrap_or(Ok(Vec::new()))?)
     }
 
     /// Expires commands, fails unregistered instances and re-reads the stored policy now.
@@ -265,7 +283,7 @@ impl ServerHandle {
 
     /// Reconciles every pool now (when this replica leads).
     pub async fn reconcile_pools(&self) -> Result<(), PassError> {
-        Ok(pools::reconcile_all(&self.app).await?)
+        Ok(self.app.as_leader(pools::reconcile_all(&self.app)).await.unwrap_or(Ok(()))?)
     }
 
     /// Waits until the SSH bootstrap attempts started by past pool passes have finished.

@@ -43,20 +43,26 @@ pub(crate) async fn flush_soft_state(app: &App) -> ApiResult<usize> {
     }
 }
 
-/// Expires overdue commands, fails instances whose agent never registered, escalates
-/// remediation steps past their deadline, and picks up a policy stored by another replica.
+/// Expires overdue commands, fails instances whose agent never registered and escalates
+/// remediation steps past their deadline (leader work), and picks up a policy stored by
+/// another replica (every replica).
 pub(crate) async fn janitor(app: &App) -> ApiResult<()> {
-    let expired = commands::expire_overdue(app).await?;
-    let failed = instances::fail_unregistered(app).await?;
-    let escalated = remediation::escalate_overdue(app).await?.len();
-    if expired + failed + escalated > 0 {
-        tracing::info!(
-            expired_commands = expired,
-            failed_instances = failed,
-            timed_out_remediations = escalated,
-            "janitor pass"
-        );
-    }
+    app.as_leader(async {
+        let expired = commands::expire_overdue(app).await?;
+        let failed = instances::fail_unregistered(app).await?;
+        let escalated = remediation::escalate_overdue(app).await?.len();
+        if expired + failed + escalated > 0 {
+            tracing::info!(
+                expired_commands = expired,
+                failed_instances = failed,
+                timed_out_remediations = escalated,
+                "janitor pass"
+            );
+        }
+        Ok::<_, crate::error::ApiError>(())
+    })
+    .await
+    .transpose()?;
     app.policies.refresh(&app.store).await?;
     Ok(())
 }
@@ -64,31 +70,53 @@ pub(crate) async fn janitor(app: &App) -> ApiResult<()> {
 /// Deletes expired TERMINATED nodes and finished instances, compacts the change log, and
 /// re-reads the fleet view from the store.
 pub(crate) async fn retention(app: &App) -> ApiResult<()> {
-    let nodes = nodes::purge_terminated(app).await?;
-    let instances = instances::purge_finished(app).await?;
-    let report =
-        app.store.apply_retention(&RetentionPolicy { changes_older_than: app.settings.change_retention }).await?;
-    if nodes + instances > 0 || report.changes_deleted > 0 {
-        tracing::info!(
-            nodes,
-            instances,
-            changes = report.changes_deleted,
-            samples = report.samples_deleted,
-            "retention pass"
-        );
-    }
+    app.as_leader(async {
+        let nodes = nodes::purge_terminated(app).await?;
+        let instances = instances::purge_finished(app).await?;
+        let report =
+            app.store.apply_retention(&RetentionPolicy { changes_older_than: app.settings.change_retention }).await?;
+        if nodes + instances > 0 || report.changes_deleted > 0 {
+            tracing::info!(
+                nodes,
+                instances,
+                changes = report.changes_deleted,
+                samples = report.samples_deleted,
+                "retention pass"
+            );
+        }
+        Ok::<_, crate::error::ApiError>(())
+    })
+    .await
+    .transpose()?;
     app.reload_fleet().await?;
     Ok(())
+}
+
+/// One election step (leader renews, followers look); leader work starts or stops with
+/// its outcome.
+pub(crate) async fn elect(app: &App) -> Option<crate::election::Transition> {
+    match &app.leadership {
+        crate::app::Leadership::Sole => None,
+        crate::app::Leadership::Elected(elector) => {
+            Some(elector.tick(&app.store, app.clock.as_ref(), &app.metrics).await)
+        }
+    }
 }
 
 /// Starts every loop; they stop when `shutdown` is cancelled.
 pub(crate) fn spawn(app: &Arc<App>, shutdown: &CancellationToken, tasks: &mut JoinSet<()>) {
     let s = &app.settings;
+    if let Some(election) = &s.election {
+        every(tasks, shutdown, app, "election", election.renew_every, Start::Now, |app| async move {
+            elect(&app).await;
+            Ok(())
+        });
+    }
     every(tasks, shutdown, app, "flush", s.flush_interval, Start::AfterPeriod, |app| async move {
         flush_soft_state(&app).await.map(drop)
     });
     every(tasks, shutdown, app, "liveness", s.liveness_interval, Start::AfterPeriod, |app| async move {
-        nodes::judge_liveness(&app).await.map(drop)
+        app.as_leader(nodes::judge_liveness(&app)).await.transpose().map(drop)
     });
     every(
         tasks,
@@ -105,7 +133,7 @@ pub(crate) fn spawn(app: &Arc<App>, shutdown: &CancellationToken, tasks: &mut Jo
     if app.pools.is_some() {
         // At once: drift with the providers is repaired and min_nodes met at start.
         every(tasks, shutdown, app, "pools", s.autoscale_interval, Start::Now, |app| async move {
-            crate::pools::reconcile_all(&app).await
+            app.as_leader(crate::pools::reconcile_all(&app)).await.unwrap_or(Ok(()))
         });
     }
 }

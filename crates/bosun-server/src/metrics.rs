@@ -55,6 +55,10 @@ pub(crate) struct Metrics {
     connections_rejected: Counter,
     auth_failures: Counter,
     auth_throttled: Counter,
+    leader: Gauge,
+    leader_epoch: Gauge,
+    lease_renew_failures: Counter,
+    fenced_writes: Counter,
 }
 
 /// What one reconcile pass concluded about a pool, for its gauges.
@@ -177,7 +181,31 @@ impl Metrics {
             "Requests answered 429 because their peer failed authentication too often",
             auth_throttled.clone(),
         );
+        let leader = Gauge::default();
+        registry.register("leader", "1 while this replica leads (holds the leader lease), else 0", leader.clone());
+        let leader_epoch = Gauge::default();
+        registry.register(
+            "leader_epoch",
+            "The leader lease's epoch while this replica leads, else 0",
+            leader_epoch.clone(),
+        );
+        let lease_renew_failures = Counter::default();
+        registry.register(
+            "lease_renew_failures",
+            "Renewals of the leader lease that failed (the store did not answer)",
+            lease_renew_failures.clone(),
+        );
+        let fenced_writes = Counter::default();
+        registry.register(
+            "fenced_writes",
+            "Writes of leader-only work refused because this replica's leader epoch was over",
+            fenced_writes.clone(),
+        );
         Self {
+            leader,
+            leader_epoch,
+            lease_renew_failures,
+            fenced_writes,
             connections_open,
             connections_rejected,
             auth_failures,
@@ -202,6 +230,20 @@ impl Metrics {
             pool_awaiting_replacement,
             pool_mass_failure,
         }
+    }
+
+    /// Whether this replica leads, and in which epoch.
+    pub(crate) fn leadership(&self, epoch: Option<u64>) {
+        self.leader.set(i64::from(epoch.is_some()));
+        self.leader_epoch.set(epoch.map_or(0, |e| i64::try_from(e).unwrap_or(i64::MAX)));
+    }
+
+    pub(crate) fn lease_renew_failed(&self) {
+        self.lease_renew_failures.inc();
+    }
+
+    pub(crate) fn fenced_write(&self) {
+        self.fenced_writes.inc();
     }
 
     /// Counts one XID event. Codes outside the catalog share the label `unknown`, so an

@@ -309,8 +309,15 @@ fn truncate(text: &str, max: usize) -> String {
 /// a store outage). Returns the nodes it marked.
 pub(crate) async fn judge_liveness(app: &App) -> ApiResult<Vec<NodeId>> {
     let now = app.now();
-    if app.sight.is_blind(now) {
+    // A new leader has not seen heartbeats for long (the other replicas flush theirs to
+    // the store): it judges nobody until one heartbeat timeout has passed.
+    if app.sight.is_blind(now) || app.newly_elected(app.settings.heartbeat_timeout) {
         return Ok(Vec::new());
+    }
+    // Other replicas register nodes and flush the heartbeats they hear to the store: with
+    // peers, every pass starts from the store's view of the whole fleet.
+    if app.has_peers() {
+        app.reload_fleet().await?;
     }
     let cutoff = now - app.settings.heartbeat_timeout;
     let actor = Actor::system("liveness");

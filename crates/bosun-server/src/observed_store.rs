@@ -139,8 +139,19 @@ impl Store for ObservedStore {
         self.inner.backend()
     }
 
-    async fn commit(&self, batch: WriteBatch) -> Result<Committed> {
-        let committed = self.observe("commit", self.inner.commit(batch)).await?;
+    async fn commit(&self, mut batch: WriteBatch) -> Result<Committed> {
+        // Leader-only work runs inside `election::with_fence`: its writes carry the epoch.
+        if batch.fence.is_none() {
+            batch.fence = crate::election::current_fence();
+        }
+        let committed = match self.observe("commit", self.inner.commit(batch)).await {
+            Ok(committed) => committed,
+            Err(error @ StoreError::Fenced { .. }) => {
+                self.metrics.fenced_write();
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
         self.committed.notify_waiters();
         Ok(committed)
     }

@@ -51,6 +51,9 @@ pub struct Settings {
     /// A CEL health policy file that overrides the stored and built-in policies.
     pub health_policy: Option<PathBuf>,
     pub auth: AuthConfig,
+    /// Leader election between replicas on one store; `None` runs this server as the sole
+    /// leader without a lease (tests, the simulator).
+    pub election: Option<crate::election::ElectionSettings>,
     /// How often buffered heartbeats and metric samples are written.
     pub flush_interval: Duration,
     /// How often liveness is judged.
@@ -79,6 +82,7 @@ impl Settings {
     pub fn from_config(config: &Config) -> Self {
         let server = &config.server;
         Self {
+            election: None,
             heartbeat_interval: server.heartbeat_interval,
             heartbeat_timeout: server.heartbeat_timeout,
             health_check_interval: server.health_check_interval,

@@ -1,10 +1,8 @@
 //! One `bosun server` per SQLite file.
 //!
-//! Two servers on one SQLite file would both reconcile every pool (each provisions the
-//! missing machines) and both judge liveness from their own heartbeats only; SQLite has no
-//! way to elect one of them (several replicas are meant for PostgreSQL, once leader election
-//! lands; until then every store takes one server). A server on a
-//! SQLite store therefore holds an exclusive lock on `<file>.server-lock` for its lifetime
+//! Several replicas elect one leader through the store's lease, which is what PostgreSQL
+//! serves them for; a SQLite file has one writer and lives on one machine, so several
+//! servers on it would only contend for its lock. A server on a SQLite store therefore holds an exclusive lock on `<file>.server-lock` for its lifetime
 //! (an OS file lock: released by the kernel when the process ends, however it ends, so a
 //! crash never leaves a stale lock), and writes who holds it into the file for the next
 //! one's error message.
@@ -24,9 +22,8 @@ pub struct ServerLock {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerLockError {
     #[error(
-        "another bosun server ({holder}) already serves the SQLite store {store}; one server per SQLite file \
-         (several servers on one store are not safe: each would reconcile every pool): stop the other one or use \
-         another --store"
+        "another bosun server ({holder}) already serves the SQLite store {store}; one server per SQLite file: stop \
+         the other one or use another --store (several replicas share a PostgreSQL store, postgres://...)"
     )]
     Held { store: PathBuf, holder: String },
     #[error("cannot lock {path} to serve the SQLite store alone: {cause}")]
@@ -104,6 +101,7 @@ mod tests {
         assert!(error.contains("(pid 1 on ctl-a)"), "{error}");
         assert!(error.contains(&database.display().to_string()), "{error}");
         assert!(error.contains("stop the other one"), "{error}");
+        assert!(error.contains("several replicas share a PostgreSQL store"), "{error}");
 
         drop(first);
         let mut again = ServerLock::acquire(&database, "pid 3 on ctl-c").expect("free once the first stops");

@@ -267,6 +267,7 @@ fn a_second_server_on_one_sqlite_file_is_refused() {
         "names the holder and where it listens: {stderr}"
     );
     assert!(stderr.contains("stop the other one"), "{stderr}");
+    assert!(stderr.contains("several replicas share a PostgreSQL store"), "{stderr}");
 }
 
 #[test]
@@ -579,4 +580,96 @@ fn a_server_whose_database_file_is_deleted_stops_with_an_error() {
     assert!(!status.success(), "{status}");
     let stderr = server.stderr();
     assert!(stderr.contains("error: the server stopped: the database file"), "{stderr}");
+}
+
+/// `GET /readyz` of the server at `url` (`http://HOST:PORT`), or the connection error.
+fn readyz(url: &str) -> String {
+    use std::io::Read as _;
+    let address = url.trim_start_matches("http://");
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else { return "unreachable".to_owned() };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET /readyz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return "unreachable".to_owned();
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.split_once("\r\n\r\n").map_or(response.clone(), |(_, body)| body.trim().to_owned())
+}
+
+/// Waits until one of `urls` says it leads; returns its index and how long that took.
+fn await_leader(urls: &[&str], limit: Duration) -> (usize, Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(index) = urls.iter().position(|url| readyz(url) == "ready: leader") {
+            return (index, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < limit,
+            "no replica leads after {limit:?}: {:?}",
+            urls.iter().map(|u| readyz(u)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Three `bosun server` processes on one PostgreSQL database and agents that know all
+/// three: one leads; kill -9 of the leader makes another lead within the lease, the agents
+/// carry on through the others, and a SIGTERM hands over within about one renew interval.
+#[test]
+fn three_replicas_on_postgres_fail_over() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let Some(database) = runtime.block_on(bosun_store::testing::TestLocation::new(bosun_store::Backend::Postgres))
+    else {
+        return;
+    };
+    let store = match &database.location {
+        bosun_store::StoreLocation::Postgres { url } => url.to_string(),
+        other => panic!("a PostgreSQL location, got {other}"),
+    };
+    let mut servers: Vec<Option<(Running, String)>> = ["ctl-a", "ctl-b", "ctl-c"]
+        .iter()
+        .map(|id| {
+            Some(start_server(
+                &["--store".as_ref(), store.as_ref(), "--replica-id".as_ref(), id.as_ref()],
+                "127.0.0.1:0",
+            ))
+        })
+        .collect();
+    let urls: Vec<String> = servers.iter().map(|s| s.as_ref().expect("running").1.clone()).collect();
+    let all = urls.join(",");
+    let _agents: Vec<Running> = ["n1", "n2", "n3"].iter().map(|node| agent(&all, node)).collect();
+    let url_refs: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let (leader, _) = await_leader(&url_refs, Duration::from_secs(30));
+    let followers = url_refs.iter().filter(|u| readyz(u) == "ready: follower").count();
+    assert_eq!(followers, 2, "exactly one leader among three");
+    eventually(&all, &["nodes", "list", "-o", "json"], |out| out.matches("\"ACTIVE\"").count() == 3);
+
+    // kill -9: a follower takes over once it has seen the lease unchanged for 10 s.
+    let (mut killed, _) = servers[leader].take().expect("running");
+    killed.child.kill().expect("kill -9");
+    killed.child.wait().expect("reaped");
+    let rest: Vec<&str> = url_refs.iter().enumerate().filter(|(i, _)| *i != leader).map(|(_, u)| *u).collect();
+    let (new_leader, failover) = await_leader(&rest, Duration::from_secs(40));
+    println!("kill -9 of the leader to a new leader: {failover:?}");
+    // The agents carry on through the surviving servers; a command reaches them.
+    let survivors = rest.join(",");
+    eventually(&survivors, &["nodes", "list", "-o", "json"], |out| out.matches("\"ACTIVE\"").count() == 3);
+    ok(bosun().args(["nodes", "cordon", "n1", "--server", &survivors]));
+    eventually(&survivors, &["commands", "list", "--node", "n1", "-o", "json"], |out| out.contains("\"SUCCEEDED\""));
+    let leases = ok(bosun().args(["events", "--kind", "lease", "-o", "json", "--server", &survivors]));
+    assert!(
+        leases.matches("\"kind\": \"lease\"").count() + leases.matches("\"kind\":\"lease\"").count() >= 2,
+        "{leases}"
+    );
+
+    // SIGTERM: the leader releases the lease; the last replica leads within a renew or two.
+    let index = url_refs.iter().position(|u| *u == rest[new_leader]).expect("a server");
+    let (stopping, _) = servers[index].take().expect("running");
+    sigterm(&stopping);
+    let last: Vec<&str> = rest.iter().filter(|u| **u != rest[new_leader]).copied().collect();
+    let (_, handover) = await_leader(&last, Duration::from_secs(20));
+    println!("SIGTERM of the leader to a new leader: {handover:?}");
+    drop(stopping);
+    drop(servers);
 }

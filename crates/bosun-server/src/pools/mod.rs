@@ -34,22 +34,6 @@ pub(crate) use drift::MissingMachines;
 pub use machines::PoolMachines;
 use provision::commit_instance;
 
-/// Who decides: one replica acts on providers at a time. A single process is always the
-/// leader; multi-replica election plugs in here without touching the reconciler.
-pub trait Leadership: Send + Sync + std::fmt::Debug {
-    fn is_leader(&self) -> bool;
-}
-
-/// The single-process leadership: always the leader.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AlwaysLeader;
-
-impl Leadership for AlwaysLeader {
-    fn is_leader(&self) -> bool {
-        true
-    }
-}
-
 /// What autoscalers read besides the store, kept in memory (soft state): the latest demand
 /// each pool's scheduler reported (they report again every interval) and each pool's
 /// utilization samples, one per reconcile, for the predictive autoscaler (a restart
@@ -109,7 +93,6 @@ pub struct PoolsConfig {
     /// Each pool's image and SSH access ([`PoolMachines::from_config`]); a pool without an
     /// entry gets the providers' defaults.
     pub machines: BTreeMap<PoolName, PoolMachines>,
-    pub leadership: Arc<dyn Leadership>,
 }
 
 const ACTOR: &str = "pool-reconciler";
@@ -118,30 +101,42 @@ const ACTOR: &str = "pool-reconciler";
 const MAX_PROVISION_PER_PASS: u32 = 50;
 
 /// Stores each configured pool's spec, keeping the status of pools that already exist.
+/// Replicas starting together race to do the same: the loser's compare-and-set fails and
+/// it looks again.
 pub(crate) async fn sync_specs(app: &App, config: &PoolsConfig) -> Result<(), StoreError> {
     for (name, spec) in &config.pools {
-        let actor = Actor::system(ACTOR);
-        match app.store.pool(name).await {
-            Err(StoreError::NotFound { .. }) => {
-                let batch =
-                    WriteBatch::new(actor, "pool configured").create_pool(Pool::new(name.clone(), spec.clone()));
-                app.store.commit(batch).await?;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match sync_spec(app, name, spec).await {
+                Err(StoreError::AlreadyExists { .. } | StoreError::Conflict { .. }) if attempts < 3 => continue,
+                other => break other?,
             }
-            Ok(mut pool) if &pool.spec != spec => {
-                pool.spec = spec.clone();
-                app.store.commit(WriteBatch::new(actor, "pool configuration changed").update_pool(pool)).await?;
-            }
-            Ok(_) => {}
-            Err(error) => return Err(error),
         }
     }
     Ok(())
 }
 
+async fn sync_spec(app: &App, name: &PoolName, spec: &PoolSpec) -> Result<(), StoreError> {
+    let actor = Actor::system(ACTOR);
+    match app.store.pool(name).await {
+        Err(StoreError::NotFound { .. }) => {
+            let batch = WriteBatch::new(actor, "pool configured").create_pool(Pool::new(name.clone(), spec.clone()));
+            app.store.commit(batch).await.map(drop)
+        }
+        Ok(mut pool) if &pool.spec != spec => {
+            pool.spec = spec.clone();
+            app.store.commit(WriteBatch::new(actor, "pool configuration changed").update_pool(pool)).await.map(drop)
+        }
+        Ok(_) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 /// Reconciles every pool once. Does nothing unless this replica leads.
 pub(crate) async fn reconcile_all(app: &App) -> ApiResult<()> {
     let Some(config) = &app.pools else { return Ok(()) };
-    if !config.leadership.is_leader() {
+    if !app.is_leader() {
         return Ok(());
     }
     // One pool's failure does not stop the others; the first is reported.
@@ -193,9 +188,7 @@ pub(crate) async fn scale(app: &App, name: &PoolName, target: u32, actor: &Actor
     if !config.pools.iter().any(|(n, _)| n == name) {
         return Err(ApiError::NotFound(format!("pool {name} is not managed by this server")));
     }
-    if !config.leadership.is_leader() {
-        return Err(ApiError::FailedPrecondition("this replica does not lead; send the request to the leader".into()));
-    }
+
     let pool = app.store.pool(name).await?;
     if target < pool.spec.min_nodes || target > pool.spec.max_nodes {
         return Err(ApiError::invalid(
@@ -204,7 +197,10 @@ pub(crate) async fn scale(app: &App, name: &PoolName, target: u32, actor: &Actor
         ));
     }
     tracing::info!(pool = %name, target, %actor, "pool scaled by an operator");
-    reconcile_to(app, config, name, Some((target, actor.clone()))).await
+    // The provisioning this starts is leader work: fenced like the background passes.
+    app.as_leader(reconcile_to(app, config, name, Some((target, actor.clone())))).await.unwrap_or_else(|| {
+        Err(ApiError::FailedPrecondition("this replica does not lead; send the request to the leader".into()))
+    })
 }
 
 async fn reconcile_to(

@@ -15,7 +15,7 @@ use bosun_core::PoolSpec;
 use bosun_core::{Clock, FakeClock, NodeId, NodeRegistration};
 use bosun_provider::fake::{ControlPlaneFactory, FakeProvider, FakeSettings};
 use bosun_provider::{Bootstrap, Provider, ProvisionRequest};
-use bosun_server::{AlwaysLeader, PoolMachines, PoolsConfig, Server, ServerHandle, Settings};
+use bosun_server::{PoolMachines, PoolsConfig, Server, ServerHandle, Settings};
 use bosun_store::testing::{TestLocation, test_options};
 use bosun_store::{Backend, SharedStore, open_store};
 use connectrpc::client::ClientConfig;
@@ -218,7 +218,6 @@ impl Harness {
             providers: providers.into_iter().collect(),
             bootstrap: Bootstrap { server_url: format!("http://{address}"), token: Some(AGENTS.to_owned()) },
             machines: [(pool, machines)].into_iter().collect(),
-            leadership: Arc::new(AlwaysLeader),
         };
         let mut harness = Harness {
             clock,

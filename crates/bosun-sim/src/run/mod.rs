@@ -24,7 +24,7 @@ use bosun_core::{Clock, Health, NodeId, NodeStatus, Timestamp};
 use bosun_provider::Provider;
 use bosun_provider::fake::{FakeProvider, FakeSettings, MachineNames};
 use bosun_provider::{Bootstrap, ProviderError};
-use bosun_server::{AlwaysLeader, PoolMachines, PoolsConfig, Server, ServerHandle, Settings};
+use bosun_server::{PoolMachines, PoolsConfig, Server, ServerHandle, Settings};
 use bosun_store::{Database, StoreLocation, StoreOptions};
 use connectrpc::client::{ClientConfig, HttpClient};
 use rand::rngs::SmallRng;

@@ -33,7 +33,6 @@ impl RestartPlan {
             providers: built,
             bootstrap: Bootstrap { server_url: format!("http://{}", self.address), token: self.agent_token.clone() },
             machines: PoolMachines::from_config(&self.config),
-            leadership: Arc::new(AlwaysLeader),
         });
         Server::start_with_pools(
             listener,

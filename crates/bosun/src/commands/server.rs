@@ -8,10 +8,11 @@ use anyhow::Context as _;
 use bosun_agent::ControlPlane;
 use bosun_api::AgentClient;
 use bosun_config::{Config, ProviderConfig, Role};
+use bosun_core::ReplicaId;
 use bosun_core::SystemClock;
 use bosun_provider::fake::{ControlPlaneFactory, FakeProvider, FakeSettings};
 use bosun_provider::{Bootstrap, Provider};
-use bosun_server::{AlwaysLeader, PoolMachines, PoolsConfig, Server, Settings};
+use bosun_server::{ElectionSettings, PoolMachines, PoolsConfig, Server, Settings};
 use bosun_store::server_lock::ServerLock;
 use bosun_store::{Database, StoreLocation, StoreOptions};
 use clap::Args;
@@ -30,6 +31,10 @@ pub struct ServerArgs {
     /// Refuse to start on an out-of-date schema instead of migrating it.
     #[arg(long)]
     no_migrate: bool,
+    /// This replica's name among the servers sharing a PostgreSQL store (default: the host
+    /// name and a random suffix). Replicas elect one leader through the store.
+    #[arg(long, env = "BOSUN_REPLICA_ID", value_name = "ID")]
+    replica_id: Option<ReplicaId>,
 }
 
 /// Where the server keeps its state: `--store`/`BOSUN_STORE`, then the configuration's
@@ -78,7 +83,14 @@ pub async fn run(store_flag: Option<&str>, args: &ServerArgs) -> anyhow::Result<
         tracing::warn!(%error, path = %lock.path().display(), "cannot describe this server in its lock file");
     }
     let pools = pools_config(&config, &format!("http://127.0.0.1:{}", local.port()))?;
-    let settings = Settings::from_config(&config);
+    let mut settings = Settings::from_config(&config);
+    let mut election =
+        ElectionSettings::new(args.replica_id.clone().unwrap_or_else(ElectionSettings::default_replica_id));
+    // A SQLite file has one server (the lock above) and memory one process: the lease is
+    // theirs at once, whoever held it before this start.
+    election.exclusive = location.backend() != bosun_store::Backend::Postgres;
+    tracing::info!(replica = %election.replica_id, "replica identity");
+    settings.election = Some(election);
     let server = Server::start_with_pools(listener, store, Arc::new(SystemClock), settings, true, pools).await?;
     eprintln!("bosun server listening on {} with store {location}", server.url());
     let failure = tokio::select! {
@@ -142,7 +154,6 @@ fn pools_config(config: &Config, local_url: &str) -> anyhow::Result<Option<Pools
         providers,
         bootstrap: Bootstrap { server_url: config.server.external_address.clone(), token },
         machines: PoolMachines::from_config(config),
-        leadership: Arc::new(AlwaysLeader),
     }))
 }
 

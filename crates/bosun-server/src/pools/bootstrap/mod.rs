@@ -216,7 +216,8 @@ pub(crate) async fn bootstrap_machines(app: &App, config: &PoolsConfig, pool: &P
             bootstraps: Arc::clone(&app.bootstraps),
             shutdown: app.shutdown.clone(),
         };
-        let task = tokio::spawn(attempt.run(context));
+        // Spawned tasks do not inherit the pass's fence: hand it over.
+        let task = tokio::spawn(crate::election::with_fence(crate::election::current_fence(), attempt.run(context)));
         bootstraps.running.lock().unwrap_or_else(|p| p.into_inner()).push(task);
     }
     Ok(())
