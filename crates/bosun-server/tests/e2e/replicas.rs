@@ -47,6 +47,7 @@ on_shared_backends!(
     twenty_failovers_provision_nothing_twice,
     nodes_heartbeating_only_to_followers_are_never_judged_silent,
     a_leader_shutting_down_hands_over_at_the_next_look,
+    a_replica_that_loses_its_store_stops_leading_and_recovers,
 );
 
 const RENEW: Duration = Duration::from_secs(2);
@@ -328,5 +329,98 @@ async fn a_leader_shutting_down_hands_over_at_the_next_look(backend: Backend) {
     replicas.kill(0).shutdown().await;
     let transitions = replicas.step(None).await;
     assert_eq!(transitions, [(1, Transition::Elected { epoch: 2 })], "taken at the first look, within one renew");
+    replicas.stop().await;
+}
+
+/// `GET /readyz` of `server`: status and body.
+async fn readyz(server: &ServerHandle) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let address = server.local_addr().to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let request = format!("GET /readyz HTTP/1.0\r\nhost: {address}\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
+    (status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+}
+
+/// Takes the test database away from every client (`cut`) or gives it back.
+async fn store_reachable(location: &bosun_store::StoreLocation, reachable: bool) {
+    use sqlx::Connection as _;
+    let bosun_store::StoreLocation::Postgres { url } = location else { unreachable!("PostgreSQL") };
+    let name = url.path().trim_start_matches('/').to_owned();
+    let admin = bosun_store::testing::postgres_admin_url().expect("admin URL");
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect as admin");
+    let allow = if reachable { "true" } else { "false" };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {allow}")))
+        .execute(&mut conn)
+        .await
+        .expect("alter database");
+    if !reachable {
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&name)
+            .execute(&mut conn)
+            .await
+            .expect("terminate connections");
+    }
+}
+
+async fn a_replica_that_loses_its_store_stops_leading_and_recovers(backend: Backend) {
+    // An outage of a database server; memory cannot lose its store.
+    if backend != Backend::Postgres {
+        return;
+    }
+    let Some(replicas) = Replicas::start(backend, 1, None).await else { return };
+    replicas.tick(None).await;
+    let server = replicas.servers[0].as_ref().expect("alive");
+    assert_eq!(readyz(server).await, (200, "ready: leader\n".to_owned()));
+    let agent = bosun_api::AgentClient::new(&server.url(), Some(AGENTS.to_owned())).expect("client");
+    agent.register(&crate::harness::registration("n1"), None).await.expect("register");
+    let beat = |at| MetricSample {
+        node_id: "n1".parse().expect("valid"),
+        at,
+        cpu_percent: 1.0,
+        memory_percent: 1.0,
+        gpus: vec![],
+    };
+
+    store_reachable(&replicas.location.location, false).await;
+    let (status, body) = readyz(server).await;
+    assert_eq!(status, 503, "{body}");
+    // It cannot renew: it stops leading before anyone could take over, and judges nobody;
+    // heartbeats are still taken and kept for the store's return.
+    let mut deposed = None;
+    for _ in 0..8 {
+        replicas.clock.advance(RENEW);
+        agent.heartbeat(&beat(replicas.clock.now())).await.expect("heartbeats are buffered");
+        assert!(server.flush().await.is_err(), "nothing can be written");
+        if let Some(Transition::Deposed { reason }) = server.elect().await {
+            deposed = Some(reason);
+        }
+    }
+    assert!(deposed.is_some(), "a leader without its store stops leading");
+    assert!(!server.is_leader());
+    assert_eq!(server.judge_liveness().await.expect("a follower judges nothing"), []);
+
+    store_reachable(&replicas.location.location, true).await;
+    // Back: the lease is still this replica's, so it takes it again at the next epoch.
+    let mut elected = None;
+    for _ in 0..5 {
+        if let Some(Transition::Elected { epoch }) = server.elect().await {
+            elected = Some(epoch);
+            break;
+        }
+        replicas.clock.advance(RENEW);
+    }
+    assert_eq!(elected, Some(2), "leads again without a restart");
+    assert_eq!(readyz(server).await, (200, "ready: leader\n".to_owned()));
+    assert!(server.flush().await.expect("the buffered heartbeats are written") >= 1);
+    // No node is judged silent because the store was away.
+    agent.heartbeat(&beat(replicas.clock.now())).await.expect("heartbeat");
+    server.flush().await.expect("flush");
+    assert_eq!(server.judge_liveness().await.expect("judge"), []);
+    let node = replicas.store().await.node(&"n1".parse().expect("valid")).await.expect("node");
+    assert_eq!(node.status, bosun_core::NodeStatus::Active);
     replicas.stop().await;
 }
