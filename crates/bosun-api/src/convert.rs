@@ -545,6 +545,19 @@ pub fn bootstrap_log(log: &BootstrapLog) -> v1::BootstrapLog {
     }
 }
 
+/// A replica as listed, with whether it holds the leader lease (and in which epoch).
+pub fn replica(presence: &bosun_core::ReplicaPresence, leading_epoch: Option<u64>) -> v1::Replica {
+    v1::Replica {
+        replica_id: presence.replica_id.to_string(),
+        leader: leading_epoch.is_some(),
+        epoch: leading_epoch.unwrap_or(0),
+        address: presence.address.clone(),
+        last_seen: stamp(presence.last_seen),
+        started_at: stamp(presence.started_at),
+        ..Default::default()
+    }
+}
+
 pub fn change_event(change: &ChangeRecord) -> v1::ChangeEvent {
     v1::ChangeEvent {
         seq: change.seq,

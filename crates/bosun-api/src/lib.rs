@@ -55,6 +55,7 @@ pub const V1_METHODS: &[&str] = &[
     v1::ADMIN_SERVICE_GET_POLICY_SPEC.procedure,
     v1::ADMIN_SERVICE_SET_POLICY_SPEC.procedure,
     v1::ADMIN_SERVICE_TEST_POLICY_SPEC.procedure,
+    v1::ADMIN_SERVICE_LIST_REPLICAS_SPEC.procedure,
 ];
 
 #[cfg(test)]

@@ -66,3 +66,14 @@ impl std::fmt::Display for Fence {
         write!(f, "lease {} epoch {} held by {}", self.lease, self.epoch, self.holder)
     }
 }
+
+/// A replica as it last announced itself (soft state: written by every replica at every
+/// election step, never a change record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaPresence {
+    pub replica_id: ReplicaId,
+    /// Where its API listens, as clients should reach it.
+    pub address: String,
+    pub started_at: Timestamp,
+    pub last_seen: Timestamp,
+}

@@ -94,7 +94,7 @@ pub use health::{CheckResult, ClassifiedEvent, EventType, Health, HealthEvent, H
 pub use ids::{CommandId, InstanceId, LeaseName, NodeId, PoolName, ReplicaId, Revision};
 pub use instance::Instance;
 pub use labels::{LabelSelector, Labels};
-pub use lease::{Fence, Lease, LeaseObservation};
+pub use lease::{Fence, Lease, LeaseObservation, ReplicaPresence};
 pub use lifecycle::{
     CommandState, CommandTrigger, InstanceState, InstanceTrigger, NodeStatus, NodeTrigger, TransitionError,
 };

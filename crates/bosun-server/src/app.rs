@@ -147,7 +147,9 @@ impl App {
             .map_err(crate::StartError::Notifier)?;
         let leadership = match &settings.election {
             None => Leadership::Sole,
-            Some(election) => Leadership::Elected(Arc::new(crate::election::Elector::new(election.clone()))),
+            Some(election) => {
+                Leadership::Elected(Arc::new(crate::election::Elector::new(election.clone(), clock.now())))
+            }
         };
         let app = Arc::new(App {
             store,

@@ -14,7 +14,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bosun_core::{Actor, Clock, Fence, Lease, LeaseName, LeaseObservation, ReplicaId, Timestamp};
+use bosun_core::{Actor, Clock, Fence, Lease, LeaseName, LeaseObservation, ReplicaId, ReplicaPresence, Timestamp};
 use bosun_store::{SharedStore, StoreError, WriteBatch};
 
 use crate::metrics::Metrics;
@@ -57,6 +57,9 @@ pub struct ElectionSettings {
     /// by one server; memory is one process): it takes the lease at once instead of waiting
     /// out a previous process's lease.
     pub exclusive: bool,
+    /// Where clients reach this replica's API (`bosun replicas list`); the server fills in
+    /// its listen address when unset.
+    pub advertise: Option<String>,
 }
 
 impl ElectionSettings {
@@ -67,6 +70,7 @@ impl ElectionSettings {
             renew_every: Duration::from_secs(2),
             safety_margin: Duration::from_secs(4),
             exclusive: false,
+            advertise: None,
         }
     }
 
@@ -123,11 +127,15 @@ pub struct Elector {
     settings: ElectionSettings,
     lease: LeaseName,
     role: Mutex<Role>,
+    started_at: Timestamp,
 }
 
+/// Replicas not seen this long are dropped from `bosun replicas list`.
+const FORGET_REPLICAS_AFTER: Duration = Duration::from_secs(7 * 86_400);
+
 impl Elector {
-    pub fn new(settings: ElectionSettings) -> Self {
-        Self { settings, lease: leader_lease(), role: Mutex::new(Role::Follower { watching: None }) }
+    pub fn new(settings: ElectionSettings, started_at: Timestamp) -> Self {
+        Self { settings, lease: leader_lease(), role: Mutex::new(Role::Follower { watching: None }), started_at }
     }
 
     /// Whether this replica is the only server its store can have.
@@ -167,6 +175,7 @@ impl Elector {
     /// One election step: a leader renews, a follower looks and takes over when it may.
     pub async fn tick(&self, store: &SharedStore, clock: &dyn Clock, metrics: &Metrics) -> Transition {
         let now = clock.now();
+        self.announce(store, now).await;
         let transition = match self.role() {
             Role::Leader { fence, renewed, since } => self.renew(store, now, fence, renewed, since, metrics).await,
             Role::Follower { watching } => self.look(store, now, watching).await,
@@ -283,6 +292,19 @@ impl Elector {
                 self.set_role(Role::Follower { watching: None });
                 Transition::None
             }
+        }
+    }
+
+    /// Tells the store this replica is alive (`bosun replicas list`); best effort.
+    async fn announce(&self, store: &SharedStore, now: Timestamp) {
+        let presence = ReplicaPresence {
+            replica_id: self.settings.replica_id.clone(),
+            address: self.settings.advertise.clone().unwrap_or_default(),
+            started_at: self.started_at,
+            last_seen: now,
+        };
+        if let Err(error) = store.record_replica(&presence, now - FORGET_REPLICAS_AFTER).await {
+            tracing::debug!(%error, "announcing this replica failed");
         }
     }
 

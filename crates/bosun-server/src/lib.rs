@@ -125,6 +125,13 @@ impl Server {
             .map_err(|cause| StartError::Listen { address: "the given listener".to_owned(), cause })?;
         let shutdown = CancellationToken::new();
         let tls = settings.tls.clone().map(transport::tls::ReloadableTls::load).transpose()?.map(Arc::new);
+        let mut settings = settings;
+        if let Some(election) = settings.election.as_mut()
+            && election.advertise.is_none()
+        {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            election.advertise = Some(format!("{scheme}://{local_addr}"));
+        }
         let app = app::App::start(store, clock, settings, shutdown.clone(), pools, tls.clone()).await?;
         let mut loops = JoinSet::new();
         if background_loops {

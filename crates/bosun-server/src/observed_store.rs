@@ -208,6 +208,14 @@ impl Store for ObservedStore {
         self.observe("lease", self.inner.lease(name)).await
     }
 
+    async fn record_replica(&self, replica: &bosun_core::ReplicaPresence, forget_before: Timestamp) -> Result<()> {
+        self.observe("record_replica", self.inner.record_replica(replica, forget_before)).await
+    }
+
+    async fn list_replicas(&self) -> Result<Vec<bosun_core::ReplicaPresence>> {
+        self.observe("list_replicas", self.inner.list_replicas()).await
+    }
+
     async fn health_history(&self, node: &NodeId, limit: u32) -> Result<Vec<StoredHealthReport>> {
         self.observe("health_history", self.inner.health_history(node, limit)).await
     }

@@ -42,6 +42,7 @@ struct State {
     pools: BTreeMap<PoolName, Pool>,
     policy: Option<StoredPolicy>,
     leases: BTreeMap<LeaseName, Lease>,
+    replicas: BTreeMap<bosun_core::ReplicaId, bosun_core::ReplicaPresence>,
     health: HashMap<NodeId, VecDeque<StoredHealthReport>>,
     bootstrap: HashMap<NodeId, VecDeque<BootstrapLog>>,
     /// Per node: ring slot -> sample.
@@ -940,6 +941,20 @@ impl Store for MemoryStore {
 
     async fn lease(&self, name: &LeaseName) -> Result<Option<Lease>> {
         Ok(self.lock()?.leases.get(name).cloned())
+    }
+
+    async fn record_replica(&self, replica: &bosun_core::ReplicaPresence, forget_before: Timestamp) -> Result<()> {
+        crate::rules::check_replica(replica)?;
+        let mut state = self.lock()?;
+        let entry = state.replicas.entry(replica.replica_id.clone()).or_insert_with(|| replica.clone());
+        let last_seen = entry.last_seen.max(replica.last_seen);
+        *entry = bosun_core::ReplicaPresence { last_seen, ..replica.clone() };
+        state.replicas.retain(|_, r| r.last_seen >= forget_before);
+        Ok(())
+    }
+
+    async fn list_replicas(&self) -> Result<Vec<bosun_core::ReplicaPresence>> {
+        Ok(self.lock()?.replicas.values().cloned().collect())
     }
 
     async fn health_history(&self, node: &NodeId, limit: u32) -> Result<Vec<StoredHealthReport>> {

@@ -200,6 +200,18 @@ pub(crate) fn check_pool(pool: &Pool) -> Result<()> {
     pool.spec.validate().map_err(|e| StoreError::Invalid(e.within("spec")))
 }
 
+/// A replica's announcement as the store will hold it: its address bounded.
+pub(crate) fn check_replica(replica: &bosun_core::ReplicaPresence) -> Result<()> {
+    const MAX_ADDRESS: usize = 512;
+    if replica.address.len() > MAX_ADDRESS || replica.address.contains('\0') {
+        return Err(StoreError::invalid(
+            "address",
+            format_args!("must be at most {MAX_ADDRESS} bytes without NUL characters"),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_policy(policy: &StoredPolicy) -> Result<()> {
     policy.validate().map_err(|e| StoreError::Invalid(e.within("policy")))
 }

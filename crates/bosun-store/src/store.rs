@@ -197,6 +197,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// A lease as stored (taken, renewed and released through [`Store::commit`]).
     async fn lease(&self, name: &bosun_core::LeaseName) -> Result<Option<bosun_core::Lease>>;
 
+    /// Records that a replica is alive (soft state, no change record) and forgets replicas
+    /// not seen since `forget_before`.
+    async fn record_replica(&self, replica: &bosun_core::ReplicaPresence, forget_before: Timestamp) -> Result<()>;
+
+    /// The replicas that announced themselves, by id.
+    async fn list_replicas(&self) -> Result<Vec<bosun_core::ReplicaPresence>>;
+
     /// A node's most recent health reports, newest first.
     async fn health_history(&self, node: &NodeId, limit: u32) -> Result<Vec<StoredHealthReport>>;
     /// A node's bootstrap logs, newest first.

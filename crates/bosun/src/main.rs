@@ -66,6 +66,8 @@ enum Command {
     Instances(commands::instances::InstancesArgs),
     /// The change log: history, audit trail, live changes (--follow).
     Events(commands::events::EventsArgs),
+    /// Control-plane replicas on the store and which one leads.
+    Replicas(commands::replicas::ReplicasArgs),
     /// Node health history.
     Health(commands::nodes::HealthArgs),
     /// Check, get, set and test the CEL health policy.
@@ -118,6 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Instances(args) => commands::instances::run(args).await,
         Command::Pools(args) => commands::pools::run(args).await,
         Command::Events(args) => commands::events::run(args).await,
+        Command::Replicas(args) => commands::replicas::run(args).await,
         Command::Health(args) => commands::nodes::run_health(args).await,
         Command::Policy(args) => commands::policy::run(args).await,
         Command::Config(args) => commands::config::run(args),

@@ -545,6 +545,45 @@ pub fn health_table(reports: &[HealthReportRow]) -> Table {
     table
 }
 
+/// A control-plane replica, as `bosun replicas list` shows it.
+#[derive(Debug, Serialize)]
+pub struct ReplicaRow {
+    pub replica_id: String,
+    pub leader: bool,
+    /// The leader lease's epoch, for the leader; 0 for the others.
+    pub epoch: u64,
+    pub address: String,
+    pub last_seen: Option<String>,
+    pub started_at: Option<String>,
+}
+
+impl ReplicaRow {
+    pub fn from_wire(replica: &v1::Replica) -> Self {
+        ReplicaRow {
+            replica_id: replica.replica_id.clone(),
+            leader: replica.leader,
+            epoch: replica.epoch,
+            address: replica.address.clone(),
+            last_seen: time(&replica.last_seen),
+            started_at: time(&replica.started_at),
+        }
+    }
+}
+
+pub fn replica_table(replicas: &[ReplicaRow]) -> Table {
+    let mut table = Table::new(["REPLICA", "ROLE", "EPOCH", "ADDRESS", "LAST SEEN"]);
+    for r in replicas {
+        table.row([
+            r.replica_id.clone(),
+            if r.leader { "leader".to_owned() } else { "follower".to_owned() },
+            if r.leader { r.epoch.to_string() } else { "-".to_owned() },
+            r.address.clone(),
+            r.last_seen.clone().unwrap_or_default(),
+        ]);
+    }
+    table
+}
+
 #[derive(Debug, Serialize)]
 pub struct PoolRow {
     pub name: String,

@@ -643,6 +643,14 @@ fn three_replicas_on_postgres_fail_over() {
     let (leader, _) = await_leader(&url_refs, Duration::from_secs(30));
     let followers = url_refs.iter().filter(|u| readyz(u) == "ready: follower").count();
     assert_eq!(followers, 2, "exactly one leader among three");
+    let listed =
+        eventually(&all, &["replicas", "list", "-o", "json"], |out| out.matches("\"replica_id\"").count() == 3);
+    let replicas: serde_json::Value = serde_json::from_str(&listed).expect("JSON");
+    let leaders: Vec<&serde_json::Value> =
+        replicas.as_array().expect("a list").iter().filter(|r| r["leader"] == true).collect();
+    assert_eq!(leaders.len(), 1, "{listed}");
+    assert_eq!(leaders[0]["epoch"], 1, "{listed}");
+    assert_eq!(leaders[0]["address"], urls[leader].as_str(), "{listed}");
     eventually(&all, &["nodes", "list", "-o", "json"], |out| out.matches("\"ACTIVE\"").count() == 3);
 
     // kill -9: a follower takes over once it has seen the lease unchanged for 10 s.

@@ -275,6 +275,20 @@ impl AdminApi {
         Ok(filter)
     }
 
+    async fn list_replicas(&self) -> ApiResult<v1::ListReplicasResponse> {
+        let lease = self.app.store.lease(&crate::election::leader_lease()).await?;
+        let leading = lease.as_ref().and_then(|l| l.holder.as_ref().map(|h| (h, l.epoch)));
+        let replicas = self
+            .app
+            .store
+            .list_replicas()
+            .await?
+            .iter()
+            .map(|r| convert::replica(r, leading.filter(|(h, _)| **h == r.replica_id).map(|(_, e)| e)))
+            .collect();
+        Ok(v1::ListReplicasResponse { replicas, ..Default::default() })
+    }
+
     async fn list_pools(&self) -> ApiResult<v1::ListPoolsResponse> {
         let mut pools = Vec::new();
         for pool in self.app.store.list_pools().await? {
@@ -595,6 +609,15 @@ impl v1::AdminService for AdminApi {
         allowed(&ctx, Permission::Read)?;
         let filter = self.watch_filter(&request.to_owned_message()).await?;
         Response::stream_ok(Box::pin(super::events::watch(Arc::clone(&self.app), filter)))
+    }
+
+    async fn list_replicas(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, v1::ListReplicasRequest>,
+    ) -> ServiceResult<v1::ListReplicasResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(AdminApi::list_replicas(self).await?))
     }
 
     async fn list_pools(

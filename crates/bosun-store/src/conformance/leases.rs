@@ -111,3 +111,31 @@ pub(crate) async fn a_restarted_holder_takes_its_lease_back_at_the_next_epoch(ct
     let fenced = ctx.store.commit(batch("old incarnation").create_pool(super::pool("p")).fenced(before)).await;
     assert!(matches!(fenced, Err(StoreError::Fenced { .. })), "{fenced:?}");
 }
+
+pub(crate) async fn replicas_announce_themselves_and_old_ones_are_forgotten(ctx: &Ctx) {
+    use bosun_core::ReplicaPresence;
+    let presence = |id: &str, address: &str, seen| ReplicaPresence {
+        replica_id: replica(id),
+        address: address.to_owned(),
+        started_at: ctx.now(),
+        last_seen: seen,
+    };
+    let start = ctx.now();
+    let long_ago = start - std::time::Duration::from_secs(3600);
+    ctx.store.record_replica(&presence("b", "http://b:50051", start), long_ago).await.expect("record");
+    ctx.store.record_replica(&presence("a", "http://a:50051", start), long_ago).await.expect("record");
+    ctx.clock.advance(std::time::Duration::from_secs(2));
+    // A later announcement moves last_seen on; an older one never moves it back.
+    ctx.store.record_replica(&presence("a", "http://a:50052", ctx.now()), long_ago).await.expect("record");
+    ctx.store.record_replica(&presence("b", "http://b:50051", long_ago), long_ago).await.expect("record");
+    let listed = ctx.store.list_replicas().await.expect("list");
+    let seen: Vec<(&str, &str, bosun_core::Timestamp)> =
+        listed.iter().map(|r| (r.replica_id.as_str(), r.address.as_str(), r.last_seen)).collect();
+    assert_eq!(seen, [("a", "http://a:50052", ctx.now()), ("b", "http://b:50051", start)]);
+    // A replica not seen since the cut-off is forgotten by the next announcement.
+    ctx.store.record_replica(&presence("a", "http://a:50052", ctx.now()), ctx.now()).await.expect("record");
+    let listed = ctx.store.list_replicas().await.expect("list");
+    assert_eq!(listed.iter().map(|r| r.replica_id.as_str()).collect::<Vec<_>>(), ["a"]);
+    let refused = ctx.store.record_replica(&presence("c", &"x".repeat(600), ctx.now()), long_ago).await;
+    assert!(matches!(refused, Err(StoreError::Invalid(_))), "{refused:?}");
+}

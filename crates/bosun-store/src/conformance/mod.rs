@@ -67,6 +67,7 @@ macro_rules! store_conformance {
             leases::a_deposed_leader_is_fenced_and_writes_nothing,
             leases::a_released_lease_is_taken_at_once,
             leases::a_restarted_holder_takes_its_lease_back_at_the_next_epoch,
+            leases::replicas_announce_themselves_and_old_ones_are_forgotten,
             integrity::integrity_reports_an_orphan_instance,
             integrity::integrity_reports_a_broken_revision_history,
             integrity::integrity_reports_an_illegal_state,

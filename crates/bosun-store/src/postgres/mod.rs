@@ -400,6 +400,51 @@ impl Store for PostgresStore {
         rows.into_iter().map(PoolRow::into_pool).collect()
     }
 
+    async fn record_replica(&self, replica: &bosun_core::ReplicaPresence, forget_before: Timestamp) -> Result<()> {
+        crate::rules::check_replica(replica)?;
+        self.slow
+            .run(
+                "replicas.upsert",
+                sqlx::query(
+                    "WITH upsert AS (INSERT INTO replicas (replica_id, address, started_at, last_seen) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (replica_id) DO UPDATE SET address = excluded.address, \
+                     started_at = excluded.started_at, last_seen = GREATEST(replicas.last_seen, excluded.last_seen)) \
+                     DELETE FROM replicas WHERE last_seen < $5 AND replica_id <> $1",
+                )
+                .bind(replica.replica_id.as_str())
+                .bind(&replica.address)
+                .bind(time(replica.started_at))
+                .bind(time(replica.last_seen))
+                .bind(time(forget_before))
+                .execute(&self.pool),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        Ok(())
+    }
+
+    async fn list_replicas(&self) -> Result<Vec<bosun_core::ReplicaPresence>> {
+        let rows: Vec<(String, String, DateTime<Utc>, DateTime<Utc>)> = self
+            .slow
+            .run(
+                "replicas.list",
+                sqlx::query_as("SELECT replica_id, address, started_at, last_seen FROM replicas ORDER BY replica_id")
+                    .fetch_all(&self.pool),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        rows.into_iter()
+            .map(|(id, address, started_at, last_seen)| {
+                Ok(bosun_core::ReplicaPresence {
+                    replica_id: parse("replicas.replica_id", &id)?,
+                    address,
+                    started_at: Timestamp::from_datetime(started_at),
+                    last_seen: Timestamp::from_datetime(last_seen),
+                })
+            })
+            .collect()
+    }
+
     async fn lease(&self, name: &bosun_core::LeaseName) -> Result<Option<bosun_core::Lease>> {
         let row: Option<crate::sql::rows::LeaseRow<DateTime<Utc>>> = self
             .slow

@@ -260,6 +260,34 @@ impl Store for SqliteStore {
         self.read("changes.last_seq", read::last_change_seq).await
     }
 
+    async fn record_replica(&self, replica: &bosun_core::ReplicaPresence, forget_before: Timestamp) -> Result<()> {
+        crate::rules::check_replica(replica)?;
+        let replica = replica.clone();
+        self.writer
+            .run(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.execute(
+                    "INSERT INTO replicas (replica_id, address, started_at, last_seen) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (replica_id) DO UPDATE SET address = excluded.address, \
+                     started_at = excluded.started_at, last_seen = MAX(last_seen, excluded.last_seen)",
+                    params![
+                        replica.replica_id.as_str(),
+                        replica.address,
+                        micros(replica.started_at),
+                        micros(replica.last_seen)
+                    ],
+                )?;
+                tx.execute("DELETE FROM replicas WHERE last_seen < ?1", [micros(forget_before)])?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_replicas(&self) -> Result<Vec<bosun_core::ReplicaPresence>> {
+        self.read("replicas.list", read::replicas).await
+    }
+
     async fn record_heartbeats(&self, batch: &[Heartbeat]) -> Result<u64> {
         if batch.is_empty() {
             return Ok(0);

@@ -434,6 +434,17 @@ pub(super) fn lease_row(row: &Row<'_>) -> Result<bosun_core::Lease> {
     .into_lease()
 }
 
+pub(super) fn replicas(conn: &Connection) -> Result<Vec<bosun_core::ReplicaPresence>> {
+    collect(conn, "SELECT replica_id, address, started_at, last_seen FROM replicas ORDER BY replica_id", &[], |row| {
+        Ok(bosun_core::ReplicaPresence {
+            replica_id: parse("replicas.replica_id", row.get_ref(0)?.as_str().unwrap_or_default())?,
+            address: row.get(1)?,
+            started_at: Timestamp::from_unix_micros(row.get(2)?),
+            last_seen: Timestamp::from_unix_micros(row.get(3)?),
+        })
+    })
+}
+
 pub(super) fn list_pools(conn: &Connection) -> Result<Vec<Pool>> {
     collect(conn, &format!("SELECT {POOL_COLUMNS} ORDER BY name"), &[], pool_row)
 }

@@ -13,6 +13,7 @@ pub mod policy;
 pub mod pools;
 pub mod probe;
 mod remote;
+pub mod replicas;
 mod seed;
 pub mod server;
 pub mod sim;

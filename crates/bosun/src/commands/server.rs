@@ -89,6 +89,11 @@ pub async fn run(store_flag: Option<&str>, args: &ServerArgs) -> anyhow::Result<
     // A SQLite file has one server (the lock above) and memory one process: the lease is
     // theirs at once, whoever held it before this start.
     election.exclusive = location.backend() != bosun_store::Backend::Postgres;
+    // Listening on every interface: the configured external address is where clients
+    // reach this replica (`bosun replicas list`).
+    if local.ip().is_unspecified() {
+        election.advertise = Some(config.server.external_address.clone());
+    }
     tracing::info!(replica = %election.replica_id, "replica identity");
     settings.election = Some(election);
     let server = Server::start_with_pools(listener, store, Arc::new(SystemClock), settings, true, pools).await?;

@@ -1,0 +1,2 @@
+-- Reverts version 6.
+DROP TABLE replicas;
