@@ -255,6 +255,11 @@ impl Store for SqliteStore {
         self.read("changes.last_seq", read::last_change_seq).await
     }
 
+    async fn change_signals(&self) -> Option<crate::ChangeSignals> {
+        // One server at a time serves a SQLite file (`server_lock`): it makes every commit.
+        None
+    }
+
     async fn record_heartbeats(&self, batch: &[Heartbeat]) -> Result<u64> {
         if batch.is_empty() {
             return Ok(0);
