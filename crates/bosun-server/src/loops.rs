@@ -44,7 +44,8 @@ pub(crate) async fn flush_soft_state(app: &App) -> ApiResult<usize> {
 }
 
 /// Expires overdue commands, fails instances whose agent never registered, escalates
-/// remediation steps past their deadline, and picks up a policy stored by another replica.
+/// remediation steps past their deadline, and re-reads the stored policy (in case the change
+/// follower could not when it read a change of it).
 pub(crate) async fn janitor(app: &App) -> ApiResult<()> {
     let expired = commands::expire_overdue(app).await?;
     let failed = instances::fail_unregistered(app).await?;

@@ -3,8 +3,8 @@
 //! Precedence: the file named by `server.health_policy` (edit it and restart), else the
 //! policy stored through SetPolicy, else the built-in one. A replacement is compiled
 //! before it is stored and swapped in; a policy that does not compile is refused and the
-//! active one stays. Other replicas pick up a stored replacement on their next janitor
-//! pass.
+//! active one stays. Other replicas pick up a stored replacement as their change follower
+//! reads it (and on every janitor pass, should a signal have been lost).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -67,7 +67,8 @@ pub(crate) struct Policies {
     /// Large agent reports are classified off the async workers, a few at a time.
     classification: Arc<tokio::sync::Semaphore>,
     /// Held while the active policy is replaced from the store or by SetPolicy, so a
-    /// refresh that read an older stored policy never replaces a newer one.
+    /// refresh that read an older stored policy (the janitor's, the change follower's)
+    /// never replaces a newer one.
     replacing: tokio::sync::Mutex<()>,
 }
 

@@ -110,7 +110,8 @@ pub struct Harness {
     pub settings: Settings,
     /// How this harness's clients verify (and present certificates to) a TLS server.
     pub client_tls: ClientTls,
-    location: TestLocation,
+    /// Shared with the harness's replicas; the database goes when the last one does.
+    location: Arc<TestLocation>,
     server: Option<ServerHandle>,
     address: std::net::SocketAddr,
     pools: Option<PoolsConfig>,
@@ -128,8 +129,15 @@ impl Harness {
         let clock = Arc::new(FakeClock::at_default_epoch());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
-        let mut harness =
-            Harness { clock, settings, client_tls: ClientTls::default(), location, server: None, address, pools: None };
+        let mut harness = Harness {
+            clock,
+            settings,
+            client_tls: ClientTls::default(),
+            location: Arc::new(location),
+            server: None,
+            address,
+            pools: None,
+        };
         harness.serve(listener).await;
         Some(harness)
     }
@@ -224,13 +232,31 @@ impl Harness {
             clock,
             settings,
             client_tls: ClientTls::default(),
-            location,
+            location: Arc::new(location),
             server: None,
             address,
             pools: Some(pools),
         };
         harness.serve(listener).await;
         harness
+    }
+
+    /// Another server on this harness's database (a replica), with the same clock and
+    /// settings and a port of its own. Replicas share PostgreSQL; on the memory backend
+    /// this is a server with an empty store of its own.
+    pub async fn replica(&self) -> Harness {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut replica = Harness {
+            clock: self.clock.clone(),
+            settings: self.settings.clone(),
+            client_tls: self.client_tls.clone(),
+            location: Arc::clone(&self.location),
+            server: None,
+            address: listener.local_addr().expect("address"),
+            pools: None,
+        };
+        replica.serve(listener).await;
+        replica
     }
 
     async fn open_store(&self) -> SharedStore {
@@ -251,6 +277,11 @@ impl Harness {
             .await
             .expect("server starts");
         self.server = Some(server);
+    }
+
+    /// Where the harness's database is.
+    pub fn location(&self) -> &bosun_store::StoreLocation {
+        &self.location.location
     }
 
     /// The SQLite database file, for a SQLite harness.

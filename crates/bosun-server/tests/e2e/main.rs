@@ -20,6 +20,7 @@ mod policy;
 mod pools;
 mod properties;
 mod remediation;
+mod replicas;
 mod restart;
 mod selection;
 mod ssh_server;
