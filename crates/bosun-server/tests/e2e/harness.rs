@@ -128,18 +128,7 @@ impl Harness {
         let location = TestLocation::new(backend).await?;
         let clock = Arc::new(FakeClock::at_default_epoch());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("address");
-        let mut harness = Harness {
-            clock,
-            settings,
-            client_tls: ClientTls::default(),
-            location: Arc::new(location),
-            server: None,
-            address,
-            pools: None,
-        };
-        harness.serve(listener).await;
-        Some(harness)
+        Some(Self::serve_on(listener, Arc::new(location), clock, settings, ClientTls::default(), None).await)
     }
 
     /// A server managing one pool `pool` (its spec from `spec`) on a fake provider named
@@ -228,17 +217,7 @@ impl Harness {
             machines: [(pool, machines)].into_iter().collect(),
             leadership: Arc::new(AlwaysLeader),
         };
-        let mut harness = Harness {
-            clock,
-            settings,
-            client_tls: ClientTls::default(),
-            location: Arc::new(location),
-            server: None,
-            address,
-            pools: Some(pools),
-        };
-        harness.serve(listener).await;
-        harness
+        Self::serve_on(listener, Arc::new(location), clock, settings, ClientTls::default(), Some(pools)).await
     }
 
     /// Another server on this harness's database (a replica), with the same clock and
@@ -246,17 +225,23 @@ impl Harness {
     /// this is a server with an empty store of its own.
     pub async fn replica(&self) -> Harness {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let mut replica = Harness {
-            clock: self.clock.clone(),
-            settings: self.settings.clone(),
-            client_tls: self.client_tls.clone(),
-            location: Arc::clone(&self.location),
-            server: None,
-            address: listener.local_addr().expect("address"),
-            pools: None,
-        };
-        replica.serve(listener).await;
-        replica
+        let (location, clock) = (Arc::clone(&self.location), self.clock.clone());
+        Self::serve_on(listener, location, clock, self.settings.clone(), self.client_tls.clone(), None).await
+    }
+
+    /// A harness serving on `listener`.
+    async fn serve_on(
+        listener: TcpListener,
+        location: Arc<TestLocation>,
+        clock: Arc<FakeClock>,
+        settings: Settings,
+        client_tls: ClientTls,
+        pools: Option<PoolsConfig>,
+    ) -> Harness {
+        let address = listener.local_addr().expect("address");
+        let mut harness = Harness { clock, settings, client_tls, location, server: None, address, pools };
+        harness.serve(listener).await;
+        harness
     }
 
     async fn open_store(&self) -> SharedStore {

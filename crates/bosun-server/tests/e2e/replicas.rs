@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use bosun_agent::ControlPlane;
 use bosun_api::{AgentClient, v1};
-use bosun_core::Clock;
 use bosun_store::Backend;
 
 use crate::harness::*;
+use crate::policy::{STRICT, thermal};
 
 /// Far beyond any wait of these tests.
 const NEVER: Duration = Duration::from_secs(3600);
@@ -112,15 +112,6 @@ async fn a_command_issued_on_one_replica_wakes_a_long_poll_on_another() {
     a.stop().await;
 }
 
-const STRICT: &str = r#"
-version: "1"
-metadata: {name: strict-thermal}
-rules:
-  - name: warm-is-fatal
-    condition: 'event.event_type == "thermal" && has(event.metrics.temperature) && event.metrics.temperature >= 70'
-    result: unhealthy
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_set_on_one_replica_judges_the_next_report_on_another() {
     let Some((a, b)) = two_replicas().await else { return };
@@ -136,16 +127,7 @@ async fn a_policy_set_on_one_replica_judges_the_next_report_on_another() {
     assert_eq!(active.name, "strict-thermal", "B's active policy");
 
     // 75 C: healthy under the built-in policy, fatal under A's.
-    let event = bosun_core::HealthEvent {
-        timestamp: b.clock.now(),
-        gpu_index: 1,
-        gpu_uuid: String::new(),
-        system: bosun_core::HealthSystem::Thermal,
-        event_type: bosun_core::EventType::Thermal,
-        metrics: [("temperature".to_owned(), "75".to_owned())].into(),
-        message: "GPU at 75 C".to_owned(),
-    };
-    client.report_health(&node_id("n1"), &[], &[event]).await.expect("report to B");
+    client.report_health(&node_id("n1"), &[], &[thermal(&b, 75)]).await.expect("report to B");
     assert_eq!(status_of(&b.node("n1").await), v1::NodeStatus::NODE_STATUS_UNHEALTHY, "judged by A's policy");
     b.stop().await;
     a.stop().await;
