@@ -27,7 +27,8 @@ pub(crate) struct App {
     pub sight: Arc<Sight>,
     /// Raised when the server cannot go on (its store was lost).
     pub fatal: Arc<Fatal>,
-    /// Woken after every commit this server makes (WatchEvents waits on it).
+    /// Woken after every commit this server makes, and when the change follower read
+    /// other servers' commits (WatchEvents waits on it).
     pub committed: Arc<Notify>,
     pub waiters: CommandWaiters,
     /// Cancelled when the server shuts down: long polls and watches return at once.

@@ -78,6 +78,8 @@ pub(crate) async fn poll(app: &App, node: &NodeId, wait: Duration) -> ApiResult<
     let wait = wait.min(app.settings.command_poll_wait);
     let give_up = tokio::time::Instant::now() + wait;
     let notify = app.waiters.get(node);
+    // Counted as waiting from its first wait until it answers.
+    let mut waiting = None;
     loop {
         // Registered before looking, so a command issued between the look and the wait
         // still wakes this poll.
@@ -95,6 +97,7 @@ pub(crate) async fn poll(app: &App, node: &NodeId, wait: Duration) -> ApiResult<
         }
         // A redelivery falling due also ends the wait.
         let until = next_due.map_or(give_up, |due| give_up.min(now + due));
+        waiting.get_or_insert_with(|| app.metrics.waiting("PollCommands"));
         tokio::select! {
             () = &mut notified => {}
             () = tokio::time::sleep_until(until) => {}

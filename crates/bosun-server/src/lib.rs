@@ -11,6 +11,7 @@
 //!   of the shared [`app::App`], so tests and loops call them directly.
 //! - `fleet`: the in-memory liveness view and the soft-state buffer.
 //! - `loops`: timers that run the periodic passes.
+//! - `change_follower`: what other replicas on the same database commit, dispatched here.
 //! - `auth`, `policy`, `metrics`, `observed_store`, `http`, `settings`.
 //!
 //! **Architecture Invariant:** every change of hard state goes through the store's
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 mod app;
 mod auth;
 mod auth_limit;
+mod change_follower;
 mod commands;
 mod election;
 mod error;
@@ -134,6 +136,14 @@ impl Server {
         }
         let app = app::App::start(store, clock, settings, shutdown.clone(), pools, tls.clone()).await?;
         let mut loops = JoinSet::new();
+        // Before serving: a request may wait for what another replica commits next.
+        let followed = match change_follower::ChangeFollower::start(&app).await.map_err(StartError::Store)? {
+            Some((follower, followed)) => {
+                loops.spawn(follower.run());
+                Some(followed)
+            }
+            None => None,
+        };
         if background_loops {
             loops::spawn(&app, &shutdown, &mut loops);
         }
@@ -169,7 +179,7 @@ impl Server {
             max_connections = transport.max_connections,
             "bosun server listening"
         );
-        Ok(ServerHandle { local_addr, app, shutdown, serving, loops, tls: transport.tls.is_some() })
+        Ok(ServerHandle { local_addr, app, shutdown, serving, loops, tls: transport.tls.is_some(), followed })
     }
 }
 
@@ -182,6 +192,8 @@ pub struct ServerHandle {
     serving: JoinHandle<std::io::Result<()>>,
     loops: JoinSet<()>,
     tls: bool,
+    /// How far the change follower dispatched the change log, when one runs.
+    followed: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 /// Bearer tokens over plain HTTP can be read by anyone on the network path: say so when
@@ -286,6 +298,19 @@ impl ServerHandle {
     /// Expires commands, fails unregistered instances and re-reads the stored policy now.
     pub async fn janitor(&self) -> Result<(), PassError> {
         Ok(loops::janitor(&self.app).await?)
+    }
+
+    /// Waits until this server has acted on every change up to sequence number `seq`,
+    /// whichever server committed it (woken long polls and watches, re-read the policy).
+    /// At once on a store only this server writes to (memory, SQLite), where every commit
+    /// is its own and acted on as it is made; at once on shutdown.
+    pub async fn followed_through(&self, seq: u64) {
+        let Some(followed) = &self.followed else { return };
+        let mut followed = followed.clone();
+        tokio::select! {
+            _ = followed.wait_for(|through| *through >= seq) => {}
+            () = self.shutdown.cancelled() => {}
+        }
     }
 
     /// Reconciles every pool now (when this replica leads).

@@ -44,8 +44,8 @@ pub(crate) async fn flush_soft_state(app: &App) -> ApiResult<usize> {
 }
 
 /// Expires overdue commands, fails instances whose agent never registered and escalates
-/// remediation steps past their deadline (leader work), and picks up a policy stored by
-/// another replica (every replica).
+/// remediation steps past their deadline (leader work), and re-reads the stored policy on
+/// every replica (in case the change follower could not when it read a change of it).
 pub(crate) async fn janitor(app: &App) -> ApiResult<()> {
     app.as_leader(async {
         let expired = commands::expire_overdue(app).await?;

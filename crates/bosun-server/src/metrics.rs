@@ -59,6 +59,8 @@ pub(crate) struct Metrics {
     leader_epoch: Gauge,
     lease_renew_failures: Counter,
     fenced_writes: Counter,
+    change_listener_reconnects: Counter,
+    requests_waiting: Family<Labels1, Gauge>,
 }
 
 /// What one reconcile pass concluded about a pool, for its gauges.
@@ -70,11 +72,11 @@ pub(crate) struct PoolGauges {
     pub mass_failure: bool,
 }
 
-/// An open connection, counted in `bosun_connections_open` until dropped.
+/// Something counted in a gauge (an open connection, a waiting request) until dropped.
 #[derive(Debug)]
-pub(crate) struct OpenConnection(Gauge);
+pub(crate) struct Counted(Gauge);
 
-impl Drop for OpenConnection {
+impl Drop for Counted {
     fn drop(&mut self) {
         self.0.dec();
     }
@@ -201,11 +203,25 @@ impl Metrics {
             "Writes of leader-only work refused because this replica's leader epoch was over",
             fenced_writes.clone(),
         );
+        let change_listener_reconnects = Counter::default();
+        registry.register(
+            "change_listener_reconnects",
+            "Times the store's connection listening for other servers' commits was lost and made again",
+            change_listener_reconnects.clone(),
+        );
+        let requests_waiting = Family::<Labels1, Gauge>::default();
+        registry.register(
+            "requests_waiting",
+            "PollCommands and WatchEvents calls waiting for a commit, by method",
+            requests_waiting.clone(),
+        );
         Self {
             leader,
             leader_epoch,
             lease_renew_failures,
             fenced_writes,
+            change_listener_reconnects,
+            requests_waiting,
             connections_open,
             connections_rejected,
             auth_failures,
@@ -291,9 +307,16 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn connection_opened(&self) -> OpenConnection {
+    pub(crate) fn connection_opened(&self) -> Counted {
         self.connections_open.inc();
-        OpenConnection(self.connections_open.clone())
+        Counted(self.connections_open.clone())
+    }
+
+    /// Counts a long poll or watch of `method` as waiting for a commit until dropped.
+    pub(crate) fn waiting(&self, method: &'static str) -> Counted {
+        let gauge = self.requests_waiting.get_or_create(&[("method", method.to_owned())]).clone();
+        gauge.inc();
+        Counted(gauge)
     }
 
     pub(crate) fn connection_rejected(&self) {
@@ -306,6 +329,10 @@ impl Metrics {
 
     pub(crate) fn auth_throttled(&self) {
         self.auth_throttled.inc();
+    }
+
+    pub(crate) fn change_listener_reconnected(&self, times: u64) {
+        self.change_listener_reconnects.inc_by(times);
     }
 
     pub(crate) fn heartbeat(&self) {

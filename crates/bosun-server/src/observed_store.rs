@@ -11,9 +11,9 @@ use bosun_core::{
     Node, NodeId, Pool, PoolName, StoredPolicy, Timestamp,
 };
 use bosun_store::{
-    Backend, ChangeFilter, CommandFilter, Committed, InstanceFilter, IntegrityFinding, NodeFilter, Page, PageRequest,
-    PoolStats, Result, RetentionPolicy, RetentionReport, Store, StoreCounts, StoreError, StoredHealthReport,
-    WriteBatch,
+    Backend, ChangeFilter, ChangeSignals, CommandFilter, Committed, InstanceFilter, IntegrityFinding, NodeFilter, Page,
+    PageRequest, PoolStats, Result, RetentionPolicy, RetentionReport, Store, StoreCounts, StoreError,
+    StoredHealthReport, WriteBatch,
 };
 use tokio::sync::Notify;
 
@@ -230,6 +230,10 @@ impl Store for ObservedStore {
 
     async fn last_change_seq(&self) -> Result<u64> {
         self.observe("last_change_seq", self.inner.last_change_seq()).await
+    }
+
+    async fn change_signals(&self) -> Option<ChangeSignals> {
+        self.inner.change_signals().await
     }
 
     async fn record_heartbeats(&self, batch: &[Heartbeat]) -> Result<u64> {

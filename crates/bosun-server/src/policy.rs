@@ -3,8 +3,8 @@
 //! Precedence: the file named by `server.health_policy` (edit it and restart), else the
 //! policy stored through SetPolicy, else the built-in one. A replacement is compiled
 //! before it is stored and swapped in; a policy that does not compile is refused and the
-//! active one stays. Other replicas pick up a stored replacement on their next janitor
-//! pass.
+//! active one stays. Other replicas pick up a stored replacement as their change follower
+//! reads it (and on every janitor pass, should a signal have been lost).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -66,6 +66,10 @@ pub(crate) struct Policies {
     work: PolicyWork,
     /// Large agent reports are classified off the async workers, a few at a time.
     classification: Arc<tokio::sync::Semaphore>,
+    /// Held while the active policy is replaced from the store or by SetPolicy, so a
+    /// refresh that read an older stored policy (the janitor's, the change follower's)
+    /// never replaces a newer one.
+    replacing: tokio::sync::Mutex<()>,
 }
 
 /// Reports with at most this many events are classified on the async worker itself: a few
@@ -150,7 +154,13 @@ impl Policies {
         // send a full report at once; the rest wait for a permit (backpressure).
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let classification = Arc::new(tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1)));
-        Ok(Self { active: ArcSwap::from_pointee(active), file, work: PolicyWork::new(), classification })
+        Ok(Self {
+            active: ArcSwap::from_pointee(active),
+            file,
+            work: PolicyWork::new(),
+            classification,
+            replacing: tokio::sync::Mutex::new(()),
+        })
     }
 
     pub(crate) fn current(&self) -> Arc<ActivePolicy> {
@@ -218,6 +228,7 @@ impl Policies {
             revision: Revision::FIRST,
         };
         let reason = format!("policy {:?} set", policy.name());
+        let _replacing = self.replacing.lock().await;
         let committed = store.commit(WriteBatch::new(actor, reason).put_policy(stored)).await?;
         let active = Arc::new(ActivePolicy { policy, source: PolicySource::Api(committed.revision(0)) });
         self.active.store(Arc::clone(&active));
@@ -229,6 +240,7 @@ impl Policies {
         if self.file.is_some() {
             return Ok(());
         }
+        let _replacing = self.replacing.lock().await;
         let stored = store.policy().await?;
         let current = self.current();
         match (stored, &current.source) {

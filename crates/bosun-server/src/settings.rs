@@ -62,6 +62,10 @@ pub struct Settings {
     pub janitor_interval: Duration,
     /// How often retention runs and the fleet cache is re-read from the store.
     pub retention_interval: Duration,
+    /// How often the change follower reads the change log when the store signalled
+    /// nothing (other servers' commits are signalled at once; this bounds how late one is
+    /// seen when a signal was lost).
+    pub change_poll_interval: Duration,
     /// How often pools are reconciled (`server.autoscale_interval`).
     pub autoscale_interval: Duration,
     /// How long shutdown waits for in-flight requests before it stops serving anyway.
@@ -109,6 +113,7 @@ impl Settings {
             liveness_interval: (server.heartbeat_interval / 2).clamp(Duration::from_secs(1), Duration::from_secs(10)),
             janitor_interval: Duration::from_secs(5),
             retention_interval: Duration::from_secs(300),
+            change_poll_interval: Duration::from_secs(1),
             autoscale_interval: server.autoscale_interval,
             shutdown_timeout: Duration::from_secs(10),
             notifier: server.notifier.clone(),

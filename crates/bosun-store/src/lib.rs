@@ -11,6 +11,7 @@
 //! - [`location`]: store URLs (`sqlite://`, `postgres://`, `memory://`) and their selection.
 //! - [`open`]: opening a store and managing its schema ([`Database`], migrations).
 //! - [`transfer`]: export, import and copy between stores (the file format, checksums).
+//! - `signals`: [`ChangeSignals`], how a process hears that the change log grew.
 //! - `apply`: the rules of every write, once; backends implement its `Transaction` (reads and
 //!   row operations in their dialect) and decide nothing.
 //! - `rules`, `integrity`: checks every backend applies the same way.
@@ -26,6 +27,7 @@ pub mod open;
 pub mod query;
 mod rules;
 pub mod server_lock;
+mod signals;
 mod soft_state;
 mod sql;
 pub mod store;
@@ -53,6 +55,7 @@ pub use open::{
     open_store,
 };
 pub use query::{ChangeFilter, CommandFilter, Cursor, InstanceFilter, NodeFilter, Page, PageRequest, all_pages};
+pub use signals::{ChangeSignal, ChangeSignals};
 pub use sqlite::SqliteDurability;
 pub use store::{
     Backend, IntegrityFinding, PoolStats, RetentionPolicy, RetentionReport, SampleRetention, SharedStore, Store,

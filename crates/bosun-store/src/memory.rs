@@ -996,6 +996,11 @@ impl Store for MemoryStore {
         Ok(self.lock()?.last_change_seq)
     }
 
+    async fn change_signals(&self) -> Option<crate::ChangeSignals> {
+        // In-process: every commit is made by the process that holds the store.
+        None
+    }
+
     async fn record_heartbeats(&self, batch: &[Heartbeat]) -> Result<u64> {
         let mut state = self.lock()?;
         let mut applied = 0;

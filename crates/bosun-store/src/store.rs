@@ -13,6 +13,7 @@ use bosun_core::{
 
 use crate::error::Result;
 use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest};
+use crate::signals::ChangeSignals;
 use crate::transfer::{DumpMessage, LoadMessage, Target};
 use crate::write::{Committed, StoredHealthReport, WriteBatch};
 
@@ -215,6 +216,14 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// retention has since removed that record: a watcher starting here misses nothing
     /// and never sees a number twice.
     async fn last_change_seq(&self) -> Result<u64>;
+    /// Signals that the change log grew, whichever process committed, for a follower that
+    /// reads the log from where it stopped; `None` when only this process writes to the
+    /// store, so nothing is committed that it does not know of (memory, and SQLite, whose
+    /// file one server at a time serves), and after `close`. PostgreSQL listens on a
+    /// connection of its own, started by the first call, that reconnects when lost and
+    /// then signals [`crate::ChangeSignal::connections`] (what was committed meanwhile was
+    /// not heard).
+    async fn change_signals(&self) -> Option<ChangeSignals>;
 
     /// Records heartbeats in one transaction. Heartbeats of unknown nodes are skipped, a
     /// node's last heartbeat never moves backwards, and the number of nodes updated is

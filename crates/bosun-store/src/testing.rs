@@ -169,6 +169,26 @@ impl TestStore {
     }
 }
 
+/// Terminates every session listening for change signals on the PostgreSQL database at
+/// `location`, as a database restart or an administrator would; returns how many.
+pub async fn cut_change_listeners(location: &StoreLocation) -> i64 {
+    use sqlx::Connection as _;
+    let StoreLocation::Postgres { url } = location else {
+        panic!("only PostgreSQL stores listen for changes, not {location}");
+    };
+    let mut conn = sqlx::PgConnection::connect(url.as_str()).await.expect("connect to the test database");
+    let cut = sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = $1",
+    )
+    .bind(crate::postgres::LISTENER_APPLICATION_NAME)
+    .fetch_one(&mut conn)
+    .await
+    .expect("terminate the listening sessions");
+    let _ = conn.close().await;
+    cut
+}
+
 /// Creates an empty database with a unique name on the server at `admin_url`.
 pub async fn create_postgres_database(admin_url: &str) -> String {
     use sqlx::Connection as _;

@@ -2,7 +2,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bosun_api::{convert, v1};
 use bosun_core::ChangeRecord;
@@ -15,9 +14,6 @@ use crate::error::ApiError;
 
 /// Records read per store query while catching up.
 const BATCH: u32 = 500;
-/// How often a quiet watch looks for changes other replicas made (this server's own
-/// commits wake it at once).
-const POLL: Duration = Duration::from_secs(1);
 
 struct Watch {
     app: Arc<App>,
@@ -27,7 +23,9 @@ struct Watch {
 }
 
 /// Every change matching `filter` after `filter.after_seq`, then each new one as it is
-/// committed, until the client goes away or the server shuts down.
+/// committed, until the client goes away or the server shuts down. A watch looks again
+/// whenever `app.committed` wakes it: after this server's own commits, and when the change
+/// follower read other servers' (`change_follower`).
 pub(crate) fn watch(app: Arc<App>, filter: ChangeFilter) -> impl Stream<Item = Result<v1::ChangeEvent, ConnectError>> {
     let watch = Watch { app, filter, ready: VecDeque::new(), failed: false };
     futures::stream::unfold(watch, |mut watch| async move {
@@ -54,9 +52,9 @@ pub(crate) fn watch(app: Arc<App>, filter: ChangeFilter) -> impl Stream<Item = R
                     return Some((Err(ConnectError::from(ApiError::from(error))), watch));
                 }
             }
+            let _waiting = watch.app.metrics.waiting("WatchEvents");
             tokio::select! {
                 () = &mut notified => {}
-                () = tokio::time::sleep(POLL) => {}
                 () = watch.app.shutdown.cancelled() => return None,
             }
         }

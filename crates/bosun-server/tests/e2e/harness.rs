@@ -110,7 +110,8 @@ pub struct Harness {
     pub settings: Settings,
     /// How this harness's clients verify (and present certificates to) a TLS server.
     pub client_tls: ClientTls,
-    location: TestLocation,
+    /// Shared with the harness's replicas; the database goes when the last one does.
+    location: Arc<TestLocation>,
     server: Option<ServerHandle>,
     address: std::net::SocketAddr,
     pools: Option<PoolsConfig>,
@@ -127,11 +128,7 @@ impl Harness {
         let location = TestLocation::new(backend).await?;
         let clock = Arc::new(FakeClock::at_default_epoch());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("address");
-        let mut harness =
-            Harness { clock, settings, client_tls: ClientTls::default(), location, server: None, address, pools: None };
-        harness.serve(listener).await;
-        Some(harness)
+        Some(Self::serve_on(listener, Arc::new(location), clock, settings, ClientTls::default(), None).await)
     }
 
     /// A server managing one pool `pool` (its spec from `spec`) on a fake provider named
@@ -219,15 +216,29 @@ impl Harness {
             bootstrap: Bootstrap { server_url: format!("http://{address}"), token: Some(AGENTS.to_owned()) },
             machines: [(pool, machines)].into_iter().collect(),
         };
-        let mut harness = Harness {
-            clock,
-            settings,
-            client_tls: ClientTls::default(),
-            location,
-            server: None,
-            address,
-            pools: Some(pools),
-        };
+        Self::serve_on(listener, Arc::new(location), clock, settings, ClientTls::default(), Some(pools)).await
+    }
+
+    /// Another server on this harness's database (a replica), with the same clock and
+    /// settings and a port of its own. Replicas share PostgreSQL; on the memory backend
+    /// this is a server with an empty store of its own.
+    pub async fn replica(&self) -> Harness {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let (location, clock) = (Arc::clone(&self.location), self.clock.clone());
+        Self::serve_on(listener, location, clock, self.settings.clone(), self.client_tls.clone(), None).await
+    }
+
+    /// A harness serving on `listener`.
+    async fn serve_on(
+        listener: TcpListener,
+        location: Arc<TestLocation>,
+        clock: Arc<FakeClock>,
+        settings: Settings,
+        client_tls: ClientTls,
+        pools: Option<PoolsConfig>,
+    ) -> Harness {
+        let address = listener.local_addr().expect("address");
+        let mut harness = Harness { clock, settings, client_tls, location, server: None, address, pools };
         harness.serve(listener).await;
         harness
     }
@@ -250,6 +261,11 @@ impl Harness {
             .await
             .expect("server starts");
         self.server = Some(server);
+    }
+
+    /// Where the harness's database is.
+    pub fn location(&self) -> &bosun_store::StoreLocation {
+        &self.location.location
     }
 
     /// The SQLite database file, for a SQLite harness.

@@ -8,6 +8,7 @@ mod bad_input;
 mod bootstrap;
 mod commands;
 mod connections;
+mod cross_replica;
 mod endpoints;
 mod hostile;
 mod instances;

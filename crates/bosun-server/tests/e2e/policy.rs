@@ -13,7 +13,7 @@ on_sql_backends!(
     a_policy_file_judges_reports_and_the_api_cannot_replace_it
 );
 
-const STRICT: &str = r#"
+pub(crate) const STRICT: &str = r#"
 version: "1"
 metadata: {name: strict-thermal}
 rules:
@@ -22,7 +22,7 @@ rules:
     result: unhealthy
 "#;
 
-fn thermal(h: &Harness, celsius: u32) -> bosun_core::HealthEvent {
+pub(crate) fn thermal(h: &Harness, celsius: u32) -> bosun_core::HealthEvent {
     bosun_core::HealthEvent {
         timestamp: h.clock.now(),
         gpu_index: 1,

@@ -9,7 +9,9 @@ use bosun_core::{Actor, ChangeOp, Health, Heartbeat, NodeTrigger, ResourceKind};
 
 use super::{Ctx, RegisterExt, batch, new_node};
 use crate::query::ChangeFilter;
+use crate::testing::test_options;
 use crate::write::WriteBatch;
+use crate::{Backend, ChangeSignal, ChangeSignals, open_store};
 
 pub(crate) async fn records_create_update_delete_with_actor_reason_and_snapshot(ctx: &Ctx) {
     let node = new_node("n1", ctx.now());
@@ -167,4 +169,54 @@ pub(crate) async fn concurrent_writers_leave_a_complete_ordered_log(ctx: &Ctx) {
         pieces.extend(slice.into_iter().map(|c| c.seq));
     }
     assert_eq!(pieces, log.iter().map(|c| c.seq).collect::<Vec<_>>());
+}
+
+/// A store that gives change signals hears every commit to its database, another
+/// handle's as well as its own, keeps hearing them after its listening connection is cut
+/// (and says it listens again, since what was committed meanwhile was not heard), and
+/// stops signalling when closed. A store that gives none is one only its own process
+/// writes to.
+pub(crate) async fn commits_of_every_writer_are_signalled(ctx: &Ctx) {
+    let Some(mut signals) = ctx.store.change_signals().await else {
+        assert_ne!(ctx.store.backend(), Backend::Postgres, "servers share PostgreSQL: it must signal their commits");
+        return;
+    };
+    let location = &ctx.test_store().location;
+    let other = open_store(location, test_options(ctx.clock.clone())).await.expect("a second handle");
+    wait_for(&mut signals, "listening", |s| s.connections >= 1).await;
+
+    let theirs = commit_node(&other, "theirs", ctx).await;
+    wait_for(&mut signals, "another handle's commit", |s| s.seq >= theirs).await;
+    let ours = commit_node(&ctx.store, "ours", ctx).await;
+    wait_for(&mut signals, "its own commit", |s| s.seq >= ours).await;
+
+    let connections = signals.latest().connections;
+    assert_eq!(crate::testing::cut_change_listeners(location).await, 1, "one store listens");
+    wait_for(&mut signals, "listening again", |s| s.connections > connections).await;
+    let later = commit_node(&other, "later", ctx).await;
+    wait_for(&mut signals, "a commit after the cut", |s| s.seq >= later).await;
+
+    other.close().await;
+    ctx.store.close().await;
+    let ended = tokio::time::timeout(SIGNAL_WAIT, async { while signals.next().await.is_some() {} }).await;
+    assert!(ended.is_ok(), "a closed store stops signalling");
+    assert!(ctx.store.change_signals().await.is_none(), "nor does it start again");
+}
+
+/// How long a test waits for a signal before it fails.
+const SIGNAL_WAIT: Duration = Duration::from_secs(10);
+
+async fn commit_node(store: &crate::SharedStore, id: &str, ctx: &Ctx) -> u64 {
+    let committed = store.commit(batch("register").register(new_node(id, ctx.now()))).await.expect("commit");
+    committed.last_change_seq().expect("a change record")
+}
+
+async fn wait_for(signals: &mut ChangeSignals, what: &str, done: impl Fn(ChangeSignal) -> bool) {
+    let heard = tokio::time::timeout(SIGNAL_WAIT, async {
+        while !done(signals.latest()) {
+            signals.next().await.expect("the store keeps signalling");
+        }
+    })
+    .await;
+    assert!(heard.is_ok(), "no signal for {what} within {SIGNAL_WAIT:?}: {:?}", signals.latest());
 }

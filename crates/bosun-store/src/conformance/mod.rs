@@ -141,6 +141,7 @@ macro_rules! store_conformance {
             changes::snapshots_exclude_soft_state,
             changes::time_comes_from_the_injected_clock,
             changes::concurrent_writers_leave_a_complete_ordered_log,
+            changes::commits_of_every_writer_are_signalled,
             maintenance::retention_keeps_latest_state_of_live_resources,
             maintenance::retention_drops_old_history_of_deleted_resources,
             maintenance::retention_keeps_recent_changes,

@@ -5,7 +5,9 @@
 //! in one statement that draws their sequence numbers from the `change_log` row: its row
 //! lock, held from the append to the commit, lets only one transaction at a time hold
 //! uncommitted numbers, so readers only ever see a gap-free prefix of the log in commit
-//! order, and a transaction that rolls back gives its numbers back.
+//! order, and a transaction that rolls back gives its numbers back. The same statement
+//! notifies listeners (`listener.rs`) of the last number, which PostgreSQL delivers only
+//! if the transaction commits.
 
 use bosun_core::node::Gpu;
 use bosun_core::{
@@ -518,10 +520,11 @@ impl Transaction for PgTx<'_> {
                 "changes.insert",
                 sqlx::query_scalar(
                     "WITH drawn AS (UPDATE change_log SET last_seq = last_seq + $9 WHERE id = 1 \
-                     RETURNING last_seq - $9 AS base) \
+                     RETURNING last_seq - $9 AS base, last_seq), \
+                     notified AS (SELECT pg_notify($10, last_seq::text) FROM drawn) \
                      INSERT INTO changes (seq, at, kind, resource_id, op, revision, actor, reason, resource) \
                      SELECT drawn.base + u.ord, $1, u.kind, u.resource_id, u.op, u.revision, $2, $3, u.resource::jsonb \
-                     FROM drawn, UNNEST($4::text[], $5::text[], $6::text[], $7::int8[], $8::text[]) \
+                     FROM drawn, notified, UNNEST($4::text[], $5::text[], $6::text[], $7::int8[], $8::text[]) \
                      WITH ORDINALITY AS u (kind, resource_id, op, revision, resource, ord) RETURNING seq",
                 )
                 .bind(time(stamp.at))
@@ -533,6 +536,7 @@ impl Transaction for PgTx<'_> {
                 .bind(revisions)
                 .bind(resources)
                 .bind(count)
+                .bind(super::listener::CHANNEL)
                 .fetch_all(&mut *self.conn),
             )
             .await

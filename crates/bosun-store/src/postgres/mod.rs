@@ -4,11 +4,16 @@
 //! are appended at the end of each transaction under a transaction-level advisory lock, so
 //! the change log's sequence order is commit order and readers never see a later record
 //! before an earlier one. Soft-state batches commit with `synchronous_commit = off`: a
-//! crash may lose the last flush of heartbeats, never hard state.
+//! crash may lose the last flush of heartbeats, never hard state. Commits that append change
+//! records notify the other processes on the database (`listener.rs`).
 
 mod commit;
+mod listener;
 mod maintenance;
 mod transfer;
+
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use listener::APPLICATION_NAME as LISTENER_APPLICATION_NAME;
 
 use std::time::Duration;
 
@@ -27,6 +32,7 @@ use sqlx::{ConnectOptions, Connection as _, Postgres, QueryBuilder};
 use crate::error::{Result, StoreError};
 use crate::open::ConnectSettings;
 use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest, command_key};
+use crate::signals::ChangeSignals;
 use crate::soft_state::{dedupe_heartbeats, dedupe_samples};
 use crate::sql::rows::{
     BootstrapLogRow, ChangeRow, CommandEventRow, CommandRow, GpuRow, HealthReportRow, InstanceRow, NodeRow, PolicyRow,
@@ -92,12 +98,14 @@ pub(crate) struct PostgresStore {
     pool: PgPool,
     options: StoreOptions,
     slow: SlowLog,
+    /// Started by the first `change_signals`; stopped by `close` or when the store drops.
+    listener: std::sync::Mutex<Option<listener::Listener>>,
 }
 
 impl PostgresStore {
     pub(crate) fn new(pool: PgPool, options: StoreOptions) -> Self {
         let slow = SlowLog { threshold: options.slow_statement };
-        Self { pool, options, slow }
+        Self { pool, options, slow, listener: std::sync::Mutex::new(None) }
     }
 
     async fn node_exists(&self, id: &NodeId) -> Result<bool> {
@@ -553,6 +561,16 @@ impl Store for PostgresStore {
         unsigned("change_log.last_seq", seq)
     }
 
+    async fn change_signals(&self) -> Option<ChangeSignals> {
+        if self.pool.is_closed() {
+            return None;
+        }
+        let mut listener = self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let listener =
+            listener.get_or_insert_with(|| listener::Listener::start((*self.pool.connect_options()).clone()));
+        Some(listener.subscribe())
+    }
+
     async fn record_heartbeats(&self, batch: &[Heartbeat]) -> Result<u64> {
         if batch.is_empty() {
             return Ok(0);
@@ -742,6 +760,7 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) {
+        drop(self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
         self.pool.close().await;
     }
 }

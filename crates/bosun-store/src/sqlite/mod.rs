@@ -288,6 +288,11 @@ impl Store for SqliteStore {
         self.read("replicas.list", read::replicas).await
     }
 
+    async fn change_signals(&self) -> Option<crate::ChangeSignals> {
+        // One server at a time serves a SQLite file (`server_lock`): it makes every commit.
+        None
+    }
+
     async fn record_heartbeats(&self, batch: &[Heartbeat]) -> Result<u64> {
         if batch.is_empty() {
             return Ok(0);
