@@ -7,6 +7,7 @@
 //! crash may lose the last flush of heartbeats, never hard state.
 
 mod commit;
+mod copy_rows;
 mod maintenance;
 mod transfer;
 
