@@ -8,6 +8,7 @@
 //! records notify the other processes on the database (`listener.rs`).
 
 mod commit;
+mod copy_rows;
 mod listener;
 mod maintenance;
 mod transfer;

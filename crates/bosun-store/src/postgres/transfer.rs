@@ -1,18 +1,21 @@
 //! Dump and bulk load for PostgreSQL (see `crate::transfer`).
 //!
 //! A dump reads in one `REPEATABLE READ, READ ONLY` transaction (one snapshot), each table
-//! in keyset pages. A load writes each batch with `COPY ... FROM STDIN` (text format), one
-//! COPY per table per batch, in one transaction committed on `Commit`; COPY writes the
-//! identity columns (change sequence, history ids) as given.
+//! in keyset pages. A load runs in one transaction committed on `Commit`: it locks the
+//! tables, sets their keys, indexes and foreign keys aside ([`SetAside`]), writes the rows
+//! with `COPY ... FROM STDIN` in the binary format (`copy_rows.rs`; a few megabytes per
+//! COPY, encoded on a thread of its own while the previous COPY is sent), then builds the
+//! indexes and checks the foreign keys once each. COPY writes the identity columns (change
+//! sequence, history ids) as given.
 
+use bosun_core::CommandEvent;
 use bosun_core::node::Gpu;
-use bosun_core::{CommandEvent, Timestamp};
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{AssertSqlSafe, FromRow as _, PgConnection, Row as _};
 use tokio::sync::mpsc;
 
+use super::copy_rows::Tables;
 use super::node_from_row;
 use crate::error::{Result, StoreError};
 use crate::sql::rows::{
@@ -247,347 +250,166 @@ pub(super) async fn dump(pool: &PgPool, sink: &mpsc::Sender<DumpMessage>) -> Res
     Ok(())
 }
 
-/// Rows in COPY's text format: tab-separated, `\N` for NULL, backslash escapes.
-#[derive(Default)]
-struct CopyText {
-    buf: Vec<u8>,
-    in_row: bool,
+/// The tables a load writes, and `metric_samples`, which it empties (`Replace`) but never
+/// fills: everything a load locks.
+const LOAD_TABLES: &str = "policies, leases, pools, nodes, node_gpus, node_liveness, instances, commands, \
+                           command_events, health_reports, bootstrap_logs, metric_samples, changes";
+
+/// Bytes of rows a table gathers before they go to the server as one COPY: large enough
+/// that a statement's round trips vanish, small enough to keep a load's memory bounded.
+const COPY_BYTES: usize = 4 << 20;
+
+/// What the encoder hands the connection: one COPY's rows, or the end of the load.
+enum Chunk {
+    Rows { statement: &'static str, data: Vec<u8> },
+    Commit(Sequences),
 }
 
-impl CopyText {
-    fn separate(&mut self) {
-        if self.in_row {
-            self.buf.push(b'\t');
+/// The keys, unique constraints, indexes and foreign keys of the loaded tables (and the
+/// foreign keys that refer to them), set aside while a load fills the empty tables: each
+/// index is then built in one pass and each foreign key checked in one query, instead of
+/// row by row. Both lists are read from the catalog in the load's own transaction, so what
+/// is put back is exactly what was there (the migrations' schema, whatever its version);
+/// PostgreSQL DDL is transactional, so a load that fails or is abandoned puts everything
+/// back by rolling back.
+struct SetAside {
+    /// Keys and unique constraints, then indexes, then foreign keys.
+    restore: Vec<String>,
+}
+
+/// One row per key, index and foreign key to set aside: (step, statement that drops it,
+/// statement that creates it again). Foreign keys drop first (they depend on the keys they
+/// refer to) and come back last.
+const SET_ASIDE: &str = "\
+    WITH loaded AS (SELECT to_regclass(name) AS rel FROM unnest($1::text[]) AS name) \
+    SELECT 1 AS step, \
+           format('ALTER TABLE %s DROP CONSTRAINT %I', c.conrelid::regclass, c.conname), \
+           format('ALTER TABLE %s ADD CONSTRAINT %I %s', c.conrelid::regclass, c.conname, pg_get_constraintdef(c.oid)) \
+      FROM pg_constraint c \
+     WHERE c.contype = 'f' \
+       AND (c.conrelid IN (SELECT rel FROM loaded) OR c.confrelid IN (SELECT rel FROM loaded)) \
+    UNION ALL \
+    SELECT 2, \
+           format('ALTER TABLE %s DROP CONSTRAINT %I', c.conrelid::regclass, c.conname), \
+           format('ALTER TABLE %s ADD CONSTRAINT %I %s', c.conrelid::regclass, c.conname, pg_get_constraintdef(c.oid)) \
+      FROM pg_constraint c \
+     WHERE c.contype IN ('p', 'u', 'x') AND c.conrelid IN (SELECT rel FROM loaded) \
+    UNION ALL \
+    SELECT 3, format('DROP INDEX %s', i.indexrelid::regclass), pg_get_indexdef(i.indexrelid) \
+      FROM pg_index i \
+     WHERE i.indrelid IN (SELECT rel FROM loaded) \
+       AND NOT EXISTS (SELECT 1 FROM pg_constraint c \
+                        WHERE c.conindid = i.indexrelid AND c.contype IN ('p', 'u', 'x')) \
+    ORDER BY 1, 2";
+
+impl SetAside {
+    async fn take(conn: &mut PgConnection) -> Result<Self> {
+        let tables: Vec<&str> = LOAD_TABLES.split(", ").map(str::trim).collect();
+        let rows: Vec<(i32, String, String)> =
+            sqlx::query_as(SET_ASIDE).bind(&tables).fetch_all(&mut *conn).await.map_err(db)?;
+        for (_, drop, _) in &rows {
+            sqlx::raw_sql(AssertSqlSafe(drop.as_str())).execute(&mut *conn).await.map_err(db)?;
         }
-        self.in_row = true;
+        let (foreign_keys, rest): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(step, _, _)| *step == 1);
+        let restore = rest.into_iter().chain(foreign_keys).map(|(_, _, create)| create).collect();
+        Ok(Self { restore })
     }
 
-    fn text(&mut self, value: &str) -> &mut Self {
-        self.separate();
-        for &b in value.as_bytes() {
-            match b {
-                b'\\' => self.buf.extend_from_slice(b"\\\\"),
-                b'\n' => self.buf.extend_from_slice(b"\\n"),
-                b'\r' => self.buf.extend_from_slice(b"\\r"),
-                b'\t' => self.buf.extend_from_slice(b"\\t"),
-                _ => self.buf.push(b),
-            }
+    async fn restore(self, conn: &mut PgConnection) -> Result<()> {
+        for create in &self.restore {
+            sqlx::raw_sql(AssertSqlSafe(create.as_str())).execute(&mut *conn).await.map_err(db)?;
         }
-        self
-    }
-
-    fn null(&mut self) -> &mut Self {
-        self.separate();
-        self.buf.extend_from_slice(b"\\N");
-        self
-    }
-
-    fn opt_text(&mut self, value: Option<&str>) -> &mut Self {
-        match value {
-            Some(v) => self.text(v),
-            None => self.null(),
-        }
-    }
-
-    fn int(&mut self, value: i64) -> &mut Self {
-        self.separate();
-        self.buf.extend_from_slice(value.to_string().as_bytes());
-        self
-    }
-
-    fn unsigned(&mut self, value: u64) -> &mut Self {
-        self.int(i64::try_from(value).unwrap_or(i64::MAX))
-    }
-
-    fn time(&mut self, value: Timestamp) -> &mut Self {
-        self.text(&value.as_datetime().to_rfc3339_opts(SecondsFormat::Micros, true))
-    }
-
-    fn opt_time(&mut self, value: Option<Timestamp>) -> &mut Self {
-        match value {
-            Some(v) => self.time(v),
-            None => self.null(),
-        }
-    }
-
-    fn json<T: Serialize + ?Sized>(&mut self, value: &T) -> &mut Self {
-        self.text(&crate::sql::to_json(value))
-    }
-
-    fn opt_json<T: Serialize>(&mut self, value: Option<&T>) -> &mut Self {
-        match value {
-            Some(v) => self.json(v),
-            None => self.null(),
-        }
-    }
-
-    fn end(&mut self) {
-        self.buf.push(b'\n');
-        self.in_row = false;
+        Ok(())
     }
 }
 
-/// One COPY buffer per table a load writes, filled from a batch of records.
-#[derive(Default)]
-struct Tables {
-    policies: CopyText,
-    pools: CopyText,
-    nodes: CopyText,
-    node_gpus: CopyText,
-    node_liveness: CopyText,
-    instances: CopyText,
-    commands: CopyText,
-    command_events: CopyText,
-    health_reports: CopyText,
-    bootstrap_logs: CopyText,
-    changes: CopyText,
-}
-
-impl Tables {
-    fn add(&mut self, record: &Record) {
-        match record {
-            // Not copied: `copy_batch` inserts the few leases there are one by one.
-            Record::Lease(_) => {}
-            Record::Policy(p) => {
-                self.policies
-                    .text("active")
-                    .text(&p.name)
-                    .text(&p.document)
-                    .time(p.updated_at)
-                    .unsigned(p.revision.get());
-                self.policies.end();
-            }
-            Record::Pool(p) => {
-                self.pools
-                    .text(p.name.as_str())
-                    .json(&p.spec)
-                    .opt_time(p.status.last_scale_at)
-                    .json(&p.status.provider_backoff)
-                    .opt_json(p.status.last_decision.as_ref())
-                    .unsigned(p.revision.get());
-                self.pools.end();
-            }
-            Record::Node(r) => {
-                let n = &r.node;
-                self.nodes
-                    .text(n.id.as_str())
-                    .text(&n.provider)
-                    .text(&n.region)
-                    .text(&n.zone)
-                    .text(&n.instance_type)
-                    .opt_text(n.pool.as_ref().map(|p| p.as_str()))
-                    .text(n.status.as_str())
-                    .text(&n.status_reason)
-                    .time(n.status_changed_at)
-                    .text(n.health.as_str())
-                    .int(i64::from(n.unhealthy_streak))
-                    .json(&n.labels)
-                    .int(i64::from(n.gpu_count))
-                    .text(&n.gpu_model)
-                    .json(&n.metadata)
-                    .time(n.registered_at)
-                    .opt_time(n.last_health_report)
-                    .unsigned(n.revision.get())
-                    .opt_json(n.remediation.as_ref());
-                self.nodes.end();
-                for g in &r.gpus {
-                    self.node_gpus
-                        .text(n.id.as_str())
-                        .int(i64::from(g.index))
-                        .text(&g.uuid)
-                        .text(&g.name)
-                        .text(&g.pci_bus_id)
-                        .unsigned(g.memory_bytes)
-                        .text(&g.driver_version)
-                        .text(&g.cuda_version);
-                    self.node_gpus.end();
-                }
-                if let Some(at) = r.last_heartbeat {
-                    self.node_liveness.text(n.id.as_str()).time(at);
-                    self.node_liveness.end();
-                }
-            }
-            Record::Instance(i) => {
-                self.instances
-                    .text(i.id.as_str())
-                    .text(&i.provider)
-                    .opt_text(i.provider_instance_id.as_deref())
-                    .text(&i.region)
-                    .text(&i.zone)
-                    .text(&i.instance_type)
-                    .opt_text(i.pool.as_ref().map(|p| p.as_str()))
-                    .text(i.state.as_str())
-                    .text(&i.status_message)
-                    .opt_text(i.node_id.as_ref().map(|n| n.as_str()))
-                    .json(&i.labels)
-                    .time(i.created_at)
-                    .time(i.state_changed_at)
-                    .opt_time(i.ready_at)
-                    .opt_time(i.terminated_at)
-                    .unsigned(i.revision.get());
-                self.instances.end();
-            }
-            Record::Command(r) => {
-                let c = &r.command;
-                self.commands
-                    .text(&c.id.to_string())
-                    .text(c.node_id.as_str())
-                    .text(c.kind.kind_name())
-                    .opt_text(c.kind.custom_name())
-                    .json(&c.parameters)
-                    .text(c.state.as_str())
-                    .text(&c.issued_by.to_string())
-                    .text(&c.reason)
-                    .time(c.issued_at)
-                    .time(c.deadline)
-                    .opt_time(c.delivered_at)
-                    .int(i64::from(c.delivery_count))
-                    .opt_time(c.acked_at)
-                    .opt_time(c.finished_at)
-                    .text(&c.outcome_message)
-                    .json(&c.result)
-                    .unsigned(c.revision.get());
-                self.commands.end();
-                for e in &r.events {
-                    self.command_events
-                        .text(&e.command_id.to_string())
-                        .int(i64::from(e.seq))
-                        .time(e.at)
-                        .text(e.state.as_str())
-                        .text(&e.actor.to_string())
-                        .text(&e.message);
-                    self.command_events.end();
-                }
-            }
-            Record::HealthReport(r) => {
-                self.health_reports
-                    .unsigned(r.id)
-                    .text(r.report.node_id.as_str())
-                    .time(r.report.received_at)
-                    .text(r.report.health.as_str())
-                    .json(&r.report.results)
-                    .json(&r.report.events);
-                self.health_reports.end();
-            }
-            Record::BootstrapLog(l) => {
-                self.bootstrap_logs
-                    .unsigned(l.id)
-                    .text(l.node_id.as_str())
-                    .opt_text(l.instance_id.as_ref().map(|i| i.as_str()))
-                    .opt_text(l.pool.as_ref().map(|p| p.as_str()))
-                    .time(l.started_at)
-                    .unsigned(l.duration_ms)
-                    .text(if l.success { "t" } else { "f" })
-                    .text(&l.error)
-                    .json(&l.commands);
-                self.bootstrap_logs.end();
-            }
-            Record::Change(c) => {
-                self.changes
-                    .unsigned(c.seq)
-                    .time(c.at)
-                    .text(c.kind.as_str())
-                    .text(&c.resource_id)
-                    .text(c.op.as_str())
-                    .unsigned(c.revision.get())
-                    .text(&c.actor.to_string())
-                    .text(&c.reason)
-                    .json(&c.resource);
-                self.changes.end();
-            }
-        }
-    }
-
-    /// Each table's COPY, parents before children.
-    fn statements(&self) -> [(&'static str, &CopyText); 11] {
-        [
-            ("COPY policies (id, name, document, updated_at, revision) FROM STDIN", &self.policies),
-            (
-                "COPY pools (name, spec, last_scale_at, provider_backoff, last_decision, revision) FROM STDIN",
-                &self.pools,
-            ),
-            (
-                "COPY nodes (node_id, provider, region, zone, instance_type, pool, status, status_reason, \
-                 status_changed_at, health, unhealthy_streak, labels, gpu_count, gpu_model, metadata, registered_at, \
-                 last_health_report, revision, remediation) FROM STDIN",
-                &self.nodes,
-            ),
-            (
-                "COPY node_gpus (node_id, gpu_index, uuid, name, pci_bus_id, memory_bytes, driver_version, \
-                 cuda_version) FROM STDIN",
-                &self.node_gpus,
-            ),
-            ("COPY node_liveness (node_id, last_heartbeat) FROM STDIN", &self.node_liveness),
-            (
-                "COPY instances (instance_id, provider, provider_instance_id, region, zone, instance_type, pool, \
-                 state, status_message, node_id, labels, created_at, state_changed_at, ready_at, terminated_at, \
-                 revision) FROM STDIN",
-                &self.instances,
-            ),
-            (
-                "COPY commands (command_id, node_id, kind, custom_name, parameters, state, issued_by, reason, \
-                 issued_at, deadline, delivered_at, delivery_count, acked_at, finished_at, outcome_message, result, \
-                 revision) FROM STDIN",
-                &self.commands,
-            ),
-            ("COPY command_events (command_id, seq, at, state, actor, message) FROM STDIN", &self.command_events),
-            (
-                "COPY health_reports (id, node_id, received_at, health, results, events) FROM STDIN",
-                &self.health_reports,
-            ),
-            (
-                "COPY bootstrap_logs (id, node_id, instance_id, pool, started_at, duration_ms, success, error, \
-                 commands) FROM STDIN",
-                &self.bootstrap_logs,
-            ),
-            (
-                "COPY changes (seq, at, kind, resource_id, op, revision, actor, reason, resource) FROM STDIN",
-                &self.changes,
-            ),
-        ]
-    }
-}
-
-async fn copy_batch(conn: &mut PgConnection, records: &[Record]) -> Result<()> {
+/// Turns records into COPY rows, on a thread of its own so that the connection sends one
+/// COPY while the next is encoded. Ends after `Commit`, when the records end, or as soon as
+/// the connection stops taking chunks.
+fn encode(mut source: mpsc::Receiver<LoadMessage>, chunks: &mpsc::Sender<Chunk>) {
     let mut tables = Tables::default();
-    for record in records {
-        match record {
-            // A handful at most: one statement each.
-            Record::Lease(lease) => insert_lease(conn, lease).await?,
-            record => tables.add(record),
+    while let Some(message) = source.blocking_recv() {
+        match message {
+            LoadMessage::Records(records) => {
+                for record in &records {
+                    tables.add(record);
+                }
+                // With the foreign keys set aside, tables may be written in any order.
+                for (statement, rows) in tables.each() {
+                    if rows.len() >= COPY_BYTES
+                        && chunks.blocking_send(Chunk::Rows { statement, data: rows.take() }).is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            LoadMessage::Commit(sequences) => {
+                for (statement, rows) in tables.each() {
+                    if !rows.is_empty() && chunks.blocking_send(Chunk::Rows { statement, data: rows.take() }).is_err() {
+                        return;
+                    }
+                }
+                let _ = chunks.blocking_send(Chunk::Commit(sequences));
+                return;
+            }
+        }
+        if chunks.is_closed() {
+            return;
         }
     }
-    for (statement, rows) in tables.statements() {
-        if rows.buf.is_empty() {
-            continue;
+}
+
+/// Writes the encoder's chunks; true once everything is in and the sequences are set,
+/// false if the encoder ended without `Commit`.
+async fn write(conn: &mut PgConnection, chunks: &mut mpsc::Receiver<Chunk>, set_aside: SetAside) -> Result<bool> {
+    while let Some(chunk) = chunks.recv().await {
+        match chunk {
+            Chunk::Rows { statement, data } => {
+                let mut copy = conn.copy_in_raw(statement).await.map_err(db)?;
+                copy.send(data.as_slice()).await.map_err(db)?;
+                copy.finish().await.map_err(db)?;
+            }
+            Chunk::Commit(sequences) => {
+                set_aside.restore(conn).await?;
+                sqlx::query(
+                    "UPDATE change_log SET last_seq = GREATEST(last_seq, $1), \
+                     compacted_through = GREATEST(compacted_through, $2) WHERE id = 1",
+                )
+                .bind(i64::try_from(sequences.change_seq).unwrap_or(i64::MAX))
+                .bind(i64::try_from(sequences.changes_compacted_through).unwrap_or(i64::MAX))
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+                for (table, column, sequence_name, value) in [
+                    ("health_reports", "id", "health_reports_id_seq", sequences.health_report_id),
+                    ("bootstrap_logs", "id", "bootstrap_logs_id_seq", sequences.bootstrap_log_id),
+                ] {
+                    let value = value.max(sequence(conn, sequence_name).await?);
+                    if value > 0 {
+                        sqlx::query("SELECT setval(pg_get_serial_sequence($1, $2), $3, true)")
+                            .bind(table)
+                            .bind(column)
+                            .bind(i64::try_from(value).unwrap_or(i64::MAX))
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(db)?;
+                    }
+                }
+                return Ok(true);
+            }
         }
-        let mut copy = conn.copy_in_raw(statement).await.map_err(db)?;
-        copy.send(rows.buf.as_slice()).await.map_err(db)?;
-        copy.finish().await.map_err(db)?;
     }
-    Ok(())
+    Ok(false)
 }
 
-async fn insert_lease(conn: &mut PgConnection, l: &bosun_core::Lease) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO leases (name, holder, epoch, revision, renewals, acquired_at, renewed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(l.name.as_str())
-    .bind(l.holder.as_ref().map(|h| h.as_str()))
-    .bind(i64::try_from(l.epoch).unwrap_or(i64::MAX))
-    .bind(i64::try_from(l.revision.get()).unwrap_or(i64::MAX))
-    .bind(i64::try_from(l.renewals).unwrap_or(i64::MAX))
-    .bind(super::time(l.acquired_at))
-    .bind(super::time(l.renewed_at))
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
-    Ok(())
-}
-
-pub(super) async fn load(pool: &PgPool, mut source: mpsc::Receiver<LoadMessage>, target: Target) -> Result<()> {
+pub(super) async fn load(pool: &PgPool, source: mpsc::Receiver<LoadMessage>, target: Target) -> Result<()> {
     let mut tx = pool.begin().await.map_err(db)?;
+    // Until the load commits or rolls back, nothing else reads or writes these tables: the
+    // emptiness check holds, and their keys and indexes can be set aside.
+    sqlx::raw_sql(AssertSqlSafe(format!("LOCK TABLE {LOAD_TABLES} IN ACCESS EXCLUSIVE MODE")))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
     match target {
         Target::MustBeEmpty => {
             let holds: bool = sqlx::query_scalar(
@@ -603,48 +425,25 @@ pub(super) async fn load(pool: &PgPool, mut source: mpsc::Receiver<LoadMessage>,
             }
         }
         Target::Replace => {
-            sqlx::query(
-                "TRUNCATE nodes, node_gpus, node_liveness, instances, commands, command_events, pools, policies, leases, \
-                 health_reports, bootstrap_logs, metric_samples, changes",
-            )
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            sqlx::raw_sql(AssertSqlSafe(format!("TRUNCATE {LOAD_TABLES}"))).execute(&mut *tx).await.map_err(db)?;
         }
     }
-    loop {
-        match source.recv().await {
-            // Dropping the transaction rolls it back.
-            None => return Err(load_abandoned()),
-            Some(LoadMessage::Records(records)) => copy_batch(&mut tx, &records).await?,
-            Some(LoadMessage::Commit(sequences)) => {
-                sqlx::query(
-                    "UPDATE change_log SET last_seq = GREATEST(last_seq, $1), \
-                     compacted_through = GREATEST(compacted_through, $2) WHERE id = 1",
-                )
-                .bind(i64::try_from(sequences.change_seq).unwrap_or(i64::MAX))
-                .bind(i64::try_from(sequences.changes_compacted_through).unwrap_or(i64::MAX))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-                for (table, column, sequence_name, value) in [
-                    ("health_reports", "id", "health_reports_id_seq", sequences.health_report_id),
-                    ("bootstrap_logs", "id", "bootstrap_logs_id_seq", sequences.bootstrap_log_id),
-                ] {
-                    let value = value.max(sequence(&mut tx, sequence_name).await?);
-                    if value > 0 {
-                        sqlx::query("SELECT setval(pg_get_serial_sequence($1, $2), $3, true)")
-                            .bind(table)
-                            .bind(column)
-                            .bind(i64::try_from(value).unwrap_or(i64::MAX))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(db)?;
-                    }
-                }
-                tx.commit().await.map_err(db)?;
-                return Ok(());
-            }
+    let set_aside = SetAside::take(&mut tx).await?;
+    let (sink, mut chunks) = mpsc::channel(2);
+    let encoder = tokio::task::spawn_blocking(move || encode(source, &sink));
+    let written = write(&mut tx, &mut chunks, set_aside).await;
+    drop(chunks);
+    match written {
+        Ok(true) => {
+            tx.commit().await.map_err(db)?;
+            Ok(())
         }
+        // The encoder ended without `Commit`: its records ran out, or it failed.
+        Ok(false) => {
+            encoder.await.map_err(|e| StoreError::unavailable(format!("the load's encoder failed: {e}")))?;
+            Err(load_abandoned())
+        }
+        // Dropping the transaction rolls it back; the encoder stops at its next chunk.
+        Err(error) => Err(error),
     }
 }

@@ -339,6 +339,82 @@ async fn an_abandoned_load_writes_nothing() {
     }
 }
 
+/// The keys, unique constraints, foreign keys and indexes of a PostgreSQL store, as its
+/// catalog lists them.
+async fn postgres_schema(location: &crate::StoreLocation) -> Vec<String> {
+    use sqlx::Connection as _;
+    let crate::StoreLocation::Postgres { url } = location else { panic!("{location} is not PostgreSQL") };
+    let mut conn = sqlx::PgConnection::connect(url.as_str()).await.expect("connect");
+    sqlx::query_scalar(
+        "SELECT format('constraint %s.%s: %s', conrelid::regclass, conname, pg_get_constraintdef(oid)) \
+         FROM pg_constraint WHERE connamespace = current_schema()::regnamespace \
+         UNION ALL \
+         SELECT format('index %s: %s', indexrelid::regclass, pg_get_indexdef(indexrelid)) \
+         FROM pg_index JOIN pg_class ON pg_class.oid = indexrelid \
+         WHERE relnamespace = current_schema()::regnamespace \
+         ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("the catalog")
+}
+
+/// Loads `records` into `target` and commits, or, without `commit`, abandons the load.
+async fn load_records(
+    target: &dyn Store,
+    records: Vec<Record>,
+    commit: Option<Sequences>,
+    mode: Target,
+) -> Result<(), StoreError> {
+    let (sink, loaded) = mpsc::channel(4);
+    let sending = async move {
+        sink.send(LoadMessage::Records(records)).await.map_err(|_| load_abandoned())?;
+        if let Some(sequences) = commit {
+            sink.send(LoadMessage::Commit(sequences)).await.map_err(|_| load_abandoned())?;
+        }
+        Ok::<(), StoreError>(())
+    };
+    let (loaded, _) = tokio::join!(target.load(loaded, mode), sending);
+    loaded
+}
+
+#[tokio::test]
+async fn a_postgres_load_puts_back_exactly_the_keys_indexes_and_foreign_keys_it_set_aside() {
+    let Some(target) = crate::testing::TestStore::open(Backend::Postgres).await else { return };
+    let migrated = postgres_schema(&target.location).await;
+    for expected in ["PRIMARY KEY (node_id)", "FOREIGN KEY (node_id) REFERENCES nodes(node_id)", "USING gin"] {
+        assert!(migrated.iter().any(|line| line.contains(expected)), "no {expected} in {migrated:#?}");
+    }
+    let source = Ctx::open(Backend::Memory).await.expect("memory");
+    fill(&source).await;
+    let (snapshot, records) = contents_of(&*source.store).await;
+    let store = &*target.store;
+
+    let error = load_records(store, records.clone(), None, Target::MustBeEmpty).await.expect_err("abandoned");
+    assert!(error.to_string().contains("abandoned"), "{error}");
+    assert_eq!(postgres_schema(&target.location).await, migrated, "after an abandoned load");
+
+    // Commands and health reports of nodes that are not there: refused when the foreign
+    // keys are checked, at the very end.
+    let orphans: Vec<Record> = records.iter().filter(|r| !matches!(r, Record::Node(_))).cloned().collect();
+    let error = load_records(store, orphans, Some(snapshot.sequences), Target::MustBeEmpty).await.expect_err("refused");
+    assert!(error.to_string().contains("refers to a missing record"), "{error}");
+    assert_eq!(postgres_schema(&target.location).await, migrated, "after a load that broke a foreign key");
+
+    let mut twice = records.clone();
+    twice.extend(records.iter().filter(|r| matches!(r, Record::Node(_))).cloned());
+    let error = load_records(store, twice, Some(snapshot.sequences), Target::MustBeEmpty).await.expect_err("refused");
+    assert!(error.to_string().contains("duplicate key"), "{error}");
+    assert_eq!(postgres_schema(&target.location).await, migrated, "after a load that broke a key");
+    assert_eq!(contents(store).await.expect("contents"), None, "nothing was written");
+
+    for mode in [Target::MustBeEmpty, Target::Replace] {
+        load_records(store, records.clone(), Some(snapshot.sequences), mode).await.expect("load");
+        assert_eq!(postgres_schema(&target.location).await, migrated, "after a {mode:?} load");
+        assert_same(&source.store, &target.store, &format!("{mode:?} load")).await;
+    }
+}
+
 #[test]
 fn thousands_separates_groups() {
     let cases = [(0, "0"), (999, "999"), (1_000, "1,000"), (1_234_567, "1,234,567")];

@@ -1,0 +1,375 @@
+//! Records as rows in `COPY ... FROM STDIN (FORMAT binary)`, one buffer per table.
+//!
+//! The binary format carries every field as a length and its bytes: text needs no escaping
+//! and PostgreSQL parses no numbers or dates, which makes it cheaper than the text format
+//! on both ends. Each field must be exactly what its column's type receives: `TEXT` as
+//! UTF-8, `BIGINT` as 8 bytes big-endian, `TIMESTAMPTZ` as 8 bytes of microseconds since
+//! 2000-01-01 UTC, `JSONB` as a version byte (1) and the JSON text, `UUID` as its 16 bytes,
+//! `BOOLEAN` as one byte. A column whose type changes without this file fails the load
+//! with "incorrect binary data format", never silently.
+
+use bosun_core::Timestamp;
+use serde::Serialize;
+
+use crate::transfer::Record;
+
+/// PostgreSQL's epoch (2000-01-01T00:00:00Z) in microseconds since the Unix epoch.
+const POSTGRES_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+
+/// The binary COPY signature, flags (none) and header extension length (none).
+const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+/// Rows of one table in COPY's binary format.
+pub(super) struct CopyRows {
+    buf: Vec<u8>,
+    /// Fields per row, as the table's COPY statement lists them.
+    columns: i16,
+    /// Fields written of the current row.
+    fields: i16,
+}
+
+impl CopyRows {
+    fn new(columns: i16) -> Self {
+        Self { buf: Vec::new(), columns, fields: columns }
+    }
+
+    /// Bytes buffered so far.
+    pub(super) fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Starts a row.
+    fn row(&mut self) -> &mut Self {
+        debug_assert_eq!(self.fields, self.columns, "the previous row has the wrong number of fields");
+        if self.buf.is_empty() {
+            self.buf.extend_from_slice(HEADER);
+        }
+        self.buf.extend_from_slice(&self.columns.to_be_bytes());
+        self.fields = 0;
+        self
+    }
+
+    /// The rows buffered, ready to send as one COPY's data; leaves the buffer empty.
+    pub(super) fn take(&mut self) -> Vec<u8> {
+        debug_assert_eq!(self.fields, self.columns, "the last row has the wrong number of fields");
+        if !self.buf.is_empty() {
+            self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+        }
+        std::mem::take(&mut self.buf)
+    }
+
+    fn field(&mut self, bytes: &[u8]) -> &mut Self {
+        self.fields += 1;
+        // Fields longer than 2 GiB cannot be stored in PostgreSQL at all (1 GiB is its
+        // limit): the length saturates and the server refuses the row.
+        let len = i32::try_from(bytes.len()).unwrap_or(i32::MAX);
+        self.buf.extend_from_slice(&len.to_be_bytes());
+        self.buf.extend_from_slice(bytes);
+        self
+    }
+
+    fn null(&mut self) -> &mut Self {
+        self.fields += 1;
+        self.buf.extend_from_slice(&(-1i32).to_be_bytes());
+        self
+    }
+
+    fn text(&mut self, value: &str) -> &mut Self {
+        self.field(value.as_bytes())
+    }
+
+    fn opt_text(&mut self, value: Option<&str>) -> &mut Self {
+        match value {
+            Some(v) => self.text(v),
+            None => self.null(),
+        }
+    }
+
+    fn int(&mut self, value: i64) -> &mut Self {
+        self.field(&value.to_be_bytes())
+    }
+
+    fn unsigned(&mut self, value: u64) -> &mut Self {
+        self.int(i64::try_from(value).unwrap_or(i64::MAX))
+    }
+
+    fn boolean(&mut self, value: bool) -> &mut Self {
+        self.field(&[u8::from(value)])
+    }
+
+    fn uuid(&mut self, value: uuid::Uuid) -> &mut Self {
+        self.field(value.as_bytes())
+    }
+
+    fn time(&mut self, value: Timestamp) -> &mut Self {
+        self.int(value.unix_micros().saturating_sub(POSTGRES_EPOCH_UNIX_MICROS))
+    }
+
+    fn opt_time(&mut self, value: Option<Timestamp>) -> &mut Self {
+        match value {
+            Some(v) => self.time(v),
+            None => self.null(),
+        }
+    }
+
+    /// A `JSONB` field, serialized straight into the buffer.
+    fn json<T: Serialize + ?Sized>(&mut self, value: &T) -> &mut Self {
+        self.fields += 1;
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0, 0, 0, 0, 1]);
+        // Domain types hold only strings, numbers, bools, maps with string keys and
+        // sequences: serializing them cannot fail.
+        if serde_json::to_writer(&mut self.buf, value).is_err() {
+            self.buf.truncate(start + 5);
+            self.buf.extend_from_slice(b"null");
+        }
+        let len = i32::try_from(self.buf.len() - start - 4).unwrap_or(i32::MAX);
+        self.buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        self
+    }
+
+    fn opt_json<T: Serialize>(&mut self, value: Option<&T>) -> &mut Self {
+        match value {
+            Some(v) => self.json(v),
+            None => self.null(),
+        }
+    }
+}
+
+/// The COPY statement of each table a load writes, parents before children, and its
+/// number of columns.
+pub(super) const TABLES: [(&str, i16); 12] = [
+    ("COPY policies (id, name, document, updated_at, revision) FROM STDIN (FORMAT binary)", 5),
+    ("COPY pools (name, spec, last_scale_at, provider_backoff, last_decision, revision) FROM STDIN (FORMAT binary)", 6),
+    (
+        "COPY nodes (node_id, provider, region, zone, instance_type, pool, status, status_reason, status_changed_at, \
+         health, unhealthy_streak, labels, gpu_count, gpu_model, metadata, registered_at, last_health_report, \
+         revision, remediation) FROM STDIN (FORMAT binary)",
+        19,
+    ),
+    (
+        "COPY node_gpus (node_id, gpu_index, uuid, name, pci_bus_id, memory_bytes, driver_version, cuda_version) \
+         FROM STDIN (FORMAT binary)",
+        8,
+    ),
+    ("COPY node_liveness (node_id, last_heartbeat) FROM STDIN (FORMAT binary)", 2),
+    (
+        "COPY instances (instance_id, provider, provider_instance_id, region, zone, instance_type, pool, state, \
+         status_message, node_id, labels, created_at, state_changed_at, ready_at, terminated_at, revision) \
+         FROM STDIN (FORMAT binary)",
+        16,
+    ),
+    (
+        "COPY commands (command_id, node_id, kind, custom_name, parameters, state, issued_by, reason, issued_at, \
+         deadline, delivered_at, delivery_count, acked_at, finished_at, outcome_message, result, revision) \
+         FROM STDIN (FORMAT binary)",
+        17,
+    ),
+    ("COPY command_events (command_id, seq, at, state, actor, message) FROM STDIN (FORMAT binary)", 6),
+    ("COPY health_reports (id, node_id, received_at, health, results, events) FROM STDIN (FORMAT binary)", 6),
+    (
+        "COPY bootstrap_logs (id, node_id, instance_id, pool, started_at, duration_ms, success, error, commands) \
+         FROM STDIN (FORMAT binary)",
+        9,
+    ),
+    ("COPY changes (seq, at, kind, resource_id, op, revision, actor, reason, resource) FROM STDIN (FORMAT binary)", 9),
+    ("COPY leases (name, holder, epoch, revision, renewals, acquired_at, renewed_at) FROM STDIN (FORMAT binary)", 7),
+];
+
+/// One buffer of rows per table, in the order of [`TABLES`].
+pub(super) struct Tables {
+    tables: [CopyRows; 12],
+}
+
+impl Default for Tables {
+    fn default() -> Self {
+        Self { tables: TABLES.map(|(_, columns)| CopyRows::new(columns)) }
+    }
+}
+
+impl Tables {
+    /// Each table's COPY statement and its buffered rows.
+    pub(super) fn each(&mut self) -> impl Iterator<Item = (&'static str, &mut CopyRows)> {
+        TABLES.iter().map(|(statement, _)| *statement).zip(self.tables.iter_mut())
+    }
+
+    pub(super) fn add(&mut self, record: &Record) {
+        let [
+            policies,
+            pools,
+            nodes,
+            node_gpus,
+            node_liveness,
+            instances,
+            commands,
+            command_events,
+            health_reports,
+            bootstrap_logs,
+            changes,
+            leases,
+        ] = &mut self.tables;
+        match record {
+            Record::Lease(l) => {
+                leases
+                    .row()
+                    .text(l.name.as_str())
+                    .opt_text(l.holder.as_ref().map(|h| h.as_str()))
+                    .unsigned(l.epoch)
+                    .unsigned(l.revision.get())
+                    .unsigned(l.renewals)
+                    .time(l.acquired_at)
+                    .time(l.renewed_at);
+            }
+            Record::Policy(p) => {
+                policies
+                    .row()
+                    .text("active")
+                    .text(&p.name)
+                    .text(&p.document)
+                    .time(p.updated_at)
+                    .unsigned(p.revision.get());
+            }
+            Record::Pool(p) => {
+                pools
+                    .row()
+                    .text(p.name.as_str())
+                    .json(&p.spec)
+                    .opt_time(p.status.last_scale_at)
+                    .json(&p.status.provider_backoff)
+                    .opt_json(p.status.last_decision.as_ref())
+                    .unsigned(p.revision.get());
+            }
+            Record::Node(r) => {
+                let n = &r.node;
+                nodes
+                    .row()
+                    .text(n.id.as_str())
+                    .text(&n.provider)
+                    .text(&n.region)
+                    .text(&n.zone)
+                    .text(&n.instance_type)
+                    .opt_text(n.pool.as_ref().map(|p| p.as_str()))
+                    .text(n.status.as_str())
+                    .text(&n.status_reason)
+                    .time(n.status_changed_at)
+                    .text(n.health.as_str())
+                    .int(i64::from(n.unhealthy_streak))
+                    .json(&n.labels)
+                    .int(i64::from(n.gpu_count))
+                    .text(&n.gpu_model)
+                    .json(&n.metadata)
+                    .time(n.registered_at)
+                    .opt_time(n.last_health_report)
+                    .unsigned(n.revision.get())
+                    .opt_json(n.remediation.as_ref());
+                for g in &r.gpus {
+                    node_gpus
+                        .row()
+                        .text(n.id.as_str())
+                        .int(i64::from(g.index))
+                        .text(&g.uuid)
+                        .text(&g.name)
+                        .text(&g.pci_bus_id)
+                        .unsigned(g.memory_bytes)
+                        .text(&g.driver_version)
+                        .text(&g.cuda_version);
+                }
+                if let Some(at) = r.last_heartbeat {
+                    node_liveness.row().text(n.id.as_str()).time(at);
+                }
+            }
+            Record::Instance(i) => {
+                instances
+                    .row()
+                    .text(i.id.as_str())
+                    .text(&i.provider)
+                    .opt_text(i.provider_instance_id.as_deref())
+                    .text(&i.region)
+                    .text(&i.zone)
+                    .text(&i.instance_type)
+                    .opt_text(i.pool.as_ref().map(|p| p.as_str()))
+                    .text(i.state.as_str())
+                    .text(&i.status_message)
+                    .opt_text(i.node_id.as_ref().map(|n| n.as_str()))
+                    .json(&i.labels)
+                    .time(i.created_at)
+                    .time(i.state_changed_at)
+                    .opt_time(i.ready_at)
+                    .opt_time(i.terminated_at)
+                    .unsigned(i.revision.get());
+            }
+            Record::Command(r) => {
+                let c = &r.command;
+                commands
+                    .row()
+                    .uuid(c.id.as_uuid())
+                    .text(c.node_id.as_str())
+                    .text(c.kind.kind_name())
+                    .opt_text(c.kind.custom_name())
+                    .json(&c.parameters)
+                    .text(c.state.as_str())
+                    .text(&c.issued_by.to_string())
+                    .text(&c.reason)
+                    .time(c.issued_at)
+                    .time(c.deadline)
+                    .opt_time(c.delivered_at)
+                    .int(i64::from(c.delivery_count))
+                    .opt_time(c.acked_at)
+                    .opt_time(c.finished_at)
+                    .text(&c.outcome_message)
+                    .json(&c.result)
+                    .unsigned(c.revision.get());
+                for e in &r.events {
+                    command_events
+                        .row()
+                        .uuid(e.command_id.as_uuid())
+                        .int(i64::from(e.seq))
+                        .time(e.at)
+                        .text(e.state.as_str())
+                        .text(&e.actor.to_string())
+                        .text(&e.message);
+                }
+            }
+            Record::HealthReport(r) => {
+                health_reports
+                    .row()
+                    .unsigned(r.id)
+                    .text(r.report.node_id.as_str())
+                    .time(r.report.received_at)
+                    .text(r.report.health.as_str())
+                    .json(&r.report.results)
+                    .json(&r.report.events);
+            }
+            Record::BootstrapLog(l) => {
+                bootstrap_logs
+                    .row()
+                    .unsigned(l.id)
+                    .text(l.node_id.as_str())
+                    .opt_text(l.instance_id.as_ref().map(|i| i.as_str()))
+                    .opt_text(l.pool.as_ref().map(|p| p.as_str()))
+                    .time(l.started_at)
+                    .unsigned(l.duration_ms)
+                    .boolean(l.success)
+                    .text(&l.error)
+                    .json(&l.commands);
+            }
+            Record::Change(c) => {
+                changes
+                    .row()
+                    .unsigned(c.seq)
+                    .time(c.at)
+                    .text(c.kind.as_str())
+                    .text(&c.resource_id)
+                    .text(c.op.as_str())
+                    .unsigned(c.revision.get())
+                    .text(&c.actor.to_string())
+                    .text(&c.reason)
+                    .json(&c.resource);
+            }
+        }
+    }
+}
