@@ -145,6 +145,9 @@ impl Server {
             None => None,
         };
         if background_loops {
+            // Elect before the first passes run (the pool pass runs at once): a sole server
+            // on SQLite leads from its first pass, not one interval later.
+            loops::elect(&app).await;
             loops::spawn(&app, &shutdown, &mut loops);
         }
         if let Some(tls) = &tls {

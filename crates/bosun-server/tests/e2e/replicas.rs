@@ -424,3 +424,20 @@ async fn a_replica_that_loses_its_store_stops_leading_and_recovers(backend: Back
     assert_eq!(node.status, bosun_core::NodeStatus::Active);
     replicas.stop().await;
 }
+
+/// A server with its loops leads from its first pass: the pool pass runs at once at start,
+/// and must not wait an interval for the first election.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_server_leads_before_its_first_pass() {
+    let clock = Arc::new(FakeClock::at_default_epoch());
+    let store = open_store(&bosun_store::StoreLocation::Memory, test_options(clock.clone())).await.expect("open");
+    let mut election = ElectionSettings::new(ReplicaId::new("sole").expect("valid"));
+    election.exclusive = true;
+    let mut settings = settings();
+    settings.election = Some(election);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let clock: Arc<dyn Clock> = clock;
+    let server = Server::start(listener, store, clock, settings, true).await.expect("start");
+    assert!(server.is_leader(), "elected during start, before the loops' first passes");
+    server.shutdown().await;
+}
