@@ -53,13 +53,15 @@ impl CopyRows {
         self
     }
 
-    /// The rows buffered, ready to send as one COPY's data; leaves the buffer empty.
-    pub(super) fn take(&mut self) -> Vec<u8> {
+    /// The rows buffered, ready to send as one COPY's data; `next` (an empty buffer, perhaps
+    /// one sent before) takes their place.
+    pub(super) fn take(&mut self, next: Vec<u8>) -> Vec<u8> {
         debug_assert_eq!(self.fields, self.columns, "the last row has the wrong number of fields");
+        debug_assert!(next.is_empty());
         if !self.buf.is_empty() {
             self.buf.extend_from_slice(&(-1i16).to_be_bytes());
         }
-        std::mem::take(&mut self.buf)
+        std::mem::replace(&mut self.buf, next)
     }
 
     fn field(&mut self, bytes: &[u8]) -> &mut Self {

@@ -16,7 +16,7 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{AssertSqlSafe, FromRow as _, PgConnection, Row as _};
 use tokio::sync::mpsc;
 
-use super::copy_rows::Tables;
+use super::copy_rows::{CopyRows, Tables};
 use super::node_from_row;
 use crate::error::{Result, StoreError};
 use crate::sql::rows::{
@@ -436,9 +436,14 @@ impl SetAside {
 
 /// Turns records into COPY rows, on a thread of its own so that the connection sends one
 /// COPY while the next is encoded. Ends after `Commit`, when the records end, or as soon as
-/// the connection stops taking chunks.
-fn encode(mut source: mpsc::Receiver<LoadMessage>, chunks: &mpsc::Sender<Chunk>) {
+/// the connection stops taking chunks. Buffers come back through `spare` once sent, so the
+/// same few megabytes are filled again instead of fresh memory.
+fn encode(mut source: mpsc::Receiver<LoadMessage>, chunks: &mpsc::Sender<Chunk>, spare: &mut mpsc::Receiver<Vec<u8>>) {
     let mut tables = Tables::default();
+    let mut send = |statement, rows: &mut CopyRows| {
+        let data = rows.take(spare.try_recv().unwrap_or_default());
+        chunks.blocking_send(Chunk::Rows { statement, data }).is_ok()
+    };
     while let Some(message) = source.blocking_recv() {
         match message {
             LoadMessage::Records(records) => {
@@ -447,16 +452,14 @@ fn encode(mut source: mpsc::Receiver<LoadMessage>, chunks: &mpsc::Sender<Chunk>)
                 }
                 // With the foreign keys set aside, tables may be written in any order.
                 for (statement, rows) in tables.each() {
-                    if rows.len() >= COPY_BYTES
-                        && chunks.blocking_send(Chunk::Rows { statement, data: rows.take() }).is_err()
-                    {
+                    if rows.len() >= COPY_BYTES && !send(statement, rows) {
                         return;
                     }
                 }
             }
             LoadMessage::Commit(sequences) => {
                 for (statement, rows) in tables.each() {
-                    if !rows.is_empty() && chunks.blocking_send(Chunk::Rows { statement, data: rows.take() }).is_err() {
+                    if !rows.is_empty() && !send(statement, rows) {
                         return;
                     }
                 }
@@ -472,16 +475,28 @@ fn encode(mut source: mpsc::Receiver<LoadMessage>, chunks: &mpsc::Sender<Chunk>)
 
 /// Writes the encoder's chunks; true once everything is in and the sequences are set,
 /// false if the encoder ended without `Commit`.
-async fn write(conn: &mut PgConnection, chunks: &mut mpsc::Receiver<Chunk>, set_aside: SetAside) -> Result<bool> {
+async fn write(
+    conn: &mut PgConnection,
+    chunks: &mut mpsc::Receiver<Chunk>,
+    spare: &mpsc::Sender<Vec<u8>>,
+    set_aside: SetAside,
+) -> Result<bool> {
     while let Some(chunk) = chunks.recv().await {
         match chunk {
-            Chunk::Rows { statement, data } => {
+            Chunk::Rows { statement, mut data } => {
                 let mut copy = conn.copy_in_raw(statement).await.map_err(db)?;
                 copy.send(data.as_slice()).await.map_err(db)?;
                 copy.finish().await.map_err(db)?;
+                data.clear();
+                let _ = spare.try_send(data);
             }
             Chunk::Commit(sequences) => {
+                let started = std::time::Instant::now();
                 set_aside.restore(conn).await?;
+                tracing::debug!(
+                    seconds = started.elapsed().as_secs_f64(),
+                    "load: keys, indexes and foreign keys put back"
+                );
                 for (table, column, sequence_name, value) in [
                     ("changes", "seq", "changes_seq_seq", sequences.change_seq),
                     ("health_reports", "id", "health_reports_id_seq", sequences.health_report_id),
@@ -533,8 +548,9 @@ pub(super) async fn load(pool: &PgPool, source: mpsc::Receiver<LoadMessage>, tar
     }
     let set_aside = SetAside::take(&mut tx).await?;
     let (sink, mut chunks) = mpsc::channel(2);
-    let encoder = tokio::task::spawn_blocking(move || encode(source, &sink));
-    let written = write(&mut tx, &mut chunks, set_aside).await;
+    let (spare, mut spares) = mpsc::channel(4);
+    let encoder = tokio::task::spawn_blocking(move || encode(source, &sink, &mut spares));
+    let written = write(&mut tx, &mut chunks, &spare, set_aside).await;
     drop(chunks);
     match written {
         Ok(true) => {
