@@ -19,6 +19,7 @@
 //! kept for minutes and the next heartbeats refill them. Leases (leader election) do not
 //! move: a restored store elects anew.
 
+mod canonical;
 mod format;
 mod record;
 
@@ -264,7 +265,7 @@ fn is_load_gone(error: &StoreError) -> bool {
 }
 
 /// Per-kind counts and checksums of a stream of records, each hashed as its line in an
-/// export file.
+/// export file or, for a copy, in its canonical form (`canonical.rs`).
 #[derive(Default)]
 pub(crate) struct Digests {
     kinds: std::collections::BTreeMap<RecordKind, (u64, Sha256)>,
@@ -322,7 +323,7 @@ fn relay(
             DumpMessage::Records(records) => {
                 for record in &records {
                     line.clear();
-                    format::encode(record, &mut line);
+                    canonical::encode(record, &mut line);
                     digests.add(record.kind(), &line);
                     seen.cover(record);
                 }
@@ -346,8 +347,9 @@ fn relay(
     Ok(digests.finish())
 }
 
-/// Reads a whole store and returns its per-kind counts and checksums. Records are hashed
-/// on a thread of their own, beside the store's reading.
+/// Reads a whole store and returns its per-kind counts and checksums, of the records'
+/// canonical forms as a copy compares them. Records are hashed on a thread of their own,
+/// beside the store's reading.
 pub async fn digest_store(
     store: &dyn Store,
     progress: Arc<dyn Progress>,
@@ -362,7 +364,7 @@ pub async fn digest_store(
                 DumpMessage::Records(records) => {
                     for record in &records {
                         line.clear();
-                        format::encode(record, &mut line);
+                        canonical::encode(record, &mut line);
                         digests.add(record.kind(), &line);
                     }
                     progress.advance(records.len() as u64);
