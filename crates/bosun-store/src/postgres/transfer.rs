@@ -88,30 +88,52 @@ async fn send(pages: &mpsc::Sender<Fetched>, page: Fetched) -> Result<()> {
     pages.send(page).await.map_err(|_| reader_gone())
 }
 
-/// Fetches a table without child rows: every row of `select` in keyset pages by `key`
-/// (from `start`); `key_of` reads a row's key, for the next page.
+/// A table to fetch in keyset pages: its rows (`select`, ordered and paged by `key` from
+/// `start`) and, for a table with child rows, the statement selecting the children of the
+/// parents from $1 to $2 in parent order.
+struct Paged<K> {
+    select: &'static str,
+    key: &'static str,
+    start: K,
+    children: Option<&'static str>,
+}
+
+/// Fetches every page of a table, with its children: `key_of` reads a row's key (for the
+/// next page and the children's bounds), `wrap` makes a page of rows and children.
 async fn fetch_table<K>(
     conn: &mut PgConnection,
     pages: &mpsc::Sender<Fetched>,
-    (select, key, start): (&str, &str, K),
+    table: Paged<K>,
     key_of: fn(&PgRow) -> Result<K>,
-    wrap: fn(Vec<PgRow>) -> Fetched,
+    wrap: fn(Vec<PgRow>, Vec<PgRow>) -> Fetched,
 ) -> Result<()>
 where
     K: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Clone,
 {
     let mut after = None;
     loop {
-        let rows = page(conn, select, key, start.clone(), after.take()).await?;
+        let rows = page(conn, table.select, table.key, table.start.clone(), after.take()).await?;
         let last_page = (rows.len() as i64) < PAGE;
-        if let Some(last) = rows.last() {
-            after = Some(key_of(last)?);
-            send(pages, wrap(rows)).await?;
+        if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+            let (first, last) = (key_of(first)?, key_of(last)?);
+            let children = match table.children {
+                Some(children) => {
+                    sqlx::query(children).bind(first).bind(last.clone()).fetch_all(&mut *conn).await.map_err(db)?
+                }
+                None => Vec::new(),
+            };
+            after = Some(last);
+            send(pages, wrap(rows, children)).await?;
         }
         if last_page {
             return Ok(());
         }
     }
+}
+
+/// A table without child rows.
+fn flat<K>(select: &'static str, key: &'static str, start: K) -> Paged<K> {
+    Paged { select, key, start, children: None }
 }
 
 fn text_key(row: &PgRow) -> Result<String> {
@@ -145,64 +167,36 @@ async fn fetch(conn: &mut PgConnection, pages: &mpsc::Sender<Fetched>) -> Result
         send(pages, Fetched::Policy(policy)).await?;
     }
     let pools = "SELECT name, spec, last_scale_at, provider_backoff, last_decision, revision FROM pools";
-    fetch_table(conn, pages, (pools, "name", String::new()), text_key, Fetched::Pools).await?;
-
-    let mut after: Option<String> = None;
-    loop {
-        let nodes = page(conn, NODE_PAGE, "n.node_id", String::new(), after.take()).await?;
-        let last_page = (nodes.len() as i64) < PAGE;
-        if let (Some(first), Some(last)) = (nodes.first(), nodes.last()) {
-            let (first, last) = (text_key(first)?, text_key(last)?);
-            let gpus = sqlx::query(
-                "SELECT node_id, gpu_index, uuid, name, pci_bus_id, memory_bytes, driver_version, cuda_version \
-                 FROM node_gpus WHERE node_id >= $1 AND node_id <= $2 ORDER BY node_id, gpu_index",
-            )
-            .bind(&first)
-            .bind(&last)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db)?;
-            after = Some(last);
-            send(pages, Fetched::Nodes { nodes, gpus }).await?;
-        }
-        if last_page {
-            break;
-        }
-    }
-
-    let instances = (super::select_instance!(), "instance_id", String::new());
-    fetch_table(conn, pages, instances, text_key, Fetched::Instances).await?;
-
-    let mut after: Option<uuid::Uuid> = None;
-    loop {
-        let commands = page(conn, super::select_command!(), "command_id", uuid::Uuid::nil(), after.take()).await?;
-        let last_page = (commands.len() as i64) < PAGE;
-        if let (Some(first), Some(last)) = (commands.first(), commands.last()) {
-            let (first, last) = (command_key(first)?, command_key(last)?);
-            let events = sqlx::query(
-                "SELECT command_id::text AS command_id, seq, at, state, actor, message FROM command_events \
-                 WHERE command_id >= $1 AND command_id <= $2 ORDER BY command_id, seq",
-            )
-            .bind(first)
-            .bind(last)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db)?;
-            after = Some(last);
-            send(pages, Fetched::Commands { commands, events }).await?;
-        }
-        if last_page {
-            break;
-        }
-    }
-
+    fetch_table(conn, pages, flat(pools, "name", String::new()), text_key, |rows, _| Fetched::Pools(rows)).await?;
+    let nodes = Paged {
+        select: NODE_PAGE,
+        key: "n.node_id",
+        start: String::new(),
+        children: Some(
+            "SELECT node_id, gpu_index, uuid, name, pci_bus_id, memory_bytes, driver_version, cuda_version \
+             FROM node_gpus WHERE node_id >= $1 AND node_id <= $2 ORDER BY node_id, gpu_index",
+        ),
+    };
+    fetch_table(conn, pages, nodes, text_key, |nodes, gpus| Fetched::Nodes { nodes, gpus }).await?;
+    let instances = flat(super::select_instance!(), "instance_id", String::new());
+    fetch_table(conn, pages, instances, text_key, |rows, _| Fetched::Instances(rows)).await?;
+    let commands = Paged {
+        select: super::select_command!(),
+        key: "command_id",
+        start: uuid::Uuid::nil(),
+        children: Some(
+            "SELECT command_id::text AS command_id, seq, at, state, actor, message FROM command_events \
+             WHERE command_id >= $1 AND command_id <= $2 ORDER BY command_id, seq",
+        ),
+    };
+    fetch_table(conn, pages, commands, command_key, |commands, events| Fetched::Commands { commands, events }).await?;
     let reports = "SELECT id, node_id, received_at, health, results, events FROM health_reports";
-    fetch_table(conn, pages, (reports, "id", 0), id_key, Fetched::HealthReports).await?;
+    fetch_table(conn, pages, flat(reports, "id", 0), id_key, |rows, _| Fetched::HealthReports(rows)).await?;
     let logs = "SELECT id, node_id, instance_id, pool, started_at, duration_ms, success, error, commands \
                 FROM bootstrap_logs";
-    fetch_table(conn, pages, (logs, "id", 0), id_key, Fetched::BootstrapLogs).await?;
+    fetch_table(conn, pages, flat(logs, "id", 0), id_key, |rows, _| Fetched::BootstrapLogs(rows)).await?;
     let changes = "SELECT seq, at, kind, resource_id, op, revision, actor, reason, resource FROM changes";
-    fetch_table(conn, pages, (changes, "seq", 0), id_key, Fetched::Changes).await
+    fetch_table(conn, pages, flat(changes, "seq", 0), id_key, |rows, _| Fetched::Changes(rows)).await
 }
 
 /// Child rows, (parent key, child), in parent order, handed out parent by parent.
