@@ -286,61 +286,58 @@ impl<'a, 'b> ser::Serializer for &'a mut Canonical<'b> {
     }
 }
 
-impl ser::SerializeSeq for &mut Canonical<'_> {
-    type Ok = ();
-    type Error = Failed;
+/// Sequences and tuples: their elements in order, then an end mark.
+macro_rules! sequence {
+    ($($trait:ident :: $element:ident),+) => {$(
+        impl ser::$trait for &mut Canonical<'_> {
+            type Ok = ();
+            type Error = Failed;
 
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Done {
-        value.serialize(&mut **self)
-    }
+            fn $element<T: ?Sized + Serialize>(&mut self, value: &T) -> Done {
+                value.serialize(&mut **self)
+            }
 
-    fn end(self) -> Done {
-        self.tag(END);
-        Ok(())
-    }
+            fn end(self) -> Done {
+                self.tag(END);
+                Ok(())
+            }
+        }
+    )+};
 }
 
-impl ser::SerializeTuple for &mut Canonical<'_> {
-    type Ok = ();
-    type Error = Failed;
+sequence!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Done {
-        value.serialize(&mut **self)
-    }
+/// Structs: their fields by position (names are the type's, not the value's), a field that
+/// serde leaves out (`skip_serializing_if`) marked so the next cannot take its place.
+macro_rules! structure {
+    ($($trait:ident),+) => {$(
+        impl ser::$trait for &mut Canonical<'_> {
+            type Ok = ();
+            type Error = Failed;
 
-    fn end(self) -> Done {
-        self.tag(END);
-        Ok(())
-    }
+            fn serialize_field<T: ?Sized + Serialize>(&mut self, _key: &'static str, value: &T) -> Done {
+                value.serialize(&mut **self)
+            }
+
+            fn skip_field(&mut self, _key: &'static str) -> Done {
+                self.tag(SKIPPED);
+                Ok(())
+            }
+
+            fn end(self) -> Done {
+                self.tag(END);
+                Ok(())
+            }
+        }
+    )+};
 }
 
-impl ser::SerializeTupleStruct for &mut Canonical<'_> {
-    type Ok = ();
-    type Error = Failed;
-
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Done {
-        value.serialize(&mut **self)
-    }
-
-    fn end(self) -> Done {
-        self.tag(END);
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleVariant for &mut Canonical<'_> {
-    type Ok = ();
-    type Error = Failed;
-
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Done {
-        value.serialize(&mut **self)
-    }
-
-    fn end(self) -> Done {
-        self.tag(END);
-        Ok(())
-    }
-}
+structure!(SerializeStruct, SerializeStructVariant);
 
 impl ser::SerializeMap for &mut Canonical<'_> {
     type Ok = ();
@@ -352,46 +349,6 @@ impl ser::SerializeMap for &mut Canonical<'_> {
 
     fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Done {
         value.serialize(&mut **self)
-    }
-
-    fn end(self) -> Done {
-        self.tag(END);
-        Ok(())
-    }
-}
-
-impl ser::SerializeStruct for &mut Canonical<'_> {
-    type Ok = ();
-    type Error = Failed;
-
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, _key: &'static str, value: &T) -> Done {
-        value.serialize(&mut **self)
-    }
-
-    /// A field left out (`skip_serializing_if`): its mark keeps the next field from taking
-    /// its place.
-    fn skip_field(&mut self, _key: &'static str) -> Done {
-        self.tag(SKIPPED);
-        Ok(())
-    }
-
-    fn end(self) -> Done {
-        self.tag(END);
-        Ok(())
-    }
-}
-
-impl ser::SerializeStructVariant for &mut Canonical<'_> {
-    type Ok = ();
-    type Error = Failed;
-
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, _key: &'static str, value: &T) -> Done {
-        value.serialize(&mut **self)
-    }
-
-    fn skip_field(&mut self, _key: &'static str) -> Done {
-        self.tag(SKIPPED);
-        Ok(())
     }
 
     fn end(self) -> Done {
