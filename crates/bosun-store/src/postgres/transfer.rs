@@ -2,12 +2,12 @@
 //!
 //! A dump reads in one `REPEATABLE READ, READ ONLY` transaction (one snapshot), each table
 //! in keyset pages; a thread of its own decodes each page into records while the
-//! connection fetches the next. A load runs in one transaction committed on `Commit`: it locks the
-//! tables, sets their keys, indexes and foreign keys aside ([`SetAside`]), writes the rows
-//! with `COPY ... FROM STDIN` in the binary format (`copy_rows.rs`; a few megabytes per
-//! COPY, encoded on a thread of its own while the previous COPY is sent), then builds the
-//! indexes and checks the foreign keys once each. COPY writes the identity columns (change
-//! sequence, history ids) as given.
+//! connection fetches the next. A load runs in one transaction committed on `Commit`: it
+//! locks and empties the tables, sets their keys, indexes and foreign keys aside
+//! ([`SetAside`]), writes the rows frozen with `COPY ... FROM STDIN (FORMAT binary,
+//! FREEZE)` (`copy_rows.rs`; a few megabytes per COPY, encoded on a thread of its own while
+//! the previous COPY is sent), then builds the indexes and checks the foreign keys once
+//! each. COPY writes the identity columns (change sequence, history ids) as given.
 
 use bosun_core::CommandEvent;
 use bosun_core::node::Gpu;
@@ -522,24 +522,25 @@ pub(super) async fn load(pool: &PgPool, source: mpsc::Receiver<LoadMessage>, tar
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-    match target {
-        Target::MustBeEmpty => {
-            let holds: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM nodes) OR EXISTS (SELECT 1 FROM instances) \
-                 OR EXISTS (SELECT 1 FROM pools) OR EXISTS (SELECT 1 FROM policies) \
-                 OR EXISTS (SELECT 1 FROM changes) OR EXISTS (SELECT 1 FROM bootstrap_logs)",
-            )
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
-            if holds {
-                return Err(target_not_empty());
-            }
-        }
-        Target::Replace => {
-            sqlx::raw_sql(AssertSqlSafe(format!("TRUNCATE {LOAD_TABLES}"))).execute(&mut *tx).await.map_err(db)?;
+    if target == Target::MustBeEmpty {
+        let holds: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM nodes) OR EXISTS (SELECT 1 FROM instances) \
+             OR EXISTS (SELECT 1 FROM pools) OR EXISTS (SELECT 1 FROM policies) \
+             OR EXISTS (SELECT 1 FROM changes) OR EXISTS (SELECT 1 FROM bootstrap_logs)",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if holds {
+            return Err(target_not_empty());
         }
     }
+    // Emptied in this transaction (even when they were empty already), the tables take
+    // their rows with COPY FREEZE: written frozen and visible, so neither the first reads
+    // (which would set every row's hint bits and write every page again) nor a later
+    // vacuum (which would freeze them) go over them once more. Like TRUNCATE, this bends
+    // MVCC for a transaction whose snapshot predates the commit: it sees the loaded rows.
+    sqlx::raw_sql(AssertSqlSafe(format!("TRUNCATE {LOAD_TABLES}"))).execute(&mut *tx).await.map_err(db)?;
     let set_aside = SetAside::take(&mut tx).await?;
     let (sink, mut chunks) = mpsc::channel(2);
     let (spare, mut spares) = mpsc::channel(4);
