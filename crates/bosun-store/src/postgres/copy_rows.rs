@@ -1,4 +1,5 @@
-//! Records as rows in `COPY ... FROM STDIN (FORMAT binary)`, one buffer per table.
+//! Records as rows in `COPY ... FROM STDIN (FORMAT binary, FREEZE)`, one buffer per table
+//! (FREEZE: see `transfer.rs`).
 //!
 //! The binary format carries every field as a length and its bytes: text needs no escaping
 //! and PostgreSQL parses no numbers or dates, which makes it cheaper than the text format
@@ -53,13 +54,15 @@ impl CopyRows {
         self
     }
 
-    /// The rows buffered, ready to send as one COPY's data; leaves the buffer empty.
-    pub(super) fn take(&mut self) -> Vec<u8> {
+    /// The rows buffered, ready to send as one COPY's data; `next` (an empty buffer, perhaps
+    /// one sent before) takes their place.
+    pub(super) fn take(&mut self, next: Vec<u8>) -> Vec<u8> {
         debug_assert_eq!(self.fields, self.columns, "the last row has the wrong number of fields");
+        debug_assert!(next.is_empty());
         if !self.buf.is_empty() {
             self.buf.extend_from_slice(&(-1i16).to_be_bytes());
         }
-        std::mem::take(&mut self.buf)
+        std::mem::replace(&mut self.buf, next)
     }
 
     fn field(&mut self, bytes: &[u8]) -> &mut Self {
@@ -143,41 +146,49 @@ impl CopyRows {
 /// The COPY statement of each table a load writes, parents before children, and its
 /// number of columns.
 pub(super) const TABLES: [(&str, i16); 12] = [
-    ("COPY policies (id, name, document, updated_at, revision) FROM STDIN (FORMAT binary)", 5),
-    ("COPY pools (name, spec, last_scale_at, provider_backoff, last_decision, revision) FROM STDIN (FORMAT binary)", 6),
+    ("COPY policies (id, name, document, updated_at, revision) FROM STDIN (FORMAT binary, FREEZE)", 5),
+    (
+        "COPY pools (name, spec, last_scale_at, provider_backoff, last_decision, revision) \
+         FROM STDIN (FORMAT binary, FREEZE)",
+        6,
+    ),
     (
         "COPY nodes (node_id, provider, region, zone, instance_type, pool, status, status_reason, status_changed_at, \
          health, unhealthy_streak, labels, gpu_count, gpu_model, metadata, registered_at, last_health_report, \
-         revision, remediation) FROM STDIN (FORMAT binary)",
+         revision, remediation) FROM STDIN (FORMAT binary, FREEZE)",
         19,
     ),
     (
         "COPY node_gpus (node_id, gpu_index, uuid, name, pci_bus_id, memory_bytes, driver_version, cuda_version) \
-         FROM STDIN (FORMAT binary)",
+         FROM STDIN (FORMAT binary, FREEZE)",
         8,
     ),
-    ("COPY node_liveness (node_id, last_heartbeat) FROM STDIN (FORMAT binary)", 2),
+    ("COPY node_liveness (node_id, last_heartbeat) FROM STDIN (FORMAT binary, FREEZE)", 2),
     (
         "COPY instances (instance_id, provider, provider_instance_id, region, zone, instance_type, pool, state, \
          status_message, node_id, labels, created_at, state_changed_at, ready_at, terminated_at, revision) \
-         FROM STDIN (FORMAT binary)",
+         FROM STDIN (FORMAT binary, FREEZE)",
         16,
     ),
     (
         "COPY commands (command_id, node_id, kind, custom_name, parameters, state, issued_by, reason, issued_at, \
          deadline, delivered_at, delivery_count, acked_at, finished_at, outcome_message, result, revision) \
-         FROM STDIN (FORMAT binary)",
+         FROM STDIN (FORMAT binary, FREEZE)",
         17,
     ),
-    ("COPY command_events (command_id, seq, at, state, actor, message) FROM STDIN (FORMAT binary)", 6),
-    ("COPY health_reports (id, node_id, received_at, health, results, events) FROM STDIN (FORMAT binary)", 6),
+    ("COPY command_events (command_id, seq, at, state, actor, message) FROM STDIN (FORMAT binary, FREEZE)", 6),
+    ("COPY health_reports (id, node_id, received_at, health, results, events) FROM STDIN (FORMAT binary, FREEZE)", 6),
     (
         "COPY bootstrap_logs (id, node_id, instance_id, pool, started_at, duration_ms, success, error, commands) \
-         FROM STDIN (FORMAT binary)",
+         FROM STDIN (FORMAT binary, FREEZE)",
         9,
     ),
-    ("COPY changes (seq, at, kind, resource_id, op, revision, actor, reason, resource) FROM STDIN (FORMAT binary)", 9),
-    ("COPY leases (name, holder, epoch, revision, renewals, acquired_at, renewed_at) FROM STDIN (FORMAT binary)", 7),
+    (
+        "COPY changes (seq, at, kind, resource_id, op, revision, actor, reason, resource) \
+         FROM STDIN (FORMAT binary, FREEZE)",
+        9,
+    ),
+    ("COPY leases (name, holder, epoch, revision, renewals, acquired_at, renewed_at) FROM STDIN (FORMAT binary, FREEZE)", 7),
 ];
 
 /// One buffer of rows per table, in the order of [`TABLES`].

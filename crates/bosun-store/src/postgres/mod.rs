@@ -45,13 +45,18 @@ use crate::store::{
 };
 use crate::write::{Committed, StoredHealthReport, WriteBatch};
 
-macro_rules! select_node {
+/// The columns of a node row (`nodes n` and `node_liveness l`), in `node_from_row`'s order.
+macro_rules! node_columns {
     () => {
         "SELECT n.node_id, n.provider, n.region, n.zone, n.instance_type, n.pool, n.status, n.status_reason, \
          n.status_changed_at, n.health, n.unhealthy_streak, n.labels, n.gpu_count, n.gpu_model, n.metadata, \
          n.registered_at, \
-         n.last_health_report, n.revision, l.last_heartbeat, n.remediation \
-         FROM nodes n LEFT JOIN node_liveness l ON l.node_id = n.node_id "
+         n.last_health_report, n.revision, l.last_heartbeat, n.remediation "
+    };
+}
+macro_rules! select_node {
+    () => {
+        concat!($crate::postgres::node_columns!(), "FROM nodes n LEFT JOIN node_liveness l ON l.node_id = n.node_id ")
     };
 }
 macro_rules! select_instance {
@@ -73,7 +78,7 @@ macro_rules! select_change {
         "SELECT seq, at, kind, resource_id, op, revision, actor, reason, resource FROM changes "
     };
 }
-pub(crate) use {select_command, select_instance, select_node};
+pub(crate) use {node_columns, select_command, select_instance, select_node};
 
 pub(crate) async fn connect(url: &url::Url, settings: &ConnectSettings) -> std::result::Result<PgPool, sqlx::Error> {
     let options = PgConnectOptions::from_url(url)?

@@ -1,12 +1,13 @@
 //! Dump and bulk load for PostgreSQL (see `crate::transfer`).
 //!
 //! A dump reads in one `REPEATABLE READ, READ ONLY` transaction (one snapshot), each table
-//! in keyset pages. A load runs in one transaction committed on `Commit`: it locks the
-//! tables, sets their keys, indexes and foreign keys aside ([`SetAside`]), writes the rows
-//! with `COPY ... FROM STDIN` in the binary format (`copy_rows.rs`; a few megabytes per
-//! COPY, encoded on a thread of its own while the previous COPY is sent), then builds the
-//! indexes and checks the foreign keys once each. COPY writes the identity columns (change
-//! sequence, history ids) as given.
+//! in keyset pages; a thread of its own decodes each page into records while the
+//! connection fetches the next. A load runs in one transaction committed on `Commit`: it
+//! locks and empties the tables, sets their keys, indexes and foreign keys aside
+//! ([`SetAside`]), writes the rows frozen with `COPY ... FROM STDIN (FORMAT binary,
+//! FREEZE)` (`copy_rows.rs`; a few megabytes per COPY, encoded on a thread of its own while
+//! the previous COPY is sent), then builds the indexes and checks the foreign keys once
+//! each. COPY writes the identity columns (change sequence, history ids) as given.
 
 use bosun_core::CommandEvent;
 use bosun_core::node::Gpu;
@@ -15,7 +16,7 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{AssertSqlSafe, FromRow as _, PgConnection, Row as _};
 use tokio::sync::mpsc;
 
-use super::copy_rows::Tables;
+use super::copy_rows::{CopyRows, Tables};
 use super::node_from_row;
 use crate::error::{Result, StoreError};
 use crate::sql::rows::{
@@ -25,7 +26,7 @@ use crate::sql::rows::{
 use crate::sql::{map_err, unsigned};
 use crate::transfer::{
     Batcher, CommandRecord, DumpMessage, LoadMessage, NodeRecord, Record, RecordKind, Sequences, Snapshot, Target,
-    load_abandoned, target_not_empty,
+    load_abandoned, reader_gone, target_not_empty,
 };
 
 /// Rows per keyset page of a dump.
@@ -49,33 +50,6 @@ where
     sqlx::query(AssertSqlSafe(sql)).bind(bound).bind(PAGE).fetch_all(&mut *conn).await.map_err(db)
 }
 
-/// Streams a table without child rows: every row of `select` in keyset pages by `key`
-/// (from `start`); `decode` gives each row's key, for the next page, and its record.
-async fn each_row<K>(
-    conn: &mut PgConnection,
-    out: &mut Batcher<'_>,
-    select: &str,
-    key: &str,
-    start: K,
-    decode: impl Fn(&PgRow) -> Result<(K, Record)>,
-) -> Result<()>
-where
-    K: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Clone,
-{
-    let mut after = None;
-    loop {
-        let rows = page(conn, select, key, start.clone(), after.take()).await?;
-        for row in &rows {
-            let (row_key, record) = decode(row)?;
-            after = Some(row_key);
-            out.push(record).await?;
-        }
-        if (rows.len() as i64) < PAGE {
-            return Ok(());
-        }
-    }
-}
-
 /// The last value a table's identity sequence handed out (0 if none).
 async fn sequence(conn: &mut PgConnection, name: &str) -> Result<u64> {
     let value: Option<i64> = sqlx::query_scalar(
@@ -89,13 +63,266 @@ async fn sequence(conn: &mut PgConnection, name: &str) -> Result<u64> {
     Ok(value.map_or(0, |v| u64::try_from(v).unwrap_or(0)))
 }
 
-/// Groups child rows (key, child) under the parents of one page, in parent order.
-fn group<T>(children: Vec<(String, T)>) -> std::collections::HashMap<String, Vec<T>> {
-    let mut grouped: std::collections::HashMap<String, Vec<T>> = std::collections::HashMap::new();
-    for (key, child) in children {
-        grouped.entry(key).or_default().push(child);
+/// A page of rows as the connection fetched them; the decoder turns them into records.
+/// Pages come in load order.
+enum Fetched {
+    Policy(PgRow),
+    Leases(Vec<PgRow>),
+    Pools(Vec<PgRow>),
+    /// Nodes and the GPUs of exactly those nodes, both in node order.
+    Nodes {
+        nodes: Vec<PgRow>,
+        gpus: Vec<PgRow>,
+    },
+    Instances(Vec<PgRow>),
+    /// Commands and the events of exactly those commands, both in command order.
+    Commands {
+        commands: Vec<PgRow>,
+        events: Vec<PgRow>,
+    },
+    HealthReports(Vec<PgRow>),
+    BootstrapLogs(Vec<PgRow>),
+    Changes(Vec<PgRow>),
+}
+
+/// Hands a page to the decoder; fails only if the decoder stopped (its own error says why).
+async fn send(pages: &mpsc::Sender<Fetched>, page: Fetched) -> Result<()> {
+    pages.send(page).await.map_err(|_| reader_gone())
+}
+
+/// A table to fetch in keyset pages: its rows (`select`, ordered and paged by `key` from
+/// `start`) and, for a table with child rows, the statement selecting the children of the
+/// parents from $1 to $2 in parent order.
+struct Paged<K> {
+    select: &'static str,
+    key: &'static str,
+    start: K,
+    children: Option<&'static str>,
+}
+
+/// Fetches every page of a table, with its children: `key_of` reads a row's key (for the
+/// next page and the children's bounds), `wrap` makes a page of rows and children.
+async fn fetch_table<K>(
+    conn: &mut PgConnection,
+    pages: &mpsc::Sender<Fetched>,
+    table: Paged<K>,
+    key_of: fn(&PgRow) -> Result<K>,
+    wrap: fn(Vec<PgRow>, Vec<PgRow>) -> Fetched,
+) -> Result<()>
+where
+    K: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Clone,
+{
+    let mut after = None;
+    loop {
+        let rows = page(conn, table.select, table.key, table.start.clone(), after.take()).await?;
+        let last_page = (rows.len() as i64) < PAGE;
+        if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+            let (first, last) = (key_of(first)?, key_of(last)?);
+            let children = match table.children {
+                Some(children) => {
+                    sqlx::query(children).bind(first).bind(last.clone()).fetch_all(&mut *conn).await.map_err(db)?
+                }
+                None => Vec::new(),
+            };
+            after = Some(last);
+            send(pages, wrap(rows, children)).await?;
+        }
+        if last_page {
+            return Ok(());
+        }
     }
-    grouped
+}
+
+/// A table without child rows.
+fn flat<K>(select: &'static str, key: &'static str, start: K) -> Paged<K> {
+    Paged { select, key, start, children: None }
+}
+
+fn text_key(row: &PgRow) -> Result<String> {
+    row.try_get(0).map_err(db)
+}
+
+fn id_key(row: &PgRow) -> Result<i64> {
+    row.try_get(0).map_err(db)
+}
+
+fn command_key(row: &PgRow) -> Result<uuid::Uuid> {
+    let id: &str = row.try_get(0).map_err(db)?;
+    uuid::Uuid::parse_str(id).map_err(|e| StoreError::corrupt("commands.command_id", e))
+}
+
+/// Nodes with their last heartbeat, for [`page`]. The join repeats the page's lower bound
+/// for `node_liveness`: without it, each page's merge join reads that table from its
+/// start, and a dump reads it once per page.
+const NODE_PAGE: &str = concat!(
+    super::node_columns!(),
+    "FROM nodes n LEFT JOIN node_liveness l ON l.node_id = n.node_id AND l.node_id >= $1 "
+);
+
+/// Fetches every table in load order, page by page, for the decoder.
+async fn fetch(conn: &mut PgConnection, pages: &mpsc::Sender<Fetched>) -> Result<()> {
+    let policy = sqlx::query("SELECT name, document, updated_at, revision FROM policies WHERE id = 'active'")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+    if let Some(policy) = policy {
+        send(pages, Fetched::Policy(policy)).await?;
+    }
+    let leases = "SELECT name, holder, epoch, revision, renewals, acquired_at, renewed_at FROM leases";
+    fetch_table(conn, pages, flat(leases, "name", String::new()), text_key, |rows, _| Fetched::Leases(rows)).await?;
+    let pools = "SELECT name, spec, last_scale_at, provider_backoff, last_decision, revision FROM pools";
+    fetch_table(conn, pages, flat(pools, "name", String::new()), text_key, |rows, _| Fetched::Pools(rows)).await?;
+    let nodes = Paged {
+        select: NODE_PAGE,
+        key: "n.node_id",
+        start: String::new(),
+        children: Some(
+            "SELECT node_id, gpu_index, uuid, name, pci_bus_id, memory_bytes, driver_version, cuda_version \
+             FROM node_gpus WHERE node_id >= $1 AND node_id <= $2 ORDER BY node_id, gpu_index",
+        ),
+    };
+    fetch_table(conn, pages, nodes, text_key, |nodes, gpus| Fetched::Nodes { nodes, gpus }).await?;
+    let instances = flat(super::select_instance!(), "instance_id", String::new());
+    fetch_table(conn, pages, instances, text_key, |rows, _| Fetched::Instances(rows)).await?;
+    let commands = Paged {
+        select: super::select_command!(),
+        key: "command_id",
+        start: uuid::Uuid::nil(),
+        children: Some(
+            "SELECT command_id::text AS command_id, seq, at, state, actor, message FROM command_events \
+             WHERE command_id >= $1 AND command_id <= $2 ORDER BY command_id, seq",
+        ),
+    };
+    fetch_table(conn, pages, commands, command_key, |commands, events| Fetched::Commands { commands, events }).await?;
+    let reports = "SELECT id, node_id, received_at, health, results, events FROM health_reports";
+    fetch_table(conn, pages, flat(reports, "id", 0), id_key, |rows, _| Fetched::HealthReports(rows)).await?;
+    let logs = "SELECT id, node_id, instance_id, pool, started_at, duration_ms, success, error, commands \
+                FROM bootstrap_logs";
+    fetch_table(conn, pages, flat(logs, "id", 0), id_key, |rows, _| Fetched::BootstrapLogs(rows)).await?;
+    let changes = "SELECT seq, at, kind, resource_id, op, revision, actor, reason, resource FROM changes";
+    fetch_table(conn, pages, flat(changes, "seq", 0), id_key, |rows, _| Fetched::Changes(rows)).await
+}
+
+/// Child rows, (parent key, child), in parent order, handed out parent by parent.
+struct Children<K, T>(std::iter::Peekable<std::vec::IntoIter<(K, T)>>);
+
+impl<K: AsRef<str>, T> Children<K, T> {
+    fn new(children: Vec<(K, T)>) -> Self {
+        Self(children.into_iter().peekable())
+    }
+
+    /// The children of `parent`, the next parent in order.
+    fn of(&mut self, parent: &str) -> Vec<T> {
+        let mut children = Vec::new();
+        while let Some((_, child)) = self.0.next_if(|(key, _)| key.as_ref() == parent) {
+            children.push(child);
+        }
+        children
+    }
+
+    /// Fails if rows are left over: rows of no parent, or out of order.
+    fn finish(mut self, table: &str) -> Result<()> {
+        match self.0.peek() {
+            Some((key, _)) => Err(StoreError::corrupt(table, format!("a row of {} has no parent here", key.as_ref()))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Column `index` of a row, decoded without the driver's type check: for the largest
+/// tables (GPUs, changes), whose columns `fetch` selects in a fixed order and type.
+fn at<'r, T: sqlx::Decode<'r, sqlx::Postgres>>(row: &'r PgRow, index: usize) -> Result<T> {
+    row.try_get_unchecked(index).map_err(db)
+}
+
+/// Turns fetched pages into records, on a thread of its own so that the connection fetches
+/// the next page meanwhile.
+fn decode(mut pages: mpsc::Receiver<Fetched>, out: &mut Batcher<'_>) -> Result<()> {
+    fn each(rows: &[PgRow], out: &mut Batcher<'_>, decode: impl Fn(&PgRow) -> Result<Record>) -> Result<()> {
+        rows.iter().try_for_each(|row| out.blocking_push(decode(row)?))
+    }
+    while let Some(page) = pages.blocking_recv() {
+        match page {
+            Fetched::Policy(row) => {
+                let policy = PolicyRow::<DateTime<Utc>>::from_row(&row).map_err(db)?;
+                out.blocking_push(Record::Policy(policy.into_policy()?))?;
+            }
+            Fetched::Leases(rows) => each(&rows, out, |row| {
+                Ok(Record::Lease(Box::new(LeaseRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_lease()?)))
+            })?,
+            Fetched::Pools(rows) => each(&rows, out, |row| {
+                Ok(Record::Pool(Box::new(PoolRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_pool()?)))
+            })?,
+            Fetched::Nodes { nodes, gpus } => {
+                let gpus = gpus
+                    .iter()
+                    .map(|row| {
+                        let gpu = GpuRow {
+                            gpu_index: at(row, 1)?,
+                            uuid: at(row, 2)?,
+                            name: at(row, 3)?,
+                            pci_bus_id: at(row, 4)?,
+                            memory_bytes: at(row, 5)?,
+                            driver_version: at(row, 6)?,
+                            cuda_version: at(row, 7)?,
+                        };
+                        Ok((at::<&str>(row, 0)?, gpu.into_gpu()?))
+                    })
+                    .collect::<Result<Vec<(&str, Gpu)>>>()?;
+                let mut gpus = Children::new(gpus);
+                for row in &nodes {
+                    let mut node = node_from_row(row)?;
+                    let gpus = gpus.of(node.id.as_str());
+                    let last_heartbeat = node.last_heartbeat.take();
+                    out.blocking_push(Record::Node(Box::new(NodeRecord { node, gpus, last_heartbeat })))?;
+                }
+                gpus.finish("node_gpus")?;
+            }
+            Fetched::Instances(rows) => each(&rows, out, |row| {
+                let instance = InstanceRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_instance()?;
+                Ok(Record::Instance(Box::new(instance)))
+            })?,
+            Fetched::Commands { commands, events } => {
+                let events = events
+                    .iter()
+                    .map(|row| {
+                        let event = CommandEventRow::<DateTime<Utc>>::from_row(row).map_err(db)?;
+                        Ok((event.command_id.clone(), event.into_event()?))
+                    })
+                    .collect::<Result<Vec<(String, CommandEvent)>>>()?;
+                let mut events = Children::new(events);
+                for row in &commands {
+                    let command = CommandRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_command()?;
+                    let events = events.of(&command.id.to_string());
+                    out.blocking_push(Record::Command(Box::new(CommandRecord { command, events })))?;
+                }
+                events.finish("command_events")?;
+            }
+            Fetched::HealthReports(rows) => each(&rows, out, |row| {
+                let report = HealthReportRow::<DateTime<Utc>>::from_row(row).map_err(db)?;
+                Ok(Record::HealthReport(Box::new(report.into_report()?)))
+            })?,
+            Fetched::BootstrapLogs(rows) => each(&rows, out, |row| {
+                let log = BootstrapLogRow::<DateTime<Utc>>::from_row(row).map_err(db)?;
+                Ok(Record::BootstrapLog(Box::new(log.into_log()?)))
+            })?,
+            Fetched::Changes(rows) => each(&rows, out, |row| {
+                let change = ChangeRow::<DateTime<Utc>> {
+                    seq: at(row, 0)?,
+                    at: at(row, 1)?,
+                    kind: at(row, 2)?,
+                    resource_id: at(row, 3)?,
+                    op: at(row, 4)?,
+                    revision: at(row, 5)?,
+                    actor: at(row, 6)?,
+                    reason: at(row, 7)?,
+                    resource: at(row, 8)?,
+                };
+                Ok(Record::Change(Box::new(change.into_change()?)))
+            })?,
+        }
+    }
+    Ok(())
 }
 
 pub(super) async fn dump(pool: &PgPool, sink: &mpsc::Sender<DumpMessage>) -> Result<()> {
@@ -124,128 +351,19 @@ pub(super) async fn dump(pool: &PgPool, sink: &mpsc::Sender<DumpMessage>) -> Res
         bootstrap_log_id: sequence(&mut tx, "bootstrap_logs_id_seq").await?,
         changes_compacted_through: unsigned("change_log.compacted_through", compacted_through)?,
     };
-    let mut out = Batcher::new(sink);
-    out.start(Snapshot { counts, sequences }).await?;
-
-    let policy: Option<PolicyRow<DateTime<Utc>>> =
-        sqlx::query_as("SELECT name, document, updated_at, revision FROM policies WHERE id = 'active'")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-    if let Some(policy) = policy {
-        out.push(Record::Policy(policy.into_policy()?)).await?;
-    }
-
-    let leases = "SELECT name, holder, epoch, revision, renewals, acquired_at, renewed_at FROM leases";
-    each_row(&mut tx, &mut out, leases, "name", String::new(), |row| {
-        let lease = LeaseRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_lease()?;
-        Ok((lease.name.to_string(), Record::Lease(Box::new(lease))))
-    })
-    .await?;
-
-    let pools = "SELECT name, spec, last_scale_at, provider_backoff, last_decision, revision FROM pools";
-    each_row(&mut tx, &mut out, pools, "name", String::new(), |row| {
-        let pool = PoolRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_pool()?;
-        Ok((pool.name.to_string(), Record::Pool(Box::new(pool))))
-    })
-    .await?;
-
-    let mut after: Option<String> = None;
-    loop {
-        let rows = page(&mut tx, super::select_node!(), "n.node_id", String::new(), after.take()).await?;
-        let nodes = rows.iter().map(node_from_row).collect::<Result<Vec<_>>>()?;
-        if let (Some(first), Some(last)) = (nodes.first(), nodes.last()) {
-            let gpus: Vec<PgRow> = sqlx::query(
-                "SELECT node_id, gpu_index, uuid, name, pci_bus_id, memory_bytes, driver_version, cuda_version \
-                 FROM node_gpus WHERE node_id >= $1 AND node_id <= $2 ORDER BY node_id, gpu_index",
-            )
-            .bind(first.id.as_str())
-            .bind(last.id.as_str())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-            let mut gpus = group(
-                gpus.iter()
-                    .map(|row| {
-                        let node: String = row.try_get(0).map_err(db)?;
-                        Ok((node, GpuRow::from_row(row).map_err(db)?.into_gpu()?))
-                    })
-                    .collect::<Result<Vec<(String, Gpu)>>>()?,
-            );
-            after = Some(last.id.to_string());
-            for mut node in nodes {
-                let gpus = gpus.remove(node.id.as_str()).unwrap_or_default();
-                let last_heartbeat = node.last_heartbeat.take();
-                out.push(Record::Node(Box::new(NodeRecord { node, gpus, last_heartbeat }))).await?;
-            }
-        }
-        if (rows.len() as i64) < PAGE {
-            break;
-        }
-    }
-
-    each_row(&mut tx, &mut out, super::select_instance!(), "instance_id", String::new(), |row| {
-        let instance = InstanceRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_instance()?;
-        Ok((instance.id.to_string(), Record::Instance(Box::new(instance))))
-    })
-    .await?;
-
-    let mut after: Option<uuid::Uuid> = None;
-    loop {
-        let rows = page(&mut tx, super::select_command!(), "command_id", uuid::Uuid::nil(), after.take()).await?;
-        let commands = rows
-            .iter()
-            .map(|row| CommandRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_command())
-            .collect::<Result<Vec<_>>>()?;
-        if let (Some(first), Some(last)) = (commands.first(), commands.last()) {
-            let events: Vec<CommandEventRow<DateTime<Utc>>> = sqlx::query_as(
-                "SELECT command_id::text AS command_id, seq, at, state, actor, message FROM command_events \
-                 WHERE command_id >= $1 AND command_id <= $2 ORDER BY command_id, seq",
-            )
-            .bind(first.id.as_uuid())
-            .bind(last.id.as_uuid())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-            let mut events = group(
-                events
-                    .into_iter()
-                    .map(|row| Ok((row.command_id.clone(), row.into_event()?)))
-                    .collect::<Result<Vec<(String, CommandEvent)>>>()?,
-            );
-            after = Some(last.id.as_uuid());
-            for command in commands {
-                let events = events.remove(&command.id.to_string()).unwrap_or_default();
-                out.push(Record::Command(Box::new(CommandRecord { command, events }))).await?;
-            }
-        }
-        if (rows.len() as i64) < PAGE {
-            break;
-        }
-    }
-
-    let reports = "SELECT id, node_id, received_at, health, results, events FROM health_reports";
-    each_row(&mut tx, &mut out, reports, "id", 0, |row| {
-        let report = HealthReportRow::<DateTime<Utc>>::from_row(row).map_err(db)?;
-        Ok((report.id, Record::HealthReport(Box::new(report.into_report()?))))
-    })
-    .await?;
-
-    let logs = "SELECT id, node_id, instance_id, pool, started_at, duration_ms, success, error, commands \
-                FROM bootstrap_logs";
-    each_row(&mut tx, &mut out, logs, "id", 0, |row| {
-        let log = BootstrapLogRow::<DateTime<Utc>>::from_row(row).map_err(db)?;
-        Ok((log.id, Record::BootstrapLog(Box::new(log.into_log()?))))
-    })
-    .await?;
-
-    let changes = "SELECT seq, at, kind, resource_id, op, revision, actor, reason, resource FROM changes";
-    each_row(&mut tx, &mut out, changes, "seq", 0, |row| {
-        let change = ChangeRow::<DateTime<Utc>>::from_row(row).map_err(db)?;
-        Ok((change.seq, Record::Change(Box::new(change.into_change()?))))
-    })
-    .await?;
-    out.flush().await?;
+    let (pages, fetched) = mpsc::channel(2);
+    let sink = sink.clone();
+    let decoder = tokio::task::spawn_blocking(move || {
+        let mut out = Batcher::new(&sink);
+        out.blocking_start(Snapshot { counts, sequences })?;
+        decode(fetched, &mut out)?;
+        out.blocking_flush()
+    });
+    let fetched = fetch(&mut tx, &pages).await;
+    drop(pages);
+    // The decoder's error first: a fetch that stopped early stopped because of it.
+    decoder.await.map_err(|e| StoreError::unavailable(format!("the dump's decoder failed: {e}")))??;
+    fetched?;
     tx.commit().await.map_err(db)?;
     Ok(())
 }
@@ -325,9 +443,14 @@ impl SetAside {
 
 /// Turns records into COPY rows, on a thread of its own so that the connection sends one
 /// COPY while the next is encoded. Ends after `Commit`, when the records end, or as soon as
-/// the connection stops taking chunks.
-fn encode(mut source: mpsc::Receiver<LoadMessage>, chunks: &mpsc::Sender<Chunk>) {
+/// the connection stops taking chunks. Buffers come back through `spare` once sent, so the
+/// same few megabytes are filled again instead of fresh memory.
+fn encode(mut source: mpsc::Receiver<LoadMessage>, chunks: &mpsc::Sender<Chunk>, spare: &mut mpsc::Receiver<Vec<u8>>) {
     let mut tables = Tables::default();
+    let mut send = |statement, rows: &mut CopyRows| {
+        let data = rows.take(spare.try_recv().unwrap_or_default());
+        chunks.blocking_send(Chunk::Rows { statement, data }).is_ok()
+    };
     while let Some(message) = source.blocking_recv() {
         match message {
             LoadMessage::Records(records) => {
@@ -336,16 +459,14 @@ fn encode(mut source: mpsc::Receiver<LoadMessage>, chunks: &mpsc::Sender<Chunk>)
                 }
                 // With the foreign keys set aside, tables may be written in any order.
                 for (statement, rows) in tables.each() {
-                    if rows.len() >= COPY_BYTES
-                        && chunks.blocking_send(Chunk::Rows { statement, data: rows.take() }).is_err()
-                    {
+                    if rows.len() >= COPY_BYTES && !send(statement, rows) {
                         return;
                     }
                 }
             }
             LoadMessage::Commit(sequences) => {
                 for (statement, rows) in tables.each() {
-                    if !rows.is_empty() && chunks.blocking_send(Chunk::Rows { statement, data: rows.take() }).is_err() {
+                    if !rows.is_empty() && !send(statement, rows) {
                         return;
                     }
                 }
@@ -361,15 +482,23 @@ fn encode(mut source: mpsc::Receiver<LoadMessage>, chunks: &mpsc::Sender<Chunk>)
 
 /// Writes the encoder's chunks; true once everything is in and the sequences are set,
 /// false if the encoder ended without `Commit`.
-async fn write(conn: &mut PgConnection, chunks: &mut mpsc::Receiver<Chunk>, set_aside: SetAside) -> Result<bool> {
+async fn write(
+    conn: &mut PgConnection,
+    chunks: &mut mpsc::Receiver<Chunk>,
+    spare: &mpsc::Sender<Vec<u8>>,
+    set_aside: SetAside,
+) -> Result<bool> {
     while let Some(chunk) = chunks.recv().await {
         match chunk {
-            Chunk::Rows { statement, data } => {
+            Chunk::Rows { statement, mut data } => {
                 let mut copy = conn.copy_in_raw(statement).await.map_err(db)?;
                 copy.send(data.as_slice()).await.map_err(db)?;
                 copy.finish().await.map_err(db)?;
+                data.clear();
+                let _ = spare.try_send(data);
             }
             Chunk::Commit(sequences) => {
+                let started = std::time::Instant::now();
                 set_aside.restore(conn).await?;
                 sqlx::query(
                     "UPDATE change_log SET last_seq = GREATEST(last_seq, $1), \
@@ -380,6 +509,10 @@ async fn write(conn: &mut PgConnection, chunks: &mut mpsc::Receiver<Chunk>, set_
                 .execute(&mut *conn)
                 .await
                 .map_err(db)?;
+                tracing::debug!(
+                    seconds = started.elapsed().as_secs_f64(),
+                    "load: keys, indexes and foreign keys put back"
+                );
                 for (table, column, sequence_name, value) in [
                     ("health_reports", "id", "health_reports_id_seq", sequences.health_report_id),
                     ("bootstrap_logs", "id", "bootstrap_logs_id_seq", sequences.bootstrap_log_id),
@@ -410,28 +543,30 @@ pub(super) async fn load(pool: &PgPool, source: mpsc::Receiver<LoadMessage>, tar
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-    match target {
-        Target::MustBeEmpty => {
-            let holds: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM nodes) OR EXISTS (SELECT 1 FROM instances) \
-                 OR EXISTS (SELECT 1 FROM pools) OR EXISTS (SELECT 1 FROM policies) \
-                 OR EXISTS (SELECT 1 FROM changes) OR EXISTS (SELECT 1 FROM bootstrap_logs)",
-            )
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
-            if holds {
-                return Err(target_not_empty());
-            }
-        }
-        Target::Replace => {
-            sqlx::raw_sql(AssertSqlSafe(format!("TRUNCATE {LOAD_TABLES}"))).execute(&mut *tx).await.map_err(db)?;
+    if target == Target::MustBeEmpty {
+        let holds: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM nodes) OR EXISTS (SELECT 1 FROM instances) \
+             OR EXISTS (SELECT 1 FROM pools) OR EXISTS (SELECT 1 FROM policies) \
+             OR EXISTS (SELECT 1 FROM changes) OR EXISTS (SELECT 1 FROM bootstrap_logs)",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if holds {
+            return Err(target_not_empty());
         }
     }
+    // Emptied in this transaction (even when they were empty already), the tables take
+    // their rows with COPY FREEZE: written frozen and visible, so neither the first reads
+    // (which would set every row's hint bits and write every page again) nor a later
+    // vacuum (which would freeze them) go over them once more. Like TRUNCATE, this bends
+    // MVCC for a transaction whose snapshot predates the commit: it sees the loaded rows.
+    sqlx::raw_sql(AssertSqlSafe(format!("TRUNCATE {LOAD_TABLES}"))).execute(&mut *tx).await.map_err(db)?;
     let set_aside = SetAside::take(&mut tx).await?;
     let (sink, mut chunks) = mpsc::channel(2);
-    let encoder = tokio::task::spawn_blocking(move || encode(source, &sink));
-    let written = write(&mut tx, &mut chunks, set_aside).await;
+    let (spare, mut spares) = mpsc::channel(4);
+    let encoder = tokio::task::spawn_blocking(move || encode(source, &sink, &mut spares));
+    let written = write(&mut tx, &mut chunks, &spare, set_aside).await;
     drop(chunks);
     match written {
         Ok(true) => {

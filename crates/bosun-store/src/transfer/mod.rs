@@ -19,6 +19,7 @@
 //! kept for minutes and the next heartbeats refill them. Leases (leader election) do not
 //! move: a restored store elects anew.
 
+mod canonical;
 mod format;
 mod record;
 
@@ -218,7 +219,9 @@ pub async fn copy(
     let (load_sink, load_source) = mpsc::channel(CHANNEL);
     let relay_progress = Arc::clone(&progress);
     let relay = tokio::task::spawn_blocking(move || relay(dumped, load_sink, &*relay_progress));
+    let started = std::time::Instant::now();
     let (dumped, loaded, relayed) = tokio::join!(from.dump(sink), to.load(load_source, target), relay);
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), ok = loaded.is_ok(), "copy: loaded");
     let relayed = relayed.map_err(|e| StoreError::unavailable(format!("the copy failed: {e}")))?;
     if let Err(error) = dumped
         && !is_reader_gone(&error)
@@ -227,7 +230,9 @@ pub async fn copy(
     }
     loaded?;
     let sent = relayed?;
-    let received = digest_store(to, &*progress).await?;
+    let started = std::time::Instant::now();
+    let received = digest_store(to, progress).await?;
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "copy: the target read back");
     let differences = describe_differences(&sent, &received);
     if !differences.is_empty() {
         return Err(TransferError::Mismatch(differences.join("; ")));
@@ -260,7 +265,7 @@ fn is_load_gone(error: &StoreError) -> bool {
 }
 
 /// Per-kind counts and checksums of a stream of records, each hashed as its line in an
-/// export file.
+/// export file or, for a copy, in its canonical form (`canonical.rs`).
 #[derive(Default)]
 pub(crate) struct Digests {
     kinds: std::collections::BTreeMap<RecordKind, (u64, Sha256)>,
@@ -318,7 +323,7 @@ fn relay(
             DumpMessage::Records(records) => {
                 for record in &records {
                     line.clear();
-                    format::encode(record, &mut line);
+                    canonical::encode(record, &mut line);
                     digests.add(record.kind(), &line);
                     seen.cover(record);
                 }
@@ -342,22 +347,24 @@ fn relay(
     Ok(digests.finish())
 }
 
-/// Reads a whole store and returns its per-kind counts and checksums.
+/// Reads a whole store and returns its per-kind counts and checksums, of the records'
+/// canonical forms as a copy compares them. Records are hashed on a thread of their own,
+/// beside the store's reading.
 pub async fn digest_store(
     store: &dyn Store,
-    progress: &dyn Progress,
+    progress: Arc<dyn Progress>,
 ) -> Result<std::collections::BTreeMap<RecordKind, KindDigest>, StoreError> {
     let (sink, mut dumped) = mpsc::channel(CHANNEL);
-    let hashing = async {
+    let hashing = tokio::task::spawn_blocking(move || {
         let mut digests = Digests::default();
         let mut line = Vec::new();
-        while let Some(message) = dumped.recv().await {
+        while let Some(message) = dumped.blocking_recv() {
             match message {
                 DumpMessage::Start(start) => progress.begin("verifying", start.counts.values().sum()),
                 DumpMessage::Records(records) => {
                     for record in &records {
                         line.clear();
-                        format::encode(record, &mut line);
+                        canonical::encode(record, &mut line);
                         digests.add(record.kind(), &line);
                     }
                     progress.advance(records.len() as u64);
@@ -365,9 +372,10 @@ pub async fn digest_store(
             }
         }
         digests
-    };
+    });
     let (dumped, digests) = tokio::join!(store.dump(sink), hashing);
     dumped?;
+    let digests = digests.map_err(|e| StoreError::unavailable(format!("hashing the records failed: {e}")))?;
     Ok(digests.finish())
 }
 

@@ -415,6 +415,25 @@ async fn a_postgres_load_puts_back_exactly_the_keys_indexes_and_foreign_keys_it_
     }
 }
 
+#[tokio::test]
+async fn a_postgres_dump_pages_through_nodes_with_and_without_gpus_and_heartbeats() {
+    let Some(target) = Ctx::open(Backend::Postgres).await else { return };
+    // More nodes than a dump's page holds, so that GPUs and heartbeats meet page bounds.
+    let records: Vec<Record> = (0..2_500)
+        .map(|i| {
+            let id = format!("paged-{i:05}");
+            let node = crate::conformance::new_node(&id, target.now());
+            let gpus = if i % 3 == 0 { Vec::new() } else { crate::conformance::registration(&id).gpus };
+            let last_heartbeat = (i % 2 == 0).then(|| target.now());
+            Record::Node(Box::new(NodeRecord { node, gpus, last_heartbeat }))
+        })
+        .collect();
+    load_records(&*target.store, records.clone(), Some(Sequences::default()), Target::MustBeEmpty).await.expect("load");
+    let (snapshot, dumped) = contents_of(&*target.store).await;
+    assert_eq!(snapshot.counts[&RecordKind::Node], 2_500);
+    assert!(dumped == records, "the dump differs from what was loaded");
+}
+
 #[test]
 fn thousands_separates_groups() {
     let cases = [(0, "0"), (999, "999"), (1_000, "1,000"), (1_234_567, "1,234,567")];
