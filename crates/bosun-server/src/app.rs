@@ -53,6 +53,8 @@ pub(crate) struct App {
     pub auth_limit: crate::auth_limit::FailedAuthLimiter,
     /// Whether this replica may do leader-only work.
     pub leadership: Leadership,
+    /// Notified when this replica becomes the leader (its pool loop runs at once).
+    pub elected: Arc<Notify>,
 }
 
 /// Who does leader-only work: pool reconciliation, liveness judgement, timeouts,
@@ -174,6 +176,7 @@ impl App {
             tls,
             auth_limit: crate::auth_limit::FailedAuthLimiter::new(Arc::clone(&clock)),
             leadership,
+            elected: Arc::default(),
         });
         app.reload_fleet().await.map_err(crate::StartError::Store)?;
         tracing::info!(nodes = app.fleet.len(), "fleet loaded");

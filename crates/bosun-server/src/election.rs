@@ -63,11 +63,16 @@ pub struct ElectionSettings {
 }
 
 impl ElectionSettings {
+    /// The lease's default duration.
+    pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
+    /// How often a leader renews and followers look, by default.
+    pub const DEFAULT_RENEW_EVERY: Duration = Duration::from_secs(2);
+
     pub fn new(replica_id: ReplicaId) -> Self {
         Self {
             replica_id,
-            lease: Duration::from_secs(10),
-            renew_every: Duration::from_secs(2),
+            lease: Self::DEFAULT_LEASE,
+            renew_every: Self::DEFAULT_RENEW_EVERY,
             safety_margin: Duration::from_secs(4),
             exclusive: false,
             advertise: None,

@@ -168,12 +168,14 @@ impl Server {
             max_concurrent_streams: app.settings.max_concurrent_streams,
         };
         let router = http::router(Arc::clone(&app));
+        let killed = CancellationToken::new();
         let serving = tokio::spawn(transport::serve(
             listener,
             router,
             transport.clone(),
             Arc::clone(&app.metrics),
             shutdown.clone(),
+            killed.clone(),
         ));
         tracing::info!(
             address = %local_addr,
@@ -182,7 +184,7 @@ impl Server {
             max_connections = transport.max_connections,
             "bosun server listening"
         );
-        Ok(ServerHandle { local_addr, app, shutdown, serving, loops, tls: transport.tls.is_some(), followed })
+        Ok(ServerHandle { local_addr, app, shutdown, killed, serving, loops, tls: transport.tls.is_some(), followed })
     }
 }
 
@@ -192,6 +194,8 @@ pub struct ServerHandle {
     local_addr: SocketAddr,
     app: Arc<app::App>,
     shutdown: CancellationToken,
+    /// Drops every connection at once ([`ServerHandle::kill`]).
+    killed: CancellationToken,
     serving: JoinHandle<std::io::Result<()>>,
     loops: JoinSet<()>,
     tls: bool,
@@ -220,6 +224,22 @@ impl ServerHandle {
     pub fn url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://{}", self.local_addr)
+    }
+
+    /// Stops the server as `kill -9` stops its process, for failover tests and the
+    /// simulator: connections drop at once, loops stop mid-pass, buffered heartbeats are
+    /// lost and the leader lease is not released (a follower waits it out). The store is
+    /// left as the crash left it; its connections close when the last handler lets go.
+    pub async fn kill(mut self) {
+        self.killed.cancel();
+        // Long polls and watches waiting on this server return at once (a dead process
+        // answers nothing; their connections are gone anyway).
+        self.shutdown.cancel();
+        self.serving.abort();
+        self.loops.abort_all();
+        let _ = (&mut self.serving).await;
+        while self.loops.join_next().await.is_some() {}
+        tracing::info!("bosun server killed");
     }
 
     /// Stops accepting requests, lets in-flight ones finish (long polls and watches return

@@ -98,7 +98,13 @@ pub(crate) async fn elect(app: &App) -> Option<crate::election::Transition> {
     match &app.leadership {
         crate::app::Leadership::Sole => None,
         crate::app::Leadership::Elected(elector) => {
-            Some(elector.tick(&app.store, app.clock.as_ref(), &app.metrics).await)
+            let transition = elector.tick(&app.store, app.clock.as_ref(), &app.metrics).await;
+            if matches!(transition, crate::election::Transition::Elected { .. }) {
+                // A new leader reconciles its pools now, not one autoscale interval later:
+                // the fleet waited out a whole lease without a leader already.
+                app.elected.notify_one();
+            }
+            Some(transition)
         }
     }
 }
@@ -132,7 +138,9 @@ pub(crate) fn spawn(app: &Arc<App>, shutdown: &CancellationToken, tasks: &mut Jo
     });
     if app.pools.is_some() {
         // At once: drift with the providers is repaired and min_nodes met at start.
-        every(tasks, shutdown, app, "pools", s.autoscale_interval, Start::Now, |app| async move {
+        let schedule =
+            Schedule { period: s.autoscale_interval, start: Start::Now, wake: Some(Arc::clone(&app.elected)) };
+        run_loop(tasks, shutdown, app, "pools", schedule, |app| async move {
             app.as_leader(crate::pools::reconcile_all(&app)).await.unwrap_or(Ok(()))
         });
     }
@@ -157,6 +165,29 @@ fn every<F, Fut>(
     F: Fn(Arc<App>) -> Fut + Send + 'static,
     Fut: Future<Output = ApiResult<()>> + Send,
 {
+    run_loop(tasks, shutdown, app, name, Schedule { period, start, wake: None }, pass);
+}
+
+/// When a loop's passes run: every `period` from `start`, and at once when `wake` is
+/// notified.
+struct Schedule {
+    period: Duration,
+    start: Start,
+    wake: Option<Arc<tokio::sync::Notify>>,
+}
+
+fn run_loop<F, Fut>(
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+    app: &Arc<App>,
+    name: &'static str,
+    schedule: Schedule,
+    pass: F,
+) where
+    F: Fn(Arc<App>) -> Fut + Send + 'static,
+    Fut: Future<Output = ApiResult<()>> + Send,
+{
+    let Schedule { period, start, wake } = schedule;
     let app = Arc::clone(app);
     let shutdown = shutdown.clone();
     tasks.spawn(async move {
@@ -166,8 +197,15 @@ fn every<F, Fut>(
             ticker.tick().await;
         }
         loop {
+            let woken = async {
+                match &wake {
+                    Some(wake) => wake.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = ticker.tick() => {}
+                () = woken => ticker.reset(),
                 () = shutdown.cancelled() => return,
             }
             if let Err(error) = pass(Arc::clone(&app)).await {

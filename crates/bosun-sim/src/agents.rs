@@ -113,11 +113,13 @@ impl ControlPlane for Observed {
     }
 }
 
-/// Hands agents their control-plane clients, a few dozen per HTTP/2 connection.
+/// Hands agents their control-plane clients, a few dozen per HTTP/2 connection. With
+/// several replicas, each client is given every replica's URL, starting at a different
+/// one per connection: agents spread over the replicas and move on when theirs fails.
 #[derive(Clone)]
 pub struct ClientPool {
     inner: Arc<Mutex<PoolState>>,
-    url: String,
+    urls: Vec<String>,
     token: Option<String>,
     stats: Arc<RpcStats>,
     in_flight: InFlight,
@@ -129,11 +131,20 @@ pub struct ClientPool {
 struct PoolState {
     current: Option<Arc<AgentClient>>,
     handed_out: usize,
+    connections: usize,
 }
 
 impl ClientPool {
-    pub fn new(url: &str, token: Option<String>, stats: Arc<RpcStats>, in_flight: InFlight) -> Self {
-        Self { inner: Arc::default(), url: url.to_owned(), token, stats, in_flight, machine_switches: Arc::default() }
+    /// Clients of the control plane at `urls` (one per replica).
+    pub fn new(urls: Vec<String>, token: Option<String>, stats: Arc<RpcStats>, in_flight: InFlight) -> Self {
+        Self { inner: Arc::default(), urls, token, stats, in_flight, machine_switches: Arc::default() }
+    }
+
+    /// Every replica's URL, comma-separated, starting with replica `first` (modulo).
+    fn servers_from(&self, first: usize) -> String {
+        let start = first % self.urls.len().max(1);
+        let (tail, head) = self.urls.split_at(start);
+        head.iter().chain(tail).map(String::as_str).collect::<Vec<_>>().join(",")
     }
 
     /// A control plane for one agent, and the switch that cuts it off.
@@ -141,11 +152,13 @@ impl ClientPool {
         let client = {
             let mut state = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             if state.handed_out.is_multiple_of(AGENTS_PER_CONNECTION) || state.current.is_none() {
+                let servers = self.servers_from(state.connections);
                 let client =
-                    AgentClient::new_http2_only(&self.url, self.token.clone(), &bosun_api::ClientTls::default())
+                    AgentClient::new_http2_only(&servers, self.token.clone(), &bosun_api::ClientTls::default())
                         .map_err(|e| e.to_string())?
                         .without_deadlines();
                 state.current = Some(Arc::new(client));
+                state.connections += 1;
             }
             state.handed_out += 1;
             Arc::clone(state.current.as_ref().expect("set above"))

@@ -173,6 +173,37 @@ pub struct Report {
     pub pools: BTreeMap<String, Vec<Decision>>,
     pub remediation: RemediationReport,
     pub rpc: Vec<RpcMethod>,
+    /// With several control-plane replicas: who led when, and each failover.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<ReplicasReport>,
+}
+
+/// Several control-plane replicas over the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicasReport {
+    pub count: u32,
+    /// Every election won, in order.
+    pub leaders: Vec<LeaderChange>,
+    /// Every `kill_leader`, and how long the fleet was without a leader after it.
+    pub failovers: Vec<FailoverReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaderChange {
+    pub t_s: f64,
+    pub replica: String,
+    pub epoch: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FailoverReport {
+    pub killed: String,
+    pub killed_at_s: f64,
+    /// The replica that took over (none if nobody did before the run ended).
+    pub new_leader: Option<String>,
+    /// Simulated seconds from the kill to the new leader's election (its pools are
+    /// reconciled in the same step).
+    pub failover_s: Option<f64>,
 }
 
 pub(crate) struct ReportInput<'a> {
@@ -194,6 +225,7 @@ pub(crate) struct ReportInput<'a> {
     pub nodes_started: u64,
     pub stuck_settles: u64,
     pub estimated_cost_usd: Option<f64>,
+    pub replicas: Option<ReplicasReport>,
 }
 
 impl Report {
@@ -254,6 +286,7 @@ impl Report {
             pools: input.decisions,
             remediation: input.remediation,
             rpc: input.rpc,
+            replicas: input.replicas,
         }
     }
 
@@ -306,11 +339,17 @@ pub(crate) async fn scrape_metrics(url: &str, token: Option<&str>) -> String {
     })
 }
 
-/// `bosun_remediation_steps_total` by step.
-pub(crate) fn parse_remediation_steps(text: &str) -> BTreeMap<String, u64> {
-    counters(text, "bosun_remediation_steps_total")
-        .filter_map(|(labels, count)| Some((labels.get("step")?.to_owned(), count)))
-        .collect()
+/// `bosun_remediation_steps_total` by step, summed over the scrapes of every replica.
+pub(crate) fn parse_remediation_steps(scrapes: &[String]) -> BTreeMap<String, u64> {
+    let mut steps = BTreeMap::new();
+    for text in scrapes {
+        for (labels, count) in counters(text, "bosun_remediation_steps_total") {
+            if let Some(step) = labels.get("step") {
+                *steps.entry(step.to_owned()).or_default() += count;
+            }
+        }
+    }
+    steps
 }
 
 /// GETs the control plane's `/metrics` (the classic text format, which it serves
@@ -352,12 +391,19 @@ fn counters<'a>(text: &str, name: &'a str) -> impl Iterator<Item = (prometheus_p
     })
 }
 
-pub(crate) fn parse_rule_hits(text: &str) -> Vec<RuleHit> {
-    let mut hits: Vec<RuleHit> = counters(text, "bosun_policy_evaluations_total")
-        .filter_map(|(labels, count)| {
-            Some(RuleHit { rule: labels.get("rule")?.to_owned(), result: labels.get("result")?.to_owned(), count })
-        })
-        .collect();
+/// `bosun_policy_evaluations_total` by rule and result, summed over the scrapes of every
+/// replica (each judges the reports its agents send it).
+pub(crate) fn parse_rule_hits(scrapes: &[String]) -> Vec<RuleHit> {
+    let mut counted: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for text in scrapes {
+        for (labels, count) in counters(text, "bosun_policy_evaluations_total") {
+            if let (Some(rule), Some(result)) = (labels.get("rule"), labels.get("result")) {
+                *counted.entry((rule.to_owned(), result.to_owned())).or_default() += count;
+            }
+        }
+    }
+    let mut hits: Vec<RuleHit> =
+        counted.into_iter().map(|((rule, result), count)| RuleHit { rule, result, count }).collect();
     hits.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.rule.cmp(&b.rule)));
     hits
 }
@@ -415,6 +461,21 @@ pub fn console_summary(report: &Report) -> String {
             c.min_nodes, c.longest_below_min_s, c.total_below_min_s, c.boot_s
         );
     }
+    if let Some(replicas) = &report.replicas {
+        let leaders: Vec<String> =
+            replicas.leaders.iter().map(|l| format!("{} (epoch {}) at {:.0} s", l.replica, l.epoch, l.t_s)).collect();
+        let _ = writeln!(out, "  replicas: {}; leaders: {}", replicas.count, leaders.join(", "));
+        for f in &replicas.failovers {
+            let _ = match (&f.new_leader, f.failover_s) {
+                (Some(new), Some(s)) => {
+                    writeln!(out, "  failover: {} killed at {:.0} s, {new} led {s:.1} s later", f.killed, f.killed_at_s)
+                }
+                _ => {
+                    writeln!(out, "  failover: {} killed at {:.0} s, no new leader by the end", f.killed, f.killed_at_s)
+                }
+            };
+        }
+    }
     for a in &report.assertions {
         let _ = writeln!(
             out,
@@ -450,7 +511,7 @@ mod tests {
     fn rule_hits_come_from_the_prometheus_counters() {
         let text = "# HELP x\nbosun_policy_evaluations_total{rule=\"fatal-xid\",result=\"unhealthy\"} 3\n\
                     bosun_policy_evaluations_total{result=\"healthy\",rule=\"none\"} 10\nbosun_other 1\n";
-        let hits = parse_rule_hits(text);
+        let hits = parse_rule_hits(&[text.to_owned()]);
         assert_eq!(hits.len(), 2);
         assert_eq!((hits[0].rule.as_str(), hits[0].result.as_str(), hits[0].count), ("none", "healthy", 10));
         assert_eq!(hits[1].rule, "fatal-xid");

@@ -8,7 +8,9 @@
 //! - the action `scale_pool` (`target` pool, `params.count`), `params.count` for provider
 //!   failures, and the failure type `provider_outage`;
 //! - `node_count` assertions compare with `==`, `>=`, `<=`, `>` or `<`, and a `target` of
-//!   `pool:NAME`, a status or a health narrows what is counted.
+//!   `pool:NAME`, a status or a health narrows what is counted;
+//! - `replicas: N` runs N control-plane replicas on the scenario's store, with the actions
+//!   `kill_leader` and `restart_replica` (`target` `replica-K`).
 //!
 //! Parsing checks shape; [`Scenario::validate`] checks meaning (known failure types,
 //! targets that exist, weights above zero), so every mistake is reported before anything
@@ -72,6 +74,9 @@ impl Serialize for SimDuration {
     }
 }
 
+/// Replicas a scenario may run: each is a whole server in the simulator's process.
+pub const MAX_REPLICAS: u32 = 9;
+
 /// A whole scenario file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +94,19 @@ pub struct Scenario {
     pub stress: Option<Stress>,
     /// bosun: the embedded control plane's configuration document.
     pub config: Option<serde_yaml::Value>,
+    /// bosun: control-plane replicas electing a leader through the store (1: one server,
+    /// without an election).
+    #[serde(default = "one_replica")]
+    pub replicas: u32,
+}
+
+fn one_replica() -> u32 {
+    1
+}
+
+/// The name of replica `index` (from 1), as `restart_replica` targets it.
+pub fn replica_name(index: u32) -> String {
+    format!("replica-{index}")
 }
 
 /// One simulated machine of a fixed fleet.
@@ -130,6 +148,12 @@ pub enum Action {
     /// restarting `bosun server` would. Fake-provider machines lived in the old process and
     /// are gone; fleet nodes (machines with agents of their own) carry on.
     RestartServer,
+    /// bosun: the leading replica dies as `kill -9` kills it: no flush, no hand-over; a
+    /// follower takes over once the lease has run out. Needs `replicas` of 2 or more.
+    KillLeader,
+    /// bosun: replica `target` (`replica-K`) stops as SIGTERM stops it (hand-over when it
+    /// leads) and starts again; a killed replica just starts again.
+    RestartReplica,
 }
 
 impl std::fmt::Display for Action {
@@ -634,6 +658,54 @@ impl Scenario {
         if self.config.is_some() {
             self.control_plane_config()?;
         }
+        self.validate_replicas()?;
+        Ok(())
+    }
+
+    /// `replicas` and the actions that need several.
+    fn validate_replicas(&self) -> Result<(), ScenarioError> {
+        if self.replicas == 0 {
+            return Err(ScenarioError::at("replicas", "needs at least one control-plane replica"));
+        }
+        if self.replicas > MAX_REPLICAS {
+            return Err(ScenarioError::at(
+                "replicas",
+                format!("{} replicas is more than the simulator runs ({MAX_REPLICAS} at most)", self.replicas),
+            ));
+        }
+        for (i, event) in self.events.iter().enumerate() {
+            let path = format!("events[{i}]");
+            match event.action {
+                Action::KillLeader if self.replicas < 2 => {
+                    return Err(ScenarioError::at(
+                        format!("{path}.action"),
+                        "kill_leader needs replicas: 2 or more (one replica killed leaves no control plane)",
+                    ));
+                }
+                Action::RestartReplica => {
+                    let target = event.target.trim();
+                    let known = (1..=self.replicas).any(|k| replica_name(k) == target);
+                    if !known {
+                        return Err(ScenarioError::at(
+                            format!("{path}.target"),
+                            format!(
+                                "restart_replica needs a replica, {} to {}, not {target:?}",
+                                replica_name(1),
+                                replica_name(self.replicas)
+                            ),
+                        ));
+                    }
+                }
+                Action::RestartServer if self.replicas > 1 => {
+                    return Err(ScenarioError::at(
+                        format!("{path}.action"),
+                        "restart_server restarts the one control plane; with replicas use restart_replica or \
+                         kill_leader",
+                    ));
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
 
@@ -763,7 +835,13 @@ fn validate_event(path: &str, event: &Event) -> Result<(), ScenarioError> {
                 return Err(ScenarioError::at(format!("{path}.params.count"), "scale_pool needs the pool's new size"));
             }
         }
-        Action::StartFleet | Action::StopFleet | Action::Wait | Action::Log | Action::RestartServer => {}
+        Action::StartFleet
+        | Action::StopFleet
+        | Action::Wait
+        | Action::Log
+        | Action::RestartServer
+        | Action::KillLeader
+        | Action::RestartReplica => {}
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use bosun_sim::{Pace, RunOptions, Scenario};
 use bosun_store::Backend;
-use common::{inline, run_on, run_with};
+use common::{Finished, inline, run_on, run_with};
 
 fn scenario_file(name: &str) -> Scenario {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scenarios").join(name);
@@ -58,6 +58,53 @@ scenario_tests! {
     replacement_budget: "replacement-budget.yaml" on [Sqlite];
     remediation_ladder: "remediation-ladder.yaml" on [Sqlite, Postgres];
     restart_capacity: "restart-capacity.yaml" on [Sqlite, Postgres];
+    ha_failover: "ha-failover.yaml" on [Postgres];
+}
+
+/// Three replicas on PostgreSQL: the killed leader's lease runs out, a follower takes over
+/// within a lease and a renew interval of simulated time, and the fatal XID that struck
+/// while nobody led is replaced exactly once.
+#[test]
+fn a_killed_leader_is_followed_within_the_lease_and_nothing_is_provisioned_twice() {
+    let Some(finished) = Finished::seeded(Backend::Postgres, &scenario_file("ha-failover.yaml"), 11) else { return };
+    let report = &finished.report;
+    assert!(report.passed, "{:?}\n{}", report.failure, report.to_json());
+    let replicas = report.replicas.as_ref().expect("a replicas section");
+    assert_eq!(replicas.count, 3);
+    let [failover] = replicas.failovers.as_slice() else { panic!("one kill_leader: {replicas:?}") };
+    assert_eq!(failover.killed, "replica-1", "the first replica leads from the start");
+    let new_leader = failover.new_leader.as_deref().expect("a follower took over");
+    assert_ne!(new_leader, "replica-1");
+    let failover_s = failover.failover_s.expect("measured");
+    println!("simulated failover after kill_leader: {failover_s:.1} s");
+    assert!((10.0..=12.0).contains(&failover_s), "a whole lease (10 s), at most one renew (2 s) more: {failover_s}");
+    let epochs: Vec<u64> = replicas.leaders.iter().map(|l| l.epoch).collect();
+    assert!(epochs.windows(2).all(|w| w[1] == w[0] + 1), "one epoch per leader: {epochs:?}");
+    // Four machines and one replacement: the fake cloud made five in all.
+    let instances = finished.read(async |store| {
+        let filter = bosun_store::InstanceFilter::default();
+        let filter = &filter;
+        bosun_store::all_pages(|page| async move { store.list_instances(filter, &page).await })
+            .await
+            .expect("instances")
+    });
+    assert_eq!(instances.len(), 5, "{instances:#?}");
+}
+
+#[test]
+fn several_replicas_need_postgres() {
+    let scenario = inline(
+        "name: ha
+replicas: 2
+",
+    );
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let Some(location) = runtime.block_on(bosun_store::testing::TestLocation::new(Backend::Sqlite)) else { return };
+    let options = RunOptions { pace: Pace::Virtual, seed: Some(1), ..RunOptions::default() };
+    let error = bosun_sim::run_scenario(&scenario, &location.location, &options).expect_err("refused");
+    let message = error.to_string();
+    assert!(message.contains("replicas: 2 needs a store several servers share"), "{message}");
+    assert!(message.contains("postgres://"), "{message}");
 }
 
 #[test]

@@ -93,13 +93,15 @@ pub(crate) fn effective_max_connections(configured: usize, file_limit: Option<u6
 }
 
 /// Serves `router` on `listener` until `shutdown`, then waits for open connections to
-/// finish (they are asked to close at once; in-flight requests complete).
+/// finish (they are asked to close at once; in-flight requests complete). `killed` drops
+/// every connection at once instead, as the end of the process would.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     transport: Transport,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+    killed: CancellationToken,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(transport.max_connections));
     let connections = TaskTracker::new();
@@ -138,7 +140,13 @@ pub(crate) async fn serve(
             peer,
             _permit: permit,
         };
-        connections.spawn(connection.run(stream));
+        let killed = killed.clone();
+        connections.spawn(async move {
+            tokio::select! {
+                () = connection.run(stream) => {}
+                () = killed.cancelled() => {}
+            }
+        });
     }
     connections.close();
     connections.wait().await;

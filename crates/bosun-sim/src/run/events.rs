@@ -78,10 +78,12 @@ impl Sim {
                 }
             }
             Action::RestartServer => self.restart_server().await,
+            Action::KillLeader => self.kill_leader().await,
+            Action::RestartReplica => self.restart_replica(target).await,
             Action::ScalePool => {
                 let count = p.count.unwrap_or_default();
                 let request = v1::ScalePoolRequest { name: target.to_owned(), target: count, ..Default::default() };
-                self.admin.scale_pool(request).await.map_err(|e| format!("ScalePool {target}: {e}"))?;
+                self.admin().scale_pool(request).await.map_err(|e| format!("ScalePool {target}: {e}"))?;
                 Ok(format!("pool {target} set to {count}"))
             }
         }
@@ -252,7 +254,7 @@ impl Sim {
             ..Default::default()
         };
         let response =
-            self.admin.issue_command(request).await.map_err(|e| format!("IssueCommand {kind} {target}: {e}"))?;
+            self.admin().issue_command(request).await.map_err(|e| format!("IssueCommand {kind} {target}: {e}"))?;
         let id = response.into_owned().command.as_option().map(|c| c.command_id.clone()).unwrap_or_default();
         Ok(format!("{kind} issued to {target} (command {id})"))
     }

@@ -11,7 +11,8 @@
 //! from the control plane, never inferred from what was injected.
 //!
 //! `events` runs events and chaos's actions, `observe` reads the fleet back (assertions,
-//! the sampler), `restart` stops and starts the control plane.
+//! the sampler), `restart` stops and starts the control plane, `replicas` runs several
+//! (`replicas: N`: elections, `kill_leader`, `restart_replica`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -46,9 +47,11 @@ use crate::time::{InFlight, Pace, SimClock, TimeDriver};
 
 mod events;
 mod observe;
+mod replicas;
 mod restart;
 
 use observe::{describe, matches_expected};
+use replicas::{LeadershipLog, Replica};
 use restart::RestartPlan;
 
 /// 2026-01-01T00:00:00Z (a Thursday): simulated time starts here, so runs are
@@ -134,6 +137,8 @@ impl Every {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pass {
+    /// Replicas' election steps (only with several).
+    Elect,
     Flush,
     Liveness,
     Janitor,
@@ -149,11 +154,12 @@ struct Sim {
     backend: String,
     driver: TimeDriver,
     clock: Arc<SimClock>,
-    /// The control plane; `None` only while `restart_server` swaps it.
-    server: Option<ServerHandle>,
-    /// What it takes to start the control plane again (`restart_server`).
+    /// The control plane: one replica, or `replicas: N` of them.
+    replicas: Vec<Replica>,
+    /// Who led when, and failovers after `kill_leader`.
+    leadership: LeadershipLog,
+    /// What it takes to start the control plane again (`restart_server`, `restart_replica`).
     restart: RestartPlan,
-    admin: v1::AdminServiceClient<HttpClient>,
     admin_token: Option<String>,
     clients: ClientPool,
     stats: Arc<RpcStats>,
@@ -213,9 +219,14 @@ impl Sim {
         }
         let backend = location.backend().to_string();
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let address = listener.local_addr()?;
-        let url = format!("http://{address}");
+        let replica_count = scenario.replicas.max(1);
+        check_replicas_store(replica_count, location)?;
+        let mut listeners = Vec::new();
+        for _ in 0..replica_count {
+            listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await?);
+        }
+        let addresses = listeners.iter().map(tokio::net::TcpListener::local_addr).collect::<Result<Vec<_>, _>>()?;
+        let urls: Vec<String> = addresses.iter().map(|address| format!("http://{address}")).collect();
         let token_of = |role: Role| {
             config.auth.tokens.iter().find(|t| t.role == role && t.node.is_none()).map(|t| t.secret.expose().to_owned())
         };
@@ -227,29 +238,35 @@ impl Sim {
             ));
         }
         let stats = Arc::new(RpcStats::default());
-        let clients = ClientPool::new(&url, agent_token.clone(), Arc::clone(&stats), in_flight.clone());
+        let clients = ClientPool::new(urls.clone(), agent_token.clone(), Arc::clone(&stats), in_flight.clone());
         let restart = RestartPlan {
             location: location.clone(),
             config: config.clone(),
             settings: settings.clone(),
-            address,
+            server_urls: urls.join(","),
             agent_token,
         };
+        // The providers (a cloud) outlive any replica: every replica manages the same ones.
         let providers = restart.providers(&clock, &clients, &BTreeMap::new())?;
-        let server = restart.start(listener, &clock, &providers).await?;
-
-        let mut admin_config = ClientConfig::new(url.parse().map_err(|e| SimError::Start(format!("{e}")))?);
-        if let Some(token) = &admin_token {
-            admin_config = admin_config.with_default_header("authorization", format!("Bearer {token}"));
+        let mut replicas = Vec::new();
+        for (index, (listener, address)) in (1..).zip(listeners.into_iter().zip(addresses)) {
+            let mut replica = Replica::new(index, address, admin_token.as_deref())?;
+            let elected = (replica_count > 1).then_some(replica.name.as_str());
+            replica.server = Some(restart.start(listener, &clock, &providers, elected).await?);
+            replicas.push(replica);
         }
-        let admin = v1::AdminServiceClient::new(HttpClient::plaintext(), admin_config);
 
-        let mut passes = vec![
+        let mut passes = Vec::new();
+        if replica_count > 1 {
+            let renew_every = bosun_server::ElectionSettings::DEFAULT_RENEW_EVERY;
+            passes.push((Pass::Elect, Every::new(renew_every, Duration::ZERO)));
+        }
+        passes.extend([
             (Pass::Flush, Every::new(settings.flush_interval, settings.flush_interval)),
             (Pass::Liveness, Every::new(settings.liveness_interval, settings.liveness_interval)),
             (Pass::Janitor, Every::new(settings.janitor_interval, settings.janitor_interval)),
             (Pass::Retention, Every::new(settings.retention_interval, settings.retention_interval)),
-        ];
+        ]);
         if !config.pools.is_empty() {
             // Like the server's own loop: the first pass at start.
             passes.push((Pass::Pools, Every::new(settings.autoscale_interval, Duration::ZERO)));
@@ -297,9 +314,9 @@ impl Sim {
             backend,
             driver,
             clock,
-            server: Some(server),
+            replicas,
+            leadership: LeadershipLog::default(),
             restart,
-            admin,
             admin_token,
             clients,
             stats,
@@ -372,7 +389,10 @@ impl Sim {
             }
         }
         self.sample().await;
-        let metrics = scrape_metrics(&self.server().url(), self.admin_token.as_deref()).await;
+        let mut metrics = Vec::new();
+        for server in self.live() {
+            metrics.push(scrape_metrics(&server.url(), self.admin_token.as_deref()).await);
+        }
         let rule_hits = parse_rule_hits(&metrics);
         let simulated = self.driver.now();
         let stuck_settles = self.driver.stuck_settles;
@@ -393,7 +413,8 @@ impl Sim {
             seed,
             options,
             backend,
-            server,
+            replicas,
+            leadership,
             events,
             timeline,
             tally,
@@ -407,9 +428,10 @@ impl Sim {
         // Shutting down waits on timers (in-flight requests, the shutdown timeout): let
         // tokio move the paused clock by itself again.
         drop(driver);
-        if let Some(server) = server {
+        for server in replicas.into_iter().filter_map(|r| r.server) {
             server.shutdown().await;
         }
+        let replicas = leadership.report(scenario.replicas);
         Report::build(crate::report::ReportInput {
             scenario: &scenario,
             seed,
@@ -429,6 +451,7 @@ impl Sim {
             nodes_started,
             stuck_settles,
             estimated_cost_usd,
+            replicas,
         })
     }
 
@@ -445,15 +468,23 @@ impl Sim {
         let due: Vec<Pass> =
             self.passes.iter_mut().filter_map(|(pass, every)| every.due(now).then_some(*pass)).collect();
         for pass in due {
-            let result = match pass {
-                Pass::Flush => self.server().flush().await.map(drop),
-                Pass::Liveness => self.server().judge_liveness().await.map(drop),
-                Pass::Janitor => self.server().janitor().await,
-                Pass::Retention => self.server().retention().await,
-                Pass::Pools => self.server().reconcile_pools().await,
-            };
-            if let Err(error) = result {
-                tracing::warn!(%error, ?pass, "server pass failed");
+            if pass == Pass::Elect {
+                self.elect().await;
+                continue;
+            }
+            // On every replica: followers' leader-only passes return at once.
+            for server in self.live() {
+                let result = match pass {
+                    Pass::Elect => Ok(()),
+                    Pass::Flush => server.flush().await.map(drop),
+                    Pass::Liveness => server.judge_liveness().await.map(drop),
+                    Pass::Janitor => server.janitor().await,
+                    Pass::Retention => server.retention().await,
+                    Pass::Pools => server.reconcile_pools().await,
+                };
+                if let Err(error) = result {
+                    tracing::warn!(%error, ?pass, "server pass failed");
+                }
             }
         }
         while self.startups.front().is_some_and(|(at, _)| *at <= now) {
@@ -491,18 +522,29 @@ impl Sim {
 
     async fn flush(&mut self) {
         self.driver.settle().await;
-        if let Err(error) = self.server().flush().await {
-            tracing::warn!(%error, "flush failed");
+        for server in self.live() {
+            if let Err(error) = server.flush().await {
+                tracing::warn!(%error, "flush failed");
+            }
         }
     }
 
     // ---- events ---------------------------------------------------------------------
 
-    fn server(&self) -> &ServerHandle {
-        self.server.as_ref().expect("the control plane runs except inside restart_server")
-    }
-
     // ---- reading the control plane ----------------------------------------------------
+}
+
+/// Several replicas share a store only on PostgreSQL (as several `bosun server` processes
+/// would); a SQLite file serves one server.
+fn check_replicas_store(replicas: u32, location: &StoreLocation) -> Result<(), SimError> {
+    if replicas > 1 && location.backend() != bosun_store::Backend::Postgres {
+        return Err(SimError::Config(format!(
+            "replicas: {replicas} needs a store several servers share: run with --store postgres://... ({} serves \
+             one server)",
+            location.backend()
+        )));
+    }
+    Ok(())
 }
 
 /// Longer than any scenario: connection timeouts that never fire.

@@ -6,7 +6,7 @@ use super::*;
 impl Sim {
     pub(super) async fn get_node(&self, target: &str) -> Result<Option<v1::Node>, String> {
         let request = v1::GetNodeRequest { node_id: target.to_owned(), ..Default::default() };
-        match self.admin.get_node(request).await {
+        match self.admin().get_node(request).await {
             Ok(response) => Ok(response.into_owned().node.into_option()),
             Err(error) if error.code == connectrpc::ErrorCode::NotFound => Ok(None),
             Err(error) => Err(format!("GetNode {target}: {error}")),
@@ -38,7 +38,7 @@ impl Sim {
                 page_token,
                 ..Default::default()
             };
-            match self.admin.list_instances(request).await {
+            match self.admin().list_instances(request).await {
                 Ok(page) => {
                     let page = page.into_owned();
                     instances.extend(page.instances);
@@ -60,7 +60,7 @@ impl Sim {
         let mut page_token = String::new();
         loop {
             let request = v1::ListNodesRequest { page_size: 5_000, page_token, ..Default::default() };
-            let response = self.admin.list_nodes(request).await.map_err(|e| format!("ListNodes: {e}"))?.into_owned();
+            let response = self.admin().list_nodes(request).await.map_err(|e| format!("ListNodes: {e}"))?.into_owned();
             nodes.extend(response.nodes);
             if response.next_page_token.is_empty() {
                 return Ok(nodes);
@@ -188,7 +188,7 @@ impl Sim {
             );
         }
         self.timeline.push(sample);
-        let pools = match self.admin.list_pools(v1::ListPoolsRequest::default()).await {
+        let pools = match self.admin().list_pools(v1::ListPoolsRequest::default()).await {
             Ok(response) => response.into_owned().pools,
             Err(error) => {
                 tracing::warn!(%error, "listing the pools failed");

@@ -122,3 +122,40 @@ fn event_parameters_are_described_as_written() {
     assert_eq!(described[2], ["expected_status=unhealthy", "timeout=30s"]);
     assert!(described[3].is_empty());
 }
+
+#[test]
+fn replicas_and_their_actions_are_checked_before_anything_runs() {
+    let scenario = Scenario::parse(
+        "name: ha\nreplicas: 3\nevents:\n  - {at: 1s, action: kill_leader}\n  \
+         - {at: 2s, action: restart_replica, target: replica-3}\n",
+    )
+    .expect("parses");
+    assert_eq!(scenario.replicas, 3);
+    assert_eq!(Scenario::parse("name: one\n").expect("parses").replicas, 1, "one server by default");
+
+    let cases = [
+        ("name: x\nreplicas: 0\n", "replicas", "at least one"),
+        ("name: x\nreplicas: 10\n", "replicas", "at most"),
+        ("name: x\nevents: [{at: 1s, action: kill_leader}]\n", "events[0].action", "replicas: 2 or more"),
+        (
+            "name: x\nreplicas: 2\nevents: [{at: 1s, action: restart_replica, target: replica-3}]\n",
+            "events[0].target",
+            "replica-1 to replica-2",
+        ),
+        (
+            "name: x\nreplicas: 2\nevents: [{at: 1s, action: restart_replica}]\n",
+            "events[0].target",
+            "restart_replica needs a replica",
+        ),
+        (
+            "name: x\nreplicas: 2\nevents: [{at: 1s, action: restart_server}]\n",
+            "events[0].action",
+            "use restart_replica",
+        ),
+    ];
+    for (text, path, message) in cases {
+        let error = error_of(text);
+        assert_eq!(error.path.as_deref(), Some(path), "{text}: {error}");
+        assert!(error.message.contains(message), "{text}: {error}");
+    }
+}

@@ -123,6 +123,9 @@ fn describe(scenario: &Scenario) -> String {
     if scenario.config.is_some() {
         out.push_str("; with a control-plane config");
     }
+    if scenario.replicas > 1 {
+        out.push_str(&format!("; {} control-plane replicas", scenario.replicas));
+    }
     out.push('\n');
     for event in scenario.timeline() {
         let line = format!("  {:>8} {} {}", bosun_config::duration::format(event.at.0), event.action, event.target);
