@@ -313,6 +313,11 @@ impl ServerHandle {
         self.app.is_leader()
     }
 
+    /// Pool reconciliation passes this server has run as the leader (`bosun_pool_passes_total`).
+    pub fn pool_passes(&self) -> u64 {
+        self.app.metrics.pool_passes()
+    }
+
     /// Judges liveness now, if this replica leads. Returns the nodes marked UNHEALTHY.
     pub async fn judge_liveness(&self) -> Result<Vec<NodeId>, PassError> {
         Ok(self.app.as_leader(nodes::judge_liveness(&self.app)).await.unwrap_or(Ok(Vec::new()))?)

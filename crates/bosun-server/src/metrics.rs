@@ -59,6 +59,7 @@ pub(crate) struct Metrics {
     leader_epoch: Gauge,
     lease_renew_failures: Counter,
     fenced_writes: Counter,
+    pool_passes: Counter,
     change_listener_reconnects: Counter,
     requests_waiting: Family<Labels1, Gauge>,
 }
@@ -203,6 +204,12 @@ impl Metrics {
             "Writes of leader-only work refused because this replica's leader epoch was over",
             fenced_writes.clone(),
         );
+        let pool_passes = Counter::default();
+        registry.register(
+            "pool_passes",
+            "Pool reconciliation passes this replica completed as the leader (or as the sole server)",
+            pool_passes.clone(),
+        );
         let change_listener_reconnects = Counter::default();
         registry.register(
             "change_listener_reconnects",
@@ -220,6 +227,7 @@ impl Metrics {
             leader_epoch,
             lease_renew_failures,
             fenced_writes,
+            pool_passes,
             change_listener_reconnects,
             requests_waiting,
             connections_open,
@@ -260,6 +268,15 @@ impl Metrics {
 
     pub(crate) fn fenced_write(&self) {
         self.fenced_writes.inc();
+    }
+
+    pub(crate) fn pool_pass(&self) {
+        self.pool_passes.inc();
+    }
+
+    /// Pool passes completed as the leader so far.
+    pub(crate) fn pool_passes(&self) -> u64 {
+        self.pool_passes.get()
     }
 
     /// Counts one XID event. Codes outside the catalog share the label `unknown`, so an

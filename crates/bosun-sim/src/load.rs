@@ -9,14 +9,24 @@
 //! The report is one JSON line (see [`LoadReport`]). With an in-process server the CPU and
 //! RSS figures are the whole process's (server and load generator together; the
 //! generator's share is small beside the server's); against `--server` they are absent.
+//!
+//! With several in-process replicas (`--replicas`, one store connection pool each, as
+//! separate processes would have) the load is spread over them, a fake-cloud pool gives the
+//! leader work, and `--kill-leader-at` kills the leader as `kill -9` would: a heartbeat
+//! whose replica is gone moves to the next one (as agents do), `failover_s` is the time
+//! from the kill to the new leader's first pool pass, and `double_provisioned` counts the
+//! machines the fake cloud made beyond the pool's size.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bosun_api::v1;
-use bosun_core::SystemClock;
-use bosun_server::{Server, Settings};
+use bosun_core::{PoolSpec, ReplicaId, SystemClock};
+use bosun_provider::fake::{ControlPlaneFactory, FakeProvider, FakeSettings};
+use bosun_provider::{Bootstrap, Provider};
+use bosun_server::{ElectionSettings, PoolMachines, PoolsConfig, Server, ServerHandle, Settings};
 use bosun_store::SharedStore;
 use connectrpc::client::{CallOptions, ClientConfig, Http2Connection, SharedHttp2Connection};
 use serde::Serialize;
@@ -34,13 +44,16 @@ pub struct LoadOptions {
     pub token: Option<String>,
     /// TLS options for an `https://` server.
     pub tls: bosun_api::ClientTls,
+    /// With several in-process replicas: when, into the measured phase, to kill the leader.
+    pub kill_leader_at: Option<Duration>,
 }
 
 /// Where the load goes.
 #[derive(Debug)]
 pub enum Target {
-    /// Start a server in this process on `store`.
-    InProcess { store: SharedStore, settings: Box<Settings> },
+    /// Start servers in this process, one per store (several: replicas electing a leader
+    /// through the store they share).
+    InProcess { stores: Vec<SharedStore>, settings: Box<Settings> },
     /// A running server.
     Remote { url: String },
 }
@@ -63,6 +76,14 @@ pub struct LoadReport {
     pub register_per_s: f64,
     pub server_cpu_pct: Option<f64>,
     pub server_rss_mb: Option<f64>,
+    /// In-process servers (replicas electing a leader when more than one).
+    pub replicas: usize,
+    /// Seconds from killing the leader to the new leader's first pool pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover_s: Option<f64>,
+    /// Machines the fake cloud made beyond the pool's size (with several replicas).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub double_provisioned: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,35 +100,45 @@ pub enum LoadError {
 
 type Client = v1::AgentServiceClient<SharedHttp2Connection>;
 
+/// The fake-cloud pool several replicas reconcile: what a failover must not provision
+/// twice. Its machines never boot (they stay provisioning, which the pool counts).
+const POOL_SIZE: u32 = 8;
+
 pub async fn run(options: &LoadOptions, target: Target) -> Result<LoadReport, LoadError> {
     if options.nodes == 0 || options.heartbeat_interval.is_zero() || options.duration.is_zero() {
         return Err(LoadError::Invalid("nodes, heartbeat interval and duration must be above zero".into()));
     }
-    let (url, server, backend) = match target {
-        Target::Remote { url } => (url, None, "remote".to_owned()),
-        Target::InProcess { store, settings } => {
-            let backend = store.backend().to_string();
-            let listener =
-                tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| LoadError::Start(e.to_string()))?;
-            let server = Server::start(listener, store, Arc::new(SystemClock), *settings, true)
-                .await
-                .map_err(|e| LoadError::Start(e.to_string()))?;
-            (server.url(), Some(server), backend)
+    let (urls, fleet, backend) = match target {
+        Target::Remote { url } => (vec![url], None, "remote".to_owned()),
+        Target::InProcess { stores, settings } => {
+            let backend = stores.first().map(|s| s.backend().to_string()).unwrap_or_default();
+            let fleet = Replicas::start(stores, *settings, options).await?;
+            (fleet.urls(), Some(fleet), backend)
         }
     };
-    let clients = connect(&url, options).await?;
+    let replicas = fleet.as_ref().map_or(1, |f| f.urls.len());
+    if options.kill_leader_at.is_some() && replicas < 2 {
+        return Err(LoadError::Invalid("killing the leader needs two replicas or more".into()));
+    }
+    let clients = connect(&urls, options).await?;
     let register_per_s = register_all(&clients, options).await?;
     let cpu_before = process_cpu();
-    let measured = heartbeat_phase(&clients, options).await;
+    let (measured, failover_s) = match (&fleet, options.kill_leader_at) {
+        (Some(fleet), Some(at)) => {
+            tokio::join!(heartbeat_phase(&clients, options, replicas), fleet.kill_leader_after(at))
+        }
+        _ => (heartbeat_phase(&clients, options, replicas).await, None),
+    };
     let cpu_after = process_cpu();
     let wall = measured.elapsed.as_secs_f64();
-    let server_cpu_pct = match (server.is_some(), cpu_before, cpu_after) {
+    let server_cpu_pct = match (fleet.is_some(), cpu_before, cpu_after) {
         (true, Some(before), Some(after)) => Some(100.0 * (after - before) / wall),
         _ => None,
     };
-    let server_rss_mb = server.as_ref().and_then(|_| process_rss_mb());
-    if let Some(server) = server {
-        server.shutdown().await;
+    let server_rss_mb = fleet.as_ref().and_then(|_| process_rss_mb());
+    let double_provisioned = fleet.as_ref().and_then(Replicas::double_provisioned);
+    if let Some(fleet) = fleet {
+        fleet.shutdown().await;
     }
     let mut latencies = measured.latencies_us;
     latencies.sort_unstable();
@@ -127,22 +158,129 @@ pub async fn run(options: &LoadOptions, target: Target) -> Result<LoadReport, Lo
         register_per_s,
         server_cpu_pct,
         server_rss_mb,
+        replicas,
+        failover_s,
+        double_provisioned,
     })
 }
 
-async fn connect(url: &str, options: &LoadOptions) -> Result<Vec<Client>, LoadError> {
-    let uri = bosun_api::agent_client::server_uri(url)
-        .map_err(|e| LoadError::Connect { url: url.into(), message: e.to_string() })?;
+/// The in-process servers: one, or replicas electing a leader.
+struct Replicas {
+    servers: tokio::sync::Mutex<Vec<Option<ServerHandle>>>,
+    urls: Vec<String>,
+    /// The fake cloud of the replicas' pool, and how many machines it had made at start.
+    cloud: Option<(Arc<FakeProvider>, u64)>,
+}
+
+impl Replicas {
+    async fn start(stores: Vec<SharedStore>, settings: Settings, options: &LoadOptions) -> Result<Self, LoadError> {
+        let count = stores.len();
+        let mut listeners = Vec::new();
+        for _ in 0..count {
+            listeners
+                .push(tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| LoadError::Start(e.to_string()))?);
+        }
+        let urls: Vec<String> = listeners
+            .iter()
+            .map(|l| l.local_addr().map(|a| format!("http://{a}")))
+            .collect::<Result<_, _>>()
+            .map_err(|e| LoadError::Start(e.to_string()))?;
+        let cloud = (count > 1).then(|| {
+            // Machines never boot: nothing connects back.
+            let factory: ControlPlaneFactory = Arc::new(|_| Err("load machines never boot".to_owned()));
+            let fake = FakeSettings { boot_delay: Duration::from_secs(365 * 86_400), ..FakeSettings::default() };
+            let provider = Arc::new(FakeProvider::new("cloud", fake, Arc::new(SystemClock), factory));
+            let made = provider.next_number();
+            (provider, made)
+        });
+        let mut servers = Vec::new();
+        for (index, (listener, store)) in listeners.into_iter().zip(stores).enumerate() {
+            let mut settings = settings.clone();
+            let mut pools = None;
+            if let Some((provider, _)) = &cloud {
+                let id = ReplicaId::new(format!("load-{}", index + 1)).map_err(|e| LoadError::Start(e.to_string()))?;
+                settings.election = Some(ElectionSettings::new(id));
+                // The machines stay provisioning for the whole run: never written off.
+                settings.instance_registration_timeout =
+                    settings.instance_registration_timeout.max(options.duration * 4 + Duration::from_secs(3600));
+                let mut spec = PoolSpec::single_provider("cloud", "h100-8x", POOL_SIZE, POOL_SIZE);
+                spec.region = "local".into();
+                pools = Some(PoolsConfig {
+                    pools: vec![(pool_name(), spec)],
+                    providers: [("cloud".to_owned(), Arc::clone(provider) as Arc<dyn Provider>)].into_iter().collect(),
+                    bootstrap: Bootstrap { server_url: urls.join(","), token: options.token.clone() },
+                    machines: BTreeMap::from([(pool_name(), PoolMachines::default())]),
+                });
+            }
+            let server = Server::start_with_pools(listener, store, Arc::new(SystemClock), settings, true, pools)
+                .await
+                .map_err(|e| LoadError::Start(e.to_string()))?;
+            servers.push(Some(server));
+        }
+        Ok(Self { servers: tokio::sync::Mutex::new(servers), urls, cloud })
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.urls.clone()
+    }
+
+    /// Waits `after`, kills the leader, and returns the seconds until another replica has
+    /// completed a pool pass as the new leader (`None` if none did within a minute).
+    async fn kill_leader_after(&self, after: Duration) -> Option<f64> {
+        tokio::time::sleep(after).await;
+        let mut servers = self.servers.lock().await;
+        let leader = servers.iter().position(|s| s.as_ref().is_some_and(ServerHandle::is_leader))?;
+        let passes: Vec<u64> = servers.iter().map(|s| s.as_ref().map_or(0, ServerHandle::pool_passes)).collect();
+        let killed = Instant::now();
+        if let Some(server) = servers[leader].take() {
+            server.kill().await;
+        }
+        while killed.elapsed() < Duration::from_secs(60) {
+            let acting = servers
+                .iter()
+                .zip(&passes)
+                .any(|(server, before)| server.as_ref().is_some_and(|s| s.is_leader() && s.pool_passes() > *before));
+            if acting {
+                return Some(killed.elapsed().as_secs_f64());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    }
+
+    /// Machines the fake cloud made beyond the pool's size.
+    fn double_provisioned(&self) -> Option<u64> {
+        let (provider, made_before) = self.cloud.as_ref()?;
+        let made = provider.next_number() - made_before;
+        Some(made.saturating_sub(u64::from(POOL_SIZE)))
+    }
+
+    async fn shutdown(self) {
+        for server in self.servers.into_inner().into_iter().flatten() {
+            server.shutdown().await;
+        }
+    }
+}
+
+fn pool_name() -> bosun_core::PoolName {
+    "load".parse().unwrap_or_else(|_| unreachable!("a valid pool name"))
+}
+
+/// HTTP/2 connections, spread over the servers at `urls` in turn.
+async fn connect(urls: &[String], options: &LoadOptions) -> Result<Vec<Client>, LoadError> {
     let mut clients = Vec::new();
-    for _ in 0..options.connections.max(1) {
+    for index in 0..options.connections.max(urls.len()).max(1) {
+        let url = &urls[index % urls.len()];
+        let uri = bosun_api::agent_client::server_uri(url)
+            .map_err(|e| LoadError::Connect { url: url.clone(), message: e.to_string() })?;
         let connection = if uri.scheme_str() == Some("https") {
             let connector = bosun_api::transport::https_connector(&options.tls, true)
-                .map_err(|e| LoadError::Connect { url: url.into(), message: e.to_string() })?;
+                .map_err(|e| LoadError::Connect { url: url.clone(), message: e.to_string() })?;
             Http2Connection::connect_with_connector(connector, uri.clone()).await
         } else {
             Http2Connection::connect_plaintext(uri.clone()).await
         }
-        .map_err(|e| LoadError::Connect { url: url.into(), message: e.to_string() })?
+        .map_err(|e| LoadError::Connect { url: url.clone(), message: e.to_string() })?
         .shared(1024);
         let mut config = ClientConfig::new(uri.clone());
         if let Some(token) = &options.token {
@@ -242,7 +380,10 @@ struct Measured {
     elapsed: Duration,
 }
 
-async fn heartbeat_phase(clients: &[Client], options: &LoadOptions) -> Measured {
+/// Heartbeats at the target rate; with several `servers` (which connections go to in turn)
+/// a heartbeat that fails moves its worker on to the next server, as an agent moves to the
+/// next replica.
+async fn heartbeat_phase(clients: &[Client], options: &LoadOptions, servers: usize) -> Measured {
     let nodes = u64::from(options.nodes);
     let interval = options.heartbeat_interval.as_secs_f64();
     let total = ((options.duration.as_secs_f64() / interval) * nodes as f64).round().max(1.0) as u64;
@@ -252,7 +393,8 @@ async fn heartbeat_phase(clients: &[Client], options: &LoadOptions) -> Measured 
     let start = tokio::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..options.concurrency.max(1) {
-        let client = clients[worker % clients.len()].clone();
+        let clients = clients.to_vec();
+        let mut current = worker % clients.len();
         let (next, errors) = (Arc::clone(&next), Arc::clone(&errors));
         tasks.spawn(async move {
             let mut latencies = Vec::new();
@@ -264,8 +406,11 @@ async fn heartbeat_phase(clients: &[Client], options: &LoadOptions) -> Measured 
                 tokio::time::sleep_until(start + Duration::from_secs_f64(k as f64 * spacing)).await;
                 let node = (k % nodes) as u32;
                 let sent = Instant::now();
-                let options = CallOptions::default().with_timeout(Duration::from_secs(10));
-                match client.heartbeat_with_options(heartbeat(node, k / nodes), options).await {
+                let call = |client: Client| async move {
+                    let options = CallOptions::default().with_timeout(Duration::from_secs(10));
+                    client.heartbeat_with_options(heartbeat(node, k / nodes), options).await.map(drop)
+                };
+                match with_failover(&clients, &mut current, servers, call).await {
                     Ok(_) => latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX)),
                     Err(_) => {
                         errors.fetch_add(1, Ordering::Relaxed);
@@ -279,6 +424,30 @@ async fn heartbeat_phase(clients: &[Client], options: &LoadOptions) -> Measured 
         latencies_us.extend(done.unwrap_or_default());
     }
     Measured { latencies_us, errors: errors.load(Ordering::Relaxed), elapsed: start.elapsed() }
+}
+
+/// Calls `call` on the worker's connection; while it fails, the worker moves on to the
+/// next connection for good, up to `servers` tries in all. Connections go to the servers
+/// in turn, so `servers` consecutive connections reach every server once.
+async fn with_failover<F, Fut>(
+    clients: &[Client],
+    current: &mut usize,
+    servers: usize,
+    call: F,
+) -> Result<(), connectrpc::ConnectError>
+where
+    F: Fn(Client) -> Fut,
+    Fut: Future<Output = Result<(), connectrpc::ConnectError>>,
+{
+    let mut result = call(clients[*current].clone()).await;
+    for _ in 1..servers {
+        if result.is_ok() {
+            break;
+        }
+        *current = (*current + 1) % clients.len();
+        result = call(clients[*current].clone()).await;
+    }
+    result
 }
 
 /// CPU seconds this process has used (user + system), from /proc.
@@ -315,8 +484,9 @@ mod tests {
             connections: 1,
             token: None,
             tls: bosun_api::ClientTls::default(),
+            kill_leader_at: None,
         };
-        let target = Target::InProcess { store: test.store.clone(), settings: Box::default() };
+        let target = Target::InProcess { stores: vec![test.store.clone()], settings: Box::default() };
         let report = run(&options, target).await.expect("load runs");
         assert_eq!(report.errors, 0);
         assert_eq!(report.heartbeats, 100, "two rounds of 50 nodes");
@@ -335,5 +505,38 @@ mod tests {
         ] {
             assert!(line.contains(key), "{key} in {line}");
         }
+        assert!(!line.contains("failover_s") && !line.contains("double_provisioned"), "one server: {line}");
+    }
+
+    /// Two replicas on PostgreSQL: the leader is killed mid-load; heartbeats move to the
+    /// other replica without an error, the other replica leads and reconciles its pool,
+    /// and the pool is not provisioned twice. (The failover waits out a real lease.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leader_killed_under_load_fails_over_without_errors_or_double_provisioning() {
+        let Some(location) = bosun_store::testing::TestLocation::new(bosun_store::Backend::Postgres).await else {
+            return;
+        };
+        let mut stores = Vec::new();
+        for _ in 0..2 {
+            let options = bosun_store::StoreOptions::new(Arc::new(SystemClock));
+            stores.push(bosun_store::open_store(&location.location, options).await.expect("open"));
+        }
+        let options = LoadOptions {
+            nodes: 40,
+            heartbeat_interval: Duration::from_millis(200),
+            duration: Duration::from_secs(2),
+            concurrency: 8,
+            connections: 2,
+            token: None,
+            tls: bosun_api::ClientTls::default(),
+            kill_leader_at: Some(Duration::from_millis(500)),
+        };
+        let report = run(&options, Target::InProcess { stores, settings: Box::default() }).await.expect("runs");
+        assert_eq!(report.replicas, 2);
+        assert_eq!(report.errors, 0, "heartbeats moved to the surviving replica: {report:?}");
+        assert_eq!(report.heartbeats, 400, "every heartbeat answered: {report:?}");
+        let failover = report.failover_s.expect("the other replica took over and reconciled");
+        println!("failover after killing the leader: {failover:.1} s (lease 10 s)");
+        assert_eq!(report.double_provisioned, Some(0), "{report:?}");
     }
 }

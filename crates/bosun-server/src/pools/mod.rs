@@ -147,6 +147,7 @@ pub(crate) async fn reconcile_all(app: &App) -> ApiResult<()> {
             first_error.get_or_insert(error);
         }
     }
+    app.metrics.pool_pass();
     first_error.map_or(Ok(()), Err)
 }
 

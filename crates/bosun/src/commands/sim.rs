@@ -86,6 +86,14 @@ struct LoadArgs {
     /// HTTP/2 connections the load is spread over.
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Control-plane replicas started in this process on the one PostgreSQL store
+    /// (--store postgres://...), electing a leader; the load is spread over them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+    replicas: u32,
+    /// Kill the leading replica (as kill -9 would) this long into the measured phase, and
+    /// report the failover (needs --replicas 2 or more).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    kill_leader_at: Option<Duration>,
     #[command(flatten)]
     tls: super::remote::TlsArgs,
 }
@@ -220,7 +228,22 @@ async fn run_load(store_flag: Option<&str>, load: &LoadArgs) -> anyhow::Result<E
         connections: load.connections,
         token: load.token.clone(),
         tls: load.tls.client_tls(),
+        kill_leader_at: load.kill_leader_at,
     };
+    if load.kill_leader_at.is_some() && load.replicas < 2 {
+        anyhow::bail!(
+            "--kill-leader-at needs --replicas 2 or more: killing the only server leaves nothing to fail over to"
+        );
+    }
+    if load.kill_leader_at.is_some_and(|at| at >= load.duration) {
+        anyhow::bail!(
+            "--kill-leader-at must fall inside the measured phase (--duration {})",
+            bosun_config::duration::format(load.duration)
+        );
+    }
+    if load.server.is_some() && load.replicas > 1 {
+        anyhow::bail!("--replicas starts servers in this process; it cannot be combined with --server");
+    }
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let target = match &load.server {
         Some(url) => Target::Remote { url: url.clone() },
@@ -230,17 +253,28 @@ async fn run_load(store_flag: Option<&str>, load: &LoadArgs) -> anyhow::Result<E
                 Some(url) => StoreLocation::select(Some(url), |name| std::env::var(name).ok())?,
                 None => StoreLocation::Sqlite { path: scratch.path().join("load.db") },
             };
-            let database = Database::connect(&location).await?;
-            database.migrate_up().await?;
-            let store = database.into_store(StoreOptions::new(Arc::new(SystemClock))).await?;
-            if store.counts().await?.nodes > 0 {
+            if load.replicas > 1 && location.backend() != bosun_store::Backend::Postgres {
+                anyhow::bail!(
+                    "--replicas {} needs a store several servers share: --store postgres://... ({} serves one server)",
+                    load.replicas,
+                    location.backend()
+                );
+            }
+            // One store (a connection pool) per replica, as separate processes would have.
+            let mut stores = Vec::new();
+            for _ in 0..load.replicas {
+                let database = Database::connect(&location).await?;
+                database.migrate_up().await?;
+                stores.push(database.into_store(StoreOptions::new(Arc::new(SystemClock))).await?);
+            }
+            if stores[0].counts().await?.nodes > 0 {
                 anyhow::bail!("{location} already holds nodes; load an empty store");
             }
             let mut settings = Settings::default();
             settings.heartbeat_interval = load.heartbeat_interval;
             // Registration of a large fleet takes a while: nobody is judged meanwhile.
             settings.heartbeat_timeout = settings.heartbeat_timeout.max(load.heartbeat_interval * 3);
-            Target::InProcess { store, settings: Box::new(settings) }
+            Target::InProcess { stores, settings: Box::new(settings) }
         }
     };
     let report = load::run(&options, target).await?;
