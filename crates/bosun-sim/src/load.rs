@@ -11,11 +11,12 @@
 //! generator's share is small beside the server's); against `--server` they are absent.
 //!
 //! With several in-process replicas (`--replicas`, one store connection pool each, as
-//! separate processes would have) the load is spread over them, a fake-cloud pool gives the
-//! leader work, and `--kill-leader-at` kills the leader as `kill -9` would: a heartbeat
-//! whose replica is gone moves to the next one (as agents do), `failover_s` is the time
-//! from the kill to the new leader's first pool pass, and `double_provisioned` counts the
-//! machines the fake cloud made beyond the pool's size.
+//! separate processes would have) the load is spread over them (each simulated node keeps
+//! to one replica, as an agent keeps to its server), a fake-cloud pool gives the leader
+//! work, and `--kill-leader-at` kills the leader as `kill -9` would: the nodes of a replica
+//! that is gone move to the next one (as agents do), `failover_s` is the time from the kill
+//! to the new leader's first pool pass, and `double_provisioned` counts the machines the
+//! fake cloud made beyond the pool's size.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -120,14 +121,14 @@ pub async fn run(options: &LoadOptions, target: Target) -> Result<LoadReport, Lo
     if options.kill_leader_at.is_some() && replicas < 2 {
         return Err(LoadError::Invalid("killing the leader needs two replicas or more".into()));
     }
-    let clients = connect(&urls, options).await?;
-    let register_per_s = register_all(&clients, options).await?;
+    let routes = Routes::new(connect(&urls, options).await?, replicas);
+    let register_per_s = register_all(&routes, options).await?;
     let cpu_before = process_cpu();
     let (measured, failover_s) = match (&fleet, options.kill_leader_at) {
         (Some(fleet), Some(at)) => {
-            tokio::join!(heartbeat_phase(&clients, options, replicas), fleet.kill_leader_after(at))
+            tokio::join!(heartbeat_phase(&routes, options), fleet.kill_leader_after(at))
         }
-        _ => (heartbeat_phase(&clients, options, replicas).await, None),
+        _ => (heartbeat_phase(&routes, options).await, None),
     };
     let cpu_after = process_cpu();
     let wall = measured.elapsed.as_secs_f64();
@@ -296,14 +297,14 @@ fn node_name(i: u32) -> String {
 }
 
 /// Registers every node with 8 GPUs, `concurrency` at a time. Returns registrations/s.
-async fn register_all(clients: &[Client], options: &LoadOptions) -> Result<f64, LoadError> {
+async fn register_all(routes: &Routes, options: &LoadOptions) -> Result<f64, LoadError> {
     let started = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let mut tasks = tokio::task::JoinSet::new();
-    for worker in 0..options.concurrency.max(1) {
-        let client = clients[worker % clients.len()].clone();
+    for _ in 0..options.concurrency.max(1) {
+        let routes = routes.clone();
         let (next, failed, first_error) = (Arc::clone(&next), Arc::clone(&failed), Arc::clone(&first_error));
         let nodes = u64::from(options.nodes);
         tasks.spawn(async move {
@@ -312,8 +313,8 @@ async fn register_all(clients: &[Client], options: &LoadOptions) -> Result<f64, 
                 if i >= nodes {
                     return;
                 }
-                let request = registration(i as u32);
-                if let Err(error) = client.register_node(request).await {
+                let call = |client: Client| async move { client.register_node(registration(i as u32)).await.map(drop) };
+                if let Err(error) = routes.call(i as u32, call).await {
                     failed.fetch_add(1, Ordering::Relaxed);
                     first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| error.to_string());
                 }
@@ -380,10 +381,8 @@ struct Measured {
     elapsed: Duration,
 }
 
-/// Heartbeats at the target rate; with several `servers` (which connections go to in turn)
-/// a heartbeat that fails moves its worker on to the next server, as an agent moves to the
-/// next replica.
-async fn heartbeat_phase(clients: &[Client], options: &LoadOptions, servers: usize) -> Measured {
+/// Heartbeats at the target rate, each node's over its route.
+async fn heartbeat_phase(routes: &Routes, options: &LoadOptions) -> Measured {
     let nodes = u64::from(options.nodes);
     let interval = options.heartbeat_interval.as_secs_f64();
     let total = ((options.duration.as_secs_f64() / interval) * nodes as f64).round().max(1.0) as u64;
@@ -392,9 +391,8 @@ async fn heartbeat_phase(clients: &[Client], options: &LoadOptions, servers: usi
     let errors = Arc::new(AtomicU64::new(0));
     let start = tokio::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for worker in 0..options.concurrency.max(1) {
-        let clients = clients.to_vec();
-        let mut current = worker % clients.len();
+    for _ in 0..options.concurrency.max(1) {
+        let routes = routes.clone();
         let (next, errors) = (Arc::clone(&next), Arc::clone(&errors));
         tasks.spawn(async move {
             let mut latencies = Vec::new();
@@ -410,7 +408,7 @@ async fn heartbeat_phase(clients: &[Client], options: &LoadOptions, servers: usi
                     let options = CallOptions::default().with_timeout(Duration::from_secs(10));
                     client.heartbeat_with_options(heartbeat(node, k / nodes), options).await.map(drop)
                 };
-                match with_failover(&clients, &mut current, servers, call).await {
+                match routes.call(node, call).await {
                     Ok(_) => latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX)),
                     Err(_) => {
                         errors.fetch_add(1, Ordering::Relaxed);
@@ -426,28 +424,45 @@ async fn heartbeat_phase(clients: &[Client], options: &LoadOptions, servers: usi
     Measured { latencies_us, errors: errors.load(Ordering::Relaxed), elapsed: start.elapsed() }
 }
 
-/// Calls `call` on the worker's connection; while it fails, the worker moves on to the
-/// next connection for good, up to `servers` tries in all. Connections go to the servers
-/// in turn, so `servers` consecutive connections reach every server once.
-async fn with_failover<F, Fut>(
-    clients: &[Client],
-    current: &mut usize,
+/// Which connection each simulated node talks to. A node keeps to one connection (and so
+/// one server), as an agent keeps to its server: node `i` to connection `i` modulo their
+/// number. With several servers (connections go to them in turn), a call that fails moves
+/// that connection's nodes on to the next connection, for good, up to one try per server:
+/// an agent whose replica died moves to the next one.
+#[derive(Clone)]
+struct Routes {
+    clients: Arc<[Client]>,
     servers: usize,
-    call: F,
-) -> Result<(), connectrpc::ConnectError>
-where
-    F: Fn(Client) -> Fut,
-    Fut: Future<Output = Result<(), connectrpc::ConnectError>>,
-{
-    let mut result = call(clients[*current].clone()).await;
-    for _ in 1..servers {
-        if result.is_ok() {
-            break;
-        }
-        *current = (*current + 1) % clients.len();
-        result = call(clients[*current].clone()).await;
+    /// Connection `c`'s nodes now use connection `redirect[c]`.
+    redirect: Arc<[AtomicU64]>,
+}
+
+impl Routes {
+    fn new(clients: Vec<Client>, servers: usize) -> Self {
+        let redirect = (0..clients.len() as u64).map(AtomicU64::new).collect();
+        Self { clients: clients.into(), servers: servers.max(1), redirect }
     }
-    result
+
+    async fn call<F, Fut>(&self, node: u32, call: F) -> Result<(), connectrpc::ConnectError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<(), connectrpc::ConnectError>>,
+    {
+        let home = node as usize % self.clients.len();
+        let mut current = self.redirect[home].load(Ordering::Relaxed) as usize;
+        let mut result = call(self.clients[current].clone()).await;
+        for _ in 1..self.servers {
+            if result.is_ok() {
+                break;
+            }
+            current = (current + 1) % self.clients.len();
+            result = call(self.clients[current].clone()).await;
+            if result.is_ok() {
+                self.redirect[home].store(current as u64, Ordering::Relaxed);
+            }
+        }
+        result
+    }
 }
 
 /// CPU seconds this process has used (user + system), from /proc.
