@@ -188,7 +188,10 @@ pub(super) const TABLES: [(&str, i16); 12] = [
          FROM STDIN (FORMAT binary, FREEZE)",
         9,
     ),
-    ("COPY leases (name, holder, epoch, revision, renewals, acquired_at, renewed_at) FROM STDIN (FORMAT binary, FREEZE)", 7),
+    (
+        "COPY leases (name, holder, epoch, revision, renewals, acquired_at, renewed_at) FROM STDIN (FORMAT binary, FREEZE)",
+        7,
+    ),
 ];
 
 /// One buffer of rows per table, in the order of [`TABLES`].
