@@ -1112,6 +1112,7 @@ impl Store for MemoryStore {
                         staged.load(record)?;
                     }
                 }
+                Some(LoadMessage::ReadBack(readback)) => dump_state(staged.clone(), &readback).await?,
                 Some(LoadMessage::Commit(sequences)) => {
                     let mut state = self.lock()?;
                     if target == Target::MustBeEmpty && !state.is_empty() {

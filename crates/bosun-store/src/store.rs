@@ -263,6 +263,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// least the ones given. If `source` closes before `Commit`, or any record is refused,
     /// nothing is written. [`Target::MustBeEmpty`] fails if the store holds anything;
     /// [`Target::Replace`] deletes everything first, in the same transaction.
+    /// [`LoadMessage::ReadBack`] streams what the transaction holds so far, uncommitted.
     async fn load(&self, source: tokio::sync::mpsc::Receiver<LoadMessage>, target: Target) -> Result<()>;
 
     /// Cheap reachability check (`SELECT 1` on SQL backends).

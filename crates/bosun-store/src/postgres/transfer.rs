@@ -7,7 +7,9 @@
 //! ([`SetAside`]), writes the rows frozen with `COPY ... FROM STDIN (FORMAT binary,
 //! FREEZE)` (`copy_rows.rs`; a few megabytes per COPY, encoded on a thread of its own while
 //! the previous COPY is sent), then builds the indexes and checks the foreign keys once
-//! each. COPY writes the identity columns (change sequence, history ids) as given.
+//! each. COPY writes the identity columns (change sequence, history ids) as given. Asked to
+//! read back before it commits, a load puts everything back, then reads every table as a
+//! dump does, on its own connection and in its own transaction.
 
 use bosun_core::CommandEvent;
 use bosun_core::node::Gpu;
@@ -325,15 +327,19 @@ fn decode(mut pages: mpsc::Receiver<Fetched>, out: &mut Batcher<'_>) -> Result<(
     Ok(())
 }
 
-pub(super) async fn dump(pool: &PgPool, sink: &mpsc::Sender<DumpMessage>) -> Result<()> {
-    let mut tx = pool.begin().await.map_err(db)?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await.map_err(db)?;
+/// The decoder of a [`read`]: still at work when the connection has fetched the last page.
+type Decoder = tokio::task::JoinHandle<Result<()>>;
+
+/// Reads every record `conn` sees into `sink`: the counts and sequences, then every table,
+/// decoded on a thread of its own while the connection fetches the next page. Returns when
+/// the connection is free again; await the decoder with [`finish`].
+async fn read(conn: &mut PgConnection, sink: &mpsc::Sender<DumpMessage>) -> Result<Decoder> {
     let row = sqlx::query(
         "SELECT (SELECT COUNT(*) FROM policies), (SELECT COUNT(*) FROM leases), (SELECT COUNT(*) FROM pools), \
          (SELECT COUNT(*) FROM nodes), (SELECT COUNT(*) FROM instances), (SELECT COUNT(*) FROM commands), (SELECT COUNT(*) FROM health_reports), \
          (SELECT COUNT(*) FROM bootstrap_logs), (SELECT COUNT(*) FROM changes)",
     )
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut *conn)
     .await
     .map_err(db)?;
     let mut counts = crate::transfer::KindCounts::new();
@@ -342,13 +348,13 @@ pub(super) async fn dump(pool: &PgPool, sink: &mpsc::Sender<DumpMessage>) -> Res
     }
     let (last_seq, compacted_through): (i64, i64) =
         sqlx::query_as("SELECT last_seq, compacted_through FROM change_log WHERE id = 1")
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut *conn)
             .await
             .map_err(db)?;
     let sequences = Sequences {
         change_seq: unsigned("change_log.last_seq", last_seq)?,
-        health_report_id: sequence(&mut tx, "health_reports_id_seq").await?,
-        bootstrap_log_id: sequence(&mut tx, "bootstrap_logs_id_seq").await?,
+        health_report_id: sequence(conn, "health_reports_id_seq").await?,
+        bootstrap_log_id: sequence(conn, "bootstrap_logs_id_seq").await?,
         changes_compacted_through: unsigned("change_log.compacted_through", compacted_through)?,
     };
     let (pages, fetched) = mpsc::channel(2);
@@ -359,11 +365,26 @@ pub(super) async fn dump(pool: &PgPool, sink: &mpsc::Sender<DumpMessage>) -> Res
         decode(fetched, &mut out)?;
         out.blocking_flush()
     });
-    let fetched = fetch(&mut tx, &pages).await;
+    let fetched = fetch(conn, &pages).await;
     drop(pages);
-    // The decoder's error first: a fetch that stopped early stopped because of it.
-    decoder.await.map_err(|e| StoreError::unavailable(format!("the dump's decoder failed: {e}")))??;
-    fetched?;
+    if let Err(error) = fetched {
+        // The decoder's error first: a fetch that stopped early stopped because of it.
+        finish(decoder).await?;
+        return Err(error);
+    }
+    Ok(decoder)
+}
+
+/// Waits for a [`read`]'s decoder to deliver its last record.
+async fn finish(decoder: Decoder) -> Result<()> {
+    decoder.await.map_err(|e| StoreError::unavailable(format!("the dump's decoder failed: {e}")))?
+}
+
+pub(super) async fn dump(pool: &PgPool, sink: &mpsc::Sender<DumpMessage>) -> Result<()> {
+    let mut tx = pool.begin().await.map_err(db)?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await.map_err(db)?;
+    let decoder = read(&mut tx, sink).await?;
+    finish(decoder).await?;
     tx.commit().await.map_err(db)?;
     Ok(())
 }
@@ -377,9 +398,11 @@ const LOAD_TABLES: &str = "policies, leases, pools, nodes, node_gpus, node_liven
 /// that a statement's round trips vanish, small enough to keep a load's memory bounded.
 const COPY_BYTES: usize = 4 << 20;
 
-/// What the encoder hands the connection: one COPY's rows, or the end of the load.
+/// What the encoder hands the connection: one COPY's rows, a read-back of everything
+/// written, or the end of the load.
 enum Chunk {
     Rows { statement: &'static str, data: Vec<u8> },
+    ReadBack(mpsc::Sender<DumpMessage>),
     Commit(Sequences),
 }
 
@@ -391,7 +414,7 @@ enum Chunk {
 /// PostgreSQL DDL is transactional, so a load that fails or is abandoned puts everything
 /// back by rolling back.
 struct SetAside {
-    /// Keys and unique constraints, then indexes, then foreign keys.
+    /// Keys and unique constraints, then indexes, then foreign keys; empty once put back.
     restore: Vec<String>,
 }
 
@@ -433,10 +456,16 @@ impl SetAside {
         Ok(Self { restore })
     }
 
-    async fn restore(self, conn: &mut PgConnection) -> Result<()> {
-        for create in &self.restore {
-            sqlx::raw_sql(AssertSqlSafe(create.as_str())).execute(&mut *conn).await.map_err(db)?;
+    /// Puts back whatever is not back yet.
+    async fn restore(&mut self, conn: &mut PgConnection) -> Result<()> {
+        if self.restore.is_empty() {
+            return Ok(());
         }
+        let started = std::time::Instant::now();
+        for create in std::mem::take(&mut self.restore) {
+            sqlx::raw_sql(AssertSqlSafe(create)).execute(&mut *conn).await.map_err(db)?;
+        }
+        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "load: keys, indexes and foreign keys put back");
         Ok(())
     }
 }
@@ -464,6 +493,16 @@ fn encode(mut source: mpsc::Receiver<LoadMessage>, chunks: &mpsc::Sender<Chunk>,
                     }
                 }
             }
+            LoadMessage::ReadBack(readback) => {
+                for (statement, rows) in tables.each() {
+                    if !rows.is_empty() && !send(statement, rows) {
+                        return;
+                    }
+                }
+                if chunks.blocking_send(Chunk::ReadBack(readback)).is_err() {
+                    return;
+                }
+            }
             LoadMessage::Commit(sequences) => {
                 for (statement, rows) in tables.each() {
                     if !rows.is_empty() && !send(statement, rows) {
@@ -486,7 +525,7 @@ async fn write(
     conn: &mut PgConnection,
     chunks: &mut mpsc::Receiver<Chunk>,
     spare: &mpsc::Sender<Vec<u8>>,
-    set_aside: SetAside,
+    mut set_aside: SetAside,
 ) -> Result<bool> {
     while let Some(chunk) = chunks.recv().await {
         match chunk {
@@ -497,8 +536,20 @@ async fn write(
                 data.clear();
                 let _ = spare.try_send(data);
             }
-            Chunk::Commit(sequences) => {
+            Chunk::ReadBack(readback) => {
+                // Everything back first: the read-back pages through the keys, and what it
+                // reads has passed every constraint. (Reading back between the keys and the
+                // rest, with the connection far ahead of the decoder so that the indexes
+                // were built while bosun hashed, measured no faster: the connection, not
+                // the decoder, paces a read-back.)
+                set_aside.restore(conn).await?;
                 let started = std::time::Instant::now();
+                let decoder = read(conn, &readback).await?;
+                drop(readback);
+                finish(decoder).await?;
+                tracing::debug!(seconds = started.elapsed().as_secs_f64(), "load: read back");
+            }
+            Chunk::Commit(sequences) => {
                 set_aside.restore(conn).await?;
                 sqlx::query(
                     "UPDATE change_log SET last_seq = GREATEST(last_seq, $1), \
@@ -509,10 +560,6 @@ async fn write(
                 .execute(&mut *conn)
                 .await
                 .map_err(db)?;
-                tracing::debug!(
-                    seconds = started.elapsed().as_secs_f64(),
-                    "load: keys, indexes and foreign keys put back"
-                );
                 for (table, column, sequence_name, value) in [
                     ("health_reports", "id", "health_reports_id_seq", sequences.health_report_id),
                     ("bootstrap_logs", "id", "bootstrap_logs_id_seq", sequences.bootstrap_log_id),

@@ -101,83 +101,88 @@ fn event_row(row: &Row<'_>) -> Result<(String, CommandEvent)> {
 /// Streams the whole database into `sink` from one read transaction.
 pub(super) fn dump(conn: &Connection, sink: &mpsc::Sender<DumpMessage>) -> Result<()> {
     let tx = conn.unchecked_transaction()?;
+    dump_in(&tx, sink)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Streams what `tx` sees into `sink`: a dump's snapshot, or a load's own writes.
+fn dump_in(tx: &Connection, sink: &mpsc::Sender<DumpMessage>) -> Result<()> {
     let counts = [
-        (RecordKind::Policy, count(&tx, "policies")?),
-        (RecordKind::Lease, count(&tx, "leases")?),
-        (RecordKind::Pool, count(&tx, "pools")?),
-        (RecordKind::Node, count(&tx, "nodes")?),
-        (RecordKind::Instance, count(&tx, "instances")?),
-        (RecordKind::Command, count(&tx, "commands")?),
-        (RecordKind::HealthReport, count(&tx, "health_reports")?),
-        (RecordKind::BootstrapLog, count(&tx, "bootstrap_logs")?),
-        (RecordKind::Change, count(&tx, "changes")?),
+        (RecordKind::Policy, count(tx, "policies")?),
+        (RecordKind::Lease, count(tx, "leases")?),
+        (RecordKind::Pool, count(tx, "pools")?),
+        (RecordKind::Node, count(tx, "nodes")?),
+        (RecordKind::Instance, count(tx, "instances")?),
+        (RecordKind::Command, count(tx, "commands")?),
+        (RecordKind::HealthReport, count(tx, "health_reports")?),
+        (RecordKind::BootstrapLog, count(tx, "bootstrap_logs")?),
+        (RecordKind::Change, count(tx, "changes")?),
     ]
     .into_iter()
     .collect();
     let sequences = Sequences {
-        change_seq: sequence(&tx, "changes")?,
-        health_report_id: sequence(&tx, "health_reports")?,
-        bootstrap_log_id: sequence(&tx, "bootstrap_logs")?,
-        changes_compacted_through: super::maintenance::compacted_through(&tx)?,
+        change_seq: sequence(tx, "changes")?,
+        health_report_id: sequence(tx, "health_reports")?,
+        bootstrap_log_id: sequence(tx, "bootstrap_logs")?,
+        changes_compacted_through: super::maintenance::compacted_through(tx)?,
     };
     let mut out = Batcher::new(sink);
     out.blocking_start(Snapshot { counts, sequences })?;
 
-    if let Some(policy) = read::policy(&tx)? {
+    if let Some(policy) = read::policy(tx)? {
         out.blocking_push(Record::Policy(policy))?;
     }
     each_row(
-        &tx,
+        tx,
         &format!("SELECT {} FROM leases ORDER BY name", LeaseRow::<i64>::COLUMNS),
         read::lease_row,
         |lease| out.blocking_push(Record::Lease(Box::new(lease))),
     )?;
-    each_row(&tx, &format!("SELECT {POOL_COLUMNS} ORDER BY name"), read::pool_row, |pool| {
+    each_row(tx, &format!("SELECT {POOL_COLUMNS} ORDER BY name"), read::pool_row, |pool| {
         out.blocking_push(Record::Pool(Box::new(pool)))
     })?;
     {
         let mut gpu_statement =
             tx.prepare(&format!("SELECT {}, node_id FROM node_gpus ORDER BY node_id, gpu_index", read::GPU_COLUMNS))?;
         let mut gpus = Children { rows: gpu_statement.query([])?, decode: gpu_row, pending: None };
-        each_row(&tx, &format!("SELECT {NODE_COLUMNS} ORDER BY n.node_id"), read::node_row, |mut node| {
+        each_row(tx, &format!("SELECT {NODE_COLUMNS} ORDER BY n.node_id"), read::node_row, |mut node| {
             let gpus = gpus.of(node.id.as_str())?;
             let last_heartbeat = node.last_heartbeat.take();
             out.blocking_push(Record::Node(Box::new(NodeRecord { node, gpus, last_heartbeat })))
         })?;
     }
-    each_row(&tx, &format!("SELECT {INSTANCE_COLUMNS} ORDER BY instance_id"), read::instance_row, |instance| {
+    each_row(tx, &format!("SELECT {INSTANCE_COLUMNS} ORDER BY instance_id"), read::instance_row, |instance| {
         out.blocking_push(Record::Instance(Box::new(instance)))
     })?;
     {
         let mut event_statement = tx
             .prepare(&format!("SELECT {} FROM command_events ORDER BY command_id, seq", read::COMMAND_EVENT_COLUMNS))?;
         let mut events = Children { rows: event_statement.query([])?, decode: event_row, pending: None };
-        each_row(&tx, &format!("SELECT {COMMAND_COLUMNS} ORDER BY command_id"), read::command_row, |command| {
+        each_row(tx, &format!("SELECT {COMMAND_COLUMNS} ORDER BY command_id"), read::command_row, |command| {
             let events = events.of(&command.id.to_string())?;
             out.blocking_push(Record::Command(Box::new(CommandRecord { command, events })))
         })?;
     }
     each_row(
-        &tx,
+        tx,
         &format!("SELECT {} FROM health_reports ORDER BY id", read::HEALTH_REPORT_COLUMNS),
         read::health_report_row,
         |report| out.blocking_push(Record::HealthReport(Box::new(report))),
     )?;
     each_row(
-        &tx,
+        tx,
         &format!("SELECT {} FROM bootstrap_logs ORDER BY id", read::BOOTSTRAP_LOG_COLUMNS),
         read::bootstrap_log_row,
         |log| out.blocking_push(Record::BootstrapLog(Box::new(log))),
     )?;
     each_row(
-        &tx,
+        tx,
         "SELECT seq, at, kind, resource_id, op, revision, actor, reason, resource FROM changes ORDER BY seq",
         read::change_row,
         |change| out.blocking_push(Record::Change(Box::new(change))),
     )?;
-    out.blocking_flush()?;
-    tx.commit()?;
-    Ok(())
+    out.blocking_flush()
 }
 
 /// Tables emptied by a replacing load, children before parents.
@@ -222,6 +227,7 @@ pub(super) fn load(conn: &mut Connection, mut source: mpsc::Receiver<LoadMessage
                     insert(&tx, record)?;
                 }
             }
+            Some(LoadMessage::ReadBack(readback)) => dump_in(&tx, &readback)?,
             Some(LoadMessage::Commit(sequences)) => {
                 for (table, value) in [
                     ("changes", sequences.change_seq),

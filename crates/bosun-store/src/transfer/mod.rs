@@ -9,9 +9,10 @@
 //! the verification of a copy.
 //!
 //! **Atomic, not resumable.** An import or copy commits in one transaction at the very end,
-//! after the file's counts and checksums (or the source's counts) are verified: a bad line,
-//! a short file or an interruption leaves the target exactly as it was, and the operation
-//! is simply run again.
+//! after the file's counts and checksums (or, for a copy, the source's counts and what the
+//! load's transaction reads back) are verified: a bad line, a short file, a target that
+//! holds something else than it was sent or an interruption leaves the target exactly as
+//! it was, and the operation is simply run again.
 //!
 //! **What moves.** All hard state (policy, pools, nodes with their GPU inventories,
 //! instances, commands with their events, health history, bootstrap logs, the change log)
@@ -206,8 +207,10 @@ pub async fn import<R: BufRead + Send + 'static>(
     }
 }
 
-/// Copies every record of `from` into `to` in one transaction, then reads `to` back and
-/// compares counts and per-kind checksums with what was sent.
+/// Copies every record of `from` into `to` in one transaction, reads back what that
+/// transaction holds and compares counts and per-kind checksums with what was sent, and
+/// commits only if they match: a copy that does not match its source leaves the target as
+/// it was.
 pub async fn copy(
     from: &dyn Store,
     to: &dyn Store,
@@ -220,23 +223,33 @@ pub async fn copy(
     let relay_progress = Arc::clone(&progress);
     let relay = tokio::task::spawn_blocking(move || relay(dumped, load_sink, &*relay_progress));
     let started = std::time::Instant::now();
-    let (dumped, loaded, relayed) = tokio::join!(from.dump(sink), to.load(load_source, target), relay);
+    let verify = async {
+        let (sent, sequences, load_sink) =
+            relay.await.map_err(|e| StoreError::unavailable(format!("the copy failed: {e}")))??;
+        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "copy: sent");
+        let reading = std::time::Instant::now();
+        let (readback, read_back) = mpsc::channel(CHANNEL);
+        load_sink.send(LoadMessage::ReadBack(readback)).await.map_err(|_| load_abandoned())?;
+        let received = digest(read_back, progress).await?;
+        tracing::debug!(seconds = reading.elapsed().as_secs_f64(), "copy: the target read back");
+        let differences = describe_differences(&sent, &received);
+        if !differences.is_empty() {
+            // Dropping `load_sink` without `Commit` rolls the load back.
+            return Err(TransferError::Mismatch(differences.join("; ")));
+        }
+        load_sink.send(LoadMessage::Commit(sequences)).await.map_err(|_| load_abandoned())?;
+        Ok(sent)
+    };
+    let (dumped, loaded, verified) = tokio::join!(from.dump(sink), to.load(load_source, target), verify);
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), ok = loaded.is_ok(), "copy: loaded");
-    let relayed = relayed.map_err(|e| StoreError::unavailable(format!("the copy failed: {e}")))?;
-    if let Err(error) = dumped
-        && !is_reader_gone(&error)
-    {
-        return Err(error.into());
-    }
-    loaded?;
-    let sent = relayed?;
-    let started = std::time::Instant::now();
-    let received = digest_store(to, progress).await?;
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "copy: the target read back");
-    let differences = describe_differences(&sent, &received);
-    if !differences.is_empty() {
-        return Err(TransferError::Mismatch(differences.join("; ")));
-    }
+    // Each side's own failure first: the others only failed because it stopped.
+    let sent = match (dumped, loaded, verified) {
+        (Err(error), _, _) if !is_reader_gone(&error) => return Err(error.into()),
+        (_, Err(error), _) if !is_load_gone(&error) => return Err(error.into()),
+        (_, _, Err(error)) => return Err(error),
+        (_, Err(error), _) => return Err(error.into()),
+        (_, Ok(()), Ok(sent)) => sent,
+    };
     let counts: KindCounts = sent.iter().map(|(kind, d)| (*kind, d.count)).collect();
     Ok(CopySummary { records: counts.values().sum(), counts })
 }
@@ -303,13 +316,17 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// Passes a dump on to a load, hashing each record; commits only if the dump delivered
-/// every record its snapshot announced.
+/// What a relay sent: per-kind digests, the sequences to commit with, and the load's
+/// channel, still open.
+type Sent = (std::collections::BTreeMap<RecordKind, KindDigest>, Sequences, mpsc::Sender<LoadMessage>);
+
+/// Passes a dump on to a load, hashing each record; fails unless the dump delivered every
+/// record its snapshot announced. The caller decides whether the load commits.
 fn relay(
     mut dumped: mpsc::Receiver<DumpMessage>,
     sink: mpsc::Sender<LoadMessage>,
     progress: &dyn Progress,
-) -> Result<std::collections::BTreeMap<RecordKind, KindDigest>, TransferError> {
+) -> Result<Sent, TransferError> {
     let mut snapshot = None;
     let mut digests = Digests::default();
     let mut seen = Sequences::default();
@@ -343,18 +360,27 @@ fn relay(
             .into());
         }
     }
-    sink.blocking_send(LoadMessage::Commit(snapshot.sequences.max(seen))).map_err(|_| load_abandoned())?;
-    Ok(digests.finish())
+    Ok((digests.finish(), snapshot.sequences.max(seen), sink))
 }
 
 /// Reads a whole store and returns its per-kind counts and checksums, of the records'
-/// canonical forms as a copy compares them. Records are hashed on a thread of their own,
-/// beside the store's reading.
+/// canonical forms as a copy compares them.
 pub async fn digest_store(
     store: &dyn Store,
     progress: Arc<dyn Progress>,
 ) -> Result<std::collections::BTreeMap<RecordKind, KindDigest>, StoreError> {
-    let (sink, mut dumped) = mpsc::channel(CHANNEL);
+    let (sink, dumped) = mpsc::channel(CHANNEL);
+    let (dumped, digests) = tokio::join!(store.dump(sink), digest(dumped, progress));
+    dumped?;
+    digests
+}
+
+/// Per-kind counts and checksums of the records a dump or read-back streams, hashed on a
+/// thread of their own, beside the reading.
+async fn digest(
+    mut dumped: mpsc::Receiver<DumpMessage>,
+    progress: Arc<dyn Progress>,
+) -> Result<std::collections::BTreeMap<RecordKind, KindDigest>, StoreError> {
     let hashing = tokio::task::spawn_blocking(move || {
         let mut digests = Digests::default();
         let mut line = Vec::new();
@@ -373,9 +399,7 @@ pub async fn digest_store(
         }
         digests
     });
-    let (dumped, digests) = tokio::join!(store.dump(sink), hashing);
-    dumped?;
-    let digests = digests.map_err(|e| StoreError::unavailable(format!("hashing the records failed: {e}")))?;
+    let digests = hashing.await.map_err(|e| StoreError::unavailable(format!("hashing the records failed: {e}")))?;
     Ok(digests.finish())
 }
 

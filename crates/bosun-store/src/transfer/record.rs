@@ -172,6 +172,11 @@ pub enum DumpMessage {
 #[derive(Debug)]
 pub enum LoadMessage {
     Records(Vec<Record>),
+    /// Every record is sent: read back what the load's transaction now holds and stream it
+    /// into the sender as a dump would (`Start`, then the records), still uncommitted. A
+    /// copy compares it with what it sent, then sends `Commit` or closes the channel,
+    /// which rolls the load back.
+    ReadBack(tokio::sync::mpsc::Sender<DumpMessage>),
     Commit(Sequences),
 }
 

@@ -339,6 +339,93 @@ async fn an_abandoned_load_writes_nothing() {
     }
 }
 
+#[tokio::test]
+async fn a_load_reads_back_its_own_writes_and_rolls_back_unless_told_to_commit() {
+    let source = Ctx::open(Backend::Memory).await.expect("memory");
+    fill(&source).await;
+    let (snapshot, records) = contents_of(&*source.store).await;
+    for backend in BACKENDS {
+        let Some(target) = crate::testing::TestStore::open(backend).await else { continue };
+        let migrated = match backend {
+            Backend::Postgres => Some(postgres_schema(&target.location).await),
+            _ => None,
+        };
+        for commit in [false, true] {
+            let (sink, loaded) = mpsc::channel(4);
+            let sending = async {
+                // Dropped at the end, without `Commit` unless told: the load's verdict.
+                let sink = sink;
+                sink.send(LoadMessage::Records(records.clone())).await.expect("send");
+                let (readback, mut read_back) = mpsc::channel(4);
+                sink.send(LoadMessage::ReadBack(readback)).await.expect("send");
+                let mut held = Vec::new();
+                while let Some(message) = read_back.recv().await {
+                    if let DumpMessage::Records(r) = message {
+                        held.extend(r);
+                    }
+                }
+                assert_eq!(held, records, "{backend}: the load reads back what it was sent");
+                if commit {
+                    sink.send(LoadMessage::Commit(snapshot.sequences)).await.expect("send");
+                }
+            };
+            let (loaded, ()) = tokio::join!(target.store.load(loaded, Target::MustBeEmpty), sending);
+            if commit {
+                loaded.expect("load");
+                assert_same(&source.store, &target.store, &format!("{backend}: read back, then committed")).await;
+            } else {
+                let error = loaded.expect_err("rolled back");
+                assert!(error.to_string().contains("abandoned"), "{backend}: {error}");
+                assert_eq!(contents(&*target.store).await.expect("contents"), None, "{backend}");
+            }
+            if let Some(migrated) = &migrated {
+                assert_eq!(&postgres_schema(&target.location).await, migrated, "commit: {commit}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_copy_whose_target_holds_something_else_fails_and_leaves_the_target_empty() {
+    let source = Ctx::open(Backend::Memory).await.expect("memory");
+    fill(&source).await;
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(target) = crate::testing::TestStore::open(backend).await else { continue };
+        // A trigger stands in for a target that alters what it is given.
+        match &target.location {
+            crate::StoreLocation::Sqlite { path } => {
+                rusqlite::Connection::open(path)
+                    .expect("open")
+                    .execute_batch(
+                        "CREATE TRIGGER tamper AFTER INSERT ON nodes BEGIN \
+                         UPDATE nodes SET status_reason = 'tampered' WHERE node_id = NEW.node_id; END;",
+                    )
+                    .expect("trigger");
+            }
+            crate::StoreLocation::Postgres { url } => {
+                use sqlx::Connection as _;
+                let mut conn = sqlx::PgConnection::connect(url.as_str()).await.expect("connect");
+                sqlx::raw_sql(
+                    "CREATE FUNCTION tamper() RETURNS trigger LANGUAGE plpgsql AS \
+                     $$ BEGIN NEW.status_reason := 'tampered'; RETURN NEW; END $$; \
+                     CREATE TRIGGER tamper BEFORE INSERT ON nodes FOR EACH ROW EXECUTE FUNCTION tamper();",
+                )
+                .execute(&mut conn)
+                .await
+                .expect("trigger");
+            }
+            other => panic!("{other} has no SQL"),
+        }
+        let error =
+            copy(&*source.store, &*target.store, Target::MustBeEmpty, Arc::new(())).await.expect_err("mismatch");
+        assert!(
+            matches!(&error, TransferError::Mismatch(m) if m.contains("node: the 3 records stored differ")),
+            "{backend}: {error}"
+        );
+        assert_eq!(contents(&*target.store).await.expect("contents"), None, "{backend}: rolled back");
+    }
+}
+
 /// The keys, unique constraints, foreign keys and indexes of a PostgreSQL store, as its
 /// catalog lists them.
 async fn postgres_schema(location: &crate::StoreLocation) -> Vec<String> {
