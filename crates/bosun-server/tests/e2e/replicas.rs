@@ -441,3 +441,51 @@ async fn a_started_server_leads_before_its_first_pass() {
     assert!(server.is_leader(), "elected during start, before the loops' first passes");
     server.shutdown().await;
 }
+
+/// A follower that wins the election reconciles its pools at once. The loops run (paused
+/// tokio time, the fake clock for the lease) with an autoscale interval of an hour, so the
+/// new leader's first pool pass can only come from its election.
+#[tokio::test(start_paused = true)]
+async fn a_new_leader_reconciles_its_pools_at_once() {
+    let clock = Arc::new(FakeClock::at_default_epoch());
+    let location = TestLocation::new(Backend::Memory).await.expect("memory is always there");
+    let store = open_store(&location.location, test_options(clock.clone())).await.expect("open");
+    let factory: ControlPlaneFactory = Arc::new(|_| {
+        let client = bosun_api::AgentClient::new("http://127.0.0.1:9", None).map_err(|e| e.to_string())?;
+        Ok(Arc::new(client) as Arc<dyn bosun_agent::ControlPlane>)
+    });
+    let fake = FakeSettings { boot_delay: Duration::from_secs(86_400 * 365), ..FakeSettings::default() };
+    let provider = Arc::new(FakeProvider::new("fake", fake, clock.clone(), factory));
+    let start = async |id: &str| {
+        let mut settings = settings();
+        settings.election = Some(ElectionSettings::new(ReplicaId::new(id).expect("valid")));
+        settings.autoscale_interval = Duration::from_secs(3600);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let pools = PoolsConfig {
+            pools: vec![("training".parse().expect("valid"), spec(1))],
+            providers: [("fake".to_owned(), provider.clone() as Arc<dyn Provider>)].into_iter().collect(),
+            bootstrap: Bootstrap { server_url: "http://127.0.0.1:9".into(), token: Some(AGENTS.to_owned()) },
+            machines: [("training".parse().expect("valid"), PoolMachines::default())].into_iter().collect(),
+        };
+        let clock: Arc<dyn Clock> = clock.clone();
+        Server::start_with_pools(listener, store.clone(), clock, settings, true, Some(pools)).await.expect("starts")
+    };
+    let first = start("first").await;
+    assert!(first.is_leader(), "the first replica leads from its start");
+    let second = start("second").await;
+    assert!(!second.is_leader());
+    tokio::time::sleep(RENEW * 2).await;
+    assert_eq!(second.pool_passes(), 0, "a follower reconciles nothing");
+
+    first.kill().await;
+    clock.advance(LEASE + RENEW);
+    for _ in 0..5 {
+        if second.pool_passes() > 0 {
+            break;
+        }
+        tokio::time::sleep(RENEW).await;
+    }
+    assert!(second.is_leader(), "the follower took the lease over");
+    assert_eq!(second.pool_passes(), 1, "its first pool pass came with the election, not an hour later");
+    second.shutdown().await;
+}
