@@ -53,8 +53,10 @@ pub(crate) struct App {
     pub auth_limit: crate::auth_limit::FailedAuthLimiter,
     /// Whether this replica may do leader-only work.
     pub leadership: Leadership,
-    /// Notified when this replica becomes the leader (its pool loop runs at once).
-    pub elected: Arc<Notify>,
+    /// The epoch of this replica's last election won: the pool loop watches it and runs at
+    /// once when it changes (a watch rather than a notification, so an election made before
+    /// the loop subscribed, at start, does not cause a second pass).
+    pub elected: tokio::sync::watch::Sender<u64>,
 }
 
 /// Who does leader-only work: pool reconciliation, liveness judgement, timeouts,
@@ -176,7 +178,7 @@ impl App {
             tls,
             auth_limit: crate::auth_limit::FailedAuthLimiter::new(Arc::clone(&clock)),
             leadership,
-            elected: Arc::default(),
+            elected: tokio::sync::watch::Sender::new(0),
         });
         app.reload_fleet().await.map_err(crate::StartError::Store)?;
         tracing::info!(nodes = app.fleet.len(), "fleet loaded");

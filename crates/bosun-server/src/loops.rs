@@ -99,10 +99,10 @@ pub(crate) async fn elect(app: &App) -> Option<crate::election::Transition> {
         crate::app::Leadership::Sole => None,
         crate::app::Leadership::Elected(elector) => {
             let transition = elector.tick(&app.store, app.clock.as_ref(), &app.metrics).await;
-            if matches!(transition, crate::election::Transition::Elected { .. }) {
+            if let crate::election::Transition::Elected { epoch } = transition {
                 // A new leader reconciles its pools now, not one autoscale interval later:
                 // the fleet waited out a whole lease without a leader already.
-                app.elected.notify_one();
+                app.elected.send_replace(epoch);
             }
             Some(transition)
         }
@@ -139,7 +139,7 @@ pub(crate) fn spawn(app: &Arc<App>, shutdown: &CancellationToken, tasks: &mut Jo
     if app.pools.is_some() {
         // At once: drift with the providers is repaired and min_nodes met at start.
         let schedule =
-            Schedule { period: s.autoscale_interval, start: Start::Now, wake: Some(Arc::clone(&app.elected)) };
+            Schedule { period: s.autoscale_interval, start: Start::Now, wake: Some(app.elected.subscribe()) };
         run_loop(tasks, shutdown, app, "pools", schedule, |app| async move {
             app.as_leader(crate::pools::reconcile_all(&app)).await.unwrap_or(Ok(()))
         });
@@ -168,12 +168,11 @@ fn every<F, Fut>(
     run_loop(tasks, shutdown, app, name, Schedule { period, start, wake: None }, pass);
 }
 
-/// When a loop's passes run: every `period` from `start`, and at once when `wake` is
-/// notified.
+/// When a loop's passes run: every `period` from `start`, and at once when `wake` changes.
 struct Schedule {
     period: Duration,
     start: Start,
-    wake: Option<Arc<tokio::sync::Notify>>,
+    wake: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 fn run_loop<F, Fut>(
@@ -187,7 +186,7 @@ fn run_loop<F, Fut>(
     F: Fn(Arc<App>) -> Fut + Send + 'static,
     Fut: Future<Output = ApiResult<()>> + Send,
 {
-    let Schedule { period, start, wake } = schedule;
+    let Schedule { period, start, mut wake } = schedule;
     let app = Arc::clone(app);
     let shutdown = shutdown.clone();
     tasks.spawn(async move {
@@ -198,15 +197,24 @@ fn run_loop<F, Fut>(
         }
         loop {
             let woken = async {
-                match &wake {
-                    Some(wake) => wake.notified().await,
-                    None => std::future::pending().await,
+                let changed = match wake.as_mut() {
+                    Some(wake) => wake.changed().await.is_ok(),
+                    None => false,
+                };
+                // The sender lives in the `App` this loop holds; should it go, never wake.
+                if !changed {
+                    std::future::pending::<()>().await;
                 }
             };
             tokio::select! {
                 _ = ticker.tick() => {}
                 () = woken => ticker.reset(),
                 () = shutdown.cancelled() => return,
+            }
+            // This pass covers the wake-ups before it; one during it (the pass may have
+            // started as a follower) runs another.
+            if let Some(wake) = wake.as_mut() {
+                wake.borrow_and_update();
             }
             if let Err(error) = pass(Arc::clone(&app)).await {
                 tracing::warn!(%error, "{name} pass failed; retrying next interval");
