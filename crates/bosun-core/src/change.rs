@@ -102,9 +102,10 @@ impl From<Actor> for String {
     }
 }
 
-/// One entry of the change log.
+/// One entry of the change log. `D` is the form of its resource document: a value here; the
+/// store's transfers carry the JSON text instead (`bosun_store::transfer::ChangeEntry`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChangeRecord {
+pub struct ChangeRecord<D = serde_json::Value> {
     /// Position in the log; strictly increasing in commit order within one store.
     pub seq: u64,
     pub at: Timestamp,
@@ -117,7 +118,27 @@ pub struct ChangeRecord {
     pub reason: String,
     /// The resource as it was after the change (as it was before, for a delete). Soft
     /// state such as heartbeat times is not part of it.
-    pub resource: serde_json::Value,
+    pub resource: D,
+}
+
+impl<D> ChangeRecord<D> {
+    /// The same change with its document turned into another form by `convert`.
+    pub fn try_map_resource<E, Error>(
+        self,
+        convert: impl FnOnce(D) -> Result<E, Error>,
+    ) -> Result<ChangeRecord<E>, Error> {
+        Ok(ChangeRecord {
+            resource: convert(self.resource)?,
+            seq: self.seq,
+            at: self.at,
+            kind: self.kind,
+            resource_id: self.resource_id,
+            op: self.op,
+            revision: self.revision,
+            actor: self.actor,
+            reason: self.reason,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -27,8 +27,8 @@ use crate::rules::{InstanceHeader, NodeHeader};
 use crate::soft_state::{dedupe_heartbeats, dedupe_samples};
 use crate::store::{Backend, IntegrityFinding, RetentionPolicy, RetentionReport, Store, StoreCounts, StoreOptions};
 use crate::transfer::{
-    Batcher, CommandRecord, DumpMessage, LoadMessage, NodeRecord, Record, RecordKind, Sequences, Snapshot, Target,
-    load_abandoned, target_not_empty,
+    Batcher, CommandRecord, DocumentText, DumpMessage, LoadMessage, NodeRecord, Record, RecordKind, Sequences,
+    Snapshot, Target, load_abandoned, target_not_empty,
 };
 use crate::write::{Committed, StoredHealthReport, WriteBatch};
 
@@ -139,8 +139,11 @@ impl State {
                 if self.changes.contains_key(&change.seq) {
                     return Err(StoreError::invalid("changes.seq", format_args!("{} appears twice", change.seq)));
                 }
+                let change = change
+                    .try_map_resource(|document| document.to_value())
+                    .map_err(|e| StoreError::invalid("changes.resource", e))?;
                 self.last_change_seq = self.last_change_seq.max(change.seq);
-                self.changes.insert(change.seq, *change);
+                self.changes.insert(change.seq, change);
             }
         }
         Ok(())
@@ -203,7 +206,10 @@ async fn dump_state(mut state: State, sink: &tokio::sync::mpsc::Sender<DumpMessa
         out.push(Record::BootstrapLog(Box::new(log))).await?;
     }
     for change in state.changes.into_values() {
-        out.push(Record::Change(Box::new(change))).await?;
+        let entry = change
+            .try_map_resource(|document| DocumentText::of(&document))
+            .map_err(|e| StoreError::invalid("changes.resource", e))?;
+        out.push(Record::Change(Box::new(entry))).await?;
     }
     out.flush().await
 }

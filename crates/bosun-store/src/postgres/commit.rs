@@ -523,7 +523,7 @@ impl Transaction for PgTx<'_> {
                      RETURNING last_seq - $9 AS base, last_seq), \
                      notified AS (SELECT pg_notify($10, last_seq::text) FROM drawn) \
                      INSERT INTO changes (seq, at, kind, resource_id, op, revision, actor, reason, resource) \
-                     SELECT drawn.base + u.ord, $1, u.kind, u.resource_id, u.op, u.revision, $2, $3, u.resource::jsonb \
+                     SELECT drawn.base + u.ord, $1, u.kind, u.resource_id, u.op, u.revision, $2, $3, u.resource::json \
                      FROM drawn, notified, UNNEST($4::text[], $5::text[], $6::text[], $7::int8[], $8::text[]) \
                      WITH ORDINALITY AS u (kind, resource_id, op, revision, resource, ord) RETURNING seq",
                 )

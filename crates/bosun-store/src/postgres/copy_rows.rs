@@ -123,6 +123,7 @@ impl CopyRows {
     fn json<T: Serialize + ?Sized>(&mut self, value: &T) -> &mut Self {
         self.fields += 1;
         let start = self.buf.len();
+        // JSONB's binary form is a format version, 1, and the text.
         self.buf.extend_from_slice(&[0, 0, 0, 0, 1]);
         // Domain types hold only strings, numbers, bools, maps with string keys and
         // sequences: serializing them cannot fail.
@@ -133,6 +134,11 @@ impl CopyRows {
         let len = i32::try_from(self.buf.len() - start - 4).unwrap_or(i32::MAX);
         self.buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
         self
+    }
+
+    /// A `JSON` field (the change log's documents): its binary form is the text.
+    fn json_text(&mut self, document: &str) -> &mut Self {
+        self.field(document.as_bytes())
     }
 
     fn opt_json<T: Serialize>(&mut self, value: Option<&T>) -> &mut Self {
@@ -382,7 +388,7 @@ impl Tables {
                     .unsigned(c.revision.get())
                     .text(&c.actor.to_string())
                     .text(&c.reason)
-                    .json(&c.resource);
+                    .json_text(c.resource.get());
             }
         }
     }

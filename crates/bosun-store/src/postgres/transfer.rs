@@ -309,7 +309,7 @@ fn decode(mut pages: mpsc::Receiver<Fetched>, out: &mut Batcher<'_>) -> Result<(
                 Ok(Record::BootstrapLog(Box::new(log.into_log()?)))
             })?,
             Fetched::Changes(rows) => each(&rows, out, |row| {
-                let change = ChangeRow::<DateTime<Utc>> {
+                let change = ChangeRow::<DateTime<Utc>, String> {
                     seq: at(row, 0)?,
                     at: at(row, 1)?,
                     kind: at(row, 2)?,
@@ -320,7 +320,7 @@ fn decode(mut pages: mpsc::Receiver<Fetched>, out: &mut Batcher<'_>) -> Result<(
                     reason: at(row, 7)?,
                     resource: at(row, 8)?,
                 };
-                Ok(Record::Change(Box::new(change.into_change()?)))
+                Ok(Record::Change(Box::new(change.into_entry()?)))
             })?,
         }
     }

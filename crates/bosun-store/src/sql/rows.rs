@@ -16,6 +16,7 @@ use sqlx::types::Json;
 
 use super::{parse, parse_opt, unsigned};
 use crate::error::{Result, StoreError};
+use crate::transfer::{ChangeEntry, DocumentText};
 use crate::write::StoredHealthReport;
 
 /// A database's timestamp representation.
@@ -324,8 +325,10 @@ impl<T: SqlTime> BootstrapLogRow<T> {
     }
 }
 
+/// A row of `changes`; `D` is how its document is read: a value (`Json<Value>`) for the
+/// store's reads, the text itself (`String`) for a transfer, which hands it on unread.
 #[derive(sqlx::FromRow)]
-pub(crate) struct ChangeRow<T> {
+pub(crate) struct ChangeRow<T, D = Json<serde_json::Value>> {
     pub seq: i64,
     pub at: T,
     pub kind: String,
@@ -334,11 +337,12 @@ pub(crate) struct ChangeRow<T> {
     pub revision: i64,
     pub actor: String,
     pub reason: String,
-    pub resource: Json<serde_json::Value>,
+    pub resource: D,
 }
 
-impl<T: SqlTime> ChangeRow<T> {
-    pub fn into_change(self) -> Result<ChangeRecord> {
+impl<T: SqlTime, D> ChangeRow<T, D> {
+    /// The change, every field but its document checked.
+    fn checked(self) -> Result<ChangeRecord<D>> {
         Ok(ChangeRecord {
             seq: unsigned("changes.seq", self.seq)?,
             at: self.at.timestamp(),
@@ -348,8 +352,21 @@ impl<T: SqlTime> ChangeRow<T> {
             revision: revision("changes.revision", self.revision)?,
             actor: parse("changes.actor", &self.actor)?,
             reason: self.reason,
-            resource: self.resource.0,
+            resource: self.resource,
         })
+    }
+}
+
+impl<T: SqlTime> ChangeRow<T> {
+    pub fn into_change(self) -> Result<ChangeRecord> {
+        self.checked()?.try_map_resource(|document| Ok(document.0))
+    }
+}
+
+impl<T: SqlTime> ChangeRow<T, String> {
+    pub fn into_entry(self) -> Result<ChangeEntry> {
+        self.checked()?
+            .try_map_resource(|text| DocumentText::parse(text).map_err(|e| StoreError::corrupt("changes.resource", e)))
     }
 }
 

@@ -18,6 +18,7 @@ use crate::sql::rows::{
     PoolRow, SampleRow,
 };
 use crate::sql::{label_path, parse, parse_opt, unsigned};
+use crate::transfer::ChangeEntry;
 use crate::write::StoredHealthReport;
 
 /// A JSON column decoded in place, naming the column if it is not what bosun wrote.
@@ -140,7 +141,17 @@ pub(super) fn pool_row(row: &Row<'_>) -> Result<Pool> {
 }
 
 pub(super) fn change_row(row: &Row<'_>) -> Result<ChangeRecord> {
-    ChangeRow::<i64> {
+    change_columns(row, json(row, 8, "changes.resource")?)?.into_change()
+}
+
+/// A change with its document as the text the file holds, for a transfer to hand on unread.
+pub(super) fn change_entry_row(row: &Row<'_>) -> Result<ChangeEntry> {
+    change_columns(row, row.get::<_, String>(8)?)?.into_entry()
+}
+
+/// The columns of a `changes` row but its document, which the caller read as it needs.
+fn change_columns<D>(row: &Row<'_>, resource: D) -> Result<ChangeRow<i64, D>> {
+    Ok(ChangeRow {
         seq: row.get(0)?,
         at: row.get(1)?,
         kind: row.get(2)?,
@@ -149,9 +160,8 @@ pub(super) fn change_row(row: &Row<'_>) -> Result<ChangeRecord> {
         revision: row.get(5)?,
         actor: row.get(6)?,
         reason: row.get(7)?,
-        resource: json(row, 8, "changes.resource")?,
-    }
-    .into_change()
+        resource,
+    })
 }
 
 /// Runs `sql` with `params` and decodes every row with `decode`.

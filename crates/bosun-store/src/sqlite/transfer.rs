@@ -179,7 +179,7 @@ fn dump_in(tx: &Connection, sink: &mpsc::Sender<DumpMessage>) -> Result<()> {
     each_row(
         tx,
         "SELECT seq, at, kind, resource_id, op, revision, actor, reason, resource FROM changes ORDER BY seq",
-        read::change_row,
+        read::change_entry_row,
         |change| out.blocking_push(Record::Change(Box::new(change))),
     )?;
     out.blocking_flush()
@@ -348,7 +348,7 @@ fn insert(conn: &Connection, record: &Record) -> Result<()> {
                 int(c.revision.get()),
                 c.actor.to_string(),
                 c.reason,
-                to_json(&c.resource)
+                c.resource.get()
             ])?;
         }
     }

@@ -10,16 +10,170 @@
 //! value have different forms, so equal checksums mean equal records, as they do for
 //! export lines.
 
+use std::borrow::Cow;
+use std::ops::Range;
+
+use serde::de::{self, DeserializeSeed, Visitor};
 use serde::ser::{self, Serialize};
 
-use super::Record;
+#[cfg(test)]
+use super::DocumentText;
+use super::{ChangeEntry, Record, RecordKind};
 
 /// Appends `record`'s canonical form to `out`.
 pub(super) fn encode(record: &Record, out: &mut Vec<u8>) {
-    // Domain types serialize without failure (string-keyed maps, finite numbers); should one
-    // ever fail, its form ends in a mark no complete form has.
-    if record.serialize(&mut Canonical(out)).is_err() {
+    let encoded = match record {
+        Record::Change(change) => encode_change(change, out),
+        other => other.serialize(&mut Canonical(out)),
+    };
+    // Domain types serialize without failure (string-keyed maps, finite numbers) and a
+    // change's document is JSON (its store checked it when reading); should either ever
+    // fail, the form ends in a mark no complete form has.
+    if encoded.is_err() {
         out.push(FAILED);
+    }
+}
+
+/// A change entry in the form serde gives `Record::Change` holding the same change with its
+/// document as a `serde_json::Value`, the document written straight from its text: a store
+/// that keeps `{"b":1,"a":2}` and one that keeps `{"a": 2, "b": 1}` hold the same change.
+fn encode_change(change: &ChangeEntry, out: &mut Vec<u8>) -> Done {
+    let ChangeEntry { seq, at, kind, resource_id, op, revision, actor, reason, resource } = change;
+    let mut form = Canonical(out);
+    // `Record`'s variants are declared in `RecordKind` order.
+    form.variant(RecordKind::Change as u32);
+    form.tag(STRUCT);
+    seq.serialize(&mut form)?;
+    at.serialize(&mut form)?;
+    kind.serialize(&mut form)?;
+    resource_id.serialize(&mut form)?;
+    op.serialize(&mut form)?;
+    revision.serialize(&mut form)?;
+    actor.serialize(&mut form)?;
+    reason.serialize(&mut form)?;
+    document(resource.get(), form.0).map_err(|_| Failed)?;
+    form.tag(END);
+    Ok(())
+}
+
+/// Appends the canonical form of the JSON document `text`: the form of its value as a
+/// `serde_json::Value` (object keys in byte order, the last of repeated keys), read from
+/// the text without building the value.
+fn document(text: &str, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    let mut reader = serde_json::Deserializer::from_str(text);
+    Document(out).deserialize(&mut reader)?;
+    reader.end()
+}
+
+/// Writes the canonical form of the JSON value it is handed.
+struct Document<'a>(&'a mut Vec<u8>);
+
+impl<'de> DeserializeSeed<'de> for Document<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Document<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Canonical(self.0).tag(UNIT);
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        written(ser::Serializer::serialize_bool(&mut Canonical(self.0), v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        written(ser::Serializer::serialize_i64(&mut Canonical(self.0), v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        written(ser::Serializer::serialize_u64(&mut Canonical(self.0), v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        written(ser::Serializer::serialize_f64(&mut Canonical(self.0), v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        Canonical(self.0).bytes(STR, v.as_bytes());
+        Ok(())
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.0.push(SEQ);
+        while seq.next_element_seed(Document(&mut *self.0))?.is_some() {}
+        self.0.push(END);
+        Ok(())
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // Each value's form goes to `values`; the entries are then written in key order.
+        let mut values = Vec::new();
+        let mut entries: Vec<(Cow<'de, str>, Range<usize>)> = Vec::new();
+        while let Some(key) = map.next_key_seed(Key)? {
+            let start = values.len();
+            map.next_value_seed(Document(&mut values))?;
+            entries.push((key, start..values.len()));
+        }
+        // Stable: of repeated keys, the last one read comes last and is the one kept.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut form = Canonical(self.0);
+        form.tag(MAP);
+        for (i, (key, value)) in entries.iter().enumerate() {
+            if entries.get(i + 1).is_some_and(|next| next.0 == *key) {
+                continue;
+            }
+            form.bytes(STR, key.as_bytes());
+            form.0.extend_from_slice(&values[value.clone()]);
+        }
+        form.tag(END);
+        Ok(())
+    }
+}
+
+/// A scalar's form, written by the serializer above (which never fails on one).
+fn written<E: de::Error>(done: Done) -> Result<(), E> {
+    done.map_err(E::custom)
+}
+
+/// An object key, borrowed from the text unless it has escapes.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Cow<'de, str>, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v))
     }
 }
 
@@ -385,6 +539,82 @@ mod tests {
             out
         };
         assert_ne!(form(&Fields { a: None, b: Some("x") }), form(&Fields { a: Some("x"), b: None }));
+    }
+
+    fn document_form(text: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        document(text, &mut out).expect("valid JSON");
+        out
+    }
+
+    #[test]
+    fn a_document_read_from_text_has_the_form_of_its_value() {
+        let texts = [
+            "null",
+            "true",
+            "0",
+            "-0",
+            "18446744073709551615",
+            "-9223372036854775808",
+            "1.5",
+            "-2.5e-3",
+            r#""plain""#,
+            r#""esc\"aped \u00e9 \ud83d\ude00""#,
+            "[]",
+            "{}",
+            r#"[1, [2, [3, {}]], "x", null]"#,
+            r#"{"b": 1, "a": {"z": [true, false], "y": {}}, "": 0}"#,
+            r#"{"k\u0065y": 1, "key": 2}"#,
+            r#"{"dup": 1, "other": 0, "dup": 2}"#,
+            r#"{"é": 1, "e": 2, "ab": 3, "b": 4}"#,
+            " { \"spaced\" :\t[ 1 ,2 ] } ",
+        ];
+        for text in texts {
+            let value: serde_json::Value = serde_json::from_str(text).expect("valid JSON");
+            assert_eq!(document_form(text), form(&value), "{text}");
+        }
+        assert_eq!(document_form(r#"{"a":1,"b":[2]}"#), document_form(r#"{"b": [2], "a": 1}"#));
+        for bad in ["", "{", "[1,]", r#"{"a" 1}"#, "1 2", "nul"] {
+            assert!(document(bad, &mut Vec::new()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_change_entry_has_the_form_of_its_change_record() {
+        let change = bosun_core::ChangeRecord {
+            seq: 7,
+            at: bosun_core::Timestamp::from_unix_micros(1_700_000_000_123_456),
+            kind: bosun_core::ResourceKind::Node,
+            resource_id: "gpu-1".into(),
+            op: bosun_core::ChangeOp::Updated,
+            revision: bosun_core::Revision::FIRST,
+            actor: "operator:alice".parse().expect("actor"),
+            reason: "cordon".into(),
+            resource: json!({"id": "gpu-1", "labels": {"b": "2", "a": "1"}, "gpus": [{"index": 0}]}),
+        };
+        // What the record's form was before entries kept their documents as text.
+        let mut expected = Vec::new();
+        ser::Serializer::serialize_newtype_variant(
+            &mut Canonical(&mut expected),
+            "Record",
+            RecordKind::Change as u32,
+            "change",
+            &change,
+        )
+        .expect("serializes");
+        let spellings = [
+            r#"{"gpus":[{"index":0}],"labels":{"a":"1","b":"2"},"id":"gpu-1"}"#.to_owned(),
+            "{\n  \"id\": \"gpu-1\",\n  \"labels\": {\"b\": \"2\", \"a\": \"1\"},\n  \"gpus\": [{\"index\": 0}]\n}"
+                .to_owned(),
+            serde_json::to_string(&change.resource).expect("serializes"),
+        ];
+        for text in spellings {
+            let entry = change.clone().try_map_resource(|_| DocumentText::parse(text.clone())).expect("JSON");
+            assert!(!entry.resource.get().contains('\n'), "one line: {}", entry.resource.get());
+            let mut form = Vec::new();
+            encode(&Record::Change(Box::new(entry)), &mut form);
+            assert_eq!(form, expected, "{text}");
+        }
     }
 
     #[test]

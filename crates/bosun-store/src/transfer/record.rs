@@ -9,6 +9,7 @@ use bosun_core::{
     BootstrapLog, ChangeRecord, Command, CommandEvent, Instance, Lease, Node, Pool, StoredPolicy, Timestamp,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::write::StoredHealthReport;
 
@@ -81,6 +82,53 @@ pub struct CommandRecord {
     pub events: Vec<CommandEvent>,
 }
 
+/// A change-log entry as it moves between stores: its document stays the JSON text its store
+/// keeps. The SQL stores keep documents as text and nothing between two stores looks
+/// inside one, so a dump hands the text on without building a value, a load writes it as it
+/// came, and an export line embeds it: the change log is most of a store, and its documents
+/// were most of a transfer's work. A copy's checksum reads each document in canonical form
+/// (`canonical.rs`), so stores that spell the same document differently (key order,
+/// spacing) agree.
+pub type ChangeEntry = ChangeRecord<DocumentText>;
+
+/// One JSON document, as text on one line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DocumentText(Box<RawValue>);
+
+impl DocumentText {
+    /// The document `text`, as a store read it; fails if it is not JSON. Text with a line
+    /// break in it (legal JSON whitespace) is written compactly, so that an export line
+    /// stays one line.
+    pub fn parse(text: String) -> Result<Self, serde_json::Error> {
+        if text.contains(['\n', '\r']) {
+            return Self::of(&serde_json::from_str(&text)?);
+        }
+        RawValue::from_string(text).map(Self)
+    }
+
+    /// The text of `value`.
+    pub fn of(value: &serde_json::Value) -> Result<Self, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(Self)
+    }
+
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The document read into a value.
+    pub fn to_value(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_str(self.get())
+    }
+}
+
+/// Equal when they hold the same value, however spelled.
+impl PartialEq for DocumentText {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get() || self.to_value().ok() == other.to_value().ok()
+    }
+}
+
 /// One stored resource, exactly as stored: revisions, change sequence numbers and the ids
 /// of history entries are kept, so a load writes it verbatim and applies no rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,7 +142,7 @@ pub enum Record {
     Command(Box<CommandRecord>),
     HealthReport(Box<StoredHealthReport>),
     BootstrapLog(Box<BootstrapLog>),
-    Change(Box<ChangeRecord>),
+    Change(Box<ChangeEntry>),
 }
 
 impl Record {

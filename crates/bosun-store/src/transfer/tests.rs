@@ -385,44 +385,67 @@ async fn a_load_reads_back_its_own_writes_and_rolls_back_unless_told_to_commit()
     }
 }
 
+/// A target that alters what it is given, for a copy to catch: a trigger on `table` that
+/// changes each row as it is written.
+struct Tamper {
+    table: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+    /// What the copy's error names.
+    finding: &'static str,
+}
+
+const TAMPERS: [Tamper; 2] = [
+    Tamper {
+        table: "nodes",
+        sqlite: "UPDATE nodes SET status_reason = 'tampered' WHERE node_id = NEW.node_id",
+        postgres: "NEW.status_reason := 'tampered'",
+        finding: "node: the 3 records stored differ",
+    },
+    // A change's document travels as text and is compared in canonical form: a store that
+    // spells it differently is fine (the every-pair test), one that alters it is not.
+    Tamper {
+        table: "changes",
+        sqlite: "UPDATE changes SET resource = json_set(resource, '$.tampered', 1) WHERE seq = NEW.seq",
+        postgres: "NEW.resource := (NEW.resource::jsonb || '{\"tampered\": 1}')::json",
+        finding: "change: the",
+    },
+];
+
 #[tokio::test]
 async fn a_copy_whose_target_holds_something_else_fails_and_leaves_the_target_empty() {
     let source = Ctx::open(Backend::Memory).await.expect("memory");
     fill(&source).await;
-    for backend in [Backend::Sqlite, Backend::Postgres] {
-        let Some(target) = crate::testing::TestStore::open(backend).await else { continue };
-        // A trigger stands in for a target that alters what it is given.
-        match &target.location {
-            crate::StoreLocation::Sqlite { path } => {
-                rusqlite::Connection::open(path)
-                    .expect("open")
-                    .execute_batch(
-                        "CREATE TRIGGER tamper AFTER INSERT ON nodes BEGIN \
-                         UPDATE nodes SET status_reason = 'tampered' WHERE node_id = NEW.node_id; END;",
-                    )
+    for tamper in &TAMPERS {
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let Some(target) = crate::testing::TestStore::open(backend).await else { continue };
+            let Tamper { table, sqlite, postgres, finding } = tamper;
+            match &target.location {
+                crate::StoreLocation::Sqlite { path } => {
+                    rusqlite::Connection::open(path)
+                        .expect("open")
+                        .execute_batch(&format!("CREATE TRIGGER tamper AFTER INSERT ON {table} BEGIN {sqlite}; END;"))
+                        .expect("trigger");
+                }
+                crate::StoreLocation::Postgres { url } => {
+                    use sqlx::Connection as _;
+                    let mut conn = sqlx::PgConnection::connect(url.as_str()).await.expect("connect");
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "CREATE FUNCTION tamper() RETURNS trigger LANGUAGE plpgsql AS \
+                         $$ BEGIN {postgres}; RETURN NEW; END $$; \
+                         CREATE TRIGGER tamper BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION tamper();"
+                    )))
+                    .execute(&mut conn)
+                    .await
                     .expect("trigger");
+                }
+                other => panic!("{other} has no SQL"),
             }
-            crate::StoreLocation::Postgres { url } => {
-                use sqlx::Connection as _;
-                let mut conn = sqlx::PgConnection::connect(url.as_str()).await.expect("connect");
-                sqlx::raw_sql(
-                    "CREATE FUNCTION tamper() RETURNS trigger LANGUAGE plpgsql AS \
-                     $$ BEGIN NEW.status_reason := 'tampered'; RETURN NEW; END $$; \
-                     CREATE TRIGGER tamper BEFORE INSERT ON nodes FOR EACH ROW EXECUTE FUNCTION tamper();",
-                )
-                .execute(&mut conn)
-                .await
-                .expect("trigger");
-            }
-            other => panic!("{other} has no SQL"),
+            let error =
+                copy(&*source.store, &*target.store, Target::MustBeEmpty, Arc::new(())).await.expect_err("mismatch");
+            assert!(matches!(&error, TransferError::Mismatch(m) if m.contains(finding)), "{backend}, {table}: {error}");
+            assert_eq!(contents(&*target.store).await.expect("contents"), None, "{backend}: rolled back");
         }
-        let error =
-            copy(&*source.store, &*target.store, Target::MustBeEmpty, Arc::new(())).await.expect_err("mismatch");
-        assert!(
-            matches!(&error, TransferError::Mismatch(m) if m.contains("node: the 3 records stored differ")),
-            "{backend}: {error}"
-        );
-        assert_eq!(contents(&*target.store).await.expect("contents"), None, "{backend}: rolled back");
     }
 }
 
