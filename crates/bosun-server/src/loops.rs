@@ -118,7 +118,9 @@ pub(crate) fn spawn(app: &Arc<App>, shutdown: &CancellationToken, tasks: &mut Jo
             Ok(())
         });
     }
-    every(tasks, shutdown, app, "flush", s.flush_interval, Start::AfterPeriod, |app| async move {
+    // Every replica flushes: staggered, replicas started together (a rollout, a restart of
+    // the cluster) do not all write to the store at the same moment, every period.
+    every(tasks, shutdown, app, "flush", s.flush_interval, Start::Staggered, |app| async move {
         flush_soft_state(&app).await.map(drop)
     });
     every(tasks, shutdown, app, "liveness", s.liveness_interval, Start::AfterPeriod, |app| async move {
@@ -151,6 +153,16 @@ pub(crate) fn spawn(app: &Arc<App>, shutdown: &CancellationToken, tasks: &mut Jo
 enum Start {
     Now,
     AfterPeriod,
+    /// After the period and a random part of another.
+    Staggered,
+}
+
+/// A random part of `period`.
+fn random_part_of(period: Duration) -> Duration {
+    use std::hash::BuildHasher as _;
+    // std's hasher keys are random per process and per call: enough to spread replicas.
+    let draw = std::collections::hash_map::RandomState::new().hash_one(0u8);
+    period.mul_f64(draw as f64 / u64::MAX as f64)
 }
 
 fn every<F, Fut>(
@@ -190,11 +202,13 @@ fn run_loop<F, Fut>(
     let app = Arc::clone(app);
     let shutdown = shutdown.clone();
     tasks.spawn(async move {
-        let mut ticker = tokio::time::interval(period);
+        let first = match start {
+            Start::Now => tokio::time::Instant::now(),
+            Start::AfterPeriod => tokio::time::Instant::now() + period,
+            Start::Staggered => tokio::time::Instant::now() + period + random_part_of(period),
+        };
+        let mut ticker = tokio::time::interval_at(first, period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        if start == Start::AfterPeriod {
-            ticker.tick().await;
-        }
         loop {
             let woken = async {
                 let changed = match wake.as_mut() {
@@ -221,4 +235,18 @@ fn run_loop<F, Fut>(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staggered_starts_fall_within_one_period_and_differ() {
+        let period = Duration::from_secs(1);
+        let draws: Vec<Duration> = (0..64).map(|_| random_part_of(period)).collect();
+        assert!(draws.iter().all(|d| *d <= period), "{draws:?}");
+        let first = draws[0];
+        assert!(draws.iter().any(|d| *d != first), "replicas started together would flush together");
+    }
 }

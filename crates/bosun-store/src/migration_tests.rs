@@ -444,10 +444,11 @@ async fn every_foreign_key_is_checked_for_orphans(backend: Backend) {
     test.store.close().await;
 }
 
-/// Version 7 turns PostgreSQL's change documents from `jsonb` into `json`: every document
-/// reads back as the same value, and going down turns them back.
-async fn version_7_keeps_change_documents(backend: Backend) {
+/// Version 7 turns PostgreSQL's change documents and metric samples' GPUs from `jsonb` into
+/// `json`: every document reads back as the same value, and going down turns them back.
+async fn version_7_keeps_json_documents(backend: Backend) {
     let Some(test) = TestLocation::new(backend).await else { return };
+    let clock = Arc::new(FakeClock::at_default_epoch());
     let version_6 = migrations_up_to(backend, 6);
     let database = connect_with(&test.location, MigrationSource::Directory(version_6.path().into())).await;
     database.migrate_up().await.expect("up to 6");
@@ -469,21 +470,41 @@ async fn version_7_keeps_change_documents(backend: Backend) {
 
     let database = Database::connect(&test.location).await.expect("connect");
     database.migrate_up().await.expect("up to the latest version");
-    let store = database.into_store(test_options(Arc::new(FakeClock::at_default_epoch()))).await.expect("open store");
+    let store = database.into_store(test_options(clock.clone())).await.expect("open store");
     let changes = store.list_changes(&crate::ChangeFilter::default(), 10).await.expect("log");
     let expected: serde_json::Value = serde_json::from_str(document).expect("valid JSON");
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].resource, expected, "the document reads back as the value written");
+    // A metric sample written at version 7 survives the way down and back up.
+    let now = bosun_core::Clock::now(clock.as_ref());
+    let mut registration = crate::conformance::registration("n1");
+    registration.gpus.clear();
+    let node = bosun_core::Node::register(&registration, now).expect("node");
+    let system = bosun_core::Actor::system("test");
+    store.commit(WriteBatch::new(system, "data").create_node(node.clone(), Vec::new())).await.expect("write");
+    let sample = crate::conformance::soft_state::sample(&node.id, now);
+    store.record_metric_samples(std::slice::from_ref(&sample)).await.expect("record a sample");
     store.close().await;
 
     let database = Database::connect(&test.location).await.expect("connect");
     database.migrate_down(6).await.expect("down to 6");
-    let query = match backend {
-        // Back to jsonb: its operators work on the document again.
-        Backend::Postgres => "SELECT COUNT(*) FROM changes WHERE resource -> 'alpha' -> 'list' ->> 1 = '2.5'",
-        _ => "SELECT COUNT(*) FROM changes WHERE json_extract(resource, '$.alpha.list[1]') = 2.5",
+    let queries = match backend {
+        // Back to jsonb: its operators work on the documents again.
+        Backend::Postgres => [
+            "SELECT COUNT(*) FROM changes WHERE resource -> 'alpha' -> 'list' ->> 1 = '2.5'",
+            "SELECT COUNT(*) FROM metric_samples WHERE (gpus -> 7 ->> 'index')::int = 7",
+        ],
+        _ => [
+            "SELECT COUNT(*) FROM changes WHERE json_extract(resource, '$.alpha.list[1]') = 2.5",
+            "SELECT COUNT(*) FROM metric_samples WHERE json_extract(gpus, '$[7].index') = 7",
+        ],
     };
-    assert_eq!(database.count_raw(query).await.expect("count"), 1);
+    for query in queries {
+        assert_eq!(database.count_raw(query).await.expect("count"), 1, "{query}");
+    }
+    database.migrate_up().await.expect("up again");
+    let store = database.into_store(test_options(clock)).await.expect("open store");
+    assert_eq!(store.metric_samples(&node.id, now).await.expect("samples"), vec![sample]);
 }
 
 macro_rules! on_sql_backends {
@@ -515,6 +536,6 @@ on_sql_backends!(
     version_2_keeps_the_change_log_and_its_sequence,
     version_3_keeps_commands_and_their_events,
     version_4_takes_a_compacted_history_as_it_is,
-    version_7_keeps_change_documents,
+    version_7_keeps_json_documents,
     every_foreign_key_is_checked_for_orphans,
 );

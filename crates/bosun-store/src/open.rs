@@ -339,9 +339,17 @@ impl Database {
 
     async fn backup_sqlite(&self, pools: &SqlitePools, path: &Path, version: i64) -> Result<(), OpenError> {
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-        let mut backup = path.as_os_str().to_owned();
-        backup.push(format!(".bak-v{version}-{stamp}"));
-        let backup = PathBuf::from(backup);
+        let named = |suffix: &str| {
+            let mut backup = path.as_os_str().to_owned();
+            backup.push(format!(".bak-v{version}-{stamp}{suffix}"));
+            PathBuf::from(backup)
+        };
+        // A second migration from the same version within the second (up, down, up) keeps
+        // the first one's backup and numbers its own.
+        let backup = std::iter::once(named(""))
+            .chain((2..).map(|n| named(&format!("-{n}"))))
+            .find(|candidate| !candidate.exists())
+            .expect("an unbounded sequence of names has a free one");
         sqlite::vacuum_into(&pools.writer, &backup).await.map_err(|e| OpenError::Backup {
             location: self.location.to_string(),
             path: backup.clone(),

@@ -16,7 +16,7 @@ mod maintenance;
 mod nodes;
 mod policies;
 mod pools;
-mod soft_state;
+pub(crate) mod soft_state;
 
 use std::sync::Arc;
 

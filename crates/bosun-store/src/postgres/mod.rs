@@ -174,6 +174,21 @@ fn labels_containing(terms: &bosun_core::LabelSelector) -> Json<&bosun_core::Lab
     Json(terms.as_labels())
 }
 
+/// Sets up a transaction that writes a batch of soft state (heartbeats, metric samples),
+/// keyed by node: it need not wait for its WAL flush (a lost batch is refilled by the next
+/// heartbeats), and it joins each of its few thousand rows to its table by index. The
+/// planner would rather hash the whole table (`node_liveness`, 100,000 rows) for a batch of
+/// 3,300: 56 ms against 30 ms, every flush of every replica.
+async fn soft_state_transaction(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<()> {
+    sqlx::raw_sql(
+        "SET LOCAL synchronous_commit = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off",
+    )
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| map_err(e, None))?;
+    Ok(())
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     fn backend(&self) -> Backend {
@@ -585,7 +600,7 @@ impl Store for PostgresStore {
         let ids: Vec<&str> = latest.iter().map(|hb| hb.node_id.as_str()).collect();
         let times: Vec<DateTime<Utc>> = latest.iter().map(|hb| time(hb.at)).collect();
         let mut tx = self.pool.begin().await.map_err(|e| map_err(e, None))?;
-        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await.map_err(|e| map_err(e, None))?;
+        soft_state_transaction(&mut tx).await?;
         // Nearly every heartbeat is for a node heard from before: a plain join-update is
         // several times cheaper than an upsert (no speculative insert per row). Nodes seen
         // for the first time get their row from the insert that follows.
@@ -641,17 +656,23 @@ impl Store for PostgresStore {
         let times: Vec<DateTime<Utc>> = rows.iter().map(|(_, s)| time(s.at)).collect();
         let cpu: Vec<f64> = rows.iter().map(|(_, s)| s.cpu_percent).collect();
         let memory: Vec<f64> = rows.iter().map(|(_, s)| s.memory_percent).collect();
-        let gpus: Vec<Json<&Vec<bosun_core::GpuSample>>> = rows.iter().map(|(_, s)| Json(&s.gpus)).collect();
+        // Sent as text and cast in the statement: a `Json` parameter goes out as `jsonb`,
+        // which the server would parse into `jsonb` only to print it again for the column.
+        let gpus: Vec<String> = rows
+            .iter()
+            .map(|(_, s)| serde_json::to_string(&s.gpus))
+            .collect::<Result<_, _>>()
+            .map_err(|e| StoreError::invalid("gpus", e))?;
         let mut tx = self.pool.begin().await.map_err(|e| map_err(e, None))?;
-        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await.map_err(|e| map_err(e, None))?;
+        soft_state_transaction(&mut tx).await?;
         let result = self
             .slow
             .run(
                 "metric_samples.upsert_batch",
                 sqlx::query(
                     "INSERT INTO metric_samples (node_id, slot, at, cpu_percent, memory_percent, gpus) \
-                     SELECT u.node_id, u.slot, u.at, u.cpu, u.memory, u.gpus \
-                     FROM UNNEST($1::text[], $2::int4[], $3::timestamptz[], $4::float8[], $5::float8[], $6::jsonb[]) \
+                     SELECT u.node_id, u.slot, u.at, u.cpu, u.memory, u.gpus::json \
+                     FROM UNNEST($1::text[], $2::int4[], $3::timestamptz[], $4::float8[], $5::float8[], $6::text[]) \
                      AS u (node_id, slot, at, cpu, memory, gpus) \
                      JOIN nodes n ON n.node_id = u.node_id \
                      ON CONFLICT (node_id, slot) DO UPDATE SET at = EXCLUDED.at, cpu_percent = EXCLUDED.cpu_percent, \
