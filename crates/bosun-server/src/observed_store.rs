@@ -240,6 +240,10 @@ impl Store for ObservedStore {
         self.observe("record_heartbeats", self.inner.record_heartbeats(batch)).await
     }
 
+    async fn list_heartbeats(&self, page: &PageRequest) -> Result<Page<Heartbeat>> {
+        self.observe("list_heartbeats", self.inner.list_heartbeats(page)).await
+    }
+
     async fn record_metric_samples(&self, batch: &[MetricSample]) -> Result<u64> {
         self.observe("record_metric_samples", self.inner.record_metric_samples(batch)).await
     }

@@ -1019,6 +1019,22 @@ impl Store for MemoryStore {
         Ok(applied)
     }
 
+    async fn list_heartbeats(&self, page: &PageRequest) -> Result<Page<Heartbeat>> {
+        let limit = page.checked_limit()?;
+        let start = match page.start_after(ResourceKind::Node)? {
+            Some(key) => Bound::Excluded(NodeId::new(key.as_str())?),
+            None => Bound::Unbounded,
+        };
+        let state = self.lock()?;
+        let rows: Vec<Heartbeat> = state
+            .nodes
+            .range((start, Bound::Unbounded))
+            .filter_map(|(id, node)| node.last_heartbeat.map(|at| Heartbeat { node_id: id.clone(), at }))
+            .take(limit as usize + 1)
+            .collect();
+        Ok(Page::from_rows(rows, limit, ResourceKind::Node, |hb| hb.node_id.to_string()))
+    }
+
     async fn record_metric_samples(&self, batch: &[MetricSample]) -> Result<u64> {
         crate::rules::check_samples(batch)?;
         let retention = self.options.samples;

@@ -229,6 +229,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// node's last heartbeat never moves backwards, and the number of nodes updated is
     /// returned.
     async fn record_heartbeats(&self, batch: &[Heartbeat]) -> Result<u64>;
+    /// The newest recorded heartbeat of every node that has one, in node id order, a page
+    /// at a time (cursor: the node id). What a replica reads to learn the signs of life
+    /// that other replicas heard, without reading whole nodes.
+    async fn list_heartbeats(&self, page: &PageRequest) -> Result<Page<Heartbeat>>;
     /// Records metric samples in one transaction, bounded per node by
     /// [`SampleRetention`]. Samples of unknown nodes are skipped; the number stored is
     /// returned.

@@ -157,6 +157,7 @@ macro_rules! store_conformance {
             soft_state::heartbeats_of_unknown_nodes_are_skipped,
             soft_state::duplicate_heartbeats_in_a_batch_keep_the_latest,
             soft_state::heartbeats_change_no_revision_and_write_no_change_record,
+            soft_state::heartbeats_list_the_newest_per_node_in_pages,
             soft_state::metric_samples_round_trip_oldest_first,
             soft_state::metric_samples_are_bounded_per_node,
             soft_state::metric_samples_outside_the_window_are_not_returned,

@@ -77,6 +77,33 @@ pub(crate) async fn heartbeats_change_no_revision_and_write_no_change_record(ctx
     ctx.store.commit(batch("update").update_node(node)).await.expect("heartbeats do not conflict with CAS");
 }
 
+pub(crate) async fn heartbeats_list_the_newest_per_node_in_pages(ctx: &Ctx) {
+    for id in ["n1", "n2", "n3", "silent"] {
+        ctx.create_node(id).await;
+    }
+    let t = ctx.now();
+    let beats = [
+        beat("n3", t + Duration::from_secs(3)),
+        beat("n1", t + Duration::from_secs(1)),
+        beat("n2", t + Duration::from_secs(2)),
+    ];
+    ctx.store.record_heartbeats(&beats).await.expect("record");
+    ctx.store.record_heartbeats(&[beat("n1", t + Duration::from_secs(7))]).await.expect("record");
+    let first = ctx.store.list_heartbeats(&PageRequest::first(2)).await.expect("first page");
+    assert_eq!(first.items, [beat("n1", t + Duration::from_secs(7)), beat("n2", t + Duration::from_secs(2))]);
+    let next = PageRequest { limit: 2, after: first.next };
+    assert!(next.after.is_some(), "a full page has a next one");
+    let second = ctx.store.list_heartbeats(&next).await.expect("second page");
+    assert_eq!(second.items, [beat("n3", t + Duration::from_secs(3))], "a node never heard from is not listed");
+    assert!(second.next.is_none());
+    ctx.store.commit(batch("forget").delete_node(node_id("n2"), None)).await.expect("delete");
+    let all = ctx.store.list_heartbeats(&PageRequest::first(10)).await.expect("list");
+    let ids: Vec<&str> = all.items.iter().map(|hb| hb.node_id.as_str()).collect();
+    assert_eq!(ids, ["n1", "n3"], "a deleted node's heartbeat goes with it");
+    let error = ctx.store.list_heartbeats(&PageRequest::first(0)).await.expect_err("page size 0");
+    assert!(matches!(error, crate::StoreError::Invalid(_)), "{error:?}");
+}
+
 pub(crate) async fn metric_samples_round_trip_oldest_first(ctx: &Ctx) {
     let node = ctx.create_node("n1").await;
     let samples: Vec<_> = [20, 0, 10].iter().map(|s| sample(&node.id, ctx.now() + Duration::from_secs(*s))).collect();

@@ -592,6 +592,31 @@ impl Store for PostgresStore {
         Some(listener.subscribe())
     }
 
+    async fn list_heartbeats(&self, page: &PageRequest) -> Result<Page<Heartbeat>> {
+        let limit = page.checked_limit()?;
+        let after = page.start_after(ResourceKind::Node)?.unwrap_or_default();
+        let rows: Vec<(String, DateTime<Utc>)> = self
+            .slow
+            .run(
+                "node_liveness.list",
+                sqlx::query_as(
+                    "SELECT node_id, last_heartbeat FROM node_liveness WHERE node_id > $1 ORDER BY node_id LIMIT $2",
+                )
+                .bind(after)
+                .bind(limit_param(limit))
+                .fetch_all(&self.pool),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        let heartbeats = rows
+            .into_iter()
+            .map(|(id, at)| {
+                Ok(Heartbeat { node_id: parse("node_liveness.node_id", &id)?, at: Timestamp::from_datetime(at) })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(heartbeats, limit, ResourceKind::Node, |hb| hb.node_id.to_string()))
+    }
+
     async fn record_heartbeats(&self, batch: &[Heartbeat]) -> Result<u64> {
         if batch.is_empty() {
             return Ok(0);

@@ -350,6 +350,14 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn list_heartbeats(&self, page: &PageRequest) -> Result<Page<Heartbeat>> {
+        let limit = page.checked_limit()?;
+        let after = page.start_after(ResourceKind::Node)?;
+        let rows =
+            self.read("node_liveness.list", move |conn| read::heartbeats(conn, after, limit_param(limit))).await?;
+        Ok(Page::from_rows(rows, limit, ResourceKind::Node, |hb| hb.node_id.to_string()))
+    }
+
     async fn metric_samples(&self, node: &NodeId, since: Timestamp) -> Result<Vec<MetricSample>> {
         let cutoff = micros(since.max(self.options.clock.now() - self.options.samples.window));
         let node = node.clone();

@@ -3,8 +3,8 @@
 
 use bosun_core::node::Gpu;
 use bosun_core::{
-    BootstrapLog, ChangeRecord, Command, CommandEvent, CommandId, Instance, MetricSample, Node, NodeId, Pool,
-    ResourceKind, Revision, StoredPolicy, Timestamp,
+    BootstrapLog, ChangeRecord, Command, CommandEvent, CommandId, Heartbeat, Instance, MetricSample, Node, NodeId,
+    Pool, ResourceKind, Revision, StoredPolicy, Timestamp,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension as _, Row, params_from_iter};
@@ -546,6 +546,19 @@ pub(super) fn last_change_seq(conn: &Connection) -> Result<u64> {
         .query_row([], |row| row.get(0))
         .optional()?;
     Ok(seq.map_or(0, |s| u64::try_from(s).unwrap_or(0)))
+}
+
+/// Up to `limit` heartbeats after node `after`, in node id order.
+pub(super) fn heartbeats(conn: &Connection, after: Option<String>, limit: i64) -> Result<Vec<Heartbeat>> {
+    collect(
+        conn,
+        "SELECT node_id, last_heartbeat FROM node_liveness WHERE node_id > ?1 ORDER BY node_id LIMIT ?2",
+        &[text(after.unwrap_or_default()), Value::Integer(limit)],
+        |row| {
+            let id = row.get_ref(0)?.as_str().map_err(|e| StoreError::corrupt("node_liveness.node_id", e))?;
+            Ok(Heartbeat { node_id: parse("node_liveness.node_id", id)?, at: Timestamp::from_unix_micros(row.get(1)?) })
+        },
+    )
 }
 
 pub(super) fn metric_samples(conn: &Connection, node: &NodeId, cutoff: i64) -> Result<Vec<MetricSample>> {
