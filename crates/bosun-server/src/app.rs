@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bosun_core::{Clock, NodeId, Timestamp};
-use bosun_store::{NodeFilter, SharedStore, StoreError, all_pages};
+use bosun_store::query::MAX_PAGE_SIZE;
+use bosun_store::{NodeFilter, PageRequest, SharedStore, StoreError, all_pages};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +58,9 @@ pub(crate) struct App {
     /// once when it changes (a watch rather than a notification, so an election made before
     /// the loop subscribed, at start, does not cause a second pass).
     pub elected: tokio::sync::watch::Sender<u64>,
+    /// Whether a change follower brings other replicas' commits into the fleet view (a
+    /// store that signals its changes: PostgreSQL).
+    pub follows_changes: bool,
 }
 
 /// Who does leader-only work: pool reconciliation, liveness judgement, timeouts,
@@ -121,6 +125,7 @@ impl App {
         shutdown: CancellationToken,
         pools: Option<crate::pools::PoolsConfig>,
         tls: Option<Arc<crate::transport::tls::ReloadableTls>>,
+        follows_changes: bool,
     ) -> Result<Arc<App>, crate::StartError> {
         let metrics = Arc::new(Metrics::new());
         let now = clock.now();
@@ -179,6 +184,7 @@ impl App {
             auth_limit: crate::auth_limit::FailedAuthLimiter::new(Arc::clone(&clock)),
             leadership,
             elected: tokio::sync::watch::Sender::new(0),
+            follows_changes,
         });
         app.reload_fleet().await.map_err(crate::StartError::Store)?;
         tracing::info!(nodes = app.fleet.len(), "fleet loaded");
@@ -200,6 +206,29 @@ impl App {
         let nodes = all_pages(|page| async move { store.list_nodes(filter, &page).await }).await?;
         self.fleet.load(&nodes, mark);
         Ok(())
+    }
+
+    /// Brings in what other replicas wrote to the store: the signs of life they heard,
+    /// and (when no change follower brings them) their node records.
+    pub(crate) async fn learn_from_peers(&self) -> Result<(), StoreError> {
+        if self.follows_changes { self.refresh_liveness().await } else { self.reload_fleet().await }
+    }
+
+    /// Takes in the signs of life every replica wrote to the store: with peers, a node
+    /// that heartbeats to another replica is heard here only this way. Reads (node, time)
+    /// pairs a page at a time, not whole nodes: at 100,000 nodes on PostgreSQL a reload of
+    /// the fleet took 1.3-2 s of the machine's cores, every liveness pass, and delayed
+    /// heartbeats meanwhile. Node records themselves arrive through the change follower.
+    async fn refresh_liveness(&self) -> Result<(), StoreError> {
+        let mut page = PageRequest::first(MAX_PAGE_SIZE);
+        loop {
+            let heard = self.store.list_heartbeats(&page).await?;
+            self.fleet.heard_elsewhere(&heard.items);
+            match heard.next {
+                Some(cursor) => page = PageRequest::after(MAX_PAGE_SIZE, cursor),
+                None => return Ok(()),
+            }
+        }
     }
 }
 

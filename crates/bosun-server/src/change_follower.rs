@@ -8,6 +8,8 @@
 //! `bosun_store::ChangeSignals`) and, when no signal came, every
 //! `Settings::change_poll_interval`, so a lost notification costs at most that. For each
 //! batch it reads it:
+//! - keeps the fleet view's node records current (registrations, status and health
+//!   changes, deletions made by other replicas);
 //! - wakes the long poll of every node with a command waiting for delivery (PENDING);
 //! - re-reads the stored health policy when the policy changed;
 //! - wakes every WatchEvents stream.
@@ -20,14 +22,22 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use bosun_core::{ChangeRecord, CommandState, NodeId, ResourceKind};
-use bosun_store::{ChangeFilter, ChangeSignal, ChangeSignals, StoreError};
+use bosun_core::{ChangeOp, ChangeRecord, CommandState, Node, NodeId, ResourceKind};
+use bosun_store::{ChangeFilter, ChangeSignal, ChangeSignals, SharedStore, StoreError};
+use serde::Deserialize as _;
 use tokio::sync::watch;
 
 use crate::app::App;
 
 /// Records read per store query.
 const BATCH: u32 = 500;
+
+/// Change signals subscribed to, and the end of the change log when they were.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    signals: ChangeSignals,
+    cursor: u64,
+}
 
 #[derive(Debug)]
 pub(crate) struct ChangeFollower {
@@ -45,19 +55,27 @@ pub(crate) struct ChangeFollower {
 }
 
 impl ChangeFollower {
-    /// A follower for `app`, or `None` when its store gives no change signals. Subscribes
-    /// before it reads where the log ends, so nothing committed after that is missed; the
-    /// returned receiver tells how far the log has been dispatched.
-    pub(crate) async fn start(app: &Arc<App>) -> Result<Option<(Self, watch::Receiver<u64>)>, StoreError> {
-        let Some(signals) = app.store.change_signals().await else {
+    /// Subscribes to `store`'s change signals and reads where its log ends, or `None` when
+    /// it gives no signals. Taken before the server loads its fleet view, so that every
+    /// change committed after that load is among those the follower reads; subscribing
+    /// before reading the log's end means nothing committed in between is missed.
+    pub(crate) async fn subscribe(store: &SharedStore) -> Result<Option<Subscription>, StoreError> {
+        let Some(signals) = store.change_signals().await else {
             return Ok(None);
         };
-        let cursor = app.store.last_change_seq().await?;
+        let cursor = store.last_change_seq().await?;
+        Ok(Some(Subscription { signals, cursor }))
+    }
+
+    /// A follower for `app` from `subscription`; the returned receiver tells how far the
+    /// log has been dispatched.
+    pub(crate) fn start(app: &Arc<App>, subscription: Subscription) -> (Self, watch::Receiver<u64>) {
+        let Subscription { signals, cursor } = subscription;
         let (followed, progress) = watch::channel(cursor);
         let connections = signals.latest().connections;
         let follower =
             Self { app: Arc::clone(app), signals: Some(signals), cursor, followed, connections, failing: false };
-        Ok(Some((follower, progress)))
+        (follower, progress)
     }
 
     /// Follows the log until the server shuts down.
@@ -124,6 +142,9 @@ impl ChangeFollower {
     }
 
     async fn dispatch(&self, batch: &[ChangeRecord]) {
+        for change in batch.iter().filter(|change| change.kind == ResourceKind::Node) {
+            self.track_node(change);
+        }
         let waiting: BTreeSet<NodeId> = batch.iter().filter_map(pending_command_node).collect();
         for node in &waiting {
             self.app.waiters.wake(node);
@@ -134,6 +155,31 @@ impl ChangeFollower {
             tracing::warn!(%error, "cannot re-read the stored health policy; the janitor retries");
         }
         self.app.committed.notify_waiters();
+    }
+}
+
+impl ChangeFollower {
+    /// Brings a node change into the fleet view. Records older than what the view holds
+    /// change nothing (the view merges by registration and revision), so the follower's
+    /// re-reading of its own server's commits is harmless.
+    fn track_node(&self, change: &ChangeRecord) {
+        let node = match Node::deserialize(&change.resource) {
+            Ok(node) => node,
+            Err(error) => {
+                // A record this binary cannot read (a newer replica's): the node's next
+                // heartbeat here, or the next restart, reads it from the store instead.
+                tracing::debug!(%error, node = %change.resource_id, seq = change.seq, "cannot read a node change record");
+                return;
+            }
+        };
+        match change.op {
+            ChangeOp::Created | ChangeOp::Updated => self.app.fleet.upsert(&node),
+            ChangeOp::Deleted => {
+                if self.app.fleet.deleted(&node) {
+                    self.app.waiters.forget(&node.id);
+                }
+            }
+        }
     }
 }
 

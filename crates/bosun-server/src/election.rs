@@ -177,6 +177,17 @@ impl Elector {
         })
     }
 
+    /// How long until this follower may take over the lease it watches (zero: at its next
+    /// look), or `None` when it watches none (it leads, or has not looked yet).
+    pub fn takeover_due_in(&self, now: Timestamp) -> Option<std::time::Duration> {
+        match self.role() {
+            Role::Follower { watching: Some((_, since)) } => {
+                Some(self.settings.lease.saturating_sub(now.saturating_since(since)))
+            }
+            Role::Follower { watching: None } | Role::Leader { .. } => None,
+        }
+    }
+
     /// One election step: a leader renews, a follower looks and takes over when it may.
     pub async fn tick(&self, store: &SharedStore, clock: &dyn Clock, metrics: &Metrics) -> Transition {
         let now = clock.now();

@@ -89,6 +89,15 @@ struct Inner {
     pending: HashMap<NodeId, (Timestamp, Option<MetricSample>)>,
 }
 
+impl Inner {
+    fn forget(&mut self, id: &NodeId) {
+        self.nodes.remove(id);
+        self.touched.remove(id);
+        self.utilization.remove(id);
+        self.pending.remove(id);
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Fleet {
     inner: Mutex<Inner>,
@@ -168,11 +177,7 @@ impl Fleet {
     }
 
     pub(crate) fn remove(&self, id: &NodeId) {
-        let mut inner = self.lock();
-        inner.nodes.remove(id);
-        inner.touched.remove(id);
-        inner.utilization.remove(id);
-        inner.pending.remove(id);
+        self.lock().forget(id);
     }
 
     pub(crate) fn get(&self, id: &NodeId) -> Option<NodeView> {
@@ -198,6 +203,31 @@ impl Fleet {
         if let Some(view) = self.lock().nodes.get_mut(id) {
             view.last_seen = view.last_seen.max(at);
         }
+    }
+
+    /// Takes in signs of life another replica heard (read from the store): the view's
+    /// times move forward only, nothing is buffered for a flush, and nodes the view does
+    /// not know are left to the change follower, which brings their records.
+    pub(crate) fn heard_elsewhere(&self, heartbeats: &[Heartbeat]) {
+        let mut inner = self.lock();
+        for heartbeat in heartbeats {
+            if let Some(view) = inner.nodes.get_mut(&heartbeat.node_id) {
+                view.last_seen = view.last_seen.max(heartbeat.at);
+                view.last_heartbeat = Some(view.last_heartbeat.map_or(heartbeat.at, |t| t.max(heartbeat.at)));
+            }
+        }
+    }
+
+    /// Forgets a node deleted from the store, unless the view already holds a later
+    /// registration under the same id (the deletion was read after it). Returns whether
+    /// it forgot the node.
+    pub(crate) fn deleted(&self, node: &Node) -> bool {
+        let mut inner = self.lock();
+        let registered_again = inner.nodes.get(&node.id).is_some_and(|view| view.registered_at > node.registered_at);
+        if !registered_again {
+            inner.forget(&node.id);
+        }
+        !registered_again
     }
 
     /// Buffers a heartbeat. A node unknown here gets its sample back (`Err`), so the caller
@@ -357,6 +387,36 @@ mod tests {
 
     fn t(seconds: i64) -> Timestamp {
         Timestamp::from_unix_micros(seconds * 1_000_000)
+    }
+
+    #[test]
+    fn signs_of_life_heard_elsewhere_move_times_forward_and_are_not_flushed_again() {
+        let fleet = Fleet::default();
+        fleet.load([&node("a", t(0)), &node("b", t(0))], fleet.mark());
+        let a = NodeId::new("a").expect("id");
+        fleet.heartbeat(&a, t(9), None).expect("known");
+        let _ = fleet.take_pending();
+        let heard = |id: &str, at| Heartbeat { node_id: NodeId::new(id).expect("id"), at };
+        fleet.heard_elsewhere(&[heard("a", t(4)), heard("b", t(6)), heard("stranger", t(6))]);
+        assert_eq!(fleet.get(&a).map(|v| (v.last_seen, v.last_heartbeat)), Some((t(9), Some(t(9)))), "never back");
+        let b = fleet.get(&NodeId::new("b").expect("id")).expect("b");
+        assert_eq!((b.last_seen, b.last_heartbeat), (t(6), Some(t(6))));
+        assert_eq!(fleet.pending_len(), 0, "another replica wrote these already");
+        assert_eq!(fleet.len(), 2, "an unknown node comes with its record, not with a heartbeat");
+        assert_eq!(fleet.silent_since(t(7)), vec![NodeId::new("b").expect("id")]);
+    }
+
+    #[test]
+    fn a_deletion_read_late_keeps_a_later_registration() {
+        let fleet = Fleet::default();
+        let first = node("a", t(0));
+        fleet.load([&first], fleet.mark());
+        let again = node("a", t(50));
+        fleet.upsert(&again);
+        assert!(!fleet.deleted(&first), "the deleted node registered again since");
+        assert_eq!(fleet.registered_at(&first.id), Some(t(50)));
+        assert!(fleet.deleted(&again));
+        assert!(!fleet.contains(&first.id));
     }
 
     #[test]

@@ -134,16 +134,19 @@ impl Server {
             let scheme = if tls.is_some() { "https" } else { "http" };
             election.advertise = Some(format!("{scheme}://{local_addr}"));
         }
-        let app = app::App::start(store, clock, settings, shutdown.clone(), pools, tls.clone()).await?;
+        // Before the fleet view is loaded: what other replicas commit after that load
+        // reaches the view through the follower.
+        let subscription = change_follower::ChangeFollower::subscribe(&store).await.map_err(StartError::Store)?;
+        let follows_changes = subscription.is_some();
+        let app =
+            app::App::start(store, clock, settings, shutdown.clone(), pools, tls.clone(), follows_changes).await?;
         let mut loops = JoinSet::new();
         // Before serving: a request may wait for what another replica commits next.
-        let followed = match change_follower::ChangeFollower::start(&app).await.map_err(StartError::Store)? {
-            Some((follower, followed)) => {
-                loops.spawn(follower.run());
-                Some(followed)
-            }
-            None => None,
-        };
+        let followed = subscription.map(|subscription| {
+            let (follower, followed) = change_follower::ChangeFollower::start(&app, subscription);
+            loops.spawn(follower.run());
+            followed
+        });
         if background_loops {
             // Elect before the first passes run (the pool pass runs at once): a sole server
             // on SQLite leads from its first pass, not one interval later.
@@ -306,6 +309,15 @@ impl ServerHandle {
     /// server.
     pub async fn elect(&self) -> Option<Transition> {
         loops::elect(&self.app).await
+    }
+
+    /// How long until this follower may take over the lease it watches (its election loop
+    /// looks again exactly then); `None` when it leads, watches nothing, or is a sole server.
+    pub fn takeover_due_in(&self) -> Option<std::time::Duration> {
+        match &self.app.leadership {
+            app::Leadership::Elected(elector) => elector.takeover_due_in(self.app.now()),
+            app::Leadership::Sole => None,
+        }
     }
 
     /// Whether this replica may do leader-only work now.

@@ -315,9 +315,9 @@ pub(crate) async fn judge_liveness(app: &App) -> ApiResult<Vec<NodeId>> {
         return Ok(Vec::new());
     }
     // Other replicas register nodes and flush the heartbeats they hear to the store: with
-    // peers, every pass starts from the store's view of the whole fleet.
+    // peers, every pass starts from what the store holds.
     if app.has_peers() {
-        app.reload_fleet().await?;
+        app.learn_from_peers().await?;
     }
     let cutoff = now - app.settings.heartbeat_timeout;
     let actor = Actor::system("liveness");

@@ -153,6 +153,32 @@ async fn a_watch_on_one_replica_sees_what_another_commits() {
     a.stop().await;
 }
 
+/// Another replica's registrations and deletions reach this replica's fleet view (what its
+/// `/metrics`, pool counts and liveness judge from) through the change follower, with no
+/// reload of the fleet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_registered_or_deleted_on_one_replica_is_in_another_ones_fleet_view() {
+    let Some((a, b)) = two_replicas().await else { return };
+    let active = "bosun_nodes{status=\"ACTIVE\",health=\"UNKNOWN\"}";
+    assert_eq!(metric(&b, active).await, 0.0);
+    a.agent_client().register(&registration("n1"), None).await.expect("register through A");
+    let seq = a.change_count().await;
+    tokio::time::timeout(GUARD, b.server().followed_through(seq))
+        .await
+        .unwrap_or_else(|_| panic!("B did not follow the registration within {GUARD:?}"));
+    assert_eq!(metric(&b, active).await, 1.0, "B's view holds the node A registered");
+
+    let request = v1::DeleteNodeRequest { node_id: "n1".into(), force: true, ..Default::default() };
+    a.root().delete_node(request).await.expect("delete through A");
+    let seq = a.change_count().await;
+    tokio::time::timeout(GUARD, b.server().followed_through(seq))
+        .await
+        .unwrap_or_else(|_| panic!("B did not follow the deletion within {GUARD:?}"));
+    assert_eq!(metric(&b, active).await, 0.0, "B's view forgot the node A deleted");
+    b.stop().await;
+    a.stop().await;
+}
+
 /// The listening connections are cut (as a database restart or an administrator would);
 /// each replica connects again, counts it, and a later command still wakes B.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -190,11 +190,18 @@ async fn exactly_one_replica_leads_and_a_follower_takes_over_after_the_lease(bac
         if let Some(t) = transitions.first() {
             break t.clone();
         }
+        // Each follower's election loop looks again exactly when its wait ends.
+        for follower in [1, 2] {
+            let due = replicas.servers[follower].as_ref().expect("alive").takeover_due_in();
+            assert_eq!(due, Some(LEASE.saturating_sub(waited)), "replica {follower} after {waited:?}");
+        }
         assert!(waited <= LEASE + 2 * RENEW, "no take-over after {waited:?}");
     };
     assert_eq!(takeover.1, Transition::Elected { epoch: 2 });
     assert!(waited >= LEASE, "a follower waited out the lease ({waited:?})");
     assert_eq!(replicas.leaders().len(), 1, "exactly one leader");
+    let leader = replicas.leaders()[0];
+    assert_eq!(replicas.servers[leader].as_ref().expect("alive").takeover_due_in(), None, "a leader waits for nobody");
     let store = replicas.store().await;
     let lease = store.lease(&leader_lease()).await.expect("read").expect("held");
     assert_eq!(lease.epoch, 2);
