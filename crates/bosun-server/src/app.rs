@@ -4,8 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bosun_core::{Clock, NodeId, Timestamp};
-use bosun_store::query::MAX_PAGE_SIZE;
-use bosun_store::{NodeFilter, PageRequest, SharedStore, StoreError, all_pages};
+use bosun_store::{NodeFilter, SharedStore, StoreError, all_pages, each_page};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -220,15 +219,10 @@ impl App {
     /// the fleet took 1.3-2 s of the machine's cores, every liveness pass, and delayed
     /// heartbeats meanwhile. Node records themselves arrive through the change follower.
     async fn refresh_liveness(&self) -> Result<(), StoreError> {
-        let mut page = PageRequest::first(MAX_PAGE_SIZE);
-        loop {
-            let heard = self.store.list_heartbeats(&page).await?;
-            self.fleet.heard_elsewhere(&heard.items);
-            match heard.next {
-                Some(cursor) => page = PageRequest::after(MAX_PAGE_SIZE, cursor),
-                None => return Ok(()),
-            }
-        }
+        let store = &self.store;
+        // A page at a time: the view's lock is held for one page of lookups, not the fleet's.
+        each_page(|page| async move { store.list_heartbeats(&page).await }, |heard| self.fleet.heard_elsewhere(&heard))
+            .await
     }
 }
 

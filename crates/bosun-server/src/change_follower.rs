@@ -156,9 +156,7 @@ impl ChangeFollower {
         }
         self.app.committed.notify_waiters();
     }
-}
 
-impl ChangeFollower {
     /// Brings a node change into the fleet view. Records older than what the view holds
     /// change nothing (the view merges by registration and revision), so the follower's
     /// re-reading of its own server's commits is harmless.

@@ -314,10 +314,7 @@ impl ServerHandle {
     /// How long until this follower may take over the lease it watches (its election loop
     /// looks again exactly then); `None` when it leads, watches nothing, or is a sole server.
     pub fn takeover_due_in(&self) -> Option<std::time::Duration> {
-        match &self.app.leadership {
-            app::Leadership::Elected(elector) => elector.takeover_due_in(self.app.now()),
-            app::Leadership::Sole => None,
-        }
+        loops::takeover_due_in(&self.app)
     }
 
     /// Whether this replica may do leader-only work now.

@@ -89,8 +89,8 @@ pub(crate) async fn retention(app: &App) -> ApiResult<()> {
     .await
     .transpose()?;
     if app.has_peers() {
-        // With a change follower, only the signs of life other replicas heard: a reload
-        // of a large fleet costs every replica seconds of CPU on PostgreSQL.
+        // With a change follower this reads only the heartbeats other replicas wrote: a
+        // reload of a large fleet costs every replica seconds of CPU on PostgreSQL.
         app.learn_from_peers().await?;
     } else {
         app.reload_fleet().await?;
@@ -119,7 +119,15 @@ pub(crate) async fn elect(app: &App) -> Option<crate::election::Transition> {
 pub(crate) fn spawn(app: &Arc<App>, shutdown: &CancellationToken, tasks: &mut JoinSet<()>) {
     let s = &app.settings;
     if let Some(election) = &s.election {
-        spawn_election(tasks, shutdown, app, election.renew_every);
+        // A follower whose wait for a silent lease ends before the next step looks again
+        // exactly then: a step that ran a few milliseconds short of it (ticks jitter under
+        // load) would otherwise cost another renew interval of a fleet without a leader.
+        let schedule =
+            Schedule { period: election.renew_every, start: Start::Now, wake: None, sooner: Some(takeover_due_in) };
+        run_loop(tasks, shutdown, app, "election", schedule, |app| async move {
+            elect(&app).await;
+            Ok(())
+        });
     }
     // Every replica flushes: staggered, replicas started together (a rollout, a restart of
     // the cluster) do not all write to the store at the same moment, every period.
@@ -143,8 +151,12 @@ pub(crate) fn spawn(app: &Arc<App>, shutdown: &CancellationToken, tasks: &mut Jo
     });
     if app.pools.is_some() {
         // At once: drift with the providers is repaired and min_nodes met at start.
-        let schedule =
-            Schedule { period: s.autoscale_interval, start: Start::Now, wake: Some(app.elected.subscribe()) };
+        let schedule = Schedule {
+            period: s.autoscale_interval,
+            start: Start::Now,
+            wake: Some(app.elected.subscribe()),
+            sooner: None,
+        };
         run_loop(tasks, shutdown, app, "pools", schedule, |app| async move {
             app.as_leader(crate::pools::reconcile_all(&app)).await.unwrap_or(Ok(()))
         });
@@ -180,40 +192,24 @@ fn every<F, Fut>(
     F: Fn(Arc<App>) -> Fut + Send + 'static,
     Fut: Future<Output = ApiResult<()>> + Send,
 {
-    run_loop(tasks, shutdown, app, name, Schedule { period, start, wake: None }, pass);
+    run_loop(tasks, shutdown, app, name, Schedule { period, start, wake: None, sooner: None }, pass);
 }
 
-/// The election loop: a step every `renew_every`, and one exactly when a follower's wait
-/// for a silent lease ends, if that comes first. Otherwise a step that ran a few
-/// milliseconds early (ticks jitter under load) finds the wait not quite over, and the
-/// take-over slips by a whole renew interval: 2 s more of a fleet without a leader.
-fn spawn_election(tasks: &mut JoinSet<()>, shutdown: &CancellationToken, app: &Arc<App>, renew_every: Duration) {
-    let app = Arc::clone(app);
-    let shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        let mut ticker = tokio::time::interval(renew_every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                () = shutdown.cancelled() => return,
-            }
-            elect(&app).await;
-            if let crate::app::Leadership::Elected(elector) = &app.leadership
-                && let Some(due) = elector.takeover_due_in(app.now())
-                && due < renew_every
-            {
-                ticker.reset_at(tokio::time::Instant::now() + due);
-            }
-        }
-    });
+/// How long until this replica may take over the lease it watches.
+pub(crate) fn takeover_due_in(app: &App) -> Option<Duration> {
+    match &app.leadership {
+        crate::app::Leadership::Elected(elector) => elector.takeover_due_in(app.now()),
+        crate::app::Leadership::Sole => None,
+    }
 }
 
-/// When a loop's passes run: every `period` from `start`, and at once when `wake` changes.
+/// When a loop's passes run: every `period` from `start`, at once when `wake` changes, and
+/// after a pass at the time `sooner` names when that comes before the next period.
 struct Schedule {
     period: Duration,
     start: Start,
     wake: Option<tokio::sync::watch::Receiver<u64>>,
+    sooner: Option<fn(&App) -> Option<Duration>>,
 }
 
 fn run_loop<F, Fut>(
@@ -227,7 +223,7 @@ fn run_loop<F, Fut>(
     F: Fn(Arc<App>) -> Fut + Send + 'static,
     Fut: Future<Output = ApiResult<()>> + Send,
 {
-    let Schedule { period, start, mut wake } = schedule;
+    let Schedule { period, start, mut wake, sooner } = schedule;
     let app = Arc::clone(app);
     let shutdown = shutdown.clone();
     tasks.spawn(async move {
@@ -261,6 +257,11 @@ fn run_loop<F, Fut>(
             }
             if let Err(error) = pass(Arc::clone(&app)).await {
                 tracing::warn!(%error, "{name} pass failed; retrying next interval");
+            }
+            if let Some(due) = sooner.and_then(|sooner| sooner(&app))
+                && due < period
+            {
+                ticker.reset_at(tokio::time::Instant::now() + due);
             }
         }
     });

@@ -54,7 +54,9 @@ pub use open::{
     ConnectSettings, Database, MigrationInfo, MigrationSource, MigrationStatus, OpenError, embedded_schema_version,
     open_store,
 };
-pub use query::{ChangeFilter, CommandFilter, Cursor, InstanceFilter, NodeFilter, Page, PageRequest, all_pages};
+pub use query::{
+    ChangeFilter, CommandFilter, Cursor, InstanceFilter, NodeFilter, Page, PageRequest, all_pages, each_page,
+};
 pub use signals::{ChangeSignal, ChangeSignals};
 pub use sqlite::SqliteDurability;
 pub use store::{

@@ -84,19 +84,30 @@ impl<T> Page<T> {
 
 /// Every item of a list, read `MAX_PAGE_SIZE` at a time by `read` (one store list call
 /// per page), following cursors to the last page.
-pub async fn all_pages<T, F, Fut>(mut read: F) -> Result<Vec<T>>
+pub async fn all_pages<T, F, Fut>(read: F) -> Result<Vec<T>>
 where
     F: FnMut(PageRequest) -> Fut,
     Fut: std::future::Future<Output = Result<Page<T>>>,
 {
     let mut items = Vec::new();
+    each_page(read, |page| items.extend(page)).await?;
+    Ok(items)
+}
+
+/// Reads a list `MAX_PAGE_SIZE` at a time by `read`, following cursors to the last page,
+/// and hands each page to `each` as it comes: memory stays bounded by one page.
+pub async fn each_page<T, F, Fut>(mut read: F, mut each: impl FnMut(Vec<T>)) -> Result<()>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>>>,
+{
     let mut page = PageRequest::first(MAX_PAGE_SIZE);
     loop {
         let batch = read(page).await?;
-        items.extend(batch.items);
+        each(batch.items);
         match batch.next {
             Some(cursor) => page = PageRequest::after(MAX_PAGE_SIZE, cursor),
-            None => return Ok(items),
+            None => return Ok(()),
         }
     }
 }
