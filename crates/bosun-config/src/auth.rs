@@ -4,44 +4,16 @@
 //! token file) so that `bosun config check` reports a missing variable or an unreadable
 //! file before the server starts, and so that the server never reads secrets again.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use bosun_core::NodeId;
 use bosun_core::validation::check_identifier;
-use serde::{Deserialize, Serialize};
 
 use crate::ConfigError;
 use crate::redact::Secret;
 use crate::schema;
 
-/// What a token may do (SPEC 5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// AgentService only, and once registered only for its own node.
-    Agent,
-    /// Reads and commands the fleet.
-    Operator,
-    /// Everything, including policy and pool changes.
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Agent => "agent",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use bosun_core::Role;
 
 /// Where a token's value was read from; shown by `bosun config check` instead of the value.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,6 +19,11 @@ named_enum!(
         Pool => "pool",
         Policy => "policy",
         Lease => "lease",
+        Runbook => "runbook",
+        Run => "run",
+        Tool => "tool",
+        ApprovalPolicy => "approval_policy",
+        Approval => "approval",
     }
 );
 

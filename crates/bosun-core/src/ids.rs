@@ -95,53 +95,85 @@ string_id!(
     LeaseName, field = "lease", max = 63
 );
 
-/// A command's id: a UUIDv7, so ids sort in issue order.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct CommandId(Uuid);
+string_id!(
+    /// A runbook (a named task definition in the operations ledger).
+    RunbookName, field = "runbook", max = 63
+);
+string_id!(
+    /// A tool an operator or an AI agent may call through bosun.
+    ToolName, field = "tool", max = 63
+);
+string_id!(
+    /// One rule of the approval policy.
+    ApprovalPolicyName, field = "approval_policy", max = 63
+);
 
-impl CommandId {
-    /// A fresh id whose embedded time is `at`, so ids sort by issue time even under a
-    /// fake clock.
-    pub fn new_at(at: crate::Timestamp) -> Self {
-        let micros = u64::try_from(at.unix_micros()).unwrap_or(0);
-        let ts = uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            micros / 1_000_000,
-            u32::try_from((micros % 1_000_000) * 1000).unwrap_or(0),
-        );
-        Self(Uuid::new_v7(ts))
-    }
+/// Declares an id that is a UUIDv7 stamped with the time it was made, so ids sort in the
+/// order their records were created.
+macro_rules! time_ordered_id {
+    ($(#[$meta:meta])* $name:ident, field = $field:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
 
-    pub fn from_uuid(uuid: Uuid) -> Self {
-        Self(uuid)
-    }
+        impl $name {
+            /// A fresh id whose embedded time is `at`, so ids sort by creation time even
+            /// under a fake clock.
+            pub fn new_at(at: crate::Timestamp) -> Self {
+                let micros = u64::try_from(at.unix_micros()).unwrap_or(0);
+                let ts = uuid::Timestamp::from_unix(
+                    uuid::NoContext,
+                    micros / 1_000_000,
+                    u32::try_from((micros % 1_000_000) * 1000).unwrap_or(0),
+                );
+                Self(Uuid::new_v7(ts))
+            }
 
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
+            pub fn from_uuid(uuid: Uuid) -> Self {
+                Self(uuid)
+            }
+
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ValidationError;
+            fn from_str(value: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(value)
+                    .map(Self)
+                    .map_err(|_| ValidationError::new($field, format_args!("{value:?} is not a UUID")))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0.hyphenated(), f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0.hyphenated())
+            }
+        }
+    };
 }
 
-impl FromStr for CommandId {
-    type Err = ValidationError;
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(value)
-            .map(Self)
-            .map_err(|_| ValidationError::new("command_id", format_args!("{value:?} is not a UUID")))
-    }
-}
-
-impl fmt::Display for CommandId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0.hyphenated(), f)
-    }
-}
-
-impl fmt::Debug for CommandId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CommandId({})", self.0.hyphenated())
-    }
-}
+time_ordered_id!(
+    /// A command's id.
+    CommandId, field = "command_id"
+);
+time_ordered_id!(
+    /// A task run's id.
+    RunId, field = "run_id"
+);
+time_ordered_id!(
+    /// An approval's id.
+    ApprovalId, field = "approval_id"
+);
 
 /// The version of one stored record. Starts at 1 on create and grows by exactly one on
 /// every update, so "expected revision" compare-and-set is cheap and gaps are visible.

@@ -18,6 +18,8 @@
 //! - [`autoscale`]: the autoscaler math: a pool's target size and why, within its bounds
 //!   and cooldown (SPEC 3.6).
 //! - [`selection`]: which provider a pool provisions from next, and provider backoff.
+//! - [`ledger`]: the operations ledger: runbooks, task runs with events and artifacts,
+//!   tools and their calls, approval policies and approvals, audit entries, and [`Role`]s.
 //! - [`change`]: change records (history, audit, watch) and [`Actor`]s.
 //! - [`validation`]: field-naming validation errors shared by every entry point.
 
@@ -74,6 +76,7 @@ pub mod ids;
 pub mod instance;
 pub mod labels;
 pub mod lease;
+pub mod ledger;
 pub mod lifecycle;
 pub mod metrics;
 pub mod node;
@@ -91,12 +94,21 @@ pub use bootstrap::{BootstrapCommandLog, BootstrapLog};
 pub use change::{Actor, ChangeOp, ChangeRecord, ResourceKind};
 pub use command::{Command, CommandEvent, CommandKind};
 pub use health::{CheckResult, ClassifiedEvent, EventType, Health, HealthEvent, HealthReport, HealthSystem, Verdict};
-pub use ids::{CommandId, InstanceId, LeaseName, NodeId, PoolName, ReplicaId, Revision};
+pub use ids::{
+    ApprovalId, ApprovalPolicyName, CommandId, InstanceId, LeaseName, NodeId, PoolName, ReplicaId, Revision, RunId,
+    RunbookName, ToolName,
+};
 pub use instance::Instance;
 pub use labels::{LabelSelector, Labels};
 pub use lease::{Fence, Lease, LeaseObservation, ReplicaPresence};
+pub use ledger::{
+    Approval, ApprovalDecision, ApprovalOutcome, ApprovalPolicy, Artifact, AuditEntry, AuditOutcome, PolicyDecision,
+    Role, RunEvent, RunEventType, RunKind, RunTarget, Runbook, TaskRun, ToolCall, ToolCallStatus, ToolDefinition,
+    ToolRisk,
+};
 pub use lifecycle::{
-    CommandState, CommandTrigger, InstanceState, InstanceTrigger, NodeStatus, NodeTrigger, TransitionError,
+    CommandState, CommandTrigger, InstanceState, InstanceTrigger, NodeStatus, NodeTrigger, RunStatus, RunTrigger,
+    TransitionError,
 };
 pub use metrics::{GpuSample, Heartbeat, MetricSample};
 pub use node::{Gpu, Node, NodeMetadata, NodeRegistration};

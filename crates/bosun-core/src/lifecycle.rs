@@ -1,4 +1,4 @@
-//! The three lifecycles of bosun, validated here and nowhere else.
+//! The four lifecycles of bosun (node, instance, command, task run), validated here and nowhere else.
 //!
 //! Each lifecycle is a state enum plus a trigger enum ("what happened"); `apply` is the
 //! only way to compute a next state and rejects anything the specification does not allow.
@@ -388,6 +388,117 @@ impl CommandState {
     }
 }
 
+named_enum!(
+    /// Where a task run of the operations ledger stands.
+    RunStatus, field = "status" {
+        Queued => "queued",
+        AwaitingApproval => "awaiting_approval",
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Cancelled => "cancelled",
+        Rejected => "rejected",
+    }
+);
+
+/// Something that happens to a task run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunTrigger {
+    /// Recorded, to be started by the executor.
+    Queue,
+    /// Work begins: at once (bosun's own actions), when the executor picks it up, or when
+    /// the approval it waited for is given.
+    Start,
+    /// A step needs an approval first (before the run starts, or between steps).
+    AwaitApproval,
+    Succeed,
+    Fail,
+    /// An operator withdrew it.
+    Cancel,
+    /// Its approval was refused, or expired.
+    Reject,
+}
+
+impl RunTrigger {
+    pub const ALL: &'static [RunTrigger] = &[
+        RunTrigger::Queue,
+        RunTrigger::Start,
+        RunTrigger::AwaitApproval,
+        RunTrigger::Succeed,
+        RunTrigger::Fail,
+        RunTrigger::Cancel,
+        RunTrigger::Reject,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunTrigger::Queue => "queue",
+            RunTrigger::Start => "start",
+            RunTrigger::AwaitApproval => "hold for approval",
+            RunTrigger::Succeed => "complete",
+            RunTrigger::Fail => "fail",
+            RunTrigger::Cancel => "cancel",
+            RunTrigger::Reject => "reject",
+        }
+    }
+
+    fn rule(self) -> (RunStatus, &'static [Option<RunStatus>]) {
+        use RunStatus::*;
+        match self {
+            RunTrigger::Queue => (Queued, &[None]),
+            RunTrigger::Start => (Running, &[None, Some(Queued), Some(AwaitingApproval)]),
+            RunTrigger::AwaitApproval => (AwaitingApproval, &[None, Some(Queued), Some(Running)]),
+            RunTrigger::Succeed => (Succeeded, &[Some(Running)]),
+            RunTrigger::Fail => (Failed, &[Some(Queued), Some(AwaitingApproval), Some(Running)]),
+            RunTrigger::Cancel => (Cancelled, &[Some(Queued), Some(AwaitingApproval), Some(Running)]),
+            RunTrigger::Reject => (Rejected, &[Some(AwaitingApproval)]),
+        }
+    }
+}
+
+impl RunStatus {
+    pub fn apply(current: Option<RunStatus>, trigger: RunTrigger) -> Result<RunStatus, TransitionError> {
+        let (to, allowed) = trigger.rule();
+        if allowed.contains(&current) {
+            return Ok(to);
+        }
+        Err(TransitionError {
+            kind: ResourceKind::Run,
+            from: current.map_or("not started", RunStatus::as_str),
+            to: to.as_str(),
+            trigger: Some(trigger.as_str()),
+            allowed_from: allowed.iter().map(|s| s.map_or("not started", RunStatus::as_str)).collect(),
+        })
+    }
+
+    /// The status a run may be created in.
+    pub fn can_begin_as(self) -> bool {
+        RunTrigger::ALL.iter().any(|t| RunStatus::apply(None, *t) == Ok(self))
+    }
+
+    pub fn can_become(self, to: RunStatus) -> bool {
+        RunTrigger::ALL.iter().any(|t| RunStatus::apply(Some(self), *t) == Ok(to))
+    }
+
+    pub fn check_change(self, to: RunStatus) -> Result<(), TransitionError> {
+        if self == to || self.can_become(to) {
+            return Ok(());
+        }
+        Err(TransitionError {
+            kind: ResourceKind::Run,
+            from: self.as_str(),
+            to: to.as_str(),
+            trigger: None,
+            allowed_from: Vec::new(),
+        })
+    }
+
+    /// SUCCEEDED, FAILED, CANCELLED and REJECTED never change again.
+    pub fn is_final(self) -> bool {
+        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled | RunStatus::Rejected)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::fmt;
@@ -491,6 +602,31 @@ mod tests {
             (Some(Cancelled), cells7([&[], &[], &[], &[], &[], &[], &[]])),
         ];
         check_table(CommandState::ALL, CommandTrigger::ALL, CommandState::apply, CommandTrigger::as_str, &table);
+    }
+
+    #[test]
+    fn run_lifecycle() {
+        use RunStatus::*;
+        let cells7 =
+            |row: [&[&'static str]; 7]| -> Vec<Vec<&'static str>> { row.iter().map(|cell| cell.to_vec()).collect() };
+        let hold = "hold for approval";
+        // Columns: queued, awaiting_approval, running, succeeded, failed, cancelled, rejected.
+        let table = [
+            (None, cells7([&["queue"], &[hold], &["start"], &[], &[], &[], &[]])),
+            (Some(Queued), cells7([&[], &[hold], &["start"], &[], &["fail"], &["cancel"], &[]])),
+            (Some(AwaitingApproval), cells7([&[], &[], &["start"], &[], &["fail"], &["cancel"], &["reject"]])),
+            (Some(Running), cells7([&[], &[hold], &[], &["complete"], &["fail"], &["cancel"], &[]])),
+            (Some(Succeeded), cells7([&[], &[], &[], &[], &[], &[], &[]])),
+            (Some(Failed), cells7([&[], &[], &[], &[], &[], &[], &[]])),
+            (Some(Cancelled), cells7([&[], &[], &[], &[], &[], &[], &[]])),
+            (Some(Rejected), cells7([&[], &[], &[], &[], &[], &[], &[]])),
+        ];
+        check_table(RunStatus::ALL, RunTrigger::ALL, RunStatus::apply, RunTrigger::as_str, &table);
+        assert!(RunStatus::Running.can_begin_as() && !RunStatus::Failed.can_begin_as());
+        assert_eq!(
+            RunStatus::apply(Some(Succeeded), RunTrigger::Cancel).unwrap_err().to_string(),
+            "cannot cancel run: it is succeeded, and cancel moves a run to cancelled only from queued, awaiting_approval or running"
+        );
     }
 
     #[test]

@@ -61,6 +61,8 @@ impl ApiError {
                 StoreError::Fenced { .. } => ErrorCode::Unavailable,
                 StoreError::InvalidTransition { .. } => ErrorCode::FailedPrecondition,
                 StoreError::Invalid(_) => ErrorCode::InvalidArgument,
+                StoreError::FailedPrecondition { .. } => ErrorCode::FailedPrecondition,
+                StoreError::TooLarge { .. } => ErrorCode::ResourceExhausted,
                 StoreError::Unavailable { .. } | StoreError::Lost { .. } => ErrorCode::Unavailable,
                 StoreError::Corrupt { .. } => ErrorCode::Internal,
             },

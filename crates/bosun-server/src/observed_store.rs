@@ -7,13 +7,15 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bosun_core::node::Gpu;
 use bosun_core::{
-    BootstrapLog, ChangeRecord, Clock, Command, CommandEvent, CommandId, Heartbeat, Instance, InstanceId, MetricSample,
-    Node, NodeId, Pool, PoolName, StoredPolicy, Timestamp,
+    Approval, ApprovalId, ApprovalPolicy, BootstrapLog, ChangeRecord, Clock, Command, CommandEvent, CommandId,
+    Heartbeat, Instance, InstanceId, MetricSample, Node, NodeId, Pool, PoolName, RunId, Runbook, RunbookName,
+    StoredPolicy, TaskRun, Timestamp, ToolDefinition,
 };
 use bosun_store::{
-    Backend, ChangeFilter, ChangeSignals, CommandFilter, Committed, InstanceFilter, IntegrityFinding, NodeFilter, Page,
-    PageRequest, PoolStats, Result, RetentionPolicy, RetentionReport, Store, StoreCounts, StoreError,
-    StoredHealthReport, WriteBatch,
+    ApprovalFilter, ArtifactInfo, AuditFilter, Backend, ChangeFilter, ChangeSignals, CommandFilter, Committed,
+    InstanceFilter, IntegrityFinding, NodeFilter, Page, PageRequest, PoolStats, Result, RetentionPolicy,
+    RetentionReport, RunFilter, Store, StoreCounts, StoreError, StoredAuditEntry, StoredHealthReport, StoredRunEvent,
+    StoredToolCall, WriteBatch,
 };
 use tokio::sync::Notify;
 
@@ -234,6 +236,58 @@ impl Store for ObservedStore {
 
     async fn change_signals(&self) -> Option<ChangeSignals> {
         self.inner.change_signals().await
+    }
+
+    async fn runbook(&self, name: &RunbookName) -> Result<Runbook> {
+        self.observe("runbook", self.inner.runbook(name)).await
+    }
+
+    async fn list_runbooks(&self) -> Result<Vec<Runbook>> {
+        self.observe("list_runbooks", self.inner.list_runbooks()).await
+    }
+
+    async fn run(&self, id: &RunId) -> Result<TaskRun> {
+        self.observe("run", self.inner.run(id)).await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter, page: &PageRequest) -> Result<Page<TaskRun>> {
+        self.observe("list_runs", self.inner.list_runs(filter, page)).await
+    }
+
+    async fn run_events(&self, run: &RunId, after: u64, limit: u32) -> Result<Vec<StoredRunEvent>> {
+        self.observe("run_events", self.inner.run_events(run, after, limit)).await
+    }
+
+    async fn artifacts(&self, run: &RunId) -> Result<Vec<ArtifactInfo>> {
+        self.observe("artifacts", self.inner.artifacts(run)).await
+    }
+
+    async fn artifact(&self, run: &RunId, name: &str) -> Result<(ArtifactInfo, Vec<u8>)> {
+        self.observe("artifact", self.inner.artifact(run, name)).await
+    }
+
+    async fn tools(&self) -> Result<Vec<ToolDefinition>> {
+        self.observe("tools", self.inner.tools()).await
+    }
+
+    async fn tool_calls(&self, run: &RunId) -> Result<Vec<StoredToolCall>> {
+        self.observe("tool_calls", self.inner.tool_calls(run)).await
+    }
+
+    async fn approval_policies(&self) -> Result<Vec<ApprovalPolicy>> {
+        self.observe("approval_policies", self.inner.approval_policies()).await
+    }
+
+    async fn approval(&self, id: &ApprovalId) -> Result<Approval> {
+        self.observe("approval", self.inner.approval(id)).await
+    }
+
+    async fn list_approvals(&self, filter: &ApprovalFilter, limit: u32) -> Result<Vec<Approval>> {
+        self.observe("list_approvals", self.inner.list_approvals(filter, limit)).await
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter, after: u64, limit: u32) -> Result<Vec<StoredAuditEntry>> {
+        self.observe("list_audit", self.inner.list_audit(filter, after, limit)).await
     }
 
     async fn record_heartbeats(&self, batch: &[Heartbeat]) -> Result<u64> {

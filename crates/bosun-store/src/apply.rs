@@ -18,11 +18,14 @@ use std::task::{Context, Poll, Waker};
 
 use bosun_core::node::Gpu;
 use bosun_core::{
-    Actor, BootstrapLog, ChangeOp, Command, CommandId, Fence, HealthReport, Instance, InstanceId, Lease, LeaseName,
-    LeaseObservation, Node, NodeId, Pool, PoolName, ReplicaId, ResourceKind, Revision, StoredPolicy, Timestamp,
+    Actor, Approval, ApprovalId, ApprovalPolicy, ApprovalPolicyName, AuditEntry, BootstrapLog, ChangeOp, Command,
+    CommandId, Fence, HealthReport, Instance, InstanceId, Lease, LeaseName, LeaseObservation, Node, NodeId, Pool,
+    PoolName, ReplicaId, ResourceKind, Revision, RunEvent, RunId, Runbook, RunbookName, StoredPolicy, TaskRun,
+    Timestamp, ToolCall, ToolDefinition, ToolName,
 };
 
 use crate::error::{Result, StoreError};
+use crate::ledger::{self, ArtifactInfo};
 use crate::rules::{self, CommandHeader, InstanceHeader, NodeHeader};
 use crate::sql::to_json;
 use crate::store::StoreOptions;
@@ -127,6 +130,38 @@ pub(crate) trait Transaction {
     async fn append_health_report(&mut self, report: &HealthReport, keep: u32) -> Result<u64>;
     /// Appends a bootstrap log and drops the node's oldest beyond `keep`; returns its id.
     async fn append_bootstrap_log(&mut self, log: &BootstrapLog, keep: u32) -> Result<u64>;
+
+    // The operations ledger (rules in `crate::ledger`). Reads of a run or an approval lock
+    // the row, like every read here.
+    async fn runbook(&mut self, name: &RunbookName) -> Result<Option<Runbook>>;
+    async fn insert_runbook(&mut self, runbook: &Runbook) -> Result<Insert>;
+    async fn update_runbook(&mut self, runbook: &Runbook) -> Result<()>;
+    async fn delete_runbook(&mut self, name: &RunbookName) -> Result<()>;
+    async fn run(&mut self, id: &RunId) -> Result<Option<TaskRun>>;
+    /// Inserts a run and its targets.
+    async fn insert_run(&mut self, run: &TaskRun) -> Result<Insert>;
+    /// Replaces a run's row; its targets stay as stored (they never change).
+    async fn update_run(&mut self, run: &TaskRun) -> Result<()>;
+    /// Appends an event numbered one after the run's last; returns the number.
+    async fn append_run_event(&mut self, at: Timestamp, event: &RunEvent) -> Result<u64>;
+    async fn insert_artifact(&mut self, info: &ArtifactInfo, content: &[u8]) -> Result<Insert>;
+    async fn tool(&mut self, name: &ToolName) -> Result<Option<ToolDefinition>>;
+    async fn insert_tool(&mut self, tool: &ToolDefinition) -> Result<Insert>;
+    async fn update_tool(&mut self, tool: &ToolDefinition) -> Result<()>;
+    async fn delete_tool(&mut self, name: &ToolName) -> Result<()>;
+    /// Appends a tool call record; returns its id.
+    async fn append_tool_call(&mut self, at: Timestamp, call: &ToolCall) -> Result<u64>;
+    async fn approval_policy(&mut self, name: &ApprovalPolicyName) -> Result<Option<ApprovalPolicy>>;
+    async fn insert_approval_policy(&mut self, policy: &ApprovalPolicy) -> Result<Insert>;
+    async fn update_approval_policy(&mut self, policy: &ApprovalPolicy) -> Result<()>;
+    async fn delete_approval_policy(&mut self, name: &ApprovalPolicyName) -> Result<()>;
+    async fn approval(&mut self, id: &ApprovalId) -> Result<Option<Approval>>;
+    async fn insert_approval(&mut self, approval: &Approval) -> Result<Insert>;
+    async fn update_approval(&mut self, approval: &Approval) -> Result<()>;
+    /// Appends an audit entry numbered one after the last ever handed out (a gap-free
+    /// counter, so retention deleting the oldest never reuses a number); returns it.
+    async fn append_audit(&mut self, at: Timestamp, entry: &AuditEntry) -> Result<u64>;
+
     /// Appends change records in order; returns their sequence numbers, in the same order.
     async fn append_changes(&mut self, stamp: Stamp<'_>, changes: &[ChangeDraft]) -> Result<Vec<u64>>;
 }
@@ -185,17 +220,17 @@ pub(crate) fn run_ready<F: Future>(future: F) -> F::Output {
 
 /// What one write produced: its outcome and its change records (the last one provides the
 /// outcome's sequence number).
-struct Applied {
+pub(crate) struct Applied {
     outcome: WriteOutcome,
     changes: Vec<ChangeDraft>,
 }
 
 impl Applied {
-    fn appended(id: u64) -> Self {
+    pub(crate) fn appended(id: u64) -> Self {
         Applied { outcome: WriteOutcome::Appended { id }, changes: Vec::new() }
     }
 
-    fn resource<T: serde::Serialize>(
+    pub(crate) fn resource<T: serde::Serialize>(
         kind: ResourceKind,
         id: &str,
         op: ChangeOp,
@@ -219,7 +254,7 @@ fn draft<T: serde::Serialize>(
     ChangeDraft { kind, resource_id: id.to_owned(), op, revision, resource: to_json(value) }
 }
 
-fn created(insert: Insert, kind: ResourceKind, id: &str) -> Result<()> {
+pub(crate) fn created(insert: Insert, kind: ResourceKind, id: &str) -> Result<()> {
     match insert {
         Insert::Done => Ok(()),
         Insert::KeyTaken => Err(StoreError::already_exists(kind, id)),
@@ -371,6 +406,20 @@ async fn apply<T: Transaction>(tx: &mut T, options: &StoreOptions, stamp: Stamp<
             tx.update_lease(&lease).await?;
             Ok(Applied::resource(ResourceKind::Lease, lease.name.as_str(), ChangeOp::Updated, lease.revision, &lease))
         }
+        Write::PutRunbook { runbook, expected } => ledger::put_runbook(tx, runbook, *expected).await,
+        Write::DeleteRunbook { name, expected } => ledger::delete_runbook(tx, name, *expected).await,
+        Write::CreateRun(run) => ledger::create_run(tx, run).await,
+        Write::UpdateRun { run, expected } => ledger::update_run(tx, run, *expected).await,
+        Write::AppendRunEvent(event) => ledger::append_run_event(tx, stamp, event).await,
+        Write::PutArtifact(artifact) => ledger::put_artifact(tx, options, stamp, artifact).await,
+        Write::PutTool { tool, expected } => ledger::put_tool(tx, tool, *expected).await,
+        Write::DeleteTool { name, expected } => ledger::delete_tool(tx, name, *expected).await,
+        Write::RecordToolCall(call) => ledger::record_tool_call(tx, stamp, call).await,
+        Write::PutApprovalPolicy { policy, expected } => ledger::put_approval_policy(tx, policy, *expected).await,
+        Write::DeleteApprovalPolicy { name, expected } => ledger::delete_approval_policy(tx, name, *expected).await,
+        Write::CreateApproval(approval) => ledger::create_approval(tx, approval).await,
+        Write::UpdateApproval { approval, expected } => ledger::update_approval(tx, approval, *expected).await,
+        Write::AppendAudit(entry) => ledger::append_audit(tx, stamp, entry).await,
     }
 }
 

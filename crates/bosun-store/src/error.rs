@@ -37,6 +37,15 @@ pub enum StoreError {
     #[error("lease {lease} is held by {holder} (epoch {epoch}) and changed since it was observed")]
     LeaseHeld { lease: LeaseName, holder: String, epoch: u64 },
 
+    /// The write is well formed but the record is not in a state that allows it (an
+    /// approval already decided). Not retried as is.
+    #[error("{message}")]
+    FailedPrecondition { message: String },
+
+    /// A value is larger than the store accepts (an artifact over the configured limit).
+    #[error("{what} is {size} bytes; the limit is {limit} bytes")]
+    TooLarge { what: String, size: u64, limit: u64 },
+
     /// The store cannot be reached or is overloaded; the operation may be retried.
     #[error("store unavailable: {message}")]
     Unavailable { message: String },
@@ -88,6 +97,8 @@ impl StoreError {
             StoreError::LeaseHeld { .. } => "lease_held",
             StoreError::InvalidTransition { .. } => "invalid_transition",
             StoreError::Invalid(_) => "invalid",
+            StoreError::FailedPrecondition { .. } => "failed_precondition",
+            StoreError::TooLarge { .. } => "too_large",
             StoreError::Unavailable { .. } => "unavailable",
             StoreError::Lost { .. } => "lost",
             StoreError::Corrupt { .. } => "corrupt",

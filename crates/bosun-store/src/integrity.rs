@@ -37,10 +37,16 @@ pub(crate) enum Reference {
     MetricSampleToNode,
     GpuToNode,
     LivenessToNode,
+    RunTargetToRun,
+    RunEventToRun,
+    ArtifactToRun,
+    ApprovalToRun,
+    ToolCallToRun,
+    ToolCallToApproval,
 }
 
 impl Reference {
-    pub const ALL: [Reference; 7] = [
+    pub const ALL: [Reference; 13] = [
         Reference::CommandToNode,
         Reference::CommandEventToCommand,
         Reference::InstanceToNode,
@@ -48,6 +54,12 @@ impl Reference {
         Reference::MetricSampleToNode,
         Reference::GpuToNode,
         Reference::LivenessToNode,
+        Reference::RunTargetToRun,
+        Reference::RunEventToRun,
+        Reference::ArtifactToRun,
+        Reference::ApprovalToRun,
+        Reference::ToolCallToRun,
+        Reference::ToolCallToApproval,
     ];
 
     /// The SQL tables of the child and the parent (every foreign key of the schemas is one
@@ -62,6 +74,12 @@ impl Reference {
             Reference::MetricSampleToNode => ("metric_samples", "nodes"),
             Reference::GpuToNode => ("node_gpus", "nodes"),
             Reference::LivenessToNode => ("node_liveness", "nodes"),
+            Reference::RunTargetToRun => ("task_run_targets", "task_runs"),
+            Reference::RunEventToRun => ("task_events", "task_runs"),
+            Reference::ArtifactToRun => ("artifacts", "task_runs"),
+            Reference::ApprovalToRun => ("approvals", "task_runs"),
+            Reference::ToolCallToRun => ("tool_call_records", "task_runs"),
+            Reference::ToolCallToApproval => ("tool_call_records", "approvals"),
         }
     }
 
@@ -75,6 +93,11 @@ impl Reference {
             Reference::MetricSampleToNode => "metric sample of",
             Reference::GpuToNode => "GPU of",
             Reference::LivenessToNode => "liveness of",
+            Reference::RunTargetToRun => "target of",
+            Reference::RunEventToRun => "event of",
+            Reference::ArtifactToRun => "artifact of",
+            Reference::ApprovalToRun => "approval",
+            Reference::ToolCallToRun | Reference::ToolCallToApproval => "tool call",
         }
     }
 }

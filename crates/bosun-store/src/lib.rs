@@ -6,6 +6,7 @@
 //! Layout:
 //! - [`store`]: the [`Store`] trait, the contract every backend implements.
 //! - [`write`]: atomic [`WriteBatch`]es, the only way hard state changes.
+//! - [`ledger`]: the operations ledger's stored forms, filters and write rules.
 //! - [`query`]: filters and keyset pagination.
 //! - [`error`]: typed [`StoreError`]s.
 //! - [`location`]: store URLs (`sqlite://`, `postgres://`, `memory://`) and their selection.
@@ -21,6 +22,7 @@
 mod apply;
 pub mod error;
 mod integrity;
+pub mod ledger;
 pub mod location;
 mod memory;
 pub mod open;
@@ -48,6 +50,7 @@ mod migration_tests;
 mod slow_log_tests;
 
 pub use error::{Result, StoreError};
+pub use ledger::{ArtifactInfo, AuditFilter, RunFilter, StoredAuditEntry, StoredRunEvent, StoredToolCall};
 pub use location::{DEFAULT_STORE_URL, LocationError, StoreLocation, redact_url};
 pub use memory::MemoryStore;
 pub use open::{
@@ -60,7 +63,7 @@ pub use query::{
 pub use signals::{ChangeSignal, ChangeSignals};
 pub use sqlite::SqliteDurability;
 pub use store::{
-    Backend, IntegrityFinding, PoolStats, RetentionPolicy, RetentionReport, SampleRetention, SharedStore, Store,
-    StoreCounts, StoreOptions,
+    ApprovalFilter, Backend, IntegrityFinding, PoolStats, RetentionPolicy, RetentionReport, SampleRetention,
+    SharedStore, Store, StoreCounts, StoreOptions,
 };
 pub use write::{Committed, StoredHealthReport, Write, WriteBatch, WriteOutcome};

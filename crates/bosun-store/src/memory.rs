@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use bosun_core::node::Gpu;
 use bosun_core::{
-    BootstrapLog, ChangeOp, ChangeRecord, Command, CommandEvent, CommandId, HealthReport, Heartbeat, Instance,
-    InstanceId, InstanceState, Lease, LeaseName, MetricSample, Node, NodeId, Pool, PoolName, ResourceKind, Revision,
-    StoredPolicy, Timestamp,
+    Approval, ApprovalId, ApprovalPolicy, ApprovalPolicyName, AuditEntry, BootstrapLog, ChangeOp, ChangeRecord,
+    Command, CommandEvent, CommandId, HealthReport, Heartbeat, Instance, InstanceId, InstanceState, Lease, LeaseName,
+    MetricSample, Node, NodeId, Pool, PoolName, ResourceKind, Revision, RunEvent, RunId, Runbook, RunbookName,
+    StoredPolicy, TaskRun, Timestamp, ToolCall, ToolDefinition, ToolName,
 };
 
 use crate::apply::{self, ChangeDraft, Insert, LeaseLock, Stamp, Transaction, run_ready};
@@ -22,10 +23,13 @@ use crate::error::{Result, StoreError};
 use crate::integrity::{
     self, ChangeLogChecker, CommandFacts, InstanceFacts, IntegritySource, Inventory, Orphan, Reference,
 };
+use crate::ledger::{ArtifactInfo, AuditFilter, RunFilter, StoredAuditEntry, StoredRunEvent, StoredToolCall};
 use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest};
 use crate::rules::{InstanceHeader, NodeHeader};
 use crate::soft_state::{dedupe_heartbeats, dedupe_samples};
-use crate::store::{Backend, IntegrityFinding, RetentionPolicy, RetentionReport, Store, StoreCounts, StoreOptions};
+use crate::store::{
+    ApprovalFilter, Backend, IntegrityFinding, RetentionPolicy, RetentionReport, Store, StoreCounts, StoreOptions,
+};
 use crate::transfer::{
     Batcher, CommandRecord, DocumentText, DumpMessage, LoadMessage, NodeRecord, Record, RecordKind, Sequences,
     Snapshot, Target, load_abandoned, target_not_empty,
@@ -53,7 +57,23 @@ struct State {
     changes_compacted_through: u64,
     last_health_id: u64,
     last_bootstrap_id: u64,
+    ledger: Ledger,
     closed: bool,
+}
+
+/// The operations ledger's records.
+#[derive(Debug, Default, Clone)]
+struct Ledger {
+    runbooks: BTreeMap<RunbookName, Runbook>,
+    runs: BTreeMap<RunId, TaskRun>,
+    events: HashMap<RunId, Vec<StoredRunEvent>>,
+    artifacts: BTreeMap<(RunId, String), (ArtifactInfo, Vec<u8>)>,
+    tools: BTreeMap<ToolName, ToolDefinition>,
+    tool_calls: BTreeMap<u64, StoredToolCall>,
+    approval_policies: BTreeMap<ApprovalPolicyName, ApprovalPolicy>,
+    approvals: BTreeMap<ApprovalId, Approval>,
+    audit: BTreeMap<u64, StoredAuditEntry>,
+    last_audit_seq: u64,
 }
 
 impl State {
@@ -363,6 +383,24 @@ impl Tx<'_> {
         }));
     }
 
+    /// Sets or removes `key` in the map `map` picks out of the state, with its undo.
+    fn put_keyed<K, V>(&mut self, map: fn(&mut State) -> &mut BTreeMap<K, V>, key: K, value: Option<V>)
+    where
+        K: Ord + Clone + Send + 'static,
+        V: Send + 'static,
+    {
+        let old = match value {
+            Some(value) => map(self.state).insert(key.clone(), value),
+            None => map(self.state).remove(&key),
+        };
+        self.undo.push(Box::new(move |s| {
+            match old {
+                Some(old) => map(s).insert(key, old),
+                None => map(s).remove(&key),
+            };
+        }));
+    }
+
     /// Drops a node's GPU inventory, health history and metric samples (bootstrap logs
     /// are kept: they explain failed boots of machines that never became nodes).
     fn take_side_tables(&mut self, id: &NodeId) {
@@ -636,6 +674,149 @@ impl Transaction for Tx<'_> {
         Ok(id)
     }
 
+    async fn runbook(&mut self, name: &RunbookName) -> Result<Option<Runbook>> {
+        Ok(self.state.ledger.runbooks.get(name).cloned())
+    }
+
+    async fn insert_runbook(&mut self, runbook: &Runbook) -> Result<Insert> {
+        if self.state.ledger.runbooks.contains_key(&runbook.name) {
+            return Ok(Insert::KeyTaken);
+        }
+        self.put_keyed(|s| &mut s.ledger.runbooks, runbook.name.clone(), Some(runbook.clone()));
+        Ok(Insert::Done)
+    }
+
+    async fn update_runbook(&mut self, runbook: &Runbook) -> Result<()> {
+        self.put_keyed(|s| &mut s.ledger.runbooks, runbook.name.clone(), Some(runbook.clone()));
+        Ok(())
+    }
+
+    async fn delete_runbook(&mut self, name: &RunbookName) -> Result<()> {
+        self.put_keyed(|s| &mut s.ledger.runbooks, name.clone(), None);
+        Ok(())
+    }
+
+    async fn run(&mut self, id: &RunId) -> Result<Option<TaskRun>> {
+        Ok(self.state.ledger.runs.get(id).cloned())
+    }
+
+    async fn insert_run(&mut self, run: &TaskRun) -> Result<Insert> {
+        if self.state.ledger.runs.contains_key(&run.id) {
+            return Ok(Insert::KeyTaken);
+        }
+        self.put_keyed(|s| &mut s.ledger.runs, run.id, Some(run.clone()));
+        Ok(Insert::Done)
+    }
+
+    async fn update_run(&mut self, run: &TaskRun) -> Result<()> {
+        self.put_keyed(|s| &mut s.ledger.runs, run.id, Some(run.clone()));
+        Ok(())
+    }
+
+    async fn append_run_event(&mut self, at: Timestamp, event: &RunEvent) -> Result<u64> {
+        let run = event.run_id;
+        let events = self.state.ledger.events.entry(run).or_default();
+        let seq = events.last().map_or(1, |last| last.seq + 1);
+        events.push(StoredRunEvent { seq, at, event: event.clone() });
+        self.undo.push(Box::new(move |s| {
+            if let Some(events) = s.ledger.events.get_mut(&run) {
+                events.pop();
+                if events.is_empty() {
+                    s.ledger.events.remove(&run);
+                }
+            }
+        }));
+        Ok(seq)
+    }
+
+    async fn insert_artifact(&mut self, info: &ArtifactInfo, content: &[u8]) -> Result<Insert> {
+        let key = (info.run_id, info.name.clone());
+        if self.state.ledger.artifacts.contains_key(&key) {
+            return Ok(Insert::KeyTaken);
+        }
+        self.put_keyed(|s| &mut s.ledger.artifacts, key, Some((info.clone(), content.to_vec())));
+        Ok(Insert::Done)
+    }
+
+    async fn tool(&mut self, name: &ToolName) -> Result<Option<ToolDefinition>> {
+        Ok(self.state.ledger.tools.get(name).cloned())
+    }
+
+    async fn insert_tool(&mut self, tool: &ToolDefinition) -> Result<Insert> {
+        if self.state.ledger.tools.contains_key(&tool.name) {
+            return Ok(Insert::KeyTaken);
+        }
+        self.put_keyed(|s| &mut s.ledger.tools, tool.name.clone(), Some(tool.clone()));
+        Ok(Insert::Done)
+    }
+
+    async fn update_tool(&mut self, tool: &ToolDefinition) -> Result<()> {
+        self.put_keyed(|s| &mut s.ledger.tools, tool.name.clone(), Some(tool.clone()));
+        Ok(())
+    }
+
+    async fn delete_tool(&mut self, name: &ToolName) -> Result<()> {
+        self.put_keyed(|s| &mut s.ledger.tools, name.clone(), None);
+        Ok(())
+    }
+
+    async fn append_tool_call(&mut self, at: Timestamp, call: &ToolCall) -> Result<u64> {
+        let id = self.state.ledger.tool_calls.last_key_value().map_or(1, |(id, _)| id + 1);
+        self.put_keyed(|s| &mut s.ledger.tool_calls, id, Some(StoredToolCall { id, at, call: call.clone() }));
+        Ok(id)
+    }
+
+    async fn approval_policy(&mut self, name: &ApprovalPolicyName) -> Result<Option<ApprovalPolicy>> {
+        Ok(self.state.ledger.approval_policies.get(name).cloned())
+    }
+
+    async fn insert_approval_policy(&mut self, policy: &ApprovalPolicy) -> Result<Insert> {
+        if self.state.ledger.approval_policies.contains_key(&policy.name) {
+            return Ok(Insert::KeyTaken);
+        }
+        self.put_keyed(|s| &mut s.ledger.approval_policies, policy.name.clone(), Some(policy.clone()));
+        Ok(Insert::Done)
+    }
+
+    async fn update_approval_policy(&mut self, policy: &ApprovalPolicy) -> Result<()> {
+        self.put_keyed(|s| &mut s.ledger.approval_policies, policy.name.clone(), Some(policy.clone()));
+        Ok(())
+    }
+
+    async fn delete_approval_policy(&mut self, name: &ApprovalPolicyName) -> Result<()> {
+        self.put_keyed(|s| &mut s.ledger.approval_policies, name.clone(), None);
+        Ok(())
+    }
+
+    async fn approval(&mut self, id: &ApprovalId) -> Result<Option<Approval>> {
+        Ok(self.state.ledger.approvals.get(id).cloned())
+    }
+
+    async fn insert_approval(&mut self, approval: &Approval) -> Result<Insert> {
+        if self.state.ledger.approvals.contains_key(&approval.id) {
+            return Ok(Insert::KeyTaken);
+        }
+        self.put_keyed(|s| &mut s.ledger.approvals, approval.id, Some(approval.clone()));
+        Ok(Insert::Done)
+    }
+
+    async fn update_approval(&mut self, approval: &Approval) -> Result<()> {
+        self.put_keyed(|s| &mut s.ledger.approvals, approval.id, Some(approval.clone()));
+        Ok(())
+    }
+
+    async fn append_audit(&mut self, at: Timestamp, entry: &AuditEntry) -> Result<u64> {
+        let previous = self.state.ledger.last_audit_seq;
+        let seq = previous + 1;
+        self.state.ledger.last_audit_seq = seq;
+        self.state.ledger.audit.insert(seq, StoredAuditEntry { seq, at, entry: entry.clone() });
+        self.undo.push(Box::new(move |s| {
+            s.ledger.audit.remove(&seq);
+            s.ledger.last_audit_seq = previous;
+        }));
+        Ok(seq)
+    }
+
     async fn append_changes(&mut self, stamp: Stamp<'_>, changes: &[ChangeDraft]) -> Result<Vec<u64>> {
         changes.iter().map(|change| self.record_change(stamp, change)).collect()
     }
@@ -708,6 +889,52 @@ impl IntegritySource for Check<'_> {
                 .collect(),
             // A node's last heartbeat lives in the node itself: it cannot outlive it.
             Reference::LivenessToNode => Vec::new(),
+            // A run's targets live in the run itself.
+            Reference::RunTargetToRun => Vec::new(),
+            Reference::RunEventToRun => state
+                .ledger
+                .events
+                .iter()
+                .filter(|(run, _)| !state.ledger.runs.contains_key(run))
+                .flat_map(|(run, events)| events.iter().map(move |e| orphan(format!("{run}#{}", e.seq), run)))
+                .take(limit)
+                .collect(),
+            Reference::ArtifactToRun => state
+                .ledger
+                .artifacts
+                .keys()
+                .filter(|(run, _)| !state.ledger.runs.contains_key(run))
+                .map(|(run, name)| orphan(format!("{run}#{name}"), run))
+                .take(limit)
+                .collect(),
+            Reference::ApprovalToRun => state
+                .ledger
+                .approvals
+                .values()
+                .filter(|a| !state.ledger.runs.contains_key(&a.run_id))
+                .map(|a| orphan(a.id.to_string(), &a.run_id))
+                .take(limit)
+                .collect(),
+            Reference::ToolCallToRun => state
+                .ledger
+                .tool_calls
+                .values()
+                .filter(|c| !state.ledger.runs.contains_key(&c.call.run_id))
+                .map(|c| orphan(c.id.to_string(), &c.call.run_id))
+                .take(limit)
+                .collect(),
+            Reference::ToolCallToApproval => state
+                .ledger
+                .tool_calls
+                .values()
+                .filter_map(|c| {
+                    c.call
+                        .approval_id
+                        .filter(|a| !state.ledger.approvals.contains_key(a))
+                        .map(|a| orphan(c.id.to_string(), &a))
+                })
+                .take(limit)
+                .collect(),
         };
         Ok(orphans)
     }
@@ -1005,6 +1232,109 @@ impl Store for MemoryStore {
     async fn change_signals(&self) -> Option<crate::ChangeSignals> {
         // In-process: every commit is made by the process that holds the store.
         None
+    }
+
+    async fn runbook(&self, name: &RunbookName) -> Result<Runbook> {
+        self.lock()?
+            .ledger
+            .runbooks
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StoreError::not_found(ResourceKind::Runbook, name))
+    }
+
+    async fn list_runbooks(&self) -> Result<Vec<Runbook>> {
+        Ok(self.lock()?.ledger.runbooks.values().cloned().collect())
+    }
+
+    async fn run(&self, id: &RunId) -> Result<TaskRun> {
+        self.lock()?.ledger.runs.get(id).cloned().ok_or_else(|| StoreError::not_found(ResourceKind::Run, id))
+    }
+
+    async fn list_runs(&self, filter: &RunFilter, page: &PageRequest) -> Result<Page<TaskRun>> {
+        let limit = page.checked_limit()?;
+        let before = page.start_after(ResourceKind::Run)?.map(|key| key.parse::<RunId>()).transpose()?;
+        let state = self.lock()?;
+        let end = before.map_or(Bound::Unbounded, Bound::Excluded);
+        let rows: Vec<TaskRun> = state
+            .ledger
+            .runs
+            .range((Bound::Unbounded, end))
+            .rev()
+            .map(|(_, run)| run)
+            .filter(|run| filter.matches(run))
+            .take(limit as usize + 1)
+            .cloned()
+            .collect();
+        Ok(Page::from_rows(rows, limit, ResourceKind::Run, |run| run.id.to_string()))
+    }
+
+    async fn run_events(&self, run: &RunId, after: u64, limit: u32) -> Result<Vec<StoredRunEvent>> {
+        let state = self.lock()?;
+        if !state.ledger.runs.contains_key(run) {
+            return Err(StoreError::not_found(ResourceKind::Run, run));
+        }
+        let events = state.ledger.events.get(run).map_or(&[][..], Vec::as_slice);
+        Ok(events.iter().filter(|e| e.seq > after).take(limit as usize).cloned().collect())
+    }
+
+    async fn artifacts(&self, run: &RunId) -> Result<Vec<ArtifactInfo>> {
+        let state = self.lock()?;
+        if !state.ledger.runs.contains_key(run) {
+            return Err(StoreError::not_found(ResourceKind::Run, run));
+        }
+        Ok(state
+            .ledger
+            .artifacts
+            .range((*run, String::new())..)
+            .take_while(|((r, _), _)| r == run)
+            .map(|(_, (info, _))| info.clone())
+            .collect())
+    }
+
+    async fn artifact(&self, run: &RunId, name: &str) -> Result<(ArtifactInfo, Vec<u8>)> {
+        self.lock()?
+            .ledger
+            .artifacts
+            .get(&(*run, name.to_owned()))
+            .cloned()
+            .ok_or_else(|| StoreError::not_found(ResourceKind::Run, format_args!("{run}/artifact {name:?}")))
+    }
+
+    async fn tools(&self) -> Result<Vec<ToolDefinition>> {
+        Ok(self.lock()?.ledger.tools.values().cloned().collect())
+    }
+
+    async fn tool_calls(&self, run: &RunId) -> Result<Vec<StoredToolCall>> {
+        Ok(self.lock()?.ledger.tool_calls.values().filter(|c| c.call.run_id == *run).cloned().collect())
+    }
+
+    async fn approval_policies(&self) -> Result<Vec<ApprovalPolicy>> {
+        let mut policies: Vec<ApprovalPolicy> = self.lock()?.ledger.approval_policies.values().cloned().collect();
+        policies.sort_by(|a, b| (a.position, &a.name).cmp(&(b.position, &b.name)));
+        Ok(policies)
+    }
+
+    async fn approval(&self, id: &ApprovalId) -> Result<Approval> {
+        self.lock()?.ledger.approvals.get(id).cloned().ok_or_else(|| StoreError::not_found(ResourceKind::Approval, id))
+    }
+
+    async fn list_approvals(&self, filter: &ApprovalFilter, limit: u32) -> Result<Vec<Approval>> {
+        let state = self.lock()?;
+        Ok(state.ledger.approvals.values().filter(|a| filter.matches(a)).take(limit as usize).cloned().collect())
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter, after: u64, limit: u32) -> Result<Vec<StoredAuditEntry>> {
+        let state = self.lock()?;
+        Ok(state
+            .ledger
+            .audit
+            .range(after.saturating_add(1)..)
+            .map(|(_, e)| e)
+            .filter(|e| filter.matches(e))
+            .take(limit as usize)
+            .cloned()
+            .collect())
     }
 
     async fn record_heartbeats(&self, batch: &[Heartbeat]) -> Result<u64> {

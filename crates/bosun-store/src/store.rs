@@ -7,11 +7,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bosun_core::node::Gpu;
 use bosun_core::{
-    BootstrapLog, ChangeRecord, Clock, Command, CommandEvent, CommandId, Heartbeat, Instance, InstanceId, MetricSample,
-    Node, NodeId, Pool, PoolName, StoredPolicy, Timestamp,
+    Approval, ApprovalId, ApprovalPolicy, BootstrapLog, ChangeRecord, Clock, Command, CommandEvent, CommandId,
+    Heartbeat, Instance, InstanceId, MetricSample, Node, NodeId, Pool, PoolName, RunId, Runbook, RunbookName,
+    StoredPolicy, TaskRun, Timestamp, ToolDefinition,
 };
 
 use crate::error::Result;
+use crate::ledger::{ArtifactInfo, AuditFilter, RunFilter, StoredAuditEntry, StoredRunEvent, StoredToolCall};
 use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest};
 use crate::signals::ChangeSignals;
 use crate::transfer::{DumpMessage, LoadMessage, Target};
@@ -51,18 +53,25 @@ pub struct StoreOptions {
     /// Bootstrap logs kept per node.
     pub bootstrap_logs_per_node: u32,
     pub samples: SampleRetention,
+    /// The largest artifact a run may store, in bytes (larger ones are refused with
+    /// `TooLarge`).
+    pub artifact_max_bytes: u64,
     /// Statements slower than this are logged at WARN with their name (never their
     /// parameters).
     pub slow_statement: Duration,
 }
 
 impl StoreOptions {
+    /// 1 MiB.
+    pub const DEFAULT_ARTIFACT_MAX_BYTES: u64 = 1024 * 1024;
+
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         Self {
             clock,
             health_history_per_node: 100,
             bootstrap_logs_per_node: 50,
             samples: SampleRetention::default(),
+            artifact_max_bytes: Self::DEFAULT_ARTIFACT_MAX_BYTES,
             slow_statement: Duration::from_millis(500),
         }
     }
@@ -225,6 +234,33 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// not heard).
     async fn change_signals(&self) -> Option<ChangeSignals>;
 
+    // The operations ledger (see `crate::ledger`).
+    async fn runbook(&self, name: &RunbookName) -> Result<Runbook>;
+    /// Every runbook, by name.
+    async fn list_runbooks(&self) -> Result<Vec<Runbook>>;
+    async fn run(&self, id: &RunId) -> Result<TaskRun>;
+    /// Runs matching `filter`, newest first (the cursor: the last run id returned).
+    async fn list_runs(&self, filter: &RunFilter, page: &PageRequest) -> Result<Page<TaskRun>>;
+    /// A run's events numbered after `after`, oldest first, at most `limit`. NotFound if
+    /// the run does not exist.
+    async fn run_events(&self, run: &RunId, after: u64, limit: u32) -> Result<Vec<StoredRunEvent>>;
+    /// A run's artifacts (without content), by name.
+    async fn artifacts(&self, run: &RunId) -> Result<Vec<ArtifactInfo>>;
+    /// One artifact with its content.
+    async fn artifact(&self, run: &RunId, name: &str) -> Result<(ArtifactInfo, Vec<u8>)>;
+    /// Every tool definition, by name.
+    async fn tools(&self) -> Result<Vec<ToolDefinition>>;
+    /// A run's tool calls, in the order they were recorded.
+    async fn tool_calls(&self, run: &RunId) -> Result<Vec<StoredToolCall>>;
+    /// The approval policy's rules in the order they are tried: by position, then name.
+    async fn approval_policies(&self) -> Result<Vec<ApprovalPolicy>>;
+    async fn approval(&self, id: &ApprovalId) -> Result<Approval>;
+    /// Approvals matching `filter`, oldest first, at most `limit`.
+    async fn list_approvals(&self, filter: &ApprovalFilter, limit: u32) -> Result<Vec<Approval>>;
+    /// Audit entries matching `filter` numbered after `after`, oldest first, at most
+    /// `limit`.
+    async fn list_audit(&self, filter: &AuditFilter, after: u64, limit: u32) -> Result<Vec<StoredAuditEntry>>;
+
     /// Records heartbeats in one transaction. Heartbeats of unknown nodes are skipped, a
     /// node's last heartbeat never moves backwards, and the number of nodes updated is
     /// returned.
@@ -287,6 +323,20 @@ pub trait Store: Send + Sync + fmt::Debug {
     }
     /// Closes connections; further calls fail with `Unavailable`.
     async fn close(&self);
+}
+
+/// Which approvals a list returns (all conditions must hold).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApprovalFilter {
+    pub run: Option<RunId>,
+    /// Only approvals not decided yet.
+    pub undecided: bool,
+}
+
+impl ApprovalFilter {
+    pub fn matches(&self, approval: &Approval) -> bool {
+        self.run.is_none_or(|r| r == approval.run_id) && (!self.undecided || approval.decision.is_none())
+    }
 }
 
 /// The store as shared by the rest of bosun.

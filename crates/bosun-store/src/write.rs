@@ -8,8 +8,9 @@
 
 use bosun_core::node::Gpu;
 use bosun_core::{
-    Actor, BootstrapLog, Command, Fence, HealthReport, Instance, InstanceId, LeaseName, LeaseObservation, Node, NodeId,
-    Pool, PoolName, ReplicaId, ResourceKind, Revision, StoredPolicy,
+    Actor, Approval, ApprovalPolicy, ApprovalPolicyName, Artifact, AuditEntry, BootstrapLog, Command, Fence,
+    HealthReport, Instance, InstanceId, LeaseName, LeaseObservation, Node, NodeId, Pool, PoolName, ReplicaId,
+    ResourceKind, Revision, RunEvent, Runbook, RunbookName, StoredPolicy, TaskRun, ToolCall, ToolDefinition, ToolName,
 };
 
 /// One write inside a batch.
@@ -91,6 +92,58 @@ pub enum Write {
     /// The holder gives its lease up, so a follower can take over at once. `Fenced` unless
     /// the fence is current.
     ReleaseLease(Fence),
+    /// Stores a runbook: created at version 1 when none has its name, replaced otherwise
+    /// (its version the stored one or the next). With `expected`, only at that revision.
+    PutRunbook {
+        runbook: Box<Runbook>,
+        expected: Option<Revision>,
+    },
+    DeleteRunbook {
+        name: RunbookName,
+        expected: Option<Revision>,
+    },
+    /// Records a run (in a status a run may begin in) with its targets.
+    CreateRun(Box<TaskRun>),
+    /// Replaces a run's status and outcome; its kind, runbook, targets, requester, input and
+    /// creation time never change, and its status follows the run lifecycle.
+    UpdateRun {
+        run: Box<TaskRun>,
+        expected: Revision,
+    },
+    /// Appends to a run's history, numbered after its last event (no change record).
+    AppendRunEvent(Box<RunEvent>),
+    /// Stores an artifact of a run, once per name, up to the store's size limit
+    /// (`TooLarge` beyond).
+    PutArtifact(Box<Artifact>),
+    /// Stores a tool definition: created when none has its name, replaced otherwise.
+    PutTool {
+        tool: Box<ToolDefinition>,
+        expected: Option<Revision>,
+    },
+    DeleteTool {
+        name: ToolName,
+        expected: Option<Revision>,
+    },
+    /// Records one call of a tool within a run (no change record).
+    RecordToolCall(Box<ToolCall>),
+    /// Stores an approval policy rule: created when none has its name, replaced otherwise.
+    PutApprovalPolicy {
+        policy: Box<ApprovalPolicy>,
+        expected: Option<Revision>,
+    },
+    DeleteApprovalPolicy {
+        name: ApprovalPolicyName,
+        expected: Option<Revision>,
+    },
+    /// Requests an approval (undecided) for a step of a run.
+    CreateApproval(Box<Approval>),
+    /// Records the decision on an approval; `FailedPrecondition` if it was decided before.
+    UpdateApproval {
+        approval: Box<Approval>,
+        expected: Revision,
+    },
+    /// Appends to the audit log, numbered after its last entry (no change record).
+    AppendAudit(Box<AuditEntry>),
 }
 
 impl Write {
@@ -117,7 +170,22 @@ impl Write {
             Write::RenewLease(fence) | Write::ReleaseLease(fence) => {
                 Some((ResourceKind::Lease, fence.lease.to_string()))
             }
-            Write::AppendHealthReport(_) | Write::AppendBootstrapLog(_) => None,
+            Write::PutRunbook { runbook, .. } => Some((ResourceKind::Runbook, runbook.name.to_string())),
+            Write::DeleteRunbook { name, .. } => Some((ResourceKind::Runbook, name.to_string())),
+            Write::CreateRun(run) | Write::UpdateRun { run, .. } => Some((ResourceKind::Run, run.id.to_string())),
+            Write::PutTool { tool, .. } => Some((ResourceKind::Tool, tool.name.to_string())),
+            Write::DeleteTool { name, .. } => Some((ResourceKind::Tool, name.to_string())),
+            Write::PutApprovalPolicy { policy, .. } => Some((ResourceKind::ApprovalPolicy, policy.name.to_string())),
+            Write::DeleteApprovalPolicy { name, .. } => Some((ResourceKind::ApprovalPolicy, name.to_string())),
+            Write::CreateApproval(approval) | Write::UpdateApproval { approval, .. } => {
+                Some((ResourceKind::Approval, approval.id.to_string()))
+            }
+            Write::AppendHealthReport(_)
+            | Write::AppendBootstrapLog(_)
+            | Write::AppendRunEvent(_)
+            | Write::PutArtifact(_)
+            | Write::RecordToolCall(_)
+            | Write::AppendAudit(_) => None,
         }
     }
 }
@@ -147,6 +215,12 @@ impl WriteBatch {
     }
 
     pub fn push(&mut self, write: Write) -> &mut Self {
+        self.writes.push(write);
+        self
+    }
+
+    /// Adds `write` (builder form of [`WriteBatch::push`]).
+    pub fn with(mut self, write: Write) -> Self {
         self.writes.push(write);
         self
     }
@@ -254,6 +328,32 @@ impl WriteBatch {
         self
     }
 
+    pub fn create_run(mut self, run: TaskRun) -> Self {
+        self.writes.push(Write::CreateRun(Box::new(run)));
+        self
+    }
+
+    pub fn update_run(mut self, run: TaskRun) -> Self {
+        let expected = run.revision;
+        self.writes.push(Write::UpdateRun { run: Box::new(run), expected });
+        self
+    }
+
+    pub fn append_run_event(mut self, event: RunEvent) -> Self {
+        self.writes.push(Write::AppendRunEvent(Box::new(event)));
+        self
+    }
+
+    pub fn put_artifact(mut self, artifact: Artifact) -> Self {
+        self.writes.push(Write::PutArtifact(Box::new(artifact)));
+        self
+    }
+
+    pub fn append_audit(mut self, entry: AuditEntry) -> Self {
+        self.writes.push(Write::AppendAudit(Box::new(entry)));
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
     }
@@ -270,7 +370,8 @@ pub enum WriteOutcome {
     /// The resource's revision after the write (its last revision for a delete), and the
     /// sequence number of the change record written for it.
     Resource { revision: Revision, change_seq: u64 },
-    /// The id assigned to an appended history entry.
+    /// The id assigned to an appended history entry (a run event's sequence number, an
+    /// audit entry's; an artifact's size).
     Appended { id: u64 },
     /// A lease renewed: its revision (unchanged) and how many renewals it now counts.
     Renewed { revision: Revision, renewals: u64 },

@@ -12,6 +12,7 @@ mod fixtures;
 mod instances;
 mod integrity;
 mod leases;
+mod ledger;
 mod maintenance;
 mod nodes;
 mod policies;
@@ -165,6 +166,15 @@ macro_rules! store_conformance {
             soft_state::large_soft_state_batches,
             extremes::the_largest_storable_integers_round_trip_and_larger_ones_are_invalid,
             extremes::the_earliest_and_latest_times_round_trip_and_others_are_invalid,
+            ledger::runs_round_trip_and_list_newest_first_with_filters,
+            ledger::run_status_follows_the_run_lifecycle,
+            ledger::run_events_are_numbered_without_gaps_per_run,
+            ledger::artifacts_are_written_once_with_their_digest_and_bounded,
+            ledger::approvals_are_decided_once,
+            ledger::tools_calls_policies_and_runbooks_round_trip,
+            ledger::audit_entries_are_numbered_without_gaps_and_filtered,
+            ledger::the_database_refuses_to_change_the_audit_log_and_run_events,
+            ledger::the_ledger_views_return_what_the_data_implies,
         );
     };
 }

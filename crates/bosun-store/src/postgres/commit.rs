@@ -11,17 +11,19 @@
 
 use bosun_core::node::Gpu;
 use bosun_core::{
-    BootstrapLog, Command, CommandId, HealthReport, Instance, InstanceId, Lease, LeaseName, Node, NodeId, Pool,
-    PoolName, Revision, StoredPolicy,
+    Approval, ApprovalId, ApprovalPolicy, ApprovalPolicyName, AuditEntry, BootstrapLog, Command, CommandId,
+    HealthReport, Instance, InstanceId, Lease, LeaseName, Node, NodeId, Pool, PoolName, Revision, RunEvent, RunId,
+    Runbook, RunbookName, StoredPolicy, TaskRun, Timestamp, ToolCall, ToolDefinition, ToolName,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, PgConnection};
 use sqlx::types::Json;
 use sqlx::{PgPool, Postgres};
 
-use super::time;
+use super::{ledger, time};
 use crate::apply::{self, ChangeDraft, Insert, LeaseLock, Stamp, Transaction};
 use crate::error::{Result, StoreError};
+use crate::ledger::ArtifactInfo;
 use crate::rules::{InstanceHeader, NodeHeader};
 use crate::sql::rows::{
     CommandRow, InstanceHeaderRow, InstanceRow, LeaseRow, NodeHeaderRow, NodeRow, PolicyRow, PoolRow,
@@ -505,6 +507,115 @@ impl Transaction for PgTx<'_> {
         )
         .await?;
         unsigned("bootstrap_logs.id", id)
+    }
+
+    async fn runbook(&mut self, name: &RunbookName) -> Result<Option<Runbook>> {
+        ledger::runbook(&mut *self.conn, self.slow, name.as_str(), true).await
+    }
+
+    async fn insert_runbook(&mut self, runbook: &Runbook) -> Result<Insert> {
+        self.insert("tasks.insert", ledger::bind_runbook(ledger::INSERT_RUNBOOK, runbook)).await
+    }
+
+    async fn update_runbook(&mut self, runbook: &Runbook) -> Result<()> {
+        self.execute("tasks.update", ledger::bind_runbook(ledger::UPDATE_RUNBOOK, runbook)).await
+    }
+
+    async fn delete_runbook(&mut self, name: &RunbookName) -> Result<()> {
+        self.execute("tasks.delete", ledger::delete_runbook(name)).await
+    }
+
+    async fn run(&mut self, id: &RunId) -> Result<Option<TaskRun>> {
+        ledger::run(&mut *self.conn, self.slow, id, true).await
+    }
+
+    async fn insert_run(&mut self, run: &TaskRun) -> Result<Insert> {
+        let inserted = self.insert("task_runs.insert", ledger::bind_run(ledger::INSERT_RUN, run)).await?;
+        if inserted == Insert::Done && !run.targets.is_empty() {
+            self.execute("task_run_targets.insert", ledger::insert_run_targets(run)).await?;
+        }
+        Ok(inserted)
+    }
+
+    async fn update_run(&mut self, run: &TaskRun) -> Result<()> {
+        self.execute("task_runs.update", ledger::bind_run(ledger::UPDATE_RUN, run)).await
+    }
+
+    async fn append_run_event(&mut self, at: Timestamp, event: &RunEvent) -> Result<u64> {
+        let seq = self
+            .slow
+            .run("task_events.append", ledger::append_run_event(at, event).fetch_one(&mut *self.conn))
+            .await
+            .map_err(|e| map_err(e, None))?;
+        ledger::seq("task_events.seq", seq)
+    }
+
+    async fn insert_artifact(&mut self, info: &ArtifactInfo, content: &[u8]) -> Result<Insert> {
+        self.insert("artifacts.insert", ledger::insert_artifact(info, content)).await
+    }
+
+    async fn tool(&mut self, name: &ToolName) -> Result<Option<ToolDefinition>> {
+        ledger::tool(&mut *self.conn, self.slow, name.as_str(), true).await
+    }
+
+    async fn insert_tool(&mut self, tool: &ToolDefinition) -> Result<Insert> {
+        self.insert("tool_definitions.insert", ledger::bind_tool(ledger::INSERT_TOOL, tool)).await
+    }
+
+    async fn update_tool(&mut self, tool: &ToolDefinition) -> Result<()> {
+        self.execute("tool_definitions.update", ledger::bind_tool(ledger::UPDATE_TOOL, tool)).await
+    }
+
+    async fn delete_tool(&mut self, name: &ToolName) -> Result<()> {
+        self.execute("tool_definitions.delete", ledger::delete_tool(name)).await
+    }
+
+    async fn append_tool_call(&mut self, at: Timestamp, call: &ToolCall) -> Result<u64> {
+        let id = self
+            .slow
+            .run("tool_call_records.append", ledger::append_tool_call(at, call).fetch_one(&mut *self.conn))
+            .await
+            .map_err(|e| map_err(e, None))?;
+        ledger::seq("tool_call_records.id", id)
+    }
+
+    async fn approval_policy(&mut self, name: &ApprovalPolicyName) -> Result<Option<ApprovalPolicy>> {
+        ledger::approval_policy(&mut *self.conn, self.slow, name.as_str(), true).await
+    }
+
+    async fn insert_approval_policy(&mut self, policy: &ApprovalPolicy) -> Result<Insert> {
+        self.insert("approval_policies.insert", ledger::bind_approval_policy(ledger::INSERT_APPROVAL_POLICY, policy))
+            .await
+    }
+
+    async fn update_approval_policy(&mut self, policy: &ApprovalPolicy) -> Result<()> {
+        self.execute("approval_policies.update", ledger::bind_approval_policy(ledger::UPDATE_APPROVAL_POLICY, policy))
+            .await
+    }
+
+    async fn delete_approval_policy(&mut self, name: &ApprovalPolicyName) -> Result<()> {
+        self.execute("approval_policies.delete", ledger::delete_approval_policy(name)).await
+    }
+
+    async fn approval(&mut self, id: &ApprovalId) -> Result<Option<Approval>> {
+        ledger::approval(&mut *self.conn, self.slow, id, true).await
+    }
+
+    async fn insert_approval(&mut self, approval: &Approval) -> Result<Insert> {
+        self.insert("approvals.insert", ledger::bind_approval(ledger::INSERT_APPROVAL, approval)).await
+    }
+
+    async fn update_approval(&mut self, approval: &Approval) -> Result<()> {
+        self.execute("approvals.update", ledger::bind_approval(ledger::UPDATE_APPROVAL, approval)).await
+    }
+
+    async fn append_audit(&mut self, at: Timestamp, entry: &AuditEntry) -> Result<u64> {
+        let seq = self
+            .slow
+            .run("audit_entries.append", ledger::append_audit(at, entry).fetch_one(&mut *self.conn))
+            .await
+            .map_err(|e| map_err(e, None))?;
+        ledger::seq("audit_entries.seq", seq)
     }
 
     async fn append_changes(&mut self, stamp: Stamp<'_>, changes: &[ChangeDraft]) -> Result<Vec<u64>> {

@@ -110,6 +110,30 @@ fn orphan_query(reference: Reference) -> &'static str {
             "SELECT l.node_id, l.node_id FROM node_liveness l WHERE NOT EXISTS \
              (SELECT 1 FROM nodes n WHERE n.node_id = l.node_id) LIMIT $1"
         }
+        Reference::RunTargetToRun => {
+            "SELECT (t.run_id || '#' || t.position)::text, (t.run_id)::text FROM task_run_targets t WHERE NOT EXISTS \
+             (SELECT 1 FROM task_runs r WHERE r.run_id = t.run_id) LIMIT $1"
+        }
+        Reference::RunEventToRun => {
+            "SELECT (e.run_id || '#' || e.seq)::text, (e.run_id)::text FROM task_events e WHERE NOT EXISTS \
+             (SELECT 1 FROM task_runs r WHERE r.run_id = e.run_id) LIMIT $1"
+        }
+        Reference::ArtifactToRun => {
+            "SELECT (a.run_id || '#' || a.name)::text, (a.run_id)::text FROM artifacts a WHERE NOT EXISTS \
+             (SELECT 1 FROM task_runs r WHERE r.run_id = a.run_id) LIMIT $1"
+        }
+        Reference::ApprovalToRun => {
+            "SELECT (a.approval_id)::text, (a.run_id)::text FROM approvals a WHERE NOT EXISTS \
+             (SELECT 1 FROM task_runs r WHERE r.run_id = a.run_id) LIMIT $1"
+        }
+        Reference::ToolCallToRun => {
+            "SELECT (c.id)::text, (c.run_id)::text FROM tool_call_records c WHERE NOT EXISTS \
+             (SELECT 1 FROM task_runs r WHERE r.run_id = c.run_id) LIMIT $1"
+        }
+        Reference::ToolCallToApproval => {
+            "SELECT (c.id)::text, (c.approval_id)::text FROM tool_call_records c WHERE c.approval_id IS NOT NULL AND NOT EXISTS \
+             (SELECT 1 FROM approvals a WHERE a.approval_id = c.approval_id) LIMIT $1"
+        }
     }
 }
 

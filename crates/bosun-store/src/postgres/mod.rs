@@ -9,6 +9,7 @@
 
 mod commit;
 mod copy_rows;
+mod ledger;
 mod listener;
 mod maintenance;
 mod transfer;
@@ -21,9 +22,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bosun_core::node::Gpu;
 use bosun_core::{
-    BootstrapLog, ChangeRecord, Command, CommandEvent, CommandId, Heartbeat, Instance, InstanceId, Labels,
-    MetricSample, Node, NodeId, NodeMetadata, Pool, PoolName, Remediation, ResourceKind, Revision, StoredPolicy,
-    Timestamp,
+    Approval, ApprovalId, ApprovalPolicy, BootstrapLog, ChangeRecord, Command, CommandEvent, CommandId, Heartbeat,
+    Instance, InstanceId, Labels, MetricSample, Node, NodeId, NodeMetadata, Pool, PoolName, Remediation, ResourceKind,
+    Revision, RunId, Runbook, RunbookName, StoredPolicy, TaskRun, Timestamp, ToolDefinition,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -31,6 +32,7 @@ use sqlx::types::Json;
 use sqlx::{ConnectOptions, Connection as _, Postgres, QueryBuilder};
 
 use crate::error::{Result, StoreError};
+use crate::ledger::{ArtifactInfo, AuditFilter, RunFilter, StoredAuditEntry, StoredRunEvent, StoredToolCall};
 use crate::open::ConnectSettings;
 use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest, command_key};
 use crate::signals::ChangeSignals;
@@ -41,7 +43,8 @@ use crate::sql::rows::{
 };
 use crate::sql::{SlowLog, map_err, parse, parse_opt, unsigned};
 use crate::store::{
-    Backend, IntegrityFinding, PoolStats, RetentionPolicy, RetentionReport, Store, StoreCounts, StoreOptions,
+    ApprovalFilter, Backend, IntegrityFinding, PoolStats, RetentionPolicy, RetentionReport, Store, StoreCounts,
+    StoreOptions,
 };
 use crate::write::{Committed, StoredHealthReport, WriteBatch};
 
@@ -615,6 +618,69 @@ impl Store for PostgresStore {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(heartbeats, limit, ResourceKind::Node, |hb| hb.node_id.to_string()))
+    }
+
+    async fn runbook(&self, name: &RunbookName) -> Result<Runbook> {
+        ledger::runbook(&self.pool, self.slow, name.as_str(), false)
+            .await?
+            .ok_or_else(|| StoreError::not_found(ResourceKind::Runbook, name))
+    }
+
+    async fn list_runbooks(&self) -> Result<Vec<Runbook>> {
+        ledger::list_runbooks(&self.pool, self.slow).await
+    }
+
+    async fn run(&self, id: &RunId) -> Result<TaskRun> {
+        ledger::run(&self.pool, self.slow, id, false).await?.ok_or_else(|| StoreError::not_found(ResourceKind::Run, id))
+    }
+
+    async fn list_runs(&self, filter: &RunFilter, page: &PageRequest) -> Result<Page<TaskRun>> {
+        let limit = page.checked_limit()?;
+        let before = page.start_after(ResourceKind::Run)?.map(|key| key.parse::<RunId>()).transpose()?;
+        let runs = ledger::list_runs(&self.pool, self.slow, filter, before, limit_param(limit)).await?;
+        Ok(Page::from_rows(runs, limit, ResourceKind::Run, |run| run.id.to_string()))
+    }
+
+    async fn run_events(&self, run: &RunId, after: u64, limit: u32) -> Result<Vec<StoredRunEvent>> {
+        self.run(run).await?;
+        ledger::run_events(&self.pool, self.slow, run, after, limit).await
+    }
+
+    async fn artifacts(&self, run: &RunId) -> Result<Vec<ArtifactInfo>> {
+        self.run(run).await?;
+        ledger::artifacts(&self.pool, self.slow, run).await
+    }
+
+    async fn artifact(&self, run: &RunId, name: &str) -> Result<(ArtifactInfo, Vec<u8>)> {
+        ledger::artifact(&self.pool, self.slow, run, name)
+            .await?
+            .ok_or_else(|| StoreError::not_found(ResourceKind::Run, format_args!("{run}/artifact {name:?}")))
+    }
+
+    async fn tools(&self) -> Result<Vec<ToolDefinition>> {
+        ledger::tools(&self.pool, self.slow).await
+    }
+
+    async fn tool_calls(&self, run: &RunId) -> Result<Vec<StoredToolCall>> {
+        ledger::tool_calls(&self.pool, self.slow, run).await
+    }
+
+    async fn approval_policies(&self) -> Result<Vec<ApprovalPolicy>> {
+        ledger::approval_policies(&self.pool, self.slow).await
+    }
+
+    async fn approval(&self, id: &ApprovalId) -> Result<Approval> {
+        ledger::approval(&self.pool, self.slow, id, false)
+            .await?
+            .ok_or_else(|| StoreError::not_found(ResourceKind::Approval, id))
+    }
+
+    async fn list_approvals(&self, filter: &ApprovalFilter, limit: u32) -> Result<Vec<Approval>> {
+        ledger::list_approvals(&self.pool, self.slow, filter, limit).await
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter, after: u64, limit: u32) -> Result<Vec<StoredAuditEntry>> {
+        ledger::list_audit(&self.pool, self.slow, filter, after, limit).await
     }
 
     async fn record_heartbeats(&self, batch: &[Heartbeat]) -> Result<u64> {

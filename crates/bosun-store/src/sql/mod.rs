@@ -116,6 +116,7 @@ pub(crate) fn label_path(key: &str) -> String {
     format!("$.\"{key}\"")
 }
 
+pub(crate) mod ledger_rows;
 pub(crate) mod rows;
 
 #[cfg(test)]

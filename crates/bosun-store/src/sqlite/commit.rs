@@ -4,14 +4,16 @@
 
 use bosun_core::node::Gpu;
 use bosun_core::{
-    BootstrapLog, Command, CommandId, HealthReport, Instance, InstanceId, Lease, LeaseName, Node, NodeId, Pool,
-    PoolName, Revision, StoredPolicy,
+    Approval, ApprovalId, ApprovalPolicy, ApprovalPolicyName, AuditEntry, BootstrapLog, Command, CommandId,
+    HealthReport, Instance, InstanceId, Lease, LeaseName, Node, NodeId, Pool, PoolName, Revision, RunEvent, RunId,
+    Runbook, RunbookName, StoredPolicy, TaskRun, Timestamp, ToolCall, ToolDefinition, ToolName,
 };
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::{map_error, micros, read};
+use super::{ledger, map_error, micros, read};
 use crate::apply::{self, ChangeDraft, Insert, LeaseLock, Stamp, Transaction, run_ready};
 use crate::error::{Result, StoreError};
+use crate::ledger::ArtifactInfo;
 use crate::rules::{InstanceHeader, NodeHeader};
 use crate::sql::rows::{InstanceHeaderRow, NodeHeaderRow};
 use crate::sql::{parse, to_json, unsigned};
@@ -335,6 +337,103 @@ impl Transaction for SqliteTx<'_> {
             )?
             .execute(params![log.node_id.as_str(), i64::from(keep)])?;
         unsigned("bootstrap_logs.id", id)
+    }
+
+    async fn runbook(&mut self, name: &RunbookName) -> Result<Option<Runbook>> {
+        ledger::runbook(self.conn, name.as_str())
+    }
+
+    async fn insert_runbook(&mut self, runbook: &Runbook) -> Result<Insert> {
+        insert(ledger::write_runbook(self.conn, ledger::INSERT_RUNBOOK, runbook))
+    }
+
+    async fn update_runbook(&mut self, runbook: &Runbook) -> Result<()> {
+        ledger::write_runbook(self.conn, ledger::UPDATE_RUNBOOK, runbook)?;
+        Ok(())
+    }
+
+    async fn delete_runbook(&mut self, name: &RunbookName) -> Result<()> {
+        ledger::delete_runbook(self.conn, name)
+    }
+
+    async fn run(&mut self, id: &RunId) -> Result<Option<TaskRun>> {
+        ledger::run(self.conn, id)
+    }
+
+    async fn insert_run(&mut self, run: &TaskRun) -> Result<Insert> {
+        let inserted = insert(ledger::write_run(self.conn, ledger::INSERT_RUN, run))?;
+        if inserted == Insert::Done {
+            ledger::insert_run_targets(self.conn, run)?;
+        }
+        Ok(inserted)
+    }
+
+    async fn update_run(&mut self, run: &TaskRun) -> Result<()> {
+        ledger::write_run(self.conn, ledger::UPDATE_RUN, run)?;
+        Ok(())
+    }
+
+    async fn append_run_event(&mut self, at: Timestamp, event: &RunEvent) -> Result<u64> {
+        ledger::append_run_event(self.conn, at, event)
+    }
+
+    async fn insert_artifact(&mut self, info: &ArtifactInfo, content: &[u8]) -> Result<Insert> {
+        insert(ledger::insert_artifact(self.conn, info, content))
+    }
+
+    async fn tool(&mut self, name: &ToolName) -> Result<Option<ToolDefinition>> {
+        ledger::tool(self.conn, name.as_str())
+    }
+
+    async fn insert_tool(&mut self, tool: &ToolDefinition) -> Result<Insert> {
+        insert(ledger::write_tool(self.conn, ledger::INSERT_TOOL, tool))
+    }
+
+    async fn update_tool(&mut self, tool: &ToolDefinition) -> Result<()> {
+        ledger::write_tool(self.conn, ledger::UPDATE_TOOL, tool)?;
+        Ok(())
+    }
+
+    async fn delete_tool(&mut self, name: &ToolName) -> Result<()> {
+        ledger::delete_tool(self.conn, name)
+    }
+
+    async fn append_tool_call(&mut self, at: Timestamp, call: &ToolCall) -> Result<u64> {
+        ledger::append_tool_call(self.conn, at, call)
+    }
+
+    async fn approval_policy(&mut self, name: &ApprovalPolicyName) -> Result<Option<ApprovalPolicy>> {
+        ledger::approval_policy(self.conn, name.as_str())
+    }
+
+    async fn insert_approval_policy(&mut self, policy: &ApprovalPolicy) -> Result<Insert> {
+        insert(ledger::write_approval_policy(self.conn, ledger::INSERT_APPROVAL_POLICY, policy))
+    }
+
+    async fn update_approval_policy(&mut self, policy: &ApprovalPolicy) -> Result<()> {
+        ledger::write_approval_policy(self.conn, ledger::UPDATE_APPROVAL_POLICY, policy)?;
+        Ok(())
+    }
+
+    async fn delete_approval_policy(&mut self, name: &ApprovalPolicyName) -> Result<()> {
+        ledger::delete_approval_policy(self.conn, name)
+    }
+
+    async fn approval(&mut self, id: &ApprovalId) -> Result<Option<Approval>> {
+        ledger::approval(self.conn, id)
+    }
+
+    async fn insert_approval(&mut self, approval: &Approval) -> Result<Insert> {
+        insert(ledger::write_approval(self.conn, ledger::INSERT_APPROVAL, approval))
+    }
+
+    async fn update_approval(&mut self, approval: &Approval) -> Result<()> {
+        ledger::write_approval(self.conn, ledger::UPDATE_APPROVAL, approval)?;
+        Ok(())
+    }
+
+    async fn append_audit(&mut self, at: Timestamp, entry: &AuditEntry) -> Result<u64> {
+        ledger::append_audit(self.conn, at, entry)
     }
 
     async fn append_changes(&mut self, stamp: Stamp<'_>, changes: &[ChangeDraft]) -> Result<Vec<u64>> {

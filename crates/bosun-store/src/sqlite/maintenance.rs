@@ -83,6 +83,30 @@ fn orphan_query(reference: Reference) -> &'static str {
             "SELECT l.node_id, l.node_id FROM node_liveness l WHERE NOT EXISTS \
              (SELECT 1 FROM nodes n WHERE n.node_id = l.node_id) LIMIT ?1"
         }
+        Reference::RunTargetToRun => {
+            "SELECT CAST(t.run_id || '#' || t.position AS TEXT), CAST(t.run_id AS TEXT) FROM task_run_targets t WHERE NOT EXISTS \
+             (SELECT 1 FROM task_runs r WHERE r.run_id = t.run_id) LIMIT ?1"
+        }
+        Reference::RunEventToRun => {
+            "SELECT CAST(e.run_id || '#' || e.seq AS TEXT), CAST(e.run_id AS TEXT) FROM task_events e WHERE NOT EXISTS \
+             (SELECT 1 FROM task_runs r WHERE r.run_id = e.run_id) LIMIT ?1"
+        }
+        Reference::ArtifactToRun => {
+            "SELECT CAST(a.run_id || '#' || a.name AS TEXT), CAST(a.run_id AS TEXT) FROM artifacts a WHERE NOT EXISTS \
+             (SELECT 1 FROM task_runs r WHERE r.run_id = a.run_id) LIMIT ?1"
+        }
+        Reference::ApprovalToRun => {
+            "SELECT CAST(a.approval_id AS TEXT), CAST(a.run_id AS TEXT) FROM approvals a WHERE NOT EXISTS \
+             (SELECT 1 FROM task_runs r WHERE r.run_id = a.run_id) LIMIT ?1"
+        }
+        Reference::ToolCallToRun => {
+            "SELECT CAST(c.id AS TEXT), CAST(c.run_id AS TEXT) FROM tool_call_records c WHERE NOT EXISTS \
+             (SELECT 1 FROM task_runs r WHERE r.run_id = c.run_id) LIMIT ?1"
+        }
+        Reference::ToolCallToApproval => {
+            "SELECT CAST(c.id AS TEXT), CAST(c.approval_id AS TEXT) FROM tool_call_records c WHERE c.approval_id IS NOT NULL AND NOT EXISTS \
+             (SELECT 1 FROM approvals a WHERE a.approval_id = c.approval_id) LIMIT ?1"
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod backup;
 mod commit;
 mod conn;
 pub(crate) mod file;
+mod ledger;
 mod maintenance;
 mod read;
 mod schema;
@@ -21,8 +22,9 @@ mod writer;
 use async_trait::async_trait;
 use bosun_core::node::Gpu;
 use bosun_core::{
-    BootstrapLog, ChangeRecord, Command, CommandEvent, CommandId, Heartbeat, Instance, InstanceId, MetricSample, Node,
-    NodeId, Pool, PoolName, ResourceKind, StoredPolicy, Timestamp,
+    Approval, ApprovalId, ApprovalPolicy, BootstrapLog, ChangeRecord, Command, CommandEvent, CommandId, Heartbeat,
+    Instance, InstanceId, MetricSample, Node, NodeId, Pool, PoolName, ResourceKind, RunId, Runbook, RunbookName,
+    StoredPolicy, TaskRun, Timestamp, ToolDefinition,
 };
 use rusqlite::{TransactionBehavior, params};
 
@@ -33,11 +35,13 @@ pub(crate) use self::schema::{
 };
 use self::writer::Writer;
 use crate::error::{Result, StoreError};
+use crate::ledger::{ArtifactInfo, AuditFilter, RunFilter, StoredAuditEntry, StoredRunEvent, StoredToolCall};
 use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest, command_key};
 use crate::soft_state::{dedupe_heartbeats, dedupe_samples};
 use crate::sql::{SlowLog, to_json};
 use crate::store::{
-    Backend, IntegrityFinding, PoolStats, RetentionPolicy, RetentionReport, Store, StoreCounts, StoreOptions,
+    ApprovalFilter, Backend, IntegrityFinding, PoolStats, RetentionPolicy, RetentionReport, Store, StoreCounts,
+    StoreOptions,
 };
 use crate::write::{Committed, StoredHealthReport, WriteBatch};
 
@@ -291,6 +295,81 @@ impl Store for SqliteStore {
     async fn change_signals(&self) -> Option<crate::ChangeSignals> {
         // One server at a time serves a SQLite file (`server_lock`): it makes every commit.
         None
+    }
+
+    async fn runbook(&self, name: &RunbookName) -> Result<Runbook> {
+        let key = name.to_string();
+        self.read("tasks.get", move |conn| ledger::runbook(conn, &key))
+            .await?
+            .ok_or_else(|| StoreError::not_found(ResourceKind::Runbook, name))
+    }
+
+    async fn list_runbooks(&self) -> Result<Vec<Runbook>> {
+        self.read("tasks.list", ledger::list_runbooks).await
+    }
+
+    async fn run(&self, id: &RunId) -> Result<TaskRun> {
+        let key = *id;
+        self.read("task_runs.get", move |conn| ledger::run(conn, &key))
+            .await?
+            .ok_or_else(|| StoreError::not_found(ResourceKind::Run, id))
+    }
+
+    async fn list_runs(&self, filter: &RunFilter, page: &PageRequest) -> Result<Page<TaskRun>> {
+        let limit = page.checked_limit()?;
+        let before = page.start_after(ResourceKind::Run)?;
+        let filter = filter.clone();
+        let rows = self
+            .read("task_runs.list", move |conn| ledger::list_runs(conn, &filter, before, limit_param(limit)))
+            .await?;
+        Ok(Page::from_rows(rows, limit, ResourceKind::Run, |run| run.id.to_string()))
+    }
+
+    async fn run_events(&self, run: &RunId, after: u64, limit: u32) -> Result<Vec<StoredRunEvent>> {
+        let run = *run;
+        self.read("task_events.list", move |conn| ledger::run_events(conn, &run, after, limit)).await
+    }
+
+    async fn artifacts(&self, run: &RunId) -> Result<Vec<ArtifactInfo>> {
+        let run = *run;
+        self.read("artifacts.list", move |conn| ledger::artifacts(conn, &run)).await
+    }
+
+    async fn artifact(&self, run: &RunId, name: &str) -> Result<(ArtifactInfo, Vec<u8>)> {
+        let (key, artifact) = (*run, name.to_owned());
+        self.read("artifacts.get", move |conn| ledger::artifact(conn, &key, &artifact))
+            .await?
+            .ok_or_else(|| StoreError::not_found(ResourceKind::Run, format_args!("{run}/artifact {name:?}")))
+    }
+
+    async fn tools(&self) -> Result<Vec<ToolDefinition>> {
+        self.read("tool_definitions.list", ledger::tools).await
+    }
+
+    async fn tool_calls(&self, run: &RunId) -> Result<Vec<StoredToolCall>> {
+        let run = *run;
+        self.read("tool_call_records.list", move |conn| ledger::tool_calls(conn, &run)).await
+    }
+
+    async fn approval_policies(&self) -> Result<Vec<ApprovalPolicy>> {
+        self.read("approval_policies.list", ledger::approval_policies).await
+    }
+
+    async fn approval(&self, id: &ApprovalId) -> Result<Approval> {
+        let key = *id;
+        self.read("approvals.get", move |conn| ledger::approval(conn, &key))
+            .await?
+            .ok_or_else(|| StoreError::not_found(ResourceKind::Approval, id))
+    }
+
+    async fn list_approvals(&self, filter: &ApprovalFilter, limit: u32) -> Result<Vec<Approval>> {
+        let filter = filter.clone();
+        self.read("approvals.list", move |conn| ledger::list_approvals(conn, &filter, limit)).await
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter, after: u64, limit: u32) -> Result<Vec<StoredAuditEntry>> {
+        let filter = filter.clone();
+        self.read("audit_entries.list", move |conn| ledger::list_audit(conn, &filter, after, limit)).await
     }
 
     async fn record_heartbeats(&self, batch: &[Heartbeat]) -> Result<u64> {

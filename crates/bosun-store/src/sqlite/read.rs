@@ -165,7 +165,7 @@ fn change_columns<D>(row: &Row<'_>, resource: D) -> Result<ChangeRow<i64, D>> {
 }
 
 /// Runs `sql` with `params` and decodes every row with `decode`.
-fn collect<T>(
+pub(super) fn collect<T>(
     conn: &Connection,
     sql: &str,
     params: &[Value],
@@ -180,13 +180,18 @@ fn collect<T>(
     Ok(out)
 }
 
-fn one<T>(conn: &Connection, sql: &str, params: &[Value], decode: impl Fn(&Row<'_>) -> Result<T>) -> Result<Option<T>> {
+pub(super) fn one<T>(
+    conn: &Connection,
+    sql: &str,
+    params: &[Value],
+    decode: impl Fn(&Row<'_>) -> Result<T>,
+) -> Result<Option<T>> {
     let mut statement = conn.prepare_cached(sql)?;
     let mut rows = statement.query(params_from_iter(params))?;
     rows.next()?.map(decode).transpose()
 }
 
-fn text(value: impl Into<String>) -> Value {
+pub(super) fn text(value: impl Into<String>) -> Value {
     Value::Text(value.into())
 }
 
