@@ -31,8 +31,8 @@ use crate::store::{
     ApprovalFilter, Backend, IntegrityFinding, RetentionPolicy, RetentionReport, Store, StoreCounts, StoreOptions,
 };
 use crate::transfer::{
-    Batcher, CommandRecord, DocumentText, DumpMessage, LoadMessage, NodeRecord, Record, RecordKind, Sequences,
-    Snapshot, Target, load_abandoned, target_not_empty,
+    ArtifactRecord, Batcher, CommandRecord, DocumentText, DumpMessage, LoadMessage, NodeRecord, Record, RecordKind,
+    RunRecord, Sequences, Snapshot, Target, load_abandoned, target_not_empty,
 };
 use crate::write::{Committed, StoredHealthReport, WriteBatch};
 
@@ -61,6 +61,16 @@ struct State {
     closed: bool,
 }
 
+impl Ledger {
+    fn is_empty(&self) -> bool {
+        self.runbooks.is_empty()
+            && self.runs.is_empty()
+            && self.tools.is_empty()
+            && self.approval_policies.is_empty()
+            && self.audit.is_empty()
+    }
+}
+
 /// The operations ledger's records.
 #[derive(Debug, Default, Clone)]
 struct Ledger {
@@ -74,6 +84,7 @@ struct Ledger {
     approvals: BTreeMap<ApprovalId, Approval>,
     audit: BTreeMap<u64, StoredAuditEntry>,
     last_audit_seq: u64,
+    last_tool_call_id: u64,
 }
 
 impl State {
@@ -86,12 +97,14 @@ impl State {
             && self.leases.is_empty()
             && self.changes.is_empty()
             && self.bootstrap.is_empty()
+            && self.ledger.is_empty()
     }
 
     /// Adds one loaded record as it is, refusing what a SQL schema would refuse
     /// (duplicate keys, references to missing nodes).
     fn load(&mut self, record: Record) -> Result<()> {
         let missing_node = |id: &NodeId| StoreError::invalid("reference", format_args!("refers to missing node {id}"));
+        let missing_run = |id: &RunId| StoreError::invalid("reference", format_args!("refers to missing run {id}"));
         match record {
             Record::Policy(policy) => {
                 if self.policy.replace(policy).is_some() {
@@ -155,6 +168,56 @@ impl State {
                 self.last_bootstrap_id = self.last_bootstrap_id.max(log.id);
                 self.bootstrap.entry(log.node_id.clone()).or_default().push_back(*log);
             }
+            Record::Runbook(runbook) => {
+                if self.ledger.runbooks.insert(runbook.name.clone(), (*runbook).clone()).is_some() {
+                    return Err(StoreError::already_exists(ResourceKind::Runbook, &runbook.name));
+                }
+            }
+            Record::Tool(tool) => {
+                if self.ledger.tools.insert(tool.name.clone(), (*tool).clone()).is_some() {
+                    return Err(StoreError::already_exists(ResourceKind::Tool, &tool.name));
+                }
+            }
+            Record::ApprovalPolicy(policy) => {
+                if self.ledger.approval_policies.insert(policy.name.clone(), (*policy).clone()).is_some() {
+                    return Err(StoreError::already_exists(ResourceKind::ApprovalPolicy, &policy.name));
+                }
+            }
+            Record::Run(record) => {
+                let RunRecord { run, events } = *record;
+                if self.ledger.runs.contains_key(&run.id) {
+                    return Err(StoreError::already_exists(ResourceKind::Run, run.id));
+                }
+                if !events.is_empty() {
+                    self.ledger.events.insert(run.id, events);
+                }
+                self.ledger.runs.insert(run.id, run);
+            }
+            Record::Approval(approval) => {
+                if !self.ledger.runs.contains_key(&approval.run_id) {
+                    return Err(missing_run(&approval.run_id));
+                }
+                if self.ledger.approvals.insert(approval.id, (*approval).clone()).is_some() {
+                    return Err(StoreError::already_exists(ResourceKind::Approval, approval.id));
+                }
+            }
+            Record::Artifact(artifact) => {
+                let ArtifactRecord { info, content } = *artifact;
+                if !self.ledger.runs.contains_key(&info.run_id) {
+                    return Err(missing_run(&info.run_id));
+                }
+                self.ledger.artifacts.insert((info.run_id, info.name.clone()), (info, content));
+            }
+            Record::ToolCall(call) => {
+                if !self.ledger.runs.contains_key(&call.call.run_id) {
+                    return Err(missing_run(&call.call.run_id));
+                }
+                self.ledger.tool_calls.insert(call.id, *call);
+            }
+            Record::Audit(entry) => {
+                self.ledger.last_audit_seq = self.ledger.last_audit_seq.max(entry.seq);
+                self.ledger.audit.insert(entry.seq, *entry);
+            }
             Record::Change(change) => {
                 if self.changes.contains_key(&change.seq) {
                     return Err(StoreError::invalid("changes.seq", format_args!("{} appears twice", change.seq)));
@@ -185,6 +248,14 @@ async fn dump_state(mut state: State, sink: &tokio::sync::mpsc::Sender<DumpMessa
         (RecordKind::Command, state.commands.len() as u64),
         (RecordKind::HealthReport, health.len() as u64),
         (RecordKind::BootstrapLog, bootstrap.len() as u64),
+        (RecordKind::Runbook, state.ledger.runbooks.len() as u64),
+        (RecordKind::Tool, state.ledger.tools.len() as u64),
+        (RecordKind::ApprovalPolicy, state.ledger.approval_policies.len() as u64),
+        (RecordKind::Run, state.ledger.runs.len() as u64),
+        (RecordKind::Approval, state.ledger.approvals.len() as u64),
+        (RecordKind::Artifact, state.ledger.artifacts.len() as u64),
+        (RecordKind::ToolCall, state.ledger.tool_calls.len() as u64),
+        (RecordKind::Audit, state.ledger.audit.len() as u64),
         (RecordKind::Change, state.changes.len() as u64),
     ]
     .into_iter()
@@ -194,6 +265,8 @@ async fn dump_state(mut state: State, sink: &tokio::sync::mpsc::Sender<DumpMessa
         health_report_id: state.last_health_id,
         bootstrap_log_id: state.last_bootstrap_id,
         changes_compacted_through: state.changes_compacted_through,
+        audit_seq: state.ledger.last_audit_seq,
+        tool_call_id: state.ledger.last_tool_call_id,
     };
     let mut out = Batcher::new(sink);
     out.start(Snapshot { counts, sequences }).await?;
@@ -224,6 +297,32 @@ async fn dump_state(mut state: State, sink: &tokio::sync::mpsc::Sender<DumpMessa
     }
     for log in bootstrap {
         out.push(Record::BootstrapLog(Box::new(log))).await?;
+    }
+    let mut ledger = state.ledger;
+    for runbook in std::mem::take(&mut ledger.runbooks).into_values() {
+        out.push(Record::Runbook(Box::new(runbook))).await?;
+    }
+    for tool in std::mem::take(&mut ledger.tools).into_values() {
+        out.push(Record::Tool(Box::new(tool))).await?;
+    }
+    for policy in std::mem::take(&mut ledger.approval_policies).into_values() {
+        out.push(Record::ApprovalPolicy(Box::new(policy))).await?;
+    }
+    for run in std::mem::take(&mut ledger.runs).into_values() {
+        let events = ledger.events.remove(&run.id).unwrap_or_default();
+        out.push(Record::Run(Box::new(RunRecord { run, events }))).await?;
+    }
+    for approval in std::mem::take(&mut ledger.approvals).into_values() {
+        out.push(Record::Approval(Box::new(approval))).await?;
+    }
+    for (info, content) in std::mem::take(&mut ledger.artifacts).into_values() {
+        out.push(Record::Artifact(Box::new(ArtifactRecord { info, content }))).await?;
+    }
+    for call in std::mem::take(&mut ledger.tool_calls).into_values() {
+        out.push(Record::ToolCall(Box::new(call))).await?;
+    }
+    for entry in std::mem::take(&mut ledger.audit).into_values() {
+        out.push(Record::Audit(Box::new(entry))).await?;
     }
     for change in state.changes.into_values() {
         let entry = change
@@ -761,8 +860,14 @@ impl Transaction for Tx<'_> {
     }
 
     async fn append_tool_call(&mut self, at: Timestamp, call: &ToolCall) -> Result<u64> {
-        let id = self.state.ledger.tool_calls.last_key_value().map_or(1, |(id, _)| id + 1);
-        self.put_keyed(|s| &mut s.ledger.tool_calls, id, Some(StoredToolCall { id, at, call: call.clone() }));
+        let previous = self.state.ledger.last_tool_call_id;
+        let id = previous + 1;
+        self.state.ledger.last_tool_call_id = id;
+        self.state.ledger.tool_calls.insert(id, StoredToolCall { id, at, call: call.clone() });
+        self.undo.push(Box::new(move |s| {
+            s.ledger.tool_calls.remove(&id);
+            s.ledger.last_tool_call_id = previous;
+        }));
         Ok(id)
     }
 
@@ -966,6 +1071,21 @@ impl IntegritySource for Check<'_> {
                     .map(|p| (ResourceKind::Policy, StoredPolicy::RESOURCE_ID.to_owned(), p.revision.get())),
             )
             .chain(state.leases.values().map(|l| (ResourceKind::Lease, l.name.to_string(), l.revision.get())))
+            .chain(
+                state.ledger.runbooks.values().map(|r| (ResourceKind::Runbook, r.name.to_string(), r.revision.get())),
+            )
+            .chain(state.ledger.runs.values().map(|r| (ResourceKind::Run, r.id.to_string(), r.revision.get())))
+            .chain(state.ledger.tools.values().map(|t| (ResourceKind::Tool, t.name.to_string(), t.revision.get())))
+            .chain(
+                state
+                    .ledger
+                    .approval_policies
+                    .values()
+                    .map(|p| (ResourceKind::ApprovalPolicy, p.name.to_string(), p.revision.get())),
+            )
+            .chain(
+                state.ledger.approvals.values().map(|a| (ResourceKind::Approval, a.id.to_string(), a.revision.get())),
+            )
             .collect())
     }
 
@@ -1475,6 +1595,8 @@ impl Store for MemoryStore {
                     staged.last_bootstrap_id = staged.last_bootstrap_id.max(sequences.bootstrap_log_id);
                     staged.changes_compacted_through =
                         staged.changes_compacted_through.max(sequences.changes_compacted_through);
+                    staged.ledger.last_audit_seq = staged.ledger.last_audit_seq.max(sequences.audit_seq);
+                    staged.ledger.last_tool_call_id = staged.ledger.last_tool_call_id.max(sequences.tool_call_id);
                     *state = staged;
                     return Ok(());
                 }

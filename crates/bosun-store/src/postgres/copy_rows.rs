@@ -5,9 +5,10 @@
 //! and PostgreSQL parses no numbers or dates, which makes it cheaper than the text format
 //! on both ends. Each field must be exactly what its column's type receives: `TEXT` as
 //! UTF-8, `BIGINT` as 8 bytes big-endian, `TIMESTAMPTZ` as 8 bytes of microseconds since
-//! 2000-01-01 UTC, `JSONB` as a version byte (1) and the JSON text, `UUID` as its 16 bytes,
-//! `BOOLEAN` as one byte. A column whose type changes without this file fails the load
-//! with "incorrect binary data format", never silently.
+//! 2000-01-01 UTC, `JSONB` as a version byte (1) and the JSON text, `JSON` as the text,
+//! `INTEGER` as 4 bytes, `BYTEA` as its bytes, `UUID` as its 16 bytes, `BOOLEAN` as one
+//! byte. A column whose type changes without this file fails the load with "incorrect
+//! binary data format", never silently.
 
 use bosun_core::Timestamp;
 use serde::Serialize;
@@ -141,6 +142,46 @@ impl CopyRows {
         self.field(document.as_bytes())
     }
 
+    /// A `JSON` field from a value: its binary form is the text.
+    fn json_plain<T: Serialize + ?Sized>(&mut self, value: &T) -> &mut Self {
+        self.fields += 1;
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0, 0, 0, 0]);
+        if serde_json::to_writer(&mut self.buf, value).is_err() {
+            self.buf.truncate(start + 4);
+            self.buf.extend_from_slice(b"null");
+        }
+        let len = i32::try_from(self.buf.len() - start - 4).unwrap_or(i32::MAX);
+        self.buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        self
+    }
+
+    fn opt_json_plain<T: Serialize>(&mut self, value: Option<&T>) -> &mut Self {
+        match value {
+            Some(v) => self.json_plain(v),
+            None => self.null(),
+        }
+    }
+
+    /// An `INTEGER` field: 4 bytes big-endian.
+    fn int4(&mut self, value: u32) -> &mut Self {
+        self.field(&i32::try_from(value).unwrap_or(i32::MAX).to_be_bytes())
+    }
+
+    fn opt_int4(&mut self, value: Option<u32>) -> &mut Self {
+        match value {
+            Some(v) => self.int4(v),
+            None => self.null(),
+        }
+    }
+
+    fn opt_uuid(&mut self, value: Option<uuid::Uuid>) -> &mut Self {
+        match value {
+            Some(v) => self.uuid(v),
+            None => self.null(),
+        }
+    }
+
     fn opt_json<T: Serialize>(&mut self, value: Option<&T>) -> &mut Self {
         match value {
             Some(v) => self.json(v),
@@ -151,7 +192,7 @@ impl CopyRows {
 
 /// The COPY statement of each table a load writes, parents before children, and its
 /// number of columns.
-pub(super) const TABLES: [(&str, i16); 12] = [
+pub(super) const TABLES: [(&str, i16); 22] = [
     ("COPY policies (id, name, document, updated_at, revision) FROM STDIN (FORMAT binary, FREEZE)", 5),
     (
         "COPY pools (name, spec, last_scale_at, provider_backoff, last_decision, revision) \
@@ -198,11 +239,53 @@ pub(super) const TABLES: [(&str, i16); 12] = [
         "COPY leases (name, holder, epoch, revision, renewals, acquired_at, renewed_at) FROM STDIN (FORMAT binary, FREEZE)",
         7,
     ),
+    (
+        "COPY tasks (name, description, spec, version, created_by, created_at, updated_at, revision) \
+         FROM STDIN (FORMAT binary, FREEZE)",
+        8,
+    ),
+    (
+        "COPY tool_definitions (name, description, input_schema, risk, enabled, updated_at, revision) \
+         FROM STDIN (FORMAT binary, FREEZE)",
+        7,
+    ),
+    (
+        "COPY approval_policies (name, position, description, condition, decision, required_role, updated_at, \
+         revision) FROM STDIN (FORMAT binary, FREEZE)",
+        8,
+    ),
+    (
+        "COPY task_runs (run_id, kind, task, task_version, status, requested_by, approved_by, input, result, error, \
+         created_at, started_at, finished_at, revision) FROM STDIN (FORMAT binary, FREEZE)",
+        14,
+    ),
+    ("COPY task_run_targets (run_id, position, target_kind, target_id) FROM STDIN (FORMAT binary, FREEZE)", 4),
+    ("COPY task_events (run_id, seq, at, type, step, target, message, data) FROM STDIN (FORMAT binary, FREEZE)", 8),
+    (
+        "COPY approvals (approval_id, run_id, step, what, policy, required_role, requested_by, requested_at, \
+         expires_at, decision, decided_by, reason, decided_at, revision) FROM STDIN (FORMAT binary, FREEZE)",
+        14,
+    ),
+    (
+        "COPY artifacts (run_id, name, media_type, size, sha256, content, created_at) \
+         FROM STDIN (FORMAT binary, FREEZE)",
+        7,
+    ),
+    (
+        "COPY tool_call_records (id, run_id, tool, at, input, output, status, error, duration_ms, approval_id) \
+         FROM STDIN (FORMAT binary, FREEZE)",
+        10,
+    ),
+    (
+        "COPY audit_entries (seq, at, actor, role, method, resource, outcome, code, message, request_id, peer) \
+         FROM STDIN (FORMAT binary, FREEZE)",
+        11,
+    ),
 ];
 
 /// One buffer of rows per table, in the order of [`TABLES`].
 pub(super) struct Tables {
-    tables: [CopyRows; 12],
+    tables: [CopyRows; 22],
 }
 
 impl Default for Tables {
@@ -231,6 +314,16 @@ impl Tables {
             bootstrap_logs,
             changes,
             leases,
+            tasks,
+            tool_definitions,
+            approval_policies,
+            task_runs,
+            task_run_targets,
+            task_events,
+            approvals,
+            artifacts,
+            tool_call_records,
+            audit_entries,
         ] = &mut self.tables;
         match record {
             Record::Lease(l) => {
@@ -376,6 +469,139 @@ impl Tables {
                     .boolean(l.success)
                     .text(&l.error)
                     .json(&l.commands);
+            }
+            Record::Runbook(r) => {
+                tasks
+                    .row()
+                    .text(r.name.as_str())
+                    .text(&r.description)
+                    .text(&r.spec)
+                    .int4(r.version)
+                    .text(&r.created_by.to_string())
+                    .time(r.created_at)
+                    .time(r.updated_at)
+                    .unsigned(r.revision.get());
+            }
+            Record::Tool(t) => {
+                tool_definitions
+                    .row()
+                    .text(t.name.as_str())
+                    .text(&t.description)
+                    .json_plain(&t.input_schema)
+                    .text(t.risk.as_str())
+                    .boolean(t.enabled)
+                    .time(t.updated_at)
+                    .unsigned(t.revision.get());
+            }
+            Record::ApprovalPolicy(p) => {
+                approval_policies
+                    .row()
+                    .text(p.name.as_str())
+                    .field(&p.position.to_be_bytes())
+                    .text(&p.description)
+                    .text(&p.condition)
+                    .text(p.decision.as_str())
+                    .opt_text(crate::ledger::decision_role(p.decision).map(|r| r.as_str()))
+                    .time(p.updated_at)
+                    .unsigned(p.revision.get());
+            }
+            Record::Run(r) => {
+                let run = &r.run;
+                task_runs
+                    .row()
+                    .uuid(run.id.as_uuid())
+                    .text(run.kind.as_str())
+                    .opt_text(run.runbook.as_ref().map(|n| n.as_str()))
+                    .opt_int4(run.runbook_version)
+                    .text(run.status.as_str())
+                    .text(&run.requested_by.to_string())
+                    .opt_text(run.approved_by.as_ref().map(ToString::to_string).as_deref())
+                    .json_plain(&run.input)
+                    .opt_json_plain(run.result.as_ref())
+                    .opt_text(run.error.as_deref())
+                    .time(run.created_at)
+                    .opt_time(run.started_at)
+                    .opt_time(run.finished_at)
+                    .unsigned(run.revision.get());
+                for (position, target) in run.targets.iter().enumerate() {
+                    task_run_targets
+                        .row()
+                        .uuid(run.id.as_uuid())
+                        .int4(u32::try_from(position).unwrap_or(u32::MAX))
+                        .text(target.kind())
+                        .text(target.id());
+                }
+                for e in &r.events {
+                    task_events
+                        .row()
+                        .uuid(run.id.as_uuid())
+                        .unsigned(e.seq)
+                        .time(e.at)
+                        .text(e.event.event_type.as_str())
+                        .opt_int4(e.event.step)
+                        .opt_text(e.event.target.as_ref().map(ToString::to_string).as_deref())
+                        .text(&e.event.message)
+                        .opt_json_plain(e.event.data.as_ref());
+                }
+            }
+            Record::Approval(a) => {
+                let decision = a.decision.as_ref();
+                approvals
+                    .row()
+                    .uuid(a.id.as_uuid())
+                    .uuid(a.run_id.as_uuid())
+                    .opt_int4(a.step)
+                    .text(&a.what)
+                    .opt_text(a.policy.as_ref().map(|p| p.as_str()))
+                    .text(a.required_role.as_str())
+                    .text(&a.requested_by.to_string())
+                    .time(a.requested_at)
+                    .time(a.expires_at)
+                    .opt_text(decision.map(|d| d.outcome.as_str()))
+                    .opt_text(decision.map(|d| d.by.to_string()).as_deref())
+                    .opt_text(decision.map(|d| d.reason.as_str()))
+                    .opt_time(decision.map(|d| d.at))
+                    .unsigned(a.revision.get());
+            }
+            Record::Artifact(a) => {
+                artifacts
+                    .row()
+                    .uuid(a.info.run_id.as_uuid())
+                    .text(&a.info.name)
+                    .text(&a.info.media_type)
+                    .unsigned(a.info.size)
+                    .text(&a.info.sha256)
+                    .field(&a.content)
+                    .time(a.info.created_at);
+            }
+            Record::ToolCall(c) => {
+                tool_call_records
+                    .row()
+                    .unsigned(c.id)
+                    .uuid(c.call.run_id.as_uuid())
+                    .text(c.call.tool.as_str())
+                    .time(c.at)
+                    .json_plain(&c.call.input)
+                    .opt_json_plain(c.call.output.as_ref())
+                    .text(c.call.status.as_str())
+                    .opt_text(c.call.error.as_deref())
+                    .unsigned(c.call.duration_ms)
+                    .opt_uuid(c.call.approval_id.map(|a| a.as_uuid()));
+            }
+            Record::Audit(e) => {
+                audit_entries
+                    .row()
+                    .unsigned(e.seq)
+                    .time(e.at)
+                    .text(&e.entry.actor)
+                    .opt_text(e.entry.role.map(|r| r.as_str()))
+                    .text(&e.entry.method)
+                    .text(&e.entry.resource)
+                    .text(e.entry.outcome.as_str())
+                    .text(&e.entry.code)
+                    .text(&e.entry.message)
+                    .text(&e.entry.request_id)
+                    .opt_text(e.entry.peer.as_deref());
             }
             Record::Change(c) => {
                 changes

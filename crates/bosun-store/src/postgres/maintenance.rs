@@ -189,7 +189,12 @@ impl IntegritySource for Check<'_> {
              SELECT 'command', command_id::text, revision FROM commands UNION ALL \
              SELECT 'pool', name, revision FROM pools UNION ALL \
              SELECT 'policy', id, revision FROM policies UNION ALL \
-             SELECT 'lease', name, revision FROM leases",
+             SELECT 'lease', name, revision FROM leases UNION ALL \
+             SELECT 'runbook', name, revision FROM tasks UNION ALL \
+             SELECT 'run', run_id::text, revision FROM task_runs UNION ALL \
+             SELECT 'tool', name, revision FROM tool_definitions UNION ALL \
+             SELECT 'approval_policy', name, revision FROM approval_policies UNION ALL \
+             SELECT 'approval', approval_id::text, revision FROM approvals",
         )
         .fetch_all(self.pool)
         .await

@@ -21,14 +21,18 @@ use tokio::sync::mpsc;
 use super::copy_rows::{CopyRows, Tables};
 use super::node_from_row;
 use crate::error::{Result, StoreError};
+use crate::ledger::StoredRunEvent;
+use crate::sql::ledger_rows::{
+    ApprovalPolicyRow, ApprovalRow, ArtifactInfoRow, AuditRow, RunEventRow, RunRow, RunbookRow, ToolCallRow, ToolRow,
+};
 use crate::sql::rows::{
     BootstrapLogRow, ChangeRow, CommandEventRow, CommandRow, GpuRow, HealthReportRow, InstanceRow, LeaseRow, PolicyRow,
     PoolRow,
 };
 use crate::sql::{map_err, unsigned};
 use crate::transfer::{
-    Batcher, CommandRecord, DumpMessage, LoadMessage, NodeRecord, Record, RecordKind, Sequences, Snapshot, Target,
-    load_abandoned, reader_gone, target_not_empty,
+    ArtifactRecord, Batcher, CommandRecord, DumpMessage, LoadMessage, NodeRecord, Record, RecordKind, RunRecord,
+    Sequences, Snapshot, Target, load_abandoned, reader_gone, target_not_empty,
 };
 
 /// Rows per keyset page of a dump.
@@ -84,6 +88,18 @@ enum Fetched {
     },
     HealthReports(Vec<PgRow>),
     BootstrapLogs(Vec<PgRow>),
+    Runbooks(Vec<PgRow>),
+    Tools(Vec<PgRow>),
+    ApprovalPolicies(Vec<PgRow>),
+    /// Runs and the events of exactly those runs, both in run order.
+    Runs {
+        runs: Vec<PgRow>,
+        events: Vec<PgRow>,
+    },
+    Approvals(Vec<PgRow>),
+    Artifacts(Vec<PgRow>),
+    ToolCalls(Vec<PgRow>),
+    Audit(Vec<PgRow>),
     Changes(Vec<PgRow>),
 }
 
@@ -201,8 +217,85 @@ async fn fetch(conn: &mut PgConnection, pages: &mpsc::Sender<Fetched>) -> Result
     let logs = "SELECT id, node_id, instance_id, pool, started_at, duration_ms, success, error, commands \
                 FROM bootstrap_logs";
     fetch_table(conn, pages, flat(logs, "id", 0), id_key, |rows, _| Fetched::BootstrapLogs(rows)).await?;
+    fetch_ledger(conn, pages).await?;
     let changes = "SELECT seq, at, kind, resource_id, op, revision, actor, reason, resource FROM changes";
     fetch_table(conn, pages, flat(changes, "seq", 0), id_key, |rows, _| Fetched::Changes(rows)).await
+}
+
+/// A run with its targets (as `ledger_rows::parse_targets` reads them), for [`page`].
+const RUN_PAGE: &str = "SELECT r.run_id::text AS run_id, r.kind, r.task, r.task_version::int8 AS task_version, r.status, \
+     r.requested_by, r.approved_by, r.input, r.result, r.error, r.created_at, r.started_at, r.finished_at, r.revision, \
+     (SELECT string_agg(t.target_kind || ':' || t.target_id, ',' ORDER BY t.position) FROM task_run_targets t \
+      WHERE t.run_id = r.run_id) AS targets FROM task_runs r";
+
+fn uuid_key(row: &PgRow) -> Result<uuid::Uuid> {
+    let id: &str = row.try_get(0).map_err(db)?;
+    uuid::Uuid::parse_str(id).map_err(|e| StoreError::corrupt("uuid key", e))
+}
+
+/// Artifacts fetched per page: each may be a megabyte.
+const ARTIFACT_PAGE: i64 = 64;
+
+/// Fetches the operations ledger in load order.
+async fn fetch_ledger(conn: &mut PgConnection, pages: &mpsc::Sender<Fetched>) -> Result<()> {
+    let runbooks = "SELECT name, description, spec, version::int8 AS version, created_by, created_at, updated_at, \
+                    revision FROM tasks";
+    fetch_table(conn, pages, flat(runbooks, "name", String::new()), text_key, |rows, _| Fetched::Runbooks(rows))
+        .await?;
+    let tools = "SELECT name, description, input_schema, risk, enabled, updated_at, revision FROM tool_definitions";
+    fetch_table(conn, pages, flat(tools, "name", String::new()), text_key, |rows, _| Fetched::Tools(rows)).await?;
+    let policies = "SELECT name, position::int8 AS position, description, condition, decision, required_role, \
+                    updated_at, revision FROM approval_policies";
+    fetch_table(conn, pages, flat(policies, "name", String::new()), text_key, |rows, _| {
+        Fetched::ApprovalPolicies(rows)
+    })
+    .await?;
+    let runs = Paged {
+        select: RUN_PAGE,
+        key: "r.run_id",
+        start: uuid::Uuid::nil(),
+        children: Some(
+            "SELECT run_id::text AS run_id, seq, at, type, step::int8 AS step, target, message, data FROM task_events \
+             WHERE run_id >= $1 AND run_id <= $2 ORDER BY run_id, seq",
+        ),
+    };
+    fetch_table(conn, pages, runs, uuid_key, |runs, events| Fetched::Runs { runs, events }).await?;
+    let approvals = "SELECT approval_id::text AS approval_id, run_id::text AS run_id, step::int8 AS step, what, \
+                     policy, required_role, requested_by, requested_at, expires_at, decision, decided_by, reason, \
+                     decided_at, revision FROM approvals";
+    fetch_table(conn, pages, flat(approvals, "approval_id", uuid::Uuid::nil()), uuid_key, |rows, _| {
+        Fetched::Approvals(rows)
+    })
+    .await?;
+    let mut after: Option<(uuid::Uuid, String)> = None;
+    loop {
+        let (run, name) = after.clone().unwrap_or((uuid::Uuid::nil(), String::new()));
+        let rows = sqlx::query(
+            "SELECT run_id::text AS run_id, name, media_type, size, sha256, created_at, content FROM artifacts \
+             WHERE (run_id, name) > ($1, $2) OR ($3 AND (run_id, name) = ($1, $2)) ORDER BY run_id, name LIMIT $4",
+        )
+        .bind(run)
+        .bind(name)
+        .bind(after.is_none())
+        .bind(ARTIFACT_PAGE)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+        let last_page = (rows.len() as i64) < ARTIFACT_PAGE;
+        if let Some(last) = rows.last() {
+            after = Some((uuid_key(last)?, last.try_get::<String, _>(1).map_err(db)?));
+            send(pages, Fetched::Artifacts(rows)).await?;
+        }
+        if last_page {
+            break;
+        }
+    }
+    let calls = "SELECT id, run_id::text AS run_id, tool, at, input, output, status, error, duration_ms, \
+                 approval_id::text AS approval_id FROM tool_call_records";
+    fetch_table(conn, pages, flat(calls, "id", 0), id_key, |rows, _| Fetched::ToolCalls(rows)).await?;
+    let audit = "SELECT seq, at, actor, role, method, resource, outcome, code, message, request_id, peer \
+                 FROM audit_entries";
+    fetch_table(conn, pages, flat(audit, "seq", 0), id_key, |rows, _| Fetched::Audit(rows)).await
 }
 
 /// Child rows, (parent key, child), in parent order, handed out parent by parent.
@@ -308,6 +401,48 @@ fn decode(mut pages: mpsc::Receiver<Fetched>, out: &mut Batcher<'_>) -> Result<(
                 let log = BootstrapLogRow::<DateTime<Utc>>::from_row(row).map_err(db)?;
                 Ok(Record::BootstrapLog(Box::new(log.into_log()?)))
             })?,
+            Fetched::Runbooks(rows) => each(&rows, out, |row| {
+                let runbook = RunbookRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_runbook()?;
+                Ok(Record::Runbook(Box::new(runbook)))
+            })?,
+            Fetched::Tools(rows) => each(&rows, out, |row| {
+                Ok(Record::Tool(Box::new(ToolRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_tool()?)))
+            })?,
+            Fetched::ApprovalPolicies(rows) => each(&rows, out, |row| {
+                let policy = ApprovalPolicyRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_policy()?;
+                Ok(Record::ApprovalPolicy(Box::new(policy)))
+            })?,
+            Fetched::Runs { runs, events } => {
+                let events = events
+                    .iter()
+                    .map(|row| {
+                        let event = RunEventRow::<DateTime<Utc>>::from_row(row).map_err(db)?;
+                        Ok((event.run_id.clone(), event.into_event()?))
+                    })
+                    .collect::<Result<Vec<(String, StoredRunEvent)>>>()?;
+                let mut events = Children::new(events);
+                for row in &runs {
+                    let run = RunRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_run()?;
+                    let events = events.of(&run.id.to_string());
+                    out.blocking_push(Record::Run(Box::new(RunRecord { run, events })))?;
+                }
+                events.finish("task_events")?;
+            }
+            Fetched::Approvals(rows) => each(&rows, out, |row| {
+                let approval = ApprovalRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_approval()?;
+                Ok(Record::Approval(Box::new(approval)))
+            })?,
+            Fetched::Artifacts(rows) => each(&rows, out, |row| {
+                let info = ArtifactInfoRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_info()?;
+                let content: Vec<u8> = row.try_get("content").map_err(db)?;
+                Ok(Record::Artifact(Box::new(ArtifactRecord { info, content })))
+            })?,
+            Fetched::ToolCalls(rows) => each(&rows, out, |row| {
+                Ok(Record::ToolCall(Box::new(ToolCallRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_call()?)))
+            })?,
+            Fetched::Audit(rows) => each(&rows, out, |row| {
+                Ok(Record::Audit(Box::new(AuditRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_entry()?)))
+            })?,
             Fetched::Changes(rows) => each(&rows, out, |row| {
                 let change = ChangeRow::<DateTime<Utc>, String> {
                     seq: at(row, 0)?,
@@ -337,7 +472,10 @@ async fn read(conn: &mut PgConnection, sink: &mpsc::Sender<DumpMessage>) -> Resu
     let row = sqlx::query(
         "SELECT (SELECT COUNT(*) FROM policies), (SELECT COUNT(*) FROM leases), (SELECT COUNT(*) FROM pools), \
          (SELECT COUNT(*) FROM nodes), (SELECT COUNT(*) FROM instances), (SELECT COUNT(*) FROM commands), (SELECT COUNT(*) FROM health_reports), \
-         (SELECT COUNT(*) FROM bootstrap_logs), (SELECT COUNT(*) FROM changes)",
+         (SELECT COUNT(*) FROM bootstrap_logs), (SELECT COUNT(*) FROM tasks), (SELECT COUNT(*) FROM tool_definitions), \
+         (SELECT COUNT(*) FROM approval_policies), (SELECT COUNT(*) FROM task_runs), (SELECT COUNT(*) FROM approvals), \
+         (SELECT COUNT(*) FROM artifacts), (SELECT COUNT(*) FROM tool_call_records), \
+         (SELECT COUNT(*) FROM audit_entries), (SELECT COUNT(*) FROM changes)",
     )
     .fetch_one(&mut *conn)
     .await
@@ -356,6 +494,14 @@ async fn read(conn: &mut PgConnection, sink: &mpsc::Sender<DumpMessage>) -> Resu
         health_report_id: sequence(conn, "health_reports_id_seq").await?,
         bootstrap_log_id: sequence(conn, "bootstrap_logs_id_seq").await?,
         changes_compacted_through: unsigned("change_log.compacted_through", compacted_through)?,
+        audit_seq: unsigned(
+            "ledger_sequences.last",
+            sqlx::query_scalar("SELECT last FROM ledger_sequences WHERE name = 'audit'")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(db)?,
+        )?,
+        tool_call_id: sequence(conn, "tool_call_records_id_seq").await?,
     };
     let (pages, fetched) = mpsc::channel(2);
     let sink = sink.clone();
@@ -392,7 +538,9 @@ pub(super) async fn dump(pool: &PgPool, sink: &mpsc::Sender<DumpMessage>) -> Res
 /// The tables a load writes, and `metric_samples`, which it empties (`Replace`) but never
 /// fills: everything a load locks.
 const LOAD_TABLES: &str = "policies, leases, pools, nodes, node_gpus, node_liveness, instances, commands, \
-                           command_events, health_reports, bootstrap_logs, metric_samples, changes";
+                           command_events, health_reports, bootstrap_logs, metric_samples, changes, tasks, \
+                           tool_definitions, approval_policies, task_runs, task_run_targets, task_events, approvals, \
+                           artifacts, tool_call_records, audit_entries";
 
 /// Bytes of rows a table gathers before they go to the server as one COPY: large enough
 /// that a statement's round trips vanish, small enough to keep a load's memory bounded.
@@ -560,9 +708,18 @@ async fn write(
                 .execute(&mut *conn)
                 .await
                 .map_err(db)?;
+                sqlx::query(
+                    "UPDATE ledger_sequences SET last = GREATEST(last, $1, (SELECT COALESCE(MAX(seq), 0) FROM audit_entries)) \
+                     WHERE name = 'audit'",
+                )
+                .bind(i64::try_from(sequences.audit_seq).unwrap_or(i64::MAX))
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
                 for (table, column, sequence_name, value) in [
                     ("health_reports", "id", "health_reports_id_seq", sequences.health_report_id),
                     ("bootstrap_logs", "id", "bootstrap_logs_id_seq", sequences.bootstrap_log_id),
+                    ("tool_call_records", "id", "tool_call_records_id_seq", sequences.tool_call_id),
                 ] {
                     let value = value.max(sequence(conn, sequence_name).await?);
                     if value > 0 {
@@ -594,7 +751,10 @@ pub(super) async fn load(pool: &PgPool, source: mpsc::Receiver<LoadMessage>, tar
         let holds: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM nodes) OR EXISTS (SELECT 1 FROM instances) \
              OR EXISTS (SELECT 1 FROM pools) OR EXISTS (SELECT 1 FROM policies) \
-             OR EXISTS (SELECT 1 FROM changes) OR EXISTS (SELECT 1 FROM bootstrap_logs)",
+             OR EXISTS (SELECT 1 FROM changes) OR EXISTS (SELECT 1 FROM bootstrap_logs) \
+             OR EXISTS (SELECT 1 FROM tasks) OR EXISTS (SELECT 1 FROM task_runs) \
+             OR EXISTS (SELECT 1 FROM tool_definitions) OR EXISTS (SELECT 1 FROM approval_policies) \
+             OR EXISTS (SELECT 1 FROM audit_entries)",
         )
         .fetch_one(&mut *tx)
         .await
@@ -608,7 +768,15 @@ pub(super) async fn load(pool: &PgPool, source: mpsc::Receiver<LoadMessage>, tar
     // (which would set every row's hint bits and write every page again) nor a later
     // vacuum (which would freeze them) go over them once more. Like TRUNCATE, this bends
     // MVCC for a transaction whose snapshot predates the commit: it sees the loaded rows.
-    sqlx::raw_sql(AssertSqlSafe(format!("TRUNCATE {LOAD_TABLES}"))).execute(&mut *tx).await.map_err(db)?;
+    // The append-only ledger tables refuse TRUNCATE unless `ledger_expiry` says
+    // `everything`, in this transaction only.
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "INSERT INTO ledger_expiry (what, before) VALUES ('everything', 'infinity'); TRUNCATE {LOAD_TABLES}; \
+         DELETE FROM ledger_expiry WHERE what = 'everything'"
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
     let set_aside = SetAside::take(&mut tx).await?;
     let (sink, mut chunks) = mpsc::channel(2);
     let (spare, mut spares) = mpsc::channel(4);

@@ -25,9 +25,10 @@ fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-const RUNBOOK_COLUMNS: &str = "name, description, spec, version, created_by, created_at, updated_at, revision";
+pub(super) const RUNBOOK_COLUMNS: &str =
+    "name, description, spec, version, created_by, created_at, updated_at, revision";
 
-fn runbook_row(row: &Row<'_>) -> Result<Runbook> {
+pub(super) fn runbook_row(row: &Row<'_>) -> Result<Runbook> {
     RunbookRow::<i64> {
         name: row.get(0)?,
         description: row.get(1)?,
@@ -51,14 +52,14 @@ pub(super) fn list_runbooks(conn: &Connection) -> Result<Vec<Runbook>> {
     collect(conn, &sql, &[], runbook_row)
 }
 
-fn run_columns() -> String {
+pub(super) fn run_columns() -> String {
     format!(
         "r.run_id, r.kind, r.task, r.task_version, r.status, r.requested_by, r.approved_by, r.input, r.result, \
          r.error, r.created_at, r.started_at, r.finished_at, r.revision, {TARGETS_SUBQUERY}"
     )
 }
 
-fn run_row(row: &Row<'_>) -> Result<TaskRun> {
+pub(super) fn run_row(row: &Row<'_>) -> Result<TaskRun> {
     RunRow::<i64> {
         run_id: row.get(0)?,
         kind: row.get(1)?,
@@ -114,9 +115,9 @@ pub(super) fn list_runs(
     collect(conn, &sql, &params, run_row)
 }
 
-const RUN_EVENT_COLUMNS: &str = "run_id, seq, at, type, step, target, message, data";
+pub(super) const RUN_EVENT_COLUMNS: &str = "run_id, seq, at, type, step, target, message, data";
 
-fn run_event_row(row: &Row<'_>) -> Result<StoredRunEvent> {
+pub(super) fn run_event_row(row: &Row<'_>) -> Result<StoredRunEvent> {
     RunEventRow::<i64> {
         run_id: row.get(0)?,
         seq: row.get(1)?,
@@ -147,9 +148,9 @@ pub(super) fn run_events(conn: &Connection, id: &RunId, after: u64, limit: u32) 
     )
 }
 
-const ARTIFACT_COLUMNS: &str = "run_id, name, media_type, size, sha256, created_at";
+pub(super) const ARTIFACT_COLUMNS: &str = "run_id, name, media_type, size, sha256, created_at";
 
-fn artifact_row(row: &Row<'_>) -> Result<ArtifactInfo> {
+pub(super) fn artifact_row(row: &Row<'_>) -> Result<ArtifactInfo> {
     ArtifactInfoRow::<i64> {
         run_id: row.get(0)?,
         name: row.get(1)?,
@@ -172,7 +173,7 @@ pub(super) fn artifact(conn: &Connection, id: &RunId, name: &str) -> Result<Opti
     one(conn, &sql, &[text(id.to_string()), text(name)], |row| Ok((artifact_row(row)?, row.get(6)?)))
 }
 
-fn tool_row(row: &Row<'_>) -> Result<ToolDefinition> {
+pub(super) fn tool_row(row: &Row<'_>) -> Result<ToolDefinition> {
     ToolRow::<i64> {
         name: row.get(0)?,
         description: row.get(1)?,
@@ -195,9 +196,10 @@ pub(super) fn tools(conn: &Connection) -> Result<Vec<ToolDefinition>> {
     collect(conn, &sql, &[], tool_row)
 }
 
-const TOOL_CALL_COLUMNS: &str = "id, run_id, tool, at, input, output, status, error, duration_ms, approval_id";
+pub(super) const TOOL_CALL_COLUMNS: &str =
+    "id, run_id, tool, at, input, output, status, error, duration_ms, approval_id";
 
-fn tool_call_row(row: &Row<'_>) -> Result<StoredToolCall> {
+pub(super) fn tool_call_row(row: &Row<'_>) -> Result<StoredToolCall> {
     ToolCallRow::<i64> {
         id: row.get(0)?,
         run_id: row.get(1)?,
@@ -218,7 +220,7 @@ pub(super) fn tool_calls(conn: &Connection, id: &RunId) -> Result<Vec<StoredTool
     collect(conn, &sql, &[text(id.to_string())], tool_call_row)
 }
 
-fn approval_policy_row(row: &Row<'_>) -> Result<ApprovalPolicy> {
+pub(super) fn approval_policy_row(row: &Row<'_>) -> Result<ApprovalPolicy> {
     ApprovalPolicyRow::<i64> {
         name: row.get(0)?,
         position: row.get(1)?,
@@ -242,10 +244,10 @@ pub(super) fn approval_policies(conn: &Connection) -> Result<Vec<ApprovalPolicy>
     collect(conn, &sql, &[], approval_policy_row)
 }
 
-const APPROVAL_COLUMNS: &str = "approval_id, run_id, step, what, policy, required_role, requested_by, requested_at, \
+pub(super) const APPROVAL_COLUMNS: &str = "approval_id, run_id, step, what, policy, required_role, requested_by, requested_at, \
     expires_at, decision, decided_by, reason, decided_at, revision";
 
-fn approval_row(row: &Row<'_>) -> Result<Approval> {
+pub(super) fn approval_row(row: &Row<'_>) -> Result<Approval> {
     ApprovalRow::<i64> {
         approval_id: row.get(0)?,
         run_id: row.get(1)?,
@@ -285,7 +287,7 @@ pub(super) fn list_approvals(conn: &Connection, filter: &ApprovalFilter, limit: 
     collect(conn, &sql, &params, approval_row)
 }
 
-fn audit_row(row: &Row<'_>) -> Result<StoredAuditEntry> {
+pub(super) fn audit_row(row: &Row<'_>) -> Result<StoredAuditEntry> {
     AuditRow::<i64> {
         seq: row.get(0)?,
         at: row.get(1)?,
@@ -454,6 +456,27 @@ pub(super) fn delete_tool(conn: &Connection, name: &ToolName) -> Result<()> {
     Ok(())
 }
 
+/// Writes a tool call record as stored elsewhere (a load): its id kept.
+pub(super) fn insert_tool_call(conn: &Connection, c: &StoredToolCall) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO tool_call_records (id, run_id, tool, at, input, output, status, error, duration_ms, approval_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        int(c.id),
+        c.call.run_id.to_string(),
+        c.call.tool.as_str(),
+        micros(c.at),
+        to_json(&c.call.input),
+        c.call.output.as_ref().map(to_json),
+        c.call.status.as_str(),
+        c.call.error,
+        int(c.call.duration_ms),
+        c.call.approval_id.map(|a| a.to_string())
+    ])?;
+    Ok(())
+}
+
 pub(super) fn append_tool_call(conn: &Connection, at: Timestamp, c: &ToolCall) -> Result<u64> {
     conn.prepare_cached(
         "INSERT INTO tool_call_records (run_id, tool, at, input, output, status, error, duration_ms, approval_id) \
@@ -527,6 +550,16 @@ pub(super) fn append_audit(conn: &Connection, at: Timestamp, e: &AuditEntry) -> 
     let seq: i64 = conn
         .prepare_cached("UPDATE ledger_sequences SET last = last + 1 WHERE name = 'audit' RETURNING last")?
         .query_row([], |row| row.get(0))?;
+    write_audit(conn, seq, at, e)?;
+    crate::sql::unsigned("audit_entries.seq", seq)
+}
+
+/// Writes an audit entry as stored elsewhere (a load): its number kept.
+pub(super) fn insert_audit(conn: &Connection, e: &StoredAuditEntry) -> Result<()> {
+    write_audit(conn, int(e.seq), e.at, &e.entry)
+}
+
+fn write_audit(conn: &Connection, seq: i64, at: Timestamp, e: &AuditEntry) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO audit_entries (seq, at, actor, role, method, resource, outcome, code, message, request_id, peer) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -544,5 +577,5 @@ pub(super) fn append_audit(conn: &Connection, at: Timestamp, e: &AuditEntry) -> 
         e.request_id,
         e.peer
     ])?;
-    crate::sql::unsigned("audit_entries.seq", seq)
+    Ok(())
 }

@@ -15,13 +15,15 @@ use super::commit::{
     write_instance, write_lease, write_node, write_pool,
 };
 use super::read::{self, COMMAND_COLUMNS, INSTANCE_COLUMNS, NODE_COLUMNS, POOL_COLUMNS};
-use super::{map_error, micros};
+use super::{ledger, map_error, micros};
 use crate::error::Result;
+use crate::ledger::StoredRunEvent;
+use crate::sql::ledger_rows::{ApprovalPolicyRow, AuditRow, ToolRow};
 use crate::sql::rows::LeaseRow;
 use crate::sql::{to_json, unsigned};
 use crate::transfer::{
-    Batcher, CommandRecord, DumpMessage, LoadMessage, NodeRecord, Record, RecordKind, Sequences, Snapshot, Target,
-    load_abandoned, target_not_empty,
+    ArtifactRecord, Batcher, CommandRecord, DumpMessage, LoadMessage, NodeRecord, Record, RecordKind, RunRecord,
+    Sequences, Snapshot, Target, load_abandoned, target_not_empty,
 };
 
 fn int(value: u64) -> i64 {
@@ -117,6 +119,14 @@ fn dump_in(tx: &Connection, sink: &mpsc::Sender<DumpMessage>) -> Result<()> {
         (RecordKind::Command, count(tx, "commands")?),
         (RecordKind::HealthReport, count(tx, "health_reports")?),
         (RecordKind::BootstrapLog, count(tx, "bootstrap_logs")?),
+        (RecordKind::Runbook, count(tx, "tasks")?),
+        (RecordKind::Tool, count(tx, "tool_definitions")?),
+        (RecordKind::ApprovalPolicy, count(tx, "approval_policies")?),
+        (RecordKind::Run, count(tx, "task_runs")?),
+        (RecordKind::Approval, count(tx, "approvals")?),
+        (RecordKind::Artifact, count(tx, "artifacts")?),
+        (RecordKind::ToolCall, count(tx, "tool_call_records")?),
+        (RecordKind::Audit, count(tx, "audit_entries")?),
         (RecordKind::Change, count(tx, "changes")?),
     ]
     .into_iter()
@@ -126,6 +136,11 @@ fn dump_in(tx: &Connection, sink: &mpsc::Sender<DumpMessage>) -> Result<()> {
         health_report_id: sequence(tx, "health_reports")?,
         bootstrap_log_id: sequence(tx, "bootstrap_logs")?,
         changes_compacted_through: super::maintenance::compacted_through(tx)?,
+        audit_seq: unsigned(
+            "ledger_sequences.last",
+            tx.query_row("SELECT last FROM ledger_sequences WHERE name = 'audit'", [], |row| row.get(0))?,
+        )?,
+        tool_call_id: sequence(tx, "tool_call_records")?,
     };
     let mut out = Batcher::new(sink);
     out.blocking_start(Snapshot { counts, sequences })?;
@@ -176,6 +191,7 @@ fn dump_in(tx: &Connection, sink: &mpsc::Sender<DumpMessage>) -> Result<()> {
         read::bootstrap_log_row,
         |log| out.blocking_push(Record::BootstrapLog(Box::new(log))),
     )?;
+    dump_ledger(tx, &mut out)?;
     each_row(
         tx,
         "SELECT seq, at, kind, resource_id, op, revision, actor, reason, resource FROM changes ORDER BY seq",
@@ -185,8 +201,71 @@ fn dump_in(tx: &Connection, sink: &mpsc::Sender<DumpMessage>) -> Result<()> {
     out.blocking_flush()
 }
 
-/// Tables emptied by a replacing load, children before parents.
-const REPLACED_TABLES: [&str; 9] = [
+/// Streams the operations ledger, in `RecordKind` order.
+fn dump_ledger(tx: &Connection, out: &mut Batcher<'_>) -> Result<()> {
+    each_row(tx, &format!("SELECT {} FROM tasks ORDER BY name", ledger::RUNBOOK_COLUMNS), ledger::runbook_row, |r| {
+        out.blocking_push(Record::Runbook(Box::new(r)))
+    })?;
+    each_row(
+        tx,
+        &format!("SELECT {} FROM tool_definitions ORDER BY name", ToolRow::<i64>::COLUMNS),
+        ledger::tool_row,
+        |t| out.blocking_push(Record::Tool(Box::new(t))),
+    )?;
+    each_row(
+        tx,
+        &format!("SELECT {} FROM approval_policies ORDER BY name", ApprovalPolicyRow::<i64>::COLUMNS),
+        ledger::approval_policy_row,
+        |p| out.blocking_push(Record::ApprovalPolicy(Box::new(p))),
+    )?;
+    {
+        let mut event_statement =
+            tx.prepare(&format!("SELECT {} FROM task_events ORDER BY run_id, seq", ledger::RUN_EVENT_COLUMNS))?;
+        let mut events = Children { rows: event_statement.query([])?, decode: run_event_row, pending: None };
+        each_row(
+            tx,
+            &format!("SELECT {} FROM task_runs r ORDER BY r.run_id", ledger::run_columns()),
+            ledger::run_row,
+            |run| {
+                let events = events.of(&run.id.to_string())?;
+                out.blocking_push(Record::Run(Box::new(RunRecord { run, events })))
+            },
+        )?;
+    }
+    each_row(
+        tx,
+        &format!("SELECT {} FROM approvals ORDER BY approval_id", ledger::APPROVAL_COLUMNS),
+        ledger::approval_row,
+        |a| out.blocking_push(Record::Approval(Box::new(a))),
+    )?;
+    each_row(
+        tx,
+        &format!("SELECT {}, content FROM artifacts ORDER BY run_id, name", ledger::ARTIFACT_COLUMNS),
+        |row| Ok(ArtifactRecord { info: ledger::artifact_row(row)?, content: row.get(6)? }),
+        |a| out.blocking_push(Record::Artifact(Box::new(a))),
+    )?;
+    each_row(
+        tx,
+        &format!("SELECT {} FROM tool_call_records ORDER BY id", ledger::TOOL_CALL_COLUMNS),
+        ledger::tool_call_row,
+        |c| out.blocking_push(Record::ToolCall(Box::new(c))),
+    )?;
+    each_row(
+        tx,
+        &format!("SELECT {} FROM audit_entries ORDER BY seq", AuditRow::<i64>::COLUMNS),
+        ledger::audit_row,
+        |e| out.blocking_push(Record::Audit(Box::new(e))),
+    )
+}
+
+fn run_event_row(row: &Row<'_>) -> Result<(String, StoredRunEvent)> {
+    let event = ledger::run_event_row(row)?;
+    Ok((row.get(0)?, event))
+}
+
+/// Tables emptied by a replacing load, children before parents. The append-only ledger
+/// tables let a load empty them while `ledger_expiry` says `everything`.
+const REPLACED_TABLES: [&str; 19] = [
     "instances",
     "metric_samples",
     "health_reports",
@@ -196,12 +275,24 @@ const REPLACED_TABLES: [&str; 9] = [
     "policies",
     "leases",
     "changes",
+    "task_events",
+    "task_run_targets",
+    "artifacts",
+    "tool_call_records",
+    "approvals",
+    "task_runs",
+    "tasks",
+    "tool_definitions",
+    "approval_policies",
+    "audit_entries",
 ];
 
 fn holds_anything(conn: &Connection) -> Result<bool> {
     Ok(conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM nodes) OR EXISTS (SELECT 1 FROM instances) OR EXISTS (SELECT 1 FROM pools) \
-         OR EXISTS (SELECT 1 FROM policies) OR EXISTS (SELECT 1 FROM changes) OR EXISTS (SELECT 1 FROM bootstrap_logs)",
+         OR EXISTS (SELECT 1 FROM policies) OR EXISTS (SELECT 1 FROM changes) OR EXISTS (SELECT 1 FROM bootstrap_logs) \
+         OR EXISTS (SELECT 1 FROM tasks) OR EXISTS (SELECT 1 FROM task_runs) OR EXISTS (SELECT 1 FROM tool_definitions) \
+         OR EXISTS (SELECT 1 FROM approval_policies) OR EXISTS (SELECT 1 FROM audit_entries)",
         [],
         |row| row.get(0),
     )?)
@@ -214,9 +305,11 @@ pub(super) fn load(conn: &mut Connection, mut source: mpsc::Receiver<LoadMessage
         Target::MustBeEmpty if holds_anything(&tx)? => return Err(target_not_empty()),
         Target::MustBeEmpty => {}
         Target::Replace => {
+            tx.execute("INSERT INTO ledger_expiry (what, before) VALUES ('everything', 0)", [])?;
             for table in REPLACED_TABLES {
                 tx.execute(&format!("DELETE FROM {table}"), [])?;
             }
+            tx.execute("DELETE FROM ledger_expiry WHERE what = 'everything'", [])?;
         }
     }
     loop {
@@ -233,6 +326,7 @@ pub(super) fn load(conn: &mut Connection, mut source: mpsc::Receiver<LoadMessage
                     ("changes", sequences.change_seq),
                     ("health_reports", sequences.health_report_id),
                     ("bootstrap_logs", sequences.bootstrap_log_id),
+                    ("tool_call_records", sequences.tool_call_id),
                 ] {
                     tx.execute(
                         "INSERT INTO sqlite_sequence (name, seq) SELECT ?1, ?2 \
@@ -247,6 +341,11 @@ pub(super) fn load(conn: &mut Connection, mut source: mpsc::Receiver<LoadMessage
                 tx.execute(
                     "UPDATE change_log SET compacted_through = MAX(compacted_through, ?1) WHERE id = 1",
                     [int(sequences.changes_compacted_through)],
+                )?;
+                tx.execute(
+                    "UPDATE ledger_sequences SET last = MAX(last, ?1, (SELECT COALESCE(MAX(seq), 0) FROM audit_entries)) \
+                     WHERE name = 'audit'",
+                    [int(sequences.audit_seq)],
                 )?;
                 tx.commit()?;
                 return Ok(());
@@ -333,6 +432,51 @@ fn insert(conn: &Connection, record: &Record) -> Result<()> {
                 l.error,
                 to_json(&l.commands)
             ])?;
+        }
+        Record::Runbook(r) => {
+            ledger::write_runbook(conn, ledger::INSERT_RUNBOOK, r)
+                .map_err(duplicate(ResourceKind::Runbook, r.name.as_str()))?;
+        }
+        Record::Tool(t) => {
+            ledger::write_tool(conn, ledger::INSERT_TOOL, t).map_err(duplicate(ResourceKind::Tool, t.name.as_str()))?;
+        }
+        Record::ApprovalPolicy(p) => {
+            ledger::write_approval_policy(conn, ledger::INSERT_APPROVAL_POLICY, p)
+                .map_err(duplicate(ResourceKind::ApprovalPolicy, p.name.as_str()))?;
+        }
+        Record::Run(r) => {
+            let id = r.run.id.to_string();
+            ledger::write_run(conn, ledger::INSERT_RUN, &r.run).map_err(duplicate(ResourceKind::Run, &id))?;
+            ledger::insert_run_targets(conn, &r.run)?;
+            let mut statement = conn.prepare_cached(
+                "INSERT INTO task_events (run_id, seq, at, type, step, target, message, data) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for e in &r.events {
+                statement.execute(params![
+                    id,
+                    int(e.seq),
+                    micros(e.at),
+                    e.event.event_type.as_str(),
+                    e.event.step.map(i64::from),
+                    e.event.target.as_ref().map(ToString::to_string),
+                    e.event.message,
+                    e.event.data.as_ref().map(to_json)
+                ])?;
+            }
+        }
+        Record::Approval(a) => {
+            let id = a.id.to_string();
+            ledger::write_approval(conn, ledger::INSERT_APPROVAL, a).map_err(duplicate(ResourceKind::Approval, &id))?;
+        }
+        Record::Artifact(a) => {
+            ledger::insert_artifact(conn, &a.info, &a.content)?;
+        }
+        Record::ToolCall(c) => {
+            ledger::insert_tool_call(conn, c)?;
+        }
+        Record::Audit(e) => {
+            ledger::insert_audit(conn, e)?;
         }
         Record::Change(c) => {
             conn.prepare_cached(

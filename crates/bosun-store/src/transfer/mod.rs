@@ -33,8 +33,8 @@ use tokio::sync::mpsc;
 
 pub use self::format::{FORMAT_NAME, FORMAT_VERSION, Header, KindDigest, MAX_LINE_BYTES, Trailer};
 pub use self::record::{
-    BATCH, ChangeEntry, CommandRecord, DocumentText, DumpMessage, KindCounts, LoadMessage, NodeRecord, Record,
-    RecordKind, Sequences, Snapshot,
+    ArtifactRecord, BATCH, ChangeEntry, CommandRecord, DocumentText, DumpMessage, KindCounts, LoadMessage, NodeRecord,
+    Record, RecordKind, RunRecord, Sequences, Snapshot,
 };
 pub(crate) use self::record::{Batcher, load_abandoned, reader_gone, target_not_empty};
 use crate::error::StoreError;

@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 
 use bosun_core::node::Gpu;
 use bosun_core::{
-    BootstrapLog, ChangeRecord, Command, CommandEvent, Instance, Lease, Node, Pool, StoredPolicy, Timestamp,
+    Approval, ApprovalPolicy, BootstrapLog, ChangeRecord, Command, CommandEvent, Instance, Lease, Node, Pool, Runbook,
+    StoredPolicy, TaskRun, Timestamp, ToolDefinition,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::ledger::{ArtifactInfo, StoredAuditEntry, StoredRunEvent, StoredToolCall};
 use crate::write::StoredHealthReport;
 
 /// Records a dump sends, or a load receives, per message.
@@ -28,11 +30,19 @@ pub enum RecordKind {
     Command,
     HealthReport,
     BootstrapLog,
+    Runbook,
+    Tool,
+    ApprovalPolicy,
+    Run,
+    Approval,
+    Artifact,
+    ToolCall,
+    Audit,
     Change,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 9] = [
+    pub const ALL: [RecordKind; 17] = [
         RecordKind::Policy,
         RecordKind::Lease,
         RecordKind::Pool,
@@ -41,6 +51,14 @@ impl RecordKind {
         RecordKind::Command,
         RecordKind::HealthReport,
         RecordKind::BootstrapLog,
+        RecordKind::Runbook,
+        RecordKind::Tool,
+        RecordKind::ApprovalPolicy,
+        RecordKind::Run,
+        RecordKind::Approval,
+        RecordKind::Artifact,
+        RecordKind::ToolCall,
+        RecordKind::Audit,
         RecordKind::Change,
     ];
 
@@ -54,6 +72,14 @@ impl RecordKind {
             RecordKind::Command => "command",
             RecordKind::HealthReport => "health_report",
             RecordKind::BootstrapLog => "bootstrap_log",
+            RecordKind::Runbook => "runbook",
+            RecordKind::Tool => "tool",
+            RecordKind::ApprovalPolicy => "approval_policy",
+            RecordKind::Run => "run",
+            RecordKind::Approval => "approval",
+            RecordKind::Artifact => "artifact",
+            RecordKind::ToolCall => "tool_call",
+            RecordKind::Audit => "audit",
             RecordKind::Change => "change",
         }
     }
@@ -80,6 +106,36 @@ pub struct NodeRecord {
 pub struct CommandRecord {
     pub command: Command,
     pub events: Vec<CommandEvent>,
+}
+
+/// A task run with its history, oldest event first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run: TaskRun,
+    pub events: Vec<StoredRunEvent>,
+}
+
+/// An artifact with its content (base64 in an export line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    pub info: ArtifactInfo,
+    #[serde(with = "base64_bytes")]
+    pub content: Vec<u8>,
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
+    }
 }
 
 /// A change-log entry as it moves between stores: its document stays the JSON text its store
@@ -143,6 +199,14 @@ pub enum Record {
     Command(Box<CommandRecord>),
     HealthReport(Box<StoredHealthReport>),
     BootstrapLog(Box<BootstrapLog>),
+    Runbook(Box<Runbook>),
+    Tool(Box<ToolDefinition>),
+    ApprovalPolicy(Box<ApprovalPolicy>),
+    Run(Box<RunRecord>),
+    Approval(Box<Approval>),
+    Artifact(Box<ArtifactRecord>),
+    ToolCall(Box<StoredToolCall>),
+    Audit(Box<StoredAuditEntry>),
     Change(Box<ChangeEntry>),
 }
 
@@ -157,6 +221,14 @@ impl Record {
             Record::Command(_) => RecordKind::Command,
             Record::HealthReport(_) => RecordKind::HealthReport,
             Record::BootstrapLog(_) => RecordKind::BootstrapLog,
+            Record::Runbook(_) => RecordKind::Runbook,
+            Record::Tool(_) => RecordKind::Tool,
+            Record::ApprovalPolicy(_) => RecordKind::ApprovalPolicy,
+            Record::Run(_) => RecordKind::Run,
+            Record::Approval(_) => RecordKind::Approval,
+            Record::Artifact(_) => RecordKind::Artifact,
+            Record::ToolCall(_) => RecordKind::ToolCall,
+            Record::Audit(_) => RecordKind::Audit,
             Record::Change(_) => RecordKind::Change,
         }
     }
@@ -174,6 +246,12 @@ pub struct Sequences {
     /// above it. (0 when reading an export written before this field existed.)
     #[serde(default)]
     pub changes_compacted_through: u64,
+    /// The last audit entry's number (0 in exports written before the ledger existed).
+    #[serde(default)]
+    pub audit_seq: u64,
+    /// The last tool call record's id.
+    #[serde(default)]
+    pub tool_call_id: u64,
 }
 
 impl Sequences {
@@ -184,6 +262,8 @@ impl Sequences {
             health_report_id: self.health_report_id.max(other.health_report_id),
             bootstrap_log_id: self.bootstrap_log_id.max(other.bootstrap_log_id),
             changes_compacted_through: self.changes_compacted_through.max(other.changes_compacted_through),
+            audit_seq: self.audit_seq.max(other.audit_seq),
+            tool_call_id: self.tool_call_id.max(other.tool_call_id),
         }
     }
 
@@ -193,6 +273,8 @@ impl Sequences {
             Record::HealthReport(r) => self.health_report_id = self.health_report_id.max(r.id),
             Record::BootstrapLog(l) => self.bootstrap_log_id = self.bootstrap_log_id.max(l.id),
             Record::Change(c) => self.change_seq = self.change_seq.max(c.seq),
+            Record::Audit(a) => self.audit_seq = self.audit_seq.max(a.seq),
+            Record::ToolCall(c) => self.tool_call_id = self.tool_call_id.max(c.id),
             _ => {}
         }
     }

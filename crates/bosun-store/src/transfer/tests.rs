@@ -113,10 +113,140 @@ async fn fill(ctx: &Ctx) {
         store.commit(batch("bootstrap").append_bootstrap_log(log)).await.expect("bootstrap");
     }
     store.commit(batch("delete").delete_node(node_id("gone"), None)).await.expect("delete");
+    fill_ledger(ctx).await;
     ctx.clock.advance(Duration::from_secs(1));
     let beats =
         [Heartbeat { node_id: node_id("n1"), at: ctx.now() }, Heartbeat { node_id: node_id("n3"), at: ctx.now() }];
     store.record_heartbeats(&beats).await.expect("heartbeats");
+}
+
+/// A runbook, a tool, an approval policy rule, two runs (one with targets, events, an
+/// approval, an artifact and a tool call), and audit entries.
+async fn fill_ledger(ctx: &Ctx) {
+    use bosun_core::{
+        Approval, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalPolicy, Artifact, AuditEntry, AuditOutcome,
+        PolicyDecision, Role, RunEvent, RunEventType, RunKind, RunStatus, Runbook, TaskRun, ToolCall, ToolCallStatus,
+        ToolDefinition, ToolRisk,
+    };
+    let store = &ctx.store;
+    let operator = Actor::operator("alice");
+    let runbook = Runbook {
+        name: "drain-one".parse().expect("valid"),
+        description: "Drain\tone node".into(),
+        spec: "name: drain-one\nsteps:\n  - drain: {}\n".into(),
+        version: 1,
+        created_by: operator.clone(),
+        created_at: ctx.now(),
+        updated_at: ctx.now(),
+        revision: Revision::FIRST,
+    };
+    let tool = ToolDefinition {
+        name: "drain_node".parse().expect("valid"),
+        description: "Drain a node".into(),
+        input_schema: serde_json::json!({"type": "object", "required": ["node_id"]}),
+        risk: ToolRisk::Destructive,
+        enabled: true,
+        updated_at: ctx.now(),
+        revision: Revision::FIRST,
+    };
+    let policy = ApprovalPolicy {
+        name: "many-destructive".parse().expect("valid"),
+        position: -3,
+        description: String::new(),
+        condition: "risk == 'destructive' && targets > 5".into(),
+        decision: PolicyDecision::RequireApproval { role: Role::Admin },
+        updated_at: ctx.now(),
+        revision: Revision::FIRST,
+    };
+    let mut run = TaskRun::new(
+        RunKind::Runbook,
+        RunStatus::Running,
+        operator.clone(),
+        vec!["node:n1".parse().expect("valid"), "pool:training".parse().expect("valid")],
+        ctx.now(),
+    );
+    run.runbook = Some(runbook.name.clone());
+    run.runbook_version = Some(1);
+    run.input = serde_json::json!({"max_parallel": 1});
+    let replacement =
+        TaskRun::new(RunKind::Replacement, RunStatus::Running, Actor::system("remediation"), vec![], ctx.now());
+    store
+        .commit(
+            batch("ledger")
+                .with(crate::write::Write::PutRunbook { runbook: Box::new(runbook), expected: None })
+                .with(crate::write::Write::PutTool { tool: Box::new(tool.clone()), expected: None })
+                .with(crate::write::Write::PutApprovalPolicy { policy: Box::new(policy), expected: None })
+                .create_run(run.clone())
+                .create_run(replacement)
+                .append_run_event(RunEvent::new(run.id, RunEventType::StepStarted, "drain n1").at_step(0))
+                .append_run_event(
+                    RunEvent::new(run.id, RunEventType::StepFinished, "drained")
+                        .at_step(0)
+                        .on("node:n1".parse().expect("valid"))
+                        .with_data(serde_json::json!({"seconds": 12})),
+                ),
+        )
+        .await
+        .expect("ledger");
+    let approval = Approval {
+        id: ApprovalId::new_at(ctx.now()),
+        run_id: run.id,
+        step: Some(0),
+        what: "drain n1".into(),
+        policy: None,
+        required_role: Role::Admin,
+        requested_by: operator.clone(),
+        requested_at: ctx.now(),
+        expires_at: ctx.now() + Duration::from_secs(3600),
+        decision: Some(ApprovalDecision {
+            outcome: ApprovalOutcome::Approved,
+            by: Actor::operator("bob"),
+            reason: "ok".into(),
+            at: ctx.now(),
+        }),
+        revision: Revision::FIRST,
+    };
+    let undecided = Approval { decision: None, ..approval.clone() };
+    store.commit(batch("ask").with(crate::write::Write::CreateApproval(Box::new(undecided)))).await.expect("ask");
+    let call = ToolCall {
+        run_id: run.id,
+        tool: tool.name.clone(),
+        input: serde_json::json!({"node_id": "n1"}),
+        output: Some(serde_json::json!({"status": "DRAINING"})),
+        status: ToolCallStatus::Succeeded,
+        error: None,
+        duration_ms: 7,
+        approval_id: Some(approval.id),
+    };
+    let artifact = Artifact {
+        run_id: run.id,
+        name: "report.bin".into(),
+        media_type: "application/octet-stream".into(),
+        content: vec![0, 159, 146, 150, 255, b'\n'],
+    };
+    store
+        .commit(
+            batch("decide")
+                .with(crate::write::Write::UpdateApproval { approval: Box::new(approval), expected: Revision::FIRST })
+                .with(crate::write::Write::RecordToolCall(Box::new(call)))
+                .put_artifact(artifact),
+        )
+        .await
+        .expect("decide");
+    for (actor, outcome) in [("alice", AuditOutcome::Ok), ("mallory", AuditOutcome::Refused)] {
+        let entry = AuditEntry {
+            actor: actor.into(),
+            role: (outcome == AuditOutcome::Ok).then_some(Role::Operator),
+            method: "bosun.v1.AdminService/DrainNode".into(),
+            resource: "node:n1".into(),
+            outcome,
+            code: if outcome == AuditOutcome::Ok { "ok".into() } else { "unauthenticated".into() },
+            message: String::new(),
+            request_id: format!("req-{actor}"),
+            peer: None,
+        };
+        store.commit(batch("audit").append_audit(entry)).await.expect("audit");
+    }
 }
 
 /// Everything a store holds, through its dump.
