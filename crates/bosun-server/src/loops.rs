@@ -73,14 +73,23 @@ pub(crate) async fn retention(app: &App) -> ApiResult<()> {
     app.as_leader(async {
         let nodes = nodes::purge_terminated(app).await?;
         let instances = instances::purge_finished(app).await?;
-        let report =
-            app.store.apply_retention(&RetentionPolicy { changes_older_than: app.settings.change_retention }).await?;
-        if nodes + instances > 0 || report.changes_deleted > 0 {
+        let report = app
+            .store
+            .apply_retention(&RetentionPolicy {
+                changes_older_than: app.settings.change_retention,
+                ..Default::default()
+            })
+            .await?;
+        let ledger = report.run_events_deleted + report.artifacts_deleted + report.audit_deleted;
+        if nodes + instances > 0 || report.changes_deleted > 0 || ledger > 0 {
             tracing::info!(
                 nodes,
                 instances,
                 changes = report.changes_deleted,
                 samples = report.samples_deleted,
+                run_events = report.run_events_deleted,
+                artifacts = report.artifacts_deleted,
+                audit = report.audit_deleted,
                 "retention pass"
             );
         }

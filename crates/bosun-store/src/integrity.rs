@@ -171,6 +171,20 @@ pub(crate) trait IntegritySource {
     async fn inventories(&mut self) -> Result<Vec<Inventory>>;
     async fn instance_facts(&mut self) -> Result<Vec<InstanceFacts>>;
     async fn command_facts(&mut self) -> Result<Vec<CommandFacts>>;
+    /// The audit log's entries: how many, the lowest and highest number, and the last number
+    /// handed out.
+    async fn audit_numbers(&mut self) -> Result<AuditNumbers>;
+    /// Per run with events: its id, how many events, the lowest and the highest number.
+    async fn run_event_numbers(&mut self) -> Result<Vec<(String, u64, u64, u64)>>;
+}
+
+/// What the audit gap check reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AuditNumbers {
+    pub count: u64,
+    pub lowest: u64,
+    pub highest: u64,
+    pub handed_out: u64,
 }
 
 /// Runs every check against `source`.
@@ -211,8 +225,41 @@ pub(crate) async fn check<S: IntegritySource>(source: &mut S) -> Result<Vec<Inte
             });
         }
     }
+    let audit = source.audit_numbers().await?;
+    if let Some(problem) = audit_problem(audit) {
+        findings.push(IntegrityFinding { check: "sequence", subject: "audit log".into(), problem });
+    }
+    for (run, count, lowest, highest) in source.run_event_numbers().await? {
+        if lowest != 1 || highest != count {
+            findings.push(IntegrityFinding {
+                check: "sequence",
+                subject: format!("run {run}"),
+                problem: format!("has {count} events numbered {lowest} to {highest}: events are missing"),
+            });
+        }
+    }
     findings.truncate(MAX_FINDINGS);
     Ok(findings)
+}
+
+/// Audit entries are numbered without gaps; retention removes only the oldest, so what
+/// remains runs from some number up to the last handed out.
+fn audit_problem(a: AuditNumbers) -> Option<String> {
+    if a.count == 0 {
+        return None;
+    }
+    if a.highest - a.lowest + 1 != a.count {
+        return Some(format!(
+            "holds {} entries numbered {} to {}: {} missing",
+            a.count,
+            a.lowest,
+            a.highest,
+            a.highest - a.lowest + 1 - a.count
+        ));
+    }
+    (a.highest != a.handed_out).then(|| {
+        format!("ends at entry {} but {} were handed out: the newest entries are missing", a.highest, a.handed_out)
+    })
 }
 
 #[derive(Debug, Clone, Copy)]

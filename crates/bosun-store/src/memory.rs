@@ -21,7 +21,7 @@ use bosun_core::{
 use crate::apply::{self, ChangeDraft, Insert, LeaseLock, Stamp, Transaction, run_ready};
 use crate::error::{Result, StoreError};
 use crate::integrity::{
-    self, ChangeLogChecker, CommandFacts, InstanceFacts, IntegritySource, Inventory, Orphan, Reference,
+    self, AuditNumbers, ChangeLogChecker, CommandFacts, InstanceFacts, IntegritySource, Inventory, Orphan, Reference,
 };
 use crate::ledger::{ArtifactInfo, AuditFilter, RunFilter, StoredAuditEntry, StoredRunEvent, StoredToolCall};
 use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest};
@@ -1129,6 +1129,29 @@ impl IntegritySource for Check<'_> {
             })
             .collect())
     }
+
+    async fn audit_numbers(&mut self) -> Result<AuditNumbers> {
+        let audit = &self.state.ledger.audit;
+        Ok(AuditNumbers {
+            count: audit.len() as u64,
+            lowest: audit.first_key_value().map_or(0, |(seq, _)| *seq),
+            highest: audit.last_key_value().map_or(0, |(seq, _)| *seq),
+            handed_out: self.state.ledger.last_audit_seq,
+        })
+    }
+
+    async fn run_event_numbers(&mut self) -> Result<Vec<(String, u64, u64, u64)>> {
+        Ok(self
+            .state
+            .ledger
+            .events
+            .iter()
+            .filter_map(|(run, events)| {
+                let (first, last) = (events.first()?.seq, events.last()?.seq);
+                Some((run.to_string(), events.len() as u64, first, last))
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -1156,6 +1179,12 @@ impl MemoryStore {
             }
             Corruption::ChangeMissing(seq) => {
                 state.changes.remove(seq);
+            }
+            Corruption::AuditEntryMissing(seq) => {
+                state.ledger.audit.remove(seq);
+            }
+            Corruption::RunEventMissing { run, seq } => {
+                state.ledger.events.get_mut(run).expect("the run's events").retain(|e| e.seq != *seq);
             }
         }
     }
@@ -1548,7 +1577,30 @@ impl Store for MemoryStore {
             samples_deleted += (before - ring.len()) as u64;
         }
         state.samples.retain(|_, ring| !ring.is_empty());
-        Ok(RetentionReport { changes_deleted: doomed.len() as u64, samples_deleted })
+        let runs_cutoff = now - policy.runs_older_than;
+        let finished: std::collections::HashSet<RunId> = state
+            .ledger
+            .runs
+            .values()
+            .filter(|r| r.finished_at.is_some_and(|at| at < runs_cutoff))
+            .map(|r| r.id)
+            .collect();
+        let mut run_events_deleted = 0;
+        for run in &finished {
+            run_events_deleted += state.ledger.events.remove(run).map_or(0, |events| events.len() as u64);
+        }
+        let artifacts_before = state.ledger.artifacts.len();
+        state.ledger.artifacts.retain(|(run, _), _| !finished.contains(run));
+        let audit_cutoff = now - policy.audit_older_than;
+        let audit_before = state.ledger.audit.len();
+        state.ledger.audit.retain(|_, e| e.at >= audit_cutoff);
+        Ok(RetentionReport {
+            changes_deleted: doomed.len() as u64,
+            samples_deleted,
+            run_events_deleted,
+            artifacts_deleted: (artifacts_before - state.ledger.artifacts.len()) as u64,
+            audit_deleted: (audit_before - state.ledger.audit.len()) as u64,
+        })
     }
 
     async fn check_integrity(&self) -> Result<Vec<IntegrityFinding>> {

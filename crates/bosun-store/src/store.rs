@@ -113,11 +113,22 @@ pub struct RetentionPolicy {
     /// Change records older than this are compacted away, except the latest record of each
     /// live resource, which is always kept.
     pub changes_older_than: Duration,
+    /// The events and artifacts of runs that finished longer ago than this are deleted
+    /// (the runs themselves stay).
+    pub runs_older_than: Duration,
+    /// Audit entries older than this are deleted.
+    pub audit_older_than: Duration,
 }
 
 impl Default for RetentionPolicy {
+    /// Changes 7 days, run history 30 days, audit 365 days.
     fn default() -> Self {
-        Self { changes_older_than: Duration::from_secs(7 * 24 * 3600) }
+        const DAY: u64 = 24 * 3600;
+        Self {
+            changes_older_than: Duration::from_secs(7 * DAY),
+            runs_older_than: Duration::from_secs(30 * DAY),
+            audit_older_than: Duration::from_secs(365 * DAY),
+        }
     }
 }
 
@@ -126,6 +137,9 @@ impl Default for RetentionPolicy {
 pub struct RetentionReport {
     pub changes_deleted: u64,
     pub samples_deleted: u64,
+    pub run_events_deleted: u64,
+    pub artifacts_deleted: u64,
+    pub audit_deleted: u64,
 }
 
 /// One problem `check_integrity` found.

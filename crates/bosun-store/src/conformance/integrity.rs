@@ -22,6 +22,11 @@ pub(crate) enum Corruption {
     GpuMissing,
     /// Deletes the change record with this sequence number.
     ChangeMissing(u64),
+    /// Deletes the audit entry with this number (around the append-only trigger).
+    AuditEntryMissing(u64),
+    /// Deletes event `seq` of run `run` (around the append-only trigger). The audit log must
+    /// hold an entry (its time fills the forged retention row).
+    RunEventMissing { run: bosun_core::RunId, seq: u64 },
 }
 
 impl Corruption {
@@ -37,6 +42,15 @@ impl Corruption {
                  (SELECT MAX(gpu_index) FROM node_gpus WHERE node_id = 'n1')"
                 .into(),
             Corruption::ChangeMissing(seq) => format!("DELETE FROM changes WHERE seq = {seq}"),
+            // As a hand edit with the triggers' retention path forged.
+            Corruption::AuditEntryMissing(seq) => format!(
+                "INSERT INTO ledger_expiry (what, before) SELECT 'everything', MAX(at) FROM audit_entries; \
+                 DELETE FROM audit_entries WHERE seq = {seq}; DELETE FROM ledger_expiry"
+            ),
+            Corruption::RunEventMissing { run, seq } => format!(
+                "INSERT INTO ledger_expiry (what, before) SELECT 'everything', MAX(at) FROM audit_entries; \
+                 DELETE FROM task_events WHERE CAST(run_id AS TEXT) = '{run}' AND seq = {seq}; DELETE FROM ledger_expiry"
+            ),
         }
     }
 }
@@ -52,7 +66,7 @@ impl Ctx {
             StoreLocation::Sqlite { path } => {
                 let conn = rusqlite::Connection::open(path).expect("open the database");
                 conn.pragma_update(None, "foreign_keys", "off").expect("foreign keys off");
-                conn.execute(&corruption.sql(), []).expect("plant");
+                conn.execute_batch(&corruption.sql()).expect("plant");
             }
             StoreLocation::Postgres { url } => {
                 use sqlx::Connection as _;
@@ -144,10 +158,53 @@ pub(crate) async fn retention_leaves_no_gap_for_the_check(ctx: &Ctx) {
     ctx.clock.advance(std::time::Duration::from_secs(30 * 86_400));
     let report = ctx
         .store
-        .apply_retention(&crate::RetentionPolicy { changes_older_than: std::time::Duration::from_secs(86_400) })
+        .apply_retention(&crate::RetentionPolicy {
+            changes_older_than: std::time::Duration::from_secs(86_400),
+            ..Default::default()
+        })
         .await
         .expect("retention");
     assert!(report.changes_deleted >= 2, "the pool's superseded records went: {report:?}");
     let findings = ctx.store.check_integrity().await.expect("check");
     assert!(findings.is_empty(), "compaction is not a gap: {findings:?}");
+}
+
+pub(crate) async fn integrity_reports_gaps_in_the_audit_log_and_run_events(ctx: &Ctx) {
+    use bosun_core::{Actor, AuditEntry, AuditOutcome, RunEvent, RunEventType, RunKind, RunStatus, TaskRun};
+    let entry = |n: u64| AuditEntry {
+        actor: "alice".into(),
+        role: None,
+        method: "bosun.v1.AdminService/CordonNode".into(),
+        resource: format!("node:n{n}"),
+        outcome: AuditOutcome::Ok,
+        code: "ok".into(),
+        message: String::new(),
+        request_id: String::new(),
+        peer: None,
+    };
+    let run = TaskRun::new(RunKind::Scale, RunStatus::Running, Actor::system("autoscaler"), vec![], ctx.now());
+    let mut write = batch("ledger").create_run(run.clone());
+    for n in 1..=4 {
+        write = write.append_audit(entry(n)).append_run_event(RunEvent::new(run.id, RunEventType::Log, format!("{n}")));
+    }
+    ctx.store.commit(write).await.expect("ledger");
+    assert!(ctx.store.check_integrity().await.expect("check").is_empty());
+    ctx.plant(Corruption::AuditEntryMissing(2)).await;
+    ctx.plant(Corruption::RunEventMissing { run: run.id, seq: 2 }).await;
+    let findings = ctx.store.check_integrity().await.expect("check");
+    assert_eq!(
+        lines(&findings),
+        [
+            "[sequence] audit log: holds 3 entries numbered 1 to 4: 1 missing".to_owned(),
+            format!("[sequence] run {}: has 3 events numbered 1 to 4: events are missing", run.id),
+        ]
+    );
+    // The newest entries gone are missing too, though what remains is contiguous.
+    ctx.plant(Corruption::AuditEntryMissing(3)).await;
+    ctx.plant(Corruption::AuditEntryMissing(4)).await;
+    let findings = ctx.store.check_integrity().await.expect("check");
+    assert_eq!(
+        lines(&findings)[0],
+        "[sequence] audit log: ends at entry 1 but 4 were handed out: the newest entries are missing"
+    );
 }

@@ -561,3 +561,68 @@ pub(crate) async fn the_ledger_views_return_what_the_data_implies(ctx: &Ctx) {
     .expect("tool_call_success_rate");
     assert_eq!(rate, [vec![text("cordon_node"), text("3"), text("2"), text("67"), text("20")]]);
 }
+
+pub(crate) async fn retention_deletes_old_run_history_and_old_audit_entries_only(ctx: &Ctx) {
+    let day = Duration::from_secs(86_400);
+    let finish = |mut run: TaskRun, at: Timestamp| {
+        run.status = RunStatus::Succeeded;
+        run.finished_at = Some(at);
+        run
+    };
+    let artifact = |run: RunId| Artifact {
+        run_id: run,
+        name: "out.txt".into(),
+        media_type: "text/plain".into(),
+        content: b"ok".to_vec(),
+    };
+    let old = create_run(ctx, RunKind::Runbook, RunStatus::Running, &["node:n1"]).await;
+    let still_running = create_run(ctx, RunKind::Scale, RunStatus::Running, &["pool:p"]).await;
+    let mut write = batch("history")
+        .append_audit(audit_entry("alice", "CordonNode", AuditOutcome::Ok))
+        .update_run(finish(old.clone(), ctx.now()))
+        .put_artifact(artifact(old.id))
+        .put_artifact(artifact(still_running.id));
+    for run in [old.id, still_running.id] {
+        write = write.append_run_event(event(run, RunEventType::StepStarted, "one")).append_run_event(event(
+            run,
+            RunEventType::StepFinished,
+            "two",
+        ));
+    }
+    ctx.store.commit(write).await.expect("history");
+    ctx.clock.advance(31 * day);
+    let recent = create_run(ctx, RunKind::Replacement, RunStatus::Running, &["node:n2"]).await;
+    ctx.store
+        .commit(
+            batch("recent")
+                .append_run_event(event(recent.id, RunEventType::Log, "replaced"))
+                .update_run(finish(recent.clone(), ctx.now()))
+                .put_artifact(artifact(recent.id))
+                .append_audit(audit_entry("bob", "DrainNode", AuditOutcome::Ok)),
+        )
+        .await
+        .expect("recent");
+
+    let report = ctx.store.apply_retention(&crate::RetentionPolicy::default()).await.expect("retention");
+    assert_eq!((report.run_events_deleted, report.artifacts_deleted, report.audit_deleted), (2, 1, 0));
+    assert!(ctx.store.run_events(&old.id, 0, 10).await.expect("events").is_empty(), "finished 31 days ago");
+    assert!(ctx.store.artifacts(&old.id).await.expect("artifacts").is_empty());
+    assert_eq!(ctx.store.run(&old.id).await.expect("the run stays").status, RunStatus::Succeeded);
+    assert_eq!(ctx.store.run_events(&still_running.id, 0, 10).await.expect("events").len(), 2, "still running");
+    assert_eq!(ctx.store.artifacts(&still_running.id).await.expect("artifacts").len(), 1);
+    assert_eq!(ctx.store.run_events(&recent.id, 0, 10).await.expect("events").len(), 1, "finished just now");
+
+    ctx.clock.advance(340 * day);
+    let report = ctx.store.apply_retention(&crate::RetentionPolicy::default()).await.expect("retention");
+    assert_eq!(report.audit_deleted, 1, "only the entry older than 365 days");
+    let left = ctx.store.list_audit(&AuditFilter::default(), 0, 10).await.expect("audit");
+    assert_eq!(left.iter().map(|e| (e.seq, e.entry.actor.as_str())).collect::<Vec<_>>(), [(2, "bob")]);
+    ctx.store
+        .commit(batch("after").append_audit(audit_entry("carol", "CordonNode", AuditOutcome::Ok)))
+        .await
+        .expect("append");
+    let numbers: Vec<u64> =
+        ctx.store.list_audit(&AuditFilter::default(), 0, 10).await.expect("audit").iter().map(|e| e.seq).collect();
+    assert_eq!(numbers, [2, 3], "numbers are never reused");
+    assert_eq!(ctx.store.check_integrity().await.expect("check"), [], "retention leaves no gap for db check");
+}

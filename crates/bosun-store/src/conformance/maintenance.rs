@@ -21,7 +21,11 @@ pub(crate) async fn retention_keeps_latest_state_of_live_resources(ctx: &Ctx) {
         node = ctx.store.node(&node.id).await.expect("get");
     }
     ctx.clock.advance(WEEK + Duration::from_secs(3600));
-    let report = ctx.store.apply_retention(&RetentionPolicy { changes_older_than: WEEK }).await.expect("retention");
+    let report = ctx
+        .store
+        .apply_retention(&RetentionPolicy { changes_older_than: WEEK, ..Default::default() })
+        .await
+        .expect("retention");
     assert_eq!(report.changes_deleted, 3);
     let history = ctx.store.list_changes(&ChangeFilter::resource(ResourceKind::Node, "a"), 10).await.expect("log");
     assert_eq!(history.len(), 1, "the latest state of a live node is never compacted away");
@@ -34,7 +38,11 @@ pub(crate) async fn retention_drops_old_history_of_deleted_resources(ctx: &Ctx) 
     ctx.create_node("kept").await;
     ctx.store.commit(batch("retention").delete_node(node.id, None)).await.expect("delete");
     ctx.clock.advance(WEEK * 2);
-    let report = ctx.store.apply_retention(&RetentionPolicy { changes_older_than: WEEK }).await.expect("retention");
+    let report = ctx
+        .store
+        .apply_retention(&RetentionPolicy { changes_older_than: WEEK, ..Default::default() })
+        .await
+        .expect("retention");
     assert_eq!(report.changes_deleted, 2);
     assert_eq!(
         ctx.store.last_change_seq().await.expect("last seq"),
@@ -58,9 +66,12 @@ pub(crate) async fn retention_keeps_recent_changes(ctx: &Ctx) {
     node = ctx.store.node(&node.id).await.expect("get");
     node.health = Health::Healthy;
     ctx.store.commit(batch("recent").update_node(node)).await.expect("update");
-    let generous = RetentionPolicy { changes_older_than: WEEK * 4 };
+    let generous = RetentionPolicy { changes_older_than: WEEK * 4, ..Default::default() };
     assert_eq!(ctx.store.apply_retention(&generous).await.expect("retention").changes_deleted, 0);
-    ctx.store.apply_retention(&RetentionPolicy { changes_older_than: WEEK }).await.expect("retention");
+    ctx.store
+        .apply_retention(&RetentionPolicy { changes_older_than: WEEK, ..Default::default() })
+        .await
+        .expect("retention");
     let history = ctx.store.list_changes(&ChangeFilter::resource(ResourceKind::Node, "a"), 10).await.expect("log");
     let reasons: Vec<_> = history.iter().map(|c| c.reason.as_str()).collect();
     assert_eq!(reasons, ["recent", "recent"]);

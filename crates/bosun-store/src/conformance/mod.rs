@@ -175,6 +175,8 @@ macro_rules! store_conformance {
             ledger::audit_entries_are_numbered_without_gaps_and_filtered,
             ledger::the_database_refuses_to_change_the_audit_log_and_run_events,
             ledger::the_ledger_views_return_what_the_data_implies,
+            ledger::retention_deletes_old_run_history_and_old_audit_entries_only,
+            integrity::integrity_reports_gaps_in_the_audit_log_and_run_events,
         );
     };
 }

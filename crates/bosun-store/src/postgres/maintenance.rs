@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use super::time;
 use crate::error::Result;
 use crate::integrity::{
-    self, ChangeLogChecker, CommandFacts, InstanceFacts, IntegritySource, Inventory, Orphan, Reference,
+    self, AuditNumbers, ChangeLogChecker, CommandFacts, InstanceFacts, IntegritySource, Inventory, Orphan, Reference,
 };
 use crate::sql::{SlowLog, map_err, parse, unsigned};
 use crate::store::{IntegrityFinding, RetentionPolicy, RetentionReport, StoreCounts, StoreOptions};
@@ -74,7 +74,93 @@ pub(super) async fn apply_retention(
             break;
         }
     }
+    let runs_cutoff = time(now - policy.runs_older_than);
+    loop {
+        // Every event of a run at once, so no run is left with a gap; through the
+        // append-only trigger's retention path, in the same transaction.
+        let deleted = expire(
+            pool,
+            slow,
+            "task_events.expire",
+            "task_events",
+            runs_cutoff,
+            "DELETE FROM task_events WHERE run_id IN (SELECT r.run_id FROM task_runs r WHERE r.finished_at < $1 \
+             AND EXISTS (SELECT 1 FROM task_events e WHERE e.run_id = r.run_id) LIMIT $2)",
+            RUNS_PER_BATCH,
+        )
+        .await?;
+        report.run_events_deleted += deleted;
+        if deleted == 0 {
+            break;
+        }
+    }
+    loop {
+        let deleted = expire(
+            pool,
+            slow,
+            "artifacts.expire",
+            "artifacts",
+            runs_cutoff,
+            "DELETE FROM artifacts WHERE (run_id, name) IN (SELECT a.run_id, a.name FROM artifacts a \
+             JOIN task_runs r ON r.run_id = a.run_id WHERE r.finished_at < $1 LIMIT $2)",
+            RUNS_PER_BATCH,
+        )
+        .await?;
+        report.artifacts_deleted += deleted;
+        if deleted < RUNS_PER_BATCH as u64 {
+            break;
+        }
+    }
+    let audit_cutoff = time(now - policy.audit_older_than);
+    loop {
+        let deleted = expire(
+            pool,
+            slow,
+            "audit_entries.expire",
+            "audit_entries",
+            audit_cutoff,
+            "DELETE FROM audit_entries WHERE seq IN (SELECT seq FROM audit_entries WHERE at < $1 ORDER BY seq LIMIT $2)",
+            RETENTION_BATCH,
+        )
+        .await?;
+        report.audit_deleted += deleted;
+        if deleted < RETENTION_BATCH as u64 {
+            break;
+        }
+    }
     Ok(report)
+}
+
+/// Runs whose history one retention transaction deletes.
+const RUNS_PER_BATCH: i64 = 100;
+
+/// One retention transaction over a ledger table: `ledger_expiry` names `table` and the
+/// cutoff (the append-only triggers let exactly that through), `delete` runs with the
+/// cutoff and `limit`, and the expiry row goes again before the commit.
+async fn expire(
+    pool: &PgPool,
+    slow: SlowLog,
+    statement: &'static str,
+    table: &'static str,
+    cutoff: chrono::DateTime<chrono::Utc>,
+    delete: &'static str,
+    limit: i64,
+) -> Result<u64> {
+    let db = |e| map_err(e, None);
+    let mut tx = pool.begin().await.map_err(db)?;
+    sqlx::query(
+        "INSERT INTO ledger_expiry (what, before) VALUES ($1, $2) ON CONFLICT (what) DO UPDATE SET before = EXCLUDED.before",
+    )
+    .bind(table)
+    .bind(cutoff)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    let deleted =
+        slow.run(statement, sqlx::query(delete).bind(cutoff).bind(limit).execute(&mut *tx)).await.map_err(db)?;
+    sqlx::query("DELETE FROM ledger_expiry WHERE what = $1").bind(table).execute(&mut *tx).await.map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(deleted.rows_affected())
 }
 
 /// The query finding orphans of `reference`: the orphan's key and the missing parent.
@@ -232,6 +318,40 @@ impl IntegritySource for Check<'_> {
         .await
         .map_err(|e| map_err(e, None))?;
         rows.into_iter().map(CommandFacts::from_sql).collect()
+    }
+
+    async fn audit_numbers(&mut self) -> Result<AuditNumbers> {
+        let (count, lowest, highest, handed_out): (i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0), (SELECT last FROM ledger_sequences WHERE name = 'audit') FROM audit_entries",
+        )
+        .fetch_one(self.pool)
+        .await
+        .map_err(|e| map_err(e, None))?;
+        Ok(AuditNumbers {
+            count: unsigned("count", count)?,
+            lowest: unsigned("audit_entries.seq", lowest)?,
+            highest: unsigned("audit_entries.seq", highest)?,
+            handed_out: unsigned("ledger_sequences.last", handed_out)?,
+        })
+    }
+
+    async fn run_event_numbers(&mut self) -> Result<Vec<(String, u64, u64, u64)>> {
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT run_id::text, COUNT(*), MIN(seq), MAX(seq) FROM task_events GROUP BY run_id HAVING MIN(seq) <> 1 OR MAX(seq) <> COUNT(*)",
+        )
+        .fetch_all(self.pool)
+        .await
+        .map_err(|e| map_err(e, None))?;
+        rows.into_iter()
+            .map(|(run, count, lowest, highest)| {
+                Ok((
+                    run,
+                    unsigned("count", count)?,
+                    unsigned("task_events.seq", lowest)?,
+                    unsigned("task_events.seq", highest)?,
+                ))
+            })
+            .collect()
     }
 }
 

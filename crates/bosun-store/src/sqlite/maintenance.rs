@@ -7,13 +7,16 @@ use rusqlite::{Connection, params};
 use crate::apply::run_ready;
 use crate::error::Result;
 use crate::integrity::{
-    self, ChangeLogChecker, CommandFacts, InstanceFacts, IntegritySource, Inventory, Orphan, Reference,
+    self, AuditNumbers, ChangeLogChecker, CommandFacts, InstanceFacts, IntegritySource, Inventory, Orphan, Reference,
 };
 use crate::sql::{parse, unsigned};
 use crate::store::{IntegrityFinding, StoreCounts};
 
 /// Rows deleted per transaction, so retention never holds the writer for long.
 pub(super) const RETENTION_BATCH: i64 = 5_000;
+
+/// Runs whose history one retention transaction deletes.
+pub(super) const RUNS_PER_BATCH: i64 = 100;
 
 /// Deletes up to one batch of compactable change records: old records superseded by a
 /// newer record of the same resource, or deletes. The latest state of a live resource
@@ -48,6 +51,48 @@ pub(super) fn expire_samples(conn: &mut Connection, cutoff: i64) -> Result<u64> 
         "DELETE FROM metric_samples WHERE id IN (SELECT id FROM metric_samples WHERE at < ?1 LIMIT ?2)",
         params![cutoff, RETENTION_BATCH],
     )?;
+    tx.commit()?;
+    Ok(deleted as u64)
+}
+
+/// Deletes the events of up to one batch of runs that finished before `cutoff`, every
+/// event of a run at once (so no run is left with a gap), through the append-only
+/// trigger's retention path.
+pub(super) fn expire_run_events(conn: &mut Connection, cutoff: i64) -> Result<u64> {
+    let tx = conn.transaction()?;
+    tx.execute("INSERT OR REPLACE INTO ledger_expiry (what, before) VALUES ('task_events', ?1)", [cutoff])?;
+    let deleted = tx.execute(
+        "DELETE FROM task_events WHERE run_id IN (SELECT r.run_id FROM task_runs r WHERE r.finished_at < ?1 \
+         AND EXISTS (SELECT 1 FROM task_events e WHERE e.run_id = r.run_id) LIMIT ?2)",
+        params![cutoff, RUNS_PER_BATCH],
+    )?;
+    tx.execute("DELETE FROM ledger_expiry WHERE what = 'task_events'", [])?;
+    tx.commit()?;
+    Ok(deleted as u64)
+}
+
+/// Deletes up to one batch of artifacts of runs that finished before `cutoff`.
+pub(super) fn expire_artifacts(conn: &mut Connection, cutoff: i64) -> Result<u64> {
+    let tx = conn.transaction()?;
+    let deleted = tx.execute(
+        "DELETE FROM artifacts WHERE rowid IN (SELECT a.rowid FROM artifacts a JOIN task_runs r ON r.run_id = a.run_id \
+         WHERE r.finished_at < ?1 LIMIT ?2)",
+        params![cutoff, RUNS_PER_BATCH],
+    )?;
+    tx.commit()?;
+    Ok(deleted as u64)
+}
+
+/// Deletes up to one batch of audit entries older than `cutoff`, through the append-only
+/// trigger's retention path.
+pub(super) fn expire_audit(conn: &mut Connection, cutoff: i64) -> Result<u64> {
+    let tx = conn.transaction()?;
+    tx.execute("INSERT OR REPLACE INTO ledger_expiry (what, before) VALUES ('audit_entries', ?1)", [cutoff])?;
+    let deleted = tx.execute(
+        "DELETE FROM audit_entries WHERE seq IN (SELECT seq FROM audit_entries WHERE at < ?1 ORDER BY seq LIMIT ?2)",
+        params![cutoff, RETENTION_BATCH],
+    )?;
+    tx.execute("DELETE FROM ledger_expiry WHERE what = 'audit_entries'", [])?;
     tx.commit()?;
     Ok(deleted as u64)
 }
@@ -210,6 +255,33 @@ impl IntegritySource for Check<'_> {
         )?
         .into_iter()
         .map(CommandFacts::from_sql)
+        .collect()
+    }
+
+    async fn audit_numbers(&mut self) -> Result<AuditNumbers> {
+        let (count, lowest, highest, handed_out): (i64, i64, i64, i64) = self.conn.query_row(
+            "SELECT COUNT(*), COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0), (SELECT last FROM ledger_sequences WHERE name = 'audit') FROM audit_entries",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )?;
+        Ok(AuditNumbers {
+            count: unsigned("count", count)?,
+            lowest: unsigned("audit_entries.seq", lowest)?,
+            highest: unsigned("audit_entries.seq", highest)?,
+            handed_out: unsigned("ledger_sequences.last", handed_out)?,
+        })
+    }
+
+    async fn run_event_numbers(&mut self) -> Result<Vec<(String, u64, u64, u64)>> {
+        rows(
+            self.conn,
+            "SELECT run_id, COUNT(*), MIN(seq), MAX(seq) FROM task_events GROUP BY run_id HAVING MIN(seq) <> 1 OR MAX(seq) <> COUNT(*)",
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?, row.get::<_, i64>(3)?)),
+        )?
+        .into_iter()
+        .map(|(run, count, lowest, highest)| {
+            Ok((run, unsigned("count", count)?, unsigned("task_events.seq", lowest)?, unsigned("task_events.seq", highest)?))
+        })
         .collect()
     }
 }

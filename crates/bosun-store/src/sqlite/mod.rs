@@ -463,6 +463,29 @@ impl Store for SqliteStore {
                 break;
             }
         }
+        let runs_cutoff = micros(now - policy.runs_older_than);
+        loop {
+            let deleted = self.writer.run(move |conn| maintenance::expire_run_events(conn, runs_cutoff)).await?;
+            report.run_events_deleted += deleted;
+            if deleted == 0 {
+                break;
+            }
+        }
+        loop {
+            let deleted = self.writer.run(move |conn| maintenance::expire_artifacts(conn, runs_cutoff)).await?;
+            report.artifacts_deleted += deleted;
+            if deleted < maintenance::RUNS_PER_BATCH as u64 {
+                break;
+            }
+        }
+        let audit_cutoff = micros(now - policy.audit_older_than);
+        loop {
+            let deleted = self.writer.run(move |conn| maintenance::expire_audit(conn, audit_cutoff)).await?;
+            report.audit_deleted += deleted;
+            if deleted < maintenance::RETENTION_BATCH as u64 {
+                break;
+            }
+        }
         Ok(report)
     }
 
