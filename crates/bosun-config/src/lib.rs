@@ -17,6 +17,7 @@
 //! - `server`, `notifier`, `store`, `auth`, `api`, `provider`, `pool`, `autoscaling`: each
 //!   section resolved into effective settings with defaults, validated, and rendered back
 //!   into the schema.
+//! - [`runbook`]: runbooks ([`runbook::RunbookSpec`]), parsed as strictly as the file.
 //! - `setup`: the placeholders of `setup_commands` and their syntax, shared with the SSH
 //!   bootstrap that fills them in.
 //! - [`duration`]: Go-style duration strings (`parse`, `format`), also for command-line flags.
@@ -38,6 +39,7 @@ mod parse;
 mod pool;
 mod provider;
 mod redact;
+pub mod runbook;
 mod schema;
 mod server;
 mod setup;

@@ -7,7 +7,16 @@ use crate::schema;
 /// Parses expanded configuration text through bosun's one YAML decoder: bounded, strict,
 /// with the key path and line of any error.
 pub(crate) fn parse(text: &str) -> Result<schema::Document, ConfigError> {
-    bosun_yaml::from_str(text, &bosun_yaml::Limits::FILE).map_err(|error| match error {
+    parse_document(text, &bosun_yaml::Limits::FILE)
+}
+
+/// Parses any strict document of bosun's (the configuration, a runbook) within `limits`,
+/// with the key path and line of any error in the configuration's words.
+pub(crate) fn parse_document<T: serde::de::DeserializeOwned>(
+    text: &str,
+    limits: &bosun_yaml::Limits,
+) -> Result<T, ConfigError> {
+    bosun_yaml::from_str(text, limits).map_err(|error| match error {
         bosun_yaml::Error::Schema { path, location, problem, .. } => {
             ConfigError::schema(path, location.map(|(line, _)| line), reword(&problem))
         }

@@ -106,6 +106,28 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Binds an operation's fields as top-level variables (`tool`, `risk`, `actor`, `role`,
+    /// `targets`, `pool`, `pool_fraction`, `kind`) for approval policy conditions.
+    pub(crate) fn activate_operation<'a>(&'a self, op: &'a crate::approval::Operation) -> Activation<'a> {
+        let mut scope = self.root.new_inner_scope();
+        let strings: [(&str, &str); 6] = [
+            ("tool", op.tool.as_str()),
+            ("risk", op.risk.as_str()),
+            ("actor", op.actor.as_str()),
+            ("role", op.role.as_str()),
+            ("pool", op.pool.as_deref().unwrap_or("")),
+            ("kind", op.kind.as_str()),
+        ];
+        for (name, value) in strings {
+            scope.add_variable_as_val(name, Box::new(CelString::from(value)));
+        }
+        scope.add_variable_as_val("targets", Box::new(CelInt::from(i64::from(op.targets))));
+        scope.add_variable_as_val("pool_fraction", Box::new(CelDouble::from(op.pool_fraction)));
+        Activation { scope }
+    }
+}
+
 /// A compiled condition.
 #[derive(Debug)]
 pub(crate) struct Condition {

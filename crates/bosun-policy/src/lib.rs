@@ -15,6 +15,8 @@
 //! - [`Policy`]: a compiled policy; [`Policy::classify`] one event, [`Policy::report`] a
 //!   whole health report.
 //! - [`BUILTIN_POLICY_YAML`] and [`Policy::builtin`]: the default policy.
+//! - [`approval`]: approval policies: CEL rules over an operation (tool, risk, actor,
+//!   targets, pool) deciding allow, require approval or deny.
 //! - [`check`]: events files and output for `bosun policy check`.
 //! - [`bench`](mod@bench): `bosun bench policy`.
 //! - [`PolicyError`]: every load error, naming the rule or the document path.
@@ -42,6 +44,7 @@
 //! [`Verdict`]: bosun_core::Verdict
 //! [`HealthReport`]: bosun_core::HealthReport
 
+pub mod approval;
 pub mod bench;
 mod builtin;
 pub mod check;
