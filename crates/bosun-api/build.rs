@@ -9,6 +9,7 @@ const FILES: &[&str] = &[
     "bosun/v1/types.proto",
     "bosun/v1/agent.proto",
     "bosun/v1/admin.proto",
+    "bosun/v1/ops.proto",
     // Navarch's wire API, served beside bosun.v1 for agents and CLIs still on Navarch.
     "navarch/control_plane.proto",
 ];

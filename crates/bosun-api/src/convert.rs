@@ -29,11 +29,11 @@ pub fn timestamp(at: Timestamp) -> WireTimestamp {
     WireTimestamp::from_unix(seconds, nanos)
 }
 
-fn stamp<P: buffa::ProtoBox<WireTimestamp>>(at: Timestamp) -> MessageField<WireTimestamp, P> {
+pub(crate) fn stamp<P: buffa::ProtoBox<WireTimestamp>>(at: Timestamp) -> MessageField<WireTimestamp, P> {
     MessageField::some(timestamp(at))
 }
 
-fn opt_stamp<P: buffa::ProtoBox<WireTimestamp>>(at: Option<Timestamp>) -> MessageField<WireTimestamp, P> {
+pub(crate) fn opt_stamp<P: buffa::ProtoBox<WireTimestamp>>(at: Option<Timestamp>) -> MessageField<WireTimestamp, P> {
     at.map_or_else(MessageField::none, stamp)
 }
 

@@ -14,6 +14,7 @@ pub mod proto {
 pub mod agent_client;
 pub mod convert;
 pub mod navarch_wire;
+pub mod ops;
 pub mod servers;
 pub mod transport;
 
@@ -56,6 +57,18 @@ pub const V1_METHODS: &[&str] = &[
     v1::ADMIN_SERVICE_SET_POLICY_SPEC.procedure,
     v1::ADMIN_SERVICE_TEST_POLICY_SPEC.procedure,
     v1::ADMIN_SERVICE_LIST_REPLICAS_SPEC.procedure,
+    v1::OPS_SERVICE_APPLY_RUNBOOK_SPEC.procedure,
+    v1::OPS_SERVICE_LIST_RUNBOOKS_SPEC.procedure,
+    v1::OPS_SERVICE_GET_RUNBOOK_SPEC.procedure,
+    v1::OPS_SERVICE_LIST_RUNS_SPEC.procedure,
+    v1::OPS_SERVICE_GET_RUN_SPEC.procedure,
+    v1::OPS_SERVICE_LIST_RUN_EVENTS_SPEC.procedure,
+    v1::OPS_SERVICE_LIST_ARTIFACTS_SPEC.procedure,
+    v1::OPS_SERVICE_GET_ARTIFACT_SPEC.procedure,
+    v1::OPS_SERVICE_GET_APPROVAL_POLICY_SPEC.procedure,
+    v1::OPS_SERVICE_SET_APPROVAL_POLICY_SPEC.procedure,
+    v1::OPS_SERVICE_TEST_APPROVAL_POLICY_SPEC.procedure,
+    v1::OPS_SERVICE_LIST_AUDIT_SPEC.procedure,
 ];
 
 #[cfg(test)]
@@ -63,7 +76,11 @@ mod tests {
     /// A method added to the protos must be added to [`super::V1_METHODS`] too.
     #[test]
     fn every_method_of_the_protos_is_listed() {
-        let protos = [include_str!("../proto/bosun/v1/agent.proto"), include_str!("../proto/bosun/v1/admin.proto")];
+        let protos = [
+            include_str!("../proto/bosun/v1/agent.proto"),
+            include_str!("../proto/bosun/v1/admin.proto"),
+            include_str!("../proto/bosun/v1/ops.proto"),
+        ];
         let declared = protos.iter().flat_map(|p| p.lines()).filter(|l| l.trim_start().starts_with("rpc ")).count();
         assert_eq!(super::V1_METHODS.len(), declared);
     }

@@ -17,6 +17,7 @@
 //! - `server`, `notifier`, `store`, `auth`, `api`, `provider`, `pool`, `autoscaling`: each
 //!   section resolved into effective settings with defaults, validated, and rendered back
 //!   into the schema.
+//! - [`approval`]: approval policy documents (the rules, in order).
 //! - [`runbook`]: runbooks ([`runbook::RunbookSpec`]), parsed as strictly as the file.
 //! - `setup`: the placeholders of `setup_commands` and their syntax, shared with the SSH
 //!   bootstrap that fills them in.
@@ -28,6 +29,7 @@
 //! [`PoolSpec`]: bosun_core::PoolSpec
 
 mod api;
+pub mod approval;
 mod auth;
 mod autoscaling;
 mod config;

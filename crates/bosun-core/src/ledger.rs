@@ -394,6 +394,45 @@ pub struct AuditEntry {
     pub peer: Option<String>,
 }
 
+/// A run event as stored: numbered within its run (1, 2, 3...) and stamped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredRunEvent {
+    pub seq: u64,
+    pub at: Timestamp,
+    #[serde(flatten)]
+    pub event: RunEvent,
+}
+
+/// An artifact's description, without its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactInfo {
+    pub run_id: RunId,
+    pub name: String,
+    pub media_type: String,
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the content.
+    pub sha256: String,
+    pub created_at: Timestamp,
+}
+
+/// A tool call as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredToolCall {
+    pub id: u64,
+    pub at: Timestamp,
+    #[serde(flatten)]
+    pub call: ToolCall,
+}
+
+/// An audit entry as stored: numbered without gaps across the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredAuditEntry {
+    pub seq: u64,
+    pub at: Timestamp,
+    #[serde(flatten)]
+    pub entry: AuditEntry,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
 //! The one HTTP port: `GET /healthz`, `/readyz` and `/metrics` beside the services
-//! (bosun.v1's AgentService and AdminService, Navarch's ControlPlaneService), which
+//! (bosun.v1's AgentService, AdminService and OpsService, Navarch's ControlPlaneService), which
 //! answer Connect (JSON and binary protobuf), gRPC and gRPC-Web over HTTP/1.1 and h2c.
 
 use std::sync::Arc;
@@ -17,20 +17,25 @@ use crate::metrics::RpcMetrics;
 use crate::rpc::Authenticate;
 use crate::rpc::admin::AdminApi;
 use crate::rpc::agent::AgentApi;
+use crate::rpc::audit::Audit;
 use crate::rpc::body::{BodyLimits, bounded_body};
 use crate::rpc::navarch::NavarchApi;
+use crate::rpc::ops::OpsApi;
 use crate::rpc::shape::{JsonObjectsOnly, streaming_content_type};
 
 pub(crate) fn router(app: Arc<App>) -> Router {
     let services = connectrpc::Router::new()
         .add_service(Arc::new(AgentApi::new(Arc::clone(&app))))
         .add_service(Arc::new(AdminApi::new(Arc::clone(&app))))
+        .add_service(Arc::new(OpsApi::new(Arc::clone(&app))))
         .add_service(Arc::new(NavarchApi::new(Arc::clone(&app))));
     let limit = app.settings.max_request_bytes;
     // Interceptors run in the order added: every call is counted, refused ones included.
     let connect = ConnectRpcService::new(services)
         .with_limits(Limits::default().with_max_request_body_size(limit).with_max_message_size(limit))
         .with_interceptor(RpcMetrics(Arc::clone(&app.metrics)))
+        // Outside authentication, so refused calls are audited too.
+        .with_interceptor(Audit(Arc::clone(&app)))
         .with_interceptor(Authenticate(Arc::clone(&app)))
         .with_interceptor(JsonObjectsOnly);
     let body_limits = BodyLimits { max_bytes: limit, timeout: app.settings.request_body_timeout };

@@ -54,6 +54,7 @@ pub(crate) struct Metrics {
     connections_open: Gauge,
     connections_rejected: Counter,
     auth_failures: Counter,
+    audit_write_failures: Counter,
     auth_throttled: Counter,
     leader: Gauge,
     leader_epoch: Gauge,
@@ -178,6 +179,12 @@ impl Metrics {
             "Requests refused for a missing or wrong bearer token",
             auth_failures.clone(),
         );
+        let audit_write_failures = Counter::default();
+        registry.register(
+            "audit_write_failures",
+            "Audited calls whose audit entry could not be written",
+            audit_write_failures.clone(),
+        );
         let auth_throttled = Counter::default();
         registry.register(
             "auth_throttled",
@@ -233,6 +240,7 @@ impl Metrics {
             connections_open,
             connections_rejected,
             auth_failures,
+            audit_write_failures,
             auth_throttled,
             registry,
             nodes,
@@ -342,6 +350,10 @@ impl Metrics {
 
     pub(crate) fn auth_failed(&self) {
         self.auth_failures.inc();
+    }
+
+    pub(crate) fn audit_write_failed(&self) {
+        self.audit_write_failures.inc();
     }
 
     pub(crate) fn auth_throttled(&self) {

@@ -8,7 +8,7 @@
 
 use bosun_core::{
     Approval, ApprovalPolicy, Artifact, AuditEntry, AuditOutcome, ChangeOp, PolicyDecision, ResourceKind, Revision,
-    RunEvent, RunId, RunKind, RunStatus, Runbook, TaskRun, Timestamp, ToolCall, ToolDefinition,
+    RunEvent, RunKind, RunStatus, Runbook, TaskRun, Timestamp, ToolCall, ToolDefinition,
 };
 use sha2::{Digest, Sha256};
 
@@ -17,44 +17,7 @@ use crate::error::{Result, StoreError};
 use crate::rules;
 use crate::store::StoreOptions;
 
-/// A run event as stored: numbered within its run (1, 2, 3...) and stamped.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct StoredRunEvent {
-    pub seq: u64,
-    pub at: Timestamp,
-    #[serde(flatten)]
-    pub event: RunEvent,
-}
-
-/// An artifact's description, without its content.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ArtifactInfo {
-    pub run_id: RunId,
-    pub name: String,
-    pub media_type: String,
-    pub size: u64,
-    /// Lower-case hex SHA-256 of the content.
-    pub sha256: String,
-    pub created_at: Timestamp,
-}
-
-/// A tool call as stored.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct StoredToolCall {
-    pub id: u64,
-    pub at: Timestamp,
-    #[serde(flatten)]
-    pub call: ToolCall,
-}
-
-/// An audit entry as stored: numbered without gaps across the store.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StoredAuditEntry {
-    pub seq: u64,
-    pub at: Timestamp,
-    #[serde(flatten)]
-    pub entry: AuditEntry,
-}
+pub use bosun_core::ledger::{ArtifactInfo, StoredAuditEntry, StoredRunEvent, StoredToolCall};
 
 /// Which runs a list returns (all conditions must hold).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

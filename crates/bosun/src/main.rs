@@ -72,6 +72,14 @@ enum Command {
     Health(commands::nodes::HealthArgs),
     /// Check, get, set and test the CEL health policy.
     Policy(commands::policy::PolicyArgs),
+    /// Runbooks: named steps over bosun's operations.
+    Runbooks(commands::ledger::RunbooksArgs),
+    /// Runs: what bosun did (runbooks, replacements, scaling), with events and artifacts.
+    Runs(commands::ledger::RunsArgs),
+    /// The approval policy: which operations wait for a person's approval.
+    Approvals(commands::ledger::ApprovalsArgs),
+    /// The audit log: every API call that changed something or was refused.
+    Audit(commands::ledger::AuditArgs),
     /// Check configuration files.
     Config(commands::config::ConfigArgs),
     /// The simulator and load generator.
@@ -123,6 +131,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replicas(args) => commands::replicas::run(args).await,
         Command::Health(args) => commands::nodes::run_health(args).await,
         Command::Policy(args) => commands::policy::run(args).await,
+        Command::Runbooks(args) => commands::ledger::run_runbooks(args).await,
+        Command::Runs(args) => commands::ledger::run_runs(args).await,
+        Command::Approvals(args) => commands::ledger::run_approvals(args).await,
+        Command::Audit(args) => commands::ledger::run_audit(args).await,
         Command::Config(args) => commands::config::run(args),
         Command::Sim(args) => commands::sim::run(args.store.store.as_deref(), args).await,
         Command::Db(args) => commands::db::run(&args.store.location()?, args).await,

@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::output::Table;
 
 mod bootstrap_log;
+pub mod ledger;
 
 pub use bootstrap_log::{BootstrapLogRow, bootstrap_logs};
 

@@ -10,9 +10,9 @@ use bosun_store::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, PageR
 use buffa::MessageField;
 use connectrpc::{RequestContext, Response, ServiceRequest, ServiceResult, ServiceStream};
 
-use super::{filter_text, next_token, page_size, page_token, reason};
+use super::{allowed, filter_text, next_token, page_size, page_token, reason};
 use crate::app::App;
-use crate::auth::{self, Caller, Permission};
+use crate::auth::{Caller, Permission};
 use crate::commands::{self, MAX_TTL};
 use crate::error::{ApiError, ApiResult};
 use crate::{nodes, remediation};
@@ -31,12 +31,6 @@ const MAX_TEST_EVENTS: usize = 10_000;
 #[derive(Debug, Clone)]
 pub(crate) struct AdminApi {
     app: Arc<App>,
-}
-
-fn allowed(ctx: &RequestContext, permission: Permission) -> ApiResult<&Caller> {
-    let caller = auth::caller(ctx)?;
-    caller.require(permission)?;
-    Ok(caller)
 }
 
 fn command_id(text: &str) -> ApiResult<CommandId> {

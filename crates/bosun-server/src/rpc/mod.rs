@@ -15,9 +15,11 @@ use crate::transport::Peer;
 
 pub(crate) mod admin;
 pub(crate) mod agent;
+pub(crate) mod audit;
 pub(crate) mod body;
 mod events;
 pub(crate) mod navarch;
+pub(crate) mod ops;
 pub(crate) mod shape;
 
 /// Authenticates every RPC and attaches the [`Caller`](crate::auth::Caller) for the
@@ -138,6 +140,13 @@ impl Interceptor for Authenticate {
         self.attach(&mut req.ctx).await?;
         next.run(req, inbound).await
     }
+}
+
+/// The authenticated caller, if it holds `permission`.
+fn allowed(ctx: &connectrpc::RequestContext, permission: crate::auth::Permission) -> ApiResult<&Caller> {
+    let caller = crate::auth::caller(ctx)?;
+    caller.require(permission)?;
+    Ok(caller)
 }
 
 /// A page size: 0 means `default`, above `max` is refused.

@@ -347,6 +347,15 @@ impl Harness {
         v1::AdminServiceClient::new(self.transport(), config)
     }
 
+    /// An OpsService client presenting `token`.
+    pub fn ops(&self, token: Option<&str>) -> v1::OpsServiceClient<Transport> {
+        let mut config = ClientConfig::new(self.url().parse().expect("uri"));
+        if let Some(token) = token {
+            config = config.with_default_header("authorization", format!("Bearer {token}"));
+        }
+        v1::OpsServiceClient::new(self.transport(), config)
+    }
+
     /// The admin client with the admin token.
     pub fn root(&self) -> v1::AdminServiceClient<Transport> {
         self.admin(Some(ADMIN))

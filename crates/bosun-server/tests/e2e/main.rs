@@ -16,6 +16,7 @@ mod lifecycle;
 mod liveness;
 mod navarch;
 mod notifier;
+mod ops;
 mod pki;
 mod policy;
 mod pools;

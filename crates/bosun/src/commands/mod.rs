@@ -7,6 +7,7 @@ pub mod db;
 pub mod debug;
 pub mod events;
 pub mod instances;
+pub mod ledger;
 pub mod node_commands;
 pub mod nodes;
 pub mod policy;

@@ -93,6 +93,32 @@ impl Remote {
     }
 }
 
+impl Remote {
+    /// The OpsService client (runbooks, runs, approvals, audit).
+    pub fn ops(&self) -> anyhow::Result<Ops> {
+        let tls = self.tls.client_tls();
+        let mut servers = Vec::new();
+        for uri in server_uris(&self.server)? {
+            let transport = Transport::new(&uri, &tls, false)?;
+            let name = uri.to_string().trim_end_matches('/').to_owned();
+            servers.push((name, v1::OpsServiceClient::new(transport, self.config(uri))));
+        }
+        Ok(Ops { servers: Servers::new(servers, Failover::Unsent), remote: self.clone() })
+    }
+}
+
+/// The OpsService client, with errors turned into operator messages.
+pub struct Ops {
+    pub servers: Servers<v1::OpsServiceClient<Transport>>,
+    remote: Remote,
+}
+
+impl Ops {
+    pub fn explain(&self, error: ConnectError) -> anyhow::Error {
+        explain(&self.remote, error)
+    }
+}
+
 /// The AdminService client, with errors turned into operator messages.
 pub struct Admin {
     pub servers: Servers<v1::AdminServiceClient<Transport>>,

@@ -1,0 +1,174 @@
+//! The audit log's writer: every API call that changes something, and every call refused
+//! for its credentials, is appended to the store's audit log (`audit_entries`) once its
+//! answer is known.
+//!
+//! Calls are classified by method: [`mutation`] names the methods that change state and
+//! how to read the resource each acts on from its (already decoded) request. Reads that
+//! succeed are not audited; agents' routine calls (heartbeats, health reports, polls,
+//! acks) are not either: the change log records what they change, and auditing them would
+//! write a row per heartbeat. Calls throttled for failed authentications are not written
+//! (an attacker must not be able to make the server write at will).
+//!
+//! The entry is written after the call, in a transaction of its own: a crash between a
+//! call's commit and its audit entry loses the entry (the change log still has the
+//! change). A failure to write it is logged and counted, and never fails the call.
+
+use std::sync::Arc;
+
+use bosun_api::v1;
+use bosun_core::{AuditEntry, AuditOutcome, Role};
+use bosun_store::WriteBatch;
+use connectrpc::interceptor::{StreamRequest, StreamResponse, UnaryRequest, UnaryResponse};
+use connectrpc::{ConnectError, ErrorCode, Interceptor, Next, NextStream, PayloadStream, RequestContext};
+
+use crate::app::App;
+use crate::auth::{Caller, Credential};
+use crate::transport::Peer;
+
+/// Writes audit entries for the calls that need one (see the module).
+#[derive(Debug)]
+pub(crate) struct Audit(pub Arc<App>);
+
+/// Reads the resource a mutating call acts on from its request.
+type ResourceOf = fn(&connectrpc::Payload) -> String;
+
+fn field<M>(payload: &connectrpc::Payload, kind: &str, get: fn(&M) -> &str) -> String
+where
+    M: buffa::Message + serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    payload.message::<M>().map(|m| format!("{kind}:{}", get(m))).unwrap_or_default()
+}
+
+/// The methods that change something, and how to name what they act on.
+fn mutation(path: &str) -> Option<ResourceOf> {
+    let method = path.trim_start_matches('/');
+    Some(match method {
+        "bosun.v1.AgentService/RegisterNode" => |p| field::<v1::RegisterRequest>(p, "node", |m| &m.node_id),
+        "bosun.v1.AdminService/DeleteNode" => |p| field::<v1::DeleteNodeRequest>(p, "node", |m| &m.node_id),
+        "bosun.v1.AdminService/RemediateNode" => |p| field::<v1::RemediateNodeRequest>(p, "node", |m| &m.node_id),
+        "bosun.v1.AdminService/IssueCommand" => |p| field::<v1::IssueCommandRequest>(p, "node", |m| &m.node_id),
+        "bosun.v1.AdminService/CancelCommand" => |p| field::<v1::CancelCommandRequest>(p, "command", |m| &m.command_id),
+        "bosun.v1.AdminService/ScalePool" => |p| field::<v1::ScalePoolRequest>(p, "pool", |m| &m.name),
+        "bosun.v1.AdminService/ReportPoolDemand" => |p| field::<v1::ReportPoolDemandRequest>(p, "pool", |m| &m.pool),
+        "bosun.v1.AdminService/InjectFault" => |p| field::<v1::InjectFaultRequest>(p, "node", |m| &m.node_id),
+        "bosun.v1.AdminService/SetPolicy" => |_| "policy:active".to_owned(),
+        "bosun.v1.OpsService/ApplyRunbook" => |_| "runbook".to_owned(),
+        "bosun.v1.OpsService/SetApprovalPolicy" => |_| "approval_policy".to_owned(),
+        _ => return None,
+    })
+}
+
+/// Whether an error refuses the caller (as opposed to failing the call).
+fn is_refusal(code: ErrorCode) -> bool {
+    matches!(code, ErrorCode::Unauthenticated | ErrorCode::PermissionDenied)
+}
+
+impl Audit {
+    /// Who called, as the audit log names them: the token's name and role, the node of a
+    /// node token, or `anonymous` (no token, or one that was refused).
+    fn who(&self, ctx: &RequestContext) -> (String, Option<Role>) {
+        let header = ctx.header(axum::http::header::AUTHORIZATION).map(|v| v.as_bytes().to_vec());
+        match self.0.auth.authenticate(header.as_deref()) {
+            Ok(Credential::Caller(caller)) => match caller {
+                Caller::Anonymous => ("anonymous".to_owned(), None),
+                Caller::Agent { name, .. } => (name, Some(Role::Agent)),
+                Caller::Node(node) => (format!("node:{node}"), Some(Role::Agent)),
+                Caller::Operator { name } => (name, Some(Role::Operator)),
+                Caller::Admin { name } => (name, Some(Role::Admin)),
+            },
+            Ok(Credential::NodeToken { node, .. }) => (format!("node:{node}"), Some(Role::Agent)),
+            Err(_) => ("anonymous".to_owned(), None),
+        }
+    }
+
+    async fn record(&self, ctx: &RequestContext, resource: String, result: Result<(), &ConnectError>) {
+        let method = ctx.path().unwrap_or_default().trim_start_matches('/').to_owned();
+        let (outcome, code, message) = match result {
+            Ok(()) => (AuditOutcome::Ok, "ok".to_owned(), String::new()),
+            Err(error) => (
+                if is_refusal(error.code) { AuditOutcome::Refused } else { AuditOutcome::Failed },
+                error.code.as_str().to_owned(),
+                error.message.clone().unwrap_or_default().chars().take(1024).collect(),
+            ),
+        };
+        let (actor, role) = self.who(ctx);
+        let request_id = ctx
+            .header("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(128).collect())
+            .unwrap_or_default();
+        let peer = ctx.extensions().get::<Peer>().map(|p| p.addr.to_string());
+        let entry = AuditEntry { actor, role, method, resource, outcome, code, message, request_id, peer };
+        let batch = WriteBatch::new(bosun_core::Actor::system("audit"), "audited call").append_audit(entry);
+        if let Err(error) = self.0.store.commit(batch).await {
+            self.0.metrics.audit_write_failed();
+            tracing::warn!(%error, "an audit entry could not be written");
+        }
+    }
+}
+
+#[connectrpc::async_trait]
+impl Interceptor for Audit {
+    async fn intercept_unary(&self, req: UnaryRequest, next: Next<'_>) -> Result<UnaryResponse, ConnectError> {
+        let resource_of = req.ctx.path().and_then(mutation);
+        let ctx = req.ctx.clone();
+        // The body is read for its resource only once the call got past authentication and
+        // the shape checks: a refused caller's bytes are never decoded here.
+        let body = resource_of
+            .map(|_| (req.payload.bytes().clone(), req.payload.format(), req.payload.decode_options().clone()));
+        let answer = next.run(req).await;
+        let resource = |(bytes, format, options)| {
+            let payload = connectrpc::Payload::new(bytes, format).with_decode_options(options);
+            resource_of.map(|of| of(&payload)).unwrap_or_default()
+        };
+        match &answer {
+            Ok(_) if resource_of.is_some() => self.record(&ctx, body.map(resource).unwrap_or_default(), Ok(())).await,
+            Err(error) if is_refusal(error.code) => self.record(&ctx, String::new(), Err(error)).await,
+            Err(error) if resource_of.is_some() => {
+                self.record(&ctx, body.map(resource).unwrap_or_default(), Err(error)).await;
+            }
+            _ => {}
+        }
+        answer
+    }
+
+    async fn intercept_streaming(
+        &self,
+        req: StreamRequest,
+        inbound: PayloadStream,
+        next: NextStream<'_>,
+    ) -> Result<StreamResponse, ConnectError> {
+        // Streams only read (WatchEvents); only their refusals are audited.
+        let ctx = req.ctx.clone();
+        let answer = next.run(req, inbound).await;
+        if let Err(error) = &answer
+            && is_refusal(error.code)
+        {
+            self.record(&ctx, String::new(), Err(error)).await;
+        }
+        answer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mutations_are_known_by_method() {
+        for path in [
+            "/bosun.v1.AdminService/IssueCommand",
+            "/bosun.v1.AdminService/SetPolicy",
+            "/bosun.v1.OpsService/SetApprovalPolicy",
+            "/bosun.v1.AgentService/RegisterNode",
+        ] {
+            assert!(mutation(path).is_some(), "{path}");
+        }
+        for path in
+            ["/bosun.v1.AdminService/ListNodes", "/bosun.v1.AgentService/Heartbeat", "/bosun.v1.OpsService/GetRun"]
+        {
+            assert!(mutation(path).is_none(), "{path}");
+        }
+        assert!(is_refusal(ErrorCode::PermissionDenied) && !is_refusal(ErrorCode::ResourceExhausted));
+    }
+}

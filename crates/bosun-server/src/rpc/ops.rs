@@ -1,0 +1,441 @@
+//! OpsService: the operations ledger for operators: runbooks, runs (bosun's own actions are
+//! runs too), their events and artifacts, the approval policy and the audit log.
+//!
+//! Documents callers send (runbooks, approval policies) are parsed and compiled on the
+//! policy work pool (`PolicyWork`): bounded, one at a time, never on an async worker.
+
+use std::sync::Arc;
+
+use bosun_api::{convert, ops, v1};
+use bosun_config::approval::parse_approval_policy;
+use bosun_config::runbook::RunbookSpec;
+use bosun_core::{
+    ApprovalPolicy, AuditOutcome, Revision, Role, RunId, RunKind, RunStatus, Runbook, ToolRisk, ValidationError,
+};
+use bosun_policy::approval::{ApprovalRules, Operation, builtin_rules};
+use bosun_store::{ApprovalFilter, AuditFilter, PageRequest, RunFilter, StoreError, Write, WriteBatch, query};
+use buffa::MessageField;
+use connectrpc::{RequestContext, Response, ServiceRequest, ServiceResult};
+
+use super::{allowed, next_token, page_size, page_token};
+use crate::app::App;
+use crate::auth::{Caller, Permission};
+use crate::error::{ApiError, ApiResult};
+
+/// Events one GetRun returns with the run; more through ListRunEvents.
+const RUN_EVENTS_IN_GET: u32 = 1_000;
+const DEFAULT_LIMIT: u32 = 500;
+const MAX_LIMIT: u32 = 10_000;
+
+#[derive(Debug, Clone)]
+pub(crate) struct OpsApi {
+    app: Arc<App>,
+}
+
+fn run_id(text: &str) -> ApiResult<RunId> {
+    if text.is_empty() {
+        return Err(ApiError::invalid("run_id", "is required"));
+    }
+    text.parse().map_err(|e: ValidationError| ApiError::Invalid(ValidationError::new("run_id", e.problem)))
+}
+
+/// An optional enum-like filter, parsed by its lower-case name.
+fn parsed<T: std::str::FromStr<Err = ValidationError>>(field: &str, text: &str) -> ApiResult<Option<T>> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|e: ValidationError| ApiError::Invalid(ValidationError::new(field, e.problem)))
+}
+
+/// A free-text filter matched exactly against stored values.
+fn exact(field: &str, text: &str) -> ApiResult<Option<String>> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if text.len() > 255 || text.chars().any(char::is_control) {
+        return Err(ApiError::invalid(field, "must be at most 255 printable characters"));
+    }
+    Ok(Some(text.to_owned()))
+}
+
+impl OpsApi {
+    pub(crate) fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+
+    async fn apply_runbook(
+        &self,
+        caller: &Caller,
+        request: v1::ApplyRunbookRequest,
+    ) -> ApiResult<v1::ApplyRunbookResponse> {
+        if request.yaml.trim().is_empty() {
+            return Err(ApiError::invalid("yaml", "is required"));
+        }
+        if request.yaml.len() > bosun_config::runbook::MAX_RUNBOOK_BYTES {
+            return Err(ApiError::invalid(
+                "yaml",
+                format_args!(
+                    "is {} bytes; a runbook may be at most {}",
+                    request.yaml.len(),
+                    bosun_config::runbook::MAX_RUNBOOK_BYTES
+                ),
+            ));
+        }
+        let yaml = request.yaml.clone();
+        let spec = self
+            .app
+            .policies
+            .run(move || RunbookSpec::parse(&yaml))
+            .await?
+            .map_err(|e| ApiError::invalid("yaml", e))?;
+        let now = self.app.now();
+        let current = match self.app.store.runbook(&spec.name).await {
+            Ok(current) => Some(current),
+            Err(StoreError::NotFound { .. }) => None,
+            Err(error) => return Err(error.into()),
+        };
+        if let Some(current) = &current
+            && current.spec == request.yaml
+        {
+            return Ok(v1::ApplyRunbookResponse {
+                runbook: MessageField::some(ops::runbook(current)),
+                changed: false,
+                ..Default::default()
+            });
+        }
+        let runbook = Runbook {
+            name: spec.name.clone(),
+            description: spec.description.clone(),
+            spec: request.yaml,
+            version: current.as_ref().map_or(1, |c| c.version + 1),
+            created_by: current.as_ref().map_or_else(|| caller.actor(), |c| c.created_by.clone()),
+            created_at: current.as_ref().map_or(now, |c| c.created_at),
+            updated_at: now,
+            revision: Revision::FIRST,
+        };
+        let expected = current.as_ref().map(|c| c.revision);
+        let batch = WriteBatch::new(caller.actor(), format!("runbook {} applied", spec.name))
+            .with(Write::PutRunbook { runbook: Box::new(runbook), expected });
+        self.app.store.commit(batch).await?;
+        let stored = self.app.store.runbook(&spec.name).await?;
+        tracing::info!(runbook = %stored.name, version = stored.version, actor = %caller.actor(), "runbook applied");
+        Ok(v1::ApplyRunbookResponse {
+            runbook: MessageField::some(ops::runbook(&stored)),
+            changed: true,
+            ..Default::default()
+        })
+    }
+
+    async fn get_runbook(&self, request: v1::GetRunbookRequest) -> ApiResult<v1::GetRunbookResponse> {
+        let name = request
+            .name
+            .parse::<bosun_core::RunbookName>()
+            .map_err(|e| ApiError::Invalid(ValidationError::new("name", e.problem)))?;
+        let runbook = self.app.store.runbook(&name).await?;
+        Ok(v1::GetRunbookResponse { runbook: MessageField::some(ops::runbook(&runbook)), ..Default::default() })
+    }
+
+    async fn list_runs(&self, request: v1::ListRunsRequest) -> ApiResult<v1::ListRunsResponse> {
+        let filter = RunFilter {
+            status: parsed::<RunStatus>("status", &request.status)?,
+            kind: parsed::<RunKind>("kind", &request.kind)?,
+            target: exact("target", &request.target)?,
+        };
+        let limit = page_size("page_size", request.page_size, query::DEFAULT_PAGE_SIZE, query::MAX_PAGE_SIZE)?;
+        let page =
+            self.app.store.list_runs(&filter, &PageRequest { limit, after: page_token(&request.page_token) }).await?;
+        Ok(v1::ListRunsResponse {
+            runs: page.items.iter().map(|r| ops::run(r, &[], None)).collect(),
+            next_page_token: next_token(page.next),
+            ..Default::default()
+        })
+    }
+
+    async fn get_run(&self, request: v1::GetRunRequest) -> ApiResult<v1::GetRunResponse> {
+        let id = run_id(&request.run_id)?;
+        let run = self.app.store.run(&id).await?;
+        let events = self.app.store.run_events(&id, 0, RUN_EVENTS_IN_GET).await?;
+        let pending = self.app.store.list_approvals(&ApprovalFilter { run: Some(id), undecided: true }, 1).await?;
+        Ok(v1::GetRunResponse {
+            run: MessageField::some(ops::run(&run, &events, pending.first())),
+            ..Default::default()
+        })
+    }
+
+    async fn list_run_events(&self, request: v1::ListRunEventsRequest) -> ApiResult<v1::ListRunEventsResponse> {
+        let id = run_id(&request.run_id)?;
+        let limit = page_size("limit", request.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+        let events = self.app.store.run_events(&id, request.after_seq, limit).await?;
+        Ok(v1::ListRunEventsResponse { events: events.iter().map(ops::run_event).collect(), ..Default::default() })
+    }
+
+    async fn list_artifacts(&self, request: v1::ListArtifactsRequest) -> ApiResult<v1::ListArtifactsResponse> {
+        let id = run_id(&request.run_id)?;
+        let artifacts = self.app.store.artifacts(&id).await?;
+        Ok(v1::ListArtifactsResponse { artifacts: artifacts.iter().map(ops::artifact).collect(), ..Default::default() })
+    }
+
+    async fn get_artifact(&self, request: v1::GetArtifactRequest) -> ApiResult<v1::GetArtifactResponse> {
+        let id = run_id(&request.run_id)?;
+        let name = exact("name", &request.name)?.ok_or_else(|| ApiError::invalid("name", "is required"))?;
+        let (info, content) = self.app.store.artifact(&id, &name).await?;
+        Ok(v1::GetArtifactResponse {
+            artifact: MessageField::some(ops::artifact(&info)),
+            content,
+            ..Default::default()
+        })
+    }
+
+    /// The stored rules, or the built-in ones when none are stored.
+    async fn approval_rules(&self) -> ApiResult<(Vec<ApprovalPolicy>, bool)> {
+        let stored = self.app.store.approval_policies().await?;
+        Ok(if stored.is_empty() { (builtin_rules(), true) } else { (stored, false) })
+    }
+
+    /// Parses and compiles a caller's approval policy document off the async workers.
+    async fn compile_rules(&self, yaml: &str) -> ApiResult<Vec<ApprovalPolicy>> {
+        if yaml.len() > bosun_config::approval::MAX_APPROVAL_POLICY_BYTES {
+            return Err(ApiError::invalid(
+                "yaml",
+                format_args!(
+                    "is {} bytes; an approval policy may be at most {}",
+                    yaml.len(),
+                    bosun_config::approval::MAX_APPROVAL_POLICY_BYTES
+                ),
+            ));
+        }
+        let (yaml, now) = (yaml.to_owned(), self.app.now());
+        self.app
+            .policies
+            .run(move || {
+                let rules = parse_approval_policy(&yaml, now).map_err(|e| ApiError::invalid("yaml", e))?;
+                ApprovalRules::compile(rules.clone()).map_err(|e| ApiError::invalid("yaml", e))?;
+                Ok(rules)
+            })
+            .await?
+    }
+
+    async fn get_approval_policy(&self) -> ApiResult<v1::GetApprovalPolicyResponse> {
+        let (rules, builtin) = self.approval_rules().await?;
+        Ok(v1::GetApprovalPolicyResponse {
+            rules: rules.iter().map(ops::approval_rule).collect(),
+            builtin,
+            ..Default::default()
+        })
+    }
+
+    /// Replaces every stored rule with the document's, in one batch.
+    async fn set_approval_policy(
+        &self,
+        caller: &Caller,
+        request: v1::SetApprovalPolicyRequest,
+    ) -> ApiResult<v1::SetApprovalPolicyResponse> {
+        let rules = self.compile_rules(&request.yaml).await?;
+        let stored = self.app.store.approval_policies().await?;
+        let mut batch = WriteBatch::new(caller.actor(), "approval policy set");
+        for old in stored.iter().filter(|old| !rules.iter().any(|r| r.name == old.name)) {
+            batch.push(Write::DeleteApprovalPolicy { name: old.name.clone(), expected: Some(old.revision) });
+        }
+        for rule in &rules {
+            let expected = stored.iter().find(|old| old.name == rule.name).map(|old| old.revision);
+            batch.push(Write::PutApprovalPolicy { policy: Box::new(rule.clone()), expected });
+        }
+        if !batch.is_empty() {
+            self.app.store.commit(batch).await?;
+        }
+        tracing::info!(rules = rules.len(), actor = %caller.actor(), "approval policy replaced");
+        let stored = self.app.store.approval_policies().await?;
+        Ok(v1::SetApprovalPolicyResponse {
+            rules: stored.iter().map(ops::approval_rule).collect(),
+            ..Default::default()
+        })
+    }
+
+    async fn test_approval_policy(
+        &self,
+        request: v1::TestApprovalPolicyRequest,
+    ) -> ApiResult<v1::TestApprovalPolicyResponse> {
+        let risk =
+            parsed::<ToolRisk>("risk", &request.risk)?.ok_or_else(|| ApiError::invalid("risk", "is required"))?;
+        let role = parsed::<Role>("role", &request.role)?.unwrap_or(Role::Operator);
+        if request.pool_size > 0 && request.targets > request.pool_size {
+            return Err(ApiError::invalid("targets", "is larger than pool_size"));
+        }
+        let operation = Operation {
+            tool: exact("tool", &request.tool)?.ok_or_else(|| ApiError::invalid("tool", "is required"))?,
+            risk,
+            actor: exact("actor", &request.actor)?.unwrap_or_else(|| "anonymous".to_owned()),
+            role,
+            kind: RunKind::External.to_string(),
+            targets: request.targets,
+            pool: exact("pool", &request.pool)?,
+            pool_fraction: if request.pool_size == 0 {
+                0.0
+            } else {
+                f64::from(request.targets) / f64::from(request.pool_size)
+            },
+        };
+        let rules = if request.yaml.trim().is_empty() {
+            self.approval_rules().await?.0
+        } else {
+            self.compile_rules(&request.yaml).await?
+        };
+        let decision = self
+            .app
+            .policies
+            .run(move || ApprovalRules::compile(rules).map(|compiled| compiled.decide(&operation)))
+            .await?
+            .map_err(|e| ApiError::Internal(format!("the stored approval policy does not compile: {e}")))?;
+        let role = match decision.decision {
+            bosun_core::PolicyDecision::RequireApproval { role } => role.to_string(),
+            _ => String::new(),
+        };
+        Ok(v1::TestApprovalPolicyResponse {
+            decision: decision.decision.as_str().to_owned(),
+            role,
+            rule: decision.rule.map(String::from).unwrap_or_default(),
+            error: decision.error.unwrap_or_default(),
+            ..Default::default()
+        })
+    }
+
+    async fn list_audit(&self, request: v1::ListAuditRequest) -> ApiResult<v1::ListAuditResponse> {
+        let filter = AuditFilter {
+            actor: exact("actor", &request.actor)?,
+            method: exact("method", &request.method)?,
+            outcome: parsed::<AuditOutcome>("outcome", &request.outcome)?,
+            since: request.since.as_option().map(|at| convert::from_timestamp("since", at)).transpose()?,
+        };
+        let limit = page_size("limit", request.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+        let entries = self.app.store.list_audit(&filter, request.after_seq, limit).await?;
+        Ok(v1::ListAuditResponse { entries: entries.iter().map(ops::audit_entry).collect(), ..Default::default() })
+    }
+}
+
+impl v1::OpsService for OpsApi {
+    async fn apply_runbook(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::ApplyRunbookRequest>,
+    ) -> ServiceResult<v1::ApplyRunbookResponse> {
+        let caller = allowed(&ctx, Permission::Command)?;
+        Ok(Response::new(OpsApi::apply_runbook(self, caller, request.to_owned_message()).await?))
+    }
+
+    async fn list_runbooks(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, v1::ListRunbooksRequest>,
+    ) -> ServiceResult<v1::ListRunbooksResponse> {
+        allowed(&ctx, Permission::Read)?;
+        let runbooks = self.app.store.list_runbooks().await.map_err(ApiError::from)?;
+        Ok(Response::new(v1::ListRunbooksResponse {
+            runbooks: runbooks.iter().map(ops::runbook).collect(),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_runbook(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::GetRunbookRequest>,
+    ) -> ServiceResult<v1::GetRunbookResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(OpsApi::get_runbook(self, request.to_owned_message()).await?))
+    }
+
+    async fn list_runs(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::ListRunsRequest>,
+    ) -> ServiceResult<v1::ListRunsResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(OpsApi::list_runs(self, request.to_owned_message()).await?))
+    }
+
+    async fn get_run(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::GetRunRequest>,
+    ) -> ServiceResult<v1::GetRunResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(OpsApi::get_run(self, request.to_owned_message()).await?))
+    }
+
+    async fn list_run_events(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::ListRunEventsRequest>,
+    ) -> ServiceResult<v1::ListRunEventsResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(OpsApi::list_run_events(self, request.to_owned_message()).await?))
+    }
+
+    async fn list_artifacts(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::ListArtifactsRequest>,
+    ) -> ServiceResult<v1::ListArtifactsResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(OpsApi::list_artifacts(self, request.to_owned_message()).await?))
+    }
+
+    async fn get_artifact(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::GetArtifactRequest>,
+    ) -> ServiceResult<v1::GetArtifactResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(OpsApi::get_artifact(self, request.to_owned_message()).await?))
+    }
+
+    async fn get_approval_policy(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, v1::GetApprovalPolicyRequest>,
+    ) -> ServiceResult<v1::GetApprovalPolicyResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(OpsApi::get_approval_policy(self).await?))
+    }
+
+    async fn set_approval_policy(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::SetApprovalPolicyRequest>,
+    ) -> ServiceResult<v1::SetApprovalPolicyResponse> {
+        let caller = allowed(&ctx, Permission::Admin)?;
+        Ok(Response::new(OpsApi::set_approval_policy(self, caller, request.to_owned_message()).await?))
+    }
+
+    async fn test_approval_policy(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::TestApprovalPolicyRequest>,
+    ) -> ServiceResult<v1::TestApprovalPolicyResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(OpsApi::test_approval_policy(self, request.to_owned_message()).await?))
+    }
+
+    async fn list_audit(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::ListAuditRequest>,
+    ) -> ServiceResult<v1::ListAuditResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(OpsApi::list_audit(self, request.to_owned_message()).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_and_filters_are_checked() {
+        assert!(run_id("").is_err());
+        assert!(run_id("not-a-uuid").is_err());
+        assert!(parsed::<RunStatus>("status", "asleep").is_err());
+        assert_eq!(parsed::<RunStatus>("status", "running").expect("valid"), Some(RunStatus::Running));
+        assert!(exact("actor", &"x".repeat(300)).is_err());
+    }
+}
