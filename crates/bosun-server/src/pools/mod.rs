@@ -374,6 +374,9 @@ async fn reconcile_to(
     });
     if provisioned > 0 || removing > 0 {
         pool.status.last_scale_at = Some(now);
+        let requester = requested.as_ref().map(|(_, actor)| actor.clone());
+        let scale = ScaleRecord { current, target: plan.target, provisioned, removing, failures: &failures };
+        app.store.commit(scale_run(&pool, &decision, requester, &scale, now)).await?;
     }
     if changed || provisioned > 0 || removing > 0 {
         pool.status.last_decision = Some(decision.clone());
@@ -386,6 +389,68 @@ async fn reconcile_to(
         }
     }
     Ok(decision)
+}
+
+/// What one pass did to a pool's size.
+struct ScaleRecord<'a> {
+    current: u32,
+    target: u32,
+    provisioned: u32,
+    removing: u32,
+    failures: &'a [String],
+}
+
+/// The ledger's record of one pass that changed a pool's size: a run of kind `scale`,
+/// finished in the batch that records it (the machines' own progress is the instances'),
+/// with the decision and its inputs as input.
+fn scale_run(
+    pool: &Pool,
+    decision: &ScalingDecision,
+    requester: Option<Actor>,
+    scale: &ScaleRecord<'_>,
+    now: Timestamp,
+) -> WriteBatch {
+    use bosun_core::{RunEvent, RunEventType, RunKind, RunStatus, RunTarget, TaskRun};
+    let actor = Actor::system(ACTOR);
+    let mut run = TaskRun::new(
+        RunKind::Scale,
+        RunStatus::Running,
+        requester.unwrap_or_else(|| actor.clone()),
+        vec![RunTarget::Pool(pool.name.clone())],
+        now,
+    );
+    run.input = serde_json::json!({
+        "current": scale.current,
+        "target": scale.target,
+        "reason": decision.reason,
+        "inputs": decision.inputs,
+    });
+    let mut batch = WriteBatch::new(actor, decision.reason.clone()).create_run(run.clone());
+    let mut event = |event_type, message: String| {
+        batch.push(bosun_store::Write::AppendRunEvent(Box::new(
+            RunEvent::new(run.id, event_type, message).on(RunTarget::Pool(pool.name.clone())),
+        )));
+    };
+    if scale.provisioned > 0 {
+        event(
+            RunEventType::Log,
+            format!("provisioning {} machine(s): {} -> {}", scale.provisioned, scale.current, scale.target),
+        );
+    }
+    if scale.removing > 0 {
+        event(
+            RunEventType::Log,
+            format!("draining {} node(s) for removal: {} -> {}", scale.removing, scale.current, scale.target),
+        );
+    }
+    for why in scale.failures {
+        event(RunEventType::Error, format!("could not provision: {why}"));
+    }
+    run.revision = bosun_core::Revision::FIRST;
+    run.status = RunStatus::Succeeded;
+    run.finished_at = Some(now);
+    run.result = Some(serde_json::json!({"provisioned": scale.provisioned, "removing": scale.removing}));
+    batch.update_run(run)
 }
 
 /// Whether the pool's last decision raised `kind`.

@@ -5,8 +5,11 @@
 //! short while `max_nodes` allows more machines.
 
 use bosun_core::pool::{PoolCondition, PoolConditionKind};
-use bosun_core::{Actor, InstanceState, InstanceTrigger, Node, NodeStatus, NodeTrigger, Pool, PoolName, Timestamp};
-use bosun_store::{Write, WriteBatch};
+use bosun_core::{
+    Actor, Instance, InstanceState, InstanceTrigger, Node, NodeStatus, NodeTrigger, Pool, PoolName, RunEvent,
+    RunEventType, RunKind, RunStatus, RunTarget, TaskRun, Timestamp,
+};
+use bosun_store::{PageRequest, RunFilter, Write, WriteBatch};
 
 use super::{ACTOR, PoolsConfig, instances_in};
 use crate::app::App;
@@ -152,14 +155,26 @@ async fn replace(app: &App, config: &PoolsConfig, pool: &Pool, node: &Node, now:
     instance.apply(InstanceTrigger::Terminate, &reason, now).map_err(|e| ApiError::transition(&instance.id, e))?;
     let expected = instance.revision;
     let actor = Actor::system(ACTOR);
+    let run = replacement_run(pool, node, &instance, &reason, &actor, now);
     let (_, started) = nodes::edit_node(app, &node.id, &actor, &reason, |n| {
         if n.status != NodeStatus::Unhealthy {
             // An operator acted on it meanwhile: leave it to them.
             return Ok(Edit::Keep(false));
         }
         n.apply(NodeTrigger::Terminate, &reason, now).map_err(|e| ApiError::transition(&n.id, e))?;
+        let event = RunEvent::new(
+            run.id,
+            RunEventType::StepStarted,
+            format!("node {} taken out of service; terminating its machine {}", node.id, instance.id),
+        )
+        .at_step(0)
+        .on(RunTarget::Node(node.id.clone()));
         Ok(Edit::Commit {
-            writes: vec![Write::UpdateInstance { instance: Box::new(instance.clone()), expected }],
+            writes: vec![
+                Write::UpdateInstance { instance: Box::new(instance.clone()), expected },
+                Write::CreateRun(Box::new(run.clone())),
+                Write::AppendRunEvent(Box::new(event)),
+            ],
             value: true,
         })
     })
@@ -169,6 +184,61 @@ async fn replace(app: &App, config: &PoolsConfig, pool: &Pool, node: &Node, now:
         finish_terminations(app, config, &pool.name).await?;
     }
     Ok(started)
+}
+
+/// The ledger's record of one replacement: a run that starts with the node taken out of
+/// service and ends when its machine is terminated (the pool provisions the new machine to
+/// keep its size). What judged the node is its input.
+fn replacement_run(
+    pool: &Pool,
+    node: &Node,
+    instance: &Instance,
+    reason: &str,
+    actor: &Actor,
+    now: Timestamp,
+) -> TaskRun {
+    let targets = vec![
+        RunTarget::Node(node.id.clone()),
+        RunTarget::Instance(instance.id.clone()),
+        RunTarget::Pool(pool.name.clone()),
+    ];
+    let mut run = TaskRun::new(RunKind::Replacement, RunStatus::Running, actor.clone(), targets, now);
+    run.input = serde_json::json!({
+        "reason": reason,
+        "node_status_reason": node.status_reason,
+        "unhealthy_streak": node.unhealthy_streak,
+        "health": node.health.as_str(),
+        "remediation": node.remediation,
+    });
+    run
+}
+
+/// The writes that finish the running replacement of `instance`, if there is one: its
+/// last event and its success.
+async fn finish_replacement_run(app: &App, instance: &Instance, now: Timestamp) -> ApiResult<Vec<Write>> {
+    let filter = RunFilter {
+        status: Some(RunStatus::Running),
+        kind: Some(RunKind::Replacement),
+        target: Some(instance.id.to_string()),
+    };
+    let Some(mut run) = app.store.list_runs(&filter, &PageRequest::first(1)).await?.items.pop() else {
+        return Ok(Vec::new());
+    };
+    let event = RunEvent::new(
+        run.id,
+        RunEventType::StepFinished,
+        format!("machine {} terminated by provider {}", instance.id, instance.provider),
+    )
+    .at_step(0)
+    .on(RunTarget::Instance(instance.id.clone()));
+    run.status = RunStatus::Succeeded;
+    run.finished_at = Some(now);
+    run.result = Some(serde_json::json!({
+        "terminated_instance": instance.id,
+        "provider_instance_id": instance.provider_instance_id,
+    }));
+    let expected = run.revision;
+    Ok(vec![Write::AppendRunEvent(Box::new(event)), Write::UpdateRun { run: Box::new(run), expected }])
 }
 
 /// Terminates through their provider the pool's machines whose instance is TERMINATING
@@ -191,7 +261,9 @@ pub(super) async fn finish_terminations(app: &App, config: &PoolsConfig, pool: &
         let now = app.now();
         let reason = instance.status_message.clone();
         instance.apply(InstanceTrigger::Gone, &reason, now).map_err(|e| ApiError::transition(&instance.id, e))?;
-        let write = Write::UpdateInstance { instance: Box::new(instance.clone()), expected: instance.revision };
+        let mut writes =
+            vec![Write::UpdateInstance { instance: Box::new(instance.clone()), expected: instance.revision }];
+        writes.extend(finish_replacement_run(app, &instance, now).await?);
         match &instance.node_id {
             Some(node) => {
                 nodes::edit_node(app, node, &actor, &reason, |n| {
@@ -199,13 +271,15 @@ pub(super) async fn finish_terminations(app: &App, config: &PoolsConfig, pool: &
                         n.apply(NodeTrigger::TerminationConfirmed, &reason, now)
                             .map_err(|e| ApiError::transition(&n.id, e))?;
                     }
-                    Ok(Edit::Commit { writes: vec![write.clone()], value: () })
+                    Ok(Edit::Commit { writes: writes.clone(), value: () })
                 })
                 .await?;
             }
             None => {
                 let mut batch = WriteBatch::new(actor.clone(), reason);
-                batch.push(write);
+                for write in writes {
+                    batch.push(write);
+                }
                 app.store.commit(batch).await?;
             }
         }

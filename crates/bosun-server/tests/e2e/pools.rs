@@ -174,6 +174,31 @@ async fn a_fatal_xid_leads_to_exactly_one_replacement(backend: Backend) {
     assert_eq!(cloud.live_count(), 3, "exactly one replacement");
     let all = h.root().list_instances(v1::ListInstancesRequest::default()).await.expect("list").into_owned().instances;
     assert_eq!(all.len(), 4, "three live and the replaced one");
+
+    // The ledger answers why the node was replaced: one run, with what judged it.
+    let ops = h.ops(Some(OPERATOR));
+    let runs = ops
+        .list_runs(v1::ListRunsRequest { target: victim.clone(), ..Default::default() })
+        .await
+        .expect("runs")
+        .into_owned()
+        .runs;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let run = ops
+        .get_run(v1::GetRunRequest { run_id: runs[0].id.clone(), ..Default::default() })
+        .await
+        .expect("run")
+        .into_owned()
+        .run
+        .into_option()
+        .expect("run");
+    assert_eq!((run.kind.as_str(), run.status.as_str()), ("replacement", "succeeded"));
+    assert!(run.targets.contains(&format!("node:{victim}")) && run.targets.contains(&"pool:training".to_owned()));
+    assert_eq!(run.requested_by, "system:pool-reconciler");
+    assert!(run.input_json.contains("replaced: node"), "{}", run.input_json);
+    let events: Vec<&str> = run.events.iter().map(|e| e.r#type.as_str()).collect();
+    assert_eq!(events, ["step_started", "step_finished"]);
+    assert!(run.finished_at.is_set());
     h.stop().await;
 }
 
@@ -501,6 +526,22 @@ async fn an_operator_scales_a_pool_and_the_unhealthy_node_goes_first(backend: Ba
     }
     assert_eq!(cloud.live_count(), 2);
     assert_eq!(status_of(&h.node(&sick).await), v1::NodeStatus::NODE_STATUS_TERMINATED);
+
+    // Each pass that changed the pool's size is a scale run, attributed to whoever asked.
+    let ops = h.ops(Some(OPERATOR));
+    let request = v1::ListRunsRequest { kind: "scale".into(), target: "manual".into(), ..Default::default() };
+    let runs = ops.list_runs(request).await.expect("runs").into_owned().runs;
+    let seen: Vec<(&str, &str)> = runs.iter().map(|r| (r.requested_by.as_str(), r.status.as_str())).collect();
+    assert!(seen.contains(&("operator:root", "succeeded")), "{seen:?}");
+    let mut messages = Vec::new();
+    for run in runs.iter().filter(|r| r.requested_by == "operator:root") {
+        let got = ops.get_run(v1::GetRunRequest { run_id: run.id.clone(), ..Default::default() }).await.expect("run");
+        let run = got.into_owned().run.into_option().expect("run");
+        messages.extend(run.events.into_iter().map(|e| e.message));
+    }
+    for expected in ["provisioning 3 machine(s): 0 -> 3", "draining 1 node(s) for removal: 3 -> 2"] {
+        assert!(messages.iter().any(|m| m == expected), "{expected:?} in {messages:?}");
+    }
     h.stop().await;
 }
 
