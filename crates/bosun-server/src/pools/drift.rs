@@ -11,6 +11,7 @@ use bosun_core::{
 use bosun_provider::{ProviderInstance, ProviderInstanceState};
 use bosun_store::{Write, WriteBatch};
 
+use super::provision::commit_instance_with;
 use super::{ACTOR, PoolsConfig, commit_instance, instances_in, nodes_in};
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
@@ -37,6 +38,41 @@ impl MissingMachines {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<InstanceId, Timestamp>> {
         self.since.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The ledger's record of one drift repair on `instance`: a `drift_repair` run with one
+/// event, finished at once when `finished` (the repair is the write itself), else left
+/// running until the machine is terminated (`replacement::finish_terminations`).
+fn drift_run(
+    pool: &PoolName,
+    instance: &Instance,
+    repair: &str,
+    reason: &str,
+    finished: bool,
+    now: Timestamp,
+) -> Vec<Write> {
+    use bosun_core::{RunEvent, RunEventType, RunKind, RunStatus, RunTarget, TaskRun};
+    let mut targets = vec![RunTarget::Instance(instance.id.clone())];
+    targets.extend(instance.node_id.clone().map(RunTarget::Node));
+    targets.push(RunTarget::Pool(pool.clone()));
+    let mut run = TaskRun::new(RunKind::DriftRepair, RunStatus::Running, Actor::system(ACTOR), targets, now);
+    run.input = serde_json::json!({
+        "repair": repair,
+        "reason": reason,
+        "provider": instance.provider,
+        "provider_instance_id": instance.provider_instance_id,
+    });
+    let event_type = if finished { RunEventType::StepFinished } else { RunEventType::StepStarted };
+    let event = RunEvent::new(run.id, event_type, format!("{repair}: {reason}"))
+        .at_step(0)
+        .on(RunTarget::Instance(instance.id.clone()));
+    let mut writes = vec![Write::CreateRun(Box::new(run.clone())), Write::AppendRunEvent(Box::new(event))];
+    if finished {
+        run.status = RunStatus::Succeeded;
+        run.finished_at = Some(now);
+        writes.push(Write::UpdateRun { run: Box::new(run), expected: bosun_core::Revision::FIRST });
+    }
+    writes
 }
 
 /// Each provider's machines, listed at most once per pass; a provider that cannot be
@@ -114,7 +150,8 @@ async fn adopt_or_close(app: &App, listings: &mut Listings<'_>, pool: &PoolName)
                 instance
                     .apply(InstanceTrigger::Gone, &reason, now)
                     .map_err(|e| ApiError::transition(&instance.id, e))?;
-                commit_instance(app, instance, "failed instance has no machine").await?;
+                let run = drift_run(pool, &instance, "closed a failed instance without a machine", &reason, true, now);
+                commit_instance_with(app, instance, "failed instance has no machine", run).await?;
             }
             continue;
         };
@@ -125,7 +162,10 @@ async fn adopt_or_close(app: &App, listings: &mut Listings<'_>, pool: &PoolName)
                 .map_err(|e| ApiError::transition(&instance.id, e))?;
             tracing::info!(%pool, instance = %instance.id, machine = %machine.provider_instance_id,
                 "adopted a machine whose provisioning call did not return");
-            commit_instance(app, instance, "adopted").await?;
+            let why = format!("the provider lists machine {} for it", machine.provider_instance_id);
+            let run =
+                drift_run(pool, &instance, "adopted a machine whose provisioning call did not return", &why, true, now);
+            commit_instance_with(app, instance, "adopted", run).await?;
         } else {
             // FAILED, yet the machine exists: terminate it (finished by finish_terminations).
             instance.provider_instance_id.get_or_insert_with(|| machine.provider_instance_id.clone());
@@ -133,7 +173,8 @@ async fn adopt_or_close(app: &App, listings: &mut Listings<'_>, pool: &PoolName)
             instance
                 .apply(InstanceTrigger::Terminate, &reason, now)
                 .map_err(|e| ApiError::transition(&instance.id, e))?;
-            commit_instance(app, instance, "terminating a failed instance's machine").await?;
+            let run = drift_run(pool, &instance, "terminating the machine of a failed instance", &reason, false, now);
+            commit_instance_with(app, instance, "terminating a failed instance's machine", run).await?;
         }
     }
     Ok(())
@@ -164,7 +205,7 @@ async fn write_off_lost(app: &App, listings: &mut Listings<'_>, pool: &PoolName)
             instance.provider,
             bosun_config::duration::format(now.saturating_since(missing_since))
         );
-        write_off(app, instance, &reason, now).await?;
+        write_off(app, pool, instance, &reason, now).await?;
     }
     Ok(())
 }
@@ -174,10 +215,11 @@ async fn write_off_lost(app: &App, listings: &mut Listings<'_>, pool: &PoolName)
 /// the same pass) asks the provider to terminate the machine, which every provider
 /// answers for a machine it no longer has, and records both as TERMINATED. Going through
 /// the provider once more means a machine a flaky listing missed is not left billing.
-async fn write_off(app: &App, mut instance: Instance, reason: &str, now: Timestamp) -> ApiResult<()> {
+async fn write_off(app: &App, pool: &PoolName, mut instance: Instance, reason: &str, now: Timestamp) -> ApiResult<()> {
     let id = instance.id.clone();
     instance.apply(InstanceTrigger::Terminate, reason, now).map_err(|e| ApiError::transition(&id, e))?;
-    let write = Write::UpdateInstance { instance: Box::new(instance.clone()), expected: instance.revision };
+    let mut writes = vec![Write::UpdateInstance { instance: Box::new(instance.clone()), expected: instance.revision }];
+    writes.extend(drift_run(pool, &instance, "writing off a lost machine", reason, false, now));
     let actor = Actor::system(ACTOR);
     match &instance.node_id {
         Some(node) => {
@@ -185,7 +227,7 @@ async fn write_off(app: &App, mut instance: Instance, reason: &str, now: Timesta
                 if !n.status.is_leaving() {
                     n.apply(NodeTrigger::Terminate, reason, now).map_err(|e| ApiError::transition(&n.id, e))?;
                 }
-                Ok(Edit::Commit { writes: vec![write.clone()], value: () })
+                Ok(Edit::Commit { writes: writes.clone(), value: () })
             })
             .await;
             match result {
@@ -197,7 +239,9 @@ async fn write_off(app: &App, mut instance: Instance, reason: &str, now: Timesta
         }
         None => {
             let mut batch = WriteBatch::new(actor, reason);
-            batch.push(write);
+            for write in writes {
+                batch.push(write);
+            }
             app.store.commit(batch).await?;
         }
     }

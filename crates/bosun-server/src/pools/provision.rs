@@ -155,17 +155,32 @@ async fn offer(provider: &dyn Provider, spec: &PoolSpec, entry: &bosun_core::poo
 /// Writes an instance whose record this pass created, retrying once when its agent
 /// registered in between (the registration moved it on; the provider's answer still
 /// belongs on it).
-pub(super) async fn commit_instance(app: &App, mut instance: Instance, reason: &str) -> ApiResult<()> {
-    let batch = WriteBatch::new(Actor::system(ACTOR), reason).update_instance(instance.clone());
+pub(super) async fn commit_instance(app: &App, instance: Instance, reason: &str) -> ApiResult<()> {
+    commit_instance_with(app, instance, reason, Vec::new()).await.map(drop)
+}
+
+/// [`commit_instance`], with `extra` writes (a run's record) in the same batch. `true` when
+/// the instance was written as given; on a conflict only its provider id is kept and
+/// `extra` is dropped with the rest.
+pub(super) async fn commit_instance_with(
+    app: &App,
+    mut instance: Instance,
+    reason: &str,
+    extra: Vec<bosun_store::Write>,
+) -> ApiResult<bool> {
+    let mut batch = WriteBatch::new(Actor::system(ACTOR), reason).update_instance(instance.clone());
+    for write in extra {
+        batch.push(write);
+    }
     match app.store.commit(batch).await {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(true),
         Err(StoreError::Conflict { .. }) => {
             let mut stored = app.store.instance(&instance.id).await?;
             if stored.provider_instance_id.is_none() {
                 stored.provider_instance_id = instance.provider_instance_id.take();
                 app.store.commit(WriteBatch::new(Actor::system(ACTOR), reason).update_instance(stored)).await?;
             }
-            Ok(())
+            Ok(false)
         }
         Err(error) => Err(error.into()),
     }

@@ -213,15 +213,13 @@ fn replacement_run(
     run
 }
 
-/// The writes that finish the running replacement of `instance`, if there is one: its
-/// last event and its success.
+/// The writes that finish the run waiting for `instance`'s machine to be terminated (a
+/// replacement or a drift repair), if there is one: its last event and its success.
 async fn finish_replacement_run(app: &App, instance: &Instance, now: Timestamp) -> ApiResult<Vec<Write>> {
-    let filter = RunFilter {
-        status: Some(RunStatus::Running),
-        kind: Some(RunKind::Replacement),
-        target: Some(instance.id.to_string()),
-    };
-    let Some(mut run) = app.store.list_runs(&filter, &PageRequest::first(1)).await?.items.pop() else {
+    let filter = RunFilter { status: Some(RunStatus::Running), kind: None, target: Some(instance.id.to_string()) };
+    let waiting = app.store.list_runs(&filter, &PageRequest::first(10)).await?.items;
+    let Some(mut run) = waiting.into_iter().find(|r| matches!(r.kind, RunKind::Replacement | RunKind::DriftRepair))
+    else {
         return Ok(Vec::new());
     };
     let event = RunEvent::new(

@@ -334,6 +334,21 @@ async fn machines_of_lost_calls_are_adopted_or_terminated(backend: Backend) {
     let timed_out = listed.iter().find(|m| m.provider_instance_id == machines[1]).expect("machine");
     assert_eq!(timed_out.state, bosun_provider::ProviderInstanceState::Terminated);
     assert_eq!(cloud.live_count(), 1, "min 1 is met by the adopted machine");
+
+    // Each repair is a drift_repair run: the adoption finished at once, the termination
+    // once the provider confirmed it.
+    let ops = h.ops(Some(OPERATOR));
+    for (instance, repair) in [
+        ("i-lost-answer", "adopted a machine whose provisioning call did not return"),
+        ("i-timed-out", "terminating the machine of a failed instance"),
+    ] {
+        let request =
+            v1::ListRunsRequest { target: instance.into(), kind: "drift_repair".into(), ..Default::default() };
+        let runs = ops.list_runs(request).await.expect("runs").into_owned().runs;
+        assert_eq!(runs.len(), 1, "{instance}: {runs:?}");
+        assert_eq!(runs[0].status, "succeeded", "{instance}");
+        assert!(runs[0].input_json.contains(repair), "{instance}: {}", runs[0].input_json);
+    }
     h.stop().await;
 }
 

@@ -11,6 +11,10 @@
 //! - `list_nodes`: the whole fleet in pages of 10,000; the median of five runs.
 //! - `command_cycle`: issue, deliver and acknowledge (three transactions) for up to 10,000
 //!   commands.
+//! - `run_events`: operations-ledger events appended to 1,000 running runs, ten per
+//!   transaction, by `--concurrency` writers (100,000 events).
+//! - `list_runs`: the first page of 100 runs, newest first, with 100,000 runs stored; the
+//!   median of 20 pages (`seconds` is one page's time).
 //!
 //! A benchmark, never a test: numbers depend on the machine and are compared against the
 //! targets in SPEC section 10 by a person, not asserted.
@@ -44,7 +48,8 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 enum BenchTarget {
-    /// Store throughput: register, heartbeat_flush, metrics_flush, list_nodes, command_cycle.
+    /// Store throughput: register, heartbeat_flush, metrics_flush, list_nodes, command_cycle,
+    /// export, copy, run_events, list_runs.
     Store(StoreBench),
     /// Health policy evaluation on one core: prints events/s for a realistic event mix.
     Policy(PolicyBench),
@@ -98,7 +103,7 @@ struct StoreBench {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "register,heartbeat_flush,metrics_flush,list_nodes,command_cycle,export,copy"
+        default_value = "register,heartbeat_flush,metrics_flush,list_nodes,command_cycle,export,copy,run_events,list_runs"
     )]
     ops: Vec<Op>,
     /// An empty store the `copy` operation copies into (default: a scratch SQLite file).
@@ -118,6 +123,10 @@ enum Op {
     Export,
     /// Copy every record into `--copy-to`, verification included.
     Copy,
+    /// Append operations-ledger events to running runs.
+    RunEvents,
+    /// List a page of runs with 100,000 stored.
+    ListRuns,
 }
 
 /// One result line.
@@ -227,8 +236,110 @@ pub async fn run(location: &StoreLocation, chosen: bool, args: &BenchArgs) -> an
         // The line names the pair: `sqlite->postgres`.
         report(&format!("{backend}->{}", target.backend()), "copy", copied.records, elapsed);
     }
+    if bench.ops.contains(&Op::RunEvents) {
+        settle(&store).await;
+        run_events(&store, backend, bench.concurrency).await?;
+    }
+    if bench.ops.contains(&Op::ListRuns) {
+        settle(&store).await;
+        list_runs(&store, backend).await?;
+    }
     store.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs to append events to, events per transaction, and events in all.
+const EVENT_RUNS: usize = 1_000;
+const EVENTS_PER_COMMIT: usize = 10;
+const EVENTS: usize = 100_000;
+
+fn bench_run(kind: bosun_core::RunKind, at: bosun_core::Timestamp, n: usize) -> anyhow::Result<bosun_core::TaskRun> {
+    let target = bosun_core::RunTarget::Node(NodeId::new(format!("bench-{:07}", n % 100_000))?);
+    Ok(bosun_core::TaskRun::new(kind, bosun_core::RunStatus::Running, Actor::system("bench"), vec![target], at))
+}
+
+/// Appends [`EVENTS`] events to [`EVENT_RUNS`] runs, [`EVENTS_PER_COMMIT`] per
+/// transaction, from `concurrency` writers each working on runs of its own.
+async fn run_events(store: &SharedStore, backend: &str, concurrency: u32) -> anyhow::Result<()> {
+    use bosun_core::{RunEvent, RunEventType, RunKind};
+    let now = SystemClock.now();
+    let mut runs = Vec::with_capacity(EVENT_RUNS);
+    for n in 0..EVENT_RUNS {
+        runs.push(bench_run(RunKind::External, now, n)?.id);
+    }
+    for chunk in runs.chunks(500) {
+        let mut batch = WriteBatch::new(Actor::system("bench"), "bench runs");
+        for (n, id) in chunk.iter().enumerate() {
+            let mut run = bench_run(RunKind::External, now, n)?;
+            run.id = *id;
+            batch = batch.create_run(run);
+        }
+        store.commit(batch).await?;
+    }
+    let writers = (concurrency as usize).clamp(1, EVENT_RUNS);
+    let commits_per_writer = EVENTS / EVENTS_PER_COMMIT / writers;
+    let bar = output::progress_bar((commits_per_writer * writers * EVENTS_PER_COMMIT) as u64, "run events");
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let (store, bar) = (store.clone(), bar.clone());
+        let mine: Vec<bosun_core::RunId> = runs.iter().skip(writer).step_by(writers).copied().collect();
+        tasks.push(tokio::spawn(async move {
+            for commit in 0..commits_per_writer {
+                let run = mine[commit % mine.len()];
+                let mut batch = WriteBatch::new(Actor::system("bench"), "step");
+                for step in 0..EVENTS_PER_COMMIT {
+                    let event = RunEvent::new(run, RunEventType::Log, format!("step {step} of commit {commit}"))
+                        .at_step(u32::try_from(step).unwrap_or(0));
+                    batch = batch.append_run_event(event);
+                }
+                store.commit(batch).await?;
+                bar.inc(EVENTS_PER_COMMIT as u64);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await.context("benchmark task panicked")??;
+    }
+    bar.finish_and_clear();
+    report(backend, "run_events", (commits_per_writer * writers * EVENTS_PER_COMMIT) as u64, started.elapsed());
+    Ok(())
+}
+
+/// Stores 100,000 runs (1,000 per transaction), then times the first page of 100, newest
+/// first: the median of 20 pages.
+async fn list_runs(store: &SharedStore, backend: &str) -> anyhow::Result<()> {
+    const RUNS: usize = 100_000;
+    let kinds = [bosun_core::RunKind::Replacement, bosun_core::RunKind::Scale, bosun_core::RunKind::Runbook];
+    let bar = output::progress_bar(RUNS as u64, "runs");
+    let start = SystemClock.now();
+    for chunk in 0..RUNS / 1_000 {
+        let mut batch = WriteBatch::new(Actor::system("bench"), "bench runs");
+        for i in 0..1_000 {
+            let n = chunk * 1_000 + i;
+            let kind = kinds[n % kinds.len()];
+            let mut run = bench_run(kind, start + Duration::from_millis(n as u64), n)?;
+            if kind == bosun_core::RunKind::Runbook {
+                run.runbook = Some("bench".parse()?);
+                run.runbook_version = Some(1);
+            }
+            batch = batch.create_run(run);
+        }
+        store.commit(batch).await?;
+        bar.inc(1_000);
+    }
+    bar.finish_and_clear();
+    settle(store).await;
+    let mut pages = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let page = store.list_runs(&bosun_store::RunFilter::default(), &PageRequest::first(100)).await?;
+        pages.push(started.elapsed());
+        anyhow::ensure!(page.items.len() == 100, "a page of runs holds {} runs, not 100", page.items.len());
+    }
+    report(backend, "list_runs", 100, median(pages));
+    Ok(())
 }
 
 /// Flushes the previous phase's writes so they do not slow the next measurement.
