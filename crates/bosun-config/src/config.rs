@@ -13,6 +13,7 @@ use crate::expand::expand;
 use crate::pool::{PoolConfig, check_defaults};
 use crate::provider::ProviderConfig;
 use crate::redact::redact_by_name;
+use crate::retention::RetentionConfig;
 use crate::server::ServerConfig;
 use crate::store::StoreConfig;
 use crate::{parse, schema};
@@ -25,6 +26,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub auth: AuthConfig,
     pub api: ApiConfig,
+    pub retention: RetentionConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
     /// `defaults` are already folded into each pool. No pools is valid: the server then
     /// provisions nothing and serves the agents that register on their own.
@@ -80,6 +82,7 @@ impl Config {
         let store = StoreConfig::resolve(document.store.as_ref())?;
         let auth = AuthConfig::resolve(document.auth.as_ref(), env)?;
         let api = ApiConfig::resolve(document.api.as_ref())?;
+        let retention = RetentionConfig::resolve(document.retention.as_ref())?;
         let providers = document
             .providers
             .unwrap_or_default()
@@ -94,7 +97,7 @@ impl Config {
             .iter()
             .map(|(name, raw)| PoolConfig::resolve(name, raw, &defaults, &providers))
             .collect::<Result<BTreeMap<_, _>, _>>()?;
-        Ok(Self { server, store, auth, api, providers, pools })
+        Ok(Self { server, store, auth, api, retention, providers, pools })
     }
 
     fn to_schema(&self) -> schema::Document {
@@ -103,6 +106,7 @@ impl Config {
             store: Some(self.store.to_schema()),
             auth: Some(self.auth.to_schema()),
             api: Some(self.api.to_schema()),
+            retention: Some(self.retention.to_schema()),
             providers: Some(self.providers.iter().map(|(name, p)| (name.clone(), p.to_schema())).collect()),
             pools: Some(self.pools.iter().map(|(name, p)| (name.to_string(), p.to_schema())).collect()),
             defaults: None,

@@ -19,6 +19,7 @@
 //!   into the schema.
 //! - [`approval`]: approval policy documents (the rules, in order).
 //! - [`runbook`]: runbooks ([`runbook::RunbookSpec`]), parsed as strictly as the file.
+//! - `retention`: how long the operations ledger keeps run history and the audit log.
 //! - `setup`: the placeholders of `setup_commands` and their syntax, shared with the SSH
 //!   bootstrap that fills them in.
 //! - [`duration`]: Go-style duration strings (`parse`, `format`), also for command-line flags.
@@ -41,6 +42,7 @@ mod parse;
 mod pool;
 mod provider;
 mod redact;
+mod retention;
 pub mod runbook;
 mod schema;
 mod server;
@@ -58,6 +60,7 @@ pub use provider::{
     GcpConfig, LambdaConfig, ProviderConfig, ProviderType,
 };
 pub use redact::{Secret, SensitiveUrl};
+pub use retention::RetentionConfig;
 pub use server::ServerConfig;
 pub use setup::{Placeholder, SETUP_PLACEHOLDERS, SetupPart, parse_setup_command};
 pub use store::StoreConfig;

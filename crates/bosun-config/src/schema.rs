@@ -24,15 +24,26 @@ use crate::provider::ProviderType;
 use crate::redact::{Secret, SensitiveUrl};
 
 #[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping of server, store, auth, api, providers, pools and defaults")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of server, store, auth, api, retention, providers, pools and defaults"
+)]
 pub(crate) struct Document {
     pub server: Option<Server>,
     pub store: Option<Store>,
     pub auth: Option<Auth>,
     pub api: Option<Api>,
+    pub retention: Option<Retention>,
     pub providers: Option<BTreeMap<String, Provider>>,
     pub pools: Option<BTreeMap<String, Pool>>,
     pub defaults: Option<Defaults>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Retention {
+    pub runs: Option<ConfigDuration>,
+    pub audit: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -77,7 +77,8 @@ pub(crate) async fn retention(app: &App) -> ApiResult<()> {
             .store
             .apply_retention(&RetentionPolicy {
                 changes_older_than: app.settings.change_retention,
-                ..Default::default()
+                runs_older_than: app.settings.run_retention,
+                audit_older_than: app.settings.audit_retention,
             })
             .await?;
         let ledger = report.run_events_deleted + report.artifacts_deleted + report.audit_deleted;

@@ -28,6 +28,10 @@ pub struct Settings {
     /// Change records older than this are compacted (the latest state of every live
     /// resource is always kept).
     pub change_retention: Duration,
+    /// Run history (events, artifacts) of runs finished longer ago is deleted.
+    pub run_retention: Duration,
+    /// Audit entries older than this are deleted.
+    pub audit_retention: Duration,
     /// Request bodies larger than this are refused.
     pub max_request_bytes: usize,
     /// TLS on the API port (`api.tls`); plain HTTP without.
@@ -95,6 +99,8 @@ impl Settings {
             instance_registration_timeout: server.instance_registration_timeout,
             lost_machine_grace: server.lost_machine_grace,
             change_retention: Duration::from_secs(7 * 24 * 3600),
+            run_retention: config.retention.runs,
+            audit_retention: config.retention.audit,
             max_request_bytes: config.api.max_request_bytes,
             tls: config.api.tls.clone(),
             max_connections: config.api.max_connections,

@@ -145,6 +145,9 @@ api:
   idle_timeout: 2m
   request_body_timeout: 30s
   max_concurrent_streams: 256
+retention:
+  runs: 720h
+  audit: 8760h
 providers: {}
 pools: {}
 "
