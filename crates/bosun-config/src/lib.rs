@@ -2,7 +2,7 @@
 //!
 //! The schema is Navarch's (`server`, `providers`, `pools`, `defaults`), so a Navarch
 //! configuration loads unchanged with the same meaning, extended with `store`, `auth`,
-//! `api` and bosun's pool keys. Loading is strict: an unknown key anywhere is an error
+//! `api`, `retention` and bosun's pool keys. Loading is strict: an unknown key anywhere is an error
 //! naming its path, `${VAR}` is expanded from the environment first, and durations carry
 //! units (`30s`, `5m`, `1h30m`).
 //!

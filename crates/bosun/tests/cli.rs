@@ -411,6 +411,27 @@ fn the_quickstart_config_brings_up_a_pool_of_three() {
     assert!(nodes.as_array().expect("array").iter().all(|n| n["pool"] == "demo" && n["provider"] == "local"));
     let instances = ok(bosun().args(["instances", "list", "-o", "json", "--server", &url]));
     assert_eq!(instances.matches("\"RUNNING\"").count(), 3, "{instances}");
+
+    // The ledger: bringing the pool up was a scale run, with the fields the CLI promises.
+    let runs =
+        ok(bosun().args(["runs", "list", "--kind", "scale", "--target", "demo", "-o", "json", "--server", &url]));
+    let runs: serde_json::Value = serde_json::from_str(&runs).expect("JSON");
+    let id = runs[0]["id"].as_str().expect("a scale run").to_owned();
+    let run = ok(bosun().args(["runs", "get", &id, "-o", "json", "--server", &url]));
+    let run: serde_json::Value = serde_json::from_str(&run).expect("JSON");
+    assert_eq!((run["status"].as_str(), run["kind"].as_str()), (Some("succeeded"), Some("scale")), "{run}");
+    assert_eq!(run["targets"], serde_json::json!(["pool:demo"]));
+    assert_eq!(run["requested_by"], "system:pool-reconciler");
+    assert!(run["approved_by"].is_null());
+    let events = run["events"].as_array().expect("events");
+    assert!(
+        !events.is_empty() && events.iter().all(|e| e["seq"].is_u64() && e["type"].is_string() && e["at"].is_string())
+    );
+    // A finished run's events are printed and --follow ends on its own.
+    let followed = ok(bosun().args(["runs", "events", &id, "--follow", "-o", "json", "--server", &url]));
+    assert_eq!(followed.lines().count(), events.len(), "{followed}");
+    let audit = ok(bosun().args(["audit", "-o", "json", "--server", &url]));
+    assert!(audit.contains("bosun.v1.AgentService/RegisterNode"), "{audit}");
 }
 
 #[test]

@@ -102,12 +102,15 @@ enum RunsCommand {
     },
     /// One run with its events.
     Get { id: String },
-    /// A run's events, oldest first.
+    /// A run's events, oldest first; with --follow, new ones as they come until the run
+    /// has finished.
     Events {
         id: String,
         /// Only events numbered after this one.
         #[arg(long, default_value_t = 0)]
         after: u64,
+        #[arg(long, short)]
+        follow: bool,
     },
     /// A run's artifacts; with --name, that artifact's content (to --out or stdout).
     Artifacts {
@@ -147,7 +150,7 @@ pub async fn run_runs(args: &RunsArgs) -> anyhow::Result<ExitCode> {
             let row = got.run.as_option().map(|r| RunRow::from_wire(r, true));
             output::render(format, &row, || row.as_ref().map(run_detail).unwrap_or_default())?
         }
-        RunsCommand::Events { id, after } => {
+        RunsCommand::Events { id, after, follow: false } => {
             let listed = call!(
                 ops,
                 list_run_events,
@@ -155,6 +158,10 @@ pub async fn run_runs(args: &RunsArgs) -> anyhow::Result<ExitCode> {
             );
             let rows: Vec<RunEventRow> = listed.events.iter().map(RunEventRow::from_wire).collect();
             output::render(format, &rows, || event_table(&rows).render())?
+        }
+        RunsCommand::Events { id, after, follow: true } => {
+            follow_events(&ops, id, *after, format).await?;
+            String::new()
         }
         RunsCommand::Artifacts { id, name: None, .. } => {
             let listed =
@@ -183,6 +190,50 @@ pub async fn run_runs(args: &RunsArgs) -> anyhow::Result<ExitCode> {
     };
     print!("{text}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a run's events as they are appended, one line each (one JSON object per line
+/// with `-o json`), until the run has finished and every event is printed.
+async fn follow_events(
+    ops: &super::remote::Ops,
+    id: &str,
+    mut after: u64,
+    format: output::Format,
+) -> anyhow::Result<()> {
+    const FINAL: [&str; 4] = ["succeeded", "failed", "cancelled", "rejected"];
+    loop {
+        // The status first: events appended before a run finished are all in the store
+        // once it reads as finished.
+        let run = call!(ops, get_run, v1::GetRunRequest { run_id: id.to_owned(), ..Default::default() });
+        let finished = run.run.as_option().is_some_and(|r| FINAL.contains(&r.status.as_str()));
+        let listed = call!(
+            ops,
+            list_run_events,
+            v1::ListRunEventsRequest { run_id: id.to_owned(), after_seq: after, ..Default::default() }
+        );
+        for event in &listed.events {
+            let row = RunEventRow::from_wire(event);
+            match format {
+                output::Format::Json => println!("{}", serde_json::to_string(&row)?),
+                _ => println!(
+                    "{:>5}  {}  {:<18} {}",
+                    row.seq,
+                    row.at.as_deref().unwrap_or("-"),
+                    row.event_type,
+                    row.message
+                ),
+            }
+            after = after.max(event.seq);
+        }
+        if finished && listed.events.is_empty() {
+            let status = run.run.as_option().map(|r| r.status.clone()).unwrap_or_default();
+            eprintln!("run {id} {status}");
+            return Ok(());
+        }
+        if listed.events.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
 }
 
 #[derive(Debug, Args)]
