@@ -53,6 +53,13 @@ fn mutation(path: &str) -> Option<ResourceOf> {
         "bosun.v1.AdminService/InjectFault" => |p| field::<v1::InjectFaultRequest>(p, "node", |m| &m.node_id),
         "bosun.v1.AdminService/SetPolicy" => |_| "policy:active".to_owned(),
         "bosun.v1.OpsService/ApplyRunbook" => |_| "runbook".to_owned(),
+        // Navarch's clients change things through two methods.
+        "navarch.ControlPlaneService/RegisterNode" => {
+            |p| field::<bosun_api::navarch::RegisterNodeRequest>(p, "node", |m| &m.node_id)
+        }
+        "navarch.ControlPlaneService/IssueCommand" => {
+            |p| field::<bosun_api::navarch::IssueCommandRequest>(p, "node", |m| &m.node_id)
+        }
         "bosun.v1.OpsService/SetApprovalPolicy" => |_| "approval_policy".to_owned(),
         _ => return None,
     })
@@ -161,6 +168,7 @@ mod tests {
             "/bosun.v1.AdminService/SetPolicy",
             "/bosun.v1.OpsService/SetApprovalPolicy",
             "/bosun.v1.AgentService/RegisterNode",
+            "/navarch.ControlPlaneService/IssueCommand",
         ] {
             assert!(mutation(path).is_some(), "{path}");
         }

@@ -235,6 +235,18 @@ async fn a_navarch_agent_registers_heartbeats_reports_and_runs_commands(backend:
     let (code, _) =
         refused(agent.send_heartbeat(navarch::HeartbeatRequest { node_id: "n3".into(), ..Default::default() }).await);
     assert_eq!(code, ErrorCode::NotFound, "unregistered");
+
+    // Navarch's calls are audited like bosun's: its commands and refusals.
+    let audit = h.ops(Some(OPERATOR)).list_audit(v1::ListAuditRequest::default()).await.expect("audit").into_owned();
+    let navarch_calls: Vec<(&str, &str, &str)> = audit
+        .entries
+        .iter()
+        .filter(|e| e.method.starts_with("navarch."))
+        .map(|e| (e.method.rsplit('/').next().unwrap_or_default(), e.resource.as_str(), e.outcome.as_str()))
+        .collect();
+    assert!(navarch_calls.contains(&("IssueCommand", "node:n1", "ok")), "{navarch_calls:?}");
+    assert!(navarch_calls.contains(&("RegisterNode", "node:n1", "ok")), "{navarch_calls:?}");
+    assert!(navarch_calls.contains(&("ListNodes", "", "refused")), "{navarch_calls:?}");
     h.stop().await;
 }
 
