@@ -261,7 +261,8 @@ pub(crate) fn created(insert: Insert, kind: ResourceKind, id: &str) -> Result<()
     }
 }
 
-fn check_expected(kind: ResourceKind, id: &str, stored: Revision, expected: Option<Revision>) -> Result<()> {
+/// Compare-and-set against an optional expected revision.
+pub(crate) fn check_expected(kind: ResourceKind, id: &str, stored: Revision, expected: Option<Revision>) -> Result<()> {
     expected.map_or(Ok(()), |expected| rules::check_expected(kind, id, stored, expected))
 }
 
@@ -406,17 +407,19 @@ async fn apply<T: Transaction>(tx: &mut T, options: &StoreOptions, stamp: Stamp<
             tx.update_lease(&lease).await?;
             Ok(Applied::resource(ResourceKind::Lease, lease.name.as_str(), ChangeOp::Updated, lease.revision, &lease))
         }
-        Write::PutRunbook { runbook, expected } => ledger::put_runbook(tx, runbook, *expected).await,
-        Write::DeleteRunbook { name, expected } => ledger::delete_runbook(tx, name, *expected).await,
+        Write::PutRunbook { runbook, expected } => ledger::put_named(tx, &**runbook, *expected).await,
+        Write::DeleteRunbook { name, expected } => ledger::delete_named::<_, Runbook>(tx, name, *expected).await,
         Write::CreateRun(run) => ledger::create_run(tx, run).await,
         Write::UpdateRun { run, expected } => ledger::update_run(tx, run, *expected).await,
         Write::AppendRunEvent(event) => ledger::append_run_event(tx, stamp, event).await,
         Write::PutArtifact(artifact) => ledger::put_artifact(tx, options, stamp, artifact).await,
-        Write::PutTool { tool, expected } => ledger::put_tool(tx, tool, *expected).await,
-        Write::DeleteTool { name, expected } => ledger::delete_tool(tx, name, *expected).await,
+        Write::PutTool { tool, expected } => ledger::put_named(tx, &**tool, *expected).await,
+        Write::DeleteTool { name, expected } => ledger::delete_named::<_, ToolDefinition>(tx, name, *expected).await,
         Write::RecordToolCall(call) => ledger::record_tool_call(tx, stamp, call).await,
-        Write::PutApprovalPolicy { policy, expected } => ledger::put_approval_policy(tx, policy, *expected).await,
-        Write::DeleteApprovalPolicy { name, expected } => ledger::delete_approval_policy(tx, name, *expected).await,
+        Write::PutApprovalPolicy { policy, expected } => ledger::put_named(tx, &**policy, *expected).await,
+        Write::DeleteApprovalPolicy { name, expected } => {
+            ledger::delete_named::<_, ApprovalPolicy>(tx, name, *expected).await
+        }
         Write::CreateApproval(approval) => ledger::create_approval(tx, approval).await,
         Write::UpdateApproval { approval, expected } => ledger::update_approval(tx, approval, *expected).await,
         Write::AppendAudit(entry) => ledger::append_audit(tx, stamp, entry).await,

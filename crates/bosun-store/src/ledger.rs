@@ -12,9 +12,10 @@ use bosun_core::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::apply::{Applied, Insert, Stamp, Transaction, created};
+use crate::apply::{Applied, Insert, Stamp, Transaction, check_expected, created};
 use crate::error::{Result, StoreError};
 use crate::rules;
+use crate::rules::unchanged;
 use crate::store::StoreOptions;
 
 pub use bosun_core::ledger::{ArtifactInfo, StoredAuditEntry, StoredRunEvent, StoredToolCall};
@@ -68,6 +69,14 @@ const MAX_SPEC: usize = 256 * 1024;
 const MAX_DOCUMENT: usize = 256 * 1024;
 const MAX_TARGETS: usize = 100_000;
 
+/// Numbers the SQL backends keep in 32-bit `INTEGER` columns (versions, step indexes).
+fn check_int4(field: &str, value: u32) -> Result<()> {
+    if i32::try_from(value).is_err() {
+        return Err(StoreError::invalid(field, format_args!("{value} is above the largest storable {}", i32::MAX)));
+    }
+    Ok(())
+}
+
 fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
     if value.len() > max {
         return Err(StoreError::invalid(field, format_args!("is {} bytes long; the limit is {max}", value.len())));
@@ -99,7 +108,7 @@ fn check_runbook(runbook: &Runbook) -> Result<()> {
     if runbook.version == 0 {
         return Err(StoreError::invalid("version", "starts at 1"));
     }
-    Ok(())
+    check_int4("version", runbook.version)
 }
 
 fn check_run(run: &TaskRun) -> Result<()> {
@@ -111,6 +120,9 @@ fn check_run(run: &TaskRun) -> Result<()> {
     }
     if run.runbook.is_some() != run.runbook_version.is_some() {
         return Err(StoreError::invalid("runbook_version", "is set exactly when the run is of a runbook"));
+    }
+    if let Some(version) = run.runbook_version {
+        check_int4("runbook_version", version)?;
     }
     if run.runbook.is_some() != (run.kind == RunKind::Runbook) {
         return Err(StoreError::invalid("runbook", "names the runbook of a run of kind runbook, and only then"));
@@ -130,6 +142,9 @@ fn check_run(run: &TaskRun) -> Result<()> {
 
 fn check_event(event: &RunEvent) -> Result<()> {
     check_text("message", &event.message, MAX_TEXT)?;
+    if let Some(step) = event.step {
+        check_int4("step", step)?;
+    }
     if let Some(data) = &event.data {
         check_document("data", data)?;
     }
@@ -159,6 +174,7 @@ fn check_tool(tool: &ToolDefinition) -> Result<()> {
 
 fn check_tool_call(call: &ToolCall) -> Result<()> {
     check_document("input", &call.input)?;
+    bosun_core::validation::check_stored_int("duration_ms", call.duration_ms)?;
     if let Some(output) = &call.output {
         check_document("output", output)?;
     }
@@ -175,6 +191,9 @@ fn check_approval_policy(policy: &ApprovalPolicy) -> Result<()> {
 
 fn check_approval(approval: &Approval) -> Result<()> {
     check_required("what", &approval.what, MAX_SHORT_TEXT)?;
+    if let Some(step) = approval.step {
+        check_int4("step", step)?;
+    }
     if approval.expires_at <= approval.requested_at {
         return Err(StoreError::invalid("expires_at", "must be after requested_at"));
     }
@@ -197,69 +216,202 @@ fn check_audit(entry: &AuditEntry) -> Result<()> {
     Ok(())
 }
 
-fn unchanged<T: PartialEq>(kind: ResourceKind, id: &str, field: &str, stored: &T, new: &T) -> Result<()> {
-    if stored == new {
-        return Ok(());
+/// A ledger resource kept whole under its name (runbooks, tools, approval policy rules):
+/// stored by [`put_named`] (created when none has the name, replaced otherwise) and
+/// removed by [`delete_named`], with the same compare-and-set and change records.
+#[allow(async_fn_in_trait)] // crate-private; implemented for three record types here
+pub(crate) trait Named: Clone + serde::Serialize {
+    type Name: std::fmt::Display;
+    const KIND: ResourceKind;
+    fn name(&self) -> &Self::Name;
+    fn revision(&self) -> Revision;
+    fn set_revision(&mut self, revision: Revision);
+    /// The checks of the record itself, whatever is stored.
+    fn check(&self) -> Result<()>;
+    /// The checks of a record no other has the name of.
+    fn check_create(&self) -> Result<()> {
+        Ok(())
     }
-    Err(StoreError::invalid(field, format_args!("{kind} {id}: {field} never changes")))
+    /// The checks of a replacement against what is stored.
+    fn check_update(&self, _stored: &Self) -> Result<()> {
+        Ok(())
+    }
+    async fn read<T: Transaction>(tx: &mut T, name: &Self::Name) -> Result<Option<Self>>;
+    async fn insert<T: Transaction>(&self, tx: &mut T) -> Result<Insert>;
+    async fn update<T: Transaction>(&self, tx: &mut T) -> Result<()>;
+    async fn delete<T: Transaction>(tx: &mut T, name: &Self::Name) -> Result<()>;
 }
 
-fn check_expected(kind: ResourceKind, id: &str, stored: Revision, expected: Option<Revision>) -> Result<()> {
-    expected.map_or(Ok(()), |expected| rules::check_expected(kind, id, stored, expected))
-}
-
-pub(crate) async fn put_runbook<T: Transaction>(
+pub(crate) async fn put_named<T: Transaction, R: Named>(
     tx: &mut T,
-    runbook: &Runbook,
+    record: &R,
     expected: Option<Revision>,
 ) -> Result<Applied> {
-    check_runbook(runbook)?;
-    let kind = ResourceKind::Runbook;
-    let name = runbook.name.as_str();
-    let mut stored = runbook.clone();
-    match tx.runbook(&runbook.name).await? {
+    record.check()?;
+    let name = record.name().to_string();
+    let mut stored = record.clone();
+    match R::read(tx, record.name()).await? {
         None => {
             if expected.is_some() {
-                return Err(StoreError::not_found(kind, name));
+                return Err(StoreError::not_found(R::KIND, &name));
             }
-            if runbook.version != 1 {
-                return Err(StoreError::invalid("version", "a new runbook starts at version 1"));
-            }
-            stored.revision = Revision::FIRST;
-            created(tx.insert_runbook(&stored).await?, kind, name)?;
-            Ok(Applied::resource(kind, name, ChangeOp::Created, stored.revision, &stored))
+            record.check_create()?;
+            stored.set_revision(Revision::FIRST);
+            created(stored.insert(tx).await?, R::KIND, &name)?;
+            Ok(Applied::resource(R::KIND, &name, ChangeOp::Created, Revision::FIRST, &stored))
         }
         Some(current) => {
-            check_expected(kind, name, current.revision, expected)?;
-            unchanged(kind, name, "created_by", &current.created_by, &runbook.created_by)?;
-            unchanged(kind, name, "created_at", &current.created_at, &runbook.created_at)?;
-            if runbook.version != current.version && runbook.version != current.version + 1 {
-                return Err(StoreError::invalid(
-                    "version",
-                    format_args!(
-                        "runbook {name} is at version {}; the next is {}",
-                        current.version,
-                        current.version + 1
-                    ),
-                ));
-            }
-            stored.revision = current.revision.next();
-            tx.update_runbook(&stored).await?;
-            Ok(Applied::resource(kind, name, ChangeOp::Updated, stored.revision, &stored))
+            check_expected(R::KIND, &name, current.revision(), expected)?;
+            record.check_update(&current)?;
+            stored.set_revision(current.revision().next());
+            stored.update(tx).await?;
+            Ok(Applied::resource(R::KIND, &name, ChangeOp::Updated, stored.revision(), &stored))
         }
     }
 }
 
-pub(crate) async fn delete_runbook<T: Transaction>(
+pub(crate) async fn delete_named<T: Transaction, R: Named>(
     tx: &mut T,
-    name: &bosun_core::RunbookName,
+    name: &R::Name,
     expected: Option<Revision>,
 ) -> Result<Applied> {
-    let kind = ResourceKind::Runbook;
-    let stored = tx.runbook(name).await?.ok_or_else(|| StoreError::not_found(kind, name))?;
-    check_expected(kind, name.as_str(), stored.revision, expected)?;
-    tx.delete_runbook(name).await?;
-    Ok(Applied::resource(kind, name.as_str(), ChangeOp::Deleted, stored.revision, &stored))
+    let id = name.to_string();
+    let stored = R::read(tx, name).await?.ok_or_else(|| StoreError::not_found(R::KIND, &id))?;
+    check_expected(R::KIND, &id, stored.revision(), expected)?;
+    R::delete(tx, name).await?;
+    Ok(Applied::resource(R::KIND, &id, ChangeOp::Deleted, stored.revision(), &stored))
+}
+
+impl Named for Runbook {
+    type Name = bosun_core::RunbookName;
+    const KIND: ResourceKind = ResourceKind::Runbook;
+
+    fn name(&self) -> &Self::Name {
+        &self.name
+    }
+
+    fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    fn set_revision(&mut self, revision: Revision) {
+        self.revision = revision;
+    }
+
+    fn check(&self) -> Result<()> {
+        check_runbook(self)
+    }
+
+    fn check_create(&self) -> Result<()> {
+        if self.version != 1 {
+            return Err(StoreError::invalid("version", "a new runbook starts at version 1"));
+        }
+        Ok(())
+    }
+
+    /// A replacement keeps its creator and is the same or the next version.
+    fn check_update(&self, stored: &Self) -> Result<()> {
+        let (kind, name) = (Self::KIND, self.name.as_str());
+        unchanged(kind, name, "created_by", &stored.created_by, &self.created_by)?;
+        unchanged(kind, name, "created_at", &stored.created_at, &self.created_at)?;
+        if self.version != stored.version && self.version != stored.version + 1 {
+            return Err(StoreError::invalid(
+                "version",
+                format_args!("runbook {name} is at version {}; the next is {}", stored.version, stored.version + 1),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn read<T: Transaction>(tx: &mut T, name: &Self::Name) -> Result<Option<Self>> {
+        tx.runbook(name).await
+    }
+
+    async fn insert<T: Transaction>(&self, tx: &mut T) -> Result<Insert> {
+        tx.insert_runbook(self).await
+    }
+
+    async fn update<T: Transaction>(&self, tx: &mut T) -> Result<()> {
+        tx.update_runbook(self).await
+    }
+
+    async fn delete<T: Transaction>(tx: &mut T, name: &Self::Name) -> Result<()> {
+        tx.delete_runbook(name).await
+    }
+}
+
+impl Named for ToolDefinition {
+    type Name = bosun_core::ToolName;
+    const KIND: ResourceKind = ResourceKind::Tool;
+
+    fn name(&self) -> &Self::Name {
+        &self.name
+    }
+
+    fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    fn set_revision(&mut self, revision: Revision) {
+        self.revision = revision;
+    }
+
+    fn check(&self) -> Result<()> {
+        check_tool(self)
+    }
+
+    async fn read<T: Transaction>(tx: &mut T, name: &Self::Name) -> Result<Option<Self>> {
+        tx.tool(name).await
+    }
+
+    async fn insert<T: Transaction>(&self, tx: &mut T) -> Result<Insert> {
+        tx.insert_tool(self).await
+    }
+
+    async fn update<T: Transaction>(&self, tx: &mut T) -> Result<()> {
+        tx.update_tool(self).await
+    }
+
+    async fn delete<T: Transaction>(tx: &mut T, name: &Self::Name) -> Result<()> {
+        tx.delete_tool(name).await
+    }
+}
+
+impl Named for ApprovalPolicy {
+    type Name = bosun_core::ApprovalPolicyName;
+    const KIND: ResourceKind = ResourceKind::ApprovalPolicy;
+
+    fn name(&self) -> &Self::Name {
+        &self.name
+    }
+
+    fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    fn set_revision(&mut self, revision: Revision) {
+        self.revision = revision;
+    }
+
+    fn check(&self) -> Result<()> {
+        check_approval_policy(self)
+    }
+
+    async fn read<T: Transaction>(tx: &mut T, name: &Self::Name) -> Result<Option<Self>> {
+        tx.approval_policy(name).await
+    }
+
+    async fn insert<T: Transaction>(&self, tx: &mut T) -> Result<Insert> {
+        tx.insert_approval_policy(self).await
+    }
+
+    async fn update<T: Transaction>(&self, tx: &mut T) -> Result<()> {
+        tx.update_approval_policy(self).await
+    }
+
+    async fn delete<T: Transaction>(tx: &mut T, name: &Self::Name) -> Result<()> {
+        tx.delete_approval_policy(name).await
+    }
 }
 
 pub(crate) async fn create_run<T: Transaction>(tx: &mut T, run: &TaskRun) -> Result<Applied> {
@@ -343,45 +495,6 @@ pub(crate) async fn put_artifact<T: Transaction>(
     }
 }
 
-pub(crate) async fn put_tool<T: Transaction>(
-    tx: &mut T,
-    tool: &ToolDefinition,
-    expected: Option<Revision>,
-) -> Result<Applied> {
-    check_tool(tool)?;
-    let kind = ResourceKind::Tool;
-    let name = tool.name.as_str();
-    let mut stored = tool.clone();
-    match tx.tool(&tool.name).await? {
-        None => {
-            if expected.is_some() {
-                return Err(StoreError::not_found(kind, name));
-            }
-            stored.revision = Revision::FIRST;
-            created(tx.insert_tool(&stored).await?, kind, name)?;
-            Ok(Applied::resource(kind, name, ChangeOp::Created, stored.revision, &stored))
-        }
-        Some(current) => {
-            check_expected(kind, name, current.revision, expected)?;
-            stored.revision = current.revision.next();
-            tx.update_tool(&stored).await?;
-            Ok(Applied::resource(kind, name, ChangeOp::Updated, stored.revision, &stored))
-        }
-    }
-}
-
-pub(crate) async fn delete_tool<T: Transaction>(
-    tx: &mut T,
-    name: &bosun_core::ToolName,
-    expected: Option<Revision>,
-) -> Result<Applied> {
-    let kind = ResourceKind::Tool;
-    let stored = tx.tool(name).await?.ok_or_else(|| StoreError::not_found(kind, name))?;
-    check_expected(kind, name.as_str(), stored.revision, expected)?;
-    tx.delete_tool(name).await?;
-    Ok(Applied::resource(kind, name.as_str(), ChangeOp::Deleted, stored.revision, &stored))
-}
-
 pub(crate) async fn record_tool_call<T: Transaction>(tx: &mut T, stamp: Stamp<'_>, call: &ToolCall) -> Result<Applied> {
     check_tool_call(call)?;
     if tx.run(&call.run_id).await?.is_none() {
@@ -393,45 +506,6 @@ pub(crate) async fn record_tool_call<T: Transaction>(tx: &mut T, stamp: Stamp<'_
         return Err(StoreError::not_found(ResourceKind::Approval, approval));
     }
     Ok(Applied::appended(tx.append_tool_call(stamp.at, call).await?))
-}
-
-pub(crate) async fn put_approval_policy<T: Transaction>(
-    tx: &mut T,
-    policy: &ApprovalPolicy,
-    expected: Option<Revision>,
-) -> Result<Applied> {
-    check_approval_policy(policy)?;
-    let kind = ResourceKind::ApprovalPolicy;
-    let name = policy.name.as_str();
-    let mut stored = policy.clone();
-    match tx.approval_policy(&policy.name).await? {
-        None => {
-            if expected.is_some() {
-                return Err(StoreError::not_found(kind, name));
-            }
-            stored.revision = Revision::FIRST;
-            created(tx.insert_approval_policy(&stored).await?, kind, name)?;
-            Ok(Applied::resource(kind, name, ChangeOp::Created, stored.revision, &stored))
-        }
-        Some(current) => {
-            check_expected(kind, name, current.revision, expected)?;
-            stored.revision = current.revision.next();
-            tx.update_approval_policy(&stored).await?;
-            Ok(Applied::resource(kind, name, ChangeOp::Updated, stored.revision, &stored))
-        }
-    }
-}
-
-pub(crate) async fn delete_approval_policy<T: Transaction>(
-    tx: &mut T,
-    name: &bosun_core::ApprovalPolicyName,
-    expected: Option<Revision>,
-) -> Result<Applied> {
-    let kind = ResourceKind::ApprovalPolicy;
-    let stored = tx.approval_policy(name).await?.ok_or_else(|| StoreError::not_found(kind, name))?;
-    check_expected(kind, name.as_str(), stored.revision, expected)?;
-    tx.delete_approval_policy(name).await?;
-    Ok(Applied::resource(kind, name.as_str(), ChangeOp::Deleted, stored.revision, &stored))
 }
 
 pub(crate) async fn create_approval<T: Transaction>(tx: &mut T, approval: &Approval) -> Result<Applied> {

@@ -77,7 +77,7 @@ pub(crate) fn check_expected(kind: ResourceKind, id: &str, stored: Revision, exp
     Ok(())
 }
 
-fn unchanged<T: PartialEq>(kind: ResourceKind, id: &str, field: &str, stored: &T, new: &T) -> Result<()> {
+pub(crate) fn unchanged<T: PartialEq>(kind: ResourceKind, id: &str, field: &str, stored: &T, new: &T) -> Result<()> {
     if stored != new {
         return Err(StoreError::invalid(field, format_args!("{kind} {id}: {field} cannot change after creation")));
     }

@@ -446,7 +446,6 @@ fn scale_run(
     for why in scale.failures {
         event(RunEventType::Error, format!("could not provision: {why}"));
     }
-    run.revision = bosun_core::Revision::FIRST;
     run.status = RunStatus::Succeeded;
     run.finished_at = Some(now);
     run.result = Some(serde_json::json!({"provisioned": scale.provisioned, "removing": scale.removing}));

@@ -13,8 +13,10 @@
 //! call's commit and its audit entry loses the entry (the change log still has the
 //! change). A failure to write it is logged and counted, and never fails the call.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
+use axum::http::HeaderValue;
 use bosun_api::v1;
 use bosun_core::{AuditEntry, AuditOutcome, Role};
 use bosun_store::WriteBatch;
@@ -70,12 +72,38 @@ fn is_refusal(code: ErrorCode) -> bool {
     matches!(code, ErrorCode::Unauthenticated | ErrorCode::PermissionDenied)
 }
 
+/// What an audit entry needs of a request, taken before the request moves on: a few
+/// cheap copies (the header values share the request's buffer, the method of a bosun.v1
+/// call is a static name), not the whole context, as every call, heartbeats included,
+/// passes here.
+struct Call {
+    method: Cow<'static, str>,
+    authorization: Option<HeaderValue>,
+    request_id: Option<HeaderValue>,
+    peer: Option<Peer>,
+}
+
+impl Call {
+    fn of(ctx: &RequestContext) -> Self {
+        let path = ctx.path().unwrap_or_default();
+        let method = match bosun_api::V1_METHODS.iter().find(|m| **m == path) {
+            Some(known) => Cow::Borrowed(known.trim_start_matches('/')),
+            None => Cow::Owned(path.trim_start_matches('/').to_owned()),
+        };
+        Call {
+            method,
+            authorization: ctx.header(axum::http::header::AUTHORIZATION).cloned(),
+            request_id: ctx.header("x-request-id").cloned(),
+            peer: ctx.extensions().get::<Peer>().copied(),
+        }
+    }
+}
+
 impl Audit {
     /// Who called, as the audit log names them: the token's name and role, the node of a
     /// node token, or `anonymous` (no token, or one that was refused).
-    fn who(&self, ctx: &RequestContext) -> (String, Option<Role>) {
-        let header = ctx.header(axum::http::header::AUTHORIZATION).map(|v| v.as_bytes().to_vec());
-        match self.0.auth.authenticate(header.as_deref()) {
+    fn who(&self, call: &Call) -> (String, Option<Role>) {
+        match self.0.auth.authenticate(call.authorization.as_ref().map(HeaderValue::as_bytes)) {
             Ok(Credential::Caller(caller)) => match caller {
                 Caller::Anonymous => ("anonymous".to_owned(), None),
                 Caller::Agent { name, .. } => (name, Some(Role::Agent)),
@@ -88,8 +116,7 @@ impl Audit {
         }
     }
 
-    async fn record(&self, ctx: &RequestContext, resource: String, result: Result<(), &ConnectError>) {
-        let method = ctx.path().unwrap_or_default().trim_start_matches('/').to_owned();
+    async fn record(&self, call: Call, resource: String, result: Result<(), &ConnectError>) {
         let (outcome, code, message) = match result {
             Ok(()) => (AuditOutcome::Ok, "ok".to_owned(), String::new()),
             Err(error) => (
@@ -98,14 +125,24 @@ impl Audit {
                 error.message.clone().unwrap_or_default().chars().take(1024).collect(),
             ),
         };
-        let (actor, role) = self.who(ctx);
-        let request_id = ctx
-            .header("x-request-id")
+        let (actor, role) = self.who(&call);
+        let request_id = call
+            .request_id
+            .as_ref()
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(128).collect())
             .unwrap_or_default();
-        let peer = ctx.extensions().get::<Peer>().map(|p| p.addr.to_string());
-        let entry = AuditEntry { actor, role, method, resource, outcome, code, message, request_id, peer };
+        let entry = AuditEntry {
+            actor,
+            role,
+            method: call.method.into_owned(),
+            resource,
+            outcome,
+            code,
+            message,
+            request_id,
+            peer: call.peer.map(|p| p.addr.to_string()),
+        };
         let batch = WriteBatch::new(bosun_core::Actor::system("audit"), "audited call").append_audit(entry);
         if let Err(error) = self.0.store.commit(batch).await {
             self.0.metrics.audit_write_failed();
@@ -118,7 +155,7 @@ impl Audit {
 impl Interceptor for Audit {
     async fn intercept_unary(&self, req: UnaryRequest, next: Next<'_>) -> Result<UnaryResponse, ConnectError> {
         let resource_of = req.ctx.path().and_then(mutation);
-        let ctx = req.ctx.clone();
+        let call = Call::of(&req.ctx);
         // The body is read for its resource only once the call got past authentication and
         // the shape checks: a refused caller's bytes are never decoded here.
         let body = resource_of
@@ -129,10 +166,10 @@ impl Interceptor for Audit {
             resource_of.map(|of| of(&payload)).unwrap_or_default()
         };
         match &answer {
-            Ok(_) if resource_of.is_some() => self.record(&ctx, body.map(resource).unwrap_or_default(), Ok(())).await,
-            Err(error) if is_refusal(error.code) => self.record(&ctx, String::new(), Err(error)).await,
+            Ok(_) if resource_of.is_some() => self.record(call, body.map(resource).unwrap_or_default(), Ok(())).await,
+            Err(error) if is_refusal(error.code) => self.record(call, String::new(), Err(error)).await,
             Err(error) if resource_of.is_some() => {
-                self.record(&ctx, body.map(resource).unwrap_or_default(), Err(error)).await;
+                self.record(call, body.map(resource).unwrap_or_default(), Err(error)).await;
             }
             _ => {}
         }
@@ -146,12 +183,12 @@ impl Interceptor for Audit {
         next: NextStream<'_>,
     ) -> Result<StreamResponse, ConnectError> {
         // Streams only read (WatchEvents); only their refusals are audited.
-        let ctx = req.ctx.clone();
+        let call = Call::of(&req.ctx);
         let answer = next.run(req, inbound).await;
         if let Err(error) = &answer
             && is_refusal(error.code)
         {
-            self.record(&ctx, String::new(), Err(error)).await;
+            self.record(call, String::new(), Err(error)).await;
         }
         answer
     }

@@ -423,10 +423,11 @@ pub(crate) async fn audit_entries_are_numbered_without_gaps_and_filtered(ctx: &C
 }
 
 /// Runs SQL on an SQL backend's database directly, as an operator with a SQL shell would:
-/// `Some(Err(message))` when the database refuses it, `None` on memory.
-async fn raw_sql(ctx: &Ctx, statement: &str) -> Option<Result<Vec<Vec<Option<String>>>, String>> {
+/// `Err(message)` when the database refuses it. The cases that call it are stamped onto
+/// the SQL backends only (`sql_conformance!`).
+async fn raw_sql(ctx: &Ctx, statement: &str) -> Result<Vec<Vec<Option<String>>>, String> {
     match &ctx.test_store().location {
-        StoreLocation::Memory => None,
+        StoreLocation::Memory => unreachable!("SQL-only cases run on the SQL backends"),
         StoreLocation::Sqlite { path } => {
             let conn = rusqlite::Connection::open(path).expect("open the database");
             let result = (|| {
@@ -437,23 +438,19 @@ async fn raw_sql(ctx: &Ctx, statement: &str) -> Option<Result<Vec<Vec<Option<Str
                 })?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()
             })();
-            Some(result.map_err(|e| e.to_string()))
+            result.map_err(|e| e.to_string())
         }
         StoreLocation::Postgres { url } => {
             use sqlx::{Connection as _, Row as _};
             let mut conn = sqlx::PgConnection::connect(url.as_str()).await.expect("connect");
             let result = sqlx::query(sqlx::AssertSqlSafe(statement.to_owned())).fetch_all(&mut conn).await;
-            Some(
-                result
-                    .map(|rows| {
-                        rows.iter()
-                            .map(|row| {
-                                (0..row.len()).map(|i| row.try_get::<Option<String>, _>(i).expect("text")).collect()
-                            })
-                            .collect()
-                    })
-                    .map_err(|e| e.to_string()),
-            )
+            result
+                .map(|rows| {
+                    rows.iter()
+                        .map(|row| (0..row.len()).map(|i| row.try_get::<Option<String>, _>(i).expect("text")).collect())
+                        .collect()
+                })
+                .map_err(|e| e.to_string())
         }
     }
 }
@@ -477,8 +474,7 @@ pub(crate) async fn the_database_refuses_to_change_the_audit_log_and_run_events(
         "DELETE FROM task_events",
     ];
     for statement in refusals {
-        let Some(result) = raw_sql(ctx, statement).await else { return };
-        let message = result.expect_err(statement);
+        let message = raw_sql(ctx, statement).await.expect_err(statement);
         assert!(message.contains("append-only"), "{statement}: {message}");
     }
     assert_eq!(ctx.store.list_audit(&AuditFilter::default(), 0, 10).await.expect("list")[0].entry.actor, "alice");
@@ -532,7 +528,7 @@ pub(crate) async fn the_ledger_views_return_what_the_data_implies(ctx: &Ctx) {
         ctx.store.commit(batch("call").with(Write::RecordToolCall(Box::new(call)))).await.expect("call");
     }
 
-    let Some(active) = raw_sql(ctx, "SELECT CAST(run_id AS TEXT), status FROM active_task_runs").await else { return };
+    let active = raw_sql(ctx, "SELECT CAST(run_id AS TEXT), status FROM active_task_runs").await;
     assert_eq!(active.expect("active_task_runs"), [vec![Some(runs[2].id.to_string()), Some("running".into())]]);
     let summary = raw_sql(
         ctx,
@@ -540,7 +536,6 @@ pub(crate) async fn the_ledger_views_return_what_the_data_implies(ctx: &Ctx) {
          CAST(CAST(ROUND(max_duration_s) AS INTEGER) AS TEXT) FROM task_run_summary ORDER BY status",
     )
     .await
-    .expect("SQL backend")
     .expect("task_run_summary");
     let text = |s: &str| Some(s.to_owned());
     assert_eq!(
@@ -557,7 +552,6 @@ pub(crate) async fn the_ledger_views_return_what_the_data_implies(ctx: &Ctx) {
          CAST(CAST(ROUND(mean_duration_ms) AS INTEGER) AS TEXT) FROM tool_call_success_rate",
     )
     .await
-    .expect("SQL backend")
     .expect("tool_call_success_rate");
     assert_eq!(rate, [vec![text("cordon_node"), text("3"), text("2"), text("67"), text("20")]]);
 }
