@@ -61,6 +61,7 @@ pub(crate) struct Server {
     pub instance_registration_timeout: Option<ConfigDuration>,
     pub startup_grace: Option<ConfigDuration>,
     pub lost_machine_grace: Option<ConfigDuration>,
+    pub approval_timeout: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

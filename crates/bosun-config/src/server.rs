@@ -17,6 +17,7 @@ const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_AUTOSCALE_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_TERMINATED_RETENTION: Duration = Duration::from_secs(24 * 3_600);
 const DEFAULT_INSTANCE_REGISTRATION_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(24 * 3_600);
 
 /// The `server` section with every default applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,8 @@ pub struct ServerConfig {
     /// TERMINATED and the pool replaces it. Listings lag after a provisioning call, so a
     /// machine is not judged before it is this old either.
     pub lost_machine_grace: Duration,
+    /// A run waiting for an approval this long is rejected (the approval expires).
+    pub approval_timeout: Duration,
 }
 
 /// The default [`ServerConfig::lost_machine_grace`]: cloud listings catch up within a
@@ -73,6 +76,7 @@ impl Default for ServerConfig {
             instance_registration_timeout: DEFAULT_INSTANCE_REGISTRATION_TIMEOUT,
             startup_grace: heartbeat_timeout,
             lost_machine_grace: DEFAULT_LOST_MACHINE_GRACE,
+            approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
         }
     }
 }
@@ -119,6 +123,7 @@ impl ServerConfig {
             ),
             startup_grace: given_or(raw.startup_grace, heartbeat_timeout),
             lost_machine_grace: given_or(raw.lost_machine_grace, defaults.lost_machine_grace),
+            approval_timeout: given_or(raw.approval_timeout, defaults.approval_timeout),
         };
         server.validate()?;
         Ok(server)
@@ -148,6 +153,7 @@ impl ServerConfig {
         require_positive("server.autoscale_interval", self.autoscale_interval)?;
         require_positive("server.instance_registration_timeout", self.instance_registration_timeout)?;
         require_positive("server.lost_machine_grace", self.lost_machine_grace)?;
+        require_positive("server.approval_timeout", self.approval_timeout)?;
         if self.health_policy.as_ref().is_some_and(|path| path.as_os_str().is_empty()) {
             return Err(ConfigError::invalid("server.health_policy", "is empty; omit it to use the built-in policy"));
         }
@@ -168,6 +174,7 @@ impl ServerConfig {
             instance_registration_timeout: Some(ConfigDuration(self.instance_registration_timeout)),
             startup_grace: Some(ConfigDuration(self.startup_grace)),
             lost_machine_grace: Some(ConfigDuration(self.lost_machine_grace)),
+            approval_timeout: Some(ConfigDuration(self.approval_timeout)),
         }
     }
 }

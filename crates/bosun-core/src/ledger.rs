@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::validation::ValidationError;
 use crate::{
-    Actor, ApprovalId, ApprovalPolicyName, InstanceId, NodeId, PoolName, Revision, RunId, RunStatus, RunbookName,
-    Timestamp, ToolName,
+    Actor, ApprovalId, ApprovalPolicyName, InstanceId, NodeId, PoolName, Revision, RunId, RunStatus, RunTrigger,
+    RunbookName, Timestamp, ToolName, TransitionError,
 };
 
 named_enum!(
@@ -184,6 +184,20 @@ impl TaskRun {
             finished_at: None,
             revision: Revision::FIRST,
         }
+    }
+
+    /// Moves the run on by `trigger` at `at`: its first start sets `started_at`, finishing
+    /// sets `finished_at`.
+    pub fn apply(&mut self, trigger: RunTrigger, at: Timestamp) -> Result<(), TransitionError> {
+        let to = RunStatus::apply(Some(self.status), trigger)?;
+        self.status = to;
+        if to == RunStatus::Running && self.started_at.is_none() {
+            self.started_at = Some(at);
+        }
+        if to.is_final() {
+            self.finished_at = Some(at);
+        }
+        Ok(())
     }
 }
 

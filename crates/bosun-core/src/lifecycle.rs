@@ -415,7 +415,7 @@ pub enum RunTrigger {
     Fail,
     /// An operator withdrew it.
     Cancel,
-    /// Its approval was refused, or expired.
+    /// Its approval was refused or expired, or an approval policy rule denies a step.
     Reject,
 }
 
@@ -451,7 +451,7 @@ impl RunTrigger {
             RunTrigger::Succeed => (Succeeded, &[Some(Running)]),
             RunTrigger::Fail => (Failed, &[Some(Queued), Some(AwaitingApproval), Some(Running)]),
             RunTrigger::Cancel => (Cancelled, &[Some(Queued), Some(AwaitingApproval), Some(Running)]),
-            RunTrigger::Reject => (Rejected, &[Some(AwaitingApproval)]),
+            RunTrigger::Reject => (Rejected, &[Some(Queued), Some(AwaitingApproval), Some(Running)]),
         }
     }
 }
@@ -613,9 +613,9 @@ mod tests {
         // Columns: queued, awaiting_approval, running, succeeded, failed, cancelled, rejected.
         let table = [
             (None, cells7([&["queue"], &[hold], &["start"], &[], &[], &[], &[]])),
-            (Some(Queued), cells7([&[], &[hold], &["start"], &[], &["fail"], &["cancel"], &[]])),
+            (Some(Queued), cells7([&[], &[hold], &["start"], &[], &["fail"], &["cancel"], &["reject"]])),
             (Some(AwaitingApproval), cells7([&[], &[], &["start"], &[], &["fail"], &["cancel"], &["reject"]])),
-            (Some(Running), cells7([&[], &[hold], &[], &["complete"], &["fail"], &["cancel"], &[]])),
+            (Some(Running), cells7([&[], &[hold], &[], &["complete"], &["fail"], &["cancel"], &["reject"]])),
             (Some(Succeeded), cells7([&[], &[], &[], &[], &[], &[], &[]])),
             (Some(Failed), cells7([&[], &[], &[], &[], &[], &[], &[]])),
             (Some(Cancelled), cells7([&[], &[], &[], &[], &[], &[], &[]])),

@@ -60,6 +60,10 @@ pub(crate) struct App {
     /// Whether a change follower brings other replicas' commits into the fleet view (a
     /// store that signals its changes: PostgreSQL).
     pub follows_changes: bool,
+    /// The runbook executor's cache of the runs it moves on.
+    pub executor: crate::runs::Executor,
+    /// Bumped when a run is started or approved: the executor's loop runs at once.
+    pub run_wake: tokio::sync::watch::Sender<u64>,
 }
 
 /// Who does leader-only work: pool reconciliation, liveness judgement, timeouts,
@@ -184,6 +188,8 @@ impl App {
             leadership,
             elected: tokio::sync::watch::Sender::new(0),
             follows_changes,
+            executor: crate::runs::Executor::default(),
+            run_wake: tokio::sync::watch::Sender::new(0),
         });
         app.reload_fleet().await.map_err(crate::StartError::Store)?;
         tracing::info!(nodes = app.fleet.len(), "fleet loaded");

@@ -71,6 +71,16 @@ impl Caller {
         }
     }
 
+    /// The role approval policies and approvals see: an open server's anonymous caller
+    /// may do everything, as an admin.
+    pub(crate) fn role(&self) -> Role {
+        match self {
+            Caller::Anonymous | Caller::Admin { .. } => Role::Admin,
+            Caller::Operator { .. } => Role::Operator,
+            Caller::Agent { .. } | Caller::Node(_) => Role::Agent,
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Caller::Anonymous => "an anonymous caller".to_owned(),

@@ -42,6 +42,17 @@ fn status_trigger(kind: &CommandKind) -> Option<NodeTrigger> {
 /// same transaction as the command is created, so the status and the command never
 /// disagree; an illegal transition is refused naming the node's status.
 pub(crate) async fn issue(app: &App, request: CommandRequest, actor: &Actor) -> ApiResult<Command> {
+    issue_with(app, request, actor, |_| Vec::new()).await
+}
+
+/// [`issue`], committing `also(&command)` in the same transaction (a runbook run records
+/// the step that issued the command with it, so a restart never issues it twice).
+pub(crate) async fn issue_with(
+    app: &App,
+    request: CommandRequest,
+    actor: &Actor,
+    also: impl Fn(&Command) -> Vec<Write>,
+) -> ApiResult<Command> {
     let now = app.now();
     let node_id = request.node_id.clone();
     let reason =
@@ -63,7 +74,9 @@ pub(crate) async fn issue(app: &App, request: CommandRequest, actor: &Actor) -> 
         if let Some(trigger) = trigger.filter(|_| !retried_termination) {
             node.apply(trigger, &reason, now).map_err(|e| ApiError::transition(&node_id, e))?;
         }
-        Ok(Edit::Commit { writes: vec![Write::CreateCommand(Box::new(command.clone()))], value: command.clone() })
+        let mut writes = vec![Write::CreateCommand(Box::new(command.clone()))];
+        writes.extend(also(&command));
+        Ok(Edit::Commit { writes, value: command.clone() })
     })
     .await?;
     app.waiters.wake(&node_id);

@@ -50,6 +50,7 @@ mod policy;
 mod pools;
 mod remediation;
 mod rpc;
+mod runs;
 mod settings;
 mod transport;
 
@@ -358,6 +359,12 @@ impl ServerHandle {
     /// Waits until the SSH bootstrap attempts started by past pool passes have finished.
     pub async fn bootstrap_settled(&self) {
         self.app.bootstraps.settled().await;
+    }
+
+    /// Moves every active runbook run on now (when this replica leads). Returns how many
+    /// runs were active.
+    pub async fn advance_runs(&self) -> Result<usize, PassError> {
+        Ok(self.app.as_leader(runs::executor::advance_all(&self.app)).await.unwrap_or(Ok(0))?)
     }
 
     /// Applies retention and re-reads the fleet now.

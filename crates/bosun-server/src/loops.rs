@@ -43,19 +43,22 @@ pub(crate) async fn flush_soft_state(app: &App) -> ApiResult<usize> {
     }
 }
 
-/// Expires overdue commands, fails instances whose agent never registered and escalates
-/// remediation steps past their deadline (leader work), and re-reads the stored policy on
+/// Expires overdue commands, fails instances whose agent never registered, escalates
+/// remediation steps past their deadline and rejects runs whose approval expired (leader
+/// work), and re-reads the stored policy on
 /// every replica (in case the change follower could not when it read a change of it).
 pub(crate) async fn janitor(app: &App) -> ApiResult<()> {
     app.as_leader(async {
         let expired = commands::expire_overdue(app).await?;
         let failed = instances::fail_unregistered(app).await?;
         let escalated = remediation::escalate_overdue(app).await?.len();
-        if expired + failed + escalated > 0 {
+        let approvals = crate::runs::approvals::expire_overdue(app).await?;
+        if expired + failed + escalated + approvals > 0 {
             tracing::info!(
                 expired_commands = expired,
                 failed_instances = failed,
                 timed_out_remediations = escalated,
+                expired_approvals = approvals,
                 "janitor pass"
             );
         }
@@ -158,6 +161,16 @@ pub(crate) fn spawn(app: &Arc<App>, shutdown: &CancellationToken, tasks: &mut Jo
     );
     every(tasks, shutdown, app, "retention", s.retention_interval, Start::AfterPeriod, |app| async move {
         retention(&app).await
+    });
+    // Runbook runs move on every run_interval, and at once when one is started or approved.
+    let schedule = Schedule {
+        period: s.run_interval,
+        start: Start::AfterPeriod,
+        wake: Some(app.run_wake.subscribe()),
+        sooner: None,
+    };
+    run_loop(tasks, shutdown, app, "runs", schedule, |app| async move {
+        app.as_leader(crate::runs::executor::advance_all(&app)).await.transpose().map(drop)
     });
     if app.pools.is_some() {
         // At once: drift with the providers is repaired and min_nodes met at start.

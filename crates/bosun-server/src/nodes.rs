@@ -68,7 +68,8 @@ pub(crate) async fn edit_node<T>(
                 app.fleet.upsert(&node);
                 return Ok((node, value));
             }
-            Err(StoreError::Conflict { .. }) => continue,
+            // Another resource in the batch changed: reading the node again cannot help.
+            Err(StoreError::Conflict { kind: ResourceKind::Node, .. }) => continue,
             Err(error) => return Err(error.into()),
         }
     }

@@ -32,6 +32,11 @@ pub struct Settings {
     pub run_retention: Duration,
     /// Audit entries older than this are deleted.
     pub audit_retention: Duration,
+    /// An approval undecided this long expires, and its run is rejected.
+    pub approval_timeout: Duration,
+    /// How often the leader moves runbook runs on (a started or approved run is also
+    /// picked up at once).
+    pub run_interval: Duration,
     /// Request bodies larger than this are refused.
     pub max_request_bytes: usize,
     /// TLS on the API port (`api.tls`); plain HTTP without.
@@ -101,6 +106,8 @@ impl Settings {
             change_retention: Duration::from_secs(7 * 24 * 3600),
             run_retention: config.retention.runs,
             audit_retention: config.retention.audit,
+            approval_timeout: server.approval_timeout,
+            run_interval: Duration::from_secs(1),
             max_request_bytes: config.api.max_request_bytes,
             tls: config.api.tls.clone(),
             max_connections: config.api.max_connections,

@@ -432,6 +432,19 @@ fn the_quickstart_config_brings_up_a_pool_of_three() {
     assert_eq!(followed.lines().count(), events.len(), "{followed}");
     let audit = ok(bosun().args(["audit", "-o", "json", "--server", &url]));
     assert!(audit.contains("bosun.v1.AgentService/RegisterNode"), "{audit}");
+
+    // A runbook started from the CLI prints its id and status, and runs to the end.
+    let runbook = dir.path().join("check.yaml");
+    std::fs::write(&runbook, "name: check\nsteps:\n  - cordon: {reason: check}\n  - uncordon: {}\n").expect("write");
+    ok(bosun().args(["runbooks", "apply"]).arg(&runbook).args(["--server", &url]));
+    let node = nodes[0]["node_id"].as_str().expect("a node id");
+    let started = ok(bosun().args(["runs", "start", "check", "--node", node, "-o", "json", "--server", &url]));
+    let started: serde_json::Value = serde_json::from_str(&started).expect("JSON");
+    assert_eq!(started["status"], "queued", "{started}");
+    let id = started["id"].as_str().expect("run id");
+    eventually(&url, &["runs", "get", id, "-o", "json"], |out| out.contains("\"status\": \"succeeded\""));
+    let line = fails_with_one_line(bosun().args(["runs", "approve", id, "--server", &url]));
+    assert!(line.contains("waits for no approval"), "{line}");
 }
 
 #[test]

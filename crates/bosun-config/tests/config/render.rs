@@ -131,6 +131,7 @@ server:
   instance_registration_timeout: 10m
   startup_grace: 1m30s
   lost_machine_grace: 2m
+  approval_timeout: 24h
 store: {}
 auth:
   tokens: []

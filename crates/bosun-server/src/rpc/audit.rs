@@ -55,6 +55,10 @@ fn mutation(path: &str) -> Option<ResourceOf> {
         "bosun.v1.AdminService/InjectFault" => |p| field::<v1::InjectFaultRequest>(p, "node", |m| &m.node_id),
         "bosun.v1.AdminService/SetPolicy" => |_| "policy:active".to_owned(),
         "bosun.v1.OpsService/ApplyRunbook" => |_| "runbook".to_owned(),
+        "bosun.v1.OpsService/StartRun" => |p| field::<v1::StartRunRequest>(p, "runbook", |m| &m.runbook),
+        "bosun.v1.OpsService/CancelRun" => |p| field::<v1::CancelRunRequest>(p, "run", |m| &m.run_id),
+        "bosun.v1.OpsService/ApproveRun" => |p| field::<v1::ApproveRunRequest>(p, "run", |m| &m.run_id),
+        "bosun.v1.OpsService/RejectRun" => |p| field::<v1::RejectRunRequest>(p, "run", |m| &m.run_id),
         // Navarch's clients change things through two methods.
         "navarch.ControlPlaneService/RegisterNode" => {
             |p| field::<bosun_api::navarch::RegisterNodeRequest>(p, "node", |m| &m.node_id)
@@ -204,6 +208,7 @@ mod tests {
             "/bosun.v1.AdminService/IssueCommand",
             "/bosun.v1.AdminService/SetPolicy",
             "/bosun.v1.OpsService/SetApprovalPolicy",
+            "/bosun.v1.OpsService/ApproveRun",
             "/bosun.v1.AgentService/RegisterNode",
             "/navarch.ControlPlaneService/IssueCommand",
         ] {

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use bosun_api::{convert, ops, v1};
 use bosun_config::approval::parse_approval_policy;
-use bosun_config::runbook::RunbookSpec;
+use bosun_config::runbook::{RunbookSpec, TargetSpec};
 use bosun_core::{
     ApprovalPolicy, AuditOutcome, Revision, Role, RunId, RunKind, RunStatus, Runbook, ToolRisk, ValidationError,
 };
-use bosun_policy::approval::{ApprovalRules, Operation, builtin_rules};
+use bosun_policy::approval::{ApprovalRules, Operation};
 use bosun_store::{ApprovalFilter, AuditFilter, PageRequest, RunFilter, StoreError, Write, WriteBatch, query};
 use buffa::MessageField;
 use connectrpc::{RequestContext, Response, ServiceRequest, ServiceResult};
@@ -26,6 +26,8 @@ use crate::error::{ApiError, ApiResult};
 const RUN_EVENTS_IN_GET: u32 = 1_000;
 const DEFAULT_LIMIT: u32 = 500;
 const MAX_LIMIT: u32 = 10_000;
+/// Node ids one StartRun may name (more through a selector or a pool).
+const MAX_RUN_NODES: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub(crate) struct OpsApi {
@@ -135,6 +137,76 @@ impl OpsApi {
         Ok(v1::GetRunbookResponse { runbook: MessageField::some(ops::runbook(&runbook)), ..Default::default() })
     }
 
+    async fn start_run(&self, caller: &Caller, request: v1::StartRunRequest) -> ApiResult<v1::StartRunResponse> {
+        let runbook = request
+            .runbook
+            .parse::<bosun_core::RunbookName>()
+            .map_err(|e| ApiError::Invalid(ValidationError::new("runbook", e.problem)))?;
+        let given = [!request.nodes.is_empty(), !request.selector.is_empty(), !request.pool.is_empty()];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err(ApiError::invalid("targets", "give nodes, a selector or a pool, not several"));
+        }
+        if request.nodes.len() > MAX_RUN_NODES {
+            return Err(ApiError::invalid(
+                "nodes",
+                format_args!(
+                    "{} nodes; a run names at most {MAX_RUN_NODES} (use a selector or a pool)",
+                    request.nodes.len()
+                ),
+            ));
+        }
+        let targets = if !request.nodes.is_empty() {
+            let ids = request
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    id.parse::<bosun_core::NodeId>()
+                        .map_err(|e| ApiError::Invalid(ValidationError::new(format!("nodes[{i}]"), e.problem)))
+                })
+                .collect::<ApiResult<Vec<_>>>()?;
+            Some(TargetSpec::Nodes(ids))
+        } else if !request.selector.is_empty() {
+            let selector = request
+                .selector
+                .parse::<bosun_core::LabelSelector>()
+                .map_err(|e| ApiError::Invalid(ValidationError::new("selector", e.problem)))?;
+            Some(TargetSpec::Selector(selector))
+        } else if !request.pool.is_empty() {
+            let pool = request
+                .pool
+                .parse::<bosun_core::PoolName>()
+                .map_err(|e| ApiError::Invalid(ValidationError::new("pool", e.problem)))?;
+            Some(TargetSpec::Pool(pool))
+        } else {
+            None
+        };
+        let reason = exact("reason", &request.reason)?.unwrap_or_default();
+        let run = crate::runs::start(&self.app, caller.actor(), caller.role(), &runbook, targets, reason).await?;
+        Ok(v1::StartRunResponse { run: MessageField::some(ops::run(&run, &[], None)), ..Default::default() })
+    }
+
+    async fn cancel_run(&self, caller: &Caller, request: v1::CancelRunRequest) -> ApiResult<v1::CancelRunResponse> {
+        let id = run_id(&request.run_id)?;
+        let reason = exact("reason", &request.reason)?.unwrap_or_default();
+        let run = crate::runs::cancel(&self.app, id, caller.actor(), &reason).await?;
+        Ok(v1::CancelRunResponse { run: MessageField::some(ops::run(&run, &[], None)), ..Default::default() })
+    }
+
+    async fn decide_run(
+        &self,
+        caller: &Caller,
+        run: &str,
+        reason: &str,
+        verdict: crate::runs::approvals::Verdict,
+    ) -> ApiResult<v1::Run> {
+        let id = run_id(run)?;
+        let reason = exact("reason", reason)?.unwrap_or_default();
+        let run =
+            crate::runs::approvals::decide(&self.app, id, caller.actor(), caller.role(), verdict, &reason).await?;
+        Ok(ops::run(&run, &[], None))
+    }
+
     async fn list_runs(&self, request: v1::ListRunsRequest) -> ApiResult<v1::ListRunsResponse> {
         let filter = RunFilter {
             status: parsed::<RunStatus>("status", &request.status)?,
@@ -188,8 +260,7 @@ impl OpsApi {
 
     /// The stored rules, or the built-in ones when none are stored.
     async fn approval_rules(&self) -> ApiResult<(Vec<ApprovalPolicy>, bool)> {
-        let stored = self.app.store.approval_policies().await?;
-        Ok(if stored.is_empty() { (builtin_rules(), true) } else { (stored, false) })
+        crate::runs::approvals::rules(&self.app).await
     }
 
     /// Parses and compiles a caller's approval policy document off the async workers.
@@ -342,6 +413,48 @@ impl v1::OpsService for OpsApi {
     ) -> ServiceResult<v1::GetRunbookResponse> {
         allowed(&ctx, Permission::Read)?;
         Ok(Response::new(OpsApi::get_runbook(self, request.to_owned_message()).await?))
+    }
+
+    async fn start_run(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::StartRunRequest>,
+    ) -> ServiceResult<v1::StartRunResponse> {
+        let caller = allowed(&ctx, Permission::Command)?;
+        Ok(Response::new(OpsApi::start_run(self, caller, request.to_owned_message()).await?))
+    }
+
+    async fn cancel_run(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::CancelRunRequest>,
+    ) -> ServiceResult<v1::CancelRunResponse> {
+        let caller = allowed(&ctx, Permission::Command)?;
+        Ok(Response::new(OpsApi::cancel_run(self, caller, request.to_owned_message()).await?))
+    }
+
+    async fn approve_run(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::ApproveRunRequest>,
+    ) -> ServiceResult<v1::ApproveRunResponse> {
+        let caller = allowed(&ctx, Permission::Command)?;
+        let request = request.to_owned_message();
+        let verdict = crate::runs::approvals::Verdict::Approve;
+        let run = self.decide_run(caller, &request.run_id, &request.reason, verdict).await?;
+        Ok(Response::new(v1::ApproveRunResponse { run: MessageField::some(run), ..Default::default() }))
+    }
+
+    async fn reject_run(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::RejectRunRequest>,
+    ) -> ServiceResult<v1::RejectRunResponse> {
+        let caller = allowed(&ctx, Permission::Command)?;
+        let request = request.to_owned_message();
+        let verdict = crate::runs::approvals::Verdict::Reject;
+        let run = self.decide_run(caller, &request.run_id, &request.reason, verdict).await?;
+        Ok(Response::new(v1::RejectRunResponse { run: MessageField::some(run), ..Default::default() }))
     }
 
     async fn list_runs(

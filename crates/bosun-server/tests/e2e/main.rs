@@ -24,6 +24,7 @@ mod properties;
 mod remediation;
 mod replicas;
 mod restart;
+mod runbooks;
 mod selection;
 mod ssh_server;
 mod tls;

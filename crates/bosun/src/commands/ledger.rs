@@ -100,6 +100,42 @@ enum RunsCommand {
         #[arg(long)]
         all: bool,
     },
+    /// Start a runbook over nodes: those named (--node, repeated), those a label selector
+    /// matches, a pool's, or the runbook's own targets. Prints the run id.
+    Start {
+        runbook: String,
+        /// A node to run on (repeat for more).
+        #[arg(long = "node", conflicts_with_all = ["selector", "pool"])]
+        nodes: Vec<String>,
+        /// Nodes whose labels match, e.g. gpu=h100,zone=a.
+        #[arg(long, conflicts_with = "pool")]
+        selector: Option<String>,
+        /// Every node of this pool.
+        #[arg(long)]
+        pool: Option<String>,
+        /// Why, for the ledger.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Stop a run that has not finished (commands it already issued are not withdrawn).
+    Cancel {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Approve the step a run waits for (someone other than its requester, holding the
+    /// role the approval names).
+    Approve {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Reject the step a run waits for: the run ends `rejected`.
+    Reject {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// One run with its events.
     Get { id: String },
     /// A run's events, oldest first; with --follow, new ones as they come until the run
@@ -144,6 +180,41 @@ pub async fn run_runs(args: &RunsArgs) -> anyhow::Result<ExitCode> {
                 request.page_token = page.next_page_token.clone();
             }
             output::render(format, &rows, || run_table(&rows).render())?
+        }
+        RunsCommand::Start { runbook, nodes, selector, pool, reason } => {
+            let request = v1::StartRunRequest {
+                runbook: runbook.clone(),
+                nodes: nodes.clone(),
+                selector: selector.clone().unwrap_or_default(),
+                pool: pool.clone().unwrap_or_default(),
+                reason: reason.clone().unwrap_or_default(),
+                ..Default::default()
+            };
+            let started = call!(ops, start_run, request);
+            run_outcome(format, started.run.as_option(), "started")?
+        }
+        RunsCommand::Cancel { id, reason } => {
+            let request = v1::CancelRunRequest {
+                run_id: id.clone(),
+                reason: reason.clone().unwrap_or_default(),
+                ..Default::default()
+            };
+            let cancelled = call!(ops, cancel_run, request);
+            run_outcome(format, cancelled.run.as_option(), "cancelled")?
+        }
+        RunsCommand::Approve { id, reason } => {
+            let request = v1::ApproveRunRequest {
+                run_id: id.clone(),
+                reason: reason.clone().unwrap_or_default(),
+                ..Default::default()
+            };
+            let approved = call!(ops, approve_run, request);
+            run_outcome(format, approved.run.as_option(), "approved")?
+        }
+        RunsCommand::Reject { id, reason } => {
+            let request = v1::RejectRunRequest { run_id: id.clone(), reason: reason.clone(), ..Default::default() };
+            let rejected = call!(ops, reject_run, request);
+            run_outcome(format, rejected.run.as_option(), "rejected")?
         }
         RunsCommand::Get { id } => {
             let got = call!(ops, get_run, v1::GetRunRequest { run_id: id.clone(), ..Default::default() });
@@ -190,6 +261,22 @@ pub async fn run_runs(args: &RunsArgs) -> anyhow::Result<ExitCode> {
     };
     print!("{text}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a change to a run prints: its id (a table), or `{"id", "status"}` (JSON/YAML).
+fn run_outcome(format: output::Format, run: Option<&v1::Run>, done: &str) -> anyhow::Result<String> {
+    #[derive(serde::Serialize)]
+    struct Outcome<'a> {
+        id: &'a str,
+        status: &'a str,
+    }
+    let run = run.context("the server answered without the run")?;
+    if format == output::Format::Table {
+        // The id alone on stdout, for scripts; what happened on stderr, for people.
+        eprintln!("run {} {done}: {}", run.id, run.status);
+        return Ok(format!("{}\n", run.id));
+    }
+    output::render(format, &Outcome { id: &run.id, status: &run.status }, String::new)
 }
 
 /// Prints a run's events as they are appended, one line each (one JSON object per line

@@ -160,6 +160,10 @@ pub fn run_detail(r: &RunRow) -> String {
             approval.id,
             dash(approval.expires_at.as_deref())
         ));
+        text.push_str(&format!(
+            "                `bosun runs approve {id}` or `bosun runs reject {id} --reason TEXT`\n",
+            id = r.id
+        ));
     }
     if let Some(events) = &r.events {
         text.push('\n');
