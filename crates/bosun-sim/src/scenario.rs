@@ -154,6 +154,14 @@ pub enum Action {
     /// bosun: replica `target` (`replica-K`) stops as SIGTERM stops it (hand-over when it
     /// leads) and starts again; a killed replica just starts again.
     RestartReplica,
+    /// bosun: store the runbook `params.runbook` (its YAML text).
+    ApplyRunbook,
+    /// bosun: start runbook `target` over `params.nodes`, `params.selector`, `params.pool`
+    /// or its own targets.
+    StartRun,
+    /// bosun: wait until the newest run of runbook `target` is `params.expected_status`
+    /// (within `params.timeout`).
+    WaitForRun,
 }
 
 impl std::fmt::Display for Action {
@@ -195,6 +203,13 @@ pub struct EventParams {
     pub log_message: Option<String>,
     /// bosun: machines a provider-level `boot_failure` affects; a pool's size for `scale_pool`.
     pub count: Option<u32>,
+    /// bosun: a runbook's YAML for `apply_runbook`.
+    pub runbook: Option<String>,
+    /// bosun: the nodes `start_run` runs on (else `selector`, else `pool`).
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    pub selector: Option<String>,
+    pub pool: Option<String>,
 }
 
 impl EventParams {
@@ -222,6 +237,12 @@ impl EventParams {
         put("timeout", self.timeout.as_ref().map(|t| bosun_config::duration::format(t.0)));
         put("log_message", self.log_message.as_ref().map(|m| format!("{m:?}")));
         put("count", self.count.map(|c| c.to_string()));
+        put("runbook", self.runbook.as_ref().map(|r| format!("{} bytes", r.len())));
+        if !self.nodes.is_empty() {
+            put("nodes", Some(self.nodes.join(",")));
+        }
+        put("selector", self.selector.clone());
+        put("pool", self.pool.clone());
         set
     }
 }
@@ -249,6 +270,9 @@ pub enum AssertionKind {
     /// bosun: the node's last remediation step, `none` or `STEP [STATE]`
     /// (`reset_gpu succeeded`, `replace`).
     Remediation,
+    /// bosun: the status of the newest run of runbook `target`; a `succeeded` run must also
+    /// have every step's start and finish recorded for every node.
+    RunStatus,
 }
 
 impl fmt::Display for AssertionKind {
@@ -258,6 +282,7 @@ impl fmt::Display for AssertionKind {
             AssertionKind::HealthStatus => "health_status",
             AssertionKind::NodeCount => "node_count",
             AssertionKind::Remediation => "remediation",
+            AssertionKind::RunStatus => "run_status",
         })
     }
 }
@@ -815,8 +840,8 @@ fn validate_event(path: &str, event: &Event) -> Result<(), ScenarioError> {
                     ScenarioError::at(
                         format!("{path}.params.failure_type"),
                         format!(
-                            "unknown assertion {text:?}: expected node_status, health_status, node_count or \
-                             remediation"
+                            "unknown assertion {text:?}: expected node_status, health_status, node_count, \
+                             remediation or run_status"
                         ),
                     )
                 })?,
@@ -834,6 +859,33 @@ fn validate_event(path: &str, event: &Event) -> Result<(), ScenarioError> {
             if p.count.is_none() {
                 return Err(ScenarioError::at(format!("{path}.params.count"), "scale_pool needs the pool's new size"));
             }
+        }
+        Action::ApplyRunbook => {
+            let text = require(path, "params.runbook", p.runbook.as_deref(), "apply_runbook needs the runbook's YAML")?;
+            bosun_config::runbook::RunbookSpec::parse(text)
+                .map_err(|e| ScenarioError::at(format!("{path}.params.runbook"), e.to_string()))?;
+        }
+        Action::StartRun => {
+            require(path, "target", target, "start_run needs the runbook to run")?;
+            let given = [!p.nodes.is_empty(), p.selector.is_some(), p.pool.is_some()];
+            if given.iter().filter(|g| **g).count() > 1 {
+                return Err(ScenarioError::at(
+                    format!("{path}.params"),
+                    "give nodes, a selector or a pool, not several",
+                ));
+            }
+        }
+        Action::WaitForRun => {
+            require(path, "target", target, "wait_for_run needs the runbook whose newest run it watches")?;
+            let expected = require(
+                path,
+                "params.expected_status",
+                p.expected_status.as_deref(),
+                "wait_for_run needs an expected_status (succeeded, failed...)",
+            )?;
+            expected
+                .parse::<bosun_core::RunStatus>()
+                .map_err(|e| ScenarioError::at(format!("{path}.params.expected_status"), e.to_string()))?;
         }
         Action::StartFleet
         | Action::StopFleet
@@ -856,6 +908,7 @@ fn validate_assertion(path: &str, kind: AssertionKind, expected: &str) -> Result
             })
         }),
         AssertionKind::Remediation => expected.parse::<RemediationExpectation>().map(drop),
+        AssertionKind::RunStatus => expected.parse::<bosun_core::RunStatus>().map(drop).map_err(|e| e.to_string()),
     };
     result.map_err(|e| ScenarioError::at(format!("{path}.expected"), e))
 }

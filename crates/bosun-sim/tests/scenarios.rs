@@ -59,6 +59,7 @@ scenario_tests! {
     remediation_ladder: "remediation-ladder.yaml" on [Sqlite, Postgres];
     restart_capacity: "restart-capacity.yaml" on [Sqlite, Postgres];
     ha_failover: "ha-failover.yaml" on [Postgres];
+    runbook_under_chaos: "runbook-under-chaos.yaml" on [Sqlite];
 }
 
 /// Three replicas on PostgreSQL: the killed leader's lease runs out, a follower takes over

@@ -563,6 +563,11 @@ fn sim_validate_names_the_bad_key() {
     let output = run(bosun().args(["sim", "validate", "../../scenarios/stress/1000-node-chaos.yaml"]));
     assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("1000 generated nodes"));
+    // The runbook scenario at fleet scale (run with `bosun sim run`; too long for the suite).
+    let output = run(bosun().args(["sim", "validate", "../../scenarios/stress/1000-node-drain.yaml"]));
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    let listed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(listed.contains("start_run drain-all selector=generated=true"), "{listed}");
 }
 
 #[test]

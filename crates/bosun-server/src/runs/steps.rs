@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bosun_config::runbook::StepAction;
 use bosun_core::command::CommandRequest;
-use bosun_core::{Artifact, CommandId, CommandKind, CommandState, Node, NodeId, NodeStatus, PoolName, RunId};
+use bosun_core::{Artifact, CommandId, CommandKind, CommandState, Health, Node, NodeId, NodeStatus, PoolName, RunId};
 use bosun_store::{CommandFilter, StoreError};
 
 use crate::app::App;
@@ -72,6 +72,14 @@ pub(super) async fn begin(app: &App, action: &StepAction, node: &Node, timeout: 
             request: request(CommandKind::Cordon, BTreeMap::new(), reason),
             done_at_issue: Some(format!("node {} cordoned", node.id)),
         },
+        // Safety first: a node judged broken stays out of service whatever the runbook says.
+        StepAction::Uncordon if node.status == NodeStatus::Unhealthy || node.health == Health::Unhealthy => {
+            Begin::Fail(format!(
+                "node {} is unhealthy: a runbook does not put a broken node back into service (uncordon it by \
+                 hand if that is meant)",
+                node.id
+            ))
+        }
         StepAction::Uncordon if node.status == NodeStatus::Active => {
             Begin::Done(format!("node {} was already active", node.id))
         }

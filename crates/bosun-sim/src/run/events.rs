@@ -80,6 +80,9 @@ impl Sim {
             Action::RestartServer => self.restart_server().await,
             Action::KillLeader => self.kill_leader().await,
             Action::RestartReplica => self.restart_replica(target).await,
+            Action::ApplyRunbook => self.apply_runbook(p.runbook.as_deref().unwrap_or_default()).await,
+            Action::StartRun => self.start_run(target, p).await,
+            Action::WaitForRun => self.wait_for_run(target, p).await,
             Action::ScalePool => {
                 let count = p.count.unwrap_or_default();
                 let request = v1::ScalePoolRequest { name: target.to_owned(), target: count, ..Default::default() };

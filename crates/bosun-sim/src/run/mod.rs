@@ -49,6 +49,7 @@ mod events;
 mod observe;
 mod replicas;
 mod restart;
+mod runs;
 
 use observe::{describe, matches_expected};
 use replicas::{LeadershipLog, Replica};
@@ -144,6 +145,8 @@ enum Pass {
     Janitor,
     Retention,
     Pools,
+    /// Runbook runs moved on.
+    Runs,
 }
 
 struct Sim {
@@ -266,6 +269,7 @@ impl Sim {
             (Pass::Liveness, Every::new(settings.liveness_interval, settings.liveness_interval)),
             (Pass::Janitor, Every::new(settings.janitor_interval, settings.janitor_interval)),
             (Pass::Retention, Every::new(settings.retention_interval, settings.retention_interval)),
+            (Pass::Runs, Every::new(settings.run_interval, settings.run_interval)),
         ]);
         if !config.pools.is_empty() {
             // Like the server's own loop: the first pass at start.
@@ -481,6 +485,7 @@ impl Sim {
                     Pass::Janitor => server.janitor().await,
                     Pass::Retention => server.retention().await,
                     Pass::Pools => server.reconcile_pools().await,
+                    Pass::Runs => server.advance_runs().await.map(drop),
                 };
                 if let Err(error) = result {
                     tracing::warn!(%error, ?pass, "server pass failed");

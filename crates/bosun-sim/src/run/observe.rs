@@ -104,6 +104,10 @@ impl Sim {
                     Err(e) => result(false, e),
                 }
             }
+            AssertionKind::RunStatus => {
+                let (passed, actual) = self.check_run(target, expected).await;
+                result(passed, actual)
+            }
             AssertionKind::Remediation => {
                 let wanted = match expected.parse::<RemediationExpectation>() {
                     Ok(w) => w,

@@ -17,6 +17,7 @@ pub(super) struct Replica {
     /// `None` while it is down (killed, or inside a restart).
     pub(super) server: Option<ServerHandle>,
     pub(super) admin: v1::AdminServiceClient<HttpClient>,
+    pub(super) ops: v1::OpsServiceClient<HttpClient>,
 }
 
 impl Replica {
@@ -30,7 +31,8 @@ impl Replica {
             name: replica_name(index),
             address,
             server: None,
-            admin: v1::AdminServiceClient::new(HttpClient::plaintext(), config),
+            admin: v1::AdminServiceClient::new(HttpClient::plaintext(), config.clone()),
+            ops: v1::OpsServiceClient::new(HttpClient::plaintext(), config),
         })
     }
 }
@@ -67,12 +69,20 @@ impl Sim {
     /// The API of the leading replica, or of the first that runs while nobody leads (every
     /// replica answers the whole API).
     pub(super) fn admin(&self) -> &v1::AdminServiceClient<HttpClient> {
+        &self.serving().admin
+    }
+
+    pub(super) fn ops(&self) -> &v1::OpsServiceClient<HttpClient> {
+        &self.serving().ops
+    }
+
+    /// The leader, else any running replica.
+    fn serving(&self) -> &Replica {
         let running = || self.replicas.iter().filter(|r| r.server.is_some());
-        let replica = running()
+        running()
             .find(|r| r.server.as_ref().is_some_and(ServerHandle::is_leader))
             .or_else(|| running().next())
-            .unwrap_or(&self.replicas[0]);
-        &replica.admin
+            .unwrap_or(&self.replicas[0])
     }
 
     /// One election step on every running replica; a replica that has just become the

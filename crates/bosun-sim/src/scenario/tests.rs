@@ -74,6 +74,22 @@ fn meaning_is_checked_before_anything_runs() {
             "unknown status",
         ),
         ("name: x\nevents: [{at: 1s, action: scale_pool, target: p}]\n", "events[0].params.count", "new size"),
+        (
+            "name: x\nevents: [{at: 1s, action: apply_runbook, params: {runbook: \"name: r\\nsteps: [{reboot: {}}]\"}}]\n",
+            "events[0].params.runbook",
+            "unknown key",
+        ),
+        ("name: x\nevents: [{at: 1s, action: start_run}]\n", "events[0].target", "the runbook to run"),
+        (
+            "name: x\nevents: [{at: 1s, action: wait_for_run, target: r, params: {expected_status: done}}]\n",
+            "events[0].params.expected_status",
+            "done",
+        ),
+        (
+            "name: x\nassertions: [{type: run_status, target: r, expected: finished}]\n",
+            "assertions[0].expected",
+            "finished",
+        ),
         ("name: x\nassertions: [{type: node_count, expected: lots}]\n", "assertions[0].expected", "not a node count"),
         ("name: x\nstress: {fleet_gen: {total_nodes: 0}}\n", "stress.fleet_gen.total_nodes", "at least 1"),
         (
