@@ -42,15 +42,17 @@ fn status_trigger(kind: &CommandKind) -> Option<NodeTrigger> {
 /// same transaction as the command is created, so the status and the command never
 /// disagree; an illegal transition is refused naming the node's status.
 pub(crate) async fn issue(app: &App, request: CommandRequest, actor: &Actor) -> ApiResult<Command> {
-    issue_with(app, request, actor, |_| Vec::new()).await
+    issue_with(app, request, actor, |_| Ok(()), |_| Vec::new()).await
 }
 
-/// [`issue`], committing `also(&command)` in the same transaction (a runbook run records
-/// the step that issued the command with it, so a restart never issues it twice).
+/// [`issue`], refused when `check` refuses the node as it is read for the change, and
+/// committing `also(&command)` in the same transaction (a runbook run records the step
+/// that issued the command with it, so a restart never issues it twice).
 pub(crate) async fn issue_with(
     app: &App,
     request: CommandRequest,
     actor: &Actor,
+    check: impl Fn(&bosun_core::Node) -> ApiResult<()>,
     also: impl Fn(&Command) -> Vec<Write>,
 ) -> ApiResult<Command> {
     let now = app.now();
@@ -63,6 +65,7 @@ pub(crate) async fn issue_with(
     })?;
     let trigger = status_trigger(&command.kind);
     let (_, command) = nodes::edit_node(app, &node_id, actor, &reason, |node| {
+        check(node)?;
         if node.status == NodeStatus::Terminated {
             return Err(ApiError::FailedPrecondition(format!(
                 "node {node_id} is TERMINATED and takes no more commands"

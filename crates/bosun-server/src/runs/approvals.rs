@@ -11,8 +11,8 @@
 
 use bosun_config::runbook::StepAction;
 use bosun_core::{
-    Actor, Approval, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalPolicy, PolicyDecision, Role, RunEvent,
-    RunEventType, RunId, RunStatus, RunTrigger, TaskRun, ToolRisk,
+    Actor, Approval, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalPolicy, PolicyDecision, PoolName, Role,
+    RunEvent, RunEventType, RunId, RunStatus, RunTrigger, TaskRun, ToolRisk,
 };
 use bosun_policy::approval::{ApprovalRules, Operation, builtin_rules};
 use bosun_store::{ApprovalFilter, NodeFilter, Write, WriteBatch, all_pages};
@@ -42,20 +42,29 @@ pub(crate) async fn rules(app: &App) -> ApiResult<(Vec<ApprovalPolicy>, bool)> {
     Ok(if stored.is_empty() { (builtin_rules(), true) } else { (stored, false) })
 }
 
-/// Decides step `step` of the driver's run before it first runs.
+/// Decides step `step` of the driver's run before it first runs: the strictest decision
+/// over the operations the step is (one per pool it touches).
 pub(super) async fn gate(driver: &mut Driver<'_>, step: u32) -> ApiResult<Flow> {
     if driver.t.progress.approved(step) || driver.t.allowed.contains(&step) {
         return Ok(Flow::Continue);
     }
     let app = driver.app;
-    let operation = operation(driver, step).await?;
+    let operations = operations(driver, step).await?;
     let (rules, _) = rules(app).await?;
-    let asked = operation.clone();
-    let decision = app
+    let asked = operations.clone();
+    let decided = app
         .policies
-        .run(move || ApprovalRules::compile(rules).map(|compiled| compiled.decide(&asked)))
+        .run(move || {
+            ApprovalRules::compile(rules).map(|compiled| {
+                asked
+                    .into_iter()
+                    .map(|operation| (compiled.decide(&operation), operation))
+                    .max_by_key(|(d, _)| strictness(d.decision))
+            })
+        })
         .await?
         .map_err(|e| ApiError::Internal(format!("the stored approval policy does not compile: {e}")))?;
+    let Some((decision, operation)) = decided else { return Ok(Flow::Continue) };
     let rule = decision.rule.as_ref().map_or_else(|| "no rule".to_owned(), |r| format!("rule {r}"));
     let what = describe(driver, step, &operation);
     let now = app.now();
@@ -104,39 +113,57 @@ pub(super) async fn gate(driver: &mut Driver<'_>, step: u32) -> ApiResult<Flow> 
     }
 }
 
-/// The operation step `step` is, as approval policies see it: the step over all the run's
-/// targets (a scale step: over the nodes it would remove from its pool).
-async fn operation(driver: &Driver<'_>, step: u32) -> ApiResult<Operation> {
+/// How strict a decision is: deny, then an approval by a higher role, then allow.
+fn strictness(decision: PolicyDecision) -> u8 {
+    match decision {
+        PolicyDecision::Allow => 0,
+        PolicyDecision::RequireApproval { role } => 1 + role as u8,
+        PolicyDecision::Deny => u8::MAX,
+    }
+}
+
+/// The operations step `step` is, as approval policies see it: the step over all the run's
+/// targets, once per pool they are in (with that pool's share); a scale step once per pool
+/// it resizes, over the nodes it would remove.
+async fn operations(driver: &Driver<'_>, step: u32) -> ApiResult<Vec<Operation>> {
     let app = driver.app;
     let action = &driver.t.spec.steps[step as usize].action;
-    let input = &driver.t.input;
     let targets = u32::try_from(driver.t.run.targets.len()).unwrap_or(u32::MAX);
-    let (pool, acted_on) = match action {
-        StepAction::ScalePool { pool, target } => {
-            let pool = pool.clone().or_else(|| input.pool.clone());
-            let size = match &pool {
-                Some(pool) => pool_size(app, pool).await?,
-                None => 0,
-            };
-            (pool, size.saturating_sub(*target))
-        }
-        _ => (input.pool.clone(), input.pool_targets),
-    };
-    let pool_size = match &pool {
-        Some(pool) => pool_size(app, pool).await?,
-        None => 0,
-    };
-    let scale = matches!(action, StepAction::ScalePool { .. });
-    Ok(Operation {
+    let operation = |pool: Option<&PoolName>, targets: u32, size: u32| Operation {
         tool: action.name().to_owned(),
         risk: action.risk(),
         actor: actor_name(&driver.t.run.requested_by),
-        role: input.role,
+        role: driver.t.input.role,
         kind: driver.t.run.kind.to_string(),
-        targets: if scale { acted_on } else { targets },
-        pool: pool.map(|p| p.to_string()),
-        pool_fraction: if pool_size == 0 { 0.0 } else { f64::from(acted_on) / f64::from(pool_size) },
-    })
+        targets,
+        pool: pool.map(ToString::to_string),
+        pool_fraction: if size == 0 { 0.0 } else { f64::from(targets.min(size)) / f64::from(size) },
+    };
+    let mut operations = Vec::new();
+    match action {
+        StepAction::ScalePool { pool, target } => {
+            let pools: Vec<&PoolName> = match pool {
+                Some(pool) => vec![pool],
+                None => driver.t.input.pools.keys().collect(),
+            };
+            for pool in pools {
+                let size = pool_size(app, pool).await?;
+                operations.push(operation(Some(pool), size.saturating_sub(*target), size));
+            }
+        }
+        _ => {
+            for (pool, in_pool) in &driver.t.input.pools {
+                let size = pool_size(app, pool).await?;
+                let mut op = operation(Some(pool), targets, size);
+                op.pool_fraction = if size == 0 { 0.0 } else { f64::from((*in_pool).min(size)) / f64::from(size) };
+                operations.push(op);
+            }
+        }
+    }
+    if operations.is_empty() {
+        operations.push(operation(None, targets, 0));
+    }
+    Ok(operations)
 }
 
 /// The pool's nodes that are not TERMINATED.
@@ -201,6 +228,13 @@ pub(crate) async fn decide(
             _ => format!("run {id} is {} and waits for no approval", run.status),
         }));
     };
+    let now = app.now();
+    if approval.expires_at <= now {
+        return Err(ApiError::FailedPrecondition(format!(
+            "approval {} expired at {} undecided; the run is rejected at the janitor's next pass",
+            approval.id, approval.expires_at
+        )));
+    }
     let requester = run.requested_by == by;
     // The requester may withdraw their own run; approving it takes someone else.
     if verdict == Verdict::Approve && requester {
@@ -221,7 +255,6 @@ pub(crate) async fn decide(
             approval.id, approval.required_role
         )));
     }
-    let now = app.now();
     let outcome = match verdict {
         Verdict::Approve => ApprovalOutcome::Approved,
         Verdict::Reject => ApprovalOutcome::Rejected,

@@ -185,7 +185,7 @@ impl Driver<'_> {
         };
         let spec = Arc::clone(&self.t.spec);
         let step_spec = &spec.steps[step as usize];
-        match steps::check(self.app, self.t.run.id, step, &step_spec.action, &node, command).await? {
+        match steps::check(self.app, &self.t.run, step, &step_spec.action, &node, command).await? {
             Check::Finished { message, artifact } => self.end_step(i, step, Ok(message), artifact).await?,
             Check::Failed { reason, artifact } => self.end_step(i, step, Err(reason), artifact).await?,
             Check::Pending => {
@@ -246,7 +246,11 @@ impl Driver<'_> {
                 };
                 let run = self.t.run.clone();
                 let actor = self.t.run.requested_by.clone();
-                let issued = crate::commands::issue_with(self.app, request, &actor, |command| {
+                let returns_to_service = request.kind == bosun_core::CommandKind::Uncordon;
+                let check = |node: &bosun_core::Node| {
+                    if returns_to_service { steps::may_return_to_service(node) } else { Ok(()) }
+                };
+                let issued = crate::commands::issue_with(self.app, request, &actor, check, |command| {
                     fenced(&run, &events_for(command), Vec::new())
                 })
                 .await;
@@ -254,19 +258,6 @@ impl Driver<'_> {
                     Ok(command) => {
                         self.committed(&events_for(&command));
                         Ok(())
-                    }
-                    Err(error) if steps::fails_the_step(&error) => {
-                        self.commit(fail(error.to_string()), Vec::new()).await
-                    }
-                    Err(error) => Err(error),
-                }
-            }
-            Begin::Scale { pool, target: size } => {
-                let actor = self.t.run.requested_by.clone();
-                match crate::pools::scale(self.app, &pool, size, &actor).await {
-                    Ok(decision) => {
-                        let message = format!("pool {pool} set to {size} node(s): {}", decision.reason);
-                        self.commit(vec![started, finished(message)], Vec::new()).await
                     }
                     Err(error) if steps::fails_the_step(&error) => {
                         self.commit(fail(error.to_string()), Vec::new()).await

@@ -43,11 +43,9 @@ pub(crate) struct RunInput {
     pub role: Role,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
-    /// The pool most of the targets are in, and how many of them are.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pool: Option<PoolName>,
-    #[serde(default)]
-    pub pool_targets: u32,
+    /// How many of the targets each pool holds (nodes in no pool are not counted).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pools: BTreeMap<PoolName, u32>,
 }
 
 /// Parses a runbook's text off the async workers.
@@ -83,8 +81,7 @@ pub(crate) async fn start(
         )
     })?;
     let nodes = resolve(app, &targets).await?;
-    let (pool, pool_targets) = main_pool(&nodes);
-    let input = RunInput { spec: stored.spec.clone(), role, reason, pool, pool_targets };
+    let input = RunInput { spec: stored.spec.clone(), role, reason, pools: pool_counts(&nodes) };
     let now = app.now();
     let count = nodes.len();
     let mut run = TaskRun::new(
@@ -159,44 +156,64 @@ async fn resolve(app: &App, targets: &TargetSpec) -> ApiResult<Vec<(NodeId, Opti
     }
 }
 
-/// The pool most of `nodes` are in, and how many are.
-fn main_pool(nodes: &[(NodeId, Option<PoolName>)]) -> (Option<PoolName>, u32) {
-    let mut counts: BTreeMap<&PoolName, u32> = BTreeMap::new();
+/// How many of `nodes` each pool holds.
+fn pool_counts(nodes: &[(NodeId, Option<PoolName>)]) -> BTreeMap<PoolName, u32> {
+    let mut counts = BTreeMap::new();
     for pool in nodes.iter().filter_map(|(_, pool)| pool.as_ref()) {
-        *counts.entry(pool).or_default() += 1;
+        *counts.entry(pool.clone()).or_default() += 1;
     }
-    counts.into_iter().max_by_key(|(_, count)| *count).map_or((None, 0), |(pool, count)| (Some(pool.clone()), count))
+    counts
 }
 
-/// Stops a run that has not finished, and withdraws the approval it waited for.
+/// How often a cancellation is tried again when the executor moved the run on meanwhile.
+const CANCEL_ATTEMPTS: usize = 8;
+
+/// Stops a runbook run that has not finished, and withdraws the approval it waited for.
+/// bosun's own runs (replacements, scaling, drift repairs) follow their machines and
+/// cannot be cancelled.
 pub(crate) async fn cancel(app: &App, id: RunId, by: Actor, reason: &str) -> ApiResult<TaskRun> {
-    let mut run = app.store.run(&id).await?;
-    if run.status.is_final() {
-        return Err(ApiError::FailedPrecondition(format!("run {id} is already {}", run.status)));
+    for _ in 0..CANCEL_ATTEMPTS {
+        let mut run = app.store.run(&id).await?;
+        if run.kind != RunKind::Runbook {
+            return Err(ApiError::FailedPrecondition(format!(
+                "run {id} is a {} run of bosun's own; only runbook runs can be cancelled",
+                run.kind
+            )));
+        }
+        if run.status.is_final() {
+            return Err(ApiError::FailedPrecondition(format!("run {id} is already {}", run.status)));
+        }
+        let now = app.now();
+        run.apply(RunTrigger::Cancel, now).map_err(|e| ApiError::transition(id, e))?;
+        let why = if reason.is_empty() { format!("cancelled by {by}") } else { format!("cancelled by {by}: {reason}") };
+        run.error = Some(why.clone());
+        let mut batch = WriteBatch::new(by.clone(), why.clone());
+        for mut approval in app.store.list_approvals(&ApprovalFilter { run: Some(id), undecided: true }, 100).await? {
+            let expected = approval.revision;
+            approval.decision = Some(bosun_core::ApprovalDecision {
+                outcome: bosun_core::ApprovalOutcome::Rejected,
+                by: by.clone(),
+                reason: "the run was cancelled".to_owned(),
+                at: now,
+            });
+            batch.push(Write::UpdateApproval { approval: Box::new(approval), expected });
+        }
+        batch = batch.update_run(run.clone()).append_run_event(RunEvent::new(
+            id,
+            RunEventType::StatusChanged,
+            format!("{why}; commands already issued are not withdrawn"),
+        ));
+        match app.store.commit(batch).await {
+            Ok(_) => {
+                tracing::info!(run = %id, actor = %by, "run cancelled");
+                return Ok(app.store.run(&id).await?);
+            }
+            // The executor moved the run on (or an approval was decided) meanwhile.
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(error) => return Err(error.into()),
+        }
     }
-    let now = app.now();
-    run.apply(RunTrigger::Cancel, now).map_err(|e| ApiError::transition(id, e))?;
-    let why = if reason.is_empty() { format!("cancelled by {by}") } else { format!("cancelled by {by}: {reason}") };
-    run.error = Some(why.clone());
-    let mut batch = WriteBatch::new(by.clone(), why.clone());
-    for mut approval in app.store.list_approvals(&ApprovalFilter { run: Some(id), undecided: true }, 100).await? {
-        let expected = approval.revision;
-        approval.decision = Some(bosun_core::ApprovalDecision {
-            outcome: bosun_core::ApprovalOutcome::Rejected,
-            by: by.clone(),
-            reason: "the run was cancelled".to_owned(),
-            at: now,
-        });
-        batch.push(Write::UpdateApproval { approval: Box::new(approval), expected });
-    }
-    batch = batch.update_run(run.clone()).append_run_event(RunEvent::new(
-        id,
-        RunEventType::StatusChanged,
-        format!("{why}; commands already issued are not withdrawn"),
-    ));
-    app.store.commit(batch).await?;
-    tracing::info!(run = %id, actor = %by, "run cancelled");
-    Ok(app.store.run(&id).await?)
+    Err(ApiError::Aborted(format!("run {id} kept changing while it was cancelled; retry")))
 }
 
 #[cfg(test)]
@@ -204,13 +221,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_main_pool_is_the_one_most_targets_are_in() {
+    fn targets_are_counted_per_pool() {
         let node = |id: &str, pool: Option<&str>| {
             (id.parse::<NodeId>().expect("id"), pool.map(|p| p.parse::<PoolName>().expect("pool")))
         };
         let nodes = [node("a", Some("train")), node("b", None), node("c", Some("infer")), node("d", Some("train"))];
-        let (pool, count) = main_pool(&nodes);
-        assert_eq!((pool.map(|p| p.to_string()), count), (Some("train".to_owned()), 2));
-        assert_eq!(main_pool(&[node("a", None)]), (None, 0));
+        let counts: Vec<(String, u32)> = pool_counts(&nodes).into_iter().map(|(p, n)| (p.to_string(), n)).collect();
+        assert_eq!(counts, [("infer".to_owned(), 1), ("train".to_owned(), 2)]);
+        assert!(pool_counts(&[node("a", None)]).is_empty());
     }
 }

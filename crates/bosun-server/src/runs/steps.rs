@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use bosun_config::runbook::StepAction;
 use bosun_core::command::CommandRequest;
-use bosun_core::{Artifact, CommandId, CommandKind, CommandState, Health, Node, NodeId, NodeStatus, PoolName, RunId};
+use bosun_core::{
+    Artifact, CommandId, CommandKind, CommandState, Health, Node, NodeId, NodeStatus, PoolName, RunId, TaskRun,
+};
 use bosun_store::{CommandFilter, StoreError};
 
 use crate::app::App;
@@ -28,8 +30,6 @@ pub(super) enum Begin {
     Adopt(CommandId),
     /// Wait for the node's state, nothing to issue.
     Watch,
-    /// Set the pool's target size, then the step is over.
-    Scale { pool: PoolName, target: u32 },
     /// The step cannot run on this node.
     Fail(String),
 }
@@ -72,14 +72,7 @@ pub(super) async fn begin(app: &App, action: &StepAction, node: &Node, timeout: 
             request: request(CommandKind::Cordon, BTreeMap::new(), reason),
             done_at_issue: Some(format!("node {} cordoned", node.id)),
         },
-        // Safety first: a node judged broken stays out of service whatever the runbook says.
-        StepAction::Uncordon if node.status == NodeStatus::Unhealthy || node.health == Health::Unhealthy => {
-            Begin::Fail(format!(
-                "node {} is unhealthy: a runbook does not put a broken node back into service (uncordon it by \
-                 hand if that is meant)",
-                node.id
-            ))
-        }
+        StepAction::Uncordon if let Err(refused) = may_return_to_service(node) => Begin::Fail(refused.to_string()),
         StepAction::Uncordon if node.status == NodeStatus::Active => {
             Begin::Done(format!("node {} was already active", node.id))
         }
@@ -111,11 +104,27 @@ pub(super) async fn begin(app: &App, action: &StepAction, node: &Node, timeout: 
             Err(error) => Begin::Fail(format!("command {command:?}: {error}")),
         },
         StepAction::WaitForStatus { .. } => Begin::Watch,
-        StepAction::ScalePool { pool, target } => match pool.as_ref().or(node.pool.as_ref()) {
-            Some(pool) => Begin::Scale { pool: pool.clone(), target: *target },
+        // The pool is resized once the step's start is recorded (fenced like every write of
+        // the run), when the step is checked: a run cancelled meanwhile never resizes it.
+        StepAction::ScalePool { pool, .. } => match pool.as_ref().or(node.pool.as_ref()) {
+            Some(_) => Begin::Watch,
             None => Begin::Fail(format!("node {} is in no pool; name the pool in the scale_pool step", node.id)),
         },
     })
+}
+
+/// Safety first: a node judged broken stays out of service whatever a runbook says. Checked
+/// when a step begins and again on the node as read for the change, so a health report
+/// landing in between is not overridden.
+pub(super) fn may_return_to_service(node: &Node) -> ApiResult<()> {
+    if node.status == NodeStatus::Unhealthy || node.health == Health::Unhealthy {
+        return Err(ApiError::FailedPrecondition(format!(
+            "node {} is unhealthy: a runbook does not put a broken node back into service (uncordon it by hand if \
+             that is meant)",
+            node.id
+        )));
+    }
+    Ok(())
 }
 
 /// The drain command most recently issued to `node`.
@@ -129,7 +138,7 @@ async fn last_drain(app: &App, node: &NodeId) -> ApiResult<Option<CommandId>> {
 /// Whether the step begun at `step` on `node` is over.
 pub(super) async fn check(
     app: &App,
-    run: RunId,
+    run: &TaskRun,
     step: u32,
     action: &StepAction,
     node_id: &NodeId,
@@ -139,6 +148,10 @@ pub(super) async fn check(
         Ok(node) => node,
         Err(reason) => return Ok(Check::Failed { reason, artifact: None }),
     };
+    if let StepAction::ScalePool { pool, target } = action {
+        return scale(app, run, pool.as_ref().or(node.pool.as_ref()), *target, node_id).await;
+    }
+    let run = run.id;
     let Some(command) = command else {
         return Ok(match action {
             StepAction::WaitForStatus { status } if node.status == *status => {
@@ -193,6 +206,23 @@ pub(super) async fn check(
         },
         _ => Check::Pending,
     })
+}
+
+/// Sets `pool`'s target size (the same size again changes nothing, so a step checked twice
+/// resizes once).
+async fn scale(app: &App, run: &TaskRun, pool: Option<&PoolName>, target: u32, node: &NodeId) -> ApiResult<Check> {
+    let Some(pool) = pool else {
+        let reason = format!("node {node} is in no pool; name the pool in the scale_pool step");
+        return Ok(Check::Failed { reason, artifact: None });
+    };
+    match crate::pools::scale(app, pool, target, &run.requested_by).await {
+        Ok(decision) => Ok(Check::Finished {
+            message: format!("pool {pool} set to {target} node(s): {}", decision.reason),
+            artifact: None,
+        }),
+        Err(error) if fails_the_step(&error) => Ok(Check::Failed { reason: error.to_string(), artifact: None }),
+        Err(error) => Err(error),
+    }
 }
 
 fn said(command: &bosun_core::Command) -> String {

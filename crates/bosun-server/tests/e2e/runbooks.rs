@@ -16,7 +16,9 @@ on_sql_backends!(
     destructive_steps_wait_for_an_admins_approval,
     undecided_approvals_expire_and_denied_steps_reject_the_run,
     a_run_resumes_after_a_restart_without_repeating_a_step,
-    timeouts_and_deleted_nodes_fail_their_step
+    timeouts_and_deleted_nodes_fail_their_step,
+    a_cancelled_run_stops_and_a_broken_node_is_never_put_back,
+    a_step_is_judged_in_every_pool_it_touches
 );
 
 fn apply(yaml: &str) -> v1::ApplyRunbookRequest {
@@ -398,5 +400,93 @@ async fn timeouts_and_deleted_nodes_fail_their_step(backend: Backend) {
     assert!(failed.error.contains("failed step 1"), "{}", failed.error);
     let result: serde_json::Value = serde_json::from_str(&failed.result_json).expect("result json");
     assert_eq!(result["failed"], 3);
+    h.stop().await;
+}
+
+async fn a_cancelled_run_stops_and_a_broken_node_is_never_put_back(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    register(&h, &["n1", "n2", "n3"]).await;
+    let operator = h.ops(Some(OPERATOR));
+    operator.apply_runbook(apply(CORDON_WAIT)).await.expect("apply");
+    let id =
+        operator.start_run(start("cordon-and-wait", &["n1", "n2"])).await.expect("start").into_owned().run.unwrap().id;
+    for _ in 0..200 {
+        h.server().advance_runs().await.expect("advance");
+        if get_run(&h, &id).await.events.iter().any(|e| e.r#type == "step_started" && e.step == Some(1)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let cancel =
+        |id: &str| v1::CancelRunRequest { run_id: id.to_owned(), reason: "wrong nodes".into(), ..Default::default() };
+    let cancelled = operator.cancel_run(cancel(&id)).await.expect("cancel").into_owned().run.unwrap();
+    assert_eq!(cancelled.status, "cancelled");
+    assert!(cancelled.error.contains("wrong nodes") && cancelled.finished_at.as_option().is_some(), "{cancelled:?}");
+    let events = get_run(&h, &id).await.events.len();
+    h.server().advance_runs().await.expect("advance");
+    assert_eq!(get_run(&h, &id).await.events.len(), events, "a cancelled run does nothing more");
+    assert_eq!(status_of(&h.node("n2").await), v1::NodeStatus::NODE_STATUS_ACTIVE, "n2 was never begun");
+    assert_eq!(refused(operator.cancel_run(cancel(&id)).await).0, ErrorCode::FailedPrecondition);
+
+    // n3 falls silent and is judged UNHEALTHY: a runbook's uncordon leaves it out of service.
+    h.clock.advance(Duration::from_secs(3600));
+    let judged = h.server().judge_liveness().await.expect("liveness");
+    assert!(judged.iter().any(|n| n.as_str() == "n3"), "{judged:?}");
+    let back = "name: back\nsteps:\n  - uncordon: {}\n";
+    operator.apply_runbook(apply(back)).await.expect("apply");
+    let id = operator.start_run(start("back", &["n3"])).await.expect("start").into_owned().run.unwrap().id;
+    let failed = wait_run(&h, &id, "failed").await;
+    assert!(failed.error.contains("does not put a broken node back into service"), "{}", failed.error);
+    assert_eq!(status_of(&h.node("n3").await), v1::NodeStatus::NODE_STATUS_UNHEALTHY);
+    h.stop().await;
+}
+
+async fn a_step_is_judged_in_every_pool_it_touches(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let client = h.agent_client();
+    let pooled = |node: String, pool: &str| {
+        let mut registration = registration(&node);
+        registration.pool = Some(pool.parse().expect("pool"));
+        registration
+    };
+    for i in 0..10 {
+        client.register(&pooled(format!("big-{i}"), "big"), None).await.expect("register");
+    }
+    for i in 0..2 {
+        client.register(&pooled(format!("small-{i}"), "small"), None).await.expect("register");
+    }
+    let (operator, admin) = (h.ops(Some(OPERATOR)), h.ops(Some(ADMIN)));
+    let half = "rules:\n  - name: half-a-pool\n    condition: \"risk == 'destructive' && pool_fraction > 0.5\"\n    \
+                decision: require_approval\n    role: admin\n";
+    admin
+        .set_approval_policy(v1::SetApprovalPolicyRequest { yaml: half.into(), ..Default::default() })
+        .await
+        .expect("set policy");
+    let retire = "name: retire-now\nsteps:\n  - terminate: {reason: retiring}\n";
+    operator.apply_runbook(apply(retire)).await.expect("apply");
+    // Three of big's ten (30%) and all of small (100%): small decides.
+    let nodes = ["big-0", "big-1", "big-2", "small-0", "small-1"];
+    let id = operator.start_run(start("retire-now", &nodes)).await.expect("start").into_owned().run.unwrap().id;
+    let waiting = wait_run(&h, &id, "awaiting_approval").await;
+    let what = waiting.pending_approval.as_option().expect("pending").what.clone();
+    assert!(what.contains("100% of pool small"), "{what}");
+    // Three of big alone (30%) needs nobody.
+    let id = operator
+        .start_run(start("retire-now", &["big-3", "big-4", "big-5"]))
+        .await
+        .expect("start")
+        .into_owned()
+        .run
+        .unwrap()
+        .id;
+    for _ in 0..200 {
+        h.server().advance_runs().await.expect("advance");
+        if status_of(&h.node("big-3").await) == v1::NodeStatus::NODE_STATUS_TERMINATING {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(status_of(&h.node("big-3").await), v1::NodeStatus::NODE_STATUS_TERMINATING);
+    assert_eq!(get_run(&h, &id).await.status, "running", "terminating, waiting for the agents");
     h.stop().await;
 }

@@ -95,7 +95,9 @@ impl Sim {
             steps.started.len() == want && steps.finished.len() == want
         } else {
             // A run that stopped on failure leaves the steps under way then unended.
-            unended == 0 || run.result_json.contains("\"left_mid_way\"")
+            let result: serde_json::Value = serde_json::from_str(&run.result_json).unwrap_or_default();
+            let left = result["left_mid_way"].as_u64().unwrap_or(0) as usize;
+            unended == left
         };
         let actual = format!(
             "{}: {} node(s) x {} step(s); {} started, {} finished, {} failed, {unended} unended",
