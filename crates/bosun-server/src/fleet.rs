@@ -87,6 +87,9 @@ struct Inner {
     utilization: HashMap<NodeId, f64>,
     /// The newest unwritten heartbeat per node, with its metrics if it carried any.
     pending: HashMap<NodeId, (Timestamp, Option<MetricSample>)>,
+    /// Before this time a node's metrics are not kept for the store again (see
+    /// [`SAMPLE_INTERVAL`]).
+    next_sample: HashMap<NodeId, Timestamp>,
 }
 
 impl Inner {
@@ -95,8 +98,16 @@ impl Inner {
         self.touched.remove(id);
         self.utilization.remove(id);
         self.pending.remove(id);
+        self.next_sample.remove(id);
     }
 }
+
+/// A node's metrics are written to the store at most once per this interval, whatever its
+/// heartbeat interval: the store's history is for looking back over minutes (samples a
+/// 10 s heartbeat brought each time were a third of the soft-state writes at 100,000 nodes
+/// and doubled heartbeat p99 on PostgreSQL). Autoscalers read the newest metrics from
+/// memory, every heartbeat.
+pub(crate) const SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, Default)]
 pub(crate) struct Fleet {
@@ -245,7 +256,23 @@ impl Fleet {
         if let Some(mean) = sample.as_ref().and_then(MetricSample::mean_gpu_utilization) {
             inner.utilization.insert(id.clone(), mean);
         }
-        inner.pending.insert(id.clone(), (at, sample));
+        let sample = sample.filter(|_| inner.next_sample.get(id).is_none_or(|next| at >= *next));
+        if sample.is_some() {
+            inner.next_sample.insert(id.clone(), at + SAMPLE_INTERVAL);
+        }
+        match inner.pending.entry(id.clone()) {
+            // A newer heartbeat without a sample to keep leaves the buffered one in place.
+            std::collections::hash_map::Entry::Occupied(mut entry) => {
+                let (buffered_at, buffered) = entry.get_mut();
+                *buffered_at = (*buffered_at).max(at);
+                if sample.is_some() {
+                    *buffered = sample;
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert((at, sample));
+            }
+        }
         Ok(())
     }
 
@@ -404,6 +431,32 @@ mod tests {
         assert_eq!(fleet.pending_len(), 0, "another replica wrote these already");
         assert_eq!(fleet.len(), 2, "an unknown node comes with its record, not with a heartbeat");
         assert_eq!(fleet.silent_since(t(7)), vec![NodeId::new("b").expect("id")]);
+    }
+
+    #[test]
+    fn metrics_are_kept_for_the_store_once_per_sample_interval() {
+        let fleet = Fleet::default();
+        fleet.load([&node("a", t(0))], fleet.mark());
+        let a = NodeId::new("a").expect("id");
+        let sample = |at: Timestamp| MetricSample {
+            node_id: a.clone(),
+            at,
+            cpu_percent: 10.0,
+            memory_percent: 20.0,
+            gpus: Vec::new(),
+        };
+        let kept = |fleet: &Fleet| fleet.take_pending().samples.iter().map(|s| s.at).collect::<Vec<_>>();
+        fleet.heartbeat(&a, t(10), Some(sample(t(10)))).expect("known");
+        // A newer heartbeat within the interval, with or without metrics, keeps the buffered sample.
+        fleet.heartbeat(&a, t(20), Some(sample(t(20)))).expect("known");
+        fleet.heartbeat(&a, t(25), None).expect("known");
+        let batch = fleet.take_pending();
+        assert_eq!(batch.heartbeats.iter().map(|h| h.at).collect::<Vec<_>>(), [t(25)]);
+        assert_eq!(batch.samples.iter().map(|s| s.at).collect::<Vec<_>>(), [t(10)]);
+        fleet.heartbeat(&a, t(30), Some(sample(t(30)))).expect("known");
+        assert!(kept(&fleet).is_empty(), "within 30 s of the last kept one");
+        fleet.heartbeat(&a, t(40), Some(sample(t(40)))).expect("known");
+        assert_eq!(kept(&fleet), [t(40)]);
     }
 
     #[test]
