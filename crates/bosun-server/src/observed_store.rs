@@ -242,8 +242,8 @@ impl Store for ObservedStore {
         self.observe("runbook", self.inner.runbook(name)).await
     }
 
-    async fn list_runbooks(&self) -> Result<Vec<Runbook>> {
-        self.observe("list_runbooks", self.inner.list_runbooks()).await
+    async fn list_runbooks(&self, page: &PageRequest) -> Result<Page<Runbook>> {
+        self.observe("list_runbooks", self.inner.list_runbooks(page)).await
     }
 
     async fn run(&self, id: &RunId) -> Result<TaskRun> {

@@ -1392,8 +1392,19 @@ impl Store for MemoryStore {
             .ok_or_else(|| StoreError::not_found(ResourceKind::Runbook, name))
     }
 
-    async fn list_runbooks(&self) -> Result<Vec<Runbook>> {
-        Ok(self.lock()?.ledger.runbooks.values().cloned().collect())
+    async fn list_runbooks(&self, page: &PageRequest) -> Result<Page<Runbook>> {
+        let limit = page.checked_limit()?;
+        let after = page.start_after(ResourceKind::Runbook)?;
+        let state = self.lock()?;
+        let rows: Vec<Runbook> = state
+            .ledger
+            .runbooks
+            .values()
+            .filter(|r| after.as_deref().is_none_or(|after| r.name.as_str() > after))
+            .take(limit as usize + 1)
+            .cloned()
+            .collect();
+        Ok(Page::from_rows(rows, limit, ResourceKind::Runbook, |r| r.name.to_string()))
     }
 
     async fn run(&self, id: &RunId) -> Result<TaskRun> {

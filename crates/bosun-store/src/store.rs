@@ -251,7 +251,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     // The operations ledger (see `crate::ledger`).
     async fn runbook(&self, name: &RunbookName) -> Result<Runbook>;
     /// Every runbook, by name.
-    async fn list_runbooks(&self) -> Result<Vec<Runbook>>;
+    /// Runbooks by name, a page at a time.
+    async fn list_runbooks(&self, page: &PageRequest) -> Result<Page<Runbook>>;
     async fn run(&self, id: &RunId) -> Result<TaskRun>;
     /// Runs matching `filter`, newest first (the cursor: the last run id returned).
     async fn list_runs(&self, filter: &RunFilter, page: &PageRequest) -> Result<Page<TaskRun>>;

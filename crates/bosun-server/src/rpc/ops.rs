@@ -396,12 +396,16 @@ impl v1::OpsService for OpsApi {
     async fn list_runbooks(
         &self,
         ctx: RequestContext,
-        _request: ServiceRequest<'_, v1::ListRunbooksRequest>,
+        request: ServiceRequest<'_, v1::ListRunbooksRequest>,
     ) -> ServiceResult<v1::ListRunbooksResponse> {
         allowed(&ctx, Permission::Read)?;
-        let runbooks = self.app.store.list_runbooks().await.map_err(ApiError::from)?;
+        let request = request.to_owned_message();
+        let limit = page_size("page_size", request.page_size, query::DEFAULT_PAGE_SIZE, query::MAX_PAGE_SIZE)?;
+        let page = PageRequest { limit, after: page_token(&request.page_token) };
+        let runbooks = self.app.store.list_runbooks(&page).await.map_err(ApiError::from)?;
         Ok(Response::new(v1::ListRunbooksResponse {
-            runbooks: runbooks.iter().map(ops::runbook).collect(),
+            runbooks: runbooks.items.iter().map(ops::runbook).collect(),
+            next_page_token: next_token(runbooks.next),
             ..Default::default()
         }))
     }

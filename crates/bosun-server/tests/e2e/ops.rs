@@ -50,6 +50,25 @@ async fn runbooks_are_applied_strictly_and_versioned(backend: Backend) {
     let listed = ops.list_runbooks(v1::ListRunbooksRequest::default()).await.expect("list").into_owned();
     let names: Vec<&str> = listed.runbooks.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["cordon-check-uncordon"]);
+    // Listed a page at a time, by name.
+    ops.apply_runbook(apply(&RUNBOOK.replace("name: cordon-check-uncordon", "name: a-first"))).await.expect("apply");
+    let first = ops
+        .list_runbooks(v1::ListRunbooksRequest { page_size: 1, ..Default::default() })
+        .await
+        .expect("page")
+        .into_owned();
+    assert_eq!(first.runbooks.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["a-first"]);
+    let second = ops
+        .list_runbooks(v1::ListRunbooksRequest {
+            page_size: 1,
+            page_token: first.next_page_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("page")
+        .into_owned();
+    assert_eq!(second.runbooks.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["cordon-check-uncordon"]);
+    assert!(second.next_page_token.is_empty());
     let got = ops
         .get_runbook(v1::GetRunbookRequest { name: "cordon-check-uncordon".into(), ..Default::default() })
         .await

@@ -360,8 +360,28 @@ pub(crate) async fn tools_calls_policies_and_runbooks_round_trip(ctx: &Ctx) {
     assert_err!(ctx.store.commit(batch("skip").with(put(&skipped))).await, E::Invalid(_));
     let next = Runbook { version: 2, spec: format!("{}  - uncordon: {{}}\n", runbook.spec), ..runbook.clone() };
     ctx.store.commit(batch("apply v2").with(put(&next))).await.expect("apply v2");
-    let listed = ctx.store.list_runbooks().await.expect("list");
+    let listed = ctx.store.list_runbooks(&PageRequest::default()).await.expect("list").items;
     assert_eq!((listed.len(), listed[0].version, listed[0].revision.get()), (1, 2, 2));
+    // Listed by name (byte order), a page at a time.
+    for name in ["a-rolling", "drain", "a.b", "zz"] {
+        let other = Runbook { name: RunbookName::new(name).expect("valid"), ..runbook.clone() };
+        ctx.store.commit(batch("apply").with(put(&other))).await.expect("apply");
+    }
+    let store = &ctx.store;
+    let mut names = Vec::new();
+    let mut page = PageRequest::first(2);
+    loop {
+        let listed = store.list_runbooks(&page).await.expect("page");
+        assert!(listed.items.len() <= 2);
+        names.extend(listed.items.iter().map(|r| r.name.to_string()));
+        let Some(next) = listed.next else { break };
+        page = PageRequest { limit: 2, after: Some(next) };
+    }
+    assert_eq!(names, ["a-rolling", "a.b", "cordon-check-uncordon", "drain", "zz"]);
+    for name in ["a-rolling", "drain", "a.b", "zz"] {
+        let name = RunbookName::new(name).expect("valid");
+        ctx.store.commit(batch("drop").with(Write::DeleteRunbook { name, expected: None })).await.expect("delete");
+    }
     ctx.store
         .commit(
             batch("delete").with(Write::DeleteRunbook { name: runbook.name.clone(), expected: Some(Revision::FIRST) }),

@@ -54,10 +54,12 @@ pub(super) async fn runbook<'e>(
 pub(super) async fn list_runbooks<'e>(
     executor: impl Executor<'e, Database = Postgres>,
     slow: SlowLog,
+    after: Option<String>,
+    limit: i64,
 ) -> Result<Vec<Runbook>> {
-    let sql = format!("SELECT {RUNBOOK_COLUMNS} FROM tasks ORDER BY name");
+    let sql = format!("SELECT {RUNBOOK_COLUMNS} FROM tasks WHERE $1::text IS NULL OR name > $1 ORDER BY name LIMIT $2");
     let rows: Vec<RunbookRow<Time>> = slow
-        .run("tasks.list", sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(executor))
+        .run("tasks.list", sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(after).bind(limit).fetch_all(executor))
         .await
         .map_err(|e| map_err(e, None))?;
     rows.into_iter().map(RunbookRow::into_runbook).collect()

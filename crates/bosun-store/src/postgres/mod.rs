@@ -626,8 +626,11 @@ impl Store for PostgresStore {
             .ok_or_else(|| StoreError::not_found(ResourceKind::Runbook, name))
     }
 
-    async fn list_runbooks(&self) -> Result<Vec<Runbook>> {
-        ledger::list_runbooks(&self.pool, self.slow).await
+    async fn list_runbooks(&self, page: &PageRequest) -> Result<Page<Runbook>> {
+        let limit = page.checked_limit()?;
+        let after = page.start_after(ResourceKind::Runbook)?;
+        let rows = ledger::list_runbooks(&self.pool, self.slow, after, limit_param(limit)).await?;
+        Ok(Page::from_rows(rows, limit, ResourceKind::Runbook, |r| r.name.to_string()))
     }
 
     async fn run(&self, id: &RunId) -> Result<TaskRun> {

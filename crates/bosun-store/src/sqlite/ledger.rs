@@ -47,9 +47,10 @@ pub(super) fn runbook(conn: &Connection, name: &str) -> Result<Option<Runbook>> 
     one(conn, &sql, &[text(name)], runbook_row)
 }
 
-pub(super) fn list_runbooks(conn: &Connection) -> Result<Vec<Runbook>> {
-    let sql = format!("SELECT {} FROM tasks ORDER BY name", RUNBOOK_COLUMNS);
-    collect(conn, &sql, &[], runbook_row)
+pub(super) fn list_runbooks(conn: &Connection, after: Option<String>, limit: i64) -> Result<Vec<Runbook>> {
+    let sql = format!("SELECT {} FROM tasks WHERE ?1 IS NULL OR name > ?1 ORDER BY name LIMIT ?2", RUNBOOK_COLUMNS);
+    let after = after.map_or(Value::Null, text);
+    collect(conn, &sql, &[after, Value::Integer(limit)], runbook_row)
 }
 
 pub(super) fn run_columns() -> String {

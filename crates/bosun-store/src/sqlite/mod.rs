@@ -304,8 +304,11 @@ impl Store for SqliteStore {
             .ok_or_else(|| StoreError::not_found(ResourceKind::Runbook, name))
     }
 
-    async fn list_runbooks(&self) -> Result<Vec<Runbook>> {
-        self.read("tasks.list", ledger::list_runbooks).await
+    async fn list_runbooks(&self, page: &PageRequest) -> Result<Page<Runbook>> {
+        let limit = page.checked_limit()?;
+        let after = page.start_after(ResourceKind::Runbook)?;
+        let rows = self.read("tasks.list", move |conn| ledger::list_runbooks(conn, after, limit_param(limit))).await?;
+        Ok(Page::from_rows(rows, limit, ResourceKind::Runbook, |r| r.name.to_string()))
     }
 
     async fn run(&self, id: &RunId) -> Result<TaskRun> {

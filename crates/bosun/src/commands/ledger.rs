@@ -57,8 +57,17 @@ pub async fn run_runbooks(args: &RunbooksArgs) -> anyhow::Result<ExitCode> {
             }
         }
         RunbooksCommand::List => {
-            let listed = call!(ops, list_runbooks, v1::ListRunbooksRequest::default());
-            let rows: Vec<RunbookRow> = listed.runbooks.iter().map(RunbookRow::from_wire).collect();
+            // Every page: runbooks are few, and a list that stops short would mislead.
+            let mut request = v1::ListRunbooksRequest::default();
+            let mut rows: Vec<RunbookRow> = Vec::new();
+            loop {
+                let listed = call!(ops, list_runbooks, request.clone());
+                rows.extend(listed.runbooks.iter().map(RunbookRow::from_wire));
+                if listed.next_page_token.is_empty() {
+                    break;
+                }
+                request.page_token = listed.next_page_token.clone();
+            }
             output::render(format, &rows, || runbook_table(&rows).render())?
         }
         RunbooksCommand::Get { name } => {
