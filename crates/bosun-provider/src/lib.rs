@@ -23,6 +23,9 @@
 //!   `bosun config check`. `http.rs` is their shared client (rustls on ring, timeouts,
 //!   bounded bodies); `startup.rs` the boot script that installs and starts `bosun agent`.
 //! - `mock.rs` (tests): a local HTTP mock that records requests and replays answers.
+//! - [`proxmox`]: a read-only client of a Proxmox VE cluster's API (resources, guest
+//!   configurations, tasks) for the inventory, and [`proxmox::mock`], a generated cluster
+//!   serving the same endpoints (tests, `bosun dev proxmox-mock`).
 
 pub mod aws;
 pub mod catalog;
@@ -36,6 +39,7 @@ mod mock;
 #[cfg(unix)]
 pub mod process;
 mod provider;
+pub mod proxmox;
 mod startup;
 
 pub use catalog::{InstanceTypeSpec, resolve_instance_type};

@@ -88,6 +88,8 @@ enum Command {
     Db(commands::db::DbArgs),
     /// Measure bosun's hot paths.
     Bench(commands::bench::BenchArgs),
+    /// Stand-ins for the systems bosun talks to (a Proxmox VE API), to try bosun without them.
+    Dev(commands::dev::DevArgs),
     /// Print bosun's version and platform.
     Version,
     #[command(hide = true)]
@@ -139,6 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sim(args) => commands::sim::run(args.store.store.as_deref(), args).await,
         Command::Db(args) => commands::db::run(&args.store.location()?, args).await,
         Command::Bench(args) => commands::bench::run(&args.store.location()?, args.store.chosen(), args).await,
+        Command::Dev(args) => commands::dev::run(args).await,
         Command::Version => {
             println!("bosun {} ({} {})", env!("CARGO_PKG_VERSION"), std::env::consts::OS, std::env::consts::ARCH);
             Ok(ExitCode::SUCCESS)

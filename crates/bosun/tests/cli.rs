@@ -720,3 +720,44 @@ fn three_replicas_on_postgres_fail_over() {
     drop(stopping);
     drop(servers);
 }
+
+#[test]
+fn the_proxmox_mock_serves_a_generated_cluster_to_its_token_only() {
+    use std::io::{BufRead as _, Read as _};
+    let mut child = bosun()
+        .args(["dev", "proxmox-mock", "--address", "127.0.0.1:0", "--vms", "2", "--containers", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the mock");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let banner = lines.next().expect("a first line").expect("text");
+    let address = banner
+        .split_once("http://")
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no URL in {banner:?}"))
+        .to_owned();
+    let token_id = lines.next().expect("token id").expect("text");
+    let secret = lines.next().expect("secret").expect("text");
+    let token_id = token_id.trim_start_matches("token_id: ").trim_matches('"').to_owned();
+    let secret = secret.trim_start_matches("token secret: ").to_owned();
+    let get = |authorization: &str| {
+        let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+        write!(
+            stream,
+            "GET /api2/json/cluster/resources HTTP/1.1\r\nHost: {address}\r\nAuthorization: {authorization}\r\n\
+             Connection: close\r\n\r\n"
+        )
+        .expect("request");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("answer");
+        answer
+    };
+    let answer = get(&format!("PVEAPIToken={token_id}={secret}"));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(answer.matches("\"type\":\"qemu\"").count(), 2, "{answer}");
+    assert_eq!(answer.matches("\"type\":\"lxc\"").count(), 3, "{answer}");
+    assert!(get("PVEAPIToken=someone@pve!x=guess").starts_with("HTTP/1.1 401"));
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod config;
 pub mod db;
 pub mod debug;
+pub mod dev;
 pub mod events;
 pub mod instances;
 pub mod ledger;

@@ -1,0 +1,305 @@
+//! A Proxmox VE cluster in memory, serving the endpoints bosun reads, in Proxmox's JSON
+//! shapes: `/cluster/resources`, each guest's `config` and each node's `tasks` (paged with
+//! `start` and `limit`). The tests drive it (a changed configuration, a deleted VM, an
+//! outage, a slow or malformed answer), and `bosun dev proxmox-mock` serves one so a
+//! newcomer can try the inventory without a Proxmox at hand.
+//!
+//! Every call must carry the cluster's API token, as Proxmox checks it: a missing or
+//! wrong one is a 401.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockSpec {
+    pub nodes: u32,
+    pub vms: u32,
+    pub containers: u32,
+    /// GPUs passed through to each VM.
+    pub gpus_per_vm: u32,
+    /// Finished tasks per node.
+    pub tasks_per_node: u32,
+}
+
+impl Default for MockSpec {
+    fn default() -> Self {
+        Self { nodes: 3, vms: 12, containers: 24, gpus_per_vm: 1, tasks_per_node: 5 }
+    }
+}
+
+/// The token every call must present.
+pub const TOKEN_ID: &str = "bosun@pve!inventory";
+pub const TOKEN_SECRET: &str = "5f0c1f52-6a5d-4c7e-9d3e-6f1e3c2b9a10";
+
+/// The first vmid handed out, as Proxmox does.
+const FIRST_VMID: u32 = 100;
+
+#[derive(Debug)]
+struct Guest {
+    kind: &'static str,
+    node: String,
+    resource: Value,
+    config: Value,
+}
+
+#[derive(Debug, Default)]
+struct Cluster {
+    nodes: Vec<Value>,
+    guests: BTreeMap<u32, Guest>,
+    storage: Vec<Value>,
+    tasks: BTreeMap<String, Vec<Value>>,
+    /// Every call answers with this status (an API outage).
+    outage: Option<u16>,
+    /// Every call answers after this long.
+    delay: Option<Duration>,
+    /// `/cluster/resources` answers with a body that is not JSON.
+    malformed: bool,
+    /// Configuration changes so far, folded into digests.
+    generation: u64,
+    calls: u64,
+}
+
+/// A generated cluster and the switches tests turn.
+#[derive(Debug, Clone)]
+pub struct MockCluster {
+    cluster: Arc<Mutex<Cluster>>,
+}
+
+fn digest(vmid: u32, generation: u64) -> String {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(format!("{vmid}/{generation}").as_bytes());
+    crate::http::hex(&hash[..20])
+}
+
+impl MockCluster {
+    /// A cluster of `spec.nodes` hypervisors (`pve1`, `pve2`...), VMs and containers spread
+    /// over them in turn, a local and a shared storage, and some finished tasks.
+    pub fn generate(spec: &MockSpec) -> Self {
+        let mut cluster = Cluster::default();
+        let nodes = spec.nodes.max(1);
+        let node_name = |i: u32| format!("pve{}", i % nodes + 1);
+        for i in 0..nodes {
+            let name = node_name(i);
+            cluster.nodes.push(json!({
+                "id": format!("node/{name}"), "type": "node", "node": name, "status": "online",
+                "cpu": 0.12, "maxcpu": 64, "mem": 68_719_476_736u64, "maxmem": 549_755_813_888u64,
+                "uptime": 864_000, "level": "",
+            }));
+            cluster.storage.push(json!({
+                "id": format!("storage/{name}/local-lvm"), "type": "storage", "node": name, "storage": "local-lvm",
+                "plugintype": "lvmthin", "content": "images,rootdir", "shared": 0, "status": "available",
+                "disk": 1_099_511_627_776u64, "maxdisk": 3_298_534_883_328u64,
+            }));
+            cluster.storage.push(json!({
+                "id": format!("storage/{name}/ceph"), "type": "storage", "node": name, "storage": "ceph",
+                "plugintype": "rbd", "content": "images", "shared": 1, "status": "available",
+                "disk": 10_995_116_277_760u64, "maxdisk": 43_980_465_111_040u64,
+            }));
+            let tasks = (0..spec.tasks_per_node)
+                .map(|t| {
+                    let start = 1_767_225_600 + u64::from(t) * 60;
+                    json!({
+                        "upid": format!("UPID:{name}:0000{t:04X}:00{t:06X}:{start:08X}:vzdump::root@pam:"),
+                        "node": name, "type": "vzdump", "user": "root@pam", "starttime": start,
+                        "endtime": start + 30, "status": "OK",
+                    })
+                })
+                .rev()
+                .collect();
+            cluster.tasks.insert(name, tasks);
+        }
+        let mut vmid = FIRST_VMID;
+        for i in 0..spec.vms {
+            let node = node_name(i);
+            let mut config = json!({
+                "name": format!("gpu-vm-{i}"), "cores": 16, "memory": "131072", "digest": digest(vmid, 0),
+            });
+            for gpu in 0..spec.gpus_per_vm {
+                config[format!("hostpci{gpu}")] = json!(format!("0000:{:02x}:00,pcie=1", 0x41 + gpu));
+            }
+            let resource = json!({
+                "id": format!("qemu/{vmid}"), "type": "qemu", "node": node, "vmid": vmid,
+                "name": format!("gpu-vm-{i}"), "status": "running", "template": 0, "maxcpu": 16, "cpu": 0.5,
+                "mem": 68_719_476_736u64, "maxmem": 137_438_953_472u64, "disk": 0, "maxdisk": 214_748_364_800u64,
+                "netin": 1_000_000, "netout": 2_000_000, "uptime": 3600, "hastate": if i % 4 == 0 { "started" } else { "" },
+            });
+            cluster.guests.insert(vmid, Guest { kind: "qemu", node, resource, config });
+            vmid += 1;
+        }
+        for i in 0..spec.containers {
+            let node = node_name(i);
+            let config = json!({
+                "hostname": format!("svc-{i}"), "ostype": "ubuntu", "cores": 2, "memory": 4096, "swap": 512,
+                "digest": digest(vmid, 0),
+            });
+            let resource = json!({
+                "id": format!("lxc/{vmid}"), "type": "lxc", "node": node, "vmid": vmid, "name": format!("svc-{i}"),
+                "status": if i % 5 == 4 { "stopped" } else { "running" }, "template": 0, "maxcpu": 2, "cpu": 0.01,
+                "mem": 536_870_912u64, "maxmem": 4_294_967_296u64, "disk": 1_073_741_824u64,
+                "maxdisk": 8_589_934_592u64, "netin": 1000, "netout": 1000, "uptime": 7200,
+            });
+            cluster.guests.insert(vmid, Guest { kind: "lxc", node, resource, config });
+            vmid += 1;
+        }
+        Self { cluster: Arc::new(Mutex::new(cluster)) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cluster> {
+        self.cluster.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The guests' vmids, VMs first.
+    pub fn vmids(&self) -> Vec<u32> {
+        self.lock().guests.keys().copied().collect()
+    }
+
+    /// Changes a guest's configuration (its digest changes, as Proxmox's does). False when
+    /// there is no such guest.
+    pub fn reconfigure(&self, vmid: u32) -> bool {
+        let mut cluster = self.lock();
+        cluster.generation += 1;
+        let generation = cluster.generation;
+        let Some(guest) = cluster.guests.get_mut(&vmid) else { return false };
+        guest.config["digest"] = json!(digest(vmid, generation));
+        guest.config["description"] = json!(format!("changed ({generation})"));
+        true
+    }
+
+    /// Destroys a guest. False when there is no such guest.
+    pub fn destroy(&self, vmid: u32) -> bool {
+        self.lock().guests.remove(&vmid).is_some()
+    }
+
+    /// Every call answers `status` until called again with `None`.
+    pub fn set_outage(&self, status: Option<u16>) {
+        self.lock().outage = status;
+    }
+
+    /// Every call answers only after `delay`.
+    pub fn set_delay(&self, delay: Option<Duration>) {
+        self.lock().delay = delay;
+    }
+
+    /// `/cluster/resources` answers with a body that is not JSON.
+    pub fn set_malformed(&self, malformed: bool) {
+        self.lock().malformed = malformed;
+    }
+
+    /// Calls answered so far.
+    pub fn calls(&self) -> u64 {
+        self.lock().calls
+    }
+
+    /// The API's routes.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/api2/json/cluster/resources", get(resources))
+            .route("/api2/json/nodes/{node}/{kind}/{vmid}/config", get(config))
+            .route("/api2/json/nodes/{node}/tasks", get(tasks))
+            .with_state(self.clone())
+    }
+
+    /// Serves the API on `listener` until the future is dropped.
+    pub async fn serve(&self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        axum::serve(listener, self.router()).await
+    }
+
+    /// Serves the API on a free loopback port; returns its base URL.
+    pub async fn spawn(&self) -> std::io::Result<String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let server = self.clone();
+        tokio::spawn(async move { server.serve(listener).await });
+        Ok(url)
+    }
+
+    /// Checks the token and the switches every call goes through; `Err` is the answer.
+    async fn admit(&self, headers: &HeaderMap) -> Result<(), Response> {
+        let (outage, delay) = {
+            let mut cluster = self.lock();
+            cluster.calls += 1;
+            (cluster.outage, cluster.delay)
+        };
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        let expected = format!("PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}");
+        if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+            return Err(answer(StatusCode::UNAUTHORIZED, json!({"data": null, "message": "authentication failure"})));
+        }
+        if let Some(status) = outage {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            return Err(answer(status, json!({"data": null, "message": "the cluster is not available"})));
+        }
+        Ok(())
+    }
+}
+
+fn answer(status: StatusCode, body: Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json;charset=UTF-8")], body.to_string()).into_response()
+}
+
+async fn resources(State(mock): State<MockCluster>, headers: HeaderMap) -> Response {
+    if let Err(refused) = mock.admit(&headers).await {
+        return refused;
+    }
+    let cluster = mock.lock();
+    if cluster.malformed {
+        return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"data\": [{\"id\": ").into_response();
+    }
+    let rows: Vec<&Value> = cluster
+        .nodes
+        .iter()
+        .chain(cluster.guests.values().map(|g| &g.resource))
+        .chain(cluster.storage.iter())
+        .collect();
+    answer(StatusCode::OK, json!({ "data": rows }))
+}
+
+async fn config(
+    State(mock): State<MockCluster>,
+    Path((node, kind, vmid)): Path<(String, String, u32)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = mock.admit(&headers).await {
+        return refused;
+    }
+    let cluster = mock.lock();
+    match cluster.guests.get(&vmid) {
+        Some(guest) if guest.node == node && guest.kind == kind => {
+            answer(StatusCode::OK, json!({ "data": guest.config }))
+        }
+        _ => answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"data": null, "message": format!("Configuration file 'nodes/{node}/{kind}/{vmid}.conf' does not exist")}),
+        ),
+    }
+}
+
+async fn tasks(State(mock): State<MockCluster>, Path(node): Path<String>, uri: Uri, headers: HeaderMap) -> Response {
+    if let Err(refused) = mock.admit(&headers).await {
+        return refused;
+    }
+    let query: BTreeMap<String, String> =
+        url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
+    let number = |key: &str, default: usize| query.get(key).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (start, limit) = (number("start", 0), number("limit", 50));
+    let cluster = mock.lock();
+    let Some(tasks) = cluster.tasks.get(&node) else {
+        return answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"data": null, "message": format!("no such node '{node}'")}),
+        );
+    };
+    let page: Vec<&Value> = tasks.iter().skip(start).take(limit).collect();
+    answer(StatusCode::OK, json!({ "data": page, "total": tasks.len() }))
+}

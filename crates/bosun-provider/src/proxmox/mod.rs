@@ -1,0 +1,206 @@
+//! Proxmox VE's API, read for the inventory: the cluster's resources (hypervisor nodes,
+//! QEMU VMs, LXC containers, storage), each guest's configuration (its digest, its GPU
+//! passthrough devices, a container's host name and OS) and the nodes' recent tasks.
+//!
+//! - Authentication is an API token, sent per request as
+//!   `Authorization: PVEAPIToken=USER@REALM!TOKENID=SECRET`; the secret never reaches a log
+//!   line or an error message.
+//! - Every answer is the API's `{"data": ...}` envelope. Fields bosun does not read are
+//!   ignored; Proxmox's habit of sending numbers as strings and booleans as 0/1 is accepted.
+//! - An answer bosun cannot use (not JSON, a resource without its id, a VM without a vmid)
+//!   is an error naming the call and the entry: a partial answer is never taken for the
+//!   whole cluster, so a sync built on it can refuse to mark anything gone.
+//! - [`mock`] serves the same endpoints from a generated cluster, for the tests and for
+//!   `bosun dev proxmox-mock`.
+
+pub mod mock;
+mod wire;
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use crate::http::{self, Failure, HttpClient, Secret};
+use crate::provider::ProviderError;
+
+pub use wire::{GuestConfig, GuestKind, PveGuest, PveNode, PveStorage, PveTask};
+
+/// Guest configurations read at once during a snapshot.
+const CONFIG_CONCURRENCY: usize = 16;
+/// Tasks read per request, and per node in a snapshot.
+const TASK_PAGE: usize = 500;
+const TASKS_PER_NODE: usize = 1_000;
+
+/// Everything one read of a Proxmox cluster saw.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub nodes: Vec<PveNode>,
+    pub vms: Vec<PveGuest>,
+    pub containers: Vec<PveGuest>,
+    /// One entry per storage and node that sees it.
+    pub storage: Vec<PveStorage>,
+    /// The nodes' recent tasks, newest first per node.
+    pub tasks: Vec<PveTask>,
+}
+
+/// A read-only client of one Proxmox VE cluster's API.
+#[derive(Debug, Clone)]
+pub struct ProxmoxClient {
+    /// The source's name, in every error (`proxmox pve1`).
+    name: String,
+    base: Url,
+    http: HttpClient,
+    token_id: String,
+    token_secret: Secret,
+    /// A deadline per call other than the shared client's.
+    timeout: Option<Duration>,
+}
+
+impl ProxmoxClient {
+    /// A client of the cluster at `url` (`https://pve.example:8006`; `http://` for a local
+    /// test endpoint) with the API token `token_id` (`USER@REALM!TOKENID`).
+    pub fn new(name: &str, url: &str, token_id: &str, token_secret: &str) -> Result<Self, ProviderError> {
+        let name = format!("proxmox {name}");
+        let base = http::parse_base_url(&name, url)?;
+        let well_formed = token_id.split_once('!').is_some_and(|(user, token)| {
+            user.contains('@') && !token.is_empty() && !token_id.chars().any(|c| c.is_whitespace() || c == '=')
+        });
+        if !well_formed {
+            return Err(Failure::Invalid.error(&name, format!("token_id {token_id:?} is not USER@REALM!TOKENID")));
+        }
+        if token_secret.is_empty() || token_secret.chars().any(char::is_whitespace) {
+            return Err(Failure::Invalid.error(&name, "the token secret is empty or has spaces"));
+        }
+        let http = HttpClient::new(&name, &base)?;
+        Ok(Self {
+            name,
+            base,
+            http,
+            token_id: token_id.to_owned(),
+            token_secret: Secret::new(token_secret),
+            timeout: None,
+        })
+    }
+
+    /// The same client with a shorter deadline per call (tests of timeouts).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// `GET /api2/json{path}` and the `data` of its answer.
+    async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ProviderError> {
+        let mut url = http::join(&self.base, &format!("/api2/json{path}"));
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let what = format!("GET {path}");
+        let mut request = self
+            .http
+            .request(Method::GET, url)
+            .header("authorization", format!("PVEAPIToken={}={}", self.token_id, self.token_secret.expose()));
+        if let Some(timeout) = self.timeout {
+            request = request.timeout(timeout);
+        }
+        let response = self.http.send(request, &what).await?;
+        if !response.is_success() {
+            let failure = Failure::from_status(response.status);
+            return Err(failure.error(&self.name, format!("{what}: HTTP {}: {}", response.status, response.snippet())));
+        }
+        let envelope: wire::Envelope<T> = response.json(&self.name, &what)?;
+        envelope.data.ok_or_else(|| Failure::Unavailable.error(&self.name, format!("{what}: the answer has no data")))
+    }
+
+    fn malformed(&self, what: &str, problem: impl std::fmt::Display) -> ProviderError {
+        Failure::Unavailable.error(&self.name, format!("{what}: {problem}"))
+    }
+
+    /// `/cluster/resources`: the cluster's nodes, guests and storage as Proxmox lists them.
+    pub async fn cluster_resources(&self) -> Result<Snapshot, ProviderError> {
+        let rows: Vec<serde_json::Value> = self.get("/cluster/resources", &[]).await?;
+        let mut snapshot = Snapshot::default();
+        for (index, row) in rows.iter().enumerate() {
+            let entry = wire::Resource::read(row)
+                .map_err(|problem| self.malformed(&format!("GET /cluster/resources [{index}]"), problem))?;
+            match entry {
+                wire::Resource::Node(node) => snapshot.nodes.push(node),
+                wire::Resource::Guest(guest) if guest.kind == GuestKind::Qemu => snapshot.vms.push(guest),
+                wire::Resource::Guest(guest) => snapshot.containers.push(guest),
+                wire::Resource::Storage(storage) => snapshot.storage.push(storage),
+                wire::Resource::Other => {}
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// A guest's configuration.
+    pub async fn guest_config(&self, kind: GuestKind, node: &str, vmid: u32) -> Result<GuestConfig, ProviderError> {
+        if !http::is_path_segment(node) {
+            return Err(Failure::Invalid.error(&self.name, format!("node name {node:?} cannot be part of a URL")));
+        }
+        let path = format!("/nodes/{node}/{}/{vmid}/config", kind.as_str());
+        let config: serde_json::Value = self.get(&path, &[]).await?;
+        GuestConfig::read(&config).map_err(|problem| self.malformed(&format!("GET {path}"), problem))
+    }
+
+    /// A node's most recent tasks, newest first, up to `limit`, read a page at a time.
+    pub async fn node_tasks(&self, node: &str, limit: usize) -> Result<Vec<PveTask>, ProviderError> {
+        if !http::is_path_segment(node) {
+            return Err(Failure::Invalid.error(&self.name, format!("node name {node:?} cannot be part of a URL")));
+        }
+        let path = format!("/nodes/{node}/tasks");
+        let mut tasks = Vec::new();
+        while tasks.len() < limit {
+            let page = TASK_PAGE.min(limit - tasks.len());
+            let query = [("start", tasks.len().to_string()), ("limit", page.to_string())];
+            let rows: Vec<serde_json::Value> = self.get(&path, &query).await?;
+            let read = rows.len();
+            for (index, row) in rows.iter().enumerate() {
+                let task = PveTask::read(row)
+                    .map_err(|problem| self.malformed(&format!("GET {path} [{}]", tasks.len() + index), problem))?;
+                tasks.push(task);
+            }
+            if read < page {
+                break;
+            }
+        }
+        Ok(tasks)
+    }
+
+    /// One read of the whole cluster: its resources, every guest's configuration (at most
+    /// [`CONFIG_CONCURRENCY`] at a time) and each node's recent tasks. Any failed call
+    /// fails the snapshot: nothing partial is returned.
+    pub async fn snapshot(&self) -> Result<Snapshot, ProviderError> {
+        use futures::stream::{self, StreamExt as _, TryStreamExt as _};
+        let mut snapshot = self.cluster_resources().await?;
+        let configs: Vec<(usize, bool, GuestConfig)> = stream::iter(
+            snapshot
+                .vms
+                .iter()
+                .enumerate()
+                .map(|(i, g)| (i, true, g))
+                .chain(snapshot.containers.iter().enumerate().map(|(i, g)| (i, false, g)))
+                .map(|(i, vm, guest)| async move {
+                    self.guest_config(guest.kind, &guest.node, guest.vmid).await.map(|config| (i, vm, config))
+                }),
+        )
+        .buffer_unordered(CONFIG_CONCURRENCY)
+        .try_collect()
+        .await?;
+        for (index, vm, config) in configs {
+            let guest = if vm { &mut snapshot.vms[index] } else { &mut snapshot.containers[index] };
+            guest.config = Some(config);
+        }
+        let online: Vec<String> =
+            snapshot.nodes.iter().filter(|n| n.status == "online").map(|n| n.name.clone()).collect();
+        for node in online {
+            snapshot.tasks.extend(self.node_tasks(&node, TASKS_PER_NODE).await?);
+        }
+        Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests;

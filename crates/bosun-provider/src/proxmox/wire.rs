@@ -1,0 +1,271 @@
+//! Proxmox VE's JSON, read leniently where Proxmox is loose (numbers as strings, booleans
+//! as 0/1, fields missing on stopped guests) and strictly where bosun depends on a field
+//! (a guest's node and vmid, a task's UPID).
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Every answer: `{"data": ...}` (`data` is `null` for some errors).
+#[derive(Debug, Deserialize)]
+pub(super) struct Envelope<T> {
+    pub data: Option<T>,
+}
+
+/// A QEMU virtual machine or an LXC container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GuestKind {
+    Qemu,
+    Lxc,
+}
+
+impl GuestKind {
+    /// The name Proxmox uses in types and paths.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestKind::Qemu => "qemu",
+            GuestKind::Lxc => "lxc",
+        }
+    }
+}
+
+/// A hypervisor of the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PveNode {
+    pub name: String,
+    /// `online`, `offline` or `unknown`.
+    pub status: String,
+    /// CPU utilization, 0 to 1.
+    pub cpu: f64,
+    pub max_cpu: u32,
+    pub memory_used: u64,
+    pub memory_total: u64,
+    pub uptime_s: u64,
+}
+
+/// A VM or container as the cluster lists it, with its configuration once read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PveGuest {
+    pub kind: GuestKind,
+    pub node: String,
+    pub vmid: u32,
+    pub name: String,
+    /// `running`, `stopped`, `paused`...
+    pub status: String,
+    pub template: bool,
+    pub cpus: u32,
+    /// CPU utilization, 0 to 1.
+    pub cpu: f64,
+    pub memory_used: u64,
+    pub memory_total: u64,
+    pub disk_used: u64,
+    pub disk_total: u64,
+    pub net_in: u64,
+    pub net_out: u64,
+    pub uptime_s: u64,
+    /// Under HA management (`hastate` set).
+    pub ha_managed: bool,
+    /// A lock held on the guest (`backup`, `migrate`...).
+    pub lock: Option<String>,
+    pub pool: Option<String>,
+    pub config: Option<GuestConfig>,
+}
+
+/// What a guest's configuration adds to its listing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GuestConfig {
+    /// Changes whenever the configuration does.
+    pub digest: String,
+    /// PCI devices passed through (`hostpciN`, VMs), e.g. `0000:41:00,pcie=1`, by N.
+    pub passthrough: Vec<String>,
+    /// A container's host name.
+    pub hostname: Option<String>,
+    /// A container's OS type (`ubuntu`, `debian`...).
+    pub os_type: Option<String>,
+}
+
+/// A storage as one node sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PveStorage {
+    pub storage: String,
+    pub node: String,
+    /// `dir`, `lvmthin`, `zfspool`, `nfs`, `rbd`...
+    pub plugin_type: String,
+    pub content: Vec<String>,
+    pub shared: bool,
+    /// `available` or `unknown`.
+    pub status: String,
+    pub used: u64,
+    pub total: u64,
+}
+
+/// A task a node ran or runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PveTask {
+    pub upid: String,
+    pub node: String,
+    /// `qmstart`, `vzdump`, `qmclone`...
+    pub kind: String,
+    /// The guest or object it acted on (`id`), if any.
+    pub target: Option<String>,
+    pub user: String,
+    pub started: i64,
+    pub ended: Option<i64>,
+    /// `OK`, or the error it ended with; `None` while it runs.
+    pub exit_status: Option<String>,
+}
+
+/// One row of `/cluster/resources`.
+pub(super) enum Resource {
+    Node(PveNode),
+    Guest(PveGuest),
+    Storage(PveStorage),
+    /// SDN zones, pools and whatever later versions add.
+    Other,
+}
+
+fn text(row: &Value, key: &str) -> Option<String> {
+    match row.get(key)? {
+        Value::String(text) if !text.is_empty() => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+fn required(row: &Value, key: &str) -> Result<String, String> {
+    text(row, key).ok_or_else(|| format!("{key} is missing"))
+}
+
+/// A non-negative count Proxmox may send as a number, a string or not at all (0).
+fn count(row: &Value, key: &str) -> Result<u64, String> {
+    match row.get(key) {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
+            .ok_or_else(|| format!("{key} is {n}, not a count")),
+        Some(Value::String(s)) => s.trim().parse().map_err(|_| format!("{key} is {s:?}, not a count")),
+        Some(other) => Err(format!("{key} is {other}, not a count")),
+    }
+}
+
+fn fraction(row: &Value, key: &str) -> Result<f64, String> {
+    match row.get(key) {
+        None | Some(Value::Null) => Ok(0.0),
+        Some(Value::Number(n)) => n.as_f64().filter(|f| f.is_finite()).ok_or_else(|| format!("{key} is not a number")),
+        Some(Value::String(s)) => s.trim().parse().map_err(|_| format!("{key} is {s:?}, not a number")),
+        Some(other) => Err(format!("{key} is {other}, not a number")),
+    }
+}
+
+fn flag(row: &Value, key: &str) -> bool {
+    match row.get(key) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_u64().is_some_and(|n| n != 0),
+        Some(Value::String(s)) => matches!(s.as_str(), "1" | "true"),
+        _ => false,
+    }
+}
+
+fn small(row: &Value, key: &str) -> Result<u32, String> {
+    u32::try_from(count(row, key)?).map_err(|_| format!("{key} is too large"))
+}
+
+impl Resource {
+    pub(super) fn read(row: &Value) -> Result<Resource, String> {
+        if !row.is_object() {
+            return Err("is not an object".to_owned());
+        }
+        Ok(match required(row, "type")?.as_str() {
+            "node" => Resource::Node(PveNode {
+                name: required(row, "node")?,
+                status: text(row, "status").unwrap_or_else(|| "unknown".to_owned()),
+                cpu: fraction(row, "cpu")?,
+                max_cpu: small(row, "maxcpu")?,
+                memory_used: count(row, "mem")?,
+                memory_total: count(row, "maxmem")?,
+                uptime_s: count(row, "uptime")?,
+            }),
+            kind @ ("qemu" | "lxc") => {
+                let vmid = small(row, "vmid")?;
+                if vmid == 0 {
+                    return Err("vmid is missing".to_owned());
+                }
+                Resource::Guest(PveGuest {
+                    kind: if kind == "qemu" { GuestKind::Qemu } else { GuestKind::Lxc },
+                    node: required(row, "node")?,
+                    vmid,
+                    name: text(row, "name").unwrap_or_default(),
+                    status: text(row, "status").unwrap_or_else(|| "unknown".to_owned()),
+                    template: flag(row, "template"),
+                    cpus: small(row, "maxcpu")?,
+                    cpu: fraction(row, "cpu")?,
+                    memory_used: count(row, "mem")?,
+                    memory_total: count(row, "maxmem")?,
+                    disk_used: count(row, "disk")?,
+                    disk_total: count(row, "maxdisk")?,
+                    net_in: count(row, "netin")?,
+                    net_out: count(row, "netout")?,
+                    uptime_s: count(row, "uptime")?,
+                    ha_managed: text(row, "hastate").is_some(),
+                    lock: text(row, "lock"),
+                    pool: text(row, "pool"),
+                    config: None,
+                })
+            }
+            "storage" => Resource::Storage(PveStorage {
+                storage: required(row, "storage")?,
+                node: required(row, "node")?,
+                plugin_type: text(row, "plugintype").unwrap_or_default(),
+                content: text(row, "content")
+                    .map(|c| c.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect())
+                    .unwrap_or_default(),
+                shared: flag(row, "shared"),
+                status: text(row, "status").unwrap_or_else(|| "unknown".to_owned()),
+                used: count(row, "disk")?,
+                total: count(row, "maxdisk")?,
+            }),
+            _ => Resource::Other,
+        })
+    }
+}
+
+impl GuestConfig {
+    pub(super) fn read(config: &Value) -> Result<GuestConfig, String> {
+        let Some(entries) = config.as_object() else { return Err("is not an object".to_owned()) };
+        let digest = required(config, "digest")?;
+        let mut passthrough: Vec<(u32, String)> = entries
+            .iter()
+            .filter_map(|(key, value)| {
+                let index = key.strip_prefix("hostpci")?.parse::<u32>().ok()?;
+                Some((index, value.as_str()?.to_owned()))
+            })
+            .collect();
+        passthrough.sort();
+        Ok(GuestConfig {
+            digest,
+            passthrough: passthrough.into_iter().map(|(_, device)| device).collect(),
+            hostname: text(config, "hostname"),
+            os_type: text(config, "ostype"),
+        })
+    }
+}
+
+impl PveTask {
+    pub(super) fn read(row: &Value) -> Result<PveTask, String> {
+        if !row.is_object() {
+            return Err("is not an object".to_owned());
+        }
+        let started = count(row, "starttime")?;
+        let ended = count(row, "endtime")?;
+        Ok(PveTask {
+            upid: required(row, "upid")?,
+            node: required(row, "node")?,
+            kind: text(row, "type").unwrap_or_default(),
+            target: text(row, "id"),
+            user: text(row, "user").unwrap_or_default(),
+            started: i64::try_from(started).map_err(|_| "starttime is too large".to_owned())?,
+            ended: (ended > 0).then(|| i64::try_from(ended).unwrap_or(i64::MAX)),
+            exit_status: text(row, "status"),
+        })
+    }
+}
