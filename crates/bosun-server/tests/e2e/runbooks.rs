@@ -51,6 +51,31 @@ async fn wait_run(h: &Harness, id: &str, status: &str) -> v1::Run {
     panic!("run {id} never became {status}: {:#?}", get_run(h, id).await);
 }
 
+/// Moves runs on until run `id` has `count` `step_started` events for step `step`.
+async fn wait_step_started(h: &Harness, id: &str, step: u32, count: usize) {
+    for _ in 0..400 {
+        h.server().advance_runs().await.expect("advance runs");
+        let run = get_run(h, id).await;
+        if run.events.iter().filter(|e| e.r#type == "step_started" && e.step == Some(step)).count() >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("run {id} never started step {step} {count} time(s): {:#?}", get_run(h, id).await);
+}
+
+/// Moves runs on until `node` is `status`.
+async fn wait_node_status(h: &Harness, node: &str, status: v1::NodeStatus) {
+    for _ in 0..400 {
+        h.server().advance_runs().await.expect("advance runs");
+        if status_of(&h.node(node).await) == status {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("node {node} never became {status:?}: {:?}", h.node(node).await);
+}
+
 /// The step events of a run as (type, step, target).
 fn steps_of(run: &v1::Run) -> Vec<(String, u32, String)> {
     run.events
@@ -295,13 +320,7 @@ async fn a_run_resumes_after_a_restart_without_repeating_a_step(backend: Backend
     let id =
         operator.start_run(start("cordon-and-wait", &["n1", "n2"])).await.expect("start").into_owned().run.unwrap().id;
     // n1 is cordoned and the run waits for someone to put it back.
-    for _ in 0..200 {
-        h.server().advance_runs().await.expect("advance");
-        if get_run(&h, &id).await.events.iter().any(|e| e.r#type == "step_started" && e.step == Some(1)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_step_started(&h, &id, 1, 1).await;
     assert_eq!(status_of(&h.node("n1").await), v1::NodeStatus::NODE_STATUS_CORDONED);
     let before = get_run(&h, &id).await.events.len();
 
@@ -318,13 +337,7 @@ async fn a_run_resumes_after_a_restart_without_repeating_a_step(backend: Backend
         .await
         .expect("uncordon n1");
     // n2's cordon is not given back by anyone yet: the run goes on to n2 and waits there.
-    for _ in 0..200 {
-        h.server().advance_runs().await.expect("advance");
-        if status_of(&h.node("n2").await) == v1::NodeStatus::NODE_STATUS_CORDONED {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_node_status(&h, "n2", v1::NodeStatus::NODE_STATUS_CORDONED).await;
     admin
         .issue_command(v1::IssueCommandRequest {
             node_id: "n2".into(),
@@ -369,14 +382,7 @@ async fn timeouts_and_deleted_nodes_fail_their_step(backend: Backend) {
         .run
         .unwrap()
         .id;
-    for _ in 0..200 {
-        h.server().advance_runs().await.expect("advance");
-        let run = get_run(&h, &id).await;
-        if run.events.iter().filter(|e| e.r#type == "step_started" && e.step == Some(1)).count() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_step_started(&h, &id, 1, 2).await;
     // n2 disappears mid-run; n1 never becomes active again within its minute.
     h.root()
         .delete_node(v1::DeleteNodeRequest { node_id: "n2".into(), force: true, ..Default::default() })
@@ -410,13 +416,7 @@ async fn a_cancelled_run_stops_and_a_broken_node_is_never_put_back(backend: Back
     operator.apply_runbook(apply(CORDON_WAIT)).await.expect("apply");
     let id =
         operator.start_run(start("cordon-and-wait", &["n1", "n2"])).await.expect("start").into_owned().run.unwrap().id;
-    for _ in 0..200 {
-        h.server().advance_runs().await.expect("advance");
-        if get_run(&h, &id).await.events.iter().any(|e| e.r#type == "step_started" && e.step == Some(1)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_step_started(&h, &id, 1, 1).await;
     let cancel =
         |id: &str| v1::CancelRunRequest { run_id: id.to_owned(), reason: "wrong nodes".into(), ..Default::default() };
     let cancelled = operator.cancel_run(cancel(&id)).await.expect("cancel").into_owned().run.unwrap();
@@ -479,13 +479,7 @@ async fn a_step_is_judged_in_every_pool_it_touches(backend: Backend) {
         .run
         .unwrap()
         .id;
-    for _ in 0..200 {
-        h.server().advance_runs().await.expect("advance");
-        if status_of(&h.node("big-3").await) == v1::NodeStatus::NODE_STATUS_TERMINATING {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_node_status(&h, "big-3", v1::NodeStatus::NODE_STATUS_TERMINATING).await;
     assert_eq!(status_of(&h.node("big-3").await), v1::NodeStatus::NODE_STATUS_TERMINATING);
     assert_eq!(get_run(&h, &id).await.status, "running", "terminating, waiting for the agents");
     h.stop().await;
