@@ -55,6 +55,8 @@ pub(crate) struct Metrics {
     connections_rejected: Counter,
     auth_failures: Counter,
     audit_write_failures: Counter,
+    run_steps: Family<Labels2, Counter>,
+    runs_finished: Family<Labels1, Counter>,
     auth_throttled: Counter,
     leader: Gauge,
     leader_epoch: Gauge,
@@ -185,6 +187,10 @@ impl Metrics {
             "Audited calls whose audit entry could not be written",
             audit_write_failures.clone(),
         );
+        let run_steps = Family::<Labels2, Counter>::default();
+        registry.register("run_steps", "Runbook steps ended on a node, by step and outcome", run_steps.clone());
+        let runs_finished = Family::<Labels1, Counter>::default();
+        registry.register("runs_finished", "Runbook runs ended, by status", runs_finished.clone());
         let auth_throttled = Counter::default();
         registry.register(
             "auth_throttled",
@@ -241,6 +247,8 @@ impl Metrics {
             connections_rejected,
             auth_failures,
             audit_write_failures,
+            run_steps,
+            runs_finished,
             auth_throttled,
             registry,
             nodes,
@@ -354,6 +362,17 @@ impl Metrics {
 
     pub(crate) fn audit_write_failed(&self) {
         self.audit_write_failures.inc();
+    }
+
+    /// A runbook step ended on a node (`finished` or `failed`).
+    pub(crate) fn run_step(&self, step: &str, finished: bool) {
+        let outcome = if finished { "finished" } else { "failed" };
+        self.run_steps.get_or_create(&[("step", step.to_owned()), ("outcome", outcome.to_owned())]).inc();
+    }
+
+    /// A runbook run ended with `status`.
+    pub(crate) fn run_finished(&self, status: &str) {
+        self.runs_finished.get_or_create(&[("status", status.to_owned())]).inc();
     }
 
     pub(crate) fn auth_throttled(&self) {

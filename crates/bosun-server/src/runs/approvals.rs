@@ -285,6 +285,9 @@ pub(crate) async fn decide(
         batch = batch.append_run_event(event);
     }
     app.store.commit(batch).await?;
+    if verdict == Verdict::Reject {
+        app.metrics.run_finished(RunStatus::Rejected.as_str());
+    }
     tracing::info!(run = %id, actor = %by, %outcome, "approval decided");
     super::wake(app);
     Ok(app.store.run(&id).await?)
@@ -312,7 +315,8 @@ pub(crate) async fn expire_overdue(app: &App) -> ApiResult<usize> {
         let mut batch = WriteBatch::new(actor.clone(), why.clone())
             .with(Write::UpdateApproval { approval: Box::new(approval.clone()), expected });
         let mut run = app.store.run(&id).await?;
-        if run.status == RunStatus::AwaitingApproval {
+        let rejects = run.status == RunStatus::AwaitingApproval;
+        if rejects {
             run.apply(RunTrigger::Reject, now).map_err(|e| ApiError::transition(id, e))?;
             run.error = Some(why.clone());
             batch = batch.update_run(run).append_run_event(RunEvent::new(
@@ -329,7 +333,12 @@ pub(crate) async fn expire_overdue(app: &App) -> ApiResult<usize> {
                 .at_optional_step(step),
         );
         match app.store.commit(batch).await {
-            Ok(_) => expired += 1,
+            Ok(_) => {
+                expired += 1;
+                if rejects {
+                    app.metrics.run_finished(RunStatus::Rejected.as_str());
+                }
+            }
             // Decided meanwhile.
             Err(bosun_store::StoreError::Conflict { .. } | bosun_store::StoreError::FailedPrecondition { .. }) => {}
             Err(error) => return Err(error.into()),

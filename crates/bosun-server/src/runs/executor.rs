@@ -361,6 +361,17 @@ impl Driver<'_> {
         let now = self.app.now();
         for event in events {
             self.t.progress.apply(event, now);
+            let ended = match event.event_type {
+                RunEventType::StepFinished => Some(true),
+                RunEventType::StepFailed => Some(false),
+                _ => None,
+            };
+            if let (Some(finished), Some(step)) = (ended, event.step.and_then(|s| self.t.spec.steps.get(s as usize))) {
+                self.app.metrics.run_step(step.action.name(), finished);
+            }
+        }
+        if self.t.run.status.is_final() {
+            self.app.metrics.run_finished(self.t.run.status.as_str());
         }
     }
 }

@@ -205,6 +205,7 @@ pub(crate) async fn cancel(app: &App, id: RunId, by: Actor, reason: &str) -> Api
         ));
         match app.store.commit(batch).await {
             Ok(_) => {
+                app.metrics.run_finished(RunStatus::Cancelled.as_str());
                 tracing::info!(run = %id, actor = %by, "run cancelled");
                 return Ok(app.store.run(&id).await?);
             }

@@ -161,6 +161,15 @@ async fn a_runbook_drains_three_nodes_one_at_a_time(backend: Backend) {
         .content;
     let report: serde_json::Value = serde_json::from_slice(&content).expect("json");
     assert_eq!((report["node"].as_str(), report["state"].as_str()), (Some("n1"), Some("SUCCEEDED")));
+    // The executor's work is counted.
+    let metrics = h.get_text("/metrics").await;
+    for line in [
+        "bosun_run_steps_total{step=\"drain\",outcome=\"finished\"} 3",
+        "bosun_run_steps_total{step=\"diagnose\",outcome=\"finished\"} 3",
+        "bosun_runs_finished_total{status=\"succeeded\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     // Listing by target finds it.
     let by_target = ops
         .list_runs(v1::ListRunsRequest { target: "n2".into(), ..Default::default() })
