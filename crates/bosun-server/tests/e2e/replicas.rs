@@ -48,6 +48,7 @@ on_shared_backends!(
     nodes_heartbeating_only_to_followers_are_never_judged_silent,
     a_leader_shutting_down_hands_over_at_the_next_look,
     a_replica_that_loses_its_store_stops_leading_and_recovers,
+    runbook_runs_move_on_the_leader_only_and_a_new_leader_resumes_them,
 );
 
 const RENEW: Duration = Duration::from_secs(2);
@@ -496,4 +497,93 @@ async fn a_new_leader_reconciles_its_pools_at_once() {
     assert!(second.is_leader(), "the follower took the lease over");
     assert_eq!(second.pool_passes(), 1, "its first pool pass came with the election, not an hour later");
     second.shutdown().await;
+}
+
+/// An OpsService client of `server` with the operator's token.
+fn ops(server: &ServerHandle) -> bosun_api::v1::OpsServiceClient<bosun_api::Transport> {
+    let url = server.url();
+    let transport =
+        bosun_api::Transport::new(&url.parse().expect("uri"), &Default::default(), false).expect("transport");
+    let config = connectrpc::client::ClientConfig::new(url.parse().expect("uri"))
+        .with_default_header("authorization", format!("Bearer {}", crate::harness::OPERATOR));
+    bosun_api::v1::OpsServiceClient::new(transport, config)
+}
+
+async fn runbook_runs_move_on_the_leader_only_and_a_new_leader_resumes_them(backend: Backend) {
+    use bosun_api::v1;
+    let Some(mut replicas) = Replicas::start(backend, 2, None).await else { return };
+    replicas.tick(None).await;
+    assert_eq!(replicas.leaders(), [0]);
+    let follower = replicas.servers[1].as_ref().expect("alive");
+    let agent = bosun_api::AgentClient::new(&follower.url(), Some(AGENTS.to_owned())).expect("client");
+    for node in ["n1", "n2"] {
+        agent.register(&crate::harness::registration(node), None).await.expect("register");
+    }
+    // Started through the follower; it is stored, and only the leader moves it on.
+    let runbook =
+        "name: hold\nmax_parallel: 1\nsteps:\n  - cordon: {reason: hold}\n  - wait_for_status: {status: active}\n";
+    let follower_ops = ops(follower);
+    follower_ops
+        .apply_runbook(v1::ApplyRunbookRequest { yaml: runbook.into(), ..Default::default() })
+        .await
+        .expect("apply");
+    let request =
+        v1::StartRunRequest { runbook: "hold".into(), nodes: vec!["n1".into(), "n2".into()], ..Default::default() };
+    let id = follower_ops.start_run(request).await.expect("start").into_owned().run.expect("run").id;
+    let events = |ops: bosun_api::v1::OpsServiceClient<bosun_api::Transport>, id: String| async move {
+        let request = v1::GetRunRequest { run_id: id, ..Default::default() };
+        ops.get_run(request).await.expect("get").into_owned().run.expect("run").events
+    };
+    assert_eq!(follower.advance_runs().await.expect("pass"), 0, "a follower runs nothing");
+    assert_eq!(events(ops(follower), id.clone()).await.len(), 1, "only the run's queueing");
+    let leader = replicas.servers[0].as_ref().expect("alive");
+    assert_eq!(leader.advance_runs().await.expect("pass"), 1);
+    let started = events(ops(leader), id.clone()).await;
+    let begun: Vec<(Option<u32>, String)> =
+        started.iter().filter(|e| e.r#type == "step_started").map(|e| (e.step, e.target.clone())).collect();
+    assert_eq!(begun, [(Some(0), "node:n1".to_owned()), (Some(1), "node:n1".to_owned())], "n1 waits to be active");
+
+    // The leader dies mid-run; the follower takes over and resumes where the events say.
+    let crashed = replicas.kill(0);
+    let mut steps = 0;
+    while replicas.leaders().is_empty() {
+        replicas.step(None).await;
+        steps += 1;
+        assert!(steps < 20, "no new leader");
+    }
+    let new_leader = replicas.servers[1].as_ref().expect("alive");
+    new_leader.advance_runs().await.expect("pass");
+    assert_eq!(events(ops(new_leader), id.clone()).await.len(), started.len(), "nothing is done twice");
+    let admin = {
+        let url = new_leader.url();
+        let transport =
+            bosun_api::Transport::new(&url.parse().expect("uri"), &Default::default(), false).expect("transport");
+        let config = connectrpc::client::ClientConfig::new(url.parse().expect("uri"))
+            .with_default_header("authorization", format!("Bearer {}", crate::harness::OPERATOR));
+        v1::AdminServiceClient::new(transport, config)
+    };
+    admin
+        .issue_command(v1::IssueCommandRequest {
+            node_id: "n1".into(),
+            r#type: v1::CommandType::COMMAND_TYPE_UNCORDON.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("uncordon");
+    new_leader.advance_runs().await.expect("pass");
+    let after = events(ops(new_leader), id.clone()).await;
+    let begun: Vec<(Option<u32>, String)> =
+        after.iter().filter(|e| e.r#type == "step_started").map(|e| (e.step, e.target.clone())).collect();
+    assert_eq!(
+        begun,
+        [
+            (Some(0), "node:n1".to_owned()),
+            (Some(1), "node:n1".to_owned()),
+            (Some(0), "node:n2".to_owned()),
+            (Some(1), "node:n2".to_owned())
+        ],
+        "the new leader finished n1 and went on to n2"
+    );
+    drop(crashed);
+    replicas.stop().await;
 }
