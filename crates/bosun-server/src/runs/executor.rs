@@ -88,16 +88,36 @@ async fn advance(app: &App, tracked: &mut HashMap<RunId, Tracked>, run: TaskRun)
     let id = run.id;
     let current = tracked.get(&id).is_some_and(|t| t.run.revision == run.revision);
     if !current {
-        tracked.insert(id, load(app, run).await?);
+        let loaded = match load(app, run.clone()).await {
+            Ok(loaded) => loaded,
+            // The run's own input or runbook text does not read (an upgrade changed the
+            // runbook format): retrying cannot help.
+            Err(ApiError::Invalid(problem)) => return fail_unreadable(app, run, &problem.to_string()).await,
+            Err(error) => return Err(error),
+        };
+        tracked.insert(id, loaded);
     }
     let tracked = tracked.get_mut(&id).expect("inserted above");
     Driver { app, t: tracked }.advance().await
 }
 
+/// Ends a run the executor cannot carry out, saying why, rather than retrying it forever.
+async fn fail_unreadable(app: &App, mut run: TaskRun, problem: &str) -> ApiResult<()> {
+    let reason = format!("run {} cannot be carried out: {problem}", run.id);
+    tracing::warn!(run = %run.id, "{reason}");
+    run.apply(RunTrigger::Fail, app.now()).map_err(|e| ApiError::transition(run.id, e))?;
+    run.error = Some(reason.clone());
+    let event = RunEvent::new(run.id, RunEventType::StatusChanged, format!("failed: {reason}"));
+    let mut batch = WriteBatch::new(Actor::system(ACTOR), reason);
+    batch.writes = fenced(&run, &[event], Vec::new());
+    app.store.commit(batch).await?;
+    app.metrics.run_finished(RunStatus::Failed.as_str());
+    Ok(())
+}
+
 /// Reads a run's runbook and events back into the executor's cache.
 async fn load(app: &App, run: TaskRun) -> ApiResult<Tracked> {
-    let input: RunInput = serde_json::from_value(run.input.clone())
-        .map_err(|e| ApiError::Internal(format!("run {} has an input the executor cannot read: {e}", run.id)))?;
+    let input: RunInput = serde_json::from_value(run.input.clone()).map_err(|e| ApiError::invalid("input", e))?;
     let spec = parse_spec(app, input.spec.clone()).await?;
     let steps = u32::try_from(spec.steps.len()).unwrap_or(u32::MAX);
     let mut progress = Progress::new(&run.targets, steps);

@@ -18,7 +18,8 @@ on_sql_backends!(
     a_run_resumes_after_a_restart_without_repeating_a_step,
     timeouts_and_deleted_nodes_fail_their_step,
     a_cancelled_run_stops_and_a_broken_node_is_never_put_back,
-    a_step_is_judged_in_every_pool_it_touches
+    a_step_is_judged_in_every_pool_it_touches,
+    a_run_whose_runbook_no_longer_parses_fails_saying_why
 );
 
 fn apply(yaml: &str) -> v1::ApplyRunbookRequest {
@@ -491,5 +492,34 @@ async fn a_step_is_judged_in_every_pool_it_touches(backend: Backend) {
     wait_node_status(&h, "big-3", v1::NodeStatus::NODE_STATUS_TERMINATING).await;
     assert_eq!(status_of(&h.node("big-3").await), v1::NodeStatus::NODE_STATUS_TERMINATING);
     assert_eq!(get_run(&h, &id).await.status, "running", "terminating, waiting for the agents");
+    h.stop().await;
+}
+
+async fn a_run_whose_runbook_no_longer_parses_fails_saying_why(backend: Backend) {
+    use bosun_core::{Actor, Clock as _, RunKind, RunStatus, RunTarget, TaskRun};
+    let Some(h) = Harness::start(backend).await else { return };
+    register(&h, &["n1"]).await;
+    // As if written by a version of bosun whose runbooks had a step this one does not know.
+    let mut run = TaskRun::new(
+        RunKind::Runbook,
+        RunStatus::Queued,
+        Actor::operator("oncall"),
+        vec![RunTarget::Node(node_id("n1"))],
+        h.clock.now(),
+    );
+    run.runbook = Some("future".parse().expect("name"));
+    run.runbook_version = Some(1);
+    run.input = serde_json::json!({"spec": "name: future\nsteps:\n  - teleport: {}\n", "role": "operator"});
+    let id = run.id.to_string();
+    h.server()
+        .store()
+        .commit(bosun_store::WriteBatch::new(Actor::operator("oncall"), "seed").create_run(run))
+        .await
+        .expect("seed");
+    h.server().advance_runs().await.expect("advance");
+    let failed = get_run(&h, &id).await;
+    assert_eq!(failed.status, "failed");
+    assert!(failed.error.contains("cannot be carried out") && failed.error.contains("teleport"), "{}", failed.error);
+    assert_eq!(h.server().advance_runs().await.expect("advance"), 0, "nothing left to retry");
     h.stop().await;
 }
