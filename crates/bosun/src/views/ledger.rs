@@ -121,9 +121,11 @@ pub fn run_table(runs: &[RunRow]) -> Table {
             [one] => one.clone(),
             [first, rest @ ..] => format!("{first} +{}", rest.len()),
         };
+        // A runbook run says which runbook.
+        let kind = r.runbook.as_ref().map_or_else(|| r.kind.clone(), |runbook| format!("{} {runbook}", r.kind));
         table.row([
             r.id.clone(),
-            r.kind.clone(),
+            kind,
             r.status.clone(),
             targets,
             r.requested_by.clone(),
