@@ -107,6 +107,10 @@ string_id!(
     /// One rule of the approval policy.
     ApprovalPolicyName, field = "approval_policy", max = 63
 );
+string_id!(
+    /// A source of inventory: a configured Proxmox cluster (`pve1`), or `agents`.
+    SourceName, field = "source", max = 63
+);
 
 /// Declares an id that is a UUIDv7 stamped with the time it was made, so ids sort in the
 /// order their records were created.

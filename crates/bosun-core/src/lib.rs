@@ -18,6 +18,8 @@
 //! - [`autoscale`]: the autoscaler math: a pool's target size and why, within its bounds
 //!   and cooldown (SPEC 3.6).
 //! - [`selection`]: which provider a pool provisions from next, and provider backoff.
+//! - [`inventory`]: hosts, VMs, containers, storage and GPU workloads from their sources,
+//!   and the sync plan that compares a source's snapshot with what is stored.
 //! - [`ledger`]: the operations ledger: runbooks, task runs with events and artifacts,
 //!   tools and their calls, approval policies and approvals, audit entries, and [`Role`]s.
 //! - [`change`]: change records (history, audit, watch) and [`Actor`]s.
@@ -74,6 +76,7 @@ pub mod fault;
 pub mod health;
 pub mod ids;
 pub mod instance;
+pub mod inventory;
 pub mod labels;
 pub mod lease;
 pub mod ledger;
@@ -96,7 +99,7 @@ pub use command::{Command, CommandEvent, CommandKind};
 pub use health::{CheckResult, ClassifiedEvent, EventType, Health, HealthEvent, HealthReport, HealthSystem, Verdict};
 pub use ids::{
     ApprovalId, ApprovalPolicyName, CommandId, InstanceId, LeaseName, NodeId, PoolName, ReplicaId, Revision, RunId,
-    RunbookName, ToolName,
+    RunbookName, SourceName, ToolName,
 };
 pub use instance::Instance;
 pub use labels::{LabelSelector, Labels};

@@ -10,9 +10,12 @@
 //! - An answer bosun cannot use (not JSON, a resource without its id, a VM without a vmid)
 //!   is an error naming the call and the entry: a partial answer is never taken for the
 //!   whole cluster, so a sync built on it can refuse to mark anything gone.
+//! - [`Snapshot::to_inventory`] turns a snapshot into inventory records with stable keys
+//!   and state digests.
 //! - [`mock`] serves the same endpoints from a generated cluster, for the tests and for
 //!   `bosun dev proxmox-mock`.
 
+mod inventory;
 pub mod mock;
 mod wire;
 

@@ -1,0 +1,317 @@
+//! The inventory: the machines bosun's nodes are or run in (hypervisor hosts, VMs,
+//! containers, storage), what runs on their GPUs (workloads), and the source each record
+//! comes from.
+//!
+//! Every record is known by its [`Origin`]: the source that reports it (a Proxmox cluster
+//! configured as `pve1`, or the agents) and a key stable in that source (for Proxmox:
+//! `pve2/104` for a guest, `pve2` for a host, `pve2/local-lvm` for a storage). A source
+//! reports everything it sees at once, as a snapshot; [`plan_sync`] compares a snapshot
+//! with what is stored and says what to create, change, mark gone or bring back, so an
+//! unchanged resource is never written and a vanished one is kept for history with its
+//! `gone_at`, never deleted.
+//!
+//! A record's *state* (what a change of is worth a new revision and a change record) is
+//! separate from its *usage* (CPU, memory used, network counters, uptime), which moves on
+//! every read: the digest a sync compares covers the state only.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::validation::ValidationError;
+use crate::{NodeId, SourceName, Timestamp};
+
+named_enum!(
+    /// What kind of resource an inventory record describes.
+    InventoryKind, field = "kind" {
+        Host => "host",
+        Vm => "vm",
+        Container => "container",
+        Storage => "storage",
+        Workload => "workload",
+    }
+);
+
+/// Where a record comes from, and its key there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Origin {
+    pub source: SourceName,
+    /// Stable within the source: it names the same resource across snapshots.
+    pub key: String,
+}
+
+/// The longest key a source may give a resource.
+pub const MAX_KEY_LEN: usize = 255;
+
+impl Origin {
+    pub fn new(source: SourceName, key: impl Into<String>) -> Result<Self, ValidationError> {
+        let key = key.into();
+        if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control) {
+            return Err(ValidationError::new(
+                "key",
+                format_args!("{key:?} must be 1 to {MAX_KEY_LEN} printable characters"),
+            ));
+        }
+        Ok(Self { source, key })
+    }
+}
+
+/// What moves on every read and is not worth a revision of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Usage {
+    /// CPU utilization, 0 to 1 of the allocation.
+    pub cpu: f64,
+    pub memory_used: u64,
+    pub disk_used: u64,
+    pub net_in: u64,
+    pub net_out: u64,
+    pub uptime_s: u64,
+}
+
+/// A physical machine bosun knows of, with or without an agent: a hypervisor, say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Host {
+    pub name: String,
+    /// `online`, `offline` or `unknown`.
+    pub status: String,
+    pub cpus: u32,
+    pub memory_total: u64,
+    /// The bosun node this host is, when it runs an agent.
+    pub node_id: Option<NodeId>,
+}
+
+/// A virtual machine (QEMU on Proxmox).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Vm {
+    /// The host it runs on (the host's key in the same source).
+    pub host: String,
+    pub vmid: u32,
+    pub name: String,
+    /// `running`, `stopped`, `paused`...
+    pub status: String,
+    pub template: bool,
+    pub cpus: u32,
+    pub memory_total: u64,
+    pub disk_total: u64,
+    pub ha_managed: bool,
+    /// A lock held on it (`backup`, `migrate`...).
+    pub lock: Option<String>,
+    /// The source's digest of its configuration.
+    pub config_digest: Option<String>,
+    /// PCI devices passed through (GPUs), as the source writes them.
+    pub gpu_devices: Vec<String>,
+    /// The bosun node the VM is, when its agent registered.
+    pub node_id: Option<NodeId>,
+}
+
+named_enum!(
+    /// A container's runtime.
+    ContainerRuntime, field = "runtime" {
+        Lxc => "lxc",
+        Oci => "oci",
+    }
+);
+
+/// A container: an LXC guest of a hypervisor, or an OCI container on a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Container {
+    pub runtime: ContainerRuntime,
+    pub host: String,
+    /// Proxmox's vmid for an LXC guest.
+    pub vmid: Option<u32>,
+    pub name: String,
+    pub hostname: Option<String>,
+    /// The OS (template) it was made from.
+    pub os_template: Option<String>,
+    pub status: String,
+    pub template: bool,
+    pub cpus: u32,
+    pub memory_total: u64,
+    pub disk_total: u64,
+    pub ha_managed: bool,
+    pub lock: Option<String>,
+    pub config_digest: Option<String>,
+}
+
+/// A storage, and the hosts that see it (many to many).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Storage {
+    pub name: String,
+    /// `dir`, `lvmthin`, `zfspool`, `nfs`, `rbd`...
+    pub storage_type: String,
+    /// What it holds (`images`, `rootdir`, `backup`...).
+    pub content: Vec<String>,
+    pub shared: bool,
+    pub status: String,
+    pub total: u64,
+    /// The hosts (keys in the same source) that see it, sorted.
+    pub hosts: Vec<String>,
+}
+
+/// A Kubernetes pod, as read from a process's cgroup path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodRef {
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub uid: String,
+}
+
+/// A process using GPUs on a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    pub node_id: NodeId,
+    /// The GPUs it uses, by index, sorted.
+    pub gpu_indexes: Vec<u32>,
+    pub pid: u32,
+    pub process_name: String,
+    pub container_id: Option<String>,
+    pub pod: Option<PodRef>,
+    pub gpu_memory_bytes: u64,
+    pub started_at: Option<Timestamp>,
+}
+
+/// One resource as a source reports it: its key, its state and that state's digest, and
+/// its usage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reported<T> {
+    pub key: String,
+    pub state: T,
+    /// Changes exactly when `state` does (the source's config digest is part of it).
+    pub digest: String,
+    pub usage: Usage,
+}
+
+/// Everything one source reported at once.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct InventorySnapshot {
+    pub hosts: Vec<Reported<Host>>,
+    pub vms: Vec<Reported<Vm>>,
+    pub containers: Vec<Reported<Container>>,
+    pub storage: Vec<Reported<Storage>>,
+}
+
+/// How a stored record stands before a sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredState {
+    /// The digest of its state as last written.
+    pub digest: String,
+    /// Whether its source no longer reported it.
+    pub gone: bool,
+}
+
+/// What a sync does with one source's records of one kind.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SyncPlan {
+    /// Indexes into the reported records: new keys.
+    pub create: Vec<usize>,
+    /// Reported records whose state changed.
+    pub update: Vec<usize>,
+    /// Reported records that were gone and are back (their state may have changed too).
+    pub back: Vec<usize>,
+    /// Reported records whose state did not change: nothing is written for them but
+    /// their `last_seen` and usage.
+    pub unchanged: Vec<usize>,
+    /// Stored keys the source no longer reports, sorted: they get `gone_at`.
+    pub gone: Vec<String>,
+}
+
+/// A snapshot that names one key twice: the source's answer is not trustworthy, and a
+/// sync built on it would write one of the two at random.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the snapshot reports key {key:?} twice")]
+pub struct DuplicateKey {
+    pub key: String,
+}
+
+/// Compares a complete snapshot, `(key, state digest)` per reported record, with the
+/// stored records of the same source and kind. Records already gone and still missing
+/// are left alone (their `gone_at` stays the first time they vanished).
+///
+/// A source that failed, or answered only in part, must not be planned at all: this plan
+/// marks every stored key the snapshot lacks as gone.
+pub fn plan_sync(stored: &HashMap<String, StoredState>, reported: &[(&str, &str)]) -> Result<SyncPlan, DuplicateKey> {
+    let mut plan = SyncPlan::default();
+    let mut seen = HashSet::with_capacity(reported.len());
+    for (index, (key, digest)) in reported.iter().enumerate() {
+        if !seen.insert(*key) {
+            return Err(DuplicateKey { key: (*key).to_owned() });
+        }
+        match stored.get(*key) {
+            None => plan.create.push(index),
+            Some(state) if state.gone => plan.back.push(index),
+            Some(state) if state.digest != *digest => plan.update.push(index),
+            Some(_) => plan.unchanged.push(index),
+        }
+    }
+    plan.gone = stored
+        .iter()
+        .filter(|(key, state)| !state.gone && !seen.contains(key.as_str()))
+        .map(|(key, _)| key.clone())
+        .collect();
+    plan.gone.sort();
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(entries: &[(&str, &str, bool)]) -> HashMap<String, StoredState> {
+        entries
+            .iter()
+            .map(|(key, digest, gone)| ((*key).to_owned(), StoredState { digest: (*digest).to_owned(), gone: *gone }))
+            .collect()
+    }
+
+    #[test]
+    fn a_snapshot_is_planned_into_creates_changes_returns_and_departures() {
+        let before = stored(&[
+            ("pve1/100", "a", false),
+            ("pve1/101", "b", false),
+            ("pve1/102", "c", false),
+            ("pve1/103", "d", true),
+            ("pve1/104", "e", true),
+        ]);
+        let reported = [("pve1/100", "a"), ("pve1/101", "B"), ("pve1/103", "d"), ("pve2/200", "x")];
+        let plan = plan_sync(&before, &reported).expect("plan");
+        assert_eq!(
+            plan,
+            SyncPlan {
+                create: vec![3],
+                update: vec![1],
+                back: vec![2],
+                unchanged: vec![0],
+                // 104 was gone already and stays as it was.
+                gone: vec!["pve1/102".to_owned()],
+            }
+        );
+        // The same snapshot again, once written, changes nothing.
+        let after = stored(&[
+            ("pve1/100", "a", false),
+            ("pve1/101", "B", false),
+            ("pve1/102", "c", true),
+            ("pve1/103", "d", false),
+            ("pve1/104", "e", true),
+            ("pve2/200", "x", false),
+        ]);
+        let again = plan_sync(&after, &reported).expect("plan");
+        assert_eq!((again.unchanged.len(), again.create.len() + again.update.len() + again.back.len()), (4, 0));
+        assert!(again.gone.is_empty());
+    }
+
+    #[test]
+    fn a_key_reported_twice_refuses_the_snapshot() {
+        let error = plan_sync(&HashMap::new(), &[("a", "1"), ("b", "2"), ("a", "3")]).unwrap_err();
+        assert_eq!(error.to_string(), "the snapshot reports key \"a\" twice");
+    }
+
+    #[test]
+    fn keys_are_bounded_printable_text() {
+        let source: SourceName = "pve1".parse().expect("name");
+        assert!(Origin::new(source.clone(), "pve2/104").is_ok());
+        for bad in [String::new(), "a\nb".to_owned(), "k".repeat(MAX_KEY_LEN + 1)] {
+            assert!(Origin::new(source.clone(), bad).is_err());
+        }
+        assert!("has space".parse::<SourceName>().is_err());
+    }
+}
