@@ -16,6 +16,8 @@
 //! - `checks`: the `boot`, `nvml` and `gpu` health checks.
 //! - `commands` and `hooks`: running delivered commands once each, with site [`Hooks`].
 //! - [`procfs`]: host CPU and memory from `/proc`.
+//! - [`cgroup`]: the container and Kubernetes pod a process runs in, from its cgroup path
+//!   (for the inventory's GPU workloads; not reported yet).
 //! - `backoff`: exponential backoff with jitter, seeded per node.
 //!
 //! Running an agent against fake GPUs:
@@ -37,6 +39,7 @@
 //! ```
 
 mod backoff;
+pub mod cgroup;
 mod checks;
 mod commands;
 mod control_plane;
