@@ -77,6 +77,16 @@ async fn wait_node_status(h: &Harness, node: &str, status: v1::NodeStatus) {
     panic!("node {node} never became {status:?}: {:?}", h.node(node).await);
 }
 
+/// An operator puts `node` back into service.
+async fn uncordon(h: &Harness, node: &str) {
+    let request = v1::IssueCommandRequest {
+        node_id: node.to_owned(),
+        r#type: v1::CommandType::COMMAND_TYPE_UNCORDON.into(),
+        ..Default::default()
+    };
+    h.admin(Some(OPERATOR)).issue_command(request).await.expect("uncordon");
+}
+
 /// The step events of a run as (type, step, target).
 fn steps_of(run: &v1::Run) -> Vec<(String, u32, String)> {
     run.events
@@ -337,25 +347,10 @@ async fn a_run_resumes_after_a_restart_without_repeating_a_step(backend: Backend
     h.restart().await;
     h.server().advance_runs().await.expect("advance after restart");
     assert_eq!(get_run(&h, &id).await.events.len(), before, "nothing is done again after the restart");
-    let admin = h.admin(Some(OPERATOR));
-    admin
-        .issue_command(v1::IssueCommandRequest {
-            node_id: "n1".into(),
-            r#type: v1::CommandType::COMMAND_TYPE_UNCORDON.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("uncordon n1");
+    uncordon(&h, "n1").await;
     // n2's cordon is not given back by anyone yet: the run goes on to n2 and waits there.
     wait_node_status(&h, "n2", v1::NodeStatus::NODE_STATUS_CORDONED).await;
-    admin
-        .issue_command(v1::IssueCommandRequest {
-            node_id: "n2".into(),
-            r#type: v1::CommandType::COMMAND_TYPE_UNCORDON.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("uncordon n2");
+    uncordon(&h, "n2").await;
     let done = wait_run(&h, &id, "succeeded").await;
     let started: Vec<(u32, String)> =
         steps_of(&done).into_iter().filter(|(t, _, _)| t == "step_started").map(|(_, s, n)| (s, n)).collect();
