@@ -81,7 +81,7 @@ async fn refusals_outages_timeouts_and_malformed_answers_are_errors_without_the_
     assert!(error.to_string().contains("timed out"), "{error}");
     mock.set_delay(None);
     assert!(client.snapshot().await.is_ok(), "the cluster answers again");
-    // A VM the listing names but whose configuration is gone fails the whole snapshot.
+    // A configuration Proxmox cannot give (here: a VM's, asked as a container's) is an error.
     let (vmid, rows) = (100, client.cluster_resources().await.expect("resources"));
     assert!(rows.vms.iter().any(|v| v.vmid == vmid));
     assert!(client.guest_config(GuestKind::Lxc, "pve1", vmid).await.is_err(), "a VM is not a container");

@@ -155,31 +155,19 @@ impl OpsApi {
                 ),
             ));
         }
+        // The same conversions as ListNodes' filters.
         let targets = if !request.nodes.is_empty() {
             let ids = request
                 .nodes
                 .iter()
                 .enumerate()
-                .map(|(i, id)| {
-                    id.parse::<bosun_core::NodeId>()
-                        .map_err(|e| ApiError::Invalid(ValidationError::new(format!("nodes[{i}]"), e.problem)))
-                })
-                .collect::<ApiResult<Vec<_>>>()?;
+                .map(|(i, id)| convert::node_id(&format!("nodes[{i}]"), id))
+                .collect::<Result<Vec<_>, _>>()?;
             Some(TargetSpec::Nodes(ids))
         } else if !request.selector.is_empty() {
-            let selector = request
-                .selector
-                .parse::<bosun_core::LabelSelector>()
-                .map_err(|e| ApiError::Invalid(ValidationError::new("selector", e.problem)))?;
-            Some(TargetSpec::Selector(selector))
-        } else if !request.pool.is_empty() {
-            let pool = request
-                .pool
-                .parse::<bosun_core::PoolName>()
-                .map_err(|e| ApiError::Invalid(ValidationError::new("pool", e.problem)))?;
-            Some(TargetSpec::Pool(pool))
+            Some(TargetSpec::Selector(convert::label_selector("selector", &request.selector)?))
         } else {
-            None
+            convert::pool_filter(&request.pool)?.map(TargetSpec::Pool)
         };
         let reason = exact("reason", &request.reason)?.unwrap_or_default();
         let run = crate::runs::start(&self.app, caller.actor(), caller.role(), &runbook, targets, reason).await?;

@@ -12,7 +12,7 @@
 use bosun_config::runbook::StepAction;
 use bosun_core::{
     Actor, Approval, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalPolicy, PolicyDecision, PoolName, Role,
-    RunEvent, RunEventType, RunId, RunStatus, RunTrigger, TaskRun, ToolRisk,
+    RunEvent, RunEventType, RunId, RunStatus, RunTrigger, TaskRun,
 };
 use bosun_policy::approval::{ApprovalRules, Operation, builtin_rules};
 use bosun_store::{ApprovalFilter, NodeFilter, Write, WriteBatch, all_pages};
@@ -129,7 +129,8 @@ async fn operations(driver: &Driver<'_>, step: u32) -> ApiResult<Vec<Operation>>
     let app = driver.app;
     let action = &driver.t.spec.steps[step as usize].action;
     let targets = u32::try_from(driver.t.run.targets.len()).unwrap_or(u32::MAX);
-    let operation = |pool: Option<&PoolName>, targets: u32, size: u32| Operation {
+    // `acted_on` of the pool's `size` nodes.
+    let operation = |pool: Option<&PoolName>, targets: u32, acted_on: u32, size: u32| Operation {
         tool: action.name().to_owned(),
         risk: action.risk(),
         actor: actor_name(&driver.t.run.requested_by),
@@ -137,7 +138,7 @@ async fn operations(driver: &Driver<'_>, step: u32) -> ApiResult<Vec<Operation>>
         kind: driver.t.run.kind.to_string(),
         targets,
         pool: pool.map(ToString::to_string),
-        pool_fraction: if size == 0 { 0.0 } else { f64::from(targets.min(size)) / f64::from(size) },
+        pool_fraction: if size == 0 { 0.0 } else { f64::from(acted_on.min(size)) / f64::from(size) },
     };
     let mut operations = Vec::new();
     match action {
@@ -148,20 +149,19 @@ async fn operations(driver: &Driver<'_>, step: u32) -> ApiResult<Vec<Operation>>
             };
             for pool in pools {
                 let size = pool_size(app, pool).await?;
-                operations.push(operation(Some(pool), size.saturating_sub(*target), size));
+                let removed = size.saturating_sub(*target);
+                operations.push(operation(Some(pool), removed, removed, size));
             }
         }
         _ => {
             for (pool, in_pool) in &driver.t.input.pools {
                 let size = pool_size(app, pool).await?;
-                let mut op = operation(Some(pool), targets, size);
-                op.pool_fraction = if size == 0 { 0.0 } else { f64::from((*in_pool).min(size)) / f64::from(size) };
-                operations.push(op);
+                operations.push(operation(Some(pool), targets, *in_pool, size));
             }
         }
     }
     if operations.is_empty() {
-        operations.push(operation(None, targets, 0));
+        operations.push(operation(None, targets, 0, 0));
     }
     Ok(operations)
 }
@@ -185,11 +185,7 @@ fn actor_name(actor: &Actor) -> String {
 
 fn describe(driver: &Driver<'_>, step: u32, operation: &Operation) -> String {
     let runbook = driver.t.run.runbook.as_ref().map_or_else(String::new, |r| format!(" of runbook {r}"));
-    let risk = match operation.risk {
-        ToolRisk::Read => "read",
-        ToolRisk::Write => "write",
-        ToolRisk::Destructive => "destructive",
-    };
+    let risk = operation.risk.as_str();
     let pool = operation
         .pool
         .as_ref()

@@ -424,6 +424,30 @@ async fn a_cancelled_run_stops_and_a_broken_node_is_never_put_back(backend: Back
     wait_step_started(&h, &id, 1, 1).await;
     let cancel =
         |id: &str| v1::CancelRunRequest { run_id: id.to_owned(), reason: "wrong nodes".into(), ..Default::default() };
+    // Bad starts name what is wrong and store nothing.
+    let bad = [
+        (start("cordon-and-wait", &["not a node!"]), ErrorCode::InvalidArgument, "nodes[0]"),
+        (start("no-such-runbook", &["n1"]), ErrorCode::NotFound, "runbooks apply"),
+        (start("cordon-and-wait", &["ghost"]), ErrorCode::NotFound, "node ghost"),
+        (
+            v1::StartRunRequest { selector: "=x".into(), ..start("cordon-and-wait", &[]) },
+            ErrorCode::InvalidArgument,
+            "selector",
+        ),
+        (
+            v1::StartRunRequest { pool: "p".into(), ..start("cordon-and-wait", &["n1"]) },
+            ErrorCode::InvalidArgument,
+            "not several",
+        ),
+        (start("cordon-and-wait", &[]), ErrorCode::InvalidArgument, "names no targets"),
+    ];
+    for (request, code, words) in bad {
+        let (got, message) = refused(operator.start_run(request).await);
+        assert_eq!(got, code, "{message}");
+        assert!(message.contains(words), "{message}");
+    }
+    let runs = operator.list_runs(v1::ListRunsRequest::default()).await.expect("list").into_owned();
+    assert_eq!(runs.runs.len(), 1, "only the run started above");
     let cancelled = operator.cancel_run(cancel(&id)).await.expect("cancel").into_owned().run.unwrap();
     assert_eq!(cancelled.status, "cancelled");
     assert!(cancelled.error.contains("wrong nodes") && cancelled.finished_at.as_option().is_some(), "{cancelled:?}");
