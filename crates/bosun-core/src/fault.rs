@@ -1,7 +1,8 @@
 //! The fault vocabulary: what can be injected into a machine's (fake) GPUs, as scenarios,
 //! the `fake-fault` command and `bosun nodes inject-fault` name it. It lives in core so
 //! that the server (which validates injections), the simulator and the agent (which runs
-//! them) share one definition.
+//! them) share one definition. Beside faults, fake GPUs run simulated processes
+//! ([`FakeProcess`], the `fake-process` command), which the agent reports as GPU workloads.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -187,6 +188,19 @@ pub enum FaultError {
     UnknownKind(String),
     #[error("parameter {name}: {problem}")]
     BadParameter { name: &'static str, problem: String },
+    #[error("this machine already runs {max} fake processes; end some with {CLEAR_PROCESSES_COMMAND}")]
+    TooManyProcesses { max: usize },
+}
+
+/// A number parameter, `default` when absent.
+fn number<T: FromStr>(parameters: &BTreeMap<String, String>, name: &'static str, default: T) -> Result<T, FaultError> {
+    match parameters.get(name) {
+        None => Ok(default),
+        Some(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| FaultError::BadParameter { name, problem: format!("{text:?} is not a valid number") }),
+    }
 }
 
 impl Fault {
@@ -195,19 +209,6 @@ impl Fault {
     /// `code` (XID, default 79), `celsius` (thermal, default 95; without `gpu` every GPU),
     /// `count` (corrected ECC, default 101) or `link` (NVLink, default 0).
     pub fn from_parameters(parameters: &BTreeMap<String, String>) -> Result<Fault, FaultError> {
-        fn number<T: FromStr>(
-            parameters: &BTreeMap<String, String>,
-            name: &'static str,
-            default: T,
-        ) -> Result<T, FaultError> {
-            match parameters.get(name) {
-                None => Ok(default),
-                Some(text) => text
-                    .trim()
-                    .parse()
-                    .map_err(|_| FaultError::BadParameter { name, problem: format!("{text:?} is not a valid number") }),
-            }
-        }
         let kind: FaultKind = parameters.get("fault").map_or(Ok(FaultKind::Xid), |k| k.parse())?;
         let gpu = number(parameters, "gpu", 0u32)?;
         Ok(match kind {
@@ -232,3 +233,146 @@ impl Fault {
 pub const FAULT_COMMAND: &str = "fake-fault";
 /// The custom command that recovers every injected fault.
 pub const RECOVER_COMMAND: &str = "fake-recover";
+/// The custom command that starts a simulated process on a fake GPU.
+pub const PROCESS_COMMAND: &str = "fake-process";
+/// The custom command that ends one simulated process (`pid`) or all of them.
+pub const CLEAR_PROCESSES_COMMAND: &str = "fake-process-clear";
+
+/// A process simulated on one fake GPU, as the `fake-process` command describes it. The
+/// same pid on several GPUs is one process using each of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeProcess {
+    pub gpu: u32,
+    pub pid: u32,
+    pub name: String,
+    /// GPU memory it uses on this GPU.
+    pub memory_bytes: u64,
+}
+
+/// The largest pid Linux hands out (`PID_MAX_LIMIT` on 64-bit machines).
+pub const MAX_PID: u32 = 4_194_304;
+
+/// The longest name a fake process may have (Linux keeps 15 bytes of a process's name;
+/// the longer bound leaves room for names other systems report).
+pub const MAX_FAKE_PROCESS_NAME: usize = 64;
+
+impl FakeProcess {
+    /// A process described by command parameters: `pid` (required, 1 to [`MAX_PID`]),
+    /// `gpu` (default 0), `name` (default `python`, printable, at most
+    /// [`MAX_FAKE_PROCESS_NAME`] bytes) and `memory` (bytes, or with a unit: `512MiB`,
+    /// `8GiB`; default 1 GiB).
+    pub fn from_parameters(parameters: &BTreeMap<String, String>) -> Result<FakeProcess, FaultError> {
+        let pid = pid_parameter(parameters)?
+            .ok_or(FaultError::BadParameter { name: "pid", problem: "is required".to_owned() })?;
+        let name = parameters.get("name").map_or("python", |n| n.trim());
+        if name.is_empty() || name.len() > MAX_FAKE_PROCESS_NAME || name.chars().any(char::is_control) {
+            return Err(FaultError::BadParameter {
+                name: "name",
+                problem: format!("{name:?} must be 1 to {MAX_FAKE_PROCESS_NAME} printable bytes"),
+            });
+        }
+        let memory_bytes = match parameters.get("memory") {
+            None => 1 << 30,
+            Some(text) => parse_bytes(text).ok_or_else(|| FaultError::BadParameter {
+                name: "memory",
+                problem: format!("{text:?} is not a size such as 1073741824, 512MiB or 8GiB"),
+            })?,
+        };
+        Ok(FakeProcess { gpu: number(parameters, "gpu", 0u32)?, pid, name: name.to_owned(), memory_bytes })
+    }
+}
+
+impl fmt::Display for FakeProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let FakeProcess { gpu, pid, name, memory_bytes } = self;
+        write!(f, "process {pid} ({name}) using {} MiB of GPU {gpu}", memory_bytes >> 20)
+    }
+}
+
+/// The `pid` parameter of [`PROCESS_COMMAND`] and [`CLEAR_PROCESSES_COMMAND`], if given.
+pub fn pid_parameter(parameters: &BTreeMap<String, String>) -> Result<Option<u32>, FaultError> {
+    let Some(text) = parameters.get("pid") else { return Ok(None) };
+    match text.trim().parse::<u32>() {
+        Ok(pid) if (1..=MAX_PID).contains(&pid) => Ok(Some(pid)),
+        _ => {
+            Err(FaultError::BadParameter { name: "pid", problem: format!("{text:?} is not a pid from 1 to {MAX_PID}") })
+        }
+    }
+}
+
+/// A byte count, bare or with a binary unit (`KiB`, `MiB`, `GiB`, `TiB`), at most
+/// `i64::MAX` (what a store keeps).
+fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        "TiB" => 40,
+        _ => return None,
+    };
+    let bytes = number.parse::<u64>().ok()?.checked_mul(1 << shift)?;
+    (bytes <= crate::validation::MAX_STORED_INT).then_some(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn fake_processes_are_described_by_command_parameters() {
+        assert_eq!(
+            FakeProcess::from_parameters(&params(&[("pid", "4242")])),
+            Ok(FakeProcess { gpu: 0, pid: 4242, name: "python".into(), memory_bytes: 1 << 30 })
+        );
+        let process = FakeProcess::from_parameters(&params(&[
+            ("pid", "7"),
+            ("gpu", "3"),
+            ("name", "trainer"),
+            ("memory", "512MiB"),
+        ]))
+        .expect("valid");
+        assert_eq!(process, FakeProcess { gpu: 3, pid: 7, name: "trainer".into(), memory_bytes: 512 << 20 });
+        assert_eq!(process.to_string(), "process 7 (trainer) using 512 MiB of GPU 3");
+        assert_eq!(
+            FakeProcess::from_parameters(&params(&[("pid", "1"), ("memory", "2048")])).expect("valid").memory_bytes,
+            2048
+        );
+    }
+
+    #[test]
+    fn bad_fake_process_parameters_are_named() {
+        let long = "x".repeat(MAX_FAKE_PROCESS_NAME + 1);
+        let cases = [
+            (params(&[]), "parameter pid: is required"),
+            (params(&[("pid", "0")]), "parameter pid: \"0\" is not a pid from 1 to 4194304"),
+            (params(&[("pid", "4194305")]), "parameter pid: \"4194305\" is not a pid from 1 to 4194304"),
+            (params(&[("pid", "x")]), "parameter pid: \"x\" is not a pid from 1 to 4194304"),
+            (params(&[("pid", "1"), ("gpu", "-1")]), "parameter gpu: \"-1\" is not a valid number"),
+            (params(&[("pid", "1"), ("name", "")]), "parameter name: \"\" must be 1 to 64 printable bytes"),
+            (params(&[("pid", "1"), ("name", "a\nb")]), "parameter name: \"a\\nb\" must be 1 to 64 printable bytes"),
+            (
+                params(&[("pid", "1"), ("memory", "8GB")]),
+                "parameter memory: \"8GB\" is not a size such as 1073741824, 512MiB or 8GiB",
+            ),
+            (
+                params(&[("pid", "1"), ("memory", "9000000TiB")]),
+                "parameter memory: \"9000000TiB\" is not a size such as 1073741824, 512MiB or 8GiB",
+            ),
+        ];
+        for (parameters, expected) in cases {
+            assert_eq!(FakeProcess::from_parameters(&parameters).unwrap_err().to_string(), expected, "{parameters:?}");
+        }
+        let error = FakeProcess::from_parameters(&params(&[("pid", "1"), ("name", &long)])).unwrap_err();
+        assert!(matches!(error, FaultError::BadParameter { name: "name", .. }), "{error}");
+        assert_eq!(pid_parameter(&params(&[])), Ok(None));
+        assert_eq!(pid_parameter(&params(&[("pid", " 12 ")])), Ok(Some(12)));
+    }
+}

@@ -19,7 +19,8 @@
 //!   and cooldown (SPEC 3.6).
 //! - [`selection`]: which provider a pool provisions from next, and provider backoff.
 //! - [`inventory`]: hosts, VMs, containers, storage and GPU workloads from their sources,
-//!   and the sync plan that compares a source's snapshot with what is stored.
+//!   and the sync plan that compares a source's snapshot with what is stored;
+//!   [`workloads`]: the limits and checks of an agent's report of its GPU workloads.
 //! - [`ledger`]: the operations ledger: runbooks, task runs with events and artifacts,
 //!   tools and their calls, approval policies and approvals, audit entries, and [`Role`]s.
 //! - [`change`]: change records (history, audit, watch) and [`Actor`]s.
@@ -91,6 +92,7 @@ mod serde_secs;
 pub mod stats;
 pub mod time;
 pub mod validation;
+pub mod workloads;
 pub mod xid;
 
 pub use bootstrap::{BootstrapCommandLog, BootstrapLog};
