@@ -11,11 +11,13 @@
 //!   loops; re-register on `not_found`; stop on cancellation or TERMINATE.
 //! - `control_plane`: the [`ControlPlane`] trait and the types it carries; `network`: a
 //!   [`NetworkSwitch`] that cuts an agent off for the simulator's `network` fault.
-//! - [`gpu`]: the [`GpuSource`] trait; [`gpu::fake`] ([`FakeGpus`], injectable faults),
+//! - [`gpu`]: the [`GpuSource`] trait; [`gpu::fake`] ([`FakeGpus`], injectable faults and
+//!   simulated processes),
 //!   [`gpu::nvml`] ([`Nvml`], real GPUs), and the kernel-log XID parser.
 //! - `checks`: the `boot`, `nvml` and `gpu` health checks.
 //! - `commands` and `hooks`: running delivered commands once each, with site [`Hooks`].
-//! - [`procfs`]: host CPU and memory from `/proc`.
+//! - [`procfs`]: host CPU and memory from `/proc`, and the [`ProcessTable`] of GPU
+//!   processes (name, cgroup, start time).
 //! - [`cgroup`]: the container and Kubernetes pod a process runs in, from its cgroup path
 //!   (for the inventory's GPU workloads; not reported yet).
 //! - `backoff`: exponential backoff with jitter, seeded per node.
@@ -51,14 +53,16 @@ mod pending;
 pub mod procfs;
 mod runtime;
 
-pub use bosun_core::fault::{FAULT_COMMAND, Fault, FaultError, FaultKind, RECOVER_COMMAND};
+pub use bosun_core::fault::{
+    CLEAR_PROCESSES_COMMAND, FAULT_COMMAND, FakeProcess, Fault, FaultError, FaultKind, PROCESS_COMMAND, RECOVER_COMMAND,
+};
 pub use commands::NodeFlags;
 pub use control_plane::{AckOutcome, AgentConfig, CommandAck, ControlPlane, DeliveredCommand, RpcError};
 pub use error::AgentError;
-pub use gpu::fake::{FakeGpus, GpuModel, fault_hooks};
+pub use gpu::fake::{FakeGpus, GpuModel, fault_hooks, process_hooks};
 pub use gpu::nvml::Nvml;
-pub use gpu::{DeviceError, DiagnosticReport, GpuError, GpuSource};
+pub use gpu::{DeviceError, DiagnosticReport, GpuError, GpuProcess, GpuSource, ProcessKind};
 pub use hooks::{Hook, HookContext, HookFuture, Hooks};
 pub use network::NetworkSwitch;
-pub use procfs::{HostMetrics, HostSample};
+pub use procfs::{HostMetrics, HostSample, ProcessTable};
 pub use runtime::{Agent, AgentOptions, AgentOutcome};

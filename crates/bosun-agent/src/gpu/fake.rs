@@ -3,7 +3,8 @@
 //! The simulator runs a hundred thousand agents in one process, so a [`FakeGpus`] is a few
 //! hundred bytes: the inventory and the readings are computed from a seed and the clock
 //! when asked for rather than stored, and the only mutable state is the list of active
-//! faults behind one short-lived lock. Readings vary over time like a busy machine's
+//! faults (and of simulated processes, the `fake-process` command's) behind one
+//! short-lived lock. Readings vary over time like a busy machine's
 //! (the autoscaler reads them) and are deterministic for a given seed and clock.
 
 use std::borrow::Cow;
@@ -12,11 +13,14 @@ use std::f64::consts::TAU;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use bosun_core::fault::{FAULT_COMMAND, Fault, FaultError, FaultKind, RECOVER_COMMAND};
+use bosun_core::fault::{
+    CLEAR_PROCESSES_COMMAND, FAULT_COMMAND, FakeProcess, Fault, FaultError, FaultKind, PROCESS_COMMAND,
+    RECOVER_COMMAND, pid_parameter,
+};
 use bosun_core::{Clock, Gpu, GpuSample, HealthEvent, SystemClock};
 
 use super::events::{self, GpuRef};
-use super::{DeviceError, DiagnosticReport, GpuError, GpuSource};
+use super::{DeviceError, DiagnosticReport, GpuError, GpuProcess, GpuSource, ProcessKind};
 use crate::hooks::{Hook, HookContext};
 
 /// What a fake GPU claims to be.
@@ -88,6 +92,45 @@ pub fn fault_hooks(gpus: &Arc<FakeGpus>) -> [(String, Hook); 2] {
     ]
 }
 
+/// Hooks for [`PROCESS_COMMAND`] (start a simulated process: `pid`, `gpu`, `name`,
+/// `memory`) and [`CLEAR_PROCESSES_COMMAND`] (end process `pid`, or every process without
+/// it) on `gpus`; register them as custom hooks of an agent running on fake GPUs.
+pub fn process_hooks(gpus: &Arc<FakeGpus>) -> [(String, Hook); 2] {
+    let start = Arc::clone(gpus);
+    let clear = Arc::clone(gpus);
+    [
+        (
+            PROCESS_COMMAND.to_owned(),
+            Hook::function(move |context: HookContext| {
+                let result = FakeProcess::from_parameters(&context.parameters).and_then(|process| {
+                    let described = process.to_string();
+                    start.start_process(process).map(|()| format!("started {described}"))
+                });
+                async move { result.map_err(|e| e.to_string()) }
+            }),
+        ),
+        (
+            CLEAR_PROCESSES_COMMAND.to_owned(),
+            Hook::function(move |context: HookContext| {
+                let result = pid_parameter(&context.parameters).map(|pid| match pid {
+                    Some(pid) => match clear.end_process(pid) {
+                        0 => format!("no process {pid} was running"),
+                        _ => format!("ended process {pid}"),
+                    },
+                    None => {
+                        clear.end_all_processes();
+                        "ended every process".to_owned()
+                    }
+                });
+                async move { result.map_err(|e| e.to_string()) }
+            }),
+        ),
+    ]
+}
+
+/// Most processes (per GPU) one machine of fake GPUs simulates at once.
+pub const MAX_FAKE_PROCESSES: usize = 1024;
+
 /// A machine's worth of fake GPUs. Share it (`Arc<FakeGpus>`) between the agent and
 /// whatever injects faults; every method takes `&self`.
 #[derive(Debug)]
@@ -109,6 +152,8 @@ struct FakeState {
     pending: Vec<(FaultKind, HealthEvent)>,
     /// Utilization pinned by [`FakeGpus::set_utilization`].
     utilization: Option<f64>,
+    /// Simulated processes, one entry per process and GPU, in start order.
+    processes: Vec<FakeProcess>,
 }
 
 /// PCI buses of the eight GPUs on an HGX H100 board, in NVML's index order.
@@ -182,14 +227,51 @@ impl FakeGpus {
         state.pending.retain(|(k, _)| *k != kind);
     }
 
-    /// Resets GPU `index`: its faults end, as a GPU reset clears what the GPU carried.
-    /// Events already queued are still reported.
+    /// Resets GPU `index`: its faults end, as a GPU reset clears what the GPU carried,
+    /// and so do the processes on it. Events already queued are still reported.
     pub fn reset_gpu(&self, index: u32) -> Result<(), FaultError> {
         if index >= self.count {
             return Err(FaultError::UnknownGpu { gpu: index, count: self.count });
         }
-        self.lock().faults.retain(|f| f.gpu() != Some(index));
+        let mut state = self.lock();
+        state.faults.retain(|f| f.gpu() != Some(index));
+        state.processes.retain(|p| p.gpu != index);
         Ok(())
+    }
+
+    /// Starts a simulated process on its GPU, or changes its name and memory when that
+    /// pid already runs there. Processes are not faults: recovering leaves them running.
+    pub fn start_process(&self, process: FakeProcess) -> Result<(), FaultError> {
+        if process.gpu >= self.count {
+            return Err(FaultError::UnknownGpu { gpu: process.gpu, count: self.count });
+        }
+        let mut state = self.lock();
+        if let Some(running) = state.processes.iter_mut().find(|p| p.pid == process.pid && p.gpu == process.gpu) {
+            *running = process;
+            return Ok(());
+        }
+        if state.processes.len() >= MAX_FAKE_PROCESSES {
+            return Err(FaultError::TooManyProcesses { max: MAX_FAKE_PROCESSES });
+        }
+        state.processes.push(process);
+        Ok(())
+    }
+
+    /// Ends process `pid` on every GPU; returns on how many GPUs it ran.
+    pub fn end_process(&self, pid: u32) -> usize {
+        let mut state = self.lock();
+        let before = state.processes.len();
+        state.processes.retain(|p| p.pid != pid);
+        before - state.processes.len()
+    }
+
+    pub fn end_all_processes(&self) {
+        self.lock().processes.clear();
+    }
+
+    /// The simulated processes, one entry per process and GPU.
+    pub fn processes(&self) -> Vec<FakeProcess> {
+        self.lock().processes.clone()
     }
 
     /// Ends every fault.
@@ -333,6 +415,33 @@ impl GpuSource for FakeGpus {
             .collect())
     }
 
+    /// The simulated processes, as compute processes. A device error on any GPU fails the
+    /// call, as NVML's listing of that GPU would.
+    async fn running_processes(&self) -> Result<Vec<GpuProcess>, GpuError> {
+        let state = self.lock();
+        if let Some(error) = Self::backend_error(&state.faults) {
+            return Err(error);
+        }
+        let lost = state.faults.iter().find_map(|f| match f {
+            Fault::DeviceError { gpu } => Some(*gpu),
+            _ => None,
+        });
+        if let Some(gpu) = lost {
+            return Err(GpuError::Backend(format!("GPU {gpu}: NVML call failed: GPU is lost (injected)")));
+        }
+        Ok(state
+            .processes
+            .iter()
+            .map(|p| GpuProcess {
+                gpu: p.gpu,
+                pid: p.pid,
+                kind: ProcessKind::Compute,
+                used_memory_bytes: Some(p.memory_bytes),
+                name: Some(p.name.clone()),
+            })
+            .collect())
+    }
+
     async fn collect_events(&self) -> Result<Vec<HealthEvent>, GpuError> {
         let now = self.clock.now();
         let mut state = self.lock();
@@ -377,9 +486,11 @@ impl GpuSource for FakeGpus {
         Ok(format!("GPU {index} reset"))
     }
 
-    /// A simulated reboot: every fault ends but a boot failure, which a reboot does not fix.
+    /// A simulated reboot: every process and every fault ends but a boot failure, which a
+    /// reboot does not fix.
     async fn reboot_without_hook(&self) -> Result<String, String> {
         let mut state = self.lock();
+        state.processes.clear();
         state.faults.retain(|f| *f == Fault::BootFailure);
         if state.faults.is_empty() {
             Ok("rebooted (simulated): every fault cleared".into())
@@ -496,6 +607,75 @@ mod tests {
         gpus.recover_all();
         gpus.inject(Fault::BootFailure).expect("valid");
         assert!(matches!(gpus.discover().await, Err(GpuError::Init(_))));
+    }
+
+    fn process(gpu: u32, pid: u32, name: &str, memory_bytes: u64) -> FakeProcess {
+        FakeProcess { gpu, pid, name: name.into(), memory_bytes }
+    }
+
+    #[tokio::test]
+    async fn simulated_processes_run_until_ended_reset_or_rebooted() {
+        let (_, gpus) = fake();
+        assert_eq!(gpus.running_processes().await, Ok(vec![]));
+        gpus.start_process(process(0, 100, "train", 4 << 30)).expect("GPU 0 exists");
+        gpus.start_process(process(1, 100, "train", 2 << 30)).expect("GPU 1 exists");
+        gpus.start_process(process(5, 200, "infer", 1 << 30)).expect("GPU 5 exists");
+        // The same pid on the same GPU again changes it rather than adding one.
+        gpus.start_process(process(5, 200, "infer", 3 << 30)).expect("GPU 5 exists");
+        let listed = gpus.running_processes().await.expect("healthy");
+        let seen: Vec<_> = listed.iter().map(|p| (p.gpu, p.pid, p.used_memory_bytes, p.name.as_deref())).collect();
+        assert_eq!(
+            seen,
+            [
+                (0, 100, Some(4 << 30), Some("train")),
+                (1, 100, Some(2 << 30), Some("train")),
+                (5, 200, Some(3 << 30), Some("infer"))
+            ]
+        );
+        assert!(listed.iter().all(|p| p.kind == ProcessKind::Compute));
+
+        gpus.recover_all();
+        assert_eq!(gpus.processes().len(), 3, "processes are not faults");
+        FakeGpus::reset_gpu(&gpus, 1).expect("GPU 1 exists");
+        assert_eq!(gpus.processes(), [process(0, 100, "train", 4 << 30), process(5, 200, "infer", 3 << 30)]);
+        assert_eq!(gpus.end_process(200), 1);
+        assert_eq!(gpus.end_process(200), 0);
+        gpus.start_process(process(2, 300, "x", 1)).expect("GPU 2 exists");
+        gpus.reboot_without_hook().await.expect("rebooted");
+        assert!(gpus.processes().is_empty(), "a reboot ends every process");
+    }
+
+    #[tokio::test]
+    async fn process_listing_fails_whole_when_a_gpu_cannot_answer() {
+        let (_, gpus) = fake();
+        gpus.start_process(process(0, 100, "train", 1)).expect("valid");
+        gpus.inject(Fault::DeviceError { gpu: 6 }).expect("valid");
+        assert_eq!(
+            gpus.running_processes().await,
+            Err(GpuError::Backend("GPU 6: NVML call failed: GPU is lost (injected)".into()))
+        );
+        gpus.recover_all();
+        gpus.inject(Fault::BackendFailure).expect("valid");
+        assert!(matches!(gpus.running_processes().await, Err(GpuError::Backend(_))));
+    }
+
+    #[test]
+    fn simulated_processes_are_bounded_and_on_existing_gpus() {
+        let gpus = FakeGpus::new(2);
+        assert_eq!(
+            gpus.start_process(process(2, 1, "x", 1)).unwrap_err().to_string(),
+            "GPU 2 does not exist: this machine has 2 GPUs"
+        );
+        for pid in 1..=u32::try_from(MAX_FAKE_PROCESSES).expect("small") {
+            gpus.start_process(process(0, pid, "x", 1)).expect("below the bound");
+        }
+        assert_eq!(
+            gpus.start_process(process(1, 1, "x", 1)).unwrap_err(),
+            FaultError::TooManyProcesses { max: MAX_FAKE_PROCESSES }
+        );
+        gpus.start_process(process(0, 1, "renamed", 1)).expect("changing a running process is not a new one");
+        gpus.end_all_processes();
+        assert!(gpus.processes().is_empty());
     }
 
     #[test]

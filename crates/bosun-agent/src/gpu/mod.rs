@@ -33,6 +33,12 @@ pub trait GpuSource: Send + Sync + fmt::Debug {
     /// inner one means that one device did.
     async fn read_devices(&self) -> Result<Vec<Result<GpuSample, DeviceError>>, GpuError>;
 
+    /// Every process running on the GPUs: one entry per process and GPU (and per kind, so
+    /// a process with compute and graphics contexts on a GPU appears twice). All or
+    /// nothing: when one GPU cannot say, the call fails rather than leave its processes
+    /// out, since a report missing them would say they ended.
+    async fn running_processes(&self) -> Result<Vec<GpuProcess>, GpuError>;
+
     /// Raw health events observed since the previous call. Each event is returned once;
     /// ongoing conditions (a GPU running hot) produce a fresh event on every call.
     async fn collect_events(&self) -> Result<Vec<HealthEvent>, GpuError>;
@@ -50,6 +56,28 @@ pub trait GpuSource: Send + Sync + fmt::Debug {
     async fn reboot_without_hook(&self) -> Result<String, String> {
         Err("no reboot hook configured".into())
     }
+}
+
+/// One process running on one GPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuProcess {
+    pub gpu: u32,
+    pub pid: u32,
+    pub kind: ProcessKind,
+    /// GPU memory it uses on this GPU; `None` when the driver does not say (NVML under
+    /// Windows' WDDM, or without the permission to see other users' processes).
+    pub used_memory_bytes: Option<u64>,
+    /// Its name when the backend knows it (fake GPUs do); NVML leaves it to `/proc`.
+    pub name: Option<String>,
+}
+
+/// What a process does on a GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessKind {
+    /// A compute context (CUDA).
+    Compute,
+    /// A graphics context (OpenGL, Vulkan).
+    Graphics,
 }
 
 /// The GPU backend as a whole failed.

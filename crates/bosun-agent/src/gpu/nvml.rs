@@ -6,6 +6,9 @@
 //! runs on a runtime worker, and NVML is only ever used from one thread. (This is one OS
 //! thread per real machine; simulated agents use [`FakeGpus`](super::fake::FakeGpus).)
 //!
+//! The processes on each GPU come from NVML's lists of running compute and graphics
+//! processes.
+//!
 //! Besides readings, each collection reports: XIDs (NVML critical-XID events, or the
 //! kernel log where a GPU cannot deliver them), GPUs at or above
 //! [`THERMAL_EVENT_CELSIUS`], and increases of the ECC, PCIe-replay and NVLink-recovery
@@ -21,6 +24,7 @@ use nvml_wrapper::bitmasks::device::ThrottleReasons;
 use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enum_wrappers::device::{EccCounter, MemoryError, TemperatureSensor};
 use nvml_wrapper::enum_wrappers::nv_link::ErrorCounter;
+use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::{Device, EventSet};
@@ -29,7 +33,7 @@ use tracing::{info, warn};
 
 use super::events::{self, GpuRef};
 use super::kmsg::{KernelLog, PciMap};
-use super::{DeviceError, DiagnosticReport, GpuError, GpuSource};
+use super::{DeviceError, DiagnosticReport, GpuError, GpuProcess, GpuSource, ProcessKind};
 
 /// The library the NVIDIA driver installs (the unversioned `.so` comes only with
 /// development packages).
@@ -49,6 +53,7 @@ enum Request {
     Discover(Reply<Result<Vec<Gpu>, GpuError>>),
     Count(Reply<Result<u32, GpuError>>),
     Read(Reply<Result<Readings, GpuError>>),
+    Processes(Reply<Result<Vec<GpuProcess>, GpuError>>),
     Events(Reply<Result<Vec<HealthEvent>, GpuError>>),
     Diagnose(String, Reply<DiagnosticReport>),
 }
@@ -127,6 +132,10 @@ impl GpuSource for Nvml {
 
     async fn read_devices(&self) -> Result<Readings, GpuError> {
         self.call(Request::Read).await?
+    }
+
+    async fn running_processes(&self) -> Result<Vec<GpuProcess>, GpuError> {
+        self.call(Request::Processes).await?
     }
 
     async fn collect_events(&self) -> Result<Vec<HealthEvent>, GpuError> {
@@ -231,6 +240,9 @@ impl<'n> Worker<'n> {
                 Request::Read(reply) => {
                     let _ = reply.send(self.read());
                 }
+                Request::Processes(reply) => {
+                    let _ = reply.send(self.processes());
+                }
                 Request::Events(reply) => {
                     let _ = reply.send(self.collect_events());
                 }
@@ -271,6 +283,39 @@ impl<'n> Worker<'n> {
 
     fn read(&self) -> Result<Readings, GpuError> {
         Ok(self.devices()?.map(|(index, device)| read_device(index, device)).collect())
+    }
+
+    /// Every GPU's compute and graphics processes, or an error naming the first GPU that
+    /// could not list them. A GPU that keeps no list of one kind (`NotSupported`) runs
+    /// none of it.
+    fn processes(&self) -> Result<Vec<GpuProcess>, GpuError> {
+        let mut processes = Vec::new();
+        for (index, device) in self.devices()? {
+            let failed = |e: NvmlError| GpuError::Backend(format!("GPU {index}: listing processes failed: {e}"));
+            let device = device.map_err(failed)?;
+            let lists = [
+                (ProcessKind::Compute, device.running_compute_processes()),
+                (ProcessKind::Graphics, device.running_graphics_processes()),
+            ];
+            for (kind, list) in lists {
+                let list = match list {
+                    Ok(list) => list,
+                    Err(NvmlError::NotSupported) => Vec::new(),
+                    Err(error) => return Err(failed(error)),
+                };
+                processes.extend(list.into_iter().map(|info| GpuProcess {
+                    gpu: index,
+                    pid: info.pid,
+                    kind,
+                    used_memory_bytes: match info.used_gpu_memory {
+                        UsedGpuMemory::Used(bytes) => Some(bytes),
+                        UsedGpuMemory::Unavailable => None,
+                    },
+                    name: None,
+                }));
+            }
+        }
+        Ok(processes)
     }
 
     fn collect_events(&mut self) -> Result<Vec<HealthEvent>, GpuError> {
