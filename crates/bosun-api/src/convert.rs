@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 
+use bosun_core::inventory::{PodRef, Workload};
 use bosun_core::node::Gpu;
+use bosun_core::workloads::MAX_REPORT_WORKLOADS;
 use bosun_core::{
     BootstrapLog, ChangeRecord, CheckResult, ClassifiedEvent, Command, CommandEvent, CommandId, CommandKind,
     CommandState, EventType, GpuSample, Health, HealthEvent, HealthReport, HealthSystem, Instance, InstanceState,
@@ -859,6 +861,93 @@ pub fn classified_events(
         .collect()
 }
 
+// ---------------------------------------------------------------------------------------
+// GPU workloads
+
+/// A workload on the wire (the node is the request's).
+pub fn gpu_workload(workload: &Workload) -> v1::GpuWorkload {
+    v1::GpuWorkload {
+        pid: workload.pid,
+        gpu_indexes: workload.gpu_indexes.clone(),
+        process_name: workload.process_name.clone(),
+        container_id: workload.container_id.clone().unwrap_or_default(),
+        pod: workload.pod.as_ref().map_or_else(MessageField::none, |pod| {
+            MessageField::some(v1::WorkloadPod {
+                uid: pod.uid.clone(),
+                namespace: pod.namespace.clone().unwrap_or_default(),
+                name: pod.name.clone().unwrap_or_default(),
+                ..Default::default()
+            })
+        }),
+        gpu_memory_bytes: workload.gpu_memory_bytes,
+        started_at: opt_stamp(workload.started_at),
+        ..Default::default()
+    }
+}
+
+/// An agent's report of `node`'s workloads.
+pub fn report_workloads_request(node: &NodeId, workloads: &[Workload]) -> v1::ReportWorkloadsRequest {
+    v1::ReportWorkloadsRequest {
+        node_id: node.to_string(),
+        workloads: workloads.iter().map(gpu_workload).collect(),
+        ..Default::default()
+    }
+}
+
+/// Why a report of workloads was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkloadReportError {
+    /// More workloads than one report may carry (`resource_exhausted`): the report is
+    /// refused whole, since a snapshot cut short would say the rest ended.
+    #[error("workloads: the report carries {count} workloads; the limit is {MAX_REPORT_WORKLOADS}")]
+    TooMany { count: usize },
+    /// A field is wrong (`invalid_argument`).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+}
+
+/// A report's workloads on `node`, every field checked and named
+/// (`workloads[3].gpu_indexes`); the count is checked before anything else is read. GPU
+/// indexes are sorted; a pid reported twice is refused.
+pub fn workloads_from(node: &NodeId, workloads: &[v1::GpuWorkload]) -> Result<Vec<Workload>, WorkloadReportError> {
+    if workloads.len() > MAX_REPORT_WORKLOADS {
+        return Err(WorkloadReportError::TooMany { count: workloads.len() });
+    }
+    let mut pids = std::collections::HashSet::with_capacity(workloads.len());
+    let mut converted = Vec::with_capacity(workloads.len());
+    for (i, wire) in workloads.iter().enumerate() {
+        let at = |e: ValidationError| e.within(&format!("[{i}]")).within("workloads");
+        let workload = workload_from(node, wire).map_err(at)?;
+        if !pids.insert(workload.pid) {
+            return Err(at(ValidationError::new("pid", format_args!("{} is reported twice", workload.pid))).into());
+        }
+        converted.push(workload);
+    }
+    Ok(converted)
+}
+
+fn workload_from(node: &NodeId, wire: &v1::GpuWorkload) -> Result<Workload, ValidationError> {
+    let optional = |text: &str| (!text.is_empty()).then(|| text.to_owned());
+    let mut gpu_indexes = wire.gpu_indexes.clone();
+    gpu_indexes.sort_unstable();
+    let workload = Workload {
+        node_id: node.clone(),
+        gpu_indexes,
+        pid: wire.pid,
+        process_name: wire.process_name.clone(),
+        container_id: optional(&wire.container_id),
+        pod: wire.pod.as_option().map(|pod| PodRef {
+            namespace: optional(&pod.namespace),
+            name: optional(&pod.name),
+            uid: pod.uid.clone(),
+        }),
+        gpu_memory_bytes: wire.gpu_memory_bytes,
+        started_at: wire.started_at.as_option().map(|at| from_timestamp("started_at", at)).transpose()?,
+    };
+    bosun_core::workloads::validate(&workload)?;
+    Ok(workload)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -921,5 +1010,92 @@ mod tests {
         let err =
             health_events_from("events", &[v1::HealthEvent::default(), event], Timestamp::UNIX_EPOCH).unwrap_err();
         assert_eq!(err.field, "events[1].gpu_index");
+    }
+
+    fn wire_workload(pid: u32) -> v1::GpuWorkload {
+        v1::GpuWorkload { pid, gpu_indexes: vec![0], process_name: "python".into(), ..Default::default() }
+    }
+
+    #[test]
+    fn workloads_round_trip() {
+        let node = NodeId::new("n1").expect("valid");
+        let workloads = vec![
+            Workload {
+                node_id: node.clone(),
+                gpu_indexes: vec![0, 5],
+                pid: 4242,
+                process_name: "python3".into(),
+                container_id: Some("ab".repeat(32)),
+                pod: Some(PodRef { namespace: None, name: None, uid: "5f0c1f52-6a5d-4c7e-9d3e-6f1e3c2b9a10".into() }),
+                gpu_memory_bytes: 8 << 30,
+                started_at: Some("2026-03-01T10:15:42.370000Z".parse().expect("valid")),
+            },
+            Workload {
+                node_id: node.clone(),
+                gpu_indexes: vec![7],
+                pid: 7,
+                process_name: String::new(),
+                container_id: None,
+                pod: Some(PodRef { namespace: Some("ml".into()), name: Some("trainer-0".into()), uid: "u-1".into() }),
+                gpu_memory_bytes: 0,
+                started_at: None,
+            },
+        ];
+        let request = report_workloads_request(&node, &workloads);
+        assert_eq!(request.node_id, "n1");
+        assert_eq!(workloads_from(&node, &request.workloads), Ok(workloads));
+    }
+
+    #[test]
+    fn too_many_workloads_are_refused_whole_before_anything_is_read() {
+        let node = NodeId::new("n1").expect("valid");
+        // Every entry is invalid too: the count is what the caller hears about.
+        let many = vec![v1::GpuWorkload::default(); MAX_REPORT_WORKLOADS + 1];
+        let error = workloads_from(&node, &many).unwrap_err();
+        assert_eq!(error, WorkloadReportError::TooMany { count: MAX_REPORT_WORKLOADS + 1 });
+        assert_eq!(error.to_string(), "workloads: the report carries 4097 workloads; the limit is 4096");
+        let most: Vec<_> = (1..=u32::try_from(MAX_REPORT_WORKLOADS).expect("small")).map(wire_workload).collect();
+        assert_eq!(workloads_from(&node, &most).map(|w| w.len()), Ok(MAX_REPORT_WORKLOADS));
+    }
+
+    #[test]
+    fn bad_workload_fields_are_named() {
+        let node = NodeId::new("n1").expect("valid");
+        let invalid = |w: v1::GpuWorkload| match workloads_from(&node, &[wire_workload(1), w]) {
+            Err(WorkloadReportError::Invalid(e)) => e.field,
+            other => panic!("expected invalid, got {other:?}"),
+        };
+        assert_eq!(invalid(v1::GpuWorkload { pid: 0, ..wire_workload(2) }), "workloads[1].pid");
+        assert_eq!(invalid(wire_workload(1)), "workloads[1].pid", "a pid reported twice");
+        assert_eq!(invalid(v1::GpuWorkload { gpu_indexes: vec![], ..wire_workload(2) }), "workloads[1].gpu_indexes");
+        assert_eq!(
+            invalid(v1::GpuWorkload { gpu_indexes: vec![2, 2], ..wire_workload(2) }),
+            "workloads[1].gpu_indexes"
+        );
+        assert_eq!(
+            invalid(v1::GpuWorkload { process_name: "x\u{0}".into(), ..wire_workload(2) }),
+            "workloads[1].process_name"
+        );
+        assert_eq!(
+            invalid(v1::GpuWorkload { container_id: "x".repeat(200), ..wire_workload(2) }),
+            "workloads[1].container_id"
+        );
+        let pod = v1::WorkloadPod { name: "p".into(), ..Default::default() };
+        assert_eq!(
+            invalid(v1::GpuWorkload { pod: MessageField::some(pod), ..wire_workload(2) }),
+            "workloads[1].pod.uid"
+        );
+        assert_eq!(
+            invalid(v1::GpuWorkload { gpu_memory_bytes: u64::MAX, ..wire_workload(2) }),
+            "workloads[1].gpu_memory_bytes"
+        );
+        let year_zero = WireTimestamp { seconds: -62_135_596_801, ..Default::default() };
+        assert_eq!(
+            invalid(v1::GpuWorkload { started_at: MessageField::some(year_zero), ..wire_workload(2) }),
+            "workloads[1].started_at"
+        );
+        let unsorted = v1::GpuWorkload { gpu_indexes: vec![3, 1], ..wire_workload(2) };
+        let accepted = workloads_from(&node, &[unsorted]).expect("unsorted GPUs are sorted");
+        assert_eq!(accepted[0].gpu_indexes, [1, 3]);
     }
 }

@@ -27,7 +27,8 @@ pub use proto::bosun::v1;
 pub use proto::navarch;
 
 /// Every bosun.v1 method's path (`/bosun.v1.AgentService/Heartbeat`...), from the generated
-/// services: for tools that exercise the whole API (the fuzzer, `bosun debug probe`).
+/// services: for tools that exercise the whole API (the fuzzer, `bosun debug probe`). New
+/// methods are appended, so existing fuzz inputs keep their method.
 pub const V1_METHODS: &[&str] = &[
     v1::AGENT_SERVICE_REGISTER_NODE_SPEC.procedure,
     v1::AGENT_SERVICE_HEARTBEAT_SPEC.procedure,
@@ -73,6 +74,9 @@ pub const V1_METHODS: &[&str] = &[
     v1::OPS_SERVICE_SET_APPROVAL_POLICY_SPEC.procedure,
     v1::OPS_SERVICE_TEST_APPROVAL_POLICY_SPEC.procedure,
     v1::OPS_SERVICE_LIST_AUDIT_SPEC.procedure,
+    // Methods added later come last, whatever their service: fuzz inputs name a method
+    // by its index in this list.
+    v1::AGENT_SERVICE_REPORT_WORKLOADS_SPEC.procedure,
 ];
 
 #[cfg(test)]

@@ -54,6 +54,7 @@ pub(crate) struct Server {
     pub heartbeat_interval: Option<ConfigDuration>,
     pub heartbeat_timeout: Option<ConfigDuration>,
     pub health_check_interval: Option<ConfigDuration>,
+    pub inventory_interval: Option<ConfigDuration>,
     pub autoscale_interval: Option<ConfigDuration>,
     pub health_policy: Option<PathBuf>,
     pub notifier: Option<Notifier>,

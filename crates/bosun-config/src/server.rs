@@ -14,6 +14,7 @@ const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 /// Liveness allows this many missed heartbeats before a node is judged dead.
 const HEARTBEAT_TIMEOUT_FACTOR: u32 = 3;
 const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+const DEFAULT_INVENTORY_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_AUTOSCALE_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_TERMINATED_RETENTION: Duration = Duration::from_secs(24 * 3_600);
 const DEFAULT_INSTANCE_REGISTRATION_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -35,6 +36,9 @@ pub struct ServerConfig {
     pub heartbeat_timeout: Duration,
     /// Sent to agents: how often they run their health checks. At least one second.
     pub health_check_interval: Duration,
+    /// Sent to agents: how often, at least, they report their GPU workloads (they also
+    /// report them when they change). At least one second.
+    pub inventory_interval: Duration,
     /// How often each pool is reconciled.
     pub autoscale_interval: Duration,
     /// A CEL health policy file; `None` means the built-in policy.
@@ -69,6 +73,7 @@ impl Default for ServerConfig {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             heartbeat_timeout,
             health_check_interval: DEFAULT_HEALTH_CHECK_INTERVAL,
+            inventory_interval: DEFAULT_INVENTORY_INTERVAL,
             autoscale_interval: DEFAULT_AUTOSCALE_INTERVAL,
             health_policy: None,
             notifier: NotifierConfig::Noop,
@@ -113,6 +118,7 @@ impl ServerConfig {
             heartbeat_interval,
             heartbeat_timeout,
             health_check_interval: given_or(raw.health_check_interval, defaults.health_check_interval),
+            inventory_interval: given_or(raw.inventory_interval, defaults.inventory_interval),
             autoscale_interval: given_or(raw.autoscale_interval, defaults.autoscale_interval),
             health_policy: raw.health_policy.clone(),
             notifier: NotifierConfig::resolve(raw.notifier.as_ref())?,
@@ -141,14 +147,19 @@ impl ServerConfig {
                 ),
             ));
         }
-        if self.health_check_interval < Duration::from_secs(1) {
-            return Err(ConfigError::invalid(
-                "server.health_check_interval",
-                format_args!(
-                    "{} is too short; agents take it in whole seconds, so use at least 1s",
-                    duration::format(self.health_check_interval)
-                ),
-            ));
+        for (key, interval) in [
+            ("server.health_check_interval", self.health_check_interval),
+            ("server.inventory_interval", self.inventory_interval),
+        ] {
+            if interval < Duration::from_secs(1) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format_args!(
+                        "{} is too short; agents take it in whole seconds, so use at least 1s",
+                        duration::format(interval)
+                    ),
+                ));
+            }
         }
         require_positive("server.autoscale_interval", self.autoscale_interval)?;
         require_positive("server.instance_registration_timeout", self.instance_registration_timeout)?;
@@ -167,6 +178,7 @@ impl ServerConfig {
             heartbeat_interval: Some(ConfigDuration(self.heartbeat_interval)),
             heartbeat_timeout: Some(ConfigDuration(self.heartbeat_timeout)),
             health_check_interval: Some(ConfigDuration(self.health_check_interval)),
+            inventory_interval: Some(ConfigDuration(self.inventory_interval)),
             autoscale_interval: Some(ConfigDuration(self.autoscale_interval)),
             health_policy: self.health_policy.clone(),
             notifier: Some(self.notifier.to_schema()),

@@ -9,6 +9,9 @@
 //! - `nodes`, `commands`, `instances`: the operations (registration, health reports,
 //!   liveness, status changes, the command lifecycle, instance timeouts), each a function
 //!   of the shared [`app::App`], so tests and loops call them directly.
+//! - `workloads`: agents' GPU workloads as inventory records (key, digest), handed to
+//!   `inventory_agent::sync_node_workloads`, the inventory's entry point (a placeholder
+//!   until the inventory store lands).
 //! - `fleet`: the in-memory liveness view and the soft-state buffer.
 //! - `loops`: timers that run the periodic passes.
 //! - `change_follower`: what other replicas on the same database commit, dispatched here.
@@ -41,6 +44,7 @@ mod exposition;
 mod fleet;
 mod http;
 mod instances;
+mod inventory_agent;
 mod loops;
 mod metrics;
 mod nodes;
@@ -53,6 +57,7 @@ mod rpc;
 mod runs;
 mod settings;
 mod transport;
+mod workloads;
 
 pub use election::{ElectionSettings, Transition};
 pub use notifier::RetryPolicy as NotifierRetry;

@@ -17,6 +17,8 @@ pub struct Settings {
     pub heartbeat_timeout: Duration,
     /// Sent to agents: how often they run their health checks.
     pub health_check_interval: Duration,
+    /// Sent to agents: how often, at least, they report their GPU workloads.
+    pub inventory_interval: Duration,
     /// Liveness judges nothing this long after a start or a store outage.
     pub startup_grace: Duration,
     /// How long TERMINATED nodes, and TERMINATED or FAILED instances, stay queryable.
@@ -99,6 +101,7 @@ impl Settings {
             heartbeat_interval: server.heartbeat_interval,
             heartbeat_timeout: server.heartbeat_timeout,
             health_check_interval: server.health_check_interval,
+            inventory_interval: server.inventory_interval,
             startup_grace: server.startup_grace,
             terminated_retention: server.terminated_retention,
             instance_registration_timeout: server.instance_registration_timeout,

@@ -17,6 +17,7 @@ fn no_file_means_the_defaults() {
     assert_eq!(server.heartbeat_interval, Duration::from_secs(30));
     assert_eq!(server.heartbeat_timeout, Duration::from_secs(90));
     assert_eq!(server.health_check_interval, Duration::from_secs(60));
+    assert_eq!(server.inventory_interval, Duration::from_secs(60));
     assert_eq!(server.autoscale_interval, Duration::from_secs(30));
     assert_eq!(server.health_policy, None);
     assert_eq!(server.notifier, NotifierConfig::Noop);

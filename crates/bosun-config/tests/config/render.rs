@@ -34,6 +34,7 @@ fn the_full_example_means_what_it_says() {
     assert_eq!(config.server.heartbeat_timeout, Duration::from_secs(45));
     assert_eq!(config.server.terminated_retention, Duration::from_secs(7 * 86_400));
     assert_eq!(config.server.startup_grace, Duration::from_secs(60));
+    assert_eq!(config.server.inventory_interval, Duration::from_secs(120));
     let NotifierConfig::Webhook(webhook) = &config.server.notifier else { panic!("a webhook notifier") };
     assert_eq!(webhook.headers["Authorization"].expose(), "Bearer sched-2f9a6c3e");
     assert_eq!(
@@ -124,6 +125,7 @@ server:
   heartbeat_interval: 30s
   heartbeat_timeout: 1m30s
   health_check_interval: 1m
+  inventory_interval: 1m
   autoscale_interval: 30s
   notifier:
     type: noop

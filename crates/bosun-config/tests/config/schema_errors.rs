@@ -22,7 +22,7 @@ fn unknown_keys_name_their_full_path_at_every_depth() {
             "server:\n  adress: x\n".to_owned(),
             "server.adress",
             "address, external_address, heartbeat_interval, heartbeat_timeout, health_check_interval, \
-             autoscale_interval, health_policy, notifier, terminated_retention, instance_registration_timeout, \
+             inventory_interval, autoscale_interval, health_policy, notifier, terminated_retention, instance_registration_timeout, \
              startup_grace, lost_machine_grace, approval_timeout"
                 .to_owned(),
         ),

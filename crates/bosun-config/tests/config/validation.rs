@@ -254,6 +254,10 @@ fn server() {
             "server: {health_check_interval: 500ms}\n".into(),
             "server.health_check_interval: 500ms is too short; agents take it in whole seconds, so use at least 1s",
         ),
+        (
+            "server: {inventory_interval: 0s}\n".into(),
+            "server.inventory_interval: 0s is too short; agents take it in whole seconds, so use at least 1s",
+        ),
         ("server: {autoscale_interval: 0s}\n".into(), "server.autoscale_interval: must be longer than 0s"),
         (
             "server: {instance_registration_timeout: 0s}\n".into(),

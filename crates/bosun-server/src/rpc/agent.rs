@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::auth::{self, Caller};
 use crate::commands::{self, AckOutcome};
 use crate::error::{ApiError, ApiResult};
-use crate::nodes;
+use crate::{inventory_agent, nodes, workloads};
 
 use bosun_core::health::{MAX_REPORT_EVENTS as MAX_EVENTS, MAX_REPORT_RESULTS as MAX_RESULTS};
 
@@ -86,6 +86,7 @@ impl AgentApi {
                 enabled_health_checks: Vec::new(),
                 server_time: MessageField::some(convert::timestamp(self.app.now())),
                 command_poll_wait_seconds: whole_seconds(settings.command_poll_wait),
+                inventory_interval_seconds: whole_seconds(settings.inventory_interval),
                 ..Default::default()
             }),
             status: convert::node_status(node.status).into(),
@@ -190,6 +191,22 @@ impl AgentApi {
         let state = commands::ack(&self.app, &node, &id, outcome, &request.message, details).await?;
         Ok(v1::AckCommandResponse { state: convert::command_state(state).into(), ..Default::default() })
     }
+
+    async fn report_workloads(
+        &self,
+        ctx: &RequestContext,
+        request: v1::ReportWorkloadsRequest,
+    ) -> ApiResult<v1::ReportWorkloadsResponse> {
+        let (_, node) = Self::node_for(ctx, &request.node_id)?;
+        let reported = convert::workloads_from(&node, &request.workloads).map_err(|error| match error {
+            convert::WorkloadReportError::TooMany { .. } => ApiError::ResourceExhausted(error.to_string()),
+            convert::WorkloadReportError::Invalid(error) => ApiError::Invalid(error),
+        })?;
+        self.known(&node).await?;
+        let at = self.app.now();
+        inventory_agent::sync_node_workloads(&self.app, &node, at, workloads::reported(reported)).await?;
+        Ok(v1::ReportWorkloadsResponse::default())
+    }
 }
 
 fn whole_seconds(duration: Duration) -> u32 {
@@ -235,5 +252,13 @@ impl v1::AgentService for AgentApi {
         request: ServiceRequest<'_, v1::AckCommandRequest>,
     ) -> ServiceResult<v1::AckCommandResponse> {
         Ok(Response::new(AgentApi::ack_command(self, &ctx, request.to_owned_message()).await?))
+    }
+
+    async fn report_workloads(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::ReportWorkloadsRequest>,
+    ) -> ServiceResult<v1::ReportWorkloadsResponse> {
+        Ok(Response::new(AgentApi::report_workloads(self, &ctx, request.to_owned_message()).await?))
     }
 }

@@ -5,8 +5,8 @@
 //! Calls are classified by method: [`mutation`] names the methods that change state and
 //! how to read the resource each acts on from its (already decoded) request. Reads that
 //! succeed are not audited; agents' routine calls (heartbeats, health reports, polls,
-//! acks) are not either: the change log records what they change, and auditing them would
-//! write a row per heartbeat. Calls throttled for failed authentications are not written
+//! acks, workload reports) are not either: the change log records what they change, and
+//! auditing them would write a row per heartbeat. Calls throttled for failed authentications are not written
 //! (an attacker must not be able to make the server write at will).
 //!
 //! The entry is written after the call, in a transaction of its own: a crash between a

@@ -75,6 +75,7 @@ enum Call {
     ReportHealth(v1::ReportHealthRequest),
     PollCommands(v1::PollCommandsRequest),
     AckCommand(v1::AckCommandRequest),
+    ReportWorkloads(v1::ReportWorkloadsRequest),
     ListNodes(v1::ListNodesRequest),
     GetNode(v1::GetNodeRequest),
     DeleteNode(v1::DeleteNodeRequest),
@@ -117,6 +118,23 @@ fn event() -> impl Strategy<Value = v1::HealthEvent> {
             event_type,
             metrics: metrics.into_iter().collect(),
             message,
+            ..Default::default()
+        },
+    )
+}
+
+fn workload() -> impl Strategy<Value = v1::GpuWorkload> {
+    (small(), prop::collection::vec(small(), 0..3), text(), text(), prop::option::of(text()), big(), time()).prop_map(
+        |(pid, gpu_indexes, process_name, container_id, pod_uid, gpu_memory_bytes, started_at)| v1::GpuWorkload {
+            pid,
+            gpu_indexes: gpu_indexes.into_iter().map(|i| i % 10).collect(),
+            process_name,
+            container_id,
+            pod: pod_uid.map_or_else(MessageField::none, |uid| {
+                MessageField::some(v1::WorkloadPod { uid, ..Default::default() })
+            }),
+            gpu_memory_bytes,
+            started_at: started_at.map_or_else(MessageField::none, MessageField::some),
             ..Default::default()
         },
     )
@@ -179,6 +197,9 @@ fn call() -> impl Strategy<Value = Call> {
                 })
             }
         ),
+        (node(), prop::collection::vec(workload(), 0..3)).prop_map(|(node_id, workloads)| {
+            Call::ReportWorkloads(v1::ReportWorkloadsRequest { node_id, workloads, ..Default::default() })
+        }),
     ];
     let reads = prop_oneof![
         (enumeration(), text(), text(), small(), text()).prop_map(
@@ -285,6 +306,7 @@ async fn answer(h: &Harness, call: &Call) -> String {
         Call::ReportHealth(r) => class(agent.report_health(r).await),
         Call::PollCommands(r) => class(agent.poll_commands(r).await),
         Call::AckCommand(r) => class(agent.ack_command(r).await),
+        Call::ReportWorkloads(r) => class(agent.report_workloads(r).await),
         Call::ListNodes(r) => class(admin.list_nodes(r).await),
         Call::GetNode(r) => class(admin.get_node(r).await),
         Call::DeleteNode(r) => class(admin.delete_node(r).await),
