@@ -8,6 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bosun_core::inventory::Workload;
 use bosun_core::{CheckResult, CommandId, CommandKind, HealthEvent, MetricSample, NodeId, NodeRegistration, Timestamp};
 
 /// The calls an agent makes to the control plane.
@@ -37,6 +38,10 @@ pub trait ControlPlane: Send + Sync {
     async fn poll_commands(&self, node: &NodeId, wait: Duration) -> Result<Vec<DeliveredCommand>, RpcError>;
 
     async fn ack_command(&self, node: &NodeId, ack: &CommandAck) -> Result<(), RpcError>;
+
+    /// Reports every GPU workload of `node`: the complete list, which replaces the last.
+    /// An older server answers `unimplemented`.
+    async fn report_workloads(&self, node: &NodeId, workloads: &[Workload]) -> Result<(), RpcError>;
 }
 
 /// How the control plane wants this agent to behave, returned by registration.
@@ -48,10 +53,13 @@ pub struct AgentConfig {
     pub command_poll_wait: Duration,
     /// Names of the checks to run (`boot`, `nvml`, `gpu`); empty means all of them.
     pub enabled_checks: Vec<String>,
+    /// How often, at least, the GPU workloads are reported (they are also reported when
+    /// they change, which the agent looks for every heartbeat interval).
+    pub inventory_interval: Duration,
 }
 
 impl AgentConfig {
-    /// The shortest heartbeat or health interval the agent honours. A misconfigured server
+    /// The shortest heartbeat, health or inventory interval the agent honours. A misconfigured server
     /// answering zero must not turn a hundred thousand agents into busy loops.
     pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -59,6 +67,7 @@ impl AgentConfig {
     pub(crate) fn with_floors(mut self) -> Self {
         self.heartbeat_interval = self.heartbeat_interval.max(Self::MIN_INTERVAL);
         self.health_check_interval = self.health_check_interval.max(Self::MIN_INTERVAL);
+        self.inventory_interval = self.inventory_interval.max(Self::MIN_INTERVAL);
         self
     }
 }
@@ -70,6 +79,7 @@ impl Default for AgentConfig {
             health_check_interval: Duration::from_secs(30),
             command_poll_wait: Duration::from_secs(30),
             enabled_checks: Vec::new(),
+            inventory_interval: Duration::from_secs(60),
         }
     }
 }
@@ -147,6 +157,11 @@ impl RpcError {
     const RETRYABLE_CODES: [&'static str; 6] =
         ["unavailable", "deadline_exceeded", "resource_exhausted", "aborted", "internal", "unknown"];
 
+    /// Whether the server does not know the method: an older server.
+    pub fn is_unimplemented(&self) -> bool {
+        matches!(self, RpcError::Other { code, .. } if code.eq_ignore_ascii_case("unimplemented"))
+    }
+
     /// Whether the same call may succeed if simply tried again later.
     ///
     /// `internal` and `unknown` count as transient: transports report dropped connections
@@ -184,6 +199,9 @@ mod tests {
         for (error, retryable) in cases {
             assert_eq!(error.is_retryable(), retryable, "{error}");
         }
+        assert!(RpcError::Other { code: "UNIMPLEMENTED".into(), message: "x".into() }.is_unimplemented());
+        assert!(!RpcError::Other { code: "unimplemented".into(), message: "x".into() }.is_retryable());
+        assert!(!RpcError::NotFound("x".into()).is_unimplemented());
     }
 
     #[test]
@@ -191,10 +209,12 @@ mod tests {
         let config = AgentConfig {
             heartbeat_interval: Duration::ZERO,
             health_check_interval: Duration::from_millis(10),
+            inventory_interval: Duration::ZERO,
             ..AgentConfig::default()
         }
         .with_floors();
         assert_eq!(config.heartbeat_interval, AgentConfig::MIN_INTERVAL);
         assert_eq!(config.health_check_interval, AgentConfig::MIN_INTERVAL);
+        assert_eq!(config.inventory_interval, AgentConfig::MIN_INTERVAL);
     }
 }

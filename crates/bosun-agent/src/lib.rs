@@ -7,8 +7,8 @@
 //! events go up unclassified.
 //!
 //! Module map:
-//! - `runtime`: [`Agent`] — register with retry, then heartbeat, health and command-poll
-//!   loops; re-register on `not_found`; stop on cancellation or TERMINATE.
+//! - `runtime`: [`Agent`] — register with retry, then heartbeat, health, command-poll and
+//!   workload loops; re-register on `not_found`; stop on cancellation or TERMINATE.
 //! - `control_plane`: the [`ControlPlane`] trait and the types it carries; `network`: a
 //!   [`NetworkSwitch`] that cuts an agent off for the simulator's `network` fault.
 //! - [`gpu`]: the [`GpuSource`] trait; [`gpu::fake`] ([`FakeGpus`], injectable faults and
@@ -18,8 +18,9 @@
 //! - `commands` and `hooks`: running delivered commands once each, with site [`Hooks`].
 //! - [`procfs`]: host CPU and memory from `/proc`, and the [`ProcessTable`] of GPU
 //!   processes (name, cgroup, start time).
-//! - [`cgroup`]: the container and Kubernetes pod a process runs in, from its cgroup path
-//!   (for the inventory's GPU workloads; not reported yet).
+//! - [`cgroup`]: the container and Kubernetes pod a process runs in, from its cgroup path.
+//! - `workloads`: the GPU workloads (a process on several GPUs is one), and when they are
+//!   reported (on change, and at least every inventory interval).
 //! - `backoff`: exponential backoff with jitter, seeded per node.
 //!
 //! Running an agent against fake GPUs:
@@ -52,6 +53,7 @@ mod network;
 mod pending;
 pub mod procfs;
 mod runtime;
+mod workloads;
 
 pub use bosun_core::fault::{
     CLEAR_PROCESSES_COMMAND, FAULT_COMMAND, FakeProcess, Fault, FaultError, FaultKind, PROCESS_COMMAND, RECOVER_COMMAND,

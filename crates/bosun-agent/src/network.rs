@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bosun_core::inventory::Workload;
 use bosun_core::{CheckResult, HealthEvent, MetricSample, NodeId, NodeRegistration};
 
 use crate::control_plane::{AgentConfig, CommandAck, ControlPlane, DeliveredCommand, RpcError};
@@ -85,5 +86,10 @@ impl ControlPlane for PartitionableControlPlane {
     async fn ack_command(&self, node: &NodeId, ack: &CommandAck) -> Result<(), RpcError> {
         self.switch.check()?;
         self.inner.ack_command(node, ack).await
+    }
+
+    async fn report_workloads(&self, node: &NodeId, workloads: &[Workload]) -> Result<(), RpcError> {
+        self.switch.check()?;
+        self.inner.report_workloads(node, workloads).await
     }
 }

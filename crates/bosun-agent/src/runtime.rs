@@ -1,11 +1,11 @@
-//! The agent: registration, then heartbeat, health and command loops until shutdown or
-//! TERMINATE.
+//! The agent: registration, then heartbeat, health, command and workload loops until
+//! shutdown or TERMINATE.
 //!
 //! Shape of a running agent (one tokio task when awaited; no threads, no busy loops):
 //!
 //! ```text
-//! Agent::run ─┬─ sessions: register (retry) ─> { heartbeat | health | command poll } ─┐
-//!             │            ^─────────── re-register when a call answers not_found ───┘
+//! Agent::run ─┬─ sessions: register (retry) ─> { heartbeat | health | command poll | workloads } ─┐
+//!             │            ^──────────────────── re-register when a call answers not_found ──────┘
 //!             └─ command executor (outlives sessions; TERMINATE ends the agent)
 //! ```
 //!
@@ -17,6 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bosun_core::workloads::MAX_REPORT_WORKLOADS;
 use bosun_core::{
     CheckResult, Clock, Labels, MetricSample, NodeId, NodeMetadata, NodeRegistration, PoolName, SystemClock,
 };
@@ -33,7 +34,8 @@ use crate::error::AgentError;
 use crate::gpu::GpuSource;
 use crate::hooks::Hooks;
 use crate::pending::PendingEvents;
-use crate::procfs::{AGENT_VERSION, HostMetrics};
+use crate::procfs::{AGENT_VERSION, HostMetrics, ProcessTable};
+use crate::workloads::{self, WorkloadReports};
 
 /// Empty polls are spaced at least this far apart, so a server that answers a long poll
 /// at once cannot turn every agent into a busy loop.
@@ -58,13 +60,16 @@ pub struct AgentOptions {
     pub metadata: NodeMetadata,
     pub hooks: Hooks,
     pub host_metrics: HostMetrics,
+    /// Where the names, containers, pods and start times of GPU processes are read:
+    /// `/proc`, or nowhere for a simulated machine ([`ProcessTable::Simulated`]).
+    pub processes: ProcessTable,
     /// Stamps metric samples and judges command deadlines.
     pub clock: Arc<dyn Clock>,
 }
 
 impl AgentOptions {
     /// Options for `node_id` with nothing else known: empty placement, no hooks, host
-    /// figures from `/proc`, the system clock.
+    /// figures and processes from `/proc`, the system clock.
     pub fn new(node_id: NodeId) -> Self {
         AgentOptions {
             node_id,
@@ -78,6 +83,7 @@ impl AgentOptions {
             metadata: NodeMetadata { agent_version: AGENT_VERSION.to_owned(), ..NodeMetadata::default() },
             hooks: Hooks::default(),
             host_metrics: HostMetrics::proc(),
+            processes: ProcessTable::proc(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -139,7 +145,13 @@ impl Agent {
             flags,
             seed,
         );
-        let sessions = Sessions { ctx: Ctx { gpus, control }, options, pending_events: PendingEvents::default(), seed };
+        let sessions = Sessions {
+            ctx: Ctx { gpus, control },
+            options,
+            pending_events: PendingEvents::default(),
+            workload_reports: WorkloadReports::default(),
+            seed,
+        };
         // The two halves are built here and boxed once each, rather than inside an async
         // fn: its state would keep its arguments beside the futures they were moved into,
         // doubling an agent's footprint (about 4.5 KiB this way), and the simulator runs a
@@ -167,11 +179,13 @@ struct Ctx {
 }
 
 /// Registrations and the loops that run under each, with the state that must survive a
-/// re-registration (unsent health events, the previous CPU reading).
+/// re-registration (unsent health events, the previous CPU reading, what is known of the
+/// server's workload reports).
 struct Sessions {
     ctx: Ctx,
     options: AgentOptions,
     pending_events: PendingEvents,
+    workload_reports: WorkloadReports,
     seed: u64,
 }
 
@@ -191,10 +205,12 @@ impl Sessions {
             let ctx = &self.ctx;
             let clock = &*self.options.clock;
             let checks = CheckSet::from_names(&config.enabled_checks);
+            let workloads = Workloads { table: &mut self.options.processes, reports: &mut self.workload_reports };
             tokio::join!(
                 heartbeat_loop(ctx, node_id, clock, &mut self.options.host_metrics, &config, &session, self.seed),
                 health_loop(ctx, node_id, &mut self.pending_events, checks, &config, &session, self.seed),
                 poll_loop(ctx, node_id, &commands, &config, &session, self.seed),
+                workload_loop(ctx, node_id, workloads, &config, &session, self.seed),
             );
             if stop.is_cancelled() {
                 return Ok(());
@@ -237,6 +253,7 @@ impl Sessions {
                     info!(
                         heartbeat_interval = ?config.heartbeat_interval,
                         health_check_interval = ?config.health_check_interval,
+                        inventory_interval = ?config.inventory_interval,
                         "registered"
                     );
                     return Ok(Some(config));
@@ -457,6 +474,77 @@ async fn poll_loop(
             }
             Err(error) => match after_failure("poll_commands", error, &mut backoff, config.heartbeat_interval, session)
             {
+                Some(delay) => Instant::now() + delay,
+                None => return,
+            },
+        };
+        if session.run_until_cancelled(sleep_until(wake)).await.is_none() {
+            return;
+        }
+    }
+}
+
+/// What the workload loop keeps across sessions.
+struct Workloads<'s> {
+    table: &'s mut ProcessTable,
+    reports: &'s mut WorkloadReports,
+}
+
+/// Looks at the GPU workloads at once and then every heartbeat interval (or inventory
+/// interval, when shorter), and reports them when they changed or the inventory interval
+/// passed since the last report. A scan that fails sends nothing (a partial list would
+/// report the rest as ended); a failed report is tried again at the next look; a report
+/// the server refused as invalid, or one too large to send, waits for a change or the
+/// interval; a server without the method is asked again hourly.
+async fn workload_loop(
+    ctx: &Ctx,
+    node_id: &NodeId,
+    workloads: Workloads<'_>,
+    config: &AgentConfig,
+    session: &CancellationToken,
+    seed: u64,
+) {
+    let Workloads { table, reports } = workloads;
+    let interval = config.inventory_interval;
+    let cadence = config.heartbeat_interval.min(interval);
+    let mut backoff = Backoff::new(BackoffPolicy::CALLS, seed ^ 4);
+    reports.new_session();
+    loop {
+        let started = Instant::now();
+        let round = async {
+            let scanned = workloads::scan(&*ctx.gpus, table, node_id).await;
+            reports.scanned(scanned.as_ref().map(|_| ()));
+            let Ok(current) = scanned else { return Ok(()) };
+            if !reports.due(&current, started, interval) {
+                return Ok(());
+            }
+            if current.len() > MAX_REPORT_WORKLOADS {
+                warn!(
+                    workloads = current.len(),
+                    limit = MAX_REPORT_WORKLOADS,
+                    "more GPU workloads than one report may carry; not reporting them"
+                );
+                reports.settled(&current, started);
+                return Ok(());
+            }
+            match ctx.control.report_workloads(node_id, &current).await {
+                Ok(()) => reports.settled(&current, started),
+                Err(error) if error.is_unimplemented() => reports.unsupported(started),
+                Err(error @ RpcError::InvalidArgument(_)) => {
+                    error!(%error, "the control plane refused the GPU workloads; reporting them again when they change");
+                    reports.settled(&current, started);
+                }
+                Err(error) => return Err(error),
+            }
+            Ok(())
+        };
+        let Some(result) = session.run_until_cancelled(round).await else { return };
+        let wake = match result {
+            Ok(()) => {
+                backoff.reset();
+                started + cadence
+            }
+            Err(error) => match after_failure("report_workloads", error, &mut backoff, cadence, session) {
                 Some(delay) => Instant::now() + delay,
                 None => return,
             },

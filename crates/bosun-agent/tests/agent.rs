@@ -348,6 +348,7 @@ async fn the_server_config_picks_checks_and_cannot_make_loops_spin() {
         health_check_interval: Duration::ZERO,
         command_poll_wait: Duration::ZERO,
         enabled_checks: vec!["gpu".into()],
+        inventory_interval: Duration::ZERO,
     });
     let h = Harness::start(control, Arc::new(FakeGpus::new(8)), options());
     h.control.wait_for_heartbeats(4).await;
@@ -356,6 +357,8 @@ async fn the_server_config_picks_checks_and_cannot_make_loops_spin() {
     let polls: Vec<_> =
         h.control.calls().into_iter().filter(|(_, c)| matches!(c, Call::Poll)).map(|(at, _)| at).collect();
     assert!(polls.windows(2).all(|w| w[1] - w[0] >= Duration::from_secs(1)), "{polls:?}");
+    let reports: Vec<_> = h.control.workload_reports().into_iter().map(|(at, _)| at).collect();
+    assert!(reports.windows(2).all(|w| w[1] - w[0] >= AgentConfig::MIN_INTERVAL), "{reports:?}");
     let (results, _) = &h.control.health_reports()[0];
     assert_eq!(statuses(results), [("gpu", Health::Healthy)]);
     h.stop().await.expect("stops cleanly");

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bosun_agent::{AckOutcome, AgentConfig, CommandAck, ControlPlane, DeliveredCommand, RpcError};
+use bosun_core::inventory::Workload;
 use bosun_core::{CheckResult, HealthEvent, MetricSample, NodeId, NodeRegistration};
 use connectrpc::client::{CallOptions, ClientConfig};
 use connectrpc::{ConnectError, ErrorCode};
@@ -266,6 +267,10 @@ impl ControlPlane for AgentClient {
                 s => seconds(s),
             },
             enabled_checks: config.enabled_health_checks.clone(),
+            inventory_interval: match config.inventory_interval_seconds {
+                0 => defaults.inventory_interval,
+                s => seconds(s),
+            },
         })
     }
 
@@ -344,6 +349,16 @@ impl ControlPlane for AgentClient {
         };
         self.servers
             .call(|client| client.ack_command_with_options(request.clone(), options.clone()))
+            .await
+            .map_err(|e| self.failed(node, with_node_token, e))?;
+        Ok(())
+    }
+
+    async fn report_workloads(&self, node: &NodeId, workloads: &[Workload]) -> Result<(), RpcError> {
+        let (options, with_node_token) = self.node_options(node, CALL_TIMEOUT);
+        let request = convert::report_workloads_request(node, workloads);
+        self.servers
+            .call(|client| client.report_workloads_with_options(request.clone(), options.clone()))
             .await
             .map_err(|e| self.failed(node, with_node_token, e))?;
         Ok(())

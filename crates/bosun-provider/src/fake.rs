@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bosun_agent::{Agent, AgentOptions, AgentOutcome, ControlPlane, FakeGpus, HostMetrics, fault_hooks};
+use bosun_agent::{
+    Agent, AgentOptions, AgentOutcome, ControlPlane, FakeGpus, HostMetrics, ProcessTable, fault_hooks, process_hooks,
+};
 use bosun_config::ProviderType;
 use bosun_core::{Clock, InstanceId, NodeId};
 use tokio_util::sync::CancellationToken;
@@ -267,8 +269,10 @@ impl Provider for FakeProvider {
             options.labels = request.labels.clone();
             options.instance_id = Some(request.instance_id.to_string());
             options.host_metrics = HostMetrics::fixed(20.0, 30.0);
+            options.processes = ProcessTable::Simulated;
             options.clock = Arc::clone(&self.clock);
             options.hooks.custom.extend(fault_hooks(&gpus));
+            options.hooks.custom.extend(process_hooks(&gpus));
             let agent = Agent::new(options, gpus, control);
             let state = Arc::clone(&self.state);
             let machine = id.clone();
@@ -343,6 +347,7 @@ mod tests {
     use std::sync::Mutex as StdMutex;
 
     use bosun_agent::{AgentConfig, CommandAck, DeliveredCommand, RpcError};
+    use bosun_core::inventory::Workload;
     use bosun_core::{CheckResult, FakeClock, HealthEvent, MetricSample, NodeRegistration};
 
     use super::*;
@@ -376,6 +381,9 @@ mod tests {
             Ok(Vec::new())
         }
         async fn ack_command(&self, _: &NodeId, _: &CommandAck) -> Result<(), RpcError> {
+            Ok(())
+        }
+        async fn report_workloads(&self, _: &NodeId, _: &[Workload]) -> Result<(), RpcError> {
             Ok(())
         }
     }

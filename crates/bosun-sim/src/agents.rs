@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bosun_agent::{
     Agent, AgentConfig, AgentOptions, CommandAck, ControlPlane, DeliveredCommand, FakeGpus, GpuModel, HostMetrics,
-    NetworkSwitch, RpcError, fault_hooks,
+    NetworkSwitch, ProcessTable, RpcError, fault_hooks, process_hooks,
 };
 use bosun_api::agent_client::AgentClient;
+use bosun_core::inventory::Workload;
 use bosun_core::{CheckResult, Clock, HealthEvent, Labels, MetricSample, NodeId, NodeRegistration};
 use bosun_provider::fake::ControlPlaneFactory;
 use tokio_util::sync::CancellationToken;
@@ -110,6 +111,10 @@ impl ControlPlane for Observed {
 
     async fn ack_command(&self, node: &NodeId, ack: &CommandAck) -> Result<(), RpcError> {
         self.timed("AckCommand", self.inner.ack_command(node, ack)).await
+    }
+
+    async fn report_workloads(&self, node: &NodeId, workloads: &[Workload]) -> Result<(), RpcError> {
+        self.timed("ReportWorkloads", self.inner.report_workloads(node, workloads)).await
     }
 }
 
@@ -264,9 +269,11 @@ impl SimNode {
         options.instance_type = self.spec.instance_type.clone();
         options.labels = self.spec.labels.clone();
         options.host_metrics = HostMetrics::fixed(20.0, 30.0);
+        options.processes = ProcessTable::Simulated;
         options.clock = clock;
         options.metadata.hostname = self.spec.id.to_string();
         options.hooks.custom.extend(fault_hooks(&self.gpus));
+        options.hooks.custom.extend(process_hooks(&self.gpus));
         let agent = Agent::new(options, Arc::clone(&self.gpus) as _, control);
         let shutdown = CancellationToken::new();
         let running = shutdown.clone();

@@ -11,8 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bosun_agent::{
     Agent, AgentConfig, AgentError, AgentOptions, AgentOutcome, CommandAck, ControlPlane, DeliveredCommand, FakeGpus,
-    HostMetrics, NodeFlags, RpcError,
+    HostMetrics, NodeFlags, ProcessTable, RpcError, fault_hooks, process_hooks,
 };
+use bosun_core::inventory::Workload;
 use bosun_core::{CheckResult, HealthEvent, MetricSample, NodeId, NodeRegistration};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 pub const HEALTH: Duration = Duration::from_secs(30);
 pub const POLL_WAIT: Duration = Duration::from_secs(30);
+pub const INVENTORY: Duration = Duration::from_secs(60);
 
 /// One call the agent made, as the control plane saw it.
 #[derive(Debug, Clone)]
@@ -31,6 +33,7 @@ pub enum Call {
     Health { results: Vec<CheckResult>, events: Vec<HealthEvent> },
     Poll,
     Ack(CommandAck),
+    Workloads(Vec<Workload>),
 }
 
 #[derive(Default)]
@@ -39,6 +42,7 @@ struct State {
     register: VecDeque<Result<AgentConfig, RpcError>>,
     heartbeat: VecDeque<Result<(), RpcError>>,
     health: VecDeque<Result<(), RpcError>>,
+    workloads: VecDeque<Result<(), RpcError>>,
     commands: VecDeque<DeliveredCommand>,
 }
 
@@ -52,13 +56,14 @@ pub struct FakeControlPlane {
 
 impl FakeControlPlane {
     /// Hands out heartbeat every [`HEARTBEAT`], health every [`HEALTH`], polls of
-    /// [`POLL_WAIT`].
+    /// [`POLL_WAIT`], workloads at least every [`INVENTORY`].
     pub fn new() -> Arc<Self> {
         Self::with_config(AgentConfig {
             heartbeat_interval: HEARTBEAT,
             health_check_interval: HEALTH,
             command_poll_wait: POLL_WAIT,
             enabled_checks: Vec::new(),
+            inventory_interval: INVENTORY,
         })
     }
 
@@ -95,6 +100,10 @@ impl FakeControlPlane {
         self.state().health.extend(errors.into_iter().map(Err));
     }
 
+    pub fn fail_workloads(&self, errors: impl IntoIterator<Item = RpcError>) {
+        self.state().workloads.extend(errors.into_iter().map(Err));
+    }
+
     /// Queues a command for the next poll, waking a poll in progress.
     pub fn deliver(&self, command: DeliveredCommand) {
         self.state().commands.push_back(command);
@@ -124,6 +133,17 @@ impl FakeControlPlane {
             .into_iter()
             .filter_map(|(_, c)| match c {
                 Call::Health { results, events } => Some((results, events)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every workload report, answered or not, with when it arrived.
+    pub fn workload_reports(&self) -> Vec<(Instant, Vec<Workload>)> {
+        self.calls()
+            .into_iter()
+            .filter_map(|(at, c)| match c {
+                Call::Workloads(workloads) => Some((at, workloads)),
                 _ => None,
             })
             .collect()
@@ -159,6 +179,10 @@ impl FakeControlPlane {
 
     pub async fn wait_for_health_reports(&self, n: usize) {
         self.wait_for(&format!("{n} health reports"), |cp| cp.health_reports().len() >= n).await;
+    }
+
+    pub async fn wait_for_workload_reports(&self, n: usize) {
+        self.wait_for(&format!("{n} workload reports"), |cp| cp.workload_reports().len() >= n).await;
     }
 
     pub async fn wait_for_acks(&self, n: usize) {
@@ -220,6 +244,12 @@ impl ControlPlane for FakeControlPlane {
         self.record(Call::Ack(ack.clone()));
         Ok(())
     }
+
+    async fn report_workloads(&self, _node: &NodeId, workloads: &[Workload]) -> Result<(), RpcError> {
+        self.record(Call::Workloads(workloads.to_vec()));
+        let scripted = self.state().workloads.pop_front();
+        scripted.unwrap_or(Ok(()))
+    }
 }
 
 /// One agent running against a [`FakeControlPlane`].
@@ -235,7 +265,8 @@ pub fn node_id() -> NodeId {
     NodeId::new("node-1").expect("valid")
 }
 
-/// Options for `node-1` with fixed host figures (CPU 12.5 %, memory 40 %).
+/// Options for `node-1` with fixed host figures (CPU 12.5 %, memory 40 %), its GPUs'
+/// processes simulated.
 pub fn options() -> AgentOptions {
     let mut options = AgentOptions::new(node_id());
     options.provider = "gcp".into();
@@ -243,6 +274,15 @@ pub fn options() -> AgentOptions {
     options.zone = "us-central1-a".into();
     options.instance_type = "a3-highgpu-8g".into();
     options.host_metrics = HostMetrics::fixed(12.5, 40.0);
+    options.processes = ProcessTable::Simulated;
+    options
+}
+
+/// [`options`] with the fake GPUs' fault and process commands.
+pub fn options_with_fake_commands(gpus: &Arc<FakeGpus>) -> AgentOptions {
+    let mut options = options();
+    options.hooks.custom.extend(fault_hooks(gpus));
+    options.hooks.custom.extend(process_hooks(gpus));
     options
 }
 

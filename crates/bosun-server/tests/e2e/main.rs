@@ -28,3 +28,4 @@ mod runbooks;
 mod selection;
 mod ssh_server;
 mod tls;
+mod workloads;

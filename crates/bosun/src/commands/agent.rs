@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use bosun_agent::{Agent, AgentOptions, AgentOutcome, FakeGpus, GpuSource, Nvml, fault_hooks};
+use bosun_agent::{
+    Agent, AgentOptions, AgentOutcome, FakeGpus, GpuSource, Nvml, ProcessTable, fault_hooks, process_hooks,
+};
 use bosun_api::AgentClient;
 use bosun_core::{Labels, NodeId, PoolName, SystemClock};
 use clap::Args;
@@ -37,7 +39,9 @@ pub struct AgentArgs {
     #[arg(long, env = "BOSUN_AGENT_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Simulate N GPUs instead of reading NVML; faults can then be injected with the
-    /// custom command `fake-fault` (bosun commands issue NODE --type custom:fake-fault -p fault=xid -p code=79).
+    /// custom command `fake-fault` (bosun commands issue NODE --type custom:fake-fault -p fault=xid -p code=79),
+    /// and GPU processes started with `fake-process` (-p pid=4242 -p gpu=0 -p name=train -p memory=8GiB) and
+    /// ended with `fake-process-clear` (-p pid=4242, or every process without it).
     #[arg(long, value_name = "N")]
     fake_gpus: Option<u32>,
     #[arg(long, default_value = "")]
@@ -108,6 +112,9 @@ pub async fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
         Some(count) => {
             let fake = Arc::new(FakeGpus::new(count).with_seed(seed(&node_id)));
             options.hooks.custom.extend(fault_hooks(&fake));
+            options.hooks.custom.extend(process_hooks(&fake));
+            // Simulated processes' pids name no process of this machine.
+            options.processes = ProcessTable::Simulated;
             fake
         }
         None => Arc::new(
