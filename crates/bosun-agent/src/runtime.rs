@@ -527,9 +527,16 @@ async fn workload_loop(
                 reports.settled(&current, started);
                 return Ok(());
             }
-            match ctx.control.report_workloads(node_id, &current).await {
+            let answer = ctx.control.report_workloads(node_id, &current).await;
+            match &answer {
+                Err(error) if error.is_unimplemented() => {
+                    reports.unsupported(started);
+                    return Ok(());
+                }
+                _ => reports.supported(),
+            }
+            match answer {
                 Ok(()) => reports.settled(&current, started),
-                Err(error) if error.is_unimplemented() => reports.unsupported(started),
                 Err(error @ RpcError::InvalidArgument(_)) => {
                     error!(%error, "the control plane refused the GPU workloads; reporting them again when they change");
                     reports.settled(&current, started);

@@ -134,10 +134,15 @@ impl WorkloadReports {
 
     /// `workloads` were sent (or refused for good) at `now`.
     pub(crate) fn settled(&mut self, workloads: &[Workload], now: Instant) {
+        self.settled = Some((workloads.to_vec(), now));
+    }
+
+    /// The control plane answered a report with anything but `unimplemented`: it knows the
+    /// method.
+    pub(crate) fn supported(&mut self) {
         if self.unsupported_until.take().is_some() {
             info!("the control plane accepts workload reports now");
         }
-        self.settled = Some((workloads.to_vec(), now));
     }
 
     /// The control plane does not know the method: said once, then offered again every
@@ -312,6 +317,10 @@ mod tests {
         assert!(reports.due(&[], start + UNSUPPORTED_RETRY, interval));
         reports.unsupported(start + UNSUPPORTED_RETRY);
         assert!(!reports.due(&[], start + UNSUPPORTED_RETRY + interval, interval), "still unsupported");
+        // A snapshot settled without an answer (too large to send) says nothing of the server.
+        reports.settled(&[], start + UNSUPPORTED_RETRY);
+        assert!(!reports.due(&[workload(1, 1)], start + UNSUPPORTED_RETRY + interval, interval), "still unsupported");
+        reports.supported();
         reports.settled(&[], start + 2 * UNSUPPORTED_RETRY);
         assert!(reports.due(&[workload(1, 1)], start + 2 * UNSUPPORTED_RETRY, interval), "supported again");
     }
