@@ -25,7 +25,9 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::http::{self, Failure, HttpClient, Secret};
+use bosun_config::{ProxmoxEndpoint, SecretSource};
+
+use crate::http::{self, Failure, HttpClient, Secret, ServerTrust};
 use crate::provider::ProviderError;
 
 pub use wire::{GuestConfig, GuestKind, PveGuest, PveNode, PveStorage, PveTask};
@@ -63,20 +65,58 @@ pub struct ProxmoxClient {
 
 impl ProxmoxClient {
     /// A client of the cluster at `url` (`https://pve.example:8006`; `http://` for a local
-    /// test endpoint) with the API token `token_id` (`USER@REALM!TOKENID`).
+    /// test endpoint) with the API token `token_id` (`USER@REALM!TOKENID`), trusting the
+    /// system's roots.
     pub fn new(name: &str, url: &str, token_id: &str, token_secret: &str) -> Result<Self, ProviderError> {
+        Self::build(name, url, token_id, token_secret, &ServerTrust::System)
+    }
+
+    /// The client of a configured endpoint: the token secret read from its environment
+    /// variable or file, certificates checked as `verify_tls` and `ca_file` say. A missing
+    /// or unusable secret is [`ProviderError::Unauthorized`] naming where it should be (never
+    /// the secret); an unreadable or invalid CA file is [`ProviderError::Invalid`].
+    pub fn from_endpoint(name: &str, endpoint: &ProxmoxEndpoint) -> Result<Self, ProviderError> {
+        Self::from_endpoint_with_env(name, endpoint, |variable| std::env::var(variable).ok())
+    }
+
+    /// [`ProxmoxClient::from_endpoint`] with the environment read through `env`.
+    pub fn from_endpoint_with_env(
+        name: &str,
+        endpoint: &ProxmoxEndpoint,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ProviderError> {
+        let label = format!("proxmox {name}");
+        let secret = read_secret(&endpoint.token_secret, env)
+            .map_err(|problem| Failure::Unauthorized.error(&label, format!("no usable API token secret: {problem}")))?;
+        let trust = match (&endpoint.ca_file, endpoint.verify_tls) {
+            (_, false) => ServerTrust::AnyCertificate,
+            (None, true) => ServerTrust::System,
+            (Some(file), true) => ServerTrust::WithRoots {
+                file: file.clone(),
+                roots: http::read_ca_file(file).map_err(|problem| Failure::Invalid.error(&label, problem))?,
+            },
+        };
+        Self::build(name, endpoint.url.as_str(), &endpoint.token_id, &secret, &trust)
+    }
+
+    fn build(
+        name: &str,
+        url: &str,
+        token_id: &str,
+        token_secret: &str,
+        trust: &ServerTrust,
+    ) -> Result<Self, ProviderError> {
         let name = format!("proxmox {name}");
         let base = http::parse_base_url(&name, url)?;
-        let well_formed = token_id.split_once('!').is_some_and(|(user, token)| {
-            user.contains('@') && !token.is_empty() && !token_id.chars().any(|c| c.is_whitespace() || c == '=')
-        });
-        if !well_formed {
+        if !bosun_config::proxmox::is_token_id(token_id) {
             return Err(Failure::Invalid.error(&name, format!("token_id {token_id:?} is not USER@REALM!TOKENID")));
         }
-        if token_secret.is_empty() || token_secret.chars().any(char::is_whitespace) {
-            return Err(Failure::Invalid.error(&name, "the token secret is empty or has spaces"));
+        if !is_header_safe(token_secret) {
+            return Err(
+                Failure::Invalid.error(&name, "the token secret is empty or holds characters a header cannot carry")
+            );
         }
-        let http = HttpClient::new(&name, &base)?;
+        let http = HttpClient::with_trust(&name, &base, trust)?;
         Ok(Self {
             name,
             base,
@@ -203,6 +243,30 @@ impl ProxmoxClient {
         }
         Ok(snapshot)
     }
+}
+
+/// A token secret can travel in the `Authorization` header: visible ASCII, not empty.
+fn is_header_safe(secret: &str) -> bool {
+    !secret.is_empty() && secret.chars().all(|c| c.is_ascii_graphic())
+}
+
+/// The token secret from where the endpoint says it is, surrounding whitespace removed.
+/// Errors say where it was looked for and what is wrong, never what was found.
+fn read_secret(source: &SecretSource, env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let value = match source {
+        SecretSource::Env(variable) => env(variable).ok_or_else(|| format!("set {source} (token_secret_env)"))?,
+        SecretSource::File(path) => {
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read {source} (token_secret_file): {e}"))?
+        }
+    };
+    let secret = value.trim();
+    if secret.is_empty() {
+        return Err(format!("{source} is empty"));
+    }
+    if !is_header_safe(secret) {
+        return Err(format!("{source} holds spaces or characters outside visible ASCII, which a header cannot carry"));
+    }
+    Ok(secret.to_owned())
 }
 
 #[cfg(test)]
