@@ -91,6 +91,9 @@ impl Failure {
 #[derive(Debug)]
 pub(crate) struct Response {
     pub(crate) status: StatusCode,
+    /// An HTTP/1 reason phrase other than the status's usual one. Proxmox puts its error
+    /// messages there (`500 storage 'x' does not exist`), with a body of `{"data":null}`.
+    pub(crate) reason: Option<String>,
     pub(crate) body: Vec<u8>,
 }
 
@@ -165,6 +168,10 @@ impl HttpClient {
         let unavailable = |message: String| Failure::Unavailable.error(&self.provider, format!("{what}: {message}"));
         let mut response = request.send().await.map_err(|e| unavailable(transport_message(e)))?;
         let status = response.status();
+        let reason = response
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|reason| String::from_utf8_lossy(reason.as_bytes()).chars().filter(|c| !c.is_control()).collect());
         if response.content_length().is_some_and(|len| len > self.max_body as u64) {
             return Err(unavailable(format!("the response is larger than {} bytes", self.max_body)));
         }
@@ -175,7 +182,7 @@ impl HttpClient {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Response { status, body })
+        Ok(Response { status, reason, body })
     }
 
     #[cfg(test)]
@@ -391,13 +398,19 @@ mod tests {
 
     #[test]
     fn snippets_are_short_single_line_text() {
-        let response =
-            Response { status: StatusCode::BAD_GATEWAY, body: format!("a\nb{}", "c".repeat(400)).into_bytes() };
+        let response = Response {
+            status: StatusCode::BAD_GATEWAY,
+            reason: None,
+            body: format!("a\nb{}", "c".repeat(400)).into_bytes(),
+        };
         let snippet = response.snippet();
         assert!(snippet.starts_with("a b"));
         assert!(snippet.ends_with("..."));
         assert_eq!(snippet.chars().count(), SNIPPET_CHARS + 3);
-        assert_eq!(Response { status: StatusCode::BAD_GATEWAY, body: Vec::new() }.snippet(), "(empty body)");
+        assert_eq!(
+            Response { status: StatusCode::BAD_GATEWAY, reason: None, body: Vec::new() }.snippet(),
+            "(empty body)"
+        );
     }
 
     #[test]

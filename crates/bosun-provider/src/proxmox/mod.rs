@@ -1,7 +1,14 @@
-//! Proxmox VE's API, read for the inventory: the cluster's resources (hypervisor nodes,
+//! Proxmox VE's API. Read for the inventory: the cluster's resources (hypervisor nodes,
 //! QEMU VMs, LXC containers, storage), each guest's configuration (its digest, its GPU
 //! passthrough devices, a container's host name and OS) and the nodes' recent tasks.
+//! Written for the provider: the next free vmid, a VM's clone, start, stop and destroy.
 //!
+//! - Each write starts a task and answers its UPID (`UPID:NODE:...`);
+//!   [`ProxmoxClient::wait_for_task`] reads the task's status on the node the UPID names
+//!   until it ends, a bounded number of times ([`TaskPolling`]), and turns an exit status
+//!   other than `OK` into an error naming the UPID and the status.
+//! - A refusal's message is Proxmox's HTTP reason phrase (`500 VM 102 is running - destroy
+//!   failed`), which errors quote; the body then holds no more than `{"data":null}`.
 //! - Authentication is an API token, sent per request as
 //!   `Authorization: PVEAPIToken=USER@REALM!TOKENID=SECRET`; the secret never reaches a log
 //!   line or an error message.
@@ -30,7 +37,7 @@ use bosun_config::{ProxmoxEndpoint, SecretSource};
 use crate::http::{self, Failure, HttpClient, Secret, ServerTrust};
 use crate::provider::ProviderError;
 
-pub use wire::{GuestConfig, GuestKind, PveGuest, PveNode, PveStorage, PveTask};
+pub use wire::{GuestConfig, GuestKind, PveGuest, PveNode, PveStorage, PveTask, TaskStatus};
 
 /// Guest configurations read at once during a snapshot.
 const CONFIG_CONCURRENCY: usize = 16;
@@ -50,7 +57,32 @@ pub struct Snapshot {
     pub tasks: Vec<PveTask>,
 }
 
-/// A read-only client of one Proxmox VE cluster's API.
+/// What a clone of a VM is to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloneVm<'a> {
+    /// The new VM's vmid (from [`ProxmoxClient::next_vmid`]).
+    pub newid: u32,
+    /// A DNS name.
+    pub name: &'a str,
+    pub description: &'a str,
+    /// The node the clone goes to, when not the source's (the source's disks must then be
+    /// on shared storage).
+    pub target: Option<&'a str>,
+    /// Where the clone's disks go (a full clone only), when not where the source's are.
+    pub storage: Option<&'a str>,
+    /// A full copy (`true`) or a linked clone (`false`, templates only); `None`: Proxmox's
+    /// default, linked for a template and full otherwise.
+    pub full: Option<bool>,
+}
+
+/// How often, and how many times, a task's status is read while waiting for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskPolling {
+    pub interval: Duration,
+    pub max_polls: u32,
+}
+
+/// A client of one Proxmox VE cluster's API.
 #[derive(Debug, Clone)]
 pub struct ProxmoxClient {
     /// The source's name, in every error (`proxmox pve1`).
@@ -139,20 +171,46 @@ impl ProxmoxClient {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
-        let what = format!("GET {path}");
+        self.call(Method::GET, url, &format!("GET {path}"), None).await
+    }
+
+    /// `POST /api2/json{path}` with `form` as its parameters, and the `data` of its answer.
+    async fn post<T: DeserializeOwned>(&self, path: &str, form: &[(&str, String)]) -> Result<T, ProviderError> {
+        let url = http::join(&self.base, &format!("/api2/json{path}"));
+        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        self.call(Method::POST, url, &format!("POST {path}"), Some(body)).await
+    }
+
+    /// One call: the token in its header, the answer's `data` or an error naming `what`.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        what: &str,
+        form: Option<String>,
+    ) -> Result<T, ProviderError> {
         let mut request = self
             .http
-            .request(Method::GET, url)
+            .request(method, url)
             .header("authorization", format!("PVEAPIToken={}={}", self.token_id, self.token_secret.expose()));
+        if let Some(form) = form {
+            request = request.header("content-type", "application/x-www-form-urlencoded").body(form);
+        }
         if let Some(timeout) = self.timeout {
             request = request.timeout(timeout);
         }
-        let response = self.http.send(request, &what).await?;
+        let response = self.http.send(request, what).await?;
         if !response.is_success() {
             let failure = Failure::from_status(response.status);
-            return Err(failure.error(&self.name, format!("{what}: HTTP {}: {}", response.status, response.snippet())));
+            // Proxmox says what went wrong in the reason phrase; the body is `{"data":null}`
+            // or names the bad parameters.
+            let status = match &response.reason {
+                Some(reason) => format!("{} {reason}", response.status.as_u16()),
+                None => response.status.to_string(),
+            };
+            return Err(failure.error(&self.name, format!("{what}: HTTP {status}: {}", response.snippet())));
         }
-        let envelope: wire::Envelope<T> = response.json(&self.name, &what)?;
+        let envelope: wire::Envelope<T> = response.json(&self.name, what)?;
         envelope.data.ok_or_else(|| Failure::Unavailable.error(&self.name, format!("{what}: the answer has no data")))
     }
 
@@ -212,6 +270,109 @@ impl ProxmoxClient {
         Ok(tasks)
     }
 
+    /// `/cluster/nextid`: the lowest vmid no guest has (a concurrent clone may take it
+    /// first; the clone then fails and nothing is created).
+    pub async fn next_vmid(&self) -> Result<u32, ProviderError> {
+        let id: serde_json::Value = self.get("/cluster/nextid", &[]).await?;
+        wire::vmid(&id).map_err(|problem| self.malformed("GET /cluster/nextid", problem))
+    }
+
+    /// Clones the VM `vmid` on `node` as `clone` says; returns the clone task's UPID.
+    pub async fn clone_vm(&self, node: &str, vmid: u32, clone: &CloneVm<'_>) -> Result<String, ProviderError> {
+        self.check_node(node)?;
+        let mut form = vec![
+            ("newid", clone.newid.to_string()),
+            ("name", clone.name.to_owned()),
+            ("description", clone.description.to_owned()),
+        ];
+        if let Some(target) = clone.target.filter(|target| *target != node) {
+            self.check_node(target)?;
+            form.push(("target", target.to_owned()));
+        }
+        if let Some(storage) = clone.storage {
+            form.push(("storage", storage.to_owned()));
+        }
+        if let Some(full) = clone.full {
+            form.push(("full", u8::from(full).to_string()));
+        }
+        self.post(&format!("/nodes/{node}/qemu/{vmid}/clone"), &form).await
+    }
+
+    /// Starts a VM; returns the task's UPID.
+    pub async fn start_vm(&self, node: &str, vmid: u32) -> Result<String, ProviderError> {
+        self.check_node(node)?;
+        self.post(&format!("/nodes/{node}/qemu/{vmid}/status/start"), &[]).await
+    }
+
+    /// Stops a VM at once (a power-off, not a shutdown); returns the task's UPID.
+    pub async fn stop_vm(&self, node: &str, vmid: u32) -> Result<String, ProviderError> {
+        self.check_node(node)?;
+        self.post(&format!("/nodes/{node}/qemu/{vmid}/status/stop"), &[]).await
+    }
+
+    /// Destroys a stopped VM with its disks, and removes it from backup jobs, replication
+    /// and HA (`purge`); returns the task's UPID.
+    pub async fn destroy_vm(&self, node: &str, vmid: u32) -> Result<String, ProviderError> {
+        self.check_node(node)?;
+        let path = format!("/nodes/{node}/qemu/{vmid}");
+        let mut url = http::join(&self.base, &format!("/api2/json{path}"));
+        url.query_pairs_mut().append_pair("purge", "1").append_pair("destroy-unreferenced-disks", "1");
+        self.call(Method::DELETE, url, &format!("DELETE {path}"), None).await
+    }
+
+    /// Where a task stands.
+    pub async fn task_status(&self, upid: &str) -> Result<TaskStatus, ProviderError> {
+        let node = upid_node(upid).ok_or_else(|| {
+            Failure::Invalid.error(&self.name, format!("{upid:?} is not a task id (UPID:NODE:...) bosun can follow"))
+        })?;
+        let mut url = http::join(&self.base, &format!("/api2/json/nodes/{node}/tasks"));
+        // A UPID holds ':', '@' and '!': pushed as one segment, escaped where it must be.
+        url.path_segments_mut()
+            .map_err(|()| self.malformed("task status", "the base URL cannot take a path"))?
+            .extend([upid, "status"]);
+        let what = format!("GET task {upid}");
+        let status: serde_json::Value = self.call(Method::GET, url, &what, None).await?;
+        TaskStatus::read(&status).map_err(|problem| self.malformed(&what, problem))
+    }
+
+    /// Follows a task until it ends, reading its status up to `polling.max_polls` times,
+    /// `polling.interval` apart. A task that ends with anything but `OK` (or Proxmox's
+    /// `WARNINGS: N`, a success) is an error naming `what`, the UPID and its exit status;
+    /// so is one still running after the last read.
+    pub async fn wait_for_task(&self, upid: &str, what: &str, polling: TaskPolling) -> Result<(), ProviderError> {
+        for poll in 0..polling.max_polls {
+            if poll > 0 {
+                tokio::time::sleep(polling.interval).await;
+            }
+            let status = self.task_status(upid).await?;
+            if status.running {
+                continue;
+            }
+            return match status.exit_status.as_deref() {
+                Some(exit) if exit == "OK" || exit.starts_with("WARNINGS") => Ok(()),
+                exit => Err(Failure::Unavailable.error(
+                    &self.name,
+                    format!("{what}: task {upid} failed: {}", exit.unwrap_or("it ended without an exit status")),
+                )),
+            };
+        }
+        Err(Failure::Unavailable.error(
+            &self.name,
+            format!(
+                "{what}: task {upid} still runs after {} status reads {:?} apart; it may yet finish",
+                polling.max_polls, polling.interval
+            ),
+        ))
+    }
+
+    fn check_node(&self, node: &str) -> Result<(), ProviderError> {
+        if http::is_path_segment(node) {
+            Ok(())
+        } else {
+            Err(Failure::Invalid.error(&self.name, format!("node name {node:?} cannot be part of a URL")))
+        }
+    }
+
     /// One read of the whole cluster: its resources, every guest's configuration (at most
     /// [`CONFIG_CONCURRENCY`] at a time) and each node's recent tasks. Any failed call
     /// fails the snapshot: nothing partial is returned.
@@ -243,6 +404,14 @@ impl ProxmoxClient {
         }
         Ok(snapshot)
     }
+}
+
+/// The node of a task id, `UPID:NODE:PID:PSTART:STARTTIME:TYPE:ID:USER:`, when the id has
+/// nothing that could address another resource.
+fn upid_node(upid: &str) -> Option<&str> {
+    let node = upid.strip_prefix("UPID:")?.split(':').next()?;
+    let plain = upid.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '/' | '?' | '#' | '%' | '\\'));
+    (plain && http::is_path_segment(node)).then_some(node)
 }
 
 /// A token secret can travel in the `Authorization` header: visible ASCII, not empty.

@@ -269,3 +269,77 @@ async fn tls_is_checked_against_the_system_roots_plus_a_ca_file_unless_verify_tl
     let careless = ProxmoxClient::from_endpoint_with_env("pve1", &config, env).expect("client");
     assert_eq!(careless.cluster_resources().await.expect("any certificate").vms.len(), 2);
 }
+
+const QUICK: TaskPolling = TaskPolling { interval: Duration::from_millis(1), max_polls: 20 };
+
+#[tokio::test]
+async fn a_vm_is_cloned_started_stopped_and_destroyed_following_each_task() {
+    let (mock, client) = cluster(MockSpec { nodes: 2, vms: 2, containers: 0, gpus_per_vm: 1, tasks_per_node: 0 }).await;
+    let template = mock.add_template("pve1");
+    mock.set_task_polls(3);
+    let vmid = client.next_vmid().await.expect("next vmid");
+    assert_eq!(vmid, 102, "the lowest free vmid");
+    let clone = CloneVm {
+        newid: vmid,
+        name: "bosun-i-1",
+        description: "bosun instance i-1",
+        target: Some("pve2"),
+        storage: Some("ceph"),
+        full: Some(true),
+    };
+    let upid = client.clone_vm("pve1", template, &clone).await.expect("clone accepted");
+    assert!(upid.starts_with("UPID:pve1:") && upid.contains(&format!(":qmclone:{template}:{TOKEN_ID}:")), "{upid}");
+    let running = client.task_status(&upid).await.expect("status");
+    assert_eq!(running, TaskStatus { running: true, exit_status: None });
+    client.wait_for_task(&upid, "clone", QUICK).await.expect("the clone finishes");
+    assert_eq!(mock.guest(vmid), Some(("pve2".to_owned(), "stopped".to_owned())));
+    let config = client.guest_config(GuestKind::Qemu, "pve2", vmid).await.expect("config");
+    assert_eq!(config.passthrough, ["mapping=gpu,pcie=1"], "the template's GPU comes along");
+
+    let memory_used = |snapshot: &Snapshot| snapshot.nodes.iter().find(|n| n.name == "pve2").map(|n| n.memory_used);
+    let before = memory_used(&client.cluster_resources().await.expect("resources"));
+    let started = client.start_vm("pve2", vmid).await.expect("start");
+    client.wait_for_task(&started, "start", QUICK).await.expect("started");
+    assert_eq!(mock.guest(vmid).map(|(_, status)| status).as_deref(), Some("running"));
+    let after = memory_used(&client.cluster_resources().await.expect("resources"));
+    assert_eq!(after.zip(before).map(|(a, b)| a - b), Some(17_179_869_184), "a running VM's memory is used");
+
+    // Proxmox refuses to destroy a running VM, in its reason phrase.
+    let error = client.destroy_vm("pve2", vmid).await.expect_err("running");
+    assert!(error.to_string().contains("HTTP 500 VM 102 is running - destroy failed"), "{error}");
+    let stopped = client.stop_vm("pve2", vmid).await.expect("stop");
+    client.wait_for_task(&stopped, "stop", QUICK).await.expect("stopped");
+    let destroyed = client.destroy_vm("pve2", vmid).await.expect("destroy");
+    client.wait_for_task(&destroyed, "destroy", QUICK).await.expect("destroyed");
+    assert_eq!(mock.guest(vmid), None);
+    let error = client.start_vm("pve2", vmid).await.expect_err("gone");
+    assert!(error.to_string().contains("Configuration file 'nodes/pve2/qemu/102.conf' does not exist"), "{error}");
+}
+
+#[tokio::test]
+async fn a_task_that_fails_or_outlasts_its_polls_is_an_error_naming_its_upid() {
+    let (mock, client) = cluster(MockSpec { nodes: 1, vms: 0, containers: 0, gpus_per_vm: 0, tasks_per_node: 0 }).await;
+    let template = mock.add_template("pve1");
+    let clone = CloneVm { newid: 100, name: "c", description: "", target: None, storage: None, full: None };
+
+    mock.fail_clones(Some("clone failed: lvcreate 'pve/vm-100-disk-0' error: insufficient free space"));
+    let upid = client.clone_vm("pve1", template, &clone).await.expect("accepted");
+    let error = client.wait_for_task(&upid, "clone 9000", QUICK).await.expect_err("failed");
+    assert!(matches!(error, ProviderError::Unavailable { .. }), "{error}");
+    assert!(error.to_string().contains(&format!("clone 9000: task {upid} failed: clone failed: lvcreate")), "{error}");
+    assert_eq!(mock.guest(100), None, "a failed clone leaves nothing");
+    mock.fail_clones(None);
+
+    mock.set_task_polls(10);
+    let upid = client.clone_vm("pve1", template, &clone).await.expect("accepted");
+    let patience = TaskPolling { interval: Duration::from_millis(1), max_polls: 3 };
+    let error = client.wait_for_task(&upid, "clone 9000", patience).await.expect_err("still running");
+    assert!(error.to_string().contains(&format!("task {upid} still runs after 3 status reads")), "{error}");
+
+    let taken = client.clone_vm("pve1", template, &clone).await.expect_err("vmid 100 exists now");
+    assert!(taken.to_string().contains("unable to create VM 100: config file already exists"), "{taken}");
+    for bad in ["", "UPID:", "UPID:../x:1", "UPID:pve1:1/../../x", "task-1"] {
+        let error = client.task_status(bad).await.expect_err("not a UPID");
+        assert!(matches!(error, ProviderError::Invalid { .. }), "{bad}: {error}");
+    }
+}

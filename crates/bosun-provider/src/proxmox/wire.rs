@@ -114,6 +114,15 @@ pub struct PveTask {
     pub exit_status: Option<String>,
 }
 
+/// Where a task stands (`/nodes/{node}/tasks/{upid}/status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskStatus {
+    /// `status: running`; `stopped` once it ended.
+    pub running: bool,
+    /// `OK`, `WARNINGS: N` or the error it ended with; `None` while it runs.
+    pub exit_status: Option<String>,
+}
+
 /// One row of `/cluster/resources`.
 pub(super) enum Resource {
     Node(PveNode),
@@ -268,4 +277,28 @@ impl PveTask {
             exit_status: text(row, "status"),
         })
     }
+}
+
+impl TaskStatus {
+    pub(super) fn read(status: &Value) -> Result<TaskStatus, String> {
+        if !status.is_object() {
+            return Err("is not an object".to_owned());
+        }
+        let running = match required(status, "status")?.as_str() {
+            "running" => true,
+            "stopped" => false,
+            other => return Err(format!("status is {other:?}, neither running nor stopped")),
+        };
+        Ok(TaskStatus { running, exit_status: text(status, "exitstatus") })
+    }
+}
+
+/// A vmid Proxmox sends as a number or a string (`/cluster/nextid` sends `"105"`).
+pub(super) fn vmid(value: &Value) -> Result<u32, String> {
+    let id = match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    id.and_then(|id| u32::try_from(id).ok()).filter(|id| *id > 0).ok_or_else(|| format!("{value} is not a vmid"))
 }
