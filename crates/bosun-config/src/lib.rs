@@ -60,7 +60,7 @@ pub use notifier::{NotifierConfig, WebhookConfig};
 pub use pool::{PoolConfig, SshConfig};
 pub use provider::{
     AWS_RESERVED_TAGS, AwsConfig, DEFAULT_AWS_IMAGE, DEFAULT_GCP_DISK_SIZE_GB, DEFAULT_GCP_IMAGE, DEFAULT_GCP_NETWORK,
-    GcpConfig, LambdaConfig, ProviderConfig, ProviderType,
+    DEFAULT_PROXMOX_TASK_TIMEOUT, GcpConfig, LambdaConfig, ProviderConfig, ProviderType, ProxmoxConfig,
 };
 pub use proxmox::{ProxmoxEndpoint, ProxmoxEndpointKeys, SecretSource};
 pub use redact::{Secret, SensitiveUrl};

@@ -1,10 +1,11 @@
 //! A Proxmox VE cluster in memory, serving the endpoints bosun calls, in Proxmox's JSON
 //! shapes: `/cluster/resources`, each guest's `config` and each node's `tasks` (paged with
 //! `start` and `limit`) for the inventory; `/cluster/nextid`, a VM's `clone`,
-//! `status/start`, `status/stop` and `DELETE`, each answering a task's UPID, and each
-//! task's `status` for the provider. The tests drive it (a changed configuration, a
-//! deleted VM, an outage, a slow or malformed answer, a clone that fails, a full host),
-//! and `bosun dev proxmox-mock` serves one so a newcomer can try bosun without a Proxmox at
+//! `status/start`, `status/stop` and `DELETE`, each answering a task's UPID, each task's
+//! `status`, and a change of a VM's `tags` (`PUT config`) for the provider. The tests
+//! drive it (a changed configuration, a deleted VM, an outage, a slow or malformed answer,
+//! a clone that fails, a full host, a refused configuration change), and
+//! `bosun dev proxmox-mock` serves one so a newcomer can try bosun without a Proxmox at
 //! hand.
 //!
 //! Every call must carry the cluster's API token, as Proxmox checks it: a missing or
@@ -87,6 +88,8 @@ struct Cluster {
     clone_failure: Option<String>,
     /// Hosts listed with all memory and CPU in use.
     full_hosts: BTreeSet<String>,
+    /// Configuration changes are refused, as to a token without `VM.Config.Options`.
+    config_refused: bool,
 }
 
 /// A task started through the API.
@@ -221,6 +224,12 @@ impl MockCluster {
         }
     }
 
+    /// Refuses configuration changes (tags), as Proxmox does to a token without the
+    /// permission, until called with `false`.
+    pub fn refuse_config_changes(&self, refused: bool) {
+        self.lock().config_refused = refused;
+    }
+
     /// How many status reads a new task answers `running` to before it ends (1 at first).
     pub fn set_task_polls(&self, polls: u32) {
         self.lock().task_polls = polls;
@@ -283,7 +292,7 @@ impl MockCluster {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/api2/json/cluster/resources", get(resources))
-            .route("/api2/json/nodes/{node}/{kind}/{vmid}/config", get(config))
+            .route("/api2/json/nodes/{node}/{kind}/{vmid}/config", get(config).put(set_config))
             .route("/api2/json/nodes/{node}/tasks", get(tasks))
             .route("/api2/json/cluster/nextid", get(next_id))
             .route("/api2/json/nodes/{node}/{kind}/{vmid}/clone", post(clone))
@@ -569,6 +578,33 @@ async fn destroy(
     }
     cluster.guests.remove(&vmid);
     answer(StatusCode::OK, json!({ "data": cluster.task(&node, "qmdestroy", vmid, "OK") }))
+}
+
+async fn set_config(
+    State(mock): State<MockCluster>,
+    Path((node, kind, vmid)): Path<(String, String, u32)>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    if let Err(refused) = mock.admit(&headers).await {
+        return refused;
+    }
+    let params = form(&body);
+    let mut cluster = mock.lock();
+    if cluster.config_refused {
+        return refusal(StatusCode::FORBIDDEN, &format!("Permission check failed (/vms/{vmid}, VM.Config.Options)"));
+    }
+    let Some(guest) = cluster.vm_on(&node, &kind, vmid) else { return no_such_guest(&node, &kind, vmid) };
+    if let Some(tags) = params.get("tags") {
+        guest.resource["tags"] = json!(tags);
+        guest.config["tags"] = json!(tags);
+    }
+    cluster.generation += 1;
+    let generation = cluster.generation;
+    if let Some(guest) = cluster.guests.get_mut(&vmid) {
+        guest.config["digest"] = json!(digest(vmid, generation));
+    }
+    answer(StatusCode::OK, json!({ "data": null }))
 }
 
 async fn task_status(

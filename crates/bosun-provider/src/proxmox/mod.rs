@@ -1,7 +1,7 @@
 //! Proxmox VE's API. Read for the inventory: the cluster's resources (hypervisor nodes,
 //! QEMU VMs, LXC containers, storage), each guest's configuration (its digest, its GPU
 //! passthrough devices, a container's host name and OS) and the nodes' recent tasks.
-//! Written for the provider: the next free vmid, a VM's clone, start, stop and destroy.
+//! Written for the provider: the next free vmid, a VM's clone, tags, start, stop and destroy.
 //!
 //! - Each write starts a task and answers its UPID (`UPID:NODE:...`);
 //!   [`ProxmoxClient::wait_for_task`] reads the task's status on the node the UPID names
@@ -24,6 +24,7 @@
 
 mod inventory;
 pub mod mock;
+mod provider;
 mod wire;
 
 use std::time::Duration;
@@ -37,6 +38,7 @@ use bosun_config::{ProxmoxEndpoint, SecretSource};
 use crate::http::{self, Failure, HttpClient, Secret, ServerTrust};
 use crate::provider::ProviderError;
 
+pub use provider::{ProxmoxProvider, TAG};
 pub use wire::{GuestConfig, GuestKind, PveGuest, PveNode, PveStorage, PveTask, TaskStatus};
 
 /// Guest configurations read at once during a snapshot.
@@ -189,6 +191,19 @@ impl ProxmoxClient {
         what: &str,
         form: Option<String>,
     ) -> Result<T, ProviderError> {
+        self.call_for_data(method, url, what, form)
+            .await?
+            .ok_or_else(|| Failure::Unavailable.error(&self.name, format!("{what}: the answer has no data")))
+    }
+
+    /// [`ProxmoxClient::call`] for calls whose answer may be `{"data":null}`.
+    async fn call_for_data<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        what: &str,
+        form: Option<String>,
+    ) -> Result<Option<T>, ProviderError> {
         let mut request = self
             .http
             .request(method, url)
@@ -211,7 +226,7 @@ impl ProxmoxClient {
             return Err(failure.error(&self.name, format!("{what}: HTTP {status}: {}", response.snippet())));
         }
         let envelope: wire::Envelope<T> = response.json(&self.name, what)?;
-        envelope.data.ok_or_else(|| Failure::Unavailable.error(&self.name, format!("{what}: the answer has no data")))
+        Ok(envelope.data)
     }
 
     fn malformed(&self, what: &str, problem: impl std::fmt::Display) -> ProviderError {
@@ -296,6 +311,17 @@ impl ProxmoxClient {
             form.push(("full", u8::from(full).to_string()));
         }
         self.post(&format!("/nodes/{node}/qemu/{vmid}/clone"), &form).await
+    }
+
+    /// Sets a VM's tags (replacing any it has), at once: no task.
+    pub async fn set_tags(&self, node: &str, vmid: u32, tags: &[&str]) -> Result<(), ProviderError> {
+        self.check_node(node)?;
+        let path = format!("/nodes/{node}/qemu/{vmid}/config");
+        let url = http::join(&self.base, &format!("/api2/json{path}"));
+        let form = url::form_urlencoded::Serializer::new(String::new()).append_pair("tags", &tags.join(";")).finish();
+        let _: Option<serde_json::Value> =
+            self.call_for_data(Method::PUT, url, &format!("PUT {path}"), Some(form)).await?;
+        Ok(())
     }
 
     /// Starts a VM; returns the task's UPID.

@@ -67,6 +67,8 @@ pub struct PveGuest {
     /// A lock held on the guest (`backup`, `migrate`...).
     pub lock: Option<String>,
     pub pool: Option<String>,
+    /// Its tags (`tags: "bosun;gpu"`).
+    pub tags: Vec<String>,
     pub config: Option<GuestConfig>,
 }
 
@@ -218,6 +220,11 @@ impl Resource {
                     ha_managed: text(row, "hastate").is_some(),
                     lock: text(row, "lock"),
                     pool: text(row, "pool"),
+                    tags: text(row, "tags")
+                        .map(|tags| {
+                            tags.split([';', ',', ' ']).filter(|tag| !tag.is_empty()).map(str::to_owned).collect()
+                        })
+                        .unwrap_or_default(),
                     config: None,
                 })
             }
