@@ -18,6 +18,8 @@
 //!   section resolved into effective settings with defaults, validated, and rendered back
 //!   into the schema.
 //! - [`approval`]: approval policy documents (the rules, in order).
+//! - [`proxmox`]: a Proxmox VE cluster's API endpoint ([`ProxmoxEndpoint`]: URL, API token
+//!   id, where its secret is, TLS checks), shared by every entry that talks to a cluster.
 //! - [`runbook`]: runbooks ([`runbook::RunbookSpec`]), parsed as strictly as the file.
 //! - `retention`: how long the operations ledger keeps run history and the audit log.
 //! - `setup`: the placeholders of `setup_commands` and their syntax, shared with the SSH
@@ -41,6 +43,7 @@ mod notifier;
 mod parse;
 mod pool;
 mod provider;
+pub mod proxmox;
 mod redact;
 mod retention;
 pub mod runbook;
@@ -57,8 +60,9 @@ pub use notifier::{NotifierConfig, WebhookConfig};
 pub use pool::{PoolConfig, SshConfig};
 pub use provider::{
     AWS_RESERVED_TAGS, AwsConfig, DEFAULT_AWS_IMAGE, DEFAULT_GCP_DISK_SIZE_GB, DEFAULT_GCP_IMAGE, DEFAULT_GCP_NETWORK,
-    GcpConfig, LambdaConfig, ProviderConfig, ProviderType,
+    DEFAULT_PROXMOX_TASK_TIMEOUT, GcpConfig, LambdaConfig, ProviderConfig, ProviderType, ProxmoxConfig,
 };
+pub use proxmox::{ProxmoxEndpoint, ProxmoxEndpointKeys, SecretSource};
 pub use redact::{Secret, SensitiveUrl};
 pub use retention::RetentionConfig;
 pub use server::ServerConfig;

@@ -166,6 +166,17 @@ pub(crate) struct Provider {
     pub subnetwork: Option<String>,
     pub service_account: Option<String>,
     pub disk_size_gb: Option<u32>,
+    pub url: Option<String>,
+    pub token_id: Option<String>,
+    pub token_secret_env: Option<String>,
+    pub token_secret_file: Option<PathBuf>,
+    pub verify_tls: Option<bool>,
+    pub ca_file: Option<PathBuf>,
+    pub template_vmid: Option<u32>,
+    pub storage: Option<String>,
+    pub hosts: Option<Vec<String>>,
+    pub full_clone: Option<bool>,
+    pub task_timeout: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

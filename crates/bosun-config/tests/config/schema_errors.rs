@@ -36,7 +36,8 @@ fn unknown_keys_name_their_full_path_at_every_depth() {
             "providers.l.apikey",
             "type, api_key_env, project, zone, region, gpu_count, endpoint, image_id, subnet_id, security_group_ids, \
              key_name, instance_profile, tags, ssh_key_names, file_system_names, image, network, subnetwork, \
-             service_account, disk_size_gb"
+             service_account, disk_size_gb, url, token_id, token_secret_env, token_secret_file, verify_tls, ca_file, \
+             template_vmid, storage, hosts, full_clone, task_timeout"
                 .to_owned(),
         ),
         (pool("autoscalng: {type: queue}"), "pools.p.autoscalng", POOL_KEYS.to_owned()),
@@ -169,7 +170,7 @@ fn type_errors_name_the_key() {
         (
             "providers:\n  k: {type: kubernetes}\n".to_owned(),
             "providers.k.type",
-            "unknown value \"kubernetes\"; expected one of fake, process, lambda, gcp, aws",
+            "unknown value \"kubernetes\"; expected one of fake, process, lambda, gcp, aws, proxmox",
         ),
         (
             "auth:\n  tokens: [{name: a, token: t, role: root}]\n".to_owned(),
