@@ -22,6 +22,7 @@
 //!   id, where its secret is, TLS checks), shared by every entry that talks to a cluster.
 //! - [`runbook`]: runbooks ([`runbook::RunbookSpec`]), parsed as strictly as the file.
 //! - `retention`: how long the operations ledger keeps run history and the audit log.
+//! - `inventory`: the systems (Proxmox VE clusters) bosun reads its inventory from.
 //! - `setup`: the placeholders of `setup_commands` and their syntax, shared with the SSH
 //!   bootstrap that fills them in.
 //! - [`duration`]: Go-style duration strings (`parse`, `format`), also for command-line flags.
@@ -39,6 +40,7 @@ mod config;
 pub mod duration;
 mod error;
 mod expand;
+pub mod inventory;
 mod notifier;
 mod parse;
 mod pool;
@@ -56,6 +58,7 @@ pub use api::{ApiConfig, TlsFiles};
 pub use auth::{AuthConfig, AuthToken, NodeTokenKey, Role, TokenSource};
 pub use config::Config;
 pub use error::{ConfigError, ConfigErrorKind};
+pub use inventory::{InventoryConfig, InventorySource, InventorySourceKind};
 pub use notifier::{NotifierConfig, WebhookConfig};
 pub use pool::{PoolConfig, SshConfig};
 pub use provider::{

@@ -41,6 +41,7 @@ mod exposition;
 mod fleet;
 mod http;
 mod instances;
+mod inventory;
 mod loops;
 mod metrics;
 mod nodes;
@@ -74,6 +75,8 @@ pub enum StartError {
     Notifier(String),
     #[error("cannot set up TLS (api.tls): {0}")]
     Tls(#[from] TlsError),
+    #[error("cannot set up the inventory: {0}")]
+    Inventory(String),
 }
 
 /// A periodic pass that failed (run by hand through [`ServerHandle`]).
@@ -365,6 +368,20 @@ impl ServerHandle {
     /// runs were active.
     pub async fn advance_runs(&self) -> Result<usize, PassError> {
         Ok(self.app.as_leader(runs::executor::advance_all(&self.app)).await.unwrap_or(Ok(0))?)
+    }
+
+    /// Syncs every configured inventory source now, due or not (when this replica leads).
+    /// Returns how many were read; a source that could not be read counts, with its error
+    /// recorded in the store.
+    pub async fn sync_inventory(&self) -> Result<usize, PassError> {
+        let app = &self.app;
+        let work = async {
+            for source in &app.inventory.entries {
+                inventory::sync_source(app, source).await?;
+            }
+            Ok::<_, error::ApiError>(app.inventory.entries.len())
+        };
+        Ok(app.as_leader(work).await.unwrap_or(Ok(0))?)
     }
 
     /// Applies retention and re-reads the fleet now.

@@ -76,6 +76,8 @@ pub struct InventoryRecord {
     pub source: SourceName,
     /// Stable within the source (see [`super::Origin`]).
     pub key: String,
+    /// Its fields sit beside the others in JSON (`"kind": "vm", "vmid": 104, ...`).
+    #[serde(flatten)]
     pub state: RecordState,
     /// The digest of `state`, as the source reported it.
     pub digest: String,
@@ -209,5 +211,40 @@ impl SourceStatus {
     /// Its data is not current: the last read failed.
     pub fn is_stale(&self) -> bool {
         self.error.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Host;
+
+    #[test]
+    fn a_record_is_one_flat_json_object_and_reads_back() {
+        let record = InventoryRecord {
+            source: "pve1".parse().expect("valid"),
+            key: "pve-a".to_owned(),
+            state: RecordState::Host(Host {
+                name: "pve-a".to_owned(),
+                status: "online".to_owned(),
+                cpus: 64,
+                memory_total: u64::MAX,
+                node_id: None,
+            }),
+            digest: "d".to_owned(),
+            usage: Usage::default(),
+            usage_at: Timestamp::from_unix_micros(1),
+            first_seen: Timestamp::from_unix_micros(1),
+            last_seen: Timestamp::from_unix_micros(2),
+            gone_at: None,
+            revision: Revision::FIRST,
+        };
+        let json = serde_json::to_value(&record).expect("json");
+        assert_eq!(
+            (json["kind"].as_str(), json["source"].as_str(), json["cpus"].as_u64()),
+            (Some("host"), Some("pve1"), Some(64))
+        );
+        let back: InventoryRecord = serde_json::from_value(json).expect("reads back");
+        assert_eq!(back, record);
     }
 }

@@ -405,20 +405,24 @@ impl ProxmoxClient {
     pub async fn snapshot(&self) -> Result<Snapshot, ProviderError> {
         use futures::stream::{self, StreamExt as _, TryStreamExt as _};
         let mut snapshot = self.cluster_resources().await?;
-        let configs: Vec<(usize, bool, GuestConfig)> = stream::iter(
-            snapshot
-                .vms
-                .iter()
-                .enumerate()
-                .map(|(i, g)| (i, true, g))
-                .chain(snapshot.containers.iter().enumerate().map(|(i, g)| (i, false, g)))
-                .map(|(i, vm, guest)| async move {
-                    self.guest_config(guest.kind, &guest.node, guest.vmid).await.map(|config| (i, vm, config))
-                }),
-        )
-        .buffer_unordered(CONFIG_CONCURRENCY)
-        .try_collect()
-        .await?;
+        // Owned requests: a stream of futures borrowing the snapshot's guests would make the
+        // whole future's `Send` proof depend on higher-ranked lifetimes the compiler cannot
+        // show, and a server could not run it on its worker threads.
+        let wanted: Vec<(usize, bool, GuestKind, String, u32)> = snapshot
+            .vms
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (i, true, g))
+            .chain(snapshot.containers.iter().enumerate().map(|(i, g)| (i, false, g)))
+            .map(|(i, vm, guest)| (i, vm, guest.kind, guest.node.clone(), guest.vmid))
+            .collect();
+        let configs: Vec<(usize, bool, GuestConfig)> =
+            stream::iter(wanted.into_iter().map(|(i, vm, kind, node, vmid)| async move {
+                self.guest_config(kind, &node, vmid).await.map(|config| (i, vm, config))
+            }))
+            .buffer_unordered(CONFIG_CONCURRENCY)
+            .try_collect()
+            .await?;
         for (index, vm, config) in configs {
             let guest = if vm { &mut snapshot.vms[index] } else { &mut snapshot.containers[index] };
             guest.config = Some(config);
