@@ -77,6 +77,10 @@ pub const V1_METHODS: &[&str] = &[
     // Methods added later come last, whatever their service: fuzz inputs name a method
     // by its index in this list.
     v1::AGENT_SERVICE_REPORT_WORKLOADS_SPEC.procedure,
+    v1::ADMIN_SERVICE_LIST_INVENTORY_SPEC.procedure,
+    v1::ADMIN_SERVICE_GET_INVENTORY_SPEC.procedure,
+    v1::ADMIN_SERVICE_LIST_INVENTORY_SOURCES_SPEC.procedure,
+    v1::ADMIN_SERVICE_SYNC_INVENTORY_SPEC.procedure,
 ];
 
 #[cfg(test)]

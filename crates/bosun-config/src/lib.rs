@@ -18,8 +18,11 @@
 //!   section resolved into effective settings with defaults, validated, and rendered back
 //!   into the schema.
 //! - [`approval`]: approval policy documents (the rules, in order).
+//! - [`proxmox`]: a Proxmox VE cluster's API endpoint ([`ProxmoxEndpoint`]: URL, API token
+//!   id, where its secret is, TLS checks), shared by every entry that talks to a cluster.
 //! - [`runbook`]: runbooks ([`runbook::RunbookSpec`]), parsed as strictly as the file.
 //! - `retention`: how long the operations ledger keeps run history and the audit log.
+//! - `inventory`: the systems (Proxmox VE clusters) bosun reads its inventory from.
 //! - `setup`: the placeholders of `setup_commands` and their syntax, shared with the SSH
 //!   bootstrap that fills them in.
 //! - [`duration`]: Go-style duration strings (`parse`, `format`), also for command-line flags.
@@ -37,10 +40,12 @@ mod config;
 pub mod duration;
 mod error;
 mod expand;
+pub mod inventory;
 mod notifier;
 mod parse;
 mod pool;
 mod provider;
+pub mod proxmox;
 mod redact;
 mod retention;
 pub mod runbook;
@@ -53,12 +58,14 @@ pub use api::{ApiConfig, TlsFiles};
 pub use auth::{AuthConfig, AuthToken, NodeTokenKey, Role, TokenSource};
 pub use config::Config;
 pub use error::{ConfigError, ConfigErrorKind};
+pub use inventory::{InventoryConfig, InventorySource, InventorySourceKind};
 pub use notifier::{NotifierConfig, WebhookConfig};
 pub use pool::{PoolConfig, SshConfig};
 pub use provider::{
     AWS_RESERVED_TAGS, AwsConfig, DEFAULT_AWS_IMAGE, DEFAULT_GCP_DISK_SIZE_GB, DEFAULT_GCP_IMAGE, DEFAULT_GCP_NETWORK,
-    GcpConfig, LambdaConfig, ProviderConfig, ProviderType,
+    DEFAULT_PROXMOX_TASK_TIMEOUT, GcpConfig, LambdaConfig, ProviderConfig, ProviderType, ProxmoxConfig,
 };
+pub use proxmox::{ProxmoxEndpoint, ProxmoxEndpointKeys, SecretSource};
 pub use redact::{Secret, SensitiveUrl};
 pub use retention::RetentionConfig;
 pub use server::ServerConfig;

@@ -3,16 +3,20 @@
 //! Each type takes its own keys; a key another type takes is refused with the list of
 //! keys this one accepts, so nothing is accepted that does nothing. Every cloud takes
 //! `endpoint` (its API base URL: a VPC endpoint, a proxy, an emulator, an API-compatible
-//! cloud). The defaults of the machine options (image, disk, network) live here, so
+//! cloud); a Proxmox VE cluster takes the keys of a [`ProxmoxEndpoint`] instead. The
+//! defaults of the machine options (image, disk, network) live here, so
 //! `bosun config check` shows the values a provider will really send.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use bosun_core::validation::check_identifier;
 use serde::{Deserialize, Serialize};
 
 use crate::ConfigError;
+use crate::duration::{ConfigDuration, given_or, require_positive};
+use crate::proxmox::{ENDPOINT_KEYS, ProxmoxEndpoint, ProxmoxEndpointKeys};
 use crate::schema;
 
 /// A provider's `type`.
@@ -26,6 +30,8 @@ pub enum ProviderType {
     Lambda,
     Gcp,
     Aws,
+    /// VMs cloned from a template on a Proxmox VE cluster.
+    Proxmox,
 }
 
 impl ProviderType {
@@ -36,6 +42,7 @@ impl ProviderType {
             ProviderType::Lambda => "lambda",
             ProviderType::Gcp => "gcp",
             ProviderType::Aws => "aws",
+            ProviderType::Proxmox => "proxmox",
         }
     }
 
@@ -57,6 +64,7 @@ impl ProviderType {
                 "instance_profile",
                 "tags",
             ],
+            ProviderType::Proxmox => &PROXMOX_KEYS,
         }
     }
 
@@ -92,6 +100,45 @@ pub const DEFAULT_GCP_DISK_SIZE_GB: u32 = 200;
 const MIN_GCP_DISK_SIZE_GB: u32 = 10;
 /// The tags bosun writes itself on every EC2 machine; a configuration may not set them.
 pub const AWS_RESERVED_TAGS: [&str; 2] = ["bosun-instance-id", "bosun-pool"];
+
+/// How long a Proxmox task (a clone, a start, a stop, a destroy) may run before the
+/// provider stops waiting for it. A full clone copies the template's disks.
+pub const DEFAULT_PROXMOX_TASK_TIMEOUT: Duration = Duration::from_secs(600);
+/// A `type: proxmox` entry's keys: the endpoint's, then the machines'.
+const PROXMOX_KEYS: [&str; 11] = [
+    ENDPOINT_KEYS[0],
+    ENDPOINT_KEYS[1],
+    ENDPOINT_KEYS[2],
+    ENDPOINT_KEYS[3],
+    ENDPOINT_KEYS[4],
+    ENDPOINT_KEYS[5],
+    "template_vmid",
+    "storage",
+    "hosts",
+    "full_clone",
+    "task_timeout",
+];
+/// Proxmox's vmids.
+const PROXMOX_VMIDS: std::ops::RangeInclusive<u32> = 100..=999_999_999;
+
+/// A `type: proxmox` entry: VMs cloned from a template VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxmoxConfig {
+    /// The cluster's API, its token and TLS checks.
+    pub endpoint: ProxmoxEndpoint,
+    /// The VM (normally a template) every machine is cloned from, with its hardware:
+    /// cores, memory, disks and GPUs passed through (`hostpciN`).
+    pub template_vmid: u32,
+    /// Where a full clone's disks go; without it, where the template's are.
+    pub storage: Option<String>,
+    /// The Proxmox nodes machines may run on; empty: any online node.
+    pub hosts: Vec<String>,
+    /// A full copy (`true`) or a linked clone (`false`, templates only); unset: Proxmox's
+    /// default (linked for a template).
+    pub full_clone: Option<bool>,
+    /// How long each task may take.
+    pub task_timeout: Duration,
+}
 
 /// A `type: lambda` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +205,7 @@ pub enum ProviderConfig {
     Lambda(LambdaConfig),
     Gcp(GcpConfig),
     Aws(AwsConfig),
+    Proxmox(ProxmoxConfig),
 }
 
 impl ProviderConfig {
@@ -168,6 +216,7 @@ impl ProviderConfig {
             ProviderConfig::Lambda(_) => ProviderType::Lambda,
             ProviderConfig::Gcp(_) => ProviderType::Gcp,
             ProviderConfig::Aws(_) => ProviderType::Aws,
+            ProviderConfig::Proxmox(_) => ProviderType::Proxmox,
         }
     }
 
@@ -175,7 +224,7 @@ impl ProviderConfig {
         let key = format!("providers.{name}");
         check_identifier("name", name, MAX_PROVIDER_NAME_LEN).map_err(|e| ConfigError::invalid(&key, e.problem))?;
         let kind = raw.kind.ok_or_else(|| {
-            ConfigError::invalid(format!("{key}.type"), "is required: one of fake, process, lambda, gcp, aws")
+            ConfigError::invalid(format!("{key}.type"), "is required: one of fake, process, lambda, gcp, aws, proxmox")
         })?;
         if let Some(unused) = given_keys(raw).into_iter().find(|k| !kind.keys().contains(k)) {
             return Err(ConfigError::invalid(
@@ -229,6 +278,39 @@ impl ProviderConfig {
                 instance_profile: field.text("instance_profile", &raw.instance_profile)?,
                 tags: field.aws_tags(raw.tags.as_ref())?,
             }),
+            ProviderType::Proxmox => Self::Proxmox(ProxmoxConfig {
+                endpoint: ProxmoxEndpoint::resolve(&key, &endpoint_keys(raw))?,
+                template_vmid: match raw.template_vmid {
+                    None => {
+                        return Err(field.invalid(
+                            "template_vmid",
+                            "is required for providers of type proxmox: the vmid of the VM to clone",
+                        ));
+                    }
+                    Some(vmid) if !PROXMOX_VMIDS.contains(&vmid) => {
+                        return Err(
+                            field.invalid("template_vmid", format_args!("is {vmid}; vmids are 100 to 999999999"))
+                        );
+                    }
+                    Some(vmid) => vmid,
+                },
+                storage: match field.text("storage", &raw.storage)? {
+                    Some(storage) if !is_proxmox_name(&storage) => {
+                        return Err(field.invalid(
+                            "storage",
+                            format_args!("{storage:?} is not a storage id (letters, digits, '-', '_', '.')"),
+                        ));
+                    }
+                    other => other,
+                },
+                hosts: field.hosts(&raw.hosts)?,
+                full_clone: raw.full_clone,
+                task_timeout: {
+                    let timeout = given_or(raw.task_timeout, DEFAULT_PROXMOX_TASK_TIMEOUT);
+                    require_positive(&format!("{key}.task_timeout"), timeout)?;
+                    timeout
+                },
+            }),
         })
     }
 
@@ -263,9 +345,40 @@ impl ProviderConfig {
                 raw.instance_profile = aws.instance_profile.clone();
                 raw.tags = (!aws.tags.is_empty()).then(|| aws.tags.clone());
             }
+            Self::Proxmox(proxmox) => {
+                let endpoint = proxmox.endpoint.to_keys();
+                raw.url = endpoint.url;
+                raw.token_id = endpoint.token_id;
+                raw.token_secret_env = endpoint.token_secret_env;
+                raw.token_secret_file = endpoint.token_secret_file;
+                raw.verify_tls = endpoint.verify_tls;
+                raw.ca_file = endpoint.ca_file;
+                raw.template_vmid = Some(proxmox.template_vmid);
+                raw.storage = proxmox.storage.clone();
+                raw.hosts = list(&proxmox.hosts);
+                raw.full_clone = proxmox.full_clone;
+                raw.task_timeout = Some(ConfigDuration(proxmox.task_timeout));
+            }
         }
         raw
     }
+}
+
+/// The endpoint keys of a `type: proxmox` entry.
+fn endpoint_keys(raw: &schema::Provider) -> ProxmoxEndpointKeys {
+    ProxmoxEndpointKeys {
+        url: raw.url.clone(),
+        token_id: raw.token_id.clone(),
+        token_secret_env: raw.token_secret_env.clone(),
+        token_secret_file: raw.token_secret_file.clone(),
+        verify_tls: raw.verify_tls,
+        ca_file: raw.ca_file.clone(),
+    }
+}
+
+/// A Proxmox node or storage id: letters, digits, '-', '_' and '.'.
+fn is_proxmox_name(name: &str) -> bool {
+    name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// The type-specific keys set in `raw`.
@@ -290,6 +403,17 @@ fn given_keys(raw: &schema::Provider) -> Vec<&'static str> {
         ("subnetwork", raw.subnetwork.is_some()),
         ("service_account", raw.service_account.is_some()),
         ("disk_size_gb", raw.disk_size_gb.is_some()),
+        ("url", raw.url.is_some()),
+        ("token_id", raw.token_id.is_some()),
+        ("token_secret_env", raw.token_secret_env.is_some()),
+        ("token_secret_file", raw.token_secret_file.is_some()),
+        ("verify_tls", raw.verify_tls.is_some()),
+        ("ca_file", raw.ca_file.is_some()),
+        ("template_vmid", raw.template_vmid.is_some()),
+        ("storage", raw.storage.is_some()),
+        ("hosts", raw.hosts.is_some()),
+        ("full_clone", raw.full_clone.is_some()),
+        ("task_timeout", raw.task_timeout.is_some()),
     ];
     set.into_iter().filter(|(_, given)| *given).map(|(key, _)| key).collect()
 }
@@ -331,6 +455,23 @@ impl Field<'_> {
             }
             Err(e) => Err(self.invalid("endpoint", format_args!("{endpoint:?} is not a URL: {e}"))),
         }
+    }
+
+    /// Proxmox node names, each once.
+    fn hosts(&self, values: &Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+        let hosts = self.names("hosts", values)?;
+        for (i, host) in hosts.iter().enumerate() {
+            if !is_proxmox_name(host) {
+                return Err(self.invalid(
+                    &format!("hosts[{i}]"),
+                    format_args!("{host:?} is not a node name (letters, digits, '-', '_', '.')"),
+                ));
+            }
+            if let Some(first) = hosts[..i].iter().position(|h| h == host) {
+                return Err(self.invalid(&format!("hosts[{i}]"), format_args!("{host:?} is already hosts[{first}]")));
+            }
+        }
+        Ok(hosts)
     }
 
     /// An AWS resource id with its type's prefix (`subnet-`, `sg-`).

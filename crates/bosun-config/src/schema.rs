@@ -26,7 +26,7 @@ use crate::redact::{Secret, SensitiveUrl};
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping of server, store, auth, api, retention, providers, pools and defaults"
+    expecting = "a mapping of server, store, auth, api, retention, inventory, providers, pools and defaults"
 )]
 pub(crate) struct Document {
     pub server: Option<Server>,
@@ -34,6 +34,7 @@ pub(crate) struct Document {
     pub auth: Option<Auth>,
     pub api: Option<Api>,
     pub retention: Option<Retention>,
+    pub inventory: Option<Inventory>,
     pub providers: Option<BTreeMap<String, Provider>>,
     pub pools: Option<BTreeMap<String, Pool>>,
     pub defaults: Option<Defaults>,
@@ -44,6 +45,28 @@ pub(crate) struct Document {
 pub(crate) struct Retention {
     pub runs: Option<ConfigDuration>,
     pub audit: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Inventory {
+    pub sources: Option<Vec<InventorySource>>,
+}
+
+/// One source; the endpoint keys are those of [`crate::proxmox::ProxmoxEndpointKeys`].
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InventorySource {
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub source_type: Option<String>,
+    pub interval: Option<ConfigDuration>,
+    pub url: Option<String>,
+    pub token_id: Option<String>,
+    pub token_secret_env: Option<String>,
+    pub token_secret_file: Option<PathBuf>,
+    pub verify_tls: Option<bool>,
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -167,6 +190,17 @@ pub(crate) struct Provider {
     pub subnetwork: Option<String>,
     pub service_account: Option<String>,
     pub disk_size_gb: Option<u32>,
+    pub url: Option<String>,
+    pub token_id: Option<String>,
+    pub token_secret_env: Option<String>,
+    pub token_secret_file: Option<PathBuf>,
+    pub verify_tls: Option<bool>,
+    pub ca_file: Option<PathBuf>,
+    pub template_vmid: Option<u32>,
+    pub storage: Option<String>,
+    pub hosts: Option<Vec<String>>,
+    pub full_clone: Option<bool>,
+    pub task_timeout: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

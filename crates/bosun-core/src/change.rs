@@ -24,6 +24,11 @@ named_enum!(
         Tool => "tool",
         ApprovalPolicy => "approval_policy",
         Approval => "approval",
+        Host => "host",
+        Vm => "vm",
+        Container => "container",
+        Storage => "storage",
+        Workload => "workload",
     }
 );
 

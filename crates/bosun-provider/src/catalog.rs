@@ -72,6 +72,8 @@ pub fn resolve_instance_type(provider: ProviderType, requested: &str) -> Result<
         ProviderType::Lambda => spec.lambda,
         ProviderType::Gcp => spec.gcp,
         ProviderType::Aws => spec.aws,
+        // A Proxmox VM is what its template is: no abstract type fits every template.
+        ProviderType::Proxmox => None,
     };
     mapped.map(str::to_owned).ok_or_else(|| {
         let offered: Vec<&str> = [("lambda", spec.lambda), ("gcp", spec.gcp), ("aws", spec.aws)]
@@ -95,6 +97,9 @@ mod tests {
         assert_eq!(resolve_instance_type(ProviderType::Aws, "p4d.24xlarge"), Ok("p4d.24xlarge".to_owned()));
         let missing = resolve_instance_type(ProviderType::Aws, "h100-1x").unwrap_err();
         assert_eq!(missing, "aws does not offer h100-1x; lambda, gcp do");
+        let template = resolve_instance_type(ProviderType::Proxmox, "a100-8x").unwrap_err();
+        assert_eq!(template, "proxmox does not offer a100-8x; lambda, gcp, aws do");
+        assert_eq!(resolve_instance_type(ProviderType::Proxmox, "pve-a100"), Ok("pve-a100".to_owned()));
     }
 
     #[test]

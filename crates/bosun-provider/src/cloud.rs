@@ -7,10 +7,11 @@ use crate::gcp::GcpProvider;
 use crate::http::Failure;
 use crate::lambda::LambdaProvider;
 use crate::provider::{Provider, ProviderError};
+use crate::proxmox::ProxmoxProvider;
 
-/// The provider for a `lambda`, `gcp` or `aws` entry of the configuration, with
+/// The provider for a `lambda`, `gcp`, `aws` or `proxmox` entry of the configuration, with
 /// credentials read through `env` (`std::env::var(..).ok()` in production). A missing
-/// credential is [`ProviderError::Unauthorized`] naming the variable to set. The local
+/// credential is [`ProviderError::Unauthorized`] naming the variable (or file) to set. The local
 /// `fake` and `process` providers need more than their entry and are built elsewhere.
 pub fn from_config(
     name: &str,
@@ -21,6 +22,7 @@ pub fn from_config(
         ProviderConfig::Lambda(lambda) => Box::new(LambdaProvider::from_config(name, lambda, env)?),
         ProviderConfig::Gcp(gcp) => Box::new(GcpProvider::from_config(name, gcp, env)?),
         ProviderConfig::Aws(aws) => Box::new(AwsProvider::from_config(name, aws, env)?),
+        ProviderConfig::Proxmox(proxmox) => Box::new(ProxmoxProvider::from_config(name, proxmox, env)?),
         ProviderConfig::Fake { .. } | ProviderConfig::Process { .. } => {
             return Err(
                 Failure::Invalid.error(name, format!("{} providers are not cloud providers", config.provider_type()))
@@ -42,6 +44,7 @@ pub fn credential_source(
         ProviderConfig::Lambda(lambda) => LambdaProvider::from_config(name, lambda, env)?.credential_source(),
         ProviderConfig::Gcp(gcp) => GcpProvider::from_config(name, gcp, env)?.credential_source(),
         ProviderConfig::Aws(aws) => AwsProvider::from_config(name, aws, env)?.credential_source(),
+        ProviderConfig::Proxmox(proxmox) => ProxmoxProvider::from_config(name, proxmox, env)?.credential_source(),
         ProviderConfig::Fake { .. } | ProviderConfig::Process { .. } => return Ok(None),
     }))
 }
@@ -60,6 +63,13 @@ mod tests {
             (provider_config("{type: lambda, api_key_env: K}"), ProviderType::Lambda),
             (provider_config("{type: gcp, project: p}"), ProviderType::Gcp),
             (provider_config("{type: aws, region: us-east-1}"), ProviderType::Aws),
+            (
+                provider_config(
+                    "{type: proxmox, url: 'https://pve:8006', token_id: 'b@pve!t', token_secret_env: T, \
+                     template_vmid: 9000}",
+                ),
+                ProviderType::Proxmox,
+            ),
         ];
         for (config, kind) in configs {
             let provider = from_config("cloud", &config, env).unwrap();
@@ -76,6 +86,7 @@ mod tests {
             "GOOGLE_OAUTH_ACCESS_TOKEN" => Some("ya29.secret".to_owned()),
             "AWS_ACCESS_KEY_ID" => Some("AKID".to_owned()),
             "AWS_SECRET_ACCESS_KEY" => Some("aws-secret".to_owned()),
+            "PVE_TOKEN" => Some("pve-secret".to_owned()),
             _ => None,
         };
         let described = |entry: &str| credential_source("c", &provider_config(entry), env);
@@ -86,6 +97,11 @@ mod tests {
                 "the access token in GOOGLE_OAUTH_ACCESS_TOKEN (it expires after about an hour)",
             ),
             ("{type: aws, region: us-east-1}", "the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"),
+            (
+                "{type: proxmox, url: 'https://pve:8006', token_id: 'bosun@pve!pools', token_secret_env: PVE_TOKEN, \
+                 template_vmid: 9000}",
+                "the API token bosun@pve!pools with its secret in the environment variable PVE_TOKEN",
+            ),
         ];
         for (entry, expected) in cases {
             assert_eq!(described(entry).unwrap().as_deref(), Some(expected), "{entry}");

@@ -5,16 +5,21 @@
 //! provider is aws-lc-rs, a large C build (minutes on a 2-core machine, and cmake on some
 //! targets); ring builds in seconds and every cloud API here speaks TLS 1.2/1.3 with
 //! suites ring implements. Certificates are checked against the system's roots
-//! (rustls-platform-verifier), so a corporate CA installed on the host works.
+//! (rustls-platform-verifier), so a corporate CA installed on the host works. A client of
+//! a self-hosted API (a Proxmox cluster with its own CA) may add roots from a PEM file or,
+//! when its configuration says so, accept any certificate ([`ServerTrust`]).
 //!
 //! Credentials never live in the client: each provider adds its `Authorization` header
 //! per request, so the client's `Debug` output and reqwest's errors cannot carry them.
 
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls_platform_verifier::BuilderVerifierExt;
 use url::Url;
 
@@ -86,6 +91,9 @@ impl Failure {
 #[derive(Debug)]
 pub(crate) struct Response {
     pub(crate) status: StatusCode,
+    /// An HTTP/1 reason phrase other than the status's usual one. Proxmox puts its error
+    /// messages there (`500 storage 'x' does not exist`), with a body of `{"data":null}`.
+    pub(crate) reason: Option<String>,
     pub(crate) body: Vec<u8>,
 }
 
@@ -129,10 +137,15 @@ pub(crate) struct HttpClient {
 }
 
 impl HttpClient {
-    /// A client for `provider` talking to `base_url`.
+    /// A client for `provider` talking to `base_url`, trusting the system's roots.
     pub(crate) fn new(provider: &str, base_url: &Url) -> Result<Self, ProviderError> {
+        Self::with_trust(provider, base_url, &ServerTrust::System)
+    }
+
+    /// A client for `provider` talking to `base_url`, checking its certificate as `trust` says.
+    pub(crate) fn with_trust(provider: &str, base_url: &Url, trust: &ServerTrust) -> Result<Self, ProviderError> {
         let invalid = |message: String| Failure::Invalid.error(provider, message);
-        let mut builder = https_client_builder().map_err(invalid)?.timeout(REQUEST_TIMEOUT);
+        let mut builder = client_builder(trust).map_err(invalid)?.timeout(REQUEST_TIMEOUT);
         // Proxies from HTTPS_PROXY etc. apply to real clouds, but a loopback endpoint (a
         // local emulator, the tests' mock) and the clouds' metadata services (link-local,
         // answering only from the machine itself) are reached directly.
@@ -155,6 +168,10 @@ impl HttpClient {
         let unavailable = |message: String| Failure::Unavailable.error(&self.provider, format!("{what}: {message}"));
         let mut response = request.send().await.map_err(|e| unavailable(transport_message(e)))?;
         let status = response.status();
+        let reason = response
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|reason| String::from_utf8_lossy(reason.as_bytes()).chars().filter(|c| !c.is_control()).collect());
         if response.content_length().is_some_and(|len| len > self.max_body as u64) {
             return Err(unavailable(format!("the response is larger than {} bytes", self.max_body)));
         }
@@ -165,7 +182,7 @@ impl HttpClient {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Response { status, body })
+        Ok(Response { status, reason, body })
     }
 
     #[cfg(test)]
@@ -181,8 +198,16 @@ impl HttpClient {
 /// one could send a signed request somewhere nobody chose), bosun's user agent. Callers set
 /// their own request timeout.
 pub fn https_client_builder() -> Result<reqwest::ClientBuilder, String> {
-    let tls = tls_config().map_err(|e| {
-        format!("cannot set up TLS: {e} (are the system's CA certificates, e.g. ca-certificates, installed?)")
+    client_builder(&ServerTrust::System)
+}
+
+fn client_builder(trust: &ServerTrust) -> Result<reqwest::ClientBuilder, String> {
+    let tls = tls_config(trust).map_err(|e| match trust {
+        ServerTrust::System => {
+            format!("cannot set up TLS: {e} (are the system's CA certificates, e.g. ca-certificates, installed?)")
+        }
+        ServerTrust::WithRoots { file, .. } => format!("cannot set up TLS with the CA file {}: {e}", file.display()),
+        ServerTrust::AnyCertificate => format!("cannot set up TLS: {e}"),
     })?;
     Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
@@ -191,12 +216,86 @@ pub fn https_client_builder() -> Result<reqwest::ClientBuilder, String> {
         .user_agent(concat!("bosun/", env!("CARGO_PKG_VERSION"))))
 }
 
-fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
+/// How a client checks the server's certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ServerTrust {
+    /// Against the system's roots.
+    System,
+    /// Against the system's roots and these certificates, read from `file` ([`read_ca_file`]).
+    WithRoots { file: std::path::PathBuf, roots: Vec<CertificateDer<'static>> },
+    /// Not at all: any certificate is accepted. Only when a configuration says so in as
+    /// many words (`verify_tls: false`): anyone on the path can read the traffic.
+    AnyCertificate,
+}
+
+fn tls_config(trust: &ServerTrust) -> Result<rustls::ClientConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_platform_verifier()?
-        .with_no_client_auth())
+    let builder =
+        rustls::ClientConfig::builder_with_provider(Arc::clone(&provider)).with_safe_default_protocol_versions()?;
+    let builder = match trust {
+        ServerTrust::System => builder.with_platform_verifier()?,
+        ServerTrust::WithRoots { roots, .. } => {
+            let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(roots.iter().cloned(), provider)?;
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier))
+        }
+        ServerTrust::AnyCertificate => {
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        }
+    };
+    Ok(builder.with_no_client_auth())
+}
+
+/// The certificates of a PEM file, for [`ServerTrust::WithRoots`]. The error names the
+/// file and what is wrong with it.
+pub(crate) fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
+    let roots = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the CA file {} is not valid PEM: {e}", path.display()))?;
+    if roots.is_empty() {
+        return Err(format!("the CA file {} holds no PEM certificate", path.display()));
+    }
+    Ok(roots)
+}
+
+/// [`ServerTrust::AnyCertificate`]: every certificate is accepted; the handshake's
+/// signatures are still checked, so the connection itself is sound.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// Loopback, link-local, or a cloud's metadata host name.
@@ -299,13 +398,19 @@ mod tests {
 
     #[test]
     fn snippets_are_short_single_line_text() {
-        let response =
-            Response { status: StatusCode::BAD_GATEWAY, body: format!("a\nb{}", "c".repeat(400)).into_bytes() };
+        let response = Response {
+            status: StatusCode::BAD_GATEWAY,
+            reason: None,
+            body: format!("a\nb{}", "c".repeat(400)).into_bytes(),
+        };
         let snippet = response.snippet();
         assert!(snippet.starts_with("a b"));
         assert!(snippet.ends_with("..."));
         assert_eq!(snippet.chars().count(), SNIPPET_CHARS + 3);
-        assert_eq!(Response { status: StatusCode::BAD_GATEWAY, body: Vec::new() }.snippet(), "(empty body)");
+        assert_eq!(
+            Response { status: StatusCode::BAD_GATEWAY, reason: None, body: Vec::new() }.snippet(),
+            "(empty body)"
+        );
     }
 
     #[test]

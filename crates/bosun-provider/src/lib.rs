@@ -23,9 +23,11 @@
 //!   `bosun config check`. `http.rs` is their shared client (rustls on ring, timeouts,
 //!   bounded bodies); `startup.rs` the boot script that installs and starts `bosun agent`.
 //! - `mock.rs` (tests): a local HTTP mock that records requests and replays answers.
-//! - [`proxmox`]: a read-only client of a Proxmox VE cluster's API (resources, guest
-//!   configurations, tasks) for the inventory, and [`proxmox::mock`], a generated cluster
-//!   serving the same endpoints (tests, `bosun dev proxmox-mock`).
+//! - [`proxmox`]: a client of a Proxmox VE cluster's API (resources, guest configurations
+//!   and tasks for the inventory; clone, tags, start, stop, destroy and task status for
+//!   provisioning), the `proxmox` provider ([`proxmox::ProxmoxProvider`]: VMs cloned from a
+//!   template, also built by [`cloud::from_config`]), and [`proxmox::mock`], a generated
+//!   cluster serving the same endpoints (tests, `bosun dev proxmox-mock`).
 
 pub mod aws;
 pub mod catalog;

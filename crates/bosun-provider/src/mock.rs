@@ -184,6 +184,13 @@ pub(crate) fn lambda_config(entry: &str) -> bosun_config::LambdaConfig {
     }
 }
 
+pub(crate) fn proxmox_config(entry: &str) -> bosun_config::ProxmoxConfig {
+    match provider_config(entry) {
+        bosun_config::ProviderConfig::Proxmox(proxmox) => proxmox,
+        other => panic!("{entry} is {other:?}"),
+    }
+}
+
 /// A provisioning request for `id` with a bootstrap token the tests look for.
 pub(crate) fn provision_request(id: &str, instance_type: &str, region: &str, zone: &str) -> crate::ProvisionRequest {
     let mut labels = bosun_core::Labels::new();

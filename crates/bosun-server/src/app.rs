@@ -64,6 +64,8 @@ pub(crate) struct App {
     pub executor: crate::runs::Executor,
     /// Bumped when a run is started or approved: the executor's loop runs at once.
     pub run_wake: tokio::sync::watch::Sender<u64>,
+    /// The configured inventory sources.
+    pub inventory: crate::inventory::Sources,
 }
 
 /// Who does leader-only work: pool reconciliation, liveness judgement, timeouts,
@@ -158,6 +160,8 @@ impl App {
         }
         let notifier = crate::notifier::Notifier::new(&settings.notifier, settings.notifier_retry)
             .map_err(crate::StartError::Notifier)?;
+        let inventory =
+            crate::inventory::Sources::new(&settings.inventory_sources).map_err(crate::StartError::Inventory)?;
         let leadership = match &settings.election {
             None => Leadership::Sole,
             Some(election) => {
@@ -190,6 +194,7 @@ impl App {
             follows_changes,
             executor: crate::runs::Executor::default(),
             run_wake: tokio::sync::watch::Sender::new(0),
+            inventory,
         });
         app.reload_fleet().await.map_err(crate::StartError::Store)?;
         tracing::info!(nodes = app.fleet.len(), "fleet loaded");

@@ -10,8 +10,9 @@
 //!   liveness, status changes, the command lifecycle, instance timeouts), each a function
 //!   of the shared [`app::App`], so tests and loops call them directly.
 //! - `workloads`: agents' GPU workloads as inventory records (key, digest), handed to
-//!   `inventory_agent::sync_node_workloads`, the inventory's entry point (a placeholder
-//!   until the inventory store lands).
+//!   `inventory_agent::sync_node_workloads`, which syncs them as the node's scope of the
+//!   `agents` inventory source.
+//! - `inventory`: the configured inventory sources, read and synced by the leader.
 //! - `fleet`: the in-memory liveness view and the soft-state buffer.
 //! - `loops`: timers that run the periodic passes.
 //! - `change_follower`: what other replicas on the same database commit, dispatched here.
@@ -44,6 +45,7 @@ mod exposition;
 mod fleet;
 mod http;
 mod instances;
+mod inventory;
 mod inventory_agent;
 mod loops;
 mod metrics;
@@ -79,6 +81,8 @@ pub enum StartError {
     Notifier(String),
     #[error("cannot set up TLS (api.tls): {0}")]
     Tls(#[from] TlsError),
+    #[error("cannot set up the inventory: {0}")]
+    Inventory(String),
 }
 
 /// A periodic pass that failed (run by hand through [`ServerHandle`]).
@@ -370,6 +374,20 @@ impl ServerHandle {
     /// runs were active.
     pub async fn advance_runs(&self) -> Result<usize, PassError> {
         Ok(self.app.as_leader(runs::executor::advance_all(&self.app)).await.unwrap_or(Ok(0))?)
+    }
+
+    /// Syncs every configured inventory source now, due or not (when this replica leads).
+    /// Returns how many were read; a source that could not be read counts, with its error
+    /// recorded in the store.
+    pub async fn sync_inventory(&self) -> Result<usize, PassError> {
+        let app = &self.app;
+        let work = async {
+            for source in &app.inventory.entries {
+                inventory::sync_source(app, source).await?;
+            }
+            Ok::<_, error::ApiError>(app.inventory.entries.len())
+        };
+        Ok(app.as_leader(work).await.unwrap_or(Ok(0))?)
     }
 
     /// Applies retention and re-reads the fleet now.

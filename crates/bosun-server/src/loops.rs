@@ -172,6 +172,12 @@ pub(crate) fn spawn(app: &Arc<App>, shutdown: &CancellationToken, tasks: &mut Jo
     run_loop(tasks, shutdown, app, "runs", schedule, |app| async move {
         app.as_leader(crate::runs::executor::advance_all(&app)).await.transpose().map(drop)
     });
+    if !app.inventory.entries.is_empty() {
+        // Each source is read when its own interval has passed; the loop only looks.
+        every(tasks, shutdown, app, "inventory", crate::inventory::TICK, Start::Now, |app| async move {
+            app.as_leader(crate::inventory::sync_due(&app)).await.transpose().map(drop)
+        });
+    }
     if app.pools.is_some() {
         // At once: drift with the providers is repaired and min_nodes met at start.
         let schedule = Schedule {

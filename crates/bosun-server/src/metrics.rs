@@ -57,6 +57,8 @@ pub(crate) struct Metrics {
     audit_write_failures: Counter,
     run_steps: Family<Labels2, Counter>,
     runs_finished: Family<Labels1, Counter>,
+    inventory_syncs: Family<Labels2, Counter>,
+    inventory_records: Family<Labels2, Counter>,
     auth_throttled: Counter,
     leader: Gauge,
     leader_epoch: Gauge,
@@ -191,6 +193,18 @@ impl Metrics {
         registry.register("run_steps", "Runbook steps ended on a node, by step and outcome", run_steps.clone());
         let runs_finished = Family::<Labels1, Counter>::default();
         registry.register("runs_finished", "Runbook runs ended, by status", runs_finished.clone());
+        let inventory_syncs = Family::<Labels2, Counter>::default();
+        registry.register(
+            "inventory_syncs",
+            "Syncs of configured inventory sources, by source and outcome (ok, failed)",
+            inventory_syncs.clone(),
+        );
+        let inventory_records = Family::<Labels2, Counter>::default();
+        registry.register(
+            "inventory_records_synced",
+            "Inventory records a sync created, updated, brought back or marked gone, by source and what it did",
+            inventory_records.clone(),
+        );
         let auth_throttled = Counter::default();
         registry.register(
             "auth_throttled",
@@ -249,6 +263,8 @@ impl Metrics {
             audit_write_failures,
             run_steps,
             runs_finished,
+            inventory_syncs,
+            inventory_records,
             auth_throttled,
             registry,
             nodes,
@@ -373,6 +389,21 @@ impl Metrics {
     /// A runbook run ended with `status`.
     pub(crate) fn run_finished(&self, status: &str) {
         self.runs_finished.get_or_create(&[("status", status.to_owned())]).inc();
+    }
+
+    /// A configured source was synced (`ok`) or could not be read.
+    pub(crate) fn inventory_synced(&self, source: &str, ok: bool, counts: &bosun_core::inventory::SyncCounts) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.inventory_syncs.get_or_create(&[("source", source.to_owned()), ("outcome", outcome.to_owned())]).inc();
+        for (what, count) in
+            [("created", counts.created), ("updated", counts.updated), ("back", counts.back), ("gone", counts.gone)]
+        {
+            if count > 0 {
+                self.inventory_records
+                    .get_or_create(&[("source", source.to_owned()), ("change", what.to_owned())])
+                    .inc_by(count);
+            }
+        }
     }
 
     pub(crate) fn auth_throttled(&self) {

@@ -290,6 +290,35 @@ impl Store for ObservedStore {
         self.observe("list_audit", self.inner.list_audit(filter, after, limit)).await
     }
 
+    async fn list_inventory(
+        &self,
+        filter: &bosun_store::inventory::InventoryFilter,
+        page: &PageRequest,
+    ) -> Result<Page<bosun_core::inventory::InventoryRecord>> {
+        self.observe("list_inventory", self.inner.list_inventory(filter, page)).await
+    }
+
+    async fn inventory_record(
+        &self,
+        kind: bosun_core::inventory::InventoryKind,
+        source: &bosun_core::SourceName,
+        key: &str,
+    ) -> Result<bosun_core::inventory::InventoryRecord> {
+        self.observe("inventory_record", self.inner.inventory_record(kind, source, key)).await
+    }
+
+    async fn inventory_sources(&self) -> Result<Vec<bosun_core::inventory::SourceStatus>> {
+        self.observe("inventory_sources", self.inner.inventory_sources()).await
+    }
+
+    async fn inventory_syncs(
+        &self,
+        source: Option<&bosun_core::SourceName>,
+        limit: u32,
+    ) -> Result<Vec<bosun_core::inventory::SyncRecord>> {
+        self.observe("inventory_syncs", self.inner.inventory_syncs(source, limit)).await
+    }
+
     async fn record_heartbeats(&self, batch: &[Heartbeat]) -> Result<u64> {
         self.observe("record_heartbeats", self.inner.record_heartbeats(batch)).await
     }

@@ -39,6 +39,8 @@ pub struct Settings {
     /// How often the leader moves runbook runs on (a started or approved run is also
     /// picked up at once).
     pub run_interval: Duration,
+    /// The systems the leader reads the inventory from (`inventory.sources`).
+    pub inventory_sources: Vec<bosun_config::InventorySource>,
     /// Request bodies larger than this are refused.
     pub max_request_bytes: usize,
     /// TLS on the API port (`api.tls`); plain HTTP without.
@@ -111,6 +113,7 @@ impl Settings {
             audit_retention: config.retention.audit,
             approval_timeout: server.approval_timeout,
             run_interval: Duration::from_secs(1),
+            inventory_sources: config.inventory.sources.clone(),
             max_request_bytes: config.api.max_request_bytes,
             tls: config.api.tls.clone(),
             max_connections: config.api.max_connections,

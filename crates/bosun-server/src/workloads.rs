@@ -20,10 +20,12 @@ pub(crate) fn reported(workloads: Vec<Workload>) -> Vec<Reported<Workload>> {
         .collect()
 }
 
+/// `NODE/PID@START`: unique in the agents' source, whose records of every node share one
+/// key space (a pid alone is unique on one node only).
 fn key(workload: &Workload) -> String {
     match workload.started_at {
-        Some(started_at) => format!("{}@{}", workload.pid, started_at.to_rfc3339()),
-        None => workload.pid.to_string(),
+        Some(started_at) => format!("{}/{}@{}", workload.node_id, workload.pid, started_at.to_rfc3339()),
+        None => format!("{}/{}", workload.node_id, workload.pid),
     }
 }
 
@@ -60,8 +62,8 @@ mod tests {
     #[test]
     fn records_are_keyed_by_pid_and_start_and_digest_their_state() {
         let records = reported(vec![workload(), Workload { pid: 7, started_at: None, ..workload() }]);
-        assert_eq!(records[0].key, "4242@2026-03-01T10:15:42.370000Z");
-        assert_eq!(records[1].key, "7", "without a start time, the pid alone");
+        assert_eq!(records[0].key, "n1/4242@2026-03-01T10:15:42.370000Z");
+        assert_eq!(records[1].key, "n1/7", "without a start time, the node and pid alone");
         assert_eq!(records[0].digest.len(), 64);
         assert!(records[0].digest.chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(records[0].state, workload());

@@ -24,7 +24,11 @@ use bosun_core::{
     Timestamp, ToolCall, ToolDefinition, ToolName,
 };
 
+use bosun_core::SourceName;
+use bosun_core::inventory::{InventoryKind, InventoryRecord, SourceStatus, SyncCounts, SyncRecord, SyncScope, Usage};
+
 use crate::error::{Result, StoreError};
+use crate::inventory::StoredRecordState;
 use crate::ledger::{self, ArtifactInfo};
 use crate::rules::{self, CommandHeader, InstanceHeader, NodeHeader};
 use crate::sql::to_json;
@@ -162,6 +166,38 @@ pub(crate) trait Transaction {
     /// counter, so retention deleting the oldest never reuses a number); returns it.
     async fn append_audit(&mut self, at: Timestamp, entry: &AuditEntry) -> Result<u64>;
 
+    /// How a source's scope stands, if it was ever synced.
+    async fn inventory_source(&mut self, source: &SourceName, scope: &SyncScope) -> Result<Option<SourceStatus>>;
+    /// Creates or replaces a source scope's status.
+    async fn put_inventory_source(&mut self, status: &SourceStatus) -> Result<()>;
+    /// Records a sync (its `id` is ignored); returns the id assigned.
+    async fn insert_inventory_sync(&mut self, sync: &SyncRecord) -> Result<u64>;
+    /// The stored records of one kind in a source's scope, as a sync plans with them.
+    async fn inventory_states(
+        &mut self,
+        kind: InventoryKind,
+        source: &SourceName,
+        scope: &SyncScope,
+    ) -> Result<Vec<StoredRecordState>>;
+    async fn inventory_record(
+        &mut self,
+        kind: InventoryKind,
+        source: &SourceName,
+        key: &str,
+    ) -> Result<Option<InventoryRecord>>;
+    /// Inserts new records of `kind` (storage with the hosts that see it).
+    async fn insert_inventory(&mut self, kind: InventoryKind, records: &[InventoryRecord]) -> Result<()>;
+    /// Replaces stored records of `kind`, all but their `first_seen`.
+    async fn update_inventory(&mut self, kind: InventoryKind, records: &[InventoryRecord]) -> Result<()>;
+    /// Rewrites the usage of stored records (no revision: usage is not state).
+    async fn refresh_inventory_usage(
+        &mut self,
+        kind: InventoryKind,
+        source: &SourceName,
+        usage: &[(String, Usage)],
+        at: Timestamp,
+    ) -> Result<()>;
+
     /// Appends change records in order; returns their sequence numbers, in the same order.
     async fn append_changes(&mut self, stamp: Stamp<'_>, changes: &[ChangeDraft]) -> Result<Vec<u64>>;
 }
@@ -198,7 +234,8 @@ pub(crate) async fn apply_batch<T: Transaction>(
         }
         for (outcome, seq) in provides.into_iter().zip(seqs) {
             if let Some(index) = outcome
-                && let WriteOutcome::Resource { change_seq, .. } = &mut outcomes[index]
+                && let WriteOutcome::Resource { change_seq, .. } | WriteOutcome::Synced { change_seq, .. } =
+                    &mut outcomes[index]
             {
                 *change_seq = seq;
             }
@@ -228,6 +265,10 @@ pub(crate) struct Applied {
 impl Applied {
     pub(crate) fn appended(id: u64) -> Self {
         Applied { outcome: WriteOutcome::Appended { id }, changes: Vec::new() }
+    }
+
+    pub(crate) fn synced(sync_id: u64, counts: SyncCounts, changes: Vec<ChangeDraft>) -> Self {
+        Applied { outcome: WriteOutcome::Synced { sync_id, counts, change_seq: 0 }, changes }
     }
 
     pub(crate) fn resource<T: serde::Serialize>(
@@ -423,6 +464,7 @@ async fn apply<T: Transaction>(tx: &mut T, options: &StoreOptions, stamp: Stamp<
         Write::CreateApproval(approval) => ledger::create_approval(tx, approval).await,
         Write::UpdateApproval { approval, expected } => ledger::update_approval(tx, approval, *expected).await,
         Write::AppendAudit(entry) => ledger::append_audit(tx, stamp, entry).await,
+        Write::SyncInventory(sync) => crate::inventory::sync(tx, stamp, sync).await,
     }
 }
 

@@ -43,10 +43,11 @@ pub(crate) enum Reference {
     ApprovalToRun,
     ToolCallToRun,
     ToolCallToApproval,
+    HostOfStorage,
 }
 
 impl Reference {
-    pub const ALL: [Reference; 13] = [
+    pub const ALL: [Reference; 14] = [
         Reference::CommandToNode,
         Reference::CommandEventToCommand,
         Reference::InstanceToNode,
@@ -60,6 +61,7 @@ impl Reference {
         Reference::ApprovalToRun,
         Reference::ToolCallToRun,
         Reference::ToolCallToApproval,
+        Reference::HostOfStorage,
     ];
 
     /// The SQL tables of the child and the parent (every foreign key of the schemas is one
@@ -80,6 +82,7 @@ impl Reference {
             Reference::ApprovalToRun => ("approvals", "task_runs"),
             Reference::ToolCallToRun => ("tool_call_records", "task_runs"),
             Reference::ToolCallToApproval => ("tool_call_records", "approvals"),
+            Reference::HostOfStorage => ("host_storage", "storage"),
         }
     }
 
@@ -98,6 +101,7 @@ impl Reference {
             Reference::ArtifactToRun => "artifact of",
             Reference::ApprovalToRun => "approval",
             Reference::ToolCallToRun | Reference::ToolCallToApproval => "tool call",
+            Reference::HostOfStorage => "host link of",
         }
     }
 }

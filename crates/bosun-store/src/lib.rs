@@ -22,6 +22,7 @@
 mod apply;
 pub mod error;
 mod integrity;
+pub mod inventory;
 pub mod ledger;
 pub mod location;
 mod memory;

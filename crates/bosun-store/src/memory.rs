@@ -10,12 +10,13 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use bosun_core::inventory::{InventoryKind, InventoryRecord, SourceStatus, SyncRecord, SyncScope, Usage};
 use bosun_core::node::Gpu;
 use bosun_core::{
     Approval, ApprovalId, ApprovalPolicy, ApprovalPolicyName, AuditEntry, BootstrapLog, ChangeOp, ChangeRecord,
     Command, CommandEvent, CommandId, HealthReport, Heartbeat, Instance, InstanceId, InstanceState, Lease, LeaseName,
     MetricSample, Node, NodeId, Pool, PoolName, ResourceKind, Revision, RunEvent, RunId, Runbook, RunbookName,
-    StoredPolicy, TaskRun, Timestamp, ToolCall, ToolDefinition, ToolName,
+    SourceName, StoredPolicy, TaskRun, Timestamp, ToolCall, ToolDefinition, ToolName,
 };
 
 use crate::apply::{self, ChangeDraft, Insert, LeaseLock, Stamp, Transaction, run_ready};
@@ -23,6 +24,7 @@ use crate::error::{Result, StoreError};
 use crate::integrity::{
     self, AuditNumbers, ChangeLogChecker, CommandFacts, InstanceFacts, IntegritySource, Inventory, Orphan, Reference,
 };
+use crate::inventory::{InventoryFilter, StoredRecordState};
 use crate::ledger::{ArtifactInfo, AuditFilter, RunFilter, StoredAuditEntry, StoredRunEvent, StoredToolCall};
 use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest};
 use crate::rules::{InstanceHeader, NodeHeader};
@@ -35,6 +37,8 @@ use crate::transfer::{
     RunRecord, Sequences, Snapshot, Target, load_abandoned, target_not_empty,
 };
 use crate::write::{Committed, StoredHealthReport, WriteBatch};
+
+mod inventory;
 
 #[derive(Debug, Default, Clone)]
 struct State {
@@ -58,6 +62,7 @@ struct State {
     last_health_id: u64,
     last_bootstrap_id: u64,
     ledger: Ledger,
+    inventory: inventory::Inventory,
     closed: bool,
 }
 
@@ -98,6 +103,7 @@ impl State {
             && self.changes.is_empty()
             && self.bootstrap.is_empty()
             && self.ledger.is_empty()
+            && self.inventory.is_empty()
     }
 
     /// Adds one loaded record as it is, refusing what a SQL schema would refuse
@@ -922,6 +928,58 @@ impl Transaction for Tx<'_> {
         Ok(seq)
     }
 
+    async fn inventory_source(&mut self, source: &SourceName, scope: &SyncScope) -> Result<Option<SourceStatus>> {
+        Ok(self.inventory_source_of(source, scope))
+    }
+
+    async fn put_inventory_source(&mut self, status: &SourceStatus) -> Result<()> {
+        self.put_source_status(status);
+        Ok(())
+    }
+
+    async fn insert_inventory_sync(&mut self, sync: &SyncRecord) -> Result<u64> {
+        Ok(self.record_sync(sync))
+    }
+
+    async fn inventory_states(
+        &mut self,
+        kind: InventoryKind,
+        source: &SourceName,
+        scope: &SyncScope,
+    ) -> Result<Vec<StoredRecordState>> {
+        Ok(self.record_states(kind, source, scope))
+    }
+
+    async fn inventory_record(
+        &mut self,
+        kind: InventoryKind,
+        source: &SourceName,
+        key: &str,
+    ) -> Result<Option<InventoryRecord>> {
+        Ok(self.record(kind, source, key))
+    }
+
+    async fn insert_inventory(&mut self, kind: InventoryKind, records: &[InventoryRecord]) -> Result<()> {
+        self.put_records(kind, records, false);
+        Ok(())
+    }
+
+    async fn update_inventory(&mut self, kind: InventoryKind, records: &[InventoryRecord]) -> Result<()> {
+        self.put_records(kind, records, true);
+        Ok(())
+    }
+
+    async fn refresh_inventory_usage(
+        &mut self,
+        kind: InventoryKind,
+        source: &SourceName,
+        usage: &[(String, Usage)],
+        at: Timestamp,
+    ) -> Result<()> {
+        self.refresh_usage(kind, source, usage, at);
+        Ok(())
+    }
+
     async fn append_changes(&mut self, stamp: Stamp<'_>, changes: &[ChangeDraft]) -> Result<Vec<u64>> {
         changes.iter().map(|change| self.record_change(stamp, change)).collect()
     }
@@ -994,8 +1052,8 @@ impl IntegritySource for Check<'_> {
                 .collect(),
             // A node's last heartbeat lives in the node itself: it cannot outlive it.
             Reference::LivenessToNode => Vec::new(),
-            // A run's targets live in the run itself.
-            Reference::RunTargetToRun => Vec::new(),
+            // A run's targets live in the run itself, a storage's hosts in the storage.
+            Reference::RunTargetToRun | Reference::HostOfStorage => Vec::new(),
             Reference::RunEventToRun => state
                 .ledger
                 .events
@@ -1085,6 +1143,14 @@ impl IntegritySource for Check<'_> {
             )
             .chain(
                 state.ledger.approvals.values().map(|a| (ResourceKind::Approval, a.id.to_string(), a.revision.get())),
+            )
+            .chain(
+                state
+                    .inventory
+                    .records
+                    .values()
+                    .flat_map(BTreeMap::values)
+                    .map(|r| (r.kind().resource_kind(), r.id(), r.revision.get())),
             )
             .collect())
     }
@@ -1482,6 +1548,22 @@ impl Store for MemoryStore {
     async fn list_approvals(&self, filter: &ApprovalFilter, limit: u32) -> Result<Vec<Approval>> {
         let state = self.lock()?;
         Ok(state.ledger.approvals.values().filter(|a| filter.matches(a)).take(limit as usize).cloned().collect())
+    }
+
+    async fn list_inventory(&self, filter: &InventoryFilter, page: &PageRequest) -> Result<Page<InventoryRecord>> {
+        inventory::list(&*self.lock()?, filter, page)
+    }
+
+    async fn inventory_record(&self, kind: InventoryKind, source: &SourceName, key: &str) -> Result<InventoryRecord> {
+        inventory::get(&*self.lock()?, kind, source, key)
+    }
+
+    async fn inventory_sources(&self) -> Result<Vec<SourceStatus>> {
+        Ok(inventory::sources(&*self.lock()?))
+    }
+
+    async fn inventory_syncs(&self, source: Option<&SourceName>, limit: u32) -> Result<Vec<SyncRecord>> {
+        Ok(inventory::syncs(&*self.lock()?, source, limit))
     }
 
     async fn list_audit(&self, filter: &AuditFilter, after: u64, limit: u32) -> Result<Vec<StoredAuditEntry>> {

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bosun_core::SourceName;
+use bosun_core::inventory::{InventoryKind, InventoryRecord, SourceStatus, SyncRecord};
 use bosun_core::node::Gpu;
 use bosun_core::{
     Approval, ApprovalId, ApprovalPolicy, BootstrapLog, ChangeRecord, Clock, Command, CommandEvent, CommandId,
@@ -13,6 +15,7 @@ use bosun_core::{
 };
 
 use crate::error::Result;
+use crate::inventory::InventoryFilter;
 use crate::ledger::{ArtifactInfo, AuditFilter, RunFilter, StoredAuditEntry, StoredRunEvent, StoredToolCall};
 use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest};
 use crate::signals::ChangeSignals;
@@ -275,6 +278,14 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Audit entries matching `filter` numbered after `after`, oldest first, at most
     /// `limit`.
     async fn list_audit(&self, filter: &AuditFilter, after: u64, limit: u32) -> Result<Vec<StoredAuditEntry>>;
+
+    /// Inventory records of one kind matching `filter`, by source and key.
+    async fn list_inventory(&self, filter: &InventoryFilter, page: &PageRequest) -> Result<Page<InventoryRecord>>;
+    async fn inventory_record(&self, kind: InventoryKind, source: &SourceName, key: &str) -> Result<InventoryRecord>;
+    /// How every inventory source stands, per scope, by source and scope.
+    async fn inventory_sources(&self) -> Result<Vec<SourceStatus>>;
+    /// The latest recorded syncs, newest first, of one source or of all.
+    async fn inventory_syncs(&self, source: Option<&SourceName>, limit: u32) -> Result<Vec<SyncRecord>>;
 
     /// Records heartbeats in one transaction. Heartbeats of unknown nodes are skipped, a
     /// node's last heartbeat never moves backwards, and the number of nodes updated is

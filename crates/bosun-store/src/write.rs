@@ -6,6 +6,7 @@
 //! the same transaction. Callers compute new states with `bosun_core`'s lifecycles; the
 //! store re-checks every status change and every expected revision before committing.
 
+use bosun_core::inventory::{SourceSync, SyncCounts};
 use bosun_core::node::Gpu;
 use bosun_core::{
     Actor, Approval, ApprovalPolicy, ApprovalPolicyName, Artifact, AuditEntry, BootstrapLog, Command, Fence,
@@ -137,6 +138,10 @@ pub enum Write {
     },
     /// Requests an approval (undecided) for a step of a run.
     CreateApproval(Box<Approval>),
+    /// Applies one read of an inventory source in one go: creates, changes, marks gone and
+    /// brings back its records, writes nothing for unchanged ones, and records the sync. A
+    /// failed read (`outcome` is the reason) changes nothing but the source's status.
+    SyncInventory(Box<SourceSync>),
     /// Records the decision on an approval; `FailedPrecondition` if it was decided before.
     UpdateApproval {
         approval: Box<Approval>,
@@ -185,7 +190,8 @@ impl Write {
             | Write::AppendRunEvent(_)
             | Write::PutArtifact(_)
             | Write::RecordToolCall(_)
-            | Write::AppendAudit(_) => None,
+            | Write::AppendAudit(_)
+            | Write::SyncInventory(_) => None,
         }
     }
 }
@@ -354,6 +360,11 @@ impl WriteBatch {
         self
     }
 
+    pub fn sync_inventory(mut self, sync: SourceSync) -> Self {
+        self.writes.push(Write::SyncInventory(Box::new(sync)));
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
     }
@@ -375,6 +386,10 @@ pub enum WriteOutcome {
     Appended { id: u64 },
     /// A lease renewed: its revision (unchanged) and how many renewals it now counts.
     Renewed { revision: Revision, renewals: u64 },
+    /// An inventory sync: its id in the sync history (0 when not recorded: an agent's
+    /// report that changed nothing), what it did, and the sequence number of the last
+    /// change record it wrote (0 when it wrote none).
+    Synced { sync_id: u64, counts: SyncCounts, change_seq: u64 },
 }
 
 impl Committed {
@@ -383,7 +398,7 @@ impl Committed {
     pub fn revision(&self, index: usize) -> Revision {
         match self.outcomes[index] {
             WriteOutcome::Resource { revision, .. } | WriteOutcome::Renewed { revision, .. } => revision,
-            WriteOutcome::Appended { .. } => {
+            WriteOutcome::Appended { .. } | WriteOutcome::Synced { .. } => {
                 panic!("write {index} is an append and has no revision")
             }
         }
@@ -395,6 +410,7 @@ impl Committed {
             .iter()
             .filter_map(|o| match o {
                 WriteOutcome::Resource { change_seq, .. } => Some(*change_seq),
+                WriteOutcome::Synced { change_seq, .. } => (*change_seq > 0).then_some(*change_seq),
                 WriteOutcome::Appended { .. } | WriteOutcome::Renewed { .. } => None,
             })
             .max()

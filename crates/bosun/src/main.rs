@@ -26,6 +26,7 @@ mod views;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use bosun_core::inventory::InventoryKind;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -68,6 +69,18 @@ enum Command {
     Events(commands::events::EventsArgs),
     /// Control-plane replicas on the store and which one leads.
     Replicas(commands::replicas::ReplicasArgs),
+    /// Inventory: hypervisor hosts bosun knows of (list, get).
+    Hosts(commands::inventory::KindArgs),
+    /// Inventory: virtual machines (list, get).
+    Vms(commands::inventory::KindArgs),
+    /// Inventory: LXC and OCI containers (list, get).
+    Containers(commands::inventory::KindArgs),
+    /// Inventory: storage and the hosts that see it (list, get).
+    Storage(commands::inventory::KindArgs),
+    /// Inventory: processes using GPUs on the nodes (list, get).
+    Workloads(commands::inventory::KindArgs),
+    /// Inventory sources: their state, a sync now, a record's history.
+    Inventory(commands::inventory::InventoryArgs),
     /// Node health history.
     Health(commands::nodes::HealthArgs),
     /// Check, get, set and test the CEL health policy.
@@ -131,6 +144,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pools(args) => commands::pools::run(args).await,
         Command::Events(args) => commands::events::run(args).await,
         Command::Replicas(args) => commands::replicas::run(args).await,
+        Command::Hosts(args) => commands::inventory::run_kind(InventoryKind::Host, args).await,
+        Command::Vms(args) => commands::inventory::run_kind(InventoryKind::Vm, args).await,
+        Command::Containers(args) => commands::inventory::run_kind(InventoryKind::Container, args).await,
+        Command::Storage(args) => commands::inventory::run_kind(InventoryKind::Storage, args).await,
+        Command::Workloads(args) => commands::inventory::run_kind(InventoryKind::Workload, args).await,
+        Command::Inventory(args) => commands::inventory::run(args).await,
         Command::Health(args) => commands::nodes::run_health(args).await,
         Command::Policy(args) => commands::policy::run(args).await,
         Command::Runbooks(args) => commands::ledger::run_runbooks(args).await,

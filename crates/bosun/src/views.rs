@@ -22,6 +22,11 @@ fn time<P: buffa::ProtoBox<WireTimestamp>>(at: &MessageField<WireTimestamp, P>) 
     at.as_option().and_then(|t| convert::from_timestamp("at", t).ok()).map(bosun_core::Timestamp::to_rfc3339)
 }
 
+/// A wire time as RFC 3339, when set.
+pub fn time_text<P: buffa::ProtoBox<WireTimestamp>>(at: &MessageField<WireTimestamp, P>) -> Option<String> {
+    time(at)
+}
+
 fn non_empty(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
 }

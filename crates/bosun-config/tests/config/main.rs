@@ -6,6 +6,7 @@ mod env;
 mod navarch;
 mod navarch_shapes;
 mod provider_options;
+mod proxmox;
 mod refused;
 mod render;
 mod schema_errors;

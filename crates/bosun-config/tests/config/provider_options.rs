@@ -195,7 +195,7 @@ fn the_readme_examples_load() {
     };
     let providers = block_after("## Providers");
     let config = parse(&providers).unwrap_or_else(|e| panic!("{e}\n{providers}"));
-    assert_eq!(config.providers.len(), 3);
+    assert_eq!(config.providers.len(), 4);
     let bootstrap = format!("providers:\n  lambda: {{type: lambda}}\n{}", block_after("### SSH bootstrap"));
     let config = parse(&bootstrap).unwrap_or_else(|e| panic!("{e}\n{bootstrap}"));
     assert_eq!(pool(&config, "lambda-h100").spec.setup_commands.len(), 2);

@@ -17,7 +17,7 @@ const AUTOSCALING_KEYS: &str = "type, scale_up_at, scale_down_at, jobs_per_node,
 fn unknown_keys_name_their_full_path_at_every_depth() {
     let pool = |keys: &str| with_pool(&format!("provider: fake\ninstance_type: t\nmax_nodes: 3\n{keys}"));
     let cases = [
-        ("sever: {}\n".to_owned(), "sever", "server, store, auth, api, retention, providers, pools, defaults".to_owned()),
+        ("sever: {}\n".to_owned(), "sever", "server, store, auth, api, retention, inventory, providers, pools, defaults".to_owned()),
         (
             "server:\n  adress: x\n".to_owned(),
             "server.adress",
@@ -36,7 +36,8 @@ fn unknown_keys_name_their_full_path_at_every_depth() {
             "providers.l.apikey",
             "type, api_key_env, project, zone, region, gpu_count, endpoint, image_id, subnet_id, security_group_ids, \
              key_name, instance_profile, tags, ssh_key_names, file_system_names, image, network, subnetwork, \
-             service_account, disk_size_gb"
+             service_account, disk_size_gb, url, token_id, token_secret_env, token_secret_file, verify_tls, ca_file, \
+             template_vmid, storage, hosts, full_clone, task_timeout"
                 .to_owned(),
         ),
         (pool("autoscalng: {type: queue}"), "pools.p.autoscalng", POOL_KEYS.to_owned()),
@@ -169,7 +170,7 @@ fn type_errors_name_the_key() {
         (
             "providers:\n  k: {type: kubernetes}\n".to_owned(),
             "providers.k.type",
-            "unknown value \"kubernetes\"; expected one of fake, process, lambda, gcp, aws",
+            "unknown value \"kubernetes\"; expected one of fake, process, lambda, gcp, aws, proxmox",
         ),
         (
             "auth:\n  tokens: [{name: a, token: t, role: root}]\n".to_owned(),
@@ -194,7 +195,7 @@ fn a_document_that_is_not_a_mapping() {
     assert_eq!(err.key(), None);
     assert_eq!(
         err.problem(),
-        "invalid type: sequence, expected a mapping of server, store, auth, api, retention, providers, pools and defaults"
+        "invalid type: sequence, expected a mapping of server, store, auth, api, retention, inventory, providers, pools and defaults"
     );
 }
 

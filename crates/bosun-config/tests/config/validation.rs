@@ -29,7 +29,7 @@ fn providers() {
     check(&[
         (
             "providers:\n  x: {gpu_count: 1}\n".into(),
-            "providers.x.type: is required: one of fake, process, lambda, gcp, aws",
+            "providers.x.type: is required: one of fake, process, lambda, gcp, aws, proxmox",
         ),
         (
             "providers:\n  g: {type: gcp, project: p, gpu_count: 8}\n".into(),

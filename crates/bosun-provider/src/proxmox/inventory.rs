@@ -132,7 +132,7 @@ impl Snapshot {
                 reported(key, state, Usage { disk_used: used, ..Usage::default() })
             })
             .collect();
-        InventorySnapshot { hosts, vms, containers, storage }
+        InventorySnapshot { hosts, vms, containers, storage, workloads: Vec::new() }
     }
 }
 

@@ -1,13 +1,22 @@
-//! A Proxmox VE cluster in memory, serving the endpoints bosun reads, in Proxmox's JSON
+//! A Proxmox VE cluster in memory, serving the endpoints bosun calls, in Proxmox's JSON
 //! shapes: `/cluster/resources`, each guest's `config` and each node's `tasks` (paged with
-//! `start` and `limit`). The tests drive it (a changed configuration, a deleted VM, an
-//! outage, a slow or malformed answer), and `bosun dev proxmox-mock` serves one so a
-//! newcomer can try the inventory without a Proxmox at hand.
+//! `start` and `limit`) for the inventory; `/cluster/nextid`, a VM's `clone`,
+//! `status/start`, `status/stop` and `DELETE`, each answering a task's UPID, each task's
+//! `status`, and a change of a VM's `tags` (`PUT config`) for the provider. The tests
+//! drive it (a changed configuration, a deleted VM, an outage, a slow or malformed answer,
+//! a clone that fails, a full host, a refused configuration change), and
+//! `bosun dev proxmox-mock` serves one so a newcomer can try bosun without a Proxmox at
+//! hand.
 //!
 //! Every call must carry the cluster's API token, as Proxmox checks it: a missing or
-//! wrong one is a 401.
+//! wrong one is a 401. Refusals of the provider's calls are as Proxmox's: the message in
+//! the HTTP reason phrase, `{"data":null}` as the body.
+//!
+//! A task's effect is applied when it is created (a clone exists, a VM runs) and the task
+//! reads as running for [`MockCluster::set_task_polls`] status reads, then as stopped with
+//! its exit status. A started VM's memory counts as used on its node.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +24,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 /// What to generate.
@@ -42,6 +51,11 @@ pub const TOKEN_SECRET: &str = "5f0c1f52-6a5d-4c7e-9d3e-6f1e3c2b9a10";
 
 /// The first vmid handed out, as Proxmox does.
 const FIRST_VMID: u32 = 100;
+/// Where [`MockCluster::add_template`] puts templates, apart from the generated guests.
+const FIRST_TEMPLATE_VMID: u32 = 9000;
+/// A template's memory and cores.
+const TEMPLATE_MEMORY: u64 = 17_179_869_184;
+const TEMPLATE_CORES: u32 = 8;
 
 #[derive(Debug)]
 struct Guest {
@@ -66,6 +80,28 @@ struct Cluster {
     /// Configuration changes so far, folded into digests.
     generation: u64,
     calls: u64,
+    /// Tasks started through the API, by UPID.
+    started: BTreeMap<String, Task>,
+    /// Status reads a new task answers `running` to before it reads as stopped.
+    task_polls: u32,
+    /// Clone tasks end with this exit status and create nothing.
+    clone_failure: Option<String>,
+    /// Hosts listed with all memory and CPU in use.
+    full_hosts: BTreeSet<String>,
+    /// Configuration changes are refused, as to a token without `VM.Config.Options`.
+    config_refused: bool,
+}
+
+/// A task started through the API.
+#[derive(Debug)]
+struct Task {
+    node: String,
+    kind: &'static str,
+    target: u32,
+    started: u64,
+    /// Status reads left that answer `running`.
+    running_reads: u32,
+    exit_status: String,
 }
 
 /// A generated cluster and the switches tests turn.
@@ -150,7 +186,60 @@ impl MockCluster {
             cluster.guests.insert(vmid, Guest { kind: "lxc", node, resource, config });
             vmid += 1;
         }
+        cluster.task_polls = 1;
         Self { cluster: Arc::new(Mutex::new(cluster)) }
+    }
+
+    /// Adds a stopped template VM on `node` (16 GiB, 8 cores, a GPU given through the
+    /// resource mapping `gpu`) at the first free vmid from 9000; returns its vmid.
+    pub fn add_template(&self, node: &str) -> u32 {
+        let mut cluster = self.lock();
+        let vmid = (FIRST_TEMPLATE_VMID..).find(|id| !cluster.guests.contains_key(id)).unwrap_or(FIRST_TEMPLATE_VMID);
+        let name = format!("gpu-template-{vmid}");
+        let config = json!({
+            "name": name, "cores": TEMPLATE_CORES, "memory": (TEMPLATE_MEMORY >> 20).to_string(),
+            "hostpci0": "mapping=gpu,pcie=1", "template": 1, "digest": digest(vmid, 0),
+        });
+        let resource = json!({
+            "id": format!("qemu/{vmid}"), "type": "qemu", "node": node, "vmid": vmid, "name": name,
+            "status": "stopped", "template": 1, "maxcpu": TEMPLATE_CORES, "cpu": 0, "mem": 0,
+            "maxmem": TEMPLATE_MEMORY, "disk": 0, "maxdisk": 34_359_738_368u64, "netin": 0, "netout": 0, "uptime": 0,
+        });
+        cluster.guests.insert(vmid, Guest { kind: "qemu", node: node.to_owned(), resource, config });
+        vmid
+    }
+
+    /// Clone tasks end with `exit_status` (and create nothing) until called with `None`.
+    pub fn fail_clones(&self, exit_status: Option<&str>) {
+        self.lock().clone_failure = exit_status.map(str::to_owned);
+    }
+
+    /// Lists `node` with all its memory and CPU in use (`full`), or as it is.
+    pub fn set_host_full(&self, node: &str, full: bool) {
+        let mut cluster = self.lock();
+        if full {
+            cluster.full_hosts.insert(node.to_owned());
+        } else {
+            cluster.full_hosts.remove(node);
+        }
+    }
+
+    /// Refuses configuration changes (tags), as Proxmox does to a token without the
+    /// permission, until called with `false`.
+    pub fn refuse_config_changes(&self, refused: bool) {
+        self.lock().config_refused = refused;
+    }
+
+    /// How many status reads a new task answers `running` to before it ends (1 at first).
+    pub fn set_task_polls(&self, polls: u32) {
+        self.lock().task_polls = polls;
+    }
+
+    /// A guest's node and status (`running`, `stopped`), if it exists.
+    pub fn guest(&self, vmid: u32) -> Option<(String, String)> {
+        let cluster = self.lock();
+        let guest = cluster.guests.get(&vmid)?;
+        Some((guest.node.clone(), guest.resource["status"].as_str().unwrap_or_default().to_owned()))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cluster> {
@@ -203,8 +292,13 @@ impl MockCluster {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/api2/json/cluster/resources", get(resources))
-            .route("/api2/json/nodes/{node}/{kind}/{vmid}/config", get(config))
+            .route("/api2/json/nodes/{node}/{kind}/{vmid}/config", get(config).put(set_config))
             .route("/api2/json/nodes/{node}/tasks", get(tasks))
+            .route("/api2/json/cluster/nextid", get(next_id))
+            .route("/api2/json/nodes/{node}/{kind}/{vmid}/clone", post(clone))
+            .route("/api2/json/nodes/{node}/{kind}/{vmid}/status/{action}", post(power))
+            .route("/api2/json/nodes/{node}/{kind}/{vmid}", axum::routing::delete(destroy))
+            .route("/api2/json/nodes/{node}/tasks/{upid}/status", get(task_status))
             .with_state(self.clone())
     }
 
@@ -256,12 +350,20 @@ async fn resources(State(mock): State<MockCluster>, headers: HeaderMap) -> Respo
     if cluster.malformed {
         return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"data\": [{\"id\": ").into_response();
     }
-    let rows: Vec<&Value> = cluster
+    let nodes: Vec<Value> = cluster
         .nodes
         .iter()
-        .chain(cluster.guests.values().map(|g| &g.resource))
-        .chain(cluster.storage.iter())
+        .map(|node| {
+            let mut node = node.clone();
+            if node["node"].as_str().is_some_and(|name| cluster.full_hosts.contains(name)) {
+                node["mem"] = node["maxmem"].clone();
+                node["cpu"] = json!(1.0);
+            }
+            node
+        })
         .collect();
+    let rows: Vec<&Value> =
+        nodes.iter().chain(cluster.guests.values().map(|g| &g.resource)).chain(cluster.storage.iter()).collect();
     answer(StatusCode::OK, json!({ "data": rows }))
 }
 
@@ -302,4 +404,230 @@ async fn tasks(State(mock): State<MockCluster>, Path(node): Path<String>, uri: U
     };
     let page: Vec<&Value> = tasks.iter().skip(start).take(limit).collect();
     answer(StatusCode::OK, json!({ "data": page, "total": tasks.len() }))
+}
+
+/// A refusal as Proxmox words it: the message as the HTTP reason phrase, no data.
+fn refusal(status: StatusCode, message: &str) -> Response {
+    let mut response = answer(status, json!({ "data": null }));
+    if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(message.as_bytes().to_vec()) {
+        response.extensions_mut().insert(reason);
+    }
+    response
+}
+
+fn no_such_guest(node: &str, kind: &str, vmid: u32) -> Response {
+    refusal(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &format!("Configuration file 'nodes/{node}/{kind}/{vmid}.conf' does not exist"),
+    )
+}
+
+/// A request's form parameters.
+fn form(body: &str) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(body.as_bytes()).into_owned().collect()
+}
+
+impl Cluster {
+    /// Starts a task on `node`; returns its UPID.
+    fn task(&mut self, node: &str, kind: &'static str, target: u32, exit_status: &str) -> String {
+        let started = 1_767_225_600 + self.started.len() as u64;
+        let pid = 0x1000 + self.started.len();
+        let upid = format!("UPID:{node}:{pid:08X}:{pid:08X}:{started:08X}:{kind}:{target}:{TOKEN_ID}:");
+        let task = Task {
+            node: node.to_owned(),
+            kind,
+            target,
+            started,
+            running_reads: self.task_polls,
+            exit_status: exit_status.to_owned(),
+        };
+        self.started.insert(upid.clone(), task);
+        upid
+    }
+
+    /// The guest `vmid` if it is a VM on `node`.
+    fn vm_on(&mut self, node: &str, kind: &str, vmid: u32) -> Option<&mut Guest> {
+        self.guests.get_mut(&vmid).filter(|guest| guest.node == node && guest.kind == kind && kind == "qemu")
+    }
+
+    /// Counts `bytes` more (or fewer) of `node`'s memory as used.
+    fn use_memory(&mut self, node: &str, bytes: u64, more: bool) {
+        if let Some(row) = self.nodes.iter_mut().find(|row| row["node"] == node) {
+            let used = row["mem"].as_u64().unwrap_or_default();
+            row["mem"] = json!(if more { used.saturating_add(bytes) } else { used.saturating_sub(bytes) });
+        }
+    }
+}
+
+async fn next_id(State(mock): State<MockCluster>, headers: HeaderMap) -> Response {
+    if let Err(refused) = mock.admit(&headers).await {
+        return refused;
+    }
+    let cluster = mock.lock();
+    let free = (FIRST_VMID..).find(|id| !cluster.guests.contains_key(id)).unwrap_or(FIRST_VMID);
+    answer(StatusCode::OK, json!({ "data": free.to_string() }))
+}
+
+async fn clone(
+    State(mock): State<MockCluster>,
+    Path((node, kind, vmid)): Path<(String, String, u32)>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    if let Err(refused) = mock.admit(&headers).await {
+        return refused;
+    }
+    let params = form(&body);
+    let mut cluster = mock.lock();
+    let Some(source) = cluster.vm_on(&node, &kind, vmid) else { return no_such_guest(&node, &kind, vmid) };
+    let (mut resource, mut config) = (source.resource.clone(), source.config.clone());
+    let Some(newid) = params.get("newid").and_then(|id| id.parse::<u32>().ok()).filter(|id| *id >= FIRST_VMID) else {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            json!({"data": null, "errors": {"newid": "property is missing or not a vmid"}}),
+        );
+    };
+    if cluster.guests.contains_key(&newid) {
+        return refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("unable to create VM {newid}: config file already exists"),
+        );
+    }
+    let target = params.get("target").cloned().unwrap_or_else(|| node.clone());
+    if !cluster.tasks.contains_key(&target) {
+        return refusal(StatusCode::INTERNAL_SERVER_ERROR, &format!("no such cluster node '{target}'"));
+    }
+    if let Some(storage) = params.get("storage") {
+        let known =
+            cluster.storage.iter().any(|row| row["node"] == target.as_str() && row["storage"] == storage.as_str());
+        if !known {
+            return refusal(StatusCode::INTERNAL_SERVER_ERROR, &format!("storage '{storage}' does not exist"));
+        }
+    }
+    if let Some(failure) = cluster.clone_failure.clone() {
+        return answer(StatusCode::OK, json!({ "data": cluster.task(&node, "qmclone", vmid, &failure) }));
+    }
+    let name = params.get("name").cloned().unwrap_or_else(|| format!("Copy-of-VM-{vmid}"));
+    for (key, value) in [("id", json!(format!("qemu/{newid}"))), ("vmid", json!(newid)), ("name", json!(name))] {
+        resource[key] = value;
+    }
+    for (key, value) in [("node", json!(target)), ("status", json!("stopped")), ("template", json!(0))] {
+        resource[key] = value;
+    }
+    config["name"] = json!(name);
+    config["digest"] = json!(digest(newid, cluster.generation));
+    if let Some(object) = config.as_object_mut() {
+        object.remove("template");
+    }
+    if let Some(description) = params.get("description") {
+        config["description"] = json!(description);
+    }
+    cluster.guests.insert(newid, Guest { kind: "qemu", node: target, resource, config });
+    answer(StatusCode::OK, json!({ "data": cluster.task(&node, "qmclone", vmid, "OK") }))
+}
+
+async fn power(
+    State(mock): State<MockCluster>,
+    Path((node, kind, vmid, action)): Path<(String, String, u32, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = mock.admit(&headers).await {
+        return refused;
+    }
+    let mut cluster = mock.lock();
+    let Some(guest) = cluster.vm_on(&node, &kind, vmid) else { return no_such_guest(&node, &kind, vmid) };
+    let (running, memory) = (guest.resource["status"] == "running", guest.resource["maxmem"].as_u64().unwrap_or(0));
+    let upid = match action.as_str() {
+        "start" if running => cluster.task(&node, "qmstart", vmid, &format!("VM {vmid} already running")),
+        "start" => {
+            guest.resource["status"] = json!("running");
+            guest.resource["uptime"] = json!(1);
+            cluster.use_memory(&node, memory, true);
+            cluster.task(&node, "qmstart", vmid, "OK")
+        }
+        "stop" => {
+            guest.resource["status"] = json!("stopped");
+            guest.resource["uptime"] = json!(0);
+            if running {
+                cluster.use_memory(&node, memory, false);
+            }
+            cluster.task(&node, "qmstop", vmid, "OK")
+        }
+        other => {
+            return refusal(
+                StatusCode::NOT_IMPLEMENTED,
+                &format!("Method 'POST /nodes/{node}/{kind}/{vmid}/status/{other}' not implemented"),
+            );
+        }
+    };
+    answer(StatusCode::OK, json!({ "data": upid }))
+}
+
+async fn destroy(
+    State(mock): State<MockCluster>,
+    Path((node, kind, vmid)): Path<(String, String, u32)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = mock.admit(&headers).await {
+        return refused;
+    }
+    let mut cluster = mock.lock();
+    let Some(guest) = cluster.vm_on(&node, &kind, vmid) else { return no_such_guest(&node, &kind, vmid) };
+    if guest.resource["status"] == "running" {
+        return refusal(StatusCode::INTERNAL_SERVER_ERROR, &format!("VM {vmid} is running - destroy failed"));
+    }
+    cluster.guests.remove(&vmid);
+    answer(StatusCode::OK, json!({ "data": cluster.task(&node, "qmdestroy", vmid, "OK") }))
+}
+
+async fn set_config(
+    State(mock): State<MockCluster>,
+    Path((node, kind, vmid)): Path<(String, String, u32)>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    if let Err(refused) = mock.admit(&headers).await {
+        return refused;
+    }
+    let params = form(&body);
+    let mut cluster = mock.lock();
+    if cluster.config_refused {
+        return refusal(StatusCode::FORBIDDEN, &format!("Permission check failed (/vms/{vmid}, VM.Config.Options)"));
+    }
+    let Some(guest) = cluster.vm_on(&node, &kind, vmid) else { return no_such_guest(&node, &kind, vmid) };
+    if let Some(tags) = params.get("tags") {
+        guest.resource["tags"] = json!(tags);
+        guest.config["tags"] = json!(tags);
+    }
+    cluster.generation += 1;
+    let generation = cluster.generation;
+    if let Some(guest) = cluster.guests.get_mut(&vmid) {
+        guest.config["digest"] = json!(digest(vmid, generation));
+    }
+    answer(StatusCode::OK, json!({ "data": null }))
+}
+
+async fn task_status(
+    State(mock): State<MockCluster>,
+    Path((node, upid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = mock.admit(&headers).await {
+        return refused;
+    }
+    let mut cluster = mock.lock();
+    let Some(task) = cluster.started.get_mut(&upid).filter(|task| task.node == node) else {
+        return refusal(StatusCode::INTERNAL_SERVER_ERROR, &format!("no such task '{upid}'"));
+    };
+    let mut status = json!({
+        "upid": upid, "node": task.node, "type": task.kind, "id": task.target.to_string(), "user": TOKEN_ID,
+        "starttime": task.started, "status": "running",
+    });
+    if task.running_reads > 0 {
+        task.running_reads -= 1;
+    } else {
+        status["status"] = json!("stopped");
+        status["exitstatus"] = json!(task.exit_status);
+    }
+    answer(StatusCode::OK, json!({ "data": status }))
 }

@@ -67,6 +67,8 @@ pub struct PveGuest {
     /// A lock held on the guest (`backup`, `migrate`...).
     pub lock: Option<String>,
     pub pool: Option<String>,
+    /// Its tags (`tags: "bosun;gpu"`).
+    pub tags: Vec<String>,
     pub config: Option<GuestConfig>,
 }
 
@@ -111,6 +113,15 @@ pub struct PveTask {
     pub started: i64,
     pub ended: Option<i64>,
     /// `OK`, or the error it ended with; `None` while it runs.
+    pub exit_status: Option<String>,
+}
+
+/// Where a task stands (`/nodes/{node}/tasks/{upid}/status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskStatus {
+    /// `status: running`; `stopped` once it ended.
+    pub running: bool,
+    /// `OK`, `WARNINGS: N` or the error it ended with; `None` while it runs.
     pub exit_status: Option<String>,
 }
 
@@ -209,6 +220,11 @@ impl Resource {
                     ha_managed: text(row, "hastate").is_some(),
                     lock: text(row, "lock"),
                     pool: text(row, "pool"),
+                    tags: text(row, "tags")
+                        .map(|tags| {
+                            tags.split([';', ',', ' ']).filter(|tag| !tag.is_empty()).map(str::to_owned).collect()
+                        })
+                        .unwrap_or_default(),
                     config: None,
                 })
             }
@@ -268,4 +284,28 @@ impl PveTask {
             exit_status: text(row, "status"),
         })
     }
+}
+
+impl TaskStatus {
+    pub(super) fn read(status: &Value) -> Result<TaskStatus, String> {
+        if !status.is_object() {
+            return Err("is not an object".to_owned());
+        }
+        let running = match required(status, "status")?.as_str() {
+            "running" => true,
+            "stopped" => false,
+            other => return Err(format!("status is {other:?}, neither running nor stopped")),
+        };
+        Ok(TaskStatus { running, exit_status: text(status, "exitstatus") })
+    }
+}
+
+/// A vmid Proxmox sends as a number or a string (`/cluster/nextid` sends `"105"`).
+pub(super) fn vmid(value: &Value) -> Result<u32, String> {
+    let id = match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    id.and_then(|id| u32::try_from(id).ok()).filter(|id| *id > 0).ok_or_else(|| format!("{value} is not a vmid"))
 }

@@ -614,6 +614,43 @@ impl v1::AdminService for AdminApi {
         Ok(Response::new(AdminApi::list_replicas(self).await?))
     }
 
+    async fn list_inventory(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::ListInventoryRequest>,
+    ) -> ServiceResult<v1::ListInventoryResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(super::inventory::list(&self.app, request.to_owned_message()).await?))
+    }
+
+    async fn get_inventory(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::GetInventoryRequest>,
+    ) -> ServiceResult<v1::GetInventoryResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(super::inventory::get(&self.app, request.to_owned_message()).await?))
+    }
+
+    async fn list_inventory_sources(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, v1::ListInventorySourcesRequest>,
+    ) -> ServiceResult<v1::ListInventorySourcesResponse> {
+        allowed(&ctx, Permission::Read)?;
+        let sources = super::inventory::sources(&self.app).await?;
+        Ok(Response::new(v1::ListInventorySourcesResponse { sources, ..Default::default() }))
+    }
+
+    async fn sync_inventory(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::SyncInventoryRequest>,
+    ) -> ServiceResult<v1::SyncInventoryResponse> {
+        allowed(&ctx, Permission::Command)?;
+        Ok(Response::new(super::inventory::sync(&self.app, request.to_owned_message()).await?))
+    }
+
     async fn list_pools(
         &self,
         ctx: RequestContext,

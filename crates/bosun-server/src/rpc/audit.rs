@@ -50,6 +50,9 @@ fn mutation(path: &str) -> Option<ResourceOf> {
         "bosun.v1.AdminService/RemediateNode" => |p| field::<v1::RemediateNodeRequest>(p, "node", |m| &m.node_id),
         "bosun.v1.AdminService/IssueCommand" => |p| field::<v1::IssueCommandRequest>(p, "node", |m| &m.node_id),
         "bosun.v1.AdminService/CancelCommand" => |p| field::<v1::CancelCommandRequest>(p, "command", |m| &m.command_id),
+        "bosun.v1.AdminService/SyncInventory" => {
+            |p| field::<v1::SyncInventoryRequest>(p, "inventory_source", |m| &m.source)
+        }
         "bosun.v1.AdminService/ScalePool" => |p| field::<v1::ScalePoolRequest>(p, "pool", |m| &m.name),
         "bosun.v1.AdminService/ReportPoolDemand" => |p| field::<v1::ReportPoolDemandRequest>(p, "pool", |m| &m.pool),
         "bosun.v1.AdminService/InjectFault" => |p| field::<v1::InjectFaultRequest>(p, "node", |m| &m.node_id),

@@ -18,6 +18,7 @@ pub(crate) mod agent;
 pub(crate) mod audit;
 pub(crate) mod body;
 mod events;
+mod inventory;
 pub(crate) mod navarch;
 pub(crate) mod ops;
 pub(crate) mod shape;

@@ -12,6 +12,7 @@ mod cross_replica;
 mod endpoints;
 mod hostile;
 mod instances;
+mod inventory;
 mod lifecycle;
 mod liveness;
 mod navarch;

@@ -1,5 +1,6 @@
 //! GPU workloads (ReportWorkloads): authenticated like every agent call, validated and
-//! bounded, and taken by the inventory; a real agent's simulated process reaches it.
+//! bounded, and taken by the inventory; a real agent's simulated process reaches it and
+//! is listed as the node's workload.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -158,6 +159,22 @@ async fn a_simulated_process_reaches_the_server(backend: Backend) {
     assert_eq!(
         (workload.node_id.as_str(), workload.gpu_indexes, workload.process_name.as_str(), workload.gpu_memory_bytes),
         ("n1", vec![1], "train", 8 << 30)
+    );
+    // ...and the inventory holds it, as node n1's workload of the agents' source.
+    let request = v1::ListInventoryRequest {
+        kind: "workload".to_owned(),
+        node_id: "n1".to_owned(),
+        gone: "false".to_owned(),
+        ..Default::default()
+    };
+    let listed = h.admin(Some(OPERATOR)).list_inventory(request).await.expect("list").into_owned().records;
+    let stored = listed.iter().find(|r| r.name == "train").expect("the workload is in the inventory");
+    assert_eq!((stored.source.as_str(), stored.node_id.as_str()), ("agents", "n1"));
+    assert!(stored.id.starts_with("agents/n1/4242"), "{}", stored.id);
+    let stored: serde_json::Value = serde_json::from_str(&stored.json).expect("json");
+    assert_eq!(
+        (stored["gpu_indexes"].clone(), stored["gpu_memory_bytes"].as_u64()),
+        (serde_json::json!([1]), Some(8 << 30))
     );
     shutdown.cancel();
     let _ = running.await;

@@ -11,6 +11,7 @@ mod extremes;
 mod fixtures;
 mod instances;
 mod integrity;
+mod inventory;
 mod leases;
 mod ledger;
 mod maintenance;
@@ -175,6 +176,14 @@ macro_rules! store_conformance {
             ledger::audit_entries_are_numbered_without_gaps_and_filtered,
             ledger::retention_deletes_old_run_history_and_old_audit_entries_only,
             integrity::integrity_reports_gaps_in_the_audit_log_and_run_events,
+            inventory::a_first_sync_creates_every_kind_and_reads_back,
+            inventory::an_unchanged_sync_writes_no_record_but_moves_last_seen,
+            inventory::a_changed_record_gets_a_revision_and_a_change_record,
+            inventory::a_vanished_record_is_kept_as_gone_and_comes_back,
+            inventory::a_failed_source_wipes_nothing_and_is_marked_stale,
+            inventory::each_nodes_workloads_sync_on_their_own,
+            inventory::what_the_store_cannot_hold_is_refused_and_nothing_is_written,
+            inventory::inventory_lists_page_by_source_and_key,
         );
     };
 }

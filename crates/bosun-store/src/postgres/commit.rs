@@ -9,6 +9,8 @@
 //! notifies listeners (`listener.rs`) of the last number, which PostgreSQL delivers only
 //! if the transaction commits.
 
+use bosun_core::SourceName;
+use bosun_core::inventory::{InventoryKind, InventoryRecord, SourceStatus, SyncRecord, SyncScope, Usage};
 use bosun_core::node::Gpu;
 use bosun_core::{
     Approval, ApprovalId, ApprovalPolicy, ApprovalPolicyName, AuditEntry, BootstrapLog, Command, CommandId,
@@ -20,9 +22,10 @@ use sqlx::postgres::{PgArguments, PgConnection};
 use sqlx::types::Json;
 use sqlx::{PgPool, Postgres};
 
-use super::{ledger, time};
+use super::{inventory, ledger, time};
 use crate::apply::{self, ChangeDraft, Insert, LeaseLock, Stamp, Transaction};
 use crate::error::{Result, StoreError};
+use crate::inventory::StoredRecordState;
 use crate::ledger::ArtifactInfo;
 use crate::rules::{InstanceHeader, NodeHeader};
 use crate::sql::rows::{
@@ -616,6 +619,54 @@ impl Transaction for PgTx<'_> {
             .await
             .map_err(|e| map_err(e, None))?;
         ledger::seq("audit_entries.seq", seq)
+    }
+
+    async fn inventory_source(&mut self, source: &SourceName, scope: &SyncScope) -> Result<Option<SourceStatus>> {
+        inventory::source(self.conn, self.slow, source, scope).await
+    }
+
+    async fn put_inventory_source(&mut self, status: &SourceStatus) -> Result<()> {
+        inventory::put_source(self.conn, self.slow, status).await
+    }
+
+    async fn insert_inventory_sync(&mut self, sync: &SyncRecord) -> Result<u64> {
+        inventory::insert_sync(self.conn, self.slow, sync).await
+    }
+
+    async fn inventory_states(
+        &mut self,
+        kind: InventoryKind,
+        source: &SourceName,
+        scope: &SyncScope,
+    ) -> Result<Vec<StoredRecordState>> {
+        inventory::states(self.conn, self.slow, kind, source, scope).await
+    }
+
+    async fn inventory_record(
+        &mut self,
+        kind: InventoryKind,
+        source: &SourceName,
+        key: &str,
+    ) -> Result<Option<InventoryRecord>> {
+        inventory::record(self.conn, self.slow, kind, source, key).await
+    }
+
+    async fn insert_inventory(&mut self, kind: InventoryKind, records: &[InventoryRecord]) -> Result<()> {
+        inventory::insert(self.conn, self.slow, kind, records).await
+    }
+
+    async fn update_inventory(&mut self, kind: InventoryKind, records: &[InventoryRecord]) -> Result<()> {
+        inventory::update(self.conn, self.slow, kind, records).await
+    }
+
+    async fn refresh_inventory_usage(
+        &mut self,
+        kind: InventoryKind,
+        source: &SourceName,
+        usage: &[(String, Usage)],
+        at: Timestamp,
+    ) -> Result<()> {
+        inventory::refresh_usage(self.conn, self.slow, kind, source, usage, at).await
     }
 
     async fn append_changes(&mut self, stamp: Stamp<'_>, changes: &[ChangeDraft]) -> Result<Vec<u64>> {

@@ -220,6 +220,11 @@ fn orphan_query(reference: Reference) -> &'static str {
             "SELECT (c.id)::text, (c.approval_id)::text FROM tool_call_records c WHERE c.approval_id IS NOT NULL AND NOT EXISTS \
              (SELECT 1 FROM approvals a WHERE a.approval_id = c.approval_id) LIMIT $1"
         }
+        Reference::HostOfStorage => {
+            "SELECT h.source || '/' || h.storage_key || '@' || h.host_key, h.source || '/' || h.storage_key \
+             FROM host_storage h WHERE NOT EXISTS \
+             (SELECT 1 FROM storage s WHERE s.source = h.source AND s.key = h.storage_key) LIMIT $1"
+        }
     }
 }
 
@@ -269,7 +274,9 @@ impl IntegritySource for Check<'_> {
     }
 
     async fn live_revisions(&mut self) -> Result<Vec<(ResourceKind, String, u64)>> {
-        let live: Vec<(String, String, i64)> = sqlx::query_as(
+        let sql = format!(
+            "{} UNION ALL {}",
+            super::inventory::LIVE_REVISIONS,
             "SELECT 'node', node_id, revision FROM nodes UNION ALL \
              SELECT 'instance', instance_id, revision FROM instances UNION ALL \
              SELECT 'command', command_id::text, revision FROM commands UNION ALL \
@@ -280,11 +287,10 @@ impl IntegritySource for Check<'_> {
              SELECT 'run', run_id::text, revision FROM task_runs UNION ALL \
              SELECT 'tool', name, revision FROM tool_definitions UNION ALL \
              SELECT 'approval_policy', name, revision FROM approval_policies UNION ALL \
-             SELECT 'approval', approval_id::text, revision FROM approvals",
-        )
-        .fetch_all(self.pool)
-        .await
-        .map_err(|e| map_err(e, None))?;
+             SELECT 'approval', approval_id::text, revision FROM approvals"
+        );
+        let live: Vec<(String, String, i64)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(self.pool).await.map_err(|e| map_err(e, None))?;
         live.into_iter()
             .map(|(kind, id, revision)| Ok((parse("changes.kind", &kind)?, id, unsigned("revision", revision)?)))
             .collect()

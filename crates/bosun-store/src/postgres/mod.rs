@@ -9,6 +9,7 @@
 
 mod commit;
 mod copy_rows;
+mod inventory;
 mod ledger;
 mod listener;
 mod maintenance;
@@ -680,6 +681,51 @@ impl Store for PostgresStore {
 
     async fn list_approvals(&self, filter: &ApprovalFilter, limit: u32) -> Result<Vec<Approval>> {
         ledger::list_approvals(&self.pool, self.slow, filter, limit).await
+    }
+
+    async fn list_inventory(
+        &self,
+        filter: &crate::inventory::InventoryFilter,
+        page: &PageRequest,
+    ) -> Result<Page<bosun_core::inventory::InventoryRecord>> {
+        filter.check()?;
+        let limit = page.checked_limit()?;
+        let kind = filter.kind.resource_kind();
+        let after = page.start_after(kind)?.map(|id| crate::inventory::split_id(&id)).transpose()?;
+        let mut conn = self.pool.acquire().await.map_err(|e| map_err(e, None))?;
+        let mut rows = inventory::list(&mut conn, self.slow, filter, after, limit_param(limit)).await?;
+        let sources = inventory::sources(&mut conn, self.slow).await?;
+        crate::inventory::overlay_last_seen(&mut rows, &sources);
+        Ok(Page::from_rows(rows, limit, kind, bosun_core::inventory::InventoryRecord::id))
+    }
+
+    async fn inventory_record(
+        &self,
+        kind: bosun_core::inventory::InventoryKind,
+        source: &bosun_core::SourceName,
+        key: &str,
+    ) -> Result<bosun_core::inventory::InventoryRecord> {
+        let mut conn = self.pool.acquire().await.map_err(|e| map_err(e, None))?;
+        let mut record = inventory::record(&mut conn, self.slow, kind, source, key).await?.ok_or_else(|| {
+            StoreError::not_found(kind.resource_kind(), bosun_core::inventory::record_id(source, key))
+        })?;
+        let sources = inventory::sources(&mut conn, self.slow).await?;
+        crate::inventory::overlay_last_seen(std::slice::from_mut(&mut record), &sources);
+        Ok(record)
+    }
+
+    async fn inventory_sources(&self) -> Result<Vec<bosun_core::inventory::SourceStatus>> {
+        let mut conn = self.pool.acquire().await.map_err(|e| map_err(e, None))?;
+        inventory::sources(&mut conn, self.slow).await
+    }
+
+    async fn inventory_syncs(
+        &self,
+        source: Option<&bosun_core::SourceName>,
+        limit: u32,
+    ) -> Result<Vec<bosun_core::inventory::SyncRecord>> {
+        let mut conn = self.pool.acquire().await.map_err(|e| map_err(e, None))?;
+        inventory::syncs(&mut conn, self.slow, source, i64::from(limit)).await
     }
 
     async fn list_audit(&self, filter: &AuditFilter, after: u64, limit: u32) -> Result<Vec<StoredAuditEntry>> {

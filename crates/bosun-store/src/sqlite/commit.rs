@@ -2,6 +2,8 @@
 //! run on the writer connection, inside the savepoint the group committer (`writer.rs`)
 //! opened for a batch.
 
+use bosun_core::SourceName;
+use bosun_core::inventory::{InventoryKind, InventoryRecord, SourceStatus, SyncRecord, SyncScope, Usage};
 use bosun_core::node::Gpu;
 use bosun_core::{
     Approval, ApprovalId, ApprovalPolicy, ApprovalPolicyName, AuditEntry, BootstrapLog, Command, CommandId,
@@ -10,9 +12,10 @@ use bosun_core::{
 };
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::{ledger, map_error, micros, read};
+use super::{inventory, ledger, map_error, micros, read};
 use crate::apply::{self, ChangeDraft, Insert, LeaseLock, Stamp, Transaction, run_ready};
 use crate::error::{Result, StoreError};
+use crate::inventory::StoredRecordState;
 use crate::ledger::ArtifactInfo;
 use crate::rules::{InstanceHeader, NodeHeader};
 use crate::sql::rows::{InstanceHeaderRow, NodeHeaderRow};
@@ -434,6 +437,54 @@ impl Transaction for SqliteTx<'_> {
 
     async fn append_audit(&mut self, at: Timestamp, entry: &AuditEntry) -> Result<u64> {
         ledger::append_audit(self.conn, at, entry)
+    }
+
+    async fn inventory_source(&mut self, source: &SourceName, scope: &SyncScope) -> Result<Option<SourceStatus>> {
+        inventory::source(self.conn, source, scope)
+    }
+
+    async fn put_inventory_source(&mut self, status: &SourceStatus) -> Result<()> {
+        inventory::put_source(self.conn, status)
+    }
+
+    async fn insert_inventory_sync(&mut self, sync: &SyncRecord) -> Result<u64> {
+        inventory::insert_sync(self.conn, sync)
+    }
+
+    async fn inventory_states(
+        &mut self,
+        kind: InventoryKind,
+        source: &SourceName,
+        scope: &SyncScope,
+    ) -> Result<Vec<StoredRecordState>> {
+        inventory::states(self.conn, kind, source, scope)
+    }
+
+    async fn inventory_record(
+        &mut self,
+        kind: InventoryKind,
+        source: &SourceName,
+        key: &str,
+    ) -> Result<Option<InventoryRecord>> {
+        inventory::record(self.conn, kind, source, key)
+    }
+
+    async fn insert_inventory(&mut self, kind: InventoryKind, records: &[InventoryRecord]) -> Result<()> {
+        inventory::insert(self.conn, kind, records)
+    }
+
+    async fn update_inventory(&mut self, kind: InventoryKind, records: &[InventoryRecord]) -> Result<()> {
+        inventory::update(self.conn, kind, records)
+    }
+
+    async fn refresh_inventory_usage(
+        &mut self,
+        kind: InventoryKind,
+        source: &SourceName,
+        usage: &[(String, Usage)],
+        at: Timestamp,
+    ) -> Result<()> {
+        inventory::refresh_usage(self.conn, kind, source, usage, at)
     }
 
     async fn append_changes(&mut self, stamp: Stamp<'_>, changes: &[ChangeDraft]) -> Result<Vec<u64>> {

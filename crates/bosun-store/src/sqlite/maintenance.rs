@@ -152,6 +152,11 @@ fn orphan_query(reference: Reference) -> &'static str {
             "SELECT CAST(c.id AS TEXT), CAST(c.approval_id AS TEXT) FROM tool_call_records c WHERE c.approval_id IS NOT NULL AND NOT EXISTS \
              (SELECT 1 FROM approvals a WHERE a.approval_id = c.approval_id) LIMIT ?1"
         }
+        Reference::HostOfStorage => {
+            "SELECT h.source || '/' || h.storage_key || '@' || h.host_key, h.source || '/' || h.storage_key \
+             FROM host_storage h WHERE NOT EXISTS \
+             (SELECT 1 FROM storage s WHERE s.source = h.source AND s.key = h.storage_key) LIMIT ?1"
+        }
     }
 }
 
@@ -206,7 +211,10 @@ impl IntegritySource for Check<'_> {
     async fn live_revisions(&mut self) -> Result<Vec<(ResourceKind, String, u64)>> {
         rows(
             self.conn,
-            "SELECT 'node', node_id, revision FROM nodes UNION ALL \
+            &format!(
+                "{} UNION ALL {}",
+                super::inventory::LIVE_REVISIONS,
+                "SELECT 'node', node_id, revision FROM nodes UNION ALL \
              SELECT 'instance', instance_id, revision FROM instances UNION ALL \
              SELECT 'command', command_id, revision FROM commands UNION ALL \
              SELECT 'pool', name, revision FROM pools UNION ALL \
@@ -216,7 +224,8 @@ impl IntegritySource for Check<'_> {
              SELECT 'run', run_id, revision FROM task_runs UNION ALL \
              SELECT 'tool', name, revision FROM tool_definitions UNION ALL \
              SELECT 'approval_policy', name, revision FROM approval_policies UNION ALL \
-             SELECT 'approval', approval_id, revision FROM approvals",
+             SELECT 'approval', approval_id, revision FROM approvals"
+            ),
             |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)),
         )?
         .into_iter()

@@ -12,6 +12,7 @@ mod backup;
 mod commit;
 mod conn;
 pub(crate) mod file;
+mod inventory;
 mod ledger;
 mod maintenance;
 mod read;
@@ -368,6 +369,55 @@ impl Store for SqliteStore {
     async fn list_approvals(&self, filter: &ApprovalFilter, limit: u32) -> Result<Vec<Approval>> {
         let filter = filter.clone();
         self.read("approvals.list", move |conn| ledger::list_approvals(conn, &filter, limit)).await
+    }
+
+    async fn list_inventory(
+        &self,
+        filter: &crate::inventory::InventoryFilter,
+        page: &PageRequest,
+    ) -> Result<Page<bosun_core::inventory::InventoryRecord>> {
+        filter.check()?;
+        let limit = page.checked_limit()?;
+        let kind = filter.kind.resource_kind();
+        let after = page.start_after(kind)?.map(|id| crate::inventory::split_id(&id)).transpose()?;
+        let filter = filter.clone();
+        let (mut rows, sources) = self
+            .read("inventory.list", move |conn| {
+                Ok((inventory::list(conn, &filter, after, limit_param(limit))?, inventory::sources(conn)?))
+            })
+            .await?;
+        crate::inventory::overlay_last_seen(&mut rows, &sources);
+        Ok(Page::from_rows(rows, limit, kind, bosun_core::inventory::InventoryRecord::id))
+    }
+
+    async fn inventory_record(
+        &self,
+        kind: bosun_core::inventory::InventoryKind,
+        source: &bosun_core::SourceName,
+        key: &str,
+    ) -> Result<bosun_core::inventory::InventoryRecord> {
+        let (s, k) = (source.clone(), key.to_owned());
+        let (record, sources) = self
+            .read("inventory.get", move |conn| Ok((inventory::record(conn, kind, &s, &k)?, inventory::sources(conn)?)))
+            .await?;
+        let mut record = record.ok_or_else(|| {
+            StoreError::not_found(kind.resource_kind(), bosun_core::inventory::record_id(source, key))
+        })?;
+        crate::inventory::overlay_last_seen(std::slice::from_mut(&mut record), &sources);
+        Ok(record)
+    }
+
+    async fn inventory_sources(&self) -> Result<Vec<bosun_core::inventory::SourceStatus>> {
+        self.read("inventory_sources.list", inventory::sources).await
+    }
+
+    async fn inventory_syncs(
+        &self,
+        source: Option<&bosun_core::SourceName>,
+        limit: u32,
+    ) -> Result<Vec<bosun_core::inventory::SyncRecord>> {
+        let source = source.cloned();
+        self.read("inventory_syncs.list", move |conn| inventory::syncs(conn, source.as_ref(), i64::from(limit))).await
     }
 
     async fn list_audit(&self, filter: &AuditFilter, after: u64, limit: u32) -> Result<Vec<StoredAuditEntry>> {

@@ -53,6 +53,9 @@ enum BenchTarget {
     Store(StoreBench),
     /// Health policy evaluation on one core: prints events/s for a realistic event mix.
     Policy(PolicyBench),
+    /// Inventory sync of a large Proxmox-like snapshot: new, unchanged, 1% changed, and a
+    /// usage refresh.
+    Inventory(super::bench_inventory::InventoryBench),
 }
 
 #[derive(Debug, Args)]
@@ -139,7 +142,7 @@ struct Measurement<'a> {
     rows_per_s: f64,
 }
 
-fn report(backend: &str, op: &'static str, rows: u64, elapsed: Duration) {
+pub(super) fn report(backend: &str, op: &'static str, rows: u64, elapsed: Duration) {
     let seconds = elapsed.as_secs_f64();
     let line =
         Measurement { backend, op, rows, seconds, rows_per_s: if seconds > 0.0 { rows as f64 / seconds } else { 0.0 } };
@@ -153,6 +156,7 @@ pub async fn run(location: &StoreLocation, chosen: bool, args: &BenchArgs) -> an
     let bench = match &args.target {
         BenchTarget::Store(bench) => bench,
         BenchTarget::Policy(bench) => return bench_policy(bench),
+        BenchTarget::Inventory(bench) => return super::bench_inventory::run(location, chosen, bench).await,
     };
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let location =

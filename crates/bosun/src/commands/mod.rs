@@ -2,12 +2,14 @@
 
 pub mod agent;
 pub mod bench;
+mod bench_inventory;
 pub mod config;
 pub mod db;
 pub mod debug;
 pub mod dev;
 pub mod events;
 pub mod instances;
+pub mod inventory;
 pub mod ledger;
 pub mod node_commands;
 pub mod nodes;

@@ -21,6 +21,12 @@ use serde::{Deserialize, Serialize};
 use crate::validation::ValidationError;
 use crate::{NodeId, SourceName, Timestamp};
 
+mod record;
+
+pub use record::{
+    InventoryRecord, RecordState, SourceStatus, SourceSync, SourceType, SyncCounts, SyncRecord, SyncScope, record_id,
+};
+
 named_enum!(
     /// What kind of resource an inventory record describes.
     InventoryKind, field = "kind" {
@@ -31,6 +37,19 @@ named_enum!(
         Workload => "workload",
     }
 );
+
+impl InventoryKind {
+    /// The change log's name for records of this kind.
+    pub fn resource_kind(self) -> crate::ResourceKind {
+        match self {
+            InventoryKind::Host => crate::ResourceKind::Host,
+            InventoryKind::Vm => crate::ResourceKind::Vm,
+            InventoryKind::Container => crate::ResourceKind::Container,
+            InventoryKind::Storage => crate::ResourceKind::Storage,
+            InventoryKind::Workload => crate::ResourceKind::Workload,
+        }
+    }
+}
 
 /// Where a record comes from, and its key there.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -188,6 +207,18 @@ pub struct InventorySnapshot {
     pub vms: Vec<Reported<Vm>>,
     pub containers: Vec<Reported<Container>>,
     pub storage: Vec<Reported<Storage>>,
+    pub workloads: Vec<Reported<Workload>>,
+}
+
+impl InventorySnapshot {
+    /// How many records it reports, of every kind.
+    pub fn len(&self) -> usize {
+        self.hosts.len() + self.vms.len() + self.containers.len() + self.storage.len() + self.workloads.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// How a stored record stands before a sync.

@@ -1,0 +1,165 @@
+//! The `inventory` section: the systems bosun reads its inventory from besides its agents.
+//!
+//! ```yaml
+//! inventory:
+//!   sources:
+//!     - name: pve1
+//!       type: proxmox
+//!       url: https://pve.example:8006
+//!       token_id: "bosun@pve!inventory"
+//!       token_secret_env: PVE_TOKEN_SECRET   # or token_secret_file
+//!       interval: 30s                        # default 30s
+//!       verify_tls: true                     # ca_file: optional
+//! ```
+//!
+//! The endpoint keys mean what they mean for a `type: proxmox` provider
+//! ([`crate::proxmox`]). `agents` is the name of the agents' own source and cannot be
+//! taken.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bosun_core::SourceName;
+
+use crate::ConfigError;
+use crate::duration::{ConfigDuration, given_or, require_positive};
+use crate::proxmox::{ProxmoxEndpoint, ProxmoxEndpointKeys};
+use crate::schema;
+
+/// How often a source is read when its entry does not say.
+pub const DEFAULT_SOURCE_INTERVAL: Duration = Duration::from_secs(30);
+/// The name the agents' reports are synced under.
+pub const AGENTS_SOURCE: &str = "agents";
+
+/// The effective `inventory` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InventoryConfig {
+    pub sources: Vec<InventorySource>,
+}
+
+/// One configured source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventorySource {
+    pub name: SourceName,
+    pub interval: Duration,
+    pub kind: InventorySourceKind,
+}
+
+/// What a source is, with how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InventorySourceKind {
+    Proxmox(ProxmoxEndpoint),
+}
+
+impl InventoryConfig {
+    pub(crate) fn resolve(raw: Option<&schema::Inventory>) -> Result<Self, ConfigError> {
+        let Some(raw) = raw else { return Ok(Self::default()) };
+        let mut names = BTreeSet::new();
+        let mut sources = Vec::new();
+        for (index, entry) in raw.sources.iter().flatten().enumerate() {
+            let key = format!("inventory.sources[{index}]");
+            let name_text =
+                entry.name.as_deref().ok_or_else(|| ConfigError::invalid(format!("{key}.name"), "is required"))?;
+            let name: SourceName =
+                name_text.parse().map_err(|e| ConfigError::from_validation(&format!("{key}.name"), e))?;
+            if name.as_str() == AGENTS_SOURCE {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    format_args!("{AGENTS_SOURCE:?} is the agents' own source; choose another name"),
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err(ConfigError::invalid(format!("{key}.name"), format_args!("{name} is configured twice")));
+            }
+            let key = format!("inventory.sources.{name}");
+            let kind = match entry.source_type.as_deref() {
+                Some("proxmox") => {
+                    let keys = ProxmoxEndpointKeys {
+                        url: entry.url.clone(),
+                        token_id: entry.token_id.clone(),
+                        token_secret_env: entry.token_secret_env.clone(),
+                        token_secret_file: entry.token_secret_file.clone(),
+                        verify_tls: entry.verify_tls,
+                        ca_file: entry.ca_file.clone(),
+                    };
+                    InventorySourceKind::Proxmox(ProxmoxEndpoint::resolve(&key, &keys)?)
+                }
+                Some(other) => {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.type"),
+                        format_args!("{other:?} is not a source type bosun reads; the one supported is proxmox"),
+                    ));
+                }
+                None => return Err(ConfigError::invalid(format!("{key}.type"), "is required: proxmox")),
+            };
+            let interval = given_or(entry.interval, DEFAULT_SOURCE_INTERVAL);
+            require_positive(&format!("{key}.interval"), interval)?;
+            sources.push(InventorySource { name, interval, kind });
+        }
+        Ok(Self { sources })
+    }
+
+    pub(crate) fn to_schema(&self) -> Option<schema::Inventory> {
+        if self.sources.is_empty() {
+            return None;
+        }
+        let sources = self
+            .sources
+            .iter()
+            .map(|source| {
+                let InventorySourceKind::Proxmox(endpoint) = &source.kind;
+                let keys = endpoint.to_keys();
+                schema::InventorySource {
+                    name: Some(source.name.to_string()),
+                    source_type: Some("proxmox".to_owned()),
+                    interval: Some(ConfigDuration(source.interval)),
+                    url: keys.url,
+                    token_id: keys.token_id,
+                    token_secret_env: keys.token_secret_env,
+                    token_secret_file: keys.token_secret_file,
+                    verify_tls: keys.verify_tls,
+                    ca_file: keys.ca_file,
+                }
+            })
+            .collect();
+        Some(schema::Inventory { sources: Some(sources) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    fn load(text: &str) -> Result<Config, String> {
+        Config::from_yaml_str(text, |_| None).map_err(|e| e.to_string())
+    }
+
+    const SOURCE: &str = "inventory:\n  sources:\n    - name: pve1\n      type: proxmox\n      url: https://pve.example:8006\n      token_id: \"bosun@pve!inventory\"\n      token_secret_env: PVE_TOKEN_SECRET\n";
+
+    #[test]
+    fn a_proxmox_source_is_read_with_its_defaults() {
+        let config = load(SOURCE).expect("valid");
+        let source = &config.inventory.sources[0];
+        assert_eq!((source.name.as_str(), source.interval.as_secs()), ("pve1", 30));
+        let super::InventorySourceKind::Proxmox(endpoint) = &source.kind;
+        assert!(endpoint.verify_tls);
+        let rendered = config.to_redacted_yaml();
+        assert!(rendered.contains("name: pve1") && rendered.contains("interval: 30s"), "{rendered}");
+    }
+
+    #[test]
+    fn bad_sources_name_their_key() {
+        for (text, expected) in [
+            (SOURCE.replace("type: proxmox", "type: vmware"), "inventory.sources.pve1.type"),
+            (SOURCE.replace("name: pve1", "name: agents"), "inventory.sources[0].name"),
+            (SOURCE.replace("name: pve1", "name: \"has space\""), "inventory.sources[0].name"),
+            (SOURCE.replace("https://pve.example:8006", "ftp://x"), "inventory.sources.pve1.url"),
+            (format!("{SOURCE}      interval: 0s\n"), "inventory.sources.pve1.interval"),
+            (format!("{SOURCE}      colour: blue\n"), "colour"),
+            (format!("{SOURCE}{}", &SOURCE[SOURCE.find("    - name").expect("entry")..]), "configured twice"),
+        ] {
+            let error = load(&text).expect_err(&text);
+            assert!(error.contains(expected), "{text}\n=> {error}");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The inventory's configured sources (Proxmox VE clusters under `inventory.sources`):
+//! the leader reads each one every `interval` and syncs what it read in one transaction
+//! (`Write::SyncInventory`). A read that fails (a refused token, a timeout, a malformed
+//! answer) is recorded as the source's error: its records stay as last read and nothing
+//! is marked gone.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bosun_config::{InventorySource, InventorySourceKind};
+use bosun_core::inventory::{SourceSync, SourceType, SyncCounts, SyncScope};
+use bosun_core::{Actor, SourceName, Timestamp};
+use bosun_provider::proxmox::ProxmoxClient;
+use bosun_store::{WriteBatch, WriteOutcome};
+
+use crate::app::App;
+use crate::error::{ApiError, ApiResult};
+
+/// The actor the syncs are recorded under.
+const ACTOR: &str = "inventory";
+/// How often the loop looks for a source that is due.
+pub(crate) const TICK: Duration = Duration::from_secs(1);
+
+/// One configured source and when it is next due.
+#[derive(Debug)]
+pub(crate) struct Source {
+    pub name: SourceName,
+    pub interval: Duration,
+    /// The API's address, for error messages (never carries the secret).
+    pub url: String,
+    client: ProxmoxClient,
+    next_due: Mutex<Option<Timestamp>>,
+}
+
+/// Every configured source.
+#[derive(Debug, Default)]
+pub(crate) struct Sources {
+    pub entries: Vec<Source>,
+}
+
+impl Sources {
+    /// Connects a client to each source; a secret that cannot be read stops the start,
+    /// naming where it was looked for.
+    pub fn new(configured: &[InventorySource]) -> Result<Self, String> {
+        let entries = configured
+            .iter()
+            .map(|source| {
+                let InventorySourceKind::Proxmox(endpoint) = &source.kind;
+                let client = ProxmoxClient::from_endpoint(source.name.as_str(), endpoint)
+                    .map_err(|e| format!("inventory source {}: {e}", source.name))?;
+                Ok(Source {
+                    name: source.name.clone(),
+                    interval: source.interval,
+                    url: endpoint.url.to_string(),
+                    client,
+                    next_due: Mutex::new(None),
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self { entries })
+    }
+
+    pub fn get(&self, name: &SourceName) -> Option<&Source> {
+        self.entries.iter().find(|s| s.name == *name)
+    }
+}
+
+/// What one sync did, or why the source could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Synced {
+    pub counts: SyncCounts,
+    pub error: Option<String>,
+}
+
+/// Syncs every source whose interval has passed (leader work). Returns how many ran.
+pub(crate) async fn sync_due(app: &App) -> ApiResult<usize> {
+    let mut ran = 0;
+    for source in &app.inventory.entries {
+        let now = app.now();
+        let due = source.next_due.lock().unwrap_or_else(|p| p.into_inner()).is_none_or(|at| at <= now);
+        if due {
+            sync_source(app, source).await?;
+            ran += 1;
+        }
+    }
+    Ok(ran)
+}
+
+/// Reads `source` once and syncs what it read; a failed read is recorded as the
+/// source's error. Errors only when the store cannot record the outcome.
+pub(crate) async fn sync_source(app: &App, source: &Source) -> ApiResult<Synced> {
+    let started_at = app.now();
+    let outcome = match source.client.snapshot().await {
+        Ok(snapshot) => Ok(snapshot.to_inventory()),
+        // One line naming the API; the client's errors never carry the token's secret.
+        Err(error) => Err(format!("{}: {}", source.url, error).replace(['\n', '\r'], " ")),
+    };
+    if let Err(reason) = &outcome {
+        tracing::warn!(source = %source.name, "inventory source not read: {reason}");
+    }
+    let error = outcome.as_ref().err().cloned();
+    let sync = SourceSync {
+        source: source.name.clone(),
+        source_type: SourceType::Proxmox,
+        scope: SyncScope::Source,
+        started_at,
+        outcome,
+    };
+    let batch =
+        WriteBatch::new(Actor::system(ACTOR), format!("sync of inventory source {}", source.name)).sync_inventory(sync);
+    let committed = app.store.commit(batch).await?;
+    *source.next_due.lock().unwrap_or_else(|p| p.into_inner()) = Some(app.now() + source.interval);
+    app.committed.notify_waiters();
+    match committed.outcomes.first() {
+        Some(WriteOutcome::Synced { counts, .. }) => {
+            app.metrics.inventory_synced(source.name.as_str(), error.is_none(), counts);
+            Ok(Synced { counts: *counts, error })
+        }
+        _ => Err(ApiError::Internal("an inventory sync committed without its outcome".to_owned())),
+    }
+}

@@ -1,0 +1,201 @@
+//! The inventory's RPCs (served by AdminService): list and get records of one kind, how
+//! the sources stand, and a sync now.
+
+use std::collections::BTreeMap;
+
+use bosun_api::{convert, v1};
+use bosun_core::inventory::{InventoryKind, InventoryRecord, SourceStatus, SourceType};
+use bosun_core::{SourceName, ValidationError};
+use bosun_store::inventory::InventoryFilter;
+use bosun_store::{PageRequest, query};
+use buffa::MessageField;
+
+use super::{next_token, page_size, page_token};
+use crate::app::App;
+use crate::error::{ApiError, ApiResult};
+
+fn kind(text: &str) -> ApiResult<InventoryKind> {
+    if text.is_empty() {
+        return Err(ApiError::invalid("kind", "is required: host, vm, container, storage or workload"));
+    }
+    text.parse().map_err(|e: ValidationError| ApiError::Invalid(ValidationError::new("kind", e.problem)))
+}
+
+fn text(field: &str, value: &str) -> ApiResult<Option<String>> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if value.len() > 255 || value.chars().any(char::is_control) {
+        return Err(ApiError::invalid(field, "must be at most 255 printable characters"));
+    }
+    Ok(Some(value.to_owned()))
+}
+
+fn source_name(field: &str, value: &str) -> ApiResult<Option<SourceName>> {
+    text(field, value)?.map(|v| v.parse().map_err(|e: ValidationError| ApiError::Invalid(e.within(field)))).transpose()
+}
+
+/// A record on the wire: its summary fields and the whole record as JSON.
+pub(crate) fn record(record: &InventoryRecord) -> v1::InventoryRecord {
+    v1::InventoryRecord {
+        kind: record.kind().as_str().to_owned(),
+        id: record.id(),
+        source: record.source.to_string(),
+        key: record.key.clone(),
+        name: record.state.name().to_owned(),
+        status: record.state.status().to_owned(),
+        host: record.state.host().unwrap_or_default().to_owned(),
+        node_id: record.state.node().map(ToString::to_string).unwrap_or_default(),
+        gone_at: record.gone_at.map(convert::timestamp).into(),
+        revision: record.revision.get(),
+        // A record of plain strings and numbers always serializes.
+        json: serde_json::to_string(record).unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+pub(crate) async fn list(app: &App, request: v1::ListInventoryRequest) -> ApiResult<v1::ListInventoryResponse> {
+    let gone = match request.gone.as_str() {
+        "" => None,
+        "true" => Some(true),
+        "false" => Some(false),
+        other => return Err(ApiError::invalid("gone", format_args!("{other:?} is not true, false or empty"))),
+    };
+    let filter = InventoryFilter {
+        kind: kind(&request.kind)?,
+        source: source_name("source", &request.source)?,
+        host: text("host", &request.host)?,
+        node: text("node_id", &request.node_id)?
+            .map(|n| n.parse().map_err(|e: ValidationError| ApiError::Invalid(e.within("node_id"))))
+            .transpose()?,
+        status: text("status", &request.status)?,
+        gone,
+        name: text("name", &request.name)?,
+    };
+    let limit = page_size("page_size", request.page_size, query::DEFAULT_PAGE_SIZE, query::MAX_PAGE_SIZE)?;
+    let page =
+        app.store.list_inventory(&filter, &PageRequest { limit, after: page_token(&request.page_token) }).await?;
+    Ok(v1::ListInventoryResponse {
+        records: page.items.iter().map(record).collect(),
+        next_page_token: next_token(page.next),
+        ..Default::default()
+    })
+}
+
+/// By `SOURCE/KEY`; else by a name or key that only one record of the kind has.
+pub(crate) async fn get(app: &App, request: v1::GetInventoryRequest) -> ApiResult<v1::GetInventoryResponse> {
+    let kind = kind(&request.kind)?;
+    let id = text("id", &request.id)?.ok_or_else(|| ApiError::invalid("id", "is required: SOURCE/KEY or a name"))?;
+    if let Some((source, key)) = id.split_once('/')
+        && let Ok(source) = source.parse::<SourceName>()
+    {
+        match app.store.inventory_record(kind, &source, key).await {
+            Ok(found) => {
+                return Ok(v1::GetInventoryResponse {
+                    record: MessageField::some(record(&found)),
+                    ..Default::default()
+                });
+            }
+            Err(bosun_store::StoreError::NotFound { .. }) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    let by_name = InventoryFilter { name: Some(id.clone()), ..InventoryFilter::kind(kind) };
+    let mut matches = app.store.list_inventory(&by_name, &PageRequest::first(2)).await?.items;
+    if matches.is_empty() {
+        // A key without its source (`104`): look through the sources there are.
+        for source in app.store.inventory_sources().await? {
+            if let Ok(found) = app.store.inventory_record(kind, &source.source, &id).await
+                && !matches.iter().any(|m: &InventoryRecord| m.id() == found.id())
+            {
+                matches.push(found);
+            }
+        }
+    }
+    match matches.len() {
+        1 => Ok(v1::GetInventoryResponse { record: MessageField::some(record(&matches[0])), ..Default::default() }),
+        0 => Err(ApiError::NotFound(format!("{kind} {id} not found (give SOURCE/KEY, a key or a name)"))),
+        _ => Err(ApiError::invalid(
+            "id",
+            format_args!(
+                "{id:?} names more than one {kind}; give SOURCE/KEY ({} or {})",
+                matches[0].id(),
+                matches[1].id()
+            ),
+        )),
+    }
+}
+
+/// Every source: the configured ones (read or not yet), and the agents' scopes folded
+/// into one line.
+pub(crate) async fn sources(app: &App) -> ApiResult<Vec<v1::InventorySourceStatus>> {
+    let stored = app.store.inventory_sources().await?;
+    let mut by_source: BTreeMap<SourceName, Vec<SourceStatus>> = BTreeMap::new();
+    for status in stored {
+        by_source.entry(status.source.clone()).or_default().push(status);
+    }
+    for source in &app.inventory.entries {
+        by_source.entry(source.name.clone()).or_default();
+    }
+    Ok(by_source
+        .into_iter()
+        .map(|(name, scopes)| {
+            let configured = app.inventory.get(&name);
+            let mut line = v1::InventorySourceStatus {
+                source: name.to_string(),
+                r#type: scopes.first().map_or(SourceType::Proxmox, |s| s.source_type).as_str().to_owned(),
+                configured: configured.is_some(),
+                scopes: scopes.len() as u64,
+                url: configured.map(|c| c.url.clone()).unwrap_or_default(),
+                ..Default::default()
+            };
+            let failing: Vec<&SourceStatus> = scopes.iter().filter(|s| s.error.is_some()).collect();
+            line.error = match (scopes.len(), failing.first()) {
+                (_, None) => String::new(),
+                (1, Some(first)) => first.error.clone().unwrap_or_default(),
+                (_, Some(first)) => format!(
+                    "{} of {} scopes failed; {}: {}",
+                    failing.len(),
+                    scopes.len(),
+                    first.scope.as_stored(),
+                    first.error.as_deref().unwrap_or_default()
+                ),
+            };
+            if let Some(last) = scopes.iter().map(|s| s.last_sync_at).max() {
+                line.last_sync_at = MessageField::some(convert::timestamp(last));
+            }
+            if let Some(success) = scopes.iter().filter_map(|s| s.last_success_at).max() {
+                line.last_success_at = MessageField::some(convert::timestamp(success));
+            }
+            for scope in &scopes {
+                line.created += scope.counts.created;
+                line.updated += scope.counts.updated;
+                line.back += scope.counts.back;
+                line.gone += scope.counts.gone;
+                line.unchanged += scope.counts.unchanged;
+                line.syncs += scope.syncs;
+            }
+            line
+        })
+        .collect())
+}
+
+/// Reads one configured source, or every one, now.
+pub(crate) async fn sync(app: &App, request: v1::SyncInventoryRequest) -> ApiResult<v1::SyncInventoryResponse> {
+    let wanted = source_name("source", &request.source)?;
+    if let Some(name) = &wanted
+        && app.inventory.get(name).is_none()
+    {
+        let configured: Vec<String> = app.inventory.entries.iter().map(|s| s.name.to_string()).collect();
+        return Err(ApiError::NotFound(format!(
+            "inventory source {name} is not configured (configured: {})",
+            if configured.is_empty() { "none; see inventory.sources".to_owned() } else { configured.join(", ") }
+        )));
+    }
+    for source in app.inventory.entries.iter().filter(|s| wanted.as_ref().is_none_or(|w| *w == s.name)) {
+        crate::inventory::sync_source(app, source).await?;
+    }
+    let mut sources = sources(app).await?;
+    sources.retain(|s| s.configured && wanted.as_ref().is_none_or(|w| w.as_str() == s.source));
+    Ok(v1::SyncInventoryResponse { sources, ..Default::default() })
+}

@@ -1,0 +1,124 @@
+//! The inventory from a Proxmox VE source (the mock of its API): a first sync with
+//! hosts, VMs, containers and storage, a changed configuration digest, a deleted VM, an
+//! API outage and a malformed answer that wipe nothing, and the RPCs over them.
+
+use std::time::Duration;
+
+use bosun_api::v1;
+use bosun_config::proxmox::{ProxmoxEndpoint, SecretSource};
+use bosun_config::{InventorySource, InventorySourceKind};
+use bosun_provider::proxmox::mock::{MockCluster, MockSpec, TOKEN_ID, TOKEN_SECRET};
+use bosun_store::Backend;
+use connectrpc::ErrorCode;
+
+use crate::harness::*;
+
+on_every_backend!(a_proxmox_source_syncs_changes_departures_and_outages);
+
+async fn list(h: &Harness, kind: &str, gone: &str) -> Vec<v1::InventoryRecord> {
+    let request = v1::ListInventoryRequest {
+        kind: kind.to_owned(),
+        gone: gone.to_owned(),
+        page_size: 1000,
+        ..Default::default()
+    };
+    h.admin(Some(OPERATOR)).list_inventory(request).await.expect("list").into_owned().records
+}
+
+async fn source(h: &Harness) -> v1::InventorySourceStatus {
+    let listed = h
+        .admin(Some(OPERATOR))
+        .list_inventory_sources(v1::ListInventorySourcesRequest::default())
+        .await
+        .expect("sources")
+        .into_owned();
+    listed.sources.into_iter().find(|s| s.source == "pve1").expect("pve1 is listed")
+}
+
+async fn sync(h: &Harness) {
+    assert_eq!(h.server().sync_inventory().await.expect("sync"), 1);
+    h.clock.advance(Duration::from_secs(30));
+}
+
+async fn a_proxmox_source_syncs_changes_departures_and_outages(backend: Backend) {
+    let mock = MockCluster::generate(&MockSpec { nodes: 3, vms: 6, containers: 4, gpus_per_vm: 2, tasks_per_node: 2 });
+    let url = mock.spawn().await.expect("mock");
+    let secret = tempfile::NamedTempFile::new().expect("secret file");
+    std::fs::write(secret.path(), TOKEN_SECRET).expect("write secret");
+    let mut settings = settings();
+    settings.inventory_sources = vec![InventorySource {
+        name: "pve1".parse().expect("valid"),
+        interval: Duration::from_secs(30),
+        kind: InventorySourceKind::Proxmox(ProxmoxEndpoint {
+            url: url.parse().expect("url"),
+            token_id: TOKEN_ID.to_owned(),
+            token_secret: SecretSource::File(secret.path().to_owned()),
+            verify_tls: true,
+            ca_file: None,
+        }),
+    }];
+    let Some(h) = Harness::start_with(backend, settings).await else { return };
+
+    // Configured but not read yet: listed, never synced.
+    assert!(source(&h).await.last_sync_at.as_option().is_none());
+    sync(&h).await;
+    let vms = list(&h, "vm", "").await;
+    assert_eq!((vms.len(), list(&h, "container", "").await.len(), list(&h, "host", "").await.len()), (6, 4, 3));
+    assert!(!list(&h, "storage", "").await.is_empty());
+    let vm: serde_json::Value = serde_json::from_str(&vms[0].json).expect("json");
+    assert_eq!(vm["source"], "pve1");
+    assert_eq!(vm["gpu_devices"].as_array().map(Vec::len), Some(2), "{vm}");
+    assert!(vm["vmid"].as_u64().is_some() && vm["host"].is_string() && vm["gone_at"].is_null(), "{vm}");
+    let status = source(&h).await;
+    assert_eq!((status.r#type.as_str(), status.error.as_str(), status.syncs), ("proxmox", "", 1));
+    assert!(status.created >= 13, "{status:?}");
+
+    // A changed configuration and a deleted VM.
+    let vmids = mock.vmids();
+    assert!(mock.reconfigure(vmids[0]) && mock.destroy(vmids[1]));
+    sync(&h).await;
+    let status = source(&h).await;
+    assert_eq!((status.updated, status.gone, status.created), (1, 1, 0), "{status:?}");
+    let changed = format!("pve1/{}", vmids[0]);
+    let get = v1::GetInventoryRequest { kind: "vm".to_owned(), id: changed.clone(), ..Default::default() };
+    let record = h.admin(Some(OPERATOR)).get_inventory(get).await.expect("get").into_owned();
+    assert_eq!(record.record.as_option().map(|r| r.revision), Some(2));
+    let history =
+        v1::ListEventsRequest { kind: "vm".to_owned(), resource_id: changed, limit: 100, ..Default::default() };
+    let events = h.admin(Some(OPERATOR)).list_events(history).await.expect("history").into_owned().events;
+    assert_eq!(events.len(), 2, "created, then updated");
+    let gone = list(&h, "vm", "true").await;
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].key, vmids[1].to_string());
+    assert!(gone[0].gone_at.as_option().is_some());
+
+    // An outage and a malformed answer: the source is stale, nothing else changes.
+    for (outage, malformed) in [(Some(503), false), (None, true)] {
+        mock.set_outage(outage);
+        mock.set_malformed(malformed);
+        sync(&h).await;
+        let status = source(&h).await;
+        assert!(status.error.contains(&url), "the error names the API: {status:?}");
+        assert!(!status.error.contains(TOKEN_SECRET));
+        assert_eq!((list(&h, "vm", "false").await.len(), list(&h, "vm", "true").await.len()), (5, 1));
+    }
+    mock.set_malformed(false);
+    sync(&h).await;
+    assert!(source(&h).await.error.is_empty());
+
+    // Bad requests name what is wrong.
+    let unknown = v1::SyncInventoryRequest { source: "pve9".to_owned(), ..Default::default() };
+    let error = h.admin(Some(OPERATOR)).sync_inventory(unknown).await.expect_err("unknown source");
+    assert_eq!(error.code, ErrorCode::NotFound);
+    assert!(error.message.as_deref().unwrap_or_default().contains("pve1"), "{error:?}");
+    let bad_kind = v1::ListInventoryRequest { kind: "planet".to_owned(), ..Default::default() };
+    let error = h.admin(Some(OPERATOR)).list_inventory(bad_kind).await.expect_err("bad kind");
+    assert_eq!(error.code, ErrorCode::InvalidArgument);
+    let no_host = v1::ListInventoryRequest { kind: "storage".to_owned(), host: "x".to_owned(), ..Default::default() };
+    let error = h.admin(Some(OPERATOR)).list_inventory(no_host).await.expect_err("storage has no host");
+    assert_eq!(error.code, ErrorCode::InvalidArgument);
+    // A sync now through the API, as an operator.
+    let now = v1::SyncInventoryRequest::default();
+    let synced = h.admin(Some(OPERATOR)).sync_inventory(now).await.expect("sync now").into_owned();
+    assert_eq!(synced.sources.len(), 1);
+}
