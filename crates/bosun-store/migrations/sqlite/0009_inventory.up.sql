@@ -30,7 +30,6 @@ CREATE TABLE hosts (
     node_id          TEXT,
     PRIMARY KEY (source, key)
 ) STRICT;
-CREATE INDEX hosts_by_scope ON hosts (source, scope, key);
 
 -- Virtual machines (QEMU on Proxmox); `host` is the key of the host it runs on.
 CREATE TABLE vms (
@@ -64,7 +63,6 @@ CREATE TABLE vms (
     node_id          TEXT,
     PRIMARY KEY (source, key)
 ) STRICT;
-CREATE INDEX vms_by_scope ON vms (source, scope, key);
 
 -- Containers: LXC guests of a hypervisor, OCI containers on a node.
 CREATE TABLE containers (
@@ -99,7 +97,6 @@ CREATE TABLE containers (
     config_digest    TEXT,
     PRIMARY KEY (source, key)
 ) STRICT;
-CREATE INDEX containers_by_scope ON containers (source, scope, key);
 
 -- Storage; the hosts that see it are in `host_storage`.
 CREATE TABLE storage (
@@ -126,7 +123,6 @@ CREATE TABLE storage (
     total            INTEGER NOT NULL CHECK (total >= 0),
     PRIMARY KEY (source, key)
 ) STRICT;
-CREATE INDEX storage_by_scope ON storage (source, scope, key);
 
 -- Processes using GPUs, as each node's agent reports them (`scope`: the node).
 CREATE TABLE workloads (
@@ -157,8 +153,10 @@ CREATE TABLE workloads (
     started_at       INTEGER,
     PRIMARY KEY (source, key)
 ) STRICT;
-CREATE INDEX workloads_by_scope ON workloads (source, scope, key);
 
+-- A sync reads one scope: a whole source (its primary key's prefix), or, for the
+-- workloads, one node's.
+CREATE INDEX workloads_by_scope ON workloads (source, scope, key);
 CREATE INDEX vms_by_node ON vms (node_id) WHERE node_id IS NOT NULL;
 CREATE INDEX workloads_by_node ON workloads (node_id, key);
 
