@@ -11,7 +11,7 @@ use bosun_config::{InventorySource, InventorySourceKind};
 use bosun_core::inventory::{SourceSync, SourceType, SyncCounts, SyncScope};
 use bosun_core::{Actor, SourceName, Timestamp};
 use bosun_provider::proxmox::ProxmoxClient;
-use bosun_store::{WriteBatch, WriteOutcome};
+use bosun_store::{StoreError, WriteBatch, WriteOutcome};
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
@@ -98,7 +98,7 @@ pub(crate) async fn sync_source(app: &App, source: &Source) -> ApiResult<Synced>
     if let Err(reason) = &outcome {
         tracing::warn!(source = %source.name, "inventory source not read: {reason}");
     }
-    let error = outcome.as_ref().err().cloned();
+    let mut error = outcome.as_ref().err().cloned();
     let sync = SourceSync {
         source: source.name.clone(),
         source_type: SourceType::Proxmox,
@@ -106,10 +106,29 @@ pub(crate) async fn sync_source(app: &App, source: &Source) -> ApiResult<Synced>
         started_at,
         outcome,
     };
-    let batch =
-        WriteBatch::new(Actor::system(ACTOR), format!("sync of inventory source {}", source.name)).sync_inventory(sync);
-    let committed = app.store.commit(batch).await?;
-    *source.next_due.lock().unwrap_or_else(|p| p.into_inner()) = Some(app.now() + source.interval);
+    // Whatever happens below, the source is next read one interval from now: a source
+    // whose answer cannot be stored must not be read again every tick.
+    *source.next_due.lock().unwrap_or_else(|p| p.into_inner()) = Some(started_at + source.interval);
+    let reason = format!("sync of inventory source {}", source.name);
+    let batch = WriteBatch::new(Actor::system(ACTOR), reason.clone()).sync_inventory(sync);
+    let committed = match app.store.commit(batch).await {
+        // The answer was read but holds what the store refuses (a key twice, a value too
+        // large): the source is marked stale with why, and nothing else changes.
+        Err(refused @ (StoreError::Invalid(_) | StoreError::TooLarge { .. })) => {
+            let why = format!("{}: the answer cannot be stored: {refused}", source.url).replace(['\n', '\r'], " ");
+            tracing::warn!(source = %source.name, "inventory source not synced: {why}");
+            error = Some(why.clone());
+            let failed = SourceSync {
+                source: source.name.clone(),
+                source_type: SourceType::Proxmox,
+                scope: SyncScope::Source,
+                started_at,
+                outcome: Err(why),
+            };
+            app.store.commit(WriteBatch::new(Actor::system(ACTOR), reason).sync_inventory(failed)).await?
+        }
+        other => other?,
+    };
     app.committed.notify_waiters();
     match committed.outcomes.first() {
         Some(WriteOutcome::Synced { counts, .. }) => {

@@ -263,6 +263,15 @@ impl MockCluster {
         true
     }
 
+    /// Renames a guest as `/cluster/resources` lists it (any text, to test what a reader
+    /// does with odd names). False when there is no such guest.
+    pub fn rename(&self, vmid: u32, name: &str) -> bool {
+        let mut cluster = self.lock();
+        let Some(guest) = cluster.guests.get_mut(&vmid) else { return false };
+        guest.resource["name"] = json!(name);
+        true
+    }
+
     /// Destroys a guest. False when there is no such guest.
     pub fn destroy(&self, vmid: u32) -> bool {
         self.lock().guests.remove(&vmid).is_some()

@@ -103,12 +103,15 @@ pub(crate) async fn get(app: &App, request: v1::GetInventoryRequest) -> ApiResul
     let by_name = InventoryFilter { name: Some(id.clone()), ..InventoryFilter::kind(kind) };
     let mut matches = app.store.list_inventory(&by_name, &PageRequest::first(2)).await?.items;
     if matches.is_empty() {
-        // A key without its source (`104`): look through the sources there are.
-        for source in app.store.inventory_sources().await? {
-            if let Ok(found) = app.store.inventory_record(kind, &source.source, &id).await
-                && !matches.iter().any(|m: &InventoryRecord| m.id() == found.id())
-            {
-                matches.push(found);
+        // A key without its source (`104`): look in each source once (the agents' source
+        // has a status row per node).
+        let names: std::collections::BTreeSet<SourceName> =
+            app.store.inventory_sources().await?.into_iter().map(|s| s.source).collect();
+        for source in names {
+            match app.store.inventory_record(kind, &source, &id).await {
+                Ok(found) => matches.push(found),
+                Err(bosun_store::StoreError::NotFound { .. }) => {}
+                Err(other) => return Err(other.into()),
             }
         }
     }

@@ -106,6 +106,17 @@ async fn a_proxmox_source_syncs_changes_departures_and_outages(backend: Backend)
     sync(&h).await;
     assert!(source(&h).await.error.is_empty());
 
+    // An answer that reads but that the store refuses (a name with a NUL) is an error of
+    // the source too, not of the sync loop: stale, with why, nothing changed.
+    assert!(mock.rename(vmids[2], "bad\u{0}name"));
+    sync(&h).await;
+    let status = source(&h).await;
+    assert!(status.error.contains("cannot be stored") && status.error.contains(&url), "{status:?}");
+    assert_eq!((list(&h, "vm", "false").await.len(), list(&h, "vm", "true").await.len()), (5, 1));
+    assert!(mock.rename(vmids[2], "fine"));
+    sync(&h).await;
+    assert!(source(&h).await.error.is_empty());
+
     // Bad requests name what is wrong.
     let unknown = v1::SyncInventoryRequest { source: "pve9".to_owned(), ..Default::default() };
     let error = h.admin(Some(OPERATOR)).sync_inventory(unknown).await.expect_err("unknown source");

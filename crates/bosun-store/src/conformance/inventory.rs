@@ -363,6 +363,11 @@ pub(crate) async fn what_the_store_cannot_hold_is_refused_and_nothing_is_written
     }
     assert!(list(ctx, InventoryFilter::kind(InventoryKind::Vm)).await.is_empty());
     assert!(ctx.store.inventory_sources().await.expect("sources").is_empty());
+    // A whole source's snapshot cannot carry workloads: they belong to one node's scope.
+    let mut with_workloads = snapshot();
+    with_workloads.workloads.push(workload("n1", 10, &[0]));
+    let refused = ctx.store.commit(batch("sync").sync_inventory(sync_of(ctx, with_workloads))).await;
+    assert_err!(refused, E::Invalid(_));
     // Agents report per node, other sources as a whole.
     let whole_agent = SourceSync { source_type: SourceType::Agent, ..sync_of(ctx, snapshot()) };
     let refused = ctx.store.commit(batch("sync").sync_inventory(whole_agent)).await;

@@ -174,6 +174,12 @@ fn check_snapshot(sync: &SourceSync, snapshot: &InventorySnapshot) -> Result<()>
             limit: MAX_SNAPSHOT_RECORDS as u64,
         });
     }
+    if sync.scope == SyncScope::Source && !snapshot.workloads.is_empty() {
+        return Err(StoreError::invalid(
+            "snapshot",
+            "workloads are synced per node (a node's scope), not with a whole source",
+        ));
+    }
     if let SyncScope::Node(node) = &sync.scope {
         if snapshot.len() != snapshot.workloads.len() {
             return Err(StoreError::invalid("snapshot", "a node's snapshot holds only its workloads"));
