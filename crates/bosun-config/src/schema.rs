@@ -45,6 +45,7 @@ pub(crate) struct Document {
 pub(crate) struct Retention {
     pub runs: Option<ConfigDuration>,
     pub audit: Option<ConfigDuration>,
+    pub inventory_syncs: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -82,10 +82,11 @@ pub(crate) async fn retention(app: &App) -> ApiResult<()> {
                 changes_older_than: app.settings.change_retention,
                 runs_older_than: app.settings.run_retention,
                 audit_older_than: app.settings.audit_retention,
+                inventory_syncs_older_than: app.settings.inventory_sync_retention,
             })
             .await?;
         let ledger = report.run_events_deleted + report.artifacts_deleted + report.audit_deleted;
-        if nodes + instances > 0 || report.changes_deleted > 0 || ledger > 0 {
+        if nodes + instances > 0 || report.changes_deleted > 0 || ledger > 0 || report.inventory_syncs_deleted > 0 {
             tracing::info!(
                 nodes,
                 instances,
@@ -94,6 +95,7 @@ pub(crate) async fn retention(app: &App) -> ApiResult<()> {
                 run_events = report.run_events_deleted,
                 artifacts = report.artifacts_deleted,
                 audit = report.audit_deleted,
+                inventory_syncs = report.inventory_syncs_deleted,
                 "retention pass"
             );
         }

@@ -34,6 +34,8 @@ pub struct Settings {
     pub run_retention: Duration,
     /// Audit entries older than this are deleted.
     pub audit_retention: Duration,
+    /// How long records of inventory syncs are kept.
+    pub inventory_sync_retention: Duration,
     /// An approval undecided this long expires, and its run is rejected.
     pub approval_timeout: Duration,
     /// How often the leader moves runbook runs on (a started or approved run is also
@@ -111,6 +113,7 @@ impl Settings {
             change_retention: Duration::from_secs(7 * 24 * 3600),
             run_retention: config.retention.runs,
             audit_retention: config.retention.audit,
+            inventory_sync_retention: config.retention.inventory_syncs,
             approval_timeout: server.approval_timeout,
             run_interval: Duration::from_secs(1),
             inventory_sources: config.inventory.sources.clone(),

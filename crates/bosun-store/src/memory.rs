@@ -1687,12 +1687,16 @@ impl Store for MemoryStore {
         let audit_cutoff = now - policy.audit_older_than;
         let audit_before = state.ledger.audit.len();
         state.ledger.audit.retain(|_, e| e.at >= audit_cutoff);
+        let syncs_cutoff = now - policy.inventory_syncs_older_than;
+        let syncs_before = state.inventory.syncs.len();
+        state.inventory.syncs.retain(|_, s| s.finished_at >= syncs_cutoff);
         Ok(RetentionReport {
             changes_deleted: doomed.len() as u64,
             samples_deleted,
             run_events_deleted,
             artifacts_deleted: (artifacts_before - state.ledger.artifacts.len()) as u64,
             audit_deleted: (audit_before - state.ledger.audit.len()) as u64,
+            inventory_syncs_deleted: (syncs_before - state.inventory.syncs.len()) as u64,
         })
     }
 

@@ -121,16 +121,20 @@ pub struct RetentionPolicy {
     pub runs_older_than: Duration,
     /// Audit entries older than this are deleted.
     pub audit_older_than: Duration,
+    /// Records of inventory syncs that finished longer ago than this are deleted (the
+    /// inventory's records and their change history are not).
+    pub inventory_syncs_older_than: Duration,
 }
 
 impl Default for RetentionPolicy {
-    /// Changes 7 days, run history 30 days, audit 365 days.
+    /// Changes 7 days, run history 30 days, audit 365 days, inventory syncs 30 days.
     fn default() -> Self {
         const DAY: u64 = 24 * 3600;
         Self {
             changes_older_than: Duration::from_secs(7 * DAY),
             runs_older_than: Duration::from_secs(30 * DAY),
             audit_older_than: Duration::from_secs(365 * DAY),
+            inventory_syncs_older_than: Duration::from_secs(30 * DAY),
         }
     }
 }
@@ -143,6 +147,7 @@ pub struct RetentionReport {
     pub run_events_deleted: u64,
     pub artifacts_deleted: u64,
     pub audit_deleted: u64,
+    pub inventory_syncs_deleted: u64,
 }
 
 /// One problem `check_integrity` found.

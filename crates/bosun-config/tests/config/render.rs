@@ -151,6 +151,7 @@ api:
 retention:
   runs: 720h
   audit: 8760h
+  inventory_syncs: 720h
 providers: {}
 pools: {}
 "

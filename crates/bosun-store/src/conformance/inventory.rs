@@ -405,3 +405,20 @@ pub(crate) async fn inventory_lists_page_by_source_and_key(ctx: &Ctx) {
     let refused = ctx.store.list_inventory(&no_host, &PageRequest::first(10)).await;
     assert_err!(refused, E::Invalid(_));
 }
+
+pub(crate) async fn retention_prunes_old_sync_records_and_keeps_the_records(ctx: &Ctx) {
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    sync(ctx, sync_of(ctx, snapshot())).await;
+    ctx.clock.advance(31 * DAY);
+    sync(ctx, sync_of(ctx, snapshot())).await;
+    let policy = crate::RetentionPolicy::default();
+    let report = ctx.store.apply_retention(&policy).await.expect("retention");
+    assert_eq!(report.inventory_syncs_deleted, 1, "only the sync older than 30 days");
+    let syncs = ctx.store.inventory_syncs(Some(&source()), 10).await.expect("syncs");
+    assert_eq!(syncs.len(), 1);
+    assert_eq!(syncs[0].counts.unchanged, 6, "the recent sync stays");
+    assert_eq!(list(ctx, InventoryFilter::kind(InventoryKind::Vm)).await.len(), 2, "records are never pruned");
+    assert_eq!(history(ctx, ResourceKind::Vm, "pve1/100").await, [(ChangeOp::Created, 1)]);
+    let status = &ctx.store.inventory_sources().await.expect("sources")[0];
+    assert_eq!(status.syncs, 2, "the source's status still counts every sync");
+}

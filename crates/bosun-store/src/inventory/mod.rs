@@ -91,8 +91,18 @@ pub(crate) struct StoredRecordState {
     pub revision: Revision,
 }
 
+/// The sync scopes whose status [`overlay_last_seen`] needs for `records` (those still
+/// reported), each once: a page of workloads names only its own nodes' scopes, so a read
+/// looks up a page's worth of status rows, never one per node of the fleet.
+pub(crate) fn scopes_of(records: &[InventoryRecord]) -> Vec<(SourceName, SyncScope)> {
+    let scopes: std::collections::BTreeSet<(SourceName, SyncScope)> =
+        records.iter().filter(|r| r.gone_at.is_none()).map(|r| (r.source.clone(), r.scope())).collect();
+    scopes.into_iter().collect()
+}
+
 /// Shows records still reported as seen at their scope's last successful sync (an
-/// unchanged sync does not write them).
+/// unchanged sync does not write them). `sources` holds at least the statuses of
+/// [`scopes_of`] the records.
 pub(crate) fn overlay_last_seen(records: &mut [InventoryRecord], sources: &[SourceStatus]) {
     let last_success: HashMap<(&SourceName, &str), Timestamp> =
         sources.iter().filter_map(|s| Some(((&s.source, s.scope.as_stored()), s.last_success_at?))).collect();
@@ -251,26 +261,30 @@ fn check_snapshot(sync: &SourceSync, snapshot: &InventorySnapshot) -> Result<()>
     Ok(())
 }
 
-/// One kind's reported records, as states the sync writes.
-fn states(snapshot: &InventorySnapshot, kind: InventoryKind) -> Vec<(&str, &str, RecordState, Usage)> {
-    fn each<T: Clone>(records: &[Reported<T>], wrap: fn(T) -> RecordState) -> Vec<(&str, &str, RecordState, Usage)> {
-        records.iter().map(|r| (r.key.as_str(), r.digest.as_str(), wrap(r.state.clone()), r.usage)).collect()
+/// One kind's reported records: key, digest and usage, and a way to make each one's
+/// state, which a sync does only for the records it writes (most syncs write few).
+struct ReportedKind<'s> {
+    entries: Vec<(&'s str, &'s str, Usage)>,
+    state: Box<dyn Fn(usize) -> RecordState + Send + Sync + 's>,
+}
+
+fn reported_kind(snapshot: &InventorySnapshot, kind: InventoryKind) -> ReportedKind<'_> {
+    fn each<'s, T: Clone + Sync>(records: &'s [Reported<T>], wrap: fn(T) -> RecordState) -> ReportedKind<'s> {
+        ReportedKind {
+            entries: records.iter().map(|r| (r.key.as_str(), r.digest.as_str(), r.usage)).collect(),
+            state: Box::new(move |i| wrap(records[i].state.clone())),
+        }
     }
     match kind {
         InventoryKind::Host => each(&snapshot.hosts, RecordState::Host),
         InventoryKind::Vm => each(&snapshot.vms, RecordState::Vm),
         InventoryKind::Container => each(&snapshot.containers, RecordState::Container),
-        InventoryKind::Storage => {
-            let mut states = each(&snapshot.storage, RecordState::Storage);
-            // The digest covers the hosts as reported; keep them in one order.
-            for (_, _, state, _) in &mut states {
-                if let RecordState::Storage(s) = state {
-                    s.hosts.sort();
-                    s.hosts.dedup();
-                }
-            }
-            states
-        }
+        // The digest covers the hosts as reported; keep them in one order.
+        InventoryKind::Storage => each(&snapshot.storage, |mut s| {
+            s.hosts.sort();
+            s.hosts.dedup();
+            RecordState::Storage(s)
+        }),
         InventoryKind::Workload => each(&snapshot.workloads, RecordState::Workload),
     }
 }
@@ -380,22 +394,22 @@ async fn sync_kind<T: Transaction>(
     changes: &mut Vec<ChangeDraft>,
 ) -> Result<()> {
     let stored_rows = tx.inventory_states(kind, &sync.source, &sync.scope).await?;
-    let reported = states(snapshot, kind);
-    if stored_rows.is_empty() && reported.is_empty() {
+    let reported = reported_kind(snapshot, kind);
+    if stored_rows.is_empty() && reported.entries.is_empty() {
         return Ok(());
     }
     let stored: HashMap<String, StoredState> =
         stored_rows.iter().map(|r| (r.key.clone(), StoredState { digest: r.digest.clone(), gone: r.gone })).collect();
-    let pairs: Vec<(&str, &str)> = reported.iter().map(|(key, digest, _, _)| (*key, *digest)).collect();
+    let pairs: Vec<(&str, &str)> = reported.entries.iter().map(|(key, digest, _)| (*key, *digest)).collect();
     let plan = plan_sync(&stored, &pairs).map_err(|e| StoreError::invalid(&format!("{kind} key"), e))?;
     let by_key: HashMap<&str, &StoredRecordState> = stored_rows.iter().map(|r| (r.key.as_str(), r)).collect();
 
     let record = |index: usize, revision: Revision| {
-        let (key, digest, state, usage) = &reported[index];
+        let (key, digest, usage) = &reported.entries[index];
         InventoryRecord {
             source: sync.source.clone(),
             key: (*key).to_owned(),
-            state: state.clone(),
+            state: (reported.state)(index),
             digest: (*digest).to_owned(),
             usage: *usage,
             usage_at: now,
@@ -406,8 +420,12 @@ async fn sync_kind<T: Transaction>(
         }
     };
     let created: Vec<InventoryRecord> = plan.create.iter().map(|&i| record(i, Revision::FIRST)).collect();
-    let mut updated: Vec<InventoryRecord> =
-        plan.update.iter().chain(&plan.back).map(|&i| record(i, by_key[reported[i].0].revision.next())).collect();
+    let mut updated: Vec<InventoryRecord> = plan
+        .update
+        .iter()
+        .chain(&plan.back)
+        .map(|&i| record(i, by_key[reported.entries[i].0].revision.next()))
+        .collect();
     for key in &plan.gone {
         let mut gone = tx
             .inventory_record(kind, &sync.source, key)
@@ -421,8 +439,8 @@ async fn sync_kind<T: Transaction>(
     let refresh: Vec<(String, Usage)> = plan
         .unchanged
         .iter()
-        .filter(|&&i| by_key[reported[i].0].usage_at + USAGE_REFRESH <= now)
-        .map(|&i| (reported[i].0.to_owned(), reported[i].3))
+        .filter(|&&i| by_key[reported.entries[i].0].usage_at + USAGE_REFRESH <= now)
+        .map(|&i| (reported.entries[i].0.to_owned(), reported.entries[i].2))
         .collect();
 
     tx.insert_inventory(kind, &created).await?;

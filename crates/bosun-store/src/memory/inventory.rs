@@ -9,7 +9,7 @@ use bosun_core::{SourceName, Timestamp};
 
 use super::{State, Tx};
 use crate::error::{Result, StoreError};
-use crate::inventory::{InventoryFilter, StoredRecordState, overlay_last_seen, split_id};
+use crate::inventory::{InventoryFilter, StoredRecordState, overlay_last_seen, scopes_of, split_id};
 use crate::query::{Page, PageRequest};
 
 /// A record's place within its kind: its source and key, in the SQL backends' order.
@@ -137,7 +137,8 @@ pub(super) fn list(state: &State, filter: &InventoryFilter, page: &PageRequest) 
         .take(limit as usize + 1)
         .cloned()
         .collect();
-    overlay_last_seen(&mut rows, &sources(state));
+    let sources = sources_of(state, &rows);
+    overlay_last_seen(&mut rows, &sources);
     Ok(Page::from_rows(rows, limit, kind, InventoryRecord::id))
 }
 
@@ -149,8 +150,16 @@ pub(super) fn get(state: &State, kind: InventoryKind, source: &SourceName, k: &s
         .and_then(|records| records.get(&key(source, k)))
         .cloned()
         .ok_or_else(|| StoreError::not_found(kind.resource_kind(), bosun_core::inventory::record_id(source, k)))?;
-    overlay_last_seen(std::slice::from_mut(&mut record), &sources(state));
+    let sources = sources_of(state, std::slice::from_ref(&record));
+    overlay_last_seen(std::slice::from_mut(&mut record), &sources);
     Ok(record)
+}
+
+fn sources_of(state: &State, records: &[InventoryRecord]) -> Vec<SourceStatus> {
+    scopes_of(records)
+        .into_iter()
+        .filter_map(|(source, scope)| state.inventory.sources.get(&(source, scope.as_stored().to_owned())).cloned())
+        .collect()
 }
 
 pub(super) fn sources(state: &State) -> Vec<SourceStatus> {

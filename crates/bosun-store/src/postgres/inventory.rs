@@ -450,6 +450,35 @@ pub(super) async fn source(
     row.map(source_status).transpose()
 }
 
+/// The statuses of the scopes `records` belong to (see `crate::inventory::scopes_of`), in
+/// one query.
+pub(super) async fn sources_of(
+    conn: &mut PgConnection,
+    slow: SlowLog,
+    records: &[InventoryRecord],
+) -> Result<Vec<SourceStatus>> {
+    let scopes = crate::inventory::scopes_of(records);
+    if scopes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (names, stored): (Vec<&str>, Vec<&str>) =
+        scopes.iter().map(|(s, scope)| (s.as_str(), scope.as_stored())).unzip();
+    let rows: Vec<SourceRow> = slow
+        .run(
+            "inventory_sources.of_page",
+            sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT {SOURCE_COLUMNS} FROM inventory_sources \
+                 WHERE (source, scope) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))"
+            )))
+            .bind(names)
+            .bind(stored)
+            .fetch_all(&mut *conn),
+        )
+        .await
+        .map_err(|e| map_err(e, None))?;
+    rows.into_iter().map(source_status).collect()
+}
+
 pub(super) async fn sources(conn: &mut PgConnection, slow: SlowLog) -> Result<Vec<SourceStatus>> {
     let rows: Vec<SourceRow> = slow
         .run(

@@ -128,6 +128,27 @@ pub(super) async fn apply_retention(
             break;
         }
     }
+    let syncs_cutoff = time(now - policy.inventory_syncs_older_than);
+    loop {
+        let deleted = slow
+            .run(
+                "inventory_syncs.expire",
+                sqlx::query(
+                    "DELETE FROM inventory_syncs WHERE id IN \
+                     (SELECT id FROM inventory_syncs WHERE finished_at < $1 ORDER BY id LIMIT $2)",
+                )
+                .bind(syncs_cutoff)
+                .bind(RETENTION_BATCH)
+                .execute(pool),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?
+            .rows_affected();
+        report.inventory_syncs_deleted += deleted;
+        if deleted < RETENTION_BATCH as u64 {
+            break;
+        }
+    }
     Ok(report)
 }
 

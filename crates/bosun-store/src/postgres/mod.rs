@@ -694,7 +694,7 @@ impl Store for PostgresStore {
         let after = page.start_after(kind)?.map(|id| crate::inventory::split_id(&id)).transpose()?;
         let mut conn = self.pool.acquire().await.map_err(|e| map_err(e, None))?;
         let mut rows = inventory::list(&mut conn, self.slow, filter, after, limit_param(limit)).await?;
-        let sources = inventory::sources(&mut conn, self.slow).await?;
+        let sources = inventory::sources_of(&mut conn, self.slow, &rows).await?;
         crate::inventory::overlay_last_seen(&mut rows, &sources);
         Ok(Page::from_rows(rows, limit, kind, bosun_core::inventory::InventoryRecord::id))
     }
@@ -709,7 +709,7 @@ impl Store for PostgresStore {
         let mut record = inventory::record(&mut conn, self.slow, kind, source, key).await?.ok_or_else(|| {
             StoreError::not_found(kind.resource_kind(), bosun_core::inventory::record_id(source, key))
         })?;
-        let sources = inventory::sources(&mut conn, self.slow).await?;
+        let sources = inventory::sources_of(&mut conn, self.slow, std::slice::from_ref(&record)).await?;
         crate::inventory::overlay_last_seen(std::slice::from_mut(&mut record), &sources);
         Ok(record)
     }

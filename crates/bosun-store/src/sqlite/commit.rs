@@ -488,27 +488,37 @@ impl Transaction for SqliteTx<'_> {
     }
 
     async fn append_changes(&mut self, stamp: Stamp<'_>, changes: &[ChangeDraft]) -> Result<Vec<u64>> {
+        // The numbers are handed out here rather than read back with `RETURNING`, which
+        // builds a temporary table per row: a sync of a large inventory appends tens of
+        // thousands of records in one batch. The last number ever handed out is
+        // `sqlite_sequence`'s (AUTOINCREMENT keeps it, and raises it for an explicit
+        // number); the table's own highest is taken too, in case a restore set one alone.
+        let last: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0), \
+                 COALESCE((SELECT MAX(seq) FROM changes), 0))",
+            )?
+            .query_row([], |row| row.get(0))?;
         let mut insert = self.conn.prepare_cached(
-            "INSERT INTO changes (at, kind, resource_id, op, revision, actor, reason, resource) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING seq",
+            "INSERT INTO changes (seq, at, kind, resource_id, op, revision, actor, reason, resource) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         let at = micros(stamp.at);
         let actor = stamp.actor.to_string();
         let mut seqs = Vec::with_capacity(changes.len());
-        for change in changes {
-            let seq: i64 = insert.query_row(
-                params![
-                    at,
-                    change.kind.as_str(),
-                    change.resource_id,
-                    change.op.as_str(),
-                    int(change.revision.get()),
-                    actor,
-                    stamp.reason,
-                    change.resource
-                ],
-                |row| row.get(0),
-            )?;
+        for (seq, change) in (last + 1..).zip(changes) {
+            insert.execute(params![
+                seq,
+                at,
+                change.kind.as_str(),
+                change.resource_id,
+                change.op.as_str(),
+                int(change.revision.get()),
+                actor,
+                stamp.reason,
+                change.resource
+            ])?;
             seqs.push(unsigned("changes.seq", seq)?);
         }
         Ok(seqs)

@@ -252,6 +252,15 @@ pub(super) fn source(conn: &Connection, source: &SourceName, scope: &SyncScope) 
     )
 }
 
+/// The statuses of the scopes `records` belong to (see `crate::inventory::scopes_of`).
+pub(super) fn sources_of(conn: &Connection, records: &[InventoryRecord]) -> Result<Vec<SourceStatus>> {
+    let mut statuses = Vec::new();
+    for (source_name, scope) in crate::inventory::scopes_of(records) {
+        statuses.extend(source(conn, &source_name, &scope)?);
+    }
+    Ok(statuses)
+}
+
 pub(super) fn sources(conn: &Connection) -> Result<Vec<SourceStatus>> {
     collect(conn, &format!("SELECT {SOURCE_COLUMNS} FROM inventory_sources ORDER BY source, scope"), &[], source_row)
 }

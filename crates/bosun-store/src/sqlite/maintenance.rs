@@ -97,6 +97,16 @@ pub(super) fn expire_audit(conn: &mut Connection, cutoff: i64) -> Result<u64> {
     Ok(deleted as u64)
 }
 
+/// Deletes one batch of inventory sync records that finished before `cutoff`.
+pub(super) fn expire_inventory_syncs(conn: &mut Connection, cutoff: i64) -> Result<u64> {
+    let deleted = conn.execute(
+        "DELETE FROM inventory_syncs WHERE id IN \
+         (SELECT id FROM inventory_syncs WHERE finished_at < ?1 ORDER BY id LIMIT ?2)",
+        params![cutoff, RETENTION_BATCH],
+    )?;
+    Ok(deleted as u64)
+}
+
 /// The query finding orphans of `reference`: the orphan's key and the missing parent.
 fn orphan_query(reference: Reference) -> &'static str {
     match reference {

@@ -383,7 +383,9 @@ impl Store for SqliteStore {
         let filter = filter.clone();
         let (mut rows, sources) = self
             .read("inventory.list", move |conn| {
-                Ok((inventory::list(conn, &filter, after, limit_param(limit))?, inventory::sources(conn)?))
+                let rows = inventory::list(conn, &filter, after, limit_param(limit))?;
+                let sources = inventory::sources_of(conn, &rows)?;
+                Ok((rows, sources))
             })
             .await?;
         crate::inventory::overlay_last_seen(&mut rows, &sources);
@@ -398,7 +400,11 @@ impl Store for SqliteStore {
     ) -> Result<bosun_core::inventory::InventoryRecord> {
         let (s, k) = (source.clone(), key.to_owned());
         let (record, sources) = self
-            .read("inventory.get", move |conn| Ok((inventory::record(conn, kind, &s, &k)?, inventory::sources(conn)?)))
+            .read("inventory.get", move |conn| {
+                let record = inventory::record(conn, kind, &s, &k)?;
+                let sources = inventory::sources_of(conn, record.as_slice())?;
+                Ok((record, sources))
+            })
             .await?;
         let mut record = record.ok_or_else(|| {
             StoreError::not_found(kind.resource_kind(), bosun_core::inventory::record_id(source, key))
@@ -535,6 +541,14 @@ impl Store for SqliteStore {
         loop {
             let deleted = self.writer.run(move |conn| maintenance::expire_audit(conn, audit_cutoff)).await?;
             report.audit_deleted += deleted;
+            if deleted < maintenance::RETENTION_BATCH as u64 {
+                break;
+            }
+        }
+        let syncs_cutoff = micros(now - policy.inventory_syncs_older_than);
+        loop {
+            let deleted = self.writer.run(move |conn| maintenance::expire_inventory_syncs(conn, syncs_cutoff)).await?;
+            report.inventory_syncs_deleted += deleted;
             if deleted < maintenance::RETENTION_BATCH as u64 {
                 break;
             }
