@@ -2,7 +2,8 @@
 //! the leader reads each one every `interval` and syncs what it read in one transaction
 //! (`Write::SyncInventory`). A read that fails (a refused token, a timeout, a malformed
 //! answer) is recorded as the source's error: its records stay as last read and nothing
-//! is marked gone.
+//! is marked gone. The tasks a read shows go to the operations ledger
+//! ([`crate::inventory_tasks`]).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use bosun_store::{StoreError, WriteBatch, WriteOutcome};
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
+use crate::inventory_tasks::{self, RecordedTasks};
 
 /// The actor the syncs are recorded under.
 const ACTOR: &str = "inventory";
@@ -30,6 +32,8 @@ pub(crate) struct Source {
     pub url: String,
     client: ProxmoxClient,
     next_due: Mutex<Option<Timestamp>>,
+    /// Its tasks already in the ledger as finished runs.
+    tasks: RecordedTasks,
 }
 
 /// Every configured source.
@@ -54,6 +58,7 @@ impl Sources {
                     url: endpoint.url.to_string(),
                     client,
                     next_due: Mutex::new(None),
+                    tasks: RecordedTasks::default(),
                 })
             })
             .collect::<Result<_, String>>()?;
@@ -90,8 +95,13 @@ pub(crate) async fn sync_due(app: &App) -> ApiResult<usize> {
 /// source's error. Errors only when the store cannot record the outcome.
 pub(crate) async fn sync_source(app: &App, source: &Source) -> ApiResult<Synced> {
     let started_at = app.now();
+    let mut tasks = Vec::new();
     let outcome = match source.client.snapshot().await {
-        Ok(snapshot) => Ok(snapshot.to_inventory()),
+        Ok(snapshot) => {
+            let records = snapshot.to_inventory();
+            tasks = snapshot.tasks;
+            Ok(records)
+        }
         // One line naming the API; the client's errors never carry the token's secret.
         Err(error) => Err(format!("{}: {}", source.url, error).replace(['\n', '\r'], " ")),
     };
@@ -129,6 +139,9 @@ pub(crate) async fn sync_source(app: &App, source: &Source) -> ApiResult<Synced>
         }
         other => other?,
     };
+    if error.is_none() {
+        inventory_tasks::record(app, &source.name, &source.tasks, &tasks).await?;
+    }
     app.committed.notify_waiters();
     match committed.outcomes.first() {
         Some(WriteOutcome::Synced { counts, .. }) => {

@@ -47,6 +47,7 @@ mod http;
 mod instances;
 mod inventory;
 mod inventory_agent;
+mod inventory_tasks;
 mod loops;
 mod metrics;
 mod nodes;

@@ -209,6 +209,35 @@ impl MockCluster {
         vmid
     }
 
+    /// Lists a task of `kind` on `target` first in `node`'s tasks, running until
+    /// [`MockCluster::end_task`] ends it (or ended at once with `exit_status`). Returns its
+    /// UPID.
+    pub fn push_task(&self, node: &str, kind: &str, target: u32, exit_status: Option<&str>) -> String {
+        let mut cluster = self.lock();
+        let listed: usize = cluster.tasks.values().map(Vec::len).sum();
+        let start = 1_767_300_000 + listed as u64 * 60;
+        let upid = format!("UPID:{node}:{listed:08X}:{listed:08X}:{start:08X}:{kind}:{target}:root@pam:");
+        let mut row = json!({
+            "upid": upid, "node": node, "type": kind, "id": target.to_string(), "user": "root@pam",
+            "starttime": start,
+        });
+        if let Some(status) = exit_status {
+            row["endtime"] = json!(start + 30);
+            row["status"] = json!(status);
+        }
+        cluster.tasks.entry(node.to_owned()).or_default().insert(0, row);
+        upid
+    }
+
+    /// Ends the listed task `upid` with `exit_status`; false when no task has that UPID.
+    pub fn end_task(&self, upid: &str, exit_status: &str) -> bool {
+        let mut cluster = self.lock();
+        let Some(row) = cluster.tasks.values_mut().flatten().find(|row| row["upid"] == upid) else { return false };
+        row["endtime"] = json!(row["starttime"].as_u64().unwrap_or_default() + 45);
+        row["status"] = json!(exit_status);
+        true
+    }
+
     /// Clone tasks end with `exit_status` (and create nothing) until called with `None`.
     pub fn fail_clones(&self, exit_status: Option<&str>) {
         self.lock().clone_failure = exit_status.map(str::to_owned);

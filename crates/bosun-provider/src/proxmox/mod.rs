@@ -270,7 +270,8 @@ impl ProxmoxClient {
         let mut tasks = Vec::new();
         while tasks.len() < limit {
             let page = TASK_PAGE.min(limit - tasks.len());
-            let query = [("start", tasks.len().to_string()), ("limit", page.to_string())];
+            // `source=all`: running tasks too (Proxmox lists only finished ones by default).
+            let query = [("start", tasks.len().to_string()), ("limit", page.to_string()), ("source", "all".to_owned())];
             let rows: Vec<serde_json::Value> = self.get(&path, &query).await?;
             let read = rows.len();
             for (index, row) in rows.iter().enumerate() {
