@@ -722,7 +722,7 @@ fn three_replicas_on_postgres_fail_over() {
 }
 
 #[test]
-fn the_proxmox_mock_serves_a_generated_cluster_to_its_token_only() {
+fn the_proxmox_mock_serves_its_token_only_and_feeds_the_inventory() {
     use std::io::{BufRead as _, Read as _};
     let mut child = bosun()
         .args(["dev", "proxmox-mock", "--address", "127.0.0.1:0", "--vms", "2", "--containers", "3"])
@@ -758,6 +758,35 @@ fn the_proxmox_mock_serves_a_generated_cluster_to_its_token_only() {
     assert_eq!(answer.matches("\"type\":\"qemu\"").count(), 2, "{answer}");
     assert_eq!(answer.matches("\"type\":\"lxc\"").count(), 3, "{answer}");
     assert!(get("PVEAPIToken=someone@pve!x=guess").starts_with("HTTP/1.1 401"));
+
+    // A server with the mock as its inventory source: records, sync history and tasks.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, &secret).expect("secret");
+    let config = dir.path().join("bosun.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "inventory:\n  sources:\n    - name: pve1\n      type: proxmox\n      url: http://{address}\n      \
+             token_id: \"{token_id}\"\n      token_secret_file: {}\n      interval: 1h\n",
+            secret_file.display()
+        ),
+    )
+    .expect("config");
+    let (_server, url) =
+        start_server(&["--config".as_ref(), config.as_os_str(), "--store".as_ref(), "memory://".as_ref()], "127.0.0.1:0");
+    eventually(&url, &["inventory", "sync", "-o", "json"], |out| out.contains("\"pve1\""));
+    let vms: serde_json::Value = serde_json::from_str(&ok(bosun().args(["vms", "list", "-o", "json", "--server", &url])))
+        .expect("vms as JSON");
+    assert!(vms.as_array().is_some_and(|vms| vms.len() >= 2 && vms.iter().all(|v| v["source"] == "pve1")), "{vms}");
+    let syncs: serde_json::Value =
+        serde_json::from_str(&ok(bosun().args(["inventory", "syncs", "--source", "pve1", "-o", "json", "--server", &url])))
+            .expect("syncs as JSON");
+    let first = &syncs[0];
+    assert!(first["created"].as_u64().is_some_and(|n| n >= 5) && first["error"].is_null(), "{syncs}");
+    let runs = ok(bosun().args(["runs", "list", "--kind", "external", "-o", "json", "--server", &url]));
+    let runs: serde_json::Value = serde_json::from_str(&runs).expect("runs as JSON");
+    assert!(runs.as_array().is_some_and(|runs| !runs.is_empty()), "the nodes' tasks are runs: {runs}");
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -642,6 +642,15 @@ impl v1::AdminService for AdminApi {
         Ok(Response::new(v1::ListInventorySourcesResponse { sources, ..Default::default() }))
     }
 
+    async fn list_inventory_syncs(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::ListInventorySyncsRequest>,
+    ) -> ServiceResult<v1::ListInventorySyncsResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(super::inventory::syncs(&self.app, request.to_owned_message()).await?))
+    }
+
     async fn sync_inventory(
         &self,
         ctx: RequestContext,

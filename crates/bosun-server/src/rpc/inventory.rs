@@ -183,6 +183,44 @@ pub(crate) async fn sources(app: &App) -> ApiResult<Vec<v1::InventorySourceStatu
         .collect())
 }
 
+/// Most sync records one ListInventorySyncs answers.
+const MAX_SYNCS: u32 = 1000;
+const DEFAULT_SYNCS: u32 = 50;
+
+/// The sync history, newest first.
+pub(crate) async fn syncs(
+    app: &App,
+    request: v1::ListInventorySyncsRequest,
+) -> ApiResult<v1::ListInventorySyncsResponse> {
+    let source = source_name("source", &request.source)?;
+    let limit = match request.limit {
+        0 => DEFAULT_SYNCS,
+        n if n > MAX_SYNCS => {
+            return Err(ApiError::invalid("limit", format_args!("{n} is more than {MAX_SYNCS}")));
+        }
+        n => n,
+    };
+    let syncs = app.store.inventory_syncs(source.as_ref(), limit).await?;
+    let syncs = syncs
+        .into_iter()
+        .map(|s| v1::InventorySync {
+            id: s.id,
+            source: s.source.to_string(),
+            scope: s.scope.as_stored().to_owned(),
+            started_at: MessageField::some(convert::timestamp(s.started_at)),
+            finished_at: MessageField::some(convert::timestamp(s.finished_at)),
+            created: s.counts.created,
+            updated: s.counts.updated,
+            back: s.counts.back,
+            gone: s.counts.gone,
+            unchanged: s.counts.unchanged,
+            error: s.error.unwrap_or_default(),
+            ..Default::default()
+        })
+        .collect();
+    Ok(v1::ListInventorySyncsResponse { syncs, ..Default::default() })
+}
+
 /// Reads one configured source, or every one, now.
 pub(crate) async fn sync(app: &App, request: v1::SyncInventoryRequest) -> ApiResult<v1::SyncInventoryResponse> {
     let wanted = source_name("source", &request.source)?;

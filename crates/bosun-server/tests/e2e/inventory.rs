@@ -73,6 +73,34 @@ async fn a_proxmox_source_syncs_changes_departures_and_outages(backend: Backend)
     assert_eq!((status.r#type.as_str(), status.error.as_str(), status.syncs), ("proxmox", "", 1));
     assert!(status.created >= 13, "{status:?}");
 
+    // The nodes' tasks are runs of the ledger, recorded once however often they are read.
+    let external = |h: &Harness| {
+        let ops = h.ops(Some(OPERATOR));
+        async move {
+            let request = v1::ListRunsRequest { kind: "external".to_owned(), page_size: 100, ..Default::default() };
+            ops.list_runs(request).await.expect("runs").into_owned().runs
+        }
+    };
+    let runs = external(&h).await;
+    assert_eq!(runs.len(), 6, "two finished tasks on each of three nodes");
+    assert!(runs.iter().all(|r| r.status == "succeeded" && r.input_json.contains("vzdump")), "{runs:?}");
+    let running = mock.push_task("pve2", "qmmigrate", 105, None);
+    mock.push_task("pve3", "qmstart", 106, Some("start failed: no memory"));
+    sync(&h).await;
+    let runs = external(&h).await;
+    assert_eq!(runs.len(), 8);
+    let run_of = |upid: &str| runs.iter().find(|r| r.input_json.contains(upid)).cloned().expect("the task's run");
+    assert_eq!(run_of(&running).status, "running");
+    let failed = runs.iter().find(|r| r.status == "failed").expect("the failed task");
+    assert_eq!(failed.error, "start failed: no memory");
+    assert!(mock.end_task(&running, "OK"));
+    sync(&h).await;
+    sync(&h).await;
+    let runs = external(&h).await;
+    assert_eq!(runs.len(), 8, "no task is recorded twice");
+    let ended = runs.iter().find(|r| r.input_json.contains(&running)).expect("the migration's run");
+    assert_eq!((ended.status.as_str(), ended.revision), ("succeeded", 2));
+
     // A changed configuration and a deleted VM.
     let vmids = mock.vmids();
     assert!(mock.reconfigure(vmids[0]) && mock.destroy(vmids[1]));
@@ -127,6 +155,16 @@ async fn a_proxmox_source_syncs_changes_departures_and_outages(backend: Backend)
     assert_eq!(error.code, ErrorCode::InvalidArgument);
     let no_host = v1::ListInventoryRequest { kind: "storage".to_owned(), host: "x".to_owned(), ..Default::default() };
     let error = h.admin(Some(OPERATOR)).list_inventory(no_host).await.expect_err("storage has no host");
+    assert_eq!(error.code, ErrorCode::InvalidArgument);
+    // The sync history, newest first, failed reads included.
+    let history = v1::ListInventorySyncsRequest { source: "pve1".to_owned(), limit: 100, ..Default::default() };
+    let syncs = h.admin(Some(OPERATOR)).list_inventory_syncs(history).await.expect("syncs").into_owned().syncs;
+    assert!(syncs.len() >= 8, "{syncs:?}");
+    assert!(syncs.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    assert!(syncs.iter().any(|s| s.error.contains(&url)), "a failed read is in the history");
+    assert!(syncs.last().is_some_and(|first| first.created >= 13 && first.error.is_empty()), "{syncs:?}");
+    let too_many = v1::ListInventorySyncsRequest { limit: 5000, ..Default::default() };
+    let error = h.admin(Some(OPERATOR)).list_inventory_syncs(too_many).await.expect_err("limit");
     assert_eq!(error.code, ErrorCode::InvalidArgument);
     // A sync now through the API, as an operator.
     let now = v1::SyncInventoryRequest::default();

@@ -1,5 +1,5 @@
 //! The inventory from the command line: `bosun hosts|vms|containers|storage|workloads
-//! list|get` and `bosun inventory sources|sync|history`.
+//! list|get` and `bosun inventory sources|syncs|sync|history`.
 
 use std::process::ExitCode;
 
@@ -199,6 +199,15 @@ pub struct InventoryArgs {
 enum InventoryCommand {
     /// Each source: its last sync, what it did, and its error while it fails.
     Sources,
+    /// The sync history, newest first: what each read did, or why it failed.
+    Syncs {
+        /// Only this source's.
+        #[arg(long)]
+        source: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
     /// Read configured sources now and sync what they answer.
     Sync {
         /// Only this source.
@@ -213,6 +222,61 @@ enum InventoryCommand {
         /// SOURCE/KEY, or a key or name only one record has.
         id: String,
     },
+}
+
+/// One sync as printed.
+#[derive(Debug, serde::Serialize)]
+struct SyncRow {
+    id: u64,
+    source: String,
+    /// Empty for a whole source, else the node whose workloads it synced.
+    scope: String,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    created: u64,
+    updated: u64,
+    back: u64,
+    gone: u64,
+    unchanged: u64,
+    error: Option<String>,
+}
+
+impl SyncRow {
+    fn from_wire(s: &v1::InventorySync) -> Self {
+        SyncRow {
+            id: s.id,
+            source: s.source.clone(),
+            scope: s.scope.clone(),
+            started_at: views::time_text(&s.started_at),
+            finished_at: views::time_text(&s.finished_at),
+            created: s.created,
+            updated: s.updated,
+            back: s.back,
+            gone: s.gone,
+            unchanged: s.unchanged,
+            error: (!s.error.is_empty()).then(|| s.error.clone()),
+        }
+    }
+}
+
+fn sync_table(rows: &[SyncRow]) -> Table {
+    let mut table =
+        Table::new(["ID", "SOURCE", "SCOPE", "FINISHED", "CREATED", "UPDATED", "BACK", "GONE", "UNCHANGED", "ERROR"]);
+    for r in rows {
+        table.row([
+            r.id.to_string(),
+            r.source.clone(),
+            r.scope.clone(),
+            r.finished_at.clone().unwrap_or_default(),
+            r.created.to_string(),
+            r.updated.to_string(),
+            r.back.to_string(),
+            r.gone.to_string(),
+            r.unchanged.to_string(),
+            r.error.clone().unwrap_or_default(),
+        ]);
+    }
+    table
 }
 
 fn parse_kind(text: &str) -> Result<InventoryKind, String> {
@@ -299,6 +363,16 @@ pub async fn run(args: &InventoryArgs) -> anyhow::Result<ExitCode> {
             let listed = call!(admin, list_inventory_sources, v1::ListInventorySourcesRequest::default());
             let rows: Vec<SourceRow> = listed.sources.iter().map(SourceRow::from_wire).collect();
             (output::render(format, &rows, || source_table(&rows).render())?, ExitCode::SUCCESS)
+        }
+        InventoryCommand::Syncs { source, limit } => {
+            let request = v1::ListInventorySyncsRequest {
+                source: source.clone().unwrap_or_default(),
+                limit: *limit,
+                ..Default::default()
+            };
+            let listed = call!(admin, list_inventory_syncs, request);
+            let rows: Vec<SyncRow> = listed.syncs.iter().map(SyncRow::from_wire).collect();
+            (output::render(format, &rows, || sync_table(&rows).render())?, ExitCode::SUCCESS)
         }
         InventoryCommand::Sync { source } => {
             let request = v1::SyncInventoryRequest { source: source.clone().unwrap_or_default(), ..Default::default() };
