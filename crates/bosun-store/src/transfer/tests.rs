@@ -611,6 +611,26 @@ async fn bad_exports_are_refused_with_their_line_and_nothing_is_committed() {
     let mut long = join(&lines[..1]);
     long.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES + 1));
     cases.push(("a line too long", long, "line 2: the line is longer than".into()));
+    // Inventory lines a sync could not have written: named by line and field, before any
+    // checksum is looked at.
+    let line_of = |prefix: &str| lines.iter().position(|l| l.starts_with(prefix)).expect(prefix);
+    for (name, prefix, from, to, problem) in [
+        ("a negative CPU", "{\"inventory_record\"", "\"cpu\":0.375", "\"cpu\":-1.0", "invalid host[\"pve-a\"].cpu: -1"),
+        (
+            "storage hosts out of order",
+            "{\"inventory_record\":{\"source\":\"pve1\",\"key\":\"ceph\"",
+            "[\"pve-a\",\"pve-b\"]",
+            "[\"pve-b\",\"pve-a\"]",
+            "invalid storage[\"ceph\"].hosts: must be sorted",
+        ),
+        ("a sync numbered 0", "{\"inventory_sync\"", "\"id\":1,", "\"id\":0,", "invalid sync 0.id: is 0"),
+    ] {
+        let mut edited = lines.clone();
+        let at = line_of(prefix);
+        assert!(edited[at].contains(from), "{name}: {}", edited[at]);
+        edited[at] = edited[at].replacen(from, to, 1);
+        cases.push((name, join(&edited), format!("line {}: {problem}", at + 1)));
+    }
     let mut after = lines.clone();
     after.push(lines[1].clone());
     cases.push(("data after the trailer", join(&after), format!("line {}: data after the trailer", last + 1)));
