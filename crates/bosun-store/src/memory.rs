@@ -224,6 +224,32 @@ impl State {
                 self.ledger.last_audit_seq = self.ledger.last_audit_seq.max(entry.seq);
                 self.ledger.audit.insert(entry.seq, *entry);
             }
+            Record::InventoryRecord(record) => {
+                let kind = record.kind();
+                let key = (record.source.clone(), record.key.clone());
+                let records = self.inventory.records.entry(kind).or_default();
+                if records.contains_key(&key) {
+                    return Err(StoreError::already_exists(kind.resource_kind(), record.id()));
+                }
+                records.insert(key, *record);
+            }
+            Record::InventorySource(status) => {
+                let key = (status.source.clone(), status.scope.as_stored().to_owned());
+                if self.inventory.sources.contains_key(&key) {
+                    return Err(StoreError::invalid(
+                        "inventory_sources",
+                        format_args!("{} ({:?}) appears twice", status.source, status.scope.as_stored()),
+                    ));
+                }
+                self.inventory.sources.insert(key, *status);
+            }
+            Record::InventorySync(sync) => {
+                if self.inventory.syncs.contains_key(&sync.id) {
+                    return Err(StoreError::invalid("inventory_syncs.id", format_args!("{} appears twice", sync.id)));
+                }
+                self.inventory.last_sync_id = self.inventory.last_sync_id.max(sync.id);
+                self.inventory.syncs.insert(sync.id, *sync);
+            }
             Record::Change(change) => {
                 if self.changes.contains_key(&change.seq) {
                     return Err(StoreError::invalid("changes.seq", format_args!("{} appears twice", change.seq)));
@@ -262,6 +288,9 @@ async fn dump_state(mut state: State, sink: &tokio::sync::mpsc::Sender<DumpMessa
         (RecordKind::Artifact, state.ledger.artifacts.len() as u64),
         (RecordKind::ToolCall, state.ledger.tool_calls.len() as u64),
         (RecordKind::Audit, state.ledger.audit.len() as u64),
+        (RecordKind::InventoryRecord, state.inventory.records.values().map(|r| r.len() as u64).sum()),
+        (RecordKind::InventorySource, state.inventory.sources.len() as u64),
+        (RecordKind::InventorySync, state.inventory.syncs.len() as u64),
         (RecordKind::Change, state.changes.len() as u64),
     ]
     .into_iter()
@@ -273,6 +302,7 @@ async fn dump_state(mut state: State, sink: &tokio::sync::mpsc::Sender<DumpMessa
         changes_compacted_through: state.changes_compacted_through,
         audit_seq: state.ledger.last_audit_seq,
         tool_call_id: state.ledger.last_tool_call_id,
+        inventory_sync_id: state.inventory.last_sync_id,
     };
     let mut out = Batcher::new(sink);
     out.start(Snapshot { counts, sequences }).await?;
@@ -329,6 +359,18 @@ async fn dump_state(mut state: State, sink: &tokio::sync::mpsc::Sender<DumpMessa
     }
     for entry in std::mem::take(&mut ledger.audit).into_values() {
         out.push(Record::Audit(Box::new(entry))).await?;
+    }
+    let mut inventory = state.inventory;
+    for kind in InventoryKind::ALL {
+        for record in inventory.records.remove(kind).unwrap_or_default().into_values() {
+            out.push(Record::InventoryRecord(Box::new(record))).await?;
+        }
+    }
+    for status in std::mem::take(&mut inventory.sources).into_values() {
+        out.push(Record::InventorySource(Box::new(status))).await?;
+    }
+    for sync in std::mem::take(&mut inventory.syncs).into_values() {
+        out.push(Record::InventorySync(Box::new(sync))).await?;
     }
     for change in state.changes.into_values() {
         let entry = change
@@ -1746,6 +1788,7 @@ impl Store for MemoryStore {
                         staged.changes_compacted_through.max(sequences.changes_compacted_through);
                     staged.ledger.last_audit_seq = staged.ledger.last_audit_seq.max(sequences.audit_seq);
                     staged.ledger.last_tool_call_id = staged.ledger.last_tool_call_id.max(sequences.tool_call_id);
+                    staged.inventory.last_sync_id = staged.inventory.last_sync_id.max(sequences.inventory_sync_id);
                     *state = staged;
                     return Ok(());
                 }

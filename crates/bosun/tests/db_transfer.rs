@@ -1,10 +1,15 @@
-//! `bosun db export|import|copy|backup|restore` end to end: a seeded SQLite store moved to
-//! PostgreSQL and back, backups restored, and the refusals an operator sees.
+//! `bosun db export|import|copy|backup|restore` end to end: a seeded SQLite store (with an
+//! inventory) moved to PostgreSQL and back, backups restored, and the refusals an operator
+//! sees.
 
 mod common;
 
-use bosun_store::testing::TestLocation;
-use bosun_store::{Backend, StoreLocation};
+use std::sync::Arc;
+
+use bosun_core::inventory::{Host, InventorySnapshot, Reported, SourceSync, SourceType, Storage, SyncScope, Usage, Vm};
+use bosun_core::{Actor, FakeClock};
+use bosun_store::testing::{TestLocation, test_options};
+use bosun_store::{Backend, StoreLocation, WriteBatch};
 use common::{bosun, fails_with_one_line, ok};
 
 fn url(location: &StoreLocation) -> String {
@@ -21,6 +26,62 @@ fn postgres_url(location: &StoreLocation) -> String {
     }
 }
 
+fn reported<T>(key: &str, state: T) -> Reported<T> {
+    Reported { key: key.to_owned(), digest: format!("digest-{key}"), state, usage: Usage::default() }
+}
+
+/// Syncs an inventory into the store at `location`: a Proxmox source read once (a host, a
+/// VM, a storage the host sees), then a failed read, which leaves the source stale.
+async fn sync_an_inventory(location: &StoreLocation) {
+    let clock = Arc::new(FakeClock::at_default_epoch());
+    let store = bosun_store::open_store(location, test_options(clock.clone())).await.expect("open");
+    let host = Host { name: "pve-a".into(), status: "online".into(), cpus: 32, memory_total: 1 << 38, node_id: None };
+    let vm = Vm {
+        host: "pve-a".into(),
+        vmid: 100,
+        name: "train-100".into(),
+        status: "running".into(),
+        template: false,
+        cpus: 8,
+        memory_total: 1 << 35,
+        disk_total: 1 << 37,
+        ha_managed: false,
+        lock: None,
+        config_digest: Some("cfg".into()),
+        gpu_devices: vec!["0000:41:00".into()],
+        node_id: None,
+    };
+    let storage = Storage {
+        name: "local".into(),
+        storage_type: "dir".into(),
+        content: vec!["images".into()],
+        shared: false,
+        status: "available".into(),
+        total: 1 << 40,
+        hosts: vec!["pve-a".into()],
+    };
+    let snapshot = InventorySnapshot {
+        hosts: vec![reported("pve-a", host)],
+        vms: vec![reported("pve-a/100", vm)],
+        storage: vec![reported("pve-a/local", storage)],
+        ..InventorySnapshot::default()
+    };
+    for outcome in [Ok(snapshot), Err("https://pve.example:8006: timed out".to_owned())] {
+        use bosun_core::Clock as _;
+        let sync = SourceSync {
+            source: "pve1".parse().expect("valid"),
+            source_type: SourceType::Proxmox,
+            scope: SyncScope::Source,
+            started_at: clock.now(),
+            outcome,
+        };
+        let batch = WriteBatch::new(Actor::system("inventory"), "sync").sync_inventory(sync);
+        store.commit(batch).await.expect("sync");
+        clock.advance(std::time::Duration::from_secs(30));
+    }
+    store.close().await;
+}
+
 /// `db check`'s line, without the store's name.
 fn check(store: &str) -> String {
     let line = ok(bosun().args(["db", "--store", store, "check"]));
@@ -35,12 +96,16 @@ async fn export_import_copy_backup_and_restore_through_the_cli() {
     let store = url(&source.location);
     ok(bosun().args(["db", "--store", &store, "migrate", "up"]));
     ok(bosun().args(["db", "--store", &store, "seed", "--nodes", "40"]));
+    sync_an_inventory(&source.location).await;
     let seeded = check(&store);
 
     // Export to a file, import into a new SQLite file.
     let file = dir.join("fleet.jsonl");
     let line = ok(bosun().args(["db", "--store", &store, "export", "--out", file.to_str().expect("utf-8")]));
     assert!(line.contains("exported") && line.contains("40 node"), "{line}");
+    for kind in ["3 inventory_record", "1 inventory_source", "2 inventory_sync"] {
+        assert!(line.contains(kind), "{kind}: {line}");
+    }
     let imported = format!("sqlite://{}", dir.join("imported.db").display());
     let line = ok(bosun().args(["db", "--store", &imported, "import", file.to_str().expect("utf-8")]));
     assert!(line.contains("imported"), "{line}");

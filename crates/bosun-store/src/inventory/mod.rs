@@ -261,6 +261,98 @@ fn check_snapshot(sync: &SourceSync, snapshot: &InventorySnapshot) -> Result<()>
     Ok(())
 }
 
+/// Refuses a record a sync could not have written (a load's check of a record read from a
+/// file), naming the record and field: it is checked as the one-record snapshot its scope
+/// would have read it in, and a storage's hosts must be as a sync keeps them.
+pub(crate) fn check_record(record: &InventoryRecord) -> Result<()> {
+    let (scope, source_type) = match record.scope() {
+        SyncScope::Source => (SyncScope::Source, SourceType::Proxmox),
+        node => (node, SourceType::Agent),
+    };
+    fn reported<T>(record: &InventoryRecord, state: T) -> Reported<T> {
+        Reported { key: record.key.clone(), digest: record.digest.clone(), state, usage: record.usage }
+    }
+    let mut snapshot = InventorySnapshot::default();
+    match &record.state {
+        RecordState::Host(h) => snapshot.hosts.push(reported(record, h.clone())),
+        RecordState::Vm(v) => snapshot.vms.push(reported(record, v.clone())),
+        RecordState::Container(c) => snapshot.containers.push(reported(record, c.clone())),
+        RecordState::Storage(s) => {
+            if s.hosts.windows(2).any(|pair| pair[0] >= pair[1]) {
+                return Err(StoreError::invalid(
+                    &format!("storage[{:?}].hosts", record.key),
+                    "must be sorted and without repeats, as a sync keeps them",
+                ));
+            }
+            snapshot.storage.push(reported(record, s.clone()));
+        }
+        RecordState::Workload(w) => snapshot.workloads.push(reported(record, w.clone())),
+    }
+    let sync = SourceSync {
+        source: record.source.clone(),
+        source_type,
+        scope,
+        started_at: record.first_seen,
+        outcome: Err(String::new()),
+    };
+    check_snapshot(&sync, &snapshot)
+}
+
+fn check_counts(counts: &SyncCounts) -> Result<()> {
+    let SyncCounts { created, updated, back, gone, unchanged } = *counts;
+    for (field, value) in
+        [("created", created), ("updated", updated), ("back", back), ("gone", gone), ("unchanged", unchanged)]
+    {
+        check_int(&format!("counts.{field}"), value)?;
+    }
+    Ok(())
+}
+
+/// An error as a sync keeps it: one line, at most [`MAX_ERROR`] bytes.
+fn check_error(error: Option<&str>) -> Result<()> {
+    match error {
+        Some(error) if error.contains(['\n', '\r']) => Err(StoreError::invalid("error", "is more than one line")),
+        Some(error) => check_text("error", error, MAX_ERROR),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a source's status a sync could not have written (a load's check of one read
+/// from a file), naming the source and field.
+pub(crate) fn check_source_status(status: &SourceStatus) -> Result<()> {
+    let named = |e: StoreError| match e {
+        StoreError::Invalid(e) => StoreError::Invalid(e.within(&format!("source {}", status.source))),
+        other => other,
+    };
+    if matches!(status.scope, SyncScope::Node(_)) != (status.source_type == SourceType::Agent) {
+        return Err(named(StoreError::invalid(
+            "scope",
+            format_args!("a {} source has no scope {:?}", status.source_type, status.scope.as_stored()),
+        )));
+    }
+    if status.syncs == 0 {
+        return Err(named(StoreError::invalid("syncs", "is 0; a source's status is written by its first sync")));
+    }
+    check_int("syncs", status.syncs).map_err(named)?;
+    check_counts(&status.counts).map_err(named)?;
+    check_error(status.error.as_deref()).map_err(named)
+}
+
+/// Refuses a recorded sync a store could not hold (a load's check of one read from a
+/// file), naming the sync and field.
+pub(crate) fn check_sync_record(sync: &SyncRecord) -> Result<()> {
+    let named = |e: StoreError| match e {
+        StoreError::Invalid(e) => StoreError::Invalid(e.within(&format!("sync {}", sync.id))),
+        other => other,
+    };
+    if sync.id == 0 {
+        return Err(named(StoreError::invalid("id", "is 0; ids start at 1")));
+    }
+    check_int("id", sync.id).map_err(named)?;
+    check_counts(&sync.counts).map_err(named)?;
+    check_error(sync.error.as_deref()).map_err(named)
+}
+
 /// One kind's reported records: key, digest and usage, and a way to make each one's
 /// state, which a sync does only for the records it writes (most syncs write few).
 struct ReportedKind<'s> {

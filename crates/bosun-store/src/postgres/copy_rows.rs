@@ -10,9 +10,13 @@
 //! byte. A column whose type changes without this file fails the load with "incorrect
 //! binary data format", never silently.
 
+use std::collections::BTreeMap;
+
 use bosun_core::Timestamp;
+use bosun_core::inventory::{InventoryKind, RecordState};
 use serde::Serialize;
 
+use crate::inventory::row::{Cell, ColumnType, table, to_row};
 use crate::transfer::Record;
 
 /// PostgreSQL's epoch (2000-01-01T00:00:00Z) in microseconds since the Unix epoch.
@@ -188,11 +192,35 @@ impl CopyRows {
             None => self.null(),
         }
     }
+
+    /// A `JSONB` field from JSON text.
+    fn jsonb_text(&mut self, text: &str) -> &mut Self {
+        self.fields += 1;
+        let len = i32::try_from(text.len() + 1).unwrap_or(i32::MAX);
+        self.buf.extend_from_slice(&len.to_be_bytes());
+        self.buf.push(1);
+        self.buf.extend_from_slice(text.as_bytes());
+        self
+    }
+
+    /// An inventory row's cell (`crate::inventory::row`), as its column's type receives
+    /// it: every inventory integer is a `BIGINT`, every real a `DOUBLE PRECISION`.
+    fn cell(&mut self, cell: Cell, ty: ColumnType) -> &mut Self {
+        match cell {
+            Cell::Null => self.null(),
+            Cell::Text(text) if ty == ColumnType::Json => self.jsonb_text(&text),
+            Cell::Text(text) => self.text(&text),
+            Cell::Int(value) => self.int(value),
+            Cell::Real(value) => self.field(&value.to_bits().to_be_bytes()),
+            Cell::Bool(value) => self.boolean(value),
+            Cell::Time(value) => self.time(value),
+        }
+    }
 }
 
 /// The COPY statement of each table a load writes, parents before children, and its
 /// number of columns.
-pub(super) const TABLES: [(&str, i16); 22] = [
+pub(super) const TABLES: [(&str, i16); 25] = [
     ("COPY policies (id, name, document, updated_at, revision) FROM STDIN (FORMAT binary, FREEZE)", 5),
     (
         "COPY pools (name, spec, last_scale_at, provider_backoff, last_decision, revision) \
@@ -281,23 +309,45 @@ pub(super) const TABLES: [(&str, i16); 22] = [
          FROM STDIN (FORMAT binary, FREEZE)",
         11,
     ),
+    ("COPY host_storage (source, storage_key, host_key) FROM STDIN (FORMAT binary, FREEZE)", 3),
+    (
+        "COPY inventory_sources (source, scope, type, last_sync_at, last_success_at, error, counts, syncs) \
+         FROM STDIN (FORMAT binary, FREEZE)",
+        8,
+    ),
+    (
+        "COPY inventory_syncs (id, source, scope, started_at, finished_at, created, updated, back, gone, unchanged, \
+         error) FROM STDIN (FORMAT binary, FREEZE)",
+        11,
+    ),
 ];
 
-/// One buffer of rows per table, in the order of [`TABLES`].
+/// The COPY statement of an inventory kind's table, from its columns, and its empty rows.
+fn inventory_table(kind: InventoryKind) -> (String, CopyRows) {
+    let table = table(kind);
+    let columns: Vec<&str> = table.all_columns().map(|c| c.name).collect();
+    let statement = format!("COPY {} ({}) FROM STDIN (FORMAT binary, FREEZE)", table.name, columns.join(", "));
+    (statement, CopyRows::new(i16::try_from(columns.len()).unwrap_or(i16::MAX)))
+}
+
+/// One buffer of rows per table, in the order of [`TABLES`], and one per inventory kind's
+/// table (made with its first record: its columns come from `crate::inventory::row`).
 pub(super) struct Tables {
-    tables: [CopyRows; 22],
+    tables: [CopyRows; 25],
+    inventory: BTreeMap<InventoryKind, (String, CopyRows)>,
 }
 
 impl Default for Tables {
     fn default() -> Self {
-        Self { tables: TABLES.map(|(_, columns)| CopyRows::new(columns)) }
+        Self { tables: TABLES.map(|(_, columns)| CopyRows::new(columns)), inventory: BTreeMap::new() }
     }
 }
 
 impl Tables {
     /// Each table's COPY statement and its buffered rows.
-    pub(super) fn each(&mut self) -> impl Iterator<Item = (&'static str, &mut CopyRows)> {
-        TABLES.iter().map(|(statement, _)| *statement).zip(self.tables.iter_mut())
+    pub(super) fn each(&mut self) -> impl Iterator<Item = (&str, &mut CopyRows)> {
+        let fixed = TABLES.iter().map(|(statement, _)| *statement).zip(self.tables.iter_mut());
+        fixed.chain(self.inventory.values_mut().map(|(statement, rows)| (statement.as_str(), rows)))
     }
 
     pub(super) fn add(&mut self, record: &Record) {
@@ -324,6 +374,9 @@ impl Tables {
             artifacts,
             tool_call_records,
             audit_entries,
+            host_storage,
+            inventory_sources,
+            inventory_syncs,
         ] = &mut self.tables;
         match record {
             Record::Lease(l) => {
@@ -602,6 +655,47 @@ impl Tables {
                     .text(&e.entry.message)
                     .text(&e.entry.request_id)
                     .opt_text(e.entry.peer.as_deref());
+            }
+            Record::InventoryRecord(r) => {
+                let kind = r.kind();
+                let (_, rows) = self.inventory.entry(kind).or_insert_with(|| inventory_table(kind));
+                let row = rows.row();
+                for (cell, column) in to_row(r).into_iter().zip(table(kind).all_columns()) {
+                    row.cell(cell, column.ty);
+                }
+                if let RecordState::Storage(storage) = &r.state {
+                    for host in &storage.hosts {
+                        host_storage.row().text(r.source.as_str()).text(&r.key).text(host);
+                    }
+                }
+            }
+            Record::InventorySource(s) => {
+                inventory_sources
+                    .row()
+                    .text(s.source.as_str())
+                    .text(s.scope.as_stored())
+                    .text(s.source_type.as_str())
+                    .time(s.last_sync_at)
+                    .opt_time(s.last_success_at)
+                    .opt_text(s.error.as_deref())
+                    .json(&s.counts)
+                    .unsigned(s.syncs);
+            }
+            Record::InventorySync(s) => {
+                let c = &s.counts;
+                inventory_syncs
+                    .row()
+                    .unsigned(s.id)
+                    .text(s.source.as_str())
+                    .text(s.scope.as_stored())
+                    .time(s.started_at)
+                    .time(s.finished_at)
+                    .unsigned(c.created)
+                    .unsigned(c.updated)
+                    .unsigned(c.back)
+                    .unsigned(c.gone)
+                    .unsigned(c.unchanged)
+                    .opt_text(s.error.as_deref());
             }
             Record::Change(c) => {
                 changes

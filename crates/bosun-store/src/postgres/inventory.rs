@@ -107,7 +107,7 @@ fn from_u(name: &str, ty: ColumnType) -> String {
 }
 
 /// The columns of `table` as selected for decoding (JSON read back as text).
-fn select_list(table: &Table) -> String {
+pub(super) fn select_list(table: &Table) -> String {
     table
         .all_columns()
         .map(|c| if c.ty == ColumnType::Json { format!("{}::text", c.name) } else { c.name.to_owned() })
@@ -115,7 +115,7 @@ fn select_list(table: &Table) -> String {
         .join(", ")
 }
 
-fn decode(kind: InventoryKind, row: &PgRow) -> Result<InventoryRecord> {
+pub(super) fn decode(kind: InventoryKind, row: &PgRow) -> Result<InventoryRecord> {
     let cells = table(kind)
         .all_columns()
         .enumerate()
@@ -410,11 +410,12 @@ pub(super) async fn list(
     with_hosts(conn, slow, records).await
 }
 
-const SOURCE_COLUMNS: &str = "source, scope, type, last_sync_at, last_success_at, error, counts::text, syncs";
+pub(super) const SOURCE_COLUMNS: &str =
+    "source, scope, type, last_sync_at, last_success_at, error, counts::text, syncs";
 
-type SourceRow = (String, String, String, DateTime<Utc>, Option<DateTime<Utc>>, Option<String>, String, i64);
+pub(super) type SourceRow = (String, String, String, DateTime<Utc>, Option<DateTime<Utc>>, Option<String>, String, i64);
 
-fn source_status(row: SourceRow) -> Result<SourceStatus> {
+pub(super) fn source_status(row: SourceRow) -> Result<SourceStatus> {
     let (source, scope, source_type, last_sync_at, last_success_at, error, counts, syncs) = row;
     Ok(SourceStatus {
         source: parse("inventory_sources.source", &source)?,
@@ -545,7 +546,7 @@ pub(super) async fn insert_sync(conn: &mut PgConnection, slow: SlowLog, sync: &S
     unsigned("inventory_syncs.id", id)
 }
 
-type SyncRow = (i64, String, String, DateTime<Utc>, DateTime<Utc>, i64, i64, i64, i64, i64, Option<String>);
+pub(super) type SyncRow = (i64, String, String, DateTime<Utc>, DateTime<Utc>, i64, i64, i64, i64, i64, Option<String>);
 
 pub(super) async fn syncs(
     conn: &mut PgConnection,
@@ -566,26 +567,29 @@ pub(super) async fn syncs(
         )
         .await
         .map_err(|e| map_err(e, None))?;
-    rows.into_iter()
-        .map(|(id, source, scope, started_at, finished_at, created, updated, back, gone, unchanged, error)| {
-            let count = |v: i64| unsigned("inventory_syncs.count", v);
-            Ok(SyncRecord {
-                id: unsigned("inventory_syncs.id", id)?,
-                source: parse("inventory_syncs.source", &source)?,
-                scope: SyncScope::from_stored(&scope).map_err(|e| StoreError::corrupt("inventory_syncs.scope", e))?,
-                started_at: started_at.into(),
-                finished_at: finished_at.into(),
-                counts: SyncCounts {
-                    created: count(created)?,
-                    updated: count(updated)?,
-                    back: count(back)?,
-                    gone: count(gone)?,
-                    unchanged: count(unchanged)?,
-                },
-                error,
-            })
-        })
-        .collect()
+    rows.into_iter().map(sync_record).collect()
+}
+
+/// A sync as read: id, source, scope, started_at, finished_at, created, updated, back,
+/// gone, unchanged, error.
+pub(super) fn sync_record(row: SyncRow) -> Result<SyncRecord> {
+    let (id, source, scope, started_at, finished_at, created, updated, back, gone, unchanged, error) = row;
+    let count = |v: i64| unsigned("inventory_syncs.count", v);
+    Ok(SyncRecord {
+        id: unsigned("inventory_syncs.id", id)?,
+        source: parse("inventory_syncs.source", &source)?,
+        scope: SyncScope::from_stored(&scope).map_err(|e| StoreError::corrupt("inventory_syncs.scope", e))?,
+        started_at: started_at.into(),
+        finished_at: finished_at.into(),
+        counts: SyncCounts {
+            created: count(created)?,
+            updated: count(updated)?,
+            back: count(back)?,
+            gone: count(gone)?,
+            unchanged: count(unchanged)?,
+        },
+        error,
+    })
 }
 
 /// `live_revisions`' part for the inventory (see `maintenance.rs`).

@@ -12,6 +12,7 @@
 //! dump does, on its own connection and in its own transaction.
 
 use bosun_core::CommandEvent;
+use bosun_core::inventory::{InventoryKind, RecordState, record_id};
 use bosun_core::node::Gpu;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgRow};
@@ -19,8 +20,9 @@ use sqlx::{AssertSqlSafe, FromRow as _, PgConnection, Row as _};
 use tokio::sync::mpsc;
 
 use super::copy_rows::{CopyRows, Tables};
-use super::node_from_row;
+use super::{inventory, node_from_row};
 use crate::error::{Result, StoreError};
+use crate::inventory::row::table;
 use crate::ledger::StoredRunEvent;
 use crate::sql::ledger_rows::{
     ApprovalPolicyRow, ApprovalRow, ArtifactInfoRow, AuditRow, RunEventRow, RunRow, RunbookRow, ToolCallRow, ToolRow,
@@ -32,7 +34,7 @@ use crate::sql::rows::{
 use crate::sql::{map_err, unsigned};
 use crate::transfer::{
     ArtifactRecord, Batcher, CommandRecord, DumpMessage, LoadMessage, NodeRecord, Record, RecordKind, RunRecord,
-    Sequences, Snapshot, Target, load_abandoned, reader_gone, target_not_empty,
+    Sequences, Snapshot, Target, filled_tables, load_abandoned, reader_gone, target_not_empty,
 };
 
 /// Rows per keyset page of a dump.
@@ -100,6 +102,15 @@ enum Fetched {
     Artifacts(Vec<PgRow>),
     ToolCalls(Vec<PgRow>),
     Audit(Vec<PgRow>),
+    /// Records of one inventory kind and, for storage, the hosts of exactly those records,
+    /// both in record order.
+    Inventory {
+        kind: InventoryKind,
+        rows: Vec<PgRow>,
+        hosts: Vec<PgRow>,
+    },
+    InventorySources(Vec<PgRow>),
+    InventorySyncs(Vec<PgRow>),
     Changes(Vec<PgRow>),
 }
 
@@ -218,6 +229,7 @@ async fn fetch(conn: &mut PgConnection, pages: &mpsc::Sender<Fetched>) -> Result
                 FROM bootstrap_logs";
     fetch_table(conn, pages, flat(logs, "id", 0), id_key, |rows, _| Fetched::BootstrapLogs(rows)).await?;
     fetch_ledger(conn, pages).await?;
+    fetch_inventory(conn, pages).await?;
     let changes = "SELECT seq, at, kind, resource_id, op, revision, actor, reason, resource FROM changes";
     fetch_table(conn, pages, flat(changes, "seq", 0), id_key, |rows, _| Fetched::Changes(rows)).await
 }
@@ -296,6 +308,80 @@ async fn fetch_ledger(conn: &mut PgConnection, pages: &mpsc::Sender<Fetched>) ->
     let audit = "SELECT seq, at, actor, role, method, resource, outcome, code, message, request_id, peer \
                  FROM audit_entries";
     fetch_table(conn, pages, flat(audit, "seq", 0), id_key, |rows, _| Fetched::Audit(rows)).await
+}
+
+/// A row's key of two text columns, its first two.
+fn pair_key(row: &PgRow) -> Result<(String, String)> {
+    Ok((row.try_get(0).map_err(db)?, row.try_get(1).map_err(db)?))
+}
+
+/// Fetches every page of a table keyed by two text columns (`key`, the first two that
+/// `select` selects), with, if `children` is given, the child rows of each page's rows
+/// (`children` selects those of the parents from ($1, $2) to ($3, $4), in parent order).
+async fn fetch_by_pair(
+    conn: &mut PgConnection,
+    pages: &mpsc::Sender<Fetched>,
+    select: &str,
+    key: &str,
+    children: Option<&str>,
+    wrap: impl Fn(Vec<PgRow>, Vec<PgRow>) -> Fetched,
+) -> Result<()> {
+    let first_page = format!("{select} ORDER BY {key} LIMIT $1");
+    let next_page = format!("{select} WHERE ({key}) > ($2, $3) ORDER BY {key} LIMIT $1");
+    let mut after: Option<(String, String)> = None;
+    loop {
+        let query = match &after {
+            None => sqlx::query(AssertSqlSafe(first_page.as_str())).bind(PAGE),
+            Some((a, b)) => sqlx::query(AssertSqlSafe(next_page.as_str())).bind(PAGE).bind(a.as_str()).bind(b.as_str()),
+        };
+        let rows = query.fetch_all(&mut *conn).await.map_err(db)?;
+        let last_page = (rows.len() as i64) < PAGE;
+        if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+            let (first, last) = (pair_key(first)?, pair_key(last)?);
+            let children = match children {
+                Some(children) => sqlx::query(AssertSqlSafe(children))
+                    .bind(first.0)
+                    .bind(first.1)
+                    .bind(last.0.as_str())
+                    .bind(last.1.as_str())
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(db)?,
+                None => Vec::new(),
+            };
+            after = Some(last);
+            send(pages, wrap(rows, children)).await?;
+        }
+        if last_page {
+            return Ok(());
+        }
+    }
+}
+
+/// Fetches the inventory in load order: every kind's records (storage with its hosts), the
+/// sources' status, the sync history.
+async fn fetch_inventory(conn: &mut PgConnection, pages: &mpsc::Sender<Fetched>) -> Result<()> {
+    for &kind in InventoryKind::ALL {
+        let table = table(kind);
+        let select = format!("SELECT {} FROM {}", inventory::select_list(table), table.name);
+        let hosts = (kind == InventoryKind::Storage).then_some(
+            "SELECT source, storage_key, host_key FROM host_storage \
+             WHERE (source, storage_key) >= ($1, $2) AND (source, storage_key) <= ($3, $4) \
+             ORDER BY source, storage_key, host_key",
+        );
+        fetch_by_pair(conn, pages, &select, "source, key", hosts, |rows, hosts| Fetched::Inventory {
+            kind,
+            rows,
+            hosts,
+        })
+        .await?;
+    }
+    let sources = format!("SELECT {} FROM inventory_sources", inventory::SOURCE_COLUMNS);
+    fetch_by_pair(conn, pages, &sources, "source, scope", None, |rows, _| Fetched::InventorySources(rows)).await?;
+    // The columns of `inventory::SyncRow`.
+    let syncs = "SELECT id, source, scope, started_at, finished_at, created, updated, back, gone, unchanged, error \
+                 FROM inventory_syncs";
+    fetch_table(conn, pages, flat(syncs, "id", 0), id_key, |rows, _| Fetched::InventorySyncs(rows)).await
 }
 
 /// Child rows, (parent key, child), in parent order, handed out parent by parent.
@@ -443,6 +529,35 @@ fn decode(mut pages: mpsc::Receiver<Fetched>, out: &mut Batcher<'_>) -> Result<(
             Fetched::Audit(rows) => each(&rows, out, |row| {
                 Ok(Record::Audit(Box::new(AuditRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_entry()?)))
             })?,
+            Fetched::Inventory { kind, rows, hosts } => {
+                let hosts = hosts
+                    .iter()
+                    .map(|row| {
+                        let source: &str = at(row, 0)?;
+                        let storage_key: &str = at(row, 1)?;
+                        let source = source.parse().map_err(|e| StoreError::corrupt("host_storage.source", e))?;
+                        Ok((record_id(&source, storage_key), at::<String>(row, 2)?))
+                    })
+                    .collect::<Result<Vec<(String, String)>>>()?;
+                let mut hosts = Children::new(hosts);
+                for row in &rows {
+                    let mut record = inventory::decode(kind, row)?;
+                    let id = record.id();
+                    if let RecordState::Storage(storage) = &mut record.state {
+                        storage.hosts = hosts.of(&id);
+                    }
+                    out.blocking_push(Record::InventoryRecord(Box::new(record)))?;
+                }
+                hosts.finish("host_storage")?;
+            }
+            Fetched::InventorySources(rows) => each(&rows, out, |row| {
+                let status = inventory::source_status(inventory::SourceRow::from_row(row).map_err(db)?)?;
+                Ok(Record::InventorySource(Box::new(status)))
+            })?,
+            Fetched::InventorySyncs(rows) => each(&rows, out, |row| {
+                let sync = inventory::sync_record(inventory::SyncRow::from_row(row).map_err(db)?)?;
+                Ok(Record::InventorySync(Box::new(sync)))
+            })?,
             Fetched::Changes(rows) => each(&rows, out, |row| {
                 let change = ChangeRow::<DateTime<Utc>, String> {
                     seq: at(row, 0)?,
@@ -462,6 +577,37 @@ fn decode(mut pages: mpsc::Receiver<Fetched>, out: &mut Batcher<'_>) -> Result<(
     Ok(())
 }
 
+/// The SQL expression counting a kind's records (a `bigint`).
+fn count_of(kind: RecordKind) -> String {
+    let table = match kind {
+        RecordKind::Policy => "policies",
+        RecordKind::Lease => "leases",
+        RecordKind::Pool => "pools",
+        RecordKind::Node => "nodes",
+        RecordKind::Instance => "instances",
+        RecordKind::Command => "commands",
+        RecordKind::HealthReport => "health_reports",
+        RecordKind::BootstrapLog => "bootstrap_logs",
+        RecordKind::Runbook => "tasks",
+        RecordKind::Tool => "tool_definitions",
+        RecordKind::ApprovalPolicy => "approval_policies",
+        RecordKind::Run => "task_runs",
+        RecordKind::Approval => "approvals",
+        RecordKind::Artifact => "artifacts",
+        RecordKind::ToolCall => "tool_call_records",
+        RecordKind::Audit => "audit_entries",
+        RecordKind::InventoryRecord => {
+            let each: Vec<String> =
+                InventoryKind::ALL.iter().map(|k| format!("(SELECT COUNT(*) FROM {})", table(*k).name)).collect();
+            return format!("({})", each.join(" + "));
+        }
+        RecordKind::InventorySource => "inventory_sources",
+        RecordKind::InventorySync => "inventory_syncs",
+        RecordKind::Change => "changes",
+    };
+    format!("(SELECT COUNT(*) FROM {table})")
+}
+
 /// The decoder of a [`read`]: still at work when the connection has fetched the last page.
 type Decoder = tokio::task::JoinHandle<Result<()>>;
 
@@ -469,17 +615,9 @@ type Decoder = tokio::task::JoinHandle<Result<()>>;
 /// decoded on a thread of its own while the connection fetches the next page. Returns when
 /// the connection is free again; await the decoder with [`finish`].
 async fn read(conn: &mut PgConnection, sink: &mpsc::Sender<DumpMessage>) -> Result<Decoder> {
-    let row = sqlx::query(
-        "SELECT (SELECT COUNT(*) FROM policies), (SELECT COUNT(*) FROM leases), (SELECT COUNT(*) FROM pools), \
-         (SELECT COUNT(*) FROM nodes), (SELECT COUNT(*) FROM instances), (SELECT COUNT(*) FROM commands), (SELECT COUNT(*) FROM health_reports), \
-         (SELECT COUNT(*) FROM bootstrap_logs), (SELECT COUNT(*) FROM tasks), (SELECT COUNT(*) FROM tool_definitions), \
-         (SELECT COUNT(*) FROM approval_policies), (SELECT COUNT(*) FROM task_runs), (SELECT COUNT(*) FROM approvals), \
-         (SELECT COUNT(*) FROM artifacts), (SELECT COUNT(*) FROM tool_call_records), \
-         (SELECT COUNT(*) FROM audit_entries), (SELECT COUNT(*) FROM changes)",
-    )
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db)?;
+    let counted: Vec<String> = RecordKind::ALL.iter().map(|kind| count_of(*kind)).collect();
+    let row =
+        sqlx::query(AssertSqlSafe(format!("SELECT {}", counted.join(", ")))).fetch_one(&mut *conn).await.map_err(db)?;
     let mut counts = crate::transfer::KindCounts::new();
     for (index, kind) in RecordKind::ALL.into_iter().enumerate() {
         counts.insert(kind, unsigned("count", row.try_get::<i64, _>(index).map_err(db)?)?);
@@ -502,6 +640,7 @@ async fn read(conn: &mut PgConnection, sink: &mpsc::Sender<DumpMessage>) -> Resu
                 .map_err(db)?,
         )?,
         tool_call_id: sequence(conn, "tool_call_records_id_seq").await?,
+        inventory_sync_id: sequence(conn, "inventory_syncs_id_seq").await?,
     };
     let (pages, fetched) = mpsc::channel(2);
     let sink = sink.clone();
@@ -536,11 +675,40 @@ pub(super) async fn dump(pool: &PgPool, sink: &mpsc::Sender<DumpMessage>) -> Res
 }
 
 /// The tables a load writes, and `metric_samples`, which it empties (`Replace`) but never
-/// fills: everything a load locks.
-const LOAD_TABLES: &str = "policies, leases, pools, nodes, node_gpus, node_liveness, instances, commands, \
-                           command_events, health_reports, bootstrap_logs, metric_samples, changes, tasks, \
-                           tool_definitions, approval_policies, task_runs, task_run_targets, task_events, approvals, \
-                           artifacts, tool_call_records, audit_entries";
+/// fills: everything a load locks, with each inventory kind's table ([`load_tables`]).
+const LOAD_TABLES: [&str; 26] = [
+    "policies",
+    "leases",
+    "pools",
+    "nodes",
+    "node_gpus",
+    "node_liveness",
+    "instances",
+    "commands",
+    "command_events",
+    "health_reports",
+    "bootstrap_logs",
+    "metric_samples",
+    "changes",
+    "tasks",
+    "tool_definitions",
+    "approval_policies",
+    "task_runs",
+    "task_run_targets",
+    "task_events",
+    "approvals",
+    "artifacts",
+    "tool_call_records",
+    "audit_entries",
+    "host_storage",
+    "inventory_sources",
+    "inventory_syncs",
+];
+
+/// [`LOAD_TABLES`] and the inventory kinds' tables.
+fn load_tables() -> Vec<&'static str> {
+    LOAD_TABLES.into_iter().chain(InventoryKind::ALL.iter().map(|kind| table(*kind).name)).collect()
+}
 
 /// Bytes of rows a table gathers before they go to the server as one COPY: large enough
 /// that a statement's round trips vanish, small enough to keep a load's memory bounded.
@@ -549,7 +717,7 @@ const COPY_BYTES: usize = 4 << 20;
 /// What the encoder hands the connection: one COPY's rows, a read-back of everything
 /// written, or the end of the load.
 enum Chunk {
-    Rows { statement: &'static str, data: Vec<u8> },
+    Rows { statement: String, data: Vec<u8> },
     ReadBack(mpsc::Sender<DumpMessage>),
     Commit(Sequences),
 }
@@ -593,7 +761,7 @@ const SET_ASIDE: &str = "\
 
 impl SetAside {
     async fn take(conn: &mut PgConnection) -> Result<Self> {
-        let tables: Vec<&str> = LOAD_TABLES.split(", ").map(str::trim).collect();
+        let tables = load_tables();
         let rows: Vec<(i32, String, String)> =
             sqlx::query_as(SET_ASIDE).bind(&tables).fetch_all(&mut *conn).await.map_err(db)?;
         for (_, drop, _) in &rows {
@@ -624,9 +792,9 @@ impl SetAside {
 /// same few megabytes are filled again instead of fresh memory.
 fn encode(mut source: mpsc::Receiver<LoadMessage>, chunks: &mpsc::Sender<Chunk>, spare: &mut mpsc::Receiver<Vec<u8>>) {
     let mut tables = Tables::default();
-    let mut send = |statement, rows: &mut CopyRows| {
+    let mut send = |statement: &str, rows: &mut CopyRows| {
         let data = rows.take(spare.try_recv().unwrap_or_default());
-        chunks.blocking_send(Chunk::Rows { statement, data }).is_ok()
+        chunks.blocking_send(Chunk::Rows { statement: statement.to_owned(), data }).is_ok()
     };
     while let Some(message) = source.blocking_recv() {
         match message {
@@ -678,7 +846,7 @@ async fn write(
     while let Some(chunk) = chunks.recv().await {
         match chunk {
             Chunk::Rows { statement, mut data } => {
-                let mut copy = conn.copy_in_raw(statement).await.map_err(db)?;
+                let mut copy = conn.copy_in_raw(&statement).await.map_err(db)?;
                 copy.send(data.as_slice()).await.map_err(db)?;
                 copy.finish().await.map_err(db)?;
                 data.clear();
@@ -720,6 +888,7 @@ async fn write(
                     ("health_reports", "id", "health_reports_id_seq", sequences.health_report_id),
                     ("bootstrap_logs", "id", "bootstrap_logs_id_seq", sequences.bootstrap_log_id),
                     ("tool_call_records", "id", "tool_call_records_id_seq", sequences.tool_call_id),
+                    ("inventory_syncs", "id", "inventory_syncs_id_seq", sequences.inventory_sync_id),
                 ] {
                     let value = value.max(sequence(conn, sequence_name).await?);
                     if value > 0 {
@@ -741,24 +910,19 @@ async fn write(
 
 pub(super) async fn load(pool: &PgPool, source: mpsc::Receiver<LoadMessage>, target: Target) -> Result<()> {
     let mut tx = pool.begin().await.map_err(db)?;
+    let tables = load_tables().join(", ");
     // Until the load commits or rolls back, nothing else reads or writes these tables: the
     // emptiness check holds, and their keys and indexes can be set aside.
-    sqlx::raw_sql(AssertSqlSafe(format!("LOCK TABLE {LOAD_TABLES} IN ACCESS EXCLUSIVE MODE")))
+    sqlx::raw_sql(AssertSqlSafe(format!("LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")))
         .execute(&mut *tx)
         .await
         .map_err(db)?;
     if target == Target::MustBeEmpty {
-        let holds: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM nodes) OR EXISTS (SELECT 1 FROM instances) \
-             OR EXISTS (SELECT 1 FROM pools) OR EXISTS (SELECT 1 FROM policies) \
-             OR EXISTS (SELECT 1 FROM changes) OR EXISTS (SELECT 1 FROM bootstrap_logs) \
-             OR EXISTS (SELECT 1 FROM tasks) OR EXISTS (SELECT 1 FROM task_runs) \
-             OR EXISTS (SELECT 1 FROM tool_definitions) OR EXISTS (SELECT 1 FROM approval_policies) \
-             OR EXISTS (SELECT 1 FROM audit_entries)",
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
+        let exists: Vec<String> = filled_tables().map(|t| format!("EXISTS (SELECT 1 FROM {t})")).collect();
+        let holds: bool = sqlx::query_scalar(AssertSqlSafe(format!("SELECT {}", exists.join(" OR "))))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
         if holds {
             return Err(target_not_empty());
         }
@@ -771,7 +935,7 @@ pub(super) async fn load(pool: &PgPool, source: mpsc::Receiver<LoadMessage>, tar
     // The append-only ledger tables refuse TRUNCATE unless `ledger_expiry` says
     // `everything`, in this transaction only.
     sqlx::raw_sql(AssertSqlSafe(format!(
-        "INSERT INTO ledger_expiry (what, before) VALUES ('everything', 'infinity'); TRUNCATE {LOAD_TABLES}; \
+        "INSERT INTO ledger_expiry (what, before) VALUES ('everything', 'infinity'); TRUNCATE {tables}; \
          DELETE FROM ledger_expiry WHERE what = 'everything'"
     )))
     .execute(&mut *tx)

@@ -38,11 +38,11 @@ fn cell(row: &Row<'_>, index: usize, ty: ColumnType) -> rusqlite::Result<Cell> {
     })
 }
 
-fn column_list(table: &Table) -> String {
+pub(super) fn column_list(table: &Table) -> String {
     table.all_columns().map(|c| c.name).collect::<Vec<_>>().join(", ")
 }
 
-fn decode(kind: InventoryKind, row: &Row<'_>) -> Result<InventoryRecord> {
+pub(super) fn decode(kind: InventoryKind, row: &Row<'_>) -> Result<InventoryRecord> {
     let cells =
         table(kind).all_columns().enumerate().map(|(i, c)| cell(row, i, c.ty)).collect::<rusqlite::Result<Vec<_>>>()?;
     from_row(kind, cells)
@@ -50,16 +50,20 @@ fn decode(kind: InventoryKind, row: &Row<'_>) -> Result<InventoryRecord> {
 
 /// Fills in which hosts see each storage record.
 fn with_hosts(conn: &Connection, mut records: Vec<InventoryRecord>) -> Result<Vec<InventoryRecord>> {
-    let mut select = conn
-        .prepare_cached("SELECT host_key FROM host_storage WHERE source = ?1 AND storage_key = ?2 ORDER BY host_key")?;
     for record in &mut records {
         if let RecordState::Storage(storage) = &mut record.state {
-            storage.hosts = select
-                .query_map(params![record.source.as_str(), record.key], |row| row.get::<_, String>(0))?
-                .collect::<rusqlite::Result<_>>()?;
+            storage.hosts = storage_hosts(conn, &record.source, &record.key)?;
         }
     }
     Ok(records)
+}
+
+/// The hosts that see the storage `key` of `source`, in key order.
+pub(super) fn storage_hosts(conn: &Connection, source: &SourceName, key: &str) -> Result<Vec<String>> {
+    let mut select = conn
+        .prepare_cached("SELECT host_key FROM host_storage WHERE source = ?1 AND storage_key = ?2 ORDER BY host_key")?;
+    let hosts = select.query_map(params![source.as_str(), key], |row| row.get::<_, String>(0))?;
+    Ok(hosts.collect::<rusqlite::Result<_>>()?)
 }
 
 fn write_hosts(conn: &Connection, record: &InventoryRecord) -> Result<()> {
@@ -225,9 +229,9 @@ pub(super) fn list(
     with_hosts(conn, rows)
 }
 
-const SOURCE_COLUMNS: &str = "source, scope, type, last_sync_at, last_success_at, error, counts, syncs";
+pub(super) const SOURCE_COLUMNS: &str = "source, scope, type, last_sync_at, last_success_at, error, counts, syncs";
 
-fn source_row(row: &Row<'_>) -> Result<SourceStatus> {
+pub(super) fn source_row(row: &Row<'_>) -> Result<SourceStatus> {
     let scope: String = row.get(1)?;
     let counts: String = row.get(6)?;
     Ok(SourceStatus {
@@ -265,15 +269,25 @@ pub(super) fn sources(conn: &Connection) -> Result<Vec<SourceStatus>> {
     collect(conn, &format!("SELECT {SOURCE_COLUMNS} FROM inventory_sources ORDER BY source, scope"), &[], source_row)
 }
 
+/// A sync's write of its source's status: a scope's row is replaced.
+const UPSERT_SOURCE: &str = "INSERT INTO inventory_sources (source, scope, type, last_sync_at, last_success_at, error, \
+     counts, syncs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+     ON CONFLICT (source, scope) DO UPDATE SET type = excluded.type, last_sync_at = excluded.last_sync_at, \
+     last_success_at = excluded.last_success_at, error = excluded.error, counts = excluded.counts, \
+     syncs = excluded.syncs";
+
+/// A load's write of a source's status: a scope twice is refused.
+pub(super) const INSERT_SOURCE: &str = "INSERT INTO inventory_sources (source, scope, type, last_sync_at, \
+     last_success_at, error, counts, syncs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
 pub(super) fn put_source(conn: &Connection, status: &SourceStatus) -> Result<()> {
+    write_source(conn, UPSERT_SOURCE, status)
+}
+
+/// Writes `status` with `sql`, [`UPSERT_SOURCE`] or [`INSERT_SOURCE`].
+pub(super) fn write_source(conn: &Connection, sql: &str, status: &SourceStatus) -> Result<()> {
     let counts = serde_json::to_string(&status.counts).map_err(|e| StoreError::invalid("counts", e))?;
-    conn.prepare_cached(&format!(
-        "INSERT INTO inventory_sources ({SOURCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-         ON CONFLICT (source, scope) DO UPDATE SET type = excluded.type, last_sync_at = excluded.last_sync_at, \
-         last_success_at = excluded.last_success_at, error = excluded.error, counts = excluded.counts, \
-         syncs = excluded.syncs"
-    ))?
-    .execute(params![
+    conn.prepare_cached(sql)?.execute(params![
         status.source.as_str(),
         status.scope.as_stored(),
         status.source_type.as_str(),
@@ -286,32 +300,67 @@ pub(super) fn put_source(conn: &Connection, status: &SourceStatus) -> Result<()>
     Ok(())
 }
 
-const SYNC_COLUMNS: &str = "id, source, scope, started_at, finished_at, created, updated, back, gone, unchanged, error";
+pub(super) const SYNC_COLUMNS: &str =
+    "id, source, scope, started_at, finished_at, created, updated, back, gone, unchanged, error";
 
-pub(super) fn insert_sync(conn: &Connection, sync: &SyncRecord) -> Result<u64> {
+/// A sync's columns after its id, in [`SYNC_COLUMNS`] order.
+fn sync_values(sync: &SyncRecord) -> [Value; 10] {
     let c = &sync.counts;
-    let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let int = |v: u64| Value::Integer(i64::try_from(v).unwrap_or(i64::MAX));
+    [
+        text(sync.source.as_str()),
+        text(sync.scope.as_stored()),
+        Value::Integer(micros(sync.started_at)),
+        Value::Integer(micros(sync.finished_at)),
+        int(c.created),
+        int(c.updated),
+        int(c.back),
+        int(c.gone),
+        int(c.unchanged),
+        sync.error.clone().map_or(Value::Null, Value::Text),
+    ]
+}
+
+/// Records a sync under the next id, which it returns.
+pub(super) fn insert_sync(conn: &Connection, sync: &SyncRecord) -> Result<u64> {
     let id: i64 = conn
         .prepare_cached(
             "INSERT INTO inventory_syncs (source, scope, started_at, finished_at, created, updated, back, gone, \
              unchanged, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
         )?
-        .query_row(
-            params![
-                sync.source.as_str(),
-                sync.scope.as_stored(),
-                micros(sync.started_at),
-                micros(sync.finished_at),
-                int(c.created),
-                int(c.updated),
-                int(c.back),
-                int(c.gone),
-                int(c.unchanged),
-                sync.error
-            ],
-            |row| row.get(0),
-        )?;
+        .query_row(params_from_iter(sync_values(sync)), |row| row.get(0))?;
     unsigned("inventory_syncs.id", id)
+}
+
+/// Writes a sync under its own id, as a load does.
+pub(super) fn load_sync(conn: &Connection, sync: &SyncRecord) -> Result<()> {
+    let id = Value::Integer(i64::try_from(sync.id).unwrap_or(i64::MAX));
+    conn.prepare_cached(&format!(
+        "INSERT INTO inventory_syncs ({SYNC_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    ))?
+    .execute(params_from_iter(std::iter::once(id).chain(sync_values(sync))))?;
+    Ok(())
+}
+
+/// A row of [`SYNC_COLUMNS`].
+pub(super) fn sync_row(row: &Row<'_>) -> Result<SyncRecord> {
+    let scope: String = row.get(2)?;
+    let count = |i: usize| -> Result<u64> { unsigned("inventory_syncs.count", row.get(i)?) };
+    Ok(SyncRecord {
+        id: unsigned("inventory_syncs.id", row.get(0)?)?,
+        source: parse("inventory_syncs.source", &row.get::<_, String>(1)?)?,
+        scope: SyncScope::from_stored(&scope).map_err(|e| StoreError::corrupt("inventory_syncs.scope", e))?,
+        started_at: Timestamp::from_unix_micros(row.get(3)?),
+        finished_at: Timestamp::from_unix_micros(row.get(4)?),
+        counts: SyncCounts {
+            created: count(5)?,
+            updated: count(6)?,
+            back: count(7)?,
+            gone: count(8)?,
+            unchanged: count(9)?,
+        },
+        error: row.get(10)?,
+    })
 }
 
 pub(super) fn syncs(conn: &Connection, source: Option<&SourceName>, limit: i64) -> Result<Vec<SyncRecord>> {
@@ -321,25 +370,7 @@ pub(super) fn syncs(conn: &Connection, source: Option<&SourceName>, limit: i64) 
     };
     params.push(Value::Integer(limit));
     let sql = format!("SELECT {SYNC_COLUMNS} FROM inventory_syncs{filter} ORDER BY id DESC LIMIT ?{}", params.len());
-    collect(conn, &sql, &params, |row| {
-        let scope: String = row.get(2)?;
-        let count = |i: usize| -> Result<u64> { unsigned("inventory_syncs.count", row.get(i)?) };
-        Ok(SyncRecord {
-            id: unsigned("inventory_syncs.id", row.get(0)?)?,
-            source: parse("inventory_syncs.source", &row.get::<_, String>(1)?)?,
-            scope: SyncScope::from_stored(&scope).map_err(|e| StoreError::corrupt("inventory_syncs.scope", e))?,
-            started_at: Timestamp::from_unix_micros(row.get(3)?),
-            finished_at: Timestamp::from_unix_micros(row.get(4)?),
-            counts: SyncCounts {
-                created: count(5)?,
-                updated: count(6)?,
-                back: count(7)?,
-                gone: count(8)?,
-                unchanged: count(9)?,
-            },
-            error: row.get(10)?,
-        })
-    })
+    collect(conn, &sql, &params, sync_row)
 }
 
 /// `live_revisions`' part for the inventory (see `maintenance.rs`).

@@ -5,6 +5,7 @@
 //! A load runs as one job on the writer thread: one IMMEDIATE transaction, prepared
 //! inserts, committed when the `Commit` message arrives; other writers wait meanwhile.
 
+use bosun_core::inventory::{InventoryKind, RecordState};
 use bosun_core::node::Gpu;
 use bosun_core::{CommandEvent, ResourceKind};
 use rusqlite::{Connection, OptionalExtension as _, Row, TransactionBehavior, params};
@@ -15,15 +16,16 @@ use super::commit::{
     write_instance, write_lease, write_node, write_pool,
 };
 use super::read::{self, COMMAND_COLUMNS, INSTANCE_COLUMNS, NODE_COLUMNS, POOL_COLUMNS};
-use super::{ledger, map_error, micros};
+use super::{inventory, ledger, map_error, micros};
 use crate::error::Result;
+use crate::inventory::row::table;
 use crate::ledger::StoredRunEvent;
 use crate::sql::ledger_rows::{ApprovalPolicyRow, AuditRow, ToolRow};
 use crate::sql::rows::LeaseRow;
 use crate::sql::{to_json, unsigned};
 use crate::transfer::{
     ArtifactRecord, Batcher, CommandRecord, DumpMessage, LoadMessage, NodeRecord, Record, RecordKind, RunRecord,
-    Sequences, Snapshot, Target, load_abandoned, target_not_empty,
+    Sequences, Snapshot, Target, filled_tables, load_abandoned, target_not_empty,
 };
 
 fn int(value: u64) -> i64 {
@@ -127,6 +129,9 @@ fn dump_in(tx: &Connection, sink: &mpsc::Sender<DumpMessage>) -> Result<()> {
         (RecordKind::Artifact, count(tx, "artifacts")?),
         (RecordKind::ToolCall, count(tx, "tool_call_records")?),
         (RecordKind::Audit, count(tx, "audit_entries")?),
+        (RecordKind::InventoryRecord, inventory_count(tx)?),
+        (RecordKind::InventorySource, count(tx, "inventory_sources")?),
+        (RecordKind::InventorySync, count(tx, "inventory_syncs")?),
         (RecordKind::Change, count(tx, "changes")?),
     ]
     .into_iter()
@@ -141,6 +146,7 @@ fn dump_in(tx: &Connection, sink: &mpsc::Sender<DumpMessage>) -> Result<()> {
             tx.query_row("SELECT last FROM ledger_sequences WHERE name = 'audit'", [], |row| row.get(0))?,
         )?,
         tool_call_id: sequence(tx, "tool_call_records")?,
+        inventory_sync_id: sequence(tx, "inventory_syncs")?,
     };
     let mut out = Batcher::new(sink);
     out.blocking_start(Snapshot { counts, sequences })?;
@@ -192,6 +198,7 @@ fn dump_in(tx: &Connection, sink: &mpsc::Sender<DumpMessage>) -> Result<()> {
         |log| out.blocking_push(Record::BootstrapLog(Box::new(log))),
     )?;
     dump_ledger(tx, &mut out)?;
+    dump_inventory(tx, &mut out)?;
     each_row(
         tx,
         "SELECT seq, at, kind, resource_id, op, revision, actor, reason, resource FROM changes ORDER BY seq",
@@ -258,6 +265,44 @@ fn dump_ledger(tx: &Connection, out: &mut Batcher<'_>) -> Result<()> {
     )
 }
 
+/// Records of every inventory kind.
+fn inventory_count(tx: &Connection) -> Result<u64> {
+    InventoryKind::ALL.iter().try_fold(0, |n, kind| Ok(n + count(tx, table(*kind).name)?))
+}
+
+/// Streams the inventory, in `RecordKind` order: every kind's records (a storage's with the
+/// hosts that see it), the sources' status, the sync history.
+fn dump_inventory(tx: &Connection, out: &mut Batcher<'_>) -> Result<()> {
+    for &kind in InventoryKind::ALL {
+        let table = table(kind);
+        let sql = format!("SELECT {} FROM {} ORDER BY source, key", inventory::column_list(table), table.name);
+        each_row(
+            tx,
+            &sql,
+            |row| inventory::decode(kind, row),
+            |mut record| {
+                // Storage records are few: one indexed lookup each for the hosts that see them.
+                if let RecordState::Storage(storage) = &mut record.state {
+                    storage.hosts = inventory::storage_hosts(tx, &record.source, &record.key)?;
+                }
+                out.blocking_push(Record::InventoryRecord(Box::new(record)))
+            },
+        )?;
+    }
+    each_row(
+        tx,
+        &format!("SELECT {} FROM inventory_sources ORDER BY source, scope", inventory::SOURCE_COLUMNS),
+        inventory::source_row,
+        |status| out.blocking_push(Record::InventorySource(Box::new(status))),
+    )?;
+    each_row(
+        tx,
+        &format!("SELECT {} FROM inventory_syncs ORDER BY id", inventory::SYNC_COLUMNS),
+        inventory::sync_row,
+        |sync| out.blocking_push(Record::InventorySync(Box::new(sync))),
+    )
+}
+
 fn run_event_row(row: &Row<'_>) -> Result<(String, StoredRunEvent)> {
     let event = ledger::run_event_row(row)?;
     Ok((row.get(0)?, event))
@@ -265,7 +310,7 @@ fn run_event_row(row: &Row<'_>) -> Result<(String, StoredRunEvent)> {
 
 /// Tables emptied by a replacing load, children before parents. The append-only ledger
 /// tables let a load empty them while `ledger_expiry` says `everything`.
-const REPLACED_TABLES: [&str; 19] = [
+const REPLACED_TABLES: [&str; 22] = [
     "instances",
     "metric_samples",
     "health_reports",
@@ -285,17 +330,20 @@ const REPLACED_TABLES: [&str; 19] = [
     "tool_definitions",
     "approval_policies",
     "audit_entries",
+    "host_storage",
+    "inventory_sources",
+    "inventory_syncs",
 ];
 
+/// Every table a load writes or empties: [`REPLACED_TABLES`], then each inventory kind's
+/// (after `host_storage`, which refers to `storage`).
+fn replaced_tables() -> impl Iterator<Item = &'static str> {
+    REPLACED_TABLES.into_iter().chain(InventoryKind::ALL.iter().map(|kind| table(*kind).name))
+}
+
 fn holds_anything(conn: &Connection) -> Result<bool> {
-    Ok(conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM nodes) OR EXISTS (SELECT 1 FROM instances) OR EXISTS (SELECT 1 FROM pools) \
-         OR EXISTS (SELECT 1 FROM policies) OR EXISTS (SELECT 1 FROM changes) OR EXISTS (SELECT 1 FROM bootstrap_logs) \
-         OR EXISTS (SELECT 1 FROM tasks) OR EXISTS (SELECT 1 FROM task_runs) OR EXISTS (SELECT 1 FROM tool_definitions) \
-         OR EXISTS (SELECT 1 FROM approval_policies) OR EXISTS (SELECT 1 FROM audit_entries)",
-        [],
-        |row| row.get(0),
-    )?)
+    let exists: Vec<String> = filled_tables().map(|t| format!("EXISTS (SELECT 1 FROM {t})")).collect();
+    Ok(conn.query_row(&format!("SELECT {}", exists.join(" OR ")), [], |row| row.get(0))?)
 }
 
 /// Loads records from `source` in one transaction on the writer connection.
@@ -306,7 +354,7 @@ pub(super) fn load(conn: &mut Connection, mut source: mpsc::Receiver<LoadMessage
         Target::MustBeEmpty => {}
         Target::Replace => {
             tx.execute("INSERT INTO ledger_expiry (what, before) VALUES ('everything', 0)", [])?;
-            for table in REPLACED_TABLES {
+            for table in replaced_tables() {
                 tx.execute(&format!("DELETE FROM {table}"), [])?;
             }
             tx.execute("DELETE FROM ledger_expiry WHERE what = 'everything'", [])?;
@@ -327,6 +375,7 @@ pub(super) fn load(conn: &mut Connection, mut source: mpsc::Receiver<LoadMessage
                     ("health_reports", sequences.health_report_id),
                     ("bootstrap_logs", sequences.bootstrap_log_id),
                     ("tool_call_records", sequences.tool_call_id),
+                    ("inventory_syncs", sequences.inventory_sync_id),
                 ] {
                     tx.execute(
                         "INSERT INTO sqlite_sequence (name, seq) SELECT ?1, ?2 \
@@ -477,6 +526,16 @@ fn insert(conn: &Connection, record: &Record) -> Result<()> {
         }
         Record::Audit(e) => {
             ledger::insert_audit(conn, e)?;
+        }
+        Record::InventoryRecord(r) => {
+            // A record twice is refused as a duplicate key naming the kind's table.
+            inventory::insert(conn, r.kind(), std::slice::from_ref(r.as_ref()))?;
+        }
+        Record::InventorySource(s) => {
+            inventory::write_source(conn, inventory::INSERT_SOURCE, s)?;
+        }
+        Record::InventorySync(s) => {
+            inventory::load_sync(conn, s)?;
         }
         Record::Change(c) => {
             conn.prepare_cached(

@@ -257,6 +257,7 @@ pub(super) fn read<R: BufRead>(
         }
         let record: Record =
             serde_json::from_slice(&buf).map_err(|e| bad(number, format!("not a valid record ({e})")))?;
+        check(&record).map_err(|e| bad(number, e.to_string()))?;
         let kind = record.kind();
         if let Some(last) = last_kind
             && kind < last
@@ -281,6 +282,18 @@ pub(super) fn read<R: BufRead>(
             let full = std::mem::replace(&mut batch, Vec::with_capacity(super::BATCH));
             sink.blocking_send(LoadMessage::Records(full)).map_err(|_| load_abandoned())?;
         }
+    }
+}
+
+/// What a sync would refuse is refused in a file too: an inventory record, a source's
+/// status or a sync the store could not hold is a bad line, never stored otherwise than
+/// it was read.
+fn check(record: &Record) -> crate::Result<()> {
+    match record {
+        Record::InventoryRecord(r) => crate::inventory::check_record(r),
+        Record::InventorySource(s) => crate::inventory::check_source_status(s),
+        Record::InventorySync(s) => crate::inventory::check_sync_record(s),
+        _ => Ok(()),
     }
 }
 

@@ -15,8 +15,9 @@
 //! it was, and the operation is simply run again.
 //!
 //! **What moves.** All hard state (policy, pools, nodes with their GPU inventories,
-//! instances, commands with their events, health history, bootstrap logs, the change log)
-//! and, of soft state, each node's last heartbeat. Metric samples do not move: they are
+//! instances, commands with their events, health history, bootstrap logs, the operations
+//! ledger, the inventory with its sources' status and sync history, the change log) and,
+//! of soft state, each node's last heartbeat. Metric samples do not move: they are
 //! kept for minutes and the next heartbeats refill them. Leases (leader election) do not
 //! move: a restored store elects anew.
 
@@ -36,7 +37,7 @@ pub use self::record::{
     ArtifactRecord, BATCH, ChangeEntry, CommandRecord, DocumentText, DumpMessage, KindCounts, LoadMessage, NodeRecord,
     Record, RecordKind, RunRecord, Sequences, Snapshot,
 };
-pub(crate) use self::record::{Batcher, load_abandoned, reader_gone, target_not_empty};
+pub(crate) use self::record::{Batcher, filled_tables, load_abandoned, reader_gone, target_not_empty};
 use crate::error::StoreError;
 use crate::store::Store;
 
@@ -134,6 +135,12 @@ pub async fn contents(store: &dyn Store) -> Result<Option<String>, StoreError> {
     }
     if policy {
         parts.push("a stored policy".to_owned());
+    }
+    // Every inventory sync writes its source's status, so a store that holds inventory
+    // records or sync history has sources (the load's own check sees every table).
+    let sources = store.inventory_sources().await?.len() as u64;
+    if sources > 0 {
+        parts.push(format!("{} inventory sources", thousands(sources)));
     }
     Ok(if parts.is_empty() { None } else { Some(parts.join(", ")) })
 }

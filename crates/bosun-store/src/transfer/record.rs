@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use bosun_core::inventory::{InventoryRecord, SourceStatus, SyncRecord};
 use bosun_core::node::Gpu;
 use bosun_core::{
     Approval, ApprovalPolicy, BootstrapLog, ChangeRecord, Command, CommandEvent, Instance, Lease, Node, Pool, Runbook,
@@ -38,11 +39,17 @@ pub enum RecordKind {
     Artifact,
     ToolCall,
     Audit,
+    /// An inventory record of any kind (host, VM, ...), with a storage's hosts.
+    InventoryRecord,
+    /// How an inventory source (one scope of it) stands.
+    InventorySource,
+    /// One recorded sync of an inventory source.
+    InventorySync,
     Change,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 17] = [
+    pub const ALL: [RecordKind; 20] = [
         RecordKind::Policy,
         RecordKind::Lease,
         RecordKind::Pool,
@@ -59,6 +66,9 @@ impl RecordKind {
         RecordKind::Artifact,
         RecordKind::ToolCall,
         RecordKind::Audit,
+        RecordKind::InventoryRecord,
+        RecordKind::InventorySource,
+        RecordKind::InventorySync,
         RecordKind::Change,
     ];
 
@@ -80,6 +90,9 @@ impl RecordKind {
             RecordKind::Artifact => "artifact",
             RecordKind::ToolCall => "tool_call",
             RecordKind::Audit => "audit",
+            RecordKind::InventoryRecord => "inventory_record",
+            RecordKind::InventorySource => "inventory_source",
+            RecordKind::InventorySync => "inventory_sync",
             RecordKind::Change => "change",
         }
     }
@@ -207,6 +220,9 @@ pub enum Record {
     Artifact(Box<ArtifactRecord>),
     ToolCall(Box<StoredToolCall>),
     Audit(Box<StoredAuditEntry>),
+    InventoryRecord(Box<InventoryRecord>),
+    InventorySource(Box<SourceStatus>),
+    InventorySync(Box<SyncRecord>),
     Change(Box<ChangeEntry>),
 }
 
@@ -229,6 +245,9 @@ impl Record {
             Record::Artifact(_) => RecordKind::Artifact,
             Record::ToolCall(_) => RecordKind::ToolCall,
             Record::Audit(_) => RecordKind::Audit,
+            Record::InventoryRecord(_) => RecordKind::InventoryRecord,
+            Record::InventorySource(_) => RecordKind::InventorySource,
+            Record::InventorySync(_) => RecordKind::InventorySync,
             Record::Change(_) => RecordKind::Change,
         }
     }
@@ -252,6 +271,9 @@ pub struct Sequences {
     /// The last tool call record's id.
     #[serde(default)]
     pub tool_call_id: u64,
+    /// The last inventory sync's id (0 in exports written before the inventory moved).
+    #[serde(default)]
+    pub inventory_sync_id: u64,
 }
 
 impl Sequences {
@@ -264,6 +286,7 @@ impl Sequences {
             changes_compacted_through: self.changes_compacted_through.max(other.changes_compacted_through),
             audit_seq: self.audit_seq.max(other.audit_seq),
             tool_call_id: self.tool_call_id.max(other.tool_call_id),
+            inventory_sync_id: self.inventory_sync_id.max(other.inventory_sync_id),
         }
     }
 
@@ -275,6 +298,7 @@ impl Sequences {
             Record::Change(c) => self.change_seq = self.change_seq.max(c.seq),
             Record::Audit(a) => self.audit_seq = self.audit_seq.max(a.seq),
             Record::ToolCall(c) => self.tool_call_id = self.tool_call_id.max(c.id),
+            Record::InventorySync(s) => self.inventory_sync_id = self.inventory_sync_id.max(s.id),
             _ => {}
         }
     }
@@ -372,6 +396,15 @@ impl<'a> Batcher<'a> {
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
         self.sink.blocking_send(DumpMessage::Records(batch)).map_err(|_| reader_gone())
     }
+}
+
+/// The tables a load's check that its target is empty reads: rows that hang off one of
+/// them (a node's GPUs, a run's events, a storage's hosts) come with their parent's.
+pub(crate) fn filled_tables() -> impl Iterator<Item = &'static str> {
+    ["nodes", "instances", "pools", "policies", "changes", "bootstrap_logs", "tasks", "task_runs"]
+        .into_iter()
+        .chain(["tool_definitions", "approval_policies", "audit_entries", "inventory_sources", "inventory_syncs"])
+        .chain(bosun_core::inventory::InventoryKind::ALL.iter().map(|kind| crate::inventory::row::table(*kind).name))
 }
 
 /// The error a load returns when its target turned out not to be empty.

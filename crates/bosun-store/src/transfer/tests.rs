@@ -5,14 +5,20 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bosun_core::inventory::{
+    Container, ContainerRuntime, Host, InventoryKind, InventoryRecord, InventorySnapshot, PodRef, RecordState,
+    Reported, SourceStatus, SourceSync, SourceType, Storage, SyncCounts, SyncScope, Usage, Vm, Workload,
+};
 use bosun_core::{
     Actor, BootstrapCommandLog, BootstrapLog, CheckResult, CommandKind, CommandTrigger, Health, HealthReport,
-    Heartbeat, NodeTrigger, Revision, StoredPolicy,
+    Heartbeat, NodeTrigger, ResourceKind, Revision, SourceName, StoredPolicy,
 };
 use tokio::sync::mpsc;
 
 use super::*;
 use crate::conformance::{Ctx, batch, node_id, pool};
+use crate::inventory::{InventoryFilter, USAGE_REFRESH};
+use crate::query::{ChangeFilter, PageRequest};
 use crate::write::WriteBatch;
 use crate::{Backend, SharedStore};
 
@@ -40,8 +46,15 @@ impl SharedBuf {
 
 /// Fills a store with every kind of record, with histories: updated revisions, a deleted
 /// node (its change records stay), commands with several events, health history,
-/// bootstrap logs, heartbeats.
+/// bootstrap logs, heartbeats, the ledger, and an inventory synced several times.
 async fn fill(ctx: &Ctx) {
+    fill_all_but_inventory(ctx).await;
+    fill_inventory(ctx).await;
+}
+
+/// What [`fill`] writes before the inventory: what a store held before the inventory
+/// existed.
+async fn fill_all_but_inventory(ctx: &Ctx) {
     let store = &ctx.store;
     store.commit(batch("pool").create_pool(pool("training"))).await.expect("pool");
     let mut training = store.pool(&"training".parse().expect("valid")).await.expect("pool");
@@ -118,6 +131,225 @@ async fn fill(ctx: &Ctx) {
     let beats =
         [Heartbeat { node_id: node_id("n1"), at: ctx.now() }, Heartbeat { node_id: node_id("n3"), at: ctx.now() }];
     store.record_heartbeats(&beats).await.expect("heartbeats");
+}
+
+fn pve1() -> SourceName {
+    "pve1".parse().expect("valid")
+}
+
+fn agents() -> SourceName {
+    "agents".parse().expect("valid")
+}
+
+fn reported<T>(key: &str, digest: &str, state: T) -> Reported<T> {
+    let usage =
+        Usage { cpu: 0.375, memory_used: 3 << 30, disk_used: 7, net_in: 1 << 40, net_out: 12, uptime_s: 86_400 };
+    Reported { key: key.to_owned(), digest: digest.to_owned(), state, usage }
+}
+
+/// The Proxmox cluster `pve1` as [`fill_inventory`] last read it, VM 101 `status` (its
+/// digest `digest-101`); with `container`, the container it later lost.
+fn pve1_snapshot(status: &str, container: bool) -> InventorySnapshot {
+    let host = |name: &str, node: Option<&str>| Host {
+        name: name.to_owned(),
+        status: "online".to_owned(),
+        cpus: 64,
+        memory_total: 512 << 30,
+        node_id: node.map(node_id),
+    };
+    let vm = |vmid: u32, host: &str, status: &str| Vm {
+        host: host.to_owned(),
+        vmid,
+        name: format!("train-{vmid}"),
+        status: status.to_owned(),
+        template: vmid == 100,
+        cpus: 16,
+        memory_total: 64 << 30,
+        disk_total: 500 << 30,
+        ha_managed: true,
+        lock: (vmid == 101).then(|| "backup".to_owned()),
+        config_digest: Some(format!("cfg-{vmid}")),
+        gpu_devices: vec!["0000:41:00,pcie=1".to_owned(), "0000:42:00".to_owned()],
+        node_id: (vmid == 101).then(|| node_id("n2")),
+    };
+    let storage = |name: &str, hosts: &[&str]| Storage {
+        name: name.to_owned(),
+        storage_type: "rbd".to_owned(),
+        content: vec!["images".to_owned(), "rootdir".to_owned()],
+        shared: hosts.len() > 1,
+        status: "available".to_owned(),
+        total: 10 << 40,
+        hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+    };
+    let lxc = Container {
+        runtime: ContainerRuntime::Lxc,
+        host: "pve-a".to_owned(),
+        vmid: Some(200),
+        name: "dns \"quoted\"\tand tabbed".to_owned(),
+        hostname: Some("dns.lab".to_owned()),
+        os_template: Some("debian-12".to_owned()),
+        status: "running".to_owned(),
+        template: false,
+        cpus: 2,
+        memory_total: 2 << 30,
+        disk_total: 8 << 30,
+        ha_managed: false,
+        lock: None,
+        config_digest: None,
+    };
+    InventorySnapshot {
+        hosts: vec![reported("pve-a", "h-a", host("pve-a", None)), reported("pve-b", "h-b", host("pve-b", Some("n1")))],
+        vms: vec![
+            reported("pve-a/100", "digest-100", vm(100, "pve-a", "stopped")),
+            reported("pve-b/101", &format!("digest-101-{status}"), vm(101, "pve-b", status)),
+        ],
+        containers: if container { vec![reported("pve-a/200", "digest-200", lxc)] } else { Vec::new() },
+        storage: vec![
+            reported("ceph", "s-ceph", storage("ceph", &["pve-b", "pve-a"])),
+            reported("pve-a/local", "s-local", storage("local", &["pve-a"])),
+            reported("orphan", "s-none", storage("orphan", &[])),
+        ],
+        workloads: Vec::new(),
+    }
+}
+
+fn workload(pid: u32, pod: bool) -> Reported<Workload> {
+    reported(
+        &format!("n1/{pid}@1700000000"),
+        &format!("w{pid}"),
+        Workload {
+            node_id: node_id("n1"),
+            gpu_indexes: vec![0, 3],
+            pid,
+            process_name: "python3".to_owned(),
+            container_id: pod.then(|| "0123456789ab".to_owned()),
+            pod: pod.then(|| PodRef {
+                namespace: Some("ml".to_owned()),
+                name: Some("trainer-0".to_owned()),
+                uid: "c0ffee00-1111-2222-3333-444455556666".to_owned(),
+            }),
+            gpu_memory_bytes: 40 << 30,
+            started_at: pod.then(|| bosun_core::Timestamp::from_unix_micros(1_700_000_000_000_000)),
+        },
+    )
+}
+
+async fn sync_inventory(ctx: &Ctx, sync: SourceSync) -> (u64, SyncCounts) {
+    let committed = ctx.store.commit(batch("inventory").sync_inventory(sync)).await.expect("sync");
+    ctx.clock.advance(Duration::from_secs(30));
+    match committed.outcomes[0] {
+        crate::write::WriteOutcome::Synced { sync_id, counts, .. } => (sync_id, counts),
+        ref other => panic!("expected a sync, got {other:?}"),
+    }
+}
+
+fn pve1_sync(ctx: &Ctx, outcome: Result<InventorySnapshot, String>) -> SourceSync {
+    SourceSync {
+        source: pve1(),
+        source_type: SourceType::Proxmox,
+        scope: SyncScope::Source,
+        started_at: ctx.now(),
+        outcome,
+    }
+}
+
+fn n1_workloads(ctx: &Ctx, workloads: Vec<Reported<Workload>>) -> SourceSync {
+    SourceSync {
+        source: agents(),
+        source_type: SourceType::Agent,
+        scope: SyncScope::Node(node_id("n1")),
+        started_at: ctx.now(),
+        outcome: Ok(InventorySnapshot { workloads, ..InventorySnapshot::default() }),
+    }
+}
+
+/// The inventory: `pve1` read three times (a VM changed and a container gone, then a
+/// failed read: the source stale, its data kept), and two reports of n1's workloads (one
+/// gone in the second), so that there are records of every kind, gone ones, a failed
+/// source and sync history.
+async fn fill_inventory(ctx: &Ctx) {
+    sync_inventory(ctx, pve1_sync(ctx, Ok(pve1_snapshot("running", true)))).await;
+    sync_inventory(ctx, n1_workloads(ctx, vec![workload(1234, true), workload(5678, false)])).await;
+    ctx.clock.advance(USAGE_REFRESH);
+    let (_, counts) = sync_inventory(ctx, pve1_sync(ctx, Ok(pve1_snapshot("stopped", false)))).await;
+    assert_eq!((counts.updated, counts.gone), (1, 1));
+    let (_, counts) = sync_inventory(ctx, n1_workloads(ctx, vec![workload(1234, true)])).await;
+    assert_eq!(counts.gone, 1);
+    let (_, counts) =
+        sync_inventory(ctx, pve1_sync(ctx, Err("https://pve.example:8006: connection refused".into()))).await;
+    assert_eq!(counts, SyncCounts::default());
+}
+
+/// Every inventory record, as the store lists them.
+async fn inventory_of(store: &dyn Store) -> Vec<InventoryRecord> {
+    let mut all = Vec::new();
+    for kind in InventoryKind::ALL {
+        let page = store.list_inventory(&InventoryFilter::kind(*kind), &PageRequest::first(1000)).await.expect("list");
+        assert!(page.next.is_none(), "one page");
+        all.extend(page.items);
+    }
+    all
+}
+
+/// The inventory as the API shows it: records, sources' status, sync history, and each
+/// record's history in the change log.
+async fn assert_same_inventory(source: &dyn Store, target: &dyn Store, what: &str) {
+    let records = inventory_of(source).await;
+    assert_eq!(inventory_of(target).await, records, "{what}: records");
+    assert_eq!(target.inventory_sources().await.expect("sources"), source.inventory_sources().await.expect("sources"));
+    assert_eq!(
+        target.inventory_syncs(None, 100).await.expect("syncs"),
+        source.inventory_syncs(None, 100).await.expect("syncs"),
+        "{what}: sync history"
+    );
+    for record in &records {
+        let filter = ChangeFilter::resource(record.kind().resource_kind(), record.id());
+        let history = source.list_changes(&filter, 100).await.expect("history");
+        assert!(!history.is_empty(), "{what}: {} has a history", record.id());
+        assert_eq!(target.list_changes(&filter, 100).await.expect("history"), history, "{what}: {}", record.id());
+    }
+}
+
+/// Syncs a store that was loaded from `source` as its server would go on: the last good
+/// read of pve1 again (nothing written), then n1's gone workload back. Ids, revisions and
+/// change sequence numbers continue after the loaded ones.
+async fn sync_on(target: &Ctx, source: &dyn Store, what: &str) {
+    target.clock.set(source_now(source).await + Duration::from_secs(60));
+    let before = inventory_of(&*target.store).await;
+    let last_sync = source.inventory_syncs(None, 1).await.expect("syncs")[0].id;
+    let last_seq = target.store.last_change_seq().await.expect("seq");
+    let (id, counts) = sync_inventory(target, pve1_sync(target, Ok(pve1_snapshot("stopped", false)))).await;
+    assert_eq!(id, last_sync + 1, "{what}: the sync history goes on");
+    assert!(!counts.changed_anything() && counts.unchanged == 7, "{what}: {counts:?}");
+    assert_eq!(target.store.last_change_seq().await.expect("seq"), last_seq, "{what}: nothing written");
+    let after = inventory_of(&*target.store).await;
+    let identity =
+        |r: &InventoryRecord| (r.id(), r.state.clone(), r.digest.clone(), r.revision, r.first_seen, r.gone_at);
+    assert_eq!(after.iter().map(identity).collect::<Vec<_>>(), before.iter().map(identity).collect::<Vec<_>>());
+
+    let gone = before.iter().find(|r| r.key == "n1/5678@1700000000").expect("the gone workload");
+    assert!(gone.gone_at.is_some(), "{what}");
+    let (id, counts) =
+        sync_inventory(target, n1_workloads(target, vec![workload(1234, true), workload(5678, false)])).await;
+    assert_eq!((id, counts.back, counts.unchanged), (last_sync + 2, 1, 1), "{what}");
+    let back = target.store.inventory_record(InventoryKind::Workload, &agents(), &gone.key).await.expect("back");
+    assert_eq!((back.revision, back.gone_at, back.first_seen), (gone.revision.next(), None, gone.first_seen), "{what}");
+    let history = target
+        .store
+        .list_changes(&ChangeFilter::resource(ResourceKind::Workload, back.id()), 100)
+        .await
+        .expect("history");
+    let seqs: Vec<(u64, u64)> = history.iter().map(|c| (c.seq, c.revision.get())).collect();
+    assert_eq!(
+        seqs.last().map(|(seq, revision)| (*seq > last_seq, *revision)),
+        Some((true, back.revision.get())),
+        "{what}"
+    );
+}
+
+/// The time of the last sync `source` recorded.
+async fn source_now(source: &dyn Store) -> bosun_core::Timestamp {
+    source.inventory_syncs(None, 1).await.expect("syncs")[0].finished_at
 }
 
 /// A runbook, a tool, an approval policy rule, two runs (one with targets, events, an
@@ -305,14 +537,20 @@ async fn export_import_and_copy_between_every_pair_of_backends() {
             let Some(imported) = Ctx::open(to).await else { continue };
             let summary = import_bytes(&*imported.store, file.clone(), Target::MustBeEmpty).await.expect("import");
             assert_eq!(summary.records, records.len() as u64);
-            assert_same(&source.store, &imported.store, &format!("export {from} -> import {to}")).await;
+            let what = format!("export {from} -> import {to}");
+            assert_same(&source.store, &imported.store, &what).await;
+            assert_same_inventory(&*source.store, &*imported.store, &what).await;
+            sync_on(&imported, &*source.store, &what).await;
 
             let Some(copied) = Ctx::open(to).await else { continue };
             let summary = copy(&*source.store, &*copied.store, Target::MustBeEmpty, Arc::new(()))
                 .await
                 .unwrap_or_else(|e| panic!("copy {from} -> {to}: {e}"));
             assert_eq!(summary.counts, snapshot.counts);
-            assert_same(&source.store, &copied.store, &format!("copy {from} -> {to}")).await;
+            let what = format!("copy {from} -> {to}");
+            assert_same(&source.store, &copied.store, &what).await;
+            assert_same_inventory(&*source.store, &*copied.store, &what).await;
+            sync_on(&copied, &*source.store, &what).await;
 
             // The copy goes on where the source left off: no sequence number twice.
             let committed = copied.store.commit(batch("after").create_pool(pool("next"))).await.expect("write");
@@ -373,6 +611,26 @@ async fn bad_exports_are_refused_with_their_line_and_nothing_is_committed() {
     let mut long = join(&lines[..1]);
     long.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES + 1));
     cases.push(("a line too long", long, "line 2: the line is longer than".into()));
+    // Inventory lines a sync could not have written: named by line and field, before any
+    // checksum is looked at.
+    let line_of = |prefix: &str| lines.iter().position(|l| l.starts_with(prefix)).expect(prefix);
+    for (name, prefix, from, to, problem) in [
+        ("a negative CPU", "{\"inventory_record\"", "\"cpu\":0.375", "\"cpu\":-1.0", "invalid host[\"pve-a\"].cpu: -1"),
+        (
+            "storage hosts out of order",
+            "{\"inventory_record\":{\"source\":\"pve1\",\"key\":\"ceph\"",
+            "[\"pve-a\",\"pve-b\"]",
+            "[\"pve-b\",\"pve-a\"]",
+            "invalid storage[\"ceph\"].hosts: must be sorted",
+        ),
+        ("a sync numbered 0", "{\"inventory_sync\"", "\"id\":1,", "\"id\":0,", "invalid sync 0.id: is 0"),
+    ] {
+        let mut edited = lines.clone();
+        let at = line_of(prefix);
+        assert!(edited[at].contains(from), "{name}: {}", edited[at]);
+        edited[at] = edited[at].replacen(from, to, 1);
+        cases.push((name, join(&edited), format!("line {}: {problem}", at + 1)));
+    }
     let mut after = lines.clone();
     after.push(lines[1].clone());
     cases.push(("data after the trailer", join(&after), format!("line {}: data after the trailer", last + 1)));
@@ -430,6 +688,70 @@ async fn an_export_of_an_older_schema_is_read_forward() {
     assert_eq!(summary.schema_version, 1);
     assert_eq!(target.store.counts().await.expect("counts"), source.store.counts().await.expect("counts"));
     assert_eq!(target.store.policy().await.expect("policy"), None);
+}
+
+/// The inventory's record kinds, which exports written before them do not name.
+const INVENTORY_KINDS: [RecordKind; 3] =
+    [RecordKind::InventoryRecord, RecordKind::InventorySource, RecordKind::InventorySync];
+
+#[tokio::test]
+async fn an_export_written_before_the_inventory_moved_imports_and_syncs_go_on() {
+    let source = Ctx::open(Backend::Memory).await.expect("memory");
+    fill_all_but_inventory(&source).await;
+    let text = String::from_utf8(export_bytes(&*source.store).await).expect("utf-8");
+    // As a bosun of that time wrote it: no inventory kinds in the header's counts or the
+    // trailer, no inventory sync id among the sequences; the file checksum written again.
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let last = lines.len() - 1;
+    let mut header: serde_json::Value = serde_json::from_str(&lines[0]).expect("json");
+    let mut trailer: serde_json::Value = serde_json::from_str(&lines[last]).expect("json");
+    for kind in INVENTORY_KINDS {
+        assert_eq!(header["header"]["counts"][kind.as_str()], 0, "{kind}");
+        header["header"]["counts"].as_object_mut().expect("counts").remove(kind.as_str());
+        trailer["trailer"]["kinds"].as_object_mut().expect("kinds").remove(kind.as_str());
+    }
+    header["header"]["sequences"].as_object_mut().expect("sequences").remove("inventory_sync_id");
+    lines[0] = header.to_string();
+    trailer["trailer"]["sha256"] = hex(&Sha256::digest(join(&lines[..last]))).into();
+    lines[last] = trailer.to_string();
+    let old = join(&lines);
+
+    for backend in BACKENDS {
+        let Some(target) = Ctx::open(backend).await else { continue };
+        let summary = import_bytes(&*target.store, old.clone(), Target::MustBeEmpty).await.expect("import");
+        assert!(INVENTORY_KINDS.iter().all(|kind| !summary.counts.contains_key(kind)), "{backend}");
+        assert_same(&source.store, &target.store, &format!("{backend}: an older export")).await;
+        target.clock.set(source.now());
+        let (id, counts) = sync_inventory(&target, pve1_sync(&target, Ok(pve1_snapshot("running", true)))).await;
+        assert_eq!((id, counts.created), (1, 8), "{backend}: the first sync");
+        assert_eq!(target.store.check_integrity().await.expect("check"), vec![], "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn a_target_that_holds_only_an_inventory_is_not_empty() {
+    let source = Ctx::open(Backend::Memory).await.expect("memory");
+    fill(&source).await;
+    let file = export_bytes(&*source.store).await;
+    let (snapshot, records) = contents_of(&*source.store).await;
+    for backend in BACKENDS {
+        let Some(target) = Ctx::open(backend).await else { continue };
+        // A failed read: a source's status and a row of sync history, nothing else.
+        sync_inventory(&target, pve1_sync(&target, Err("timed out".into()))).await;
+        let before = contents_of(&*target.store).await;
+        let error = import_bytes(&*target.store, file.clone(), Target::MustBeEmpty).await.expect_err("refused");
+        assert_eq!(error.to_string(), "the store is not empty (1 inventory sources)", "{backend}");
+        // The load's own check, in its transaction, sees the inventory's tables too.
+        let error = load_records(&*target.store, records.clone(), Some(snapshot.sequences), Target::MustBeEmpty)
+            .await
+            .expect_err("refused");
+        assert!(error.to_string().contains("the store is not empty"), "{backend}: {error}");
+        assert_eq!(contents_of(&*target.store).await, before, "{backend}: untouched");
+
+        import_bytes(&*target.store, file.clone(), Target::Replace).await.expect("replace");
+        assert_same(&source.store, &target.store, &format!("replace {backend}")).await;
+        assert_same_inventory(&*source.store, &*target.store, &format!("replace {backend}")).await;
+    }
 }
 
 #[tokio::test]
@@ -672,6 +994,80 @@ async fn a_postgres_dump_pages_through_nodes_with_and_without_gpus_and_heartbeat
     let (snapshot, dumped) = contents_of(&*target.store).await;
     assert_eq!(snapshot.counts[&RecordKind::Node], 2_500);
     assert!(dumped == records, "the dump differs from what was loaded");
+}
+
+#[tokio::test]
+async fn a_dump_pages_through_inventory_records_in_key_order_with_their_hosts() {
+    for backend in BACKENDS {
+        let Some(target) = Ctx::open(backend).await else { continue };
+        let at = target.now();
+        // More storage records and sources than a PostgreSQL dump's page holds, so that
+        // hosts meet page bounds; keys whose byte order is not a locale's order.
+        let sources: Vec<SourceName> =
+            ["pve1", "pve10", "pve2", "PVE"].iter().map(|s| s.parse().expect("valid")).collect();
+        let mut storage = Vec::new();
+        for i in 0..2_400 {
+            let source = sources[i % sources.len()].clone();
+            let key = match i % 5 {
+                0 => format!("b/{i}"),
+                1 => format!("B-{i}"),
+                2 => format!("é{i}"),
+                3 => format!("b-{i}"),
+                _ => format!("a b/{i}"),
+            };
+            let hosts = (0..i % 3).map(|h| format!("host-{h}")).collect();
+            let state = RecordState::Storage(Storage {
+                name: key.clone(),
+                storage_type: "dir".to_owned(),
+                content: vec!["images".to_owned()],
+                shared: i % 2 == 0,
+                status: "available".to_owned(),
+                total: i as u64,
+                hosts,
+            });
+            storage.push(InventoryRecord {
+                source,
+                key,
+                state,
+                digest: format!("d{i}"),
+                usage: Usage::default(),
+                usage_at: at,
+                first_seen: at,
+                last_seen: at,
+                gone_at: (i % 7 == 0).then_some(at),
+                revision: Revision::FIRST,
+            });
+        }
+        storage.sort_by(|a, b| (a.source.as_str(), a.key.as_bytes()).cmp(&(b.source.as_str(), b.key.as_bytes())));
+        let mut statuses: Vec<SourceStatus> = (0..2_100)
+            .map(|i| SourceStatus {
+                source: agents(),
+                source_type: SourceType::Agent,
+                scope: SyncScope::Node(node_id(&format!("node-{i}"))),
+                last_sync_at: at,
+                last_success_at: Some(at),
+                error: None,
+                counts: SyncCounts::default(),
+                syncs: 1,
+            })
+            .collect();
+        statuses.sort_by(|a, b| a.scope.as_stored().cmp(b.scope.as_stored()));
+        let records: Vec<Record> = storage
+            .into_iter()
+            .map(|r| Record::InventoryRecord(Box::new(r)))
+            .chain(statuses.into_iter().map(|s| Record::InventorySource(Box::new(s))))
+            .collect();
+        load_records(&*target.store, records.clone(), Some(Sequences::default()), Target::MustBeEmpty)
+            .await
+            .expect("load");
+        let (snapshot, dumped) = contents_of(&*target.store).await;
+        assert_eq!(
+            (snapshot.counts[&RecordKind::InventoryRecord], snapshot.counts[&RecordKind::InventorySource]),
+            (2_400, 2_100),
+            "{backend}"
+        );
+        assert!(dumped == records, "{backend}: the dump differs from what was loaded");
+    }
 }
 
 #[test]
