@@ -184,6 +184,7 @@ macro_rules! store_conformance {
             inventory::each_nodes_workloads_sync_on_their_own,
             inventory::what_the_store_cannot_hold_is_refused_and_nothing_is_written,
             inventory::inventory_lists_page_by_source_and_key,
+            inventory::drift_reports_live_in_the_change_log_with_growing_revisions,
         );
     };
 }
