@@ -161,6 +161,20 @@ struct Common<'a> {
     source: &'a Option<String>,
     vmid: Option<u32>,
     name: &'a Option<String>,
+    host: &'a Option<String>,
+    status: &'a Option<String>,
+}
+
+/// An entry's identity and the fields every kind compares.
+struct Entry {
+    /// Its key path (`vms[3]`).
+    key: String,
+    source: SourceName,
+    identity: Identity,
+    /// The name to compare: `None` when the name is the identity.
+    name: Option<String>,
+    host: Option<String>,
+    status: Option<String>,
 }
 
 /// Declared entries of one kind, by identity, to refuse the second of any.
@@ -175,14 +189,9 @@ impl Seen {
         Self { kind, list, entries: BTreeMap::new() }
     }
 
-    /// Resolves an entry's source and identity; an identity seen before is an error
-    /// naming both entries.
-    fn identify(
-        &mut self,
-        index: usize,
-        common: Common<'_>,
-        default: Option<&SourceName>,
-    ) -> Result<(SourceName, Identity), ConfigError> {
+    /// Resolves an entry's source, identity and common fields; an identity seen before is
+    /// an error naming both entries.
+    fn entry(&mut self, index: usize, common: Common<'_>, default: Option<&SourceName>) -> Result<Entry, ConfigError> {
         let key = format!("{}[{index}]", self.list);
         let source = match common.source {
             Some(name) => {
@@ -208,10 +217,8 @@ impl Seen {
                 return Err(ConfigError::invalid(key, "give vmid, or name for an entry without one"));
             }
         };
-        let entry = (source, identity);
-        if let Some(first) = self.entries.insert(entry.clone(), index) {
-            let (source, identity) = &entry;
-            let what = match identity {
+        if let Some(first) = self.entries.insert((source.clone(), identity.clone()), index) {
+            let what = match &identity {
                 Identity::Vmid(vmid) => format!("{} {source}/{vmid}", self.kind),
                 Identity::Name(name) => format!("the {} named {name} in {source}", self.kind),
             };
@@ -220,7 +227,15 @@ impl Seen {
                 format_args!("declares {what}, which {}[{first}] declares already", self.list),
             ));
         }
-        Ok(entry)
+        Ok(Entry {
+            // A name that identifies the entry is not compared as well.
+            name: if common.vmid.is_some() { optional_text(&key, "name", common.name.as_ref())? } else { None },
+            host: optional_text(&key, "host", common.host.as_ref())?,
+            status: optional_text(&key, "status", common.status.as_ref())?,
+            key,
+            source,
+            identity,
+        })
     }
 }
 
@@ -274,9 +289,9 @@ impl RawVm {
         seen: &mut Seen,
         default: &Option<SourceName>,
     ) -> Result<Declared<VmFields>, ConfigError> {
-        let key = format!("vms[{index}]");
-        let common = Common { source: &self.source, vmid: self.vmid, name: &self.name };
-        let (source, identity) = seen.identify(index, common, default.as_ref())?;
+        let common =
+            Common { source: &self.source, vmid: self.vmid, name: &self.name, host: &self.host, status: &self.status };
+        let Entry { key, source, identity, name, host, status } = seen.entry(index, common, default.as_ref())?;
         let gpu_devices = self
             .gpu_devices
             .map(|devices| {
@@ -288,10 +303,9 @@ impl RawVm {
             })
             .transpose()?;
         let expect = VmFields {
-            // A name that identifies the VM is not compared as well.
-            name: if self.vmid.is_some() { optional_text(&key, "name", self.name.as_ref())? } else { None },
-            host: optional_text(&key, "host", self.host.as_ref())?,
-            status: optional_text(&key, "status", self.status.as_ref())?,
+            name,
+            host,
+            status,
             template: self.template,
             cpus: self.cpus,
             memory_total: self.memory_total.map(|s| s.0),
@@ -310,13 +324,13 @@ impl RawContainer {
         seen: &mut Seen,
         default: &Option<SourceName>,
     ) -> Result<Declared<ContainerFields>, ConfigError> {
-        let key = format!("containers[{index}]");
-        let common = Common { source: &self.source, vmid: self.vmid, name: &self.name };
-        let (source, identity) = seen.identify(index, common, default.as_ref())?;
+        let common =
+            Common { source: &self.source, vmid: self.vmid, name: &self.name, host: &self.host, status: &self.status };
+        let Entry { key, source, identity, name, host, status } = seen.entry(index, common, default.as_ref())?;
         let expect = ContainerFields {
-            name: if self.vmid.is_some() { optional_text(&key, "name", self.name.as_ref())? } else { None },
-            host: optional_text(&key, "host", self.host.as_ref())?,
-            status: optional_text(&key, "status", self.status.as_ref())?,
+            name,
+            host,
+            status,
             template: self.template,
             os_template: optional_text(&key, "os_template", self.os_template.as_ref())?,
             hostname: optional_text(&key, "hostname", self.hostname.as_ref())?,

@@ -723,24 +723,10 @@ fn three_replicas_on_postgres_fail_over() {
 
 #[test]
 fn the_proxmox_mock_serves_a_generated_cluster_to_its_token_only() {
-    use std::io::{BufRead as _, Read as _};
-    let mut child = bosun()
-        .args(["dev", "proxmox-mock", "--address", "127.0.0.1:0", "--vms", "2", "--containers", "3"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the mock");
-    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let banner = lines.next().expect("a first line").expect("text");
-    let address = banner
-        .split_once("http://")
-        .and_then(|(_, rest)| rest.split(' ').next())
-        .unwrap_or_else(|| panic!("no URL in {banner:?}"))
-        .to_owned();
-    let token_id = lines.next().expect("token id").expect("text");
-    let secret = lines.next().expect("secret").expect("text");
-    let token_id = token_id.trim_start_matches("token_id: ").trim_matches('"').to_owned();
-    let secret = secret.trim_start_matches("token secret: ").to_owned();
+    use std::io::Read as _;
+    let mock = proxmox_mock(&["--vms", "2", "--containers", "3"]);
+    let address = mock.url.trim_start_matches("http://").to_owned();
+    let (token_id, secret) = (&mock.token_id, &mock.secret);
     let get = |authorization: &str| {
         let mut stream = std::net::TcpStream::connect(&address).expect("connect");
         write!(
@@ -758,12 +744,18 @@ fn the_proxmox_mock_serves_a_generated_cluster_to_its_token_only() {
     assert_eq!(answer.matches("\"type\":\"qemu\"").count(), 2, "{answer}");
     assert_eq!(answer.matches("\"type\":\"lxc\"").count(), 3, "{answer}");
     assert!(get("PVEAPIToken=someone@pve!x=guess").starts_with("HTTP/1.1 401"));
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
-/// `bosun dev proxmox-mock ARGS`, its API's URL and token secret.
-fn proxmox_mock(args: &[&str]) -> (Running, String, String) {
+/// A running `bosun dev proxmox-mock`, as its first lines describe it.
+struct ProxmoxMock {
+    _process: Running,
+    url: String,
+    token_id: String,
+    secret: String,
+}
+
+/// Starts `bosun dev proxmox-mock ARGS` on a free port.
+fn proxmox_mock(args: &[&str]) -> ProxmoxMock {
     use std::io::BufRead as _;
     let mut child = bosun()
         .args(["dev", "proxmox-mock", "--address", "127.0.0.1:0"])
@@ -773,19 +765,21 @@ fn proxmox_mock(args: &[&str]) -> (Running, String, String) {
         .spawn()
         .expect("start the mock");
     let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let banner = lines.next().expect("a first line").expect("text");
-    let url = banner.split(' ').find(|word| word.starts_with("http://")).expect("a URL").to_owned();
-    let _token_id = lines.next().expect("token id").expect("text");
-    let secret = lines.next().expect("secret").expect("text").trim_start_matches("token secret: ").to_owned();
-    (Running::new(child), url, secret)
+    let mut line = || lines.next().expect("a line").expect("text");
+    let banner = line();
+    let url = banner.split(' ').find(|word| word.starts_with("http://")).unwrap_or_else(|| panic!("{banner:?}"));
+    let url = url.to_owned();
+    let token_id = line().trim_start_matches("token_id: ").trim_matches('"').to_owned();
+    let secret = line().trim_start_matches("token secret: ").to_owned();
+    ProxmoxMock { _process: Running::new(child), url, token_id, secret }
 }
 
 #[test]
 fn inventory_diff_exits_1_on_drift_and_the_server_records_its_declarations_drift() {
-    let (_mock, mock_url, secret) = proxmox_mock(&["--nodes", "1", "--vms", "2", "--containers", "1"]);
+    let mock = proxmox_mock(&["--nodes", "1", "--vms", "2", "--containers", "1"]);
     let dir = tempfile::tempdir().expect("temp dir");
     let path = |name: &str| dir.path().join(name);
-    std::fs::write(path("secret"), secret).expect("write");
+    std::fs::write(path("secret"), &mock.secret).expect("write");
     let declaration = |name: &str, text: &str| {
         std::fs::write(path(name), text).expect("write");
         path(name).display().to_string()
@@ -802,8 +796,10 @@ fn inventory_diff_exits_1_on_drift_and_the_server_records_its_declarations_drift
     std::fs::write(
         path("bosun.yaml"),
         format!(
-            "inventory:\n  sources:\n    - name: pve1\n      type: proxmox\n      url: {mock_url}\n      \
-             token_id: \"bosun@pve!inventory\"\n      token_secret_file: {}\n  declaration: {drifting}\n",
+            "inventory:\n  sources:\n    - name: pve1\n      type: proxmox\n      url: {}\n      \
+             token_id: \"{}\"\n      token_secret_file: {}\n  declaration: {drifting}\n",
+            mock.url,
+            mock.token_id,
             path("secret").display()
         ),
     )
