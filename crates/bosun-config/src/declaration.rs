@@ -278,7 +278,14 @@ impl RawDeclaration {
                     .collect()
             })
             .transpose()?;
-        Ok(Declaration { default_source, vms, containers })
+        let declaration = Declaration { default_source, vms, containers };
+        if declaration.sources().is_empty() {
+            return Err(ConfigError::invalid(
+                "source",
+                "is required: without it, empty lists name no source to compare",
+            ));
+        }
+        Ok(declaration)
     }
 }
 
@@ -466,6 +473,7 @@ containers:
             ("source: pve1\nvms:\n  - vmid: 104\n    name: ''\n", "vms[0].name: must be 1 to 255 printable characters"),
             ("source: pve1\nvms:\n  - vmid: 104\n    gpu_devices: [\"a\\nb\"]\n", "vms[0].gpu_devices[0]"),
             ("source: pve1\n", "the declaration lists nothing"),
+            ("vms: []\ncontainers: []\n", "source: is required"),
             ("", "the declaration lists nothing"),
             ("vms: [\n", "line"),
         ];

@@ -209,8 +209,8 @@ impl Metrics {
         let inventory_drift = Family::<Labels1, Gauge>::default();
         registry.register(
             "inventory_drift",
-            "Resources drifting from the declared inventory at its last check, by kind (missing, unexpected, \
-             changed); set once a configured declaration was checked",
+            "Resources drifting from the declared inventory at this server's last check (the leader checks after \
+             each sync), by kind (missing, unexpected, changed); set once a configured declaration was checked",
             inventory_drift.clone(),
         );
         let auth_throttled = Counter::default();
