@@ -164,7 +164,7 @@ impl App {
             .map_err(crate::StartError::Notifier)?;
         let inventory =
             crate::inventory::Sources::new(&settings.inventory_sources).map_err(crate::StartError::Inventory)?;
-        let settings_declaration = settings.inventory_declaration.clone();
+        let declaration = settings.inventory_declaration.clone();
         let leadership = match &settings.election {
             None => Leadership::Sole,
             Some(election) => {
@@ -198,7 +198,7 @@ impl App {
             executor: crate::runs::Executor::default(),
             run_wake: tokio::sync::watch::Sender::new(0),
             inventory,
-            drift: settings_declaration.map(crate::drift::DriftCheck::new),
+            drift: declaration.map(crate::drift::DriftCheck::new),
         });
         app.reload_fleet().await.map_err(crate::StartError::Store)?;
         tracing::info!(nodes = app.fleet.len(), "fleet loaded");
