@@ -10,16 +10,21 @@
 //!       token_secret_env: PVE_TOKEN_SECRET   # or token_secret_file
 //!       interval: 30s                        # default 30s
 //!       verify_tls: true                     # ca_file: optional
+//!   declaration: /etc/bosun/inventory.yaml   # optional: checked for drift after each sync
 //! ```
 //!
 //! The endpoint keys mean what they mean for a `type: proxmox` provider
 //! ([`crate::proxmox`]). `agents` is the name of the agents' own source and cannot be
-//! taken.
+//! taken. The declaration ([`crate::declaration`]) is read when the configuration loads
+//! (a path relative to the working directory, as every path here) and may only name
+//! configured sources.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bosun_core::SourceName;
+use bosun_core::inventory::drift::Declaration;
 
 use crate::ConfigError;
 use crate::duration::{ConfigDuration, given_or, require_positive};
@@ -35,6 +40,15 @@ pub const AGENTS_SOURCE: &str = "agents";
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InventoryConfig {
     pub sources: Vec<InventorySource>,
+    /// The inventory as it should be (`inventory.declaration`).
+    pub declaration: Option<DeclarationConfig>,
+}
+
+/// A declaration file and what it declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclarationConfig {
+    pub path: PathBuf,
+    pub declaration: Declaration,
 }
 
 /// One configured source.
@@ -96,11 +110,12 @@ impl InventoryConfig {
             require_positive(&format!("{key}.interval"), interval)?;
             sources.push(InventorySource { name, interval, kind });
         }
-        Ok(Self { sources })
+        let declaration = raw.declaration.as_ref().map(|path| resolve_declaration(path, &names)).transpose()?;
+        Ok(Self { sources, declaration })
     }
 
     pub(crate) fn to_schema(&self) -> Option<schema::Inventory> {
-        if self.sources.is_empty() {
+        if self.sources.is_empty() && self.declaration.is_none() {
             return None;
         }
         let sources = self
@@ -122,8 +137,31 @@ impl InventoryConfig {
                 }
             })
             .collect();
-        Some(schema::Inventory { sources: Some(sources) })
+        let declaration = self.declaration.as_ref().map(|d| d.path.clone());
+        Some(schema::Inventory { sources: Some(sources), declaration })
     }
+}
+
+/// Reads the declaration at `path`; its errors name its own file and line under the
+/// configuration's key, and every source it names must be configured.
+fn resolve_declaration(
+    path: &std::path::Path,
+    configured: &BTreeSet<SourceName>,
+) -> Result<DeclarationConfig, ConfigError> {
+    const KEY: &str = "inventory.declaration";
+    let declaration = crate::declaration::load(path).map_err(|e| ConfigError::invalid(KEY, e))?;
+    if let Some(unknown) = declaration.sources().into_iter().find(|s| !configured.contains(s)) {
+        let names: Vec<String> = configured.iter().map(ToString::to_string).collect();
+        return Err(ConfigError::invalid(
+            KEY,
+            format_args!(
+                "{}: names source {unknown}, which is not configured under inventory.sources (configured: {})",
+                path.display(),
+                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+            ),
+        ));
+    }
+    Ok(DeclarationConfig { path: path.to_owned(), declaration })
 }
 
 #[cfg(test)]
@@ -161,5 +199,36 @@ mod tests {
             let error = load(&text).expect_err(&text);
             assert!(error.contains(expected), "{text}\n=> {error}");
         }
+    }
+
+    #[test]
+    fn a_declaration_is_read_with_the_configuration_and_its_errors_name_its_file_and_line() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("declared.yaml");
+        let config_text = format!("{SOURCE}  declaration: {}\n", path.display());
+
+        std::fs::write(&path, "source: pve1\nvms:\n  - vmid: 104\n    cpus: 16\n").expect("write");
+        let config = load(&config_text).expect("valid");
+        let declared = config.inventory.declaration.as_ref().expect("declaration");
+        assert_eq!(
+            (declared.path.as_path(), declared.declaration.vms.as_ref().map(Vec::len)),
+            (path.as_path(), Some(1))
+        );
+        let rendered = config.to_redacted_yaml();
+        assert!(rendered.contains(&format!("declaration: {}", path.display())), "{rendered}");
+
+        std::fs::write(&path, "source: pve1\nvms:\n  - vmid: 104\n    cpu: 16\n").expect("write");
+        let error = load(&config_text).expect_err("unknown key");
+        assert!(
+            error.starts_with(&format!("inventory.declaration: {}: vms[0].cpu: unknown key", path.display()))
+                && error.ends_with("(line 4)"),
+            "{error}"
+        );
+        std::fs::write(&path, "source: pve2\nvms: []\n").expect("write");
+        let error = load(&config_text).expect_err("unconfigured source");
+        assert!(error.contains("names source pve2, which is not configured") && error.contains("pve1"), "{error}");
+        std::fs::remove_file(&path).expect("remove");
+        let error = load(&config_text).expect_err("absent");
+        assert!(error.contains("inventory.declaration") && error.contains("cannot read"), "{error}");
     }
 }

@@ -22,7 +22,10 @@
 //!   id, where its secret is, TLS checks), shared by every entry that talks to a cluster.
 //! - [`runbook`]: runbooks ([`runbook::RunbookSpec`]), parsed as strictly as the file.
 //! - `retention`: how long the operations ledger keeps run history and the audit log.
-//! - `inventory`: the systems (Proxmox VE clusters) bosun reads its inventory from.
+//! - `inventory`: the systems (Proxmox VE clusters) bosun reads its inventory from, and the
+//!   declaration of what it should hold.
+//! - [`declaration`]: inventory declarations (the VMs and containers that should be
+//!   there), parsed as strictly as the file into `bosun_core::inventory::drift` terms.
 //! - `setup`: the placeholders of `setup_commands` and their syntax, shared with the SSH
 //!   bootstrap that fills them in.
 //! - [`duration`]: Go-style duration strings (`parse`, `format`), also for command-line flags.
@@ -37,6 +40,7 @@ pub mod approval;
 mod auth;
 mod autoscaling;
 mod config;
+pub mod declaration;
 pub mod duration;
 mod error;
 mod expand;
@@ -58,7 +62,7 @@ pub use api::{ApiConfig, TlsFiles};
 pub use auth::{AuthConfig, AuthToken, NodeTokenKey, Role, TokenSource};
 pub use config::Config;
 pub use error::{ConfigError, ConfigErrorKind};
-pub use inventory::{InventoryConfig, InventorySource, InventorySourceKind};
+pub use inventory::{DeclarationConfig, InventoryConfig, InventorySource, InventorySourceKind};
 pub use notifier::{NotifierConfig, WebhookConfig};
 pub use pool::{PoolConfig, SshConfig};
 pub use provider::{

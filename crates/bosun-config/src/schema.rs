@@ -52,6 +52,7 @@ pub(crate) struct Retention {
 #[serde(deny_unknown_fields)]
 pub(crate) struct Inventory {
     pub sources: Option<Vec<InventorySource>>,
+    pub declaration: Option<PathBuf>,
 }
 
 /// One source; the endpoint keys are those of [`crate::proxmox::ProxmoxEndpointKeys`].

@@ -29,8 +29,18 @@ named_enum!(
         Container => "container",
         Storage => "storage",
         Workload => "workload",
+        Drift => "drift",
     }
 );
+
+impl ResourceKind {
+    /// Whether the change log is the only place its resources are kept: a drift report
+    /// (the inventory's difference from its declaration) has no row of its own, each
+    /// record is the report as it was from then on.
+    pub fn is_log_only(self) -> bool {
+        matches!(self, ResourceKind::Drift)
+    }
+}
 
 named_enum!(
     /// What a change did to its resource.

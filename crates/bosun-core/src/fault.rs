@@ -273,7 +273,7 @@ impl FakeProcess {
         }
         let memory_bytes = match parameters.get("memory") {
             None => 1 << 30,
-            Some(text) => parse_bytes(text).ok_or_else(|| FaultError::BadParameter {
+            Some(text) => crate::size::parse_bytes(text).ok_or_else(|| FaultError::BadParameter {
                 name: "memory",
                 problem: format!("{text:?} is not a size such as 1073741824, 512MiB or 8GiB"),
             })?,
@@ -298,24 +298,6 @@ pub fn pid_parameter(parameters: &BTreeMap<String, String>) -> Result<Option<u32
             Err(FaultError::BadParameter { name: "pid", problem: format!("{text:?} is not a pid from 1 to {MAX_PID}") })
         }
     }
-}
-
-/// A byte count, bare or with a binary unit (`KiB`, `MiB`, `GiB`, `TiB`), at most
-/// `i64::MAX` (what a store keeps).
-fn parse_bytes(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    let shift = match unit.trim() {
-        "" | "B" => 0,
-        "KiB" => 10,
-        "MiB" => 20,
-        "GiB" => 30,
-        "TiB" => 40,
-        _ => return None,
-    };
-    let bytes = number.parse::<u64>().ok()?.checked_mul(1 << shift)?;
-    (bytes <= crate::validation::MAX_STORED_INT).then_some(bytes)
 }
 
 #[cfg(test)]

@@ -89,6 +89,7 @@ pub mod pool;
 pub mod remediation;
 pub mod selection;
 mod serde_secs;
+pub mod size;
 pub mod stats;
 pub mod time;
 pub mod validation;

@@ -66,6 +66,8 @@ pub(crate) struct App {
     pub run_wake: tokio::sync::watch::Sender<u64>,
     /// The configured inventory sources.
     pub inventory: crate::inventory::Sources,
+    /// The declared inventory, when configured, and its last drift report.
+    pub drift: Option<crate::drift::DriftCheck>,
 }
 
 /// Who does leader-only work: pool reconciliation, liveness judgement, timeouts,
@@ -162,6 +164,7 @@ impl App {
             .map_err(crate::StartError::Notifier)?;
         let inventory =
             crate::inventory::Sources::new(&settings.inventory_sources).map_err(crate::StartError::Inventory)?;
+        let declaration = settings.inventory_declaration.clone();
         let leadership = match &settings.election {
             None => Leadership::Sole,
             Some(election) => {
@@ -195,6 +198,7 @@ impl App {
             executor: crate::runs::Executor::default(),
             run_wake: tokio::sync::watch::Sender::new(0),
             inventory,
+            drift: declaration.map(crate::drift::DriftCheck::new),
         });
         app.reload_fleet().await.map_err(crate::StartError::Store)?;
         tracing::info!(nodes = app.fleet.len(), "fleet loaded");

@@ -146,6 +146,9 @@ pub(crate) async fn sync_source(app: &App, source: &Source) -> ApiResult<Synced>
     match committed.outcomes.first() {
         Some(WriteOutcome::Synced { counts, .. }) => {
             app.metrics.inventory_synced(source.name.as_str(), error.is_none(), counts);
+            if error.is_none() {
+                crate::drift::after_sync(app, &source.name).await;
+            }
             Ok(Synced { counts: *counts, error })
         }
         _ => Err(ApiError::Internal("an inventory sync committed without its outcome".to_owned())),

@@ -13,6 +13,9 @@
 //!   `inventory_agent::sync_node_workloads`, which syncs them as the node's scope of the
 //!   `agents` inventory source.
 //! - `inventory`: the configured inventory sources, read and synced by the leader.
+//! - `drift`: after each sync, the leader's comparison of the declared inventory
+//!   (`inventory.declaration`) with the synced one: a `drift` change record when it
+//!   changed, and the `bosun_inventory_drift` gauges.
 //! - `fleet`: the in-memory liveness view and the soft-state buffer.
 //! - `loops`: timers that run the periodic passes.
 //! - `change_follower`: what other replicas on the same database commit, dispatched here.
@@ -39,6 +42,7 @@ mod auth;
 mod auth_limit;
 mod change_follower;
 mod commands;
+mod drift;
 mod election;
 mod error;
 mod exposition;

@@ -59,6 +59,7 @@ pub(crate) struct Metrics {
     runs_finished: Family<Labels1, Counter>,
     inventory_syncs: Family<Labels2, Counter>,
     inventory_records: Family<Labels2, Counter>,
+    inventory_drift: Family<Labels1, Gauge>,
     auth_throttled: Counter,
     leader: Gauge,
     leader_epoch: Gauge,
@@ -205,6 +206,13 @@ impl Metrics {
             "Inventory records a sync created, updated, brought back or marked gone, by source and what it did",
             inventory_records.clone(),
         );
+        let inventory_drift = Family::<Labels1, Gauge>::default();
+        registry.register(
+            "inventory_drift",
+            "Resources drifting from the declared inventory at this server's last check (the leader checks after \
+             each sync), by kind (missing, unexpected, changed); set once a configured declaration was checked",
+            inventory_drift.clone(),
+        );
         let auth_throttled = Counter::default();
         registry.register(
             "auth_throttled",
@@ -265,6 +273,7 @@ impl Metrics {
             runs_finished,
             inventory_syncs,
             inventory_records,
+            inventory_drift,
             auth_throttled,
             registry,
             nodes,
@@ -403,6 +412,17 @@ impl Metrics {
                     .get_or_create(&[("source", source.to_owned()), ("change", what.to_owned())])
                     .inc_by(count);
             }
+        }
+    }
+
+    /// How many resources drift from the declared inventory, as its last check found.
+    pub(crate) fn inventory_drift(&self, counts: bosun_core::inventory::drift::DriftCounts) {
+        for (kind, count) in
+            [("missing", counts.missing), ("unexpected", counts.unexpected), ("changed", counts.changed)]
+        {
+            self.inventory_drift
+                .get_or_create(&[("kind", kind.to_owned())])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
     }
 

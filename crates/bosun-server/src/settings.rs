@@ -43,6 +43,9 @@ pub struct Settings {
     pub run_interval: Duration,
     /// The systems the leader reads the inventory from (`inventory.sources`).
     pub inventory_sources: Vec<bosun_config::InventorySource>,
+    /// The inventory as it should be (`inventory.declaration`): its drift is checked after
+    /// each sync of a source it names.
+    pub inventory_declaration: Option<std::sync::Arc<bosun_core::inventory::drift::Declaration>>,
     /// Request bodies larger than this are refused.
     pub max_request_bytes: usize,
     /// TLS on the API port (`api.tls`); plain HTTP without.
@@ -117,6 +120,11 @@ impl Settings {
             approval_timeout: server.approval_timeout,
             run_interval: Duration::from_secs(1),
             inventory_sources: config.inventory.sources.clone(),
+            inventory_declaration: config
+                .inventory
+                .declaration
+                .as_ref()
+                .map(|d| std::sync::Arc::new(d.declaration.clone())),
             max_request_bytes: config.api.max_request_bytes,
             tls: config.api.tls.clone(),
             max_connections: config.api.max_connections,

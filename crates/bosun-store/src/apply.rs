@@ -198,6 +198,8 @@ pub(crate) trait Transaction {
         at: Timestamp,
     ) -> Result<()>;
 
+    /// The revision of the latest change record of `kind` under `id`, if there is one.
+    async fn last_change_revision(&mut self, kind: ResourceKind, id: &str) -> Result<Option<Revision>>;
     /// Appends change records in order; returns their sequence numbers, in the same order.
     async fn append_changes(&mut self, stamp: Stamp<'_>, changes: &[ChangeDraft]) -> Result<Vec<u64>>;
 }
@@ -465,6 +467,15 @@ async fn apply<T: Transaction>(tx: &mut T, options: &StoreOptions, stamp: Stamp<
         Write::UpdateApproval { approval, expected } => ledger::update_approval(tx, approval, *expected).await,
         Write::AppendAudit(entry) => ledger::append_audit(tx, stamp, entry).await,
         Write::SyncInventory(sync) => crate::inventory::sync(tx, stamp, sync).await,
+        Write::RecordDrift { id, report } => {
+            rules::check_drift_id(id)?;
+            // Retention keeps the latest record of every resource, so the count goes on.
+            let (op, revision) = match tx.last_change_revision(ResourceKind::Drift, id).await? {
+                None => (ChangeOp::Created, Revision::FIRST),
+                Some(last) => (ChangeOp::Updated, last.next()),
+            };
+            Ok(Applied::resource(ResourceKind::Drift, id, op, revision, report))
+        }
     }
 }
 

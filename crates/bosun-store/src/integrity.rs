@@ -372,7 +372,8 @@ impl ChangeLogChecker {
         let missing: Vec<_> = self
             .last
             .iter()
-            .filter(|(key, last)| last.op != ChangeOp::Deleted && !seen.contains(*key))
+            // A log-only resource (a drift report) has no row to be found.
+            .filter(|(key, last)| last.op != ChangeOp::Deleted && !key.0.is_log_only() && !seen.contains(*key))
             .map(|((kind, id), last)| (*kind, id.clone(), *last))
             .collect();
         for (kind, id, last) in missing {

@@ -1022,6 +1022,12 @@ impl Transaction for Tx<'_> {
         Ok(())
     }
 
+    async fn last_change_revision(&mut self, kind: ResourceKind, id: &str) -> Result<Option<Revision>> {
+        // A scan from the newest record: memory keeps no index by resource, and only drift
+        // reports (one write per change of drift) ask.
+        Ok(self.state.changes.values().rev().find(|c| c.kind == kind && c.resource_id == id).map(|c| c.revision))
+    }
+
     async fn append_changes(&mut self, stamp: Stamp<'_>, changes: &[ChangeDraft]) -> Result<Vec<u64>> {
         changes.iter().map(|change| self.record_change(stamp, change)).collect()
     }

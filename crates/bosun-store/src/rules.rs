@@ -229,3 +229,8 @@ pub(crate) fn linked_instance_error(node: &NodeId, instance: &bosun_core::Instan
         format_args!("node {node} is still linked to instance {instance}; unlink the instance in the same batch first"),
     )
 }
+
+/// The id a drift report is recorded under: an identifier, as the change log's ids are.
+pub(crate) fn check_drift_id(id: &str) -> Result<()> {
+    bosun_core::validation::check_identifier("id", id, 128).map_err(StoreError::Invalid)
+}

@@ -6,6 +6,7 @@
 //! the same transaction. Callers compute new states with `bosun_core`'s lifecycles; the
 //! store re-checks every status change and every expected revision before committing.
 
+use bosun_core::inventory::drift::DriftReport;
 use bosun_core::inventory::{SourceSync, SyncCounts};
 use bosun_core::node::Gpu;
 use bosun_core::{
@@ -142,6 +143,14 @@ pub enum Write {
     /// brings back its records, writes nothing for unchanged ones, and records the sync. A
     /// failed read (`outcome` is the reason) changes nothing but the source's status.
     SyncInventory(Box<SourceSync>),
+    /// Records how the inventory now differs from its declaration: a change record of kind
+    /// `drift` under `id` whose resource is the report, at the revision after the last one
+    /// recorded under `id` (created at 1 when none was). The change log is the only place a
+    /// report is kept.
+    RecordDrift {
+        id: String,
+        report: Box<DriftReport>,
+    },
     /// Records the decision on an approval; `FailedPrecondition` if it was decided before.
     UpdateApproval {
         approval: Box<Approval>,
@@ -185,6 +194,7 @@ impl Write {
             Write::CreateApproval(approval) | Write::UpdateApproval { approval, .. } => {
                 Some((ResourceKind::Approval, approval.id.to_string()))
             }
+            Write::RecordDrift { id, .. } => Some((ResourceKind::Drift, id.clone())),
             Write::AppendHealthReport(_)
             | Write::AppendBootstrapLog(_)
             | Write::AppendRunEvent(_)
@@ -362,6 +372,11 @@ impl WriteBatch {
 
     pub fn sync_inventory(mut self, sync: SourceSync) -> Self {
         self.writes.push(Write::SyncInventory(Box::new(sync)));
+        self
+    }
+
+    pub fn record_drift(mut self, id: impl Into<String>, report: DriftReport) -> Self {
+        self.writes.push(Write::RecordDrift { id: id.into(), report: Box::new(report) });
         self
     }
 

@@ -723,24 +723,10 @@ fn three_replicas_on_postgres_fail_over() {
 
 #[test]
 fn the_proxmox_mock_serves_its_token_only_and_feeds_the_inventory() {
-    use std::io::{BufRead as _, Read as _};
-    let mut child = bosun()
-        .args(["dev", "proxmox-mock", "--address", "127.0.0.1:0", "--vms", "2", "--containers", "3"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the mock");
-    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let banner = lines.next().expect("a first line").expect("text");
-    let address = banner
-        .split_once("http://")
-        .and_then(|(_, rest)| rest.split(' ').next())
-        .unwrap_or_else(|| panic!("no URL in {banner:?}"))
-        .to_owned();
-    let token_id = lines.next().expect("token id").expect("text");
-    let secret = lines.next().expect("secret").expect("text");
-    let token_id = token_id.trim_start_matches("token_id: ").trim_matches('"').to_owned();
-    let secret = secret.trim_start_matches("token secret: ").to_owned();
+    use std::io::Read as _;
+    let mock = proxmox_mock(&["--vms", "2", "--containers", "3"]);
+    let address = mock.url.trim_start_matches("http://").to_owned();
+    let (token_id, secret) = (&mock.token_id, &mock.secret);
     let get = |authorization: &str| {
         let mut stream = std::net::TcpStream::connect(&address).expect("connect");
         write!(
@@ -787,6 +773,102 @@ fn the_proxmox_mock_serves_its_token_only_and_feeds_the_inventory() {
     let runs = ok(bosun().args(["runs", "list", "--kind", "external", "-o", "json", "--server", &url]));
     let runs: serde_json::Value = serde_json::from_str(&runs).expect("runs as JSON");
     assert!(runs.as_array().is_some_and(|runs| !runs.is_empty()), "the nodes' tasks are runs: {runs}");
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+/// A running `bosun dev proxmox-mock`, as its first lines describe it.
+struct ProxmoxMock {
+    _process: Running,
+    url: String,
+    token_id: String,
+    secret: String,
+}
+
+/// Starts `bosun dev proxmox-mock ARGS` on a free port.
+fn proxmox_mock(args: &[&str]) -> ProxmoxMock {
+    use std::io::BufRead as _;
+    let mut child = bosun()
+        .args(["dev", "proxmox-mock", "--address", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the mock");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut line = || lines.next().expect("a line").expect("text");
+    let banner = line();
+    let url = banner.split(' ').find(|word| word.starts_with("http://")).unwrap_or_else(|| panic!("{banner:?}"));
+    let url = url.to_owned();
+    let token_id = line().trim_start_matches("token_id: ").trim_matches('"').to_owned();
+    let secret = line().trim_start_matches("token secret: ").to_owned();
+    ProxmoxMock { _process: Running::new(child), url, token_id, secret }
+}
+
+#[test]
+fn inventory_diff_exits_1_on_drift_and_the_server_records_its_declarations_drift() {
+    let mock = proxmox_mock(&["--nodes", "1", "--vms", "2", "--containers", "1"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = |name: &str| dir.path().join(name);
+    std::fs::write(path("secret"), &mock.secret).expect("write");
+    let declaration = |name: &str, text: &str| {
+        std::fs::write(path(name), text).expect("write");
+        path(name).display().to_string()
+    };
+    // VMs 100 and 101 (gpu-vm-0, gpu-vm-1, 16 cores), container 102 (svc-0), all on pve1.
+    let matching = declaration(
+        "matching.yaml",
+        "source: pve1\nvms:\n  - vmid: 100\n    name: gpu-vm-0\n    cpus: 16\n  - vmid: 101\n\
+         containers:\n  - name: svc-0\n    status: running\n",
+    );
+    let drifting =
+        declaration("drifting.yaml", "source: pve1\nvms:\n  - vmid: 100\n    cpus: 8\n  - vmid: 999\ncontainers: []\n");
+    let bad = declaration("bad.yaml", "source: pve1\nvms:\n  - vmid: 100\n    cpu: 8\n");
+    std::fs::write(
+        path("bosun.yaml"),
+        format!(
+            "inventory:\n  sources:\n    - name: pve1\n      type: proxmox\n      url: {}\n      \
+             token_id: \"{}\"\n      token_secret_file: {}\n  declaration: {drifting}\n",
+            mock.url,
+            mock.token_id,
+            path("secret").display()
+        ),
+    )
+    .expect("write");
+    let (_server, url) = start_server(
+        &["--store".as_ref(), "memory://".as_ref(), "--config".as_ref(), path("bosun.yaml").as_os_str()],
+        "127.0.0.1:0",
+    );
+    // The source is read when the server starts.
+    eventually(&url, &["inventory", "sources", "-o", "json"], |out| out.contains("\"syncs\": 1"));
+
+    let same = ok(bosun().args(["inventory", "diff", &matching, "--server", &url]));
+    assert_eq!(same, "no drift: 3 records of pve1 as declared\n");
+
+    let output = run(bosun().args(["inventory", "diff", &drifting, "--server", &url]));
+    assert_eq!(output.status.code(), Some(1), "drift exits 1: {}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "missing vm pve1/999\nunexpected vm pve1/101 (gpu-vm-1)\nunexpected container pve1/102 (svc-0)\n\
+         changed vm pve1/100 (gpu-vm-0) cpus: declared 8, actual 16\ndrift: 1 missing, 2 unexpected, 1 changed\n"
+    );
+    let output = run(bosun().args(["inventory", "diff", &drifting, "-o", "json", "--server", &url]));
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("a JSON report");
+    assert_eq!(report["changed"][0]["field"], "cpus");
+    assert_eq!(
+        (report["changed"][0]["declared"].as_u64(), report["changed"][0]["actual"].as_u64()),
+        (Some(8), Some(16))
+    );
+    assert_eq!(report["missing"][0]["vmid"], 999);
+
+    // A bad declaration is an error naming the file, the key and the line.
+    let line = fails_with_one_line(bosun().args(["inventory", "diff", &bad, "--server", &url]));
+    assert!(line.contains(&format!("{bad}: vms[0].cpu: unknown key")) && line.ends_with("(line 4)"), "{line}");
+
+    // The server checks its own declaration (the drifting one) right after its sync.
+    let history = eventually(&url, &["inventory", "history", "drift", "declaration", "-o", "json"], |_| true);
+    let events: serde_json::Value = serde_json::from_str(&history).expect("a JSON array");
+    assert_eq!(events.as_array().map(Vec::len), Some(1), "{history}");
+    assert_eq!(events[0]["resource"]["missing"][0]["vmid"], 999, "{history}");
+    let line = fails_with_one_line(bosun().args(["inventory", "history", "drift", "other", "--server", &url]));
+    assert!(line.contains("no drift is recorded under \"other\""), "{line}");
 }

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::validation::ValidationError;
 use crate::{NodeId, SourceName, Timestamp};
 
+pub mod drift;
 mod record;
 
 pub use record::{

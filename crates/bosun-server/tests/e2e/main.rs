@@ -9,6 +9,7 @@ mod bootstrap;
 mod commands;
 mod connections;
 mod cross_replica;
+mod drift;
 mod endpoints;
 mod hostile;
 mod instances;

@@ -422,3 +422,43 @@ pub(crate) async fn retention_prunes_old_sync_records_and_keeps_the_records(ctx:
     let status = &ctx.store.inventory_sources().await.expect("sources")[0];
     assert_eq!(status.syncs, 2, "the source's status still counts every sync");
 }
+
+pub(crate) async fn drift_reports_live_in_the_change_log_with_growing_revisions(ctx: &Ctx) {
+    use bosun_core::inventory::drift::{DriftReport, Missing};
+    let missing = DriftReport {
+        missing: vec![Missing { kind: InventoryKind::Vm, source: source(), vmid: Some(104), name: None }],
+        ..DriftReport::default()
+    };
+    let first = ctx.store.commit(batch("drift").record_drift("declaration", missing.clone())).await.expect("record");
+    assert!(matches!(first.outcomes[0], WriteOutcome::Resource { revision, .. } if revision == Revision::FIRST));
+    ctx.store.commit(batch("drift").record_drift("declaration", DriftReport::default())).await.expect("record");
+    assert_eq!(
+        history(ctx, ResourceKind::Drift, "declaration").await,
+        [(ChangeOp::Created, 1), (ChangeOp::Updated, 2)]
+    );
+    let changes =
+        ctx.store.list_changes(&ChangeFilter::resource(ResourceKind::Drift, "declaration"), 10).await.expect("changes");
+    assert_eq!(serde_json::from_value::<DriftReport>(changes[0].resource.clone()).expect("a report"), missing);
+    // The log is the report's only home: `db check` expects no row for it.
+    assert!(ctx.store.check_integrity().await.expect("check").is_empty());
+
+    // Retention keeps the latest record, so the revisions go on from it.
+    ctx.clock.advance(Duration::from_secs(8 * 24 * 3600));
+    ctx.store
+        .apply_retention(&crate::RetentionPolicy {
+            changes_older_than: Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .await
+        .expect("retention");
+    assert_eq!(history(ctx, ResourceKind::Drift, "declaration").await, [(ChangeOp::Updated, 2)]);
+    ctx.store.commit(batch("drift").record_drift("declaration", missing)).await.expect("record");
+    assert_eq!(
+        history(ctx, ResourceKind::Drift, "declaration").await,
+        [(ChangeOp::Updated, 2), (ChangeOp::Updated, 3)]
+    );
+    assert!(ctx.store.check_integrity().await.expect("check").is_empty());
+
+    let bad = ctx.store.commit(batch("drift").record_drift("has space", DriftReport::default())).await;
+    assert_err!(bad, E::Invalid(_));
+}

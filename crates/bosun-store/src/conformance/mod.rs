@@ -185,6 +185,7 @@ macro_rules! store_conformance {
             inventory::what_the_store_cannot_hold_is_refused_and_nothing_is_written,
             inventory::inventory_lists_page_by_source_and_key,
             inventory::retention_prunes_old_sync_records_and_keeps_the_records,
+            inventory::drift_reports_live_in_the_change_log_with_growing_revisions,
         );
     };
 }

@@ -14,8 +14,8 @@ use bosun_core::inventory::{InventoryKind, InventoryRecord, SourceStatus, SyncRe
 use bosun_core::node::Gpu;
 use bosun_core::{
     Approval, ApprovalId, ApprovalPolicy, ApprovalPolicyName, AuditEntry, BootstrapLog, Command, CommandId,
-    HealthReport, Instance, InstanceId, Lease, LeaseName, Node, NodeId, Pool, PoolName, Revision, RunEvent, RunId,
-    Runbook, RunbookName, StoredPolicy, TaskRun, Timestamp, ToolCall, ToolDefinition, ToolName,
+    HealthReport, Instance, InstanceId, Lease, LeaseName, Node, NodeId, Pool, PoolName, ResourceKind, Revision,
+    RunEvent, RunId, Runbook, RunbookName, StoredPolicy, TaskRun, Timestamp, ToolCall, ToolDefinition, ToolName,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, PgConnection};
@@ -667,6 +667,23 @@ impl Transaction for PgTx<'_> {
         at: Timestamp,
     ) -> Result<()> {
         inventory::refresh_usage(self.conn, self.slow, kind, source, usage, at).await
+    }
+
+    async fn last_change_revision(&mut self, kind: ResourceKind, id: &str) -> Result<Option<Revision>> {
+        let stored: Option<i64> = self
+            .slow
+            .run(
+                "changes.last_revision",
+                sqlx::query_scalar(
+                    "SELECT revision FROM changes WHERE kind = $1 AND resource_id = $2 ORDER BY seq DESC LIMIT 1",
+                )
+                .bind(kind.as_str())
+                .bind(id)
+                .fetch_optional(&mut *self.conn),
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        stored.map(|r| revision("changes.revision", r)).transpose()
     }
 
     async fn append_changes(&mut self, stamp: Stamp<'_>, changes: &[ChangeDraft]) -> Result<Vec<u64>> {

@@ -7,8 +7,8 @@ use bosun_core::inventory::{InventoryKind, InventoryRecord, SourceStatus, SyncRe
 use bosun_core::node::Gpu;
 use bosun_core::{
     Approval, ApprovalId, ApprovalPolicy, ApprovalPolicyName, AuditEntry, BootstrapLog, Command, CommandId,
-    HealthReport, Instance, InstanceId, Lease, LeaseName, Node, NodeId, Pool, PoolName, Revision, RunEvent, RunId,
-    Runbook, RunbookName, StoredPolicy, TaskRun, Timestamp, ToolCall, ToolDefinition, ToolName,
+    HealthReport, Instance, InstanceId, Lease, LeaseName, Node, NodeId, Pool, PoolName, ResourceKind, Revision,
+    RunEvent, RunId, Runbook, RunbookName, StoredPolicy, TaskRun, Timestamp, ToolCall, ToolDefinition, ToolName,
 };
 use rusqlite::{Connection, OptionalExtension as _, params};
 
@@ -485,6 +485,17 @@ impl Transaction for SqliteTx<'_> {
         at: Timestamp,
     ) -> Result<()> {
         inventory::refresh_usage(self.conn, kind, source, usage, at)
+    }
+
+    async fn last_change_revision(&mut self, kind: ResourceKind, id: &str) -> Result<Option<Revision>> {
+        let stored: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT revision FROM changes WHERE kind = ?1 AND resource_id = ?2 ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row([kind.as_str(), id], |row| row.get(0))
+            .optional()?;
+        stored.map(|r| revision("changes.revision", r)).transpose()
     }
 
     async fn append_changes(&mut self, stamp: Stamp<'_>, changes: &[ChangeDraft]) -> Result<Vec<u64>> {

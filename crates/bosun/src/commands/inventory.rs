@@ -1,11 +1,13 @@
 //! The inventory from the command line: `bosun hosts|vms|containers|storage|workloads
-//! list|get` and `bosun inventory sources|syncs|sync|history`.
+//! list|get` and `bosun inventory sources|syncs|sync|history|diff`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use bosun_api::v1;
-use bosun_core::inventory::InventoryKind;
+use bosun_core::inventory::drift::{self, Declaration, DriftReport};
+use bosun_core::inventory::{InventoryKind, InventoryRecord};
 use clap::{Args, Subcommand};
 
 use super::remote::{Remote, call};
@@ -214,13 +216,20 @@ enum InventoryCommand {
         #[arg(long)]
         source: Option<String>,
     },
-    /// Every state a record went through (its change records), oldest first.
+    /// Every state a record went through (its change records), oldest first; `drift
+    /// declaration` lists every drift report the server recorded.
     History {
-        /// host, vm, container, storage or workload.
-        #[arg(value_parser = parse_kind)]
-        kind: InventoryKind,
-        /// SOURCE/KEY, or a key or name only one record has.
+        /// host, vm, container, storage, workload, or drift.
+        #[arg(value_parser = parse_history_kind)]
+        kind: HistoryKind,
+        /// SOURCE/KEY, or a key or name only one record has (`declaration` for drift).
         id: String,
+    },
+    /// Compare a declared inventory (YAML: VMs and containers with the fields that matter)
+    /// with what is synced: missing, unexpected and changed, field by field. Exits 1 on drift.
+    Diff {
+        /// The declaration (see README: Inventory).
+        file: PathBuf,
     },
 }
 
@@ -279,8 +288,19 @@ fn sync_table(rows: &[SyncRow]) -> Table {
     table
 }
 
-fn parse_kind(text: &str) -> Result<InventoryKind, String> {
-    text.parse().map_err(|e: bosun_core::ValidationError| e.problem)
+/// What `inventory history` lists the changes of.
+#[derive(Debug, Clone, Copy)]
+enum HistoryKind {
+    Record(InventoryKind),
+    /// The drift reports the server recorded (kept only in the change log).
+    Drift,
+}
+
+fn parse_history_kind(text: &str) -> Result<HistoryKind, String> {
+    if text.trim().eq_ignore_ascii_case("drift") {
+        return Ok(HistoryKind::Drift);
+    }
+    text.parse().map(HistoryKind::Record).map_err(|e: bosun_core::ValidationError| format!("{}, or drift", e.problem))
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -383,21 +403,119 @@ pub async fn run(args: &InventoryArgs) -> anyhow::Result<ExitCode> {
             (output::render(format, &rows, || source_table(&rows).render())?, code)
         }
         InventoryCommand::History { kind, id } => {
-            let request =
-                v1::GetInventoryRequest { kind: kind.as_str().to_owned(), id: id.clone(), ..Default::default() };
-            let got = call!(admin, get_inventory, request);
-            let record = got.record.as_option().context("the server answered without the record")?;
+            let (kind, resource_id) = match kind {
+                HistoryKind::Record(kind) => {
+                    let request = v1::GetInventoryRequest {
+                        kind: kind.as_str().to_owned(),
+                        id: id.clone(),
+                        ..Default::default()
+                    };
+                    let got = call!(admin, get_inventory, request);
+                    let record = got.record.as_option().context("the server answered without the record")?;
+                    (kind.resource_kind(), record.id.clone())
+                }
+                HistoryKind::Drift => (bosun_core::ResourceKind::Drift, id.clone()),
+            };
             let request = v1::ListEventsRequest {
                 kind: kind.as_str().to_owned(),
-                resource_id: record.id.clone(),
+                resource_id,
                 limit: 10_000,
                 ..Default::default()
             };
             let listed = call!(admin, list_events, request);
+            if listed.events.is_empty() && matches!(kind, bosun_core::ResourceKind::Drift) {
+                anyhow::bail!(
+                    "no drift is recorded under {id:?}: the server records it (as \"declaration\") after each sync \
+                     when inventory.declaration is configured"
+                );
+            }
             let rows: Vec<EventRow> = listed.events.iter().map(EventRow::from_wire).collect();
             (output::render(format, &rows, || views::event_table(&rows).render())?, ExitCode::SUCCESS)
+        }
+        InventoryCommand::Diff { file } => {
+            // A bad file is an error before any call.
+            let declaration = bosun_config::declaration::load(file)?;
+            warn_of_unsynced_sources(&admin, &declaration).await?;
+            let mut records = Vec::new();
+            for kind in declaration.kinds() {
+                for source in declaration.scope(kind) {
+                    records.extend(present_records(&admin, kind, source.as_str()).await?);
+                }
+            }
+            let report = drift::compare(&declaration, &records);
+            let code = if report.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+            (output::render(format, &report, || drift_text(&declaration, &report, records.len()))?, code)
         }
     };
     print!("{text}");
     Ok(code)
+}
+
+/// Every present record of `kind` in `source`, read page by page, as its JSON document
+/// says it is.
+async fn present_records(
+    admin: &super::remote::Admin,
+    kind: InventoryKind,
+    source: &str,
+) -> anyhow::Result<Vec<InventoryRecord>> {
+    let mut records = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = v1::ListInventoryRequest {
+            kind: kind.as_str().to_owned(),
+            source: source.to_owned(),
+            gone: "false".to_owned(),
+            page_size: 1000,
+            page_token: page_token.clone(),
+            ..Default::default()
+        };
+        let page = call!(admin, list_inventory, request);
+        for record in &page.records {
+            let parsed: InventoryRecord = serde_json::from_str(&record.json)
+                .with_context(|| format!("the server sent {} in a form this bosun cannot read", record.id))?;
+            records.push(parsed);
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(records);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// A source the server never read, or could not read last time, makes a diff say less
+/// than it seems to: said on stderr, the report stays as it is.
+async fn warn_of_unsynced_sources(admin: &super::remote::Admin, declaration: &Declaration) -> anyhow::Result<()> {
+    let listed = call!(admin, list_inventory_sources, v1::ListInventorySourcesRequest::default());
+    for source in declaration.sources() {
+        match listed.sources.iter().find(|s| s.source == source.as_str()) {
+            None => eprintln!(
+                "warning: the server knows no inventory source {source}: everything declared in it reads as missing"
+            ),
+            Some(status) if status.last_success_at.as_option().is_none() => {
+                eprintln!("warning: inventory source {source} was never read successfully: {}", status.error)
+            }
+            Some(status) if !status.error.is_empty() => eprintln!(
+                "warning: inventory source {source} is stale (its last read failed: {}); compared with its last good read",
+                status.error
+            ),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The report for people: one line per difference and a count, or what was found as
+/// declared.
+fn drift_text(declaration: &Declaration, report: &DriftReport, compared: usize) -> String {
+    let sources: Vec<String> = declaration.sources().iter().map(ToString::to_string).collect();
+    if report.is_empty() {
+        return format!("no drift: {compared} records of {} as declared\n", sources.join(", "));
+    }
+    let mut text = report.lines().join("\n");
+    let counts = report.counts();
+    text.push_str(&format!(
+        "\ndrift: {} missing, {} unexpected, {} changed\n",
+        counts.missing, counts.unexpected, counts.changed
+    ));
+    text
 }
