@@ -22,7 +22,8 @@
 //!   id, where its secret is, TLS checks), shared by every entry that talks to a cluster.
 //! - [`runbook`]: runbooks ([`runbook::RunbookSpec`]), parsed as strictly as the file.
 //! - `retention`: how long the operations ledger keeps run history and the audit log.
-//! - `inventory`: the systems (Proxmox VE clusters) bosun reads its inventory from.
+//! - `inventory`: the systems (Proxmox VE clusters) bosun reads its inventory from, and
+//!   the services (named label selectors over VMs, containers and workloads).
 //! - `setup`: the placeholders of `setup_commands` and their syntax, shared with the SSH
 //!   bootstrap that fills them in.
 //! - [`duration`]: Go-style duration strings (`parse`, `format`), also for command-line flags.

@@ -51,6 +51,17 @@ pub(crate) struct Retention {
 #[serde(deny_unknown_fields)]
 pub(crate) struct Inventory {
     pub sources: Option<Vec<InventorySource>>,
+    pub services: Option<Vec<InventoryService>>,
+}
+
+/// One service: a named label selector over some kinds of inventory record.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InventoryService {
+    pub name: Option<String>,
+    pub selector: Option<String>,
+    pub kinds: Option<Vec<String>>,
+    pub description: Option<String>,
 }
 
 /// One source; the endpoint keys are those of [`crate::proxmox::ProxmoxEndpointKeys`].

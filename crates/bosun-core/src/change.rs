@@ -29,6 +29,7 @@ named_enum!(
         Container => "container",
         Storage => "storage",
         Workload => "workload",
+        Service => "service",
     }
 );
 

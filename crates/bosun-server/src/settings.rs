@@ -41,6 +41,8 @@ pub struct Settings {
     pub run_interval: Duration,
     /// The systems the leader reads the inventory from (`inventory.sources`).
     pub inventory_sources: Vec<bosun_config::InventorySource>,
+    /// The services the leader syncs into the inventory (`inventory.services`).
+    pub inventory_services: Vec<bosun_core::inventory::Service>,
     /// Request bodies larger than this are refused.
     pub max_request_bytes: usize,
     /// TLS on the API port (`api.tls`); plain HTTP without.
@@ -114,6 +116,7 @@ impl Settings {
             approval_timeout: server.approval_timeout,
             run_interval: Duration::from_secs(1),
             inventory_sources: config.inventory.sources.clone(),
+            inventory_services: config.inventory.services.clone(),
             max_request_bytes: config.api.max_request_bytes,
             tls: config.api.tls.clone(),
             max_connections: config.api.max_connections,

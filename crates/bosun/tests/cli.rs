@@ -721,11 +721,13 @@ fn three_replicas_on_postgres_fail_over() {
     drop(servers);
 }
 
-#[test]
-fn the_proxmox_mock_serves_a_generated_cluster_to_its_token_only() {
-    use std::io::{BufRead as _, Read as _};
+/// `bosun dev proxmox-mock ARGS` on a port of its own: the process, its address, and the
+/// API token's id and secret it printed.
+fn proxmox_mock(args: &[&str]) -> (Running, String, String, String) {
+    use std::io::BufRead as _;
     let mut child = bosun()
-        .args(["dev", "proxmox-mock", "--address", "127.0.0.1:0", "--vms", "2", "--containers", "3"])
+        .args(["dev", "proxmox-mock", "--address", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -741,6 +743,13 @@ fn the_proxmox_mock_serves_a_generated_cluster_to_its_token_only() {
     let secret = lines.next().expect("secret").expect("text");
     let token_id = token_id.trim_start_matches("token_id: ").trim_matches('"').to_owned();
     let secret = secret.trim_start_matches("token secret: ").to_owned();
+    (Running::new(child), address, token_id, secret)
+}
+
+#[test]
+fn the_proxmox_mock_serves_a_generated_cluster_to_its_token_only() {
+    use std::io::Read as _;
+    let (_mock, address, token_id, secret) = proxmox_mock(&["--vms", "2", "--containers", "3"]);
     let get = |authorization: &str| {
         let mut stream = std::net::TcpStream::connect(&address).expect("connect");
         write!(
@@ -758,6 +767,62 @@ fn the_proxmox_mock_serves_a_generated_cluster_to_its_token_only() {
     assert_eq!(answer.matches("\"type\":\"qemu\"").count(), 2, "{answer}");
     assert_eq!(answer.matches("\"type\":\"lxc\"").count(), 3, "{answer}");
     assert!(get("PVEAPIToken=someone@pve!x=guess").starts_with("HTTP/1.1 401"));
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+/// The README's inventory walk-through with a service: the server syncs the Proxmox mock
+/// and the configured services at start, `services get` lists the VMs the tags select,
+/// and `-l` filters a list by label selector.
+#[test]
+fn services_group_the_mocks_tagged_vms_and_lists_filter_by_selector() {
+    let (_mock, address, token_id, secret) = proxmox_mock(&["--nodes", "2", "--vms", "4", "--containers", "2"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret_file = dir.path().join("pve-secret");
+    std::fs::write(&secret_file, secret).expect("write the secret");
+    let config = dir.path().join("inventory.yaml");
+    let text = format!(
+        "inventory:
+  sources:
+    - name: pve1
+      type: proxmox
+      url: http://{address}
+      token_id: \"{token_id}\"
+      token_secret_file: {}
+  services:
+    - name: training
+      selector: training
+      kinds: [vm]
+      description: the VMs tagged training
+",
+        secret_file.display()
+    );
+    std::fs::write(&config, text).expect("write the config");
+    let (_server, url) = start_server(
+        &["--config".as_ref(), config.as_os_str(), "--store".as_ref(), "memory://".as_ref()],
+        "127.0.0.1:0",
+    );
+
+    // Synced at start: the service, then (once pve1 is read) its members.
+    let json =
+        eventually(&url, &["services", "get", "training", "-o", "json"], |out| out.contains("\"member_count\": 2"));
+    let service: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!((service["selector"].as_str(), service["member_count"].as_u64()), (Some("training"), Some(2)), "{json}");
+    let members: Vec<&str> =
+        service["members"].as_array().expect("members").iter().filter_map(|m| m["key"].as_str()).collect();
+    assert_eq!(members, ["100", "102"], "{json}");
+    let table = ok(bosun().args(["services", "get", "training", "--server", &url]));
+    assert!(table.contains("2 members:") && table.contains("pve1/102"), "{table}");
+    let listed = ok(bosun().args(["services", "list", "--server", &url]));
+    assert!(listed.starts_with("ID  ") && listed.contains("services/training"), "{listed}");
+
+    let json = ok(bosun().args(["vms", "list", "-l", "gpu,inference", "-o", "json", "--server", &url]));
+    let vms: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let keys: Vec<&str> = vms.as_array().expect("array").iter().filter_map(|v| v["key"].as_str()).collect();
+    assert_eq!(keys, ["101", "103"], "{json}");
+    assert_eq!(vms[0]["labels"], serde_json::json!({"gpu": "", "inference": ""}));
+    let named = ok(bosun().args(["vms", "list", "--name", "gpu-vm-0", "-o", "json", "--server", &url]));
+    assert_eq!(named.matches("\"vmid\"").count(), 1, "{named}");
+    let line = fails_with_one_line(bosun().args(["vms", "list", "-l", "bad key", "--server", &url]));
+    assert!(line.contains("invalid_argument") && line.contains("label_selector"), "{line}");
+    let line = fails_with_one_line(bosun().args(["hosts", "list", "-l", "gpu", "--server", &url]));
+    assert!(line.contains("invalid_argument") && line.contains("labels"), "{line}");
 }

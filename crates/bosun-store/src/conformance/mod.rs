@@ -184,6 +184,8 @@ macro_rules! store_conformance {
             inventory::each_nodes_workloads_sync_on_their_own,
             inventory::what_the_store_cannot_hold_is_refused_and_nothing_is_written,
             inventory::inventory_lists_page_by_source_and_key,
+            inventory::lists_filter_by_labels_in_the_query,
+            inventory::services_sync_as_the_records_of_a_config_source,
         );
     };
 }
