@@ -11,20 +11,26 @@
 //!       interval: 30s                        # default 30s
 //!       verify_tls: true                     # ca_file: optional
 //!   declaration: /etc/bosun/inventory.yaml   # optional: checked for drift after each sync
+//!   services:
+//!     - name: training
+//!       selector: "team=ml,gpu"              # a label selector
+//!       kinds: [vm, workload]                # default: vm, container, workload
+//!       description: "the ML team's GPUs"    # optional
 //! ```
 //!
 //! The endpoint keys mean what they mean for a `type: proxmox` provider
-//! ([`crate::proxmox`]). `agents` is the name of the agents' own source and cannot be
-//! taken. The declaration ([`crate::declaration`]) is read when the configuration loads
-//! (a path relative to the working directory, as every path here) and may only name
-//! configured sources.
+//! ([`crate::proxmox`]). `agents` is the name of the agents' own source and `services`
+//! that of the configured services: neither can be taken. The declaration
+//! ([`crate::declaration`]) is read when the configuration loads (a path relative to the
+//! working directory, as every path here) and may only name configured sources.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bosun_core::SourceName;
 use bosun_core::inventory::drift::Declaration;
+use bosun_core::inventory::{MemberKind, Service};
+use bosun_core::{LabelSelector, ServiceName, SourceName};
 
 use crate::ConfigError;
 use crate::duration::{ConfigDuration, given_or, require_positive};
@@ -35,6 +41,8 @@ use crate::schema;
 pub const DEFAULT_SOURCE_INTERVAL: Duration = Duration::from_secs(30);
 /// The name the agents' reports are synced under.
 pub const AGENTS_SOURCE: &str = "agents";
+/// The name the configured services are synced under (a source of type `config`).
+pub const SERVICES_SOURCE: &str = "services";
 
 /// The effective `inventory` section.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,6 +50,8 @@ pub struct InventoryConfig {
     pub sources: Vec<InventorySource>,
     /// The inventory as it should be (`inventory.declaration`).
     pub declaration: Option<DeclarationConfig>,
+    /// The services, in the order configured.
+    pub services: Vec<Service>,
 }
 
 /// A declaration file and what it declares.
@@ -76,10 +86,13 @@ impl InventoryConfig {
                 entry.name.as_deref().ok_or_else(|| ConfigError::invalid(format!("{key}.name"), "is required"))?;
             let name: SourceName =
                 name_text.parse().map_err(|e| ConfigError::from_validation(&format!("{key}.name"), e))?;
-            if name.as_str() == AGENTS_SOURCE {
+            if name.as_str() == AGENTS_SOURCE || name.as_str() == SERVICES_SOURCE {
                 return Err(ConfigError::invalid(
                     format!("{key}.name"),
-                    format_args!("{AGENTS_SOURCE:?} is the agents' own source; choose another name"),
+                    format_args!(
+                        "{name:?} is bosun's own source ({AGENTS_SOURCE}: the agents' reports, {SERVICES_SOURCE}: \
+                         the configured services); choose another name"
+                    ),
                 ));
             }
             if !names.insert(name.clone()) {
@@ -111,11 +124,12 @@ impl InventoryConfig {
             sources.push(InventorySource { name, interval, kind });
         }
         let declaration = raw.declaration.as_ref().map(|path| resolve_declaration(path, &names)).transpose()?;
-        Ok(Self { sources, declaration })
+        let services = resolve_services(raw.services.as_deref().unwrap_or_default())?;
+        Ok(Self { sources, declaration, services })
     }
 
     pub(crate) fn to_schema(&self) -> Option<schema::Inventory> {
-        if self.sources.is_empty() && self.declaration.is_none() {
+        if self.sources.is_empty() && self.declaration.is_none() && self.services.is_empty() {
             return None;
         }
         let sources = self
@@ -136,9 +150,22 @@ impl InventoryConfig {
                     ca_file: keys.ca_file,
                 }
             })
-            .collect();
-        let declaration = self.declaration.as_ref().map(|d| d.path.clone());
-        Some(schema::Inventory { sources: Some(sources), declaration })
+            .collect::<Vec<_>>();
+        let services = self
+            .services
+            .iter()
+            .map(|service| schema::InventoryService {
+                name: Some(service.name.to_string()),
+                selector: Some(service.selector.to_string()),
+                kinds: Some(service.kinds.iter().map(|k| k.as_str().to_owned()).collect()),
+                description: service.description.clone(),
+            })
+            .collect::<Vec<_>>();
+        Some(schema::Inventory {
+            sources: (!sources.is_empty()).then_some(sources),
+            declaration: self.declaration.as_ref().map(|d| d.path.clone()),
+            services: (!services.is_empty()).then_some(services),
+        })
     }
 }
 
@@ -162,6 +189,44 @@ fn resolve_declaration(
         ));
     }
     Ok(DeclarationConfig { path: path.to_owned(), declaration })
+}
+
+/// The `services` entries: each named once, with a selector that parses, known kinds.
+fn resolve_services(entries: &[schema::InventoryService]) -> Result<Vec<Service>, ConfigError> {
+    let mut names = BTreeSet::new();
+    let mut services = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.iter().enumerate() {
+        let key = format!("inventory.services[{index}]");
+        let name_text =
+            entry.name.as_deref().ok_or_else(|| ConfigError::invalid(format!("{key}.name"), "is required"))?;
+        let name: ServiceName = name_text
+            .parse()
+            .map_err(|e: bosun_core::ValidationError| ConfigError::invalid(format!("{key}.name"), e.problem))?;
+        if !names.insert(name.clone()) {
+            return Err(ConfigError::invalid(format!("{key}.name"), format_args!("{name} is configured twice")));
+        }
+        let key = format!("inventory.services.{name}");
+        let selector_text = entry.selector.as_deref().ok_or_else(|| {
+            ConfigError::invalid(format!("{key}.selector"), "is required: a label selector such as team=ml,gpu")
+        })?;
+        let selector: LabelSelector = selector_text
+            .parse()
+            .map_err(|e: bosun_core::ValidationError| ConfigError::invalid(format!("{key}.selector"), e.problem))?;
+        let kinds = match &entry.kinds {
+            None => MemberKind::ALL.iter().copied().collect(),
+            Some(kinds) => kinds
+                .iter()
+                .enumerate()
+                .map(|(i, kind)| {
+                    kind.parse::<MemberKind>().map_err(|e| ConfigError::invalid(format!("{key}.kinds[{i}]"), e.problem))
+                })
+                .collect::<Result<BTreeSet<_>, _>>()?,
+        };
+        let service = Service::new(name, selector, kinds, entry.description.clone())
+            .map_err(|e| ConfigError::from_validation(&key, e))?;
+        services.push(service);
+    }
+    Ok(services)
 }
 
 #[cfg(test)]
@@ -195,6 +260,58 @@ mod tests {
             (format!("{SOURCE}      interval: 0s\n"), "inventory.sources.pve1.interval"),
             (format!("{SOURCE}      colour: blue\n"), "colour"),
             (format!("{SOURCE}{}", &SOURCE[SOURCE.find("    - name").expect("entry")..]), "configured twice"),
+            (SOURCE.replace("name: pve1", "name: services"), "inventory.sources[0].name"),
+        ] {
+            let error = load(&text).expect_err(&text);
+            assert!(error.contains(expected), "{text}\n=> {error}");
+        }
+    }
+
+    const SERVICES: &str = "inventory:\n  services:\n    - name: training\n      selector: \"team=ml,gpu\"\n      kinds: [vm, workload]\n      description: the ML team's GPUs\n    - name: dns\n      selector: infra\n";
+
+    #[test]
+    fn services_are_read_with_their_default_kinds_and_render_back() {
+        let config = load(SERVICES).expect("valid");
+        let services = &config.inventory.services;
+        assert_eq!(services.len(), 2);
+        assert_eq!(
+            (services[0].name.as_str(), services[0].selector.to_string()),
+            ("training", "team=ml,gpu".to_owned())
+        );
+        let kinds = |i: usize| services[i].kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>();
+        assert_eq!(kinds(0), ["vm", "workload"]);
+        assert_eq!(kinds(1), ["vm", "container", "workload"], "every kind by default");
+        assert_eq!(services[0].description.as_deref(), Some("the ML team's GPUs"));
+        let rendered = config.to_redacted_yaml();
+        assert!(rendered.contains("services:") && rendered.contains("selector: team=ml,gpu"), "{rendered}");
+        assert_eq!(load(&rendered).expect("the rendering reads back").inventory, config.inventory);
+    }
+
+    #[test]
+    fn bad_services_name_their_key_and_line() {
+        for (text, expected) in [
+            (format!("{SERVICES}      colour: blue\n"), "inventory.services[1].colour: unknown key"),
+            (format!("{SERVICES}      colour: blue\n"), "(line 9)"),
+            (
+                SERVICES.replace("name: dns", "name: training"),
+                "inventory.services[1].name: training is configured twice",
+            ),
+            (SERVICES.replace("name: dns", "name: \"has space\""), "inventory.services[1].name"),
+            (
+                SERVICES.replace("selector: infra", "selector: \"=x\""),
+                "inventory.services.dns.selector: \"=x\" has no key",
+            ),
+            (SERVICES.replace("selector: infra", "selector: \"bad key\""), "inventory.services.dns.selector"),
+            (SERVICES.replace("selector: infra", "selector: \"\""), "inventory.services.dns.selector: is empty"),
+            (
+                SERVICES.replace("    - name: dns\n      selector: infra\n", "    - name: dns\n"),
+                "inventory.services.dns.selector: is required",
+            ),
+            (
+                SERVICES.replace("kinds: [vm, workload]", "kinds: [vm, host]"),
+                "inventory.services.training.kinds[1]: \"host\" is not one of vm, container, workload",
+            ),
+            (SERVICES.replace("kinds: [vm, workload]", "kinds: []"), "inventory.services.training.kinds: is empty"),
         ] {
             let error = load(&text).expect_err(&text);
             assert!(error.contains(expected), "{text}\n=> {error}");

@@ -22,8 +22,9 @@
 //!   id, where its secret is, TLS checks), shared by every entry that talks to a cluster.
 //! - [`runbook`]: runbooks ([`runbook::RunbookSpec`]), parsed as strictly as the file.
 //! - `retention`: how long the operations ledger keeps run history and the audit log.
-//! - `inventory`: the systems (Proxmox VE clusters) bosun reads its inventory from, and the
-//!   declaration of what it should hold.
+//! - `inventory`: the systems (Proxmox VE clusters) bosun reads its inventory from, the
+//!   declaration of what it should hold, and the services (named label selectors over
+//!   VMs, containers and workloads).
 //! - [`declaration`]: inventory declarations (the VMs and containers that should be
 //!   there), parsed as strictly as the file into `bosun_core::inventory::drift` terms.
 //! - `setup`: the placeholders of `setup_commands` and their syntax, shared with the SSH

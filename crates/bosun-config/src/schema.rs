@@ -53,6 +53,17 @@ pub(crate) struct Retention {
 pub(crate) struct Inventory {
     pub sources: Option<Vec<InventorySource>>,
     pub declaration: Option<PathBuf>,
+    pub services: Option<Vec<InventoryService>>,
+}
+
+/// One service: a named label selector over some kinds of inventory record.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InventoryService {
+    pub name: Option<String>,
+    pub selector: Option<String>,
+    pub kinds: Option<Vec<String>>,
+    pub description: Option<String>,
 }
 
 /// One source; the endpoint keys are those of [`crate::proxmox::ProxmoxEndpointKeys`].

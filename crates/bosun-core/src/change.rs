@@ -30,6 +30,7 @@ named_enum!(
         Storage => "storage",
         Workload => "workload",
         Drift => "drift",
+        Service => "service",
     }
 );
 

@@ -111,6 +111,11 @@ string_id!(
     /// A source of inventory: a configured Proxmox cluster (`pve1`), or `agents`.
     SourceName, field = "source", max = 63
 );
+string_id!(
+    /// A service of the inventory: a named group of VMs, containers or workloads, declared
+    /// in the configuration (`inventory.services`).
+    ServiceName, field = "service", max = 63
+);
 
 /// Declares an id that is a UUIDv7 stamped with the time it was made, so ids sort in the
 /// order their records were created.

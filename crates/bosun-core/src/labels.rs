@@ -220,6 +220,23 @@ impl FromStr for LabelSelector {
     }
 }
 
+/// A selector as its text (`team=ml,gpu`) in serde, for documents people read:
+/// `#[serde(with = "bosun_core::labels::selector_text")]`.
+pub mod selector_text {
+    use serde::{Deserialize as _, Deserializer, Serializer, de::Error as _};
+
+    use super::LabelSelector;
+
+    pub fn serialize<S: Serializer>(selector: &LabelSelector, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(selector)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<LabelSelector, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(D::Error::custom)
+    }
+}
+
 impl fmt::Debug for LabelSelector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "LabelSelector({self})")

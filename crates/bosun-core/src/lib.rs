@@ -19,7 +19,7 @@
 //!   and cooldown (SPEC 3.6).
 //! - [`selection`]: which provider a pool provisions from next, and provider backoff.
 //! - [`inventory`]: hosts, VMs, containers, storage and GPU workloads from their sources,
-//!   and the sync plan that compares a source's snapshot with what is stored;
+//!   services (named groups of them by label selector), and the sync plan that compares a source's snapshot with what is stored;
 //!   [`workloads`]: the limits and checks of an agent's report of its GPU workloads.
 //! - [`ledger`]: the operations ledger: runbooks, task runs with events and artifacts,
 //!   tools and their calls, approval policies and approvals, audit entries, and [`Role`]s.
@@ -102,7 +102,7 @@ pub use command::{Command, CommandEvent, CommandKind};
 pub use health::{CheckResult, ClassifiedEvent, EventType, Health, HealthEvent, HealthReport, HealthSystem, Verdict};
 pub use ids::{
     ApprovalId, ApprovalPolicyName, CommandId, InstanceId, LeaseName, NodeId, PoolName, ReplicaId, Revision, RunId,
-    RunbookName, SourceName, ToolName,
+    RunbookName, ServiceName, SourceName, ToolName,
 };
 pub use instance::Instance;
 pub use labels::{LabelSelector, Labels};

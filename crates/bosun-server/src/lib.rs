@@ -16,6 +16,8 @@
 //! - `drift`: after each sync, the leader's comparison of the declared inventory
 //!   (`inventory.declaration`) with the synced one: a `drift` change record when it
 //!   changed, and the `bosun_inventory_drift` gauges.
+//! - `inventory_services`: the configured services, synced by the leader as bosun's own
+//!   `services` source, and a service's members, resolved when it is read.
 //! - `fleet`: the in-memory liveness view and the soft-state buffer.
 //! - `loops`: timers that run the periodic passes.
 //! - `change_follower`: what other replicas on the same database commit, dispatched here.
@@ -52,6 +54,7 @@ mod instances;
 mod inventory;
 mod inventory_agent;
 mod inventory_tasks;
+mod inventory_services;
 mod loops;
 mod metrics;
 mod nodes;
@@ -381,16 +384,18 @@ impl ServerHandle {
         Ok(self.app.as_leader(runs::executor::advance_all(&self.app)).await.unwrap_or(Ok(0))?)
     }
 
-    /// Syncs every configured inventory source now, due or not (when this replica leads).
-    /// Returns how many were read; a source that could not be read counts, with its error
-    /// recorded in the store.
+    /// Syncs every configured inventory source now, due or not, and the configured
+    /// services (when this replica leads). Returns how many sources were read, the
+    /// services' counting when synced; a source that could not be read counts, with its
+    /// error recorded in the store.
     pub async fn sync_inventory(&self) -> Result<usize, PassError> {
         let app = &self.app;
         let work = async {
             for source in &app.inventory.entries {
                 inventory::sync_source(app, source).await?;
             }
-            Ok::<_, error::ApiError>(app.inventory.entries.len())
+            let services = inventory_services::sync(app).await?;
+            Ok::<_, error::ApiError>(app.inventory.entries.len() + usize::from(services.is_some()))
         };
         Ok(app.as_leader(work).await.unwrap_or(Ok(0))?)
     }

@@ -180,6 +180,23 @@ pub(crate) fn spawn(app: &Arc<App>, shutdown: &CancellationToken, tasks: &mut Jo
             app.as_leader(crate::inventory::sync_due(&app)).await.transpose().map(drop)
         });
     }
+    // The services come from the configuration: synced when this replica starts leading
+    // (at once, and at each election); a pass in a term that synced them does nothing, so
+    // the period only paces a retry after a failed sync.
+    let synced_term = crate::inventory_services::SyncedTerm::default();
+    let schedule = Schedule {
+        period: crate::inventory_services::RETRY,
+        start: Start::Now,
+        wake: Some(app.elected.subscribe()),
+        sooner: None,
+    };
+    run_loop(tasks, shutdown, app, "services", schedule, move |app| {
+        let synced_term = Arc::clone(&synced_term);
+        async move {
+            let pass = crate::inventory_services::sync_once_per_term(&app, &synced_term);
+            app.as_leader(pass).await.transpose().map(drop)
+        }
+    });
     if app.pools.is_some() {
         // At once: drift with the providers is repaired and min_nodes met at start.
         let schedule = Schedule {

@@ -298,6 +298,10 @@ impl Store for ObservedStore {
         self.observe("list_inventory", self.inner.list_inventory(filter, page)).await
     }
 
+    async fn count_inventory(&self, filter: &bosun_store::inventory::InventoryFilter) -> Result<u64> {
+        self.observe("count_inventory", self.inner.count_inventory(filter)).await
+    }
+
     async fn inventory_record(
         &self,
         kind: bosun_core::inventory::InventoryKind,

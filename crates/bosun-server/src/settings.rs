@@ -46,6 +46,8 @@ pub struct Settings {
     /// The inventory as it should be (`inventory.declaration`): its drift is checked after
     /// each sync of a source it names.
     pub inventory_declaration: Option<std::sync::Arc<bosun_core::inventory::drift::Declaration>>,
+    /// The services the leader syncs into the inventory (`inventory.services`).
+    pub inventory_services: Vec<bosun_core::inventory::Service>,
     /// Request bodies larger than this are refused.
     pub max_request_bytes: usize,
     /// TLS on the API port (`api.tls`); plain HTTP without.
@@ -125,6 +127,7 @@ impl Settings {
                 .declaration
                 .as_ref()
                 .map(|d| std::sync::Arc::new(d.declaration.clone())),
+            inventory_services: config.inventory.services.clone(),
             max_request_bytes: config.api.max_request_bytes,
             tls: config.api.tls.clone(),
             max_connections: config.api.max_connections,

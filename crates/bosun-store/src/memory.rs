@@ -1602,6 +1602,10 @@ impl Store for MemoryStore {
         inventory::list(&*self.lock()?, filter, page)
     }
 
+    async fn count_inventory(&self, filter: &InventoryFilter) -> Result<u64> {
+        inventory::count(&*self.lock()?, filter)
+    }
+
     async fn inventory_record(&self, kind: InventoryKind, source: &SourceName, key: &str) -> Result<InventoryRecord> {
         inventory::get(&*self.lock()?, kind, source, key)
     }

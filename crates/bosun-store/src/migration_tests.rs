@@ -507,6 +507,54 @@ async fn version_7_keeps_json_documents(backend: Backend) {
     assert_eq!(store.metric_samples(&node.id, now).await.expect("samples"), vec![sample]);
 }
 
+/// Version 10 gives the workloads already stored the labels their record derives
+/// (`Workload::labels`): a selector finds them before their agent reports again.
+async fn version_10_gives_stored_workloads_their_labels(backend: Backend) {
+    let Some(test) = TestLocation::new(backend).await else { return };
+    let clock = Arc::new(FakeClock::at_default_epoch());
+    let version_9 = migrations_up_to(backend, 9);
+    let database = connect_with(&test.location, MigrationSource::Directory(version_9.path().into())).await;
+    database.migrate_up().await.expect("up to 9");
+    let at = match backend {
+        Backend::Postgres => "now()",
+        _ => "0",
+    };
+    // A process in a pod's container; one without a name, whose pod namespace comes
+    // without a UID (a row the record reads without its pod).
+    for (key, name, container, namespace, pod, uid) in
+        [("n1/10", "'python3'", "'abc'", "'ml'", "'train-0'", "'u1'"), ("n1/11", "''", "NULL", "'ml'", "NULL", "NULL")]
+    {
+        let insert = format!(
+            "INSERT INTO workloads (source, key, scope, digest, cpu, memory_used, disk_used, net_in, net_out, \
+             uptime_s, usage_at, first_seen, last_seen, gone_at, revision, node_id, gpu_indexes, pid, process_name, \
+             container_id, pod_namespace, pod_name, pod_uid, gpu_memory_bytes, started_at) VALUES ('agents', '{key}', \
+             'n1', 'd', 0, 0, 0, 0, 0, 0, {at}, {at}, {at}, NULL, 1, 'n1', '[0]', 10, {name}, {container}, \
+             {namespace}, {pod}, {uid}, 0, NULL)"
+        );
+        database.execute_raw(&insert).await.expect("write a version-9 workload");
+    }
+    database.close().await;
+
+    let database = Database::connect(&test.location).await.expect("connect");
+    database.migrate_up().await.expect("up to the latest version");
+    let store = database.into_store(test_options(clock)).await.expect("open store");
+    let keys = |selector: &str| {
+        let filter = crate::inventory::InventoryFilter {
+            labels: Some(selector.parse().expect("selector")),
+            ..crate::inventory::InventoryFilter::kind(bosun_core::inventory::InventoryKind::Workload)
+        };
+        let store = store.clone();
+        async move {
+            let page = store.list_inventory(&filter, &crate::PageRequest::first(10)).await.expect("list");
+            page.items.into_iter().map(|r| r.key).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(keys("process=python3,container=abc,namespace=ml,pod=train-0").await, ["n1/10"]);
+    assert_eq!(keys("namespace").await, ["n1/10"], "a namespace without its pod's UID is no label");
+    assert_eq!(keys("process").await, ["n1/10"], "no name, no label");
+    store.close().await;
+}
+
 macro_rules! on_sql_backends {
     ($($case:ident),+ $(,)?) => {
         mod sqlite {
@@ -537,5 +585,6 @@ on_sql_backends!(
     version_3_keeps_commands_and_their_events,
     version_4_takes_a_compacted_history_as_it_is,
     version_7_keeps_json_documents,
+    version_10_gives_stored_workloads_their_labels,
     every_foreign_key_is_checked_for_orphans,
 );

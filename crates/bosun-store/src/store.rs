@@ -286,6 +286,8 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Inventory records of one kind matching `filter`, by source and key.
     async fn list_inventory(&self, filter: &InventoryFilter, page: &PageRequest) -> Result<Page<InventoryRecord>>;
+    /// How many inventory records match `filter` (a service's members, say).
+    async fn count_inventory(&self, filter: &InventoryFilter) -> Result<u64>;
     async fn inventory_record(&self, kind: InventoryKind, source: &SourceName, key: &str) -> Result<InventoryRecord>;
     /// How every inventory source stands, per scope, by source and scope.
     async fn inventory_sources(&self) -> Result<Vec<SourceStatus>>;

@@ -79,6 +79,9 @@ enum Command {
     Storage(commands::inventory::KindArgs),
     /// Inventory: processes using GPUs on the nodes (list, get).
     Workloads(commands::inventory::KindArgs),
+    /// Inventory: the configured services, named groups of VMs, containers or workloads by
+    /// label selector (list, get with members).
+    Services(commands::inventory::KindArgs),
     /// Inventory sources: their state, a sync now, a record's history.
     Inventory(commands::inventory::InventoryArgs),
     /// Node health history.
@@ -149,6 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Containers(args) => commands::inventory::run_kind(InventoryKind::Container, args).await,
         Command::Storage(args) => commands::inventory::run_kind(InventoryKind::Storage, args).await,
         Command::Workloads(args) => commands::inventory::run_kind(InventoryKind::Workload, args).await,
+        Command::Services(args) => commands::inventory::run_kind(InventoryKind::Service, args).await,
         Command::Inventory(args) => commands::inventory::run(args).await,
         Command::Health(args) => commands::nodes::run_health(args).await,
         Command::Policy(args) => commands::policy::run(args).await,

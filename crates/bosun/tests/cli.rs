@@ -872,3 +872,63 @@ fn inventory_diff_exits_1_on_drift_and_the_server_records_its_declarations_drift
     let line = fails_with_one_line(bosun().args(["inventory", "history", "drift", "other", "--server", &url]));
     assert!(line.contains("no drift is recorded under \"other\""), "{line}");
 }
+
+/// The README's inventory walk-through with a service: the server syncs the Proxmox mock
+/// and the configured services at start, `services get` lists the VMs the tags select,
+/// and `-l` filters a list by label selector.
+#[test]
+fn services_group_the_mocks_tagged_vms_and_lists_filter_by_selector() {
+    let mock = proxmox_mock(&["--nodes", "2", "--vms", "4", "--containers", "2"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret_file = dir.path().join("pve-secret");
+    std::fs::write(&secret_file, &mock.secret).expect("write the secret");
+    let config = dir.path().join("inventory.yaml");
+    let text = format!(
+        "inventory:
+  sources:
+    - name: pve1
+      type: proxmox
+      url: {}
+      token_id: \"{}\"
+      token_secret_file: {}
+  services:
+    - name: training
+      selector: training
+      kinds: [vm]
+      description: the VMs tagged training
+",
+        mock.url,
+        mock.token_id,
+        secret_file.display()
+    );
+    std::fs::write(&config, text).expect("write the config");
+    let (_server, url) = start_server(
+        &["--config".as_ref(), config.as_os_str(), "--store".as_ref(), "memory://".as_ref()],
+        "127.0.0.1:0",
+    );
+
+    // Synced at start: the service, then (once pve1 is read) its members.
+    let json =
+        eventually(&url, &["services", "get", "training", "-o", "json"], |out| out.contains("\"member_count\": 2"));
+    let service: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!((service["selector"].as_str(), service["member_count"].as_u64()), (Some("training"), Some(2)), "{json}");
+    let members: Vec<&str> =
+        service["members"].as_array().expect("members").iter().filter_map(|m| m["key"].as_str()).collect();
+    assert_eq!(members, ["100", "102"], "{json}");
+    let table = ok(bosun().args(["services", "get", "training", "--server", &url]));
+    assert!(table.contains("2 members:") && table.contains("pve1/102"), "{table}");
+    let listed = ok(bosun().args(["services", "list", "--server", &url]));
+    assert!(listed.starts_with("ID  ") && listed.contains("services/training"), "{listed}");
+
+    let json = ok(bosun().args(["vms", "list", "-l", "gpu,inference", "-o", "json", "--server", &url]));
+    let vms: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let keys: Vec<&str> = vms.as_array().expect("array").iter().filter_map(|v| v["key"].as_str()).collect();
+    assert_eq!(keys, ["101", "103"], "{json}");
+    assert_eq!(vms[0]["labels"], serde_json::json!({"gpu": "", "inference": ""}));
+    let named = ok(bosun().args(["vms", "list", "--name", "gpu-vm-0", "-o", "json", "--server", &url]));
+    assert_eq!(named.matches("\"vmid\"").count(), 1, "{named}");
+    let line = fails_with_one_line(bosun().args(["vms", "list", "-l", "bad key", "--server", &url]));
+    assert!(line.contains("invalid_argument") && line.contains("label_selector"), "{line}");
+    let line = fails_with_one_line(bosun().args(["hosts", "list", "-l", "gpu", "--server", &url]));
+    assert!(line.contains("invalid_argument") && line.contains("labels"), "{line}");
+}

@@ -1,6 +1,6 @@
 //! The inventory: the machines bosun's nodes are or run in (hypervisor hosts, VMs,
-//! containers, storage), what runs on their GPUs (workloads), and the source each record
-//! comes from.
+//! containers, storage), what runs on their GPUs (workloads), the services that group
+//! them by label, and the source each record comes from.
 //!
 //! Every record is known by its [`Origin`]: the source that reports it (a Proxmox cluster
 //! configured as `pve1`, or the agents) and a key stable in that source (for Proxmox:
@@ -13,13 +13,19 @@
 //! A record's *state* (what a change of is worth a new revision and a change record) is
 //! separate from its *usage* (CPU, memory used, network counters, uptime), which moves on
 //! every read: the digest a sync compares covers the state only.
+//!
+//! VMs and containers carry labels (a Proxmox guest's tags, each a label with an empty
+//! value); a workload's labels are derived from what its agent reported
+//! ([`Workload::labels`]). A [`Service`] is a named label selector over some of these
+//! kinds: its members are resolved when it is read, never stored.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::labels::{LabelSelector, Labels};
 use crate::validation::ValidationError;
-use crate::{NodeId, SourceName, Timestamp};
+use crate::{NodeId, ServiceName, SourceName, Timestamp};
 
 pub mod drift;
 mod record;
@@ -36,6 +42,7 @@ named_enum!(
         Container => "container",
         Storage => "storage",
         Workload => "workload",
+        Service => "service",
     }
 );
 
@@ -48,6 +55,7 @@ impl InventoryKind {
             InventoryKind::Container => crate::ResourceKind::Container,
             InventoryKind::Storage => crate::ResourceKind::Storage,
             InventoryKind::Workload => crate::ResourceKind::Workload,
+            InventoryKind::Service => crate::ResourceKind::Service,
         }
     }
 }
@@ -122,6 +130,11 @@ pub struct Vm {
     pub gpu_devices: Vec<String>,
     /// The bosun node the VM is, when its agent registered.
     pub node_id: Option<NodeId>,
+    /// Its labels (a Proxmox guest's tags, each with an empty value). Left out of the
+    /// JSON when empty, so a guest without any digests as it did before labels existed
+    /// and an upgrade does not make a revision of every record.
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
 }
 
 named_enum!(
@@ -151,6 +164,9 @@ pub struct Container {
     pub ha_managed: bool,
     pub lock: Option<String>,
     pub config_digest: Option<String>,
+    /// Its labels, as a VM's.
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
 }
 
 /// A storage, and the hosts that see it (many to many).
@@ -190,6 +206,108 @@ pub struct Workload {
     pub started_at: Option<Timestamp>,
 }
 
+impl Workload {
+    /// The labels a selector matches it by, derived from what its agent reported:
+    /// `process` (its name, when it has one), `namespace` and `pod` (its Kubernetes pod's,
+    /// when the cgroup path names them) and `container` (its container's id). Derived, not
+    /// stored beside the fields, so the two can never disagree and the agents' reports
+    /// carry nothing new.
+    pub fn labels(&self) -> Labels {
+        let pod = self.pod.as_ref();
+        let derived = [
+            ("process", Some(self.process_name.as_str()).filter(|name| !name.is_empty())),
+            ("namespace", pod.and_then(|p| p.namespace.as_deref())),
+            ("pod", pod.and_then(|p| p.name.as_deref())),
+            ("container", self.container_id.as_deref()),
+        ];
+        let mut labels = Labels::new();
+        for (key, value) in derived {
+            if let Some(value) = value {
+                // A value no label can hold is left out, the record staying usable (the
+                // fields of a report are checked to fit, so only a record built elsewhere
+                // could have one).
+                let _ = labels.insert(key, value);
+            }
+        }
+        labels
+    }
+}
+
+named_enum!(
+    /// The kinds of record a service's members may be.
+    MemberKind, field = "kinds" {
+        Vm => "vm",
+        Container => "container",
+        Workload => "workload",
+    }
+);
+
+impl MemberKind {
+    pub fn inventory_kind(self) -> InventoryKind {
+        match self {
+            MemberKind::Vm => InventoryKind::Vm,
+            MemberKind::Container => InventoryKind::Container,
+            MemberKind::Workload => InventoryKind::Workload,
+        }
+    }
+}
+
+/// The longest service description, in bytes.
+pub const MAX_SERVICE_DESCRIPTION_LEN: usize = 1024;
+/// The longest selector a service may have, written out, in bytes.
+pub const MAX_SERVICE_SELECTOR_LEN: usize = 1024;
+
+/// A named group of VMs, containers or workloads, declared in the configuration: the
+/// records of its kinds, still reported by their sources, whose labels match its
+/// selector. Members are resolved when the service is read, so membership follows the
+/// labels without a sync of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub name: ServiceName,
+    /// Written as its text (`team=ml,gpu`) in documents.
+    #[serde(with = "crate::labels::selector_text")]
+    pub selector: LabelSelector,
+    /// The kinds its members are of: at least one.
+    pub kinds: BTreeSet<MemberKind>,
+    pub description: Option<String>,
+}
+
+impl Service {
+    /// A service, refusing an empty selector (it would select everything, which is
+    /// rarely what a name promises), no kinds, and a selector or description too long to
+    /// store, naming the field.
+    pub fn new(
+        name: ServiceName,
+        selector: LabelSelector,
+        kinds: BTreeSet<MemberKind>,
+        description: Option<String>,
+    ) -> Result<Self, ValidationError> {
+        if selector.is_empty() {
+            return Err(ValidationError::new("selector", "is empty; a service selects by at least one label"));
+        }
+        let written = selector.to_string();
+        if written.len() > MAX_SERVICE_SELECTOR_LEN {
+            return Err(ValidationError::new(
+                "selector",
+                format_args!("is {} bytes long; the limit is {MAX_SERVICE_SELECTOR_LEN}", written.len()),
+            ));
+        }
+        if kinds.is_empty() {
+            return Err(ValidationError::new("kinds", "is empty; name at least one of vm, container, workload"));
+        }
+        if let Some(text) = &description {
+            if text.len() > MAX_SERVICE_DESCRIPTION_LEN {
+                return Err(ValidationError::new(
+                    "description",
+                    format_args!("is {} bytes long; the limit is {MAX_SERVICE_DESCRIPTION_LEN}", text.len()),
+                ));
+            }
+            crate::validation::check_text("description", text)?;
+        }
+        Ok(Self { name, selector, kinds, description })
+    }
+}
+
 /// One resource as a source reports it: its key, its state and that state's digest, and
 /// its usage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -209,12 +327,19 @@ pub struct InventorySnapshot {
     pub containers: Vec<Reported<Container>>,
     pub storage: Vec<Reported<Storage>>,
     pub workloads: Vec<Reported<Workload>>,
+    /// Only a configuration source (the configured services) reports these.
+    pub services: Vec<Reported<Service>>,
 }
 
 impl InventorySnapshot {
     /// How many records it reports, of every kind.
     pub fn len(&self) -> usize {
-        self.hosts.len() + self.vms.len() + self.containers.len() + self.storage.len() + self.workloads.len()
+        self.hosts.len()
+            + self.vms.len()
+            + self.containers.len()
+            + self.storage.len()
+            + self.workloads.len()
+            + self.services.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -335,6 +460,98 @@ mod tests {
     fn a_key_reported_twice_refuses_the_snapshot() {
         let error = plan_sync(&HashMap::new(), &[("a", "1"), ("b", "2"), ("a", "3")]).unwrap_err();
         assert_eq!(error.to_string(), "the snapshot reports key \"a\" twice");
+    }
+
+    fn workload() -> Workload {
+        Workload {
+            node_id: "n1".parse().expect("valid"),
+            gpu_indexes: vec![0],
+            pid: 42,
+            process_name: "python3".to_owned(),
+            container_id: Some("0123456789ab".to_owned()),
+            pod: Some(PodRef {
+                namespace: Some("ml".to_owned()),
+                name: Some("train-0".to_owned()),
+                uid: "u".to_owned(),
+            }),
+            gpu_memory_bytes: 0,
+            started_at: None,
+        }
+    }
+
+    #[test]
+    fn a_workloads_labels_are_derived_from_what_its_agent_reported() {
+        let labels = workload().labels();
+        let pairs: Vec<(&str, &str)> = labels.iter().collect();
+        assert_eq!(
+            pairs,
+            [("container", "0123456789ab"), ("namespace", "ml"), ("pod", "train-0"), ("process", "python3")]
+        );
+        // Without a name, a pod or a container, only what is known; a name no label value
+        // can hold is left out.
+        let bare = Workload { process_name: String::new(), container_id: None, pod: None, ..workload() };
+        assert!(bare.labels().is_empty());
+        let odd = Workload { process_name: "x".repeat(300), ..workload() };
+        assert_eq!(odd.labels().get("process"), None);
+        assert_eq!(odd.labels().get("pod"), Some("train-0"));
+    }
+
+    fn service(selector: &str, kinds: &[MemberKind]) -> Result<Service, ValidationError> {
+        Service::new(
+            "training".parse().expect("valid"),
+            selector.parse().expect("selector"),
+            kinds.iter().copied().collect(),
+            Some("the ML team's GPUs".to_owned()),
+        )
+    }
+
+    #[test]
+    fn a_service_is_written_with_its_selector_as_text() {
+        let training = service("team=ml,gpu", &[MemberKind::Vm, MemberKind::Workload]).expect("valid");
+        let json = serde_json::to_value(&training).expect("json");
+        assert_eq!(json["selector"], "team=ml,gpu");
+        assert_eq!(json["kinds"], serde_json::json!(["vm", "workload"]));
+        assert_eq!(serde_json::from_value::<Service>(json).expect("reads back"), training);
+    }
+
+    #[test]
+    fn guests_have_labels_workloads_derived_ones_and_other_kinds_none() {
+        let json = serde_json::json!({
+            "host": "pve1", "vmid": 100, "name": "a", "status": "running", "template": false, "cpus": 1,
+            "memory_total": 1, "disk_total": 1, "ha_managed": false, "lock": null, "config_digest": null,
+            "gpu_devices": [], "node_id": null,
+        });
+        let untagged: Vm = serde_json::from_value(json.clone()).expect("a VM written before labels reads");
+        assert!(untagged.labels.is_empty());
+        assert_eq!(serde_json::to_value(&untagged).expect("json"), json, "no labels, the same document (and digest)");
+        let labels = Labels::try_from([("team", "ml"), ("gpu", "")]).expect("labels");
+        let tagged = Vm { labels: labels.clone(), ..untagged };
+        let selector: LabelSelector = "team=ml,gpu".parse().expect("selector");
+        assert!(RecordState::Vm(tagged).labels().is_some_and(|l| l.matches(&selector)));
+        let by_process: LabelSelector = "process=python3,namespace=ml".parse().expect("selector");
+        assert!(RecordState::Workload(workload()).labels().is_some_and(|l| l.matches(&by_process)));
+        let host = Host { name: "h".to_owned(), status: "online".to_owned(), cpus: 1, memory_total: 1, node_id: None };
+        assert!(RecordState::Host(host).labels().is_none());
+    }
+
+    #[test]
+    fn a_service_needs_a_selector_and_kinds_and_bounded_text() {
+        let field = |result: Result<Service, ValidationError>| result.map(drop).map_err(|e| e.field);
+        assert_eq!(field(service("", &[MemberKind::Vm])), Err("selector".to_owned()));
+        assert_eq!(field(service("gpu", &[])), Err("kinds".to_owned()));
+        let long = (0..60).map(|i| format!("key-{i}={}", "v".repeat(20))).collect::<Vec<_>>().join(",");
+        assert_eq!(field(service(&long, &[MemberKind::Vm])), Err("selector".to_owned()));
+        let described = |text: &str| {
+            Service::new(
+                "s".parse().expect("valid"),
+                "gpu".parse().expect("selector"),
+                MemberKind::ALL.iter().copied().collect(),
+                Some(text.to_owned()),
+            )
+        };
+        assert_eq!(field(described(&"d".repeat(MAX_SERVICE_DESCRIPTION_LEN + 1))), Err("description".to_owned()));
+        assert_eq!(field(described("bell\u{7}")), Err("description".to_owned()));
+        assert!(described("two\nlines").is_ok());
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Inventory records as stored, and what one sync of a source is and did.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
-use super::{Container, Host, InventoryKind, InventorySnapshot, Storage, Usage, Vm, Workload};
+use super::{Container, Host, InventoryKind, InventorySnapshot, Service, Storage, Usage, Vm, Workload};
+use crate::labels::Labels;
 use crate::{NodeId, Revision, SourceName, Timestamp};
 
 /// A resource's state, by kind.
@@ -14,6 +17,7 @@ pub enum RecordState {
     Container(Container),
     Storage(Storage),
     Workload(Workload),
+    Service(Service),
 }
 
 impl RecordState {
@@ -24,6 +28,7 @@ impl RecordState {
             RecordState::Container(_) => InventoryKind::Container,
             RecordState::Storage(_) => InventoryKind::Storage,
             RecordState::Workload(_) => InventoryKind::Workload,
+            RecordState::Service(_) => InventoryKind::Service,
         }
     }
 
@@ -35,10 +40,12 @@ impl RecordState {
             RecordState::Container(c) => &c.name,
             RecordState::Storage(s) => &s.name,
             RecordState::Workload(w) => &w.process_name,
+            RecordState::Service(s) => s.name.as_str(),
         }
     }
 
-    /// `running`, `stopped`, `online`...; a workload is `running` while reported.
+    /// `running`, `stopped`, `online`...; a workload is `running` while reported, a
+    /// service `configured` while the configuration declares it.
     pub fn status(&self) -> &str {
         match self {
             RecordState::Host(h) => &h.status,
@@ -46,6 +53,7 @@ impl RecordState {
             RecordState::Container(c) => &c.status,
             RecordState::Storage(s) => &s.status,
             RecordState::Workload(_) => "running",
+            RecordState::Service(_) => "configured",
         }
     }
 
@@ -54,7 +62,7 @@ impl RecordState {
         match self {
             RecordState::Vm(v) => Some(&v.host),
             RecordState::Container(c) => Some(&c.host),
-            RecordState::Host(_) | RecordState::Storage(_) | RecordState::Workload(_) => None,
+            RecordState::Host(_) | RecordState::Storage(_) | RecordState::Workload(_) | RecordState::Service(_) => None,
         }
     }
 
@@ -64,7 +72,18 @@ impl RecordState {
             RecordState::Host(h) => h.node_id.as_ref(),
             RecordState::Vm(v) => v.node_id.as_ref(),
             RecordState::Workload(w) => Some(&w.node_id),
-            RecordState::Container(_) | RecordState::Storage(_) => None,
+            RecordState::Container(_) | RecordState::Storage(_) | RecordState::Service(_) => None,
+        }
+    }
+
+    /// The labels a selector matches it by: a VM's or container's own, a workload's
+    /// derived ones ([`Workload::labels`]). Hosts, storage and services have none.
+    pub fn labels(&self) -> Option<Cow<'_, Labels>> {
+        match self {
+            RecordState::Vm(v) => Some(Cow::Borrowed(&v.labels)),
+            RecordState::Container(c) => Some(Cow::Borrowed(&c.labels)),
+            RecordState::Workload(w) => Some(Cow::Owned(w.labels())),
+            RecordState::Host(_) | RecordState::Storage(_) | RecordState::Service(_) => None,
         }
     }
 }
@@ -117,10 +136,12 @@ pub fn record_id(source: &SourceName, key: &str) -> String {
 }
 
 named_enum!(
-    /// What kind of system a source is.
+    /// What kind of system a source is: a Proxmox VE cluster, the agents, or bosun's own
+    /// configuration (the services it declares).
     SourceType, field = "type" {
         Proxmox => "proxmox",
         Agent => "agent",
+        Config => "config",
     }
 );
 

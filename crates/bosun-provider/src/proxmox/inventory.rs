@@ -9,9 +9,14 @@
 //!
 //! A record's digest is the SHA-256 of its state as JSON: Proxmox's own config digest is
 //! part of the state, usage counters are not.
+//!
+//! A guest's tags are its labels, each with an empty value (a selector's bare `gpu` is a
+//! presence test). A tag that cannot be a label key (Proxmox allows `+`, for one) is left
+//! out, never failing the read.
 
 use std::collections::BTreeMap;
 
+use bosun_core::Labels;
 use bosun_core::inventory::{Container, ContainerRuntime, Host, InventorySnapshot, Reported, Storage, Usage, Vm};
 use serde::Serialize;
 use sha2::Digest as _;
@@ -37,6 +42,19 @@ fn usage(guest: &PveGuest) -> Usage {
         net_out: guest.net_out,
         uptime_s: guest.uptime_s,
     }
+}
+
+/// A guest's tags as labels: those of its configuration once read (what its config digest
+/// covers), else those `/cluster/resources` lists.
+fn labels(guest: &PveGuest) -> Labels {
+    let tags = guest.config.as_ref().map_or(&guest.tags, |config| &config.tags);
+    let mut labels = Labels::new();
+    for tag in tags {
+        if let Err(error) = labels.insert(tag.as_str(), "") {
+            tracing::debug!(vmid = guest.vmid, tag = tag.as_str(), "Proxmox tag left out of the labels: {error}");
+        }
+    }
+    labels
 }
 
 impl Snapshot {
@@ -77,6 +95,7 @@ impl Snapshot {
                     config_digest: guest.config.as_ref().map(|c| c.digest.clone()),
                     gpu_devices: config.passthrough,
                     node_id: None,
+                    labels: labels(guest),
                 };
                 reported(guest.vmid.to_string(), state, usage(guest))
             })
@@ -101,6 +120,7 @@ impl Snapshot {
                     ha_managed: guest.ha_managed,
                     lock: guest.lock.clone(),
                     config_digest: guest.config.as_ref().map(|c| c.digest.clone()),
+                    labels: labels(guest),
                 };
                 reported(guest.vmid.to_string(), state, usage(guest))
             })
@@ -132,7 +152,7 @@ impl Snapshot {
                 reported(key, state, Usage { disk_used: used, ..Usage::default() })
             })
             .collect();
-        InventorySnapshot { hosts, vms, containers, storage, workloads: Vec::new() }
+        InventorySnapshot { hosts, vms, containers, storage, workloads: Vec::new(), services: Vec::new() }
     }
 }
 
@@ -184,5 +204,15 @@ mod tests {
         assert_eq!((migrated.vms[0].key.as_str(), migrated.vms[0].state.host.as_str()), ("100", "pve2"));
         assert_ne!(migrated.vms[0].digest, inventory.vms[0].digest);
         assert_eq!(snapshot.vms[0].kind, GuestKind::Qemu);
+
+        // Tags are labels with empty values; one that cannot be a label key is left out.
+        let tags = |labels: &bosun_core::Labels| labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>();
+        assert_eq!(tags(&inventory.vms[0].state.labels), ["gpu=", "training="]);
+        assert_eq!(tags(&inventory.vms[1].state.labels), ["gpu=", "inference="]);
+        assert_eq!(tags(&inventory.containers[0].state.labels), ["infra="]);
+        assert!(mock.set_tags(101, "gpu;c++;training"));
+        let retagged = client.snapshot().await.expect("snapshot").to_inventory();
+        assert_eq!(tags(&retagged.vms[1].state.labels), ["gpu=", "training="]);
+        assert_ne!(retagged.vms[1].digest, changed.vms[1].digest, "a re-tag is a change");
     }
 }

@@ -3,8 +3,8 @@
 //! `start` and `limit`) for the inventory; `/cluster/nextid`, a VM's `clone`,
 //! `status/start`, `status/stop` and `DELETE`, each answering a task's UPID, each task's
 //! `status`, and a change of a VM's `tags` (`PUT config`) for the provider. The tests
-//! drive it (a changed configuration, a deleted VM, an outage, a slow or malformed answer,
-//! a clone that fails, a full host, a refused configuration change), and
+//! drive it (a changed configuration, changed tags, a deleted VM, an outage, a slow or
+//! malformed answer, a clone that fails, a full host, a refused configuration change), and
 //! `bosun dev proxmox-mock` serves one so a newcomer can try bosun without a Proxmox at
 //! hand.
 //!
@@ -153,11 +153,14 @@ impl MockCluster {
                 .collect();
             cluster.tasks.insert(name, tasks);
         }
+        // Guests are tagged as a team would: VMs `gpu` and either `training` or `inference`
+        // (alternately), containers `infra`.
         let mut vmid = FIRST_VMID;
         for i in 0..spec.vms {
             let node = node_name(i);
+            let tags = if i % 2 == 0 { "gpu;training" } else { "gpu;inference" };
             let mut config = json!({
-                "name": format!("gpu-vm-{i}"), "cores": 16, "memory": "131072", "digest": digest(vmid, 0),
+                "name": format!("gpu-vm-{i}"), "cores": 16, "memory": "131072", "digest": digest(vmid, 0), "tags": tags,
             });
             for gpu in 0..spec.gpus_per_vm {
                 config[format!("hostpci{gpu}")] = json!(format!("0000:{:02x}:00,pcie=1", 0x41 + gpu));
@@ -167,6 +170,7 @@ impl MockCluster {
                 "name": format!("gpu-vm-{i}"), "status": "running", "template": 0, "maxcpu": 16, "cpu": 0.5,
                 "mem": 68_719_476_736u64, "maxmem": 137_438_953_472u64, "disk": 0, "maxdisk": 214_748_364_800u64,
                 "netin": 1_000_000, "netout": 2_000_000, "uptime": 3600, "hastate": if i % 4 == 0 { "started" } else { "" },
+                "tags": tags,
             });
             cluster.guests.insert(vmid, Guest { kind: "qemu", node, resource, config });
             vmid += 1;
@@ -175,13 +179,13 @@ impl MockCluster {
             let node = node_name(i);
             let config = json!({
                 "hostname": format!("svc-{i}"), "ostype": "ubuntu", "cores": 2, "memory": 4096, "swap": 512,
-                "digest": digest(vmid, 0),
+                "digest": digest(vmid, 0), "tags": "infra",
             });
             let resource = json!({
                 "id": format!("lxc/{vmid}"), "type": "lxc", "node": node, "vmid": vmid, "name": format!("svc-{i}"),
                 "status": if i % 5 == 4 { "stopped" } else { "running" }, "template": 0, "maxcpu": 2, "cpu": 0.01,
                 "mem": 536_870_912u64, "maxmem": 4_294_967_296u64, "disk": 1_073_741_824u64,
-                "maxdisk": 8_589_934_592u64, "netin": 1000, "netout": 1000, "uptime": 7200,
+                "maxdisk": 8_589_934_592u64, "netin": 1000, "netout": 1000, "uptime": 7200, "tags": "infra",
             });
             cluster.guests.insert(vmid, Guest { kind: "lxc", node, resource, config });
             vmid += 1;
@@ -290,6 +294,12 @@ impl MockCluster {
         guest.config["digest"] = json!(digest(vmid, generation));
         guest.config["description"] = json!(format!("changed ({generation})"));
         true
+    }
+
+    /// Replaces a guest's tags (`gpu;training`), as a `PUT config` with `tags` does: its
+    /// configuration's digest changes. False when there is no such guest.
+    pub fn set_tags(&self, vmid: u32, tags: &str) -> bool {
+        self.lock().retag(vmid, tags)
     }
 
     /// Renames a guest as `/cluster/resources` lists it (any text, to test what a reader
@@ -483,6 +493,18 @@ impl Cluster {
         upid
     }
 
+    /// Replaces guest `vmid`'s tags where Proxmox keeps them (its configuration, which
+    /// `/cluster/resources` reflects) and changes its configuration's digest.
+    fn retag(&mut self, vmid: u32, tags: &str) -> bool {
+        self.generation += 1;
+        let generation = self.generation;
+        let Some(guest) = self.guests.get_mut(&vmid) else { return false };
+        guest.resource["tags"] = json!(tags);
+        guest.config["tags"] = json!(tags);
+        guest.config["digest"] = json!(digest(vmid, generation));
+        true
+    }
+
     /// The guest `vmid` if it is a VM on `node`.
     fn vm_on(&mut self, node: &str, kind: &str, vmid: u32) -> Option<&mut Guest> {
         self.guests.get_mut(&vmid).filter(|guest| guest.node == node && guest.kind == kind && kind == "qemu")
@@ -632,15 +654,20 @@ async fn set_config(
     if cluster.config_refused {
         return refusal(StatusCode::FORBIDDEN, &format!("Permission check failed (/vms/{vmid}, VM.Config.Options)"));
     }
-    let Some(guest) = cluster.vm_on(&node, &kind, vmid) else { return no_such_guest(&node, &kind, vmid) };
-    if let Some(tags) = params.get("tags") {
-        guest.resource["tags"] = json!(tags);
-        guest.config["tags"] = json!(tags);
+    if cluster.vm_on(&node, &kind, vmid).is_none() {
+        return no_such_guest(&node, &kind, vmid);
     }
-    cluster.generation += 1;
-    let generation = cluster.generation;
-    if let Some(guest) = cluster.guests.get_mut(&vmid) {
-        guest.config["digest"] = json!(digest(vmid, generation));
+    match params.get("tags") {
+        Some(tags) => {
+            cluster.retag(vmid, tags);
+        }
+        None => {
+            cluster.generation += 1;
+            let generation = cluster.generation;
+            if let Some(guest) = cluster.guests.get_mut(&vmid) {
+                guest.config["digest"] = json!(digest(vmid, generation));
+            }
+        }
     }
     answer(StatusCode::OK, json!({ "data": null }))
 }

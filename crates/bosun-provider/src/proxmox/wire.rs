@@ -67,7 +67,7 @@ pub struct PveGuest {
     /// A lock held on the guest (`backup`, `migrate`...).
     pub lock: Option<String>,
     pub pool: Option<String>,
-    /// Its tags (`tags: "bosun;gpu"`).
+    /// Its tags (`tags: "bosun;gpu"`), at most [`MAX_TAGS`].
     pub tags: Vec<String>,
     pub config: Option<GuestConfig>,
 }
@@ -83,6 +83,8 @@ pub struct GuestConfig {
     pub hostname: Option<String>,
     /// A container's OS type (`ubuntu`, `debian`...).
     pub os_type: Option<String>,
+    /// The guest's tags as its configuration holds them, at most [`MAX_TAGS`].
+    pub tags: Vec<String>,
 }
 
 /// A storage as one node sees it.
@@ -177,6 +179,20 @@ fn flag(row: &Value, key: &str) -> bool {
     }
 }
 
+/// The most tags read of one guest: as many as a record's labels may be. Proxmox sets no
+/// limit; the rest are not read.
+pub const MAX_TAGS: usize = bosun_core::labels::MAX_LABELS;
+
+/// A guest's tags: Proxmox writes them separated by `;`, and older versions and people
+/// by `,` or spaces.
+fn tags(row: &Value) -> Vec<String> {
+    text(row, "tags")
+        .map(|tags| {
+            tags.split([';', ',', ' ']).filter(|tag| !tag.is_empty()).take(MAX_TAGS).map(str::to_owned).collect()
+        })
+        .unwrap_or_default()
+}
+
 fn small(row: &Value, key: &str) -> Result<u32, String> {
     u32::try_from(count(row, key)?).map_err(|_| format!("{key} is too large"))
 }
@@ -220,11 +236,7 @@ impl Resource {
                     ha_managed: text(row, "hastate").is_some(),
                     lock: text(row, "lock"),
                     pool: text(row, "pool"),
-                    tags: text(row, "tags")
-                        .map(|tags| {
-                            tags.split([';', ',', ' ']).filter(|tag| !tag.is_empty()).map(str::to_owned).collect()
-                        })
-                        .unwrap_or_default(),
+                    tags: tags(row),
                     config: None,
                 })
             }
@@ -262,6 +274,7 @@ impl GuestConfig {
             passthrough: passthrough.into_iter().map(|(_, device)| device).collect(),
             hostname: text(config, "hostname"),
             os_type: text(config, "ostype"),
+            tags: tags(config),
         })
     }
 }
@@ -308,4 +321,24 @@ pub(super) fn vmid(value: &Value) -> Result<u32, String> {
         _ => None,
     };
     id.and_then(|id| u32::try_from(id).ok()).filter(|id| *id > 0).ok_or_else(|| format!("{value} is not a vmid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn tags_are_split_on_semicolons_commas_and_spaces_and_bounded() {
+        let read = |value: Value| tags(&json!({ "tags": value }));
+        assert_eq!(read(json!("gpu;training")), ["gpu", "training"]);
+        assert_eq!(read(json!("gpu, training  ml;;")), ["gpu", "training", "ml"]);
+        assert!(read(json!("")).is_empty());
+        assert!(tags(&json!({})).is_empty(), "no tags");
+        let many: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
+        assert_eq!(read(json!(many.join(";"))).len(), MAX_TAGS);
+        let config = GuestConfig::read(&json!({ "digest": "d", "tags": "a;b" })).expect("config");
+        assert_eq!(config.tags, ["a", "b"]);
+    }
 }

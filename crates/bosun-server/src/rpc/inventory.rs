@@ -1,11 +1,11 @@
-//! The inventory's RPCs (served by AdminService): list and get records of one kind, how
-//! the sources stand, and a sync now.
+//! The inventory's RPCs (served by AdminService): list and get records of one kind (a
+//! service with its members), how the sources stand, and a sync now.
 
 use std::collections::BTreeMap;
 
 use bosun_api::{convert, v1};
-use bosun_core::inventory::{InventoryKind, InventoryRecord, SourceStatus, SourceType};
-use bosun_core::{SourceName, ValidationError};
+use bosun_core::inventory::{InventoryKind, InventoryRecord, RecordState, SourceStatus, SourceType};
+use bosun_core::{LabelSelector, SourceName, ValidationError};
 use bosun_store::inventory::InventoryFilter;
 use bosun_store::{PageRequest, query};
 use buffa::MessageField;
@@ -16,7 +16,7 @@ use crate::error::{ApiError, ApiResult};
 
 fn kind(text: &str) -> ApiResult<InventoryKind> {
     if text.is_empty() {
-        return Err(ApiError::invalid("kind", "is required: host, vm, container, storage or workload"));
+        return Err(ApiError::invalid("kind", "is required: host, vm, container, storage, workload or service"));
     }
     text.parse().map_err(|e: ValidationError| ApiError::Invalid(ValidationError::new("kind", e.problem)))
 }
@@ -31,8 +31,33 @@ fn text(field: &str, value: &str) -> ApiResult<Option<String>> {
     Ok(Some(value.to_owned()))
 }
 
+/// The longest label selector a list accepts, in bytes (64 terms of a key and a value).
+const MAX_SELECTOR_LEN: usize = 32 * 1024;
+
+fn selector(field: &str, value: &str) -> ApiResult<Option<LabelSelector>> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if value.len() > MAX_SELECTOR_LEN {
+        return Err(ApiError::invalid(field, format_args!("is longer than {MAX_SELECTOR_LEN} bytes")));
+    }
+    Ok(Some(convert::label_selector(field, value)?))
+}
+
 fn source_name(field: &str, value: &str) -> ApiResult<Option<SourceName>> {
     text(field, value)?.map(|v| v.parse().map_err(|e: ValidationError| ApiError::Invalid(e.within(field)))).transpose()
+}
+
+/// The record's JSON document, its labels included for the kinds that have them (a
+/// VM's and a container's are left out of the stored document when empty, a workload's
+/// are derived).
+fn document(record: &InventoryRecord) -> String {
+    // A record of plain strings and numbers always serializes.
+    let mut document = serde_json::to_value(record).unwrap_or_default();
+    if let (Some(labels), Some(fields)) = (record.state.labels(), document.as_object_mut()) {
+        fields.insert("labels".to_owned(), serde_json::to_value(labels.as_ref()).unwrap_or_default());
+    }
+    document.to_string()
 }
 
 /// A record on the wire: its summary fields and the whole record as JSON.
@@ -48,8 +73,7 @@ pub(crate) fn record(record: &InventoryRecord) -> v1::InventoryRecord {
         node_id: record.state.node().map(ToString::to_string).unwrap_or_default(),
         gone_at: record.gone_at.map(convert::timestamp).into(),
         revision: record.revision.get(),
-        // A record of plain strings and numbers always serializes.
-        json: serde_json::to_string(record).unwrap_or_default(),
+        json: document(record),
         ..Default::default()
     }
 }
@@ -71,6 +95,7 @@ pub(crate) async fn list(app: &App, request: v1::ListInventoryRequest) -> ApiRes
         status: text("status", &request.status)?,
         gone,
         name: text("name", &request.name)?,
+        labels: selector("label_selector", &request.label_selector)?,
     };
     let limit = page_size("page_size", request.page_size, query::DEFAULT_PAGE_SIZE, query::MAX_PAGE_SIZE)?;
     let page =
@@ -90,12 +115,7 @@ pub(crate) async fn get(app: &App, request: v1::GetInventoryRequest) -> ApiResul
         && let Ok(source) = source.parse::<SourceName>()
     {
         match app.store.inventory_record(kind, &source, key).await {
-            Ok(found) => {
-                return Ok(v1::GetInventoryResponse {
-                    record: MessageField::some(record(&found)),
-                    ..Default::default()
-                });
-            }
+            Ok(found) => return answer(app, &found).await,
             Err(bosun_store::StoreError::NotFound { .. }) => {}
             Err(other) => return Err(other.into()),
         }
@@ -116,7 +136,7 @@ pub(crate) async fn get(app: &App, request: v1::GetInventoryRequest) -> ApiResul
         }
     }
     match matches.len() {
-        1 => Ok(v1::GetInventoryResponse { record: MessageField::some(record(&matches[0])), ..Default::default() }),
+        1 => answer(app, &matches[0]).await,
         0 => Err(ApiError::NotFound(format!("{kind} {id} not found (give SOURCE/KEY, a key or a name)"))),
         _ => Err(ApiError::invalid(
             "id",
@@ -127,6 +147,17 @@ pub(crate) async fn get(app: &App, request: v1::GetInventoryRequest) -> ApiResul
             ),
         )),
     }
+}
+
+/// A record found by a get: a service with its members.
+async fn answer(app: &App, found: &InventoryRecord) -> ApiResult<v1::GetInventoryResponse> {
+    let mut response = v1::GetInventoryResponse { record: MessageField::some(record(found)), ..Default::default() };
+    if let RecordState::Service(service) = &found.state {
+        let (members, count) = crate::inventory_services::members(app, service).await?;
+        response.members = members.iter().map(record).collect();
+        response.member_count = count;
+    }
+    Ok(response)
 }
 
 /// Every source: the configured ones (read or not yet), and the agents' scopes folded
@@ -140,14 +171,16 @@ pub(crate) async fn sources(app: &App) -> ApiResult<Vec<v1::InventorySourceStatu
     for source in &app.inventory.entries {
         by_source.entry(source.name.clone()).or_default();
     }
+    let services = crate::inventory_services::source()?;
     Ok(by_source
         .into_iter()
         .map(|(name, scopes)| {
             let configured = app.inventory.get(&name);
+            let services_configured = name == services && !app.settings.inventory_services.is_empty();
             let mut line = v1::InventorySourceStatus {
                 source: name.to_string(),
                 r#type: scopes.first().map_or(SourceType::Proxmox, |s| s.source_type).as_str().to_owned(),
-                configured: configured.is_some(),
+                configured: configured.is_some() || services_configured,
                 scopes: scopes.len() as u64,
                 url: configured.map(|c| c.url.clone()).unwrap_or_default(),
                 ..Default::default()
@@ -221,11 +254,13 @@ pub(crate) async fn syncs(
     Ok(v1::ListInventorySyncsResponse { syncs, ..Default::default() })
 }
 
-/// Reads one configured source, or every one, now.
+/// Reads one configured source, or every one (the services' included), now.
 pub(crate) async fn sync(app: &App, request: v1::SyncInventoryRequest) -> ApiResult<v1::SyncInventoryResponse> {
     let wanted = source_name("source", &request.source)?;
+    let services = crate::inventory_services::source()?;
     if let Some(name) = &wanted
         && app.inventory.get(name).is_none()
+        && *name != services
     {
         let configured: Vec<String> = app.inventory.entries.iter().map(|s| s.name.to_string()).collect();
         return Err(ApiError::NotFound(format!(
@@ -235,6 +270,9 @@ pub(crate) async fn sync(app: &App, request: v1::SyncInventoryRequest) -> ApiRes
     }
     for source in app.inventory.entries.iter().filter(|s| wanted.as_ref().is_none_or(|w| *w == s.name)) {
         crate::inventory::sync_source(app, source).await?;
+    }
+    if wanted.as_ref().is_none_or(|w| *w == services) {
+        crate::inventory_services::sync(app).await?;
     }
     let mut sources = sources(app).await?;
     sources.retain(|s| s.configured && wanted.as_ref().is_none_or(|w| w.as_str() == s.source));

@@ -1,19 +1,27 @@
 //! The inventory from a Proxmox VE source (the mock of its API): a first sync with
 //! hosts, VMs, containers and storage, a changed configuration digest, a deleted VM, an
-//! API outage and a malformed answer that wipe nothing, and the RPCs over them.
+//! API outage and a malformed answer that wipe nothing, and the RPCs over them; services
+//! whose members are the tagged VMs, following a re-tag, and a changed configuration.
 
 use std::time::Duration;
 
 use bosun_api::v1;
 use bosun_config::proxmox::{ProxmoxEndpoint, SecretSource};
 use bosun_config::{InventorySource, InventorySourceKind};
+use bosun_core::inventory::{MemberKind, Service};
 use bosun_provider::proxmox::mock::{MockCluster, MockSpec, TOKEN_ID, TOKEN_SECRET};
 use bosun_store::Backend;
 use connectrpc::ErrorCode;
 
 use crate::harness::*;
 
-on_every_backend!(a_proxmox_source_syncs_changes_departures_and_outages);
+on_every_backend!(a_proxmox_source_syncs_changes_departures_and_outages, services_group_the_vms_their_tags_select);
+
+/// Across a restart: on the SQL backends (a memory store starts empty).
+mod across_restarts {
+    use super::*;
+    on_sql_backends!(a_services_configuration_change_is_synced_at_the_next_start);
+}
 
 async fn list(h: &Harness, kind: &str, gone: &str) -> Vec<v1::InventoryRecord> {
     let request = v1::ListInventoryRequest {
@@ -36,17 +44,14 @@ async fn source(h: &Harness) -> v1::InventorySourceStatus {
 }
 
 async fn sync(h: &Harness) {
-    assert_eq!(h.server().sync_inventory().await.expect("sync"), 1);
+    let services = usize::from(!h.settings.inventory_services.is_empty());
+    assert_eq!(h.server().sync_inventory().await.expect("sync"), 1 + services, "pve1 (and the services)");
     h.clock.advance(Duration::from_secs(30));
 }
 
-async fn a_proxmox_source_syncs_changes_departures_and_outages(backend: Backend) {
-    let mock = MockCluster::generate(&MockSpec { nodes: 3, vms: 6, containers: 4, gpus_per_vm: 2, tasks_per_node: 2 });
-    let url = mock.spawn().await.expect("mock");
-    let secret = tempfile::NamedTempFile::new().expect("secret file");
-    std::fs::write(secret.path(), TOKEN_SECRET).expect("write secret");
-    let mut settings = settings();
-    settings.inventory_sources = vec![InventorySource {
+/// `pve1`, reading `url` with the mock's token from `secret`.
+fn proxmox_source(url: &str, secret: &tempfile::NamedTempFile) -> InventorySource {
+    InventorySource {
         name: "pve1".parse().expect("valid"),
         interval: Duration::from_secs(30),
         kind: InventorySourceKind::Proxmox(ProxmoxEndpoint {
@@ -56,7 +61,21 @@ async fn a_proxmox_source_syncs_changes_departures_and_outages(backend: Backend)
             verify_tls: true,
             ca_file: None,
         }),
-    }];
+    }
+}
+
+fn secret_file() -> tempfile::NamedTempFile {
+    let secret = tempfile::NamedTempFile::new().expect("secret file");
+    std::fs::write(secret.path(), TOKEN_SECRET).expect("write secret");
+    secret
+}
+
+async fn a_proxmox_source_syncs_changes_departures_and_outages(backend: Backend) {
+    let mock = MockCluster::generate(&MockSpec { nodes: 3, vms: 6, containers: 4, gpus_per_vm: 2, tasks_per_node: 2 });
+    let url = mock.spawn().await.expect("mock");
+    let secret = secret_file();
+    let mut settings = settings();
+    settings.inventory_sources = vec![proxmox_source(&url, &secret)];
     let Some(h) = Harness::start_with(backend, settings).await else { return };
 
     // Configured but not read yet: listed, never synced.
@@ -170,4 +189,128 @@ async fn a_proxmox_source_syncs_changes_departures_and_outages(backend: Backend)
     let now = v1::SyncInventoryRequest::default();
     let synced = h.admin(Some(OPERATOR)).sync_inventory(now).await.expect("sync now").into_owned();
     assert_eq!(synced.sources.len(), 1);
+}
+
+/// A service as the configuration declares it.
+fn service(name: &str, selector: &str, kinds: &[MemberKind]) -> Service {
+    let kinds = kinds.iter().copied().collect();
+    Service::new(name.parse().expect("name"), selector.parse().expect("selector"), kinds, None).expect("service")
+}
+
+/// A service's members (their ids) and member count.
+async fn members(h: &Harness, name: &str) -> (Vec<String>, u64) {
+    let request = v1::GetInventoryRequest { kind: "service".to_owned(), id: name.to_owned(), ..Default::default() };
+    let got = h.admin(Some(OPERATOR)).get_inventory(request).await.expect("get service").into_owned();
+    (got.members.iter().map(|m| m.id.clone()).collect(), got.member_count)
+}
+
+async fn vms_selected(h: &Harness, selector: &str) -> Vec<String> {
+    let request = v1::ListInventoryRequest {
+        kind: "vm".to_owned(),
+        label_selector: selector.to_owned(),
+        gone: "false".to_owned(),
+        ..Default::default()
+    };
+    let listed = h.admin(Some(OPERATOR)).list_inventory(request).await.expect("list").into_owned();
+    listed.records.into_iter().map(|r| r.id).collect()
+}
+
+async fn services_group_the_vms_their_tags_select(backend: Backend) {
+    // VMs 100 and 102 are tagged gpu;training, 101 and 103 gpu;inference; containers infra.
+    let mock = MockCluster::generate(&MockSpec { nodes: 2, vms: 4, containers: 2, gpus_per_vm: 1, tasks_per_node: 0 });
+    let url = mock.spawn().await.expect("mock");
+    let secret = secret_file();
+    let mut settings = settings();
+    settings.inventory_sources = vec![proxmox_source(&url, &secret)];
+    settings.inventory_services = vec![
+        service("training", "training", &[MemberKind::Vm]),
+        service("gpus", "gpu", MemberKind::ALL),
+        service("infra", "infra", &[MemberKind::Container, MemberKind::Workload]),
+    ];
+    let Some(h) = Harness::start_with(backend, settings).await else { return };
+    assert_eq!(h.server().sync_inventory().await.expect("sync"), 2, "pve1 and the services");
+    h.clock.advance(Duration::from_secs(30));
+
+    let services = list(&h, "service", "").await;
+    let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["gpus", "infra", "training"]);
+    let training: serde_json::Value = serde_json::from_str(&services[2].json).expect("json");
+    assert_eq!(
+        (training["selector"].as_str(), training["kinds"].clone()),
+        (Some("training"), serde_json::json!(["vm"]))
+    );
+    assert_eq!(services[2].id, "services/training");
+    assert_eq!(members(&h, "training").await, (vec!["pve1/100".to_owned(), "pve1/102".to_owned()], 2));
+    assert_eq!(members(&h, "gpus").await.1, 4);
+    assert_eq!(members(&h, "services/infra").await.1, 2, "by SOURCE/KEY too");
+    let vm: serde_json::Value = serde_json::from_str(&list(&h, "vm", "").await[0].json).expect("json");
+    assert_eq!(vm["labels"], serde_json::json!({"gpu": "", "training": ""}), "tags are labels with empty values");
+    assert_eq!(vms_selected(&h, "inference").await, ["pve1/101", "pve1/103"]);
+    assert_eq!(vms_selected(&h, "gpu,training").await, ["pve1/100", "pve1/102"]);
+    let sources = h
+        .admin(Some(OPERATOR))
+        .list_inventory_sources(v1::ListInventorySourcesRequest::default())
+        .await
+        .expect("sources")
+        .into_owned();
+    let line = sources.sources.iter().find(|s| s.source == "services").expect("the services' source is listed");
+    assert_eq!((line.r#type.as_str(), line.configured, line.created), ("config", true, 3));
+
+    // A re-tag is an update of the VM, and membership follows at the next sync.
+    assert!(mock.set_tags(101, "gpu;training") && mock.set_tags(100, "gpu"));
+    sync(&h).await;
+    assert_eq!(members(&h, "training").await, (vec!["pve1/101".to_owned(), "pve1/102".to_owned()], 2));
+    let get = v1::GetInventoryRequest { kind: "vm".to_owned(), id: "pve1/101".to_owned(), ..Default::default() };
+    let record = h.admin(Some(OPERATOR)).get_inventory(get).await.expect("get").into_owned();
+    assert_eq!(record.record.as_option().map(|r| r.revision), Some(2));
+    assert!(record.members.is_empty() && record.member_count == 0, "only a service has members");
+    // A VM gone from its source is no member.
+    assert!(mock.destroy(102));
+    sync(&h).await;
+    assert_eq!(members(&h, "training").await, (vec!["pve1/101".to_owned()], 1));
+
+    // A selector the store cannot use is refused, naming the field.
+    for (kind, selector) in [("vm", "bad key"), ("vm", "=x"), ("host", "gpu")] {
+        let request = v1::ListInventoryRequest {
+            kind: kind.to_owned(),
+            label_selector: selector.to_owned(),
+            ..Default::default()
+        };
+        let error = h.admin(Some(OPERATOR)).list_inventory(request).await.expect_err("refused");
+        assert_eq!(error.code, ErrorCode::InvalidArgument, "{kind} {selector}");
+        let message = error.message.unwrap_or_default();
+        assert!(message.contains("label_selector") || message.contains("labels"), "{message}");
+    }
+}
+
+async fn a_services_configuration_change_is_synced_at_the_next_start(backend: Backend) {
+    let mut settings = settings();
+    settings.inventory_services =
+        vec![service("training", "training", &[MemberKind::Vm]), service("infra", "infra", MemberKind::ALL)];
+    let Some(mut h) = Harness::start_with(backend, settings).await else { return };
+    assert_eq!(h.server().sync_inventory().await.expect("sync"), 1);
+    h.clock.advance(Duration::from_secs(30));
+
+    // The next start's configuration: training selects more narrowly, infra is gone.
+    h.settings.inventory_services = vec![service("training", "gpu,training", &[MemberKind::Vm])];
+    h.restart().await;
+    h.server().sync_inventory().await.expect("sync");
+    let present = list(&h, "service", "false").await;
+    assert_eq!(present.len(), 1);
+    let training: serde_json::Value = serde_json::from_str(&present[0].json).expect("json");
+    assert_eq!((training["selector"].as_str(), present[0].revision), (Some("gpu,training"), 2));
+    let gone = list(&h, "service", "true").await;
+    assert_eq!(gone.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["services/infra"]);
+    let history = v1::ListEventsRequest {
+        kind: "service".to_owned(),
+        resource_id: "services/training".to_owned(),
+        limit: 100,
+        ..Default::default()
+    };
+    let events = h.admin(Some(OPERATOR)).list_events(history).await.expect("history").into_owned().events;
+    assert_eq!(events.len(), 2, "created, then updated");
+
+    // Syncing the same configuration again changes nothing.
+    h.server().sync_inventory().await.expect("sync");
+    assert_eq!(list(&h, "service", "false").await[0].revision, 2);
 }

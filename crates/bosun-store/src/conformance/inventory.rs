@@ -1,15 +1,16 @@
 //! The inventory: records of every kind synced from a source's snapshots (create,
 //! unchanged, change, gone, back), a failed source that wipes nothing, one node's
-//! workloads synced apart from another's, history in the change log, and what the store
+//! workloads synced apart from another's, history in the change log, lists filtered by
+//! label selector, services as the records of a config source, and what the store
 //! refuses.
 
 use std::time::Duration;
 
 use bosun_core::inventory::{
-    Container, ContainerRuntime, Host, InventoryKind, InventoryRecord, InventorySnapshot, PodRef, RecordState,
-    Reported, SourceSync, SourceType, Storage, SyncCounts, SyncScope, Usage, Vm, Workload,
+    Container, ContainerRuntime, Host, InventoryKind, InventoryRecord, InventorySnapshot, MemberKind, PodRef,
+    RecordState, Reported, Service, SourceSync, SourceType, Storage, SyncCounts, SyncScope, Usage, Vm, Workload,
 };
-use bosun_core::{ChangeOp, ResourceKind, Revision, SourceName};
+use bosun_core::{ChangeOp, LabelSelector, Labels, ResourceKind, Revision, SourceName};
 
 use super::{Ctx, E, assert_err, batch, node_id};
 use crate::inventory::{InventoryFilter, USAGE_REFRESH};
@@ -44,6 +45,7 @@ fn vm(vmid: u32, host: &str) -> Vm {
         config_digest: Some(format!("cfg-{vmid}")),
         gpu_devices: vec!["0000:41:00,pcie=1".to_owned()],
         node_id: None,
+        labels: Labels::try_from([("gpu", ""), ("team", "ml")]).expect("labels"),
     }
 }
 
@@ -76,6 +78,7 @@ fn snapshot() -> InventorySnapshot {
                 ha_managed: false,
                 lock: Some("backup".to_owned()),
                 config_digest: None,
+                labels: Labels::try_from([("infra", "")]).expect("labels"),
             },
         )],
         storage: vec![reported(
@@ -92,6 +95,7 @@ fn snapshot() -> InventorySnapshot {
             },
         )],
         workloads: Vec::new(),
+        services: Vec::new(),
     }
 }
 
@@ -461,4 +465,156 @@ pub(crate) async fn drift_reports_live_in_the_change_log_with_growing_revisions(
 
     let bad = ctx.store.commit(batch("drift").record_drift("has space", DriftReport::default())).await;
     assert_err!(bad, E::Invalid(_));
+}
+
+fn selector(text: &str) -> LabelSelector {
+    text.parse().expect("selector")
+}
+
+pub(crate) async fn lists_filter_by_labels_in_the_query(ctx: &Ctx) {
+    // 30 VMs: every third has the tag gpu, every fifth team=ml as well; none team=ops.
+    let mut many = snapshot();
+    many.vms = (1000..1030)
+        .map(|id| {
+            let mut labels = Labels::new();
+            if id % 3 == 0 {
+                labels.insert("gpu", "").expect("label");
+            }
+            if id % 5 == 0 {
+                labels.insert("team", "ml").expect("label");
+            }
+            reported(&id.to_string(), &format!("v{id}"), Vm { labels, ..vm(id, "pve-a") })
+        })
+        .collect();
+    sync(ctx, sync_of(ctx, many)).await;
+    let vms = |text: &str| InventoryFilter { labels: Some(selector(text)), ..InventoryFilter::kind(InventoryKind::Vm) };
+    let expected = |keep: fn(u32) -> bool| (1000..1030).filter(move |id| keep(*id)).map(|id| format!("pve1/{id}"));
+
+    // The filter is in the query: every page but the last is full.
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(4);
+    loop {
+        let got = ctx.store.list_inventory(&vms("gpu"), &page).await.expect("list");
+        if got.next.is_some() {
+            assert_eq!(got.items.len(), 4, "a full page");
+        }
+        seen.extend(got.items.iter().map(InventoryRecord::id));
+        match got.next {
+            Some(cursor) => page = PageRequest::after(4, cursor),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected(|id| id % 3 == 0).collect::<Vec<_>>(), "a bare key is a presence test");
+    let ml: Vec<String> = list(ctx, vms("team=ml,gpu")).await.iter().map(InventoryRecord::id).collect();
+    assert_eq!(ml, expected(|id| id % 15 == 0).collect::<Vec<_>>(), "every term must match");
+    assert!(list(ctx, vms("team=ops")).await.is_empty());
+    assert!(list(ctx, vms("gpu=yes")).await.is_empty(), "a tag's value is empty, not any value");
+    assert_eq!(list(ctx, vms("gpu=")).await.len(), 10, "the empty value is a value");
+    assert_eq!(ctx.store.count_inventory(&vms("gpu")).await.expect("count"), 10);
+    assert_eq!(ctx.store.count_inventory(&vms("team=ml")).await.expect("count"), 6);
+    let present_gpu = InventoryFilter { gone: Some(false), ..vms("gpu") };
+    assert_eq!(ctx.store.count_inventory(&present_gpu).await.expect("count"), 10);
+    let containers =
+        InventoryFilter { labels: Some(selector("infra")), ..InventoryFilter::kind(InventoryKind::Container) };
+    assert_eq!(list(ctx, containers).await.len(), 1);
+
+    // A workload's labels are derived from what its agent reported.
+    let mut in_pod = workload("n1", 10, &[0]);
+    in_pod.state.pod =
+        Some(PodRef { namespace: Some("ml".to_owned()), name: Some("train-0".to_owned()), uid: "u1".to_owned() });
+    let other = Reported {
+        state: Workload { process_name: "sshd".to_owned(), ..workload("n1", 11, &[1]).state },
+        ..workload("n1", 11, &[1])
+    };
+    sync(ctx, node_sync(ctx, "n1", vec![in_pod, other])).await;
+    let workloads =
+        |text: &str| InventoryFilter { labels: Some(selector(text)), ..InventoryFilter::kind(InventoryKind::Workload) };
+    let keys = |records: Vec<InventoryRecord>| records.into_iter().map(|r| r.key).collect::<Vec<_>>();
+    assert_eq!(keys(list(ctx, workloads("process=python3")).await), ["n1/10"]);
+    assert_eq!(keys(list(ctx, workloads("namespace=ml,pod=train-0,container=0123456789ab")).await), ["n1/10"]);
+    assert_eq!(keys(list(ctx, workloads("container")).await), ["n1/10", "n1/11"]);
+    assert_eq!(ctx.store.count_inventory(&workloads("process=sshd")).await.expect("count"), 1);
+
+    // Hosts, storage and services have no labels to filter by.
+    for kind in [InventoryKind::Host, InventoryKind::Storage, InventoryKind::Service] {
+        let filter = InventoryFilter { labels: Some(selector("gpu")), ..InventoryFilter::kind(kind) };
+        assert_err!(ctx.store.list_inventory(&filter, &PageRequest::first(10)).await, E::Invalid(_));
+        assert_err!(ctx.store.count_inventory(&filter).await, E::Invalid(_));
+    }
+}
+
+fn service(name: &str, selector_text: &str, kinds: &[MemberKind]) -> Reported<Service> {
+    let state = Service::new(
+        name.parse().expect("name"),
+        selector(selector_text),
+        kinds.iter().copied().collect(),
+        Some(format!("the {name} service")),
+    )
+    .expect("service");
+    reported(name, &format!("{selector_text}/{kinds:?}"), state)
+}
+
+fn services_sync(ctx: &Ctx, services: Vec<Reported<Service>>) -> SourceSync {
+    SourceSync {
+        source: "services".parse().expect("valid"),
+        source_type: SourceType::Config,
+        scope: SyncScope::Source,
+        started_at: ctx.now(),
+        outcome: Ok(InventorySnapshot { services, ..InventorySnapshot::default() }),
+    }
+}
+
+pub(crate) async fn services_sync_as_the_records_of_a_config_source(ctx: &Ctx) {
+    let training = || service("training", "team=ml,gpu", &[MemberKind::Vm, MemberKind::Workload]);
+    let dns = || service("dns", "infra", &[MemberKind::Container]);
+    let counts = sync(ctx, services_sync(ctx, vec![training(), dns()])).await;
+    assert_eq!(counts, SyncCounts { created: 2, ..SyncCounts::default() });
+    let got = ctx.store.inventory_record(InventoryKind::Service, &"services".parse().expect("valid"), "training").await;
+    let got = got.expect("get");
+    assert_eq!(got.state, RecordState::Service(training().state), "every field round-trips");
+    assert_eq!(
+        (got.id(), got.revision, got.state.status()),
+        ("services/training".to_owned(), Revision::FIRST, "configured")
+    );
+    let sources = ctx.store.inventory_sources().await.expect("sources");
+    assert_eq!((sources[0].source.as_str(), sources[0].source_type), ("services", SourceType::Config));
+
+    // The same configuration again (a restart, another leader): nothing is written.
+    let before = ctx.store.last_change_seq().await.expect("seq");
+    let counts = sync(ctx, services_sync(ctx, vec![dns(), training()])).await;
+    assert_eq!(counts, SyncCounts { unchanged: 2, ..SyncCounts::default() });
+    assert_eq!(ctx.store.last_change_seq().await.expect("seq"), before);
+
+    // A changed selector is an update with history; a service no longer configured is gone.
+    let retrained = service("training", "team=ml", &[MemberKind::Vm]);
+    let counts = sync(ctx, services_sync(ctx, vec![retrained.clone()])).await;
+    assert_eq!(counts, SyncCounts { updated: 1, gone: 1, ..SyncCounts::default() });
+    let services = list(ctx, InventoryFilter::kind(InventoryKind::Service)).await;
+    let by_key = |key: &str| services.iter().find(|s| s.key == key).expect("listed").clone();
+    assert_eq!((by_key("training").revision.get(), by_key("training").gone_at), (2, None));
+    assert_eq!(by_key("training").state, RecordState::Service(retrained.state));
+    assert!(by_key("dns").gone_at.is_some());
+    assert_eq!(
+        history(ctx, ResourceKind::Service, "services/training").await,
+        [(ChangeOp::Created, 1), (ChangeOp::Updated, 2)]
+    );
+    let named = InventoryFilter { name: Some("dns".to_owned()), ..InventoryFilter::kind(InventoryKind::Service) };
+    assert_eq!(list(ctx, named).await.len(), 1);
+    assert!(ctx.store.check_integrity().await.expect("check").is_empty());
+
+    // Only a config source reports services, and nothing else; a service's key is its name.
+    let mut mixed = snapshot();
+    mixed.services.push(dns());
+    let refused = ctx.store.commit(batch("sync").sync_inventory(sync_of(ctx, mixed))).await;
+    assert_err!(refused, E::Invalid(_));
+    let mut with_vm = services_sync(ctx, vec![dns()]);
+    if let Ok(snapshot) = &mut with_vm.outcome {
+        snapshot.vms.push(reported("100", "v", vm(100, "pve-a")));
+    }
+    assert_err!(ctx.store.commit(batch("sync").sync_inventory(with_vm)).await, E::Invalid(_));
+    let renamed = Reported { key: "other".to_owned(), ..dns() };
+    let refused = ctx.store.commit(batch("sync").sync_inventory(services_sync(ctx, vec![renamed]))).await;
+    assert_err!(refused, E::Invalid(_));
+    let status = ctx.store.inventory_sources().await.expect("sources");
+    assert_eq!(status.len(), 1, "nothing refused was recorded");
 }

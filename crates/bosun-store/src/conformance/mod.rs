@@ -186,6 +186,8 @@ macro_rules! store_conformance {
             inventory::inventory_lists_page_by_source_and_key,
             inventory::retention_prunes_old_sync_records_and_keeps_the_records,
             inventory::drift_reports_live_in_the_change_log_with_growing_revisions,
+            inventory::lists_filter_by_labels_in_the_query,
+            inventory::services_sync_as_the_records_of_a_config_source,
         );
     };
 }

@@ -7,6 +7,9 @@
 //! A source that failed changes nothing but its status: its data stays as last read,
 //! marked stale with the reason. Each sync is recorded.
 //!
+//! Services come from bosun's configuration as the snapshot of a source of their own
+//! (type `config`); only such a source reports them, and it reports nothing else.
+//!
 //! `last_seen` is written only with a record's state, so an unchanged sync writes no
 //! record row at all; reads show a record still reported as last seen at its scope's last
 //! successful sync ([`overlay_last_seen`]).
@@ -21,7 +24,7 @@ use bosun_core::inventory::{
     SourceType, StoredState, SyncCounts, SyncRecord, SyncScope, Usage, plan_sync,
 };
 use bosun_core::validation::check_stored_int;
-use bosun_core::{ChangeOp, NodeId, Revision, SourceName, Timestamp};
+use bosun_core::{ChangeOp, LabelSelector, NodeId, Revision, SourceName, Timestamp};
 
 use crate::apply::{Applied, ChangeDraft, Stamp, Transaction};
 use crate::error::{Result, StoreError};
@@ -50,11 +53,13 @@ pub struct InventoryFilter {
     /// `Some(true)`: only records gone from their source; `Some(false)`: only present ones.
     pub gone: Option<bool>,
     pub name: Option<String>,
+    /// Only records whose labels match (VMs, containers and workloads have labels).
+    pub labels: Option<LabelSelector>,
 }
 
 impl InventoryFilter {
     pub fn kind(kind: InventoryKind) -> Self {
-        Self { kind, source: None, host: None, node: None, status: None, gone: None, name: None }
+        Self { kind, source: None, host: None, node: None, status: None, gone: None, name: None, labels: None }
     }
 
     /// Refuses a filter on a field the kind does not have (storage runs on no host).
@@ -65,6 +70,7 @@ impl InventoryFilter {
             () if self.host.is_some() && table.host_column.is_none() => none("host"),
             () if self.node.is_some() && table.node_column.is_none() => none("node"),
             () if self.status.is_some() && table.status_column.is_none() => none("status"),
+            () if self.labels.is_some() && table.labels_column.is_none() => none("labels"),
             () => Ok(()),
         }
     }
@@ -78,6 +84,7 @@ impl InventoryFilter {
             && self.status.as_ref().is_none_or(|s| state.status() == s)
             && self.gone.is_none_or(|g| g == record.gone_at.is_some())
             && self.name.as_ref().is_none_or(|n| state.name() == n)
+            && self.labels.as_ref().is_none_or(|s| state.labels().is_some_and(|l| l.matches(s)))
     }
 }
 
@@ -184,6 +191,16 @@ fn check_snapshot(sync: &SourceSync, snapshot: &InventorySnapshot) -> Result<()>
             limit: MAX_SNAPSHOT_RECORDS as u64,
         });
     }
+    let misplaced = match sync.source_type {
+        SourceType::Config => snapshot.services.len() != snapshot.len(),
+        SourceType::Proxmox | SourceType::Agent => !snapshot.services.is_empty(),
+    };
+    if misplaced {
+        return Err(StoreError::invalid(
+            "snapshot",
+            "services come from the configuration: a config source reports them and nothing else",
+        ));
+    }
     if sync.scope == SyncScope::Source && !snapshot.workloads.is_empty() {
         return Err(StoreError::invalid(
             "snapshot",
@@ -258,6 +275,15 @@ fn check_snapshot(sync: &SourceSync, snapshot: &InventorySnapshot) -> Result<()>
             check_int("gpu_memory_bytes", w.gpu_memory_bytes)
         })?;
     }
+    for service in &snapshot.services {
+        check_reported(InventoryKind::Service, service, |s| {
+            if service.key != s.name.as_str() {
+                return Err(StoreError::invalid("name", format_args!("{} is not the key {:?}", s.name, service.key)));
+            }
+            check_text("selector", &s.selector.to_string(), MAX_TEXT)?;
+            check_opt("description", s.description.as_deref())
+        })?;
+    }
     Ok(())
 }
 
@@ -265,9 +291,10 @@ fn check_snapshot(sync: &SourceSync, snapshot: &InventorySnapshot) -> Result<()>
 /// file), naming the record and field: it is checked as the one-record snapshot its scope
 /// would have read it in, and a storage's hosts must be as a sync keeps them.
 pub(crate) fn check_record(record: &InventoryRecord) -> Result<()> {
-    let (scope, source_type) = match record.scope() {
-        SyncScope::Source => (SyncScope::Source, SourceType::Proxmox),
-        node => (node, SourceType::Agent),
+    let (scope, source_type) = match (record.scope(), &record.state) {
+        (SyncScope::Source, RecordState::Service(_)) => (SyncScope::Source, SourceType::Config),
+        (SyncScope::Source, _) => (SyncScope::Source, SourceType::Proxmox),
+        (node, _) => (node, SourceType::Agent),
     };
     fn reported<T>(record: &InventoryRecord, state: T) -> Reported<T> {
         Reported { key: record.key.clone(), digest: record.digest.clone(), state, usage: record.usage }
@@ -287,6 +314,7 @@ pub(crate) fn check_record(record: &InventoryRecord) -> Result<()> {
             snapshot.storage.push(reported(record, s.clone()));
         }
         RecordState::Workload(w) => snapshot.workloads.push(reported(record, w.clone())),
+        RecordState::Service(s) => snapshot.services.push(reported(record, s.clone())),
     }
     let sync = SourceSync {
         source: record.source.clone(),
@@ -378,14 +406,18 @@ fn reported_kind(snapshot: &InventorySnapshot, kind: InventoryKind) -> ReportedK
             RecordState::Storage(s)
         }),
         InventoryKind::Workload => each(&snapshot.workloads, RecordState::Workload),
+        InventoryKind::Service => each(&snapshot.services, RecordState::Service),
     }
 }
 
-/// The kinds a scope covers.
-fn kinds(scope: &SyncScope) -> &'static [InventoryKind] {
-    match scope {
-        SyncScope::Source => InventoryKind::ALL,
-        SyncScope::Node(_) => &[InventoryKind::Workload],
+/// The kinds a source of this type reports (an agent: its node's workloads).
+fn kinds(source_type: SourceType) -> &'static [InventoryKind] {
+    match source_type {
+        SourceType::Proxmox => {
+            &[InventoryKind::Host, InventoryKind::Vm, InventoryKind::Container, InventoryKind::Storage]
+        }
+        SourceType::Agent => &[InventoryKind::Workload],
+        SourceType::Config => &[InventoryKind::Service],
     }
 }
 
@@ -410,7 +442,7 @@ pub(crate) async fn sync<T: Transaction>(tx: &mut T, stamp: Stamp<'_>, sync: &So
                 sync.source_type,
                 match sync.source_type {
                     SourceType::Agent => "one node's workloads at a time",
-                    SourceType::Proxmox => "as a whole",
+                    SourceType::Proxmox | SourceType::Config => "as a whole",
                 }
             ),
         ));
@@ -441,7 +473,7 @@ pub(crate) async fn sync<T: Transaction>(tx: &mut T, stamp: Stamp<'_>, sync: &So
         Ok(snapshot) => {
             check_snapshot(sync, snapshot)?;
             let seen_before = previous.as_ref().and_then(|p| p.last_success_at);
-            for &kind in kinds(&sync.scope) {
+            for &kind in kinds(sync.source_type) {
                 sync_kind(tx, now, sync, snapshot, kind, seen_before, &mut counts, &mut changes).await?;
             }
             None

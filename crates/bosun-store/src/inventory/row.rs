@@ -3,8 +3,8 @@
 //! moves cells between its driver and these functions.
 
 use bosun_core::inventory::{
-    Container, ContainerRuntime, Host, InventoryKind, InventoryRecord, PodRef, RecordState, Storage, Usage, Vm,
-    Workload,
+    Container, ContainerRuntime, Host, InventoryKind, InventoryRecord, PodRef, RecordState, Service, Storage, Usage,
+    Vm, Workload,
 };
 use bosun_core::{NodeId, Revision, SourceName, Timestamp};
 
@@ -78,6 +78,8 @@ pub(crate) struct Table {
     pub status_column: Option<&'static str>,
     pub host_column: Option<&'static str>,
     pub node_column: Option<&'static str>,
+    /// A JSON object of the record's labels, for the kinds a selector can match.
+    pub labels_column: Option<&'static str>,
 }
 
 impl Table {
@@ -100,6 +102,7 @@ const HOSTS: Table = Table {
     status_column: Some("status"),
     host_column: None,
     node_column: Some("node_id"),
+    labels_column: None,
 };
 
 const VMS: Table = Table {
@@ -118,11 +121,13 @@ const VMS: Table = Table {
         col("config_digest", Text),
         col("gpu_devices", Json),
         col("node_id", Text),
+        col("labels", Json),
     ],
     name_column: "name",
     status_column: Some("status"),
     host_column: Some("host"),
     node_column: Some("node_id"),
+    labels_column: Some("labels"),
 };
 
 const CONTAINERS: Table = Table {
@@ -142,11 +147,13 @@ const CONTAINERS: Table = Table {
         col("ha_managed", Bool),
         col("lock", Text),
         col("config_digest", Text),
+        col("labels", Json),
     ],
     name_column: "name",
     status_column: Some("status"),
     host_column: Some("host"),
     node_column: None,
+    labels_column: Some("labels"),
 };
 
 const STORAGE: Table = Table {
@@ -163,6 +170,7 @@ const STORAGE: Table = Table {
     status_column: Some("status"),
     host_column: None,
     node_column: None,
+    labels_column: None,
 };
 
 const WORKLOADS: Table = Table {
@@ -178,11 +186,24 @@ const WORKLOADS: Table = Table {
         col("pod_uid", Text),
         col("gpu_memory_bytes", Int),
         col("started_at", Time),
+        // Derived from the other columns (`Workload::labels`), kept for the selector.
+        col("labels", Json),
     ],
     name_column: "process_name",
     status_column: None,
     host_column: None,
     node_column: Some("node_id"),
+    labels_column: Some("labels"),
+};
+
+const SERVICES: Table = Table {
+    name: "services",
+    columns: &[col("name", Text), col("selector", Text), col("kinds", Json), col("description", Text)],
+    name_column: "name",
+    status_column: None,
+    host_column: None,
+    node_column: None,
+    labels_column: None,
 };
 
 pub(crate) fn table(kind: InventoryKind) -> &'static Table {
@@ -192,6 +213,7 @@ pub(crate) fn table(kind: InventoryKind) -> &'static Table {
         InventoryKind::Container => &CONTAINERS,
         InventoryKind::Storage => &STORAGE,
         InventoryKind::Workload => &WORKLOADS,
+        InventoryKind::Service => &SERVICES,
     }
 }
 
@@ -254,6 +276,7 @@ pub(crate) fn to_row(record: &InventoryRecord) -> Vec<Cell> {
             opt_text(v.config_digest.as_deref()),
             json(&v.gpu_devices),
             opt_text(v.node_id.as_ref().map(NodeId::as_str)),
+            json(&v.labels),
         ]),
         RecordState::Container(c) => row.extend([
             text(&c.name),
@@ -270,6 +293,7 @@ pub(crate) fn to_row(record: &InventoryRecord) -> Vec<Cell> {
             Cell::Bool(c.ha_managed),
             opt_text(c.lock.as_deref()),
             opt_text(c.config_digest.as_deref()),
+            json(&c.labels),
         ]),
         RecordState::Storage(s) => row.extend([
             text(&s.name),
@@ -290,6 +314,13 @@ pub(crate) fn to_row(record: &InventoryRecord) -> Vec<Cell> {
             opt_text(w.pod.as_ref().map(|p| p.uid.as_str())),
             int(w.gpu_memory_bytes),
             w.started_at.map_or(Cell::Null, Cell::Time),
+            json(&w.labels()),
+        ]),
+        RecordState::Service(s) => row.extend([
+            text(s.name.as_str()),
+            Cell::Text(s.selector.to_string()),
+            json(&s.kinds),
+            opt_text(s.description.as_deref()),
         ]),
     }
     row
@@ -443,6 +474,7 @@ pub(crate) fn from_row(kind: InventoryKind, cells: Vec<Cell>) -> Result<Inventor
             config_digest: c.opt_text()?,
             gpu_devices: c.json()?,
             node_id: c.opt_node()?,
+            labels: c.json()?,
         }),
         InventoryKind::Container => RecordState::Container(Container {
             name: c.text()?,
@@ -459,6 +491,7 @@ pub(crate) fn from_row(kind: InventoryKind, cells: Vec<Cell>) -> Result<Inventor
             ha_managed: c.bool()?,
             lock: c.opt_text()?,
             config_digest: c.opt_text()?,
+            labels: c.json()?,
         }),
         InventoryKind::Storage => RecordState::Storage(Storage {
             name: c.text()?,
@@ -477,7 +510,7 @@ pub(crate) fn from_row(kind: InventoryKind, cells: Vec<Cell>) -> Result<Inventor
             let container_id = c.opt_text()?;
             let (namespace, name, uid) = (c.opt_text()?, c.opt_text()?, c.opt_text()?);
             let pod = uid.map(|uid| PodRef { namespace, name, uid });
-            RecordState::Workload(Workload {
+            let workload = Workload {
                 node_id,
                 gpu_indexes,
                 pid,
@@ -486,8 +519,17 @@ pub(crate) fn from_row(kind: InventoryKind, cells: Vec<Cell>) -> Result<Inventor
                 pod,
                 gpu_memory_bytes: c.u64()?,
                 started_at: c.opt_time()?,
-            })
+            };
+            // The labels column is derived from the others: the record derives them again.
+            c.next();
+            RecordState::Workload(workload)
         }
+        InventoryKind::Service => RecordState::Service(Service {
+            name: c.parsed()?,
+            selector: c.parsed()?,
+            kinds: c.json()?,
+            description: c.opt_text()?,
+        }),
     };
     Ok(InventoryRecord { source, key, state, digest, usage, usage_at, first_seen, last_seen, gone_at, revision })
 }

@@ -142,6 +142,11 @@ pub(super) fn list(state: &State, filter: &InventoryFilter, page: &PageRequest) 
     Ok(Page::from_rows(rows, limit, kind, InventoryRecord::id))
 }
 
+pub(super) fn count(state: &State, filter: &InventoryFilter) -> Result<u64> {
+    filter.check()?;
+    Ok(of_kind(state, filter.kind).filter(|(_, r)| filter.matches(r)).count() as u64)
+}
+
 pub(super) fn get(state: &State, kind: InventoryKind, source: &SourceName, k: &str) -> Result<InventoryRecord> {
     let mut record = state
         .inventory

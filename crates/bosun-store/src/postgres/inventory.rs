@@ -11,6 +11,7 @@ use sqlx::postgres::{PgArguments, PgConnection, PgRow};
 use sqlx::query::Query;
 // Every SQL text built here is made of the constant table and column names in
 // `crate::inventory::row`; values are always bound.
+use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
 
 use super::time;
@@ -364,18 +365,9 @@ pub(super) async fn record(
     Ok(with_hosts(conn, slow, records).await?.pop())
 }
 
-pub(super) async fn list(
-    conn: &mut PgConnection,
-    slow: SlowLog,
-    filter: &InventoryFilter,
-    after: Option<(SourceName, String)>,
-    limit: i64,
-) -> Result<Vec<InventoryRecord>> {
+/// The filter's conditions as ` AND ...` clauses, their values bound.
+fn push_filter(q: &mut QueryBuilder<Postgres>, filter: &InventoryFilter) -> Result<()> {
     let table = table(filter.kind);
-    let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {} FROM {} WHERE TRUE", select_list(table), table.name));
-    if let Some((source, key)) = after {
-        q.push(" AND (source, key) > (").push_bind(source.to_string()).push(", ").push_bind(key).push(")");
-    }
     if let Some(source) = &filter.source {
         q.push(" AND source = ").push_bind(source.to_string());
     }
@@ -395,6 +387,15 @@ pub(super) async fn list(
     if let Some(name) = &filter.name {
         q.push(format!(" AND {} = ", table.name_column)).push_bind(name.clone());
     }
+    if let Some(selector) = &filter.labels {
+        let column = table.labels_column.ok_or_else(|| none("labels"))?;
+        if selector.terms().next().is_some() {
+            q.push(format!(" AND {column} @> ")).push_bind(Json(selector.as_labels().clone()));
+        }
+        for key in selector.required_keys() {
+            q.push(format!(" AND jsonb_exists({column}, ")).push_bind(key.to_owned()).push(")");
+        }
+    }
     match filter.gone {
         Some(true) => {
             q.push(" AND gone_at IS NOT NULL");
@@ -404,10 +405,34 @@ pub(super) async fn list(
         }
         None => {}
     }
+    Ok(())
+}
+
+pub(super) async fn list(
+    conn: &mut PgConnection,
+    slow: SlowLog,
+    filter: &InventoryFilter,
+    after: Option<(SourceName, String)>,
+    limit: i64,
+) -> Result<Vec<InventoryRecord>> {
+    let table = table(filter.kind);
+    let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {} FROM {} WHERE TRUE", select_list(table), table.name));
+    if let Some((source, key)) = after {
+        q.push(" AND (source, key) > (").push_bind(source.to_string()).push(", ").push_bind(key).push(")");
+    }
+    push_filter(&mut q, filter)?;
     q.push(" ORDER BY source, key LIMIT ").push_bind(limit);
     let rows = slow.run("inventory.list", q.build().fetch_all(&mut *conn)).await.map_err(|e| map_err(e, None))?;
     let records = rows.iter().map(|r| decode(filter.kind, r)).collect::<Result<Vec<_>>>()?;
     with_hosts(conn, slow, records).await
+}
+
+pub(super) async fn count(conn: &mut PgConnection, slow: SlowLog, filter: &InventoryFilter) -> Result<u64> {
+    let mut q = QueryBuilder::<Postgres>::new(format!("SELECT COUNT(*) FROM {} WHERE TRUE", table(filter.kind).name));
+    push_filter(&mut q, filter)?;
+    let row = slow.run("inventory.count", q.build().fetch_one(&mut *conn)).await.map_err(|e| map_err(e, None))?;
+    let count: i64 = row.try_get(0).map_err(|e| map_err(e, None))?;
+    unsigned("count", count)
 }
 
 pub(super) const SOURCE_COLUMNS: &str =
@@ -597,4 +622,5 @@ pub(super) const LIVE_REVISIONS: &str = "SELECT 'host', source || '/' || key, re
      SELECT 'vm', source || '/' || key, revision FROM vms UNION ALL \
      SELECT 'container', source || '/' || key, revision FROM containers UNION ALL \
      SELECT 'storage', source || '/' || key, revision FROM storage UNION ALL \
-     SELECT 'workload', source || '/' || key, revision FROM workloads";
+     SELECT 'workload', source || '/' || key, revision FROM workloads UNION ALL \
+     SELECT 'service', source || '/' || key, revision FROM services";

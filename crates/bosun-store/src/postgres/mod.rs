@@ -699,6 +699,12 @@ impl Store for PostgresStore {
         Ok(Page::from_rows(rows, limit, kind, bosun_core::inventory::InventoryRecord::id))
     }
 
+    async fn count_inventory(&self, filter: &crate::inventory::InventoryFilter) -> Result<u64> {
+        filter.check()?;
+        let mut conn = self.pool.acquire().await.map_err(|e| map_err(e, None))?;
+        inventory::count(&mut conn, self.slow, filter).await
+    }
+
     async fn inventory_record(
         &self,
         kind: bosun_core::inventory::InventoryKind,

@@ -14,7 +14,7 @@ use super::read::{collect, one, text};
 use crate::error::{Result, StoreError};
 use crate::inventory::row::{Cell, ColumnType, FIRST_SEEN, Table, from_row, table, to_row};
 use crate::inventory::{InventoryFilter, StoredRecordState};
-use crate::sql::{parse, unsigned};
+use crate::sql::{label_path, parse, unsigned};
 
 fn value(cell: Cell) -> Value {
     match cell {
@@ -182,6 +182,52 @@ pub(super) fn record(
     Ok(with_hosts(conn, found.into_iter().collect())?.pop())
 }
 
+/// The filter's conditions as ` AND ...` clauses, their values appended to `params`.
+fn push_filter(sql: &mut String, params: &mut Vec<Value>, filter: &InventoryFilter) -> Result<()> {
+    fn bind(sql: &mut String, params: &mut Vec<Value>, clause: &str, value: Value) {
+        params.push(value);
+        sql.push_str(&format!(" AND {clause} ?{}", params.len()));
+    }
+    let table = table(filter.kind);
+    if let Some(source) = &filter.source {
+        bind(sql, params, "source =", text(source.as_str()));
+    }
+    let none = |what: &str| StoreError::invalid(what, format_args!("{} records have no {what}", filter.kind));
+    if let Some(host) = &filter.host {
+        let column = table.host_column.ok_or_else(|| none("host"))?;
+        bind(sql, params, &format!("{column} ="), text(host.as_str()));
+    }
+    if let Some(node) = &filter.node {
+        let column = table.node_column.ok_or_else(|| none("node"))?;
+        bind(sql, params, &format!("{column} ="), text(node.as_str()));
+    }
+    if let Some(status) = &filter.status {
+        let column = table.status_column.ok_or_else(|| none("status"))?;
+        bind(sql, params, &format!("{column} ="), text(status.as_str()));
+    }
+    if let Some(name) = &filter.name {
+        bind(sql, params, &format!("{} =", table.name_column), text(name.as_str()));
+    }
+    if let Some(selector) = &filter.labels {
+        let column = table.labels_column.ok_or_else(|| none("labels"))?;
+        for (key, value) in selector.terms() {
+            params.push(text(label_path(key)));
+            params.push(text(value));
+            sql.push_str(&format!(" AND json_extract({column}, ?{}) = ?{}", params.len() - 1, params.len()));
+        }
+        for key in selector.required_keys() {
+            params.push(text(label_path(key)));
+            sql.push_str(&format!(" AND json_type({column}, ?{}) IS NOT NULL", params.len()));
+        }
+    }
+    match filter.gone {
+        Some(true) => sql.push_str(" AND gone_at IS NOT NULL"),
+        Some(false) => sql.push_str(" AND gone_at IS NULL"),
+        None => {}
+    }
+    Ok(())
+}
+
 pub(super) fn list(
     conn: &Connection,
     filter: &InventoryFilter,
@@ -195,38 +241,20 @@ pub(super) fn list(
         sql.push_str(" AND (source, key) > (?1, ?2)");
         params.extend([text(source.as_str()), text(key)]);
     }
-    let mut bind = |sql: &mut String, clause: &str, value: Value| {
-        params.push(value);
-        sql.push_str(&format!(" AND {clause} ?{}", params.len()));
-    };
-    if let Some(source) = &filter.source {
-        bind(&mut sql, "source =", text(source.as_str()));
-    }
-    let none = |what: &str| StoreError::invalid(what, format_args!("{} records have no {what}", filter.kind));
-    if let Some(host) = &filter.host {
-        let column = table.host_column.ok_or_else(|| none("host"))?;
-        bind(&mut sql, &format!("{column} ="), text(host.as_str()));
-    }
-    if let Some(node) = &filter.node {
-        let column = table.node_column.ok_or_else(|| none("node"))?;
-        bind(&mut sql, &format!("{column} ="), text(node.as_str()));
-    }
-    if let Some(status) = &filter.status {
-        let column = table.status_column.ok_or_else(|| none("status"))?;
-        bind(&mut sql, &format!("{column} ="), text(status.as_str()));
-    }
-    if let Some(name) = &filter.name {
-        bind(&mut sql, &format!("{} =", table.name_column), text(name.as_str()));
-    }
-    match filter.gone {
-        Some(true) => sql.push_str(" AND gone_at IS NOT NULL"),
-        Some(false) => sql.push_str(" AND gone_at IS NULL"),
-        None => {}
-    }
+    push_filter(&mut sql, &mut params, filter)?;
     params.push(Value::Integer(limit));
     sql.push_str(&format!(" ORDER BY source, key LIMIT ?{}", params.len()));
     let rows = collect(conn, &sql, &params, |row| decode(filter.kind, row))?;
     with_hosts(conn, rows)
+}
+
+pub(super) fn count(conn: &Connection, filter: &InventoryFilter) -> Result<u64> {
+    let table = table(filter.kind);
+    let mut sql = format!("SELECT COUNT(*) FROM {} WHERE 1 = 1", table.name);
+    let mut params = Vec::new();
+    push_filter(&mut sql, &mut params, filter)?;
+    let count = one(conn, &sql, &params, |row| Ok(row.get::<_, i64>(0)?))?.unwrap_or(0);
+    unsigned("count", count)
 }
 
 pub(super) const SOURCE_COLUMNS: &str = "source, scope, type, last_sync_at, last_success_at, error, counts, syncs";
@@ -378,4 +406,5 @@ pub(super) const LIVE_REVISIONS: &str = "SELECT 'host', source || '/' || key, re
      SELECT 'vm', source || '/' || key, revision FROM vms UNION ALL \
      SELECT 'container', source || '/' || key, revision FROM containers UNION ALL \
      SELECT 'storage', source || '/' || key, revision FROM storage UNION ALL \
-     SELECT 'workload', source || '/' || key, revision FROM workloads";
+     SELECT 'workload', source || '/' || key, revision FROM workloads UNION ALL \
+     SELECT 'service', source || '/' || key, revision FROM services";

@@ -392,6 +392,12 @@ impl Store for SqliteStore {
         Ok(Page::from_rows(rows, limit, kind, bosun_core::inventory::InventoryRecord::id))
     }
 
+    async fn count_inventory(&self, filter: &crate::inventory::InventoryFilter) -> Result<u64> {
+        filter.check()?;
+        let filter = filter.clone();
+        self.read("inventory.count", move |conn| inventory::count(conn, &filter)).await
+    }
+
     async fn inventory_record(
         &self,
         kind: bosun_core::inventory::InventoryKind,

@@ -21,7 +21,7 @@ use bosun_core::inventory::{
     Container, ContainerRuntime, Host, InventorySnapshot, Reported, SourceSync, SourceType, Storage, SyncScope, Usage,
     Vm,
 };
-use bosun_core::{Actor, Clock as _, FakeClock, SourceName, SystemClock};
+use bosun_core::{Actor, Clock as _, FakeClock, Labels, SourceName, SystemClock};
 use bosun_store::{Database, SharedStore, StoreLocation, StoreOptions, WriteBatch};
 use clap::Args;
 
@@ -71,6 +71,10 @@ fn snapshot(bench: &InventoryBench, round: u32, changed: u32, gone: u32) -> Inve
             Reported { key: host_name(i), digest: digest(format!("host {i}")), state, usage: usage(i, round) }
         })
         .collect();
+    // Tagged as Proxmox guests are: each tag a label with an empty value.
+    let training = Labels::try_from([("gpu", ""), ("training", "")]).unwrap_or_default();
+    let inference = Labels::try_from([("gpu", ""), ("inference", "")]).unwrap_or_default();
+    let infra = Labels::try_from([("infra", "")]).unwrap_or_default();
     let vms = (0..bench.vms.saturating_sub(gone))
         .map(|i| {
             let vmid = 100 + i;
@@ -89,6 +93,7 @@ fn snapshot(bench: &InventoryBench, round: u32, changed: u32, gone: u32) -> Inve
                 config_digest: Some(digest(config.clone())),
                 gpu_devices: vec![format!("mapping=gpu{}", i % 8)],
                 node_id: None,
+                labels: if i % 2 == 0 { training.clone() } else { inference.clone() },
             };
             Reported { key: vmid.to_string(), digest: digest(config), state, usage: usage(i, round) }
         })
@@ -111,6 +116,7 @@ fn snapshot(bench: &InventoryBench, round: u32, changed: u32, gone: u32) -> Inve
                 ha_managed: false,
                 lock: None,
                 config_digest: Some(digest(format!("ct-{vmid}"))),
+                labels: infra.clone(),
             };
             Reported { key: vmid.to_string(), digest: digest(format!("ct-{vmid}")), state, usage: usage(i, round) }
         })
@@ -144,7 +150,7 @@ fn snapshot(bench: &InventoryBench, round: u32, changed: u32, gone: u32) -> Inve
         },
         usage: usage(i, round),
     }));
-    InventorySnapshot { hosts, vms, containers, storage, workloads: Vec::new() }
+    InventorySnapshot { hosts, vms, containers, storage, workloads: Vec::new(), services: Vec::new() }
 }
 
 async fn timed_sync(store: &SharedStore, clock: &FakeClock, snapshot: InventorySnapshot) -> anyhow::Result<Duration> {

@@ -1,5 +1,6 @@
-//! The inventory from the command line: `bosun hosts|vms|containers|storage|workloads
-//! list|get` and `bosun inventory sources|syncs|sync|history|diff`.
+//! The inventory from the command line: `bosun hosts|vms|containers|storage|workloads|services
+//! list|get` (a service's get lists its members) and `bosun inventory
+//! sources|syncs|sync|history|diff`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +15,7 @@ use super::remote::{Remote, call};
 use crate::output::{self, Table};
 use crate::views::{self, EventRow};
 
-/// `bosun hosts|vms|containers|storage|workloads`.
+/// `bosun hosts|vms|containers|storage|workloads|services`.
 #[derive(Debug, Args)]
 pub struct KindArgs {
     #[command(flatten)]
@@ -27,7 +28,8 @@ pub struct KindArgs {
 enum KindCommand {
     /// The records synced from every source, by source and key.
     List(ListArgs),
-    /// One record: SOURCE/KEY, or a key or name only one record has.
+    /// One record: SOURCE/KEY, or a key or name only one record has (a service with its
+    /// members).
     Get { id: String },
 }
 
@@ -49,8 +51,12 @@ struct ListArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     gone: Option<bool>,
     /// Only those with this name.
-    #[arg(short = 'l', long = "name")]
+    #[arg(long)]
     name: Option<String>,
+    /// Label selector: key=value terms and bare keys (label present), comma-separated (VMs,
+    /// containers and workloads; a Proxmox tag is a label with an empty value).
+    #[arg(long, short = 'l', value_name = "SELECTOR")]
+    selector: Option<String>,
     /// Records per page (every page is listed).
     #[arg(long, default_value_t = 1000)]
     page_size: u32,
@@ -68,13 +74,33 @@ fn gone(record: &v1::InventoryRecord) -> String {
     views::time_text(&record.gone_at).unwrap_or_default()
 }
 
-fn table(kind: InventoryKind, records: &[v1::InventoryRecord], docs: &[serde_json::Value]) -> Table {
-    let field = |doc: &serde_json::Value, name: &str| match &doc[name] {
+/// A document's field as a table cell.
+fn field(doc: &serde_json::Value, name: &str) -> String {
+    match &doc[name] {
         serde_json::Value::Null => String::new(),
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
-    };
+    }
+}
+
+fn table(kind: InventoryKind, records: &[v1::InventoryRecord], docs: &[serde_json::Value]) -> Table {
     match kind {
+        InventoryKind::Service => {
+            let mut table = Table::new(["ID", "NAME", "SELECTOR", "KINDS", "DESCRIPTION", "GONE"]);
+            for (r, doc) in records.iter().zip(docs) {
+                let kinds: Vec<&str> =
+                    doc["kinds"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_str).collect();
+                table.row([
+                    r.id.clone(),
+                    r.name.clone(),
+                    field(doc, "selector"),
+                    kinds.join(","),
+                    field(doc, "description"),
+                    gone(r),
+                ]);
+            }
+            table
+        }
         InventoryKind::Workload => {
             let mut table =
                 Table::new(["ID", "NODE", "PID", "PROCESS", "GPUS", "GPU MEMORY", "CONTAINER", "POD UID", "GONE"]);
@@ -159,6 +185,7 @@ pub async fn run_kind(kind: InventoryKind, args: &KindArgs) -> anyhow::Result<Ex
                     status: list.status.clone().unwrap_or_default(),
                     gone: list.gone.map(|g| g.to_string()).unwrap_or_default(),
                     name: list.name.clone().unwrap_or_default(),
+                    label_selector: list.selector.clone().unwrap_or_default(),
                     page_size: list.page_size,
                     page_token: page_token.clone(),
                     ..Default::default()
@@ -179,13 +206,56 @@ pub async fn run_kind(kind: InventoryKind, args: &KindArgs) -> anyhow::Result<Ex
             let got = call!(admin, get_inventory, request);
             let record = got.record.as_option().context("the server answered without the record")?;
             let doc = documents(std::slice::from_ref(record))?.remove(0);
-            // A record's full document reads best as YAML in a terminal.
-            let format = if format == output::Format::Table { output::Format::Yaml } else { format };
-            output::render(format, &doc, String::new)?
+            if kind == InventoryKind::Service {
+                service_text(format, doc, &got.members, got.member_count)?
+            } else {
+                // A record's full document reads best as YAML in a terminal.
+                let format = if format == output::Format::Table { output::Format::Yaml } else { format };
+                output::render(format, &doc, String::new)?
+            }
         }
     };
     print!("{text}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A service as `get` prints it: its document, then its members (for JSON and YAML, the
+/// document with `member_count` and `members`, each a record's document).
+fn service_text(
+    format: output::Format,
+    mut doc: serde_json::Value,
+    members: &[v1::InventoryRecord],
+    member_count: u64,
+) -> anyhow::Result<String> {
+    let member_docs = documents(members)?;
+    if format != output::Format::Table {
+        if let Some(fields) = doc.as_object_mut() {
+            fields.insert("member_count".to_owned(), member_count.into());
+            fields.insert("members".to_owned(), member_docs.into());
+        }
+        return output::render(format, &doc, String::new);
+    }
+    let mut text = output::render(output::Format::Yaml, &doc, String::new)?;
+    text.push_str(&match member_count {
+        0 => "\nno members\n".to_owned(),
+        n if n > members.len() as u64 => format!("\n{n} members, the first {} listed:\n", members.len()),
+        n => format!("\n{n} members:\n"),
+    });
+    if !members.is_empty() {
+        let mut table = Table::new(["KIND", "ID", "NAME", "STATUS", "HOST", "NODE"]);
+        for m in members {
+            table.row([
+                m.kind.clone(),
+                m.id.clone(),
+                m.name.clone(),
+                m.status.clone(),
+                m.host.clone(),
+                m.node_id.clone(),
+            ]);
+        }
+        text.push_str(&table.render());
+    }
+    Ok(text)
 }
 
 /// `bosun inventory`.
@@ -219,7 +289,7 @@ enum InventoryCommand {
     /// Every state a record went through (its change records), oldest first; `drift
     /// declaration` lists every drift report the server recorded.
     History {
-        /// host, vm, container, storage, workload, or drift.
+        /// host, vm, container, storage, workload, service, or drift.
         #[arg(value_parser = parse_history_kind)]
         kind: HistoryKind,
         /// SOURCE/KEY, or a key or name only one record has (`declaration` for drift).
