@@ -755,7 +755,8 @@ fn the_proxmox_mock_serves_a_generated_cluster_to_its_token_only() {
     };
     let answer = get(&format!("PVEAPIToken={token_id}={secret}"));
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert_eq!(answer.matches("\"type\":\"qemu\"").count(), 2, "{answer}");
+    assert_eq!(answer.matches("\"type\":\"qemu\"").count(), 3, "two VMs and the template: {answer}");
+    assert_eq!(answer.matches("\"template\":1").count(), 1, "{answer}");
     assert_eq!(answer.matches("\"type\":\"lxc\"").count(), 3, "{answer}");
     assert!(get("PVEAPIToken=someone@pve!x=guess").starts_with("HTTP/1.1 401"));
     let _ = child.kill();
