@@ -96,18 +96,18 @@ mod tests {
 
     fn links(nodes: &[(&str, &str)], provisioned: &[(u32, &str, &str)]) -> NodeLinks {
         let ids: Vec<(NodeId, &str)> = nodes.iter().map(|(node, host)| (id(node), *host)).collect();
-        let provisioned = provisioned
-            .iter()
-            .map(|(vmid, name, node)| ProvisionedVm { vmid: *vmid, name: (*name).to_owned(), node: id(node) });
+        let provisioned = provisioned.iter().map(|(vmid, name, node)| ProvisionedVm {
+            vmid: *vmid,
+            name: (*name).to_owned(),
+            node: id(node),
+        });
         NodeLinks::new(ids.iter().map(|(node, host)| (node, *host)), provisioned)
     }
 
     #[test]
     fn names_link_without_regard_to_case_and_only_when_one_node_has_them() {
-        let links = links(
-            &[("n1", "GPU-VM-0"), ("n2", "gpu-vm-1"), ("n3", "gpu-vm-1"), ("n4", ""), ("n5", "pve1")],
-            &[],
-        );
+        let links =
+            links(&[("n1", "GPU-VM-0"), ("n2", "gpu-vm-1"), ("n3", "gpu-vm-1"), ("n4", ""), ("n5", "pve1")], &[]);
         let cases = [
             ("gpu-vm-0", Some("n1"), "case differs"),
             ("GPU-VM-0", Some("n1"), "same case"),

@@ -194,12 +194,14 @@ mod tests {
 
     #[tokio::test]
     async fn linked_hosts_and_vms_carry_their_node_in_state_and_digest() {
-        let mock = MockCluster::generate(&MockSpec { nodes: 2, vms: 2, containers: 0, gpus_per_vm: 1, tasks_per_node: 0 });
+        let mock =
+            MockCluster::generate(&MockSpec { nodes: 2, vms: 2, containers: 0, gpus_per_vm: 1, tasks_per_node: 0 });
         let url = mock.spawn().await.expect("mock");
         let client = ProxmoxClient::new("pve1", &url, TOKEN_ID, TOKEN_SECRET).expect("client");
         let snapshot = client.snapshot().await.expect("snapshot");
         let unlinked = snapshot.to_inventory(&NodeLinks::default());
-        let (n1, n2): (bosun_core::NodeId, bosun_core::NodeId) = ("hv-1".parse().expect("id"), "vm-b".parse().expect("id"));
+        let (n1, n2): (bosun_core::NodeId, bosun_core::NodeId) =
+            ("hv-1".parse().expect("id"), "vm-b".parse().expect("id"));
         // pve1 is node hv-1 by host name; VM 101 (gpu-vm-1) was provisioned for node vm-b.
         let provisioned = [ProvisionedVm { vmid: 101, name: "gpu-vm-1".to_owned(), node: n2.clone() }];
         let links = NodeLinks::new([(&n1, "PVE1"), (&n2, "unrelated")], provisioned);

@@ -202,7 +202,9 @@ impl Harness {
         let location = TestLocation::new(backend).await?;
         let clock = Arc::new(FakeClock::at_default_epoch());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        Some(Self::serve_pool(location, clock, listener, pool, spec, providers, settings, PoolMachines::default()).await)
+        Some(
+            Self::serve_pool(location, clock, listener, pool, spec, providers, settings, PoolMachines::default()).await,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -36,8 +36,8 @@ struct Cluster {
     mock: MockCluster,
     url: String,
     template: u32,
-    /// Holds the token secret the inventory source reads.
-    _secret: tempfile::NamedTempFile,
+    /// The token secret the inventory source reads (removed with the cluster).
+    secret: tempfile::NamedTempFile,
 }
 
 async fn cluster() -> Cluster {
@@ -49,7 +49,7 @@ async fn cluster() -> Cluster {
     let url = mock.spawn().await.expect("mock");
     let secret = tempfile::NamedTempFile::new().expect("secret file");
     std::fs::write(secret.path(), TOKEN_SECRET).expect("write secret");
-    Cluster { mock, url, template, _secret: secret }
+    Cluster { mock, url, template, secret }
 }
 
 /// A server with pool `pve-gpu` (min 1, max 3) on provider `pve`, the mock's cluster, and
@@ -73,7 +73,7 @@ async fn start(backend: Backend, cluster: &Cluster) -> Option<Harness> {
         kind: InventorySourceKind::Proxmox(ProxmoxEndpoint {
             url: cluster.url.parse().expect("url"),
             token_id: TOKEN_ID.to_owned(),
-            token_secret: SecretSource::File(cluster._secret.path().to_owned()),
+            token_secret: SecretSource::File(cluster.secret.path().to_owned()),
             verify_tls: true,
             ca_file: None,
         }),
@@ -273,7 +273,10 @@ async fn a_failing_clone_is_the_pools_error_and_leaves_the_rest(backend: Backend
     let backoff = pool.status.provider_backoff.get("pve").expect("pve is backed off");
     assert!(backoff.last_error.contains("storage 'local-lvm' is full"), "{}", backoff.last_error);
     assert!(backoff.last_error.contains("qmclone"), "the error names the task: {}", backoff.last_error);
-    assert_eq!(tasks_since(mock, tasks_before), [("qmclone", true, "clone failed: storage 'local-lvm' is full".to_owned())]);
+    assert_eq!(
+        tasks_since(mock, tasks_before),
+        [("qmclone", true, "clone failed: storage 'local-lvm' is full".to_owned())]
+    );
     assert_eq!(mock.vmids().len(), vms_before, "the failed clone created nothing");
     let failed = instances(&h, &[v1::InstanceState::INSTANCE_STATE_FAILED]).await;
     assert_eq!(failed.len(), 1, "the attempt is recorded as a FAILED instance");
