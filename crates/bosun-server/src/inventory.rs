@@ -4,15 +4,19 @@
 //! answer) is recorded as the source's error: its records stay as last read and nothing
 //! is marked gone. The tasks a read shows go to the operations ledger
 //! ([`crate::inventory_tasks`]).
+//!
+//! Before a read is synced, its hosts and VMs are linked to bosun's nodes
+//! ([`NodeLinks`]): a VM a pool's Proxmox provider cloned to the node its instance's agent
+//! registered as, any other VM and each host to the one node whose host name is its name.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bosun_config::{InventorySource, InventorySourceKind};
-use bosun_core::inventory::{SourceSync, SourceType, SyncCounts, SyncScope};
-use bosun_core::{Actor, SourceName, Timestamp};
-use bosun_provider::proxmox::ProxmoxClient;
-use bosun_store::{StoreError, WriteBatch, WriteOutcome};
+use bosun_config::{InventorySource, InventorySourceKind, ProviderType};
+use bosun_core::inventory::{NodeLinks, ProvisionedVm, SourceSync, SourceType, SyncCounts, SyncScope};
+use bosun_core::{Actor, NodeId, SourceName, Timestamp};
+use bosun_provider::proxmox::{ProxmoxClient, parse_provider_instance_id};
+use bosun_store::{InstanceFilter, NodeFilter, StoreError, WriteBatch, WriteOutcome, each_page};
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
@@ -95,10 +99,16 @@ pub(crate) async fn sync_due(app: &App) -> ApiResult<usize> {
 /// source's error. Errors only when the store cannot record the outcome.
 pub(crate) async fn sync_source(app: &App, source: &Source) -> ApiResult<Synced> {
     let started_at = app.now();
+    let read = source.client.snapshot().await;
+    // Whatever happens below, the source is next read one interval from now: a source
+    // whose answer cannot be stored must not be read again every tick.
+    *source.next_due.lock().unwrap_or_else(|p| p.into_inner()) = Some(started_at + source.interval);
     let mut tasks = Vec::new();
-    let outcome = match source.client.snapshot().await {
+    let outcome = match read {
+        // Links read after the cluster, so a node registered meanwhile is linked now; a
+        // store that cannot be read fails the sync (unlinked records would be rewritten).
         Ok(snapshot) => {
-            let records = snapshot.to_inventory();
+            let records = snapshot.to_inventory(&node_links(app).await?);
             tasks = snapshot.tasks;
             Ok(records)
         }
@@ -116,9 +126,6 @@ pub(crate) async fn sync_source(app: &App, source: &Source) -> ApiResult<Synced>
         started_at,
         outcome,
     };
-    // Whatever happens below, the source is next read one interval from now: a source
-    // whose answer cannot be stored must not be read again every tick.
-    *source.next_due.lock().unwrap_or_else(|p| p.into_inner()) = Some(started_at + source.interval);
     let reason = format!("sync of inventory source {}", source.name);
     let batch = WriteBatch::new(Actor::system(ACTOR), reason.clone()).sync_inventory(sync);
     let committed = match app.store.commit(batch).await {
@@ -153,4 +160,47 @@ pub(crate) async fn sync_source(app: &App, source: &Source) -> ApiResult<Synced>
         }
         _ => Err(ApiError::Internal("an inventory sync committed without its outcome".to_owned())),
     }
+}
+
+/// What the fleet says about which node each host and VM is: every node's host name,
+/// and the VMs the pools' Proxmox providers cloned with their instances' nodes. One
+/// listing of the nodes and one of each Proxmox provider's instances per sync, whatever
+/// the number of VMs.
+async fn node_links(app: &App) -> ApiResult<NodeLinks> {
+    let store = &app.store;
+    let mut nodes: Vec<(NodeId, String)> = Vec::new();
+    let all = NodeFilter::default();
+    each_page(
+        |page| {
+            let all = &all;
+            async move { store.list_nodes(all, &page).await }
+        },
+        |page| nodes.extend(page.into_iter().map(|node| (node.id, node.metadata.hostname))),
+    )
+    .await?;
+    let mut provisioned = Vec::new();
+    let proxmox: Vec<String> = app
+        .pools
+        .iter()
+        .flat_map(|pools| pools.providers.iter())
+        .filter(|(_, provider)| provider.kind() == ProviderType::Proxmox)
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in proxmox {
+        let filter = InstanceFilter { provider: Some(name), ..Default::default() };
+        each_page(
+            |page| {
+                let filter = &filter;
+                async move { store.list_instances(filter, &page).await }
+            },
+            |page| {
+                provisioned.extend(page.into_iter().filter_map(|instance| {
+                    let (vmid, vm) = parse_provider_instance_id(instance.provider_instance_id.as_deref()?)?;
+                    Some(ProvisionedVm { vmid, name: vm.to_owned(), node: instance.node_id? })
+                }));
+            },
+        )
+        .await?;
+    }
+    Ok(NodeLinks::new(nodes.iter().map(|(node, hostname)| (node, hostname.as_str())), provisioned))
 }

@@ -15,6 +15,7 @@ use crate::output::Table;
 
 mod bootstrap_log;
 pub mod ledger;
+pub mod node_inventory;
 
 pub use bootstrap_log::{BootstrapLogRow, bootstrap_logs};
 
@@ -208,8 +209,9 @@ pub fn node_table(nodes: &[NodeRow]) -> Table {
     table
 }
 
-/// `nodes get`: the row's fields one per line, then the GPUs.
-pub fn node_detail(node: &NodeRow) -> String {
+/// `nodes get`: the row's fields one per line (with the host or VM the node is, when the
+/// inventory links one), then the GPUs, then its GPU workloads when `inventory` was read.
+pub fn node_detail(node: &NodeRow, inventory: Option<&node_inventory::NodeInventory>) -> String {
     let mut out = Table::new(["FIELD", "VALUE"]).headless();
     let labels: Vec<String> = node.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     for (field, value) in [
@@ -236,6 +238,9 @@ pub fn node_detail(node: &NodeRow) -> String {
     ] {
         out.row([format!("{field}:"), value]);
     }
+    for (field, value) in inventory.map(node_inventory::NodeInventory::link_rows).unwrap_or_default() {
+        out.row([format!("{field}:"), value]);
+    }
     let mut text = out.render();
     if !node.gpus.is_empty() {
         let mut gpus = Table::new(["GPU", "UUID", "NAME", "PCI BUS"]);
@@ -244,6 +249,10 @@ pub fn node_detail(node: &NodeRow) -> String {
         }
         text.push('\n');
         text.push_str(&gpus.render());
+    }
+    if let Some(inventory) = inventory {
+        text.push('\n');
+        text.push_str(&inventory.workload_table());
     }
     text
 }

@@ -741,7 +741,8 @@ fn the_proxmox_mock_serves_its_token_only_and_feeds_the_inventory() {
     };
     let answer = get(&format!("PVEAPIToken={token_id}={secret}"));
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert_eq!(answer.matches("\"type\":\"qemu\"").count(), 2, "{answer}");
+    assert_eq!(answer.matches("\"type\":\"qemu\"").count(), 3, "two VMs and the template: {answer}");
+    assert_eq!(answer.matches("\"template\":1").count(), 1, "{answer}");
     assert_eq!(answer.matches("\"type\":\"lxc\"").count(), 3, "{answer}");
     assert!(get("PVEAPIToken=someone@pve!x=guess").starts_with("HTTP/1.1 401"));
 
@@ -931,4 +932,139 @@ fn services_group_the_mocks_tagged_vms_and_lists_filter_by_selector() {
     assert!(line.contains("invalid_argument") && line.contains("label_selector"), "{line}");
     let line = fails_with_one_line(bosun().args(["hosts", "list", "-l", "gpu", "--server", &url]));
     assert!(line.contains("invalid_argument") && line.contains("labels"), "{line}");
+}
+
+/// `bosun dev proxmox-mock`'s URL, token and template, read from what it prints.
+struct ProxmoxMock {
+    _process: Running,
+    url: String,
+    token_id: String,
+    secret: String,
+    template_vmid: String,
+}
+
+fn proxmox_mock(args: &[&str]) -> ProxmoxMock {
+    use std::io::BufRead as _;
+    let mut child = bosun()
+        .args(["dev", "proxmox-mock", "--address", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the mock");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut line = || lines.next().expect("a line").expect("text");
+    let banner = line();
+    let url = banner
+        .split_once("http://")
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .map(|address| format!("http://{address}"))
+        .unwrap_or_else(|| panic!("no URL in {banner:?}"));
+    let token_id = line().trim_start_matches("token_id: ").trim_matches('"').to_owned();
+    let secret = line().trim_start_matches("token secret: ").to_owned();
+    let template = line();
+    let template_vmid = template
+        .strip_prefix("template_vmid: ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no template in {template:?}"))
+        .to_owned();
+    ProxmoxMock { _process: Running::new(child), url, token_id, secret, template_vmid }
+}
+
+#[test]
+fn nodes_get_drain_and_terminate_show_a_proxmox_pool_machines_vm_and_workloads() {
+    let mock = proxmox_mock(&["--nodes", "2", "--vms", "2", "--containers", "1"]);
+    assert_eq!(mock.template_vmid, "9000");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = dir.path().join("pve-token");
+    std::fs::write(&secret, &mock.secret).expect("write the secret");
+    let endpoint =
+        format!("url: {}\n    token_id: \"{}\"\n    token_secret_file: {}", mock.url, mock.token_id, secret.display());
+    // The README's pool against the mock.
+    let config = dir.path().join("bosun.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  autoscale_interval: 1s\n  heartbeat_interval: 1s\nproviders:\n  pve:\n    type: proxmox\n    {endpoint}\n    \
+             template_vmid: {}\npools:\n  pve-gpu:\n    provider: pve\n    instance_type: pve-a100\n    \
+             min_nodes: 1\n    max_nodes: 2\ninventory:\n  sources:\n    - name: pve1\n      type: proxmox\n      \
+             {}\n      interval: 30s\n",
+            mock.template_vmid,
+            endpoint.replace("\n    ", "\n      "),
+        ),
+    )
+    .expect("write config");
+    let store = format!("sqlite://{}", dir.path().join("bosun.db").display());
+    let (_server, url) =
+        start_server(&["--config".as_ref(), config.as_os_str(), "--store".as_ref(), store.as_ref()], "127.0.0.1:0");
+
+    // The pool clones the template; the clone's agent registers under the VM's name (its
+    // instance id), as cloud-init makes it the host name.
+    let listed = eventually(&url, &["instances", "list", "--pool", "pve-gpu", "-o", "json"], |out| {
+        out.contains("PENDING_REGISTRATION") && out.contains("\"provider_instance_id\": \"pve")
+    });
+    let instances: serde_json::Value = serde_json::from_str(&listed).expect("JSON");
+    let instance = instances[0]["instance_id"].as_str().expect("an instance id").to_owned();
+    let state = dir.path().join("agent-state");
+    let _agent = Running::new(
+        bosun()
+            .args(["agent", "--server", &url, "--node-id", &instance, "--fake-gpus", "2"])
+            .args(["--provider", "pve", "--pool", "pve-gpu", "--state-dir"])
+            .arg(&state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start agent"),
+    );
+    eventually(&url, &["instances", "list", "--pool", "pve-gpu", "-o", "json"], |out| out.contains("\"RUNNING\""));
+    ok(bosun().args(["commands", "issue", &instance, "--type", "custom:fake-process", "--server", &url]).args([
+        "-p",
+        "pid=4242",
+        "-p",
+        "gpu=1",
+        "-p",
+        "name=train",
+        "-p",
+        "memory=8GiB",
+    ]));
+    eventually(&url, &["workloads", "list", "--node", &instance, "-o", "json"], |out| out.contains("\"train\""));
+    ok(bosun().args(["inventory", "sync", "--server", &url]));
+    let vms = ok(bosun().args(["vms", "list", "--node", &instance, "-o", "json", "--server", &url]));
+    let vms: serde_json::Value = serde_json::from_str(&vms).expect("JSON");
+    assert_eq!(vms.as_array().map(Vec::len), Some(1), "{vms}");
+    assert_eq!(
+        (vms[0]["name"].as_str(), vms[0]["node_id"].as_str()),
+        (Some(instance.as_str()), Some(instance.as_str()))
+    );
+    let vm_id = format!("pve1/{}", vms[0]["vmid"]);
+
+    // nodes get: the VM and the workloads, in a table and as JSON beside the node's fields.
+    let shown = ok(bosun().args(["nodes", "get", &instance, "--server", &url]));
+    let vm_line = shown.lines().find(|l| l.starts_with("vm:")).unwrap_or_else(|| panic!("no vm line:\n{shown}"));
+    assert!(vm_line.contains(&vm_id) && vm_line.contains(&format!("({instance}, running on pve")), "{vm_line}");
+    assert!(shown.contains("PID   PROCESS  GPUS  GPU MEMORY"), "{shown}");
+    assert!(shown.lines().any(|l| l.starts_with("4242  train    1     8.0 GiB")), "{shown}");
+    let json = ok(bosun().args(["nodes", "get", &instance, "-o", "json", "--server", &url]));
+    let node: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!((node["node_id"].as_str(), node["gpu_count"].as_u64()), (Some(instance.as_str()), Some(2)));
+    assert_eq!(node["inventory"]["vm"]["name"], instance.as_str(), "{node}");
+    assert!(node["inventory"]["host"].is_null());
+    assert_eq!(node["inventory"]["workloads"][0]["pid"], 4242);
+
+    // drain and terminate say what they affect.
+    let drained = ok(bosun().args(["nodes", "drain", &instance, "--server", &url]));
+    assert!(drained.starts_with(&format!("DRAIN {instance}: command ")), "{drained}");
+    assert!(
+        drained.contains(&format!("GPU workloads on {instance} (1):\n  pid 4242 train on GPU 1, 8.0 GiB\n")),
+        "{drained}"
+    );
+    let terminated = ok(bosun().args(["nodes", "terminate", &instance, "-o", "json", "--server", &url]));
+    let terminated: serde_json::Value = serde_json::from_str(&terminated).expect("JSON");
+    assert_eq!(
+        (terminated["type"].as_str(), terminated["node_id"].as_str()),
+        (Some("TERMINATE"), Some(instance.as_str()))
+    );
+    assert_eq!(terminated["workloads"][0]["process_name"], "train", "{terminated}");
+    // The pool terminates the instance: its VM is stopped and destroyed.
+    eventually(&url, &["instances", "get", &instance, "-o", "json"], |out| out.contains("\"TERMINATED\""));
 }

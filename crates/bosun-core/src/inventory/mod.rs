@@ -28,8 +28,10 @@ use crate::validation::ValidationError;
 use crate::{NodeId, ServiceName, SourceName, Timestamp};
 
 pub mod drift;
+mod link;
 mod record;
 
+pub use link::{NodeLinks, ProvisionedVm};
 pub use record::{
     InventoryRecord, RecordState, SourceStatus, SourceSync, SourceType, SyncCounts, SyncRecord, SyncScope, record_id,
 };
@@ -104,7 +106,7 @@ pub struct Host {
     pub status: String,
     pub cpus: u32,
     pub memory_total: u64,
-    /// The bosun node this host is, when it runs an agent.
+    /// The bosun node this host is, when it runs an agent (see [`NodeLinks`]).
     pub node_id: Option<NodeId>,
 }
 
@@ -128,7 +130,7 @@ pub struct Vm {
     pub config_digest: Option<String>,
     /// PCI devices passed through (GPUs), as the source writes them.
     pub gpu_devices: Vec<String>,
-    /// The bosun node the VM is, when its agent registered.
+    /// The bosun node the VM is, when its agent registered (see [`NodeLinks`]).
     pub node_id: Option<NodeId>,
     /// Its labels (a Proxmox guest's tags, each with an empty value). Left out of the
     /// JSON when empty, so a guest without any digests as it did before labels existed

@@ -8,7 +8,9 @@
 //!   `node/name`.
 //!
 //! A record's digest is the SHA-256 of its state as JSON: Proxmox's own config digest is
-//! part of the state, usage counters are not.
+//! part of the state, usage counters are not. So is the bosun node a host or VM is linked
+//! to ([`NodeLinks`]): a node registering later makes the VM an update with history, an
+//! unchanged link writes nothing.
 //!
 //! A guest's tags are its labels, each with an empty value (a selector's bare `gpu` is a
 //! presence test). A tag that cannot be a label key (Proxmox allows `+`, for one) is left
@@ -17,7 +19,9 @@
 use std::collections::BTreeMap;
 
 use bosun_core::Labels;
-use bosun_core::inventory::{Container, ContainerRuntime, Host, InventorySnapshot, Reported, Storage, Usage, Vm};
+use bosun_core::inventory::{
+    Container, ContainerRuntime, Host, InventorySnapshot, NodeLinks, Reported, Storage, Usage, Vm,
+};
 use serde::Serialize;
 use sha2::Digest as _;
 
@@ -58,8 +62,9 @@ fn labels(guest: &PveGuest) -> Labels {
 }
 
 impl Snapshot {
-    /// The snapshot as the inventory's records.
-    pub fn to_inventory(&self) -> InventorySnapshot {
+    /// The snapshot as the inventory's records, hosts and VMs linked to bosun's nodes by
+    /// `links`.
+    pub fn to_inventory(&self, links: &NodeLinks) -> InventorySnapshot {
         let hosts = self
             .nodes
             .iter()
@@ -69,7 +74,7 @@ impl Snapshot {
                     status: node.status.clone(),
                     cpus: node.max_cpu,
                     memory_total: node.memory_total,
-                    node_id: None,
+                    node_id: links.host(&node.name),
                 };
                 let usage =
                     Usage { cpu: node.cpu, memory_used: node.memory_used, uptime_s: node.uptime_s, ..Usage::default() };
@@ -94,7 +99,7 @@ impl Snapshot {
                     lock: guest.lock.clone(),
                     config_digest: guest.config.as_ref().map(|c| c.digest.clone()),
                     gpu_devices: config.passthrough,
-                    node_id: None,
+                    node_id: links.vm(guest.vmid, &guest.name, guest.template),
                     labels: labels(guest),
                 };
                 reported(guest.vmid.to_string(), state, usage(guest))
@@ -160,6 +165,7 @@ impl Snapshot {
 mod tests {
     use super::super::mock::{MockCluster, MockSpec, TOKEN_ID, TOKEN_SECRET};
     use super::super::{GuestKind, ProxmoxClient};
+    use bosun_core::inventory::{NodeLinks, ProvisionedVm};
 
     #[tokio::test]
     async fn a_cluster_becomes_records_with_stable_keys_and_state_digests() {
@@ -168,7 +174,7 @@ mod tests {
         let url = mock.spawn().await.expect("mock");
         let client = ProxmoxClient::new("pve1", &url, TOKEN_ID, TOKEN_SECRET).expect("client");
         let snapshot = client.snapshot().await.expect("snapshot");
-        let inventory = snapshot.to_inventory();
+        let inventory = snapshot.to_inventory(&NodeLinks::default());
         let keys = |keys: Vec<&str>| keys.into_iter().map(str::to_owned).collect::<Vec<_>>();
         assert_eq!(inventory.hosts.iter().map(|h| h.key.clone()).collect::<Vec<_>>(), keys(vec!["pve1", "pve2"]));
         assert_eq!(inventory.vms.iter().map(|v| v.key.clone()).collect::<Vec<_>>(), keys(vec!["100", "101"]));
@@ -190,17 +196,17 @@ mod tests {
         let mut busier = snapshot.clone();
         busier.vms[0].cpu = 0.99;
         busier.vms[0].uptime_s += 60;
-        let busier = busier.to_inventory();
+        let busier = busier.to_inventory(&NodeLinks::default());
         assert_eq!(busier.vms[0].digest, inventory.vms[0].digest);
         assert_ne!(busier.vms[0].usage, inventory.vms[0].usage);
         assert!(mock.reconfigure(100));
-        let changed = client.snapshot().await.expect("snapshot").to_inventory();
+        let changed = client.snapshot().await.expect("snapshot").to_inventory(&NodeLinks::default());
         assert_ne!(changed.vms[0].digest, inventory.vms[0].digest);
         assert_eq!(changed.vms[1].digest, inventory.vms[1].digest);
         // A migrated VM keeps its key; only its host changes.
         let mut migrated = snapshot.clone();
         migrated.vms[0].node = "pve2".into();
-        let migrated = migrated.to_inventory();
+        let migrated = migrated.to_inventory(&NodeLinks::default());
         assert_eq!((migrated.vms[0].key.as_str(), migrated.vms[0].state.host.as_str()), ("100", "pve2"));
         assert_ne!(migrated.vms[0].digest, inventory.vms[0].digest);
         assert_eq!(snapshot.vms[0].kind, GuestKind::Qemu);
@@ -211,8 +217,34 @@ mod tests {
         assert_eq!(tags(&inventory.vms[1].state.labels), ["gpu=", "inference="]);
         assert_eq!(tags(&inventory.containers[0].state.labels), ["infra="]);
         assert!(mock.set_tags(101, "gpu;c++;training"));
-        let retagged = client.snapshot().await.expect("snapshot").to_inventory();
+        let retagged = client.snapshot().await.expect("snapshot").to_inventory(&NodeLinks::default());
         assert_eq!(tags(&retagged.vms[1].state.labels), ["gpu=", "training="]);
         assert_ne!(retagged.vms[1].digest, changed.vms[1].digest, "a re-tag is a change");
+    }
+
+    #[tokio::test]
+    async fn linked_hosts_and_vms_carry_their_node_in_state_and_digest() {
+        let mock =
+            MockCluster::generate(&MockSpec { nodes: 2, vms: 2, containers: 0, gpus_per_vm: 1, tasks_per_node: 0 });
+        let url = mock.spawn().await.expect("mock");
+        let client = ProxmoxClient::new("pve1", &url, TOKEN_ID, TOKEN_SECRET).expect("client");
+        let snapshot = client.snapshot().await.expect("snapshot");
+        let unlinked = snapshot.to_inventory(&NodeLinks::default());
+        let (n1, n2): (bosun_core::NodeId, bosun_core::NodeId) =
+            ("hv-1".parse().expect("id"), "vm-b".parse().expect("id"));
+        // pve1 is node hv-1 by host name; VM 101 (gpu-vm-1) was provisioned for node vm-b.
+        let provisioned = [ProvisionedVm { vmid: 101, name: "gpu-vm-1".to_owned(), node: n2.clone() }];
+        let links = NodeLinks::new([(&n1, "PVE1"), (&n2, "unrelated")], provisioned);
+        let linked = snapshot.to_inventory(&links);
+        assert_eq!((linked.hosts[0].state.node_id.as_ref(), linked.hosts[1].state.node_id.as_ref()), (Some(&n1), None));
+        assert_eq!((linked.vms[0].state.node_id.as_ref(), linked.vms[1].state.node_id.as_ref()), (None, Some(&n2)));
+        // A link is part of the state: its digest changes with it, and only then.
+        assert_ne!(linked.hosts[0].digest, unlinked.hosts[0].digest);
+        assert_ne!(linked.vms[1].digest, unlinked.vms[1].digest);
+        assert_eq!(
+            (&linked.hosts[1].digest, &linked.vms[0].digest),
+            (&unlinked.hosts[1].digest, &unlinked.vms[0].digest)
+        );
+        assert_eq!(snapshot.to_inventory(&links).vms[1].digest, linked.vms[1].digest, "the same link, the same digest");
     }
 }

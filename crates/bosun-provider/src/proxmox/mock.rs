@@ -102,6 +102,20 @@ struct Task {
     /// Status reads left that answer `running`.
     running_reads: u32,
     exit_status: String,
+    /// Whether a status read answered its end.
+    followed: bool,
+}
+
+/// A task started through the API, as [`MockCluster::started_tasks`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedTask {
+    /// `qmclone`, `qmstart`, `qmstop`, `qmdestroy`.
+    pub kind: &'static str,
+    /// The vmid it acts on (for a clone: the template's).
+    pub target: u32,
+    pub exit_status: String,
+    /// Whether a status read answered its end: the caller followed it to completion.
+    pub followed: bool,
 }
 
 /// A generated cluster and the switches tests turn.
@@ -273,6 +287,26 @@ impl MockCluster {
         let cluster = self.lock();
         let guest = cluster.guests.get(&vmid)?;
         Some((guest.node.clone(), guest.resource["status"].as_str().unwrap_or_default().to_owned()))
+    }
+
+    /// The tasks started through the API so far, oldest first.
+    pub fn started_tasks(&self) -> Vec<StartedTask> {
+        let cluster = self.lock();
+        let mut tasks: Vec<(u64, StartedTask)> = cluster
+            .started
+            .values()
+            .map(|task| {
+                let listed = StartedTask {
+                    kind: task.kind,
+                    target: task.target,
+                    exit_status: task.exit_status.clone(),
+                    followed: task.followed,
+                };
+                (task.started, listed)
+            })
+            .collect();
+        tasks.sort_by_key(|(started, _)| *started);
+        tasks.into_iter().map(|(_, task)| task).collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cluster> {
@@ -488,6 +522,7 @@ impl Cluster {
             started,
             running_reads: self.task_polls,
             exit_status: exit_status.to_owned(),
+            followed: false,
         };
         self.started.insert(upid.clone(), task);
         upid
@@ -693,6 +728,7 @@ async fn task_status(
     } else {
         status["status"] = json!("stopped");
         status["exitstatus"] = json!(task.exit_status);
+        task.followed = true;
     }
     answer(StatusCode::OK, json!({ "data": status }))
 }

@@ -38,7 +38,7 @@ use bosun_config::{ProxmoxEndpoint, SecretSource};
 use crate::http::{self, Failure, HttpClient, Secret, ServerTrust};
 use crate::provider::ProviderError;
 
-pub use provider::{ProxmoxProvider, TAG};
+pub use provider::{ProxmoxProvider, TAG, parse_provider_instance_id};
 pub use wire::{GuestConfig, GuestKind, PveGuest, PveNode, PveStorage, PveTask, TaskStatus};
 
 /// Guest configurations read at once during a snapshot.

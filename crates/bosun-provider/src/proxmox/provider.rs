@@ -194,8 +194,9 @@ fn provider_instance_id(node: &str, vmid: u32, name: &str) -> String {
     format!("{node}/{vmid}/{name}")
 }
 
-/// The vmid and name of a provider instance id, when it is one of bosun's VMs.
-fn parse_provider_instance_id(id: &str) -> Option<(u32, &str)> {
+/// The vmid and name of the VM a provider instance id names, when it is one of bosun's
+/// VMs (the inventory links such a VM to its instance's node).
+pub fn parse_provider_instance_id(id: &str) -> Option<(u32, &str)> {
     let mut parts = id.splitn(3, '/');
     let (node, vmid, name) = (parts.next()?, parts.next()?, parts.next()?);
     let vmid = vmid.parse().ok().filter(|vmid| *vmid >= 100)?;

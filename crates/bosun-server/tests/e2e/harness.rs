@@ -188,12 +188,22 @@ impl Harness {
         spec: PoolSpec,
         providers: Vec<(String, Arc<dyn Provider>)>,
     ) -> Option<Harness> {
+        Self::start_with_pool_providers_and_settings(backend, pool, spec, providers, settings()).await
+    }
+
+    /// [`Harness::start_with_pool_providers`] with the server's `settings`.
+    pub async fn start_with_pool_providers_and_settings(
+        backend: Backend,
+        pool: &str,
+        spec: PoolSpec,
+        providers: Vec<(String, Arc<dyn Provider>)>,
+        settings: Settings,
+    ) -> Option<Harness> {
         let location = TestLocation::new(backend).await?;
         let clock = Arc::new(FakeClock::at_default_epoch());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         Some(
-            Self::serve_pool(location, clock, listener, pool, spec, providers, settings(), PoolMachines::default())
-                .await,
+            Self::serve_pool(location, clock, listener, pool, spec, providers, settings, PoolMachines::default()).await,
         )
     }
 

@@ -23,6 +23,7 @@ mod pki;
 mod policy;
 mod pools;
 mod properties;
+mod proxmox_pool;
 mod remediation;
 mod replicas;
 mod restart;

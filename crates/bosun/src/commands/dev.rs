@@ -1,7 +1,8 @@
 //! `bosun dev`: stand-ins for the systems bosun talks to, for trying bosun without them.
 //!
 //! `bosun dev proxmox-mock` serves a generated Proxmox VE cluster's API (hypervisors, GPU
-//! VMs, containers, storage, tasks) in Proxmox's JSON shapes, with a fixed API token.
+//! VMs, containers, storage, tasks, and a template VM a `proxmox` pool clones) in
+//! Proxmox's JSON shapes, with a fixed API token.
 
 use std::process::ExitCode;
 
@@ -55,12 +56,16 @@ pub async fn run(args: &DevArgs) -> anyhow::Result<ExitCode> {
                 ..MockSpec::default()
             };
             let mock = MockCluster::generate(&spec);
+            // A pool of the `proxmox` provider needs a template to clone; the first host
+            // holds it (the mock, unlike Proxmox, clones it onto any host).
+            let template = mock.add_template("pve1");
             let listener =
                 tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))?;
             let local = listener.local_addr()?;
             println!("Proxmox VE mock on http://{local} ({nodes} nodes, {vms} VMs, {containers} containers)");
             println!("token_id: \"{TOKEN_ID}\"");
             println!("token secret: {TOKEN_SECRET}");
+            println!("template_vmid: {template} (a GPU template on pve1 for a pool of type proxmox)");
             tokio::select! {
                 served = mock.serve(listener) => served.context("the mock stopped")?,
                 _ = tokio::signal::ctrl_c() => {}

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::remote::{Admin, Remote, call};
 use crate::output;
+use crate::views::node_inventory::{InventoryDoc, NodeInventory, affected_workloads};
 use crate::views::{self, BootstrapLogRow, CommandRow, HealthReportRow, NodeRow};
 
 #[derive(Debug, Args)]
@@ -22,7 +23,7 @@ pub struct NodesArgs {
 enum NodesCommand {
     /// List nodes (every page).
     List(ListArgs),
-    /// Show one node with its GPUs.
+    /// Show one node with its GPUs, the host or VM it is, and its GPU workloads.
     Get {
         /// The node's id.
         node: String,
@@ -31,9 +32,10 @@ enum NodesCommand {
     Cordon(ActionArgs),
     /// Return a cordoned, draining or unhealthy node to service.
     Uncordon(ActionArgs),
-    /// Cordon a node and evict its work.
+    /// Cordon a node and evict its work (printing the GPU workloads it reported).
     Drain(ActionArgs),
-    /// Terminate a node: the agent runs its shutdown hook and the node becomes TERMINATED.
+    /// Terminate a node: the agent runs its shutdown hook and the node becomes TERMINATED
+    /// (printing the GPU workloads it reported).
     Terminate(ActionArgs),
     /// Run a GPU diagnostic on the node.
     Diagnose {
@@ -194,16 +196,26 @@ pub async fn run(args: &NodesArgs) -> anyhow::Result<ExitCode> {
             let request = v1::GetNodeRequest { node_id: node.clone(), ..Default::default() };
             let response = call!(admin, get_node, request);
             let node = NodeRow::from_wire(response.node.as_option().unwrap_or(&v1::Node::default()));
-            output::render(format, &node, || views::node_detail(&node))?
+            let inventory = match node_inventory(&admin, &node.node_id).await {
+                Ok(inventory) => Some(inventory),
+                Err(why) => {
+                    eprintln!("note: {why}; the node's host, VM and GPU workloads are not shown");
+                    None
+                }
+            };
+            let detail = NodeDetail { node, inventory };
+            output::render(format, &detail, || views::node_detail(&detail.node, detail.inventory.as_ref()))?
         }
         NodesCommand::Cordon(action) => issue(&admin, format, action, v1::CommandType::COMMAND_TYPE_CORDON, []).await?,
         NodesCommand::Uncordon(action) => {
             warn_if_unhealthy(&admin, &action.node).await;
             issue(&admin, format, action, v1::CommandType::COMMAND_TYPE_UNCORDON, []).await?
         }
-        NodesCommand::Drain(action) => issue(&admin, format, action, v1::CommandType::COMMAND_TYPE_DRAIN, []).await?,
+        NodesCommand::Drain(action) => {
+            issue_affecting_workloads(&admin, format, action, v1::CommandType::COMMAND_TYPE_DRAIN).await?
+        }
         NodesCommand::Terminate(action) => {
-            issue(&admin, format, action, v1::CommandType::COMMAND_TYPE_TERMINATE, []).await?
+            issue_affecting_workloads(&admin, format, action, v1::CommandType::COMMAND_TYPE_TERMINATE).await?
         }
         NodesCommand::Diagnose { action, test } => {
             let params = [("test".to_owned(), test.clone())];
@@ -319,6 +331,16 @@ pub(crate) async fn issue<const N: usize>(
     kind: v1::CommandType,
     parameters: [(String, String); N],
 ) -> anyhow::Result<String> {
+    let command = send_command(admin, action, kind, parameters).await?;
+    output::render(format, &command, || command_line(&command))
+}
+
+async fn send_command<const N: usize>(
+    admin: &Admin,
+    action: &ActionArgs,
+    kind: v1::CommandType,
+    parameters: [(String, String); N],
+) -> anyhow::Result<CommandRow> {
     let request = v1::IssueCommandRequest {
         node_id: action.node.clone(),
         r#type: kind.into(),
@@ -327,10 +349,96 @@ pub(crate) async fn issue<const N: usize>(
         ..Default::default()
     };
     let response = call!(admin, issue_command, request);
-    let command = CommandRow::from_wire(response.command.as_option().unwrap_or(&v1::Command::default()), &[]);
-    output::render(format, &command, || {
-        format!("{} {}: command {} {}\n", command.kind, command.node_id, command.command_id, command.state)
+    Ok(CommandRow::from_wire(response.command.as_option().unwrap_or(&v1::Command::default()), &[]))
+}
+
+fn command_line(command: &CommandRow) -> String {
+    format!("{} {}: command {} {}\n", command.kind, command.node_id, command.command_id, command.state)
+}
+
+/// `nodes get`: the node's fields, and what the inventory knows of it (`null` when it
+/// could not be read).
+#[derive(Debug, serde::Serialize)]
+struct NodeDetail {
+    #[serde(flatten)]
+    node: NodeRow,
+    inventory: Option<NodeInventory>,
+}
+
+/// A drain or terminate as printed: the command, and the GPU workloads it affects (`null`
+/// when the inventory could not be read).
+#[derive(Debug, serde::Serialize)]
+struct IssuedWithWorkloads {
+    #[serde(flatten)]
+    command: CommandRow,
+    workloads: Option<Vec<InventoryDoc>>,
+}
+
+/// Issues a drain or terminate and prints the GPU workloads it affects: those the node
+/// last reported, read before the command goes out (its agent may act on it at once).
+async fn issue_affecting_workloads(
+    admin: &Admin,
+    format: output::Format,
+    action: &ActionArgs,
+    kind: v1::CommandType,
+) -> anyhow::Result<String> {
+    let workloads = inventory_records(admin, "workload", &action.node).await;
+    let command = send_command(admin, action, kind, []).await?;
+    // Said only once the command went out: a refused command is the one error to print.
+    let workloads = match workloads {
+        Ok(workloads) => Some(workloads),
+        Err(why) => {
+            eprintln!("note: {why}; the GPU workloads {} affects are not shown", command.kind);
+            None
+        }
+    };
+    let issued = IssuedWithWorkloads { command, workloads };
+    output::render(format, &issued, || {
+        let mut text = command_line(&issued.command);
+        if let Some(workloads) = &issued.workloads {
+            text.push_str(&affected_workloads(&issued.command.node_id, workloads));
+        }
+        text
     })
+}
+
+/// What the inventory knows of `node`: the host it is, the VM it runs in and its GPU
+/// workloads, none of them gone. `Err` says why it could not be read (a server older than
+/// the inventory answers `unimplemented`).
+async fn node_inventory(admin: &Admin, node: &str) -> Result<NodeInventory, String> {
+    let host = inventory_records(admin, "host", node).await?.into_iter().next();
+    let vm = inventory_records(admin, "vm", node).await?.into_iter().next();
+    let workloads = inventory_records(admin, "workload", node).await?;
+    Ok(NodeInventory { host, vm, workloads })
+}
+
+/// The records of `kind` that are, or run on, `node` and are not gone (every page).
+async fn inventory_records(admin: &Admin, kind: &str, node: &str) -> Result<Vec<InventoryDoc>, String> {
+    let mut docs = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = v1::ListInventoryRequest {
+            kind: kind.to_owned(),
+            node_id: node.to_owned(),
+            gone: "false".to_owned(),
+            page_size: 1000,
+            page_token,
+            ..Default::default()
+        };
+        let page = admin
+            .servers
+            .call(|client| client.list_inventory(request.clone()))
+            .await
+            .map_err(|e| format!("the inventory could not be read: {}", admin.explain(e)))?
+            .into_owned();
+        for record in &page.records {
+            docs.push(InventoryDoc::from_wire(record).map_err(|e| e.to_string())?);
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(docs);
+        }
+        page_token = page.next_page_token;
+    }
 }
 
 /// Parses `key=value` command parameters.
