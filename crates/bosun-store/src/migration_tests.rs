@@ -507,9 +507,9 @@ async fn version_7_keeps_json_documents(backend: Backend) {
     assert_eq!(store.metric_samples(&node.id, now).await.expect("samples"), vec![sample]);
 }
 
-/// Version 10 gives the workloads already stored the labels their record derives
+/// Version 11 gives the workloads already stored the labels their record derives
 /// (`Workload::labels`): a selector finds them before their agent reports again.
-async fn version_10_gives_stored_workloads_their_labels(backend: Backend) {
+async fn version_11_gives_stored_workloads_their_labels(backend: Backend) {
     let Some(test) = TestLocation::new(backend).await else { return };
     let clock = Arc::new(FakeClock::at_default_epoch());
     let version_9 = migrations_up_to(backend, 9);
@@ -585,6 +585,6 @@ on_sql_backends!(
     version_3_keeps_commands_and_their_events,
     version_4_takes_a_compacted_history_as_it_is,
     version_7_keeps_json_documents,
-    version_10_gives_stored_workloads_their_labels,
+    version_11_gives_stored_workloads_their_labels,
     every_foreign_key_is_checked_for_orphans,
 );

@@ -10,11 +10,12 @@ ALTER TABLE workloads ADD COLUMN labels JSONB NOT NULL DEFAULT '{}';
 -- A workload's labels are derived from its other columns (`Workload::labels`): the rows
 -- already stored get theirs now, or a selector would miss them until their agent reports
 -- a change. A pod's namespace and name count only with its UID, as when the row is read.
+-- A value longer than a label holds (256 bytes) is left out, as `Labels::insert` refuses it.
 UPDATE workloads SET labels = jsonb_strip_nulls(jsonb_build_object(
-    'process', NULLIF(process_name, ''),
-    'namespace', CASE WHEN pod_uid IS NOT NULL THEN pod_namespace END,
-    'pod', CASE WHEN pod_uid IS NOT NULL THEN pod_name END,
-    'container', container_id));
+    'process', CASE WHEN octet_length(process_name) <= 256 THEN NULLIF(process_name, '') END,
+    'namespace', CASE WHEN pod_uid IS NOT NULL AND octet_length(pod_namespace) <= 256 THEN pod_namespace END,
+    'pod', CASE WHEN pod_uid IS NOT NULL AND octet_length(pod_name) <= 256 THEN pod_name END,
+    'container', CASE WHEN octet_length(container_id) <= 256 THEN container_id END));
 
 -- The services the configuration declares (`key`: the service's name); `selector` is a
 -- label selector as written (`team=ml,gpu`), `kinds` the kinds its members are of. Their

@@ -10,12 +10,13 @@ ALTER TABLE workloads ADD COLUMN labels TEXT NOT NULL DEFAULT '{}' CHECK (json_v
 -- A workload's labels are derived from its other columns (`Workload::labels`): the rows
 -- already stored get theirs now, or a selector would miss them until their agent reports
 -- a change. A pod's namespace and name count only with its UID, as when the row is read.
--- `json_patch` leaves out the keys whose value is NULL.
+-- A value longer than a label holds (256 bytes) is left out, as `Labels::insert` refuses
+-- it. `json_patch` leaves out the keys whose value is NULL.
 UPDATE workloads SET labels = json_patch('{}', json_object(
-    'process', NULLIF(process_name, ''),
-    'namespace', CASE WHEN pod_uid IS NOT NULL THEN pod_namespace END,
-    'pod', CASE WHEN pod_uid IS NOT NULL THEN pod_name END,
-    'container', container_id));
+    'process', CASE WHEN length(CAST(process_name AS BLOB)) <= 256 THEN NULLIF(process_name, '') END,
+    'namespace', CASE WHEN pod_uid IS NOT NULL AND length(CAST(pod_namespace AS BLOB)) <= 256 THEN pod_namespace END,
+    'pod', CASE WHEN pod_uid IS NOT NULL AND length(CAST(pod_name AS BLOB)) <= 256 THEN pod_name END,
+    'container', CASE WHEN length(CAST(container_id AS BLOB)) <= 256 THEN container_id END));
 
 -- The services the configuration declares (`key`: the service's name); `selector` is a
 -- label selector as written (`team=ml,gpu`), `kinds` the kinds its members are of. Their

@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bosun_core::inventory::{
-    InventoryKind, InventoryRecord, InventorySnapshot, MAX_KEY_LEN, RecordState, Reported, SourceStatus, SourceSync,
-    SourceType, StoredState, SyncCounts, SyncRecord, SyncScope, Usage, plan_sync,
+    InventoryKind, InventoryRecord, InventorySnapshot, MAX_KEY_LEN, RecordState, Reported, Service, SourceStatus,
+    SourceSync, SourceType, StoredState, SyncCounts, SyncRecord, SyncScope, Usage, plan_sync,
 };
 use bosun_core::validation::check_stored_int;
 use bosun_core::{ChangeOp, LabelSelector, NodeId, Revision, SourceName, Timestamp};
@@ -281,7 +281,11 @@ fn check_snapshot(sync: &SourceSync, snapshot: &InventorySnapshot) -> Result<()>
                 return Err(StoreError::invalid("name", format_args!("{} is not the key {:?}", s.name, service.key)));
             }
             check_text("selector", &s.selector.to_string(), MAX_TEXT)?;
-            check_opt("description", s.description.as_deref())
+            check_opt("description", s.description.as_deref())?;
+            // What `Service::new` refuses (an empty selector selects everything, no kinds
+            // nothing), refused here too: a load reads services it did not build.
+            Service::new(s.name.clone(), s.selector.clone(), s.kinds.clone(), s.description.clone())?;
+            Ok(())
         })?;
     }
     Ok(())
