@@ -268,6 +268,12 @@ pub(crate) async fn sync(app: &App, request: v1::SyncInventoryRequest) -> ApiRes
             if configured.is_empty() { "none; see inventory.sources".to_owned() } else { configured.join(", ") }
         )));
     }
+    if wanted.as_ref() == Some(&services) && app.settings.inventory_services.is_empty() {
+        return Err(ApiError::NotFound(
+            "no services are configured (see inventory.services); the leader marks stored ones gone when it starts leading"
+                .to_owned(),
+        ));
+    }
     for source in app.inventory.entries.iter().filter(|s| wanted.as_ref().is_none_or(|w| *w == s.name)) {
         crate::inventory::sync_source(app, source).await?;
     }
