@@ -81,6 +81,7 @@ pub const V1_METHODS: &[&str] = &[
     v1::ADMIN_SERVICE_GET_INVENTORY_SPEC.procedure,
     v1::ADMIN_SERVICE_LIST_INVENTORY_SOURCES_SPEC.procedure,
     v1::ADMIN_SERVICE_SYNC_INVENTORY_SPEC.procedure,
+    v1::ADMIN_SERVICE_LIST_INVENTORY_SYNCS_SPEC.procedure,
 ];
 
 #[cfg(test)]

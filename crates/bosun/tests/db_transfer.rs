@@ -50,6 +50,7 @@ async fn sync_an_inventory(location: &StoreLocation) {
         config_digest: Some("cfg".into()),
         gpu_devices: vec!["0000:41:00".into()],
         node_id: None,
+        labels: Default::default(),
     };
     let storage = Storage {
         name: "local".into(),

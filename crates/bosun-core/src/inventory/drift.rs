@@ -482,6 +482,7 @@ mod tests {
                 config_digest: Some("d".into()),
                 gpu_devices: vec!["0000:41:00.0".into(), "0000:42:00.0".into()],
                 node_id: None,
+                labels: Default::default(),
             }),
         )
     }
@@ -505,6 +506,7 @@ mod tests {
                 ha_managed: false,
                 lock: None,
                 config_digest: None,
+                labels: Default::default(),
             }),
         )
     }

@@ -171,6 +171,7 @@ fn pve1_snapshot(status: &str, container: bool) -> InventorySnapshot {
         config_digest: Some(format!("cfg-{vmid}")),
         gpu_devices: vec!["0000:41:00,pcie=1".to_owned(), "0000:42:00".to_owned()],
         node_id: (vmid == 101).then(|| node_id("n2")),
+        labels: if vmid == 101 { labels(&[("gpu", ""), ("team", "ml")]) } else { bosun_core::Labels::new() },
     };
     let storage = |name: &str, hosts: &[&str]| Storage {
         name: name.to_owned(),
@@ -196,6 +197,7 @@ fn pve1_snapshot(status: &str, container: bool) -> InventorySnapshot {
         ha_managed: false,
         lock: None,
         config_digest: None,
+        labels: labels(&[("infra", "")]),
     };
     InventorySnapshot {
         hosts: vec![reported("pve-a", "h-a", host("pve-a", None)), reported("pve-b", "h-b", host("pve-b", Some("n1")))],
@@ -210,6 +212,40 @@ fn pve1_snapshot(status: &str, container: bool) -> InventorySnapshot {
             reported("orphan", "s-none", storage("orphan", &[])),
         ],
         workloads: Vec::new(),
+        services: Vec::new(),
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> bosun_core::Labels {
+    let mut labels = bosun_core::Labels::new();
+    for (key, value) in pairs {
+        labels.insert(*key, *value).expect("a label");
+    }
+    labels
+}
+
+/// The configured services as the server syncs them: one source of type `config`.
+fn services_sync(ctx: &Ctx, names: &[&str]) -> SourceSync {
+    use bosun_core::inventory::{MemberKind, Service};
+    let services = names
+        .iter()
+        .map(|name| {
+            let service = Service::new(
+                name.parse().expect("a service name"),
+                "team=ml,gpu".parse().expect("a selector"),
+                [MemberKind::Vm, MemberKind::Workload].into_iter().collect(),
+                Some(format!("the {name} service")),
+            )
+            .expect("a service");
+            reported(name, &format!("svc-{name}"), service)
+        })
+        .collect();
+    SourceSync {
+        source: "services".parse().expect("a source name"),
+        source_type: SourceType::Config,
+        scope: SyncScope::Source,
+        started_at: ctx.now(),
+        outcome: Ok(InventorySnapshot { services, ..InventorySnapshot::default() }),
     }
 }
 
@@ -278,6 +314,21 @@ async fn fill_inventory(ctx: &Ctx) {
     let (_, counts) =
         sync_inventory(ctx, pve1_sync(ctx, Err("https://pve.example:8006: connection refused".into()))).await;
     assert_eq!(counts, SyncCounts::default());
+    // Services (one removed from the configuration: gone) and a drift report, which lives
+    // only in the change log.
+    sync_inventory(ctx, services_sync(ctx, &["training", "inference"])).await;
+    let (_, counts) = sync_inventory(ctx, services_sync(ctx, &["training"])).await;
+    assert_eq!(counts.gone, 1);
+    let drift = bosun_core::inventory::drift::DriftReport {
+        missing: vec![bosun_core::inventory::drift::Missing {
+            kind: InventoryKind::Vm,
+            source: pve1(),
+            vmid: Some(104),
+            name: None,
+        }],
+        ..Default::default()
+    };
+    ctx.store.commit(batch("drift").record_drift("declaration", drift)).await.expect("drift");
 }
 
 /// Every inventory record, as the store lists them.
