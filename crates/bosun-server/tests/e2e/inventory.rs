@@ -169,6 +169,10 @@ async fn a_proxmox_source_syncs_changes_departures_and_outages(backend: Backend)
     let error = h.admin(Some(OPERATOR)).sync_inventory(unknown).await.expect_err("unknown source");
     assert_eq!(error.code, ErrorCode::NotFound);
     assert!(error.message.as_deref().unwrap_or_default().contains("pve1"), "{error:?}");
+    let no_services = v1::SyncInventoryRequest { source: "services".to_owned(), ..Default::default() };
+    let error = h.admin(Some(OPERATOR)).sync_inventory(no_services).await.expect_err("no services configured");
+    assert_eq!(error.code, ErrorCode::NotFound);
+    assert!(error.message.as_deref().unwrap_or_default().contains("inventory.services"), "{error:?}");
     let bad_kind = v1::ListInventoryRequest { kind: "planet".to_owned(), ..Default::default() };
     let error = h.admin(Some(OPERATOR)).list_inventory(bad_kind).await.expect_err("bad kind");
     assert_eq!(error.code, ErrorCode::InvalidArgument);
