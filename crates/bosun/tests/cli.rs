@@ -749,7 +749,7 @@ fn the_proxmox_mock_serves_its_token_only_and_feeds_the_inventory() {
     // A server with the mock as its inventory source: records, sync history and tasks.
     let dir = tempfile::tempdir().expect("temp dir");
     let secret_file = dir.path().join("secret");
-    std::fs::write(&secret_file, &secret).expect("secret");
+    std::fs::write(&secret_file, secret).expect("secret");
     let config = dir.path().join("bosun.yaml");
     std::fs::write(
         &config,

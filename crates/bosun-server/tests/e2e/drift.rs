@@ -8,13 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bosun_api::v1;
-use bosun_config::proxmox::{ProxmoxEndpoint, SecretSource};
-use bosun_config::{InventorySource, InventorySourceKind};
 use bosun_core::inventory::drift::DriftReport;
-use bosun_provider::proxmox::mock::{MockCluster, MockSpec, TOKEN_ID, TOKEN_SECRET};
+use bosun_provider::proxmox::mock::{MockCluster, MockSpec};
 use bosun_store::Backend;
 
 use crate::harness::*;
+use crate::inventory::{proxmox_source, secret_file};
 
 on_every_backend!(a_declaration_gives_drift_records_and_gauges_until_the_cluster_matches_it);
 
@@ -68,20 +67,9 @@ async fn a_declaration_gives_drift_records_and_gauges_until_the_cluster_matches_
     let mock = MockCluster::generate(&MockSpec { nodes: 2, vms: 4, containers: 2, gpus_per_vm: 1, tasks_per_node: 0 });
     assert_eq!(mock.vmids(), [100, 101, 102, 103, 104, 105]);
     let url = mock.spawn().await.expect("mock");
-    let secret = tempfile::NamedTempFile::new().expect("secret file");
-    std::fs::write(secret.path(), TOKEN_SECRET).expect("write secret");
+    let secret = secret_file();
     let mut settings = settings();
-    settings.inventory_sources = vec![InventorySource {
-        name: "pve1".parse().expect("valid"),
-        interval: Duration::from_secs(30),
-        kind: InventorySourceKind::Proxmox(ProxmoxEndpoint {
-            url: url.parse().expect("url"),
-            token_id: TOKEN_ID.to_owned(),
-            token_secret: SecretSource::File(secret.path().to_owned()),
-            verify_tls: true,
-            ca_file: None,
-        }),
-    }];
+    settings.inventory_sources = vec![proxmox_source(&url, &secret)];
     let declaration = bosun_config::declaration::parse(DECLARATION).expect("valid declaration");
     settings.inventory_declaration = Some(Arc::new(declaration));
     let Some(h) = Harness::start_with(backend, settings).await else { return };

@@ -50,7 +50,7 @@ async fn sync(h: &Harness) {
 }
 
 /// `pve1`, reading `url` with the mock's token from `secret`.
-fn proxmox_source(url: &str, secret: &tempfile::NamedTempFile) -> InventorySource {
+pub(crate) fn proxmox_source(url: &str, secret: &tempfile::NamedTempFile) -> InventorySource {
     InventorySource {
         name: "pve1".parse().expect("valid"),
         interval: Duration::from_secs(30),
@@ -64,7 +64,8 @@ fn proxmox_source(url: &str, secret: &tempfile::NamedTempFile) -> InventorySourc
     }
 }
 
-fn secret_file() -> tempfile::NamedTempFile {
+/// A file holding the mock's token secret.
+pub(crate) fn secret_file() -> tempfile::NamedTempFile {
     let secret = tempfile::NamedTempFile::new().expect("secret file");
     std::fs::write(secret.path(), TOKEN_SECRET).expect("write secret");
     secret
