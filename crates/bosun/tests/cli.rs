@@ -846,8 +846,11 @@ fn inventory_diff_exits_1_on_drift_and_the_server_records_its_declarations_drift
     );
     assert_eq!(report["missing"][0]["vmid"], 999);
 
-    // A bad declaration is an error naming the file, the key and the line.
-    let line = fails_with_one_line(bosun().args(["inventory", "diff", &bad, "--server", &url]));
+    // A bad declaration exits 2 (1 is drift), with one line naming the file, key and line.
+    let output = run(bosun().args(["inventory", "diff", &bad, "--server", &url]));
+    assert_eq!(output.status.code(), Some(2), "trouble is not drift: {}", stderr(&output));
+    let line = stderr(&output).trim_end().to_owned();
+    assert!(line.starts_with("error: ") && !line.contains('\n'), "{line}");
     assert!(line.contains(&format!("{bad}: vms[0].cpu: unknown key")) && line.ends_with("(line 4)"), "{line}");
 
     // The server checks its own declaration (the drifting one) right after its sync.

@@ -296,7 +296,8 @@ enum InventoryCommand {
         id: String,
     },
     /// Compare a declared inventory (YAML: VMs and containers with the fields that matter)
-    /// with what is synced: missing, unexpected and changed, field by field. Exits 1 on drift.
+    /// with what is synced: missing, unexpected and changed, field by field. Exits 1 on
+    /// drift, 2 when the file or the server cannot be read.
     Diff {
         /// The declaration (see README: Inventory).
         file: PathBuf,
@@ -502,23 +503,41 @@ pub async fn run(args: &InventoryArgs) -> anyhow::Result<ExitCode> {
             let rows: Vec<EventRow> = listed.events.iter().map(EventRow::from_wire).collect();
             (output::render(format, &rows, || views::event_table(&rows).render())?, ExitCode::SUCCESS)
         }
-        InventoryCommand::Diff { file } => {
-            // A bad file is an error before any call.
-            let declaration = bosun_config::declaration::load(file)?;
-            warn_of_unsynced_sources(&admin, &declaration).await?;
-            let mut records = Vec::new();
-            for kind in declaration.kinds() {
-                for source in declaration.scope(kind) {
-                    records.extend(present_records(&admin, kind, source.as_str()).await?);
-                }
+        InventoryCommand::Diff { file } => match diff(&admin, format, file).await {
+            Ok(answer) => answer,
+            // As diff(1): 1 says "they differ", so trouble is 2, never mistaken for drift.
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                return Ok(ExitCode::from(DIFF_TROUBLE));
             }
-            let report = drift::compare(&declaration, &records);
-            let code = if report.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
-            (output::render(format, &report, || drift_text(&declaration, &report, records.len()))?, code)
-        }
+        },
     };
     print!("{text}");
     Ok(code)
+}
+
+/// `inventory diff`'s exit status when the declaration or the server cannot be read.
+const DIFF_TROUBLE: u8 = 2;
+
+/// Compares the declaration in `file` with the present records of its sources: the report
+/// and exit 1 on drift, 0 without.
+async fn diff(
+    admin: &super::remote::Admin,
+    format: output::Format,
+    file: &std::path::Path,
+) -> anyhow::Result<(String, ExitCode)> {
+    // A bad file is an error before any call.
+    let declaration = bosun_config::declaration::load(file)?;
+    warn_of_unsynced_sources(admin, &declaration).await?;
+    let mut records = Vec::new();
+    for kind in declaration.kinds() {
+        for source in declaration.scope(kind) {
+            records.extend(present_records(admin, kind, source.as_str()).await?);
+        }
+    }
+    let report = drift::compare(&declaration, &records);
+    let code = if report.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    Ok((output::render(format, &report, || drift_text(&declaration, &report, records.len()))?, code))
 }
 
 /// Every present record of `kind` in `source`, read page by page, as its JSON document
