@@ -48,7 +48,9 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(app)
+        .with_state(Arc::clone(&app))
+        // Before the services' fallback, so `/ui/...` never reaches them.
+        .merge(crate::ui::router(app))
         .merge(rpc)
 }
 

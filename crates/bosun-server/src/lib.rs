@@ -1,7 +1,8 @@
 //! bosun's control plane.
 //!
 //! [`Server::start`] loads the fleet from the store, starts the background loops and
-//! serves AgentService, AdminService, `/healthz`, `/readyz` and `/metrics` on one port
+//! serves AgentService, AdminService, `/healthz`, `/readyz`, `/metrics` and the dashboard
+//! (`/ui/`) on one port
 //! until [`ServerHandle::shutdown`].
 //!
 //! Layout:
@@ -21,6 +22,7 @@
 //! - `fleet`: the in-memory liveness view and the soft-state buffer.
 //! - `loops`: timers that run the periodic passes.
 //! - `change_follower`: what other replicas on the same database commit, dispatched here.
+//! - `ui`: the web dashboard at `/ui/` (server-rendered pages, read-only so far).
 //! - `auth`, `policy`, `metrics`, `observed_store`, `http`, `settings`.
 //!
 //! **Architecture Invariant:** every change of hard state goes through the store's
@@ -67,6 +69,7 @@ mod rpc;
 mod runs;
 mod settings;
 mod transport;
+mod ui;
 mod workloads;
 
 pub use election::{ElectionSettings, Transition};

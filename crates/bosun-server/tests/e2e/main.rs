@@ -31,4 +31,5 @@ mod runbooks;
 mod selection;
 mod ssh_server;
 mod tls;
+mod ui;
 mod workloads;

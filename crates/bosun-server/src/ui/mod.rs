@@ -1,0 +1,90 @@
+//! The web dashboard at `/ui/`, served on the API port.
+//!
+//! Pages are rendered on the server from askama templates (`templates/`, compiled into the
+//! binary and type-checked with it, every value HTML-escaped); the one stylesheet
+//! (`static/bosun.css`) is compiled in too, so the dashboard needs no network access and no
+//! JavaScript toolchain. Every answer carries a strict Content-Security-Policy: no inline
+//! script or style, nothing from another origin.
+//!
+//! The dashboard cannot sign anyone in yet: on a server with `auth.tokens` it shows a page
+//! saying so and nothing of the fleet. Its reads use the store and the fleet view as the
+//! API's handlers do.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+
+use crate::app::App;
+use crate::error::ApiError;
+
+mod overview;
+
+/// What a dashboard answer may load: its own stylesheet and (later) scripts, nothing inline,
+/// nothing from elsewhere; it may not be framed.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const STYLESHEET: &str = include_str!("../../static/bosun.css");
+
+/// The dashboard's routes, to be merged into the API port's router.
+pub(crate) fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/ui", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui/", get(overview::page))
+        .route("/ui/static/bosun.css", get(stylesheet))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(app)
+}
+
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+async fn stylesheet() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=300")], STYLESHEET)
+        .into_response()
+}
+
+/// A rendered page; pages show the fleet as it is now, so none is cached.
+fn page(template: &impl Template, status: StatusCode) -> Response {
+    match template.render() {
+        Ok(html) => {
+            (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], html)
+                .into_response()
+        }
+        Err(error) => {
+            tracing::error!("a dashboard page could not be rendered: {error}");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered; the server log says why\n")
+                .into_response()
+        }
+    }
+}
+
+/// What a page shows when the store cannot answer: the one line the API would give.
+fn unavailable(error: &ApiError) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CACHE_CONTROL, "no-store")],
+        format!("the store cannot be read: {error}\n"),
+    )
+        .into_response()
+}
+
+/// The page a server with tokens answers until the dashboard can sign people in.
+#[derive(Template)]
+#[template(path = "closed.html")]
+struct Closed;
+
+/// `Some(answer)` when this server checks tokens: the dashboard then shows nothing.
+fn closed(app: &App) -> Option<Response> {
+    (!app.auth.is_open()).then(|| page(&Closed, StatusCode::FORBIDDEN))
+}
