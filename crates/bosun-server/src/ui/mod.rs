@@ -21,6 +21,7 @@ use axum::routing::get;
 use crate::app::App;
 use crate::error::ApiError;
 
+mod nodes;
 mod overview;
 
 /// What a dashboard answer may load: its own stylesheet and (later) scripts, nothing inline,
@@ -35,6 +36,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(overview::page))
+        .route("/ui/nodes", get(nodes::list))
+        .route("/ui/nodes/{id}", get(nodes::get))
         .route("/ui/static/bosun.css", get(stylesheet))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app)
@@ -77,6 +80,22 @@ fn unavailable(error: &ApiError) -> Response {
         format!("the store cannot be read: {error}\n"),
     )
         .into_response()
+}
+
+/// A page naming what is wrong with a request.
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+fn bad_request(message: &str) -> Response {
+    page(&ErrorPage { title: "Bad request", message }, StatusCode::BAD_REQUEST)
+}
+
+fn not_found(message: &str) -> Response {
+    page(&ErrorPage { title: "Not found", message }, StatusCode::NOT_FOUND)
 }
 
 /// The page a server with tokens answers until the dashboard can sign people in.
