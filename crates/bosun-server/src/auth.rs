@@ -236,6 +236,48 @@ impl Authenticator {
     }
 }
 
+/// A dashboard session: `v1.NAME.EXPIRES.MAC`, the name base64url-encoded, the expiry in
+/// microseconds since the epoch, and the MAC keyed by the named token's secret. Nothing is
+/// stored: any replica verifies it, and rotating or removing the token ends its sessions.
+const SESSION_PREFIX: &str = "v1.";
+
+impl Authenticator {
+    /// A session for the operator or admin token `caller` signed in with, valid until
+    /// `expires`; `None` for any other caller.
+    pub(crate) fn sign_session(&self, caller: &Caller, expires: Timestamp) -> Option<String> {
+        let (Caller::Operator { name } | Caller::Admin { name }) = caller else { return None };
+        let token = self.config.tokens.iter().find(|t| &t.name == name && t.role != Role::Agent)?;
+        let mac = session_mac(token.secret.expose(), name, expires)?.finalize().into_bytes();
+        Some(format!("{SESSION_PREFIX}{}.{}.{}", URL_SAFE.encode(name), expires.unix_micros(), URL_SAFE.encode(mac)))
+    }
+
+    /// The caller a session cookie's value stands for, if it verifies and has not expired
+    /// at `now`; its role is the token's as configured now.
+    pub(crate) fn verify_session(&self, value: &str, now: Timestamp) -> Option<Caller> {
+        let body = value.strip_prefix(SESSION_PREFIX)?;
+        let (rest, mac) = body.rsplit_once('.')?;
+        let (name, expires) = rest.rsplit_once('.')?;
+        let name = String::from_utf8(URL_SAFE.decode(name).ok()?).ok()?;
+        let expires = Timestamp::checked_from_unix_micros(expires.parse().ok()?)?;
+        if expires <= now {
+            return None;
+        }
+        let mac = URL_SAFE.decode(mac).ok()?;
+        let token = self.config.tokens.iter().find(|t| t.name == name && t.role != Role::Agent)?;
+        session_mac(token.secret.expose(), &name, expires)?.verify_slice(&mac).ok()?;
+        Some(caller_for(token))
+    }
+}
+
+fn session_mac(key: &str, name: &str, expires: Timestamp) -> Option<Hmac<Sha256>> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes()).ok()?;
+    mac.update(b"bosun ui session v1\0");
+    mac.update(name.as_bytes());
+    mac.update(b"\0");
+    mac.update(&expires.unix_micros().to_be_bytes());
+    Some(mac)
+}
+
 /// The MAC of a node token (HMAC accepts keys of any length, so this is always `Some`).
 fn node_mac(key: &str, node: &NodeId, registered_at: Timestamp) -> Option<Hmac<Sha256>> {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes()).ok()?;

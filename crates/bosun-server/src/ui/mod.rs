@@ -6,9 +6,9 @@
 //! JavaScript toolchain. Every answer carries a strict Content-Security-Policy: no inline
 //! script or style, nothing from another origin.
 //!
-//! The dashboard cannot sign anyone in yet: on a server with `auth.tokens` it shows a page
-//! saying so and nothing of the fleet. Its reads use the store and the fleet view as the
-//! API's handlers do.
+//! On a server with `auth.tokens` every page needs a signed-in operator or admin
+//! (`session`); on an open server everyone may look, and every page says the server is open.
+//! Its reads use the store and the fleet view as the API's handlers do.
 
 use std::sync::Arc;
 
@@ -23,6 +23,7 @@ use crate::error::ApiError;
 
 mod nodes;
 mod overview;
+mod session;
 
 /// What a dashboard answer may load: its own stylesheet and (later) scripts, nothing inline,
 /// nothing from elsewhere; it may not be framed.
@@ -38,6 +39,10 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/ui/", get(overview::page))
         .route("/ui/nodes", get(nodes::list))
         .route("/ui/nodes/{id}", get(nodes::get))
+        .route("/ui/login", get(session::form).post(session::sign_in))
+        .route("/ui/logout", axum::routing::post(session::sign_out))
+        // Forms are small; anything larger is not one of ours.
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .route("/ui/static/bosun.css", get(stylesheet))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app)
@@ -86,24 +91,28 @@ fn unavailable(error: &ApiError) -> Response {
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
+    banner: Banner,
     title: &'a str,
     message: &'a str,
 }
 
 fn bad_request(message: &str) -> Response {
-    page(&ErrorPage { title: "Bad request", message }, StatusCode::BAD_REQUEST)
+    page(&ErrorPage { banner: Banner::default(), title: "Bad request", message }, StatusCode::BAD_REQUEST)
 }
 
 fn not_found(message: &str) -> Response {
-    page(&ErrorPage { title: "Not found", message }, StatusCode::NOT_FOUND)
+    page(&ErrorPage { banner: Banner::default(), title: "Not found", message }, StatusCode::NOT_FOUND)
 }
 
-/// The page a server with tokens answers until the dashboard can sign people in.
-#[derive(Template)]
-#[template(path = "closed.html")]
-struct Closed;
+/// What the top of every page says about who is looking.
+#[derive(Debug, Default)]
+struct Banner {
+    /// The server checks no tokens.
+    open: bool,
+    /// The actor of the signed-in token.
+    signed_in: Option<String>,
+}
 
-/// `Some(answer)` when this server checks tokens: the dashboard then shows nothing.
-fn closed(app: &App) -> Option<Response> {
-    (!app.auth.is_open()).then(|| page(&Closed, StatusCode::FORBIDDEN))
+fn forbidden(message: &str) -> Response {
+    page(&ErrorPage { banner: Banner::default(), title: "Refused", message }, StatusCode::FORBIDDEN)
 }

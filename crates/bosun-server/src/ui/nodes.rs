@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use bosun_core::{LabelSelector, Labels, Node, NodeId, NodeStatus, PoolName, ResourceKind, Timestamp};
 use bosun_store::{ChangeFilter, CommandFilter, Cursor, NodeFilter, PageRequest, StoreError, each_page};
 
@@ -23,6 +23,7 @@ const HISTORY: usize = 50;
 #[derive(Template)]
 #[template(path = "nodes.html")]
 struct NodesPage {
+    banner: super::Banner,
     statuses: Vec<StatusOption>,
     pool: String,
     label: String,
@@ -96,11 +97,12 @@ impl NodesQuery {
     }
 }
 
-pub(super) async fn list(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Response {
-    if let Some(closed) = super::closed(&app) {
-        return closed;
-    }
+pub(super) async fn list(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let query = NodesQuery::parse(query.as_deref());
+    let viewer = match super::session::viewer(&app, &headers, &query.href(None)) {
+        Ok(viewer) => viewer,
+        Err(sign_in) => return sign_in.into_response(),
+    };
     let filter = match query.filter() {
         Ok(filter) => filter,
         Err(error) => return super::bad_request(&format!("{}: {}", error.field, error.problem)),
@@ -118,6 +120,7 @@ pub(super) async fn list(State(app): State<Arc<App>>, RawQuery(query): RawQuery)
     let rows = listed.items.iter().map(|node| node_row(&app, node)).collect();
     let selected = filter.status.map(NodeStatus::as_str);
     let page = NodesPage {
+        banner: viewer.banner(),
         statuses: NodeStatus::ALL
             .iter()
             .map(|s| StatusOption { value: s.as_str(), selected: Some(s.as_str()) == selected })
@@ -163,6 +166,7 @@ fn time_text(at: Option<Timestamp>) -> String {
 #[derive(Template)]
 #[template(path = "node.html")]
 struct NodePage {
+    banner: super::Banner,
     id: String,
     status: &'static str,
     status_reason: String,
@@ -211,16 +215,18 @@ struct ChangeRow {
     reason: String,
 }
 
-pub(super) async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
-    if let Some(closed) = super::closed(&app) {
-        return closed;
-    }
+pub(super) async fn get(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let path = format!("/ui/nodes/{}", url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>());
+    let viewer = match super::session::viewer(&app, &headers, &path) {
+        Ok(viewer) => viewer,
+        Err(sign_in) => return sign_in.into_response(),
+    };
     let id: NodeId = match id.parse() {
         Ok(id) => id,
         Err(error) => return super::bad_request(&format!("node id: {}", error.problem)),
     };
     match node_page(&app, &id).await {
-        Ok(page) => super::page(&page, StatusCode::OK),
+        Ok(page) => super::page(&NodePage { banner: viewer.banner(), ..page }, StatusCode::OK),
         Err(ApiError::Store(StoreError::NotFound { .. })) => super::not_found(&format!("there is no node {id}")),
         Err(error) => super::unavailable(&error),
     }
@@ -247,6 +253,7 @@ async fn node_page(app: &App, id: &NodeId) -> ApiResult<NodePage> {
     .await?;
     let changes = newest_changes(app, id).await?;
     Ok(NodePage {
+        banner: super::Banner::default(),
         id: node.id.to_string(),
         status: node.status.as_str(),
         status_reason: node.status_reason.clone(),

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use bosun_core::{ChangeRecord, Health, NodeStatus, Pool};
 use bosun_store::ChangeFilter;
 
@@ -19,6 +19,7 @@ const RECENT_CHANGES: u32 = 20;
 #[derive(Template)]
 #[template(path = "overview.html")]
 struct Overview {
+    banner: super::Banner,
     total_nodes: u64,
     healths: Vec<&'static str>,
     status_rows: Vec<StatusRow>,
@@ -57,12 +58,13 @@ struct ChangeRow {
     reason: String,
 }
 
-pub(super) async fn page(State(app): State<Arc<App>>) -> Response {
-    if let Some(closed) = super::closed(&app) {
-        return closed;
-    }
+pub(super) async fn page(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let viewer = match super::session::viewer(&app, &headers, "/ui/") {
+        Ok(viewer) => viewer,
+        Err(sign_in) => return sign_in.into_response(),
+    };
     match overview(&app).await {
-        Ok(overview) => super::page(&overview, StatusCode::OK),
+        Ok(overview) => super::page(&Overview { banner: viewer.banner(), ..overview }, StatusCode::OK),
         Err(error) => super::unavailable(&error),
     }
 }
@@ -90,6 +92,7 @@ async fn overview(app: &App) -> ApiResult<Overview> {
     let filter = ChangeFilter { after_seq: last.saturating_sub(u64::from(RECENT_CHANGES)), ..ChangeFilter::default() };
     let changes = app.store.list_changes(&filter, RECENT_CHANGES).await?.iter().rev().map(change_row).collect();
     Ok(Overview {
+        banner: super::Banner::default(),
         total_nodes: status_rows.iter().map(|row| row.total).sum(),
         healths: Health::ALL.iter().map(|h| h.as_str()).collect(),
         status_rows,

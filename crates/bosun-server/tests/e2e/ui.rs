@@ -9,24 +9,42 @@ use crate::harness::*;
 
 on_every_backend!(
     an_open_servers_overview_shows_its_nodes_under_a_strict_policy,
-    a_server_with_tokens_shows_no_fleet,
+    signing_in_takes_an_operator_token_from_this_sites_own_form,
     the_nodes_page_filters_and_pages_in_the_store_and_a_node_page_shows_its_history,
 );
 
-/// A raw `GET path`: status, headers (lower-cased names) and body.
+/// A raw `GET path`: status, head and body.
 async fn get(h: &Harness, path: &str) -> (u16, String, String) {
+    request(h, "GET", path, &[], "").await
+}
+
+/// A raw request: status, head (as sent: compare names with [`lower`]) and body.
+async fn request(h: &Harness, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, String) {
     let address = h.server().local_addr().to_string();
     let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.0\r\nhost: {address}\r\nconnection: close\r\n\r\n");
+    let mut request = format!(
+        "{method} {path} HTTP/1.0\r\nhost: {address}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
     tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.expect("send");
     let mut response = String::new();
     tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response).await.expect("read");
     let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
-    (status, head.to_ascii_lowercase(), body.to_owned())
+    (status, head.to_owned(), body.to_owned())
+}
+
+fn lower(head: &str) -> String {
+    head.to_ascii_lowercase()
 }
 
 fn assert_strict_policy(head: &str) {
+    let head = &lower(head);
     assert!(
         head.contains("content-security-policy: default-src 'none'; script-src 'self'; style-src 'self';"),
         "{head}"
@@ -44,7 +62,10 @@ async fn an_open_servers_overview_shows_its_nodes_under_a_strict_policy(backend:
     let (status, head, body) = get(&h, "/ui/").await;
     assert_eq!(status, 200, "{body}");
     assert_strict_policy(&head);
-    assert!(head.contains("content-type: text/html; charset=utf-8") && head.contains("cache-control: no-store"));
+    assert!(
+        lower(&head).contains("content-type: text/html; charset=utf-8")
+            && lower(&head).contains("cache-control: no-store")
+    );
     assert!(body.contains("<caption>3 nodes</caption>"), "{body}");
     let active = body.lines().find(|line| line.contains(">ACTIVE</a></th>")).expect("an ACTIVE row");
     assert!(active.ends_with("<td>3</td></tr>"), "three ACTIVE nodes: {active}");
@@ -57,21 +78,74 @@ async fn an_open_servers_overview_shows_its_nodes_under_a_strict_policy(backend:
 
     let (status, head, css) = get(&h, "/ui/static/bosun.css").await;
     assert_eq!(status, 200);
-    assert!(head.contains("content-type: text/css") && css.contains("prefers-color-scheme: dark"), "{head}");
+    assert!(lower(&head).contains("content-type: text/css") && css.contains("prefers-color-scheme: dark"), "{head}");
     let (status, head, _) = get(&h, "/ui").await;
     assert_eq!(status, 303);
-    assert!(head.contains("location: /ui/"), "{head}");
+    assert!(lower(&head).contains("location: /ui/"), "{head}");
 }
 
-async fn a_server_with_tokens_shows_no_fleet(backend: Backend) {
+async fn signing_in_takes_an_operator_token_from_this_sites_own_form(backend: Backend) {
     let Some(h) = Harness::start(backend).await else { return };
     h.agent_client().register(&registration("gpu-1"), None).await.expect("register");
+    let origin = format!("http://{}", h.server().local_addr());
+    let same_site = [("origin", origin.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+    let sign_in = |token: &str| format!("token={token}&next=%2Fui%2Fnodes%2Fgpu-1");
 
-    let (status, head, body) = get(&h, "/ui/").await;
-    assert_eq!(status, 403, "{body}");
+    // Every page leads to the sign-in form, which comes back to it.
+    for path in ["/ui/", "/ui/nodes?status=ACTIVE", "/ui/nodes/gpu-1"] {
+        let (status, head, body) = get(&h, path).await;
+        assert_eq!(status, 303, "{path}: {body}");
+        assert!(lower(&head).contains("location: /ui/login?next=%2fui%2f"), "{path}: {head}");
+        assert!(!body.contains("gpu-1"));
+    }
+    let (status, head, form) = get(&h, "/ui/login?next=%2Fui%2Fnodes").await;
+    assert_eq!(status, 200, "{form}");
     assert_strict_policy(&head);
-    assert!(body.contains("Sign-in needed") && body.contains("auth.tokens"), "{body}");
-    assert!(!body.contains("gpu-1"), "nothing of the fleet: {body}");
+    assert!(form.contains("<label for=\"token\">") && form.contains("type=\"password\""), "{form}");
+    assert!(form.contains("value=\"/ui/nodes\""), "where to go after: {form}");
+
+    // A wrong token, an agent token, and a form from another site are refused.
+    let (status, head, body) = request(&h, "POST", "/ui/login", &same_site, &sign_in("guess")).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("the token is not valid here") && !lower(&head).contains("set-cookie"), "{head}");
+    let (status, head, body) = request(&h, "POST", "/ui/login", &same_site, &sign_in(AGENTS)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("agent tokens cannot sign in") && !lower(&head).contains("set-cookie"), "{head}");
+    let evil = [("origin", "http://evil.example"), ("content-type", "application/x-www-form-urlencoded")];
+    let (status, head, body) = request(&h, "POST", "/ui/login", &evil, &sign_in(OPERATOR)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("cross-site request refused") && !lower(&head).contains("set-cookie"), "{head}");
+    let cross = [("sec-fetch-site", "cross-site")];
+    assert_eq!(request(&h, "POST", "/ui/login", &cross, &sign_in(OPERATOR)).await.0, 403);
+    assert_eq!(request(&h, "POST", "/ui/login", &[], &sign_in(OPERATOR)).await.0, 403, "no origin at all");
+
+    // An operator signs in: an HttpOnly, SameSite=Strict cookie, then the page asked for.
+    let (status, head, body) = request(&h, "POST", "/ui/login", &same_site, &sign_in(OPERATOR)).await;
+    assert_eq!(status, 303, "{body}");
+    assert!(lower(&head).contains("location: /ui/nodes/gpu-1"), "{head}");
+    let set_cookie = head.lines().find(|l| lower(l).starts_with("set-cookie: ")).expect("a cookie").to_owned();
+    for attribute in ["httponly", "samesite=strict", "path=/ui", "max-age=28800"] {
+        assert!(lower(&set_cookie).contains(attribute), "{attribute}: {set_cookie}");
+    }
+    assert!(!lower(&set_cookie).contains("secure"), "plain HTTP: {set_cookie}");
+    // The cookie's value, as the browser sends it back.
+    let value = set_cookie["set-cookie: ".len()..].split(';').next().expect("a value").to_owned();
+    let cookie = [("cookie", value.as_str())];
+    let (status, _, node) = request(&h, "GET", "/ui/nodes/gpu-1", &cookie, "").await;
+    assert_eq!(status, 200, "{node}");
+    assert!(node.contains("Signed in as operator:oncall") && node.contains("<h1>Node gpu-1</h1>"), "{node}");
+    assert!(!node.contains("This server is open"));
+
+    // A cookie altered by one character, or one past its 8 hours, signs no one in.
+    let tampered = format!("{}x", value);
+    assert_eq!(request(&h, "GET", "/ui/", &[("cookie", tampered.as_str())], "").await.0, 303);
+    h.clock.advance(std::time::Duration::from_secs(8 * 3600));
+    assert_eq!(request(&h, "GET", "/ui/", &cookie, "").await.0, 303, "expired");
+
+    // Signing out clears the cookie.
+    let (status, head, _) = request(&h, "POST", "/ui/logout", &same_site, "").await;
+    assert_eq!(status, 303);
+    assert!(lower(&head).contains("set-cookie: bosun_session=;") && lower(&head).contains("max-age=0"), "{head}");
 }
 
 fn open_settings() -> Settings {
