@@ -251,6 +251,13 @@ impl Authenticator {
         Some(format!("{SESSION_PREFIX}{}.{}.{}", URL_SAFE.encode(name), expires.unix_micros(), URL_SAFE.encode(mac)))
     }
 
+    /// The secret of the operator or admin token `caller` signed in with, for the
+    /// dashboard to call the API as that caller; `None` for any other caller.
+    pub(crate) fn bearer_for(&self, caller: &Caller) -> Option<&str> {
+        let (Caller::Operator { name } | Caller::Admin { name }) = caller else { return None };
+        self.config.tokens.iter().find(|t| &t.name == name && t.role != Role::Agent).map(|t| t.secret.expose())
+    }
+
     /// The caller a session cookie's value stands for, if it verifies and has not expired
     /// at `now`; its role is the token's as configured now.
     pub(crate) fn verify_session(&self, value: &str, now: Timestamp) -> Option<Caller> {

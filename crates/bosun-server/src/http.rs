@@ -40,6 +40,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .with_interceptor(JsonObjectsOnly);
     let body_limits = BodyLimits { max_bytes: limit, timeout: app.settings.request_body_timeout };
     // Layers run outside in: the content type is checked before the body is read.
+    let ui = crate::ui::router(Arc::clone(&app), connect.clone());
     let rpc = Router::new()
         .fallback_service(connect)
         .layer(axum::middleware::from_fn_with_state(body_limits, bounded_body))
@@ -48,9 +49,9 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(Arc::clone(&app))
+        .with_state(app)
         // Before the services' fallback, so `/ui/...` never reaches them.
-        .merge(crate::ui::router(app))
+        .merge(ui)
         .merge(rpc)
 }
 

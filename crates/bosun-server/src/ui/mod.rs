@@ -21,6 +21,8 @@ use axum::routing::get;
 use crate::app::App;
 use crate::error::ApiError;
 
+mod actions;
+mod dispatch;
 mod nodes;
 mod overview;
 mod session;
@@ -32,17 +34,20 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 
 const STYLESHEET: &str = include_str!("../../static/bosun.css");
 
-/// The dashboard's routes, to be merged into the API port's router.
-pub(crate) fn router(app: Arc<App>) -> Router {
+/// The dashboard's routes, to be merged into the API port's router; `connect` is the
+/// port's own API service, which the dashboard's actions call.
+pub(crate) fn router(app: Arc<App>, connect: connectrpc::ConnectRpcService) -> Router {
     Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(overview::page))
         .route("/ui/nodes", get(nodes::list))
         .route("/ui/nodes/{id}", get(nodes::get))
+        .route("/ui/nodes/{id}/{action}", get(actions::confirm).post(actions::act))
         .route("/ui/login", get(session::form).post(session::sign_in))
         .route("/ui/logout", axum::routing::post(session::sign_out))
         // Forms are small; anything larger is not one of ours.
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .layer(axum::Extension(connect))
         .route("/ui/static/bosun.css", get(stylesheet))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app)

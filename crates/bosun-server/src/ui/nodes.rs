@@ -167,6 +167,9 @@ fn time_text(at: Option<Timestamp>) -> String {
 #[template(path = "node.html")]
 struct NodePage {
     banner: super::Banner,
+    /// The command an action just issued, to say so.
+    done: Option<String>,
+    actions: Vec<(&'static str, &'static str)>,
     id: String,
     status: &'static str,
     status_reason: String,
@@ -215,7 +218,12 @@ struct ChangeRow {
     reason: String,
 }
 
-pub(super) async fn get(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub(super) async fn get(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let path = format!("/ui/nodes/{}", url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>());
     let viewer = match super::session::viewer(&app, &headers, &path) {
         Ok(viewer) => viewer,
@@ -226,7 +234,12 @@ pub(super) async fn get(State(app): State<Arc<App>>, headers: HeaderMap, Path(id
         Err(error) => return super::bad_request(&format!("node id: {}", error.problem)),
     };
     match node_page(&app, &id).await {
-        Ok(page) => super::page(&NodePage { banner: viewer.banner(), ..page }, StatusCode::OK),
+        Ok(page) => {
+            let done = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                .find(|(key, _)| key == "done")
+                .map(|(_, value)| value.into_owned());
+            super::page(&NodePage { banner: viewer.banner(), done, ..page }, StatusCode::OK)
+        }
         Err(ApiError::Store(StoreError::NotFound { .. })) => super::not_found(&format!("there is no node {id}")),
         Err(error) => super::unavailable(&error),
     }
@@ -254,6 +267,8 @@ async fn node_page(app: &App, id: &NodeId) -> ApiResult<NodePage> {
     let changes = newest_changes(app, id).await?;
     Ok(NodePage {
         banner: super::Banner::default(),
+        done: None,
+        actions: super::actions::NodeAction::ALL.iter().map(|a| (a.path(), a.title())).collect(),
         id: node.id.to_string(),
         status: node.status.as_str(),
         status_reason: node.status_reason.clone(),

@@ -2,6 +2,7 @@
 //! stylesheet, and the page a server with tokens shows instead of the fleet.
 
 use bosun_agent::ControlPlane;
+use bosun_api::v1;
 use bosun_server::Settings;
 use bosun_store::Backend;
 
@@ -11,6 +12,7 @@ on_every_backend!(
     an_open_servers_overview_shows_its_nodes_under_a_strict_policy,
     signing_in_takes_an_operator_token_from_this_sites_own_form,
     the_nodes_page_filters_and_pages_in_the_store_and_a_node_page_shows_its_history,
+    a_confirmed_cordon_goes_through_the_api_as_the_signed_in_operator,
 );
 
 /// A raw `GET path`: status, head and body.
@@ -227,4 +229,62 @@ async fn the_nodes_page_filters_and_pages_in_the_store_and_a_node_page_shows_its
     let (status, _, bad) = get(&h, "/ui/nodes/bad%20id").await;
     assert_eq!(status, 400, "{bad}");
     assert!(bad.contains("node id"), "{bad}");
+}
+
+/// Signs in with `token` and answers the cookie to send back.
+async fn signed_in(h: &Harness, token: &str) -> String {
+    let origin = format!("http://{}", h.server().local_addr());
+    let headers = [("origin", origin.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+    let (status, head, body) = request(h, "POST", "/ui/login", &headers, &format!("token={token}")).await;
+    assert_eq!(status, 303, "{body}");
+    let line = head.lines().find(|l| lower(l).starts_with("set-cookie: ")).expect("a cookie");
+    line["set-cookie: ".len()..].split(';').next().expect("a value").to_owned()
+}
+
+async fn a_confirmed_cordon_goes_through_the_api_as_the_signed_in_operator(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    h.agent_client().register(&registration("gpu-1"), None).await.expect("register");
+    let cookie = signed_in(&h, OPERATOR).await;
+    let origin = format!("http://{}", h.server().local_addr());
+    let form = [("cookie", cookie.as_str()), ("origin", origin.as_str())];
+
+    // The node's page links to each action; an action first asks for confirmation.
+    let (_, _, node) = request(&h, "GET", "/ui/nodes/gpu-1", &form, "").await;
+    assert!(node.contains("href=\"/ui/nodes/gpu-1/cordon\"") && node.contains("href=\"/ui/nodes/gpu-1/terminate\""));
+    let (status, head, confirm) = request(&h, "GET", "/ui/nodes/gpu-1/cordon", &form, "").await;
+    assert_eq!(status, 200, "{confirm}");
+    assert_strict_policy(&head);
+    assert!(confirm.contains("<h1>Cordon node gpu-1?</h1>") && confirm.contains("action=\"/ui/nodes/gpu-1/cordon\""));
+    assert!(confirm.contains("<label for=\"reason\">"), "{confirm}");
+    assert_eq!(request(&h, "GET", "/ui/nodes/gpu-1/explode", &form, "").await.0, 404);
+
+    // Posted from elsewhere, nothing happens.
+    let evil = [("cookie", cookie.as_str()), ("origin", "http://evil.example")];
+    let (status, _, body) = request(&h, "POST", "/ui/nodes/gpu-1/cordon", &evil, "reason=x").await;
+    assert_eq!(status, 403, "{body}");
+    let commands = || async {
+        let request = v1::ListCommandsRequest { node_id: "gpu-1".into(), ..Default::default() };
+        h.root().list_commands(request).await.expect("commands").into_owned().commands
+    };
+    assert!(commands().await.is_empty(), "a cross-site form issues nothing");
+
+    // Confirmed: the API's IssueCommand, as the signed-in operator, audited as such.
+    let (status, head, body) = request(&h, "POST", "/ui/nodes/gpu-1/cordon", &form, "reason=disk+errors").await;
+    assert_eq!(status, 303, "{body}");
+    assert!(lower(&head).contains("location: /ui/nodes/gpu-1?done="), "{head}");
+    let issued = commands().await;
+    assert_eq!(issued.len(), 1);
+    assert_eq!((issued[0].issued_by.as_str(), issued[0].reason.as_str()), ("operator:oncall", "disk errors"));
+    let location = head.lines().find_map(|l| l.strip_prefix("location: ").or_else(|| l.strip_prefix("Location: ")));
+    let (_, _, after) = request(&h, "GET", location.expect("a location"), &form, "").await;
+    assert!(after.contains(&format!("Command {} issued.", issued[0].command_id)), "{after}");
+    let audit = h.ops(Some(ADMIN)).list_audit(v1::ListAuditRequest::default()).await.expect("audit").into_owned();
+    let entry = audit.entries.iter().find(|e| e.method.ends_with("/IssueCommand")).expect("an audit entry");
+    assert_eq!((entry.actor.as_str(), entry.outcome.as_str()), ("oncall", "ok"), "{entry:?}");
+    assert!(entry.request_id.starts_with("ui-"), "{entry:?}");
+
+    // What the API refuses is shown on the confirmation, with its reason.
+    let (status, _, refused) = request(&h, "POST", "/ui/nodes/gpu-9/cordon", &form, "").await;
+    assert_eq!(status, 404, "{refused}");
+    assert!(refused.contains("The API refused: not_found"), "{refused}");
 }
