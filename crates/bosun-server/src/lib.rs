@@ -22,7 +22,8 @@
 //! - `fleet`: the in-memory liveness view and the soft-state buffer.
 //! - `loops`: timers that run the periodic passes.
 //! - `change_follower`: what other replicas on the same database commit, dispatched here.
-//! - `ui`: the web dashboard at `/ui/` (server-rendered pages, read-only so far).
+//! - `ui`: the web dashboard at `/ui/` (server-rendered pages, sign-in, node actions, live node pages).
+//! - `watch`: following the change log, for WatchEvents and the dashboard's live pages.
 //! - `auth`, `policy`, `metrics`, `observed_store`, `http`, `settings`.
 //!
 //! **Architecture Invariant:** every change of hard state goes through the store's
@@ -70,6 +71,7 @@ mod runs;
 mod settings;
 mod transport;
 mod ui;
+mod watch;
 mod workloads;
 
 pub use election::{ElectionSettings, Transition};

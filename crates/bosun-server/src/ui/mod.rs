@@ -23,6 +23,7 @@ use crate::error::ApiError;
 
 mod actions;
 mod dispatch;
+mod live;
 mod nodes;
 mod overview;
 mod session;
@@ -33,6 +34,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
      connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const STYLESHEET: &str = include_str!("../../static/bosun.css");
+const SCRIPT: &str = include_str!("../../static/bosun.js");
 
 /// The dashboard's routes, to be merged into the API port's router; `connect` is the
 /// port's own API service, which the dashboard's actions call.
@@ -42,6 +44,7 @@ pub(crate) fn router(app: Arc<App>, connect: connectrpc::ConnectRpcService) -> R
         .route("/ui/", get(overview::page))
         .route("/ui/nodes", get(nodes::list))
         .route("/ui/nodes/{id}", get(nodes::get))
+        .route("/ui/nodes/{id}/live", get(live::node))
         .route("/ui/nodes/{id}/{action}", get(actions::confirm).post(actions::act))
         .route("/ui/login", get(session::form).post(session::sign_in))
         .route("/ui/logout", axum::routing::post(session::sign_out))
@@ -49,6 +52,7 @@ pub(crate) fn router(app: Arc<App>, connect: connectrpc::ConnectRpcService) -> R
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .layer(axum::Extension(connect))
         .route("/ui/static/bosun.css", get(stylesheet))
+        .route("/ui/static/bosun.js", get(script))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app)
 }
@@ -64,6 +68,11 @@ async fn security_headers(mut response: Response) -> Response {
 
 async fn stylesheet() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=300")], STYLESHEET)
+        .into_response()
+}
+
+async fn script() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "max-age=300")], SCRIPT)
         .into_response()
 }
 

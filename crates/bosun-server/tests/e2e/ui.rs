@@ -13,6 +13,7 @@ on_every_backend!(
     signing_in_takes_an_operator_token_from_this_sites_own_form,
     the_nodes_page_filters_and_pages_in_the_store_and_a_node_page_shows_its_history,
     a_confirmed_cordon_goes_through_the_api_as_the_signed_in_operator,
+    an_open_node_page_hears_each_change_of_its_node,
 );
 
 /// A raw `GET path`: status, head and body.
@@ -74,9 +75,10 @@ async fn an_open_servers_overview_shows_its_nodes_under_a_strict_policy(backend:
     assert!(body.contains("This server is open"), "an open server says so");
     assert!(body.contains("gpu-3"), "the registrations are among the recent changes: {body}");
     // Nothing inline for the policy to refuse.
-    for inline in ["<script", "style=", " onclick=", "javascript:"] {
+    for inline in ["<script>", "style=", " onclick=", "javascript:"] {
         assert!(!body.contains(inline), "{inline} in {body}");
     }
+    assert_eq!(body.matches("<script").count(), body.matches("<script src=\"/ui/static/bosun.js\"").count());
 
     let (status, head, css) = get(&h, "/ui/static/bosun.css").await;
     assert_eq!(status, 200);
@@ -287,4 +289,50 @@ async fn a_confirmed_cordon_goes_through_the_api_as_the_signed_in_operator(backe
     let (status, _, refused) = request(&h, "POST", "/ui/nodes/gpu-9/cordon", &form, "").await;
     assert_eq!(status, 404, "{refused}");
     assert!(refused.contains("The API refused: not_found"), "{refused}");
+}
+
+async fn an_open_node_page_hears_each_change_of_its_node(backend: Backend) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let Some(h) = Harness::start_with(backend, open_settings()).await else { return };
+    h.agent_client().register(&registration("gpu-1"), None).await.expect("register");
+    let (status, head, script) = get(&h, "/ui/static/bosun.js").await;
+    assert_eq!(status, 200);
+    assert!(lower(&head).contains("content-type: text/javascript") && script.contains("EventSource"), "{head}");
+    let (_, _, page) = get(&h, "/ui/nodes/gpu-1").await;
+    assert!(page.contains("<div id=\"live\" data-live=\"/ui/nodes/gpu-1/live\">"), "{page}");
+
+    // The page's event stream: one event per change of the node, as it is committed.
+    let address = h.server().local_addr().to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let request = format!("GET /ui/nodes/gpu-1/live HTTP/1.1\r\nhost: {address}\r\naccept: text/event-stream\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    let mut head = Vec::new();
+    while let Some(line) = lines.next_line().await.expect("read") {
+        if line.is_empty() {
+            break;
+        }
+        head.push(line.to_ascii_lowercase());
+    }
+    assert!(head[0].contains(" 200 "), "{head:?}");
+    assert!(head.iter().any(|l| l.starts_with("content-type: text/event-stream")), "{head:?}");
+
+    let cordon = v1::IssueCommandRequest {
+        node_id: "gpu-1".into(),
+        r#type: v1::CommandType::COMMAND_TYPE_CORDON.into(),
+        reason: "live".into(),
+        ..Default::default()
+    };
+    h.root().issue_command(cordon).await.expect("cordon");
+    // A bound on a broken stream, not a wait: the event is written when the change commits.
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            if line == "event: change" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(heard, Ok(true), "the cordon was heard");
 }
