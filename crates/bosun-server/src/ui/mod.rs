@@ -26,6 +26,7 @@ mod dispatch;
 mod live;
 mod nodes;
 mod overview;
+mod pools;
 mod session;
 
 /// What a dashboard answer may load: its own stylesheet and (later) scripts, nothing inline,
@@ -46,6 +47,8 @@ pub(crate) fn router(app: Arc<App>, connect: connectrpc::ConnectRpcService) -> R
         .route("/ui/nodes/{id}", get(nodes::get))
         .route("/ui/nodes/{id}/live", get(live::node))
         .route("/ui/nodes/{id}/{action}", get(actions::confirm).post(actions::act))
+        .route("/ui/pools", get(pools::list))
+        .route("/ui/pools/{name}", get(pools::get))
         .route("/ui/login", get(session::form).post(session::sign_in))
         .route("/ui/logout", axum::routing::post(session::sign_out))
         // Forms are small; anything larger is not one of ours.

@@ -38,14 +38,14 @@ struct Cell {
     count: u64,
 }
 
-struct PoolRow {
-    name: String,
-    current: u32,
-    target: String,
-    min: u32,
-    max: u32,
-    unhealthy: u32,
-    decision: String,
+pub(super) struct PoolRow {
+    pub(super) name: String,
+    pub(super) current: u32,
+    pub(super) target: String,
+    pub(super) min: u32,
+    pub(super) max: u32,
+    pub(super) unhealthy: u32,
+    pub(super) decision: String,
 }
 
 struct ChangeRow {
@@ -101,7 +101,7 @@ async fn overview(app: &App) -> ApiResult<Overview> {
     })
 }
 
-async fn pool_row(app: &App, pool: &Pool) -> ApiResult<PoolRow> {
+pub(super) async fn pool_row(app: &App, pool: &Pool) -> ApiResult<PoolRow> {
     let usage = crate::pools::usage(app, pool).await?;
     let decision = pool.status.last_decision.as_ref();
     Ok(PoolRow {

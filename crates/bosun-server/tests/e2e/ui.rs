@@ -336,3 +336,37 @@ async fn an_open_node_page_hears_each_change_of_its_node(backend: Backend) {
     .await;
     assert_eq!(heard, Ok(true), "the cordon was heard");
 }
+
+/// Pools need a provider, which the memory store's harness does not run.
+mod pool_pages {
+    use bosun_store::Backend;
+
+    use super::{assert_strict_policy, get, open_settings};
+    use crate::harness::*;
+
+    on_sql_backends!(a_pools_page_shows_its_size_decisions_and_instances);
+
+    async fn a_pools_page_shows_its_size_decisions_and_instances(backend: Backend) {
+        let mut spec = bosun_core::PoolSpec::single_provider("fake", "h100-8x", 2, 10);
+        spec.region = "local".into();
+        let fake = bosun_provider::fake::FakeSettings::default();
+        let started =
+            Harness::start_with_fake_pool_and_settings(backend, "training", spec, fake, open_settings()).await;
+        let Some((h, _cloud)) = started else { return };
+        h.server().reconcile_pools().await.expect("reconcile");
+
+        let (status, _, pools) = get(&h, "/ui/pools").await;
+        assert_eq!(status, 200, "{pools}");
+        assert!(pools.contains("<a href=\"/ui/pools/training\">training</a>"), "{pools}");
+        let (status, head, pool) = get(&h, "/ui/pools/training").await;
+        assert_eq!(status, 200, "{pool}");
+        assert_strict_policy(&head);
+        assert!(pool.contains("<h1>Pool training</h1>") && pool.contains("between 2 and 10"), "{pool}");
+        assert!(pool.contains("Size over time") && pool.contains("<td>2</td>"), "the decision to reach 2: {pool}");
+        assert_eq!(pool.matches("<tr><td>i-").count(), 2, "its two instances: {pool}");
+        assert!(pool.contains("fake (priority"), "its provider: {pool}");
+        let (status, _, missing) = get(&h, "/ui/pools/nope").await;
+        assert_eq!(status, 404, "{missing}");
+        h.stop().await;
+    }
+}
