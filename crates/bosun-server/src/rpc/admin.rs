@@ -461,7 +461,7 @@ fn rule_count(policy: &bosun_policy::Policy) -> u32 {
 }
 
 /// The change-log filter of ListEvents and WatchEvents.
-fn change_filter(after_seq: u64, kind: &str, resource_id: &str, actor: &str) -> ApiResult<ChangeFilter> {
+pub(crate) fn change_filter(after_seq: u64, kind: &str, resource_id: &str, actor: &str) -> ApiResult<ChangeFilter> {
     let kind: Option<ResourceKind> = if kind.is_empty() { None } else { Some(kind.parse()?) };
     let resource_id = match (resource_id, kind) {
         ("", _) => None,

@@ -23,6 +23,7 @@ use crate::error::ApiError;
 
 mod actions;
 mod dispatch;
+mod events;
 mod live;
 mod nodes;
 mod overview;
@@ -47,6 +48,8 @@ pub(crate) fn router(app: Arc<App>, connect: connectrpc::ConnectRpcService) -> R
         .route("/ui/nodes/{id}", get(nodes::get))
         .route("/ui/nodes/{id}/live", get(live::node))
         .route("/ui/nodes/{id}/{action}", get(actions::confirm).post(actions::act))
+        .route("/ui/events", get(events::page))
+        .route("/ui/events/live", get(events::live))
         .route("/ui/pools", get(pools::list))
         .route("/ui/pools/{name}", get(pools::get))
         .route("/ui/login", get(session::form).post(session::sign_in))

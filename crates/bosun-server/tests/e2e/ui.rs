@@ -14,6 +14,7 @@ on_every_backend!(
     the_nodes_page_filters_and_pages_in_the_store_and_a_node_page_shows_its_history,
     a_confirmed_cordon_goes_through_the_api_as_the_signed_in_operator,
     an_open_node_page_hears_each_change_of_its_node,
+    the_events_page_lists_the_newest_changes_by_filter_and_streams_new_ones,
 );
 
 /// A raw `GET path`: status, head and body.
@@ -335,6 +336,55 @@ async fn an_open_node_page_hears_each_change_of_its_node(backend: Backend) {
     })
     .await;
     assert_eq!(heard, Ok(true), "the cordon was heard");
+}
+
+async fn the_events_page_lists_the_newest_changes_by_filter_and_streams_new_ones(backend: Backend) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let Some(h) = Harness::start_with(backend, open_settings()).await else { return };
+    for node in ["gpu-1", "gpu-2", "gpu-3"] {
+        h.agent_client().register(&registration(node), None).await.expect("register");
+    }
+    let (status, head, events) = get(&h, "/ui/events").await;
+    assert_eq!(status, 200, "{events}");
+    assert_strict_policy(&head);
+    let order: Vec<usize> = ["gpu-3", "gpu-2", "gpu-1"]
+        .iter()
+        .map(|n| events.find(&format!("<a href=\"/ui/nodes/{n}\">{n}</a>")).expect("listed"))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "newest first: {events}");
+    assert!(events.contains("data-live=\"/ui/events/live\""), "{events}");
+    let (_, _, one) = get(&h, "/ui/events?kind=node&resource=gpu-2").await;
+    assert!(one.contains("gpu-2") && !one.contains("gpu-1") && !one.contains(">gpu-3<"), "{one}");
+    assert!(one.contains("value=\"gpu-2\""), "the form keeps the filter");
+    for (query, field) in [("kind=planet", "kind"), ("resource=gpu-1", "resource_id")] {
+        let (status, _, body) = get(&h, &format!("/ui/events?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body.contains(field), "{query}: {body}");
+    }
+
+    // New changes reach an open page's stream as they are committed.
+    let address = h.server().local_addr().to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let request = format!("GET /ui/events/live?kind=node HTTP/1.1\r\nhost: {address}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    while let Some(line) = lines.next_line().await.expect("read") {
+        if line.is_empty() {
+            break;
+        }
+    }
+    h.agent_client().register(&registration("gpu-4"), None).await.expect("register");
+    // A bound on a broken stream, not a wait: the event is written when the change commits.
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            if line == "data: node" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(heard, Ok(true), "the registration was heard");
 }
 
 /// Pools need a provider, which the memory store's harness does not run.
