@@ -52,6 +52,7 @@ pub(crate) fn router(app: Arc<App>, connect: connectrpc::ConnectRpcService) -> R
         .route("/ui/events/live", get(events::live))
         .route("/ui/pools", get(pools::list))
         .route("/ui/pools/{name}", get(pools::get))
+        .route("/ui/pools/{name}/scale", get(pools::confirm_scale).post(pools::scale))
         .route("/ui/login", get(session::form).post(session::sign_in))
         .route("/ui/logout", axum::routing::post(session::sign_out))
         // Forms are small; anything larger is not one of ours.

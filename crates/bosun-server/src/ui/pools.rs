@@ -1,23 +1,29 @@
 //! The pools (`/ui/pools`) and one pool (`/ui/pools/{name}`): its bounds and providers, its
 //! size and last decision with the inputs and conditions behind it, the decisions it went
 //! through (each change record of the pool holds the decision of that moment), and its
-//! instances.
+//! instances; scaling it by hand (`/ui/pools/{name}/scale`), confirmed, through the API's
+//! ScalePool.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{Extensions, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
 use bosun_core::{Pool, PoolName, ResourceKind};
 use bosun_store::{ChangeFilter, InstanceFilter, PageRequest, StoreError};
+use connectrpc::ConnectRpcService;
 
 use super::Banner;
+use super::dispatch::{self, Refused};
 use super::overview::{PoolRow, pool_row};
 use super::session;
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
+use crate::transport::Peer;
 
 /// How many decisions and instances a pool's page shows (the newest decisions).
 const HISTORY: usize = 50;
@@ -162,5 +168,101 @@ async fn decisions(app: &App, name: &PoolName) -> ApiResult<Vec<DecisionRow>> {
         if !full {
             return Ok(newest.into());
         }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "scale.html")]
+struct ScalePage<'a> {
+    banner: Banner,
+    pool: &'a str,
+    min: u32,
+    max: u32,
+    target: String,
+    error: Option<&'a str>,
+}
+
+/// The target a form or URL asks for, as typed (checked by the API).
+fn target_of(text: &str) -> String {
+    url::form_urlencoded::parse(text.as_bytes())
+        .find(|(key, _)| key == "target")
+        .map(|(_, value)| value.trim().to_owned())
+        .unwrap_or_default()
+}
+
+async fn scale_page(
+    app: &App,
+    viewer: &session::Viewer,
+    name: &PoolName,
+    target: &str,
+    error: Option<&Refused>,
+) -> Response {
+    let pool = match app.store.pool(name).await {
+        Ok(pool) => pool,
+        Err(StoreError::NotFound { .. }) => return super::not_found(&format!("there is no pool {name}")),
+        Err(error) => return super::unavailable(&error.into()),
+    };
+    let page = ScalePage {
+        banner: viewer.banner(),
+        pool: name.as_str(),
+        min: pool.spec.min_nodes,
+        max: pool.spec.max_nodes,
+        target: target.to_owned(),
+        error: error.map(|e| e.message.as_str()),
+    };
+    super::page(&page, error.map_or(StatusCode::OK, |e| e.status))
+}
+
+/// `GET /ui/pools/{name}/scale?target=N`: asks for confirmation.
+pub(super) async fn confirm_scale(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let name: PoolName = match name.parse() {
+        Ok(name) => name,
+        Err(error) => return super::bad_request(&format!("pool name: {}", error.problem)),
+    };
+    let viewer = match session::viewer(&app, &headers, &format!("/ui/pools/{name}")) {
+        Ok(viewer) => viewer,
+        Err(sign_in) => return sign_in.into_response(),
+    };
+    scale_page(&app, &viewer, &name, &target_of(query.as_deref().unwrap_or_default()), None).await
+}
+
+/// `POST /ui/pools/{name}/scale`: the confirmed form becomes the API's ScalePool.
+pub(super) async fn scale(
+    State(app): State<Arc<App>>,
+    Extension(connect): Extension<ConnectRpcService>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    if !session::same_origin(&headers) {
+        return super::forbidden("cross-site request refused: scale from this server's own pages");
+    }
+    let name: PoolName = match name.parse() {
+        Ok(name) => name,
+        Err(error) => return super::bad_request(&format!("pool name: {}", error.problem)),
+    };
+    let viewer = match session::viewer(&app, &headers, &format!("/ui/pools/{name}")) {
+        Ok(viewer) => viewer,
+        Err(sign_in) => return sign_in.into_response(),
+    };
+    let target = target_of(std::str::from_utf8(&body).unwrap_or_default());
+    let Ok(number) = target.parse::<u32>() else {
+        let refused = Refused {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("target: {target:?} is not a number of nodes"),
+        };
+        return scale_page(&app, &viewer, &name, &target, Some(&refused)).await;
+    };
+    let request = serde_json::json!({ "name": name.as_str(), "target": number });
+    let peer = extensions.get::<Peer>().copied();
+    match dispatch::call(&app, &connect, &viewer, peer, "/bosun.v1.AdminService/ScalePool", &request).await {
+        Ok(_) => Redirect::to(&format!("/ui/pools/{name}")).into_response(),
+        Err(refused) => scale_page(&app, &viewer, &name, &target, Some(&refused)).await,
     }
 }

@@ -391,7 +391,7 @@ async fn the_events_page_lists_the_newest_changes_by_filter_and_streams_new_ones
 mod pool_pages {
     use bosun_store::Backend;
 
-    use super::{assert_strict_policy, get, open_settings};
+    use super::{assert_strict_policy, get, lower, open_settings, request};
     use crate::harness::*;
 
     on_sql_backends!(a_pools_page_shows_its_size_decisions_and_instances);
@@ -417,6 +417,27 @@ mod pool_pages {
         assert!(pool.contains("fake (priority"), "its provider: {pool}");
         let (status, _, missing) = get(&h, "/ui/pools/nope").await;
         assert_eq!(status, 404, "{missing}");
+
+        // Scaling by hand: confirmed, then the API's ScalePool.
+        let (status, _, confirm) = get(&h, "/ui/pools/training/scale?target=3").await;
+        assert_eq!(status, 200, "{confirm}");
+        assert!(confirm.contains("<h1>Scale pool training to 3 nodes?</h1>"), "{confirm}");
+        let origin = format!("http://{}", h.server().local_addr());
+        let form = [("origin", origin.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+        let evil = [("origin", "http://evil.example")];
+        assert_eq!(request(&h, "POST", "/ui/pools/training/scale", &evil, "target=9").await.0, 403);
+        for (body, status, says) in
+            [("target=99", 400, "The API refused: invalid_argument"), ("target=many", 400, "not a number")]
+        {
+            let (got, _, page) = request(&h, "POST", "/ui/pools/training/scale", &form, body).await;
+            assert_eq!(got, status, "{body}: {page}");
+            assert!(page.contains(says), "{body}: {page}");
+        }
+        let (status, head, body) = request(&h, "POST", "/ui/pools/training/scale", &form, "target=3").await;
+        assert_eq!(status, 303, "{body}");
+        assert!(lower(&head).contains("location: /ui/pools/training"), "{head}");
+        let pool = h.server().store().pool(&"training".parse().expect("name")).await.expect("pool");
+        assert_eq!(pool.status.last_decision.expect("a decision").target, 3);
         h.stop().await;
     }
 }
