@@ -22,6 +22,7 @@ use crate::app::App;
 use crate::error::ApiError;
 
 mod actions;
+mod commands;
 mod dispatch;
 mod events;
 mod live;
@@ -48,6 +49,7 @@ pub(crate) fn router(app: Arc<App>, connect: connectrpc::ConnectRpcService) -> R
         .route("/ui/nodes/{id}", get(nodes::get))
         .route("/ui/nodes/{id}/live", get(live::node))
         .route("/ui/nodes/{id}/{action}", get(actions::confirm).post(actions::act))
+        .route("/ui/commands", get(commands::page))
         .route("/ui/events", get(events::page))
         .route("/ui/events/live", get(events::live))
         .route("/ui/pools", get(pools::list))

@@ -286,6 +286,18 @@ async fn a_confirmed_cordon_goes_through_the_api_as_the_signed_in_operator(backe
     assert_eq!((entry.actor.as_str(), entry.outcome.as_str()), ("oncall", "ok"), "{entry:?}");
     assert!(entry.request_id.starts_with("ui-"), "{entry:?}");
 
+    // The commands page shows it under way, and filters by state and node.
+    let (status, _, under_way) = request(&h, "GET", "/ui/commands", &form, "").await;
+    assert_eq!(status, 200, "{under_way}");
+    assert!(under_way.contains(&issued[0].command_id) && under_way.contains("operator:oncall"), "{under_way}");
+    let (_, _, all) = request(&h, "GET", "/ui/commands?state=all&node=gpu-1", &form, "").await;
+    assert!(all.contains(&issued[0].command_id), "{all}");
+    let (_, _, other) = request(&h, "GET", "/ui/commands?node=gpu-9", &form, "").await;
+    assert!(other.contains("No commands match."), "{other}");
+    let (status, _, bad) = request(&h, "GET", "/ui/commands?state=SLEEPING", &form, "").await;
+    assert_eq!(status, 400, "{bad}");
+    assert!(bad.contains("state"), "{bad}");
+
     // What the API refuses is shown on the confirmation, with its reason.
     let (status, _, refused) = request(&h, "POST", "/ui/nodes/gpu-9/cordon", &form, "").await;
     assert_eq!(status, 404, "{refused}");
