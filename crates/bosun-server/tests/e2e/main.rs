@@ -6,6 +6,7 @@ mod harness;
 mod auth;
 mod bad_input;
 mod bootstrap;
+mod browser;
 mod commands;
 mod connections;
 mod cross_replica;

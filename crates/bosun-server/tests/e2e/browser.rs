@@ -1,0 +1,210 @@
+//! The dashboard in a real browser: headless Chromium driven over WebDriver (Debian's
+//! `chromium` and `chromium-driver`, which `scripts/test` installs when missing). Each test
+//! saves a screenshot of every page it looks at under `$CARGO_TARGET_TMPDIR/ui-screenshots`.
+//! Without a chromedriver the tests are skipped with one line, unless every backend is
+//! required (`BOSUN_TEST_REQUIRE_ALL_BACKENDS`, as under `scripts/test`): then they fail.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bosun_agent::ControlPlane;
+use bosun_api::v1;
+use bosun_core::Clock as _;
+use bosun_server::Settings;
+use bosun_store::Backend;
+use fantoccini::{Client, ClientBuilder, Locator};
+
+use crate::harness::*;
+
+/// A chromedriver and the browser session it started; both end when this is dropped.
+struct Browser {
+    client: Client,
+    driver: Child,
+    shots: PathBuf,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn chromedriver() -> Option<String> {
+    if let Ok(path) = std::env::var("BOSUN_TEST_CHROMEDRIVER") {
+        return Some(path);
+    }
+    let found = Command::new("chromedriver").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    found.is_ok_and(|status| status.success()).then(|| "chromedriver".to_owned())
+}
+
+/// A headless Chromium for `test`, or `None` (skipped) when there is no chromedriver.
+async fn browser(test: &str) -> Option<Browser> {
+    let Some(driver) = chromedriver() else {
+        assert!(
+            std::env::var_os("BOSUN_TEST_REQUIRE_ALL_BACKENDS").is_none(),
+            "no chromedriver: install chromium and chromium-driver (scripts/test does) or set BOSUN_TEST_CHROMEDRIVER"
+        );
+        eprintln!("skipped: no chromedriver (apt-get install chromium chromium-driver)");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+    let driver = Command::new(driver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert("browserName".into(), serde_json::json!("chrome"));
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({ "args": [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--disable-background-networking", "--disable-component-update", "--window-size=1280,900"
+        ] }),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    // Chromedriver takes a moment to listen: try until it answers (bounded).
+    let mut last_error = None;
+    for _ in 0..100 {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector).capabilities(capabilities.clone()).connect(&url).await {
+            Ok(client) => {
+                let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+                std::fs::create_dir_all(&shots).expect("screenshot directory");
+                return Some(Browser { client, driver, shots: shots.join(test) });
+            }
+            Err(error) => last_error = Some(error),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not answer: {last_error:?}");
+}
+
+impl Browser {
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.expect("navigate");
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let element = self.client.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css(css)).await;
+        element.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.expect("text")
+    }
+
+    /// Saves a screenshot as `<test>-<name>.png`.
+    async fn shot(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("screenshot");
+        let path = self
+            .shots
+            .with_file_name(format!("{}-{name}.png", self.shots.file_name().and_then(|n| n.to_str()).unwrap_or("ui")));
+        std::fs::write(&path, png).expect("write screenshot");
+        eprintln!("screenshot: {}", path.display());
+    }
+
+    async fn close(self) {
+        let client = self.client.clone();
+        drop(self);
+        let _ = client.close().await;
+    }
+}
+
+fn open_settings() -> Settings {
+    Settings { auth: Default::default(), ..settings() }
+}
+
+on_every_backend!(the_overview_shows_the_fleet_and_an_open_node_page_turns_unhealthy_without_a_reload);
+// Signing in needs one backend: it is the server's, not the store's.
+#[tokio::test]
+async fn signing_in_then_cordoning_names_the_operator() {
+    signing_in_and_cordoning(Backend::Sqlite).await;
+}
+
+async fn the_overview_shows_the_fleet_and_an_open_node_page_turns_unhealthy_without_a_reload(backend: Backend) {
+    let Some(h) = Harness::start_with(backend, open_settings()).await else { return };
+    let Some(browser) = browser(&format!("overview-{backend:?}").to_lowercase()).await else { return };
+    let agent = h.agent_client();
+    for node in ["gpu-1", "gpu-2", "gpu-3"] {
+        agent.register(&registration(node), None).await.expect("register");
+    }
+    let base = h.url();
+    browser.goto(&format!("{base}/ui/")).await;
+    let started = std::time::Instant::now();
+    assert_eq!(browser.text("[data-count='ACTIVE/UNKNOWN']").await, "3", "three ACTIVE nodes");
+    eprintln!("overview usable after {:?}", started.elapsed());
+    browser.shot("overview").await;
+    browser.goto(&format!("{base}/ui/nodes")).await;
+    assert!(browser.text("main table").await.contains("gpu-3"));
+    browser.shot("nodes").await;
+
+    // An open node page: a fatal XID turns it UNHEALTHY on the page without a reload.
+    browser.goto(&format!("{base}/ui/nodes/gpu-1")).await;
+    assert_eq!(browser.text("[data-field='status']").await, "ACTIVE");
+    browser.client.execute("window.__stillThisPage = true; return null;", vec![]).await.expect("mark the page");
+    let xid = bosun_core::HealthEvent {
+        timestamp: h.clock.now(),
+        gpu_index: 0,
+        gpu_uuid: "GPU-gpu-1-0".into(),
+        system: bosun_core::HealthSystem::Driver,
+        event_type: bosun_core::EventType::Xid,
+        metrics: [("xid_code".to_owned(), "79".to_owned())].into(),
+        message: "Xid 79: GPU has fallen off the bus".into(),
+    };
+    let injected = std::time::Instant::now();
+    agent.report_health(&node_id("gpu-1"), &[], &[xid]).await.expect("report");
+    let status = browser.client.wait().at_most(Duration::from_secs(20));
+    status
+        .for_element(Locator::XPath("//dd[@data-field='status' and text()='UNHEALTHY']"))
+        .await
+        .expect("UNHEALTHY on the open page");
+    eprintln!("fault shown on the open page after {:?}", injected.elapsed());
+    let same_page = browser.client.execute("return window.__stillThisPage === true;", vec![]).await.expect("ask");
+    assert_eq!(same_page, serde_json::json!(true), "no reload");
+    // The page's own script did it, allowed by the Content-Security-Policy.
+    let redrawn = browser.client.execute("return document.documentElement.dataset.updatedAt !== undefined;", vec![]);
+    assert_eq!(redrawn.await.expect("ask"), serde_json::json!(true), "redrawn by bosun.js");
+    browser.shot("node-unhealthy").await;
+    browser.close().await;
+}
+
+async fn signing_in_and_cordoning(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let Some(browser) = browser("sign-in").await else { return };
+    h.agent_client().register(&registration("gpu-1"), None).await.expect("register");
+    let base = h.url();
+    let sign_in = |token: &'static str| {
+        let client = browser.client.clone();
+        async move {
+            let form = client.form(Locator::Css("form.login")).await.expect("the form");
+            form.set_by_name("token", token).await.expect("type the token");
+            form.submit().await.expect("submit");
+        }
+    };
+
+    browser.goto(&format!("{base}/ui/nodes/gpu-1")).await;
+    assert_eq!(browser.text("h1").await, "Sign in");
+    sign_in("not-a-token").await;
+    assert_eq!(browser.text("[role='alert']").await, "the token is not valid here");
+    browser.shot("wrong-token").await;
+    sign_in(AGENTS).await;
+    assert_eq!(browser.text("[role='alert']").await, "agent tokens cannot sign in to the dashboard");
+    sign_in(OPERATOR).await;
+    assert_eq!(browser.text("h1").await, "Node gpu-1", "back to the page asked for");
+    browser.shot("signed-in").await;
+
+    // Cordon asks for confirmation; confirmed, the command names the signed-in operator.
+    browser.client.find(Locator::LinkText("Cordon")).await.expect("a Cordon button").click().await.expect("click");
+    assert_eq!(browser.text("h1").await, "Cordon node gpu-1?");
+    browser.shot("confirm-cordon").await;
+    let form = browser.client.form(Locator::Css("form.confirm")).await.expect("the confirmation");
+    form.set_by_name("reason", "fan noise").await.expect("reason");
+    form.submit().await.expect("confirm");
+    assert!(browser.text("[role='status'].done").await.starts_with("Command "));
+    let admin = h.root();
+    let listed = admin.list_commands(v1::ListCommandsRequest { node_id: "gpu-1".into(), ..Default::default() });
+    let commands = listed.await.expect("commands").into_owned().commands;
+    assert_eq!((commands[0].issued_by.as_str(), commands[0].reason.as_str()), ("operator:oncall", "fan noise"));
+    browser.shot("cordoned").await;
+    browser.close().await;
+}
