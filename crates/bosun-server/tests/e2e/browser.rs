@@ -115,10 +115,15 @@ fn open_settings() -> Settings {
 }
 
 on_every_backend!(the_overview_shows_the_fleet_and_an_open_node_page_turns_unhealthy_without_a_reload);
-// Signing in needs one backend: it is the server's, not the store's.
+// Signing in and cross-site forms need one backend: they are the server's, not the store's.
 #[tokio::test]
 async fn signing_in_then_cordoning_names_the_operator() {
     signing_in_and_cordoning(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_form_posted_from_another_site_changes_nothing() {
+    cross_site_form(Backend::Sqlite).await;
 }
 
 async fn the_overview_shows_the_fleet_and_an_open_node_page_turns_unhealthy_without_a_reload(backend: Backend) {
@@ -206,5 +211,35 @@ async fn signing_in_and_cordoning(backend: Backend) {
     let commands = listed.await.expect("commands").into_owned().commands;
     assert_eq!((commands[0].issued_by.as_str(), commands[0].reason.as_str()), ("operator:oncall", "fan noise"));
     browser.shot("cordoned").await;
+    browser.close().await;
+}
+
+/// A page of another site (another port: another origin, the same site) that posts a
+/// cordon to the dashboard as soon as it loads, as a forged form would.
+async fn evil_site(target: &str) -> String {
+    let page = format!(
+        "<!doctype html><form id=f method=post action=\"{target}/ui/nodes/gpu-1/cordon\">\
+         <input name=reason value=forged></form><script>document.getElementById('f').submit()</script>"
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("addr");
+    let app = axum::Router::new().route("/", axum::routing::get(move || async move { axum::response::Html(page) }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}/")
+}
+
+async fn cross_site_form(backend: Backend) {
+    let Some(h) = Harness::start_with(backend, open_settings()).await else { return };
+    let Some(browser) = browser("cross-site").await else { return };
+    h.agent_client().register(&registration("gpu-1"), None).await.expect("register");
+    // Even on an open server, where no cookie is needed, the browser's own word on where
+    // the form came from refuses it.
+    browser.goto(&evil_site(&h.url()).await).await;
+    assert_eq!(browser.text("h1").await, "Refused");
+    assert!(browser.text("[role='alert']").await.contains("cross-site request refused"));
+    browser.shot("refused").await;
+    let admin = h.root();
+    let listed = admin.list_commands(v1::ListCommandsRequest { node_id: "gpu-1".into(), ..Default::default() });
+    assert!(listed.await.expect("commands").into_owned().commands.is_empty(), "nothing was issued");
     browser.close().await;
 }
