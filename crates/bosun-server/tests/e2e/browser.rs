@@ -88,9 +88,36 @@ impl Browser {
         self.client.goto(url).await.expect("navigate");
     }
 
+    /// The text of the first element `css` selects, found again when the page it was on
+    /// was replaced meanwhile (a form's answer arriving), within a bound.
     async fn text(&self, css: &str) -> String {
-        let element = self.client.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css(css)).await;
-        element.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.expect("text")
+        let mut last_error = None;
+        for _ in 0..200 {
+            let found = self.client.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css(css)).await;
+            match found {
+                Ok(element) => match element.text().await {
+                    Ok(text) => return text,
+                    Err(error) => last_error = Some(error),
+                },
+                Err(error) => last_error = Some(error),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{css}: {last_error:?}")
+    }
+
+    /// Waits (within a bound) until the element `css` selects says `want`: after a form is
+    /// submitted the old page may still be showing.
+    async fn expect_text(&self, css: &str, want: &str) {
+        let mut seen = String::new();
+        for _ in 0..400 {
+            seen = self.text(css).await;
+            if seen == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{css} says {seen:?}, not {want:?}");
     }
 
     /// Saves a screenshot as `<test>-<name>.png`.
@@ -136,7 +163,7 @@ async fn the_overview_shows_the_fleet_and_an_open_node_page_turns_unhealthy_with
     let base = h.url();
     browser.goto(&format!("{base}/ui/")).await;
     let started = std::time::Instant::now();
-    assert_eq!(browser.text("[data-count='ACTIVE/UNKNOWN']").await, "3", "three ACTIVE nodes");
+    browser.expect_text("[data-count='ACTIVE/UNKNOWN']", "3").await;
     eprintln!("overview usable after {:?}", started.elapsed());
     browser.shot("overview").await;
     browser.goto(&format!("{base}/ui/nodes")).await;
@@ -145,7 +172,7 @@ async fn the_overview_shows_the_fleet_and_an_open_node_page_turns_unhealthy_with
 
     // An open node page: a fatal XID turns it UNHEALTHY on the page without a reload.
     browser.goto(&format!("{base}/ui/nodes/gpu-1")).await;
-    assert_eq!(browser.text("[data-field='status']").await, "ACTIVE");
+    browser.expect_text("[data-field='status']", "ACTIVE").await;
     browser.client.execute("window.__stillThisPage = true; return null;", vec![]).await.expect("mark the page");
     let xid = bosun_core::HealthEvent {
         timestamp: h.clock.now(),
@@ -188,24 +215,25 @@ async fn signing_in_and_cordoning(backend: Backend) {
     };
 
     browser.goto(&format!("{base}/ui/nodes/gpu-1")).await;
-    assert_eq!(browser.text("h1").await, "Sign in");
+    browser.expect_text("h1", "Sign in").await;
     sign_in("not-a-token").await;
-    assert_eq!(browser.text("[role='alert']").await, "the token is not valid here");
+    browser.expect_text("[role='alert']", "the token is not valid here").await;
     browser.shot("wrong-token").await;
     sign_in(AGENTS).await;
-    assert_eq!(browser.text("[role='alert']").await, "agent tokens cannot sign in to the dashboard");
+    browser.expect_text("[role='alert']", "agent tokens cannot sign in to the dashboard").await;
     sign_in(OPERATOR).await;
-    assert_eq!(browser.text("h1").await, "Node gpu-1", "back to the page asked for");
+    browser.expect_text("h1", "Node gpu-1").await;
     browser.shot("signed-in").await;
 
     // Cordon asks for confirmation; confirmed, the command names the signed-in operator.
     browser.client.find(Locator::LinkText("Cordon")).await.expect("a Cordon button").click().await.expect("click");
-    assert_eq!(browser.text("h1").await, "Cordon node gpu-1?");
+    browser.expect_text("h1", "Cordon node gpu-1?").await;
     browser.shot("confirm-cordon").await;
     let form = browser.client.form(Locator::Css("form.confirm")).await.expect("the confirmation");
     form.set_by_name("reason", "fan noise").await.expect("reason");
     form.submit().await.expect("confirm");
-    assert!(browser.text("[role='status'].done").await.starts_with("Command "));
+    let done = browser.text("[role='status'].done").await;
+    assert!(done.starts_with("Command ") && done.ends_with(" issued."), "{done}");
     let admin = h.root();
     let listed = admin.list_commands(v1::ListCommandsRequest { node_id: "gpu-1".into(), ..Default::default() });
     let commands = listed.await.expect("commands").into_owned().commands;
@@ -235,7 +263,7 @@ async fn cross_site_form(backend: Backend) {
     // Even on an open server, where no cookie is needed, the browser's own word on where
     // the form came from refuses it.
     browser.goto(&evil_site(&h.url()).await).await;
-    assert_eq!(browser.text("h1").await, "Refused");
+    browser.expect_text("h1", "Refused").await;
     assert!(browser.text("[role='alert']").await.contains("cross-site request refused"));
     browser.shot("refused").await;
     let admin = h.root();
