@@ -31,15 +31,10 @@ struct CommandsQuery {
 impl CommandsQuery {
     fn parse(query: Option<&str>) -> Self {
         let mut parsed = Self::default();
-        for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-            let field = match key.as_ref() {
-                "state" => &mut parsed.state,
-                "node" => &mut parsed.node,
-                "after" => &mut parsed.after,
-                _ => continue,
-            };
-            *field = value.trim().to_owned();
-        }
+        super::query_fields(
+            query,
+            [("state", &mut parsed.state), ("node", &mut parsed.node), ("after", &mut parsed.after)],
+        );
         parsed
     }
 

@@ -3,17 +3,14 @@
 //! new one; the page's script redraws the list). The filters are the API's (ListEvents).
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bosun_core::ChangeRecord;
 use bosun_store::ChangeFilter;
-use futures::StreamExt as _;
 
 use super::Banner;
 use super::session;
@@ -37,15 +34,10 @@ struct EventsQuery {
 impl EventsQuery {
     fn parse(query: Option<&str>) -> Self {
         let mut parsed = Self::default();
-        for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-            let field = match key.as_ref() {
-                "kind" => &mut parsed.kind,
-                "resource" => &mut parsed.resource,
-                "actor" => &mut parsed.actor,
-                _ => continue,
-            };
-            *field = value.trim().to_owned();
-        }
+        super::query_fields(
+            query,
+            [("kind", &mut parsed.kind), ("resource", &mut parsed.resource), ("actor", &mut parsed.actor)],
+        );
         parsed
     }
 
@@ -168,23 +160,13 @@ pub(super) async fn live(State(app): State<Arc<App>>, headers: HeaderMap, RawQue
         return (StatusCode::UNAUTHORIZED, "sign in at /ui/login\n").into_response();
     }
     let query = EventsQuery::parse(query.as_deref());
-    let resumed = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    let after_seq = match resumed {
-        Some(seq) => seq,
-        None => match app.store.last_change_seq().await {
-            Ok(seq) => seq,
-            Err(error) => return super::unavailable(&error.into()),
-        },
+    let after_seq = match super::live::resume_after(&app, &headers).await {
+        Ok(seq) => seq,
+        Err(error) => return super::unavailable(&error),
     };
     let filter = match query.filter(after_seq) {
         Ok(filter) => filter,
         Err(error) => return super::bad_request(&error.to_string()),
     };
-    let events = crate::watch::follow(app, filter, "ui/events").map(|change| {
-        Ok::<_, Infallible>(match change {
-            Ok(change) => Event::default().id(change.seq.to_string()).event("change").data(change.kind.as_str()),
-            Err(error) => Event::default().event("failed").data(error.to_string()),
-        })
-    });
-    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+    super::live::stream(app, filter, "ui/events", |change| change.kind.as_str())
 }

@@ -85,6 +85,16 @@ async fn script() -> Response {
         .into_response()
 }
 
+/// Fills `fields` from a page's query string (`key=value&...`), each value trimmed; other
+/// keys are ignored, as a browser's form may send more than a page reads.
+fn query_fields<const N: usize>(query: Option<&str>, mut fields: [(&str, &mut String); N]) {
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if let Some((_, field)) = fields.iter_mut().find(|(name, _)| *name == key) {
+            **field = value.trim().to_owned();
+        }
+    }
+}
+
 /// A rendered page; pages show the fleet as it is now, so none is cached.
 fn page(template: &impl Template, status: StatusCode) -> Response {
     match template.render() {

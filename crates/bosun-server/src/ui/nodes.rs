@@ -60,16 +60,15 @@ struct NodesQuery {
 impl NodesQuery {
     fn parse(query: Option<&str>) -> Self {
         let mut parsed = Self::default();
-        for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-            let field = match key.as_ref() {
-                "status" => &mut parsed.status,
-                "pool" => &mut parsed.pool,
-                "label" => &mut parsed.label,
-                "after" => &mut parsed.after,
-                _ => continue,
-            };
-            *field = value.trim().to_owned();
-        }
+        super::query_fields(
+            query,
+            [
+                ("status", &mut parsed.status),
+                ("pool", &mut parsed.pool),
+                ("label", &mut parsed.label),
+                ("after", &mut parsed.after),
+            ],
+        );
         parsed
     }
 
