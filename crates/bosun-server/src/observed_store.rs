@@ -13,7 +13,7 @@ use bosun_core::{
 };
 use bosun_store::{
     ApprovalFilter, ArtifactInfo, AuditFilter, Backend, ChangeFilter, ChangeSignals, CommandFilter, Committed,
-    InstanceFilter, IntegrityFinding, NodeFilter, Page, PageRequest, PoolStats, Result, RetentionPolicy,
+    InstanceFilter, IntegrityFinding, NodeFilter, NodeOrder, Page, PageRequest, PoolStats, Result, RetentionPolicy,
     RetentionReport, RunFilter, Store, StoreCounts, StoreError, StoredAuditEntry, StoredHealthReport, StoredRunEvent,
     StoredToolCall, WriteBatch,
 };
@@ -166,8 +166,8 @@ impl Store for ObservedStore {
         self.observe("node_gpus", self.inner.node_gpus(id)).await
     }
 
-    async fn list_nodes(&self, filter: &NodeFilter, page: &PageRequest) -> Result<Page<Node>> {
-        self.observe("list_nodes", self.inner.list_nodes(filter, page)).await
+    async fn list_nodes_in(&self, order: NodeOrder, filter: &NodeFilter, page: &PageRequest) -> Result<Page<Node>> {
+        self.observe("list_nodes", self.inner.list_nodes_in(order, filter, page)).await
     }
 
     async fn instance(&self, id: &InstanceId) -> Result<Instance> {

@@ -59,7 +59,8 @@ pub use open::{
     open_store,
 };
 pub use query::{
-    ChangeFilter, CommandFilter, Cursor, InstanceFilter, NodeFilter, Page, PageRequest, all_pages, each_page,
+    ChangeFilter, CommandFilter, Cursor, InstanceFilter, NodeAfter, NodeFilter, NodeOrder, Page, PageRequest,
+    all_pages, each_page,
 };
 pub use signals::{ChangeSignal, ChangeSignals};
 pub use sqlite::SqliteDurability;

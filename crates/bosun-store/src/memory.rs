@@ -26,7 +26,7 @@ use crate::integrity::{
 };
 use crate::inventory::{InventoryFilter, StoredRecordState};
 use crate::ledger::{ArtifactInfo, AuditFilter, RunFilter, StoredAuditEntry, StoredRunEvent, StoredToolCall};
-use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest};
+use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeAfter, NodeFilter, NodeOrder, Page, PageRequest};
 use crate::rules::{InstanceHeader, NodeHeader};
 use crate::soft_state::{dedupe_heartbeats, dedupe_samples};
 use crate::store::{
@@ -1333,23 +1333,31 @@ impl Store for MemoryStore {
         Ok(state.gpus.get(id).cloned().unwrap_or_default())
     }
 
-    async fn list_nodes(&self, filter: &NodeFilter, page: &PageRequest) -> Result<Page<Node>> {
+    async fn list_nodes_in(&self, order: NodeOrder, filter: &NodeFilter, page: &PageRequest) -> Result<Page<Node>> {
         let limit = page.checked_limit()?;
-        let after = page.start_after(ResourceKind::Node)?;
+        let after = page.start_after_node(order)?;
         let state = self.lock()?;
-        let start = match &after {
-            Some(key) => Bound::Excluded(NodeId::new(key.as_str())?),
-            None => Bound::Unbounded,
+        let rows: Vec<Node> = match order {
+            // Keyed by id: read from the cursor on.
+            NodeOrder::Id => {
+                let start = match &after {
+                    Some(NodeAfter::Id(key)) => Bound::Excluded(NodeId::new(key.as_str())?),
+                    _ => Bound::Unbounded,
+                };
+                let nodes = state.nodes.range((start, Bound::Unbounded)).map(|(_, n)| n);
+                nodes.filter(|n| filter.matches(n)).take(limit as usize + 1).cloned().collect()
+            }
+            NodeOrder::RecentlyChanged => {
+                let mut matching: Vec<&Node> = state
+                    .nodes
+                    .values()
+                    .filter(|n| filter.matches(n) && after.as_ref().is_none_or(|after| order.is_after(n, after)))
+                    .collect();
+                matching.sort_unstable_by(|a, b| order.compare(a, b));
+                matching.into_iter().take(limit as usize + 1).cloned().collect()
+            }
         };
-        let rows: Vec<Node> = state
-            .nodes
-            .range((start, Bound::Unbounded))
-            .map(|(_, n)| n)
-            .filter(|n| filter.matches(n))
-            .take(limit as usize + 1)
-            .cloned()
-            .collect();
-        Ok(Page::from_rows(rows, limit, ResourceKind::Node, |n| n.id.to_string()))
+        Ok(order.page(rows, limit))
     }
 
     async fn instance(&self, id: &InstanceId) -> Result<Instance> {

@@ -8,8 +8,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bosun_core::{
-    Actor, CommandId, CommandKind, CommandState, InstanceState, LabelSelector, NodeId, NodeStatus, PoolName,
-    ResourceKind,
+    Actor, CommandId, CommandKind, CommandState, Health, InstanceState, LabelSelector, NodeId, NodeStatus, PoolName,
+    ResourceKind, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +57,68 @@ impl PageRequest {
     pub fn start_after(&self, kind: ResourceKind) -> Result<Option<String>> {
         self.after.as_ref().map(|c| c.key_for(kind)).transpose()
     }
+
+    /// Where a page of nodes in `order` starts, checked to come from a list in that order.
+    pub fn start_after_node(&self, order: NodeOrder) -> Result<Option<NodeAfter>> {
+        let Some(cursor) = &self.after else { return Ok(None) };
+        let body = cursor.body(ResourceKind::Node)?;
+        let after = match (order, body.s) {
+            (NodeOrder::Id, None) => NodeAfter::Id(body.a),
+            (NodeOrder::RecentlyChanged, Some(micros)) => {
+                NodeAfter::Changed(Timestamp::from_unix_micros(micros), body.a)
+            }
+            _ => return Err(Cursor::invalid()),
+        };
+        Ok(Some(after))
+    }
+}
+
+/// The order a list of nodes is in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NodeOrder {
+    /// By id, as every list is.
+    #[default]
+    Id,
+    /// The newest status change first (ties: the greater id first), to see what just
+    /// happened to a fleet.
+    RecentlyChanged,
+}
+
+impl NodeOrder {
+    /// Whether `a` comes before `b` in this order.
+    pub fn compare(self, a: &bosun_core::Node, b: &bosun_core::Node) -> std::cmp::Ordering {
+        match self {
+            NodeOrder::Id => a.id.cmp(&b.id),
+            NodeOrder::RecentlyChanged => (b.status_changed_at, &b.id).cmp(&(a.status_changed_at, &a.id)),
+        }
+    }
+
+    /// Whether `node` comes after the position `after` in this order.
+    pub fn is_after(self, node: &bosun_core::Node, after: &NodeAfter) -> bool {
+        match after {
+            NodeAfter::Id(id) => node.id.as_str() > id.as_str(),
+            NodeAfter::Changed(at, id) => (node.status_changed_at, node.id.as_str()) < (*at, id.as_str()),
+        }
+    }
+
+    /// A page of nodes fetched in this order, up to `limit + 1` of them.
+    pub fn page(self, rows: Vec<bosun_core::Node>, limit: u32) -> Page<bosun_core::Node> {
+        let mut page = Page::from_rows(rows, limit, ResourceKind::Node, |n| n.id.to_string());
+        if let (NodeOrder::RecentlyChanged, Some(last)) = (self, page.items.last()) {
+            page.next =
+                page.next.map(|_| Cursor::sorted(ResourceKind::Node, last.status_changed_at, last.id.to_string()));
+        }
+        page
+    }
+}
+
+/// Where a page of nodes starts: after this node, in the list's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeAfter {
+    /// After this id ([`NodeOrder::Id`]).
+    Id(String),
+    /// After this node, whose status changed at this time ([`NodeOrder::RecentlyChanged`]).
+    Changed(Timestamp, String),
 }
 
 /// One page of a list.
@@ -120,12 +182,27 @@ pub struct Cursor(String);
 struct CursorBody {
     k: ResourceKind,
     a: String,
+    /// The sort key (microseconds) of the row the page ended at, in a list ordered by
+    /// something else than its key; a cursor of one order is refused by the other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    s: Option<i64>,
 }
 
 impl Cursor {
     fn new(kind: ResourceKind, after_key: String) -> Self {
-        let body = serde_json::to_vec(&CursorBody { k: kind, a: after_key }).unwrap_or_default();
-        Cursor(URL_SAFE_NO_PAD.encode(body))
+        Self::encode(&CursorBody { k: kind, a: after_key, s: None })
+    }
+
+    fn sorted(kind: ResourceKind, sort_key: Timestamp, after_key: String) -> Self {
+        Self::encode(&CursorBody { k: kind, a: after_key, s: Some(sort_key.unix_micros()) })
+    }
+
+    fn encode(body: &CursorBody) -> Self {
+        Cursor(URL_SAFE_NO_PAD.encode(serde_json::to_vec(body).unwrap_or_default()))
+    }
+
+    fn invalid() -> StoreError {
+        StoreError::invalid("page_token", "is not a token returned by this list")
     }
 
     /// Accepts a cursor received from a client; it is checked when used.
@@ -138,13 +215,20 @@ impl Cursor {
     }
 
     fn key_for(&self, kind: ResourceKind) -> Result<String> {
-        let invalid = || StoreError::invalid("page_token", "is not a token returned by this list");
-        let bytes = URL_SAFE_NO_PAD.decode(&self.0).map_err(|_| invalid())?;
-        let body: CursorBody = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-        if body.k != kind {
-            return Err(invalid());
+        let body = self.body(kind)?;
+        if body.s.is_some() {
+            return Err(Self::invalid());
         }
         Ok(body.a)
+    }
+
+    fn body(&self, kind: ResourceKind) -> Result<CursorBody> {
+        let bytes = URL_SAFE_NO_PAD.decode(&self.0).map_err(|_| Self::invalid())?;
+        let body: CursorBody = serde_json::from_slice(&bytes).map_err(|_| Self::invalid())?;
+        if body.k != kind {
+            return Err(Self::invalid());
+        }
+        Ok(body)
     }
 }
 
@@ -162,11 +246,16 @@ pub struct NodeFilter {
     pub provider: Option<String>,
     pub region: Option<String>,
     pub labels: LabelSelector,
+    pub health: Option<Health>,
+    /// Only nodes whose id contains this text (empty: every node).
+    pub id_contains: String,
 }
 
 impl NodeFilter {
     pub fn matches(&self, node: &bosun_core::Node) -> bool {
         self.status.is_none_or(|s| node.status == s)
+            && self.health.is_none_or(|h| node.health == h)
+            && node.id.as_str().contains(self.id_contains.as_str())
             && self.pool.as_ref().is_none_or(|p| node.pool.as_ref() == Some(p))
             && self.provider.as_ref().is_none_or(|p| &node.provider == p)
             && self.region.as_ref().is_none_or(|r| &node.region == r)

@@ -17,7 +17,7 @@ use bosun_core::{
 use crate::error::Result;
 use crate::inventory::InventoryFilter;
 use crate::ledger::{ArtifactInfo, AuditFilter, RunFilter, StoredAuditEntry, StoredRunEvent, StoredToolCall};
-use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest};
+use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, NodeOrder, Page, PageRequest};
 use crate::signals::ChangeSignals;
 use crate::transfer::{DumpMessage, LoadMessage, Target};
 use crate::write::{Committed, StoredHealthReport, WriteBatch};
@@ -206,7 +206,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn node(&self, id: &NodeId) -> Result<Node>;
     /// A node's GPU inventory, by GPU index.
     async fn node_gpus(&self, id: &NodeId) -> Result<Vec<Gpu>>;
-    async fn list_nodes(&self, filter: &NodeFilter, page: &PageRequest) -> Result<Page<Node>>;
+    async fn list_nodes(&self, filter: &NodeFilter, page: &PageRequest) -> Result<Page<Node>> {
+        self.list_nodes_in(NodeOrder::Id, filter, page).await
+    }
+    /// Nodes in `order`; a page's cursor continues only a list in the same order.
+    async fn list_nodes_in(&self, order: NodeOrder, filter: &NodeFilter, page: &PageRequest) -> Result<Page<Node>>;
 
     async fn instance(&self, id: &InstanceId) -> Result<Instance>;
     async fn list_instances(&self, filter: &InstanceFilter, page: &PageRequest) -> Result<Page<Instance>>;

@@ -65,6 +65,7 @@ impl AdminApi {
             provider: filter_text("provider", &request.provider)?,
             region: filter_text("region", &request.region)?,
             labels: convert::label_selector("label_selector", &request.label_selector)?,
+            ..NodeFilter::default()
         };
         let limit = page_size("page_size", request.page_size, query::DEFAULT_PAGE_SIZE, query::MAX_PAGE_SIZE)?;
         let page = PageRequest { limit, after: page_token(&request.page_token) };

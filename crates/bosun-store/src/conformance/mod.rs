@@ -98,6 +98,8 @@ macro_rules! store_conformance {
             nodes::list_filters_by_pool_provider_and_region,
             nodes::list_filters_by_label_equality,
             nodes::list_combines_filters,
+            nodes::list_filters_by_health_and_id_text,
+            nodes::list_by_recent_change_pages_newest_first,
             nodes::list_rejects_foreign_or_garbage_cursors,
             nodes::list_rejects_bad_page_sizes,
             nodes::pagination_under_concurrent_inserts,

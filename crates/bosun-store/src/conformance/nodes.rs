@@ -10,7 +10,7 @@ use bosun_core::{
 };
 
 use super::{Ctx, E, RegisterExt, assert_err, batch, command_request, new_node, node_id, registration};
-use crate::query::{ChangeFilter, Cursor, NodeFilter, PageRequest};
+use crate::query::{ChangeFilter, Cursor, NodeFilter, NodeOrder, PageRequest};
 
 pub(crate) async fn create_then_get_round_trips_every_field(ctx: &Ctx) {
     let node = new_node("n1", ctx.now());
@@ -373,6 +373,78 @@ pub(crate) async fn list_combines_filters(ctx: &Ctx) {
         .expect("page");
     assert_eq!(next.items[0].id.as_str(), "c");
     assert!(next.next.is_none());
+}
+
+pub(crate) async fn list_filters_by_health_and_id_text(ctx: &Ctx) {
+    let mut b = batch("bulk");
+    for (id, health) in [
+        ("dgx-prod-01", Health::Unhealthy),
+        ("dgx-prod-02", Health::Healthy),
+        ("dgx-prod-03", Health::Unhealthy),
+        ("dgx-dev-01", Health::Unhealthy),
+    ] {
+        let mut node = new_node(id, ctx.now());
+        node.health = health;
+        b = b.register(node);
+    }
+    ctx.store.commit(b).await.expect("create");
+    let unhealthy = NodeFilter { health: Some(Health::Unhealthy), ..NodeFilter::default() };
+    assert_eq!(ctx.node_ids(&unhealthy).await, ["dgx-dev-01", "dgx-prod-01", "dgx-prod-03"]);
+    let prod = NodeFilter { id_contains: "prod".into(), ..NodeFilter::default() };
+    assert_eq!(ctx.node_ids(&prod).await, ["dgx-prod-01", "dgx-prod-02", "dgx-prod-03"]);
+    // Text is matched as written: no wildcards, case kept.
+    for literal in ["%", "_", "PROD", "prod%"] {
+        let filter = NodeFilter { id_contains: literal.into(), ..NodeFilter::default() };
+        assert!(ctx.node_ids(&filter).await.is_empty(), "{literal:?} matched");
+    }
+    let both = NodeFilter { health: Some(Health::Unhealthy), id_contains: "prod".into(), ..NodeFilter::default() };
+    let first = ctx.store.list_nodes(&both, &PageRequest::first(1)).await.expect("page");
+    assert_eq!(first.items[0].id.as_str(), "dgx-prod-01");
+    let next = ctx.store.list_nodes(&both, &PageRequest::after(1, first.next.expect("more"))).await.expect("page");
+    assert_eq!(next.items.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["dgx-prod-03"]);
+    assert!(next.next.is_none());
+}
+
+pub(crate) async fn list_by_recent_change_pages_newest_first(ctx: &Ctx) {
+    // Five nodes whose statuses changed at three times; two pairs tie and are ordered by
+    // id, greatest first.
+    let t0 = ctx.now();
+    let mut b = batch("bulk");
+    for (id, minutes) in [("a", 0), ("b", 2), ("c", 1), ("d", 2), ("e", 0)] {
+        let mut node = new_node(id, t0);
+        node.status_changed_at = t0 + Duration::from_secs(60 * minutes);
+        if id == "c" || id == "e" {
+            node.health = Health::Unhealthy;
+        }
+        b = b.register(node);
+    }
+    ctx.store.commit(b).await.expect("create");
+    let all = NodeFilter::default();
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(2);
+    loop {
+        let listed = ctx.store.list_nodes_in(NodeOrder::RecentlyChanged, &all, &page).await.expect("page");
+        assert!(listed.items.len() <= 2);
+        seen.extend(listed.items.iter().map(|n| n.id.to_string()));
+        match listed.next {
+            Some(next) => page = PageRequest::after(2, next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["d", "b", "c", "e", "a"]);
+    // Filters apply in this order too.
+    let unhealthy = NodeFilter { health: Some(Health::Unhealthy), ..NodeFilter::default() };
+    let listed = ctx.store.list_nodes_in(NodeOrder::RecentlyChanged, &unhealthy, &PageRequest::first(10)).await;
+    let ids: Vec<String> = listed.expect("list").items.iter().map(|n| n.id.to_string()).collect();
+    assert_eq!(ids, ["c", "e"]);
+    // A cursor continues only a list in its own order.
+    let by_change = ctx.store.list_nodes_in(NodeOrder::RecentlyChanged, &all, &PageRequest::first(1)).await;
+    let by_change = by_change.expect("page").next.expect("more");
+    let message = assert_err!(ctx.store.list_nodes(&all, &PageRequest::after(1, by_change)).await, E::Invalid(_));
+    assert_eq!(message, "invalid page_token: is not a token returned by this list");
+    let by_id = ctx.store.list_nodes(&all, &PageRequest::first(1)).await.expect("page").next.expect("more");
+    let in_other_order = ctx.store.list_nodes_in(NodeOrder::RecentlyChanged, &all, &PageRequest::after(1, by_id)).await;
+    assert_err!(in_other_order, E::Invalid(_));
 }
 
 pub(crate) async fn list_rejects_foreign_or_garbage_cursors(ctx: &Ctx) {

@@ -35,7 +35,9 @@ use sqlx::{ConnectOptions, Connection as _, Postgres, QueryBuilder};
 use crate::error::{Result, StoreError};
 use crate::ledger::{ArtifactInfo, AuditFilter, RunFilter, StoredAuditEntry, StoredRunEvent, StoredToolCall};
 use crate::open::ConnectSettings;
-use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest, command_key};
+use crate::query::{
+    ChangeFilter, CommandFilter, InstanceFilter, NodeAfter, NodeFilter, NodeOrder, Page, PageRequest, command_key,
+};
 use crate::signals::ChangeSignals;
 use crate::soft_state::{dedupe_heartbeats, dedupe_samples};
 use crate::sql::rows::{
@@ -237,15 +239,28 @@ impl Store for PostgresStore {
         rows.into_iter().map(GpuRow::into_gpu).collect()
     }
 
-    async fn list_nodes(&self, filter: &NodeFilter, page: &PageRequest) -> Result<Page<Node>> {
+    async fn list_nodes_in(&self, order: NodeOrder, filter: &NodeFilter, page: &PageRequest) -> Result<Page<Node>> {
         let limit = page.checked_limit()?;
-        let after = page.start_after(ResourceKind::Node)?;
+        let after = page.start_after_node(order)?;
         let mut q = QueryBuilder::<Postgres>::new(concat!(select_node!(), "WHERE TRUE"));
-        if let Some(after) = after {
-            q.push(" AND n.node_id > ").push_bind(after);
+        match after {
+            Some(NodeAfter::Id(after)) => {
+                q.push(" AND n.node_id > ").push_bind(after);
+            }
+            Some(NodeAfter::Changed(at, id)) => {
+                q.push(" AND (n.status_changed_at, n.node_id) < (").push_bind(at.as_datetime());
+                q.push(", ").push_bind(id).push(")");
+            }
+            None => {}
         }
         if let Some(status) = filter.status {
             q.push(" AND n.status = ").push_bind(status.as_str());
+        }
+        if let Some(health) = filter.health {
+            q.push(" AND n.health = ").push_bind(health.as_str());
+        }
+        if !filter.id_contains.is_empty() {
+            q.push(" AND strpos(n.node_id, ").push_bind(filter.id_contains.clone()).push(") > 0");
         }
         if let Some(pool) = &filter.pool {
             q.push(" AND n.pool = ").push_bind(pool.to_string());
@@ -262,10 +277,14 @@ impl Store for PostgresStore {
         for key in filter.labels.required_keys() {
             q.push(" AND jsonb_exists(n.labels, ").push_bind(key.to_owned()).push(")");
         }
-        q.push(" ORDER BY n.node_id LIMIT ").push_bind(limit_param(limit));
+        q.push(match order {
+            NodeOrder::Id => " ORDER BY n.node_id LIMIT ",
+            NodeOrder::RecentlyChanged => " ORDER BY n.status_changed_at DESC, n.node_id DESC LIMIT ",
+        });
+        q.push_bind(limit_param(limit));
         let rows = self.slow.run("nodes.list", q.build().fetch_all(&self.pool)).await.map_err(|e| map_err(e, None))?;
         let nodes = rows.iter().map(node_from_row).collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_rows(nodes, limit, ResourceKind::Node, |n| n.id.to_string()))
+        Ok(order.page(nodes, limit))
     }
 
     async fn instance(&self, id: &InstanceId) -> Result<Instance> {

@@ -37,7 +37,9 @@ pub(crate) use self::schema::{
 use self::writer::Writer;
 use crate::error::{Result, StoreError};
 use crate::ledger::{ArtifactInfo, AuditFilter, RunFilter, StoredAuditEntry, StoredRunEvent, StoredToolCall};
-use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, Page, PageRequest, command_key};
+use crate::query::{
+    ChangeFilter, CommandFilter, InstanceFilter, NodeFilter, NodeOrder, Page, PageRequest, command_key,
+};
 use crate::soft_state::{dedupe_heartbeats, dedupe_samples};
 use crate::sql::{SlowLog, to_json};
 use crate::store::{
@@ -173,13 +175,14 @@ impl Store for SqliteStore {
         self.read("node_gpus.list", move |conn| read::node_gpus(conn, &id)).await
     }
 
-    async fn list_nodes(&self, filter: &NodeFilter, page: &PageRequest) -> Result<Page<Node>> {
+    async fn list_nodes_in(&self, order: NodeOrder, filter: &NodeFilter, page: &PageRequest) -> Result<Page<Node>> {
         let limit = page.checked_limit()?;
-        let after = page.start_after(ResourceKind::Node)?;
+        let after = page.start_after_node(order)?;
         let filter = filter.clone();
-        let rows =
-            self.read("nodes.list", move |conn| read::list_nodes(conn, &filter, after, limit_param(limit))).await?;
-        Ok(Page::from_rows(rows, limit, ResourceKind::Node, |n| n.id.to_string()))
+        let rows = self
+            .read("nodes.list", move |conn| read::list_nodes(conn, order, &filter, after, limit_param(limit)))
+            .await?;
+        Ok(order.page(rows, limit))
     }
 
     async fn instance(&self, id: &InstanceId) -> Result<Instance> {

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use sqlx::types::Json;
 
 use crate::error::{Result, StoreError};
-use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeFilter};
+use crate::query::{ChangeFilter, CommandFilter, InstanceFilter, NodeAfter, NodeFilter, NodeOrder};
 use crate::sql::rows::{
     BootstrapLogRow, ChangeRow, CommandEventRow, CommandRow, GpuRow, HealthReportRow, InstanceRow, LeaseRow, PolicyRow,
     PoolRow, SampleRow,
@@ -238,45 +238,59 @@ pub(super) fn gpu_row(row: &Row<'_>) -> Result<Gpu> {
     .into_gpu()
 }
 
-/// Up to `limit` nodes after `after` in key order, matching `filter`.
+/// Up to `limit` nodes after `after` in `order`, matching `filter`.
 pub(super) fn list_nodes(
     conn: &Connection,
+    order: NodeOrder,
     filter: &NodeFilter,
-    after: Option<String>,
+    after: Option<NodeAfter>,
     limit: i64,
 ) -> Result<Vec<Node>> {
     let mut sql = format!("SELECT {NODE_COLUMNS} WHERE 1 = 1");
     let mut params = Vec::new();
-    let mut bind = |sql: &mut String, clause: &str, value: Value| {
+    // Binds `value` and answers its placeholder.
+    let mut param = |value: Value| {
         params.push(value);
-        sql.push_str(&format!(" AND {clause} ?{}", params.len()));
+        format!("?{}", params.len())
     };
-    if let Some(after) = after {
-        bind(&mut sql, "n.node_id >", text(after));
+    match after {
+        Some(NodeAfter::Id(after)) => sql.push_str(&format!(" AND n.node_id > {}", param(text(after)))),
+        Some(NodeAfter::Changed(at, id)) => {
+            let (at, id) = (param(Value::Integer(at.unix_micros())), param(text(id)));
+            sql.push_str(&format!(" AND (n.status_changed_at, n.node_id) < ({at}, {id})"));
+        }
+        None => {}
     }
     if let Some(status) = filter.status {
-        bind(&mut sql, "n.status =", text(status.as_str()));
+        sql.push_str(&format!(" AND n.status = {}", param(text(status.as_str()))));
+    }
+    if let Some(health) = filter.health {
+        sql.push_str(&format!(" AND n.health = {}", param(text(health.as_str()))));
+    }
+    if !filter.id_contains.is_empty() {
+        sql.push_str(&format!(" AND instr(n.node_id, {}) > 0", param(text(filter.id_contains.clone()))));
     }
     if let Some(pool) = &filter.pool {
-        bind(&mut sql, "n.pool =", text(pool.as_str()));
+        sql.push_str(&format!(" AND n.pool = {}", param(text(pool.as_str()))));
     }
     if let Some(provider) = &filter.provider {
-        bind(&mut sql, "n.provider =", text(provider.as_str()));
+        sql.push_str(&format!(" AND n.provider = {}", param(text(provider.as_str()))));
     }
     if let Some(region) = &filter.region {
-        bind(&mut sql, "n.region =", text(region.as_str()));
+        sql.push_str(&format!(" AND n.region = {}", param(text(region.as_str()))));
     }
     for (key, value) in filter.labels.terms() {
-        params.push(text(label_path(key)));
-        params.push(text(value));
-        sql.push_str(&format!(" AND json_extract(n.labels, ?{}) = ?{}", params.len() - 1, params.len()));
+        let (path, value) = (param(text(label_path(key))), param(text(value)));
+        sql.push_str(&format!(" AND json_extract(n.labels, {path}) = {value}"));
     }
     for key in filter.labels.required_keys() {
-        params.push(text(label_path(key)));
-        sql.push_str(&format!(" AND json_type(n.labels, ?{}) IS NOT NULL", params.len()));
+        sql.push_str(&format!(" AND json_type(n.labels, {}) IS NOT NULL", param(text(label_path(key)))));
     }
-    params.push(Value::Integer(limit));
-    sql.push_str(&format!(" ORDER BY n.node_id LIMIT ?{}", params.len()));
+    let order = match order {
+        NodeOrder::Id => "n.node_id",
+        NodeOrder::RecentlyChanged => "n.status_changed_at DESC, n.node_id DESC",
+    };
+    sql.push_str(&format!(" ORDER BY {order} LIMIT {}", param(Value::Integer(limit))));
     collect(conn, &sql, &params, node_row)
 }
 
