@@ -114,6 +114,14 @@ pub(crate) struct Fleet {
     inner: Mutex<Inner>,
 }
 
+/// Nodes by their latest GPU utilization ([`Fleet::utilization_histogram`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct UtilizationHistogram {
+    /// Nodes at 0–10 %, 10–20 %, …, 90–100 %.
+    pub tenths: [u64; 10],
+    pub without_metrics: u64,
+}
+
 /// Heartbeats and samples taken out of the buffer for one flush.
 #[derive(Debug, Default)]
 pub(crate) struct SoftBatch {
@@ -355,7 +363,22 @@ impl Fleet {
         (count > 0).then(|| sum / f64::from(count))
     }
 
-    /// Nodes per (status, health).
+    /// How many nodes' latest GPU utilization falls in each tenth of 0–100 % (100 % in
+    /// the last), and how many nodes in service (ACTIVE, CORDONED, DRAINING) reported none.
+    pub(crate) fn utilization_histogram(&self) -> UtilizationHistogram {
+        let inner = self.lock();
+        let mut histogram = UtilizationHistogram::default();
+        for percent in inner.utilization.values() {
+            // Percentages are checked to be within 0..=100 when a heartbeat arrives.
+            let tenth = (percent / 10.0).floor().clamp(0.0, 9.0) as usize;
+            histogram.tenths[tenth] += 1;
+        }
+        histogram.without_metrics =
+            inner.nodes.iter().filter(|(id, view)| view.is_judged() && !inner.utilization.contains_key(*id)).count()
+                as u64;
+        histogram
+    }
+
     /// How many of `pool`'s nodes are in each status.
     pub(crate) fn pool_statuses(&self, pool: &bosun_core::PoolName) -> HashMap<NodeStatus, u32> {
         let mut counts = HashMap::new();
@@ -457,6 +480,36 @@ mod tests {
         assert!(kept(&fleet).is_empty(), "within 30 s of the last kept one");
         fleet.heartbeat(&a, t(40), Some(sample(t(40)))).expect("known");
         assert_eq!(kept(&fleet), [t(40)]);
+    }
+
+    #[test]
+    fn utilization_falls_in_tenths_and_nodes_without_metrics_are_counted() {
+        let fleet = Fleet::default();
+        let ids = ["a", "b", "c", "d", "e"];
+        let nodes: Vec<Node> = ids.iter().map(|id| node(id, t(0))).collect();
+        fleet.load(nodes.iter(), fleet.mark());
+        let report = |id: &str, percents: &[f64]| {
+            let id = NodeId::new(id).expect("id");
+            let gpus = percents
+                .iter()
+                .map(|&utilization_percent| bosun_core::GpuSample {
+                    index: 0,
+                    temperature_c: 40.0,
+                    power_w: 300.0,
+                    utilization_percent,
+                    memory_used_bytes: 0,
+                })
+                .collect();
+            let sample = MetricSample { node_id: id.clone(), at: t(1), cpu_percent: 0.0, memory_percent: 0.0, gpus };
+            fleet.heartbeat(&id, t(1), Some(sample)).expect("known");
+        };
+        report("a", &[0.0, 0.0]);
+        report("b", &[9.9]);
+        report("c", &[50.0, 70.0]);
+        report("d", &[100.0]);
+        let histogram = fleet.utilization_histogram();
+        assert_eq!(histogram.tenths, [2, 0, 0, 0, 0, 0, 1, 0, 0, 1]);
+        assert_eq!(histogram.without_metrics, 1, "e reported none");
     }
 
     #[test]

@@ -137,18 +137,10 @@ fn confirm_page(viewer: &Viewer, node: &NodeId, action: NodeAction, reason: &str
     super::page(&page, error.map_or(StatusCode::OK, |e| e.status))
 }
 
-pub(super) async fn confirm(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path((id, action)): Path<(String, String)>,
-) -> Response {
+pub(super) async fn confirm(viewer: session::Viewer, Path((id, action)): Path<(String, String)>) -> Response {
     let (node, action) = match target(&id, &action) {
         Ok(target) => target,
         Err(bad) => return bad.into_response(),
-    };
-    let viewer = match session::viewer(&app, &headers, &format!("/ui/nodes/{node}/{}", action.path())) {
-        Ok(viewer) => viewer,
-        Err(sign_in) => return sign_in.into_response(),
     };
     confirm_page(&viewer, &node, action, "", None)
 }
@@ -158,6 +150,7 @@ pub(super) async fn act(
     Extension(connect): Extension<ConnectRpcService>,
     extensions: Extensions,
     headers: HeaderMap,
+    viewer: session::Viewer,
     Path((id, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
@@ -167,10 +160,6 @@ pub(super) async fn act(
     let (node, action) = match target(&id, &action) {
         Ok(target) => target,
         Err(bad) => return bad.into_response(),
-    };
-    let viewer = match session::viewer(&app, &headers, &format!("/ui/nodes/{node}/{}", action.path())) {
-        Ok(viewer) => viewer,
-        Err(sign_in) => return sign_in.into_response(),
     };
     let form = std::str::from_utf8(&body).unwrap_or_default();
     let reason = url::form_urlencoded::parse(form.as_bytes())

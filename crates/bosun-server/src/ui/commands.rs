@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use bosun_core::{CommandState, NodeId};
 use bosun_store::{CommandFilter, Cursor, PageRequest, StoreError};
 
@@ -84,12 +84,8 @@ struct CommandRow {
     reason: String,
 }
 
-pub(super) async fn page(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub(super) async fn page(State(app): State<Arc<App>>, viewer: session::Viewer, RawQuery(query): RawQuery) -> Response {
     let query = CommandsQuery::parse(query.as_deref());
-    let viewer = match session::viewer(&app, &headers, &query.href(None)) {
-        Ok(viewer) => viewer,
-        Err(sign_in) => return sign_in.into_response(),
-    };
     let filter = match query.filter() {
         Ok(filter) => filter,
         Err(error) => return super::bad_request(&format!("{}: {}", error.field, error.problem)),

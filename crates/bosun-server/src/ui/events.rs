@@ -97,14 +97,9 @@ fn change_row(change: ChangeRecord) -> ChangeRow {
     }
 }
 
-pub(super) async fn page(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub(super) async fn page(State(app): State<Arc<App>>, viewer: session::Viewer, RawQuery(query): RawQuery) -> Response {
     let query = EventsQuery::parse(query.as_deref());
     let query_string = query.query_string();
-    let here = if query_string.is_empty() { "/ui/events".to_owned() } else { format!("/ui/events?{query_string}") };
-    let viewer = match session::viewer(&app, &headers, &here) {
-        Ok(viewer) => viewer,
-        Err(sign_in) => return sign_in.into_response(),
-    };
     let whole_resource = !query.resource.is_empty();
     let (changes, scope) = match newest(&app, &query, whole_resource).await {
         Ok(found) => found,

@@ -1,16 +1,21 @@
-//! The nodes (`/ui/nodes`): filtered and paged by the store, in id order, as ListNodes
-//! pages them; and one node (`/ui/nodes/{id}`): its facts, GPUs, health reports with the
-//! rule that judged each event, commands and change history.
+//! The nodes (`/ui/nodes`): filtered, ordered and paged by the store (by id, as ListNodes
+//! pages them, or newest status change first); and one node (`/ui/nodes/{id}`): its
+//! facts, GPUs, health reports with the rule that judged each event, commands, GPU
+//! workloads, runs and change history.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use bosun_core::{LabelSelector, Labels, Node, NodeId, NodeStatus, PoolName, ResourceKind, Timestamp};
-use bosun_store::{ChangeFilter, CommandFilter, Cursor, NodeFilter, PageRequest, StoreError, each_page};
+use axum::http::StatusCode;
+use axum::response::Response;
+use bosun_core::inventory::{InventoryKind, RecordState};
+use bosun_core::{Health, LabelSelector, Labels, Node, NodeId, NodeStatus, PoolName, ResourceKind, Timestamp};
+use bosun_store::inventory::InventoryFilter;
+use bosun_store::{
+    ChangeFilter, CommandFilter, Cursor, NodeFilter, NodeOrder, PageRequest, RunFilter, StoreError, each_page,
+};
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
@@ -24,7 +29,12 @@ const HISTORY: usize = 50;
 #[template(path = "nodes.html")]
 struct NodesPage {
     banner: super::Banner,
-    statuses: Vec<StatusOption>,
+    statuses: Vec<Choice>,
+    healths: Vec<Choice>,
+    sorts: Vec<Choice>,
+    /// What the table is ordered by, in words.
+    order: &'static str,
+    search: String,
     pool: String,
     label: String,
     rows: Vec<NodeRow>,
@@ -33,10 +43,23 @@ struct NodesPage {
     next_href: Option<String>,
 }
 
-struct StatusOption {
+/// One option of a `<select>`.
+struct Choice {
     value: &'static str,
+    title: &'static str,
     selected: bool,
 }
+
+impl Choice {
+    /// The options `values`, with the one written in the query string selected.
+    fn all(values: impl IntoIterator<Item = (&'static str, &'static str)>, written: &str) -> Vec<Choice> {
+        values.into_iter().map(|(value, title)| Choice { value, title, selected: value == written }).collect()
+    }
+}
+
+/// The orders of `/ui/nodes`: the query string's value, the option's title, the order.
+const SORTS: [(&str, &str, NodeOrder); 2] =
+    [("id", "id", NodeOrder::Id), ("changed", "newest status change", NodeOrder::RecentlyChanged)];
 
 struct NodeRow {
     id: String,
@@ -45,15 +68,20 @@ struct NodeRow {
     pool: String,
     gpus: String,
     labels: String,
+    status_changed_at: String,
     last_heartbeat: String,
 }
 
 /// The filters of `/ui/nodes`, as written in its query string.
 #[derive(Default)]
 struct NodesQuery {
+    /// Text the node ids contain.
+    q: String,
     status: String,
+    health: String,
     pool: String,
     label: String,
+    sort: String,
     after: String,
 }
 
@@ -63,9 +91,12 @@ impl NodesQuery {
         super::query_fields(
             query,
             [
+                ("q", &mut parsed.q),
                 ("status", &mut parsed.status),
+                ("health", &mut parsed.health),
                 ("pool", &mut parsed.pool),
                 ("label", &mut parsed.label),
+                ("sort", &mut parsed.sort),
                 ("after", &mut parsed.after),
             ],
         );
@@ -75,15 +106,41 @@ impl NodesQuery {
     /// The store's filter, or the field that is wrong and why.
     fn filter(&self) -> Result<NodeFilter, bosun_core::ValidationError> {
         let status = (!self.status.is_empty()).then(|| self.status.parse::<NodeStatus>()).transpose()?;
+        let health = (!self.health.is_empty()).then(|| self.health.parse::<Health>()).transpose()?;
         let pool = (!self.pool.is_empty()).then(|| self.pool.parse::<PoolName>()).transpose()?;
         let labels = self.label.parse::<LabelSelector>()?;
-        Ok(NodeFilter { status, pool, labels, ..NodeFilter::default() })
+        let id_contains = self.q.trim().to_owned();
+        if id_contains.len() > NodeId::MAX_LEN {
+            return Err(bosun_core::ValidationError::new(
+                "q",
+                format!("is longer than a node id ({} bytes)", NodeId::MAX_LEN),
+            ));
+        }
+        Ok(NodeFilter { status, health, pool, labels, id_contains, ..NodeFilter::default() })
+    }
+
+    /// The order asked for, or what is wrong with it.
+    fn order(&self) -> Result<NodeOrder, bosun_core::ValidationError> {
+        if self.sort.is_empty() {
+            return Ok(NodeOrder::Id);
+        }
+        SORTS.iter().find(|(value, ..)| *value == self.sort).map(|(.., order)| *order).ok_or_else(|| {
+            let known: Vec<&str> = SORTS.iter().map(|(value, ..)| *value).collect();
+            bosun_core::ValidationError::new("sort", format!("{:?} is not one of {}", self.sort, known.join(", ")))
+        })
     }
 
     /// This view's URL with `after` set (or left out).
     fn href(&self, after: Option<&str>) -> String {
         let mut query = url::form_urlencoded::Serializer::new(String::new());
-        for (key, value) in [("status", &self.status), ("pool", &self.pool), ("label", &self.label)] {
+        for (key, value) in [
+            ("q", &self.q),
+            ("status", &self.status),
+            ("health", &self.health),
+            ("pool", &self.pool),
+            ("label", &self.label),
+            ("sort", &self.sort),
+        ] {
             if !value.is_empty() {
                 query.append_pair(key, value);
             }
@@ -96,38 +153,44 @@ impl NodesQuery {
     }
 }
 
-pub(super) async fn list(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub(super) async fn list(
+    State(app): State<Arc<App>>,
+    viewer: super::session::Viewer,
+    RawQuery(query): RawQuery,
+) -> Response {
     let query = NodesQuery::parse(query.as_deref());
-    let viewer = match super::session::viewer(&app, &headers, &query.href(None)) {
-        Ok(viewer) => viewer,
-        Err(sign_in) => return sign_in.into_response(),
-    };
-    let filter = match query.filter() {
-        Ok(filter) => filter,
+    let (filter, order) = match query.filter().and_then(|filter| Ok((filter, query.order()?))) {
+        Ok(asked) => asked,
         Err(error) => return super::bad_request(&format!("{}: {}", error.field, error.problem)),
     };
     let page = PageRequest {
         limit: PAGE_SIZE,
         after: (!query.after.is_empty()).then(|| Cursor::from_token(query.after.clone())),
     };
-    let listed = match app.store.list_nodes(&filter, &page).await {
+    let listed = match app.store.list_nodes_in(order, &filter, &page).await {
         Ok(listed) => listed,
         // A cursor that is not one of ours is the caller's mistake, not the store's.
         Err(StoreError::Invalid(error)) => return super::bad_request(&format!("{}: {}", error.field, error.problem)),
         Err(error) => return super::unavailable(&ApiError::from(error)),
     };
     let rows = listed.items.iter().map(|node| node_row(&app, node)).collect();
-    let selected = filter.status.map(NodeStatus::as_str);
     let page = NodesPage {
         banner: viewer.banner(),
-        statuses: NodeStatus::ALL
-            .iter()
-            .map(|s| StatusOption { value: s.as_str(), selected: Some(s.as_str()) == selected })
-            .collect(),
+        statuses: Choice::all(
+            NodeStatus::ALL.iter().map(|s| (s.as_str(), s.as_str())),
+            filter.status.map_or("", NodeStatus::as_str),
+        ),
+        healths: Choice::all(
+            Health::ALL.iter().map(|h| (h.as_str(), h.as_str())),
+            filter.health.map_or("", Health::as_str),
+        ),
+        sorts: Choice::all(SORTS.iter().map(|(value, title, _)| (*value, *title)), &query.sort),
+        order: SORTS.iter().find(|(.., o)| *o == order).map_or("id", |(_, title, _)| title),
         rows,
         first_page: query.after.is_empty(),
         first_href: query.href(None),
         next_href: listed.next.as_ref().map(|cursor| query.href(Some(cursor.as_token()))),
+        search: query.q,
         pool: query.pool,
         label: query.label,
     };
@@ -142,6 +205,7 @@ fn node_row(app: &App, node: &Node) -> NodeRow {
         pool: node.pool.as_ref().map(ToString::to_string).unwrap_or_default(),
         gpus: if node.gpu_count == 0 { String::new() } else { format!("{} × {}", node.gpu_count, node.gpu_model) },
         labels: labels_text(&node.labels),
+        status_changed_at: node.status_changed_at.to_string(),
         last_heartbeat: time_text(live_heartbeat(app, node)),
     }
 }
@@ -183,7 +247,26 @@ struct NodePage {
     gpus: Vec<GpuRow>,
     health_reports: Vec<HealthRow>,
     commands: Vec<CommandRow>,
+    workloads: Vec<WorkloadRow>,
+    runs: Vec<RunRow>,
     changes: Vec<ChangeRow>,
+}
+
+struct WorkloadRow {
+    pid: u32,
+    process: String,
+    gpus: String,
+    memory: String,
+    container: String,
+    pod: String,
+}
+
+struct RunRow {
+    id: String,
+    kind: &'static str,
+    status: &'static str,
+    requested_by: String,
+    created_at: String,
 }
 
 struct GpuRow {
@@ -219,15 +302,10 @@ struct ChangeRow {
 
 pub(super) async fn get(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    viewer: super::session::Viewer,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let path = format!("/ui/nodes/{}", url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>());
-    let viewer = match super::session::viewer(&app, &headers, &path) {
-        Ok(viewer) => viewer,
-        Err(sign_in) => return sign_in.into_response(),
-    };
     let id: NodeId = match id.parse() {
         Ok(id) => id,
         Err(error) => return super::bad_request(&format!("node id: {}", error.problem)),
@@ -264,6 +342,8 @@ async fn node_page(app: &App, id: &NodeId) -> ApiResult<NodePage> {
     )
     .await?;
     let changes = newest_changes(app, id).await?;
+    let workloads = workloads(app, id).await?;
+    let runs = newest_runs(app, id).await?;
     Ok(NodePage {
         banner: super::Banner::default(),
         done: None,
@@ -323,8 +403,64 @@ async fn node_page(app: &App, id: &NodeId) -> ApiResult<NodePage> {
                 reason: c.reason,
             })
             .collect(),
+        workloads,
+        runs,
         changes,
     })
+}
+
+/// The GPU workloads the node's agent reports (present ones; [`HISTORY`] at most).
+async fn workloads(app: &App, id: &NodeId) -> ApiResult<Vec<WorkloadRow>> {
+    let filter =
+        InventoryFilter { node: Some(id.clone()), gone: Some(false), ..InventoryFilter::kind(InventoryKind::Workload) };
+    let page = app.store.list_inventory(&filter, &PageRequest::first(HISTORY as u32)).await?;
+    Ok(page
+        .items
+        .into_iter()
+        .filter_map(|record| match record.state {
+            RecordState::Workload(w) => Some(WorkloadRow {
+                pid: w.pid,
+                process: w.process_name,
+                gpus: w.gpu_indexes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                memory: format!("{} MiB", w.gpu_memory_bytes >> 20),
+                container: w.container_id.map(|c| c.chars().take(12).collect()).unwrap_or_default(),
+                pod: w
+                    .pod
+                    .map(|pod| match (pod.namespace, pod.name) {
+                        (Some(namespace), Some(name)) => format!("{namespace}/{name}"),
+                        (_, Some(name)) => name,
+                        _ => pod.uid,
+                    })
+                    .unwrap_or_default(),
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The runs that target the node, newest first ([`HISTORY`] at most); runs are listed
+/// oldest first, by their time-ordered ids.
+async fn newest_runs(app: &App, id: &NodeId) -> ApiResult<Vec<RunRow>> {
+    let store = &app.store;
+    let filter = &RunFilter { target: Some(id.to_string()), ..RunFilter::default() };
+    let mut runs = VecDeque::with_capacity(HISTORY + 1);
+    each_page(
+        |page| async move { store.list_runs(filter, &page).await },
+        |page| {
+            for run in page {
+                runs.push_front(RunRow {
+                    id: run.id.to_string(),
+                    kind: run.kind.as_str(),
+                    status: run.status.as_str(),
+                    requested_by: run.requested_by.to_string(),
+                    created_at: run.created_at.to_string(),
+                });
+                runs.truncate(HISTORY);
+            }
+        },
+    )
+    .await?;
+    Ok(runs.into())
 }
 
 /// The node's newest changes, newest first; the log is read forward, page by page.

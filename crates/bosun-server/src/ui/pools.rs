@@ -36,11 +36,7 @@ struct PoolsPage {
     pools: Vec<PoolRow>,
 }
 
-pub(super) async fn list(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let viewer = match session::viewer(&app, &headers, "/ui/pools") {
-        Ok(viewer) => viewer,
-        Err(sign_in) => return sign_in.into_response(),
-    };
+pub(super) async fn list(State(app): State<Arc<App>>, viewer: session::Viewer) -> Response {
     let mut pools = Vec::new();
     let listed = match app.store.list_pools().await {
         Ok(listed) => listed,
@@ -84,14 +80,10 @@ struct InstanceRow {
     message: String,
 }
 
-pub(super) async fn get(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): Path<String>) -> Response {
+pub(super) async fn get(State(app): State<Arc<App>>, viewer: session::Viewer, Path(name): Path<String>) -> Response {
     let name: PoolName = match name.parse() {
         Ok(name) => name,
         Err(error) => return super::bad_request(&format!("pool name: {}", error.problem)),
-    };
-    let viewer = match session::viewer(&app, &headers, &format!("/ui/pools/{name}")) {
-        Ok(viewer) => viewer,
-        Err(sign_in) => return sign_in.into_response(),
     };
     match pool_page(&app, &name).await {
         Ok(page) => super::page(&PoolPage { banner: viewer.banner(), ..page }, StatusCode::OK),
@@ -216,17 +208,13 @@ async fn scale_page(
 /// `GET /ui/pools/{name}/scale?target=N`: asks for confirmation.
 pub(super) async fn confirm_scale(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    viewer: session::Viewer,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
     let name: PoolName = match name.parse() {
         Ok(name) => name,
         Err(error) => return super::bad_request(&format!("pool name: {}", error.problem)),
-    };
-    let viewer = match session::viewer(&app, &headers, &format!("/ui/pools/{name}")) {
-        Ok(viewer) => viewer,
-        Err(sign_in) => return sign_in.into_response(),
     };
     scale_page(&app, &viewer, &name, &target_of(query.as_deref().unwrap_or_default()), None).await
 }
@@ -237,6 +225,7 @@ pub(super) async fn scale(
     Extension(connect): Extension<ConnectRpcService>,
     extensions: Extensions,
     headers: HeaderMap,
+    viewer: session::Viewer,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -246,10 +235,6 @@ pub(super) async fn scale(
     let name: PoolName = match name.parse() {
         Ok(name) => name,
         Err(error) => return super::bad_request(&format!("pool name: {}", error.problem)),
-    };
-    let viewer = match session::viewer(&app, &headers, &format!("/ui/pools/{name}")) {
-        Ok(viewer) => viewer,
-        Err(sign_in) => return sign_in.into_response(),
     };
     let target = target_of(std::str::from_utf8(&body).unwrap_or_default());
     let Ok(number) = target.parse::<u32>() else {

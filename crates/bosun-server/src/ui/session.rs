@@ -2,7 +2,9 @@
 //! becomes a session cookie (`HttpOnly`, `SameSite=Strict`, `Secure` under TLS, 8 hours),
 //! signed with the token's own secret (`Authenticator::sign_session`), so nothing is stored
 //! and every replica accepts it. Agent tokens cannot sign in. A form that changes anything
-//! must come from the dashboard's own pages (`same_origin`).
+//! must come from the dashboard's own pages (`same_origin`). Every sign-in, refused or
+//! not, and every sign-out is an entry in the audit log (methods `bosun.ui/SignIn` and
+//! `bosun.ui/SignOut`), as an API call is.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,6 +15,9 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+
+use bosun_core::{AuditEntry, AuditOutcome, Role};
+use bosun_store::WriteBatch;
 
 use super::Banner;
 use crate::app::App;
@@ -49,6 +54,17 @@ pub(super) struct SignIn {
 impl IntoResponse for SignIn {
     fn into_response(self) -> Response {
         Redirect::to(&self.location).into_response()
+    }
+}
+
+/// A page's viewer, taken from its request: a request without a valid session on a
+/// server with tokens is sent to sign in, and back to this page after.
+impl axum::extract::FromRequestParts<Arc<App>> for Viewer {
+    type Rejection = SignIn;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, app: &Arc<App>) -> Result<Self, SignIn> {
+        let here = parts.uri.path_and_query().map_or("/ui/", |path| path.as_str());
+        viewer(app, &parts.headers, here)
     }
 }
 
@@ -119,6 +135,50 @@ pub(super) async fn form(State(app): State<Arc<App>>, RawQuery(query): RawQuery)
     super::page(&LoginPage { banner: Banner::default(), next: &next, error: None }, StatusCode::OK)
 }
 
+/// What the audit log says of a sign-in or sign-out: who (when known) and how it ended.
+struct Attempt<'a> {
+    method: &'static str,
+    who: Option<&'a Caller>,
+    peer: Option<Peer>,
+    /// `None`: done; else the refusal's code and message.
+    refused: Option<(&'static str, &'a str)>,
+}
+
+/// Writes `attempt` to the audit log; a failure to write is logged and counted, as for an
+/// API call, and does not change the answer.
+async fn audit(app: &App, attempt: Attempt<'_>) {
+    let (actor, role) = match attempt.who {
+        Some(caller @ (Caller::Operator { name } | Caller::Admin { name } | Caller::Agent { name, .. })) => {
+            (name.clone(), Some(caller.role()))
+        }
+        Some(Caller::Node(node)) => (format!("node:{node}"), Some(Role::Agent)),
+        Some(Caller::Anonymous) | None => ("anonymous".to_owned(), None),
+    };
+    let (outcome, code, message) = match attempt.refused {
+        None => (AuditOutcome::Ok, "ok", ""),
+        Some((code, message)) => (AuditOutcome::Refused, code, message),
+    };
+    let entry = AuditEntry {
+        actor,
+        role,
+        method: attempt.method.to_owned(),
+        resource: String::new(),
+        outcome,
+        code: code.to_owned(),
+        message: message.to_owned(),
+        request_id: String::new(),
+        peer: attempt.peer.map(|peer| peer.addr.to_string()),
+    };
+    let batch = WriteBatch::new(bosun_core::Actor::system("audit"), "dashboard sign-in").append_audit(entry);
+    if let Err(error) = app.store.commit(batch).await {
+        app.metrics.audit_write_failed();
+        tracing::warn!(%error, "an audit entry could not be written");
+    }
+}
+
+const SIGN_IN: &str = "bosun.ui/SignIn";
+const SIGN_OUT: &str = "bosun.ui/SignOut";
+
 pub(super) async fn sign_in(
     State(app): State<Arc<App>>,
     extensions: Extensions,
@@ -128,8 +188,12 @@ pub(super) async fn sign_in(
     if app.auth.is_open() {
         return Redirect::to("/ui/").into_response();
     }
+    let peer = extensions.get::<Peer>().copied();
+    let attempt = |who, refused| Attempt { method: SIGN_IN, who, peer, refused };
     if !same_origin(&headers) {
-        return super::forbidden("cross-site request refused: sign in from this server's own page");
+        const CROSS_SITE: &str = "cross-site request refused: sign in from this server's own page";
+        audit(&app, attempt(None, Some(("permission_denied", CROSS_SITE)))).await;
+        return super::forbidden(CROSS_SITE);
     }
     let form = std::str::from_utf8(&body).unwrap_or_default();
     let next = next_page(form);
@@ -140,38 +204,61 @@ pub(super) async fn sign_in(
     let refuse = |status, error: &str| {
         super::page(&LoginPage { banner: Banner::default(), next: &next, error: Some(error) }, status)
     };
-    let peer: Option<IpAddr> = extensions.get::<Peer>().map(|peer| peer.addr.ip());
-    if let Some(ip) = peer
+    let ip: Option<IpAddr> = peer.map(|peer| peer.addr.ip());
+    if let Some(ip) = ip
         && app.auth_limit.check(ip).is_err()
     {
         app.metrics.auth_throttled();
-        return refuse(StatusCode::TOO_MANY_REQUESTS, "too many failed sign-ins from this address; wait and try again");
+        const THROTTLED: &str = "too many failed sign-ins from this address; wait and try again";
+        audit(&app, attempt(None, Some(("resource_exhausted", THROTTLED)))).await;
+        return refuse(StatusCode::TOO_MANY_REQUESTS, THROTTLED);
     }
     let header = format!("Bearer {token}");
     let caller = match app.auth.authenticate(Some(header.as_bytes())) {
         Ok(Credential::Caller(caller @ (Caller::Operator { .. } | Caller::Admin { .. }))) => caller,
-        Ok(_) => return refuse(StatusCode::FORBIDDEN, "agent tokens cannot sign in to the dashboard"),
+        Ok(credential) => {
+            const AGENT: &str = "agent tokens cannot sign in to the dashboard";
+            let who = match &credential {
+                Credential::Caller(caller) => Some(caller.clone()),
+                Credential::NodeToken { node, .. } => Some(Caller::Node(node.clone())),
+            };
+            audit(&app, attempt(who.as_ref(), Some(("permission_denied", AGENT)))).await;
+            return refuse(StatusCode::FORBIDDEN, AGENT);
+        }
         Err(_) => {
             app.metrics.auth_failed();
-            if let Some(ip) = peer {
+            if let Some(ip) = ip {
                 app.auth_limit.failed(ip);
             }
-            return refuse(StatusCode::UNAUTHORIZED, "the token is not valid here");
+            const INVALID: &str = "the token is not valid here";
+            audit(&app, attempt(None, Some(("unauthenticated", INVALID)))).await;
+            return refuse(StatusCode::UNAUTHORIZED, INVALID);
         }
     };
     let Some(session) = app.auth.sign_session(&caller, app.now() + SESSION_TTL) else {
-        return refuse(StatusCode::FORBIDDEN, "this token cannot sign in to the dashboard");
+        const UNSIGNABLE: &str = "this token cannot sign in to the dashboard";
+        audit(&app, attempt(Some(&caller), Some(("permission_denied", UNSIGNABLE)))).await;
+        return refuse(StatusCode::FORBIDDEN, UNSIGNABLE);
     };
     tracing::info!(actor = %caller.actor(), "signed in to the dashboard");
+    audit(&app, attempt(Some(&caller), None)).await;
     let secure = if app.settings.tls.is_some() { "; Secure" } else { "" };
     let cookie =
         format!("{COOKIE}={session}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}{secure}", SESSION_TTL.as_secs());
     set_cookie_and_go(&cookie, &next)
 }
 
-pub(super) async fn sign_out(headers: HeaderMap) -> Response {
+pub(super) async fn sign_out(State(app): State<Arc<App>>, extensions: Extensions, headers: HeaderMap) -> Response {
+    let peer = extensions.get::<Peer>().copied();
+    let who = cookie(&headers).and_then(|value| app.auth.verify_session(value, app.now()));
     if !same_origin(&headers) {
-        return super::forbidden("cross-site request refused: sign out from this server's own page");
+        const CROSS_SITE: &str = "cross-site request refused: sign out from this server's own page";
+        let refused = Some(("permission_denied", CROSS_SITE));
+        audit(&app, Attempt { method: SIGN_OUT, who: who.as_ref(), peer, refused }).await;
+        return super::forbidden(CROSS_SITE);
+    }
+    if who.is_some() {
+        audit(&app, Attempt { method: SIGN_OUT, who: who.as_ref(), peer, refused: None }).await;
     }
     set_cookie_and_go(&format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0"), "/ui/login")
 }

@@ -153,6 +153,11 @@ async fn a_form_posted_from_another_site_changes_nothing() {
     cross_site_form(Backend::Sqlite).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_page_pages_through_a_large_fleet_with_filters() {
+    nodes_page_of_a_large_fleet(Backend::Sqlite).await;
+}
+
 async fn the_overview_shows_the_fleet_and_an_open_node_page_turns_unhealthy_without_a_reload(backend: Backend) {
     let Some(h) = Harness::start_with(backend, open_settings()).await else { return };
     let Some(browser) = browser(&format!("overview-{backend:?}").to_lowercase()).await else { return };
@@ -269,5 +274,143 @@ async fn cross_site_form(backend: Backend) {
     let admin = h.root();
     let listed = admin.list_commands(v1::ListCommandsRequest { node_id: "gpu-1".into(), ..Default::default() });
     assert!(listed.await.expect("commands").into_owned().commands.is_empty(), "nothing was issued");
+    browser.close().await;
+}
+
+/// How many nodes the large-fleet test seeds: 10,000, or `BOSUN_UI_SEED_NODES` (to
+/// measure the nodes page at 100,000: `BOSUN_UI_SEED_NODES=100000 cargo nextest run -p
+/// bosun-server --test e2e large_fleet --no-capture`).
+fn large_fleet_size() -> u32 {
+    std::env::var("BOSUN_UI_SEED_NODES").ok().and_then(|n| n.parse().ok()).unwrap_or(10_000)
+}
+
+/// `node-NNNNN`: every fourth has `team=ml`, every seventh is UNHEALTHY (its health).
+async fn seed_large_fleet(h: &Harness, count: u32) {
+    let store = h.server().store();
+    let now = h.clock.now();
+    let mut batch = bosun_store::WriteBatch::new(bosun_core::Actor::system("seed"), "a large fleet");
+    for i in 0..count {
+        let mut registration = registration(&format!("node-{i:05}"));
+        registration.gpus.truncate(1);
+        if i % 4 == 0 {
+            registration.labels.insert("team", "ml").expect("label");
+        }
+        let mut node = bosun_core::Node::register(&registration, now).expect("a node");
+        if i % 7 == 0 {
+            node.health = bosun_core::Health::Unhealthy;
+        }
+        batch = batch.create_node(node, registration.gpus);
+        if batch.writes.len() == 500 {
+            store
+                .commit(std::mem::replace(
+                    &mut batch,
+                    bosun_store::WriteBatch::new(bosun_core::Actor::system("seed"), "a large fleet"),
+                ))
+                .await
+                .expect("seed");
+        }
+    }
+    if !batch.writes.is_empty() {
+        store.commit(batch).await.expect("seed");
+    }
+}
+
+impl Browser {
+    /// The node ids of the nodes page's table, in order.
+    async fn listed_nodes(&self) -> Vec<String> {
+        let rows = self.client.find_all(Locator::Css("main table tbody th[scope='row']")).await.expect("rows");
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in rows {
+            ids.push(row.text().await.expect("an id"));
+        }
+        ids
+    }
+
+    /// Follows the link `text` and waits for the page it leads to.
+    async fn follow(&self, text: &str) {
+        let before = self.client.current_url().await.expect("url");
+        self.client.find(Locator::LinkText(text)).await.expect(text).click().await.expect("click");
+        self.wait_for_page_after(&before).await;
+    }
+
+    /// How long the current page took, by the browser's own clock (Navigation Timing, ms
+    /// from the start of navigation): its answer's first byte, and the page loaded.
+    async fn navigation_timing(&self) -> String {
+        let script = "const t = performance.getEntriesByType('navigation')[0]; \
+                      return [t.responseStart, t.domInteractive, t.loadEventEnd];";
+        let timing = self.client.execute(script, vec![]).await.expect("timing");
+        let ms = |i: usize| timing[i].as_f64().unwrap_or(f64::NAN);
+        format!("first byte after {:.0} ms, usable after {:.0} ms, loaded after {:.0} ms", ms(0), ms(1), ms(2))
+    }
+
+    /// Waits (within a bound) until another page than `before` has loaded.
+    async fn wait_for_page_after(&self, before: &url::Url) {
+        for _ in 0..400 {
+            let moved = self.client.current_url().await.is_ok_and(|url| url != *before);
+            let ready = self.client.execute("return document.readyState;", vec![]).await;
+            if moved && ready.is_ok_and(|state| state == serde_json::json!("complete")) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no page loaded after {before}");
+    }
+}
+
+async fn nodes_page_of_a_large_fleet(backend: Backend) {
+    let Some(h) = Harness::start_with(backend, open_settings()).await else { return };
+    let Some(browser) = browser("large-fleet").await else { return };
+    let count = large_fleet_size();
+    let seeding = std::time::Instant::now();
+    seed_large_fleet(&h, count).await;
+    eprintln!("seeded {count} nodes in {:?}", seeding.elapsed());
+    let base = h.url();
+
+    // The first page, timed by the browser itself (Navigation Timing): when the server's
+    // answer began to arrive, and when the page was loaded and usable.
+    browser.goto(&format!("{base}/ui/nodes")).await;
+    eprintln!("nodes page ({count} nodes): {}", browser.navigation_timing().await);
+    browser.expect_text("main table caption", "100 nodes on this page, by id").await;
+    let first = browser.listed_nodes().await;
+    assert_eq!((first.len(), first[0].as_str(), first[99].as_str()), (100, "node-00000", "node-00099"));
+    browser.shot("nodes").await;
+    for _ in 0..3 {
+        browser.follow("Next page").await;
+    }
+    assert_eq!(browser.listed_nodes().await[0], "node-00300", "three pages on");
+    browser.follow("First page").await;
+    assert_eq!(browser.listed_nodes().await[0], "node-00000");
+
+    // Filters from the form: UNHEALTHY nodes of team ml, every 28th node.
+    let form = browser.client.form(Locator::Css("form.filters")).await.expect("the filters");
+    form.set_by_name("health", "UNHEALTHY").await.expect("health");
+    form.set_by_name("label", "team=ml").await.expect("label");
+    let unfiltered = browser.client.current_url().await.expect("url");
+    form.submit().await.expect("filter");
+    browser.wait_for_page_after(&unfiltered).await;
+    eprintln!("filtered nodes page: {}", browser.navigation_timing().await);
+    let url = browser.client.current_url().await.expect("url");
+    assert!(url.as_str().contains("health=UNHEALTHY") && url.as_str().contains("label=team%3Dml"), "{url}");
+    let matching = (0..count).filter(|i| i % 28 == 0).count();
+    let mut seen: Vec<String> = browser.listed_nodes().await;
+    browser.shot("filtered").await;
+    while browser.client.find(Locator::LinkText("Next page")).await.is_ok() {
+        browser.follow("Next page").await;
+        seen.extend(browser.listed_nodes().await);
+    }
+    assert_eq!(seen.len(), matching);
+    let expected: Vec<String> = (0..count).filter(|i| i % 28 == 0).map(|i| format!("node-{i:05}")).collect();
+    assert_eq!(seen, expected, "every match once, in order");
+    browser.shot("filtered-last-page").await;
+
+    // Search by id, and the newest status changes first.
+    browser.goto(&format!("{base}/ui/nodes?q=0999")).await;
+    let found = browser.listed_nodes().await;
+    assert!(found.contains(&"node-00999".to_owned()) && found.iter().all(|id| id.contains("0999")), "{found:?}");
+    browser.shot("search").await;
+    browser.goto(&format!("{base}/ui/nodes?sort=changed&health=UNHEALTHY")).await;
+    eprintln!("nodes page by newest change: {}", browser.navigation_timing().await);
+    browser.expect_text("main table caption", "100 nodes on this page, by newest status change").await;
+    browser.shot("by-change").await;
     browser.close().await;
 }

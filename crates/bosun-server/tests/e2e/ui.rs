@@ -3,6 +3,7 @@
 
 use bosun_agent::ControlPlane;
 use bosun_api::v1;
+use bosun_core::Clock as _;
 use bosun_server::Settings;
 use bosun_store::Backend;
 
@@ -15,6 +16,7 @@ on_every_backend!(
     a_confirmed_cordon_goes_through_the_api_as_the_signed_in_operator,
     an_open_node_page_hears_each_change_of_its_node,
     the_events_page_lists_the_newest_changes_by_filter_and_streams_new_ones,
+    the_overview_shows_gpu_utilization_and_the_nodes_that_turned_unhealthy,
 );
 
 /// A raw `GET path`: status, head and body.
@@ -148,9 +150,38 @@ async fn signing_in_takes_an_operator_token_from_this_sites_own_form(backend: Ba
     assert_eq!(request(&h, "GET", "/ui/", &cookie, "").await.0, 303, "expired");
 
     // Signing out clears the cookie.
-    let (status, head, _) = request(&h, "POST", "/ui/logout", &same_site, "").await;
+    let fresh = signed_in(&h, OPERATOR).await;
+    let signing_out = [("origin", origin.as_str()), ("cookie", fresh.as_str())];
+    let (status, head, _) = request(&h, "POST", "/ui/logout", &signing_out, "").await;
     assert_eq!(status, 303);
     assert!(lower(&head).contains("set-cookie: bosun_session=;") && lower(&head).contains("max-age=0"), "{head}");
+
+    // Each attempt is in the audit log, as API calls are.
+    let audit = h.ops(Some(ADMIN)).list_audit(v1::ListAuditRequest::default()).await.expect("audit").into_owned();
+    let attempts: Vec<(&str, &str, &str, &str)> = audit
+        .entries
+        .iter()
+        .filter(|e| e.method.starts_with("bosun.ui/"))
+        .map(|e| (e.method.as_str(), e.actor.as_str(), e.outcome.as_str(), e.code.as_str()))
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            ("bosun.ui/SignIn", "anonymous", "refused", "unauthenticated"),
+            ("bosun.ui/SignIn", "fleet", "refused", "permission_denied"),
+            ("bosun.ui/SignIn", "anonymous", "refused", "permission_denied"),
+            ("bosun.ui/SignIn", "anonymous", "refused", "permission_denied"),
+            ("bosun.ui/SignIn", "anonymous", "refused", "permission_denied"),
+            ("bosun.ui/SignIn", "oncall", "ok", "ok"),
+            ("bosun.ui/SignIn", "oncall", "ok", "ok"),
+            ("bosun.ui/SignOut", "oncall", "ok", "ok"),
+        ],
+        "{audit:?}"
+    );
+    assert!(
+        audit.entries.iter().filter(|e| e.method.starts_with("bosun.ui/")).all(|e| !e.peer.is_empty()),
+        "{audit:?}"
+    );
 }
 
 fn open_settings() -> Settings {
@@ -452,4 +483,122 @@ mod pool_pages {
         assert_eq!(pool.status.last_decision.expect("a decision").target, 3);
         h.stop().await;
     }
+}
+
+fn gpus_at(h: &Harness, node: &str, percents: &[f64]) -> bosun_core::MetricSample {
+    let gpus = percents
+        .iter()
+        .enumerate()
+        .map(|(index, &utilization_percent)| bosun_core::GpuSample {
+            index: index as u32,
+            temperature_c: 50.0,
+            power_w: 300.0,
+            utilization_percent,
+            memory_used_bytes: 1 << 30,
+        })
+        .collect();
+    bosun_core::MetricSample { node_id: node_id(node), at: h.clock.now(), cpu_percent: 5.0, memory_percent: 5.0, gpus }
+}
+
+/// The count in the overview's utilization row `tenth` (0: 0–10 %).
+fn utilization_count(overview: &str, tenth: usize) -> String {
+    let (_, rest) = overview.split_once(&format!("data-utilization=\"{tenth}\">")).expect("a utilization row");
+    rest.split('<').next().expect("a count").to_owned()
+}
+
+/// The section of `page` that begins at the element with id `id`.
+fn section<'a>(page: &'a str, id: &str) -> &'a str {
+    let start = page.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in {page}"));
+    let rest = &page[start..];
+    &rest[..rest.find("</section>").unwrap_or(rest.len())]
+}
+
+async fn the_overview_shows_gpu_utilization_and_the_nodes_that_turned_unhealthy(backend: Backend) {
+    let Some(h) = Harness::start_with(backend, open_settings()).await else { return };
+    let agent = h.agent_client();
+    for node in ["gpu-1", "gpu-2", "gpu-3", "gpu-4"] {
+        agent.register(&registration(node), None).await.expect("register");
+    }
+    agent.heartbeat(&gpus_at(&h, "gpu-1", &[95.0, 85.0])).await.expect("heartbeat");
+    agent.heartbeat(&gpus_at(&h, "gpu-2", &[15.0])).await.expect("heartbeat");
+    h.clock.advance(std::time::Duration::from_secs(1));
+    let xid = bosun_core::HealthEvent {
+        timestamp: h.clock.now(),
+        gpu_index: 0,
+        gpu_uuid: "GPU-gpu-3-0".into(),
+        system: bosun_core::HealthSystem::Driver,
+        event_type: bosun_core::EventType::Xid,
+        metrics: [("xid_code".to_owned(), "79".to_owned())].into(),
+        message: "Xid 79: GPU has fallen off the bus".into(),
+    };
+    agent.report_health(&node_id("gpu-3"), &[], &[xid]).await.expect("report");
+    h.wait_for_node("gpu-3", "UNHEALTHY", |n| status_of(n) == v1::NodeStatus::Unhealthy).await;
+
+    let (status, _, overview) = get(&h, "/ui/").await;
+    assert_eq!(status, 200, "{overview}");
+    // gpu-1 averages 90 %, gpu-2 15 %; gpu-4 is in service without metrics.
+    assert_eq!(utilization_count(&overview, 9), "1", "{overview}");
+    assert_eq!(utilization_count(&overview, 1), "1", "{overview}");
+    assert_eq!(utilization_count(&overview, 0), "0", "{overview}");
+    assert!(overview.contains("1 nodes in service reported no GPU metrics"), "{overview}");
+    assert!(overview.contains("<meter min=\"0\" max=\"1\" value=\"1\""), "bars on one scale: {overview}");
+    let unhealthy = section(&overview, "unhealthy");
+    assert_eq!(listed(unhealthy), ["gpu-3"], "{unhealthy}");
+    assert!(overview.contains("href=\"/ui/nodes?status=UNHEALTHY&amp;sort=changed\""), "{overview}");
+
+    // The nodes page finds it by health, by text in its id, and puts it first by change.
+    let (_, _, by_health) = get(&h, "/ui/nodes?health=UNHEALTHY").await;
+    assert_eq!(listed(&by_health), ["gpu-3"]);
+    assert!(by_health.contains("<option value=\"UNHEALTHY\" selected>"), "{by_health}");
+    let (_, _, by_text) = get(&h, "/ui/nodes?q=u-2").await;
+    assert_eq!(listed(&by_text), ["gpu-2"]);
+    let (_, _, by_change) = get(&h, "/ui/nodes?sort=changed").await;
+    assert_eq!(listed(&by_change)[0], "gpu-3", "the newest change first");
+    assert!(by_change.contains("by newest status change"), "{by_change}");
+    let too_long = format!("/ui/nodes?q={}", "x".repeat(300));
+    for (query, field) in
+        [("/ui/nodes?sort=sideways", "sort"), ("/ui/nodes?health=GREEN", "health"), (too_long.as_str(), "q")]
+    {
+        let (status, _, body) = get(&h, query).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body.contains(field), "{query} names {field}: {body}");
+    }
+
+    // A node page shows the GPU workloads its agent reports and the runs that target it.
+    let workload = bosun_core::inventory::Workload {
+        node_id: node_id("gpu-1"),
+        gpu_indexes: vec![0, 1],
+        pid: 4242,
+        process_name: "train.py".into(),
+        container_id: Some("ab".repeat(32)),
+        pod: None,
+        gpu_memory_bytes: 8 << 30,
+        started_at: Some(h.clock.now()),
+    };
+    agent.report_workloads(&node_id("gpu-1"), &[workload]).await.expect("workloads");
+    let ops = h.ops(None);
+    let runbook = "name: look\nsteps:\n  - cordon: {reason: look}\n";
+    ops.apply_runbook(v1::ApplyRunbookRequest { yaml: runbook.into(), ..Default::default() }).await.expect("apply");
+    let started = v1::StartRunRequest { runbook: "look".into(), nodes: vec!["gpu-1".into()], ..Default::default() };
+    let run = ops.start_run(started).await.expect("start").into_owned().run.as_option().cloned().expect("a run");
+    let (_, _, node) = get(&h, "/ui/nodes/gpu-1").await;
+    let workloads = section(&node, "workloads-heading");
+    assert!(
+        workloads.contains("<td>4242</td><td>train.py</td><td>0, 1</td><td>8192 MiB</td><td>abababababab</td>"),
+        "{workloads}"
+    );
+    let runs = section(&node, "runs-heading");
+    assert!(runs.contains(&format!("<code>{}</code></td><td>runbook</td>", run.id)), "{runs}");
+    let (_, _, other) = get(&h, "/ui/nodes/gpu-2").await;
+    assert!(other.contains("No GPU workloads reported.") && other.contains("No runs target this node."), "{other}");
+
+    // An hour on, the overview no longer lists it (the silent others may have turned
+    // UNHEALTHY since, by liveness); the nodes page still does.
+    h.clock.advance(std::time::Duration::from_secs(3601));
+    let (_, _, later) = get(&h, "/ui/").await;
+    if !later.contains("No node turned UNHEALTHY in the last hour.") {
+        assert!(!listed(section(&later, "unhealthy")).contains(&"gpu-3".to_owned()), "{later}");
+    }
+    let (_, _, still) = get(&h, "/ui/nodes?health=UNHEALTHY&q=gpu-3").await;
+    assert_eq!(listed(&still), ["gpu-3"]);
 }
