@@ -53,6 +53,7 @@ mod error;
 mod exposition;
 mod fleet;
 mod http;
+mod inproc;
 mod instances;
 mod inventory;
 mod inventory_agent;
