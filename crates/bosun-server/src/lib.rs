@@ -60,6 +60,7 @@ mod inventory_agent;
 mod inventory_services;
 mod inventory_tasks;
 mod loops;
+mod mcp;
 mod metrics;
 mod nodes;
 mod notifier;

@@ -38,7 +38,9 @@ pub(super) async fn call(
     let request_id = format!("ui-{}", uuid::Uuid::now_v7());
     let who = inproc::As { bearer, peer, request_id: &request_id };
     inproc::call(connect, who, method, body).await.map_err(|error| match error {
-        CallError::Refused { code, message } => Refused { status: status_of(&code), message: format!("{code}: {message}") },
+        CallError::Refused { code, message } => {
+            Refused { status: status_of(&code), message: format!("{code}: {message}") }
+        }
         CallError::Failed(message) => Refused { status: StatusCode::INTERNAL_SERVER_ERROR, message },
     })
 }
