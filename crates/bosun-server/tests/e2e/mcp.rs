@@ -17,6 +17,7 @@ use crate::harness::*;
 
 on_sql_backends!(
     an_agent_reads_the_fleet_through_mcp,
+    the_readme_exchange_over_plain_http,
     only_operator_and_admin_tokens_may_use_mcp,
     the_configuration_turns_mcp_off,
     each_token_is_rate_limited,
@@ -167,6 +168,53 @@ async fn open_session(h: &Harness, token: &str) -> String {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"serverInfo\""), "{body}");
     headers.get("mcp-session-id").and_then(|v| v.to_str().ok()).expect("a session id").to_owned()
+}
+
+/// The JSON-RPC message in an event stream's one `data:` line.
+fn event(body: &str) -> Value {
+    let data: Vec<&str> =
+        body.lines().filter_map(|line| line.strip_prefix("data:")).map(str::trim).filter(|d| !d.is_empty()).collect();
+    assert_eq!(data.len(), 1, "one message: {body}");
+    serde_json::from_str(data[0]).unwrap_or_else(|e| panic!("JSON ({e}): {body}"))
+}
+
+/// The curl exchange README.md shows, over plain HTTP.
+async fn the_readme_exchange_over_plain_http(backend: Backend) {
+    let Some(h) = Harness::start_with(backend, mcp_settings()).await else { return };
+    h.agent_client().register(&registration("n1"), None).await.expect("register");
+    let session = open_session(&h, OPERATOR).await;
+    let auth = bearer(OPERATOR);
+    let in_session = [("authorization", auth.as_str()), ("mcp-session-id", session.as_str())];
+    let (status, _, body) = post(&h, &in_session, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await;
+    assert_eq!((status, body.as_str()), (202, ""));
+    let (status, headers, body) = post(&h, &in_session, LIST_TOOLS).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers.get("content-type").and_then(|v| v.to_str().ok()), Some("text/event-stream"));
+    let tools: Value = event(&body);
+    assert_eq!(tools["result"]["tools"][1]["name"], "get_node", "{body}");
+    assert_eq!(tools["result"]["tools"][1]["annotations"]["readOnlyHint"], true, "{body}");
+    let get_node =
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_node","arguments":{"node_id":"n1"}}}"#;
+    let (status, _, body) = post(&h, &in_session, get_node).await;
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = event(&body);
+    assert_eq!(answer["id"], 3);
+    assert_eq!(answer["result"]["isError"], false, "{body}");
+    assert_eq!(answer["result"]["structuredContent"]["node"]["nodeId"], "n1", "{body}");
+    assert_eq!(answer["result"]["content"][0]["type"], "text", "{body}");
+
+    let response = http_client()
+        .delete(format!("{}/mcp", h.url()))
+        .header("authorization", &auth)
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .expect("an answer");
+    assert!(response.status().is_success(), "{}", response.status());
+    let (status, _, body) = post(&h, &in_session, LIST_TOOLS).await;
+    assert_eq!(status, 404, "the session is gone: {body}");
+    assert_eq!(jsonrpc_error(&body).0, -32600);
+    h.stop().await;
 }
 
 async fn only_operator_and_admin_tokens_may_use_mcp(backend: Backend) {
