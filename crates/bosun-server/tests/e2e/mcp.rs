@@ -19,6 +19,7 @@ on_sql_backends!(
     an_agent_reads_the_fleet_through_mcp,
     the_readme_exchange_over_plain_http,
     only_operator_and_admin_tokens_may_use_mcp,
+    an_open_server_takes_anonymous_calls_from_this_machine,
     the_configuration_turns_mcp_off,
     each_token_is_rate_limited,
     bad_input_is_a_json_rpc_error_below_500,
@@ -247,6 +248,22 @@ async fn only_operator_and_admin_tokens_may_use_mcp(backend: Backend) {
     let (status, _, body) = post(&h, &[("authorization", &operator), ("mcp-session-id", &session)], LIST_TOOLS).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("get_node"), "{body}");
+    h.stop().await;
+}
+
+async fn an_open_server_takes_anonymous_calls_from_this_machine(backend: Backend) {
+    let settings = bosun_server::Settings { auth: bosun_config::AuthConfig::default(), ..mcp_settings() };
+    let Some(h) = Harness::start_with(backend, settings).await else { return };
+    h.agent_client().register(&registration("n1"), None).await.expect("register");
+    let config = StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", h.url()));
+    let client = ().serve(StreamableHttpClientTransport::with_client(http_client(), config)).await.expect("a session");
+    let node = call(&client, "get_node", json!({"node_id": "n1"})).await;
+    assert_eq!(node.is_error, Some(false), "{}", text(&node));
+    client.cancel().await.expect("closed");
+    // Without tokens, a request addressed to another name (a DNS-rebinding page) is refused.
+    let (status, _, body) = post(&h, &[("host", "rebound.example")], INITIALIZE).await;
+    assert_eq!(status, 403, "{body}");
+    jsonrpc_error(&body);
     h.stop().await;
 }
 
