@@ -11,6 +11,7 @@ use crate::auth::AuthConfig;
 use crate::error::ConfigError;
 use crate::expand::expand;
 use crate::inventory::InventoryConfig;
+use crate::mcp::McpConfig;
 use crate::pool::{PoolConfig, check_defaults};
 use crate::provider::ProviderConfig;
 use crate::redact::redact_by_name;
@@ -29,6 +30,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub retention: RetentionConfig,
     pub inventory: InventoryConfig,
+    pub mcp: McpConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
     /// `defaults` are already folded into each pool. No pools is valid: the server then
     /// provisions nothing and serves the agents that register on their own.
@@ -86,6 +88,7 @@ impl Config {
         let api = ApiConfig::resolve(document.api.as_ref())?;
         let retention = RetentionConfig::resolve(document.retention.as_ref())?;
         let inventory = InventoryConfig::resolve(document.inventory.as_ref())?;
+        let mcp = McpConfig::resolve(document.mcp.as_ref())?;
         let providers = document
             .providers
             .unwrap_or_default()
@@ -100,7 +103,7 @@ impl Config {
             .iter()
             .map(|(name, raw)| PoolConfig::resolve(name, raw, &defaults, &providers))
             .collect::<Result<BTreeMap<_, _>, _>>()?;
-        Ok(Self { server, store, auth, api, retention, inventory, providers, pools })
+        Ok(Self { server, store, auth, api, retention, inventory, mcp, providers, pools })
     }
 
     fn to_schema(&self) -> schema::Document {
@@ -111,6 +114,7 @@ impl Config {
             api: Some(self.api.to_schema()),
             retention: Some(self.retention.to_schema()),
             inventory: self.inventory.to_schema(),
+            mcp: Some(self.mcp.to_schema()),
             providers: Some(self.providers.iter().map(|(name, p)| (name.clone(), p.to_schema())).collect()),
             pools: Some(self.pools.iter().map(|(name, p)| (name.to_string(), p.to_schema())).collect()),
             defaults: None,

@@ -2,9 +2,9 @@
 //!
 //! The schema is Navarch's (`server`, `providers`, `pools`, `defaults`), so a Navarch
 //! configuration loads unchanged with the same meaning, extended with `store`, `auth`,
-//! `api`, `retention` and bosun's pool keys. Loading is strict: an unknown key anywhere is an error
-//! naming its path, `${VAR}` is expanded from the environment first, and durations carry
-//! units (`30s`, `5m`, `1h30m`).
+//! `api`, `retention`, `inventory`, `mcp` and bosun's pool keys. Loading is strict: an
+//! unknown key anywhere is an error naming its path, `${VAR}` is expanded from the
+//! environment first, and durations carry units (`30s`, `5m`, `1h30m`).
 //!
 //! **Architecture Invariant:** this crate turns text into typed settings and back; it
 //! starts nothing and connects to nothing. Pools come out as bosun-core [`PoolSpec`]s.
@@ -25,6 +25,7 @@
 //! - `inventory`: the systems (Proxmox VE clusters) bosun reads its inventory from, the
 //!   declaration of what it should hold, and the services (named label selectors over
 //!   VMs, containers and workloads).
+//! - `mcp`: the MCP tool server (`/mcp`): whether it serves and its per-token rate limit.
 //! - [`declaration`]: inventory declarations (the VMs and containers that should be
 //!   there), parsed as strictly as the file into `bosun_core::inventory::drift` terms.
 //! - `setup`: the placeholders of `setup_commands` and their syntax, shared with the SSH
@@ -46,6 +47,7 @@ pub mod duration;
 mod error;
 mod expand;
 pub mod inventory;
+mod mcp;
 mod notifier;
 mod parse;
 mod pool;
@@ -64,6 +66,7 @@ pub use auth::{AuthConfig, AuthToken, NodeTokenKey, Role, TokenSource};
 pub use config::Config;
 pub use error::{ConfigError, ConfigErrorKind};
 pub use inventory::{DeclarationConfig, InventoryConfig, InventorySource, InventorySourceKind};
+pub use mcp::McpConfig;
 pub use notifier::{NotifierConfig, WebhookConfig};
 pub use pool::{PoolConfig, SshConfig};
 pub use provider::{

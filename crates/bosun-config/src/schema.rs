@@ -26,7 +26,7 @@ use crate::redact::{Secret, SensitiveUrl};
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping of server, store, auth, api, retention, inventory, providers, pools and defaults"
+    expecting = "a mapping of server, store, auth, api, retention, inventory, mcp, providers, pools and defaults"
 )]
 pub(crate) struct Document {
     pub server: Option<Server>,
@@ -35,6 +35,7 @@ pub(crate) struct Document {
     pub api: Option<Api>,
     pub retention: Option<Retention>,
     pub inventory: Option<Inventory>,
+    pub mcp: Option<Mcp>,
     pub providers: Option<BTreeMap<String, Provider>>,
     pub pools: Option<BTreeMap<String, Pool>>,
     pub defaults: Option<Defaults>,
@@ -46,6 +47,13 @@ pub(crate) struct Retention {
     pub runs: Option<ConfigDuration>,
     pub audit: Option<ConfigDuration>,
     pub inventory_syncs: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Mcp {
+    pub enabled: Option<bool>,
+    pub rate_limit_per_second: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

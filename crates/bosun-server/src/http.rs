@@ -41,6 +41,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     let body_limits = BodyLimits { max_bytes: limit, timeout: app.settings.request_body_timeout };
     // Layers run outside in: the content type is checked before the body is read.
     let ui = crate::ui::router(Arc::clone(&app), connect.clone());
+    let mcp = crate::mcp::router(Arc::clone(&app), connect.clone());
     let rpc = Router::new()
         .fallback_service(connect)
         .layer(axum::middleware::from_fn_with_state(body_limits, bounded_body))
@@ -50,8 +51,9 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(app)
-        // Before the services' fallback, so `/ui/...` never reaches them.
+        // Before the services' fallback, so `/ui/...` and `/mcp` never reach them.
         .merge(ui)
+        .merge(mcp)
         .merge(rpc)
 }
 

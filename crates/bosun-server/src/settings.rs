@@ -92,6 +92,8 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Who hears about cordons, uncordons and drains (`server.notifier`).
     pub notifier: bosun_config::NotifierConfig,
+    /// The MCP server at `/mcp` (`mcp`): whether it serves, its per-token rate limit.
+    pub mcp: bosun_config::McpConfig,
     /// How notifier deliveries are retried.
     pub notifier_retry: crate::notifier::RetryPolicy,
 }
@@ -148,6 +150,7 @@ impl Settings {
             retention_interval: Duration::from_secs(300),
             change_poll_interval: Duration::from_secs(1),
             autoscale_interval: server.autoscale_interval,
+            mcp: config.mcp,
             shutdown_timeout: Duration::from_secs(10),
             notifier: server.notifier.clone(),
             notifier_retry: crate::notifier::RetryPolicy::default(),

@@ -49,6 +49,7 @@ fn the_full_example_means_what_it_says() {
     assert_eq!(roles, [Role::Admin, Role::Operator, Role::Agent, Role::Agent]);
     assert_eq!(config.api.max_request_bytes, 8 * 1024 * 1024);
     assert_eq!(config.api.command_ttl, Duration::from_secs(7200));
+    assert_eq!(config.mcp, bosun_config::McpConfig { enabled: false, rate_limit_per_second: 20 });
     assert_eq!(config.providers["local"], ProviderConfig::Process { gpu_count: 4 });
 
     let research = pool(&config, "research");
@@ -152,6 +153,9 @@ retention:
   runs: 720h
   audit: 8760h
   inventory_syncs: 720h
+mcp:
+  enabled: true
+  rate_limit_per_second: 10
 providers: {}
 pools: {}
 "

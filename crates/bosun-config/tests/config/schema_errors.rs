@@ -17,7 +17,7 @@ const AUTOSCALING_KEYS: &str = "type, scale_up_at, scale_down_at, jobs_per_node,
 fn unknown_keys_name_their_full_path_at_every_depth() {
     let pool = |keys: &str| with_pool(&format!("provider: fake\ninstance_type: t\nmax_nodes: 3\n{keys}"));
     let cases = [
-        ("sever: {}\n".to_owned(), "sever", "server, store, auth, api, retention, inventory, providers, pools, defaults".to_owned()),
+        ("sever: {}\n".to_owned(), "sever", "server, store, auth, api, retention, inventory, mcp, providers, pools, defaults".to_owned()),
         (
             "server:\n  adress: x\n".to_owned(),
             "server.adress",
@@ -195,7 +195,7 @@ fn a_document_that_is_not_a_mapping() {
     assert_eq!(err.key(), None);
     assert_eq!(
         err.problem(),
-        "invalid type: sequence, expected a mapping of server, store, auth, api, retention, inventory, providers, pools and defaults"
+        "invalid type: sequence, expected a mapping of server, store, auth, api, retention, inventory, mcp, providers, pools and defaults"
     );
 }
 

@@ -1,20 +1,15 @@
-//! The dashboard's actions go through the API itself: each is a Connect call made
-//! in-process to the same service the port serves, as the signed-in caller (their token as
-//! the bearer) from the browser's address, so authentication, permissions, validation, the
-//! audit log and the RPC metrics are the API's own code, not a copy.
+//! The dashboard's actions go through the API itself: each is an in-process Connect call
+//! (`inproc::call`) to the same service the port serves, as the signed-in caller (their
+//! token as the bearer) from the browser's address, so authentication, permissions,
+//! validation, the audit log and the RPC metrics are the API's own code, not a copy.
 
-use axum::body::Bytes;
-use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::http::StatusCode;
 use connectrpc::ConnectRpcService;
-use http_body_util::{BodyExt as _, Full};
-use tower::ServiceExt as _;
 
 use super::session::Viewer;
 use crate::app::App;
+use crate::inproc::{self, CallError};
 use crate::transport::Peer;
-
-/// Most bytes of an answer the dashboard reads.
-const MAX_ANSWER: usize = 1 << 20;
 
 /// What the API said instead of doing it.
 #[derive(Debug)]
@@ -33,39 +28,21 @@ pub(super) async fn call(
     method: &str,
     body: &serde_json::Value,
 ) -> Result<serde_json::Value, Refused> {
-    let internal = |message: String| Refused { status: StatusCode::INTERNAL_SERVER_ERROR, message };
-    let mut request = Request::post(method)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header("connect-protocol-version", "1")
-        .header("x-request-id", format!("ui-{}", uuid::Uuid::now_v7()))
-        .body(Full::new(Bytes::from(body.to_string())))
-        .map_err(|e| internal(format!("the call could not be made: {e}")))?;
-    if let Viewer::SignedIn(caller) = viewer {
-        let secret = app.auth.bearer_for(caller).ok_or_else(|| Refused {
+    let bearer = match viewer {
+        Viewer::SignedIn(caller) => Some(app.auth.bearer_for(caller).ok_or_else(|| Refused {
             status: StatusCode::UNAUTHORIZED,
             message: "your token is no longer configured; sign in again".to_owned(),
-        })?;
-        let bearer = HeaderValue::from_str(&format!("Bearer {secret}"))
-            .map_err(|_| internal("the token cannot be sent".to_owned()))?;
-        request.headers_mut().insert(header::AUTHORIZATION, bearer);
-    }
-    if let Some(peer) = peer {
-        request.extensions_mut().insert(peer);
-    }
-    let response = connect.clone().oneshot(request).await.unwrap_or_else(|never| match never {});
-    let status = response.status();
-    let bytes = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
-        .collect()
-        .await
-        .map_err(|e| internal(format!("the answer could not be read: {e}")))?
-        .to_bytes();
-    let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    if status.is_success() {
-        return Ok(answer);
-    }
-    let code = answer["code"].as_str().unwrap_or("unknown");
-    let message = answer["message"].as_str().unwrap_or("the API refused the call");
-    Err(Refused { status: status_of(code), message: format!("{code}: {message}") })
+        })?),
+        Viewer::Open => None,
+    };
+    let request_id = format!("ui-{}", uuid::Uuid::now_v7());
+    let who = inproc::As { bearer, peer, request_id: &request_id };
+    inproc::call(connect, who, method, body).await.map_err(|error| match error {
+        CallError::Refused { code, message } => {
+            Refused { status: status_of(&code), message: format!("{code}: {message}") }
+        }
+        CallError::Failed(message) => Refused { status: StatusCode::INTERNAL_SERVER_ERROR, message },
+    })
 }
 
 /// The page's status for a Connect error code.

@@ -17,6 +17,7 @@ mod instances;
 mod inventory;
 mod lifecycle;
 mod liveness;
+mod mcp;
 mod navarch;
 mod notifier;
 mod ops;
