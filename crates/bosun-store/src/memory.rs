@@ -1101,7 +1101,14 @@ impl IntegritySource for Check<'_> {
             // A node's last heartbeat lives in the node itself: it cannot outlive it.
             Reference::LivenessToNode => Vec::new(),
             // A run's targets live in the run itself, a storage's hosts in the storage.
-            Reference::RunTargetToRun | Reference::HostOfStorage => Vec::new(),
+            // Targets live in their run, a host's storage links in the host, and a request's
+            // response and token usage in its one usage record.
+            Reference::RunTargetToRun
+            | Reference::HostOfStorage
+            | Reference::LlmResponseToRequest
+            | Reference::TokenUsageToRequest => Vec::new(),
+            // No usage is kept in memory yet.
+            Reference::LlmRequestToRun | Reference::TokenUsageToRun => Vec::new(),
             Reference::RunEventToRun => state
                 .ledger
                 .events
