@@ -210,6 +210,7 @@ macro_rules! sql_conformance {
         conformance_cases!($backend;
             ledger::the_database_refuses_to_change_the_audit_log_and_run_events,
             ledger::the_ledger_views_return_what_the_data_implies,
+            usage::the_usage_views_return_what_the_data_implies,
         );
     };
 }

@@ -279,3 +279,53 @@ pub(crate) async fn every_backend_starts_with_the_same_prices(ctx: &Ctx) {
         ctx.store.pricing(None).await.expect("pricing").into_iter().filter(|p| p.updated_by == "migration").collect();
     assert_eq!(seeded, crate::usage::seed_prices());
 }
+
+pub(crate) async fn the_usage_views_return_what_the_data_implies(ctx: &Ctx) {
+    // The summary view judges "the last 30 days" by the database's own clock.
+    let now = bosun_core::Clock::now(&bosun_core::SystemClock);
+    let day = Duration::from_secs(24 * 3600);
+    ctx.store.commit(batch("price").put_price(acme("acme-large", now - 60 * day))).await.expect("price");
+    let run = TaskRun::new(RunKind::AiSession, RunStatus::Running, Actor::operator("oncall"), vec![], now);
+    ctx.store.commit(batch("session").create_run(run.clone())).await.expect("an AI session");
+    let at = |mut usage: LlmUsage, when: Timestamp| {
+        usage.at = when;
+        usage
+    };
+    let mut in_run = at(usage(ctx, "acme-large", 2000, 1000, 1000), now);
+    in_run.run_id = Some(run.id);
+    let mut unknown = at(usage(ctx, "acme-mystery", 5, 0, 5), now);
+    unknown.run_id = Some(run.id);
+    let old = at(usage(ctx, "acme-large", 1_000_000, 0, 0), now - 40 * day);
+    for usage in [&in_run, &unknown, &old] {
+        record(ctx, usage).await;
+    }
+
+    let text = |s: &str| Some(s.to_owned());
+    let recent = super::ledger::raw_sql(
+        ctx,
+        "SELECT model, CAST(requests AS TEXT), CAST(input_tokens AS TEXT), CAST(output_tokens AS TEXT), \
+         CAST(cached_input_tokens AS TEXT), CAST(CAST(ROUND(cost_usd * 1000000) AS INTEGER) AS TEXT), \
+         CAST(unpriced_requests AS TEXT) FROM recent_token_usage_summary WHERE provider = 'acme' ORDER BY model",
+    )
+    .await
+    .expect("recent_token_usage_summary");
+    assert_eq!(
+        recent,
+        [
+            vec![text("acme-large"), text("1"), text("2000"), text("1000"), text("1000"), text("21300"), text("0")],
+            vec![text("acme-mystery"), text("1"), text("5"), text("5"), text("0"), None, text("1")],
+        ],
+        "the 40-day-old request is outside the window"
+    );
+    let cost = super::ledger::raw_sql(
+        ctx,
+        &format!(
+            "SELECT kind, CAST(requests AS TEXT), CAST(CAST(ROUND(cost_usd * 1000000) AS INTEGER) AS TEXT), \
+             CAST(unpriced_requests AS TEXT) FROM run_cost WHERE CAST(run_id AS TEXT) = '{}'",
+            run.id
+        ),
+    )
+    .await
+    .expect("run_cost");
+    assert_eq!(cost, [vec![text("ai_session"), text("2"), text("21300"), text("1")]]);
+}
