@@ -31,9 +31,14 @@ named_enum!(
         Workload => "workload",
         Drift => "drift",
         Service => "service",
+        Price => "price",
+        LlmUsage => "llm_usage",
+        Setting => "setting",
     }
 );
 
+// `price`, `llm_usage` and `setting` name records in errors only: they are kept without
+// change records (prices and settings are audited by the API; usage is appended).
 impl ResourceKind {
     /// Whether the change log is the only place its resources are kept: a drift report
     /// (the inventory's difference from its declaration) has no row of its own, each

@@ -180,6 +180,10 @@ time_ordered_id!(
     RunId, field = "run_id"
 );
 time_ordered_id!(
+    /// A recorded LLM request's id.
+    LlmUsageId, field = "usage_id"
+);
+time_ordered_id!(
     /// An approval's id.
     ApprovalId, field = "approval_id"
 );

@@ -50,7 +50,8 @@ pub struct Runbook {
 }
 
 named_enum!(
-    /// What started a run.
+    /// What started a run (`ai_session`: an AI agent's MCP session, its tool calls recorded
+    /// on it; `ai_action`: one gated action such an agent asked for).
     RunKind, field = "kind" {
         Runbook => "runbook",
         Replacement => "replacement",
@@ -58,6 +59,8 @@ named_enum!(
         DriftRepair => "drift_repair",
         ProviderOperation => "provider_operation",
         External => "external",
+        AiSession => "ai_session",
+        AiAction => "ai_action",
     }
 );
 

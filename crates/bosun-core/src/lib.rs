@@ -23,6 +23,8 @@
 //!   [`workloads`]: the limits and checks of an agent's report of its GPU workloads.
 //! - [`ledger`]: the operations ledger: runbooks, task runs with events and artifacts,
 //!   tools and their calls, approval policies and approvals, audit entries, and [`Role`]s.
+//! - [`usage`]: LLM usage, model prices and their cost arithmetic, and control settings
+//!   (the MCP kill switch).
 //! - [`change`]: change records (history, audit, watch) and [`Actor`]s.
 //! - [`validation`]: field-naming validation errors shared by every entry point.
 
@@ -92,6 +94,7 @@ mod serde_secs;
 pub mod size;
 pub mod stats;
 pub mod time;
+pub mod usage;
 pub mod validation;
 pub mod workloads;
 pub mod xid;
@@ -101,8 +104,8 @@ pub use change::{Actor, ChangeOp, ChangeRecord, ResourceKind};
 pub use command::{Command, CommandEvent, CommandKind};
 pub use health::{CheckResult, ClassifiedEvent, EventType, Health, HealthEvent, HealthReport, HealthSystem, Verdict};
 pub use ids::{
-    ApprovalId, ApprovalPolicyName, CommandId, InstanceId, LeaseName, NodeId, PoolName, ReplicaId, Revision, RunId,
-    RunbookName, ServiceName, SourceName, ToolName,
+    ApprovalId, ApprovalPolicyName, CommandId, InstanceId, LeaseName, LlmUsageId, NodeId, PoolName, ReplicaId,
+    Revision, RunId, RunbookName, ServiceName, SourceName, ToolName,
 };
 pub use instance::Instance;
 pub use labels::{LabelSelector, Labels};
@@ -122,4 +125,5 @@ pub use policy::StoredPolicy;
 pub use pool::{Pool, PoolSpec, PoolStatus};
 pub use remediation::{Remediation, RemediationAction, RemediationSpec};
 pub use time::{Clock, FakeClock, SystemClock, Timestamp};
+pub use usage::{Cost, LlmText, LlmUsage, Price, Setting, UsageFilter, UsageGroup, UsageKey, UsageRow};
 pub use validation::ValidationError;

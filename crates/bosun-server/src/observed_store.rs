@@ -270,6 +270,22 @@ impl Store for ObservedStore {
         self.observe("tools", self.inner.tools()).await
     }
 
+    async fn pricing(&self, current_at: Option<Timestamp>) -> Result<Vec<bosun_core::Price>> {
+        self.observe("pricing", self.inner.pricing(current_at)).await
+    }
+
+    async fn llm_usage(&self, id: &bosun_core::LlmUsageId) -> Result<bosun_core::LlmUsage> {
+        self.observe("llm_usage", self.inner.llm_usage(id)).await
+    }
+
+    async fn usage_summary(&self, filter: &bosun_core::UsageFilter) -> Result<Vec<bosun_core::UsageRow>> {
+        self.observe("usage_summary", self.inner.usage_summary(filter)).await
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<bosun_core::Setting>> {
+        self.observe("setting", self.inner.setting(name)).await
+    }
+
     async fn tool_calls(&self, run: &RunId) -> Result<Vec<StoredToolCall>> {
         self.observe("tool_calls", self.inner.tool_calls(run)).await
     }

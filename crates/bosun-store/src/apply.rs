@@ -19,9 +19,9 @@ use std::task::{Context, Poll, Waker};
 use bosun_core::node::Gpu;
 use bosun_core::{
     Actor, Approval, ApprovalId, ApprovalPolicy, ApprovalPolicyName, AuditEntry, BootstrapLog, ChangeOp, Command,
-    CommandId, Fence, HealthReport, Instance, InstanceId, Lease, LeaseName, LeaseObservation, Node, NodeId, Pool,
-    PoolName, ReplicaId, ResourceKind, Revision, RunEvent, RunId, Runbook, RunbookName, StoredPolicy, TaskRun,
-    Timestamp, ToolCall, ToolDefinition, ToolName,
+    CommandId, Fence, HealthReport, Instance, InstanceId, Lease, LeaseName, LeaseObservation, LlmUsage, Node, NodeId,
+    Pool, PoolName, Price, ReplicaId, ResourceKind, Revision, RunEvent, RunId, Runbook, RunbookName, Setting,
+    StoredPolicy, TaskRun, Timestamp, ToolCall, ToolDefinition, ToolName,
 };
 
 use bosun_core::SourceName;
@@ -198,6 +198,24 @@ pub(crate) trait Transaction {
         at: Timestamp,
     ) -> Result<()>;
 
+    // LLM usage, prices and settings (rules in `crate::usage`).
+    /// The price of (provider, model) starting exactly at `from`.
+    async fn price(&mut self, provider: &str, model: &str, from: Timestamp) -> Result<Option<Price>>;
+    /// The model's open-ended price with the latest start, if any.
+    async fn open_price(&mut self, provider: &str, model: &str) -> Result<Option<Price>>;
+    /// The price in effect at `at` (the latest start among those covering it).
+    async fn price_at(&mut self, provider: &str, model: &str, at: Timestamp) -> Result<Option<Price>>;
+    /// Inserts a price, or replaces the one with its provider, model and start.
+    async fn put_price(&mut self, price: &Price) -> Result<()>;
+    /// Ends `price` at `to`.
+    async fn close_price(&mut self, price: &Price, to: Timestamp) -> Result<()>;
+    /// Inserts a request, its response and its token usage; a taken id or provider request
+    /// id is reported.
+    async fn insert_llm_usage(&mut self, usage: &LlmUsage) -> Result<Insert>;
+    async fn setting(&mut self, name: &str) -> Result<Option<Setting>>;
+    async fn insert_setting(&mut self, setting: &Setting) -> Result<Insert>;
+    async fn update_setting(&mut self, setting: &Setting) -> Result<()>;
+
     /// The revision of the latest change record of `kind` under `id`, if there is one.
     async fn last_change_revision(&mut self, kind: ResourceKind, id: &str) -> Result<Option<Revision>>;
     /// Appends change records in order; returns their sequence numbers, in the same order.
@@ -267,6 +285,14 @@ pub(crate) struct Applied {
 impl Applied {
     pub(crate) fn appended(id: u64) -> Self {
         Applied { outcome: WriteOutcome::Appended { id }, changes: Vec::new() }
+    }
+
+    pub(crate) fn stored(revision: Revision) -> Self {
+        Applied { outcome: WriteOutcome::Stored { revision }, changes: Vec::new() }
+    }
+
+    pub(crate) fn priced(cost_micro_usd: Option<u64>) -> Self {
+        Applied { outcome: WriteOutcome::Priced { cost_micro_usd }, changes: Vec::new() }
     }
 
     pub(crate) fn synced(sync_id: u64, counts: SyncCounts, changes: Vec<ChangeDraft>) -> Self {
@@ -467,6 +493,9 @@ async fn apply<T: Transaction>(tx: &mut T, options: &StoreOptions, stamp: Stamp<
         Write::UpdateApproval { approval, expected } => ledger::update_approval(tx, approval, *expected).await,
         Write::AppendAudit(entry) => ledger::append_audit(tx, stamp, entry).await,
         Write::SyncInventory(sync) => crate::inventory::sync(tx, stamp, sync).await,
+        Write::PutPrice(price) => crate::usage::put_price(tx, stamp, price).await,
+        Write::RecordLlmUsage(usage) => crate::usage::record_llm_usage(tx, usage).await,
+        Write::PutSetting { setting, expected } => crate::usage::put_setting(tx, stamp, setting, *expected).await,
         Write::RecordDrift { id, report } => {
             rules::check_drift_id(id)?;
             // Retention keeps the latest record of every resource, so the count goes on.

@@ -44,10 +44,14 @@ pub(crate) enum Reference {
     ToolCallToRun,
     ToolCallToApproval,
     HostOfStorage,
+    LlmRequestToRun,
+    LlmResponseToRequest,
+    TokenUsageToRequest,
+    TokenUsageToRun,
 }
 
 impl Reference {
-    pub const ALL: [Reference; 14] = [
+    pub const ALL: [Reference; 18] = [
         Reference::CommandToNode,
         Reference::CommandEventToCommand,
         Reference::InstanceToNode,
@@ -62,6 +66,10 @@ impl Reference {
         Reference::ToolCallToRun,
         Reference::ToolCallToApproval,
         Reference::HostOfStorage,
+        Reference::LlmRequestToRun,
+        Reference::LlmResponseToRequest,
+        Reference::TokenUsageToRequest,
+        Reference::TokenUsageToRun,
     ];
 
     /// The SQL tables of the child and the parent (every foreign key of the schemas is one
@@ -83,6 +91,10 @@ impl Reference {
             Reference::ToolCallToRun => ("tool_call_records", "task_runs"),
             Reference::ToolCallToApproval => ("tool_call_records", "approvals"),
             Reference::HostOfStorage => ("host_storage", "storage"),
+            Reference::LlmRequestToRun => ("llm_requests", "task_runs"),
+            Reference::LlmResponseToRequest => ("llm_responses", "llm_requests"),
+            Reference::TokenUsageToRequest => ("token_usage", "llm_requests"),
+            Reference::TokenUsageToRun => ("token_usage", "task_runs"),
         }
     }
 
@@ -102,6 +114,9 @@ impl Reference {
             Reference::ApprovalToRun => "approval",
             Reference::ToolCallToRun | Reference::ToolCallToApproval => "tool call",
             Reference::HostOfStorage => "host link of",
+            Reference::LlmRequestToRun => "LLM request",
+            Reference::LlmResponseToRequest => "LLM response",
+            Reference::TokenUsageToRequest | Reference::TokenUsageToRun => "token usage",
         }
     }
 }

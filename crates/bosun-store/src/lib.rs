@@ -35,6 +35,7 @@ mod soft_state;
 mod sql;
 pub mod store;
 pub mod transfer;
+pub mod usage;
 pub mod write;
 
 mod postgres;

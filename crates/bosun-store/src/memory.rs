@@ -15,8 +15,9 @@ use bosun_core::node::Gpu;
 use bosun_core::{
     Approval, ApprovalId, ApprovalPolicy, ApprovalPolicyName, AuditEntry, BootstrapLog, ChangeOp, ChangeRecord,
     Command, CommandEvent, CommandId, HealthReport, Heartbeat, Instance, InstanceId, InstanceState, Lease, LeaseName,
-    MetricSample, Node, NodeId, Pool, PoolName, ResourceKind, Revision, RunEvent, RunId, Runbook, RunbookName,
-    SourceName, StoredPolicy, TaskRun, Timestamp, ToolCall, ToolDefinition, ToolName,
+    LlmUsage, LlmUsageId, MetricSample, Node, NodeId, Pool, PoolName, Price, ResourceKind, Revision, RunEvent, RunId,
+    Runbook, RunbookName, Setting, SourceName, StoredPolicy, TaskRun, Timestamp, ToolCall, ToolDefinition, ToolName,
+    UsageFilter, UsageRow,
 };
 
 use crate::apply::{self, ChangeDraft, Insert, LeaseLock, Stamp, Transaction, run_ready};
@@ -63,7 +64,30 @@ struct State {
     last_bootstrap_id: u64,
     ledger: Ledger,
     inventory: inventory::Inventory,
+    usage: UsageState,
     closed: bool,
+}
+
+/// LLM usage, prices and settings.
+#[derive(Debug, Default, Clone)]
+struct UsageState {
+    /// By provider, model and start.
+    prices: BTreeMap<(String, String, Timestamp), Price>,
+    requests: BTreeMap<LlmUsageId, LlmUsage>,
+    /// (provider, request id) -> the request's id.
+    request_ids: BTreeMap<(String, String), LlmUsageId>,
+    settings: BTreeMap<String, Setting>,
+}
+
+impl UsageState {
+    /// What a new store holds: the seeded prices.
+    fn seeded() -> Self {
+        let prices = crate::usage::seed_prices()
+            .into_iter()
+            .map(|p| ((p.provider.clone(), p.model.clone(), p.effective_from), p))
+            .collect();
+        UsageState { prices, ..UsageState::default() }
+    }
 }
 
 impl Ledger {
@@ -393,7 +417,8 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     pub fn new(options: StoreOptions) -> Self {
-        Self { options, state: Mutex::new(State::default()) }
+        let state = State { usage: UsageState::seeded(), ..State::default() };
+        Self { options, state: Mutex::new(state) }
     }
 
     pub fn shared(options: StoreOptions) -> Arc<Self> {
@@ -564,6 +589,14 @@ impl Tx<'_> {
             }
         }));
     }
+}
+
+/// A model's prices, by start (every stored start is an accepted time).
+fn model_prices<'a>(usage: &'a UsageState, provider: &str, model: &str) -> impl DoubleEndedIterator<Item = &'a Price> {
+    let earliest = Timestamp::from_unix_micros(*Timestamp::ACCEPTED_MICROS.start());
+    let latest = Timestamp::from_unix_micros(*Timestamp::ACCEPTED_MICROS.end());
+    let (provider, model) = (provider.to_owned(), model.to_owned());
+    usage.prices.range((provider.clone(), model.clone(), earliest)..=(provider, model, latest)).map(|(_, p)| p)
 }
 
 impl Transaction for Tx<'_> {
@@ -1022,6 +1055,61 @@ impl Transaction for Tx<'_> {
         Ok(())
     }
 
+    async fn price(&mut self, provider: &str, model: &str, from: Timestamp) -> Result<Option<Price>> {
+        Ok(self.state.usage.prices.get(&(provider.to_owned(), model.to_owned(), from)).cloned())
+    }
+
+    async fn open_price(&mut self, provider: &str, model: &str) -> Result<Option<Price>> {
+        Ok(model_prices(&self.state.usage, provider, model).rev().find(|p| p.effective_to.is_none()).cloned())
+    }
+
+    async fn price_at(&mut self, provider: &str, model: &str, at: Timestamp) -> Result<Option<Price>> {
+        Ok(model_prices(&self.state.usage, provider, model).rev().find(|p| p.covers(at)).cloned())
+    }
+
+    async fn put_price(&mut self, price: &Price) -> Result<()> {
+        let key = (price.provider.clone(), price.model.clone(), price.effective_from);
+        self.put_keyed(|s| &mut s.usage.prices, key, Some(price.clone()));
+        Ok(())
+    }
+
+    async fn close_price(&mut self, price: &Price, to: Timestamp) -> Result<()> {
+        let key = (price.provider.clone(), price.model.clone(), price.effective_from);
+        self.put_keyed(|s| &mut s.usage.prices, key, Some(Price { effective_to: Some(to), ..price.clone() }));
+        Ok(())
+    }
+
+    async fn insert_llm_usage(&mut self, usage: &LlmUsage) -> Result<Insert> {
+        let request_key = usage.request_id.as_ref().map(|r| (usage.provider.clone(), r.clone()));
+        if self.state.usage.requests.contains_key(&usage.id)
+            || request_key.as_ref().is_some_and(|k| self.state.usage.request_ids.contains_key(k))
+        {
+            return Ok(Insert::KeyTaken);
+        }
+        if let Some(key) = request_key {
+            self.put_keyed(|s| &mut s.usage.request_ids, key, Some(usage.id));
+        }
+        self.put_keyed(|s| &mut s.usage.requests, usage.id, Some(usage.clone()));
+        Ok(Insert::Done)
+    }
+
+    async fn setting(&mut self, name: &str) -> Result<Option<Setting>> {
+        Ok(self.state.usage.settings.get(name).cloned())
+    }
+
+    async fn insert_setting(&mut self, setting: &Setting) -> Result<Insert> {
+        if self.state.usage.settings.contains_key(&setting.name) {
+            return Ok(Insert::KeyTaken);
+        }
+        self.put_keyed(|s| &mut s.usage.settings, setting.name.clone(), Some(setting.clone()));
+        Ok(Insert::Done)
+    }
+
+    async fn update_setting(&mut self, setting: &Setting) -> Result<()> {
+        self.put_keyed(|s| &mut s.usage.settings, setting.name.clone(), Some(setting.clone()));
+        Ok(())
+    }
+
     async fn last_change_revision(&mut self, kind: ResourceKind, id: &str) -> Result<Option<Revision>> {
         // A scan from the newest record: memory keeps no index by resource, and only drift
         // reports (one write per change of drift) ask.
@@ -1101,7 +1189,21 @@ impl IntegritySource for Check<'_> {
             // A node's last heartbeat lives in the node itself: it cannot outlive it.
             Reference::LivenessToNode => Vec::new(),
             // A run's targets live in the run itself, a storage's hosts in the storage.
-            Reference::RunTargetToRun | Reference::HostOfStorage => Vec::new(),
+            // Targets live in their run, a host's storage links in the host, and a request's
+            // response and token usage in its one usage record.
+            Reference::RunTargetToRun
+            | Reference::HostOfStorage
+            | Reference::LlmResponseToRequest
+            | Reference::TokenUsageToRequest => Vec::new(),
+            Reference::LlmRequestToRun | Reference::TokenUsageToRun => state
+                .usage
+                .requests
+                .values()
+                .filter_map(|u| {
+                    u.run_id.filter(|r| !state.ledger.runs.contains_key(r)).map(|r| orphan(u.id.to_string(), &r))
+                })
+                .take(limit)
+                .collect(),
             Reference::RunEventToRun => state
                 .ledger
                 .events
@@ -1583,6 +1685,25 @@ impl Store for MemoryStore {
             .ok_or_else(|| StoreError::not_found(ResourceKind::Run, format_args!("{run}/artifact {name:?}")))
     }
 
+    async fn pricing(&self, current_at: Option<Timestamp>) -> Result<Vec<Price>> {
+        let state = self.lock()?;
+        let current = |p: &&Price| current_at.is_none_or(|at| p.effective_to.is_none_or(|to| to > at));
+        Ok(state.usage.prices.values().filter(current).cloned().collect())
+    }
+
+    async fn llm_usage(&self, id: &LlmUsageId) -> Result<LlmUsage> {
+        self.lock()?.usage.requests.get(id).cloned().ok_or_else(|| StoreError::not_found(ResourceKind::LlmUsage, id))
+    }
+
+    async fn usage_summary(&self, filter: &UsageFilter) -> Result<Vec<UsageRow>> {
+        let state = self.lock()?;
+        crate::usage::summarize(filter.by, state.usage.requests.values().filter(|u| u.at >= filter.since))
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<Setting>> {
+        Ok(self.lock()?.usage.settings.get(name).cloned())
+    }
+
     async fn tools(&self) -> Result<Vec<ToolDefinition>> {
         Ok(self.lock()?.ledger.tools.values().cloned().collect())
     }
@@ -1796,9 +1917,13 @@ impl Store for MemoryStore {
                 Some(LoadMessage::ReadBack(readback)) => dump_state(staged.clone(), &readback).await?,
                 Some(LoadMessage::Commit(sequences)) => {
                     let mut state = self.lock()?;
-                    if target == Target::MustBeEmpty && !state.is_empty() {
+                    if target == Target::MustBeEmpty && (!state.is_empty() || !state.usage.requests.is_empty()) {
                         return Err(target_not_empty());
                     }
+                    // Dumps carry no usage, prices or settings (yet): a load empties the
+                    // usage, as it empties the runs it refers to, and keeps the rest.
+                    staged.usage.prices = std::mem::take(&mut state.usage.prices);
+                    staged.usage.settings = std::mem::take(&mut state.usage.settings);
                     staged.last_change_seq = staged.last_change_seq.max(sequences.change_seq);
                     staged.last_health_id = staged.last_health_id.max(sequences.health_report_id);
                     staged.last_bootstrap_id = staged.last_bootstrap_id.max(sequences.bootstrap_log_id);

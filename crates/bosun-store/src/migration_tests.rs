@@ -555,6 +555,108 @@ async fn version_11_gives_stored_workloads_their_labels(backend: Backend) {
     store.close().await;
 }
 
+/// Version 12 widens the run kinds, which SQLite does by rebuilding `task_runs` and every
+/// table that references it. Runs and their targets, events, artifacts, approvals and tool
+/// calls survive both rebuilds (down and up again) with their references and the tool
+/// calls' id sequence; the append-only trigger is back; going down turns the runs of the AI
+/// kinds, which an older bosun cannot read, into external runs.
+async fn version_12_keeps_runs_and_their_dependents(backend: Backend) {
+    use bosun_core::{
+        Actor, Approval, ApprovalId, Artifact, Revision, Role, RunEvent, RunEventType, RunKind, RunStatus, TaskRun,
+        ToolCall, ToolCallStatus,
+    };
+    let Some(test) = TestLocation::new(backend).await else { return };
+    let clock = Arc::new(FakeClock::at_default_epoch());
+    let store = crate::open_store(&test.location, test_options(clock.clone())).await.expect("open store");
+    let now = bosun_core::Clock::now(clock.as_ref());
+    let batch = || WriteBatch::new(Actor::system("test"), "data");
+    let node = "node:n1".parse().expect("target");
+    let run = TaskRun::new(RunKind::External, RunStatus::Running, Actor::operator("alice"), vec![node], now);
+    let session = TaskRun::new(RunKind::AiSession, RunStatus::Running, Actor::operator("oncall"), vec![], now);
+    let approval = Approval {
+        id: ApprovalId::new_at(now),
+        run_id: run.id,
+        step: Some(0),
+        what: "terminate n1".into(),
+        policy: None,
+        required_role: Role::Admin,
+        requested_by: run.requested_by.clone(),
+        requested_at: now,
+        expires_at: now + std::time::Duration::from_secs(3600),
+        decision: None,
+        revision: Revision::FIRST,
+    };
+    let call = |run: &TaskRun, approval_id| ToolCall {
+        run_id: run.id,
+        tool: "cordon_node".parse().expect("tool name"),
+        input: serde_json::json!({"node_id": "n1"}),
+        output: None,
+        status: ToolCallStatus::AwaitingApproval,
+        error: None,
+        duration_ms: 3,
+        approval_id,
+    };
+    let artifact = Artifact {
+        run_id: run.id,
+        name: "report.txt".into(),
+        media_type: "text/plain".into(),
+        content: b"ok".to_vec(),
+    };
+    store
+        .commit(
+            batch()
+                .create_run(run.clone())
+                .create_run(session.clone())
+                .append_run_event(RunEvent::new(run.id, RunEventType::Log, "started"))
+                .append_run_event(RunEvent::new(session.id, RunEventType::Log, "session opened"))
+                .put_artifact(artifact)
+                .with(crate::Write::CreateApproval(Box::new(approval.clone())))
+                .with(crate::Write::RecordToolCall(Box::new(call(&run, Some(approval.id)))))
+                .with(crate::Write::RecordToolCall(Box::new(call(&run, None))))
+                .with(crate::Write::RecordToolCall(Box::new(call(&session, None)))),
+        )
+        .await
+        .expect("write the ledger");
+    store.close().await;
+
+    let database = Database::connect(&test.location).await.expect("connect");
+    database.migrate_down(11).await.expect("down to 11");
+    for (table, rows) in [
+        ("task_runs", 2),
+        ("task_run_targets", 1),
+        ("task_events", 2),
+        ("artifacts", 1),
+        ("approvals", 1),
+        ("tool_call_records", 3),
+        ("task_runs WHERE kind = 'external'", 2),
+    ] {
+        let count = database.count_raw(&format!("SELECT COUNT(*) FROM {table}")).await.expect("count");
+        assert_eq!(count, rows, "{table} at version 11");
+    }
+    database.migrate_up().await.expect("up again");
+    assert!(
+        database.execute_raw("UPDATE task_events SET message = 'rewritten'").await.is_err(),
+        "run events stay append-only"
+    );
+    let store = database.into_store(test_options(clock)).await.expect("open store");
+    assert_eq!(store.run(&run.id).await.expect("run").targets.len(), 1);
+    assert_eq!(store.run_events(&run.id, 0, 10).await.expect("events").len(), 1);
+    assert_eq!(store.artifacts(&run.id).await.expect("artifacts").len(), 1);
+    assert_eq!(store.approval(&approval.id).await.expect("approval").run_id, run.id);
+    assert_eq!(store.run(&session.id).await.expect("the session").kind, RunKind::External);
+    let ids: Vec<u64> = store.tool_calls(&run.id).await.expect("calls").iter().map(|c| c.id).collect();
+    assert_eq!(ids, [1, 2]);
+    let again = TaskRun::new(RunKind::AiSession, RunStatus::Running, Actor::operator("oncall"), vec![], now);
+    store
+        .commit(batch().create_run(again.clone()).with(crate::Write::RecordToolCall(Box::new(call(&again, None)))))
+        .await
+        .expect("an AI session again");
+    let ids: Vec<u64> = store.tool_calls(&again.id).await.expect("calls").iter().map(|c| c.id).collect();
+    assert_eq!(ids, [4], "tool call ids go on after the last one handed out");
+    assert_eq!(store.check_integrity().await.expect("check"), [], "every reference holds");
+    store.close().await;
+}
+
 macro_rules! on_sql_backends {
     ($($case:ident),+ $(,)?) => {
         mod sqlite {
@@ -586,5 +688,6 @@ on_sql_backends!(
     version_4_takes_a_compacted_history_as_it_is,
     version_7_keeps_json_documents,
     version_11_gives_stored_workloads_their_labels,
+    version_12_keeps_runs_and_their_dependents,
     every_foreign_key_is_checked_for_orphans,
 );

@@ -10,8 +10,8 @@ use bosun_core::inventory::{InventoryKind, InventoryRecord, SourceStatus, SyncRe
 use bosun_core::node::Gpu;
 use bosun_core::{
     Approval, ApprovalId, ApprovalPolicy, BootstrapLog, ChangeRecord, Clock, Command, CommandEvent, CommandId,
-    Heartbeat, Instance, InstanceId, MetricSample, Node, NodeId, Pool, PoolName, RunId, Runbook, RunbookName,
-    StoredPolicy, TaskRun, Timestamp, ToolDefinition,
+    Heartbeat, Instance, InstanceId, LlmUsage, LlmUsageId, MetricSample, Node, NodeId, Pool, PoolName, Price, RunId,
+    Runbook, RunbookName, Setting, StoredPolicy, TaskRun, Timestamp, ToolDefinition, UsageFilter, UsageRow,
 };
 
 use crate::error::Result;
@@ -287,6 +287,16 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Audit entries matching `filter` numbered after `after`, oldest first, at most
     /// `limit`.
     async fn list_audit(&self, filter: &AuditFilter, after: u64, limit: u32) -> Result<Vec<StoredAuditEntry>>;
+
+    /// Model prices by provider, model and start: every one stored (`current_at: None`), or
+    /// those not ended by `current_at` (in effect then or starting later).
+    async fn pricing(&self, current_at: Option<Timestamp>) -> Result<Vec<Price>>;
+    /// One recorded LLM request with its response, tokens and cost.
+    async fn llm_usage(&self, id: &LlmUsageId) -> Result<LlmUsage>;
+    /// Usage at or after `filter.since`, summed per group, in key order.
+    async fn usage_summary(&self, filter: &UsageFilter) -> Result<Vec<UsageRow>>;
+    /// A control setting, if one is stored under `name`.
+    async fn setting(&self, name: &str) -> Result<Option<Setting>>;
 
     /// Inventory records of one kind matching `filter`, by source and key.
     async fn list_inventory(&self, filter: &InventoryFilter, page: &PageRequest) -> Result<Page<InventoryRecord>>;

@@ -11,8 +11,9 @@ use bosun_core::inventory::{SourceSync, SyncCounts};
 use bosun_core::node::Gpu;
 use bosun_core::{
     Actor, Approval, ApprovalPolicy, ApprovalPolicyName, Artifact, AuditEntry, BootstrapLog, Command, Fence,
-    HealthReport, Instance, InstanceId, LeaseName, LeaseObservation, Node, NodeId, Pool, PoolName, ReplicaId,
-    ResourceKind, Revision, RunEvent, Runbook, RunbookName, StoredPolicy, TaskRun, ToolCall, ToolDefinition, ToolName,
+    HealthReport, Instance, InstanceId, LeaseName, LeaseObservation, LlmUsage, Node, NodeId, Pool, PoolName, Price,
+    ReplicaId, ResourceKind, Revision, RunEvent, Runbook, RunbookName, Setting, StoredPolicy, TaskRun, ToolCall,
+    ToolDefinition, ToolName,
 };
 
 /// One write inside a batch.
@@ -158,6 +159,19 @@ pub enum Write {
     },
     /// Appends to the audit log, numbered after its last entry (no change record).
     AppendAudit(Box<AuditEntry>),
+    /// Stores a model's price (no change record): the same provider, model and start again
+    /// replaces it; otherwise the model's open price closes where this one starts.
+    PutPrice(Box<Price>),
+    /// Records one LLM request (no change record), priced from the price of its model in
+    /// effect at its time; kept with its cost unknown when none is. `AlreadyExists` for a
+    /// provider request id recorded before.
+    RecordLlmUsage(Box<LlmUsage>),
+    /// Stores a setting (no change record): created when none has its name, replaced
+    /// otherwise; with `expected`, only at that revision.
+    PutSetting {
+        setting: Box<Setting>,
+        expected: Option<Revision>,
+    },
 }
 
 impl Write {
@@ -201,7 +215,10 @@ impl Write {
             | Write::PutArtifact(_)
             | Write::RecordToolCall(_)
             | Write::AppendAudit(_)
-            | Write::SyncInventory(_) => None,
+            | Write::SyncInventory(_)
+            | Write::PutPrice(_)
+            | Write::RecordLlmUsage(_)
+            | Write::PutSetting { .. } => None,
         }
     }
 }
@@ -380,6 +397,21 @@ impl WriteBatch {
         self
     }
 
+    pub fn put_price(mut self, price: Price) -> Self {
+        self.writes.push(Write::PutPrice(Box::new(price)));
+        self
+    }
+
+    pub fn record_llm_usage(mut self, usage: LlmUsage) -> Self {
+        self.writes.push(Write::RecordLlmUsage(Box::new(usage)));
+        self
+    }
+
+    pub fn put_setting(mut self, setting: Setting, expected: Option<Revision>) -> Self {
+        self.writes.push(Write::PutSetting { setting: Box::new(setting), expected });
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
     }
@@ -401,6 +433,10 @@ pub enum WriteOutcome {
     Appended { id: u64 },
     /// A lease renewed: its revision (unchanged) and how many renewals it now counts.
     Renewed { revision: Revision, renewals: u64 },
+    /// A record kept without change records (a setting, a price): its revision.
+    Stored { revision: Revision },
+    /// An LLM request recorded: its cost in micro-USD, `None` when no price covered it.
+    Priced { cost_micro_usd: Option<u64> },
     /// An inventory sync: its id in the sync history (0 when not recorded: an agent's
     /// report that changed nothing), what it did, and the sequence number of the last
     /// change record it wrote (0 when it wrote none).
@@ -412,8 +448,10 @@ impl Committed {
     /// bug, not a runtime condition).
     pub fn revision(&self, index: usize) -> Revision {
         match self.outcomes[index] {
-            WriteOutcome::Resource { revision, .. } | WriteOutcome::Renewed { revision, .. } => revision,
-            WriteOutcome::Appended { .. } | WriteOutcome::Synced { .. } => {
+            WriteOutcome::Resource { revision, .. }
+            | WriteOutcome::Renewed { revision, .. }
+            | WriteOutcome::Stored { revision } => revision,
+            WriteOutcome::Appended { .. } | WriteOutcome::Synced { .. } | WriteOutcome::Priced { .. } => {
                 panic!("write {index} is an append and has no revision")
             }
         }
@@ -426,7 +464,10 @@ impl Committed {
             .filter_map(|o| match o {
                 WriteOutcome::Resource { change_seq, .. } => Some(*change_seq),
                 WriteOutcome::Synced { change_seq, .. } => (*change_seq > 0).then_some(*change_seq),
-                WriteOutcome::Appended { .. } | WriteOutcome::Renewed { .. } => None,
+                WriteOutcome::Appended { .. }
+                | WriteOutcome::Renewed { .. }
+                | WriteOutcome::Stored { .. }
+                | WriteOutcome::Priced { .. } => None,
             })
             .max()
     }

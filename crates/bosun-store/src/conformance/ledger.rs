@@ -445,7 +445,7 @@ pub(crate) async fn audit_entries_are_numbered_without_gaps_and_filtered(ctx: &C
 /// Runs SQL on an SQL backend's database directly, as an operator with a SQL shell would:
 /// `Err(message)` when the database refuses it. The cases that call it are stamped onto
 /// the SQL backends only (`sql_conformance!`).
-async fn raw_sql(ctx: &Ctx, statement: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+pub(crate) async fn raw_sql(ctx: &Ctx, statement: &str) -> Result<Vec<Vec<Option<String>>>, String> {
     match &ctx.test_store().location {
         StoreLocation::Memory => unreachable!("SQL-only cases run on the SQL backends"),
         StoreLocation::Sqlite { path } => {

@@ -19,6 +19,7 @@ mod nodes;
 mod policies;
 mod pools;
 pub(crate) mod soft_state;
+mod usage;
 
 use std::sync::Arc;
 
@@ -190,6 +191,14 @@ macro_rules! store_conformance {
             inventory::drift_reports_live_in_the_change_log_with_growing_revisions,
             inventory::lists_filter_by_labels_in_the_query,
             inventory::services_sync_as_the_records_of_a_config_source,
+            usage::a_new_price_closes_the_open_one_and_prices_list_by_key,
+            usage::usage_is_priced_from_the_price_in_effect_at_its_time,
+            usage::an_unknown_model_is_kept_with_its_cost_unknown,
+            usage::a_provider_request_id_is_recorded_once,
+            usage::texts_keep_their_truncation_flags_and_runs_must_exist,
+            usage::settings_change_by_compare_and_set,
+            usage::usage_summaries_group_by_model_provider_run_and_actor,
+            usage::every_backend_starts_with_the_same_prices,
         );
     };
 }
@@ -201,6 +210,7 @@ macro_rules! sql_conformance {
         conformance_cases!($backend;
             ledger::the_database_refuses_to_change_the_audit_log_and_run_events,
             ledger::the_ledger_views_return_what_the_data_implies,
+            usage::the_usage_views_return_what_the_data_implies,
         );
     };
 }

@@ -14,15 +14,16 @@ use bosun_core::inventory::{InventoryKind, InventoryRecord, SourceStatus, SyncRe
 use bosun_core::node::Gpu;
 use bosun_core::{
     Approval, ApprovalId, ApprovalPolicy, ApprovalPolicyName, AuditEntry, BootstrapLog, Command, CommandId,
-    HealthReport, Instance, InstanceId, Lease, LeaseName, Node, NodeId, Pool, PoolName, ResourceKind, Revision,
-    RunEvent, RunId, Runbook, RunbookName, StoredPolicy, TaskRun, Timestamp, ToolCall, ToolDefinition, ToolName,
+    HealthReport, Instance, InstanceId, Lease, LeaseName, LlmUsage, Node, NodeId, Pool, PoolName, Price, ResourceKind,
+    Revision, RunEvent, RunId, Runbook, RunbookName, Setting, StoredPolicy, TaskRun, Timestamp, ToolCall,
+    ToolDefinition, ToolName,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, PgConnection};
 use sqlx::types::Json;
 use sqlx::{PgPool, Postgres};
 
-use super::{inventory, ledger, time};
+use super::{inventory, ledger, time, usage};
 use crate::apply::{self, ChangeDraft, Insert, LeaseLock, Stamp, Transaction};
 use crate::error::{Result, StoreError};
 use crate::inventory::StoredRecordState;
@@ -667,6 +668,47 @@ impl Transaction for PgTx<'_> {
         at: Timestamp,
     ) -> Result<()> {
         inventory::refresh_usage(self.conn, self.slow, kind, source, usage, at).await
+    }
+
+    async fn price(&mut self, provider: &str, model: &str, from: Timestamp) -> Result<Option<Price>> {
+        usage::model_price(&mut *self.conn, self.slow, usage::EXACT, provider, model, Some(from)).await
+    }
+
+    async fn open_price(&mut self, provider: &str, model: &str) -> Result<Option<Price>> {
+        usage::model_price(&mut *self.conn, self.slow, usage::OPEN, provider, model, None).await
+    }
+
+    async fn price_at(&mut self, provider: &str, model: &str, at: Timestamp) -> Result<Option<Price>> {
+        usage::model_price(&mut *self.conn, self.slow, usage::IN_EFFECT, provider, model, Some(at)).await
+    }
+
+    async fn put_price(&mut self, price: &Price) -> Result<()> {
+        self.execute("provider_pricing.put", usage::put_price(price)).await
+    }
+
+    async fn close_price(&mut self, price: &Price, to: Timestamp) -> Result<()> {
+        self.execute("provider_pricing.close", usage::close_price(price, to)).await
+    }
+
+    async fn insert_llm_usage(&mut self, llm_usage: &LlmUsage) -> Result<Insert> {
+        let inserted = self.insert("llm_requests.insert", usage::insert_request(llm_usage)).await?;
+        if inserted == Insert::Done {
+            self.execute("llm_responses.insert", usage::insert_response(llm_usage)).await?;
+            self.execute("token_usage.insert", usage::insert_token_usage(llm_usage)).await?;
+        }
+        Ok(inserted)
+    }
+
+    async fn setting(&mut self, name: &str) -> Result<Option<Setting>> {
+        usage::setting(&mut *self.conn, self.slow, name, true).await
+    }
+
+    async fn insert_setting(&mut self, setting: &Setting) -> Result<Insert> {
+        self.insert("control_settings.insert", usage::bind_setting(usage::INSERT_SETTING, setting)).await
+    }
+
+    async fn update_setting(&mut self, setting: &Setting) -> Result<()> {
+        self.execute("control_settings.update", usage::bind_setting(usage::UPDATE_SETTING, setting)).await
     }
 
     async fn last_change_revision(&mut self, kind: ResourceKind, id: &str) -> Result<Option<Revision>> {

@@ -246,6 +246,22 @@ fn orphan_query(reference: Reference) -> &'static str {
              FROM host_storage h WHERE NOT EXISTS \
              (SELECT 1 FROM storage s WHERE s.source = h.source AND s.key = h.storage_key) LIMIT $1"
         }
+        Reference::LlmRequestToRun => {
+            "SELECT (q.id)::text, (q.run_id)::text FROM llm_requests q WHERE q.run_id IS NOT NULL AND NOT EXISTS \
+             (SELECT 1 FROM task_runs r WHERE r.run_id = q.run_id) LIMIT $1"
+        }
+        Reference::LlmResponseToRequest => {
+            "SELECT (a.request)::text, (a.request)::text FROM llm_responses a WHERE NOT EXISTS \
+             (SELECT 1 FROM llm_requests q WHERE q.id = a.request) LIMIT $1"
+        }
+        Reference::TokenUsageToRequest => {
+            "SELECT (u.request)::text, (u.request)::text FROM token_usage u WHERE NOT EXISTS \
+             (SELECT 1 FROM llm_requests q WHERE q.id = u.request) LIMIT $1"
+        }
+        Reference::TokenUsageToRun => {
+            "SELECT (u.request)::text, (u.run_id)::text FROM token_usage u WHERE u.run_id IS NOT NULL AND NOT EXISTS \
+             (SELECT 1 FROM task_runs r WHERE r.run_id = u.run_id) LIMIT $1"
+        }
     }
 }
 

@@ -14,6 +14,7 @@ mod ledger;
 mod listener;
 mod maintenance;
 mod transfer;
+mod usage;
 
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use listener::APPLICATION_NAME as LISTENER_APPLICATION_NAME;
@@ -24,8 +25,9 @@ use async_trait::async_trait;
 use bosun_core::node::Gpu;
 use bosun_core::{
     Approval, ApprovalId, ApprovalPolicy, BootstrapLog, ChangeRecord, Command, CommandEvent, CommandId, Heartbeat,
-    Instance, InstanceId, Labels, MetricSample, Node, NodeId, NodeMetadata, Pool, PoolName, Remediation, ResourceKind,
-    Revision, RunId, Runbook, RunbookName, StoredPolicy, TaskRun, Timestamp, ToolDefinition,
+    Instance, InstanceId, Labels, LlmUsage, LlmUsageId, MetricSample, Node, NodeId, NodeMetadata, Pool, PoolName,
+    Price, Remediation, ResourceKind, Revision, RunId, Runbook, RunbookName, Setting, StoredPolicy, TaskRun, Timestamp,
+    ToolDefinition, UsageFilter, UsageRow,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -678,6 +680,24 @@ impl Store for PostgresStore {
         ledger::artifact(&self.pool, self.slow, run, name)
             .await?
             .ok_or_else(|| StoreError::not_found(ResourceKind::Run, format_args!("{run}/artifact {name:?}")))
+    }
+
+    async fn pricing(&self, current_at: Option<Timestamp>) -> Result<Vec<Price>> {
+        usage::pricing(&self.pool, self.slow, current_at).await
+    }
+
+    async fn llm_usage(&self, id: &LlmUsageId) -> Result<LlmUsage> {
+        usage::llm_usage(&self.pool, self.slow, id)
+            .await?
+            .ok_or_else(|| StoreError::not_found(ResourceKind::LlmUsage, id))
+    }
+
+    async fn usage_summary(&self, filter: &UsageFilter) -> Result<Vec<UsageRow>> {
+        usage::usage_summary(&self.pool, self.slow, filter).await
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<Setting>> {
+        usage::setting(&self.pool, self.slow, name, false).await
     }
 
     async fn tools(&self) -> Result<Vec<ToolDefinition>> {

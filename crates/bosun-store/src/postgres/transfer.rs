@@ -674,9 +674,10 @@ pub(super) async fn dump(pool: &PgPool, sink: &mpsc::Sender<DumpMessage>) -> Res
     Ok(())
 }
 
-/// The tables a load writes, and `metric_samples`, which it empties (`Replace`) but never
-/// fills: everything a load locks, with each inventory kind's table ([`load_tables`]).
-const LOAD_TABLES: [&str; 26] = [
+/// The tables a load writes, and `metric_samples` and the LLM usage tables, which it empties
+/// (`Replace`) but never fills: everything a load locks, with each inventory kind's table
+/// ([`load_tables`]). Prices and settings are neither dumped nor replaced.
+const LOAD_TABLES: [&str; 29] = [
     "policies",
     "leases",
     "pools",
@@ -699,6 +700,9 @@ const LOAD_TABLES: [&str; 26] = [
     "approvals",
     "artifacts",
     "tool_call_records",
+    "llm_requests",
+    "llm_responses",
+    "token_usage",
     "audit_entries",
     "host_storage",
     "inventory_sources",

@@ -7,12 +7,13 @@ use bosun_core::inventory::{InventoryKind, InventoryRecord, SourceStatus, SyncRe
 use bosun_core::node::Gpu;
 use bosun_core::{
     Approval, ApprovalId, ApprovalPolicy, ApprovalPolicyName, AuditEntry, BootstrapLog, Command, CommandId,
-    HealthReport, Instance, InstanceId, Lease, LeaseName, Node, NodeId, Pool, PoolName, ResourceKind, Revision,
-    RunEvent, RunId, Runbook, RunbookName, StoredPolicy, TaskRun, Timestamp, ToolCall, ToolDefinition, ToolName,
+    HealthReport, Instance, InstanceId, Lease, LeaseName, LlmUsage, Node, NodeId, Pool, PoolName, Price, ResourceKind,
+    Revision, RunEvent, RunId, Runbook, RunbookName, Setting, StoredPolicy, TaskRun, Timestamp, ToolCall,
+    ToolDefinition, ToolName,
 };
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::{inventory, ledger, map_error, micros, read};
+use super::{inventory, ledger, map_error, micros, read, usage};
 use crate::apply::{self, ChangeDraft, Insert, LeaseLock, Stamp, Transaction, run_ready};
 use crate::error::{Result, StoreError};
 use crate::inventory::StoredRecordState;
@@ -38,7 +39,7 @@ fn revision(what: &str, value: i64) -> Result<Revision> {
 }
 
 /// A unique-key violation is a taken key; the rules name the resource.
-fn insert(result: rusqlite::Result<usize>) -> Result<Insert> {
+pub(super) fn insert(result: rusqlite::Result<usize>) -> Result<Insert> {
     use rusqlite::ffi::ErrorCode;
     match result {
         Ok(_) => Ok(Insert::Done),
@@ -485,6 +486,43 @@ impl Transaction for SqliteTx<'_> {
         at: Timestamp,
     ) -> Result<()> {
         inventory::refresh_usage(self.conn, kind, source, usage, at)
+    }
+
+    async fn price(&mut self, provider: &str, model: &str, from: Timestamp) -> Result<Option<Price>> {
+        usage::price(self.conn, provider, model, from)
+    }
+
+    async fn open_price(&mut self, provider: &str, model: &str) -> Result<Option<Price>> {
+        usage::open_price(self.conn, provider, model)
+    }
+
+    async fn price_at(&mut self, provider: &str, model: &str, at: Timestamp) -> Result<Option<Price>> {
+        usage::price_at(self.conn, provider, model, at)
+    }
+
+    async fn put_price(&mut self, price: &Price) -> Result<()> {
+        usage::put_price(self.conn, price)
+    }
+
+    async fn close_price(&mut self, price: &Price, to: Timestamp) -> Result<()> {
+        usage::close_price(self.conn, price, to)
+    }
+
+    async fn insert_llm_usage(&mut self, llm_usage: &LlmUsage) -> Result<Insert> {
+        usage::insert_llm_usage(self.conn, llm_usage)
+    }
+
+    async fn setting(&mut self, name: &str) -> Result<Option<Setting>> {
+        usage::setting(self.conn, name)
+    }
+
+    async fn insert_setting(&mut self, setting: &Setting) -> Result<Insert> {
+        insert(usage::write_setting(self.conn, usage::INSERT_SETTING, setting))
+    }
+
+    async fn update_setting(&mut self, setting: &Setting) -> Result<()> {
+        usage::write_setting(self.conn, usage::UPDATE_SETTING, setting)?;
+        Ok(())
     }
 
     async fn last_change_revision(&mut self, kind: ResourceKind, id: &str) -> Result<Option<Revision>> {

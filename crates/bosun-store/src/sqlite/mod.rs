@@ -18,14 +18,15 @@ mod maintenance;
 mod read;
 mod schema;
 mod transfer;
+mod usage;
 mod writer;
 
 use async_trait::async_trait;
 use bosun_core::node::Gpu;
 use bosun_core::{
     Approval, ApprovalId, ApprovalPolicy, BootstrapLog, ChangeRecord, Command, CommandEvent, CommandId, Heartbeat,
-    Instance, InstanceId, MetricSample, Node, NodeId, Pool, PoolName, ResourceKind, RunId, Runbook, RunbookName,
-    StoredPolicy, TaskRun, Timestamp, ToolDefinition,
+    Instance, InstanceId, LlmUsage, LlmUsageId, MetricSample, Node, NodeId, Pool, PoolName, Price, ResourceKind, RunId,
+    Runbook, RunbookName, Setting, StoredPolicy, TaskRun, Timestamp, ToolDefinition, UsageFilter, UsageRow,
 };
 use rusqlite::{TransactionBehavior, params};
 
@@ -347,6 +348,27 @@ impl Store for SqliteStore {
         self.read("artifacts.get", move |conn| ledger::artifact(conn, &key, &artifact))
             .await?
             .ok_or_else(|| StoreError::not_found(ResourceKind::Run, format_args!("{run}/artifact {name:?}")))
+    }
+
+    async fn pricing(&self, current_at: Option<Timestamp>) -> Result<Vec<Price>> {
+        self.read("provider_pricing.list", move |conn| usage::pricing(conn, current_at)).await
+    }
+
+    async fn llm_usage(&self, id: &LlmUsageId) -> Result<LlmUsage> {
+        let id = *id;
+        self.read("llm_requests.get", move |conn| usage::llm_usage(conn, &id))
+            .await?
+            .ok_or_else(|| StoreError::not_found(ResourceKind::LlmUsage, id))
+    }
+
+    async fn usage_summary(&self, filter: &UsageFilter) -> Result<Vec<UsageRow>> {
+        let filter = *filter;
+        self.read("token_usage.summary", move |conn| usage::usage_summary(conn, &filter)).await
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<Setting>> {
+        let name = name.to_owned();
+        self.read("control_settings.get", move |conn| usage::setting(conn, &name)).await
     }
 
     async fn tools(&self) -> Result<Vec<ToolDefinition>> {

@@ -310,7 +310,7 @@ fn run_event_row(row: &Row<'_>) -> Result<(String, StoredRunEvent)> {
 
 /// Tables emptied by a replacing load, children before parents. The append-only ledger
 /// tables let a load empty them while `ledger_expiry` says `everything`.
-const REPLACED_TABLES: [&str; 22] = [
+const REPLACED_TABLES: [&str; 25] = [
     "instances",
     "metric_samples",
     "health_reports",
@@ -324,6 +324,9 @@ const REPLACED_TABLES: [&str; 22] = [
     "task_run_targets",
     "artifacts",
     "tool_call_records",
+    "token_usage",
+    "llm_responses",
+    "llm_requests",
     "approvals",
     "task_runs",
     "tasks",

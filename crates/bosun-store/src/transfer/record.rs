@@ -399,11 +399,14 @@ impl<'a> Batcher<'a> {
 }
 
 /// The tables a load's check that its target is empty reads: rows that hang off one of
-/// them (a node's GPUs, a run's events, a storage's hosts) come with their parent's.
+/// them (a node's GPUs, a run's events, a storage's hosts) come with their parent's. LLM
+/// usage counts (a load replaces it with none: dumps do not carry it yet); the seeded prices
+/// and the settings do not.
 pub(crate) fn filled_tables() -> impl Iterator<Item = &'static str> {
     ["nodes", "instances", "pools", "policies", "changes", "bootstrap_logs", "tasks", "task_runs"]
         .into_iter()
         .chain(["tool_definitions", "approval_policies", "audit_entries", "inventory_sources", "inventory_syncs"])
+        .chain(["llm_requests"])
         .chain(bosun_core::inventory::InventoryKind::ALL.iter().map(|kind| crate::inventory::row::table(*kind).name))
 }
 
