@@ -82,6 +82,8 @@ pub const V1_METHODS: &[&str] = &[
     v1::ADMIN_SERVICE_LIST_INVENTORY_SOURCES_SPEC.procedure,
     v1::ADMIN_SERVICE_SYNC_INVENTORY_SPEC.procedure,
     v1::ADMIN_SERVICE_LIST_INVENTORY_SYNCS_SPEC.procedure,
+    v1::OPS_SERVICE_SET_MCP_ENABLED_SPEC.procedure,
+    v1::OPS_SERVICE_GET_MCP_STATUS_SPEC.procedure,
 ];
 
 #[cfg(test)]

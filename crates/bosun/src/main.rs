@@ -8,6 +8,8 @@
 //! - [`commands::nodes`], [`commands::node_commands`], [`commands::instances`],
 //!   [`commands::events`], [`commands::policy`], [`commands::pools`]: operator commands over AdminService
 //!   (`commands::remote` holds what they share: --server, --token, -o, errors).
+//! - [`commands::ledger`] and [`commands::mcp`]: operator commands over OpsService (the
+//!   ledger; the MCP kill switch).
 //! - [`commands::config`]: configuration checks.
 //! - [`commands::sim`]: the simulator and the heartbeat-ingest load generator.
 //! - [`commands::db`]: schema migrations, seeding and integrity checks on a store.
@@ -96,6 +98,8 @@ enum Command {
     Approvals(commands::ledger::ApprovalsArgs),
     /// The audit log: every API call that changed something or was refused.
     Audit(commands::ledger::AuditArgs),
+    /// The MCP server's kill switch: disable, enable, status.
+    Mcp(commands::mcp::McpArgs),
     /// Check configuration files.
     Config(commands::config::ConfigArgs),
     /// The simulator and load generator.
@@ -160,6 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Runs(args) => commands::ledger::run_runs(args).await,
         Command::Approvals(args) => commands::ledger::run_approvals(args).await,
         Command::Audit(args) => commands::ledger::run_audit(args).await,
+        Command::Mcp(args) => commands::mcp::run(args).await,
         Command::Config(args) => commands::config::run(args),
         Command::Sim(args) => commands::sim::run(args.store.store.as_deref(), args).await,
         Command::Db(args) => commands::db::run(&args.store.location()?, args).await,

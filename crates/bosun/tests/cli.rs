@@ -1056,3 +1056,43 @@ fn nodes_get_drain_and_terminate_show_a_proxmox_pool_machines_vm_and_workloads()
     // The pool terminates the instance: its VM is stopped and destroyed.
     eventually(&url, &["instances", "get", &instance, "-o", "json"], |out| out.contains("\"TERMINATED\""));
 }
+
+#[test]
+fn mcp_disable_status_and_enable_set_the_stored_kill_switch() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = format!("sqlite://{}", dir.path().join("bosun.db").display());
+    let config = dir.path().join("bosun.yaml");
+    std::fs::write(
+        &config,
+        "auth:\n  tokens:\n    - {name: root, token: root-secret, role: admin}\n    - {name: oncall, token: oncall-secret, role: operator}\n",
+    )
+    .expect("write");
+    let (_server, url) =
+        start_server(&["--config".as_ref(), config.as_ref(), "--store".as_ref(), store.as_ref()], "127.0.0.1:0");
+    let as_token = |token: &str, args: &[&str]| {
+        let mut command = bosun();
+        command.args(["mcp"]).args(args).args(["--server", &url, "--token", token]);
+        command
+    };
+    let status = eventually(&url, &["mcp", "status", "-o", "json", "--token", "oncall-secret"], |_| true);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("JSON");
+    assert_eq!(status["enabled"], true, "{status}");
+    assert!(status["changed_by"].is_null(), "never set: {status}");
+
+    let disabled = ok(&mut as_token("oncall-secret", &["disable", "--reason", "incident 42"]));
+    assert!(disabled.starts_with("MCP: disabled\n"), "{disabled}");
+    assert!(disabled.contains("set by oncall at ") && disabled.contains("reason: incident 42"), "{disabled}");
+    let status = ok(&mut as_token("oncall-secret", &["status", "-o", "json"]));
+    let status: serde_json::Value = serde_json::from_str(&status).expect("JSON");
+    assert_eq!(
+        (&status["enabled"], &status["config_enabled"], &status["stored_enabled"]),
+        (&false.into(), &true.into(), &false.into())
+    );
+    assert_eq!((status["changed_by"].as_str(), status["reason"].as_str()), (Some("oncall"), Some("incident 42")));
+    assert!(status["changed_at"].is_string(), "{status}");
+
+    let line = fails_with_one_line(&mut as_token("oncall-secret", &["enable"]));
+    assert!(line.contains("permission_denied") && line.contains("admin token"), "{line}");
+    let enabled = ok(&mut as_token("root-secret", &["enable"]));
+    assert!(enabled.starts_with("MCP: enabled\n") && enabled.contains("set by root"), "{enabled}");
+}

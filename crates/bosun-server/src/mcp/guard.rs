@@ -1,13 +1,18 @@
 //! The guard in front of rmcp's Streamable HTTP service: whatever arrives at `/mcp`, the
 //! answer is a JSON-RPC error with a status below 500, or what rmcp serves.
 //!
-//! In order: the kill switch (`mcp.enabled: false` → 503); the failed-authentication
-//! limiter per address (429, shared with the API); the bearer token (401, counted by that
-//! limiter; agent and node tokens 403); the per-token rate limit (429 with `Retry-After`);
-//! a session id opened by another token (403). A POST's body is read within
+//! In order: the configuration's kill switch (`mcp.enabled: false` → 503); the
+//! failed-authentication limiter per address (429, shared with the API); the bearer token
+//! (401, counted by that limiter; agent and node tokens 403); the per-token rate limit
+//! (429 with `Retry-After`); a session id opened by another token (403). A POST's body is read within
 //! `api.max_request_bytes` and `api.request_body_timeout` and must be one JSON-RPC message
 //! rmcp can decode (-32700 when not JSON, -32600 for a bad shape, -32602 for a known
-//! method's bad params), and every request but `initialize` must name its session. rmcp's
+//! method's bad params), and every request but `initialize` must name its session. Then
+//! the stored kill switch (`bosun mcp disable` → 503 naming who, when and why, with the
+//! request's id so that an MCP client's call fails at once; read from the store on every
+//! request, so every replica sees it at once; a store that cannot be read → 503 too),
+//! only for authenticated callers, so anonymous requests cause no store read and never
+//! learn the reason. rmcp's
 //! own refusals (plain text) are rewritten as JSON-RPC errors keeping their status; a 5xx
 //! becomes 503. Successful answers, event streams included, pass through untouched.
 
@@ -206,6 +211,23 @@ pub(crate) async fn guard(State(guard): State<Arc<Guard>>, request: Request, nex
     } else {
         body
     };
+    // The stored kill switch, once the request's id is known: an MCP client matches the
+    // JSON-RPC error to its request by that id.
+    match super::switch::read(app).await {
+        Ok((stored, _)) if stored.enabled => {}
+        Ok((stored, _)) => {
+            return jsonrpc_error(StatusCode::SERVICE_UNAVAILABLE, id, SERVER_ERROR, &stored.refusal());
+        }
+        Err(error) => {
+            tracing::warn!(%error, "the MCP kill switch could not be read from the store");
+            return jsonrpc_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                id,
+                SERVER_ERROR,
+                "bosun cannot read its store to check the MCP kill switch (mcp.enabled); try again later",
+            );
+        }
+    }
     let bearer = authorization
         .as_deref()
         .and_then(|h| std::str::from_utf8(h).ok())

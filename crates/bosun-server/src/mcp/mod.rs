@@ -2,13 +2,14 @@
 //! sessions (`Mcp-Session-Id`, protocol revisions up to 2025-11-25, which have
 //! `initialize`), authenticated by bosun's own tokens (operator or admin).
 //!
-//! - `guard.rs`: everything in front of rmcp (kill switch, authentication, rate limit,
-//!   session ownership, the body checked as one JSON-RPC message, rmcp's refusals rewritten
+//! - `guard.rs`: everything in front of rmcp (the kill switches, authentication, rate
+//!   limit, session ownership, the body checked as one JSON-RPC message, rmcp's refusals rewritten
 //!   as JSON-RPC errors); no input gets a 5xx.
 //! - `limit.rs`: the per-token rate limit on the injected clock.
 //! - `server.rs`: the `ServerHandler` (implemented by hand, no macros): `tools/list` and
 //!   `tools/call`.
 //! - `tools.rs`: the tools, their schemas and what each does.
+//! - `switch.rs`: the stored kill switch (`bosun mcp disable`), read on every request.
 //!
 //! Sessions live in this replica's memory: behind a load balancer, MCP clients need
 //! sticky sessions.
@@ -16,6 +17,7 @@
 mod guard;
 mod limit;
 mod server;
+pub(crate) mod switch;
 mod tools;
 
 use std::sync::Arc;

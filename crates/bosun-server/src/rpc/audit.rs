@@ -70,6 +70,7 @@ fn mutation(path: &str) -> Option<ResourceOf> {
             |p| field::<bosun_api::navarch::IssueCommandRequest>(p, "node", |m| &m.node_id)
         }
         "bosun.v1.OpsService/SetApprovalPolicy" => |_| "approval_policy".to_owned(),
+        "bosun.v1.OpsService/SetMcpEnabled" => |_| "setting:mcp.enabled".to_owned(),
         _ => return None,
     })
 }

@@ -369,6 +369,51 @@ impl OpsApi {
         let entries = self.app.store.list_audit(&filter, request.after_seq, limit).await?;
         Ok(v1::ListAuditResponse { entries: entries.iter().map(ops::audit_entry).collect(), ..Default::default() })
     }
+
+    /// Both kill switches as the API reports them.
+    fn mcp_status(&self, stored: &crate::mcp::switch::Stored) -> v1::GetMcpStatusResponse {
+        let config_enabled = self.app.settings.mcp.enabled;
+        let (changed_by, changed_at) = match &stored.changed {
+            Some((by, at)) => (by.clone(), MessageField::some(convert::timestamp(*at))),
+            None => (String::new(), MessageField::none()),
+        };
+        v1::GetMcpStatusResponse {
+            enabled: config_enabled && stored.enabled,
+            config_enabled,
+            stored_enabled: stored.enabled,
+            changed_by,
+            changed_at,
+            reason: stored.reason.clone(),
+            ..Default::default()
+        }
+    }
+
+    async fn get_mcp_status(&self) -> ApiResult<v1::GetMcpStatusResponse> {
+        let (stored, _) = crate::mcp::switch::read(&self.app).await?;
+        Ok(self.mcp_status(&stored))
+    }
+
+    /// Turning MCP off takes an operator; turning it on, an admin, and a configuration
+    /// that does not turn it off.
+    async fn set_mcp_enabled(
+        &self,
+        caller: &Caller,
+        request: v1::SetMcpEnabledRequest,
+    ) -> ApiResult<v1::SetMcpEnabledResponse> {
+        if request.enabled {
+            caller.require(Permission::Admin)?;
+            if !self.app.settings.mcp.enabled {
+                return Err(ApiError::FailedPrecondition(
+                    "the configuration disables MCP (mcp.enabled: false); change the configuration file and \
+                     restart the server"
+                        .to_owned(),
+                ));
+            }
+        }
+        let reason = exact("reason", &request.reason)?.unwrap_or_default();
+        let stored = crate::mcp::switch::set(&self.app, caller, request.enabled, &reason).await?;
+        Ok(v1::SetMcpEnabledResponse { status: MessageField::some(self.mcp_status(&stored)), ..Default::default() })
+    }
 }
 
 impl v1::OpsService for OpsApi {
@@ -528,6 +573,25 @@ impl v1::OpsService for OpsApi {
     ) -> ServiceResult<v1::ListAuditResponse> {
         allowed(&ctx, Permission::Read)?;
         Ok(Response::new(OpsApi::list_audit(self, request.to_owned_message()).await?))
+    }
+
+    async fn set_mcp_enabled(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::SetMcpEnabledRequest>,
+    ) -> ServiceResult<v1::SetMcpEnabledResponse> {
+        // Off takes an operator; on, an admin (checked inside).
+        let caller = allowed(&ctx, Permission::Command)?;
+        Ok(Response::new(OpsApi::set_mcp_enabled(self, caller, request.to_owned_message()).await?))
+    }
+
+    async fn get_mcp_status(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, v1::GetMcpStatusRequest>,
+    ) -> ServiceResult<v1::GetMcpStatusResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(OpsApi::get_mcp_status(self).await?))
     }
 }
 

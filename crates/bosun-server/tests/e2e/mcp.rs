@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use bosun_agent::ControlPlane as _;
+use bosun_api::v1;
 use bosun_store::Backend;
 use rmcp::ServiceExt as _;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ErrorCode, JsonObject};
@@ -21,6 +22,8 @@ on_sql_backends!(
     only_operator_and_admin_tokens_may_use_mcp,
     an_open_server_takes_anonymous_calls_from_this_machine,
     the_configuration_turns_mcp_off,
+    the_stored_switch_turns_mcp_off_on_every_replica,
+    the_configuration_wins_over_the_stored_switch,
     each_token_is_rate_limited,
     bad_input_is_a_json_rpc_error_below_500,
 );
@@ -280,6 +283,116 @@ async fn the_configuration_turns_mcp_off(backend: Backend) {
     let error = connect(&h, OPERATOR).await.expect_err("no session");
     assert!(error.contains("disabled"), "{error}");
     assert_eq!(h.get_text("/healthz").await, "ok\n", "the rest of the port serves");
+    h.stop().await;
+}
+
+/// `bosun mcp disable`: an open session's next call fails, raw requests get 503 with a
+/// JSON-RPC error naming who turned it off and why; only an admin turns it back on; a
+/// replica on the same database sees the switch at once.
+async fn the_stored_switch_turns_mcp_off_on_every_replica(backend: Backend) {
+    let Some(h) = Harness::start_with(backend, mcp_settings()).await else { return };
+    h.agent_client().register(&registration("n1"), None).await.expect("register");
+    let client = connect(&h, OPERATOR).await.expect("an MCP session");
+    let node = call(&client, "get_node", json!({"node_id": "n1"})).await;
+    assert_eq!(node.is_error, Some(false), "{}", text(&node));
+    let session = open_session(&h, ADMIN).await;
+    let replica = match backend {
+        Backend::Postgres => Some(h.replica().await),
+        _ => None,
+    };
+
+    let operator = h.ops(Some(OPERATOR));
+    let status = operator.get_mcp_status(v1::GetMcpStatusRequest::default()).await.expect("status").into_owned();
+    assert!(status.enabled && status.config_enabled && status.stored_enabled, "{status:?}");
+    assert!(status.changed_by.is_empty() && status.changed_at.as_option().is_none(), "never set: {status:?}");
+    let request = v1::SetMcpEnabledRequest { enabled: false, reason: "incident 42".to_owned(), ..Default::default() };
+    let set = operator.set_mcp_enabled(request).await.expect("an operator turns MCP off").into_owned();
+    let status = set.status.as_option().expect("status").clone();
+    assert!(!status.enabled && status.config_enabled && !status.stored_enabled, "{status:?}");
+    assert_eq!((status.changed_by.as_str(), status.reason.as_str()), ("oncall", "incident 42"));
+    assert!(status.changed_at.as_option().is_some());
+
+    let expected = "bosun's MCP server is disabled (by oncall at ";
+    let params = CallToolRequestParams::new("get_node").with_arguments(arguments(json!({"node_id": "n1"})));
+    let answer = tokio::time::timeout(Duration::from_secs(10), client.call_tool(params)).await;
+    let error = answer.expect("the rmcp client is answered at once").expect_err("MCP is off").to_string();
+    assert!(error.contains(expected) && error.contains("incident 42"), "{error}");
+    let auth = bearer(ADMIN);
+    let in_session = [("authorization", auth.as_str()), ("mcp-session-id", session.as_str())];
+    let mut servers = vec![&h];
+    servers.extend(replica.as_ref());
+    for server in &servers {
+        let (status, _, body) = post(server, &in_session, LIST_TOOLS).await;
+        assert_eq!(status, 503, "{body}");
+        let (code, message) = jsonrpc_error(&body);
+        assert_eq!(code, -32000);
+        assert!(message.starts_with(expected), "{message}");
+        assert!(message.ends_with(": incident 42); an admin re-enables it with `bosun mcp enable`"), "{message}");
+        let (status, _, body) = post(server, &[("authorization", &auth)], INITIALIZE).await;
+        assert_eq!(status, 503, "no new session either: {body}");
+    }
+    let (status, _, body) = post(&h, &[], INITIALIZE).await;
+    assert_eq!(status, 401, "an unauthenticated caller learns nothing of the switch: {body}");
+
+    // The operator cannot turn it on; the admin can.
+    let on = v1::SetMcpEnabledRequest { enabled: true, ..Default::default() };
+    let (code, message) = refused(operator.set_mcp_enabled(on.clone()).await);
+    assert_eq!(code, connectrpc::ErrorCode::PermissionDenied, "{message}");
+    assert!(message.contains("admin token"), "{message}");
+    let admin = h.ops(Some(ADMIN));
+    let set = admin.set_mcp_enabled(on).await.expect("an admin turns MCP on").into_owned();
+    let status = set.status.as_option().expect("status").clone();
+    assert!(status.enabled && status.stored_enabled, "{status:?}");
+    assert_eq!((status.changed_by.as_str(), status.reason.as_str()), ("root", ""));
+    let again = connect(&h, OPERATOR).await.expect("a new MCP session");
+    let node = call(&again, "get_node", json!({"node_id": "n1"})).await;
+    assert_eq!(node.is_error, Some(false), "calls work again: {}", text(&node));
+    again.cancel().await.expect("closed");
+    let (status, _, body) = post(&h, &in_session, LIST_TOOLS).await;
+    assert_eq!(status, 200, "{body}");
+    if let Some(replica) = &replica {
+        // Sessions are per replica: the replica opens one of its own again.
+        open_session(replica, ADMIN).await;
+    }
+    if let Some(replica) = &replica {
+        let status = replica.ops(Some(OPERATOR)).get_mcp_status(v1::GetMcpStatusRequest::default()).await;
+        assert_eq!(status.expect("status").into_owned().changed_by, "root");
+    }
+
+    // Audited as mutations of the setting, the refusal too.
+    let audit = admin
+        .list_audit(v1::ListAuditRequest {
+            method: "bosun.v1.OpsService/SetMcpEnabled".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("audit")
+        .into_owned();
+    let seen: Vec<(&str, &str, &str)> =
+        audit.entries.iter().map(|e| (e.actor.as_str(), e.outcome.as_str(), e.resource.as_str())).collect();
+    assert_eq!(
+        seen,
+        [("oncall", "ok", "setting:mcp.enabled"), ("oncall", "refused", ""), ("root", "ok", "setting:mcp.enabled")]
+    );
+    drop(client);
+    if let Some(replica) = replica {
+        replica.stop().await;
+    }
+    h.stop().await;
+}
+
+/// With `mcp.enabled: false` in the configuration, the stored switch cannot turn MCP on.
+async fn the_configuration_wins_over_the_stored_switch(backend: Backend) {
+    let mut settings = mcp_settings();
+    settings.mcp.enabled = false;
+    let Some(h) = Harness::start_with(backend, settings).await else { return };
+    let admin = h.ops(Some(ADMIN));
+    let on = v1::SetMcpEnabledRequest { enabled: true, ..Default::default() };
+    let (code, message) = refused(admin.set_mcp_enabled(on).await);
+    assert_eq!(code, connectrpc::ErrorCode::FailedPrecondition, "{message}");
+    assert!(message.contains("configuration disables"), "{message}");
+    let status = admin.get_mcp_status(v1::GetMcpStatusRequest::default()).await.expect("status").into_owned();
+    assert!(!status.enabled && !status.config_enabled && status.stored_enabled, "{status:?}");
     h.stop().await;
 }
 

@@ -11,6 +11,7 @@ pub mod events;
 pub mod instances;
 pub mod inventory;
 pub mod ledger;
+pub mod mcp;
 pub mod node_commands;
 pub mod nodes;
 pub mod policy;
