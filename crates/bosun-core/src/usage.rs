@@ -298,7 +298,8 @@ pub struct Setting {
 }
 
 impl Setting {
-    /// Whether AI agents may use the MCP server (`true`/`false`).
+    /// Whether AI agents may use the MCP server: `{"enabled": bool, "reason": text}`
+    /// (no row: on).
     pub const MCP_ENABLED: &'static str = "mcp.enabled";
 
     pub fn new(

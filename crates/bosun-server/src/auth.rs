@@ -81,6 +81,18 @@ impl Caller {
         }
     }
 
+    /// How the audit log and stored settings name this caller: the token's name,
+    /// `node:ID` for a node token, or `anonymous`; and its role (none for anonymous).
+    pub(crate) fn audit_identity(&self) -> (String, Option<Role>) {
+        match self {
+            Caller::Anonymous => ("anonymous".to_owned(), None),
+            Caller::Agent { name, .. } => (name.clone(), Some(Role::Agent)),
+            Caller::Node(node) => (format!("node:{node}"), Some(Role::Agent)),
+            Caller::Operator { name } => (name.clone(), Some(Role::Operator)),
+            Caller::Admin { name } => (name.clone(), Some(Role::Admin)),
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Caller::Anonymous => "an anonymous caller".to_owned(),

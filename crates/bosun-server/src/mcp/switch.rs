@@ -62,19 +62,10 @@ pub(crate) async fn read(app: &App) -> Result<(Stored, Option<Setting>), StoreEr
     Ok((Stored::of(setting.as_ref()), setting))
 }
 
-/// Who a setting change is attributed to.
-fn who(caller: &Caller) -> String {
-    match caller {
-        Caller::Operator { name } | Caller::Admin { name } | Caller::Agent { name, .. } => name.clone(),
-        Caller::Node(node) => format!("node:{node}"),
-        Caller::Anonymous => "anonymous".to_owned(),
-    }
-}
-
 /// Sets the stored switch by compare-and-set on the revision read just before; a
 /// concurrent change makes it read and try once more, then answer aborted.
 pub(crate) async fn set(app: &App, caller: &Caller, enabled: bool, reason: &str) -> ApiResult<Stored> {
-    let by = who(caller);
+    let (by, _) = caller.audit_identity();
     let value = json!({"enabled": enabled, "reason": reason});
     for attempt in 0..2 {
         let current = app.store.setting(Setting::MCP_ENABLED).await?;

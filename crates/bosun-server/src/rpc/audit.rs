@@ -24,7 +24,7 @@ use connectrpc::interceptor::{StreamRequest, StreamResponse, UnaryRequest, Unary
 use connectrpc::{ConnectError, ErrorCode, Interceptor, Next, NextStream, PayloadStream, RequestContext};
 
 use crate::app::App;
-use crate::auth::{Caller, Credential};
+use crate::auth::Credential;
 use crate::transport::Peer;
 
 /// Writes audit entries for the calls that need one (see the module).
@@ -112,13 +112,7 @@ impl Audit {
     /// node token, or `anonymous` (no token, or one that was refused).
     fn who(&self, call: &Call) -> (String, Option<Role>) {
         match self.0.auth.authenticate(call.authorization.as_ref().map(HeaderValue::as_bytes)) {
-            Ok(Credential::Caller(caller)) => match caller {
-                Caller::Anonymous => ("anonymous".to_owned(), None),
-                Caller::Agent { name, .. } => (name, Some(Role::Agent)),
-                Caller::Node(node) => (format!("node:{node}"), Some(Role::Agent)),
-                Caller::Operator { name } => (name, Some(Role::Operator)),
-                Caller::Admin { name } => (name, Some(Role::Admin)),
-            },
+            Ok(Credential::Caller(caller)) => caller.audit_identity(),
             Ok(Credential::NodeToken { node, .. }) => (format!("node:{node}"), Some(Role::Agent)),
             Err(_) => ("anonymous".to_owned(), None),
         }

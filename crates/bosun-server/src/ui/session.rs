@@ -16,7 +16,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use bosun_core::{AuditEntry, AuditOutcome, Role};
+use bosun_core::{AuditEntry, AuditOutcome};
 use bosun_store::WriteBatch;
 
 use super::Banner;
@@ -147,13 +147,7 @@ struct Attempt<'a> {
 /// Writes `attempt` to the audit log; a failure to write is logged and counted, as for an
 /// API call, and does not change the answer.
 async fn audit(app: &App, attempt: Attempt<'_>) {
-    let (actor, role) = match attempt.who {
-        Some(caller @ (Caller::Operator { name } | Caller::Admin { name } | Caller::Agent { name, .. })) => {
-            (name.clone(), Some(caller.role()))
-        }
-        Some(Caller::Node(node)) => (format!("node:{node}"), Some(Role::Agent)),
-        Some(Caller::Anonymous) | None => ("anonymous".to_owned(), None),
-    };
+    let (actor, role) = attempt.who.map_or_else(|| ("anonymous".to_owned(), None), Caller::audit_identity);
     let (outcome, code, message) = match attempt.refused {
         None => (AuditOutcome::Ok, "ok", ""),
         Some((code, message)) => (AuditOutcome::Refused, code, message),
