@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use bosun_agent::ControlPlane as _;
 use bosun_api::v1;
-use bosun_core::{RunId, ToolCallStatus};
+use bosun_core::{PoolSpec, RunId, ToolCallStatus};
+use bosun_provider::fake::FakeSettings;
 use bosun_store::{Backend, Write, WriteBatch};
 use rmcp::model::{CallToolRequestParams, ErrorCode, JsonObject};
 use rmcp::service::ServiceError;
@@ -22,6 +23,8 @@ on_sql_backends!(
     terminating_six_nodes_waits_for_an_admins_approval,
     a_denied_call_names_the_rule_and_the_destructive_budget_runs_out,
     a_disabled_tool_is_neither_listed_nor_callable,
+    shrinking_a_pool_by_most_of_it_waits_for_an_approval_then_resizes_it,
+    the_janitor_closes_a_session_its_server_abandoned,
 );
 
 async fn register(h: &Harness, nodes: &[&str]) {
@@ -277,6 +280,75 @@ async fn a_disabled_tool_is_neither_listed_nor_callable(backend: Backend) {
         other => panic!("a disabled tool must be an error, got {other:?}"),
     }
     assert_eq!(status_of(&h.node("n1").await), v1::NodeStatus::NODE_STATUS_ACTIVE);
+    client.cancel().await.expect("closed");
+    h.stop().await;
+}
+
+async fn shrinking_a_pool_by_most_of_it_waits_for_an_approval_then_resizes_it(backend: Backend) {
+    let mut spec = PoolSpec::single_provider("fake", "h100-8x", 1, 4);
+    spec.region = "local".into();
+    spec.health.auto_replace = false;
+    let Some((h, cloud)) =
+        Harness::start_with_fake_pool_and_settings(backend, "manual", spec, FakeSettings::default(), mcp_settings())
+            .await
+    else {
+        return;
+    };
+    let client = connect(&h, OPERATOR).await.expect("an MCP session");
+    // Growing removes nothing: allowed, done at once.
+    let grown = call(&client, "scale_pool", json!({"pool": "manual", "target": 3})).await;
+    assert_eq!(grown.is_error, Some(false), "{}", text(&grown));
+    assert_eq!(grown.structured_content.clone().expect("structured")["status"], "done");
+    assert_eq!(cloud.live_count(), 3);
+    wait_running(&h, 3).await;
+
+    // Shrinking to one removes two of three nodes: the builtin rule wants an admin.
+    let asked = call(&client, "scale_pool", json!({"pool": "manual", "target": 1, "reason": "idle"})).await;
+    assert_eq!(asked.is_error, Some(false), "{}", text(&asked));
+    let answer = asked.structured_content.clone().expect("structured");
+    assert_eq!(answer["status"], "awaiting_approval", "{answer}");
+    let run_id = answer["run_id"].as_str().expect("run").to_owned();
+    let action = get_run(&h, &run_id).await;
+    assert_eq!(action.targets, ["pool:manual"]);
+    assert_eq!(cloud.live_count(), 3, "nothing removed before the approval");
+    h.ops(Some(ADMIN))
+        .approve_run(v1::ApproveRunRequest { run_id: run_id.clone(), ..Default::default() })
+        .await
+        .expect("approved");
+    let mut run = get_run(&h, &run_id).await;
+    for _ in 0..20 {
+        h.server().advance_runs().await.expect("advance");
+        run = get_run(&h, &run_id).await;
+        if run.status == "succeeded" {
+            break;
+        }
+    }
+    assert_eq!(run.status, "succeeded", "{run:?}");
+    let finished = run.events.iter().find(|e| e.r#type == "step_finished").expect("step finished");
+    assert!(finished.message.starts_with("pool manual set to 1 node(s)"), "{}", finished.message);
+    let pool = h.server().store().pool(&"manual".parse().expect("name")).await.expect("pool");
+    assert_eq!(pool.status.last_decision.expect("decided").target, 1);
+    client.cancel().await.expect("closed");
+    h.stop().await;
+}
+
+async fn the_janitor_closes_a_session_its_server_abandoned(backend: Backend) {
+    let Some(h) = Harness::start_with(backend, mcp_settings()).await else { return };
+    let client = connect(&h, OPERATOR).await.expect("an MCP session");
+    let session = session_run(&h).await;
+    // Within the hour nothing is closed; after two idle hours the session is abandoned.
+    h.clock.advance(Duration::from_secs(30 * 60));
+    h.server().janitor().await.expect("janitor");
+    assert_eq!(get_run(&h, &session.id).await.status, "running");
+    h.clock.advance(Duration::from_secs(90 * 60));
+    h.server().janitor().await.expect("janitor");
+    let closed = get_run(&h, &session.id).await;
+    assert_eq!(closed.status, "succeeded");
+    assert!(
+        closed.events.iter().any(|e| e.message.contains("abandoned: nothing happened in it for 2h")),
+        "{:?}",
+        closed.events
+    );
     client.cancel().await.expect("closed");
     h.stop().await;
 }
