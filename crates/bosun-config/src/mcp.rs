@@ -5,6 +5,8 @@
 //! mcp:
 //!   enabled: true              # false: every MCP call is refused at once (HTTP 503)
 //!   rate_limit_per_second: 10  # MCP requests per token name, with a burst of as many
+//!   destructive_calls_per_session: 5  # calls of destructive tools (terminate_node,
+//!                                     # scale_pool) one MCP session may make
 //! ```
 
 use crate::ConfigError;
@@ -22,13 +24,19 @@ pub struct McpConfig {
     /// MCP requests each token (by name; an open server's anonymous callers share one
     /// allowance) may make per second, in a burst of as many; beyond, 429 with `Retry-After`.
     pub rate_limit_per_second: u32,
+    /// Calls of destructive tools one MCP session may make, whatever the approval policy
+    /// decides of each; beyond, the call is refused and the agent must open a new session.
+    pub destructive_calls_per_session: u32,
 }
 
 impl Default for McpConfig {
     fn default() -> Self {
-        Self { enabled: true, rate_limit_per_second: 10 }
+        Self { enabled: true, rate_limit_per_second: 10, destructive_calls_per_session: 5 }
     }
 }
+
+/// Most destructive calls a session may be allowed.
+const MAX_DESTRUCTIVE_CALLS: u32 = 10_000;
 
 impl McpConfig {
     pub(crate) fn resolve(raw: Option<&schema::Mcp>) -> Result<Self, ConfigError> {
@@ -37,7 +45,16 @@ impl McpConfig {
         let resolved = Self {
             enabled: raw.enabled.unwrap_or(defaults.enabled),
             rate_limit_per_second: raw.rate_limit_per_second.unwrap_or(defaults.rate_limit_per_second),
+            destructive_calls_per_session: raw
+                .destructive_calls_per_session
+                .unwrap_or(defaults.destructive_calls_per_session),
         };
+        if resolved.destructive_calls_per_session > MAX_DESTRUCTIVE_CALLS {
+            return Err(ConfigError::invalid(
+                "mcp.destructive_calls_per_session",
+                format!("must be at most {MAX_DESTRUCTIVE_CALLS}; 0 refuses every destructive call"),
+            ));
+        }
         if !(1..=MAX_RATE).contains(&resolved.rate_limit_per_second) {
             return Err(ConfigError::invalid(
                 "mcp.rate_limit_per_second",
@@ -48,7 +65,11 @@ impl McpConfig {
     }
 
     pub(crate) fn to_schema(self) -> schema::Mcp {
-        schema::Mcp { enabled: Some(self.enabled), rate_limit_per_second: Some(self.rate_limit_per_second) }
+        schema::Mcp {
+            enabled: Some(self.enabled),
+            rate_limit_per_second: Some(self.rate_limit_per_second),
+            destructive_calls_per_session: Some(self.destructive_calls_per_session),
+        }
     }
 }
 
@@ -61,6 +82,12 @@ mod tests {
         let config = Config::from_yaml_str("", |_| None).expect("valid");
         assert!(config.mcp.enabled);
         assert_eq!(config.mcp.rate_limit_per_second, 10);
+        assert_eq!(config.mcp.destructive_calls_per_session, 5);
+        let config = Config::from_yaml_str("mcp: {destructive_calls_per_session: 0}\n", |_| None).expect("valid");
+        assert_eq!(config.mcp.destructive_calls_per_session, 0);
+        let error =
+            Config::from_yaml_str("mcp: {destructive_calls_per_session: 10001}\n", |_| None).expect_err("bound");
+        assert!(error.to_string().contains("mcp.destructive_calls_per_session"), "{error}");
         let config = Config::from_yaml_str("mcp: {enabled: false}\n", |_| None).expect("valid");
         assert!(!config.mcp.enabled);
         assert_eq!(config.mcp.rate_limit_per_second, 10);

@@ -54,6 +54,7 @@ pub(crate) struct Retention {
 pub(crate) struct Mcp {
     pub enabled: Option<bool>,
     pub rate_limit_per_second: Option<u32>,
+    pub destructive_calls_per_session: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

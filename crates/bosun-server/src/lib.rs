@@ -165,6 +165,12 @@ impl Server {
         let follows_changes = subscription.is_some();
         let app =
             app::App::start(store, clock, settings, shutdown.clone(), pools, tls.clone(), follows_changes).await?;
+        // Every MCP tool has its row before the first `tools/list`.
+        if app.settings.mcp.enabled
+            && let Err(error) = mcp::tools::ensure_defined(&app).await
+        {
+            tracing::warn!(%error, "the MCP tools could not be defined in the store; tools/list lists none until they are");
+        }
         let mut loops = JoinSet::new();
         // Before serving: a request may wait for what another replica commits next.
         let followed = subscription.map(|subscription| {

@@ -53,12 +53,14 @@ pub(crate) async fn janitor(app: &App) -> ApiResult<()> {
         let failed = instances::fail_unregistered(app).await?;
         let escalated = remediation::escalate_overdue(app).await?.len();
         let approvals = crate::runs::approvals::expire_overdue(app).await?;
-        if expired + failed + escalated + approvals > 0 {
+        let sessions = crate::mcp::session::close_abandoned(app).await?;
+        if expired + failed + escalated + approvals + sessions > 0 {
             tracing::info!(
                 expired_commands = expired,
                 failed_instances = failed,
                 timed_out_remediations = escalated,
                 expired_approvals = approvals,
+                abandoned_mcp_sessions = sessions,
                 "janitor pass"
             );
         }

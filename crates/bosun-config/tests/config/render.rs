@@ -49,7 +49,10 @@ fn the_full_example_means_what_it_says() {
     assert_eq!(roles, [Role::Admin, Role::Operator, Role::Agent, Role::Agent]);
     assert_eq!(config.api.max_request_bytes, 8 * 1024 * 1024);
     assert_eq!(config.api.command_ttl, Duration::from_secs(7200));
-    assert_eq!(config.mcp, bosun_config::McpConfig { enabled: false, rate_limit_per_second: 20 });
+    assert_eq!(
+        config.mcp,
+        bosun_config::McpConfig { enabled: false, rate_limit_per_second: 20, destructive_calls_per_session: 3 }
+    );
     assert_eq!(config.providers["local"], ProviderConfig::Process { gpu_count: 4 });
 
     let research = pool(&config, "research");
@@ -156,6 +159,7 @@ retention:
 mcp:
   enabled: true
   rate_limit_per_second: 10
+  destructive_calls_per_session: 5
 providers: {}
 pools: {}
 "

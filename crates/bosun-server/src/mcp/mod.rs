@@ -6,19 +6,23 @@
 //!   limit, session ownership, the body checked as one JSON-RPC message, rmcp's refusals rewritten
 //!   as JSON-RPC errors); no input gets a 5xx.
 //! - `limit.rs`: the per-token rate limit on the injected clock.
-//! - `server.rs`: the `ServerHandler` (implemented by hand, no macros): `tools/list` and
-//!   `tools/call`.
+//! - `server.rs`: the `ServerHandler` (implemented by hand, no macros): `initialize`,
+//!   `tools/list` and `tools/call`.
+//! - `session.rs`: each session is an `ai_session` run; each call a tool call record on it.
 //! - `tools.rs`: the tools, their schemas and what each does.
+//! - `actions.rs`: the tools that change the fleet, behind the approval policy.
 //! - `switch.rs`: the stored kill switch (`bosun mcp disable`), read on every request.
 //!
 //! Sessions live in this replica's memory: behind a load balancer, MCP clients need
 //! sticky sessions.
 
+mod actions;
 mod guard;
 mod limit;
 mod server;
+pub(crate) mod session;
 pub(crate) mod switch;
-mod tools;
+pub(crate) mod tools;
 
 use std::sync::Arc;
 
@@ -45,6 +49,7 @@ pub(crate) fn router(app: Arc<App>, connect: ConnectRpcService) -> Router {
     let mut sessions = LocalSessionManager::default();
     // No priming event before each answer: plainer event streams for curl.
     sessions.session_config.sse_retry = None;
+    sessions.session_config.keep_alive = Some(session::IDLE_TIMEOUT);
     let sessions = Arc::new(sessions);
     let mut config = StreamableHttpServerConfig::default()
         .with_sse_retry(None)
@@ -55,8 +60,12 @@ pub(crate) fn router(app: Arc<App>, connect: ConnectRpcService) -> Router {
         // machine may call; here every call needs a token, which a rebinding page lacks.
         config = config.disable_allowed_hosts();
     }
-    let service =
-        StreamableHttpService::new(move || Ok(server::McpServer::new(connect.clone())), Arc::clone(&sessions), config);
-    let guard = Arc::new(guard::Guard::new(app, sessions));
+    let guard = Arc::new(guard::Guard::new(Arc::clone(&app), Arc::clone(&sessions)));
+    // Called on every POST (rmcp reads the tool schemas from it), so only Arcs are cloned.
+    let service = StreamableHttpService::new(
+        move || Ok(server::McpServer::new(Arc::clone(&app), connect.clone())),
+        sessions,
+        config,
+    );
     Router::new().route_service("/mcp", service).layer(axum::middleware::from_fn_with_state(guard, guard::guard))
 }

@@ -1,17 +1,23 @@
 //! The tools the MCP server lists and calls. Code is their source of truth: each is a
-//! [`ToolSpec`] with its name, description, JSON input schema and whether it only reads.
+//! [`ToolSpec`] with its name, description, JSON input schema and risk. At start every
+//! tool gets its `tool_definitions` row ([`ensure_defined`]); `tools/list` lists the
+//! enabled rows, so an operator who disables a tool there takes it away from every agent.
 //!
 //! A call's arguments are decoded into the tool's typed input (`deny_unknown_fields`,
 //! errors located by `serde_path_to_error`), so an input that fails its schema is a tool
 //! error naming the field. Read tools are in-process calls to the API (`inproc::call`) as
 //! the caller's own token: the same authentication, validation and JSON as any client.
-//!
-//! Tools that change the fleet (cordon, drain, terminate, scale, runbooks) come later,
-//! behind the approval policies; they will be further [`Action`]s beside [`Action::Api`].
+//! Tools that change the fleet go through the approval policy ([`super::actions`]). Every
+//! call is recorded on the session's run ([`super::session::Ledger`]).
 
 use std::sync::Arc;
 
-use bosun_core::{RunKind, RunStatus};
+use bosun_config::runbook::{StepAction, TargetSpec};
+use bosun_core::{
+    Actor, LabelSelector, NodeId, PoolName, Revision, RunKind, RunStatus, RunbookName, ToolDefinition, ToolName,
+    ToolRisk,
+};
+use bosun_store::{StoreError, Write, WriteBatch};
 use connectrpc::ConnectRpcService;
 use rmcp::ErrorData as McpError;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
@@ -19,16 +25,18 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::McpCaller;
+use super::actions::{self, Act, MAX_NODES};
+use super::session::{Ledger, Outcome, Session};
+use crate::app::App;
+use crate::error::ApiResult;
 use crate::inproc::{self, CallError};
-use crate::transport::Peer;
 
 /// One tool.
 #[derive(Debug)]
 pub(crate) struct ToolSpec {
     pub name: &'static str,
     pub description: &'static str,
-    pub read_only: bool,
+    pub risk: ToolRisk,
     /// The JSON Schema of its arguments (an object schema).
     pub schema: fn() -> Value,
     pub action: Action,
@@ -39,6 +47,8 @@ pub(crate) struct ToolSpec {
 pub(crate) enum Action {
     /// A call to the API: `request` turns the arguments into the method's request JSON.
     Api { method: &'static str, request: fn(JsonObject) -> Result<Value, String> },
+    /// A change to the fleet, behind the approval policy.
+    Act(fn(JsonObject) -> Result<Act, String>),
 }
 
 /// Every tool this server has, in the order `tools/list` gives them.
@@ -47,14 +57,14 @@ pub(crate) const TOOLS: &[ToolSpec] = &[
         name: "list_nodes",
         description: "List the fleet's GPU nodes (id, status, health, pool, provider, GPUs, labels), filtered by \
                       status, pool, provider, region or label selector; paged (page_token from next_page_token).",
-        read_only: true,
+        risk: ToolRisk::Read,
         schema: list_nodes_schema,
         action: Action::Api { method: "/bosun.v1.AdminService/ListNodes", request: list_nodes },
     },
     ToolSpec {
         name: "get_node",
         description: "One node in full: status and why, health, GPUs, metrics, labels, instance and pool.",
-        read_only: true,
+        risk: ToolRisk::Read,
         schema: node_id_schema,
         action: Action::Api { method: "/bosun.v1.AdminService/GetNode", request: get_node },
     },
@@ -62,7 +72,7 @@ pub(crate) const TOOLS: &[ToolSpec] = &[
         name: "node_health_history",
         description: "A node's health reports, newest first: each check's result, the events (XIDs, ECC errors) \
                       and the policy rule that judged them.",
-        read_only: true,
+        risk: ToolRisk::Read,
         schema: health_history_schema,
         action: Action::Api { method: "/bosun.v1.AdminService/GetHealthHistory", request: health_history },
     },
@@ -70,85 +80,224 @@ pub(crate) const TOOLS: &[ToolSpec] = &[
         name: "list_events",
         description: "The change log, oldest first after after_seq: every change to nodes, instances, commands, \
                       pools and the policy, with who made it and why; filter by kind, resource and actor.",
-        read_only: true,
+        risk: ToolRisk::Read,
         schema: list_events_schema,
         action: Action::Api { method: "/bosun.v1.AdminService/ListEvents", request: list_events },
     },
     ToolSpec {
         name: "list_pools",
         description: "Every pool: its size and target, limits, autoscaler and the last scaling decision.",
-        read_only: true,
+        risk: ToolRisk::Read,
         schema: no_arguments_schema,
         action: Action::Api { method: "/bosun.v1.AdminService/ListPools", request: list_pools },
     },
     ToolSpec {
         name: "get_pool",
         description: "One pool in full, with its last scaling decision and its conditions.",
-        read_only: true,
+        risk: ToolRisk::Read,
         schema: pool_name_schema,
         action: Action::Api { method: "/bosun.v1.AdminService/GetPool", request: get_pool },
     },
     ToolSpec {
         name: "list_runs",
-        description: "Runs of the operations ledger (runbooks, replacements, scaling, drift repairs), newest first, \
-                      filtered by status, kind or target (a node id, pool name or instance id); paged.",
-        read_only: true,
+        description: "Runs of the operations ledger (runbooks, replacements, scaling, drift repairs, AI sessions and \
+                      their actions), newest first, filtered by status, kind or target (a node id, pool name or \
+                      instance id); paged.",
+        risk: ToolRisk::Read,
         schema: list_runs_schema,
         action: Action::Api { method: "/bosun.v1.OpsService/ListRuns", request: list_runs },
     },
     ToolSpec {
         name: "get_run",
-        description: "One run: its status, targets, input, who requested it and its approvals.",
-        read_only: true,
+        description: "One run: its status, targets, input, who requested it, its approvals and events. Shows the \
+                      outcome of an action that awaited approval.",
+        risk: ToolRisk::Read,
         schema: run_id_schema,
         action: Action::Api { method: "/bosun.v1.OpsService/GetRun", request: get_run },
     },
+    ToolSpec {
+        name: "cordon_node",
+        description: "Cordon a node: no new work is scheduled on it; what runs keeps running. Goes through the \
+                      approval policy.",
+        risk: ToolRisk::Write,
+        schema: node_reason_schema,
+        action: Action::Act(cordon_node),
+    },
+    ToolSpec {
+        name: "uncordon_node",
+        description: "Return a cordoned node to service. Refused for a node judged unhealthy. Goes through the \
+                      approval policy.",
+        risk: ToolRisk::Write,
+        schema: node_reason_schema,
+        action: Action::Act(uncordon_node),
+    },
+    ToolSpec {
+        name: "drain_node",
+        description: "Drain a node: its workloads are moved off, then it stays out of service. Goes through the \
+                      approval policy.",
+        risk: ToolRisk::Write,
+        schema: node_reason_required_schema,
+        action: Action::Act(drain_node),
+    },
+    ToolSpec {
+        name: "diagnose_node",
+        description: "Run a diagnostic (the agent's test, e.g. dcgm) on a node; get_run or the node's commands \
+                      show the result. Goes through the approval policy.",
+        risk: ToolRisk::Write,
+        schema: diagnose_schema,
+        action: Action::Act(diagnose_node),
+    },
+    ToolSpec {
+        name: "terminate_node",
+        description: "Terminate nodes: their machines are given back to the provider. Destructive: counted against \
+                      the session's budget, and the approval policy may require a person's approval (the answer \
+                      then says awaiting approval, with the run to follow).",
+        risk: ToolRisk::Destructive,
+        schema: terminate_schema,
+        action: Action::Act(terminate_node),
+    },
+    ToolSpec {
+        name: "scale_pool",
+        description: "Set a pool's target size (within its minimum and maximum). Destructive when it shrinks: \
+                      counted against the session's budget, and the approval policy may require a person's approval.",
+        risk: ToolRisk::Destructive,
+        schema: scale_pool_schema,
+        action: Action::Act(scale_pool),
+    },
+    ToolSpec {
+        name: "start_runbook",
+        description: "Start a stored runbook over nodes (node_ids, a label selector or a pool; else the runbook's \
+                      own targets). Each step is gated by the approval policy as it comes; get_run follows it.",
+        risk: ToolRisk::Write,
+        schema: start_runbook_schema,
+        action: Action::Act(start_runbook),
+    },
 ];
 
-/// The tools as `tools/list` describes them.
-pub(crate) fn listed() -> Vec<Tool> {
+/// Who tools are defined by.
+const DEFINED_BY: &str = "mcp";
+
+/// Gives every tool of [`TOOLS`] its `tool_definitions` row: created when missing; the
+/// description and schema brought up to date when the code changed them, keeping whether
+/// an operator disabled it. Racing replicas: the loser's conflict is harmless.
+pub(crate) async fn ensure_defined(app: &App) -> ApiResult<()> {
+    let stored = app.store.tools().await?;
+    let now = app.now();
+    let mut batch = WriteBatch::new(Actor::system(DEFINED_BY), "MCP tools defined");
+    for spec in TOOLS {
+        let name = ToolName::new(spec.name).map_err(crate::error::ApiError::Invalid)?;
+        let schema = (spec.schema)();
+        let current = stored.iter().find(|t| t.name == name);
+        if let Some(row) = current
+            && row.description == spec.description
+            && row.input_schema == schema
+            && row.risk == spec.risk
+        {
+            continue;
+        }
+        let tool = ToolDefinition {
+            name,
+            description: spec.description.to_owned(),
+            input_schema: schema,
+            risk: spec.risk,
+            enabled: current.is_none_or(|row| row.enabled),
+            updated_at: now,
+            revision: current.map_or(Revision::FIRST, |row| row.revision),
+        };
+        batch.push(Write::PutTool { tool: Box::new(tool), expected: current.map(|row| row.revision) });
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    match app.store.commit(batch).await {
+        Ok(_) | Err(StoreError::Conflict { .. } | StoreError::AlreadyExists { .. }) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The tools `tools/list` offers: those enabled in `rows` that this server has, in code order.
+pub(crate) fn listed(rows: &[ToolDefinition]) -> Vec<Tool> {
     TOOLS
         .iter()
-        .map(|spec| {
-            let Value::Object(schema) = (spec.schema)() else { unreachable!("every tool's schema is an object") };
-            Tool::new(spec.name, spec.description, Arc::new(schema))
-                .with_annotations(ToolAnnotations::new().read_only(spec.read_only).destructive(false).open_world(false))
+        .filter_map(|spec| {
+            let row = rows.iter().find(|row| row.name.as_str() == spec.name && row.enabled)?;
+            let Value::Object(schema) = row.input_schema.clone() else { return None };
+            let annotations = ToolAnnotations::new()
+                .read_only(spec.risk == ToolRisk::Read)
+                .destructive(spec.risk == ToolRisk::Destructive)
+                .open_world(false);
+            Some(Tool::new(spec.name, row.description.clone(), Arc::new(schema)).with_annotations(annotations))
         })
         .collect()
 }
 
-/// Calls tool `name` with `arguments` as `caller`. An unknown tool is a protocol error
-/// (invalid params); arguments that fail the tool's schema, and the API's refusals, are
-/// tool errors the model reads.
+/// Calls tool `name` with `arguments` in `session`. An unknown or disabled tool is a
+/// protocol error (invalid params); arguments that fail the tool's schema, the policy's
+/// refusals and the API's are tool errors the model reads. Every call of a tool is recorded.
 pub(crate) async fn call(
+    app: &App,
     connect: &ConnectRpcService,
-    caller: &McpCaller,
-    peer: Option<Peer>,
+    session: &Session,
     name: &str,
     arguments: Option<JsonObject>,
 ) -> Result<CallToolResult, McpError> {
-    let Some(spec) = TOOLS.iter().find(|spec| spec.name == name) else {
-        return Err(McpError::invalid_params(
-            format!("unknown tool {name:?}; tools/list names the tools this server has"),
-            None,
-        ));
-    };
+    let unknown =
+        || McpError::invalid_params(format!("unknown tool {name:?}; tools/list names the tools this server has"), None);
+    let spec = TOOLS.iter().find(|spec| spec.name == name).ok_or_else(unknown)?;
+    let rows = app
+        .store
+        .tools()
+        .await
+        .map_err(|e| McpError::internal_error(format!("the tools cannot be read: {e}"), None))?;
+    let tool = ToolName::new(spec.name).map_err(|e| McpError::internal_error(e.to_string(), None))?;
     let arguments = arguments.unwrap_or_default();
+    let request_id = format!("mcp-{}", uuid::Uuid::now_v7());
+    let ledger = Ledger {
+        session,
+        tool: &tool,
+        input: Value::Object(arguments.clone()),
+        started: tokio::time::Instant::now(),
+        request_id: &request_id,
+    };
+    if !rows.iter().any(|row| row.name == tool && row.enabled) {
+        ledger.record(app, &Outcome::refused("the tool is disabled (tool_definitions)")).await;
+        return Err(unknown());
+    }
     match &spec.action {
         Action::Api { method, request } => {
             let body = match request(arguments) {
                 Ok(body) => body,
-                Err(problem) => return Ok(tool_error(format!("invalid arguments for {name}: {problem}"))),
+                Err(problem) => {
+                    return Ok(refuse(app, &ledger, format!("invalid arguments for {name}: {problem}")).await);
+                }
             };
-            let request_id = format!("mcp-{}", uuid::Uuid::now_v7());
-            let who = inproc::As { bearer: caller.bearer.as_deref(), peer, request_id: &request_id };
-            match inproc::call(connect, who, method, &body).await {
-                Ok(answer) => Ok(CallToolResult::structured(answer)),
-                Err(CallError::Refused { code, message }) => Ok(tool_error(format!("{code}: {message}"))),
-                Err(CallError::Failed(message)) => Ok(tool_error(format!("unavailable: {message}"))),
-            }
+            let who =
+                inproc::As { bearer: session.caller.bearer.as_deref(), peer: session.peer, request_id: &request_id };
+            let (outcome, result) = match inproc::call(connect, who, method, &body).await {
+                Ok(answer) => (Outcome::succeeded(answer.clone()), CallToolResult::structured(answer)),
+                Err(CallError::Refused { code, message }) => {
+                    let message = format!("{code}: {message}");
+                    (Outcome::failed(message.clone()), tool_error(message))
+                }
+                Err(CallError::Failed(message)) => {
+                    let message = format!("unavailable: {message}");
+                    (Outcome::failed(message.clone()), tool_error(message))
+                }
+            };
+            ledger.record(app, &outcome).await;
+            Ok(result)
         }
+        Action::Act(decode_act) => match decode_act(arguments) {
+            Ok(act) => Ok(actions::call(app, &ledger, act, spec.risk).await),
+            Err(problem) => Ok(refuse(app, &ledger, format!("invalid arguments for {name}: {problem}")).await),
+        },
     }
+}
+
+/// Records a call refused for its arguments, and tells the agent why.
+async fn refuse(app: &App, ledger: &Ledger<'_>, message: String) -> CallToolResult {
+    ledger.record(app, &Outcome::refused(message.clone())).await;
+    tool_error(message)
 }
 
 fn tool_error(message: String) -> CallToolResult {
@@ -431,6 +580,219 @@ fn get_run(arguments: JsonObject) -> Result<Value, String> {
     Ok(json!({"runId": input.run_id}))
 }
 
+fn node_reason_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "node_id": {"type": "string", "description": "The node's id."},
+            "reason": {"type": "string", "maxLength": MAX_REASON, "description": "Why, for the node's history and the audit log."}
+        },
+        "required": ["node_id"],
+        "additionalProperties": false
+    })
+}
+
+fn node_reason_required_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "node_id": {"type": "string", "description": "The node's id."},
+            "reason": {"type": "string", "minLength": 1, "maxLength": MAX_REASON, "description": "Why, for the node's history and the audit log."}
+        },
+        "required": ["node_id", "reason"],
+        "additionalProperties": false
+    })
+}
+
+/// The longest reason a tool takes.
+const MAX_REASON: usize = 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeReason {
+    node_id: String,
+    #[serde(default)]
+    reason: String,
+}
+
+fn node_id(field: &str, id: &str) -> Result<NodeId, String> {
+    id.parse().map_err(|e: bosun_core::ValidationError| format!("{field}: {}", e.problem))
+}
+
+fn reason(reason: String, required: bool) -> Result<String, String> {
+    if required && reason.trim().is_empty() {
+        return Err("reason: is required: say why, for the node's history and the audit log".to_owned());
+    }
+    if reason.len() > MAX_REASON {
+        return Err(format!("reason: is {} bytes long; the limit is {MAX_REASON}", reason.len()));
+    }
+    Ok(reason)
+}
+
+fn one_node(arguments: JsonObject, required: bool, step: impl FnOnce(String) -> StepAction) -> Result<Act, String> {
+    let input: NodeReason = decode(arguments)?;
+    let node = node_id("node_id", &input.node_id)?;
+    let reason = reason(input.reason, required)?;
+    Ok(Act::Nodes { step: step(reason.clone()), nodes: vec![node], reason })
+}
+
+fn cordon_node(arguments: JsonObject) -> Result<Act, String> {
+    one_node(arguments, false, |reason| StepAction::Cordon { reason })
+}
+
+fn uncordon_node(arguments: JsonObject) -> Result<Act, String> {
+    one_node(arguments, false, |_| StepAction::Uncordon)
+}
+
+fn drain_node(arguments: JsonObject) -> Result<Act, String> {
+    one_node(arguments, true, |reason| StepAction::Drain { reason })
+}
+
+/// The longest diagnostic name.
+const MAX_TEST: usize = 128;
+
+fn diagnose_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "node_id": {"type": "string", "description": "The node's id."},
+            "test": {"type": "string", "minLength": 1, "maxLength": MAX_TEST, "description": "The diagnostic the agent runs (e.g. dcgm, nccl)."},
+            "reason": {"type": "string", "maxLength": MAX_REASON}
+        },
+        "required": ["node_id", "test"],
+        "additionalProperties": false
+    })
+}
+
+fn diagnose_node(arguments: JsonObject) -> Result<Act, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Input {
+        node_id: String,
+        test: String,
+        #[serde(default)]
+        reason: String,
+    }
+    let input: Input = decode(arguments)?;
+    let node = node_id("node_id", &input.node_id)?;
+    if input.test.trim().is_empty() || input.test.len() > MAX_TEST || input.test.chars().any(char::is_control) {
+        return Err(format!("test: names the diagnostic to run, 1 to {MAX_TEST} characters, no control characters"));
+    }
+    let reason = reason(input.reason, false)?;
+    Ok(Act::Nodes { step: StepAction::Diagnose { test: input.test }, nodes: vec![node], reason })
+}
+
+fn terminate_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "node_ids": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_NODES,
+                         "description": "The nodes to terminate."},
+            "reason": {"type": "string", "minLength": 1, "maxLength": MAX_REASON, "description": "Why, for the nodes' history and the audit log."}
+        },
+        "required": ["node_ids", "reason"],
+        "additionalProperties": false
+    })
+}
+
+fn node_ids(ids: Vec<String>) -> Result<Vec<NodeId>, String> {
+    if ids.is_empty() || ids.len() > MAX_NODES {
+        return Err(format!("node_ids: {} node(s); give 1 to {MAX_NODES}", ids.len()));
+    }
+    let mut nodes: Vec<NodeId> = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        let node = node_id(&format!("node_ids[{i}]"), id)?;
+        if nodes.contains(&node) {
+            return Err(format!("node_ids[{i}]: {id} is named twice"));
+        }
+        nodes.push(node);
+    }
+    Ok(nodes)
+}
+
+fn terminate_node(arguments: JsonObject) -> Result<Act, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Input {
+        node_ids: Vec<String>,
+        reason: String,
+    }
+    let input: Input = decode(arguments)?;
+    let nodes = node_ids(input.node_ids)?;
+    let reason = reason(input.reason, true)?;
+    Ok(Act::Nodes { step: StepAction::Terminate { reason: reason.clone() }, nodes, reason })
+}
+
+fn scale_pool_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "pool": {"type": "string", "description": "The pool's name."},
+            "target": {"type": "integer", "minimum": 0, "description": "The pool's new target size."},
+            "reason": {"type": "string", "maxLength": MAX_REASON}
+        },
+        "required": ["pool", "target"],
+        "additionalProperties": false
+    })
+}
+
+fn scale_pool(arguments: JsonObject) -> Result<Act, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Input {
+        pool: String,
+        target: u32,
+        #[serde(default)]
+        reason: String,
+    }
+    let input: Input = decode(arguments)?;
+    let pool: PoolName = input.pool.parse().map_err(|e: bosun_core::ValidationError| format!("pool: {}", e.problem))?;
+    Ok(Act::ScalePool { pool, target: input.target, reason: reason(input.reason, false)? })
+}
+
+fn start_runbook_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "runbook": {"type": "string", "description": "The stored runbook's name."},
+            "node_ids": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_NODES},
+            "selector": {"type": "string", "description": "A label selector (key=value, comma-separated)."},
+            "pool": {"type": "string"},
+            "reason": {"type": "string", "maxLength": MAX_REASON}
+        },
+        "required": ["runbook"],
+        "additionalProperties": false
+    })
+}
+
+fn start_runbook(arguments: JsonObject) -> Result<Act, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Input {
+        runbook: String,
+        node_ids: Option<Vec<String>>,
+        selector: Option<String>,
+        pool: Option<String>,
+        #[serde(default)]
+        reason: String,
+    }
+    let input: Input = decode(arguments)?;
+    let runbook: RunbookName =
+        input.runbook.parse().map_err(|e: bosun_core::ValidationError| format!("runbook: {}", e.problem))?;
+    let targets = match (input.node_ids, input.selector, input.pool) {
+        (None, None, None) => None,
+        (Some(ids), None, None) => Some(TargetSpec::Nodes(node_ids(ids)?)),
+        (None, Some(selector), None) => {
+            Some(TargetSpec::Selector(selector.parse::<LabelSelector>().map_err(|e| format!("selector: {e}"))?))
+        }
+        (None, None, Some(pool)) => Some(TargetSpec::Pool(
+            pool.parse().map_err(|e: bosun_core::ValidationError| format!("pool: {}", e.problem))?,
+        )),
+        _ => return Err("node_ids, selector, pool: give one of them, not several".to_owned()),
+    };
+    Ok(Act::StartRunbook { runbook, targets, reason: reason(input.reason, false)? })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,9 +802,24 @@ mod tests {
         map
     }
 
+    fn rows() -> Vec<ToolDefinition> {
+        TOOLS
+            .iter()
+            .map(|spec| ToolDefinition {
+                name: ToolName::new(spec.name).expect("name"),
+                description: spec.description.to_owned(),
+                input_schema: (spec.schema)(),
+                risk: spec.risk,
+                enabled: true,
+                updated_at: bosun_core::Timestamp::from_unix_micros(0),
+                revision: Revision::FIRST,
+            })
+            .collect()
+    }
+
     #[test]
     fn every_tool_is_listed_once_with_an_object_schema() {
-        let tools = listed();
+        let tools = listed(&rows());
         assert_eq!(tools.len(), TOOLS.len());
         let mut names: Vec<&str> = TOOLS.iter().map(|t| t.name).collect();
         names.sort_unstable();
@@ -454,8 +831,45 @@ mod tests {
         }
         assert!(TOOLS.iter().all(|t| match t.action {
             Action::Api { method, .. } =>
-                method.starts_with("/bosun.v1.AdminService/") || method.starts_with("/bosun.v1.OpsService/"),
+                t.risk == ToolRisk::Read
+                    && (method.starts_with("/bosun.v1.AdminService/") || method.starts_with("/bosun.v1.OpsService/")),
+            Action::Act(_) => t.risk != ToolRisk::Read,
         }));
+    }
+
+    #[test]
+    fn disabled_tools_are_not_listed() {
+        let mut rows = rows();
+        rows.iter_mut().filter(|row| row.name.as_str() == "terminate_node").for_each(|row| row.enabled = false);
+        let names: Vec<String> = listed(&rows).into_iter().map(|t| t.name.to_string()).collect();
+        assert!(!names.iter().any(|n| n == "terminate_node"), "{names:?}");
+        assert_eq!(names.len(), TOOLS.len() - 1);
+    }
+
+    #[test]
+    fn write_tools_decode_or_name_the_field() {
+        let ok = terminate_node(object(json!({"node_ids": ["n1", "n2"], "reason": "xid 79"}))).expect("valid");
+        assert!(matches!(ok, Act::Nodes { ref nodes, .. } if nodes.len() == 2));
+        let cases = [
+            (
+                terminate_node as fn(JsonObject) -> Result<Act, String>,
+                json!({"node_ids": [], "reason": "r"}),
+                "node_ids: 0 node(s)",
+            ),
+            (terminate_node, json!({"node_ids": ["n1", "n1"], "reason": "r"}), "node_ids[1]: n1 is named twice"),
+            (terminate_node, json!({"node_ids": ["n1", "bad id"], "reason": "r"}), "node_ids[1]:"),
+            (terminate_node, json!({"node_ids": ["n1"], "reason": " "}), "reason: is required"),
+            (terminate_node, json!({"node_ids": ["n1"]}), "missing field `reason`"),
+            (drain_node, json!({"node_id": "n1"}), "reason: is required"),
+            (cordon_node, json!({"node": "n1"}), "unknown field `node`"),
+            (scale_pool, json!({"pool": "p", "target": -1}), "target: invalid value"),
+            (diagnose_node, json!({"node_id": "n1", "test": ""}), "test: names the diagnostic"),
+            (start_runbook, json!({"runbook": "r", "pool": "p", "selector": "a=b"}), "give one of them"),
+        ];
+        for (decode, arguments, expected) in cases {
+            let error = decode(object(arguments.clone())).expect_err("refused");
+            assert!(error.contains(expected), "{arguments}: {error:?} should contain {expected:?}");
+        }
     }
 
     #[test]

@@ -10,11 +10,13 @@
 //!   `server.approval_timeout`.
 
 use bosun_config::runbook::StepAction;
+use std::collections::BTreeMap;
+
 use bosun_core::{
     Actor, Approval, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalPolicy, PolicyDecision, PoolName, Role,
-    RunEvent, RunEventType, RunId, RunStatus, RunTrigger, TaskRun,
+    RunEvent, RunEventType, RunId, RunKind, RunStatus, RunTrigger, TaskRun,
 };
-use bosun_policy::approval::{ApprovalRules, Operation, builtin_rules};
+use bosun_policy::approval::{ApprovalRules, Decision, Operation, builtin_rules};
 use bosun_store::{ApprovalFilter, NodeFilter, Write, WriteBatch, all_pages};
 
 use super::executor::{Driver, Flow};
@@ -50,21 +52,7 @@ pub(super) async fn gate(driver: &mut Driver<'_>, step: u32) -> ApiResult<Flow> 
     }
     let app = driver.app;
     let operations = operations(driver, step).await?;
-    let (rules, _) = rules(app).await?;
-    let asked = operations.clone();
-    let decided = app
-        .policies
-        .run(move || {
-            ApprovalRules::compile(rules).map(|compiled| {
-                asked
-                    .into_iter()
-                    .map(|operation| (compiled.decide(&operation), operation))
-                    .max_by_key(|(d, _)| strictness(d.decision))
-            })
-        })
-        .await?
-        .map_err(|e| ApiError::Internal(format!("the stored approval policy does not compile: {e}")))?;
-    let Some((decision, operation)) = decided else { return Ok(Flow::Continue) };
+    let Some((decision, operation)) = evaluate(app, operations).await? else { return Ok(Flow::Continue) };
     let rule = decision.rule.as_ref().map_or_else(|| "no rule".to_owned(), |r| format!("rule {r}"));
     let what = describe(driver, step, &operation);
     let now = app.now();
@@ -122,20 +110,50 @@ fn strictness(decision: PolicyDecision) -> u8 {
     }
 }
 
-/// The operations step `step` is, as approval policies see it: the step over all the run's
-/// targets, once per pool they are in (with that pool's share); a scale step once per pool
-/// it resizes, over the nodes it would remove.
-async fn operations(driver: &Driver<'_>, step: u32) -> ApiResult<Vec<Operation>> {
-    let app = driver.app;
-    let action = &driver.t.spec.steps[step as usize].action;
-    let targets = u32::try_from(driver.t.run.targets.len()).unwrap_or(u32::MAX);
+/// The policy's decision over `operations`: the strictest, with the operation it was
+/// made for; `None` when there is nothing to decide. The policy is compiled off the async
+/// workers.
+pub(crate) async fn evaluate(app: &App, operations: Vec<Operation>) -> ApiResult<Option<(Decision, Operation)>> {
+    let (rules, _) = rules(app).await?;
+    app.policies
+        .run(move || {
+            ApprovalRules::compile(rules).map(|compiled| {
+                operations
+                    .into_iter()
+                    .map(|operation| (compiled.decide(&operation), operation))
+                    .max_by_key(|(d, _)| strictness(d.decision))
+            })
+        })
+        .await?
+        .map_err(|e| ApiError::Internal(format!("the stored approval policy does not compile: {e}")))
+}
+
+/// Who asks for an action and in what capacity, as approval policies see it.
+#[derive(Debug, Clone)]
+pub(crate) struct Asker {
+    pub actor: Actor,
+    pub role: Role,
+    pub kind: RunKind,
+}
+
+/// The operations `action` over `targets` nodes is, as approval policies see it: once per
+/// pool the targets are in (`pools`: how many of them each holds), with that pool's share;
+/// a pool resize once per pool it resizes (`pools`' keys when the action names none), over
+/// the nodes it would remove.
+pub(crate) async fn operations_for(
+    app: &App,
+    action: &StepAction,
+    targets: u32,
+    pools: &BTreeMap<PoolName, u32>,
+    asker: &Asker,
+) -> ApiResult<Vec<Operation>> {
     // `acted_on` of the pool's `size` nodes.
     let operation = |pool: Option<&PoolName>, targets: u32, acted_on: u32, size: u32| Operation {
         tool: action.name().to_owned(),
         risk: action.risk(),
-        actor: actor_name(&driver.t.run.requested_by),
-        role: driver.t.input.role,
-        kind: driver.t.run.kind.to_string(),
+        actor: actor_name(&asker.actor),
+        role: asker.role,
+        kind: asker.kind.to_string(),
         targets,
         pool: pool.map(ToString::to_string),
         pool_fraction: if size == 0 { 0.0 } else { f64::from(acted_on.min(size)) / f64::from(size) },
@@ -143,18 +161,18 @@ async fn operations(driver: &Driver<'_>, step: u32) -> ApiResult<Vec<Operation>>
     let mut operations = Vec::new();
     match action {
         StepAction::ScalePool { pool, target } => {
-            let pools: Vec<&PoolName> = match pool {
+            let resized: Vec<&PoolName> = match pool {
                 Some(pool) => vec![pool],
-                None => driver.t.input.pools.keys().collect(),
+                None => pools.keys().collect(),
             };
-            for pool in pools {
+            for pool in resized {
                 let size = pool_size(app, pool).await?;
                 let removed = size.saturating_sub(*target);
                 operations.push(operation(Some(pool), removed, removed, size));
             }
         }
         _ => {
-            for (pool, in_pool) in &driver.t.input.pools {
+            for (pool, in_pool) in pools {
                 let size = pool_size(app, pool).await?;
                 operations.push(operation(Some(pool), targets, *in_pool, size));
             }
@@ -166,8 +184,16 @@ async fn operations(driver: &Driver<'_>, step: u32) -> ApiResult<Vec<Operation>>
     Ok(operations)
 }
 
+/// The operations step `step` of the driver's run is (see [`operations_for`]).
+async fn operations(driver: &Driver<'_>, step: u32) -> ApiResult<Vec<Operation>> {
+    let action = &driver.t.spec.steps[step as usize].action;
+    let targets = u32::try_from(driver.t.run.targets.len()).unwrap_or(u32::MAX);
+    let asker = Asker { actor: driver.t.run.requested_by.clone(), role: driver.t.input.role, kind: driver.t.run.kind };
+    operations_for(driver.app, action, targets, &driver.t.input.pools, &asker).await
+}
+
 /// The pool's nodes that are not TERMINATED.
-async fn pool_size(app: &App, pool: &bosun_core::PoolName) -> ApiResult<u32> {
+pub(crate) async fn pool_size(app: &App, pool: &bosun_core::PoolName) -> ApiResult<u32> {
     let filter = &NodeFilter { pool: Some(pool.clone()), ..NodeFilter::default() };
     let store = &app.store;
     let nodes = all_pages(|page| async move { store.list_nodes(filter, &page).await }).await?;

@@ -58,10 +58,14 @@ pub(super) enum Flow {
 pub(crate) async fn advance_all(app: &App) -> ApiResult<usize> {
     let mut tracked = app.executor.runs.lock().await;
     let mut active = Vec::new();
-    for status in [RunStatus::Queued, RunStatus::Running] {
-        let filter = &RunFilter { status: Some(status), kind: Some(RunKind::Runbook), target: None };
-        let store = &app.store;
-        active.extend(all_pages(|page| async move { store.list_runs(filter, &page).await }).await?);
+    // Runbook runs, and the actions AI agents asked for that waited for an approval (each a
+    // one-step runbook, see `mcp::actions`).
+    for kind in [RunKind::Runbook, RunKind::AiAction] {
+        for status in [RunStatus::Queued, RunStatus::Running] {
+            let filter = &RunFilter { status: Some(status), kind: Some(kind), target: None };
+            let store = &app.store;
+            active.extend(all_pages(|page| async move { store.list_runs(filter, &page).await }).await?);
+        }
     }
     // Oldest first: runs started earlier get their turn first.
     active.sort_by_key(|run| run.id);
@@ -199,12 +203,25 @@ impl Driver<'_> {
         since: Timestamp,
         command: Option<bosun_core::CommandId>,
     ) -> ApiResult<bool> {
-        let RunTarget::Node(node) = self.t.progress.target(i).clone() else {
-            self.end_step(i, step, Err(format!("{} is not a node", self.t.progress.target(i))), None).await?;
-            return Ok(true);
-        };
         let spec = Arc::clone(&self.t.spec);
         let step_spec = &spec.steps[step as usize];
+        let node = match (self.t.progress.target(i).clone(), &step_spec.action) {
+            (RunTarget::Node(node), _) => node,
+            // A pool resize asked for by an AI agent (`mcp::actions`), with the pool as its target.
+            (RunTarget::Pool(pool), bosun_config::runbook::StepAction::ScalePool { target, .. }) => {
+                let ended = match steps::scale_pool(self.app, &self.t.run, &pool, *target).await? {
+                    Check::Finished { message, .. } => Ok(message),
+                    Check::Failed { reason, .. } => Err(reason),
+                    Check::Pending => return Ok(false),
+                };
+                self.end_step(i, step, ended, None).await?;
+                return Ok(true);
+            }
+            (other, _) => {
+                self.end_step(i, step, Err(format!("{other} is not a node")), None).await?;
+                return Ok(true);
+            }
+        };
         match steps::check(self.app, &self.t.run, step, &step_spec.action, &node, command).await? {
             Check::Finished { message, artifact } => self.end_step(i, step, Ok(message), artifact).await?,
             Check::Failed { reason, artifact } => self.end_step(i, step, Err(reason), artifact).await?,
@@ -230,12 +247,20 @@ impl Driver<'_> {
         let event = |kind, message: String| RunEvent::new(run_id, kind, message).at_step(step).on(target.clone());
         let started = event(RunEventType::StepStarted, String::new());
         let fail = |reason: String| vec![started.clone(), event(RunEventType::StepFailed, reason)];
-        let RunTarget::Node(node_id) = &target else {
-            let events = fail(format!("{target} is not a node; runbook steps act on nodes"));
-            return self.commit(events, Vec::new()).await;
-        };
         let spec = Arc::clone(&self.t.spec);
         let step_spec = &spec.steps[step as usize];
+        let node_id = match (&target, &step_spec.action) {
+            (RunTarget::Node(node_id), _) => node_id,
+            // A pool resize (an AI agent's action): resized when the step is checked.
+            (RunTarget::Pool(_), bosun_config::runbook::StepAction::ScalePool { .. }) => {
+                let started = started.clone().with_data(serde_json::json!({ "step": step_spec.action.name() }));
+                return self.commit(vec![started], Vec::new()).await;
+            }
+            _ => {
+                let events = fail(format!("{target} is not a node; runbook steps act on nodes"));
+                return self.commit(events, Vec::new()).await;
+            }
+        };
         let node = match steps::node(self.app, node_id).await? {
             Ok(node) => node,
             Err(reason) => return self.commit(fail(reason), Vec::new()).await,

@@ -30,6 +30,7 @@ use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 
 pub(crate) use executor::Executor;
+pub(crate) use steps::may_return_to_service;
 
 /// Who changes runs on the executor's behalf.
 pub(crate) const ACTOR: &str = "runs";
@@ -46,6 +47,9 @@ pub(crate) struct RunInput {
     /// How many of the targets each pool holds (nodes in no pool are not counted).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pools: BTreeMap<PoolName, u32>,
+    /// For an AI agent's action: the MCP session (an `ai_session` run) that asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_run: Option<RunId>,
 }
 
 /// Parses a runbook's text off the async workers.
@@ -61,6 +65,20 @@ pub(crate) async fn start(
     runbook: &RunbookName,
     targets: Option<TargetSpec>,
     reason: String,
+) -> ApiResult<TaskRun> {
+    start_with(app, requester, role, runbook, targets, reason, |_| Vec::new()).await
+}
+
+/// [`start`], committing `also(&run)` in the same transaction as the new run (an MCP
+/// session records the tool call that started it).
+pub(crate) async fn start_with(
+    app: &App,
+    requester: Actor,
+    role: Role,
+    runbook: &RunbookName,
+    targets: Option<TargetSpec>,
+    reason: String,
+    also: impl FnOnce(&TaskRun) -> Vec<Write>,
 ) -> ApiResult<TaskRun> {
     let stored = match app.store.runbook(runbook).await {
         Ok(stored) => stored,
@@ -81,7 +99,7 @@ pub(crate) async fn start(
         )
     })?;
     let nodes = resolve(app, &targets).await?;
-    let input = RunInput { spec: stored.spec.clone(), role, reason, pools: pool_counts(&nodes) };
+    let input = RunInput { spec: stored.spec.clone(), role, reason, pools: pool_counts(&nodes), session_run: None };
     let now = app.now();
     let count = nodes.len();
     let mut run = TaskRun::new(
@@ -99,9 +117,12 @@ pub(crate) async fn start(
         RunEventType::StatusChanged,
         format!("queued by {requester}: runbook {runbook} version {} over {count} node(s)", stored.version),
     );
-    let batch = WriteBatch::new(requester, format!("runbook {runbook} started"))
+    let mut batch = WriteBatch::new(requester, format!("runbook {runbook} started"))
         .create_run(run.clone())
         .append_run_event(event);
+    for write in also(&run) {
+        batch.push(write);
+    }
     app.store.commit(batch).await?;
     tracing::info!(run = %run.id, %runbook, nodes = count, "runbook run queued");
     wake(app);
@@ -115,7 +136,7 @@ pub(crate) fn wake(app: &App) {
 
 /// The nodes `targets` names now, in a stable order, with their pools. TERMINATED nodes
 /// are left out of a selector or pool; naming one is an error.
-async fn resolve(app: &App, targets: &TargetSpec) -> ApiResult<Vec<(NodeId, Option<PoolName>)>> {
+pub(crate) async fn resolve(app: &App, targets: &TargetSpec) -> ApiResult<Vec<(NodeId, Option<PoolName>)>> {
     let store = &app.store;
     let matching = |filter: NodeFilter, what: String| async move {
         let filter = &filter;
@@ -157,7 +178,7 @@ async fn resolve(app: &App, targets: &TargetSpec) -> ApiResult<Vec<(NodeId, Opti
 }
 
 /// How many of `nodes` each pool holds.
-fn pool_counts(nodes: &[(NodeId, Option<PoolName>)]) -> BTreeMap<PoolName, u32> {
+pub(crate) fn pool_counts(nodes: &[(NodeId, Option<PoolName>)]) -> BTreeMap<PoolName, u32> {
     let mut counts = BTreeMap::new();
     for pool in nodes.iter().filter_map(|(_, pool)| pool.as_ref()) {
         *counts.entry(pool.clone()).or_default() += 1;
@@ -174,9 +195,9 @@ const CANCEL_ATTEMPTS: usize = 8;
 pub(crate) async fn cancel(app: &App, id: RunId, by: Actor, reason: &str) -> ApiResult<TaskRun> {
     for _ in 0..CANCEL_ATTEMPTS {
         let mut run = app.store.run(&id).await?;
-        if run.kind != RunKind::Runbook {
+        if !matches!(run.kind, RunKind::Runbook | RunKind::AiAction) {
             return Err(ApiError::FailedPrecondition(format!(
-                "run {id} is a {} run of bosun's own; only runbook runs can be cancelled",
+                "run {id} is a {} run; only runbook runs and AI agents' actions can be cancelled",
                 run.kind
             )));
         }

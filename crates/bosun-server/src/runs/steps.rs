@@ -116,7 +116,7 @@ pub(super) async fn begin(app: &App, action: &StepAction, node: &Node, timeout: 
 /// Safety first: a node judged broken stays out of service whatever a runbook says. Checked
 /// when a step begins and again on the node as read for the change, so a health report
 /// landing in between is not overridden.
-pub(super) fn may_return_to_service(node: &Node) -> ApiResult<()> {
+pub(crate) fn may_return_to_service(node: &Node) -> ApiResult<()> {
     if node.status == NodeStatus::Unhealthy || node.health == Health::Unhealthy {
         return Err(ApiError::FailedPrecondition(format!(
             "node {} is unhealthy: a runbook does not put a broken node back into service (uncordon it by hand if \
@@ -215,6 +215,11 @@ async fn scale(app: &App, run: &TaskRun, pool: Option<&PoolName>, target: u32, n
         let reason = format!("node {node} is in no pool; name the pool in the scale_pool step");
         return Ok(Check::Failed { reason, artifact: None });
     };
+    scale_pool(app, run, pool, target).await
+}
+
+/// Sets `pool`'s target size for `run`.
+pub(super) async fn scale_pool(app: &App, run: &TaskRun, pool: &PoolName, target: u32) -> ApiResult<Check> {
     match crate::pools::scale(app, pool, target, &run.requested_by).await {
         Ok(decision) => Ok(Check::Finished {
             message: format!("pool {pool} set to {target} node(s): {}", decision.reason),

@@ -18,6 +18,7 @@ mod inventory;
 mod lifecycle;
 mod liveness;
 mod mcp;
+mod mcp_actions;
 mod navarch;
 mod notifier;
 mod ops;

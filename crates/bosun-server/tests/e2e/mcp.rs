@@ -30,36 +30,39 @@ on_sql_backends!(
 
 const READ_TOOLS: [&str; 8] =
     ["list_nodes", "get_node", "node_health_history", "list_events", "list_pools", "get_pool", "list_runs", "get_run"];
+/// Tools that change the fleet, after the read tools in `tools/list`.
+const WRITE_TOOLS: [&str; 7] =
+    ["cordon_node", "uncordon_node", "drain_node", "diagnose_node", "terminate_node", "scale_pool", "start_runbook"];
 
 /// Settings whose rate limit stays out of the way (the fake clock does not move).
-fn mcp_settings() -> bosun_server::Settings {
+pub(crate) fn mcp_settings() -> bosun_server::Settings {
     let mut settings = settings();
     settings.mcp.rate_limit_per_second = 1000;
     settings
 }
 
-fn http_client() -> reqwest::Client {
+pub(crate) fn http_client() -> reqwest::Client {
     bosun_provider::https_client_builder().expect("client").build().expect("client")
 }
 
 /// An rmcp client session with `/mcp` as `token`.
-async fn connect(h: &Harness, token: &str) -> Result<RunningService<RoleClient, ()>, String> {
+pub(crate) async fn connect(h: &Harness, token: &str) -> Result<RunningService<RoleClient, ()>, String> {
     let config = StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", h.url())).auth_header(token);
     let transport = StreamableHttpClientTransport::with_client(http_client(), config);
     ().serve(transport).await.map_err(|e| e.to_string())
 }
 
-fn arguments(value: Value) -> JsonObject {
+pub(crate) fn arguments(value: Value) -> JsonObject {
     let Value::Object(map) = value else { panic!("arguments are an object") };
     map
 }
 
-async fn call(client: &RunningService<RoleClient, ()>, tool: &str, args: Value) -> CallToolResult {
+pub(crate) async fn call(client: &RunningService<RoleClient, ()>, tool: &str, args: Value) -> CallToolResult {
     let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments(args));
     client.call_tool(params).await.unwrap_or_else(|e| panic!("{tool}: {e}"))
 }
 
-fn text(result: &CallToolResult) -> String {
+pub(crate) fn text(result: &CallToolResult) -> String {
     result.content.iter().filter_map(|c| c.as_text().map(|t| t.text.clone())).collect::<Vec<_>>().join("\n")
 }
 
@@ -75,10 +78,13 @@ async fn an_agent_reads_the_fleet_through_mcp(backend: Backend) {
 
     let tools = client.list_all_tools().await.expect("tools/list");
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
-    assert_eq!(names, READ_TOOLS);
+    assert_eq!(names, [READ_TOOLS.as_slice(), WRITE_TOOLS.as_slice()].concat());
     for tool in &tools {
         let annotations = tool.annotations.as_ref().expect("annotated");
-        assert_eq!(annotations.read_only_hint, Some(true), "{}", tool.name);
+        let reads = READ_TOOLS.contains(&tool.name.as_ref());
+        assert_eq!(annotations.read_only_hint, Some(reads), "{}", tool.name);
+        let destructive = ["terminate_node", "scale_pool"].contains(&tool.name.as_ref());
+        assert_eq!(annotations.destructive_hint, Some(destructive), "{}", tool.name);
         assert_eq!(tool.input_schema.get("type"), Some(&json!("object")), "{}", tool.name);
     }
 

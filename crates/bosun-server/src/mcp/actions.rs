@@ -1,0 +1,430 @@
+//! The tools that change the fleet, behind the approval policy.
+//!
+//! A call is first weighed as the operations it is (`runs::approvals::operations_for`,
+//! with kind `ai_session` and the token as actor, so a rule may single AI agents out), the
+//! same way a runbook step is, then:
+//!
+//! - **allowed**: done at once. Each command carries the call's audit entry and, with
+//!   the last, its tool call record, in the same transaction (`commands::issue_with`); a
+//!   pool resize goes through the leader's reconcile pass, so its record follows it.
+//! - **approval required**: one transaction creates an `ai_action` run (a one-step runbook
+//!   of the action) AWAITING_APPROVAL, its approval, and the call's record. A person
+//!   approves it with `bosun runs approve RUN`; the executor then carries it out like any
+//!   runbook run, and `get_run` shows the outcome.
+//! - **denied**: a tool error naming the rule, recorded as refused.
+//!
+//! Destructive calls are also counted against the session's budget
+//! (`mcp.destructive_calls_per_session`) before the policy is asked. `start_runbook` is
+//! not weighed itself: it starts a runbook run whose steps the policy gates one by one.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use bosun_config::runbook::{StepAction, TargetSpec};
+use bosun_core::command::CommandRequest;
+use bosun_core::{
+    Approval, ApprovalId, CommandKind, NodeId, PolicyDecision, PoolName, Revision, RunEvent, RunEventType, RunKind,
+    RunStatus, RunTarget, RunbookName, TaskRun, ToolCallStatus, ToolRisk,
+};
+use bosun_store::{StoreError, Write, WriteBatch};
+use rmcp::model::{CallToolResult, ContentBlock};
+use serde_json::{Value, json};
+
+use super::session::{Ledger, Outcome, Session};
+use crate::app::App;
+use crate::error::ApiError;
+use crate::runs::approvals::{self, Asker};
+use crate::runs::{self, RunInput};
+
+/// Most nodes one call acts on.
+pub(crate) const MAX_NODES: usize = 100;
+
+/// A decoded call of a tool that changes something.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Act {
+    /// The step (cordon, uncordon, drain, diagnose, terminate) on each of `nodes`.
+    Nodes { step: StepAction, nodes: Vec<NodeId>, reason: String },
+    /// A pool's new target size.
+    ScalePool { pool: PoolName, target: u32, reason: String },
+    /// A runbook run, whose steps the policy gates as they come.
+    StartRunbook { runbook: RunbookName, targets: Option<TargetSpec>, reason: String },
+}
+
+/// What the agent is told, and what the ledger keeps.
+fn answer(outcome: &Outcome, text: String) -> CallToolResult {
+    match (&outcome.status, &outcome.output) {
+        (ToolCallStatus::Succeeded | ToolCallStatus::AwaitingApproval, Some(output)) => {
+            let mut result = CallToolResult::structured(output.clone());
+            result.content = vec![ContentBlock::text(text)];
+            result
+        }
+        _ => CallToolResult::error(vec![ContentBlock::text(text)]),
+    }
+}
+
+/// The RPC code an error is audited with.
+fn code_of(error: &ApiError) -> &'static str {
+    match error {
+        ApiError::Invalid(_) | ApiError::Store(StoreError::Invalid(_)) => "invalid_argument",
+        ApiError::NotFound(_) | ApiError::Store(StoreError::NotFound { .. }) => "not_found",
+        ApiError::PermissionDenied(_) => "permission_denied",
+        ApiError::Aborted(_) | ApiError::Store(StoreError::Conflict { .. }) => "aborted",
+        ApiError::ResourceExhausted(_) => "resource_exhausted",
+        ApiError::FailedPrecondition(_)
+        | ApiError::Store(StoreError::FailedPrecondition { .. } | StoreError::InvalidTransition { .. }) => {
+            "failed_precondition"
+        }
+        _ => "unavailable",
+    }
+}
+
+/// Carries out `act` for the session; `risk` is the tool's.
+pub(crate) async fn call(app: &App, ledger: &Ledger<'_>, act: Act, risk: ToolRisk) -> CallToolResult {
+    let session = ledger.session;
+    let resource = resource_of(&act);
+    if risk == ToolRisk::Destructive
+        && let Err(spent) = session.spend_destructive_call(app.settings.mcp.destructive_calls_per_session)
+    {
+        let outcome = Outcome::refused(spent.clone()).audited(resource, "resource_exhausted");
+        ledger.record(app, &outcome).await;
+        return answer(&outcome, spent);
+    }
+    let result = match act {
+        Act::StartRunbook { runbook, targets, reason } => start_runbook(app, ledger, &runbook, targets, reason).await,
+        act => gated(app, ledger, act, &resource).await,
+    };
+    match result {
+        Ok(result) => result,
+        Err(error) => {
+            let message = format!("{}: {error}", code_of(&error));
+            let outcome = Outcome::failed(message.clone()).audited(resource, code_of(&error));
+            ledger.record(app, &outcome).await;
+            answer(&outcome, message)
+        }
+    }
+}
+
+/// What a call acts on, as the audit log names it.
+fn resource_of(act: &Act) -> String {
+    match act {
+        Act::Nodes { nodes, .. } => {
+            let ids: Vec<&str> = nodes.iter().map(NodeId::as_str).collect();
+            format!("node:{}", ids.join(","))
+        }
+        Act::ScalePool { pool, .. } => format!("pool:{pool}"),
+        Act::StartRunbook { runbook, .. } => format!("runbook:{runbook}"),
+    }
+}
+
+async fn start_runbook(
+    app: &App,
+    ledger: &Ledger<'_>,
+    runbook: &RunbookName,
+    targets: Option<TargetSpec>,
+    reason: String,
+) -> Result<CallToolResult, ApiError> {
+    let session = ledger.session;
+    let resource = format!("runbook:{runbook}");
+    let outcome_for = |run: &TaskRun| {
+        Outcome::succeeded(json!({
+            "status": "started",
+            "run_id": run.id,
+            "targets": run.targets.len(),
+        }))
+        .audited(resource.clone(), "ok")
+    };
+    let run = runs::start_with(app, session.actor(), session.role(), runbook, targets, reason, |run| {
+        ledger.writes(&outcome_for(run))
+    })
+    .await?;
+    let outcome = outcome_for(&run);
+    let text = format!(
+        "runbook {runbook} started as run {} over {} node(s); its steps are gated by the approval policy as they \
+         come; get_run {} shows its progress",
+        run.id,
+        run.targets.len(),
+        run.id
+    );
+    Ok(answer(&outcome, text))
+}
+
+/// The nodes `nodes` as they are now, and how many of them each pool holds.
+async fn pools_of(app: &App, nodes: &[NodeId]) -> Result<BTreeMap<PoolName, u32>, ApiError> {
+    let targets = runs::resolve(app, &TargetSpec::Nodes(nodes.to_vec())).await?;
+    Ok(runs::pool_counts(&targets))
+}
+
+/// Weighs `act` with the approval policy and acts on the decision.
+async fn gated(app: &App, ledger: &Ledger<'_>, act: Act, resource: &str) -> Result<CallToolResult, ApiError> {
+    let session = ledger.session;
+    let (step, targets, pools) = match &act {
+        Act::Nodes { step, nodes, .. } => {
+            let pools = pools_of(app, nodes).await?;
+            (step.clone(), u32::try_from(nodes.len()).unwrap_or(u32::MAX), pools)
+        }
+        Act::ScalePool { pool, target, .. } => {
+            app.store.pool(pool).await?;
+            (StepAction::ScalePool { pool: Some(pool.clone()), target: *target }, 0, BTreeMap::new())
+        }
+        Act::StartRunbook { .. } => unreachable!("start_runbook is not weighed"),
+    };
+    let asker = Asker { actor: session.actor(), role: session.role(), kind: RunKind::AiSession };
+    let operations = approvals::operations_for(app, &step, targets, &pools, &asker).await?;
+    let decided = approvals::evaluate(app, operations).await?;
+    let (decision, rule) = match decided {
+        Some((decision, _)) => (decision.decision, decision.rule.map(|r| r.to_string())),
+        None => (PolicyDecision::Allow, None),
+    };
+    match decision {
+        PolicyDecision::Allow => match act {
+            Act::Nodes { step, nodes, reason } => issue(app, ledger, &step, &nodes, &reason).await,
+            Act::ScalePool { pool, target, .. } => scale(app, ledger, &pool, target).await,
+            Act::StartRunbook { .. } => unreachable!("start_runbook is not weighed"),
+        },
+        PolicyDecision::RequireApproval { role } => {
+            await_approval(app, ledger, act, step, pools, role, rule.unwrap_or_default()).await
+        }
+        PolicyDecision::Deny => {
+            let rule = rule.map_or_else(|| "no rule".to_owned(), |r| format!("rule {r}"));
+            let message = format!(
+                "denied by the approval policy ({rule}): {} on {resource} may not be done by an AI agent's session; \
+                 ask a person",
+                step.name()
+            );
+            let outcome = Outcome::refused(message.clone()).audited(resource, "permission_denied");
+            ledger.record(app, &outcome).await;
+            Ok(answer(&outcome, message))
+        }
+    }
+}
+
+/// The command step `step` issues to `node`.
+fn command(app: &App, step: &StepAction, node: &NodeId, reason: &str) -> CommandRequest {
+    let (kind, parameters) = match step {
+        StepAction::Cordon { .. } => (CommandKind::Cordon, BTreeMap::new()),
+        StepAction::Uncordon => (CommandKind::Uncordon, BTreeMap::new()),
+        StepAction::Drain { .. } => (CommandKind::Drain, BTreeMap::new()),
+        StepAction::Diagnose { test } => {
+            (CommandKind::RunDiagnostic, BTreeMap::from([("test".to_owned(), test.clone())]))
+        }
+        _ => (CommandKind::Terminate, BTreeMap::new()),
+    };
+    CommandRequest {
+        node_id: node.clone(),
+        kind,
+        parameters,
+        reason: reason.to_owned(),
+        time_to_live: app.settings.command_ttl,
+    }
+}
+
+/// Issues the step's command to every node now; the last command carries the call's record.
+async fn issue(
+    app: &App,
+    ledger: &Ledger<'_>,
+    step: &StepAction,
+    nodes: &[NodeId],
+    reason: &str,
+) -> Result<CallToolResult, ApiError> {
+    let session = ledger.session;
+    let actor = session.actor();
+    let mut issued: Vec<Value> = Vec::with_capacity(nodes.len());
+    let returns_to_service = matches!(step, StepAction::Uncordon);
+    for (i, node) in nodes.iter().enumerate() {
+        let last = i + 1 == nodes.len();
+        let request = command(app, step, node, reason);
+        let done_so_far = issued.clone();
+        let outcome_for = |command: &bosun_core::Command| {
+            let mut commands = done_so_far.clone();
+            commands
+                .push(json!({"node_id": command.node_id, "command_id": command.id, "kind": command.kind.to_string()}));
+            Outcome::succeeded(json!({"status": "done", "commands": commands}))
+                .audited(format!("node:{}", command.node_id), "ok")
+        };
+        let check = |node: &bosun_core::Node| {
+            if returns_to_service { runs::may_return_to_service(node) } else { Ok(()) }
+        };
+        let result = crate::commands::issue_with(app, request, &actor, check, |command| {
+            let outcome = outcome_for(command);
+            if last { ledger.writes(&outcome) } else { vec![ledger.audit(&outcome)] }
+        })
+        .await;
+        match result {
+            Ok(command) => {
+                issued.push(
+                    json!({"node_id": command.node_id, "command_id": command.id, "kind": command.kind.to_string()}),
+                );
+            }
+            Err(error) => {
+                let mut message = format!("{}: {error}", code_of(&error));
+                if !issued.is_empty() {
+                    let _ = write!(message, " (commands already issued: {})", Value::Array(issued.clone()));
+                }
+                let mut outcome = Outcome::failed(message.clone()).audited(format!("node:{node}"), code_of(&error));
+                outcome.output = (!issued.is_empty()).then(|| json!({"status": "partly done", "commands": issued}));
+                ledger.record(app, &outcome).await;
+                return Ok(CallToolResult::error(vec![ContentBlock::text(message)]));
+            }
+        }
+    }
+    let mut text = format!("{} done:", step.name());
+    for command in &issued {
+        let _ = write!(text, " command {} to node {};", command["command_id"], command["node_id"]);
+    }
+    let outcome = Outcome::succeeded(json!({"status": "done", "commands": issued}));
+    Ok(answer(&outcome, text.trim_end_matches(';').replace('"', "")))
+}
+
+/// Resizes the pool now (through the leader's reconcile pass), then records the call.
+async fn scale(app: &App, ledger: &Ledger<'_>, pool: &PoolName, target: u32) -> Result<CallToolResult, ApiError> {
+    let decision = crate::pools::scale(app, pool, target, &ledger.session.actor()).await?;
+    let output = json!({"status": "done", "pool": pool, "target": target, "decision": decision.reason});
+    let outcome = Outcome::succeeded(output).audited(format!("pool:{pool}"), "ok");
+    ledger.record(app, &outcome).await;
+    Ok(answer(&outcome, format!("pool {pool} set to {target} node(s): {}", decision.reason)))
+}
+
+/// A one-step runbook of `step`, as the `ai_action` run's text.
+fn action_spec(tool: &str, step: &StepAction, parallel: usize, reason: &str) -> String {
+    let quoted = |text: &str| Value::String(text.to_owned()).to_string();
+    let step = match step {
+        StepAction::Cordon { .. } => format!("cordon: {{reason: {}}}", quoted(reason)),
+        StepAction::Uncordon => "uncordon: {}".to_owned(),
+        StepAction::Drain { .. } => format!("drain: {{reason: {}}}", quoted(reason)),
+        StepAction::Diagnose { test } => format!("diagnose: {{test: {}}}", quoted(test)),
+        StepAction::ScalePool { pool, target } => {
+            let pool = pool.as_ref().map_or_else(String::new, |p| format!("pool: {}, ", quoted(p.as_str())));
+            format!("scale_pool: {{{pool}target: {target}}}")
+        }
+        _ => format!("terminate: {{reason: {}}}", quoted(reason)),
+    };
+    format!(
+        "name: mcp.{tool}\ndescription: {}\nmax_parallel: {}\nsteps:\n  - {step}\n",
+        quoted(&format!("{tool} asked for by an AI agent over MCP")),
+        parallel.max(1)
+    )
+}
+
+/// Records the action as an `ai_action` run awaiting the approval of `role`.
+#[allow(clippy::too_many_arguments)]
+async fn await_approval(
+    app: &App,
+    ledger: &Ledger<'_>,
+    act: Act,
+    step: StepAction,
+    pools: BTreeMap<PoolName, u32>,
+    role: bosun_core::Role,
+    rule: String,
+) -> Result<CallToolResult, ApiError> {
+    let session: &Session = ledger.session;
+    let (targets, reason, what) = match &act {
+        Act::Nodes { nodes, reason, .. } => (
+            nodes.iter().cloned().map(RunTarget::Node).collect::<Vec<_>>(),
+            reason.clone(),
+            format!("{} on {} node(s)", step.name(), nodes.len()),
+        ),
+        Act::ScalePool { pool, target, reason } => {
+            (vec![RunTarget::Pool(pool.clone())], reason.clone(), format!("scale_pool {pool} to {target} node(s)"))
+        }
+        Act::StartRunbook { .. } => unreachable!("start_runbook is not weighed"),
+    };
+    let now = app.now();
+    let actor = session.actor();
+    let spec = action_spec(ledger.tool.as_str(), &step, targets.len(), &reason);
+    let input = RunInput { spec, role: session.role(), reason: reason.clone(), pools, session_run: Some(session.run) };
+    let mut run = TaskRun::new(RunKind::AiAction, RunStatus::AwaitingApproval, actor.clone(), targets, now);
+    run.input = serde_json::to_value(&input).map_err(|e| ApiError::Internal(format!("run input: {e}")))?;
+    let rule_said = if rule.is_empty() { "no rule".to_owned() } else { format!("rule {rule}") };
+    let approval = Approval {
+        id: ApprovalId::new_at(now),
+        run_id: run.id,
+        step: Some(0),
+        what: format!("{what}, asked for by {actor} over MCP (session run {})", session.run),
+        policy: rule.parse().ok(),
+        required_role: role,
+        requested_by: actor.clone(),
+        requested_at: now,
+        expires_at: now + app.settings.approval_timeout,
+        decision: None,
+        revision: Revision::FIRST,
+    };
+    let approve_with = format!("bosun runs approve {}", run.id);
+    let output = json!({
+        "status": "awaiting_approval",
+        "run_id": run.id,
+        "approval_id": approval.id,
+        "required_role": role,
+        "rule": rule,
+        "approve_with": approve_with,
+        "expires_at": approval.expires_at.to_string(),
+    });
+    let outcome = Outcome {
+        status: ToolCallStatus::AwaitingApproval,
+        output: Some(output),
+        error: None,
+        approval: Some(approval.id),
+        audit: Some((resource_of(&act), "ok")),
+    };
+    let queued = RunEvent::new(
+        run.id,
+        RunEventType::StatusChanged,
+        format!("asked for by {actor} over MCP (session run {}): {what}", session.run),
+    );
+    let requested = RunEvent::new(
+        run.id,
+        RunEventType::ApprovalRequested,
+        format!("{what} needs the approval of an {role} ({rule_said})"),
+    )
+    .at_step(0)
+    .with_data(json!({ "approval": approval.id, "role": role, "rule": rule }));
+    let mut batch = WriteBatch::new(actor, format!("{} awaits approval", ledger.tool))
+        .create_run(run.clone())
+        .append_run_event(queued)
+        .with(Write::CreateApproval(Box::new(approval.clone())))
+        .append_run_event(requested);
+    for write in ledger.writes(&outcome) {
+        batch.push(write);
+    }
+    app.store.commit(batch).await?;
+    tracing::info!(run = %run.id, session = %session.run, %role, "AI agent's action awaits approval");
+    let text = format!(
+        "awaiting approval: {what} needs the approval of an {role} ({rule_said}). Approval {} is on run {}; a person \
+         holding the {role} role approves it with `{approve_with}` (or rejects it with `bosun runs reject {} \
+         --reason ...`). get_run {} shows the outcome.",
+        approval.id, run.id, run.id, run.id
+    );
+    Ok(answer(&outcome, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_specs_parse_as_runbooks() {
+        let pool: PoolName = "train".parse().expect("pool");
+        let steps = [
+            StepAction::Cordon { reason: String::new() },
+            StepAction::Uncordon,
+            StepAction::Drain { reason: String::new() },
+            StepAction::Diagnose { test: "dcgm \"level 3\"".to_owned() },
+            StepAction::Terminate { reason: String::new() },
+            StepAction::ScalePool { pool: Some(pool), target: 4 },
+        ];
+        for step in steps {
+            let text = action_spec("some_tool", &step, 6, "xid 79: \"fell off the bus\"\nsecond line");
+            let spec = bosun_config::runbook::RunbookSpec::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(spec.steps.len(), 1);
+            assert_eq!(spec.steps[0].action.name(), step.name(), "{text}");
+            assert_eq!(spec.max_parallel, 6);
+            match (&spec.steps[0].action, &step) {
+                (StepAction::Terminate { reason }, _) | (StepAction::Cordon { reason }, _) => {
+                    assert_eq!(reason, "xid 79: \"fell off the bus\"\nsecond line");
+                }
+                (StepAction::Diagnose { test }, _) => assert_eq!(test, "dcgm \"level 3\""),
+                (StepAction::ScalePool { target, .. }, _) => assert_eq!(*target, 4),
+                _ => {}
+            }
+        }
+    }
+}
