@@ -34,4 +34,5 @@ mod selection;
 mod ssh_server;
 mod tls;
 mod ui;
+mod usage;
 mod workloads;
