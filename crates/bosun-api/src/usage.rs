@@ -112,9 +112,12 @@ mod tests {
         assert_eq!((back.input_per_mtok_usd, back.cached_input_per_mtok_usd), (3.0, Some(0.3)));
     }
 
+    /// A way to spoil a price, and the field its error must name.
+    type Spoil = (fn(&mut v1::Price), &'static str);
+
     #[test]
     fn bad_prices_name_the_entry_and_field() {
-        let cases: [(fn(&mut v1::Price), &str); 6] = [
+        let cases: [Spoil; 6] = [
             (|p| p.input_per_mtok_usd = -1.0, "prices[3].input_per_mtok_usd"),
             (|p| p.output_per_mtok_usd = f64::NAN, "prices[3].output_per_mtok_usd"),
             (|p| p.cached_input_per_mtok_usd = Some(f64::INFINITY), "prices[3].cached_input_per_mtok_usd"),
