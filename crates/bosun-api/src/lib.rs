@@ -17,6 +17,7 @@ pub mod navarch_wire;
 pub mod ops;
 pub mod servers;
 pub mod transport;
+pub mod usage;
 
 pub use agent_client::AgentClient;
 pub use transport::{ClientTls, Transport};
@@ -84,6 +85,10 @@ pub const V1_METHODS: &[&str] = &[
     v1::ADMIN_SERVICE_LIST_INVENTORY_SYNCS_SPEC.procedure,
     v1::OPS_SERVICE_SET_MCP_ENABLED_SPEC.procedure,
     v1::OPS_SERVICE_GET_MCP_STATUS_SPEC.procedure,
+    v1::OPS_SERVICE_RECORD_LLM_USAGE_SPEC.procedure,
+    v1::OPS_SERVICE_SET_PRICING_SPEC.procedure,
+    v1::OPS_SERVICE_LIST_PRICING_SPEC.procedure,
+    v1::OPS_SERVICE_SUMMARIZE_USAGE_SPEC.procedure,
 ];
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! - [`approval`]: approval policy documents (the rules, in order).
 //! - [`proxmox`]: a Proxmox VE cluster's API endpoint ([`ProxmoxEndpoint`]: URL, API token
 //!   id, where its secret is, TLS checks), shared by every entry that talks to a cluster.
+//! - [`pricing`]: model price lists (`bosun pricing set`), in US dollars per million tokens.
 //! - [`runbook`]: runbooks ([`runbook::RunbookSpec`]), parsed as strictly as the file.
 //! - `retention`: how long the operations ledger keeps run history and the audit log.
 //! - `inventory`: the systems (Proxmox VE clusters) bosun reads its inventory from, the
@@ -51,6 +52,7 @@ mod mcp;
 mod notifier;
 mod parse;
 mod pool;
+pub mod pricing;
 mod provider;
 pub mod proxmox;
 mod redact;

@@ -18,6 +18,8 @@ pub(crate) enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
     FailedPrecondition(String),
     #[error("{0}")]
     Unauthenticated(String),
@@ -46,6 +48,7 @@ impl ApiError {
         match self {
             ApiError::Invalid(_) => ErrorCode::InvalidArgument,
             ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::AlreadyExists(_) => ErrorCode::AlreadyExists,
             ApiError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             ApiError::Unauthenticated(_) => ErrorCode::Unauthenticated,
             ApiError::PermissionDenied(_) => ErrorCode::PermissionDenied,

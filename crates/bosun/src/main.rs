@@ -8,8 +8,8 @@
 //! - [`commands::nodes`], [`commands::node_commands`], [`commands::instances`],
 //!   [`commands::events`], [`commands::policy`], [`commands::pools`]: operator commands over AdminService
 //!   (`commands::remote` holds what they share: --server, --token, -o, errors).
-//! - [`commands::ledger`] and [`commands::mcp`]: operator commands over OpsService (the
-//!   ledger; the MCP kill switch).
+//! - [`commands::ledger`], [`commands::mcp`] and [`commands::usage`]: operator commands
+//!   over OpsService (the ledger; the MCP kill switch; model prices and LLM usage).
 //! - [`commands::config`]: configuration checks.
 //! - [`commands::sim`]: the simulator and the heartbeat-ingest load generator.
 //! - [`commands::db`]: schema migrations, seeding and integrity checks on a store.
@@ -100,6 +100,10 @@ enum Command {
     Audit(commands::ledger::AuditArgs),
     /// The MCP server's kill switch: disable, enable, status.
     Mcp(commands::mcp::McpArgs),
+    /// Model prices per million tokens: set from a YAML file, list.
+    Pricing(commands::usage::PricingArgs),
+    /// What AI agents' LLM requests used and cost, by model, provider, run or actor.
+    Usage(commands::usage::UsageArgs),
     /// Check configuration files.
     Config(commands::config::ConfigArgs),
     /// The simulator and load generator.
@@ -165,6 +169,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Approvals(args) => commands::ledger::run_approvals(args).await,
         Command::Audit(args) => commands::ledger::run_audit(args).await,
         Command::Mcp(args) => commands::mcp::run(args).await,
+        Command::Pricing(args) => commands::usage::run_pricing(args).await,
+        Command::Usage(args) => commands::usage::run_usage(args).await,
         Command::Config(args) => commands::config::run(args),
         Command::Sim(args) => commands::sim::run(args.store.store.as_deref(), args).await,
         Command::Db(args) => commands::db::run(&args.store.location()?, args).await,

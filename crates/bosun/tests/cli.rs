@@ -1096,3 +1096,153 @@ fn mcp_disable_status_and_enable_set_the_stored_kill_switch() {
     let enabled = ok(&mut as_token("root-secret", &["enable"]));
     assert!(enabled.starts_with("MCP: enabled\n") && enabled.contains("set by root"), "{enabled}");
 }
+
+/// A Connect JSON call (`POST /bosun.v1.Service/Method`) to the server at `url` as `token`,
+/// over HTTP/1.0 so the answer is not chunked:
+/// the HTTP status code and the body.
+fn connect_json(url: &str, method: &str, token: &str, body: &str) -> (u16, String) {
+    use std::io::Read as _;
+    let address = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let request = format!(
+        "POST /{method} HTTP/1.0\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nContent-Type: \
+         application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map_or(String::new(), |(_, body)| body.to_owned());
+    (status, body)
+}
+
+#[test]
+fn pricing_set_and_list_and_usage_as_json() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = format!("sqlite://{}", dir.path().join("bosun.db").display());
+    let config = dir.path().join("bosun.yaml");
+    std::fs::write(
+        &config,
+        "auth:\n  tokens:\n    - {name: root, token: root-secret, role: admin}\n    - {name: oncall, token: oncall-secret, role: operator}\n",
+    )
+    .expect("write");
+    let (_server, url) =
+        start_server(&["--config".as_ref(), config.as_ref(), "--store".as_ref(), store.as_ref()], "127.0.0.1:0");
+    eventually(&url, &["pricing", "list", "--token", "oncall-secret"], |_| true);
+    let as_token = |token: &str, args: &[&str]| {
+        let mut command = bosun();
+        command.args(args).args(["--server", &url, "--token", token]);
+        command
+    };
+
+    let prices = dir.path().join("prices.yaml");
+    std::fs::write(
+        &prices,
+        "- {provider: acme, model: acme-large, input_per_mtok_usd: 3.0, output_per_mtok_usd: 15.0,\n   \
+         cached_input_per_mtok_usd: 0.3, effective_from: \"2026-01-01T00:00:00Z\"}\n",
+    )
+    .expect("write");
+    let file = prices.to_str().expect("path");
+    // Setting prices takes an admin.
+    let line = fails_with_one_line(&mut as_token("oncall-secret", &["pricing", "set", file]));
+    assert!(line.contains("permission_denied") && line.contains("admin token"), "{line}");
+    assert_eq!(ok(&mut as_token("root-secret", &["pricing", "set", file])), "set 1 price\n");
+
+    let table = ok(&mut as_token("oncall-secret", &["pricing", "list", "--current"]));
+    assert!(
+        table.starts_with("PROVIDER ") && table.lines().next().is_some_and(|h| h.contains("CACHED INPUT $/MTOK")),
+        "{table}"
+    );
+    let acme = table.lines().find(|l| l.starts_with("acme ")).unwrap_or_else(|| panic!("no acme line:\n{table}"));
+    let cells: Vec<&str> = acme.split_whitespace().collect();
+    assert_eq!(cells, ["acme", "acme-large", "3", "15", "0.3", "2026-01-01T00:00:00.000000Z", "-"], "{acme}");
+    let json = ok(&mut as_token("oncall-secret", &["pricing", "list", "-o", "json"]));
+    let listed: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let acme = listed.as_array().expect("an array").iter().find(|p| p["provider"] == "acme").expect("acme");
+    assert_eq!(
+        (&acme["input_per_mtok_usd"], &acme["cached_input_per_mtok_usd"], &acme["updated_by"]),
+        (&3.0.into(), &0.3.into(), &"root".into())
+    );
+
+    // Bad files name the entry and the key; nothing is sent.
+    std::fs::write(&prices, "- {provider: acme, model: m, input_per_mtok_usd: 1, output_per_mtok_usd: 1, effective_from: \"2026-01-01T00:00:00Z\", colour: red}\n").expect("write");
+    let line = fails_with_one_line(&mut as_token("root-secret", &["pricing", "set", file]));
+    assert!(line.contains("[0].colour") && line.contains("unknown key"), "{line}");
+    std::fs::write(&prices, "- {provider: acme, model: m, input_per_mtok_usd: -1, output_per_mtok_usd: 1, effective_from: \"2026-01-01T00:00:00Z\"}\n").expect("write");
+    let line = fails_with_one_line(&mut as_token("root-secret", &["pricing", "set", file]));
+    assert!(line.contains("[0].input_per_mtok_usd") && line.contains("-1 is not a price"), "{line}");
+
+    // An AI agent reports its requests over the API's JSON (as an operator); the usage
+    // since 2025 is summed per model. The real clock is past 2026-01-01, so the price covers.
+    let record = "bosun.v1.OpsService/RecordLlmUsage";
+    let (status, body) = connect_json(
+        &url,
+        record,
+        "oncall-secret",
+        r#"{"provider": "acme", "model": "acme-large", "inputTokens": 2000, "cachedInputTokens": 1000, "outputTokens": 1000}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let recorded: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!((&recorded["priced"], &recorded["costUsd"]), (&true.into(), &0.0213.into()), "{recorded}");
+    assert_eq!(recorded["costMicroUsd"], "21300", "proto3 JSON writes 64-bit integers as strings: {body}");
+    let (status, body) = connect_json(
+        &url,
+        record,
+        "oncall-secret",
+        r#"{"provider": "acme", "model": "acme-mystery", "inputTokens": 5}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("stored with cost unknown"), "{body}");
+    let (status, body) = connect_json(
+        &url,
+        record,
+        "oncall-secret",
+        r#"{"provider": "acme", "model": "acme-large", "inputTokens": -1}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid_argument") && body.contains("input_tokens: must be"), "{body}");
+
+    let json = ok(&mut as_token("oncall-secret", &["usage", "--since", "2025-01-01T00:00:00Z", "-o", "json"]));
+    let rows: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let keys = |row: &serde_json::Value| -> Vec<String> {
+        let mut keys: Vec<String> = row.as_object().expect("an object").keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    let expected = [
+        "cached_input_tokens",
+        "cost_usd",
+        "input_tokens",
+        "model",
+        "output_tokens",
+        "provider",
+        "requests",
+        "unpriced_requests",
+    ];
+    assert_eq!(rows.as_array().map(Vec::len), Some(2), "{rows}");
+    for row in rows.as_array().expect("an array") {
+        assert_eq!(keys(row), expected, "{row}");
+    }
+    assert_eq!(
+        (&rows[0]["model"], &rows[0]["requests"], &rows[0]["input_tokens"], &rows[0]["cost_usd"]),
+        (&"acme-large".into(), &1.into(), &2000.into(), &0.0213.into())
+    );
+    assert_eq!(
+        (&rows[1]["model"], &rows[1]["cost_usd"], &rows[1]["unpriced_requests"]),
+        (&"acme-mystery".into(), &serde_json::Value::Null, &1.into())
+    );
+    let table = ok(&mut as_token("oncall-secret", &["usage", "--since", "3650d"]));
+    let cells = |model: &str| -> Vec<String> {
+        let line = table.lines().find(|l| l.contains(model)).unwrap_or_else(|| panic!("no {model} line:\n{table}"));
+        line.split_whitespace().map(str::to_owned).collect()
+    };
+    assert_eq!(cells("acme-large"), ["acme", "acme-large", "1", "2000", "1000", "1000", "$0.0213", "0"], "{table}");
+    assert_eq!(cells("acme-mystery"), ["acme", "acme-mystery", "1", "5", "0", "0", "unknown", "1"], "{table}");
+    let by_actor = ok(&mut as_token("oncall-secret", &["usage", "--by", "actor", "-o", "json"]));
+    let by_actor: serde_json::Value = serde_json::from_str(&by_actor).expect("JSON");
+    assert_eq!((&by_actor[0]["actor"], &by_actor[0]["requests"]), (&"oncall".into(), &2.into()), "{by_actor}");
+    let line = fails_with_one_line(&mut as_token("oncall-secret", &["usage", "--since", "last tuesday"]));
+    assert!(line.contains("--since"), "{line}");
+}

@@ -71,6 +71,14 @@ fn mutation(path: &str) -> Option<ResourceOf> {
         }
         "bosun.v1.OpsService/SetApprovalPolicy" => |_| "approval_policy".to_owned(),
         "bosun.v1.OpsService/SetMcpEnabled" => |_| "setting:mcp.enabled".to_owned(),
+        "bosun.v1.OpsService/SetPricing" => |_| "pricing".to_owned(),
+        // One entry per LLM request reported: they come at the pace of a model's answers,
+        // not of heartbeats, and who reported what is what an operator asks afterwards.
+        "bosun.v1.OpsService/RecordLlmUsage" => |p| {
+            p.message::<v1::RecordLlmUsageRequest>()
+                .map(|m| format!("llm_model:{}/{}", m.provider, m.model))
+                .unwrap_or_default()
+        },
         _ => return None,
     })
 }
@@ -206,15 +214,21 @@ mod tests {
             "/bosun.v1.AdminService/IssueCommand",
             "/bosun.v1.AdminService/SetPolicy",
             "/bosun.v1.OpsService/SetApprovalPolicy",
+            "/bosun.v1.OpsService/SetPricing",
+            "/bosun.v1.OpsService/RecordLlmUsage",
             "/bosun.v1.OpsService/ApproveRun",
             "/bosun.v1.AgentService/RegisterNode",
             "/navarch.ControlPlaneService/IssueCommand",
         ] {
             assert!(mutation(path).is_some(), "{path}");
         }
-        for path in
-            ["/bosun.v1.AdminService/ListNodes", "/bosun.v1.AgentService/Heartbeat", "/bosun.v1.OpsService/GetRun"]
-        {
+        for path in [
+            "/bosun.v1.AdminService/ListNodes",
+            "/bosun.v1.AgentService/Heartbeat",
+            "/bosun.v1.OpsService/GetRun",
+            "/bosun.v1.OpsService/ListPricing",
+            "/bosun.v1.OpsService/SummarizeUsage",
+        ] {
             assert!(mutation(path).is_none(), "{path}");
         }
         assert!(is_refusal(ErrorCode::PermissionDenied) && !is_refusal(ErrorCode::ResourceExhausted));

@@ -22,6 +22,7 @@ mod inventory;
 pub(crate) mod navarch;
 pub(crate) mod ops;
 pub(crate) mod shape;
+mod usage;
 
 /// Authenticates every RPC and attaches the [`Caller`](crate::auth::Caller) for the
 /// handler, which checks what the caller may do with what it asked.

@@ -1,5 +1,6 @@
 //! OpsService: the operations ledger for operators: runbooks, runs (bosun's own actions are
-//! runs too), their events and artifacts, the approval policy and the audit log.
+//! runs too), their events and artifacts, the approval policy and the audit log; the MCP
+//! kill switch; LLM usage and model prices (in `super::usage`).
 //!
 //! Documents callers send (runbooks, approval policies) are parsed and compiled on the
 //! policy work pool (`PolicyWork`): bounded, one at a time, never on an async worker.
@@ -592,6 +593,44 @@ impl v1::OpsService for OpsApi {
     ) -> ServiceResult<v1::GetMcpStatusResponse> {
         allowed(&ctx, Permission::Read)?;
         Ok(Response::new(OpsApi::get_mcp_status(self).await?))
+    }
+
+    async fn record_llm_usage(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::RecordLlmUsageRequest>,
+    ) -> ServiceResult<v1::RecordLlmUsageResponse> {
+        // An AI agent reports as the operator (or admin) token it acts with; agent tokens
+        // are the node agents', not these.
+        let caller = allowed(&ctx, Permission::Command)?;
+        Ok(Response::new(super::usage::record_llm_usage(&self.app, caller, request.to_owned_message()).await?))
+    }
+
+    async fn set_pricing(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::SetPricingRequest>,
+    ) -> ServiceResult<v1::SetPricingResponse> {
+        let caller = allowed(&ctx, Permission::Admin)?;
+        Ok(Response::new(super::usage::set_pricing(&self.app, caller, request.to_owned_message()).await?))
+    }
+
+    async fn list_pricing(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::ListPricingRequest>,
+    ) -> ServiceResult<v1::ListPricingResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(super::usage::list_pricing(&self.app, request.to_owned_message()).await?))
+    }
+
+    async fn summarize_usage(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::SummarizeUsageRequest>,
+    ) -> ServiceResult<v1::SummarizeUsageResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(super::usage::summarize_usage(&self.app, request.to_owned_message()).await?))
     }
 }
 

@@ -35,4 +35,5 @@ mod selection;
 mod ssh_server;
 mod tls;
 mod ui;
+mod usage;
 mod workloads;

@@ -22,6 +22,7 @@ pub mod replicas;
 mod seed;
 pub mod server;
 pub mod sim;
+pub mod usage;
 
 /// `--store`, on the commands that open a store themselves (server, db, sim, bench).
 #[derive(Debug, Clone, clap::Args)]
