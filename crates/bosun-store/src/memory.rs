@@ -1448,6 +1448,12 @@ impl MemoryStore {
             Corruption::RunEventMissing { run, seq } => {
                 state.ledger.events.get_mut(run).expect("the run's events").retain(|e| e.seq != *seq);
             }
+            Corruption::LlmUsageOfMissingRun => {
+                let ghost: RunId = crate::conformance::GHOST_RUN.parse().expect("a run id");
+                for usage in state.usage.requests.values_mut().filter(|u| u.run_id.is_some()) {
+                    usage.run_id = Some(ghost);
+                }
+            }
         }
     }
 }
