@@ -248,6 +248,39 @@ impl State {
                 self.ledger.last_audit_seq = self.ledger.last_audit_seq.max(entry.seq);
                 self.ledger.audit.insert(entry.seq, *entry);
             }
+            Record::Price(price) => {
+                let key = (price.provider.clone(), price.model.clone(), price.effective_from);
+                if self.usage.prices.contains_key(&key) {
+                    return Err(StoreError::invalid(
+                        "provider_pricing",
+                        format_args!("{}/{} from {} appears twice", key.0, key.1, key.2),
+                    ));
+                }
+                self.usage.prices.insert(key, *price);
+            }
+            Record::LlmUsage(usage) => {
+                if let Some(run) = &usage.run_id
+                    && !self.ledger.runs.contains_key(run)
+                {
+                    return Err(missing_run(run));
+                }
+                let request_key = usage.request_id.as_ref().map(|r| (usage.provider.clone(), r.clone()));
+                if self.usage.requests.contains_key(&usage.id)
+                    || request_key.as_ref().is_some_and(|k| self.usage.request_ids.contains_key(k))
+                {
+                    return Err(StoreError::already_exists(ResourceKind::LlmUsage, usage.id));
+                }
+                if let Some(key) = request_key {
+                    self.usage.request_ids.insert(key, usage.id);
+                }
+                self.usage.requests.insert(usage.id, *usage);
+            }
+            Record::Setting(setting) => {
+                if self.usage.settings.contains_key(&setting.name) {
+                    return Err(StoreError::already_exists(ResourceKind::Setting, &setting.name));
+                }
+                self.usage.settings.insert(setting.name.clone(), *setting);
+            }
             Record::InventoryRecord(record) => {
                 let kind = record.kind();
                 let key = (record.source.clone(), record.key.clone());
@@ -312,6 +345,9 @@ async fn dump_state(mut state: State, sink: &tokio::sync::mpsc::Sender<DumpMessa
         (RecordKind::Artifact, state.ledger.artifacts.len() as u64),
         (RecordKind::ToolCall, state.ledger.tool_calls.len() as u64),
         (RecordKind::Audit, state.ledger.audit.len() as u64),
+        (RecordKind::Price, state.usage.prices.len() as u64),
+        (RecordKind::LlmUsage, state.usage.requests.len() as u64),
+        (RecordKind::Setting, state.usage.settings.len() as u64),
         (RecordKind::InventoryRecord, state.inventory.records.values().map(|r| r.len() as u64).sum()),
         (RecordKind::InventorySource, state.inventory.sources.len() as u64),
         (RecordKind::InventorySync, state.inventory.syncs.len() as u64),
@@ -383,6 +419,16 @@ async fn dump_state(mut state: State, sink: &tokio::sync::mpsc::Sender<DumpMessa
     }
     for entry in std::mem::take(&mut ledger.audit).into_values() {
         out.push(Record::Audit(Box::new(entry))).await?;
+    }
+    let usage = state.usage;
+    for price in usage.prices.into_values() {
+        out.push(Record::Price(Box::new(price))).await?;
+    }
+    for request in usage.requests.into_values() {
+        out.push(Record::LlmUsage(Box::new(request))).await?;
+    }
+    for setting in usage.settings.into_values() {
+        out.push(Record::Setting(Box::new(setting))).await?;
     }
     let mut inventory = state.inventory;
     for kind in InventoryKind::ALL {
@@ -1402,6 +1448,12 @@ impl MemoryStore {
             Corruption::RunEventMissing { run, seq } => {
                 state.ledger.events.get_mut(run).expect("the run's events").retain(|e| e.seq != *seq);
             }
+            Corruption::LlmUsageOfMissingRun => {
+                let ghost: RunId = crate::conformance::GHOST_RUN.parse().expect("a run id");
+                for usage in state.usage.requests.values_mut().filter(|u| u.run_id.is_some()) {
+                    usage.run_id = Some(ghost);
+                }
+            }
         }
     }
 }
@@ -1917,13 +1969,16 @@ impl Store for MemoryStore {
                 Some(LoadMessage::ReadBack(readback)) => dump_state(staged.clone(), &readback).await?,
                 Some(LoadMessage::Commit(sequences)) => {
                     let mut state = self.lock()?;
-                    if target == Target::MustBeEmpty && (!state.is_empty() || !state.usage.requests.is_empty()) {
+                    if target == Target::MustBeEmpty
+                        && (!state.is_empty() || !state.usage.requests.is_empty() || !state.usage.settings.is_empty())
+                    {
                         return Err(target_not_empty());
                     }
-                    // Dumps carry no usage, prices or settings (yet): a load empties the
-                    // usage, as it empties the runs it refers to, and keeps the rest.
-                    staged.usage.prices = std::mem::take(&mut state.usage.prices);
-                    staged.usage.settings = std::mem::take(&mut state.usage.settings);
+                    // Prices the records brought replace the target's; without any (an
+                    // export written before prices moved), the target keeps its own.
+                    if staged.usage.prices.is_empty() {
+                        staged.usage.prices = std::mem::take(&mut state.usage.prices);
+                    }
                     staged.last_change_seq = staged.last_change_seq.max(sequences.change_seq);
                     staged.last_health_id = staged.last_health_id.max(sequences.health_report_id);
                     staged.last_bootstrap_id = staged.last_bootstrap_id.max(sequences.bootstrap_log_id);

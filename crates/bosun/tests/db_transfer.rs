@@ -83,6 +83,26 @@ async fn sync_an_inventory(location: &StoreLocation) {
     store.close().await;
 }
 
+/// Records two LLM requests (one for an AI session run) and sets the MCP switch in the
+/// store at `location`.
+async fn record_llm_usage(location: &StoreLocation) {
+    use bosun_core::{Clock as _, LlmText, LlmUsage, RunKind, RunStatus, Setting, TaskRun};
+    let clock = Arc::new(FakeClock::at_default_epoch());
+    let store = bosun_store::open_store(location, test_options(clock.clone())).await.expect("open");
+    let batch = || WriteBatch::new(Actor::operator("oncall"), "usage");
+    let run = TaskRun::new(RunKind::AiSession, RunStatus::Running, Actor::operator("oncall"), vec![], clock.now());
+    store.commit(batch().create_run(run.clone())).await.expect("a run");
+    let mut usage = LlmUsage::new("oncall", "anthropic", "claude-sonnet-4", clock.now());
+    usage.run_id = Some(run.id);
+    usage.prompt = Some(LlmText::bounded("why is n1 unhealthy?".into(), 1024));
+    store.commit(batch().record_llm_usage(usage)).await.expect("usage");
+    clock.advance(std::time::Duration::from_secs(1));
+    store.commit(batch().record_llm_usage(LlmUsage::new("oncall", "acme", "m", clock.now()))).await.expect("usage");
+    let off = Setting::new(Setting::MCP_ENABLED, serde_json::json!({"enabled": false}), "oncall", clock.now());
+    store.commit(batch().put_setting(off, None)).await.expect("a setting");
+    store.close().await;
+}
+
 /// `db check`'s line, without the store's name.
 fn check(store: &str) -> String {
     let line = ok(bosun().args(["db", "--store", store, "check"]));
@@ -98,18 +118,25 @@ async fn export_import_copy_backup_and_restore_through_the_cli() {
     ok(bosun().args(["db", "--store", &store, "migrate", "up"]));
     ok(bosun().args(["db", "--store", &store, "seed", "--nodes", "40"]));
     sync_an_inventory(&source.location).await;
+    record_llm_usage(&source.location).await;
     let seeded = check(&store);
+    // Every kind the export, import and copy lines must name, prices (the seeded six),
+    // usage and the setting among them.
+    let kinds = ["3 inventory_record", "1 inventory_source", "2 inventory_sync", "6 price", "2 llm_usage", "1 setting"];
 
     // Export to a file, import into a new SQLite file.
     let file = dir.join("fleet.jsonl");
     let line = ok(bosun().args(["db", "--store", &store, "export", "--out", file.to_str().expect("utf-8")]));
     assert!(line.contains("exported") && line.contains("40 node"), "{line}");
-    for kind in ["3 inventory_record", "1 inventory_source", "2 inventory_sync"] {
+    for kind in kinds {
         assert!(line.contains(kind), "{kind}: {line}");
     }
     let imported = format!("sqlite://{}", dir.join("imported.db").display());
     let line = ok(bosun().args(["db", "--store", &imported, "import", file.to_str().expect("utf-8")]));
     assert!(line.contains("imported"), "{line}");
+    for kind in kinds {
+        assert!(line.contains(kind), "{kind}: {line}");
+    }
     assert_eq!(check(&imported), seeded);
 
     // Import again: refused, nothing written; --force replaces.
@@ -134,6 +161,9 @@ async fn export_import_copy_backup_and_restore_through_the_cli() {
         let pg = postgres_url(&postgres.location);
         let line = ok(bosun().args(["db", "copy", "--from", &store, "--to", &pg]));
         assert!(line.contains("verified"), "{line}");
+        for kind in kinds {
+            assert!(line.contains(kind), "{kind}: {line}");
+        }
         assert_eq!(check(&pg), seeded);
         let line = fails_with_one_line(bosun().args(["db", "copy", "--from", &store, "--to", &pg]));
         assert!(line.contains("is not empty") && line.contains("--force"), "{line}");

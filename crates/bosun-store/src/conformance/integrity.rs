@@ -27,7 +27,13 @@ pub(crate) enum Corruption {
     /// Deletes event `seq` of run `run` (around the append-only trigger). The audit log must
     /// hold an entry (its time fills the forged retention row).
     RunEventMissing { run: bosun_core::RunId, seq: u64 },
+    /// Points every LLM request (and its token usage) that names a run at [`GHOST_RUN`], as
+    /// a bad restore would.
+    LlmUsageOfMissingRun,
 }
+
+/// A run id no store holds.
+pub(crate) const GHOST_RUN: &str = "00000000-0000-7000-8000-000000000000";
 
 impl Corruption {
     /// The same statement for both SQL dialects.
@@ -46,6 +52,10 @@ impl Corruption {
             Corruption::AuditEntryMissing(seq) => format!(
                 "INSERT INTO ledger_expiry (what, before) SELECT 'everything', MAX(at) FROM audit_entries; \
                  DELETE FROM audit_entries WHERE seq = {seq}; DELETE FROM ledger_expiry"
+            ),
+            Corruption::LlmUsageOfMissingRun => format!(
+                "UPDATE llm_requests SET run_id = '{GHOST_RUN}' WHERE run_id IS NOT NULL; \
+                 UPDATE token_usage SET run_id = '{GHOST_RUN}' WHERE run_id IS NOT NULL"
             ),
             Corruption::RunEventMissing { run, seq } => format!(
                 "INSERT INTO ledger_expiry (what, before) SELECT 'everything', MAX(at) FROM audit_entries; \
@@ -206,5 +216,26 @@ pub(crate) async fn integrity_reports_gaps_in_the_audit_log_and_run_events(ctx: 
     assert_eq!(
         lines(&findings)[0],
         "[sequence] audit log: ends at entry 1 but 4 were handed out: the newest entries are missing"
+    );
+}
+
+pub(crate) async fn integrity_reports_llm_usage_of_a_missing_run(ctx: &Ctx) {
+    use bosun_core::{Actor, LlmUsage, RunKind, RunStatus, TaskRun};
+    let run = TaskRun::new(RunKind::AiSession, RunStatus::Running, Actor::operator("oncall"), vec![], ctx.now());
+    let mut usage = LlmUsage::new("oncall", "acme", "acme-large", ctx.now());
+    usage.run_id = Some(run.id);
+    let unattached = LlmUsage::new("oncall", "acme", "acme-large", ctx.now());
+    ctx.store
+        .commit(batch("usage").create_run(run).record_llm_usage(usage.clone()).record_llm_usage(unattached))
+        .await
+        .expect("usage");
+    assert!(ctx.store.check_integrity().await.expect("check").is_empty());
+    let findings = ctx.findings_after(Corruption::LlmUsageOfMissingRun).await;
+    assert_eq!(
+        lines(&findings),
+        [
+            format!("[orphans] LLM request {}: refers to missing {GHOST_RUN}", usage.id),
+            format!("[orphans] token usage {}: refers to missing {GHOST_RUN}", usage.id),
+        ]
     );
 }

@@ -29,7 +29,7 @@ use crate::store::SharedStore;
 use crate::testing::TestStore;
 
 pub(crate) use fixtures::*;
-pub(crate) use integrity::Corruption;
+pub(crate) use integrity::{Corruption, GHOST_RUN};
 
 /// What every case gets: a fresh, empty store and the fake clock it reads.
 pub(crate) struct Ctx {
@@ -179,6 +179,7 @@ macro_rules! store_conformance {
             ledger::audit_entries_are_numbered_without_gaps_and_filtered,
             ledger::retention_deletes_old_run_history_and_old_audit_entries_only,
             integrity::integrity_reports_gaps_in_the_audit_log_and_run_events,
+            integrity::integrity_reports_llm_usage_of_a_missing_run,
             inventory::a_first_sync_creates_every_kind_and_reads_back,
             inventory::an_unchanged_sync_writes_no_record_but_moves_last_seen,
             inventory::a_changed_record_gets_a_revision_and_a_change_record,

@@ -105,6 +105,13 @@ impl CopyRows {
         self.int(i64::try_from(value).unwrap_or(i64::MAX))
     }
 
+    fn opt_unsigned(&mut self, value: Option<u64>) -> &mut Self {
+        match value {
+            Some(v) => self.unsigned(v),
+            None => self.null(),
+        }
+    }
+
     fn boolean(&mut self, value: bool) -> &mut Self {
         self.field(&[u8::from(value)])
     }
@@ -218,9 +225,14 @@ impl CopyRows {
     }
 }
 
+/// The prices' COPY statement (`transfer.rs` empties the table before the first).
+pub(super) const PRICE_COPY: &str = "COPY provider_pricing (provider, model, input_per_mtok_micro_usd, \
+     output_per_mtok_micro_usd, cached_input_per_mtok_micro_usd, effective_from, effective_to, updated_by, updated_at) \
+     FROM STDIN (FORMAT binary, FREEZE)";
+
 /// The COPY statement of each table a load writes, parents before children, and its
 /// number of columns.
-pub(super) const TABLES: [(&str, i16); 25] = [
+pub(super) const TABLES: [(&str, i16); 30] = [
     ("COPY policies (id, name, document, updated_at, revision) FROM STDIN (FORMAT binary, FREEZE)", 5),
     (
         "COPY pools (name, spec, last_scale_at, provider_backoff, last_decision, revision) \
@@ -320,6 +332,19 @@ pub(super) const TABLES: [(&str, i16); 25] = [
          error) FROM STDIN (FORMAT binary, FREEZE)",
         11,
     ),
+    (PRICE_COPY, 9),
+    (
+        "COPY llm_requests (id, run_id, actor, provider, model, request_id, prompt, prompt_truncated, at) \
+         FROM STDIN (FORMAT binary, FREEZE)",
+        9,
+    ),
+    ("COPY llm_responses (request, response, response_truncated, latency_ms) FROM STDIN (FORMAT binary, FREEZE)", 4),
+    (
+        "COPY token_usage (request, run_id, actor, provider, model, input_tokens, output_tokens, cached_input_tokens, \
+         cost_micro_usd, priced_at, at) FROM STDIN (FORMAT binary, FREEZE)",
+        11,
+    ),
+    ("COPY control_settings (name, value, updated_by, updated_at, revision) FROM STDIN (FORMAT binary, FREEZE)", 5),
 ];
 
 /// The COPY statement of an inventory kind's table, from its columns, and its empty rows.
@@ -333,7 +358,7 @@ fn inventory_table(kind: InventoryKind) -> (String, CopyRows) {
 /// One buffer of rows per table, in the order of [`TABLES`], and one per inventory kind's
 /// table (made with its first record: its columns come from `crate::inventory::row`).
 pub(super) struct Tables {
-    tables: [CopyRows; 25],
+    tables: [CopyRows; 30],
     inventory: BTreeMap<InventoryKind, (String, CopyRows)>,
 }
 
@@ -377,6 +402,11 @@ impl Tables {
             host_storage,
             inventory_sources,
             inventory_syncs,
+            provider_pricing,
+            llm_requests,
+            llm_responses,
+            token_usage,
+            control_settings,
         ] = &mut self.tables;
         match record {
             Record::Lease(l) => {
@@ -655,6 +685,62 @@ impl Tables {
                     .text(&e.entry.message)
                     .text(&e.entry.request_id)
                     .opt_text(e.entry.peer.as_deref());
+            }
+            Record::Price(p) => {
+                provider_pricing
+                    .row()
+                    .text(&p.provider)
+                    .text(&p.model)
+                    .unsigned(p.input_per_mtok_micro_usd)
+                    .unsigned(p.output_per_mtok_micro_usd)
+                    .opt_unsigned(p.cached_input_per_mtok_micro_usd)
+                    .time(p.effective_from)
+                    .opt_time(p.effective_to)
+                    .text(&p.updated_by)
+                    .time(p.updated_at);
+            }
+            Record::LlmUsage(u) => {
+                let id = u.id.as_uuid();
+                let run = u.run_id.map(|r| r.as_uuid());
+                llm_requests
+                    .row()
+                    .uuid(id)
+                    .opt_uuid(run)
+                    .text(&u.actor)
+                    .text(&u.provider)
+                    .text(&u.model)
+                    .opt_text(u.request_id.as_deref())
+                    .opt_text(u.prompt.as_ref().map(|p| p.text.as_str()))
+                    .boolean(u.prompt.as_ref().is_some_and(|p| p.truncated))
+                    .time(u.at);
+                llm_responses
+                    .row()
+                    .uuid(id)
+                    .opt_text(u.response.as_ref().map(|r| r.text.as_str()))
+                    .boolean(u.response.as_ref().is_some_and(|r| r.truncated))
+                    .opt_unsigned(u.latency_ms);
+                token_usage
+                    .row()
+                    .uuid(id)
+                    .opt_uuid(run)
+                    .text(&u.actor)
+                    .text(&u.provider)
+                    .text(&u.model)
+                    .unsigned(u.input_tokens)
+                    .unsigned(u.output_tokens)
+                    .unsigned(u.cached_input_tokens)
+                    .opt_unsigned(u.cost.map(|c| c.micro_usd))
+                    .opt_time(u.cost.map(|c| c.price_from))
+                    .time(u.at);
+            }
+            Record::Setting(setting) => {
+                control_settings
+                    .row()
+                    .text(&setting.name)
+                    .json_plain(&setting.value)
+                    .text(&setting.updated_by)
+                    .time(setting.updated_at)
+                    .unsigned(setting.revision.get());
             }
             Record::InventoryRecord(r) => {
                 let kind = r.kind();

@@ -20,7 +20,7 @@ use sqlx::{AssertSqlSafe, FromRow as _, PgConnection, Row as _};
 use tokio::sync::mpsc;
 
 use super::copy_rows::{CopyRows, Tables};
-use super::{inventory, node_from_row};
+use super::{inventory, node_from_row, usage};
 use crate::error::{Result, StoreError};
 use crate::inventory::row::table;
 use crate::ledger::StoredRunEvent;
@@ -36,6 +36,7 @@ use crate::transfer::{
     ArtifactRecord, Batcher, CommandRecord, DumpMessage, LoadMessage, NodeRecord, Record, RecordKind, RunRecord,
     Sequences, Snapshot, Target, filled_tables, load_abandoned, reader_gone, target_not_empty,
 };
+use crate::usage::{PriceRow, UsageRecordRow};
 
 /// Rows per keyset page of a dump.
 const PAGE: i64 = 2_000;
@@ -102,6 +103,9 @@ enum Fetched {
     Artifacts(Vec<PgRow>),
     ToolCalls(Vec<PgRow>),
     Audit(Vec<PgRow>),
+    Prices(Vec<PgRow>),
+    Usage(Vec<PgRow>),
+    Settings(Vec<PgRow>),
     /// Records of one inventory kind and, for storage, the hosts of exactly those records,
     /// both in record order.
     Inventory {
@@ -229,6 +233,7 @@ async fn fetch(conn: &mut PgConnection, pages: &mpsc::Sender<Fetched>) -> Result
                 FROM bootstrap_logs";
     fetch_table(conn, pages, flat(logs, "id", 0), id_key, |rows, _| Fetched::BootstrapLogs(rows)).await?;
     fetch_ledger(conn, pages).await?;
+    fetch_usage(conn, pages).await?;
     fetch_inventory(conn, pages).await?;
     let changes = "SELECT seq, at, kind, resource_id, op, revision, actor, reason, resource FROM changes";
     fetch_table(conn, pages, flat(changes, "seq", 0), id_key, |rows, _| Fetched::Changes(rows)).await
@@ -308,6 +313,25 @@ async fn fetch_ledger(conn: &mut PgConnection, pages: &mpsc::Sender<Fetched>) ->
     let audit = "SELECT seq, at, actor, role, method, resource, outcome, code, message, request_id, peer \
                  FROM audit_entries";
     fetch_table(conn, pages, flat(audit, "seq", 0), id_key, |rows, _| Fetched::Audit(rows)).await
+}
+
+/// Fetches prices (in one page: a price list is short), LLM usage and settings, in load
+/// order.
+async fn fetch_usage(conn: &mut PgConnection, pages: &mpsc::Sender<Fetched>) -> Result<()> {
+    let prices = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {} FROM provider_pricing ORDER BY provider, model, effective_from",
+        PriceRow::COLUMNS
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    if !prices.is_empty() {
+        send(pages, Fetched::Prices(prices)).await?;
+    }
+    let usage = flat(usage::usage_select!(), "q.id", uuid::Uuid::nil());
+    fetch_table(conn, pages, usage, uuid_key, |rows, _| Fetched::Usage(rows)).await?;
+    let settings = "SELECT name, value, updated_by, updated_at, revision FROM control_settings";
+    fetch_table(conn, pages, flat(settings, "name", String::new()), text_key, |rows, _| Fetched::Settings(rows)).await
 }
 
 /// A row's key of two text columns, its first two.
@@ -529,6 +553,16 @@ fn decode(mut pages: mpsc::Receiver<Fetched>, out: &mut Batcher<'_>) -> Result<(
             Fetched::Audit(rows) => each(&rows, out, |row| {
                 Ok(Record::Audit(Box::new(AuditRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_entry()?)))
             })?,
+            Fetched::Prices(rows) => each(&rows, out, |row| {
+                Ok(Record::Price(Box::new(PriceRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_price()?)))
+            })?,
+            Fetched::Usage(rows) => each(&rows, out, |row| {
+                let usage = UsageRecordRow::<DateTime<Utc>>::from_row(row).map_err(db)?.into_usage()?;
+                Ok(Record::LlmUsage(Box::new(usage)))
+            })?,
+            Fetched::Settings(rows) => each(&rows, out, |row| {
+                Ok(Record::Setting(Box::new(usage::SettingRow::from_row(row).map_err(db)?.into_setting()?)))
+            })?,
             Fetched::Inventory { kind, rows, hosts } => {
                 let hosts = hosts
                     .iter()
@@ -596,6 +630,9 @@ fn count_of(kind: RecordKind) -> String {
         RecordKind::Artifact => "artifacts",
         RecordKind::ToolCall => "tool_call_records",
         RecordKind::Audit => "audit_entries",
+        RecordKind::Price => "provider_pricing",
+        RecordKind::LlmUsage => "llm_requests",
+        RecordKind::Setting => "control_settings",
         RecordKind::InventoryRecord => {
             let each: Vec<String> =
                 InventoryKind::ALL.iter().map(|k| format!("(SELECT COUNT(*) FROM {})", table(*k).name)).collect();
@@ -674,10 +711,10 @@ pub(super) async fn dump(pool: &PgPool, sink: &mpsc::Sender<DumpMessage>) -> Res
     Ok(())
 }
 
-/// The tables a load writes, and `metric_samples` and the LLM usage tables, which it empties
-/// (`Replace`) but never fills: everything a load locks, with each inventory kind's table
-/// ([`load_tables`]). Prices and settings are neither dumped nor replaced.
-const LOAD_TABLES: [&str; 29] = [
+/// The tables a load empties and writes, and `metric_samples`, which it empties but never
+/// fills, with each inventory kind's table ([`load_tables`]). Not among them: the prices,
+/// which a load empties only when its first price arrives ([`PRICES`]).
+const LOAD_TABLES: [&str; 30] = [
     "policies",
     "leases",
     "pools",
@@ -704,10 +741,17 @@ const LOAD_TABLES: [&str; 29] = [
     "llm_responses",
     "token_usage",
     "audit_entries",
+    "control_settings",
     "host_storage",
     "inventory_sources",
     "inventory_syncs",
 ];
+
+/// The prices' table. A load locks it with the others but empties it only before the first
+/// price it writes: every store starts with the seeded prices, and the records' prices
+/// replace them, while records without any (an export written before prices moved) leave
+/// the target's as they are. Its key stays in place (a price list is short).
+const PRICES: &str = "provider_pricing";
 
 /// [`LOAD_TABLES`] and the inventory kinds' tables.
 fn load_tables() -> Vec<&'static str> {
@@ -847,9 +891,15 @@ async fn write(
     spare: &mpsc::Sender<Vec<u8>>,
     mut set_aside: SetAside,
 ) -> Result<bool> {
+    let mut prices_replaced = false;
     while let Some(chunk) = chunks.recv().await {
         match chunk {
             Chunk::Rows { statement, mut data } => {
+                if statement == super::copy_rows::PRICE_COPY && !prices_replaced {
+                    // In this transaction, so that COPY FREEZE may write the prices.
+                    sqlx::raw_sql(AssertSqlSafe(format!("TRUNCATE {PRICES}"))).execute(&mut *conn).await.map_err(db)?;
+                    prices_replaced = true;
+                }
                 let mut copy = conn.copy_in_raw(&statement).await.map_err(db)?;
                 copy.send(data.as_slice()).await.map_err(db)?;
                 copy.finish().await.map_err(db)?;
@@ -917,7 +967,7 @@ pub(super) async fn load(pool: &PgPool, source: mpsc::Receiver<LoadMessage>, tar
     let tables = load_tables().join(", ");
     // Until the load commits or rolls back, nothing else reads or writes these tables: the
     // emptiness check holds, and their keys and indexes can be set aside.
-    sqlx::raw_sql(AssertSqlSafe(format!("LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")))
+    sqlx::raw_sql(AssertSqlSafe(format!("LOCK TABLE {tables}, {PRICES} IN ACCESS EXCLUSIVE MODE")))
         .execute(&mut *tx)
         .await
         .map_err(db)?;

@@ -151,6 +151,18 @@ pub(super) fn insert_token_usage(u: &LlmUsage) -> Query<'static> {
     .bind(time(u.at))
 }
 
+/// A usage record's columns (those of `UsageRecordRow`, the id first), from its request
+/// (`q`), response (`a`) and token usage (`u`).
+macro_rules! usage_select {
+    () => {
+        "SELECT q.id::text AS id, q.run_id::text AS run_id, q.actor, q.provider, q.model, q.request_id, \
+         q.prompt, q.prompt_truncated, q.at, a.response, a.response_truncated, a.latency_ms, \
+         u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cost_micro_usd, u.priced_at \
+         FROM llm_requests q JOIN llm_responses a ON a.request = q.id JOIN token_usage u ON u.request = q.id"
+    };
+}
+pub(super) use usage_select;
+
 pub(super) async fn llm_usage<'e>(
     executor: impl Executor<'e, Database = Postgres>,
     slow: SlowLog,
@@ -159,15 +171,7 @@ pub(super) async fn llm_usage<'e>(
     let row: Option<UsageRecordRow<Time>> = slow
         .run(
             "llm_requests.get",
-            sqlx::query_as(
-                "SELECT q.id::text AS id, q.run_id::text AS run_id, q.actor, q.provider, q.model, q.request_id, \
-                 q.prompt, q.prompt_truncated, q.at, a.response, a.response_truncated, a.latency_ms, \
-                 u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cost_micro_usd, u.priced_at \
-                 FROM llm_requests q JOIN llm_responses a ON a.request = q.id JOIN token_usage u ON u.request = q.id \
-                 WHERE q.id = $1",
-            )
-            .bind(id.as_uuid())
-            .fetch_optional(executor),
+            sqlx::query_as(concat!(usage_select!(), " WHERE q.id = $1")).bind(id.as_uuid()).fetch_optional(executor),
         )
         .await
         .map_err(|e| map_err(e, None))?;
@@ -207,12 +211,25 @@ pub(super) async fn usage_summary<'e>(
 }
 
 #[derive(sqlx::FromRow)]
-struct SettingRow {
+pub(super) struct SettingRow {
     name: String,
     value: Json<serde_json::Value>,
     updated_by: String,
     updated_at: Time,
     revision: i64,
+}
+
+impl SettingRow {
+    pub(super) fn into_setting(self) -> Result<Setting> {
+        Ok(Setting {
+            name: self.name,
+            value: self.value.0,
+            updated_by: self.updated_by,
+            updated_at: Timestamp::from_datetime(self.updated_at),
+            revision: Revision::new(unsigned("control_settings.revision", self.revision)?)
+                .ok_or_else(|| StoreError::corrupt("control_settings.revision", "revision 0"))?,
+        })
+    }
 }
 
 pub(super) async fn setting<'e>(
@@ -232,17 +249,7 @@ pub(super) async fn setting<'e>(
         )
         .await
         .map_err(|e| map_err(e, None))?;
-    row.map(|r| {
-        Ok(Setting {
-            name: r.name,
-            value: r.value.0,
-            updated_by: r.updated_by,
-            updated_at: Timestamp::from_datetime(r.updated_at),
-            revision: Revision::new(unsigned("control_settings.revision", r.revision)?)
-                .ok_or_else(|| StoreError::corrupt("control_settings.revision", "revision 0"))?,
-        })
-    })
-    .transpose()
+    row.map(SettingRow::into_setting).transpose()
 }
 
 pub(super) const INSERT_SETTING: &str =

@@ -16,7 +16,7 @@ use super::commit::{
     write_instance, write_lease, write_node, write_pool,
 };
 use super::read::{self, COMMAND_COLUMNS, INSTANCE_COLUMNS, NODE_COLUMNS, POOL_COLUMNS};
-use super::{inventory, ledger, map_error, micros};
+use super::{inventory, ledger, map_error, micros, usage};
 use crate::error::Result;
 use crate::inventory::row::table;
 use crate::ledger::StoredRunEvent;
@@ -27,6 +27,7 @@ use crate::transfer::{
     ArtifactRecord, Batcher, CommandRecord, DumpMessage, LoadMessage, NodeRecord, Record, RecordKind, RunRecord,
     Sequences, Snapshot, Target, filled_tables, load_abandoned, target_not_empty,
 };
+use crate::usage::PriceRow;
 
 fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -129,6 +130,9 @@ fn dump_in(tx: &Connection, sink: &mpsc::Sender<DumpMessage>) -> Result<()> {
         (RecordKind::Artifact, count(tx, "artifacts")?),
         (RecordKind::ToolCall, count(tx, "tool_call_records")?),
         (RecordKind::Audit, count(tx, "audit_entries")?),
+        (RecordKind::Price, count(tx, "provider_pricing")?),
+        (RecordKind::LlmUsage, count(tx, "llm_requests")?),
+        (RecordKind::Setting, count(tx, "control_settings")?),
         (RecordKind::InventoryRecord, inventory_count(tx)?),
         (RecordKind::InventorySource, count(tx, "inventory_sources")?),
         (RecordKind::InventorySync, count(tx, "inventory_syncs")?),
@@ -198,6 +202,7 @@ fn dump_in(tx: &Connection, sink: &mpsc::Sender<DumpMessage>) -> Result<()> {
         |log| out.blocking_push(Record::BootstrapLog(Box::new(log))),
     )?;
     dump_ledger(tx, &mut out)?;
+    dump_usage(tx, &mut out)?;
     dump_inventory(tx, &mut out)?;
     each_row(
         tx,
@@ -265,6 +270,25 @@ fn dump_ledger(tx: &Connection, out: &mut Batcher<'_>) -> Result<()> {
     )
 }
 
+/// Streams prices, LLM usage and settings, in `RecordKind` order.
+fn dump_usage(tx: &Connection, out: &mut Batcher<'_>) -> Result<()> {
+    each_row(
+        tx,
+        &format!("SELECT {} FROM provider_pricing ORDER BY provider, model, effective_from", PriceRow::COLUMNS),
+        usage::price_row,
+        |p| out.blocking_push(Record::Price(Box::new(p))),
+    )?;
+    each_row(tx, &format!("{} ORDER BY q.id", usage::USAGE_SELECT), usage::usage_row, |u| {
+        out.blocking_push(Record::LlmUsage(Box::new(u)))
+    })?;
+    each_row(
+        tx,
+        "SELECT name, value, updated_by, updated_at, revision FROM control_settings ORDER BY name",
+        usage::setting_row,
+        |s| out.blocking_push(Record::Setting(Box::new(s))),
+    )
+}
+
 /// Records of every inventory kind.
 fn inventory_count(tx: &Connection) -> Result<u64> {
     InventoryKind::ALL.iter().try_fold(0, |n, kind| Ok(n + count(tx, table(*kind).name)?))
@@ -309,8 +333,9 @@ fn run_event_row(row: &Row<'_>) -> Result<(String, StoredRunEvent)> {
 }
 
 /// Tables emptied by a replacing load, children before parents. The append-only ledger
-/// tables let a load empty them while `ledger_expiry` says `everything`.
-const REPLACED_TABLES: [&str; 25] = [
+/// tables let a load empty them while `ledger_expiry` says `everything`. Prices are not
+/// among them: the first price a load writes replaces the target's (see `crate::transfer`).
+const REPLACED_TABLES: [&str; 26] = [
     "instances",
     "metric_samples",
     "health_reports",
@@ -333,6 +358,7 @@ const REPLACED_TABLES: [&str; 25] = [
     "tool_definitions",
     "approval_policies",
     "audit_entries",
+    "control_settings",
     "host_storage",
     "inventory_sources",
     "inventory_syncs",
@@ -363,11 +389,17 @@ pub(super) fn load(conn: &mut Connection, mut source: mpsc::Receiver<LoadMessage
             tx.execute("DELETE FROM ledger_expiry WHERE what = 'everything'", [])?;
         }
     }
+    // Whether the target's prices have made room for the records' (with their first).
+    let mut prices_replaced = false;
     loop {
         match source.blocking_recv() {
             None => return Err(load_abandoned()),
             Some(LoadMessage::Records(records)) => {
                 for record in &records {
+                    if matches!(record, Record::Price(_)) && !prices_replaced {
+                        tx.execute("DELETE FROM provider_pricing", [])?;
+                        prices_replaced = true;
+                    }
                     insert(&tx, record)?;
                 }
             }
@@ -529,6 +561,18 @@ fn insert(conn: &Connection, record: &Record) -> Result<()> {
         }
         Record::Audit(e) => {
             ledger::insert_audit(conn, e)?;
+        }
+        Record::Price(p) => {
+            usage::insert_price(conn, p).map_err(|e| map_error(e, None))?;
+        }
+        Record::LlmUsage(u) => {
+            if usage::insert_llm_usage(conn, u)? == crate::apply::Insert::KeyTaken {
+                return Err(crate::StoreError::already_exists(ResourceKind::LlmUsage, u.id));
+            }
+        }
+        Record::Setting(s) => {
+            usage::write_setting(conn, usage::INSERT_SETTING, s)
+                .map_err(duplicate(ResourceKind::Setting, s.name.as_str()))?;
         }
         Record::InventoryRecord(r) => {
             // A record twice is refused as a duplicate key naming the kind's table.

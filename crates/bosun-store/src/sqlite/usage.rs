@@ -16,7 +16,7 @@ fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn price_row(row: &Row<'_>) -> Result<Price> {
+pub(super) fn price_row(row: &Row<'_>) -> Result<Price> {
     PriceRow::<i64> {
         provider: row.get(0)?,
         model: row.get(1)?,
@@ -102,6 +102,26 @@ pub(super) fn put_price(conn: &Connection, p: &Price) -> Result<()> {
     Ok(())
 }
 
+/// Inserts a price as it is (a load): the same key twice is refused.
+pub(super) fn insert_price(conn: &Connection, p: &Price) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "INSERT INTO provider_pricing (provider, model, input_per_mtok_micro_usd, output_per_mtok_micro_usd, \
+         cached_input_per_mtok_micro_usd, effective_from, effective_to, updated_by, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        p.provider,
+        p.model,
+        int(p.input_per_mtok_micro_usd),
+        int(p.output_per_mtok_micro_usd),
+        p.cached_input_per_mtok_micro_usd.map(int),
+        micros(p.effective_from),
+        p.effective_to.map(micros),
+        p.updated_by,
+        micros(p.updated_at)
+    ])
+}
+
 pub(super) fn close_price(conn: &Connection, p: &Price, to: Timestamp) -> Result<()> {
     conn.prepare_cached(
         "UPDATE provider_pricing SET effective_to = ?4 WHERE provider = ?1 AND model = ?2 AND effective_from = ?3",
@@ -161,34 +181,38 @@ pub(super) fn insert_llm_usage(conn: &Connection, u: &LlmUsage) -> Result<Insert
     Ok(Insert::Done)
 }
 
+/// A usage record's columns, from its request (`q`), response (`a`) and token usage (`u`).
+pub(super) const USAGE_SELECT: &str = "SELECT q.id, q.run_id, q.actor, q.provider, q.model, q.request_id, q.prompt, \
+     q.prompt_truncated, q.at, a.response, a.response_truncated, a.latency_ms, u.input_tokens, u.output_tokens, \
+     u.cached_input_tokens, u.cost_micro_usd, u.priced_at \
+     FROM llm_requests q JOIN llm_responses a ON a.request = q.id JOIN token_usage u ON u.request = q.id";
+
+/// A row of [`USAGE_SELECT`].
+pub(super) fn usage_row(row: &Row<'_>) -> Result<LlmUsage> {
+    UsageRecordRow::<i64> {
+        id: row.get(0)?,
+        run_id: row.get(1)?,
+        actor: row.get(2)?,
+        provider: row.get(3)?,
+        model: row.get(4)?,
+        request_id: row.get(5)?,
+        prompt: row.get(6)?,
+        prompt_truncated: row.get(7)?,
+        at: row.get(8)?,
+        response: row.get(9)?,
+        response_truncated: row.get(10)?,
+        latency_ms: row.get(11)?,
+        input_tokens: row.get(12)?,
+        output_tokens: row.get(13)?,
+        cached_input_tokens: row.get(14)?,
+        cost_micro_usd: row.get(15)?,
+        priced_at: row.get(16)?,
+    }
+    .into_usage()
+}
+
 pub(super) fn llm_usage(conn: &Connection, id: &LlmUsageId) -> Result<Option<LlmUsage>> {
-    let sql = "SELECT q.id, q.run_id, q.actor, q.provider, q.model, q.request_id, q.prompt, q.prompt_truncated, q.at, \
-               a.response, a.response_truncated, a.latency_ms, u.input_tokens, u.output_tokens, \
-               u.cached_input_tokens, u.cost_micro_usd, u.priced_at \
-               FROM llm_requests q JOIN llm_responses a ON a.request = q.id JOIN token_usage u ON u.request = q.id \
-               WHERE q.id = ?1";
-    one(conn, sql, &[text(id.to_string())], |row| {
-        UsageRecordRow::<i64> {
-            id: row.get(0)?,
-            run_id: row.get(1)?,
-            actor: row.get(2)?,
-            provider: row.get(3)?,
-            model: row.get(4)?,
-            request_id: row.get(5)?,
-            prompt: row.get(6)?,
-            prompt_truncated: row.get(7)?,
-            at: row.get(8)?,
-            response: row.get(9)?,
-            response_truncated: row.get(10)?,
-            latency_ms: row.get(11)?,
-            input_tokens: row.get(12)?,
-            output_tokens: row.get(13)?,
-            cached_input_tokens: row.get(14)?,
-            cost_micro_usd: row.get(15)?,
-            priced_at: row.get(16)?,
-        }
-        .into_usage()
-    })
+    one(conn, &format!("{USAGE_SELECT} WHERE q.id = ?1"), &[text(id.to_string())], usage_row)
 }
 
 pub(super) fn usage_summary(conn: &Connection, filter: &UsageFilter) -> Result<Vec<UsageRow>> {
@@ -215,7 +239,7 @@ pub(super) fn usage_summary(conn: &Connection, filter: &UsageFilter) -> Result<V
     })
 }
 
-fn setting_row(row: &Row<'_>) -> Result<Setting> {
+pub(super) fn setting_row(row: &Row<'_>) -> Result<Setting> {
     let value: String = row.get(1)?;
     Ok(Setting {
         name: row.get(0)?,

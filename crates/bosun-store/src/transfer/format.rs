@@ -287,12 +287,23 @@ pub(super) fn read<R: BufRead>(
 
 /// What a sync would refuse is refused in a file too: an inventory record, a source's
 /// status or a sync the store could not hold is a bad line, never stored otherwise than
-/// it was read.
+/// it was read. So are a price, a usage record or a setting its write would refuse (a
+/// usage record's cost is the store's, kept as stored: only its size is checked).
 fn check(record: &Record) -> crate::Result<()> {
     match record {
         Record::InventoryRecord(r) => crate::inventory::check_record(r),
         Record::InventorySource(s) => crate::inventory::check_source_status(s),
         Record::InventorySync(s) => crate::inventory::check_sync_record(s),
+        Record::Price(p) => Ok(p.check()?),
+        Record::LlmUsage(u) => {
+            u.check()?;
+            if let Some(cost) = u.cost {
+                bosun_core::validation::check_stored_int("cost.micro_usd", cost.micro_usd)?;
+                bosun_core::validation::check_timestamp("cost.price_from", cost.price_from)?;
+            }
+            Ok(())
+        }
+        Record::Setting(s) => Ok(s.check()?),
         _ => Ok(()),
     }
 }

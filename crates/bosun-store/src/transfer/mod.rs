@@ -14,12 +14,18 @@
 //! holds something else than it was sent or an interruption leaves the target exactly as
 //! it was, and the operation is simply run again.
 //!
-//! **What moves.** All hard state (policy, pools, nodes with their GPU inventories,
-//! instances, commands with their events, health history, bootstrap logs, the operations
-//! ledger, the inventory with its sources' status and sync history, the change log) and,
-//! of soft state, each node's last heartbeat. Metric samples do not move: they are
-//! kept for minutes and the next heartbeats refill them. Leases (leader election) do not
-//! move: a restored store elects anew.
+//! **What moves.** All hard state (policy, the leader lease with its epoch, pools, nodes
+//! with their GPU inventories, instances, commands with their events, health history,
+//! bootstrap logs, the operations ledger, model prices, LLM usage with its text and its
+//! cost as stored, control settings, the inventory with its sources' status and sync
+//! history, the change log) and, of soft state, each node's last heartbeat. Metric samples
+//! do not move: they are kept for minutes and the next heartbeats refill them. Replicas'
+//! announcements do not move either: each running replica announces itself again.
+//!
+//! **Prices** are the one kind a load does not simply add: every store starts with the
+//! seeded price list, so a load whose records include prices replaces the target's prices
+//! with them, and one whose records include none (an export written before prices moved)
+//! leaves the target's as they are.
 
 mod canonical;
 mod format;
@@ -37,7 +43,9 @@ pub use self::record::{
     ArtifactRecord, BATCH, ChangeEntry, CommandRecord, DocumentText, DumpMessage, KindCounts, LoadMessage, NodeRecord,
     Record, RecordKind, RunRecord, Sequences, Snapshot,
 };
-pub(crate) use self::record::{Batcher, filled_tables, load_abandoned, reader_gone, target_not_empty};
+pub(crate) use self::record::{
+    Batcher, UNLISTED_CONTENTS, filled_tables, load_abandoned, reader_gone, target_not_empty,
+};
 use crate::error::StoreError;
 use crate::store::Store;
 
@@ -142,6 +150,17 @@ pub async fn contents(store: &dyn Store) -> Result<Option<String>, StoreError> {
     if sources > 0 {
         parts.push(format!("{} inventory sources", thousands(sources)));
     }
+    // LLM usage writes no change records: count it. (Settings and audit entries write none
+    // either; the load's own check, which reads every table, refuses a target that holds
+    // one, as `TransferError::NotEmpty` too.)
+    let everything = bosun_core::UsageFilter {
+        since: Timestamp::from_unix_micros(*Timestamp::ACCEPTED_MICROS.start()),
+        by: bosun_core::UsageGroup::Provider,
+    };
+    let requests: u64 = store.usage_summary(&everything).await?.iter().map(|row| row.requests).sum();
+    if requests > 0 {
+        parts.push(format!("{} LLM requests", thousands(requests)));
+    }
     Ok(if parts.is_empty() { None } else { Some(parts.join(", ")) })
 }
 
@@ -210,7 +229,7 @@ pub async fn import<R: BufRead + Send + 'static>(
     match (loaded, read) {
         // The file's fault first: the load only failed because its sender stopped.
         (_, Err(error)) if !matches!(&error, TransferError::Store(e) if is_load_gone(e)) => Err(error),
-        (Err(error), _) => Err(error.into()),
+        (Err(error), _) => Err(load_error(error)),
         (Ok(()), read) => read,
     }
 }
@@ -253,7 +272,7 @@ pub async fn copy(
     // Each side's own failure first: the others only failed because it stopped.
     let sent = match (dumped, loaded, verified) {
         (Err(error), _, _) if !is_reader_gone(&error) => return Err(error.into()),
-        (_, Err(error), _) if !is_load_gone(&error) => return Err(error.into()),
+        (_, Err(error), _) if !is_load_gone(&error) => return Err(load_error(error)),
         (_, _, Err(error)) => return Err(error),
         (_, Err(error), _) => return Err(error.into()),
         (_, Ok(()), Ok(sent)) => sent,
@@ -283,6 +302,15 @@ fn is_reader_gone(error: &StoreError) -> bool {
 
 fn is_load_gone(error: &StoreError) -> bool {
     error.to_string() == load_abandoned().to_string()
+}
+
+/// A load's error; a target its own check found not empty is refused as one the first look
+/// found so.
+fn load_error(error: StoreError) -> TransferError {
+    if error.to_string() == target_not_empty().to_string() {
+        return TransferError::NotEmpty { contents: UNLISTED_CONTENTS.to_owned() };
+    }
+    error.into()
 }
 
 /// Per-kind counts and checksums of a stream of records, each hashed as its line in an

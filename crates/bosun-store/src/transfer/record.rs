@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use bosun_core::inventory::{InventoryRecord, SourceStatus, SyncRecord};
 use bosun_core::node::Gpu;
 use bosun_core::{
-    Approval, ApprovalPolicy, BootstrapLog, ChangeRecord, Command, CommandEvent, Instance, Lease, Node, Pool, Runbook,
-    StoredPolicy, TaskRun, Timestamp, ToolDefinition,
+    Approval, ApprovalPolicy, BootstrapLog, ChangeRecord, Command, CommandEvent, Instance, Lease, LlmUsage, Node, Pool,
+    Price, Runbook, Setting, StoredPolicy, TaskRun, Timestamp, ToolDefinition,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -39,6 +39,13 @@ pub enum RecordKind {
     Artifact,
     ToolCall,
     Audit,
+    /// A model's price over its window (closed ones too).
+    Price,
+    /// One LLM request with its response and token usage, its cost as stored (never
+    /// recomputed on load); may name a run.
+    LlmUsage,
+    /// A control setting (the MCP kill switch), with its revision.
+    Setting,
     /// An inventory record of any kind (host, VM, ...), with a storage's hosts.
     InventoryRecord,
     /// How an inventory source (one scope of it) stands.
@@ -49,7 +56,7 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 20] = [
+    pub const ALL: [RecordKind; 23] = [
         RecordKind::Policy,
         RecordKind::Lease,
         RecordKind::Pool,
@@ -66,6 +73,9 @@ impl RecordKind {
         RecordKind::Artifact,
         RecordKind::ToolCall,
         RecordKind::Audit,
+        RecordKind::Price,
+        RecordKind::LlmUsage,
+        RecordKind::Setting,
         RecordKind::InventoryRecord,
         RecordKind::InventorySource,
         RecordKind::InventorySync,
@@ -90,6 +100,9 @@ impl RecordKind {
             RecordKind::Artifact => "artifact",
             RecordKind::ToolCall => "tool_call",
             RecordKind::Audit => "audit",
+            RecordKind::Price => "price",
+            RecordKind::LlmUsage => "llm_usage",
+            RecordKind::Setting => "setting",
             RecordKind::InventoryRecord => "inventory_record",
             RecordKind::InventorySource => "inventory_source",
             RecordKind::InventorySync => "inventory_sync",
@@ -220,6 +233,9 @@ pub enum Record {
     Artifact(Box<ArtifactRecord>),
     ToolCall(Box<StoredToolCall>),
     Audit(Box<StoredAuditEntry>),
+    Price(Box<Price>),
+    LlmUsage(Box<LlmUsage>),
+    Setting(Box<Setting>),
     InventoryRecord(Box<InventoryRecord>),
     InventorySource(Box<SourceStatus>),
     InventorySync(Box<SyncRecord>),
@@ -245,6 +261,9 @@ impl Record {
             Record::Artifact(_) => RecordKind::Artifact,
             Record::ToolCall(_) => RecordKind::ToolCall,
             Record::Audit(_) => RecordKind::Audit,
+            Record::Price(_) => RecordKind::Price,
+            Record::LlmUsage(_) => RecordKind::LlmUsage,
+            Record::Setting(_) => RecordKind::Setting,
             Record::InventoryRecord(_) => RecordKind::InventoryRecord,
             Record::InventorySource(_) => RecordKind::InventorySource,
             Record::InventorySync(_) => RecordKind::InventorySync,
@@ -399,21 +418,26 @@ impl<'a> Batcher<'a> {
 }
 
 /// The tables a load's check that its target is empty reads: rows that hang off one of
-/// them (a node's GPUs, a run's events, a storage's hosts) come with their parent's. LLM
-/// usage counts (a load replaces it with none: dumps do not carry it yet); the seeded prices
-/// and the settings do not.
+/// them (a node's GPUs, a run's events, a storage's hosts, a request's response and token
+/// usage) come with their parent's. LLM usage and settings count (a stored MCP kill switch
+/// is not replaced unasked); prices do not: every store starts with the seeded ones, and a
+/// load whose dump carries prices replaces the target's with them.
 pub(crate) fn filled_tables() -> impl Iterator<Item = &'static str> {
     ["nodes", "instances", "pools", "policies", "changes", "bootstrap_logs", "tasks", "task_runs"]
         .into_iter()
         .chain(["tool_definitions", "approval_policies", "audit_entries", "inventory_sources", "inventory_syncs"])
-        .chain(["llm_requests"])
+        .chain(["llm_requests", "control_settings"])
         .chain(bosun_core::inventory::InventoryKind::ALL.iter().map(|kind| crate::inventory::row::table(*kind).name))
 }
+
+/// What a load's own check found when its target turned out not to be empty.
+pub(crate) const UNLISTED_CONTENTS: &str = "it holds records the first look does not list, such as settings or \
+     audit entries, or something wrote to it since the transfer began";
 
 /// The error a load returns when its target turned out not to be empty.
 pub(crate) fn target_not_empty() -> crate::StoreError {
     crate::StoreError::invalid(
         "target",
-        "the store is not empty (something wrote to it since the transfer began); nothing was written",
+        format_args!("the store is not empty ({UNLISTED_CONTENTS}); nothing was written"),
     )
 }

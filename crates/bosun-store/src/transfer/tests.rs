@@ -127,6 +127,7 @@ async fn fill_all_but_inventory(ctx: &Ctx) {
     }
     store.commit(batch("delete").delete_node(node_id("gone"), None)).await.expect("delete");
     fill_ledger(ctx).await;
+    fill_usage(ctx).await;
     ctx.clock.advance(Duration::from_secs(1));
     let beats =
         [Heartbeat { node_id: node_id("n1"), at: ctx.now() }, Heartbeat { node_id: node_id("n3"), at: ctx.now() }];
@@ -532,6 +533,111 @@ async fn fill_ledger(ctx: &Ctx) {
     }
 }
 
+/// A price of `acme-large` from `from`.
+fn acme_price(from: bosun_core::Timestamp, input: u64) -> bosun_core::Price {
+    bosun_core::Price {
+        provider: "acme".into(),
+        model: "acme-large".into(),
+        input_per_mtok_micro_usd: input,
+        output_per_mtok_micro_usd: 15_000_000,
+        cached_input_per_mtok_micro_usd: Some(300_000),
+        effective_from: from,
+        effective_to: None,
+        updated_by: "alice".into(),
+        updated_at: from,
+    }
+}
+
+/// The texts of the priced request [`fill_usage`] records.
+const PROMPT: &str = "why is n1 unhealthy?\n\t\"quoted\" é";
+const RESPONSE: &str = "XID 79: the GPU fell off the bus";
+
+/// Prices, LLM usage and a setting: a price of `acme-large` closed by a later one (beside
+/// the seeded prices); a request priced by the later one, with its prompt (cut) and
+/// response, made for an AI session run; a request of a model without a price (its cost
+/// unknown) made for no run; and the MCP switch, set twice (revision 2).
+async fn fill_usage(ctx: &Ctx) {
+    use bosun_core::{Actor, LlmText, LlmUsage, RunKind, RunStatus, Setting, TaskRun};
+    let store = &ctx.store;
+    let t0 = ctx.now();
+    store.commit(batch("price").put_price(acme_price(t0, 3_000_000))).await.expect("a price");
+    let t1 = ctx.clock.advance(Duration::from_secs(60));
+    store.commit(batch("cheaper").put_price(acme_price(t1, 2_000_000))).await.expect("a later price");
+    let session = TaskRun::new(RunKind::AiSession, RunStatus::Running, Actor::operator("oncall"), vec![], ctx.now());
+    store.commit(batch("session").create_run(session.clone())).await.expect("an AI session");
+    ctx.clock.advance(Duration::from_secs(1));
+    let mut priced = LlmUsage::new("oncall", "acme", "acme-large", ctx.now());
+    priced.run_id = Some(session.id);
+    priced.request_id = Some("req-1".into());
+    (priced.input_tokens, priced.cached_input_tokens, priced.output_tokens) = (2_000, 1_000, 1_000);
+    priced.latency_ms = Some(850);
+    priced.prompt = Some(LlmText::bounded(format!("{PROMPT} and more"), PROMPT.len()));
+    priced.response = Some(LlmText::bounded(RESPONSE.into(), 1024));
+    store.commit(batch("usage").record_llm_usage(priced.clone())).await.expect("priced usage");
+    ctx.clock.advance(Duration::from_secs(1));
+    let mut unpriced = LlmUsage::new("agent-7", "acme", "acme-unpriced", ctx.now());
+    (unpriced.input_tokens, unpriced.output_tokens) = (10, 20);
+    store.commit(batch("usage").record_llm_usage(unpriced.clone())).await.expect("unpriced usage");
+    for (i, value) in [serde_json::json!({"enabled": true}), serde_json::json!({"enabled": false, "reason": "drill"})]
+        .into_iter()
+        .enumerate()
+    {
+        let current = store.setting(Setting::MCP_ENABLED).await.expect("setting").map(|s| s.revision);
+        let setting = Setting::new(Setting::MCP_ENABLED, value, format!("admin-{i}"), ctx.now());
+        store.commit(batch("switch").put_setting(setting, current)).await.expect("setting");
+        ctx.clock.advance(Duration::from_secs(1));
+    }
+    // What the fixture's assertions rely on.
+    let stored = store.llm_usage(&priced.id).await.expect("priced");
+    let cost = stored.cost.expect("priced by the later price");
+    // (2000 · 2 + 1000 · 0.3 + 1000 · 15) USD / 10^6 = 0.0193 USD.
+    assert_eq!((cost.micro_usd, cost.price_from), (19_300, t1));
+    assert!(stored.prompt.as_ref().is_some_and(|p| p.truncated && p.text == PROMPT), "{:?}", stored.prompt);
+    assert_eq!(store.llm_usage(&unpriced.id).await.expect("unpriced").cost, None);
+}
+
+/// Prices, usage and settings as the API shows them, read through the Store methods.
+async fn assert_same_usage(source: &dyn Store, target: &dyn Store, what: &str) {
+    use bosun_core::{Setting, UsageFilter, UsageGroup};
+    assert_eq!(target.pricing(None).await.expect("prices"), source.pricing(None).await.expect("prices"), "{what}");
+    let acme: Vec<(bosun_core::Timestamp, Option<bosun_core::Timestamp>)> = target
+        .pricing(None)
+        .await
+        .expect("prices")
+        .iter()
+        .filter(|p| p.provider == "acme")
+        .map(|p| (p.effective_from, p.effective_to))
+        .collect();
+    assert!(acme.len() == 2 && acme[0].1 == Some(acme[1].0) && acme[1].1.is_none(), "{what}: {acme:?}");
+    let since = bosun_core::Timestamp::from_unix_micros(*bosun_core::Timestamp::ACCEPTED_MICROS.start());
+    for by in [UsageGroup::Model, UsageGroup::Run] {
+        let filter = UsageFilter { since, by };
+        let summary = target.usage_summary(&filter).await.expect("summary");
+        assert_eq!(summary, source.usage_summary(&filter).await.expect("summary"), "{what}: by {by:?}");
+        assert_eq!(summary.iter().map(|r| r.requests).sum::<u64>(), 2, "{what}");
+    }
+    let (_, records) = contents_of(source).await;
+    let usages: Vec<&bosun_core::LlmUsage> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::LlmUsage(u) => Some(u.as_ref()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(usages.len(), 2, "{what}");
+    for usage in usages {
+        let moved = target.llm_usage(&usage.id).await.expect("moved");
+        assert_eq!(&moved, usage, "{what}: every field, the cost and the price it came from as stored");
+    }
+    assert_eq!(
+        target.setting(Setting::MCP_ENABLED).await.expect("setting"),
+        source.setting(Setting::MCP_ENABLED).await.expect("setting"),
+        "{what}"
+    );
+    let setting = target.setting(Setting::MCP_ENABLED).await.expect("setting").expect("moved");
+    assert_eq!((setting.revision.get(), setting.updated_by.as_str()), (2, "admin-1"), "{what}");
+}
+
 /// Everything a store holds, through its dump.
 async fn contents_of(store: &dyn Store) -> (Snapshot, Vec<Record>) {
     let (sink, mut dumped) = mpsc::channel(4);
@@ -591,6 +697,7 @@ async fn export_import_and_copy_between_every_pair_of_backends() {
             let what = format!("export {from} -> import {to}");
             assert_same(&source.store, &imported.store, &what).await;
             assert_same_inventory(&*source.store, &*imported.store, &what).await;
+            assert_same_usage(&*source.store, &*imported.store, &what).await;
             sync_on(&imported, &*source.store, &what).await;
 
             let Some(copied) = Ctx::open(to).await else { continue };
@@ -601,6 +708,7 @@ async fn export_import_and_copy_between_every_pair_of_backends() {
             let what = format!("copy {from} -> {to}");
             assert_same(&source.store, &copied.store, &what).await;
             assert_same_inventory(&*source.store, &*copied.store, &what).await;
+            assert_same_usage(&*source.store, &*copied.store, &what).await;
             sync_on(&copied, &*source.store, &what).await;
 
             // The copy goes on where the source left off: no sequence number twice.
@@ -675,6 +783,21 @@ async fn bad_exports_are_refused_with_their_line_and_nothing_is_committed() {
             "invalid storage[\"ceph\"].hosts: must be sorted",
         ),
         ("a sync numbered 0", "{\"inventory_sync\"", "\"id\":1,", "\"id\":0,", "invalid sync 0.id: is 0"),
+        (
+            "a NUL in a prompt",
+            "{\"llm_usage\"",
+            "why is n1",
+            "why\\u0000is n1",
+            "invalid prompt: contains a NUL character",
+        ),
+        (
+            "a price set by no one",
+            "{\"price\":{\"provider\":\"acme\"",
+            "\"updated_by\":\"alice\"",
+            "\"updated_by\":\"\"",
+            "invalid updated_by: is required",
+        ),
+        ("a setting without a name", "{\"setting\"", "\"name\":\"mcp.enabled\"", "\"name\":\"\"", "invalid name"),
     ] {
         let mut edited = lines.clone();
         let at = line_of(prefix);
@@ -972,6 +1095,13 @@ async fn postgres_schema(location: &crate::StoreLocation) -> Vec<String> {
     .expect("the catalog")
 }
 
+/// A dump's records but the seeded prices, which a load that brings no prices leaves in
+/// place (they are the target's).
+fn without_seeded_prices(records: Vec<Record>) -> Vec<Record> {
+    let seeded = crate::usage::seed_prices();
+    records.into_iter().filter(|r| !matches!(r, Record::Price(p) if seeded.contains(p))).collect()
+}
+
 /// Loads `records` into `target` and commits, or, without `commit`, abandons the load.
 async fn load_records(
     target: &dyn Store,
@@ -1044,7 +1174,7 @@ async fn a_postgres_dump_pages_through_nodes_with_and_without_gpus_and_heartbeat
     load_records(&*target.store, records.clone(), Some(Sequences::default()), Target::MustBeEmpty).await.expect("load");
     let (snapshot, dumped) = contents_of(&*target.store).await;
     assert_eq!(snapshot.counts[&RecordKind::Node], 2_500);
-    assert!(dumped == records, "the dump differs from what was loaded");
+    assert!(without_seeded_prices(dumped) == records, "the dump differs from what was loaded");
 }
 
 #[tokio::test]
@@ -1117,7 +1247,7 @@ async fn a_dump_pages_through_inventory_records_in_key_order_with_their_hosts() 
             (2_400, 2_100),
             "{backend}"
         );
-        assert!(dumped == records, "{backend}: the dump differs from what was loaded");
+        assert!(without_seeded_prices(dumped) == records, "{backend}: the dump differs from what was loaded");
     }
 }
 
@@ -1183,4 +1313,147 @@ async fn a_sqlite_backup_taken_under_write_load_restores_clean_everywhere() {
     }
     let error = sqlite_backup(&path, &out).await.expect_err("never overwrites");
     assert!(error.to_string().contains("cannot create"), "{error}");
+}
+
+/// Prices, usage and a setting that no fixture has: a price of another provider, a request
+/// of its model made for a run of the store's own, and a setting of another name.
+async fn fill_other_usage(ctx: &Ctx) {
+    use bosun_core::{Actor, LlmUsage, RunKind, RunStatus, Setting, TaskRun};
+    let store = &ctx.store;
+    let price = bosun_core::Price { provider: "other".into(), model: "m".into(), ..acme_price(ctx.now(), 1) };
+    store.commit(batch("price").put_price(price)).await.expect("a price");
+    let run = TaskRun::new(RunKind::AiSession, RunStatus::Running, Actor::operator("bob"), vec![], ctx.now());
+    store.commit(batch("session").create_run(run.clone())).await.expect("a run");
+    let mut usage = LlmUsage::new("bob", "other", "m", ctx.now());
+    usage.run_id = Some(run.id);
+    usage.input_tokens = 1_000_000;
+    store.commit(batch("usage").record_llm_usage(usage)).await.expect("usage");
+    let setting = Setting::new("other.switch", serde_json::json!(1), "bob", ctx.now());
+    store.commit(batch("setting").put_setting(setting, None)).await.expect("a setting");
+}
+
+/// The kinds exports written before prices, usage and settings moved do not name.
+const USAGE_KINDS: [RecordKind; 3] = [RecordKind::Price, RecordKind::LlmUsage, RecordKind::Setting];
+
+#[tokio::test]
+async fn a_replacing_load_ends_with_exactly_the_dumps_prices_usage_and_settings() {
+    let source = Ctx::open(Backend::Memory).await.expect("memory");
+    fill(&source).await;
+    let file = export_bytes(&*source.store).await;
+    for backend in BACKENDS {
+        for by_copy in [false, true] {
+            let Some(target) = Ctx::open(backend).await else { continue };
+            fill_other_usage(&target).await;
+            let what = format!("{backend}, {}", if by_copy { "copy" } else { "import" });
+            if by_copy {
+                copy(&*source.store, &*target.store, Target::Replace, Arc::new(())).await.expect("replace");
+            } else {
+                import_bytes(&*target.store, file.clone(), Target::Replace).await.expect("replace");
+            }
+            assert_same(&source.store, &target.store, &what).await;
+            assert_same_usage(&*source.store, &*target.store, &what).await;
+            let prices = target.store.pricing(None).await.expect("prices");
+            assert!(prices.iter().all(|p| p.provider != "other"), "{what}: the target's own price is gone");
+            assert_eq!(target.store.setting("other.switch").await.expect("setting"), None, "{what}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_target_that_holds_only_llm_usage_or_a_setting_is_not_empty() {
+    use bosun_core::{LlmUsage, Setting};
+    let source = Ctx::open(Backend::Memory).await.expect("memory");
+    fill(&source).await;
+    let file = export_bytes(&*source.store).await;
+    for backend in BACKENDS {
+        let Some(target) = Ctx::open(backend).await else { continue };
+        let usage = LlmUsage::new("bob", "other", "m", target.now());
+        target.store.commit(batch("usage").record_llm_usage(usage)).await.expect("usage");
+        let before = contents_of(&*target.store).await;
+        let error = import_bytes(&*target.store, file.clone(), Target::MustBeEmpty).await.expect_err("refused");
+        assert_eq!(error.to_string(), "the store is not empty (1 LLM requests)", "{backend}");
+        assert_eq!(contents_of(&*target.store).await, before, "{backend}: untouched");
+
+        let Some(target) = Ctx::open(backend).await else { continue };
+        let setting = Setting::new(Setting::MCP_ENABLED, serde_json::json!({"enabled": false}), "bob", target.now());
+        target.store.commit(batch("switch").put_setting(setting, None)).await.expect("a setting");
+        let before = contents_of(&*target.store).await;
+        // The first look lists no settings: the load's own check, in its transaction, refuses.
+        let error = import_bytes(&*target.store, file.clone(), Target::MustBeEmpty).await.expect_err("refused");
+        assert!(matches!(&error, TransferError::NotEmpty { contents } if contents.contains("settings")), "{error}");
+        let error = copy(&*source.store, &*target.store, Target::MustBeEmpty, Arc::new(())).await.expect_err("refused");
+        assert!(matches!(&error, TransferError::NotEmpty { contents } if contents.contains("settings")), "{error}");
+        assert_eq!(contents_of(&*target.store).await, before, "{backend}: untouched");
+    }
+}
+
+#[tokio::test]
+async fn an_export_written_before_prices_usage_and_settings_moved_imports_and_keeps_the_targets_prices() {
+    let source = Ctx::open(Backend::Memory).await.expect("memory");
+    fill(&source).await;
+    let text = String::from_utf8(export_bytes(&*source.store).await).expect("utf-8");
+    // As a bosun of that time wrote it: none of these kinds' lines, counts or digests; the
+    // file checksum written again.
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| USAGE_KINDS.iter().all(|kind| !l.starts_with(&format!("{{\"{kind}\":"))))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), text.lines().count() - 11, "8 prices, 2 requests and a setting left out");
+    let last = lines.len() - 1;
+    let mut header: serde_json::Value = serde_json::from_str(&lines[0]).expect("json");
+    let mut trailer: serde_json::Value = serde_json::from_str(&lines[last]).expect("json");
+    for kind in USAGE_KINDS {
+        header["header"]["counts"].as_object_mut().expect("counts").remove(kind.as_str());
+        trailer["trailer"]["kinds"].as_object_mut().expect("kinds").remove(kind.as_str());
+    }
+    lines[0] = header.to_string();
+    trailer["trailer"]["sha256"] = hex(&Sha256::digest(join(&lines[..last]))).into();
+    lines[last] = trailer.to_string();
+    let old = join(&lines);
+
+    for backend in BACKENDS {
+        let Some(target) = Ctx::open(backend).await else { continue };
+        let summary = import_bytes(&*target.store, old.clone(), Target::MustBeEmpty).await.expect("import");
+        assert!(USAGE_KINDS.iter().all(|kind| !summary.counts.contains_key(kind)), "{backend}");
+        assert_eq!(target.store.pricing(None).await.expect("prices"), crate::usage::seed_prices(), "{backend}");
+        assert_eq!(target.store.setting(bosun_core::Setting::MCP_ENABLED).await.expect("setting"), None);
+        let (_, records) = contents_of(&*target.store).await;
+        assert!(!records.iter().any(|r| matches!(r, Record::LlmUsage(_) | Record::Setting(_))), "{backend}");
+        assert_eq!(target.store.check_integrity().await.expect("check"), vec![], "{backend}");
+
+        // Replacing a store's contents with it keeps that store's prices, as they are.
+        let Some(target) = Ctx::open(backend).await else { continue };
+        fill_other_usage(&target).await;
+        let prices = target.store.pricing(None).await.expect("prices");
+        import_bytes(&*target.store, old.clone(), Target::Replace).await.expect("replace");
+        assert_eq!(target.store.pricing(None).await.expect("prices"), prices, "{backend}");
+        assert_eq!(target.store.setting("other.switch").await.expect("setting"), None, "{backend}: replaced");
+        let (_, records) = contents_of(&*target.store).await;
+        assert!(!records.iter().any(|r| matches!(r, Record::LlmUsage(_))), "{backend}: usage replaced by none");
+    }
+}
+
+#[tokio::test]
+async fn a_usage_record_naming_a_missing_run_is_refused_and_nothing_is_written() {
+    let source = Ctx::open(Backend::Memory).await.expect("memory");
+    fill(&source).await;
+    let (snapshot, mut records) = contents_of(&*source.store).await;
+    let ghost = bosun_core::RunId::new_at(source.now());
+    for record in &mut records {
+        if let Record::LlmUsage(usage) = record
+            && usage.run_id.is_some()
+        {
+            usage.run_id = Some(ghost);
+        }
+    }
+    for backend in BACKENDS {
+        let Some(target) = Ctx::open(backend).await else { continue };
+        let error = load_records(&*target.store, records.clone(), Some(snapshot.sequences), Target::MustBeEmpty)
+            .await
+            .expect_err("refused");
+        assert!(error.to_string().contains("refers to"), "{backend}: {error}");
+        assert_eq!(contents(&*target.store).await.expect("contents"), None, "{backend}: nothing written");
+        assert_eq!(target.store.pricing(None).await.expect("prices"), crate::usage::seed_prices(), "{backend}");
+    }
 }
