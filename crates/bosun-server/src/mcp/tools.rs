@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use bosun_config::runbook::{StepAction, TargetSpec};
 use bosun_core::{
-    Actor, LabelSelector, NodeId, PoolName, Revision, RunKind, RunStatus, RunbookName, ToolDefinition, ToolName,
+    Actor, LabelSelector, NodeId, PoolName, Revision, RunId, RunKind, RunStatus, RunbookName, ToolDefinition, ToolName,
     ToolRisk,
 };
 use bosun_store::{StoreError, Write, WriteBatch};
@@ -49,6 +49,8 @@ pub(crate) enum Action {
     Api { method: &'static str, request: fn(JsonObject) -> Result<Value, String> },
     /// A change to the fleet, behind the approval policy.
     Act(fn(JsonObject) -> Result<Act, String>),
+    /// A call to the API on behalf of the session: `request` also gets the session's run.
+    SessionApi { method: &'static str, request: fn(JsonObject, RunId) -> Result<Value, String> },
 }
 
 /// Every tool this server has, in the order `tools/list` gives them.
@@ -172,6 +174,15 @@ pub(crate) const TOOLS: &[ToolSpec] = &[
         schema: start_runbook_schema,
         action: Action::Act(start_runbook),
     },
+    ToolSpec {
+        name: "report_llm_usage",
+        description: "Report the tokens one of your own LLM requests used, so bosun can price it and sum what \
+                      operating the fleet costs: input_tokens is the uncached input, cached_input_tokens what the \
+                      provider's prompt cache served, output_tokens what the model wrote. Recorded on this session.",
+        risk: ToolRisk::Write,
+        schema: report_llm_usage_schema,
+        action: Action::SessionApi { method: "/bosun.v1.OpsService/RecordLlmUsage", request: report_llm_usage },
+    },
 ];
 
 /// Who tools are defined by.
@@ -263,9 +274,14 @@ pub(crate) async fn call(
         ledger.record(app, &Outcome::refused("the tool is disabled (tool_definitions)")).await;
         return Err(unknown());
     }
-    match &spec.action {
-        Action::Api { method, request } => {
-            let body = match request(arguments) {
+    let api = match &spec.action {
+        Action::Api { method, request } => Some((*method, request(arguments.clone()))),
+        Action::SessionApi { method, request } => Some((*method, request(arguments.clone(), session.run))),
+        Action::Act(_) => None,
+    };
+    match (&spec.action, api) {
+        (_, Some((method, body))) => {
+            let body = match body {
                 Ok(body) => body,
                 Err(problem) => {
                     return Ok(refuse(app, &ledger, format!("invalid arguments for {name}: {problem}")).await);
@@ -287,10 +303,11 @@ pub(crate) async fn call(
             ledger.record(app, &outcome).await;
             Ok(result)
         }
-        Action::Act(decode_act) => match decode_act(arguments) {
+        (Action::Act(decode_act), None) => match decode_act(arguments) {
             Ok(act) => Ok(actions::call(app, &ledger, act, spec.risk).await),
             Err(problem) => Ok(refuse(app, &ledger, format!("invalid arguments for {name}: {problem}")).await),
         },
+        (_, None) => Err(McpError::internal_error(format!("tool {name} has no action"), None)),
     }
 }
 
@@ -793,6 +810,51 @@ fn start_runbook(arguments: JsonObject) -> Result<Act, String> {
     Ok(Act::StartRunbook { runbook, targets, reason: reason(input.reason, false)? })
 }
 
+fn report_llm_usage_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "provider": {"type": "string", "description": "The model's provider, as in `bosun pricing list` (e.g. anthropic)."},
+            "model": {"type": "string", "description": "The model, as in `bosun pricing list`."},
+            "input_tokens": {"type": "integer", "minimum": 0, "description": "Uncached input tokens."},
+            "output_tokens": {"type": "integer", "minimum": 0},
+            "cached_input_tokens": {"type": "integer", "minimum": 0, "description": "Input tokens served from the prompt cache; default 0."},
+            "latency_ms": {"type": "integer", "minimum": 0},
+            "request_id": {"type": "string", "description": "The provider's id of the request; a request is recorded once."}
+        },
+        "required": ["provider", "model", "input_tokens", "output_tokens"],
+        "additionalProperties": false
+    })
+}
+
+/// Counts are taken signed so that the API refuses a negative one naming it
+/// (`invalid_argument`), as it does for any client.
+fn report_llm_usage(arguments: JsonObject, run: RunId) -> Result<Value, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Input {
+        provider: String,
+        model: String,
+        input_tokens: i64,
+        output_tokens: i64,
+        cached_input_tokens: Option<i64>,
+        latency_ms: Option<i64>,
+        request_id: Option<String>,
+    }
+    let input: Input = decode(arguments)?;
+    // 64-bit integers are strings in proto3 JSON.
+    request(json!({
+        "provider": input.provider,
+        "model": input.model,
+        "inputTokens": input.input_tokens.to_string(),
+        "outputTokens": input.output_tokens.to_string(),
+        "cachedInputTokens": input.cached_input_tokens.map(|n| n.to_string()),
+        "latencyMs": input.latency_ms.map(|n| n.to_string()),
+        "requestId": input.request_id,
+        "runId": run.to_string(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -833,7 +895,7 @@ mod tests {
             Action::Api { method, .. } =>
                 t.risk == ToolRisk::Read
                     && (method.starts_with("/bosun.v1.AdminService/") || method.starts_with("/bosun.v1.OpsService/")),
-            Action::Act(_) => t.risk != ToolRisk::Read,
+            Action::Act(_) | Action::SessionApi { .. } => t.risk != ToolRisk::Read,
         }));
     }
 

@@ -31,8 +31,16 @@ on_sql_backends!(
 const READ_TOOLS: [&str; 8] =
     ["list_nodes", "get_node", "node_health_history", "list_events", "list_pools", "get_pool", "list_runs", "get_run"];
 /// Tools that change the fleet, after the read tools in `tools/list`.
-const WRITE_TOOLS: [&str; 7] =
-    ["cordon_node", "uncordon_node", "drain_node", "diagnose_node", "terminate_node", "scale_pool", "start_runbook"];
+const WRITE_TOOLS: [&str; 8] = [
+    "cordon_node",
+    "uncordon_node",
+    "drain_node",
+    "diagnose_node",
+    "terminate_node",
+    "scale_pool",
+    "start_runbook",
+    "report_llm_usage",
+];
 
 /// Settings whose rate limit stays out of the way (the fake clock does not move).
 pub(crate) fn mcp_settings() -> bosun_server::Settings {

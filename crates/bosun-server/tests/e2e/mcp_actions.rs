@@ -25,6 +25,7 @@ on_sql_backends!(
     a_disabled_tool_is_neither_listed_nor_callable,
     shrinking_a_pool_by_most_of_it_waits_for_an_approval_then_resizes_it,
     the_janitor_closes_a_session_its_server_abandoned,
+    an_agent_reports_its_llm_usage_priced_on_its_session,
 );
 
 async fn register(h: &Harness, nodes: &[&str]) {
@@ -349,6 +350,60 @@ async fn the_janitor_closes_a_session_its_server_abandoned(backend: Backend) {
         "{:?}",
         closed.events
     );
+    client.cancel().await.expect("closed");
+    h.stop().await;
+}
+
+async fn an_agent_reports_its_llm_usage_priced_on_its_session(backend: Backend) {
+    let Some(h) = Harness::start_with(backend, mcp_settings()).await else { return };
+    let price = v1::Price {
+        provider: "acme".into(),
+        model: "acme-large".into(),
+        input_per_mtok_usd: 3.0,
+        output_per_mtok_usd: 15.0,
+        cached_input_per_mtok_usd: Some(0.3),
+        effective_from: buffa::MessageField::some(bosun_api::convert::timestamp(
+            "2025-01-01T00:00:00Z".parse().expect("time"),
+        )),
+        ..Default::default()
+    };
+    h.ops(Some(ADMIN))
+        .set_pricing(v1::SetPricingRequest { prices: vec![price], ..Default::default() })
+        .await
+        .expect("priced");
+    let client = connect(&h, OPERATOR).await.expect("an MCP session");
+    let session = session_run(&h).await;
+    let usage = json!({"provider": "acme", "model": "acme-large", "input_tokens": 2000, "cached_input_tokens": 1000,
+                       "output_tokens": 1000, "latency_ms": 850, "request_id": "req-1"});
+    let reported = call(&client, "report_llm_usage", usage).await;
+    assert_eq!(reported.is_error, Some(false), "{}", text(&reported));
+    let answer = reported.structured_content.clone().expect("structured");
+    assert_eq!((answer["priced"].clone(), answer["costUsd"].clone()), (json!(true), json!(0.0213)), "{answer}");
+    let unknown = json!({"provider": "acme", "model": "acme-next", "input_tokens": 10, "output_tokens": 5});
+    let unknown = call(&client, "report_llm_usage", unknown).await;
+    assert_eq!(unknown.is_error, Some(false), "{}", text(&unknown));
+    let answer = unknown.structured_content.clone().expect("structured");
+    assert_ne!(answer["priced"], json!(true), "proto3 JSON leaves false out: {answer}");
+    assert!(answer["note"].as_str().is_some_and(|n| n.contains("cost unknown")), "{answer}");
+    // Negative counts and a repeated request id are the API's refusals, as tool errors.
+    let negative = json!({"provider": "acme", "model": "acme-large", "input_tokens": -1, "output_tokens": 5});
+    let negative = call(&client, "report_llm_usage", negative).await;
+    assert_eq!(negative.is_error, Some(true));
+    let said = text(&negative);
+    assert!(said.starts_with("invalid_argument:") && said.contains("input_tokens"), "{said}");
+    let again = json!({"provider": "acme", "model": "acme-large", "input_tokens": 1, "output_tokens": 1, "request_id": "req-1"});
+    let again = call(&client, "report_llm_usage", again).await;
+    assert!(text(&again).starts_with("already_exists:"), "{}", text(&again));
+
+    // Both requests are the session's: its cost, one unpriced.
+    let request = v1::SummarizeUsageRequest { by: "run".into(), ..Default::default() };
+    let rows = h.ops(Some(OPERATOR)).summarize_usage(request).await.expect("summary").into_owned().rows;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].run_id, session.id);
+    assert_eq!((rows[0].requests, rows[0].unpriced_requests, rows[0].cost_micro_usd), (2, 1, Some(21_300)));
+    let statuses: Vec<ToolCallStatus> = tool_calls(&h, &session.id).await.into_iter().map(|c| c.call.status).collect();
+    use ToolCallStatus::{Failed, Succeeded};
+    assert_eq!(statuses, [Succeeded, Succeeded, Failed, Failed]);
     client.cancel().await.expect("closed");
     h.stop().await;
 }
