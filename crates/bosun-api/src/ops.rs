@@ -125,3 +125,31 @@ pub fn audit_entry(e: &StoredAuditEntry) -> v1::AuditEntry {
         ..Default::default()
     }
 }
+
+pub fn tool_definition(t: &bosun_core::ToolDefinition) -> v1::ToolDefinition {
+    v1::ToolDefinition {
+        name: t.name.to_string(),
+        description: t.description.clone(),
+        risk: t.risk.to_string(),
+        enabled: t.enabled,
+        input_schema_json: t.input_schema.to_string(),
+        updated_at: stamp(t.updated_at),
+        revision: t.revision.get(),
+        ..Default::default()
+    }
+}
+
+pub fn tool_call(c: &bosun_core::ledger::StoredToolCall) -> v1::ToolCall {
+    v1::ToolCall {
+        id: c.id,
+        at: stamp(c.at),
+        tool: c.call.tool.to_string(),
+        input_json: c.call.input.to_string(),
+        output_json: c.call.output.as_ref().map(ToString::to_string).unwrap_or_default(),
+        status: c.call.status.to_string(),
+        error: c.call.error.clone().unwrap_or_default(),
+        duration_ms: c.call.duration_ms,
+        approval_id: c.call.approval_id.map(|a| a.to_string()).unwrap_or_default(),
+        ..Default::default()
+    }
+}

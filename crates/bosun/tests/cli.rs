@@ -1095,6 +1095,31 @@ fn mcp_disable_status_and_enable_set_the_stored_kill_switch() {
     assert!(line.contains("permission_denied") && line.contains("admin token"), "{line}");
     let enabled = ok(&mut as_token("root-secret", &["enable"]));
     assert!(enabled.starts_with("MCP: enabled\n") && enabled.contains("set by root"), "{enabled}");
+
+    // The tools, each enabled or disabled for every agent.
+    let tools = ok(&mut as_token("oncall-secret", &["tools"]));
+    assert!(tools.starts_with("NAME"), "{tools}");
+    assert!(
+        tools.lines().any(|l| l.starts_with("terminate_node") && l.contains("destructive") && l.contains(" yes ")),
+        "{tools}"
+    );
+    let off = ok(&mut as_token("oncall-secret", &["tool", "disable", "terminate_node"]));
+    assert_eq!(off, "tool terminate_node disabled\n");
+    let tools = ok(&mut as_token("oncall-secret", &["tools", "-o", "json"]));
+    let tools: serde_json::Value = serde_json::from_str(&tools).expect("JSON");
+    let terminate = tools.as_array().expect("array").iter().find(|t| t["name"] == "terminate_node").expect("listed");
+    assert_eq!((&terminate["enabled"], &terminate["risk"]), (&false.into(), &"destructive".into()), "{terminate}");
+    assert_eq!(terminate["input_schema"]["type"], "object", "{terminate}");
+    let line = fails_with_one_line(&mut as_token("oncall-secret", &["tool", "enable", "terminate_node"]));
+    assert!(line.contains("permission_denied"), "{line}");
+    ok(&mut as_token("root-secret", &["tool", "enable", "terminate_node"]));
+    let line = fails_with_one_line(&mut as_token("oncall-secret", &["tool", "disable", "drop_tables"]));
+    assert!(line.contains("not_found") && line.contains("drop_tables"), "{line}");
+    // A session's calls: a run that does not exist, or is not a run id, says so.
+    let line = fails_with_one_line(&mut as_token("oncall-secret", &["calls", "019b0000-0000-7000-8000-000000000000"]));
+    assert!(line.contains("not_found"), "{line}");
+    let line = fails_with_one_line(&mut as_token("oncall-secret", &["calls", "yesterday"]));
+    assert!(line.contains("invalid_argument") && line.contains("run_id"), "{line}");
 }
 
 /// A Connect JSON call (`POST /bosun.v1.Service/Method`) to the server at `url` as `token`,

@@ -226,6 +226,44 @@ pub(crate) async fn ensure_defined(app: &App) -> ApiResult<()> {
     }
 }
 
+/// Enables or disables tool `name` for every agent (compare-and-set, retried once when
+/// another change raced it). Returns the tool as stored.
+pub(crate) async fn set_enabled(app: &App, by: Actor, name: &str, enabled: bool) -> ApiResult<ToolDefinition> {
+    let name = ToolName::new(name).map_err(crate::error::ApiError::Invalid)?;
+    if !TOOLS.iter().any(|spec| spec.name == name.as_str()) {
+        let known: Vec<&str> = TOOLS.iter().map(|spec| spec.name).collect();
+        return Err(crate::error::ApiError::NotFound(format!(
+            "no MCP tool is named {name}; the tools are {}",
+            known.join(", ")
+        )));
+    }
+    for _ in 0..2 {
+        let Some(mut tool) = app.store.tools().await?.into_iter().find(|t| t.name == name) else {
+            return Err(crate::error::ApiError::FailedPrecondition(format!(
+                "tool {name} is not defined in the store yet; the server defines its tools when it starts"
+            )));
+        };
+        if tool.enabled == enabled {
+            return Ok(tool);
+        }
+        let expected = tool.revision;
+        tool.enabled = enabled;
+        tool.updated_at = app.now();
+        let what = if enabled { "enabled" } else { "disabled" };
+        let batch = WriteBatch::new(by.clone(), format!("MCP tool {name} {what}"))
+            .with(Write::PutTool { tool: Box::new(tool), expected: Some(expected) });
+        match app.store.commit(batch).await {
+            Ok(_) => {
+                let stored = app.store.tools().await?.into_iter().find(|t| t.name == name);
+                return stored.ok_or_else(|| crate::error::ApiError::Internal(format!("tool {name} vanished")));
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(crate::error::ApiError::Aborted(format!("tool {name} kept changing; try again")))
+}
+
 /// The tools `tools/list` offers: those enabled in `rows` that this server has, in code order.
 pub(crate) fn listed(rows: &[ToolDefinition]) -> Vec<Tool> {
     TOOLS

@@ -71,6 +71,7 @@ fn mutation(path: &str) -> Option<ResourceOf> {
         }
         "bosun.v1.OpsService/SetApprovalPolicy" => |_| "approval_policy".to_owned(),
         "bosun.v1.OpsService/SetMcpEnabled" => |_| "setting:mcp.enabled".to_owned(),
+        "bosun.v1.OpsService/SetToolEnabled" => |p| field::<v1::SetToolEnabledRequest>(p, "tool", |m| &m.name),
         "bosun.v1.OpsService/SetPricing" => |_| "pricing".to_owned(),
         // One entry per LLM request reported: they come at the pace of a model's answers,
         // not of heartbeats, and who reported what is what an operator asks afterwards.

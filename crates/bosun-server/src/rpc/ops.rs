@@ -389,6 +389,38 @@ impl OpsApi {
         }
     }
 
+    async fn list_tools(&self) -> ApiResult<v1::ListToolsResponse> {
+        let tools = self.app.store.tools().await?;
+        Ok(v1::ListToolsResponse { tools: tools.iter().map(ops::tool_definition).collect(), ..Default::default() })
+    }
+
+    /// Disabling a tool takes an operator; enabling it, an admin.
+    async fn set_tool_enabled(
+        &self,
+        caller: &Caller,
+        request: v1::SetToolEnabledRequest,
+    ) -> ApiResult<v1::SetToolEnabledResponse> {
+        if request.enabled {
+            caller.require(Permission::Admin)?;
+        }
+        let tool = crate::mcp::tools::set_enabled(&self.app, caller.actor(), &request.name, request.enabled).await?;
+        Ok(v1::SetToolEnabledResponse { tool: MessageField::some(ops::tool_definition(&tool)), ..Default::default() })
+    }
+
+    async fn list_tool_calls(&self, request: v1::ListToolCallsRequest) -> ApiResult<v1::ListToolCallsResponse> {
+        let id = run_id(&request.run_id)?;
+        let limit = page_size("limit", request.limit, DEFAULT_LIMIT, MAX_LIMIT)? as usize;
+        // A run that does not exist is not_found, not an empty list.
+        self.app.store.run(&id).await?;
+        let calls = self.app.store.tool_calls(&id).await?;
+        let more = calls.len().saturating_sub(limit) as u64;
+        Ok(v1::ListToolCallsResponse {
+            calls: calls.iter().take(limit).map(ops::tool_call).collect(),
+            more,
+            ..Default::default()
+        })
+    }
+
     async fn get_mcp_status(&self) -> ApiResult<v1::GetMcpStatusResponse> {
         let (stored, _) = crate::mcp::switch::read(&self.app).await?;
         Ok(self.mcp_status(&stored))
@@ -593,6 +625,34 @@ impl v1::OpsService for OpsApi {
     ) -> ServiceResult<v1::GetMcpStatusResponse> {
         allowed(&ctx, Permission::Read)?;
         Ok(Response::new(OpsApi::get_mcp_status(self).await?))
+    }
+
+    async fn list_tools(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, v1::ListToolsRequest>,
+    ) -> ServiceResult<v1::ListToolsResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(OpsApi::list_tools(self).await?))
+    }
+
+    async fn set_tool_enabled(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::SetToolEnabledRequest>,
+    ) -> ServiceResult<v1::SetToolEnabledResponse> {
+        // Off takes an operator; on, an admin (checked inside).
+        let caller = allowed(&ctx, Permission::Command)?;
+        Ok(Response::new(OpsApi::set_tool_enabled(self, caller, request.to_owned_message()).await?))
+    }
+
+    async fn list_tool_calls(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, v1::ListToolCallsRequest>,
+    ) -> ServiceResult<v1::ListToolCallsResponse> {
+        allowed(&ctx, Permission::Read)?;
+        Ok(Response::new(OpsApi::list_tool_calls(self, request.to_owned_message()).await?))
     }
 
     async fn record_llm_usage(

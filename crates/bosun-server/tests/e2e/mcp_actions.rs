@@ -10,7 +10,7 @@ use bosun_agent::ControlPlane as _;
 use bosun_api::v1;
 use bosun_core::{PoolSpec, RunId, ToolCallStatus};
 use bosun_provider::fake::FakeSettings;
-use bosun_store::{Backend, Write, WriteBatch};
+use bosun_store::Backend;
 use rmcp::model::{CallToolRequestParams, ErrorCode, JsonObject};
 use rmcp::service::ServiceError;
 use serde_json::{Value, json};
@@ -94,6 +94,13 @@ async fn a_session_is_a_run_and_an_allowed_cordon_is_done_and_recorded(backend: 
     assert_eq!(summary, [("get_node", ToolCallStatus::Succeeded), ("cordon_node", ToolCallStatus::Succeeded)]);
     assert_eq!(calls[1].call.input, json!({"node_id": "n1", "reason": "xid 79 on gpu 3"}));
     assert_eq!(calls[1].call.output.as_ref().expect("output")["commands"][0]["kind"], "CORDON");
+    // The API lists them too.
+    let request = v1::ListToolCallsRequest { run_id: session.id.clone(), ..Default::default() };
+    let listed = h.ops(Some(OPERATOR)).list_tool_calls(request).await.expect("calls").into_owned();
+    let tools: Vec<(&str, &str)> = listed.calls.iter().map(|c| (c.tool.as_str(), c.status.as_str())).collect();
+    assert_eq!(tools, [("get_node", "succeeded"), ("cordon_node", "succeeded")]);
+    let input: Value = serde_json::from_str(&listed.calls[1].input_json).expect("input");
+    assert_eq!(input["node_id"], "n1");
     // A schema failure is recorded as refused.
     let refused = call(&client, "cordon_node", json!({"node": "n2"})).await;
     assert_eq!(refused.is_error, Some(true));
@@ -255,19 +262,22 @@ async fn a_denied_call_names_the_rule_and_the_destructive_budget_runs_out(backen
 async fn a_disabled_tool_is_neither_listed_nor_callable(backend: Backend) {
     let Some(h) = Harness::start_with(backend, mcp_settings()).await else { return };
     register(&h, &["n1"]).await;
-    let store = h.server().store();
-    let mut tool =
-        store.tools().await.expect("tools").into_iter().find(|t| t.name.as_str() == "terminate_node").expect("defined");
-    assert!(tool.enabled, "defined enabled at start");
-    let expected = tool.revision;
-    tool.enabled = false;
-    store
-        .commit(
-            WriteBatch::new(bosun_core::Actor::operator("root"), "no terminations by AI")
-                .with(Write::PutTool { tool: Box::new(tool), expected: Some(expected) }),
-        )
-        .await
-        .expect("disabled");
+    let tools = h.ops(Some(OPERATOR)).list_tools(v1::ListToolsRequest::default()).await.expect("tools").into_owned();
+    let terminate = tools.tools.iter().find(|t| t.name == "terminate_node").expect("defined at start");
+    assert!(terminate.enabled && terminate.risk == "destructive", "{terminate:?}");
+    let schema: Value = serde_json::from_str(&terminate.input_schema_json).expect("schema");
+    assert_eq!(schema["required"], json!(["node_ids", "reason"]));
+    // An operator takes a tool away; only an admin gives it back.
+    let set = |enabled| v1::SetToolEnabledRequest { name: "terminate_node".into(), enabled, ..Default::default() };
+    let off = h.ops(Some(OPERATOR)).set_tool_enabled(set(false)).await.expect("disabled").into_owned();
+    assert!(!off.tool.as_option().expect("tool").enabled);
+    let refused = h.ops(Some(OPERATOR)).set_tool_enabled(set(true)).await.map(|_| ());
+    assert_eq!(refused.expect_err("operators cannot enable").code, connectrpc::ErrorCode::PermissionDenied);
+    let unknown = v1::SetToolEnabledRequest { name: "drop_tables".into(), ..Default::default() };
+    let unknown = h.ops(Some(OPERATOR)).set_tool_enabled(unknown).await.map(|_| ());
+    assert_eq!(unknown.expect_err("unknown").code, connectrpc::ErrorCode::NotFound);
+    let entries = audit(&h, "bosun.v1.OpsService/SetToolEnabled").await;
+    assert!(entries.iter().any(|e| e.resource == "tool:terminate_node" && e.outcome == "ok"), "{entries:?}");
     let client = connect(&h, OPERATOR).await.expect("an MCP session");
     let names: Vec<String> =
         client.list_all_tools().await.expect("tools/list").into_iter().map(|t| t.name.to_string()).collect();
@@ -281,6 +291,13 @@ async fn a_disabled_tool_is_neither_listed_nor_callable(backend: Backend) {
         other => panic!("a disabled tool must be an error, got {other:?}"),
     }
     assert_eq!(status_of(&h.node("n1").await), v1::NodeStatus::NODE_STATUS_ACTIVE);
+    // Enabled again, it is offered to the next session.
+    h.ops(Some(ADMIN)).set_tool_enabled(set(true)).await.expect("enabled");
+    client.cancel().await.expect("closed");
+    let client = connect(&h, OPERATOR).await.expect("an MCP session");
+    let names: Vec<String> =
+        client.list_all_tools().await.expect("tools/list").into_iter().map(|t| t.name.to_string()).collect();
+    assert!(names.iter().any(|n| n == "terminate_node"), "{names:?}");
     client.cancel().await.expect("closed");
     h.stop().await;
 }

@@ -1,4 +1,5 @@
-//! `bosun mcp`: the MCP server's stored kill switch, for every replica at once.
+//! `bosun mcp`: the MCP server's stored kill switch, for every replica at once; the tools
+//! agents may call, each enabled or disabled for every agent; the calls a session made.
 
 use std::process::ExitCode;
 
@@ -29,6 +30,122 @@ enum McpCommand {
     Enable,
     /// Whether MCP calls are taken, and who last turned them off or on.
     Status,
+    /// The tools agents may call, with their risk and whether each is enabled.
+    Tools,
+    /// Enable or disable one tool for every agent at once.
+    Tool {
+        #[command(subcommand)]
+        command: ToolCommand,
+    },
+    /// The tool calls recorded on a run (an MCP session's, `bosun runs list --kind
+    /// ai_session`), oldest first.
+    Calls {
+        /// The run's id.
+        run_id: String,
+        /// At most this many calls (default 500, at most 10,000).
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ToolCommand {
+    /// Offer the tool to agents again (admin).
+    Enable { name: String },
+    /// Take the tool away from every agent: not listed, not callable (operator or admin).
+    Disable { name: String },
+}
+
+/// A tool as printed.
+#[derive(Debug, serde::Serialize)]
+struct Tool {
+    name: String,
+    risk: String,
+    enabled: bool,
+    description: String,
+    input_schema: serde_json::Value,
+}
+
+impl Tool {
+    fn from_wire(tool: &v1::ToolDefinition) -> Self {
+        Tool {
+            name: tool.name.clone(),
+            risk: tool.risk.clone(),
+            enabled: tool.enabled,
+            description: tool.description.clone(),
+            input_schema: serde_json::from_str(&tool.input_schema_json).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+fn tools_text(tools: &[Tool]) -> String {
+    let mut text = format!("{:<22} {:<12} {:<8} DESCRIPTION\n", "NAME", "RISK", "ENABLED");
+    for tool in tools {
+        let description: String = tool.description.chars().take(70).collect();
+        let more = if tool.description.chars().count() > 70 { "..." } else { "" };
+        text.push_str(&format!(
+            "{:<22} {:<12} {:<8} {description}{more}\n",
+            tool.name,
+            tool.risk,
+            if tool.enabled { "yes" } else { "no" }
+        ));
+    }
+    text
+}
+
+/// A recorded tool call as printed.
+#[derive(Debug, serde::Serialize)]
+struct Call {
+    id: u64,
+    at: Option<String>,
+    tool: String,
+    status: String,
+    duration_ms: u64,
+    input: serde_json::Value,
+    output: Option<serde_json::Value>,
+    error: Option<String>,
+    approval_id: Option<String>,
+}
+
+impl Call {
+    fn from_wire(call: &v1::ToolCall) -> Self {
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let json = |s: &str| serde_json::from_str(s).unwrap_or_else(|_| serde_json::Value::String(s.to_owned()));
+        Call {
+            id: call.id,
+            at: time_text(&call.at),
+            tool: call.tool.clone(),
+            status: call.status.clone(),
+            duration_ms: call.duration_ms,
+            input: json(&call.input_json),
+            output: non_empty(&call.output_json).map(|o| json(&o)),
+            error: non_empty(&call.error),
+            approval_id: non_empty(&call.approval_id),
+        }
+    }
+}
+
+fn calls_text(calls: &[Call], more: u64) -> String {
+    let mut text = format!("{:<6} {:<20} {:<18} {:<18} {:>8}  DETAIL\n", "ID", "AT", "TOOL", "STATUS", "MS");
+    for call in calls {
+        let detail = match (&call.error, &call.approval_id) {
+            (_, Some(approval)) => format!("approval {approval}"),
+            (Some(error), None) => error.chars().take(80).collect(),
+            (None, None) => call.input.to_string().chars().take(80).collect(),
+        };
+        text.push_str(&format!(
+            "{:<6} {:<20} {:<18} {:<18} {:>8}  {detail}\n",
+            call.id,
+            call.at.as_deref().unwrap_or("-"),
+            call.tool,
+            call.status,
+            call.duration_ms
+        ));
+    }
+    if more > 0 {
+        text.push_str(&format!("({more} more; raise --limit)\n"));
+    }
+    text
 }
 
 /// `GetMcpStatus` as printed.
@@ -75,7 +192,33 @@ impl Status {
 
 pub async fn run(args: &McpArgs) -> anyhow::Result<ExitCode> {
     let ops = args.remote.ops()?;
+    let format = args.remote.output;
     let status = match &args.command {
+        McpCommand::Tools => {
+            let listed = call!(ops, list_tools, v1::ListToolsRequest::default());
+            let tools: Vec<Tool> = listed.tools.iter().map(Tool::from_wire).collect();
+            print!("{}", output::render(format, &tools, || tools_text(&tools))?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        McpCommand::Tool { command } => {
+            let (name, enabled) = match command {
+                ToolCommand::Enable { name } => (name, true),
+                ToolCommand::Disable { name } => (name, false),
+            };
+            let request = v1::SetToolEnabledRequest { name: name.clone(), enabled, ..Default::default() };
+            let answer = call!(ops, set_tool_enabled, request);
+            let tool = Tool::from_wire(answer.tool.as_option().unwrap_or(&v1::ToolDefinition::default()));
+            let state = if tool.enabled { "enabled" } else { "disabled" };
+            print!("{}", output::render(format, &tool, || format!("tool {} {state}\n", tool.name))?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        McpCommand::Calls { run_id, limit } => {
+            let request = v1::ListToolCallsRequest { run_id: run_id.clone(), limit: *limit, ..Default::default() };
+            let answer = call!(ops, list_tool_calls, request);
+            let calls: Vec<Call> = answer.calls.iter().map(Call::from_wire).collect();
+            print!("{}", output::render(format, &calls, || calls_text(&calls, answer.more))?);
+            return Ok(ExitCode::SUCCESS);
+        }
         McpCommand::Disable { reason } => {
             let request = v1::SetMcpEnabledRequest {
                 enabled: false,
@@ -91,6 +234,6 @@ pub async fn run(args: &McpArgs) -> anyhow::Result<ExitCode> {
         McpCommand::Status => call!(ops, get_mcp_status, v1::GetMcpStatusRequest::default()),
     };
     let status = Status::from_wire(&status);
-    print!("{}", output::render(args.remote.output, &status, || status.text())?);
+    print!("{}", output::render(format, &status, || status.text())?);
     Ok(ExitCode::SUCCESS)
 }
