@@ -136,7 +136,11 @@ async fn a_session_is_a_run_and_an_allowed_cordon_is_done_and_recorded(backend: 
 async fn terminating_six_nodes_waits_for_an_admins_approval(backend: Backend) {
     let Some(h) = Harness::start_with(backend, mcp_settings()).await else { return };
     let nodes = ["n1", "n2", "n3", "n4", "n5", "n6"];
-    register(&h, &nodes).await;
+    // Real agents, so the terminations are carried out to the end.
+    let agents: Vec<_> = nodes.iter().map(|n| h.spawn_agent(n, 1)).collect();
+    for node in nodes {
+        h.wait_for_node(node, "registered", |_| true).await;
+    }
     let client = connect(&h, OPERATOR).await.expect("an MCP session");
     let session = session_run(&h).await;
 
@@ -182,22 +186,34 @@ async fn terminating_six_nodes_waits_for_an_admins_approval(backend: Backend) {
         })
         .await
         .expect("approved");
-    h.server().advance_runs().await.expect("advance");
+    let mut status = String::new();
+    for _ in 0..400 {
+        h.server().advance_runs().await.expect("advance");
+        status = get_run(&h, &run_id).await.status;
+        if status == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(status, "succeeded", "{:?}", get_run(&h, &run_id).await);
     for node in nodes {
-        h.wait_for_node(node, "TERMINATING", |n| status_of(n) == v1::NodeStatus::NODE_STATUS_TERMINATING).await;
+        assert_eq!(status_of(&h.node(node).await), v1::NodeStatus::NODE_STATUS_TERMINATED, "{node}");
     }
     // get_run, over MCP, shows the approval and the outcome.
     let followed = call(&client, "get_run", json!({"run_id": run_id})).await;
     let run = followed.structured_content.clone().expect("structured")["run"].clone();
-    assert_eq!(run["approvedBy"], "operator:root", "{run}");
-    assert_eq!(run["status"], "running", "terminating, waiting for the machines: {run}");
-    let types: Vec<&str> =
-        run["events"].as_array().expect("events").iter().filter_map(|e| e["type"].as_str()).collect();
-    assert!(types.contains(&"approval_decided") && types.contains(&"step_started"), "{types:?}");
+    assert_eq!((&run["approvedBy"], &run["status"]), (&json!("operator:root"), &json!("succeeded")), "{run}");
+    let events = run["events"].as_array().expect("events");
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(types.contains(&"approval_decided"), "{types:?}");
+    assert_eq!(types.iter().filter(|t| **t == "step_finished").count(), 6, "{types:?}");
     let entries = audit(&h, "bosun.mcp/terminate_node").await;
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert_eq!(entries[0].resource, "node:n1,n2,n3,n4,n5,n6");
     client.cancel().await.expect("closed");
+    for agent in agents {
+        agent.stop().await;
+    }
     h.stop().await;
 }
 
