@@ -96,7 +96,8 @@ enum RunsCommand {
         /// queued, awaiting_approval, running, succeeded, failed, cancelled or rejected.
         #[arg(long)]
         status: Option<String>,
-        /// runbook, replacement, scale, drift_repair, provider_operation or external.
+        /// runbook, replacement, scale, drift_repair, provider_operation, external, ai_session (an AI
+        /// agent's MCP session) or ai_action (an action it asked for that awaited approval).
         #[arg(long)]
         kind: Option<String>,
         /// Runs acting on this node, pool or instance.
