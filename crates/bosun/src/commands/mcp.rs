@@ -126,7 +126,7 @@ impl Call {
 }
 
 fn calls_text(calls: &[Call], more: u64) -> String {
-    let mut text = format!("{:<6} {:<20} {:<18} {:<18} {:>8}  DETAIL\n", "ID", "AT", "TOOL", "STATUS", "MS");
+    let mut text = format!("{:<6} {:<27} {:<18} {:<18} {:>8}  DETAIL\n", "ID", "AT", "TOOL", "STATUS", "MS");
     for call in calls {
         let detail = match (&call.error, &call.approval_id) {
             (_, Some(approval)) => format!("approval {approval}"),
@@ -134,7 +134,7 @@ fn calls_text(calls: &[Call], more: u64) -> String {
             (None, None) => call.input.to_string().chars().take(80).collect(),
         };
         text.push_str(&format!(
-            "{:<6} {:<20} {:<18} {:<18} {:>8}  {detail}\n",
+            "{:<6} {:<27} {:<18} {:<18} {:>8}  {detail}\n",
             call.id,
             call.at.as_deref().unwrap_or("-"),
             call.tool,
