@@ -54,6 +54,10 @@ pub(crate) async fn janitor(app: &App) -> ApiResult<()> {
         let escalated = remediation::escalate_overdue(app).await?.len();
         let approvals = crate::runs::approvals::expire_overdue(app).await?;
         let sessions = crate::mcp::session::close_abandoned(app).await?;
+        // In case the server could not define its MCP tools when it started.
+        if app.settings.mcp.enabled {
+            crate::mcp::tools::ensure_defined(app).await?;
+        }
         if expired + failed + escalated + approvals + sessions > 0 {
             tracing::info!(
                 expired_commands = expired,

@@ -26,7 +26,7 @@ use bosun_core::{
     Approval, ApprovalId, CommandKind, NodeId, PolicyDecision, PoolName, Revision, RunEvent, RunEventType, RunKind,
     RunStatus, RunTarget, RunbookName, TaskRun, ToolCallStatus, ToolRisk,
 };
-use bosun_store::{StoreError, Write, WriteBatch};
+use bosun_store::{Write, WriteBatch};
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::{Value, json};
 
@@ -38,6 +38,8 @@ use crate::runs::{self, RunInput};
 
 /// Most nodes one call acts on.
 pub(crate) const MAX_NODES: usize = 100;
+/// Longest list of node ids an audit entry's resource names before it counts the rest.
+const MAX_RESOURCE_BYTES: usize = 512;
 
 /// A decoded call of a tool that changes something.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,26 +64,43 @@ fn answer(outcome: &Outcome, text: String) -> CallToolResult {
     }
 }
 
-/// The RPC code an error is audited with.
+/// The RPC code an error is audited with, as the API would answer it.
 fn code_of(error: &ApiError) -> &'static str {
-    match error {
-        ApiError::Invalid(_) | ApiError::Store(StoreError::Invalid(_)) => "invalid_argument",
-        ApiError::NotFound(_) | ApiError::Store(StoreError::NotFound { .. }) => "not_found",
-        ApiError::PermissionDenied(_) => "permission_denied",
-        ApiError::Aborted(_) | ApiError::Store(StoreError::Conflict { .. }) => "aborted",
-        ApiError::ResourceExhausted(_) => "resource_exhausted",
-        ApiError::FailedPrecondition(_)
-        | ApiError::Store(StoreError::FailedPrecondition { .. } | StoreError::InvalidTransition { .. }) => {
-            "failed_precondition"
-        }
-        _ => "unavailable",
-    }
+    error.code().as_str()
 }
 
-/// Carries out `act` for the session; `risk` is the tool's.
-pub(crate) async fn call(app: &App, ledger: &Ledger<'_>, act: Act, risk: ToolRisk) -> CallToolResult {
+/// How much harm this call can do: a pool resize is destructive only when it shrinks the
+/// pool, and a runbook as much as its most harmful step.
+async fn risk_of(app: &App, act: &Act, tool_risk: ToolRisk) -> Result<ToolRisk, ApiError> {
+    Ok(match act {
+        Act::ScalePool { pool, target, .. } => {
+            if *target < approvals::pool_size(app, pool).await? {
+                ToolRisk::Destructive
+            } else {
+                ToolRisk::Write
+            }
+        }
+        Act::StartRunbook { runbook, .. } => match app.store.runbook(runbook).await {
+            Ok(stored) => {
+                let spec = runs::parse_spec(app, stored.spec).await?;
+                let destructive = spec.steps.iter().any(|step| step.action.risk() == ToolRisk::Destructive);
+                if destructive { ToolRisk::Destructive } else { tool_risk }
+            }
+            // `runs::start_with` says what is wrong.
+            Err(_) => tool_risk,
+        },
+        Act::Nodes { .. } => tool_risk,
+    })
+}
+
+/// Carries out `act` for the session; `tool_risk` is the tool's.
+pub(crate) async fn call(app: &App, ledger: &Ledger<'_>, act: Act, tool_risk: ToolRisk) -> CallToolResult {
     let session = ledger.session;
     let resource = resource_of(&act);
+    let risk = match risk_of(app, &act, tool_risk).await {
+        Ok(risk) => risk,
+        Err(error) => return failed(app, ledger, resource, &error).await,
+    };
     if risk == ToolRisk::Destructive
         && let Err(spent) = session.spend_destructive_call(app.settings.mcp.destructive_calls_per_session)
     {
@@ -95,21 +114,36 @@ pub(crate) async fn call(app: &App, ledger: &Ledger<'_>, act: Act, risk: ToolRis
     };
     match result {
         Ok(result) => result,
-        Err(error) => {
-            let message = format!("{}: {error}", code_of(&error));
-            let outcome = Outcome::failed(message.clone()).audited(resource, code_of(&error));
-            ledger.record(app, &outcome).await;
-            answer(&outcome, message)
-        }
+        Err(error) => failed(app, ledger, resource, &error).await,
     }
+}
+
+/// Records a call that failed with `error`, and tells the agent why.
+async fn failed(app: &App, ledger: &Ledger<'_>, resource: String, error: &ApiError) -> CallToolResult {
+    let message = format!("{}: {error}", code_of(error));
+    let outcome = Outcome::failed(message.clone()).audited(resource, code_of(error));
+    ledger.record(app, &outcome).await;
+    answer(&outcome, message)
 }
 
 /// What a call acts on, as the audit log names it.
 fn resource_of(act: &Act) -> String {
     match act {
         Act::Nodes { nodes, .. } => {
-            let ids: Vec<&str> = nodes.iter().map(NodeId::as_str).collect();
-            format!("node:{}", ids.join(","))
+            // The first few ids (the tool call record keeps them all), so the entry stays
+            // short whatever the ids' lengths.
+            let mut resource = String::from("node:");
+            for (i, node) in nodes.iter().enumerate() {
+                if resource.len() + node.as_str().len() > MAX_RESOURCE_BYTES {
+                    let _ = write!(resource, "(+{} more)", nodes.len() - i);
+                    break;
+                }
+                if i > 0 {
+                    resource.push(',');
+                }
+                resource.push_str(node.as_str());
+            }
+            resource
         }
         Act::ScalePool { pool, .. } => format!("pool:{pool}"),
         Act::StartRunbook { runbook, .. } => format!("runbook:{runbook}"),
@@ -133,10 +167,9 @@ async fn start_runbook(
         }))
         .audited(resource.clone(), "ok")
     };
-    let run = runs::start_with(app, session.actor(), session.role(), runbook, targets, reason, |run| {
-        ledger.writes(&outcome_for(run))
-    })
-    .await?;
+    let requester = runs::Requester { actor: session.actor(), role: session.role(), session_run: Some(session.run) };
+    let run =
+        runs::start_with(app, requester, runbook, targets, reason, |run| ledger.writes(&outcome_for(run))).await?;
     let outcome = outcome_for(&run);
     let text = format!(
         "runbook {runbook} started as run {} over {} node(s); its steps are gated by the approval policy as they \
@@ -258,7 +291,8 @@ async fn issue(
             Err(error) => {
                 let mut message = format!("{}: {error}", code_of(&error));
                 if !issued.is_empty() {
-                    let _ = write!(message, " (commands already issued: {})", Value::Array(issued.clone()));
+                    // The commands themselves are in the call's output.
+                    let _ = write!(message, " ({} command(s) were issued before this node's failed)", issued.len());
                 }
                 let mut outcome = Outcome::failed(message.clone()).audited(format!("node:{node}"), code_of(&error));
                 outcome.output = (!issued.is_empty()).then(|| json!({"status": "partly done", "commands": issued}));
@@ -331,6 +365,11 @@ async fn await_approval(
     let now = app.now();
     let actor = session.actor();
     let spec = action_spec(ledger.tool.as_str(), &step, targets.len(), &reason);
+    // What the executor will parse once approved must parse now (a reason YAML cannot hold
+    // is the caller's error, not a run that fails after a person approved it).
+    runs::parse_spec(app, spec.clone())
+        .await
+        .map_err(|e| ApiError::invalid("reason", format_args!("cannot be carried into the action's runbook: {e}")))?;
     let input = RunInput { spec, role: session.role(), reason: reason.clone(), pools, session_run: Some(session.run) };
     let mut run = TaskRun::new(RunKind::AiAction, RunStatus::AwaitingApproval, actor.clone(), targets, now);
     run.input = serde_json::to_value(&input).map_err(|e| ApiError::Internal(format!("run input: {e}")))?;
@@ -399,6 +438,20 @@ async fn await_approval(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_audit_resource_names_the_first_nodes_and_counts_the_rest() {
+        let node = |i: usize| format!("gpu-node-{i:03}-{}", "x".repeat(30)).parse::<NodeId>().expect("id");
+        let act = |n: usize| Act::Nodes {
+            step: StepAction::Terminate { reason: String::new() },
+            nodes: (0..n).map(node).collect(),
+            reason: String::new(),
+        };
+        assert_eq!(resource_of(&act(2)), format!("node:{},{}", node(0), node(1)));
+        let many = resource_of(&act(MAX_NODES));
+        assert!(many.len() <= MAX_RESOURCE_BYTES + 16, "{many}");
+        assert!(many.starts_with(&format!("node:{},", node(0))) && many.ends_with(" more)"), "{many}");
+    }
 
     #[test]
     fn action_specs_parse_as_runbooks() {

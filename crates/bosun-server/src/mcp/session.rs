@@ -152,6 +152,35 @@ pub(crate) async fn close_abandoned(app: &App) -> ApiResult<usize> {
     Ok(closed)
 }
 
+/// Most bytes of JSON a tool call record keeps of a call's input or output; beyond, the
+/// record keeps its size and its first bytes (a `list_nodes` page can be megabytes, and the
+/// API answers it again on demand).
+const MAX_RECORDED_JSON: usize = 16 * 1024;
+/// Most bytes of an error kept in a record or an audit entry.
+const MAX_RECORDED_ERROR: usize = 2 * 1024;
+
+/// `value`, or when its JSON is longer than [`MAX_RECORDED_JSON`], a note of its size with
+/// its first bytes.
+fn bounded_json(value: &Value) -> Value {
+    let text = value.to_string();
+    if text.len() <= MAX_RECORDED_JSON {
+        return value.clone();
+    }
+    json!({"truncated": true, "bytes": text.len(), "start": truncated(&text, 1024)})
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary, marked when cut.
+fn truncated(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 /// What one tool call leaves in the ledger.
 #[derive(Debug)]
 pub(crate) struct Ledger<'a> {
@@ -208,16 +237,16 @@ impl Ledger<'_> {
         let record = ToolCall {
             run_id: run,
             tool: self.tool.clone(),
-            input: self.input.clone(),
-            output: outcome.output.clone(),
+            input: bounded_json(&self.input),
+            output: outcome.output.as_ref().map(bounded_json),
             status: outcome.status,
-            error: outcome.error.clone(),
+            error: outcome.error.as_deref().map(|e| truncated(e, MAX_RECORDED_ERROR)),
             duration_ms,
             approval_id: outcome.approval,
         };
         let said = match (&outcome.error, outcome.approval) {
             (_, Some(approval)) => format!(": approval {approval}"),
-            (Some(error), None) => format!(": {error}"),
+            (Some(error), None) => format!(": {}", truncated(error, MAX_RECORDED_ERROR)),
             (None, None) => String::new(),
         };
         let event = RunEvent::new(run, RunEventType::ToolCall, format!("{} {}{said}", self.tool, outcome.status))
@@ -245,7 +274,10 @@ impl Ledger<'_> {
             resource,
             outcome: outcome_kind,
             code: code.to_owned(),
-            message: outcome.error.clone().unwrap_or_else(|| format!("MCP session run {}", self.session.run)),
+            message: outcome
+                .error
+                .as_deref()
+                .map_or_else(|| format!("MCP session run {}", self.session.run), |e| truncated(e, MAX_RECORDED_ERROR)),
             request_id: self.request_id.to_owned(),
             peer: self.session.peer.map(|p| p.addr.to_string()),
         }))
@@ -261,5 +293,24 @@ impl Ledger<'_> {
         if let Err(error) = app.store.commit(batch).await {
             tracing::warn!(run = %self.session.run, tool = %self.tool, %error, "MCP tool call not recorded");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_keep_small_values_and_summarise_large_ones() {
+        let small = json!({"node_id": "n1"});
+        assert_eq!(bounded_json(&small), small);
+        let large = json!({"nodes": vec!["gpu-node-ü"; 5_000]});
+        let kept = bounded_json(&large);
+        assert_eq!(kept["truncated"], true);
+        assert_eq!(kept["bytes"].as_u64(), Some(large.to_string().len() as u64));
+        assert!(kept.to_string().len() < 2 * 1024, "{kept}");
+        // Cut on a character boundary, and marked.
+        assert_eq!(truncated("abücd", 3), "ab…");
+        assert_eq!(truncated("abc", 3), "abc");
     }
 }

@@ -681,6 +681,13 @@ fn reason(reason: String, required: bool) -> Result<String, String> {
     if reason.len() > MAX_REASON {
         return Err(format!("reason: is {} bytes long; the limit is {MAX_REASON}", reason.len()));
     }
+    // The reason travels into the runbook of an action that awaits approval (YAML), and into
+    // the node's history: printable text, lines and tabs.
+    if let Some(bad) =
+        reason.chars().find(|c| (c.is_control() && !matches!(c, '\n' | '\t')) || matches!(c, '\u{fffe}' | '\u{ffff}'))
+    {
+        return Err(format!("reason: contains the character {bad:?}; use printable text"));
+    }
     Ok(reason)
 }
 
@@ -959,6 +966,8 @@ mod tests {
             (terminate_node, json!({"node_ids": ["n1", "n1"], "reason": "r"}), "node_ids[1]: n1 is named twice"),
             (terminate_node, json!({"node_ids": ["n1", "bad id"], "reason": "r"}), "node_ids[1]:"),
             (terminate_node, json!({"node_ids": ["n1"], "reason": " "}), "reason: is required"),
+            (terminate_node, json!({"node_ids": ["n1"], "reason": "a\u{7f}b"}), "reason: contains the character"),
+            (cordon_node, json!({"node_id": "n1", "reason": "a\u{85}b"}), "reason: contains the character"),
             (terminate_node, json!({"node_ids": ["n1"]}), "missing field `reason`"),
             (drain_node, json!({"node_id": "n1"}), "reason: is required"),
             (cordon_node, json!({"node": "n1"}), "unknown field `node`"),

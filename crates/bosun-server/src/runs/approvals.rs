@@ -188,7 +188,10 @@ pub(crate) async fn operations_for(
 async fn operations(driver: &Driver<'_>, step: u32) -> ApiResult<Vec<Operation>> {
     let action = &driver.t.spec.steps[step as usize].action;
     let targets = u32::try_from(driver.t.run.targets.len()).unwrap_or(u32::MAX);
-    let asker = Asker { actor: driver.t.run.requested_by.clone(), role: driver.t.input.role, kind: driver.t.run.kind };
+    // A run an AI agent asked for is weighed as its session's, so rules written for AI
+    // agents (`kind == 'ai_session'`) cover the runbooks it starts too.
+    let kind = if driver.t.input.session_run.is_some() { RunKind::AiSession } else { driver.t.run.kind };
+    let asker = Asker { actor: driver.t.run.requested_by.clone(), role: driver.t.input.role, kind };
     operations_for(driver.app, action, targets, &driver.t.input.pools, &asker).await
 }
 

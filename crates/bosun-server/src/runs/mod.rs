@@ -47,7 +47,8 @@ pub(crate) struct RunInput {
     /// How many of the targets each pool holds (nodes in no pool are not counted).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pools: BTreeMap<PoolName, u32>,
-    /// For an AI agent's action: the MCP session (an `ai_session` run) that asked for it.
+    /// For a run an AI agent asked for (an `ai_action`, or a runbook it started): its MCP
+    /// session (an `ai_session` run). The policy weighs its steps with kind `ai_session`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_run: Option<RunId>,
 }
@@ -66,20 +67,30 @@ pub(crate) async fn start(
     targets: Option<TargetSpec>,
     reason: String,
 ) -> ApiResult<TaskRun> {
-    start_with(app, requester, role, runbook, targets, reason, |_| Vec::new()).await
+    let requester = Requester { actor: requester, role, session_run: None };
+    start_with(app, requester, runbook, targets, reason, |_| Vec::new()).await
+}
+
+/// Who starts a run: the actor, its role as approval policies see it, and the MCP session
+/// it started from, if any (its steps are then weighed as an AI agent's).
+#[derive(Debug, Clone)]
+pub(crate) struct Requester {
+    pub actor: Actor,
+    pub role: Role,
+    pub session_run: Option<RunId>,
 }
 
 /// [`start`], committing `also(&run)` in the same transaction as the new run (an MCP
 /// session records the tool call that started it).
 pub(crate) async fn start_with(
     app: &App,
-    requester: Actor,
-    role: Role,
+    requester: Requester,
     runbook: &RunbookName,
     targets: Option<TargetSpec>,
     reason: String,
     also: impl FnOnce(&TaskRun) -> Vec<Write>,
 ) -> ApiResult<TaskRun> {
+    let Requester { actor: requester, role, session_run } = requester;
     let stored = match app.store.runbook(runbook).await {
         Ok(stored) => stored,
         Err(StoreError::NotFound { .. }) => {
@@ -99,7 +110,7 @@ pub(crate) async fn start_with(
         )
     })?;
     let nodes = resolve(app, &targets).await?;
-    let input = RunInput { spec: stored.spec.clone(), role, reason, pools: pool_counts(&nodes), session_run: None };
+    let input = RunInput { spec: stored.spec.clone(), role, reason, pools: pool_counts(&nodes), session_run };
     let now = app.now();
     let count = nodes.len();
     let mut run = TaskRun::new(

@@ -26,6 +26,7 @@ on_sql_backends!(
     shrinking_a_pool_by_most_of_it_waits_for_an_approval_then_resizes_it,
     the_janitor_closes_a_session_its_server_abandoned,
     an_agent_reports_its_llm_usage_priced_on_its_session,
+    a_runbook_an_agent_starts_is_weighed_as_the_agents_and_spends_its_budget,
 );
 
 async fn register(h: &Harness, nodes: &[&str]) {
@@ -322,9 +323,11 @@ async fn shrinking_a_pool_by_most_of_it_waits_for_an_approval_then_resizes_it(ba
     let mut spec = PoolSpec::single_provider("fake", "h100-8x", 1, 4);
     spec.region = "local".into();
     spec.health.auto_replace = false;
+    // One destructive call per session: growing the pool is not one.
+    let mut settings = mcp_settings();
+    settings.mcp.destructive_calls_per_session = 1;
     let Some((h, cloud)) =
-        Harness::start_with_fake_pool_and_settings(backend, "manual", spec, FakeSettings::default(), mcp_settings())
-            .await
+        Harness::start_with_fake_pool_and_settings(backend, "manual", spec, FakeSettings::default(), settings).await
     else {
         return;
     };
@@ -344,6 +347,9 @@ async fn shrinking_a_pool_by_most_of_it_waits_for_an_approval_then_resizes_it(ba
     let run_id = answer["run_id"].as_str().expect("run").to_owned();
     let action = get_run(&h, &run_id).await;
     assert_eq!(action.targets, ["pool:manual"]);
+    // That shrink spent the budget.
+    let again = call(&client, "scale_pool", json!({"pool": "manual", "target": 2})).await;
+    assert!(text(&again).contains("budget of 1 destructive call(s) is spent"), "{}", text(&again));
     assert_eq!(cloud.live_count(), 3, "nothing removed before the approval");
     h.ops(Some(ADMIN))
         .approve_run(v1::ApproveRunRequest { run_id: run_id.clone(), ..Default::default() })
@@ -437,6 +443,57 @@ async fn an_agent_reports_its_llm_usage_priced_on_its_session(backend: Backend) 
     let statuses: Vec<ToolCallStatus> = tool_calls(&h, &session.id).await.into_iter().map(|c| c.call.status).collect();
     use ToolCallStatus::{Failed, Succeeded};
     assert_eq!(statuses, [Succeeded, Succeeded, Failed, Failed]);
+    client.cancel().await.expect("closed");
+    h.stop().await;
+}
+
+const AI_DESTRUCTIVE_NEEDS_ADMIN: &str = "\
+rules:
+  - name: ai-destructive
+    condition: \"kind == 'ai_session' && risk == 'destructive'\"
+    decision: require_approval
+    role: admin
+";
+
+async fn a_runbook_an_agent_starts_is_weighed_as_the_agents_and_spends_its_budget(backend: Backend) {
+    let mut settings = mcp_settings();
+    settings.mcp.destructive_calls_per_session = 1;
+    let Some(h) = Harness::start_with(backend, settings).await else { return };
+    register(&h, &["n1", "n2"]).await;
+    let admin = h.ops(Some(ADMIN));
+    let policy = v1::SetApprovalPolicyRequest { yaml: AI_DESTRUCTIVE_NEEDS_ADMIN.into(), ..Default::default() };
+    admin.set_approval_policy(policy).await.expect("policy");
+    let runbook = "name: retire\nsteps:\n  - terminate: {reason: retiring}\n";
+    admin.apply_runbook(v1::ApplyRunbookRequest { yaml: runbook.into(), ..Default::default() }).await.expect("apply");
+    let client = connect(&h, OPERATOR).await.expect("an MCP session");
+    let session = session_run(&h).await;
+
+    // A reason that is not printable text is refused as the input it is: no budget spent.
+    let odd = call(&client, "terminate_node", json!({"node_ids": ["n1"], "reason": "bad \u{7f} byte"})).await;
+    assert_eq!(odd.is_error, Some(true));
+    assert!(text(&odd).contains("reason: contains the character"), "{}", text(&odd));
+
+    // Started by the agent, the runbook's terminate step is weighed as the agent's: it waits
+    // for an admin (a person's run of it would not), and the run spent the session's budget.
+    let started = call(&client, "start_runbook", json!({"runbook": "retire", "node_ids": ["n2"]})).await;
+    assert_eq!(started.is_error, Some(false), "{}", text(&started));
+    let run_id = started.structured_content.clone().expect("structured")["run_id"].as_str().expect("run").to_owned();
+    let again = call(&client, "start_runbook", json!({"runbook": "retire", "node_ids": ["n1"]})).await;
+    assert!(text(&again).contains("budget of 1 destructive call(s) is spent"), "{}", text(&again));
+    let mut run = get_run(&h, &run_id).await;
+    for _ in 0..20 {
+        h.server().advance_runs().await.expect("advance");
+        run = get_run(&h, &run_id).await;
+        if run.status != "queued" && run.status != "running" {
+            break;
+        }
+    }
+    assert_eq!(run.status, "awaiting_approval", "{run:?}");
+    let pending = run.pending_approval.as_option().expect("pending");
+    assert_eq!((pending.policy.as_str(), pending.required_role.as_str()), ("ai-destructive", "admin"));
+    let input: Value = serde_json::from_str(&run.input_json).expect("input");
+    assert_eq!(input["session_run"], session.id.as_str(), "{input}");
+    assert_eq!(status_of(&h.node("n2").await), v1::NodeStatus::NODE_STATUS_ACTIVE);
     client.cancel().await.expect("closed");
     h.stop().await;
 }
