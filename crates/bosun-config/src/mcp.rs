@@ -5,8 +5,9 @@
 //! mcp:
 //!   enabled: true              # false: every MCP call is refused at once (HTTP 503)
 //!   rate_limit_per_second: 10  # MCP requests per token name, with a burst of as many
-//!   destructive_calls_per_session: 5  # calls of destructive tools (terminate_node,
-//!                                     # scale_pool) one MCP session may make
+//!   destructive_calls_per_session: 5  # destructive calls one MCP session may make
+//!                                     # (terminate_node, a shrinking scale_pool, a
+//!                                     # start_runbook of a destructive runbook)
 //! ```
 
 use crate::ConfigError;
