@@ -286,8 +286,8 @@ impl Store for ObservedStore {
         self.observe("setting", self.inner.setting(name)).await
     }
 
-    async fn tool_calls(&self, run: &RunId) -> Result<Vec<StoredToolCall>> {
-        self.observe("tool_calls", self.inner.tool_calls(run)).await
+    async fn tool_calls(&self, run: &RunId, after: u64, limit: u32) -> Result<Vec<StoredToolCall>> {
+        self.observe("tool_calls", self.inner.tool_calls(run, after, limit)).await
     }
 
     async fn approval_policies(&self) -> Result<Vec<ApprovalPolicy>> {

@@ -1760,8 +1760,10 @@ impl Store for MemoryStore {
         Ok(self.lock()?.ledger.tools.values().cloned().collect())
     }
 
-    async fn tool_calls(&self, run: &RunId) -> Result<Vec<StoredToolCall>> {
-        Ok(self.lock()?.ledger.tool_calls.values().filter(|c| c.call.run_id == *run).cloned().collect())
+    async fn tool_calls(&self, run: &RunId, after: u64, limit: u32) -> Result<Vec<StoredToolCall>> {
+        let state = self.lock()?;
+        let calls = state.ledger.tool_calls.values().filter(|c| c.call.run_id == *run && c.id > after);
+        Ok(calls.take(limit as usize).cloned().collect())
     }
 
     async fn approval_policies(&self) -> Result<Vec<ApprovalPolicy>> {

@@ -644,14 +644,14 @@ async fn version_12_keeps_runs_and_their_dependents(backend: Backend) {
     assert_eq!(store.artifacts(&run.id).await.expect("artifacts").len(), 1);
     assert_eq!(store.approval(&approval.id).await.expect("approval").run_id, run.id);
     assert_eq!(store.run(&session.id).await.expect("the session").kind, RunKind::External);
-    let ids: Vec<u64> = store.tool_calls(&run.id).await.expect("calls").iter().map(|c| c.id).collect();
+    let ids: Vec<u64> = store.tool_calls(&run.id, 0, 1000).await.expect("calls").iter().map(|c| c.id).collect();
     assert_eq!(ids, [1, 2]);
     let again = TaskRun::new(RunKind::AiSession, RunStatus::Running, Actor::operator("oncall"), vec![], now);
     store
         .commit(batch().create_run(again.clone()).with(crate::Write::RecordToolCall(Box::new(call(&again, None)))))
         .await
         .expect("an AI session again");
-    let ids: Vec<u64> = store.tool_calls(&again.id).await.expect("calls").iter().map(|c| c.id).collect();
+    let ids: Vec<u64> = store.tool_calls(&again.id, 0, 1000).await.expect("calls").iter().map(|c| c.id).collect();
     assert_eq!(ids, [4], "tool call ids go on after the last one handed out");
     assert_eq!(store.check_integrity().await.expect("check"), [], "every reference holds");
     store.close().await;

@@ -277,8 +277,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn artifact(&self, run: &RunId, name: &str) -> Result<(ArtifactInfo, Vec<u8>)>;
     /// Every tool definition, by name.
     async fn tools(&self) -> Result<Vec<ToolDefinition>>;
-    /// A run's tool calls, in the order they were recorded.
-    async fn tool_calls(&self, run: &RunId) -> Result<Vec<StoredToolCall>>;
+    /// A run's tool calls numbered after `after` (0: from the first), in the order they were
+    /// recorded, at most `limit` of them.
+    async fn tool_calls(&self, run: &RunId, after: u64, limit: u32) -> Result<Vec<StoredToolCall>>;
     /// The approval policy's rules in the order they are tried: by position, then name.
     async fn approval_policies(&self) -> Result<Vec<ApprovalPolicy>>;
     async fn approval(&self, id: &ApprovalId) -> Result<Approval>;

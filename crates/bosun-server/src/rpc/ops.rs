@@ -409,16 +409,14 @@ impl OpsApi {
 
     async fn list_tool_calls(&self, request: v1::ListToolCallsRequest) -> ApiResult<v1::ListToolCallsResponse> {
         let id = run_id(&request.run_id)?;
-        let limit = page_size("limit", request.limit, DEFAULT_LIMIT, MAX_LIMIT)? as usize;
+        let limit = page_size("limit", request.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
         // A run that does not exist is not_found, not an empty list.
         self.app.store.run(&id).await?;
-        let calls = self.app.store.tool_calls(&id).await?;
-        let more = calls.len().saturating_sub(limit) as u64;
-        Ok(v1::ListToolCallsResponse {
-            calls: calls.iter().take(limit).map(ops::tool_call).collect(),
-            more,
-            ..Default::default()
-        })
+        // One more than asked tells whether there are more.
+        let mut calls = self.app.store.tool_calls(&id, request.after_id, limit + 1).await?;
+        let more = calls.len() > limit as usize;
+        calls.truncate(limit as usize);
+        Ok(v1::ListToolCallsResponse { calls: calls.iter().map(ops::tool_call).collect(), more, ..Default::default() })
     }
 
     async fn get_mcp_status(&self) -> ApiResult<v1::GetMcpStatusResponse> {

@@ -55,7 +55,7 @@ async fn session_run(h: &Harness) -> v1::Run {
 
 async fn tool_calls(h: &Harness, run: &str) -> Vec<bosun_core::ledger::StoredToolCall> {
     let id: RunId = run.parse().expect("run id");
-    h.server().store().tool_calls(&id).await.expect("tool calls")
+    h.server().store().tool_calls(&id, 0, 1000).await.expect("tool calls")
 }
 
 async fn audit(h: &Harness, method: &str) -> Vec<v1::AuditEntry> {
@@ -100,8 +100,16 @@ async fn a_session_is_a_run_and_an_allowed_cordon_is_done_and_recorded(backend: 
     let listed = h.ops(Some(OPERATOR)).list_tool_calls(request).await.expect("calls").into_owned();
     let tools: Vec<(&str, &str)> = listed.calls.iter().map(|c| (c.tool.as_str(), c.status.as_str())).collect();
     assert_eq!(tools, [("get_node", "succeeded"), ("cordon_node", "succeeded")]);
+    assert!(!listed.more);
     let input: Value = serde_json::from_str(&listed.calls[1].input_json).expect("input");
     assert_eq!(input["node_id"], "n1");
+    let request = v1::ListToolCallsRequest { run_id: session.id.clone(), limit: 1, ..Default::default() };
+    let first = h.ops(Some(OPERATOR)).list_tool_calls(request).await.expect("calls").into_owned();
+    assert!(first.more && first.calls.len() == 1 && first.calls[0].tool == "get_node", "{first:?}");
+    let after_id = first.calls[0].id;
+    let request = v1::ListToolCallsRequest { run_id: session.id.clone(), limit: 1, after_id, ..Default::default() };
+    let next = h.ops(Some(OPERATOR)).list_tool_calls(request).await.expect("calls").into_owned();
+    assert!(!next.more && next.calls.len() == 1 && next.calls[0].tool == "cordon_node", "{next:?}");
     // A schema failure is recorded as refused.
     let refused = call(&client, "cordon_node", json!({"node": "n2"})).await;
     assert_eq!(refused.is_error, Some(true));

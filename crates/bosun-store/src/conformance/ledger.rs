@@ -293,12 +293,18 @@ pub(crate) async fn tools_calls_policies_and_runbooks_round_trip(ctx: &Ctx) {
     for status in [ToolCallStatus::Succeeded, ToolCallStatus::Failed] {
         ctx.store.commit(batch("call").with(Write::RecordToolCall(Box::new(call(status))))).await.expect("record");
     }
-    let calls = ctx.store.tool_calls(&run.id).await.expect("calls");
+    let calls = ctx.store.tool_calls(&run.id, 0, 100).await.expect("calls");
     assert_eq!(
         calls.iter().map(|c| c.call.clone()).collect::<Vec<_>>(),
         [call(ToolCallStatus::Succeeded), call(ToolCallStatus::Failed)]
     );
     assert!(calls[0].id < calls[1].id);
+    // Paged: at most `limit`, after a number.
+    let first = ctx.store.tool_calls(&run.id, 0, 1).await.expect("first page");
+    assert_eq!(first, calls[..1]);
+    let rest = ctx.store.tool_calls(&run.id, first[0].id, 1).await.expect("next page");
+    assert_eq!(rest, calls[1..]);
+    assert!(ctx.store.tool_calls(&run.id, calls[1].id, 1).await.expect("past the end").is_empty());
     let mut unapproved = call(ToolCallStatus::AwaitingApproval);
     unapproved.approval_id = Some(ApprovalId::new_at(ctx.now()));
     assert_err!(

@@ -212,15 +212,20 @@ pub(super) async fn tool_calls<'e>(
     executor: impl Executor<'e, Database = Postgres>,
     slow: SlowLog,
     id: &RunId,
+    after: u64,
+    limit: u32,
 ) -> Result<Vec<StoredToolCall>> {
     let rows: Vec<ToolCallRow<Time>> = slow
         .run(
             "tool_call_records.list",
             sqlx::query_as(
                 "SELECT id, run_id::text AS run_id, tool, at, input, output, status, error, duration_ms, \
-                 approval_id::text AS approval_id FROM tool_call_records WHERE run_id = $1 ORDER BY id",
+                 approval_id::text AS approval_id FROM tool_call_records WHERE run_id = $1 AND id > $2 \
+                 ORDER BY id LIMIT $3",
             )
             .bind(id.as_uuid())
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
             .fetch_all(executor),
         )
         .await

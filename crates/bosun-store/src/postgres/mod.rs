@@ -704,8 +704,8 @@ impl Store for PostgresStore {
         ledger::tools(&self.pool, self.slow).await
     }
 
-    async fn tool_calls(&self, run: &RunId) -> Result<Vec<StoredToolCall>> {
-        ledger::tool_calls(&self.pool, self.slow, run).await
+    async fn tool_calls(&self, run: &RunId, after: u64, limit: u32) -> Result<Vec<StoredToolCall>> {
+        ledger::tool_calls(&self.pool, self.slow, run, after, limit).await
     }
 
     async fn approval_policies(&self) -> Result<Vec<ApprovalPolicy>> {

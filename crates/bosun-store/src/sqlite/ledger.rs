@@ -216,9 +216,11 @@ pub(super) fn tool_call_row(row: &Row<'_>) -> Result<StoredToolCall> {
     .into_call()
 }
 
-pub(super) fn tool_calls(conn: &Connection, id: &RunId) -> Result<Vec<StoredToolCall>> {
-    let sql = format!("SELECT {TOOL_CALL_COLUMNS} FROM tool_call_records WHERE run_id = ?1 ORDER BY id");
-    collect(conn, &sql, &[text(id.to_string())], tool_call_row)
+pub(super) fn tool_calls(conn: &Connection, id: &RunId, after: u64, limit: u32) -> Result<Vec<StoredToolCall>> {
+    let sql =
+        format!("SELECT {TOOL_CALL_COLUMNS} FROM tool_call_records WHERE run_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3");
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    collect(conn, &sql, &[text(id.to_string()), Value::Integer(after), Value::Integer(i64::from(limit))], tool_call_row)
 }
 
 pub(super) fn approval_policy_row(row: &Row<'_>) -> Result<ApprovalPolicy> {

@@ -375,9 +375,9 @@ impl Store for SqliteStore {
         self.read("tool_definitions.list", ledger::tools).await
     }
 
-    async fn tool_calls(&self, run: &RunId) -> Result<Vec<StoredToolCall>> {
+    async fn tool_calls(&self, run: &RunId, after: u64, limit: u32) -> Result<Vec<StoredToolCall>> {
         let run = *run;
-        self.read("tool_call_records.list", move |conn| ledger::tool_calls(conn, &run)).await
+        self.read("tool_call_records.list", move |conn| ledger::tool_calls(conn, &run, after, limit)).await
     }
 
     async fn approval_policies(&self) -> Result<Vec<ApprovalPolicy>> {

@@ -45,6 +45,9 @@ enum McpCommand {
         /// At most this many calls (default 500, at most 10,000).
         #[arg(long, default_value_t = 0)]
         limit: u32,
+        /// Only calls numbered after this one (the last ID of the previous page).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
     },
 }
 
@@ -125,7 +128,7 @@ impl Call {
     }
 }
 
-fn calls_text(calls: &[Call], more: u64) -> String {
+fn calls_text(calls: &[Call], more: bool) -> String {
     let mut text = format!("{:<6} {:<27} {:<18} {:<18} {:>8}  DETAIL\n", "ID", "AT", "TOOL", "STATUS", "MS");
     for call in calls {
         let detail = match (&call.error, &call.approval_id) {
@@ -142,8 +145,8 @@ fn calls_text(calls: &[Call], more: u64) -> String {
             call.duration_ms
         ));
     }
-    if more > 0 {
-        text.push_str(&format!("({more} more; raise --limit)\n"));
+    if let (true, Some(last)) = (more, calls.last()) {
+        text.push_str(&format!("(more: --after {})\n", last.id));
     }
     text
 }
@@ -212,8 +215,13 @@ pub async fn run(args: &McpArgs) -> anyhow::Result<ExitCode> {
             print!("{}", output::render(format, &tool, || format!("tool {} {state}\n", tool.name))?);
             return Ok(ExitCode::SUCCESS);
         }
-        McpCommand::Calls { run_id, limit } => {
-            let request = v1::ListToolCallsRequest { run_id: run_id.clone(), limit: *limit, ..Default::default() };
+        McpCommand::Calls { run_id, limit, after } => {
+            let request = v1::ListToolCallsRequest {
+                run_id: run_id.clone(),
+                limit: *limit,
+                after_id: *after,
+                ..Default::default()
+            };
             let answer = call!(ops, list_tool_calls, request);
             let calls: Vec<Call> = answer.calls.iter().map(Call::from_wire).collect();
             print!("{}", output::render(format, &calls, || calls_text(&calls, answer.more))?);
