@@ -1,5 +1,5 @@
 //! The `mcp` section: the MCP tool server at `/mcp` on the API port, through which an AI
-//! agent reads the fleet with an operator's or admin's token.
+//! agent reads and operates the fleet with an operator's or admin's token.
 //!
 //! ```yaml
 //! mcp:

@@ -22,6 +22,9 @@ pub const MAX_PRICE_MICRO_USD: u64 = 1_000_000 * MICRO_USD_PER_USD;
 /// The longest prompt or response text a usage record keeps, in bytes; callers bound text
 /// further with [`LlmText::bounded`].
 pub const MAX_LLM_TEXT_BYTES: usize = 1024 * 1024;
+/// The most tokens of each kind one request may report: far above any model's context,
+/// and low enough that the store's sums over billions of requests stay exact integers.
+pub const MAX_TOKENS_PER_REQUEST: u64 = 1_000_000_000;
 /// The longest provider request id kept.
 pub const MAX_REQUEST_ID_LEN: usize = 255;
 /// The longest setting name.
@@ -269,9 +272,18 @@ impl LlmUsage {
             }
             check_name("request_id", request_id)?;
         }
-        check_stored_int("input_tokens", self.input_tokens)?;
-        check_stored_int("output_tokens", self.output_tokens)?;
-        check_stored_int("cached_input_tokens", self.cached_input_tokens)?;
+        for (field, tokens) in [
+            ("input_tokens", self.input_tokens),
+            ("output_tokens", self.output_tokens),
+            ("cached_input_tokens", self.cached_input_tokens),
+        ] {
+            if tokens > MAX_TOKENS_PER_REQUEST {
+                return Err(ValidationError::new(
+                    field,
+                    format_args!("{tokens} tokens in one request is above the limit of {MAX_TOKENS_PER_REQUEST}"),
+                ));
+            }
+        }
         if let Some(latency) = self.latency_ms {
             check_stored_int("latency_ms", latency)?;
         }
@@ -496,10 +508,11 @@ mod tests {
     #[test]
     fn bad_usage_names_the_field() {
         let at = Timestamp::from_unix_micros(0);
-        let cases: [Spoil<LlmUsage>; 5] = [
+        let cases: [Spoil<LlmUsage>; 6] = [
             (|u| u.model.clear(), "model"),
             (|u| u.request_id = Some(String::new()), "request_id"),
             (|u| u.input_tokens = u64::MAX, "input_tokens"),
+            (|u| u.output_tokens = MAX_TOKENS_PER_REQUEST + 1, "output_tokens"),
             (|u| u.cached_input_tokens = u64::MAX, "cached_input_tokens"),
             (|u| u.prompt = Some(LlmText { text: "a\0".into(), truncated: false }), "prompt"),
         ];
@@ -509,6 +522,9 @@ mod tests {
             assert_eq!(usage.check().unwrap_err().field, field);
         }
         assert!(LlmUsage::new("oncall", "acme", "acme-large", at).check().is_ok());
+        let mut most = LlmUsage::new("oncall", "acme", "acme-large", at);
+        most.input_tokens = MAX_TOKENS_PER_REQUEST;
+        assert!(most.check().is_ok(), "the limit itself is allowed");
     }
 
     #[test]

@@ -199,8 +199,6 @@ pub(crate) trait Transaction {
     ) -> Result<()>;
 
     // LLM usage, prices and settings (rules in `crate::usage`).
-    /// The price of (provider, model) starting exactly at `from`.
-    async fn price(&mut self, provider: &str, model: &str, from: Timestamp) -> Result<Option<Price>>;
     /// The model's open-ended price with the latest start, if any.
     async fn open_price(&mut self, provider: &str, model: &str) -> Result<Option<Price>>;
     /// The price in effect at `at` (the latest start among those covering it).

@@ -1101,10 +1101,6 @@ impl Transaction for Tx<'_> {
         Ok(())
     }
 
-    async fn price(&mut self, provider: &str, model: &str, from: Timestamp) -> Result<Option<Price>> {
-        Ok(self.state.usage.prices.get(&(provider.to_owned(), model.to_owned(), from)).cloned())
-    }
-
     async fn open_price(&mut self, provider: &str, model: &str) -> Result<Option<Price>> {
         Ok(model_prices(&self.state.usage, provider, model).rev().find(|p| p.effective_to.is_none()).cloned())
     }

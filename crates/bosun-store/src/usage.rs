@@ -51,20 +51,22 @@ pub fn seed_prices() -> Vec<Price> {
     prices
 }
 
-/// Stores a price. The same (provider, model, effective_from) again replaces that price;
-/// otherwise the model's open price, if it started earlier, closes where the new one
-/// starts. An open-ended price that would start before the model's open price is refused:
-/// give it an `effective_to`.
+/// Stores a price. The same (provider, model, effective_from) again replaces that price.
+/// An open-ended price closes the model's open price where it starts, if that one started
+/// earlier, and is refused if it started later (it would overlap it for ever: give it an
+/// `effective_to`). A price with an end closes nothing: a lookup takes the price with the
+/// latest start that covers its time, so the open price applies again after it ends.
 pub(crate) async fn put_price<T: Transaction>(tx: &mut T, stamp: Stamp<'_>, price: &Price) -> Result<Applied> {
     price.check()?;
     let mut stored = price.clone();
     stored.updated_at = stamp.at;
-    if tx.price(&price.provider, &price.model, price.effective_from).await?.is_none()
+    if price.effective_to.is_none()
         && let Some(open) = tx.open_price(&price.provider, &price.model).await?
+        && open.effective_from != price.effective_from
     {
         if open.effective_from < price.effective_from {
             tx.close_price(&open, price.effective_from).await?;
-        } else if price.effective_to.is_none() {
+        } else {
             return Err(StoreError::invalid(
                 "effective_to",
                 format_args!(

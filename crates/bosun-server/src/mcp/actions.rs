@@ -23,8 +23,8 @@ use std::fmt::Write as _;
 use bosun_config::runbook::{StepAction, TargetSpec};
 use bosun_core::command::CommandRequest;
 use bosun_core::{
-    Approval, ApprovalId, CommandKind, NodeId, PolicyDecision, PoolName, Revision, RunEvent, RunEventType, RunKind,
-    RunStatus, RunTarget, RunbookName, TaskRun, ToolCallStatus, ToolRisk,
+    Approval, ApprovalId, NodeId, PolicyDecision, PoolName, Revision, RunEvent, RunEventType, RunKind, RunStatus,
+    RunTarget, RunbookName, TaskRun, ToolCallStatus, ToolRisk,
 };
 use bosun_store::{Write, WriteBatch};
 use rmcp::model::{CallToolResult, ContentBlock};
@@ -44,12 +44,20 @@ const MAX_RESOURCE_BYTES: usize = 512;
 /// A decoded call of a tool that changes something.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Act {
-    /// The step (cordon, uncordon, drain, diagnose, terminate) on each of `nodes`.
+    /// Weighed by the approval policy before it is done.
+    Gated(Gated),
+    /// A runbook run, whose steps the policy gates as they come.
+    StartRunbook { runbook: RunbookName, targets: Option<TargetSpec>, reason: String },
+}
+
+/// An action the approval policy weighs as a whole.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Gated {
+    /// The step (cordon, uncordon, drain, diagnose, terminate: one command to a node) on
+    /// each of `nodes`.
     Nodes { step: StepAction, nodes: Vec<NodeId>, reason: String },
     /// A pool's new target size.
     ScalePool { pool: PoolName, target: u32, reason: String },
-    /// A runbook run, whose steps the policy gates as they come.
-    StartRunbook { runbook: RunbookName, targets: Option<TargetSpec>, reason: String },
 }
 
 /// What the agent is told, and what the ledger keeps.
@@ -73,7 +81,7 @@ fn code_of(error: &ApiError) -> &'static str {
 /// pool, and a runbook as much as its most harmful step.
 async fn risk_of(app: &App, act: &Act, tool_risk: ToolRisk) -> Result<ToolRisk, ApiError> {
     Ok(match act {
-        Act::ScalePool { pool, target, .. } => {
+        Act::Gated(Gated::ScalePool { pool, target, .. }) => {
             if *target < approvals::pool_size(app, pool).await? {
                 ToolRisk::Destructive
             } else {
@@ -89,7 +97,7 @@ async fn risk_of(app: &App, act: &Act, tool_risk: ToolRisk) -> Result<ToolRisk, 
             // `runs::start_with` says what is wrong.
             Err(_) => tool_risk,
         },
-        Act::Nodes { .. } => tool_risk,
+        Act::Gated(Gated::Nodes { .. }) => tool_risk,
     })
 }
 
@@ -110,7 +118,7 @@ pub(crate) async fn call(app: &App, ledger: &Ledger<'_>, act: Act, tool_risk: To
     }
     let result = match act {
         Act::StartRunbook { runbook, targets, reason } => start_runbook(app, ledger, &runbook, targets, reason).await,
-        act => gated(app, ledger, act, &resource).await,
+        Act::Gated(gated) => weigh(app, ledger, gated, &resource).await,
     };
     match result {
         Ok(result) => result,
@@ -129,7 +137,7 @@ async fn failed(app: &App, ledger: &Ledger<'_>, resource: String, error: &ApiErr
 /// What a call acts on, as the audit log names it.
 fn resource_of(act: &Act) -> String {
     match act {
-        Act::Nodes { nodes, .. } => {
+        Act::Gated(Gated::Nodes { nodes, .. }) => {
             // The first few ids (the tool call record keeps them all), so the entry stays
             // short whatever the ids' lengths.
             let mut resource = String::from("node:");
@@ -145,7 +153,7 @@ fn resource_of(act: &Act) -> String {
             }
             resource
         }
-        Act::ScalePool { pool, .. } => format!("pool:{pool}"),
+        Act::Gated(Gated::ScalePool { pool, .. }) => format!("pool:{pool}"),
         Act::StartRunbook { runbook, .. } => format!("runbook:{runbook}"),
     }
 }
@@ -188,18 +196,17 @@ async fn pools_of(app: &App, nodes: &[NodeId]) -> Result<BTreeMap<PoolName, u32>
 }
 
 /// Weighs `act` with the approval policy and acts on the decision.
-async fn gated(app: &App, ledger: &Ledger<'_>, act: Act, resource: &str) -> Result<CallToolResult, ApiError> {
+async fn weigh(app: &App, ledger: &Ledger<'_>, act: Gated, resource: &str) -> Result<CallToolResult, ApiError> {
     let session = ledger.session;
     let (step, targets, pools) = match &act {
-        Act::Nodes { step, nodes, .. } => {
+        Gated::Nodes { step, nodes, .. } => {
             let pools = pools_of(app, nodes).await?;
             (step.clone(), u32::try_from(nodes.len()).unwrap_or(u32::MAX), pools)
         }
-        Act::ScalePool { pool, target, .. } => {
+        Gated::ScalePool { pool, target, .. } => {
             app.store.pool(pool).await?;
             (StepAction::ScalePool { pool: Some(pool.clone()), target: *target }, 0, BTreeMap::new())
         }
-        Act::StartRunbook { .. } => unreachable!("start_runbook is not weighed"),
     };
     let asker = Asker { actor: session.actor(), role: session.role(), kind: RunKind::AiSession };
     let operations = approvals::operations_for(app, &step, targets, &pools, &asker).await?;
@@ -210,12 +217,12 @@ async fn gated(app: &App, ledger: &Ledger<'_>, act: Act, resource: &str) -> Resu
     };
     match decision {
         PolicyDecision::Allow => match act {
-            Act::Nodes { step, nodes, reason } => issue(app, ledger, &step, &nodes, &reason).await,
-            Act::ScalePool { pool, target, .. } => scale(app, ledger, &pool, target).await,
-            Act::StartRunbook { .. } => unreachable!("start_runbook is not weighed"),
+            Gated::Nodes { step, nodes, reason } => issue(app, ledger, &step, &nodes, &reason).await,
+            Gated::ScalePool { pool, target, .. } => scale(app, ledger, &pool, target).await,
         },
         PolicyDecision::RequireApproval { role } => {
-            await_approval(app, ledger, act, step, pools, role, rule.unwrap_or_default()).await
+            let rule = rule.unwrap_or_default();
+            await_approval(app, ledger, AwaitedAction { act, step, pools, role, rule, resource }).await
         }
         PolicyDecision::Deny => {
             let rule = rule.map_or_else(|| "no rule".to_owned(), |r| format!("rule {r}"));
@@ -231,24 +238,22 @@ async fn gated(app: &App, ledger: &Ledger<'_>, act: Act, resource: &str) -> Resu
     }
 }
 
-/// The command step `step` issues to `node`.
-fn command(app: &App, step: &StepAction, node: &NodeId, reason: &str) -> CommandRequest {
-    let (kind, parameters) = match step {
-        StepAction::Cordon { .. } => (CommandKind::Cordon, BTreeMap::new()),
-        StepAction::Uncordon => (CommandKind::Uncordon, BTreeMap::new()),
-        StepAction::Drain { .. } => (CommandKind::Drain, BTreeMap::new()),
-        StepAction::Diagnose { test } => {
-            (CommandKind::RunDiagnostic, BTreeMap::from([("test".to_owned(), test.clone())]))
-        }
-        _ => (CommandKind::Terminate, BTreeMap::new()),
-    };
-    CommandRequest {
+/// The command step `step` issues to `node`, as a runbook's step would issue it.
+fn command(app: &App, step: &StepAction, node: &NodeId, reason: &str) -> Result<CommandRequest, ApiError> {
+    let (kind, parameters) = runs::command_of(step)
+        .ok_or_else(|| ApiError::Internal(format!("step {} is not one command to a node", step.name())))?;
+    Ok(CommandRequest {
         node_id: node.clone(),
         kind,
         parameters,
         reason: reason.to_owned(),
         time_to_live: app.settings.command_ttl,
-    }
+    })
+}
+
+/// An issued command, as a call's output lists it.
+fn issued_json(command: &bosun_core::Command) -> Value {
+    json!({"node_id": command.node_id, "command_id": command.id, "kind": command.kind.to_string()})
 }
 
 /// Issues the step's command to every node now; the last command carries the call's record.
@@ -265,12 +270,11 @@ async fn issue(
     let returns_to_service = matches!(step, StepAction::Uncordon);
     for (i, node) in nodes.iter().enumerate() {
         let last = i + 1 == nodes.len();
-        let request = command(app, step, node, reason);
+        let request = command(app, step, node, reason)?;
         let done_so_far = issued.clone();
         let outcome_for = |command: &bosun_core::Command| {
             let mut commands = done_so_far.clone();
-            commands
-                .push(json!({"node_id": command.node_id, "command_id": command.id, "kind": command.kind.to_string()}));
+            commands.push(issued_json(command));
             Outcome::succeeded(json!({"status": "done", "commands": commands}))
                 .audited(format!("node:{}", command.node_id), "ok")
         };
@@ -283,11 +287,7 @@ async fn issue(
         })
         .await;
         match result {
-            Ok(command) => {
-                issued.push(
-                    json!({"node_id": command.node_id, "command_id": command.id, "kind": command.kind.to_string()}),
-                );
-            }
+            Ok(command) => issued.push(issued_json(&command)),
             Err(error) => {
                 let mut message = format!("{}: {error}", code_of(&error));
                 if !issued.is_empty() {
@@ -339,28 +339,37 @@ fn action_spec(tool: &str, step: &StepAction, parallel: usize, reason: &str) -> 
     )
 }
 
-/// Records the action as an `ai_action` run awaiting the approval of `role`.
-#[allow(clippy::too_many_arguments)]
+/// An action the policy holds for a person's approval.
+struct AwaitedAction<'a> {
+    act: Gated,
+    /// The step it amounts to.
+    step: StepAction,
+    /// How many of its nodes each pool holds.
+    pools: BTreeMap<PoolName, u32>,
+    /// Who may approve it, and the rule that says so.
+    role: bosun_core::Role,
+    rule: String,
+    /// What it acts on, as the audit log names it.
+    resource: &'a str,
+}
+
+/// Records the action as an `ai_action` run awaiting the approval of its role.
 async fn await_approval(
     app: &App,
     ledger: &Ledger<'_>,
-    act: Act,
-    step: StepAction,
-    pools: BTreeMap<PoolName, u32>,
-    role: bosun_core::Role,
-    rule: String,
+    awaited: AwaitedAction<'_>,
 ) -> Result<CallToolResult, ApiError> {
+    let AwaitedAction { act, step, pools, role, rule, resource } = awaited;
     let session: &Session = ledger.session;
     let (targets, reason, what) = match &act {
-        Act::Nodes { nodes, reason, .. } => (
+        Gated::Nodes { nodes, reason, .. } => (
             nodes.iter().cloned().map(RunTarget::Node).collect::<Vec<_>>(),
             reason.clone(),
             format!("{} on {} node(s)", step.name(), nodes.len()),
         ),
-        Act::ScalePool { pool, target, reason } => {
+        Gated::ScalePool { pool, target, reason } => {
             (vec![RunTarget::Pool(pool.clone())], reason.clone(), format!("scale_pool {pool} to {target} node(s)"))
         }
-        Act::StartRunbook { .. } => unreachable!("start_runbook is not weighed"),
     };
     let now = app.now();
     let actor = session.actor();
@@ -402,7 +411,7 @@ async fn await_approval(
         output: Some(output),
         error: None,
         approval: Some(approval.id),
-        audit: Some((resource_of(&act), "ok")),
+        audit: Some((resource.to_owned(), "ok")),
     };
     let queued = RunEvent::new(
         run.id,
@@ -442,10 +451,12 @@ mod tests {
     #[test]
     fn an_audit_resource_names_the_first_nodes_and_counts_the_rest() {
         let node = |i: usize| format!("gpu-node-{i:03}-{}", "x".repeat(30)).parse::<NodeId>().expect("id");
-        let act = |n: usize| Act::Nodes {
-            step: StepAction::Terminate { reason: String::new() },
-            nodes: (0..n).map(node).collect(),
-            reason: String::new(),
+        let act = |n: usize| {
+            Act::Gated(Gated::Nodes {
+                step: StepAction::Terminate { reason: String::new() },
+                nodes: (0..n).map(node).collect(),
+                reason: String::new(),
+            })
         };
         assert_eq!(resource_of(&act(2)), format!("node:{},{}", node(0), node(1)));
         let many = resource_of(&act(MAX_NODES));

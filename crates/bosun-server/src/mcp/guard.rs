@@ -11,8 +11,8 @@
 //! the stored kill switch (`bosun mcp disable` → 503 naming who, when and why, with the
 //! request's id so that an MCP client's call fails at once; read from the store on every
 //! request, so every replica sees it at once; a store that cannot be read → 503 too),
-//! only for authenticated callers, so anonymous requests cause no store read and never
-//! learn the reason. rmcp's
+//! only for requests that passed authentication (an open server's anonymous callers
+//! included), so a refused token causes no store read and never learns the reason. rmcp's
 //! own refusals (plain text) are rewritten as JSON-RPC errors keeping their status; a 5xx
 //! becomes 503. Successful answers, event streams included, pass through untouched.
 

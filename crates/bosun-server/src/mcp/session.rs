@@ -28,7 +28,7 @@ use crate::transport::Peer;
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// A RUNNING session run with no event for this long was left by a replica that stopped
 /// without closing it.
-const ABANDONED_AFTER: Duration = Duration::from_secs(2 * 30 * 60);
+const ABANDONED_AFTER: Duration = Duration::from_secs(2 * 60 * 60);
 /// Events read per request when looking for a session's last activity.
 const EVENT_PAGE: u32 = 5_000;
 

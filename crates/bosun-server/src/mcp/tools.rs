@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::actions::{self, Act, MAX_NODES};
+use super::actions::{self, Act, Gated, MAX_NODES};
 use super::session::{Ledger, Outcome, Session};
 use crate::app::App;
 use crate::error::ApiResult;
@@ -240,7 +240,7 @@ pub(crate) async fn set_enabled(app: &App, by: Actor, name: &str, enabled: bool)
     for _ in 0..2 {
         let Some(mut tool) = app.store.tools().await?.into_iter().find(|t| t.name == name) else {
             return Err(crate::error::ApiError::FailedPrecondition(format!(
-                "tool {name} is not defined in the store yet; the server defines its tools when it starts"
+                "tool {name} is not defined in the store yet; a server defines its tools when it starts with mcp.enabled"
             )));
         };
         if tool.enabled == enabled {
@@ -382,7 +382,9 @@ fn request(value: Value) -> Result<Value, String> {
     Ok(Value::Object(map))
 }
 
-const MAX_PAGE: u32 = 1000;
+/// Pages of lists stay small enough for an agent's context, and within the 1 MiB an
+/// in-process answer may be (`inproc::MAX_ANSWER`).
+const MAX_PAGE: u32 = 200;
 const DEFAULT_PAGE: u32 = 100;
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -695,7 +697,7 @@ fn one_node(arguments: JsonObject, required: bool, step: impl FnOnce(String) -> 
     let input: NodeReason = decode(arguments)?;
     let node = node_id("node_id", &input.node_id)?;
     let reason = reason(input.reason, required)?;
-    Ok(Act::Nodes { step: step(reason.clone()), nodes: vec![node], reason })
+    Ok(Act::Gated(Gated::Nodes { step: step(reason.clone()), nodes: vec![node], reason }))
 }
 
 fn cordon_node(arguments: JsonObject) -> Result<Act, String> {
@@ -741,7 +743,7 @@ fn diagnose_node(arguments: JsonObject) -> Result<Act, String> {
         return Err(format!("test: names the diagnostic to run, 1 to {MAX_TEST} characters, no control characters"));
     }
     let reason = reason(input.reason, false)?;
-    Ok(Act::Nodes { step: StepAction::Diagnose { test: input.test }, nodes: vec![node], reason })
+    Ok(Act::Gated(Gated::Nodes { step: StepAction::Diagnose { test: input.test }, nodes: vec![node], reason }))
 }
 
 fn terminate_schema() -> Value {
@@ -782,7 +784,7 @@ fn terminate_node(arguments: JsonObject) -> Result<Act, String> {
     let input: Input = decode(arguments)?;
     let nodes = node_ids(input.node_ids)?;
     let reason = reason(input.reason, true)?;
-    Ok(Act::Nodes { step: StepAction::Terminate { reason: reason.clone() }, nodes, reason })
+    Ok(Act::Gated(Gated::Nodes { step: StepAction::Terminate { reason: reason.clone() }, nodes, reason }))
 }
 
 fn scale_pool_schema() -> Value {
@@ -809,7 +811,7 @@ fn scale_pool(arguments: JsonObject) -> Result<Act, String> {
     }
     let input: Input = decode(arguments)?;
     let pool: PoolName = input.pool.parse().map_err(|e: bosun_core::ValidationError| format!("pool: {}", e.problem))?;
-    Ok(Act::ScalePool { pool, target: input.target, reason: reason(input.reason, false)? })
+    Ok(Act::Gated(Gated::ScalePool { pool, target: input.target, reason: reason(input.reason, false)? }))
 }
 
 fn start_runbook_schema() -> Value {
@@ -956,7 +958,7 @@ mod tests {
     #[test]
     fn write_tools_decode_or_name_the_field() {
         let ok = terminate_node(object(json!({"node_ids": ["n1", "n2"], "reason": "xid 79"}))).expect("valid");
-        assert!(matches!(ok, Act::Nodes { ref nodes, .. } if nodes.len() == 2));
+        assert!(matches!(ok, Act::Gated(Gated::Nodes { ref nodes, .. }) if nodes.len() == 2));
         let cases = [
             (
                 terminate_node as fn(JsonObject) -> Result<Act, String>,
@@ -988,7 +990,7 @@ mod tests {
             (get_node, json!({"node_id": 5}), "node_id: invalid type: integer `5`"),
             (get_node, json!({"node_id": "n1", "nodes": 1}), "unknown field `nodes`"),
             (list_nodes, json!({"status": "sleeping"}), "status: unknown variant `sleeping`"),
-            (list_nodes, json!({"page_size": 0}), "page_size: must be between 1 and 1000"),
+            (list_nodes, json!({"page_size": 0}), "page_size: must be between 1 and 200"),
             (list_nodes, json!({"page_size": -3}), "page_size: invalid value"),
             (health_history, json!({"node_id": "n1", "limit": 101}), "limit: must be between 1 and 100"),
             (list_events, json!({"resource_id": "n1"}), "resource_id: needs kind"),

@@ -147,7 +147,9 @@ impl Audit {
             actor,
             role,
             method: call.method.into_owned(),
-            resource,
+            // A resource named by the caller (a node id, a model) is bounded like the message,
+            // so an over-long one cannot keep its call out of the log.
+            resource: resource.chars().take(512).collect(),
             outcome,
             code,
             message,

@@ -30,7 +30,7 @@ use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 
 pub(crate) use executor::Executor;
-pub(crate) use steps::may_return_to_service;
+pub(crate) use steps::{command_of, may_return_to_service};
 
 /// Who changes runs on the executor's behalf.
 pub(crate) const ACTOR: &str = "runs";

@@ -51,6 +51,23 @@ pub(super) async fn node(app: &App, id: &NodeId) -> ApiResult<Result<Node, Strin
     }
 }
 
+/// The command a step that is one command to its node issues (cordon, uncordon, drain,
+/// diagnose, terminate), with its parameters; `None` for the other steps.
+pub(crate) fn command_of(action: &StepAction) -> Option<(CommandKind, BTreeMap<String, String>)> {
+    Some(match action {
+        StepAction::Cordon { .. } => (CommandKind::Cordon, BTreeMap::new()),
+        StepAction::Uncordon => (CommandKind::Uncordon, BTreeMap::new()),
+        StepAction::Drain { .. } => (CommandKind::Drain, BTreeMap::new()),
+        StepAction::Diagnose { test } => {
+            (CommandKind::RunDiagnostic, BTreeMap::from([("test".to_owned(), test.clone())]))
+        }
+        StepAction::Terminate { .. } => (CommandKind::Terminate, BTreeMap::new()),
+        StepAction::IssueCommand { .. } | StepAction::WaitForStatus { .. } | StepAction::ScalePool { .. } => {
+            return None;
+        }
+    })
+}
+
 /// Decides how `action` begins on `node`.
 pub(super) async fn begin(app: &App, action: &StepAction, node: &Node, timeout: Duration) -> ApiResult<Begin> {
     let request = |kind: CommandKind, parameters: BTreeMap<String, String>, reason: &str| CommandRequest {
@@ -61,6 +78,11 @@ pub(super) async fn begin(app: &App, action: &StepAction, node: &Node, timeout: 
         // The command lapses with the step: an agent never acts on it after the run gave up.
         time_to_live: timeout.min(crate::commands::MAX_TTL),
     };
+    // The step's own command ([`command_of`]).
+    let issue = |reason: &str, done_at_issue: Option<String>| match command_of(action) {
+        Some((kind, parameters)) => Begin::Issue { request: request(kind, parameters, reason), done_at_issue },
+        None => Begin::Fail(format!("step {} issues no command of its own", action.name())),
+    };
     if node.status == NodeStatus::Terminated && !matches!(action, StepAction::WaitForStatus { .. }) {
         return Ok(Begin::Fail(format!("node {} is TERMINATED", node.id)));
     }
@@ -68,37 +90,20 @@ pub(super) async fn begin(app: &App, action: &StepAction, node: &Node, timeout: 
         StepAction::Cordon { .. } if node.status == NodeStatus::Cordoned => {
             Begin::Done(format!("node {} was already cordoned", node.id))
         }
-        StepAction::Cordon { reason } => Begin::Issue {
-            request: request(CommandKind::Cordon, BTreeMap::new(), reason),
-            done_at_issue: Some(format!("node {} cordoned", node.id)),
-        },
+        StepAction::Cordon { reason } => issue(reason, Some(format!("node {} cordoned", node.id))),
         StepAction::Uncordon if let Err(refused) = may_return_to_service(node) => Begin::Fail(refused.to_string()),
         StepAction::Uncordon if node.status == NodeStatus::Active => {
             Begin::Done(format!("node {} was already active", node.id))
         }
-        StepAction::Uncordon => Begin::Issue {
-            request: request(CommandKind::Uncordon, BTreeMap::new(), "runbook"),
-            done_at_issue: Some(format!("node {} uncordoned", node.id)),
-        },
+        StepAction::Uncordon => issue("runbook", Some(format!("node {} uncordoned", node.id))),
         StepAction::Drain { .. } if node.status == NodeStatus::Draining => match last_drain(app, &node.id).await? {
             Some(command) => Begin::Adopt(command),
             None => Begin::Fail(format!("node {} is DRAINING but no drain command of it was found", node.id)),
         },
-        StepAction::Drain { reason } => {
-            Begin::Issue { request: request(CommandKind::Drain, BTreeMap::new(), reason), done_at_issue: None }
-        }
-        StepAction::Diagnose { test } => Begin::Issue {
-            request: request(
-                CommandKind::RunDiagnostic,
-                BTreeMap::from([("test".to_owned(), test.clone())]),
-                "runbook",
-            ),
-            done_at_issue: None,
-        },
+        StepAction::Drain { reason } => issue(reason, None),
+        StepAction::Diagnose { .. } => issue("runbook", None),
         StepAction::Terminate { .. } if node.status == NodeStatus::Terminating => Begin::Watch,
-        StepAction::Terminate { reason } => {
-            Begin::Issue { request: request(CommandKind::Terminate, BTreeMap::new(), reason), done_at_issue: None }
-        }
+        StepAction::Terminate { reason } => issue(reason, None),
         StepAction::IssueCommand { command, parameters } => match command.parse::<CommandKind>() {
             Ok(kind) => Begin::Issue { request: request(kind, parameters.clone(), "runbook"), done_at_issue: None },
             Err(error) => Begin::Fail(format!("command {command:?}: {error}")),

@@ -79,6 +79,21 @@ pub(crate) async fn a_new_price_closes_the_open_one_and_prices_list_by_key(ctx: 
     assert!(message.contains("effective_to"), "{message}");
     let bounded = Price { effective_to: Some(t0), ..early };
     ctx.store.commit(batch("early").put_price(bounded)).await.expect("a bounded earlier price");
+    // A price with an end closes nothing: the open price applies again after it.
+    let (t2, t3) = (t1 + Duration::from_secs(3600), t1 + Duration::from_secs(7200));
+    let promotion = Price { effective_to: Some(t3), ..acme("acme-large", t2) };
+    ctx.store.commit(batch("promotion").put_price(promotion)).await.expect("a bounded later price");
+    let open: Vec<Timestamp> = acme_prices(ctx, None)
+        .await
+        .iter()
+        .filter(|p| p.model == "acme-large" && p.effective_to.is_none())
+        .map(|p| p.effective_from)
+        .collect();
+    assert_eq!(open, [t1], "the open price stays open");
+    // An ended price made open-ended again would overlap the open one for ever.
+    let reopened = acme("acme-large", t0);
+    let message = assert_err!(ctx.store.commit(batch("reopen").put_price(reopened)).await, E::Invalid(_));
+    assert!(message.contains("effective_to"), "{message}");
     let mut nameless = acme("", t1);
     nameless.provider = "acme".into();
     let message = assert_err!(ctx.store.commit(batch("bad").put_price(nameless)).await, E::Invalid(_));

@@ -670,11 +670,10 @@ impl Transaction for PgTx<'_> {
         inventory::refresh_usage(self.conn, self.slow, kind, source, usage, at).await
     }
 
-    async fn price(&mut self, provider: &str, model: &str, from: Timestamp) -> Result<Option<Price>> {
-        usage::model_price(&mut *self.conn, self.slow, usage::EXACT, provider, model, Some(from)).await
-    }
-
     async fn open_price(&mut self, provider: &str, model: &str) -> Result<Option<Price>> {
+        // Two open-ended prices of one model stored at once would each close the open
+        // price and both stay open: they take turns, per model, until commit.
+        usage::lock_model(&mut *self.conn, self.slow, provider, model).await?;
         usage::model_price(&mut *self.conn, self.slow, usage::OPEN, provider, model, None).await
     }
 

@@ -44,8 +44,8 @@ pub(super) async fn pricing<'e>(
     rows.into_iter().map(PriceRow::into_price).collect()
 }
 
-/// The model's price matching `condition` with the latest start, locked (`$3`: a time, if
-/// any; typed in the query for the conditions that do not use it).
+/// The model's price matching `condition` with the latest start (`$3`: the time, when
+/// the condition names one).
 pub(super) async fn model_price<'e>(
     executor: impl Executor<'e, Database = Postgres>,
     slow: SlowLog,
@@ -55,25 +55,38 @@ pub(super) async fn model_price<'e>(
     at: Option<Timestamp>,
 ) -> Result<Option<Price>> {
     let sql = format!(
-        "SELECT {} FROM provider_pricing WHERE provider = $1 AND model = $2 AND ($3::timestamptz IS NULL OR TRUE) \
-         AND {condition} ORDER BY effective_from DESC LIMIT 1 FOR UPDATE",
+        "SELECT {} FROM provider_pricing WHERE provider = $1 AND model = $2 AND {condition} \
+         ORDER BY effective_from DESC LIMIT 1",
         PriceRow::COLUMNS
     );
-    let row: Option<PriceRow<Time>> = slow
-        .run(
-            "provider_pricing.get",
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(provider.to_owned())
-                .bind(model.to_owned())
-                .bind(at.map(time))
-                .fetch_optional(executor),
-        )
-        .await
-        .map_err(|e| map_err(e, None))?;
+    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(provider.to_owned()).bind(model.to_owned());
+    if let Some(at) = at {
+        query = query.bind(time(at));
+    }
+    let row: Option<PriceRow<Time>> =
+        slow.run("provider_pricing.get", query.fetch_optional(executor)).await.map_err(|e| map_err(e, None))?;
     row.map(PriceRow::into_price).transpose()
 }
 
-pub(super) const EXACT: &str = "effective_from = $3";
+/// Holds a lock on (provider, model) until the transaction ends.
+pub(super) async fn lock_model<'e>(
+    executor: impl Executor<'e, Database = Postgres>,
+    slow: SlowLog,
+    provider: &str,
+    model: &str,
+) -> Result<()> {
+    slow.run(
+        "provider_pricing.lock",
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('bosun.price/' || $1 || '/' || $2, 0))")
+            .bind(provider.to_owned())
+            .bind(model.to_owned())
+            .execute(executor),
+    )
+    .await
+    .map_err(|e| map_err(e, None))?;
+    Ok(())
+}
+
 pub(super) const OPEN: &str = "effective_to IS NULL";
 pub(super) const IN_EFFECT: &str = "effective_from <= $3 AND (effective_to IS NULL OR $3 < effective_to)";
 

@@ -488,10 +488,6 @@ impl Transaction for SqliteTx<'_> {
         inventory::refresh_usage(self.conn, kind, source, usage, at)
     }
 
-    async fn price(&mut self, provider: &str, model: &str, from: Timestamp) -> Result<Option<Price>> {
-        usage::price(self.conn, provider, model, from)
-    }
-
     async fn open_price(&mut self, provider: &str, model: &str) -> Result<Option<Price>> {
         usage::open_price(self.conn, provider, model)
     }

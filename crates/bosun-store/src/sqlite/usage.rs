@@ -65,10 +65,6 @@ fn model_price(
     one(conn, &sql, &params, price_row)
 }
 
-pub(super) fn price(conn: &Connection, provider: &str, model: &str, from: Timestamp) -> Result<Option<Price>> {
-    model_price(conn, "effective_from = ?3", provider, model, Some(from))
-}
-
 pub(super) fn open_price(conn: &Connection, provider: &str, model: &str) -> Result<Option<Price>> {
     model_price(conn, "effective_to IS NULL", provider, model, None)
 }
