@@ -62,6 +62,8 @@ pub(crate) struct App {
     pub follows_changes: bool,
     /// The runbook executor's cache of the runs it moves on.
     pub executor: crate::runs::Executor,
+    /// Whether the MCP tools have their `tool_definitions` rows (set once they do).
+    pub mcp_tools_defined: std::sync::atomic::AtomicBool,
     /// Bumped when a run is started or approved: the executor's loop runs at once.
     pub run_wake: tokio::sync::watch::Sender<u64>,
     /// The configured inventory sources.
@@ -196,6 +198,7 @@ impl App {
             elected: tokio::sync::watch::Sender::new(0),
             follows_changes,
             executor: crate::runs::Executor::default(),
+            mcp_tools_defined: std::sync::atomic::AtomicBool::new(false),
             run_wake: tokio::sync::watch::Sender::new(0),
             inventory,
             drift: declaration.map(crate::drift::DriftCheck::new),

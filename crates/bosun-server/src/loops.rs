@@ -55,7 +55,7 @@ pub(crate) async fn janitor(app: &App) -> ApiResult<()> {
         let approvals = crate::runs::approvals::expire_overdue(app).await?;
         let sessions = crate::mcp::session::close_abandoned(app).await?;
         // In case the server could not define its MCP tools when it started.
-        if app.settings.mcp.enabled {
+        if app.settings.mcp.enabled && !app.mcp_tools_defined.load(std::sync::atomic::Ordering::Relaxed) {
             crate::mcp::tools::ensure_defined(app).await?;
         }
         if expired + failed + escalated + approvals + sessions > 0 {

@@ -1230,7 +1230,6 @@ impl IntegritySource for Check<'_> {
                 .collect(),
             // A node's last heartbeat lives in the node itself: it cannot outlive it.
             Reference::LivenessToNode => Vec::new(),
-            // A run's targets live in the run itself, a storage's hosts in the storage.
             // Targets live in their run, a host's storage links in the host, and a request's
             // response and token usage in its one usage record.
             Reference::RunTargetToRun

@@ -28,7 +28,7 @@ pub fn time_text<P: buffa::ProtoBox<WireTimestamp>>(at: &MessageField<WireTimest
     time(at)
 }
 
-fn non_empty(text: &str) -> Option<String> {
+pub(crate) fn non_empty(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
 }
 

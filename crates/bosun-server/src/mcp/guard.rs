@@ -148,10 +148,8 @@ pub(crate) async fn guard(State(guard): State<Arc<Guard>>, request: Request, nex
             return response;
         }
     };
-    let owner = match &caller {
-        Caller::Operator { name } | Caller::Admin { name } => name.clone(),
-        _ => "anonymous".to_owned(),
-    };
+    // The token's name (agent and node tokens were refused above), or `anonymous`.
+    let (owner, _) = caller.audit_identity();
     if let Err(retry_after) = guard.limit.check(&owner) {
         let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
         let message = format!(
@@ -228,12 +226,7 @@ pub(crate) async fn guard(State(guard): State<Arc<Guard>>, request: Request, nex
             );
         }
     }
-    let bearer = authorization
-        .as_deref()
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_owned())
-        .filter(|_| caller != Caller::Anonymous);
+    let bearer = app.auth.bearer_for(&caller).map(str::to_owned);
     parts.extensions.insert(McpCaller { caller, bearer });
 
     let response = next.run(Request::from_parts(parts, body)).await;

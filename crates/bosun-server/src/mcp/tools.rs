@@ -217,13 +217,14 @@ pub(crate) async fn ensure_defined(app: &App) -> ApiResult<()> {
         };
         batch.push(Write::PutTool { tool: Box::new(tool), expected: current.map(|row| row.revision) });
     }
-    if batch.is_empty() {
-        return Ok(());
+    if !batch.is_empty() {
+        match app.store.commit(batch).await {
+            Ok(_) | Err(StoreError::Conflict { .. } | StoreError::AlreadyExists { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
     }
-    match app.store.commit(batch).await {
-        Ok(_) | Err(StoreError::Conflict { .. } | StoreError::AlreadyExists { .. }) => Ok(()),
-        Err(error) => Err(error.into()),
-    }
+    app.mcp_tools_defined.store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
 }
 
 /// Enables or disables tool `name` for every agent (compare-and-set, retried once when

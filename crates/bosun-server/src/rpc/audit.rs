@@ -219,6 +219,8 @@ mod tests {
             "/bosun.v1.OpsService/SetApprovalPolicy",
             "/bosun.v1.OpsService/SetPricing",
             "/bosun.v1.OpsService/RecordLlmUsage",
+            "/bosun.v1.OpsService/SetMcpEnabled",
+            "/bosun.v1.OpsService/SetToolEnabled",
             "/bosun.v1.OpsService/ApproveRun",
             "/bosun.v1.AgentService/RegisterNode",
             "/navarch.ControlPlaneService/IssueCommand",
@@ -231,6 +233,9 @@ mod tests {
             "/bosun.v1.OpsService/GetRun",
             "/bosun.v1.OpsService/ListPricing",
             "/bosun.v1.OpsService/SummarizeUsage",
+            "/bosun.v1.OpsService/ListTools",
+            "/bosun.v1.OpsService/ListToolCalls",
+            "/bosun.v1.OpsService/GetMcpStatus",
         ] {
             assert!(mutation(path).is_none(), "{path}");
         }

@@ -172,6 +172,15 @@ fn filter_text(field: &str, value: &str) -> ApiResult<Option<String>> {
 }
 
 /// An operator's reason: optional, bounded.
+/// An optional identifier or name sent as text: empty means none, anything else must
+/// parse, and the error names `field`.
+fn parsed<T: std::str::FromStr<Err = ValidationError>>(field: &str, text: &str) -> ApiResult<Option<T>> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|e: ValidationError| ApiError::Invalid(ValidationError::new(field, e.problem)))
+}
+
 fn reason(value: &str) -> ApiResult<String> {
     if value.len() > 1024 || value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         return Err(ApiError::invalid("reason", "must be at most 1024 printable characters"));

@@ -18,7 +18,7 @@ use bosun_store::{ApprovalFilter, AuditFilter, PageRequest, RunFilter, StoreErro
 use buffa::MessageField;
 use connectrpc::{RequestContext, Response, ServiceRequest, ServiceResult};
 
-use super::{allowed, next_token, page_size, page_token};
+use super::{allowed, next_token, page_size, page_token, parsed};
 use crate::app::App;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, ApiResult};
@@ -40,14 +40,6 @@ fn run_id(text: &str) -> ApiResult<RunId> {
         return Err(ApiError::invalid("run_id", "is required"));
     }
     text.parse().map_err(|e: ValidationError| ApiError::Invalid(ValidationError::new("run_id", e.problem)))
-}
-
-/// An optional enum-like filter, parsed by its lower-case name.
-fn parsed<T: std::str::FromStr<Err = ValidationError>>(field: &str, text: &str) -> ApiResult<Option<T>> {
-    if text.is_empty() {
-        return Ok(None);
-    }
-    text.parse().map(Some).map_err(|e: ValidationError| ApiError::Invalid(ValidationError::new(field, e.problem)))
 }
 
 /// A free-text filter matched exactly against stored values.
@@ -441,7 +433,7 @@ impl OpsApi {
                 ));
             }
         }
-        let reason = exact("reason", &request.reason)?.unwrap_or_default();
+        let reason = super::reason(&request.reason)?;
         let stored = crate::mcp::switch::set(&self.app, caller, request.enabled, &reason).await?;
         Ok(v1::SetMcpEnabledResponse { status: MessageField::some(self.mcp_status(&stored)), ..Default::default() })
     }

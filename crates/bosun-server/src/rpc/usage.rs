@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use bosun_api::{convert, usage, v1};
-use bosun_core::{LlmText, LlmUsage, ResourceKind, RunId, UsageFilter, UsageGroup, ValidationError};
+use bosun_core::{LlmText, LlmUsage, ResourceKind, RunId, UsageFilter, UsageGroup};
 use bosun_store::{StoreError, WriteBatch, WriteOutcome};
 use buffa::MessageField;
 
@@ -33,13 +33,6 @@ fn count(field: &str, value: i64) -> ApiResult<u64> {
     u64::try_from(value).map_err(|_| ApiError::invalid(field, format_args!("must be ≥ 0 (got {value})")))
 }
 
-fn optional_run(text: &str) -> ApiResult<Option<RunId>> {
-    if text.is_empty() {
-        return Ok(None);
-    }
-    text.parse().map(Some).map_err(|e: ValidationError| ApiError::Invalid(ValidationError::new("run_id", e.problem)))
-}
-
 /// The caller as a usage record or a price names them (the audit log's name).
 fn who(caller: &Caller) -> String {
     caller.audit_identity().0
@@ -56,7 +49,7 @@ pub(crate) async fn record_llm_usage(
     record.cached_input_tokens = count("cached_input_tokens", request.cached_input_tokens)?;
     record.latency_ms = request.latency_ms.map(|ms| count("latency_ms", ms)).transpose()?;
     record.request_id = (!request.request_id.is_empty()).then_some(request.request_id);
-    record.run_id = optional_run(&request.run_id)?;
+    record.run_id = super::parsed::<RunId>("run_id", &request.run_id)?;
     record.prompt = request.prompt.map(|text| LlmText::bounded(text, MAX_RECORDED_TEXT_BYTES));
     record.response = request.response.map(|text| LlmText::bounded(text, MAX_RECORDED_TEXT_BYTES));
     // The store checks the rest (names, lengths, NULs), naming the field.
@@ -159,14 +152,7 @@ pub(crate) async fn summarize_usage(
         Some(at) => convert::from_timestamp("since", at)?,
         None => app.now() - DEFAULT_WINDOW,
     };
-    let by = if request.by.is_empty() {
-        UsageGroup::Model
-    } else {
-        request
-            .by
-            .parse::<UsageGroup>()
-            .map_err(|e: ValidationError| ApiError::Invalid(ValidationError::new("by", e.problem)))?
-    };
+    let by = super::parsed::<UsageGroup>("by", &request.by)?.unwrap_or(UsageGroup::Model);
     let rows = app.store.usage_summary(&UsageFilter { since, by }).await?;
     Ok(v1::SummarizeUsageResponse {
         rows: rows.iter().map(usage::usage_row).collect(),
@@ -185,8 +171,8 @@ mod tests {
         assert_eq!(count("input_tokens", 2000).expect("valid"), 2000);
         let message = count("input_tokens", -1).unwrap_err().to_string();
         assert!(message.starts_with("invalid input_tokens: must be ≥ 0"), "{message}");
-        assert_eq!(optional_run("").expect("none"), None);
-        let message = optional_run("not-a-run").unwrap_err().to_string();
+        assert_eq!(super::super::parsed::<RunId>("run_id", "").expect("none"), None);
+        let message = super::super::parsed::<RunId>("run_id", "not-a-run").unwrap_err().to_string();
         assert!(message.starts_with("invalid run_id:"), "{message}");
     }
 }

@@ -1,7 +1,7 @@
 //! The operations ledger from the command line: `bosun runbooks`, `bosun runs`,
 //! `bosun approvals` and `bosun audit`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -9,16 +9,13 @@ use bosun_api::{convert, v1};
 use buffa::MessageField;
 use clap::{Args, Subcommand};
 
+use super::read;
 use super::remote::{Remote, call, parse_duration};
 use crate::output;
 use crate::views::ledger::{
     ApprovalRuleRow, ArtifactRow, AuditRow, RunEventRow, RunRow, RunbookRow, approval_rule_table, artifact_table,
     audit_table, event_table, run_detail, run_table, runbook_table,
 };
-
-fn read(path: &Path, what: &str) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read the {what} {}", path.display()))
-}
 
 #[derive(Debug, Args)]
 pub struct RunbooksArgs {

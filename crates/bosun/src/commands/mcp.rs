@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::remote::{Remote, call};
 use crate::output;
-use crate::views::time_text;
+use crate::views::{non_empty, time_text};
 
 #[derive(Debug, Args)]
 pub struct McpArgs {
@@ -43,11 +43,11 @@ enum McpCommand {
         /// The run's id.
         run_id: String,
         /// At most this many calls (default 500, at most 10,000).
-        #[arg(long, default_value_t = 0)]
-        limit: u32,
+        #[arg(long)]
+        limit: Option<u32>,
         /// Only calls numbered after this one (the last ID of the previous page).
-        #[arg(long, default_value_t = 0)]
-        after: u64,
+        #[arg(long)]
+        after: Option<u64>,
     },
 }
 
@@ -82,18 +82,16 @@ impl Tool {
 }
 
 fn tools_text(tools: &[Tool]) -> String {
-    let mut text = format!("{:<22} {:<12} {:<8} DESCRIPTION\n", "NAME", "RISK", "ENABLED");
+    let mut table = output::Table::new(["NAME", "RISK", "ENABLED", "DESCRIPTION"]);
     for tool in tools {
-        let description: String = tool.description.chars().take(70).collect();
-        let more = if tool.description.chars().count() > 70 { "..." } else { "" };
-        text.push_str(&format!(
-            "{:<22} {:<12} {:<8} {description}{more}\n",
-            tool.name,
-            tool.risk,
-            if tool.enabled { "yes" } else { "no" }
-        ));
+        let mut description: String = tool.description.chars().take(70).collect();
+        if tool.description.chars().count() > 70 {
+            description.push_str("...");
+        }
+        let enabled = if tool.enabled { "yes" } else { "no" };
+        table.row([tool.name.clone(), tool.risk.clone(), enabled.to_owned(), description]);
     }
-    text
+    table.render()
 }
 
 /// A recorded tool call as printed.
@@ -112,7 +110,6 @@ struct Call {
 
 impl Call {
     fn from_wire(call: &v1::ToolCall) -> Self {
-        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
         let json = |s: &str| serde_json::from_str(s).unwrap_or_else(|_| serde_json::Value::String(s.to_owned()));
         Call {
             id: call.id,
@@ -129,22 +126,23 @@ impl Call {
 }
 
 fn calls_text(calls: &[Call], more: bool) -> String {
-    let mut text = format!("{:<6} {:<27} {:<18} {:<18} {:>8}  DETAIL\n", "ID", "AT", "TOOL", "STATUS", "MS");
+    let mut table = output::Table::new(["ID", "AT", "TOOL", "STATUS", "MS", "DETAIL"]);
     for call in calls {
-        let detail = match (&call.error, &call.approval_id) {
+        let detail: String = match (&call.error, &call.approval_id) {
             (_, Some(approval)) => format!("approval {approval}"),
             (Some(error), None) => error.chars().take(80).collect(),
             (None, None) => call.input.to_string().chars().take(80).collect(),
         };
-        text.push_str(&format!(
-            "{:<6} {:<27} {:<18} {:<18} {:>8}  {detail}\n",
-            call.id,
-            call.at.as_deref().unwrap_or("-"),
-            call.tool,
-            call.status,
-            call.duration_ms
-        ));
+        table.row([
+            call.id.to_string(),
+            call.at.clone().unwrap_or_else(|| "-".to_owned()),
+            call.tool.clone(),
+            call.status.clone(),
+            call.duration_ms.to_string(),
+            detail,
+        ]);
     }
+    let mut text = table.render();
     if let (true, Some(last)) = (more, calls.last()) {
         text.push_str(&format!("(more: --after {})\n", last.id));
     }
@@ -164,7 +162,6 @@ struct Status {
 
 impl Status {
     fn from_wire(status: &v1::GetMcpStatusResponse) -> Self {
-        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
         Status {
             enabled: status.enabled,
             config_enabled: status.config_enabled,
@@ -218,8 +215,8 @@ pub async fn run(args: &McpArgs) -> anyhow::Result<ExitCode> {
         McpCommand::Calls { run_id, limit, after } => {
             let request = v1::ListToolCallsRequest {
                 run_id: run_id.clone(),
-                limit: *limit,
-                after_id: *after,
+                limit: limit.unwrap_or_default(),
+                after_id: after.unwrap_or_default(),
                 ..Default::default()
             };
             let answer = call!(ops, list_tool_calls, request);

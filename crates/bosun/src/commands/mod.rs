@@ -46,3 +46,9 @@ impl StoreArg {
         self.store.is_some() || std::env::var_os("STORE_TYPE").is_some()
     }
 }
+
+/// A file the user named, read whole; the error names what it was meant to be.
+fn read(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    std::fs::read_to_string(path).with_context(|| format!("cannot read the {what} {}", path.display()))
+}

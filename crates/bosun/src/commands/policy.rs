@@ -9,6 +9,7 @@ use bosun_core::Clock as _;
 use bosun_policy::{Policy, check};
 use clap::{Args, Subcommand};
 
+use super::read;
 use super::remote::{Remote, call};
 use crate::output::{self, Format};
 
@@ -54,10 +55,6 @@ enum PolicyCommand {
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
     },
-}
-
-fn read(path: &Path, what: &str) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read the {what} {}", path.display()))
 }
 
 pub async fn run(args: &PolicyArgs) -> anyhow::Result<ExitCode> {

@@ -222,8 +222,7 @@ pub async fn run_pricing(args: &PricingArgs) -> anyhow::Result<ExitCode> {
     let format = args.remote.output;
     let text = match &args.command {
         PricingCommand::Set { file } => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read the price list {}", file.display()))?;
+            let text = super::read(file, "price list")?;
             let entries = bosun_config::pricing::parse_price_list(&text)
                 .with_context(|| format!("the price list {}", file.display()))?;
             let prices = entries
