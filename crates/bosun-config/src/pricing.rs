@@ -133,8 +133,16 @@ mod tests {
     fn mistakes_name_the_entry_and_key() {
         let cases = [
             (ACME.replace("model: acme-small", "model: acme-small\n  colour: red"), "[1].colour", "unknown key"),
-            (ACME.replace("output_per_mtok_usd: 15.0", "output_per_mtok_usd: -15.0"), "[0].output_per_mtok_usd", "not a price"),
-            (ACME.replace("input_per_mtok_usd: 1\n", "input_per_mtok_usd: .nan\n"), "[1].input_per_mtok_usd", "not a price"),
+            (
+                ACME.replace("output_per_mtok_usd: 15.0", "output_per_mtok_usd: -15.0"),
+                "[0].output_per_mtok_usd",
+                "not a price",
+            ),
+            (
+                ACME.replace("input_per_mtok_usd: 1\n", "input_per_mtok_usd: .nan\n"),
+                "[1].input_per_mtok_usd",
+                "not a price",
+            ),
             (ACME.replace("2027-01-01", "2025-01-01"), "[1].effective_to", "not after"),
             (ACME.replace("\"2026-01-01T00:00:00Z\"", "yesterday"), "[0].effective_from", "RFC 3339"),
             (ACME.replace("  model: acme-small\n", ""), "[1]", "model"),
